@@ -1,0 +1,55 @@
+# Makefile: the front door. Every target that needs the Debian packages runs
+# scripts/deps.sh first, so a fresh Debian 12 machine needs nothing else.
+PREFIX ?= /usr/local
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+MANIFEST ?= examples/ship-manifest.toml
+FUZZ_SECONDS ?= 30
+
+.PHONY: all deps build run test test-only asan fuzz bench install clean
+
+all: build
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	@./scripts/deps.sh
+	meson setup $(BUILD) --buildtype=debugoptimized
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: build
+	./scripts/run-example.sh $(BUILD) $(MANIFEST)
+
+test: build
+	./scripts/test.sh $(BUILD)
+
+$(ASAN_BUILD)/build.ninja:
+	@./scripts/deps.sh
+	meson setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ./scripts/test.sh $(ASAN_BUILD)
+
+$(FUZZ_BUILD)/build.ninja:
+	@./scripts/deps.sh
+	CC=clang meson setup $(FUZZ_BUILD) --buildtype=debugoptimized -Dfuzz=true -Db_lundef=false
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+	./scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+bench: build
+	DEPS_BENCH=1 ./scripts/deps.sh
+	./bench/run.sh $(BUILD)
+
+install: build
+	install -Dm755 $(BUILD)/mothership $(DESTDIR)$(PREFIX)/bin/mothership
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# scripts/deps.sh: install the Debian 12 packages Mothership builds and tests
+# with (DESIGN.md section 2), only those that are missing. Idempotent: a
+# machine that has everything runs no apt-get at all.
+set -euo pipefail
+
+PKGS=(
+  build-essential meson ninja-build pkg-config clang lld
+  libuv1-dev libhttp-parser-dev libssl-dev libwslay-dev zlib1g-dev
+  libbrotli-dev libpcre2-dev libjansson-dev libncurses-dev libcmocka-dev
+  python3 python3-pytest python3-requests python3-websockets
+  wabt curl wrk tmux procps iproute2
+)
+# Benchmark peers: only for `make bench` (DEPS_BENCH=1).
+if [ "${DEPS_BENCH:-0}" = 1 ]; then
+  PKGS+=(nginx-light haproxy supervisor)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# scripts/test.sh BUILD: run every suite against the binaries in BUILD and
+# print one closing line "N passed, N failed" over all of them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec /usr/bin/python3 scripts/run_tests.py "${1:-build}"

@@ -1,0 +1,156 @@
+/* chart.c: `mothership chart`: per bind, the static dirs (longest prefix
+ * first) and then the routes in match order, each with its target, upstream,
+ * strip_prefix and the modules that may apply. Printed from the same routing
+ * table the data plane matches with (router/table.c). Text or --json. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "router/table.h"
+
+static const char *upstream_of(const ms_ship *s)
+{
+    if (s->kind == MS_BAY)
+        return "docking link";
+    return s->has_bind ? s->bind.text : "-";
+}
+
+static void print_text(const ms_route_table *t, bool color)
+{
+    const ms_manifest *m = t->m;
+    const char *b0 = color ? "\033[1m" : "", *b1 = color ? "\033[0m" : "";
+    const char *dim = color ? "\033[2m" : "";
+    if (t->nbinds == 0)
+        printf("no binds: nothing is exposed (add a [mothership.bind] table)\n");
+    for (size_t b = 0; b < t->nbinds; b++) {
+        const ms_rt_bind *rb = &t->binds[b];
+        printf("%sbind %s%s  %s%s\n", b0, rb->bind->name, b1, rb->bind->addr.text, rb->bind->tls ? " (tls)" : "");
+        if (rb->nstatics == 0 && rb->nroutes == 0)
+            printf("  %s(nothing routed: every request gets 404)%s\n", dim, b1);
+        size_t n = 1;
+        for (size_t s = 0; s < rb->nstatics; s++, n++) {
+            const ms_static_dir *sd = rb->statics[s];
+            printf("  %2zu. static  %-24s -> %s%s\n", n, sd->prefix, sd->path,
+                   sd->bind ? "  (this bind only)" : "");
+        }
+        for (size_t r = 0; r < rb->nroutes; r++, n++) {
+            const ms_rt_route *rr = &rb->routes[r];
+            const ms_ship *s = rr->target;
+            printf("  %2zu. route   %-24s -> %s %s  %s", n, rr->route->pattern,
+                   s->kind == MS_BAY ? "bay" : "ship", s->name, upstream_of(s));
+            if (rr->route->strip_prefix)
+                printf("  strip %s", rr->route->strip_prefix);
+            if (rr->nmodules) {
+                printf("  modules ");
+                for (size_t i = 0; i < rr->nmodules; i++) {
+                    const ms_module *mod = &m->modules[rr->modules[i]];
+                    printf("%s%s(%s)", i ? "," : "", mod->name,
+                           mod->phase == MS_PHASE_REQUEST ? "request" : "response");
+                }
+            }
+            putchar('\n');
+            if (rr->shadowed_by)
+                printf("      %swarning: never reached: route %zu (%s) takes every path it could match%s\n",
+                       color ? "\033[33m" : "", rb->nstatics + (size_t)(rr->shadowed_by - rb->routes) + 1,
+                       rr->shadowed_by->route->pattern, b1);
+        }
+        if ((rb->nstatics || rb->nroutes) && !rb->catch_all)
+            printf("  %s    anything else -> 404%s\n", dim, b1);
+    }
+    /* what is not reachable from outside */
+    bool header = false;
+    for (size_t i = 0; i < m->nships; i++) {
+        const ms_ship *s = &m->ships[i];
+        if (s->nroutes)
+            continue;
+        if (!header) {
+            printf("not routed: ");
+            header = true;
+        } else
+            printf(", ");
+        printf("%s (%s)", s->name, ms_ship_kind_word(s));
+    }
+    if (header)
+        putchar('\n');
+}
+
+static int print_json(const ms_route_table *t)
+{
+    const ms_manifest *m = t->m;
+    json_t *root = json_object(), *binds = json_array();
+    if (!root || !binds)
+        goto oom;
+    json_object_set_new(root, "binds", binds);
+    for (size_t b = 0; b < t->nbinds; b++) {
+        const ms_rt_bind *rb = &t->binds[b];
+        json_t *jb = json_pack("{s:s, s:s, s:b}", "name", rb->bind->name, "address", rb->bind->addr.text, "tls",
+                               rb->bind->tls);
+        json_t *statics = json_array(), *routes = json_array();
+        if (!jb || !statics || !routes)
+            goto oom;
+        json_object_set_new(jb, "static", statics);
+        json_object_set_new(jb, "routes", routes);
+        json_array_append_new(binds, jb);
+        for (size_t s = 0; s < rb->nstatics; s++) {
+            const ms_static_dir *sd = rb->statics[s];
+            json_t *js = json_pack("{s:s, s:s, s:o}", "prefix", sd->prefix, "path", sd->path, "bind",
+                                   sd->bind ? json_string(sd->bind) : json_null());
+            if (!js)
+                goto oom;
+            json_array_append_new(statics, js);
+        }
+        for (size_t r = 0; r < rb->nroutes; r++) {
+            const ms_rt_route *rr = &rb->routes[r];
+            const ms_ship *s = rr->target;
+            json_t *mods = json_array();
+            if (!mods)
+                goto oom;
+            for (size_t i = 0; i < rr->nmodules; i++)
+                json_array_append_new(mods, json_string(m->modules[rr->modules[i]].name));
+            json_t *jr = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "pattern", rr->route->pattern, "target",
+                                   s->name, "kind", s->kind == MS_BAY ? "bay" : "ship", "upstream",
+                                   s->kind == MS_SHIP && s->has_bind ? json_string(s->bind.text) : json_null(),
+                                   "strip_prefix",
+                                   rr->route->strip_prefix ? json_string(rr->route->strip_prefix) : json_null(),
+                                   "modules", mods);
+            if (jr && rr->shadowed_by)
+                json_object_set_new(jr, "shadowed_by", json_string(rr->shadowed_by->route->pattern));
+            if (!jr)
+                goto oom;
+            json_array_append_new(routes, jr);
+        }
+    }
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (!text)
+        return MS_EXIT_FAIL;
+    puts(text);
+    free(text);
+    return MS_EXIT_OK;
+oom:
+    json_decref(root);
+    fprintf(stderr, "mothership: out of memory\n");
+    return MS_EXIT_FAIL;
+}
+
+int ms_cmd_chart(const ms_cli *o)
+{
+    ms_manifest *m = ms_cli_load(o);
+    if (!m)
+        return MS_EXIT_FAIL;
+    ms_route_table *t = ms_route_table_build(m);
+    int rc = MS_EXIT_FAIL;
+    if (!t)
+        fprintf(stderr, "mothership: out of memory building the routing table\n");
+    else if (o->json)
+        rc = print_json(t);
+    else {
+        print_text(t, o->color);
+        rc = MS_EXIT_OK;
+    }
+    ms_route_table_free(t);
+    ms_manifest_free(m);
+    return rc;
+}

@@ -1,0 +1,112 @@
+/* commands.c: the offline subcommands: clearance (validate and summarise)
+ * and the shared manifest loading with error printing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+ms_manifest *ms_cli_load(const ms_cli *o)
+{
+    ms_diags d;
+    ms_diags_init(&d, o->manifest);
+    ms_manifest *m = ms_manifest_load(o->manifest, &d);
+    if (!m) {
+        size_t n = ms_diags_count(&d);
+        ms_diags_print(&d, stderr);
+        if (n > 1)
+            fprintf(stderr, "%s: %zu problems found\n", o->manifest, n);
+    }
+    ms_diags_free(&d);
+    return m;
+}
+
+static void list_join(FILE *out, const ms_strlist *l)
+{
+    for (size_t i = 0; i < l->len; i++)
+        fprintf(out, "%s%s", i ? "," : "", l->items[i]);
+}
+
+void ms_print_summary(const ms_manifest *m, FILE *out)
+{
+    size_t nships = 0, nbays = 0;
+    for (size_t i = 0; i < m->nships; i++)
+        m->ships[i].kind == MS_SHIP ? nships++ : nbays++;
+
+    fprintf(out, "%s: cleared for launch\n", m->path);
+    fprintf(out, "  ships    %zu\n", nships);
+    /* groups in order of first appearance */
+    for (size_t i = 0; i < m->nships; i++) {
+        const ms_ship *s = &m->ships[i];
+        if (s->kind != MS_SHIP)
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i; j++)
+            if (m->ships[j].kind == MS_SHIP && strcmp(m->ships[j].group, s->group) == 0)
+                seen = true;
+        if (seen)
+            continue;
+        fprintf(out, "    %s:\n", s->group);
+        for (size_t j = i; j < m->nships; j++) {
+            const ms_ship *t = &m->ships[j];
+            if (t->kind != MS_SHIP || strcmp(t->group, s->group) != 0)
+                continue;
+            fprintf(out, "      %-16s %-6s", t->name, ms_ship_kind_word(t));
+            if (t->has_bind)
+                fprintf(out, " %s", t->bind.text);
+            if (!t->critical)
+                fprintf(out, " non-critical");
+            if (t->depends_on.len) {
+                fprintf(out, " after ");
+                list_join(out, &t->depends_on);
+            }
+            if (t->tags.len) {
+                fprintf(out, " tags ");
+                list_join(out, &t->tags);
+            }
+            fputc('\n', out);
+        }
+    }
+    fprintf(out, "  bays     %zu\n", nbays);
+    for (size_t i = 0; i < m->nships; i++) {
+        const ms_ship *t = &m->ships[i];
+        if (t->kind != MS_BAY)
+            continue;
+        fprintf(out, "      %-16s %s", t->name, t->group);
+        if (t->depends_on.len) {
+            fprintf(out, " after ");
+            list_join(out, &t->depends_on);
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "  modules  %zu\n", m->nmodules);
+    for (size_t i = 0; i < m->nmodules; i++) {
+        const ms_module *mod = &m->modules[i];
+        fprintf(out, "      %-16s %-8s on_error=%s %s\n", mod->name,
+                mod->phase == MS_PHASE_REQUEST ? "request" : "response", mod->fail_open ? "open" : "closed",
+                mod->wasm);
+    }
+    fprintf(out, "  uplinks  %zu\n", m->nuplinks);
+    for (size_t i = 0; i < m->nuplinks; i++) {
+        const ms_uplink *u = &m->uplinks[i];
+        fprintf(out, "      %-16s %s://%s:%u timeout %llums\n", u->name, u->scheme, u->host, u->port,
+                (unsigned long long)u->timeout_ms);
+    }
+    fprintf(out, "  binds    %zu\n", m->global.nbinds);
+    for (size_t i = 0; i < m->global.nbinds; i++) {
+        const ms_bind *b = &m->global.binds[i];
+        fprintf(out, "      %-16s %s%s\n", b->name, b->addr.text, b->tls ? " (tls)" : "");
+    }
+    if (m->global.metrics_port)
+        fprintf(out, "  metrics  http://%s:%u/metrics\n", m->global.metrics_bind, m->global.metrics_port);
+}
+
+int ms_cmd_clearance(const ms_cli *o)
+{
+    ms_manifest *m = ms_cli_load(o);
+    if (!m)
+        return MS_EXIT_FAIL;
+    ms_print_summary(m, stdout);
+    ms_manifest_free(m);
+    return MS_EXIT_OK;
+}

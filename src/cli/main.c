@@ -1,0 +1,131 @@
+/* main.c: the mothership command line: parses the subcommand and options
+ * and dispatches. `mothership` alone means `mothership run`. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "ms_config.h"
+
+static void usage(FILE *out)
+{
+    fputs("Usage: mothership [COMMAND] [OPTIONS]\n"
+          "\n"
+          "Commands:\n"
+          "  run          launch the fleet (default)\n"
+          "  init [PATH]  write a commented starter manifest (default ./ship-manifest.toml)\n"
+          "  clearance    validate the manifest offline and summarise the fleet\n"
+          "  preflight    validate the manifest and check every uplink\n"
+          "  chart        print where each request goes, per bind\n"
+          "\n"
+          "Options:\n"
+          "  -c, --config PATH     manifest to use (default ./ship-manifest.toml)\n"
+          "      --only T1,T2      run: only entries with one of these tags (and their dependencies)\n"
+          "      --except T1,T2    run: leave out entries with one of these tags\n"
+          "      --tui             run: show the dashboard\n"
+          "      --log-format F    run: text (default) or json\n"
+          "      --json            chart: machine-readable output\n"
+          "  -f, --force           init: overwrite an existing file\n"
+          "  -h, --help            this help\n"
+          "  -V, --version         print the version\n"
+          "\n"
+          "Exit codes: 0 ok, 1 invalid manifest or failed check, 2 usage error.\n",
+          out);
+}
+
+static bool known_command(const char *c)
+{
+    static const char *const cmds[] = { "run", "init", "clearance", "preflight", "chart", NULL };
+    for (size_t i = 0; cmds[i]; i++)
+        if (strcmp(cmds[i], c) == 0)
+            return true;
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    ms_cli o = { .command = "run", .manifest = "ship-manifest.toml", .log_format = "text" };
+    const char *nc = getenv("NO_COLOR");
+    o.color = isatty(STDOUT_FILENO) && !(nc && *nc);
+
+    enum { OPT_ONLY = 256, OPT_EXCEPT, OPT_TUI, OPT_JSON, OPT_LOGFMT };
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "force", no_argument, NULL, 'f' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { "only", required_argument, NULL, OPT_ONLY },
+        { "except", required_argument, NULL, OPT_EXCEPT },
+        { "tui", no_argument, NULL, OPT_TUI },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "log-format", required_argument, NULL, OPT_LOGFMT },
+        { NULL, 0, NULL, 0 },
+    };
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":c:fhV", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': o.manifest = optarg; break;
+        case 'f': o.force = true; break;
+        case 'h': usage(stdout); return MS_EXIT_OK;
+        case 'V': printf("mothership %s\n", MS_VERSION); return MS_EXIT_OK;
+        case OPT_ONLY: o.only = optarg; break;
+        case OPT_EXCEPT: o.except = optarg; break;
+        case OPT_TUI: o.tui = true; break;
+        case OPT_JSON: o.json = true; break;
+        case OPT_LOGFMT:
+            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0) {
+                fprintf(stderr, "mothership: --log-format must be text or json, not \"%s\"\n", optarg);
+                return MS_EXIT_USAGE;
+            }
+            o.log_format = optarg;
+            break;
+        case ':':
+            fprintf(stderr, "mothership: option %s needs a value\n", argv[optind - 1]);
+            return MS_EXIT_USAGE;
+        default:
+            fprintf(stderr, "mothership: unknown option %s (see mothership --help)\n", argv[optind - 1]);
+            return MS_EXIT_USAGE;
+        }
+    }
+    int pos = optind;
+    if (pos < argc) {
+        if (!known_command(argv[pos])) {
+            fprintf(stderr, "mothership: unknown command \"%s\" (commands: run, init, clearance, preflight, "
+                            "chart; see mothership --help)\n", argv[pos]);
+            return MS_EXIT_USAGE;
+        }
+        o.command = argv[pos++];
+    }
+    if (strcmp(o.command, "init") == 0 && pos < argc)
+        o.init_path = argv[pos++];
+    if (pos < argc) {
+        fprintf(stderr, "mothership: unexpected argument \"%s\"\n", argv[pos]);
+        return MS_EXIT_USAGE;
+    }
+    bool is_run = strcmp(o.command, "run") == 0;
+    if (!is_run && (o.only || o.except || o.tui)) {
+        fprintf(stderr, "mothership: --only, --except and --tui go with run, not %s\n", o.command);
+        return MS_EXIT_USAGE;
+    }
+    if (o.json && strcmp(o.command, "chart") != 0) {
+        fprintf(stderr, "mothership: --json goes with chart\n");
+        return MS_EXIT_USAGE;
+    }
+    if (o.force && strcmp(o.command, "init") != 0) {
+        fprintf(stderr, "mothership: --force goes with init\n");
+        return MS_EXIT_USAGE;
+    }
+
+    if (strcmp(o.command, "init") == 0)
+        return ms_cmd_init(&o);
+    if (strcmp(o.command, "clearance") == 0)
+        return ms_cmd_clearance(&o);
+    if (strcmp(o.command, "chart") == 0)
+        return ms_cmd_chart(&o);
+    if (strcmp(o.command, "preflight") == 0)
+        return ms_cmd_preflight(&o);
+    return ms_cmd_run(&o);
+}

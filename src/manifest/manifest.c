@@ -1,0 +1,215 @@
+/* manifest.c: the manifest's lifecycle: reading the file (bounded), parsing
+ * it with toml.c, loading (manifest_load.c) and checking (manifest_check.c)
+ * the model, lookups, and freeing. */
+#include "manifest/manifest_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/strutil.h"
+
+#define MANIFEST_MAX_BYTES (4u << 20)
+
+const char *ms_strmap_get(const ms_strmap *m, const char *key)
+{
+    for (size_t i = 0; i < m->len; i++)
+        if (strcmp(m->items[i].key, key) == 0)
+            return m->items[i].value;
+    return NULL;
+}
+
+void ld_ship_free(ms_ship *s)
+{
+    free(s->name);
+    free(s->group);
+    free(s->command);
+    ld_strlist_free(&s->args);
+    free(s->cwd);
+    if (s->has_bind)
+        ms_addr_free(&s->bind);
+    free(s->health.path);
+    ld_routes_free(s->routes, s->nroutes);
+    ld_strlist_free(&s->depends_on);
+    free(s->depends_pos);
+    ld_strmap_free(&s->env);
+    ld_strmap_free(&s->config);
+    ld_strlist_free(&s->tags);
+}
+
+void ld_module_free(ms_module *mod)
+{
+    free(mod->name);
+    free(mod->wasm);
+    ld_strlist_free(&mod->routes);
+    free(mod->route_pos);
+    ld_strmap_free(&mod->config);
+    ld_strlist_free(&mod->tags);
+}
+
+void ms_manifest_free(ms_manifest *m)
+{
+    if (!m)
+        return;
+    ms_global *g = &m->global;
+    free(g->metrics_bind);
+    free(g->socket_dir);
+    ld_strmap_free(&g->env);
+    for (size_t i = 0; i < g->nbinds; i++) {
+        free(g->binds[i].name);
+        ms_addr_free(&g->binds[i].addr);
+    }
+    free(g->binds);
+    free(g->tls_cert);
+    free(g->tls_key);
+    for (size_t i = 0; i < g->nstatic; i++) {
+        free(g->static_dirs[i].path);
+        free(g->static_dirs[i].prefix);
+        free(g->static_dirs[i].bind);
+    }
+    free(g->static_dirs);
+    for (size_t i = 0; i < m->nships; i++)
+        ld_ship_free(&m->ships[i]);
+    free(m->ships);
+    for (size_t i = 0; i < m->nmodules; i++)
+        ld_module_free(&m->modules[i]);
+    free(m->modules);
+    for (size_t i = 0; i < m->nuplinks; i++) {
+        ms_uplink *u = &m->uplinks[i];
+        free(u->name);
+        free(u->url_text);
+        free(u->url);
+        free(u->scheme);
+        free(u->host);
+        free(u->path);
+    }
+    free(m->uplinks);
+    free(m->path);
+    free(m->dir);
+    free(m);
+}
+
+ms_manifest *ms_manifest_load_buffer(const char *data, size_t len, const char *path,
+                                     const char *dir, ms_diags *diags)
+{
+    toml_error err;
+    toml_node *root = toml_parse(data, len, &err);
+    if (!root) {
+        ms_diag_add(diags, err.line, err.col, "%s", err.msg);
+        return NULL;
+    }
+    ms_manifest *m = calloc(1, sizeof *m);
+    if (!m) {
+        toml_free(root);
+        ms_diag_add(diags, 0, 0, "out of memory");
+        return NULL;
+    }
+    m->path = ms_strdup(path ? path : "ship-manifest.toml");
+    m->dir = ms_strdup(dir ? dir : ".");
+    ld_ctx c = { .m = m, .diags = diags };
+    if (!m->path || !m->dir)
+        c.oom = true;
+    else
+        ld_document(&c, root);
+    if (!c.oom)
+        ld_check(&c);
+    toml_free(root);
+    if (c.oom)
+        ms_diag_add(diags, 0, 0, "out of memory while loading the manifest");
+    if (c.bad || c.oom || ms_diags_count(diags) > 0) {
+        ms_manifest_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+ms_manifest *ms_manifest_load(const char *path, ms_diags *diags)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ms_diag_add(diags, 0, 0, "cannot open: %s%s", strerror(errno),
+                    errno == ENOENT ? " (create one with `mothership init`)" : "");
+        return NULL;
+    }
+    size_t cap = 64 * 1024, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        ms_diag_add(diags, 0, 0, "out of memory");
+        return NULL;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (cap >= MANIFEST_MAX_BYTES) {
+                ms_diag_add(diags, 0, 0, "manifest is larger than %u bytes", MANIFEST_MAX_BYTES);
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            cap *= 2;
+            char *n = realloc(buf, cap);
+            if (!n) {
+                ms_diag_add(diags, 0, 0, "out of memory");
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = n;
+        }
+        size_t r = fread(buf + len, 1, cap - len, f);
+        len += r;
+        if (r == 0) {
+            if (ferror(f)) {
+                ms_diag_add(diags, 0, 0, "cannot read: %s", strerror(errno));
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    char *dir = ms_strdup(path);
+    if (!dir) {
+        free(buf);
+        ms_diag_add(diags, 0, 0, "out of memory");
+        return NULL;
+    }
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        strcpy(dir, ".");
+    ms_manifest *m = ms_manifest_load_buffer(buf, len, path, dir, diags);
+    free(buf);
+    free(dir);
+    return m;
+}
+
+ms_ship *ms_manifest_find_ship(const ms_manifest *m, const char *name)
+{
+    for (size_t i = 0; i < m->nships; i++)
+        if (strcmp(m->ships[i].name, name) == 0)
+            return &m->ships[i];
+    return NULL;
+}
+
+const ms_bind *ms_manifest_find_bind(const ms_manifest *m, const char *name)
+{
+    for (size_t i = 0; i < m->global.nbinds; i++)
+        if (strcmp(m->global.binds[i].name, name) == 0)
+            return &m->global.binds[i];
+    return NULL;
+}
+
+const char *ms_ship_kind_word(const ms_ship *s)
+{
+    if (s->kind == MS_BAY)
+        return "bay";
+    if (s->oneshot)
+        return "job";
+    return s->has_bind ? "ship" : "worker";
+}

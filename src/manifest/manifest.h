@@ -1,0 +1,209 @@
+/* manifest.h: the typed model of ship-manifest.toml. A manifest is loaded
+ * from a TOML tree (manifest_load.c), base templates are merged into its
+ * entries, and it is validated (manifest_check.c); every problem is reported
+ * with file:line:col and the entry's name. After a successful load the model
+ * is immutable and owned by one ms_manifest, freed with ms_manifest_free().
+ *
+ * Vocabulary (DESIGN.md): a ship is a supervised process ([[fleet.<group>]]),
+ * a bay docks over a Unix socket ([[bays.<type>]]), a bind is a named
+ * listener, a route maps (bind, pattern) to a ship or bay, a module is a WASM
+ * payload, an uplink an external dependency checked before launch. */
+#ifndef MS_MANIFEST_H
+#define MS_MANIFEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/diag.h"
+
+/* ---------------------------------------------------------------- addresses */
+typedef enum ms_addr_kind { MS_ADDR_TCP, MS_ADDR_UNIX } ms_addr_kind;
+
+typedef struct ms_addr {
+    ms_addr_kind kind;
+    char *host;          /* TCP: "127.0.0.1", "0.0.0.0", "::1", "localhost" */
+    uint16_t port;       /* TCP */
+    char *path;          /* UNIX: absolute or manifest-relative, as resolved */
+    char *text;          /* canonical form: "tcp://127.0.0.1:3000", "unix:///tmp/a.sock" */
+} ms_addr;
+
+/* Parse "tcp://h:p", "h:p", "[v6]:p", "p" (127.0.0.1:p) or "unix:///path".
+ * On failure returns false and writes a reason into why. */
+bool ms_addr_parse(const char *text, ms_addr *out, char *why, size_t why_len);
+void ms_addr_free(ms_addr *a);
+/* True if two listeners at these addresses cannot both be bound (same unix
+ * path; same TCP port on the same host, or on a wildcard and any host). */
+bool ms_addr_collide(const ms_addr *a, const ms_addr *b);
+
+/* ---------------------------------------------------------------- small types */
+typedef struct ms_kv {
+    char *key;
+    char *value;
+} ms_kv;
+
+typedef struct ms_strmap {    /* ordered string map (env, config) */
+    ms_kv *items;
+    size_t len;
+} ms_strmap;
+
+typedef struct ms_strlist {
+    char **items;
+    size_t len;
+} ms_strlist;
+
+typedef struct ms_pos {
+    int line, col;
+} ms_pos;
+
+const char *ms_strmap_get(const ms_strmap *m, const char *key);
+
+/* ---------------------------------------------------------------- global */
+typedef struct ms_bind {
+    char *name;
+    ms_addr addr;
+    bool tls;
+    ms_pos pos;
+} ms_bind;
+
+typedef struct ms_static_dir {
+    char *path;          /* resolved against the manifest's directory */
+    char *prefix;        /* always starts with '/' */
+    char *bind;          /* NULL: every bind */
+    ms_pos pos;
+} ms_static_dir;
+
+typedef struct ms_global {
+    uint16_t metrics_port;       /* 0: no metrics listener */
+    ms_pos metrics_pos;
+    char *metrics_bind;          /* default "127.0.0.1" */
+    bool compression;            /* default false */
+    uint64_t shutdown_timeout_ms; /* default 10s */
+    uint64_t ready_timeout_ms;   /* default 60s */
+    char *socket_dir;            /* NULL: $MS_SOCKET_DIR, $XDG_RUNTIME_DIR/mothership, /tmp/mothership */
+    unsigned workers;            /* default 1; 0 means "auto" (CPUs) */
+    ms_strmap env;
+    ms_bind *binds;
+    size_t nbinds;
+    bool has_tls;                /* [mothership.tls] present */
+    char *tls_cert, *tls_key;    /* resolved paths */
+    ms_pos tls_cert_pos, tls_key_pos;
+    ms_pos tls_pos;
+    ms_static_dir *static_dirs;
+    size_t nstatic;
+} ms_global;
+
+/* ---------------------------------------------------------------- fleet */
+typedef struct ms_route {
+    char *bind;          /* bind name */
+    char *pattern;       /* PCRE2 pattern, matched against the whole path */
+    char *strip_prefix;  /* NULL when none */
+    ms_pos pos;
+    size_t target;       /* index into ms_manifest.ships */
+} ms_route;
+
+typedef struct ms_health {
+    char *path;                  /* NULL: no health check */
+    uint64_t interval_ms;        /* default 5s */
+    uint64_t timeout_ms;         /* default 2s */
+    uint64_t grace_ms;           /* startup grace before failures count; default 0 */
+    unsigned failures;           /* consecutive failures to turn unhealthy / open breaker; default 3 */
+    unsigned successes;          /* consecutive successes to turn healthy / close; default 1 */
+    uint64_t cooldown_ms;        /* breaker open -> half-open; default 10s */
+    bool restart;                /* restart the ship when it turns unhealthy; default false */
+} ms_health;
+
+typedef enum ms_ship_kind { MS_SHIP, MS_BAY } ms_ship_kind;
+
+typedef struct ms_ship {
+    ms_ship_kind kind;
+    char *name;
+    char *group;         /* ships: fleet.<group>; bays: the bay type ("websocket") */
+    char *command;
+    ms_strlist args;
+    char *cwd;           /* resolved; NULL: the manifest's directory */
+    bool has_bind;       /* ships only */
+    ms_addr bind;
+    ms_pos bind_pos;
+    ms_health health;
+    ms_route *routes;
+    size_t nroutes;
+    ms_strlist depends_on;
+    ms_pos *depends_pos; /* position of each depends_on item */
+    ms_strmap env;       /* base template merged in */
+    ms_strmap config;    /* bays: sent in Moored */
+    bool critical;       /* default true */
+    bool oneshot;        /* ships only; default false */
+    ms_strlist tags;     /* base tags first, duplicates dropped */
+    uint64_t ready_timeout_ms;    /* 0: the global default */
+    uint64_t shutdown_timeout_ms; /* 0: the global default */
+    ms_pos pos;          /* the entry's [[header]] */
+    ms_pos name_pos;     /* its name's value */
+} ms_ship;
+
+/* ---------------------------------------------------------------- modules */
+typedef enum ms_phase { MS_PHASE_REQUEST, MS_PHASE_RESPONSE } ms_phase;
+
+typedef struct ms_module {
+    char *name;
+    char *wasm;          /* resolved path */
+    ms_pos wasm_pos;
+    ms_strlist routes;   /* path patterns, all binds; empty: every path */
+    ms_pos *route_pos;
+    ms_phase phase;      /* default request */
+    ms_strmap config;
+    ms_strlist tags;
+    bool fail_open;      /* on_error = "open"; default "closed" */
+    ms_pos pos;
+    ms_pos name_pos;
+} ms_module;
+
+/* ---------------------------------------------------------------- uplinks */
+typedef struct ms_uplink {
+    char *name;
+    char *url_text;      /* as written */
+    char *url;           /* after $VAR expansion */
+    char *scheme;        /* lower-case: postgres, mysql, redis, memgraph, neo4j, http, https, tcp */
+    char *host;
+    uint16_t port;       /* explicit or the scheme's default */
+    char *path;          /* http(s): path and query, "/" when none */
+    uint64_t timeout_ms; /* default 5s */
+    uint64_t wait_ms;    /* 0: no waiting; else retry with backoff up to this */
+    ms_pos pos;
+    ms_pos name_pos;
+} ms_uplink;
+
+/* Parse an uplink URL (already expanded). On failure false + reason. */
+bool ms_uplink_url_parse(const char *url, ms_uplink *out, char *why, size_t why_len);
+
+/* ---------------------------------------------------------------- manifest */
+typedef struct ms_manifest {
+    char *path;          /* as given */
+    char *dir;           /* its directory, for relative paths */
+    ms_global global;
+    ms_ship *ships;      /* ships and bays, in manifest order */
+    size_t nships;
+    ms_module *modules;
+    size_t nmodules;
+    ms_uplink *uplinks;
+    size_t nuplinks;
+} ms_manifest;
+
+/* Load and validate a manifest file. Returns NULL when it cannot be read or
+ * has any problem; every problem is appended to diags (which the caller
+ * initialised with the same path). getenv_fn resolves $VAR in uplink URLs
+ * (NULL: getenv). */
+ms_manifest *ms_manifest_load(const char *path, ms_diags *diags);
+/* Same, from a buffer (tests, fuzzing). dir is used for relative paths. */
+ms_manifest *ms_manifest_load_buffer(const char *data, size_t len, const char *path,
+                                     const char *dir, ms_diags *diags);
+void ms_manifest_free(ms_manifest *m);
+
+/* Lookups. */
+ms_ship *ms_manifest_find_ship(const ms_manifest *m, const char *name);
+const ms_bind *ms_manifest_find_bind(const ms_manifest *m, const char *name);
+
+/* The kind a user reads: "ship" (has bind), "worker", "job" (oneshot), "bay". */
+const char *ms_ship_kind_word(const ms_ship *s);
+
+#endif

@@ -1,0 +1,427 @@
+/* manifest_check.c: the rules that span entries, run after every entry is
+ * loaded: names (format, uniqueness across ships, bays and modules),
+ * depends_on targets and cycles, routes (binds exist, patterns compile with
+ * PCRE2, strip_prefix is a prefix the pattern can match, oneshots have no
+ * routes), listener collisions, TLS material, static dirs and module files.
+ * Every problem is reported; none stops the others from being found. */
+#include "manifest/manifest_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/pattern.h"
+#include "util/strutil.h"
+
+static const char *kind_of(const ms_ship *s)
+{
+    return s->kind == MS_SHIP ? "ship" : "bay";
+}
+
+/* ---------------------------------------------------------------- names */
+static void check_names(ld_ctx *c)
+{
+    ms_manifest *m = c->m;
+    size_t total = m->nships + m->nmodules;
+    for (size_t i = 0; i < total; i++) {
+        const char *name, *kind;
+        ms_pos pos;
+        if (i < m->nships) {
+            name = m->ships[i].name;
+            kind = kind_of(&m->ships[i]);
+            pos = m->ships[i].name_pos;
+        } else {
+            name = m->modules[i - m->nships].name;
+            kind = "module";
+            pos = m->modules[i - m->nships].name_pos;
+        }
+        if (!name)
+            continue;
+        if (!ms_valid_name(name)) {
+            ld_err(c, pos.line, pos.col, "%s \"%s\": names must be 1 to 64 ASCII letters, digits, '-' or '_'",
+                   kind, name);
+            c->bad = true;
+            continue;
+        }
+        for (size_t j = 0; j < i; j++) {
+            const char *other = j < m->nships ? m->ships[j].name : m->modules[j - m->nships].name;
+            if (!other || strcmp(other, name) != 0)
+                continue;
+            const char *okind = j < m->nships ? kind_of(&m->ships[j]) : "module";
+            ms_pos opos = j < m->nships ? m->ships[j].name_pos : m->modules[j - m->nships].name_pos;
+            ld_err(c, pos.line, pos.col, "%s \"%s\": the name is already used by the %s at line %d "
+                   "(names are unique across ships, bays and modules)", kind, name, okind, opos.line);
+            c->bad = true;
+            break;
+        }
+    }
+    for (size_t i = 0; i < m->nuplinks; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (m->uplinks[i].name && m->uplinks[j].name && strcmp(m->uplinks[i].name, m->uplinks[j].name) == 0) {
+                ld_err(c, m->uplinks[i].name_pos.line, m->uplinks[i].name_pos.col,
+                       "uplink \"%s\": the name is already used by the uplink at line %d", m->uplinks[i].name,
+                       m->uplinks[j].name_pos.line);
+                c->bad = true;
+                break;
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- dependencies */
+static ssize_t ship_index(const ms_manifest *m, const char *name)
+{
+    for (size_t i = 0; i < m->nships; i++)
+        if (m->ships[i].name && strcmp(m->ships[i].name, name) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static const char *const *ship_names(const ms_manifest *m, const char **buf, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->nships && n + 1 < cap; i++)
+        if (m->ships[i].name)
+            buf[n++] = m->ships[i].name;
+    buf[n] = NULL;
+    return buf;
+}
+
+/* Iterative DFS with colours; on a back edge, print the cycle path. */
+static void check_cycles(ld_ctx *c)
+{
+    ms_manifest *m = c->m;
+    size_t n = m->nships;
+    if (n == 0)
+        return;
+    unsigned char *colour = calloc(n, 1);   /* 0 white, 1 on stack, 2 done */
+    size_t *stack = calloc(n, sizeof *stack);
+    size_t *edge = calloc(n, sizeof *edge);
+    if (!colour || !stack || !edge) {
+        c->oom = true;
+        goto out;
+    }
+    for (size_t root = 0; root < n; root++) {
+        if (colour[root])
+            continue;
+        size_t sp = 0;
+        stack[sp] = root;
+        edge[sp] = 0;
+        colour[root] = 1;
+        sp++;
+        while (sp > 0) {
+            size_t u = stack[sp - 1];
+            ms_ship *s = &m->ships[u];
+            if (edge[sp - 1] >= s->depends_on.len) {
+                colour[u] = 2;
+                sp--;
+                continue;
+            }
+            size_t k = edge[sp - 1]++;
+            ssize_t v = ship_index(m, s->depends_on.items[k]);
+            if (v < 0 || (size_t)v == u)
+                continue; /* reported by check_depends */
+            if (colour[v] == 1) {
+                /* cycle: from v up the stack to u, then back to v */
+                char path[1024];
+                size_t len = 0;
+                size_t start = 0;
+                while (stack[start] != (size_t)v)
+                    start++;
+                for (size_t i = start; i < sp && len < sizeof path - 80; i++)
+                    len += (size_t)snprintf(path + len, sizeof path - len, "%s -> ", m->ships[stack[i]].name);
+                snprintf(path + len, sizeof path - len, "%s", m->ships[v].name);
+                ms_pos p = s->depends_pos ? s->depends_pos[k] : s->pos;
+                ld_err(c, p.line, p.col, "%s \"%s\": dependency cycle: %s", kind_of(s), s->name, path);
+                c->bad = true;
+            } else if (colour[v] == 0) {
+                colour[v] = 1;
+                stack[sp] = (size_t)v;
+                edge[sp] = 0;
+                sp++;
+            }
+        }
+    }
+out:
+    free(colour);
+    free(stack);
+    free(edge);
+}
+
+static void check_depends(ld_ctx *c)
+{
+    ms_manifest *m = c->m;
+    const char *names[512];
+    for (size_t i = 0; i < m->nships; i++) {
+        ms_ship *s = &m->ships[i];
+        for (size_t k = 0; k < s->depends_on.len; k++) {
+            const char *d = s->depends_on.items[k];
+            ms_pos p = s->depends_pos ? s->depends_pos[k] : s->pos;
+            if (s->name && strcmp(d, s->name) == 0) {
+                ld_err(c, p.line, p.col, "%s \"%s\": depends on itself", kind_of(s), s->name);
+                c->bad = true;
+                continue;
+            }
+            if (ship_index(m, d) >= 0)
+                continue;
+            const char *near = ms_nearest(d, ship_names(m, names, sizeof names / sizeof names[0]));
+            bool is_module = false;
+            for (size_t j = 0; j < m->nmodules; j++)
+                if (m->modules[j].name && strcmp(m->modules[j].name, d) == 0)
+                    is_module = true;
+            if (is_module)
+                ld_err(c, p.line, p.col, "%s \"%s\": depends_on \"%s\" names a module; only ships and bays "
+                       "can be waited for", kind_of(s), s->name, d);
+            else if (near)
+                ld_err(c, p.line, p.col, "%s \"%s\": depends_on \"%s\", which is not a ship or bay "
+                       "(did you mean \"%s\"?)", kind_of(s), s->name, d, near);
+            else
+                ld_err(c, p.line, p.col, "%s \"%s\": depends_on \"%s\", which is not a ship or bay",
+                       kind_of(s), s->name, d);
+            c->bad = true;
+        }
+    }
+    check_cycles(c);
+}
+
+/* ---------------------------------------------------------------- patterns */
+/* Compile a whole-path pattern; on error report and return NULL. */
+static void *compile_pattern(ld_ctx *c, ms_pos p, const char *who, const char *pattern)
+{
+    char why[200];
+    void *re = ms_pattern_compile(pattern, why, sizeof why);
+    if (!re) {
+        ld_err(c, p.line, p.col, "%s: invalid pattern \"%s\": %s", who, pattern, why);
+        c->bad = true;
+    }
+    return re;
+}
+
+static void check_routes(ld_ctx *c)
+{
+    ms_manifest *m = c->m;
+    const char *bind_names[257];
+    size_t nb = 0;
+    for (size_t i = 0; i < m->global.nbinds && nb < 256; i++)
+        bind_names[nb++] = m->global.binds[i].name;
+    bind_names[nb] = NULL;
+    for (size_t i = 0; i < m->nships; i++) {
+        ms_ship *s = &m->ships[i];
+        char who[128];
+        snprintf(who, sizeof who, "%s \"%s\"", kind_of(s), s->name ? s->name : "?");
+        if (s->nroutes && s->oneshot) {
+            ld_err(c, s->routes[0].pos.line, s->routes[0].pos.col,
+                   "%s: a oneshot job cannot have routes (it exits; nothing would answer)", who);
+            c->bad = true;
+        }
+        if (s->kind == MS_SHIP && s->nroutes && !s->has_bind && !s->oneshot) {
+            ld_err(c, s->routes[0].pos.line, s->routes[0].pos.col,
+                   "%s: has routes but no \"bind\" to send the traffic to (add bind = \"tcp://127.0.0.1:PORT\" "
+                   "or \"unix:///path\")", who);
+            c->bad = true;
+        }
+        if (s->kind == MS_SHIP && s->health.path && !s->has_bind) {
+            ld_err(c, s->pos.line, s->pos.col, "%s: \"healthcheck\" needs a \"bind\" to send the check to", who);
+            c->bad = true;
+        }
+        if (s->oneshot && s->health.path) {
+            ld_err(c, s->pos.line, s->pos.col, "%s: a oneshot job cannot have a healthcheck", who);
+            c->bad = true;
+        }
+        for (size_t r = 0; r < s->nroutes; r++) {
+            ms_route *rt = &s->routes[r];
+            rt->target = i;
+            char rwho[160];
+            snprintf(rwho, sizeof rwho, "%s: route %zu", who, r + 1);
+            if (!ms_manifest_find_bind(m, rt->bind)) {
+                const char *near = ms_nearest(rt->bind, bind_names);
+                if (nb == 0)
+                    ld_err(c, rt->pos.line, rt->pos.col, "%s: bind \"%s\" is not defined (there is no "
+                           "[mothership.bind] table)", rwho, rt->bind);
+                else if (near)
+                    ld_err(c, rt->pos.line, rt->pos.col, "%s: bind \"%s\" is not defined in [mothership.bind] "
+                           "(did you mean \"%s\"?)", rwho, rt->bind, near);
+                else
+                    ld_err(c, rt->pos.line, rt->pos.col, "%s: bind \"%s\" is not defined in [mothership.bind]",
+                           rwho, rt->bind);
+                c->bad = true;
+            }
+            if (rt->pattern[0] != '/' && rt->pattern[0] != '(' && rt->pattern[0] != '.' &&
+                rt->pattern[0] != '[' && rt->pattern[0] != '\\') {
+                ld_err(c, rt->pos.line, rt->pos.col, "%s: pattern \"%s\" can never match: request paths "
+                       "start with '/'", rwho, rt->pattern);
+                c->bad = true;
+                continue;
+            }
+            void *re = compile_pattern(c, rt->pos, rwho, rt->pattern);
+            if (!re)
+                continue;
+            if (rt->strip_prefix) {
+                if (rt->strip_prefix[0] != '/') {
+                    ld_err(c, rt->pos.line, rt->pos.col, "%s: strip_prefix \"%s\" must start with '/'", rwho,
+                           rt->strip_prefix);
+                    c->bad = true;
+                } else if (!ms_pattern_allows_prefix(re, rt->strip_prefix, strlen(rt->strip_prefix))) {
+                    ld_err(c, rt->pos.line, rt->pos.col, "%s: strip_prefix \"%s\" is not a prefix of any path "
+                           "that pattern \"%s\" matches", rwho, rt->strip_prefix, rt->pattern);
+                    c->bad = true;
+                }
+            }
+            ms_pattern_free(re);
+        }
+    }
+    for (size_t i = 0; i < m->nmodules; i++) {
+        ms_module *mod = &m->modules[i];
+        for (size_t r = 0; r < mod->routes.len; r++) {
+            char who[160];
+            snprintf(who, sizeof who, "module \"%s\": route %zu", mod->name ? mod->name : "?", r + 1);
+            ms_pos p = mod->route_pos ? mod->route_pos[r] : mod->pos;
+            void *re = compile_pattern(c, p, who, mod->routes.items[r]);
+            ms_pattern_free(re);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- listeners */
+typedef struct listener {
+    const ms_addr *addr;
+    const char *what;    /* "bind \"http\"", "ship \"app\"", "the metrics listener" */
+    ms_pos pos;
+} listener;
+
+static void check_listeners(ld_ctx *c)
+{
+    ms_manifest *m = c->m;
+    ms_global *g = &m->global;
+    size_t cap = g->nbinds + m->nships + 1, n = 0;
+    listener *ls = calloc(cap, sizeof *ls);
+    char (*labels)[96] = calloc(cap, sizeof *labels);
+    ms_addr metrics;
+    bool have_metrics = false;
+    if (!ls || !labels) {
+        c->oom = true;
+        goto out;
+    }
+    for (size_t i = 0; i < g->nbinds; i++) {
+        snprintf(labels[n], sizeof labels[n], "bind \"%s\"", g->binds[i].name);
+        ls[n] = (listener){ &g->binds[i].addr, labels[n], g->binds[i].pos };
+        n++;
+        if (g->binds[i].tls && !g->has_tls) {
+            ld_err(c, g->binds[i].pos.line, g->binds[i].pos.col,
+                   "bind \"%s\": terminates TLS but there is no [mothership.tls] with cert and key",
+                   g->binds[i].name);
+            c->bad = true;
+        }
+    }
+    for (size_t i = 0; i < m->nships; i++) {
+        if (!m->ships[i].has_bind)
+            continue;
+        snprintf(labels[n], sizeof labels[n], "ship \"%s\"", m->ships[i].name ? m->ships[i].name : "?");
+        ls[n] = (listener){ &m->ships[i].bind, labels[n], m->ships[i].bind_pos };
+        n++;
+    }
+    if (g->metrics_port) {
+        char why[120];
+        char text[300];
+        snprintf(text, sizeof text, strchr(g->metrics_bind, ':') ? "[%s]:%u" : "%s:%u", g->metrics_bind,
+                 g->metrics_port);
+        if (ms_addr_parse(text, &metrics, why, sizeof why)) {
+            have_metrics = true;
+            snprintf(labels[n], sizeof labels[n], "the metrics listener");
+            ls[n] = (listener){ &metrics, labels[n], g->metrics_pos };
+            n++;
+        } else {
+            ld_err(c, g->metrics_pos.line, g->metrics_pos.col, "[mothership]: invalid metrics_bind \"%s\": %s",
+                   g->metrics_bind, why);
+            c->bad = true;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (!ms_addr_collide(ls[i].addr, ls[j].addr))
+                continue;
+            ld_err(c, ls[i].pos.line, ls[i].pos.col, "%s: address %s collides with %s (%s, line %d)",
+                   ls[i].what, ls[i].addr->text, ls[j].what, ls[j].addr->text, ls[j].pos.line);
+            c->bad = true;
+            break;
+        }
+    }
+out:
+    if (have_metrics)
+        ms_addr_free(&metrics);
+    free(ls);
+    free(labels);
+}
+
+/* ---------------------------------------------------------------- files */
+static void check_file(ld_ctx *c, ms_pos p, const char *who, const char *what, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        ld_err(c, p.line, p.col, "%s: %s \"%s\" does not exist", who, what, path);
+        c->bad = true;
+    } else if (!S_ISREG(st.st_mode)) {
+        ld_err(c, p.line, p.col, "%s: %s \"%s\" is not a regular file", who, what, path);
+        c->bad = true;
+    } else if (access(path, R_OK) != 0) {
+        ld_err(c, p.line, p.col, "%s: %s \"%s\" is not readable", who, what, path);
+        c->bad = true;
+    }
+}
+
+static void check_statics_and_files(ld_ctx *c)
+{
+    ms_manifest *m = c->m;
+    ms_global *g = &m->global;
+    for (size_t i = 0; i < g->nstatic; i++) {
+        ms_static_dir *sd = &g->static_dirs[i];
+        if (sd->bind && !ms_manifest_find_bind(m, sd->bind)) {
+            ld_err(c, sd->pos.line, sd->pos.col, "static dir #%zu: bind \"%s\" is not defined in [mothership.bind]",
+                   i + 1, sd->bind);
+            c->bad = true;
+        }
+        for (size_t j = 0; j < i; j++) {
+            ms_static_dir *o = &g->static_dirs[j];
+            if (!sd->prefix || !o->prefix || strcmp(sd->prefix, o->prefix) != 0)
+                continue;
+            if ((sd->bind == NULL) != (o->bind == NULL) || (sd->bind && strcmp(sd->bind, o->bind) != 0))
+                continue;
+            ld_err(c, sd->pos.line, sd->pos.col, "static dir #%zu: prefix \"%s\" is already served by static "
+                   "dir #%zu (line %d)", i + 1, sd->prefix, j + 1, o->pos.line);
+            c->bad = true;
+        }
+    }
+    if (g->has_tls) {
+        if (g->tls_cert)
+            check_file(c, g->tls_cert_pos, "[mothership.tls]", "cert", g->tls_cert);
+        if (g->tls_key)
+            check_file(c, g->tls_key_pos, "[mothership.tls]", "key", g->tls_key);
+    }
+    for (size_t i = 0; i < m->nmodules; i++) {
+        ms_module *mod = &m->modules[i];
+        char who[96];
+        snprintf(who, sizeof who, "module \"%s\"", mod->name ? mod->name : "?");
+        if (mod->wasm)
+            check_file(c, mod->wasm_pos, who, "wasm file", mod->wasm);
+    }
+    for (size_t i = 0; i < m->nships; i++) {
+        ms_ship *s = &m->ships[i];
+        struct stat st;
+        if (s->cwd && (stat(s->cwd, &st) != 0 || !S_ISDIR(st.st_mode))) {
+            ld_err(c, s->pos.line, s->pos.col, "%s \"%s\": cwd \"%s\" is not a directory", kind_of(s),
+                   s->name ? s->name : "?", s->cwd);
+            c->bad = true;
+        }
+    }
+}
+
+void ld_check(ld_ctx *c)
+{
+    check_names(c);
+    check_depends(c);
+    check_routes(c);
+    check_listeners(c);
+    check_statics_and_files(c);
+}

@@ -1,0 +1,1318 @@
+/* manifest_load.c: turns the TOML tree of ship-manifest.toml into the typed
+ * model of manifest.h. Each section has a list of known keys; an unknown key
+ * is reported with the nearest known one, a wrong type with what was
+ * expected, always at the key's line:column and with the entry's name. Base
+ * templates are applied by loading [base.ship]/[base.bay]/[base.module]
+ * first and then the entry's own keys on top (tables merge key by key, tags
+ * concatenate, everything else is overridden). Cross-entry rules (unique
+ * names, dependencies, routes, collisions) live in manifest_check.c. */
+#include "manifest/manifest_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util/strutil.h"
+
+/* ---------------------------------------------------------------- key lists */
+static const char *const mothership_keys[] = {
+    "metrics_port", "metrics_bind", "compression", "shutdown_timeout", "ready_timeout",
+    "socket_dir", "workers", "env", "bind", "tls", "static_dirs", NULL };
+static const char *const ship_keys[] = {
+    "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
+    "critical", "oneshot", "cwd", "ready_timeout", "shutdown_timeout", NULL };
+static const char *const bay_keys[] = {
+    "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
+    "cwd", "ready_timeout", "shutdown_timeout", NULL };
+static const char *const module_keys[] = {
+    "name", "wasm", "routes", "phase", "config", "tags", "on_error", NULL };
+static const char *const uplink_keys[] = { "url", "name", "timeout", "wait", NULL };
+static const char *const static_keys[] = { "path", "prefix", "bind", NULL };
+static const char *const tls_keys[] = { "cert", "key", NULL };
+static const char *const bindtable_keys[] = { "address", "tls", NULL };
+static const char *const health_keys[] = {
+    "path", "interval", "timeout", "grace", "failures", "successes", "cooldown", "restart", NULL };
+static const char *const route_keys[] = { "bind", "pattern", "strip_prefix", NULL };
+static const char *const top_keys[] = { "mothership", "base", "fleet", "bays", "modules", "uplinks", NULL };
+static const char *const base_keys[] = { "ship", "bay", "module", NULL };
+static const char *const bay_types[] = { "websocket", NULL };
+
+static bool in_list(const char *const *list, const char *key)
+{
+    for (size_t i = 0; list[i]; i++)
+        if (strcmp(list[i], key) == 0)
+            return true;
+    return false;
+}
+
+/* ---------------------------------------------------------------- reporting */
+void ld_err(ld_ctx *c, int line, int col, const char *fmt, ...)
+{
+    if (!c->diags)
+        return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (c->what)
+        ms_diag_add(c->diags, line, col, "%s: %s", c->what, buf);
+    else
+        ms_diag_add(c->diags, line, col, "%s", buf);
+}
+
+static void unknown_key(ld_ctx *c, const toml_kv *kv, const char *const *known, const char *extra)
+{
+    const char *near = ms_nearest(kv->key, known);
+    if (extra)
+        ld_err(c, kv->line, kv->col, "unknown key \"%s\" %s", kv->key, extra);
+    else if (near)
+        ld_err(c, kv->line, kv->col, "unknown key \"%s\" (did you mean \"%s\"?)", kv->key, near);
+    else
+        ld_err(c, kv->line, kv->col, "unknown key \"%s\"", kv->key);
+}
+
+static const char *article_type(const toml_node *n)
+{
+    switch (n->type) {
+    case TOML_ARRAY: return "an array";
+    case TOML_INTEGER: return "an integer";
+    default: break;
+    }
+    static const char *const a[] = { "a table", "an array", "a string", "an integer", "a float",
+                                     "a boolean", "a date-time", "a date-time", "a date", "a time" };
+    return a[n->type];
+}
+
+static void wrong_type(ld_ctx *c, const toml_kv *kv, const char *want)
+{
+    ld_err(c, kv->value->line, kv->value->col, "\"%s\" must be %s, not %s", kv->key, want,
+           article_type(kv->value));
+}
+
+/* ---------------------------------------------------------------- values */
+static char *dup_checked(ld_ctx *c, const char *s)
+{
+    char *r = ms_strdup(s);
+    if (!r)
+        c->oom = true;
+    return r;
+}
+
+/* A string without NUL bytes. */
+static bool get_string(ld_ctx *c, const toml_kv *kv, char **dst)
+{
+    const toml_node *v = kv->value;
+    if (v->type != TOML_STRING) {
+        wrong_type(c, kv, "a string");
+        return false;
+    }
+    if (strlen(v->u.str.ptr) != v->u.str.len) {
+        ld_err(c, v->line, v->col, "\"%s\" must not contain NUL characters", kv->key);
+        return false;
+    }
+    char *s = dup_checked(c, v->u.str.ptr);
+    if (!s)
+        return false;
+    free(*dst);
+    *dst = s;
+    return true;
+}
+
+static bool get_nonempty_string(ld_ctx *c, const toml_kv *kv, char **dst)
+{
+    if (kv->value->type == TOML_STRING && kv->value->u.str.len == 0) {
+        ld_err(c, kv->value->line, kv->value->col, "\"%s\" must not be empty", kv->key);
+        return false;
+    }
+    return get_string(c, kv, dst);
+}
+
+static bool get_bool(ld_ctx *c, const toml_kv *kv, bool *dst)
+{
+    if (kv->value->type != TOML_BOOL) {
+        wrong_type(c, kv, "a boolean (true or false)");
+        return false;
+    }
+    *dst = kv->value->u.boolean;
+    return true;
+}
+
+static bool get_uint(ld_ctx *c, const toml_kv *kv, int64_t lo, int64_t hi, int64_t *dst)
+{
+    if (kv->value->type != TOML_INTEGER) {
+        wrong_type(c, kv, "an integer");
+        return false;
+    }
+    int64_t v = kv->value->u.integer;
+    if (v < lo || v > hi) {
+        ld_err(c, kv->value->line, kv->value->col, "\"%s\" must be from %lld to %lld, not %lld",
+               kv->key, (long long)lo, (long long)hi, (long long)v);
+        return false;
+    }
+    *dst = v;
+    return true;
+}
+
+static bool get_duration(ld_ctx *c, const toml_kv *kv, uint64_t *dst)
+{
+    const toml_node *v = kv->value;
+    if (v->type != TOML_STRING) {
+        ld_err(c, v->line, v->col, "\"%s\" must be a duration string like \"250ms\", \"5s\" or \"1m\", not %s",
+               kv->key, article_type(v));
+        return false;
+    }
+    if (!ms_parse_duration(v->u.str.ptr, dst)) {
+        ld_err(c, v->line, v->col, "\"%s\": invalid duration \"%s\" (use a number and ms, s, m or h, "
+               "like \"250ms\", \"5s\" or \"1m\"; at most 24h)", kv->key, v->u.str.ptr);
+        return false;
+    }
+    return true;
+}
+
+/* A path relative to the manifest's directory. */
+char *ld_resolve_path(ld_ctx *c, const char *p)
+{
+    char *r;
+    while (p[0] == '.' && p[1] == '/') {
+        p += 2;
+        while (*p == '/')
+            p++;
+    }
+    if (*p == '\0')
+        p = ".";
+    if (p[0] == '/' || !c->m->dir || strcmp(c->m->dir, ".") == 0)
+        r = ms_strdup(p);
+    else
+        r = ms_asprintf("%s/%s", c->m->dir, p);
+    if (!r)
+        c->oom = true;
+    return r;
+}
+
+static bool get_path(ld_ctx *c, const toml_kv *kv, char **dst)
+{
+    char *raw = NULL;
+    if (!get_nonempty_string(c, kv, &raw))
+        return false;
+    char *r = ld_resolve_path(c, raw);
+    free(raw);
+    if (!r)
+        return false;
+    free(*dst);
+    *dst = r;
+    return true;
+}
+
+void ld_strlist_free(ms_strlist *l)
+{
+    for (size_t i = 0; i < l->len; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
+}
+
+static bool strlist_has(const ms_strlist *l, const char *s)
+{
+    for (size_t i = 0; i < l->len; i++)
+        if (strcmp(l->items[i], s) == 0)
+            return true;
+    return false;
+}
+
+static bool strlist_push(ld_ctx *c, ms_strlist *l, const char *s)
+{
+    char **n = realloc(l->items, (l->len + 1) * sizeof *n);
+    if (!n) {
+        c->oom = true;
+        return false;
+    }
+    l->items = n;
+    if (!(l->items[l->len] = dup_checked(c, s)))
+        return false;
+    l->len++;
+    return true;
+}
+
+/* An array of strings. append: add to dst, dropping duplicates (tags);
+ * otherwise replace dst. pos_out (optional) gets each item's position. */
+static bool get_strlist(ld_ctx *c, const toml_kv *kv, ms_strlist *dst, bool append, ms_pos **pos_out)
+{
+    const toml_node *v = kv->value;
+    if (v->type != TOML_ARRAY) {
+        wrong_type(c, kv, "an array of strings");
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        const toml_node *it = v->u.array.items[i];
+        if (it->type != TOML_STRING) {
+            ld_err(c, it->line, it->col, "\"%s\" must be an array of strings, but item %zu is %s",
+                   kv->key, i + 1, article_type(it));
+            ok = false;
+        } else if (strlen(it->u.str.ptr) != it->u.str.len) {
+            ld_err(c, it->line, it->col, "\"%s\": item %zu must not contain NUL characters", kv->key, i + 1);
+            ok = false;
+        }
+    }
+    if (!ok)
+        return false;
+    if (!append)
+        ld_strlist_free(dst);
+    ms_pos *pos = NULL;
+    if (pos_out) {
+        free(*pos_out);
+        *pos_out = NULL;
+        pos = calloc(v->u.array.len ? v->u.array.len : 1, sizeof *pos);
+        if (!pos) {
+            c->oom = true;
+            return false;
+        }
+        *pos_out = pos;
+    }
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        const toml_node *it = v->u.array.items[i];
+        if (append && strlist_has(dst, it->u.str.ptr))
+            continue;
+        if (pos)
+            pos[dst->len] = (ms_pos){ it->line, it->col };
+        if (!strlist_push(c, dst, it->u.str.ptr))
+            return false;
+    }
+    return true;
+}
+
+void ld_strmap_free(ms_strmap *m)
+{
+    for (size_t i = 0; i < m->len; i++) {
+        free(m->items[i].key);
+        free(m->items[i].value);
+    }
+    free(m->items);
+    m->items = NULL;
+    m->len = 0;
+}
+
+static bool strmap_set(ld_ctx *c, ms_strmap *m, const char *key, char *value /* owned */)
+{
+    for (size_t i = 0; i < m->len; i++) {
+        if (strcmp(m->items[i].key, key) == 0) {
+            free(m->items[i].value);
+            m->items[i].value = value;
+            return true;
+        }
+    }
+    ms_kv *n = realloc(m->items, (m->len + 1) * sizeof *n);
+    if (!n) {
+        free(value);
+        c->oom = true;
+        return false;
+    }
+    m->items = n;
+    char *k = dup_checked(c, key);
+    if (!k) {
+        free(value);
+        return false;
+    }
+    m->items[m->len++] = (ms_kv){ k, value };
+    return true;
+}
+
+/* A table of scalars, merged key by key into dst. Strings, integers, floats
+ * and booleans are accepted and kept as their text. */
+static bool get_strmap(ld_ctx *c, const toml_kv *kv, ms_strmap *dst, bool env_names)
+{
+    const toml_node *v = kv->value;
+    if (v->type != TOML_TABLE) {
+        wrong_type(c, kv, "a table of strings");
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < v->u.table.len; i++) {
+        const toml_kv *e = &v->u.table.items[i];
+        const toml_node *x = e->value;
+        char *text = NULL;
+        if (env_names && (e->key_len == 0 || strchr(e->key, '=') || strlen(e->key) != e->key_len)) {
+            ld_err(c, e->line, e->col, "\"%s\": invalid environment variable name \"%s\"", kv->key, e->key);
+            ok = false;
+            continue;
+        }
+        switch (x->type) {
+        case TOML_STRING:
+            if (strlen(x->u.str.ptr) != x->u.str.len) {
+                ld_err(c, x->line, x->col, "\"%s.%s\" must not contain NUL characters", kv->key, e->key);
+                ok = false;
+                continue;
+            }
+            text = ms_strdup(x->u.str.ptr);
+            break;
+        case TOML_INTEGER: text = ms_asprintf("%lld", (long long)x->u.integer); break;
+        case TOML_FLOAT: text = ms_asprintf("%.17g", x->u.flt); break;
+        case TOML_BOOL: text = ms_strdup(x->u.boolean ? "true" : "false"); break;
+        default:
+            ld_err(c, x->line, x->col, "\"%s.%s\" must be a string, number or boolean, not %s",
+                   kv->key, e->key, article_type(x));
+            ok = false;
+            continue;
+        }
+        if (!text) {
+            c->oom = true;
+            return false;
+        }
+        if (!strmap_set(c, dst, e->key, text))
+            return false;
+    }
+    return ok;
+}
+
+/* ---------------------------------------------------------------- routes */
+void ld_routes_free(ms_route *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(r[i].bind);
+        free(r[i].pattern);
+        free(r[i].strip_prefix);
+    }
+    free(r);
+}
+
+static bool get_routes(ld_ctx *c, const toml_kv *kv, ms_ship *s)
+{
+    const toml_node *v = kv->value;
+    if (v->type != TOML_ARRAY) {
+        wrong_type(c, kv, "an array of routes (\"bind:pattern\" or { bind = ..., pattern = ... })");
+        return false;
+    }
+    ms_route *routes = calloc(v->u.array.len ? v->u.array.len : 1, sizeof *routes);
+    if (!routes) {
+        c->oom = true;
+        return false;
+    }
+    size_t n = 0;
+    bool ok = true;
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        const toml_node *it = v->u.array.items[i];
+        ms_route *r = &routes[n];
+        r->pos = (ms_pos){ it->line, it->col };
+        if (it->type == TOML_STRING) {
+            const char *t = it->u.str.ptr;
+            const char *colon = strchr(t, ':');
+            if (!colon || colon == t || colon[1] == '\0' || strlen(t) != it->u.str.len) {
+                ld_err(c, it->line, it->col, "route \"%s\" must be written \"bind:pattern\", like \"http:/api/.*\"", t);
+                ok = false;
+                continue;
+            }
+            r->bind = ms_strndup(t, (size_t)(colon - t));
+            r->pattern = ms_strdup(colon + 1);
+            if (!r->bind || !r->pattern)
+                c->oom = true;
+            n++;
+        } else if (it->type == TOML_TABLE) {
+            bool rok = true;
+            for (size_t k = 0; k < it->u.table.len; k++) {
+                const toml_kv *e = &it->u.table.items[k];
+                if (strcmp(e->key, "bind") == 0)
+                    rok &= get_nonempty_string(c, e, &r->bind);
+                else if (strcmp(e->key, "pattern") == 0)
+                    rok &= get_nonempty_string(c, e, &r->pattern);
+                else if (strcmp(e->key, "strip_prefix") == 0)
+                    rok &= get_nonempty_string(c, e, &r->strip_prefix);
+                else {
+                    unknown_key(c, e, route_keys, NULL);
+                    rok = false;
+                }
+            }
+            if (rok && !r->bind) {
+                ld_err(c, it->line, it->col, "route %zu: missing required key \"bind\"", i + 1);
+                rok = false;
+            }
+            if (rok && !r->pattern) {
+                ld_err(c, it->line, it->col, "route %zu: missing required key \"pattern\"", i + 1);
+                rok = false;
+            }
+            n++;
+            ok &= rok;
+        } else {
+            ld_err(c, it->line, it->col, "route %zu must be a string \"bind:pattern\" or a table, not %s",
+                   i + 1, article_type(it));
+            ok = false;
+        }
+    }
+    if (!ok || c->oom) {
+        ld_routes_free(routes, n);
+        return false;
+    }
+    ld_routes_free(s->routes, s->nroutes);
+    s->routes = routes;
+    s->nroutes = n;
+    return true;
+}
+
+/* ---------------------------------------------------------------- health */
+static void health_defaults(ms_health *h)
+{
+    h->interval_ms = 5000;
+    h->timeout_ms = 2000;
+    h->grace_ms = 0;
+    h->failures = 3;
+    h->successes = 1;
+    h->cooldown_ms = 10000;
+    h->restart = false;
+}
+
+static bool get_health(ld_ctx *c, const toml_kv *kv, ms_health *h)
+{
+    const toml_node *v = kv->value;
+    if (v->type == TOML_STRING)
+        return get_nonempty_string(c, kv, &h->path) && ld_check_http_path(c, kv->value, "healthcheck", h->path);
+    if (v->type != TOML_TABLE) {
+        wrong_type(c, kv, "a path string like \"/health\" or a table");
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < v->u.table.len; i++) {
+        const toml_kv *e = &v->u.table.items[i];
+        int64_t n;
+        if (strcmp(e->key, "path") == 0)
+            ok &= get_nonempty_string(c, e, &h->path) && ld_check_http_path(c, e->value, "healthcheck.path", h->path);
+        else if (strcmp(e->key, "interval") == 0)
+            ok &= get_duration(c, e, &h->interval_ms);
+        else if (strcmp(e->key, "timeout") == 0)
+            ok &= get_duration(c, e, &h->timeout_ms);
+        else if (strcmp(e->key, "grace") == 0)
+            ok &= get_duration(c, e, &h->grace_ms);
+        else if (strcmp(e->key, "cooldown") == 0)
+            ok &= get_duration(c, e, &h->cooldown_ms);
+        else if (strcmp(e->key, "failures") == 0) {
+            if (get_uint(c, e, 1, 1000, &n))
+                h->failures = (unsigned)n;
+            else
+                ok = false;
+        } else if (strcmp(e->key, "successes") == 0) {
+            if (get_uint(c, e, 1, 1000, &n))
+                h->successes = (unsigned)n;
+            else
+                ok = false;
+        } else if (strcmp(e->key, "restart") == 0)
+            ok &= get_bool(c, e, &h->restart);
+        else {
+            unknown_key(c, e, health_keys, NULL);
+            ok = false;
+        }
+    }
+    if (ok && !h->path) {
+        ld_err(c, v->line, v->col, "healthcheck: missing required key \"path\"");
+        ok = false;
+    }
+    if (ok && h->interval_ms == 0) {
+        ld_err(c, v->line, v->col, "healthcheck: \"interval\" must be more than 0");
+        ok = false;
+    }
+    if (ok && h->timeout_ms == 0) {
+        ld_err(c, v->line, v->col, "healthcheck: \"timeout\" must be more than 0");
+        ok = false;
+    }
+    return ok;
+}
+
+bool ld_check_http_path(ld_ctx *c, const toml_node *at, const char *key, const char *p)
+{
+    if (p[0] != '/') {
+        ld_err(c, at->line, at->col, "\"%s\" must be a path starting with '/', like \"/health\"", key);
+        return false;
+    }
+    for (const char *q = p; *q; q++) {
+        if ((unsigned char)*q <= ' ' || *q == 0x7f) {
+            ld_err(c, at->line, at->col, "\"%s\" must not contain spaces or control characters", key);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- ships and bays */
+static const char *kind_word(ms_ship_kind k)
+{
+    return k == MS_SHIP ? "ship" : "bay";
+}
+
+/* Apply the keys of one TOML table (a base template or the entry itself) to
+ * a ship or bay. */
+static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base)
+{
+    const char *const *known = s->kind == MS_SHIP ? ship_keys : bay_keys;
+    for (size_t i = 0; i < t->u.table.len; i++) {
+        const toml_kv *kv = &t->u.table.items[i];
+        const char *k = kv->key;
+        if (!in_list(known, k)) {
+            const char *other = s->kind == MS_SHIP ? "bays and modules" : "ships";
+            if (s->kind == MS_SHIP && in_list(bay_keys, k))
+                unknown_key(c, kv, known, "(\"config\" is only for bays and modules)");
+            else if (s->kind == MS_BAY && in_list(ship_keys, k)) {
+                char extra[160];
+                snprintf(extra, sizeof extra, "(\"%s\" is only for %s%s)", k, other,
+                         strcmp(k, "bind") == 0 ? "; a bay docks over the Unix socket in MS_SOCKET_PATH" : "");
+                unknown_key(c, kv, known, extra);
+            } else
+                unknown_key(c, kv, known, NULL);
+            c->bad = true;
+            continue;
+        }
+        bool ok = true;
+        if (strcmp(k, "name") == 0) {
+            if (is_base) {
+                ld_err(c, kv->line, kv->col, "a base template cannot set \"name\"");
+                ok = false;
+            } else
+                ok = get_nonempty_string(c, kv, &s->name);
+        } else if (strcmp(k, "command") == 0)
+            ok = get_nonempty_string(c, kv, &s->command);
+        else if (strcmp(k, "args") == 0)
+            ok = get_strlist(c, kv, &s->args, false, NULL);
+        else if (strcmp(k, "cwd") == 0)
+            ok = get_path(c, kv, &s->cwd);
+        else if (strcmp(k, "bind") == 0) {
+            char *text = NULL;
+            ok = get_nonempty_string(c, kv, &text);
+            if (ok) {
+                char why[160];
+                ms_addr a;
+                if (ms_addr_parse(text, &a, why, sizeof why)) {
+                    if (s->has_bind)
+                        ms_addr_free(&s->bind);
+                    s->bind = a;
+                    s->has_bind = true;
+                    s->bind_pos = (ms_pos){ kv->value->line, kv->value->col };
+                } else {
+                    ld_err(c, kv->value->line, kv->value->col, "invalid bind address \"%s\": %s", text, why);
+                    ok = false;
+                }
+            }
+            free(text);
+        } else if (strcmp(k, "healthcheck") == 0)
+            ok = get_health(c, kv, &s->health);
+        else if (strcmp(k, "routes") == 0)
+            ok = get_routes(c, kv, s);
+        else if (strcmp(k, "depends_on") == 0)
+            ok = get_strlist(c, kv, &s->depends_on, false, &s->depends_pos);
+        else if (strcmp(k, "env") == 0)
+            ok = get_strmap(c, kv, &s->env, true);
+        else if (strcmp(k, "config") == 0)
+            ok = get_strmap(c, kv, &s->config, false);
+        else if (strcmp(k, "tags") == 0)
+            ok = get_strlist(c, kv, &s->tags, true, NULL);
+        else if (strcmp(k, "critical") == 0)
+            ok = get_bool(c, kv, &s->critical);
+        else if (strcmp(k, "oneshot") == 0)
+            ok = get_bool(c, kv, &s->oneshot);
+        else if (strcmp(k, "ready_timeout") == 0)
+            ok = get_duration(c, kv, &s->ready_timeout_ms);
+        else if (strcmp(k, "shutdown_timeout") == 0)
+            ok = get_duration(c, kv, &s->shutdown_timeout_ms);
+        if (!ok)
+            c->bad = true;
+    }
+}
+
+static void vessel_defaults(ms_ship *s, ms_ship_kind kind)
+{
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->critical = true;
+    health_defaults(&s->health);
+}
+
+static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, const char *group,
+                        const toml_node *base, ms_ship *out)
+{
+    vessel_defaults(out, kind);
+    out->pos = (ms_pos){ entry->line, entry->col };
+    out->name_pos = out->pos;
+    out->group = dup_checked(c, group);
+    /* name first, so every later message can say whose it is */
+    char label[128];
+    const toml_kv *nkv = toml_get_kv(entry, "name");
+    ld_ctx ec = *c;
+    ec.bad = false;
+    if (nkv)
+        out->name_pos = (ms_pos){ nkv->value->line, nkv->value->col };
+    if (nkv && nkv->value->type == TOML_STRING && nkv->value->u.str.len > 0)
+        snprintf(label, sizeof label, "%s \"%.64s\"", kind_word(kind), nkv->value->u.str.ptr);
+    else
+        snprintf(label, sizeof label, "%s #%zu in [[%s.%s]]", kind_word(kind), c->index + 1,
+                 kind == MS_SHIP ? "fleet" : "bays", group);
+    ec.what = label;
+    if (base) {
+        ld_ctx bc = ec;
+        bc.diags = NULL; /* base problems are reported once, by check_base */
+        apply_vessel(&bc, out, base, true);
+        ec.oom |= bc.oom;
+    }
+    apply_vessel(&ec, out, entry, false);
+    if (!out->name) {
+        if (!nkv)
+            ld_err(&ec, entry->line, entry->col, "missing required key \"name\"");
+        ec.bad = true;
+    }
+    if (!out->command) {
+        ld_err(&ec, entry->line, entry->col, "missing required key \"command\"");
+        ec.bad = true;
+    }
+    c->oom |= ec.oom;
+    c->bad |= ec.bad;
+    return !ec.bad;
+}
+
+/* Report problems of a base template once, against its own lines. */
+static void check_base(ld_ctx *c, const toml_node *base, int which)
+{
+    ld_ctx bc = *c;
+    if (which == 2) {
+        ms_module tmp;
+        memset(&tmp, 0, sizeof tmp);
+        bc.what = "[base.module]";
+        ld_apply_module(&bc, &tmp, base, true);
+        ld_module_free(&tmp);
+    } else {
+        ms_ship tmp;
+        vessel_defaults(&tmp, which == 0 ? MS_SHIP : MS_BAY);
+        bc.what = which == 0 ? "[base.ship]" : "[base.bay]";
+        apply_vessel(&bc, &tmp, base, true);
+        ld_ship_free(&tmp);
+    }
+    c->bad |= bc.bad;
+    c->oom |= bc.oom;
+}
+
+/* ---------------------------------------------------------------- modules */
+void ld_apply_module(ld_ctx *c, ms_module *mod, const toml_node *t, bool is_base)
+{
+    for (size_t i = 0; i < t->u.table.len; i++) {
+        const toml_kv *kv = &t->u.table.items[i];
+        const char *k = kv->key;
+        bool ok = true;
+        if (strcmp(k, "name") == 0) {
+            if (is_base) {
+                ld_err(c, kv->line, kv->col, "a base template cannot set \"name\"");
+                ok = false;
+            } else
+                ok = get_nonempty_string(c, kv, &mod->name);
+        } else if (strcmp(k, "wasm") == 0) {
+            ok = get_path(c, kv, &mod->wasm);
+            mod->wasm_pos = (ms_pos){ kv->value->line, kv->value->col };
+        }
+        else if (strcmp(k, "routes") == 0)
+            ok = get_strlist(c, kv, &mod->routes, false, &mod->route_pos);
+        else if (strcmp(k, "phase") == 0) {
+            char *p = NULL;
+            ok = get_string(c, kv, &p);
+            if (ok && strcmp(p, "request") == 0)
+                mod->phase = MS_PHASE_REQUEST;
+            else if (ok && strcmp(p, "response") == 0)
+                mod->phase = MS_PHASE_RESPONSE;
+            else if (ok) {
+                ld_err(c, kv->value->line, kv->value->col,
+                       "\"phase\" must be \"request\" or \"response\", not \"%s\"", p);
+                ok = false;
+            }
+            free(p);
+        } else if (strcmp(k, "config") == 0)
+            ok = get_strmap(c, kv, &mod->config, false);
+        else if (strcmp(k, "tags") == 0)
+            ok = get_strlist(c, kv, &mod->tags, true, NULL);
+        else if (strcmp(k, "on_error") == 0) {
+            char *p = NULL;
+            ok = get_string(c, kv, &p);
+            if (ok && strcmp(p, "open") == 0)
+                mod->fail_open = true;
+            else if (ok && strcmp(p, "closed") == 0)
+                mod->fail_open = false;
+            else if (ok) {
+                ld_err(c, kv->value->line, kv->value->col,
+                       "\"on_error\" must be \"closed\" (answer 500) or \"open\" (skip the payload), not \"%s\"", p);
+                ok = false;
+            }
+            free(p);
+        } else {
+            unknown_key(c, kv, module_keys, NULL);
+            ok = false;
+        }
+        if (!ok)
+            c->bad = true;
+    }
+}
+
+static bool load_module(ld_ctx *c, const toml_node *entry, const toml_node *base, ms_module *out)
+{
+    memset(out, 0, sizeof *out);
+    out->pos = (ms_pos){ entry->line, entry->col };
+    char label[128];
+    const toml_kv *nkv = toml_get_kv(entry, "name");
+    out->name_pos = nkv ? (ms_pos){ nkv->value->line, nkv->value->col } : out->pos;
+    if (nkv && nkv->value->type == TOML_STRING && nkv->value->u.str.len > 0)
+        snprintf(label, sizeof label, "module \"%.64s\"", nkv->value->u.str.ptr);
+    else
+        snprintf(label, sizeof label, "module #%zu", c->index + 1);
+    ld_ctx ec = *c;
+    ec.what = label;
+    ec.bad = false;
+    if (base) {
+        ld_ctx bc = ec;
+        bc.diags = NULL;
+        ld_apply_module(&bc, out, base, true);
+        ec.oom |= bc.oom;
+    }
+    ld_apply_module(&ec, out, entry, false);
+    if (!out->name) {
+        if (!nkv)
+            ld_err(&ec, entry->line, entry->col, "missing required key \"name\"");
+        ec.bad = true;
+    }
+    if (!out->wasm) {
+        ld_err(&ec, entry->line, entry->col, "missing required key \"wasm\" (path to the .wasm file)");
+        ec.bad = true;
+    }
+    c->bad |= ec.bad;
+    c->oom |= ec.oom;
+    return !ec.bad;
+}
+
+/* ---------------------------------------------------------------- uplinks */
+/* Expand $VAR and ${VAR}. An unset variable is an error naming it. */
+static char *expand_env(ld_ctx *c, const toml_node *at, const char *in)
+{
+    size_t cap = strlen(in) + 1, len = 0;
+    char *out = malloc(cap);
+    if (!out) {
+        c->oom = true;
+        return NULL;
+    }
+    for (const char *p = in; *p;) {
+        const char *val = NULL;
+        size_t adv = 1;
+        if (p[0] == '$' && (p[1] == '{' || p[1] == '_' || (p[1] >= 'A' && p[1] <= 'Z') ||
+                            (p[1] >= 'a' && p[1] <= 'z'))) {
+            bool braced = p[1] == '{';
+            const char *s = p + (braced ? 2 : 1), *e = s;
+            while (*e == '_' || (*e >= 'A' && *e <= 'Z') || (*e >= 'a' && *e <= 'z') || (*e >= '0' && *e <= '9'))
+                e++;
+            if (braced && (*e != '}' || e == s)) {
+                ld_err(c, at->line, at->col, "unterminated or empty ${...} in \"%s\"", in);
+                free(out);
+                return NULL;
+            }
+            char name[128];
+            size_t nn = (size_t)(e - s);
+            if (nn >= sizeof name) {
+                ld_err(c, at->line, at->col, "environment variable name too long in \"%s\"", in);
+                free(out);
+                return NULL;
+            }
+            memcpy(name, s, nn);
+            name[nn] = '\0';
+            val = getenv(name);
+            if (!val) {
+                ld_err(c, at->line, at->col, "environment variable %s is not set (used in \"%s\")", name, in);
+                free(out);
+                return NULL;
+            }
+            adv = (size_t)(e - p) + (braced ? 1 : 0);
+        }
+        const char *src = val ? val : p;
+        size_t sn = val ? strlen(val) : 1;
+        if (len + sn + 1 > cap) {
+            if (len + sn + 1 > 8192) {
+                ld_err(c, at->line, at->col, "\"%s\" expands to more than 8192 bytes", in);
+                free(out);
+                return NULL;
+            }
+            cap = (len + sn + 1) * 2;
+            char *n = realloc(out, cap);
+            if (!n) {
+                free(out);
+                c->oom = true;
+                return NULL;
+            }
+            out = n;
+        }
+        memcpy(out + len, src, sn);
+        len += sn;
+        p += adv;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+static bool load_uplink(ld_ctx *c, const toml_node *entry, ms_uplink *u)
+{
+    memset(u, 0, sizeof *u);
+    u->pos = (ms_pos){ entry->line, entry->col };
+    u->timeout_ms = 5000;
+    char label[128];
+    const toml_kv *nkv = toml_get_kv(entry, "name");
+    u->name_pos = nkv ? (ms_pos){ nkv->value->line, nkv->value->col } : u->pos;
+    if (nkv && nkv->value->type == TOML_STRING && nkv->value->u.str.len > 0)
+        snprintf(label, sizeof label, "uplink \"%.64s\"", nkv->value->u.str.ptr);
+    else
+        snprintf(label, sizeof label, "uplink #%zu", c->index + 1);
+    ld_ctx ec = *c;
+    ec.what = label;
+    ec.bad = false;
+    const toml_kv *url_kv = NULL;
+    for (size_t i = 0; i < entry->u.table.len; i++) {
+        const toml_kv *kv = &entry->u.table.items[i];
+        bool ok = true;
+        if (strcmp(kv->key, "url") == 0) {
+            ok = get_nonempty_string(&ec, kv, &u->url_text);
+            url_kv = kv;
+        } else if (strcmp(kv->key, "name") == 0)
+            ok = get_nonempty_string(&ec, kv, &u->name);
+        else if (strcmp(kv->key, "timeout") == 0) {
+            ok = get_duration(&ec, kv, &u->timeout_ms);
+            if (ok && u->timeout_ms == 0) {
+                ld_err(&ec, kv->value->line, kv->value->col, "\"timeout\" must be more than 0");
+                ok = false;
+            }
+        } else if (strcmp(kv->key, "wait") == 0)
+            ok = get_duration(&ec, kv, &u->wait_ms);
+        else {
+            unknown_key(&ec, kv, uplink_keys, NULL);
+            ok = false;
+        }
+        if (!ok)
+            ec.bad = true;
+    }
+    if (!u->url_text) {
+        if (!url_kv)
+            ld_err(&ec, entry->line, entry->col, "missing required key \"url\"");
+        ec.bad = true;
+    } else {
+        u->url = expand_env(&ec, url_kv->value, u->url_text);
+        if (!u->url)
+            ec.bad = true;
+        else {
+            char why[200];
+            if (!ms_uplink_url_parse(u->url, u, why, sizeof why)) {
+                if (strcmp(u->url, u->url_text) == 0)
+                    ld_err(&ec, url_kv->value->line, url_kv->value->col, "invalid URL \"%s\": %s", u->url, why);
+                else
+                    ld_err(&ec, url_kv->value->line, url_kv->value->col, "invalid URL \"%s\" (from \"%s\"): %s",
+                           u->url, u->url_text, why);
+                ec.bad = true;
+            }
+        }
+    }
+    if (!ec.bad && !u->name) {
+        u->name = ms_asprintf("%s:%u", u->host, u->port);
+        if (!u->name)
+            ec.oom = true;
+    }
+    c->bad |= ec.bad;
+    c->oom |= ec.oom;
+    return !ec.bad;
+}
+
+/* ---------------------------------------------------------------- [mothership] */
+static void load_binds(ld_ctx *c, const toml_kv *bkv)
+{
+    ms_global *g = &c->m->global;
+    const toml_node *t = bkv->value;
+    if (t->type != TOML_TABLE) {
+        wrong_type(c, bkv, "a table of named binds, like http = \"0.0.0.0:80\"");
+        c->bad = true;
+        return;
+    }
+    g->binds = calloc(t->u.table.len ? t->u.table.len : 1, sizeof *g->binds);
+    if (!g->binds) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < t->u.table.len; i++) {
+        const toml_kv *kv = &t->u.table.items[i];
+        char label[128];
+        snprintf(label, sizeof label, "bind \"%.64s\"", kv->key);
+        ld_ctx bc = *c;
+        bc.what = label;
+        if (!ms_valid_name(kv->key)) {
+            ld_err(&bc, kv->line, kv->col, "bind names must be 1 to 64 ASCII letters, digits, '-' or '_'");
+            c->bad = true;
+            continue;
+        }
+        const toml_node *v = kv->value;
+        const char *addr_text = NULL;
+        const toml_node *addr_at = v;
+        bool tls = strcmp(kv->key, "https") == 0;
+        bool ok = true;
+        if (v->type == TOML_STRING) {
+            addr_text = v->u.str.ptr;
+        } else if (v->type == TOML_TABLE) {
+            for (size_t k = 0; k < v->u.table.len; k++) {
+                const toml_kv *e = &v->u.table.items[k];
+                if (strcmp(e->key, "address") == 0) {
+                    if (e->value->type != TOML_STRING) {
+                        wrong_type(&bc, e, "a string");
+                        ok = false;
+                    } else {
+                        addr_text = e->value->u.str.ptr;
+                        addr_at = e->value;
+                    }
+                } else if (strcmp(e->key, "tls") == 0)
+                    ok &= get_bool(&bc, e, &tls);
+                else {
+                    unknown_key(&bc, e, bindtable_keys, NULL);
+                    ok = false;
+                }
+            }
+            if (ok && !addr_text) {
+                ld_err(&bc, v->line, v->col, "missing required key \"address\"");
+                ok = false;
+            }
+        } else {
+            wrong_type(&bc, kv, "an address string or a table { address = ..., tls = ... }");
+            ok = false;
+        }
+        if (!ok) {
+            c->bad = true;
+            continue;
+        }
+        ms_bind *b = &g->binds[g->nbinds];
+        char why[160];
+        if (!ms_addr_parse(addr_text, &b->addr, why, sizeof why)) {
+            ld_err(&bc, addr_at->line, addr_at->col, "invalid address \"%s\": %s", addr_text, why);
+            c->bad = true;
+            continue;
+        }
+        b->name = dup_checked(c, kv->key);
+        b->tls = tls;
+        b->pos = (ms_pos){ kv->line, kv->col };
+        g->nbinds++;
+    }
+}
+
+static void load_static_dirs(ld_ctx *c, const toml_kv *skv)
+{
+    ms_global *g = &c->m->global;
+    const toml_node *a = skv->value;
+    if (a->type != TOML_ARRAY) {
+        wrong_type(c, skv, "an array of tables ([[mothership.static_dirs]])");
+        c->bad = true;
+        return;
+    }
+    g->static_dirs = calloc(a->u.array.len ? a->u.array.len : 1, sizeof *g->static_dirs);
+    if (!g->static_dirs) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < a->u.array.len; i++) {
+        const toml_node *t = a->u.array.items[i];
+        char label[64];
+        snprintf(label, sizeof label, "static dir #%zu", i + 1);
+        ld_ctx sc = *c;
+        sc.what = label;
+        if (t->type != TOML_TABLE) {
+            ld_err(&sc, t->line, t->col, "must be a table with path and prefix");
+            c->bad = true;
+            continue;
+        }
+        ms_static_dir *sd = &g->static_dirs[g->nstatic++];
+        sd->pos = (ms_pos){ t->line, t->col };
+        bool ok = true;
+        const toml_kv *path_kv = NULL;
+        for (size_t k = 0; k < t->u.table.len; k++) {
+            const toml_kv *e = &t->u.table.items[k];
+            if (strcmp(e->key, "path") == 0) {
+                ok &= get_path(&sc, e, &sd->path);
+                path_kv = e;
+            } else if (strcmp(e->key, "prefix") == 0) {
+                ok &= get_nonempty_string(&sc, e, &sd->prefix);
+                if (sd->prefix && sd->prefix[0] != '/') {
+                    ld_err(&sc, e->value->line, e->value->col, "\"prefix\" must start with '/', like \"/assets\"");
+                    ok = false;
+                }
+            } else if (strcmp(e->key, "bind") == 0)
+                ok &= get_nonempty_string(&sc, e, &sd->bind);
+            else {
+                unknown_key(&sc, e, static_keys, NULL);
+                ok = false;
+            }
+        }
+        if (!sd->path && !path_kv) {
+            ld_err(&sc, t->line, t->col, "missing required key \"path\"");
+            ok = false;
+        }
+        if (!sd->prefix && ok) {
+            sd->prefix = dup_checked(c, "/");
+        }
+        if (sd->path) {
+            struct stat st;
+            if (stat(sd->path, &st) != 0) {
+                ld_err(&sc, path_kv->value->line, path_kv->value->col, "directory \"%s\" does not exist", sd->path);
+                ok = false;
+            } else if (!S_ISDIR(st.st_mode)) {
+                ld_err(&sc, path_kv->value->line, path_kv->value->col, "\"%s\" is not a directory", sd->path);
+                ok = false;
+            }
+        }
+        if (!ok)
+            c->bad = true;
+    }
+}
+
+static void load_mothership(ld_ctx *c, const toml_node *t)
+{
+    ms_global *g = &c->m->global;
+    ld_ctx gc = *c;
+    gc.what = "[mothership]";
+    for (size_t i = 0; i < t->u.table.len; i++) {
+        const toml_kv *kv = &t->u.table.items[i];
+        const char *k = kv->key;
+        bool ok = true;
+        int64_t n;
+        if (strcmp(k, "metrics_port") == 0) {
+            ok = get_uint(&gc, kv, 1, 65535, &n);
+            if (ok) {
+                g->metrics_port = (uint16_t)n;
+                g->metrics_pos = (ms_pos){ kv->value->line, kv->value->col };
+            }
+        } else if (strcmp(k, "metrics_bind") == 0)
+            ok = get_nonempty_string(&gc, kv, &g->metrics_bind);
+        else if (strcmp(k, "compression") == 0)
+            ok = get_bool(&gc, kv, &g->compression);
+        else if (strcmp(k, "shutdown_timeout") == 0)
+            ok = get_duration(&gc, kv, &g->shutdown_timeout_ms);
+        else if (strcmp(k, "ready_timeout") == 0)
+            ok = get_duration(&gc, kv, &g->ready_timeout_ms);
+        else if (strcmp(k, "socket_dir") == 0)
+            ok = get_path(&gc, kv, &g->socket_dir);
+        else if (strcmp(k, "workers") == 0) {
+            if (kv->value->type == TOML_STRING) {
+                if (strcmp(kv->value->u.str.ptr, "auto") == 0)
+                    g->workers = 0;
+                else {
+                    ld_err(&gc, kv->value->line, kv->value->col,
+                           "\"workers\" must be a number from 1 to 256 or \"auto\", not \"%s\"", kv->value->u.str.ptr);
+                    ok = false;
+                }
+            } else {
+                ok = get_uint(&gc, kv, 1, 256, &n);
+                if (ok)
+                    g->workers = (unsigned)n;
+            }
+        } else if (strcmp(k, "env") == 0)
+            ok = get_strmap(&gc, kv, &g->env, true);
+        else if (strcmp(k, "bind") == 0)
+            load_binds(&gc, kv);
+        else if (strcmp(k, "tls") == 0) {
+            ld_ctx tc = *c;
+            tc.what = "[mothership.tls]";
+            if (kv->value->type != TOML_TABLE) {
+                wrong_type(&gc, kv, "a table with cert and key");
+                ok = false;
+            } else {
+                g->tls_pos = (ms_pos){ kv->value->line, kv->value->col };
+                g->has_tls = true;
+                for (size_t j = 0; j < kv->value->u.table.len; j++) {
+                    const toml_kv *e = &kv->value->u.table.items[j];
+                    if (strcmp(e->key, "cert") == 0) {
+                        ok &= get_path(&tc, e, &g->tls_cert);
+                        g->tls_cert_pos = (ms_pos){ e->value->line, e->value->col };
+                    } else if (strcmp(e->key, "key") == 0) {
+                        ok &= get_path(&tc, e, &g->tls_key);
+                        g->tls_key_pos = (ms_pos){ e->value->line, e->value->col };
+                    }
+                    else {
+                        unknown_key(&tc, e, tls_keys, NULL);
+                        ok = false;
+                    }
+                }
+                if (ok && !g->tls_cert) {
+                    ld_err(&tc, g->tls_pos.line, g->tls_pos.col, "missing required key \"cert\"");
+                    ok = false;
+                }
+                if (ok && !g->tls_key) {
+                    ld_err(&tc, g->tls_pos.line, g->tls_pos.col, "missing required key \"key\"");
+                    ok = false;
+                }
+            }
+            c->bad |= tc.bad;
+        } else if (strcmp(k, "static_dirs") == 0)
+            load_static_dirs(&gc, kv);
+        else {
+            unknown_key(&gc, kv, mothership_keys, NULL);
+            ok = false;
+        }
+        if (!ok)
+            gc.bad = true;
+    }
+    c->bad |= gc.bad;
+    c->oom |= gc.oom;
+}
+
+/* ---------------------------------------------------------------- document */
+static const toml_node *table_or_err(ld_ctx *c, const toml_kv *kv, const char *what)
+{
+    if (kv->value->type != TOML_TABLE) {
+        ld_err(c, kv->line, kv->col, "\"%s\" must be a table (%s)", kv->key, what);
+        c->bad = true;
+        return NULL;
+    }
+    return kv->value;
+}
+
+static int cmp_pos(const ms_pos *a, const ms_pos *b)
+{
+    return a->line != b->line ? (a->line < b->line ? -1 : 1) : (a->col < b->col ? -1 : a->col > b->col);
+}
+
+static int cmp_ship(const void *a, const void *b)
+{
+    return cmp_pos(&((const ms_ship *)a)->pos, &((const ms_ship *)b)->pos);
+}
+
+/* Load every [[fleet.<group>]] / [[bays.<type>]] array into m->ships. */
+static void load_vessels(ld_ctx *c, const toml_kv *kv, ms_ship_kind kind, const toml_node *base)
+{
+    const toml_node *t = table_or_err(c, kv, kind == MS_SHIP ? "groups of [[fleet.<group>]]"
+                                                          : "bay types: [[bays.websocket]]");
+    if (!t)
+        return;
+    for (size_t g = 0; g < t->u.table.len; g++) {
+        const toml_kv *gkv = &t->u.table.items[g];
+        if (kind == MS_BAY && !in_list(bay_types, gkv->key)) {
+            ld_err(c, gkv->line, gkv->col, "unknown bay type \"%s\" (supported: websocket)", gkv->key);
+            c->bad = true;
+            continue;
+        }
+        if (kind == MS_SHIP && !ms_valid_name(gkv->key)) {
+            ld_err(c, gkv->line, gkv->col, "group name \"%s\" must be ASCII letters, digits, '-' or '_'", gkv->key);
+            c->bad = true;
+            continue;
+        }
+        const toml_node *arr = gkv->value;
+        if (arr->type != TOML_ARRAY) {
+            ld_err(c, gkv->line, gkv->col, "%s.%s must be an array of tables: write [[%s.%s]]",
+                   kind == MS_SHIP ? "fleet" : "bays", gkv->key, kind == MS_SHIP ? "fleet" : "bays", gkv->key);
+            c->bad = true;
+            continue;
+        }
+        ms_ship *n = realloc(c->m->ships, (c->m->nships + arr->u.array.len + 1) * sizeof *n);
+        if (!n) {
+            c->oom = true;
+            return;
+        }
+        c->m->ships = n;
+        for (size_t i = 0; i < arr->u.array.len; i++) {
+            const toml_node *e = arr->u.array.items[i];
+            if (e->type != TOML_TABLE) {
+                ld_err(c, e->line, e->col, "entries of %s.%s must be tables", kind == MS_SHIP ? "fleet" : "bays",
+                       gkv->key);
+                c->bad = true;
+                continue;
+            }
+            c->index = i;
+            load_vessel(c, e, kind, gkv->key, base, &c->m->ships[c->m->nships++]);
+        }
+    }
+}
+
+static void load_array_of_tables(ld_ctx *c, const toml_kv *kv, int which, const toml_node *base)
+{
+    const toml_node *a = kv->value;
+    if (a->type != TOML_ARRAY) {
+        ld_err(c, kv->line, kv->col, "\"%s\" must be an array of tables: write [[%s]]", kv->key, kv->key);
+        c->bad = true;
+        return;
+    }
+    ms_manifest *m = c->m;
+    if (which == 0) {
+        m->modules = calloc(a->u.array.len ? a->u.array.len : 1, sizeof *m->modules);
+        if (!m->modules) {
+            c->oom = true;
+            return;
+        }
+    } else {
+        m->uplinks = calloc(a->u.array.len ? a->u.array.len : 1, sizeof *m->uplinks);
+        if (!m->uplinks) {
+            c->oom = true;
+            return;
+        }
+    }
+    for (size_t i = 0; i < a->u.array.len; i++) {
+        const toml_node *e = a->u.array.items[i];
+        if (e->type != TOML_TABLE) {
+            ld_err(c, e->line, e->col, "entries of \"%s\" must be tables", kv->key);
+            c->bad = true;
+            continue;
+        }
+        c->index = i;
+        if (which == 0)
+            load_module(c, e, base, &m->modules[m->nmodules++]);
+        else
+            load_uplink(c, e, &m->uplinks[m->nuplinks++]);
+    }
+}
+
+void ld_document(ld_ctx *c, const toml_node *root)
+{
+    ms_manifest *m = c->m;
+    ms_global *g = &m->global;
+    g->compression = false;
+    g->shutdown_timeout_ms = 10000;
+    g->ready_timeout_ms = 60000;
+    g->workers = 1;
+
+    const toml_node *base_ship = NULL, *base_bay = NULL, *base_module = NULL;
+    /* first pass: top-level shape and base templates */
+    for (size_t i = 0; i < root->u.table.len; i++) {
+        const toml_kv *kv = &root->u.table.items[i];
+        if (!in_list(top_keys, kv->key)) {
+            unknown_key(c, kv, top_keys, NULL);
+            c->bad = true;
+        } else if (strcmp(kv->key, "base") == 0) {
+            const toml_node *b = table_or_err(c, kv, "[base.ship], [base.bay] or [base.module]");
+            for (size_t j = 0; b && j < b->u.table.len; j++) {
+                const toml_kv *bkv = &b->u.table.items[j];
+                if (!in_list(base_keys, bkv->key)) {
+                    unknown_key(c, bkv, base_keys, NULL);
+                    c->bad = true;
+                    continue;
+                }
+                const toml_node *bt = table_or_err(c, bkv, "a template table");
+                if (!bt)
+                    continue;
+                int which = strcmp(bkv->key, "ship") == 0 ? 0 : strcmp(bkv->key, "bay") == 0 ? 1 : 2;
+                if (which == 0)
+                    base_ship = bt;
+                else if (which == 1)
+                    base_bay = bt;
+                else
+                    base_module = bt;
+                check_base(c, bt, which);
+            }
+        }
+    }
+    for (size_t i = 0; i < root->u.table.len; i++) {
+        const toml_kv *kv = &root->u.table.items[i];
+        if (strcmp(kv->key, "mothership") == 0) {
+            const toml_node *t = table_or_err(c, kv, "[mothership]");
+            if (t)
+                load_mothership(c, t);
+        } else if (strcmp(kv->key, "fleet") == 0)
+            load_vessels(c, kv, MS_SHIP, base_ship);
+        else if (strcmp(kv->key, "bays") == 0)
+            load_vessels(c, kv, MS_BAY, base_bay);
+        else if (strcmp(kv->key, "modules") == 0)
+            load_array_of_tables(c, kv, 0, base_module);
+        else if (strcmp(kv->key, "uplinks") == 0)
+            load_array_of_tables(c, kv, 1, NULL);
+    }
+    if (!g->metrics_bind)
+        g->metrics_bind = dup_checked(c, "127.0.0.1");
+    /* manifest order: ships and bays by where they were written */
+    if (m->nships > 1)
+        qsort(m->ships, m->nships, sizeof *m->ships, cmp_ship);
+}

@@ -1,0 +1,43 @@
+"""Shared fixtures for the integration tests: they run the real binary
+(MS_BUILD/mothership, default build/mothership) with real files, processes
+and sockets."""
+import os
+import subprocess
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("MS_BUILD", os.path.join(ROOT, "build"))
+BINARY = os.path.join(BUILD, "mothership")
+
+
+class Result:
+    def __init__(self, proc):
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def __repr__(self):
+        return f"<exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}>"
+
+
+def run_ms(*args, cwd=None, env=None, timeout=30):
+    """Run the mothership binary to completion and return its Result."""
+    full_env = dict(os.environ)
+    full_env.pop("NO_COLOR", None)
+    if env:
+        full_env.update(env)
+    p = subprocess.run([BINARY, *args], cwd=cwd, env=full_env, capture_output=True,
+                       text=True, timeout=timeout)
+    return Result(p)
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    """Write a manifest (dedented) into tmp_path; returns its path."""
+    def write(text, name="ship-manifest.toml"):
+        p = tmp_path / name
+        p.write_text(textwrap.dedent(text).lstrip("\n"))
+        return str(p)
+    return write

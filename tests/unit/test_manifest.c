@@ -1,0 +1,267 @@
+/* test_manifest.c: unit tests of the manifest model: defaults, base
+ * template merging, route forms, addresses, uplink URLs, durations, name
+ * rules, "did you mean" hints and the diagnostics list. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manifest/manifest.h"
+#include "util/strutil.h"
+
+static ms_manifest *load(const char *text, ms_diags *d)
+{
+    ms_diags_init(d, "t.toml");
+    return ms_manifest_load_buffer(text, strlen(text), "t.toml", "/nonexistent-dir", d);
+}
+
+static void expect_error(const char *text, int line, int col, const char *msg)
+{
+    ms_diags d;
+    ms_manifest *m = load(text, &d);
+    assert_null(m);
+    bool found = false;
+    for (size_t i = 0; i < d.len; i++) {
+        if (d.items[i].line == line && d.items[i].col == col && strcmp(d.items[i].msg, msg) == 0)
+            found = true;
+    }
+    if (!found) {
+        for (size_t i = 0; i < d.len; i++)
+            fprintf(stderr, "  got %d:%d: %s\n", d.items[i].line, d.items[i].col, d.items[i].msg);
+        fail_msg("expected %d:%d: %s", line, col, msg);
+    }
+    ms_diags_free(&d);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    ms_diags d;
+    ms_manifest *m = load("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\n", &d);
+    assert_non_null(m);
+    assert_int_equal(m->nships, 1);
+    ms_ship *s = &m->ships[0];
+    assert_string_equal(s->group, "web");
+    assert_true(s->critical);
+    assert_false(s->oneshot);
+    assert_false(s->has_bind);
+    assert_null(s->health.path);
+    assert_int_equal(s->health.interval_ms, 5000);
+    assert_int_equal(s->health.failures, 3);
+    assert_int_equal(m->global.metrics_port, 0);
+    assert_string_equal(m->global.metrics_bind, "127.0.0.1");
+    assert_false(m->global.compression);
+    assert_int_equal(m->global.shutdown_timeout_ms, 10000);
+    assert_int_equal(m->global.workers, 1);
+    assert_string_equal(ms_ship_kind_word(s), "worker");
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+}
+
+static void test_base_merge(void **state)
+{
+    (void)state;
+    ms_diags d;
+    ms_manifest *m = load("[base.ship]\n"
+                          "env = { A = \"base\", B = \"base\" }\n"
+                          "tags = [\"ruby\", \"web\"]\n"
+                          "critical = false\n"
+                          "[[fleet.web]]\n"
+                          "name = \"app\"\n"
+                          "command = \"ruby\"\n"
+                          "env = { B = \"mine\", C = 3 }\n"
+                          "tags = [\"web\", \"api\"]\n"
+                          "critical = true\n"
+                          "[[bays.websocket]]\n"
+                          "name = \"cast\"\n"
+                          "command = \"./cast\"\n",
+                          &d);
+    assert_non_null(m);
+    ms_ship *s = ms_manifest_find_ship(m, "app");
+    assert_non_null(s);
+    assert_string_equal(ms_strmap_get(&s->env, "A"), "base");
+    assert_string_equal(ms_strmap_get(&s->env, "B"), "mine");
+    assert_string_equal(ms_strmap_get(&s->env, "C"), "3");
+    assert_int_equal(s->tags.len, 3);
+    assert_string_equal(s->tags.items[0], "ruby");
+    assert_string_equal(s->tags.items[1], "web");
+    assert_string_equal(s->tags.items[2], "api");
+    assert_true(s->critical);
+    ms_ship *b = ms_manifest_find_ship(m, "cast");
+    assert_non_null(b);
+    assert_int_equal(b->kind, MS_BAY);
+    assert_int_equal(b->tags.len, 0); /* [base.ship] does not apply to bays */
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+}
+
+static void test_routes_and_order(void **state)
+{
+    (void)state;
+    ms_diags d;
+    ms_manifest *m = load("[mothership.bind]\nhttp = \"8080\"\nws = \"8081\"\n"
+                          "[[fleet.b]]\nname = \"api\"\ncommand = \"x\"\nbind = \"3001\"\n"
+                          "routes = [\"http:/api/.*\", { bind = \"http\", pattern = \"/v2/.*\", strip_prefix = \"/v2\" }]\n"
+                          "[[bays.websocket]]\nname = \"cast\"\ncommand = \"y\"\nroutes = [\"ws:/ws\"]\n"
+                          "[[fleet.a]]\nname = \"web\"\ncommand = \"x\"\nbind = \"unix:///tmp/w.sock\"\n",
+                          &d);
+    if (!m)
+        ms_diags_print(&d, stderr);
+    assert_non_null(m);
+    assert_int_equal(m->nships, 3);
+    /* manifest order, across groups and bays */
+    assert_string_equal(m->ships[0].name, "api");
+    assert_string_equal(m->ships[1].name, "cast");
+    assert_string_equal(m->ships[2].name, "web");
+    ms_ship *api = &m->ships[0];
+    assert_int_equal(api->nroutes, 2);
+    assert_string_equal(api->routes[0].bind, "http");
+    assert_string_equal(api->routes[0].pattern, "/api/.*");
+    assert_null(api->routes[0].strip_prefix);
+    assert_string_equal(api->routes[1].strip_prefix, "/v2");
+    assert_string_equal(api->bind.text, "tcp://127.0.0.1:3001");
+    assert_string_equal(m->ships[2].bind.path, "/tmp/w.sock");
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    expect_error("[[fleet.web]]\nname = \"app\"\ncomand = \"x\"\n", 3, 1,
+                 "ship \"app\": unknown key \"comand\" (did you mean \"command\"?)");
+    expect_error("[[fleet.web]]\nname = \"app\"\n", 1, 1, "ship \"app\": missing required key \"command\"");
+    expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\ndepends_on = [\"b\"]\n"
+                 "[[fleet.web]]\nname = \"b\"\ncommand = \"x\"\ndepends_on = [\"c\"]\n"
+                 "[[fleet.web]]\nname = \"c\"\ncommand = \"x\"\ndepends_on = [\"a\"]\n",
+                 12, 15, "ship \"c\": dependency cycle: a -> b -> c -> a");
+    expect_error("[mothership]\nshutdown_timeout = \"5 s\"\n", 2, 20,
+                 "[mothership]: \"shutdown_timeout\": invalid duration \"5 s\" (use a number and ms, s, m or h, "
+                 "like \"250ms\", \"5s\" or \"1m\"; at most 24h)");
+    expect_error("a = [1,\n", 2, 1, "expected a value, found end of input");
+}
+
+static void test_addresses(void **state)
+{
+    (void)state;
+    char why[160];
+    ms_addr a;
+    assert_true(ms_addr_parse("3000", &a, why, sizeof why));
+    assert_string_equal(a.text, "tcp://127.0.0.1:3000");
+    ms_addr_free(&a);
+    assert_true(ms_addr_parse("tcp://0.0.0.0:80", &a, why, sizeof why));
+    assert_int_equal(a.port, 80);
+    ms_addr b;
+    assert_true(ms_addr_parse("127.0.0.1:80", &b, why, sizeof why));
+    assert_true(ms_addr_collide(&a, &b)); /* wildcard takes every address */
+    ms_addr_free(&b);
+    assert_true(ms_addr_parse("[::1]:8080", &b, why, sizeof why));
+    assert_string_equal(b.text, "tcp://[::1]:8080");
+    assert_false(ms_addr_collide(&a, &b));
+    ms_addr_free(&a);
+    ms_addr_free(&b);
+    assert_true(ms_addr_parse("unix:///run/a.sock", &a, why, sizeof why));
+    assert_int_equal(a.kind, MS_ADDR_UNIX);
+    assert_string_equal(a.path, "/run/a.sock");
+    ms_addr_free(&a);
+    assert_false(ms_addr_parse("70000", &a, why, sizeof why));
+    assert_string_equal(why, "port must be a number from 1 to 65535");
+    assert_false(ms_addr_parse("::1:80", &a, why, sizeof why));
+    assert_false(ms_addr_parse("http://x:1", &a, why, sizeof why));
+    assert_false(ms_addr_parse("unix://", &a, why, sizeof why));
+    assert_false(ms_addr_parse("host", &a, why, sizeof why));
+    assert_string_equal(why, "missing port");
+}
+
+static void test_uplink_urls(void **state)
+{
+    (void)state;
+    char why[200];
+    ms_uplink u;
+    memset(&u, 0, sizeof u);
+    assert_true(ms_uplink_url_parse("postgresql://user:p@ss@db.internal/app", &u, why, sizeof why));
+    assert_string_equal(u.scheme, "postgres");
+    assert_string_equal(u.host, "db.internal");
+    assert_int_equal(u.port, 5432);
+    assert_true(ms_uplink_url_parse("https://example.com?x=1", &u, why, sizeof why));
+    assert_int_equal(u.port, 443);
+    assert_string_equal(u.path, "/?x=1");
+    assert_true(ms_uplink_url_parse("REDIS://cache:6380/0", &u, why, sizeof why));
+    assert_string_equal(u.scheme, "redis");
+    assert_int_equal(u.port, 6380);
+    assert_true(ms_uplink_url_parse("neo4j://g", &u, why, sizeof why));
+    assert_int_equal(u.port, 7687);
+    assert_false(ms_uplink_url_parse("tcp://host", &u, why, sizeof why));
+    assert_string_equal(why, "missing port");
+    assert_false(ms_uplink_url_parse("ftp://host", &u, why, sizeof why));
+    assert_false(ms_uplink_url_parse("localhost:5432", &u, why, sizeof why));
+    free(u.scheme);
+    free(u.host);
+    free(u.path);
+}
+
+static void test_strutil(void **state)
+{
+    (void)state;
+    uint64_t ms;
+    assert_true(ms_parse_duration("250ms", &ms));
+    assert_int_equal(ms, 250);
+    assert_true(ms_parse_duration("1.5s", &ms));
+    assert_int_equal(ms, 1500);
+    assert_true(ms_parse_duration("2m", &ms));
+    assert_int_equal(ms, 120000);
+    assert_true(ms_parse_duration("0s", &ms));
+    assert_false(ms_parse_duration("5", &ms));
+    assert_false(ms_parse_duration("-1s", &ms));
+    assert_false(ms_parse_duration("25h", &ms));
+    assert_false(ms_parse_duration("1.s", &ms));
+    assert_true(ms_valid_name("web-1_a"));
+    assert_false(ms_valid_name("web 1"));
+    assert_false(ms_valid_name(""));
+    assert_false(ms_valid_name("caf\xc3\xa9"));
+    static const char *const keys[] = { "command", "critical", "config", NULL };
+    assert_string_equal(ms_nearest("comand", keys), "command");
+    assert_string_equal(ms_nearest("CRITICAL", keys), "critical");
+    assert_null(ms_nearest("zzzzzz", keys));
+    assert_int_equal(ms_edit_distance("kitten", "sitting", 5), 3);
+}
+
+static void test_diags_sorted_and_bounded(void **state)
+{
+    (void)state;
+    ms_diags d;
+    ms_diags_init(&d, "f.toml");
+    for (int i = 0; i < MS_DIAG_MAX + 5; i++)
+        ms_diag_add(&d, MS_DIAG_MAX + 5 - i, 1, "problem %d", i);
+    assert_int_equal(d.len, MS_DIAG_MAX);
+    assert_int_equal(ms_diags_count(&d), MS_DIAG_MAX + 5);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    ms_diags_print(&d, f);
+    rewind(f);
+    char line[128];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "f.toml:6:1: problem 199\n");
+    fclose(f);
+    ms_diags_free(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_base_merge),
+        cmocka_unit_test(test_routes_and_order),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_uplink_urls),
+        cmocka_unit_test(test_strutil),
+        cmocka_unit_test(test_diags_sorted_and_bounded),
+    };
+    return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
+}
