@@ -54,6 +54,7 @@ void ms_manifest_free(ms_manifest *m)
         return;
     ms_global *g = &m->global;
     free(g->metrics_bind);
+    ld_strlist_free(&g->declared_binds);
     free(g->socket_dir);
     ld_strmap_free(&g->env);
     for (size_t i = 0; i < g->nbinds; i++) {

@@ -70,13 +70,15 @@ typedef struct ms_static_dir {
     char *path;          /* resolved against the manifest's directory */
     char *prefix;        /* always starts with '/' */
     char *bind;          /* NULL: every bind */
-    ms_pos pos;
+    ms_pos pos, bind_pos;
 } ms_static_dir;
 
 typedef struct ms_global {
     uint16_t metrics_port;       /* 0: no metrics listener */
     ms_pos metrics_pos;
     char *metrics_bind;          /* default "127.0.0.1" */
+    ms_pos metrics_bind_pos;
+    ms_strlist declared_binds;   /* every name in [mothership.bind], valid or not */
     bool compression;            /* default false */
     uint64_t shutdown_timeout_ms; /* default 10s */
     uint64_t ready_timeout_ms;   /* default 60s */
@@ -113,6 +115,15 @@ typedef struct ms_health {
     bool restart;                /* restart the ship when it turns unhealthy; default false */
 } ms_health;
 
+typedef struct ms_restart {
+    uint64_t backoff_ms;         /* first restart delay; default 500ms, doubled per crash */
+    uint64_t max_backoff_ms;     /* cap; default 30s */
+    uint64_t reset_after_ms;     /* uptime after which the backoff resets; default 10s */
+    unsigned loop_limit;         /* crash-loop breaker: this many crashes ... default 5 */
+    uint64_t loop_window_ms;     /* ... within this window ... default 60s */
+    uint64_t loop_pause_ms;      /* ... pause restarts this long; default 30s */
+} ms_restart;
+
 typedef enum ms_ship_kind { MS_SHIP, MS_BAY } ms_ship_kind;
 
 typedef struct ms_ship {
@@ -122,6 +133,7 @@ typedef struct ms_ship {
     char *command;
     ms_strlist args;
     char *cwd;           /* resolved; NULL: the manifest's directory */
+    ms_pos cwd_pos, health_pos;
     bool has_bind;       /* ships only */
     ms_addr bind;
     ms_pos bind_pos;
@@ -136,6 +148,8 @@ typedef struct ms_ship {
     bool oneshot;        /* ships only; default false */
     ms_strlist tags;     /* base tags first, duplicates dropped */
     uint64_t ready_timeout_ms;    /* 0: the global default */
+    uint64_t ready_after_ms;      /* workers: ready after staying up this long; default 1s */
+    ms_restart restart;           /* non-critical ships */
     uint64_t shutdown_timeout_ms; /* 0: the global default */
     ms_pos pos;          /* the entry's [[header]] */
     ms_pos name_pos;     /* its name's value */

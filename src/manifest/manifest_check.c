@@ -199,13 +199,15 @@ static void *compile_pattern(ld_ctx *c, ms_pos p, const char *who, const char *p
     return re;
 }
 
+static bool bind_declared(const ms_manifest *m, const char *name);
+
 static void check_routes(ld_ctx *c)
 {
     ms_manifest *m = c->m;
     const char *bind_names[257];
     size_t nb = 0;
-    for (size_t i = 0; i < m->global.nbinds && nb < 256; i++)
-        bind_names[nb++] = m->global.binds[i].name;
+    for (size_t i = 0; i < m->global.declared_binds.len && nb < 256; i++)
+        bind_names[nb++] = m->global.declared_binds.items[i];
     bind_names[nb] = NULL;
     for (size_t i = 0; i < m->nships; i++) {
         ms_ship *s = &m->ships[i];
@@ -222,12 +224,12 @@ static void check_routes(ld_ctx *c)
                    "or \"unix:///path\")", who);
             c->bad = true;
         }
-        if (s->kind == MS_SHIP && s->health.path && !s->has_bind) {
-            ld_err(c, s->pos.line, s->pos.col, "%s: \"healthcheck\" needs a \"bind\" to send the check to", who);
-            c->bad = true;
-        }
         if (s->oneshot && s->health.path) {
-            ld_err(c, s->pos.line, s->pos.col, "%s: a oneshot job cannot have a healthcheck", who);
+            ld_err(c, s->health_pos.line, s->health_pos.col, "%s: a oneshot job cannot have a healthcheck", who);
+            c->bad = true;
+        } else if (s->kind == MS_SHIP && s->health.path && !s->has_bind) {
+            ld_err(c, s->health_pos.line, s->health_pos.col,
+                   "%s: \"healthcheck\" needs a \"bind\" to send the check to", who);
             c->bad = true;
         }
         for (size_t r = 0; r < s->nroutes; r++) {
@@ -235,7 +237,7 @@ static void check_routes(ld_ctx *c)
             rt->target = i;
             char rwho[160];
             snprintf(rwho, sizeof rwho, "%s: route %zu", who, r + 1);
-            if (!ms_manifest_find_bind(m, rt->bind)) {
+            if (!bind_declared(m, rt->bind)) {
                 const char *near = ms_nearest(rt->bind, bind_names);
                 if (nb == 0)
                     ld_err(c, rt->pos.line, rt->pos.col, "%s: bind \"%s\" is not defined (there is no "
@@ -285,6 +287,16 @@ static void check_routes(ld_ctx *c)
 }
 
 /* ---------------------------------------------------------------- listeners */
+/* A bind written in [mothership.bind] (its address may be invalid: that is
+ * reported once, where it is written). */
+static bool bind_declared(const ms_manifest *m, const char *name)
+{
+    for (size_t i = 0; i < m->global.declared_binds.len; i++)
+        if (strcmp(m->global.declared_binds.items[i], name) == 0)
+            return true;
+    return false;
+}
+
 typedef struct listener {
     const ms_addr *addr;
     const char *what;    /* "bind \"http\"", "ship \"app\"", "the metrics listener" */
@@ -322,19 +334,21 @@ static void check_listeners(ld_ctx *c)
         ls[n] = (listener){ &m->ships[i].bind, labels[n], m->ships[i].bind_pos };
         n++;
     }
-    if (g->metrics_port) {
+    {
         char why[120];
         char text[300];
         snprintf(text, sizeof text, strchr(g->metrics_bind, ':') ? "[%s]:%u" : "%s:%u", g->metrics_bind,
-                 g->metrics_port);
+                 g->metrics_port ? g->metrics_port : 9090);
         if (ms_addr_parse(text, &metrics, why, sizeof why)) {
             have_metrics = true;
-            snprintf(labels[n], sizeof labels[n], "the metrics listener");
-            ls[n] = (listener){ &metrics, labels[n], g->metrics_pos };
-            n++;
+            if (g->metrics_port) {
+                snprintf(labels[n], sizeof labels[n], "the metrics listener");
+                ls[n] = (listener){ &metrics, labels[n], g->metrics_pos };
+                n++;
+            }
         } else {
-            ld_err(c, g->metrics_pos.line, g->metrics_pos.col, "[mothership]: invalid metrics_bind \"%s\": %s",
-                   g->metrics_bind, why);
+            ld_err(c, g->metrics_bind_pos.line, g->metrics_bind_pos.col,
+                   "[mothership]: invalid metrics_bind \"%s\": %s", g->metrics_bind, why);
             c->bad = true;
         }
     }
@@ -377,9 +391,19 @@ static void check_statics_and_files(ld_ctx *c)
     ms_global *g = &m->global;
     for (size_t i = 0; i < g->nstatic; i++) {
         ms_static_dir *sd = &g->static_dirs[i];
-        if (sd->bind && !ms_manifest_find_bind(m, sd->bind)) {
-            ld_err(c, sd->pos.line, sd->pos.col, "static dir #%zu: bind \"%s\" is not defined in [mothership.bind]",
-                   i + 1, sd->bind);
+        if (sd->bind && !bind_declared(m, sd->bind)) {
+            const char *names[257];
+            size_t nb = 0;
+            for (size_t k = 0; k < g->declared_binds.len && nb < 256; k++)
+                names[nb++] = g->declared_binds.items[k];
+            names[nb] = NULL;
+            const char *near = ms_nearest(sd->bind, names);
+            if (near)
+                ld_err(c, sd->bind_pos.line, sd->bind_pos.col, "static dir #%zu: bind \"%s\" is not defined in "
+                       "[mothership.bind] (did you mean \"%s\"?)", i + 1, sd->bind, near);
+            else
+                ld_err(c, sd->bind_pos.line, sd->bind_pos.col, "static dir #%zu: bind \"%s\" is not defined in "
+                       "[mothership.bind]", i + 1, sd->bind);
             c->bad = true;
         }
         for (size_t j = 0; j < i; j++) {
@@ -410,7 +434,7 @@ static void check_statics_and_files(ld_ctx *c)
         ms_ship *s = &m->ships[i];
         struct stat st;
         if (s->cwd && (stat(s->cwd, &st) != 0 || !S_ISDIR(st.st_mode))) {
-            ld_err(c, s->pos.line, s->pos.col, "%s \"%s\": cwd \"%s\" is not a directory", kind_of(s),
+            ld_err(c, s->cwd_pos.line, s->cwd_pos.col, "%s \"%s\": cwd \"%s\" is not a directory", kind_of(s),
                    s->name ? s->name : "?", s->cwd);
             c->bad = true;
         }

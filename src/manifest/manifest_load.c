@@ -23,10 +23,12 @@ static const char *const mothership_keys[] = {
     "socket_dir", "workers", "env", "bind", "tls", "static_dirs", NULL };
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
-    "critical", "oneshot", "cwd", "ready_timeout", "shutdown_timeout", NULL };
+    "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", NULL };
 static const char *const bay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
-    "cwd", "ready_timeout", "shutdown_timeout", NULL };
+    "cwd", "ready_timeout", "shutdown_timeout", "restart", NULL };
+static const char *const restart_keys[] = {
+    "backoff", "max_backoff", "reset_after", "loop_limit", "loop_window", "loop_pause", NULL };
 static const char *const module_keys[] = {
     "name", "wasm", "routes", "phase", "config", "tags", "on_error", NULL };
 static const char *const uplink_keys[] = { "url", "name", "timeout", "wait", NULL };
@@ -534,6 +536,55 @@ bool ld_check_http_path(ld_ctx *c, const toml_node *at, const char *key, const c
     return true;
 }
 
+/* ---------------------------------------------------------------- restart policy */
+static void restart_defaults(ms_restart *r)
+{
+    r->backoff_ms = 500;
+    r->max_backoff_ms = 30000;
+    r->reset_after_ms = 10000;
+    r->loop_limit = 5;
+    r->loop_window_ms = 60000;
+    r->loop_pause_ms = 30000;
+}
+
+static bool get_restart(ld_ctx *c, const toml_kv *kv, ms_restart *r)
+{
+    const toml_node *v = kv->value;
+    if (v->type != TOML_TABLE) {
+        wrong_type(c, kv, "a table like { backoff = \"500ms\", max_backoff = \"30s\" }");
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < v->u.table.len; i++) {
+        const toml_kv *e = &v->u.table.items[i];
+        int64_t n;
+        if (strcmp(e->key, "backoff") == 0)
+            ok &= get_duration(c, e, &r->backoff_ms);
+        else if (strcmp(e->key, "max_backoff") == 0)
+            ok &= get_duration(c, e, &r->max_backoff_ms);
+        else if (strcmp(e->key, "reset_after") == 0)
+            ok &= get_duration(c, e, &r->reset_after_ms);
+        else if (strcmp(e->key, "loop_window") == 0)
+            ok &= get_duration(c, e, &r->loop_window_ms);
+        else if (strcmp(e->key, "loop_pause") == 0)
+            ok &= get_duration(c, e, &r->loop_pause_ms);
+        else if (strcmp(e->key, "loop_limit") == 0) {
+            if (get_uint(c, e, 1, 1000, &n))
+                r->loop_limit = (unsigned)n;
+            else
+                ok = false;
+        } else {
+            unknown_key(c, e, restart_keys, NULL);
+            ok = false;
+        }
+    }
+    if (ok && r->max_backoff_ms < r->backoff_ms) {
+        ld_err(c, v->line, v->col, "restart: \"max_backoff\" must not be less than \"backoff\"");
+        ok = false;
+    }
+    return ok;
+}
+
 /* ---------------------------------------------------------------- ships and bays */
 static const char *kind_word(ms_ship_kind k)
 {
@@ -573,8 +624,10 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
             ok = get_nonempty_string(c, kv, &s->command);
         else if (strcmp(k, "args") == 0)
             ok = get_strlist(c, kv, &s->args, false, NULL);
-        else if (strcmp(k, "cwd") == 0)
+        else if (strcmp(k, "cwd") == 0) {
             ok = get_path(c, kv, &s->cwd);
+            s->cwd_pos = (ms_pos){ kv->value->line, kv->value->col };
+        }
         else if (strcmp(k, "bind") == 0) {
             char *text = NULL;
             ok = get_nonempty_string(c, kv, &text);
@@ -593,8 +646,10 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
                 }
             }
             free(text);
-        } else if (strcmp(k, "healthcheck") == 0)
+        } else if (strcmp(k, "healthcheck") == 0) {
             ok = get_health(c, kv, &s->health);
+            s->health_pos = (ms_pos){ kv->value->line, kv->value->col };
+        }
         else if (strcmp(k, "routes") == 0)
             ok = get_routes(c, kv, s);
         else if (strcmp(k, "depends_on") == 0)
@@ -613,6 +668,10 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
             ok = get_duration(c, kv, &s->ready_timeout_ms);
         else if (strcmp(k, "shutdown_timeout") == 0)
             ok = get_duration(c, kv, &s->shutdown_timeout_ms);
+        else if (strcmp(k, "ready_after") == 0)
+            ok = get_duration(c, kv, &s->ready_after_ms);
+        else if (strcmp(k, "restart") == 0)
+            ok = get_restart(c, kv, &s->restart);
         if (!ok)
             c->bad = true;
     }
@@ -623,7 +682,9 @@ static void vessel_defaults(ms_ship *s, ms_ship_kind kind)
     memset(s, 0, sizeof *s);
     s->kind = kind;
     s->critical = true;
+    s->ready_after_ms = 1000;
     health_defaults(&s->health);
+    restart_defaults(&s->restart);
 }
 
 static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, const char *group,
@@ -659,7 +720,8 @@ static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, co
         ec.bad = true;
     }
     if (!out->command) {
-        ld_err(&ec, entry->line, entry->col, "missing required key \"command\"");
+        if (!toml_get_kv(entry, "command"))
+            ld_err(&ec, entry->line, entry->col, "missing required key \"command\"");
         ec.bad = true;
     }
     c->oom |= ec.oom;
@@ -773,7 +835,8 @@ static bool load_module(ld_ctx *c, const toml_node *entry, const toml_node *base
         ec.bad = true;
     }
     if (!out->wasm) {
-        ld_err(&ec, entry->line, entry->col, "missing required key \"wasm\" (path to the .wasm file)");
+        if (!toml_get_kv(entry, "wasm"))
+            ld_err(&ec, entry->line, entry->col, "missing required key \"wasm\" (path to the .wasm file)");
         ec.bad = true;
     }
     c->bad |= ec.bad;
@@ -935,6 +998,8 @@ static void load_binds(ld_ctx *c, const toml_kv *bkv)
         const toml_kv *kv = &t->u.table.items[i];
         char label[128];
         snprintf(label, sizeof label, "bind \"%.64s\"", kv->key);
+        if (!strlist_push(c, &g->declared_binds, kv->key))
+            return;
         ld_ctx bc = *c;
         bc.what = label;
         if (!ms_valid_name(kv->key)) {
@@ -1033,8 +1098,10 @@ static void load_static_dirs(ld_ctx *c, const toml_kv *skv)
                     ld_err(&sc, e->value->line, e->value->col, "\"prefix\" must start with '/', like \"/assets\"");
                     ok = false;
                 }
-            } else if (strcmp(e->key, "bind") == 0)
+            } else if (strcmp(e->key, "bind") == 0) {
                 ok &= get_nonempty_string(&sc, e, &sd->bind);
+                sd->bind_pos = (ms_pos){ e->value->line, e->value->col };
+            }
             else {
                 unknown_key(&sc, e, static_keys, NULL);
                 ok = false;
@@ -1078,8 +1145,10 @@ static void load_mothership(ld_ctx *c, const toml_node *t)
                 g->metrics_port = (uint16_t)n;
                 g->metrics_pos = (ms_pos){ kv->value->line, kv->value->col };
             }
-        } else if (strcmp(k, "metrics_bind") == 0)
+        } else if (strcmp(k, "metrics_bind") == 0) {
             ok = get_nonempty_string(&gc, kv, &g->metrics_bind);
+            g->metrics_bind_pos = (ms_pos){ kv->value->line, kv->value->col };
+        }
         else if (strcmp(k, "compression") == 0)
             ok = get_bool(&gc, kv, &g->compression);
         else if (strcmp(k, "shutdown_timeout") == 0)

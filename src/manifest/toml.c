@@ -878,7 +878,9 @@ static toml_node *parse_number(parser *p, int line, int col)
         int base = s[i + 1] == 'x' ? 16 : s[i + 1] == 'o' ? 8 : 2;
         i += 2;
         if (!digit_run(p, &i, end, base) || i != end) {
-            if (!p->failed)
+            if (!p->failed && memchr(s + i, '_', end - i))
+                fail_at(p, line, col, "invalid number %s (an underscore must be between two digits)", shown);
+            else if (!p->failed)
                 fail_at(p, line, col, "invalid number %s", shown);
             return NULL;
         }
@@ -902,7 +904,9 @@ static toml_node *parse_number(parser *p, int line, int col)
     /* decimal integer or float */
     size_t int_start = i;
     if (!digit_run(p, &i, end, 10)) {
-        if (!p->failed)
+        if (!p->failed && memchr(s + int_start, '_', end - int_start) && is_digit((unsigned char)s[int_start]))
+            fail_at(p, line, col, "invalid number %s (an underscore must be between two digits)", shown);
+        else if (!p->failed)
             fail_at(p, line, col, "invalid value %s", shown);
         return NULL;
     }
@@ -1177,9 +1181,11 @@ static toml_node *parse_inline_table(parser *p, int depth)
         skip_ws(p);
         int c = peek(p);
         if (c == ',') {
+            size_t comma = p->pos;
             p->pos++;
             skip_ws(p);
             if (peek(p) == '}') {
+                p->pos = comma;
                 FAIL(p, "trailing comma is not allowed in an inline table");
                 goto bad;
             }

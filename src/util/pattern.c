@@ -10,6 +10,17 @@
 void *ms_pattern_compile(const char *pattern, char *why, size_t why_len)
 {
     size_t n = strlen(pattern);
+    /* errors are reported against the pattern as written, not the wrapper */
+    int errcode;
+    PCRE2_SIZE erroff;
+    pcre2_code *bare = pcre2_compile((PCRE2_SPTR)pattern, n, 0, &errcode, &erroff, NULL);
+    if (!bare) {
+        PCRE2_UCHAR msg[160];
+        pcre2_get_error_message(errcode, msg, sizeof msg);
+        snprintf(why, why_len, "%s at offset %zu", (char *)msg, (size_t)erroff);
+        return NULL;
+    }
+    pcre2_code_free(bare);
     char *wrapped = malloc(n + 8);
     if (!wrapped) {
         snprintf(why, why_len, "out of memory");
@@ -18,8 +29,6 @@ void *ms_pattern_compile(const char *pattern, char *why, size_t why_len)
     memcpy(wrapped, "(?:", 3);
     memcpy(wrapped + 3, pattern, n);
     memcpy(wrapped + 3 + n, ")\\z", 4);
-    int errcode;
-    PCRE2_SIZE erroff;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)wrapped, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED, &errcode,
                                    &erroff, NULL);
     free(wrapped);

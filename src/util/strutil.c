@@ -39,27 +39,34 @@ size_t ms_edit_distance(const char *a, const char *b, size_t cap)
         return cap + 1;
     if ((la > lb ? la - lb : lb - la) > cap)
         return cap + 1;
-    size_t prev[65], cur[65];
+    /* optimal string alignment: a swap of two neighbours is one edit */
+    size_t prev2[65], prev[65], cur[65];
     for (size_t j = 0; j <= lb; j++)
         prev[j] = j;
+#define LC(x) tolower((unsigned char)(x))
     for (size_t i = 1; i <= la; i++) {
         cur[0] = i;
         size_t rowmin = cur[0];
         for (size_t j = 1; j <= lb; j++) {
-            size_t cost = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]) ? 0 : 1;
+            size_t cost = LC(a[i - 1]) == LC(b[j - 1]) ? 0 : 1;
             size_t v = prev[j - 1] + cost;
             if (prev[j] + 1 < v)
                 v = prev[j] + 1;
             if (cur[j - 1] + 1 < v)
                 v = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && LC(a[i - 1]) == LC(b[j - 2]) && LC(a[i - 2]) == LC(b[j - 1]) &&
+                prev2[j - 2] + 1 < v)
+                v = prev2[j - 2] + 1;
             cur[j] = v;
             if (v < rowmin)
                 rowmin = v;
         }
         if (rowmin > cap)
             return cap + 1;
+        memcpy(prev2, prev, (lb + 1) * sizeof cur[0]);
         memcpy(prev, cur, (lb + 1) * sizeof cur[0]);
     }
+#undef LC
     return prev[lb];
 }
 
