@@ -64,6 +64,7 @@ int main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     opterr = 0;
+    bool log_format_given = false;
     int ch;
     while ((ch = getopt_long(argc, argv, ":c:fhV", longopts, NULL)) != -1) {
         switch (ch) {
@@ -81,6 +82,7 @@ int main(int argc, char **argv)
                 return MS_EXIT_USAGE;
             }
             o.log_format = optarg;
+            log_format_given = true;
             break;
         case ':':
             fprintf(stderr, "mothership: option %s needs a value\n", argv[optind - 1]);
@@ -108,6 +110,10 @@ int main(int argc, char **argv)
     bool is_run = strcmp(o.command, "run") == 0;
     if (!is_run && (o.only || o.except || o.tui)) {
         fprintf(stderr, "mothership: --only, --except and --tui go with run, not %s\n", o.command);
+        return MS_EXIT_USAGE;
+    }
+    if (log_format_given && !is_run) {
+        fprintf(stderr, "mothership: --log-format goes with run, not %s\n", o.command);
         return MS_EXIT_USAGE;
     }
     if (o.json && strcmp(o.command, "chart") != 0) {

@@ -214,7 +214,7 @@ bool ms_uplink_url_parse(const char *url, ms_uplink *out, char *why, size_t why_
             which = i;
     if (which == sizeof schemes / sizeof schemes[0]) {
         snprintf(why, why_len, "unsupported scheme \"%.*s\" (supported: postgres, postgresql, mysql, "
-                 "redis, memgraph, neo4j, http, https, tcp)", (int)(sn > 20 ? 20 : sn), url);
+                 "rediss, redis, memgraph, neo4j, bolt, http, https, tcp)", (int)(sn > 20 ? 20 : sn), url);
         return false;
     }
     const char *auth = sep + 3;

@@ -52,6 +52,8 @@ typedef struct ms_strlist {
     size_t len;
 } ms_strlist;
 
+#define MS_UNSET UINT64_MAX   /* a per-entry duration not given (resolved at load) */
+
 typedef struct ms_pos {
     int line, col;
 } ms_pos;
@@ -147,10 +149,10 @@ typedef struct ms_ship {
     bool critical;       /* default true */
     bool oneshot;        /* ships only; default false */
     ms_strlist tags;     /* base tags first, duplicates dropped */
-    uint64_t ready_timeout_ms;    /* 0: the global default */
+    uint64_t ready_timeout_ms;    /* resolved: the entry's or the global value */
     uint64_t ready_after_ms;      /* workers: ready after staying up this long; default 1s */
     ms_restart restart;           /* non-critical ships */
-    uint64_t shutdown_timeout_ms; /* 0: the global default */
+    uint64_t shutdown_timeout_ms; /* resolved: the entry's or the global value */
     ms_pos pos;          /* the entry's [[header]] */
     ms_pos name_pos;     /* its name's value */
 } ms_ship;
@@ -185,6 +187,7 @@ typedef struct ms_uplink {
     uint64_t wait_ms;    /* 0: no waiting; else retry with backoff up to this */
     ms_pos pos;
     ms_pos name_pos;
+    bool unnamed;        /* name derived from the URL */
 } ms_uplink;
 
 /* Parse an uplink URL (already expanded). On failure false + reason. */

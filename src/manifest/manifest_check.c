@@ -59,7 +59,8 @@ static void check_names(ld_ctx *c)
     }
     for (size_t i = 0; i < m->nuplinks; i++) {
         for (size_t j = 0; j < i; j++) {
-            if (m->uplinks[i].name && m->uplinks[j].name && strcmp(m->uplinks[i].name, m->uplinks[j].name) == 0) {
+            if (m->uplinks[i].name && m->uplinks[j].name && !m->uplinks[i].unnamed && !m->uplinks[j].unnamed &&
+                strcmp(m->uplinks[i].name, m->uplinks[j].name) == 0) {
                 ld_err(c, m->uplinks[i].name_pos.line, m->uplinks[i].name_pos.col,
                        "uplink \"%s\": the name is already used by the uplink at line %d", m->uplinks[i].name,
                        m->uplinks[j].name_pos.line);
@@ -251,7 +252,7 @@ static void check_routes(ld_ctx *c)
                 c->bad = true;
             }
             if (rt->pattern[0] != '/' && rt->pattern[0] != '(' && rt->pattern[0] != '.' &&
-                rt->pattern[0] != '[' && rt->pattern[0] != '\\') {
+                rt->pattern[0] != '[' && rt->pattern[0] != '\\' && rt->pattern[0] != '^') {
                 ld_err(c, rt->pos.line, rt->pos.col, "%s: pattern \"%s\" can never match: request paths "
                        "start with '/'", rwho, rt->pattern);
                 c->bad = true;

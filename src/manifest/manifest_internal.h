@@ -21,6 +21,7 @@ void ld_err(ld_ctx *c, int line, int col, const char *fmt, ...) __attribute__((f
 void ld_document(ld_ctx *c, const toml_node *root);
 void ld_check(ld_ctx *c);
 char *ld_resolve_path(ld_ctx *c, const char *p);
+bool ld_resolve_unix(ld_ctx *c, ms_addr *a);
 bool ld_check_http_path(ld_ctx *c, const toml_node *at, const char *key, const char *p);
 void ld_apply_module(ld_ctx *c, ms_module *mod, const toml_node *t, bool is_base);
 

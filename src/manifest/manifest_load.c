@@ -175,6 +175,27 @@ static bool get_duration(ld_ctx *c, const toml_kv *kv, uint64_t *dst)
     return true;
 }
 
+/* A unix:// address with a relative path is relative to the manifest's
+ * directory, like every other path in it. */
+bool ld_resolve_unix(ld_ctx *c, ms_addr *a)
+{
+    if (a->kind != MS_ADDR_UNIX || a->path[0] == '/')
+        return true;
+    char *p = ld_resolve_path(c, a->path);
+    char *t = p ? ms_asprintf("unix://%s", p) : NULL;
+    if (!t) {
+        free(p);
+        ms_addr_free(a);
+        c->oom = true;
+        return false;
+    }
+    free(a->path);
+    free(a->text);
+    a->path = p;
+    a->text = t;
+    return true;
+}
+
 /* A path relative to the manifest's directory. */
 char *ld_resolve_path(ld_ctx *c, const char *p)
 {
@@ -353,7 +374,16 @@ static bool get_strmap(ld_ctx *c, const toml_kv *kv, ms_strmap *dst, bool env_na
             text = ms_strdup(x->u.str.ptr);
             break;
         case TOML_INTEGER: text = ms_asprintf("%lld", (long long)x->u.integer); break;
-        case TOML_FLOAT: text = ms_asprintf("%.17g", x->u.flt); break;
+        case TOML_FLOAT: {
+            char tmp[40];
+            for (int prec = 15; prec <= 17; prec++) {
+                snprintf(tmp, sizeof tmp, "%.*g", prec, x->u.flt);
+                if (strtod(tmp, NULL) == x->u.flt)
+                    break;
+            }
+            text = ms_strdup(tmp);
+            break;
+        }
         case TOML_BOOL: text = ms_strdup(x->u.boolean ? "true" : "false"); break;
         default:
             ld_err(c, x->line, x->col, "\"%s.%s\" must be a string, number or boolean, not %s",
@@ -634,7 +664,7 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
             if (ok) {
                 char why[160];
                 ms_addr a;
-                if (ms_addr_parse(text, &a, why, sizeof why)) {
+                if (ms_addr_parse(text, &a, why, sizeof why) && ld_resolve_unix(c, &a)) {
                     if (s->has_bind)
                         ms_addr_free(&s->bind);
                     s->bind = a;
@@ -664,8 +694,13 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
             ok = get_bool(c, kv, &s->critical);
         else if (strcmp(k, "oneshot") == 0)
             ok = get_bool(c, kv, &s->oneshot);
-        else if (strcmp(k, "ready_timeout") == 0)
+        else if (strcmp(k, "ready_timeout") == 0) {
             ok = get_duration(c, kv, &s->ready_timeout_ms);
+            if (ok && s->ready_timeout_ms == 0) {
+                ld_err(c, kv->value->line, kv->value->col, "\"ready_timeout\" must be more than 0");
+                ok = false;
+            }
+        }
         else if (strcmp(k, "shutdown_timeout") == 0)
             ok = get_duration(c, kv, &s->shutdown_timeout_ms);
         else if (strcmp(k, "ready_after") == 0)
@@ -682,6 +717,8 @@ static void vessel_defaults(ms_ship *s, ms_ship_kind kind)
     memset(s, 0, sizeof *s);
     s->kind = kind;
     s->critical = true;
+    s->ready_timeout_ms = MS_UNSET;
+    s->shutdown_timeout_ms = MS_UNSET;
     s->ready_after_ms = 1000;
     health_defaults(&s->health);
     restart_defaults(&s->restart);
@@ -970,7 +1007,9 @@ static bool load_uplink(ld_ctx *c, const toml_node *entry, ms_uplink *u)
         }
     }
     if (!ec.bad && !u->name) {
-        u->name = ms_asprintf("%s:%u", u->host, u->port);
+        u->name = ms_asprintf(strchr(u->host, ':') ? "%s://[%s]:%u%s" : "%s://%s:%u%s", u->scheme, u->host,
+                              u->port, strcmp(u->path, "/") == 0 ? "" : u->path);
+        u->unnamed = true;
         if (!u->name)
             ec.oom = true;
     }
@@ -1046,7 +1085,7 @@ static void load_binds(ld_ctx *c, const toml_kv *bkv)
         }
         ms_bind *b = &g->binds[g->nbinds];
         char why[160];
-        if (!ms_addr_parse(addr_text, &b->addr, why, sizeof why)) {
+        if (!ms_addr_parse(addr_text, &b->addr, why, sizeof why) || !ld_resolve_unix(c, &b->addr)) {
             ld_err(&bc, addr_at->line, addr_at->col, "invalid address \"%s\": %s", addr_text, why);
             c->bad = true;
             continue;
@@ -1097,6 +1136,10 @@ static void load_static_dirs(ld_ctx *c, const toml_kv *skv)
                 if (sd->prefix && sd->prefix[0] != '/') {
                     ld_err(&sc, e->value->line, e->value->col, "\"prefix\" must start with '/', like \"/assets\"");
                     ok = false;
+                } else if (sd->prefix) {
+                    size_t pl = strlen(sd->prefix);
+                    while (pl > 1 && sd->prefix[pl - 1] == '/')
+                        sd->prefix[--pl] = '\0'; /* "/assets/" is "/assets" */
                 }
             } else if (strcmp(e->key, "bind") == 0) {
                 ok &= get_nonempty_string(&sc, e, &sd->bind);
@@ -1381,6 +1424,12 @@ void ld_document(ld_ctx *c, const toml_node *root)
     }
     if (!g->metrics_bind)
         g->metrics_bind = dup_checked(c, "127.0.0.1");
+    for (size_t i = 0; i < m->nships; i++) {
+        if (m->ships[i].ready_timeout_ms == MS_UNSET)
+            m->ships[i].ready_timeout_ms = g->ready_timeout_ms;
+        if (m->ships[i].shutdown_timeout_ms == MS_UNSET)
+            m->ships[i].shutdown_timeout_ms = g->shutdown_timeout_ms;
+    }
     /* manifest order: ships and bays by where they were written */
     if (m->nships > 1)
         qsort(m->ships, m->nships, sizeof *m->ships, cmp_ship);

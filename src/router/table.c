@@ -110,7 +110,11 @@ static int cmp_route(const void *a, const void *b)
     const ms_route *x = ((const ms_rt_route *)a)->route, *y = ((const ms_rt_route *)b)->route;
     if (x->pos.line != y->pos.line)
         return x->pos.line < y->pos.line ? -1 : 1;
-    return x->pos.col < y->pos.col ? -1 : x->pos.col > y->pos.col;
+    if (x->pos.col != y->pos.col)
+        return x->pos.col < y->pos.col ? -1 : 1;
+    /* routes inherited from a base template share its position: ship order */
+    const ms_ship *sx = ((const ms_rt_route *)a)->target, *sy = ((const ms_rt_route *)b)->target;
+    return sx < sy ? -1 : sx > sy;
 }
 
 ms_route_table *ms_route_table_build(const ms_manifest *m)

@@ -324,7 +324,7 @@ CASES = [
     Case("uplink-unknown-scheme",
          '[[uplinks]]\nname = "files"\nurl = "ftp://files.internal:21"\n',
          '3:7: uplink "files": invalid URL "ftp://files.internal:21": unsupported scheme "ftp" '
-         '(supported: postgres, postgresql, mysql, redis, memgraph, neo4j, http, https, tcp)'),
+         '(supported: postgres, postgresql, mysql, rediss, redis, memgraph, neo4j, bolt, http, https, tcp)'),
     Case("uplink-tcp-without-port",
          '[[uplinks]]\nname = "svc"\nurl = "tcp://svc.internal"\n',
          '3:7: uplink "svc": invalid URL "tcp://svc.internal": missing port'),
@@ -461,7 +461,7 @@ CASES = [
           '12:15: ship "app": depends_on "db", which is not a ship or bay',
           '13:11: ship "app": route 1: bind "wss" is not defined in [mothership.bind] (did you mean "ws"?)',
           '17:7: uplink "db": invalid URL "ftp://db:1": unsupported scheme "ftp" '
-          '(supported: postgres, postgresql, mysql, redis, memgraph, neo4j, http, https, tcp)']),
+          '(supported: postgres, postgresql, mysql, rediss, redis, memgraph, neo4j, bolt, http, https, tcp)']),
     Case("route-to-bind-with-invalid-address",
          '[mothership.bind]\nhttp = "0.0.0.0:0"\n\n'
          '[[fleet.web]]\nname = "app"\ncommand = "ruby"\nbind = "3000"\nroutes = ["http:/.*"]\n',

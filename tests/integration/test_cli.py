@@ -298,12 +298,12 @@ def test_clearance_summary(fleet, tmp_path):
     assert summary_line(out, "cache")[:3] == ["cache", "response", "on_error=closed"]
     assert summary_line(out, "logger")[:2] == ["logger", "response"]
     # uplinks: $DATABASE_URL expanded, default port filled in, default name
-    # host:port, default timeout 5s; credentials never printed
+    # scheme://host:port[/path] (credentials left out), default timeout 5s
     assert summary_line(out, "primary-db")[:2] == ["primary-db", "postgres://db.internal:5432"]
     assert "10000ms" in summary_line(out, "primary-db")
-    assert summary_line(out, "cache.internal:6379")[:2] == ["cache.internal:6379",
-                                                            "redis://cache.internal:6379"]
-    assert "5000ms" in summary_line(out, "cache.internal:6379")
+    assert summary_line(out, "redis://cache.internal:6379")[:2] == ["redis://cache.internal:6379",
+                                                                    "redis://cache.internal:6379"]
+    assert "5000ms" in summary_line(out, "redis://cache.internal:6379")
     assert "s3cret" not in out and "user:" not in out
     # binds, in manifest order, TLS marked
     assert summary_line(out, "http") == ["http", "tcp://0.0.0.0:8080"]
