@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "fleet/shim.h"
 #include "ms_config.h"
 
 static void usage(FILE *out)
@@ -46,6 +47,8 @@ static bool known_command(const char *c)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], MS_SHIM_FLAG) == 0)
+        return ms_shim_main(argc, argv);
     ms_cli o = { .command = "run", .manifest = "ship-manifest.toml", .log_format = "text" };
     const char *nc = getenv("NO_COLOR");
     o.color = isatty(STDOUT_FILENO) && !(nc && *nc);

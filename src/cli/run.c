@@ -1,27 +1,192 @@
-/* run.c: `mothership run` and `mothership preflight`. The fleet launcher and
- * the uplink checks are being built (issue: Fleet); until then both validate
- * the manifest and say plainly that launching is not available. */
+/* run.c: `mothership run`: load the manifest, apply --only/--except, check
+ * the uplinks, open the metrics endpoint, launch the fleet and supervise it
+ * until it stops. Exit 0 after a signal-initiated clean shutdown, 1 when the
+ * launch fails or a critical ship dies (see docs/cli.md). */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
 
 #include "cli/cli.h"
+#include "fleet/fleet.h"
+#include "fleet/fleet_metrics.h"
+#include "metrics/server.h"
+#include "uplink/uplink.h"
+
+typedef struct run_ctx {
+    uv_loop_t *loop;
+    const ms_cli *o;
+    ms_manifest *m;
+    bool *selected;
+    ms_log *log;
+    ms_fleet *fleet;
+    ms_metrics_server *metrics;
+    ms_fleet_view view;
+    uv_signal_t early_int, early_term;   /* before the fleet takes over signals */
+    bool early_open;
+    int exit_code;
+} run_ctx;
+
+static void on_metrics_closed(void *arg)
+{
+    (void)arg;
+}
+
+static void close_early_signals(run_ctx *c)
+{
+    if (c->early_open) {
+        uv_close((uv_handle_t *)&c->early_int, NULL);
+        uv_close((uv_handle_t *)&c->early_term, NULL);
+        c->early_open = false;
+    }
+}
+
+static void on_fleet_done(ms_fleet *f, void *arg)
+{
+    run_ctx *c = arg;
+    c->exit_code = f->exit_code;
+    c->view.stopping = true;
+    if (c->metrics) {
+        ms_metrics_server_close(c->metrics, on_metrics_closed, NULL);
+        c->metrics = NULL;
+    }
+}
+
+static void launch(run_ctx *c)
+{
+    close_early_signals(c);
+    char why[512];
+    c->fleet = ms_fleet_new(c->loop, c->m, c->selected, c->log, why, sizeof why);
+    if (!c->fleet) {
+        ms_log_event(c->log, MS_ERROR, NULL, "launch_failed", "cannot launch: %s", why);
+        c->exit_code = MS_EXIT_FAIL;
+        if (c->metrics) {
+            ms_metrics_server_close(c->metrics, on_metrics_closed, NULL);
+            c->metrics = NULL;
+        }
+        return;
+    }
+    c->view.fleet = c->fleet;
+    ms_fleet_start(c->fleet, on_fleet_done, c);
+}
+
+static void on_uplinks(bool ok, const char *message, const ms_uplink_result *results, size_t n, void *arg)
+{
+    run_ctx *c = arg;
+    c->view.uplinks = calloc(n ? n : 1, sizeof *c->view.uplinks);
+    if (c->view.uplinks) {
+        memcpy(c->view.uplinks, results, n * sizeof *results);
+        c->view.nuplinks = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ms_uplink_result *r = &results[i];
+        if (r->up)
+            ms_log_event(c->log, MS_INFO, NULL, "uplink_up", "uplink \"%s\" (%s) is up: %s in %llums%s",
+                         r->uplink->name, r->address, r->detail, (unsigned long long)r->elapsed_ms,
+                         r->same_as != MS_UPLINK_OWN ? " (same host:port, checked once)" : "");
+    }
+    if (!ok) {
+        const char *p = message;
+        while (p && *p) {
+            const char *e = strchr(p, '\n');
+            int len = e ? (int)(e - p) : (int)strlen(p);
+            ms_log_event(c->log, MS_ERROR, NULL, "uplink_down", "%.*s", len, p);
+            p = e ? e + 1 : NULL;
+        }
+        ms_log_event(c->log, MS_ERROR, NULL, "launch_aborted", "launch aborted: %s down; nothing was started",
+                     n == 1 ? "the uplink is" : "an uplink is");
+        c->exit_code = MS_EXIT_FAIL;
+        close_early_signals(c);
+        if (c->metrics) {
+            ms_metrics_server_close(c->metrics, on_metrics_closed, NULL);
+            c->metrics = NULL;
+        }
+        return;
+    }
+    launch(c);
+}
+
+static void on_early_signal(uv_signal_t *h, int signum)
+{
+    run_ctx *c = h->data;
+    ms_log_event(c->log, MS_INFO, NULL, "shutdown", "%s before launch: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    exit(signum == SIGINT ? 130 : 143);
+}
 
 int ms_cmd_run(const ms_cli *o)
 {
-    ms_manifest *m = ms_cli_load(o);
-    if (!m)
+    signal(SIGPIPE, SIG_IGN);
+    run_ctx c = { .o = o, .exit_code = MS_EXIT_OK };
+    c.m = ms_cli_load(o);
+    if (!c.m)
         return MS_EXIT_FAIL;
-    ms_print_summary(m, stdout);
-    fprintf(stderr, "mothership: the fleet launcher is not built yet; nothing was launched\n");
-    ms_manifest_free(m);
-    return MS_EXIT_FAIL;
-}
+    c.selected = calloc(c.m->nships ? c.m->nships : 1, sizeof *c.selected);
+    if (!c.selected) {
+        ms_manifest_free(c.m);
+        return MS_EXIT_FAIL;
+    }
+    char why[512];
+    if (!ms_fleet_select(c.m, o->only, o->except, c.selected, why, sizeof why)) {
+        fprintf(stderr, "mothership: %s\n", why);
+        free(c.selected);
+        ms_manifest_free(c.m);
+        return MS_EXIT_FAIL;
+    }
+    c.log = ms_log_open(STDOUT_FILENO, strcmp(o->log_format, "json") == 0, o->color);
+    if (!c.log) {
+        fprintf(stderr, "mothership: cannot start the log writer\n");
+        free(c.selected);
+        ms_manifest_free(c.m);
+        return MS_EXIT_FAIL;
+    }
+    if (o->tui)
+        ms_log_event(c.log, MS_WARN, NULL, NULL, "--tui: the dashboard is not built yet; showing plain logs");
+    c.loop = uv_default_loop();
+    c.view.m = c.m;
 
-int ms_cmd_preflight(const ms_cli *o)
-{
-    ms_manifest *m = ms_cli_load(o);
-    if (!m)
-        return MS_EXIT_FAIL;
-    fprintf(stderr, "mothership: uplink checks are not built yet\n");
-    ms_manifest_free(m);
-    return MS_EXIT_FAIL;
+    const ms_global *g = &c.m->global;
+    if (g->metrics_port) {
+        ms_metrics_handlers h = { .ctx = &c.view, .render_metrics = ms_fleet_render_metrics,
+                                  .health = ms_fleet_render_health };
+        c.metrics = ms_metrics_server_start(c.loop, g->metrics_bind, g->metrics_port, &h, why, sizeof why);
+        if (!c.metrics) {
+            ms_log_event(c.log, MS_ERROR, NULL, "metrics_failed", "metrics endpoint: %s; nothing was started", why);
+            c.exit_code = MS_EXIT_FAIL;
+            goto run_loop;
+        }
+        ms_log_event(c.log, MS_INFO, NULL, "metrics", "metrics on http://%s:%u/metrics and /health",
+                     g->metrics_bind, ms_metrics_server_port(c.metrics));
+    }
+    uv_signal_init(c.loop, &c.early_int);
+    uv_signal_init(c.loop, &c.early_term);
+    c.early_int.data = c.early_term.data = &c;
+    uv_signal_start(&c.early_int, on_early_signal, SIGINT);
+    uv_signal_start(&c.early_term, on_early_signal, SIGTERM);
+    c.early_open = true;
+    if (c.m->nuplinks > 0) {
+        ms_log_event(c.log, MS_INFO, NULL, "preflight", "checking %zu uplink%s", c.m->nuplinks,
+                     c.m->nuplinks == 1 ? "" : "s");
+        if (ms_uplink_gate(c.loop, c.m->uplinks, c.m->nuplinks, on_uplinks, &c, NULL) != 0) {
+            ms_log_event(c.log, MS_ERROR, NULL, "preflight_failed", "cannot check uplinks: out of memory");
+            c.exit_code = MS_EXIT_FAIL;
+            close_early_signals(&c);
+        }
+    } else {
+        launch(&c);
+    }
+run_loop:
+    uv_run(c.loop, UV_RUN_DEFAULT);
+    close_early_signals(&c);
+    uv_run(c.loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(c.loop);
+    if (rc != 0)
+        ms_log_event(c.log, MS_WARN, NULL, NULL, "internal: event loop closed with handles open");
+    ms_fleet_free(c.fleet);
+    free(c.view.uplinks);
+    ms_log_close(c.log);
+    free(c.selected);
+    ms_manifest_free(c.m);
+    return c.exit_code;
 }

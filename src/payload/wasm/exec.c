@@ -240,20 +240,24 @@ static wasm_trap call_host(wasm_store *s, wasm_func *f, wasm_instance *caller, u
 
 /* ---- the loop ---- */
 
-static bool refuel(wasm_store *s, int64_t *budget)
+static bool take_chunk(wasm_store *s, int64_t *budget)
 {
-    if (s->deadline && wasm_now_ns() >= s->deadline) {
-        s->fuel_used += 0;
-        return false;
-    }
     if (s->fuel_left == 0)
         return false;
     uint64_t chunk = s->fuel_left < FUEL_CHUNK ? s->fuel_left : FUEL_CHUNK;
     if (s->fuel_left != UINT64_MAX)
         s->fuel_left -= chunk;
     s->fuel_used += chunk;
-    *budget = (int64_t)chunk;
+    *budget += (int64_t)chunk; /* a superinstruction may have left a small debt */
     return true;
+}
+
+/* Every FUEL_CHUNK instructions: check the wall clock, then take more fuel. */
+static bool refuel(wasm_store *s, int64_t *budget)
+{
+    if (s->deadline && wasm_now_ns() >= s->deadline)
+        return false;
+    return take_chunk(s, budget);
 }
 
 #define POP() (*--sp)
@@ -373,6 +377,11 @@ wasm_trap wasm_exec_call(wasm_store *s, wasm_func *f, uint64_t *args)
         goto out;
     }
     frames[fdepth++] = (wframe){NULL, NULL, NULL};
+    /* first chunk without a clock read: the caller just computed the deadline */
+    if (!take_chunk(s, &budget) || budget < 0) {
+        trap = WASM_TRAP_FUEL;
+        goto out;
+    }
     pc = NULL;
     inst = NULL;
     mem = NULL;
@@ -380,12 +389,14 @@ wasm_trap wasm_exec_call(wasm_store *s, wasm_func *f, uint64_t *args)
 
     for (;;) {
         if (__builtin_expect(--budget < 0, 0)) {
-            if (!refuel(s, &budget)) {
-                trap = s->deadline && wasm_now_ns() >= s->deadline ? WASM_TRAP_DEADLINE
-                                                                    : WASM_TRAP_FUEL;
-                goto out;
-            }
-            budget--;
+            do {
+                if (!refuel(s, &budget)) {
+                    trap = s->deadline && wasm_now_ns() >= s->deadline ? WASM_TRAP_DEADLINE
+                                                                        : WASM_TRAP_FUEL;
+                    budget++; /* this instruction did not run */
+                    goto out;
+                }
+            } while (budget < 0);
         }
         const wins *i = pc++;
         switch (i->op) {
@@ -428,6 +439,44 @@ wasm_trap wasm_exec_call(wasm_store *s, wasm_func *f, uint64_t *args)
             pc = e + (int32_t)e->a;
             break;
         }
+        case OP_JMPZ_F:
+            budget--;
+            if (!U32(POP()))
+                pc = i + (int32_t)i->a;
+            break;
+        case OP_JMPNZ_F:
+            budget--;
+            if (U32(POP()))
+                pc = i + (int32_t)i->a;
+            break;
+        case OP_LG2:
+            budget--;
+            sp[0] = fp[i->a];
+            sp[1] = fp[WINS_LO(i->b)];
+            sp += 2;
+            break;
+        case OP_LG_C:
+            budget--;
+            sp[0] = fp[i->a];
+            sp[1] = i->b;
+            sp += 2;
+            break;
+        case OP_LG2_ADD:
+            budget -= 2;
+            PUSH((uint32_t)(fp[i->a] + fp[WINS_LO(i->b)]));
+            break;
+        case OP_LG_ADDC:
+            budget -= 2;
+            PUSH((uint32_t)(fp[i->a] + i->b));
+            break;
+        case OP_LL_ADD_SET:
+            budget -= 3;
+            fp[WINS_HI(i->b)] = (uint32_t)(fp[i->a] + fp[WINS_LO(i->b)]);
+            break;
+        case OP_L_ADDC_SET:
+            budget -= 3;
+            fp[WINS_HI(i->b)] = (uint32_t)(fp[i->a] + WINS_LO(i->b));
+            break;
         case OP_RETURN: {
             uint32_t n = i->a;
             if (sp - n != fp)
@@ -786,8 +835,8 @@ wasm_trap wasm_exec_call(wasm_store *s, wasm_func *f, uint64_t *args)
         case 0xbd: break;
         case 0xbe: TOP = U32(TOP); break;
         case 0xbf: break;
-        case 0xc0: TOP = (uint32_t)(int32_t)(int8_t)TOP; break;
-        case 0xc1: TOP = (uint32_t)(int32_t)(int16_t)TOP; break;
+        case 0xc0: TOP = (uint64_t)(uint32_t)(int32_t)(int8_t)TOP; break;
+        case 0xc1: TOP = (uint64_t)(uint32_t)(int32_t)(int16_t)TOP; break;
         case 0xc2: TOP = (uint64_t)(int64_t)(int8_t)TOP; break;
         case 0xc3: TOP = (uint64_t)(int64_t)(int16_t)TOP; break;
         case 0xc4: TOP = (uint64_t)(int64_t)(int32_t)TOP; break;
@@ -912,7 +961,13 @@ wasm_trap wasm_exec_call(wasm_store *s, wasm_func *f, uint64_t *args)
         }
     }
 out:
-    if (budget > 0)
-        s->fuel_used -= (uint64_t)budget, s->fuel_left += s->fuel_left == UINT64_MAX ? 0 : (uint64_t)budget;
+    /* give back what this call did not use (or charge a superinstruction's debt) */
+    if (budget > 0) {
+        s->fuel_used -= (uint64_t)budget;
+        if (s->fuel_left != UINT64_MAX)
+            s->fuel_left += (uint64_t)budget;
+    } else if (budget < 0) {
+        s->fuel_used += (uint64_t)-budget;
+    }
     return trap;
 }

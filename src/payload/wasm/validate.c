@@ -41,6 +41,7 @@ typedef struct vctx {
     uint32_t nctrls, cap_ctrls;
     wins *code;
     uint32_t ncode, cap_code;
+    uint32_t barrier; /* first code index that may be fused with its predecessor */
     wcode *fn;
 } vctx;
 
@@ -203,6 +204,7 @@ static ctrl *push_ctrl(vctx *v, uint8_t kind, uint32_t nin, const uint8_t *in, u
     c->height = v->nvals;
     c->unreachable = false;
     c->start_pc = v->ncode;
+    v->barrier = v->ncode; /* loop start: a branch target */
     c->fix_head = NO_FIX;
     c->else_fix = NO_FIX;
     push_vals(v, nin, in);
@@ -218,8 +220,71 @@ static void set_unreachable(vctx *v)
 
 /* ---- code emission ---- */
 
+/* Peephole fusion with the previous instruction, unless a branch target
+ * lies between them.  Returns true if op was absorbed into code[ncode-1]. */
+static bool fuse(vctx *v, uint32_t op, uint32_t a, uint64_t b)
+{
+    if (v->ncode <= v->barrier)
+        return false;
+    wins *p = &v->code[v->ncode - 1];
+    switch (p->op) {
+    case 0x45: /* i32.eqz */
+        if (op == OP_JMP_IF || op == OP_JMP_UNLESS) {
+            p->op = op == OP_JMP_IF ? OP_JMPZ_F : OP_JMPNZ_F;
+            p->a = a;
+            p->b = b;
+            return true;
+        }
+        return false;
+    case 0x20: /* local.get */
+        if (op == 0x20) {
+            p->op = OP_LG2;
+            p->b = a;
+            return true;
+        }
+        if (op == 0x41 || op == 0x42) {
+            p->op = OP_LG_C;
+            p->b = b;
+            return true;
+        }
+        return false;
+    case OP_LG2:
+        if (op == 0x6a) {
+            p->op = OP_LG2_ADD;
+            return true;
+        }
+        return false;
+    case OP_LG_C:
+        if (op == 0x6a || op == 0x6b) {
+            uint32_t c = (uint32_t)p->b;
+            p->op = OP_LG_ADDC;
+            p->b = op == 0x6a ? c : 0u - c;
+            return true;
+        }
+        return false;
+    case OP_LG2_ADD:
+        if (op == 0x21) {
+            p->op = OP_LL_ADD_SET;
+            p->b = WINS_PAIR((uint32_t)p->b, a);
+            return true;
+        }
+        return false;
+    case OP_LG_ADDC:
+        if (op == 0x21) {
+            p->op = OP_L_ADDC_SET;
+            p->b = WINS_PAIR((uint32_t)p->b, a);
+            return true;
+        }
+        return false;
+    default:
+        return false;
+    }
+}
+
 static uint32_t emit(vctx *v, uint32_t op, uint32_t a, uint64_t b)
 {
+    if (fuse(v, op, a, b))
+        return v->ncode - 1;
     if (v->ncode == v->cap_code) {
         uint32_t nc = v->cap_code ? v->cap_code * 2 : 64;
         wins *n = realloc(v->code, nc * sizeof *n);
@@ -398,6 +463,7 @@ static void validate_body(vctx *v, wcode *fn, const wfunctype *ft)
     v->nvals = v->max_vals = 0;
     v->nctrls = 0;
     v->ncode = 0;
+    v->barrier = 0;
     push_ctrl(v, 0, 0, NULL, ft->nresults, ft->types + ft->nparams);
 
     while (v->nctrls > 0) {
@@ -441,6 +507,7 @@ static void validate_body(vctx *v, wcode *fn, const wfunctype *ft)
             c->fix_head = at;
             v->code[c->else_fix].a = (uint32_t)((int32_t)v->ncode - (int32_t)c->else_fix);
             c->else_fix = NO_FIX;
+            v->barrier = v->ncode; /* start of the else part: a branch target */
             c->kind = 0x05;
             c->unreachable = false;
             push_vals(v, c->nin, c->in);
@@ -457,6 +524,7 @@ static void validate_body(vctx *v, wcode *fn, const wfunctype *ft)
                 v->code[c->else_fix].a = (uint32_t)((int32_t)v->ncode - (int32_t)c->else_fix);
             }
             patch_chain(v, c->fix_head, v->ncode);
+            v->barrier = v->ncode; /* block end: a branch target */
             uint8_t kind = c->kind;
             uint32_t nout = c->nout;
             const uint8_t *out = c->out;

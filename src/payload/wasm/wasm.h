@@ -95,7 +95,14 @@ typedef struct wasm_extern {
 } wasm_extern;
 
 /* Sandbox limits.  A zero field means "the store's default" (for the store
- * defaults themselves: fuel 0 = unlimited, timeout 0 = none). */
+ * defaults themselves: fuel 0 = unlimited, timeout 0 = none).
+ * fuel counts executed Wasm instructions (block, loop, end and nop are
+ * free); the trap may come up to 3 instructions late because fused
+ * instruction pairs/triples are charged as a unit.  The deadline is checked
+ * every 65536 instructions.  Host functions run outside both budgets, except
+ * that a host function's nested wasm_call draws from the same fuel and
+ * deadline.  Memory and table caps apply to memory.grow/table.grow during
+ * the call; the store's caps also apply at instantiation. */
 typedef struct wasm_limits {
     uint64_t fuel;             /* instruction budget per call */
     uint64_t timeout_ns;       /* wall-clock budget per call */
@@ -107,8 +114,10 @@ typedef struct wasm_limits {
 
 /* ---- modules ---- */
 
-/* Decode and validate.  On failure returns NULL and writes a message to err
- * ("malformed: ..." or "invalid: ..."); *malformed (may be NULL) tells which. */
+/* Decode, validate and lower to the internal form.  The bytes are copied.
+ * On failure returns NULL and writes the reason in the spec's words to err
+ * (e.g. "type mismatch", "unexpected end"); *malformed (may be NULL) tells
+ * a binary-format error (true) from a validation error (false). */
 wasm_module *wasm_module_load(const uint8_t *bytes, size_t len, char *err, size_t errlen,
                               bool *malformed);
 /* Free after every store that instantiated it is freed. */

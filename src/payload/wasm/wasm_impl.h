@@ -95,6 +95,16 @@ enum {
     OP_JMP_UNLESS,   /* pop cond; if zero, jump */
     OP_BR_TABLE,     /* a: n; followed by n+1 OP_BR entries (last = default) */
     OP_RETURN,       /* a: result count */
+    /* superinstructions (peephole-fused, never across a branch target);
+     * each charges the fuel of the instructions it replaces */
+    OP_JMPZ_F,       /* i32.eqz + br_if: jump if zero */
+    OP_JMPNZ_F,      /* i32.eqz + if: jump (to else) if non-zero */
+    OP_LG2,          /* local.get a; local.get b */
+    OP_LG_C,         /* local.get a; i32/i64.const b */
+    OP_LG2_ADD,      /* local.get a; local.get b; i32.add */
+    OP_LG_ADDC,      /* local.get a; i32.const c; i32.add/sub (b = c or -c) */
+    OP_LL_ADD_SET,   /* ...OP_LG2_ADD; local.set: b = (local b, dst) */
+    OP_L_ADDC_SET,   /* ...OP_LG_ADDC; local.set: b = (c, dst) */
     OP_END_LIMIT
 };
 

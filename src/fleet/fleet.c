@@ -1,0 +1,941 @@
+/* fleet.c: the supervisor's state machine (see fleet.h). Everything here
+ * runs on the control loop. A process moves
+ *   WAITING -> STARTING -> READY -> (exit) -> BACKOFF -> STARTING ...
+ * with DONE/FAILED/SKIPPED for jobs and dependencies, and STOPPING ->
+ * STOPPED when Mothership stops it. Launch order comes from depends_on;
+ * shutdown goes dependents-first. */
+#include "fleet/fleet.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fleet/process.h"
+#include "util/strutil.h"
+
+#define PROBE_RETRY_FIRST_MS 50
+#define PROBE_RETRY_MAX_MS 500
+#define PROBE_TIMEOUT_MS 1000
+#define HOLD_LOG_EVERY_MS 2000
+#define REAP_EVERY_MS 5000
+
+static void schedule(ms_fleet *f);
+static void continue_shutdown(ms_fleet *f);
+static void start_proc(ms_proc *p);
+static void stop_proc(ms_proc *p);
+static void health_tick(uv_timer_t *t);
+
+const char *ms_pstate_name(ms_pstate s)
+{
+    static const char *const names[] = { "waiting", "starting", "ready", "backoff", "done",
+                                         "failed", "skipped", "stopping", "stopped" };
+    return names[s];
+}
+
+const char *ms_breaker_name(ms_breaker b)
+{
+    static const char *const names[] = { "closed", "open", "half-open" };
+    return names[b];
+}
+
+static const char *kind_word(const ms_proc *p)
+{
+    return p->ship->kind == MS_BAY ? "bay" : p->ship->oneshot ? "job" : "ship";
+}
+
+static void set_ready_flag(ms_proc *p, int v)
+{
+    __atomic_store_n(&p->ready_flag, v, __ATOMIC_RELEASE);
+}
+
+static void set_healthy(ms_proc *p, int v)
+{
+    __atomic_store_n(&p->healthy, v, __ATOMIC_RELEASE);
+}
+
+static void set_breaker(ms_proc *p, ms_breaker b)
+{
+    __atomic_store_n(&p->breaker, (int)b, __ATOMIC_RELEASE);
+}
+
+static bool running(const ms_proc *p)
+{
+    return p->pid > 0;
+}
+
+/* Describe an exit: "exited with status 3", "was killed by SIGKILL". */
+static void exit_words(int64_t status, int sig, char *out, size_t cap)
+{
+    if (sig)
+        snprintf(out, cap, "was killed by signal %d (%s)", sig, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+    else
+        snprintf(out, cap, "exited with status %lld", (long long)status);
+}
+
+/* ---------------------------------------------------------------- timers and probes */
+static void cancel_activity(ms_proc *p)
+{
+    if (p->timers_open) {
+        uv_timer_stop(&p->timer);
+        uv_timer_stop(&p->deadline);
+        uv_timer_stop(&p->health_timer);
+    }
+    ms_probe_cancel(p->probe);
+    p->probe = NULL;
+    ms_probe_cancel(p->health_probe);
+    p->health_probe = NULL;
+}
+
+/* ---------------------------------------------------------------- readiness */
+static void mark_ready(ms_proc *p, const char *how)
+{
+    ms_fleet *f = p->fleet;
+    if (p->state != MS_P_STARTING)
+        return;
+    p->state = MS_P_READY;
+    p->ready_at = uv_now(f->loop);
+    uv_timer_stop(&p->deadline);
+    set_ready_flag(p, 1);
+    ms_log_event(f->log, MS_INFO, p->ship->name, "ready", "%s \"%s\" ready in %llums (%s)", kind_word(p),
+                 p->ship->name, (unsigned long long)(p->ready_at - p->started_at), how);
+    if (p->ship->health.path) {
+        /* the readiness probe was a passing health check */
+        set_healthy(p, 1);
+        set_breaker(p, MS_BREAKER_CLOSED);
+        p->health_fail_run = 0;
+        p->health_ok_run = 1;
+        uv_timer_start(&p->health_timer, health_tick, p->ship->health.interval_ms, p->ship->health.interval_ms);
+    }
+    schedule(f);
+}
+
+static void ready_probe_start(ms_proc *p);
+
+static void on_probe_retry(uv_timer_t *t)
+{
+    ready_probe_start(t->data);
+}
+
+static void on_ready_probe(void *arg, bool ok, int status, const char *error)
+{
+    ms_proc *p = arg;
+    p->probe = NULL;
+    if (p->state != MS_P_STARTING)
+        return;
+    if (ok) {
+        char how[160];
+        if (p->ship->health.path)
+            snprintf(how, sizeof how, "GET %s answered %d", p->ship->health.path, status);
+        else if (p->ship->kind == MS_BAY)
+            snprintf(how, sizeof how, "its socket %s accepts connections", p->socket_path);
+        else
+            snprintf(how, sizeof how, "%s accepts connections", p->ship->bind.text);
+        mark_ready(p, how);
+        return;
+    }
+    snprintf(p->last_health_error, sizeof p->last_health_error, "%s", error ? error : "not ready");
+    /* retry with a gentle backoff: 50ms, 100ms, ... 500ms */
+    uint64_t since = uv_now(p->fleet->loop) - p->started_at;
+    uint64_t delay = since < 1000 ? PROBE_RETRY_FIRST_MS : since < 5000 ? 200 : PROBE_RETRY_MAX_MS;
+    uv_timer_start(&p->timer, on_probe_retry, delay, 0);
+}
+
+static void ready_probe_start(ms_proc *p)
+{
+    if (p->state != MS_P_STARTING || p->probe)
+        return;
+    const char *path = p->ship->kind == MS_SHIP ? p->ship->health.path : NULL;
+    uint64_t timeout = p->ship->health.path ? p->ship->health.timeout_ms : PROBE_TIMEOUT_MS;
+    p->probe = ms_probe_start(p->fleet->loop, &p->target, path, timeout, on_ready_probe, p);
+    if (!p->probe)
+        uv_timer_start(&p->timer, on_probe_retry, PROBE_RETRY_MAX_MS, 0);
+}
+
+static void on_worker_grace(uv_timer_t *t)
+{
+    ms_proc *p = t->data;
+    char how[64];
+    snprintf(how, sizeof how, "up for %llums", (unsigned long long)p->ship->ready_after_ms);
+    mark_ready(p, how);
+}
+
+static const char *awaited(const ms_proc *p, char *buf, size_t cap)
+{
+    if (p->ship->oneshot)
+        snprintf(buf, cap, "waiting for it to exit");
+    else if (p->ship->health.path)
+        snprintf(buf, cap, "waiting for GET %s on %s to answer 2xx/3xx; last: %s", p->ship->health.path,
+                 p->ship->bind.text, p->last_health_error[0] ? p->last_health_error : "no answer");
+    else if (p->ship->kind == MS_BAY)
+        snprintf(buf, cap, "waiting for its socket %s to accept connections; last: %s", p->socket_path,
+                 p->last_health_error[0] ? p->last_health_error : "no answer");
+    else if (p->ship->has_bind)
+        snprintf(buf, cap, "waiting for %s to accept connections; last: %s", p->ship->bind.text,
+                 p->last_health_error[0] ? p->last_health_error : "no answer");
+    else
+        snprintf(buf, cap, "waiting for it to stay up %llums", (unsigned long long)p->ship->ready_after_ms);
+    return buf;
+}
+
+static void on_ready_timeout(uv_timer_t *t)
+{
+    ms_proc *p = t->data;
+    ms_fleet *f = p->fleet;
+    if (p->state != MS_P_STARTING)
+        return;
+    char what[400];
+    ms_log_event(f->log, MS_ERROR, p->ship->name, "ready_timeout", "%s \"%s\" not ready after %llums (%s)",
+                 kind_word(p), p->ship->name, (unsigned long long)p->ship->ready_timeout_ms,
+                 awaited(p, what, sizeof what));
+    cancel_activity(p);
+    if (p->ship->critical) {
+        char why[200];
+        snprintf(why, sizeof why, "%s \"%s\" did not become ready", kind_word(p), p->ship->name);
+        ms_fleet_shutdown(f, 1, why);
+    } else {
+        /* treated as a crash: killed, then restarted with backoff */
+        ms_process_signal(p, SIGKILL);
+    }
+}
+
+/* ---------------------------------------------------------------- health checks */
+
+static void on_health(void *arg, bool ok, int status, const char *error)
+{
+    ms_proc *p = arg;
+    ms_fleet *f = p->fleet;
+    (void)status;
+    p->health_probe = NULL;
+    if (p->state != MS_P_READY)
+        return;
+    const ms_health *h = &p->ship->health;
+    uint64_t now = uv_now(f->loop);
+    p->health_checks++;
+    if (ok) {
+        p->health_fail_run = 0;
+        p->health_ok_run++;
+        p->last_health_error[0] = '\0';
+        if (p->health_ok_run >= h->successes && (p->healthy != 1 || p->breaker != MS_BREAKER_CLOSED)) {
+            bool was_unhealthy = p->healthy == 0;
+            set_healthy(p, 1);
+            set_breaker(p, MS_BREAKER_CLOSED);
+            if (was_unhealthy)
+                ms_log_event(f->log, MS_INFO, p->ship->name, "healthy",
+                             "ship \"%s\" is healthy again; circuit closed", p->ship->name);
+        }
+        return;
+    }
+    p->health_failures++;
+    snprintf(p->last_health_error, sizeof p->last_health_error, "%s", error ? error : "failed");
+    if (now - p->started_at < h->grace_ms)
+        return; /* start-up grace: failures do not count yet */
+    p->health_ok_run = 0;
+    p->health_fail_run++;
+    if (p->breaker == MS_BREAKER_HALF_OPEN) {
+        set_breaker(p, MS_BREAKER_OPEN);
+        p->breaker_opened_at = now;
+        ms_log_event(f->log, MS_WARN, p->ship->name, "breaker_open",
+                     "ship \"%s\" still failing its health check (%s); circuit open again", p->ship->name,
+                     p->last_health_error);
+        return;
+    }
+    if (p->health_fail_run >= h->failures && p->healthy != 0) {
+        set_healthy(p, 0);
+        set_breaker(p, MS_BREAKER_OPEN);
+        p->breaker_opened_at = now;
+        ms_log_event(f->log, MS_WARN, p->ship->name, "unhealthy",
+                     "ship \"%s\" is unhealthy: GET %s failed %u times in a row (%s); circuit open",
+                     p->ship->name, h->path, p->health_fail_run, p->last_health_error);
+        if (h->restart) {
+            ms_log_event(f->log, MS_WARN, p->ship->name, "restart", "restarting ship \"%s\" (healthcheck.restart)",
+                         p->ship->name);
+            ms_fleet_restart_proc(f, p->index);
+        }
+    }
+}
+
+static void health_tick(uv_timer_t *t)
+{
+    ms_proc *p = t->data;
+    ms_fleet *f = p->fleet;
+    if (p->state != MS_P_READY || p->health_probe)
+        return;
+    const ms_health *h = &p->ship->health;
+    uint64_t now = uv_now(f->loop);
+    if (p->breaker == MS_BREAKER_OPEN && now - p->breaker_opened_at >= h->cooldown_ms) {
+        set_breaker(p, MS_BREAKER_HALF_OPEN);
+        ms_log_event(f->log, MS_INFO, p->ship->name, "breaker_half_open", "ship \"%s\": circuit half-open",
+                     p->ship->name);
+    }
+    p->health_probe = ms_probe_start(f->loop, &p->target, h->path, h->timeout_ms, on_health, p);
+}
+
+/* ---------------------------------------------------------------- start */
+static void on_backoff_done(uv_timer_t *t)
+{
+    ms_proc *p = t->data;
+    if (p->state != MS_P_BACKOFF)
+        return;
+    if (p->process_open) { /* the last run's handle is still closing */
+        uv_timer_start(&p->timer, on_backoff_done, 10, 0);
+        return;
+    }
+    p->restarts++;
+    p->loop_paused = false;
+    start_proc(p);
+}
+
+static void record_crash_and_backoff(ms_proc *p, const char *what)
+{
+    ms_fleet *f = p->fleet;
+    const ms_restart *r = &p->ship->restart;
+    uint64_t now = uv_now(f->loop);
+    if (p->started_at && now - p->started_at >= r->reset_after_ms)
+        p->crashes_in_row = 0;
+    /* crash-loop breaker: loop_limit crashes within loop_window */
+    size_t cap = sizeof p->crash_times / sizeof p->crash_times[0];
+    p->crash_times[(p->crash_head + p->crash_count) % cap] = now;
+    if (p->crash_count < cap)
+        p->crash_count++;
+    else
+        p->crash_head = (p->crash_head + 1) % cap;
+    size_t recent = 0;
+    for (size_t i = 0; i < p->crash_count; i++)
+        if (now - p->crash_times[(p->crash_head + i) % cap] <= r->loop_window_ms)
+            recent++;
+    uint64_t delay;
+    if (recent >= r->loop_limit) {
+        delay = r->loop_pause_ms;
+        p->loop_paused = true;
+        p->crash_count = 0;
+        p->crashes_in_row = 0;
+        ms_log_event(f->log, MS_ERROR, p->ship->name, "crash_loop",
+                     "%s \"%s\" %s: %zu crashes within %llums; crash loop: pausing restarts for %llums",
+                     kind_word(p), p->ship->name, what, recent, (unsigned long long)r->loop_window_ms,
+                     (unsigned long long)delay);
+    } else {
+        delay = r->backoff_ms;
+        for (unsigned i = 0; i < p->crashes_in_row && delay < r->max_backoff_ms; i++)
+            delay *= 2;
+        if (delay > r->max_backoff_ms)
+            delay = r->max_backoff_ms;
+        /* jitter: +-20% so that ships crashing together do not restart together */
+        if (delay >= 10) {
+            uint64_t span = delay / 5;
+            delay = delay - span + (uint64_t)rand() % (2 * span + 1);
+        }
+        p->crashes_in_row++;
+        ms_log_event(f->log, MS_WARN, p->ship->name, "backoff", "%s \"%s\" %s; restarting in %llums (attempt %u)",
+                     kind_word(p), p->ship->name, what, (unsigned long long)delay, p->restarts + 1);
+    }
+    p->state = MS_P_BACKOFF;
+    p->backoff_until = now + delay;
+    uv_timer_start(&p->timer, on_backoff_done, delay, 0);
+}
+
+static void start_proc(ms_proc *p)
+{
+    ms_fleet *f = p->fleet;
+    char why[512];
+    p->state = MS_P_STARTING;
+    p->started_at = uv_now(f->loop);
+    p->last_health_error[0] = '\0';
+    p->stop_requested = false;
+    p->kill_sent = false;
+    set_healthy(p, -1);
+    set_breaker(p, MS_BREAKER_CLOSED);
+    p->health_fail_run = p->health_ok_run = 0;
+    if (p->ship->kind == MS_BAY)
+        unlink(p->socket_path); /* a stale socket would look ready */
+    if (!ms_process_spawn(p, why, sizeof why)) {
+        ms_log_event(f->log, MS_ERROR, p->ship->name, "spawn_failed", "%s \"%s\": %s", kind_word(p), p->ship->name,
+                     why);
+        p->state = MS_P_FAILED;
+        if (p->ship->critical) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "%s \"%s\" could not be started", kind_word(p), p->ship->name);
+            ms_fleet_shutdown(f, 1, msg);
+        } else {
+            record_crash_and_backoff(p, "could not be started");
+        }
+        return;
+    }
+    ms_log_event(f->log, MS_INFO, p->ship->name, "started", "%s \"%s\" started (pid %d)", kind_word(p),
+                 p->ship->name, p->pid);
+    if (p->ship->oneshot)
+        return;
+    uv_timer_start(&p->deadline, on_ready_timeout, p->ship->ready_timeout_ms, 0);
+    if (p->has_target)
+        ready_probe_start(p);
+    else
+        uv_timer_start(&p->timer, on_worker_grace, p->ship->ready_after_ms, 0);
+}
+
+/* ---------------------------------------------------------------- scheduling */
+static bool dep_ready(const ms_proc *d)
+{
+    return d->state == MS_P_READY || d->state == MS_P_DONE;
+}
+
+static bool dep_dead(const ms_proc *d)
+{
+    return d->state == MS_P_FAILED || d->state == MS_P_SKIPPED;
+}
+
+static void schedule(ms_fleet *f)
+{
+    if (f->phase != MS_FLEET_LAUNCHING && f->phase != MS_FLEET_RUNNING)
+        return;
+    bool again = true;
+    while (again) {
+        again = false;
+        for (size_t i = 0; i < f->n; i++) {
+            ms_proc *p = &f->procs[i];
+            if (!p->selected || p->state != MS_P_WAITING)
+                continue;
+            bool all_ready = true;
+            const ms_proc *dead = NULL;
+            for (size_t k = 0; k < p->ndeps; k++) {
+                const ms_proc *d = &f->procs[p->deps[k]];
+                if (dep_dead(d))
+                    dead = d;
+                if (!dep_ready(d))
+                    all_ready = false;
+            }
+            if (dead) {
+                p->state = MS_P_SKIPPED;
+                ms_log_event(f->log, MS_WARN, p->ship->name, "skipped",
+                             "%s \"%s\" skipped: it depends on %s \"%s\", which %s", kind_word(p), p->ship->name,
+                             kind_word(dead), dead->ship->name,
+                             dead->state == MS_P_FAILED ? "failed" : "was skipped");
+                again = true;
+            } else if (all_ready) {
+                start_proc(p);
+                if (f->phase != MS_FLEET_LAUNCHING && f->phase != MS_FLEET_RUNNING)
+                    return;
+            }
+        }
+    }
+    if (f->phase == MS_FLEET_LAUNCHING) {
+        size_t pending = 0, total = 0;
+        for (size_t i = 0; i < f->n; i++) {
+            const ms_proc *p = &f->procs[i];
+            if (!p->selected)
+                continue;
+            total++;
+            if (p->state == MS_P_WAITING || p->state == MS_P_STARTING ||
+                (p->state == MS_P_BACKOFF && !p->ready_at))
+                pending++;
+        }
+        if (pending == 0) {
+            f->phase = MS_FLEET_RUNNING;
+            f->launched_at = uv_now(f->loop);
+            ms_log_event(f->log, MS_INFO, NULL, "fleet_ready", "fleet ready: %zu %s in %llums", total,
+                         total == 1 ? "entry" : "entries", (unsigned long long)(f->launched_at - f->started_at));
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- exits */
+static void maybe_finish(ms_fleet *f);
+
+void ms_fleet_on_output_closed(ms_proc *p)
+{
+    maybe_finish(p->fleet);
+}
+
+void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
+{
+    ms_fleet *f = p->fleet;
+    char words[96];
+    exit_words(status, sig, words, sizeof words);
+    int pid = p->pid;
+    p->pid = 0;
+    p->last_exit_status = (int)status;
+    p->last_term_signal = sig;
+    set_ready_flag(p, 0);
+    set_healthy(p, -1);
+    cancel_activity(p);
+    ms_process_close(p);
+    uint64_t up = uv_now(f->loop) - p->started_at;
+
+    if (p->state == MS_P_STOPPING || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE) {
+        p->state = MS_P_STOPPED;
+        ms_log_event(f->log, MS_INFO, p->ship->name, "stopped", "%s \"%s\" (pid %d) stopped: %s", kind_word(p),
+                     p->ship->name, pid, words);
+        if (f->phase == MS_FLEET_STOPPING)
+            continue_shutdown(f);
+        else if (p->restart_requested) {
+            p->restart_requested = false;
+            p->restarts++;
+            start_proc(p);
+        }
+        return;
+    }
+    if (p->ship->oneshot) {
+        if (status == 0 && !sig) {
+            p->state = MS_P_DONE;
+            ms_log_event(f->log, MS_INFO, p->ship->name, "done", "job \"%s\" finished in %llums (exit 0)",
+                         p->ship->name, (unsigned long long)up);
+            schedule(f);
+            return;
+        }
+        p->state = MS_P_FAILED;
+        ms_log_event(f->log, MS_ERROR, p->ship->name, "failed", "job \"%s\" failed: it %s", p->ship->name, words);
+        if (p->ship->critical) {
+            char why[300];
+            snprintf(why, sizeof why, "job \"%s\" %s", p->ship->name, words);
+            ms_fleet_shutdown(f, 1, why);
+        } else {
+            schedule(f); /* its dependents are skipped */
+        }
+        return;
+    }
+    if (p->ship->critical) {
+        p->state = MS_P_FAILED;
+        char why[300];
+        snprintf(why, sizeof why, "critical %s \"%s\" %s", kind_word(p), p->ship->name, words);
+        ms_log_event(f->log, MS_ERROR, p->ship->name, "exited", "%s \"%s\" (pid %d) %s after %llums; it is critical",
+                     kind_word(p), p->ship->name, pid, words, (unsigned long long)up);
+        ms_fleet_shutdown(f, 1, why);
+        return;
+    }
+    ms_log_event(f->log, MS_WARN, p->ship->name, "exited", "%s \"%s\" (pid %d) %s after %llums", kind_word(p),
+                 p->ship->name, pid, words, (unsigned long long)up);
+    record_crash_and_backoff(p, words);
+    schedule(f);
+}
+
+/* ---------------------------------------------------------------- stopping */
+static void on_stop_grace(uv_timer_t *t)
+{
+    ms_proc *p = t->data;
+    ms_fleet *f = p->fleet;
+    if (!running(p) || p->kill_sent)
+        return;
+    ms_log_event(f->log, MS_WARN, p->ship->name, "kill", "%s \"%s\" (pid %d) did not stop within %llums: SIGKILL",
+                 kind_word(p), p->ship->name, p->pid, (unsigned long long)p->ship->shutdown_timeout_ms);
+    p->kill_sent = true;
+    ms_process_signal(p, SIGKILL);
+}
+
+static void stop_proc(ms_proc *p)
+{
+    ms_fleet *f = p->fleet;
+    cancel_activity(p);
+    set_ready_flag(p, 0);
+    p->state = MS_P_STOPPING;
+    p->stop_sent_at = uv_now(f->loop);
+    ms_log_event(f->log, MS_INFO, p->ship->name, "stopping", "stopping %s \"%s\" (pid %d): SIGTERM", kind_word(p),
+                 p->ship->name, p->pid);
+    ms_process_signal(p, SIGTERM);
+    if (p->ship->shutdown_timeout_ms == 0)
+        on_stop_grace(&p->deadline);
+    else
+        uv_timer_start(&p->deadline, on_stop_grace, p->ship->shutdown_timeout_ms, 0);
+}
+
+static bool has_running_dependent(const ms_fleet *f, size_t idx)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        const ms_proc *q = &f->procs[i];
+        if (!running(q))
+            continue;
+        for (size_t k = 0; k < q->ndeps; k++)
+            if (q->deps[k] == idx)
+                return true;
+    }
+    return false;
+}
+
+static void continue_shutdown(ms_fleet *f)
+{
+    bool any = false;
+    for (size_t i = 0; i < f->n; i++) {
+        ms_proc *p = &f->procs[i];
+        if (!running(p))
+            continue;
+        any = true;
+        if (p->state != MS_P_STOPPING && !has_running_dependent(f, i))
+            stop_proc(p);
+    }
+    if (!any)
+        maybe_finish(f);
+}
+
+static void on_hold(uv_timer_t *t)
+{
+    ms_fleet *f = t->data;
+    uint64_t now = uv_now(f->loop);
+    char list[1024];
+    size_t n = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < f->n && n < sizeof list - 100; i++) {
+        ms_proc *p = &f->procs[i];
+        if (!running(p))
+            continue;
+        if (p->state == MS_P_STOPPING)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s (pid %d, %llums)", n ? ", " : "", p->ship->name,
+                                  p->pid, (unsigned long long)(now - p->stop_sent_at));
+    }
+    if (n)
+        ms_log_event(f->log, MS_INFO, NULL, "waiting", "shutdown waiting for %s", list);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    ms_fleet *f = h->data;
+    f->signals_seen++;
+    if (f->phase == MS_FLEET_STOPPING && signum == SIGINT) {
+        ms_log_event(f->log, MS_WARN, NULL, "kill_all", "second SIGINT: killing everything now");
+        for (size_t i = 0; i < f->n; i++) {
+            ms_proc *p = &f->procs[i];
+            if (running(p)) {
+                p->kill_sent = true;
+                p->state = MS_P_STOPPING;
+                ms_process_signal(p, SIGKILL);
+            }
+        }
+        return;
+    }
+    if (f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
+        return;
+    char why[64];
+    snprintf(why, sizeof why, "%s received", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    ms_fleet_shutdown(f, 0, why);
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    ms_fleet *f = h->data;
+    (void)signum;
+    ms_log_event(f->log, MS_INFO, NULL, "sighup", "SIGHUP ignored (reload is not supported; restart Mothership)");
+}
+
+void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why)
+{
+    if (f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
+        return;
+    f->phase = MS_FLEET_STOPPING;
+    f->exit_code = exit_code;
+    ms_log_event(f->log, exit_code ? MS_ERROR : MS_INFO, NULL, "shutdown", "stopping the fleet: %s", why);
+    for (size_t i = 0; i < f->n; i++) {
+        ms_proc *p = &f->procs[i];
+        if (running(p))
+            continue;
+        cancel_activity(p);
+        if (p->state == MS_P_WAITING || p->state == MS_P_BACKOFF)
+            p->state = MS_P_STOPPED;
+    }
+    uv_timer_start(&f->hold_timer, on_hold, HOLD_LOG_EVERY_MS, HOLD_LOG_EVERY_MS);
+    continue_shutdown(f);
+}
+
+/* ---------------------------------------------------------------- orphans */
+/* Mothership is a child subreaper (and may be PID 1): processes orphaned in
+ * a ship's subtree end up as its children. Reap those that are not one of
+ * its own ships, whose exits libuv collects. */
+static void reap_orphans(ms_fleet *f)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[300];
+        snprintf(path, sizeof path, "/proc/self/task/%s/children", de->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        long pid;
+        while (fscanf(fp, "%ld", &pid) == 1) {
+            bool ours = false;
+            for (size_t i = 0; i < f->n && !ours; i++)
+                ours = f->procs[i].pid == pid || (f->procs[i].process_open && f->procs[i].process.pid == pid);
+            if (!ours) {
+                int st;
+                (void)waitpid((pid_t)pid, &st, WNOHANG);
+            }
+        }
+        fclose(fp);
+    }
+    closedir(d);
+}
+
+static void on_sigchld(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    reap_orphans(h->data);
+}
+
+static void on_reap_timer(uv_timer_t *t)
+{
+    reap_orphans(t->data);
+}
+
+/* ---------------------------------------------------------------- finishing */
+static void on_fleet_handle_closed(uv_handle_t *h)
+{
+    ms_fleet *f = h->data;
+    f->open_handles--;
+    maybe_finish(f);
+}
+
+static void close_h(ms_fleet *f, uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) {
+        h->data = f;
+        f->open_handles++;
+        uv_close(h, on_fleet_handle_closed);
+    }
+}
+
+static void maybe_finish(ms_fleet *f)
+{
+    if (f->phase == MS_FLEET_STOPPING) {
+        for (size_t i = 0; i < f->n; i++)
+            if (running(&f->procs[i]))
+                return;
+        f->phase = MS_FLEET_DONE;
+        ms_log_event(f->log, f->exit_code ? MS_ERROR : MS_INFO, NULL, "stopped", "fleet stopped (exit %d)",
+                     f->exit_code);
+        close_h(f, (uv_handle_t *)&f->sigint);
+        close_h(f, (uv_handle_t *)&f->sigterm);
+        close_h(f, (uv_handle_t *)&f->sigchld);
+        close_h(f, (uv_handle_t *)&f->sighup);
+        close_h(f, (uv_handle_t *)&f->hold_timer);
+        close_h(f, (uv_handle_t *)&f->reap_timer);
+        for (size_t i = 0; i < f->n; i++) {
+            ms_proc *p = &f->procs[i];
+            cancel_activity(p);
+            if (p->timers_open) {
+                close_h(f, (uv_handle_t *)&p->timer);
+                close_h(f, (uv_handle_t *)&p->deadline);
+                close_h(f, (uv_handle_t *)&p->health_timer);
+                p->timers_open = false;
+            }
+            ms_process_close_pipes(p); /* a stray grandchild may still hold one */
+        }
+        reap_orphans(f);
+    }
+    if (f->phase != MS_FLEET_DONE || f->open_handles > 0)
+        return;
+    for (size_t i = 0; i < f->n; i++)
+        if (f->procs[i].process_open || f->procs[i].open_pipes > 0)
+            return;
+    if (f->on_done) {
+        void (*cb)(ms_fleet *, void *) = f->on_done;
+        f->on_done = NULL;
+        cb(f, f->on_done_arg);
+    }
+}
+
+/* ---------------------------------------------------------------- dashboard controls */
+void ms_fleet_restart_proc(ms_fleet *f, size_t i)
+{
+    if (i >= f->n || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
+        return;
+    ms_proc *p = &f->procs[i];
+    if (running(p)) {
+        p->restart_requested = true;
+        stop_proc(p);
+    } else if (p->state != MS_P_WAITING && p->state != MS_P_SKIPPED) {
+        cancel_activity(p);
+        p->restarts++;
+        start_proc(p);
+    }
+}
+
+void ms_fleet_toggle_proc(ms_fleet *f, size_t i)
+{
+    if (i >= f->n || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
+        return;
+    ms_proc *p = &f->procs[i];
+    if (running(p)) {
+        p->stop_requested = true;
+        stop_proc(p);
+    } else if (p->state == MS_P_STOPPED || p->state == MS_P_FAILED || p->state == MS_P_BACKOFF ||
+               p->state == MS_P_DONE) {
+        cancel_activity(p);
+        start_proc(p);
+    }
+}
+
+bool ms_fleet_up(const ms_fleet *f)
+{
+    return f->phase == MS_FLEET_RUNNING;
+}
+
+/* ---------------------------------------------------------------- setup */
+static char *default_socket_dir(const ms_manifest *m)
+{
+    if (m->global.socket_dir)
+        return ms_strdup(m->global.socket_dir);
+    const char *e = getenv("MS_SOCKET_DIR");
+    if (e && *e)
+        return ms_strdup(e);
+    e = getenv("XDG_RUNTIME_DIR");
+    if (e && *e)
+        return ms_asprintf("%s/mothership", e);
+    return ms_strdup("/tmp/mothership");
+}
+
+static bool mkdir_p(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (strlen(path) >= sizeof tmp)
+        return false;
+    strcpy(tmp, path);
+    for (char *s = tmp + 1; *s; s++) {
+        if (*s == '/') {
+            *s = '\0';
+            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+                return false;
+            *s = '/';
+        }
+    }
+    return mkdir(tmp, 0700) == 0 || errno == EEXIST;
+}
+
+ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *selected, ms_log *log, char *why,
+                       size_t why_len)
+{
+    ms_fleet *f = calloc(1, sizeof *f);
+    if (!f) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    f->loop = loop;
+    f->m = m;
+    f->log = log;
+    f->n = m->nships;
+    f->procs = calloc(f->n ? f->n : 1, sizeof *f->procs);
+    char exe[PATH_MAX];
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (el > 0) {
+        exe[el] = '\0';
+        f->self_exe = ms_strdup(exe);
+    }
+    f->socket_dir = default_socket_dir(m);
+    if (!f->procs || !f->self_exe || !f->socket_dir) {
+        snprintf(why, why_len, el <= 0 ? "cannot find my own executable (/proc/self/exe)" : "out of memory");
+        ms_fleet_free(f);
+        return NULL;
+    }
+    bool any_bay = false;
+    for (size_t i = 0; i < f->n; i++) {
+        ms_proc *p = &f->procs[i];
+        const ms_ship *s = &m->ships[i];
+        p->fleet = f;
+        p->ship = s;
+        p->index = i;
+        p->colour = (unsigned)i;
+        p->selected = selected ? selected[i] : true;
+        p->state = p->selected ? MS_P_WAITING : MS_P_SKIPPED;
+        p->last_exit_status = -1;
+        p->healthy = -1;
+        ms_ring_init(&p->ring);
+        p->deps = calloc(s->depends_on.len ? s->depends_on.len : 1, sizeof *p->deps);
+        if (!p->deps) {
+            snprintf(why, why_len, "out of memory");
+            ms_fleet_free(f);
+            return NULL;
+        }
+        for (size_t k = 0; k < s->depends_on.len; k++) {
+            const ms_ship *d = ms_manifest_find_ship(m, s->depends_on.items[k]);
+            if (d)
+                p->deps[p->ndeps++] = (size_t)(d - m->ships);
+        }
+        if (s->kind == MS_BAY) {
+            any_bay = true;
+            p->socket_path = ms_asprintf("%s/%s.sock", f->socket_dir, s->name);
+            if (!p->socket_path || strlen(p->socket_path) >= sizeof p->target.path) {
+                snprintf(why, why_len, "bay \"%s\": socket path %s/%s.sock is too long", s->name, f->socket_dir,
+                         s->name);
+                ms_fleet_free(f);
+                return NULL;
+            }
+            p->target.is_unix = true;
+            strcpy(p->target.path, p->socket_path);
+            strcpy(p->target.host_header, "localhost");
+            p->has_target = true;
+        } else if (s->has_bind) {
+            if (!ms_target_from_addr(&s->bind, &p->target, why, why_len)) {
+                char tmp[200];
+                snprintf(tmp, sizeof tmp, "%s", why);
+                snprintf(why, why_len, "ship \"%s\": bind %s: %s", s->name, s->bind.text, tmp);
+                ms_fleet_free(f);
+                return NULL;
+            }
+            p->has_target = true;
+        }
+    }
+    if (any_bay && !mkdir_p(f->socket_dir)) {
+        snprintf(why, why_len, "cannot create the socket directory %s: %s", f->socket_dir, strerror(errno));
+        ms_fleet_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *arg)
+{
+    f->on_done = on_done;
+    f->on_done_arg = arg;
+    f->started_at = uv_now(f->loop);
+    f->phase = MS_FLEET_LAUNCHING;
+    srand((unsigned)(getpid() ^ (unsigned)uv_hrtime()));
+    (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+    uv_signal_init(f->loop, &f->sigint);
+    uv_signal_init(f->loop, &f->sigterm);
+    uv_signal_init(f->loop, &f->sigchld);
+    uv_signal_init(f->loop, &f->sighup);
+    uv_timer_init(f->loop, &f->hold_timer);
+    uv_timer_init(f->loop, &f->reap_timer);
+    f->sigint.data = f->sigterm.data = f->sigchld.data = f->sighup.data = f;
+    f->hold_timer.data = f->reap_timer.data = f;
+    uv_signal_start(&f->sigint, on_signal, SIGINT);
+    uv_signal_start(&f->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&f->sigchld, on_sigchld, SIGCHLD);
+    uv_signal_start(&f->sighup, on_sighup, SIGHUP);
+    uv_timer_start(&f->reap_timer, on_reap_timer, REAP_EVERY_MS, REAP_EVERY_MS);
+    uv_unref((uv_handle_t *)&f->reap_timer);
+    size_t n = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        ms_proc *p = &f->procs[i];
+        n += p->selected;
+        uv_timer_init(f->loop, &p->timer);
+        uv_timer_init(f->loop, &p->deadline);
+        uv_timer_init(f->loop, &p->health_timer);
+        p->timer.data = p->deadline.data = p->health_timer.data = p;
+        p->timers_open = true;
+    }
+    ms_log_event(f->log, MS_INFO, NULL, "launch", "launching %zu of %zu entries from %s", n, f->n, f->m->path);
+    schedule(f);
+}
+
+void ms_fleet_free(ms_fleet *f)
+{
+    if (!f)
+        return;
+    for (size_t i = 0; f->procs && i < f->n; i++) {
+        ms_proc *p = &f->procs[i];
+        free(p->deps);
+        free(p->socket_path);
+        ms_ring_free(&p->ring);
+    }
+    free(f->procs);
+    free(f->self_exe);
+    free(f->socket_dir);
+    free(f);
+}

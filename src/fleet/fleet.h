@@ -1,0 +1,144 @@
+/* fleet.h: the supervisor. Owns every ship and bay of a manifest on the
+ * control loop: starts them in dependency order once their dependencies are
+ * ready, decides readiness (oneshot exit 0, health check, bind accepting,
+ * bay socket accepting, worker grace), keeps them alive (critical ships stop
+ * the fleet; others restart with backoff under a crash-loop breaker), runs
+ * health checks with circuit breakers, and stops everything dependents-first.
+ *
+ * State a data-plane thread may read lives in atomics (ready, healthy,
+ * breaker); everything else belongs to the control loop. */
+#ifndef MS_FLEET_H
+#define MS_FLEET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "fleet/logs.h"
+#include "fleet/probe.h"
+#include "manifest/manifest.h"
+
+typedef enum ms_pstate {
+    MS_P_WAITING,    /* waiting for its dependencies */
+    MS_P_STARTING,   /* running, not ready yet */
+    MS_P_READY,      /* running and ready */
+    MS_P_BACKOFF,    /* exited; a restart is scheduled */
+    MS_P_DONE,       /* oneshot that exited 0 */
+    MS_P_FAILED,     /* gave up on it */
+    MS_P_SKIPPED,    /* a dependency failed: never started */
+    MS_P_STOPPING,   /* asked to stop (SIGTERM sent) */
+    MS_P_STOPPED,    /* stopped by Mothership */
+} ms_pstate;
+
+typedef enum ms_breaker { MS_BREAKER_CLOSED, MS_BREAKER_OPEN, MS_BREAKER_HALF_OPEN } ms_breaker;
+
+const char *ms_pstate_name(ms_pstate s);
+const char *ms_breaker_name(ms_breaker b);
+
+typedef struct ms_fleet ms_fleet;
+typedef struct ms_outpipe ms_outpipe;
+
+typedef struct ms_proc {
+    ms_fleet *fleet;
+    const ms_ship *ship;
+    size_t index;
+    unsigned colour;
+    bool selected;               /* after --only/--except */
+    ms_pstate state;
+    int pid;                     /* 0 when not running */
+
+    /* read by other threads */
+    int ready_flag;              /* atomic: 1 when it may take traffic */
+    int healthy;                 /* atomic: 1 healthy, 0 unhealthy, -1 unknown/unchecked */
+    int breaker;                 /* atomic ms_breaker */
+
+    uint64_t started_at;         /* uv_now of the last spawn */
+    uint64_t ready_at;
+    int last_exit_status;        /* -1: none yet */
+    int last_term_signal;
+    unsigned restarts;
+    unsigned crashes_in_row;     /* drives the backoff */
+    uint64_t crash_times[32];    /* ring, for the crash-loop breaker */
+    size_t crash_head, crash_count;
+    uint64_t backoff_until;      /* uv_now when the restart is due */
+    bool loop_paused;
+
+    /* health */
+    unsigned health_fail_run, health_ok_run;
+    uint64_t breaker_opened_at;
+    uint64_t health_checks, health_failures;
+    char last_health_error[96];
+
+    /* libuv */
+    uv_process_t process;
+    bool process_open;
+    struct ms_outpipe *pipes[2]; /* stdout, stderr of the current run */
+    int open_pipes;              /* including pipes of earlier runs still draining */
+    uv_timer_t timer;            /* probe retry, worker grace, backoff */
+    uv_timer_t deadline;         /* ready timeout, stop grace */
+    uv_timer_t health_timer;
+    bool timers_open;
+    ms_probe *probe;             /* readiness probe in flight */
+    ms_probe *health_probe;      /* health check in flight */
+    ms_target target;            /* where it listens (ships with bind, bays) */
+    bool has_target;
+    char *socket_path;           /* bays: MS_SOCKET_PATH */
+    uint64_t stop_sent_at;
+    bool kill_sent;
+    bool stop_requested;         /* stopped by the user (dashboard): no restart */
+    bool restart_requested;      /* stopping in order to start again */
+
+    size_t *deps;                /* indexes of what it depends on */
+    size_t ndeps;
+    ms_ring ring;                /* recent output */
+} ms_proc;
+
+typedef enum ms_fleet_phase { MS_FLEET_LAUNCHING, MS_FLEET_RUNNING, MS_FLEET_STOPPING, MS_FLEET_DONE } ms_fleet_phase;
+
+struct ms_fleet {
+    uv_loop_t *loop;
+    const ms_manifest *m;
+    ms_log *log;
+    ms_proc *procs;
+    size_t n;
+    ms_fleet_phase phase;
+    int exit_code;
+    char *self_exe;
+    char *socket_dir;
+    uint64_t started_at;
+    uint64_t launched_at;        /* when every selected entry was ready */
+    unsigned signals_seen;
+    uint64_t log_seq;
+    uv_signal_t sigint, sigterm, sigchld, sighup;
+    uv_timer_t hold_timer;       /* "still waiting for ..." during shutdown */
+    uv_timer_t reap_timer;       /* orphan sweep */
+    int open_handles;            /* fleet-level handles still open */
+    void (*on_done)(ms_fleet *f, void *arg);
+    void *on_done_arg;
+};
+
+/* Select entries for --only / --except (comma-separated tag lists, either may
+ * be NULL). --only keeps entries with any of the tags plus everything they
+ * depend on; --except removes entries with any of the tags. Removing a
+ * dependency of a kept entry is an error. selected[i] is set per ship. On
+ * error returns false with a message in why. */
+bool ms_fleet_select(const ms_manifest *m, const char *only, const char *except, bool *selected, char *why,
+                     size_t why_len);
+
+/* Prepare the fleet on loop (nothing is started). NULL + why on failure. */
+ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *selected, ms_log *log, char *why,
+                       size_t why_len);
+/* Start launching; on_done is called once every process has stopped, after
+ * which ms_fleet_free may be called and the loop will end. */
+void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *arg);
+/* Begin an orderly shutdown (as SIGTERM does). exit_code is what run returns. */
+void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why);
+/* Dashboard controls. */
+void ms_fleet_restart_proc(ms_fleet *f, size_t i);
+void ms_fleet_toggle_proc(ms_fleet *f, size_t i);
+void ms_fleet_free(ms_fleet *f);
+
+/* For /health: 1 when the fleet is up (launched and not stopping). */
+bool ms_fleet_up(const ms_fleet *f);
+
+#endif

@@ -1,0 +1,20 @@
+/* fleet_metrics.h: the fleet's Prometheus series and /health body. */
+#ifndef MS_FLEET_METRICS_H
+#define MS_FLEET_METRICS_H
+
+#include "fleet/fleet.h"
+#include "metrics/prom.h"
+#include "uplink/uplink.h"
+
+typedef struct ms_fleet_view {
+    const ms_fleet *fleet;               /* NULL while uplinks are checked */
+    const ms_manifest *m;
+    ms_uplink_result *uplinks;           /* copies of the pre-flight results, or NULL */
+    size_t nuplinks;
+    bool stopping;
+} ms_fleet_view;
+
+void ms_fleet_render_metrics(void *view, ms_buf *out);
+int ms_fleet_render_health(void *view, ms_buf *body);
+
+#endif

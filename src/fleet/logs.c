@@ -1,0 +1,402 @@
+/* logs.c: output sink with a writer thread and a bounded byte queue, line
+ * splitting, and per-process rings (see logs.h). The event loop only formats
+ * and copies into the queue; the writer thread does the blocking write(2). */
+#include "fleet/logs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+struct ms_log {
+    int fd;
+    bool json, color, quiet;
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    uv_thread_t thread;
+    bool stopping;
+    char *q;             /* circular byte queue */
+    size_t cap, head, len;
+    uint64_t dropped;    /* lines */
+    uint64_t dropped_reported;
+    uint64_t lines;
+};
+
+static void writer_main(void *arg)
+{
+    ms_log *log = arg;
+    uv_mutex_lock(&log->mu);
+    for (;;) {
+        while (log->len == 0 && !log->stopping)
+            uv_cond_wait(&log->cv, &log->mu);
+        if (log->len == 0 && log->stopping)
+            break;
+        size_t n = log->len;
+        if (log->head + n > log->cap)
+            n = log->cap - log->head;
+        const char *p = log->q + log->head;
+        uv_mutex_unlock(&log->mu);
+        size_t off = 0;
+        while (off < n) {
+            ssize_t w = write(log->fd, p + off, n - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break; /* output gone: discard, like a full queue */
+            off += (size_t)w;
+        }
+        uv_mutex_lock(&log->mu);
+        log->head = (log->head + n) % log->cap;
+        log->len -= n;
+    }
+    uv_mutex_unlock(&log->mu);
+}
+
+ms_log *ms_log_open(int fd, bool json, bool color)
+{
+    ms_log *log = calloc(1, sizeof *log);
+    if (!log)
+        return NULL;
+    log->fd = fd;
+    log->json = json;
+    log->color = color && !json;
+    log->cap = MS_LOG_QUEUE_BYTES;
+    log->q = malloc(log->cap);
+    if (!log->q)
+        goto fail;
+    if (uv_mutex_init(&log->mu) != 0)
+        goto fail;
+    if (uv_cond_init(&log->cv) != 0) {
+        uv_mutex_destroy(&log->mu);
+        goto fail;
+    }
+    if (uv_thread_create(&log->thread, writer_main, log) != 0) {
+        uv_cond_destroy(&log->cv);
+        uv_mutex_destroy(&log->mu);
+        goto fail;
+    }
+    return log;
+fail:
+    free(log->q);
+    free(log);
+    return NULL;
+}
+
+void ms_log_close(ms_log *log)
+{
+    if (!log)
+        return;
+    uv_mutex_lock(&log->mu);
+    log->stopping = true;
+    uv_cond_signal(&log->cv);
+    uv_mutex_unlock(&log->mu);
+    uv_thread_join(&log->thread);
+    uv_cond_destroy(&log->cv);
+    uv_mutex_destroy(&log->mu);
+    free(log->q);
+    free(log);
+}
+
+void ms_log_set_quiet(ms_log *log, bool quiet)
+{
+    uv_mutex_lock(&log->mu);
+    log->quiet = quiet;
+    uv_mutex_unlock(&log->mu);
+}
+
+/* Queue one formatted line; drop (and count) it if the queue is full. */
+static void enqueue(ms_log *log, const char *s, size_t n)
+{
+    uv_mutex_lock(&log->mu);
+    log->lines++;
+    if (log->quiet) {
+        uv_mutex_unlock(&log->mu);
+        return;
+    }
+    char note[96];
+    size_t nn = 0;
+    if (log->dropped > log->dropped_reported && log->cap - log->len >= n + sizeof note) {
+        nn = (size_t)snprintf(note, sizeof note, log->json ? "{\"source\":\"mothership\",\"level\":\"warn\","
+                                                             "\"msg\":\"%llu lines dropped: output too slow\"}\n"
+                                                           : "mothership | %llu lines dropped: output too slow\n",
+                              (unsigned long long)(log->dropped - log->dropped_reported));
+        log->dropped_reported = log->dropped;
+    }
+    if (log->cap - log->len < n + nn) {
+        log->dropped++;
+        uv_mutex_unlock(&log->mu);
+        return;
+    }
+    const char *parts[2] = { note, s };
+    size_t lens[2] = { nn, n };
+    for (int k = 0; k < 2; k++) {
+        size_t tail = (log->head + log->len) % log->cap;
+        size_t first = lens[k] < log->cap - tail ? lens[k] : log->cap - tail;
+        memcpy(log->q + tail, parts[k], first);
+        memcpy(log->q, parts[k] + first, lens[k] - first);
+        log->len += lens[k];
+    }
+    uv_cond_signal(&log->cv);
+    uv_mutex_unlock(&log->mu);
+}
+
+uint64_t ms_log_dropped(const ms_log *log)
+{
+    return __atomic_load_n(&log->dropped, __ATOMIC_RELAXED);
+}
+
+uint64_t ms_log_lines(const ms_log *log)
+{
+    return __atomic_load_n(&log->lines, __ATOMIC_RELAXED);
+}
+
+/* ---------------------------------------------------------------- formatting */
+static size_t timestamp(char *out, size_t cap, bool iso)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    if (iso)
+        gmtime_r(&ts.tv_sec, &tm);
+    else
+        localtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, cap, iso ? "%Y-%m-%dT%H:%M:%S" : "%H:%M:%S", &tm);
+    n += (size_t)snprintf(out + n, cap - n, iso ? ".%03ldZ" : ".%03ld", ts.tv_nsec / 1000000);
+    return n;
+}
+
+/* Append s as a JSON string body (no quotes); invalid UTF-8 bytes become U+FFFD. */
+static size_t json_escape(char *out, size_t cap, const char *s, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else if (c == '\t') {
+            out[o++] = '\\';
+            out[o++] = 't';
+        } else if (c < 0x20 || c == 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+        } else if (c < 0x80) {
+            out[o++] = (char)c;
+        } else {
+            /* validate one UTF-8 sequence */
+            size_t need = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 && c < 0xf0 ? 2 : c >= 0xc2 && c < 0xe0 ? 1 : 0;
+            bool ok = need > 0 && i + need < len;
+            for (size_t k = 1; ok && k <= need; k++)
+                if (((unsigned char)s[i + k] & 0xc0) != 0x80)
+                    ok = false;
+            if (ok && need >= 2) { /* overlongs, surrogates, > U+10FFFF */
+                unsigned char c1 = (unsigned char)s[i + 1];
+                if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 > 0x9f) || (c == 0xf0 && c1 < 0x90) ||
+                    (c == 0xf4 && c1 > 0x8f))
+                    ok = false;
+            }
+            if (ok) {
+                memcpy(out + o, s + i, need + 1);
+                o += need + 1;
+                i += need;
+            } else {
+                memcpy(out + o, "\xef\xbf\xbd", 3);
+                o += 3;
+            }
+        }
+    }
+    return o;
+}
+
+static const char *const colours[] = { "\033[36m", "\033[32m", "\033[33m", "\033[35m", "\033[34m", "\033[96m",
+                                        "\033[92m", "\033[93m", "\033[95m", "\033[94m" };
+
+void ms_log_child(ms_log *log, const char *name, unsigned colour, ms_stream stream, const char *line,
+                  size_t len, bool continued)
+{
+    char buf[MS_LOG_LINE_MAX * 2 + 512];
+    size_t n = 0;
+    if (len > MS_LOG_LINE_MAX)
+        len = MS_LOG_LINE_MAX;
+    if (log->json) {
+        n += (size_t)snprintf(buf, sizeof buf, "{\"ts\":\"");
+        n += timestamp(buf + n, sizeof buf - n, true);
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "\",\"source\":\"");
+        n += json_escape(buf + n, sizeof buf - n, name, strlen(name));
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "\",\"stream\":\"%s\",%s\"line\":\"",
+                              stream == MS_STDERR ? "stderr" : "stdout", continued ? "\"continued\":true," : "");
+        n += json_escape(buf + n, sizeof buf - n - 4, line, len);
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "\"}\n");
+    } else {
+        n += timestamp(buf, sizeof buf, false);
+        const char *c0 = log->color ? colours[colour % (sizeof colours / sizeof colours[0])] : "";
+        const char *c1 = log->color ? "\033[0m" : "";
+        n += (size_t)snprintf(buf + n, sizeof buf - n, " %s%-12s%s %s ", c0, name, c1,
+                              stream == MS_STDERR ? (continued ? "!+" : "!") : (continued ? "|+" : "|"));
+        if (n + len + 2 > sizeof buf)
+            len = sizeof buf - n - 2;
+        memcpy(buf + n, line, len);
+        n += len;
+        buf[n++] = '\n';
+    }
+    enqueue(log, buf, n);
+}
+
+void ms_log_eventv(ms_log *log, ms_level level, const char *ship, const char *event, const char *fmt,
+                   va_list ap)
+{
+    char msg[2048];
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t mlen = m < 0 ? 0 : (size_t)m >= sizeof msg ? sizeof msg - 1 : (size_t)m;
+    static const char *const lv[] = { "info", "warn", "error" };
+    char buf[6144];
+    size_t n = 0;
+    if (log->json) {
+        n += (size_t)snprintf(buf, sizeof buf, "{\"ts\":\"");
+        n += timestamp(buf + n, sizeof buf - n, true);
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "\",\"source\":\"mothership\",\"level\":\"%s\"", lv[level]);
+        if (ship) {
+            n += (size_t)snprintf(buf + n, sizeof buf - n, ",\"ship\":\"");
+            n += json_escape(buf + n, sizeof buf - n, ship, strlen(ship));
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "\"");
+        }
+        if (event)
+            n += (size_t)snprintf(buf + n, sizeof buf - n, ",\"event\":\"%s\"", event);
+        n += (size_t)snprintf(buf + n, sizeof buf - n, ",\"msg\":\"");
+        n += json_escape(buf + n, sizeof buf - n - 4, msg, mlen);
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "\"}\n");
+    } else {
+        n += timestamp(buf, sizeof buf, false);
+        const char *b0 = "", *b1 = "";
+        if (log->color) {
+            b0 = level == MS_ERROR ? "\033[1;31m" : level == MS_WARN ? "\033[1;33m" : "\033[1m";
+            b1 = "\033[0m";
+        }
+        n += (size_t)snprintf(buf + n, sizeof buf - n, " %s%-12s | %.*s%s\n", b0, "mothership", (int)mlen, msg, b1);
+    }
+    enqueue(log, buf, n < sizeof buf ? n : sizeof buf - 1);
+}
+
+void ms_log_event(ms_log *log, ms_level level, const char *ship, const char *event, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ms_log_eventv(log, level, ship, event, fmt, ap);
+    va_end(ap);
+}
+
+/* ---------------------------------------------------------------- lines */
+void ms_linebuf_feed(ms_linebuf *lb, const char *data, size_t len, ms_line_fn fn, void *arg)
+{
+    while (len > 0) {
+        const char *nl = memchr(data, '\n', len);
+        size_t take = nl ? (size_t)(nl - data) : len;
+        size_t room = MS_LOG_LINE_MAX - lb->len;
+        if (take >= room) {
+            /* the line is too long: emit a full piece and go on */
+            memcpy(lb->buf + lb->len, data, room);
+            lb->len += room;
+            fn(arg, lb->buf, lb->len, lb->continued);
+            lb->len = 0;
+            lb->continued = true;
+            data += room;
+            len -= room;
+            continue;
+        }
+        memcpy(lb->buf + lb->len, data, take);
+        lb->len += take;
+        data += take;
+        len -= take;
+        if (nl) {
+            size_t l = lb->len;
+            if (l > 0 && lb->buf[l - 1] == '\r')
+                l--;
+            /* a split line's last piece may be empty only if it had no content at all */
+            if (!(lb->continued && l == 0))
+                fn(arg, lb->buf, l, lb->continued);
+            lb->len = 0;
+            lb->continued = false;
+            data++;
+            len--;
+        }
+    }
+}
+
+void ms_linebuf_flush(ms_linebuf *lb, ms_line_fn fn, void *arg)
+{
+    if (lb->len > 0)
+        fn(arg, lb->buf, lb->len, lb->continued);
+    lb->len = 0;
+    lb->continued = false;
+}
+
+/* ---------------------------------------------------------------- rings */
+void ms_ring_init(ms_ring *r)
+{
+    memset(r, 0, sizeof *r);
+}
+
+void ms_ring_free(ms_ring *r)
+{
+    for (size_t i = 0; i < r->count; i++)
+        free(r->lines[(r->head + i) % r->cap].text);
+    free(r->lines);
+    memset(r, 0, sizeof *r);
+}
+
+static void ring_drop_oldest(ms_ring *r)
+{
+    ms_ring_line *l = &r->lines[r->head];
+    r->bytes -= l->len;
+    free(l->text);
+    l->text = NULL;
+    r->head = (r->head + 1) % r->cap;
+    r->count--;
+}
+
+void ms_ring_add(ms_ring *r, uint64_t seq, ms_stream stream, const char *text, size_t len)
+{
+    if (len > MS_LOG_LINE_MAX)
+        len = MS_LOG_LINE_MAX;
+    while (r->count > 0 && r->bytes + len > MS_LOG_RING_BYTES)
+        ring_drop_oldest(r);
+    if (r->count == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 64;
+        if (ncap > 4096) {
+            ring_drop_oldest(r);
+        } else {
+            ms_ring_line *n = malloc(ncap * sizeof *n);
+            if (!n)
+                return; /* history is best effort */
+            for (size_t i = 0; i < r->count; i++)
+                n[i] = r->lines[(r->head + i) % r->cap];
+            free(r->lines);
+            r->lines = n;
+            r->cap = ncap;
+            r->head = 0;
+        }
+    }
+    char *t = malloc(len + 1);
+    if (!t)
+        return;
+    memcpy(t, text, len);
+    t[len] = '\0';
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ms_ring_line *l = &r->lines[(r->head + r->count) % r->cap];
+    *l = (ms_ring_line){ .seq = seq, .time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                         .stream = stream, .len = len, .text = t };
+    r->count++;
+    r->bytes += len;
+    r->total++;
+}
+
+const ms_ring_line *ms_ring_at(const ms_ring *r, size_t i)
+{
+    return i < r->count ? &r->lines[(r->head + i) % r->cap] : NULL;
+}

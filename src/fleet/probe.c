@@ -1,0 +1,252 @@
+/* probe.c: connect and HTTP GET probes (see probe.h). The HTTP response is
+ * parsed with http-parser; only the status line and headers are needed. */
+#include "fleet/probe.h"
+
+#include <arpa/inet.h>
+#include <http_parser.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROBE_READ_MAX 16384
+
+struct ms_probe {
+    union {
+        uv_handle_t h;
+        uv_stream_t s;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } conn;
+    uv_timer_t timer;
+    uv_connect_t connect_req;
+    uv_write_t write_req;
+    http_parser parser;
+    char req[512];
+    char rbuf[2048];
+    size_t rtotal;
+    int pending_closes;
+    bool done;           /* result delivered (or cancelled) */
+    bool conn_open, timer_open;
+    bool http;
+    int status;
+    uint64_t timeout_ms;
+    ms_probe_cb cb;
+    void *arg;
+};
+
+bool ms_target_from_addr(const ms_addr *a, ms_target *t, char *why, size_t why_len)
+{
+    memset(t, 0, sizeof *t);
+    if (a->kind == MS_ADDR_UNIX) {
+        if (strlen(a->path) >= sizeof t->path) {
+            snprintf(why, why_len, "socket path too long");
+            return false;
+        }
+        t->is_unix = true;
+        strcpy(t->path, a->path);
+        snprintf(t->host_header, sizeof t->host_header, "localhost");
+        return true;
+    }
+    const char *host = a->host;
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0 || strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    else if (strcmp(host, "::") == 0)
+        host = "::1";
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&t->sa;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&t->sa;
+    if (uv_ip4_addr(host, a->port, s4) == 0) {
+        snprintf(t->host_header, sizeof t->host_header, "%s:%u", host, a->port);
+        return true;
+    }
+    if (uv_ip6_addr(host, a->port, s6) == 0) {
+        snprintf(t->host_header, sizeof t->host_header, "[%s]:%u", host, a->port);
+        return true;
+    }
+    /* a host name: resolve once (start-up, control plane) */
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res = NULL;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(why, why_len, "cannot resolve %s: %s", host, gai_strerror(rc));
+        return false;
+    }
+    memcpy(&t->sa, res->ai_addr, res->ai_addrlen);
+    if (res->ai_family == AF_INET)
+        s4->sin_port = htons(a->port);
+    else
+        s6->sin6_port = htons(a->port);
+    freeaddrinfo(res);
+    snprintf(t->host_header, sizeof t->host_header, "%s:%u", a->host, a->port);
+    return true;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    ms_probe *p = h->data;
+    if (--p->pending_closes == 0)
+        free(p);
+}
+
+static void shut(ms_probe *p)
+{
+    if (p->conn_open) {
+        p->conn_open = false;
+        p->pending_closes++;
+        uv_close(&p->conn.h, on_closed);
+    }
+    if (p->timer_open) {
+        p->timer_open = false;
+        p->pending_closes++;
+        uv_close((uv_handle_t *)&p->timer, on_closed);
+    }
+}
+
+static void finish(ms_probe *p, bool ok, const char *error)
+{
+    if (p->done)
+        return;
+    p->done = true;
+    p->cb(p->arg, ok, p->status, error);
+    shut(p);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    ms_probe *p = t->data;
+    char msg[64];
+    snprintf(msg, sizeof msg, "timed out after %llums", (unsigned long long)p->timeout_ms);
+    finish(p, false, msg);
+}
+
+static int on_headers_complete(http_parser *hp)
+{
+    ms_probe *p = hp->data;
+    p->status = (int)hp->status_code;
+    if (p->status >= 200 && p->status < 400) {
+        finish(p, true, NULL);
+    } else {
+        char msg[32];
+        snprintf(msg, sizeof msg, "HTTP %d", p->status);
+        finish(p, false, msg);
+    }
+    return 1;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    ms_probe *p = h->data;
+    (void)suggested;
+    *buf = uv_buf_init(p->rbuf, sizeof p->rbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    ms_probe *p = s->data;
+    if (p->done)
+        return;
+    if (n < 0) {
+        finish(p, false, n == UV_EOF ? "connection closed before a response" : uv_strerror((int)n));
+        return;
+    }
+    p->rtotal += (size_t)n;
+    static const http_parser_settings settings = { .on_headers_complete = on_headers_complete };
+    size_t used = http_parser_execute(&p->parser, &settings, buf->base, (size_t)n);
+    if (p->done)
+        return;
+    if (used != (size_t)n || HTTP_PARSER_ERRNO(&p->parser) != HPE_OK) {
+        finish(p, false, "bad HTTP response");
+        return;
+    }
+    if (p->rtotal > PROBE_READ_MAX)
+        finish(p, false, "response head too large");
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    ms_probe *p = w->data;
+    if (status < 0 && !p->done && status != UV_ECANCELED)
+        finish(p, false, uv_strerror(status));
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    ms_probe *p = req->data;
+    if (p->done)
+        return;
+    if (status < 0) {
+        finish(p, false, status == UV_ECONNREFUSED ? "connection refused"
+                         : status == UV_ENOENT ? "socket does not exist" : uv_strerror(status));
+        return;
+    }
+    if (!p->http) {
+        finish(p, true, NULL);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(p->req, (unsigned)strlen(p->req));
+    p->write_req.data = p;
+    int rc = uv_write(&p->write_req, &p->conn.s, &b, 1, on_write);
+    if (rc == 0)
+        rc = uv_read_start(&p->conn.s, on_alloc, on_read);
+    if (rc < 0)
+        finish(p, false, uv_strerror(rc));
+}
+
+ms_probe *ms_probe_start(uv_loop_t *loop, const ms_target *t, const char *http_path, uint64_t timeout_ms,
+                         ms_probe_cb cb, void *arg)
+{
+    ms_probe *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->cb = cb;
+    p->arg = arg;
+    p->timeout_ms = timeout_ms;
+    p->http = http_path != NULL;
+    if (p->http) {
+        int n = snprintf(p->req, sizeof p->req,
+                         "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: mothership-health\r\nConnection: close\r\n\r\n",
+                         http_path, t->host_header);
+        if (n < 0 || (size_t)n >= sizeof p->req) {
+            free(p);
+            return NULL;
+        }
+        http_parser_init(&p->parser, HTTP_RESPONSE);
+        p->parser.data = p;
+    }
+    int rc = t->is_unix ? uv_pipe_init(loop, &p->conn.pipe, 0) : uv_tcp_init(loop, &p->conn.tcp);
+    if (rc < 0) {
+        free(p);
+        return NULL;
+    }
+    p->conn.h.data = p;
+    p->conn_open = true;
+    rc = uv_timer_init(loop, &p->timer);
+    if (rc < 0) {
+        p->done = true;
+        shut(p);
+        return NULL;
+    }
+    p->timer.data = p;
+    p->timer_open = true;
+    p->connect_req.data = p;
+    uv_timer_start(&p->timer, on_timeout, timeout_ms, 0);
+    if (t->is_unix) {
+        uv_pipe_connect(&p->connect_req, &p->conn.pipe, t->path, on_connect);
+    } else {
+        rc = uv_tcp_connect(&p->connect_req, &p->conn.tcp, (const struct sockaddr *)&t->sa, on_connect);
+        if (rc < 0) {
+            /* report asynchronously through the timer path: keep one code path */
+            p->done = true;
+            shut(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void ms_probe_cancel(ms_probe *p)
+{
+    if (!p)
+        return;
+    p->done = true;
+    shut(p);
+}

@@ -1,0 +1,327 @@
+/* process.c: spawning and signalling one process (see process.h). */
+#include "fleet/process.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fleet/shim.h"
+#include "util/strutil.h"
+
+extern char **environ;
+
+/* ---------------------------------------------------------------- environment */
+typedef struct envv {
+    char **items;
+    size_t len, cap;
+    bool oom;
+} envv;
+
+static void env_set(envv *e, const char *key, const char *value)
+{
+    size_t kl = strlen(key);
+    char *kv = ms_asprintf("%s=%s", key, value);
+    if (!kv) {
+        e->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < e->len; i++) {
+        if (strncmp(e->items[i], key, kl) == 0 && e->items[i][kl] == '=') {
+            free(e->items[i]);
+            e->items[i] = kv;
+            return;
+        }
+    }
+    if (e->len + 2 > e->cap) {
+        size_t ncap = e->cap ? e->cap * 2 : 64;
+        char **n = realloc(e->items, ncap * sizeof *n);
+        if (!n) {
+            free(kv);
+            e->oom = true;
+            return;
+        }
+        e->items = n;
+        e->cap = ncap;
+    }
+    e->items[e->len++] = kv;
+    e->items[e->len] = NULL;
+}
+
+static void env_free(envv *e)
+{
+    for (size_t i = 0; i < e->len; i++)
+        free(e->items[i]);
+    free(e->items);
+}
+
+static const char *env_get(const envv *e, const char *key)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < e->len; i++)
+        if (strncmp(e->items[i], key, kl) == 0 && e->items[i][kl] == '=')
+            return e->items[i] + kl + 1;
+    return NULL;
+}
+
+static void build_env(const ms_proc *p, envv *e)
+{
+    const ms_fleet *f = p->fleet;
+    for (char **v = environ; v && *v; v++) {
+        const char *eq = strchr(*v, '=');
+        if (!eq)
+            continue;
+        char key[256];
+        size_t kl = (size_t)(eq - *v);
+        if (kl == 0 || kl >= sizeof key)
+            continue;
+        memcpy(key, *v, kl);
+        key[kl] = '\0';
+        if (strncmp(key, "MS_", 3) == 0 && p->ship->kind == MS_BAY)
+            continue; /* set below */
+        env_set(e, key, eq + 1);
+    }
+    for (size_t i = 0; i < f->m->global.env.len; i++)
+        env_set(e, f->m->global.env.items[i].key, f->m->global.env.items[i].value);
+    for (size_t i = 0; i < p->ship->env.len; i++)
+        env_set(e, p->ship->env.items[i].key, p->ship->env.items[i].value);
+    if (p->ship->kind == MS_BAY) {
+        char pid[32];
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        env_set(e, "MS_PID", pid);
+        env_set(e, "MS_SHIP", p->ship->name);
+        env_set(e, "MS_SOCKET_DIR", f->socket_dir);
+        env_set(e, "MS_SOCKET_PATH", p->socket_path);
+        env_set(e, "MS_BAY_TYPE", p->ship->group);
+    }
+}
+
+/* ---------------------------------------------------------------- command */
+static bool executable_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+char *ms_find_command(const char *cmd, const char *path_env, const char *cwd)
+{
+    if (strchr(cmd, '/')) {
+        char *full = cmd[0] == '/' || !cwd ? ms_strdup(cmd) : ms_asprintf("%s/%s", cwd, cmd);
+        if (full && executable_file(full))
+            return full;
+        free(full);
+        return NULL;
+    }
+    const char *path = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
+    while (*path) {
+        const char *e = strchr(path, ':');
+        size_t n = e ? (size_t)(e - path) : strlen(path);
+        char *full;
+        if (n == 0)
+            full = cwd ? ms_asprintf("%s/%s", cwd, cmd) : ms_strdup(cmd);
+        else if (path[0] != '/' && cwd)
+            full = ms_asprintf("%s/%.*s/%s", cwd, (int)n, path, cmd);
+        else
+            full = ms_asprintf("%.*s/%s", (int)n, path, cmd);
+        if (full && executable_file(full))
+            return full;
+        free(full);
+        path += n;
+        if (*path == ':')
+            path++;
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- output */
+/* A pipe lives on its own: it may outlast the process (a grandchild can
+ * hold it open), so each spawn gets fresh ones, freed when they close. */
+struct ms_outpipe {
+    uv_pipe_t pipe;
+    ms_proc *p;
+    ms_stream stream;
+    ms_linebuf lb;
+};
+
+static void on_line(void *arg, const char *line, size_t len, bool continued)
+{
+    ms_outpipe *op = arg;
+    ms_proc *p = op->p;
+    ms_fleet *f = p->fleet;
+    ms_log_child(f->log, p->ship->name, p->colour, op->stream, line, len, continued);
+    ms_ring_add(&p->ring, ++f->log_seq, op->stream, line, len);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char scratch[65536]; /* control loop only: consumed before the next read */
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(scratch, sizeof scratch);
+}
+
+static void on_pipe_closed(uv_handle_t *h)
+{
+    ms_outpipe *op = h->data;
+    ms_proc *p = op->p;
+    int k = op->stream == MS_STDOUT ? 0 : 1;
+    if (p->pipes[k] == op)
+        p->pipes[k] = NULL;
+    p->open_pipes--;
+    free(op);
+    ms_fleet_on_output_closed(p);
+}
+
+static void close_pipe(ms_outpipe *op)
+{
+    if (op && !uv_is_closing((uv_handle_t *)&op->pipe))
+        uv_close((uv_handle_t *)&op->pipe, on_pipe_closed);
+}
+
+void ms_process_close_pipes(ms_proc *p)
+{
+    close_pipe(p->pipes[0]);
+    close_pipe(p->pipes[1]);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    ms_outpipe *op = s->data;
+    if (n > 0) {
+        ms_linebuf_feed(&op->lb, buf->base, (size_t)n, on_line, op);
+    } else if (n < 0) {
+        ms_linebuf_flush(&op->lb, on_line, op);
+        uv_read_stop(s);
+        close_pipe(op);
+    }
+}
+
+static void on_proc_exit(uv_process_t *proc, int64_t status, int term_signal)
+{
+    ms_proc *p = proc->data;
+    ms_fleet_on_exit(p, status, term_signal);
+}
+
+static void on_process_closed(uv_handle_t *h)
+{
+    ms_proc *p = h->data;
+    p->process_open = false;
+    ms_fleet_on_output_closed(p);
+}
+
+void ms_process_close(ms_proc *p)
+{
+    if (p->process_open && !uv_is_closing((uv_handle_t *)&p->process))
+        uv_close((uv_handle_t *)&p->process, on_process_closed);
+}
+
+static ms_outpipe *new_pipe(ms_proc *p, ms_stream stream)
+{
+    ms_outpipe *op = calloc(1, sizeof *op);
+    if (!op)
+        return NULL;
+    if (uv_pipe_init(p->fleet->loop, &op->pipe, 0) != 0) {
+        free(op);
+        return NULL;
+    }
+    op->p = p;
+    op->stream = stream;
+    op->pipe.data = op;
+    p->open_pipes++;
+    p->pipes[stream == MS_STDOUT ? 0 : 1] = op;
+    return op;
+}
+
+/* ---------------------------------------------------------------- spawn */
+bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
+{
+    ms_fleet *f = p->fleet;
+    const ms_ship *s = p->ship;
+    const char *cwd = s->cwd ? s->cwd : f->m->dir;
+    envv env = { 0 };
+    build_env(p, &env);
+    char *cmd = NULL;
+    char **argv = NULL;
+    bool ok = false;
+    if (env.oom) {
+        snprintf(why, why_len, "out of memory");
+        goto out;
+    }
+    cmd = ms_find_command(s->command, env_get(&env, "PATH"), cwd);
+    if (!cmd) {
+        snprintf(why, why_len, strchr(s->command, '/') ? "command \"%s\" not found or not executable (from %s)"
+                                                       : "command \"%s\" not found on PATH (from %s)",
+                 s->command, cwd);
+        goto out;
+    }
+    argv = calloc(s->args.len + 6, sizeof *argv);
+    char ppid[32];
+    snprintf(ppid, sizeof ppid, "%d", (int)getpid());
+    if (!argv) {
+        snprintf(why, why_len, "out of memory");
+        goto out;
+    }
+    size_t a = 0;
+    argv[a++] = f->self_exe;
+    argv[a++] = (char *)MS_SHIM_FLAG;
+    argv[a++] = ppid;
+    argv[a++] = (char *)"--";
+    argv[a++] = cmd;
+    for (size_t i = 0; i < s->args.len; i++)
+        argv[a++] = s->args.items[i];
+    argv[a] = NULL;
+
+    if (p->pipes[0] || p->pipes[1]) /* an old pipe still held open: let it go */
+        ms_process_close_pipes(p);
+    ms_outpipe *po = new_pipe(p, MS_STDOUT), *pe = po ? new_pipe(p, MS_STDERR) : NULL;
+    if (!po || !pe) {
+        snprintf(why, why_len, "cannot create pipes");
+        goto close_pipes;
+    }
+    uv_stdio_container_t stdio[3] = {
+        { .flags = UV_IGNORE },
+        { .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&po->pipe },
+        { .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&pe->pipe },
+    };
+    uv_process_options_t opt = {
+        .exit_cb = on_proc_exit,
+        .file = f->self_exe,
+        .args = argv,
+        .env = env.items,
+        .cwd = cwd,
+        .flags = UV_PROCESS_DETACHED, /* setsid: its own session and process group */
+        .stdio_count = 3,
+        .stdio = stdio,
+    };
+    p->process.data = p;
+    int rc = uv_spawn(f->loop, &p->process, &opt);
+    if (rc != 0) {
+        snprintf(why, why_len, "cannot start: %s", uv_strerror(rc));
+        /* uv_spawn failures still need the handle closed */
+        p->process_open = true;
+        ms_process_close(p);
+        goto close_pipes;
+    }
+    p->process_open = true;
+    p->pid = p->process.pid;
+    uv_read_start((uv_stream_t *)&po->pipe, on_alloc, on_read);
+    uv_read_start((uv_stream_t *)&pe->pipe, on_alloc, on_read);
+    ok = true;
+    goto out;
+close_pipes:
+    ms_process_close_pipes(p);
+out:
+    free(argv);
+    free(cmd);
+    env_free(&env);
+    return ok;
+}
+
+void ms_process_signal(ms_proc *p, int sig)
+{
+    if (p->pid > 0)
+        kill(-p->pid, sig); /* the shim leads the group */
+}

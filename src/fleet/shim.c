@@ -1,0 +1,142 @@
+/* shim.c: the launch shim (see shim.h). */
+#include "fleet/shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t parent_died;
+
+static void on_parent_death(int sig)
+{
+    (void)sig;
+    parent_died = 1;
+}
+
+static void on_forward(int sig)
+{
+    (void)sig; /* the command is in our group and got the signal too */
+}
+
+static int pdeath_signal(void)
+{
+    return SIGRTMIN + 4;
+}
+
+int ms_shim_main(int argc, char **argv)
+{
+    if (argc < 5 || strcmp(argv[3], "--") != 0) {
+        fprintf(stderr, "mothership: internal: bad shim arguments\n");
+        return 127;
+    }
+    pid_t parent = (pid_t)atol(argv[2]);
+    char **cmd = argv + 4;
+
+    /* We are the group leader (Mothership spawned us detached: setsid). */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_parent_death;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(pdeath_signal(), &sa, NULL) != 0 || prctl(PR_SET_PDEATHSIG, pdeath_signal()) != 0) {
+        fprintf(stderr, "mothership: cannot arm the parent-death signal: %s\n", strerror(errno));
+        return 127;
+    }
+    if (getppid() != parent) /* Mothership died before prctl */
+        return 127;
+    (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+    /* Stop signals reach the whole group; the shim waits for the command. */
+    static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
+    sa.sa_handler = on_forward;
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        sigaction(forwarded[i], &sa, NULL);
+
+    int errpipe[2];
+    if (pipe2(errpipe, O_CLOEXEC) != 0) {
+        fprintf(stderr, "mothership: pipe: %s\n", strerror(errno));
+        return 127;
+    }
+    pid_t child = fork();
+    if (child < 0) {
+        fprintf(stderr, "mothership: fork: %s\n", strerror(errno));
+        return 127;
+    }
+    if (child == 0) {
+        close(errpipe[0]);
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+            sigaction(forwarded[i], &dfl, NULL);
+        sigaction(pdeath_signal(), &dfl, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execvp(cmd[0], cmd);
+        int e = errno;
+        ssize_t w = write(errpipe[1], &e, sizeof e);
+        (void)w;
+        _exit(127);
+    }
+    close(errpipe[1]);
+    int exec_errno = 0;
+    ssize_t r;
+    do
+        r = read(errpipe[0], &exec_errno, sizeof exec_errno);
+    while (r < 0 && errno == EINTR);
+    close(errpipe[0]);
+    if (r == (ssize_t)sizeof exec_errno)
+        fprintf(stderr, "mothership: cannot run \"%s\": %s\n", cmd[0], strerror(exec_errno));
+
+    int status = 0;
+    for (;;) {
+        if (parent_died) {
+            kill(0, SIGKILL); /* the whole group, us included */
+            _exit(137);
+        }
+        int st;
+        pid_t p = waitpid(-1, &st, 0);
+        if (p < 0) {
+            if (errno == EINTR)
+                continue;
+            break; /* no children left */
+        }
+        if (p == child) {
+            status = st;
+            break;
+        }
+        /* an orphan of the subtree: reaped */
+    }
+    /* The command is gone: nothing of its group may outlive it. */
+    signal(SIGTERM, SIG_IGN);
+    kill(0, SIGKILL == 0 ? 0 : SIGTERM);
+    {
+        /* give leftovers of the group no grace: they were the command's */
+        struct sigaction ign;
+        memset(&ign, 0, sizeof ign);
+        ign.sa_handler = SIG_IGN;
+        sigaction(SIGKILL == 9 ? SIGHUP : SIGHUP, &ign, NULL);
+    }
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        struct rlimit no_core = { 0, 0 };
+        setrlimit(RLIMIT_CORE, &no_core);
+        signal(sig, SIG_DFL);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        sigprocmask(SIG_UNBLOCK, &one, NULL);
+        raise(sig);
+        _exit(128 + sig);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 127;
+}

@@ -1,0 +1,17 @@
+/* shim.h: the launch shim. Every ship runs as
+ *   mothership --ms-shim <mothership-pid> -- <command> <args...>
+ * The shim is the process-group leader; it asks the kernel for a signal when
+ * Mothership dies (PR_SET_PDEATHSIG) and then kills its whole group, so not
+ * even a `kill -9` of Mothership leaves a grandchild behind. It is a child
+ * subreaper for its own subtree, ignores the stop signals Mothership sends to
+ * the group (the command gets them), and exits with the command's status, or
+ * dies of the same signal. */
+#ifndef MS_FLEET_SHIM_H
+#define MS_FLEET_SHIM_H
+
+#define MS_SHIM_FLAG "--ms-shim"
+
+/* argv as above; never returns on success of exec in the child. */
+int ms_shim_main(int argc, char **argv);
+
+#endif
