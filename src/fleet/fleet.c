@@ -469,8 +469,13 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
 
     if (p->state == MS_P_STOPPING || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE) {
         p->state = MS_P_STOPPED;
-        ms_log_event(f->log, MS_INFO, p->ship->name, "stopped", "%s \"%s\" (pid %d) stopped: %s", kind_word(p),
-                     p->ship->name, pid, words);
+        if (sig == SIGTERM || sig == SIGKILL)
+            snprintf(words, sizeof words, "(%s)", sig == SIGTERM ? "SIGTERM" : "SIGKILL");
+        else
+            snprintf(words, sizeof words, "(exit %lld)", (long long)status);
+        ms_log_event(f->log, MS_INFO, p->ship->name, "stopped", "%s \"%s\" (pid %d) stopped %s in %llums",
+                     kind_word(p), p->ship->name, pid, words,
+                     (unsigned long long)(uv_now(f->loop) - (p->stop_sent_at ? p->stop_sent_at : uv_now(f->loop))));
         if (f->phase == MS_FLEET_STOPPING)
             continue_shutdown(f);
         else if (p->restart_requested) {

@@ -118,10 +118,10 @@ static void on_timeout(uv_timer_t *t)
     finish(p, false, msg);
 }
 
-static int on_headers_complete(http_parser *hp)
+/* The verdict, once the status is known and the response read (reading it
+ * to the end spares the ship a broken pipe). */
+static void verdict(ms_probe *p)
 {
-    ms_probe *p = hp->data;
-    p->status = (int)hp->status_code;
     if (p->status >= 200 && p->status < 400) {
         finish(p, true, NULL);
     } else {
@@ -129,7 +129,19 @@ static int on_headers_complete(http_parser *hp)
         snprintf(msg, sizeof msg, "HTTP %d", p->status);
         finish(p, false, msg);
     }
-    return 1;
+}
+
+static int on_headers_complete(http_parser *hp)
+{
+    ms_probe *p = hp->data;
+    p->status = (int)hp->status_code;
+    return 0;
+}
+
+static int on_message_complete(http_parser *hp)
+{
+    verdict(hp->data);
+    return 0;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -141,15 +153,23 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
+    static const http_parser_settings settings = { .on_headers_complete = on_headers_complete,
+                                                   .on_message_complete = on_message_complete };
     ms_probe *p = s->data;
     if (p->done)
         return;
     if (n < 0) {
-        finish(p, false, n == UV_EOF ? "connection closed before a response" : uv_strerror((int)n));
+        if (n == UV_EOF)
+            http_parser_execute(&p->parser, &settings, NULL, 0); /* a body that ends at EOF */
+        if (p->done)
+            return;
+        if (p->status)
+            verdict(p);
+        else
+            finish(p, false, n == UV_EOF ? "connection closed before a response" : uv_strerror((int)n));
         return;
     }
     p->rtotal += (size_t)n;
-    static const http_parser_settings settings = { .on_headers_complete = on_headers_complete };
     size_t used = http_parser_execute(&p->parser, &settings, buf->base, (size_t)n);
     if (p->done)
         return;
@@ -157,8 +177,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         finish(p, false, "bad HTTP response");
         return;
     }
-    if (p->rtotal > PROBE_READ_MAX)
-        finish(p, false, "response head too large");
+    if (p->rtotal > PROBE_READ_MAX) {
+        if (p->status)
+            verdict(p); /* a large body: the status is enough */
+        else
+            finish(p, false, "response head too large");
+    }
 }
 
 static void on_write(uv_write_t *w, int status)

@@ -687,8 +687,14 @@ void ms_uplink_cancel(ms_uplink_run *run)
     run->cancelled = true;
     for (size_t k = 0; k < run->nprobes; k++) {
         probe *p = &run->probes[k];
-        if (!p->final)
-            attempt_end(p, false, "cancelled");
+        if (p->final)
+            continue;
+        char why[sizeof p->error + 40];
+        if (p->waiting && p->error[0])
+            snprintf(why, sizeof why, "cancelled while waiting (last attempt: %s)", p->error);
+        else
+            snprintf(why, sizeof why, "cancelled");
+        attempt_end(p, false, why);
     }
 }
 
