@@ -8,17 +8,20 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "fleet/process.h"
+#include "fleet/shim.h"
 #include "util/strutil.h"
 
 #define PROBE_RETRY_FIRST_MS 50
@@ -782,6 +785,40 @@ bool ms_fleet_up(const ms_fleet *f)
 }
 
 /* ---------------------------------------------------------------- setup */
+extern const unsigned char ms_shim_blob[];
+extern const size_t ms_shim_blob_len;
+
+/* Put the embedded shim in a sealed memfd; children exec it by its
+ * /proc/self/fd path. On any failure the binary itself serves as the shim
+ * (same behaviour, more memory per ship). */
+static void prepare_shim(ms_fleet *f)
+{
+    f->shim_fd = -1;
+    int fd = memfd_create("mothership-shim", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return;
+    size_t off = 0;
+    while (off < ms_shim_blob_len) {
+        ssize_t w = write(fd, ms_shim_blob + off, ms_shim_blob_len - off);
+        if (w <= 0) {
+            if (w < 0 && errno == EINTR)
+                continue;
+            close(fd);
+            return;
+        }
+        off += (size_t)w;
+    }
+    (void)fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+    char *path = ms_asprintf("/proc/self/fd/%d", fd);
+    if (!path || fchmod(fd, 0500) != 0) {
+        free(path);
+        close(fd);
+        return;
+    }
+    f->shim_fd = fd;
+    f->shim_path = path;
+}
+
 static char *default_socket_dir(const ms_manifest *m)
 {
     if (m->global.socket_dir)
@@ -820,6 +857,7 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
         snprintf(why, why_len, "out of memory");
         return NULL;
     }
+    f->shim_fd = -1;
     f->loop = loop;
     f->m = m;
     f->log = log;
@@ -832,6 +870,7 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
         f->self_exe = ms_strdup(exe);
     }
     f->socket_dir = default_socket_dir(m);
+    prepare_shim(f);
     if (!f->procs || !f->self_exe || !f->socket_dir) {
         snprintf(why, why_len, el <= 0 ? "cannot find my own executable (/proc/self/exe)" : "out of memory");
         ms_fleet_free(f);
@@ -941,6 +980,9 @@ void ms_fleet_free(ms_fleet *f)
     }
     free(f->procs);
     free(f->self_exe);
+    free(f->shim_path);
+    if (f->shim_fd >= 0)
+        close(f->shim_fd);
     free(f->socket_dir);
     free(f);
 }

@@ -104,6 +104,8 @@ struct ms_fleet {
     ms_fleet_phase phase;
     int exit_code;
     char *self_exe;
+    char *shim_path;             /* the embedded shim in a memfd ("/proc/self/fd/N"), else self_exe */
+    int shim_fd;
     char *socket_dir;
     uint64_t started_at;
     uint64_t launched_at;        /* when every selected entry was ready */

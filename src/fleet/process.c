@@ -265,7 +265,8 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
         goto out;
     }
     size_t a = 0;
-    argv[a++] = f->self_exe;
+    const char *shim = f->shim_path ? f->shim_path : f->self_exe;
+    argv[a++] = f->shim_path ? (char *)"mothership-shim" : (char *)shim;
     argv[a++] = (char *)MS_SHIM_FLAG;
     argv[a++] = ppid;
     argv[a++] = (char *)"--";
@@ -288,7 +289,7 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
     };
     uv_process_options_t opt = {
         .exit_cb = on_proc_exit,
-        .file = f->self_exe,
+        .file = shim,
         .args = argv,
         .env = env.items,
         .cwd = cwd,

@@ -75,6 +75,19 @@ typedef struct ms_static_dir {
     ms_pos pos, bind_pos;
 } ms_static_dir;
 
+/* [mothership.http]: limits and timeouts of the data plane. */
+typedef struct ms_http_limits {
+    uint64_t max_header_size;        /* request line + headers; default 16 KiB -> 431 */
+    uint64_t max_uri_length;         /* default 8 KiB -> 414 */
+    uint64_t max_body_size;          /* default 100 MiB -> 413; 0: unlimited */
+    uint64_t header_timeout_ms;      /* whole request head; default 10s -> 408 */
+    uint64_t idle_timeout_ms;        /* keep-alive idle; default 60s */
+    uint64_t upstream_connect_timeout_ms; /* default 5s -> 504 */
+    uint64_t upstream_timeout_ms;    /* waiting for the response head; default 60s -> 504 */
+    uint64_t max_connections;        /* client connections, all workers; default 10000 */
+    uint64_t upstream_keepalive;     /* idle upstream connections kept per ship per worker; default 32 */
+} ms_http_limits;
+
 typedef struct ms_global {
     uint16_t metrics_port;       /* 0: no metrics listener */
     ms_pos metrics_pos;
@@ -86,6 +99,7 @@ typedef struct ms_global {
     uint64_t ready_timeout_ms;   /* default 60s */
     char *socket_dir;            /* NULL: $MS_SOCKET_DIR, $XDG_RUNTIME_DIR/mothership, /tmp/mothership */
     unsigned workers;            /* default 1; 0 means "auto" (CPUs) */
+    ms_http_limits http;
     ms_strmap env;
     ms_bind *binds;
     size_t nbinds;

@@ -20,7 +20,10 @@
 /* ---------------------------------------------------------------- key lists */
 static const char *const mothership_keys[] = {
     "metrics_port", "metrics_bind", "compression", "shutdown_timeout", "ready_timeout",
-    "socket_dir", "workers", "env", "bind", "tls", "static_dirs", NULL };
+    "socket_dir", "workers", "env", "bind", "tls", "static_dirs", "http", NULL };
+static const char *const http_keys[] = {
+    "max_header_size", "max_uri_length", "max_body_size", "header_timeout", "idle_timeout",
+    "upstream_connect_timeout", "upstream_timeout", "max_connections", "upstream_keepalive", NULL };
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
     "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", NULL };
@@ -1018,6 +1021,112 @@ static bool load_uplink(ld_ctx *c, const toml_node *entry, ms_uplink *u)
     return !ec.bad;
 }
 
+/* ---------------------------------------------------------------- sizes */
+/* A size: an integer (bytes) or a string like "16KiB", "10MB", "1GiB". */
+static bool get_size(ld_ctx *c, const toml_kv *kv, uint64_t min, uint64_t *dst)
+{
+    const toml_node *v = kv->value;
+    uint64_t n = 0;
+    if (v->type == TOML_INTEGER) {
+        if (v->u.integer < 0) {
+            ld_err(c, v->line, v->col, "\"%s\" must not be negative", kv->key);
+            return false;
+        }
+        n = (uint64_t)v->u.integer;
+    } else if (v->type == TOML_STRING) {
+        const char *p = v->u.str.ptr;
+        char *end;
+        unsigned long long x = strtoull(p, &end, 10);
+        static const struct { const char *unit; uint64_t mul; } units[] = {
+            { "", 1 }, { "B", 1 }, { "KB", 1000 }, { "KiB", 1024 }, { "MB", 1000000 }, { "MiB", 1048576 },
+            { "GB", 1000000000 }, { "GiB", 1073741824 } };
+        size_t u = sizeof units / sizeof units[0];
+        if (end != p && p[0] >= '0' && p[0] <= '9')
+            for (u = 0; u < sizeof units / sizeof units[0]; u++)
+                if (strcmp(end, units[u].unit) == 0)
+                    break;
+        if (u == sizeof units / sizeof units[0] || x > (1ULL << 50)) {
+            ld_err(c, v->line, v->col, "\"%s\": invalid size \"%s\" (use bytes, or a number with KiB, MiB, GiB, "
+                   "KB, MB or GB, like \"16KiB\")", kv->key, p);
+            return false;
+        }
+        n = x * units[u].mul;
+    } else {
+        wrong_type(c, kv, "a size (bytes, or a string like \"16KiB\")");
+        return false;
+    }
+    if (n < min) {
+        ld_err(c, v->line, v->col, "\"%s\" must be at least %llu", kv->key, (unsigned long long)min);
+        return false;
+    }
+    *dst = n;
+    return true;
+}
+
+static void http_defaults(ms_http_limits *h)
+{
+    h->max_header_size = 16384;
+    h->max_uri_length = 8192;
+    h->max_body_size = 100ULL << 20;
+    h->header_timeout_ms = 10000;
+    h->idle_timeout_ms = 60000;
+    h->upstream_connect_timeout_ms = 5000;
+    h->upstream_timeout_ms = 60000;
+    h->max_connections = 10000;
+    h->upstream_keepalive = 32;
+}
+
+static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
+{
+    ld_ctx hc = *c;
+    hc.what = "[mothership.http]";
+    if (hkv->value->type != TOML_TABLE) {
+        wrong_type(c, hkv, "a table of limits");
+        return false;
+    }
+    bool ok = true;
+    const toml_node *t = hkv->value;
+    for (size_t i = 0; i < t->u.table.len; i++) {
+        const toml_kv *e = &t->u.table.items[i];
+        const char *k = e->key;
+        int64_t n;
+        if (strcmp(k, "max_header_size") == 0)
+            ok &= get_size(&hc, e, 1024, &h->max_header_size);
+        else if (strcmp(k, "max_uri_length") == 0)
+            ok &= get_size(&hc, e, 256, &h->max_uri_length);
+        else if (strcmp(k, "max_body_size") == 0)
+            ok &= get_size(&hc, e, 0, &h->max_body_size);
+        else if (strcmp(k, "header_timeout") == 0)
+            ok &= get_duration(&hc, e, &h->header_timeout_ms);
+        else if (strcmp(k, "idle_timeout") == 0)
+            ok &= get_duration(&hc, e, &h->idle_timeout_ms);
+        else if (strcmp(k, "upstream_connect_timeout") == 0)
+            ok &= get_duration(&hc, e, &h->upstream_connect_timeout_ms);
+        else if (strcmp(k, "upstream_timeout") == 0)
+            ok &= get_duration(&hc, e, &h->upstream_timeout_ms);
+        else if (strcmp(k, "max_connections") == 0) {
+            if (get_uint(&hc, e, 1, 1000000, &n))
+                h->max_connections = (uint64_t)n;
+            else
+                ok = false;
+        } else if (strcmp(k, "upstream_keepalive") == 0) {
+            if (get_uint(&hc, e, 0, 10000, &n))
+                h->upstream_keepalive = (uint64_t)n;
+            else
+                ok = false;
+        } else {
+            unknown_key(&hc, e, http_keys, NULL);
+            ok = false;
+        }
+    }
+    if (h->max_uri_length > h->max_header_size) {
+        ld_err(&hc, t->line, t->col, "\"max_uri_length\" must not be larger than \"max_header_size\"");
+        ok = false;
+    }
+    c->oom |= hc.oom;
+    return ok;
+}
+
 /* ---------------------------------------------------------------- [mothership] */
 static void load_binds(ld_ctx *c, const toml_kv *bkv)
 {
@@ -1253,6 +1362,8 @@ static void load_mothership(ld_ctx *c, const toml_node *t)
             c->bad |= tc.bad;
         } else if (strcmp(k, "static_dirs") == 0)
             load_static_dirs(&gc, kv);
+        else if (strcmp(k, "http") == 0)
+            ok = load_http(&gc, kv, &g->http);
         else {
             unknown_key(&gc, kv, mothership_keys, NULL);
             ok = false;
@@ -1376,6 +1487,7 @@ void ld_document(ld_ctx *c, const toml_node *root)
     g->shutdown_timeout_ms = 10000;
     g->ready_timeout_ms = 60000;
     g->workers = 1;
+    http_defaults(&g->http);
 
     const toml_node *base_ship = NULL, *base_bay = NULL, *base_module = NULL;
     /* first pass: top-level shape and base templates */
