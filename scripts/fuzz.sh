@@ -8,7 +8,7 @@ build=${1:-build-fuzz}
 secs=${2:-30}
 status=0
 for t in "$build"/tests/fuzz/fuzz_*; do
-  [ -x "$t" ] || continue
+  { [ -f "$t" ] && [ -x "$t" ]; } || continue
   name=$(basename "$t")
   seeds=tests/fuzz/corpus/${name#fuzz_}
   [ -d "$seeds" ] || seeds=tests/fuzz/corpus/$(echo "${name#fuzz_}" | cut -d_ -f1)
