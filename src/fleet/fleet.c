@@ -226,6 +226,8 @@ static void on_health(void *arg, bool ok, int status, const char *error)
         p->health_fail_run = 0;
         p->health_ok_run++;
         p->last_health_error[0] = '\0';
+        if (p->breaker == MS_BREAKER_OPEN)
+            return; /* an open breaker waits out its cooldown, then half-opens */
         if (p->health_ok_run >= h->successes && (p->healthy != 1 || p->breaker != MS_BREAKER_CLOSED)) {
             bool was_unhealthy = p->healthy == 0;
             set_healthy(p, 1);
@@ -479,12 +481,14 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
         ms_log_event(f->log, MS_INFO, p->ship->name, "stopped", "%s \"%s\" (pid %d) stopped %s in %llums",
                      kind_word(p), p->ship->name, pid, words,
                      (unsigned long long)(uv_now(f->loop) - (p->stop_sent_at ? p->stop_sent_at : uv_now(f->loop))));
-        if (f->phase == MS_FLEET_STOPPING)
+        if (f->phase == MS_FLEET_STOPPING && !f->draining)
             continue_shutdown(f);
         else if (p->restart_requested) {
+            /* start again once the old process handle has closed */
             p->restart_requested = false;
-            p->restarts++;
-            start_proc(p);
+            p->state = MS_P_BACKOFF;
+            p->backoff_until = uv_now(f->loop);
+            uv_timer_start(&p->timer, on_backoff_done, 0, 0);
         }
         return;
     }
@@ -644,6 +648,19 @@ void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why)
             p->state = MS_P_STOPPED;
     }
     uv_timer_start(&f->hold_timer, on_hold, HOLD_LOG_EVERY_MS, HOLD_LOG_EVERY_MS);
+    if (f->drain) {
+        f->draining = true;
+        f->drain(f, f->drain_arg);
+        return;
+    }
+    continue_shutdown(f);
+}
+
+void ms_fleet_drained(ms_fleet *f)
+{
+    if (!f->draining)
+        return;
+    f->draining = false;
     continue_shutdown(f);
 }
 
@@ -759,8 +776,9 @@ void ms_fleet_restart_proc(ms_fleet *f, size_t i)
         stop_proc(p);
     } else if (p->state != MS_P_WAITING && p->state != MS_P_SKIPPED) {
         cancel_activity(p);
-        p->restarts++;
-        start_proc(p);
+        p->state = MS_P_BACKOFF;
+        p->backoff_until = uv_now(f->loop);
+        uv_timer_start(&p->timer, on_backoff_done, 0, 0);
     }
 }
 
@@ -775,7 +793,9 @@ void ms_fleet_toggle_proc(ms_fleet *f, size_t i)
     } else if (p->state == MS_P_STOPPED || p->state == MS_P_FAILED || p->state == MS_P_BACKOFF ||
                p->state == MS_P_DONE) {
         cancel_activity(p);
-        start_proc(p);
+        p->state = MS_P_BACKOFF;
+        p->backoff_until = uv_now(f->loop);
+        uv_timer_start(&p->timer, on_backoff_done, 0, 0);
     }
 }
 

@@ -117,7 +117,15 @@ struct ms_fleet {
     int open_handles;            /* fleet-level handles still open */
     void (*on_done)(ms_fleet *f, void *arg);
     void *on_done_arg;
+    /* Called once when a shutdown begins, before any process is stopped (the
+     * data plane stops accepting and drains); the fleet goes on stopping
+     * processes when ms_fleet_drained() is called. */
+    void (*drain)(ms_fleet *f, void *arg);
+    void *drain_arg;
+    bool draining;
 };
+
+void ms_fleet_drained(ms_fleet *f);
 
 /* Select entries for --only / --except (comma-separated tag lists, either may
  * be NULL). --only keeps entries with any of the tags plus everything they

@@ -88,6 +88,8 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
         ms_prom_counter_u64(&p, "mothership_log_lines_dropped_total",
                             "Lines dropped because the output was too slow.", NULL, 0, ms_log_dropped(f->log));
     }
+    if (v->extra)
+        v->extra(v->extra_ctx, out);
 }
 
 int ms_fleet_render_health(void *arg, ms_buf *body)

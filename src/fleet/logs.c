@@ -89,6 +89,9 @@ void ms_log_close(ms_log *log)
 {
     if (!log)
         return;
+    if (ms_log_dropped(log) > log->dropped_reported)
+        ms_log_event(log, MS_WARN, NULL, "dropped", "%llu lines dropped in all: output too slow",
+                     (unsigned long long)ms_log_dropped(log));
     uv_mutex_lock(&log->mu);
     log->stopping = true;
     uv_cond_signal(&log->cv);
@@ -107,8 +110,11 @@ void ms_log_set_quiet(ms_log *log, bool quiet)
     uv_mutex_unlock(&log->mu);
 }
 
-/* Queue one formatted line; drop (and count) it if the queue is full. */
-static void enqueue(ms_log *log, const char *s, size_t n)
+/* Queue one formatted line; drop (and count) it if the queue is full.
+ * Children's lines may fill three quarters of the queue; the rest is kept
+ * for Mothership's own events, so that a flood of output cannot hide why
+ * the fleet stopped. */
+static void enqueue_p(ms_log *log, const char *s, size_t n, bool event)
 {
     uv_mutex_lock(&log->mu);
     log->lines++;
@@ -125,7 +131,8 @@ static void enqueue(ms_log *log, const char *s, size_t n)
                               (unsigned long long)(log->dropped - log->dropped_reported));
         log->dropped_reported = log->dropped;
     }
-    if (log->cap - log->len < n + nn) {
+    size_t room = event ? log->cap - log->len : (log->cap * 3 / 4 > log->len ? log->cap * 3 / 4 - log->len : 0);
+    if (room < n + nn) {
         log->dropped++;
         uv_mutex_unlock(&log->mu);
         return;
@@ -141,6 +148,11 @@ static void enqueue(ms_log *log, const char *s, size_t n)
     }
     uv_cond_signal(&log->cv);
     uv_mutex_unlock(&log->mu);
+}
+
+static void enqueue(ms_log *log, const char *s, size_t n)
+{
+    enqueue_p(log, s, n, false);
 }
 
 uint64_t ms_log_dropped(const ms_log *log)
@@ -279,7 +291,7 @@ void ms_log_eventv(ms_log *log, ms_level level, const char *ship, const char *ev
         }
         n += (size_t)snprintf(buf + n, sizeof buf - n, " %s%-12s | %.*s%s\n", b0, "mothership", (int)mlen, msg, b1);
     }
-    enqueue(log, buf, n < sizeof buf ? n : sizeof buf - 1);
+    enqueue_p(log, buf, n < sizeof buf ? n : sizeof buf - 1, true);
 }
 
 void ms_log_event(ms_log *log, ms_level level, const char *ship, const char *event, const char *fmt, ...)

@@ -30,6 +30,57 @@ static int pdeath_signal(void)
     return SIGRTMIN + 4;
 }
 
+/* As a subreaper, every orphan of the subtree becomes our child, even one
+ * that left the process group with setsid() (a daemon). Kill them all, and
+ * their groups, until none is left. Async-signal-safe: raw syscalls only. */
+static void kill_descendants(void)
+{
+    char path[64];
+    int n = 0;
+    pid_t self = getpid();
+    /* "/proc/self/task/<pid>/children" without stdio */
+    const char *pre = "/proc/self/task/";
+    for (const char *q = pre; *q; q++)
+        path[n++] = *q;
+    char digits[16];
+    int d = 0;
+    for (pid_t v = self; v > 0 && d < 15; v /= 10)
+        digits[d++] = (char)('0' + v % 10);
+    while (d > 0)
+        path[n++] = digits[--d];
+    const char *post = "/children";
+    for (const char *q = post; *q; q++)
+        path[n++] = *q;
+    path[n] = '\0';
+    for (int round = 0; round < 10000; round++) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return;
+        char buf[4096];
+        ssize_t r = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (r <= 0)
+            return; /* no children left */
+        buf[r] = '\0';
+        pid_t pid = 0;
+        for (ssize_t i = 0; i <= r; i++) {
+            if (buf[i] >= '0' && buf[i] <= '9') {
+                pid = pid * 10 + (buf[i] - '0');
+            } else if (pid > 0) {
+                kill(-pid, SIGKILL); /* its group, if it leads one */
+                kill(pid, SIGKILL);
+                pid = 0;
+            }
+        }
+        /* every child got SIGKILL: reap one (blocking), then look again, since
+         * the dead ones' children are reparented to us */
+        while (waitpid(-1, NULL, 0) < 0 && errno == EINTR)
+            ;
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+    }
+}
+
 int ms_shim_main(int argc, char **argv)
 {
     if (argc < 5 || strcmp(argv[3], "--") != 0) {
@@ -98,6 +149,7 @@ int ms_shim_main(int argc, char **argv)
     int status = 0;
     for (;;) {
         if (parent_died) {
+            kill_descendants();
             kill(0, SIGKILL); /* the whole group, us included */
             _exit(137);
         }
@@ -114,16 +166,11 @@ int ms_shim_main(int argc, char **argv)
         }
         /* an orphan of the subtree: reaped */
     }
-    /* The command is gone: nothing of its group may outlive it. */
+    /* The command is gone: nothing it started may outlive it, neither what
+     * is left in its process group nor daemons that left the group. */
     signal(SIGTERM, SIG_IGN);
-    kill(0, SIGKILL == 0 ? 0 : SIGTERM);
-    {
-        /* give leftovers of the group no grace: they were the command's */
-        struct sigaction ign;
-        memset(&ign, 0, sizeof ign);
-        ign.sa_handler = SIG_IGN;
-        sigaction(SIGKILL == 9 ? SIGHUP : SIGHUP, &ign, NULL);
-    }
+    kill(0, SIGTERM);
+    kill_descendants();
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;
     if (WIFSIGNALED(status)) {

@@ -41,3 +41,7 @@ def manifest(tmp_path):
         p.write_text(textwrap.dedent(text).lstrip("\n"))
         return str(p)
     return write
+
+
+# `fleet`: starts `mothership run` with piped, awaited output (test_fleet*.py).
+from fleet_helpers import fleet  # noqa: E402,F401

@@ -1,0 +1,180 @@
+"""`mothership run`, logs: children's lines prefixed with their name (stdout
+`|`, stderr `!`), long lines split into 8192-byte pieces marked `|+`, a last
+line without a newline, Mothership's own events, colour only on a TTY and
+never with NO_COLOR, `--log-format json` line by line, and a slow reader of
+Mothership's output never blocking a child (lines dropped and counted)."""
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import time
+
+from conftest import BINARY
+from fleet_helpers import PY, free_port, http_get, metric, parse_metrics, toml_str, wait_file
+
+PIECE = 8192
+LONG = "".join(chr(ord("a") + i % 26) for i in range(20000))
+PRINTER = (
+    "import sys\n"
+    "print('hello out', flush=True)\n"
+    "sys.stderr.write('oops on stderr\\n'); sys.stderr.flush()\n"
+    "sys.stdout.write(''.join(chr(97 + i % 26) for i in range(20000)) + '\\n')\n"
+    "sys.stdout.write('windows line\\r\\n')\n"
+    "sys.stdout.write('no newline at the end')\n"
+)
+
+
+def printer_manifest():
+    return f"""
+        [[fleet.jobs]]
+        name = "printer"
+        command = {toml_str(PY)}
+        args = ["-c", {toml_str(PRINTER)}]
+        oneshot = true
+    """
+
+
+TS = r"\d\d:\d\d:\d\d\.\d{3}"
+
+
+def test_text_log_prefixes_and_long_lines(fleet):
+    ms = fleet(printer_manifest(), json_logs=False)
+    ms.wait_for(rf'^{TS} mothership   \| job "printer" finished in \d+ms \(exit 0\)$')
+    ms.wait_for(rf'^{TS} mothership   \| fleet ready: 1 entry in \d+ms$')
+    out = ms.output()
+    lines = out.splitlines()
+    assert "\033[" not in out, "colour on a pipe"
+    assert re.search(rf"^{TS} printer      \| hello out$", out, re.M), out
+    assert re.search(rf"^{TS} printer      ! oops on stderr$", out, re.M), out
+    assert re.search(rf"^{TS} printer      \| windows line$", out, re.M), out
+    assert re.search(rf"^{TS} printer      \| no newline at the end$", out, re.M), out
+    assert re.search(rf'^{TS} mothership   \| job "printer" started \(pid \d+\)$', out, re.M), out
+    pieces = [(m.group(1), m.group(2)) for l in lines
+              for m in [re.match(rf"^{TS} printer      (\|\+?) ([a-z]+)$", l)] if m and len(m.group(2)) > 100]
+    assert [(mark, len(text)) for mark, text in pieces] == [("|", PIECE), ("|+", PIECE), ("|+", 20000 - 2 * PIECE)], \
+        [(mark, len(text)) for mark, text in pieces]
+    assert "".join(text for _, text in pieces) == LONG
+    assert ms.stop() == 0
+    assert re.search(rf"^{TS} mothership   \| stopping the fleet: SIGTERM received$", ms.output(), re.M)
+
+
+def test_json_logs_parse_line_by_line(fleet):
+    ms = fleet(printer_manifest())
+    ms.event("done", ship="printer")
+    ms.event("fleet_ready")
+    assert ms.stop() == 0
+    records = []
+    for _, line in ms.lines:
+        records.append(json.loads(line))  # every line is one JSON object
+    children = [r for r in records if r["source"] == "printer"]
+    events = [r for r in records if r["source"] == "mothership"]
+    for r in children:
+        assert set(r) - {"continued"} == {"ts", "source", "stream", "line"}, r
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["ts"]), r
+    for r in events:
+        assert {"ts", "source", "level", "msg"} <= set(r), r
+        assert r["level"] in ("info", "warn", "error")
+    assert {"ts", "source", "level", "ship", "event", "msg"} <= set(
+        next(r for r in events if r.get("event") == "started"))
+    short = [(r["stream"], r["line"]) for r in children if len(r["line"]) < 100]
+    # stdout and stderr are separate pipes: only each stream's own order is kept
+    assert [l for s, l in short if s == "stdout"] == ["hello out", "windows line", "no newline at the end"], short
+    assert [l for s, l in short if s == "stderr"] == ["oops on stderr"], short
+    long = [r for r in children if len(r["line"]) >= 100]
+    assert [(len(r["line"]), r.get("continued", False)) for r in long] == [
+        (PIECE, False), (PIECE, True), (20000 - 2 * PIECE, True)], long
+    assert "".join(r["line"] for r in long) == LONG
+    names = [r.get("event") for r in events]
+    for e in ("launch", "started", "done", "fleet_ready", "shutdown", "stopped"):
+        assert e in names, names
+
+
+def run_on_tty(path, env_extra):
+    """Run mothership on a pseudo-terminal until the fleet is ready, then
+    SIGTERM it; return everything it wrote."""
+    env = dict(os.environ)
+    env.pop("NO_COLOR", None)
+    env.update(env_extra)
+    master, slave = pty.openpty()
+    p = subprocess.Popen([BINARY, "run", "-c", path], stdin=subprocess.DEVNULL, stdout=slave,
+                         stderr=subprocess.PIPE, env=env, start_new_session=True)
+    os.close(slave)
+    buf = b""
+    deadline = time.monotonic() + 10
+    sent = False
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.1)
+            if r:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+            if not sent and b"fleet ready" in buf:
+                p.send_signal(signal.SIGTERM)
+                sent = True
+            if sent and p.poll() is not None and not r:
+                break
+        assert sent, buf.decode(errors="replace")
+        assert p.wait(5) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    return buf.decode(errors="replace")
+
+
+def test_colour_on_a_tty_and_no_color(fleet):
+    path = fleet.write("""
+        [[fleet.jobs]]
+        name = "printer"
+        command = "sh"
+        args = ["-c", "echo hello"]
+        oneshot = true
+    """)
+    out = run_on_tty(path, {})
+    assert re.search(r"\033\[\d+(;\d+)?mprinter\s*\033\[0m \| hello", out), repr(out)
+    out = run_on_tty(path, {"NO_COLOR": "1"})
+    assert "printer      | hello" in out, repr(out)
+    assert "\033[" not in out, repr(out)
+
+
+def test_slow_reader_never_blocks_a_child(fleet, tmp_path):
+    """Nobody reads Mothership's output while a child prints ~6 MB: the child
+    still gets through it (lines are dropped instead), the drops are counted
+    in /metrics, and once the output is read again a note says how many."""
+    done = tmp_path / "done"
+    mport = free_port()
+    ms = fleet(f"""
+        [mothership]
+        metrics_port = {mport}
+
+        [[fleet.chat]]
+        name = "chatty"
+        command = "sh"
+        args = ["-c", "i=0; while [ $i -lt 20 ]; do seq 1 10000 | sed 's/$/ a line of chatter from the child/'; i=$((i+1)); done; touch {done}; while :; do echo tick; sleep 0.05; done"]
+        ready_after = "50ms"
+    """, read=False)
+    wait_file(done, timeout=20)           # the child was never blocked
+    deadline = time.monotonic() + 10
+    while True:
+        samples = parse_metrics(http_get(mport, "/metrics")[1])
+        if metric(samples, "mothership_log_lines_dropped_total") > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert metric(samples, "mothership_log_lines_dropped_total") > 0, samples
+    assert metric(samples, "mothership_log_lines_total") > 100000, samples
+    ms.start_reading()
+    note = ms.wait_for(r"\d+ lines dropped: output too slow", timeout=10)
+    rec = json.loads(ms.lines[note.index][1])
+    assert rec["source"] == "mothership" and rec["level"] == "warn", rec
+    ms.wait_for(r'"source":"chatty".*"line":"tick"', start=note.index + 1)
+    assert ms.stop() == 0, ms.output()[-3000:]
+    assert ms.events("shutdown") and ms.events("stopped")
