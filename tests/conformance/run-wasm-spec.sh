@@ -45,7 +45,7 @@ for e in "${EXCLUDED[@]+"${EXCLUDED[@]}"}"; do
     echo "wasm-spec: excluded $e"
 done
 
-passed=0 failed=0 skipped=0 files=0 badfiles=()
+passed=0 failed=0 skipped=0 files=0 badfiles=() msg_same=0 msg_all=0
 for wast in "$SUITE"/*.wast; do
     name=$(basename "$wast" .wast)
     skip=0
@@ -75,6 +75,11 @@ for wast in "$SUITE"/*.wast; do
     p=$(printf '%s' "$summary" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\1/')
     f=$(printf '%s' "$summary" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\2/')
     s=$(printf '%s' "$summary" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\3/')
+    msgline=$(printf '%s\n' "$out" | grep -E "rejections with the spec's message: [0-9]+ of [0-9]+" | tail -1)
+    if [ -n "$msgline" ]; then
+        msg_same=$((msg_same + $(printf '%s' "$msgline" | sed -E 's/.*: ([0-9]+) of ([0-9]+).*/\1/')))
+        msg_all=$((msg_all + $(printf '%s' "$msgline" | sed -E 's/.*: ([0-9]+) of ([0-9]+).*/\2/')))
+    fi
     passed=$((passed + p))
     failed=$((failed + f))
     skipped=$((skipped + s))
@@ -88,6 +93,7 @@ for wast in "$SUITE"/*.wast; do
     fi
 done
 
+echo "wasm-spec: invalid/malformed binaries rejected with the spec's own message: $msg_same of $msg_all (the rest are rejected too, with another message; -v on the runner lists them)"
 echo "wasm-spec: $files files; skipped (text format): $skipped assert_malformed text modules (WAT parser not part of the interpreter)"
 if [ ${#badfiles[@]} -gt 0 ]; then
     echo "wasm-spec: files with failures: ${badfiles[*]}"

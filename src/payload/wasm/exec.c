@@ -477,6 +477,26 @@ wasm_trap wasm_exec_call(wasm_store *s, wasm_func *f, uint64_t *args)
             budget -= 3;
             fp[WINS_HI(i->b)] = (uint32_t)(fp[i->a] + WINS_LO(i->b));
             break;
+#define JIF(OPC, expr)                                                                             \
+    case OPC: {                                                                                    \
+        budget--;                                                                                  \
+        uint32_t b = U32(POP());                                                                   \
+        uint32_t a = U32(POP());                                                                   \
+        if (expr)                                                                                  \
+            pc = i + (int32_t)i->a;                                                                \
+        break;                                                                                     \
+    }
+        JIF(OP_JIF_EQ + 0, a == b)
+        JIF(OP_JIF_EQ + 1, a != b)
+        JIF(OP_JIF_EQ + 2, (int32_t)a < (int32_t)b)
+        JIF(OP_JIF_EQ + 3, a < b)
+        JIF(OP_JIF_EQ + 4, (int32_t)a > (int32_t)b)
+        JIF(OP_JIF_EQ + 5, a > b)
+        JIF(OP_JIF_EQ + 6, (int32_t)a <= (int32_t)b)
+        JIF(OP_JIF_EQ + 7, a <= b)
+        JIF(OP_JIF_EQ + 8, (int32_t)a >= (int32_t)b)
+        JIF(OP_JIF_EQ + 9, a >= b)
+#undef JIF
         case OP_RETURN: {
             uint32_t n = i->a;
             if (sp - n != fp)

@@ -7,7 +7,9 @@
  * because validation knows the exact operand-stack height at every
  * reachable instruction, branches are lowered to "jump to pc, keep arity
  * values at height h" with targets patched when a block ends, so the
- * interpreter never scans for end/else and keeps no label stack. */
+ * interpreter never scans for end/else and keeps no label stack.  A small
+ * peephole pass fuses common sequences (local.get pairs, i++ patterns,
+ * compare + branch) into superinstructions, never across a branch target. */
 #include "wasm_impl.h"
 
 #include <stdarg.h>
@@ -227,6 +229,15 @@ static bool fuse(vctx *v, uint32_t op, uint32_t a, uint64_t b)
     if (v->ncode <= v->barrier)
         return false;
     wins *p = &v->code[v->ncode - 1];
+    if (p->op >= 0x46 && p->op <= 0x4f && (op == OP_JMP_IF || op == OP_JMP_UNLESS)) {
+        /* i32 compare + branch; for "unless", branch on the negation */
+        static const uint8_t negate[10] = {1, 0, 8, 9, 6, 7, 4, 5, 2, 3};
+        uint32_t k = p->op - 0x46;
+        p->op = OP_JIF_EQ + (op == OP_JMP_IF ? k : negate[k]);
+        p->a = a;
+        p->b = b;
+        return true;
+    }
     switch (p->op) {
     case 0x45: /* i32.eqz */
         if (op == OP_JMP_IF || op == OP_JMP_UNLESS) {

@@ -105,6 +105,10 @@ enum {
     OP_LG_ADDC,      /* local.get a; i32.const c; i32.add/sub (b = c or -c) */
     OP_LL_ADD_SET,   /* ...OP_LG2_ADD; local.set: b = (local b, dst) */
     OP_L_ADDC_SET,   /* ...OP_LG_ADDC; local.set: b = (c, dst) */
+    /* i32 comparison + br_if/if: jump if the comparison holds, in the order
+     * of opcodes 0x46..0x4f (eq ne lt_s lt_u gt_s gt_u le_s le_u ge_s ge_u) */
+    OP_JIF_EQ,
+    OP_JIF_GE_U = OP_JIF_EQ + 9,
     OP_END_LIMIT
 };
 
