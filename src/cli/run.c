@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "fleet/fleet.h"
 #include "fleet/fleet_metrics.h"
+#include "http/dataplane.h"
 #include "metrics/server.h"
 #include "uplink/uplink.h"
 
@@ -22,6 +23,8 @@ typedef struct run_ctx {
     bool *selected;
     ms_log *log;
     ms_fleet *fleet;
+    ms_route_table *routes;
+    ms_dataplane *dp;
     ms_metrics_server *metrics;
     ms_fleet_view view;
     uv_signal_t early_int, early_term;   /* before the fleet takes over signals */
@@ -54,19 +57,67 @@ static void on_fleet_done(ms_fleet *f, void *arg)
     }
 }
 
+static void on_dp_stopped(void *arg)
+{
+    run_ctx *c = arg;
+    ms_log_event(c->log, MS_INFO, NULL, "drained", "listeners closed and requests drained");
+    ms_fleet_drained(c->fleet);
+}
+
+/* A shutdown begins: stop accepting, let requests finish, then stop ships. */
+static void on_fleet_drain(ms_fleet *f, void *arg)
+{
+    run_ctx *c = arg;
+    (void)f;
+    ms_dataplane_stop(c->dp, c->m->global.shutdown_timeout_ms, on_dp_stopped, c);
+}
+
+static void render_dp_metrics(void *arg, ms_buf *out)
+{
+    run_ctx *c = arg;
+    if (c->dp)
+        ms_dataplane_render_metrics(c->dp, out);
+}
+
+static void abort_launch(run_ctx *c, const char *what, const char *why)
+{
+    ms_log_event(c->log, MS_ERROR, NULL, "launch_failed", "%s: %s; nothing was launched", what, why);
+    c->exit_code = MS_EXIT_FAIL;
+    if (c->metrics) {
+        ms_metrics_server_close(c->metrics, on_metrics_closed, NULL);
+        c->metrics = NULL;
+    }
+}
+
 static void launch(run_ctx *c)
 {
     close_early_signals(c);
     char why[512];
     c->fleet = ms_fleet_new(c->loop, c->m, c->selected, c->log, why, sizeof why);
     if (!c->fleet) {
-        ms_log_event(c->log, MS_ERROR, NULL, "launch_failed", "cannot launch: %s", why);
-        c->exit_code = MS_EXIT_FAIL;
-        if (c->metrics) {
-            ms_metrics_server_close(c->metrics, on_metrics_closed, NULL);
-            c->metrics = NULL;
-        }
+        abort_launch(c, "cannot launch", why);
         return;
+    }
+    if (c->m->global.nbinds > 0) {
+        c->routes = ms_route_table_build(c->m);
+        if (!c->routes) {
+            abort_launch(c, "cannot build the routing table", "out of memory");
+            return;
+        }
+        ms_dp_config cfg = { .m = c->m, .routes = c->routes, .procs = c->fleet->procs, .log = c->log,
+                             .workers = c->m->global.workers };
+        c->dp = ms_dataplane_start(c->loop, &cfg, why, sizeof why);
+        if (!c->dp) {
+            abort_launch(c, "cannot open the listeners", why);
+            return;
+        }
+        for (size_t b = 0; b < c->m->global.nbinds; b++)
+            ms_log_event(c->log, MS_INFO, NULL, "listening", "bind \"%s\" listening on %s", c->m->global.binds[b].name,
+                         c->m->global.binds[b].addr.text);
+        c->fleet->drain = on_fleet_drain;
+        c->fleet->drain_arg = c;
+        c->view.extra = render_dp_metrics;
+        c->view.extra_ctx = c;
     }
     c->view.fleet = c->fleet;
     ms_fleet_start(c->fleet, on_fleet_done, c);
@@ -183,6 +234,8 @@ run_loop:
     int rc = uv_loop_close(c.loop);
     if (rc != 0)
         ms_log_event(c.log, MS_WARN, NULL, NULL, "internal: event loop closed with handles open");
+    ms_dataplane_free(c.dp);
+    ms_route_table_free(c.routes);
     ms_fleet_free(c.fleet);
     free(c.view.uplinks);
     ms_log_close(c.log);

@@ -71,3 +71,13 @@ bool ms_pattern_allows_prefix(void *re, const char *prefix, size_t len)
     int rc = run(re, prefix, len, NULL, PCRE2_PARTIAL_HARD);
     return rc >= 0 || rc == PCRE2_ERROR_PARTIAL;
 }
+
+void *ms_pattern_match_data_new(void)
+{
+    return pcre2_match_data_create(1, NULL);
+}
+
+void ms_pattern_match_data_free(void *md)
+{
+    pcre2_match_data_free(md);
+}

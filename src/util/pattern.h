@@ -17,4 +17,8 @@ bool ms_pattern_match(void *re, const char *s, size_t len, void *md);
 /* Can some path that starts with prefix match the pattern as a whole? */
 bool ms_pattern_allows_prefix(void *re, const char *prefix, size_t len);
 
+/* A match-data block for ms_pattern_match (one per thread). */
+void *ms_pattern_match_data_new(void);
+void ms_pattern_match_data_free(void *md);
+
 #endif

@@ -1,0 +1,819 @@
+/* conn.c: one client connection on a worker: reads and parses requests with
+ * http-parser (pipelined requests are answered in order: the parser pauses
+ * at each message boundary until the response is done), enforces the limits
+ * (head size 431, URI length 414, body size 413, head timeout 408, idle
+ * timeout), refuses smuggling-prone input with 400 and a close, routes
+ * (static dirs, then routes, else 404) and hands proxied requests to
+ * proxy.c. Writes go out with uv_try_write first; what cannot be written at
+ * once is queued, and the side that produced it pauses until it drains. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+
+#include "http/http_impl.h"
+#include "util/pattern.h"
+
+static const http_parser_settings *req_settings(void);
+static void process(ms_conn *c);
+static void start_next_request(ms_conn *c);
+
+/* ---------------------------------------------------------------- small helpers */
+static const ms_http_limits *limits(const ms_conn *c)
+{
+    return &c->w->dp_manifest->global.http;
+}
+
+static bool hdr_is(const ms_conn *c, const ms_hdr *h, const char *name)
+{
+    size_t n = strlen(name);
+    return h->name_len == n && strncasecmp(c->buf + h->name, name, n) == 0;
+}
+
+const ms_hdr *ms_conn_header(const ms_conn *c, const char *name)
+{
+    for (uint16_t i = 0; i < c->nhdr; i++)
+        if (hdr_is(c, &c->hdr[i], name))
+            return &c->hdr[i];
+    return NULL;
+}
+
+static void set_timer(ms_conn *c, uint64_t ms, uv_timer_cb cb)
+{
+    if (ms)
+        uv_timer_start(&c->timer, cb, ms, 0);
+    else
+        uv_timer_stop(&c->timer);
+}
+
+/* ---------------------------------------------------------------- closing */
+static void on_closed(uv_handle_t *h)
+{
+    ms_conn *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    ms_worker *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    __atomic_store_n(&w->open_conns, w->nconns, __ATOMIC_RELAXED);
+    free(c->buf);
+    free(c->out);
+    free(c);
+    ms_worker_maybe_done(w);
+}
+
+void ms_conn_close(ms_conn *c)
+{
+    if (c->state == MS_C_CLOSING)
+        return;
+    c->state = MS_C_CLOSING;
+    if (c->up)
+        ms_proxy_abort(c);
+    ms_static_abort(c);
+    uv_close(&c->io.h, on_closed);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+}
+
+/* ---------------------------------------------------------------- writing */
+typedef struct wreq {
+    uv_write_t req;
+    ms_conn *c;
+    size_t len;
+    bool owned;          /* data copied into this request */
+    char data[];
+} wreq;
+
+static void on_write(uv_write_t *req, int status)
+{
+    wreq *r = (wreq *)req;
+    ms_conn *c = r->c;
+    c->write_pending -= r->len;
+    c->writes_in_flight--;
+    free(r);
+    if (c->state == MS_C_CLOSING)
+        return;
+    if (status < 0) {
+        ms_conn_close(c);
+        return;
+    }
+    if (c->writes_in_flight == 0)
+        ms_conn_client_drained(c);
+}
+
+/* Write to the client. copy=false: data must stay valid until the client
+ * has drained (the caller pauses its source until ms_conn_client_drained). */
+void ms_conn_write(ms_conn *c, const char *data, size_t len, bool copy)
+{
+    if (c->state == MS_C_CLOSING || len == 0)
+        return;
+    c->bytes_out += len;
+    if (c->writes_in_flight == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write(&c->io.s, &b, 1);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+            ms_conn_close(c);
+            return;
+        }
+        if (len == 0)
+            return;
+    }
+    wreq *r = malloc(sizeof *r + (copy ? len : 0));
+    if (!r) {
+        ms_conn_close(c);
+        return;
+    }
+    r->c = c;
+    r->len = len;
+    r->owned = copy;
+    uv_buf_t b;
+    if (copy) {
+        memcpy(r->data, data, len);
+        b = uv_buf_init(r->data, (unsigned)len);
+    } else {
+        b = uv_buf_init((char *)data, (unsigned)len);
+    }
+    if (uv_write(&r->req, &c->io.s, &b, 1, on_write) != 0) {
+        free(r);
+        ms_conn_close(c);
+        return;
+    }
+    c->write_pending += len;
+    c->writes_in_flight++;
+}
+
+/* ---------------------------------------------------------------- metrics */
+static const double bucket_bounds_s[MS_NBUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                     0.05, 0.1, 0.25, 0.5, 1, 5 };
+
+void ms_conn_record(ms_conn *c, int status)
+{
+    ms_slot_stats *s = &c->w->slots[c->slot];
+    int cls = status / 100;
+    if (cls < 1 || cls > 5)
+        cls = 5;
+    uint64_t us = ms_now_us() - c->start_us;
+    size_t b = 0;
+    while (b < MS_NBUCKETS && (double)us / 1e6 > bucket_bounds_s[b])
+        b++;
+    __atomic_fetch_add(&s->by_class[cls], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->buckets[b], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->duration_us_sum, us, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->bytes_in, c->body_seen + (c->head_end - c->head_start), __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->bytes_out, c->bytes_out, __ATOMIC_RELAXED);
+}
+
+const double *ms_bucket_bounds(void)
+{
+    return bucket_bounds_s;
+}
+
+/* ---------------------------------------------------------------- local responses */
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 206: return "Partial Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+const char *ms_http_reason(int status)
+{
+    return reason(status);
+}
+
+static const char *error_word(int status)
+{
+    switch (status) {
+    case 400: return "bad_request";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 408: return "request_timeout";
+    case 413: return "body_too_large";
+    case 414: return "uri_too_long";
+    case 417: return "expectation_failed";
+    case 431: return "headers_too_large";
+    case 501: return "not_implemented";
+    case 502: return "bad_gateway";
+    case 503: return "service_unavailable";
+    case 504: return "gateway_timeout";
+    case 505: return "http_version_not_supported";
+    default: return "error";
+    }
+}
+
+/* Small, typed error: JSON when the client asks for it, else text; always
+ * with the request id. Errors before a complete head close the connection. */
+void ms_conn_respond_error(ms_conn *c, int status, const char *detail)
+{
+    if (c->state == MS_C_CLOSING)
+        return;
+    bool close = !c->head_done || status == 400 || status == 408 || status == 413 || status == 414 ||
+                 status == 431 || status == 505 || !c->keep_alive || (!c->req_done && c->has_body);
+    if (!c->reqid_len)
+        ms_conn_make_reqid(c);
+    char body[768];
+    int bl;
+    if (c->accept_json) {
+        char esc[400];
+        size_t e = 0;
+        for (const char *d = detail; *d && e + 3 < sizeof esc; d++) {
+            if (*d == '"' || *d == '\\')
+                esc[e++] = '\\';
+            esc[e++] = (unsigned char)*d < 0x20 ? ' ' : *d;
+        }
+        esc[e] = '\0';
+        bl = snprintf(body, sizeof body, "{\"error\":\"%s\",\"status\":%d,\"detail\":\"%s\",\"request_id\":\"%.*s\"}\n",
+                      error_word(status), status, esc, (int)c->reqid_len, c->reqid);
+    }
+    else
+        bl = snprintf(body, sizeof body, "%d %s: %s (request id %.*s)\n", status, reason(status), detail,
+                      (int)c->reqid_len, c->reqid);
+    if (bl < 0 || (size_t)bl >= sizeof body)
+        bl = (int)sizeof body - 1;
+    char head[512];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nServer: mothership\r\n%.*sContent-Type: %s\r\nContent-Length: %d\r\n"
+                      "X-Request-Id: %.*s\r\n%s%s\r\n",
+                      status, reason(status), (int)c->w->date_len, c->w->date,
+                      c->accept_json ? "application/json" : "text/plain; charset=utf-8", bl, (int)c->reqid_len,
+                      c->reqid, status == 503 ? "Retry-After: 1\r\n" : "", close ? "Connection: close\r\n" : "");
+    c->state = MS_C_RESPONDED;
+    c->close_after_write = close;
+    ms_conn_write(c, head, (size_t)hl, true);
+    if (!c->is_head_method)
+        ms_conn_write(c, body, (size_t)bl, true);
+    ms_conn_record(c, status);
+    ms_conn_response_done(c);
+}
+
+/* ---------------------------------------------------------------- request ids */
+static bool valid_reqid(const char *s, size_t n)
+{
+    if (n == 0 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!(isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == ':' || ch == '+' || ch == '/' || ch == '='))
+            return false;
+    }
+    return true;
+}
+
+void ms_conn_make_reqid(ms_conn *c)
+{
+    const ms_hdr *h = c->head_done ? ms_conn_header(c, "x-request-id") : NULL;
+    if (h && valid_reqid(c->buf + h->val, h->val_len) && h->val_len < sizeof c->reqid) {
+        memcpy(c->reqid, c->buf + h->val, h->val_len);
+        c->reqid_len = h->val_len;
+        return;
+    }
+    ms_worker *w = c->w;
+    /* xorshift64*: unique per worker, unpredictable enough for correlation */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    uint64_t v = x * 0x2545F4914F6CDD1DULL;
+    c->reqid_len = (size_t)snprintf(c->reqid, sizeof c->reqid, "%016llx%02x", (unsigned long long)v, w->id & 0xff);
+}
+
+/* ---------------------------------------------------------------- parser callbacks */
+static int on_message_begin(http_parser *p)
+{
+    ms_conn *c = p->data;
+    c->nhdr = 0;
+    c->url_len = 0;
+    c->last_was_value = false;
+    c->body_seen = 0;
+    c->head_done = c->req_done = false;
+    c->start_us = ms_now_us();
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    ms_conn *c = p->data;
+    if (c->url_len == 0)
+        c->url_off = (uint32_t)(at - c->buf);
+    c->url_len += (uint32_t)len;
+    if (c->url_len > limits(c)->max_uri_length) {
+        c->error_status = 414;
+        return 1;
+    }
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    ms_conn *c = p->data;
+    if (c->nhdr == 0 || c->last_was_value) {
+        if (c->nhdr == MS_MAX_HEADERS) {
+            c->error_status = 431;
+            return 1;
+        }
+        ms_hdr *h = &c->hdr[c->nhdr++];
+        h->name = (uint32_t)(at - c->buf);
+        h->name_len = 0;
+        h->val = 0;
+        h->val_len = 0;
+        c->last_was_value = false;
+    }
+    c->hdr[c->nhdr - 1].name_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    ms_conn *c = p->data;
+    ms_hdr *h = &c->hdr[c->nhdr - 1];
+    if (!c->last_was_value) {
+        h->val = (uint32_t)(at - c->buf);
+        h->val_len = 0;
+        c->last_was_value = true;
+    }
+    h->val_len += (uint32_t)len;
+    /* obs-fold and bare control characters are refused (smuggling vectors) */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+            c->error_status = 400;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    ms_conn *c = p->data;
+    c->head_done = true;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    ms_conn *c = p->data;
+    c->body_seen += len;
+    uint64_t max = limits(c)->max_body_size;
+    if (max && c->body_seen > max) {
+        c->error_status = 413;
+        return 1;
+    }
+    if (c->state == MS_C_PROXY && c->up)
+        ms_proxy_forward_body(c, at, len);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    ms_conn *c = p->data;
+    c->req_done = true;
+    if (c->state == MS_C_PROXY && c->up)
+        ms_proxy_request_complete(c);
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings *req_settings(void)
+{
+    static const http_parser_settings s = {
+        .on_message_begin = on_message_begin,
+        .on_url = on_url,
+        .on_header_field = on_header_field,
+        .on_header_value = on_header_value,
+        .on_headers_complete = on_headers_complete,
+        .on_body = on_body,
+        .on_message_complete = on_message_complete,
+    };
+    return &s;
+}
+
+/* ---------------------------------------------------------------- validation of a head */
+/* Checks http-parser leaves to us. Returns 0 or an error status. */
+static int check_head(ms_conn *c)
+{
+    http_parser *p = &c->parser;
+    if (p->http_major != 1)
+        return 505;
+    int content_lengths = 0;
+    bool host = false;
+    for (uint16_t i = 0; i < c->nhdr; i++) {
+        const ms_hdr *h = &c->hdr[i];
+        if (h->name_len == 0)
+            return 400;
+        for (uint32_t k = 0; k < h->name_len; k++) {
+            unsigned char ch = (unsigned char)c->buf[h->name + k];
+            if (!(isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch)))
+                return 400; /* not a token: includes spaces before ':' */
+        }
+        if (hdr_is(c, h, "content-length"))
+            content_lengths++;
+        else if (hdr_is(c, h, "host")) {
+            if (host)
+                return 400; /* two Host headers */
+            host = true;
+        }
+    }
+    if (content_lengths > 1)
+        return 400; /* http-parser allows identical duplicates; we do not */
+    if (!host && p->http_minor >= 1)
+        return 400;
+    if (c->url_len == 0 || (c->buf[c->url_off] != '/' && p->method != HTTP_OPTIONS))
+        return 400; /* absolute-form and authority-form are not proxied */
+    return 0;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+static void dispatch(ms_conn *c)
+{
+    ms_worker *w = c->w;
+    http_parser *p = &c->parser;
+    c->keep_alive = http_should_keep_alive(p);
+    c->http_minor = p->http_minor;
+    c->is_head_method = p->method == HTTP_HEAD;
+    c->upgrade = p->upgrade;
+    c->has_body = (p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX);
+    c->chunked = (p->flags & F_CHUNKED) != 0;
+    const ms_hdr *acc = ms_conn_header(c, "accept");
+    c->accept_json = acc && memmem(c->buf + acc->val, acc->val_len, "json", 4) != NULL;
+    c->reqid_len = 0;
+    ms_conn_make_reqid(c);
+    c->slot = w->nomatch_slot[c->bind_idx];
+    uv_timer_stop(&c->timer);
+
+    int bad = check_head(c);
+    if (bad) {
+        ms_conn_respond_error(c, bad, bad == 505 ? "only HTTP/1.0 and HTTP/1.1 are served" : "malformed request");
+        return;
+    }
+    uint64_t max = limits(c)->max_body_size;
+    if (max && p->content_length != ULLONG_MAX && p->content_length > max) {
+        ms_conn_respond_error(c, 413, "the request body is larger than max_body_size");
+        return;
+    }
+    const ms_hdr *expect = ms_conn_header(c, "expect");
+    if (expect && !(expect->val_len == 12 && strncasecmp(c->buf + expect->val, "100-continue", 12) == 0)) {
+        ms_conn_respond_error(c, 417, "only Expect: 100-continue is supported");
+        return;
+    }
+
+    /* the path, without the query */
+    const char *path = c->buf + c->url_off;
+    size_t plen = c->url_len;
+    const char *q = memchr(path, '?', plen);
+    if (q)
+        plen = (size_t)(q - path);
+    const char *hash = memchr(path, '#', plen);
+    if (hash)
+        plen = (size_t)(hash - path);
+
+    /* 1. static dirs, longest prefix first; a miss falls through */
+    const ms_rt_bind *rb = &w->routes->binds[c->bind_idx];
+    if (!c->upgrade && (p->method == HTTP_GET || p->method == HTTP_HEAD)) {
+        for (size_t i = 0; i < rb->nstatics; i++) {
+            if (!ms_static_prefix_covers(rb->statics[i]->prefix, path, plen))
+                continue;
+            if (ms_static_try(c, rb->statics[i], w->static_fd[c->bind_idx][i], w->static_slot[c->bind_idx][i], path,
+                              plen))
+                return;
+        }
+    }
+    /* 2. routes, first match wins */
+    const ms_rt_route *r = ms_route_match(w->routes, c->bind_idx, path, plen, w->match_data);
+    if (!r) {
+        ms_conn_respond_error(c, 404, "no route for this path");
+        return;
+    }
+    c->route = r;
+    c->slot = w->route_slot[c->bind_idx][(size_t)(r - rb->routes)];
+    c->ship = (size_t)(r->target - w->dp_manifest->ships);
+    c->path_len = (uint32_t)plen;
+    if (r->target->kind == MS_BAY) {
+        ms_conn_respond_error(c, 503, "bays are not served yet");
+        return;
+    }
+    ms_proxy_start(c);
+}
+
+/* ---------------------------------------------------------------- the read side */
+static void on_head_timeout(uv_timer_t *t)
+{
+    ms_conn *c = t->data;
+    if (c->state != MS_C_HEAD)
+        return;
+    if (c->len > c->head_start) /* a request was started: say why it is cut off */
+        ms_conn_respond_error(c, 408, "the request head took too long");
+    else
+        ms_conn_close(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    ms_conn *c = h->data;
+    (void)suggested;
+    if (!c->buf) {
+        c->cap = (uint32_t)(limits(c)->max_header_size + 4096);
+        c->buf = malloc(c->cap);
+        if (!c->buf) {
+            *b = uv_buf_init(NULL, 0);
+            return;
+        }
+    }
+    *b = uv_buf_init(c->buf + c->len, c->cap - c->len);
+}
+
+static void stop_reading(ms_conn *c)
+{
+    if (c->reading) {
+        uv_read_stop(&c->io.s);
+        c->reading = false;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    ms_conn *c = s->data;
+    (void)b;
+    if (n == 0)
+        return;
+    if (n < 0) {
+        stop_reading(c);
+        c->eof = true;
+        if (n == UV_ENOBUFS) {
+            ms_conn_close(c);
+            return;
+        }
+        if (c->state == MS_C_HEAD && (c->len == c->pos || !c->head_done)) {
+            ms_conn_close(c); /* nothing in flight */
+            return;
+        }
+        if (c->state == MS_C_PROXY && !c->req_done) {
+            ms_conn_close(c); /* the request body was cut off */
+            return;
+        }
+        if (c->state == MS_C_TUNNEL) {
+            ms_proxy_client_eof(c);
+            return;
+        }
+        return; /* finish the response in progress, then close */
+    }
+    c->len += (uint32_t)n;
+    if (c->state == MS_C_TUNNEL) {
+        ms_proxy_tunnel_up(c, c->buf, (size_t)n);
+        return;
+    }
+    process(c);
+}
+
+void ms_conn_start_reading(ms_conn *c)
+{
+    if (!c->reading && !c->eof && c->state != MS_C_CLOSING) {
+        if (uv_read_start(&c->io.s, on_alloc, on_read) == 0)
+            c->reading = true;
+    }
+}
+
+/* Parse what is buffered, as far as the state allows. */
+static void process(ms_conn *c)
+{
+    while (c->state == MS_C_HEAD || (c->state == MS_C_PROXY && c->up && c->up->connected && !c->req_done)) {
+        if (c->pos == c->len)
+            break;
+        if (c->state == MS_C_PROXY && c->up->write_pending > MS_WRITE_HIGH)
+            break;
+        size_t avail = c->len - c->pos;
+        if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED)
+            http_parser_pause(&c->parser, 0);
+        size_t used = http_parser_execute(&c->parser, req_settings(), c->buf + c->pos, avail);
+        c->pos += (uint32_t)used;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            int st = c->error_status ? c->error_status : 400;
+            if (c->state == MS_C_PROXY) {
+                ms_proxy_abort(c);
+                c->state = MS_C_HEAD;
+            }
+            ms_conn_respond_error(c, st, st == 431 ? "too many request headers"
+                                         : st == 414 ? "the request URI is too long"
+                                         : st == 413 ? "the request body is larger than max_body_size"
+                                                     : http_errno_description(e));
+            return;
+        }
+        if (e == HPE_PAUSED && c->state == MS_C_HEAD && c->head_done && c->pos >= c->head_start) {
+            c->head_end = c->pos + 1; /* the parser stopped on the final LF */
+            dispatch(c);
+            if (c->state == MS_C_CLOSING)
+                return;
+            continue;
+        }
+        if (c->req_done)
+            break;
+    }
+    if (c->state == MS_C_HEAD && !c->head_done && c->len - c->head_start >= limits(c)->max_header_size) {
+        ms_conn_respond_error(c, 431, "the request head is larger than max_header_size");
+        return;
+    }
+    /* keep reading unless the buffer is full or a response is pending */
+    if (c->state == MS_C_CLOSING)
+        return;
+    bool want = c->len < c->cap && (c->state == MS_C_HEAD || (c->state == MS_C_PROXY && !c->req_done &&
+                                                               (!c->up || c->up->write_pending <= MS_WRITE_HIGH)));
+    if (c->state == MS_C_PROXY && !c->up)
+        want = false;
+    if (c->state == MS_C_PROXY && c->up && !c->up->connected)
+        want = false;
+    if (want)
+        ms_conn_start_reading(c);
+    else
+        stop_reading(c);
+}
+
+/* The upstream took what we sent it: discard forwarded body bytes and read on. */
+void ms_conn_upstream_drained(ms_conn *c)
+{
+    if (c->state != MS_C_PROXY)
+        return;
+    if (c->pos == c->len && c->len > c->head_end && !c->req_done) {
+        c->len = c->pos = c->head_end; /* forwarded body bytes are no longer referenced */
+    }
+    process(c);
+}
+
+/* Called by proxy.c once the upstream is connected and the head is sent. */
+void ms_conn_resume_request_body(ms_conn *c)
+{
+    process(c);
+}
+
+/* ---------------------------------------------------------------- end of a response */
+static void finish_response(ms_conn *c)
+{
+    if (c->close_after_write || !c->keep_alive || c->eof || c->w->stopping) {
+        ms_conn_close(c);
+        return;
+    }
+    start_next_request(c);
+}
+
+void ms_conn_response_done(ms_conn *c)
+{
+    c->response_done = true;
+    if (c->writes_in_flight == 0)
+        finish_response(c);
+}
+
+void ms_conn_client_drained(ms_conn *c)
+{
+    if (c->state == MS_C_CLOSING)
+        return;
+    if (c->state == MS_C_PROXY || c->state == MS_C_TUNNEL)
+        ms_proxy_client_drained(c);
+    if (c->state == MS_C_STATIC)
+        ms_static_continue(c);
+    if (c->response_done && c->writes_in_flight == 0 && c->state != MS_C_CLOSING)
+        finish_response(c);
+}
+
+static void on_idle_timeout(uv_timer_t *t)
+{
+    ms_conn *c = t->data;
+    if (c->state == MS_C_HEAD)
+        on_head_timeout(t);
+}
+
+/* Keep-alive: drop this request's bytes, keep pipelined ones, parse on. */
+static void start_next_request(ms_conn *c)
+{
+    if (!c->req_done && c->head_done && !c->has_body && !c->upgrade) {
+        /* a local answer to a request without a body: step over its end */
+        http_parser_pause(&c->parser, 0);
+        size_t used = http_parser_execute(&c->parser, req_settings(), c->buf + c->pos, c->len - c->pos);
+        c->pos += (uint32_t)used;
+    }
+    if (!c->req_done) {
+        /* the response ended before the request body: the rest cannot be trusted */
+        ms_conn_close(c);
+        return;
+    }
+    size_t rest = c->len - c->pos;
+    if (rest && c->pos)
+        memmove(c->buf, c->buf + c->pos, rest);
+    c->len = (uint32_t)rest;
+    c->pos = 0;
+    c->head_start = 0;
+    c->head_end = 0;
+    c->state = MS_C_HEAD;
+    c->response_done = false;
+    c->close_after_write = false;
+    c->head_done = false;
+    c->req_done = false;
+    c->bytes_out = 0;
+    c->body_seen = 0;
+    c->nhdr = 0;
+    c->error_status = 0;
+    c->retried = false;
+    c->route = NULL;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    if (rest == 0 && c->buf) {
+        /* idle: give the buffer back; an idle connection costs only its struct */
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
+        set_timer(c, limits(c)->idle_timeout_ms, on_idle_timeout);
+    } else {
+        set_timer(c, limits(c)->header_timeout_ms, on_head_timeout);
+    }
+    if (rest)
+        process(c);
+    if (c->state == MS_C_HEAD)
+        ms_conn_start_reading(c);
+}
+
+/* ---------------------------------------------------------------- accepting */
+void ms_conn_accept(ms_listener *l)
+{
+    ms_worker *w = l->w;
+    ms_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->w = w;
+    c->bind_idx = l->bind_idx;
+    c->file_fd = -1;
+    int rc = l->is_unix ? uv_pipe_init(&w->loop, &c->io.pipe, 0) : uv_tcp_init(&w->loop, &c->io.tcp);
+    if (rc != 0) {
+        free(c);
+        return;
+    }
+    c->io.h.data = c;
+    uv_timer_init(&w->loop, &c->timer);
+    c->timer.data = c;
+    c->handles_open = 2;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    __atomic_store_n(&w->open_conns, w->nconns, __ATOMIC_RELAXED);
+    if (uv_accept(&l->io.s, &c->io.s) != 0) {
+        ms_conn_close(c);
+        return;
+    }
+    __atomic_fetch_add(&w->accepted, 1, __ATOMIC_RELAXED);
+    if (w->nconns > w->max_conns || w->stopping) {
+        __atomic_fetch_add(&w->rejected, 1, __ATOMIC_RELAXED);
+        ms_conn_close(c);
+        return;
+    }
+    if (!l->is_unix) {
+        uv_tcp_nodelay(&c->io.tcp, 1);
+        struct sockaddr_storage ss;
+        int len = sizeof ss;
+        if (uv_tcp_getpeername(&c->io.tcp, (struct sockaddr *)&ss, &len) == 0) {
+            if (ss.ss_family == AF_INET)
+                uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+            else if (ss.ss_family == AF_INET6)
+                uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+        }
+    }
+    if (!c->peer[0])
+        strcpy(c->peer, l->is_unix ? "unix" : "unknown");
+    c->state = MS_C_HEAD;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    set_timer(c, limits(c)->header_timeout_ms, on_head_timeout);
+    ms_conn_start_reading(c);
+}

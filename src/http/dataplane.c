@@ -1,0 +1,550 @@
+/* dataplane.c: the data plane's lifecycle: listeners per bind and worker
+ * (TCP with SO_REUSEPORT, Unix sockets shared by descriptor), the worker
+ * threads and their loops, the per-worker Date header, graceful stop
+ * (stop accepting, drain, close), and the request metrics summed at scrape. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/http_impl.h"
+#include "http/static.h"
+#include "util/pattern.h"
+
+struct ms_dataplane {
+    uv_loop_t *control;
+    ms_dp_config cfg;
+    ms_worker *workers;
+    unsigned nworkers;
+    unsigned running;          /* workers whose loop has not ended */
+    bool stop_requested;
+    uv_async_t done_async;
+    bool done_async_open;
+    void (*done)(void *);
+    void *done_arg;
+    /* routing slots for metrics (read-only once started) */
+    ms_slot_info *slots;
+    uint32_t nslots;
+    uint32_t *nomatch_slot;    /* per bind */
+    uint32_t **route_slot;     /* per bind, per route */
+    uint32_t **static_slot;    /* per bind, per static dir */
+    int **static_fd;           /* per bind, per static dir: the root, opened once */
+    ms_target *targets;        /* per ship */
+    int *unix_fds;             /* per bind: the listening Unix socket, or -1 */
+};
+
+uint64_t ms_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+const ms_proc *ms_worker_proc(const ms_worker *w, size_t ship)
+{
+    return w->dp->cfg.procs ? &w->dp->cfg.procs[ship] : NULL;
+}
+
+/* ---------------------------------------------------------------- per-worker loop */
+static void refresh_date(ms_worker *w)
+{
+    char d[30];
+    ms_http_date((int64_t)time(NULL), d);
+    w->date_len = (size_t)snprintf(w->date, sizeof w->date, "Date: %s\r\n", d);
+}
+
+static void on_date_timer(uv_timer_t *t)
+{
+    refresh_date(t->data);
+}
+
+static void on_connection(uv_stream_t *s, int status)
+{
+    ms_listener *l = s->data;
+    if (status < 0)
+        return;
+    ms_conn_accept(l);
+}
+
+static void on_worker_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void ms_worker_maybe_done(ms_worker *w)
+{
+    if (!w->stopping || w->closed || w->nconns > 0 || w->nups > 0)
+        return;
+    w->closed = true;
+    uv_close((uv_handle_t *)&w->stop_async, on_worker_handle_closed);
+    uv_close((uv_handle_t *)&w->drain_timer, on_worker_handle_closed);
+    uv_close((uv_handle_t *)&w->date_timer, on_worker_handle_closed);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    ms_worker *w = t->data;
+    for (ms_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        ms_conn_close(c);
+    }
+    ms_pool_close_all(w);
+}
+
+static void on_stop(uv_async_t *a)
+{
+    ms_worker *w = a->data;
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i].open) {
+            w->listeners[i].open = false;
+            uv_close(&w->listeners[i].io.h, on_worker_handle_closed);
+        }
+    }
+    /* idle keep-alive connections go now; busy ones finish their request */
+    for (ms_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == MS_C_HEAD && c->len == c->pos && !c->head_done)
+            ms_conn_close(c);
+    }
+    ms_pool_close_all(w);
+    uv_timer_start(&w->drain_timer, on_drain_timeout, w->drain_ms ? w->drain_ms : 1, 0);
+    ms_worker_maybe_done(w);
+}
+
+static void worker_main(void *arg)
+{
+    ms_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    __atomic_store_n(&w->finished, 1, __ATOMIC_RELEASE);
+    uv_async_send(&w->dp->done_async);
+}
+
+/* ---------------------------------------------------------------- listeners */
+static int tcp_listen_socket(const ms_addr *a, char *why, size_t why_len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    const char *host = strcmp(a->host, "localhost") == 0 ? "127.0.0.1" : strcmp(a->host, "*") == 0 ? "0.0.0.0" : a->host;
+    if (uv_ip4_addr(host, a->port, (struct sockaddr_in *)&ss) == 0)
+        sl = sizeof(struct sockaddr_in);
+    else if (uv_ip6_addr(host, a->port, (struct sockaddr_in6 *)&ss) == 0)
+        sl = sizeof(struct sockaddr_in6);
+    else {
+        snprintf(why, why_len, "%s is not an IP address", a->host);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, why_len, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 1024) != 0) {
+        snprintf(why, why_len, "%s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int unix_listen_socket(const char *path, char *why, size_t why_len)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sun.sun_path) {
+        snprintf(why, why_len, "socket path too long");
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(why, why_len, "%s exists and is not a socket", path);
+            return -1;
+        }
+        unlink(path); /* a stale socket from an earlier run */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, why_len, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0 || listen(fd, 1024) != 0) {
+        snprintf(why, why_len, "%s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* ---------------------------------------------------------------- start */
+static void on_all_done(uv_async_t *a);
+
+static bool setup_slots(ms_dataplane *dp)
+{
+    const ms_route_table *rt = dp->cfg.routes;
+    uint32_t n = 0;
+    for (size_t b = 0; b < rt->nbinds; b++)
+        n += 1 + (uint32_t)rt->binds[b].nstatics + (uint32_t)rt->binds[b].nroutes;
+    dp->nslots = n;
+    dp->slots = calloc(n ? n : 1, sizeof *dp->slots);
+    dp->nomatch_slot = calloc(rt->nbinds ? rt->nbinds : 1, sizeof *dp->nomatch_slot);
+    dp->route_slot = calloc(rt->nbinds ? rt->nbinds : 1, sizeof *dp->route_slot);
+    dp->static_slot = calloc(rt->nbinds ? rt->nbinds : 1, sizeof *dp->static_slot);
+    dp->static_fd = calloc(rt->nbinds ? rt->nbinds : 1, sizeof *dp->static_fd);
+    if (!dp->slots || !dp->nomatch_slot || !dp->route_slot || !dp->static_slot || !dp->static_fd)
+        return false;
+    uint32_t k = 0;
+    for (size_t b = 0; b < rt->nbinds; b++) {
+        const ms_rt_bind *rb = &rt->binds[b];
+        dp->nomatch_slot[b] = k;
+        dp->slots[k++] = (ms_slot_info){ rb->bind->name, "", "none" };
+        dp->static_slot[b] = calloc(rb->nstatics ? rb->nstatics : 1, sizeof **dp->static_slot);
+        dp->static_fd[b] = calloc(rb->nstatics ? rb->nstatics : 1, sizeof **dp->static_fd);
+        dp->route_slot[b] = calloc(rb->nroutes ? rb->nroutes : 1, sizeof **dp->route_slot);
+        if (!dp->static_slot[b] || !dp->static_fd[b] || !dp->route_slot[b])
+            return false;
+        for (size_t i = 0; i < rb->nstatics; i++) {
+            dp->static_slot[b][i] = k;
+            dp->slots[k++] = (ms_slot_info){ rb->bind->name, rb->statics[i]->prefix, "static" };
+            dp->static_fd[b][i] = open(rb->statics[i]->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        }
+        for (size_t i = 0; i < rb->nroutes; i++) {
+            dp->route_slot[b][i] = k;
+            dp->slots[k++] = (ms_slot_info){ rb->bind->name, rb->routes[i].route->pattern, rb->routes[i].target->name };
+        }
+    }
+    return true;
+}
+
+ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, char *why, size_t why_len)
+{
+    const ms_manifest *m = cfg->m;
+    for (size_t b = 0; b < m->global.nbinds; b++) {
+        if (m->global.binds[b].tls) {
+            snprintf(why, why_len, "bind \"%s\" (%s) terminates TLS, which this version does not serve yet; "
+                     "use a plain bind or put a TLS terminator in front", m->global.binds[b].name,
+                     m->global.binds[b].addr.text);
+            return NULL;
+        }
+    }
+    ms_dataplane *dp = calloc(1, sizeof *dp);
+    if (!dp) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    dp->control = control;
+    dp->cfg = *cfg;
+    unsigned nw = cfg->workers;
+    if (nw == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        nw = cpus > 0 ? (unsigned)cpus : 1;
+    }
+    dp->nworkers = nw;
+    dp->workers = calloc(nw, sizeof *dp->workers);
+    dp->targets = calloc(m->nships ? m->nships : 1, sizeof *dp->targets);
+    dp->unix_fds = calloc(m->global.nbinds ? m->global.nbinds : 1, sizeof *dp->unix_fds);
+    if (!dp->workers || !dp->targets || !dp->unix_fds || !setup_slots(dp)) {
+        snprintf(why, why_len, "out of memory");
+        goto fail_early;
+    }
+    for (size_t i = 0; i < m->nships; i++) {
+        if (m->ships[i].has_bind && !ms_target_from_addr(&m->ships[i].bind, &dp->targets[i], why, why_len))
+            goto fail_early;
+    }
+    for (size_t b = 0; b < m->global.nbinds; b++) {
+        dp->unix_fds[b] = -1;
+        const ms_bind *bind = &m->global.binds[b];
+        if (bind->addr.kind == MS_ADDR_UNIX) {
+            char err[200];
+            dp->unix_fds[b] = unix_listen_socket(bind->addr.path, err, sizeof err);
+            if (dp->unix_fds[b] < 0) {
+                snprintf(why, why_len, "bind \"%s\" (%s): %s", bind->name, bind->addr.text, err);
+                goto fail_early;
+            }
+        }
+    }
+    uint8_t seed[8] = { 0 };
+    if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        memcpy(seed, &(uint64_t){ ms_now_us() }, sizeof seed);
+    for (unsigned i = 0; i < nw; i++) {
+        ms_worker *w = &dp->workers[i];
+        w->dp = dp;
+        w->id = i;
+        w->dp_manifest = m;
+        w->routes = cfg->routes;
+        w->targets = dp->targets;
+        w->nomatch_slot = dp->nomatch_slot;
+        w->route_slot = dp->route_slot;
+        w->static_slot = dp->static_slot;
+        w->static_fd = dp->static_fd;
+        w->max_conns = cfg->m->global.http.max_connections / nw + 1;
+        memcpy(&w->rng, seed, sizeof w->rng);
+        w->rng ^= (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ULL;
+        if (!w->rng)
+            w->rng = 1;
+        w->slots = calloc(dp->nslots ? dp->nslots : 1, sizeof *w->slots);
+        w->pools = calloc(m->nships ? m->nships : 1, sizeof *w->pools);
+        w->pool_len = calloc(m->nships ? m->nships : 1, sizeof *w->pool_len);
+        w->listeners = calloc(m->global.nbinds ? m->global.nbinds : 1, sizeof *w->listeners);
+        w->match_data = ms_pattern_match_data_new();
+        if (!w->slots || !w->pools || !w->pool_len || !w->listeners || !w->match_data ||
+            uv_loop_init(&w->loop) != 0) {
+            snprintf(why, why_len, "out of memory");
+            goto fail_early; /* loops not yet running: nothing to close but memory */
+        }
+        w->loop_open = true;
+        uv_async_init(&w->loop, &w->stop_async, on_stop);
+        w->stop_async.data = w;
+        uv_timer_init(&w->loop, &w->drain_timer);
+        w->drain_timer.data = w;
+        uv_timer_init(&w->loop, &w->date_timer);
+        w->date_timer.data = w;
+        refresh_date(w);
+        uv_timer_start(&w->date_timer, on_date_timer, 1000, 1000);
+        for (size_t b = 0; b < m->global.nbinds; b++) {
+            const ms_bind *bind = &m->global.binds[b];
+            ms_listener *l = &w->listeners[w->nlisteners];
+            l->w = w;
+            l->bind_idx = (uint32_t)b;
+            l->is_unix = bind->addr.kind == MS_ADDR_UNIX;
+            char err[200] = "";
+            int fd = l->is_unix ? dup(dp->unix_fds[b]) : tcp_listen_socket(&bind->addr, err, sizeof err);
+            int rc = fd < 0 ? -1 : l->is_unix ? uv_pipe_init(&w->loop, &l->io.pipe, 0) : uv_tcp_init(&w->loop, &l->io.tcp);
+            if (rc == 0) {
+                l->io.h.data = l;
+                l->open = true;
+                w->nlisteners++;
+                rc = l->is_unix ? uv_pipe_open(&l->io.pipe, fd) : uv_tcp_open(&l->io.tcp, fd);
+                if (rc == 0)
+                    rc = uv_listen(&l->io.s, 1024, on_connection);
+                if (rc != 0)
+                    snprintf(err, sizeof err, "%s", uv_strerror(rc));
+            } else if (fd >= 0) {
+                close(fd);
+            }
+            if (rc != 0) {
+                snprintf(why, why_len, "bind \"%s\" (%s): %s", bind->name, bind->addr.text,
+                         err[0] ? err : "cannot listen");
+                goto fail_started;
+            }
+        }
+    }
+    uv_async_init(control, &dp->done_async, on_all_done);
+    dp->done_async.data = dp;
+    dp->done_async_open = true;
+    for (unsigned i = 0; i < nw; i++) {
+        if (uv_thread_create(&dp->workers[i].thread, worker_main, &dp->workers[i]) != 0) {
+            snprintf(why, why_len, "cannot start worker thread %u", i);
+            /* the threads already started are stopped by the caller through ms_dataplane_stop */
+            dp->nworkers = i;
+            break;
+        }
+        dp->workers[i].thread_started = true;
+        dp->running++;
+    }
+    return dp;
+fail_started:
+    /* loops that never ran: close their handles by running them once */
+    for (unsigned i = 0; i < nw; i++) {
+        ms_worker *w = &dp->workers[i];
+        if (!w->loop_open)
+            continue;
+        w->stopping = true;
+        for (size_t k = 0; k < w->nlisteners; k++)
+            uv_close(&w->listeners[k].io.h, NULL);
+        uv_close((uv_handle_t *)&w->stop_async, NULL);
+        uv_close((uv_handle_t *)&w->drain_timer, NULL);
+        uv_close((uv_handle_t *)&w->date_timer, NULL);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+    }
+fail_early:
+    ms_dataplane_free(dp);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- stop */
+static void on_done_async_closed(uv_handle_t *h)
+{
+    ms_dataplane *dp = h->data;
+    if (dp->done)
+        dp->done(dp->done_arg);
+}
+
+static void on_all_done(uv_async_t *a)
+{
+    ms_dataplane *dp = a->data;
+    /* coalesced sends: count the threads that have really finished */
+    unsigned finished = 0;
+    for (unsigned i = 0; i < dp->nworkers; i++)
+        if (__atomic_load_n(&dp->workers[i].finished, __ATOMIC_ACQUIRE))
+            finished++;
+    if (finished < dp->nworkers || !dp->stop_requested)
+        return;
+    for (unsigned i = 0; i < dp->nworkers; i++) {
+        if (dp->workers[i].thread_started) {
+            uv_thread_join(&dp->workers[i].thread);
+            dp->workers[i].thread_started = false;
+        }
+    }
+    dp->done_async_open = false;
+    uv_close((uv_handle_t *)&dp->done_async, on_done_async_closed);
+}
+
+void ms_dataplane_stop(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *), void *arg)
+{
+    dp->done = done;
+    dp->done_arg = arg;
+    dp->stop_requested = true;
+    for (unsigned i = 0; i < dp->nworkers; i++) {
+        dp->workers[i].drain_ms = drain_ms;
+        uv_async_send(&dp->workers[i].stop_async);
+    }
+    if (dp->nworkers == 0)
+        uv_async_send(&dp->done_async);
+}
+
+void ms_dataplane_free(ms_dataplane *dp)
+{
+    if (!dp)
+        return;
+    const ms_route_table *rt = dp->cfg.routes;
+    for (unsigned i = 0; dp->workers && i < dp->nworkers; i++) {
+        ms_worker *w = &dp->workers[i];
+        if (w->loop_open)
+            uv_loop_close(&w->loop);
+        free(w->slots);
+        free(w->pools);
+        free(w->pool_len);
+        free(w->listeners);
+        ms_pattern_match_data_free(w->match_data);
+    }
+    free(dp->workers);
+    for (size_t b = 0; rt && b < rt->nbinds; b++) {
+        if (dp->static_fd && dp->static_fd[b])
+            for (size_t i = 0; i < rt->binds[b].nstatics; i++)
+                if (dp->static_fd[b][i] >= 0)
+                    close(dp->static_fd[b][i]);
+        if (dp->static_fd)
+            free(dp->static_fd[b]);
+        if (dp->static_slot)
+            free(dp->static_slot[b]);
+        if (dp->route_slot)
+            free(dp->route_slot[b]);
+    }
+    for (size_t b = 0; dp->unix_fds && b < dp->cfg.m->global.nbinds; b++) {
+        if (dp->unix_fds[b] > 0) {
+            close(dp->unix_fds[b]);
+            unlink(dp->cfg.m->global.binds[b].addr.path);
+        }
+    }
+    free(dp->unix_fds);
+    free(dp->static_fd);
+    free(dp->static_slot);
+    free(dp->route_slot);
+    free(dp->nomatch_slot);
+    free(dp->slots);
+    free(dp->targets);
+    free(dp);
+}
+
+/* ---------------------------------------------------------------- metrics */
+static uint64_t ld(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
+{
+    ms_prom p;
+    ms_prom_init(&p, out);
+    static const char *const classes[] = { "", "1xx", "2xx", "3xx", "4xx", "5xx" };
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        const ms_slot_info *si = &dp->slots[s];
+        uint64_t total = 0;
+        for (unsigned i = 0; i < dp->nworkers; i++)
+            for (int k = 1; k <= 5; k++)
+                total += ld(&dp->workers[i].slots[s].by_class[k]);
+        ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
+        ms_prom_counter_u64(&p, "mothership_requests_total", "Requests answered, by bind and route.", l, 3, total);
+    }
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        const ms_slot_info *si = &dp->slots[s];
+        for (int k = 1; k <= 5; k++) {
+            uint64_t v = 0;
+            for (unsigned i = 0; i < dp->nworkers; i++)
+                v += ld(&dp->workers[i].slots[s].by_class[k]);
+            ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target },
+                                  { "code", classes[k] } };
+            ms_prom_counter_u64(&p, "mothership_responses_total", "Responses by status class.", l, 4, v);
+        }
+    }
+    const double *bounds = ms_bucket_bounds();
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        const ms_slot_info *si = &dp->slots[s];
+        uint64_t counts[MS_NBUCKETS + 1] = { 0 };
+        uint64_t sum_us = 0;
+        for (unsigned i = 0; i < dp->nworkers; i++) {
+            for (int k = 0; k <= MS_NBUCKETS; k++)
+                counts[k] += ld(&dp->workers[i].slots[s].buckets[k]);
+            sum_us += ld(&dp->workers[i].slots[s].duration_us_sum);
+        }
+        ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
+        ms_prom_histogram(&p, "mothership_request_duration_seconds",
+                          "Time from the request's first byte to the response head being sent.", l, 3, bounds,
+                          counts, MS_NBUCKETS, (double)sum_us / 1e6);
+    }
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        const ms_slot_info *si = &dp->slots[s];
+        uint64_t v = 0;
+        for (unsigned i = 0; i < dp->nworkers; i++)
+            v += ld(&dp->workers[i].slots[s].bytes_in);
+        ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
+        ms_prom_counter_u64(&p, "mothership_request_bytes_total", "Bytes received from clients.", l, 3, v);
+    }
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        const ms_slot_info *si = &dp->slots[s];
+        uint64_t v = 0;
+        for (unsigned i = 0; i < dp->nworkers; i++)
+            v += ld(&dp->workers[i].slots[s].bytes_out);
+        ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
+        ms_prom_counter_u64(&p, "mothership_response_bytes_total", "Bytes sent to clients.", l, 3, v);
+    }
+    static const char *const kinds[] = { "refused", "connect_timeout", "reset", "timeout", "bad_response",
+                                         "unavailable" };
+    for (int k = 0; k < MS_UPERR_COUNT; k++) {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < dp->nworkers; i++)
+            v += ld(&dp->workers[i].up_errors[k]);
+        ms_prom_label l[] = { { "kind", kinds[k] } };
+        ms_prom_counter_u64(&p, "mothership_upstream_errors_total",
+                            "Requests that failed upstream, by kind (unavailable: breaker open or ship not ready).", l,
+                            1, v);
+    }
+    uint64_t open = 0, acc = 0, rej = 0;
+    for (unsigned i = 0; i < dp->nworkers; i++) {
+        open += ld(&dp->workers[i].open_conns);
+        acc += ld(&dp->workers[i].accepted);
+        rej += ld(&dp->workers[i].rejected);
+    }
+    ms_prom_gauge_i64(&p, "mothership_http_connections_open", "Client connections open now.", NULL, 0, (int64_t)open);
+    ms_prom_counter_u64(&p, "mothership_http_connections_total", "Client connections accepted.", NULL, 0, acc);
+    ms_prom_counter_u64(&p, "mothership_http_connections_rejected_total",
+                        "Connections closed at once because max_connections was reached or Mothership was stopping.",
+                        NULL, 0, rej);
+}

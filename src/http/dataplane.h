@@ -1,0 +1,42 @@
+/* dataplane.h: the HTTP data plane. `workers` threads, each with its own
+ * libuv loop, its own listeners (SO_REUSEPORT for TCP binds, a shared
+ * descriptor for Unix binds), connections, upstream pools and counters.
+ * What they share is read-only: the manifest, the routing table, and the
+ * fleet's per-process atomics (ready, breaker). The control loop starts and
+ * stops it and reads its counters for /metrics. */
+#ifndef MS_HTTP_DATAPLANE_H
+#define MS_HTTP_DATAPLANE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "fleet/fleet.h"
+#include "metrics/prom.h"
+#include "router/table.h"
+
+typedef struct ms_dataplane ms_dataplane;
+
+typedef struct ms_dp_config {
+    const ms_manifest *m;
+    const ms_route_table *routes;
+    ms_proc *procs;      /* the fleet's processes, indexed like m->ships; NULL: every ship counts as ready */
+    ms_log *log;
+    unsigned workers;    /* 0: one per CPU */
+} ms_dp_config;
+
+/* Bind every listener and start the workers. NULL with a reason on failure
+ * (e.g. "bind \"http\" (tcp://0.0.0.0:80): permission denied"). */
+ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, char *why, size_t why_len);
+
+/* Stop accepting at once; let requests in flight finish for up to drain_ms;
+ * then close everything and join the workers. done(arg) runs on the control
+ * loop when all is closed. */
+void ms_dataplane_stop(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *), void *arg);
+void ms_dataplane_free(ms_dataplane *dp);
+
+/* Request metrics (summed over workers) for /metrics. */
+void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out);
+
+#endif

@@ -1,0 +1,246 @@
+/* http_impl.h: what the data plane's files share: the worker context, the
+ * client connection, the upstream connection, and the per-worker counters.
+ * Everything here belongs to one worker thread. */
+#ifndef MS_HTTP_IMPL_H
+#define MS_HTTP_IMPL_H
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "http/dataplane.h"
+
+#define MS_MAX_HEADERS 100         /* request or response headers; more -> 431 / 502 */
+#define MS_UP_BUF 16384            /* upstream read buffer (and max response head) */
+#define MS_WRITE_HIGH 262144       /* pending write bytes before the reading side pauses */
+#define MS_NBUCKETS 12
+
+typedef enum ms_upstream_error {
+    MS_UPERR_REFUSED,              /* connect refused / socket missing */
+    MS_UPERR_CONNECT_TIMEOUT,
+    MS_UPERR_RESET,                /* closed or reset before a complete response */
+    MS_UPERR_TIMEOUT,              /* no response head in time */
+    MS_UPERR_BAD_RESPONSE,
+    MS_UPERR_UNAVAILABLE,          /* breaker open / not ready: answered 503 */
+    MS_UPERR_COUNT
+} ms_upstream_error;
+
+/* Counters of one routing slot (a route, a static dir, or "no match") on
+ * one worker. Written by the worker, read by the control loop at scrape. */
+typedef struct ms_slot_stats {
+    uint64_t by_class[6];          /* 1xx..5xx at [1..5] */
+    uint64_t buckets[MS_NBUCKETS + 1];
+    uint64_t duration_us_sum;
+    uint64_t bytes_in, bytes_out;
+} ms_slot_stats;
+
+typedef struct ms_slot_info {
+    const char *bind;
+    const char *route;             /* pattern, static prefix, or "" for no match */
+    const char *target;            /* ship/bay name, "static", or "none" */
+} ms_slot_info;
+
+typedef struct ms_worker ms_worker;
+typedef struct ms_conn ms_conn;
+typedef struct ms_upconn ms_upconn;
+
+typedef struct ms_listener {
+    union {
+        uv_handle_t h;
+        uv_stream_t s;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } io;
+    ms_worker *w;
+    uint32_t bind_idx;
+    bool is_unix;
+    bool open;
+} ms_listener;
+
+struct ms_worker {
+    ms_dataplane *dp;
+    const ms_manifest *dp_manifest;
+    const ms_route_table *routes;
+    const ms_target *targets;      /* per ship */
+    const uint32_t *nomatch_slot;  /* per bind */
+    uint32_t *const *route_slot;   /* per bind, per route */
+    uint32_t *const *static_slot;  /* per bind, per static dir */
+    int *const *static_fd;         /* per bind, per static dir */
+    unsigned id;
+    uint64_t max_conns;
+    uint64_t rng;
+    uint64_t nups;                 /* upstream connections open */
+    bool closed, loop_open, thread_started;
+    int finished;                  /* atomic: the loop has ended */
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t stop_async;
+    uv_timer_t drain_timer;
+    uv_timer_t date_timer;
+    ms_listener *listeners;
+    size_t nlisteners;
+    bool stopping;
+    uint64_t drain_ms;
+    char date[40];                 /* "Date: ...\r\n" value, refreshed every second */
+    size_t date_len;
+    void *match_data;              /* pcre2_match_data for the router */
+    ms_conn *conns;                /* all client connections (list) */
+    uint64_t nconns;
+    ms_upconn **pools;             /* idle upstream connections per ship */
+    uint32_t *pool_len;
+    uint64_t req_seq;
+    /* counters */
+    ms_slot_stats *slots;
+    uint64_t up_errors[MS_UPERR_COUNT];
+    uint64_t accepted, rejected;
+    uint64_t open_conns;           /* gauge */
+};
+
+typedef struct ms_hdr {
+    uint32_t name, name_len, val, val_len;   /* offsets into the owner's buffer */
+} ms_hdr;
+
+typedef enum ms_conn_state {
+    MS_C_HEAD,          /* reading a request head */
+    MS_C_UPSTREAM,      /* waiting for an upstream connection */
+    MS_C_PROXY,         /* request going up / response coming down */
+    MS_C_STATIC,        /* sending a file */
+    MS_C_RESPONDED,     /* a local response is being written */
+    MS_C_TUNNEL,        /* after 101: bytes both ways */
+    MS_C_CLOSING,
+} ms_conn_state;
+
+struct ms_conn {
+    union {
+        uv_handle_t h;
+        uv_stream_t s;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } io;
+    uv_timer_t timer;
+    ms_worker *w;
+    ms_conn *prev, *next;
+    uint32_t bind_idx;
+    ms_conn_state state;
+    http_parser parser;
+    int handles_open;
+
+    /* read buffer: the request head stays here until the response is done */
+    char *buf;
+    uint32_t cap, len, pos;        /* bytes held, bytes parsed */
+    uint32_t head_start, head_end; /* the current request's head in buf */
+    bool reading;                  /* uv_read_start active */
+    bool parse_paused;             /* the parser stopped at a message boundary */
+    bool eof;                      /* the client closed its side */
+
+    /* current request */
+    ms_hdr hdr[MS_MAX_HEADERS];
+    uint16_t nhdr;
+    bool last_was_value;
+    uint32_t url_off, url_len;
+    uint64_t body_seen;
+    bool head_done, req_done, keep_alive, upgrade, has_body, chunked;
+    bool head_too_big;
+    bool is_head_method;
+    bool response_done;
+    const ms_rt_route *route;
+    uint32_t path_len;             /* the path part of the URL */
+    char peer[64];                 /* client address for X-Forwarded-For */
+    char *file_chunk;
+    int error_status;              /* set by a parser callback that stopped the parser */
+    uint64_t start_us;
+    uint32_t slot;                 /* metrics slot */
+    char reqid[48];
+    size_t reqid_len;
+    int accept_json;
+    int http_minor;
+
+    /* proxying */
+    ms_upconn *up;
+    size_t ship;                   /* target ship index */
+    char *out;                     /* request head sent upstream (kept for a retry) */
+    uint32_t out_len, out_cap;
+    bool retried;
+    uint64_t bytes_out;
+
+    /* writes in flight to the client, and what they wait on */
+    uint64_t write_pending;
+    int writes_in_flight;
+    bool close_after_write;
+
+    /* static file being sent */
+    int file_fd;
+    uint64_t file_off, file_left;
+    uv_poll_t *file_poll;
+};
+
+struct ms_upconn {
+    union {
+        uv_handle_t h;
+        uv_stream_t s;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } io;
+    uv_connect_t connect_req;
+    uv_timer_t timer;
+    ms_worker *w;
+    size_t ship;
+    ms_conn *client;               /* NULL when idle in the pool */
+    ms_upconn *next;               /* pool list */
+    int handles_open;
+    http_parser parser;
+    char rbuf[MS_UP_BUF];
+    uint32_t rlen;
+    bool connected, reused, got_response_bytes, head_done, resp_done, keep_alive, reading, closing;
+    bool paused_for_client;        /* waiting for client writes to drain */
+    bool head_sent, chunk_to_client, final_chunk_sent, idle_in_pool;
+    int writes_in_flight;
+    uint32_t rpos;
+    uint32_t reason_off, reason_len;
+    bool is_head_request;
+    ms_hdr hdr[MS_MAX_HEADERS];
+    uint16_t nhdr;
+    bool last_was_value;
+    int status;
+    uint64_t write_pending;
+};
+
+/* dataplane.c */
+uint64_t ms_now_us(void);
+const ms_proc *ms_worker_proc(const ms_worker *w, size_t ship);
+void ms_worker_maybe_done(ms_worker *w);
+
+/* conn.c */
+const ms_hdr *ms_conn_header(const ms_conn *c, const char *name);
+void ms_conn_make_reqid(ms_conn *c);
+void ms_conn_upstream_drained(ms_conn *c);
+void ms_conn_start_reading(ms_conn *c);
+const char *ms_http_reason(int status);
+const double *ms_bucket_bounds(void);
+void ms_conn_accept(ms_listener *l);
+void ms_conn_close(ms_conn *c);
+void ms_conn_write(ms_conn *c, const char *data, size_t len, bool copy);
+void ms_conn_response_done(ms_conn *c);
+void ms_conn_respond_error(ms_conn *c, int status, const char *detail);
+void ms_conn_resume_request_body(ms_conn *c);
+void ms_conn_client_drained(ms_conn *c);
+void ms_conn_record(ms_conn *c, int status);
+
+/* static_send.c */
+bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t slot, const char *path, size_t plen);
+void ms_static_abort(ms_conn *c);
+void ms_static_continue(ms_conn *c);
+
+/* proxy.c */
+void ms_proxy_connect(ms_conn *c, bool allow_pool);
+void ms_proxy_request_complete(ms_conn *c);
+void ms_proxy_tunnel_up(ms_conn *c, const char *data, size_t len);
+void ms_proxy_client_eof(ms_conn *c);
+void ms_proxy_start(ms_conn *c);
+void ms_proxy_forward_body(ms_conn *c, const char *data, size_t len);
+void ms_proxy_client_drained(ms_conn *c);
+void ms_proxy_abort(ms_conn *c);
+void ms_pool_close_all(ms_worker *w);
+
+#endif

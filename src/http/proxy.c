@@ -1,0 +1,866 @@
+/* proxy.c: the upstream side of a proxied request. Picks a pooled
+ * keep-alive connection to the ship (or connects: TCP or Unix socket),
+ * sends the rewritten request head (hop-by-hop headers removed,
+ * X-Forwarded-*, X-Request-Id and X-Request-Start set), streams the request
+ * body, parses the response with http-parser and streams it to the client
+ * with its head rewritten. Bytes are passed by reference, never copied: the
+ * side that reads pauses while the other side's writes are in flight, which
+ * is also the backpressure. After a 101 the two sockets are tunnelled.
+ * Failures: refused/reset before a response -> 502 (one retry on a fresh
+ * connection for an idempotent request without a body on a reused pooled
+ * connection), breaker open or ship not ready -> 503, too slow -> 504. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http/http_impl.h"
+
+static const http_parser_settings *resp_settings(void);
+static void up_close(ms_upconn *u);
+static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what);
+static void send_head(ms_upconn *u);
+
+/* ---------------------------------------------------------------- helpers */
+static const ms_http_limits *limits(const ms_worker *w)
+{
+    return &w->dp_manifest->global.http;
+}
+
+static const char *ship_name(const ms_worker *w, size_t ship)
+{
+    return w->dp_manifest->ships[ship].name;
+}
+
+static bool name_eq(const char *a, size_t alen, const char *b)
+{
+    size_t n = strlen(b);
+    return alen == n && strncasecmp(a, b, n) == 0;
+}
+
+/* Is the token list in a Connection header naming this header? */
+static bool listed_in_connection(const ms_conn *c, const char *name, size_t nlen)
+{
+    for (uint16_t i = 0; i < c->nhdr; i++) {
+        const ms_hdr *h = &c->hdr[i];
+        if (!name_eq(c->buf + h->name, h->name_len, "connection"))
+            continue;
+        const char *v = c->buf + h->val, *end = v + h->val_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *t = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                v++;
+            if ((size_t)(v - t) == nlen && strncasecmp(t, name, nlen) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* ---------------------------------------------------------------- writing upstream */
+typedef struct uwreq {
+    uv_write_t req;
+    ms_upconn *u;
+    size_t len;
+    char data[];
+} uwreq;
+
+static void on_up_write(uv_write_t *req, int status)
+{
+    uwreq *r = (uwreq *)req;
+    ms_upconn *u = r->u;
+    u->write_pending -= r->len;
+    u->writes_in_flight--;
+    free(r);
+    if (u->closing)
+        return;
+    if (status < 0) {
+        up_fail(u, MS_UPERR_RESET, "closed the connection while the request was sent");
+        return;
+    }
+    if (u->writes_in_flight == 0 && u->client)
+        ms_conn_upstream_drained(u->client);
+}
+
+static void up_write(ms_upconn *u, const char *data, size_t len, bool copy)
+{
+    if (u->closing || len == 0)
+        return;
+    if (u->writes_in_flight == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write(&u->io.s, &b, 1);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        } else if (n != UV_EAGAIN) {
+            up_fail(u, MS_UPERR_RESET, "closed the connection while the request was sent");
+            return;
+        }
+        if (len == 0)
+            return;
+    }
+    uwreq *r = malloc(sizeof *r + (copy ? len : 0));
+    if (!r) {
+        up_fail(u, MS_UPERR_RESET, "out of memory");
+        return;
+    }
+    r->u = u;
+    r->len = len;
+    uv_buf_t b;
+    if (copy) {
+        memcpy(r->data, data, len);
+        b = uv_buf_init(r->data, (unsigned)len);
+    } else {
+        b = uv_buf_init((char *)data, (unsigned)len);
+    }
+    if (uv_write(&r->req, &u->io.s, &b, 1, on_up_write) != 0) {
+        free(r);
+        up_fail(u, MS_UPERR_RESET, "closed the connection while the request was sent");
+        return;
+    }
+    u->write_pending += len;
+    u->writes_in_flight++;
+}
+
+/* ---------------------------------------------------------------- the request head */
+static bool out_reserve(ms_conn *c, size_t more)
+{
+    if (c->out_len + more <= c->out_cap)
+        return true;
+    size_t ncap = c->out_cap ? c->out_cap * 2 : 2048;
+    while (ncap < c->out_len + more)
+        ncap *= 2;
+    char *n = realloc(c->out, ncap);
+    if (!n)
+        return false;
+    c->out = n;
+    c->out_cap = (uint32_t)ncap;
+    return true;
+}
+
+static bool out_add(ms_conn *c, const char *s, size_t n)
+{
+    if (!out_reserve(c, n))
+        return false;
+    memcpy(c->out + c->out_len, s, n);
+    c->out_len += (uint32_t)n;
+    return true;
+}
+
+static bool out_str(ms_conn *c, const char *s)
+{
+    return out_add(c, s, strlen(s));
+}
+
+static bool build_request_head(ms_conn *c)
+{
+    ms_worker *w = c->w;
+    const ms_route *route = c->route->route;
+    const char *path = c->buf + c->url_off;
+    size_t plen = c->path_len;
+    const char *query = path + plen;
+    size_t qlen = c->url_len - plen;
+    if (route->strip_prefix) {
+        size_t sl = strlen(route->strip_prefix);
+        if (plen >= sl && memcmp(path, route->strip_prefix, sl) == 0) {
+            path += sl;
+            plen -= sl;
+        }
+    }
+    c->out_len = 0;
+    const char *method = http_method_str((enum http_method)c->parser.method);
+    bool ok = out_str(c, method) && out_add(c, " ", 1);
+    if (plen == 0 || path[0] != '/')
+        ok = ok && out_add(c, "/", 1);
+    ok = ok && out_add(c, path, plen) && out_add(c, query, qlen) && out_str(c, " HTTP/1.1\r\n");
+    const ms_hdr *xff = NULL, *host = NULL;
+    for (uint16_t i = 0; ok && i < c->nhdr; i++) {
+        const ms_hdr *h = &c->hdr[i];
+        const char *n = c->buf + h->name;
+        size_t nl = h->name_len;
+        if (name_eq(n, nl, "connection") || name_eq(n, nl, "keep-alive") || name_eq(n, nl, "proxy-connection") ||
+            name_eq(n, nl, "te") || name_eq(n, nl, "trailer") || name_eq(n, nl, "transfer-encoding") ||
+            name_eq(n, nl, "proxy-authorization") || name_eq(n, nl, "x-forwarded-proto") ||
+            name_eq(n, nl, "x-forwarded-host") || name_eq(n, nl, "x-request-id") ||
+            name_eq(n, nl, "x-request-start") || (name_eq(n, nl, "upgrade") && !c->upgrade) ||
+            listed_in_connection(c, n, nl))
+            continue;
+        if (name_eq(n, nl, "x-forwarded-for")) {
+            xff = h;
+            continue;
+        }
+        if (name_eq(n, nl, "host"))
+            host = h;
+        ok = out_add(c, n, nl) && out_add(c, ": ", 2) && out_add(c, c->buf + h->val, h->val_len) &&
+             out_add(c, "\r\n", 2);
+    }
+    char extra[512];
+    int el;
+    if (xff)
+        el = snprintf(extra, sizeof extra, "X-Forwarded-For: %.*s, %s\r\n", (int)xff->val_len, c->buf + xff->val,
+                      c->peer);
+    else
+        el = snprintf(extra, sizeof extra, "X-Forwarded-For: %s\r\n", c->peer);
+    ok = ok && el > 0 && (size_t)el < sizeof extra && out_add(c, extra, (size_t)el);
+    ok = ok && out_str(c, "X-Forwarded-Proto: http\r\n");
+    if (host)
+        ok = ok && out_str(c, "X-Forwarded-Host: ") && out_add(c, c->buf + host->val, host->val_len) &&
+             out_add(c, "\r\n", 2);
+    el = snprintf(extra, sizeof extra, "X-Request-Id: %.*s\r\nX-Request-Start: t=%llu\r\n", (int)c->reqid_len,
+                  c->reqid, (unsigned long long)c->start_us);
+    ok = ok && out_add(c, extra, (size_t)el);
+    if (c->chunked)
+        ok = ok && out_str(c, "Transfer-Encoding: chunked\r\n");
+    if (c->upgrade)
+        ok = ok && out_str(c, "Connection: Upgrade\r\n");
+    ok = ok && out_add(c, "\r\n", 2);
+    (void)w;
+    return ok;
+}
+
+/* ---------------------------------------------------------------- request body */
+void ms_proxy_forward_body(ms_conn *c, const char *data, size_t len)
+{
+    ms_upconn *u = c->up;
+    if (!u || len == 0)
+        return;
+    if (c->chunked) {
+        char hdr[24];
+        int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
+        up_write(u, hdr, (size_t)n, true);
+        up_write(u, data, len, false);
+        up_write(u, "\r\n", 2, false);
+    } else {
+        up_write(u, data, len, false);
+    }
+}
+
+void ms_proxy_request_complete(ms_conn *c)
+{
+    if (c->up && c->chunked)
+        up_write(c->up, "0\r\n\r\n", 5, false);
+}
+
+/* ---------------------------------------------------------------- the response */
+static int r_on_status(http_parser *p, const char *at, size_t len)
+{
+    ms_upconn *u = p->data;
+    if (u->reason_len == 0)
+        u->reason_off = (uint32_t)(at - u->rbuf);
+    u->reason_len += (uint32_t)len;
+    return 0;
+}
+
+static int r_on_header_field(http_parser *p, const char *at, size_t len)
+{
+    ms_upconn *u = p->data;
+    if (u->nhdr == 0 || u->last_was_value) {
+        if (u->nhdr == MS_MAX_HEADERS)
+            return 1;
+        ms_hdr *h = &u->hdr[u->nhdr++];
+        h->name = (uint32_t)(at - u->rbuf);
+        h->name_len = 0;
+        h->val = h->val_len = 0;
+        u->last_was_value = false;
+    }
+    u->hdr[u->nhdr - 1].name_len += (uint32_t)len;
+    return 0;
+}
+
+static int r_on_header_value(http_parser *p, const char *at, size_t len)
+{
+    ms_upconn *u = p->data;
+    ms_hdr *h = &u->hdr[u->nhdr - 1];
+    if (!u->last_was_value) {
+        h->val = (uint32_t)(at - u->rbuf);
+        h->val_len = 0;
+        u->last_was_value = true;
+    }
+    h->val_len += (uint32_t)len;
+    return 0;
+}
+
+static int r_on_headers_complete(http_parser *p)
+{
+    ms_upconn *u = p->data;
+    u->head_done = true;
+    u->status = (int)p->status_code;
+    http_parser_pause(p, 1);
+    /* a response to HEAD has no body, whatever its headers say */
+    return u->is_head_request ? 1 : 0;
+}
+
+static int r_on_body(http_parser *p, const char *at, size_t len)
+{
+    ms_upconn *u = p->data;
+    ms_conn *c = u->client;
+    if (!c || len == 0)
+        return 0;
+    if (u->chunk_to_client) {
+        char hdr[24];
+        int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
+        ms_conn_write(c, hdr, (size_t)n, true);
+        ms_conn_write(c, at, len, false);
+        ms_conn_write(c, "\r\n", 2, false);
+    } else {
+        ms_conn_write(c, at, len, false);
+    }
+    return 0;
+}
+
+static int r_on_message_complete(http_parser *p)
+{
+    ms_upconn *u = p->data;
+    if (u->status >= 100 && u->status < 200 && u->status != 101) {
+        /* an interim response (100 Continue): the real one follows */
+        u->head_done = false;
+        u->head_sent = false;
+        u->nhdr = 0;
+        u->reason_len = 0;
+        u->last_was_value = false;
+        return 0;
+    }
+    u->resp_done = true;
+    u->keep_alive = http_should_keep_alive(p);
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings *resp_settings(void)
+{
+    static const http_parser_settings s = {
+        .on_status = r_on_status,
+        .on_header_field = r_on_header_field,
+        .on_header_value = r_on_header_value,
+        .on_headers_complete = r_on_headers_complete,
+        .on_body = r_on_body,
+        .on_message_complete = r_on_message_complete,
+    };
+    return &s;
+}
+
+/* Write the response head to the client: upstream's status and headers with
+ * hop-by-hop ones removed and our framing. */
+static void send_response_head(ms_upconn *u)
+{
+    ms_conn *c = u->client;
+    http_parser *p = &u->parser;
+    int st = u->status;
+    bool no_body = u->is_head_request || st == 204 || st == 304 || (st >= 100 && st < 200);
+    bool upstream_chunked = (p->flags & F_CHUNKED) != 0;
+    bool has_length = p->content_length != ULLONG_MAX && !upstream_chunked;
+    bool until_eof = !no_body && !has_length && !upstream_chunked;
+    bool tunnel = st == 101 && c->upgrade;
+    u->chunk_to_client = false;
+    if (!no_body && (upstream_chunked || until_eof)) {
+        if (c->http_minor >= 1)
+            u->chunk_to_client = true;
+        else
+            c->close_after_write = true; /* HTTP/1.0: the end of the body is the close */
+    }
+    if (!c->keep_alive)
+        c->close_after_write = true;
+    char line[256];
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %.*s\r\n", st, (int)(u->reason_len > 120 ? 120 : u->reason_len),
+                     u->rbuf + u->reason_off);
+    char *head = malloc(MS_UP_BUF + 512);
+    if (!head) {
+        ms_conn_close(c);
+        return;
+    }
+    size_t hl = 0;
+    memcpy(head, line, (size_t)n);
+    hl = (size_t)n;
+    bool have_date = false;
+    for (uint16_t i = 0; i < u->nhdr; i++) {
+        const ms_hdr *h = &u->hdr[i];
+        const char *nm = u->rbuf + h->name;
+        size_t nl = h->name_len;
+        if (!tunnel && (name_eq(nm, nl, "connection") || name_eq(nm, nl, "upgrade")))
+            continue;
+        if (name_eq(nm, nl, "keep-alive") || name_eq(nm, nl, "proxy-connection") ||
+            name_eq(nm, nl, "transfer-encoding") || name_eq(nm, nl, "trailer"))
+            continue;
+        if (name_eq(nm, nl, "date"))
+            have_date = true;
+        if (hl + nl + h->val_len + 4 > MS_UP_BUF + 256)
+            break;
+        memcpy(head + hl, nm, nl);
+        hl += nl;
+        head[hl++] = ':';
+        head[hl++] = ' ';
+        memcpy(head + hl, u->rbuf + h->val, h->val_len);
+        hl += h->val_len;
+        head[hl++] = '\r';
+        head[hl++] = '\n';
+    }
+    int el = 0;
+    char extra[256];
+    el = snprintf(extra, sizeof extra, "%.*s%s%s%s\r\n", have_date ? 0 : (int)c->w->date_len, c->w->date,
+                  u->chunk_to_client ? "Transfer-Encoding: chunked\r\n" : "",
+                  tunnel ? "" : c->close_after_write ? "Connection: close\r\n"
+                         : (c->http_minor == 0 ? "Connection: keep-alive\r\n" : ""),
+                  "");
+    memcpy(head + hl, extra, (size_t)el);
+    hl += (size_t)el;
+    ms_conn_write(c, head, hl, true);
+    free(head);
+    u->head_sent = true;
+}
+
+/* ---------------------------------------------------------------- finishing */
+static void on_up_closed(uv_handle_t *h)
+{
+    ms_upconn *u = h->data;
+    if (--u->handles_open == 0) {
+        ms_worker *w = u->w;
+        w->nups--;
+        free(u);
+        ms_worker_maybe_done(w);
+    }
+}
+
+static void up_close(ms_upconn *u)
+{
+    if (u->closing)
+        return;
+    u->closing = true;
+    if (u->client && u->client->up == u)
+        u->client->up = NULL;
+    u->client = NULL;
+    uv_close(&u->io.h, on_up_closed);
+    uv_close((uv_handle_t *)&u->timer, on_up_closed);
+}
+
+static void on_idle_read_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+    ms_upconn *u = h->data;
+    (void)s;
+    *b = uv_buf_init(u->rbuf, sizeof u->rbuf);
+}
+
+static void on_idle_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    (void)b;
+    if (n != 0)
+        up_close(s->data); /* an idle upstream connection has nothing to say: it closed or misbehaved */
+}
+
+static void pool_put(ms_upconn *u)
+{
+    ms_worker *w = u->w;
+    u->client = NULL;
+    uv_timer_stop(&u->timer);
+    if (u->reading) {
+        uv_read_stop(&u->io.s);
+        u->reading = false;
+    }
+    if (w->stopping || w->pool_len[u->ship] >= limits(w)->upstream_keepalive) {
+        up_close(u);
+        return;
+    }
+    u->next = w->pools[u->ship];
+    w->pools[u->ship] = u;
+    w->pool_len[u->ship]++;
+    u->idle_in_pool = true;
+    uv_read_start(&u->io.s, on_idle_read_alloc, on_idle_read);
+}
+
+static ms_upconn *pool_get(ms_worker *w, size_t ship)
+{
+    while (w->pools[ship]) {
+        ms_upconn *u = w->pools[ship];
+        w->pools[ship] = u->next;
+        w->pool_len[ship]--;
+        u->next = NULL;
+        u->idle_in_pool = false;
+        uv_read_stop(&u->io.s);
+        if (!u->closing)
+            return u;
+    }
+    return NULL;
+}
+
+void ms_pool_close_all(ms_worker *w)
+{
+    size_t n = w->dp_manifest->nships;
+    for (size_t s = 0; s < n; s++) {
+        ms_upconn *u;
+        while ((u = pool_get(w, s)))
+            up_close(u);
+    }
+}
+
+/* The exchange is over on both sides: recycle or close the upstream
+ * connection, and let the client connection go on. */
+static void complete(ms_upconn *u)
+{
+    ms_conn *c = u->client;
+    bool reuse = u->keep_alive && c->req_done && u->rpos == u->rlen && u->write_pending == 0;
+    c->up = NULL;
+    if (reuse)
+        pool_put(u);
+    else
+        up_close(u);
+    ms_conn_record(c, u->status);
+    ms_conn_response_done(c);
+}
+
+static void maybe_complete(ms_upconn *u)
+{
+    ms_conn *c = u->client;
+    if (u->resp_done && c && c->writes_in_flight == 0) {
+        if (u->chunk_to_client && !u->final_chunk_sent) {
+            u->final_chunk_sent = true;
+            ms_conn_write(c, "0\r\n\r\n", 5, true);
+        }
+        if (c->writes_in_flight == 0)
+            complete(u);
+    }
+}
+
+/* ---------------------------------------------------------------- errors */
+static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what)
+{
+    ms_conn *c = u->client;
+    ms_worker *w = u->w;
+    if (!c) {
+        up_close(u);
+        return;
+    }
+    /* a reused pooled connection that the ship had closed: try once more */
+    bool idempotent = c->parser.method == HTTP_GET || c->parser.method == HTTP_HEAD ||
+                      c->parser.method == HTTP_OPTIONS || c->parser.method == HTTP_PUT ||
+                      c->parser.method == HTTP_DELETE;
+    if (u->reused && !u->got_response_bytes && !c->retried && idempotent && !c->has_body &&
+        (kind == MS_UPERR_RESET)) {
+        c->retried = true;
+        up_close(u);
+        ms_proxy_connect(c, false);
+        return;
+    }
+    __atomic_fetch_add(&w->up_errors[kind], 1, __ATOMIC_RELAXED);
+    bool started = u->head_sent;
+    up_close(u);
+    if (started || c->state == MS_C_TUNNEL) {
+        ms_conn_close(c); /* the response is half sent: all we can do */
+        return;
+    }
+    char detail[256];
+    snprintf(detail, sizeof detail, "ship \"%s\" %s", ship_name(w, c->ship), what);
+    c->state = MS_C_HEAD;
+    ms_conn_respond_error(c, kind == MS_UPERR_TIMEOUT || kind == MS_UPERR_CONNECT_TIMEOUT ? 504 : 502, detail);
+}
+
+static void on_up_timeout(uv_timer_t *t)
+{
+    ms_upconn *u = t->data;
+    char what[128];
+    if (!u->connected) {
+        snprintf(what, sizeof what, "did not accept the connection within %llums",
+                 (unsigned long long)limits(u->w)->upstream_connect_timeout_ms);
+        up_fail(u, MS_UPERR_CONNECT_TIMEOUT, what);
+    } else {
+        snprintf(what, sizeof what, "did not answer within %llums",
+                 (unsigned long long)limits(u->w)->upstream_timeout_ms);
+        up_fail(u, MS_UPERR_TIMEOUT, what);
+    }
+}
+
+/* ---------------------------------------------------------------- reading the response */
+static void on_up_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+    ms_upconn *u = h->data;
+    (void)s;
+    *b = uv_buf_init(u->rbuf + u->rlen, (unsigned)(sizeof u->rbuf - u->rlen));
+}
+
+static void up_stop_reading(ms_upconn *u)
+{
+    if (u->reading) {
+        uv_read_stop(&u->io.s);
+        u->reading = false;
+    }
+}
+
+static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+
+static void up_start_reading(ms_upconn *u)
+{
+    if (!u->reading && !u->closing) {
+        if (uv_read_start(&u->io.s, on_up_alloc, on_up_read) == 0)
+            u->reading = true;
+    }
+}
+
+static void start_tunnel(ms_upconn *u);
+
+static void parse_response(ms_upconn *u)
+{
+    ms_conn *c = u->client;
+    while (u->rpos < u->rlen && !u->resp_done) {
+        if (HTTP_PARSER_ERRNO(&u->parser) == HPE_PAUSED)
+            http_parser_pause(&u->parser, 0);
+        size_t used = http_parser_execute(&u->parser, resp_settings(), u->rbuf + u->rpos, u->rlen - u->rpos);
+        u->rpos += (uint32_t)used;
+        enum http_errno e = HTTP_PARSER_ERRNO(&u->parser);
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            up_fail(u, MS_UPERR_BAD_RESPONSE, "sent an invalid HTTP response");
+            return;
+        }
+        if (e == HPE_PAUSED && u->head_done && !u->head_sent) {
+            /* the parser stopped on the final LF of the head and re-reads it on resume */
+            uv_timer_stop(&u->timer);
+            send_response_head(u);
+            if (!u->client || c->state == MS_C_CLOSING)
+                return;
+            if (u->status == 101 && c->upgrade) {
+                u->rpos++;
+                start_tunnel(u);
+                return;
+            }
+            continue;
+        }
+    }
+    if (u->client && c->state == MS_C_CLOSING)
+        return;
+    if (!u->head_done && u->rlen == sizeof u->rbuf) {
+        up_fail(u, MS_UPERR_BAD_RESPONSE, "sent a response head larger than 16 KiB");
+        return;
+    }
+    if (u->resp_done) {
+        up_stop_reading(u);
+        maybe_complete(u);
+        return;
+    }
+    if (u->head_done) {
+        if (c->writes_in_flight > 0) {
+            /* the client still holds references into rbuf: wait */
+            up_stop_reading(u);
+            u->paused_for_client = true;
+        } else {
+            u->rlen = u->rpos = 0;
+        }
+    }
+}
+
+static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    ms_upconn *u = s->data;
+    (void)b;
+    if (n == 0 || u->closing)
+        return;
+    if (n < 0) {
+        up_stop_reading(u);
+        if (u->client && u->client->state == MS_C_TUNNEL) {
+            ms_conn_close(u->client);
+            return;
+        }
+        if (n == UV_EOF && u->head_done && !u->resp_done) {
+            /* a body delimited by the close */
+            http_parser_execute(&u->parser, resp_settings(), NULL, 0);
+            if (u->resp_done) {
+                u->keep_alive = false;
+                maybe_complete(u);
+                return;
+            }
+        }
+        up_fail(u, MS_UPERR_RESET, u->head_sent ? "closed the connection in the middle of the response"
+                                                : "closed the connection before answering");
+        return;
+    }
+    u->got_response_bytes = true;
+    if (u->client && u->client->state == MS_C_TUNNEL) {
+        ms_conn *c = u->client;
+        ms_conn_write(c, u->rbuf, (size_t)n, false);
+        if (c->writes_in_flight > 0) {
+            up_stop_reading(u);
+            u->paused_for_client = true;
+        }
+        return;
+    }
+    u->rlen += (uint32_t)n;
+    parse_response(u);
+}
+
+/* The client has taken everything we wrote: rbuf is free again. */
+void ms_proxy_client_drained(ms_conn *c)
+{
+    ms_upconn *u = c->up;
+    if (!u)
+        return;
+    if (c->state == MS_C_TUNNEL) {
+        if (u->paused_for_client) {
+            u->paused_for_client = false;
+            u->rlen = 0;
+            up_start_reading(u);
+        }
+        return;
+    }
+    if (u->resp_done) {
+        maybe_complete(u);
+        return;
+    }
+    if (u->paused_for_client) {
+        u->paused_for_client = false;
+        u->rlen = u->rpos = 0;
+        up_start_reading(u);
+    }
+}
+
+/* ---------------------------------------------------------------- tunnel (after 101) */
+static void start_tunnel(ms_upconn *u)
+{
+    ms_conn *c = u->client;
+    c->state = MS_C_TUNNEL;
+    uv_timer_stop(&c->timer);
+    /* what came after the 101 head already belongs to the new protocol */
+    if (u->rpos < u->rlen)
+        ms_conn_write(c, u->rbuf + u->rpos, u->rlen - u->rpos, true);
+    u->rlen = u->rpos = 0;
+    /* and what the client sent after its request head */
+    if (c->len > c->head_end)
+        up_write(u, c->buf + c->head_end, c->len - c->head_end, true);
+    c->len = c->pos = 0;
+    ms_conn_record(c, 101);
+    up_start_reading(u);
+    ms_conn_start_reading(c);
+}
+
+void ms_proxy_tunnel_up(ms_conn *c, const char *data, size_t len)
+{
+    ms_upconn *u = c->up;
+    if (!u)
+        return;
+    (void)data;
+    up_write(u, c->buf + c->len - len, len, true);
+    c->len = 0;
+}
+
+void ms_proxy_client_eof(ms_conn *c)
+{
+    ms_upconn *u = c->up;
+    if (u)
+        up_close(u);
+    ms_conn_close(c);
+}
+
+/* ---------------------------------------------------------------- connecting */
+static void send_head(ms_upconn *u)
+{
+    ms_conn *c = u->client;
+    u->connected = true;
+    http_parser_init(&u->parser, HTTP_RESPONSE);
+    u->parser.data = u;
+    u->rlen = u->rpos = 0;
+    u->nhdr = 0;
+    u->reason_len = 0;
+    u->head_done = u->head_sent = u->resp_done = u->got_response_bytes = false;
+    u->last_was_value = false;
+    u->final_chunk_sent = false;
+    u->is_head_request = c->parser.method == HTTP_HEAD;
+    uv_timer_start(&u->timer, on_up_timeout, limits(u->w)->upstream_timeout_ms, 0);
+    up_write(u, c->out, c->out_len, false);
+    if (u->closing)
+        return;
+    c->state = MS_C_PROXY;
+    up_start_reading(u);
+    ms_conn_resume_request_body(c);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    ms_upconn *u = req->data;
+    if (u->closing)
+        return;
+    if (status < 0) {
+        u->connected = false;
+        up_fail(u, MS_UPERR_REFUSED, status == UV_ECONNREFUSED || status == UV_ENOENT
+                                         ? "refused the connection"
+                                         : uv_strerror(status));
+        return;
+    }
+    uv_timer_stop(&u->timer);
+    send_head(u);
+}
+
+void ms_proxy_connect(ms_conn *c, bool allow_pool)
+{
+    ms_worker *w = c->w;
+    const ms_target *t = &w->targets[c->ship];
+    ms_upconn *u = allow_pool ? pool_get(w, c->ship) : NULL;
+    c->state = MS_C_UPSTREAM;
+    if (u) {
+        u->client = c;
+        u->reused = true;
+        c->up = u;
+        send_head(u);
+        return;
+    }
+    u = calloc(1, sizeof *u);
+    if (!u) {
+        ms_conn_respond_error(c, 502, "out of memory");
+        return;
+    }
+    u->w = w;
+    u->ship = c->ship;
+    w->nups++;
+    int rc = t->is_unix ? uv_pipe_init(&w->loop, &u->io.pipe, 0) : uv_tcp_init(&w->loop, &u->io.tcp);
+    if (rc != 0) {
+        free(u);
+        w->nups--;
+        ms_conn_respond_error(c, 502, "cannot create a socket");
+        return;
+    }
+    u->io.h.data = u;
+    uv_timer_init(&w->loop, &u->timer);
+    u->timer.data = u;
+    u->handles_open = 2;
+    u->client = c;
+    c->up = u;
+    u->connect_req.data = u;
+    uv_timer_start(&u->timer, on_up_timeout, limits(w)->upstream_connect_timeout_ms, 0);
+    if (t->is_unix) {
+        uv_pipe_connect(&u->connect_req, &u->io.pipe, t->path, on_connect);
+    } else {
+        uv_tcp_nodelay(&u->io.tcp, 1);
+        rc = uv_tcp_connect(&u->connect_req, &u->io.tcp, (const struct sockaddr *)&t->sa, on_connect);
+        if (rc != 0)
+            up_fail(u, MS_UPERR_REFUSED, uv_strerror(rc));
+    }
+}
+
+void ms_proxy_start(ms_conn *c)
+{
+    ms_worker *w = c->w;
+    const ms_proc *p = ms_worker_proc(w, c->ship);
+    if (p) {
+        int ready = __atomic_load_n(&p->ready_flag, __ATOMIC_ACQUIRE);
+        int breaker = __atomic_load_n(&p->breaker, __ATOMIC_ACQUIRE);
+        if (!ready || breaker == MS_BREAKER_OPEN) {
+            __atomic_fetch_add(&w->up_errors[MS_UPERR_UNAVAILABLE], 1, __ATOMIC_RELAXED);
+            char detail[160];
+            snprintf(detail, sizeof detail, "ship \"%s\" is %s", ship_name(w, c->ship),
+                     !ready ? "not ready" : "failing its health checks (circuit open)");
+            ms_conn_respond_error(c, 503, detail);
+            return;
+        }
+    }
+    if (!build_request_head(c)) {
+        ms_conn_respond_error(c, 502, "out of memory");
+        return;
+    }
+    ms_proxy_connect(c, true);
+}
+
+void ms_proxy_abort(ms_conn *c)
+{
+    ms_upconn *u = c->up;
+    if (!u)
+        return;
+    c->up = NULL;
+    up_close(u);
+}

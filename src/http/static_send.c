@@ -1,0 +1,152 @@
+/* static_send.c: serving a static dir's file on a client connection: asks
+ * static.c what to answer (pure logic: path mapping, conditionals, ranges,
+ * precompressed siblings) and sends it: the head, then the body with
+ * sendfile(2) straight from the page cache while the socket takes it, and
+ * through a 64 KiB buffer when the socket is full (so libuv tells us when it
+ * drains). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "http/http_impl.h"
+#include "http/static.h"
+
+#define STATIC_CHUNK 65536
+
+/* Copy a header value into a NUL-terminated buffer (NULL when absent). */
+static const char *hval(const ms_conn *c, const char *name, char *buf, size_t cap)
+{
+    const ms_hdr *h = ms_conn_header(c, name);
+    if (!h || h->val_len >= cap)
+        return NULL;
+    memcpy(buf, c->buf + h->val, h->val_len);
+    buf[h->val_len] = '\0';
+    return buf;
+}
+
+void ms_static_abort(ms_conn *c)
+{
+    if (c->file_fd >= 0) {
+        close(c->file_fd);
+        c->file_fd = -1;
+    }
+    free(c->file_chunk);
+    c->file_chunk = NULL;
+}
+
+static void file_done(ms_conn *c)
+{
+    ms_static_abort(c);
+    c->state = MS_C_RESPONDED;
+    ms_conn_response_done(c);
+}
+
+/* Send as much of the file as the socket takes; when it is full, queue one
+ * buffered chunk and come back when it has drained. */
+void ms_static_continue(ms_conn *c)
+{
+    if (c->state != MS_C_STATIC || c->writes_in_flight > 0)
+        return;
+    uv_os_fd_t sock;
+    if (uv_fileno(&c->io.h, &sock) != 0) {
+        ms_conn_close(c);
+        return;
+    }
+    while (c->file_left > 0) {
+        off_t off = (off_t)c->file_off;
+        size_t want = c->file_left > (1u << 30) ? (1u << 30) : (size_t)c->file_left;
+        ssize_t n = sendfile(sock, c->file_fd, &off, want);
+        if (n > 0) {
+            c->file_off += (uint64_t)n;
+            c->file_left -= (uint64_t)n;
+            c->bytes_out += (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            if (!c->file_chunk && !(c->file_chunk = malloc(STATIC_CHUNK))) {
+                ms_conn_close(c);
+                return;
+            }
+            size_t take = c->file_left < STATIC_CHUNK ? (size_t)c->file_left : STATIC_CHUNK;
+            ssize_t r = pread(c->file_fd, c->file_chunk, take, (off_t)c->file_off);
+            if (r <= 0) {
+                ms_conn_close(c); /* the file shrank under us */
+                return;
+            }
+            c->file_off += (uint64_t)r;
+            c->file_left -= (uint64_t)r;
+            ms_conn_write(c, c->file_chunk, (size_t)r, false);
+            if (c->writes_in_flight > 0)
+                return; /* ms_conn_client_drained brings us back */
+            continue;
+        }
+        ms_conn_close(c); /* EPIPE, or the file is gone */
+        return;
+    }
+    file_done(c);
+}
+
+bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t slot, const char *path, size_t plen)
+{
+    char inm[256], ims[64], range[128], ifr[128], ae[256];
+    ms_static_req req = {
+        .method = c->is_head_method ? "HEAD" : "GET",
+        .method_len = c->is_head_method ? 4 : 3,
+        .path = path,
+        .path_len = plen,
+        .if_none_match = hval(c, "if-none-match", inm, sizeof inm),
+        .if_modified_since = hval(c, "if-modified-since", ims, sizeof ims),
+        .range = hval(c, "range", range, sizeof range),
+        .if_range = hval(c, "if-range", ifr, sizeof ifr),
+        .accept_encoding = hval(c, "accept-encoding", ae, sizeof ae),
+    };
+    ms_static_result r;
+    if (root_fd >= 0)
+        ms_static_serve_at(root_fd, sd->prefix, &req, &r);
+    else
+        ms_static_serve(sd->path, sd->prefix, &req, &r);
+    if (r.status == 0)
+        return false;
+    c->slot = slot;
+    if (r.status == 403 || r.status == 404 || r.status == 500) {
+        if (r.fd >= 0)
+            close(r.fd);
+        ms_conn_respond_error(c, r.status, r.status == 404 ? "not found" : r.status == 403 ? "forbidden"
+                                                                                           : "cannot read the file");
+        return true;
+    }
+    bool close_conn = !c->keep_alive;
+    char head[1536];
+    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: mothership\r\n%.*s%.*s%s%s\r\n", r.status,
+                      ms_http_reason(r.status), (int)c->w->date_len, c->w->date, (int)r.headers_len, r.headers,
+                      r.status == 416 ? "Content-Length: 0\r\n" : "",
+                      close_conn ? "Connection: close\r\n" : (c->http_minor == 0 ? "Connection: keep-alive\r\n" : ""));
+    if (hl < 0 || (size_t)hl >= sizeof head) {
+        if (r.fd >= 0)
+            close(r.fd);
+        ms_conn_respond_error(c, 500, "response head too large");
+        return true;
+    }
+    c->close_after_write = close_conn;
+    ms_conn_write(c, head, (size_t)hl, true);
+    ms_conn_record(c, r.status);
+    if (r.fd < 0 || c->is_head_method || r.length == 0) {
+        if (r.fd >= 0)
+            close(r.fd);
+        c->state = MS_C_RESPONDED;
+        ms_conn_response_done(c);
+        return true;
+    }
+    c->state = MS_C_STATIC;
+    c->file_fd = r.fd;
+    c->file_off = r.offset;
+    c->file_left = r.length;
+    if (c->writes_in_flight == 0)
+        ms_static_continue(c);
+    return true;
+}
