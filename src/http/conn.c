@@ -67,6 +67,7 @@ static void on_closed(uv_handle_t *h)
     __atomic_store_n(&w->open_conns, w->nconns, __ATOMIC_RELAXED);
     free(c->buf);
     free(c->out);
+    free(c->cork_buf);
     free(c);
     ms_worker_maybe_done(w);
 }
@@ -84,11 +85,16 @@ void ms_conn_close(ms_conn *c)
 }
 
 /* ---------------------------------------------------------------- writing */
+/* Every write first tries the socket directly (uv_try_write); what the
+ * socket does not take is copied into one request for uv_write, so no write
+ * in flight ever points into a read buffer, and the producer only has to
+ * pause for backpressure (write_pending above MS_WRITE_HIGH). While corked,
+ * pieces are gathered (borrowed ones by reference, valid until the uncork)
+ * and leave in one writev. */
 typedef struct wreq {
     uv_write_t req;
     ms_conn *c;
     size_t len;
-    bool owned;          /* data copied into this request */
     char data[];
 } wreq;
 
@@ -109,48 +115,120 @@ static void on_write(uv_write_t *req, int status)
         ms_conn_client_drained(c);
 }
 
-/* Write to the client. copy=false: data must stay valid until the client
- * has drained (the caller pauses its source until ms_conn_client_drained). */
-void ms_conn_write(ms_conn *c, const char *data, size_t len, bool copy)
+/* Write what the socket will not take now: copied, queued behind anything in flight. */
+static void queue_copy(ms_conn *c, const uv_buf_t *bufs, unsigned n, size_t skip)
 {
-    if (c->state == MS_C_CLOSING || len == 0)
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    total -= skip;
+    if (total == 0)
         return;
-    c->bytes_out += len;
-    if (c->writes_in_flight == 0) {
-        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write(&c->io.s, &b, 1);
-        if (n > 0) {
-            data += n;
-            len -= (size_t)n;
-        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
-            ms_conn_close(c);
-            return;
-        }
-        if (len == 0)
-            return;
-    }
-    wreq *r = malloc(sizeof *r + (copy ? len : 0));
+    wreq *r = malloc(sizeof *r + total);
     if (!r) {
         ms_conn_close(c);
         return;
     }
-    r->c = c;
-    r->len = len;
-    r->owned = copy;
-    uv_buf_t b;
-    if (copy) {
-        memcpy(r->data, data, len);
-        b = uv_buf_init(r->data, (unsigned)len);
-    } else {
-        b = uv_buf_init((char *)data, (unsigned)len);
+    size_t off = 0;
+    for (unsigned i = 0; i < n; i++) {
+        size_t l = bufs[i].len;
+        const char *d = bufs[i].base;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        d += skip;
+        l -= skip;
+        skip = 0;
+        memcpy(r->data + off, d, l);
+        off += l;
     }
+    r->c = c;
+    r->len = total;
+    uv_buf_t b = uv_buf_init(r->data, (unsigned)total);
     if (uv_write(&r->req, &c->io.s, &b, 1, on_write) != 0) {
         free(r);
         ms_conn_close(c);
         return;
     }
-    c->write_pending += len;
+    c->write_pending += total;
     c->writes_in_flight++;
+}
+
+static void write_now(ms_conn *c, const uv_buf_t *bufs, unsigned n)
+{
+    size_t written = 0;
+    if (c->writes_in_flight == 0) {
+        int w = uv_try_write(&c->io.s, bufs, n);
+        if (w > 0)
+            written = (size_t)w;
+        else if (w != UV_EAGAIN && w != UV_ENOSYS) {
+            ms_conn_close(c);
+            return;
+        }
+    }
+    queue_copy(c, bufs, n, written);
+}
+
+void ms_conn_write(ms_conn *c, const char *data, size_t len, bool copy)
+{
+    if (c->state == MS_C_CLOSING || len == 0)
+        return;
+    c->bytes_out += len;
+    if (c->corked) {
+        if (c->cork_n == MS_CORK_IOV)
+            ms_conn_uncork(c), ms_conn_cork(c);
+        ms_cork_piece *pc = &c->cork[c->cork_n++];
+        pc->len = len;
+        if (copy) {
+            /* scratch data: keep a copy until the uncork */
+            if (c->cork_used + len > c->cork_cap) {
+                size_t ncap = c->cork_cap ? c->cork_cap : 4096;
+                while (ncap < c->cork_used + len)
+                    ncap *= 2;
+                char *nb = realloc(c->cork_buf, ncap);
+                if (!nb) {
+                    ms_conn_close(c);
+                    return;
+                }
+                c->cork_buf = nb;
+                c->cork_cap = ncap;
+            }
+            memcpy(c->cork_buf + c->cork_used, data, len);
+            pc->ptr = NULL;
+            pc->off = c->cork_used;
+            c->cork_used += len;
+        } else {
+            pc->ptr = data; /* borrowed: valid until the uncork */
+        }
+        return;
+    }
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    write_now(c, &b, 1);
+}
+
+void ms_conn_cork(ms_conn *c)
+{
+    c->corked = true;
+    c->cork_n = 0;
+    c->cork_used = 0;
+}
+
+void ms_conn_uncork(ms_conn *c)
+{
+    if (!c->corked)
+        return;
+    c->corked = false;
+    if (c->state == MS_C_CLOSING || c->cork_n == 0)
+        return;
+    uv_buf_t bufs[MS_CORK_IOV];
+    for (int i = 0; i < c->cork_n; i++) {
+        const ms_cork_piece *pc = &c->cork[i];
+        bufs[i] = uv_buf_init((char *)(pc->ptr ? pc->ptr : c->cork_buf + pc->off), (unsigned)pc->len);
+    }
+    unsigned n = (unsigned)c->cork_n;
+    c->cork_n = 0;
+    write_now(c, bufs, n);
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -646,30 +724,24 @@ static void process(ms_conn *c)
         ms_conn_respond_error(c, 431, "the request head is larger than max_header_size");
         return;
     }
-    /* keep reading unless the buffer is full or a response is pending */
+    /* keep reading unless the buffer is full or the upstream is backed up:
+     * toggling the watcher per request would cost epoll_ctl calls */
     if (c->state == MS_C_CLOSING)
         return;
-    bool want = c->len < c->cap && (c->state == MS_C_HEAD || (c->state == MS_C_PROXY && !c->req_done &&
-                                                               (!c->up || c->up->write_pending <= MS_WRITE_HIGH)));
-    if (c->state == MS_C_PROXY && !c->up)
-        want = false;
-    if (c->state == MS_C_PROXY && c->up && !c->up->connected)
-        want = false;
-    if (want)
+    if (c->state == MS_C_PROXY && c->pos == c->len && c->len > c->head_end && !c->req_done)
+        c->len = c->pos = c->head_end; /* forwarded body bytes are written or copied */
+    bool backed_up = c->state == MS_C_PROXY && c->up && c->up->write_pending > MS_WRITE_HIGH;
+    if (c->len < c->cap && !backed_up)
         ms_conn_start_reading(c);
     else
         stop_reading(c);
 }
 
-/* The upstream took what we sent it: discard forwarded body bytes and read on. */
+/* The upstream took what we sent it: read on. */
 void ms_conn_upstream_drained(ms_conn *c)
 {
-    if (c->state != MS_C_PROXY)
-        return;
-    if (c->pos == c->len && c->len > c->head_end && !c->req_done) {
-        c->len = c->pos = c->head_end; /* forwarded body bytes are no longer referenced */
-    }
-    process(c);
+    if (c->state == MS_C_PROXY)
+        process(c);
 }
 
 /* Called by proxy.c once the upstream is connected and the head is sent. */

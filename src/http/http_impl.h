@@ -97,6 +97,13 @@ struct ms_worker {
     uint64_t open_conns;           /* gauge */
 };
 
+#define MS_CORK_IOV 32
+
+typedef struct ms_cork_piece {
+    const char *ptr;     /* borrowed data, or NULL: at off in cork_buf */
+    size_t off, len;
+} ms_cork_piece;
+
 typedef struct ms_hdr {
     uint32_t name, name_len, val, val_len;   /* offsets into the owner's buffer */
 } ms_hdr;
@@ -164,6 +171,13 @@ struct ms_conn {
     bool retried;
     uint64_t bytes_out;
 
+    /* gathered writes (see conn.c) */
+    bool corked;
+    int cork_n;
+    ms_cork_piece cork[MS_CORK_IOV];
+    char *cork_buf;
+    size_t cork_used, cork_cap;
+
     /* writes in flight to the client, and what they wait on */
     uint64_t write_pending;
     int writes_in_flight;
@@ -221,6 +235,8 @@ const double *ms_bucket_bounds(void);
 void ms_conn_accept(ms_listener *l);
 void ms_conn_close(ms_conn *c);
 void ms_conn_write(ms_conn *c, const char *data, size_t len, bool copy);
+void ms_conn_cork(ms_conn *c);
+void ms_conn_uncork(ms_conn *c);
 void ms_conn_response_done(ms_conn *c);
 void ms_conn_respond_error(ms_conn *c, int status, const char *detail);
 void ms_conn_resume_request_body(ms_conn *c);

@@ -102,20 +102,18 @@ static void up_write(ms_upconn *u, const char *data, size_t len, bool copy)
         if (len == 0)
             return;
     }
-    uwreq *r = malloc(sizeof *r + (copy ? len : 0));
+    /* what the socket does not take now is copied: nothing in flight points
+     * into the client's buffer */
+    (void)copy;
+    uwreq *r = malloc(sizeof *r + len);
     if (!r) {
         up_fail(u, MS_UPERR_RESET, "out of memory");
         return;
     }
     r->u = u;
     r->len = len;
-    uv_buf_t b;
-    if (copy) {
-        memcpy(r->data, data, len);
-        b = uv_buf_init(r->data, (unsigned)len);
-    } else {
-        b = uv_buf_init((char *)data, (unsigned)len);
-    }
+    memcpy(r->data, data, len);
+    uv_buf_t b = uv_buf_init(r->data, (unsigned)len);
     if (uv_write(&r->req, &u->io.s, &b, 1, on_up_write) != 0) {
         free(r);
         up_fail(u, MS_UPERR_RESET, "closed the connection while the request was sent");
@@ -303,7 +301,7 @@ static int r_on_body(http_parser *p, const char *at, size_t len)
         char hdr[24];
         int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
         ms_conn_write(c, hdr, (size_t)n, true);
-        ms_conn_write(c, at, len, false);
+        ms_conn_write(c, at, len, false); /* borrowed from rbuf until the uncork */
         ms_conn_write(c, "\r\n", 2, false);
     } else {
         ms_conn_write(c, at, len, false);
@@ -325,6 +323,10 @@ static int r_on_message_complete(http_parser *p)
     }
     u->resp_done = true;
     u->keep_alive = http_should_keep_alive(p);
+    if (u->chunk_to_client && u->client && !u->final_chunk_sent) {
+        u->final_chunk_sent = true;
+        ms_conn_write(u->client, "0\r\n\r\n", 5, false);
+    }
     http_parser_pause(p, 1);
     return 0;
 }
@@ -423,11 +425,26 @@ static void on_up_closed(uv_handle_t *h)
     }
 }
 
+static void pool_unlink(ms_upconn *u)
+{
+    ms_worker *w = u->w;
+    for (ms_upconn **pp = &w->pools[u->ship]; *pp; pp = &(*pp)->next) {
+        if (*pp == u) {
+            *pp = u->next;
+            w->pool_len[u->ship]--;
+            break;
+        }
+    }
+    u->idle_in_pool = false;
+}
+
 static void up_close(ms_upconn *u)
 {
     if (u->closing)
         return;
     u->closing = true;
+    if (u->idle_in_pool)
+        pool_unlink(u);
     if (u->client && u->client->up == u)
         u->client->up = NULL;
     u->client = NULL;
@@ -435,38 +452,20 @@ static void up_close(ms_upconn *u)
     uv_close((uv_handle_t *)&u->timer, on_up_closed);
 }
 
-static void on_idle_read_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
-{
-    ms_upconn *u = h->data;
-    (void)s;
-    *b = uv_buf_init(u->rbuf, sizeof u->rbuf);
-}
-
-static void on_idle_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
-{
-    (void)b;
-    if (n != 0)
-        up_close(s->data); /* an idle upstream connection has nothing to say: it closed or misbehaved */
-}
-
 static void pool_put(ms_upconn *u)
 {
     ms_worker *w = u->w;
     u->client = NULL;
+    u->rlen = u->rpos = 0;
     uv_timer_stop(&u->timer);
-    if (u->reading) {
-        uv_read_stop(&u->io.s);
-        u->reading = false;
-    }
-    if (w->stopping || w->pool_len[u->ship] >= limits(w)->upstream_keepalive) {
+    if (w->stopping || w->pool_len[u->ship] >= limits(w)->upstream_keepalive || !u->reading) {
         up_close(u);
         return;
     }
     u->next = w->pools[u->ship];
     w->pools[u->ship] = u;
     w->pool_len[u->ship]++;
-    u->idle_in_pool = true;
-    uv_read_start(&u->io.s, on_idle_read_alloc, on_idle_read);
+    u->idle_in_pool = true; /* still reading: data or EOF while idle closes it */
 }
 
 static ms_upconn *pool_get(ms_worker *w, size_t ship)
@@ -477,7 +476,6 @@ static ms_upconn *pool_get(ms_worker *w, size_t ship)
         w->pool_len[ship]--;
         u->next = NULL;
         u->idle_in_pool = false;
-        uv_read_stop(&u->io.s);
         if (!u->closing)
             return u;
     }
@@ -509,16 +507,17 @@ static void complete(ms_upconn *u)
     ms_conn_response_done(c);
 }
 
+/* The response is complete: everything is written or queued (as copies),
+ * so the upstream connection can go back to the pool at once. */
 static void maybe_complete(ms_upconn *u)
 {
     ms_conn *c = u->client;
-    if (u->resp_done && c && c->writes_in_flight == 0) {
-        if (u->chunk_to_client && !u->final_chunk_sent) {
+    if (u->resp_done && c) {
+        if (u->chunk_to_client && !u->final_chunk_sent) { /* a body that ended with the close */
             u->final_chunk_sent = true;
-            ms_conn_write(c, "0\r\n\r\n", 5, true);
+            ms_conn_write(c, "0\r\n\r\n", 5, false);
         }
-        if (c->writes_in_flight == 0)
-            complete(u);
+        complete(u);
     }
 }
 
@@ -601,6 +600,7 @@ static void start_tunnel(ms_upconn *u);
 static void parse_response(ms_upconn *u)
 {
     ms_conn *c = u->client;
+    ms_conn_cork(c);
     while (u->rpos < u->rlen && !u->resp_done) {
         if (HTTP_PARSER_ERRNO(&u->parser) == HPE_PAUSED)
             http_parser_pause(&u->parser, 0);
@@ -608,6 +608,7 @@ static void parse_response(ms_upconn *u)
         u->rpos += (uint32_t)used;
         enum http_errno e = HTTP_PARSER_ERRNO(&u->parser);
         if (e != HPE_OK && e != HPE_PAUSED) {
+            ms_conn_uncork(c);
             up_fail(u, MS_UPERR_BAD_RESPONSE, "sent an invalid HTTP response");
             return;
         }
@@ -619,30 +620,29 @@ static void parse_response(ms_upconn *u)
                 return;
             if (u->status == 101 && c->upgrade) {
                 u->rpos++;
+                ms_conn_uncork(c);
                 start_tunnel(u);
                 return;
             }
             continue;
         }
     }
-    if (u->client && c->state == MS_C_CLOSING)
+    ms_conn_uncork(c);
+    if (!u->client || c->state == MS_C_CLOSING)
         return;
     if (!u->head_done && u->rlen == sizeof u->rbuf) {
         up_fail(u, MS_UPERR_BAD_RESPONSE, "sent a response head larger than 16 KiB");
         return;
     }
     if (u->resp_done) {
-        up_stop_reading(u);
-        maybe_complete(u);
+        maybe_complete(u); /* still reading: an idle pooled connection notices a close */
         return;
     }
     if (u->head_done) {
-        if (c->writes_in_flight > 0) {
-            /* the client still holds references into rbuf: wait */
-            up_stop_reading(u);
+        u->rlen = u->rpos = 0; /* written, or copied into the write queue */
+        if (c->write_pending > MS_WRITE_HIGH) {
+            up_stop_reading(u); /* a slow client slows the upstream read */
             u->paused_for_client = true;
-        } else {
-            u->rlen = u->rpos = 0;
         }
     }
 }
@@ -653,6 +653,10 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     (void)b;
     if (n == 0 || u->closing)
         return;
+    if (!u->client) {
+        up_close(u); /* idle in the pool: the ship closed it, or sent something unasked */
+        return;
+    }
     if (n < 0) {
         up_stop_reading(u);
         if (u->client && u->client->state == MS_C_TUNNEL) {
@@ -675,8 +679,8 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     u->got_response_bytes = true;
     if (u->client && u->client->state == MS_C_TUNNEL) {
         ms_conn *c = u->client;
-        ms_conn_write(c, u->rbuf, (size_t)n, false);
-        if (c->writes_in_flight > 0) {
+        ms_conn_write(c, u->rbuf, (size_t)n, true);
+        if (c->write_pending > MS_WRITE_HIGH) {
             up_stop_reading(u);
             u->paused_for_client = true;
         }
@@ -695,7 +699,6 @@ void ms_proxy_client_drained(ms_conn *c)
     if (c->state == MS_C_TUNNEL) {
         if (u->paused_for_client) {
             u->paused_for_client = false;
-            u->rlen = 0;
             up_start_reading(u);
         }
         return;
@@ -706,7 +709,6 @@ void ms_proxy_client_drained(ms_conn *c)
     }
     if (u->paused_for_client) {
         u->paused_for_client = false;
-        u->rlen = u->rpos = 0;
         up_start_reading(u);
     }
 }
