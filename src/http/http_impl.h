@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "http/compress.h"
 #include "http/dataplane.h"
 
 #define MS_MAX_HEADERS 100         /* request or response headers; more -> 431 / 502 */
@@ -155,6 +156,9 @@ struct ms_conn {
     uint32_t path_len;             /* the path part of the URL */
     char peer[64];                 /* client address for X-Forwarded-For */
     char *file_chunk;
+    ms_compressor *file_comp;      /* compressing the file on the fly, or NULL */
+    ms_cbuf file_cbuf;
+    bool file_chunked;
     int error_status;              /* set by a parser callback that stopped the parser */
     uint64_t start_us;
     uint32_t slot;                 /* metrics slot */
@@ -210,6 +214,8 @@ struct ms_upconn {
     bool paused_for_client;        /* waiting for client writes to drain */
     bool head_sent, chunk_to_client, final_chunk_sent, idle_in_pool;
     int writes_in_flight;
+    ms_compressor *comp;           /* compressing this response, or NULL */
+    ms_cbuf cbuf;
     uint32_t rpos;
     uint32_t reason_off, reason_len;
     bool is_head_request;

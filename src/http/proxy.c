@@ -21,6 +21,7 @@ static const http_parser_settings *resp_settings(void);
 static void up_close(ms_upconn *u);
 static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what);
 static void send_head(ms_upconn *u);
+static void drop_compressor(ms_upconn *u);
 
 /* ---------------------------------------------------------------- helpers */
 static const ms_http_limits *limits(const ms_worker *w)
@@ -291,12 +292,35 @@ static int r_on_headers_complete(http_parser *p)
     return u->is_head_request ? 1 : 0;
 }
 
+/* Write compressor output (if any) as one chunk. */
+static void flush_compressed(ms_upconn *u, ms_conn *c)
+{
+    if (u->cbuf.len == 0)
+        return;
+    if (u->chunk_to_client) {
+        char hdr[24];
+        int n = snprintf(hdr, sizeof hdr, "%zx\r\n", u->cbuf.len);
+        ms_conn_write(c, hdr, (size_t)n, true);
+        ms_conn_write(c, (const char *)u->cbuf.data, u->cbuf.len, true);
+        ms_conn_write(c, "\r\n", 2, false);
+    } else {
+        ms_conn_write(c, (const char *)u->cbuf.data, u->cbuf.len, true);
+    }
+    u->cbuf.len = 0;
+}
+
 static int r_on_body(http_parser *p, const char *at, size_t len)
 {
     ms_upconn *u = p->data;
     ms_conn *c = u->client;
     if (!c || len == 0)
         return 0;
+    if (u->comp) {
+        if (ms_compressor_write(u->comp, at, len, false, &u->cbuf) != 0)
+            return 1; /* broken stream: the response is aborted */
+        flush_compressed(u, c);
+        return 0;
+    }
     if (u->chunk_to_client) {
         char hdr[24];
         int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
@@ -323,6 +347,11 @@ static int r_on_message_complete(http_parser *p)
     }
     u->resp_done = true;
     u->keep_alive = http_should_keep_alive(p);
+    if (u->comp && u->client) {
+        if (ms_compressor_write(u->comp, NULL, 0, true, &u->cbuf) != 0)
+            return 1;
+        flush_compressed(u, u->client);
+    }
     if (u->chunk_to_client && u->client && !u->final_chunk_sent) {
         u->final_chunk_sent = true;
         ms_conn_write(u->client, "0\r\n\r\n", 5, false);
@@ -357,6 +386,41 @@ static void send_response_head(ms_upconn *u)
     bool until_eof = !no_body && !has_length && !upstream_chunked;
     bool tunnel = st == 101 && c->upgrade;
     u->chunk_to_client = false;
+    /* compress? only a 200 with a body of a compressible type that is not
+     * already encoded, not tiny, and that the client accepts */
+    ms_encoding enc = MS_ENC_IDENTITY;
+    const ms_hdr *ctype = NULL, *cenc = NULL, *cc = NULL, *vary = NULL;
+    for (uint16_t i = 0; i < u->nhdr; i++) {
+        const ms_hdr *h = &u->hdr[i];
+        const char *nm = u->rbuf + h->name;
+        if (name_eq(nm, h->name_len, "content-type"))
+            ctype = h;
+        else if (name_eq(nm, h->name_len, "content-encoding"))
+            cenc = h;
+        else if (name_eq(nm, h->name_len, "cache-control"))
+            cc = h;
+        else if (name_eq(nm, h->name_len, "vary"))
+            vary = h;
+    }
+    if (c->w->dp_manifest->global.compression && st == 200 && !no_body && !cenc && ctype &&
+        ms_compress_type_ok(u->rbuf + ctype->val, ctype->val_len) &&
+        !(cc && memmem(u->rbuf + cc->val, cc->val_len, "no-transform", 12)) &&
+        (!has_length || p->content_length >= MS_COMPRESS_MIN_SIZE)) {
+        const ms_hdr *ae = ms_conn_header(c, "accept-encoding");
+        bool forbidden = false;
+        if (ae)
+            enc = ms_compress_negotiate(c->buf + ae->val, ae->val_len, &forbidden);
+        if (enc != MS_ENC_IDENTITY) {
+            u->comp = ms_compressor_new(enc, -1, has_length ? p->content_length : 0);
+            if (!u->comp)
+                enc = MS_ENC_IDENTITY;
+        }
+    }
+    if (enc != MS_ENC_IDENTITY) {
+        /* the length changes: chunked (HTTP/1.1) or the close (HTTP/1.0) */
+        has_length = false;
+        until_eof = true;
+    }
     if (!no_body && (upstream_chunked || until_eof)) {
         if (c->http_minor >= 1)
             u->chunk_to_client = true;
@@ -388,6 +452,22 @@ static void send_response_head(ms_upconn *u)
             continue;
         if (name_eq(nm, nl, "date"))
             have_date = true;
+        if (u->comp && name_eq(nm, nl, "content-length"))
+            continue;
+        if (u->comp && h == vary)
+            continue; /* rewritten below */
+        if (u->comp && name_eq(nm, nl, "etag") && h->val_len > 0 && u->rbuf[h->val] == '"') {
+            /* the bytes change: a strong validator becomes weak */
+            if (hl + nl + h->val_len + 8 > MS_UP_BUF + 256)
+                break;
+            memcpy(head + hl, "ETag: W/", 8);
+            hl += 8;
+            memcpy(head + hl, u->rbuf + h->val, h->val_len);
+            hl += h->val_len;
+            head[hl++] = '\r';
+            head[hl++] = '\n';
+            continue;
+        }
         if (hl + nl + h->val_len + 4 > MS_UP_BUF + 256)
             break;
         memcpy(head + hl, nm, nl);
@@ -398,6 +478,19 @@ static void send_response_head(ms_upconn *u)
         hl += h->val_len;
         head[hl++] = '\r';
         head[hl++] = '\n';
+    }
+    if (u->comp) {
+        char ve[400];
+        int vl;
+        if (vary)
+            vl = snprintf(ve, sizeof ve, "Content-Encoding: %s\r\nVary: %.*s, Accept-Encoding\r\n",
+                          ms_encoding_name(ms_compressor_encoding(u->comp)),
+                          (int)(vary->val_len > 300 ? 300 : vary->val_len), u->rbuf + vary->val);
+        else
+            vl = snprintf(ve, sizeof ve, "Content-Encoding: %s\r\nVary: Accept-Encoding\r\n",
+                          ms_encoding_name(ms_compressor_encoding(u->comp)));
+        memcpy(head + hl, ve, (size_t)vl);
+        hl += (size_t)vl;
     }
     int el = 0;
     char extra[256];
@@ -420,6 +513,7 @@ static void on_up_closed(uv_handle_t *h)
     if (--u->handles_open == 0) {
         ms_worker *w = u->w;
         w->nups--;
+        drop_compressor(u);
         free(u);
         ms_worker_maybe_done(w);
     }
@@ -494,9 +588,19 @@ void ms_pool_close_all(ms_worker *w)
 
 /* The exchange is over on both sides: recycle or close the upstream
  * connection, and let the client connection go on. */
+static void drop_compressor(ms_upconn *u)
+{
+    if (u->comp) {
+        ms_compressor_free(u->comp);
+        u->comp = NULL;
+    }
+    ms_cbuf_free(&u->cbuf);
+}
+
 static void complete(ms_upconn *u)
 {
     ms_conn *c = u->client;
+    drop_compressor(u);
     bool reuse = u->keep_alive && c->req_done && u->rpos == u->rlen && u->write_pending == 0;
     c->up = NULL;
     if (reuse)

@@ -16,6 +16,8 @@
 
 #define STATIC_CHUNK 65536
 
+static void file_done_compressed(ms_conn *c);
+
 /* Copy a header value into a NUL-terminated buffer (NULL when absent). */
 static const char *hval(const ms_conn *c, const char *name, char *buf, size_t cap)
 {
@@ -35,6 +37,63 @@ void ms_static_abort(ms_conn *c)
     }
     free(c->file_chunk);
     c->file_chunk = NULL;
+    if (c->file_comp) {
+        ms_compressor_free(c->file_comp);
+        c->file_comp = NULL;
+    }
+    ms_cbuf_free(&c->file_cbuf);
+}
+
+/* Write compressor output as a chunk (or raw for HTTP/1.0, ended by the close). */
+static void send_compressed(ms_conn *c)
+{
+    if (c->file_cbuf.len == 0)
+        return;
+    if (c->file_chunked) {
+        char hdr[24];
+        int n = snprintf(hdr, sizeof hdr, "%zx\r\n", c->file_cbuf.len);
+        ms_conn_write(c, hdr, (size_t)n, true);
+        ms_conn_write(c, (const char *)c->file_cbuf.data, c->file_cbuf.len, true);
+        ms_conn_write(c, "\r\n", 2, false);
+    } else {
+        ms_conn_write(c, (const char *)c->file_cbuf.data, c->file_cbuf.len, true);
+    }
+    c->file_cbuf.len = 0;
+}
+
+/* Compress the file on the fly, a chunk at a time, pausing while the
+ * client's queue is above the high-water mark. */
+static void continue_compressed(ms_conn *c)
+{
+    if (!c->file_chunk && !(c->file_chunk = malloc(STATIC_CHUNK))) {
+        ms_conn_close(c);
+        return;
+    }
+    ms_conn_cork(c);
+    while (c->file_left > 0 && c->write_pending <= MS_WRITE_HIGH && c->state == MS_C_STATIC) {
+        size_t take = c->file_left < STATIC_CHUNK ? (size_t)c->file_left : STATIC_CHUNK;
+        ssize_t r = pread(c->file_fd, c->file_chunk, take, (off_t)c->file_off);
+        if (r <= 0) {
+            ms_conn_uncork(c);
+            ms_conn_close(c);
+            return;
+        }
+        c->file_off += (uint64_t)r;
+        c->file_left -= (uint64_t)r;
+        if (ms_compressor_write(c->file_comp, c->file_chunk, (size_t)r, c->file_left == 0, &c->file_cbuf) != 0) {
+            ms_conn_uncork(c);
+            ms_conn_close(c);
+            return;
+        }
+        send_compressed(c);
+        ms_conn_uncork(c);
+        ms_conn_cork(c);
+    }
+    if (c->file_left == 0 && c->state == MS_C_STATIC && c->file_chunked)
+        ms_conn_write(c, "0\r\n\r\n", 5, false);
+    ms_conn_uncork(c);
+    if (c->file_left == 0 && c->state == MS_C_STATIC)
+        file_done_compressed(c);
 }
 
 static void file_done(ms_conn *c)
@@ -44,11 +103,23 @@ static void file_done(ms_conn *c)
     ms_conn_response_done(c);
 }
 
+static void file_done_compressed(ms_conn *c)
+{
+    file_done(c);
+}
+
 /* Send as much of the file as the socket takes; when it is full, queue one
  * buffered chunk and come back when it has drained. */
 void ms_static_continue(ms_conn *c)
 {
-    if (c->state != MS_C_STATIC || c->writes_in_flight > 0)
+    if (c->state != MS_C_STATIC)
+        return;
+    if (c->file_comp) {
+        if (c->write_pending <= MS_WRITE_HIGH)
+            continue_compressed(c);
+        return;
+    }
+    if (c->writes_in_flight > 0)
         return;
     uv_os_fd_t sock;
     if (uv_fileno(&c->io.h, &sock) != 0) {
@@ -121,10 +192,35 @@ bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t sl
         return true;
     }
     bool close_conn = !c->keep_alive;
+    /* compress on the fly when it pays and the client accepts it */
+    ms_encoding enc = MS_ENC_IDENTITY;
+    if (r.status == 200 && r.compressible && c->w->dp_manifest->global.compression) {
+        const ms_hdr *aeh = ms_conn_header(c, "accept-encoding");
+        bool forbidden = false;
+        if (aeh)
+            enc = ms_compress_negotiate(c->buf + aeh->val, aeh->val_len, &forbidden);
+    }
+    const char *hdrs = r.headers;
+    size_t hdrs_len = r.headers_len;
+    char enc_headers[1024];
+    if (enc != MS_ENC_IDENTITY) {
+        size_t el = ms_static_encoded_headers(&r, enc, enc_headers, sizeof enc_headers);
+        c->file_comp = el && !c->is_head_method ? ms_compressor_new(enc, -1, r.length) : NULL;
+        if (el && (c->file_comp || c->is_head_method)) {
+            hdrs = enc_headers;
+            hdrs_len = el;
+            c->file_chunked = c->http_minor >= 1;
+            if (!c->file_chunked)
+                close_conn = true;
+        } else {
+            enc = MS_ENC_IDENTITY;
+        }
+    }
     char head[1536];
-    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: mothership\r\n%.*s%.*s%s%s\r\n", r.status,
-                      ms_http_reason(r.status), (int)c->w->date_len, c->w->date, (int)r.headers_len, r.headers,
+    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: mothership\r\n%.*s%.*s%s%s%s\r\n", r.status,
+                      ms_http_reason(r.status), (int)c->w->date_len, c->w->date, (int)hdrs_len, hdrs,
                       r.status == 416 ? "Content-Length: 0\r\n" : "",
+                      enc != MS_ENC_IDENTITY && c->file_chunked ? "Transfer-Encoding: chunked\r\n" : "",
                       close_conn ? "Connection: close\r\n" : (c->http_minor == 0 ? "Connection: keep-alive\r\n" : ""));
     if (hl < 0 || (size_t)hl >= sizeof head) {
         if (r.fd >= 0)
@@ -146,7 +242,7 @@ bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t sl
     c->file_fd = r.fd;
     c->file_off = r.offset;
     c->file_left = r.length;
-    if (c->writes_in_flight == 0)
+    if (c->file_comp || c->writes_in_flight == 0)
         ms_static_continue(c);
     return true;
 }
