@@ -440,6 +440,11 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         h->val = (uint32_t)(at - c->buf);
         h->val_len = 0;
         c->last_was_value = true;
+    } else if (at != c->buf + h->val + h->val_len) {
+        /* the pieces of a value are contiguous in buf unless the value was
+         * folded over lines (obs-fold): refused, as RFC 9112 allows */
+        c->error_status = 400;
+        return 1;
     }
     h->val_len += (uint32_t)len;
     /* obs-fold and bare control characters are refused (smuggling vectors) */
@@ -731,7 +736,7 @@ static void process(ms_conn *c)
     if (c->state == MS_C_PROXY && c->pos == c->len && c->len > c->head_end && !c->req_done)
         c->len = c->pos = c->head_end; /* forwarded body bytes are written or copied */
     bool backed_up = c->state == MS_C_PROXY && c->up && c->up->write_pending > MS_WRITE_HIGH;
-    if (c->len < c->cap && !backed_up)
+    if ((!c->buf || c->len < c->cap) && !backed_up) /* no buffer: idle, one comes with the next read */
         ms_conn_start_reading(c);
     else
         stop_reading(c);
@@ -836,19 +841,18 @@ static void start_next_request(ms_conn *c)
 }
 
 /* ---------------------------------------------------------------- accepting */
-void ms_conn_accept(ms_listener *l)
+static ms_conn *conn_new(ms_worker *w, uint32_t bind_idx, bool is_unix)
 {
-    ms_worker *w = l->w;
     ms_conn *c = calloc(1, sizeof *c);
     if (!c)
-        return;
+        return NULL;
     c->w = w;
-    c->bind_idx = l->bind_idx;
+    c->bind_idx = bind_idx;
     c->file_fd = -1;
-    int rc = l->is_unix ? uv_pipe_init(&w->loop, &c->io.pipe, 0) : uv_tcp_init(&w->loop, &c->io.tcp);
+    int rc = is_unix ? uv_pipe_init(&w->loop, &c->io.pipe, 0) : uv_tcp_init(&w->loop, &c->io.tcp);
     if (rc != 0) {
         free(c);
-        return;
+        return NULL;
     }
     c->io.h.data = c;
     uv_timer_init(&w->loop, &c->timer);
@@ -860,6 +864,26 @@ void ms_conn_accept(ms_listener *l)
     w->conns = c;
     w->nconns++;
     __atomic_store_n(&w->open_conns, w->nconns, __ATOMIC_RELAXED);
+    return c;
+}
+
+static void conn_begin(ms_conn *c)
+{
+    if (!c->peer[0])
+        strcpy(c->peer, "unix");
+    c->state = MS_C_HEAD;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    set_timer(c, limits(c)->header_timeout_ms, on_head_timeout);
+    ms_conn_start_reading(c);
+}
+
+void ms_conn_accept(ms_listener *l)
+{
+    ms_worker *w = l->w;
+    ms_conn *c = conn_new(w, l->bind_idx, l->is_unix);
+    if (!c)
+        return;
     if (uv_accept(&l->io.s, &c->io.s) != 0) {
         ms_conn_close(c);
         return;
@@ -880,12 +904,23 @@ void ms_conn_accept(ms_listener *l)
             else if (ss.ss_family == AF_INET6)
                 uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
         }
+        if (!c->peer[0])
+            strcpy(c->peer, "unknown");
     }
-    if (!c->peer[0])
-        strcpy(c->peer, l->is_unix ? "unix" : "unknown");
-    c->state = MS_C_HEAD;
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
-    set_timer(c, limits(c)->header_timeout_ms, on_head_timeout);
-    ms_conn_start_reading(c);
+    conn_begin(c);
+}
+
+/* A connected Unix stream socket handed in (tests, fuzzing). */
+int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx)
+{
+    ms_conn *c = conn_new(w, bind_idx, true);
+    if (!c)
+        return UV_ENOMEM;
+    int rc = uv_pipe_open(&c->io.pipe, fd);
+    if (rc != 0) {
+        ms_conn_close(c);
+        return rc;
+    }
+    conn_begin(c);
+    return 0;
 }

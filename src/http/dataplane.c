@@ -250,7 +250,7 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
     }
     dp->control = control;
     dp->cfg = *cfg;
-    unsigned nw = cfg->workers;
+    unsigned nw = cfg->inline_worker ? 1 : cfg->workers;
     if (nw == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         nw = cpus > 0 ? (unsigned)cpus : 1;
@@ -270,7 +270,7 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
     for (size_t b = 0; b < m->global.nbinds; b++) {
         dp->unix_fds[b] = -1;
         const ms_bind *bind = &m->global.binds[b];
-        if (bind->addr.kind == MS_ADDR_UNIX) {
+        if (bind->addr.kind == MS_ADDR_UNIX && !cfg->inline_worker) {
             char err[200];
             dp->unix_fds[b] = unix_listen_socket(bind->addr.path, err, sizeof err);
             if (dp->unix_fds[b] < 0) {
@@ -317,7 +317,7 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         w->date_timer.data = w;
         refresh_date(w);
         uv_timer_start(&w->date_timer, on_date_timer, 1000, 1000);
-        for (size_t b = 0; b < m->global.nbinds; b++) {
+        for (size_t b = 0; b < m->global.nbinds && !cfg->inline_worker; b++) {
             const ms_bind *bind = &m->global.binds[b];
             ms_listener *l = &w->listeners[w->nlisteners];
             l->w = w;
@@ -345,6 +345,8 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
             }
         }
     }
+    if (cfg->inline_worker)
+        return dp;
     uv_async_init(control, &dp->done_async, on_all_done);
     dp->done_async.data = dp;
     dp->done_async_open = true;
@@ -547,4 +549,24 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
     ms_prom_counter_u64(&p, "mothership_http_connections_rejected_total",
                         "Connections closed at once because max_connections was reached or Mothership was stopping.",
                         NULL, 0, rej);
+}
+
+/* ---------------------------------------------------------------- inline (tests, fuzzing) */
+uv_loop_t *ms_dataplane_inline_loop(ms_dataplane *dp)
+{
+    return &dp->workers[0].loop;
+}
+
+int ms_dataplane_inline_adopt(ms_dataplane *dp, int fd, size_t bind_idx)
+{
+    return ms_conn_adopt(&dp->workers[0], fd, (uint32_t)bind_idx);
+}
+
+void ms_dataplane_inline_stop(ms_dataplane *dp)
+{
+    ms_worker *w = &dp->workers[0];
+    w->drain_ms = 1;
+    on_stop(&w->stop_async);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    ms_dataplane_free(dp);
 }

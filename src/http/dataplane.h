@@ -24,6 +24,7 @@ typedef struct ms_dp_config {
     ms_proc *procs;      /* the fleet's processes, indexed like m->ships; NULL: every ship counts as ready */
     ms_log *log;
     unsigned workers;    /* 0: one per CPU */
+    bool inline_worker;  /* tests and fuzzing: one worker, no listeners, no thread */
 } ms_dp_config;
 
 /* Bind every listener and start the workers. NULL with a reason on failure
@@ -35,6 +36,13 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
  * loop when all is closed. */
 void ms_dataplane_stop(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *), void *arg);
 void ms_dataplane_free(ms_dataplane *dp);
+
+/* Tests and fuzzing (cfg.inline_worker): the worker's loop, to run in the
+ * caller's thread; hand it a connected Unix stream socket as a client; stop
+ * it (runs the loop until everything is closed) and free. */
+uv_loop_t *ms_dataplane_inline_loop(ms_dataplane *dp);
+int ms_dataplane_inline_adopt(ms_dataplane *dp, int fd, size_t bind_idx);
+void ms_dataplane_inline_stop(ms_dataplane *dp);
 
 /* Request metrics (summed over workers) for /metrics. */
 void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out);

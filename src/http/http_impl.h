@@ -239,6 +239,7 @@ void ms_conn_start_reading(ms_conn *c);
 const char *ms_http_reason(int status);
 const double *ms_bucket_bounds(void);
 void ms_conn_accept(ms_listener *l);
+int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx);
 void ms_conn_close(ms_conn *c);
 void ms_conn_write(ms_conn *c, const char *data, size_t len, bool copy);
 void ms_conn_cork(ms_conn *c);
