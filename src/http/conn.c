@@ -717,6 +717,10 @@ static void process(ms_conn *c)
         }
         if (e == HPE_PAUSED && c->state == MS_C_HEAD && c->head_done && c->pos >= c->head_start) {
             c->head_end = c->pos + 1; /* the parser stopped on the final LF */
+            if (c->head_end - c->head_start > limits(c)->max_header_size) {
+                ms_conn_respond_error(c, 431, "the request head is larger than max_header_size");
+                return;
+            }
             dispatch(c);
             if (c->state == MS_C_CLOSING)
                 return;

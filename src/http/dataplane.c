@@ -293,7 +293,7 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         w->route_slot = dp->route_slot;
         w->static_slot = dp->static_slot;
         w->static_fd = dp->static_fd;
-        w->max_conns = cfg->m->global.http.max_connections / nw + 1;
+        w->max_conns = (cfg->m->global.http.max_connections + nw - 1) / nw;
         memcpy(&w->rng, seed, sizeof w->rng);
         w->rng ^= (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ULL;
         if (!w->rng)

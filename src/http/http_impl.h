@@ -162,7 +162,7 @@ struct ms_conn {
     int error_status;              /* set by a parser callback that stopped the parser */
     uint64_t start_us;
     uint32_t slot;                 /* metrics slot */
-    char reqid[48];
+    char reqid[132];
     size_t reqid_len;
     int accept_json;
     int http_minor;

@@ -61,6 +61,27 @@ static bool listed_in_connection(const ms_conn *c, const char *name, size_t nlen
     return false;
 }
 
+/* Is this response header named in the upstream's Connection header? */
+static bool resp_listed_in_connection(const ms_upconn *u, const char *name, size_t nlen)
+{
+    for (uint16_t i = 0; i < u->nhdr; i++) {
+        const ms_hdr *h = &u->hdr[i];
+        if (!name_eq(u->rbuf + h->name, h->name_len, "connection"))
+            continue;
+        const char *v = u->rbuf + h->val, *end = v + h->val_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *t = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                v++;
+            if ((size_t)(v - t) == nlen && strncasecmp(t, name, nlen) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------------- writing upstream */
 typedef struct uwreq {
     uv_write_t req;
@@ -185,7 +206,7 @@ static bool build_request_head(ms_conn *c)
             name_eq(n, nl, "proxy-authorization") || name_eq(n, nl, "x-forwarded-proto") ||
             name_eq(n, nl, "x-forwarded-host") || name_eq(n, nl, "x-request-id") ||
             name_eq(n, nl, "x-request-start") || (name_eq(n, nl, "upgrade") && !c->upgrade) ||
-            listed_in_connection(c, n, nl))
+            (listed_in_connection(c, n, nl) && !(c->upgrade && name_eq(n, nl, "upgrade"))))
             continue;
         if (name_eq(n, nl, "x-forwarded-for")) {
             xff = h;
@@ -449,6 +470,8 @@ static void send_response_head(ms_upconn *u)
             continue;
         if (name_eq(nm, nl, "keep-alive") || name_eq(nm, nl, "proxy-connection") ||
             name_eq(nm, nl, "transfer-encoding") || name_eq(nm, nl, "trailer"))
+            continue;
+        if (!tunnel && resp_listed_in_connection(u, nm, nl))
             continue;
         if (name_eq(nm, nl, "date"))
             have_date = true;

@@ -216,11 +216,14 @@ bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t sl
             enc = MS_ENC_IDENTITY;
         }
     }
+    /* the answer depends on Accept-Encoding whenever compression could apply */
+    bool vary = enc == MS_ENC_IDENTITY && r.compressible && c->w->dp_manifest->global.compression;
     char head[1536];
-    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: mothership\r\n%.*s%.*s%s%s%s\r\n", r.status,
+    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: mothership\r\n%.*s%.*s%s%s%s%s\r\n", r.status,
                       ms_http_reason(r.status), (int)c->w->date_len, c->w->date, (int)hdrs_len, hdrs,
                       r.status == 416 ? "Content-Length: 0\r\n" : "",
                       enc != MS_ENC_IDENTITY && c->file_chunked ? "Transfer-Encoding: chunked\r\n" : "",
+                      vary ? "Vary: Accept-Encoding\r\n" : "",
                       close_conn ? "Connection: close\r\n" : (c->http_minor == 0 ? "Connection: keep-alive\r\n" : ""));
     if (hl < 0 || (size_t)hl >= sizeof head) {
         if (r.fd >= 0)
