@@ -85,7 +85,7 @@ typedef struct ms_http_limits {
     uint64_t upstream_connect_timeout_ms; /* default 5s -> 504 */
     uint64_t upstream_timeout_ms;    /* waiting for the response head; default 60s -> 504 */
     uint64_t max_connections;        /* client connections, all workers; default 10000 */
-    uint64_t upstream_keepalive;     /* idle upstream connections kept per ship per worker; default 32 */
+    uint64_t upstream_keepalive;     /* idle upstream connections kept per ship per worker; default 128 */
 } ms_http_limits;
 
 typedef struct ms_global {

@@ -1073,7 +1073,7 @@ static void http_defaults(ms_http_limits *h)
     h->upstream_connect_timeout_ms = 5000;
     h->upstream_timeout_ms = 60000;
     h->max_connections = 10000;
-    h->upstream_keepalive = 32;
+    h->upstream_keepalive = 128;
 }
 
 static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)

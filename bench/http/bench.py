@@ -1,0 +1,718 @@
+#!/usr/bin/python3
+"""bench/http/bench.py MOTHERSHIP - Mothership's HTTP data plane against nginx
+and HAProxy on loopback, in one run, alternating targets round by round.
+
+A backend nginx (`return 200 "hello"`, listening on TCP and on a Unix socket)
+is proxied by Mothership, by nginx (1 worker, upstream keepalive) and by
+HAProxy (1 thread), each over a TCP and over a Unix-socket upstream; the
+backend is also measured directly. Static files (4 KiB and 1 MiB) are served
+by Mothership and by nginx. wrk (1 thread, 50 connections) drives each
+target; the table gives the median over ROUNDS rounds of req/s, p50/p99
+latency and the server's CPU time per request (utime + stime of its
+processes, from /proc/PID/stat), with ratios against the peers, and the idle
+RSS of each server.
+
+Environment: ROUNDS (default 3), DURATION (seconds per wrk run, default 5),
+CONNS (default 50), WARMUP (seconds per target before round 1, default 1),
+PIN (1 = wrk on CPU 0, the servers on the other CPUs; default 0),
+PERF (1 = afterwards, one extra keep-alive run of Mothership under
+`perf record -g`, and print the top of the report), QUICK=1 (ROUNDS=1,
+DURATION=2: a smoke run). See bench/README.md.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+QUICK = os.environ.get("QUICK") == "1"
+ROUNDS = int(os.environ.get("ROUNDS", "1" if QUICK else "3"))
+DURATION = int(os.environ.get("DURATION", "2" if QUICK else "5"))
+CONNS = int(os.environ.get("CONNS", "50"))
+WARMUP = float(os.environ.get("WARMUP", "1"))
+PIN = os.environ.get("PIN", "0") == "1"
+PERF = os.environ.get("PERF", "0") == "1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NCPU = os.cpu_count() or 1
+
+live = []       # Popen objects to stop at exit
+tmpdir = None
+
+
+# ------------------------------------------------------------ processes ----
+
+def cleanup():
+    for p in reversed(live):
+        if p.poll() is None:
+            try:
+                p.terminate()
+            except OSError:
+                pass
+    deadline = time.time() + 5
+    for p in reversed(live):
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            try:
+                p.kill()
+                p.wait(2)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+    live.clear()
+    if tmpdir and os.environ.get("KEEP_TMP") != "1":
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def on_signal(signum, _frame):
+    cleanup()
+    sys.exit(128 + signum)
+
+
+def server_cpus():
+    """taskset prefix for the servers (PIN=1: every CPU but 0)."""
+    if PIN and NCPU >= 2:
+        return ["taskset", "-c", f"1-{NCPU - 1}"]
+    return []
+
+
+def wrk_cpus():
+    if PIN and NCPU >= 2:
+        return ["taskset", "-c", "0"]
+    return []
+
+
+def spawn(argv, log):
+    out = open(log, "wb")
+    p = subprocess.Popen(server_cpus() + argv, stdin=subprocess.DEVNULL,
+                         stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir)
+    out.close()
+    live.append(p)
+    return p
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_accepts(addr, timeout=10.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            if isinstance(addr, str):
+                s = socket.socket(socket.AF_UNIX)
+            else:
+                s = socket.socket()
+            s.settimeout(0.5)
+            s.connect(addr)
+            s.close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def children(pid):
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if int(data[data.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(name))
+    return out
+
+
+def cpu_ticks(pids):
+    """utime + stime of these processes (all their threads), in ticks."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])   # fields 14 and 15
+    return total
+
+
+def tcp_active_opens():
+    """System-wide count of TCP connect()s (Tcp: ActiveOpens)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("ActiveOpens")])
+
+
+def rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# -------------------------------------------------------------- configs ----
+
+def nginx_common(name):
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return f"""{user}pid {tmpdir}/{name}.pid;
+error_log {tmpdir}/{name}.error.log warn;
+events {{ worker_connections 4096; }}
+"""
+
+
+def nginx_http_common(name):
+    return f"""    access_log off;
+    client_body_temp_path {tmpdir}/{name}-body;
+    proxy_temp_path {tmpdir}/{name}-proxy;
+    fastcgi_temp_path {tmpdir}/{name}-fastcgi;
+    uwsgi_temp_path {tmpdir}/{name}-uwsgi;
+    scgi_temp_path {tmpdir}/{name}-scgi;
+    default_type application/octet-stream;
+"""
+
+
+def write_configs(ports, sock, www, mime_types):
+    backend = nginx_common("backend") + f"""daemon off;
+master_process off;
+worker_processes 1;
+http {{
+{nginx_http_common("backend")}    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{ports["backend"]} backlog=4096;
+        listen unix:{sock} backlog=4096;
+        location / {{ return 200 "hello"; }}
+    }}
+}}
+"""
+    proxy = nginx_common("nginx") + f"""daemon off;
+worker_processes 1;
+http {{
+{nginx_http_common("nginx")}    include {mime_types};
+    keepalive_requests 1000000;
+    sendfile on;
+    tcp_nopush on;
+    upstream be_tcp {{
+        server 127.0.0.1:{ports["backend"]};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    upstream be_unix {{
+        server unix:{sock};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{ports["nginx_tcp"]} backlog=4096;
+        location / {{
+            proxy_pass http://be_tcp;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{ports["nginx_unix"]} backlog=4096;
+        location / {{
+            proxy_pass http://be_unix;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{ports["nginx_static"]} backlog=4096;
+        root {www};
+    }}
+}}
+"""
+    haproxy = f"""global
+    nbthread 1
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+
+frontend ka_tcp
+    bind 127.0.0.1:{ports["haproxy_tcp"]}
+    default_backend be_tcp
+
+frontend ka_unix
+    bind 127.0.0.1:{ports["haproxy_unix"]}
+    default_backend be_unix
+
+backend be_tcp
+    server backend 127.0.0.1:{ports["backend"]}
+
+backend be_unix
+    server backend unix@{sock}
+"""
+    # One Mothership with three binds: one per scenario, so that each bind
+    # only ever sees the traffic of its scenario. The ships are placeholders
+    # (`sleep`): the backend nginx is started by this script; a ship with a
+    # bind is ready when its address accepts.
+    mothership = f"""[mothership]
+workers = 1
+
+[mothership.http]
+upstream_keepalive = 64    # as nginx's `keepalive 64` (the default is 128; 32,
+                           # the first default, was below wrk's 50 connections)
+
+[mothership.bind]
+tcpup = "127.0.0.1:{ports["ms_tcp"]}"
+unixup = "127.0.0.1:{ports["ms_unix"]}"
+files = "127.0.0.1:{ports["ms_static"]}"
+
+[[mothership.static_dirs]]
+path = "{www}"
+prefix = "/"
+bind = "files"
+
+[[fleet.backend]]
+name = "backend"
+command = "sleep"
+args = ["100000"]
+bind = "127.0.0.1:{ports["backend"]}"
+routes = ["tcpup:/.*"]
+
+[[fleet.backend]]
+name = "backend-unix"
+command = "sleep"
+args = ["100000"]
+bind = "unix://{sock}"
+routes = ["unixup:/.*"]
+"""
+    files = {"backend.conf": backend, "nginx.conf": proxy,
+             "haproxy.cfg": haproxy, "mothership.toml": mothership}
+    for name, text in files.items():
+        with open(os.path.join(tmpdir, name), "w") as f:
+            f.write(text)
+    for d in ("backend", "nginx"):
+        for t in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(tmpdir, f"{d}-{t}"), exist_ok=True)
+
+
+# ------------------------------------------------------------------ wrk ----
+
+WRK_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCHJSON {\"requests\":%d,\"duration_us\":%d,\"bytes\":%d," ..
+    "\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f," ..
+    "\"connect\":%d,\"read\":%d,\"write\":%d,\"status\":%d,\"timeout\":%d}\n",
+    summary.requests, summary.duration, summary.bytes,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def run_wrk(url, duration, close=False):
+    argv = wrk_cpus() + ["wrk", "-t", "1", "-c", str(CONNS),
+                         "-d", f"{duration}s", "-s", f"{tmpdir}/report.lua"]
+    if close:
+        argv += ["-H", "Connection: close"]
+    argv.append(url)
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=duration + 30)
+    text = r.stdout.decode("utf-8", "replace")
+    for line in text.splitlines():
+        if line.startswith("BENCHJSON "):
+            return json.loads(line[len("BENCHJSON "):])
+    raise RuntimeError(f"wrk gave no figures for {url}:\n{text}")
+
+
+# -------------------------------------------------------------- targets ----
+
+class Server:
+    def __init__(self, name, proc, cpu_pids, rss_pids):
+        self.name = name
+        self.proc = proc
+        self.cpu_pids = cpu_pids     # whose utime+stime is "the server's CPU"
+        self.rss_pids = rss_pids     # {label: pid} for the RSS table
+
+
+def check(url, want_body=None, want_file=None):
+    """Two requests through the target on one keep-alive connection (as wrk
+    sends them): status 200 and the right body both times. Returns None when
+    all is well, else what went wrong."""
+    if want_file is not None:
+        with open(want_file, "rb") as f:
+            want_body = f.read()
+    rest = url[len("http://"):]
+    hostport, path = rest.split("/", 1)
+    host, port = hostport.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        for i in (1, 2):
+            try:
+                conn.request("GET", "/" + path)
+                r = conn.getresponse()
+                body = r.read()
+            except (OSError, http.client.HTTPException) as e:
+                return (f"request {i} on one keep-alive connection: "
+                        f"{type(e).__name__} {e}".rstrip())
+            if r.status != 200:
+                return f"request {i}: status {r.status}"
+            if body != want_body:
+                return (f"request {i}: body {body[:40]!r} "
+                        f"({len(body)} bytes), not the expected one")
+    finally:
+        conn.close()
+    return None
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def fmt_us(us):
+    if us != us:
+        return "-"
+    if us >= 1000:
+        return f"{us / 1000:.2f} ms"
+    return f"{us:.0f} µs"
+
+
+def main():
+    global tmpdir
+    if len(sys.argv) != 2:
+        sys.exit("usage: bench.py MOTHERSHIP")
+    ms_bin = os.path.abspath(sys.argv[1])
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    tmpdir = tempfile.mkdtemp(prefix="msbench-http-")
+    os.chmod(tmpdir, 0o755)
+    sock = os.path.join(tmpdir, "backend.sock")
+    www = os.path.join(tmpdir, "www")
+    os.makedirs(www)
+    with open(os.path.join(www, "4k.bin"), "wb") as f:
+        f.write(os.urandom(4096))
+    with open(os.path.join(www, "1m.bin"), "wb") as f:
+        f.write(os.urandom(1 << 20))
+    with open(os.path.join(tmpdir, "report.lua"), "w") as f:
+        f.write(WRK_LUA)
+    mime = "/etc/nginx/mime.types"
+    if not os.path.exists(mime):
+        mime = os.path.join(tmpdir, "mime.types")
+        with open(mime, "w") as f:
+            f.write("types { application/octet-stream bin; }\n")
+
+    ports = {k: free_port() for k in (
+        "backend", "nginx_tcp", "nginx_unix", "nginx_static",
+        "haproxy_tcp", "haproxy_unix", "ms_tcp", "ms_unix", "ms_static")}
+    if len(set(ports.values())) != len(ports):
+        sys.exit("http: could not get distinct free ports")
+    write_configs(ports, sock, www, mime)
+
+    # --- start: backend first (Mothership's ships are ready when it accepts)
+    servers = {}
+    p = spawn(["nginx", "-p", tmpdir, "-c", f"{tmpdir}/backend.conf"],
+              f"{tmpdir}/backend.out")
+    if not (wait_accepts(("127.0.0.1", ports["backend"]), proc=p)
+            and wait_accepts(sock, proc=p)):
+        raise RuntimeError("backend nginx did not start: "
+                           + open(f"{tmpdir}/backend.out").read()
+                           + open(f"{tmpdir}/backend.error.log").read())
+    servers["backend"] = Server("backend", p, [p.pid], {"backend": p.pid})
+
+    p = spawn(["nginx", "-p", tmpdir, "-c", f"{tmpdir}/nginx.conf"],
+              f"{tmpdir}/nginx.out")
+    for k in ("nginx_tcp", "nginx_unix", "nginx_static"):
+        if not wait_accepts(("127.0.0.1", ports[k]), proc=p):
+            raise RuntimeError("nginx did not start: "
+                               + open(f"{tmpdir}/nginx.out").read())
+    servers["nginx"] = Server("nginx", p, None, None)
+
+    p = spawn(["haproxy", "-db", "-f", f"{tmpdir}/haproxy.cfg"],
+              f"{tmpdir}/haproxy.out")
+    for k in ("haproxy_tcp", "haproxy_unix"):
+        if not wait_accepts(("127.0.0.1", ports[k]), proc=p):
+            raise RuntimeError("haproxy did not start: "
+                               + open(f"{tmpdir}/haproxy.out").read())
+    servers["haproxy"] = Server("haproxy", p, [p.pid], {"haproxy": p.pid})
+
+    t0 = time.time()
+    p = spawn([ms_bin, "run", "-c", f"{tmpdir}/mothership.toml"],
+              f"{tmpdir}/mothership.out")
+    deadline = time.time() + 30
+    while True:
+        with open(f"{tmpdir}/mothership.out", "rb") as f:
+            log = f.read().decode("utf-8", "replace")
+        if "fleet ready" in log:
+            break
+        if p.poll() is not None or time.time() > deadline:
+            raise RuntimeError("mothership did not get ready:\n" + log)
+        time.sleep(0.02)
+    ms_ready = time.time() - t0
+    servers["mothership"] = Server("mothership", p, [p.pid],
+                                   {"mothership": p.pid})
+
+    # nginx: the master and its worker (the worker does all the work; the
+    # master is idle and counted too, it costs nothing measurable).
+    ng = servers["nginx"]
+    workers = children(ng.proc.pid)
+    if len(workers) != 1:
+        raise RuntimeError(f"nginx: expected 1 worker, found {workers}")
+    ng.cpu_pids = [ng.proc.pid] + workers
+    ng.rss_pids = {"nginx master": ng.proc.pid, "nginx worker": workers[0]}
+
+    # --- what is measured: scenario -> [(target, server, url, close)]
+    def u(k, path="/"):
+        return f"http://127.0.0.1:{ports[k]}{path}"
+    scenarios = [
+        ("keep-alive, TCP upstream", False, [
+            ("backend direct", "backend", u("backend")),
+            ("mothership", "mothership", u("ms_tcp")),
+            ("nginx", "nginx", u("nginx_tcp")),
+            ("haproxy", "haproxy", u("haproxy_tcp"))]),
+        ("keep-alive, Unix-socket upstream", False, [
+            ("mothership", "mothership", u("ms_unix")),
+            ("nginx", "nginx", u("nginx_unix")),
+            ("haproxy", "haproxy", u("haproxy_unix"))]),
+        ("Connection: close (client side), TCP upstream", True, [
+            ("backend direct", "backend", u("backend")),
+            ("mothership", "mothership", u("ms_tcp")),
+            ("nginx", "nginx", u("nginx_tcp")),
+            ("haproxy", "haproxy", u("haproxy_tcp"))]),
+        ("static 4 KiB file", False, [
+            ("mothership", "mothership", u("ms_static", "/4k.bin")),
+            ("nginx", "nginx", u("nginx_static", "/4k.bin"))]),
+        ("static 4 KiB file, Connection: close", True, [
+            ("mothership", "mothership", u("ms_static", "/4k.bin")),
+            ("nginx", "nginx", u("nginx_static", "/4k.bin"))]),
+        ("static 1 MiB file", False, [
+            ("mothership", "mothership", u("ms_static", "/1m.bin")),
+            ("nginx", "nginx", u("nginx_static", "/1m.bin"))]),
+    ]
+
+    # --- every target really serves what it should, before any load
+    # ("hello" exists only in the backend, so a proxy that answers it has
+    # proxied; the backend's CPU per request, in the tables, moves too). A
+    # target that fails is reported as such and not measured.
+    broken = {}
+    for si, (_title, _close, targets) in enumerate(scenarios):
+        for target, _srv, url in targets:
+            if url.endswith(".bin"):
+                err = check(url, want_file=os.path.join(
+                    www, url.rsplit("/", 1)[1]))
+            else:
+                err = check(url, want_body=b"hello")
+            if err:
+                broken[(si, target)] = err
+                print(f"http: {target} at {url} FAILED the check: {err}",
+                      flush=True)
+
+    time.sleep(0.5)
+    idle = {}
+    for s in servers.values():
+        for label, pid in s.rss_pids.items():
+            idle[label] = (rss_kb(pid), pss_kb(pid))
+    shims = children(servers["mothership"].proc.pid)
+    shim_rss = [(rss_kb(x), pss_kb(x)) for x in shims]
+
+    print(f"http: {NCPU} CPUs, wrk -t1 -c{CONNS}, {ROUNDS} round(s) of "
+          f"{DURATION} s per target, pinning {'wrk on CPU 0, servers on the rest' if PIN and NCPU >= 2 else 'none'}; "
+          f"mothership ready in {ms_ready * 1000:.0f} ms", flush=True)
+
+    if WARMUP > 0:
+        for si, (_title, close, targets) in enumerate(scenarios):
+            for t, _s, url in targets:
+                if (si, t) not in broken:
+                    run_wrk(url, max(1, int(WARMUP)), close)
+
+    results = {}   # (scenario index, target) -> list of dicts
+    for rnd in range(ROUNDS):
+        for si, (title, close, targets) in enumerate(scenarios):
+            k = rnd % len(targets)
+            order = targets[k:] + targets[:k]    # who goes first rotates
+            for target, srv, url in order:
+                if (si, target) in broken:
+                    continue
+                s = servers[srv]
+                b = servers["backend"]
+                o0 = tcp_active_opens()
+                c0, b0 = cpu_ticks(s.cpu_pids), cpu_ticks(b.cpu_pids)
+                r = run_wrk(url, DURATION, close)
+                c1, b1 = cpu_ticks(s.cpu_pids), cpu_ticks(b.cpu_pids)
+                r["connects"] = tcp_active_opens() - o0
+                n = max(1, r["requests"])
+                r["cpu_us"] = (c1 - c0) * 1e6 / CLK_TCK / n
+                r["backend_cpu_us"] = (b1 - b0) * 1e6 / CLK_TCK / n
+                r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+                r["errors"] = (r["connect"] + r["read"] + r["write"]
+                               + r["timeout"] + r["status"])
+                results.setdefault((si, target), []).append(r)
+                for x in servers.values():
+                    if x.proc.poll() is not None:
+                        raise RuntimeError(f"{x.name} exited during the run "
+                                           f"(status {x.proc.returncode})")
+        print(f"  round {rnd + 1}/{ROUNDS} done", flush=True)
+
+    after = {}
+    time.sleep(0.5)
+    for s in servers.values():
+        for label, pid in s.rss_pids.items():
+            after[label] = (rss_kb(pid), pss_kb(pid))
+
+    # --- tables
+    for si, (title, close, targets) in enumerate(scenarios):
+        med = {}
+        for target, _srv, _url in targets:
+            rs = results.get((si, target))
+            if not rs:
+                continue
+            med[target] = {
+                "rps": median([r["rps"] for r in rs]),
+                "rps_min": min(r["rps"] for r in rs),
+                "rps_max": max(r["rps"] for r in rs),
+                "conn_per_kreq": median([r["connects"] * 1000 / max(1, r["requests"]) for r in rs]),
+                "p50": median([r["p50"] for r in rs]),
+                "p99": median([r["p99"] for r in rs]),
+                "cpu": median([r["cpu_us"] for r in rs]),
+                "bcpu": median([r["backend_cpu_us"] for r in rs]),
+                "err": sum(r["errors"] for r in rs),
+                "non2xx": sum(r["status"] for r in rs),
+                "sock": sum(r["connect"] + r["read"] + r["write"]
+                            + r["timeout"] for r in rs),
+                "n": sum(r["requests"] for r in rs),
+            }
+        peers = [p for p in ("nginx", "haproxy") if p in med]
+        proxied = not targets[0][2].endswith(".bin")
+        print()
+        print(f"### {title}" + (" (wrk -H 'Connection: close')" if close else ""))
+        print()
+        head = ["target", "req/s (min-max)", "p50", "p99", "CPU µs/req"]
+        if proxied:
+            head += ["backend CPU µs/req", "TCP connects /1k req"]
+        for p in peers:
+            head += [f"req/s vs {p}", f"CPU vs {p}"]
+        head.append("errors")
+        rows = [head]
+        for target, _srv, _url in targets:
+            if target not in med:
+                why = broken.get((si, target), "not measured")
+                row = [target] + ["-"] * (len(head) - 2) + [f"FAILED: {why}"]
+                rows.append(row)
+                continue
+            m = med[target]
+            row = [target, f"{m['rps']:.0f} ({m['rps_min'] / 1000:.1f}k-"
+                   f"{m['rps_max'] / 1000:.1f}k)", fmt_us(m["p50"]),
+                   fmt_us(m["p99"]), f"{m['cpu']:.1f}"]
+            if proxied:
+                row += [f"{m['bcpu']:.1f}", f"{m['conn_per_kreq']:.1f}"]
+            for p in peers:
+                if p == target:
+                    row += ["-", "-"]
+                else:
+                    row += [f"{m['rps'] / med[p]['rps']:.2f}x",
+                            f"{m['cpu'] / med[p]['cpu']:.2f}x"
+                            if med[p]["cpu"] > 0 else "-"]
+            row.append("0" if m["err"] == 0 else
+                       f"{m['non2xx']} non-2xx, {m['sock']} socket "
+                       f"(of {m['n']})")
+            rows.append(row)
+        print("| " + " | ".join(rows[0]) + " |")
+        print("|" + "---|" * len(rows[0]))
+        for row in rows[1:]:
+            print("| " + " | ".join(row) + " |")
+
+    print()
+    print("### idle memory (RSS, PSS in parentheses)")
+    print()
+    print("| process | at start | after the runs |")
+    print("|---|---|---|")
+    for label in idle:
+        a, b = idle[label], after[label]
+        print(f"| {label} | {a[0] / 1024:.1f} MB ({a[1] / 1024:.1f}) "
+              f"| {b[0] / 1024:.1f} MB ({b[1] / 1024:.1f}) |")
+    ng = [k for k in idle if k.startswith("nginx")]
+    print(f"| nginx master + worker | "
+          f"{sum(idle[k][0] for k in ng) / 1024:.1f} MB "
+          f"({sum(idle[k][1] for k in ng) / 1024:.1f}) | "
+          f"{sum(after[k][0] for k in ng) / 1024:.1f} MB "
+          f"({sum(after[k][1] for k in ng) / 1024:.1f}) |")
+    if shim_rss:
+        print(f"| mothership's {len(shim_rss)} launch shims (for the "
+              f"placeholder ships) | "
+              f"{sum(x[0] for x in shim_rss) / 1024:.1f} MB "
+              f"({sum(x[1] for x in shim_rss) / 1024:.1f}) | |")
+
+    if PERF:
+        perf_mothership(servers["mothership"].proc.pid, u("ms_tcp"))
+
+
+def perf_mothership(pid, url):
+    if not shutil.which("perf"):
+        print("\nperf: not installed")
+        return
+    data = os.path.join(tmpdir, "perf.data")
+    print(f"\n### perf: Mothership during a {DURATION} s keep-alive run "
+          "(TCP upstream)\n", flush=True)
+    rec = subprocess.Popen(["perf", "record", "-g", "-o", data, "-p",
+                            str(pid)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    live.append(rec)
+    time.sleep(0.5)
+    run_wrk(url, DURATION)
+    rec.send_signal(signal.SIGINT)
+    rec.wait(30)
+    for sort in ("dso", "dso,symbol"):
+        r = subprocess.run(["perf", "report", "-i", data, "--no-children",
+                            "--sort", sort, "--stdio", "-g", "none",
+                            "--percent-limit", "0.8"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        lines = [x for x in r.stdout.decode("utf-8", "replace").splitlines()
+                 if x.strip() and not x.startswith("#")]
+        print("\n".join(lines[:40]))
+        print()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:    # noqa: BLE001 - report and clean up
+        try:
+            print(f"http: {e}", file=sys.stderr)
+        except OSError:       # stderr gone too (a closed pipe)
+            pass
+        sys.exit(1)
+    finally:
+        cleanup()             # every server started, by pid, whatever happened
