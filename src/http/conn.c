@@ -51,11 +51,25 @@ static void set_timer(ms_conn *c, uint64_t ms, uv_timer_cb cb)
 }
 
 /* ---------------------------------------------------------------- closing */
+static void conn_free_if_done(ms_conn *c);
+
 static void on_closed(uv_handle_t *h)
 {
     ms_conn *c = h->data;
     if (--c->handles_open > 0)
         return;
+    conn_free_if_done(c);
+}
+
+/* Another handle of the connection (a static file's poll) has closed. */
+void ms_conn_handle_closed(ms_conn *c)
+{
+    if (--c->handles_open == 0)
+        conn_free_if_done(c);
+}
+
+static void conn_free_if_done(ms_conn *c)
+{
     ms_worker *w = c->w;
     if (c->prev)
         c->prev->next = c->next;

@@ -241,6 +241,7 @@ const double *ms_bucket_bounds(void);
 void ms_conn_accept(ms_listener *l);
 int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx);
 void ms_conn_close(ms_conn *c);
+void ms_conn_handle_closed(ms_conn *c);
 void ms_conn_write(ms_conn *c, const char *data, size_t len, bool copy);
 void ms_conn_cork(ms_conn *c);
 void ms_conn_uncork(ms_conn *c);

@@ -5,6 +5,7 @@
  * through a 64 KiB buffer when the socket is full (so libuv tells us when it
  * drains). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,74 @@ static const char *hval(const ms_conn *c, const char *name, char *buf, size_t ca
     return buf;
 }
 
+/* Waiting for the socket to take more file: a poll on a duplicate of its
+ * descriptor (libuv allows one watcher per descriptor number; the duplicate
+ * is the same socket), so sendfile(2) can go on from the page cache as
+ * nginx does, instead of copying chunks through a write queue. */
+typedef struct file_poll {
+    uv_poll_t poll;
+    int fd;
+    ms_conn *c;
+} file_poll;
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    file_poll *fp = h->data;
+    ms_conn *c = fp->c;
+    close(fp->fd);
+    free(fp);
+    if (c)
+        ms_conn_handle_closed(c);
+}
+
+static void drop_poll(ms_conn *c)
+{
+    file_poll *fp = (file_poll *)c->file_poll;
+    if (!fp)
+        return;
+    c->file_poll = NULL;
+    uv_poll_stop(&fp->poll);
+    c->handles_open++; /* the connection waits for this handle too */
+    uv_close((uv_handle_t *)&fp->poll, on_poll_closed);
+}
+
+static void on_writable(uv_poll_t *p, int status, int events)
+{
+    file_poll *fp = p->data;
+    (void)events;
+    uv_poll_stop(p);
+    if (status < 0) {
+        ms_conn_close(fp->c);
+        return;
+    }
+    ms_static_continue(fp->c);
+}
+
+/* Arrange to be called when the socket is writable; false if we cannot. */
+static bool wait_writable(ms_conn *c, int sock)
+{
+    file_poll *fp = (file_poll *)c->file_poll;
+    if (!fp) {
+        fp = calloc(1, sizeof *fp);
+        if (!fp)
+            return false;
+        fp->fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+        if (fp->fd < 0 || uv_poll_init(&c->w->loop, &fp->poll, fp->fd) != 0) {
+            if (fp->fd >= 0)
+                close(fp->fd);
+            free(fp);
+            return false;
+        }
+        fp->poll.data = fp;
+        fp->c = c;
+        c->file_poll = (uv_poll_t *)fp;
+    }
+    return uv_poll_start(&fp->poll, UV_WRITABLE, on_writable) == 0;
+}
+
 void ms_static_abort(ms_conn *c)
 {
+    drop_poll(c);
     if (c->file_fd >= 0) {
         close(c->file_fd);
         c->file_fd = -1;
@@ -139,6 +206,8 @@ void ms_static_continue(ms_conn *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
+            if (wait_writable(c, sock))
+                return; /* on_writable brings us back */
             if (!c->file_chunk && !(c->file_chunk = malloc(STATIC_CHUNK))) {
                 ms_conn_close(c);
                 return;
