@@ -221,6 +221,39 @@ void ms_conn_write(ms_conn *c, const char *data, size_t len, bool copy)
     write_now(c, &b, 1);
 }
 
+/* While corked: room for n bytes at the end of the gather buffer, to be
+ * filled before any other write and then committed with the length used. */
+char *ms_conn_cork_reserve(ms_conn *c, size_t n)
+{
+    if (!c->corked || c->state == MS_C_CLOSING)
+        return NULL;
+    if (c->cork_n == MS_CORK_IOV)
+        ms_conn_uncork(c), ms_conn_cork(c);
+    if (c->cork_used + n > c->cork_cap) {
+        size_t ncap = c->cork_cap ? c->cork_cap : 4096;
+        while (ncap < c->cork_used + n)
+            ncap *= 2;
+        char *nb = realloc(c->cork_buf, ncap);
+        if (!nb)
+            return NULL;
+        c->cork_buf = nb;
+        c->cork_cap = ncap;
+    }
+    ms_cork_piece *pc = &c->cork[c->cork_n++];
+    pc->ptr = NULL;
+    pc->off = c->cork_used;
+    pc->len = 0;
+    return c->cork_buf + c->cork_used;
+}
+
+void ms_conn_cork_commit(ms_conn *c, size_t used)
+{
+    ms_cork_piece *pc = &c->cork[c->cork_n - 1];
+    pc->len = used;
+    c->cork_used += used;
+    c->bytes_out += used;
+}
+
 void ms_conn_cork(ms_conn *c)
 {
     c->corked = true;

@@ -245,6 +245,8 @@ void ms_conn_handle_closed(ms_conn *c);
 void ms_conn_write(ms_conn *c, const char *data, size_t len, bool copy);
 void ms_conn_cork(ms_conn *c);
 void ms_conn_uncork(ms_conn *c);
+char *ms_conn_cork_reserve(ms_conn *c, size_t n);
+void ms_conn_cork_commit(ms_conn *c, size_t used);
 void ms_conn_response_done(ms_conn *c);
 void ms_conn_respond_error(ms_conn *c, int status, const char *detail);
 void ms_conn_resume_request_body(ms_conn *c);

@@ -453,7 +453,8 @@ static void send_response_head(ms_upconn *u)
     char line[256];
     int n = snprintf(line, sizeof line, "HTTP/1.1 %d %.*s\r\n", st, (int)(u->reason_len > 120 ? 120 : u->reason_len),
                      u->rbuf + u->reason_off);
-    char *head = malloc(MS_UP_BUF + 512);
+    /* the head is written straight into the client's gather buffer */
+    char *head = ms_conn_cork_reserve(c, MS_UP_BUF + 512);
     if (!head) {
         ms_conn_close(c);
         return;
@@ -524,8 +525,7 @@ static void send_response_head(ms_upconn *u)
                   "");
     memcpy(head + hl, extra, (size_t)el);
     hl += (size_t)el;
-    ms_conn_write(c, head, hl, true);
-    free(head);
+    ms_conn_cork_commit(c, hl);
     u->head_sent = true;
 }
 
