@@ -40,45 +40,29 @@ static bool name_eq(const char *a, size_t alen, const char *b)
     return alen == n && strncasecmp(a, b, n) == 0;
 }
 
-/* Is the token list in a Connection header naming this header? */
-static bool listed_in_connection(const ms_conn *c, const char *name, size_t nlen)
+/* Does a comma-separated token list (a Connection header's value) name it? */
+static bool token_listed(const char *v, size_t vlen, const char *name, size_t nlen)
 {
-    for (uint16_t i = 0; i < c->nhdr; i++) {
-        const ms_hdr *h = &c->hdr[i];
-        if (!name_eq(c->buf + h->name, h->name_len, "connection"))
-            continue;
-        const char *v = c->buf + h->val, *end = v + h->val_len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                v++;
-            const char *t = v;
-            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                v++;
-            if ((size_t)(v - t) == nlen && strncasecmp(t, name, nlen) == 0)
-                return true;
-        }
+    const char *end = v + vlen;
+    while (v < end) {
+        while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+            v++;
+        const char *t = v;
+        while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+            v++;
+        if ((size_t)(v - t) == nlen && strncasecmp(t, name, nlen) == 0)
+            return true;
     }
     return false;
 }
 
-/* Is this response header named in the upstream's Connection header? */
-static bool resp_listed_in_connection(const ms_upconn *u, const char *name, size_t nlen)
+/* Is this header named in one of the message's Connection headers? */
+static bool named_in_connection(const char *buf, const ms_hdr *hdr, uint16_t n, const char *name, size_t nlen)
 {
-    for (uint16_t i = 0; i < u->nhdr; i++) {
-        const ms_hdr *h = &u->hdr[i];
-        if (!name_eq(u->rbuf + h->name, h->name_len, "connection"))
-            continue;
-        const char *v = u->rbuf + h->val, *end = v + h->val_len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                v++;
-            const char *t = v;
-            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                v++;
-            if ((size_t)(v - t) == nlen && strncasecmp(t, name, nlen) == 0)
-                return true;
-        }
-    }
+    for (uint16_t i = 0; i < n; i++)
+        if (name_eq(buf + hdr[i].name, hdr[i].name_len, "connection") &&
+            token_listed(buf + hdr[i].val, hdr[i].val_len, name, nlen))
+            return true;
     return false;
 }
 
@@ -206,7 +190,7 @@ static bool build_request_head(ms_conn *c)
             name_eq(n, nl, "proxy-authorization") || name_eq(n, nl, "x-forwarded-proto") ||
             name_eq(n, nl, "x-forwarded-host") || name_eq(n, nl, "x-request-id") ||
             name_eq(n, nl, "x-request-start") || (name_eq(n, nl, "upgrade") && !c->upgrade) ||
-            (listed_in_connection(c, n, nl) && !(c->upgrade && name_eq(n, nl, "upgrade"))))
+            (named_in_connection(c->buf, c->hdr, c->nhdr, n, nl) && !(c->upgrade && name_eq(n, nl, "upgrade"))))
             continue;
         if (name_eq(n, nl, "x-forwarded-for")) {
             xff = h;
@@ -472,7 +456,7 @@ static void send_response_head(ms_upconn *u)
         if (name_eq(nm, nl, "keep-alive") || name_eq(nm, nl, "proxy-connection") ||
             name_eq(nm, nl, "transfer-encoding") || name_eq(nm, nl, "trailer"))
             continue;
-        if (!tunnel && resp_listed_in_connection(u, nm, nl))
+        if (!tunnel && named_in_connection(u->rbuf, u->hdr, u->nhdr, nm, nl))
             continue;
         if (name_eq(nm, nl, "date"))
             have_date = true;

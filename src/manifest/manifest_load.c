@@ -715,6 +715,17 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
     }
 }
 
+/* A required key: missing is reported; present but invalid was reported
+ * where it is written. Either way the entry is bad. */
+static void require(ld_ctx *ec, const toml_node *entry, bool have, const char *key, const char *hint)
+{
+    if (have)
+        return;
+    if (!toml_get_kv(entry, key))
+        ld_err(ec, entry->line, entry->col, "missing required key \"%s\"%s", key, hint);
+    ec->bad = true;
+}
+
 static void vessel_defaults(ms_ship *s, ms_ship_kind kind)
 {
     memset(s, 0, sizeof *s);
@@ -754,16 +765,8 @@ static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, co
         ec.oom |= bc.oom;
     }
     apply_vessel(&ec, out, entry, false);
-    if (!out->name) {
-        if (!nkv)
-            ld_err(&ec, entry->line, entry->col, "missing required key \"name\"");
-        ec.bad = true;
-    }
-    if (!out->command) {
-        if (!toml_get_kv(entry, "command"))
-            ld_err(&ec, entry->line, entry->col, "missing required key \"command\"");
-        ec.bad = true;
-    }
+    require(&ec, entry, out->name != NULL, "name", "");
+    require(&ec, entry, out->command != NULL, "command", "");
     c->oom |= ec.oom;
     c->bad |= ec.bad;
     return !ec.bad;
@@ -869,16 +872,8 @@ static bool load_module(ld_ctx *c, const toml_node *entry, const toml_node *base
         ec.oom |= bc.oom;
     }
     ld_apply_module(&ec, out, entry, false);
-    if (!out->name) {
-        if (!nkv)
-            ld_err(&ec, entry->line, entry->col, "missing required key \"name\"");
-        ec.bad = true;
-    }
-    if (!out->wasm) {
-        if (!toml_get_kv(entry, "wasm"))
-            ld_err(&ec, entry->line, entry->col, "missing required key \"wasm\" (path to the .wasm file)");
-        ec.bad = true;
-    }
+    require(&ec, entry, out->name != NULL, "name", "");
+    require(&ec, entry, out->wasm != NULL, "wasm", " (path to the .wasm file)");
     c->bad |= ec.bad;
     c->oom |= ec.oom;
     return !ec.bad;
