@@ -431,7 +431,12 @@ void ms_conn_make_reqid(ms_conn *c)
     x ^= x >> 27;
     w->rng = x;
     uint64_t v = x * 0x2545F4914F6CDD1DULL;
-    c->reqid_len = (size_t)snprintf(c->reqid, sizeof c->reqid, "%016llx%02x", (unsigned long long)v, w->id & 0xff);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++)
+        c->reqid[i] = hex[(v >> (60 - 4 * i)) & 15];
+    c->reqid[16] = hex[(w->id >> 4) & 15];
+    c->reqid[17] = hex[w->id & 15];
+    c->reqid_len = 18;
 }
 
 /* ---------------------------------------------------------------- parser callbacks */

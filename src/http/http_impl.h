@@ -259,6 +259,8 @@ void ms_static_abort(ms_conn *c);
 void ms_static_continue(ms_conn *c);
 
 /* proxy.c */
+size_t ms_chunk_header(size_t len, char out[24]);
+size_t ms_u64_dec(uint64_t v, char out[24]);
 void ms_proxy_connect(ms_conn *c, bool allow_pool);
 void ms_proxy_request_complete(ms_conn *c);
 void ms_proxy_tunnel_up(ms_conn *c, const char *data, size_t len);

@@ -34,6 +34,37 @@ static const char *ship_name(const ms_worker *w, size_t ship)
     return w->dp_manifest->ships[ship].name;
 }
 
+/* "1a2b\r\n": a chunk's size line. Returns its length. */
+size_t ms_chunk_header(size_t len, char out[24])
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[len & 15];
+        len >>= 4;
+    } while (len);
+    size_t o = 0;
+    while (n)
+        out[o++] = tmp[--n];
+    out[o++] = '\r';
+    out[o++] = '\n';
+    return o;
+}
+
+size_t ms_u64_dec(uint64_t v, char out[24])
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    size_t o = 0;
+    while (n)
+        out[o++] = tmp[--n];
+    return o;
+}
+
 static bool name_eq(const char *a, size_t alen, const char *b)
 {
     size_t n = strlen(b);
@@ -201,21 +232,18 @@ static bool build_request_head(ms_conn *c)
         ok = out_add(c, n, nl) && out_add(c, ": ", 2) && out_add(c, c->buf + h->val, h->val_len) &&
              out_add(c, "\r\n", 2);
     }
-    char extra[512];
-    int el;
+    /* the added headers, without printf: this runs for every request */
+    ok = ok && out_str(c, "X-Forwarded-For: ");
     if (xff)
-        el = snprintf(extra, sizeof extra, "X-Forwarded-For: %.*s, %s\r\n", (int)xff->val_len, c->buf + xff->val,
-                      c->peer);
-    else
-        el = snprintf(extra, sizeof extra, "X-Forwarded-For: %s\r\n", c->peer);
-    ok = ok && el > 0 && (size_t)el < sizeof extra && out_add(c, extra, (size_t)el);
-    ok = ok && out_str(c, "X-Forwarded-Proto: http\r\n");
+        ok = ok && out_add(c, c->buf + xff->val, xff->val_len) && out_add(c, ", ", 2);
+    ok = ok && out_str(c, c->peer) && out_str(c, "\r\nX-Forwarded-Proto: http\r\n");
     if (host)
         ok = ok && out_str(c, "X-Forwarded-Host: ") && out_add(c, c->buf + host->val, host->val_len) &&
              out_add(c, "\r\n", 2);
-    el = snprintf(extra, sizeof extra, "X-Request-Id: %.*s\r\nX-Request-Start: t=%llu\r\n", (int)c->reqid_len,
-                  c->reqid, (unsigned long long)c->start_us);
-    ok = ok && out_add(c, extra, (size_t)el);
+    char num[24];
+    ok = ok && out_str(c, "X-Request-Id: ") && out_add(c, c->reqid, c->reqid_len) &&
+         out_str(c, "\r\nX-Request-Start: t=") && out_add(c, num, ms_u64_dec(c->start_us, num)) &&
+         out_add(c, "\r\n", 2);
     if (c->chunked)
         ok = ok && out_str(c, "Transfer-Encoding: chunked\r\n");
     if (c->upgrade)
@@ -233,8 +261,8 @@ void ms_proxy_forward_body(ms_conn *c, const char *data, size_t len)
         return;
     if (c->chunked) {
         char hdr[24];
-        int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
-        up_write(u, hdr, (size_t)n, true);
+        size_t n = ms_chunk_header(len, hdr);
+        up_write(u, hdr, n, true);
         up_write(u, data, len, false);
         up_write(u, "\r\n", 2, false);
     } else {
@@ -328,8 +356,8 @@ static int r_on_body(http_parser *p, const char *at, size_t len)
     }
     if (u->chunk_to_client) {
         char hdr[24];
-        int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
-        ms_conn_write(c, hdr, (size_t)n, true);
+        size_t n = ms_chunk_header(len, hdr);
+        ms_conn_write(c, hdr, n, true);
         ms_conn_write(c, at, len, false); /* borrowed from rbuf until the uncork */
         ms_conn_write(c, "\r\n", 2, false);
     } else {
