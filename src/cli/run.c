@@ -14,6 +14,7 @@
 #include "fleet/fleet_metrics.h"
 #include "http/dataplane.h"
 #include "metrics/server.h"
+#include "tui/tui.h"
 #include "uplink/uplink.h"
 
 typedef struct run_ctx {
@@ -29,6 +30,8 @@ typedef struct run_ctx {
     ms_fleet_view view;
     uv_signal_t early_int, early_term;   /* before the fleet takes over signals */
     bool early_open;
+    bool tui_wanted;                     /* --tui on a terminal */
+    ms_tui *tui;
     int exit_code;
 } run_ctx;
 
@@ -51,6 +54,8 @@ static void on_fleet_done(ms_fleet *f, void *arg)
     run_ctx *c = arg;
     c->exit_code = f->exit_code;
     c->view.stopping = true;
+    ms_tui_stop(c->tui);
+    c->tui = NULL;
     if (c->metrics) {
         ms_metrics_server_close(c->metrics, on_metrics_closed, NULL);
         c->metrics = NULL;
@@ -77,6 +82,12 @@ static void render_dp_metrics(void *arg, ms_buf *out)
     run_ctx *c = arg;
     if (c->dp)
         ms_dataplane_render_metrics(c->dp, out);
+}
+
+static uint64_t tui_requests(void *arg, const char *target)
+{
+    run_ctx *c = arg;
+    return c->dp ? ms_dataplane_requests_to(c->dp, target) : 0;
 }
 
 static void abort_launch(run_ctx *c, const char *what, const char *why)
@@ -121,6 +132,13 @@ static void launch(run_ctx *c)
     }
     c->view.fleet = c->fleet;
     ms_fleet_start(c->fleet, on_fleet_done, c);
+    if (c->tui_wanted && c->fleet->phase != MS_FLEET_DONE) {
+        ms_tui_config tc = { .loop = c->loop, .fleet = c->fleet, .log = c->log,
+                             .requests = c->dp ? tui_requests : NULL, .requests_arg = c };
+        c->tui = ms_tui_start(&tc, why, sizeof why);
+        if (!c->tui)
+            ms_log_event(c->log, MS_WARN, NULL, NULL, "--tui: %s; showing plain logs", why);
+    }
 }
 
 static void on_uplinks(bool ok, const char *message, const ms_uplink_result *results, size_t n, void *arg)
@@ -192,8 +210,7 @@ int ms_cmd_run(const ms_cli *o)
         ms_manifest_free(c.m);
         return MS_EXIT_FAIL;
     }
-    if (o->tui)
-        ms_log_event(c.log, MS_WARN, NULL, NULL, "--tui: the dashboard is not built yet; showing plain logs");
+    c.tui_wanted = o->tui && ms_tui_usable();
     c.loop = uv_default_loop();
     c.view.m = c.m;
 

@@ -109,6 +109,30 @@ int ms_shim_main(int argc, char **argv)
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
         sigaction(forwarded[i], &sa, NULL);
 
+    /* A stop signal sent to the group before the command exists would be
+     * lost (pending signals are not inherited by fork): hold them across the
+     * fork; one that came before means the command is not started at all,
+     * and one that came during the fork is passed on to it. */
+    sigset_t stops, saved;
+    sigemptyset(&stops);
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        if (forwarded[i] != SIGWINCH)
+            sigaddset(&stops, forwarded[i]);
+    sigprocmask(SIG_BLOCK, &stops, &saved);
+    sigset_t early;
+    if (sigpending(&early) == 0) {
+        for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) {
+            int sig = forwarded[i];
+            if (sig != SIGWINCH && sigismember(&early, sig)) {
+                signal(sig, SIG_DFL);
+                sigset_t one;
+                sigemptyset(&one);
+                sigaddset(&one, sig);
+                sigprocmask(SIG_UNBLOCK, &one, NULL); /* dies of it, as the command would have */
+                _exit(128 + sig);
+            }
+        }
+    }
     int errpipe[2];
     if (pipe2(errpipe, O_CLOEXEC) != 0) {
         fprintf(stderr, "mothership: pipe: %s\n", strerror(errno));
@@ -137,6 +161,12 @@ int ms_shim_main(int argc, char **argv)
         _exit(127);
     }
     close(errpipe[1]);
+    sigset_t during;
+    if (sigpending(&during) == 0)
+        for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+            if (forwarded[i] != SIGWINCH && sigismember(&during, forwarded[i]))
+                kill(child, forwarded[i]);
+    sigprocmask(SIG_SETMASK, &saved, NULL);
     int exec_errno = 0;
     ssize_t r;
     do

@@ -471,6 +471,19 @@ static uint64_t ld(const uint64_t *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+uint64_t ms_dataplane_requests_to(const ms_dataplane *dp, const char *target)
+{
+    uint64_t total = 0;
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        if (strcmp(dp->slots[s].target, target) != 0)
+            continue;
+        for (unsigned i = 0; i < dp->nworkers; i++)
+            for (int k = 1; k <= 5; k++)
+                total += ld(&dp->workers[i].slots[s].by_class[k]);
+    }
+    return total;
+}
+
 void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
 {
     ms_prom p;

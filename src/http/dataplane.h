@@ -47,4 +47,8 @@ void ms_dataplane_inline_stop(ms_dataplane *dp);
 /* Request metrics (summed over workers) for /metrics. */
 void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out);
 
+/* Requests answered so far (summed over workers and routes) for routes to
+ * the ship or bay named target; read-only, for the dashboard's req/s. */
+uint64_t ms_dataplane_requests_to(const ms_dataplane *dp, const char *target);
+
 #endif
