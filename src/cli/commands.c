@@ -5,12 +5,18 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "payload/payload.h"
 
 ms_manifest *ms_cli_load(const ms_cli *o)
 {
     ms_diags d;
     ms_diags_init(&d, o->manifest);
     ms_manifest *m = ms_manifest_load(o->manifest, &d);
+    /* modules: decoded, validated and checked against the payload ABI */
+    if (m && m->nmodules > 0 && ms_payload_check(m, &d) > 0) {
+        ms_manifest_free(m);
+        m = NULL;
+    }
     if (!m) {
         size_t n = ms_diags_count(&d);
         ms_diags_print(&d, stderr);

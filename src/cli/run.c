@@ -25,6 +25,7 @@ typedef struct run_ctx {
     ms_log *log;
     ms_fleet *fleet;
     ms_route_table *routes;
+    ms_payload_set *payloads;
     ms_dataplane *dp;
     ms_metrics_server *metrics;
     ms_fleet_view view;
@@ -115,8 +116,15 @@ static void launch(run_ctx *c)
             abort_launch(c, "cannot build the routing table", "out of memory");
             return;
         }
+        if (c->m->nmodules > 0) {
+            c->payloads = ms_payload_load_all(c->m, why, sizeof why);
+            if (!c->payloads) {
+                abort_launch(c, "cannot load the payloads", why);
+                return;
+            }
+        }
         ms_dp_config cfg = { .m = c->m, .routes = c->routes, .procs = c->fleet->procs, .log = c->log,
-                             .workers = c->m->global.workers };
+                             .payloads = c->payloads, .workers = c->m->global.workers };
         c->dp = ms_dataplane_start(c->loop, &cfg, why, sizeof why);
         if (!c->dp) {
             abort_launch(c, "cannot open the listeners", why);
@@ -252,6 +260,7 @@ run_loop:
     if (rc != 0)
         ms_log_event(c.log, MS_WARN, NULL, NULL, "internal: event loop closed with handles open");
     ms_dataplane_free(c.dp);
+    ms_payload_set_free(c.payloads);
     ms_route_table_free(c.routes);
     ms_fleet_free(c.fleet);
     free(c.view.uplinks);

@@ -591,6 +591,100 @@ static int check_head(ms_conn *c)
     return 0;
 }
 
+/* ---------------------------------------------------------------- payloads */
+/* The request's headers as slices for a payload (worker scratch). */
+size_t ms_conn_payload_headers(ms_conn *c)
+{
+    ms_payload_header *h = c->w->phdrs;
+    for (uint16_t i = 0; i < c->nhdr; i++) {
+        h[i].name = (ms_payload_slice){ c->buf + c->hdr[i].name, c->hdr[i].name_len };
+        h[i].value = (ms_payload_slice){ c->buf + c->hdr[i].val, c->hdr[i].val_len };
+    }
+    return c->nhdr;
+}
+
+/* A payload answered the request itself. */
+static void respond_block(ms_conn *c, const ms_payload_result *r)
+{
+    bool has_type = false;
+    char head[8192];
+    size_t hl = 0;
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: mothership\r\n%.*s", r->block_status,
+                     reason(r->block_status), (int)c->w->date_len, c->w->date);
+    hl = (size_t)n;
+    for (size_t i = 0; i < r->nblock_headers && hl < sizeof head - 600; i++) {
+        const ms_payload_header *h = &r->block_headers[i];
+        if (h->name.len == 12 && strncasecmp(h->name.ptr, "content-type", 12) == 0)
+            has_type = true;
+        n = snprintf(head + hl, sizeof head - hl, "%.*s: %.*s\r\n", (int)h->name.len, h->name.ptr,
+                     (int)h->value.len, h->value.ptr);
+        if (n < 0 || (size_t)n >= sizeof head - hl)
+            break;
+        hl += (size_t)n;
+    }
+    bool close = !c->keep_alive || (!c->req_done && c->has_body);
+    n = snprintf(head + hl, sizeof head - hl, "%sContent-Length: %zu\r\nX-Request-Id: %.*s\r\n%s\r\n",
+                 has_type ? "" : "Content-Type: text/plain; charset=utf-8\r\n", r->block_body.len,
+                 (int)c->reqid_len, c->reqid, close ? "Connection: close\r\n" : "");
+    if (n > 0 && (size_t)n < sizeof head - hl)
+        hl += (size_t)n;
+    c->state = MS_C_RESPONDED;
+    c->close_after_write = close;
+    ms_conn_cork(c);
+    ms_conn_write(c, head, hl, true);
+    if (!c->is_head_method)
+        ms_conn_write(c, r->block_body.ptr, r->block_body.len, true);
+    ms_conn_uncork(c);
+    ms_conn_record(c, r->block_status);
+    ms_conn_response_done(c);
+}
+
+/* Request-phase payloads whose patterns match the path, in manifest order.
+ * Returns false when the request has been answered (blocked or failed). */
+static bool run_request_payloads(ms_conn *c, const char *path, size_t plen, const char *query, size_t qlen)
+{
+    ms_worker *w = c->w;
+    const ms_payload_set *ps = w->dp_payloads;
+    ms_payload_result *res = &w->pres;
+    ms_payload_result_reset(res);
+    c->payload_edits = false;
+    size_t nh = ms_conn_payload_headers(c);
+    ms_payload_req req = {
+        .method = { http_method_str((enum http_method)c->parser.method),
+                    strlen(http_method_str((enum http_method)c->parser.method)) },
+        .path = { path, plen },
+        .query = { query, qlen },
+        .client = { c->peer, strlen(c->peer) },
+        .headers = w->phdrs,
+        .nheaders = nh,
+    };
+    for (size_t i = 0; i < ms_payload_count(ps); i++) {
+        if (ms_payload_phase(ps, i) != MS_PHASE_REQUEST)
+            continue;
+        const char *p = res->path_set ? res->path.ptr : path;
+        size_t pl = res->path_set ? res->path.len : plen;
+        if (!ms_module_applies(w->routes, i, p, pl, w->match_data))
+            continue;
+        ms_payload_err e = ms_payload_run_request(w->pw, i, &req, res);
+        if (e != MS_PAYLOAD_OK) {
+            const ms_module *mod = ms_payload_module(ps, i);
+            ms_worker_payload_log(w, mod, 2, res->error, strlen(res->error));
+            if (mod->fail_open)
+                continue;
+            char detail[160];
+            snprintf(detail, sizeof detail, "module \"%s\" failed (%s)", mod->name, ms_payload_err_name(e));
+            ms_conn_respond_error(c, 500, detail);
+            return false;
+        }
+        if (res->blocked) {
+            respond_block(c, res);
+            return false;
+        }
+    }
+    c->payload_edits = res->path_set || res->nedits > 0;
+    return true;
+}
+
 /* ---------------------------------------------------------------- dispatch */
 static void dispatch(ms_conn *c)
 {
@@ -634,6 +728,7 @@ static void dispatch(ms_conn *c)
     const char *hash = memchr(path, '#', plen);
     if (hash)
         plen = (size_t)(hash - path);
+    c->path_len = (uint32_t)plen; /* the path as received; a payload may route on a rewritten one */
 
     /* 1. static dirs, longest prefix first; a miss falls through */
     const ms_rt_bind *rb = &w->routes->binds[c->bind_idx];
@@ -646,7 +741,24 @@ static void dispatch(ms_conn *c)
                 return;
         }
     }
-    /* 2. routes, first match wins */
+    /* 2. request-phase payloads, in manifest order; they may answer, or
+     * rewrite the path and the headers */
+    c->payload_edits = false;
+    if (w->pw) {
+        const char *query = c->buf + c->url_off + plen;
+        size_t qlen = c->url_len - plen;
+        if (qlen && *query == '?') {
+            query++;
+            qlen--;
+        }
+        if (!run_request_payloads(c, path, plen, query, qlen))
+            return;
+        if (w->pres.path_set) {
+            path = w->pres.path.ptr;
+            plen = w->pres.path.len;
+        }
+    }
+    /* 3. routes, first match wins */
     const ms_rt_route *r = ms_route_match(w->routes, c->bind_idx, path, plen, w->match_data);
     if (!r) {
         ms_conn_respond_error(c, 404, "no route for this path");
@@ -655,7 +767,6 @@ static void dispatch(ms_conn *c)
     c->route = r;
     c->slot = w->route_slot[c->bind_idx][(size_t)(r - rb->routes)];
     c->ship = (size_t)(r->target - w->dp_manifest->ships);
-    c->path_len = (uint32_t)plen;
     if (r->target->kind == MS_BAY) {
         ms_conn_respond_error(c, 503, "bays are not served yet");
         return;

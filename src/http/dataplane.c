@@ -38,6 +38,7 @@ struct ms_dataplane {
     uint32_t **static_slot;    /* per bind, per static dir */
     int **static_fd;           /* per bind, per static dir: the root, opened once */
     ms_target *targets;        /* per ship */
+    ms_payload_stats *payload_sums; /* scratch for the metrics render (control loop only) */
     int *unix_fds;             /* per bind: the listening Unix socket, or -1 */
 };
 
@@ -51,6 +52,23 @@ uint64_t ms_now_us(void)
 const ms_proc *ms_worker_proc(const ms_worker *w, size_t ship)
 {
     return w->dp->cfg.procs ? &w->dp->cfg.procs[ship] : NULL;
+}
+
+/* ---------------------------------------------------------------- payload log */
+/* A guest's log lines go to Mothership's log, at most 20 a second per
+ * worker, so a chatty or hostile payload cannot flood it. */
+void ms_worker_payload_log(void *arg, const ms_module *mod, int level, const char *msg, size_t len)
+{
+    ms_worker *w = arg;
+    uint64_t sec = ms_now_us() / 1000000u;
+    if (sec != w->plog_second) {
+        w->plog_second = sec;
+        w->plog_count = 0;
+    }
+    if (++w->plog_count > 20 || !w->dp->cfg.log)
+        return;
+    ms_log_event(w->dp->cfg.log, level >= 2 ? MS_ERROR : level == 1 ? MS_WARN : MS_INFO, NULL, "payload_log",
+                 "module \"%s\": %.*s", mod->name, (int)(len > 512 ? 512 : len), msg);
 }
 
 /* ---------------------------------------------------------------- per-worker loop */
@@ -259,7 +277,8 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
     dp->workers = calloc(nw, sizeof *dp->workers);
     dp->targets = calloc(m->nships ? m->nships : 1, sizeof *dp->targets);
     dp->unix_fds = calloc(m->global.nbinds ? m->global.nbinds : 1, sizeof *dp->unix_fds);
-    if (!dp->workers || !dp->targets || !dp->unix_fds || !setup_slots(dp)) {
+    dp->payload_sums = calloc(m->nmodules ? m->nmodules : 1, sizeof *dp->payload_sums);
+    if (!dp->workers || !dp->targets || !dp->unix_fds || !dp->payload_sums || !setup_slots(dp)) {
         snprintf(why, why_len, "out of memory");
         goto fail_early;
     }
@@ -288,6 +307,7 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         w->id = i;
         w->dp_manifest = m;
         w->routes = cfg->routes;
+        w->dp_payloads = cfg->payloads;
         w->targets = dp->targets;
         w->nomatch_slot = dp->nomatch_slot;
         w->route_slot = dp->route_slot;
@@ -303,6 +323,16 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         w->pool_len = calloc(m->nships ? m->nships : 1, sizeof *w->pool_len);
         w->listeners = calloc(m->global.nbinds ? m->global.nbinds : 1, sizeof *w->listeners);
         w->match_data = ms_pattern_match_data_new();
+        ms_payload_result_init(&w->pres);
+        if (cfg->payloads && ms_payload_count(cfg->payloads) > 0) {
+            w->pw = ms_payload_worker_new(cfg->payloads);
+            w->phdrs = calloc(MS_MAX_HEADERS, sizeof *w->phdrs);
+            if (!w->pw || !w->phdrs) {
+                snprintf(why, why_len, "cannot instantiate the payloads");
+                goto fail_early;
+            }
+            ms_payload_worker_set_log(w->pw, ms_worker_payload_log, w);
+        }
         if (!w->slots || !w->pools || !w->pool_len || !w->listeners || !w->match_data ||
             uv_loop_init(&w->loop) != 0) {
             snprintf(why, why_len, "out of memory");
@@ -435,6 +465,9 @@ void ms_dataplane_free(ms_dataplane *dp)
         free(w->pool_len);
         free(w->listeners);
         ms_pattern_match_data_free(w->match_data);
+        ms_payload_worker_free(w->pw);
+        ms_payload_result_free(&w->pres);
+        free(w->phdrs);
     }
     free(dp->workers);
     for (size_t b = 0; rt && b < rt->nbinds; b++) {
@@ -462,6 +495,7 @@ void ms_dataplane_free(ms_dataplane *dp)
     free(dp->nomatch_slot);
     free(dp->slots);
     free(dp->targets);
+    free(dp->payload_sums);
     free(dp);
 }
 
@@ -550,6 +584,55 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
         ms_prom_counter_u64(&p, "mothership_upstream_errors_total",
                             "Requests that failed upstream, by kind (unavailable: breaker open or ship not ready).", l,
                             1, v);
+    }
+    const ms_payload_set *ps = dp->cfg.payloads;
+    for (size_t i = 0; ps && i < ms_payload_count(ps); i++) {
+        ms_payload_stats sum = { 0 };
+        for (unsigned k = 0; k < dp->nworkers; k++) {
+            ms_payload_stats st;
+            if (!dp->workers[k].pw)
+                continue;
+            ms_payload_worker_stats(dp->workers[k].pw, i, &st);
+            sum.calls += st.calls;
+            sum.blocks += st.blocks;
+            sum.rewrites += st.rewrites;
+            sum.header_edits += st.header_edits;
+            sum.traps += st.traps;
+            sum.exhaustions += st.exhaustions;
+            sum.abi_errors += st.abi_errors;
+            sum.time_us += st.time_us;
+        }
+        const char *name = ms_payload_module(ps, i)->name;
+        ms_prom_label l[] = { { "module", name } };
+        ms_prom_counter_u64(&p, "mothership_payload_calls_total", "Calls of each WASM payload.", l, 1, sum.calls);
+        (void)name;
+        dp->payload_sums[i] = sum;
+    }
+    for (size_t i = 0; ps && i < ms_payload_count(ps); i++) {
+        ms_prom_label l[] = { { "module", ms_payload_module(ps, i)->name } };
+        ms_prom_counter_u64(&p, "mothership_payload_blocks_total", "Requests a payload answered itself.", l, 1,
+                            dp->payload_sums[i].blocks);
+    }
+    for (size_t i = 0; ps && i < ms_payload_count(ps); i++) {
+        ms_prom_label l[] = { { "module", ms_payload_module(ps, i)->name } };
+        ms_prom_counter_u64(&p, "mothership_payload_rewrites_total", "Path rewrites and header edits by a payload.", l,
+                            1, dp->payload_sums[i].rewrites + dp->payload_sums[i].header_edits);
+    }
+    for (size_t i = 0; ps && i < ms_payload_count(ps); i++) {
+        ms_prom_label l[] = { { "module", ms_payload_module(ps, i)->name } };
+        ms_prom_counter_u64(&p, "mothership_payload_traps_total", "Calls that trapped or misused the ABI.", l, 1,
+                            dp->payload_sums[i].traps + dp->payload_sums[i].abi_errors);
+    }
+    for (size_t i = 0; ps && i < ms_payload_count(ps); i++) {
+        ms_prom_label l[] = { { "module", ms_payload_module(ps, i)->name } };
+        ms_prom_counter_u64(&p, "mothership_payload_exhaustions_total",
+                            "Calls stopped by a limit (fuel, deadline, memory, stack).", l, 1,
+                            dp->payload_sums[i].exhaustions);
+    }
+    for (size_t i = 0; ps && i < ms_payload_count(ps); i++) {
+        ms_prom_label l[] = { { "module", ms_payload_module(ps, i)->name } };
+        ms_prom_counter_double(&p, "mothership_payload_seconds_total", "Time spent in each payload.", l, 1,
+                               (double)dp->payload_sums[i].time_us / 1e6);
     }
     uint64_t open = 0, acc = 0, rej = 0;
     for (unsigned i = 0; i < dp->nworkers; i++) {

@@ -14,6 +14,7 @@
 
 #include "fleet/fleet.h"
 #include "metrics/prom.h"
+#include "payload/payload.h"
 #include "router/table.h"
 
 typedef struct ms_dataplane ms_dataplane;
@@ -23,6 +24,7 @@ typedef struct ms_dp_config {
     const ms_route_table *routes;
     ms_proc *procs;      /* the fleet's processes, indexed like m->ships; NULL: every ship counts as ready */
     ms_log *log;
+    const ms_payload_set *payloads; /* loaded WASM modules, or NULL */
     unsigned workers;    /* 0: one per CPU */
     bool inline_worker;  /* tests and fuzzing: one worker, no listeners, no thread */
 } ms_dp_config;

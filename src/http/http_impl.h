@@ -11,6 +11,7 @@
 
 #include "http/compress.h"
 #include "http/dataplane.h"
+#include "payload/payload.h"
 
 #define MS_MAX_HEADERS 100         /* request or response headers; more -> 431 / 502 */
 #define MS_UP_BUF 16384            /* upstream read buffer (and max response head) */
@@ -63,6 +64,7 @@ struct ms_worker {
     ms_dataplane *dp;
     const ms_manifest *dp_manifest;
     const ms_route_table *routes;
+    const ms_payload_set *dp_payloads;
     const ms_target *targets;      /* per ship */
     const uint32_t *nomatch_slot;  /* per bind */
     uint32_t *const *route_slot;   /* per bind, per route */
@@ -91,6 +93,11 @@ struct ms_worker {
     ms_upconn **pools;             /* idle upstream connections per ship */
     uint32_t *pool_len;
     uint64_t req_seq;
+    /* payloads */
+    ms_payload_worker *pw;         /* NULL: no modules */
+    ms_payload_result pres;        /* the request being dispatched (one at a time per worker) */
+    ms_payload_header *phdrs;      /* scratch: headers handed to a payload */
+    uint64_t plog_second, plog_count; /* payload log lines, rate-limited */
     /* counters */
     ms_slot_stats *slots;
     uint64_t up_errors[MS_UPERR_COUNT];
@@ -154,6 +161,7 @@ struct ms_conn {
     bool response_done;
     const ms_rt_route *route;
     uint32_t path_len;             /* the path part of the URL */
+    bool payload_edits;            /* w->pres applies to this request's upstream head */
     char peer[64];                 /* client address for X-Forwarded-For */
     char *file_chunk;
     ms_compressor *file_comp;      /* compressing the file on the fly, or NULL */
@@ -230,6 +238,7 @@ struct ms_upconn {
 uint64_t ms_now_us(void);
 const ms_proc *ms_worker_proc(const ms_worker *w, size_t ship);
 void ms_worker_maybe_done(ms_worker *w);
+void ms_worker_payload_log(void *arg, const ms_module *mod, int level, const char *msg, size_t len);
 
 /* conn.c */
 const ms_hdr *ms_conn_header(const ms_conn *c, const char *name);
@@ -257,6 +266,9 @@ void ms_conn_record(ms_conn *c, int status);
 bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t slot, const char *path, size_t plen);
 void ms_static_abort(ms_conn *c);
 void ms_static_continue(ms_conn *c);
+
+/* conn.c: payloads */
+size_t ms_conn_payload_headers(ms_conn *c);
 
 /* proxy.c */
 size_t ms_chunk_header(size_t len, char out[24]);

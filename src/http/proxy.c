@@ -198,6 +198,17 @@ static bool build_request_head(ms_conn *c)
     size_t plen = c->path_len;
     const char *query = path + plen;
     size_t qlen = c->url_len - plen;
+    const ms_payload_result *pres = c->payload_edits ? &w->pres : NULL;
+    bool query_from_payload = false;
+    if (pres && pres->path_set) {
+        path = pres->path.ptr;
+        plen = pres->path.len;
+        if (pres->query_set) {
+            query = pres->query.ptr;
+            qlen = pres->query.len;
+            query_from_payload = true;
+        }
+    }
     if (route->strip_prefix) {
         size_t sl = strlen(route->strip_prefix);
         if (plen >= sl && memcmp(path, route->strip_prefix, sl) == 0) {
@@ -210,7 +221,10 @@ static bool build_request_head(ms_conn *c)
     bool ok = out_str(c, method) && out_add(c, " ", 1);
     if (plen == 0 || path[0] != '/')
         ok = ok && out_add(c, "/", 1);
-    ok = ok && out_add(c, path, plen) && out_add(c, query, qlen) && out_str(c, " HTTP/1.1\r\n");
+    ok = ok && out_add(c, path, plen);
+    if (query_from_payload && qlen)
+        ok = ok && out_add(c, "?", 1);
+    ok = ok && out_add(c, query, qlen) && out_str(c, " HTTP/1.1\r\n");
     const ms_hdr *xff = NULL, *host = NULL;
     for (uint16_t i = 0; ok && i < c->nhdr; i++) {
         const ms_hdr *h = &c->hdr[i];
@@ -229,7 +243,16 @@ static bool build_request_head(ms_conn *c)
         }
         if (name_eq(n, nl, "host"))
             host = h;
+        if (pres && !ms_payload_keeps_header(pres, n, nl))
+            continue; /* removed or replaced by a payload */
         ok = out_add(c, n, nl) && out_add(c, ": ", 2) && out_add(c, c->buf + h->val, h->val_len) &&
+             out_add(c, "\r\n", 2);
+    }
+    for (size_t i = 0; pres && ok && i < pres->nedits; i++) {
+        if (!ms_payload_edit_live(pres, i))
+            continue;
+        const ms_payload_edit *e = &pres->edits[i];
+        ok = out_add(c, e->name.ptr, e->name.len) && out_add(c, ": ", 2) && out_add(c, e->value.ptr, e->value.len) &&
              out_add(c, "\r\n", 2);
     }
     /* the added headers, without printf: this runs for every request */
@@ -406,9 +429,53 @@ static const http_parser_settings *resp_settings(void)
     return &s;
 }
 
+/* Response-phase payloads whose patterns match the request's path, in
+ * manifest order: they may set, add or remove response headers. Returns
+ * false when one failed and the module fails closed (the caller answers
+ * 500); *edits is the result to apply, or NULL. */
+static bool run_response_payloads(ms_upconn *u, char *detail, size_t dlen, const ms_payload_result **edits)
+{
+    ms_conn *c = u->client;
+    ms_worker *w = c->w;
+    const ms_payload_set *ps = w->dp_payloads;
+    *edits = NULL;
+    if (!w->pw)
+        return true;
+    ms_payload_result *res = &w->pres;
+    ms_payload_result_reset(res);
+    for (uint16_t i = 0; i < u->nhdr; i++) {
+        w->phdrs[i].name = (ms_payload_slice){ u->rbuf + u->hdr[i].name, u->hdr[i].name_len };
+        w->phdrs[i].value = (ms_payload_slice){ u->rbuf + u->hdr[i].val, u->hdr[i].val_len };
+    }
+    const char *method = http_method_str((enum http_method)c->parser.method);
+    ms_payload_req req = { .method = { method, strlen(method) },
+                           .path = { c->buf + c->url_off, c->path_len },
+                           .client = { c->peer, strlen(c->peer) } };
+    ms_payload_resp resp = { .status = u->status, .headers = w->phdrs, .nheaders = u->nhdr };
+    bool ran = false;
+    for (size_t i = 0; i < ms_payload_count(ps); i++) {
+        if (ms_payload_phase(ps, i) != MS_PHASE_RESPONSE ||
+            !ms_module_applies(w->routes, i, c->buf + c->url_off, c->path_len, w->match_data))
+            continue;
+        ran = true;
+        ms_payload_err e = ms_payload_run_response(w->pw, i, &req, &resp, res);
+        if (e != MS_PAYLOAD_OK) {
+            const ms_module *mod = ms_payload_module(ps, i);
+            ms_worker_payload_log(w, mod, 2, res->error, strlen(res->error));
+            if (mod->fail_open)
+                continue;
+            snprintf(detail, dlen, "module \"%s\" failed (%s)", mod->name, ms_payload_err_name(e));
+            return false;
+        }
+    }
+    if (ran && res->nedits > 0)
+        *edits = res;
+    return true;
+}
+
 /* Write the response head to the client: upstream's status and headers with
  * hop-by-hop ones removed and our framing. */
-static void send_response_head(ms_upconn *u)
+static void send_response_head(ms_upconn *u, const ms_payload_result *pres)
 {
     ms_conn *c = u->client;
     http_parser *p = &u->parser;
@@ -486,6 +553,8 @@ static void send_response_head(ms_upconn *u)
             continue;
         if (!tunnel && named_in_connection(u->rbuf, u->hdr, u->nhdr, nm, nl))
             continue;
+        if (pres && !ms_payload_keeps_header(pres, nm, nl))
+            continue; /* removed or replaced by a response-phase payload */
         if (name_eq(nm, nl, "date"))
             have_date = true;
         if (u->comp && name_eq(nm, nl, "content-length"))
@@ -512,6 +581,19 @@ static void send_response_head(ms_upconn *u)
         head[hl++] = ' ';
         memcpy(head + hl, u->rbuf + h->val, h->val_len);
         hl += h->val_len;
+        head[hl++] = '\r';
+        head[hl++] = '\n';
+    }
+    for (size_t i = 0; pres && i < pres->nedits; i++) {
+        const ms_payload_edit *e = &pres->edits[i];
+        if (!ms_payload_edit_live(pres, i) || hl + e->name.len + e->value.len + 4 > MS_UP_BUF + 256)
+            continue;
+        memcpy(head + hl, e->name.ptr, e->name.len);
+        hl += e->name.len;
+        head[hl++] = ':';
+        head[hl++] = ' ';
+        memcpy(head + hl, e->value.ptr, e->value.len);
+        hl += e->value.len;
         head[hl++] = '\r';
         head[hl++] = '\n';
     }
@@ -754,7 +836,16 @@ static void parse_response(ms_upconn *u)
         if (e == HPE_PAUSED && u->head_done && !u->head_sent) {
             /* the parser stopped on the final LF of the head and re-reads it on resume */
             uv_timer_stop(&u->timer);
-            send_response_head(u);
+            const ms_payload_result *pres = NULL;
+            char detail[200];
+            if (!(u->status >= 100 && u->status < 200) && !run_response_payloads(u, detail, sizeof detail, &pres)) {
+                ms_conn_uncork(c);
+                up_close(u);
+                c->state = MS_C_HEAD;
+                ms_conn_respond_error(c, 500, detail);
+                return;
+            }
+            send_response_head(u, pres);
             if (!u->client || c->state == MS_C_CLOSING)
                 return;
             if (u->status == 101 && c->upgrade) {

@@ -45,3 +45,26 @@ def manifest(tmp_path):
 
 # `fleet`: starts `mothership run` with piped, awaited output (test_fleet*.py).
 from fleet_helpers import fleet  # noqa: E402,F401
+
+
+_NOOP_PAYLOAD = None
+
+
+def noop_payload():
+    """A valid WASM payload that does nothing (exports memory, on_request and
+    on_response, so it fits either phase): what tests write where a manifest
+    names a module file, since clearance decodes and checks every module."""
+    global _NOOP_PAYLOAD
+    if _NOOP_PAYLOAD is None:
+        import tempfile
+        wat = ('(module (memory (export "memory") 1)'
+               ' (func (export "on_request") (result i32) i32.const 0)'
+               ' (func (export "on_response") (result i32) i32.const 0))')
+        with tempfile.TemporaryDirectory() as d:
+            src, out = os.path.join(d, "noop.wat"), os.path.join(d, "noop.wasm")
+            with open(src, "w") as f:
+                f.write(wat)
+            subprocess.run(["wat2wasm", src, "-o", out], check=True)
+            with open(out, "rb") as f:
+                _NOOP_PAYLOAD = f.read()
+    return _NOOP_PAYLOAD

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import ROOT, run_ms
+from conftest import noop_payload, ROOT, run_ms
 
 REFERENCE = os.path.join(ROOT, "..", "shared", "spec", "ship-manifest.reference.toml")
 DB_ENV = {"DATABASE_URL": "postgres://user:s3cret@db.internal/app"}
@@ -143,7 +143,7 @@ def make_tree(root):
         (root / d).mkdir(parents=True, exist_ok=True)
     for f in ("modules/auth.wasm", "modules/cache.wasm", "modules/logger.wasm",
               "modules/rate_limiter.wasm"):
-        (root / f).write_bytes(b"\0asm\1\0\0\0")
+        (root / f).write_bytes(noop_payload())
     (root / "certs/server.crt").write_text("-----BEGIN CERTIFICATE-----\n")
     (root / "certs/server.key").write_text("-----BEGIN PRIVATE KEY-----\n")
 

@@ -14,7 +14,7 @@ import shlex
 
 import pytest
 
-from conftest import ROOT, run_ms
+from conftest import noop_payload, ROOT, run_ms
 
 MANIFEST_MD = os.path.join(ROOT, "docs", "manifest.md")
 CLI_MD = os.path.join(ROOT, "docs", "cli.md")
@@ -54,7 +54,7 @@ def prepare_tree(root, body):
     for d in ("public", "public/assets", "modules", "certs"):
         (root / d).mkdir(parents=True, exist_ok=True)
     for wasm in set(re.findall(r"modules/([A-Za-z0-9_.-]+\.wasm)", body)):
-        (root / "modules" / wasm).write_bytes(b"\0asm\x01\0\0\0")
+        (root / "modules" / wasm).write_bytes(noop_payload())
     (root / "certs" / "server.crt").write_text("-----BEGIN CERTIFICATE-----\n")
     (root / "certs" / "server.key").write_text("-----BEGIN PRIVATE KEY-----\n")
 

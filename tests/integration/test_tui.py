@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import BINARY
+from conftest import noop_payload, BINARY
 from fleet_helpers import alive, describe, wait_gone
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -114,7 +114,7 @@ def term(tmp_path):
 
     def start(text=MANIFEST, args=(), env=None, width=160, height=40):
         (tmp_path / "ship-manifest.toml").write_text(text)
-        (tmp_path / "auth.wasm").write_bytes(b"\0asm\x01\0\0\0")
+        (tmp_path / "auth.wasm").write_bytes(noop_payload())
         t = Term(tmp_path, ["run", "--tui", *args], env=env, width=width, height=height)
         started.append(t)
         return t
@@ -336,7 +336,7 @@ def test_no_color(term, tmp_path):
 
 def test_not_a_terminal_falls_back_to_plain_logs(tmp_path):
     (tmp_path / "ship-manifest.toml").write_text(MANIFEST)
-    (tmp_path / "auth.wasm").write_bytes(b"\0asm\x01\0\0\0")
+    (tmp_path / "auth.wasm").write_bytes(noop_payload())
     env = {k: v for k, v in os.environ.items() if not k.startswith("MS_")}
     p = subprocess.Popen([BINARY, "run", "--tui"], cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
