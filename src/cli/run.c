@@ -85,6 +85,19 @@ static void render_dp_metrics(void *arg, ms_buf *out)
         ms_dataplane_render_metrics(c->dp, out);
 }
 
+static bool tui_module_stats(void *arg, size_t i, uint64_t *calls, uint64_t *blocks, uint64_t *errors)
+{
+    run_ctx *c = arg;
+    if (!c->dp || !c->payloads)
+        return false;
+    ms_payload_stats st;
+    ms_dataplane_module_stats(c->dp, i, &st);
+    *calls = st.calls;
+    *blocks = st.blocks;
+    *errors = st.traps + st.exhaustions + st.abi_errors + st.instance_errors;
+    return true;
+}
+
 static uint64_t tui_requests(void *arg, const char *target)
 {
     run_ctx *c = arg;
@@ -142,7 +155,8 @@ static void launch(run_ctx *c)
     ms_fleet_start(c->fleet, on_fleet_done, c);
     if (c->tui_wanted && c->fleet->phase != MS_FLEET_DONE) {
         ms_tui_config tc = { .loop = c->loop, .fleet = c->fleet, .log = c->log,
-                             .requests = c->dp ? tui_requests : NULL, .requests_arg = c };
+                             .requests = c->dp ? tui_requests : NULL, .requests_arg = c,
+                             .module_stats = c->payloads ? tui_module_stats : NULL };
         c->tui = ms_tui_start(&tc, why, sizeof why);
         if (!c->tui)
             ms_log_event(c->log, MS_WARN, NULL, NULL, "--tui: %s; showing plain logs", why);

@@ -666,3 +666,23 @@ void ms_dataplane_inline_stop(ms_dataplane *dp)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     ms_dataplane_free(dp);
 }
+
+void ms_dataplane_module_stats(const ms_dataplane *dp, size_t i, ms_payload_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned k = 0; k < dp->nworkers; k++) {
+        ms_payload_stats st;
+        if (!dp->workers[k].pw)
+            continue;
+        ms_payload_worker_stats(dp->workers[k].pw, i, &st);
+        out->calls += st.calls;
+        out->blocks += st.blocks;
+        out->rewrites += st.rewrites;
+        out->header_edits += st.header_edits;
+        out->traps += st.traps;
+        out->exhaustions += st.exhaustions;
+        out->abi_errors += st.abi_errors;
+        out->instance_errors += st.instance_errors;
+        out->time_us += st.time_us;
+    }
+}

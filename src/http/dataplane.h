@@ -46,6 +46,9 @@ uv_loop_t *ms_dataplane_inline_loop(ms_dataplane *dp);
 int ms_dataplane_inline_adopt(ms_dataplane *dp, int fd, size_t bind_idx);
 void ms_dataplane_inline_stop(ms_dataplane *dp);
 
+/* Module i's counters summed over the workers (for the dashboard). */
+void ms_dataplane_module_stats(const ms_dataplane *dp, size_t i, ms_payload_stats *out);
+
 /* Request metrics (summed over workers) for /metrics. */
 void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out);
 

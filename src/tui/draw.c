@@ -576,17 +576,23 @@ static void draw_modules(ms_tui *t)
         }
         if (mod->routes.len == 0)
             snprintf(routes, sizeof routes, "every path");
+        char calls[24] = "-", blocks[24] = "-", errors[24] = "-";
+        uint64_t nc, nb, ne;
+        if (t->cfg.module_stats && t->cfg.module_stats(t->cfg.requests_arg, i, &nc, &nb, &ne)) {
+            snprintf(calls, sizeof calls, "%llu", (unsigned long long)nc);
+            snprintf(blocks, sizeof blocks, "%llu", (unsigned long long)nb);
+            snprintf(errors, sizeof errors, "%llu", (unsigned long long)ne);
+        }
         const char *cells[] = { mod->name, mod->phase == MS_PHASE_RESPONSE ? "response" : "request",
-                                mod->fail_open ? "open" : "closed", "-", "-", "-", routes };
+                                mod->fail_open ? "open" : "closed", calls, blocks, errors, routes };
         x = 2;
         for (size_t k = 0; k < sizeof mc / sizeof mc[0]; k++) {
             puts_at(y, x, mc[k].w ? mc[k].w : COLS - x, cells[k], k == 0 ? A_BOLD : 0);
             x += mc[k].w + 1;
         }
     }
-    if (m->nmodules > 0)
-        puts_at(y + 1, 2, COLS - 2,
-                "not run yet: payloads load with the payload ABI; calls, blocks and errors count from then on", 0);
+    if (m->nmodules > 0 && !t->cfg.module_stats)
+        puts_at(y + 1, 2, COLS - 2, "payloads run in the data plane, which has no binds here: no calls", 0);
 }
 
 /* ---------------------------------------------------------------- help */

@@ -32,6 +32,9 @@ typedef struct ms_tui_config {
     ms_log *log;                  /* set quiet while the dashboard owns the terminal */
     ms_tui_requests_fn requests;  /* NULL: no data plane (req/s shows 0) */
     void *requests_arg;
+    /* Calls, blocks and errors (traps, exhaustions, ABI misuse) of module i
+     * so far; false when payloads do not run (no data plane). */
+    bool (*module_stats)(void *arg, size_t i, uint64_t *calls, uint64_t *blocks, uint64_t *errors);
 } ms_tui_config;
 
 /* True when stdout is a terminal. Otherwise prints

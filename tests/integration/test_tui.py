@@ -217,7 +217,7 @@ def test_tabs_switch_and_logs_scroll_and_follow(term, tmp_path):
     t.wait(r"\[Modules\]")
     m = t.wait(r"^  auth\s+request\s+closed\s+-\s+-\s+-\s+/api/\.\*")
     assert m
-    t.wait(r"not run yet")
+    t.wait(r"no binds here: no calls")
     t.keys("BTab")
     t.wait(r"\[Logs\]")
     t.keys("Tab", "Tab")
