@@ -587,26 +587,10 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
     }
     const ms_payload_set *ps = dp->cfg.payloads;
     for (size_t i = 0; ps && i < ms_payload_count(ps); i++) {
-        ms_payload_stats sum = { 0 };
-        for (unsigned k = 0; k < dp->nworkers; k++) {
-            ms_payload_stats st;
-            if (!dp->workers[k].pw)
-                continue;
-            ms_payload_worker_stats(dp->workers[k].pw, i, &st);
-            sum.calls += st.calls;
-            sum.blocks += st.blocks;
-            sum.rewrites += st.rewrites;
-            sum.header_edits += st.header_edits;
-            sum.traps += st.traps;
-            sum.exhaustions += st.exhaustions;
-            sum.abi_errors += st.abi_errors;
-            sum.time_us += st.time_us;
-        }
-        const char *name = ms_payload_module(ps, i)->name;
-        ms_prom_label l[] = { { "module", name } };
-        ms_prom_counter_u64(&p, "mothership_payload_calls_total", "Calls of each WASM payload.", l, 1, sum.calls);
-        (void)name;
-        dp->payload_sums[i] = sum;
+        ms_dataplane_module_stats(dp, i, &dp->payload_sums[i]);
+        ms_prom_label l[] = { { "module", ms_payload_module(ps, i)->name } };
+        ms_prom_counter_u64(&p, "mothership_payload_calls_total", "Calls of each WASM payload.", l, 1,
+                            dp->payload_sums[i].calls);
     }
     for (size_t i = 0; ps && i < ms_payload_count(ps); i++) {
         ms_prom_label l[] = { { "module", ms_payload_module(ps, i)->name } };
