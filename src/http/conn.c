@@ -395,10 +395,12 @@ void ms_conn_respond_error(ms_conn *c, int status, const char *detail)
                       c->reqid, status == 503 ? "Retry-After: 1\r\n" : "", close ? "Connection: close\r\n" : "");
     c->state = MS_C_RESPONDED;
     c->close_after_write = close;
+    ms_conn_cork(c);
     ms_conn_write(c, head, (size_t)hl, true);
     if (!c->is_head_method)
         ms_conn_write(c, body, (size_t)bl, true);
-    ms_conn_record(c, status);
+    ms_conn_record(c, status); /* counted before the client can see the answer */
+    ms_conn_uncork(c);
     ms_conn_response_done(c);
 }
 
@@ -634,8 +636,8 @@ static void respond_block(ms_conn *c, const ms_payload_result *r)
     ms_conn_write(c, head, hl, true);
     if (!c->is_head_method)
         ms_conn_write(c, r->block_body.ptr, r->block_body.len, true);
-    ms_conn_uncork(c);
     ms_conn_record(c, r->block_status);
+    ms_conn_uncork(c);
     ms_conn_response_done(c);
 }
 

@@ -403,6 +403,8 @@ static int r_on_message_complete(http_parser *p)
     }
     u->resp_done = true;
     u->keep_alive = http_should_keep_alive(p);
+    if (u->client)
+        ms_conn_record(u->client, u->status); /* counted before the last bytes leave */
     if (u->comp && u->client) {
         if (ms_compressor_write(u->comp, NULL, 0, true, &u->cbuf) != 0)
             return 1;
@@ -724,7 +726,6 @@ static void complete(ms_upconn *u)
         pool_put(u);
     else
         up_close(u);
-    ms_conn_record(c, u->status);
     ms_conn_response_done(c);
 }
 
@@ -949,6 +950,7 @@ static void start_tunnel(ms_upconn *u)
     ms_conn *c = u->client;
     c->state = MS_C_TUNNEL;
     uv_timer_stop(&c->timer);
+    ms_conn_record(c, 101);
     /* what came after the 101 head already belongs to the new protocol */
     if (u->rpos < u->rlen)
         ms_conn_write(c, u->rbuf + u->rpos, u->rlen - u->rpos, true);
@@ -957,7 +959,6 @@ static void start_tunnel(ms_upconn *u)
     if (c->len > c->head_end)
         up_write(u, c->buf + c->head_end, c->len - c->head_end, true);
     c->len = c->pos = 0;
-    ms_conn_record(c, 101);
     up_start_reading(u);
     ms_conn_start_reading(c);
 }

@@ -301,8 +301,16 @@ bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t sl
         return true;
     }
     c->close_after_write = close_conn;
+    ms_conn_cork(c);
     ms_conn_write(c, head, (size_t)hl, true);
+    /* counted before the client can see the answer; the body's bytes are
+     * known in advance (compressed ones are counted as the file's) */
+    uint64_t out_before = c->bytes_out;
+    if (!c->is_head_method && r.fd >= 0)
+        c->bytes_out += r.length;
     ms_conn_record(c, r.status);
+    c->bytes_out = out_before;
+    ms_conn_uncork(c);
     if (r.fd < 0 || c->is_head_method || r.length == 0) {
         if (r.fd >= 0)
             close(r.fd);

@@ -159,7 +159,8 @@ def test_worker_is_ready_after_its_grace(fleet):
     a = ms.event("started", ship="app")
     assert a["_i"] > r["_i"]
     # the dependent came no sooner than the grace
-    assert event_ms(a) - event_ms(w) >= 0.39, (w, a)
+    # timestamps are in ms, and the loop's clock may lag the log's by a few ms
+    assert event_ms(a) - event_ms(w) >= 0.37, (w, a)
     assert a["_t"] - w["_t"] >= 0.35
     ms.event("fleet_ready")
     assert ms.stop() == 0, ms.output()
