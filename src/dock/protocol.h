@@ -1,0 +1,201 @@
+/* protocol.h: the docking protocol's frame codec (docs/docking-protocol.md).
+ *
+ * Socket-independent and allocation-bounded: an incremental decoder that is
+ * fed link bytes in any split and yields whole frames, encoders that append
+ * frames to a growable buffer, and strict parsers of the JSON payloads.
+ * Byte-compatible with docking protocol v1; the "binary" feature (negotiated
+ * through Dock/Moored) adds frame type 0x13 CargoBinary. */
+#ifndef MS_DOCK_PROTOCOL_H
+#define MS_DOCK_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MS_DOCK_VERSION 1
+#define MS_DOCK_HEADER_LEN 5                      /* type + u32 BE length */
+#define MS_DOCK_CARGO_HEADER_LEN 9                /* frame header + u32 BE conn_id */
+#define MS_DOCK_DEFAULT_MAX_FRAME (16u * 1024u * 1024u)
+#define MS_DOCK_MIN_MAX_FRAME 64u                 /* smallest accepted limit */
+
+/* Frame types. */
+enum {
+    MS_DOCK_DOCK = 0x01,          /* bay -> Mothership, JSON */
+    MS_DOCK_MOORED = 0x02,        /* Mothership -> bay, JSON */
+    MS_DOCK_BOARDING = 0x10,      /* Mothership -> bay, JSON */
+    MS_DOCK_DISEMBARK = 0x11,     /* both, JSON */
+    MS_DOCK_CARGO = 0x12,         /* both, u32 BE conn_id + text message */
+    MS_DOCK_CARGO_BINARY = 0x13,  /* both, only with the "binary" feature */
+};
+
+/* Feature bits negotiated in Dock/Moored ("features": ["binary"]). */
+enum {
+    MS_DOCK_FEAT_BINARY = 1u << 0,
+};
+#define MS_DOCK_FEATURES_SUPPORTED MS_DOCK_FEAT_BINARY
+
+typedef enum {
+    MS_DOCK_OK = 0,
+    MS_DOCK_E_UNKNOWN_TYPE,   /* frame type not defined (or 0x13 not agreed) */
+    MS_DOCK_E_OVERSIZE,       /* length over the link's maximum */
+    MS_DOCK_E_TRUNCATED,      /* link ended inside a frame */
+    MS_DOCK_E_NOMEM,
+    MS_DOCK_E_JSON,           /* payload is not a JSON object */
+    MS_DOCK_E_FIELD,          /* missing field or wrong JSON type */
+    MS_DOCK_E_RANGE,          /* number out of range (conn_id u32, code u16) */
+    MS_DOCK_E_VERSION,        /* unsupported protocol version */
+    MS_DOCK_E_SHORT,          /* Cargo shorter than its 4-byte conn_id */
+    MS_DOCK_E_DIRECTION,      /* valid type, but not allowed from this peer */
+    MS_DOCK_E_STATE,          /* decoder already failed */
+} ms_dock_err;
+
+const char *ms_dock_err_name(ms_dock_err e);
+/* "Dock", "Moored", ... or NULL when the type is unknown. */
+const char *ms_dock_type_name(uint8_t type);
+
+/* ---- decoding ---- */
+
+typedef struct {
+    uint8_t type;
+    uint32_t len;
+    const uint8_t *payload;   /* valid until the next feed/free call */
+} ms_dock_frame;
+
+typedef struct {
+    uint32_t max_frame;       /* payload bytes; over it is MS_DOCK_E_OVERSIZE */
+    bool accept_binary;       /* 0x13 allowed (after the feature is agreed) */
+    /* internal */
+    uint8_t hdr[MS_DOCK_HEADER_LEN];
+    uint8_t hdr_have;
+    bool in_payload;
+    uint8_t *buf;
+    uint32_t buf_cap;
+    uint32_t have;
+    ms_dock_err err;
+    char msg[160];
+} ms_dock_decoder;
+
+/* max_frame 0 = MS_DOCK_DEFAULT_MAX_FRAME; values under
+ * MS_DOCK_MIN_MAX_FRAME are raised to it. */
+void ms_dock_decoder_init(ms_dock_decoder *d, uint32_t max_frame);
+void ms_dock_decoder_free(ms_dock_decoder *d);
+
+/* Feeds up to len bytes. Returns 1 with *out set when a frame is complete
+ * (*consumed says how many bytes were used: call again with the rest), 0
+ * when every byte was consumed and no frame is complete yet, -1 on a
+ * protocol error (ms_dock_decoder_error/_message; the decoder stays failed).
+ * A frame that lies whole in data is returned without copying. */
+int ms_dock_decoder_feed(ms_dock_decoder *d, const uint8_t *data, size_t len,
+                         size_t *consumed, ms_dock_frame *out);
+/* At end of stream: 0 if the link ended between frames, -1 (and
+ * MS_DOCK_E_TRUNCATED) if it ended inside one. */
+int ms_dock_decoder_finish(ms_dock_decoder *d);
+/* Bytes of the frame in progress (0 between frames). */
+size_t ms_dock_decoder_pending(const ms_dock_decoder *d);
+ms_dock_err ms_dock_decoder_error(const ms_dock_decoder *d);
+const char *ms_dock_decoder_message(const ms_dock_decoder *d);
+
+/* Whether a frame of this type may come from the bay (from_bay) or from
+ * Mothership, given the agreed features. */
+bool ms_dock_type_allowed(uint8_t type, bool from_bay, unsigned features);
+
+/* ---- encoding ---- */
+
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+} ms_dock_buf;
+
+void ms_dock_buf_free(ms_dock_buf *b);
+void ms_dock_buf_reset(ms_dock_buf *b);   /* len = 0, keeps the memory */
+
+/* Headers for gather writes: 5 bytes, or 9 for Cargo (type is CARGO or
+ * CARGO_BINARY; len is the message length without the conn_id). */
+void ms_dock_put_header(uint8_t out[MS_DOCK_HEADER_LEN], uint8_t type, uint32_t payload_len);
+int ms_dock_put_cargo_header(uint8_t out[MS_DOCK_CARGO_HEADER_LEN], uint8_t type,
+                             uint32_t conn_id, size_t msg_len);
+
+typedef struct {
+    const char *name;
+    const char *value;
+} ms_dock_kv;
+
+/* Each appends one frame to b; 0 or an ms_dock_err (nothing appended).
+ * features: only bits in MS_DOCK_FEATURES_SUPPORTED are written; 0 writes no
+ * "features" key at all (the exact v1 payload). */
+int ms_dock_encode_dock(ms_dock_buf *b, const char *ship, unsigned features);
+int ms_dock_encode_moored(ms_dock_buf *b, const ms_dock_kv *config, size_t n_config,
+                          unsigned features);
+/* Header values whose names are equal ignoring case are joined with ", "
+ * ("; " for Cookie) under the first spelling. remote_addr may be NULL (""). */
+int ms_dock_encode_boarding(ms_dock_buf *b, uint32_t conn_id, const char *path,
+                            const char *remote_addr, const ms_dock_kv *headers,
+                            size_t n_headers);
+int ms_dock_encode_disembark(ms_dock_buf *b, uint32_t conn_id, uint16_t code,
+                             const char *reason);
+int ms_dock_encode_cargo(ms_dock_buf *b, uint32_t conn_id, const void *msg, size_t len,
+                         bool binary);
+/* Any frame with a raw payload (tests, tools). */
+int ms_dock_encode_raw(ms_dock_buf *b, uint8_t type, const void *payload, size_t len);
+
+/* ---- payload parsing (strict) ----
+ * Parsed strings and arrays borrow from a JSON document owned by the
+ * message: free with the matching _free (safe on a zeroed struct, and after
+ * a failed parse). Unknown keys are ignored; duplicate keys, embedded NULs,
+ * wrong types and out-of-range numbers are errors. err_msg (optional,
+ * err_len bytes) receives a one-line reason. */
+
+typedef struct {
+    int version;
+    const char *ship;
+    unsigned features;        /* known feature bits named by the bay */
+    void *json_;
+} ms_dock_hello;
+
+typedef struct {
+    int version;
+    ms_dock_kv *config;
+    size_t n_config;
+    unsigned features;
+    void *json_;
+} ms_dock_moored;
+
+typedef struct {
+    uint32_t conn_id;
+    const char *path;
+    const char *remote_addr;
+    ms_dock_kv *headers;
+    size_t n_headers;
+    void *json_;
+} ms_dock_boarding;
+
+typedef struct {
+    uint32_t conn_id;
+    uint16_t code;
+    const char *reason;       /* "" when absent */
+    void *json_;
+} ms_dock_disembark;
+
+int ms_dock_parse_dock(const uint8_t *p, size_t len, ms_dock_hello *out, char *err_msg, size_t err_len);
+int ms_dock_parse_moored(const uint8_t *p, size_t len, ms_dock_moored *out, char *err_msg, size_t err_len);
+int ms_dock_parse_boarding(const uint8_t *p, size_t len, ms_dock_boarding *out, char *err_msg, size_t err_len);
+int ms_dock_parse_disembark(const uint8_t *p, size_t len, ms_dock_disembark *out, char *err_msg, size_t err_len);
+/* Cargo / CargoBinary payload: conn_id and the message (borrowed). */
+int ms_dock_parse_cargo(const uint8_t *p, size_t len, uint32_t *conn_id,
+                        const uint8_t **msg, size_t *msg_len);
+void ms_dock_hello_free(ms_dock_hello *m);
+void ms_dock_moored_free(ms_dock_moored *m);
+void ms_dock_boarding_free(ms_dock_boarding *m);
+void ms_dock_disembark_free(ms_dock_disembark *m);
+
+/* ---- helpers for the link ---- */
+
+/* Features Mothership agrees to: those the bay offered that are supported. */
+unsigned ms_dock_agree_features(unsigned offered);
+/* RFC 6455 UTF-8 validity (text messages). */
+bool ms_dock_utf8_valid(const uint8_t *p, size_t len);
+/* Whether a close code may be put in a WebSocket close frame
+ * (1000-1003, 1007-1011, 1012-1014, 3000-4999). */
+bool ms_dock_close_code_sendable(uint16_t code);
+
+#endif
