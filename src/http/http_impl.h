@@ -156,7 +156,6 @@ struct ms_conn {
     uint32_t url_off, url_len;
     uint64_t body_seen;
     bool head_done, req_done, keep_alive, upgrade, has_body, chunked;
-    bool head_too_big;
     bool is_head_method;
     bool response_done;
     const ms_rt_route *route;

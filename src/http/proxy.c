@@ -122,7 +122,7 @@ static void on_up_write(uv_write_t *req, int status)
         ms_conn_upstream_drained(u->client);
 }
 
-static void up_write(ms_upconn *u, const char *data, size_t len, bool copy)
+static void up_write(ms_upconn *u, const char *data, size_t len)
 {
     if (u->closing || len == 0)
         return;
@@ -141,7 +141,6 @@ static void up_write(ms_upconn *u, const char *data, size_t len, bool copy)
     }
     /* what the socket does not take now is copied: nothing in flight points
      * into the client's buffer */
-    (void)copy;
     uwreq *r = malloc(sizeof *r + len);
     if (!r) {
         up_fail(u, MS_UPERR_RESET, "out of memory");
@@ -272,7 +271,6 @@ static bool build_request_head(ms_conn *c)
     if (c->upgrade)
         ok = ok && out_str(c, "Connection: Upgrade\r\n");
     ok = ok && out_add(c, "\r\n", 2);
-    (void)w;
     return ok;
 }
 
@@ -285,18 +283,18 @@ void ms_proxy_forward_body(ms_conn *c, const char *data, size_t len)
     if (c->chunked) {
         char hdr[24];
         size_t n = ms_chunk_header(len, hdr);
-        up_write(u, hdr, n, true);
-        up_write(u, data, len, false);
-        up_write(u, "\r\n", 2, false);
+        up_write(u, hdr, n);
+        up_write(u, data, len);
+        up_write(u, "\r\n", 2);
     } else {
-        up_write(u, data, len, false);
+        up_write(u, data, len);
     }
 }
 
 void ms_proxy_request_complete(ms_conn *c)
 {
     if (c->up && c->chunked)
-        up_write(c->up, "0\r\n\r\n", 5, false);
+        up_write(c->up, "0\r\n\r\n", 5);
 }
 
 /* ---------------------------------------------------------------- the response */
@@ -957,7 +955,7 @@ static void start_tunnel(ms_upconn *u)
     u->rlen = u->rpos = 0;
     /* and what the client sent after its request head */
     if (c->len > c->head_end)
-        up_write(u, c->buf + c->head_end, c->len - c->head_end, true);
+        up_write(u, c->buf + c->head_end, c->len - c->head_end);
     c->len = c->pos = 0;
     up_start_reading(u);
     ms_conn_start_reading(c);
@@ -969,7 +967,7 @@ void ms_proxy_tunnel_up(ms_conn *c, const char *data, size_t len)
     if (!u)
         return;
     (void)data;
-    up_write(u, c->buf + c->len - len, len, true);
+    up_write(u, c->buf + c->len - len, len);
     c->len = 0;
 }
 
@@ -996,7 +994,7 @@ static void send_head(ms_upconn *u)
     u->final_chunk_sent = false;
     u->is_head_request = c->parser.method == HTTP_HEAD;
     uv_timer_start(&u->timer, on_up_timeout, limits(u->w)->upstream_timeout_ms, 0);
-    up_write(u, c->out, c->out_len, false);
+    up_write(u, c->out, c->out_len);
     if (u->closing)
         return;
     c->state = MS_C_PROXY;

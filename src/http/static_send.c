@@ -17,7 +17,7 @@
 
 #define STATIC_CHUNK 65536
 
-static void file_done_compressed(ms_conn *c);
+static void file_done(ms_conn *c);
 
 /* Copy a header value into a NUL-terminated buffer (NULL when absent). */
 static const char *hval(const ms_conn *c, const char *name, char *buf, size_t cap)
@@ -160,7 +160,7 @@ static void continue_compressed(ms_conn *c)
         ms_conn_write(c, "0\r\n\r\n", 5, false);
     ms_conn_uncork(c);
     if (c->file_left == 0 && c->state == MS_C_STATIC)
-        file_done_compressed(c);
+        file_done(c);
 }
 
 static void file_done(ms_conn *c)
@@ -168,11 +168,6 @@ static void file_done(ms_conn *c)
     ms_static_abort(c);
     c->state = MS_C_RESPONDED;
     ms_conn_response_done(c);
-}
-
-static void file_done_compressed(ms_conn *c)
-{
-    file_done(c);
 }
 
 /* Send as much of the file as the socket takes; when it is full, queue one
