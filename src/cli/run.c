@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "fleet/fleet.h"
 #include "fleet/fleet_metrics.h"
+#include "dock/link.h"
 #include "http/dataplane.h"
 #include "metrics/server.h"
 #include "tui/tui.h"
@@ -27,6 +28,8 @@ typedef struct run_ctx {
     ms_route_table *routes;
     ms_payload_set *payloads;
     ms_dataplane *dp;
+    ms_hub *hub;                         /* bays: queues between workers and docking links */
+    ms_docks *docks;
     ms_metrics_server *metrics;
     ms_fleet_view view;
     uv_signal_t early_int, early_term;   /* before the fleet takes over signals */
@@ -55,6 +58,7 @@ static void on_fleet_done(ms_fleet *f, void *arg)
     run_ctx *c = arg;
     c->exit_code = f->exit_code;
     c->view.stopping = true;
+    ms_docks_close(c->docks);
     ms_tui_stop(c->tui);
     c->tui = NULL;
     if (c->metrics) {
@@ -67,6 +71,8 @@ static void on_dp_stopped(void *arg)
 {
     run_ctx *c = arg;
     ms_log_event(c->log, MS_INFO, NULL, "drained", "listeners closed and requests drained");
+    if (c->docks)
+        ms_docks_flush(c->docks); /* Disembarks of the clients just closed, before bays are stopped */
     ms_fleet_drained(c->fleet);
 }
 
@@ -83,6 +89,31 @@ static void render_dp_metrics(void *arg, ms_buf *out)
     run_ctx *c = arg;
     if (c->dp)
         ms_dataplane_render_metrics(c->dp, out);
+    if (c->docks)
+        ms_docks_render_metrics(c->docks, out);
+}
+
+/* Bays dock over the hub; its workers are the data plane's. */
+static bool start_docking(run_ctx *c, const ms_dp_config *cfg)
+{
+    bool any = false;
+    bool *is_bay = calloc(c->m->nships ? c->m->nships : 1, sizeof *is_bay);
+    if (!is_bay)
+        return false;
+    for (size_t i = 0; i < c->m->nships; i++)
+        any |= is_bay[i] = c->m->ships[i].kind == MS_BAY;
+    if (any) {
+        c->hub = ms_hub_new(c->m->nships, is_bay, ms_dataplane_worker_count(cfg), 0);
+        c->docks = c->hub ? ms_docks_new(c->loop, c->fleet, c->hub, c->log) : NULL;
+    }
+    free(is_bay);
+    if (any && !c->docks)
+        return false;
+    if (c->docks && !c->view.extra) {
+        c->view.extra = render_dp_metrics;
+        c->view.extra_ctx = c;
+    }
+    return true;
 }
 
 static bool tui_module_stats(void *arg, size_t i, uint64_t *calls, uint64_t *blocks, uint64_t *errors)
@@ -123,6 +154,13 @@ static void launch(run_ctx *c)
         abort_launch(c, "cannot launch", why);
         return;
     }
+    ms_dp_config cfg = { .m = c->m, .procs = c->fleet->procs, .log = c->log, .workers = c->m->global.workers };
+    if (c->m->global.nbinds == 0)
+        cfg.workers = 1; /* no data plane: the hub's single inbox is never read */
+    if (!start_docking(c, &cfg)) {
+        abort_launch(c, "cannot prepare the docking links", "out of memory");
+        return;
+    }
     if (c->m->global.nbinds > 0) {
         c->routes = ms_route_table_build(c->m);
         if (!c->routes) {
@@ -136,8 +174,9 @@ static void launch(run_ctx *c)
                 return;
             }
         }
-        ms_dp_config cfg = { .m = c->m, .routes = c->routes, .procs = c->fleet->procs, .log = c->log,
-                             .payloads = c->payloads, .workers = c->m->global.workers };
+        cfg.routes = c->routes;
+        cfg.payloads = c->payloads;
+        cfg.hub = c->hub;
         c->dp = ms_dataplane_start(c->loop, &cfg, why, sizeof why);
         if (!c->dp) {
             abort_launch(c, "cannot open the listeners", why);
@@ -274,6 +313,8 @@ run_loop:
     if (rc != 0)
         ms_log_event(c.log, MS_WARN, NULL, NULL, "internal: event loop closed with handles open");
     ms_dataplane_free(c.dp);
+    ms_docks_free(c.docks);
+    ms_hub_free(c.hub);
     ms_payload_set_free(c.payloads);
     ms_route_table_free(c.routes);
     ms_fleet_free(c.fleet);

@@ -177,6 +177,9 @@ static const char *awaited(const ms_proc *p, char *buf, size_t cap)
     else if (p->ship->health.path)
         snprintf(buf, cap, "waiting for GET %s on %s to answer 2xx/3xx; last: %s", p->ship->health.path,
                  p->ship->bind.text, p->last_health_error[0] ? p->last_health_error : "no answer");
+    else if (p->ship->kind == MS_BAY && p->fleet->bay_started)
+        snprintf(buf, cap, "waiting for it to dock on %s; last: %s", p->socket_path,
+                 p->last_health_error[0] ? p->last_health_error : "no connection yet");
     else if (p->ship->kind == MS_BAY)
         snprintf(buf, cap, "waiting for its socket %s to accept connections; last: %s", p->socket_path,
                  p->last_health_error[0] ? p->last_health_error : "no answer");
@@ -378,7 +381,9 @@ static void start_proc(ms_proc *p)
     if (p->ship->oneshot)
         return;
     uv_timer_start(&p->deadline, on_ready_timeout, p->ship->ready_timeout_ms, 0);
-    if (p->has_target)
+    if (p->ship->kind == MS_BAY && f->bay_started)
+        f->bay_started(f->bay_arg, p);
+    else if (p->has_target)
         ready_probe_start(p);
     else
         uv_timer_start(&p->timer, on_worker_grace, p->ship->ready_after_ms, 0);
@@ -470,6 +475,8 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
     set_healthy(p, -1);
     cancel_activity(p);
     ms_process_close(p);
+    if (p->ship->kind == MS_BAY && f->bay_exited)
+        f->bay_exited(f->bay_arg, p);
     uint64_t up = uv_now(f->loop) - p->started_at;
 
     if (p->state == MS_P_STOPPING || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE) {
@@ -763,6 +770,27 @@ static void maybe_finish(ms_fleet *f)
         f->on_done = NULL;
         cb(f, f->on_done_arg);
     }
+}
+
+/* ---------------------------------------------------------------- bays */
+void ms_fleet_bay_docked(ms_fleet *f, size_t i, const char *how)
+{
+    if (i < f->n)
+        mark_ready(&f->procs[i], how);
+}
+
+void ms_fleet_bay_lost(ms_fleet *f, size_t i, const char *why)
+{
+    if (i >= f->n)
+        return;
+    ms_proc *p = &f->procs[i];
+    if (!running(p) || p->state == MS_P_STOPPING)
+        return;
+    set_ready_flag(p, 0);
+    ms_log_event(f->log, MS_ERROR, p->ship->name, "link_failed", "bay \"%s\" (pid %d): %s; killing it", p->ship->name,
+                 p->pid, why);
+    cancel_activity(p);
+    ms_process_signal(p, SIGKILL); /* its exit is handled like a crash: restart per policy, or stop if critical */
 }
 
 /* ---------------------------------------------------------------- dashboard controls */

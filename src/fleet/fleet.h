@@ -123,7 +123,17 @@ struct ms_fleet {
     void (*drain)(ms_fleet *f, void *arg);
     void *drain_arg;
     bool draining;
+    /* Bays: the docking side (src/dock/link.c). Without it a bay is ready
+     * once its socket accepts connections. */
+    void (*bay_started)(void *arg, ms_proc *p);  /* spawned: dock with it */
+    void (*bay_exited)(void *arg, ms_proc *p);   /* its process has ended */
+    void *bay_arg;
 };
+
+/* From the docking side: bay i docked (ready), or its link failed while it
+ * runs (it is killed and restarted per its policy; why is logged). */
+void ms_fleet_bay_docked(ms_fleet *f, size_t i, const char *how);
+void ms_fleet_bay_lost(ms_fleet *f, size_t i, const char *why);
 
 void ms_fleet_drained(ms_fleet *f);
 

@@ -90,6 +90,8 @@ void ms_conn_close(ms_conn *c)
 {
     if (c->state == MS_C_CLOSING)
         return;
+    if (c->ws)
+        ms_ws_detach(c);
     c->state = MS_C_CLOSING;
     if (c->up)
         ms_proxy_abort(c);
@@ -321,6 +323,7 @@ static const char *reason(int status)
     case 414: return "URI Too Long";
     case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
+    case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
@@ -347,6 +350,7 @@ static const char *error_word(int status)
     case 413: return "body_too_large";
     case 414: return "uri_too_long";
     case 417: return "expectation_failed";
+    case 426: return "upgrade_required";
     case 431: return "headers_too_large";
     case 501: return "not_implemented";
     case 502: return "bad_gateway";
@@ -360,6 +364,11 @@ static const char *error_word(int status)
 /* Small, typed error: JSON when the client asks for it, else text; always
  * with the request id. Errors before a complete head close the connection. */
 void ms_conn_respond_error(ms_conn *c, int status, const char *detail)
+{
+    ms_conn_respond_error_with(c, status, detail, NULL);
+}
+
+void ms_conn_respond_error_with(ms_conn *c, int status, const char *detail, const char *extra)
 {
     if (c->state == MS_C_CLOSING)
         return;
@@ -386,13 +395,14 @@ void ms_conn_respond_error(ms_conn *c, int status, const char *detail)
                       (int)c->reqid_len, c->reqid);
     if (bl < 0 || (size_t)bl >= sizeof body)
         bl = (int)sizeof body - 1;
-    char head[512];
+    char head[768];
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nServer: mothership\r\n%.*sContent-Type: %s\r\nContent-Length: %d\r\n"
-                      "X-Request-Id: %.*s\r\n%s%s\r\n",
+                      "X-Request-Id: %.*s\r\n%s%s%s\r\n",
                       status, reason(status), (int)c->w->date_len, c->w->date,
                       c->accept_json ? "application/json" : "text/plain; charset=utf-8", bl, (int)c->reqid_len,
-                      c->reqid, status == 503 ? "Retry-After: 1\r\n" : "", close ? "Connection: close\r\n" : "");
+                      c->reqid, status == 503 ? "Retry-After: 1\r\n" : "", close ? "Connection: close\r\n" : "",
+                      extra ? extra : "");
     c->state = MS_C_RESPONDED;
     c->close_after_write = close;
     ms_conn_cork(c);
@@ -770,7 +780,7 @@ static void dispatch(ms_conn *c)
     c->slot = w->route_slot[c->bind_idx][(size_t)(r - rb->routes)];
     c->ship = (size_t)(r->target - w->dp_manifest->ships);
     if (r->target->kind == MS_BAY) {
-        ms_conn_respond_error(c, 503, "bays are not served yet");
+        ms_ws_upgrade(c);
         return;
     }
     ms_proxy_start(c);
@@ -792,6 +802,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     ms_conn *c = h->data;
     (void)suggested;
+    if (c->state == MS_C_WEBSOCKET) { /* consumed before the next read: one buffer per worker */
+        *b = uv_buf_init(c->w->ws_rbuf, MS_WS_RBUF);
+        return;
+    }
     if (!c->buf) {
         c->cap = (uint32_t)(limits(c)->max_header_size + 4096);
         c->buf = malloc(c->cap);
@@ -814,9 +828,18 @@ static void stop_reading(ms_conn *c)
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     ms_conn *c = s->data;
-    (void)b;
     if (n == 0)
         return;
+    if (c->state == MS_C_WEBSOCKET) {
+        if (n < 0) {
+            stop_reading(c);
+            c->eof = true;
+            ms_conn_close(c);
+        } else {
+            ms_ws_on_read(c, b->base, (size_t)n);
+        }
+        return;
+    }
     if (n < 0) {
         stop_reading(c);
         c->eof = true;
@@ -949,6 +972,10 @@ void ms_conn_client_drained(ms_conn *c)
         ms_proxy_client_drained(c);
     if (c->state == MS_C_STATIC)
         ms_static_continue(c);
+    if (c->state == MS_C_WEBSOCKET) {
+        ms_ws_drained(c);
+        return;
+    }
     if (c->response_done && c->writes_in_flight == 0 && c->state != MS_C_CLOSING)
         finish_response(c);
 }

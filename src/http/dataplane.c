@@ -102,6 +102,7 @@ void ms_worker_maybe_done(ms_worker *w)
     if (!w->stopping || w->closed || w->nconns > 0 || w->nups > 0)
         return;
     w->closed = true;
+    ms_ws_worker_close(w);
     uv_close((uv_handle_t *)&w->stop_async, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->drain_timer, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->date_timer, on_worker_handle_closed);
@@ -134,6 +135,8 @@ static void on_stop(uv_async_t *a)
         next = c->next;
         if (c->state == MS_C_HEAD && c->len == c->pos && !c->head_done)
             ms_conn_close(c);
+        else if (c->state == MS_C_WEBSOCKET)
+            ms_ws_shutdown(c); /* 1001, then the close handshake */
     }
     ms_pool_close_all(w);
     uv_timer_start(&w->drain_timer, on_drain_timeout, w->drain_ms ? w->drain_ms : 1, 0);
@@ -250,6 +253,16 @@ static bool setup_slots(ms_dataplane *dp)
     return true;
 }
 
+unsigned ms_dataplane_worker_count(const ms_dp_config *cfg)
+{
+    if (cfg->inline_worker)
+        return 1;
+    if (cfg->workers)
+        return cfg->workers;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (unsigned)cpus : 1;
+}
+
 ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, char *why, size_t why_len)
 {
     const ms_manifest *m = cfg->m;
@@ -268,10 +281,12 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
     }
     dp->control = control;
     dp->cfg = *cfg;
-    unsigned nw = cfg->inline_worker ? 1 : cfg->workers;
-    if (nw == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        nw = cpus > 0 ? (unsigned)cpus : 1;
+    unsigned nw = ms_dataplane_worker_count(cfg);
+    if (cfg->hub && cfg->hub->nworkers != nw) {
+        snprintf(why, why_len, "internal error: the docking hub has %u workers, the data plane %u",
+                 cfg->hub->nworkers, nw);
+        free(dp);
+        return NULL;
     }
     dp->nworkers = nw;
     dp->workers = calloc(nw, sizeof *dp->workers);
@@ -347,6 +362,11 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         w->date_timer.data = w;
         refresh_date(w);
         uv_timer_start(&w->date_timer, on_date_timer, 1000, 1000);
+        w->hub = cfg->hub;
+        if (!ms_ws_worker_init(w)) {
+            snprintf(why, why_len, "out of memory");
+            goto fail_started;
+        }
         for (size_t b = 0; b < m->global.nbinds && !cfg->inline_worker; b++) {
             const ms_bind *bind = &m->global.binds[b];
             ms_listener *l = &w->listeners[w->nlisteners];
@@ -400,6 +420,7 @@ fail_started:
         w->stopping = true;
         for (size_t k = 0; k < w->nlisteners; k++)
             uv_close(&w->listeners[k].io.h, NULL);
+        ms_ws_worker_close(w);
         uv_close((uv_handle_t *)&w->stop_async, NULL);
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
         uv_close((uv_handle_t *)&w->date_timer, NULL);
@@ -468,6 +489,7 @@ void ms_dataplane_free(ms_dataplane *dp)
         ms_payload_worker_free(w->pw);
         ms_payload_result_free(&w->pres);
         free(w->phdrs);
+        ms_ws_worker_free(w);
     }
     free(dp->workers);
     for (size_t b = 0; rt && b < rt->nbinds; b++) {

@@ -14,6 +14,7 @@
 
 #include "fleet/fleet.h"
 #include "metrics/prom.h"
+#include "dock/hub.h"
 #include "payload/payload.h"
 #include "router/table.h"
 
@@ -26,8 +27,12 @@ typedef struct ms_dp_config {
     ms_log *log;
     const ms_payload_set *payloads; /* loaded WASM modules, or NULL */
     unsigned workers;    /* 0: one per CPU */
+    ms_hub *hub;         /* bays' docking links, with ms_dataplane_worker_count() workers; NULL: none */
     bool inline_worker;  /* tests and fuzzing: one worker, no listeners, no thread */
 } ms_dp_config;
+
+/* How many workers a configuration runs (cfg->workers, 0 = CPUs). */
+unsigned ms_dataplane_worker_count(const ms_dp_config *cfg);
 
 /* Bind every listener and start the workers. NULL with a reason on failure
  * (e.g. "bind \"http\" (tcp://0.0.0.0:80): permission denied"). */

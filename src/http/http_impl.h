@@ -9,14 +9,17 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "dock/hub.h"
 #include "http/compress.h"
 #include "http/dataplane.h"
 #include "payload/payload.h"
+#include "util/idmap.h"
 
 #define MS_MAX_HEADERS 100         /* request or response headers; more -> 431 / 502 */
 #define MS_UP_BUF 16384            /* upstream read buffer (and max response head) */
 #define MS_WRITE_HIGH 262144       /* pending write bytes before the reading side pauses */
 #define MS_NBUCKETS 12
+#define MS_WS_RBUF 65536           /* a worker's read buffer for WebSocket clients */
 
 typedef enum ms_upstream_error {
     MS_UPERR_REFUSED,              /* connect refused / socket missing */
@@ -46,6 +49,7 @@ typedef struct ms_slot_info {
 typedef struct ms_worker ms_worker;
 typedef struct ms_conn ms_conn;
 typedef struct ms_upconn ms_upconn;
+typedef struct ms_ws ms_ws;
 
 typedef struct ms_listener {
     union {
@@ -98,6 +102,14 @@ struct ms_worker {
     ms_payload_result pres;        /* the request being dispatched (one at a time per worker) */
     ms_payload_header *phdrs;      /* scratch: headers handed to a payload */
     uint64_t plog_second, plog_count; /* payload log lines, rate-limited */
+    /* WebSocket clients of bays (websocket.c) */
+    ms_hub *hub;                   /* NULL: no bays */
+    uv_async_t dock_async;         /* the hub has messages for this worker */
+    bool dock_async_open;
+    char *ws_rbuf;                 /* shared read buffer, MS_WS_RBUF bytes */
+    ms_idmap ws_ids;               /* conn_id -> ms_ws */
+    ms_ws *ws_list;
+    uint32_t ws_seq;
     /* counters */
     ms_slot_stats *slots;
     uint64_t up_errors[MS_UPERR_COUNT];
@@ -123,6 +135,7 @@ typedef enum ms_conn_state {
     MS_C_STATIC,        /* sending a file */
     MS_C_RESPONDED,     /* a local response is being written */
     MS_C_TUNNEL,        /* after 101: bytes both ways */
+    MS_C_WEBSOCKET,     /* a WebSocket client of a bay (websocket.c) */
     MS_C_CLOSING,
 } ms_conn_state;
 
@@ -194,6 +207,8 @@ struct ms_conn {
     int writes_in_flight;
     bool close_after_write;
 
+    ms_ws *ws;                     /* MS_C_WEBSOCKET: the client's state */
+
     /* static file being sent */
     int file_fd;
     uint64_t file_off, file_left;
@@ -257,6 +272,8 @@ char *ms_conn_cork_reserve(ms_conn *c, size_t n);
 void ms_conn_cork_commit(ms_conn *c, size_t used);
 void ms_conn_response_done(ms_conn *c);
 void ms_conn_respond_error(ms_conn *c, int status, const char *detail);
+/* extra: whole header lines ("Name: value\r\n..."), or NULL */
+void ms_conn_respond_error_with(ms_conn *c, int status, const char *detail, const char *extra);
 void ms_conn_resume_request_body(ms_conn *c);
 void ms_conn_client_drained(ms_conn *c);
 void ms_conn_record(ms_conn *c, int status);
@@ -268,6 +285,16 @@ void ms_static_continue(ms_conn *c);
 
 /* conn.c: payloads */
 size_t ms_conn_payload_headers(ms_conn *c);
+
+/* websocket.c */
+void ms_ws_upgrade(ms_conn *c);
+void ms_ws_on_read(ms_conn *c, const char *data, size_t n);
+void ms_ws_drained(ms_conn *c);
+void ms_ws_shutdown(ms_conn *c);
+void ms_ws_detach(ms_conn *c);
+bool ms_ws_worker_init(ms_worker *w);
+void ms_ws_worker_close(ms_worker *w);
+void ms_ws_worker_free(ms_worker *w);
 
 /* proxy.c */
 size_t ms_chunk_header(size_t len, char out[24]);

@@ -86,6 +86,11 @@ typedef struct ms_http_limits {
     uint64_t upstream_timeout_ms;    /* waiting for the response head; default 60s -> 504 */
     uint64_t max_connections;        /* client connections, all workers; default 10000 */
     uint64_t upstream_keepalive;     /* idle upstream connections kept per ship per worker; default 128 */
+    /* WebSocket clients of bays */
+    uint64_t ws_max_message_size;    /* whole message, either way; default 1 MiB -> close 1009 */
+    uint64_t ws_send_queue;          /* bytes waiting for a client; default 4 MiB -> close 1008 */
+    uint64_t ws_ping_interval_ms;    /* ping a quiet client after this; default 30s */
+    uint64_t ws_idle_timeout_ms;     /* close a client silent this long; default 75s */
 } ms_http_limits;
 
 typedef struct ms_global {

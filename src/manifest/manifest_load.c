@@ -23,7 +23,8 @@ static const char *const mothership_keys[] = {
     "socket_dir", "workers", "env", "bind", "tls", "static_dirs", "http", NULL };
 static const char *const http_keys[] = {
     "max_header_size", "max_uri_length", "max_body_size", "header_timeout", "idle_timeout",
-    "upstream_connect_timeout", "upstream_timeout", "max_connections", "upstream_keepalive", NULL };
+    "upstream_connect_timeout", "upstream_timeout", "max_connections", "upstream_keepalive",
+    "ws_max_message_size", "ws_send_queue", "ws_ping_interval", "ws_idle_timeout", NULL };
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
     "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", NULL };
@@ -1069,6 +1070,10 @@ static void http_defaults(ms_http_limits *h)
     h->upstream_timeout_ms = 60000;
     h->max_connections = 10000;
     h->upstream_keepalive = 128;
+    h->ws_max_message_size = 1ULL << 20;
+    h->ws_send_queue = 4ULL << 20;
+    h->ws_ping_interval_ms = 30000;
+    h->ws_idle_timeout_ms = 75000;
 }
 
 static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
@@ -1109,10 +1114,26 @@ static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
                 h->upstream_keepalive = (uint64_t)n;
             else
                 ok = false;
-        } else {
+        } else if (strcmp(k, "ws_max_message_size") == 0)
+            ok &= get_size(&hc, e, 125, &h->ws_max_message_size);
+        else if (strcmp(k, "ws_send_queue") == 0)
+            ok &= get_size(&hc, e, 4096, &h->ws_send_queue);
+        else if (strcmp(k, "ws_ping_interval") == 0)
+            ok &= get_duration(&hc, e, &h->ws_ping_interval_ms);
+        else if (strcmp(k, "ws_idle_timeout") == 0)
+            ok &= get_duration(&hc, e, &h->ws_idle_timeout_ms);
+        else {
             unknown_key(&hc, e, http_keys, NULL);
             ok = false;
         }
+    }
+    if (h->ws_max_message_size > (64ULL << 20)) {
+        ld_err(&hc, t->line, t->col, "\"ws_max_message_size\" must not be larger than 64MiB");
+        ok = false;
+    }
+    if (h->ws_ping_interval_ms == 0 || h->ws_idle_timeout_ms <= h->ws_ping_interval_ms) {
+        ld_err(&hc, t->line, t->col, "\"ws_idle_timeout\" must be longer than \"ws_ping_interval\" (and both above 0)");
+        ok = false;
     }
     if (h->max_uri_length > h->max_header_size) {
         ld_err(&hc, t->line, t->col, "\"max_uri_length\" must not be larger than \"max_header_size\"");

@@ -408,7 +408,7 @@ def test_env_precedence(fleet, tmp_path):
     assert ms.stop() == 0, ms.output()
 
 
-def test_bay_env_and_bay_ready_once_its_socket_accepts(fleet, tmp_path):
+def test_bay_env_and_bay_ready_once_docked(fleet, tmp_path):
     sockdir = tmp_path / "sockets"
     envfile, gate = tmp_path / "bay-env.json", tmp_path / "gate"
     ms = fleet(f"""
@@ -441,7 +441,7 @@ def test_bay_env_and_bay_ready_once_its_socket_accepts(fleet, tmp_path):
     assert "app" not in started_names(ms), ms.output()
     gate.write_text("")
     r = ms.event("ready", ship="chat")
-    assert r["msg"].startswith('bay "chat" ready in ') and f"its socket {sock} accepts connections" in r["msg"], r
+    assert r["msg"].startswith('bay "chat" ready in ') and f"docked on {sock}, protocol v1 (text only)" in r["msg"], r
     a = ms.event("started", ship="app")
     assert a["_i"] > r["_i"]
     ms.event("fleet_ready")

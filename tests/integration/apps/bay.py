@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """bay.py ENVFILE [GATE]: a stand-in bay. Writes its environment as JSON to
 ENVFILE, waits for GATE to exist (if given), then listens on the Unix socket
-in $MS_SOCKET_PATH and accepts connections until signalled."""
+in $MS_SOCKET_PATH, docks over every connection Mothership opens (Dock, then
+it reads Moored and whatever follows) until signalled."""
 import json
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -28,4 +30,8 @@ s.listen(16)
 print(f"bay listening on {path}", flush=True)
 while True:
     c, _ = s.accept()
+    hello = json.dumps({"version": 1, "ship": os.environ["MS_SHIP"]}).encode()
+    c.sendall(struct.pack(">BI", 0x01, len(hello)) + hello)
+    while c.recv(65536):
+        pass
     c.close()

@@ -1,0 +1,287 @@
+/* hub.c: the bounded queues and shared bay state between data-plane
+ * workers and docking links (see hub.h). */
+#include "dock/hub.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MSG_OVERHEAD (sizeof(ms_hub_msg))
+
+static bool queue_init(ms_hub_queue *q, size_t cap)
+{
+    q->head = q->tail = NULL;
+    q->bytes = 0;
+    q->cap = cap;
+    return uv_mutex_init(&q->mu) == 0;
+}
+
+static void queue_destroy(ms_hub_queue *q)
+{
+    ms_hub_msg_free_list(q->head);
+    q->head = q->tail = NULL;
+    uv_mutex_destroy(&q->mu);
+}
+
+/* Caller holds the lock. */
+static void queue_push_locked(ms_hub_queue *q, ms_hub_msg *m)
+{
+    m->next = NULL;
+    if (q->tail)
+        q->tail->next = m;
+    else
+        q->head = m;
+    q->tail = m;
+    q->bytes += m->len + MSG_OVERHEAD;
+}
+
+ms_hub *ms_hub_new(size_t nships, const bool *is_bay, unsigned nworkers, size_t queue_bytes)
+{
+    if (nworkers == 0)
+        return NULL;
+    if (queue_bytes == 0)
+        queue_bytes = MS_HUB_QUEUE_BYTES;
+    ms_hub *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->nbays = nships;
+    h->nworkers = nworkers;
+    h->bays = calloc(nships ? nships : 1, sizeof *h->bays);
+    h->workers = calloc(nworkers, sizeof *h->workers);
+    if (!h->bays || !h->workers) {
+        free(h->bays);
+        free(h->workers);
+        free(h);
+        return NULL;
+    }
+    size_t bays_done = 0, workers_done = 0;
+    for (; bays_done < nships; bays_done++) {
+        h->bays[bays_done].is_bay = is_bay[bays_done];
+        if (!queue_init(&h->bays[bays_done].up, queue_bytes))
+            goto fail;
+    }
+    for (; workers_done < nworkers; workers_done++)
+        if (!queue_init(&h->workers[workers_done].inbox, queue_bytes))
+            goto fail;
+    return h;
+fail:
+    for (size_t i = 0; i < bays_done; i++)
+        queue_destroy(&h->bays[i].up);
+    for (size_t i = 0; i < workers_done; i++)
+        queue_destroy(&h->workers[i].inbox);
+    free(h->bays);
+    free(h->workers);
+    free(h);
+    return NULL;
+}
+
+void ms_hub_free(ms_hub *h)
+{
+    if (!h)
+        return;
+    for (size_t i = 0; i < h->nbays; i++)
+        queue_destroy(&h->bays[i].up);
+    for (unsigned i = 0; i < h->nworkers; i++)
+        queue_destroy(&h->workers[i].inbox);
+    free(h->bays);
+    free(h->workers);
+    free(h);
+}
+
+ms_hub_msg *ms_hub_msg_new(ms_hub_kind kind, uint32_t bay, uint32_t gen, uint32_t conn_id, uint16_t code,
+                           const void *data, size_t len)
+{
+    if (len > UINT32_MAX - MSG_OVERHEAD)
+        return NULL;
+    ms_hub_msg *m = malloc(MSG_OVERHEAD + len);
+    if (!m)
+        return NULL;
+    m->next = NULL;
+    m->bay = bay;
+    m->gen = gen;
+    m->conn_id = conn_id;
+    m->len = (uint32_t)len;
+    m->code = code;
+    m->kind = (uint8_t)kind;
+    if (len && data) /* data NULL: the caller fills it */
+        memcpy(m->data, data, len);
+    return m;
+}
+
+void ms_hub_msg_free_list(ms_hub_msg *m)
+{
+    while (m) {
+        ms_hub_msg *next = m->next;
+        free(m);
+        m = next;
+    }
+}
+
+uint32_t ms_hub_bay_gen(const ms_hub *h, size_t bay, unsigned *features)
+{
+    uint64_t s = __atomic_load_n(&h->bays[bay].state, __ATOMIC_ACQUIRE);
+    if (features)
+        *features = (unsigned)(s & 0xff);
+    return (uint32_t)(s >> 8);
+}
+
+void ms_hub_bay_publish(ms_hub *h, size_t bay, uint32_t gen, unsigned features)
+{
+    uint64_t s = ((uint64_t)gen << 8) | (features & 0xff);
+    __atomic_store_n(&h->bays[bay].state, s, __ATOMIC_RELEASE);
+}
+
+static void wake_control(ms_hub *h)
+{
+    if (h->control_wake)
+        uv_async_send(h->control_wake);
+}
+
+/* ---------------------------------------------------------------- worker side */
+
+bool ms_hub_to_link(ms_hub *h, ms_hub_msg *m, bool force)
+{
+    ms_hub_bay *b = &h->bays[m->bay];
+    ms_hub_queue *q = &b->up;
+    uv_mutex_lock(&q->mu);
+    /* a message that alone exceeds the budget still goes when the queue is empty */
+    bool room = force || q->head == NULL || q->bytes + m->len + MSG_OVERHEAD <= q->cap;
+    if (room)
+        queue_push_locked(q, m);
+    else
+        __atomic_store_n(&b->resume_wanted, 1, __ATOMIC_RELEASE);
+    uv_mutex_unlock(&q->mu);
+    wake_control(h);
+    return room;
+}
+
+ms_hub_msg *ms_hub_take_inbox(ms_hub *h, unsigned worker)
+{
+    ms_hub_queue *q = &h->workers[worker].inbox;
+    uv_mutex_lock(&q->mu);
+    ms_hub_msg *list = q->head;
+    q->head = q->tail = NULL;
+    q->bytes = 0;
+    uv_mutex_unlock(&q->mu);
+    if (__atomic_exchange_n(&h->links_paused, 0, __ATOMIC_ACQ_REL))
+        wake_control(h);
+    return list;
+}
+
+bool ms_hub_take_resume(ms_hub *h, unsigned worker)
+{
+    return __atomic_exchange_n(&h->workers[worker].resume, 0, __ATOMIC_ACQ_REL) != 0;
+}
+
+void ms_hub_worker_attach(ms_hub *h, unsigned worker, uv_async_t *wake)
+{
+    ms_hub_queue *q = &h->workers[worker].inbox;
+    uv_mutex_lock(&q->mu);
+    h->workers[worker].wake = wake;
+    uv_mutex_unlock(&q->mu);
+}
+
+void ms_hub_worker_detach(ms_hub *h, unsigned worker)
+{
+    ms_hub_queue *q = &h->workers[worker].inbox;
+    uv_mutex_lock(&q->mu);
+    h->workers[worker].wake = NULL;
+    ms_hub_msg *list = q->head;
+    q->head = q->tail = NULL;
+    q->bytes = 0;
+    uv_mutex_unlock(&q->mu);
+    ms_hub_msg_free_list(list);
+    if (__atomic_exchange_n(&h->links_paused, 0, __ATOMIC_ACQ_REL))
+        wake_control(h);
+}
+
+/* ---------------------------------------------------------------- link side */
+
+bool ms_hub_to_worker(ms_hub *h, unsigned worker, ms_hub_msg *m)
+{
+    ms_hub_worker *hw = &h->workers[worker];
+    ms_hub_queue *q = &hw->inbox;
+    uv_mutex_lock(&q->mu);
+    if (!hw->wake) { /* the worker has stopped */
+        uv_mutex_unlock(&q->mu);
+        free(m);
+        return true;
+    }
+    queue_push_locked(q, m);
+    bool under = q->bytes <= q->cap;
+    if (!under) /* set before the worker can take the inbox, so its take wakes the links */
+        __atomic_store_n(&h->links_paused, 1, __ATOMIC_RELEASE);
+    uv_async_send(hw->wake); /* under the lock: the worker cannot detach and close it meanwhile */
+    uv_mutex_unlock(&q->mu);
+    return under;
+}
+
+bool ms_hub_inboxes_have_room(ms_hub *h)
+{
+    bool room = true;
+    for (unsigned i = 0; i < h->nworkers && room; i++) {
+        ms_hub_queue *q = &h->workers[i].inbox;
+        uv_mutex_lock(&q->mu);
+        room = q->bytes <= q->cap / 2;
+        if (!room)
+            __atomic_store_n(&h->links_paused, 1, __ATOMIC_RELEASE);
+        uv_mutex_unlock(&q->mu);
+    }
+    return room;
+}
+
+static void wake_resumers(ms_hub *h, ms_hub_bay *b)
+{
+    if (!__atomic_exchange_n(&b->resume_wanted, 0, __ATOMIC_ACQ_REL))
+        return;
+    for (unsigned i = 0; i < h->nworkers; i++) {
+        ms_hub_worker *hw = &h->workers[i];
+        __atomic_store_n(&hw->resume, 1, __ATOMIC_RELEASE);
+        uv_mutex_lock(&hw->inbox.mu);
+        if (hw->wake)
+            uv_async_send(hw->wake);
+        uv_mutex_unlock(&hw->inbox.mu);
+    }
+}
+
+ms_hub_msg *ms_hub_take_up(ms_hub *h, size_t bay, size_t max_bytes)
+{
+    ms_hub_bay *b = &h->bays[bay];
+    ms_hub_queue *q = &b->up;
+    uv_mutex_lock(&q->mu);
+    ms_hub_msg *first = q->head, *last = NULL;
+    size_t taken = 0;
+    for (ms_hub_msg *m = q->head; m; m = m->next) {
+        size_t sz = m->len + MSG_OVERHEAD;
+        if (last && taken + sz > max_bytes)
+            break;
+        taken += sz;
+        last = m;
+    }
+    if (last) {
+        q->head = last->next;
+        if (!q->head)
+            q->tail = NULL;
+        last->next = NULL;
+        q->bytes -= taken;
+    } else {
+        first = NULL;
+    }
+    bool below_half = q->bytes <= q->cap / 2;
+    uv_mutex_unlock(&q->mu);
+    if (below_half)
+        wake_resumers(h, b);
+    return first;
+}
+
+void ms_hub_drop_up(ms_hub *h, size_t bay)
+{
+    ms_hub_bay *b = &h->bays[bay];
+    ms_hub_queue *q = &b->up;
+    uv_mutex_lock(&q->mu);
+    ms_hub_msg *list = q->head;
+    q->head = q->tail = NULL;
+    q->bytes = 0;
+    uv_mutex_unlock(&q->mu);
+    ms_hub_msg_free_list(list);
+    wake_resumers(h, b);
+}

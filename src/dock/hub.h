@@ -1,0 +1,130 @@
+/* hub.h: where the data plane's workers and the control loop's docking
+ * links meet (DESIGN.md §3: links live on the control loop, WebSocket
+ * clients on workers).
+ *
+ * Per bay: the state workers read before boarding a client (the link's
+ * generation, 0 while not docked, and the agreed features), a bounded queue
+ * of frames from the workers to the link, and counters. Per worker: a
+ * bounded inbox of messages from the links. Both kinds of queue are a
+ * mutex-protected list with a byte budget and a uv_async wake-up. When an
+ * inbox is over its budget the link stops reading its bay; when a bay's
+ * queue is full the worker stops reading the client and retries after the
+ * link has drained it (the resume flag). */
+#ifndef MS_DOCK_HUB_H
+#define MS_DOCK_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define MS_HUB_QUEUE_BYTES (8u << 20)   /* default budget of each queue */
+
+typedef enum ms_hub_kind {
+    /* worker -> link: data is a complete docking frame */
+    MS_HUB_BOARDING = 1,
+    MS_HUB_CARGO,
+    MS_HUB_DISEMBARK,
+    /* link -> worker */
+    MS_HUB_TO_CLIENT_TEXT,          /* data: the message */
+    MS_HUB_TO_CLIENT_BINARY,
+    MS_HUB_TO_CLIENT_CLOSE,         /* code, data: the reason */
+    MS_HUB_LINK_DOWN,               /* every client of (bay, gen): close with code */
+} ms_hub_kind;
+
+typedef struct ms_hub_msg {
+    struct ms_hub_msg *next;
+    uint32_t bay;                   /* ship index */
+    uint32_t gen;                   /* link generation it belongs to */
+    uint32_t conn_id;
+    uint32_t len;
+    uint16_t code;
+    uint8_t kind;
+    uint8_t data[];
+} ms_hub_msg;
+
+typedef struct ms_hub_queue {
+    uv_mutex_t mu;
+    ms_hub_msg *head, *tail;
+    size_t bytes;                   /* sum of len + header per message */
+    size_t cap;
+} ms_hub_queue;
+
+/* Counters of one bay; written with atomic adds from any thread. */
+typedef struct ms_hub_bay_stats {
+    uint64_t clients;               /* gauge */
+    uint64_t boardings;             /* clients boarded in all */
+    uint64_t msgs_in, bytes_in;     /* client -> bay */
+    uint64_t msgs_out, bytes_out;   /* bay -> client */
+    uint64_t dropped;               /* cargo for an unknown conn_id */
+    uint64_t protocol_errors;       /* links failed on bad frames */
+    uint64_t docks;                 /* successful docks (re-docks = docks - 1) */
+    uint64_t rejected;              /* upgrades answered 503 (not docked or queue full) */
+    uint64_t closed_slow;           /* clients closed for not reading (1008) */
+} ms_hub_bay_stats;
+
+typedef struct ms_hub_bay {
+    uint64_t state;                 /* atomic: gen << 8 | features; gen 0: not docked */
+    ms_hub_queue up;                /* workers -> link */
+    int resume_wanted;              /* atomic: a worker waits for room in up */
+    ms_hub_bay_stats st;
+    bool is_bay;
+} ms_hub_bay;
+
+typedef struct ms_hub_worker {
+    ms_hub_queue inbox;             /* links -> this worker */
+    uv_async_t *wake;               /* the worker's async; NULL once it has stopped */
+    int resume;                     /* atomic: retry clients blocked on a full bay queue */
+} ms_hub_worker;
+
+typedef struct ms_hub {
+    size_t nbays;                   /* = number of ships; only bays are used */
+    ms_hub_bay *bays;
+    unsigned nworkers;
+    ms_hub_worker *workers;
+    uv_async_t *control_wake;       /* the control loop's async (links' side) */
+    int links_paused;               /* atomic: a link stopped reading for a full inbox */
+} ms_hub;
+
+/* nships entries (is_bay marks bays), nworkers inboxes. */
+ms_hub *ms_hub_new(size_t nships, const bool *is_bay, unsigned nworkers, size_t queue_bytes);
+void ms_hub_free(ms_hub *h);
+
+ms_hub_msg *ms_hub_msg_new(ms_hub_kind kind, uint32_t bay, uint32_t gen, uint32_t conn_id, uint16_t code,
+                           const void *data, size_t len);
+void ms_hub_msg_free_list(ms_hub_msg *m);
+
+/* The worker that owns a conn_id (conn_ids are seq * nworkers + worker). */
+static inline unsigned ms_hub_worker_of(const ms_hub *h, uint32_t conn_id)
+{
+    return conn_id % h->nworkers;
+}
+
+/* Bay state for workers: generation (0 = not docked) and features. */
+uint32_t ms_hub_bay_gen(const ms_hub *h, size_t bay, unsigned *features);
+void ms_hub_bay_publish(ms_hub *h, size_t bay, uint32_t gen, unsigned features);
+
+/* Worker side. to_link: false when the bay's queue is full (the message is
+ * not taken; every worker's resume flag is set once there is room again);
+ * force ignores the budget (Disembark, which must not be lost). */
+bool ms_hub_to_link(ms_hub *h, ms_hub_msg *m, bool force);
+ms_hub_msg *ms_hub_take_inbox(ms_hub *h, unsigned worker);
+bool ms_hub_take_resume(ms_hub *h, unsigned worker);
+void ms_hub_worker_attach(ms_hub *h, unsigned worker, uv_async_t *wake);
+void ms_hub_worker_detach(ms_hub *h, unsigned worker); /* drops what is queued for it */
+
+/* Link side (control loop). to_worker: force ignores the budget (control
+ * messages); returns false if over budget after the push (stop reading). */
+bool ms_hub_to_worker(ms_hub *h, unsigned worker, ms_hub_msg *m);
+bool ms_hub_inboxes_have_room(ms_hub *h);
+/* Take up to max_bytes of the bay's queue (at least one message). Wakes
+ * workers waiting for room when the queue drops under half its budget. */
+ms_hub_msg *ms_hub_take_up(ms_hub *h, size_t bay, size_t max_bytes);
+void ms_hub_drop_up(ms_hub *h, size_t bay);
+
+static inline void ms_hub_count(uint64_t *ctr, uint64_t n)
+{
+    __atomic_fetch_add(ctr, n, __ATOMIC_RELAXED);
+}
+
+#endif

@@ -1,0 +1,610 @@
+/* link.c: docking links on the control loop (see link.h and
+ * docs/docking-protocol.md). Frames from workers arrive through the hub
+ * already encoded and are written in batches; frames from the bay are
+ * decoded here and routed to the worker that owns the conn_id. */
+#include "dock/link.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dock/protocol.h"
+
+#define LINK_READ_BUF 65536
+#define LINK_WRITE_HIGH (1u << 20)     /* bytes in flight to the bay before workers' frames wait */
+#define LINK_BATCH 64
+#define RETRY_FIRST_MS 10
+#define RETRY_MAX_MS 500
+
+typedef struct ms_dlink ms_dlink;
+
+typedef enum { LC_CONNECTING, LC_WAIT_DOCK, LC_DOCKED, LC_CLOSING } lc_state;
+
+typedef struct link_conn {
+    uv_pipe_t pipe;
+    uv_connect_t creq;
+    ms_dlink *l;
+    lc_state st;
+    ms_dock_decoder dec;
+    unsigned features;
+    uint32_t gen;
+    size_t inflight;                   /* bytes handed to uv_write, not yet written */
+    int writes;                        /* uv_write requests in flight */
+    bool read_paused;                  /* a worker's inbox is over its budget */
+    char rbuf[LINK_READ_BUF];
+} link_conn;
+
+struct ms_dlink {
+    ms_docks *d;
+    size_t bay;                        /* ship index */
+    ms_proc *p;
+    uv_timer_t retry;
+    link_conn *conn;
+    uint64_t delay_ms;
+    bool wanted;                       /* the bay runs: keep (re)connecting until docked */
+};
+
+struct ms_docks {
+    uv_loop_t *loop;
+    ms_fleet *fleet;
+    ms_hub *hub;
+    ms_log *log;
+    ms_dlink *links;                   /* one per ship; only bays are used */
+    size_t n;
+    uv_async_t wake;
+    uint32_t next_gen;
+    int open_handles;
+    bool closing;
+};
+
+typedef struct wbatch {
+    uv_write_t req;
+    link_conn *lc;
+    ms_hub_msg *msgs;
+    size_t bytes;
+    unsigned n;
+    uv_buf_t bufs[LINK_BATCH];
+} wbatch;
+
+static void link_fail(link_conn *lc, uint16_t code, const char *why, bool protocol_error, bool tell_fleet);
+static void try_connect(ms_dlink *l);
+
+static const char *bay_name(const ms_dlink *l)
+{
+    return l->p->ship->name;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static void on_lc_closed(uv_handle_t *h)
+{
+    link_conn *lc = h->data;
+    ms_dock_decoder_free(&lc->dec);
+    free(lc);
+}
+
+static void maybe_free_conn(link_conn *lc)
+{
+    if (lc->st == LC_CLOSING && lc->writes == 0 && !uv_is_closing((uv_handle_t *)&lc->pipe))
+        uv_close((uv_handle_t *)&lc->pipe, on_lc_closed);
+}
+
+static void pump(link_conn *lc);
+
+static void on_written(uv_write_t *req, int status)
+{
+    wbatch *b = (wbatch *)req;
+    link_conn *lc = b->lc;
+    lc->inflight -= b->bytes;
+    lc->writes--;
+    ms_hub_msg_free_list(b->msgs);
+    free(b);
+    if (lc->st == LC_CLOSING) {
+        maybe_free_conn(lc);
+        return;
+    }
+    if (status < 0) {
+        char why[160];
+        snprintf(why, sizeof why, "writing to the bay failed: %s", uv_strerror(status));
+        link_fail(lc, 1011, why, false, true);
+        return;
+    }
+    pump(lc);
+}
+
+/* Write a list of frames (owned: freed once written). */
+static bool write_list(link_conn *lc, ms_hub_msg *list)
+{
+    while (list) {
+        wbatch *b = calloc(1, sizeof *b);
+        if (!b) {
+            ms_hub_msg_free_list(list);
+            link_fail(lc, 1011, "out of memory", false, true);
+            return false;
+        }
+        b->lc = lc;
+        ms_hub_msg **tail = &b->msgs;
+        while (list && b->n < LINK_BATCH) {
+            ms_hub_msg *m = list;
+            list = m->next;
+            m->next = NULL;
+            *tail = m;
+            tail = &m->next;
+            b->bufs[b->n++] = uv_buf_init((char *)m->data, m->len);
+            b->bytes += m->len;
+        }
+        int rc = uv_write(&b->req, (uv_stream_t *)&lc->pipe, b->bufs, b->n, on_written);
+        if (rc < 0) {
+            ms_hub_msg_free_list(b->msgs);
+            free(b);
+            ms_hub_msg_free_list(list);
+            char why[160];
+            snprintf(why, sizeof why, "writing to the bay failed: %s", uv_strerror(rc));
+            link_fail(lc, 1011, why, false, true);
+            return false;
+        }
+        lc->inflight += b->bytes;
+        lc->writes++;
+    }
+    return true;
+}
+
+/* Move what workers queued for this bay onto the socket, up to the
+ * high-water mark; frames of an earlier link generation are dropped. */
+static void pump(link_conn *lc)
+{
+    ms_dlink *l = lc->l;
+    ms_hub *hub = l->d->hub;
+    while (lc->st == LC_DOCKED && lc->inflight < LINK_WRITE_HIGH) {
+        ms_hub_msg *list = ms_hub_take_up(hub, l->bay, LINK_WRITE_HIGH - lc->inflight);
+        if (!list)
+            return;
+        ms_hub_msg *keep = NULL, **tail = &keep;
+        ms_hub_bay_stats *st = &hub->bays[l->bay].st;
+        while (list) {
+            ms_hub_msg *m = list;
+            list = m->next;
+            m->next = NULL;
+            if (m->gen != lc->gen) {
+                free(m);
+                continue;
+            }
+            if (m->kind == MS_HUB_CARGO) {
+                ms_hub_count(&st->msgs_in, 1);
+                ms_hub_count(&st->bytes_in, m->len - MS_DOCK_CARGO_HEADER_LEN);
+            }
+            *tail = m;
+            tail = &m->next;
+        }
+        if (keep && !write_list(lc, keep))
+            return;
+    }
+}
+
+/* ---------------------------------------------------------------- reading */
+
+static bool send_moored(link_conn *lc)
+{
+    ms_dlink *l = lc->l;
+    const ms_strmap *cfg = &l->p->ship->config;
+    ms_dock_kv *kv = calloc(cfg->len ? cfg->len : 1, sizeof *kv);
+    if (!kv)
+        return false;
+    for (size_t i = 0; i < cfg->len; i++) {
+        kv[i].name = cfg->items[i].key;
+        kv[i].value = cfg->items[i].value;
+    }
+    ms_dock_buf b = { 0 };
+    int rc = ms_dock_encode_moored(&b, kv, cfg->len, lc->features);
+    free(kv);
+    if (rc != 0) {
+        ms_dock_buf_free(&b);
+        return false;
+    }
+    ms_hub_msg *m = ms_hub_msg_new(MS_HUB_BOARDING, (uint32_t)l->bay, 0, 0, 0, b.data, b.len);
+    ms_dock_buf_free(&b);
+    return m && write_list(lc, m);
+}
+
+static void on_docked(link_conn *lc, const ms_dock_frame *fr)
+{
+    ms_dlink *l = lc->l;
+    ms_docks *d = l->d;
+    char err[200];
+    ms_dock_hello hello = { 0 };
+    if (ms_dock_parse_dock(fr->payload, fr->len, &hello, err, sizeof err) != 0) {
+        ms_dock_hello_free(&hello);
+        char why[260];
+        snprintf(why, sizeof why, "bad Dock: %s", err);
+        link_fail(lc, 1011, why, true, true);
+        return;
+    }
+    if (strcmp(hello.ship, bay_name(l)) != 0)
+        ms_log_event(d->log, MS_WARN, bay_name(l), "dock_name",
+                     "bay \"%s\" docked under the name \"%.64s\" (MS_SHIP is \"%s\"); accepted", bay_name(l),
+                     hello.ship, bay_name(l));
+    lc->features = ms_dock_agree_features(hello.features);
+    ms_dock_hello_free(&hello);
+    if (!send_moored(lc)) {
+        link_fail(lc, 1011, "cannot send Moored: out of memory", false, true);
+        return;
+    }
+    if (++d->next_gen == 0)
+        d->next_gen = 1;
+    lc->gen = d->next_gen;
+    lc->st = LC_DOCKED;
+    lc->dec.accept_binary = (lc->features & MS_DOCK_FEAT_BINARY) != 0;
+    ms_hub_bay *hb = &d->hub->bays[l->bay];
+    uint64_t docks = __atomic_add_fetch(&hb->st.docks, 1, __ATOMIC_RELAXED);
+    ms_hub_drop_up(d->hub, l->bay); /* nothing of an earlier link may reach this one */
+    ms_hub_bay_publish(d->hub, l->bay, lc->gen, lc->features);
+    char how[300];
+    snprintf(how, sizeof how, "docked on %s, protocol v%d%s%s", l->p->socket_path, MS_DOCK_VERSION,
+             lc->features & MS_DOCK_FEAT_BINARY ? " with binary messages" : " (text only)",
+             docks > 1 ? ", re-docked" : "");
+    l->p->last_health_error[0] = '\0';
+    ms_fleet_bay_docked(d->fleet, l->bay, how);
+}
+
+/* false: the link failed (lc may be closing). */
+static bool handle_frame(link_conn *lc, const ms_dock_frame *fr, bool *over_budget)
+{
+    ms_dlink *l = lc->l;
+    ms_hub *hub = l->d->hub;
+    char why[260];
+    const char *tn = ms_dock_type_name(fr->type);
+    if (lc->st == LC_WAIT_DOCK) {
+        if (fr->type != MS_DOCK_DOCK) {
+            snprintf(why, sizeof why, "expected Dock as the first frame, got %s", tn ? tn : "an unknown type");
+            link_fail(lc, 1011, why, true, true);
+            return false;
+        }
+        on_docked(lc, fr);
+        return lc->st == LC_DOCKED;
+    }
+    ms_hub_bay_stats *st = &hub->bays[l->bay].st;
+    if (fr->type == MS_DOCK_CARGO || fr->type == MS_DOCK_CARGO_BINARY) {
+        uint32_t conn_id;
+        const uint8_t *msg;
+        size_t len;
+        if (ms_dock_parse_cargo(fr->payload, fr->len, &conn_id, &msg, &len) != 0) {
+            link_fail(lc, 1011, "Cargo shorter than its 4-byte conn_id", true, true);
+            return false;
+        }
+        ms_hub_msg *m = ms_hub_msg_new(fr->type == MS_DOCK_CARGO ? MS_HUB_TO_CLIENT_TEXT : MS_HUB_TO_CLIENT_BINARY,
+                                       (uint32_t)l->bay, lc->gen, conn_id, 0, msg, len);
+        if (!m) {
+            link_fail(lc, 1011, "out of memory", false, true);
+            return false;
+        }
+        ms_hub_count(&st->msgs_out, 1);
+        ms_hub_count(&st->bytes_out, len);
+        if (!ms_hub_to_worker(hub, ms_hub_worker_of(hub, conn_id), m))
+            *over_budget = true;
+        return true;
+    }
+    if (fr->type == MS_DOCK_DISEMBARK) {
+        ms_dock_disembark de = { 0 };
+        char err[200];
+        if (ms_dock_parse_disembark(fr->payload, fr->len, &de, err, sizeof err) != 0) {
+            ms_dock_disembark_free(&de);
+            snprintf(why, sizeof why, "bad Disembark: %s", err);
+            link_fail(lc, 1011, why, true, true);
+            return false;
+        }
+        size_t rlen = strlen(de.reason);
+        if (rlen > 123) /* a close frame's reason fits in 123 bytes */
+            rlen = 123;
+        ms_hub_msg *m = ms_hub_msg_new(MS_HUB_TO_CLIENT_CLOSE, (uint32_t)l->bay, lc->gen, de.conn_id, de.code,
+                                       de.reason, rlen);
+        ms_dock_disembark_free(&de);
+        if (!m) {
+            link_fail(lc, 1011, "out of memory", false, true);
+            return false;
+        }
+        if (!ms_hub_to_worker(hub, ms_hub_worker_of(hub, m->conn_id), m))
+            *over_budget = true;
+        return true;
+    }
+    snprintf(why, sizeof why, "unexpected %s frame from the bay", tn ? tn : "unknown");
+    link_fail(lc, 1011, why, true, true);
+    return false;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    link_conn *lc = h->data;
+    (void)suggested;
+    *b = uv_buf_init(lc->rbuf, sizeof lc->rbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    link_conn *lc = s->data;
+    if (n == 0 || lc->st == LC_CLOSING)
+        return;
+    if (n < 0) {
+        char why[200];
+        if (n == UV_EOF && ms_dock_decoder_finish(&lc->dec) != 0)
+            link_fail(lc, 1011, "the bay closed the link inside a frame", true, true);
+        else if (n == UV_EOF)
+            link_fail(lc, 1012, lc->st == LC_DOCKED ? "the bay closed the docking link" : "the bay closed the link before docking", false, true);
+        else {
+            snprintf(why, sizeof why, "reading the docking link failed: %s", uv_strerror((int)n));
+            link_fail(lc, 1011, why, false, true);
+        }
+        return;
+    }
+    const uint8_t *p = (const uint8_t *)buf->base;
+    size_t left = (size_t)n;
+    bool over = false;
+    while (left > 0) {
+        size_t used = 0;
+        ms_dock_frame fr;
+        int r = ms_dock_decoder_feed(&lc->dec, p, left, &used, &fr);
+        p += used;
+        left -= used;
+        if (r < 0) {
+            char why[260];
+            snprintf(why, sizeof why, "protocol error: %s", ms_dock_decoder_message(&lc->dec));
+            link_fail(lc, 1011, why, true, true);
+            return;
+        }
+        if (r == 0)
+            break;
+        if (!handle_frame(lc, &fr, &over))
+            return;
+    }
+    if (over && !lc->read_paused) {
+        lc->read_paused = true;
+        uv_read_stop((uv_stream_t *)&lc->pipe);
+    }
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static void link_fail(link_conn *lc, uint16_t code, const char *why, bool protocol_error, bool tell_fleet)
+{
+    if (lc->st == LC_CLOSING)
+        return;
+    ms_dlink *l = lc->l;
+    ms_docks *d = l->d;
+    bool was_docked = lc->st == LC_DOCKED;
+    lc->st = LC_CLOSING;
+    if (l->conn == lc)
+        l->conn = NULL;
+    if (protocol_error)
+        ms_hub_count(&d->hub->bays[l->bay].st.protocol_errors, 1);
+    if (was_docked) {
+        ms_hub_bay_publish(d->hub, l->bay, 0, 0);
+        ms_hub_drop_up(d->hub, l->bay);
+        for (unsigned w = 0; w < d->hub->nworkers; w++) {
+            ms_hub_msg *m = ms_hub_msg_new(MS_HUB_LINK_DOWN, (uint32_t)l->bay, lc->gen, 0, code, NULL, 0);
+            if (m)
+                ms_hub_to_worker(d->hub, w, m);
+        }
+    }
+    snprintf(l->p->last_health_error, sizeof l->p->last_health_error, "%s", why);
+    uv_read_stop((uv_stream_t *)&lc->pipe);
+    maybe_free_conn(lc);
+    if (tell_fleet && l->wanted) {
+        l->wanted = false;
+        ms_fleet_bay_lost(d->fleet, l->bay, why);
+    }
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    try_connect(t->data);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    link_conn *lc = req->data;
+    ms_dlink *l = lc->l;
+    if (lc->st == LC_CLOSING) { /* the bay exited meanwhile */
+        maybe_free_conn(lc);
+        return;
+    }
+    if (status < 0) {
+        snprintf(l->p->last_health_error, sizeof l->p->last_health_error, "connecting: %s", uv_strerror(status));
+        lc->st = LC_CLOSING;
+        l->conn = NULL;
+        maybe_free_conn(lc);
+        if (l->wanted && !l->d->closing) {
+            uv_timer_start(&l->retry, on_retry, l->delay_ms, 0);
+            l->delay_ms = l->delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : l->delay_ms * 2;
+        }
+        return;
+    }
+    lc->st = LC_WAIT_DOCK;
+    snprintf(l->p->last_health_error, sizeof l->p->last_health_error, "connected, waiting for Dock");
+    int rc = uv_read_start((uv_stream_t *)&lc->pipe, on_alloc, on_read);
+    if (rc < 0)
+        link_fail(lc, 1011, uv_strerror(rc), false, true);
+}
+
+static void try_connect(ms_dlink *l)
+{
+    if (!l->wanted || l->conn || l->d->closing)
+        return;
+    link_conn *lc = calloc(1, sizeof *lc);
+    if (!lc || uv_pipe_init(l->d->loop, &lc->pipe, 0) != 0) {
+        free(lc);
+        uv_timer_start(&l->retry, on_retry, RETRY_MAX_MS, 0);
+        return;
+    }
+    lc->l = l;
+    lc->pipe.data = lc;
+    lc->creq.data = lc;
+    lc->st = LC_CONNECTING;
+    ms_dock_decoder_init(&lc->dec, 0);
+    l->conn = lc;
+    uv_pipe_connect(&lc->creq, &lc->pipe, l->p->socket_path, on_connect);
+}
+
+static void on_bay_started(void *arg, ms_proc *p)
+{
+    ms_docks *d = arg;
+    ms_dlink *l = &d->links[p->index];
+    l->wanted = true;
+    l->delay_ms = RETRY_FIRST_MS;
+    if (l->conn) /* an old link still closing */
+        link_fail(l->conn, 1012, "the bay restarted", false, false);
+    snprintf(p->last_health_error, sizeof p->last_health_error, "its socket does not exist yet");
+    try_connect(l);
+}
+
+static void on_bay_exited(void *arg, ms_proc *p)
+{
+    ms_docks *d = arg;
+    ms_dlink *l = &d->links[p->index];
+    l->wanted = false;
+    uv_timer_stop(&l->retry);
+    if (l->conn)
+        link_fail(l->conn, 1012, "the bay exited", false, false);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    ms_docks *d = a->data;
+    bool room_checked = false, room = false;
+    for (size_t i = 0; i < d->n; i++) {
+        link_conn *lc = d->links[i].conn;
+        if (!lc || lc->st != LC_DOCKED)
+            continue;
+        if (lc->read_paused) {
+            if (!room_checked) {
+                room = ms_hub_inboxes_have_room(d->hub);
+                room_checked = true;
+            }
+            if (room && uv_read_start((uv_stream_t *)&lc->pipe, on_alloc, on_read) == 0)
+                lc->read_paused = false;
+        }
+        pump(lc);
+    }
+}
+
+/* ---------------------------------------------------------------- public */
+
+ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *log)
+{
+    ms_docks *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->loop = loop;
+    d->fleet = fleet;
+    d->hub = hub;
+    d->log = log;
+    d->n = fleet->n;
+    d->links = calloc(d->n ? d->n : 1, sizeof *d->links);
+    if (!d->links || uv_async_init(loop, &d->wake, on_wake) != 0) {
+        free(d->links);
+        free(d);
+        return NULL;
+    }
+    d->wake.data = d;
+    d->open_handles = 1;
+    for (size_t i = 0; i < d->n; i++) {
+        ms_dlink *l = &d->links[i];
+        l->d = d;
+        l->bay = i;
+        l->p = &fleet->procs[i];
+        if (fleet->procs[i].ship->kind != MS_BAY)
+            continue;
+        uv_timer_init(loop, &l->retry);
+        l->retry.data = l;
+        d->open_handles++;
+    }
+    hub->control_wake = &d->wake;
+    fleet->bay_started = on_bay_started;
+    fleet->bay_exited = on_bay_exited;
+    fleet->bay_arg = d;
+    return d;
+}
+
+void ms_docks_flush(ms_docks *d)
+{
+    on_wake(&d->wake);
+}
+
+static void on_docks_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void ms_docks_close(ms_docks *d)
+{
+    if (!d || d->closing)
+        return;
+    d->closing = true;
+    d->hub->control_wake = NULL;
+    d->fleet->bay_started = NULL;
+    d->fleet->bay_exited = NULL;
+    for (size_t i = 0; i < d->n; i++) {
+        ms_dlink *l = &d->links[i];
+        if (l->p->ship->kind != MS_BAY)
+            continue;
+        l->wanted = false;
+        if (l->conn)
+            link_fail(l->conn, 1001, "Mothership is stopping", false, false);
+        uv_close((uv_handle_t *)&l->retry, on_docks_handle_closed);
+    }
+    uv_close((uv_handle_t *)&d->wake, on_docks_handle_closed);
+}
+
+void ms_docks_free(ms_docks *d)
+{
+    if (!d)
+        return;
+    free(d->links);
+    free(d);
+}
+
+void ms_docks_render_metrics(const ms_docks *d, ms_buf *out)
+{
+    ms_prom p;
+    ms_prom_init(&p, out);
+    const ms_hub *h = d->hub;
+#define EACH_BAY(...)                                                                   \
+    for (size_t i = 0; i < d->n; i++) {                                                 \
+        if (d->links[i].p->ship->kind != MS_BAY)                                         \
+            continue;                                                                   \
+        const ms_hub_bay_stats *st = &h->bays[i].st;                                    \
+        ms_prom_label l[] = { { "bay", d->links[i].p->ship->name } };                   \
+        (void)st;                                                                       \
+        __VA_ARGS__;                                                                    \
+    }
+#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+    EACH_BAY(ms_prom_gauge_i64(&p, "mothership_bay_docked", "1 when the bay is docked and takes clients.", l, 1,
+                               ms_hub_bay_gen(h, i, NULL) != 0))
+    EACH_BAY(ms_prom_gauge_i64(&p, "mothership_bay_clients", "WebSocket clients connected to the bay.", l, 1,
+                               (int64_t)LD(st->clients)))
+    EACH_BAY(ms_prom_counter_u64(&p, "mothership_bay_boardings_total", "Clients boarded (handshakes completed).", l,
+                                 1, LD(st->boardings)))
+    for (int dir = 0; dir < 2; dir++)
+        EACH_BAY(ms_prom_label ld[] = { l[0], { "direction", dir ? "out" : "in" } };
+                 ms_prom_counter_u64(&p, "mothership_bay_messages_total",
+                                     "Whole messages: in = clients to the bay, out = the bay to clients.", ld, 2,
+                                     dir ? LD(st->msgs_out) : LD(st->msgs_in)))
+    for (int dir = 0; dir < 2; dir++)
+        EACH_BAY(ms_prom_label ld[] = { l[0], { "direction", dir ? "out" : "in" } };
+                 ms_prom_counter_u64(&p, "mothership_bay_bytes_total", "Message bytes (without framing).", ld, 2,
+                                     dir ? LD(st->bytes_out) : LD(st->bytes_in)))
+    EACH_BAY(ms_prom_counter_u64(&p, "mothership_bay_dropped_cargo_total",
+                                 "Cargo from the bay for a client that is gone (or never was).", l, 1,
+                                 LD(st->dropped)))
+    EACH_BAY(ms_prom_counter_u64(&p, "mothership_bay_protocol_errors_total",
+                                 "Docking links failed on a frame that breaks the protocol.", l, 1,
+                                 LD(st->protocol_errors)))
+    EACH_BAY(ms_prom_counter_u64(&p, "mothership_bay_redocks_total", "Docks after the first one.", l, 1,
+                                 LD(st->docks) > 0 ? LD(st->docks) - 1 : 0))
+    EACH_BAY(ms_prom_counter_u64(&p, "mothership_bay_rejected_total",
+                                 "Upgrade requests answered 503 (bay not docked, or its queue full).", l, 1,
+                                 LD(st->rejected)))
+    EACH_BAY(ms_prom_counter_u64(&p, "mothership_bay_slow_clients_closed_total",
+                                 "Clients closed with 1008 because their send queue was full.", l, 1,
+                                 LD(st->closed_slow)))
+#undef EACH_BAY
+#undef LD
+}

@@ -1,0 +1,32 @@
+/* link.h: docking links, on the control loop. One link per bay: once the
+ * fleet has started the bay, connect to its MS_SOCKET_PATH (retrying with a
+ * short backoff until the bay's ready_timeout), wait for Dock, answer
+ * Moored with the bay's config, publish the bay as docked (the fleet marks
+ * it ready), then carry frames between the bay and the workers through the
+ * hub. A protocol error or a link the bay closes fails the bay (the fleet
+ * kills it and restarts it per its policy); the workers close its clients
+ * with 1011 or 1012. */
+#ifndef MS_DOCK_LINK_H
+#define MS_DOCK_LINK_H
+
+#include <uv.h>
+
+#include "dock/hub.h"
+#include "fleet/fleet.h"
+#include "metrics/prom.h"
+
+typedef struct ms_docks ms_docks;
+
+/* One link per bay of m (selected or not); hooks itself into the fleet. */
+ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *log);
+/* Write what the workers queued (at shutdown, before bays are stopped). */
+void ms_docks_flush(ms_docks *d);
+/* Close every handle; the loop can end afterwards. */
+void ms_docks_close(ms_docks *d);
+/* After the loop has ended. */
+void ms_docks_free(ms_docks *d);
+
+/* Per-bay series for /metrics. */
+void ms_docks_render_metrics(const ms_docks *d, ms_buf *out);
+
+#endif

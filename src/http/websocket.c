@@ -1,0 +1,718 @@
+/* websocket.c: WebSocket clients of bays, on a data-plane worker.
+ *
+ * The handshake (RFC 6455 §4.2) is checked here; framing, masking,
+ * fragmentation, ping/pong, the close handshake, UTF-8 checks of text
+ * (1007) and the message size limit (1009) are wslay's. Each whole message
+ * becomes a Cargo frame for the bay's docking link (through the hub); what
+ * the link sends back for this worker arrives in its inbox (on_dock_async).
+ *
+ * Memory: an idle client keeps only its ms_conn and a small ms_ws. The
+ * wslay context (over 4 KiB) exists only while something is in flight: it is
+ * freed when every byte fed to it belongs to a whole frame, no fragmented
+ * message is open and nothing waits to be sent; the read buffer is the
+ * worker's. */
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <wslay/wslay.h>
+
+#include "dock/protocol.h"
+#include "http/http_impl.h"
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define WS_WRITE_HIGH (256u * 1024u)   /* socket bytes pending before wslay is told to wait */
+#define WS_CLOSE_WAIT_MS 3000           /* after our close frame, wait this long for the client's */
+
+struct ms_ws {
+    ms_conn *c;
+    wslay_event_context_ptr ctx;       /* NULL while idle */
+    size_t bay;
+    uint32_t conn_id, gen;
+    bool binary_ok;
+    const uint8_t *in;                 /* bytes being fed to wslay */
+    size_t in_len;
+    uint64_t fed, framed, cur_frame;   /* for the idle test: bytes fed vs bytes of whole frames */
+    bool in_fragment;
+    ms_hub_msg *pend, *pend_tail;      /* frames for the bay waiting for room in its queue */
+    bool blocked;                      /* not reading the client until pend is gone */
+    bool closing;                      /* our close frame is queued or sent */
+    bool tell_bay;                     /* send Disembark when the client goes */
+    uint16_t report_code;              /* close code for the Disembark (0: decide at the end) */
+    uint64_t last_rx;                  /* uv_now of the last bytes from the client */
+    uint64_t close_deadline;
+    ms_ws *prev, *next;                /* the worker's clients */
+};
+
+static const ms_http_limits *lim(const ms_conn *c)
+{
+    return &c->w->dp_manifest->global.http;
+}
+
+/* ---------------------------------------------------------------- wslay callbacks */
+
+static ssize_t cb_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
+{
+    ms_ws *ws = user;
+    (void)flags;
+    if (ws->in_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < ws->in_len ? len : ws->in_len;
+    memcpy(buf, ws->in, n);
+    ws->in += n;
+    ws->in_len -= n;
+    ws->fed += n;
+    return (ssize_t)n;
+}
+
+static ssize_t cb_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
+{
+    ms_ws *ws = user;
+    ms_conn *c = ws->c;
+    (void)flags;
+    if (c->state == MS_C_CLOSING) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    if (c->write_pending > WS_WRITE_HIGH) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    ms_conn_write(c, (const char *)data, len, true);
+    return (ssize_t)len;
+}
+
+static void cb_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *a,
+                           void *user)
+{
+    ms_ws *ws = user;
+    (void)ctx;
+    uint64_t n = a->payload_length;
+    ws->cur_frame = 2 + 4 + (n < 126 ? 0 : n < 65536 ? 2 : 8) + n; /* client frames are masked */
+    if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME || a->opcode == WSLAY_CONTINUATION_FRAME)
+        ws->in_fragment = !a->fin;
+}
+
+static void cb_frame_end(wslay_event_context_ptr ctx, void *user)
+{
+    ms_ws *ws = user;
+    (void)ctx;
+    ws->framed += ws->cur_frame;
+    ws->cur_frame = 0;
+}
+
+static void to_bay(ms_ws *ws, ms_hub_msg *m);
+
+static void ws_close_with(ms_ws *ws, uint16_t code, const char *reason);
+static void on_ws_timer(uv_timer_t *t);
+
+/* From now on the client has WS_CLOSE_WAIT_MS to answer our close frame. */
+static void start_closing(ms_ws *ws)
+{
+    ws->closing = true;
+    ws->close_deadline = uv_now(&ws->c->w->loop) + WS_CLOSE_WAIT_MS;
+    uv_timer_start(&ws->c->timer, on_ws_timer, WS_CLOSE_WAIT_MS, 0);
+}
+
+static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a, void *user)
+{
+    ms_ws *ws = user;
+    (void)ctx;
+    if (a->opcode == WSLAY_CONNECTION_CLOSE) {
+        if (!ws->report_code)
+            ws->report_code = a->status_code ? a->status_code : 1005;
+        return;
+    }
+    if (a->opcode != WSLAY_TEXT_FRAME && a->opcode != WSLAY_BINARY_FRAME)
+        return; /* ping (wslay answers it) or pong */
+    if (ws->closing)
+        return;
+    bool binary = a->opcode == WSLAY_BINARY_FRAME;
+    if (binary && !ws->binary_ok) {
+        ws_close_with(ws, 1003, "this bay accepts text messages only");
+        return;
+    }
+    ms_hub_msg *m = ms_hub_msg_new(MS_HUB_CARGO, (uint32_t)ws->bay, ws->gen, ws->conn_id, 0, NULL,
+                                   MS_DOCK_CARGO_HEADER_LEN + a->msg_length);
+    if (!m) {
+        ws_close_with(ws, 1011, "out of memory");
+        return;
+    }
+    ms_dock_put_cargo_header(m->data, binary ? MS_DOCK_CARGO_BINARY : MS_DOCK_CARGO, ws->conn_id, a->msg_length);
+    if (a->msg_length)
+        memcpy(m->data + MS_DOCK_CARGO_HEADER_LEN, a->msg, a->msg_length);
+    to_bay(ws, m);
+}
+
+static const struct wslay_event_callbacks ws_callbacks = {
+    .recv_callback = cb_recv,
+    .send_callback = cb_send,
+    .on_frame_recv_start_callback = cb_frame_start,
+    .on_frame_recv_end_callback = cb_frame_end,
+    .on_msg_recv_callback = cb_msg,
+};
+
+static bool ensure_ctx(ms_ws *ws)
+{
+    if (ws->ctx)
+        return true;
+    if (wslay_event_context_server_init(&ws->ctx, &ws_callbacks, ws) != 0) {
+        ws->ctx = NULL;
+        return false;
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, lim(ws->c)->ws_max_message_size);
+    ws->fed = ws->framed = ws->cur_frame = 0;
+    ws->in_fragment = false;
+    return true;
+}
+
+/* ---------------------------------------------------------------- driving wslay */
+
+static void maybe_idle(ms_ws *ws)
+{
+    ms_conn *c = ws->c;
+    if (!ws->ctx || ws->closing || c->state == MS_C_CLOSING)
+        return;
+    if (ws->fed != ws->framed || ws->in_fragment || wslay_event_want_write(ws->ctx) ||
+        wslay_event_get_queued_msg_count(ws->ctx) != 0 || wslay_event_get_close_received(ws->ctx) ||
+        wslay_event_get_close_sent(ws->ctx) || c->writes_in_flight)
+        return;
+    wslay_event_context_free(ws->ctx);
+    ws->ctx = NULL;
+}
+
+/* Send what wslay has queued (one gathered write), then see whether the
+ * close handshake is over. */
+static void ws_flush(ms_ws *ws)
+{
+    ms_conn *c = ws->c;
+    if (!ws->ctx || c->state == MS_C_CLOSING)
+        return;
+    if (wslay_event_want_write(ws->ctx)) {
+        ms_conn_cork(c);
+        int rc = wslay_event_send(ws->ctx);
+        ms_conn_uncork(c);
+        if (c->state == MS_C_CLOSING)
+            return;
+        if (rc != 0) {
+            ms_conn_close(c);
+            return;
+        }
+    }
+    if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx) && c->writes_in_flight == 0) {
+        ms_conn_close(c); /* both close frames exchanged (or reading is over after an error) */
+        return;
+    }
+    if ((wslay_event_get_close_sent(ws->ctx) || wslay_event_get_close_received(ws->ctx)) && !ws->closing) {
+        /* wslay answered a close or failed the connection (1002, 1007, 1009) */
+        start_closing(ws);
+    }
+    maybe_idle(ws);
+}
+
+static void ws_close_with(ms_ws *ws, uint16_t code, const char *reason)
+{
+    ms_conn *c = ws->c;
+    if (ws->closing || c->state == MS_C_CLOSING)
+        return;
+    if (!ensure_ctx(ws)) {
+        ms_conn_close(c);
+        return;
+    }
+    start_closing(ws);
+    if (!ws->report_code)
+        ws->report_code = code;
+    wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
+    ws_flush(ws);
+}
+
+/* Bytes from the client (conn.c's on_read for MS_C_WEBSOCKET). */
+void ms_ws_on_read(ms_conn *c, const char *data, size_t n)
+{
+    ms_ws *ws = c->ws;
+    ws->last_rx = uv_now(&c->w->loop);
+    if (!ensure_ctx(ws)) {
+        ms_conn_close(c);
+        return;
+    }
+    ws->in = (const uint8_t *)data;
+    ws->in_len = n;
+    int rc = wslay_event_recv(ws->ctx);
+    ws->in_len = 0;
+    if (c->state == MS_C_CLOSING)
+        return;
+    if (rc != 0) {
+        ms_conn_close(c);
+        return;
+    }
+    ws_flush(ws);
+}
+
+void ms_ws_drained(ms_conn *c)
+{
+    ws_flush(c->ws);
+}
+
+/* ---------------------------------------------------------------- to the bay */
+
+static void stop_reading_client(ms_ws *ws)
+{
+    ms_conn *c = ws->c;
+    if (c->reading) {
+        uv_read_stop(&c->io.s);
+        c->reading = false;
+    }
+}
+
+static void to_bay(ms_ws *ws, ms_hub_msg *m)
+{
+    ms_hub *hub = ws->c->w->hub;
+    if (!ws->pend && ms_hub_to_link(hub, m, false))
+        return;
+    /* the bay's queue is full: keep it, in order, and stop reading */
+    m->next = NULL;
+    if (ws->pend_tail)
+        ws->pend_tail->next = m;
+    else
+        ws->pend = m;
+    ws->pend_tail = m;
+    ws->blocked = true;
+    stop_reading_client(ws);
+}
+
+static void retry_pending(ms_ws *ws)
+{
+    ms_hub *hub = ws->c->w->hub;
+    while (ws->pend) {
+        ms_hub_msg *m = ws->pend;
+        ms_hub_msg *next = m->next;
+        if (!ms_hub_to_link(hub, m, false))
+            return;
+        ws->pend = next;
+        if (!next)
+            ws->pend_tail = NULL;
+    }
+    ws->blocked = false;
+    if (ws->c->state == MS_C_WEBSOCKET)
+        ms_conn_start_reading(ws->c);
+}
+
+/* ---------------------------------------------------------------- from the bay */
+
+static void deliver(ms_worker *w, ms_hub_msg *m)
+{
+    ms_hub_bay_stats *st = &w->hub->bays[m->bay].st;
+    ms_ws *ws = ms_idmap_get(&w->ws_ids, m->conn_id);
+    if (!ws || ws->bay != m->bay || ws->gen != m->gen || ws->c->state != MS_C_WEBSOCKET) {
+        if (m->kind != MS_HUB_TO_CLIENT_CLOSE)
+            ms_hub_count(&st->dropped, 1);
+        return;
+    }
+    if (m->kind == MS_HUB_TO_CLIENT_CLOSE) {
+        ws->tell_bay = false; /* the bay asked for it */
+        uint16_t code = ms_dock_close_code_sendable(m->code) ? m->code : 1000;
+        char reason[124];
+        size_t rl = m->len < sizeof reason - 1 ? m->len : sizeof reason - 1;
+        memcpy(reason, m->data, rl);
+        reason[rl] = '\0';
+        ws_close_with(ws, code, reason);
+        return;
+    }
+    if (ws->closing)
+        return;
+    bool binary = m->kind == MS_HUB_TO_CLIENT_BINARY;
+    if (!binary && !ms_dock_utf8_valid(m->data, m->len)) {
+        ms_hub_count(&st->dropped, 1); /* text a client would have to reject */
+        return;
+    }
+    if (!ensure_ctx(ws)) {
+        ms_conn_close(ws->c);
+        return;
+    }
+    uint64_t queued = wslay_event_get_queued_msg_length(ws->ctx) + ws->c->write_pending;
+    if (queued + m->len > lim(ws->c)->ws_send_queue) {
+        ms_hub_count(&st->closed_slow, 1);
+        ws_close_with(ws, 1008, "send queue full: the client does not read");
+        return;
+    }
+    struct wslay_event_msg msg = { .opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
+                                   .msg = m->data, .msg_length = m->len };
+    if (wslay_event_queue_msg(ws->ctx, &msg) != 0) {
+        ms_conn_close(ws->c);
+        return;
+    }
+    ws_flush(ws);
+}
+
+static void link_down(ms_worker *w, const ms_hub_msg *m)
+{
+    for (ms_ws *ws = w->ws_list, *next; ws; ws = next) {
+        next = ws->next;
+        if (ws->bay != m->bay || ws->gen > m->gen)
+            continue;
+        ws->tell_bay = false;
+        ws_close_with(ws, m->code, m->code == 1012 ? "the bay is restarting" : "the bay failed");
+    }
+}
+
+static void on_dock_async(uv_async_t *a)
+{
+    ms_worker *w = a->data;
+    ms_hub_msg *list = ms_hub_take_inbox(w->hub, w->id);
+    while (list) {
+        ms_hub_msg *m = list;
+        list = m->next;
+        if (m->kind == MS_HUB_LINK_DOWN)
+            link_down(w, m);
+        else
+            deliver(w, m);
+        free(m);
+    }
+    if (ms_hub_take_resume(w->hub, w->id))
+        for (ms_ws *ws = w->ws_list, *next; ws; ws = next) {
+            next = ws->next;
+            if (ws->blocked)
+                retry_pending(ws);
+        }
+}
+
+bool ms_ws_worker_init(ms_worker *w)
+{
+    if (!w->hub)
+        return true;
+    w->ws_rbuf = malloc(MS_WS_RBUF);
+    if (!w->ws_rbuf || uv_async_init(&w->loop, &w->dock_async, on_dock_async) != 0) {
+        free(w->ws_rbuf);
+        w->ws_rbuf = NULL;
+        return false;
+    }
+    w->dock_async.data = w;
+    w->dock_async_open = true;
+    ms_hub_worker_attach(w->hub, w->id, &w->dock_async);
+    return true;
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void ms_ws_worker_close(ms_worker *w)
+{
+    if (!w->dock_async_open)
+        return;
+    w->dock_async_open = false;
+    ms_hub_worker_detach(w->hub, w->id);
+    uv_close((uv_handle_t *)&w->dock_async, on_async_closed);
+}
+
+void ms_ws_worker_free(ms_worker *w)
+{
+    free(w->ws_rbuf);
+    w->ws_rbuf = NULL;
+    ms_idmap_free(&w->ws_ids);
+}
+
+/* ---------------------------------------------------------------- timers, shutdown, end */
+
+static void on_ws_timer(uv_timer_t *t)
+{
+    ms_conn *c = t->data;
+    ms_ws *ws = c->ws;
+    if (c->state != MS_C_WEBSOCKET || !ws)
+        return;
+    uint64_t now = uv_now(&c->w->loop);
+    if (ws->closing) {
+        if (now >= ws->close_deadline)
+            ms_conn_close(c);
+        return;
+    }
+    if (now - ws->last_rx >= lim(c)->ws_idle_timeout_ms) {
+        ws->report_code = 1006; /* it stopped answering */
+        ms_conn_close(c);
+        return;
+    }
+    if (now - ws->last_rx >= lim(c)->ws_ping_interval_ms && !ws->blocked) {
+        if (!ensure_ctx(ws)) {
+            ms_conn_close(c);
+            return;
+        }
+        struct wslay_event_msg ping = { .opcode = WSLAY_PING, .msg = NULL, .msg_length = 0 };
+        wslay_event_queue_msg(ws->ctx, &ping);
+        ws_flush(ws);
+    }
+}
+
+void ms_ws_shutdown(ms_conn *c)
+{
+    if (c->ws)
+        ws_close_with(c->ws, 1001, "Mothership is shutting down");
+}
+
+/* The connection is closing: tell the bay (unless it asked for this or its
+ * link is gone), forget the client. */
+void ms_ws_detach(ms_conn *c)
+{
+    ms_ws *ws = c->ws;
+    if (!ws)
+        return;
+    ms_worker *w = c->w;
+    ms_hub *hub = w->hub;
+    c->ws = NULL;
+    uint16_t code = ws->report_code ? ws->report_code : 1006;
+    if (ws->tell_bay && ms_hub_bay_gen(hub, ws->bay, NULL) == ws->gen) {
+        ms_dock_buf b = { 0 };
+        if (ms_dock_encode_disembark(&b, ws->conn_id, code, "") == 0) {
+            ms_hub_msg *m = ms_hub_msg_new(MS_HUB_DISEMBARK, (uint32_t)ws->bay, ws->gen, ws->conn_id, code, b.data,
+                                           b.len);
+            if (m)
+                ms_hub_to_link(hub, m, true);
+        }
+        ms_dock_buf_free(&b);
+    }
+    ms_hub_msg_free_list(ws->pend);
+    if (ws->ctx)
+        wslay_event_context_free(ws->ctx);
+    ms_idmap_del(&w->ws_ids, ws->conn_id);
+    if (ws->prev)
+        ws->prev->next = ws->next;
+    else
+        w->ws_list = ws->next;
+    if (ws->next)
+        ws->next->prev = ws->prev;
+    __atomic_fetch_sub(&hub->bays[ws->bay].st.clients, 1, __ATOMIC_RELAXED);
+    free(ws);
+}
+
+/* ---------------------------------------------------------------- the handshake */
+
+static bool has_token(const char *v, size_t n, const char *tok)
+{
+    size_t tl = strlen(tok);
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - s == tl && strncasecmp(v + s, tok, tl) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool header_is(const ms_conn *c, const char *name, const char *tok)
+{
+    /* a header may be sent several times: any of them may carry the token */
+    size_t nl = strlen(name);
+    for (uint16_t i = 0; i < c->nhdr; i++) {
+        const ms_hdr *h = &c->hdr[i];
+        if (h->name_len == nl && strncasecmp(c->buf + h->name, name, nl) == 0 &&
+            has_token(c->buf + h->val, h->val_len, tok))
+            return true;
+    }
+    return false;
+}
+
+static bool valid_key(const ms_hdr *k, const char *buf)
+{
+    if (!k || k->val_len != 24 || buf[k->val + 22] != '=' || buf[k->val + 23] != '=')
+        return false;
+    unsigned char out[20];
+    return EVP_DecodeBlock(out, (const unsigned char *)buf + k->val, 24) == 18; /* 16 bytes + 2 of padding */
+}
+
+static void respond_426(ms_conn *c, const char *detail)
+{
+    c->keep_alive = false;
+    ms_conn_respond_error_with(c, 426, detail, "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+}
+
+static bool boarding_frame(ms_conn *c, ms_ws *ws, ms_hub_msg **out)
+{
+    /* NUL-terminated copies of the URL, the address and every header */
+    size_t need = c->url_len + 1 + 80;
+    for (uint16_t i = 0; i < c->nhdr; i++)
+        need += c->hdr[i].name_len + c->hdr[i].val_len + 2;
+    char *arena = malloc(need);
+    ms_dock_kv *kv = calloc(c->nhdr ? c->nhdr : 1, sizeof *kv);
+    if (!arena || !kv) {
+        free(arena);
+        free(kv);
+        return false;
+    }
+    char *p = arena;
+    const char *url = p;
+    memcpy(p, c->buf + c->url_off, c->url_len);
+    p += c->url_len;
+    *p++ = '\0';
+    const char *remote = p;
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    int port = 0;
+    if (c->io.h.type == UV_TCP && uv_tcp_getpeername(&c->io.tcp, (struct sockaddr *)&ss, &sl) == 0)
+        port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    int rl = port ? snprintf(p, 80, strchr(c->peer, ':') ? "[%s]:%d" : "%s:%d", c->peer, port)
+                  : snprintf(p, 80, "%s", c->peer);
+    p += (rl > 0 && rl < 80 ? rl : 0) + 1;
+    for (uint16_t i = 0; i < c->nhdr; i++) {
+        const ms_hdr *h = &c->hdr[i];
+        kv[i].name = p;
+        memcpy(p, c->buf + h->name, h->name_len);
+        p += h->name_len;
+        *p++ = '\0';
+        kv[i].value = p;
+        memcpy(p, c->buf + h->val, h->val_len);
+        p += h->val_len;
+        *p++ = '\0';
+    }
+    ms_dock_buf b = { 0 };
+    int rc = ms_dock_encode_boarding(&b, ws->conn_id, url, remote, kv, c->nhdr);
+    free(arena);
+    free(kv);
+    if (rc != 0) {
+        ms_dock_buf_free(&b);
+        return false;
+    }
+    *out = ms_hub_msg_new(MS_HUB_BOARDING, (uint32_t)ws->bay, ws->gen, ws->conn_id, 0, b.data, b.len);
+    ms_dock_buf_free(&b);
+    return *out != NULL;
+}
+
+static uint32_t next_conn_id(ms_worker *w)
+{
+    unsigned nw = w->hub->nworkers;
+    for (;;) {
+        w->ws_seq++;
+        if (w->ws_seq > (UINT32_MAX - w->id) / nw)
+            w->ws_seq = 1; /* wrapped after ~4 billion clients */
+        uint32_t id = w->ws_seq * nw + w->id;
+        if (id != 0 && !ms_idmap_get(&w->ws_ids, id))
+            return id;
+    }
+}
+
+/* A request routed to a bay: complete the handshake and board the client,
+ * or answer 400 / 426 / 503. */
+void ms_ws_upgrade(ms_conn *c)
+{
+    ms_worker *w = c->w;
+    ms_hub *hub = w->hub;
+    const char *bay_name = w->dp_manifest->ships[c->ship].name;
+    if (!hub) {
+        ms_conn_respond_error(c, 503, "bays are not docked in this process");
+        return;
+    }
+    ms_hub_bay_stats *st = &hub->bays[c->ship].st;
+    if (!header_is(c, "upgrade", "websocket")) {
+        respond_426(c, "this route leads to a WebSocket bay: use a WebSocket client");
+        return;
+    }
+    if (c->parser.method != HTTP_GET || c->http_minor < 1 || !c->upgrade) {
+        c->keep_alive = false;
+        ms_conn_respond_error(c, 400, c->parser.method != HTTP_GET ? "a WebSocket handshake must be a GET"
+                                      : c->http_minor < 1       ? "a WebSocket handshake needs HTTP/1.1"
+                                                                : "Connection: Upgrade is missing");
+        return;
+    }
+    const ms_hdr *ver = ms_conn_header(c, "sec-websocket-version");
+    if (!ver || ver->val_len != 2 || memcmp(c->buf + ver->val, "13", 2) != 0) {
+        respond_426(c, "only WebSocket version 13 is supported");
+        return;
+    }
+    const ms_hdr *key = ms_conn_header(c, "sec-websocket-key");
+    if (!valid_key(key, c->buf)) {
+        c->keep_alive = false;
+        ms_conn_respond_error(c, 400, "Sec-WebSocket-Key must be 16 bytes in base64");
+        return;
+    }
+    unsigned features = 0;
+    uint32_t gen = ms_hub_bay_gen(hub, c->ship, &features);
+    if (gen == 0) {
+        ms_hub_count(&st->rejected, 1);
+        c->keep_alive = false;
+        char why[200];
+        snprintf(why, sizeof why, "bay \"%s\" is not docked", bay_name);
+        ms_conn_respond_error(c, 503, why);
+        return;
+    }
+    ms_ws *ws = calloc(1, sizeof *ws);
+    if (!ws) {
+        ms_conn_respond_error(c, 503, "out of memory");
+        return;
+    }
+    ws->c = c;
+    ws->bay = c->ship;
+    ws->gen = gen;
+    ws->binary_ok = (features & MS_DOCK_FEAT_BINARY) != 0;
+    ws->conn_id = next_conn_id(w);
+    ws->tell_bay = true;
+    ms_hub_msg *board = NULL;
+    if (!ms_idmap_put(&w->ws_ids, ws->conn_id, ws) || !boarding_frame(c, ws, &board)) {
+        ms_idmap_del(&w->ws_ids, ws->conn_id);
+        free(ws);
+        ms_conn_respond_error(c, 503, "out of memory");
+        return;
+    }
+    if (!ms_hub_to_link(hub, board, false)) {
+        free(board);
+        ms_idmap_del(&w->ws_ids, ws->conn_id);
+        free(ws);
+        ms_hub_count(&st->rejected, 1);
+        c->keep_alive = false;
+        char why[200];
+        snprintf(why, sizeof why, "bay \"%s\" is busy: its queue is full", bay_name);
+        ms_conn_respond_error(c, 503, why);
+        return;
+    }
+    /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
+    char kg[24 + sizeof WS_GUID];
+    memcpy(kg, c->buf + key->val, 24);
+    memcpy(kg + 24, WS_GUID, sizeof WS_GUID - 1);
+    unsigned char sha[EVP_MAX_MD_SIZE];
+    unsigned int shalen = 0;
+    char accept[64];
+    if (!EVP_Digest(kg, 24 + sizeof WS_GUID - 1, sha, &shalen, EVP_sha1(), NULL))
+        shalen = 0;
+    EVP_EncodeBlock((unsigned char *)accept, sha, (int)shalen);
+    char head[512];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 101 Switching Protocols\r\nServer: mothership\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nX-Request-Id: %.*s\r\n\r\n",
+                      accept, (int)c->reqid_len, c->reqid);
+    /* the client is one of the worker's now */
+    ws->next = w->ws_list;
+    if (w->ws_list)
+        w->ws_list->prev = ws;
+    w->ws_list = ws;
+    c->ws = ws;
+    ms_hub_count(&st->clients, 1);
+    ms_hub_count(&st->boardings, 1);
+    c->state = MS_C_WEBSOCKET;
+    ms_conn_write(c, head, (size_t)hl, true);
+    ms_conn_record(c, 101);
+    ws->last_rx = uv_now(&w->loop);
+    uint64_t tick = lim(c)->ws_ping_interval_ms / 2;
+    uv_timer_start(&c->timer, on_ws_timer, tick ? tick : 1, tick ? tick : 1);
+    /* frames the client sent right behind its handshake */
+    size_t rest = c->len > c->head_end ? c->len - c->head_end : 0;
+    char *buf = c->buf;
+    c->buf = NULL;
+    c->cap = c->len = c->pos = 0;
+    free(c->out);
+    c->out = NULL;
+    c->out_cap = c->out_len = 0;
+    if (rest && c->state == MS_C_WEBSOCKET)
+        ms_ws_on_read(c, buf + c->head_end, rest);
+    free(buf);
+    if (c->state == MS_C_WEBSOCKET && !ws->blocked)
+        ms_conn_start_reading(c);
+}
