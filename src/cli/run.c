@@ -3,6 +3,7 @@
  * until it stops. Exit 0 after a signal-initiated clean shutdown, 1 when the
  * launch fails or a critical ship dies (see docs/cli.md). */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,9 +246,24 @@ static void on_early_signal(uv_signal_t *h, int signum)
     exit(signum == SIGINT ? 130 : 143);
 }
 
+/* Every client and upstream connection is a descriptor: take the hard limit
+ * (like nginx's worker_rlimit_nofile), so max_connections is not cut short
+ * by a soft limit of 1024. Children inherit it. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 20))
+        rl.rlim_cur = 1u << 20;
+    (void)setrlimit(RLIMIT_NOFILE, &rl); /* best effort: the soft limit stays otherwise */
+}
+
 int ms_cmd_run(const ms_cli *o)
 {
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
     run_ctx c = { .o = o, .exit_code = MS_EXIT_OK };
     c.m = ms_cli_load(o);
     if (!c.m)

@@ -245,8 +245,11 @@ void ms_ws_on_read(ms_conn *c, const char *data, size_t n)
     if (c->state == MS_C_CLOSING)
         return;
     if (rc != 0) {
-        ms_conn_close(c);
-        return;
+        /* a frame wslay could not parse: it queued a close without a code
+         * and stopped reading; send that, then hang up */
+        if (!ws->report_code)
+            ws->report_code = rc == WSLAY_ERR_NOMEM ? 1011 : 1002;
+        ws->closing = true;
     }
     ws_flush(ws);
 }
@@ -462,7 +465,11 @@ void ms_ws_detach(ms_conn *c)
     ms_worker *w = c->w;
     ms_hub *hub = w->hub;
     c->ws = NULL;
-    uint16_t code = ws->report_code ? ws->report_code : 1006;
+    uint16_t code = ws->report_code;
+    if (!code && ws->ctx && wslay_event_get_close_sent(ws->ctx)) /* wslay failed it: 1002, 1007, 1009 */
+        code = wslay_event_get_status_code_sent(ws->ctx);
+    if (!code || code == 1005 || code == 1006)
+        code = code ? code : 1006;
     if (ws->tell_bay && ms_hub_bay_gen(hub, ws->bay, NULL) == ws->gen) {
         ms_dock_buf b = { 0 };
         if (ms_dock_encode_disembark(&b, ws->conn_id, code, "") == 0) {
