@@ -293,8 +293,11 @@ static bool handle_frame(link_conn *lc, const ms_dock_frame *fr, bool *over_budg
             return false;
         }
         size_t rlen = strlen(de.reason);
-        if (rlen > 123) /* a close frame's reason fits in 123 bytes */
+        if (rlen > 123) { /* a close frame's reason fits in 123 bytes: cut at a character boundary */
             rlen = 123;
+            while (rlen > 0 && ((unsigned char)de.reason[rlen] & 0xC0) == 0x80)
+                rlen--;
+        }
         ms_hub_msg *m = ms_hub_msg_new(MS_HUB_TO_CLIENT_CLOSE, (uint32_t)l->bay, lc->gen, de.conn_id, de.code,
                                        de.reason, rlen);
         ms_dock_disembark_free(&de);

@@ -257,6 +257,18 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
                  s->command, cwd);
         goto out;
     }
+    if (cmd[0] != '/') {
+        /* found relative to a relative directory (a manifest given as
+         * examples/x.toml): the child starts in cwd, so make it absolute */
+        char here[4096];
+        char *abs = getcwd(here, sizeof here) ? ms_asprintf("%s/%s", here, cmd) : NULL;
+        if (!abs) {
+            snprintf(why, why_len, "cannot resolve \"%s\": %s", cmd, strerror(errno));
+            goto out;
+        }
+        free(cmd);
+        cmd = abs;
+    }
     argv = calloc(s->args.len + 6, sizeof *argv);
     char ppid[32];
     snprintf(ppid, sizeof ppid, "%d", (int)getpid());

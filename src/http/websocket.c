@@ -326,11 +326,8 @@ static void deliver(ms_worker *w, ms_hub_msg *m)
     }
     if (ws->closing)
         return;
-    bool binary = m->kind == MS_HUB_TO_CLIENT_BINARY;
-    if (!binary && !ms_dock_utf8_valid(m->data, m->len)) {
-        ms_hub_count(&st->dropped, 1); /* text a client would have to reject */
-        return;
-    }
+    /* a text frame must be UTF-8: anything else from the bay goes as binary */
+    bool binary = m->kind == MS_HUB_TO_CLIENT_BINARY || !ms_dock_utf8_valid(m->data, m->len);
     if (!ensure_ctx(ws)) {
         ms_conn_close(ws->c);
         return;
@@ -570,19 +567,22 @@ static bool boarding_frame(ms_conn *c, ms_ws *ws, ms_hub_msg **out)
     int rl = port ? snprintf(p, 80, strchr(c->peer, ':') ? "[%s]:%d" : "%s:%d", c->peer, port)
                   : snprintf(p, 80, "%s", c->peer);
     p += (rl > 0 && rl < 80 ? rl : 0) + 1;
+    size_t nkv = 0;
     for (uint16_t i = 0; i < c->nhdr; i++) {
         const ms_hdr *h = &c->hdr[i];
-        kv[i].name = p;
+        if (!ms_dock_utf8_valid((const uint8_t *)c->buf + h->val, h->val_len))
+            continue; /* JSON cannot carry it: left out (docs/docking-protocol.md) */
+        kv[nkv].name = p;
         memcpy(p, c->buf + h->name, h->name_len);
         p += h->name_len;
         *p++ = '\0';
-        kv[i].value = p;
+        kv[nkv++].value = p;
         memcpy(p, c->buf + h->val, h->val_len);
         p += h->val_len;
         *p++ = '\0';
     }
     ms_dock_buf b = { 0 };
-    int rc = ms_dock_encode_boarding(&b, ws->conn_id, url, remote, kv, c->nhdr);
+    int rc = ms_dock_encode_boarding(&b, ws->conn_id, url, remote, kv, nkv);
     free(arena);
     free(kv);
     if (rc != 0) {
@@ -633,6 +633,11 @@ void ms_ws_upgrade(ms_conn *c)
     const ms_hdr *ver = ms_conn_header(c, "sec-websocket-version");
     if (!ver || ver->val_len != 2 || memcmp(c->buf + ver->val, "13", 2) != 0) {
         respond_426(c, "only WebSocket version 13 is supported");
+        return;
+    }
+    if (!ms_dock_utf8_valid((const uint8_t *)c->buf + c->url_off, c->url_len)) {
+        c->keep_alive = false;
+        ms_conn_respond_error(c, 400, "the request target is not UTF-8");
         return;
     }
     const ms_hdr *key = ms_conn_header(c, "sec-websocket-key");

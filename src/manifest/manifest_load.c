@@ -1086,6 +1086,7 @@ static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
     }
     bool ok = true;
     const toml_node *t = hkv->value;
+    const toml_kv *idle_kv = NULL;
     for (size_t i = 0; i < t->u.table.len; i++) {
         const toml_kv *e = &t->u.table.items[i];
         const char *k = e->key;
@@ -1114,25 +1115,32 @@ static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
                 h->upstream_keepalive = (uint64_t)n;
             else
                 ok = false;
-        } else if (strcmp(k, "ws_max_message_size") == 0)
-            ok &= get_size(&hc, e, 125, &h->ws_max_message_size);
-        else if (strcmp(k, "ws_send_queue") == 0)
+        } else if (strcmp(k, "ws_max_message_size") == 0) {
+            if (!get_size(&hc, e, 125, &h->ws_max_message_size))
+                ok = false;
+            else if (h->ws_max_message_size > (16ULL << 20) - 4) {
+                ld_err(&hc, e->value->line, e->value->col, "\"ws_max_message_size\" must be under 16MiB (a docking "
+                       "frame carries at most 16MiB, with the 4-byte conn_id)");
+                ok = false;
+            }
+        } else if (strcmp(k, "ws_send_queue") == 0)
             ok &= get_size(&hc, e, 4096, &h->ws_send_queue);
         else if (strcmp(k, "ws_ping_interval") == 0)
             ok &= get_duration(&hc, e, &h->ws_ping_interval_ms);
-        else if (strcmp(k, "ws_idle_timeout") == 0)
+        else if (strcmp(k, "ws_idle_timeout") == 0) {
             ok &= get_duration(&hc, e, &h->ws_idle_timeout_ms);
+            idle_kv = e;
+        }
         else {
             unknown_key(&hc, e, http_keys, NULL);
             ok = false;
         }
     }
-    if (h->ws_max_message_size > (64ULL << 20)) {
-        ld_err(&hc, t->line, t->col, "\"ws_max_message_size\" must not be larger than 64MiB");
-        ok = false;
-    }
-    if (h->ws_ping_interval_ms == 0 || h->ws_idle_timeout_ms <= h->ws_ping_interval_ms) {
-        ld_err(&hc, t->line, t->col, "\"ws_idle_timeout\" must be longer than \"ws_ping_interval\" (and both above 0)");
+    if (ok && (h->ws_ping_interval_ms == 0 || h->ws_idle_timeout_ms <= h->ws_ping_interval_ms)) {
+        const toml_node *at = idle_kv ? idle_kv->value : t;
+        ld_err(&hc, at->line, at->col, "\"ws_idle_timeout\" (%llums) must be longer than \"ws_ping_interval\" "
+               "(%llums), which must be above 0", (unsigned long long)h->ws_idle_timeout_ms,
+               (unsigned long long)h->ws_ping_interval_ms);
         ok = false;
     }
     if (h->max_uri_length > h->max_header_size) {

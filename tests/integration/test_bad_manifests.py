@@ -448,6 +448,17 @@ CASES = [
     Case("uplink-not-a-url",
          '[[uplinks]]\nname = "db"\nurl = "localhost:5432"\n',
          '3:7: uplink "db": invalid URL "localhost:5432": not a URL (expected scheme://host[:port])'),
+    Case("ws-message-size-over-the-docking-frame",
+         '[mothership.http]\nws_max_message_size = "16MiB"\n',
+         '2:23: [mothership.http]: "ws_max_message_size" must be under 16MiB (a docking frame carries at most '
+         '16MiB, with the 4-byte conn_id)'),
+    Case("ws-idle-timeout-not-over-the-ping-interval",
+         '[mothership.http]\nws_ping_interval = "30s"\nws_idle_timeout = "10s"\n',
+         '3:19: [mothership.http]: "ws_idle_timeout" (10000ms) must be longer than "ws_ping_interval" (30000ms), '
+         'which must be above 0'),
+    Case("ws-key-typo",
+         '[mothership.http]\nws_sendqueue = "1MiB"\n',
+         '2:1: [mothership.http]: unknown key "ws_sendqueue" (did you mean "ws_send_queue"?)'),
 
     # ------------------------------------------------------------ several at once
     Case("several-errors-in-one-run",

@@ -254,6 +254,31 @@ def test_boarding_carries_path_query_address_and_headers_and_close_codes_travel_
     assert [(x["conn_id"], x["code"]) for x in d] == [(b[0]["conn_id"], 4001)]
 
 
+def test_bay_text_that_is_not_utf8_goes_as_binary_and_long_reasons_are_cut_at_a_character(fleet, tmp_path):
+    log = tmp_path / "probe.jsonl"
+    px = start(fleet, bay_toml("probe", PY, [PROBE, str(log)]))
+
+    async def go():
+        async with websockets.connect(ws_url(px)) as ws:
+            await ws.send("badutf8")
+            assert await ws.recv() == b"\xff\xfe"
+            await ws.send("disembark 4000 " + "é" * 100)
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await ws.recv()
+            assert (e.value.rcvd.code, e.value.rcvd.reason) == (4000, "é" * 61)
+    run(go())
+
+
+def test_header_values_that_are_not_utf8_are_left_out_of_boarding(fleet, tmp_path):
+    log = tmp_path / "probe.jsonl"
+    px = start(fleet, bay_toml("probe", PY, [PROBE, str(log)]))
+    s = raw_connect(px, extra_headers=b"X-Bin: \xff\xfe\r\nX-Ok: fine\r\n")
+    s.sendall(frame(1, b"x"))
+    assert read_frame(s) == (1, b"x")
+    b = [f for f in probe_log(log, lambda f: any(x["type"] == "Boarding" for x in f)) if f["type"] == "Boarding"]
+    assert b[0]["headers"]["X-Ok"] == "fine" and "X-Bin" not in b[0]["headers"]
+
+
 def test_a_client_that_vanishes_is_disembarked_with_1006(fleet, tmp_path):
     log = tmp_path / "probe.jsonl"
     px = start(fleet, bay_toml("probe", PY, [PROBE, str(log)]))

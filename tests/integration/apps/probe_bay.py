@@ -10,6 +10,7 @@ pure v1 bay), appends every frame it receives to LOGFILE as one JSON line
   "garbage"                    send a frame of unknown type 0x7f
   "oversize"                   send a frame header announcing 64 MiB
   "truncate"                   send half a frame, then close the link
+  "badutf8"                    answer with Cargo (text) that is not UTF-8
 $PROBE_MODE=nodock: accept the link but never send Dock."""
 import json
 import os
@@ -81,6 +82,8 @@ def serve(c):
                 send(c, 0x7F, b"??")
             elif text == "oversize":
                 c.sendall(struct.pack(">BI", CARGO, 64 << 20))
+            elif text == "badutf8":
+                send(c, CARGO, struct.pack(">I", cid) + b"\xff\xfe")
             elif text == "truncate":
                 c.sendall(struct.pack(">BI", CARGO, 100) + b"abc")
                 c.close()
