@@ -6,7 +6,9 @@ drift from the code:
   1, and when a ```text block follows it, that text must appear in stderr;
 - every ```console block of docs/cli.md that starts with a read-only
   `$ mothership ...` command (--help, clearance, chart) shows exactly what
-  the binary prints for it, run from the repository root.
+  the binary prints for it, run from the repository root;
+- the complete echo bay of docs/libdock.md compiles as the page says and
+  serves a WebSocket client through the real binary.
 """
 import os
 import re
@@ -123,3 +125,46 @@ def test_cli_md_names_every_command_and_option():
         assert f"`{opt}" in text, opt
     for cmd in ("run", "init", "clearance", "preflight", "chart"):
         assert f"### `mothership {cmd}" in text, cmd
+
+
+# ------------------------------------------------------------------ docs/libdock.md
+LIBDOCK_MD = os.path.join(ROOT, "docs", "libdock.md")
+
+
+def test_libdock_md_echo_bay_builds_as_documented_and_serves_clients(fleet, tmp_path):
+    """The complete echo bay of docs/libdock.md, compiled the way the page says
+    to outside the tree, docks with the real binary and echoes."""
+    import asyncio
+    import subprocess
+
+    import websockets
+
+    from fleet_helpers import free_port
+    blocks = [(info, body) for info, body, _ in fenced_blocks(LIBDOCK_MD) if info == "c"]
+    body = next(b for _, b in blocks if "int main" in b)
+    src = tmp_path / "tiny_echo.c"
+    src.write_text(body)
+    exe = tmp_path / "tiny-echo"
+    cc = subprocess.run(["cc", "-std=c17", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
+                         f"-I{ROOT}/src", str(src), f"{ROOT}/src/libdock/dock.c", f"{ROOT}/src/dock/protocol.c",
+                         "-ljansson", "-o", str(exe)], capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    port = free_port()
+    ms = fleet(f"""
+        [mothership]
+        socket_dir = "{tmp_path}/sock"
+        [mothership.bind]
+        http = "127.0.0.1:{port}"
+        [[bays.websocket]]
+        name = "tiny"
+        command = "{exe}"
+        routes = ["http:/ws"]
+    """)
+    ms.event("ready", ship="tiny", timeout=15)
+
+    async def go():
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.send("documented")
+            assert await ws.recv() == "documented"
+    asyncio.run(asyncio.wait_for(go(), 20))
+    assert ms.stop() == 0, ms.output()
