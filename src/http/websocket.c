@@ -42,6 +42,8 @@ struct ms_ws {
     uint16_t report_code;              /* close code for the Disembark (0: decide at the end) */
     uint64_t last_rx;                  /* uv_now of the last bytes from the client */
     uint64_t close_deadline;
+    int busy;                          /* inside a wslay call: freeing waits (see ws_leave) */
+    bool detached;                     /* the connection is gone; free once not busy */
     ms_ws *prev, *next;                /* the worker's clients */
 };
 
@@ -174,7 +176,7 @@ static bool ensure_ctx(ms_ws *ws)
 static void maybe_idle(ms_ws *ws)
 {
     ms_conn *c = ws->c;
-    if (!ws->ctx || ws->closing || c->state == MS_C_CLOSING)
+    if (!ws->ctx || ws->busy || ws->closing || c->state == MS_C_CLOSING)
         return;
     if (ws->fed != ws->framed || ws->in_fragment || wslay_event_want_write(ws->ctx) ||
         wslay_event_get_queued_msg_count(ws->ctx) != 0 || wslay_event_get_close_received(ws->ctx) ||
@@ -186,16 +188,34 @@ static void maybe_idle(ms_ws *ws)
 
 /* Send what wslay has queued (one gathered write), then see whether the
  * close handshake is over. */
+static void ws_free(ms_ws *ws)
+{
+    if (ws->ctx)
+        wslay_event_context_free(ws->ctx);
+    free(ws);
+}
+
+/* After a wslay call: false when the client went away meanwhile (ws is freed). */
+static bool ws_leave(ms_ws *ws)
+{
+    if (--ws->busy == 0 && ws->detached) {
+        ws_free(ws);
+        return false;
+    }
+    return !ws->detached;
+}
+
 static void ws_flush(ms_ws *ws)
 {
     ms_conn *c = ws->c;
-    if (!ws->ctx || c->state == MS_C_CLOSING)
-        return;
+    if (!ws->ctx || ws->busy || c->state == MS_C_CLOSING)
+        return; /* inside a wslay callback: the outer call flushes */
     if (wslay_event_want_write(ws->ctx)) {
+        ws->busy++;
         ms_conn_cork(c);
         int rc = wslay_event_send(ws->ctx);
         ms_conn_uncork(c);
-        if (c->state == MS_C_CLOSING)
+        if (!ws_leave(ws) || c->state == MS_C_CLOSING)
             return;
         if (rc != 0) {
             ms_conn_close(c);
@@ -240,9 +260,10 @@ void ms_ws_on_read(ms_conn *c, const char *data, size_t n)
     }
     ws->in = (const uint8_t *)data;
     ws->in_len = n;
+    ws->busy++;
     int rc = wslay_event_recv(ws->ctx);
     ws->in_len = 0;
-    if (c->state == MS_C_CLOSING)
+    if (!ws_leave(ws) || c->state == MS_C_CLOSING)
         return;
     if (rc != 0) {
         /* a frame wslay could not parse: it queued a close without a code
@@ -478,8 +499,7 @@ void ms_ws_detach(ms_conn *c)
         ms_dock_buf_free(&b);
     }
     ms_hub_msg_free_list(ws->pend);
-    if (ws->ctx)
-        wslay_event_context_free(ws->ctx);
+    ws->pend = ws->pend_tail = NULL;
     ms_idmap_del(&w->ws_ids, ws->conn_id);
     if (ws->prev)
         ws->prev->next = ws->next;
@@ -488,7 +508,10 @@ void ms_ws_detach(ms_conn *c)
     if (ws->next)
         ws->next->prev = ws->prev;
     __atomic_fetch_sub(&hub->bays[ws->bay].st.clients, 1, __ATOMIC_RELAXED);
-    free(ws);
+    if (ws->busy)
+        ws->detached = true; /* freed when the wslay call in progress returns */
+    else
+        ws_free(ws);
 }
 
 /* ---------------------------------------------------------------- the handshake */
@@ -531,6 +554,16 @@ static bool valid_key(const ms_hdr *k, const char *buf)
         return false;
     unsigned char out[20];
     return EVP_DecodeBlock(out, (const unsigned char *)buf + k->val, 24) == 18; /* 16 bytes + 2 of padding */
+}
+
+/* The subprotocol to answer with: the first of the bay's (in its order) that
+ * the client offered in any Sec-WebSocket-Protocol header; NULL: none. */
+static const char *pick_subprotocol(const ms_conn *c, const ms_ship *bay)
+{
+    for (size_t k = 0; k < bay->subprotocols.len; k++)
+        if (header_is(c, "sec-websocket-protocol", bay->subprotocols.items[k]))
+            return bay->subprotocols.items[k];
+    return NULL;
 }
 
 static void respond_426(ms_conn *c, const char *detail)
@@ -695,11 +728,13 @@ void ms_ws_upgrade(ms_conn *c)
     if (!EVP_Digest(kg, 24 + sizeof WS_GUID - 1, sha, &shalen, EVP_sha1(), NULL))
         shalen = 0;
     EVP_EncodeBlock((unsigned char *)accept, sha, (int)shalen);
-    char head[512];
+    const char *proto = pick_subprotocol(c, &w->dp_manifest->ships[c->ship]);
+    char head[768];
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 101 Switching Protocols\r\nServer: mothership\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nX-Request-Id: %.*s\r\n\r\n",
-                      accept, (int)c->reqid_len, c->reqid);
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%.*s%sX-Request-Id: %.*s\r\n\r\n",
+                      accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? 200 : 0, proto ? proto : "",
+                      proto ? "\r\n" : "", (int)c->reqid_len, c->reqid); /* fits: names <= 128 bytes */
     /* the client is one of the worker's now */
     ws->next = w->ws_list;
     if (w->ws_list)

@@ -35,6 +35,7 @@ void ld_ship_free(ms_ship *s)
     free(s->depends_pos);
     ld_strmap_free(&s->env);
     ld_strmap_free(&s->config);
+    ld_strlist_free(&s->subprotocols);
     ld_strlist_free(&s->tags);
 }
 

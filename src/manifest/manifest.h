@@ -165,6 +165,7 @@ typedef struct ms_ship {
     ms_pos *depends_pos; /* position of each depends_on item */
     ms_strmap env;       /* base template merged in */
     ms_strmap config;    /* bays: sent in Moored */
+    ms_strlist subprotocols; /* bays: WebSocket subprotocols it speaks, in preference order */
     bool critical;       /* default true */
     bool oneshot;        /* ships only; default false */
     ms_strlist tags;     /* base tags first, duplicates dropped */

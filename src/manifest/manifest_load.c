@@ -30,7 +30,7 @@ static const char *const ship_keys[] = {
     "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", NULL };
 static const char *const bay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
-    "cwd", "ready_timeout", "shutdown_timeout", "restart", NULL };
+    "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", NULL };
 static const char *const restart_keys[] = {
     "backoff", "max_backoff", "reset_after", "loop_limit", "loop_window", "loop_pause", NULL };
 static const char *const module_keys[] = {
@@ -625,6 +625,33 @@ static const char *kind_word(ms_ship_kind k)
     return k == MS_SHIP ? "ship" : "bay";
 }
 
+/* WebSocket subprotocol names a bay speaks: HTTP tokens (RFC 6455 §4.1). */
+static bool get_subprotocols(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
+{
+    ms_strlist list = { 0 };
+    if (!get_strlist(c, kv, &list, false, NULL))
+        return false;
+    bool ok = true;
+    for (size_t i = 0; i < list.len && ok; i++) {
+        const char *p = list.items[i];
+        ok = p[0] != '\0' && strlen(p) <= 128;
+        for (; *p && ok; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                 strchr("!#$%&'*+-.^_`|~", *p) != NULL;
+        if (!ok)
+            ld_err(c, kv->value->line, kv->value->col,
+                   "subprotocol \"%.140s\" is not a token of 1 to 128 characters (letters, digits and "
+                   "!#$%%&'*+-.^_`|~)", list.items[i]);
+    }
+    if (!ok) {
+        ld_strlist_free(&list);
+        return false;
+    }
+    ld_strlist_free(dst);
+    *dst = list;
+    return true;
+}
+
 /* Apply the keys of one TOML table (a base template or the entry itself) to
  * a ship or bay. */
 static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base)
@@ -636,7 +663,8 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
         if (!in_list(known, k)) {
             const char *other = s->kind == MS_SHIP ? "bays and modules" : "ships";
             if (s->kind == MS_SHIP && in_list(bay_keys, k))
-                unknown_key(c, kv, known, "(\"config\" is only for bays and modules)");
+                unknown_key(c, kv, known, strcmp(k, "config") == 0 ? "(\"config\" is only for bays and modules)"
+                                                                   : "(\"subprotocols\" is only for bays)");
             else if (s->kind == MS_BAY && in_list(ship_keys, k)) {
                 char extra[160];
                 snprintf(extra, sizeof extra, "(\"%s\" is only for %s%s)", k, other,
@@ -692,6 +720,8 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
             ok = get_strmap(c, kv, &s->env, true);
         else if (strcmp(k, "config") == 0)
             ok = get_strmap(c, kv, &s->config, false);
+        else if (strcmp(k, "subprotocols") == 0)
+            ok = get_subprotocols(c, kv, &s->subprotocols);
         else if (strcmp(k, "tags") == 0)
             ok = get_strlist(c, kv, &s->tags, true, NULL);
         else if (strcmp(k, "critical") == 0)

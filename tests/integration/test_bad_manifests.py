@@ -456,6 +456,13 @@ CASES = [
          '[mothership.http]\nws_ping_interval = "30s"\nws_idle_timeout = "10s"\n',
          '3:19: [mothership.http]: "ws_idle_timeout" (10000ms) must be longer than "ws_ping_interval" (30000ms), '
          'which must be above 0'),
+    Case("bay-subprotocol-not-a-token",
+         BINDS + '[[bays.websocket]]\nname = "cable"\ncommand = "cable"\nsubprotocols = ["actioncable v1"]\n',
+         '8:16: bay "cable": subprotocol "actioncable v1" is not a token of 1 to 128 characters '
+         "(letters, digits and !#$%&'*+-.^_`|~)"),
+    Case("ship-with-subprotocols",
+         '[[fleet.web]]\nname = "app"\ncommand = "ruby"\nsubprotocols = ["x"]\n',
+         '4:1: ship "app": unknown key "subprotocols" ("subprotocols" is only for bays)'),
     Case("ws-key-typo",
          '[mothership.http]\nws_sendqueue = "1MiB"\n',
          '2:1: [mothership.http]: unknown key "ws_sendqueue" (did you mean "ws_send_queue"?)'),

@@ -214,6 +214,23 @@ def test_broadcast_to_100_clients_every_message_once_in_order(fleet, workers):
     assert msum(m, "mothership_bay_messages_total", bay="chat", direction="out") == clients * senders * per_sender
 
 
+def test_subprotocol_is_chosen_from_the_bays_list(fleet):
+    px = start(fleet, bay_toml("echo", ECHO_BAY, extra={"subprotocols": ["actioncable-v1-json", "v2.chat"]}))
+
+    async def go():
+        async with websockets.connect(ws_url(px), subprotocols=["actioncable-unsupported", "actioncable-v1-json"]) as ws:
+            assert ws.subprotocol == "actioncable-v1-json"
+            await ws.send("x")
+            assert await ws.recv() == "x"
+        async with websockets.connect(ws_url(px), subprotocols=["v2.chat"]) as ws:
+            assert ws.subprotocol == "v2.chat"
+        async with websockets.connect(ws_url(px), subprotocols=["other"]) as ws:
+            assert ws.subprotocol is None   # none in common: the header is left out (RFC 6455 4.2.2)
+        async with websockets.connect(ws_url(px)) as ws:
+            assert ws.subprotocol is None
+    run(go())
+
+
 def test_chat_greeting_from_config(fleet):
     px = start(fleet, bay_toml("chat", CHAT_BAY, config={"greeting": "welcome aboard"}))
 
