@@ -1,0 +1,157 @@
+/* test_hub.c: the id map of WebSocket clients and the hub's bounded queues
+ * between workers and docking links (src/util/idmap.c, src/dock/hub.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dock/hub.h"
+#include "util/idmap.h"
+
+static void test_idmap_matches_a_reference_under_random_operations(void **state)
+{
+    (void)state;
+    enum { N = 4096 };
+    static void *ref[N];
+    memset(ref, 0, sizeof ref);
+    ms_idmap m = { 0 };
+    uint32_t x = 12345;
+    for (int i = 0; i < 200000; i++) {
+        x = x * 1103515245u + 12345u;
+        uint32_t id = 1 + (x >> 8) % (N - 1);
+        if ((x >> 4) % 3 == 0) {
+            ms_idmap_del(&m, id);
+            ref[id] = NULL;
+        } else {
+            void *v = (void *)(uintptr_t)(i + 1);
+            assert_true(ms_idmap_put(&m, id, v));
+            ref[id] = v;
+        }
+        if (i % 997 == 0) /* whole check now and then */
+            for (uint32_t k = 1; k < N; k++)
+                assert_ptr_equal(ms_idmap_get(&m, k), ref[k]);
+    }
+    size_t live = 0;
+    for (uint32_t k = 1; k < N; k++) {
+        assert_ptr_equal(ms_idmap_get(&m, k), ref[k]);
+        live += ref[k] != NULL;
+    }
+    assert_int_equal(m.len, live);
+    assert_null(ms_idmap_get(&m, 0));
+    assert_false(ms_idmap_put(&m, 0, &m));
+    ms_idmap_free(&m);
+    assert_null(ms_idmap_get(&m, 7));
+}
+
+static ms_hub *new_hub(unsigned workers, size_t cap)
+{
+    bool is_bay[2] = { false, true };
+    ms_hub *h = ms_hub_new(2, is_bay, workers, cap);
+    assert_non_null(h);
+    return h;
+}
+
+static void test_bay_queue_has_a_budget_and_wakes_waiting_workers(void **state)
+{
+    (void)state;
+    ms_hub *h = new_hub(2, 1000);
+    char big[600] = { 0 };
+    /* the first message always fits, even over the budget */
+    ms_hub_msg *m1 = ms_hub_msg_new(MS_HUB_CARGO, 1, 1, 7, 0, NULL, 1200); /* NULL: filled by the caller */
+    assert_non_null(m1);
+    assert_true(ms_hub_to_link(h, m1, false));
+    ms_hub_msg *m2 = ms_hub_msg_new(MS_HUB_CARGO, 1, 1, 7, 0, big, sizeof big);
+    assert_false(ms_hub_to_link(h, m2, false)); /* full: not taken */
+    assert_false(ms_hub_take_resume(h, 0));
+    /* Disembark must not be lost: forced */
+    ms_hub_msg *d = ms_hub_msg_new(MS_HUB_DISEMBARK, 1, 1, 7, 1006, "x", 1);
+    assert_true(ms_hub_to_link(h, d, true));
+    /* the link drains: both in order, and the workers are told to retry */
+    ms_hub_msg *list = ms_hub_take_up(h, 1, SIZE_MAX);
+    assert_ptr_equal(list, m1);
+    assert_ptr_equal(list->next, d);
+    assert_null(d->next);
+    assert_true(ms_hub_take_resume(h, 0));
+    assert_true(ms_hub_take_resume(h, 1));
+    assert_false(ms_hub_take_resume(h, 0));
+    ms_hub_msg_free_list(list);
+    assert_true(ms_hub_to_link(h, m2, false));
+    /* take_up honours max_bytes but always gives at least one message */
+    ms_hub_msg *m3 = ms_hub_msg_new(MS_HUB_CARGO, 1, 1, 8, 0, "abc", 3);
+    assert_true(ms_hub_to_link(h, m3, false));
+    list = ms_hub_take_up(h, 1, 1);
+    assert_ptr_equal(list, m2);
+    assert_null(list->next);
+    free(list);
+    ms_hub_drop_up(h, 1); /* m3 freed */
+    assert_null(ms_hub_take_up(h, 1, SIZE_MAX));
+    ms_hub_free(h);
+}
+
+static void test_worker_inbox_budget_pauses_links_until_taken(void **state)
+{
+    (void)state;
+    ms_hub *h = new_hub(2, 1000);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    uv_async_t wake;
+    assert_int_equal(uv_async_init(&loop, &wake, NULL), 0);
+    ms_hub_worker_attach(h, 1, &wake);
+    /* worker 0 has no loop attached: its messages are dropped */
+    assert_true(ms_hub_to_worker(h, 0, ms_hub_msg_new(MS_HUB_TO_CLIENT_TEXT, 1, 1, 2, 0, "hi", 2)));
+    assert_null(ms_hub_take_inbox(h, 0));
+    ms_hub_msg *a = ms_hub_msg_new(MS_HUB_TO_CLIENT_TEXT, 1, 1, 3, 0, NULL, 500);
+    ms_hub_msg *b = ms_hub_msg_new(MS_HUB_TO_CLIENT_BINARY, 1, 1, 5, 0, NULL, 500);
+    assert_true(ms_hub_to_worker(h, 1, a));
+    assert_false(ms_hub_to_worker(h, 1, b)); /* over the budget: the link must stop reading */
+    assert_false(ms_hub_inboxes_have_room(h));
+    ms_hub_msg *list = ms_hub_take_inbox(h, 1);
+    assert_ptr_equal(list, a);
+    assert_ptr_equal(a->next, b);
+    ms_hub_msg_free_list(list);
+    assert_true(ms_hub_inboxes_have_room(h));
+    /* detaching drops what is queued and later messages */
+    assert_true(ms_hub_to_worker(h, 1, ms_hub_msg_new(MS_HUB_LINK_DOWN, 1, 1, 0, 1012, NULL, 0)));
+    ms_hub_worker_detach(h, 1);
+    assert_null(ms_hub_take_inbox(h, 1));
+    assert_true(ms_hub_to_worker(h, 1, ms_hub_msg_new(MS_HUB_LINK_DOWN, 1, 1, 0, 1012, NULL, 0)));
+    assert_null(ms_hub_take_inbox(h, 1));
+    uv_close((uv_handle_t *)&wake, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    ms_hub_free(h);
+}
+
+static void test_bay_state_and_conn_id_owner(void **state)
+{
+    (void)state;
+    ms_hub *h = new_hub(3, 0);
+    unsigned f = 9;
+    assert_int_equal(ms_hub_bay_gen(h, 1, &f), 0);
+    assert_int_equal(f, 0);
+    ms_hub_bay_publish(h, 1, 42, 1);
+    assert_int_equal(ms_hub_bay_gen(h, 1, &f), 42);
+    assert_int_equal(f, 1);
+    ms_hub_bay_publish(h, 1, 0, 0);
+    assert_int_equal(ms_hub_bay_gen(h, 1, NULL), 0);
+    assert_int_equal(ms_hub_worker_of(h, 3 * 17 + 2), 2);
+    assert_int_equal(ms_hub_worker_of(h, 3 * 5), 0);
+    ms_hub_free(h);
+    bool no[1] = { false };
+    assert_null(ms_hub_new(1, no, 0, 0)); /* no workers: refused */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idmap_matches_a_reference_under_random_operations),
+        cmocka_unit_test(test_bay_queue_has_a_budget_and_wakes_waiting_workers),
+        cmocka_unit_test(test_worker_inbox_budget_pauses_links_until_taken),
+        cmocka_unit_test(test_bay_state_and_conn_id_owner),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
