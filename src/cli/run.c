@@ -130,6 +130,15 @@ static bool tui_module_stats(void *arg, size_t i, uint64_t *calls, uint64_t *blo
     return true;
 }
 
+static bool tui_bay_clients(void *arg, size_t i, uint64_t *clients)
+{
+    run_ctx *c = arg;
+    if (!c->hub || i >= c->hub->nbays || !c->hub->bays[i].is_bay)
+        return false;
+    *clients = __atomic_load_n(&c->hub->bays[i].st.clients, __ATOMIC_RELAXED);
+    return true;
+}
+
 static uint64_t tui_requests(void *arg, const char *target)
 {
     run_ctx *c = arg;
@@ -196,7 +205,8 @@ static void launch(run_ctx *c)
     if (c->tui_wanted && c->fleet->phase != MS_FLEET_DONE) {
         ms_tui_config tc = { .loop = c->loop, .fleet = c->fleet, .log = c->log,
                              .requests = c->dp ? tui_requests : NULL, .requests_arg = c,
-                             .module_stats = c->payloads ? tui_module_stats : NULL };
+                             .module_stats = c->payloads ? tui_module_stats : NULL,
+                             .bay_clients = c->dp && c->hub ? tui_bay_clients : NULL };
         c->tui = ms_tui_start(&tc, why, sizeof why);
         if (!c->tui)
             ms_log_event(c->log, MS_WARN, NULL, NULL, "--tui: %s; showing plain logs", why);

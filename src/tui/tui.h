@@ -35,6 +35,9 @@ typedef struct ms_tui_config {
     /* Calls, blocks and errors (traps, exhaustions, ABI misuse) of module i
      * so far; false when payloads do not run (no data plane). */
     bool (*module_stats)(void *arg, size_t i, uint64_t *calls, uint64_t *blocks, uint64_t *errors);
+    /* WebSocket clients connected to bay i (its index in the manifest);
+     * false when bays are not served (shown as "-"). */
+    bool (*bay_clients)(void *arg, size_t i, uint64_t *clients);
 } ms_tui_config;
 
 /* True when stdout is a terminal. Otherwise prints

@@ -358,3 +358,36 @@ def test_not_a_terminal_falls_back_to_plain_logs(tmp_path):
             p.kill()
             p.communicate()
     assert p.returncode == 0
+
+
+def test_a_bay_row_shows_its_connected_clients(term, tmp_path):
+    import asyncio
+
+    import websockets
+
+    from conftest import BUILD
+    from fleet_helpers import free_port
+    port = free_port()
+    t = term(f"""
+[mothership]
+socket_dir = "{tmp_path}/sock"
+
+[mothership.bind]
+http = "127.0.0.1:{port}"
+
+[[bays.websocket]]
+name = "chat"
+command = "{os.path.join(BUILD, 'examples', 'bays', 'chat-bay')}"
+routes = ["http:/ws"]
+""")
+    t.wait(r"chat\s+websocket\s+bay\s+ready.*0 clients  http:/ws")
+
+    async def go():
+        conns = [await websockets.connect(f"ws://127.0.0.1:{port}/ws") for _ in range(3)]
+        await asyncio.get_running_loop().run_in_executor(None, lambda: t.wait(r"3 clients  http:/ws"))
+        for ws in conns:
+            await ws.close()
+    asyncio.run(asyncio.wait_for(go(), 30))
+    t.wait(r"0 clients  http:/ws")
+    t.keys("q")
+    t.wait(r"EXITED 0")
