@@ -627,6 +627,16 @@ static bool boarding_frame(ms_conn *c, ms_ws *ws, ms_hub_msg **out)
     return *out != NULL;
 }
 
+/* 503 + Retry-After for an upgrade the bay cannot take now (counted). */
+static void reject_503(ms_conn *c, ms_hub_bay_stats *st, const char *bay_name, const char *what)
+{
+    ms_hub_count(&st->rejected, 1);
+    c->keep_alive = false;
+    char why[200];
+    snprintf(why, sizeof why, "bay \"%s\" %s", bay_name, what);
+    ms_conn_respond_error(c, 503, why);
+}
+
 static uint32_t next_conn_id(ms_worker *w)
 {
     unsigned nw = w->hub->nworkers;
@@ -682,11 +692,7 @@ void ms_ws_upgrade(ms_conn *c)
     unsigned features = 0;
     uint32_t gen = ms_hub_bay_gen(hub, c->ship, &features);
     if (gen == 0) {
-        ms_hub_count(&st->rejected, 1);
-        c->keep_alive = false;
-        char why[200];
-        snprintf(why, sizeof why, "bay \"%s\" is not docked", bay_name);
-        ms_conn_respond_error(c, 503, why);
+        reject_503(c, st, bay_name, "is not docked");
         return;
     }
     ms_ws *ws = calloc(1, sizeof *ws);
@@ -711,11 +717,7 @@ void ms_ws_upgrade(ms_conn *c)
         free(board);
         ms_idmap_del(&w->ws_ids, ws->conn_id);
         free(ws);
-        ms_hub_count(&st->rejected, 1);
-        c->keep_alive = false;
-        char why[200];
-        snprintf(why, sizeof why, "bay \"%s\" is busy: its queue is full", bay_name);
-        ms_conn_respond_error(c, 503, why);
+        reject_503(c, st, bay_name, "is busy: its queue is full");
         return;
     }
     /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */

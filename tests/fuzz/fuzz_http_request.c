@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "http/dataplane.h"
+#include "inline_client.h"
 #include "router/table.h"
 
 static ms_manifest *manifest;
@@ -85,41 +86,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-        abort();
-    fcntl(sv[1], F_SETFL, O_NONBLOCK);
-    if (ms_dataplane_inline_adopt(dp, sv[0], 0) != 0)
-        abort();
-    uv_loop_t *loop = ms_dataplane_inline_loop(dp);
-    size_t sent = 0;
-    bool shut = false, closed = false;
-    char sink[65536];
-    for (int round = 0; round < 20000 && !closed; round++) {
-        if (sent < size) {
-            ssize_t w = write(sv[1], data + sent, size - sent);
-            if (w > 0)
-                sent += (size_t)w;
-        } else if (!shut) {
-            shutdown(sv[1], SHUT_WR);
-            shut = true;
-        }
-        uv_run(loop, UV_RUN_NOWAIT);
-        for (;;) {
-            ssize_t r = read(sv[1], sink, sizeof sink);
-            if (r > 0)
-                continue;
-            if (r == 0)
-                closed = true; /* the server closed the connection */
-            break;
-        }
-    }
-    if (!closed) {
-        fprintf(stderr, "the connection did not close after the client's EOF\n");
-        abort();
-    }
-    close(sv[1]);
-    /* let close callbacks run */
-    uv_run(loop, UV_RUN_NOWAIT);
+    fuzz_inline_client(dp, NULL, 0, data, size, NULL, NULL);
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "dock/hub.h"
 #include "dock/protocol.h"
 #include "http/dataplane.h"
+#include "inline_client.h"
 #include "router/table.h"
 
 static ms_manifest *manifest;
@@ -84,6 +85,11 @@ static void bay_turn(int mode)
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+static void bay_turn_cb(void *arg)
+{
+    bay_turn(*(int *)arg);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int mode = size ? data[0] % 3 : 0;
@@ -91,44 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         data++;
         size--;
     }
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-        abort();
-    fcntl(sv[1], F_SETFL, O_NONBLOCK);
-    if (ms_dataplane_inline_adopt(dp, sv[0], 0) != 0)
-        abort();
-    uv_loop_t *loop = ms_dataplane_inline_loop(dp);
-    if (write(sv[1], handshake, sizeof handshake - 1) != (ssize_t)(sizeof handshake - 1))
-        abort();
-    size_t sent = 0;
-    bool shut = false, closed = false;
-    char sink[65536];
-    for (int round = 0; round < 20000 && !closed; round++) {
-        if (sent < size) {
-            ssize_t w = write(sv[1], data + sent, size - sent);
-            if (w > 0)
-                sent += (size_t)w;
-        } else if (!shut) {
-            shutdown(sv[1], SHUT_WR);
-            shut = true;
-        }
-        uv_run(loop, UV_RUN_NOWAIT);
-        bay_turn(mode);
-        for (;;) {
-            ssize_t r = read(sv[1], sink, sizeof sink);
-            if (r > 0)
-                continue;
-            if (r == 0)
-                closed = true;
-            break;
-        }
-    }
-    if (!closed) {
-        fprintf(stderr, "the connection did not close after the client's EOF\n");
-        abort();
-    }
-    close(sv[1]);
-    uv_run(loop, UV_RUN_NOWAIT);
-    bay_turn(2);
+    fuzz_inline_client(dp, handshake, sizeof handshake - 1, data, size, bay_turn_cb, &mode);
+    bay_turn(2); /* free what the last turn left */
     return 0;
 }

@@ -1,0 +1,65 @@
+/* inline_client.h: the client side shared by the fuzz targets that drive an
+ * inline data-plane worker (fuzz_http_request, fuzz_ws_frames): a
+ * socketpair handed to the worker, the input written as fast as the worker
+ * reads it, the write side shut, and the loop run until the server closes
+ * the connection. A connection that never closes is reported as a hang. */
+#ifndef MS_FUZZ_INLINE_CLIENT_H
+#define MS_FUZZ_INLINE_CLIENT_H
+
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http/dataplane.h"
+
+/* prefix is written first (whole); turn (may be NULL) runs after every
+ * loop iteration. */
+static inline void fuzz_inline_client(ms_dataplane *dp, const void *prefix, size_t prefix_len, const uint8_t *data,
+                                      size_t size, void (*turn)(void *), void *arg)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        abort();
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    if (ms_dataplane_inline_adopt(dp, sv[0], 0) != 0)
+        abort();
+    uv_loop_t *loop = ms_dataplane_inline_loop(dp);
+    if (prefix_len && write(sv[1], prefix, prefix_len) != (ssize_t)prefix_len)
+        abort();
+    size_t sent = 0;
+    bool shut = false, closed = false;
+    char sink[65536];
+    for (int round = 0; round < 20000 && !closed; round++) {
+        if (sent < size) {
+            ssize_t w = write(sv[1], data + sent, size - sent);
+            if (w > 0)
+                sent += (size_t)w;
+        } else if (!shut) {
+            shutdown(sv[1], SHUT_WR);
+            shut = true;
+        }
+        uv_run(loop, UV_RUN_NOWAIT);
+        if (turn)
+            turn(arg);
+        for (;;) {
+            ssize_t r = read(sv[1], sink, sizeof sink);
+            if (r > 0)
+                continue;
+            if (r == 0)
+                closed = true; /* the server closed the connection */
+            break;
+        }
+    }
+    if (!closed) {
+        fprintf(stderr, "the connection did not close after the client's EOF\n");
+        abort();
+    }
+    close(sv[1]);
+    uv_run(loop, UV_RUN_NOWAIT); /* let close callbacks run */
+}
+
+#endif
