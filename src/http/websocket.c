@@ -184,6 +184,9 @@ static void maybe_idle(ms_ws *ws)
         return;
     wslay_event_context_free(ws->ctx);
     ws->ctx = NULL;
+    free(c->cork_buf); /* the gather buffer of the last send, too */
+    c->cork_buf = NULL;
+    c->cork_cap = 0;
 }
 
 /* Send what wslay has queued (one gathered write), then see whether the
