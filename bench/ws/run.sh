@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# bench/ws/run.sh BUILD - WebSocket clients through Mothership's bays on
+# loopback: echo round trips through the echo bay, broadcast fan-out through
+# the chat bay, and Mothership's memory per idle client (10,000 of them).
+# Prints rates, latencies, CPU µs per message (Mothership and the bay
+# separately) and KiB per idle client (medians of ROUNDS rounds). The load
+# generator, wsload (bench/ws/wsload.c, epoll, plain sockets), is compiled
+# here into BUILD/bench/wsload; the work is done by bench.py. See
+# bench/README.md.
+set -euo pipefail
+build=${1:-build}
+bin="$build/mothership"
+bays="$build/examples/bays"
+if [ ! -x "$bin" ] || [ ! -x "$bays/echo-bay" ] || [ ! -x "$bays/chat-bay" ]; then
+    echo "ws: not built ($bin, $bays/echo-bay, $bays/chat-bay)"
+    exit 0
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$build/bench"
+wsload="$build/bench/wsload"
+if [ ! -x "$wsload" ] || [ "$here/wsload.c" -nt "$wsload" ]; then
+    ${CC:-cc} -std=gnu17 -O2 -Wall -Wextra -Werror -o "$wsload.tmp" "$here/wsload.c" -lcrypto
+    mv "$wsload.tmp" "$wsload"
+fi
+# bench.py stops every process it started (by pid) on exit and on
+# SIGINT/SIGTERM/SIGHUP; run it in the background so that a signal to this
+# script is forwarded at once.
+pid=
+forward() {
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+    exit 130
+}
+trap forward INT TERM HUP
+/usr/bin/python3 "$here/bench.py" "$bin" "$wsload" "$bays" &
+pid=$!
+wait "$pid"
