@@ -109,6 +109,7 @@ struct ms_worker {
     char *ws_rbuf;                 /* shared read buffer, MS_WS_RBUF bytes */
     ms_idmap ws_ids;               /* conn_id -> ms_ws */
     ms_ws *ws_list;
+    ms_ws *ws_dirty;               /* clients with messages queued by the inbox pass */
     uint32_t ws_seq;
     /* counters */
     ms_slot_stats *slots;

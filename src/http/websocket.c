@@ -45,6 +45,8 @@ struct ms_ws {
     int busy;                          /* inside a wslay call: freeing waits (see ws_leave) */
     bool detached;                     /* the connection is gone; free once not busy */
     ms_ws *prev, *next;                /* the worker's clients */
+    ms_ws *dirty_prev, *dirty_next;    /* on the worker's list of clients to flush */
+    bool dirty;
 };
 
 static const ms_http_limits *lim(const ms_conn *c)
@@ -368,7 +370,27 @@ static void deliver(ms_worker *w, ms_hub_msg *m)
         ms_conn_close(ws->c);
         return;
     }
-    ws_flush(ws);
+    if (!ws->dirty) { /* flushed once after the whole inbox: one write for all its messages */
+        ws->dirty = true;
+        ws->dirty_prev = NULL;
+        ws->dirty_next = w->ws_dirty;
+        if (w->ws_dirty)
+            w->ws_dirty->dirty_prev = ws;
+        w->ws_dirty = ws;
+    }
+}
+
+static void undirty(ms_worker *w, ms_ws *ws)
+{
+    if (!ws->dirty)
+        return;
+    ws->dirty = false;
+    if (ws->dirty_prev)
+        ws->dirty_prev->dirty_next = ws->dirty_next;
+    else
+        w->ws_dirty = ws->dirty_next;
+    if (ws->dirty_next)
+        ws->dirty_next->dirty_prev = ws->dirty_prev;
 }
 
 static void link_down(ms_worker *w, const ms_hub_msg *m)
@@ -394,6 +416,11 @@ static void on_dock_async(uv_async_t *a)
         else
             deliver(w, m);
         free(m);
+    }
+    while (w->ws_dirty) {
+        ms_ws *ws = w->ws_dirty;
+        undirty(w, ws);
+        ws_flush(ws);
     }
     if (ms_hub_take_resume(w->hub, w->id))
         for (ms_ws *ws = w->ws_list, *next; ws; ws = next) {
@@ -503,6 +530,7 @@ void ms_ws_detach(ms_conn *c)
     }
     ms_hub_msg_free_list(ws->pend);
     ws->pend = ws->pend_tail = NULL;
+    undirty(w, ws);
     ms_idmap_del(&w->ws_ids, ws->conn_id);
     if (ws->prev)
         ws->prev->next = ws->next;
