@@ -138,8 +138,9 @@ def children(pid):
     return out
 
 
-def cpu_ticks(pids):
-    """utime + stime of these processes (all their threads), in ticks."""
+def cpu_ticks(pids, kernel_only=False):
+    """utime + stime (or stime alone) of these processes (all their
+    threads), in ticks."""
     total = 0
     for pid in pids:
         try:
@@ -148,7 +149,7 @@ def cpu_ticks(pids):
         except OSError:
             continue
         fields = data[data.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])   # fields 14 and 15
+        total += (0 if kernel_only else int(fields[11])) + int(fields[12])   # fields 14 and 15
     return total
 
 
@@ -570,11 +571,14 @@ def main():
                 b = servers["backend"]
                 o0 = tcp_active_opens()
                 c0, b0 = cpu_ticks(s.cpu_pids), cpu_ticks(b.cpu_pids)
+                k0 = cpu_ticks(s.cpu_pids, kernel_only=True)
                 r = run_wrk(url, DURATION, close)
                 c1, b1 = cpu_ticks(s.cpu_pids), cpu_ticks(b.cpu_pids)
+                k1 = cpu_ticks(s.cpu_pids, kernel_only=True)
                 r["connects"] = tcp_active_opens() - o0
                 n = max(1, r["requests"])
                 r["cpu_us"] = (c1 - c0) * 1e6 / CLK_TCK / n
+                r["kernel_us"] = (k1 - k0) * 1e6 / CLK_TCK / n
                 r["backend_cpu_us"] = (b1 - b0) * 1e6 / CLK_TCK / n
                 r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
                 r["errors"] = (r["connect"] + r["read"] + r["write"]
@@ -607,6 +611,7 @@ def main():
                 "p50": median([r["p50"] for r in rs]),
                 "p99": median([r["p99"] for r in rs]),
                 "cpu": median([r["cpu_us"] for r in rs]),
+                "kcpu": median([r["kernel_us"] for r in rs]),
                 "bcpu": median([r["backend_cpu_us"] for r in rs]),
                 "err": sum(r["errors"] for r in rs),
                 "non2xx": sum(r["status"] for r in rs),
@@ -619,7 +624,7 @@ def main():
         print()
         print(f"### {title}" + (" (wrk -H 'Connection: close')" if close else ""))
         print()
-        head = ["target", "req/s (min-max)", "p50", "p99", "CPU µs/req"]
+        head = ["target", "req/s (min-max)", "p50", "p99", "CPU µs/req", "of which kernel"]
         if proxied:
             head += ["backend CPU µs/req", "TCP connects /1k req"]
         for p in peers:
@@ -635,7 +640,7 @@ def main():
             m = med[target]
             row = [target, f"{m['rps']:.0f} ({m['rps_min'] / 1000:.1f}k-"
                    f"{m['rps_max'] / 1000:.1f}k)", fmt_us(m["p50"]),
-                   fmt_us(m["p99"]), f"{m['cpu']:.1f}"]
+                   fmt_us(m["p99"]), f"{m['cpu']:.1f}", f"{m['kcpu']:.1f}"]
             if proxied:
                 row += [f"{m['bcpu']:.1f}", f"{m['conn_per_kreq']:.1f}"]
             for p in peers:
