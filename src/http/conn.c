@@ -81,7 +81,6 @@ static void conn_free_if_done(ms_conn *c)
     __atomic_store_n(&w->open_conns, w->nconns, __ATOMIC_RELAXED);
     free(c->buf);
     free(c->out);
-    free(c->cork_buf);
     free(c);
     ms_worker_maybe_done(w);
 }
@@ -92,6 +91,8 @@ void ms_conn_close(ms_conn *c)
         return;
     if (c->ws)
         ms_ws_detach(c);
+    if (c->w->gather.owner == c)
+        c->w->gather.owner = NULL; /* what was gathered is not sent */
     c->state = MS_C_CLOSING;
     if (c->up)
         ms_proxy_abort(c);
@@ -186,34 +187,43 @@ static void write_now(ms_conn *c, const uv_buf_t *bufs, unsigned n)
     queue_copy(c, bufs, n, written);
 }
 
+/* Room for n more bytes in the gather buffer. */
+static bool gather_room(ms_gather *g, size_t n)
+{
+    if (g->used + n <= g->cap)
+        return true;
+    size_t ncap = g->cap ? g->cap : 4096;
+    while (ncap < g->used + n)
+        ncap *= 2;
+    char *nb = realloc(g->buf, ncap);
+    if (!nb)
+        return false;
+    g->buf = nb;
+    g->cap = ncap;
+    return true;
+}
+
 void ms_conn_write(ms_conn *c, const char *data, size_t len, bool copy)
 {
     if (c->state == MS_C_CLOSING || len == 0)
         return;
     c->bytes_out += len;
-    if (c->corked) {
-        if (c->cork_n == MS_CORK_IOV)
+    ms_gather *g = &c->w->gather;
+    if (g->owner == c) {
+        if (g->n == MS_CORK_IOV)
             ms_conn_uncork(c), ms_conn_cork(c);
-        ms_cork_piece *pc = &c->cork[c->cork_n++];
+        if (copy && !gather_room(g, len)) {
+            ms_conn_close(c);
+            return;
+        }
+        ms_cork_piece *pc = &g->piece[g->n++];
         pc->len = len;
         if (copy) {
             /* scratch data: keep a copy until the uncork */
-            if (c->cork_used + len > c->cork_cap) {
-                size_t ncap = c->cork_cap ? c->cork_cap : 4096;
-                while (ncap < c->cork_used + len)
-                    ncap *= 2;
-                char *nb = realloc(c->cork_buf, ncap);
-                if (!nb) {
-                    ms_conn_close(c);
-                    return;
-                }
-                c->cork_buf = nb;
-                c->cork_cap = ncap;
-            }
-            memcpy(c->cork_buf + c->cork_used, data, len);
+            memcpy(g->buf + g->used, data, len);
             pc->ptr = NULL;
-            pc->off = c->cork_used;
-            c->cork_used += len;
+            pc->off = g->used;
+            g->used += len;
         } else {
             pc->ptr = data; /* borrowed: valid until the uncork */
         }
@@ -227,57 +237,55 @@ void ms_conn_write(ms_conn *c, const char *data, size_t len, bool copy)
  * filled before any other write and then committed with the length used. */
 char *ms_conn_cork_reserve(ms_conn *c, size_t n)
 {
-    if (!c->corked || c->state == MS_C_CLOSING)
+    ms_gather *g = &c->w->gather;
+    if (g->owner != c || c->state == MS_C_CLOSING)
         return NULL;
-    if (c->cork_n == MS_CORK_IOV)
+    if (g->n == MS_CORK_IOV)
         ms_conn_uncork(c), ms_conn_cork(c);
-    if (c->cork_used + n > c->cork_cap) {
-        size_t ncap = c->cork_cap ? c->cork_cap : 4096;
-        while (ncap < c->cork_used + n)
-            ncap *= 2;
-        char *nb = realloc(c->cork_buf, ncap);
-        if (!nb)
-            return NULL;
-        c->cork_buf = nb;
-        c->cork_cap = ncap;
-    }
-    ms_cork_piece *pc = &c->cork[c->cork_n++];
+    if (!gather_room(g, n))
+        return NULL;
+    ms_cork_piece *pc = &g->piece[g->n++];
     pc->ptr = NULL;
-    pc->off = c->cork_used;
+    pc->off = g->used;
     pc->len = 0;
-    return c->cork_buf + c->cork_used;
+    return g->buf + g->used;
 }
 
 void ms_conn_cork_commit(ms_conn *c, size_t used)
 {
-    ms_cork_piece *pc = &c->cork[c->cork_n - 1];
+    ms_gather *g = &c->w->gather;
+    ms_cork_piece *pc = &g->piece[g->n - 1];
     pc->len = used;
-    c->cork_used += used;
+    g->used += used;
     c->bytes_out += used;
 }
 
 void ms_conn_cork(ms_conn *c)
 {
-    c->corked = true;
-    c->cork_n = 0;
-    c->cork_used = 0;
+    ms_gather *g = &c->w->gather;
+    if (g->owner && g->owner != c)
+        ms_conn_uncork(g->owner); /* one corked connection per worker: flush the other */
+    g->owner = c;
+    g->n = 0;
+    g->used = 0;
 }
 
 void ms_conn_uncork(ms_conn *c)
 {
-    if (!c->corked)
+    ms_gather *g = &c->w->gather;
+    if (g->owner != c)
         return;
-    c->corked = false;
-    if (c->state == MS_C_CLOSING || c->cork_n == 0)
+    g->owner = NULL;
+    if (c->state == MS_C_CLOSING || g->n == 0)
         return;
     uv_buf_t bufs[MS_CORK_IOV];
-    for (int i = 0; i < c->cork_n; i++) {
-        const ms_cork_piece *pc = &c->cork[i];
-        bufs[i] = uv_buf_init((char *)(pc->ptr ? pc->ptr : c->cork_buf + pc->off), (unsigned)pc->len);
+    for (int i = 0; i < g->n; i++) {
+        const ms_cork_piece *pc = &g->piece[i];
+        bufs[i] = uv_buf_init((char *)(pc->ptr ? pc->ptr : g->buf + pc->off), (unsigned)pc->len);
     }
-    unsigned n = (unsigned)c->cork_n;
-    c->cork_n = 0;
-    write_now(c, bufs, n);
+    unsigned n = (unsigned)g->n;
+    g->n = 0;
+    write_now(c, bufs, n); /* copies what the socket does not take: the gather buffer is free again */
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -807,8 +815,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
         return;
     }
     if (!c->buf) {
+        /* the read buffer, and behind it the header table that points into it */
         c->cap = (uint32_t)(limits(c)->max_header_size + 4096);
-        c->buf = malloc(c->cap);
+        size_t hoff = ((size_t)c->cap + 15) & ~(size_t)15;
+        c->buf = malloc(hoff + MS_MAX_HEADERS * sizeof(ms_hdr));
+        c->hdr = c->buf ? (ms_hdr *)(void *)(c->buf + hoff) : NULL;
         if (!c->buf) {
             *b = uv_buf_init(NULL, 0);
             return;
@@ -1025,6 +1036,7 @@ static void start_next_request(ms_conn *c)
         /* idle: give the buffer back; an idle connection costs only its struct */
         free(c->buf);
         c->buf = NULL;
+        c->hdr = NULL; /* nhdr is 0 already */
         c->cap = 0;
         set_timer(c, limits(c)->idle_timeout_ms, on_idle_timeout);
     } else {

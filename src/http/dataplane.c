@@ -490,6 +490,7 @@ void ms_dataplane_free(ms_dataplane *dp)
         ms_payload_result_free(&w->pres);
         free(w->phdrs);
         ms_ws_worker_free(w);
+        free(w->gather.buf);
     }
     free(dp->workers);
     for (size_t b = 0; rt && b < rt->nbinds; b++) {

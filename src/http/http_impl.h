@@ -47,6 +47,23 @@ typedef struct ms_slot_info {
 } ms_slot_info;
 
 typedef struct ms_worker ms_worker;
+
+#define MS_CORK_IOV 32
+
+typedef struct ms_cork_piece {
+    const char *ptr;     /* borrowed data, or NULL: at off in the gather buffer */
+    size_t off, len;
+} ms_cork_piece;
+
+/* Gathered writes (see conn.c): one connection of a worker at a time is
+ * corked; corking another first flushes it. */
+typedef struct ms_gather {
+    struct ms_conn *owner; /* the corked connection, or NULL */
+    int n;
+    ms_cork_piece piece[MS_CORK_IOV];
+    char *buf;           /* copies of scratch data; kept for the next cork */
+    size_t used, cap;
+} ms_gather;
 typedef struct ms_conn ms_conn;
 typedef struct ms_upconn ms_upconn;
 typedef struct ms_ws ms_ws;
@@ -102,6 +119,7 @@ struct ms_worker {
     ms_payload_result pres;        /* the request being dispatched (one at a time per worker) */
     ms_payload_header *phdrs;      /* scratch: headers handed to a payload */
     uint64_t plog_second, plog_count; /* payload log lines, rate-limited */
+    ms_gather gather;              /* the corked connection's pieces */
     /* WebSocket clients of bays (websocket.c) */
     ms_hub *hub;                   /* NULL: no bays */
     uv_async_t dock_async;         /* the hub has messages for this worker */
@@ -118,12 +136,6 @@ struct ms_worker {
     uint64_t open_conns;           /* gauge */
 };
 
-#define MS_CORK_IOV 32
-
-typedef struct ms_cork_piece {
-    const char *ptr;     /* borrowed data, or NULL: at off in cork_buf */
-    size_t off, len;
-} ms_cork_piece;
 
 typedef struct ms_hdr {
     uint32_t name, name_len, val, val_len;   /* offsets into the owner's buffer */
@@ -164,7 +176,7 @@ struct ms_conn {
     bool eof;                      /* the client closed its side */
 
     /* current request */
-    ms_hdr hdr[MS_MAX_HEADERS];
+    ms_hdr *hdr;                   /* MS_MAX_HEADERS, allocated with buf (they point into it) */
     uint16_t nhdr;
     bool last_was_value;
     uint32_t url_off, url_len;
@@ -195,13 +207,6 @@ struct ms_conn {
     uint32_t out_len, out_cap;
     bool retried;
     uint64_t bytes_out;
-
-    /* gathered writes (see conn.c) */
-    bool corked;
-    int cork_n;
-    ms_cork_piece cork[MS_CORK_IOV];
-    char *cork_buf;
-    size_t cork_used, cork_cap;
 
     /* writes in flight to the client, and what they wait on */
     uint64_t write_pending;

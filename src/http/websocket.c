@@ -186,9 +186,6 @@ static void maybe_idle(ms_ws *ws)
         return;
     wslay_event_context_free(ws->ctx);
     ws->ctx = NULL;
-    free(c->cork_buf); /* the gather buffer of the last send, too */
-    c->cork_buf = NULL;
-    c->cork_cap = 0;
 }
 
 /* Send what wslay has queued (one gathered write), then see whether the
@@ -786,6 +783,8 @@ void ms_ws_upgrade(ms_conn *c)
     size_t rest = c->len > c->head_end ? c->len - c->head_end : 0;
     char *buf = c->buf;
     c->buf = NULL;
+    c->hdr = NULL; /* freed with buf: the Boarding has them */
+    c->nhdr = 0;
     c->cap = c->len = c->pos = 0;
     free(c->out);
     c->out = NULL;
