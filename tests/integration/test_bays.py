@@ -561,6 +561,8 @@ def test_shutdown_closes_clients_with_1001(fleet, tmp_path):
 # ------------------------------------------------------------------ many clients on one link
 def test_1000_concurrent_clients_on_one_link(fleet):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2500:
+        pytest.skip(f"the descriptor limit (hard {hard}) is too low for 1,000 clients and their server")
     if soft < 4096:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
     px = start(fleet, bay_toml("echo", ECHO_BAY))
