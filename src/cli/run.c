@@ -149,6 +149,7 @@ static void abort_launch(run_ctx *c, const char *what, const char *why)
 {
     ms_log_event(c->log, MS_ERROR, NULL, "launch_failed", "%s: %s; nothing was launched", what, why);
     c->exit_code = MS_EXIT_FAIL;
+    ms_docks_close(c->docks); /* its handles would keep the loop running */
     if (c->metrics) {
         ms_metrics_server_close(c->metrics, on_metrics_closed, NULL);
         c->metrics = NULL;

@@ -582,3 +582,23 @@ def test_1000_concurrent_clients_on_one_link(fleet):
         await asyncio.gather(*(ws.close() for ws in conns))
     run(go(), timeout=120)
     wait_until(lambda: msum(px.metrics(), "mothership_bay_clients", bay="echo") == 0, what="clients gone")
+
+
+def test_a_launch_that_fails_with_a_bay_in_the_manifest_exits_at_once(fleet, tmp_path):
+    """The docking links' handles must not keep Mothership alive when the
+    listeners cannot be opened."""
+    from fleet_helpers import free_port
+    port = free_port()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", port))
+    busy.listen(1)
+    ms = fleet(f"""
+        [mothership]
+        socket_dir = "{tmp_path}/sock"
+        [mothership.bind]
+        http = "127.0.0.1:{port}"
+        {bay_toml("echo", ECHO_BAY)}
+    """)
+    assert ms.wait_exit(timeout=10) == 1, ms.output()
+    assert ms.events("launch_failed"), ms.output()
+    busy.close()
