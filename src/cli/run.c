@@ -68,13 +68,20 @@ static void on_fleet_done(ms_fleet *f, void *arg)
     }
 }
 
+static void on_docks_flushed(void *arg)
+{
+    run_ctx *c = arg;
+    ms_fleet_drained(c->fleet);
+}
+
 static void on_dp_stopped(void *arg)
 {
     run_ctx *c = arg;
     ms_log_event(c->log, MS_INFO, NULL, "drained", "listeners closed and requests drained");
-    if (c->docks)
-        ms_docks_flush(c->docks); /* Disembarks of the clients just closed, before bays are stopped */
-    ms_fleet_drained(c->fleet);
+    if (c->docks) /* the Disembarks of the clients just closed reach the bays before they are stopped */
+        ms_docks_flush(c->docks, on_docks_flushed, c);
+    else
+        ms_fleet_drained(c->fleet);
 }
 
 /* A shutdown begins: stop accepting, let requests finish, then stop ships. */

@@ -52,6 +52,9 @@ struct ms_docks {
     ms_dlink *links;                   /* one per ship; only bays are used */
     size_t n;
     uv_async_t wake;
+    uv_timer_t flush_timer;            /* bounds the wait of ms_docks_flush */
+    void (*flushed)(void *);           /* pending ms_docks_flush callback */
+    void *flushed_arg;
     uint32_t next_gen;
     int open_handles;
     bool closing;
@@ -68,6 +71,7 @@ typedef struct wbatch {
 
 static void link_fail(link_conn *lc, uint16_t code, const char *why, bool protocol_error, bool tell_fleet);
 static void try_connect(ms_dlink *l);
+static void check_flushed(ms_docks *d);
 
 static const char *bay_name(const ms_dlink *l)
 {
@@ -99,17 +103,22 @@ static void on_written(uv_write_t *req, int status)
     lc->writes--;
     ms_hub_msg_free_list(b->msgs);
     free(b);
+    ms_docks *d = lc->l->d;
     if (lc->st == LC_CLOSING) {
         maybe_free_conn(lc);
+        check_flushed(d);
         return;
     }
     if (status < 0) {
         char why[160];
         snprintf(why, sizeof why, "writing to the bay failed: %s", uv_strerror(status));
-        link_fail(lc, 1011, why, false, true);
+        /* EPIPE/ECONNRESET: the bay went away (1012); anything else is a failure (1011) */
+        link_fail(lc, status == UV_EPIPE || status == UV_ECONNRESET ? 1012 : 1011, why, false, true);
+        check_flushed(d);
         return;
     }
     pump(lc);
+    check_flushed(d);
 }
 
 /* Write a list of frames (owned: freed once written). */
@@ -330,7 +339,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         char why[200];
         if (n == UV_EOF && ms_dock_decoder_finish(&lc->dec) != 0)
             link_fail(lc, 1011, "the bay closed the link inside a frame", true, true);
-        else if (n == UV_EOF)
+        else if (n == UV_EOF || n == UV_ECONNRESET) /* a bay that dies with frames unread resets the link */
             link_fail(lc, 1012, lc->st == LC_DOCKED ? "the bay closed the docking link" : "the bay closed the link before docking", false, true);
         else {
             snprintf(why, sizeof why, "reading the docking link failed: %s", uv_strerror((int)n));
@@ -507,7 +516,9 @@ ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *lo
         return NULL;
     }
     d->wake.data = d;
-    d->open_handles = 1;
+    uv_timer_init(loop, &d->flush_timer);
+    d->flush_timer.data = d;
+    d->open_handles = 2;
     for (size_t i = 0; i < d->n; i++) {
         ms_dlink *l = &d->links[i];
         l->d = d;
@@ -526,9 +537,39 @@ ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *lo
     return d;
 }
 
-void ms_docks_flush(ms_docks *d)
+/* The pending flush is over once no link has bytes in flight. */
+static void check_flushed(ms_docks *d)
+{
+    if (!d->flushed)
+        return;
+    for (size_t i = 0; i < d->n; i++) {
+        link_conn *lc = d->links[i].conn;
+        if (lc && lc->st == LC_DOCKED && lc->inflight > 0)
+            return;
+    }
+    void (*cb)(void *) = d->flushed;
+    d->flushed = NULL;
+    uv_timer_stop(&d->flush_timer);
+    cb(d->flushed_arg);
+}
+
+static void on_flush_timeout(uv_timer_t *t)
+{
+    ms_docks *d = t->data;
+    if (!d->flushed)
+        return;
+    void (*cb)(void *) = d->flushed;
+    d->flushed = NULL;
+    cb(d->flushed_arg); /* a bay that does not read its socket does not hold the shutdown up */
+}
+
+void ms_docks_flush(ms_docks *d, void (*done)(void *), void *arg)
 {
     on_wake(&d->wake);
+    d->flushed = done;
+    d->flushed_arg = arg;
+    uv_timer_start(&d->flush_timer, on_flush_timeout, 1000, 0);
+    check_flushed(d);
 }
 
 static void on_docks_handle_closed(uv_handle_t *h)
@@ -554,6 +595,8 @@ void ms_docks_close(ms_docks *d)
         uv_close((uv_handle_t *)&l->retry, on_docks_handle_closed);
     }
     uv_close((uv_handle_t *)&d->wake, on_docks_handle_closed);
+    uv_close((uv_handle_t *)&d->flush_timer, on_docks_handle_closed);
+    d->flushed = NULL;
 }
 
 void ms_docks_free(ms_docks *d)

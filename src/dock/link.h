@@ -19,8 +19,9 @@ typedef struct ms_docks ms_docks;
 
 /* One link per bay of m (selected or not); hooks itself into the fleet. */
 ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *log);
-/* Write what the workers queued (at shutdown, before bays are stopped). */
-void ms_docks_flush(ms_docks *d);
+/* Write what the workers queued (at shutdown, before bays are stopped);
+ * done(arg) runs once it is written (or after at most a second). */
+void ms_docks_flush(ms_docks *d, void (*done)(void *), void *arg);
 /* Close every handle; the loop can end afterwards. */
 void ms_docks_close(ms_docks *d);
 /* After the loop has ended. */

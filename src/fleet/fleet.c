@@ -734,6 +734,8 @@ static void close_h(ms_fleet *f, uv_handle_t *h)
 
 static void maybe_finish(ms_fleet *f)
 {
+    if (f->draining)
+        return; /* the data plane is still draining: ms_fleet_drained comes back here */
     if (f->phase == MS_FLEET_STOPPING) {
         for (size_t i = 0; i < f->n; i++)
             if (running(&f->procs[i]))

@@ -79,6 +79,8 @@ static void conn_free_if_done(ms_conn *c)
         c->next->prev = c->prev;
     w->nconns--;
     __atomic_store_n(&w->open_conns, w->nconns, __ATOMIC_RELAXED);
+    if (w->gather.owner == c)
+        w->gather.owner = NULL;
     free(c->buf);
     free(c->out);
     free(c);
@@ -263,6 +265,8 @@ void ms_conn_cork_commit(ms_conn *c, size_t used)
 void ms_conn_cork(ms_conn *c)
 {
     ms_gather *g = &c->w->gather;
+    if (c->state == MS_C_CLOSING)
+        return; /* a closing connection never owns the gather */
     if (g->owner && g->owner != c)
         ms_conn_uncork(g->owner); /* one corked connection per worker: flush the other */
     g->owner = c;

@@ -112,6 +112,7 @@ static void to_bay(ms_ws *ws, ms_hub_msg *m);
 
 static void ws_close_with(ms_ws *ws, uint16_t code, const char *reason);
 static void on_ws_timer(uv_timer_t *t);
+static void stop_reading_client(ms_ws *ws);
 
 /* From now on the client has WS_CLOSE_WAIT_MS to answer our close frame. */
 static void start_closing(ms_ws *ws)
@@ -272,7 +273,16 @@ void ms_ws_on_read(ms_conn *c, const char *data, size_t n)
          * and stopped reading; send that, then hang up */
         if (!ws->report_code)
             ws->report_code = rc == WSLAY_ERR_NOMEM ? 1011 : 1002;
-        ws->closing = true;
+        start_closing(ws);
+    } else if (!ws->closing &&
+               wslay_event_get_queued_msg_length(ws->ctx) + c->write_pending > lim(c)->ws_send_queue) {
+        /* it sends (pings whose pongs pile up, say) but does not read: no
+         * more input from it; the close frame waits for room, or the close
+         * deadline ends it */
+        ms_hub_count(&c->w->hub->bays[ws->bay].st.closed_slow, 1);
+        stop_reading_client(ws);
+        ws_close_with(ws, 1008, "send queue full: the client does not read");
+        return;
     }
     ws_flush(ws);
 }
@@ -476,6 +486,10 @@ static void on_ws_timer(uv_timer_t *t)
     if (ws->closing) {
         if (now >= ws->close_deadline)
             ms_conn_close(c);
+        return;
+    }
+    if (ws->blocked) {
+        ws->last_rx = now; /* not read on purpose (its bay is behind): not idle */
         return;
     }
     if (now - ws->last_rx >= lim(c)->ws_idle_timeout_ms) {
@@ -774,11 +788,13 @@ void ms_ws_upgrade(ms_conn *c)
     ms_hub_count(&st->clients, 1);
     ms_hub_count(&st->boardings, 1);
     c->state = MS_C_WEBSOCKET;
-    ms_conn_write(c, head, (size_t)hl, true);
-    ms_conn_record(c, 101);
     ws->last_rx = uv_now(&w->loop);
     uint64_t tick = lim(c)->ws_ping_interval_ms / 2;
     uv_timer_start(&c->timer, on_ws_timer, tick ? tick : 1, tick ? tick : 1);
+    ms_conn_record(c, 101);
+    ms_conn_write(c, head, (size_t)hl, true);
+    if (c->state != MS_C_WEBSOCKET)
+        return; /* the write failed: the connection (and ws) is gone; c->buf goes with it */
     /* frames the client sent right behind its handshake */
     size_t rest = c->len > c->head_end ? c->len - c->head_end : 0;
     char *buf = c->buf;

@@ -546,7 +546,7 @@ def test_idle_clients_are_pinged_and_a_silent_one_is_dropped(fleet, tmp_path):
     assert codes[0] == 1006 and len(codes) == 2
 
 
-def test_shutdown_closes_clients_with_1001(fleet, tmp_path):
+def test_shutdown_closes_clients_with_1001_and_the_bay_hears_it_before_it_is_stopped(fleet, tmp_path):
     log = tmp_path / "probe.jsonl"
     px = start(fleet, bay_toml("probe", PY, [PROBE, str(log)]))
     s = raw_connect(px)
@@ -556,6 +556,65 @@ def test_shutdown_closes_clients_with_1001(fleet, tmp_path):
     assert read_until_close(s) == (1001, "Mothership is shutting down")
     s.sendall(frame(8, struct.pack(">H", 1001)))
     assert px.ms.wait_exit() == 0
+    frames = probe_log(log)
+    assert [x["code"] for x in frames if x["type"] == "Disembark"] == [1001], (frames, px.ms.output())
+
+
+def test_a_client_that_pings_but_does_not_read_is_closed_with_1008(fleet):
+    """wslay answers every ping with a pong: they must not pile up without
+    bound for a client that never reads them."""
+    px = start(fleet, bay_toml("echo", ECHO_BAY), http={"ws_send_queue": "64KiB"})
+    s = raw_connect(px, rcvbuf=4096)
+    pings = frame(9, b"p" * 125) * 1000
+    try:
+        for _ in range(400):  # up to 130 MB of pings
+            s.sendall(pings)
+            if msum(px.metrics(), "mothership_bay_slow_clients_closed_total", bay="echo") >= 1:
+                break
+    except OSError:
+        pass  # closed: what we want
+    wait_until(lambda: msum(px.metrics(), "mothership_bay_slow_clients_closed_total", bay="echo") == 1,
+               what="the client closed once for not reading")
+    wait_until(lambda: msum(px.metrics(), "mothership_bay_clients", bay="echo") == 0, what="client gone")
+    with open(f"/proc/{px.ms.pid}/status") as f:
+        rss_kb = int(next(l for l in f if l.startswith("VmRSS")).split()[1])
+    assert rss_kb < 64 * 1024, f"Mothership grew to {rss_kb} kB"
+
+
+def test_clients_that_reset_right_after_the_handshake_leave_mothership_unharmed(fleet):
+    px = start(fleet, bay_toml("echo", ECHO_BAY))
+    for _ in range(200):
+        c = socket.create_connection(("127.0.0.1", px.port))
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.sendall(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        c.close()  # RST: the 101 may meet a dead socket
+    wait_until(lambda: msum(px.metrics(), "mothership_bay_clients", bay="echo") == 0, what="all gone")
+
+    async def go():
+        async with websockets.connect(ws_url(px)) as ws:
+            await ws.send("still serving")
+            assert await ws.recv() == "still serving"
+    run(go())
+
+
+def test_a_bay_that_dies_with_frames_unread_closes_its_clients_with_1012(fleet, tmp_path):
+    log = tmp_path / "probe.jsonl"
+    px = start(fleet, bay_toml("probe", PY, [PROBE, str(log)],
+                               extra={"critical": False, "restart": {"backoff": "50ms"}}))
+
+    async def go():
+        async with websockets.connect(ws_url(px)) as bystander, websockets.connect(ws_url(px)) as ws:
+            await ws.send("die")
+            for i in range(50):  # unread by the bay when it exits: its link is reset
+                await bystander.send(f"m{i}")
+            for c in (ws, bystander):
+                with pytest.raises(websockets.ConnectionClosed) as e:
+                    while True:
+                        await c.recv()
+                assert e.value.rcvd.code == 1012
+    run(go())
+    px.ms.event("exited", ship="probe")
 
 
 # ------------------------------------------------------------------ many clients on one link

@@ -11,6 +11,10 @@ pure v1 bay), appends every frame it receives to LOGFILE as one JSON line
   "oversize"                   send a frame header announcing 64 MiB
   "truncate"                   send half a frame, then close the link
   "badutf8"                    answer with Cargo (text) that is not UTF-8
+  "die"                        stop reading for 0.5 s, then exit 1 with
+                               whatever came meanwhile unread (the link
+                               is reset, not closed)
+On SIGTERM it reads and logs what is already in its socket, then exits 0.
 $PROBE_MODE=nodock: accept the link but never send Dock."""
 import json
 import os
@@ -18,12 +22,23 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 DOCK, MOORED, BOARDING, DISEMBARK, CARGO, CARGO_BINARY = 0x01, 0x02, 0x10, 0x11, 0x12, 0x13
 NAMES = {MOORED: "Moored", BOARDING: "Boarding", DISEMBARK: "Disembark", CARGO: "Cargo", CARGO_BINARY: "CargoBinary"}
 
-signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 log_path = sys.argv[1]
+
+
+stopping = False
+
+
+def on_term(*_):
+    global stopping
+    stopping = True
+
+
+signal.signal(signal.SIGTERM, on_term)
 
 
 def log(obj):
@@ -31,10 +46,17 @@ def log(obj):
         f.write(json.dumps(obj) + "\n")
 
 
-def read_exact(c, n):
+def read_exact(c, n, frame_start=False):
+    """n bytes, or None at the end of the link (or, between frames, once
+    SIGTERM came and nothing more is waiting)."""
     buf = b""
     while len(buf) < n:
-        chunk = c.recv(n - len(buf))
+        try:
+            chunk = c.recv(n - len(buf))
+        except socket.timeout:
+            if stopping and frame_start and not buf:
+                return None
+            continue
         if not chunk:
             return None
         buf += chunk
@@ -47,15 +69,24 @@ def send(c, t, payload):
 
 def serve(c):
     if os.environ.get("PROBE_MODE") == "nodock":
-        while c.recv(65536):
-            pass
+        while not stopping:
+            try:
+                if not c.recv(65536):
+                    return
+            except socket.timeout:
+                pass
         return
     hello = {"version": 1, "ship": os.environ["MS_SHIP"]}
     if os.environ.get("PROBE_FEATURES"):
         hello["features"] = os.environ["PROBE_FEATURES"].split(",")
     send(c, DOCK, json.dumps(hello).encode())
+    frames(c)
+
+
+def frames(c):
+    """Log and answer frames until the link ends."""
     while True:
-        head = read_exact(c, 5)
+        head = read_exact(c, 5, frame_start=True)
         if head is None:
             return
         t, n = head[0], struct.unpack(">I", head[1:])[0]
@@ -82,6 +113,9 @@ def serve(c):
                 send(c, 0x7F, b"??")
             elif text == "oversize":
                 c.sendall(struct.pack(">BI", CARGO, 64 << 20))
+            elif text == "die":
+                time.sleep(0.5)
+                os._exit(1)
             elif text == "badutf8":
                 send(c, CARGO, struct.pack(">I", cid) + b"\xff\xfe")
             elif text == "truncate":
@@ -104,10 +138,16 @@ except FileNotFoundError:
     pass
 s.bind(path)
 s.listen(4)
-while True:
-    conn, _ = s.accept()
+s.settimeout(0.1)
+while not stopping:
+    try:
+        conn, _ = s.accept()
+    except socket.timeout:
+        continue
+    conn.settimeout(0.1)  # so that SIGTERM is noticed between frames, after what was sent before it
     try:
         serve(conn)
     except OSError:
         pass
     conn.close()
+os._exit(0)
