@@ -576,9 +576,11 @@ def test_a_client_that_pings_but_does_not_read_is_closed_with_1008(fleet):
     wait_until(lambda: msum(px.metrics(), "mothership_bay_slow_clients_closed_total", bay="echo") == 1,
                what="the client closed once for not reading")
     wait_until(lambda: msum(px.metrics(), "mothership_bay_clients", bay="echo") == 0, what="client gone")
+    with open(f"/proc/{px.ms.pid}/maps") as f:
+        sanitized = "libasan" in f.read()   # ASan keeps freed memory in quarantine: RSS says nothing there
     with open(f"/proc/{px.ms.pid}/status") as f:
         rss_kb = int(next(l for l in f if l.startswith("VmRSS")).split()[1])
-    assert rss_kb < 64 * 1024, f"Mothership grew to {rss_kb} kB"
+    assert sanitized or rss_kb < 64 * 1024, f"Mothership grew to {rss_kb} kB"
 
 
 def test_clients_that_reset_right_after_the_handshake_leave_mothership_unharmed(fleet):
