@@ -25,11 +25,14 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import (children, cleanup, cpu_ticks_of, free_port, live, median, pss_kb,  # noqa: E402
+                      rss_kb, set_tmpdir, stop_on_signals)
 
 QUICK = os.environ.get("QUICK") == "1"
 ROUNDS = int(os.environ.get("ROUNDS", "1" if QUICK else "3"))
@@ -41,38 +44,10 @@ PERF = os.environ.get("PERF", "0") == "1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
-live = []       # Popen objects to stop at exit
 tmpdir = None
 
 
 # ------------------------------------------------------------ processes ----
-
-def cleanup():
-    for p in reversed(live):
-        if p.poll() is None:
-            try:
-                p.terminate()
-            except OSError:
-                pass
-    deadline = time.time() + 5
-    for p in reversed(live):
-        try:
-            p.wait(max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            try:
-                p.kill()
-                p.wait(2)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-    live.clear()
-    if tmpdir and os.environ.get("KEEP_TMP") != "1":
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-def on_signal(signum, _frame):
-    cleanup()
-    sys.exit(128 + signum)
-
 
 def server_cpus():
     """taskset prefix for the servers (PIN=1: every CPU but 0)."""
@@ -96,14 +71,6 @@ def spawn(argv, log):
     return p
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def wait_accepts(addr, timeout=10.0, proc=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -123,34 +90,10 @@ def wait_accepts(addr, timeout=10.0, proc=None):
     return False
 
 
-def children(pid):
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if int(data[data.rindex(")") + 2:].split()[1]) == pid:
-            out.append(int(name))
-    return out
-
-
 def cpu_ticks(pids, kernel_only=False):
     """utime + stime (or stime alone) of these processes (all their
     threads), in ticks."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(")") + 2:].split()
-        total += (0 if kernel_only else int(fields[11])) + int(fields[12])   # fields 14 and 15
-    return total
+    return sum(cpu_ticks_of(f"/proc/{pid}/stat", kernel_only) for pid in pids)
 
 
 def tcp_active_opens():
@@ -159,30 +102,6 @@ def tcp_active_opens():
         rows = [line.split() for line in f if line.startswith("Tcp:")]
     return int(rows[1][rows[0].index("ActiveOpens")])
 
-
-def rss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def pss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-# -------------------------------------------------------------- configs ----
 
 def nginx_common(name):
     user = "user root;\n" if os.geteuid() == 0 else ""
@@ -398,10 +317,6 @@ def check(url, want_body=None, want_file=None):
     return None
 
 
-def median(xs):
-    return statistics.median(xs) if xs else float("nan")
-
-
 def fmt_us(us):
     if us != us:
         return "-"
@@ -415,11 +330,10 @@ def main():
     if len(sys.argv) != 2:
         sys.exit("usage: bench.py MOTHERSHIP")
     ms_bin = os.path.abspath(sys.argv[1])
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    stop_on_signals()
 
     tmpdir = tempfile.mkdtemp(prefix="msbench-http-")
+    set_tmpdir(tmpdir)
     os.chmod(tmpdir, 0o755)
     sock = os.path.join(tmpdir, "backend.sock")
     www = os.path.join(tmpdir, "www")

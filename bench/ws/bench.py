@@ -39,15 +39,16 @@ clients), KEEP_TMP=1. See bench/README.md.
 import json
 import os
 import re
-import shutil
-import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import (children, cleanup, cpu_ticks_of, free_port, live, median, pss_kb,  # noqa: E402
+                      rss_kb, set_tmpdir, stop_on_signals)
 
 QUICK = os.environ.get("QUICK") == "1"
 ROUNDS = int(os.environ.get("ROUNDS", "1" if QUICK else "3"))
@@ -65,93 +66,15 @@ TARGET_KIB = 4.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
-live = []       # Popen objects to stop at exit (wsload, mothership)
 tmpdir = None
 
 
 # ------------------------------------------------------------ processes ----
 
-def cleanup():
-    for p in reversed(live):
-        if p.poll() is None:
-            try:
-                p.terminate()
-            except OSError:
-                pass
-    deadline = time.time() + 15
-    for p in reversed(live):
-        try:
-            p.wait(max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            try:
-                p.kill()
-                p.wait(2)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-    live.clear()
-    if tmpdir and os.environ.get("KEEP_TMP") != "1":
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-def on_signal(signum, _frame):
-    cleanup()
-    sys.exit(128 + signum)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def children(pid):
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if int(data[data.rindex(")") + 2:].split()[1]) == pid:
-            out.append(int(name))
-    return out
-
-
 def cpu_ticks(pid, tid=None):
     """utime + stime of this process (all its threads), or of its thread
     tid, in ticks."""
-    try:
-        with open(f"/proc/{pid}/task/{tid}/stat" if tid else
-                  f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return 0
-    fields = data[data.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])   # fields 14 and 15
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def pss_kb(pid):
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return 0
-
-
-def median(xs):
-    return statistics.median(xs) if xs else float("nan")
+    return cpu_ticks_of(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat")
 
 
 # ----------------------------------------------------------- mothership ----
@@ -506,9 +429,9 @@ def main():
     if len(sys.argv) != 4:
         sys.exit("usage: bench.py MOTHERSHIP WSLOAD BAYS_DIR")
     ms_bin, wsload, bays = (os.path.abspath(a) for a in sys.argv[1:])
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    stop_on_signals(grace=15)
     tmpdir = tempfile.mkdtemp(prefix="msbench-ws-")
+    set_tmpdir(tmpdir)
     issues = []
     t_all = time.time()
 
@@ -649,4 +572,4 @@ if __name__ == "__main__":
             pass
         sys.exit(1)
     finally:
-        cleanup()             # every process started, by pid, whatever happened
+        cleanup(grace=15)     # every process started, by pid, whatever happened

@@ -1,0 +1,111 @@
+"""benchlib.py: what the benchmark drivers (bench/*/bench.py) share: the
+processes a run started (stopped by pid at exit and on SIGINT, SIGTERM and
+SIGHUP), the run's temporary directory, free ports, and /proc readings."""
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+live = []              # Popen objects to stop at exit, in start order
+_tmp = {"dir": None}   # the run's temporary directory
+
+
+def set_tmpdir(path):
+    """Removed by cleanup() unless KEEP_TMP=1."""
+    _tmp["dir"] = path
+
+
+def cleanup(grace=5.0):
+    """SIGTERM every process started (newest first), SIGKILL what is left
+    after grace seconds, remove the temporary directory."""
+    for p in reversed(live):
+        if p.poll() is None:
+            try:
+                p.terminate()
+            except OSError:
+                pass
+    deadline = time.time() + grace
+    for p in reversed(live):
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            try:
+                p.kill()
+                p.wait(2)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+    live.clear()
+    if _tmp["dir"] and os.environ.get("KEEP_TMP") != "1":
+        shutil.rmtree(_tmp["dir"], ignore_errors=True)
+
+
+def stop_on_signals(grace=5.0):
+    def on_signal(signum, _frame):
+        cleanup(grace)
+        sys.exit(128 + signum)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def stat_fields(path):
+    """The fields of a /proc/.../stat file after the command name (field 3
+    first), or None when it is gone."""
+    try:
+        with open(path) as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(")") + 2:].split()
+
+
+def children(pid):
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            fields = stat_fields(f"/proc/{name}/stat")
+            if fields and int(fields[1]) == pid:
+                out.append(int(name))
+    return out
+
+
+def cpu_ticks_of(path, kernel_only=False):
+    """utime + stime (or stime alone) from a /proc stat file, in ticks."""
+    fields = stat_fields(path)
+    if not fields:
+        return 0
+    return (0 if kernel_only else int(fields[11])) + int(fields[12])   # fields 14 and 15
+
+
+def _status_kb(path, key):
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_kb(pid):
+    return _status_kb(f"/proc/{pid}/status", "VmRSS:")
+
+
+def pss_kb(pid):
+    return _status_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
