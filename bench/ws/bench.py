@@ -284,6 +284,19 @@ def measured(ms, load, bay, fn):
     return r
 
 
+def add_rates(r):
+    """Rate, CPU µs per message and CPU shares of a measured run; returns
+    its message count."""
+    n = r["messages"]
+    r["rate"] = n / r["seconds"]
+    r["ms_us"] = r["cpu_ms_s"] * 1e6 / max(1, n)
+    r["bay_us"] = r["cpu_bay_s"] * 1e6 / max(1, n)
+    r["load_pct"] = 100 * r["cpu_load_s"] / r["seconds"]
+    r["ms_pct"] = 100 * r["cpu_ms_s"] / r["seconds"]
+    r["main_pct"] = 100 * r["cpu_main_s"] / r["seconds"]
+    return n
+
+
 def run_echo(ms, wsload, issues, warm=False):
     load = Load(wsload, "echo", ms.port, "/echo", ECHO_CONNS)
     m0 = ms.metrics()
@@ -294,13 +307,7 @@ def run_echo(ms, wsload, issues, warm=False):
     r = measured(ms, load, "echo", load.go)
     m1 = ms.metrics()
     c = load.close()
-    n = r["messages"]
-    r["rate"] = n / r["seconds"]
-    r["ms_us"] = r["cpu_ms_s"] * 1e6 / max(1, n)
-    r["bay_us"] = r["cpu_bay_s"] * 1e6 / max(1, n)
-    r["load_pct"] = 100 * r["cpu_load_s"] / r["seconds"]
-    r["ms_pct"] = 100 * r["cpu_ms_s"] / r["seconds"]
-    r["main_pct"] = 100 * r["cpu_main_s"] / r["seconds"]
+    n = add_rates(r)
     for d in ("in", "out"):
         got = m1.get(("mothership_bay_messages_total", "echo", d), 0) \
             - m0.get(("mothership_bay_messages_total", "echo", d), 0)
@@ -323,13 +330,7 @@ def run_fanout(ms, wsload, issues, warm=False):
     r = measured(ms, load, "chat", load.go)
     m1 = ms.metrics()
     c = load.close()
-    n = r["messages"]
-    r["rate"] = n / r["seconds"]
-    r["ms_us"] = r["cpu_ms_s"] * 1e6 / max(1, n)
-    r["bay_us"] = r["cpu_bay_s"] * 1e6 / max(1, n)
-    r["load_pct"] = 100 * r["cpu_load_s"] / r["seconds"]
-    r["ms_pct"] = 100 * r["cpu_ms_s"] / r["seconds"]
-    r["main_pct"] = 100 * r["cpu_main_s"] / r["seconds"]
+    n = add_rates(r)
     if n != r["sent"] * FANOUT_CONNS:
         issues.append(f"fan-out: {n} deliveries for {r['sent']} messages "
                       f"x {FANOUT_CONNS} clients")

@@ -56,7 +56,6 @@ struct ms_docks {
     void (*flushed)(void *);           /* pending ms_docks_flush callback */
     void *flushed_arg;
     uint32_t next_gen;
-    int open_handles;
     bool closing;
 };
 
@@ -518,7 +517,6 @@ ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *lo
     d->wake.data = d;
     uv_timer_init(loop, &d->flush_timer);
     d->flush_timer.data = d;
-    d->open_handles = 2;
     for (size_t i = 0; i < d->n; i++) {
         ms_dlink *l = &d->links[i];
         l->d = d;
@@ -528,7 +526,6 @@ ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *lo
             continue;
         uv_timer_init(loop, &l->retry);
         l->retry.data = l;
-        d->open_handles++;
     }
     hub->control_wake = &d->wake;
     fleet->bay_started = on_bay_started;

@@ -41,7 +41,6 @@ struct ms_ws {
     bool tell_bay;                     /* send Disembark when the client goes */
     uint16_t report_code;              /* close code for the Disembark (0: decide at the end) */
     uint64_t last_rx;                  /* uv_now of the last bytes from the client */
-    uint64_t close_deadline;
     int busy;                          /* inside a wslay call: freeing waits (see ws_leave) */
     bool detached;                     /* the connection is gone; free once not busy */
     ms_ws *prev, *next;                /* the worker's clients */
@@ -114,11 +113,11 @@ static void ws_close_with(ms_ws *ws, uint16_t code, const char *reason);
 static void on_ws_timer(uv_timer_t *t);
 static void stop_reading_client(ms_ws *ws);
 
-/* From now on the client has WS_CLOSE_WAIT_MS to answer our close frame. */
+/* From now on the client has WS_CLOSE_WAIT_MS to answer our close frame:
+ * the connection's timer fires once more, and then closes it. */
 static void start_closing(ms_ws *ws)
 {
     ws->closing = true;
-    ws->close_deadline = uv_now(&ws->c->w->loop) + WS_CLOSE_WAIT_MS;
     uv_timer_start(&ws->c->timer, on_ws_timer, WS_CLOSE_WAIT_MS, 0);
 }
 
@@ -189,8 +188,6 @@ static void maybe_idle(ms_ws *ws)
     ws->ctx = NULL;
 }
 
-/* Send what wslay has queued (one gathered write), then see whether the
- * close handshake is over. */
 static void ws_free(ms_ws *ws)
 {
     if (ws->ctx)
@@ -208,6 +205,8 @@ static bool ws_leave(ms_ws *ws)
     return !ws->detached;
 }
 
+/* Send what wslay has queued (one gathered write), then see whether the
+ * close handshake is over. */
 static void ws_flush(ms_ws *ws)
 {
     ms_conn *c = ws->c;
@@ -483,9 +482,8 @@ static void on_ws_timer(uv_timer_t *t)
     if (c->state != MS_C_WEBSOCKET || !ws)
         return;
     uint64_t now = uv_now(&c->w->loop);
-    if (ws->closing) {
-        if (now >= ws->close_deadline)
-            ms_conn_close(c);
+    if (ws->closing) { /* the close wait is over */
+        ms_conn_close(c);
         return;
     }
     if (ws->blocked) {
@@ -497,7 +495,7 @@ static void on_ws_timer(uv_timer_t *t)
         ms_conn_close(c);
         return;
     }
-    if (now - ws->last_rx >= lim(c)->ws_ping_interval_ms && !ws->blocked) {
+    if (now - ws->last_rx >= lim(c)->ws_ping_interval_ms) {
         if (!ensure_ctx(ws)) {
             ms_conn_close(c);
             return;
@@ -527,8 +525,8 @@ void ms_ws_detach(ms_conn *c)
     uint16_t code = ws->report_code;
     if (!code && ws->ctx && wslay_event_get_close_sent(ws->ctx)) /* wslay failed it: 1002, 1007, 1009 */
         code = wslay_event_get_status_code_sent(ws->ctx);
-    if (!code || code == 1005 || code == 1006)
-        code = code ? code : 1006;
+    if (!code)
+        code = 1006; /* it vanished */
     if (ws->tell_bay && ms_hub_bay_gen(hub, ws->bay, NULL) == ws->gen) {
         ms_dock_buf b = { 0 };
         if (ms_dock_encode_disembark(&b, ws->conn_id, code, "") == 0) {

@@ -663,3 +663,20 @@ def test_a_launch_that_fails_with_a_bay_in_the_manifest_exits_at_once(fleet, tmp
     assert ms.wait_exit(timeout=10) == 1, ms.output()
     assert ms.events("launch_failed"), ms.output()
     busy.close()
+
+
+def test_a_critical_bay_that_crashes_stops_the_fleet_only_after_the_data_plane_has_drained(fleet):
+    """The docking links are closed when the fleet is done; the fleet must not
+    be done while workers still drain (they use the links)."""
+    px = start(fleet, bay_toml("echo", ECHO_BAY))   # critical: the default
+
+    async def go():
+        async with websockets.connect(ws_url(px)) as ws:
+            await ws.send("/crash")
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+    run(go())
+    assert px.ms.wait_exit() == 1, px.ms.output()
+    drained = px.ms.events("drained")
+    done = [e for e in px.ms.events("stopped") if not e.get("ship")]
+    assert drained and done and drained[0]["_i"] < done[0]["_i"], px.ms.output()
