@@ -42,6 +42,8 @@ static void print_text(const ms_route_table *t, bool color)
                    s->kind == MS_BAY ? "bay" : "ship", s->name, upstream_of(s));
             if (rr->route->strip_prefix)
                 printf("  strip %s", rr->route->strip_prefix);
+            if (rr->route->raw_path)
+                printf("  raw_path");
             if (rr->nmodules) {
                 printf("  modules ");
                 for (size_t i = 0; i < rr->nmodules; i++) {
@@ -109,12 +111,12 @@ static int print_json(const ms_route_table *t)
                 goto oom;
             for (size_t i = 0; i < rr->nmodules; i++)
                 json_array_append_new(mods, json_string(m->modules[rr->modules[i]].name));
-            json_t *jr = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "pattern", rr->route->pattern, "target",
+            json_t *jr = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o}", "pattern", rr->route->pattern, "target",
                                    s->name, "kind", s->kind == MS_BAY ? "bay" : "ship", "upstream",
                                    s->kind == MS_SHIP && s->has_bind ? json_string(s->bind.text) : json_null(),
                                    "strip_prefix",
                                    rr->route->strip_prefix ? json_string(rr->route->strip_prefix) : json_null(),
-                                   "modules", mods);
+                                   "raw_path", (int)rr->route->raw_path, "modules", mods);
             if (jr && rr->shadowed_by)
                 json_object_set_new(jr, "shadowed_by", json_string(rr->shadowed_by->route->pattern));
             if (!jr)

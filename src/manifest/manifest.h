@@ -121,6 +121,7 @@ typedef struct ms_route {
     char *bind;          /* bind name */
     char *pattern;       /* PCRE2 pattern, matched against the whole path */
     char *strip_prefix;  /* NULL when none */
+    bool raw_path;       /* ambiguous path forms (%2F, %5C, %00, '\\', ';') are let through */
     ms_pos pos;
     size_t target;       /* index into ms_manifest.ships */
 } ms_route;

@@ -41,7 +41,7 @@ static const char *const tls_keys[] = { "cert", "key", NULL };
 static const char *const bindtable_keys[] = { "address", "tls", NULL };
 static const char *const health_keys[] = {
     "path", "interval", "timeout", "grace", "failures", "successes", "cooldown", "restart", NULL };
-static const char *const route_keys[] = { "bind", "pattern", "strip_prefix", NULL };
+static const char *const route_keys[] = { "bind", "pattern", "strip_prefix", "raw_path", NULL };
 static const char *const top_keys[] = { "mothership", "base", "fleet", "bays", "modules", "uplinks", NULL };
 static const char *const base_keys[] = { "ship", "bay", "module", NULL };
 static const char *const bay_types[] = { "websocket", NULL };
@@ -457,6 +457,8 @@ static bool get_routes(ld_ctx *c, const toml_kv *kv, ms_ship *s)
                     rok &= get_nonempty_string(c, e, &r->pattern);
                 else if (strcmp(e->key, "strip_prefix") == 0)
                     rok &= get_nonempty_string(c, e, &r->strip_prefix);
+                else if (strcmp(e->key, "raw_path") == 0)
+                    rok &= get_bool(c, e, &r->raw_path);
                 else {
                     unknown_key(c, e, route_keys, NULL);
                     rok = false;

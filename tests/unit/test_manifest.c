@@ -106,7 +106,8 @@ static void test_routes_and_order(void **state)
     ms_diags d;
     ms_manifest *m = load("[mothership.bind]\nhttp = \"8080\"\nws = \"8081\"\n"
                           "[[fleet.b]]\nname = \"api\"\ncommand = \"x\"\nbind = \"3001\"\n"
-                          "routes = [\"http:/api/.*\", { bind = \"http\", pattern = \"/v2/.*\", strip_prefix = \"/v2\" }]\n"
+                          "routes = [\"http:/api/.*\", { bind = \"http\", pattern = \"/v2/.*\", strip_prefix = \"/v2\", "
+                          "raw_path = true }]\n"
                           "[[bays.websocket]]\nname = \"cast\"\ncommand = \"y\"\nroutes = [\"ws:/ws\"]\n"
                           "[[fleet.a]]\nname = \"web\"\ncommand = \"x\"\nbind = \"unix:///tmp/w.sock\"\n",
                           &d);
@@ -124,6 +125,8 @@ static void test_routes_and_order(void **state)
     assert_string_equal(api->routes[0].pattern, "/api/.*");
     assert_null(api->routes[0].strip_prefix);
     assert_string_equal(api->routes[1].strip_prefix, "/v2");
+    assert_false(api->routes[0].raw_path);
+    assert_true(api->routes[1].raw_path);
     assert_string_equal(api->bind.text, "tcp://127.0.0.1:3001");
     assert_string_equal(m->ships[2].bind.path, "/tmp/w.sock");
     ms_manifest_free(m);
@@ -136,6 +139,9 @@ static void test_errors(void **state)
     expect_error("[[fleet.web]]\nname = \"app\"\ncomand = \"x\"\n", 3, 1,
                  "ship \"app\": unknown key \"comand\" (did you mean \"command\"?)");
     expect_error("[[fleet.web]]\nname = \"app\"\n", 1, 1, "ship \"app\": missing required key \"command\"");
+    expect_error("[mothership.bind]\nhttp = \"8080\"\n[[fleet.web]]\nname = \"app\"\ncommand = \"x\"\nbind = \"3000\"\n"
+                 "routes = [{ bind = \"http\", pattern = \"/f/.*\", raw_path = \"yes\" }]\n", 7, 58,
+                 "ship \"app\": \"raw_path\" must be a boolean (true or false), not a string");
     expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\ndepends_on = [\"b\"]\n"
                  "[[fleet.web]]\nname = \"b\"\ncommand = \"x\"\ndepends_on = [\"c\"]\n"
                  "[[fleet.web]]\nname = \"c\"\ncommand = \"x\"\ndepends_on = [\"a\"]\n",
