@@ -6,6 +6,7 @@
  * (static dirs, then routes, else 404) and hands proxied requests to
  * proxy.c. Writes go out with uv_try_write first; what cannot be written at
  * once is queued, and the side that produced it pauses until it drains. */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <arpa/inet.h>
 
 #include "http/http_impl.h"
+#include "http/reqpath.h"
 #include "util/pattern.h"
 
 static const http_parser_settings *req_settings(void);
@@ -709,6 +711,40 @@ static bool run_request_payloads(ms_conn *c, const char *path, size_t plen, cons
     return true;
 }
 
+/* ---------------------------------------------------------------- the request target */
+/* Check the target's raw bytes and normalise its path in place in the read
+ * buffer (the query moves up behind it), so that static dirs, payloads,
+ * routes, the head sent upstream and Boarding all see one path. A path
+ * with an ambiguous form is refused unless the route it matches has
+ * raw_path = true; *raw says that it was let through that way. Returns
+ * false when the request has been answered. */
+static bool normalise_target(ms_conn *c, bool *raw)
+{
+    ms_reqpath rp;
+    *raw = false;
+    ms_reqpath_target(c->buf + c->url_off, c->url_len, c->parser.method == HTTP_OPTIONS, &rp);
+    if (rp.status) {
+        ms_conn_respond_error(c, rp.status, rp.why);
+        return false;
+    }
+    assert(rp.len <= c->url_len && rp.path_len <= rp.len);
+    c->url_len = (uint32_t)rp.len;
+    c->path_len = (uint32_t)rp.path_len;
+    if (rp.ambiguous) {
+        ms_worker *w = c->w;
+        const ms_rt_route *r =
+            ms_route_match(w->routes, c->bind_idx, c->buf + c->url_off, c->path_len, w->match_data);
+        if (!r || !r->route->raw_path) {
+            char detail[160];
+            snprintf(detail, sizeof detail, "%s (only a route with raw_path = true takes it)", rp.ambiguous);
+            ms_conn_respond_error(c, 400, detail);
+            return false;
+        }
+        *raw = true;
+    }
+    return true;
+}
+
 /* ---------------------------------------------------------------- dispatch */
 static void dispatch(ms_conn *c)
 {
@@ -743,20 +779,17 @@ static void dispatch(ms_conn *c)
         return;
     }
 
-    /* the path, without the query */
+    /* the normalised path, without the query; a payload may route on a rewritten one */
+    bool raw_path;
+    if (!normalise_target(c, &raw_path))
+        return;
     const char *path = c->buf + c->url_off;
-    size_t plen = c->url_len;
-    const char *q = memchr(path, '?', plen);
-    if (q)
-        plen = (size_t)(q - path);
-    const char *hash = memchr(path, '#', plen);
-    if (hash)
-        plen = (size_t)(hash - path);
-    c->path_len = (uint32_t)plen; /* the path as received; a payload may route on a rewritten one */
+    size_t plen = c->path_len;
 
-    /* 1. static dirs, longest prefix first; a miss falls through */
+    /* 1. static dirs, longest prefix first; a miss falls through (a raw
+     * path is its route's alone) */
     const ms_rt_bind *rb = &w->routes->binds[c->bind_idx];
-    if (!c->upgrade && (p->method == HTTP_GET || p->method == HTTP_HEAD)) {
+    if (!c->upgrade && !raw_path && (p->method == HTTP_GET || p->method == HTTP_HEAD)) {
         for (size_t i = 0; i < rb->nstatics; i++) {
             if (!ms_static_prefix_covers(rb->statics[i]->prefix, path, plen))
                 continue;

@@ -1,8 +1,8 @@
 """Data plane, routing: per bind, static dirs first (tested in
 test_http_static.py), then routes in manifest order across ships, first
 match wins; a pattern matches the whole path (the query excluded);
-strip_prefix (an empty result becomes "/"); the query and the raw path are
-passed on unchanged; no match is a 404; routes are per bind; upstreams over
+strip_prefix (an empty result becomes "/"); the query is passed on
+unchanged, the path normalised; no match is a 404; routes are per bind; upstreams over
 TCP and over a Unix socket; a listener on a Unix socket. One Mothership with
 real echo backends serves the whole module."""
 import os
@@ -72,12 +72,13 @@ def test_query_is_not_part_of_the_match_and_is_passed_on(px):
     assert b["query"] == "a=1&b=%20x&c=/api/v1/z"
 
 
-def test_raw_path_bytes_are_passed_on_unchanged(px):
+def test_the_path_is_normalised_and_the_query_passed_on_unchanged(px):
+    # test_http_paths.py has the whole table
     with Raw(px.binds["http"]) as c:
-        c.send(raw_request("GET", "/api/a%2Fb/%7Euser/./x?q=%2e%2e"))
+        c.send(raw_request("GET", "/api/a%2Db/%7Euser/./x?q=%2e%2e"))
         r = c.response()
     assert r.status == 200, r
-    assert r.json()["target"] == "/api/a%2Fb/%7Euser/./x?q=%2e%2e"
+    assert r.json()["target"] == "/api/a-b/~user/x?q=%2e%2e"
 
 
 @pytest.mark.parametrize("path,target", [
