@@ -252,6 +252,14 @@ def test_refused_targets_get_400_and_reach_no_ship(px, target):
     assert_nothing_reached_a_ship(px, m)
 
 
+def test_options_asterisk_is_not_refused_as_a_target(px):
+    with Raw(px.port) as c:
+        c.send(raw_request("OPTIONS", "*"))
+        assert c.response().status == 404    # not a path: no route takes it
+        c.send(raw_request("OPTIONS", "http://test/x"))
+        assert c.response().status == 400
+
+
 # ------------------------------------------------------------------ payloads and routes cannot be bypassed
 @pytest.mark.parametrize("target", ["/admin", "/%61dmin", "/%61%64%6D%69%6E", "//admin", "/x/../admin",
                                     "/./admin", "/admin/./", "/%61dmin/panel", "///admin//panel",
