@@ -1,29 +1,91 @@
 /* logs.c: output sink with a writer thread and a bounded byte queue, line
  * splitting, and per-process rings (see logs.h). The event loop only formats
- * and copies into the queue; the writer thread does the blocking write(2). */
+ * and copies into the queue; the writer thread does the write(2)s: whole
+ * lines, at most PIPE_BUF bytes at a time, each once poll() says the output
+ * has room. The output's file status flags are not touched (stdout is shared
+ * with the terminal and other processes). On close the writer has a
+ * deadline: what it cannot write by then is dropped and counted. */
 #include "fleet/logs.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
+
+#define CLOSE_FLUSH_MS 500   /* how long closing may spend writing what is queued */
+#define CLOSE_GRACE_MS 250   /* then, at most this long for the writer to notice */
 
 struct ms_log {
     int fd;
     bool json, color, quiet;
     uv_mutex_t mu;
-    uv_cond_t cv;
+    uv_cond_t cv;        /* the writer waits for lines */
+    uv_cond_t done_cv;   /* closing waits for the writer */
     uv_thread_t thread;
+    int wake_fd;         /* eventfd: wakes the writer out of poll() on close; -1: poll in slices */
     bool stopping;
+    bool writer_done;
+    uint64_t deadline;   /* uv_hrtime() by which closing gives up writing; set with stopping */
     char *q;             /* circular byte queue */
     size_t cap, head, len;
     uint64_t dropped;    /* lines */
     uint64_t dropped_reported;
+    uint64_t dropped_at_close;
     uint64_t lines;
 };
+
+static size_t count_lines(const char *p, size_t n)
+{
+    size_t k = 0;
+    for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        k++;
+    return k;
+}
+
+/* Drop the queued bytes [head, head + n) (whole lines), counting them. */
+static void drop_queued(ms_log *log, size_t n, bool closing)
+{
+    size_t first = n < log->cap - log->head ? n : log->cap - log->head;
+    uint64_t k = count_lines(log->q + log->head, first) + count_lines(log->q, n - first);
+    __atomic_add_fetch(&log->dropped, k, __ATOMIC_RELAXED);
+    if (closing)
+        log->dropped_at_close += k;
+    log->head = (log->head + n) % log->cap;
+    log->len -= n;
+}
+
+/* Wait until fd can take a write of PIPE_BUF bytes (1), the wait should be
+ * looked at again (0: woken, interrupted, deadline reached), or the output
+ * is unusable (-1). deadline 0: none. */
+static int wait_writable(ms_log *log, uint64_t deadline)
+{
+    struct pollfd pf[2] = { { .fd = log->fd, .events = POLLOUT }, { .fd = log->wake_fd, .events = POLLIN } };
+    int timeout = -1;
+    if (deadline) {
+        uint64_t now = uv_hrtime();
+        timeout = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+    }
+    if (log->wake_fd < 0 && (timeout < 0 || timeout > 100))
+        timeout = 100; /* no eventfd: notice a close within 100ms */
+    int r = poll(pf, log->wake_fd >= 0 ? 2 : 1, timeout);
+    if (r <= 0)
+        return 0;
+    if (pf[1].revents) {
+        uint64_t v;
+        ssize_t rr = read(log->wake_fd, &v, sizeof v);
+        (void)rr;
+    }
+    if (pf[0].revents & POLLNVAL)
+        return -1;
+    return pf[0].revents ? 1 : 0; /* POLLERR/POLLHUP: the write says what is wrong */
+}
 
 static void writer_main(void *arg)
 {
@@ -32,26 +94,50 @@ static void writer_main(void *arg)
     for (;;) {
         while (log->len == 0 && !log->stopping)
             uv_cond_wait(&log->cv, &log->mu);
-        if (log->len == 0 && log->stopping)
+        if (log->len == 0)
             break;
+        if (log->stopping && uv_hrtime() >= log->deadline) {
+            drop_queued(log, log->len, true); /* out of time: the rest cannot be written */
+            continue;
+        }
+        /* Whole lines, at most PIPE_BUF bytes: a pipe that polls writable
+         * takes that much without blocking, and lines from other writers
+         * to the same pipe do not cut into ours. */
         size_t n = log->len;
         if (log->head + n > log->cap)
             n = log->cap - log->head;
+        if (n > PIPE_BUF)
+            n = PIPE_BUF;
         const char *p = log->q + log->head;
+        if (n < log->len) {
+            const char *nl = memrchr(p, '\n', n);
+            if (nl)
+                n = (size_t)(nl - p) + 1;
+        }
+        uint64_t deadline = log->stopping ? log->deadline : 0;
         uv_mutex_unlock(&log->mu);
-        size_t off = 0;
-        while (off < n) {
-            ssize_t w = write(log->fd, p + off, n - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                break; /* output gone: discard, like a full queue */
-            off += (size_t)w;
+        size_t done = 0;
+        bool discard = false;
+        int ready = wait_writable(log, deadline);
+        if (ready > 0) {
+            ssize_t w = write(log->fd, p, n);
+            if (w > 0)
+                done = (size_t)w;
+            else if (w < 0 && errno != EINTR && errno != EAGAIN)
+                discard = true; /* output gone: dropped, like a full queue */
+        } else if (ready < 0) {
+            discard = true;
         }
         uv_mutex_lock(&log->mu);
-        log->head = (log->head + n) % log->cap;
-        log->len -= n;
+        if (discard)
+            drop_queued(log, n, log->stopping);
+        else if (done) {
+            log->head = (log->head + done) % log->cap;
+            log->len -= done;
+        }
     }
+    log->writer_done = true;
+    uv_cond_broadcast(&log->done_cv);
     uv_mutex_unlock(&log->mu);
 }
 
@@ -61,6 +147,7 @@ ms_log *ms_log_open(int fd, bool json, bool color)
     if (!log)
         return NULL;
     log->fd = fd;
+    log->wake_fd = -1;
     log->json = json;
     log->color = color && !json;
     log->cap = MS_LOG_QUEUE_BYTES;
@@ -73,16 +160,40 @@ ms_log *ms_log_open(int fd, bool json, bool color)
         uv_mutex_destroy(&log->mu);
         goto fail;
     }
+    if (uv_cond_init(&log->done_cv) != 0) {
+        uv_cond_destroy(&log->cv);
+        uv_mutex_destroy(&log->mu);
+        goto fail;
+    }
+    log->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* -1: the writer polls in slices */
     if (uv_thread_create(&log->thread, writer_main, log) != 0) {
+        uv_cond_destroy(&log->done_cv);
         uv_cond_destroy(&log->cv);
         uv_mutex_destroy(&log->mu);
         goto fail;
     }
     return log;
 fail:
+    if (log->wake_fd >= 0)
+        close(log->wake_fd);
     free(log->q);
     free(log);
     return NULL;
+}
+
+/* The last word when lines were lost at exit: on stderr, only if it has room
+ * now (it may be the same stuck pipe). */
+static void say_dropped_on_stderr(uint64_t total, uint64_t at_close)
+{
+    char line[160];
+    int n = snprintf(line, sizeof line,
+                     "mothership: %llu log lines dropped in all, %llu at exit: the output was not being read\n",
+                     (unsigned long long)total, (unsigned long long)at_close);
+    struct pollfd pf = { .fd = STDERR_FILENO, .events = POLLOUT };
+    if (n > 0 && poll(&pf, 1, 0) == 1 && (pf.revents & POLLOUT)) {
+        ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+        (void)w;
+    }
 }
 
 void ms_log_close(ms_log *log)
@@ -94,9 +205,42 @@ void ms_log_close(ms_log *log)
                      (unsigned long long)ms_log_dropped(log));
     uv_mutex_lock(&log->mu);
     log->stopping = true;
+    log->deadline = uv_hrtime() + (uint64_t)CLOSE_FLUSH_MS * 1000000;
     uv_cond_signal(&log->cv);
     uv_mutex_unlock(&log->mu);
+    if (log->wake_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t w = write(log->wake_fd, &one, sizeof one);
+        (void)w;
+    }
+    /* The writer gives up at the deadline; should a write block all the
+     * same (a pipe another process filled between poll and write), it is
+     * left behind: it ends with the process. */
+    uint64_t give_up = log->deadline + (uint64_t)CLOSE_GRACE_MS * 1000000;
+    uv_mutex_lock(&log->mu);
+    while (!log->writer_done) {
+        uint64_t now = uv_hrtime();
+        if (now >= give_up || uv_cond_timedwait(&log->done_cv, &log->mu, give_up - now) != 0)
+            break;
+    }
+    bool done = log->writer_done;
+    uint64_t stuck = 0; /* lines still queued behind a write that blocks */
+    if (!done) {
+        size_t first = log->len < log->cap - log->head ? log->len : log->cap - log->head;
+        stuck = count_lines(log->q + log->head, first) + count_lines(log->q, log->len - first);
+    }
+    uint64_t at_close = log->dropped_at_close + stuck;
+    uv_mutex_unlock(&log->mu);
+    if (at_close > 0)
+        say_dropped_on_stderr(ms_log_dropped(log) + stuck, at_close);
+    if (!done) {
+        pthread_detach((pthread_t)log->thread);
+        return;
+    }
     uv_thread_join(&log->thread);
+    if (log->wake_fd >= 0)
+        close(log->wake_fd);
+    uv_cond_destroy(&log->done_cv);
     uv_cond_destroy(&log->cv);
     uv_mutex_destroy(&log->mu);
     free(log->q);

@@ -2,18 +2,26 @@
 `|`, stderr `!`), long lines split into 8192-byte pieces marked `|+`, a last
 line without a newline, Mothership's own events, colour only on a TTY and
 never with NO_COLOR, `--log-format json` line by line, and a slow reader of
-Mothership's output never blocking a child (lines dropped and counted)."""
+Mothership's output never blocking a child (lines dropped and counted), nor
+Mothership's exit when nobody reads its output at all."""
+import fcntl
 import json
 import os
 import pty
 import re
 import select
 import signal
+import struct
 import subprocess
+import termios
 import time
 
+import pytest
+
 from conftest import BINARY
-from fleet_helpers import PY, free_port, http_get, metric, parse_metrics, toml_str, wait_file
+from fleet_helpers import PY, free_port, http_get, metric, parse_metrics, toml_str, wait_file, wait_gone
+
+F_GETPIPE_SZ = 1032
 
 PIECE = 8192
 LONG = "".join(chr(ord("a") + i % 26) for i in range(20000))
@@ -178,3 +186,49 @@ def test_slow_reader_never_blocks_a_child(fleet, tmp_path):
     ms.wait_for(r'"source":"chatty".*"line":"tick"', start=note.index + 1)
     assert ms.stop() == 0, ms.output()[-3000:]
     assert ms.events("shutdown") and ms.events("stopped")
+
+
+def test_exit_is_not_held_up_by_an_output_nobody_reads(fleet, tmp_path):
+    """Mothership's stdout is a pipe that is never read, and it is full (the
+    log writer would block in write): SIGTERM still stops the ship and
+    Mothership exits within shutdown_timeout and a margin, with the lines it
+    could not write counted and said on stderr."""
+    stopped, pidfile = tmp_path / "stopped", tmp_path / "pid"
+    mport = free_port()
+    ms = fleet(f"""
+        [mothership]
+        metrics_port = {mport}
+
+        [[fleet.chat]]
+        name = "chatty"
+        command = "sh"
+        args = ["-c", "echo $$ > {pidfile}; trap 'touch {stopped}; exit 0' TERM; while :; do seq 1 500 | sed 's/$/ chatter/'; sleep 0.01; done"]
+        ready_after = "50ms"
+        shutdown_timeout = "1s"
+    """, read=False)
+    fleet.pids_from(pidfile)
+    pid = int(wait_file(pidfile, predicate=lambda t: t.strip()).strip())
+    out = ms.proc.stdout.fileno()
+    size = fcntl.fcntl(out, F_GETPIPE_SZ)
+    deadline = time.monotonic() + 20
+    while True:  # the pipe fills up, then lines pile up and are dropped
+        queued = struct.unpack("i", fcntl.ioctl(out, termios.FIONREAD, b"\0\0\0\0"))[0]
+        samples = parse_metrics(http_get(mport, "/metrics")[1])
+        # (whole lines at a time leave pages of the pipe part empty)
+        if queued >= size * 3 // 4 and metric(samples, "mothership_log_lines_dropped_total") > 0:
+            break
+        assert time.monotonic() < deadline, (queued, size, samples)
+        time.sleep(0.05)
+    ms.signal(signal.SIGTERM)
+    try:
+        code = ms.proc.wait(timeout=1 + 1 + 3)  # shutdown_timeout + 1s + a margin for a loaded machine
+    except subprocess.TimeoutExpired:
+        pytest.fail("mothership did not exit with its stdout full and unread", pytrace=False)
+    assert code == 0
+    assert stopped.exists(), "the ship was not stopped by SIGTERM"
+    assert not wait_gone([pid], timeout=2)
+    err = ms.proc.stderr.read().decode()
+    ms.start_reading()  # what is left in the pipe, up to its end
+    ms.wait_exit()
+    assert re.search(r"^mothership: \d+ log lines dropped in all, [1-9]\d* at exit: the output was not being read$",
+                     err, re.M), err
