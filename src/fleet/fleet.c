@@ -31,6 +31,7 @@
 #define REAP_EVERY_MS 5000
 
 static void schedule(ms_fleet *f);
+static void reap_orphans(ms_fleet *f);
 static void continue_shutdown(ms_fleet *f);
 static void start_proc(ms_proc *p);
 static void stop_proc(ms_proc *p);
@@ -74,6 +75,33 @@ static bool running(const ms_proc *p)
     return p->pid > 0;
 }
 
+/* The pid users see: the ship's own process; the shim's only if the shim
+ * never got as far as starting it. */
+static int shown_pid(ms_proc *p)
+{
+    int pid = ms_process_ship_pid(p);
+    return pid > 0 ? pid : p->pid;
+}
+
+static void mark_ready(ms_proc *p, const char *how);
+
+/* "started (pid N)" once per run, as soon as the shim's report of the pid is
+ * in, and before anything else is said about the run; a readiness that came
+ * first goes on from here. */
+void ms_fleet_on_ship_pid(ms_proc *p)
+{
+    if (!running(p))
+        return;
+    int pid = ms_process_ship_pid(p);
+    if (!p->started_logged && pid > 0) {
+        p->started_logged = true;
+        ms_log_event(p->fleet->log, MS_INFO, p->ship->name, "started", "%s \"%s\" started (pid %d)", kind_word(p),
+                     p->ship->name, pid);
+    }
+    if (pid >= 0 && p->ready_deferred)
+        mark_ready(p, p->ready_how);
+}
+
 /* Describe an exit: "exited with status 3", "was killed by SIGKILL". */
 static void exit_words(int64_t status, int sig, char *out, size_t cap)
 {
@@ -86,6 +114,7 @@ static void exit_words(int64_t status, int sig, char *out, size_t cap)
 /* ---------------------------------------------------------------- timers and probes */
 static void cancel_activity(ms_proc *p)
 {
+    p->ready_deferred = false;
     if (p->timers_open) {
         uv_timer_stop(&p->timer);
         uv_timer_stop(&p->deadline);
@@ -103,6 +132,14 @@ static void mark_ready(ms_proc *p, const char *how)
     ms_fleet *f = p->fleet;
     if (p->state != MS_P_STARTING)
         return;
+    if (ms_process_ship_pid(p) < 0) {
+        /* "started (pid N)" comes first: ready once the shim's report is in */
+        snprintf(p->ready_how, sizeof p->ready_how, "%s", how);
+        p->ready_deferred = true;
+        return;
+    }
+    p->ready_deferred = false;
+    ms_fleet_on_ship_pid(p);
     p->state = MS_P_READY;
     p->ready_at = uv_now(f->loop);
     uv_timer_stop(&p->deadline);
@@ -376,8 +413,9 @@ static void start_proc(ms_proc *p)
         }
         return;
     }
-    ms_log_event(f->log, MS_INFO, p->ship->name, "started", "%s \"%s\" started (pid %d)", kind_word(p),
-                 p->ship->name, p->pid);
+    p->started_logged = false;
+    p->ready_deferred = false;
+    ms_fleet_on_ship_pid(p); /* if the report is in already; else when it comes */
     if (p->ship->oneshot)
         return;
     uv_timer_start(&p->deadline, on_ready_timeout, p->ship->ready_timeout_ms, 0);
@@ -467,14 +505,18 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
     ms_fleet *f = p->fleet;
     char words[96];
     exit_words(status, sig, words, sizeof words);
-    int pid = p->pid;
+    p->ready_deferred = false; /* it did not live to be ready */
+    ms_fleet_on_ship_pid(p);
+    int pid = shown_pid(p);
     p->pid = 0;
+    p->ship_pid = 0;
     p->last_exit_status = (int)status;
     p->last_term_signal = sig;
     set_ready_flag(p, 0);
     set_healthy(p, -1);
     cancel_activity(p);
     ms_process_close(p);
+    reap_orphans(f); /* what escaped the shim's group, before any restart */
     if (p->ship->kind == MS_BAY && f->bay_exited)
         f->bay_exited(f->bay_arg, p);
     uint64_t up = uv_now(f->loop) - p->started_at;
@@ -541,7 +583,7 @@ static void on_stop_grace(uv_timer_t *t)
     if (!running(p) || p->kill_sent)
         return;
     ms_log_event(f->log, MS_WARN, p->ship->name, "kill", "%s \"%s\" (pid %d) did not stop within %llums: SIGKILL",
-                 kind_word(p), p->ship->name, p->pid, (unsigned long long)p->ship->shutdown_timeout_ms);
+                 kind_word(p), p->ship->name, shown_pid(p), (unsigned long long)p->ship->shutdown_timeout_ms);
     p->kill_sent = true;
     ms_process_signal(p, SIGKILL);
 }
@@ -553,8 +595,9 @@ static void stop_proc(ms_proc *p)
     set_ready_flag(p, 0);
     p->state = MS_P_STOPPING;
     p->stop_sent_at = uv_now(f->loop);
+    ms_fleet_on_ship_pid(p);
     ms_log_event(f->log, MS_INFO, p->ship->name, "stopping", "stopping %s \"%s\" (pid %d): SIGTERM", kind_word(p),
-                 p->ship->name, p->pid);
+                 p->ship->name, shown_pid(p));
     ms_process_signal(p, SIGTERM);
     if (p->ship->shutdown_timeout_ms == 0)
         on_stop_grace(&p->deadline);
@@ -603,7 +646,7 @@ static void on_hold(uv_timer_t *t)
             continue;
         if (p->state == MS_P_STOPPING)
             n += (size_t)snprintf(list + n, sizeof list - n, "%s%s (pid %d, %llums)", n ? ", " : "", p->ship->name,
-                                  p->pid, (unsigned long long)(now - p->stop_sent_at));
+                                  shown_pid(p), (unsigned long long)(now - p->stop_sent_at));
     }
     if (n)
         ms_log_event(f->log, MS_INFO, NULL, "waiting", "shutdown waiting for %s", list);
@@ -674,9 +717,16 @@ void ms_fleet_drained(ms_fleet *f)
 /* ---------------------------------------------------------------- orphans */
 /* Mothership is a child subreaper (and may be PID 1): processes orphaned in
  * a ship's subtree end up as its children. Reap those that are not one of
- * its own ships, whose exits libuv collects. */
+ * its own shims, whose exits libuv collects. Mothership starts nothing but
+ * shims, and a shim is the subreaper of its own subtree while it lives, so
+ * any other child is what a shim left behind when it died (of a SIGKILL
+ * it could not act on): a daemon of the ship in a session of its own, or a
+ * process whose parent died with the shim. It is killed, with its group.
+ * As PID 1 that is not so (`docker exec` leaves orphans too, and the kernel
+ * kills the whole namespace when PID 1 exits): orphans are only reaped. */
 static void reap_orphans(ms_fleet *f)
 {
+    bool kill_escaped = getpid() != 1;
     DIR *d = opendir("/proc/self/task");
     if (!d)
         return;
@@ -694,9 +744,12 @@ static void reap_orphans(ms_fleet *f)
             bool ours = false;
             for (size_t i = 0; i < f->n && !ours; i++)
                 ours = f->procs[i].pid == pid || (f->procs[i].process_open && f->procs[i].process.pid == pid);
-            if (!ours) {
-                int st;
-                (void)waitpid((pid_t)pid, &st, WNOHANG);
+            int st;
+            /* our own child, alive or a zombie, until we reap it here: its
+             * pid cannot have been reused */
+            if (!ours && waitpid((pid_t)pid, &st, WNOHANG) == 0 && kill_escaped) {
+                kill(-(pid_t)pid, SIGKILL); /* its group, if it leads one */
+                kill((pid_t)pid, SIGKILL);
             }
         }
         fclose(fp);
@@ -790,7 +843,7 @@ void ms_fleet_bay_lost(ms_fleet *f, size_t i, const char *why)
         return;
     set_ready_flag(p, 0);
     ms_log_event(f->log, MS_ERROR, p->ship->name, "link_failed", "bay \"%s\" (pid %d): %s; killing it", p->ship->name,
-                 p->pid, why);
+                 shown_pid(p), why);
     cancel_activity(p);
     ms_process_signal(p, SIGKILL); /* its exit is handled like a crash: restart per policy, or stop if critical */
 }

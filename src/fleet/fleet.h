@@ -37,6 +37,7 @@ const char *ms_breaker_name(ms_breaker b);
 
 typedef struct ms_fleet ms_fleet;
 typedef struct ms_outpipe ms_outpipe;
+typedef struct ms_report ms_report;
 
 typedef struct ms_proc {
     ms_fleet *fleet;
@@ -45,7 +46,12 @@ typedef struct ms_proc {
     unsigned colour;
     bool selected;               /* after --only/--except */
     ms_pstate state;
-    int pid;                     /* 0 when not running */
+    int pid;                     /* the launch shim: leads the process group; 0 when not running */
+    int ship_pid;                /* the ship's own process, as the shim reported it (what users
+                                    see; 0 until known): read it with ms_process_ship_pid */
+    bool started_logged;         /* "started (pid N)" said for this run */
+    bool ready_deferred;         /* ready before the pid report came: ready_how waits for it */
+    char ready_how[160];
 
     /* read by other threads */
     int ready_flag;              /* atomic: 1 when it may take traffic */
@@ -73,6 +79,7 @@ typedef struct ms_proc {
     uv_process_t process;
     bool process_open;
     struct ms_outpipe *pipes[2]; /* stdout, stderr of the current run */
+    struct ms_report *report;    /* the shim's pid report of the current run, until read */
     int open_pipes;              /* including pipes of earlier runs still draining */
     uv_timer_t timer;            /* probe retry, worker grace, backoff */
     uv_timer_t deadline;         /* ready timeout, stop grace */

@@ -2,6 +2,7 @@
 #include "fleet/process.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,8 @@ char *ms_find_command(const char *cmd, const char *path_env, const char *cwd)
     return NULL;
 }
 
+static void close_report(ms_report *rp);
+
 /* ---------------------------------------------------------------- output */
 /* A pipe lives on its own: it may outlast the process (a grandchild can
  * hold it open), so each spawn gets fresh ones, freed when they close. */
@@ -151,6 +154,8 @@ static void on_line(void *arg, const char *line, size_t len, bool continued)
     ms_outpipe *op = arg;
     ms_proc *p = op->p;
     ms_fleet *f = p->fleet;
+    if (!p->started_logged)
+        ms_fleet_on_ship_pid(p); /* "started" comes before the run's first line */
     ms_log_child(f->log, p->ship->name, p->colour, op->stream, line, len, continued);
     ms_ring_add(&p->ring, ++f->log_seq, op->stream, line, len);
 }
@@ -185,6 +190,7 @@ void ms_process_close_pipes(ms_proc *p)
 {
     close_pipe(p->pipes[0]);
     close_pipe(p->pipes[1]);
+    close_report(p->report);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -199,9 +205,107 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
+/* ---------------------------------------------------------------- pid report */
+/* The shim writes the command's pid and a newline on its own pipe, then
+ * closes it. That pid is what users see; the shim's is the process group. */
+struct ms_report {
+    uv_pipe_t pipe;
+    ms_proc *p;
+    char buf[24];
+    size_t len;
+    bool done;           /* a pid was parsed, or there will be none */
+};
+
+static void on_report_closed(uv_handle_t *h)
+{
+    ms_report *rp = h->data;
+    ms_proc *p = rp->p;
+    if (p->report == rp)
+        p->report = NULL;
+    p->open_pipes--;
+    free(rp);
+    ms_fleet_on_output_closed(p);
+}
+
+static void close_report(ms_report *rp)
+{
+    if (rp && !uv_is_closing((uv_handle_t *)&rp->pipe))
+        uv_close((uv_handle_t *)&rp->pipe, on_report_closed);
+}
+
+/* Parse what has arrived; at_eof: nothing more will. True once done. */
+static bool report_parse(ms_report *rp, bool at_eof)
+{
+    if (rp->done)
+        return true;
+    const char *nl = memchr(rp->buf, '\n', rp->len);
+    if (!nl && !at_eof && rp->len < sizeof rp->buf)
+        return false;
+    rp->done = true;
+    long pid = 0;
+    const char *c = rp->buf;
+    for (; nl && c < nl && *c >= '0' && *c <= '9' && pid < INT_MAX / 10; c++)
+        pid = pid * 10 + (*c - '0');
+    if (nl && c == nl && pid > 0 && rp->p->report == rp)
+        rp->p->ship_pid = (int)pid;
+    return true;
+}
+
+static void on_report_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    ms_report *rp = h->data;
+    (void)suggested;
+    *buf = uv_buf_init(rp->buf + rp->len, (unsigned)(sizeof rp->buf - rp->len));
+}
+
+static void on_report_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    ms_report *rp = s->data;
+    (void)buf;
+    if (n > 0)
+        rp->len += (size_t)n;
+    if (n == 0 || !report_parse(rp, n < 0))
+        return;
+    uv_read_stop(s);
+    ms_proc *p = rp->p;
+    bool current = p->report == rp;
+    close_report(rp);
+    if (current)
+        ms_fleet_on_ship_pid(p);
+}
+
+int ms_process_ship_pid(ms_proc *p)
+{
+    ms_report *rp = p->report;
+    if (p->ship_pid > 0 || !rp || rp->done)
+        return p->ship_pid;
+    /* Not read yet: the shim writes it right after its fork, so it is
+     * usually there. libuv keeps the pipe non-blocking. */
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&rp->pipe, &fd) != 0)
+        return 0;
+    ssize_t r;
+    do
+        r = read(fd, rp->buf + rp->len, sizeof rp->buf - rp->len);
+    while (r < 0 && errno == EINTR);
+    if (r > 0)
+        rp->len += (size_t)r;
+    if (!report_parse(rp, r == 0 || (r < 0 && errno != EAGAIN)))
+        return -1;
+    uv_read_stop((uv_stream_t *)&rp->pipe);
+    close_report(rp);
+    return p->ship_pid;
+}
+
 static void on_proc_exit(uv_process_t *proc, int64_t status, int term_signal)
 {
     ms_proc *p = proc->data;
+    (void)ms_process_ship_pid(p); /* the pid of the run that ended, for its log lines */
+    /* The shim is gone (perhaps of a SIGKILL it could not act on): what is
+     * left in its process group goes too. The group id stays reserved while
+     * the group has members, so this cannot reach anyone else's. */
+    if (p->pid > 0)
+        kill(-p->pid, SIGKILL);
     ms_fleet_on_exit(p, status, term_signal);
 }
 
@@ -233,6 +337,22 @@ static ms_outpipe *new_pipe(ms_proc *p, ms_stream stream)
     p->open_pipes++;
     p->pipes[stream == MS_STDOUT ? 0 : 1] = op;
     return op;
+}
+
+static ms_report *new_report(ms_proc *p)
+{
+    ms_report *rp = calloc(1, sizeof *rp);
+    if (!rp)
+        return NULL;
+    if (uv_pipe_init(p->fleet->loop, &rp->pipe, 0) != 0) {
+        free(rp);
+        return NULL;
+    }
+    rp->p = p;
+    rp->pipe.data = rp;
+    p->open_pipes++;
+    p->report = rp;
+    return rp;
 }
 
 /* ---------------------------------------------------------------- spawn */
@@ -269,7 +389,7 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
         free(cmd);
         cmd = abs;
     }
-    argv = calloc(s->args.len + 6, sizeof *argv);
+    argv = calloc(s->args.len + 7, sizeof *argv);
     char ppid[32];
     snprintf(ppid, sizeof ppid, "%d", (int)getpid());
     if (!argv) {
@@ -281,23 +401,26 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
     argv[a++] = f->shim_path ? (char *)"mothership-shim" : (char *)shim;
     argv[a++] = (char *)MS_SHIM_FLAG;
     argv[a++] = ppid;
+    argv[a++] = (char *)"3"; /* the report pipe, stdio[3] below */
     argv[a++] = (char *)"--";
     argv[a++] = cmd;
     for (size_t i = 0; i < s->args.len; i++)
         argv[a++] = s->args.items[i];
     argv[a] = NULL;
 
-    if (p->pipes[0] || p->pipes[1]) /* an old pipe still held open: let it go */
+    if (p->pipes[0] || p->pipes[1] || p->report) /* an old pipe still held open: let it go */
         ms_process_close_pipes(p);
     ms_outpipe *po = new_pipe(p, MS_STDOUT), *pe = po ? new_pipe(p, MS_STDERR) : NULL;
-    if (!po || !pe) {
+    ms_report *rp = pe ? new_report(p) : NULL;
+    if (!po || !pe || !rp) {
         snprintf(why, why_len, "cannot create pipes");
         goto close_pipes;
     }
-    uv_stdio_container_t stdio[3] = {
+    uv_stdio_container_t stdio[4] = {
         { .flags = UV_IGNORE },
         { .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&po->pipe },
         { .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&pe->pipe },
+        { .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&rp->pipe },
     };
     uv_process_options_t opt = {
         .exit_cb = on_proc_exit,
@@ -306,7 +429,7 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
         .env = env.items,
         .cwd = cwd,
         .flags = UV_PROCESS_DETACHED, /* setsid: its own session and process group */
-        .stdio_count = 3,
+        .stdio_count = 4,
         .stdio = stdio,
     };
     p->process.data = p;
@@ -320,8 +443,10 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
     }
     p->process_open = true;
     p->pid = p->process.pid;
+    p->ship_pid = 0;
     uv_read_start((uv_stream_t *)&po->pipe, on_alloc, on_read);
     uv_read_start((uv_stream_t *)&pe->pipe, on_alloc, on_read);
+    uv_read_start((uv_stream_t *)&rp->pipe, on_report_alloc, on_report_read);
     ok = true;
     goto out;
 close_pipes:

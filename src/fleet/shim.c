@@ -83,12 +83,16 @@ static void kill_descendants(void)
 
 int ms_shim_main(int argc, char **argv)
 {
-    if (argc < 5 || strcmp(argv[3], "--") != 0) {
+    if (argc < 6 || strcmp(argv[4], "--") != 0) {
         fprintf(stderr, "mothership: internal: bad shim arguments\n");
         return 127;
     }
     pid_t parent = (pid_t)atol(argv[2]);
-    char **cmd = argv + 4;
+    int report_fd = strcmp(argv[3], "-") == 0 ? -1 : atoi(argv[3]);
+    char **cmd = argv + 5;
+    /* the report pipe is Mothership's and ours: never the command's */
+    if (report_fd >= 0 && fcntl(report_fd, F_SETFD, FD_CLOEXEC) != 0)
+        report_fd = -1;
 
     /* We are the group leader (Mothership spawned us detached: setsid). */
     struct sigaction sa;
@@ -138,12 +142,17 @@ int ms_shim_main(int argc, char **argv)
         fprintf(stderr, "mothership: pipe: %s\n", strerror(errno));
         return 127;
     }
+    pid_t self = getpid();
     pid_t child = fork();
     if (child < 0) {
         fprintf(stderr, "mothership: fork: %s\n", strerror(errno));
         return 127;
     }
     if (child == 0) {
+        /* The command dies with the shim, even of a SIGKILL the shim cannot
+         * act on. If the shim died before prctl, we are an orphan already. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != self)
+            _exit(127);
         close(errpipe[0]);
         struct sigaction dfl;
         memset(&dfl, 0, sizeof dfl);
@@ -161,6 +170,18 @@ int ms_shim_main(int argc, char **argv)
         _exit(127);
     }
     close(errpipe[1]);
+    if (report_fd >= 0) {
+        /* Tell Mothership the command's pid (the one users see), then let go
+         * of the pipe: its end of file says the report is complete. */
+        char line[24];
+        int n = snprintf(line, sizeof line, "%ld\n", (long)child);
+        signal(SIGPIPE, SIG_IGN); /* Mothership gone: the parent-death signal handles it */
+        ssize_t w;
+        do
+            w = write(report_fd, line, (size_t)n);
+        while (w < 0 && errno == EINTR);
+        close(report_fd);
+    }
     sigset_t during;
     if (sigpending(&during) == 0)
         for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)

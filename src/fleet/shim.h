@@ -1,11 +1,14 @@
 /* shim.h: the launch shim. Every ship runs as
- *   mothership --ms-shim <mothership-pid> -- <command> <args...>
+ *   mothership --ms-shim <mothership-pid> <report-fd|-> -- <command> <args...>
  * The shim is the process-group leader; it asks the kernel for a signal when
  * Mothership dies (PR_SET_PDEATHSIG) and then kills its whole group, so not
- * even a `kill -9` of Mothership leaves a grandchild behind. It is a child
- * subreaper for its own subtree, ignores the stop signals Mothership sends to
- * the group (the command gets them), and exits with the command's status, or
- * dies of the same signal. */
+ * even a `kill -9` of Mothership leaves a grandchild behind. The command it
+ * forks gets PR_SET_PDEATHSIG(SIGKILL) before exec, so a `kill -9` of the
+ * shim takes the command with it. The shim writes the command's pid, in
+ * decimal and a newline, to report-fd and closes it (the command never
+ * inherits it). It is a child subreaper for its own subtree, ignores the stop
+ * signals Mothership sends to the group (the command gets them), and exits
+ * with the command's status, or dies of the same signal. */
 #ifndef MS_FLEET_SHIM_H
 #define MS_FLEET_SHIM_H
 

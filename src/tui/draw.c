@@ -188,6 +188,7 @@ uint64_t ms_tui_generation(const ms_tui *t)
         h = mix(h, (uint64_t)p->state);
         h = mix(h, p->restarts);
         h = mix(h, (uint64_t)(unsigned)p->pid);
+        h = mix(h, (uint64_t)(unsigned)p->ship_pid);
         h = mix(h, (uint64_t)(unsigned)__atomic_load_n(&p->healthy, __ATOMIC_RELAXED));
         h = mix(h, (uint64_t)(unsigned)__atomic_load_n(&p->breaker, __ATOMIC_RELAXED));
         h = mix(h, p->loop_paused);
@@ -383,8 +384,8 @@ static void draw_overview(ms_tui *t)
         x = put_cell(y, x, K_KIND, ms_ship_kind_word(p->ship), base);
         int sc = ms_tui_state_text(t, p, buf, sizeof buf);
         x = put_cell(y, x, K_STATE, buf, base | (sc ? colour(t, sc) : 0) | (sc == C_RED ? A_BOLD : 0));
-        if (p->pid > 0)
-            snprintf(buf, sizeof buf, "%d", p->pid);
+        if (p->pid > 0) /* the ship's own process; its shim's until the shim has said */
+            snprintf(buf, sizeof buf, "%d", p->ship_pid > 0 ? p->ship_pid : p->pid);
         else
             snprintf(buf, sizeof buf, "-");
         x = put_cell(y, x, K_PID, buf, base);

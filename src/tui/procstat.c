@@ -1,7 +1,7 @@
 /* procstat.c: CPU time and resident memory of a process tree, from
- * /proc/PID/stat, /proc/PID/statm and /proc/PID/task/PID/children. A ship's
- * pid is its launch shim, so the figures cover the shim and everything below
- * it (bounded to MAX_TREE processes). Called at most once a second per
+ * /proc/PID/stat, /proc/PID/statm and /proc/PID/task/PID/children. It is
+ * given a ship's launch shim (ms_proc.pid, not the pid shown), so the figures
+ * cover the shim and everything below it (bounded to MAX_TREE processes). Called at most once a second per
  * running process by the dashboard. */
 #include <errno.h>
 #include <fcntl.h>

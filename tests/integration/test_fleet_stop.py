@@ -16,6 +16,13 @@ def pid_of(event):
     return int(re.search(r"\(pid (\d+)\)", event["msg"]).group(1))
 
 
+def shim_of(pid):
+    """The launch shim of a ship's process: its parent."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
 def test_ordered_shutdown_with_a_slow_child_and_one_ignoring_term(fleet, tmp_path):
     """web <- app <- db. web stops first; app ignores SIGTERM and is killed
     after its shutdown_timeout; db then drains for ~1.9s, long enough for the
@@ -48,17 +55,17 @@ def test_ordered_shutdown_with_a_slow_child_and_one_ignoring_term(fleet, tmp_pat
         ready_after = "50ms"
     """)
     ms.event("fleet_ready")
-    shims = {e["ship"]: pid_of(e) for e in ms.events("started")}
+    pids = {e["ship"]: pid_of(e) for e in ms.events("started")}
     ms.signal(signal.SIGTERM)
     sd = ms.event("shutdown")
     assert sd["msg"] == "stopping the fleet: SIGTERM received", sd
     web_stopping = ms.event("stopping", ship="web")
-    assert web_stopping["msg"] == f'stopping ship "web" (pid {shims["web"]}): SIGTERM', web_stopping
+    assert web_stopping["msg"] == f'stopping ship "web" (pid {pids["web"]}): SIGTERM', web_stopping
     web_stopped = ms.event("stopped", ship="web")
     app_stopping = ms.event("stopping", ship="app")
     assert app_stopping["_i"] > web_stopped["_i"], ms.output()
     kill = ms.event("kill", ship="app")
-    assert kill["msg"] == f'ship "app" (pid {shims["app"]}) did not stop within 500ms: SIGKILL', kill
+    assert kill["msg"] == f'ship "app" (pid {pids["app"]}) did not stop within 500ms: SIGKILL', kill
     assert 0.45 <= event_ms(kill) - event_ms(app_stopping) <= 0.8, (app_stopping, kill)
     app_stopped = ms.event("stopped", ship="app")
     db_stopping = ms.event("stopping", ship="db")
@@ -67,13 +74,13 @@ def test_ordered_shutdown_with_a_slow_child_and_one_ignoring_term(fleet, tmp_pat
     status, body = http_get(mport, "/health")
     assert status == 503 and json.loads(body)["status"] == "stopping", body
     waiting = ms.event("waiting", timeout=5)
-    assert re.fullmatch(rf"shutdown waiting for db \(pid {shims['db']}, \d+ms\)", waiting["msg"]), waiting
+    assert re.fullmatch(rf"shutdown waiting for db \(pid {pids['db']}, \d+ms\)", waiting["msg"]), waiting
     db_stopped = ms.event("stopped", ship="db", timeout=5)
     drained = ms.wait_for(r'"source":"db".*"line":"db drained"')
     assert drained.index < db_stopped["_i"]
     assert ms.wait_exit() == 0, ms.output()
     assert ms.events("stopped")[-1]["msg"] == "fleet stopped (exit 0)"
-    assert not wait_gone(list(shims.values()), timeout=2)
+    assert not wait_gone(list(pids.values()), timeout=2)
 
 
 def test_second_sigint_kills_at_once(fleet, tmp_path):
@@ -120,8 +127,8 @@ def spawner_fleet(fleet, tmp_path, extra="", more=""):
     fleet.pids_from(pidfile)
     ms.event("started", ship="family")
     pids = [int(p) for p in wait_file(pidfile).split()]
-    shim = pid_of(ms.events("started", ship="family")[0])
-    family = [shim] + pids
+    assert pid_of(ms.events("started", ship="family")[0]) == pids[0]  # the ship's own pid is shown
+    family = [shim_of(pids[0])] + pids
     assert len(pids) == (4 if extra else 3), pids  # itself, a child, a double-forked one (+ a daemon)
     assert all(p > 0 for p in pids)
     return ms, family

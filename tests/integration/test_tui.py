@@ -233,6 +233,7 @@ def test_r_restarts_and_s_stops_and_starts(term, tmp_path):
     t.keys("Down", "Down")
     t.wait(r"^> steady")
     inner0 = read_pid(tmp_path / "steady.pid")
+    assert int(pid0) == inner0, "the PID column shows the ship's own process, not its shim"
     (tmp_path / "steady.pid").unlink()
     t.keys("r")
     m = t.wait(row("steady", "ready") + "", timeout=10)
@@ -244,6 +245,7 @@ def test_r_restarts_and_s_stops_and_starts(term, tmp_path):
     assert int(m.group(2)) == restarts0 + 1, t.screen()
     inner1 = read_pid(tmp_path / "steady.pid")
     assert inner1 != inner0 and not alive(inner0)
+    assert int(m.group(1)) == inner1
 
     # s: stopped (no restart), then s again: running with a new pid
     t.keys("s")
