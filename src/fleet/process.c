@@ -303,7 +303,8 @@ static void on_proc_exit(uv_process_t *proc, int64_t status, int term_signal)
     (void)ms_process_ship_pid(p); /* the pid of the run that ended, for its log lines */
     /* The shim is gone (perhaps of a SIGKILL it could not act on): what is
      * left in its process group goes too. The group id stays reserved while
-     * the group has members, so this cannot reach anyone else's. */
+     * the group has members; an empty group's was freed by libuv's waitpid
+     * just before this callback, far too recently to have been reused. */
     if (p->pid > 0)
         kill(-p->pid, SIGKILL);
     ms_fleet_on_exit(p, status, term_signal);
