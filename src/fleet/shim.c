@@ -157,9 +157,11 @@ int ms_shim_main(int argc, char **argv)
         struct sigaction dfl;
         memset(&dfl, 0, sizeof dfl);
         dfl.sa_handler = SIG_DFL;
-        for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-            sigaction(forwarded[i], &dfl, NULL);
-        sigaction(pdeath_signal(), &dfl, NULL);
+        /* Every signal at its default, real-time ones included (libuv
+         * resets only 1..31 in the shim, and Mothership ignores some). */
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP)
+                sigaction(sig, &dfl, NULL); /* EINVAL for libc's own: harmless */
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);

@@ -7,12 +7,14 @@ programs in apps/ or inline sh); every wait is on a logged event."""
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
 import threading
 
 import pytest
 
-from conftest import run_ms
+from conftest import BINARY, run_ms
 from fleet_helpers import (PY, app, event_ms, free_port, http_get, metric,
                            parse_metrics, toml_str, wait_file)
 
@@ -406,6 +408,34 @@ def test_env_precedence(fleet, tmp_path):
     assert env["__cwd__"] == str(sub)
     assert "PATH" in env  # Mothership's own environment is passed on
     assert ms.stop() == 0, ms.output()
+
+
+def test_ships_start_with_no_signal_ignored(fleet, tmp_path):
+    """Mothership was started with real-time signals and SIGUSR2 ignored (a
+    parent may do that, and Mothership ignores some itself): its ships do not
+    inherit that (libuv resets only signals 1..31 when it spawns)."""
+    out = tmp_path / "status"
+    path = fleet.write(f"""
+        [[fleet.jobs]]
+        name = "status"
+        command = "sh"
+        args = ["-c", "cat /proc/self/status > {out}.tmp && mv {out}.tmp {out}"]
+        oneshot = true
+    """)
+
+    def ignore_some():
+        for sig in [signal.SIGUSR2, *range(signal.SIGRTMIN, signal.SIGRTMAX + 1)]:
+            signal.signal(sig, signal.SIG_IGN)
+
+    ms = subprocess.Popen([BINARY, "run", "-c", path], cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=ignore_some)
+    try:
+        status = wait_file(out)
+    finally:
+        ms.send_signal(signal.SIGTERM)
+        ms.wait(10)
+    ignored = int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+    assert ignored == 0, f"signals ignored in a ship: {ignored:#x}"
 
 
 def test_bay_env_and_bay_ready_once_docked(fleet, tmp_path):
