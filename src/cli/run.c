@@ -312,14 +312,14 @@ int ms_cmd_run(const ms_cli *o)
     const ms_global *g = &c.m->global;
     if (g->metrics_port) {
         ms_metrics_handlers h = { .ctx = &c.view, .render_metrics = ms_fleet_render_metrics,
-                                  .health = ms_fleet_render_health };
+                                  .health = ms_fleet_render_health, .ready = ms_fleet_render_ready };
         c.metrics = ms_metrics_server_start(c.loop, g->metrics_bind, g->metrics_port, &h, why, sizeof why);
         if (!c.metrics) {
             ms_log_event(c.log, MS_ERROR, NULL, "metrics_failed", "metrics endpoint: %s; nothing was started", why);
             c.exit_code = MS_EXIT_FAIL;
             goto run_loop;
         }
-        ms_log_event(c.log, MS_INFO, NULL, "metrics", "metrics on http://%s:%u/metrics and /health",
+        ms_log_event(c.log, MS_INFO, NULL, "metrics", "metrics on http://%s:%u/metrics, /health and /ready",
                      g->metrics_bind, ms_metrics_server_port(c.metrics));
     }
     uv_signal_init(c.loop, &c.early_int);

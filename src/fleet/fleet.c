@@ -141,6 +141,7 @@ static void mark_ready(ms_proc *p, const char *how)
     p->ready_deferred = false;
     ms_fleet_on_ship_pid(p);
     p->state = MS_P_READY;
+    p->settled = true;
     p->ready_at = uv_now(f->loop);
     uv_timer_stop(&p->deadline);
     set_ready_flag(p, 1);
@@ -382,6 +383,7 @@ static void record_crash_and_backoff(ms_proc *p, const char *what)
                      kind_word(p), p->ship->name, what, (unsigned long long)delay, p->restarts + 1);
     }
     p->state = MS_P_BACKOFF;
+    p->settled = true; /* gave up once: it no longer holds the launch */
     p->backoff_until = now + delay;
     uv_timer_start(&p->timer, on_backoff_done, delay, 0);
 }
@@ -438,6 +440,27 @@ static bool dep_dead(const ms_proc *d)
     return d->state == MS_P_FAILED || d->state == MS_P_SKIPPED;
 }
 
+/* Every entry has settled: the fleet runs, possibly with entries that are
+ * down (named in the log; /health lists them). */
+static void end_launch(ms_fleet *f, size_t total)
+{
+    f->phase = MS_FLEET_RUNNING;
+    f->launched = true;
+    f->launched_at = uv_now(f->loop);
+    char down[512];
+    size_t n = 0;
+    down[0] = '\0';
+    for (size_t i = 0; i < f->n && n < sizeof down; i++) {
+        const ms_proc *p = &f->procs[i];
+        if (p->selected && !ms_fleet_entry_up(p))
+            n += (size_t)snprintf(down + n, sizeof down - n, "%s%s (%s)", n ? ", " : "", p->ship->name,
+                                  ms_pstate_name(p->state));
+    }
+    ms_log_event(f->log, down[0] ? MS_WARN : MS_INFO, NULL, "fleet_ready", "fleet ready: %zu %s in %llums%s%s", total,
+                 total == 1 ? "entry" : "entries", (unsigned long long)(f->launched_at - f->started_at),
+                 down[0] ? "; not up: " : "", down);
+}
+
 static void schedule(ms_fleet *f)
 {
     if (f->phase != MS_FLEET_LAUNCHING && f->phase != MS_FLEET_RUNNING)
@@ -479,16 +502,10 @@ static void schedule(ms_fleet *f)
             if (!p->selected)
                 continue;
             total++;
-            if (p->state == MS_P_WAITING || p->state == MS_P_STARTING ||
-                (p->state == MS_P_BACKOFF && !p->ready_at))
-                pending++;
+            pending += ms_fleet_holds_launch(f, p);
         }
-        if (pending == 0) {
-            f->phase = MS_FLEET_RUNNING;
-            f->launched_at = uv_now(f->loop);
-            ms_log_event(f->log, MS_INFO, NULL, "fleet_ready", "fleet ready: %zu %s in %llums", total,
-                         total == 1 ? "entry" : "entries", (unsigned long long)(f->launched_at - f->started_at));
-        }
+        if (pending == 0)
+            end_launch(f, total);
     }
 }
 
@@ -882,9 +899,50 @@ void ms_fleet_toggle_proc(ms_fleet *f, size_t i)
     }
 }
 
-bool ms_fleet_up(const ms_fleet *f)
+/* ---------------------------------------------------------------- liveness and readiness */
+bool ms_fleet_entry_up(const ms_proc *p)
 {
-    return f->phase == MS_FLEET_RUNNING;
+    if (p->state == MS_P_DONE)
+        return true;
+    return p->state == MS_P_READY && __atomic_load_n(&p->healthy, __ATOMIC_ACQUIRE) != 0;
+}
+
+bool ms_fleet_holds_launch(const ms_fleet *f, const ms_proc *p)
+{
+    if (!p->selected || p->settled)
+        return false;
+    if (p->state == MS_P_STARTING)
+        return true;
+    if (p->state != MS_P_WAITING)
+        return false; /* done, failed, skipped, stopped */
+    /* depends_on has no cycles (the manifest is checked), so this ends */
+    for (size_t k = 0; k < p->ndeps; k++) {
+        const ms_proc *d = &f->procs[p->deps[k]];
+        if (!dep_ready(d) && !ms_fleet_holds_launch(f, d))
+            return false; /* waits behind one that gave up */
+    }
+    return true;
+}
+
+static bool critical_up(const ms_fleet *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        const ms_proc *p = &f->procs[i];
+        if (p->selected && p->ship->critical && !ms_fleet_entry_up(p))
+            return false;
+    }
+    return true;
+}
+
+bool ms_fleet_live(const ms_fleet *f)
+{
+    bool serving = f->phase == MS_FLEET_RUNNING || (f->phase == MS_FLEET_STOPPING && f->draining);
+    return f->launched && serving && critical_up(f);
+}
+
+bool ms_fleet_ready(const ms_fleet *f)
+{
+    return f->phase == MS_FLEET_RUNNING && critical_up(f);
 }
 
 /* ---------------------------------------------------------------- setup */

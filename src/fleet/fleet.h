@@ -68,6 +68,7 @@ typedef struct ms_proc {
     size_t crash_head, crash_count;
     uint64_t backoff_until;      /* uv_now when the restart is due */
     bool loop_paused;
+    bool settled;                /* has been ready or done, or has failed once: no longer holds the launch */
 
     /* health */
     unsigned health_fail_run, health_ok_run;
@@ -115,7 +116,8 @@ struct ms_fleet {
     int shim_fd;
     char *socket_dir;
     uint64_t started_at;
-    uint64_t launched_at;        /* when every selected entry was ready */
+    uint64_t launched_at;        /* when the launch was over */
+    bool launched;               /* the launch is over (every entry settled) */
     unsigned signals_seen;
     uint64_t log_seq;
     uv_signal_t sigint, sigterm, sigchld, sighup;
@@ -165,7 +167,18 @@ void ms_fleet_restart_proc(ms_fleet *f, size_t i);
 void ms_fleet_toggle_proc(ms_fleet *f, size_t i);
 void ms_fleet_free(ms_fleet *f);
 
-/* For /health: 1 when the fleet is up (launched and not stopping). */
-bool ms_fleet_up(const ms_fleet *f);
+/* Up: ready and not failing its health check, or a job that exited 0. */
+bool ms_fleet_entry_up(const ms_proc *p);
+/* While launching: true when p still holds the launch, i.e. it is starting
+ * for the first time, or waiting for dependencies that may still come up.
+ * An entry that has been ready, has finished, has failed or crashed once,
+ * or waits behind one that did, does not. */
+bool ms_fleet_holds_launch(const ms_fleet *f, const ms_proc *p);
+/* Liveness (/health): the launch is over, every critical entry is up, and
+ * the fleet is running or draining requests (not yet stopping processes). */
+bool ms_fleet_live(const ms_fleet *f);
+/* Readiness (/ready): running (launched, no shutdown begun) with every
+ * critical entry up. */
+bool ms_fleet_ready(const ms_fleet *f);
 
 #endif

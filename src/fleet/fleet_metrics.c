@@ -1,7 +1,8 @@
-/* fleet_metrics.c: renders the fleet's state for /metrics (Prometheus text)
- * and /health (200 when launched and not stopping, else 503, with a JSON
- * body naming what is not ready). Label values come only from the manifest,
- * so cardinality is bounded. */
+/* fleet_metrics.c: renders the fleet's state for /metrics (Prometheus text),
+ * /health (liveness) and /ready (readiness): one JSON body naming what holds
+ * the launch and what is down; the two differ only in their status code
+ * (see docs/metrics.md). Label values come only from the manifest, so
+ * cardinality is bounded. */
 #include "fleet/fleet_metrics.h"
 
 #include <string.h>
@@ -68,8 +69,12 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
         nships += !f || f->procs[i].selected;
     ms_prom_gauge_i64(&p, "mothership_fleet_ships_total", "Ships and bays in the fleet (after tag filtering).",
                       NULL, 0, (int64_t)nships);
-    ms_prom_gauge_i64(&p, "mothership_fleet_up", "1 when every entry has launched and the fleet is not stopping.",
-                      NULL, 0, f && ms_fleet_up(f));
+    ms_prom_gauge_i64(&p, "mothership_fleet_up",
+                      "1 when /health answers 200: launched, every critical entry up, not stopping.", NULL, 0,
+                      f && ms_fleet_live(f));
+    ms_prom_gauge_i64(&p, "mothership_fleet_ready",
+                      "1 when /ready answers 200: launched, every critical entry up, no shutdown begun.", NULL, 0,
+                      f && ms_fleet_ready(f));
     for (size_t i = 0; i < v->nuplinks; i++) {
         const ms_uplink_result *r = &v->uplinks[i];
         ms_prom_label l[] = { { "uplink", r->uplink->name }, { "address", r->address } };
@@ -92,28 +97,78 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
         v->extra(v->extra_ctx, out);
 }
 
+/* The word for an entry in a list: its state, or "unhealthy" for one that
+ * is ready but failing its health check. */
+static const char *entry_word(const ms_proc *p)
+{
+    return p->state == MS_P_READY && !ms_fleet_entry_up(p) ? "unhealthy" : ms_pstate_name(p->state);
+}
+
+enum { LIST_WAITING, LIST_DOWN, LIST_DEGRADED };
+
+static bool in_list(const ms_fleet *f, const ms_proc *p, int which)
+{
+    if (!p->selected)
+        return false;
+    if (ms_fleet_holds_launch(f, p))
+        return which == LIST_WAITING && f->phase == MS_FLEET_LAUNCHING;
+    if (ms_fleet_entry_up(p) || which == LIST_WAITING)
+        return false;
+    return p->ship->critical == (which == LIST_DOWN);
+}
+
+/* ,"key":[{"name":"app","state":"backoff"},...]; nothing when empty. */
+static void put_list(ms_buf *body, const ms_fleet *f, const char *key, int which)
+{
+    bool any = false;
+    for (size_t i = 0; i < f->n; i++) {
+        const ms_proc *p = &f->procs[i];
+        if (!in_list(f, p, which))
+            continue;
+        if (any)
+            ms_buf_puts(body, ",");
+        else
+            ms_buf_printf(body, ",\"%s\":[", key);
+        ms_buf_printf(body, "{\"name\":\"%s\",\"state\":\"%s\"}", p->ship->name, entry_word(p));
+        any = true;
+    }
+    if (any)
+        ms_buf_puts(body, "]");
+}
+
+/* The body /health and /ready share: the status word, then what holds the
+ * launch, the critical entries that are down and the others that are down. */
+static void render_state(const ms_fleet_view *v, ms_buf *body)
+{
+    const ms_fleet *f = v->fleet;
+    const char *status = "preflight";
+    if (f && f->phase == MS_FLEET_LAUNCHING)
+        status = "launching";
+    else if (f && f->phase == MS_FLEET_RUNNING)
+        status = ms_fleet_ready(f) ? "up" : "down";
+    else if (f && f->phase == MS_FLEET_STOPPING && f->draining)
+        status = "draining";
+    else if (f)
+        status = "stopping";
+    ms_buf_printf(body, "{\"status\":\"%s\"", status);
+    if (f && (f->phase == MS_FLEET_LAUNCHING || f->phase == MS_FLEET_RUNNING || f->draining)) {
+        put_list(body, f, "waiting_for", LIST_WAITING);
+        put_list(body, f, "down", LIST_DOWN);
+        put_list(body, f, "degraded", LIST_DEGRADED);
+    }
+    ms_buf_puts(body, "}\n");
+}
+
 int ms_fleet_render_health(void *arg, ms_buf *body)
 {
     const ms_fleet_view *v = arg;
-    const ms_fleet *f = v->fleet;
-    const char *phase = !f ? "preflight" : f->phase == MS_FLEET_LAUNCHING ? "launching"
-                                          : f->phase == MS_FLEET_RUNNING    ? "up"
-                                                                            : "stopping";
-    bool up = f && ms_fleet_up(f);
-    ms_buf_printf(body, "{\"status\":\"%s\"", phase);
-    if (f && !up) {
-        ms_buf_puts(body, ",\"waiting_for\":[");
-        bool first = true;
-        for (size_t i = 0; i < f->n; i++) {
-            const ms_proc *p = &f->procs[i];
-            if (!p->selected || p->state == MS_P_READY || p->state == MS_P_DONE)
-                continue;
-            ms_buf_printf(body, "%s{\"name\":\"%s\",\"state\":\"%s\"}", first ? "" : ",", p->ship->name,
-                          ms_pstate_name(p->state));
-            first = false;
-        }
-        ms_buf_puts(body, "]");
-    }
-    ms_buf_puts(body, "}\n");
-    return up ? 200 : 503;
+    render_state(v, body);
+    return v->fleet && ms_fleet_live(v->fleet) ? 200 : 503;
+}
+
+int ms_fleet_render_ready(void *arg, ms_buf *body)
+{
+    const ms_fleet_view *v = arg;
+    render_state(v, body);
+    return v->fleet && ms_fleet_ready(v->fleet) ? 200 : 503;
 }

@@ -1,4 +1,4 @@
-/* fleet_metrics.h: the fleet's Prometheus series and /health body. */
+/* fleet_metrics.h: the fleet's Prometheus series and /health and /ready bodies. */
 #ifndef MS_FLEET_METRICS_H
 #define MS_FLEET_METRICS_H
 
@@ -17,6 +17,8 @@ typedef struct ms_fleet_view {
 } ms_fleet_view;
 
 void ms_fleet_render_metrics(void *view, ms_buf *out);
+/* Liveness and readiness: the same JSON body, 200 or 503. */
 int ms_fleet_render_health(void *view, ms_buf *body);
+int ms_fleet_render_ready(void *view, ms_buf *body);
 
 #endif

@@ -1,9 +1,11 @@
-/* server.h: the control-plane metrics endpoint (GET/HEAD /metrics, /health).
+/* server.h: the control-plane metrics endpoint (GET/HEAD /metrics, /health,
+ * /ready).
  *
  * A small HTTP/1.x server on a libuv loop, meant for 127.0.0.1:<metrics_port>:
  *   - /metrics: Prometheus text (Content-Type: text/plain; version=0.0.4;
  *     charset=utf-8) written by handlers->render_metrics;
- *   - /health: status and body from handlers->health (200 or 503);
+ *   - /health and /ready: status and body from handlers->health and
+ *     handlers->ready (200 or 503);
  *   - other paths 404; other methods on those paths 405 with Allow;
  *     malformed requests 400, head over 8 KiB 431, then close.
  * Keep-alive (HTTP/1.1 and HTTP/1.0 with Connection: keep-alive); one request

@@ -179,7 +179,8 @@ static bool answer(ms_metrics_session *s, const ms_metrics_handlers *h, ms_metri
     }
     bool is_metrics = path_is(path, plen, "/metrics");
     bool is_health = path_is(path, plen, "/health");
-    if (!is_metrics && !is_health) {
+    bool is_ready = path_is(path, plen, "/ready");
+    if (!is_metrics && !is_health && !is_ready) {
         simple_response(r, 404, NULL, http10_ka, close, head_only);
         return !close;
     }
@@ -201,8 +202,9 @@ static bool answer(ms_metrics_session *s, const ms_metrics_handlers *h, ms_metri
     }
 
     int status = 200;
-    if (h && h->health)
-        status = h->health(h->ctx, &r->body);
+    int (*state)(void *, ms_buf *) = !h ? NULL : is_ready ? h->ready : h->health;
+    if (state)
+        status = state(h->ctx, &r->body);
     else
         ms_buf_puts(&r->body, "ok\n");
     if (status < 200 || status > 599 || ms_buf_failed(&r->body)) {

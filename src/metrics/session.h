@@ -2,8 +2,8 @@
  *
  * One ms_metrics_session per connection turns the bytes a client sends into
  * complete HTTP responses: it parses requests with http-parser (strict),
- * enforces the limits below, routes GET/HEAD /metrics and /health to the
- * handlers, and writes status line, headers and body into an
+ * enforces the limits below, routes GET/HEAD /metrics, /health and /ready to
+ * the handlers, and writes status line, headers and body into an
  * ms_metrics_response. The server (server.c) and the fuzz target
  * (tests/fuzz/fuzz_metrics_http.c) both drive exactly this code.
  *
@@ -26,7 +26,7 @@
 #define MS_METRICS_MAX_BODY 65536u  /* request body (read and ignored); beyond: 413 and close */
 
 /* What the endpoint serves. Callbacks run on the server's loop thread;
- * either may be NULL (empty /metrics body; /health always 200 "ok"). */
+ * any may be NULL (empty /metrics body; /health or /ready always 200 "ok"). */
 typedef struct ms_metrics_handlers {
     void *ctx;
     /* Appends the Prometheus text for /metrics. If out ends up failed
@@ -36,6 +36,8 @@ typedef struct ms_metrics_handlers {
      * returns the status: 200 when up, 503 while starting or stopping.
      * Values outside 200..599 are answered as 500. */
     int (*health)(void *ctx, ms_buf *body);
+    /* The same for /ready (readiness: 503 until ready and while draining). */
+    int (*ready)(void *ctx, ms_buf *body);
 } ms_metrics_handlers;
 
 typedef enum ms_metrics_action {

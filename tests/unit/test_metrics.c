@@ -381,6 +381,53 @@ static void test_session(void **state)
     ms_metrics_response_free(&r);
 }
 
+/* /ready has a handler of its own; /health is not answered by it. */
+static int ready(void *ctx, ms_buf *body)
+{
+    (void)ctx;
+    ms_buf_puts(body, "{\"status\":\"draining\"}\n");
+    return 503;
+}
+
+static void test_session_ready(void **state)
+{
+    (void)state;
+    test_ctx ctx = {0};
+    atomic_store(&ctx.healthy, 1);
+    ms_metrics_handlers h = {.ctx = &ctx, .render_metrics = render, .health = health, .ready = ready};
+    ms_metrics_session s;
+    ms_metrics_response r;
+    ms_metrics_response_init(&r);
+    size_t used;
+
+    ms_metrics_session_init(&s);
+    assert_int_equal(feed_all(&s, &h, "GET /ready HTTP/1.1\r\n\r\n", &r, &used), MS_METRICS_RESPOND);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.body.data, "{\"status\":\"draining\"}\n");
+    assert_non_null(strstr(r.head.data, "HTTP/1.1 503 Service Unavailable\r\n"));
+    assert_non_null(strstr(r.head.data, "\r\nContent-Type: application/json\r\n"));
+    assert_int_equal(feed_all(&s, &h, "GET /health HTTP/1.1\r\n\r\n", &r, &used), MS_METRICS_RESPOND);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body.data, "{\"status\":\"up\"}\n");
+    assert_int_equal(feed_all(&s, &h, "HEAD /ready?x=1 HTTP/1.1\r\n\r\n", &r, &used), MS_METRICS_RESPOND);
+    assert_int_equal(r.status, 503);
+    assert_int_equal(r.body.len, 0);
+    assert_int_equal(feed_all(&s, &h, "POST /ready HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &r, &used),
+                     MS_METRICS_RESPOND);
+    assert_int_equal(r.status, 405);
+    assert_int_equal(feed_all(&s, &h, "GET /readyz HTTP/1.1\r\n\r\n", &r, &used), MS_METRICS_RESPOND);
+    assert_int_equal(r.status, 404);
+
+    /* no ready handler: 200 "ok", like /health */
+    ms_metrics_handlers no_ready = {.ctx = &ctx, .health = health};
+    ms_metrics_session_init(&s);
+    assert_int_equal(feed_all(&s, &no_ready, "GET /ready HTTP/1.1\r\n\r\n", &r, &used), MS_METRICS_RESPOND);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body.data, "ok\n");
+
+    ms_metrics_response_free(&r);
+}
+
 /* ---- server round trips ---- */
 
 typedef struct harness harness;
@@ -873,6 +920,7 @@ int main(void)
         cmocka_unit_test(test_families),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_session),
+        cmocka_unit_test(test_session_ready),
         cmocka_unit_test(test_server_round_trip),
         cmocka_unit_test(test_server_ipv6),
         cmocka_unit_test(test_server_idle_timeout),
