@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "cli/run_signals.h"
 #include "fleet/fleet.h"
 #include "fleet/fleet_metrics.h"
 #include "dock/link.h"
@@ -33,7 +34,8 @@ typedef struct run_ctx {
     ms_docks *docks;
     ms_metrics_server *metrics;
     ms_fleet_view view;
-    uv_signal_t early_int, early_term;   /* before the fleet takes over signals */
+    uv_signal_t early_int, early_term, early_quit; /* before the fleet takes over signals */
+    ms_run_signals *ignored;             /* the signals that do not stop Mothership */
     bool early_open;
     bool tui_wanted;                     /* --tui on a terminal */
     ms_tui *tui;
@@ -50,6 +52,7 @@ static void close_early_signals(run_ctx *c)
     if (c->early_open) {
         uv_close((uv_handle_t *)&c->early_int, NULL);
         uv_close((uv_handle_t *)&c->early_term, NULL);
+        uv_close((uv_handle_t *)&c->early_quit, NULL);
         c->early_open = false;
     }
 }
@@ -260,8 +263,9 @@ static void on_uplinks(bool ok, const char *message, const ms_uplink_result *res
 static void on_early_signal(uv_signal_t *h, int signum)
 {
     run_ctx *c = h->data;
-    ms_log_event(c->log, MS_INFO, NULL, "shutdown", "%s before launch: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    exit(signum == SIGINT ? 130 : 143);
+    ms_log_event(c->log, MS_INFO, NULL, "shutdown", "%s before launch: stopping",
+                 signum == SIGINT ? "SIGINT" : signum == SIGQUIT ? "SIGQUIT" : "SIGTERM");
+    exit(128 + signum);
 }
 
 /* Every client and upstream connection is a descriptor: take the hard limit
@@ -308,6 +312,9 @@ int ms_cmd_run(const ms_cli *o)
     c.tui_wanted = o->tui && ms_tui_usable();
     c.loop = uv_default_loop();
     c.view.m = c.m;
+    c.ignored = ms_run_signals_start(c.loop, c.log);
+    if (!c.ignored)
+        ms_log_event(c.log, MS_WARN, NULL, NULL, "cannot catch SIGHUP, SIGUSR1 and the like: they keep their defaults");
 
     const ms_global *g = &c.m->global;
     if (g->metrics_port) {
@@ -324,9 +331,11 @@ int ms_cmd_run(const ms_cli *o)
     }
     uv_signal_init(c.loop, &c.early_int);
     uv_signal_init(c.loop, &c.early_term);
-    c.early_int.data = c.early_term.data = &c;
+    uv_signal_init(c.loop, &c.early_quit);
+    c.early_int.data = c.early_term.data = c.early_quit.data = &c;
     uv_signal_start(&c.early_int, on_early_signal, SIGINT);
     uv_signal_start(&c.early_term, on_early_signal, SIGTERM);
+    uv_signal_start(&c.early_quit, on_early_signal, SIGQUIT);
     c.early_open = true;
     if (c.m->nuplinks > 0) {
         ms_log_event(c.log, MS_INFO, NULL, "preflight", "checking %zu uplink%s", c.m->nuplinks,
@@ -342,6 +351,7 @@ int ms_cmd_run(const ms_cli *o)
 run_loop:
     uv_run(c.loop, UV_RUN_DEFAULT);
     close_early_signals(&c);
+    ms_run_signals_close(c.ignored);
     uv_run(c.loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(c.loop);
     if (rc != 0)

@@ -688,15 +688,9 @@ static void on_signal(uv_signal_t *h, int signum)
     if (f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
         return;
     char why[64];
-    snprintf(why, sizeof why, "%s received", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    snprintf(why, sizeof why, "%s received",
+             signum == SIGINT ? "SIGINT" : signum == SIGQUIT ? "SIGQUIT" : "SIGTERM");
     ms_fleet_shutdown(f, 0, why);
-}
-
-static void on_sighup(uv_signal_t *h, int signum)
-{
-    ms_fleet *f = h->data;
-    (void)signum;
-    ms_log_event(f->log, MS_INFO, NULL, "sighup", "SIGHUP ignored (reload is not supported; restart Mothership)");
 }
 
 void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why)
@@ -815,8 +809,8 @@ static void maybe_finish(ms_fleet *f)
                      f->exit_code);
         close_h(f, (uv_handle_t *)&f->sigint);
         close_h(f, (uv_handle_t *)&f->sigterm);
+        close_h(f, (uv_handle_t *)&f->sigquit);
         close_h(f, (uv_handle_t *)&f->sigchld);
-        close_h(f, (uv_handle_t *)&f->sighup);
         close_h(f, (uv_handle_t *)&f->hold_timer);
         close_h(f, (uv_handle_t *)&f->reap_timer);
         for (size_t i = 0; i < f->n; i++) {
@@ -1103,16 +1097,16 @@ void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
     uv_signal_init(f->loop, &f->sigint);
     uv_signal_init(f->loop, &f->sigterm);
+    uv_signal_init(f->loop, &f->sigquit);
     uv_signal_init(f->loop, &f->sigchld);
-    uv_signal_init(f->loop, &f->sighup);
     uv_timer_init(f->loop, &f->hold_timer);
     uv_timer_init(f->loop, &f->reap_timer);
-    f->sigint.data = f->sigterm.data = f->sigchld.data = f->sighup.data = f;
+    f->sigint.data = f->sigterm.data = f->sigquit.data = f->sigchld.data = f;
     f->hold_timer.data = f->reap_timer.data = f;
     uv_signal_start(&f->sigint, on_signal, SIGINT);
     uv_signal_start(&f->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&f->sigquit, on_signal, SIGQUIT); /* a graceful stop, as SIGTERM */
     uv_signal_start(&f->sigchld, on_sigchld, SIGCHLD);
-    uv_signal_start(&f->sighup, on_sighup, SIGHUP);
     uv_timer_start(&f->reap_timer, on_reap_timer, REAP_EVERY_MS, REAP_EVERY_MS);
     uv_unref((uv_handle_t *)&f->reap_timer);
     size_t n = 0;

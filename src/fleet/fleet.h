@@ -120,7 +120,7 @@ struct ms_fleet {
     bool launched;               /* the launch is over (every entry settled) */
     unsigned signals_seen;
     uint64_t log_seq;
-    uv_signal_t sigint, sigterm, sigchld, sighup;
+    uv_signal_t sigint, sigterm, sigquit, sigchld;
     uv_timer_t hold_timer;       /* "still waiting for ..." during shutdown */
     uv_timer_t reap_timer;       /* orphan sweep */
     int open_handles;            /* fleet-level handles still open */
