@@ -385,7 +385,7 @@ ms_tui *ms_tui_start(const ms_tui_config *cfg, char *why, size_t why_len)
     set_term(scr);
     screen = scr;
     curses_on = 1;
-    cbreak();               /* Ctrl-C still sends SIGINT: the fleet handles it */
+    cbreak();               /* Ctrl-C and Ctrl-\ still send SIGINT and SIGQUIT: the fleet stops on them */
     noecho();
     nonl();
     keypad(stdscr, TRUE);

@@ -294,6 +294,26 @@ def test_sigterm_while_the_dashboard_runs_restores_the_terminal(term, tmp_path):
     assert wait_gone([inner]) == []
 
 
+def test_ctrl_backslash_stops_the_fleet_in_order_and_other_signals_are_ignored(term, tmp_path):
+    """Ctrl-\\ sends SIGQUIT: a graceful stop, not a core dump that leaves
+    the terminal in raw mode; SIGUSR1/SIGUSR2 leave the dashboard running."""
+    t = term()
+    t.wait(row("steady", "ready"))
+    inner = read_pid(tmp_path / "steady.pid")
+    out = subprocess.run(["pgrep", "-f", f"^{BINARY} run --tui$"], capture_output=True, text=True).stdout.split()
+    mine = [int(p) for p in out if os.path.realpath(f"/proc/{p}/cwd") == os.path.realpath(str(tmp_path))]
+    assert len(mine) == 1, out
+    os.kill(mine[0], signal.SIGUSR1)
+    os.kill(mine[0], signal.SIGUSR2)
+    t.keys("Tab")  # a key handled after the signals were sent
+    t.wait(r"\[Logs\]")
+    assert alive(mine[0]) and "EXITED" not in t.screen(), t.screen()
+    t.keys("C-\\")
+    assert t.wait(r"^EXITED (\d+)", timeout=15).group(1) == "0", t.screen()
+    assert "dashboard closed; fleet stopped (exit 0)" in t.screen()
+    assert wait_gone([inner]) == []
+
+
 # ------------------------------------------------------------------ terminal
 def test_resize_redraws_cleanly(term, tmp_path):
     t = term()
