@@ -78,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (step == 0)
         step = size ? size : 1;
 
-    ms_metrics_handlers h = {.ctx = NULL, .render_metrics = render, .health = health};
+    ms_metrics_handlers h = {.ctx = NULL, .render_metrics = render, .health = health, .ready = health};
     ms_metrics_session s;
     ms_metrics_response r;
     ms_metrics_session_init(&s);
