@@ -209,8 +209,10 @@ static bool build_request_head(ms_conn *c)
         }
     }
     if (route->strip_prefix) {
+        /* only where a segment ends: "/api" off "/api../x" would leave "/../x" */
         size_t sl = strlen(route->strip_prefix);
-        if (plen >= sl && memcmp(path, route->strip_prefix, sl) == 0) {
+        if (plen >= sl && memcmp(path, route->strip_prefix, sl) == 0 &&
+            (plen == sl || path[sl] == '/' || route->strip_prefix[sl - 1] == '/')) {
             path += sl;
             plen -= sl;
         }

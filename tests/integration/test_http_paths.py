@@ -315,6 +315,42 @@ def test_dot_segments_leave_a_strip_prefix_route(px):
     assert ship_got(px, m, "app") == "GET /etc/passwd HTTP/1.1"
 
 
+@pytest.fixture(scope="module")
+def loosepx(tmp_path_factory):
+    """Loose patterns: api (/api.* with strip_prefix /api, its admin
+    behind the auth payload on /api/admin(/.*)?) and app (.*)."""
+    recs = {n: Recorder(n) for n in ("api", "app")}
+    routes = {"api": [{"bind": "http", "pattern": "/api.*", "strip_prefix": "/api"}],
+              "app": ["http:.*"]}
+    extra = module_toml("auth", "auth.wasm", ["/api/admin(/.*)?"], config={"token": "s3cret"})
+    f, p = proxy(tmp_path_factory, "loosepaths", recs, routes, extra)
+    yield p
+    f.cleanup()
+    for r in recs.values():
+        r.close()
+
+
+# strip_prefix only cuts at a segment boundary: cutting "/api" off
+# "/api../admin" would hand the ship "/../admin" (the api's /admin, which
+# the payload on /api/admin(/.*)? never saw)
+@pytest.mark.parametrize("target,line", [
+    ("/api../admin", "GET /api../admin HTTP/1.1"),
+    ("/api%2e%2e/admin", "GET /api../admin HTTP/1.1"),
+    ("/api./admin", "GET /api./admin HTTP/1.1"),
+    ("/api..", "GET /api.. HTTP/1.1"),
+    ("/api.", "GET /api. HTTP/1.1"),
+    ("/api.git/config", "GET /api.git/config HTTP/1.1"),
+    ("/api/x", "GET /x HTTP/1.1"),
+    ("/api", "GET / HTTP/1.1"),
+    ("/api?q=1", "GET /?q=1 HTTP/1.1"),
+])
+def test_strip_prefix_never_cuts_into_a_segment(loosepx, target, line):
+    m = marks(loosepx)
+    r = send(loosepx, target)
+    assert r.status == 200 and r.json()["ship"] == "api", r
+    assert ship_got(loosepx, m, "api") == line
+
+
 @pytest.mark.parametrize("target", ["/assets/app.js", "/%61ssets/app.js", "//assets//app.js",
                                     "/x/../assets/./app.js", "/assets/%61pp.js"])
 def test_static_dirs_see_the_normalised_path(px, target):
