@@ -220,7 +220,9 @@ static bool build_request_head(ms_conn *c)
     c->out_len = 0;
     const char *method = http_method_str((enum http_method)c->parser.method);
     bool ok = out_str(c, method) && out_add(c, " ", 1);
-    if (plen == 0 || path[0] != '/')
+    /* "OPTIONS *" goes on as "*", not as a path no payload was matched on */
+    bool asterisk = path == c->buf + c->url_off && plen == 1 && path[0] == '*';
+    if (!asterisk && (plen == 0 || path[0] != '/'))
         ok = ok && out_add(c, "/", 1);
     ok = ok && out_add(c, path, plen);
     if (query_from_payload && qlen)

@@ -318,7 +318,8 @@ def test_dot_segments_leave_a_strip_prefix_route(px):
 @pytest.fixture(scope="module")
 def loosepx(tmp_path_factory):
     """Loose patterns: api (/api.* with strip_prefix /api, its admin
-    behind the auth payload on /api/admin(/.*)?) and app (.*)."""
+    behind the auth payload on /api/admin(/.*)?) and app (.*, which also
+    matches the target "*")."""
     recs = {n: Recorder(n) for n in ("api", "app")}
     routes = {"api": [{"bind": "http", "pattern": "/api.*", "strip_prefix": "/api"}],
               "app": ["http:.*"]}
@@ -349,6 +350,16 @@ def test_strip_prefix_never_cuts_into_a_segment(loosepx, target, line):
     r = send(loosepx, target)
     assert r.status == 200 and r.json()["ship"] == "api", r
     assert ship_got(loosepx, m, "api") == line
+
+
+def test_options_asterisk_reaches_the_ship_as_an_asterisk(loosepx):
+    # not as "/*", a path that no payload pattern was matched against
+    m = marks(loosepx)
+    with Raw(loosepx.port) as c:
+        c.send(raw_request("OPTIONS", "*"))
+        r = c.response()
+    assert r.status == 200 and r.json()["ship"] == "app", r
+    assert ship_got(loosepx, m, "app") == "OPTIONS * HTTP/1.1"
 
 
 @pytest.mark.parametrize("target", ["/assets/app.js", "/%61ssets/app.js", "//assets//app.js",
