@@ -583,13 +583,78 @@ static const http_parser_settings *req_settings(void)
 }
 
 /* ---------------------------------------------------------------- validation of a head */
-/* Checks http-parser leaves to us. Returns 0 or an error status. */
+static bool is_tchar(unsigned char ch)
+{
+    return isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch);
+}
+
+/* A Transfer-Encoding value, raw: 0 when it is exactly "chunked"; 501 for a
+ * well-formed list of codings that ends in one "chunked" (codings we do not
+ * decode); 400 for anything else, including odd whitespace around it, which
+ * parsers disagree on. */
+static int check_transfer_encoding(const ms_conn *c, const ms_hdr *h)
+{
+    const char *v = c->buf + h->val;
+    size_t n = h->val_len;
+    /* between the colon and the value: nothing or one space */
+    size_t ows = h->val - (h->name + h->name_len + 1);
+    if (ows > 1 || (ows == 1 && c->buf[h->val - 1] != ' '))
+        return 400;
+    if (n == 0 || v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')
+        return 400;
+    char after = c->buf[h->val + n]; /* the line ends right after the value */
+    if (after != '\r' && after != '\n')
+        return 400;
+    size_t codings = 0, chunked_at = 0, chunked_seen = 0;
+    for (size_t i = 0; i <= n;) {
+        size_t s = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (s < e && (v[s] == ' ' || v[s] == '\t'))
+            s++;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (s == e)
+            return 400; /* an empty element */
+        for (size_t k = s; k < e; k++)
+            if (!is_tchar((unsigned char)v[k]))
+                return 400;
+        codings++;
+        if (e - s == 7 && strncasecmp(v + s, "chunked", 7) == 0) {
+            chunked_seen++;
+            chunked_at = codings;
+        }
+        i++; /* past the comma (or the end) */
+    }
+    if (chunked_seen != 1 || chunked_at != codings)
+        return 400; /* chunked missing, not last, or twice */
+    return codings == 1 && n == 7 ? 0 : 501;
+}
+
+/* A Content-Length value: digits only (trailing whitespace aside). */
+static bool valid_content_length(const ms_conn *c, const ms_hdr *h)
+{
+    const char *v = c->buf + h->val;
+    size_t n = h->val_len;
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n > 19)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+    return true;
+}
+
+/* Checks http-parser leaves to us, on the complete head and before anything
+ * of the request goes anywhere. Returns 0 or an error status. */
 static int check_head(ms_conn *c)
 {
     http_parser *p = &c->parser;
     if (p->http_major != 1)
         return 505;
-    int content_lengths = 0;
+    int content_lengths = 0, transfer_encodings = 0, te_status = 0;
     bool host = false;
     for (uint16_t i = 0; i < c->nhdr; i++) {
         const ms_hdr *h = &c->hdr[i];
@@ -600,9 +665,14 @@ static int check_head(ms_conn *c)
             if (!(isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch)))
                 return 400; /* not a token: includes spaces before ':' */
         }
-        if (hdr_is(c, h, "content-length"))
+        if (hdr_is(c, h, "content-length")) {
             content_lengths++;
-        else if (hdr_is(c, h, "host")) {
+            if (!valid_content_length(c, h))
+                return 400;
+        } else if (hdr_is(c, h, "transfer-encoding")) {
+            transfer_encodings++;
+            te_status = check_transfer_encoding(c, h);
+        } else if (hdr_is(c, h, "host")) {
             if (host)
                 return 400; /* two Host headers */
             host = true;
@@ -610,11 +680,31 @@ static int check_head(ms_conn *c)
     }
     if (content_lengths > 1)
         return 400; /* http-parser allows identical duplicates; we do not */
+    if (transfer_encodings > 0) {
+        /* one Transfer-Encoding of exactly "chunked", in HTTP/1.1, without a
+         * Content-Length: http-parser would take some of the other forms
+         * and refuse others only after the head */
+        if (transfer_encodings > 1 || content_lengths > 0 || p->http_minor == 0)
+            return 400;
+        if (te_status)
+            return te_status;
+        if (!(p->flags & F_CHUNKED))
+            return 400;
+    }
     if (!host && p->http_minor >= 1)
         return 400;
     if (c->url_len == 0 || (c->buf[c->url_off] != '/' && p->method != HTTP_OPTIONS))
         return 400; /* absolute-form and authority-form are not proxied */
     return 0;
+}
+
+/* Does an Upgrade header of the request list the token "websocket"? */
+static bool upgrade_is_websocket(const ms_conn *c)
+{
+    for (uint16_t i = 0; i < c->nhdr; i++)
+        if (hdr_is(c, &c->hdr[i], "upgrade") && ms_token_listed(c->buf + c->hdr[i].val, c->hdr[i].val_len, "websocket"))
+            return true;
+    return false;
 }
 
 /* ---------------------------------------------------------------- payloads */
@@ -753,7 +843,11 @@ static void dispatch(ms_conn *c)
     c->keep_alive = http_should_keep_alive(p);
     c->http_minor = p->http_minor;
     c->is_head_method = p->method == HTTP_HEAD;
-    c->upgrade = p->upgrade;
+    /* only a WebSocket upgrade is honoured (tunnelled to a ship, or boarded
+     * on a bay); any other Upgrade (h2c, TLS) is an ordinary request whose
+     * Upgrade header proxy.c drops */
+    c->upgrade = p->upgrade && p->method != HTTP_CONNECT && upgrade_is_websocket(c);
+    c->body_length = p->content_length;
     c->has_body = (p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX);
     c->chunked = (p->flags & F_CHUNKED) != 0;
     const ms_hdr *acc = ms_conn_header(c, "accept");
@@ -765,7 +859,9 @@ static void dispatch(ms_conn *c)
 
     int bad = check_head(c);
     if (bad) {
-        ms_conn_respond_error(c, bad, bad == 505 ? "only HTTP/1.0 and HTTP/1.1 are served" : "malformed request");
+        ms_conn_respond_error(c, bad, bad == 505   ? "only HTTP/1.0 and HTTP/1.1 are served"
+                                      : bad == 501 ? "only the chunked transfer coding is supported"
+                                                   : "malformed request");
         return;
     }
     uint64_t max = limits(c)->max_body_size;

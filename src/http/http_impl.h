@@ -182,6 +182,7 @@ struct ms_conn {
     uint32_t url_off, url_len;
     uint64_t body_seen;
     bool head_done, req_done, keep_alive, upgrade, has_body, chunked;
+    uint64_t body_length;          /* the request's Content-Length, or ULLONG_MAX: none */
     bool is_head_method;
     bool response_done;
     const ms_rt_route *route;
@@ -303,6 +304,7 @@ void ms_ws_worker_close(ms_worker *w);
 void ms_ws_worker_free(ms_worker *w);
 
 /* proxy.c */
+bool ms_token_listed(const char *v, size_t vlen, const char *token); /* in a comma-separated list */
 size_t ms_chunk_header(size_t len, char out[24]);
 size_t ms_u64_dec(uint64_t v, char out[24]);
 void ms_proxy_connect(ms_conn *c, bool allow_pool);

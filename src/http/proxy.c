@@ -87,9 +87,20 @@ static bool token_listed(const char *v, size_t vlen, const char *name, size_t nl
     return false;
 }
 
-/* Is this header named in one of the message's Connection headers? */
+bool ms_token_listed(const char *v, size_t vlen, const char *token)
+{
+    return token_listed(v, vlen, token, strlen(token));
+}
+
+/* Is this header named in one of the message's Connection headers? The
+ * framing headers and Host never are: a Connection header naming them is
+ * not obeyed, or a client (or a ship) could strip the framing Mothership
+ * and the other side read differently. */
 static bool named_in_connection(const char *buf, const ms_hdr *hdr, uint16_t n, const char *name, size_t nlen)
 {
+    if (name_eq(name, nlen, "content-length") || name_eq(name, nlen, "transfer-encoding") ||
+        name_eq(name, nlen, "host"))
+        return false;
     for (uint16_t i = 0; i < n; i++)
         if (name_eq(buf + hdr[i].name, hdr[i].name_len, "connection") &&
             token_listed(buf + hdr[i].val, hdr[i].val_len, name, nlen))
@@ -189,6 +200,20 @@ static bool out_str(ms_conn *c, const char *s)
     return out_add(c, s, strlen(s));
 }
 
+/* The request's framing, always Mothership's own (the client's
+ * Content-Length and Transfer-Encoding are never copied): chunked when the
+ * body is streamed as chunks, else the length the head declared. */
+static bool append_request_framing(ms_conn *c)
+{
+    if (c->chunked)
+        return out_str(c, "Transfer-Encoding: chunked\r\n");
+    if (c->body_length == ULLONG_MAX)
+        return true; /* no body */
+    char num[24];
+    return out_str(c, "Content-Length: ") && out_add(c, num, ms_u64_dec(c->body_length, num)) &&
+           out_add(c, "\r\n", 2);
+}
+
 static bool build_request_head(ms_conn *c)
 {
     ms_worker *w = c->w;
@@ -235,6 +260,7 @@ static bool build_request_head(ms_conn *c)
         size_t nl = h->name_len;
         if (name_eq(n, nl, "connection") || name_eq(n, nl, "keep-alive") || name_eq(n, nl, "proxy-connection") ||
             name_eq(n, nl, "te") || name_eq(n, nl, "trailer") || name_eq(n, nl, "transfer-encoding") ||
+            name_eq(n, nl, "content-length") || name_eq(n, nl, "http2-settings") ||
             name_eq(n, nl, "proxy-authorization") || name_eq(n, nl, "x-forwarded-proto") ||
             name_eq(n, nl, "x-forwarded-host") || name_eq(n, nl, "x-request-id") ||
             name_eq(n, nl, "x-request-start") || (name_eq(n, nl, "upgrade") && !c->upgrade) ||
@@ -270,8 +296,7 @@ static bool build_request_head(ms_conn *c)
     ok = ok && out_str(c, "X-Request-Id: ") && out_add(c, c->reqid, c->reqid_len) &&
          out_str(c, "\r\nX-Request-Start: t=") && out_add(c, num, ms_u64_dec(c->start_us, num)) &&
          out_add(c, "\r\n", 2);
-    if (c->chunked)
-        ok = ok && out_str(c, "Transfer-Encoding: chunked\r\n");
+    ok = ok && append_request_framing(c);
     if (c->upgrade)
         ok = ok && out_str(c, "Connection: Upgrade\r\n");
     ok = ok && out_add(c, "\r\n", 2);
