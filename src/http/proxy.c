@@ -9,6 +9,7 @@
  * Failures: refused/reset before a response -> 502 (one retry on a fresh
  * connection for an idempotent request without a body on a reused pooled
  * connection), breaker open or ship not ready -> 503, too slow -> 504. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -502,9 +503,37 @@ static bool run_response_payloads(ms_upconn *u, char *detail, size_t dlen, const
     return true;
 }
 
+/* A response head being written into reserved room: appends past the room
+ * are refused and remembered. */
+typedef struct head_writer {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} head_writer;
+
+static void hw_put(head_writer *hw, const char *s, size_t n)
+{
+    if (hw->failed || n > hw->cap - hw->len) {
+        hw->failed = true;
+        return;
+    }
+    memcpy(hw->p + hw->len, s, n);
+    hw->len += n;
+}
+
+static void hw_line(head_writer *hw, const char *name, size_t nl, const char *val, size_t vl)
+{
+    hw_put(hw, name, nl);
+    hw_put(hw, ": ", 2);
+    hw_put(hw, val, vl);
+    hw_put(hw, "\r\n", 2);
+}
+
 /* Write the response head to the client: upstream's status and headers with
- * hop-by-hop ones removed and our framing. */
-static void send_response_head(ms_upconn *u, const ms_payload_result *pres)
+ * hop-by-hop ones removed and our framing (from the parser's state, never
+ * the ship's framing headers). Returns false, having written nothing, when
+ * the head would be larger than MS_RESP_HEAD_MAX. */
+static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
 {
     ms_conn *c = u->client;
     http_parser *p = &u->parser;
@@ -558,18 +587,31 @@ static void send_response_head(ms_upconn *u, const ms_payload_result *pres)
     }
     if (!c->keep_alive)
         c->close_after_write = true;
-    char line[256];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %.*s\r\n", st, (int)(u->reason_len > 120 ? 120 : u->reason_len),
-                     u->rbuf + u->reason_off);
-    /* the head is written straight into the client's gather buffer */
-    char *head = ms_conn_cork_reserve(c, MS_UP_BUF + 512);
-    if (!head) {
+    /* The head is written straight into the client's gather buffer: its
+     * size is bounded first (every piece below is counted), then every
+     * append is checked against what was reserved. */
+    size_t reason_len = u->reason_len > 120 ? 120 : u->reason_len;
+    size_t bound = 16 + reason_len; /* "HTTP/1.1 NNN reason\r\n" */
+    for (uint16_t i = 0; i < u->nhdr; i++)
+        bound += (size_t)u->hdr[i].name_len + u->hdr[i].val_len + 6; /* ": ", CRLF, a weak ETag's "W/" */
+    for (size_t i = 0; pres && i < pres->nedits; i++)
+        bound += pres->edits[i].name.len + pres->edits[i].value.len + 4;
+    if (u->comp)
+        bound += (vary ? vary->val_len : 0) + 96; /* Content-Encoding and Vary lines */
+    bound += c->w->date_len + 128;                /* Date, framing, Connection, the blank line */
+    if (bound > MS_RESP_HEAD_MAX)
+        return false;
+    head_writer hw = { .p = ms_conn_cork_reserve(c, bound), .cap = bound };
+    if (!hw.p) {
         ms_conn_close(c);
-        return;
+        return true;
     }
-    size_t hl = 0;
-    memcpy(head, line, (size_t)n);
-    hl = (size_t)n;
+    char num[24];
+    hw_put(&hw, "HTTP/1.1 ", 9);
+    hw_put(&hw, num, ms_u64_dec((uint64_t)st, num));
+    hw_put(&hw, " ", 1);
+    hw_put(&hw, u->rbuf + u->reason_off, reason_len);
+    hw_put(&hw, "\r\n", 2);
     bool have_date = false;
     for (uint16_t i = 0; i < u->nhdr; i++) {
         const ms_hdr *h = &u->hdr[i];
@@ -580,76 +622,63 @@ static void send_response_head(ms_upconn *u, const ms_payload_result *pres)
         if (name_eq(nm, nl, "keep-alive") || name_eq(nm, nl, "proxy-connection") ||
             name_eq(nm, nl, "transfer-encoding") || name_eq(nm, nl, "trailer"))
             continue;
+        if (!tunnel && name_eq(nm, nl, "content-length"))
+            continue; /* framed below, from what the parser established */
         if (!tunnel && named_in_connection(u->rbuf, u->hdr, u->nhdr, nm, nl))
             continue;
         if (pres && !ms_payload_keeps_header(pres, nm, nl))
             continue; /* removed or replaced by a response-phase payload */
         if (name_eq(nm, nl, "date"))
             have_date = true;
-        if (u->comp && name_eq(nm, nl, "content-length"))
-            continue;
         if (u->comp && h == vary)
             continue; /* rewritten below */
         if (u->comp && name_eq(nm, nl, "etag") && h->val_len > 0 && u->rbuf[h->val] == '"') {
             /* the bytes change: a strong validator becomes weak */
-            if (hl + nl + h->val_len + 8 > MS_UP_BUF + 256)
-                break;
-            memcpy(head + hl, "ETag: W/", 8);
-            hl += 8;
-            memcpy(head + hl, u->rbuf + h->val, h->val_len);
-            hl += h->val_len;
-            head[hl++] = '\r';
-            head[hl++] = '\n';
+            hw_put(&hw, "ETag: W/", 8);
+            hw_put(&hw, u->rbuf + h->val, h->val_len);
+            hw_put(&hw, "\r\n", 2);
             continue;
         }
-        if (hl + nl + h->val_len + 4 > MS_UP_BUF + 256)
-            break;
-        memcpy(head + hl, nm, nl);
-        hl += nl;
-        head[hl++] = ':';
-        head[hl++] = ' ';
-        memcpy(head + hl, u->rbuf + h->val, h->val_len);
-        hl += h->val_len;
-        head[hl++] = '\r';
-        head[hl++] = '\n';
+        hw_line(&hw, nm, nl, u->rbuf + h->val, h->val_len);
     }
     for (size_t i = 0; pres && i < pres->nedits; i++) {
         const ms_payload_edit *e = &pres->edits[i];
-        if (!ms_payload_edit_live(pres, i) || hl + e->name.len + e->value.len + 4 > MS_UP_BUF + 256)
-            continue;
-        memcpy(head + hl, e->name.ptr, e->name.len);
-        hl += e->name.len;
-        head[hl++] = ':';
-        head[hl++] = ' ';
-        memcpy(head + hl, e->value.ptr, e->value.len);
-        hl += e->value.len;
-        head[hl++] = '\r';
-        head[hl++] = '\n';
+        if (!ms_payload_edit_live(pres, i) || name_eq(e->name.ptr, e->name.len, "content-length") ||
+            name_eq(e->name.ptr, e->name.len, "transfer-encoding"))
+            continue; /* the framing is Mothership's */
+        hw_line(&hw, e->name.ptr, e->name.len, e->value.ptr, e->value.len);
     }
     if (u->comp) {
-        char ve[400];
-        int vl;
-        if (vary)
-            vl = snprintf(ve, sizeof ve, "Content-Encoding: %s\r\nVary: %.*s, Accept-Encoding\r\n",
-                          ms_encoding_name(ms_compressor_encoding(u->comp)),
-                          (int)(vary->val_len > 300 ? 300 : vary->val_len), u->rbuf + vary->val);
-        else
-            vl = snprintf(ve, sizeof ve, "Content-Encoding: %s\r\nVary: Accept-Encoding\r\n",
-                          ms_encoding_name(ms_compressor_encoding(u->comp)));
-        memcpy(head + hl, ve, (size_t)vl);
-        hl += (size_t)vl;
+        const char *en = ms_encoding_name(ms_compressor_encoding(u->comp));
+        hw_line(&hw, "Content-Encoding", 16, en, strlen(en));
+        hw_put(&hw, "Vary: ", 6);
+        if (vary) {
+            hw_put(&hw, u->rbuf + vary->val, vary->val_len);
+            hw_put(&hw, ", ", 2);
+        }
+        hw_put(&hw, "Accept-Encoding\r\n", 17);
     }
-    int el = 0;
-    char extra[256];
-    el = snprintf(extra, sizeof extra, "%.*s%s%s%s\r\n", have_date ? 0 : (int)c->w->date_len, c->w->date,
-                  u->chunk_to_client ? "Transfer-Encoding: chunked\r\n" : "",
-                  tunnel ? "" : c->close_after_write ? "Connection: close\r\n"
-                         : (c->http_minor == 0 ? "Connection: keep-alive\r\n" : ""),
-                  "");
-    memcpy(head + hl, extra, (size_t)el);
-    hl += (size_t)el;
-    ms_conn_cork_commit(c, hl);
+    if (!have_date)
+        hw_put(&hw, c->w->date, c->w->date_len);
+    if (u->chunk_to_client)
+        hw_put(&hw, "Transfer-Encoding: chunked\r\n", 28);
+    else if (has_length && !tunnel && st >= 200 && st != 204)
+        hw_line(&hw, "Content-Length", 14, num, ms_u64_dec(p->content_length, num));
+    if (!tunnel) {
+        if (c->close_after_write)
+            hw_put(&hw, "Connection: close\r\n", 19);
+        else if (c->http_minor == 0)
+            hw_put(&hw, "Connection: keep-alive\r\n", 24);
+    }
+    hw_put(&hw, "\r\n", 2);
+    assert(!hw.failed); /* the bound above counts every append */
+    if (hw.failed) {
+        ms_conn_cork_commit(c, 0);
+        return false;
+    }
+    ms_conn_cork_commit(c, hw.len);
     u->head_sent = true;
+    return true;
 }
 
 /* ---------------------------------------------------------------- finishing */
@@ -873,7 +902,11 @@ static void parse_response(ms_upconn *u)
                 ms_conn_respond_error(c, 500, detail);
                 return;
             }
-            send_response_head(u, pres);
+            if (!send_response_head(u, pres)) {
+                ms_conn_uncork(c);
+                up_fail(u, MS_UPERR_BAD_RESPONSE, "sent a response head too large to forward");
+                return;
+            }
             if (!u->client || c->state == MS_C_CLOSING)
                 return;
             if (u->status == 101 && c->upgrade) {
