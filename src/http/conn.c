@@ -23,6 +23,7 @@
 static const http_parser_settings *req_settings(void);
 static void process(ms_conn *c);
 static void start_next_request(ms_conn *c);
+static void linger_read(ms_conn *c, ssize_t n);
 
 /* ---------------------------------------------------------------- small helpers */
 static const ms_http_limits *limits(const ms_conn *c)
@@ -419,6 +420,7 @@ void ms_conn_respond_error_with(ms_conn *c, int status, const char *detail, cons
                       extra ? extra : "");
     c->state = MS_C_RESPONDED;
     c->close_after_write = close;
+    c->linger = close; /* the rest of the request may still be on its way */
     ms_conn_cork(c);
     ms_conn_write(c, head, (size_t)hl, true);
     if (!c->is_head_method)
@@ -746,6 +748,7 @@ static void respond_block(ms_conn *c, const ms_payload_result *r)
         hl += (size_t)n;
     c->state = MS_C_RESPONDED;
     c->close_after_write = close;
+    c->linger = close;
     ms_conn_cork(c);
     ms_conn_write(c, head, hl, true);
     if (!c->is_head_method)
@@ -984,6 +987,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         }
         return;
     }
+    if (c->state == MS_C_LINGER) {
+        linger_read(c, n);
+        return;
+    }
     if (n < 0) {
         stop_reading(c);
         c->eof = true;
@@ -1091,9 +1098,82 @@ void ms_conn_resume_request_body(ms_conn *c)
     process(c);
 }
 
+/* ---------------------------------------------------------------- lingering close */
+/* After a local response that ends the connection, the client may still be
+ * sending the request (an upload refused with 413): closing at once with
+ * unread input resets the connection, and the reset can destroy the
+ * response before the client reads it. So: the write side is shut down
+ * (the client sees the end of the response), input is read and discarded
+ * for at most MS_LINGER_QUIET_MS of silence, MS_LINGER_TOTAL_MS in all and
+ * MS_LINGER_MAX_BYTES, then the connection is closed. */
+#define MS_LINGER_QUIET_MS 2000
+#define MS_LINGER_TOTAL_MS 5000
+#define MS_LINGER_MAX_BYTES ((uint64_t)4 << 20)
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+    ms_conn_close(t->data);
+}
+
+static void on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+    ms_conn *c = req->data;
+    if (c->state != MS_C_CLOSING && status < 0)
+        ms_conn_close(c);
+}
+
+static void linger_arm(ms_conn *c)
+{
+    uint64_t now = ms_now_us();
+    uint64_t left_ms = c->linger_end_us > now ? (c->linger_end_us - now) / 1000 : 0;
+    if (left_ms == 0) {
+        ms_conn_close(c);
+        return;
+    }
+    set_timer(c, left_ms < MS_LINGER_QUIET_MS ? left_ms : MS_LINGER_QUIET_MS, on_linger_timeout);
+}
+
+static void start_linger(ms_conn *c)
+{
+    assert(c->writes_in_flight == 0 && !c->up);
+    c->state = MS_C_LINGER;
+    c->len = c->pos = 0; /* the request is answered: the buffer takes the discarded input */
+    c->linger_bytes = 0;
+    c->linger_end_us = ms_now_us() + (uint64_t)MS_LINGER_TOTAL_MS * 1000;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, &c->io.s, on_linger_shutdown) != 0) {
+        ms_conn_close(c);
+        return;
+    }
+    linger_arm(c);
+    if (c->state == MS_C_LINGER)
+        ms_conn_start_reading(c);
+}
+
+static void linger_read(ms_conn *c, ssize_t n)
+{
+    if (n < 0) {
+        stop_reading(c);
+        c->eof = true;
+        ms_conn_close(c);
+        return;
+    }
+    c->linger_bytes += (uint64_t)n;
+    if (c->linger_bytes > MS_LINGER_MAX_BYTES)
+        ms_conn_close(c);
+    else
+        linger_arm(c);
+}
+
 /* ---------------------------------------------------------------- end of a response */
 static void finish_response(ms_conn *c)
 {
+    if (c->state == MS_C_LINGER)
+        return;
+    if (c->close_after_write && c->linger && !c->eof && !c->w->stopping) {
+        start_linger(c);
+        return;
+    }
     if (c->close_after_write || !c->keep_alive || c->eof || c->w->stopping) {
         ms_conn_close(c);
         return;
@@ -1155,6 +1235,7 @@ static void start_next_request(ms_conn *c)
     c->state = MS_C_HEAD;
     c->response_done = false;
     c->close_after_write = false;
+    c->linger = false;
     c->head_done = false;
     c->req_done = false;
     c->bytes_out = 0;

@@ -133,7 +133,7 @@ static void on_stop(uv_async_t *a)
     /* idle keep-alive connections go now; busy ones finish their request */
     for (ms_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == MS_C_HEAD && c->len == c->pos && !c->head_done)
+        if ((c->state == MS_C_HEAD && c->len == c->pos && !c->head_done) || c->state == MS_C_LINGER)
             ms_conn_close(c);
         else if (c->state == MS_C_WEBSOCKET)
             ms_ws_shutdown(c); /* 1001, then the close handshake */

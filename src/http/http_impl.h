@@ -150,6 +150,7 @@ typedef enum ms_conn_state {
     MS_C_RESPONDED,     /* a local response is being written */
     MS_C_TUNNEL,        /* after 101: bytes both ways */
     MS_C_WEBSOCKET,     /* a WebSocket client of a bay (websocket.c) */
+    MS_C_LINGER,        /* after a local error: write side shut, input discarded */
     MS_C_CLOSING,
 } ms_conn_state;
 
@@ -214,6 +215,9 @@ struct ms_conn {
     uint64_t write_pending;
     int writes_in_flight;
     bool close_after_write;
+    bool linger;                   /* close with a lingering close (a local response) */
+    uv_shutdown_t shutdown_req;    /* MS_C_LINGER */
+    uint64_t linger_end_us, linger_bytes;
 
     ms_ws *ws;                     /* MS_C_WEBSOCKET: the client's state */
 
