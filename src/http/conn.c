@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <arpa/inet.h>
 
+#include "http/framing.h"
 #include "http/http_impl.h"
 #include "http/reqpath.h"
 #include "util/pattern.h"
@@ -585,53 +586,14 @@ static const http_parser_settings *req_settings(void)
 }
 
 /* ---------------------------------------------------------------- validation of a head */
-static bool is_tchar(unsigned char ch)
-{
-    return isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch);
-}
-
-/* A Transfer-Encoding value, raw: 0 when it is exactly "chunked"; 501 for a
- * well-formed list of codings that ends in one "chunked" (codings we do not
- * decode); 400 for anything else, including odd whitespace around it, which
- * parsers disagree on. */
+/* A Transfer-Encoding header, on its raw line: see ms_te_value_status. */
 static int check_transfer_encoding(const ms_conn *c, const ms_hdr *h)
 {
-    const char *v = c->buf + h->val;
-    size_t n = h->val_len;
-    /* between the colon and the value: nothing or one space */
-    size_t ows = h->val - (h->name + h->name_len + 1);
-    if (ows > 1 || (ows == 1 && c->buf[h->val - 1] != ' '))
-        return 400;
-    if (n == 0 || v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')
-        return 400;
-    char after = c->buf[h->val + n]; /* the line ends right after the value */
-    if (after != '\r' && after != '\n')
-        return 400;
-    size_t codings = 0, chunked_at = 0, chunked_seen = 0;
-    for (size_t i = 0; i <= n;) {
-        size_t s = i;
-        while (i < n && v[i] != ',')
-            i++;
-        size_t e = i;
-        while (s < e && (v[s] == ' ' || v[s] == '\t'))
-            s++;
-        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-            e--;
-        if (s == e)
-            return 400; /* an empty element */
-        for (size_t k = s; k < e; k++)
-            if (!is_tchar((unsigned char)v[k]))
-                return 400;
-        codings++;
-        if (e - s == 7 && strncasecmp(v + s, "chunked", 7) == 0) {
-            chunked_seen++;
-            chunked_at = codings;
-        }
-        i++; /* past the comma (or the end) */
-    }
-    if (chunked_seen != 1 || chunked_at != codings)
-        return 400; /* chunked missing, not last, or twice */
-    return codings == 1 && n == 7 ? 0 : 501;
+    uint32_t start = h->name + h->name_len + 1; /* after the colon */
+    uint32_t end = h->val_len ? h->val + h->val_len : start;
+    while (end < c->len && c->buf[end] != '\r' && c->buf[end] != '\n')
+        end++;
+    return ms_te_value_status(c->buf + start, end - start);
 }
 
 /* A Content-Length value: digits only (trailing whitespace aside). */
@@ -851,6 +813,8 @@ static void dispatch(ms_conn *c)
      * Upgrade header proxy.c drops */
     c->upgrade = p->upgrade && p->method != HTTP_CONNECT && upgrade_is_websocket(c);
     c->body_length = p->content_length;
+    ms_chunk_check_init(&c->chunk_check);
+    c->chunk_off = c->head_end; /* the body starts after the head */
     c->has_body = (p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX);
     c->chunked = (p->flags & F_CHUNKED) != 0;
     const ms_hdr *acc = ms_conn_header(c, "accept");
@@ -1028,6 +992,18 @@ void ms_conn_start_reading(ms_conn *c)
     }
 }
 
+/* A chunked body is checked strictly (framing.h) before http-parser,
+ * which is lenient, sees its bytes. */
+static bool chunks_ok(ms_conn *c)
+{
+    if (!c->chunked || c->chunk_off >= c->len)
+        return true;
+    size_t used = 0;
+    ms_chunk_result r = ms_chunk_check_feed(&c->chunk_check, c->buf + c->chunk_off, c->len - c->chunk_off, &used);
+    c->chunk_off = r == MS_CHUNK_DONE ? UINT32_MAX : c->chunk_off + (uint32_t)used; /* done: the rest is the next request */
+    return r != MS_CHUNK_BAD;
+}
+
 /* Parse what is buffered, as far as the state allows. */
 static void process(ms_conn *c)
 {
@@ -1036,6 +1012,12 @@ static void process(ms_conn *c)
             break;
         if (c->state == MS_C_PROXY && c->up->write_pending > MS_WRITE_HIGH)
             break;
+        if (c->state == MS_C_PROXY && !chunks_ok(c)) {
+            ms_proxy_abort(c); /* the ship never gets the terminating chunk */
+            c->state = MS_C_HEAD;
+            ms_conn_respond_error(c, 400, "invalid chunked body");
+            return;
+        }
         size_t avail = c->len - c->pos;
         if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED)
             http_parser_pause(&c->parser, 0);
@@ -1076,8 +1058,11 @@ static void process(ms_conn *c)
      * toggling the watcher per request would cost epoll_ctl calls */
     if (c->state == MS_C_CLOSING)
         return;
-    if (c->state == MS_C_PROXY && c->pos == c->len && c->len > c->head_end && !c->req_done)
+    if (c->state == MS_C_PROXY && c->pos == c->len && c->len > c->head_end && !c->req_done) {
         c->len = c->pos = c->head_end; /* forwarded body bytes are written or copied */
+        if (c->chunk_off != UINT32_MAX)
+            c->chunk_off = c->head_end; /* and were checked */
+    }
     bool backed_up = c->state == MS_C_PROXY && c->up && c->up->write_pending > MS_WRITE_HIGH;
     if ((!c->buf || c->len < c->cap) && !backed_up) /* no buffer: idle, one comes with the next read */
         ms_conn_start_reading(c);

@@ -12,6 +12,7 @@
 #include "dock/hub.h"
 #include "http/compress.h"
 #include "http/dataplane.h"
+#include "http/framing.h"
 #include "payload/payload.h"
 #include "util/idmap.h"
 
@@ -185,6 +186,8 @@ struct ms_conn {
     uint64_t body_seen;
     bool head_done, req_done, keep_alive, upgrade, has_body, chunked;
     uint64_t body_length;          /* the request's Content-Length, or ULLONG_MAX: none */
+    ms_chunk_check chunk_check;    /* a chunked body, checked before http-parser sees it */
+    uint32_t chunk_off;            /* in buf: bytes before it are checked; UINT32_MAX: body done */
     bool is_head_method;
     bool response_done;
     const ms_rt_route *route;

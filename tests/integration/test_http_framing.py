@@ -245,18 +245,29 @@ def test_chunked_request_is_reframed(px):
                    b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
 
 
-def test_bad_chunk_never_completes_the_request_upstream(px):
-    """A bad chunk after good ones (streamed): 400, and the ship never sees
-    the terminating chunk (its connection is closed)."""
+BAD_CHUNKS = [
+    ("size-not-hex", b"5\r\nhello\r\nzz\r\n"),
+    ("no-crlf-after-data", b"5\r\nhelloXX0\r\n\r\n"),
+    ("bare-lf-after-data", b"5\r\nhello\n0\r\n\r\n"),
+    ("cr-without-lf", b"5\rXhello\r\n0\r\n\r\n"),
+    ("size-overflow", b"5\r\nhello\r\n11111111111111111\r\n"),
+    ("junk-in-last-chunk", b"5\r\nhello\r\n0\r\nX\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("body", [b for _, b in BAD_CHUNKS], ids=[i for i, _ in BAD_CHUNKS])
+def test_bad_chunk_never_completes_the_request_upstream(px, body):
+    """A bad chunk (streamed): 400, and the ship never sees a complete
+    request (its connection is closed without the terminating chunk)."""
     since = snapshot(px)
     with Raw(px.port) as c:
-        c.send(raw_request("POST", "/app/badchunk", [("Transfer-Encoding", "chunked")], b"5\r\nhello\r\nzz\r\n"))
+        c.send(raw_request("POST", "/app/badchunk", [("Transfer-Encoding", "chunked")], body))
         r = c.response()
-        assert r.status == 400
+        assert r.status == 400, r
         assert c.closed()
     got = sentinel(px, since)
-    for d in got.values():
-        assert b"0\r\n\r\n" not in d
+    for n, d in got.items():
+        assert not d.endswith(b"0\r\n\r\n"), d
     reqs = [q for q in requests_since(px, since) if "sentinel" not in q["target"]]
     assert reqs == [], "the ship never parsed a complete request"
 

@@ -1,0 +1,145 @@
+/* test_framing.c: the strict framing checks of http/framing.c: every
+ * Transfer-Encoding value form, and chunked bodies, good and bad, fed
+ * whole and one byte at a time (the verdict and where it falls must not
+ * depend on how the bytes arrive). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "http/framing.h"
+
+static void test_te_values(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *raw; /* after the colon, up to the end of the line */
+        int want;
+    } cases[] = {
+        { " chunked", 0 },
+        { "chunked", 0 },
+        { " CHUNKED", 0 },
+        { " Chunked", 0 },
+        { " gzip, chunked", 501 },
+        { " gzip,chunked", 501 },
+        { " deflate, gzip, chunked", 501 },
+        { " xchunked", 400 },
+        { " chunkedx", 400 },
+        { " chunked, identity", 400 },
+        { " identity", 400 },
+        { " chunked\t", 400 },
+        { " chunked ", 400 },
+        { "\tchunked", 400 },
+        { "  chunked", 400 },
+        { " chunked, chunked", 400 },
+        { " gzip", 400 },
+        { "", 400 },
+        { " ", 400 },
+        { " ,chunked", 400 },
+        { " gzip,, chunked", 400 },
+        { " gzip;q=1, chunked", 400 },
+        { " \"chunked\"", 400 },
+        { " ch\x01unked", 400 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = ms_te_value_status(cases[i].raw, strlen(cases[i].raw));
+        if (got != cases[i].want)
+            fail_msg("\"%s\": got %d, want %d", cases[i].raw, got, cases[i].want);
+    }
+}
+
+/* Feeds s whole, then byte by byte: both must agree. Returns the result and
+ * where it fell. */
+static ms_chunk_result feed(const char *s, size_t len, size_t *at)
+{
+    ms_chunk_check k;
+    ms_chunk_check_init(&k);
+    size_t used = 0;
+    ms_chunk_result whole = ms_chunk_check_feed(&k, s, len, &used);
+    *at = used;
+
+    ms_chunk_check_init(&k);
+    ms_chunk_result r = MS_CHUNK_MORE;
+    size_t pos = 0;
+    while (pos < len && r == MS_CHUNK_MORE) {
+        size_t u = 0;
+        r = ms_chunk_check_feed(&k, s + pos, 1, &u);
+        pos += u;
+        if (r == MS_CHUNK_MORE)
+            assert_int_equal(u, 1);
+    }
+    assert_int_equal(r, whole);
+    assert_int_equal(pos, used);
+    return whole;
+}
+
+static void test_chunked_good(void **state)
+{
+    (void)state;
+    static const char *good[] = {
+        "0\r\n\r\n",
+        "5\r\nhello\r\n0\r\n\r\n",
+        "5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n",
+        "5 ;x\r\nhello\r\n0\r\n\r\n",
+        "A\r\n0123456789\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n",
+        "000a\r\n0123456789\r\n00\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        size_t at = 0;
+        size_t n = strlen(good[i]);
+        if (feed(good[i], n, &at) != MS_CHUNK_DONE || at != n)
+            fail_msg("good body %zu refused at %zu", i, at);
+    }
+    /* what follows the body is the next request: not consumed */
+    const char *two = "1\r\na\r\n0\r\n\r\nGET / HTTP/1.1\r\n";
+    size_t at = 0;
+    assert_int_equal(feed(two, strlen(two), &at), MS_CHUNK_DONE);
+    assert_int_equal(at, strlen("1\r\na\r\n0\r\n\r\n"));
+    /* an unfinished body wants more */
+    const char *part = "5\r\nhel";
+    assert_int_equal(feed(part, strlen(part), &at), MS_CHUNK_MORE);
+    assert_int_equal(at, strlen(part));
+}
+
+static void test_chunked_bad(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body;
+        size_t at; /* the offending byte */
+    } bad[] = {
+        { "zz\r\n", 0 },                          /* size not hex */
+        { "\r\n", 0 },                            /* no size */
+        { "-5\r\nhello\r\n0\r\n\r\n", 0 },
+        { "0x5\r\nhello\r\n0\r\n\r\n", 1 },
+        { "5\nhello\r\n0\r\n\r\n", 1 },           /* bare LF after the size */
+        { "5\rXhello\r\n0\r\n\r\n", 2 },          /* CR without LF */
+        { "5\r\nhelloXX0\r\n\r\n", 8 },           /* no CRLF after the data */
+        { "5\r\nhello\n0\r\n\r\n", 8 },           /* bare LF after the data */
+        { "5\r\nhello\r\n0\n\n", 11 },
+        { "5\r\nhello\r\n0\r\nX\n\r\n", 14 },     /* bare LF in a trailer */
+        { "5\r\nhello\r\n0\r\n\n", 13 },
+        { "11111111111111111\r\n", 16 },          /* over 64 bits */
+        { "5;a\x01\r\nhello\r\n0\r\n\r\n", 3 },   /* a control character in an extension */
+        { "5 x\r\nhello\r\n0\r\n\r\n", 2 },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t at = 0;
+        ms_chunk_result r = feed(bad[i].body, strlen(bad[i].body), &at);
+        if (r != MS_CHUNK_BAD || at != bad[i].at)
+            fail_msg("bad body %zu: result %d at %zu, want BAD at %zu", i, (int)r, at, bad[i].at);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_te_values),
+        cmocka_unit_test(test_chunked_good),
+        cmocka_unit_test(test_chunked_bad),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
