@@ -2,7 +2,7 @@
  * http-parser (pipelined requests are answered in order: the parser pauses
  * at each message boundary until the response is done), enforces the limits
  * (head size 431, URI length 414, body size 413, head timeout 408, idle
- * timeout), refuses smuggling-prone input with 400 and a close, routes
+ * timeout), refuses smuggling-prone input with 400 and a lingering close, routes
  * (static dirs, then routes, else 404) and hands proxied requests to
  * proxy.c. Writes go out with uv_try_write first; what cannot be written at
  * once is queued, and the side that produced it pauses until it drains. */
