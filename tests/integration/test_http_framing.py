@@ -46,7 +46,7 @@ def px(tmp_path_factory):
     rec = tmp_path_factory.mktemp("framing-rec")
     f = ModuleFleet(tmp_path_factory, "framing")
     p = start_proxy(f, RecorderShip("rec", ["http:/app.*"], rec),
-                    http={"max_body_size": MAX_BODY},
+                    http={"max_body_size": MAX_BODY}, mothership={"compression": True},
                     static=[{"path": str(root), "prefix": "/static"}])
     p.rec = str(rec)
     yield p
@@ -193,6 +193,27 @@ def test_ship_connection_transfer_encoding_keeps_response_framing(px):
         assert r1.header("content-length") == str(len(r1.body))
         r2 = c.response()
         assert r2.status == 200 and r2.body == b"ok /app/two\n"
+
+
+def test_compressed_response_head_is_rewritten_whole(px):
+    """A response head near the 16 KiB a ship may send, compressed: the
+    strong ETag made weak, a long Vary extended, every header kept whole
+    (nothing cut to fit a fixed reserve)."""
+    vary = "X-" + "v" * 1200
+    filler = "f" * 200
+    q = (f"size=4096&hdr=Vary:{vary}:1&hdr=ETag:\"abc\":1&hdr=X-Fill:{filler}:60")
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/app/big?" + q, [("Accept-Encoding", "gzip")]))
+        r = c.response()
+        assert r.status == 200
+        assert r.header("content-encoding") == "gzip"
+        assert r.header("vary") == vary + ", Accept-Encoding"
+        assert r.header("etag") == 'W/"abc"'
+        assert [r.header(f"x-fill{i}") for i in range(60)] == [filler] * 60
+        import zlib
+        assert zlib.decompress(r.body, 47).startswith(b"ok /app/big?")
+        c.send(raw_request("GET", "/app/next"))
+        assert c.response().body == b"ok /app/next\n"
 
 
 # ------------------------------------------------------------------ Transfer-Encoding / Content-Length forms

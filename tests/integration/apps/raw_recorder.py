@@ -15,6 +15,8 @@ connection ends, its file name is appended to DIR/closed.txt.
 Query parameters of the target change the answer:
     connhdr=V    add "Connection: V" to the answer (a ship naming its own
                  framing header as hop-by-hop)
+    size=N       pad the body to N bytes with dots
+    hdr=NAME:VALUE:COUNT  add the header (COUNT > 1: NAME0..NAME<COUNT-1>)
 SIGTERM exits 0 at once."""
 import argparse
 import json
@@ -98,7 +100,11 @@ def serve(c):
                 f.write(json.dumps(entry) + "\n")
         q = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
         out = f"ok {target}\n".encode("latin-1")
+        out += b"." * (int(q.get("size", ["0"])[0]) - len(out))
         extra = "".join(f"Connection: {v}\r\n" for v in q.get("connhdr", []))
+        for name, value, count in (h.split(":", 2) for h in q.get("hdr", [])):
+            extra += "".join(f"{name}{i}: {value}\r\n" if int(count) > 1 else f"{name}: {value}\r\n"
+                             for i in range(int(count)))
         c.s.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(out)}\r\n{extra}\r\n"
                     .encode("latin-1") + out)
 
