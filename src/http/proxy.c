@@ -94,9 +94,9 @@ bool ms_token_listed(const char *v, size_t vlen, const char *token)
 }
 
 /* Is this header named in one of the message's Connection headers? The
- * framing headers and Host never are: a Connection header naming them is
- * not obeyed, or a client (or a ship) could strip the framing Mothership
- * and the other side read differently. */
+ * framing headers and Host never count as named: obeying that would let a
+ * client (or a ship) remove what the other side needs to read the message
+ * as Mothership did. */
 static bool named_in_connection(const char *buf, const ms_hdr *hdr, uint16_t n, const char *name, size_t nlen)
 {
     if (name_eq(name, nlen, "content-length") || name_eq(name, nlen, "transfer-encoding") ||
@@ -643,9 +643,8 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
     }
     for (size_t i = 0; pres && i < pres->nedits; i++) {
         const ms_payload_edit *e = &pres->edits[i];
-        if (!ms_payload_edit_live(pres, i) || name_eq(e->name.ptr, e->name.len, "content-length") ||
-            name_eq(e->name.ptr, e->name.len, "transfer-encoding"))
-            continue; /* the framing is Mothership's */
+        if (!ms_payload_edit_live(pres, i))
+            continue; /* (the payload ABI refuses edits of the framing headers) */
         hw_line(&hw, e->name.ptr, e->name.len, e->value.ptr, e->value.len);
     }
     if (u->comp) {
