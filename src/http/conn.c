@@ -666,7 +666,7 @@ static int check_head(ms_conn *c)
 static bool upgrade_is_websocket(const ms_conn *c)
 {
     for (uint16_t i = 0; i < c->nhdr; i++)
-        if (hdr_is(c, &c->hdr[i], "upgrade") && ms_token_listed(c->buf + c->hdr[i].val, c->hdr[i].val_len, "websocket"))
+        if (hdr_is(c, &c->hdr[i], "upgrade") && ms_token_listed(c->buf + c->hdr[i].val, c->hdr[i].val_len, "websocket", 9))
             return true;
     return false;
 }

@@ -18,6 +18,21 @@ static bool is_ows(char ch)
     return ch == ' ' || ch == '\t';
 }
 
+bool ms_token_listed(const char *v, size_t vlen, const char *tok, size_t toklen)
+{
+    const char *end = v + vlen;
+    while (v < end) {
+        while (v < end && (is_ows(*v) || *v == ','))
+            v++;
+        const char *t = v;
+        while (v < end && *v != ',' && !is_ows(*v))
+            v++;
+        if ((size_t)(v - t) == toklen && strncasecmp(t, tok, toklen) == 0)
+            return true;
+    }
+    return false;
+}
+
 int ms_te_value_status(const char *raw, size_t len)
 {
     /* before the value: nothing or one space */

@@ -9,8 +9,13 @@
 #ifndef MS_HTTP_FRAMING_H
 #define MS_HTTP_FRAMING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Does a comma-separated list of tokens (a Connection or Upgrade header's
+ * value) contain this one (case-insensitive)? */
+bool ms_token_listed(const char *v, size_t vlen, const char *tok, size_t toklen);
 
 /* A Transfer-Encoding header's raw field value: the bytes between the colon
  * and the end of the line. 0: exactly "chunked" (any case), with nothing

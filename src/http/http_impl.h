@@ -312,7 +312,6 @@ void ms_ws_worker_close(ms_worker *w);
 void ms_ws_worker_free(ms_worker *w);
 
 /* proxy.c */
-bool ms_token_listed(const char *v, size_t vlen, const char *token); /* in a comma-separated list */
 size_t ms_chunk_header(size_t len, char out[24]);
 size_t ms_u64_dec(uint64_t v, char out[24]);
 void ms_proxy_connect(ms_conn *c, bool allow_pool);

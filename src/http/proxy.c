@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "http/http_impl.h"
+#include "http/resp_head.h"
 
 static const http_parser_settings *resp_settings(void);
 static void up_close(ms_upconn *u);
@@ -72,31 +73,10 @@ static bool name_eq(const char *a, size_t alen, const char *b)
     return alen == n && strncasecmp(a, b, n) == 0;
 }
 
-/* Does a comma-separated token list (a Connection header's value) name it? */
-static bool token_listed(const char *v, size_t vlen, const char *name, size_t nlen)
-{
-    const char *end = v + vlen;
-    while (v < end) {
-        while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-            v++;
-        const char *t = v;
-        while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-            v++;
-        if ((size_t)(v - t) == nlen && strncasecmp(t, name, nlen) == 0)
-            return true;
-    }
-    return false;
-}
-
-bool ms_token_listed(const char *v, size_t vlen, const char *token)
-{
-    return token_listed(v, vlen, token, strlen(token));
-}
-
-/* Is this header named in one of the message's Connection headers? The
+/* Is this request header named in one of its Connection headers? The
  * framing headers and Host never count as named: obeying that would let a
- * client (or a ship) remove what the other side needs to read the message
- * as Mothership did. */
+ * client remove what the ship needs to read the request as Mothership did
+ * (resp_head.c has the same rule for responses). */
 static bool named_in_connection(const char *buf, const ms_hdr *hdr, uint16_t n, const char *name, size_t nlen)
 {
     if (name_eq(name, nlen, "content-length") || name_eq(name, nlen, "transfer-encoding") ||
@@ -104,7 +84,7 @@ static bool named_in_connection(const char *buf, const ms_hdr *hdr, uint16_t n, 
         return false;
     for (uint16_t i = 0; i < n; i++)
         if (name_eq(buf + hdr[i].name, hdr[i].name_len, "connection") &&
-            token_listed(buf + hdr[i].val, hdr[i].val_len, name, nlen))
+            ms_token_listed(buf + hdr[i].val, hdr[i].val_len, name, nlen))
             return true;
     return false;
 }
@@ -503,30 +483,20 @@ static bool run_response_payloads(ms_upconn *u, char *detail, size_t dlen, const
     return true;
 }
 
-/* A response head being written into reserved room: appends past the room
- * are refused and remembered. */
-typedef struct head_writer {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} head_writer;
-
-static void hw_put(head_writer *hw, const char *s, size_t n)
+/* Response-phase payload edits, for resp_head.c. */
+static bool payload_keeps(const void *arg, const char *name, size_t len)
 {
-    if (hw->failed || n > hw->cap - hw->len) {
-        hw->failed = true;
-        return;
-    }
-    memcpy(hw->p + hw->len, s, n);
-    hw->len += n;
+    return ms_payload_keeps_header(arg, name, len);
 }
 
-static void hw_line(head_writer *hw, const char *name, size_t nl, const char *val, size_t vl)
+static bool payload_added(const void *arg, size_t i, ms_field *out)
 {
-    hw_put(hw, name, nl);
-    hw_put(hw, ": ", 2);
-    hw_put(hw, val, vl);
-    hw_put(hw, "\r\n", 2);
+    const ms_payload_result *pres = arg;
+    if (!ms_payload_edit_live(pres, i))
+        return false; /* (the payload ABI refuses edits of the framing headers) */
+    const ms_payload_edit *e = &pres->edits[i];
+    *out = (ms_field){ e->name.ptr, e->name.len, e->value.ptr, e->value.len };
+    return true;
 }
 
 /* Write the response head to the client: upstream's status and headers with
@@ -547,7 +517,7 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
     /* compress? only a 200 with a body of a compressible type that is not
      * already encoded, not tiny, and that the client accepts */
     ms_encoding enc = MS_ENC_IDENTITY;
-    const ms_hdr *ctype = NULL, *cenc = NULL, *cc = NULL, *vary = NULL;
+    const ms_hdr *ctype = NULL, *cenc = NULL, *cc = NULL;
     for (uint16_t i = 0; i < u->nhdr; i++) {
         const ms_hdr *h = &u->hdr[i];
         const char *nm = u->rbuf + h->name;
@@ -557,8 +527,6 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
             cenc = h;
         else if (name_eq(nm, h->name_len, "cache-control"))
             cc = h;
-        else if (name_eq(nm, h->name_len, "vary"))
-            vary = h;
     }
     if (c->w->dp_manifest->global.compression && st == 200 && !no_body && !cenc && ctype &&
         ms_compress_type_ok(u->rbuf + ctype->val, ctype->val_len) &&
@@ -587,95 +555,48 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
     }
     if (!c->keep_alive)
         c->close_after_write = true;
-    /* The head is written straight into the client's gather buffer: its
-     * size is bounded first (every piece below is counted), then every
-     * append is checked against what was reserved. */
-    size_t reason_len = u->reason_len > 120 ? 120 : u->reason_len;
-    size_t bound = 16 + reason_len; /* "HTTP/1.1 NNN reason\r\n" */
+    /* the head (resp_head.c), written straight into the client's gather buffer */
+    ms_field fields[MS_MAX_HEADERS];
     for (uint16_t i = 0; i < u->nhdr; i++)
-        bound += (size_t)u->hdr[i].name_len + u->hdr[i].val_len + 6; /* ": ", CRLF, a weak ETag's "W/" */
-    for (size_t i = 0; pres && i < pres->nedits; i++)
-        bound += pres->edits[i].name.len + pres->edits[i].value.len + 4;
-    if (u->comp)
-        bound += (vary ? vary->val_len : 0) + 96; /* Content-Encoding and Vary lines */
-    bound += c->w->date_len + 128;                /* Date, framing, Connection, the blank line */
+        fields[i] = (ms_field){ u->rbuf + u->hdr[i].name, u->hdr[i].name_len, u->rbuf + u->hdr[i].val,
+                                u->hdr[i].val_len };
+    ms_resp_head h = {
+        .status = st,
+        .reason = u->rbuf + u->reason_off,
+        .reason_len = u->reason_len,
+        .fields = fields,
+        .nfields = u->nhdr,
+        .tunnel = tunnel,
+        .keep = pres ? payload_keeps : NULL,
+        .added = payload_added,
+        .nadded = pres ? pres->nedits : 0,
+        .edits_arg = pres,
+        .encoding = u->comp ? ms_encoding_name(ms_compressor_encoding(u->comp)) : NULL,
+        .date = c->w->date,
+        .date_len = c->w->date_len,
+        .chunked = u->chunk_to_client,
+        .has_length = has_length,
+        .length = p->content_length,
+        .connection = tunnel                  ? NULL
+                      : c->close_after_write ? "close"
+                      : c->http_minor == 0   ? "keep-alive"
+                                             : NULL,
+    };
+    size_t bound = ms_resp_head_bound(&h);
     if (bound > MS_RESP_HEAD_MAX)
         return false;
-    head_writer hw = { .p = ms_conn_cork_reserve(c, bound), .cap = bound };
-    if (!hw.p) {
+    char *head = ms_conn_cork_reserve(c, bound);
+    if (!head) {
         ms_conn_close(c);
         return true;
     }
-    char num[24];
-    hw_put(&hw, "HTTP/1.1 ", 9);
-    hw_put(&hw, num, ms_u64_dec((uint64_t)st, num));
-    hw_put(&hw, " ", 1);
-    hw_put(&hw, u->rbuf + u->reason_off, reason_len);
-    hw_put(&hw, "\r\n", 2);
-    bool have_date = false;
-    for (uint16_t i = 0; i < u->nhdr; i++) {
-        const ms_hdr *h = &u->hdr[i];
-        const char *nm = u->rbuf + h->name;
-        size_t nl = h->name_len;
-        if (!tunnel && (name_eq(nm, nl, "connection") || name_eq(nm, nl, "upgrade")))
-            continue;
-        if (name_eq(nm, nl, "keep-alive") || name_eq(nm, nl, "proxy-connection") ||
-            name_eq(nm, nl, "transfer-encoding") || name_eq(nm, nl, "trailer"))
-            continue;
-        if (!tunnel && name_eq(nm, nl, "content-length"))
-            continue; /* framed below, from what the parser established */
-        if (!tunnel && named_in_connection(u->rbuf, u->hdr, u->nhdr, nm, nl))
-            continue;
-        if (pres && !ms_payload_keeps_header(pres, nm, nl))
-            continue; /* removed or replaced by a response-phase payload */
-        if (name_eq(nm, nl, "date"))
-            have_date = true;
-        if (u->comp && h == vary)
-            continue; /* rewritten below */
-        if (u->comp && name_eq(nm, nl, "etag") && h->val_len > 0 && u->rbuf[h->val] == '"') {
-            /* the bytes change: a strong validator becomes weak */
-            hw_put(&hw, "ETag: W/", 8);
-            hw_put(&hw, u->rbuf + h->val, h->val_len);
-            hw_put(&hw, "\r\n", 2);
-            continue;
-        }
-        hw_line(&hw, nm, nl, u->rbuf + h->val, h->val_len);
-    }
-    for (size_t i = 0; pres && i < pres->nedits; i++) {
-        const ms_payload_edit *e = &pres->edits[i];
-        if (!ms_payload_edit_live(pres, i))
-            continue; /* (the payload ABI refuses edits of the framing headers) */
-        hw_line(&hw, e->name.ptr, e->name.len, e->value.ptr, e->value.len);
-    }
-    if (u->comp) {
-        const char *en = ms_encoding_name(ms_compressor_encoding(u->comp));
-        hw_line(&hw, "Content-Encoding", 16, en, strlen(en));
-        hw_put(&hw, "Vary: ", 6);
-        if (vary) {
-            hw_put(&hw, u->rbuf + vary->val, vary->val_len);
-            hw_put(&hw, ", ", 2);
-        }
-        hw_put(&hw, "Accept-Encoding\r\n", 17);
-    }
-    if (!have_date)
-        hw_put(&hw, c->w->date, c->w->date_len);
-    if (u->chunk_to_client)
-        hw_put(&hw, "Transfer-Encoding: chunked\r\n", 28);
-    else if (has_length && !tunnel && st >= 200 && st != 204)
-        hw_line(&hw, "Content-Length", 14, num, ms_u64_dec(p->content_length, num));
-    if (!tunnel) {
-        if (c->close_after_write)
-            hw_put(&hw, "Connection: close\r\n", 19);
-        else if (c->http_minor == 0)
-            hw_put(&hw, "Connection: keep-alive\r\n", 24);
-    }
-    hw_put(&hw, "\r\n", 2);
-    assert(!hw.failed); /* the bound above counts every append */
-    if (hw.failed) {
+    size_t hl = ms_resp_head_write(&h, head, bound);
+    assert(hl > 0); /* the bound counts every append */
+    if (hl == 0) {
         ms_conn_cork_commit(c, 0);
         return false;
     }
-    ms_conn_cork_commit(c, hw.len);
+    ms_conn_cork_commit(c, hl);
     u->head_sent = true;
     return true;
 }
