@@ -10,8 +10,8 @@ import json
 import os
 import re
 import socket
-import threading
 import uuid
+import zlib
 
 import pytest
 
@@ -210,7 +210,6 @@ def test_compressed_response_head_is_rewritten_whole(px):
         assert r.header("vary") == vary + ", Accept-Encoding"
         assert r.header("etag") == 'W/"abc"'
         assert [r.header(f"x-fill{i}") for i in range(60)] == [filler] * 60
-        import zlib
         assert zlib.decompress(r.body, 47).startswith(b"ok /app/big?")
         c.send(raw_request("GET", "/app/next"))
         assert c.response().body == b"ok /app/next\n"
