@@ -4,7 +4,9 @@
  * (head size 431, URI length 414, body size 413, head timeout 408, idle
  * timeout), refuses smuggling-prone input with 400 and a lingering close, routes
  * (static dirs, then routes, else 404) and hands proxied requests to
- * proxy.c. Writes go out with uv_try_write first; what cannot be written at
+ * proxy.c: on a route with request buffering (the default), only once the
+ * whole body is held (bodybuf.c: memory, then an unlinked temporary file;
+ * Expect: 100-continue answered here; body timeout 408). Writes go out with uv_try_write first; what cannot be written at
  * once is queued, and the side that produced it pauses until it drains. */
 #include <assert.h>
 #include <ctype.h>
@@ -25,6 +27,7 @@ static const http_parser_settings *req_settings(void);
 static void process(ms_conn *c);
 static void start_next_request(ms_conn *c);
 static void linger_read(ms_conn *c, ssize_t n);
+static void read_body_first(ms_conn *c);
 
 /* ---------------------------------------------------------------- small helpers */
 static const ms_http_limits *limits(const ms_conn *c)
@@ -85,6 +88,7 @@ static void conn_free_if_done(ms_conn *c)
     __atomic_store_n(&w->open_conns, w->nconns, __ATOMIC_RELAXED);
     if (w->gather.owner == c)
         w->gather.owner = NULL;
+    ms_bodybuf_free(&c->body);
     free(c->buf);
     free(c->out);
     free(c);
@@ -347,6 +351,7 @@ static const char *reason(int status)
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
     default: return "Error";
     }
 }
@@ -373,6 +378,7 @@ static const char *error_word(int status)
     case 503: return "service_unavailable";
     case 504: return "gateway_timeout";
     case 505: return "http_version_not_supported";
+    case 507: return "insufficient_storage";
     default: return "error";
     }
 }
@@ -556,6 +562,14 @@ static int on_body(http_parser *p, const char *at, size_t len)
         c->error_status = 413;
         return 1;
     }
+    if (c->state == MS_C_BODY) {
+        int rc = ms_bodybuf_append(&c->body, at, len, c->w->tmpdir);
+        if (rc != 0) {
+            c->error_status = rc == -ENOSPC || rc == -EDQUOT ? 507 : 500;
+            c->error_detail = ms_bodybuf_strerror(rc);
+            return 1;
+        }
+    }
     if (c->state == MS_C_PROXY && c->up)
         ms_proxy_forward_body(c, at, len);
     return 0;
@@ -565,6 +579,8 @@ static int on_message_complete(http_parser *p)
 {
     ms_conn *c = p->data;
     c->req_done = true;
+    if (c->state == MS_C_BODY || c->state == MS_C_PROXY)
+        uv_timer_stop(&c->timer); /* the body timeout is over */
     if (c->state == MS_C_PROXY && c->up)
         ms_proxy_request_complete(c);
     http_parser_pause(p, 1);
@@ -891,6 +907,77 @@ static void dispatch(ms_conn *c)
         ms_ws_upgrade(c);
         return;
     }
+    c->buffering = !c->upgrade && (r->route->request_buffering_set ? r->route->request_buffering
+                                                                   : limits(c)->request_buffering);
+    c->body_buffered = false;
+    if (c->buffering && c->has_body) {
+        if (ms_proxy_ship_available(c))
+            read_body_first(c); /* the parse loop reads it; ms_proxy_start follows its end */
+        return;
+    }
+    ms_proxy_start(c);
+}
+
+/* ---------------------------------------------------------------- request bodies */
+/* Reading a request body: whole before the upstream (MS_C_BODY), or
+ * streamed to a connected upstream (MS_C_PROXY). */
+static bool body_phase(const ms_conn *c)
+{
+    return c->head_done && !c->req_done && c->has_body && (c->state == MS_C_BODY || c->state == MS_C_PROXY);
+}
+
+static void on_body_timeout(uv_timer_t *t)
+{
+    ms_conn *c = t->data;
+    if (!body_phase(c))
+        return;
+    if (c->up && c->up->head_sent) {
+        ms_conn_close(c); /* the ship's answer is under way: nothing else can be said */
+        return;
+    }
+    if (c->state == MS_C_PROXY) {
+        ms_proxy_abort(c); /* the ship never sees the end of this request */
+        c->state = MS_C_HEAD;
+    }
+    char detail[128];
+    snprintf(detail, sizeof detail, "the request body paused for longer than body_timeout (%llums)",
+             (unsigned long long)limits(c)->body_timeout_ms);
+    ms_conn_respond_error(c, 408, detail);
+}
+
+/* The route buffers request bodies: this one is read whole (the parse loop
+ * goes on in MS_C_BODY) before a ship connection is claimed. */
+static void read_body_first(ms_conn *c)
+{
+    http_parser *p = &c->parser;
+    uint64_t announced = !c->chunked && p->content_length != ULLONG_MAX ? p->content_length : 0;
+    ms_bodybuf_init(&c->body, (size_t)limits(c)->request_buffer_size, announced);
+    c->body_buffered = true;
+    c->state = MS_C_BODY;
+    /* Expect was checked by dispatch: only 100-continue gets this far; a
+     * client that sent body bytes already is not waiting for it */
+    if (ms_conn_header(c, "expect") && c->http_minor >= 1 && c->len <= c->head_end)
+        ms_conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, false);
+    set_timer(c, limits(c)->body_timeout_ms, on_body_timeout);
+}
+
+/* The whole body is held: now a ship connection is claimed. */
+static void body_complete(ms_conn *c)
+{
+    assert(c->state == MS_C_BODY && c->req_done);
+    ms_worker *w = c->w;
+    int rc = ms_bodybuf_finish(&c->body);
+    if (rc != 0) {
+        ms_conn_respond_error(c, rc == -ENOSPC || rc == -EDQUOT ? 507 : 500, ms_bodybuf_strerror(rc));
+        return;
+    }
+    __atomic_fetch_add(&w->bodies_buffered, 1, __ATOMIC_RELAXED);
+    if (ms_bodybuf_spilled(&c->body)) {
+        __atomic_fetch_add(&w->bodies_spilled, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&w->bytes_spilled, c->body.len, __ATOMIC_RELAXED);
+    }
+    if (c->pos == c->len)
+        c->len = c->pos = c->head_end; /* the body's bytes are copied out */
     ms_proxy_start(c);
 }
 
@@ -966,7 +1053,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
             ms_conn_close(c); /* nothing in flight */
             return;
         }
-        if (c->state == MS_C_PROXY && !c->req_done) {
+        if ((c->state == MS_C_PROXY || c->state == MS_C_BODY) && !c->req_done) {
             ms_conn_close(c); /* the request body was cut off */
             return;
         }
@@ -981,6 +1068,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         ms_proxy_tunnel_up(c, c->buf, (size_t)n);
         return;
     }
+    if (body_phase(c)) /* the client is sending: the pause it may take starts again */
+        set_timer(c, limits(c)->body_timeout_ms, on_body_timeout);
     process(c);
 }
 
@@ -1007,14 +1096,17 @@ static bool chunks_ok(ms_conn *c)
 /* Parse what is buffered, as far as the state allows. */
 static void process(ms_conn *c)
 {
-    while (c->state == MS_C_HEAD || (c->state == MS_C_PROXY && c->up && c->up->connected && !c->req_done)) {
+    while (c->state == MS_C_HEAD || (c->state == MS_C_BODY && !c->req_done) ||
+           (c->state == MS_C_PROXY && c->up && c->up->connected && !c->req_done)) {
         if (c->pos == c->len)
             break;
         if (c->state == MS_C_PROXY && c->up->write_pending > MS_WRITE_HIGH)
             break;
-        if (c->state == MS_C_PROXY && !chunks_ok(c)) {
-            ms_proxy_abort(c); /* the ship never gets the terminating chunk */
-            c->state = MS_C_HEAD;
+        if ((c->state == MS_C_PROXY || c->state == MS_C_BODY) && !chunks_ok(c)) {
+            if (c->state == MS_C_PROXY) {
+                ms_proxy_abort(c); /* the ship never gets the terminating chunk */
+                c->state = MS_C_HEAD;
+            }
             ms_conn_respond_error(c, 400, "invalid chunked body");
             return;
         }
@@ -1030,7 +1122,8 @@ static void process(ms_conn *c)
                 ms_proxy_abort(c);
                 c->state = MS_C_HEAD;
             }
-            ms_conn_respond_error(c, st, st == 431 ? "too many request headers"
+            ms_conn_respond_error(c, st, c->error_detail ? c->error_detail
+                                         : st == 431 ? "too many request headers"
                                          : st == 414 ? "the request URI is too long"
                                          : st == 413 ? "the request body is larger than max_body_size"
                                                      : http_errno_description(e));
@@ -1050,6 +1143,10 @@ static void process(ms_conn *c)
         if (c->req_done)
             break;
     }
+    if (c->state == MS_C_BODY && c->req_done) {
+        body_complete(c);
+        return;
+    }
     if (c->state == MS_C_HEAD && !c->head_done && c->len - c->head_start >= limits(c)->max_header_size) {
         ms_conn_respond_error(c, 431, "the request head is larger than max_header_size");
         return;
@@ -1058,16 +1155,22 @@ static void process(ms_conn *c)
      * toggling the watcher per request would cost epoll_ctl calls */
     if (c->state == MS_C_CLOSING)
         return;
-    if (c->state == MS_C_PROXY && c->pos == c->len && c->len > c->head_end && !c->req_done) {
+    if ((c->state == MS_C_PROXY || c->state == MS_C_BODY) && c->pos == c->len && c->len > c->head_end &&
+        !c->req_done) {
         c->len = c->pos = c->head_end; /* forwarded body bytes are written or copied */
         if (c->chunk_off != UINT32_MAX)
             c->chunk_off = c->head_end; /* and were checked */
     }
     bool backed_up = c->state == MS_C_PROXY && c->up && c->up->write_pending > MS_WRITE_HIGH;
-    if ((!c->buf || c->len < c->cap) && !backed_up) /* no buffer: idle, one comes with the next read */
+    if ((!c->buf || c->len < c->cap) && !backed_up) { /* no buffer: idle, one comes with the next read */
         ms_conn_start_reading(c);
-    else
+        if (body_phase(c) && !uv_is_active((uv_handle_t *)&c->timer))
+            set_timer(c, limits(c)->body_timeout_ms, on_body_timeout);
+    } else {
         stop_reading(c);
+        if (body_phase(c))
+            uv_timer_stop(&c->timer); /* waiting for the ship, not for the client */
+    }
 }
 
 /* The upstream took what we sent it: read on. */
@@ -1227,7 +1330,10 @@ static void start_next_request(ms_conn *c)
     c->body_seen = 0;
     c->nhdr = 0;
     c->error_status = 0;
+    c->error_detail = NULL;
     c->retried = false;
+    ms_bodybuf_free(&c->body);
+    c->body_buffered = false;
     c->route = NULL;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
@@ -1256,6 +1362,7 @@ static ms_conn *conn_new(ms_worker *w, uint32_t bind_idx, bool is_unix)
     c->w = w;
     c->bind_idx = bind_idx;
     c->file_fd = -1;
+    c->body.fd = -1;
     int rc = is_unix ? uv_pipe_init(&w->loop, &c->io.pipe, 0) : uv_tcp_init(&w->loop, &c->io.tcp);
     if (rc != 0) {
         free(c);

@@ -329,6 +329,7 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         w->static_slot = dp->static_slot;
         w->static_fd = dp->static_fd;
         w->max_conns = (cfg->m->global.http.max_connections + nw - 1) / nw;
+        w->tmpdir = getenv("TMPDIR"); /* read here, on the main thread, once */
         memcpy(&w->rng, seed, sizeof w->rng);
         w->rng ^= (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ULL;
         if (!w->rng)
@@ -647,6 +648,19 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
         acc += ld(&dp->workers[i].accepted);
         rej += ld(&dp->workers[i].rejected);
     }
+    uint64_t buffered = 0, spilled = 0, spilled_bytes = 0;
+    for (unsigned i = 0; i < dp->nworkers; i++) {
+        buffered += ld(&dp->workers[i].bodies_buffered);
+        spilled += ld(&dp->workers[i].bodies_spilled);
+        spilled_bytes += ld(&dp->workers[i].bytes_spilled);
+    }
+    ms_prom_counter_u64(&p, "mothership_request_bodies_buffered_total",
+                        "Request bodies read whole before a ship connection was claimed.", NULL, 0, buffered);
+    ms_prom_counter_u64(&p, "mothership_request_bodies_spilled_total",
+                        "Buffered request bodies larger than request_buffer_size, held in a temporary file.", NULL, 0,
+                        spilled);
+    ms_prom_counter_u64(&p, "mothership_request_body_spilled_bytes_total",
+                        "Bytes of request bodies held in temporary files.", NULL, 0, spilled_bytes);
     ms_prom_gauge_i64(&p, "mothership_http_connections_open", "Client connections open now.", NULL, 0, (int64_t)open);
     ms_prom_counter_u64(&p, "mothership_http_connections_total", "Client connections accepted.", NULL, 0, acc);
     ms_prom_counter_u64(&p, "mothership_http_connections_rejected_total",

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "dock/hub.h"
+#include "http/bodybuf.h"
 #include "http/compress.h"
 #include "http/dataplane.h"
 #include "http/framing.h"
@@ -108,6 +109,7 @@ struct ms_worker {
     size_t nlisteners;
     bool stopping;
     uint64_t drain_ms;
+    const char *tmpdir;            /* $TMPDIR (NULL: /tmp), for request bodies beyond memory */
     char date[40];                 /* "Date: ...\r\n" value, refreshed every second */
     size_t date_len;
     void *match_data;              /* pcre2_match_data for the router */
@@ -136,6 +138,9 @@ struct ms_worker {
     uint64_t up_errors[MS_UPERR_COUNT];
     uint64_t accepted, rejected;
     uint64_t open_conns;           /* gauge */
+    uint64_t bodies_buffered;      /* request bodies read whole before going upstream */
+    uint64_t bodies_spilled;       /* ... of which went to a temporary file */
+    uint64_t bytes_spilled;        /* their bytes */
 };
 
 
@@ -145,6 +150,7 @@ typedef struct ms_hdr {
 
 typedef enum ms_conn_state {
     MS_C_HEAD,          /* reading a request head */
+    MS_C_BODY,          /* reading a request body whole, before an upstream is claimed */
     MS_C_UPSTREAM,      /* waiting for an upstream connection */
     MS_C_PROXY,         /* request going up / response coming down */
     MS_C_STATIC,        /* sending a file */
@@ -199,6 +205,7 @@ struct ms_conn {
     ms_cbuf file_cbuf;
     bool file_chunked;
     int error_status;              /* set by a parser callback that stopped the parser */
+    const char *error_detail;      /* and what to tell the client, or NULL */
     uint64_t start_us;
     uint32_t slot;                 /* metrics slot */
     char reqid[132];
@@ -213,6 +220,9 @@ struct ms_conn {
     uint32_t out_len, out_cap;
     bool retried;
     uint64_t bytes_out;
+    bool buffering;                /* the route reads bodies whole first (Expect is answered here) */
+    bool body_buffered;            /* this request's body is in body, sent with Content-Length */
+    ms_bodybuf body;
 
     /* writes in flight to the client, and what they wait on */
     uint64_t write_pending;
@@ -250,6 +260,7 @@ struct ms_upconn {
     bool connected, reused, got_response_bytes, head_done, resp_done, keep_alive, reading, closing;
     bool paused_for_client;        /* waiting for client writes to drain */
     bool head_sent, chunk_to_client, final_chunk_sent, idle_in_pool;
+    bool req_sent;                 /* every byte of the request is handed to the socket */
     int writes_in_flight;
     ms_compressor *comp;           /* compressing this response, or NULL */
     ms_cbuf cbuf;
@@ -319,6 +330,7 @@ void ms_proxy_request_complete(ms_conn *c);
 void ms_proxy_tunnel_up(ms_conn *c, const char *data, size_t len);
 void ms_proxy_client_eof(ms_conn *c);
 void ms_proxy_start(ms_conn *c);
+bool ms_proxy_ship_available(ms_conn *c);
 void ms_proxy_forward_body(ms_conn *c, const char *data, size_t len);
 void ms_proxy_client_drained(ms_conn *c);
 void ms_proxy_abort(ms_conn *c);

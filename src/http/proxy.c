@@ -3,9 +3,13 @@
  * sends the rewritten request head (hop-by-hop headers removed,
  * X-Forwarded-*, X-Request-Id and X-Request-Start set), streams the request
  * body, parses the response with http-parser and streams it to the client
- * with its head rewritten. Bytes are passed by reference, never copied: the
- * side that reads pauses while the other side's writes are in flight, which
- * is also the backpressure. After a 101 the two sockets are tunnelled.
+ * with its head rewritten. A body read whole beforehand (conn.c, bodybuf.c)
+ * is sent from memory or from its temporary file a piece at a time, the
+ * next piece only once the last one is written. Bytes are passed by
+ * reference, never copied: the side that reads pauses while the other
+ * side's writes are in flight, which is also the backpressure. The upstream
+ * timeout runs while a write to the ship is stalled and from the request's
+ * last byte written to the response head. After a 101 the two sockets are tunnelled.
  * Failures: refused/reset before a response -> 502 (one retry on a fresh
  * connection for an idempotent request without a body on a reused pooled
  * connection), breaker open or ship not ready -> 503, too slow -> 504. */
@@ -24,6 +28,8 @@ static void up_close(ms_upconn *u);
 static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what);
 static void send_head(ms_upconn *u);
 static void drop_compressor(ms_upconn *u);
+static void send_buffered_body(ms_upconn *u);
+static void request_timer(ms_upconn *u);
 
 /* ---------------------------------------------------------------- helpers */
 static const ms_http_limits *limits(const ms_worker *w)
@@ -110,8 +116,13 @@ static void on_up_write(uv_write_t *req, int status)
         up_fail(u, MS_UPERR_RESET, "closed the connection while the request was sent");
         return;
     }
-    if (u->writes_in_flight == 0 && u->client)
-        ms_conn_upstream_drained(u->client);
+    request_timer(u); /* the ship is reading: its time starts again */
+    if (u->writes_in_flight == 0 && u->client) {
+        if (u->client->body_buffered && !u->req_sent)
+            send_buffered_body(u);
+        else
+            ms_conn_upstream_drained(u->client);
+    }
 }
 
 static void up_write(ms_upconn *u, const char *data, size_t len)
@@ -182,10 +193,16 @@ static bool out_str(ms_conn *c, const char *s)
 }
 
 /* The request's framing, always Mothership's own (the client's
- * Content-Length and Transfer-Encoding are never copied): chunked when the
- * body is streamed as chunks, else the length the head declared. */
+ * Content-Length and Transfer-Encoding are never copied): the length of a
+ * buffered body; chunked when the body is streamed as chunks; else the
+ * length the head declared. */
 static bool append_request_framing(ms_conn *c)
 {
+    if (c->body_buffered) { /* the whole body is held: its length is known, chunked or not */
+        char len[24];
+        return out_str(c, "Content-Length: ") && out_add(c, len, ms_u64_dec(c->body.len, len)) &&
+               out_add(c, "\r\n", 2);
+    }
     if (c->chunked)
         return out_str(c, "Transfer-Encoding: chunked\r\n");
     if (c->body_length == ULLONG_MAX)
@@ -245,6 +262,7 @@ static bool build_request_head(ms_conn *c)
             name_eq(n, nl, "proxy-authorization") || name_eq(n, nl, "x-forwarded-proto") ||
             name_eq(n, nl, "x-forwarded-host") || name_eq(n, nl, "x-request-id") ||
             name_eq(n, nl, "x-request-start") || (name_eq(n, nl, "upgrade") && !c->upgrade) ||
+            (name_eq(n, nl, "expect") && c->buffering) ||
             (named_in_connection(c->buf, c->hdr, c->nhdr, n, nl) && !(c->upgrade && name_eq(n, nl, "upgrade"))))
             continue;
         if (name_eq(n, nl, "x-forwarded-for")) {
@@ -303,8 +321,42 @@ void ms_proxy_forward_body(ms_conn *c, const char *data, size_t len)
 
 void ms_proxy_request_complete(ms_conn *c)
 {
-    if (c->up && c->chunked)
-        up_write(c->up, "0\r\n\r\n", 5);
+    ms_upconn *u = c->up;
+    if (!u)
+        return;
+    if (c->chunked)
+        up_write(u, "0\r\n\r\n", 5);
+    u->req_sent = true;
+    request_timer(u);
+}
+
+/* A body read whole before the upstream: the next pieces, from memory or
+ * from the temporary file, while the ship takes them at once; otherwise
+ * on_up_write calls again when the last piece is written. Memory stays at
+ * the body store's bound plus at most one piece queued. */
+static void send_buffered_body(ms_upconn *u)
+{
+    ms_conn *c = u->client;
+    assert(c && c->body_buffered);
+    while (!u->req_sent && u->writes_in_flight == 0 && !u->closing && u->client == c) {
+        const char *data;
+        size_t len;
+        int rc = ms_bodybuf_next(&c->body, &data, &len);
+        if (rc != 0) {
+            up_close(u); /* the ship sees a cut-off request, never a complete wrong one */
+            c->state = MS_C_HEAD;
+            ms_conn_respond_error(c, 500, "cannot read the buffered request body back from its temporary file");
+            return;
+        }
+        if (len == 0) {
+            ms_bodybuf_free(&c->body); /* the file goes now, not with the response */
+            u->req_sent = true;
+            break;
+        }
+        up_write(u, data, len); /* what the socket does not take is copied */
+    }
+    if (!u->closing && u->client == c)
+        request_timer(u);
 }
 
 /* ---------------------------------------------------------------- the response */
@@ -407,6 +459,7 @@ static int r_on_message_complete(http_parser *p)
         u->nhdr = 0;
         u->reason_len = 0;
         u->last_was_value = false;
+        request_timer(u); /* and the real response has the same time */
         return 0;
     }
     u->resp_done = true;
@@ -760,11 +813,29 @@ static void on_up_timeout(uv_timer_t *t)
         snprintf(what, sizeof what, "did not accept the connection within %llums",
                  (unsigned long long)limits(u->w)->upstream_connect_timeout_ms);
         up_fail(u, MS_UPERR_CONNECT_TIMEOUT, what);
+    } else if (!u->req_sent || u->writes_in_flight > 0) {
+        snprintf(what, sizeof what, "did not read the request within %llums",
+                 (unsigned long long)limits(u->w)->upstream_timeout_ms);
+        up_fail(u, MS_UPERR_TIMEOUT, what);
     } else {
         snprintf(what, sizeof what, "did not answer within %llums",
                  (unsigned long long)limits(u->w)->upstream_timeout_ms);
         up_fail(u, MS_UPERR_TIMEOUT, what);
     }
+}
+
+/* The upstream timer while the request goes up: it runs while a write to
+ * the ship is stalled (restarted at each write it takes) and, once the
+ * last byte is written, until the response head; it does not run while the
+ * request waits for its client (body_timeout watches that side). */
+static void request_timer(ms_upconn *u)
+{
+    if (u->closing || !u->client || !u->connected || u->head_done)
+        return;
+    if (u->writes_in_flight > 0 || u->req_sent)
+        uv_timer_start(&u->timer, on_up_timeout, limits(u->w)->upstream_timeout_ms, 0);
+    else
+        uv_timer_stop(&u->timer);
 }
 
 /* ---------------------------------------------------------------- reading the response */
@@ -975,12 +1046,19 @@ static void send_head(ms_upconn *u)
     u->last_was_value = false;
     u->final_chunk_sent = false;
     u->is_head_request = c->parser.method == HTTP_HEAD;
-    uv_timer_start(&u->timer, on_up_timeout, limits(u->w)->upstream_timeout_ms, 0);
+    u->req_sent = false;
     up_write(u, c->out, c->out_len);
     if (u->closing)
         return;
     c->state = MS_C_PROXY;
     up_start_reading(u);
+    if (c->body_buffered) {
+        send_buffered_body(u);
+        return;
+    }
+    if (c->req_done)
+        u->req_sent = true; /* a retry: the request had no body */
+    request_timer(u);
     ms_conn_resume_request_body(c);
 }
 
@@ -1046,7 +1124,8 @@ void ms_proxy_connect(ms_conn *c, bool allow_pool)
     }
 }
 
-void ms_proxy_start(ms_conn *c)
+/* Is the target ship ready, with its breaker not open? If not, answers 503. */
+bool ms_proxy_ship_available(ms_conn *c)
 {
     ms_worker *w = c->w;
     const ms_proc *p = ms_worker_proc(w, c->ship);
@@ -1059,9 +1138,16 @@ void ms_proxy_start(ms_conn *c)
             snprintf(detail, sizeof detail, "ship \"%s\" is %s", ship_name(w, c->ship),
                      !ready ? "not ready" : "failing its health checks (circuit open)");
             ms_conn_respond_error(c, 503, detail);
-            return;
+            return false;
         }
     }
+    return true;
+}
+
+void ms_proxy_start(ms_conn *c)
+{
+    if (!ms_proxy_ship_available(c))
+        return;
     if (!build_request_head(c)) {
         ms_conn_respond_error(c, 502, "out of memory");
         return;

@@ -83,7 +83,11 @@ typedef struct ms_http_limits {
     uint64_t header_timeout_ms;      /* whole request head; default 10s -> 408 */
     uint64_t idle_timeout_ms;        /* keep-alive idle; default 60s */
     uint64_t upstream_connect_timeout_ms; /* default 5s -> 504 */
-    uint64_t upstream_timeout_ms;    /* waiting for the response head; default 60s -> 504 */
+    uint64_t upstream_timeout_ms;    /* from the request's last byte written to the response head
+                                        (and the longest stall of a write to the ship); default 60s -> 504 */
+    bool request_buffering;          /* read the whole body before claiming a ship connection; default true */
+    uint64_t request_buffer_size;    /* a buffered body's bytes in memory, beyond: a temp file; default 64 KiB */
+    uint64_t body_timeout_ms;        /* the longest pause between two reads of a request body; default 60s -> 408 */
     uint64_t max_connections;        /* client connections, all workers; default 10000 */
     uint64_t upstream_keepalive;     /* idle upstream connections kept per ship per worker; default 128 */
     /* WebSocket clients of bays */
@@ -122,6 +126,8 @@ typedef struct ms_route {
     char *pattern;       /* PCRE2 pattern, matched against the whole path */
     char *strip_prefix;  /* NULL when none */
     bool raw_path;       /* ambiguous path forms (%2F, %5C, %00, '\\', ';') are let through */
+    bool request_buffering_set; /* false: [mothership.http] request_buffering decides */
+    bool request_buffering;
     ms_pos pos;
     size_t target;       /* index into ms_manifest.ships */
 } ms_route;

@@ -24,7 +24,8 @@ static const char *const mothership_keys[] = {
 static const char *const http_keys[] = {
     "max_header_size", "max_uri_length", "max_body_size", "header_timeout", "idle_timeout",
     "upstream_connect_timeout", "upstream_timeout", "max_connections", "upstream_keepalive",
-    "ws_max_message_size", "ws_send_queue", "ws_ping_interval", "ws_idle_timeout", NULL };
+    "ws_max_message_size", "ws_send_queue", "ws_ping_interval", "ws_idle_timeout",
+    "request_buffering", "request_buffer_size", "body_timeout", NULL };
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
     "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", NULL };
@@ -41,7 +42,7 @@ static const char *const tls_keys[] = { "cert", "key", NULL };
 static const char *const bindtable_keys[] = { "address", "tls", NULL };
 static const char *const health_keys[] = {
     "path", "interval", "timeout", "grace", "failures", "successes", "cooldown", "restart", NULL };
-static const char *const route_keys[] = { "bind", "pattern", "strip_prefix", "raw_path", NULL };
+static const char *const route_keys[] = { "bind", "pattern", "strip_prefix", "raw_path", "request_buffering", NULL };
 static const char *const top_keys[] = { "mothership", "base", "fleet", "bays", "modules", "uplinks", NULL };
 static const char *const base_keys[] = { "ship", "bay", "module", NULL };
 static const char *const bay_types[] = { "websocket", NULL };
@@ -459,6 +460,10 @@ static bool get_routes(ld_ctx *c, const toml_kv *kv, ms_ship *s)
                     rok &= get_nonempty_string(c, e, &r->strip_prefix);
                 else if (strcmp(e->key, "raw_path") == 0)
                     rok &= get_bool(c, e, &r->raw_path);
+                else if (strcmp(e->key, "request_buffering") == 0) {
+                    r->request_buffering_set = get_bool(c, e, &r->request_buffering);
+                    rok &= r->request_buffering_set;
+                }
                 else {
                     unknown_key(c, e, route_keys, NULL);
                     rok = false;
@@ -1106,6 +1111,9 @@ static void http_defaults(ms_http_limits *h)
     h->ws_send_queue = 4ULL << 20;
     h->ws_ping_interval_ms = 30000;
     h->ws_idle_timeout_ms = 75000;
+    h->request_buffering = true;
+    h->request_buffer_size = 64 * 1024;
+    h->body_timeout_ms = 60000;
 }
 
 static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
@@ -1159,7 +1167,24 @@ static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
             ok &= get_size(&hc, e, 4096, &h->ws_send_queue);
         else if (strcmp(k, "ws_ping_interval") == 0)
             ok &= get_duration(&hc, e, &h->ws_ping_interval_ms);
-        else if (strcmp(k, "ws_idle_timeout") == 0) {
+        else if (strcmp(k, "request_buffering") == 0)
+            ok &= get_bool(&hc, e, &h->request_buffering);
+        else if (strcmp(k, "request_buffer_size") == 0) {
+            if (!get_size(&hc, e, 1024, &h->request_buffer_size))
+                ok = false;
+            else if (h->request_buffer_size > (64ULL << 20)) {
+                ld_err(&hc, e->value->line, e->value->col, "\"request_buffer_size\" must be at most 64MiB (it is "
+                       "held in memory per request; larger bodies go to a temporary file)");
+                ok = false;
+            }
+        } else if (strcmp(k, "body_timeout") == 0) {
+            if (!get_duration(&hc, e, &h->body_timeout_ms))
+                ok = false;
+            else if (h->body_timeout_ms == 0) {
+                ld_err(&hc, e->value->line, e->value->col, "\"body_timeout\" must be above 0");
+                ok = false;
+            }
+        } else if (strcmp(k, "ws_idle_timeout") == 0) {
             ok &= get_duration(&hc, e, &h->ws_idle_timeout_ms);
             idle_kv = e;
         }

@@ -26,7 +26,8 @@ def pattern(n):
 @pytest.fixture(scope="module")
 def px(tmp_path_factory):
     f = ModuleFleet(tmp_path_factory, "proxy")
-    p = start_proxy(f, echo_ship("app", routes=["http:/.*"]))
+    p = start_proxy(f, echo_ship("app", routes=[{"bind": "http", "pattern": "/stream/.*", "request_buffering": False},
+                                                "http:/.*"]))
     yield p
     f.cleanup()
 
@@ -157,8 +158,10 @@ def test_content_length_body_byte_for_byte(px):
 
 
 def test_chunked_request_body_is_passed_chunked(px):
+    """On a route that streams bodies (request_buffering = false); buffered
+    ones are re-framed with Content-Length (test_http_bodies.py)."""
     with Raw(px.port) as c:
-        c.send(b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        c.send(b"POST /stream/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"5\r\nhello\r\n1;ext=1\r\n,\r\n6\r\n world\r\n0\r\n\r\n")
         r = c.response()
     j = r.json()
