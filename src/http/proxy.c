@@ -749,7 +749,7 @@ static void complete(ms_upconn *u)
 {
     ms_conn *c = u->client;
     drop_compressor(u);
-    bool reuse = u->keep_alive && c->req_done && u->rpos == u->rlen && u->write_pending == 0;
+    bool reuse = u->keep_alive && c->req_done && u->req_sent && u->rpos == u->rlen && u->write_pending == 0;
     c->up = NULL;
     if (reuse)
         pool_put(u);

@@ -118,6 +118,19 @@ def test_ship_sees_no_connection_until_the_body_is_complete(fleet, tmp_path):
             c.close()
 
 
+def test_buffered_requests_reuse_one_ship_connection(fleet, tmp_path):
+    """A body sent from memory or from its file leaves the ship connection
+    reusable: one connection for requests one after another."""
+    px, ship = start(fleet, tmp_path, http={"request_buffer_size": "1KiB"})
+    mark = ship.mark()
+    with Raw(px.port) as c:
+        for i, n in enumerate([0, 5, 100_000, 3, 0]):
+            c.send(head(f"/seq{i}", n) + b"q" * n)
+            r = c.response()
+            assert r.status == 200 and r.json()["len"] == n, r
+    assert len(ship.events("accept", since=mark)) == 1, ship.events("accept", since=mark)
+
+
 # ------------------------------------------------------------------ memory, then a temporary file
 def tmp_fds(pid, tmpdir):
     out = []
