@@ -1,6 +1,7 @@
 /* test_manifest.c: unit tests of the manifest model: defaults, base
- * template merging, route forms, addresses, uplink URLs, durations, name
- * rules, "did you mean" hints and the diagnostics list. */
+ * template merging, route forms, request body keys, addresses, uplink
+ * URLs, durations, name rules, "did you mean" hints and the diagnostics
+ * list. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -152,6 +153,44 @@ static void test_errors(void **state)
     expect_error("a = [1,\n", 2, 1, "expected a value, found end of input");
 }
 
+static void test_request_bodies(void **state)
+{
+    (void)state;
+    ms_diags d;
+    ms_manifest *m = load("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\n", &d);
+    assert_non_null(m);
+    assert_true(m->global.http.request_buffering);
+    assert_int_equal(m->global.http.request_buffer_size, 65536);
+    assert_int_equal(m->global.http.body_timeout_ms, 60000);
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+    m = load("[mothership.http]\nrequest_buffering = false\nrequest_buffer_size = \"1MiB\"\nbody_timeout = \"5s\"\n"
+             "[mothership.bind]\nhttp = \"8080\"\n"
+             "[[fleet.b]]\nname = \"api\"\ncommand = \"x\"\nbind = \"3001\"\n"
+             "routes = [\"http:/a/.*\", { bind = \"http\", pattern = \"/up/.*\", request_buffering = true }]\n",
+             &d);
+    if (!m)
+        ms_diags_print(&d, stderr);
+    assert_non_null(m);
+    assert_false(m->global.http.request_buffering);
+    assert_int_equal(m->global.http.request_buffer_size, 1 << 20);
+    assert_int_equal(m->global.http.body_timeout_ms, 5000);
+    assert_false(m->ships[0].routes[0].request_buffering_set);
+    assert_true(m->ships[0].routes[1].request_buffering_set);
+    assert_true(m->ships[0].routes[1].request_buffering);
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+    expect_error("[mothership.http]\nbody_timeout = \"0s\"\n", 2, 16,
+                 "[mothership.http]: \"body_timeout\" must be above 0");
+    expect_error("[mothership.http]\nrequest_buffer_size = 100\n", 2, 23,
+                 "[mothership.http]: \"request_buffer_size\" must be at least 1024");
+    expect_error("[mothership.http]\nrequest_buffer_size = \"65MiB\"\n", 2, 23,
+                 "[mothership.http]: \"request_buffer_size\" must be at most 64MiB (it is held in memory per "
+                 "request; larger bodies go to a temporary file)");
+    expect_error("[mothership.http]\nrequest_buffering = \"yes\"\n", 2, 21,
+                 "[mothership.http]: \"request_buffering\" must be a boolean (true or false), not a string");
+}
+
 static void test_addresses(void **state)
 {
     (void)state;
@@ -264,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_base_merge),
         cmocka_unit_test(test_routes_and_order),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_request_bodies),
         cmocka_unit_test(test_addresses),
         cmocka_unit_test(test_uplink_urls),
         cmocka_unit_test(test_strutil),
