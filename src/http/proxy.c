@@ -317,6 +317,7 @@ void ms_proxy_forward_body(ms_conn *c, const char *data, size_t len)
     } else {
         up_write(u, data, len);
     }
+    request_timer(u); /* a write the ship does not take is timed */
 }
 
 void ms_proxy_request_complete(ms_conn *c)

@@ -254,6 +254,35 @@ def test_streaming_route_sends_the_head_first_and_times_from_the_end_of_the_body
     assert got["len"] == len(body) and got["sha256"] == sha(body)
 
 
+def ship_that_does_not_read(fleet, tmp_path, path):
+    routes = [{"bind": "http", "pattern": "/stream/.*", "request_buffering": False}, "http:/.*"]
+    px, ship = start(fleet, tmp_path, http={"upstream_timeout": "1s"}, routes=routes)
+    body = b"s" * (32 << 20)  # more than the sockets between Mothership and the ship hold
+    with Raw(px.port, timeout=20) as c:
+        def upload():
+            try:
+                c.send(head(path, len(body)) + body)
+            except OSError:
+                pass  # cut off by the 504 and the close
+        t = threading.Thread(target=upload)
+        t.start()
+        r = c.response()
+        c.close()
+        t.join(20)
+    assert ship.events("head", target=path)
+    return r
+
+
+def test_a_ship_that_does_not_read_a_buffered_body_gets_504(fleet, tmp_path):
+    r = ship_that_does_not_read(fleet, tmp_path, "/noread")
+    assert r.status == 504 and "did not read the request within 1000ms" in r.body.decode(), r
+
+
+def test_a_ship_that_does_not_read_a_streamed_body_gets_504(fleet, tmp_path):
+    r = ship_that_does_not_read(fleet, tmp_path, "/stream/noread")
+    assert r.status == 504 and "did not read the request within 1000ms" in r.body.decode(), r
+
+
 # ------------------------------------------------------------------ memory
 def proc_kb(pid, key):
     with open(f"/proc/{pid}/status") as f:

@@ -8,7 +8,8 @@ Each event is one JSON line appended to FILE, flushed at once:
     {"ev": "accept", "conn": i}                          a connection was accepted
     {"ev": "head", "conn": i, "target", "headers"}       a request head was read
     {"ev": "body", "conn": i, "len", "sha256", "chunked"}  its body was read whole
-Every request is answered 200 with the body event as JSON; a request with
+Every request is answered 200 with the body event as JSON (a target with
+"noread" in it: the body is never read, nor the request answered); a request with
 `Expect: 100-continue` gets "100 Continue" first (as a real server would).
 Connections are kept alive. The readiness probe's connections show up as
 accept events too: tests count from a mark taken after the fleet is ready."""
@@ -75,6 +76,8 @@ def serve(sock, conn_id):
                 k, v = ln.decode("latin-1").split(":", 1)
                 headers.append([k.strip(), v.strip()])
             record(ev="head", conn=conn_id, method=method, target=target, headers=headers)
+            if "noread" in target:
+                threading.Event().wait(3600)  # a ship that never reads the body
             h = {k.lower(): v for k, v in headers}
             if h.get("expect", "").lower() == "100-continue":
                 sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
