@@ -169,6 +169,21 @@ def test_large_body_spills_to_an_unlinked_file_and_arrives_identical(fleet, tmp_
     assert msum(m, "mothership_request_body_spilled_bytes_total") == len(body)
 
 
+def test_a_body_that_cannot_be_stored_gets_500_and_the_ship_nothing(fleet, tmp_path):
+    missing = str(tmp_path / "no-such-dir")
+    px, ship = start(fleet, tmp_path, http={"request_buffer_size": "1KiB"}, env={"TMPDIR": missing})
+    mark = ship.mark()
+    with Raw(px.port) as c:
+        c.send(head("/nowhere", 4096) + b"w" * 4096)
+        r = c.response()
+    assert r.status == 500, r
+    assert "temporary directory for request bodies does not exist" in r.body.decode()
+    with Raw(px.port) as c:  # what fits in memory still goes through
+        c.send(head("/small", 10) + b"0123456789")
+        assert c.response().status == 200
+    assert [e["target"] for e in ship.events("head", since=mark)] == ["/small"]
+
+
 def test_chunked_body_arrives_with_content_length(fleet, tmp_path):
     px, ship = start(fleet, tmp_path)
     with Raw(px.port) as c:
