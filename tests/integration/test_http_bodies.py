@@ -213,6 +213,20 @@ def test_chunked_body_over_max_body_size_gets_413_and_the_ship_nothing(fleet, tm
     assert [e["target"] for e in ship.events("head", since=mark)] == ["/after"]
 
 
+def test_a_bad_chunk_gets_400_and_the_ship_nothing(fleet, tmp_path):
+    px, ship = start(fleet, tmp_path)
+    mark = ship.mark()
+    with Raw(px.port) as c:
+        c.send(b"POST /badchunk HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5\r\nhello\r\nzz\r\n")
+        r = c.response()
+    assert r.status == 400, r
+    with Raw(px.port) as c:
+        c.send(head("/after", 2) + b"ok")
+        assert c.response().status == 200
+    assert [e["target"] for e in ship.events("head", since=mark)] == ["/after"]
+
+
 def test_body_timeout_gets_408_and_the_ship_nothing(fleet, tmp_path):
     px, ship = start(fleet, tmp_path, http={"body_timeout": "500ms"})
     mark = ship.mark()
