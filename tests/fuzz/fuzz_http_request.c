@@ -1,10 +1,11 @@
 /* fuzz_http_request.c: drives the data plane's request path with arbitrary
  * client bytes: a real worker loop (inline, no threads), a client connection
  * on a socketpair, parsing, limits, static dirs, routing, the proxy's head
- * rewriting and its 502 path (the ship's socket does not exist), error
- * answers and keep-alive. Each input is sent, the client's write side shut,
- * and the loop run until the server closes the connection. A connection that
- * never closes is reported as a hang. */
+ * rewriting and its 502 path (the ship's socket does not exist), request
+ * bodies read whole (in memory, or beyond 1 KiB in a temporary file) or
+ * streamed (/s/...), error answers and keep-alive. Each input is sent, the
+ * client's write side shut, and the loop run until the server closes the
+ * connection. A connection that never closes is reported as a hang. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -57,12 +58,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(text, sizeof text,
              "[mothership]\ncompression = true\n"
              "[mothership.http]\nmax_header_size = 2048\nmax_uri_length = 512\nmax_body_size = 4096\n"
+             "request_buffer_size = 1024\n"
              "[mothership.bind]\nhttp = \"127.0.0.1:1\"\n"
              "[[mothership.static_dirs]]\npath = \"public\"\nprefix = \"/static\"\n"
              "[[fleet.web]]\nname = \"api\"\ncommand = \"true\"\nbind = \"unix://%s/nothing.sock\"\n"
              "routes = [{ bind = \"http\", pattern = \"/api/.*\", strip_prefix = \"/api\" }, \"http:/ws\"]\n"
              "[[fleet.web]]\nname = \"app\"\ncommand = \"true\"\nbind = \"unix://%s/none.sock\"\n"
-             "routes = [\"http:/(app|x)(/.*)?\"]\n",
+             "routes = [\"http:/(app|x)(/.*)?\", { bind = \"http\", pattern = \"/s/.*\", request_buffering = false }]\n",
              dir, dir);
     ms_diags d;
     ms_diags_init(&d, "fuzz.toml");
