@@ -6,8 +6,9 @@
  * (static dirs, then routes, else 404) and hands proxied requests to
  * proxy.c: on a route with request buffering (the default), only once the
  * whole body is held (bodybuf.c: memory, then an unlinked temporary file;
- * Expect: 100-continue answered here; body timeout 408). Writes go out with uv_try_write first; what cannot be written at
- * once is queued, and the side that produced it pauses until it drains. */
+ * Expect: 100-continue answered here; body timeout 408). Writes go out
+ * with uv_try_write first; what cannot be written at once is queued, and
+ * the side that produced it pauses until it drains. */
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>

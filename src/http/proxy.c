@@ -9,7 +9,8 @@
  * reference, never copied: the side that reads pauses while the other
  * side's writes are in flight, which is also the backpressure. The upstream
  * timeout runs while a write to the ship is stalled and from the request's
- * last byte written to the response head. After a 101 the two sockets are tunnelled.
+ * last byte written to the response head. After a 101 the two sockets are
+ * tunnelled.
  * Failures: refused/reset before a response -> 502 (one retry on a fresh
  * connection for an idempotent request without a body on a reused pooled
  * connection), breaker open or ship not ready -> 503, too slow -> 504. */
