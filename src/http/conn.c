@@ -504,6 +504,8 @@ static int on_url(http_parser *p, const char *at, size_t len)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     ms_conn *c = p->data;
+    if (c->head_done)
+        return 0; /* a trailer field of a chunked body: dropped, never a header */
     if (c->nhdr == 0 || c->last_was_value) {
         if (c->nhdr == MS_MAX_HEADERS) {
             c->error_status = 431;
@@ -523,6 +525,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     ms_conn *c = p->data;
+    if (c->head_done)
+        return 0; /* a trailer field's value */
     ms_hdr *h = &c->hdr[c->nhdr - 1];
     if (!c->last_was_value) {
         h->val = (uint32_t)(at - c->buf);

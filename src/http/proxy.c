@@ -374,6 +374,8 @@ static int r_on_status(http_parser *p, const char *at, size_t len)
 static int r_on_header_field(http_parser *p, const char *at, size_t len)
 {
     ms_upconn *u = p->data;
+    if (u->head_done)
+        return 0; /* a trailer of a chunked response: dropped */
     if (u->nhdr == 0 || u->last_was_value) {
         if (u->nhdr == MS_MAX_HEADERS)
             return 1;
@@ -390,6 +392,8 @@ static int r_on_header_field(http_parser *p, const char *at, size_t len)
 static int r_on_header_value(http_parser *p, const char *at, size_t len)
 {
     ms_upconn *u = p->data;
+    if (u->head_done)
+        return 0;
     ms_hdr *h = &u->hdr[u->nhdr - 1];
     if (!u->last_was_value) {
         h->val = (uint32_t)(at - u->rbuf);
