@@ -665,6 +665,14 @@ static int check_head(ms_conn *c)
     }
     if (content_lengths > 1)
         return 400; /* http-parser allows identical duplicates; we do not */
+    /* http-parser's own view of the framing must be ours: it takes some
+     * header names that are not exactly Transfer-Encoding or Content-Length
+     * for them ("Transfer-Encodingxyz" with an empty value), and would then
+     * refuse or frame the body differently after the head went upstream */
+    if ((p->uses_transfer_encoding || (p->flags & F_CHUNKED)) && transfer_encodings == 0)
+        return 400;
+    if ((p->flags & F_CONTENTLENGTH) && content_lengths == 0)
+        return 400;
     if (transfer_encodings > 0) {
         /* one Transfer-Encoding of exactly "chunked", in HTTP/1.1, without a
          * Content-Length: http-parser would take some of the other forms
