@@ -74,6 +74,7 @@ def chunked(*parts):
 
 AUTH = ("Authorization", "Bearer " + TOKEN)
 INNER = b"GET /app/admin HTTP/1.1\r\nHost: t\r\n\r\n"   # a request hidden in a body
+HIDDEN = INNER[:-2] + b"X: "     # one a lenient ship waits on, prefixing the next request
 
 
 def ok(ship, line, body=b"", **kw):
@@ -117,8 +118,8 @@ def _cases():
         get("/app/public", "Connection: Content-Length", f"Content-Length: {len(INNER)}", body=INNER), 200,
         [ok("app", "GET /app/public HTTP/1.1", INNER)])
     add("conn-names-cl-partial-hidden", "1-connection",
-        post("/app/public", b"GET /app/admin HTTP/1.1\r\nX: ", "Connection: Content-Length", "Content-Length: 29"),
-        200, [ok("app", "POST /app/public HTTP/1.1", b"GET /app/admin HTTP/1.1\r\nX: ")])
+        post("/app/public", HIDDEN, "Connection: Content-Length", f"Content-Length: {len(HIDDEN)}"),
+        200, [ok("app", "POST /app/public HTTP/1.1", HIDDEN)])
     add("conn-names-cl-http10", "1-connection",
         post("/app/public", INNER, "Connection: Content-Length", f"Content-Length: {len(INNER)}",
              version="HTTP/1.0"), 200, [ok("app", "POST /app/public HTTP/1.1", INNER)])
@@ -247,7 +248,8 @@ def _cases():
     add("host-missing-http11", "head", get("/app/x", host=None), 400, [])
     add("absolute-form", "head", get("http://t/app/x"), 400, [])
     add("authority-form", "head", req("CONNECT", "t:80"), (400, 405, CLOSED), [], silent=True)
-    add("http09", "head", b"GET /app/x\r\n\r\n", (400, CLOSED), [], silent=True)
+    # 505 is the documented answer to a version other than 1.x
+    add("http09", "head", b"GET /app/x\r\n\r\n", (400, 505, CLOSED), [], silent=True)
     add("http2-preface", "head", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", (400, 505, CLOSED), [], silent=True)
 
     # ---------------------------------------------------------------- pipelining after a refusal
@@ -328,7 +330,7 @@ def parse_forwarded(data):
         names = [k for k, _ in headers]
         cls = [v for k, v in headers if k == "content-length"]
         tes = [v for k, v in headers if k == "transfer-encoding"]
-        if names.count("host") != 1:
+        if names.count("host") > 1:
             raise Malformed(f"{names.count('host')} Host headers")
         for v in (v for k, v in headers if k == "connection"):
             for tok in v.lower().replace(" ", "").split(","):
