@@ -215,6 +215,7 @@ def _cases():
     add("cl-list", "cl", post("/app/x", b"hello", "Content-Length: 5, 5"), 400, [])
     for v in ("+5", "-1", "0x5", "5 5", "5a", ""):
         add(f"cl-bad[{v!r}]", "cl", post("/app/x", b"hello", f"Content-Length: {v}"), 400, [])
+    # silent: a length past 2^64 is a bad value (400) or over max_body_size (413)
     add("cl-overflow", "cl", post("/app/x", b"hello", "Content-Length: 99999999999999999999999"), (400, 413), [],
         silent=True)
 
@@ -234,6 +235,7 @@ def _cases():
     }
     for name, body in bad_chunks.items():
         add(f"chunk-bad[{name}]", "chunks", post("/app/x", body, te), 400, [])
+    # silent on chunk extensions: control bytes in one are refused
     add("chunk-ext-control-bytes", "chunks", post("/app/x", b"5;a=\x01\x7f\r\nhello\r\n0\r\n\r\n", te), 400, [],
         silent=True)
 
@@ -247,8 +249,10 @@ def _cases():
     add("host-twice", "head", get("/app/x", "Host: u"), 400, [])
     add("host-missing-http11", "head", get("/app/x", host=None), 400, [])
     add("absolute-form", "head", get("http://t/app/x"), 400, [])
+    # silent on CONNECT: refused (400, 405) or closed, never forwarded
     add("authority-form", "head", req("CONNECT", "t:80"), (400, 405, CLOSED), [], silent=True)
-    # 505 is the documented answer to a version other than 1.x
+    # silent on HTTP/0.9 and the HTTP/2 preface on an http bind: refused
+    # (505 is the documented answer to a version other than 1.x) or closed
     add("http09", "head", b"GET /app/x\r\n\r\n", (400, 505, CLOSED), [], silent=True)
     add("http2-preface", "head", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", (400, 505, CLOSED), [], silent=True)
 

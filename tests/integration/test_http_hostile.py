@@ -14,7 +14,7 @@ import pytest
 
 from conftest import BUILD
 from fleet_helpers import PY, app, toml_str
-from http_helpers import ModuleFleet, Ship, free_port, start_proxy, toml_value
+from http_helpers import ModuleFleet, Ship, start_proxy, toml_value
 from hostile_cases import ADMIN, CASES, SHIPS, TOKEN, Case, Fwd, Recorder, SENTINELS, get, run_case
 
 RECORDER = app("recording_upstream.py")
