@@ -497,10 +497,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cur_size = size;
     requests_seen = 0;
     size_t answers = run_client(data, size);
-    for (int i = 0; i < MAX_UPCONNS; i++)
-        if (ups[i].fd >= 0 && ups[i].in_msg)
+    for (int i = 0; i < MAX_UPCONNS; i++) {
+        if (ups[i].fd >= 0 && ups[i].in_msg) {
             violation("ship %s holds a request cut short (%.*s)", SHIP_NAME[ups[i].ship], (int)ups[i].url_len,
                       ups[i].url);
+            ups[i].in_msg = false;
+            upconn_close(&ups[i], false); /* reported once: the next input starts clean */
+        }
+    }
     if (requests_seen > answers)
         violation("the ships got %zu requests but the client got %zu answers from a ship: a request Mothership "
                   "answered itself reached a ship",
