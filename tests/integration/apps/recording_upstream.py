@@ -28,13 +28,13 @@ understood: "NAME METHOD PATH\\n". A query parameter mode= changes the
 answer's framing:
     mode=conncl   Content-Length and `Connection: Content-Length`
     mode=connte   chunked and `Connection: Transfer-Encoding`
-SIGTERM exits 0 at once."""
+One thread serves every connection (see main). SIGTERM exits 0 at once."""
 import argparse
 import json
 import os
+import selectors
 import signal
 import socket
-import threading
 import urllib.parse
 
 ap = argparse.ArgumentParser()
@@ -49,16 +49,12 @@ os.makedirs(a.record, exist_ok=True)
 
 signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
-lock = threading.Lock()
-counter = [0]
 LOG = os.path.join(a.record, f"{a.name}.requests.jsonl")
 
 
 def log(obj):
-    line = json.dumps(obj) + "\n"
-    with lock:
-        with open(LOG, "a") as f:
-            f.write(line)
+    with open(LOG, "a") as f:
+        f.write(json.dumps(obj) + "\n")
 
 
 def lenient_path(target):
@@ -81,32 +77,35 @@ def lenient_path(target):
     return out
 
 
+class NeedMore(Exception):
+    """The request is not all there yet."""
+
+
 class Conn:
+    """One connection: its raw recording and what is buffered. Parsing runs
+    on the buffer from its start and raises NeedMore when it runs out; a
+    request is taken off the buffer only once it is whole."""
+
     def __init__(self, sock, n):
         self.s = sock
         self.n = n
         self.buf = b""
+        self.pos = 0
         self.raw = open(os.path.join(a.record, f"{a.name}.c{n}.raw"), "ab", buffering=0)
 
-    def fill(self):
-        d = self.s.recv(65536)
-        if not d:
-            raise EOFError
-        self.raw.write(d)
-        self.buf += d
-
     def line(self, limit=65536):
-        while b"\n" not in self.buf:
-            if len(self.buf) > limit:
+        end = self.buf.find(b"\n", self.pos)
+        if end < 0:
+            if len(self.buf) - self.pos > limit:
                 raise ValueError("line too long")
-            self.fill()
-        ln, self.buf = self.buf.split(b"\n", 1)
+            raise NeedMore
+        ln, self.pos = self.buf[self.pos:end], end + 1
         return ln[:-1] if ln.endswith(b"\r") else ln
 
     def exact(self, n):
-        while len(self.buf) < n:
-            self.fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
+        if len(self.buf) - self.pos < n:
+            raise NeedMore
+        out, self.pos = self.buf[self.pos:self.pos + n], self.pos + n
         return out
 
 
@@ -125,6 +124,31 @@ def read_body(c, headers):
     cls = [v for k, v in headers if k.lower() == "content-length"]
     n = int(cls[0]) if cls else 0
     return c.exact(max(n, 0))
+
+
+def parse_one(c):
+    """The next whole request in c's buffer as (method, target, version,
+    headers, body), taken off the buffer; NeedMore if it is not all there."""
+    c.pos = 0
+    ln = c.line()
+    while not ln.strip():
+        ln = c.line()
+    parts = ln.split()  # any whitespace, as lenient servers do
+    method = parts[0].decode("latin-1")
+    target = parts[1].decode("latin-1") if len(parts) > 1 else "/"
+    version = parts[2].decode("latin-1") if len(parts) > 2 else "HTTP/0.9"
+    headers = []
+    while True:
+        h = c.line()
+        if h == b"":
+            break
+        if b":" not in h:
+            continue
+        k, v = h.decode("latin-1").split(":", 1)
+        headers.append([k.strip(), v.strip(" \t")])
+    body = read_body(c, headers)
+    c.buf, c.pos = c.buf[c.pos:], 0
+    return method, target, version, headers, body
 
 
 def answer(c, method, target, path, version, headers):
@@ -147,42 +171,44 @@ def answer(c, method, target, path, version, headers):
     return close
 
 
-def serve(sock, n):
-    c = Conn(sock, n)
+def on_readable(c):
+    """Record what arrived; answer every request now whole. False once the
+    connection is over."""
+    try:
+        d = c.s.recv(65536)
+    except OSError:
+        d = b""
+    if not d:
+        return False
+    c.raw.write(d)
+    c.buf += d
+    return True
+
+
+def answer_all(c):
     try:
         while True:
-            ln = c.line()
-            if not ln.strip():
-                continue
-            parts = ln.split()  # any whitespace, as lenient servers do
-            method = parts[0].decode("latin-1")
-            target = parts[1].decode("latin-1") if len(parts) > 1 else "/"
-            version = parts[2].decode("latin-1") if len(parts) > 2 else "HTTP/0.9"
-            headers = []
-            while True:
-                h = c.line()
-                if h == b"":
-                    break
-                if b":" not in h:
-                    continue
-                k, v = h.decode("latin-1").split(":", 1)
-                headers.append([k.strip(), v.strip(" \t")])
-            body = read_body(c, headers)
+            try:
+                method, target, version, headers, body = parse_one(c)
+            except NeedMore:
+                return True
             path = lenient_path(target)
-            log({"conn": n, "method": method, "target": target, "path": path, "version": version,
+            log({"conn": c.n, "method": method, "target": target, "path": path, "version": version,
                  "headers": headers, "body": body.decode("latin-1")})
             if answer(c, method, target, path, version, headers):
-                return
-    except EOFError:
+                return False
+    except (ValueError, IndexError, OSError) as e:
+        log({"conn": c.n, "error": f"{type(e).__name__}: {e}"})
+        return False
+
+
+def close(sel, c):
+    sel.unregister(c.s)
+    c.raw.close()
+    try:
+        c.s.close()
+    except OSError:
         pass
-    except (ValueError, IndexError, ConnectionError, OSError) as e:
-        log({"conn": n, "error": f"{type(e).__name__}: {e}"})
-    finally:
-        c.raw.close()
-        try:
-            sock.close()
-        except OSError:
-            pass
 
 
 def main():
@@ -199,12 +225,29 @@ def main():
         listener.bind(("127.0.0.1", a.port))
     listener.listen(256)
     print(f"{a.name} listening", flush=True)
+    # One thread for every connection: each turn records what every ready
+    # connection got before it answers any request, so once a request is in
+    # the log, whatever reached any connection before it is recorded too.
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ)
+    n = 0
     while True:
-        s, _ = listener.accept()
-        with lock:
-            counter[0] += 1
-            n = counter[0]
-        threading.Thread(target=serve, args=(s, n), daemon=True).start()
+        ready = sel.select()
+        got = []
+        for key, _ in ready:
+            if key.fileobj is listener:
+                s, _ = listener.accept()
+                n += 1
+                sel.register(s, selectors.EVENT_READ, Conn(s, n))
+                continue
+            c = key.data
+            if on_readable(c):
+                got.append(c)
+            else:
+                close(sel, c)
+        for c in got:
+            if not answer_all(c):
+                close(sel, c)
 
 
 if __name__ == "__main__":
