@@ -21,7 +21,8 @@
  * A connection that does not close once the client's input is over counts
  * as a violation too (the loop is run without waiting for timers). A
  * violation aborts with its reason (FUZZ_DIFF_REPORT=1 in the environment:
- * print it and go on, to list every kind a corpus shows). */
+ * print it and go on, to list every kind a corpus shows). The seeds are the
+ * hostile suite's inputs: tests/integration/hostile_cases.py corpus DIR. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -642,3 +642,22 @@ def run_case(case, port, rec, seq, strict_framing=True, sentinels=None):
                     if r["framing"] not in allowed:
                         problems.append(f"{s} got {r['line']} framed as {r['framing']}, want {' or '.join(allowed)}")
     return {"responses": responses, "forwarded": forwarded, "admin_leaks": leaks, "problems": problems}
+
+
+def write_corpus(directory):
+    """Every case's bytes as a seed for tests/fuzz/fuzz_proxy_diff (one file
+    per case, named after it)."""
+    import hashlib
+    os.makedirs(directory, exist_ok=True)
+    for c in CASES:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", c.name).strip("_")[:40]
+        with open(os.path.join(directory, f"{name}-{hashlib.sha1(c.send).hexdigest()[:8]}"), "wb") as f:
+            f.write(c.send)
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 3 or sys.argv[1] != "corpus":
+        sys.exit("usage: hostile_cases.py corpus DIR   (e.g. tests/fuzz/corpus/proxy_diff)")
+    write_corpus(sys.argv[2])
+    print(f"{len(CASES)} seeds in {sys.argv[2]}")
