@@ -15,7 +15,7 @@ import pytest
 from conftest import BUILD
 from fleet_helpers import PY, app, toml_str
 from http_helpers import ModuleFleet, Ship, start_proxy, toml_value
-from hostile_cases import ADMIN, CASES, SHIPS, TOKEN, Case, Fwd, Recorder, SENTINELS, get, run_case
+from hostile_cases import ADMIN, CASES, SHIPS, TOKEN, Case, Fwd, Recorder, SENTINELS, exchange, get, post, run_case
 
 RECORDER = app("recording_upstream.py")
 AUTH_WASM = os.path.join(BUILD, "examples", "payloads", "auth.wasm")
@@ -87,6 +87,21 @@ def test_hostile_input(hostile, case):
     assert not res["problems"], (
         f"{case.name}: sent {case.send[:300]!r}\n  client got {[r['status'] for r in res['responses']]}\n"
         f"  ships got {res['forwarded']}\n  problems:\n    " + "\n    ".join(res["problems"]))
+
+
+def test_a_hidden_request_does_not_poison_the_next_client(hostile):
+    """A body the ship could read as the start of a request (its framing
+    named in Connection) must not sit on a pooled ship connection waiting
+    for the next client's bytes to complete it."""
+    px, rec = hostile
+    hidden = b"GET /app/admin HTTP/1.1\r\nHost: t\r\nX: "
+    first, _ = exchange(px.port, post("/app/public", hidden, "Connection: Content-Length",
+                                      f"Content-Length: {len(hidden)}"), 1)
+    assert first[0]["status"] == 200, first
+    for i in range(3):   # whichever pooled connection the next clients get
+        nxt, _ = exchange(px.port, get(f"/app/next{i}"), 1)
+        assert nxt[0]["status"] == 200, nxt
+        assert nxt[0]["body"] == f"app GET /app/next{i}\n".encode(), f"client {i + 2} got {nxt[0]['body']!r}"
 
 
 def test_no_ship_ever_served_admin_without_the_token(hostile):
