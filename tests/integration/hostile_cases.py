@@ -142,7 +142,10 @@ def _cases():
         add(f"target-{name}-after-admin", "target", get(b"/app/admin" + byte), 400, [])
     for name, byte in (("tab", b"\t"), ("nul", b"\x00"), ("ff", b"\x0c")):
         add(f"target-{name}-inside-admin", "target", get(b"/app/ad" + byte + b"min"), 400, [])
-    add("target-tab-no-space-before-version", "target", b"GET /app/admin\tHTTP/1.1\r\nHost: t\r\n\r\n", 400, [])
+    # no SP before the version: http-parser reads an HTTP/0.9 request line, so
+    # the version check (505) may answer before the target check (400)
+    add("target-tab-no-space-before-version", "target", b"GET /app/admin\tHTTP/1.1\r\nHost: t\r\n\r\n",
+        (400, 505), [])
     add("target-vt-ff-separators", "target", b"GET\x0b/app/admin\x0cHTTP/1.1\r\nHost: t\r\n\r\n", 400, [])
     add("target-tab-public", "target", get(b"/app/public\t"), 400, [])
     add("target-tab-in-query", "target", get(b"/app/x?a=\tb"), 400, [])
