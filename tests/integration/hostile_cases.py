@@ -193,6 +193,8 @@ def _cases():
     add("te-case-variants", "te",
         post("/app/x", chunked(b"hello"), "Transfer-encoding: chunked", "Transfer-Encoding: x"), 400, [])
     add("te-space-before-colon", "te", post("/app/x", chunked(b"hello"), "Transfer-Encoding : chunked"), 400, [])
+    # http-parser reads this empty-valued name as a Transfer-Encoding (found by fuzz_proxy_diff)
+    add("te-name-with-suffix-empty-value", "te", post("/app/x", chunked(b"hello"), "Transfer-Encodingccc:"), 400, [])
     add("te-gzip-chunked-501", "te", post("/app/x", chunked(b"hello"), "Transfer-Encoding: gzip, chunked"), 501, [])
     add("te-in-http10", "te", post("/app/x", chunked(b"hello"), "Transfer-Encoding: chunked", version="HTTP/1.0"),
         400, [])
