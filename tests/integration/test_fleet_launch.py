@@ -258,7 +258,7 @@ def test_ready_timeout_says_what_was_awaited(fleet, tmp_path):
         args = [{toml_str(app("health_app.py"))}, "--port", "{hport}", "--sick", "{sick}"]
         bind = "tcp://127.0.0.1:{hport}"
         healthcheck = {{ path = "/health", interval = "100ms" }}
-        ready_timeout = "300ms"
+        ready_timeout = "2s"
         critical = false
         restart = {{ backoff = "5s" }}
 
@@ -267,15 +267,15 @@ def test_ready_timeout_says_what_was_awaited(fleet, tmp_path):
         command = "sleep"
         args = ["100"]
         bind = "tcp://127.0.0.1:{port}"
-        ready_timeout = "700ms"
+        ready_timeout = "2500ms"
     """)
     t1 = ms.event("ready_timeout", ship="sickly")
-    assert t1["msg"] == (f'ship "sickly" not ready after 300ms (waiting for GET /health on '
+    assert t1["msg"] == (f'ship "sickly" not ready after 2000ms (waiting for GET /health on '
                          f'tcp://127.0.0.1:{hport} to answer 2xx/3xx; last: HTTP 503)'), t1
     # not critical: treated as a crash, killed and restarted later
     ms.event("backoff", ship="sickly")
     t2 = ms.event("ready_timeout", ship="stuck")
-    assert t2["msg"] == (f'ship "stuck" not ready after 700ms (waiting for tcp://127.0.0.1:{port} '
+    assert t2["msg"] == (f'ship "stuck" not ready after 2500ms (waiting for tcp://127.0.0.1:{port} '
                          f'to accept connections; last: connection refused)'), t2
     sd = ms.event("shutdown")
     assert sd["msg"] == 'stopping the fleet: ship "stuck" did not become ready', sd
