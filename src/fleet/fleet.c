@@ -147,7 +147,7 @@ static void mark_ready(ms_proc *p, const char *how)
     set_ready_flag(p, 1);
     ms_log_event(f->log, MS_INFO, p->ship->name, "ready", "%s \"%s\" ready in %llums (%s)", kind_word(p),
                  p->ship->name, (unsigned long long)(p->ready_at - p->started_at), how);
-    if (p->ship->health.path) {
+    if (p->ship->health.enabled) {
         /* the readiness probe was a passing health check */
         set_healthy(p, 1);
         set_breaker(p, MS_BREAKER_CLOSED);
@@ -159,6 +159,12 @@ static void mark_ready(ms_proc *p, const char *how)
 }
 
 static void ready_probe_start(ms_proc *p);
+
+/* Where the healthcheck goes: its own address, else the bind. */
+static const char *check_address(const ms_proc *p)
+{
+    return p->ship->health.has_address ? p->ship->health.address.text : p->ship->bind.text;
+}
 
 static void on_probe_retry(uv_timer_t *t)
 {
@@ -173,8 +179,11 @@ static void on_ready_probe(void *arg, bool ok, int status, const char *error)
         return;
     if (ok) {
         char how[160];
-        if (p->ship->health.path)
+        if (p->ship->health.enabled && p->ship->health.protocol == MS_HEALTH_HTTP)
             snprintf(how, sizeof how, "GET %s answered %d", p->ship->health.path, status);
+        else if (p->ship->health.enabled)
+            snprintf(how, sizeof how, "%s check on %s passed: %s", ms_health_protocol_name(p->ship->health.protocol),
+                     check_address(p), error ? error : "ok");
         else if (p->ship->kind == MS_BAY)
             snprintf(how, sizeof how, "its socket %s accepts connections", p->socket_path);
         else
@@ -193,9 +202,9 @@ static void ready_probe_start(ms_proc *p)
 {
     if (p->state != MS_P_STARTING || p->probe)
         return;
-    const char *path = p->ship->kind == MS_SHIP ? p->ship->health.path : NULL;
-    uint64_t timeout = p->ship->health.path ? p->ship->health.timeout_ms : PROBE_TIMEOUT_MS;
-    p->probe = ms_probe_start(p->fleet->loop, &p->target, path, timeout, on_ready_probe, p);
+    const ms_health *check = p->ship->kind == MS_SHIP && p->ship->health.enabled ? &p->ship->health : NULL;
+    uint64_t timeout = check ? check->timeout_ms : PROBE_TIMEOUT_MS;
+    p->probe = ms_probe_start(p->fleet->loop, &p->target, check, timeout, on_ready_probe, p);
     if (!p->probe)
         uv_timer_start(&p->timer, on_probe_retry, PROBE_RETRY_MAX_MS, 0);
 }
@@ -212,9 +221,13 @@ static const char *awaited(const ms_proc *p, char *buf, size_t cap)
 {
     if (p->ship->oneshot)
         snprintf(buf, cap, "waiting for it to exit");
-    else if (p->ship->health.path)
+    else if (p->ship->health.enabled && p->ship->health.protocol == MS_HEALTH_HTTP)
         snprintf(buf, cap, "waiting for GET %s on %s to answer 2xx/3xx; last: %s", p->ship->health.path,
-                 p->ship->bind.text, p->last_health_error[0] ? p->last_health_error : "no answer");
+                 check_address(p), p->last_health_error[0] ? p->last_health_error : "no answer");
+    else if (p->ship->health.enabled)
+        snprintf(buf, cap, "waiting for the %s check on %s to pass; last: %s",
+                 ms_health_protocol_name(p->ship->health.protocol), check_address(p),
+                 p->last_health_error[0] ? p->last_health_error : "no answer");
     else if (p->ship->kind == MS_BAY && p->fleet->bay_started)
         snprintf(buf, cap, "waiting for it to dock on %s; last: %s", p->socket_path,
                  p->last_health_error[0] ? p->last_health_error : "no connection yet");
@@ -297,9 +310,15 @@ static void on_health(void *arg, bool ok, int status, const char *error)
         set_healthy(p, 0);
         set_breaker(p, MS_BREAKER_OPEN);
         p->breaker_opened_at = now;
+        char check[160];
+        if (h->protocol == MS_HEALTH_HTTP)
+            snprintf(check, sizeof check, "GET %s", h->path);
+        else
+            snprintf(check, sizeof check, "the %s check on %s", ms_health_protocol_name(h->protocol),
+                     check_address(p));
         ms_log_event(f->log, MS_WARN, p->ship->name, "unhealthy",
-                     "ship \"%s\" is unhealthy: GET %s failed %u times in a row (%s); circuit open",
-                     p->ship->name, h->path, p->health_fail_run, p->last_health_error);
+                     "ship \"%s\" is unhealthy: %s failed %u times in a row (%s); circuit open",
+                     p->ship->name, check, p->health_fail_run, p->last_health_error);
         if (h->restart) {
             ms_log_event(f->log, MS_WARN, p->ship->name, "restart", "restarting ship \"%s\" (healthcheck.restart)",
                          p->ship->name);
@@ -321,7 +340,7 @@ static void health_tick(uv_timer_t *t)
         ms_log_event(f->log, MS_INFO, p->ship->name, "breaker_half_open", "ship \"%s\": circuit half-open",
                      p->ship->name);
     }
-    p->health_probe = ms_probe_start(f->loop, &p->target, h->path, h->timeout_ms, on_health, p);
+    p->health_probe = ms_probe_start(f->loop, &p->target, h, h->timeout_ms, on_health, p);
 }
 
 /* ---------------------------------------------------------------- start */
@@ -1068,11 +1087,14 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
             strcpy(p->target.path, p->socket_path);
             strcpy(p->target.host_header, "localhost");
             p->has_target = true;
-        } else if (s->has_bind) {
-            if (!ms_target_from_addr(&s->bind, &p->target, why, why_len)) {
+        } else if (s->has_bind || s->health.has_address) {
+            /* the probes' target: the healthcheck's own address, else the bind */
+            const ms_addr *at = s->health.has_address ? &s->health.address : &s->bind;
+            if (!ms_target_from_addr(at, &p->target, why, why_len)) {
                 char tmp[200];
                 snprintf(tmp, sizeof tmp, "%s", why);
-                snprintf(why, why_len, "ship \"%s\": bind %s: %s", s->name, s->bind.text, tmp);
+                snprintf(why, why_len, "ship \"%s\": %s %s: %s", s->name,
+                         s->health.has_address ? "healthcheck address" : "bind", at->text, tmp);
                 ms_fleet_free(f);
                 return NULL;
             }

@@ -27,7 +27,7 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
         const ms_proc *pr = &f->procs[i];
         ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
         int h = __atomic_load_n(&pr->healthy, __ATOMIC_ACQUIRE);
-        if (!pr->ship->health.path)
+        if (!pr->ship->health.enabled)
             h = __atomic_load_n(&pr->ready_flag, __ATOMIC_ACQUIRE) || pr->state == MS_P_DONE;
         ms_prom_gauge_i64(&p, "mothership_ship_healthy",
                           "1 when the last health checks passed (without a health check: when ready).", l, 2,
@@ -49,7 +49,7 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
     }
     for (size_t i = 0; f && i < f->n; i++) {
         const ms_proc *pr = &f->procs[i];
-        if (!pr->ship->health.path)
+        if (!pr->ship->health.enabled)
             continue;
         ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
         ms_prom_gauge_i64(&p, "mothership_ship_breaker_state",
@@ -58,7 +58,7 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
     }
     for (size_t i = 0; f && i < f->n; i++) {
         const ms_proc *pr = &f->procs[i];
-        if (!pr->ship->health.path)
+        if (!pr->ship->health.enabled)
             continue;
         ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
         ms_prom_counter_u64(&p, "mothership_ship_health_checks_failed_total", "Failed health checks.", l, 2,

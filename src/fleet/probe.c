@@ -1,15 +1,16 @@
-/* probe.c: connect and HTTP GET probes (see probe.h). The HTTP response is
- * parsed with http-parser; only the status line and headers are needed. */
+/* probe.c: connect probes and protocol probes (see probe.h). What to send
+ * and how to judge the answer is uplink/protocol.h's, in its READY mode:
+ * the same code the uplink checks use, so the two cannot drift; this file
+ * owns the socket, the deadline and the single callback. */
 #include "fleet/probe.h"
 
 #include <arpa/inet.h>
-#include <http_parser.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PROBE_READ_MAX 16384
+#include "uplink/protocol.h"
 
 struct ms_probe {
     union {
@@ -21,15 +22,13 @@ struct ms_probe {
     uv_timer_t timer;
     uv_connect_t connect_req;
     uv_write_t write_req;
-    http_parser parser;
-    char req[512];
+    ms_proto proto;
+    char *req;           /* the request, until the probe is freed */
+    size_t req_len;
     char rbuf[2048];
-    size_t rtotal;
     int pending_closes;
     bool done;           /* result delivered (or cancelled) */
     bool conn_open, timer_open;
-    bool http;
-    int status;
     uint64_t timeout_ms;
     ms_probe_cb cb;
     void *arg;
@@ -83,8 +82,10 @@ bool ms_target_from_addr(const ms_addr *a, ms_target *t, char *why, size_t why_l
 static void on_closed(uv_handle_t *h)
 {
     ms_probe *p = h->data;
-    if (--p->pending_closes == 0)
+    if (--p->pending_closes == 0) {
+        free(p->req);
         free(p);
+    }
 }
 
 static void shut(ms_probe *p)
@@ -101,12 +102,12 @@ static void shut(ms_probe *p)
     }
 }
 
-static void finish(ms_probe *p, bool ok, const char *error)
+static void finish(ms_probe *p, bool ok, const char *text)
 {
     if (p->done)
         return;
     p->done = true;
-    p->cb(p->arg, ok, p->status, error);
+    p->cb(p->arg, ok, p->proto.http_status, text);
     shut(p);
 }
 
@@ -118,30 +119,13 @@ static void on_timeout(uv_timer_t *t)
     finish(p, false, msg);
 }
 
-/* The verdict, once the status is known and the response read (reading it
- * to the end spares the ship a broken pipe). */
-static void verdict(ms_probe *p)
+/* A verdict of the protocol judge, or nothing yet. */
+static void judged(ms_probe *p, int r)
 {
-    if (p->status >= 200 && p->status < 400) {
-        finish(p, true, NULL);
-    } else {
-        char msg[32];
-        snprintf(msg, sizeof msg, "HTTP %d", p->status);
-        finish(p, false, msg);
-    }
-}
-
-static int on_headers_complete(http_parser *hp)
-{
-    ms_probe *p = hp->data;
-    p->status = (int)hp->status_code;
-    return 0;
-}
-
-static int on_message_complete(http_parser *hp)
-{
-    verdict(hp->data);
-    return 0;
+    if (r == MS_PROTO_UP)
+        finish(p, true, p->proto.detail);
+    else if (r == MS_PROTO_DOWN)
+        finish(p, false, p->proto.error);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -153,36 +137,15 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
-    static const http_parser_settings settings = { .on_headers_complete = on_headers_complete,
-                                                   .on_message_complete = on_message_complete };
     ms_probe *p = s->data;
-    if (p->done)
+    if (p->done || n == 0)
         return;
-    if (n < 0) {
-        if (n == UV_EOF)
-            http_parser_execute(&p->parser, &settings, NULL, 0); /* a body that ends at EOF */
-        if (p->done)
-            return;
-        if (p->status)
-            verdict(p);
-        else
-            finish(p, false, n == UV_EOF ? "connection closed before a response" : uv_strerror((int)n));
-        return;
-    }
-    p->rtotal += (size_t)n;
-    size_t used = http_parser_execute(&p->parser, &settings, buf->base, (size_t)n);
-    if (p->done)
-        return;
-    if (used != (size_t)n || HTTP_PARSER_ERRNO(&p->parser) != HPE_OK) {
-        finish(p, false, "bad HTTP response");
-        return;
-    }
-    if (p->rtotal > PROBE_READ_MAX) {
-        if (p->status)
-            verdict(p); /* a large body: the status is enough */
-        else
-            finish(p, false, "response head too large");
-    }
+    if (n == UV_EOF)
+        judged(p, ms_proto_eof(&p->proto));
+    else if (n < 0)
+        finish(p, false, uv_strerror((int)n));
+    else
+        judged(p, ms_proto_feed(&p->proto, buf->base, (size_t)n));
 }
 
 static void on_write(uv_write_t *w, int status)
@@ -202,20 +165,35 @@ static void on_connect(uv_connect_t *req, int status)
                          : status == UV_ENOENT ? "socket does not exist" : uv_strerror(status));
         return;
     }
-    if (!p->http) {
-        finish(p, true, NULL);
+    if (p->proto.kind == MS_PROTO_TCP) {
+        finish(p, true, "connected");
         return;
     }
-    uv_buf_t b = uv_buf_init(p->req, (unsigned)strlen(p->req));
-    p->write_req.data = p;
-    int rc = uv_write(&p->write_req, &p->conn.s, &b, 1, on_write);
-    if (rc == 0)
-        rc = uv_read_start(&p->conn.s, on_alloc, on_read);
+    int rc = uv_read_start(&p->conn.s, on_alloc, on_read);
+    if (rc == 0 && p->req) { /* else the server speaks first (mysql) */
+        uv_buf_t b = uv_buf_init(p->req, (unsigned)p->req_len);
+        p->write_req.data = p;
+        rc = uv_write(&p->write_req, &p->conn.s, &b, 1, on_write);
+    }
     if (rc < 0)
         finish(p, false, uv_strerror(rc));
 }
 
-ms_probe *ms_probe_start(uv_loop_t *loop, const ms_target *t, const char *http_path, uint64_t timeout_ms,
+static ms_proto_kind kind_of(const ms_health *check)
+{
+    if (!check)
+        return MS_PROTO_TCP;
+    switch (check->protocol) {
+    case MS_HEALTH_HTTP: return MS_PROTO_HTTP;
+    case MS_HEALTH_TCP: return MS_PROTO_TCP;
+    case MS_HEALTH_POSTGRES: return MS_PROTO_POSTGRES;
+    case MS_HEALTH_MYSQL: return MS_PROTO_MYSQL;
+    case MS_HEALTH_REDIS: return MS_PROTO_REDIS;
+    }
+    return MS_PROTO_TCP;
+}
+
+ms_probe *ms_probe_start(uv_loop_t *loop, const ms_target *t, const ms_health *check, uint64_t timeout_ms,
                          ms_probe_cb cb, void *arg)
 {
     ms_probe *p = calloc(1, sizeof *p);
@@ -224,20 +202,15 @@ ms_probe *ms_probe_start(uv_loop_t *loop, const ms_target *t, const char *http_p
     p->cb = cb;
     p->arg = arg;
     p->timeout_ms = timeout_ms;
-    p->http = http_path != NULL;
-    if (p->http) {
-        int n = snprintf(p->req, sizeof p->req,
-                         "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: mothership-health\r\nConnection: close\r\n\r\n",
-                         http_path, t->host_header);
-        if (n < 0 || (size_t)n >= sizeof p->req) {
-            free(p);
-            return NULL;
-        }
-        http_parser_init(&p->parser, HTTP_RESPONSE);
-        p->parser.data = p;
+    ms_proto_init(&p->proto, kind_of(check), MS_PROTO_READY);
+    p->req = ms_proto_request(&p->proto, t->host_header, check ? check->path : NULL, &p->req_len);
+    if (!p->req && p->req_len) { /* out of memory */
+        free(p);
+        return NULL;
     }
     int rc = t->is_unix ? uv_pipe_init(loop, &p->conn.pipe, 0) : uv_tcp_init(loop, &p->conn.tcp);
     if (rc < 0) {
+        free(p->req);
         free(p);
         return NULL;
     }

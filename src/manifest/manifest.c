@@ -30,6 +30,8 @@ void ld_ship_free(ms_ship *s)
     if (s->has_bind)
         ms_addr_free(&s->bind);
     free(s->health.path);
+    if (s->health.has_address)
+        ms_addr_free(&s->health.address);
     ld_routes_free(s->routes, s->nroutes);
     ld_strlist_free(&s->depends_on);
     free(s->depends_pos);
@@ -214,4 +216,10 @@ const char *ms_ship_kind_word(const ms_ship *s)
     if (s->oneshot)
         return "job";
     return s->has_bind ? "ship" : "worker";
+}
+
+const char *ms_health_protocol_name(ms_health_protocol p)
+{
+    static const char *const names[] = { "http", "tcp", "postgres", "mysql", "redis" };
+    return (size_t)p < sizeof names / sizeof names[0] ? names[p] : "?";
 }

@@ -132,8 +132,21 @@ typedef struct ms_route {
     size_t target;       /* index into ms_manifest.ships */
 } ms_route;
 
+typedef enum ms_health_protocol {
+    MS_HEALTH_HTTP,              /* GET path: 2xx-3xx passes */
+    MS_HEALTH_TCP,               /* a connection is accepted */
+    MS_HEALTH_POSTGRES,          /* startup message: an authentication request passes, 57P03 does not */
+    MS_HEALTH_MYSQL,             /* the server's greeting passes, an error packet does not */
+    MS_HEALTH_REDIS,             /* PING: +PONG passes, -LOADING does not */
+} ms_health_protocol;
+
 typedef struct ms_health {
-    char *path;                  /* NULL: no health check */
+    bool enabled;                /* a healthcheck is set */
+    ms_health_protocol protocol; /* default http */
+    char *path;                  /* http: the path to GET; NULL for the other protocols */
+    bool has_address;            /* checked at address; else at the ship's bind */
+    ms_addr address;             /* "address", or "port" on the bind's host (127.0.0.1 without a bind) */
+    uint16_t port;               /* "port" as written; 0: none */
     uint64_t interval_ms;        /* default 5s */
     uint64_t timeout_ms;         /* default 2s */
     uint64_t grace_ms;           /* startup grace before failures count; default 0 */
@@ -246,6 +259,9 @@ void ms_manifest_free(ms_manifest *m);
 /* Lookups. */
 ms_ship *ms_manifest_find_ship(const ms_manifest *m, const char *name);
 const ms_bind *ms_manifest_find_bind(const ms_manifest *m, const char *name);
+
+/* "http", "tcp", "postgres", "mysql", "redis". */
+const char *ms_health_protocol_name(ms_health_protocol p);
 
 /* The kind a user reads: "ship" (has bind), "worker", "job" (oneshot), "bay". */
 const char *ms_ship_kind_word(const ms_ship *s);

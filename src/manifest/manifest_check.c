@@ -202,6 +202,26 @@ static void *compile_pattern(ld_ctx *c, ms_pos p, const char *who, const char *p
 
 static bool bind_declared(const ms_manifest *m, const char *name);
 
+/* healthcheck.port: that port on the bind's host, or on 127.0.0.1 when the
+ * ship has no TCP bind. */
+static bool health_port_address(ld_ctx *c, ms_ship *s, const char *who)
+{
+    const char *host = s->has_bind && s->bind.kind == MS_ADDR_TCP ? s->bind.host : "127.0.0.1";
+    bool v6 = strchr(host, ':') != NULL;
+    char text[300], why[160];
+    snprintf(text, sizeof text, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", (unsigned)s->health.port);
+    ms_addr a;
+    if (!ms_addr_parse(text, &a, why, sizeof why)) {
+        ld_err(c, s->health_pos.line, s->health_pos.col, "%s: healthcheck: invalid address \"%s\": %s", who, text, why);
+        return false;
+    }
+    if (s->health.has_address)
+        ms_addr_free(&s->health.address);
+    s->health.address = a;
+    s->health.has_address = true;
+    return true;
+}
+
 static void check_routes(ld_ctx *c)
 {
     ms_manifest *m = c->m;
@@ -225,12 +245,16 @@ static void check_routes(ld_ctx *c)
                    "or \"unix:///path\")", who);
             c->bad = true;
         }
-        if (s->oneshot && s->health.path) {
+        if (s->oneshot && s->health.enabled) {
             ld_err(c, s->health_pos.line, s->health_pos.col, "%s: a oneshot job cannot have a healthcheck", who);
             c->bad = true;
-        } else if (s->kind == MS_SHIP && s->health.path && !s->has_bind) {
+        } else if (s->kind == MS_SHIP && s->health.enabled && !s->has_bind && !s->health.has_address &&
+                   !s->health.port) {
             ld_err(c, s->health_pos.line, s->health_pos.col,
-                   "%s: \"healthcheck\" needs a \"bind\" to send the check to", who);
+                   "%s: \"healthcheck\" needs a \"bind\" to send the check to (or an \"address\" or \"port\" "
+                   "of its own)", who);
+            c->bad = true;
+        } else if (s->health.enabled && s->health.port && !health_port_address(c, s, who)) {
             c->bad = true;
         }
         for (size_t r = 0; r < s->nroutes; r++) {

@@ -41,7 +41,8 @@ static const char *const static_keys[] = { "path", "prefix", "bind", NULL };
 static const char *const tls_keys[] = { "cert", "key", NULL };
 static const char *const bindtable_keys[] = { "address", "tls", NULL };
 static const char *const health_keys[] = {
-    "path", "interval", "timeout", "grace", "failures", "successes", "cooldown", "restart", NULL };
+    "path", "interval", "timeout", "grace", "failures", "successes", "cooldown", "restart",
+    "protocol", "address", "port", NULL };
 static const char *const route_keys[] = { "bind", "pattern", "strip_prefix", "raw_path", "request_buffering", NULL };
 static const char *const top_keys[] = { "mothership", "base", "fleet", "bays", "modules", "uplinks", NULL };
 static const char *const base_keys[] = { "ship", "bay", "module", NULL };
@@ -498,6 +499,8 @@ static bool get_routes(ld_ctx *c, const toml_kv *kv, ms_ship *s)
 /* ---------------------------------------------------------------- health */
 static void health_defaults(ms_health *h)
 {
+    h->enabled = false;
+    h->protocol = MS_HEALTH_HTTP;
     h->interval_ms = 5000;
     h->timeout_ms = 2000;
     h->grace_ms = 0;
@@ -505,11 +508,64 @@ static void health_defaults(ms_health *h)
     h->successes = 1;
     h->cooldown_ms = 10000;
     h->restart = false;
+    h->port = 0;
 }
 
+static void health_clear(ms_health *h)
+{
+    free(h->path);
+    h->path = NULL;
+    if (h->has_address)
+        ms_addr_free(&h->address);
+    h->has_address = false;
+    health_defaults(h);
+}
+
+static bool get_health_protocol(ld_ctx *c, const toml_kv *kv, ms_health_protocol *dst)
+{
+    static const char *const names[] = { "http", "tcp", "postgres", "mysql", "redis", NULL };
+    const toml_node *v = kv->value;
+    if (v->type != TOML_STRING) {
+        wrong_type(c, kv, "one of \"http\", \"tcp\", \"postgres\", \"mysql\", \"redis\"");
+        return false;
+    }
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(v->u.str.ptr, names[i]) == 0) {
+            *dst = (ms_health_protocol)i;
+            return true;
+        }
+    const char *near = ms_nearest(v->u.str.ptr, names);
+    ld_err(c, v->line, v->col, "healthcheck: unknown protocol \"%s\"%s%s%s (one of http, tcp, postgres, mysql, redis)",
+           v->u.str.ptr, near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
+    return false;
+}
+
+static bool get_health_address(ld_ctx *c, const toml_kv *kv, ms_health *h)
+{
+    char *text = NULL;
+    if (!get_nonempty_string(c, kv, &text))
+        return false;
+    char why[160];
+    ms_addr a;
+    bool ok = ms_addr_parse(text, &a, why, sizeof why) && ld_resolve_unix(c, &a);
+    if (ok) {
+        if (h->has_address)
+            ms_addr_free(&h->address);
+        h->address = a;
+        h->has_address = true;
+    } else {
+        ld_err(c, kv->value->line, kv->value->col, "healthcheck: invalid address \"%s\": %s", text, why);
+    }
+    free(text);
+    return ok;
+}
+
+/* The entry's healthcheck replaces its base's as a whole. */
 static bool get_health(ld_ctx *c, const toml_kv *kv, ms_health *h)
 {
     const toml_node *v = kv->value;
+    health_clear(h);
+    h->enabled = true;
     if (v->type == TOML_STRING)
         return get_nonempty_string(c, kv, &h->path) && ld_check_http_path(c, kv->value, "healthcheck", h->path);
     if (v->type != TOML_TABLE) {
@@ -517,12 +573,25 @@ static bool get_health(ld_ctx *c, const toml_kv *kv, ms_health *h)
         return false;
     }
     bool ok = true;
+    const toml_kv *path_kv = NULL, *address_kv = NULL, *port_kv = NULL;
     for (size_t i = 0; i < v->u.table.len; i++) {
         const toml_kv *e = &v->u.table.items[i];
         int64_t n;
-        if (strcmp(e->key, "path") == 0)
+        if (strcmp(e->key, "path") == 0) {
+            path_kv = e;
             ok &= get_nonempty_string(c, e, &h->path) && ld_check_http_path(c, e->value, "healthcheck.path", h->path);
-        else if (strcmp(e->key, "interval") == 0)
+        } else if (strcmp(e->key, "protocol") == 0)
+            ok &= get_health_protocol(c, e, &h->protocol);
+        else if (strcmp(e->key, "address") == 0) {
+            address_kv = e;
+            ok &= get_health_address(c, e, h);
+        } else if (strcmp(e->key, "port") == 0) {
+            port_kv = e;
+            if (get_uint(c, e, 1, 65535, &n))
+                h->port = (uint16_t)n;
+            else
+                ok = false;
+        } else if (strcmp(e->key, "interval") == 0)
             ok &= get_duration(c, e, &h->interval_ms);
         else if (strcmp(e->key, "timeout") == 0)
             ok &= get_duration(c, e, &h->timeout_ms);
@@ -547,8 +616,17 @@ static bool get_health(ld_ctx *c, const toml_kv *kv, ms_health *h)
             ok = false;
         }
     }
-    if (ok && !h->path) {
+    if (ok && h->protocol == MS_HEALTH_HTTP && !h->path) {
         ld_err(c, v->line, v->col, "healthcheck: missing required key \"path\"");
+        ok = false;
+    }
+    if (ok && h->protocol != MS_HEALTH_HTTP && path_kv) {
+        ld_err(c, path_kv->line, path_kv->col, "healthcheck: \"path\" is only for protocol = \"http\" (this check "
+               "is \"%s\")", ms_health_protocol_name(h->protocol));
+        ok = false;
+    }
+    if (ok && address_kv && port_kv) {
+        ld_err(c, port_kv->line, port_kv->col, "healthcheck: give \"address\" or \"port\", not both");
         ok = false;
     }
     if (ok && h->interval_ms == 0) {

@@ -397,7 +397,7 @@ static void draw_overview(ms_tui *t)
         snprintf(buf, sizeof buf, "%u", p->restarts);
         x = put_cell(y, x, K_RST, buf, base);
         int healthy = __atomic_load_n(&p->healthy, __ATOMIC_RELAXED);
-        bool has_check = p->ship->health.path != NULL;
+        bool has_check = p->ship->health.enabled;
         const char *hw = !has_check ? "-" : healthy == 1 ? "healthy" : healthy == 0 ? "unhealthy" : "unknown";
         x = put_cell(y, x, K_HEALTH, hw, base | (healthy == 0 && has_check ? colour(t, C_RED) : 0));
         int br = __atomic_load_n(&p->breaker, __ATOMIC_RELAXED);

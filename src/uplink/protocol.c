@@ -1,14 +1,16 @@
-/* protocol.c: the protocol-level uplink checks as pure byte functions: the
- * request each scheme sends once connected (redis PING, postgres SSLRequest,
- * HTTP GET) and the judgement of the server's answer (RESP reply, 'S'/'N',
- * mysql initial handshake, HTTP status via http-parser). No I/O here: the
- * answer bytes come from uplink.c (plain or decrypted). Every buffer is
- * bounded; answer text quoted into messages is made printable. */
+/* protocol.c: the protocol-level checks as pure byte functions (see
+ * protocol.h): the request each kind sends once connected (redis PING,
+ * postgres SSLRequest or startup message, HTTP GET) and the judgement of the
+ * server's answer (RESP reply, 'S'/'N', postgres authentication request or
+ * ErrorResponse, mysql initial handshake, HTTP status via http-parser), in
+ * the uplinks' LIVE mode or the probes' READY mode. No I/O here: the answer
+ * bytes come from uplink.c or fleet/probe.c. Every buffer is bounded;
+ * answer text quoted into messages is made printable. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "uplink/uplink_impl.h"
+#include "uplink/protocol.h"
 
 ms_proto_kind ms_proto_kind_for(const char *scheme)
 {
@@ -23,23 +25,49 @@ ms_proto_kind ms_proto_kind_for(const char *scheme)
     return MS_PROTO_TCP;
 }
 
+const char *ms_proto_kind_name(ms_proto_kind kind)
+{
+    switch (kind) {
+    case MS_PROTO_TCP: return "tcp";
+    case MS_PROTO_REDIS: return "redis";
+    case MS_PROTO_POSTGRES: return "postgres";
+    case MS_PROTO_MYSQL: return "mysql";
+    case MS_PROTO_HTTP: return "http";
+    }
+    return "?";
+}
+
 /* ---------------------------------------------------------------- http-parser glue */
+/* LIVE mode stops at the head; READY mode reads on to the end of the
+ * message, so the server's write of its body does not meet a closed socket. */
 static int on_headers_complete(http_parser *hp)
 {
     ms_proto *p = hp->data;
     p->head_done = true;
+    p->http_status = (int)hp->status_code;
+    if (p->mode == MS_PROTO_LIVE)
+        http_parser_pause(hp, 1);
+    return 0;
+}
+
+static int on_message_complete(http_parser *hp)
+{
+    ms_proto *p = hp->data;
+    p->message_done = true;
     http_parser_pause(hp, 1);
     return 0;
 }
 
 static const http_parser_settings http_settings = {
     .on_headers_complete = on_headers_complete,
+    .on_message_complete = on_message_complete,
 };
 
-void ms_proto_init(ms_proto *p, ms_proto_kind kind)
+void ms_proto_init(ms_proto *p, ms_proto_kind kind, ms_proto_mode mode)
 {
     memset(p, 0, sizeof *p);
     p->kind = kind;
+    p->mode = mode;
     if (kind == MS_PROTO_HTTP) {
         http_parser_init(&p->parser, HTTP_RESPONSE);
         p->parser.data = p;
@@ -83,52 +111,76 @@ void ms_proto_quote(const unsigned char *data, size_t n, char *out, size_t out_l
     out[o] = '\0';
 }
 
-char *ms_proto_request(ms_proto_kind kind, const char *host, uint16_t port, bool tls,
-                       const char *path, size_t *len)
+int ms_proto_host_header(const char *host, uint16_t port, bool tls, char *buf, size_t len)
+{
+    bool v6 = strchr(host, ':') != NULL;
+    char portpart[8] = "";
+    if (port != (tls ? 443 : 80))
+        snprintf(portpart, sizeof portpart, ":%u", (unsigned)port);
+    return snprintf(buf, len, "%s%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "", portpart);
+}
+
+static char *copy_request(const void *bytes, size_t n, size_t *len)
+{
+    char *out = malloc(n);
+    if (!out)
+        return NULL;
+    memcpy(out, bytes, n);
+    *len = n;
+    return out;
+}
+
+/* The postgres StartupMessage (protocol 3.0): int32 length, int32 196608,
+ * then name/value pairs, each NUL-terminated, and a final NUL. The server
+ * answers it with an authentication request once it accepts clients, and
+ * with 57P03 while it starts, recovers or shuts down. */
+static char *postgres_startup(size_t *len)
+{
+    static const char params[] = "user\0postgres\0database\0postgres\0"
+                                 "application_name\0mothership-health\0"; /* + the array's NUL */
+    unsigned char msg[8 + sizeof params];
+    uint32_t n = (uint32_t)sizeof msg;
+    msg[0] = (unsigned char)(n >> 24);
+    msg[1] = (unsigned char)(n >> 16);
+    msg[2] = (unsigned char)(n >> 8);
+    msg[3] = (unsigned char)n;
+    msg[4] = 0, msg[5] = 3, msg[6] = 0, msg[7] = 0; /* 3 << 16 | 0 */
+    memcpy(msg + 8, params, sizeof params);
+    return copy_request(msg, sizeof msg, len);
+}
+
+char *ms_proto_request(const ms_proto *p, const char *host_header, const char *path, size_t *len)
 {
     char *out = NULL;
     *len = 0;
-    switch (kind) {
+    switch (p->kind) {
     case MS_PROTO_TCP:
     case MS_PROTO_MYSQL:
         return NULL;
     case MS_PROTO_REDIS:
-        out = malloc(6);
-        if (out) {
-            memcpy(out, "PING\r\n", 6);
-            *len = 6;
+        out = copy_request("PING\r\n", 6, len);
+        break;
+    case MS_PROTO_POSTGRES:
+        if (p->mode == MS_PROTO_READY) {
+            out = postgres_startup(len);
+        } else {
+            /* SSLRequest: int32 length 8, int32 80877103 (1234 << 16 | 5679), big-endian */
+            static const unsigned char ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+            out = copy_request(ssl_request, sizeof ssl_request, len);
         }
         break;
-    case MS_PROTO_POSTGRES: {
-        /* SSLRequest: int32 length 8, int32 80877103 (1234 << 16 | 5679), big-endian */
-        static const unsigned char ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
-        out = malloc(sizeof ssl_request);
-        if (out) {
-            memcpy(out, ssl_request, sizeof ssl_request);
-            *len = sizeof ssl_request;
-        }
-        break;
-    }
     case MS_PROTO_HTTP: {
-        bool v6 = strchr(host, ':') != NULL;
-        bool default_port = port == (tls ? 443 : 80);
-        char portpart[8] = "";
-        if (!default_port)
-            snprintf(portpart, sizeof portpart, ":%u", (unsigned)port);
+        static const char fmt[] = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n"
+                                  "Accept: */*\r\nConnection: close\r\n\r\n";
         const char *target = path && *path ? path : "/";
-        int n = snprintf(NULL, 0,
-                         "GET %s HTTP/1.1\r\nHost: %s%s%s%s\r\nUser-Agent: mothership-preflight\r\n"
-                         "Accept: */*\r\nConnection: close\r\n\r\n",
-                         target, v6 ? "[" : "", host, v6 ? "]" : "", portpart);
+        const char *agent = p->mode == MS_PROTO_LIVE ? "mothership-preflight" : "mothership-health";
+        int n = snprintf(NULL, 0, fmt, target, host_header, agent);
         if (n < 0)
             break;
         out = malloc((size_t)n + 1);
         if (!out)
             break;
-        snprintf(out, (size_t)n + 1,
-                 "GET %s HTTP/1.1\r\nHost: %s%s%s%s\r\nUser-Agent: mothership-preflight\r\n"
-                 "Accept: */*\r\nConnection: close\r\n\r\n",
-                 target, v6 ? "[" : "", host, v6 ? "]" : "", portpart);
+        snprintf(out, (size_t)n + 1, fmt, target, host_header, agent);
         *len = (size_t)n;
         break;
     }
@@ -170,6 +222,19 @@ static bool all_digits(const unsigned char *s, size_t n, bool allow_sign)
     return true;
 }
 
+/* The errors of a redis that is alive but cannot serve commands yet:
+ * loading its dataset, running a script, a replica cut off from its master. */
+static bool redis_busy(const unsigned char *text, size_t n)
+{
+    static const char *const codes[] = { "LOADING", "BUSY", "MASTERDOWN" };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        size_t cn = strlen(codes[i]);
+        if (n >= cn && memcmp(text, codes[i], cn) == 0 && (n == cn || text[cn] == ' '))
+            return true;
+    }
+    return false;
+}
+
 static int redis_judge(ms_proto *p)
 {
     unsigned char t = p->buf[0];
@@ -193,16 +258,121 @@ static int redis_judge(ms_proto *p)
         return down_garbage(p, "redis");
     char q[120];
     ms_proto_quote(p->buf, ln + 1, q, sizeof q);
-    if (t == '+' && ln == 4 && memcmp(text, "PONG", 4) == 0)
+    if (t == '+' && ln == 4 && memcmp(text, "PONG", 4) == 0) {
         snprintf(p->detail, sizeof p->detail, "+PONG");
-    else
-        snprintf(p->detail, sizeof p->detail, "redis answered %s", q);
+        return MS_PROTO_UP;
+    }
+    if (p->mode == MS_PROTO_READY && t == '-' && redis_busy(text, ln)) {
+        snprintf(p->error, sizeof p->error, "not ready: redis answered %s", q);
+        return MS_PROTO_DOWN;
+    }
+    snprintf(p->detail, sizeof p->detail, "redis answered %s", q);
     return MS_PROTO_UP;
 }
 
 /* ---------------------------------------------------------------- postgres */
+static uint32_t be32(const unsigned char *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
+}
+
+static const char *pg_auth_name(uint32_t code)
+{
+    switch (code) {
+    case 0: return "trust";
+    case 2: return "Kerberos";
+    case 3: return "password";
+    case 5: return "md5";
+    case 7: return "GSSAPI";
+    case 9: return "SSPI";
+    case 10: return "SASL";
+    default: return "other";
+    }
+}
+
+/* An ErrorResponse body: fields of a type byte and a NUL-terminated string,
+ * ending with a NUL byte; only what is in body[0..n) is read. */
+static int postgres_error(ms_proto *p, const unsigned char *body, size_t n)
+{
+    char code[6] = "", severity[16] = "", msg[160] = "";
+    size_t i = 0;
+    while (i < n && body[i] != 0) {
+        unsigned char type = body[i++];
+        const unsigned char *v = body + i;
+        const unsigned char *nul = memchr(v, '\0', n - i);
+        size_t vn = nul ? (size_t)(nul - v) : n - i;
+        if (type == 'C' && vn == 5) {
+            for (size_t k = 0; k < 5; k++)
+                code[k] = (v[k] >= '0' && v[k] <= '9') || (v[k] >= 'A' && v[k] <= 'Z') ? (char)v[k] : '?';
+            code[5] = '\0';
+        } else if (type == 'V' || (type == 'S' && !severity[0])) {
+            ms_proto_quote(v, vn < 10 ? vn : 10, severity, sizeof severity);
+        } else if (type == 'M') {
+            ms_proto_quote(v, vn, msg, sizeof msg);
+        }
+        i += vn + 1;
+    }
+    if (!code[0] && !msg[0])
+        return down_garbage(p, "postgres");
+    if (strcmp(code, "57P03") == 0) {
+        snprintf(p->error, sizeof p->error, "not ready: %s (57P03)", msg[0] ? msg : "cannot connect now");
+        return MS_PROTO_DOWN;
+    }
+    /* refusing this client (no pg_hba.conf entry, too many clients, ...) is
+     * still a server that accepts connections, as pg_isready counts it */
+    snprintf(p->detail, sizeof p->detail, "postgres answered %s%s%s: %s", severity[0] ? severity : "ERROR",
+             code[0] ? " " : "", code, msg);
+    return MS_PROTO_UP;
+}
+
+/* The answer to a startup message: messages of a type byte and an int32
+ * length (itself included). NegotiateProtocolVersion ('v') may come first. */
+static int postgres_ready_judge(ms_proto *p, bool eof)
+{
+    size_t off = 0;
+    for (;;) {
+        size_t have = p->len - off;
+        bool full = p->len == sizeof p->buf;
+        if (have < 5)
+            return eof || full ? down_garbage(p, "postgres") : MS_PROTO_MORE;
+        unsigned char t = p->buf[off];
+        uint32_t mlen = be32(p->buf + off + 1);
+        if (mlen < 4 || mlen > 1u << 20)
+            return down_garbage(p, "postgres");
+        bool complete = have >= 1 + (size_t)mlen;
+        if (t == 'R') {
+            if (mlen < 8)
+                return down_garbage(p, "postgres");
+            if (have < 9)
+                return eof || full ? down_garbage(p, "postgres") : MS_PROTO_MORE;
+            uint32_t code = be32(p->buf + off + 5);
+            if (code == 0)
+                snprintf(p->detail, sizeof p->detail, "postgres accepted the startup (trust)");
+            else
+                snprintf(p->detail, sizeof p->detail, "postgres asked for authentication (%s)",
+                         pg_auth_name(code));
+            return MS_PROTO_UP;
+        }
+        if (t == 'E') {
+            if (!complete && !eof && !full)
+                return MS_PROTO_MORE;
+            size_t body = complete ? (size_t)mlen - 4 : have - 5;
+            return postgres_error(p, p->buf + off + 5, body);
+        }
+        if (t == 'v') {
+            if (!complete)
+                return eof || full ? down_garbage(p, "postgres") : MS_PROTO_MORE;
+            off += 1 + (size_t)mlen;
+            continue;
+        }
+        return down_garbage(p, "postgres");
+    }
+}
+
 static int postgres_judge(ms_proto *p)
 {
+    if (p->mode == MS_PROTO_READY)
+        return postgres_ready_judge(p, false);
     if (p->buf[0] == 'S') {
         snprintf(p->detail, sizeof p->detail, "postgres (SSL available)");
         return MS_PROTO_UP;
@@ -249,6 +419,10 @@ static int mysql_judge(ms_proto *p, bool eof)
         unsigned code = (unsigned)pl[1] | (unsigned)pl[2] << 8;
         char q[120];
         ms_proto_quote(pl + 3, have - 3, q, sizeof q);
+        if (p->mode == MS_PROTO_READY) {
+            snprintf(p->error, sizeof p->error, "not ready: mysql answered error %u: %s", code, q);
+            return MS_PROTO_DOWN;
+        }
         snprintf(p->detail, sizeof p->detail, "mysql answered error %u: %s", code, q);
         return MS_PROTO_UP;
     }
@@ -260,21 +434,27 @@ static int mysql_judge(ms_proto *p, bool eof)
 }
 
 /* ---------------------------------------------------------------- http */
+static int http_status_verdict(ms_proto *p)
+{
+    int code = p->http_status;
+    if (code >= 200 && code < 400) {
+        snprintf(p->detail, sizeof p->detail, "HTTP %d", code);
+        return MS_PROTO_UP;
+    }
+    snprintf(p->error, sizeof p->error, "HTTP %d", code);
+    return MS_PROTO_DOWN;
+}
+
 static int http_feed(ms_proto *p, const char *data, size_t n)
 {
     if (p->head_bytes + n > MS_PROTO_HTTP_HEAD)
         n = MS_PROTO_HTTP_HEAD - p->head_bytes;
     size_t used = http_parser_execute(&p->parser, &http_settings, data, n);
     p->head_bytes += used;
-    if (p->head_done) {
-        unsigned code = p->parser.status_code;
-        if (code >= 200 && code < 400) {
-            snprintf(p->detail, sizeof p->detail, "HTTP %u", code);
-            return MS_PROTO_UP;
-        }
-        snprintf(p->error, sizeof p->error, "HTTP %u", code);
-        return MS_PROTO_DOWN;
-    }
+    /* LIVE: the head is enough; READY: the whole message, or as much of
+     * its body as the bound allows */
+    if (p->head_done && (p->mode == MS_PROTO_LIVE || p->message_done || p->head_bytes >= MS_PROTO_HTTP_HEAD))
+        return http_status_verdict(p);
     enum http_errno e = HTTP_PARSER_ERRNO(&p->parser);
     if (e != HPE_OK) {
         snprintf(p->error, sizeof p->error, "invalid HTTP response (%s)", http_errno_description(e));
@@ -322,6 +502,13 @@ int ms_proto_eof(ms_proto *p)
         int r = mysql_judge(p, true);
         if (r != MS_PROTO_MORE)
             return r;
+    }
+    if (p->kind == MS_PROTO_POSTGRES && p->mode == MS_PROTO_READY && p->len > 0)
+        return postgres_ready_judge(p, true);
+    if (p->kind == MS_PROTO_HTTP && p->head_done) {
+        /* READY mode, a body that ends with the connection (or a truncated one: the status is enough) */
+        http_parser_execute(&p->parser, &http_settings, NULL, 0);
+        return http_status_verdict(p);
     }
     if (p->kind == MS_PROTO_HTTP && p->head_bytes > 0) {
         snprintf(p->error, sizeof p->error, "connection closed in the middle of the HTTP response head");

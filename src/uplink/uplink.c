@@ -2,7 +2,7 @@
  * checks a manifest's uplinks on a libuv loop: uplinks are grouped by
  * host:port into probes (deduplication), every probe runs in parallel:
  * resolve (uv_getaddrinfo), connect to each address in turn, then the
- * scheme's protocol exchange (protocol.c), over TLS for https/rediss
+ * scheme's protocol exchange (protocol.h, LIVE mode), over TLS for https/rediss
  * (tls.c). A per-attempt timer bounds DNS + connect + protocol; with wait,
  * the same timer spaces retries with exponential backoff. The run's callback
  * fires once every probe has its verdict and every handle it opened is
@@ -238,7 +238,9 @@ static void conn_begin_protocol(conn *c)
         return;
     }
     size_t len = 0;
-    char *req = ms_proto_request(p->kind, p->u->host, p->u->port, p->tls, p->u->path, &len);
+    char host_header[300];
+    ms_proto_host_header(p->u->host, p->u->port, p->tls, host_header, sizeof host_header);
+    char *req = ms_proto_request(&c->proto, host_header, p->u->path, &len);
     if (!req) {
         if (len)
             attempt_end(p, false, "out of memory");
@@ -396,7 +398,7 @@ static void try_next_address(probe *p)
         c->run = p->run; /* for on_conn_closed, when p may be final */
         c->p = p;
         p->c = c;
-        ms_proto_init(&c->proto, p->kind);
+        ms_proto_init(&c->proto, p->kind, MS_PROTO_LIVE);
         rc = uv_tcp_connect(&c->creq, &c->tcp, ai->ai_addr, on_connect);
         if (rc < 0) {
             snprintf(p->last_error, sizeof p->last_error, "%s", uv_strerror(rc));

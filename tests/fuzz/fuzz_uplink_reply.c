@@ -1,15 +1,18 @@
 /* fuzz_uplink_reply.c: libFuzzer target for the uplink checker's judgement
  * of a server's answer (src/uplink/protocol.c): the redis RESP reply line,
- * the postgres SSLRequest answer byte, the mysql initial handshake (or ERR
- * packet) and the HTTP response head via http-parser. These bytes come from
- * whatever listens at a manifest's uplink address.
+ * the postgres SSLRequest answer byte (and, in the probes' READY mode, the
+ * answer to a startup message: an authentication request or an
+ * ErrorResponse), the mysql initial handshake (or ERR packet) and the HTTP
+ * response via http-parser. These bytes come from whatever listens at a
+ * manifest's uplink address or a ship's healthcheck address.
  *
  * The input is one server's answer. Its first byte picks how the rest is cut
  * into reads: bit 7 set, all at once; else reads of 1..(1 + (b & 63)) bytes,
  * sizes drawn from a small PRNG seeded with the byte, with an empty read
  * before each one when bit 6 is set. For every protocol kind (tcp, redis,
- * postgres, mysql, http) a fresh ms_proto is initialised as uplink.c does
- * (ms_proto_init with the kind for the scheme) and fed read by read, as
+ * postgres, mysql, http) and both modes, a fresh ms_proto is initialised as
+ * uplink.c and fleet/probe.c do (ms_proto_init with the kind for the
+ * scheme) and fed read by read, as
  * uplink.c's on_read does, until it gives a verdict; when the answer ends
  * without one, ms_proto_eof is asked, as on a peer's close. Invariants: an
  * empty read never decides; the kept answer and the HTTP head stay within
@@ -68,11 +71,11 @@ static uint32_t next_rand(uint32_t *s)
 
 static const char *const schemes[] = { "tcp", "redis", "postgres", "mysql", "http" };
 
-static void run_kind(const char *scheme, uint8_t mode, const char *body, size_t n)
+static void run_kind(const char *scheme, ms_proto_mode pmode, uint8_t mode, const char *body, size_t n)
 {
     static ms_proto p; /* large; one at a time */
     ms_proto_kind kind = ms_proto_kind_for(scheme);
-    ms_proto_init(&p, kind);
+    ms_proto_init(&p, kind, pmode);
     check(p.kind == kind && p.len == 0 && !p.head_done);
     uint32_t rng = 0x9e3779b9u ^ mode;
     size_t maxchunk = 1 + (mode & 63);
@@ -109,8 +112,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t mode = data[0];
     const char *body = (const char *)data + 1;
     size_t n = size - 1;
-    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
-        run_kind(schemes[i], mode, body, n);
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        run_kind(schemes[i], MS_PROTO_LIVE, mode, body, n);
+        run_kind(schemes[i], MS_PROTO_READY, mode, body, n);
+    }
     check(ms_proto_kind_for("https") == MS_PROTO_HTTP);
 
     /* quoting, into small buffers of the sizes around its cut-off rule

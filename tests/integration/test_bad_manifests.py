@@ -256,7 +256,8 @@ CASES = [
          '(add bind = "tcp://127.0.0.1:PORT" or "unix:///path")'),
     Case("healthcheck-without-bind",
          '[[fleet.web]]\nname = "app"\ncommand = "ruby"\nhealthcheck = "/health"\n',
-         '4:15: ship "app": "healthcheck" needs a "bind" to send the check to'),
+         '4:15: ship "app": "healthcheck" needs a "bind" to send the check to '
+         '(or an "address" or "port" of its own)'),
     Case("healthcheck-not-a-path",
          '[[fleet.web]]\nname = "app"\ncommand = "ruby"\nbind = "3000"\nhealthcheck = "health"\n',
          '5:15: ship "app": "healthcheck" must be a path starting with \'/\', like "/health"'),
