@@ -258,6 +258,19 @@ CASES = [
          '[[fleet.web]]\nname = "app"\ncommand = "ruby"\nhealthcheck = "/health"\n',
          '4:15: ship "app": "healthcheck" needs a "bind" to send the check to '
          '(or an "address" or "port" of its own)'),
+    Case("healthcheck-unknown-protocol",
+         '[[fleet.web]]\nname = "db"\ncommand = "postgres"\nbind = "5432"\n'
+         'healthcheck = { protocol = "postgresql" }\n',
+         '5:28: ship "db": healthcheck: unknown protocol "postgresql" (did you mean "postgres"?) '
+         '(one of http, tcp, postgres, mysql, redis)'),
+    Case("healthcheck-path-with-redis",
+         '[[fleet.web]]\nname = "cache"\ncommand = "redis-server"\nbind = "6379"\n'
+         'healthcheck = { protocol = "redis", path = "/health" }\n',
+         '5:37: ship "cache": healthcheck: "path" is only for protocol = "http" (this check is "redis")'),
+    Case("healthcheck-address-and-port",
+         '[[fleet.web]]\nname = "db"\ncommand = "postgres"\n'
+         'healthcheck = { protocol = "tcp", address = "127.0.0.1:5432", port = 5432 }\n',
+         '4:63: ship "db": healthcheck: give "address" or "port", not both'),
     Case("healthcheck-not-a-path",
          '[[fleet.web]]\nname = "app"\ncommand = "ruby"\nbind = "3000"\nhealthcheck = "health"\n',
          '5:15: ship "app": "healthcheck" must be a path starting with \'/\', like "/health"'),
