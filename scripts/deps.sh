@@ -10,6 +10,8 @@ PKGS=(
   libbrotli-dev libpcre2-dev libjansson-dev libncurses-dev libcmocka-dev
   python3 python3-pytest python3-requests python3-websockets
   wabt curl wrk tmux procps iproute2
+  # real servers the fleet tests start as ships (test_fleet_real_servers.py)
+  postgresql redis-server
 )
 # Benchmark peers: only for `make bench` (DEPS_BENCH=1).
 if [ "${DEPS_BENCH:-0}" = 1 ]; then
