@@ -565,9 +565,11 @@ static bool get_health(ld_ctx *c, const toml_kv *kv, ms_health *h)
 {
     const toml_node *v = kv->value;
     health_clear(h);
-    h->enabled = true;
-    if (v->type == TOML_STRING)
-        return get_nonempty_string(c, kv, &h->path) && ld_check_http_path(c, kv->value, "healthcheck", h->path);
+    if (v->type == TOML_STRING) {
+        /* an invalid healthcheck was reported: no other message about it */
+        h->enabled = get_nonempty_string(c, kv, &h->path) && ld_check_http_path(c, kv->value, "healthcheck", h->path);
+        return h->enabled;
+    }
     if (v->type != TOML_TABLE) {
         wrong_type(c, kv, "a path string like \"/health\" or a table");
         return false;
@@ -637,6 +639,7 @@ static bool get_health(ld_ctx *c, const toml_kv *kv, ms_health *h)
         ld_err(c, v->line, v->col, "healthcheck: \"timeout\" must be more than 0");
         ok = false;
     }
+    h->enabled = ok;
     return ok;
 }
 

@@ -296,6 +296,54 @@ static void test_diags_sorted_and_bounded(void **state)
     ms_diags_free(&d);
 }
 
+static void test_healthcheck_protocols(void **state)
+{
+    (void)state;
+    ms_diags d;
+    ms_manifest *m = load("[base.ship]\n"
+                          "healthcheck = { path = \"/up\", interval = \"1s\" }\n"
+                          "[[fleet.data]]\nname = \"db\"\ncommand = \"postgres\"\nbind = \"0.0.0.0:5432\"\n"
+                          "healthcheck = { protocol = \"postgres\", port = 5433 }\n"
+                          "[[fleet.data]]\nname = \"cache\"\ncommand = \"redis-server\"\n"
+                          "healthcheck = { protocol = \"redis\", address = \"unix:///run/redis.sock\" }\n"
+                          "[[fleet.web]]\nname = \"app\"\ncommand = \"x\"\nbind = \"3000\"\n"
+                          "[[fleet.workers]]\nname = \"q\"\ncommand = \"x\"\nhealthcheck = { protocol = \"tcp\", port = 9 }\n",
+                          &d);
+    assert_non_null(m);
+    /* the entry's healthcheck replaces the base's as a whole */
+    ms_health *h = &m->ships[0].health;
+    assert_true(h->enabled);
+    assert_int_equal(h->protocol, MS_HEALTH_POSTGRES);
+    assert_null(h->path);
+    assert_int_equal(h->interval_ms, 5000);
+    assert_true(h->has_address);
+    assert_string_equal(h->address.text, "tcp://0.0.0.0:5433"); /* the bind's host */
+    h = &m->ships[1].health;
+    assert_int_equal(h->protocol, MS_HEALTH_REDIS);
+    assert_string_equal(h->address.text, "unix:///run/redis.sock");
+    h = &m->ships[2].health; /* the base's */
+    assert_true(h->enabled);
+    assert_int_equal(h->protocol, MS_HEALTH_HTTP);
+    assert_string_equal(h->path, "/up");
+    assert_int_equal(h->interval_ms, 1000);
+    assert_false(h->has_address);
+    h = &m->ships[3].health; /* a worker: 127.0.0.1 */
+    assert_int_equal(h->protocol, MS_HEALTH_TCP);
+    assert_string_equal(h->address.text, "tcp://127.0.0.1:9");
+    assert_string_equal(ms_health_protocol_name(MS_HEALTH_MYSQL), "mysql");
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+
+    expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\nbind = \"1\"\nhealthcheck = { protocol = \"http\" }\n",
+                 5, 15, "ship \"a\": healthcheck: missing required key \"path\"");
+    expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\nbind = \"1\"\nhealthcheck = { protocol = 5 }\n",
+                 5, 28, "ship \"a\": \"protocol\" must be one of \"http\", \"tcp\", \"postgres\", \"mysql\", \"redis\", not an integer");
+    expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\nhealthcheck = { protocol = \"redis\", address = \"udp://x:1\" }\n",
+                 4, 47, "ship \"a\": healthcheck: invalid address \"udp://x:1\": unknown scheme (use tcp://host:port, host:port, port or unix:///path)");
+    expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\nhealthcheck = { protocol = \"tcp\", port = 0 }\n",
+                 4, 42, "ship \"a\": \"port\" must be from 1 to 65535, not 0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_uplink_urls),
         cmocka_unit_test(test_strutil),
         cmocka_unit_test(test_diags_sorted_and_bounded),
+        cmocka_unit_test(test_healthcheck_protocols),
     };
     return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
 }
