@@ -435,6 +435,9 @@ def test_ships_start_with_no_signal_ignored(fleet, tmp_path):
         ms.send_signal(signal.SIGTERM)
         ms.wait(10)
     ignored = int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+    # 32 and 33 are glibc's own: no process can reset them through libc, and
+    # glibc's posix_spawn (make uses it) starts children with 32 ignored
+    ignored &= ~((1 << 31) | (1 << 32))
     assert ignored == 0, f"signals ignored in a ship: {ignored:#x}"
 
 
