@@ -390,7 +390,7 @@ void dock_bay_close(dock_bay *bay)
     if (bay->listen_fd >= 0) {
         close(bay->listen_fd);
         struct stat st;
-        if (bay->sock_known && lstat(bay->path, &st) == 0 && st.st_dev == bay->sock_dev
+        if (bay->sock_known && bay->path && lstat(bay->path, &st) == 0 && st.st_dev == bay->sock_dev
             && st.st_ino == bay->sock_ino)
             unlink(bay->path);   /* best effort: the bay is going away */
     }

@@ -1103,7 +1103,7 @@ static bool load_uplink(ld_ctx *c, const toml_node *entry, ms_uplink *u)
         if (!ok)
             ec.bad = true;
     }
-    if (!u->url_text) {
+    if (!u->url_text || !url_kv) {
         if (!url_kv)
             ld_err(&ec, entry->line, entry->col, "missing required key \"url\"");
         ec.bad = true;
@@ -1428,7 +1428,7 @@ static void load_static_dirs(ld_ctx *c, const toml_kv *skv)
         if (!sd->prefix && ok) {
             sd->prefix = dup_checked(c, "/");
         }
-        if (sd->path) {
+        if (sd->path && path_kv) {
             struct stat st;
             if (stat(sd->path, &st) != 0) {
                 ld_err(&sc, path_kv->value->line, path_kv->value->col, "directory \"%s\" does not exist", sd->path);

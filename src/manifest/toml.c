@@ -22,8 +22,10 @@
  */
 #include "toml.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <locale.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -960,7 +962,7 @@ static toml_node *parse_number(parser *p, int line, int col)
         errno = 0;
         char *ep;
         double d = strtod(p->buf, &ep);
-        if (d > 1.7976931348623157e308 || d < -1.7976931348623157e308) {
+        if (isinf(d)) { /* strtod overflowed: beyond DBL_MAX */
             fail_at(p, line, col, "float %s is out of range", shown);
             return NULL;
         }
@@ -1300,6 +1302,7 @@ static toml_node *dotted_prefix(parser *p, toml_node *tbl, int *depth)
             tbl = t;
             continue;
         }
+        assert((size_t)at < tbl->u.table.len); /* the index holds positions of this table's keys */
         toml_node *t = tbl->u.table.items[at].value;
         if (t->type != TOML_TABLE) {
             fail_at(p, sg->line, sg->col, "key \"%s\" is already defined as %s",
@@ -1405,6 +1408,7 @@ static bool parse_header(parser *p)
             tbl = t;
             continue;
         }
+        assert((size_t)at < tbl->u.table.len); /* the index holds positions of this table's keys */
         toml_node *t = tbl->u.table.items[at].value;
         if (t->type == TOML_ARRAY && (t->flags & F_AOT)) {
             depth += 2;
@@ -1477,6 +1481,7 @@ static bool parse_header(parser *p)
         p->cur_depth = depth + 1;
         return true;
     }
+    assert((size_t)at < tbl->u.table.len);
     toml_kv *kv = &tbl->u.table.items[at];
     toml_node *t = kv->value;
     if (t->type != TOML_TABLE) {

@@ -206,11 +206,15 @@ static bool span(pl_inst *pi, const char *fn, const char *what, uint32_t ptr, ui
                  uint8_t **out)
 {
     size_t size = pi->mem ? wasm_memory_size(pi->mem) : 0;
-    if (!pi->mem)
-        return abi(pi->w, "%s: the module exports no memory", fn);
-    if ((uint64_t)ptr + len > size)
-        return abi(pi->w, "%s: %s [%u, %u+%u) is outside the guest's memory (%zu bytes)", fn, what,
-                   ptr, ptr, len, size);
+    if (!pi->mem) {
+        abi(pi->w, "%s: the module exports no memory", fn);
+        return false;
+    }
+    if ((uint64_t)ptr + len > size) {
+        abi(pi->w, "%s: %s [%u, %u+%u) is outside the guest's memory (%zu bytes)", fn, what, ptr, ptr,
+            len, size);
+        return false;
+    }
     *out = wasm_memory_data(pi->mem) + ptr;
     return true;
 }
@@ -828,9 +832,9 @@ static void functype_text(char *buf, size_t len, const uint8_t *p, uint32_t np, 
         at += (size_t)snprintf(buf + at, at < len ? len - at : 0, "%s%s", i ? ", " : "", T(p[i]));
     at += (size_t)snprintf(buf + at, at < len ? len - at : 0, ") -> ");
     if (nr == 0)
-        at += (size_t)snprintf(buf + at, at < len ? len - at : 0, "()");
+        snprintf(buf + at, at < len ? len - at : 0, "()");
     else if (nr == 1)
-        at += (size_t)snprintf(buf + at, at < len ? len - at : 0, "%s", T(r[0]));
+        snprintf(buf + at, at < len ? len - at : 0, "%s", T(r[0]));
     else
         for (uint32_t i = 0; i < nr; i++)
             at += (size_t)snprintf(buf + at, at < len ? len - at : 0, "%s%s%s", i ? ", " : "(",

@@ -226,7 +226,7 @@ static void draw_header(ms_tui *t)
              up, phase_word(f->phase), f->n, nready, nrun, ndown, (unsigned long long)rps);
     x += puts_at(0, x, COLS - x, buf, bar);
     if (m->global.nbinds == 0) {
-        x += puts_at(0, x, COLS - x, " no binds", bar);
+        puts_at(0, x, COLS - x, " no binds", bar);
     } else {
         for (size_t b = 0; b < m->global.nbinds; b++) {
             snprintf(buf, sizeof buf, " %s %s", m->global.binds[b].name, m->global.binds[b].addr.text);

@@ -107,6 +107,7 @@ int ms_uplink_describe_down(const ms_uplink_result *r, char *buf, size_t len)
     char att[48] = "";
     if (r->attempts > 1)
         snprintf(att, sizeof att, ", after %u attempts", r->attempts);
+    /* cppcheck-suppress nullPointer ; buf may be NULL with len 0: snprintf then only measures */
     return snprintf(buf, len, "uplink \"%s\" (%s) is down: %s%s",
                     r->uplink && r->uplink->name ? r->uplink->name : "?", r->address,
                     r->error[0] ? r->error : "unknown error", att);

@@ -5,6 +5,7 @@
  * globals and tables. */
 #include "wasm_impl.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,12 +476,14 @@ wasm_inst_status wasm_instantiate(wasm_store *s, const wasm_module *m,
         if (d->mode != SEG_ACTIVE)
             continue;
         uint64_t off = (uint32_t)eval_const(inst, &d->offset);
-        if (off + d->len > inst->mem->size) {
+        if (!inst->mem || off + d->len > inst->mem->size) { /* no memory: refused by validation */
             set_err(err, errlen, "%s%s", wasm_trap_message(WASM_TRAP_MEMORY_OOB), "");
             return WASM_INST_TRAP;
         }
-        if (d->len)
+        if (d->len) {
+            assert(inst->mem->data); /* a memory of size > 0 has its bytes */
             memcpy(inst->mem->data + off, d->bytes, d->len);
+        }
         inst->data_dropped[i] = 1;
     }
     if (m->has_start) {
