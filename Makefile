@@ -4,10 +4,11 @@ PREFIX ?= /usr/local
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
+SCAN_BUILD ?= build-scan
 MANIFEST ?= examples/ship-manifest.toml
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build run test test-only asan fuzz bench install clean
+.PHONY: all deps build run test test-only asan fuzz lint bench install clean
 
 all: build
 
@@ -44,6 +45,10 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD)
 	./scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
+# cppcheck and the clang static analyzer over src/; fails on any finding.
+lint: deps $(BUILD)/build.ninja
+	./scripts/lint.sh $(BUILD) $(SCAN_BUILD)
+
 bench: build
 	DEPS_BENCH=1 ./scripts/deps.sh
 	./bench/run.sh $(BUILD)
@@ -52,4 +57,4 @@ install: build
 	install -Dm755 $(BUILD)/mothership $(DESTDIR)$(PREFIX)/bin/mothership
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(SCAN_BUILD)

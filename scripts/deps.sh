@@ -10,6 +10,7 @@ PKGS=(
   libbrotli-dev libpcre2-dev libjansson-dev libncurses-dev libcmocka-dev
   python3 python3-pytest python3-requests python3-websockets
   wabt curl wrk tmux procps iproute2
+  cppcheck clang-tools
   # real servers the fleet tests start as ships (test_fleet_real_servers.py)
   postgresql redis-server
 )
