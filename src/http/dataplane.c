@@ -293,6 +293,8 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
     dp->targets = calloc(m->nships ? m->nships : 1, sizeof *dp->targets);
     dp->unix_fds = calloc(m->global.nbinds ? m->global.nbinds : 1, sizeof *dp->unix_fds);
     dp->payload_sums = calloc(m->nmodules ? m->nmodules : 1, sizeof *dp->payload_sums);
+    for (size_t b = 0; dp->unix_fds && b < m->global.nbinds; b++)
+        dp->unix_fds[b] = -1; /* before any failure: ms_dataplane_free closes those >= 0 */
     if (!dp->workers || !dp->targets || !dp->unix_fds || !dp->payload_sums || !setup_slots(dp)) {
         snprintf(why, why_len, "out of memory");
         goto fail_early;
@@ -302,7 +304,6 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
             goto fail_early;
     }
     for (size_t b = 0; b < m->global.nbinds; b++) {
-        dp->unix_fds[b] = -1;
         const ms_bind *bind = &m->global.binds[b];
         if (bind->addr.kind == MS_ADDR_UNIX && !cfg->inline_worker) {
             char err[200];
@@ -507,7 +508,7 @@ void ms_dataplane_free(ms_dataplane *dp)
             free(dp->route_slot[b]);
     }
     for (size_t b = 0; dp->unix_fds && b < dp->cfg.m->global.nbinds; b++) {
-        if (dp->unix_fds[b] > 0) {
+        if (dp->unix_fds[b] >= 0) {
             close(dp->unix_fds[b]);
             unlink(dp->cfg.m->global.binds[b].addr.path);
         }
