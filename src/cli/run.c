@@ -200,7 +200,7 @@ static void launch(run_ctx *c)
         cfg.hub = c->hub;
         c->dp = ms_dataplane_start(c->loop, &cfg, why, sizeof why);
         if (!c->dp) {
-            abort_launch(c, "cannot open the listeners", why);
+            abort_launch(c, "cannot start the data plane", why);
             return;
         }
         for (size_t b = 0; b < c->m->global.nbinds; b++)

@@ -2,6 +2,7 @@
  * (TCP with SO_REUSEPORT, Unix sockets shared by descriptor), the worker
  * threads and their loops, the per-worker Date header, graceful stop
  * (stop accepting, drain, close), and the request metrics summed at scrape. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -24,10 +25,9 @@ struct ms_dataplane {
     ms_dp_config cfg;
     ms_worker *workers;
     unsigned nworkers;
-    unsigned running;          /* workers whose loop has not ended */
     bool stop_requested;
     uv_async_t done_async;
-    bool done_async_open;
+    bool done_async_open;      /* atomic: workers signal their end through done_async */
     void (*done)(void *);
     void *done_arg;
     /* routing slots for metrics (read-only once started) */
@@ -148,7 +148,26 @@ static void worker_main(void *arg)
     ms_worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     __atomic_store_n(&w->finished, 1, __ATOMIC_RELEASE);
-    uv_async_send(&w->dp->done_async);
+    /* not open when the start failed: that thread is joined at once */
+    if (__atomic_load_n(&w->dp->done_async_open, __ATOMIC_ACQUIRE))
+        uv_async_send(&w->dp->done_async);
+}
+
+/* A start that fails after some worker threads run: stop them (they have
+ * no connections yet) and join them; their loops end with every handle
+ * closed. */
+static void stop_started_workers(ms_dataplane *dp)
+{
+    for (unsigned i = 0; i < dp->nworkers; i++) {
+        ms_worker *w = &dp->workers[i];
+        if (!w->thread_started)
+            continue;
+        w->drain_ms = 1;
+        uv_async_send(&w->stop_async);
+        uv_thread_join(&w->thread);
+        w->thread_started = false;
+        assert(w->closed);
+    }
 }
 
 /* ---------------------------------------------------------------- listeners */
@@ -399,25 +418,32 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
     }
     if (cfg->inline_worker)
         return dp;
-    uv_async_init(control, &dp->done_async, on_all_done);
-    dp->done_async.data = dp;
-    dp->done_async_open = true;
     for (unsigned i = 0; i < nw; i++) {
-        if (uv_thread_create(&dp->workers[i].thread, worker_main, &dp->workers[i]) != 0) {
-            snprintf(why, why_len, "cannot start worker thread %u", i);
-            /* the threads already started are stopped by the caller through ms_dataplane_stop */
-            dp->nworkers = i;
-            break;
+        int rc = uv_thread_create(&dp->workers[i].thread, worker_main, &dp->workers[i]);
+        if (rc != 0) {
+            snprintf(why, why_len, "cannot start worker thread %u of %u: %s", i + 1, nw, uv_strerror(rc));
+            stop_started_workers(dp);
+            goto fail_started;
         }
         dp->workers[i].thread_started = true;
-        dp->running++;
     }
+    /* opened once every thread runs, so that a failed start leaves nothing
+     * on the control loop; no worker ends before ms_dataplane_stop */
+    int rc = uv_async_init(control, &dp->done_async, on_all_done);
+    if (rc != 0) {
+        snprintf(why, why_len, "cannot start the data plane: %s", uv_strerror(rc));
+        stop_started_workers(dp);
+        goto fail_started;
+    }
+    dp->done_async.data = dp;
+    __atomic_store_n(&dp->done_async_open, true, __ATOMIC_RELEASE);
     return dp;
 fail_started:
-    /* loops that never ran: close their handles by running them once */
+    /* loops that never ran: close their handles by running them once
+     * (those of stopped threads are closed already) */
     for (unsigned i = 0; i < nw; i++) {
         ms_worker *w = &dp->workers[i];
-        if (!w->loop_open)
+        if (!w->loop_open || w->closed)
             continue;
         w->stopping = true;
         for (size_t k = 0; k < w->nlisteners; k++)
@@ -457,7 +483,7 @@ static void on_all_done(uv_async_t *a)
             dp->workers[i].thread_started = false;
         }
     }
-    dp->done_async_open = false;
+    __atomic_store_n(&dp->done_async_open, false, __ATOMIC_RELAXED); /* every worker is joined */
     uv_close((uv_handle_t *)&dp->done_async, on_done_async_closed);
 }
 

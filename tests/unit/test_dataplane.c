@@ -1,6 +1,10 @@
 /* test_dataplane.c: the data plane's lifecycle with real worker threads and
- * listeners: a Unix listener that got descriptor 0 is closed and removed
- * like any other. */
+ * listeners: a worker thread that cannot start makes ms_dataplane_start fail
+ * with nothing left behind (threads joined, listeners closed, the Unix
+ * socket removed, the control loop untouched), and a Unix listener that got
+ * descriptor 0 is closed and removed like any other. uv_thread_create is
+ * wrapped at link time (-Wl,--wrap) so that one call can be made to fail. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -17,6 +21,27 @@
 
 #include "http/dataplane.h"
 #include "router/table.h"
+
+/* ---- uv_thread_create, failing on call number fail_on (1-based; 0: never) */
+int __real_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg);
+int __wrap_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg);
+int __real_uv_thread_join(uv_thread_t *tid);
+int __wrap_uv_thread_join(uv_thread_t *tid);
+
+static unsigned creates, fail_on, joins;
+
+int __wrap_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg)
+{
+    if (++creates == fail_on)
+        return UV_EAGAIN;
+    return __real_uv_thread_create(tid, entry, arg);
+}
+
+int __wrap_uv_thread_join(uv_thread_t *tid)
+{
+    joins++;
+    return __real_uv_thread_join(tid);
+}
 
 /* ---- a manifest with one Unix bind, in a fresh directory */
 typedef struct fixture {
@@ -61,9 +86,71 @@ static void fixture_close(fixture *f)
     rmdir(f->dir);
 }
 
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
 static void on_stopped(void *arg)
 {
     *(bool *)arg = true;
+}
+
+/* The second of three worker threads cannot start: the start fails with a
+ * reason, the first thread is stopped and joined, and every listener of
+ * every worker is closed, so nothing accepts connections nobody serves. */
+static void test_worker_thread_failure_fails_the_start(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 3);
+    int fds_before = open_fds();
+    creates = joins = 0;
+    fail_on = 2;
+    ms_dp_config cfg = { .m = f.m, .routes = f.routes, .workers = 3 };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(&f.control, &cfg, why, sizeof why);
+    fail_on = 0;
+    assert_null(dp);
+    assert_non_null(strstr(why, "cannot start worker thread 2 of 3"));
+    assert_int_equal(creates, 2);
+    assert_int_equal(joins, 1);
+    assert_int_equal(open_fds(), fds_before);
+    struct stat st;
+    assert_int_equal(lstat(f.sock, &st), -1); /* the Unix socket is gone with its listener */
+    assert_int_equal(uv_loop_alive(&f.control), 0);
+    fixture_close(&f);
+}
+
+/* When every thread starts, a stop joins them all and calls back once. */
+static void test_start_and_stop(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 2);
+    int fds_before = open_fds();
+    creates = joins = 0;
+    ms_dp_config cfg = { .m = f.m, .routes = f.routes, .workers = 2 };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(&f.control, &cfg, why, sizeof why);
+    assert_non_null(dp);
+    assert_int_equal(creates, 2);
+    bool stopped = false;
+    ms_dataplane_stop(dp, 1000, on_stopped, &stopped);
+    uv_run(&f.control, UV_RUN_DEFAULT);
+    assert_true(stopped);
+    assert_int_equal(joins, 2);
+    ms_dataplane_free(dp);
+    assert_int_equal(open_fds(), fds_before);
+    struct stat st;
+    assert_int_equal(lstat(f.sock, &st), -1);
+    fixture_close(&f);
 }
 
 /* With stdin closed, the Unix listener is descriptor 0: it is still closed
@@ -98,6 +185,8 @@ int main(void)
     if (fcntl(0, F_GETFD) < 0 && open("/dev/null", O_RDONLY) != 0) /* the last test closes stdin itself */
         return 1;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_worker_thread_failure_fails_the_start),
+        cmocka_unit_test(test_start_and_stop),
         cmocka_unit_test(test_unix_listener_on_descriptor_0),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
