@@ -4,6 +4,7 @@
  * decoded here and routed to the worker that owns the conn_id. */
 #include "dock/link.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,7 @@ static const char *bay_name(const ms_dlink *l)
 static void on_lc_closed(uv_handle_t *h)
 {
     link_conn *lc = h->data;
+    assert(lc->st == LC_CLOSING && lc->writes == 0 && lc->l->conn != lc);
     ms_dock_decoder_free(&lc->dec);
     free(lc);
 }
@@ -98,6 +100,7 @@ static void on_written(uv_write_t *req, int status)
 {
     wbatch *b = (wbatch *)req;
     link_conn *lc = b->lc;
+    assert(lc->writes > 0 && lc->inflight >= b->bytes);
     lc->inflight -= b->bytes;
     lc->writes--;
     ms_hub_msg_free_list(b->msgs);
@@ -123,6 +126,7 @@ static void on_written(uv_write_t *req, int status)
 /* Write a list of frames (owned: freed once written). */
 static bool write_list(link_conn *lc, ms_hub_msg *list)
 {
+    assert(lc->st == LC_WAIT_DOCK || lc->st == LC_DOCKED); /* Moored, then workers' frames */
     while (list) {
         wbatch *b = calloc(1, sizeof *b);
         if (!b) {
@@ -138,6 +142,7 @@ static bool write_list(link_conn *lc, ms_hub_msg *list)
             m->next = NULL;
             *tail = m;
             tail = &m->next;
+            assert(b->n < LINK_BATCH);
             b->bufs[b->n++] = uv_buf_init((char *)m->data, m->len);
             b->bytes += m->len;
         }
@@ -218,6 +223,7 @@ static void on_docked(link_conn *lc, const ms_dock_frame *fr)
 {
     ms_dlink *l = lc->l;
     ms_docks *d = l->d;
+    assert(lc->st == LC_WAIT_DOCK && l->conn == lc);
     char err[200];
     ms_dock_hello hello = { 0 };
     if (ms_dock_parse_dock(fr->payload, fr->len, &hello, err, sizeof err) != 0) {
@@ -261,6 +267,7 @@ static bool handle_frame(link_conn *lc, const ms_dock_frame *fr, bool *over_budg
     ms_hub *hub = l->d->hub;
     char why[260];
     const char *tn = ms_dock_type_name(fr->type);
+    assert(lc->st == LC_WAIT_DOCK || lc->st == LC_DOCKED); /* on_read stops at LC_CLOSING */
     if (lc->st == LC_WAIT_DOCK) {
         if (fr->type != MS_DOCK_DOCK) {
             snprintf(why, sizeof why, "expected Dock as the first frame, got %s", tn ? tn : "an unknown type");
@@ -332,6 +339,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     link_conn *lc = s->data;
+    assert(lc->st != LC_CONNECTING); /* reading starts once connected */
     if (n == 0 || lc->st == LC_CLOSING)
         return;
     if (n < 0) {
@@ -413,6 +421,7 @@ static void on_connect(uv_connect_t *req, int status)
 {
     link_conn *lc = req->data;
     ms_dlink *l = lc->l;
+    assert(lc->st == LC_CONNECTING || lc->st == LC_CLOSING);
     if (lc->st == LC_CLOSING) { /* the bay exited meanwhile */
         maybe_free_conn(lc);
         return;
@@ -439,6 +448,7 @@ static void try_connect(ms_dlink *l)
 {
     if (!l->wanted || l->conn || l->d->closing)
         return;
+    assert(l->p->ship->kind == MS_BAY);
     link_conn *lc = calloc(1, sizeof *lc);
     if (!lc || uv_pipe_init(l->d->loop, &lc->pipe, 0) != 0) {
         free(lc);
@@ -457,6 +467,7 @@ static void try_connect(ms_dlink *l)
 static void on_bay_started(void *arg, ms_proc *p)
 {
     ms_docks *d = arg;
+    assert(p->index < d->n && p->ship->kind == MS_BAY);
     ms_dlink *l = &d->links[p->index];
     l->wanted = true;
     l->delay_ms = RETRY_FIRST_MS;
@@ -469,6 +480,7 @@ static void on_bay_started(void *arg, ms_proc *p)
 static void on_bay_exited(void *arg, ms_proc *p)
 {
     ms_docks *d = arg;
+    assert(p->index < d->n && p->ship->kind == MS_BAY);
     ms_dlink *l = &d->links[p->index];
     l->wanted = false;
     uv_timer_stop(&l->retry);
@@ -508,6 +520,7 @@ ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *lo
     d->hub = hub;
     d->log = log;
     d->n = fleet->n;
+    assert(hub->nbays == d->n); /* links and hub bays are both indexed by ship */
     d->links = calloc(d->n ? d->n : 1, sizeof *d->links);
     if (!d->links || uv_async_init(loop, &d->wake, on_wake) != 0) {
         free(d->links);

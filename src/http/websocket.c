@@ -11,6 +11,7 @@
  * freed when every byte fed to it belongs to a whole frame, no fragmented
  * message is open and nothing waits to be sent; the read buffer is the
  * worker's. */
+#include <assert.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,7 @@ static ssize_t cb_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 {
     ms_ws *ws = user;
     (void)flags;
+    assert(ws->busy > 0); /* wslay calls back only from inside a call of ours */
     if (ws->in_len == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
@@ -76,6 +78,7 @@ static ssize_t cb_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     ms_ws *ws = user;
     ms_conn *c = ws->c;
     (void)flags;
+    assert(ws->busy > 0);
     if (c->state == MS_C_CLOSING) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
@@ -190,6 +193,7 @@ static void maybe_idle(ms_ws *ws)
 
 static void ws_free(ms_ws *ws)
 {
+    assert(ws->busy == 0); /* not from inside a wslay call: it still uses ctx */
     if (ws->ctx)
         wslay_event_context_free(ws->ctx);
     free(ws);
@@ -198,6 +202,7 @@ static void ws_free(ms_ws *ws)
 /* After a wslay call: false when the client went away meanwhile (ws is freed). */
 static bool ws_leave(ms_ws *ws)
 {
+    assert(ws->busy > 0);
     if (--ws->busy == 0 && ws->detached) {
         ws_free(ws);
         return false;
@@ -255,6 +260,7 @@ static void ws_close_with(ms_ws *ws, uint16_t code, const char *reason)
 void ms_ws_on_read(ms_conn *c, const char *data, size_t n)
 {
     ms_ws *ws = c->ws;
+    assert(c->state == MS_C_WEBSOCKET && ws && ws->c == c && !ws->detached);
     ws->last_rx = uv_now(&c->w->loop);
     if (!ensure_ctx(ws)) {
         ms_conn_close(c);
@@ -288,6 +294,7 @@ void ms_ws_on_read(ms_conn *c, const char *data, size_t n)
 
 void ms_ws_drained(ms_conn *c)
 {
+    assert(c->state == MS_C_WEBSOCKET && c->ws && c->ws->c == c);
     ws_flush(c->ws);
 }
 
@@ -339,6 +346,7 @@ static void retry_pending(ms_ws *ws)
 
 static void deliver(ms_worker *w, ms_hub_msg *m)
 {
+    assert(m->bay < w->hub->nbays); /* set by the link from its own index, never by the bay */
     ms_hub_bay_stats *st = &w->hub->bays[m->bay].st;
     ms_ws *ws = ms_idmap_get(&w->ws_ids, m->conn_id);
     if (!ws || ws->bay != m->bay || ws->gen != m->gen || ws->c->state != MS_C_WEBSOCKET) {
@@ -391,6 +399,7 @@ static void undirty(ms_worker *w, ms_ws *ws)
     if (!ws->dirty)
         return;
     ws->dirty = false;
+    assert(ws->dirty_prev || w->ws_dirty == ws);
     if (ws->dirty_prev)
         ws->dirty_prev->dirty_next = ws->dirty_next;
     else
@@ -521,6 +530,7 @@ void ms_ws_detach(ms_conn *c)
         return;
     ms_worker *w = c->w;
     ms_hub *hub = w->hub;
+    assert(ws->c == c && !ws->detached && ws->bay < hub->nbays);
     c->ws = NULL;
     uint16_t code = ws->report_code;
     if (!code && ws->ctx && wslay_event_get_close_sent(ws->ctx)) /* wslay failed it: 1002, 1007, 1009 */
@@ -541,6 +551,7 @@ void ms_ws_detach(ms_conn *c)
     ws->pend = ws->pend_tail = NULL;
     undirty(w, ws);
     ms_idmap_del(&w->ws_ids, ws->conn_id);
+    assert(ws->prev || w->ws_list == ws);
     if (ws->prev)
         ws->prev->next = ws->next;
     else
@@ -654,6 +665,7 @@ static bool boarding_frame(ms_conn *c, ms_ws *ws, ms_hub_msg **out)
         p += h->val_len;
         *p++ = '\0';
     }
+    assert((size_t)(p - arena) <= need);
     ms_dock_buf b = { 0 };
     int rc = ms_dock_encode_boarding(&b, ws->conn_id, url, remote, kv, nkv);
     free(arena);
@@ -685,6 +697,7 @@ static uint32_t next_conn_id(ms_worker *w)
         if (w->ws_seq > (UINT32_MAX - w->id) / nw)
             w->ws_seq = 1; /* wrapped after ~4 billion clients */
         uint32_t id = w->ws_seq * nw + w->id;
+        assert(ms_hub_worker_of(w->hub, id) == w->id); /* the link routes the bay's frames by it */
         if (id != 0 && !ms_idmap_get(&w->ws_ids, id))
             return id;
     }
@@ -701,6 +714,7 @@ void ms_ws_upgrade(ms_conn *c)
         ms_conn_respond_error(c, 503, "bays are not docked in this process");
         return;
     }
+    assert(c->ship < hub->nbays && hub->bays[c->ship].is_bay);
     ms_hub_bay_stats *st = &hub->bays[c->ship].st;
     if (!header_is(c, "upgrade", "websocket")) {
         respond_426(c, "this route leads to a WebSocket bay: use a WebSocket client");
