@@ -578,7 +578,8 @@ def test_chart_json_invalid_manifest(tmp_path, manifest):
 # ---------------------------------------------------------------- the reference manifest
 @pytest.fixture
 def reference(tmp_path):
-    assert os.path.isfile(REFERENCE), REFERENCE
+    if not os.path.isfile(REFERENCE):
+        pytest.skip(f"{REFERENCE} not found (it lives in ../shared, next to the clone)")
     shutil.copy(REFERENCE, tmp_path / "ship-manifest.toml")
     make_tree(tmp_path)
     return tmp_path
