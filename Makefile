@@ -8,7 +8,7 @@ SCAN_BUILD ?= build-scan
 MANIFEST ?= examples/ship-manifest.toml
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build run test test-only asan fuzz lint bench install clean
+.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench install clean
 
 all: build
 
@@ -25,8 +25,16 @@ build: deps $(BUILD)/build.ninja
 run: build
 	./scripts/run-example.sh $(BUILD) $(MANIFEST)
 
-test: build
-	./scripts/test.sh $(BUILD)
+test: build fuzz-targets
+	./scripts/test.sh $(BUILD) $(FUZZ_BUILD)
+
+# The fuzz targets alone, for the smoke run of `make test`; without clang
+# they are not built and the smoke run is reported as skipped.
+FUZZ_TARGETS = $(patsubst %.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz-targets:
+	@if command -v clang >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory $(FUZZ_BUILD)/build.ninja && ninja -C $(FUZZ_BUILD) $(FUZZ_TARGETS); \
+	else echo "fuzz targets: clang not found, not built"; fi
 
 $(ASAN_BUILD)/build.ninja:
 	@./scripts/deps.sh

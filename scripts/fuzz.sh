@@ -2,6 +2,7 @@
 # scripts/fuzz.sh BUILD SECONDS: run every libFuzzer target in BUILD/tests/fuzz
 # for SECONDS each, starting from its seed corpus (tests/fuzz/corpus/<name>),
 # with new inputs kept in a scratch copy. Fails on any crash, leak or timeout.
+# (make test's smoke run, in run_tests.py, finds the seeds the same way.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-fuzz}
