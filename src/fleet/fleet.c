@@ -102,6 +102,23 @@ void ms_fleet_on_ship_pid(ms_proc *p)
         mark_ready(p, p->ready_how);
 }
 
+/* The signal that stops p: its stop_signal, SIGTERM unless set. */
+static int stop_signal_of(const ms_proc *p)
+{
+    return p->ship->stop_signal > 0 ? p->ship->stop_signal : SIGTERM;
+}
+
+/* "SIGINT" for 2. */
+static const char *signal_name(int sig, char *buf, size_t cap)
+{
+    const char *abbrev = sig > 0 && sig < NSIG ? sigabbrev_np(sig) : NULL;
+    if (abbrev)
+        snprintf(buf, cap, "SIG%s", abbrev);
+    else
+        snprintf(buf, cap, "signal %d", sig);
+    return buf;
+}
+
 /* Describe an exit: "exited with status 3", "was killed by SIGKILL". */
 static void exit_words(int64_t status, int sig, char *out, size_t cap)
 {
@@ -559,8 +576,9 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
 
     if (p->state == MS_P_STOPPING || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE) {
         p->state = MS_P_STOPPED;
-        if (sig == SIGTERM || sig == SIGKILL)
-            snprintf(words, sizeof words, "(%s)", sig == SIGTERM ? "SIGTERM" : "SIGKILL");
+        char name[32];
+        if (sig == stop_signal_of(p) || sig == SIGKILL)
+            snprintf(words, sizeof words, "(%s)", signal_name(sig, name, sizeof name));
         else
             snprintf(words, sizeof words, "(exit %lld)", (long long)status);
         ms_log_event(f->log, MS_INFO, p->ship->name, "stopped", "%s \"%s\" (pid %d) stopped %s in %llums",
@@ -632,9 +650,10 @@ static void stop_proc(ms_proc *p)
     p->state = MS_P_STOPPING;
     p->stop_sent_at = uv_now(f->loop);
     ms_fleet_on_ship_pid(p);
-    ms_log_event(f->log, MS_INFO, p->ship->name, "stopping", "stopping %s \"%s\" (pid %d): SIGTERM", kind_word(p),
-                 p->ship->name, shown_pid(p));
-    ms_process_signal(p, SIGTERM);
+    char name[32];
+    ms_log_event(f->log, MS_INFO, p->ship->name, "stopping", "stopping %s \"%s\" (pid %d): %s", kind_word(p),
+                 p->ship->name, shown_pid(p), signal_name(stop_signal_of(p), name, sizeof name));
+    ms_process_signal(p, stop_signal_of(p));
     if (p->ship->shutdown_timeout_ms == 0)
         on_stop_grace(&p->deadline);
     else

@@ -364,7 +364,7 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
     const char *cwd = s->cwd ? s->cwd : f->m->dir;
     envv env = { 0 };
     build_env(p, &env);
-    char *cmd = NULL;
+    char *cmd = NULL, *shim_name = NULL;
     char **argv = NULL;
     bool ok = false;
     if (env.oom) {
@@ -390,19 +390,22 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
         free(cmd);
         cmd = abs;
     }
-    argv = calloc(s->args.len + 7, sizeof *argv);
-    char ppid[32];
+    argv = calloc(s->args.len + 8, sizeof *argv);
+    shim_name = ms_asprintf("ms-shim %s", s->name);
+    char ppid[32], stop_sig[16];
     snprintf(ppid, sizeof ppid, "%d", (int)getpid());
-    if (!argv) {
+    snprintf(stop_sig, sizeof stop_sig, "%d", s->stop_signal);
+    if (!argv || !shim_name) {
         snprintf(why, why_len, "out of memory");
         goto out;
     }
     size_t a = 0;
     const char *shim = f->shim_path ? f->shim_path : f->self_exe;
-    argv[a++] = f->shim_path ? (char *)"mothership-shim" : (char *)shim;
+    argv[a++] = shim_name; /* uv_spawn runs .file; argv[0] is the name `ps` shows */
     argv[a++] = (char *)MS_SHIM_FLAG;
     argv[a++] = ppid;
     argv[a++] = (char *)"3"; /* the report pipe, stdio[3] below */
+    argv[a++] = stop_sig;
     argv[a++] = (char *)"--";
     argv[a++] = cmd;
     for (size_t i = 0; i < s->args.len; i++)
@@ -454,6 +457,7 @@ close_pipes:
     ms_process_close_pipes(p);
 out:
     free(argv);
+    free(shim_name);
     free(cmd);
     env_free(&env);
     return ok;

@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t parent_died;
@@ -20,9 +22,36 @@ static void on_parent_death(int sig)
     parent_died = 1;
 }
 
-static void on_forward(int sig)
+/* The command, once forked; 0 before and once it has exited. */
+static volatile sig_atomic_t command_pid;
+static pid_t mothership_pid;
+
+/* A signal Mothership sent went to the whole group (the command got it
+ * too), and so did one a process of the group sent to the group. Anything
+ * else was sent to the shim alone, by a user who took its pid for the
+ * server's (`kill -HUP`): pass it on to the command. */
+static void on_forward(int sig, siginfo_t *si, void *uctx)
 {
-    (void)sig; /* the command is in our group and got the signal too */
+    (void)uctx;
+    int saved = errno;
+    pid_t to = (pid_t)command_pid;
+    bool from_user = si->si_code == SI_USER || si->si_code == SI_QUEUE;
+    if (to > 0 && from_user && si->si_pid != mothership_pid && getpgid(si->si_pid) != getpgrp())
+        kill(to, sig);
+    errno = saved;
+}
+
+/* Signals the shim catches: those Mothership stops a ship with (sent to the
+ * group), and those app servers take as commands (reload, more or fewer
+ * workers, reopen logs), which must not stop or kill the shim. */
+static const int forwarded[] = { SIGTERM, SIGINT,  SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2,
+                                 SIGWINCH, SIGTTIN, SIGTTOU, SIGALRM, SIGABRT, SIGPWR };
+#define N_FORWARDED (sizeof forwarded / sizeof forwarded[0])
+
+/* The ones whose default action is not to end a process. */
+static bool harmless_by_default(int sig)
+{
+    return sig == SIGWINCH || sig == SIGTTIN || sig == SIGTTOU;
 }
 
 static int pdeath_signal(void)
@@ -83,16 +112,19 @@ static void kill_descendants(void)
 
 int ms_shim_main(int argc, char **argv)
 {
-    if (argc < 6 || strcmp(argv[4], "--") != 0) {
+    if (argc < 7 || strcmp(argv[5], "--") != 0) {
         fprintf(stderr, "mothership: internal: bad shim arguments\n");
         return 127;
     }
     pid_t parent = (pid_t)atol(argv[2]);
     int report_fd = strcmp(argv[3], "-") == 0 ? -1 : atoi(argv[3]);
-    char **cmd = argv + 5;
+    int stop_sig = atoi(argv[4]);
+    char **cmd = argv + 6;
     /* the report pipe is Mothership's and ours: never the command's */
     if (report_fd >= 0 && fcntl(report_fd, F_SETFD, FD_CLOEXEC) != 0)
         report_fd = -1;
+    /* `ps` and `top` show "ms-shim <ship>", not the memfd's bare number */
+    (void)prctl(PR_SET_NAME, argv[0]);
 
     /* We are the group leader (Mothership spawned us detached: setsid). */
     struct sigaction sa;
@@ -107,35 +139,45 @@ int ms_shim_main(int argc, char **argv)
         return 127;
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 
-    /* Stop signals reach the whole group; the shim waits for the command. */
-    static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
-    sa.sa_handler = on_forward;
-    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-        sigaction(forwarded[i], &sa, NULL);
+    /* Caught: the stop signal reaches the whole group, the shim waits for
+     * the command; a signal for the server sent to the shim is passed on. */
+    mothership_pid = parent;
+    sigset_t caught, saved;
+    sigemptyset(&caught);
+    for (size_t i = 0; i < N_FORWARDED; i++)
+        sigaddset(&caught, forwarded[i]);
+    if (stop_sig > 0 && stop_sig < NSIG && stop_sig != SIGKILL && stop_sig != SIGSTOP)
+        sigaddset(&caught, stop_sig);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_forward;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask); /* one at a time */
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(&caught, sig) == 1)
+            sigaction(sig, &sa, NULL);
 
-    /* A stop signal sent to the group before the command exists would be
-     * lost (pending signals are not inherited by fork): hold them across the
-     * fork; one that came before means the command is not started at all,
-     * and one that came during the fork is passed on to it. */
-    sigset_t stops, saved;
-    sigemptyset(&stops);
-    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-        if (forwarded[i] != SIGWINCH)
-            sigaddset(&stops, forwarded[i]);
-    sigprocmask(SIG_BLOCK, &stops, &saved);
-    sigset_t early;
-    if (sigpending(&early) == 0) {
-        for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) {
-            int sig = forwarded[i];
-            if (sig != SIGWINCH && sigismember(&early, sig)) {
-                signal(sig, SIG_DFL);
-                sigset_t one;
-                sigemptyset(&one);
-                sigaddset(&one, sig);
-                sigprocmask(SIG_UNBLOCK, &one, NULL); /* dies of it, as the command would have */
-                _exit(128 + sig);
-            }
+    /* A signal sent to the group before the command exists would be lost
+     * (pending signals are not inherited by fork): hold them across the
+     * fork. A stop that came before means the command is not started at
+     * all; the others, and any that came during the fork, are passed on. */
+    sigprocmask(SIG_BLOCK, &caught, &saved);
+    struct timespec now = { 0, 0 };
+    int held[N_FORWARDED + 1];
+    size_t nheld = 0;
+    siginfo_t si;
+    int got;
+    while ((got = sigtimedwait(&caught, &si, &now)) > 0) {
+        if (got == stop_sig || !harmless_by_default(got)) {
+            signal(got, SIG_DFL);
+            sigset_t one;
+            sigemptyset(&one);
+            sigaddset(&one, got);
+            sigprocmask(SIG_UNBLOCK, &one, NULL);
+            raise(got); /* dies of it, as the command would have */
+            _exit(128 + got);
         }
+        if (nheld < sizeof held / sizeof held[0])
+            held[nheld++] = got;
     }
     int errpipe[2];
     if (pipe2(errpipe, O_CLOEXEC) != 0) {
@@ -184,11 +226,11 @@ int ms_shim_main(int argc, char **argv)
         while (w < 0 && errno == EINTR);
         close(report_fd);
     }
-    sigset_t during;
-    if (sigpending(&during) == 0)
-        for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-            if (forwarded[i] != SIGWINCH && sigismember(&during, forwarded[i]))
-                kill(child, forwarded[i]);
+    for (size_t i = 0; i < nheld; i++)
+        kill(child, held[i]);
+    while ((got = sigtimedwait(&caught, &si, &now)) > 0)
+        kill(child, got);
+    command_pid = child;
     sigprocmask(SIG_SETMASK, &saved, NULL);
     int exec_errno = 0;
     ssize_t r;
@@ -206,13 +248,22 @@ int ms_shim_main(int argc, char **argv)
             kill(0, SIGKILL); /* the whole group, us included */
             _exit(137);
         }
-        int st;
-        pid_t p = waitpid(-1, &st, 0);
-        if (p < 0) {
+        /* look before reaping: the command's pid stops being a target
+         * for forwarded signals before it can be reused */
+        siginfo_t gone;
+        memset(&gone, 0, sizeof gone);
+        if (waitid(P_ALL, 0, &gone, WEXITED | WNOWAIT) != 0) {
             if (errno == EINTR)
                 continue;
             break; /* no children left */
         }
+        if (gone.si_pid == child)
+            command_pid = 0;
+        int st;
+        pid_t p;
+        do
+            p = waitpid(gone.si_pid, &st, 0);
+        while (p < 0 && errno == EINTR);
         if (p == child) {
             status = st;
             break;

@@ -1,14 +1,17 @@
 /* shim.h: the launch shim. Every ship runs as
- *   mothership --ms-shim <mothership-pid> <report-fd|-> -- <command> <args...>
- * The shim is the process-group leader; it asks the kernel for a signal when
- * Mothership dies (PR_SET_PDEATHSIG) and then kills its whole group, so not
- * even a `kill -9` of Mothership leaves a grandchild behind. The command it
- * forks gets PR_SET_PDEATHSIG(SIGKILL) before exec, so a `kill -9` of the
- * shim takes the command with it. The shim writes the command's pid, in
- * decimal and a newline, to report-fd and closes it (the command never
- * inherits it). It is a child subreaper for its own subtree, ignores the stop
- * signals Mothership sends to the group (the command gets them), and exits
- * with the command's status, or dies of the same signal. */
+ *   ms-shim <ship> --ms-shim <mothership-pid> <report-fd|-> <stop-signal> -- <command> <args...>
+ * (argv[0] names the ship: it is also the shim's name in `ps`). The shim is
+ * the process-group leader; it asks the kernel for a signal when Mothership
+ * dies (PR_SET_PDEATHSIG) and then kills its whole group, so not even a
+ * `kill -9` of Mothership leaves a grandchild behind. The command it forks
+ * gets PR_SET_PDEATHSIG(SIGKILL) before exec, so a `kill -9` of the shim
+ * takes the command with it. The shim writes the command's pid, in decimal
+ * and a newline, to report-fd and closes it (the command never inherits
+ * it). It is a child subreaper for its own subtree, survives the stop signal
+ * Mothership sends to the group (the command gets it), passes on to the
+ * command the signals someone else sends to the shim alone (kill -HUP of
+ * the shim's pid reaches the server), and exits with the command's status,
+ * or dies of the same signal. */
 #ifndef MS_FLEET_SHIM_H
 #define MS_FLEET_SHIM_H
 

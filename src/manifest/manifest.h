@@ -193,6 +193,7 @@ typedef struct ms_ship {
     uint64_t ready_after_ms;      /* workers: ready after staying up this long; default 1s */
     ms_restart restart;           /* non-critical ships */
     uint64_t shutdown_timeout_ms; /* resolved: the entry's or the global value */
+    int stop_signal;     /* sent to stop it, SIGKILL after shutdown_timeout; default SIGTERM */
     ms_pos pos;          /* the entry's [[header]] */
     ms_pos name_pos;     /* its name's value */
 } ms_ship;

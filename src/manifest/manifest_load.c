@@ -10,9 +10,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "util/strutil.h"
@@ -28,10 +30,11 @@ static const char *const http_keys[] = {
     "request_buffering", "request_buffer_size", "body_timeout", NULL };
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
-    "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", NULL };
+    "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", "stop_signal",
+    NULL };
 static const char *const bay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
-    "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", NULL };
+    "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", "stop_signal", NULL };
 static const char *const restart_keys[] = {
     "backoff", "max_backoff", "reset_after", "loop_limit", "loop_window", "loop_pause", NULL };
 static const char *const module_keys[] = {
@@ -707,6 +710,80 @@ static bool get_restart(ld_ctx *c, const toml_kv *kv, ms_restart *r)
     return ok;
 }
 
+/* ---------------------------------------------------------------- stop signal */
+/* The signals a process can be asked to stop with: SIGSTOP, SIGCHLD and the
+ * like stop nothing, and the rest have other meanings. */
+static const struct {
+    const char *name;
+    int sig;
+} stop_signals[] = {
+    { "SIGTERM", SIGTERM }, { "SIGINT", SIGINT },   { "SIGQUIT", SIGQUIT }, { "SIGHUP", SIGHUP },
+    { "SIGUSR1", SIGUSR1 }, { "SIGUSR2", SIGUSR2 }, { "SIGWINCH", SIGWINCH }, { "SIGALRM", SIGALRM },
+    { "SIGABRT", SIGABRT }, { "SIGPWR", SIGPWR },   { "SIGKILL", SIGKILL },
+};
+#define N_STOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
+
+static const char *const stop_signal_names[] = {
+    "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGALRM", "SIGABRT", "SIGPWR",
+    "SIGKILL", NULL };
+#define STOP_SIGNAL_LIST "SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGABRT, SIGPWR, SIGKILL"
+
+/* stop_signal = "SIGINT", "INT", "sigint" or 2. */
+static bool get_stop_signal(ld_ctx *c, const toml_kv *kv, int *dst)
+{
+    const toml_node *v = kv->value;
+    if (v->type == TOML_INTEGER) {
+        for (size_t i = 0; i < N_STOP_SIGNALS; i++) {
+            if (v->u.integer == stop_signals[i].sig) {
+                *dst = stop_signals[i].sig;
+                return true;
+            }
+        }
+        const char *abbrev = v->u.integer > 0 && v->u.integer < NSIG ? sigabbrev_np((int)v->u.integer) : NULL;
+        ld_err(c, v->line, v->col, "\"stop_signal\" %lld%s%s%s is not a signal that stops a process; use one of "
+               STOP_SIGNAL_LIST, (long long)v->u.integer, abbrev ? " (SIG" : "", abbrev ? abbrev : "",
+               abbrev ? ")" : "");
+        return false;
+    }
+    if (v->type != TOML_STRING) {
+        wrong_type(c, kv, "a signal name like \"SIGINT\" or a signal number");
+        return false;
+    }
+    char name[16];
+    const char *text = v->u.str.ptr;
+    bool fits = strlen(text) == v->u.str.len && v->u.str.len + 4 <= sizeof name;
+    if (fits) {
+        size_t n = 0;
+        if (strncasecmp(text, "SIG", 3) != 0)
+            n = (size_t)snprintf(name, sizeof name, "SIG");
+        for (const char *q = text; *q; q++)
+            name[n++] = (char)((*q >= 'a' && *q <= 'z') ? *q - 'a' + 'A' : *q);
+        name[n] = '\0';
+        for (size_t i = 0; i < N_STOP_SIGNALS; i++) {
+            if (strcmp(name, stop_signals[i].name) == 0) {
+                *dst = stop_signals[i].sig;
+                return true;
+            }
+        }
+    }
+    for (int sig = 1; fits && sig < SIGRTMIN; sig++) {
+        const char *abbrev = sigabbrev_np(sig);
+        if (abbrev && strcmp(name + 3, abbrev) == 0) {
+            ld_err(c, v->line, v->col, "\"stop_signal\" %s is not a signal that stops a process; use one of "
+                   STOP_SIGNAL_LIST, name);
+            return false;
+        }
+    }
+    const char *near = fits ? ms_nearest(name, stop_signal_names) : NULL;
+    if (near)
+        ld_err(c, v->line, v->col, "\"stop_signal\" \"%.40s\" is not a signal name (did you mean \"%s\"?)", text,
+               near);
+    else
+        ld_err(c, v->line, v->col, "\"stop_signal\" \"%.40s\" is not a signal name; use one of " STOP_SIGNAL_LIST,
+               text);
+    return false;
+}
+
 /* ---------------------------------------------------------------- ships and bays */
 static const char *kind_word(ms_ship_kind k)
 {
@@ -825,6 +902,8 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
         }
         else if (strcmp(k, "shutdown_timeout") == 0)
             ok = get_duration(c, kv, &s->shutdown_timeout_ms);
+        else if (strcmp(k, "stop_signal") == 0)
+            ok = get_stop_signal(c, kv, &s->stop_signal);
         else if (strcmp(k, "ready_after") == 0)
             ok = get_duration(c, kv, &s->ready_after_ms);
         else if (strcmp(k, "restart") == 0)
@@ -852,6 +931,7 @@ static void vessel_defaults(ms_ship *s, ms_ship_kind kind)
     s->critical = true;
     s->ready_timeout_ms = MS_UNSET;
     s->shutdown_timeout_ms = MS_UNSET;
+    s->stop_signal = SIGTERM;
     s->ready_after_ms = 1000;
     health_defaults(&s->health);
     restart_defaults(&s->restart);
