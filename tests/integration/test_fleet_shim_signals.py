@@ -1,0 +1,77 @@
+"""The signals a user sends to a ship's launch shim reach the ship: `kill
+-HUP <pid>` is how gunicorn and nginx reload, and the shim is the process
+`ps` shows as the server's parent. HUP, USR1, USR2, WINCH, TTIN and TTOU
+sent to the shim's pid are passed on to the command exactly once, and
+neither the ship nor the shim stops; the shim names itself after the ship
+in `ps`."""
+import os
+import signal
+
+from fleet_helpers import PY, alive, app, toml_str, wait_file
+
+FORWARDED = [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU]
+
+
+def parent_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+def start(fleet, tmp_path, name="app", stop='stop_signal = "SIGINT"'):
+    pidfile = tmp_path / f"{name}.pid"
+    ms = fleet(f"""
+        [[fleet.web]]
+        name = "{name}"
+        command = {toml_str(PY)}
+        args = [{toml_str(app("signal_logger.py"))}, {toml_str(pidfile)}]
+        ready_after = "100ms"
+        {stop}
+    """)
+    ms.event("fleet_ready")
+    pid = int(wait_file(str(pidfile), predicate=lambda t: t.strip().isdigit()))
+    started = ms.event("started", ship=name)
+    assert started["msg"] == f'ship "{name}" started (pid {pid})', started
+    return ms, pid, parent_of(pid)
+
+
+def test_signals_sent_to_the_shim_reach_the_ship_which_keeps_running(fleet, tmp_path):
+    ms, pid, shim = start(fleet, tmp_path, stop='shutdown_timeout = "200ms"')
+    assert shim != pid and shim != ms.pid
+    mark = len(ms.lines)
+    for sig in FORWARDED:
+        name = signal.Signals(sig).name
+        os.kill(shim, sig)
+        ms.wait_for(rf'"source":"app".*"line":"got {name}"', start=mark)
+    # once each: the shim passed each on once, and nothing came twice
+    got = [e["line"] for e in ms.child_lines("app") if e["line"].startswith("got ")]
+    assert got == [f"got {signal.Signals(s).name}" for s in FORWARDED], got
+    assert alive(pid) and alive(shim)
+    assert parent_of(pid) == shim
+    assert not ms.events("exited") and not ms.events("shutdown"), ms.output()
+    # it ignores the SIGTERM of the stop (once: not passed on again) till the SIGKILL
+    assert ms.stop() == 0, ms.output()
+    ms.event("stopped", ship="app")
+    got = [e["line"] for e in ms.child_lines("app") if e["line"] == "got SIGTERM"]
+    assert len(got) == 1, ms.output()
+
+
+def test_a_stop_signal_mothership_sends_to_the_group_comes_once(fleet, tmp_path):
+    """The stop signal goes to the whole group: the command gets it from
+    the kernel, and the shim, which gets it too, does not add a copy."""
+    ms, pid, shim = start(fleet, tmp_path)
+    assert ms.stop() == 0, ms.output()
+    lines = [e["line"] for e in ms.child_lines("app")]
+    assert lines.count("clean exit on SIGINT") == 1, lines
+
+
+def test_the_shim_is_named_after_its_ship_in_ps(fleet, tmp_path):
+    ms, pid, shim = start(fleet, tmp_path, name="billing")
+    with open(f"/proc/{shim}/comm") as f:
+        assert f.read().strip() == "ms-shim billing"
+    with open(f"/proc/{shim}/cmdline", "rb") as f:
+        argv = f.read().split(b"\0")
+    assert argv[0] == b"ms-shim billing", argv
+    assert b"--ms-shim" in argv, argv
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[1].endswith(b"signal_logger.py")
