@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fleet/ports.h"
 #include "fleet/process.h"
 #include "fleet/shim.h"
 #include "util/strutil.h"
@@ -29,6 +30,8 @@
 #define PROBE_TIMEOUT_MS 1000
 #define HOLD_LOG_EVERY_MS 2000
 #define REAP_EVERY_MS 5000
+#define PORT_LEFTOVER_MS 1000
+#define PORT_RECHECK_MS 50
 
 static void schedule(ms_fleet *f);
 static void reap_orphans(ms_fleet *f);
@@ -188,12 +191,47 @@ static void on_probe_retry(uv_timer_t *t)
     ready_probe_start(t->data);
 }
 
+/* "127.0.0.1:3000", "[::1]:3000". */
+static const char *host_port(const ms_addr *a, char *buf, size_t cap)
+{
+    snprintf(buf, cap, strchr(a->host, ':') ? "[%.100s]:%u" : "%.100s:%u", a->host, (unsigned)a->port);
+    return buf;
+}
+
+/* A probe of a ship's TCP bind reached a listener: is it the ship's? One
+ * held by a process that was there before the ship started, outside its
+ * tree, is a stranger's (the ship will fail to bind). A process started
+ * after the ship, outside its tree, is taken for a proxy it asked for (the
+ * docker-proxy of `docker run -p`); none seen in /proc: as before. */
+static bool answered_by_stranger(ms_proc *p, char *why, size_t why_len)
+{
+    if (p->ship->kind != MS_SHIP || !p->ship->has_bind || p->ship->bind.kind != MS_ADDR_TCP || p->target.is_unix)
+        return false;
+    ms_port_holder h;
+    if (ms_port_owner_of(&p->target.sa, p->pid, &h) != MS_PORT_OWNER_STRANGER)
+        return false;
+    char where[128];
+    snprintf(why, why_len, "%s is answered by pid %d (%.120s), not by the %s's own processes",
+             host_port(&p->ship->bind, where, sizeof where), h.pid, h.command, kind_word(p));
+    if (!p->stranger_logged) {
+        p->stranger_logged = true;
+        ms_log_event(p->fleet->log, MS_WARN, p->ship->name, "port_stranger", "%s \"%s\": %s; not ready", kind_word(p),
+                     p->ship->name, why);
+    }
+    return true;
+}
+
 static void on_ready_probe(void *arg, bool ok, int status, const char *error)
 {
     ms_proc *p = arg;
     p->probe = NULL;
     if (p->state != MS_P_STARTING)
         return;
+    char stranger[sizeof p->last_health_error];
+    if (ok && answered_by_stranger(p, stranger, sizeof stranger)) {
+        ok = false;
+        error = stranger;
+    }
     if (ok) {
         char how[160];
         if (p->ship->health.enabled && p->ship->health.protocol == MS_HEALTH_HTTP)
@@ -361,6 +399,25 @@ static void health_tick(uv_timer_t *t)
 }
 
 /* ---------------------------------------------------------------- start */
+/* Before a restart: the last run's processes got SIGKILL, but one that
+ * held the listener may take a moment more to be gone. Wait for the port
+ * up to PORT_LEFTOVER_MS; then start_proc says who holds it. */
+static bool port_settled(ms_proc *p)
+{
+    const ms_ship *s = p->ship;
+    if (s->kind != MS_SHIP || !s->has_bind || s->bind.kind != MS_ADDR_TCP || ms_port_free(&s->bind, NULL)) {
+        p->port_wait_since = 0;
+        return true;
+    }
+    uint64_t now = uv_now(p->fleet->loop);
+    if (p->port_wait_since == 0)
+        p->port_wait_since = now;
+    if (now - p->port_wait_since < PORT_LEFTOVER_MS)
+        return false;
+    p->port_wait_since = 0;
+    return true;
+}
+
 static void on_backoff_done(uv_timer_t *t)
 {
     ms_proc *p = t->data;
@@ -368,6 +425,10 @@ static void on_backoff_done(uv_timer_t *t)
         return;
     if (p->process_open) { /* the last run's handle is still closing */
         uv_timer_start(&p->timer, on_backoff_done, 10, 0);
+        return;
+    }
+    if (!port_settled(p)) {
+        uv_timer_start(&p->timer, on_backoff_done, PORT_RECHECK_MS, 0);
         return;
     }
     p->restarts++;
@@ -424,6 +485,26 @@ static void record_crash_and_backoff(ms_proc *p, const char *what)
     uv_timer_start(&p->timer, on_backoff_done, delay, 0);
 }
 
+/* A ship whose TCP port another process listens on would fail to bind
+ * while the other one answers in its place: not started, like a command
+ * that is not found. */
+static bool port_free(ms_proc *p, char *why, size_t why_len)
+{
+    const ms_ship *s = p->ship;
+    if (s->kind != MS_SHIP || !s->has_bind || s->bind.kind != MS_ADDR_TCP)
+        return true;
+    ms_port_holder h;
+    if (ms_port_free(&s->bind, &h))
+        return true;
+    char where[128];
+    host_port(&s->bind, where, sizeof where);
+    if (h.pid > 0)
+        snprintf(why, why_len, "%s is already in use by pid %d (%.120s)", where, h.pid, h.command);
+    else
+        snprintf(why, why_len, "%s is already in use by another process", where);
+    return false;
+}
+
 static void start_proc(ms_proc *p)
 {
     ms_fleet *f = p->fleet;
@@ -436,11 +517,17 @@ static void start_proc(ms_proc *p)
     set_healthy(p, -1);
     set_breaker(p, MS_BREAKER_CLOSED);
     p->health_fail_run = p->health_ok_run = 0;
+    p->stranger_logged = false;
     if (p->ship->kind == MS_BAY)
         unlink(p->socket_path); /* a stale socket would look ready */
-    if (!ms_process_spawn(p, why, sizeof why)) {
-        ms_log_event(f->log, MS_ERROR, p->ship->name, "spawn_failed", "%s \"%s\": %s", kind_word(p), p->ship->name,
-                     why);
+    const char *event = "spawn_failed";
+    bool started = port_free(p, why, sizeof why);
+    if (!started)
+        event = "port_in_use";
+    else
+        started = ms_process_spawn(p, why, sizeof why);
+    if (!started) {
+        ms_log_event(f->log, MS_ERROR, p->ship->name, event, "%s \"%s\": %s", kind_word(p), p->ship->name, why);
         p->state = MS_P_FAILED;
         if (p->ship->critical) {
             char msg[600];

@@ -74,7 +74,9 @@ typedef struct ms_proc {
     unsigned health_fail_run, health_ok_run;
     uint64_t breaker_opened_at;
     uint64_t health_checks, health_failures;
-    char last_health_error[96];
+    char last_health_error[320];
+    bool stranger_logged;        /* this run: a stranger's listener answered its probe (logged once) */
+    uint64_t port_wait_since;    /* restarting: uv_now since its port has been busy (0: not waiting) */
 
     /* libuv */
     uv_process_t process;
