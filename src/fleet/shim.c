@@ -35,7 +35,7 @@ static void on_forward(int sig, siginfo_t *si, void *uctx)
     (void)uctx;
     int saved = errno;
     pid_t to = (pid_t)command_pid;
-    bool from_user = si->si_code == SI_USER || si->si_code == SI_QUEUE;
+    bool from_user = si->si_code == SI_USER || si->si_code == SI_QUEUE || si->si_code == SI_TKILL;
     if (to > 0 && from_user && si->si_pid != mothership_pid && getpgid(si->si_pid) != getpgrp())
         kill(to, sig);
     errno = saved;
@@ -148,6 +148,11 @@ int ms_shim_main(int argc, char **argv)
         sigaddset(&caught, forwarded[i]);
     if (stop_sig > 0 && stop_sig < NSIG && stop_sig != SIGKILL && stop_sig != SIGSTOP)
         sigaddset(&caught, stop_sig);
+    /* A signal sent to the group before the command exists would be lost
+     * (pending signals are not inherited by fork): hold them across the
+     * fork. A stop that came before means the command is not started at
+     * all; the others, and any that came during the fork, are passed on. */
+    sigprocmask(SIG_BLOCK, &caught, &saved);
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_forward;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -155,12 +160,6 @@ int ms_shim_main(int argc, char **argv)
     for (int sig = 1; sig < NSIG; sig++)
         if (sigismember(&caught, sig) == 1)
             sigaction(sig, &sa, NULL);
-
-    /* A signal sent to the group before the command exists would be lost
-     * (pending signals are not inherited by fork): hold them across the
-     * fork. A stop that came before means the command is not started at
-     * all; the others, and any that came during the fork, are passed on. */
-    sigprocmask(SIG_BLOCK, &caught, &saved);
     struct timespec now = { 0, 0 };
     int held[N_FORWARDED + 1];
     size_t nheld = 0;

@@ -19,7 +19,8 @@ LOGGED = [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal
 def say(text):
     """To stdout (Mothership's log) and to PIDFILE.log (for a test that
     cannot read the log, under the dashboard)."""
-    print(text, flush=True)
+    sys.stdout.write(text + "\n")  # one write: a handler cannot cut the line in two
+    sys.stdout.flush()
     with open(sys.argv[1] + ".log", "a") as f:
         f.write(text + "\n")
 
@@ -42,10 +43,10 @@ if len(sys.argv) > 2:
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", int(sys.argv[2])))
     srv.listen(16)
+say("up")
 tmp = sys.argv[1] + ".tmp"
 with open(tmp, "w") as f:
     f.write(f"{os.getpid()}\n")
 os.rename(tmp, sys.argv[1])
-say("up")
 while True:
     signal.pause()
