@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,39 @@ static void test_defaults(void **state)
     assert_string_equal(ms_ship_kind_word(s), "worker");
     ms_manifest_free(m);
     ms_diags_free(&d);
+}
+
+static void test_stop_signal(void **state)
+{
+    (void)state;
+    ms_diags d;
+    ms_manifest *m = load("[base.bay]\nstop_signal = \"quit\"\n"
+                          "[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\n"
+                          "[[fleet.web]]\nname = \"b\"\ncommand = \"x\"\nstop_signal = \"SIGINT\"\n"
+                          "[[fleet.web]]\nname = \"c\"\ncommand = \"x\"\nstop_signal = 1\n"
+                          "[[bays.websocket]]\nname = \"d\"\ncommand = \"x\"\n",
+                          &d);
+    assert_non_null(m);
+    assert_int_equal(m->ships[0].stop_signal, SIGTERM);
+    assert_int_equal(m->ships[1].stop_signal, SIGINT);
+    assert_int_equal(m->ships[2].stop_signal, SIGHUP);
+    assert_int_equal(m->ships[3].stop_signal, SIGQUIT);
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+    expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\nstop_signal = \"SIGTEMR\"\n", 4, 15,
+                 "ship \"a\": \"stop_signal\" \"SIGTEMR\" is not a signal name (did you mean \"SIGTERM\"?)");
+    expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\nstop_signal = \"CHLD\"\n", 4, 15,
+                 "ship \"a\": \"stop_signal\" SIGCHLD is not a signal that stops a process; use one of SIGTERM, "
+                 "SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGABRT, SIGPWR, SIGKILL");
+    expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\nstop_signal = -3\n", 4, 15,
+                 "ship \"a\": \"stop_signal\" -3 is not a signal that stops a process; use one of SIGTERM, "
+                 "SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGABRT, SIGPWR, SIGKILL");
+    expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\nstop_signal = \"SIGINTERRUPTIONS!\"\n", 4, 15,
+                 "ship \"a\": \"stop_signal\" \"SIGINTERRUPTIONS!\" is not a signal name; use one of SIGTERM, "
+                 "SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGABRT, SIGPWR, SIGKILL");
+    expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\nstop_signal = \"\"\n", 4, 15,
+                 "ship \"a\": \"stop_signal\" \"\" is not a signal name; use one of SIGTERM, "
+                 "SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGABRT, SIGPWR, SIGKILL");
 }
 
 static void test_base_merge(void **state)
@@ -348,6 +382,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_stop_signal),
         cmocka_unit_test(test_base_merge),
         cmocka_unit_test(test_routes_and_order),
         cmocka_unit_test(test_errors),

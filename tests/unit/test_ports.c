@@ -1,0 +1,154 @@
+/* test_ports.c: who listens on a TCP port (src/fleet/ports.c): lines of
+ * /proc/net/tcp{,6}; a port this process listens on is not free and is
+ * held by it; and a listener's holder is in the root's tree, an older
+ * stranger outside it, or a process started after the root (a proxy). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fleet/ports.h"
+
+static void test_parse_proc_lines(void **state)
+{
+    (void)state;
+    int family;
+    unsigned char addr[16];
+    unsigned port;
+    unsigned long inode;
+    /* 127.0.0.1:3000, LISTEN */
+    assert_true(ms_port_parse_proc_line("   0: 0100007F:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 "
+                                        "00000000  1000        0 123456 1 0000000000000000 100 0 0 10 0",
+                                        &family, addr, &port, &inode));
+    assert_int_equal(family, AF_INET);
+    assert_int_equal(port, 3000);
+    assert_int_equal(inode, 123456);
+    struct in_addr lo;
+    inet_pton(AF_INET, "127.0.0.1", &lo);
+    assert_memory_equal(addr, &lo, 4);
+    /* ESTABLISHED: not a listener */
+    assert_false(ms_port_parse_proc_line("   1: 0100007F:0BB8 0100007F:D2F0 01 00000000:00000000 00:00000000 "
+                                         "00000000  1000        0 654321 1 0000000000000000 20 4 30 10 -1",
+                                         &family, addr, &port, &inode));
+    /* [::1]:8080, LISTEN */
+    assert_true(ms_port_parse_proc_line("   0: 00000000000000000000000001000000:1F90 "
+                                        "00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 "
+                                        "00000000  1000        0 777 1 0000000000000000 100 0 0 10 0",
+                                        &family, addr, &port, &inode));
+    assert_int_equal(family, AF_INET6);
+    assert_int_equal(port, 8080);
+    assert_int_equal(inode, 777);
+    struct in6_addr lo6;
+    inet_pton(AF_INET6, "::1", &lo6);
+    assert_memory_equal(addr, &lo6, 16);
+    /* the header line, garbage, an odd address length */
+    assert_false(ms_port_parse_proc_line("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when "
+                                         "retrnsmt   uid  timeout inode", &family, addr, &port, &inode));
+    assert_false(ms_port_parse_proc_line("", &family, addr, &port, &inode));
+    assert_false(ms_port_parse_proc_line("   0: 0100007:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 "
+                                         "00000000  1000        0 1 1", &family, addr, &port, &inode));
+}
+
+/* A listener on 127.0.0.1, any port; its address in *sa. */
+static int listen_any(struct sockaddr_storage *sa)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+    memset(sa, 0, sizeof *sa);
+    s4->sin_family = AF_INET;
+    s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)s4, sizeof *s4), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t len = sizeof *s4;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)s4, &len), 0);
+    return fd;
+}
+
+static void test_a_port_we_listen_on(void **state)
+{
+    (void)state;
+    struct sockaddr_storage sa;
+    int fd = listen_any(&sa);
+    unsigned port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    char host[] = "127.0.0.1", wild[] = "0.0.0.0", other[] = "127.0.0.2";
+    ms_addr a = { .kind = MS_ADDR_TCP, .host = host, .port = (uint16_t)port };
+    ms_port_holder h;
+    assert_false(ms_port_free(&a, &h));
+    assert_int_equal(h.pid, getpid());
+    assert_true(strstr(h.command, "test_ports") != NULL);
+    assert_false(ms_port_free(&a, NULL));
+    a.host = wild; /* a wildcard collides with every address */
+    assert_false(ms_port_free(&a, &h));
+    assert_int_equal(h.pid, getpid());
+    a.host = other; /* another address of the same port is free */
+    assert_true(ms_port_free(&a, &h));
+    assert_int_equal(h.pid, 0);
+
+    /* our own tree */
+    assert_int_equal(ms_port_owner_of(&sa, getpid(), &h), MS_PORT_OWNER_TREE);
+    assert_int_equal(ms_port_owner_of(&sa, getppid(), &h), MS_PORT_OWNER_TREE);
+    /* a process started after us: we are an older stranger to its tree.
+     * Start times count in clock ticks: be a few ticks old first. */
+    usleep(50000);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(fd);
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(ms_port_owner_of(&sa, child, &h), MS_PORT_OWNER_STRANGER);
+    assert_int_equal(h.pid, getpid());
+    close(fd);
+
+    /* a listener of a process started after the root, outside its tree (a
+     * proxy the ship asked for): newer */
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t proxy = fork();
+    assert_true(proxy >= 0);
+    if (proxy == 0) {
+        struct sockaddr_storage psa;
+        listen_any(&psa);
+        ssize_t w = write(ready[1], &psa, sizeof psa);
+        (void)w;
+        pause();
+        _exit(0);
+    }
+    struct sockaddr_storage psa;
+    assert_int_equal(read(ready[0], &psa, sizeof psa), (ssize_t)sizeof psa);
+    assert_int_equal(ms_port_owner_of(&psa, child, &h), MS_PORT_OWNER_NEWER);
+    assert_int_equal(h.pid, proxy);
+    assert_int_equal(ms_port_owner_of(&psa, getpid(), &h), MS_PORT_OWNER_TREE);
+    kill(proxy, SIGKILL);
+    waitpid(proxy, NULL, 0);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    close(ready[0]);
+    close(ready[1]);
+
+    /* nobody listens there any more */
+    assert_int_equal(ms_port_owner_of(&sa, getpid(), &h), MS_PORT_OWNER_UNKNOWN);
+    a.host = host;
+    assert_true(ms_port_free(&a, &h));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_proc_lines),
+        cmocka_unit_test(test_a_port_we_listen_on),
+    };
+    return cmocka_run_group_tests_name("ports", tests, NULL, NULL);
+}
