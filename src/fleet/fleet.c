@@ -405,7 +405,7 @@ static void health_tick(uv_timer_t *t)
 static bool port_settled(ms_proc *p)
 {
     const ms_ship *s = p->ship;
-    if (s->kind != MS_SHIP || !s->has_bind || s->bind.kind != MS_ADDR_TCP || ms_port_free(&s->bind, NULL)) {
+    if (s->kind != MS_SHIP || !s->has_bind || s->bind.kind != MS_ADDR_TCP || ms_port_free(&s->bind, &p->target.sa, NULL)) {
         p->port_wait_since = 0;
         return true;
     }
@@ -494,7 +494,7 @@ static bool port_free(ms_proc *p, char *why, size_t why_len)
     if (s->kind != MS_SHIP || !s->has_bind || s->bind.kind != MS_ADDR_TCP)
         return true;
     ms_port_holder h;
-    if (ms_port_free(&s->bind, &h))
+    if (ms_port_free(&s->bind, &p->target.sa, &h))
         return true;
     char where[128];
     host_port(&s->bind, where, sizeof where);

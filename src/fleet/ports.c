@@ -268,7 +268,38 @@ static bool tree_holds(int root, const listeners *l)
 }
 
 /* ---------------------------------------------------------------- the checks */
-bool ms_port_free(const ms_addr *a, ms_port_holder *holder)
+static socklen_t sa_len(const struct sockaddr_storage *sa)
+{
+    return sa->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
+/* Bind a socket at sa (SO_REUSEADDR) and close it: 0 or the errno. */
+static int try_bind(const struct sockaddr_storage *sa)
+{
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno;
+    int one = 1, err = 0;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)sa, sa_len(sa)) != 0)
+        err = errno;
+    close(fd);
+    return err;
+}
+
+/* Is sa's address one of this host's (in this network namespace)? A ship
+ * reached at another address (a container's) listens elsewhere. */
+static bool address_is_local(const struct sockaddr_storage *sa)
+{
+    struct sockaddr_storage any_port = *sa;
+    if (any_port.ss_family == AF_INET)
+        ((struct sockaddr_in *)&any_port)->sin_port = 0;
+    else
+        ((struct sockaddr_in6 *)&any_port)->sin6_port = 0;
+    return try_bind(&any_port) != EADDRNOTAVAIL;
+}
+
+bool ms_port_free(const ms_addr *a, const struct sockaddr_storage *resolved, ms_port_holder *holder)
 {
     if (holder) {
         holder->pid = 0;
@@ -291,6 +322,8 @@ bool ms_port_free(const ms_addr *a, ms_port_holder *holder)
         s6->sin6_addr = in6addr_any;
         s6->sin6_port = htons(a->port);
         wild = true;
+    } else if (resolved) {
+        sa = *resolved;
     } else {
         ms_target t;
         char why[160];
@@ -298,22 +331,17 @@ bool ms_port_free(const ms_addr *a, ms_port_holder *holder)
             return true; /* cannot tell: the ship will say */
         sa = t.sa;
     }
-    int err = 0;
-    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        int one = 1;
-        socklen_t len = sa.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, (struct sockaddr *)&sa, len) != 0)
-            err = errno;
-        close(fd);
-    } else {
-        err = errno;
-    }
+    if (sa.ss_family != AF_INET && sa.ss_family != AF_INET6)
+        return true;
+    int err = try_bind(&sa);
+    if (err == 0)
+        return true;
     listeners l;
     find_listeners(&sa, wild, &l);
-    if (err != EADDRINUSE && (err == 0 || l.n == 0))
-        return true; /* bound (free), or unknown and no listener seen */
+    /* a port below 1024 we may not bind: a listener in /proc says it is taken;
+     * any other failure (an address not on this host): cannot tell */
+    if (err != EADDRINUSE && ((err != EACCES && err != EPERM) || l.n == 0))
+        return true;
     if (holder)
         find_holder(&l, holder);
     return false;
@@ -323,7 +351,7 @@ ms_port_owner ms_port_owner_of(const struct sockaddr_storage *sa, int root, ms_p
 {
     holder->pid = 0;
     holder->command[0] = '\0';
-    if (sa->ss_family != AF_INET && sa->ss_family != AF_INET6)
+    if ((sa->ss_family != AF_INET && sa->ss_family != AF_INET6) || !address_is_local(sa))
         return MS_PORT_OWNER_UNKNOWN;
     listeners l;
     find_listeners(sa, false, &l);

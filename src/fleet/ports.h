@@ -21,12 +21,13 @@ typedef struct ms_port_holder {
 } ms_port_holder;
 
 /* Is the TCP address a (a ship's bind) free to listen on? Binds a socket
- * there with SO_REUSEADDR, as servers do, and closes it; where that cannot
- * tell (a privileged port, an address not on this host), looks for a LISTEN
- * socket in /proc. True: free, or not known to be taken. False: taken, and
- * holder (if not NULL: finding it reads all of /proc) says by whom when
- * Linux can tell. */
-bool ms_port_free(const ms_addr *a, ms_port_holder *holder);
+ * there with SO_REUSEADDR, as servers do, and closes it; for a port it may
+ * not bind (below 1024), looks for a LISTEN socket in /proc. An address
+ * that is not this host's cannot be told. resolved: a's address, already
+ * resolved (NULL: resolve it here). True: free, or not known to be taken.
+ * False: taken, and holder (if not NULL: finding it reads all of /proc)
+ * says by whom when Linux can tell. */
+bool ms_port_free(const ms_addr *a, const struct sockaddr_storage *resolved, ms_port_holder *holder);
 
 typedef enum ms_port_owner {
     MS_PORT_OWNER_UNKNOWN,   /* no listener or no holder found in /proc */
@@ -37,7 +38,8 @@ typedef enum ms_port_owner {
 
 /* Whose is the listener a connection to sa (a ship's address, wildcards
  * made loopback) reaches? root: the process whose tree should hold it (the
- * ship's launch shim). holder: the stranger, for MS_PORT_OWNER_STRANGER. */
+ * ship's launch shim). holder: the stranger, for MS_PORT_OWNER_STRANGER.
+ * Unknown for an address that is not this host's. */
 ms_port_owner ms_port_owner_of(const struct sockaddr_storage *sa, int root, ms_port_holder *holder);
 
 /* One line of /proc/net/tcp or tcp6: true for a LISTEN socket, with its

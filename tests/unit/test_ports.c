@@ -84,15 +84,15 @@ static void test_a_port_we_listen_on(void **state)
     char host[] = "127.0.0.1", wild[] = "0.0.0.0", other[] = "127.0.0.2";
     ms_addr a = { .kind = MS_ADDR_TCP, .host = host, .port = (uint16_t)port };
     ms_port_holder h;
-    assert_false(ms_port_free(&a, &h));
+    assert_false(ms_port_free(&a, NULL, &h));
     assert_int_equal(h.pid, getpid());
     assert_true(strstr(h.command, "test_ports") != NULL);
-    assert_false(ms_port_free(&a, NULL));
+    assert_false(ms_port_free(&a, NULL, NULL));
     a.host = wild; /* a wildcard collides with every address */
-    assert_false(ms_port_free(&a, &h));
+    assert_false(ms_port_free(&a, NULL, &h));
     assert_int_equal(h.pid, getpid());
     a.host = other; /* another address of the same port is free */
-    assert_true(ms_port_free(&a, &h));
+    assert_true(ms_port_free(&a, NULL, &h));
     assert_int_equal(h.pid, 0);
 
     /* our own tree */
@@ -141,7 +141,38 @@ static void test_a_port_we_listen_on(void **state)
     /* nobody listens there any more */
     assert_int_equal(ms_port_owner_of(&sa, getpid(), &h), MS_PORT_OWNER_UNKNOWN);
     a.host = host;
-    assert_true(ms_port_free(&a, &h));
+    assert_true(ms_port_free(&a, NULL, &h));
+}
+
+/* A wildcard listener is reached at every local address, but not at one
+ * that is not this host's (a container's address): that is not told. */
+static void test_a_wildcard_listener_and_a_remote_address(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in any = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
+    assert_int_equal(bind(fd, (struct sockaddr *)&any, sizeof any), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t len = sizeof any;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&any, &len), 0);
+    char lo[] = "127.0.0.1", remote[] = "192.0.2.1";
+    ms_addr a = { .kind = MS_ADDR_TCP, .host = lo, .port = ntohs(any.sin_port) };
+    ms_port_holder h;
+    assert_false(ms_port_free(&a, NULL, &h));
+    assert_int_equal(h.pid, getpid());
+    struct sockaddr_storage sa;
+    memset(&sa, 0, sizeof sa);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
+    s4->sin_family = AF_INET;
+    s4->sin_port = any.sin_port;
+    inet_pton(AF_INET, lo, &s4->sin_addr);
+    assert_int_equal(ms_port_owner_of(&sa, getpid(), &h), MS_PORT_OWNER_TREE);
+    a.host = remote;
+    assert_true(ms_port_free(&a, NULL, &h));
+    inet_pton(AF_INET, remote, &s4->sin_addr);
+    assert_int_equal(ms_port_owner_of(&sa, getpid(), &h), MS_PORT_OWNER_UNKNOWN);
+    close(fd);
 }
 
 int main(void)
@@ -149,6 +180,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_proc_lines),
         cmocka_unit_test(test_a_port_we_listen_on),
+        cmocka_unit_test(test_a_wildcard_listener_and_a_remote_address),
     };
     return cmocka_run_group_tests_name("ports", tests, NULL, NULL);
 }
