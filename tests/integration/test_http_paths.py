@@ -4,9 +4,9 @@ get 400 and nothing reaches the ship; the path is normalised once
 merged, dot segments removed) and that one path is what static dirs,
 payloads, routes and strip_prefix see and what the ship receives; ambiguous
 forms (%2F, %5C, %00, '\\', ';') get 400 unless the route has
-raw_path = true. The ships here are recorders run by the test itself: they
-keep every byte that arrives, so "nothing reached the ship" is checked on
-the bytes (see docs/proxy.md, "Request targets and path normalisation")."""
+raw_path = true. The ships here relay to recorders run by the test itself:
+they keep every byte that arrives, so "nothing reached the ship" is checked
+on the bytes (see docs/proxy.md, "Request targets and path normalisation")."""
 import json
 import os
 import socket
@@ -15,6 +15,7 @@ import threading
 import pytest
 
 from conftest import BUILD
+from fleet_helpers import PY, app
 from http_helpers import ModuleFleet, Raw, free_port, raw_request, start_proxy, toml_value
 
 WASM = os.path.join(BUILD, "examples", "payloads")
@@ -97,10 +98,13 @@ class Recorder:
 
 
 def ship_toml(rec, routes):
-    """A ship whose process only sleeps: its bind is the recorder's port."""
+    """A ship that relays each connection to the recorder (a ship's port
+    must be held by the ship's own process)."""
+    port = free_port()
     return "\n".join([
-        "[[fleet.web]]", f'name = "{rec.name}"', 'command = "sleep"', 'args = ["100000"]',
-        f'bind = "tcp://127.0.0.1:{rec.port}"', f"routes = {toml_value(routes)}", ""])
+        "[[fleet.web]]", f'name = "{rec.name}"', f"command = {json.dumps(PY)}",
+        f"args = {json.dumps([app('relay.py'), str(port), str(rec.port)])}",
+        f'bind = "tcp://127.0.0.1:{port}"', f"routes = {toml_value(routes)}", ""])
 
 
 def module_toml(name, wasm, routes, phase="request", config=None):
