@@ -405,7 +405,8 @@ static void health_tick(uv_timer_t *t)
 static bool port_settled(ms_proc *p)
 {
     const ms_ship *s = p->ship;
-    if (s->kind != MS_SHIP || !s->has_bind || s->bind.kind != MS_ADDR_TCP || ms_port_free(&s->bind, &p->target.sa, NULL)) {
+    if (s->kind != MS_SHIP || !s->has_bind || s->bind.kind != MS_ADDR_TCP ||
+        ms_port_free(&s->bind, &p->target.sa, NULL)) {
         p->port_wait_since = 0;
         return true;
     }

@@ -711,38 +711,50 @@ static bool get_restart(ld_ctx *c, const toml_kv *kv, ms_restart *r)
 }
 
 /* ---------------------------------------------------------------- stop signal */
-/* The signals a process can be asked to stop with: SIGSTOP, SIGCHLD and the
- * like stop nothing, and the rest have other meanings. */
-static const struct {
-    const char *name;
-    int sig;
-} stop_signals[] = {
-    { "SIGTERM", SIGTERM }, { "SIGINT", SIGINT },   { "SIGQUIT", SIGQUIT }, { "SIGHUP", SIGHUP },
-    { "SIGUSR1", SIGUSR1 }, { "SIGUSR2", SIGUSR2 }, { "SIGWINCH", SIGWINCH }, { "SIGALRM", SIGALRM },
-    { "SIGABRT", SIGABRT }, { "SIGPWR", SIGPWR },   { "SIGKILL", SIGKILL },
-};
+/* The signals a process can be asked to stop with, in the order the error
+ * lists them: SIGSTOP, SIGCHLD and the like stop nothing, and the rest have
+ * other meanings. Their names are "SIG" and the C library's abbreviation. */
+static const int stop_signals[] = { SIGTERM, SIGINT,  SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2,
+                                    SIGWINCH, SIGALRM, SIGABRT, SIGPWR, SIGKILL };
 #define N_STOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
 
-static const char *const stop_signal_names[] = {
-    "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGALRM", "SIGABRT", "SIGPWR",
-    "SIGKILL", NULL };
-#define STOP_SIGNAL_LIST "SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGABRT, SIGPWR, SIGKILL"
+typedef struct stop_signal_names {
+    char name[N_STOP_SIGNALS][16];
+    const char *list[N_STOP_SIGNALS + 1]; /* for ms_nearest */
+    char all[N_STOP_SIGNALS * 10];        /* "SIGTERM, SIGINT, ..." */
+} stop_signal_names;
+
+static void name_stop_signals(stop_signal_names *n)
+{
+    size_t used = 0;
+    n->all[0] = '\0';
+    for (size_t i = 0; i < N_STOP_SIGNALS; i++) {
+        const char *abbrev = sigabbrev_np(stop_signals[i]);
+        snprintf(n->name[i], sizeof n->name[i], "SIG%s", abbrev ? abbrev : "?");
+        n->list[i] = n->name[i];
+        int w = snprintf(n->all + used, sizeof n->all - used, "%s%s", i ? ", " : "", n->name[i]);
+        if (w > 0 && (size_t)w < sizeof n->all - used)
+            used += (size_t)w;
+    }
+    n->list[N_STOP_SIGNALS] = NULL;
+}
 
 /* stop_signal = "SIGINT", "INT", "sigint" or 2. */
 static bool get_stop_signal(ld_ctx *c, const toml_kv *kv, int *dst)
 {
     const toml_node *v = kv->value;
+    stop_signal_names names;
+    name_stop_signals(&names);
     if (v->type == TOML_INTEGER) {
         for (size_t i = 0; i < N_STOP_SIGNALS; i++) {
-            if (v->u.integer == stop_signals[i].sig) {
-                *dst = stop_signals[i].sig;
+            if (v->u.integer == stop_signals[i]) {
+                *dst = stop_signals[i];
                 return true;
             }
         }
         const char *abbrev = v->u.integer > 0 && v->u.integer < NSIG ? sigabbrev_np((int)v->u.integer) : NULL;
-        ld_err(c, v->line, v->col, "\"stop_signal\" %lld%s%s%s is not a signal that stops a process; use one of "
-               STOP_SIGNAL_LIST, (long long)v->u.integer, abbrev ? " (SIG" : "", abbrev ? abbrev : "",
-               abbrev ? ")" : "");
+        ld_err(c, v->line, v->col, "\"stop_signal\" %lld%s%s%s is not a signal that stops a process; use one of %s",
+               (long long)v->u.integer, abbrev ? " (SIG" : "", abbrev ? abbrev : "", abbrev ? ")" : "", names.all);
         return false;
     }
     if (v->type != TOML_STRING) {
@@ -760,8 +772,8 @@ static bool get_stop_signal(ld_ctx *c, const toml_kv *kv, int *dst)
             name[n++] = (char)((*q >= 'a' && *q <= 'z') ? *q - 'a' + 'A' : *q);
         name[n] = '\0';
         for (size_t i = 0; i < N_STOP_SIGNALS; i++) {
-            if (strcmp(name, stop_signals[i].name) == 0) {
-                *dst = stop_signals[i].sig;
+            if (strcmp(name, names.name[i]) == 0) {
+                *dst = stop_signals[i];
                 return true;
             }
         }
@@ -769,18 +781,17 @@ static bool get_stop_signal(ld_ctx *c, const toml_kv *kv, int *dst)
     for (int sig = 1; fits && sig < SIGRTMIN; sig++) {
         const char *abbrev = sigabbrev_np(sig);
         if (abbrev && strcmp(name + 3, abbrev) == 0) {
-            ld_err(c, v->line, v->col, "\"stop_signal\" %s is not a signal that stops a process; use one of "
-                   STOP_SIGNAL_LIST, name);
+            ld_err(c, v->line, v->col, "\"stop_signal\" %s is not a signal that stops a process; use one of %s", name,
+                   names.all);
             return false;
         }
     }
-    const char *near = fits ? ms_nearest(name, stop_signal_names) : NULL;
+    const char *near = fits ? ms_nearest(name, names.list) : NULL;
     if (near)
         ld_err(c, v->line, v->col, "\"stop_signal\" \"%.40s\" is not a signal name (did you mean \"%s\"?)", text,
                near);
     else
-        ld_err(c, v->line, v->col, "\"stop_signal\" \"%.40s\" is not a signal name; use one of " STOP_SIGNAL_LIST,
-               text);
+        ld_err(c, v->line, v->col, "\"stop_signal\" \"%.40s\" is not a signal name; use one of %s", text, names.all);
     return false;
 }
 
