@@ -75,3 +75,21 @@ def test_the_shim_is_named_after_its_ship_in_ps(fleet, tmp_path):
     assert b"--ms-shim" in argv, argv
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         assert f.read().split(b"\0")[1].endswith(b"signal_logger.py")
+
+
+def test_a_signal_the_ship_sends_its_shim_is_not_sent_back(fleet, tmp_path):
+    """Some programs signal their parent (a readiness or daemonised
+    notice): the shim does not pass back what comes from its own group."""
+    script = ("trap 'echo got USR1' USR1; kill -USR1 $PPID; "
+              "i=0; while [ $i -lt 20 ]; do sleep 0.05; i=$((i+1)); done; echo done")
+    ms = fleet(f"""
+        [[fleet.jobs]]
+        name = "notifier"
+        command = "sh"
+        args = ["-c", {toml_str(script)}]
+        oneshot = true
+    """)
+    ms.event("done", ship="notifier")
+    lines = [e["line"] for e in ms.child_lines("notifier")]
+    assert lines == ["done"], lines
+    assert ms.stop() == 0, ms.output()
