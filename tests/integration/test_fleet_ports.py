@@ -116,7 +116,7 @@ def test_a_stranger_that_takes_the_port_after_the_check_does_not_make_it_ready(f
         command = "sh"
         args = ["-c", "touch {trigger}; exec sleep 1000"]
         bind = "127.0.0.1:{port}"
-        ready_timeout = "2s"
+        ready_timeout = "4s"
     """)
     assert other.stdout.readline() == b"listening\n"
     warn = ms.event("port_stranger", ship="app")
