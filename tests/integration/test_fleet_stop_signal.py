@@ -2,18 +2,23 @@
 ignores SIGTERM and exits cleanly only on SIGINT (PostgreSQL's "fast
 shutdown") stops at once with stop_signal = "SIGINT", written as a name, a
 short name, a number or in [base.ship]; the shim survives the signal and
-the command gets it; a restart from the dashboard uses it too; and a bad
-value is a manifest error at its line and column."""
+the command gets it; a restart from the dashboard uses it too; a real
+PostgreSQL with an idle client stops at once; and a bad value is a
+manifest error at its line and column."""
+import glob
 import json
 import os
+import pwd
 import re
 import shutil
+import subprocess
+import tempfile
 import time
 
 import pytest
 
 from conftest import run_ms
-from fleet_helpers import PY, alive, app, describe, toml_str, wait_file, wait_gone
+from fleet_helpers import PY, alive, app, describe, free_port, toml_str, wait_file, wait_gone
 
 
 def read_pid(path):
@@ -204,3 +209,72 @@ stop_signal = "SIGINT"
         for pid in (read_pid(pidfile),):
             if alive(pid):
                 os.kill(pid, 9)
+
+
+def _postgres_bin():
+    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.path.exists(os.path.join(d, "postgres")) and os.path.exists(os.path.join(d, "initdb")):
+            return d
+    return None
+
+
+PG_BIN = _postgres_bin()
+
+
+@pytest.mark.skipif(PG_BIN is None or shutil.which("psql") is None, reason="PostgreSQL is not installed")
+def test_postgres_with_an_idle_client_stops_at_once_with_sigint(fleet):
+    """PostgreSQL takes SIGTERM as "smart shutdown" and waits for every
+    client; with stop_signal = "SIGINT" (fast shutdown) an idle psql session
+    does not hold the stop: the server shuts down cleanly, long before the
+    30s shutdown_timeout, and exits 0."""
+    as_user = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv")
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a postgres user")
+        as_user = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+    top = tempfile.mkdtemp(prefix="ms-pg-")  # not under pytest's 0700 tmp: the postgres user reads it
+    try:
+        os.chmod(top, 0o755)
+        data = os.path.join(top, "data")
+        os.mkdir(data, 0o700)
+        if as_user:
+            shutil.chown(data, "postgres", "postgres")
+        subprocess.run(as_user + [os.path.join(PG_BIN, "initdb"), "-D", data, "-A", "trust", "-U", "postgres",
+                                  "--no-sync"], check=True, capture_output=True, timeout=120)
+        port = free_port()
+        argv = as_user + [os.path.join(PG_BIN, "postgres"), "-D", data, "-k", data, "-p", str(port),
+                          "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+        ms = fleet(f"""
+            [[fleet.data]]
+            name = "pg"
+            command = {toml_str(argv[0])}
+            args = {json.dumps(argv[1:])}
+            bind = "127.0.0.1:{port}"
+            stop_signal = "SIGINT"
+            shutdown_timeout = "30s"
+        """)
+        ms.event("ready", ship="pg", timeout=30)
+        ms.wait_for(r'"source":"pg".*database system is ready to accept connections', timeout=30)
+        psql = subprocess.Popen(["psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            psql.stdin.write(b"select 40 + 2;\n")
+            psql.stdin.flush()
+            assert psql.stdout.readline() == b"42\n"  # connected, and now idle
+            pid = pid_of(ms.event("started", ship="pg"))
+            assert ms.stop(timeout=20) == 0, ms.output()
+            assert ms.event("stopping", ship="pg")["msg"] == f'stopping ship "pg" (pid {pid}): SIGINT'
+            ms.wait_for(r'"source":"pg".*received fast shutdown request')
+            ms.wait_for(r'"source":"pg".*database system is shut down')
+            stopped = ms.event("stopped", ship="pg")
+            assert re.fullmatch(rf'ship "pg" \(pid {pid}\) stopped \(exit 0\) in \d+ms', stopped["msg"]), stopped
+            assert not ms.events("kill"), ms.output()
+        finally:
+            psql.kill()
+            psql.wait()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
