@@ -3,11 +3,16 @@
 `ps` shows as the server's parent. HUP, USR1, USR2, WINCH, TTIN and TTOU
 sent to the shim's pid are passed on to the command exactly once, and
 neither the ship nor the shim stops; the shim names itself after the ship
-in `ps`."""
+in `ps`; and a real nginx reloads on a HUP sent to its shim."""
 import os
+import re
+import shutil
 import signal
+import time
 
-from fleet_helpers import PY, alive, app, toml_str, wait_file
+import pytest
+
+from fleet_helpers import PY, alive, app, free_port, http_get, toml_str, wait_file
 
 FORWARDED = [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU]
 
@@ -93,3 +98,66 @@ def test_a_signal_the_ship_sends_its_shim_is_not_sent_back(fleet, tmp_path):
     lines = [e["line"] for e in ms.child_lines("notifier")]
     assert lines == ["done"], lines
     assert ms.stop() == 0, ms.output()
+
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+def test_nginx_reloads_on_a_hup_sent_to_its_shim_and_stops_gracefully(fleet, tmp_path):
+    """A real server: `kill -HUP` of the pid `ps` shows as nginx's parent
+    (its shim, "ms-shim web") reloads nginx's configuration without a
+    restart, and stop_signal = "SIGQUIT" is nginx's graceful stop."""
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+
+    def write_conf(answer):
+        conf.write_text(f"""
+daemon off;
+worker_processes 1;
+{"user root;" if os.geteuid() == 0 else ""}
+pid {tmp_path}/nginx.pid;
+error_log stderr notice;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp_path}/body;
+    proxy_temp_path {tmp_path}/proxy;
+    fastcgi_temp_path {tmp_path}/fastcgi;
+    uwsgi_temp_path {tmp_path}/uwsgi;
+    scgi_temp_path {tmp_path}/scgi;
+    server {{ listen 127.0.0.1:{port}; location / {{ return 200 "{answer}\\n"; }} }}
+}}
+""")
+
+    write_conf("v1")
+    ms = fleet(f"""
+        [[fleet.web]]
+        name = "web"
+        command = {toml_str(NGINX)}
+        args = ["-c", {toml_str(conf)}, "-p", {toml_str(tmp_path)}, "-e", "stderr"]
+        bind = "127.0.0.1:{port}"
+        stop_signal = "SIGQUIT"
+    """)
+    ready = ms.event("ready", ship="web")
+    assert ready["msg"].endswith(f"(tcp://127.0.0.1:{port} accepts connections)"), ready
+    assert http_get(port, "/") == (200, "v1\n")
+    master = int(re.search(r"\(pid (\d+)\)", ms.event("started", ship="web")["msg"]).group(1))
+    shim = parent_of(master)
+    with open(f"/proc/{shim}/comm") as f:
+        assert f.read().strip() == "ms-shim web"
+    write_conf("v2")
+    os.kill(shim, signal.SIGHUP)
+    ms.wait_for(r'"source":"web".*signal 1 \(SIGHUP\) received from \d+, reconfiguring')
+    deadline = time.monotonic() + 10
+    while http_get(port, "/")[1] != "v2\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert http_get(port, "/") == (200, "v2\n")
+    assert alive(master) and parent_of(master) == shim
+    assert len(ms.events("started", ship="web")) == 1 and not ms.events("exited"), ms.output()
+    assert ms.stop() == 0, ms.output()
+    assert ms.event("stopping", ship="web")["msg"] == f'stopping ship "web" (pid {master}): SIGQUIT'
+    ms.wait_for(rf'"source":"web".*{master}#\d+: signal 3 \(SIGQUIT\) received from \d+, shutting down')
+    stopped = ms.event("stopped", ship="web")
+    assert re.fullmatch(rf'ship "web" \(pid {master}\) stopped \(exit 0\) in \d+ms', stopped["msg"]), stopped
+    assert not ms.events("kill"), ms.output()
