@@ -4,10 +4,13 @@ the port (a leftover server, another copy of the app) is named by pid and
 command, and the ship is not started (critical: the fleet stops;
 non-critical: backoff, and it starts once the port is free). A readiness
 probe counts only a listener of the ship's own process tree: a stranger
-that takes the port after the check does not make the ship ready."""
+that takes the port after the check does not make the ship ready. A real
+redis-server serves as the stranger too."""
 import re
+import shutil
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -148,3 +151,47 @@ def test_a_listener_held_by_a_grandchild_of_the_ship_is_its_own(fleet, tmp_path)
     assert ready["msg"].endswith(f"(tcp://127.0.0.1:{port} accepts connections)"), ready
     assert not ms.events("port_stranger") and not ms.events("port_in_use"), ms.output()
     assert ms.stop() == 0, ms.output()
+
+
+REDIS = shutil.which("redis-server")
+
+
+@pytest.mark.skipif(REDIS is None, reason="redis-server is not installed")
+def test_a_second_redis_on_a_taken_port_is_not_started_and_the_first_is_named(fleet, tmp_path):
+    """A real server as the stranger: a redis-server already on the port.
+    The ship (another redis-server) is refused with the first one's pid
+    and its command line as redis shows it; the first one keeps serving."""
+    port = free_port()
+    first = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16) == b"+PONG\r\n":
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        ms = fleet(f"""
+            [[fleet.data]]
+            name = "cache"
+            command = {toml_str(REDIS)}
+            args = ["--port", "{port}", "--bind", "127.0.0.1", "--save", "", "--dir", {toml_str(tmp_path)}]
+            bind = "127.0.0.1:{port}"
+        """)
+        e = ms.event("port_in_use", ship="cache")
+        m = re.fullmatch(rf'ship "cache": 127\.0\.0\.1:{port} is already in use by pid {first.pid} \((.+)\)', e["msg"])
+        assert m and "redis-server" in m.group(1), e
+        assert cmdline(first.pid).startswith(m.group(1)), (m.group(1), cmdline(first.pid))
+        assert ms.wait_exit() == 1, ms.output()
+        assert not ms.events("started"), ms.output()
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(b"PING\r\n")
+            assert s.recv(16) == b"+PONG\r\n"
+    finally:
+        first.kill()
+        first.wait()
