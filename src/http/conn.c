@@ -79,6 +79,8 @@ void ms_conn_handle_closed(ms_conn *c)
 static void conn_free_if_done(ms_conn *c)
 {
     ms_worker *w = c->w;
+    assert(c->state == MS_C_CLOSING && c->handles_open == 0 && c->writes_in_flight == 0 && !c->up);
+    assert(w->nconns > 0);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -130,6 +132,7 @@ static void on_write(uv_write_t *req, int status)
 {
     wreq *r = (wreq *)req;
     ms_conn *c = r->c;
+    assert(c->writes_in_flight > 0 && c->write_pending >= r->len);
     c->write_pending -= r->len;
     c->writes_in_flight--;
     free(r);
@@ -265,7 +268,9 @@ char *ms_conn_cork_reserve(ms_conn *c, size_t n)
 void ms_conn_cork_commit(ms_conn *c, size_t used)
 {
     ms_gather *g = &c->w->gather;
+    assert(g->owner == c && g->n > 0 && g->used + used <= g->cap);
     ms_cork_piece *pc = &g->piece[g->n - 1];
+    assert(pc->ptr == NULL && pc->off == g->used && pc->len == 0); /* the piece reserved last */
     pc->len = used;
     g->used += used;
     c->bytes_out += used;
@@ -834,6 +839,7 @@ static void dispatch(ms_conn *c)
 {
     ms_worker *w = c->w;
     http_parser *p = &c->parser;
+    assert(c->state == MS_C_HEAD && c->head_done && !c->up && c->head_end <= c->len);
     c->keep_alive = http_should_keep_alive(p);
     c->http_minor = p->http_minor;
     c->is_head_method = p->method == HTTP_HEAD;
@@ -1315,6 +1321,7 @@ static void on_idle_timeout(uv_timer_t *t)
 /* Keep-alive: drop this request's bytes, keep pipelined ones, parse on. */
 static void start_next_request(ms_conn *c)
 {
+    assert(c->state != MS_C_CLOSING && c->writes_in_flight == 0 && !c->up);
     if (!c->req_done && c->head_done && !c->has_body && !c->upgrade) {
         /* a local answer to a request without a body: step over its end */
         http_parser_pause(&c->parser, 0);

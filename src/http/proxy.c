@@ -108,6 +108,7 @@ static void on_up_write(uv_write_t *req, int status)
 {
     uwreq *r = (uwreq *)req;
     ms_upconn *u = r->u;
+    assert(u->writes_in_flight > 0 && u->write_pending >= r->len);
     u->write_pending -= r->len;
     u->writes_in_flight--;
     free(r);
@@ -664,6 +665,7 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
 static void on_up_closed(uv_handle_t *h)
 {
     ms_upconn *u = h->data;
+    assert(u->closing && u->handles_open > 0 && !u->idle_in_pool);
     if (--u->handles_open == 0) {
         ms_worker *w = u->w;
         w->nups--;
@@ -703,6 +705,7 @@ static void up_close(ms_upconn *u)
 static void pool_put(ms_upconn *u)
 {
     ms_worker *w = u->w;
+    assert(!u->closing && !u->idle_in_pool && u->next == NULL);
     u->client = NULL;
     u->rlen = u->rpos = 0;
     uv_timer_stop(&u->timer);
@@ -720,6 +723,7 @@ static ms_upconn *pool_get(ms_worker *w, size_t ship)
 {
     while (w->pools[ship]) {
         ms_upconn *u = w->pools[ship];
+        assert(u->idle_in_pool && u->client == NULL && w->pool_len[ship] > 0);
         w->pools[ship] = u->next;
         w->pool_len[ship]--;
         u->next = NULL;
@@ -754,6 +758,7 @@ static void drop_compressor(ms_upconn *u)
 static void complete(ms_upconn *u)
 {
     ms_conn *c = u->client;
+    assert(c && c->up == u && u->resp_done && !u->closing);
     drop_compressor(u);
     bool reuse = u->keep_alive && c->req_done && u->req_sent && u->rpos == u->rlen && u->write_pending == 0;
     c->up = NULL;
@@ -1042,6 +1047,7 @@ void ms_proxy_client_eof(ms_conn *c)
 static void send_head(ms_upconn *u)
 {
     ms_conn *c = u->client;
+    assert(c && c->up == u && !u->closing && !u->idle_in_pool);
     u->connected = true;
     http_parser_init(&u->parser, HTTP_RESPONSE);
     u->parser.data = u;
