@@ -853,17 +853,54 @@ void ms_fleet_drained(ms_fleet *f)
 
 /* ---------------------------------------------------------------- orphans */
 /* Mothership is a child subreaper (and may be PID 1): processes orphaned in
- * a ship's subtree end up as its children. Reap those that are not one of
- * its own shims, whose exits libuv collects. Mothership starts nothing but
- * shims, and a shim is the subreaper of its own subtree while it lives, so
- * any other child is what a shim left behind when it died (of a SIGKILL
- * it could not act on): a daemon of the ship in a session of its own, or a
- * process whose parent died with the shim. It is killed, with its group.
- * As PID 1 that is not so (`docker exec` leaves orphans too, and the kernel
- * kills the whole namespace when PID 1 exits): orphans are only reaped. */
+ * a ship's subtree end up as its children. A shim is the subreaper of its
+ * own subtree while it lives, so such a child is what a shim left behind
+ * when it died (of a SIGKILL it could not act on): a daemon of the ship in
+ * a session of its own, or a process whose parent died with the shim. Not
+ * every child is that: one started before Mothership exec'd (`sidecar &
+ * exec mothership run`), one of its subtree, or one `docker exec` hands to
+ * PID 1. A ship's process is told by the MS_FLEET_PID=<our pid> every shim
+ * gets in its environment; those are killed, with their group. The others,
+ * and those whose environment cannot be read, are only reaped. */
+
+/* True when pid's environment has MS_FLEET_PID=<our pid>. */
+static bool from_a_ship(pid_t pid)
+{
+    char needle[48];
+    int nl = snprintf(needle, sizeof needle, "%c%s=%d%c", '\0', MS_FLEET_PID_ENV, (int)getpid(), '\0');
+    if (nl <= 0 || (size_t)nl >= sizeof needle)
+        return false;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    /* Each entry ends with a NUL; one is put in front of the first, and
+     * the tail of each chunk is kept for a match across two reads. */
+    char buf[4096 + sizeof needle];
+    size_t keep = 1;
+    buf[0] = '\0';
+    bool found = false;
+    for (;;) {
+        ssize_t r = read(fd, buf + keep, sizeof buf - keep);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        size_t len = keep + (size_t)r;
+        if (memmem(buf, len, needle, (size_t)nl)) {
+            found = true;
+            break;
+        }
+        keep = (size_t)nl - 1 < len ? (size_t)nl - 1 : len;
+        memmove(buf, buf + len - keep, keep);
+    }
+    close(fd);
+    return found;
+}
+
 static void reap_orphans(ms_fleet *f)
 {
-    bool kill_escaped = getpid() != 1;
     DIR *d = opendir("/proc/self/task");
     if (!d)
         return;
@@ -884,7 +921,7 @@ static void reap_orphans(ms_fleet *f)
             int st;
             /* our own child, alive or a zombie, until we reap it here: its
              * pid cannot have been reused */
-            if (!ours && waitpid((pid_t)pid, &st, WNOHANG) == 0 && kill_escaped) {
+            if (!ours && waitpid((pid_t)pid, &st, WNOHANG) == 0 && from_a_ship((pid_t)pid)) {
                 kill(-(pid_t)pid, SIGKILL); /* its group, if it leads one */
                 kill((pid_t)pid, SIGKILL);
             }

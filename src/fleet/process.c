@@ -89,9 +89,10 @@ static void build_env(const ms_proc *p, envv *e)
         env_set(e, f->m->global.env.items[i].key, f->m->global.env.items[i].value);
     for (size_t i = 0; i < p->ship->env.len; i++)
         env_set(e, p->ship->env.items[i].key, p->ship->env.items[i].value);
+    char pid[32];
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    env_set(e, MS_FLEET_PID_ENV, pid); /* last: the orphan sweep relies on it */
     if (p->ship->kind == MS_BAY) {
-        char pid[32];
-        snprintf(pid, sizeof pid, "%d", (int)getpid());
         env_set(e, "MS_PID", pid);
         env_set(e, "MS_SHIP", p->ship->name);
         env_set(e, "MS_SOCKET_DIR", f->socket_dir);

@@ -12,6 +12,10 @@
 
 /* Spawn p. On failure returns false with a reason (the process is not
  * running and no handle is open). */
+/* Every shim, and so every process of a ship that keeps its environment,
+ * gets MS_FLEET_PID=<Mothership's pid>: how the orphan sweep knows them. */
+#define MS_FLEET_PID_ENV "MS_FLEET_PID"
+
 bool ms_process_spawn(ms_proc *p, char *why, size_t why_len);
 /* Signal the process group (no-op when not running). */
 void ms_process_signal(ms_proc *p, int sig);

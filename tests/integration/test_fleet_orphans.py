@@ -99,3 +99,85 @@ def test_the_pid_shown_is_the_ships_own_process(fleet, tmp_path):
     stopped = ms.events("stopped", ship="web")
     assert stopping and pid_of(stopping[0]) == shown, stopping
     assert stopped and pid_of(stopped[0]) == shown, stopped
+
+
+
+def wrap_binary(monkeypatch, tmp_path, before="", prefix=""):
+    """Run `mothership` through a shell script that runs `before`, then
+    execs `prefix` and the real binary with the arguments."""
+    import fleet_helpers
+    script = tmp_path / "wrap.sh"
+    script.write_text(f"#!/bin/sh\n{before}\nexec {prefix} {fleet_helpers.BINARY} \"$@\"\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(fleet_helpers, "BINARY", str(script))
+
+
+JOB = """
+    [[fleet.web]]
+    name = "job"
+    command = "true"
+    oneshot = true
+    critical = false
+"""
+
+
+def test_a_child_it_did_not_start_is_left_alone(fleet, tmp_path, monkeypatch):
+    """`sidecar & exec mothership run`: the sidecar is Mothership's child
+    from the start, but no ship's: the orphan sweep reaps such a child when
+    it ends and never kills it."""
+    sidecar = tmp_path / "sidecar.pid"
+    wrap_binary(monkeypatch, tmp_path, before=f"sleep 300 & echo $! > {sidecar}")
+    ms = fleet(JOB)
+    fleet.pids_from(sidecar)
+    pid = int(wait_file(sidecar).split()[0])
+    ms.event("done", ship="job")  # its exit ran the sweep
+    ms.event("fleet_ready")
+    assert wait_gone([pid], timeout=1) == [pid], f"the sidecar was killed:\n{ms.output()}"
+    assert ppid(pid) == ms.pid
+    assert ms.stop() == 0, ms.output()
+    assert alive(pid)
+
+
+def outer_pids(marker):
+    """Processes with `marker` as one of their arguments (pids as seen from
+    outside any pid namespace)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if marker.encode() in cmdline(int(d)):
+                    found.append(int(d))
+            except OSError:
+                pass
+    return found
+
+
+def test_as_pid_1_a_daemon_of_the_ship_dies_with_its_shim(fleet, tmp_path, monkeypatch):
+    """As PID 1 of its own pid namespace, Mothership still kills a ship's
+    daemon (a session of its own) once the shim is gone: it would hold the
+    port, and every restart would fail."""
+    import subprocess
+    import pytest
+    if subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        pytest.skip("unshare --pid is not permitted here")
+    wrap_binary(monkeypatch, tmp_path, prefix="unshare --pid --fork --mount-proc --kill-child")
+    port = free_port()
+    pidfile = tmp_path / "web.pids"
+    ms = fleet(SHIP.format(py=toml_str(PY), bound=toml_str(app("bound.py")), port=port, pidfile=pidfile,
+                           extra=', "--fork", "--setsid"', backoff="30s"))
+    ms.event("ready", ship="web")
+    wait_file(pidfile)
+    family = outer_pids(str(port))
+    shims = [p for p in family if b"--ms-shim" in cmdline(p)]
+    ship = [p for p in family if p not in shims]
+    assert len(ship) == 3 and len(shims) == 1, describe(family)
+    inner = [p for p in outer_pids("run") if ppid(p) == ms.pid]  # Mothership, PID 1 inside
+    assert len(inner) == 1, describe(inner)
+    start = len(ms.lines)
+    os.kill(shims[0], signal.SIGKILL)
+    ms.event("exited", ship="web", start=start)
+    left = wait_gone(ship, timeout=5)
+    assert not left, f"survivors of the shim: {describe(left)}\n{ms.output()}"
+    os.kill(inner[0], signal.SIGTERM)
+    assert ms.proc.wait(5) == 0, ms.output()
