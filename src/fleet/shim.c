@@ -14,14 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t parent_died;
-
-static void on_parent_death(int sig)
-{
-    (void)sig;
-    parent_died = 1;
-}
-
 /* The command, once forked; 0 before and once it has exited. */
 static volatile sig_atomic_t command_pid;
 static pid_t mothership_pid;
@@ -108,6 +100,18 @@ static void kill_descendants(void)
         while (waitpid(-1, NULL, WNOHANG) > 0)
             ;
     }
+}
+
+/* Mothership is gone: the whole subtree goes, from the handler itself. A
+ * flag checked before each waitpid() would be missed if the signal came
+ * between the check and the call, leaving the shim waiting for a command
+ * that may never end. Never returns; only async-signal-safe calls. */
+static void on_parent_death(int sig)
+{
+    (void)sig;
+    kill_descendants();
+    kill(0, SIGKILL); /* the whole group, us included */
+    _exit(137);
 }
 
 int ms_shim_main(int argc, char **argv)
@@ -242,11 +246,6 @@ int ms_shim_main(int argc, char **argv)
 
     int status = 0;
     for (;;) {
-        if (parent_died) {
-            kill_descendants();
-            kill(0, SIGKILL); /* the whole group, us included */
-            _exit(137);
-        }
         /* look before reaping: the command's pid stops being a target
          * for forwarded signals before it can be reused */
         siginfo_t gone;
