@@ -856,13 +856,14 @@ void ms_fleet_drained(ms_fleet *f)
  * a ship's subtree end up as its children. A shim is the subreaper of its
  * own subtree while it lives, so such a child is what a shim left behind
  * when it died (of a SIGKILL it could not act on): a daemon of the ship in
- * a session of its own, or a process whose parent died with the shim. Not
- * every child is that: one started before Mothership exec'd (`sidecar &
- * exec mothership run`), one of its subtree, or one `docker exec` hands to
- * PID 1. A ship's process is told by the MS_FLEET_PID=<our pid> every shim
- * gets in its environment; those are killed, with their group. The others,
- * and those whose environment cannot be read, are only reaped. */
-
+ * a session of its own, or a process whose parent died with the shim. It
+ * is killed, with its group. Not every child is that, though:
+ * - one it had before it started any ship (`sidecar & exec mothership
+ *   run`): listed at the start, it is only reaped;
+ * - as PID 1, one `docker exec` hands over: only reaped, unless it has the
+ *   MS_FLEET_PID=<our pid> every shim gets in its environment (a ship's
+ *   daemon that rewrote its environment, as setproctitle does, is then
+ *   left to the end of the container). */
 /* True when pid's environment has MS_FLEET_PID=<our pid>. */
 static bool from_a_ship(pid_t pid)
 {
@@ -899,7 +900,23 @@ static bool from_a_ship(pid_t pid)
     return found;
 }
 
-static void reap_orphans(ms_fleet *f)
+static bool inherited(const ms_fleet *f, int pid)
+{
+    for (size_t i = 0; i < f->ninherited; i++)
+        if (f->inherited[i] == pid)
+            return true;
+    return false;
+}
+
+static void forget_inherited(ms_fleet *f, int pid)
+{
+    for (size_t i = 0; i < f->ninherited; i++)
+        if (f->inherited[i] == pid)
+            f->inherited[i] = f->inherited[--f->ninherited];
+}
+
+/* Call fn for every child of every thread of ours. */
+static void each_child(void (*fn)(ms_fleet *f, int pid), ms_fleet *f)
 {
     DIR *d = opendir("/proc/self/task");
     if (!d)
@@ -914,21 +931,45 @@ static void reap_orphans(ms_fleet *f)
         if (!fp)
             continue;
         long pid;
-        while (fscanf(fp, "%ld", &pid) == 1) {
-            bool ours = false;
-            for (size_t i = 0; i < f->n && !ours; i++)
-                ours = f->procs[i].pid == pid || (f->procs[i].process_open && f->procs[i].process.pid == pid);
-            int st;
-            /* our own child, alive or a zombie, until we reap it here: its
-             * pid cannot have been reused */
-            if (!ours && waitpid((pid_t)pid, &st, WNOHANG) == 0 && from_a_ship((pid_t)pid)) {
-                kill(-(pid_t)pid, SIGKILL); /* its group, if it leads one */
-                kill((pid_t)pid, SIGKILL);
-            }
-        }
+        while (fscanf(fp, "%ld", &pid) == 1)
+            if (pid > 0 && pid <= INT_MAX)
+                fn(f, (int)pid);
         fclose(fp);
     }
     closedir(d);
+}
+
+static void note_inherited(ms_fleet *f, int pid)
+{
+    int *more = realloc(f->inherited, (f->ninherited + 1) * sizeof *more);
+    if (!more)
+        return; /* then it is treated as any other child */
+    f->inherited = more;
+    f->inherited[f->ninherited++] = pid;
+}
+
+static void sweep_child(ms_fleet *f, int pid)
+{
+    for (size_t i = 0; i < f->n; i++)
+        if (f->procs[i].pid == pid || (f->procs[i].process_open && f->procs[i].process.pid == pid))
+            return; /* a shim: libuv collects it */
+    int st;
+    pid_t r = waitpid((pid_t)pid, &st, WNOHANG);
+    if (r != 0) {
+        if (r == pid)
+            forget_inherited(f, pid);
+        return;
+    }
+    /* our own child, alive, until we reap it: its pid cannot have been reused */
+    if (inherited(f, pid) || (getpid() == 1 && !from_a_ship((pid_t)pid)))
+        return;
+    kill(-(pid_t)pid, SIGKILL); /* its group, if it leads one */
+    kill((pid_t)pid, SIGKILL);
+}
+
+static void reap_orphans(ms_fleet *f)
+{
+    each_child(sweep_child, f);
 }
 
 static void on_sigchld(uv_signal_t *h, int signum)
@@ -1261,6 +1302,7 @@ void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *
     f->phase = MS_FLEET_LAUNCHING;
     srand((unsigned)(getpid() ^ (unsigned)uv_hrtime()));
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+    each_child(note_inherited, f); /* before any ship is started */
     uv_signal_init(f->loop, &f->sigint);
     uv_signal_init(f->loop, &f->sigterm);
     uv_signal_init(f->loop, &f->sigquit);
@@ -1293,6 +1335,7 @@ void ms_fleet_free(ms_fleet *f)
 {
     if (!f)
         return;
+    free(f->inherited);
     for (size_t i = 0; f->procs && i < f->n; i++) {
         ms_proc *p = &f->procs[i];
         free(p->deps);

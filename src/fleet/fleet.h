@@ -125,6 +125,8 @@ struct ms_fleet {
     uv_signal_t sigint, sigterm, sigquit, sigchld;
     uv_timer_t hold_timer;       /* "still waiting for ..." during shutdown */
     uv_timer_t reap_timer;       /* orphan sweep */
+    int *inherited;              /* children it had before starting any (never killed) */
+    size_t ninherited;
     int open_handles;            /* fleet-level handles still open */
     void (*on_done)(ms_fleet *f, void *arg);
     void *on_done_arg;

@@ -129,7 +129,7 @@ def test_a_child_it_did_not_start_is_left_alone(fleet, tmp_path, monkeypatch):
     wrap_binary(monkeypatch, tmp_path, before=f"sleep 300 & echo $! > {sidecar}")
     ms = fleet(JOB)
     fleet.pids_from(sidecar)
-    pid = int(wait_file(sidecar).split()[0])
+    pid = int(wait_file(sidecar, predicate=str.strip).split()[0])
     ms.event("done", ship="job")  # its exit ran the sweep
     ms.event("fleet_ready")
     assert wait_gone([pid], timeout=1) == [pid], f"the sidecar was killed:\n{ms.output()}"
@@ -181,3 +181,36 @@ def test_as_pid_1_a_daemon_of_the_ship_dies_with_its_shim(fleet, tmp_path, monke
     assert not left, f"survivors of the shim: {describe(left)}\n{ms.output()}"
     os.kill(inner[0], signal.SIGTERM)
     assert ms.proc.wait(5) == 0, ms.output()
+
+
+def test_a_daemon_that_dropped_its_environment_dies_with_its_shim(fleet, tmp_path):
+    """Not PID 1: a child that is neither a shim nor one Mothership had
+    before it started is a ship's, even without MS_FLEET_PID in its
+    environment (`env -i`, or setproctitle writing over it)."""
+    pidfile = tmp_path / "daemon.pid"
+    ms = fleet(f"""
+        [[fleet.web]]
+        name = "web"
+        command = "sh"
+        args = ["-c", "setsid env -i sleep 300 & echo $! > {pidfile}; exec sleep 300"]
+        critical = false
+        ready_after = "50ms"
+        restart = {{ backoff = "30s" }}
+    """)
+    fleet.pids_from(pidfile)
+    ms.event("ready", ship="web")
+    daemon = int(wait_file(pidfile, predicate=str.strip).split()[0])
+
+    def bare():
+        with open(f"/proc/{daemon}/environ", "rb") as f:
+            return cmdline(daemon)[0] == b"sleep" and f.read() == b""
+    wait_file(pidfile, predicate=lambda _: bare())
+    command = ppid(daemon)
+    shim = ppid(command)
+    assert b"--ms-shim" in cmdline(shim), describe([daemon, command, shim])
+    start = len(ms.lines)
+    os.kill(shim, signal.SIGKILL)
+    ms.event("exited", ship="web", start=start)
+    left = wait_gone([daemon, command], timeout=5)
+    assert not left, f"survivors of the shim: {describe(left)}\n{ms.output()}"
+    assert ms.stop() == 0, ms.output()
