@@ -1245,6 +1245,7 @@ static void start_linger(ms_conn *c)
     assert(c->writes_in_flight == 0 && !c->up);
     c->state = MS_C_LINGER;
     c->len = c->pos = 0; /* the request is answered: the buffer takes the discarded input */
+    ms_bodybuf_free(&c->body); /* and its body (a temporary file) is not needed any more */
     c->linger_bytes = 0;
     c->linger_end_us = ms_now_us() + (uint64_t)MS_LINGER_TOTAL_MS * 1000;
     c->shutdown_req.data = c;

@@ -227,6 +227,31 @@ def test_a_bad_chunk_gets_400_and_the_ship_nothing(fleet, tmp_path):
     assert [e["target"] for e in ship.events("head", since=mark)] == ["/after"]
 
 
+def test_a_lingering_connection_lets_go_of_its_spilled_body(fleet, tmp_path):
+    """A body refused half-way (a bad chunk) after it went to a temporary
+    file: the file is closed when the 400 is written, not when the lingering
+    close ends, so clients that keep sending cannot hold files and memory."""
+    tmpdir = str(tmp_path / "tmp")
+    os.mkdir(tmpdir)
+    px, ship = start(fleet, tmp_path, http={"request_buffer_size": "1KiB"}, env={"TMPDIR": tmpdir})
+    mark = ship.mark()
+    with Raw(px.port, timeout=10) as c:
+        c.send(b"POST /spilled HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"1000\r\n" + b"s" * 4096 + b"\r\n")
+        wait_until(lambda: tmp_fds(px.pid(), tmpdir), what="the body in a temporary file")
+        c.send(b"zz\r\n")
+        r = c.response()
+        assert r.status == 400, r
+        # the client goes on sending (discarded): the connection lingers for
+        # up to 5 s, and the file is gone long before that
+        deadline = time.monotonic() + 2
+        while tmp_fds(px.pid(), tmpdir) and time.monotonic() < deadline:
+            c.send(b"more bytes")
+            time.sleep(0.1)  # pacing the discarded input, not waiting for an event
+        assert tmp_fds(px.pid(), tmpdir) == []
+    assert ship.events("head", since=mark) == []
+
+
 def test_body_timeout_gets_408_and_the_ship_nothing(fleet, tmp_path):
     px, ship = start(fleet, tmp_path, http={"body_timeout": "500ms"})
     mark = ship.mark()
