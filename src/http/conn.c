@@ -939,10 +939,13 @@ static void dispatch(ms_conn *c)
 
 /* ---------------------------------------------------------------- request bodies */
 /* Reading a request body: whole before the upstream (MS_C_BODY), or
- * streamed to a connected upstream (MS_C_PROXY). */
+ * streamed to a connected upstream (MS_C_PROXY) that has not answered in
+ * full yet (once it has, the connection closes after the answer's last
+ * write, and no 408 may follow it). */
 static bool body_phase(const ms_conn *c)
 {
-    return c->head_done && !c->req_done && c->has_body && (c->state == MS_C_BODY || c->state == MS_C_PROXY);
+    return c->head_done && !c->req_done && c->has_body && !c->response_done &&
+           (c->state == MS_C_BODY || c->state == MS_C_PROXY);
 }
 
 static void on_body_timeout(uv_timer_t *t)

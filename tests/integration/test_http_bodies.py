@@ -16,7 +16,7 @@ import threading
 import time
 
 from fleet_helpers import PY, app, free_port, toml_str
-from http_helpers import Raw, msum, start_proxy, toml_value, wait_until
+from http_helpers import Raw, msum, short_tmpdir, start_proxy, toml_value, wait_until
 
 REC = app("recording_backend.py")
 
@@ -335,6 +335,28 @@ def test_a_ship_that_does_not_read_a_buffered_body_gets_504(fleet, tmp_path):
 def test_a_ship_that_does_not_read_a_streamed_body_gets_504(fleet, tmp_path):
     r = ship_that_does_not_read(fleet, tmp_path, "/stream/noread")
     assert r.status == 504 and "did not read the request within 1000ms" in r.body.decode(), r
+
+
+def test_body_timeout_after_an_early_answer_adds_no_second_response(fleet, tmp_path):
+    """The ship answers a streamed upload at once without reading it, and
+    its answer is all read by Mothership but not yet by the client, which
+    also stops sending: when body_timeout passes, the connection closes
+    after the ship's answer; no 408 is put behind it as a second response
+    to the same request. (A Unix socket client: its socket holds a known
+    amount, wmem_default, so the answer is sized to be left queued.)"""
+    sock = os.path.join(short_tmpdir(), "c.sock")
+    ship = RecShip(tmp_path, [{"bind": "ux", "pattern": "/stream/.*", "request_buffering": False}])
+    px = start_proxy(fleet, ship, binds={"http": free_port(), "ux": f"unix://{sock}"},
+                     http={"body_timeout": "500ms"})
+    with open("/proc/sys/net/core/wmem_default") as f:
+        size = int(f.read()) + 128 * 1024
+    with Raw(None, timeout=10, unix=sock) as c:
+        c.send(head(f"/stream/early?size={size}", 100_000) + b"u" * 100)
+        wait_until(lambda: ship.events("early"), what="the ship's early answer")
+        time.sleep(1.5)  # the point of the test: body_timeout passes, the client reads nothing
+        r = c.response()
+        assert r.status == 200 and len(r.body) == size, r
+        assert c.closed() and c.buf == b"", c.buf[:200]
 
 
 # ------------------------------------------------------------------ memory

@@ -9,7 +9,8 @@ Each event is one JSON line appended to FILE, flushed at once:
     {"ev": "head", "conn": i, "target", "headers"}       a request head was read
     {"ev": "body", "conn": i, "len", "sha256", "chunked"}  its body was read whole
 Every request is answered 200 with the body event as JSON (a target with
-"noread" in it: the body is never read, nor the request answered); a request with
+"noread" in it: the body is never read, nor the request answered; "early": the
+answer, of size=N bytes, goes out at once and the body is discarded); a request with
 `Expect: 100-continue` gets "100 Continue" first (as a real server would).
 Connections are kept alive. The readiness probe's connections show up as
 accept events too: tests count from a mark taken after the fleet is ready."""
@@ -18,6 +19,7 @@ import hashlib
 import json
 import socket
 import threading
+import urllib.parse
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--port", type=int, required=True)
@@ -78,6 +80,14 @@ def serve(sock, conn_id):
             record(ev="head", conn=conn_id, method=method, target=target, headers=headers)
             if "noread" in target:
                 threading.Event().wait(3600)  # a ship that never reads the body
+            if "early" in target:
+                # answers at once without reading the body, then discards it
+                size = int(urllib.parse.parse_qs(urllib.parse.urlsplit(target).query).get("size", ["5"])[0])
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"e" * size)
+                record(ev="early", conn=conn_id, target=target, len=size)
+                while sock.recv(65536):
+                    pass
+                return
             h = {k.lower(): v for k, v in headers}
             if h.get("expect", "").lower() == "100-continue":
                 sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
