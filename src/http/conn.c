@@ -1115,8 +1115,29 @@ static bool chunks_ok(ms_conn *c)
     return r != MS_CHUNK_BAD;
 }
 
-/* Parse what is buffered, as far as the state allows. */
+/* Parse what is buffered. A local answer written inside the parse ends
+ * in start_next_request, which asks for a parse of the next pipelined
+ * request: that goes round this loop, not one level deeper into the stack
+ * per request (a buffer of small pipelined requests answered locally would
+ * otherwise overflow the worker's stack). */
+static void process_step(ms_conn *c);
+
 static void process(ms_conn *c)
+{
+    if (c->in_process) {
+        c->process_again = true;
+        return;
+    }
+    c->in_process = true;
+    do {
+        c->process_again = false;
+        process_step(c);
+    } while (c->process_again && c->state != MS_C_CLOSING);
+    c->in_process = false;
+}
+
+/* Parse what is buffered, as far as the state allows. */
+static void process_step(ms_conn *c)
 {
     while (c->state == MS_C_HEAD || (c->state == MS_C_BODY && !c->req_done) ||
            (c->state == MS_C_PROXY && c->up && c->up->connected && !c->req_done)) {

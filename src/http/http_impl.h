@@ -182,6 +182,7 @@ struct ms_conn {
     uint32_t head_start, head_end; /* the current request's head in buf */
     bool reading;                  /* uv_read_start active */
     bool parse_paused;             /* the parser stopped at a message boundary */
+    bool in_process, process_again; /* process() is running / is to run once more */
     bool eof;                      /* the client closed its side */
 
     /* current request */

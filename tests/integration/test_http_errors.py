@@ -5,6 +5,7 @@ malformed input (400 and the connection closed), and the limits: 431, 414,
 413, the head timeout (slowloris, 408), the keep-alive idle timeout and
 max_connections."""
 import re
+import threading
 import time
 
 import pytest
@@ -293,6 +294,23 @@ def test_keep_alive_connection_in_use_is_not_cut(px):
             c.send(raw_request("GET", f"/k{i}"))
             assert c.response().status == 200
             time.sleep(0.3)   # under idle_timeout each time: the wait is the point of the test
+
+
+def test_a_buffer_of_pipelined_local_answers_does_not_overflow_the_stack(fleet):
+    """A read buffer (max_header_size 1 MiB) full of small pipelined
+    requests, each answered by Mothership itself (404): they are answered
+    one after another. One level of recursion per request overflowed the
+    worker's stack and killed the whole process."""
+    px = start_proxy(fleet, echo_ship("app", routes=["http:/app/.*"]), http={"max_header_size": "1MiB"})
+    req = b"GET /none HTTP/1.1\r\nHost: t\r\n\r\n"
+    n = (1 << 20) // len(req)
+    with Raw(px.port, timeout=30) as c:
+        sender = threading.Thread(target=c.send, args=(req * n,))  # the answers are read meanwhile
+        sender.start()
+        for _ in range(n):
+            assert c.response().status == 404
+        sender.join(30)
+    assert requests.get(px.url("/app/after")).status_code == 200
 
 
 def test_max_connections(fleet):
