@@ -1188,7 +1188,10 @@ static void process_step(ms_conn *c)
     }
     if (c->state == MS_C_BODY && c->req_done) {
         body_complete(c);
-        return;
+        if (c->state == MS_C_CLOSING)
+            return;
+        /* and on: pipelined bytes may have filled the buffer, and reading
+         * must pause below (a read into no room drops the connection) */
     }
     if (c->state == MS_C_HEAD && !c->head_done && c->len - c->head_start >= limits(c)->max_header_size) {
         ms_conn_respond_error(c, 431, "the request head is larger than max_header_size");

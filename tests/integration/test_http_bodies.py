@@ -131,6 +131,27 @@ def test_buffered_requests_reuse_one_ship_connection(fleet, tmp_path):
     assert len(ship.events("accept", since=mark)) == 1, ship.events("accept", since=mark)
 
 
+def test_a_buffered_body_followed_by_a_full_read_buffer_of_pipelined_requests(fleet, tmp_path):
+    """A small POST and, in the same write, more pipelined requests than the
+    read buffer holds: when the body is complete the buffer is full, and
+    reading must pause (not fail for want of room and drop the connection)
+    until the response makes room; every request is answered."""
+    px, ship = start(fleet, tmp_path)
+    mark = ship.mark()
+    post = head("/first", 5) + b"hello"
+    get = b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n"
+    n = 40_000 // len(get)  # beyond max_header_size + 4 KiB, the read buffer
+    with Raw(px.port, timeout=10) as c:
+        sender = threading.Thread(target=c.send, args=(post + get * n,))  # the answers are read meanwhile
+        sender.start()
+        r = c.response()
+        assert r.status == 200 and r.json()["len"] == 5, r
+        for _ in range(n):
+            assert c.response().status == 200
+        sender.join(10)
+    assert len(ship.events("head", since=mark, target="/next")) == n
+
+
 # ------------------------------------------------------------------ memory, then a temporary file
 def tmp_fds(pid, tmpdir):
     out = []
