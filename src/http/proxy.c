@@ -1017,9 +1017,11 @@ static void start_tunnel(ms_upconn *u)
     if (u->rpos < u->rlen)
         ms_conn_write(c, u->rbuf + u->rpos, u->rlen - u->rpos, true);
     u->rlen = u->rpos = 0;
-    /* and what the client sent after its request head */
-    if (c->len > c->head_end)
-        up_write(u, c->buf + c->head_end, c->len - c->head_end);
+    /* and what the client sent after its request: a body it had went up
+     * already (the parser stopped after it), so from there, not the head */
+    uint32_t from = c->pos > c->head_end ? c->pos : c->head_end;
+    if (c->len > from)
+        up_write(u, c->buf + from, c->len - from);
     c->len = c->pos = 0;
     up_start_reading(u);
     ms_conn_start_reading(c);

@@ -340,6 +340,26 @@ def test_upgrade_handshake_headers_and_bytes_after_the_head(px):
         assert c.buf[:5] == bytes([0x81, 3]) + b"abc"
 
 
+def test_the_body_of_an_upgrade_request_reaches_the_ship_once(px):
+    """An upgrade request with a body (Content-Length), in one packet with
+    what follows it: the body goes up as the request's body, and after the
+    101 the tunnel carries what came after it, not the body a second time.
+    (The echo ship reads everything after the head as frames.)"""
+    import base64
+    key = base64.b64encode(os.urandom(16)).decode()
+    body = bytes([0x81, 0x80 | 3]) + b"\0\0\0\0" + b"abc"  # masked (zero mask) text frames
+    after = bytes([0x81, 0x80 | 3]) + b"\0\0\0\0" + b"def"
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/ws", [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                          ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13"),
+                                          ("Content-Length", str(len(body)))]) + body + after)
+        r = c.response(head_only=True)
+        assert r.status == 101, r
+        c.send(bytes([0x88, 0x82]) + b"\0\0\0\0" + b"\x03\xe8")  # close: the ship answers it and hangs up
+        assert c.closed(timeout=5)
+        assert c.buf == bytes([0x81, 3]) + b"abc" + bytes([0x81, 3]) + b"def" + bytes([0x88, 2]) + b"\x03\xe8"
+
+
 def test_upgrade_refused_by_the_backend_is_a_normal_response(px):
     with Raw(px.port) as c:
         c.send(raw_request("GET", "/not-ws", [("Upgrade", "foo/1"), ("Connection", "Upgrade")]))
