@@ -895,6 +895,10 @@ static void parse_response(ms_upconn *u)
         if (e == HPE_PAUSED && u->head_done && !u->head_sent) {
             /* the parser stopped on the final LF of the head and re-reads it on resume */
             uv_timer_stop(&u->timer);
+            if (u->status >= 100 && u->status < 200 && u->status != 101 && c->http_minor == 0) {
+                u->head_sent = true; /* no 1xx to an HTTP/1.0 client: it would take it for the answer */
+                continue;
+            }
             const ms_payload_result *pres = NULL;
             char detail[200];
             if (!(u->status >= 100 && u->status < 200) && !run_response_payloads(u, detail, sizeof detail, &pres)) {

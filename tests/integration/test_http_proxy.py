@@ -170,6 +170,17 @@ def test_chunked_request_body_is_passed_chunked(px):
     assert "content-length" not in hdrs(j)
 
 
+def test_no_interim_response_goes_to_an_http_1_0_client(px):
+    """A streamed route passes Expect on, and the ship answers 100 Continue
+    first: an HTTP/1.0 client must not get a 1xx (RFC 9110 15.2), which it
+    would take for the whole answer; it gets the final response only."""
+    with Raw(px.port) as c:
+        c.send(b"POST /stream/old HTTP/1.0\r\nHost: x\r\nContent-Length: 5\r\n"
+               b"Expect: 100-continue\r\n\r\nhello")
+        r = c.response()
+        assert r.status == 200 and r.json()["body"] == "hello", r
+
+
 def test_five_megabytes_streamed_chunked_byte_for_byte(px):
     data = os.urandom(5 * 1024 * 1024)
 
