@@ -233,7 +233,7 @@ static void on_ready_probe(void *arg, bool ok, int status, const char *error)
         error = stranger;
     }
     if (ok) {
-        char how[160];
+        char how[512]; /* the error may be a stranger's description (320 bytes) */
         if (p->ship->health.enabled && p->ship->health.protocol == MS_HEALTH_HTTP)
             snprintf(how, sizeof how, "GET %s answered %d", p->ship->health.path, status);
         else if (p->ship->health.enabled)
