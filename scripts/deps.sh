@@ -8,7 +8,7 @@ PKGS=(
   build-essential meson ninja-build pkg-config clang lld
   libuv1-dev libhttp-parser-dev libssl-dev libwslay-dev zlib1g-dev
   libbrotli-dev libpcre2-dev libjansson-dev libncurses-dev libcmocka-dev
-  python3 python3-pytest python3-requests python3-websockets
+  python3 python3-pytest python3-requests python3-websockets python3-brotli
   wabt curl wrk tmux procps iproute2
   cppcheck clang-tools
   # real servers the fleet tests start as ships (test_fleet_real_servers.py)

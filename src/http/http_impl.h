@@ -265,6 +265,7 @@ struct ms_upconn {
     int writes_in_flight;
     ms_compressor *comp;           /* compressing this response, or NULL */
     ms_cbuf cbuf;
+    bool comp_unflushed;           /* body bytes fed to comp since its last flush */
     uint32_t rpos;
     uint32_t reason_off, reason_len;
     bool is_head_request;

@@ -441,6 +441,7 @@ static int r_on_body(http_parser *p, const char *at, size_t len)
     if (u->comp) {
         if (ms_compressor_write(u->comp, at, len, false, &u->cbuf) != 0)
             return 1; /* broken stream: the response is aborted */
+        u->comp_unflushed = true;
         flush_compressed(u, c);
         return 0;
     }
@@ -752,6 +753,7 @@ static void drop_compressor(ms_upconn *u)
         ms_compressor_free(u->comp);
         u->comp = NULL;
     }
+    u->comp_unflushed = false;
     ms_cbuf_free(&u->cbuf);
 }
 
@@ -923,6 +925,19 @@ static void parse_response(ms_upconn *u)
             }
             continue;
         }
+    }
+    if (u->comp_unflushed && !u->resp_done && u->client) {
+        /* The read is drained and the ship may pause here: push out what the
+         * encoder holds so a streamed body is not held back until its end
+         * (one flush per read, not per chunk). */
+        u->comp_unflushed = false;
+        if (ms_compressor_flush(u->comp, &u->cbuf) != 0) {
+            ms_conn_uncork(c);
+            up_close(u);
+            ms_conn_close(c); /* the encoder broke mid-body: all we can do */
+            return;
+        }
+        flush_compressed(u, c);
     }
     ms_conn_uncork(c);
     if (!u->client || c->state == MS_C_CLOSING)

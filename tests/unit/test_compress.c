@@ -223,6 +223,107 @@ static void roundtrip(ms_encoding e, int level, uint64_t hint, const uint8_t *da
     free(all);
 }
 
+/* A decoder fed the compressed stream as it comes, the way a client reads a
+ * streamed response. */
+typedef struct stream_dec {
+    ms_encoding e;
+    z_stream z;
+    BrotliDecoderState *br;
+    uint8_t out[8192];
+    size_t out_len;
+} stream_dec;
+
+static void sdec_init(stream_dec *d, ms_encoding e)
+{
+    memset(d, 0, sizeof *d);
+    d->e = e;
+    if (e == MS_ENC_BR)
+        assert_non_null(d->br = BrotliDecoderCreateInstance(NULL, NULL, NULL));
+    else
+        assert_int_equal(inflateInit2(&d->z, e == MS_ENC_GZIP ? 15 + 16 : 15), Z_OK);
+}
+
+/* Decode every byte of in; appends to d->out. */
+static void sdec_feed(stream_dec *d, const uint8_t *in, size_t n)
+{
+    if (d->e == MS_ENC_BR) {
+        size_t avail_in = n, avail_out = sizeof d->out - d->out_len;
+        uint8_t *next_out = d->out + d->out_len;
+        BrotliDecoderResult r = BrotliDecoderDecompressStream(d->br, &avail_in, &in, &avail_out, &next_out, NULL);
+        assert_true(r == BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT || r == BROTLI_DECODER_RESULT_SUCCESS);
+        assert_int_equal(avail_in, 0);
+        d->out_len = (size_t)(next_out - d->out);
+        return;
+    }
+    d->z.next_in = (Bytef *)(uintptr_t)in;
+    d->z.avail_in = (uInt)n;
+    d->z.next_out = d->out + d->out_len;
+    d->z.avail_out = (uInt)(sizeof d->out - d->out_len);
+    int r = inflate(&d->z, Z_SYNC_FLUSH);
+    assert_true(r == Z_OK || r == Z_STREAM_END || (r == Z_BUF_ERROR && n == 0));
+    assert_int_equal(d->z.avail_in, 0);
+    d->out_len = sizeof d->out - d->z.avail_out;
+}
+
+static void sdec_free(stream_dec *d)
+{
+    if (d->e == MS_ENC_BR)
+        BrotliDecoderDestroyInstance(d->br);
+    else
+        inflateEnd(&d->z);
+}
+
+/* A flush after each small write hands the decoder every byte written so
+ * far: a streamed response's pieces are not held back until its end. A
+ * flush with nothing new costs (almost) nothing, and without flushes the
+ * encoder does hold small pieces back (what the flush is for). */
+static void test_flush_releases_each_piece(void **state)
+{
+    (void)state;
+    static const ms_encoding encs[] = { MS_ENC_GZIP, MS_ENC_DEFLATE, MS_ENC_BR };
+    for (size_t k = 0; k < 3; k++) {
+        ms_encoding e = encs[k];
+        ms_compressor *c = ms_compressor_new(e, -1, 0);
+        assert_non_null(c);
+        stream_dec d;
+        sdec_init(&d, e);
+        ms_cbuf out = { 0 };
+        char fed[4096];
+        size_t fed_len = 0;
+        for (int i = 0; i < 5; i++) {
+            char piece[128];
+            int n = snprintf(piece, sizeof piece, "{\"piece\": %d, \"text\": \"the quick brown fox\"}\n", i);
+            assert_int_equal(ms_compressor_write(c, piece, (size_t)n, false, &out), 0);
+            memcpy(fed + fed_len, piece, (size_t)n);
+            fed_len += (size_t)n;
+            assert_int_equal(ms_compressor_flush(c, &out), 0);
+            size_t after_flush = out.len;
+            assert_int_equal(ms_compressor_flush(c, &out), 0);   /* again, nothing new */
+            assert_true(out.len - after_flush <= 8);
+            sdec_feed(&d, out.data, out.len);
+            out.len = 0;
+            assert_int_equal(d.out_len, fed_len);
+            assert_memory_equal(d.out, fed, fed_len);
+        }
+        assert_int_equal(ms_compressor_write(c, NULL, 0, true, &out), 0);
+        sdec_feed(&d, out.data, out.len);
+        assert_int_equal(d.out_len, fed_len);
+        sdec_free(&d);
+        ms_cbuf_free(&out);
+        ms_compressor_free(c);
+
+        /* the same pieces without flushes: the decoder sees less than was written */
+        c = ms_compressor_new(e, -1, 0);
+        sdec_init(&d, e);
+        assert_int_equal(ms_compressor_write(c, fed, fed_len, false, &out), 0);
+        sdec_feed(&d, out.data, out.len);
+        assert_true(d.out_len < fed_len);
+        sdec_free(&d);
+        ms_cbuf_free(&out);
+        ms_compressor_free(c);
+    }
+}
+
 static void test_roundtrip(void **state)
 {
     (void)state;
@@ -316,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_negotiate_table),
         cmocka_unit_test(test_types),
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_flush_releases_each_piece),
         cmocka_unit_test(test_whole_writes_and_ratio),
         cmocka_unit_test(test_memory_and_limits),
     };
