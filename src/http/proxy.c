@@ -569,14 +569,16 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
     ms_conn *c = u->client;
     http_parser *p = &u->parser;
     int st = u->status;
-    bool no_body = u->is_head_request || st == 204 || st == 304 || (st >= 100 && st < 200);
+    bool no_body_status = st == 204 || st == 304 || (st >= 100 && st < 200);
+    bool no_body = u->is_head_request || no_body_status;
     bool upstream_chunked = (p->flags & F_CHUNKED) != 0;
     bool has_length = p->content_length != ULLONG_MAX && !upstream_chunked;
     bool until_eof = !no_body && !has_length && !upstream_chunked;
     bool tunnel = st == 101 && c->upgrade;
     u->chunk_to_client = false;
     /* compress? only a 200 with a body of a compressible type that is not
-     * already encoded, not tiny, and that the client accepts */
+     * already encoded, not tiny, and that the client accepts. A HEAD is
+     * decided as its GET would be, and gets the same head without a body. */
     ms_encoding enc = MS_ENC_IDENTITY;
     const ms_hdr *ctype = NULL, *cenc = NULL, *cc = NULL;
     for (uint16_t i = 0; i < u->nhdr; i++) {
@@ -589,7 +591,7 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
         else if (name_eq(nm, h->name_len, "cache-control"))
             cc = h;
     }
-    if (c->w->dp_manifest->global.compression && st == 200 && !no_body && !cenc && ctype &&
+    if (c->w->dp_manifest->global.compression && st == 200 && !no_body_status && !cenc && ctype &&
         ms_compress_type_ok(u->rbuf + ctype->val, ctype->val_len) &&
         !(cc && memmem(u->rbuf + cc->val, cc->val_len, "no-transform", 12)) &&
         (!has_length || p->content_length >= MS_COMPRESS_MIN_SIZE)) {
@@ -597,7 +599,7 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
         bool forbidden = false;
         if (ae)
             enc = ms_compress_negotiate(c->buf + ae->val, ae->val_len, &forbidden);
-        if (enc != MS_ENC_IDENTITY) {
+        if (enc != MS_ENC_IDENTITY && !u->is_head_request) {
             u->comp = ms_compressor_new(enc, -1, has_length ? p->content_length : 0);
             if (!u->comp)
                 enc = MS_ENC_IDENTITY;
@@ -614,6 +616,9 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
         else
             c->close_after_write = true; /* HTTP/1.0: the end of the body is the close */
     }
+    /* a HEAD says the framing its GET would have (and sends no chunk) */
+    bool head_chunked = u->is_head_request && !no_body_status && c->http_minor >= 1 &&
+                        (upstream_chunked || enc != MS_ENC_IDENTITY);
     if (!c->keep_alive)
         c->close_after_write = true;
     /* the head (resp_head.c), written straight into the client's gather buffer */
@@ -632,10 +637,10 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
         .added = payload_added,
         .nadded = pres ? pres->nedits : 0,
         .edits_arg = pres,
-        .encoding = u->comp ? ms_encoding_name(ms_compressor_encoding(u->comp)) : NULL,
+        .encoding = enc != MS_ENC_IDENTITY ? ms_encoding_name(enc) : NULL,
         .date = c->w->date,
         .date_len = c->w->date_len,
-        .chunked = u->chunk_to_client,
+        .chunked = u->chunk_to_client || head_chunked,
         .has_length = has_length,
         .length = p->content_length,
         .connection = tunnel                  ? NULL

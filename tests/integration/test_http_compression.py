@@ -1,7 +1,7 @@
 """Data plane, on-the-fly compression (`compression = true`): Accept-Encoding
 negotiated with q-values (br, gzip, deflate; identity;q=0), only
 compressible types above a minimum size, never an already encoded body, a
-206, a 204/304 or a HEAD; Vary: Accept-Encoding; Content-Length/ETag fixed
+206 or a 204/304 (a HEAD gets its GET's head); Vary: Accept-Encoding; Content-Length/ETag fixed
 up; proxied and static responses. Each encoding is decoded and compared
 byte for byte.
 
@@ -145,6 +145,30 @@ def test_head_gets_the_same_headers_without_a_body(px):
         assert h.status == 200
         c.send(raw_request("GET", "/static/tiny.js"))
         assert c.response().body == b"var a=1;\n"   # no stray body bytes after the HEAD
+
+
+HEAD_FRAMING = ("content-encoding", "vary", "content-length", "transfer-encoding", "content-type")
+
+
+@pytest.mark.parametrize("enc", ["gzip", "deflate", "br"])
+@pytest.mark.parametrize("path", ["/h?size=5000&ctype=text/plain", "/static/big.js"])
+def test_head_gets_the_encoding_and_framing_its_get_gets(px, enc, path):
+    # the ship answers the HEAD with the GET's Content-Length; the GET is
+    # compressed and chunked, so the HEAD says so too
+    g = fetch(px, path, enc)
+    assert g.header("content-encoding") == enc, g.headers
+    with Raw(px.port) as c:
+        c.send(raw_request("HEAD", path, [("Accept-Encoding", enc)]))
+        h = c.response(head_only=True)
+        assert h.status == 200
+        assert {k: h.header(k) for k in HEAD_FRAMING} == {k: g.header(k) for k in HEAD_FRAMING}, \
+            (h.headers, g.headers)
+        c.send(raw_request("GET", "/static/tiny.js"))
+        assert c.response().body == b"var a=1;\n"   # no stray body bytes after the HEAD
+    # without an acceptable encoding, both are identity with the length
+    plain = fetch(px, path, method="HEAD")
+    assert plain.header("content-encoding") is None and plain.header("content-length") == "5000" \
+        if path.startswith("/h") else plain.header("content-length") == str(len(TEXT))
 
 
 # ------------------------------------------------------------------ static

@@ -8,7 +8,7 @@ through a FIFO, and the test releases piece i+1 only once it has read piece
 i, decompressed, off its socket: a proxy that holds pieces back until the
 end never delivers piece i, and the test fails on its read timeout instead
 of deadlocking. Arrival times are recorded for the failure message only (no
-wall-clock assert)."""
+wall-clock assert). A HEAD gets the head its GET would get."""
 import os
 import time
 import zlib
@@ -202,3 +202,22 @@ def test_each_piece_arrives_without_compression(pxs, tmp, compression):
 def test_sse_streams_and_is_never_compressed(pxs, tmp):
     resp, _ = stream(pxs[True], tmp, "gzip, deflate, br", "text/event-stream")
     assert resp.header("content-encoding") is None, resp.headers
+
+
+# ------------------------------------------------------------------ HEAD
+FRAMING = ("content-encoding", "vary", "content-length", "transfer-encoding")
+
+
+def framing_of(r):
+    return {k: r.header(k) for k in FRAMING}
+
+
+@pytest.mark.parametrize("enc", ["gzip", "deflate", "br"])
+def test_head_of_a_streamed_answer_gets_its_gets_headers(pxs, tmp, enc):
+    get, _ = stream(pxs[True], tmp, enc, "text/plain")
+    with Raw(pxs[True].port) as c:
+        c.send(raw_request("HEAD", "/stream?n=5&ctype=text/plain", [("Accept-Encoding", enc)]))
+        head = c.response(head_only=True)
+        assert head.status == 200
+        assert framing_of(head) == framing_of(get), (head.headers, get.headers)
+        assert c.closed(0.3) is False and c.buf == b""   # and no body bytes
