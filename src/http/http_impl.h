@@ -18,7 +18,6 @@
 #include "util/idmap.h"
 
 #define MS_MAX_HEADERS 100         /* request or response headers; more -> 431 / 502 */
-#define MS_UP_BUF 16384            /* upstream read buffer (and max response head) */
 #define MS_RESP_HEAD_MAX 65536     /* a response head as rewritten for the client; more -> 502 */
 #define MS_WRITE_HIGH 262144       /* pending write bytes before the reading side pauses */
 #define MS_NBUCKETS 12
@@ -256,7 +255,8 @@ struct ms_upconn {
     ms_upconn *next;               /* pool list */
     int handles_open;
     http_parser parser;
-    char rbuf[MS_UP_BUF];
+    char *rbuf;                    /* the read buffer: rcap bytes, the largest response head */
+    uint32_t rcap;                 /* max_response_header_size when the connection was made */
     uint32_t rlen;
     bool connected, reused, got_response_bytes, head_done, resp_done, keep_alive, reading, closing;
     bool paused_for_client;        /* waiting for client writes to drain */

@@ -676,6 +676,7 @@ static void on_up_closed(uv_handle_t *h)
         ms_worker *w = u->w;
         w->nups--;
         drop_compressor(u);
+        free(u->rbuf);
         free(u);
         ms_worker_maybe_done(w);
     }
@@ -861,7 +862,7 @@ static void on_up_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
 {
     ms_upconn *u = h->data;
     (void)s;
-    *b = uv_buf_init(u->rbuf + u->rlen, (unsigned)(sizeof u->rbuf - u->rlen));
+    *b = uv_buf_init(u->rbuf + u->rlen, u->rcap - u->rlen);
 }
 
 static void up_stop_reading(ms_upconn *u)
@@ -947,8 +948,11 @@ static void parse_response(ms_upconn *u)
     ms_conn_uncork(c);
     if (!u->client || c->state == MS_C_CLOSING)
         return;
-    if (!u->head_done && u->rlen == sizeof u->rbuf) {
-        up_fail(u, MS_UPERR_BAD_RESPONSE, "sent a response head larger than 16 KiB");
+    if (!u->head_done && u->rlen == u->rcap) {
+        char what[96];
+        snprintf(what, sizeof what, "sent a response head larger than max_response_header_size (%u bytes)",
+                 (unsigned)u->rcap);
+        up_fail(u, MS_UPERR_BAD_RESPONSE, what);
         return;
     }
     if (u->resp_done) {
@@ -1130,15 +1134,21 @@ void ms_proxy_connect(ms_conn *c, bool allow_pool)
         return;
     }
     u = calloc(1, sizeof *u);
-    if (!u) {
+    uint32_t rcap = (uint32_t)limits(w)->max_response_header_size;
+    char *rbuf = u ? malloc(rcap) : NULL;
+    if (!rbuf) {
+        free(u);
         ms_conn_respond_error(c, 502, "out of memory");
         return;
     }
+    u->rbuf = rbuf;
+    u->rcap = rcap;
     u->w = w;
     u->ship = c->ship;
     w->nups++;
     int rc = t->is_unix ? uv_pipe_init(&w->loop, &u->io.pipe, 0) : uv_tcp_init(&w->loop, &u->io.tcp);
     if (rc != 0) {
+        free(u->rbuf);
         free(u);
         w->nups--;
         ms_conn_respond_error(c, 502, "cannot create a socket");

@@ -90,6 +90,8 @@ typedef struct ms_http_limits {
     uint64_t body_timeout_ms;        /* the longest pause between two reads of a request body; default 60s -> 408 */
     uint64_t max_connections;        /* client connections, all workers; default 10000 */
     uint64_t upstream_keepalive;     /* idle upstream connections kept per ship per worker; default 128 */
+    uint64_t max_response_header_size; /* a ship's status line + headers, and the read buffer of each
+                                          upstream connection; default 16 KiB, 1..64 KiB -> 502 */
     /* WebSocket clients of bays */
     uint64_t ws_max_message_size;    /* whole message, either way; default 1 MiB -> close 1009 */
     uint64_t ws_send_queue;          /* bytes waiting for a client; default 4 MiB -> close 1008 */

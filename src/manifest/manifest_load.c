@@ -27,7 +27,7 @@ static const char *const http_keys[] = {
     "max_header_size", "max_uri_length", "max_body_size", "header_timeout", "idle_timeout",
     "upstream_connect_timeout", "upstream_timeout", "max_connections", "upstream_keepalive",
     "ws_max_message_size", "ws_send_queue", "ws_ping_interval", "ws_idle_timeout",
-    "request_buffering", "request_buffer_size", "body_timeout", NULL };
+    "request_buffering", "request_buffer_size", "body_timeout", "max_response_header_size", NULL };
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
     "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", "stop_signal",
@@ -1286,6 +1286,7 @@ static void http_defaults(ms_http_limits *h)
     h->request_buffering = true;
     h->request_buffer_size = 64 * 1024;
     h->body_timeout_ms = 60000;
+    h->max_response_header_size = 16384;
 }
 
 static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
@@ -1354,6 +1355,14 @@ static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
                 ok = false;
             else if (h->body_timeout_ms == 0) {
                 ld_err(&hc, e->value->line, e->value->col, "\"body_timeout\" must be above 0");
+                ok = false;
+            }
+        } else if (strcmp(k, "max_response_header_size") == 0) {
+            if (!get_size(&hc, e, 1024, &h->max_response_header_size))
+                ok = false;
+            else if (h->max_response_header_size > (64ULL << 10)) {
+                ld_err(&hc, e->value->line, e->value->col, "\"max_response_header_size\" must be at most 64KiB "
+                       "(a response head is forwarded whole, rewritten, and at most 64KiB)");
                 ok = false;
             }
         } else if (strcmp(k, "ws_idle_timeout") == 0) {

@@ -216,6 +216,30 @@ def test_compressed_response_head_is_rewritten_whole(px):
         assert c.response().body == b"ok /app/next\n"
 
 
+BIG_HEAD_Q = "size=16&hdr=X-Fill:" + "f" * 1000 + ":20"   # a ship's head of about 20 KiB
+
+
+def test_response_head_over_max_response_header_size_is_502(px, fleet, tmp_path):
+    """max_response_header_size bounds a ship's response head: 16 KiB by
+    default (a 20 KiB head is a 502, and the connection goes on), more when
+    set."""
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/app/bighead?" + BIG_HEAD_Q))
+        r = c.response()
+        assert r.status == 502, r
+        assert b"max_response_header_size" in r.body, r.body
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    p32 = start_proxy(fleet, RecorderShip("rec", ["http:/app.*"], rec), http={"max_response_header_size": "32KiB"})
+    with Raw(p32.port) as c:
+        c.send(raw_request("GET", "/app/bighead?" + BIG_HEAD_Q))
+        r = c.response()
+        assert r.status == 200, r
+        assert [r.header(f"x-fill{i}") for i in range(20)] == ["f" * 1000] * 20
+        c.send(raw_request("GET", "/app/next"))
+        assert c.response().body == b"ok /app/next\n"
+
+
 # ------------------------------------------------------------------ Transfer-Encoding / Content-Length forms
 REFUSED = [
     # (id, request bytes, status)

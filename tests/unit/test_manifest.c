@@ -225,6 +225,27 @@ static void test_request_bodies(void **state)
                  "[mothership.http]: \"request_buffering\" must be a boolean (true or false), not a string");
 }
 
+static void test_response_header_size(void **state)
+{
+    (void)state;
+    ms_diags d;
+    ms_manifest *m = load("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\n", &d);
+    assert_non_null(m);
+    assert_int_equal(m->global.http.max_response_header_size, 16384);
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+    m = load("[mothership.http]\nmax_response_header_size = \"32KiB\"\n", &d);
+    assert_non_null(m);
+    assert_int_equal(m->global.http.max_response_header_size, 32768);
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+    expect_error("[mothership.http]\nmax_response_header_size = 512\n", 2, 28,
+                 "[mothership.http]: \"max_response_header_size\" must be at least 1024");
+    expect_error("[mothership.http]\nmax_response_header_size = \"65KiB\"\n", 2, 28,
+                 "[mothership.http]: \"max_response_header_size\" must be at most 64KiB (a response head is "
+                 "forwarded whole, rewritten, and at most 64KiB)");
+}
+
 static void test_addresses(void **state)
 {
     (void)state;
@@ -387,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_routes_and_order),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_request_bodies),
+        cmocka_unit_test(test_response_header_size),
         cmocka_unit_test(test_addresses),
         cmocka_unit_test(test_uplink_urls),
         cmocka_unit_test(test_strutil),
