@@ -11,8 +11,9 @@ PKGS=(
   python3 python3-pytest python3-requests python3-websockets python3-brotli
   wabt curl wrk tmux procps iproute2
   cppcheck clang-tools
-  # real servers the fleet tests start as ships (test_fleet_real_servers.py)
-  postgresql redis-server
+  # real servers the fleet tests start as ships (test_fleet_real_servers.py,
+  # test_http_streaming.py)
+  postgresql redis-server gunicorn python3-flask
 )
 # Benchmark peers: only for `make bench` (DEPS_BENCH=1).
 if [ "${DEPS_BENCH:-0}" = 1 ]; then

@@ -8,8 +8,11 @@ through a FIFO, and the test releases piece i+1 only once it has read piece
 i, decompressed, off its socket: a proxy that holds pieces back until the
 end never delivers piece i, and the test fails on its read timeout instead
 of deadlocking. Arrival times are recorded for the failure message only (no
-wall-clock assert). A HEAD gets the head its GET would get."""
+wall-clock assert). The same runs against Flask on gunicorn (Debian's
+python3-flask and gunicorn) over a Unix socket. A HEAD gets the head its
+GET would get."""
 import os
+import shutil
 import time
 import zlib
 
@@ -17,7 +20,7 @@ import brotli
 import pytest
 
 from fleet_helpers import PY, app, free_port, toml_str
-from http_helpers import ModuleFleet, Raw, raw_request, short_tmpdir, start_proxy
+from http_helpers import ModuleFleet, Raw, raw_request, short_tmpdir, start_proxy, toml_value
 
 STREAM = app("stream_app.py")
 PIECES = 5
@@ -221,3 +224,50 @@ def test_head_of_a_streamed_answer_gets_its_gets_headers(pxs, tmp, enc):
         assert head.status == 200
         assert framing_of(head) == framing_of(get), (head.headers, get.headers)
         assert c.closed(0.3) is False and c.buf == b""   # and no body bytes
+
+
+# ------------------------------------------------------------------ Flask on gunicorn
+@pytest.fixture(scope="module")
+def gunicorn_px(tmp_path_factory):
+    gunicorn = shutil.which("gunicorn") or "/usr/bin/gunicorn"
+    if not os.path.exists(gunicorn):
+        pytest.skip("gunicorn is not installed (scripts/deps.sh installs gunicorn and python3-flask)")
+    sockdir = short_tmpdir()
+    sock = os.path.join(sockdir, "app.sock")
+    args = ["--bind", f"unix:{sock}", "-k", "gthread", "--threads", "8", "--workers", "1",
+            "--chdir", os.path.dirname(STREAM), "flask_stream:app"]
+    ship = "\n".join([
+        "[[fleet.web]]", 'name = "flask"', f"command = {toml_str(gunicorn)}", f"args = {toml_value(args)}",
+        f"bind = {toml_str('unix://' + sock)}", 'routes = ["http:/.*"]', ""])
+    f = ModuleFleet(tmp_path_factory, "gunicorn")
+    p = start_proxy(f, mothership={"compression": True}, extra=ship)
+    p.ms.event("fleet_ready", timeout=30)
+    yield p
+    f.cleanup()
+    shutil.rmtree(sockdir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("ctype,enc", [("application/x-ndjson", "gzip"), ("text/html", "deflate"),
+                                       ("application/json", "br"), ("text/plain", None),
+                                       ("text/event-stream", "gzip, br")])
+def test_flask_on_gunicorn_streams_each_piece(gunicorn_px, tmp, ctype, enc):
+    resp, arrivals = stream(gunicorn_px, tmp, enc, ctype)
+    want = None if enc is None or ctype == "text/event-stream" else enc
+    assert resp.header("content-encoding") == want, resp.headers
+    assert len(arrivals) == PIECES
+
+
+@pytest.mark.parametrize("enc", ["gzip", "deflate", "br"])
+def test_flask_head_gets_the_head_its_get_gets(gunicorn_px, enc):
+    # Flask answers a HEAD with the page's Content-Length; the GET is compressed
+    with Raw(gunicorn_px.port) as c:
+        c.send(raw_request("GET", "/page", [("Accept-Encoding", enc)]))
+        get = c.response()
+        assert get.header("content-encoding") == enc, get.headers
+        assert Decoder(enc).feed(get.body).startswith(b"<p>paragraph 0:")
+        c.send(raw_request("HEAD", "/page", [("Accept-Encoding", enc)]))
+        head = c.response(head_only=True)
+        assert head.status == 200
+        assert framing_of(head) == framing_of(get), (head.headers, get.headers)
+        c.send(raw_request("GET", "/stream?n=1"))             # the connection goes on: no stray body bytes
+        assert c.response().body == piece(0, "text/plain")
