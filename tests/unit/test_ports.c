@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -101,13 +102,22 @@ static void test_a_port_we_listen_on(void **state)
     /* a process started after us: we are an older stranger to its tree.
      * Start times count in clock ticks: be a few ticks old first. */
     usleep(50000);
+    int gate[2];
+    assert_int_equal(pipe(gate), 0);
     pid_t child = fork();
     assert_true(child >= 0);
     if (child == 0) {
-        close(fd);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* not left behind by a failed assert */
+        close(fd); /* the listener is ours alone once the child says so */
+        ssize_t w = write(gate[1], "x", 1);
+        (void)w;
         pause();
         _exit(0);
     }
+    char x;
+    assert_int_equal(read(gate[0], &x, 1), 1);
+    close(gate[0]);
+    close(gate[1]);
     assert_int_equal(ms_port_owner_of(&sa, child, &h), MS_PORT_OWNER_STRANGER);
     assert_int_equal(h.pid, getpid());
     close(fd);
@@ -116,9 +126,11 @@ static void test_a_port_we_listen_on(void **state)
      * proxy the ship asked for): newer */
     int ready[2];
     assert_int_equal(pipe(ready), 0);
+    usleep(50000); /* start times count in clock ticks: a few ticks after the child */
     pid_t proxy = fork();
     assert_true(proxy >= 0);
     if (proxy == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         struct sockaddr_storage psa;
         listen_any(&psa);
         ssize_t w = write(ready[1], &psa, sizeof psa);
