@@ -725,9 +725,29 @@ static void on_stop_grace(uv_timer_t *t)
     if (!running(p) || p->kill_sent)
         return;
     ms_log_event(f->log, MS_WARN, p->ship->name, "kill", "%s \"%s\" (pid %d) did not stop within %llums: SIGKILL",
-                 kind_word(p), p->ship->name, shown_pid(p), (unsigned long long)p->ship->shutdown_timeout_ms);
+                 kind_word(p), p->ship->name, shown_pid(p), (unsigned long long)p->stop_grace_ms);
     p->kill_sent = true;
     ms_process_signal(p, SIGKILL);
+}
+
+/* The grace between a process's stop signal and SIGKILL. Outside a fleet
+ * shutdown it is its shutdown_timeout. In a shutdown, shutdown_timeout
+ * counts from the moment the shutdown began, so the data plane's drain
+ * (which ends within the global shutdown_timeout) and the stop share one
+ * budget; a process still gets at least MS_STOP_GRACE_FLOOR_MS (or its
+ * whole shutdown_timeout, if that is shorter) to act on its signal. */
+#define MS_STOP_GRACE_FLOOR_MS 1000
+
+static uint64_t stop_grace(const ms_proc *p)
+{
+    const ms_fleet *f = p->fleet;
+    uint64_t own = p->ship->shutdown_timeout_ms;
+    if (f->phase != MS_FLEET_STOPPING)
+        return own;
+    uint64_t spent = uv_now(f->loop) - f->shutdown_began_at;
+    uint64_t left = spent < own ? own - spent : 0;
+    uint64_t floor = own < MS_STOP_GRACE_FLOOR_MS ? own : MS_STOP_GRACE_FLOOR_MS;
+    return left > floor ? left : floor;
 }
 
 static void stop_proc(ms_proc *p)
@@ -737,15 +757,21 @@ static void stop_proc(ms_proc *p)
     set_ready_flag(p, 0);
     p->state = MS_P_STOPPING;
     p->stop_sent_at = uv_now(f->loop);
+    p->stop_grace_ms = stop_grace(p);
     ms_fleet_on_ship_pid(p);
     char name[32];
-    ms_log_event(f->log, MS_INFO, p->ship->name, "stopping", "stopping %s \"%s\" (pid %d): %s", kind_word(p),
-                 p->ship->name, shown_pid(p), signal_name(stop_signal_of(p), name, sizeof name));
+    if (p->stop_grace_ms + 100 <= p->ship->shutdown_timeout_ms) /* the drain took a noticeable part */
+        ms_log_event(f->log, MS_INFO, p->ship->name, "stopping", "stopping %s \"%s\" (pid %d): %s, SIGKILL in %llums "
+                     "(what is left of shutdown_timeout after the drain)", kind_word(p), p->ship->name, shown_pid(p),
+                     signal_name(stop_signal_of(p), name, sizeof name), (unsigned long long)p->stop_grace_ms);
+    else
+        ms_log_event(f->log, MS_INFO, p->ship->name, "stopping", "stopping %s \"%s\" (pid %d): %s", kind_word(p),
+                     p->ship->name, shown_pid(p), signal_name(stop_signal_of(p), name, sizeof name));
     ms_process_signal(p, stop_signal_of(p));
-    if (p->ship->shutdown_timeout_ms == 0)
+    if (p->stop_grace_ms == 0)
         on_stop_grace(&p->deadline);
     else
-        uv_timer_start(&p->deadline, on_stop_grace, p->ship->shutdown_timeout_ms, 0);
+        uv_timer_start(&p->deadline, on_stop_grace, p->stop_grace_ms, 0);
 }
 
 static bool has_running_dependent(const ms_fleet *f, size_t idx)
@@ -824,6 +850,7 @@ void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why)
     if (f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
         return;
     f->phase = MS_FLEET_STOPPING;
+    f->shutdown_began_at = uv_now(f->loop);
     f->exit_code = exit_code;
     ms_log_event(f->log, exit_code ? MS_ERROR : MS_INFO, NULL, "shutdown", "stopping the fleet: %s", why);
     for (size_t i = 0; i < f->n; i++) {

@@ -94,6 +94,7 @@ typedef struct ms_proc {
     bool has_target;
     char *socket_path;           /* bays: MS_SOCKET_PATH */
     uint64_t stop_sent_at;
+    uint64_t stop_grace_ms;      /* from the stop signal to SIGKILL, this stop */
     bool kill_sent;
     bool stop_requested;         /* stopped by the user (dashboard): no restart */
     bool restart_requested;      /* stopping in order to start again */
@@ -136,6 +137,7 @@ struct ms_fleet {
     void (*drain)(ms_fleet *f, void *arg);
     void *drain_arg;
     bool draining;
+    uint64_t shutdown_began_at;  /* loop time the fleet's shutdown began */
     /* Bays: the docking side (src/dock/link.c). Without it a bay is ready
      * once its socket accepts connections. */
     void (*bay_started)(void *arg, ms_proc *p);  /* spawned: dock with it */

@@ -1486,3 +1486,32 @@ int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx)
     conn_begin(c);
     return 0;
 }
+
+/* ---------------------------------------------------------------- end of a drain */
+/* The drain's time is up and the connection is still busy. A request not
+ * yet answered gets a 503 (Connection: close, Retry-After); a response
+ * under way can only be cut; a WebSocket tunnelled to a ship gets a close
+ * frame from the server (unmasked, code 1001 "going away") before its
+ * connection closes. */
+void ms_conn_drain_end(ms_conn *c)
+{
+    static const char ws_going_away[4] = { (char)0x88, 0x02, 0x03, (char)0xe9 };
+    bool unanswered = c->state == MS_C_HEAD || c->state == MS_C_BODY || c->state == MS_C_UPSTREAM ||
+                      (c->state == MS_C_PROXY && !(c->up && c->up->head_sent));
+    if (unanswered) {
+        ms_proxy_abort(c);
+        c->keep_alive = false;
+        ms_conn_respond_error(c, 503, "Mothership is stopping and the request did not finish within shutdown_timeout");
+        return;
+    }
+    if (c->state == MS_C_TUNNEL && upgrade_is_websocket(c)) {
+        ms_proxy_abort(c);
+        stop_reading(c);
+        c->state = MS_C_RESPONDED;
+        c->close_after_write = true;
+        ms_conn_write(c, ws_going_away, sizeof ws_going_away, true);
+        ms_conn_response_done(c);
+        return;
+    }
+    ms_conn_close(c);
+}

@@ -108,7 +108,11 @@ void ms_worker_maybe_done(ms_worker *w)
     uv_close((uv_handle_t *)&w->date_timer, on_worker_handle_closed);
 }
 
-static void on_drain_timeout(uv_timer_t *t)
+/* What the last answers of a drain may take to leave before their
+ * connections are closed regardless. */
+#define MS_DRAIN_LAST_WRITES_MS 500
+
+static void on_drain_last_writes(uv_timer_t *t)
 {
     ms_worker *w = t->data;
     for (ms_conn *c = w->conns, *next; c; c = next) {
@@ -116,6 +120,21 @@ static void on_drain_timeout(uv_timer_t *t)
         ms_conn_close(c);
     }
     ms_pool_close_all(w);
+}
+
+/* The drain's time is up: requests not yet answered get a 503, responses
+ * under way are cut, WebSockets tunnelled to ships get a 1001 close frame
+ * (ms_conn_drain_end). */
+static void on_drain_timeout(uv_timer_t *t)
+{
+    ms_worker *w = t->data;
+    for (ms_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        ms_conn_drain_end(c);
+    }
+    ms_pool_close_all(w);
+    if (w->nconns > 0)
+        uv_timer_start(&w->drain_timer, on_drain_last_writes, MS_DRAIN_LAST_WRITES_MS, 0);
 }
 
 static void on_stop(uv_async_t *a)

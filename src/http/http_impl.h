@@ -305,6 +305,7 @@ void ms_conn_respond_error_with(ms_conn *c, int status, const char *detail, cons
 void ms_conn_resume_request_body(ms_conn *c);
 void ms_conn_client_drained(ms_conn *c);
 void ms_conn_record(ms_conn *c, int status);
+void ms_conn_drain_end(ms_conn *c);
 
 /* static_send.c */
 bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t slot, const char *path, size_t plen);
