@@ -98,10 +98,13 @@ static void conn_free_if_done(ms_conn *c)
     ms_worker_maybe_done(w);
 }
 
+static void record_unfinished(ms_conn *c);
+
 void ms_conn_close(ms_conn *c)
 {
     if (c->state == MS_C_CLOSING)
         return;
+    record_unfinished(c);
     if (c->ws)
         ms_ws_detach(c);
     if (c->w->gather.owner == c)
@@ -325,6 +328,27 @@ void ms_conn_record(ms_conn *c, int status)
     __atomic_fetch_add(&s->duration_us_sum, us, __ATOMIC_RELAXED);
     __atomic_fetch_add(&s->bytes_in, c->body_seen + (c->head_end - c->head_start), __ATOMIC_RELAXED);
     __atomic_fetch_add(&s->bytes_out, c->bytes_out, __ATOMIC_RELAXED);
+}
+
+/* A connection closes in the middle of something the counters have not
+ * seen the end of: a proxied response whose head was sent (the client went
+ * away, or a stop cut it), counted with the status it was sent with; a
+ * tunnel after a 101, whose bytes and duration are counted now. */
+static void record_unfinished(ms_conn *c)
+{
+    ms_slot_stats *s = &c->w->slots[c->slot];
+    if (c->state == MS_C_PROXY && c->up && c->up->head_sent && !c->up->resp_done) {
+        int status = c->up->status, cls = status / 100;
+        ms_conn_record(c, status);
+        __atomic_fetch_add(&s->abandoned[cls >= 1 && cls <= 5 ? cls : 5], 1, __ATOMIC_RELAXED);
+    }
+    if (c->tunnel_open) {
+        c->tunnel_open = false;
+        __atomic_fetch_add(&s->tunnels_closed, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&s->tunnel_us_sum, ms_now_us() - c->tunnel_start_us, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&s->tunnel_bytes_up, c->tunnel_bytes_up, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&s->tunnel_bytes_down, c->bytes_out, __ATOMIC_RELAXED);
+    }
 }
 
 const double *ms_bucket_bounds(void)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,36 @@ void ms_worker_payload_log(void *arg, const ms_module *mod, int level, const cha
         return;
     ms_log_event(w->dp->cfg.log, level >= 2 ? MS_ERROR : level == 1 ? MS_WARN : MS_INFO, NULL, "payload_log",
                  "module \"%s\": %.*s", mod->name, (int)(len > 512 ? 512 : len), msg);
+}
+
+/* A 502 or 504 from the proxy is logged, at most MS_UPSTREAM_LOG_PER_S
+ * lines a second per worker; the next line logged says how many were left
+ * out. */
+#define MS_UPSTREAM_LOG_PER_S 10
+
+void ms_worker_upstream_log(ms_worker *w, const char *ship, const char *fmt, ...)
+{
+    if (!w->dp->cfg.log)
+        return;
+    uint64_t sec = ms_now_us() / 1000000u;
+    if (sec != w->ulog_second) {
+        w->ulog_second = sec;
+        w->ulog_count = 0;
+    }
+    if (++w->ulog_count > MS_UPSTREAM_LOG_PER_S) {
+        w->ulog_suppressed++;
+        return;
+    }
+    if (w->ulog_suppressed) {
+        ms_log_event(w->dp->cfg.log, MS_WARN, NULL, "upstream_error",
+                     "%llu more upstream errors were not logged (at most %d lines a second per worker)",
+                     (unsigned long long)w->ulog_suppressed, MS_UPSTREAM_LOG_PER_S);
+        w->ulog_suppressed = 0;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    ms_log_eventv(w->dp->cfg.log, MS_WARN, ship, "upstream_error", fmt, ap);
+    va_end(ap);
 }
 
 /* ---------------------------------------------------------------- per-worker loop */
@@ -588,6 +619,12 @@ uint64_t ms_dataplane_requests_to(const ms_dataplane *dp, const char *target)
     return total;
 }
 
+/* A slot whose requests go to a ship or bay (not a static dir, not "no match"). */
+static bool proxied(const ms_slot_info *si)
+{
+    return strcmp(si->target, "static") != 0 && strcmp(si->target, "none") != 0;
+}
+
 void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
 {
     ms_prom p;
@@ -643,6 +680,63 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
             v += ld(&dp->workers[i].slots[s].bytes_out);
         ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
         ms_prom_counter_u64(&p, "mothership_response_bytes_total", "Bytes sent to clients.", l, 3, v);
+    }
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        const ms_slot_info *si = &dp->slots[s];
+        if (!proxied(si))
+            continue;
+        for (int k = 1; k <= 5; k++) {
+            uint64_t v = 0;
+            for (unsigned i = 0; i < dp->nworkers; i++)
+                v += ld(&dp->workers[i].slots[s].abandoned[k]);
+            ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target },
+                                  { "code", classes[k] } };
+            ms_prom_counter_u64(&p, "mothership_responses_abandoned_total",
+                                "Of mothership_responses_total: proxied responses whose connection closed before "
+                                "their last byte (the client went away, or a stop cut them).",
+                                l, 4, v);
+        }
+    }
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        const ms_slot_info *si = &dp->slots[s];
+        if (!proxied(si))
+            continue;
+        uint64_t up = 0, down = 0;
+        for (unsigned i = 0; i < dp->nworkers; i++) {
+            up += ld(&dp->workers[i].slots[s].tunnel_bytes_up);
+            down += ld(&dp->workers[i].slots[s].tunnel_bytes_down);
+        }
+        static const char *const help = "Bytes through tunnels to ships after a 101 (WebSocket), counted when "
+                                        "a tunnel ends.";
+        ms_prom_label lu[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target },
+                               { "direction", "client_to_ship" } };
+        ms_prom_counter_u64(&p, "mothership_tunnel_bytes_total", help, lu, 4, up);
+        ms_prom_label ld_[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target },
+                                { "direction", "ship_to_client" } };
+        ms_prom_counter_u64(&p, "mothership_tunnel_bytes_total", help, ld_, 4, down);
+    }
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        const ms_slot_info *si = &dp->slots[s];
+        if (!proxied(si))
+            continue;
+        uint64_t v = 0;
+        for (unsigned i = 0; i < dp->nworkers; i++)
+            v += ld(&dp->workers[i].slots[s].tunnels_closed);
+        ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
+        ms_prom_counter_u64(&p, "mothership_tunnels_closed_total", "Tunnels to ships after a 101 that have ended.", l,
+                            3, v);
+    }
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        const ms_slot_info *si = &dp->slots[s];
+        if (!proxied(si))
+            continue;
+        uint64_t us = 0;
+        for (unsigned i = 0; i < dp->nworkers; i++)
+            us += ld(&dp->workers[i].slots[s].tunnel_us_sum);
+        ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
+        ms_prom_counter_double(&p, "mothership_tunnel_seconds_total",
+                               "Time the ended tunnels to ships were open, from the 101 to the close.", l, 3,
+                               (double)us / 1e6);
     }
     static const char *const kinds[] = { "refused", "connect_timeout", "reset", "timeout", "bad_response",
                                          "unavailable" };

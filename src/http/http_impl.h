@@ -40,6 +40,10 @@ typedef struct ms_slot_stats {
     uint64_t buckets[MS_NBUCKETS + 1];
     uint64_t duration_us_sum;
     uint64_t bytes_in, bytes_out;
+    uint64_t abandoned[6];         /* of by_class: responses that ended before their last byte */
+    uint64_t tunnels_closed;       /* tunnels after a 101 that have ended */
+    uint64_t tunnel_us_sum;        /* their durations */
+    uint64_t tunnel_bytes_up, tunnel_bytes_down; /* their bytes: client to ship, ship to client */
 } ms_slot_stats;
 
 typedef struct ms_slot_info {
@@ -122,6 +126,7 @@ struct ms_worker {
     ms_payload_result pres;        /* the request being dispatched (one at a time per worker) */
     ms_payload_header *phdrs;      /* scratch: headers handed to a payload */
     uint64_t plog_second, plog_count; /* payload log lines, rate-limited */
+    uint64_t ulog_second, ulog_count, ulog_suppressed; /* upstream error lines, rate-limited */
     ms_gather gather;              /* the corked connection's pieces */
     /* WebSocket clients of bays (websocket.c) */
     ms_hub *hub;                   /* NULL: no bays */
@@ -220,6 +225,8 @@ struct ms_conn {
     uint32_t out_len, out_cap;
     bool retried;
     uint64_t bytes_out;
+    bool tunnel_open;              /* MS_C_TUNNEL was entered: counted when the connection closes */
+    uint64_t tunnel_start_us, tunnel_bytes_up; /* its start, its bytes from the client */
     bool buffering;                /* the route reads bodies whole first (Expect is answered here) */
     bool body_buffered;            /* this request's body is in body, sent with Content-Length */
     ms_bodybuf body;
@@ -281,6 +288,8 @@ uint64_t ms_now_us(void);
 const ms_proc *ms_worker_proc(const ms_worker *w, size_t ship);
 void ms_worker_maybe_done(ms_worker *w);
 void ms_worker_payload_log(void *arg, const ms_module *mod, int level, const char *msg, size_t len);
+void ms_worker_upstream_log(ms_worker *w, const char *ship, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* conn.c */
 const ms_hdr *ms_conn_header(const ms_conn *c, const char *name);

@@ -820,8 +820,13 @@ static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what)
     }
     char detail[256];
     snprintf(detail, sizeof detail, "ship \"%s\" %s", ship_name(w, c->ship), what);
+    int status = kind == MS_UPERR_TIMEOUT || kind == MS_UPERR_CONNECT_TIMEOUT ? 504 : 502;
+    if (!c->reqid_len)
+        ms_conn_make_reqid(c);
+    ms_worker_upstream_log(w, ship_name(w, c->ship), "%d %s: %s (request id %.*s)", status, ms_http_reason(status),
+                           detail, (int)c->reqid_len, c->reqid);
     c->state = MS_C_HEAD;
-    ms_conn_respond_error(c, kind == MS_UPERR_TIMEOUT || kind == MS_UPERR_CONNECT_TIMEOUT ? 504 : 502, detail);
+    ms_conn_respond_error(c, status, detail);
 }
 
 static void on_up_timeout(uv_timer_t *t)
@@ -1041,6 +1046,10 @@ static void start_tunnel(ms_upconn *u)
     c->state = MS_C_TUNNEL;
     uv_timer_stop(&c->timer);
     ms_conn_record(c, 101);
+    c->tunnel_open = true; /* its bytes and duration are counted when it ends */
+    c->tunnel_start_us = ms_now_us();
+    c->tunnel_bytes_up = c->len - c->head_end;
+    c->bytes_out = 0;
     /* what came after the 101 head already belongs to the new protocol */
     if (u->rpos < u->rlen)
         ms_conn_write(c, u->rbuf + u->rpos, u->rlen - u->rpos, true);
@@ -1061,6 +1070,7 @@ void ms_proxy_tunnel_up(ms_conn *c, const char *data, size_t len)
     if (!u)
         return;
     (void)data;
+    c->tunnel_bytes_up += len;
     up_write(u, c->buf + c->len - len, len);
     c->len = 0;
 }
