@@ -813,6 +813,8 @@ static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what)
     }
     __atomic_fetch_add(&w->up_errors[kind], 1, __ATOMIC_RELAXED);
     bool started = u->head_sent;
+    if (started && !u->resp_done && c->state == MS_C_PROXY)
+        ms_conn_record(c, u->status); /* cut by the ship: counted with the status sent */
     up_close(u);
     if (started || c->state == MS_C_TUNNEL) {
         ms_conn_close(c); /* the response is half sent: all we can do */

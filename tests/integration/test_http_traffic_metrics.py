@@ -31,6 +31,20 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 '''
 
+# A ship that sends a head and part of its body, then closes the connection.
+CUT_SHIP = r'''
+import socket, sys
+ls = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    c, _ = ls.accept()
+    f = c.makefile("rb")
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+    f.close()
+    c.close()
+'''
+
 
 def poll(fn, what, timeout=10.0):
     deadline = time.monotonic() + timeout
@@ -114,3 +128,34 @@ def test_a_502_is_logged_with_the_request_id_and_rate_limited(fleet):
         sent += 1
     per_request = [x for x in px.ms.events("upstream_error") if "request id" in x["msg"]]
     assert len(per_request) < sent, (len(per_request), sent)
+
+
+def test_a_response_the_ship_cuts_is_counted_with_its_status(fleet, tmp_path):
+    cut_py = tmp_path / "cut_ship.py"
+    cut_py.write_text(CUT_SHIP)
+    cport = free_port()
+    extra = f"""
+[[fleet.web]]
+name = "cut"
+command = {toml_str(PY)}
+args = [{toml_str(str(cut_py))}, "{cport}"]
+bind = "tcp://127.0.0.1:{cport}"
+routes = ["http:/cut"]
+"""
+    px = start_proxy(fleet, echo_ship("app", routes=["http:/other"]), extra=extra)
+    lab = dict(bind="http", route="/cut", target="cut")
+    c = Raw(px.port)
+    c.send(raw_request("GET", "/cut", []))
+    r = c.response(head_only=True)
+    assert r.status == 200, r
+    try:
+        while True:
+            c._fill()
+    except (EOFError, ConnectionResetError):
+        pass
+    assert len(c.buf) < 100, "the response is cut"
+    m = poll(lambda: (lambda m: m if metric(m, "mothership_responses_total", code="2xx", **lab) == 1 else None)(
+        px.metrics()), "the cut response is counted")
+    assert metric(m, "mothership_requests_total", **lab) == 1
+    assert metric(m, "mothership_responses_abandoned_total", code="2xx", **lab) == 0
+    assert metric(m, "mothership_upstream_errors_total", kind="reset") == 1

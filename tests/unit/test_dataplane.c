@@ -180,6 +180,44 @@ static void test_unix_listener_on_descriptor_0(void **state)
     fixture_close(&f);
 }
 
+/* The abandoned-response and tunnel series are rendered, at zero, for a
+ * route to a ship, and not for requests that matched nothing. */
+static void test_traffic_series_for_routes_to_ships(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 1);
+    ms_dp_config cfg = { .m = f.m, .routes = f.routes, .workers = 1 };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(&f.control, &cfg, why, sizeof why);
+    assert_non_null(dp);
+    ms_buf out;
+    ms_buf_init(&out, 0);
+    ms_dataplane_render_metrics(dp, &out);
+    assert_false(ms_buf_failed(&out));
+    const char *text = out.data;
+    static const char *const want[] = {
+        "# TYPE mothership_responses_abandoned_total counter\n",
+        "mothership_responses_abandoned_total{bind=\"http\",route=\"/.*\",target=\"app\",code=\"2xx\"} 0\n",
+        "mothership_tunnel_bytes_total{bind=\"http\",route=\"/.*\",target=\"app\",direction=\"client_to_ship\"} 0\n",
+        "mothership_tunnel_bytes_total{bind=\"http\",route=\"/.*\",target=\"app\",direction=\"ship_to_client\"} 0\n",
+        "mothership_tunnels_closed_total{bind=\"http\",route=\"/.*\",target=\"app\"} 0\n",
+        "mothership_tunnel_seconds_total{bind=\"http\",route=\"/.*\",target=\"app\"} 0\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(text, want[i]))
+            fail_msg("missing: %s", want[i]);
+    assert_null(strstr(text, "mothership_responses_abandoned_total{bind=\"http\",route=\"\",target=\"none\""));
+    assert_null(strstr(text, "mothership_tunnels_closed_total{bind=\"http\",route=\"\",target=\"none\""));
+    ms_buf_free(&out);
+    bool stopped = false;
+    ms_dataplane_stop(dp, 1000, on_stopped, &stopped);
+    uv_run(&f.control, UV_RUN_DEFAULT);
+    assert_true(stopped);
+    ms_dataplane_free(dp);
+    fixture_close(&f);
+}
+
 int main(void)
 {
     if (fcntl(0, F_GETFD) < 0 && open("/dev/null", O_RDONLY) != 0) /* the last test closes stdin itself */
@@ -187,6 +225,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_worker_thread_failure_fails_the_start),
         cmocka_unit_test(test_start_and_stop),
+        cmocka_unit_test(test_traffic_series_for_routes_to_ships),
         cmocka_unit_test(test_unix_listener_on_descriptor_0),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
