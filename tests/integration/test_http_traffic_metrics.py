@@ -83,7 +83,7 @@ routes = ["http:/events"]
     assert metric(m, "mothership_requests_total", **lab) == 1
     assert metric(m, "mothership_response_bytes_total", **lab) > len(r.raw_head)
     assert metric(m, "mothership_responses_abandoned_total", code="5xx", **lab) == 0
-
+    assert px.ms.stop() == 0
 
 def test_websocket_tunnel_bytes_and_duration_are_counted_when_it_ends(fleet):
     px = start_proxy(fleet, echo_ship("app"))
@@ -107,7 +107,7 @@ def test_websocket_tunnel_bytes_and_duration_are_counted_when_it_ends(fleet):
     assert metric(m, "mothership_tunnel_bytes_total", direction="ship_to_client", **lab) == 7 + 4
     assert metric(m, "mothership_tunnel_seconds_total", **lab) > 0
     assert metric(m, "mothership_responses_total", code="1xx", **lab) == 1
-
+    assert px.ms.stop() == 0
 
 def test_a_502_is_logged_with_the_request_id_and_rate_limited(fleet):
     px = start_proxy(fleet, echo_ship("app"))
@@ -128,7 +128,7 @@ def test_a_502_is_logged_with_the_request_id_and_rate_limited(fleet):
         sent += 1
     per_request = [x for x in px.ms.events("upstream_error") if "request id" in x["msg"]]
     assert len(per_request) < sent, (len(per_request), sent)
-
+    assert px.ms.stop() == 0
 
 def test_a_response_the_ship_cuts_is_counted_with_its_status(fleet, tmp_path):
     cut_py = tmp_path / "cut_ship.py"
@@ -159,3 +159,4 @@ routes = ["http:/cut"]
     assert metric(m, "mothership_requests_total", **lab) == 1
     assert metric(m, "mothership_responses_abandoned_total", code="2xx", **lab) == 0
     assert metric(m, "mothership_upstream_errors_total", kind="reset") == 1
+    assert px.ms.stop() == 0
