@@ -299,6 +299,7 @@ void ms_conn_uncork(ms_conn *c)
     g->owner = NULL;
     if (c->state == MS_C_CLOSING || g->n == 0)
         return;
+    assert(g->n > 0 && g->n <= MS_CORK_IOV);
     uv_buf_t bufs[MS_CORK_IOV];
     for (int i = 0; i < g->n; i++) {
         const ms_cork_piece *pc = &g->piece[i];
