@@ -26,6 +26,7 @@ run: build
 	./scripts/run-example.sh $(BUILD) $(MANIFEST)
 
 test: build fuzz-targets
+	@./scripts/node-deps.sh $(BUILD)
 	./scripts/test.sh $(BUILD) $(FUZZ_BUILD)
 
 # The fuzz targets alone, for the smoke run of `make test`; without clang

@@ -15,6 +15,11 @@ PKGS=(
   # test_http_streaming.py)
   postgresql redis-server gunicorn python3-flask
 )
+# Node for the Express and ws ships (test_node_ships.py; scripts/node-deps.sh
+# installs those two from npm). Asked for only when the command is missing:
+# a Node from elsewhere (NodeSource's nodejs carries its own npm) is kept.
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 # Benchmark peers: only for `make bench` (DEPS_BENCH=1).
 if [ "${DEPS_BENCH:-0}" = 1 ]; then
   PKGS+=(nginx-light haproxy supervisor)
