@@ -17,7 +17,8 @@
 // WebSocket /ws     echoes each message, text as text, binary as binary.
 //
 // Logs "got SIGHUP" (and keeps serving) on SIGHUP, the reload signal a user
-// sends; on SIGTERM it closes its WebSockets with 1001 and its server, logs
+// sends; on SIGTERM it drops its WebSockets without a close frame (so a
+// 1001 a client gets comes from the proxy), closes its server, logs
 // "closed on SIGTERM" and exits 0.
 'use strict';
 const fs = require('fs');
@@ -87,7 +88,7 @@ wss.on('connection', (ws) => {
 process.on('SIGHUP', () => console.log('got SIGHUP'));
 process.on('SIGTERM', () => {
   console.log('got SIGTERM');
-  for (const ws of wss.clients) ws.close(1001);
+  for (const ws of wss.clients) ws.terminate();
   server.close(() => {
     console.log('closed on SIGTERM');
     process.exit(0);
