@@ -48,16 +48,18 @@ def node_modules():
 
 
 MODULES = node_modules()
-pytestmark = [
-    pytest.mark.skipif(NODE is None, reason="node is not installed (scripts/deps.sh installs nodejs and npm)"),
-    pytest.mark.skipif(MODULES is None, reason="express and ws are not installed (scripts/node-deps.sh)"),
-]
+if NODE is None:
+    pytest.skip("node tests: node is not installed (scripts/deps.sh installs nodejs and npm)",
+                allow_module_level=True)
+if MODULES is None:
+    pytest.skip("node tests: express and ws are not installed (scripts/node-deps.sh, run by make test)",
+                allow_module_level=True)
 
 
 def express_ship(port, name="express"):
-    args = [SHIP, "--modules", MODULES or "", "--port", str(port)]
+    args = [SHIP, "--modules", MODULES, "--port", str(port)]
     return "\n".join([
-        "[[fleet.web]]", f'name = "{name}"', f"command = {toml_str(NODE or 'node')}",
+        "[[fleet.web]]", f'name = "{name}"', f"command = {toml_str(NODE)}",
         f"args = {toml_value(args)}", f'bind = "tcp://127.0.0.1:{port}"', 'routes = ["http:/.*"]', ""])
 
 
