@@ -81,7 +81,9 @@ static bool addr_match(int family, const unsigned char *addr, const struct socka
         return memcmp(addr, v4_mapped_prefix, 12) == 0 && memcmp(addr + 12, w, 4) == 0;
     }
     const unsigned char *w = (const unsigned char *)&((const struct sockaddr_in6 *)want)->sin6_addr;
-    return family == AF_INET6 && memcmp(addr, w, 16) == 0;
+    if (family == AF_INET) /* want is ::ffff:a.b.c.d: an IPv4 listener at a.b.c.d takes it */
+        return memcmp(w, v4_mapped_prefix, 12) == 0 && memcmp(addr, w + 12, 4) == 0;
+    return memcmp(addr, w, 16) == 0;
 }
 
 static unsigned port_of(const struct sockaddr_storage *sa)

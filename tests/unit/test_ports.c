@@ -187,12 +187,37 @@ static void test_a_wildcard_listener_and_a_remote_address(void **state)
     close(fd);
 }
 
+/* A ship declared at an IPv4-mapped IPv6 address ([::ffff:127.0.0.1]) is
+ * reached at the IPv4 listener of /proc/net/tcp: that listener is found,
+ * and so is its holder. */
+static void test_an_ipv4_mapped_address(void **state)
+{
+    (void)state;
+    struct sockaddr_storage sa;
+    int fd = listen_any(&sa);
+    uint16_t port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    char mapped[] = "::ffff:127.0.0.1";
+    ms_addr a = { .kind = MS_ADDR_TCP, .host = mapped, .port = port };
+    ms_port_holder h;
+    assert_false(ms_port_free(&a, NULL, &h));
+    assert_int_equal(h.pid, getpid());
+    struct sockaddr_storage msa;
+    memset(&msa, 0, sizeof msa);
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&msa;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    assert_int_equal(inet_pton(AF_INET6, mapped, &s6->sin6_addr), 1);
+    assert_int_equal(ms_port_owner_of(&msa, getpid(), &h), MS_PORT_OWNER_TREE);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_proc_lines),
         cmocka_unit_test(test_a_port_we_listen_on),
         cmocka_unit_test(test_a_wildcard_listener_and_a_remote_address),
+        cmocka_unit_test(test_an_ipv4_mapped_address),
     };
     return cmocka_run_group_tests_name("ports", tests, NULL, NULL);
 }
