@@ -72,8 +72,11 @@ static const unsigned char v4_mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 static bool addr_match(int family, const unsigned char *addr, const struct sockaddr_storage *want, bool wild)
 {
     static const unsigned char zero[16];
-    if (wild || memcmp(addr, zero, family == AF_INET ? 4 : 16) == 0)
+    if (wild || (family == AF_INET6 && memcmp(addr, zero, 16) == 0))
         return true; /* a wildcard listener (:: is dual-stack unless v6only: counted) */
+    if (family == AF_INET && memcmp(addr, zero, 4) == 0) /* 0.0.0.0: IPv4 only */
+        return want->ss_family == AF_INET ||
+               memcmp(&((const struct sockaddr_in6 *)want)->sin6_addr, v4_mapped_prefix, 12) == 0;
     if (want->ss_family == AF_INET) {
         const unsigned char *w = (const unsigned char *)&((const struct sockaddr_in *)want)->sin_addr;
         if (family == AF_INET)

@@ -211,6 +211,69 @@ static void test_an_ipv4_mapped_address(void **state)
     close(fd);
 }
 
+/* An IPv4 wildcard listener does not take connections to an IPv6 address:
+ * an older one on 0.0.0.0 is not the holder of a port at [::1] that a
+ * process started after the root listens on. */
+static void test_an_ipv4_wildcard_is_not_an_ipv6_listener(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int one = 1;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
+    struct sockaddr_in any = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
+    assert_int_equal(bind(fd, (struct sockaddr *)&any, sizeof any), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t len = sizeof any;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&any, &len), 0);
+
+    pid_t root = fork();
+    assert_true(root >= 0);
+    if (root == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(fd);
+        pause();
+        _exit(0);
+    }
+    usleep(50000); /* start times count in clock ticks */
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t proxy = fork();
+    assert_true(proxy >= 0);
+    if (proxy == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(fd);
+        int s6 = socket(AF_INET6, SOCK_STREAM, 0);
+        struct sockaddr_in6 lo = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT,
+                                   .sin6_port = any.sin_port };
+        char ok = s6 >= 0 && bind(s6, (struct sockaddr *)&lo, sizeof lo) == 0 && listen(s6, 4) == 0 ? 'y' : 'n';
+        ssize_t w = write(ready[1], &ok, 1);
+        (void)w;
+        pause();
+        _exit(0);
+    }
+    char ok = 'n';
+    assert_int_equal(read(ready[0], &ok, 1), 1);
+    if (ok == 'y') { /* else no IPv6 loopback here */
+        struct sockaddr_storage sa;
+        memset(&sa, 0, sizeof sa);
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_addr = in6addr_loopback;
+        s6->sin6_port = any.sin_port;
+        ms_port_holder h;
+        assert_int_equal(ms_port_owner_of(&sa, root, &h), MS_PORT_OWNER_NEWER);
+        assert_int_equal(h.pid, proxy);
+    }
+    kill(proxy, SIGKILL);
+    waitpid(proxy, NULL, 0);
+    kill(root, SIGKILL);
+    waitpid(root, NULL, 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_a_port_we_listen_on),
         cmocka_unit_test(test_a_wildcard_listener_and_a_remote_address),
         cmocka_unit_test(test_an_ipv4_mapped_address),
+        cmocka_unit_test(test_an_ipv4_wildcard_is_not_an_ipv6_listener),
     };
     return cmocka_run_group_tests_name("ports", tests, NULL, NULL);
 }
