@@ -27,6 +27,7 @@ struct ms_probe {
     size_t req_len;
     char rbuf[2048];
     int pending_closes;
+    int connect_err;     /* a connect that failed before it started */
     bool done;           /* result delivered (or cancelled) */
     bool conn_open, timer_open;
     uint64_t timeout_ms;
@@ -117,6 +118,14 @@ static void on_timeout(uv_timer_t *t)
     char msg[64];
     snprintf(msg, sizeof msg, "timed out after %llums", (unsigned long long)p->timeout_ms);
     finish(p, false, msg);
+}
+
+/* The connect failed at once (no route, no file descriptor left): said
+ * from the loop, as any other failure, never from ms_probe_start. */
+static void on_connect_failed(uv_timer_t *t)
+{
+    ms_probe *p = t->data;
+    finish(p, false, uv_strerror(p->connect_err));
 }
 
 /* A verdict of the protocol judge, or nothing yet. */
@@ -231,10 +240,10 @@ ms_probe *ms_probe_start(uv_loop_t *loop, const ms_target *t, const ms_health *c
     } else {
         rc = uv_tcp_connect(&p->connect_req, &p->conn.tcp, (const struct sockaddr *)&t->sa, on_connect);
         if (rc < 0) {
-            /* report asynchronously through the timer path: keep one code path */
-            p->done = true;
-            shut(p);
-            return NULL;
+            /* report asynchronously through the timer: the caller holds
+             * the probe before its callback runs, as for any result */
+            p->connect_err = rc;
+            uv_timer_start(&p->timer, on_connect_failed, 0, 0);
         }
     }
     return p;
