@@ -1529,7 +1529,9 @@ void ms_conn_drain_end(ms_conn *c)
         ms_conn_respond_error(c, 503, "Mothership is stopping and the request did not finish within shutdown_timeout");
         return;
     }
-    if (c->state == MS_C_TUNNEL && upgrade_is_websocket(c)) {
+    /* c->upgrade, not the headers: the tunnel's reads reuse the buffer the
+     * request head was in */
+    if (c->state == MS_C_TUNNEL && c->upgrade) {
         ms_proxy_abort(c);
         stop_reading(c);
         c->state = MS_C_RESPONDED;

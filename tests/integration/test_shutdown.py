@@ -136,3 +136,40 @@ def test_one_budget_503_cut_response_and_websocket_1001(fleet, tmp_path):
     assert ms.wait_exit(timeout=10) == 0
     stopped = ms.event("stopped")
     assert event_ms(stopped) - event_ms(sd) <= 2 + 2, (sd, stopped)
+
+
+def test_websocket_1001_after_large_client_frames(fleet, tmp_path):
+    """The client's tunnelled frames land where its request head was: a
+    WebSocket whose client sent a frame longer than that head still gets
+    the 1001 close frame when the drain's time is up, not a bare close."""
+    ws_py = tmp_path / "ws_ship.py"
+    ws_py.write_text(WS_SHIP)
+    port, ws_port = free_port(), free_port()
+    ms = fleet(f"""
+        [mothership]
+        shutdown_timeout = "1s"
+
+        [mothership.bind]
+        http = "127.0.0.1:{port}"
+
+        [[fleet.web]]
+        name = "wsecho"
+        command = {toml_str(PY)}
+        args = [{toml_str(str(ws_py))}, "{ws_port}"]
+        bind = "tcp://127.0.0.1:{ws_port}"
+        routes = ["http:/ws"]
+    """)
+    ms.event("fleet_ready", timeout=15)
+    ws = ws_handshake(port)
+    payload = b"y" * 400                                          # longer than the request head
+    ws.send(bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + b"\0\0\0\0" + payload)
+    want = bytes([0x81, 126]) + len(payload).to_bytes(2, "big") + payload
+    while len(ws.buf) < len(want):
+        ws._fill()
+    assert ws.buf == want
+    ws.buf = b""
+
+    ms.signal(signal.SIGTERM)
+    frames = read_to_eof(ws)
+    assert frames == bytes([0x88, 0x02, 0x03, 0xE9]), frames   # unmasked close, code 1001
+    assert ms.wait_exit(timeout=15) == 0
