@@ -1050,7 +1050,6 @@ static void start_tunnel(ms_upconn *u)
     ms_conn_record(c, 101);
     c->tunnel_open = true; /* its bytes and duration are counted when it ends */
     c->tunnel_start_us = ms_now_us();
-    c->tunnel_bytes_up = c->len - c->head_end;
     c->bytes_out = 0;
     /* what came after the 101 head already belongs to the new protocol */
     if (u->rpos < u->rlen)
@@ -1059,6 +1058,7 @@ static void start_tunnel(ms_upconn *u)
     /* and what the client sent after its request: a body it had went up
      * already (the parser stopped after it), so from there, not the head */
     uint32_t from = c->pos > c->head_end ? c->pos : c->head_end;
+    c->tunnel_bytes_up = c->len > from ? c->len - from : 0;
     if (c->len > from)
         up_write(u, c->buf + from, c->len - from);
     c->len = c->pos = 0;

@@ -160,3 +160,22 @@ routes = ["http:/cut"]
     assert metric(m, "mothership_responses_abandoned_total", code="2xx", **lab) == 0
     assert metric(m, "mothership_upstream_errors_total", kind="reset") == 1
     assert px.ms.stop() == 0
+
+
+def test_an_upgrade_requests_body_is_not_counted_as_tunnel_bytes(fleet):
+    """The body of an upgrade request goes up as that request's body, not
+    through the tunnel: client_to_ship counts only what followed it."""
+    px = start_proxy(fleet, echo_ship("app"))
+    lab = dict(bind="http", route="/.*", target="app")
+    close = bytes([0x88, 0x80 | 2]) + b"\0\0\0\0" + b"\x03\xe8"   # the ship reads the body as a close frame
+    ws = Raw(px.port, timeout=10)
+    ws.send(raw_request("GET", "/ws", [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                       ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                       ("Sec-WebSocket-Version", "13"), ("Content-Length", str(len(close)))])
+            + close)
+    r = ws.response(head_only=True)
+    assert r.status == 101, r
+    m = poll(lambda: (lambda m: m if metric(m, "mothership_tunnels_closed_total", **lab) == 1 else None)(
+        px.metrics()), "the tunnel's end is counted")
+    assert metric(m, "mothership_tunnel_bytes_total", direction="client_to_ship", **lab) == 0
+    assert px.ms.stop() == 0
