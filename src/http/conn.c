@@ -1530,8 +1530,10 @@ void ms_conn_drain_end(ms_conn *c)
         return;
     }
     /* c->upgrade, not the headers: the tunnel's reads reuse the buffer the
-     * request head was in */
-    if (c->state == MS_C_TUNNEL && c->upgrade) {
+     * request head was in. Inside a frame the ship left half sent, the
+     * close frame would be read as its payload: there the connection is
+     * only closed. */
+    if (c->state == MS_C_TUNNEL && c->upgrade && c->ws_down_left == 0 && c->ws_down_hlen == 0) {
         ms_proxy_abort(c);
         stop_reading(c);
         c->state = MS_C_RESPONDED;

@@ -26,6 +26,7 @@
 
 static const http_parser_settings *resp_settings(void);
 static void up_close(ms_upconn *u);
+static void track_ship_frames(ms_conn *c, const unsigned char *p, size_t n);
 static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what);
 static void send_head(ms_upconn *u);
 static void drop_compressor(ms_upconn *u);
@@ -1007,6 +1008,7 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     u->got_response_bytes = true;
     if (u->client && u->client->state == MS_C_TUNNEL) {
         ms_conn *c = u->client;
+        track_ship_frames(c, (const unsigned char *)u->rbuf, (size_t)n);
         ms_conn_write(c, u->rbuf, (size_t)n, true);
         if (c->write_pending > MS_WRITE_HIGH) {
             up_stop_reading(u);
@@ -1042,6 +1044,40 @@ void ms_proxy_client_drained(ms_conn *c)
 }
 
 /* ---------------------------------------------------------------- tunnel (after 101) */
+/* Where the ship's WebSocket frames begin and end in what it sends the
+ * client, so that a close frame of our own (ms_conn_drain_end) goes out
+ * only between two of them. */
+static void track_ship_frames(ms_conn *c, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        if (c->ws_down_left > 0) {
+            size_t k = n < c->ws_down_left ? n : (size_t)c->ws_down_left;
+            c->ws_down_left -= k;
+            p += k;
+            n -= k;
+            continue;
+        }
+        assert(c->ws_down_hlen < sizeof c->ws_down_hdr);
+        c->ws_down_hdr[c->ws_down_hlen++] = *p++;
+        n--;
+        const uint8_t *h = c->ws_down_hdr;
+        if (c->ws_down_hlen < 2)
+            continue;
+        unsigned len7 = h[1] & 0x7f;
+        size_t need = 2u + (len7 == 126 ? 2u : len7 == 127 ? 8u : 0u) + ((h[1] & 0x80) ? 4u : 0u);
+        if (c->ws_down_hlen < need)
+            continue;
+        uint64_t len = len7;
+        if (len7 == 126)
+            len = (uint64_t)h[2] << 8 | h[3];
+        else if (len7 == 127)
+            for (int i = 2; i < 10; i++)
+                len = (i == 2 ? 0 : len << 8) | h[i];
+        c->ws_down_left = len;
+        c->ws_down_hlen = 0;
+    }
+}
+
 static void start_tunnel(ms_upconn *u)
 {
     ms_conn *c = u->client;
@@ -1051,9 +1087,13 @@ static void start_tunnel(ms_upconn *u)
     c->tunnel_open = true; /* its bytes and duration are counted when it ends */
     c->tunnel_start_us = ms_now_us();
     c->bytes_out = 0;
+    c->ws_down_left = 0;
+    c->ws_down_hlen = 0;
     /* what came after the 101 head already belongs to the new protocol */
-    if (u->rpos < u->rlen)
+    if (u->rpos < u->rlen) {
+        track_ship_frames(c, (const unsigned char *)u->rbuf + u->rpos, u->rlen - u->rpos);
         ms_conn_write(c, u->rbuf + u->rpos, u->rlen - u->rpos, true);
+    }
     u->rlen = u->rpos = 0;
     /* and what the client sent after its request: a body it had went up
      * already (the parser stopped after it), so from there, not the head */

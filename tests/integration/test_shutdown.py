@@ -173,3 +173,59 @@ def test_websocket_1001_after_large_client_frames(fleet, tmp_path):
     frames = read_to_eof(ws)
     assert frames == bytes([0x88, 0x02, 0x03, 0xE9]), frames   # unmasked close, code 1001
     assert ms.wait_exit(timeout=15) == 0
+
+
+# A ship that answers the upgrade with a 101 and then the start of a 256-byte
+# text frame (its header and 10 bytes), and sends nothing more.
+HALF_FRAME_SHIP = r'''
+import base64, hashlib, socket, sys, threading, time
+def serve(c):
+    f = c.makefile("rb")
+    key = b""
+    while True:
+        ln = f.readline()
+        if ln in (b"\r\n", b""):
+            break
+        if ln.lower().startswith(b"sec-websocket-key:"):
+            key = ln.split(b":", 1)[1].strip()
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + bytes([0x81, 126, 1, 0]) + b"z" * 10)
+    time.sleep(30)
+ls = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+'''
+
+
+def test_no_1001_inside_a_frame_the_ship_left_half_sent(fleet, tmp_path):
+    """The 1001 close frame goes out only at a frame boundary: put inside a
+    frame the ship left half sent, its bytes would be read as that frame's
+    payload. There the connection is only closed."""
+    ship_py = tmp_path / "half_frame_ship.py"
+    ship_py.write_text(HALF_FRAME_SHIP)
+    port, ws_port = free_port(), free_port()
+    ms = fleet(f"""
+        [mothership]
+        shutdown_timeout = "1s"
+
+        [mothership.bind]
+        http = "127.0.0.1:{port}"
+
+        [[fleet.web]]
+        name = "half"
+        command = {toml_str(PY)}
+        args = [{toml_str(str(ship_py))}, "{ws_port}"]
+        bind = "tcp://127.0.0.1:{ws_port}"
+        routes = ["http:/ws"]
+    """)
+    ms.event("fleet_ready", timeout=15)
+    ws = ws_handshake(port)
+    while len(ws.buf) < 14:
+        ws._fill()
+    assert ws.buf == bytes([0x81, 126, 1, 0]) + b"z" * 10
+    ws.buf = b""
+    ms.signal(signal.SIGTERM)
+    assert read_to_eof(ws) == b"", "nothing more inside the half-sent frame"
+    assert ms.wait_exit(timeout=15) == 0
