@@ -947,6 +947,7 @@ static void parse_response(ms_upconn *u)
         u->comp_unflushed = false;
         if (ms_compressor_flush(u->comp, &u->cbuf) != 0) {
             ms_conn_uncork(c);
+            ms_conn_record(c, u->status); /* its head was sent: counted with that status */
             up_close(u);
             ms_conn_close(c); /* the encoder broke mid-body: all we can do */
             return;
