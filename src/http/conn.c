@@ -1532,8 +1532,9 @@ void ms_conn_drain_end(ms_conn *c)
     /* c->upgrade, not the headers: the tunnel's reads reuse the buffer the
      * request head was in. Inside a frame the ship left half sent, the
      * close frame would be read as its payload: there the connection is
-     * only closed. */
-    if (c->state == MS_C_TUNNEL && c->upgrade && c->ws_down_left == 0 && c->ws_down_hlen == 0) {
+     * only closed; after the ship's own close frame, no second one. */
+    if (c->state == MS_C_TUNNEL && c->upgrade && c->ws_down_left == 0 && c->ws_down_hlen == 0 &&
+        !c->ws_down_closed) {
         ms_proxy_abort(c);
         stop_reading(c);
         c->state = MS_C_RESPONDED;

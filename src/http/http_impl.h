@@ -229,6 +229,7 @@ struct ms_conn {
     uint64_t tunnel_start_us, tunnel_bytes_up; /* its start, its bytes from the client */
     uint64_t ws_down_left;         /* tunnel: payload bytes still to come of the ship's frame */
     uint8_t ws_down_hdr[14], ws_down_hlen; /* tunnel: the head of the ship's next frame, so far */
+    bool ws_down_closed;           /* tunnel: the ship sent a close frame */
     bool buffering;                /* the route reads bodies whole first (Expect is answered here) */
     bool body_buffered;            /* this request's body is in body, sent with Content-Length */
     ms_bodybuf body;

@@ -1076,6 +1076,8 @@ static void track_ship_frames(ms_conn *c, const unsigned char *p, size_t n)
                 len = (i == 2 ? 0 : len << 8) | h[i];
         c->ws_down_left = len;
         c->ws_down_hlen = 0;
+        if ((h[0] & 0x0f) == 0x8)
+            c->ws_down_closed = true;
     }
 }
 
@@ -1090,6 +1092,7 @@ static void start_tunnel(ms_upconn *u)
     c->bytes_out = 0;
     c->ws_down_left = 0;
     c->ws_down_hlen = 0;
+    c->ws_down_closed = false;
     /* what came after the 101 head already belongs to the new protocol */
     if (u->rpos < u->rlen) {
         track_ship_frames(c, (const unsigned char *)u->rbuf + u->rpos, u->rlen - u->rpos);

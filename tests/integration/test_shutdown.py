@@ -176,9 +176,11 @@ def test_websocket_1001_after_large_client_frames(fleet, tmp_path):
 
 
 # A ship that answers the upgrade with a 101 and then the start of a 256-byte
-# text frame (its header and 10 bytes), and sends nothing more.
+# text frame (its header and 10 bytes), or with "close" a close frame (1000),
+# and sends nothing more.
 HALF_FRAME_SHIP = r'''
 import base64, hashlib, socket, sys, threading, time
+FIRST = bytes([0x88, 2, 3, 0xE8]) if sys.argv[2:] == ["close"] else bytes([0x81, 126, 1, 0]) + b"z" * 10
 def serve(c):
     f = c.makefile("rb")
     key = b""
@@ -190,7 +192,7 @@ def serve(c):
             key = ln.split(b":", 1)[1].strip()
     accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
     c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + bytes([0x81, 126, 1, 0]) + b"z" * 10)
+              b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + FIRST)
     time.sleep(30)
 ls = socket.create_server(("127.0.0.1", int(sys.argv[1])))
 while True:
@@ -228,4 +230,35 @@ def test_no_1001_inside_a_frame_the_ship_left_half_sent(fleet, tmp_path):
     ws.buf = b""
     ms.signal(signal.SIGTERM)
     assert read_to_eof(ws) == b"", "nothing more inside the half-sent frame"
+    assert ms.wait_exit(timeout=15) == 0
+
+
+def test_no_1001_after_the_ships_own_close_frame(fleet, tmp_path):
+    """A ship that sent its close frame has ended the WebSocket's frames
+    from the server side: the drain's end sends no second close frame."""
+    ship_py = tmp_path / "half_frame_ship.py"
+    ship_py.write_text(HALF_FRAME_SHIP)
+    port, ws_port = free_port(), free_port()
+    ms = fleet(f"""
+        [mothership]
+        shutdown_timeout = "1s"
+
+        [mothership.bind]
+        http = "127.0.0.1:{port}"
+
+        [[fleet.web]]
+        name = "closer"
+        command = {toml_str(PY)}
+        args = [{toml_str(str(ship_py))}, "{ws_port}", "close"]
+        bind = "tcp://127.0.0.1:{ws_port}"
+        routes = ["http:/ws"]
+    """)
+    ms.event("fleet_ready", timeout=15)
+    ws = ws_handshake(port)
+    while len(ws.buf) < 4:
+        ws._fill()
+    assert ws.buf == bytes([0x88, 2, 3, 0xE8])
+    ws.buf = b""
+    ms.signal(signal.SIGTERM)
+    assert read_to_eof(ws) == b"", "one close frame from the server side"
     assert ms.wait_exit(timeout=15) == 0
