@@ -680,6 +680,12 @@ static int check_head(ms_conn *c)
             if (!(isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch)))
                 return 400; /* not a token: includes spaces before ':' */
         }
+        /* http-parser takes "Transfer-Encoding.x" or "Content-Lengthy" for
+         * the framing header they start with; a ship that parses alike
+         * would frame the body otherwise than the head we forward */
+        if ((h->name_len > 17 && strncasecmp(c->buf + h->name, "transfer-encoding", 17) == 0) ||
+            (h->name_len > 14 && strncasecmp(c->buf + h->name, "content-length", 14) == 0))
+            return 400;
         if (hdr_is(c, h, "content-length")) {
             content_lengths++;
             if (!valid_content_length(c, h))

@@ -195,6 +195,11 @@ def _cases():
     add("te-space-before-colon", "te", post("/app/x", chunked(b"hello"), "Transfer-Encoding : chunked"), 400, [])
     # http-parser reads this empty-valued name as a Transfer-Encoding (found by fuzz_proxy_diff)
     add("te-name-with-suffix-empty-value", "te", post("/app/x", chunked(b"hello"), "Transfer-Encodingccc:"), 400, [])
+    # the same name with a value, next to a real one: forwarded, a ship that
+    # parses like http-parser reads two Transfer-Encodings (found by fuzz_proxy_diff)
+    add("te-name-with-suffix-beside-te", "te",
+        post("/app/x", chunked(b"hello"), "Transfer-Encoding.: chunked", "Transfer-Encoding: chunked"), 400, [])
+    add("cl-name-with-suffix", "cl", post("/app/x", b"hello", "Content-Lengthx: 5", "Content-Length: 5"), 400, [])
     add("te-gzip-chunked-501", "te", post("/app/x", chunked(b"hello"), "Transfer-Encoding: gzip, chunked"), 501, [])
     add("te-in-http10", "te", post("/app/x", chunked(b"hello"), "Transfer-Encoding: chunked", version="HTTP/1.0"),
         400, [])
