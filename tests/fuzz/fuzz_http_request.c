@@ -66,22 +66,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
              "[[fleet.web]]\nname = \"app\"\ncommand = \"true\"\nbind = \"unix://%s/none.sock\"\n"
              "routes = [\"http:/(app|x)(/.*)?\", { bind = \"http\", pattern = \"/s/.*\", request_buffering = false }]\n",
              dir, dir);
-    ms_diags d;
-    ms_diags_init(&d, "fuzz.toml");
-    manifest = ms_manifest_load_buffer(text, strlen(text), "fuzz.toml", dir, &d);
-    if (!manifest) {
-        ms_diags_print(&d, stderr);
-        abort();
-    }
-    ms_diags_free(&d);
-    routes = ms_route_table_build(manifest);
-    char why[256];
-    ms_dp_config cfg = { .m = manifest, .routes = routes, .inline_worker = true };
-    dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
-    if (!dp) {
-        fprintf(stderr, "%s\n", why);
-        abort();
-    }
+    dp = fuzz_inline_start(text, dir, NULL, &manifest, &routes);
     return 0;
 }
 

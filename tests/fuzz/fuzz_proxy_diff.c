@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "http/dataplane.h"
+#include "inline_client.h"
 #include "router/table.h"
 
 #define SHIP_APP 0
@@ -472,22 +473,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
              "[[fleet.web]]\nname = \"app\"\ncommand = \"true\"\nbind = \"unix://%s/app.sock\"\n"
              "routes = [\"http:/(app|x)(/.*)?\"]\n",
              dir, dir);
-    ms_diags d;
-    ms_diags_init(&d, "fuzz.toml");
-    manifest = ms_manifest_load_buffer(text, strlen(text), "fuzz.toml", dir, &d);
-    if (!manifest) {
-        ms_diags_print(&d, stderr);
-        abort();
-    }
-    ms_diags_free(&d);
-    routes = ms_route_table_build(manifest);
-    char why[256];
-    ms_dp_config cfg = { .m = manifest, .routes = routes, .inline_worker = true };
-    dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
-    if (!dp) {
-        fprintf(stderr, "%s\n", why);
-        abort();
-    }
+    dp = fuzz_inline_start(text, dir, NULL, &manifest, &routes);
     return 0;
 }
 

@@ -30,6 +30,17 @@ static size_t bay;
 static const char handshake[] = "GET /ws?q=1 HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
+/* The echo bay's hub, docked with the binary extension. */
+static ms_hub *echo_hub(const ms_manifest *m)
+{
+    bool is_bay[1] = { true };
+    bay = 0;
+    hub = ms_hub_new(m->nships, is_bay, 1, 1u << 20);
+    if (hub)
+        ms_hub_bay_publish(hub, bay, 1, MS_DOCK_FEAT_BINARY);
+    return hub;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -39,28 +50,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         "[mothership.http]\nws_max_message_size = \"64KiB\"\nws_send_queue = \"128KiB\"\n"
         "[mothership.bind]\nhttp = \"127.0.0.1:1\"\n"
         "[[bays.websocket]]\nname = \"echo\"\ncommand = \"true\"\nroutes = [\"http:/ws\"]\n";
-    ms_diags d;
-    ms_diags_init(&d, "fuzz.toml");
-    manifest = ms_manifest_load_buffer(text, strlen(text), "fuzz.toml", "/tmp", &d);
-    if (!manifest) {
-        ms_diags_print(&d, stderr);
-        abort();
-    }
-    ms_diags_free(&d);
-    routes = ms_route_table_build(manifest);
-    bool is_bay[1] = { true };
-    bay = 0;
-    hub = ms_hub_new(manifest->nships, is_bay, 1, 1u << 20);
-    if (!routes || !hub)
-        abort();
-    ms_hub_bay_publish(hub, bay, 1, MS_DOCK_FEAT_BINARY);
-    char why[256];
-    ms_dp_config cfg = { .m = manifest, .routes = routes, .inline_worker = true, .hub = hub };
-    dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
-    if (!dp) {
-        fprintf(stderr, "%s\n", why);
-        abort();
-    }
+    dp = fuzz_inline_start(text, "/tmp", echo_hub, &manifest, &routes);
     return 0;
 }
 

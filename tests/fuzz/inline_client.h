@@ -1,5 +1,6 @@
-/* inline_client.h: the client side shared by the fuzz targets that drive an
- * inline data-plane worker (fuzz_http_request, fuzz_ws_frames): a
+/* inline_client.h: what the fuzz targets that drive an inline data-plane
+ * worker share (fuzz_http_request, fuzz_ws_frames, fuzz_proxy_diff): the
+ * worker started from a manifest text, and the client side: a
  * socketpair handed to the worker, the input written as fast as the worker
  * reads it, the write side shut, and the loop run until the server closes
  * the connection. A connection that never closes is reported as a hang. */
@@ -11,10 +12,42 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "http/dataplane.h"
+#include "manifest/manifest.h"
+#include "router/table.h"
+#include "util/diag.h"
+
+/* An inline worker for the manifest text (relative paths from dir), with
+ * hub (or NULL) for bays; *m and *routes are set. Any error aborts: the
+ * harness itself is broken. */
+static inline ms_dataplane *fuzz_inline_start(const char *text, const char *dir, ms_hub *(*make_hub)(const ms_manifest *),
+                                              ms_manifest **m, ms_route_table **routes)
+{
+    ms_diags d;
+    ms_diags_init(&d, "fuzz.toml");
+    *m = ms_manifest_load_buffer(text, strlen(text), "fuzz.toml", dir, &d);
+    if (!*m) {
+        ms_diags_print(&d, stderr);
+        abort();
+    }
+    ms_diags_free(&d);
+    *routes = ms_route_table_build(*m);
+    ms_hub *hub = make_hub ? make_hub(*m) : NULL;
+    if (!*routes || (make_hub && !hub))
+        abort();
+    char why[256];
+    ms_dp_config cfg = { .m = *m, .routes = *routes, .inline_worker = true, .hub = hub };
+    ms_dataplane *dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
+    if (!dp) {
+        fprintf(stderr, "%s\n", why);
+        abort();
+    }
+    return dp;
+}
 
 /* prefix is written first (whole); turn (may be NULL) runs after every
  * loop iteration. */
