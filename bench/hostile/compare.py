@@ -83,6 +83,8 @@ def start_upstreams(tmp, name):
 
 def mothership(binary, tmp, www, port, up):
     wasm = os.path.join(os.path.dirname(binary), "examples", "payloads", "auth.wasm")
+    relay = os.path.join(ROOT, "tests", "integration", "apps", "relay.py")
+    relays = {"api": free_port(), "app": free_port()}
     text = f"""[mothership]
 metrics_port = {free_port()}
 
@@ -93,20 +95,21 @@ http = "127.0.0.1:{port}"
 path = "{www}/static"
 prefix = "/static"
 
-# the upstreams are started by compare.py: a ship with a bind is ready when
-# its address accepts
+# the upstreams are started by compare.py and shared with the peers; each
+# ship is a relay that passes its connections on byte for byte (a ship's
+# port must be held by the ship's own process)
 [[fleet.web]]
 name = "api"
-command = "sleep"
-args = ["100000"]
-bind = "127.0.0.1:{up['api']}"
+command = "{sys.executable}"
+args = ["{relay}", "{relays['api']}", "{up['api']}"]
+bind = "127.0.0.1:{relays['api']}"
 routes = [{{ bind = "http", pattern = "/api/.*", strip_prefix = "/api" }}]
 
 [[fleet.web]]
 name = "app"
-command = "sleep"
-args = ["100000"]
-bind = "127.0.0.1:{up['app']}"
+command = "{sys.executable}"
+args = ["{relay}", "{relays['app']}", "{up['app']}"]
+bind = "127.0.0.1:{relays['app']}"
 routes = ["http:/.*"]
 
 [[modules]]
