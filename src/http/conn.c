@@ -6,9 +6,10 @@
  * (static dirs, then routes, else 404) and hands proxied requests to
  * proxy.c: on a route with request buffering (the default), only once the
  * whole body is held (bodybuf.c: memory, then an unlinked temporary file;
- * Expect: 100-continue answered here; body timeout 408). Writes go out
- * with uv_try_write first; what cannot be written at once is queued, and
- * the side that produced it pauses until it drains. */
+ * Expect: 100-continue answered here; body timeout 408). Bytes come and go
+ * through the connection's transport (transport.h: a socket, TLS, an
+ * HTTP/2 stream); what it cannot write at once is queued, and the side
+ * that produced it pauses until it drains. */
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
@@ -69,6 +70,17 @@ static void on_closed(uv_handle_t *h)
     conn_free_if_done(c);
 }
 
+static void on_xport_closed(void *owner)
+{
+    ms_conn *c = owner;
+    c->x = NULL;
+    c->writes_in_flight = 0;
+    c->write_pending = 0;
+    if (--c->handles_open > 0)
+        return;
+    conn_free_if_done(c);
+}
+
 /* Another handle of the connection (a static file's poll) has closed. */
 void ms_conn_handle_closed(ms_conn *c)
 {
@@ -113,32 +125,28 @@ void ms_conn_close(ms_conn *c)
     if (c->up)
         ms_proxy_abort(c);
     ms_static_abort(c);
-    uv_close(&c->io.h, on_closed);
+    c->reading = false;
+    if (c->x)
+        ms_xport_close(c->x); /* on_xport_closed follows */
     uv_close((uv_handle_t *)&c->timer, on_closed);
 }
 
 /* ---------------------------------------------------------------- writing */
-/* Every write first tries the socket directly (uv_try_write); what the
- * socket does not take is copied into one request for uv_write, so no write
- * in flight ever points into a read buffer, and the producer only has to
- * pause for backpressure (write_pending above MS_WRITE_HIGH). While corked,
- * pieces are gathered (borrowed ones by reference, valid until the uncork)
- * and leave in one writev. */
-typedef struct wreq {
-    uv_write_t req;
-    ms_conn *c;
-    size_t len;
-    char data[];
-} wreq;
-
-static void on_write(uv_write_t *req, int status)
+/* Writes go to the transport, which takes what it can at once and copies
+ * the rest (transport.h): the producer only has to pause for backpressure
+ * (write_pending above MS_WRITE_HIGH). While corked, pieces are gathered
+ * (borrowed ones by reference, valid until the uncork) and leave in one
+ * writev. */
+static void sync_writes(ms_conn *c)
 {
-    wreq *r = (wreq *)req;
-    ms_conn *c = r->c;
-    assert(c->writes_in_flight > 0 && c->write_pending >= r->len);
-    c->write_pending -= r->len;
-    c->writes_in_flight--;
-    free(r);
+    c->write_pending = c->x ? c->x->write_pending : 0;
+    c->writes_in_flight = c->x ? c->x->writes_in_flight : 0;
+}
+
+static void on_xport_written(void *owner, int status)
+{
+    ms_conn *c = owner;
+    sync_writes(c);
     if (c->state == MS_C_CLOSING)
         return;
     if (status < 0) {
@@ -149,59 +157,12 @@ static void on_write(uv_write_t *req, int status)
         ms_conn_client_drained(c);
 }
 
-/* Write what the socket will not take now: copied, queued behind anything in flight. */
-static void queue_copy(ms_conn *c, const uv_buf_t *bufs, unsigned n, size_t skip)
-{
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++)
-        total += bufs[i].len;
-    total -= skip;
-    if (total == 0)
-        return;
-    wreq *r = malloc(sizeof *r + total);
-    if (!r) {
-        ms_conn_close(c);
-        return;
-    }
-    size_t off = 0;
-    for (unsigned i = 0; i < n; i++) {
-        size_t l = bufs[i].len;
-        const char *d = bufs[i].base;
-        if (skip >= l) {
-            skip -= l;
-            continue;
-        }
-        d += skip;
-        l -= skip;
-        skip = 0;
-        memcpy(r->data + off, d, l);
-        off += l;
-    }
-    r->c = c;
-    r->len = total;
-    uv_buf_t b = uv_buf_init(r->data, (unsigned)total);
-    if (uv_write(&r->req, &c->io.s, &b, 1, on_write) != 0) {
-        free(r);
-        ms_conn_close(c);
-        return;
-    }
-    c->write_pending += total;
-    c->writes_in_flight++;
-}
-
 static void write_now(ms_conn *c, const uv_buf_t *bufs, unsigned n)
 {
-    size_t written = 0;
-    if (c->writes_in_flight == 0) {
-        int w = uv_try_write(&c->io.s, bufs, n);
-        if (w > 0)
-            written = (size_t)w;
-        else if (w != UV_EAGAIN && w != UV_ENOSYS) {
-            ms_conn_close(c);
-            return;
-        }
-    }
-    queue_copy(c, bufs, n, written);
+    int rc = ms_xport_write(c->x, bufs, n);
+    sync_writes(c);
+    if (rc != 0)
+        ms_conn_close(c);
 }
 
 /* Room for n more bytes in the gather buffer. */
@@ -1046,9 +1007,9 @@ static void on_head_timeout(uv_timer_t *t)
         ms_conn_close(c);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+static void on_alloc(void *owner, size_t suggested, uv_buf_t *b)
 {
-    ms_conn *c = h->data;
+    ms_conn *c = owner;
     (void)suggested;
     if (c->state == MS_C_WEBSOCKET) { /* consumed before the next read: one buffer per worker */
         *b = uv_buf_init(c->w->ws_rbuf, MS_WS_RBUF);
@@ -1071,14 +1032,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 static void stop_reading(ms_conn *c)
 {
     if (c->reading) {
-        uv_read_stop(&c->io.s);
+        ms_xport_read_stop(c->x);
         c->reading = false;
     }
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+static void on_read(void *owner, ssize_t n, const uv_buf_t *b)
 {
-    ms_conn *c = s->data;
+    ms_conn *c = owner;
     if (n == 0)
         return;
     if (c->state == MS_C_WEBSOCKET) {
@@ -1129,7 +1090,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 void ms_conn_start_reading(ms_conn *c)
 {
     if (!c->reading && !c->eof && c->state != MS_C_CLOSING) {
-        if (uv_read_start(&c->io.s, on_alloc, on_read) == 0)
+        if (ms_xport_read_start(c->x) == 0)
             c->reading = true;
     }
 }
@@ -1280,13 +1241,6 @@ static void on_linger_timeout(uv_timer_t *t)
     ms_conn_close(t->data);
 }
 
-static void on_linger_shutdown(uv_shutdown_t *req, int status)
-{
-    ms_conn *c = req->data;
-    if (c->state != MS_C_CLOSING && status < 0)
-        ms_conn_close(c);
-}
-
 static void linger_arm(ms_conn *c)
 {
     uint64_t now = ms_now_us();
@@ -1306,8 +1260,7 @@ static void start_linger(ms_conn *c)
     ms_bodybuf_free(&c->body); /* and its body (a temporary file) is not needed any more */
     c->linger_bytes = 0;
     c->linger_end_us = ms_now_us() + (uint64_t)MS_LINGER_TOTAL_MS * 1000;
-    c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, &c->io.s, on_linger_shutdown) != 0) {
+    if (ms_xport_shutdown(c->x) != 0) { /* a failure later comes back as a failed write */
         ms_conn_close(c);
         return;
     }
@@ -1433,7 +1386,16 @@ static void start_next_request(ms_conn *c)
 }
 
 /* ---------------------------------------------------------------- accepting */
-static ms_conn *conn_new(ms_worker *w, uint32_t bind_idx, bool is_unix)
+static const ms_xport_cbs conn_xport_cbs = {
+    .alloc = on_alloc,
+    .read = on_read,
+    .written = on_xport_written,
+    .closed = on_xport_closed,
+};
+
+/* A connection whose transport comes later (conn_attach) or never (then it
+ * is closed and freed with its timer alone). */
+static ms_conn *conn_new(ms_worker *w, uint32_t bind_idx)
 {
     ms_conn *c = calloc(1, sizeof *c);
     if (!c)
@@ -1442,15 +1404,9 @@ static ms_conn *conn_new(ms_worker *w, uint32_t bind_idx, bool is_unix)
     c->bind_idx = bind_idx;
     c->file_fd = -1;
     c->body.fd = -1;
-    int rc = is_unix ? uv_pipe_init(&w->loop, &c->io.pipe, 0) : uv_tcp_init(&w->loop, &c->io.tcp);
-    if (rc != 0) {
-        free(c);
-        return NULL;
-    }
-    c->io.h.data = c;
     uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
-    c->handles_open = 2;
+    c->handles_open = 1;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -1458,6 +1414,14 @@ static ms_conn *conn_new(ms_worker *w, uint32_t bind_idx, bool is_unix)
     w->nconns++;
     __atomic_store_n(&w->open_conns, w->nconns, __ATOMIC_RELAXED);
     return c;
+}
+
+static void conn_attach(ms_conn *c, ms_xport *x)
+{
+    assert(!c->x && c->handles_open == 1);
+    c->x = x;
+    c->handles_open++;
+    ms_xport_set_owner(x, &conn_xport_cbs, c);
 }
 
 static void conn_begin(ms_conn *c)
@@ -1471,13 +1435,31 @@ static void conn_begin(ms_conn *c)
     ms_conn_start_reading(c);
 }
 
+ms_conn *ms_conn_start_on(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure)
+{
+    ms_conn *c = conn_new(w, bind_idx);
+    if (!c)
+        return NULL;
+    conn_attach(c, x);
+    c->secure = secure;
+    snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "");
+    conn_begin(c);
+    return c;
+}
+
 void ms_conn_accept(ms_listener *l)
 {
     ms_worker *w = l->w;
-    ms_conn *c = conn_new(w, l->bind_idx, l->is_unix);
+    ms_conn *c = conn_new(w, l->bind_idx);
     if (!c)
         return;
-    if (uv_accept(&l->io.s, &c->io.s) != 0) {
+    ms_xport *x = ms_xport_socket_new(&w->loop, l->is_unix, &conn_xport_cbs, c);
+    if (!x) {
+        ms_conn_close(c);
+        return;
+    }
+    conn_attach(c, x);
+    if (ms_xport_socket_accept(x, &l->io.s) != 0) {
         ms_conn_close(c);
         return;
     }
@@ -1487,29 +1469,24 @@ void ms_conn_accept(ms_listener *l)
         ms_conn_close(c);
         return;
     }
-    if (!l->is_unix) {
-        uv_tcp_nodelay(&c->io.tcp, 1);
-        struct sockaddr_storage ss;
-        int len = sizeof ss;
-        if (uv_tcp_getpeername(&c->io.tcp, (struct sockaddr *)&ss, &len) == 0) {
-            if (ss.ss_family == AF_INET)
-                uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
-            else if (ss.ss_family == AF_INET6)
-                uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
-        }
-        if (!c->peer[0])
-            strcpy(c->peer, "unknown");
-    }
+    if (!l->is_unix)
+        ms_xport_peer_name(x, c->peer, sizeof c->peer);
     conn_begin(c);
 }
 
 /* A connected Unix stream socket handed in (tests, fuzzing). */
 int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx)
 {
-    ms_conn *c = conn_new(w, bind_idx, true);
+    ms_conn *c = conn_new(w, bind_idx);
     if (!c)
         return UV_ENOMEM;
-    int rc = uv_pipe_open(&c->io.pipe, fd);
+    ms_xport *x = ms_xport_socket_new(&w->loop, true, &conn_xport_cbs, c);
+    if (!x) {
+        ms_conn_close(c);
+        return UV_ENOMEM;
+    }
+    conn_attach(c, x);
+    int rc = ms_xport_socket_open(x, fd);
     if (rc != 0) {
         ms_conn_close(c);
         return rc;

@@ -14,6 +14,7 @@
 #include "http/compress.h"
 #include "http/dataplane.h"
 #include "http/framing.h"
+#include "http/transport.h"
 #include "payload/payload.h"
 #include "util/idmap.h"
 
@@ -166,12 +167,7 @@ typedef enum ms_conn_state {
 } ms_conn_state;
 
 struct ms_conn {
-    union {
-        uv_handle_t h;
-        uv_stream_t s;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } io;
+    ms_xport *x;                   /* the byte stream: a socket, TLS, an HTTP/2 stream; NULL once closed */
     uv_timer_t timer;
     ms_worker *w;
     ms_conn *prev, *next;
@@ -184,7 +180,7 @@ struct ms_conn {
     char *buf;
     uint32_t cap, len, pos;        /* bytes held, bytes parsed */
     uint32_t head_start, head_end; /* the current request's head in buf */
-    bool reading;                  /* uv_read_start active */
+    bool reading;                  /* the transport is reading */
     bool parse_paused;             /* the parser stopped at a message boundary */
     bool in_process, process_again; /* process() is running / is to run once more */
     bool eof;                      /* the client closed its side */
@@ -205,6 +201,7 @@ struct ms_conn {
     uint32_t path_len;             /* the path part of the URL */
     bool payload_edits;            /* w->pres applies to this request's upstream head */
     char peer[64];                 /* client address for X-Forwarded-For */
+    bool secure;                   /* the client came over TLS (X-Forwarded-Proto: https) */
     char *file_chunk;
     ms_compressor *file_comp;      /* compressing the file on the fly, or NULL */
     ms_cbuf file_cbuf;
@@ -234,12 +231,11 @@ struct ms_conn {
     bool body_buffered;            /* this request's body is in body, sent with Content-Length */
     ms_bodybuf body;
 
-    /* writes in flight to the client, and what they wait on */
+    /* writes in flight to the client (the transport's counts), and what they wait on */
     uint64_t write_pending;
     int writes_in_flight;
     bool close_after_write;
     bool linger;                   /* close with a lingering close (a local response) */
-    uv_shutdown_t shutdown_req;    /* MS_C_LINGER */
     uint64_t linger_end_us, linger_bytes;
 
     ms_ws *ws;                     /* MS_C_WEBSOCKET: the client's state */
@@ -302,6 +298,11 @@ void ms_conn_start_reading(ms_conn *c);
 const char *ms_http_reason(int status);
 const double *ms_bucket_bounds(void);
 void ms_conn_accept(ms_listener *l);
+/* A connection over a transport of the caller's (an HTTP/2 stream): the
+ * connection owns it from now on (closes it, and is freed after its closed
+ * callback). peer: the client's address as text; secure: it came over TLS.
+ * NULL: out of memory (the transport is the caller's still). */
+ms_conn *ms_conn_start_on(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure);
 int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx);
 void ms_conn_close(ms_conn *c);
 void ms_conn_handle_closed(ms_conn *c);

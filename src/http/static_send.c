@@ -184,8 +184,8 @@ void ms_static_continue(ms_conn *c)
     }
     if (c->writes_in_flight > 0)
         return;
-    uv_os_fd_t sock;
-    if (uv_fileno(&c->io.h, &sock) != 0) {
+    int sock = c->x ? ms_xport_fileno(c->x) : -1;
+    if (sock < 0) {
         ms_conn_close(c);
         return;
     }

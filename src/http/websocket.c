@@ -304,7 +304,7 @@ static void stop_reading_client(ms_ws *ws)
 {
     ms_conn *c = ws->c;
     if (c->reading) {
-        uv_read_stop(&c->io.s);
+        ms_xport_read_stop(c->x);
         c->reading = false;
     }
 }
@@ -642,12 +642,8 @@ static bool boarding_frame(ms_conn *c, ms_ws *ws, ms_hub_msg **out)
     p += c->url_len;
     *p++ = '\0';
     const char *remote = p;
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    int port = 0;
-    if (c->io.h.type == UV_TCP && uv_tcp_getpeername(&c->io.tcp, (struct sockaddr *)&ss, &sl) == 0)
-        port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    char addr[64];
+    int port = c->x ? ms_xport_peer_name(c->x, addr, sizeof addr) : 0;
     int rl = port ? snprintf(p, 80, strchr(c->peer, ':') ? "[%s]:%d" : "%s:%d", c->peer, port)
                   : snprintf(p, 80, "%s", c->peer);
     p += (rl > 0 && rl < 80 ? rl : 0) + 1;
