@@ -3,7 +3,10 @@
  * precompressed siblings) and sends it: a small file read behind its head
  * in one write; a larger one as the head, then the body with sendfile(2)
  * straight from the page cache while the socket takes it, and through a
- * 64 KiB buffer when the socket is full (so libuv tells us when it drains). */
+ * 64 KiB buffer when the socket is full (so libuv tells us when it drains).
+ * A transport without a socket of its own (TLS, an HTTP/2 stream) gets the
+ * body through that buffer, a chunk at a time while its queue is below
+ * MS_WRITE_HIGH. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -171,6 +174,30 @@ static void file_done(ms_conn *c)
     ms_conn_response_done(c);
 }
 
+/* No socket to sendfile(2) to: read a chunk at a time and write it,
+ * pausing while the transport's queue is above the high-water mark
+ * (ms_conn_client_drained brings us back). */
+static void continue_buffered(ms_conn *c)
+{
+    if (!c->file_chunk && !(c->file_chunk = malloc(STATIC_CHUNK))) {
+        ms_conn_close(c);
+        return;
+    }
+    while (c->file_left > 0 && c->write_pending <= MS_WRITE_HIGH && c->state == MS_C_STATIC) {
+        size_t take = c->file_left < STATIC_CHUNK ? (size_t)c->file_left : STATIC_CHUNK;
+        ssize_t r = pread(c->file_fd, c->file_chunk, take, (off_t)c->file_off);
+        if (r <= 0) {
+            ms_conn_close(c); /* the file shrank under us */
+            return;
+        }
+        c->file_off += (uint64_t)r;
+        c->file_left -= (uint64_t)r;
+        ms_conn_write(c, c->file_chunk, (size_t)r, false); /* the transport copies what it keeps */
+    }
+    if (c->file_left == 0 && c->state == MS_C_STATIC)
+        file_done(c);
+}
+
 /* Send as much of the file as the socket takes; when it is full, queue one
  * buffered chunk and come back when it has drained. */
 void ms_static_continue(ms_conn *c)
@@ -186,7 +213,8 @@ void ms_static_continue(ms_conn *c)
         return;
     int sock = c->x ? ms_xport_fileno(c->x) : -1;
     if (sock < 0) {
-        ms_conn_close(c);
+        if (c->write_pending <= MS_WRITE_HIGH)
+            continue_buffered(c);
         return;
     }
     while (c->file_left > 0) {
