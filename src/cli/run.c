@@ -16,6 +16,7 @@
 #include "fleet/fleet_metrics.h"
 #include "dock/link.h"
 #include "http/dataplane.h"
+#include "http/tls_standin.h"
 #include "metrics/server.h"
 #include "tui/tui.h"
 #include "uplink/uplink.h"
@@ -30,6 +31,7 @@ typedef struct run_ctx {
     ms_route_table *routes;
     ms_payload_set *payloads;
     ms_dataplane *dp;
+    ms_tls_server *tls;                  /* certificates of TLS binds, or NULL */
     ms_hub *hub;                         /* bays: queues between workers and docking links */
     ms_docks *docks;
     ms_metrics_server *metrics;
@@ -198,6 +200,17 @@ static void launch(run_ctx *c)
         cfg.routes = c->routes;
         cfg.payloads = c->payloads;
         cfg.hub = c->hub;
+        bool any_tls = false;
+        for (size_t b = 0; b < c->m->global.nbinds; b++)
+            any_tls |= c->m->global.binds[b].tls;
+        if (any_tls) {
+            c->tls = ms_tls_server_new(c->m, why, sizeof why);
+            if (!c->tls) {
+                abort_launch(c, "cannot load the TLS certificates", why);
+                return;
+            }
+            cfg.tls = c->tls;
+        }
         c->dp = ms_dataplane_start(c->loop, &cfg, why, sizeof why);
         if (!c->dp) {
             abort_launch(c, "cannot start the data plane", why);
@@ -357,6 +370,7 @@ run_loop:
     if (rc != 0)
         ms_log_event(c.log, MS_WARN, NULL, NULL, "internal: event loop closed with handles open");
     ms_dataplane_free(c.dp);
+    ms_tls_server_free(c.tls);
     ms_docks_free(c.docks);
     ms_hub_free(c.hub);
     ms_payload_set_free(c.payloads);

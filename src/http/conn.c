@@ -20,9 +20,12 @@
 #include <sys/socket.h>
 #include <arpa/inet.h>
 
+#include <openssl/ssl.h>
+
 #include "http/framing.h"
 #include "http/http_impl.h"
 #include "http/reqpath.h"
+#include "http/tls_standin.h"
 #include "util/pattern.h"
 
 static const http_parser_settings *req_settings(void);
@@ -1056,6 +1059,14 @@ static void on_read(void *owner, ssize_t n, const uv_buf_t *b)
         linger_read(c, n);
         return;
     }
+    if (n == MS_XPORT_NOT_TLS && c->state == MS_C_HEAD) {
+        /* plain HTTP on a TLS bind: the transport passes bytes through now,
+         * so the answer can say so; then the connection closes */
+        c->keep_alive = false;
+        c->slot = c->w->nomatch_slot[c->bind_idx];
+        ms_conn_respond_error(c, 400, "this port speaks HTTPS: use https:// instead of http://");
+        return;
+    }
     if (n < 0) {
         stop_reading(c);
         c->eof = true;
@@ -1386,12 +1397,54 @@ static void start_next_request(ms_conn *c)
 }
 
 /* ---------------------------------------------------------------- accepting */
+static void on_xport_secured(void *owner, const unsigned char *alpn, unsigned len);
+
 static const ms_xport_cbs conn_xport_cbs = {
     .alloc = on_alloc,
     .read = on_read,
     .written = on_xport_written,
     .closed = on_xport_closed,
+    .secured = on_xport_secured,
 };
+
+/* The TLS handshake is done. When ALPN chose HTTP/2, an HTTP/2 session
+ * takes the transport and this connection ends without it. */
+static void on_xport_secured(void *owner, const unsigned char *alpn, unsigned len)
+{
+    ms_conn *c = owner;
+    if (c->state != MS_C_HEAD || len != 2 || memcmp(alpn, "h2", 2) != 0)
+        return;
+    if (!ms_h2_start(c->w, c->bind_idx, c->x, c->peer, true)) {
+        ms_conn_close(c); /* the client speaks HTTP/2 from now on */
+        return;
+    }
+    c->x = NULL;
+    c->reading = false;
+    c->write_pending = 0;
+    c->writes_in_flight = 0;
+    c->handles_open--;
+    ms_conn_close(c);
+}
+
+/* On a TLS bind the socket is wrapped in TLS before anything is read. */
+static bool conn_secure(ms_conn *c)
+{
+    ms_worker *w = c->w;
+    if (!w->dp_manifest->global.binds[c->bind_idx].tls)
+        return true;
+    SSL *ssl = w->tls ? ms_tls_server_ssl(w->tls, c->bind_idx) : NULL;
+    if (!ssl)
+        return false;
+    ms_xport *t = ms_xport_tls_new(&w->loop, c->x, ssl, w->tls_rbuf, MS_TLS_RBUF,
+                                   &w->tls_hs[(size_t)c->bind_idx * MS_TLS_HS_COUNT]);
+    if (!t) {
+        SSL_free(ssl);
+        return false;
+    }
+    c->x = t;
+    c->secure = true;
+    return true;
+}
 
 /* A connection whose transport comes later (conn_attach) or never (then it
  * is closed and freed with its timer alone). */
@@ -1471,6 +1524,10 @@ void ms_conn_accept(ms_listener *l)
     }
     if (!l->is_unix)
         ms_xport_peer_name(x, c->peer, sizeof c->peer);
+    if (!conn_secure(c)) {
+        ms_conn_close(c);
+        return;
+    }
     conn_begin(c);
 }
 
@@ -1490,6 +1547,10 @@ int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx)
     if (rc != 0) {
         ms_conn_close(c);
         return rc;
+    }
+    if (!conn_secure(c)) {
+        ms_conn_close(c);
+        return UV_ENOMEM;
     }
     conn_begin(c);
     return 0;

@@ -335,13 +335,14 @@ unsigned ms_dataplane_worker_count(const ms_dp_config *cfg)
 ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, char *why, size_t why_len)
 {
     const ms_manifest *m = cfg->m;
+    bool any_tls = false;
     for (size_t b = 0; b < m->global.nbinds; b++) {
-        if (m->global.binds[b].tls) {
-            snprintf(why, why_len, "bind \"%s\" (%s) terminates TLS, which this version does not serve yet; "
-                     "use a plain bind or put a TLS terminator in front", m->global.binds[b].name,
-                     m->global.binds[b].addr.text);
+        if (m->global.binds[b].tls && !cfg->tls) {
+            snprintf(why, why_len, "bind \"%s\" (%s) terminates TLS, and no TLS configuration was given",
+                     m->global.binds[b].name, m->global.binds[b].addr.text);
             return NULL;
         }
+        any_tls |= m->global.binds[b].tls;
     }
     ms_dataplane *dp = calloc(1, sizeof *dp);
     if (!dp) {
@@ -409,6 +410,15 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         w->pool_len = calloc(m->nships ? m->nships : 1, sizeof *w->pool_len);
         w->listeners = calloc(m->global.nbinds ? m->global.nbinds : 1, sizeof *w->listeners);
         w->match_data = ms_pattern_match_data_new();
+        if (any_tls) {
+            w->tls = cfg->tls;
+            w->tls_rbuf = malloc(MS_TLS_RBUF);
+            w->tls_hs = calloc(m->global.nbinds * MS_TLS_HS_COUNT, sizeof *w->tls_hs);
+            if (!w->tls_rbuf || !w->tls_hs) {
+                snprintf(why, why_len, "out of memory");
+                goto fail_early;
+            }
+        }
         ms_payload_result_init(&w->pres);
         if (cfg->payloads && ms_payload_count(cfg->payloads) > 0) {
             w->pw = ms_payload_worker_new(cfg->payloads);
@@ -569,6 +579,8 @@ void ms_dataplane_free(ms_dataplane *dp)
         free(w->phdrs);
         ms_ws_worker_free(w);
         free(w->gather.buf);
+        free(w->tls_rbuf);
+        free(w->tls_hs);
     }
     free(dp->workers);
     for (size_t b = 0; rt && b < rt->nbinds; b++) {
@@ -801,6 +813,21 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
                         spilled);
     ms_prom_counter_u64(&p, "mothership_request_body_spilled_bytes_total",
                         "Bytes of request bodies held in temporary files.", NULL, 0, spilled_bytes);
+    static const char *const hs_results[MS_TLS_HS_COUNT] = { [MS_TLS_HS_OK] = "ok", [MS_TLS_HS_FAILED] = "failed",
+                                                             [MS_TLS_HS_RESUMED] = "resumed" };
+    for (size_t b = 0; b < dp->cfg.m->global.nbinds; b++) {
+        if (!dp->cfg.m->global.binds[b].tls)
+            continue;
+        for (int r = 0; r < MS_TLS_HS_COUNT; r++) {
+            uint64_t n = 0;
+            for (unsigned i = 0; i < dp->nworkers; i++)
+                n += ld(&dp->workers[i].tls_hs[b * MS_TLS_HS_COUNT + (size_t)r]);
+            ms_prom_label l[] = { { "bind", dp->cfg.m->global.binds[b].name }, { "result", hs_results[r] } };
+            ms_prom_counter_u64(&p, "mothership_tls_handshakes_total",
+                                "TLS handshakes on TLS binds: ok (full), resumed (a session ticket or id), "
+                                "failed (an error, a timeout, or plain HTTP).", l, 2, n);
+        }
+    }
     ms_prom_gauge_i64(&p, "mothership_http_connections_open", "Client connections open now.", NULL, 0, (int64_t)open);
     ms_prom_counter_u64(&p, "mothership_http_connections_total", "Client connections accepted.", NULL, 0, acc);
     ms_prom_counter_u64(&p, "mothership_http_connections_rejected_total",

@@ -23,6 +23,7 @@
 #define MS_WRITE_HIGH 262144       /* pending write bytes before the reading side pauses */
 #define MS_NBUCKETS 12
 #define MS_WS_RBUF 65536           /* a worker's read buffer for WebSocket clients */
+#define MS_TLS_RBUF 65536          /* a worker's buffer for TLS clients' socket reads */
 
 typedef enum ms_upstream_error {
     MS_UPERR_REFUSED,              /* connect refused / socket missing */
@@ -146,6 +147,10 @@ struct ms_worker {
     uint64_t bodies_buffered;      /* request bodies read whole before going upstream */
     uint64_t bodies_spilled;       /* ... of which went to a temporary file */
     uint64_t bytes_spilled;        /* their bytes */
+    /* TLS binds */
+    struct ms_tls_server *tls;     /* NULL: no TLS bind */
+    char *tls_rbuf;                /* MS_TLS_RBUF bytes: ciphertext read, copied into OpenSSL at once */
+    uint64_t *tls_hs;              /* per bind: handshakes by MS_TLS_HS_* */
 };
 
 
@@ -319,6 +324,11 @@ void ms_conn_resume_request_body(ms_conn *c);
 void ms_conn_client_drained(ms_conn *c);
 void ms_conn_record(ms_conn *c, int status);
 void ms_conn_drain_end(ms_conn *c);
+
+/* h2.c (h2_stub.c until it exists): an HTTP/2 session takes over x, a
+ * transport on which ALPN chose "h2"; false: it did not (x is the caller's
+ * still). */
+bool ms_h2_start(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure);
 
 /* static_send.c */
 bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t slot, const char *path, size_t plen);

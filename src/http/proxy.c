@@ -290,7 +290,7 @@ static bool build_request_head(ms_conn *c)
     ok = ok && out_str(c, "X-Forwarded-For: ");
     if (xff)
         ok = ok && out_add(c, c->buf + xff->val, xff->val_len) && out_add(c, ", ", 2);
-    ok = ok && out_str(c, c->peer) && out_str(c, "\r\nX-Forwarded-Proto: http\r\n");
+    ok = ok && out_str(c, c->peer) && out_str(c, c->secure ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
     if (host)
         ok = ok && out_str(c, "X-Forwarded-Host: ") && out_add(c, c->buf + host->val, host->val_len) &&
              out_add(c, "\r\n", 2);

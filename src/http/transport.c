@@ -73,7 +73,8 @@ static void on_write(uv_write_t *req, int status)
     sx->x.write_pending -= r->len;
     sx->x.writes_in_flight--;
     free(r);
-    sx->x.cbs->written(sx->x.owner, status);
+    if (!sx->x.closing) /* after close: only closed */
+        sx->x.cbs->written(sx->x.owner, status);
 }
 
 /* Write what the socket will not take now: copied, queued behind anything in flight. */

@@ -88,6 +88,18 @@ ms_xport *ms_xport_socket_new(uv_loop_t *loop, bool is_unix, const ms_xport_cbs 
 int ms_xport_socket_accept(ms_xport *x, uv_stream_t *listener);
 int ms_xport_socket_open(ms_xport *x, int fd);
 
+/* The TLS transport over inner (a socket transport, which it takes over:
+ * its owner becomes the owner of the new transport) with ssl (freed with
+ * it). scratch: a buffer for socket reads, copied out at once, so one can
+ * serve every connection of a thread. counts: handshake counters indexed by
+ * MS_TLS_HS_* (added to atomically), or NULL. The handshake starts at once;
+ * the owner's secured callback says when it is done. NULL: out of memory
+ * (inner and ssl are the caller's still). */
+enum { MS_TLS_HS_OK, MS_TLS_HS_FAILED, MS_TLS_HS_RESUMED, MS_TLS_HS_COUNT };
+struct ssl_st;
+ms_xport *ms_xport_tls_new(uv_loop_t *loop, ms_xport *inner, struct ssl_st *ssl, char *scratch, size_t scratch_len,
+                           uint64_t *counts);
+
 /* The client's address as text ("unix" for Unix sockets, "unknown" when
  * none can be had); the port, or 0. */
 int ms_xport_peer_name(const ms_xport *x, char *out, size_t cap);

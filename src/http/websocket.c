@@ -630,7 +630,7 @@ static bool boarding_frame(ms_conn *c, ms_ws *ws, ms_hub_msg **out)
     for (uint16_t i = 0; i < c->nhdr; i++)
         need += c->hdr[i].name_len + c->hdr[i].val_len + 2;
     char *arena = malloc(need);
-    ms_dock_kv *kv = calloc(c->nhdr ? c->nhdr : 1, sizeof *kv);
+    ms_dock_kv *kv = calloc((size_t)c->nhdr + 1, sizeof *kv);
     if (!arena || !kv) {
         free(arena);
         free(kv);
@@ -652,6 +652,8 @@ static bool boarding_frame(ms_conn *c, ms_ws *ws, ms_hub_msg **out)
         const ms_hdr *h = &c->hdr[i];
         if (!ms_dock_utf8_valid((const uint8_t *)c->buf + h->val, h->val_len))
             continue; /* JSON cannot carry it: left out (docs/docking-protocol.md) */
+        if (h->name_len == 17 && strncasecmp(c->buf + h->name, "x-forwarded-proto", 17) == 0)
+            continue; /* the client's own claim: ours follows */
         kv[nkv].name = p;
         memcpy(p, c->buf + h->name, h->name_len);
         p += h->name_len;
@@ -661,6 +663,9 @@ static bool boarding_frame(ms_conn *c, ms_ws *ws, ms_hub_msg **out)
         p += h->val_len;
         *p++ = '\0';
     }
+    /* how the client came: wss:// is ws:// to the bay, with this fact */
+    kv[nkv].name = "X-Forwarded-Proto";
+    kv[nkv++].value = c->secure ? "https" : "http";
     assert((size_t)(p - arena) <= need);
     ms_dock_buf b = { 0 };
     int rc = ms_dock_encode_boarding(&b, ws->conn_id, url, remote, kv, nkv);
