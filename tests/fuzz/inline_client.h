@@ -1,7 +1,7 @@
 /* inline_client.h: what the fuzz targets that drive an inline data-plane
- * worker share (fuzz_http_request, fuzz_ws_frames, fuzz_proxy_diff): the
- * worker started from a manifest text, and the client side: a
- * socketpair handed to the worker, the input written as fast as the worker
+ * worker share (fuzz_http_request, fuzz_ws_frames, fuzz_proxy_diff,
+ * fuzz_tls_conn): the worker started from a manifest text, and the client
+ * side: a socketpair handed to the worker, the input written as fast as the worker
  * reads it, the write side shut, and the loop run until the server closes
  * the connection. A connection that never closes is reported as a hang. */
 #ifndef MS_FUZZ_INLINE_CLIENT_H
@@ -24,8 +24,22 @@
 /* An inline worker for the manifest text (relative paths from dir), with
  * hub (or NULL) for bays; *m and *routes are set. Any error aborts: the
  * harness itself is broken. */
+static inline ms_dataplane *fuzz_inline_start_tls(const char *text, const char *dir,
+                                                  ms_hub *(*make_hub)(const ms_manifest *),
+                                                  struct ms_tls_server *(*make_tls)(const ms_manifest *),
+                                                  ms_manifest **m, ms_route_table **routes);
+
 static inline ms_dataplane *fuzz_inline_start(const char *text, const char *dir, ms_hub *(*make_hub)(const ms_manifest *),
                                               ms_manifest **m, ms_route_table **routes)
+{
+    return fuzz_inline_start_tls(text, dir, make_hub, NULL, m, routes);
+}
+
+/* The same, with make_tls (or NULL) for the SSL objects of TLS binds. */
+static inline ms_dataplane *fuzz_inline_start_tls(const char *text, const char *dir,
+                                                  ms_hub *(*make_hub)(const ms_manifest *),
+                                                  struct ms_tls_server *(*make_tls)(const ms_manifest *),
+                                                  ms_manifest **m, ms_route_table **routes)
 {
     ms_diags d;
     ms_diags_init(&d, "fuzz.toml");
@@ -40,7 +54,10 @@ static inline ms_dataplane *fuzz_inline_start(const char *text, const char *dir,
     if (!*routes || (make_hub && !hub))
         abort();
     char why[256];
-    ms_dp_config cfg = { .m = *m, .routes = *routes, .inline_worker = true, .hub = hub };
+    struct ms_tls_server *tls = make_tls ? make_tls(*m) : NULL;
+    if (make_tls && !tls)
+        abort();
+    ms_dp_config cfg = { .m = *m, .routes = *routes, .inline_worker = true, .hub = hub, .tls = tls };
     ms_dataplane *dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
     if (!dp) {
         fprintf(stderr, "%s\n", why);
