@@ -344,7 +344,8 @@ static int tls_write(ms_xport *x, const uv_buf_t *bufs, unsigned n)
             } else {
                 size_t room = TLS_WCHUNK - staged;
                 size_t k = len < room ? len : room;
-                memcpy(stage + staged, p, k);
+                if (k)
+                    memcpy(stage + staged, p, k);
                 staged += k;
                 p += k;
                 len -= k;
