@@ -344,11 +344,12 @@ static int tls_write(ms_xport *x, const uv_buf_t *bufs, unsigned n)
             } else {
                 size_t room = TLS_WCHUNK - staged;
                 size_t k = len < room ? len : room;
-                if (k)
+                if (k) { /* none at the last pass, where p is NULL */
                     memcpy(stage + staged, p, k);
-                staged += k;
-                p += k;
-                len -= k;
+                    staged += k;
+                    p += k;
+                    len -= k;
+                }
                 if (staged < TLS_WCHUNK && i < n)
                     break; /* gather more */
                 src = stage;
