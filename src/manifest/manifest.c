@@ -63,10 +63,16 @@ void ms_manifest_free(ms_manifest *m)
     for (size_t i = 0; i < g->nbinds; i++) {
         free(g->binds[i].name);
         ms_addr_free(&g->binds[i].addr);
+        ld_tls_cert_free(g->binds[i].cert);
+        free(g->binds[i].cert);
     }
     free(g->binds);
     free(g->tls_cert);
     free(g->tls_key);
+    for (size_t i = 0; i < g->ntls_certs; i++)
+        ld_tls_cert_free(&g->tls_certs[i]);
+    free(g->tls_certs);
+    free(g->state_dir);
     for (size_t i = 0; i < g->nstatic; i++) {
         free(g->static_dirs[i].path);
         free(g->static_dirs[i].prefix);

@@ -61,11 +61,25 @@ typedef struct ms_pos {
 const char *ms_strmap_get(const ms_strmap *m, const char *key);
 
 /* ---------------------------------------------------------------- global */
+/* A certificate and its key (PEM files, the chain after the leaf) and the
+ * names it is chosen for by SNI. */
+typedef struct ms_tls_cert {
+    char *cert, *key;    /* resolved paths */
+    ms_strlist hosts;    /* lower-case; "*.example.com" allowed; empty: the certificate's own names */
+    ms_pos pos, cert_pos, key_pos, hosts_pos;
+} ms_tls_cert;
+
 typedef struct ms_bind {
     char *name;
     ms_addr addr;
-    bool tls;
+    bool tls;            /* terminates TLS */
+    bool self_signed;    /* tls = "self-signed": a generated certificate (tls is true too) */
+    bool h2;             /* TLS binds: ALPN may choose h2; default true */
+    bool h2c;            /* plain binds: HTTP/2 with prior knowledge; default false */
+    bool redirect_to_https; /* plain binds: 308 to the https bind; default false */
+    ms_tls_cert *cert;   /* tls = { cert, key, hosts }: this bind's own certificate; NULL: the global ones */
     ms_pos pos;
+    ms_pos tls_pos;      /* the tls value, or the bind when tls comes from the name "https" */
 } ms_bind;
 
 typedef struct ms_static_dir {
@@ -115,9 +129,17 @@ typedef struct ms_global {
     ms_bind *binds;
     size_t nbinds;
     bool has_tls;                /* [mothership.tls] present */
-    char *tls_cert, *tls_key;    /* resolved paths */
+    char *tls_cert, *tls_key;    /* resolved paths; NULL when not given */
     ms_pos tls_cert_pos, tls_key_pos;
     ms_pos tls_pos;
+    ms_tls_cert *tls_certs;      /* every global certificate, the default first: [mothership.tls]'s own
+                                    cert/key when given, then [[mothership.tls.certs]] in order */
+    size_t ntls_certs;
+    bool tls_session_tickets;    /* default true */
+    uint64_t tls_ticket_rotation_ms; /* a ticket key encrypts this long, then decrypts as long; default 12h */
+    char *state_dir;             /* NULL: $MS_STATE_DIR, $XDG_STATE_HOME/mothership,
+                                    $HOME/.local/state/mothership (self-signed material) */
+    ms_pos state_dir_pos;
     ms_static_dir *static_dirs;
     size_t nstatic;
 } ms_global;

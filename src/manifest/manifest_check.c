@@ -345,9 +345,22 @@ static void check_listeners(ld_ctx *c)
         snprintf(labels[n], sizeof labels[n], "bind \"%s\"", g->binds[i].name);
         ls[n] = (listener){ &g->binds[i].addr, labels[n], g->binds[i].pos };
         n++;
-        if (g->binds[i].tls && !g->has_tls) {
+        if (g->binds[i].tls && !g->binds[i].self_signed && !g->binds[i].cert && !g->has_tls) {
             ld_err(c, g->binds[i].pos.line, g->binds[i].pos.col,
                    "bind \"%s\": terminates TLS but there is no [mothership.tls] with cert and key",
+                   g->binds[i].name);
+            c->bad = true;
+        }
+    }
+    for (size_t i = 0; i < g->nbinds; i++) {
+        if (!g->binds[i].redirect_to_https)
+            continue;
+        bool target = false;
+        for (size_t j = 0; j < g->nbinds; j++)
+            target |= g->binds[j].tls && g->binds[j].addr.kind == MS_ADDR_TCP;
+        if (!target) {
+            ld_err(c, g->binds[i].pos.line, g->binds[i].pos.col,
+                   "bind \"%s\": redirect_to_https needs a TCP bind that terminates TLS to redirect to",
                    g->binds[i].name);
             c->bad = true;
         }
@@ -447,6 +460,21 @@ static void check_statics_and_files(ld_ctx *c)
             check_file(c, g->tls_cert_pos, "[mothership.tls]", "cert", g->tls_cert);
         if (g->tls_key)
             check_file(c, g->tls_key_pos, "[mothership.tls]", "key", g->tls_key);
+        for (size_t i = g->tls_cert ? 1 : 0; i < g->ntls_certs; i++) {
+            char who[64];
+            snprintf(who, sizeof who, "[[mothership.tls.certs]] #%zu", i + (g->tls_cert ? 0 : 1));
+            check_file(c, g->tls_certs[i].cert_pos, who, "cert", g->tls_certs[i].cert);
+            check_file(c, g->tls_certs[i].key_pos, who, "key", g->tls_certs[i].key);
+        }
+    }
+    for (size_t i = 0; i < g->nbinds; i++) {
+        const ms_tls_cert *tc = g->binds[i].cert;
+        if (!tc)
+            continue;
+        char who[96];
+        snprintf(who, sizeof who, "bind \"%s\": tls", g->binds[i].name);
+        check_file(c, tc->cert_pos, who, "cert", tc->cert);
+        check_file(c, tc->key_pos, who, "key", tc->key);
     }
     for (size_t i = 0; i < m->nmodules; i++) {
         ms_module *mod = &m->modules[i];

@@ -30,5 +30,6 @@ void ld_strmap_free(ms_strmap *m);
 void ld_routes_free(ms_route *r, size_t n);
 void ld_ship_free(ms_ship *s);
 void ld_module_free(ms_module *mod);
+void ld_tls_cert_free(ms_tls_cert *tc);
 
 #endif

@@ -22,7 +22,7 @@
 /* ---------------------------------------------------------------- key lists */
 static const char *const mothership_keys[] = {
     "metrics_port", "metrics_bind", "compression", "shutdown_timeout", "ready_timeout",
-    "socket_dir", "workers", "env", "bind", "tls", "static_dirs", "http", NULL };
+    "socket_dir", "state_dir", "workers", "env", "bind", "tls", "static_dirs", "http", NULL };
 static const char *const http_keys[] = {
     "max_header_size", "max_uri_length", "max_body_size", "header_timeout", "idle_timeout",
     "upstream_connect_timeout", "upstream_timeout", "max_connections", "upstream_keepalive",
@@ -41,8 +41,9 @@ static const char *const module_keys[] = {
     "name", "wasm", "routes", "phase", "config", "tags", "on_error", NULL };
 static const char *const uplink_keys[] = { "url", "name", "timeout", "wait", NULL };
 static const char *const static_keys[] = { "path", "prefix", "bind", NULL };
-static const char *const tls_keys[] = { "cert", "key", NULL };
-static const char *const bindtable_keys[] = { "address", "tls", NULL };
+static const char *const tls_keys[] = { "cert", "key", "certs", "session_tickets", "ticket_key_rotation", NULL };
+static const char *const tlscert_keys[] = { "cert", "key", "hosts", NULL };
+static const char *const bindtable_keys[] = { "address", "tls", "h2", "h2c", "redirect_to_https", NULL };
 static const char *const health_keys[] = {
     "path", "interval", "timeout", "grace", "failures", "successes", "cooldown", "restart",
     "protocol", "address", "port", NULL };
@@ -1390,6 +1391,114 @@ static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
 }
 
 /* ---------------------------------------------------------------- [mothership] */
+/* A host name a certificate is chosen for: letters, digits, '-' and '.',
+ * lower-cased, optionally "*." and then at least two labels. */
+static bool tls_host_ok(char *h)
+{
+    size_t n = strlen(h);
+    if (n == 0 || n > 253)
+        return false;
+    const char *p = h;
+    if (p[0] == '*') {
+        if (p[1] != '.' || !strchr(p + 2, '.'))
+            return false;
+        p += 2;
+    }
+    if (*p == '.' || p[strlen(p) - 1] == '.' || strstr(p, ".."))
+        return false;
+    for (char *q = h + (p - h); *q; q++) {
+        if (*q >= 'A' && *q <= 'Z')
+            *q = (char)(*q - 'A' + 'a');
+        else if (!((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '-' || *q == '.'))
+            return false;
+    }
+    return true;
+}
+
+void ld_tls_cert_free(ms_tls_cert *tc)
+{
+    if (!tc)
+        return;
+    free(tc->cert);
+    free(tc->key);
+    ld_strlist_free(&tc->hosts);
+}
+
+/* { cert = "...", key = "...", hosts = [...] }: [[mothership.tls.certs]]
+ * entries and the table form of a bind's tls. */
+static bool load_tls_cert(ld_ctx *c, const toml_node *t, ms_tls_cert *tc)
+{
+    bool ok = true;
+    tc->pos = (ms_pos){ t->line, t->col };
+    for (size_t k = 0; k < t->u.table.len; k++) {
+        const toml_kv *e = &t->u.table.items[k];
+        if (strcmp(e->key, "cert") == 0) {
+            ok &= get_path(c, e, &tc->cert);
+            tc->cert_pos = (ms_pos){ e->value->line, e->value->col };
+        } else if (strcmp(e->key, "key") == 0) {
+            ok &= get_path(c, e, &tc->key);
+            tc->key_pos = (ms_pos){ e->value->line, e->value->col };
+        } else if (strcmp(e->key, "hosts") == 0) {
+            ms_pos *pos = NULL;
+            tc->hosts_pos = (ms_pos){ e->value->line, e->value->col };
+            if (!get_strlist(c, e, &tc->hosts, false, &pos)) {
+                ok = false;
+                continue;
+            }
+            for (size_t i = 0; i < tc->hosts.len; i++) {
+                if (!tls_host_ok(tc->hosts.items[i])) {
+                    ld_err(c, pos[i].line, pos[i].col, "\"hosts\": \"%s\" is not a host name (letters, digits, "
+                           "'-' and '.', or \"*.\" and a domain, like \"*.example.com\")", tc->hosts.items[i]);
+                    ok = false;
+                }
+            }
+            free(pos);
+        } else {
+            unknown_key(c, e, tlscert_keys, NULL);
+            ok = false;
+        }
+    }
+    if (ok && !tc->cert) {
+        ld_err(c, t->line, t->col, "missing required key \"cert\"");
+        ok = false;
+    }
+    if (ok && !tc->key) {
+        ld_err(c, t->line, t->col, "missing required key \"key\"");
+        ok = false;
+    }
+    return ok;
+}
+
+/* A bind's tls: true, false, "self-signed" or { cert, key, hosts }. */
+static bool load_bind_tls(ld_ctx *c, const toml_kv *e, ms_bind *b)
+{
+    const toml_node *v = e->value;
+    b->tls_pos = (ms_pos){ v->line, v->col };
+    if (v->type == TOML_BOOL) {
+        b->tls = v->u.boolean;
+        return true;
+    }
+    if (v->type == TOML_STRING && strcmp(v->u.str.ptr, "self-signed") == 0) {
+        b->tls = b->self_signed = true;
+        return true;
+    }
+    if (v->type == TOML_TABLE) {
+        b->cert = calloc(1, sizeof *b->cert);
+        if (!b->cert) {
+            c->oom = true;
+            return false;
+        }
+        b->tls = true;
+        return load_tls_cert(c, v, b->cert);
+    }
+    if (v->type == TOML_STRING)
+        ld_err(c, v->line, v->col, "\"tls\" must be true, false, \"self-signed\" or a table { cert, key, hosts }, "
+               "not \"%s\"", v->u.str.ptr);
+    else
+        wrong_type(c, e, "true, false, \"self-signed\" or a table { cert, key, hosts }");
+    return false;
+}
+
 static void load_binds(ld_ctx *c, const toml_kv *bkv)
 {
     ms_global *g = &c->m->global;
@@ -1420,7 +1529,8 @@ static void load_binds(ld_ctx *c, const toml_kv *bkv)
         const toml_node *v = kv->value;
         const char *addr_text = NULL;
         const toml_node *addr_at = v;
-        bool tls = strcmp(kv->key, "https") == 0;
+        ms_bind nb = { .tls = strcmp(kv->key, "https") == 0, .h2 = true, .tls_pos = { kv->line, kv->col } };
+        const toml_kv *h2_kv = NULL, *h2c_kv = NULL, *redirect_kv = NULL;
         bool ok = true;
         if (v->type == TOML_STRING) {
             addr_text = v->u.str.ptr;
@@ -1436,8 +1546,17 @@ static void load_binds(ld_ctx *c, const toml_kv *bkv)
                         addr_at = e->value;
                     }
                 } else if (strcmp(e->key, "tls") == 0)
-                    ok &= get_bool(&bc, e, &tls);
-                else {
+                    ok &= load_bind_tls(&bc, e, &nb);
+                else if (strcmp(e->key, "h2") == 0) {
+                    ok &= get_bool(&bc, e, &nb.h2);
+                    h2_kv = e;
+                } else if (strcmp(e->key, "h2c") == 0) {
+                    ok &= get_bool(&bc, e, &nb.h2c);
+                    h2c_kv = e;
+                } else if (strcmp(e->key, "redirect_to_https") == 0) {
+                    ok &= get_bool(&bc, e, &nb.redirect_to_https);
+                    redirect_kv = e;
+                } else {
                     unknown_key(&bc, e, bindtable_keys, NULL);
                     ok = false;
                 }
@@ -1450,22 +1569,133 @@ static void load_binds(ld_ctx *c, const toml_kv *bkv)
             wrong_type(&bc, kv, "an address string or a table { address = ..., tls = ... }");
             ok = false;
         }
+        if (ok && nb.tls && h2c_kv && nb.h2c) {
+            ld_err(&bc, h2c_kv->line, h2c_kv->col, "\"h2c\" is for plain binds; a TLS bind offers HTTP/2 "
+                   "by ALPN (\"h2\")");
+            ok = false;
+        }
+        if (ok && !nb.tls && h2_kv && nb.h2) {
+            ld_err(&bc, h2_kv->line, h2_kv->col, "\"h2\" is for TLS binds (ALPN); a plain bind speaks HTTP/2 "
+                   "with prior knowledge when \"h2c\" is true");
+            ok = false;
+        }
+        if (ok && nb.tls && redirect_kv && nb.redirect_to_https) {
+            ld_err(&bc, redirect_kv->line, redirect_kv->col, "\"redirect_to_https\" is for plain binds; "
+                   "this bind terminates TLS");
+            ok = false;
+        }
+        if (!nb.tls)
+            nb.h2 = false;
         if (!ok) {
+            ld_tls_cert_free(nb.cert);
+            free(nb.cert);
             c->bad = true;
             continue;
         }
         ms_bind *b = &g->binds[g->nbinds];
         char why[160];
-        if (!ms_addr_parse(addr_text, &b->addr, why, sizeof why) || !ld_resolve_unix(c, &b->addr)) {
+        if (!ms_addr_parse(addr_text, &nb.addr, why, sizeof why) || !ld_resolve_unix(c, &nb.addr)) {
             ld_err(&bc, addr_at->line, addr_at->col, "invalid address \"%s\": %s", addr_text, why);
+            ld_tls_cert_free(nb.cert);
+            free(nb.cert);
             c->bad = true;
             continue;
         }
-        b->name = dup_checked(c, kv->key);
-        b->tls = tls;
-        b->pos = (ms_pos){ kv->line, kv->col };
+        nb.name = dup_checked(c, kv->key);
+        nb.pos = (ms_pos){ kv->line, kv->col };
+        *b = nb;
         g->nbinds++;
     }
+}
+
+/* [mothership.tls]: the default certificate (cert, key), more certificates
+ * chosen by SNI ([[mothership.tls.certs]]) and the session tickets. */
+static bool load_tls(ld_ctx *c, const toml_kv *kv)
+{
+    ms_global *g = &c->m->global;
+    ld_ctx tc = *c;
+    tc.what = "[mothership.tls]";
+    if (kv->value->type != TOML_TABLE) {
+        wrong_type(c, kv, "a table with cert and key");
+        return false;
+    }
+    bool ok = true;
+    const toml_node *certs = NULL;
+    g->tls_pos = (ms_pos){ kv->value->line, kv->value->col };
+    g->has_tls = true;
+    for (size_t j = 0; j < kv->value->u.table.len; j++) {
+        const toml_kv *e = &kv->value->u.table.items[j];
+        if (strcmp(e->key, "cert") == 0) {
+            ok &= get_path(&tc, e, &g->tls_cert);
+            g->tls_cert_pos = (ms_pos){ e->value->line, e->value->col };
+        } else if (strcmp(e->key, "key") == 0) {
+            ok &= get_path(&tc, e, &g->tls_key);
+            g->tls_key_pos = (ms_pos){ e->value->line, e->value->col };
+        } else if (strcmp(e->key, "session_tickets") == 0)
+            ok &= get_bool(&tc, e, &g->tls_session_tickets);
+        else if (strcmp(e->key, "ticket_key_rotation") == 0) {
+            uint64_t ms = 0;
+            if (!get_duration(&tc, e, &ms))
+                ok = false;
+            else if (ms < 60000) {
+                ld_err(&tc, e->value->line, e->value->col, "\"ticket_key_rotation\" must be at least 1m");
+                ok = false;
+            } else
+                g->tls_ticket_rotation_ms = ms;
+        } else if (strcmp(e->key, "certs") == 0) {
+            if (e->value->type != TOML_ARRAY) {
+                wrong_type(&tc, e, "an array of tables ([[mothership.tls.certs]])");
+                ok = false;
+            } else
+                certs = e->value;
+        } else {
+            unknown_key(&tc, e, tls_keys, NULL);
+            ok = false;
+        }
+    }
+    if (ok && g->tls_key && !g->tls_cert) {
+        ld_err(&tc, g->tls_pos.line, g->tls_pos.col, "missing required key \"cert\"");
+        ok = false;
+    }
+    if (ok && g->tls_cert && !g->tls_key) {
+        ld_err(&tc, g->tls_pos.line, g->tls_pos.col, "missing required key \"key\"");
+        ok = false;
+    }
+    if (ok && !g->tls_cert && !certs) {
+        ld_err(&tc, g->tls_pos.line, g->tls_pos.col, "missing required key \"cert\" (or [[mothership.tls.certs]])");
+        ok = false;
+    }
+    size_t n = (g->tls_cert ? 1 : 0) + (certs ? certs->u.array.len : 0);
+    g->tls_certs = calloc(n ? n : 1, sizeof *g->tls_certs);
+    if (!g->tls_certs) {
+        c->oom = true;
+        return false;
+    }
+    if (ok && g->tls_cert) {
+        ms_tls_cert *d = &g->tls_certs[g->ntls_certs++];
+        d->cert = dup_checked(c, g->tls_cert);
+        d->key = dup_checked(c, g->tls_key);
+        d->pos = g->tls_pos;
+        d->cert_pos = g->tls_cert_pos;
+        d->key_pos = g->tls_key_pos;
+    }
+    for (size_t i = 0; certs && i < certs->u.array.len; i++) {
+        const toml_node *t = certs->u.array.items[i];
+        char label[64];
+        snprintf(label, sizeof label, "[[mothership.tls.certs]] #%zu", i + 1);
+        ld_ctx cc = *c;
+        cc.what = label;
+        if (t->type != TOML_TABLE) {
+            ld_err(&cc, t->line, t->col, "must be a table with cert, key and hosts");
+            ok = false;
+            continue;
+        }
+        ms_tls_cert *d = &g->tls_certs[g->ntls_certs++];
+        ok &= load_tls_cert(&cc, t, d);
+        c->oom |= cc.oom;
+    }
+    c->oom |= tc.oom;
+    return ok;
 }
 
 static void load_static_dirs(ld_ctx *c, const toml_kv *skv)
@@ -1589,39 +1819,11 @@ static void load_mothership(ld_ctx *c, const toml_node *t)
             ok = get_strmap(&gc, kv, &g->env, true);
         else if (strcmp(k, "bind") == 0)
             load_binds(&gc, kv);
-        else if (strcmp(k, "tls") == 0) {
-            ld_ctx tc = *c;
-            tc.what = "[mothership.tls]";
-            if (kv->value->type != TOML_TABLE) {
-                wrong_type(&gc, kv, "a table with cert and key");
-                ok = false;
-            } else {
-                g->tls_pos = (ms_pos){ kv->value->line, kv->value->col };
-                g->has_tls = true;
-                for (size_t j = 0; j < kv->value->u.table.len; j++) {
-                    const toml_kv *e = &kv->value->u.table.items[j];
-                    if (strcmp(e->key, "cert") == 0) {
-                        ok &= get_path(&tc, e, &g->tls_cert);
-                        g->tls_cert_pos = (ms_pos){ e->value->line, e->value->col };
-                    } else if (strcmp(e->key, "key") == 0) {
-                        ok &= get_path(&tc, e, &g->tls_key);
-                        g->tls_key_pos = (ms_pos){ e->value->line, e->value->col };
-                    }
-                    else {
-                        unknown_key(&tc, e, tls_keys, NULL);
-                        ok = false;
-                    }
-                }
-                if (ok && !g->tls_cert) {
-                    ld_err(&tc, g->tls_pos.line, g->tls_pos.col, "missing required key \"cert\"");
-                    ok = false;
-                }
-                if (ok && !g->tls_key) {
-                    ld_err(&tc, g->tls_pos.line, g->tls_pos.col, "missing required key \"key\"");
-                    ok = false;
-                }
-            }
-            c->bad |= tc.bad;
+        else if (strcmp(k, "tls") == 0)
+            ok = load_tls(&gc, kv);
+        else if (strcmp(k, "state_dir") == 0) {
+            ok = get_path(&gc, kv, &g->state_dir);
+            g->state_dir_pos = (ms_pos){ kv->value->line, kv->value->col };
         } else if (strcmp(k, "static_dirs") == 0)
             load_static_dirs(&gc, kv);
         else if (strcmp(k, "http") == 0)
@@ -1749,6 +1951,8 @@ void ld_document(ld_ctx *c, const toml_node *root)
     g->shutdown_timeout_ms = 10000;
     g->ready_timeout_ms = 60000;
     g->workers = 1;
+    g->tls_session_tickets = true;
+    g->tls_ticket_rotation_ms = 12 * 3600 * 1000;
     http_defaults(&g->http);
 
     const toml_node *base_ship = NULL, *base_bay = NULL, *base_module = NULL;
