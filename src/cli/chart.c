@@ -26,7 +26,9 @@ static void print_text(const ms_route_table *t, bool color)
         printf("no binds: nothing is exposed (add a [mothership.bind] table)\n");
     for (size_t b = 0; b < t->nbinds; b++) {
         const ms_rt_bind *rb = &t->binds[b];
-        printf("%sbind %s%s  %s%s\n", b0, rb->bind->name, b1, rb->bind->addr.text, rb->bind->tls ? " (tls)" : "");
+        char flags[80];
+        ms_bind_flags(rb->bind, flags, sizeof flags);
+        printf("%sbind %s%s  %s%s\n", b0, rb->bind->name, b1, rb->bind->addr.text, flags);
         if (rb->nstatics == 0 && rb->nroutes == 0)
             printf("  %s(nothing routed: every request gets 404)%s\n", dim, b1);
         size_t n = 1;
@@ -87,8 +89,10 @@ static int print_json(const ms_route_table *t)
     json_object_set_new(root, "binds", binds);
     for (size_t b = 0; b < t->nbinds; b++) {
         const ms_rt_bind *rb = &t->binds[b];
-        json_t *jb = json_pack("{s:s, s:s, s:b}", "name", rb->bind->name, "address", rb->bind->addr.text, "tls",
-                               rb->bind->tls);
+        const ms_bind *bb = rb->bind;
+        json_t *jb = json_pack("{s:s, s:s, s:b, s:b, s:b, s:b, s:b}", "name", bb->name, "address", bb->addr.text,
+                               "tls", bb->tls, "self_signed", bb->self_signed, "h2", bb->h2, "h2c", bb->h2c,
+                               "redirect_to_https", bb->redirect_to_https);
         json_t *statics = json_array(), *routes = json_array();
         if (!jb || !statics || !routes)
             goto oom;

@@ -33,6 +33,10 @@ int ms_cmd_chart(const ms_cli *o);
 int ms_cmd_preflight(const ms_cli *o);
 int ms_cmd_run(const ms_cli *o);
 
+/* " (tls, h2)", " (tls self-signed, h2)", " (h2c)", " (redirect_to_https)" or "":
+ * what a bind speaks, for clearance and chart. */
+void ms_bind_flags(const ms_bind *b, char *out, size_t cap);
+
 /* The clearance summary of a loaded manifest. */
 void ms_print_summary(const ms_manifest *m, FILE *out);
 

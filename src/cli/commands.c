@@ -6,14 +6,21 @@
 
 #include "cli/cli.h"
 #include "payload/payload.h"
+#include "tls/tls.h"
 
 ms_manifest *ms_cli_load(const ms_cli *o)
 {
     ms_diags d;
     ms_diags_init(&d, o->manifest);
     ms_manifest *m = ms_manifest_load(o->manifest, &d);
-    /* modules: decoded, validated and checked against the payload ABI */
-    if (m && m->nmodules > 0 && ms_payload_check(m, &d) > 0) {
+    /* modules: decoded, validated and checked against the payload ABI;
+     * certificates: read and checked as TLS binds will load them */
+    size_t bad = 0;
+    if (m && m->nmodules > 0)
+        bad += ms_payload_check(m, &d);
+    if (m)
+        bad += ms_tls_check(m, &d);
+    if (bad > 0) {
         ms_manifest_free(m);
         m = NULL;
     }
@@ -25,6 +32,14 @@ ms_manifest *ms_cli_load(const ms_cli *o)
     }
     ms_diags_free(&d);
     return m;
+}
+
+void ms_bind_flags(const ms_bind *b, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%s%s%s%s%s", b->tls || b->h2c || b->redirect_to_https ? " (" : "",
+             b->tls ? (b->self_signed ? "tls self-signed" : "tls") : "", b->tls && b->h2 ? ", h2" : "",
+             b->h2c ? "h2c" : "", b->redirect_to_https ? (b->h2c ? ", redirect_to_https" : "redirect_to_https") : "",
+             b->tls || b->h2c || b->redirect_to_https ? ")" : "");
 }
 
 static void list_join(FILE *out, const ms_strlist *l)
@@ -101,7 +116,9 @@ void ms_print_summary(const ms_manifest *m, FILE *out)
     fprintf(out, "  binds    %zu\n", m->global.nbinds);
     for (size_t i = 0; i < m->global.nbinds; i++) {
         const ms_bind *b = &m->global.binds[i];
-        fprintf(out, "      %-16s %s%s\n", b->name, b->addr.text, b->tls ? " (tls)" : "");
+        char flags[80];
+        ms_bind_flags(b, flags, sizeof flags);
+        fprintf(out, "      %-16s %s%s\n", b->name, b->addr.text, flags);
     }
     if (m->global.metrics_port)
         fprintf(out, "  metrics  http://%s:%u/metrics\n", m->global.metrics_bind, m->global.metrics_port);

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from conftest import noop_payload, ROOT, run_ms
+from tls_helpers import make_cert
 
 REFERENCE = os.path.join(ROOT, "..", "shared", "spec", "ship-manifest.reference.toml")
 DB_ENV = {"DATABASE_URL": "postgres://user:s3cret@db.internal/app"}
@@ -144,8 +145,7 @@ def make_tree(root):
     for f in ("modules/auth.wasm", "modules/cache.wasm", "modules/logger.wasm",
               "modules/rate_limiter.wasm"):
         (root / f).write_bytes(noop_payload())
-    (root / "certs/server.crt").write_text("-----BEGIN CERTIFICATE-----\n")
-    (root / "certs/server.key").write_text("-----BEGIN PRIVATE KEY-----\n")
+    make_cert(root / "certs", "server")
 
 
 @pytest.fixture
@@ -307,9 +307,9 @@ def test_clearance_summary(fleet, tmp_path):
     assert "s3cret" not in out and "user:" not in out
     # binds, in manifest order, TLS marked
     assert summary_line(out, "http") == ["http", "tcp://0.0.0.0:8080"]
-    assert summary_line(out, "https") == ["https", "tcp://0.0.0.0:8443", "(tls)"]
+    assert summary_line(out, "https") == ["https", "tcp://0.0.0.0:8443", "(tls,", "h2)"]
     assert summary_line(out, "ws") == ["ws", "tcp://127.0.0.1:8081"]
-    assert summary_line(out, "admin") == ["admin", "tcp://127.0.0.1:9443", "(tls)"]
+    assert summary_line(out, "admin") == ["admin", "tcp://127.0.0.1:9443", "(tls,", "h2)"]
     bind_names = [ln.split()[0] for ln in lines[lines.index("  binds    4") + 1:]
                   if ln.startswith("      ")]
     assert bind_names == ["http", "https", "ws", "admin"]
@@ -457,8 +457,8 @@ def test_chart_text(fleet, tmp_path):
     blocks = chart_blocks(r.out)
     assert list(blocks) == ["http", "https", "ws", "admin"]
     assert blocks["http"][0].split() == ["bind", "http", "tcp://0.0.0.0:8080"]
-    assert blocks["https"][0].split() == ["bind", "https", "tcp://0.0.0.0:8443", "(tls)"]
-    assert blocks["admin"][0].split() == ["bind", "admin", "tcp://127.0.0.1:9443", "(tls)"]
+    assert blocks["https"][0].split() == ["bind", "https", "tcp://0.0.0.0:8443", "(tls,", "h2)"]
+    assert blocks["admin"][0].split() == ["bind", "admin", "tcp://127.0.0.1:9443", "(tls,", "h2)"]
 
     http = entries(blocks["http"][1])
     # numbered in match order: statics longest prefix first, then routes in
@@ -604,7 +604,7 @@ def test_reference_manifest_passes_clearance(reference):
     assert summary_line(out, "orbitcast")[:2] == ["orbitcast", "websocket"]
     assert summary_line(out, "primary-db")[:2] == ["primary-db", "postgres://db.internal:5432"]
     assert summary_line(out, "redis")[:2] == ["redis", "redis://cache.internal:6379"]
-    assert summary_line(out, "https") == ["https", "tcp://0.0.0.0:443", "(tls)"]
+    assert summary_line(out, "https") == ["https", "tcp://0.0.0.0:443", "(tls,", "h2)"]
     assert summary_line(out, "cache")[:2] == ["cache", "response"]
     assert "  metrics  http://127.0.0.1:9090/metrics" in out.splitlines()
 

@@ -17,6 +17,7 @@ import shlex
 import pytest
 
 from conftest import noop_payload, ROOT, run_ms
+from tls_helpers import make_cert
 
 MANIFEST_MD = os.path.join(ROOT, "docs", "manifest.md")
 CLI_MD = os.path.join(ROOT, "docs", "cli.md")
@@ -57,8 +58,7 @@ def prepare_tree(root, body):
         (root / d).mkdir(parents=True, exist_ok=True)
     for wasm in set(re.findall(r"modules/([A-Za-z0-9_.-]+\.wasm)", body)):
         (root / "modules" / wasm).write_bytes(noop_payload())
-    (root / "certs" / "server.crt").write_text("-----BEGIN CERTIFICATE-----\n")
-    (root / "certs" / "server.key").write_text("-----BEGIN PRIVATE KEY-----\n")
+    make_cert(root / "certs", "server", names=("localhost", "example.com", "www.example.com"))
 
 
 def test_manifest_md_has_examples():

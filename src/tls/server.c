@@ -1,0 +1,551 @@
+/* server.c: the TLS server contexts of the TLS binds, the SNI and ALPN
+ * choices, the session ticket key ring and the reload (see tls.h).
+ *
+ * Ownership: the server holds, per bind, one SSL_CTX reference; each
+ * SSL_CTX owns its bind data (ex data, freed with the context), which holds
+ * references to the certificate material it chooses from and to the shared
+ * part (ticket keys, the h2 flag). An SSL holds its SSL_CTX, so a reload
+ * drops only the server's reference: connections still in a handshake keep
+ * everything they may call back into. */
+#include "tls/tls.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "tls/cert.h"
+
+/* TLS 1.2: ECDHE (forward secrecy) with AEAD ciphers, strongest first. */
+#define CIPHERS_TLS12 "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+                      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+                      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define CIPHERS_TLS13 "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define GROUPS "X25519:P-256:P-384"
+
+/* ---------------------------------------------------------------- shared */
+typedef struct ticket_key {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+    uint64_t born;           /* monotonic seconds */
+    bool set;
+} ticket_key;
+
+/* What every context of a server shares, and outlives them all. */
+typedef struct tls_shared {
+    int refs;                 /* atomic */
+    pthread_mutex_t lock;     /* the ticket keys */
+    ticket_key cur, prev;
+    uint64_t rotation_s;
+    _Atomic bool h2_served;
+} tls_shared;
+
+static tls_shared *shared_ref(tls_shared *sh)
+{
+    __atomic_add_fetch(&sh->refs, 1, __ATOMIC_RELAXED);
+    return sh;
+}
+
+static void shared_unref(tls_shared *sh)
+{
+    if (!sh || __atomic_sub_fetch(&sh->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    pthread_mutex_destroy(&sh->lock);
+    OPENSSL_cleanse(&sh->cur, sizeof sh->cur);
+    OPENSSL_cleanse(&sh->prev, sizeof sh->prev);
+    free(sh);
+}
+
+static uint64_t mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec;
+}
+
+/* Under sh->lock. */
+static bool new_ticket_key(tls_shared *sh)
+{
+    ticket_key k = { .born = mono_s(), .set = true };
+    if (RAND_bytes(k.name, sizeof k.name) != 1 || RAND_bytes(k.aes, sizeof k.aes) != 1 ||
+        RAND_bytes(k.hmac, sizeof k.hmac) != 1)
+        return false;
+    sh->prev = sh->cur;
+    sh->cur = k;
+    return true;
+}
+
+/* ---------------------------------------------------------------- bind data */
+typedef struct bind_data {
+    tls_shared *sh;
+    bool h2;                   /* the bind allows h2 */
+    ms_tls_material **certs;   /* the first is the default */
+    size_t ncerts;
+} bind_data;
+
+static int bind_data_index = -1;
+static pthread_once_t bind_data_once = PTHREAD_ONCE_INIT;
+
+static void bind_data_free(bind_data *bd)
+{
+    if (!bd)
+        return;
+    for (size_t i = 0; i < bd->ncerts; i++)
+        ms_tls_material_unref(bd->certs[i]);
+    free(bd->certs);
+    shared_unref(bd->sh);
+    free(bd);
+}
+
+static void bind_data_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    bind_data_free(ptr);
+}
+
+static void bind_data_init_index(void)
+{
+    bind_data_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, bind_data_ex_free);
+}
+
+static bind_data *bind_data_of(SSL *ssl)
+{
+    return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), bind_data_index);
+}
+
+/* ---------------------------------------------------------------- callbacks */
+/* SNI: an exact name first, then a wildcard, else the default. */
+static ms_tls_material *choose_cert(const bind_data *bd, const char *sni)
+{
+    if (sni && *sni) {
+        for (size_t i = 0; i < bd->ncerts; i++)
+            for (size_t j = 0; j < bd->certs[i]->nnames; j++)
+                if (strcasecmp(bd->certs[i]->names[j], sni) == 0)
+                    return bd->certs[i];
+        for (size_t i = 0; i < bd->ncerts; i++)
+            for (size_t j = 0; j < bd->certs[i]->nnames; j++)
+                if (ms_tls_name_matches(bd->certs[i]->names[j], sni))
+                    return bd->certs[i];
+    }
+    return bd->certs[0];
+}
+
+static int on_cert(SSL *ssl, void *arg)
+{
+    const bind_data *bd = arg;
+    assert(bd->ncerts > 0);
+    ms_tls_material *mt = choose_cert(bd, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+    return SSL_use_cert_and_key(ssl, mt->leaf, mt->key, mt->chain, 1) == 1;
+}
+
+/* Is proto (length-prefixed list in, inlen bytes) offered? */
+static const unsigned char *offered(const unsigned char *in, unsigned inlen, const char *proto)
+{
+    size_t pl = strlen(proto);
+    for (unsigned i = 0; i < inlen;) {
+        unsigned l = in[i];
+        if (i + 1 + l > inlen)
+            return NULL;
+        if (l == pl && memcmp(in + i + 1, proto, pl) == 0)
+            return in + i + 1;
+        i += 1 + l;
+    }
+    return NULL;
+}
+
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                   unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    const bind_data *bd = arg;
+    const unsigned char *p;
+    if (bd->h2 && __atomic_load_n(&bd->sh->h2_served, __ATOMIC_ACQUIRE) && (p = offered(in, inlen, "h2"))) {
+        *out = p;
+        *outlen = 2;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    if ((p = offered(in, inlen, "http/1.1"))) {
+        *out = p;
+        *outlen = 8;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK; /* no common protocol: HTTP/1.1 without ALPN */
+}
+
+static bool ticket_mac_key(EVP_MAC_CTX *hctx, unsigned char *key)
+{
+    OSSL_PARAM params[3];
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key, 32);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    return EVP_MAC_CTX_set_params(hctx, params) == 1;
+}
+
+/* Encrypt with the current key (a new one once it is rotation old);
+ * decrypt with the current (1) or the previous (2: renew the ticket) one
+ * while it is at most two periods old; anything else: a full handshake. */
+static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX *cctx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+    bind_data *bd = bind_data_of(ssl);
+    if (!bd)
+        return -1;
+    tls_shared *sh = bd->sh;
+    ticket_key k;
+    int rc = 0;
+    uint64_t now = mono_s();
+    pthread_mutex_lock(&sh->lock);
+    if (enc) {
+        if (!sh->cur.set || now - sh->cur.born >= sh->rotation_s) {
+            if (!new_ticket_key(sh)) {
+                pthread_mutex_unlock(&sh->lock);
+                return -1;
+            }
+        }
+        k = sh->cur;
+        rc = 1;
+    } else if (sh->cur.set && memcmp(name, sh->cur.name, 16) == 0) {
+        k = sh->cur;
+        rc = 1;
+    } else if (sh->prev.set && memcmp(name, sh->prev.name, 16) == 0 && now - sh->prev.born < 2 * sh->rotation_s) {
+        k = sh->prev;
+        rc = 2;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    if (rc == 0)
+        return 0;
+    if (enc) {
+        memcpy(name, k.name, 16);
+        if (RAND_bytes(iv, 16) != 1 || EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
+            !ticket_mac_key(hctx, k.hmac))
+            rc = -1;
+    } else if (!ticket_mac_key(hctx, k.hmac) || EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1) {
+        rc = -1;
+    }
+    OPENSSL_cleanse(&k, sizeof k);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- contexts */
+static SSL_CTX *make_ctx(const ms_global *g, tls_shared *sh, bool h2, ms_tls_material **certs, size_t ncerts)
+{
+    pthread_once(&bind_data_once, bind_data_init_index);
+    if (bind_data_index < 0 || ncerts == 0)
+        return NULL;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    bind_data *bd = calloc(1, sizeof *bd);
+    ms_tls_material **refs = calloc(ncerts, sizeof *refs);
+    if (!ctx || !bd || !refs) {
+        SSL_CTX_free(ctx);
+        free(bd);
+        free(refs);
+        return NULL;
+    }
+    bd->sh = shared_ref(sh);
+    bd->h2 = h2;
+    bd->certs = refs;
+    for (size_t i = 0; i < ncerts; i++)
+        bd->certs[bd->ncerts++] = ms_tls_material_ref(certs[i]);
+    if (!SSL_CTX_set_ex_data(ctx, bind_data_index, bd)) {
+        bind_data_free(bd);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE;
+    if (!g->tls_session_tickets)
+        opts |= SSL_OP_NO_TICKET;
+    SSL_CTX_set_options(ctx, opts);
+    bool ok = SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1 &&
+              SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) == 1 &&
+              SSL_CTX_set_cipher_list(ctx, CIPHERS_TLS12) == 1 && SSL_CTX_set_ciphersuites(ctx, CIPHERS_TLS13) == 1 &&
+              SSL_CTX_set1_groups_list(ctx, GROUPS) == 1 &&
+              SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"mothership", 10) == 1;
+    if (ok && g->tls_session_tickets) {
+        ok = SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket) == 1;
+        SSL_CTX_set_num_tickets(ctx, 1);
+        SSL_CTX_set_timeout(ctx, (long)sh->rotation_s);
+    } else if (ok) {
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
+    if (!ok) {
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_cert_cb(ctx, on_cert, bd);
+    SSL_CTX_set_alpn_select_cb(ctx, on_alpn, bd);
+    return ctx;
+}
+
+/* ---------------------------------------------------------------- server */
+typedef struct bind_tls {
+    SSL_CTX *ctx;             /* under the server's lock; NULL: a plain bind */
+    ms_tls_material *own;     /* tls = { cert, key } or self-signed; NULL: the global certificates */
+    char *self_path;          /* self-signed */
+    char fingerprint[MS_TLS_FINGERPRINT_LEN];
+    bool generated;
+} bind_tls;
+
+struct ms_tls_server {
+    const ms_manifest *m;
+    pthread_mutex_t lock;     /* binds[*].ctx */
+    bind_tls *binds;
+    size_t nbinds;
+    ms_tls_material **global; /* one per m->global.tls_certs */
+    size_t nglobal;
+    tls_shared *sh;
+};
+
+/* "[mothership.tls]", "[[mothership.tls.certs]] #2", "bind \"admin\": tls" */
+static void cert_label(const ms_manifest *m, size_t global_idx, const ms_bind *b, char *out, size_t cap)
+{
+    if (b)
+        snprintf(out, cap, "bind \"%s\": tls", b->name);
+    else if (global_idx == 0 && m->global.tls_cert)
+        snprintf(out, cap, "[mothership.tls]");
+    else
+        snprintf(out, cap, "[[mothership.tls.certs]] #%zu", global_idx + (m->global.tls_cert ? 0 : 1));
+}
+
+static ms_tls_material *load_one(const ms_tls_cert *tc, char *why, size_t why_len)
+{
+    ms_tls_at at;
+    return ms_tls_material_load(tc->cert, tc->key, &tc->hosts, time(NULL), &at, why, why_len);
+}
+
+/* A context for bind i from the current material; NULL: out of memory. */
+static SSL_CTX *ctx_for(ms_tls_server *s, size_t i)
+{
+    const ms_bind *b = &s->m->global.binds[i];
+    if (s->binds[i].own)
+        return make_ctx(&s->m->global, s->sh, b->h2, &s->binds[i].own, 1);
+    return make_ctx(&s->m->global, s->sh, b->h2, s->global, s->nglobal);
+}
+
+ms_tls_server *ms_tls_server_new(const ms_manifest *m, char *why, size_t why_len)
+{
+    const ms_global *g = &m->global;
+    ms_tls_server *s = calloc(1, sizeof *s);
+    tls_shared *sh = calloc(1, sizeof *sh);
+    if (!s || !sh) {
+        free(s);
+        free(sh);
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    s->m = m;
+    pthread_mutex_init(&s->lock, NULL);
+    sh->refs = 1;
+    pthread_mutex_init(&sh->lock, NULL);
+    sh->rotation_s = g->tls_ticket_rotation_ms / 1000 ? g->tls_ticket_rotation_ms / 1000 : 1;
+    s->sh = sh;
+    s->nbinds = g->nbinds;
+    s->binds = calloc(g->nbinds ? g->nbinds : 1, sizeof *s->binds);
+    s->global = calloc(g->ntls_certs ? g->ntls_certs : 1, sizeof *s->global);
+    if (!s->binds || !s->global) {
+        snprintf(why, why_len, "out of memory");
+        goto fail;
+    }
+    bool any_global = false;
+    for (size_t i = 0; i < g->nbinds; i++)
+        any_global |= g->binds[i].tls && !g->binds[i].self_signed && !g->binds[i].cert;
+    char reason[700], label[96];
+    /* the global certificates only when a bind uses them */
+    for (size_t i = 0; any_global && i < g->ntls_certs; i++) {
+        s->global[i] = load_one(&g->tls_certs[i], reason, sizeof reason);
+        if (!s->global[i]) {
+            cert_label(m, i, NULL, label, sizeof label);
+            snprintf(why, why_len, "%s: %s", label, reason);
+            goto fail;
+        }
+        s->nglobal++;
+    }
+    char *state = NULL;
+    for (size_t i = 0; i < g->nbinds; i++) {
+        const ms_bind *b = &g->binds[i];
+        bind_tls *bt = &s->binds[i];
+        if (!b->tls)
+            continue;
+        if (b->cert) {
+            bt->own = load_one(b->cert, reason, sizeof reason);
+            if (!bt->own) {
+                cert_label(m, 0, b, label, sizeof label);
+                snprintf(why, why_len, "%s: %s", label, reason);
+                goto fail_state;
+            }
+        } else if (b->self_signed) {
+            if (!state && !(state = ms_tls_state_dir(m))) {
+                snprintf(why, why_len, "out of memory");
+                goto fail_state;
+            }
+            char path[4200];
+            bt->own = ms_tls_self_signed(state, b->name, b->addr.kind == MS_ADDR_TCP ? b->addr.host : NULL,
+                                         time(NULL), &bt->generated, path, sizeof path, reason, sizeof reason);
+            if (!bt->own) {
+                snprintf(why, why_len, "bind \"%s\": tls = \"self-signed\": %s", b->name, reason);
+                goto fail_state;
+            }
+            bt->self_path = strdup(path);
+            if (!bt->self_path || !ms_tls_fingerprint(bt->own->leaf, bt->fingerprint)) {
+                snprintf(why, why_len, "out of memory");
+                goto fail_state;
+            }
+        } else if (s->nglobal == 0) {
+            snprintf(why, why_len, "bind \"%s\" terminates TLS but there is no certificate", b->name);
+            goto fail_state;
+        }
+        bt->ctx = ctx_for(s, i);
+        if (!bt->ctx) {
+            snprintf(why, why_len, "bind \"%s\": cannot set up TLS (OpenSSL failed or out of memory)", b->name);
+            goto fail_state;
+        }
+    }
+    free(state);
+    return s;
+fail_state:
+    free(state);
+fail:
+    ms_tls_server_free(s);
+    return NULL;
+}
+
+SSL *ms_tls_server_ssl(ms_tls_server *s, size_t bind_idx)
+{
+    if (bind_idx >= s->nbinds)
+        return NULL;
+    pthread_mutex_lock(&s->lock);
+    SSL_CTX *ctx = s->binds[bind_idx].ctx;
+    if (ctx)
+        SSL_CTX_up_ref(ctx);
+    pthread_mutex_unlock(&s->lock);
+    if (!ctx)
+        return NULL;
+    SSL *ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* the SSL holds its own reference */
+    return ssl;
+}
+
+void ms_tls_server_set_h2(ms_tls_server *s, bool served)
+{
+    __atomic_store_n(&s->sh->h2_served, served, __ATOMIC_RELEASE);
+}
+
+void ms_tls_server_rotate_tickets(ms_tls_server *s)
+{
+    pthread_mutex_lock(&s->sh->lock);
+    (void)new_ticket_key(s->sh); /* a failure keeps the current key: still safe */
+    pthread_mutex_unlock(&s->sh->lock);
+}
+
+static void notef(ms_tls_note_fn *note, void *arg, bool error, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void notef(ms_tls_note_fn *note, void *arg, bool error, const char *fmt, ...)
+{
+    if (!note)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    note(arg, error, line);
+}
+
+bool ms_tls_server_reload(ms_tls_server *s, ms_tls_note_fn *note, void *arg)
+{
+    const ms_manifest *m = s->m;
+    const ms_global *g = &m->global;
+    bool all = true;
+    size_t loaded = 0;
+    char reason[700], label[96];
+    for (size_t i = 0; i < s->nglobal; i++) {
+        ms_tls_material *mt = load_one(&g->tls_certs[i], reason, sizeof reason);
+        if (!mt) {
+            cert_label(m, i, NULL, label, sizeof label);
+            notef(note, arg, true, "%s: %s: keeping the certificate loaded before", label, reason);
+            all = false;
+            continue;
+        }
+        ms_tls_material_unref(s->global[i]);
+        s->global[i] = mt;
+        loaded++;
+    }
+    for (size_t i = 0; i < s->nbinds; i++) {
+        const ms_bind *b = &g->binds[i];
+        if (!b->cert || !s->binds[i].own)
+            continue;
+        ms_tls_material *mt = load_one(b->cert, reason, sizeof reason);
+        if (!mt) {
+            cert_label(m, 0, b, label, sizeof label);
+            notef(note, arg, true, "%s: %s: keeping the certificate loaded before", label, reason);
+            all = false;
+            continue;
+        }
+        ms_tls_material_unref(s->binds[i].own);
+        s->binds[i].own = mt;
+        loaded++;
+    }
+    size_t swapped = 0;
+    for (size_t i = 0; i < s->nbinds; i++) {
+        if (!s->binds[i].ctx)
+            continue;
+        SSL_CTX *nctx = ctx_for(s, i);
+        if (!nctx) {
+            notef(note, arg, true, "bind \"%s\": cannot set up TLS (OpenSSL failed or out of memory): "
+                  "keeping the certificates loaded before", g->binds[i].name);
+            all = false;
+            continue;
+        }
+        pthread_mutex_lock(&s->lock);
+        SSL_CTX *old = s->binds[i].ctx;
+        s->binds[i].ctx = nctx;
+        pthread_mutex_unlock(&s->lock);
+        SSL_CTX_free(old);
+        swapped++;
+    }
+    notef(note, arg, !all, "TLS certificates reloaded: %zu file pair%s read again, %zu bind%s swapped for new "
+          "handshakes%s", loaded, loaded == 1 ? "" : "s", swapped, swapped == 1 ? "" : "s",
+          all ? "" : " (with the problems above)");
+    return all;
+}
+
+bool ms_tls_server_self_signed_info(const ms_tls_server *s, size_t bind_idx, const char **cert_path,
+                                    const char **fingerprint, bool *generated)
+{
+    if (bind_idx >= s->nbinds || !s->binds[bind_idx].self_path)
+        return false;
+    *cert_path = s->binds[bind_idx].self_path;
+    *fingerprint = s->binds[bind_idx].fingerprint;
+    *generated = s->binds[bind_idx].generated;
+    return true;
+}
+
+void ms_tls_server_free(ms_tls_server *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; s->binds && i < s->nbinds; i++) {
+        SSL_CTX_free(s->binds[i].ctx);
+        ms_tls_material_unref(s->binds[i].own);
+        free(s->binds[i].self_path);
+    }
+    free(s->binds);
+    for (size_t i = 0; i < s->nglobal; i++)
+        ms_tls_material_unref(s->global[i]);
+    free(s->global);
+    shared_unref(s->sh);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
