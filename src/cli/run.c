@@ -16,8 +16,8 @@
 #include "fleet/fleet_metrics.h"
 #include "dock/link.h"
 #include "http/dataplane.h"
-#include "http/tls_standin.h"
 #include "metrics/server.h"
+#include "tls/tls.h"
 #include "tui/tui.h"
 #include "uplink/uplink.h"
 
@@ -31,7 +31,7 @@ typedef struct run_ctx {
     ms_route_table *routes;
     ms_payload_set *payloads;
     ms_dataplane *dp;
-    ms_tls_server *tls;                  /* certificates of TLS binds, or NULL */
+    ms_tls_server *tls;                  /* the TLS binds' contexts; NULL without TLS binds */
     ms_hub *hub;                         /* bays: queues between workers and docking links */
     ms_docks *docks;
     ms_metrics_server *metrics;
@@ -168,6 +168,44 @@ static void abort_launch(run_ctx *c, const char *what, const char *why)
     }
 }
 
+static void on_tls_note(void *arg, bool error, const char *text)
+{
+    run_ctx *c = arg;
+    ms_log_event(c->log, error ? MS_ERROR : MS_INFO, NULL, "tls_reload", "%s", text);
+}
+
+static void on_hup(void *arg)
+{
+    run_ctx *c = arg;
+    ms_tls_server_reload(c->tls, on_tls_note, c);
+}
+
+/* The TLS binds' certificates, loaded and checked once for every worker
+ * (the data plane makes each connection's SSL from c->tls); SIGHUP reloads
+ * them. Self-signed binds say where their certificate is and its
+ * fingerprint, for a client to pin or trust. */
+static bool start_tls(run_ctx *c, char *why, size_t why_len)
+{
+    const ms_global *g = &c->m->global;
+    bool any = false;
+    for (size_t b = 0; b < g->nbinds; b++)
+        any |= g->binds[b].tls;
+    if (!any)
+        return true;
+    c->tls = ms_tls_server_new(c->m, why, why_len);
+    if (!c->tls)
+        return false;
+    for (size_t b = 0; b < g->nbinds; b++) {
+        const char *path, *fp;
+        bool generated;
+        if (ms_tls_server_self_signed_info(c->tls, b, &path, &fp, &generated))
+            ms_log_event(c->log, MS_INFO, NULL, "self_signed", "bind \"%s\": %s self-signed certificate %s, "
+                         "SHA-256 fingerprint %s", g->binds[b].name, generated ? "generated" : "reusing", path, fp);
+    }
+    ms_run_signals_on_hup(c->ignored, on_hup, c);
+    return true;
+}
+
 static void launch(run_ctx *c)
 {
     close_early_signals(c);
@@ -197,20 +235,14 @@ static void launch(run_ctx *c)
                 return;
             }
         }
+        if (!start_tls(c, why, sizeof why)) {
+            abort_launch(c, "cannot set up TLS", why);
+            return;
+        }
         cfg.routes = c->routes;
         cfg.payloads = c->payloads;
         cfg.hub = c->hub;
-        bool any_tls = false;
-        for (size_t b = 0; b < c->m->global.nbinds; b++)
-            any_tls |= c->m->global.binds[b].tls;
-        if (any_tls) {
-            c->tls = ms_tls_server_new(c->m, why, sizeof why);
-            if (!c->tls) {
-                abort_launch(c, "cannot load the TLS certificates", why);
-                return;
-            }
-            cfg.tls = c->tls;
-        }
+        cfg.tls = c->tls;
         c->dp = ms_dataplane_start(c->loop, &cfg, why, sizeof why);
         if (!c->dp) {
             abort_launch(c, "cannot start the data plane", why);

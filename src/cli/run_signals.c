@@ -1,4 +1,5 @@
-/* run_signals.c: the signals `mothership run` ignores (see run_signals.h). */
+/* run_signals.c: the signals `mothership run` ignores, and SIGHUP's reload
+ * (see run_signals.h). */
 #include "cli/run_signals.h"
 
 #include <assert.h>
@@ -19,6 +20,8 @@ struct ms_run_signals {
     caught *sigs;
     size_t n;
     size_t open;              /* handles not closed yet */
+    void (*on_hup)(void *arg);
+    void *on_hup_arg;
 };
 
 /* Ignored and logged once each; SIGRTMIN..SIGRTMAX are added at run time. */
@@ -62,7 +65,10 @@ static void on_signal(uv_signal_t *h, int signum)
     caught *c = h->data;
     char name[32];
     signal_name(signum, name, sizeof name);
-    if (signum == SIGHUP) {
+    if (signum == SIGHUP && c->owner->on_hup) {
+        ms_log_event(c->owner->log, MS_INFO, NULL, "signal", "received %s: reloading the TLS certificates", name);
+        c->owner->on_hup(c->owner->on_hup_arg);
+    } else if (signum == SIGHUP) {
         ms_log_event(c->owner->log, MS_INFO, NULL, "signal", "received %s: reload is not supported yet: ignored", name);
     } else if (signum == SIGUSR1) {
         ms_log_event(c->owner->log, MS_INFO, NULL, "signal",
@@ -133,6 +139,14 @@ ms_run_signals *ms_run_signals_start(uv_loop_t *loop, ms_log *log)
         return NULL;
     }
     return s;
+}
+
+void ms_run_signals_on_hup(ms_run_signals *s, void (*fn)(void *arg), void *arg)
+{
+    if (!s)
+        return;
+    s->on_hup = fn;
+    s->on_hup_arg = arg;
 }
 
 void ms_run_signals_close(ms_run_signals *s)

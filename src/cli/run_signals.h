@@ -1,6 +1,8 @@
 /* run_signals.h: the signals `mothership run` neither stops on nor leaves at
- * their default (the table is in docs/cli.md). SIGHUP and SIGUSR1 are logged
- * and ignored each time (reload and phased restart do not exist yet);
+ * their default (the table is in docs/cli.md). SIGHUP reloads what was
+ * registered with ms_run_signals_on_hup (the TLS certificates), else it is
+ * logged and ignored; SIGUSR1 is logged and ignored each time (phased
+ * restart does not exist yet);
  * SIGUSR2, SIGALRM, SIGPWR, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGXCPU,
  * SIGXFSZ and SIGRTMIN..SIGRTMAX are ignored, each logged the first time it
  * comes. SIGTERM, SIGINT and SIGQUIT (stop) belong to the fleet, and to
@@ -22,6 +24,10 @@ typedef struct ms_run_signals ms_run_signals;
 /* Catch them all on loop (the handles do not keep the loop alive). NULL when
  * out of memory or a handler cannot be installed (nothing is left caught). */
 ms_run_signals *ms_run_signals_start(uv_loop_t *loop, ms_log *log);
+
+/* On each SIGHUP, log it and call fn(arg) on the loop (NULL fn: log and
+ * ignore). */
+void ms_run_signals_on_hup(ms_run_signals *s, void (*fn)(void *arg), void *arg);
 
 /* Once no process will be started any more: close the handles (freed when
  * the loop has run their close callbacks) and ignore those signals until

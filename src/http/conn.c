@@ -25,7 +25,7 @@
 #include "http/framing.h"
 #include "http/http_impl.h"
 #include "http/reqpath.h"
-#include "http/tls_standin.h"
+#include "tls/tls.h"
 #include "util/pattern.h"
 
 static const http_parser_settings *req_settings(void);

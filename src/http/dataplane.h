@@ -29,7 +29,7 @@ typedef struct ms_dp_config {
     unsigned workers;    /* 0: one per CPU */
     ms_hub *hub;         /* bays' docking links, with ms_dataplane_worker_count() workers; NULL: none */
     bool inline_worker;  /* tests and fuzzing: one worker, no listeners, no thread */
-    struct ms_tls_server *tls; /* SSL objects for binds with tls (tls_standin.h); NULL: no TLS bind */
+    struct ms_tls_server *tls; /* SSL objects for binds with tls (tls/tls.h); NULL: no TLS bind */
 } ms_dp_config;
 
 /* How many workers a configuration runs (cfg->workers, 0 = CPUs). */

@@ -25,7 +25,7 @@
 #include <openssl/x509.h>
 
 #include "http/dataplane.h"
-#include "http/tls_standin.h"
+#include "tls/tls.h"
 #include "inline_client.h"
 #include "router/table.h"
 
