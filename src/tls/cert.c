@@ -232,7 +232,7 @@ ms_tls_material *ms_tls_material_from(X509 *leaf, STACK_OF(X509) *chain, EVP_PKE
             char a[160], b[160];
             subject_text(prev, a, sizeof a);
             subject_text(next, b, sizeof b);
-            snprintf(why, why_len, "the chain is out of order: certificate %d (%s) did not issue certificate %d "
+            snprintf(why, why_len, "has its chain out of order: certificate %d (%s) did not issue certificate %d "
                      "(%s); write the leaf first, then each issuer", i + 2, b, i + 1, a);
             return NULL;
         }
