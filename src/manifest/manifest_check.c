@@ -463,8 +463,10 @@ static void check_statics_and_files(ld_ctx *c)
         for (size_t i = g->tls_cert ? 1 : 0; i < g->ntls_certs; i++) {
             char who[64];
             snprintf(who, sizeof who, "[[mothership.tls.certs]] #%zu", i + (g->tls_cert ? 0 : 1));
-            check_file(c, g->tls_certs[i].cert_pos, who, "cert", g->tls_certs[i].cert);
-            check_file(c, g->tls_certs[i].key_pos, who, "key", g->tls_certs[i].key);
+            if (g->tls_certs[i].cert) /* else already reported missing */
+                check_file(c, g->tls_certs[i].cert_pos, who, "cert", g->tls_certs[i].cert);
+            if (g->tls_certs[i].key)
+                check_file(c, g->tls_certs[i].key_pos, who, "key", g->tls_certs[i].key);
         }
     }
     for (size_t i = 0; i < g->nbinds; i++) {
