@@ -12,6 +12,7 @@
 #include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,7 @@ typedef struct tls_shared {
     pthread_mutex_t lock;     /* the ticket keys */
     ticket_key cur, prev;
     uint64_t rotation_s;
-    _Atomic bool h2_served;
+    atomic_bool h2_served;    /* set by the data plane, read by every handshake */
 } tls_shared;
 
 static tls_shared *shared_ref(tls_shared *sh)
@@ -169,7 +170,7 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, c
     (void)ssl;
     const bind_data *bd = arg;
     const unsigned char *p;
-    if (bd->h2 && __atomic_load_n(&bd->sh->h2_served, __ATOMIC_ACQUIRE) && (p = offered(in, inlen, "h2"))) {
+    if (bd->h2 && atomic_load_explicit(&bd->sh->h2_served, memory_order_acquire) && (p = offered(in, inlen, "h2"))) {
         *out = p;
         *outlen = 2;
         return SSL_TLSEXT_ERR_OK;
@@ -439,7 +440,7 @@ SSL *ms_tls_server_ssl(ms_tls_server *s, size_t bind_idx)
 
 void ms_tls_server_set_h2(ms_tls_server *s, bool served)
 {
-    __atomic_store_n(&s->sh->h2_served, served, __ATOMIC_RELEASE);
+    atomic_store_explicit(&s->sh->h2_served, served, memory_order_release);
 }
 
 void ms_tls_server_rotate_tickets(ms_tls_server *s)
