@@ -399,6 +399,74 @@ static void test_healthcheck_protocols(void **state)
                  4, 42, "ship \"a\": \"port\" must be from 1 to 65535, not 0");
 }
 
+/* The TLS keys as the data plane reads them from ms_bind and ms_global
+ * (file contents are tls/'s to check: any readable file passes here). */
+static void test_tls_keys(void **state)
+{
+    (void)state;
+    ms_diags d;
+    ms_manifest *m = load("[mothership]\nstate_dir = \"/var/lib/ms\"\n"
+                          "[mothership.bind]\n"
+                          "https = \"0.0.0.0:8443\"\n"
+                          "dev = { address = \"127.0.0.1:9443\", tls = \"self-signed\", h2 = false }\n"
+                          "own = { address = \"127.0.0.1:9444\", tls = { cert = \"/etc/passwd\", "
+                          "key = \"/etc/passwd\", hosts = [\"Own.Example\"] } }\n"
+                          "http = { address = \"0.0.0.0:8080\", h2c = true, redirect_to_https = true }\n"
+                          "off = { address = \"127.0.0.1:9445\", tls = false }\n"
+                          "[mothership.tls]\ncert = \"/etc/passwd\"\nkey = \"/etc/group\"\n"
+                          "ticket_key_rotation = \"30m\"\n"
+                          "[[mothership.tls.certs]]\ncert = \"/etc/group\"\nkey = \"/etc/passwd\"\n"
+                          "hosts = [\"*.Example.com\", \"example.com\"]\n", &d);
+    if (!m)
+        for (size_t i = 0; i < d.len; i++)
+            fprintf(stderr, "  %d:%d: %s\n", d.items[i].line, d.items[i].col, d.items[i].msg);
+    assert_non_null(m);
+    const ms_global *g = &m->global;
+    assert_int_equal(g->nbinds, 5);
+    const ms_bind *https = &g->binds[0], *dev = &g->binds[1], *own = &g->binds[2], *http = &g->binds[3],
+                  *off = &g->binds[4];
+    assert_true(https->tls && https->h2 && !https->self_signed && !https->h2c && !https->cert);
+    assert_true(dev->tls && dev->self_signed && !dev->h2);
+    assert_true(own->tls && own->h2 && own->cert);
+    assert_string_equal(own->cert->cert, "/etc/passwd");
+    assert_int_equal(own->cert->hosts.len, 1);
+    assert_string_equal(own->cert->hosts.items[0], "own.example");
+    assert_true(!http->tls && !http->h2 && http->h2c && http->redirect_to_https);
+    assert_true(!off->tls && !off->h2 && !off->h2c);
+    /* the default certificate first, then [[mothership.tls.certs]] */
+    assert_int_equal(g->ntls_certs, 2);
+    assert_string_equal(g->tls_certs[0].cert, "/etc/passwd");
+    assert_string_equal(g->tls_certs[0].key, "/etc/group");
+    assert_int_equal(g->tls_certs[0].hosts.len, 0);
+    assert_string_equal(g->tls_certs[1].cert, "/etc/group");
+    assert_int_equal(g->tls_certs[1].hosts.len, 2);
+    assert_string_equal(g->tls_certs[1].hosts.items[0], "*.example.com");
+    assert_true(g->tls_session_tickets);
+    assert_int_equal(g->tls_ticket_rotation_ms, 30 * 60 * 1000);
+    assert_string_equal(g->state_dir, "/var/lib/ms");
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+
+    /* defaults without [mothership.tls]; certificates only in the array */
+    m = load("[mothership.tls]\n[[mothership.tls.certs]]\ncert = \"/etc/passwd\"\nkey = \"/etc/passwd\"\n", &d);
+    assert_non_null(m);
+    assert_null(m->global.tls_cert);
+    assert_int_equal(m->global.ntls_certs, 1);
+    assert_true(m->global.tls_session_tickets);
+    assert_int_equal(m->global.tls_ticket_rotation_ms, 12 * 3600 * 1000);
+    assert_null(m->global.state_dir);
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+
+    expect_error("[mothership.bind]\nweb = { address = \"127.0.0.1:8443\", tls = \"self-signd\" }\n", 2, 43,
+                 "bind \"web\": \"tls\" must be true, false, \"self-signed\" or a table { cert, key, hosts }, "
+                 "not \"self-signd\"");
+    expect_error("[mothership.bind]\nweb = { address = \"127.0.0.1:8443\", tls = { cert = \"/etc/passwd\" } }\n",
+                 2, 43, "bind \"web\": missing required key \"key\"");
+    expect_error("[mothership.bind]\nweb = { address = \"127.0.0.1:8443\", tls = { crt = \"a\", key = \"b\" } }\n",
+                 2, 45, "bind \"web\": unknown key \"crt\" (did you mean \"cert\"?)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_strutil),
         cmocka_unit_test(test_diags_sorted_and_bounded),
         cmocka_unit_test(test_healthcheck_protocols),
+        cmocka_unit_test(test_tls_keys),
     };
     return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
 }
