@@ -62,6 +62,20 @@ static void set_timer(ms_conn *c, uint64_t ms, uv_timer_cb cb)
         uv_timer_stop(&c->timer);
 }
 
+/* ---------------------------------------------------------------- the handler */
+/* The handler's operations, where it has them (handler.h). */
+static void handler_abort(ms_conn *c)
+{
+    if (c->handler && c->handler->abort)
+        c->handler->abort(c);
+}
+
+static void handler_drained(ms_conn *c)
+{
+    if (c->handler && c->handler->drained)
+        c->handler->drained(c);
+}
+
 /* ---------------------------------------------------------------- closing */
 static void conn_free_if_done(ms_conn *c);
 
@@ -127,7 +141,7 @@ void ms_conn_close(ms_conn *c)
     c->state = MS_C_CLOSING;
     if (c->up)
         ms_proxy_abort(c);
-    ms_static_abort(c);
+    handler_abort(c);
     c->reading = false;
     if (c->x)
         ms_xport_close(c->x); /* on_xport_closed follows */
@@ -390,7 +404,8 @@ void ms_conn_respond_error_with(ms_conn *c, int status, const char *detail, cons
     if (c->state == MS_C_CLOSING)
         return;
     bool close = !c->head_done || status == 400 || status == 408 || status == 413 || status == 414 ||
-                 status == 431 || status == 505 || !c->keep_alive || (!c->req_done && c->has_body);
+                 status == 431 || status == 505 || !c->keep_alive || c->close_after_write ||
+                 (!c->req_done && c->has_body);
     if (!c->reqid_len)
         ms_conn_make_reqid(c);
     char body[768];
@@ -712,43 +727,6 @@ size_t ms_conn_payload_headers(ms_conn *c)
     return c->nhdr;
 }
 
-/* A payload answered the request itself. */
-static void respond_block(ms_conn *c, const ms_payload_result *r)
-{
-    bool has_type = false;
-    char head[8192];
-    size_t hl = 0;
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: mothership\r\n%.*s", r->block_status,
-                     reason(r->block_status), (int)c->w->date_len, c->w->date);
-    hl = (size_t)n;
-    for (size_t i = 0; i < r->nblock_headers && hl < sizeof head - 600; i++) {
-        const ms_payload_header *h = &r->block_headers[i];
-        if (h->name.len == 12 && strncasecmp(h->name.ptr, "content-type", 12) == 0)
-            has_type = true;
-        n = snprintf(head + hl, sizeof head - hl, "%.*s: %.*s\r\n", (int)h->name.len, h->name.ptr,
-                     (int)h->value.len, h->value.ptr);
-        if (n < 0 || (size_t)n >= sizeof head - hl)
-            break;
-        hl += (size_t)n;
-    }
-    bool close = !c->keep_alive || (!c->req_done && c->has_body);
-    n = snprintf(head + hl, sizeof head - hl, "%sContent-Length: %zu\r\nX-Request-Id: %.*s\r\n%s\r\n",
-                 has_type ? "" : "Content-Type: text/plain; charset=utf-8\r\n", r->block_body.len,
-                 (int)c->reqid_len, c->reqid, close ? "Connection: close\r\n" : "");
-    if (n > 0 && (size_t)n < sizeof head - hl)
-        hl += (size_t)n;
-    c->state = MS_C_RESPONDED;
-    c->close_after_write = close;
-    c->linger = close;
-    ms_conn_cork(c);
-    ms_conn_write(c, head, hl, true);
-    if (!c->is_head_method)
-        ms_conn_write(c, r->block_body.ptr, r->block_body.len, true);
-    ms_conn_record(c, r->block_status);
-    ms_conn_uncork(c);
-    ms_conn_response_done(c);
-}
-
 /* Request-phase payloads whose patterns match the path, in manifest order.
  * Returns false when the request has been answered (blocked or failed). */
 static bool run_request_payloads(ms_conn *c, const char *path, size_t plen, const char *query, size_t qlen)
@@ -787,7 +765,8 @@ static bool run_request_payloads(ms_conn *c, const char *path, size_t plen, cons
             return false;
         }
         if (res->blocked) {
-            respond_block(c, res);
+            c->handler = &ms_handler_block; /* the payload's own answer */
+            c->handler->start(c, NULL);
             return false;
         }
     }
@@ -886,9 +865,13 @@ static void dispatch(ms_conn *c)
         for (size_t i = 0; i < rb->nstatics; i++) {
             if (!ms_static_prefix_covers(rb->statics[i]->prefix, path, plen))
                 continue;
-            if (ms_static_try(c, rb->statics[i], w->static_fd[c->bind_idx][i], w->static_slot[c->bind_idx][i], path,
-                              plen))
+            const ms_handler_arg arg = { rb->statics[i], w->static_fd[c->bind_idx][i], path, plen };
+            c->handler = &ms_handler_static;
+            c->slot = w->static_slot[c->bind_idx][i];
+            if (c->handler->start(c, &arg))
                 return;
+            c->handler = NULL; /* no such file: on to the next dir, then the routes */
+            c->slot = w->nomatch_slot[c->bind_idx];
         }
     }
     /* 2. request-phase payloads, in manifest order; they may answer, or
@@ -1325,7 +1308,7 @@ void ms_conn_client_drained(ms_conn *c)
     if (c->state == MS_C_PROXY || c->state == MS_C_TUNNEL)
         ms_proxy_client_drained(c);
     if (c->state == MS_C_STATIC)
-        ms_static_continue(c);
+        handler_drained(c);
     if (c->state == MS_C_WEBSOCKET) {
         ms_ws_drained(c);
         return;
@@ -1378,6 +1361,7 @@ static void start_next_request(ms_conn *c)
     ms_bodybuf_free(&c->body);
     c->body_buffered = false;
     c->route = NULL;
+    c->handler = NULL;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     if (rest == 0 && c->buf) {
@@ -1588,4 +1572,60 @@ void ms_conn_drain_end(ms_conn *c)
         return;
     }
     ms_conn_close(c);
+}
+
+/* ---------------------------------------------------------------- events from handlers */
+/* The transitions a handler asks for (handler.h); no handler writes the
+ * session's state itself. */
+void ms_conn_end_after_response(ms_conn *c, bool linger)
+{
+    c->close_after_write = true;
+    c->linger = linger;
+}
+
+void ms_conn_responded(ms_conn *c)
+{
+    if (c->state == MS_C_CLOSING)
+        return;
+    c->state = MS_C_RESPONDED;
+    ms_conn_response_done(c);
+}
+
+void ms_conn_response_streaming(ms_conn *c)
+{
+    assert(c->state == MS_C_HEAD && c->handler && c->handler->drained);
+    c->state = MS_C_STATIC;
+}
+
+void ms_conn_record_ahead(ms_conn *c, int status, uint64_t body_bytes)
+{
+    uint64_t out = c->bytes_out;
+    c->bytes_out += body_bytes;
+    ms_conn_record(c, status);
+    c->bytes_out = out;
+}
+
+bool ms_conn_is_closing(const ms_conn *c)
+{
+    return c->state == MS_C_CLOSING;
+}
+
+uint64_t ms_conn_write_pending(const ms_conn *c)
+{
+    return c->write_pending;
+}
+
+bool ms_conn_writing(const ms_conn *c)
+{
+    return c->writes_in_flight > 0;
+}
+
+int ms_conn_socket_fd(const ms_conn *c)
+{
+    return c->x && c->state != MS_C_CLOSING ? ms_xport_fileno(c->x) : -1;
+}
+
+void ms_conn_sent_around(ms_conn *c, uint64_t n)
+{
+    c->bytes_out += n;
 }

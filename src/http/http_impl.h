@@ -14,6 +14,7 @@
 #include "http/compress.h"
 #include "http/dataplane.h"
 #include "http/framing.h"
+#include "http/handler.h"
 #include "http/transport.h"
 #include "payload/payload.h"
 #include "util/idmap.h"
@@ -178,6 +179,7 @@ struct ms_conn {
     ms_conn *prev, *next;
     uint32_t bind_idx;
     ms_conn_state state;
+    const ms_handler *handler;     /* answering the current request (chosen by dispatch), or NULL */
     http_parser parser;
     int handles_open;
 
@@ -329,11 +331,6 @@ void ms_conn_drain_end(ms_conn *c);
  * transport on which ALPN chose "h2"; false: it did not (x is the caller's
  * still). */
 bool ms_h2_start(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure);
-
-/* static_send.c */
-bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t slot, const char *path, size_t plen);
-void ms_static_abort(ms_conn *c);
-void ms_static_continue(ms_conn *c);
 
 /* conn.c: payloads */
 size_t ms_conn_payload_headers(ms_conn *c);

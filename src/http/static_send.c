@@ -15,6 +15,7 @@
 #include <sys/sendfile.h>
 #include <unistd.h>
 
+#include "http/handler.h"
 #include "http/http_impl.h"
 #include "http/static.h"
 
@@ -22,6 +23,13 @@
 #define STATIC_INLINE 32768   /* files up to this go out with their head in one write (one TCP segment) */
 
 static void file_done(ms_conn *c);
+static void static_continue(ms_conn *c);
+
+/* A file is being sent on this connection. */
+static bool sending(const ms_conn *c)
+{
+    return c->file_fd >= 0 && !ms_conn_is_closing(c);
+}
 
 /* Copy a header value into a NUL-terminated buffer (NULL when absent). */
 static const char *hval(const ms_conn *c, const char *name, char *buf, size_t cap)
@@ -74,7 +82,7 @@ static void on_writable(uv_poll_t *p, int status, int events)
         ms_conn_close(fp->c);
         return;
     }
-    ms_static_continue(fp->c);
+    static_continue(fp->c);
 }
 
 /* Arrange to be called when the socket is writable; false if we cannot. */
@@ -99,7 +107,7 @@ static bool wait_writable(ms_conn *c, int sock)
     return uv_poll_start(&fp->poll, UV_WRITABLE, on_writable) == 0;
 }
 
-void ms_static_abort(ms_conn *c)
+static void static_abort(ms_conn *c)
 {
     drop_poll(c);
     if (c->file_fd >= 0) {
@@ -141,7 +149,7 @@ static void continue_compressed(ms_conn *c)
         return;
     }
     ms_conn_cork(c);
-    while (c->file_left > 0 && c->write_pending <= MS_WRITE_HIGH && c->state == MS_C_STATIC) {
+    while (c->file_left > 0 && ms_conn_write_pending(c) <= MS_WRITE_HIGH && sending(c)) {
         size_t take = c->file_left < STATIC_CHUNK ? (size_t)c->file_left : STATIC_CHUNK;
         ssize_t r = pread(c->file_fd, c->file_chunk, take, (off_t)c->file_off);
         if (r <= 0) {
@@ -160,30 +168,29 @@ static void continue_compressed(ms_conn *c)
         ms_conn_uncork(c);
         ms_conn_cork(c);
     }
-    if (c->file_left == 0 && c->state == MS_C_STATIC && c->file_chunked)
+    if (c->file_left == 0 && sending(c) && c->file_chunked)
         ms_conn_write(c, "0\r\n\r\n", 5, false);
     ms_conn_uncork(c);
-    if (c->file_left == 0 && c->state == MS_C_STATIC)
+    if (c->file_left == 0 && sending(c))
         file_done(c);
 }
 
 static void file_done(ms_conn *c)
 {
-    ms_static_abort(c);
-    c->state = MS_C_RESPONDED;
-    ms_conn_response_done(c);
+    static_abort(c);
+    ms_conn_responded(c);
 }
 
 /* No socket to sendfile(2) to: read a chunk at a time and write it,
  * pausing while the transport's queue is above the high-water mark
- * (ms_conn_client_drained brings us back). */
+ * (the drained operation brings us back). */
 static void continue_buffered(ms_conn *c)
 {
     if (!c->file_chunk && !(c->file_chunk = malloc(STATIC_CHUNK))) {
         ms_conn_close(c);
         return;
     }
-    while (c->file_left > 0 && c->write_pending <= MS_WRITE_HIGH && c->state == MS_C_STATIC) {
+    while (c->file_left > 0 && ms_conn_write_pending(c) <= MS_WRITE_HIGH && sending(c)) {
         size_t take = c->file_left < STATIC_CHUNK ? (size_t)c->file_left : STATIC_CHUNK;
         ssize_t r = pread(c->file_fd, c->file_chunk, take, (off_t)c->file_off);
         if (r <= 0) {
@@ -194,26 +201,26 @@ static void continue_buffered(ms_conn *c)
         c->file_left -= (uint64_t)r;
         ms_conn_write(c, c->file_chunk, (size_t)r, false); /* the transport copies what it keeps */
     }
-    if (c->file_left == 0 && c->state == MS_C_STATIC)
+    if (c->file_left == 0 && sending(c))
         file_done(c);
 }
 
 /* Send as much of the file as the socket takes; when it is full, queue one
  * buffered chunk and come back when it has drained. */
-void ms_static_continue(ms_conn *c)
+static void static_continue(ms_conn *c)
 {
-    if (c->state != MS_C_STATIC)
+    if (!sending(c))
         return;
     if (c->file_comp) {
-        if (c->write_pending <= MS_WRITE_HIGH)
+        if (ms_conn_write_pending(c) <= MS_WRITE_HIGH)
             continue_compressed(c);
         return;
     }
-    if (c->writes_in_flight > 0)
+    if (ms_conn_writing(c))
         return;
-    int sock = c->x ? ms_xport_fileno(c->x) : -1;
+    int sock = ms_conn_socket_fd(c);
     if (sock < 0) {
-        if (c->write_pending <= MS_WRITE_HIGH)
+        if (ms_conn_write_pending(c) <= MS_WRITE_HIGH)
             continue_buffered(c);
         return;
     }
@@ -224,7 +231,7 @@ void ms_static_continue(ms_conn *c)
         if (n > 0) {
             c->file_off += (uint64_t)n;
             c->file_left -= (uint64_t)n;
-            c->bytes_out += (uint64_t)n;
+            ms_conn_sent_around(c, (uint64_t)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -245,8 +252,8 @@ void ms_static_continue(ms_conn *c)
             c->file_off += (uint64_t)r;
             c->file_left -= (uint64_t)r;
             ms_conn_write(c, c->file_chunk, (size_t)r, false);
-            if (c->writes_in_flight > 0)
-                return; /* ms_conn_client_drained brings us back */
+            if (ms_conn_writing(c))
+                return; /* the drained operation brings us back */
             continue;
         }
         ms_conn_close(c); /* EPIPE, or the file is gone */
@@ -255,8 +262,14 @@ void ms_static_continue(ms_conn *c)
     file_done(c);
 }
 
-bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t slot, const char *path, size_t plen)
+/* A static dir covers the path: answer with its file, or decline (no such
+ * file: the request goes on to the routes). */
+static bool static_start(ms_conn *c, const ms_handler_arg *arg)
 {
+    const ms_static_dir *sd = arg->dir;
+    int root_fd = arg->dir_fd;
+    const char *path = arg->path;
+    size_t plen = arg->path_len;
     char inm[256], ims[64], range[128], ifr[128], ae[256];
     ms_static_req req = {
         .method = c->is_head_method ? "HEAD" : "GET",
@@ -276,7 +289,6 @@ bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t sl
         ms_static_serve(sd->path, sd->prefix, &req, &r);
     if (r.status == 0)
         return false;
-    c->slot = slot;
     if (r.status == 403 || r.status == 404 || r.status == 500) {
         if (r.fd >= 0)
             close(r.fd);
@@ -324,7 +336,8 @@ bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t sl
         ms_conn_respond_error(c, 500, "response head too large");
         return true;
     }
-    c->close_after_write = close_conn;
+    if (close_conn)
+        ms_conn_end_after_response(c, false);
     ms_conn_cork(c);
     ms_conn_write(c, head, (size_t)hl, true);
     if (!c->file_comp && !c->is_head_method && r.fd >= 0 && r.length > 0 && r.length <= STATIC_INLINE) {
@@ -341,30 +354,30 @@ bool ms_static_try(ms_conn *c, const ms_static_dir *sd, int root_fd, uint32_t sl
         ms_conn_cork_commit(c, (size_t)r.length);
         ms_conn_record(c, r.status);
         ms_conn_uncork(c);
-        c->state = MS_C_RESPONDED;
-        ms_conn_response_done(c);
+        ms_conn_responded(c);
         return true;
     }
     /* counted before the client can see the answer; the body's bytes are
      * known in advance (compressed ones are counted as the file's) */
-    uint64_t out_before = c->bytes_out;
-    if (!c->is_head_method && r.fd >= 0)
-        c->bytes_out += r.length;
-    ms_conn_record(c, r.status);
-    c->bytes_out = out_before;
+    ms_conn_record_ahead(c, r.status, !c->is_head_method && r.fd >= 0 ? r.length : 0);
     ms_conn_uncork(c);
-    if (r.fd < 0 || c->is_head_method || r.length == 0) {
+    if (r.fd < 0 || c->is_head_method || r.length == 0 || ms_conn_is_closing(c)) {
         if (r.fd >= 0)
             close(r.fd);
-        c->state = MS_C_RESPONDED;
-        ms_conn_response_done(c);
+        ms_conn_responded(c);
         return true;
     }
-    c->state = MS_C_STATIC;
+    ms_conn_response_streaming(c);
     c->file_fd = r.fd;
     c->file_off = r.offset;
     c->file_left = r.length;
-    if (c->file_comp || c->writes_in_flight == 0)
-        ms_static_continue(c);
+    if (c->file_comp || !ms_conn_writing(c))
+        static_continue(c);
     return true;
 }
+
+const ms_handler ms_handler_static = {
+    .start = static_start,
+    .drained = static_continue,
+    .abort = static_abort,
+};
