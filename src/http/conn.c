@@ -134,8 +134,6 @@ void ms_conn_close(ms_conn *c)
     if (c->state == MS_C_CLOSING)
         return;
     record_unfinished(c);
-    if (c->ws)
-        ms_ws_detach(c);
     if (c->w->gather.owner == c)
         c->w->gather.owner = NULL; /* what was gathered is not sent */
     c->state = MS_C_CLOSING;
@@ -901,7 +899,8 @@ static void dispatch(ms_conn *c)
     c->slot = w->route_slot[c->bind_idx][(size_t)(r - rb->routes)];
     c->ship = (size_t)(r->target - w->dp_manifest->ships);
     if (r->target->kind == MS_BAY) {
-        ms_ws_upgrade(c);
+        c->handler = &ms_handler_bay;
+        c->handler->start(c, NULL);
         return;
     }
     c->buffering = !c->upgrade && (r->route->request_buffering_set ? r->route->request_buffering
@@ -1034,7 +1033,7 @@ static void on_read(void *owner, ssize_t n, const uv_buf_t *b)
             c->eof = true;
             ms_conn_close(c);
         } else {
-            ms_ws_on_read(c, b->base, (size_t)n);
+            c->handler->data(c, b->base, (size_t)n);
         }
         return;
     }
@@ -1310,7 +1309,7 @@ void ms_conn_client_drained(ms_conn *c)
     if (c->state == MS_C_STATIC)
         handler_drained(c);
     if (c->state == MS_C_WEBSOCKET) {
-        ms_ws_drained(c);
+        handler_drained(c);
         return;
     }
     if (c->response_done && c->writes_in_flight == 0 && c->state != MS_C_CLOSING)
@@ -1628,4 +1627,43 @@ int ms_conn_socket_fd(const ms_conn *c)
 void ms_conn_sent_around(ms_conn *c, uint64_t n)
 {
     c->bytes_out += n;
+}
+
+void ms_conn_hand_over(ms_conn *c)
+{
+    assert(c->state == MS_C_HEAD && c->handler && c->handler->data);
+    c->state = MS_C_WEBSOCKET; /* reads go to the worker's shared buffer from now on */
+    size_t rest = c->len > c->head_end ? c->len - c->head_end : 0;
+    char *buf = c->buf;
+    c->buf = NULL;
+    c->hdr = NULL; /* freed with buf: the handler has taken what it needed */
+    c->nhdr = 0;
+    c->cap = c->len = c->pos = 0;
+    free(c->out);
+    c->out = NULL;
+    c->out_cap = c->out_len = 0;
+    if (rest)
+        c->handler->data(c, buf + c->head_end, rest);
+    free(buf);
+}
+
+void ms_conn_stop_reading(ms_conn *c)
+{
+    stop_reading(c);
+}
+
+void ms_conn_timer_start(ms_conn *c, uv_timer_cb cb, uint64_t timeout_ms, uint64_t repeat_ms)
+{
+    if (c->state != MS_C_CLOSING)
+        uv_timer_start(&c->timer, cb, timeout_ms, repeat_ms);
+}
+
+/* The worker begins to drain: idle connections close now, a handler that
+ * can end gracefully is told; the others finish their request. */
+void ms_conn_drain_start(ms_conn *c)
+{
+    if ((c->state == MS_C_HEAD && c->len == c->pos && !c->head_done) || c->state == MS_C_LINGER)
+        ms_conn_close(c);
+    else if (c->state != MS_C_CLOSING && c->handler && c->handler->shutdown)
+        c->handler->shutdown(c);
 }

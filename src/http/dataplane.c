@@ -183,10 +183,7 @@ static void on_stop(uv_async_t *a)
     /* idle keep-alive connections go now; busy ones finish their request */
     for (ms_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if ((c->state == MS_C_HEAD && c->len == c->pos && !c->head_done) || c->state == MS_C_LINGER)
-            ms_conn_close(c);
-        else if (c->state == MS_C_WEBSOCKET)
-            ms_ws_shutdown(c); /* 1001, then the close handshake */
+        ms_conn_drain_start(c); /* a WebSocket of a bay: 1001, then the close handshake */
     }
     ms_pool_close_all(w);
     uv_timer_start(&w->drain_timer, on_drain_timeout, w->drain_ms ? w->drain_ms : 1, 0);

@@ -326,6 +326,7 @@ void ms_conn_resume_request_body(ms_conn *c);
 void ms_conn_client_drained(ms_conn *c);
 void ms_conn_record(ms_conn *c, int status);
 void ms_conn_drain_end(ms_conn *c);
+void ms_conn_drain_start(ms_conn *c);
 
 /* h2.c (h2_stub.c until it exists): an HTTP/2 session takes over x, a
  * transport on which ALPN chose "h2"; false: it did not (x is the caller's
@@ -336,11 +337,6 @@ bool ms_h2_start(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer,
 size_t ms_conn_payload_headers(ms_conn *c);
 
 /* websocket.c */
-void ms_ws_upgrade(ms_conn *c);
-void ms_ws_on_read(ms_conn *c, const char *data, size_t n);
-void ms_ws_drained(ms_conn *c);
-void ms_ws_shutdown(ms_conn *c);
-void ms_ws_detach(ms_conn *c);
 bool ms_ws_worker_init(ms_worker *w);
 void ms_ws_worker_close(ms_worker *w);
 void ms_ws_worker_free(ms_worker *w);

@@ -20,6 +20,7 @@
 #include <wslay/wslay.h>
 
 #include "dock/protocol.h"
+#include "http/handler.h"
 #include "http/http_impl.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -79,11 +80,11 @@ static ssize_t cb_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     ms_conn *c = ws->c;
     (void)flags;
     assert(ws->busy > 0);
-    if (c->state == MS_C_CLOSING) {
+    if (ms_conn_is_closing(c)) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
-    if (c->write_pending > WS_WRITE_HIGH) {
+    if (ms_conn_write_pending(c) > WS_WRITE_HIGH) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
@@ -121,7 +122,7 @@ static void stop_reading_client(ms_ws *ws);
 static void start_closing(ms_ws *ws)
 {
     ws->closing = true;
-    uv_timer_start(&ws->c->timer, on_ws_timer, WS_CLOSE_WAIT_MS, 0);
+    ms_conn_timer_start(ws->c, on_ws_timer, WS_CLOSE_WAIT_MS, 0);
 }
 
 static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a, void *user)
@@ -181,11 +182,11 @@ static bool ensure_ctx(ms_ws *ws)
 static void maybe_idle(ms_ws *ws)
 {
     ms_conn *c = ws->c;
-    if (!ws->ctx || ws->busy || ws->closing || c->state == MS_C_CLOSING)
+    if (!ws->ctx || ws->busy || ws->closing || ms_conn_is_closing(c))
         return;
     if (ws->fed != ws->framed || ws->in_fragment || wslay_event_want_write(ws->ctx) ||
         wslay_event_get_queued_msg_count(ws->ctx) != 0 || wslay_event_get_close_received(ws->ctx) ||
-        wslay_event_get_close_sent(ws->ctx) || c->writes_in_flight)
+        wslay_event_get_close_sent(ws->ctx) || ms_conn_writing(c))
         return;
     wslay_event_context_free(ws->ctx);
     ws->ctx = NULL;
@@ -215,21 +216,21 @@ static bool ws_leave(ms_ws *ws)
 static void ws_flush(ms_ws *ws)
 {
     ms_conn *c = ws->c;
-    if (!ws->ctx || ws->busy || c->state == MS_C_CLOSING)
+    if (!ws->ctx || ws->busy || ms_conn_is_closing(c))
         return; /* inside a wslay callback: the outer call flushes */
     if (wslay_event_want_write(ws->ctx)) {
         ws->busy++;
         ms_conn_cork(c);
         int rc = wslay_event_send(ws->ctx);
         ms_conn_uncork(c);
-        if (!ws_leave(ws) || c->state == MS_C_CLOSING)
+        if (!ws_leave(ws) || ms_conn_is_closing(c))
             return;
         if (rc != 0) {
             ms_conn_close(c);
             return;
         }
     }
-    if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx) && c->writes_in_flight == 0) {
+    if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx) && !ms_conn_writing(c)) {
         ms_conn_close(c); /* both close frames exchanged (or reading is over after an error) */
         return;
     }
@@ -243,7 +244,7 @@ static void ws_flush(ms_ws *ws)
 static void ws_close_with(ms_ws *ws, uint16_t code, const char *reason)
 {
     ms_conn *c = ws->c;
-    if (ws->closing || c->state == MS_C_CLOSING)
+    if (ws->closing || ms_conn_is_closing(c))
         return;
     if (!ensure_ctx(ws)) {
         ms_conn_close(c);
@@ -256,11 +257,11 @@ static void ws_close_with(ms_ws *ws, uint16_t code, const char *reason)
     ws_flush(ws);
 }
 
-/* Bytes from the client (conn.c's on_read for MS_C_WEBSOCKET). */
-void ms_ws_on_read(ms_conn *c, const char *data, size_t n)
+/* Bytes from the client (the handler's data operation). */
+static void ws_on_read(ms_conn *c, const char *data, size_t n)
 {
     ms_ws *ws = c->ws;
-    assert(c->state == MS_C_WEBSOCKET && ws && ws->c == c && !ws->detached);
+    assert(ws && ws->c == c && !ws->detached && !ms_conn_is_closing(c));
     ws->last_rx = uv_now(&c->w->loop);
     if (!ensure_ctx(ws)) {
         ms_conn_close(c);
@@ -271,7 +272,7 @@ void ms_ws_on_read(ms_conn *c, const char *data, size_t n)
     ws->busy++;
     int rc = wslay_event_recv(ws->ctx);
     ws->in_len = 0;
-    if (!ws_leave(ws) || c->state == MS_C_CLOSING)
+    if (!ws_leave(ws) || ms_conn_is_closing(c))
         return;
     if (rc != 0) {
         /* a frame wslay could not parse: it queued a close without a code
@@ -280,7 +281,7 @@ void ms_ws_on_read(ms_conn *c, const char *data, size_t n)
             ws->report_code = rc == WSLAY_ERR_NOMEM ? 1011 : 1002;
         start_closing(ws);
     } else if (!ws->closing &&
-               wslay_event_get_queued_msg_length(ws->ctx) + c->write_pending > lim(c)->ws_send_queue) {
+               wslay_event_get_queued_msg_length(ws->ctx) + ms_conn_write_pending(c) > lim(c)->ws_send_queue) {
         /* it sends (pings whose pongs pile up, say) but does not read: no
          * more input from it; the close frame waits for room, or the close
          * deadline ends it */
@@ -292,9 +293,9 @@ void ms_ws_on_read(ms_conn *c, const char *data, size_t n)
     ws_flush(ws);
 }
 
-void ms_ws_drained(ms_conn *c)
+static void ws_drained(ms_conn *c)
 {
-    assert(c->state == MS_C_WEBSOCKET && c->ws && c->ws->c == c);
+    assert(c->ws && c->ws->c == c);
     ws_flush(c->ws);
 }
 
@@ -302,11 +303,7 @@ void ms_ws_drained(ms_conn *c)
 
 static void stop_reading_client(ms_ws *ws)
 {
-    ms_conn *c = ws->c;
-    if (c->reading) {
-        ms_xport_read_stop(c->x);
-        c->reading = false;
-    }
+    ms_conn_stop_reading(ws->c);
 }
 
 static void to_bay(ms_ws *ws, ms_hub_msg *m)
@@ -338,7 +335,7 @@ static void retry_pending(ms_ws *ws)
             ws->pend_tail = NULL;
     }
     ws->blocked = false;
-    if (ws->c->state == MS_C_WEBSOCKET)
+    if (!ms_conn_is_closing(ws->c))
         ms_conn_start_reading(ws->c);
 }
 
@@ -349,7 +346,7 @@ static void deliver(ms_worker *w, ms_hub_msg *m)
     assert(m->bay < w->hub->nbays); /* set by the link from its own index, never by the bay */
     ms_hub_bay_stats *st = &w->hub->bays[m->bay].st;
     ms_ws *ws = ms_idmap_get(&w->ws_ids, m->conn_id);
-    if (!ws || ws->bay != m->bay || ws->gen != m->gen || ws->c->state != MS_C_WEBSOCKET) {
+    if (!ws || ws->bay != m->bay || ws->gen != m->gen || ms_conn_is_closing(ws->c)) {
         if (m->kind != MS_HUB_TO_CLIENT_CLOSE)
             ms_hub_count(&st->dropped, 1);
         return;
@@ -372,7 +369,7 @@ static void deliver(ms_worker *w, ms_hub_msg *m)
         ms_conn_close(ws->c);
         return;
     }
-    uint64_t queued = wslay_event_get_queued_msg_length(ws->ctx) + ws->c->write_pending;
+    uint64_t queued = wslay_event_get_queued_msg_length(ws->ctx) + ms_conn_write_pending(ws->c);
     if (queued + m->len > lim(ws->c)->ws_send_queue) {
         ms_hub_count(&st->closed_slow, 1);
         ws_close_with(ws, 1008, "send queue full: the client does not read");
@@ -488,7 +485,7 @@ static void on_ws_timer(uv_timer_t *t)
 {
     ms_conn *c = t->data;
     ms_ws *ws = c->ws;
-    if (c->state != MS_C_WEBSOCKET || !ws)
+    if (ms_conn_is_closing(c) || !ws)
         return;
     uint64_t now = uv_now(&c->w->loop);
     if (ws->closing) { /* the close wait is over */
@@ -515,7 +512,7 @@ static void on_ws_timer(uv_timer_t *t)
     }
 }
 
-void ms_ws_shutdown(ms_conn *c)
+static void ws_shutdown(ms_conn *c)
 {
     if (c->ws)
         ws_close_with(c->ws, 1001, "Mothership is shutting down");
@@ -523,7 +520,7 @@ void ms_ws_shutdown(ms_conn *c)
 
 /* The connection is closing: tell the bay (unless it asked for this or its
  * link is gone), forget the client. */
-void ms_ws_detach(ms_conn *c)
+static void ws_detach(ms_conn *c)
 {
     ms_ws *ws = c->ws;
     if (!ws)
@@ -619,7 +616,7 @@ static const char *pick_subprotocol(const ms_conn *c, const ms_ship *bay)
 
 static void respond_426(ms_conn *c, const char *detail)
 {
-    c->keep_alive = false;
+    ms_conn_end_after_response(c, true);
     ms_conn_respond_error_with(c, 426, detail, "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
 }
 
@@ -684,7 +681,7 @@ static bool boarding_frame(ms_conn *c, ms_ws *ws, ms_hub_msg **out)
 static void reject_503(ms_conn *c, ms_hub_bay_stats *st, const char *bay_name, const char *what)
 {
     ms_hub_count(&st->rejected, 1);
-    c->keep_alive = false;
+    ms_conn_end_after_response(c, true);
     char why[200];
     snprintf(why, sizeof why, "bay \"%s\" %s", bay_name, what);
     ms_conn_respond_error(c, 503, why);
@@ -706,54 +703,55 @@ static uint32_t next_conn_id(ms_worker *w)
 
 /* A request routed to a bay: complete the handshake and board the client,
  * or answer 400 / 426 / 503. */
-void ms_ws_upgrade(ms_conn *c)
+static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
 {
+    (void)arg;
     ms_worker *w = c->w;
     ms_hub *hub = w->hub;
     const char *bay_name = w->dp_manifest->ships[c->ship].name;
     if (!hub) {
         ms_conn_respond_error(c, 503, "bays are not docked in this process");
-        return;
+        return true;
     }
     assert(c->ship < hub->nbays && hub->bays[c->ship].is_bay);
     ms_hub_bay_stats *st = &hub->bays[c->ship].st;
     if (!header_is(c, "upgrade", "websocket")) {
         respond_426(c, "this route leads to a WebSocket bay: use a WebSocket client");
-        return;
+        return true;
     }
     if (c->parser.method != HTTP_GET || c->http_minor < 1 || !c->upgrade) {
-        c->keep_alive = false;
+        ms_conn_end_after_response(c, true);
         ms_conn_respond_error(c, 400, c->parser.method != HTTP_GET ? "a WebSocket handshake must be a GET"
                                       : c->http_minor < 1       ? "a WebSocket handshake needs HTTP/1.1"
                                                                 : "Connection: Upgrade is missing");
-        return;
+        return true;
     }
     const ms_hdr *ver = ms_conn_header(c, "sec-websocket-version");
     if (!ver || ver->val_len != 2 || memcmp(c->buf + ver->val, "13", 2) != 0) {
         respond_426(c, "only WebSocket version 13 is supported");
-        return;
+        return true;
     }
     if (!ms_dock_utf8_valid((const uint8_t *)c->buf + c->url_off, c->url_len)) {
-        c->keep_alive = false;
+        ms_conn_end_after_response(c, true);
         ms_conn_respond_error(c, 400, "the request target is not UTF-8");
-        return;
+        return true;
     }
     const ms_hdr *key = ms_conn_header(c, "sec-websocket-key");
     if (!valid_key(key, c->buf)) {
-        c->keep_alive = false;
+        ms_conn_end_after_response(c, true);
         ms_conn_respond_error(c, 400, "Sec-WebSocket-Key must be 16 bytes in base64");
-        return;
+        return true;
     }
     unsigned features = 0;
     uint32_t gen = ms_hub_bay_gen(hub, c->ship, &features);
     if (gen == 0) {
         reject_503(c, st, bay_name, "is not docked");
-        return;
+        return true;
     }
     ms_ws *ws = calloc(1, sizeof *ws);
     if (!ws) {
         ms_conn_respond_error(c, 503, "out of memory");
-        return;
+        return true;
     }
     ws->c = c;
     ws->bay = c->ship;
@@ -766,14 +764,14 @@ void ms_ws_upgrade(ms_conn *c)
         ms_idmap_del(&w->ws_ids, ws->conn_id);
         free(ws);
         ms_conn_respond_error(c, 503, "out of memory");
-        return;
+        return true;
     }
     if (!ms_hub_to_link(hub, board, false)) {
         free(board);
         ms_idmap_del(&w->ws_ids, ws->conn_id);
         free(ws);
         reject_503(c, st, bay_name, "is busy: its queue is full");
-        return;
+        return true;
     }
     /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
     char kg[24 + sizeof WS_GUID];
@@ -800,27 +798,23 @@ void ms_ws_upgrade(ms_conn *c)
     c->ws = ws;
     ms_hub_count(&st->clients, 1);
     ms_hub_count(&st->boardings, 1);
-    c->state = MS_C_WEBSOCKET;
     ws->last_rx = uv_now(&w->loop);
     uint64_t tick = lim(c)->ws_ping_interval_ms / 2;
-    uv_timer_start(&c->timer, on_ws_timer, tick ? tick : 1, tick ? tick : 1);
+    ms_conn_timer_start(c, on_ws_timer, tick ? tick : 1, tick ? tick : 1);
     ms_conn_record(c, 101);
     ms_conn_write(c, head, (size_t)hl, true);
-    if (c->state != MS_C_WEBSOCKET)
-        return; /* the write failed: the connection (and ws) is gone; c->buf goes with it */
-    /* frames the client sent right behind its handshake */
-    size_t rest = c->len > c->head_end ? c->len - c->head_end : 0;
-    char *buf = c->buf;
-    c->buf = NULL;
-    c->hdr = NULL; /* freed with buf: the Boarding has them */
-    c->nhdr = 0;
-    c->cap = c->len = c->pos = 0;
-    free(c->out);
-    c->out = NULL;
-    c->out_cap = c->out_len = 0;
-    if (rest && c->state == MS_C_WEBSOCKET)
-        ms_ws_on_read(c, buf + c->head_end, rest);
-    free(buf);
-    if (c->state == MS_C_WEBSOCKET && !ws->blocked)
+    if (ms_conn_is_closing(c))
+        return true; /* the write failed: the connection (and ws) is gone */
+    ms_conn_hand_over(c); /* frames the client sent right behind its handshake come to ws_on_read */
+    if (!ms_conn_is_closing(c) && !ws->blocked)
         ms_conn_start_reading(c);
+    return true;
 }
+
+const ms_handler ms_handler_bay = {
+    .start = ws_start,
+    .data = ws_on_read,
+    .drained = ws_drained,
+    .shutdown = ws_shutdown,
+    .abort = ws_detach,
+};
