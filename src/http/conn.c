@@ -32,7 +32,7 @@ static const http_parser_settings *req_settings(void);
 static void process(ms_conn *c);
 static void start_next_request(ms_conn *c);
 static void linger_read(ms_conn *c, ssize_t n);
-static void read_body_first(ms_conn *c);
+static void tunnel_read(ms_conn *c, size_t n);
 
 /* ---------------------------------------------------------------- small helpers */
 static const ms_http_limits *limits(const ms_conn *c)
@@ -74,6 +74,16 @@ static void handler_drained(ms_conn *c)
 {
     if (c->handler && c->handler->drained)
         c->handler->drained(c);
+}
+
+static int handler_partial_status(const ms_conn *c)
+{
+    return c->handler && c->handler->partial_status ? c->handler->partial_status(c) : 0;
+}
+
+static bool handler_backed_up(const ms_conn *c)
+{
+    return c->handler && c->handler->body_backed_up && c->handler->body_backed_up(c);
 }
 
 /* ---------------------------------------------------------------- closing */
@@ -137,8 +147,6 @@ void ms_conn_close(ms_conn *c)
     if (c->w->gather.owner == c)
         c->w->gather.owner = NULL; /* what was gathered is not sent */
     c->state = MS_C_CLOSING;
-    if (c->up)
-        ms_proxy_abort(c);
     handler_abort(c);
     c->reading = false;
     if (c->x)
@@ -314,8 +322,9 @@ void ms_conn_record(ms_conn *c, int status)
 static void record_unfinished(ms_conn *c)
 {
     ms_slot_stats *s = &c->w->slots[c->slot];
-    if (c->state == MS_C_PROXY && c->up && c->up->head_sent && !c->up->resp_done) {
-        int status = c->up->status, cls = status / 100;
+    int status = c->state == MS_C_PROXY ? handler_partial_status(c) : 0;
+    if (status) {
+        int cls = status / 100;
         ms_conn_record(c, status);
         __atomic_fetch_add(&s->abandoned[cls >= 1 && cls <= 5 ? cls : 5], 1, __ATOMIC_RELAXED);
     }
@@ -582,8 +591,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
             return 1;
         }
     }
-    if (c->state == MS_C_PROXY && c->up)
-        ms_proxy_forward_body(c, at, len);
+    if (c->state == MS_C_PROXY && c->handler->body)
+        c->handler->body(c, at, len);
     return 0;
 }
 
@@ -593,8 +602,8 @@ static int on_message_complete(http_parser *p)
     c->req_done = true;
     if (c->state == MS_C_BODY || c->state == MS_C_PROXY)
         uv_timer_stop(&c->timer); /* the body timeout is over */
-    if (c->state == MS_C_PROXY && c->up)
-        ms_proxy_request_complete(c);
+    if (c->state == MS_C_PROXY && c->handler->body_end)
+        c->handler->body_end(c);
     http_parser_pause(p, 1);
     return 0;
 }
@@ -898,20 +907,9 @@ static void dispatch(ms_conn *c)
     c->route = r;
     c->slot = w->route_slot[c->bind_idx][(size_t)(r - rb->routes)];
     c->ship = (size_t)(r->target - w->dp_manifest->ships);
-    if (r->target->kind == MS_BAY) {
-        c->handler = &ms_handler_bay;
-        c->handler->start(c, NULL);
-        return;
-    }
-    c->buffering = !c->upgrade && (r->route->request_buffering_set ? r->route->request_buffering
-                                                                   : limits(c)->request_buffering);
     c->body_buffered = false;
-    if (c->buffering && c->has_body) {
-        if (ms_proxy_ship_available(c))
-            read_body_first(c); /* the parse loop reads it; ms_proxy_start follows its end */
-        return;
-    }
-    ms_proxy_start(c);
+    c->handler = r->target->kind == MS_BAY ? &ms_handler_bay : &ms_handler_proxy;
+    c->handler->start(c, NULL);
 }
 
 /* ---------------------------------------------------------------- request bodies */
@@ -930,12 +928,12 @@ static void on_body_timeout(uv_timer_t *t)
     ms_conn *c = t->data;
     if (!body_phase(c))
         return;
-    if (c->up && c->up->head_sent) {
-        ms_conn_close(c); /* the ship's answer is under way: nothing else can be said */
+    if (handler_partial_status(c)) {
+        ms_conn_close(c); /* the answer is under way: nothing else can be said */
         return;
     }
     if (c->state == MS_C_PROXY) {
-        ms_proxy_abort(c); /* the ship never sees the end of this request */
+        handler_abort(c); /* the ship never sees the end of this request */
         c->state = MS_C_HEAD;
     }
     char detail[128];
@@ -944,9 +942,10 @@ static void on_body_timeout(uv_timer_t *t)
     ms_conn_respond_error(c, 408, detail);
 }
 
-/* The route buffers request bodies: this one is read whole (the parse loop
- * goes on in MS_C_BODY) before a ship connection is claimed. */
-static void read_body_first(ms_conn *c)
+/* The handler wants the body whole first: it is read (the parse loop goes
+ * on in MS_C_BODY) before the handler starts again (for the proxy: before
+ * a ship connection is claimed). */
+void ms_conn_read_body_first(ms_conn *c)
 {
     http_parser *p = &c->parser;
     uint64_t announced = !c->chunked && p->content_length != ULLONG_MAX ? p->content_length : 0;
@@ -977,7 +976,7 @@ static void body_complete(ms_conn *c)
     }
     if (c->pos == c->len)
         c->len = c->pos = c->head_end; /* the body's bytes are copied out */
-    ms_proxy_start(c);
+    c->handler->start(c, NULL);
 }
 
 /* ---------------------------------------------------------------- the read side */
@@ -1065,14 +1064,14 @@ static void on_read(void *owner, ssize_t n, const uv_buf_t *b)
             return;
         }
         if (c->state == MS_C_TUNNEL) {
-            ms_proxy_client_eof(c);
+            ms_conn_close(c);
             return;
         }
         return; /* finish the response in progress, then close */
     }
     c->len += (uint32_t)n;
     if (c->state == MS_C_TUNNEL) {
-        ms_proxy_tunnel_up(c, c->buf, (size_t)n);
+        tunnel_read(c, (size_t)n);
         return;
     }
     if (body_phase(c)) /* the client is sending: the pause it may take starts again */
@@ -1124,15 +1123,16 @@ static void process(ms_conn *c)
 /* Parse what is buffered, as far as the state allows. */
 static void process_step(ms_conn *c)
 {
+    /* in MS_C_PROXY the handler takes the body until its answer is done */
     while (c->state == MS_C_HEAD || (c->state == MS_C_BODY && !c->req_done) ||
-           (c->state == MS_C_PROXY && c->up && c->up->connected && !c->req_done)) {
+           (c->state == MS_C_PROXY && !c->response_done && !c->req_done)) {
         if (c->pos == c->len)
             break;
-        if (c->state == MS_C_PROXY && c->up->write_pending > MS_WRITE_HIGH)
+        if (c->state == MS_C_PROXY && handler_backed_up(c))
             break;
         if ((c->state == MS_C_PROXY || c->state == MS_C_BODY) && !chunks_ok(c)) {
             if (c->state == MS_C_PROXY) {
-                ms_proxy_abort(c); /* the ship never gets the terminating chunk */
+                handler_abort(c); /* the ship never gets the terminating chunk */
                 c->state = MS_C_HEAD;
             }
             ms_conn_respond_error(c, 400, "invalid chunked body");
@@ -1147,7 +1147,7 @@ static void process_step(ms_conn *c)
         if (e != HPE_OK && e != HPE_PAUSED) {
             int st = c->error_status ? c->error_status : 400;
             if (c->state == MS_C_PROXY) {
-                ms_proxy_abort(c);
+                handler_abort(c);
                 c->state = MS_C_HEAD;
             }
             ms_conn_respond_error(c, st, c->error_detail ? c->error_detail
@@ -1192,7 +1192,7 @@ static void process_step(ms_conn *c)
         if (c->chunk_off != UINT32_MAX)
             c->chunk_off = c->head_end; /* and were checked */
     }
-    bool backed_up = c->state == MS_C_PROXY && c->up && c->up->write_pending > MS_WRITE_HIGH;
+    bool backed_up = c->state == MS_C_PROXY && handler_backed_up(c);
     if ((!c->buf || c->len < c->cap) && !backed_up) { /* no buffer: idle, one comes with the next read */
         ms_conn_start_reading(c);
         if (body_phase(c) && !uv_is_active((uv_handle_t *)&c->timer))
@@ -1304,14 +1304,12 @@ void ms_conn_client_drained(ms_conn *c)
 {
     if (c->state == MS_C_CLOSING)
         return;
-    if (c->state == MS_C_PROXY || c->state == MS_C_TUNNEL)
-        ms_proxy_client_drained(c);
-    if (c->state == MS_C_STATIC)
-        handler_drained(c);
     if (c->state == MS_C_WEBSOCKET) {
         handler_drained(c);
         return;
     }
+    if (c->state == MS_C_PROXY || c->state == MS_C_TUNNEL || c->state == MS_C_STATIC)
+        handler_drained(c); /* it may write more, or end its response */
     if (c->response_done && c->writes_in_flight == 0 && c->state != MS_C_CLOSING)
         finish_response(c);
 }
@@ -1542,32 +1540,20 @@ int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx)
 /* ---------------------------------------------------------------- end of a drain */
 /* The drain's time is up and the connection is still busy. A request not
  * yet answered gets a 503 (Connection: close, Retry-After); a response
- * under way can only be cut; a WebSocket tunnelled to a ship gets a close
- * frame from the server (unmasked, code 1001 "going away") before its
- * connection closes. */
+ * under way is the handler's to end (a WebSocket tunnelled to a ship gets
+ * a close frame), else it can only be cut. */
 void ms_conn_drain_end(ms_conn *c)
 {
-    static const char ws_going_away[4] = { (char)0x88, 0x02, 0x03, (char)0xe9 };
     bool unanswered = c->state == MS_C_HEAD || c->state == MS_C_BODY || c->state == MS_C_UPSTREAM ||
-                      (c->state == MS_C_PROXY && !(c->up && c->up->head_sent));
+                      (c->state == MS_C_PROXY && !handler_partial_status(c));
     if (unanswered) {
-        ms_proxy_abort(c);
+        handler_abort(c);
         c->keep_alive = false;
         ms_conn_respond_error(c, 503, "Mothership is stopping and the request did not finish within shutdown_timeout");
         return;
     }
-    /* c->upgrade, not the headers: the tunnel's reads reuse the buffer the
-     * request head was in. Inside a frame the ship left half sent, the
-     * close frame would be read as its payload: there the connection is
-     * only closed; after the ship's own close frame, no second one. */
-    if (c->state == MS_C_TUNNEL && c->upgrade && c->ws_down_left == 0 && c->ws_down_hlen == 0 &&
-        !c->ws_down_closed) {
-        ms_proxy_abort(c);
-        stop_reading(c);
-        c->state = MS_C_RESPONDED;
-        c->close_after_write = true;
-        ms_conn_write(c, ws_going_away, sizeof ws_going_away, true);
-        ms_conn_response_done(c);
+    if (c->state != MS_C_CLOSING && c->handler && c->handler->drain_end) {
+        c->handler->drain_end(c);
         return;
     }
     ms_conn_close(c);
@@ -1666,4 +1652,54 @@ void ms_conn_drain_start(ms_conn *c)
         ms_conn_close(c);
     else if (c->state != MS_C_CLOSING && c->handler && c->handler->shutdown)
         c->handler->shutdown(c);
+}
+
+void ms_conn_hold_request(ms_conn *c)
+{
+    assert(c->state == MS_C_HEAD || c->state == MS_C_BODY || c->state == MS_C_UPSTREAM || c->state == MS_C_PROXY);
+    c->state = MS_C_UPSTREAM;
+}
+
+void ms_conn_stream_request(ms_conn *c)
+{
+    assert(c->state == MS_C_UPSTREAM && c->handler);
+    c->state = MS_C_PROXY;
+}
+
+size_t ms_conn_switch_protocols(ms_conn *c, const char **rest)
+{
+    assert(c->state == MS_C_PROXY && c->handler && c->handler->data && c->buf);
+    c->state = MS_C_TUNNEL;
+    uv_timer_stop(&c->timer);
+    ms_conn_record(c, 101);
+    c->tunnel_open = true; /* its bytes and duration are counted when it ends */
+    c->tunnel_start_us = ms_now_us();
+    c->bytes_out = 0;
+    /* a body the request had went to the handler already (the parser
+     * stopped after it), so from there, not the head */
+    uint32_t from = c->pos > c->head_end ? c->pos : c->head_end;
+    size_t n = c->len > from ? c->len - from : 0;
+    c->tunnel_bytes_up = n;
+    *rest = c->buf + from;
+    c->len = c->pos = 0; /* the bytes stay where they are until the next read */
+    return n;
+}
+
+/* Bytes from the client in a tunnel: straight on to the handler. */
+static void tunnel_read(ms_conn *c, size_t n)
+{
+    c->tunnel_bytes_up += n;
+    c->handler->data(c, c->buf + c->len - n, n);
+    c->len = 0;
+}
+
+void ms_conn_end_with(ms_conn *c, const char *data, size_t len)
+{
+    if (c->state == MS_C_CLOSING)
+        return;
+    stop_reading(c);
+    c->state = MS_C_RESPONDED;
+    c->close_after_write = true;
+    ms_conn_write(c, data, len, true);
+    ms_conn_response_done(c);
 }

@@ -231,9 +231,6 @@ struct ms_conn {
     uint64_t bytes_out;
     bool tunnel_open;              /* MS_C_TUNNEL was entered: counted when the connection closes */
     uint64_t tunnel_start_us, tunnel_bytes_up; /* its start, its bytes from the client */
-    uint64_t ws_down_left;         /* tunnel: payload bytes still to come of the ship's frame */
-    uint8_t ws_down_hdr[14], ws_down_hlen; /* tunnel: the head of the ship's next frame, so far */
-    bool ws_down_closed;           /* tunnel: the ship sent a close frame */
     bool buffering;                /* the route reads bodies whole first (Expect is answered here) */
     bool body_buffered;            /* this request's body is in body, sent with Content-Length */
     ms_bodybuf body;
@@ -275,6 +272,10 @@ struct ms_upconn {
     bool paused_for_client;        /* waiting for client writes to drain */
     bool head_sent, chunk_to_client, final_chunk_sent, idle_in_pool;
     bool req_sent;                 /* every byte of the request is handed to the socket */
+    bool tunnel;                   /* after a 101: bytes both ways */
+    uint64_t ws_down_left;         /* tunnel: payload bytes still to come of the ship's frame */
+    uint8_t ws_down_hdr[14], ws_down_hlen; /* tunnel: the head of the ship's next frame, so far */
+    bool ws_down_closed;           /* tunnel: the ship sent a close frame */
     int writes_in_flight;
     ms_compressor *comp;           /* compressing this response, or NULL */
     ms_cbuf cbuf;
@@ -344,15 +345,6 @@ void ms_ws_worker_free(ms_worker *w);
 /* proxy.c */
 size_t ms_chunk_header(size_t len, char out[24]);
 size_t ms_u64_dec(uint64_t v, char out[24]);
-void ms_proxy_connect(ms_conn *c, bool allow_pool);
-void ms_proxy_request_complete(ms_conn *c);
-void ms_proxy_tunnel_up(ms_conn *c, const char *data, size_t len);
-void ms_proxy_client_eof(ms_conn *c);
-void ms_proxy_start(ms_conn *c);
-bool ms_proxy_ship_available(ms_conn *c);
-void ms_proxy_forward_body(ms_conn *c, const char *data, size_t len);
-void ms_proxy_client_drained(ms_conn *c);
-void ms_proxy_abort(ms_conn *c);
 void ms_pool_close_all(ms_worker *w);
 
 #endif

@@ -21,12 +21,15 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http/handler.h"
 #include "http/http_impl.h"
 #include "http/resp_head.h"
 
 static const http_parser_settings *resp_settings(void);
 static void up_close(ms_upconn *u);
-static void track_ship_frames(ms_conn *c, const unsigned char *p, size_t n);
+static void track_ship_frames(ms_upconn *u, const unsigned char *p, size_t n);
+static void proxy_connect(ms_conn *c, bool allow_pool);
+static void proxy_abort(ms_conn *c);
 static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what);
 static void send_head(ms_upconn *u);
 static void drop_compressor(ms_upconn *u);
@@ -306,7 +309,7 @@ static bool build_request_head(ms_conn *c)
 }
 
 /* ---------------------------------------------------------------- request body */
-void ms_proxy_forward_body(ms_conn *c, const char *data, size_t len)
+static void proxy_body(ms_conn *c, const char *data, size_t len)
 {
     ms_upconn *u = c->up;
     if (!u || len == 0)
@@ -323,7 +326,7 @@ void ms_proxy_forward_body(ms_conn *c, const char *data, size_t len)
     request_timer(u); /* a write the ship does not take is timed */
 }
 
-void ms_proxy_request_complete(ms_conn *c)
+static void proxy_body_end(ms_conn *c)
 {
     ms_upconn *u = c->up;
     if (!u)
@@ -348,7 +351,6 @@ static void send_buffered_body(ms_upconn *u)
         int rc = ms_bodybuf_next(&c->body, &data, &len);
         if (rc != 0) {
             up_close(u); /* the ship sees a cut-off request, never a complete wrong one */
-            c->state = MS_C_HEAD;
             ms_conn_respond_error(c, 500, "cannot read the buffered request body back from its temporary file");
             return;
         }
@@ -615,13 +617,13 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
         if (c->http_minor >= 1)
             u->chunk_to_client = true;
         else
-            c->close_after_write = true; /* HTTP/1.0: the end of the body is the close */
+            ms_conn_end_after_response(c, false); /* HTTP/1.0: the end of the body is the close */
     }
     /* a HEAD says the framing its GET would have (and sends no chunk) */
     bool head_chunked = u->is_head_request && !no_body_status && c->http_minor >= 1 &&
                         (upstream_chunked || enc != MS_ENC_IDENTITY);
     if (!c->keep_alive)
-        c->close_after_write = true;
+        ms_conn_end_after_response(c, false);
     /* the head (resp_head.c), written straight into the client's gather buffer */
     ms_field fields[MS_MAX_HEADERS];
     for (uint16_t i = 0; i < u->nhdr; i++)
@@ -809,15 +811,15 @@ static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what)
         (kind == MS_UPERR_RESET)) {
         c->retried = true;
         up_close(u);
-        ms_proxy_connect(c, false);
+        proxy_connect(c, false);
         return;
     }
     __atomic_fetch_add(&w->up_errors[kind], 1, __ATOMIC_RELAXED);
-    bool started = u->head_sent;
-    if (started && !u->resp_done && c->state == MS_C_PROXY)
+    bool started = u->head_sent, tunnel = u->tunnel;
+    if (started && !u->resp_done && !tunnel)
         ms_conn_record(c, u->status); /* cut by the ship: counted with the status sent */
     up_close(u);
-    if (started || c->state == MS_C_TUNNEL) {
+    if (started || tunnel) {
         ms_conn_close(c); /* the response is half sent: all we can do */
         return;
     }
@@ -828,7 +830,6 @@ static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what)
         ms_conn_make_reqid(c);
     ms_worker_upstream_log(w, ship_name(w, c->ship), "%d %s: %s (request id %.*s)", status, ms_http_reason(status),
                            detail, (int)c->reqid_len, c->reqid);
-    c->state = MS_C_HEAD;
     ms_conn_respond_error(c, status, detail);
 }
 
@@ -920,7 +921,6 @@ static void parse_response(ms_upconn *u)
             if (!(u->status >= 100 && u->status < 200) && !run_response_payloads(u, detail, sizeof detail, &pres)) {
                 ms_conn_uncork(c);
                 up_close(u);
-                c->state = MS_C_HEAD;
                 ms_conn_respond_error(c, 500, detail);
                 return;
             }
@@ -929,7 +929,7 @@ static void parse_response(ms_upconn *u)
                 up_fail(u, MS_UPERR_BAD_RESPONSE, "sent a response head too large to forward");
                 return;
             }
-            if (!u->client || c->state == MS_C_CLOSING)
+            if (!u->client || ms_conn_is_closing(c))
                 return;
             if (u->status == 101 && c->upgrade) {
                 u->rpos++;
@@ -955,7 +955,7 @@ static void parse_response(ms_upconn *u)
         flush_compressed(u, c);
     }
     ms_conn_uncork(c);
-    if (!u->client || c->state == MS_C_CLOSING)
+    if (!u->client || ms_conn_is_closing(c))
         return;
     if (!u->head_done && u->rlen == u->rcap) {
         char what[96];
@@ -970,7 +970,7 @@ static void parse_response(ms_upconn *u)
     }
     if (u->head_done) {
         u->rlen = u->rpos = 0; /* written, or copied into the write queue */
-        if (c->write_pending > MS_WRITE_HIGH) {
+        if (ms_conn_write_pending(c) > MS_WRITE_HIGH) {
             up_stop_reading(u); /* a slow client slows the upstream read */
             u->paused_for_client = true;
         }
@@ -989,7 +989,7 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
     if (n < 0) {
         up_stop_reading(u);
-        if (u->client && u->client->state == MS_C_TUNNEL) {
+        if (u->tunnel) {
             ms_conn_close(u->client);
             return;
         }
@@ -1007,11 +1007,11 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     u->got_response_bytes = true;
-    if (u->client && u->client->state == MS_C_TUNNEL) {
+    if (u->tunnel) {
         ms_conn *c = u->client;
-        track_ship_frames(c, (const unsigned char *)u->rbuf, (size_t)n);
+        track_ship_frames(u, (const unsigned char *)u->rbuf, (size_t)n);
         ms_conn_write(c, u->rbuf, (size_t)n, true);
-        if (c->write_pending > MS_WRITE_HIGH) {
+        if (ms_conn_write_pending(c) > MS_WRITE_HIGH) {
             up_stop_reading(u);
             u->paused_for_client = true;
         }
@@ -1022,12 +1022,12 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 }
 
 /* The client has taken everything we wrote: rbuf is free again. */
-void ms_proxy_client_drained(ms_conn *c)
+static void proxy_drained(ms_conn *c)
 {
     ms_upconn *u = c->up;
     if (!u)
         return;
-    if (c->state == MS_C_TUNNEL) {
+    if (u->tunnel) {
         if (u->paused_for_client) {
             u->paused_for_client = false;
             up_start_reading(u);
@@ -1046,27 +1046,27 @@ void ms_proxy_client_drained(ms_conn *c)
 
 /* ---------------------------------------------------------------- tunnel (after 101) */
 /* Where the ship's WebSocket frames begin and end in what it sends the
- * client, so that a close frame of our own (ms_conn_drain_end) goes out
+ * client, so that a close frame of our own (proxy_drain_end) goes out
  * only between two of them. */
-static void track_ship_frames(ms_conn *c, const unsigned char *p, size_t n)
+static void track_ship_frames(ms_upconn *u, const unsigned char *p, size_t n)
 {
     while (n > 0) {
-        if (c->ws_down_left > 0) {
-            size_t k = n < c->ws_down_left ? n : (size_t)c->ws_down_left;
-            c->ws_down_left -= k;
+        if (u->ws_down_left > 0) {
+            size_t k = n < u->ws_down_left ? n : (size_t)u->ws_down_left;
+            u->ws_down_left -= k;
             p += k;
             n -= k;
             continue;
         }
-        assert(c->ws_down_hlen < sizeof c->ws_down_hdr);
-        c->ws_down_hdr[c->ws_down_hlen++] = *p++;
+        assert(u->ws_down_hlen < sizeof u->ws_down_hdr);
+        u->ws_down_hdr[u->ws_down_hlen++] = *p++;
         n--;
-        const uint8_t *h = c->ws_down_hdr;
-        if (c->ws_down_hlen < 2)
+        const uint8_t *h = u->ws_down_hdr;
+        if (u->ws_down_hlen < 2)
             continue;
         unsigned len7 = h[1] & 0x7f;
         size_t need = 2u + (len7 == 126 ? 2u : len7 == 127 ? 8u : 0u) + ((h[1] & 0x80) ? 4u : 0u);
-        if (c->ws_down_hlen < need)
+        if (u->ws_down_hlen < need)
             continue;
         uint64_t len = len7;
         if (len7 == 126)
@@ -1074,59 +1074,59 @@ static void track_ship_frames(ms_conn *c, const unsigned char *p, size_t n)
         else if (len7 == 127)
             for (int i = 2; i < 10; i++)
                 len = (i == 2 ? 0 : len << 8) | h[i];
-        c->ws_down_left = len;
-        c->ws_down_hlen = 0;
+        u->ws_down_left = len;
+        u->ws_down_hlen = 0;
         if ((h[0] & 0x0f) == 0x8)
-            c->ws_down_closed = true;
+            u->ws_down_closed = true;
     }
 }
 
 static void start_tunnel(ms_upconn *u)
 {
     ms_conn *c = u->client;
-    c->state = MS_C_TUNNEL;
-    uv_timer_stop(&c->timer);
-    ms_conn_record(c, 101);
-    c->tunnel_open = true; /* its bytes and duration are counted when it ends */
-    c->tunnel_start_us = ms_now_us();
-    c->bytes_out = 0;
-    c->ws_down_left = 0;
-    c->ws_down_hlen = 0;
-    c->ws_down_closed = false;
+    const char *rest;
+    size_t nrest = ms_conn_switch_protocols(c, &rest); /* the 101 is counted; its tunnel begins */
+    u->tunnel = true;
+    u->ws_down_left = 0;
+    u->ws_down_hlen = 0;
+    u->ws_down_closed = false;
     /* what came after the 101 head already belongs to the new protocol */
     if (u->rpos < u->rlen) {
-        track_ship_frames(c, (const unsigned char *)u->rbuf + u->rpos, u->rlen - u->rpos);
+        track_ship_frames(u, (const unsigned char *)u->rbuf + u->rpos, u->rlen - u->rpos);
         ms_conn_write(c, u->rbuf + u->rpos, u->rlen - u->rpos, true);
     }
     u->rlen = u->rpos = 0;
-    /* and what the client sent after its request: a body it had went up
-     * already (the parser stopped after it), so from there, not the head */
-    uint32_t from = c->pos > c->head_end ? c->pos : c->head_end;
-    c->tunnel_bytes_up = c->len > from ? c->len - from : 0;
-    if (c->len > from)
-        up_write(u, c->buf + from, c->len - from);
-    c->len = c->pos = 0;
+    /* and what the client sent after its request (a body it had went up
+     * already) */
+    up_write(u, rest, nrest);
     up_start_reading(u);
     ms_conn_start_reading(c);
 }
 
-void ms_proxy_tunnel_up(ms_conn *c, const char *data, size_t len)
-{
-    ms_upconn *u = c->up;
-    if (!u)
-        return;
-    (void)data;
-    c->tunnel_bytes_up += len;
-    up_write(u, c->buf + c->len - len, len);
-    c->len = 0;
-}
-
-void ms_proxy_client_eof(ms_conn *c)
+/* The client's bytes in the tunnel. */
+static void proxy_data(ms_conn *c, const char *data, size_t len)
 {
     ms_upconn *u = c->up;
     if (u)
-        up_close(u);
-    ms_conn_close(c);
+        up_write(u, data, len);
+}
+
+/* The drain's time is up. A WebSocket tunnelled to a ship gets a close
+ * frame from the server (unmasked, code 1001 "going away") before its
+ * connection closes, but only between two of the ship's frames (inside
+ * one, it would be read as its payload) and not after the ship's own
+ * close frame; anything else is closed. c->upgrade, not the headers: the
+ * tunnel's reads reuse the buffer the request head was in. */
+static void proxy_drain_end(ms_conn *c)
+{
+    static const char ws_going_away[4] = { (char)0x88, 0x02, 0x03, (char)0xe9 };
+    ms_upconn *u = c->up;
+    if (!u || !u->tunnel || !c->upgrade || u->ws_down_left != 0 || u->ws_down_hlen != 0 || u->ws_down_closed) {
+        ms_conn_close(c);
+        return;
+    }
+    proxy_abort(c);
+    ms_conn_end_with(c, ws_going_away, sizeof ws_going_away);
 }
 
 /* ---------------------------------------------------------------- connecting */
@@ -1148,7 +1148,7 @@ static void send_head(ms_upconn *u)
     up_write(u, c->out, c->out_len);
     if (u->closing)
         return;
-    c->state = MS_C_PROXY;
+    ms_conn_stream_request(c);
     up_start_reading(u);
     if (c->body_buffered) {
         send_buffered_body(u);
@@ -1176,12 +1176,12 @@ static void on_connect(uv_connect_t *req, int status)
     send_head(u);
 }
 
-void ms_proxy_connect(ms_conn *c, bool allow_pool)
+static void proxy_connect(ms_conn *c, bool allow_pool)
 {
     ms_worker *w = c->w;
     const ms_target *t = &w->targets[c->ship];
     ms_upconn *u = allow_pool ? pool_get(w, c->ship) : NULL;
-    c->state = MS_C_UPSTREAM;
+    ms_conn_hold_request(c);
     if (u) {
         u->client = c;
         u->reused = true;
@@ -1229,7 +1229,7 @@ void ms_proxy_connect(ms_conn *c, bool allow_pool)
 }
 
 /* Is the target ship ready, with its breaker not open? If not, answers 503. */
-bool ms_proxy_ship_available(ms_conn *c)
+static bool ship_available(ms_conn *c)
 {
     ms_worker *w = c->w;
     const ms_proc *p = ms_worker_proc(w, c->ship);
@@ -1248,18 +1248,31 @@ bool ms_proxy_ship_available(ms_conn *c)
     return true;
 }
 
-void ms_proxy_start(ms_conn *c)
+/* A request routed to a ship. On a route that buffers request bodies,
+ * the session reads the body whole first and starts us again. */
+static bool proxy_start(ms_conn *c, const ms_handler_arg *arg)
 {
-    if (!ms_proxy_ship_available(c))
-        return;
+    (void)arg;
+    if (!ship_available(c))
+        return true;
+    if (!c->body_buffered) {
+        const ms_route *r = c->route->route;
+        c->buffering = !c->upgrade && (r->request_buffering_set ? r->request_buffering
+                                                                : limits(c->w)->request_buffering);
+        if (c->buffering && c->has_body) {
+            ms_conn_read_body_first(c);
+            return true;
+        }
+    }
     if (!build_request_head(c)) {
         ms_conn_respond_error(c, 502, "out of memory");
-        return;
+        return true;
     }
-    ms_proxy_connect(c, true);
+    proxy_connect(c, true);
+    return true;
 }
 
-void ms_proxy_abort(ms_conn *c)
+static void proxy_abort(ms_conn *c)
 {
     ms_upconn *u = c->up;
     if (!u)
@@ -1267,3 +1280,26 @@ void ms_proxy_abort(ms_conn *c)
     c->up = NULL;
     up_close(u);
 }
+
+static int proxy_partial_status(const ms_conn *c)
+{
+    const ms_upconn *u = c->up;
+    return u && u->head_sent && !u->resp_done ? u->status : 0;
+}
+
+static bool proxy_body_backed_up(const ms_conn *c)
+{
+    return c->up && c->up->write_pending > MS_WRITE_HIGH;
+}
+
+const ms_handler ms_handler_proxy = {
+    .start = proxy_start,
+    .body = proxy_body,
+    .body_end = proxy_body_end,
+    .body_backed_up = proxy_body_backed_up,
+    .data = proxy_data,
+    .drained = proxy_drained,
+    .partial_status = proxy_partial_status,
+    .drain_end = proxy_drain_end,
+    .abort = proxy_abort,
+};
