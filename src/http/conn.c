@@ -820,7 +820,7 @@ static void dispatch(ms_conn *c)
 {
     ms_worker *w = c->w;
     http_parser *p = &c->parser;
-    assert(c->state == MS_C_HEAD && c->head_done && !c->up && c->head_end <= c->len);
+    assert(c->state == MS_C_HEAD && c->head_done && !c->up && !c->handler && c->head_end <= c->len);
     c->keep_alive = http_should_keep_alive(p);
     c->http_minor = p->http_minor;
     c->is_head_method = p->method == HTTP_HEAD;

@@ -1143,6 +1143,7 @@ static void send_head(ms_upconn *u)
     u->head_done = u->head_sent = u->resp_done = u->got_response_bytes = false;
     u->last_was_value = false;
     u->final_chunk_sent = false;
+    u->tunnel = false;
     u->is_head_request = c->parser.method == HTTP_HEAD;
     u->req_sent = false;
     up_write(u, c->out, c->out_len);
