@@ -432,6 +432,7 @@ static void on_dock_async(uv_async_t *a)
     while (w->ws_dirty) {
         ms_ws *ws = w->ws_dirty;
         undirty(w, ws);
+        assert(w->ws_dirty != ws); /* off the list before ws_flush, which may free it */
         ws_flush(ws);
     }
     if (ms_hub_take_resume(w->hub, w->id))
