@@ -24,6 +24,7 @@
 
 #include "http/framing.h"
 #include "http/http_impl.h"
+#include "http/redirect.h"
 #include "http/reqpath.h"
 #include "tls/tls.h"
 #include "util/pattern.h"
@@ -349,6 +350,7 @@ static const char *reason(int status)
     case 200: return "OK";
     case 206: return "Partial Content";
     case 304: return "Not Modified";
+    case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 403: return "Forbidden";
     case 404: return "Not Found";
@@ -380,6 +382,7 @@ const char *ms_http_reason(int status)
 static const char *error_word(int status)
 {
     switch (status) {
+    case 308: return "moved_to_https";
     case 400: return "bad_request";
     case 404: return "not_found";
     case 405: return "method_not_allowed";
@@ -437,16 +440,19 @@ void ms_conn_respond_error_with(ms_conn *c, int status, const char *detail, cons
     char head[768];
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nServer: mothership\r\n%.*sContent-Type: %s\r\nContent-Length: %d\r\n"
-                      "X-Request-Id: %.*s\r\n%s%s%s\r\n",
+                      "X-Request-Id: %.*s\r\n%s%s",
                       status, reason(status), (int)c->w->date_len, c->w->date,
                       c->accept_json ? "application/json" : "text/plain; charset=utf-8", bl, (int)c->reqid_len,
-                      c->reqid, status == 503 ? "Retry-After: 1\r\n" : "", close ? "Connection: close\r\n" : "",
-                      extra ? extra : "");
+                      c->reqid, status == 503 ? "Retry-After: 1\r\n" : "", close ? "Connection: close\r\n" : "");
+    assert(hl > 0 && (size_t)hl < sizeof head);
     c->state = MS_C_RESPONDED;
     c->close_after_write = close;
     c->linger = close; /* the rest of the request may still be on its way */
     ms_conn_cork(c);
     ms_conn_write(c, head, (size_t)hl, true);
+    if (extra) /* whole header lines, of any length (a Location) */
+        ms_conn_write(c, extra, strlen(extra), true);
+    ms_conn_write(c, "\r\n", 2, false);
     if (!c->is_head_method)
         ms_conn_write(c, body, (size_t)bl, true);
     ms_conn_record(c, status); /* counted before the client can see the answer */
@@ -816,6 +822,25 @@ static bool normalise_target(ms_conn *c, bool *raw)
 }
 
 /* ---------------------------------------------------------------- dispatch */
+/* redirect_to_https: 308 to the same host, path and query on the TLS
+ * bind (redirect.h), with the connection kept; a Host that cannot be
+ * redirected to is a 400. */
+static void redirect_to_https(ms_conn *c)
+{
+    const ms_hdr *host = ms_conn_header(c, "host");
+    char loc[sizeof "Location: \r\n" + 8192];
+    size_t n = ms_redirect_location(host ? c->buf + host->val : NULL, host ? host->val_len : 0,
+                                    ms_redirect_https_port(&c->w->dp_manifest->global), c->buf + c->url_off,
+                                    c->url_len, loc + 10, sizeof loc - 13);
+    if (n == 0) {
+        ms_conn_respond_error(c, 400, "this address serves only https, and the request's Host cannot be redirected to");
+        return;
+    }
+    memcpy(loc, "Location: ", 10);
+    memcpy(loc + 10 + n, "\r\n", 3);
+    ms_conn_respond_error_with(c, 308, "this address serves only https: use the Location given", loc);
+}
+
 static void dispatch(ms_conn *c)
 {
     ms_worker *w = c->w;
@@ -864,6 +889,13 @@ static void dispatch(ms_conn *c)
         return;
     const char *path = c->buf + c->url_off;
     size_t plen = c->path_len;
+
+    /* 0. a plain bind that sends everyone to https answers here, before
+     * static files, payloads and routes */
+    if (w->dp_manifest->global.binds[c->bind_idx].redirect_to_https) {
+        redirect_to_https(c);
+        return;
+    }
 
     /* 1. static dirs, longest prefix first; a miss falls through (a raw
      * path is its route's alone) */

@@ -113,7 +113,12 @@ def start_proxy(fleet, *ships, binds=None, http=None, static=None, mothership=No
     out.append("")
     out.append("[mothership.bind]")
     for name, v in binds.items():
-        out.append(f"{name} = {toml_str(v if isinstance(v, str) else f'127.0.0.1:{v}')}")
+        if isinstance(v, dict):  # a table: {"port": p, other bind keys...}
+            keys = [f"address = {toml_str('127.0.0.1:%d' % v['port'])}"]
+            keys += [f"{k} = {toml_value(x)}" for k, x in v.items() if k != "port"]
+            out.append(f"{name} = {{ {', '.join(keys)} }}")
+        else:
+            out.append(f"{name} = {toml_str(v if isinstance(v, str) else f'127.0.0.1:{v}')}")
     if http:
         out += ["", "[mothership.http]"] + [f"{k} = {toml_value(v)}" for k, v in http.items()]
     for sd in static or []:
@@ -127,7 +132,8 @@ def start_proxy(fleet, *ships, binds=None, http=None, static=None, mothership=No
         start = ms.event("listening", start=start)["_i"] + 1
     if wait and ships:
         ms.event("fleet_ready", timeout=15)
-    resolved = {k: (v[len("unix://"):] if isinstance(v, str) and v.startswith("unix://") else v)
+    resolved = {k: (v[len("unix://"):] if isinstance(v, str) and v.startswith("unix://")
+                    else v["port"] if isinstance(v, dict) else v)
                 for k, v in binds.items()}
     return Proxy(ms, resolved, mport)
 
