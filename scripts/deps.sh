@@ -8,8 +8,12 @@ PKGS=(
   build-essential meson ninja-build pkg-config clang lld
   libuv1-dev libhttp-parser-dev libssl-dev libwslay-dev zlib1g-dev
   libbrotli-dev libpcre2-dev libjansson-dev libncurses-dev libcmocka-dev
+  libnghttp2-dev
   python3 python3-pytest python3-requests python3-websockets python3-brotli
   wabt curl wrk tmux procps iproute2
+  # TLS and HTTP/2 clients the tests and bench/tls drive: nghttp and h2load,
+  # hostile HTTP/2 frames from python, testssl.sh's conformance scan
+  nghttp2-client python3-h2 testssl.sh
   cppcheck clang-tools
   # real servers the fleet tests start as ships (test_fleet_real_servers.py,
   # test_http_streaming.py)
