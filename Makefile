@@ -8,7 +8,7 @@ SCAN_BUILD ?= build-scan
 MANIFEST ?= examples/ship-manifest.toml
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench install clean
+.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench bench-tls install clean
 
 all: build
 
@@ -61,6 +61,11 @@ lint: deps $(BUILD)/build.ninja
 bench: build
 	DEPS_BENCH=1 ./scripts/deps.sh
 	./bench/run.sh $(BUILD)
+
+# TLS termination alone (bench/tls, a few minutes): against nginx and HAProxy.
+bench-tls: build
+	DEPS_BENCH=1 ./scripts/deps.sh
+	./bench/tls/run.sh $(BUILD)
 
 install: build
 	install -Dm755 $(BUILD)/mothership $(DESTDIR)$(PREFIX)/bin/mothership
