@@ -6,7 +6,8 @@ Each server gets the same certificate (generated here with openssl), TLS 1.2
 and 1.3 only, the same cipher preferences, session tickets on (no session
 cache: resumption is by ticket), ALPN h2 and http/1.1, and serves the same
 two things on one TLS port: a static 4 KiB file (/4k.bin) and a proxied route
-(/hello) to one backend nginx (`return 200 "hello"`, plain HTTP). Measured,
+(/hello) to one backend nginx (`return 200 "hello"`, plain HTTP; Mothership's
+ship, or started alone when Mothership is skipped). Measured,
 target after target, in ROUNDS rounds (who goes first rotates):
 
 - new connections/s with a full TLS 1.3 handshake: bursts of `h2load --h1
@@ -40,6 +41,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import socket
 import ssl
 import subprocess
@@ -66,12 +68,14 @@ ONLY = [x for x in os.environ.get("ONLY", "").split(",") if x]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
-# The same preferences everywhere: forward-secret AEAD suites only, as
-# Mothership's TLS context has them (it takes no cipher settings).
+# The same preferences everywhere: forward-secret AEAD suites only and the
+# key exchange groups, as Mothership's TLS context has them (it takes no
+# cipher settings).
 CIPHERS_12 = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
               "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
               "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
 SUITES_13 = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+GROUPS = "X25519:P-256:P-384"
 
 TARGETS = ("mothership", "nginx", "haproxy")
 tmpdir = None
@@ -104,6 +108,7 @@ def make_cert():
 
 
 def write_configs(ports, crt, key, www):
+    nginx_bin = shutil.which("nginx") or "nginx"
     user = "user root;\n" if os.geteuid() == 0 else ""
 
     def nginx_head(name):
@@ -143,6 +148,7 @@ events {{ worker_connections 8000; }}
     ssl_ciphers {CIPHERS_12};
     ssl_prefer_server_ciphers on;
     ssl_conf_command Ciphersuites {SUITES_13};
+    ssl_ecdh_curve {GROUPS};
     ssl_session_tickets on;
     ssl_session_cache off;
     upstream be {{
@@ -169,6 +175,7 @@ events {{ worker_connections 8000; }}
     tune.ssl.cachesize 0
     ssl-default-bind-ciphers {CIPHERS_12}
     ssl-default-bind-ciphersuites {SUITES_13}
+    ssl-default-bind-curves {GROUPS}
     ssl-default-bind-options ssl-min-ver TLSv1.2
 
 defaults
@@ -189,9 +196,10 @@ backend be
     server backend 127.0.0.1:{ports["backend"]}
 """
     # Mothership as the TLS keys have it: an `https` bind, [mothership.tls]
-    # cert/key, [mothership.http] left at its defaults. The ship is a
-    # placeholder (`sleep`) at the backend nginx's address: a ship with a
-    # bind is ready when its address accepts.
+    # cert/key, [mothership.http] left at its defaults. Its ship is the
+    # backend nginx itself (Mothership refuses a ship whose port another
+    # process holds), which nginx and HAProxy then proxy to as well: one
+    # backend for all three.
     mothership = f"""[mothership]
 workers = 1
 
@@ -212,8 +220,8 @@ bind = "https"
 
 [[fleet.backend]]
 name = "backend"
-command = "sleep"
-args = ["100000"]
+command = "{nginx_bin}"
+args = ["-p", "{tmpdir}", "-c", "{tmpdir}/backend.conf"]
 bind = "127.0.0.1:{ports["backend"]}"
 routes = ["https:/hello"]
 """
@@ -280,7 +288,7 @@ def start_mothership(ms_bin, port):
             if refusal:
                 return None, ("`run` refuses TLS binds in this build ("
                               + refusal[0].split("|", 1)[-1].strip() + ")")
-            return None, "did not get ready: " + (lines[-1] if lines else "no output")
+            return None, "did not get ready: " + (" / ".join(lines[-4:]) if lines else "no output")
         time.sleep(0.02)
 
 
@@ -373,7 +381,7 @@ def run_wrk(url):
 H2_FINISHED = re.compile(r"finished in ([0-9.]+)(ms|s),")
 H2_REQS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, "
                      r"(\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout")
-H2_STATUS = re.compile(r"status codes: (\d+) 2xx")
+H2_STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
 
 
 def run_h2load(argv):
@@ -389,7 +397,7 @@ def run_h2load(argv):
         raise RuntimeError("no request succeeded" +
                            (" (no protocol negotiated by ALPN)" if "No protocol" in text else ""))
     # failed (errored ones included) + timed out + answered but not 2xx
-    errors = int(q.group(5)) + int(q.group(7)) + (int(q.group(4)) - ok)
+    errors = int(q.group(5)) + int(q.group(7)) + sum(int(s.group(i)) for i in (2, 3, 4))
     return {"n": ok, "secs": secs, "errors": errors}
 
 
@@ -510,11 +518,6 @@ def main():
     write_configs(ports, crt, key, www)
     wanted = [t for t in TARGETS if not ONLY or t in ONLY]
 
-    p = spawn(["nginx", "-p", tmpdir, "-c", f"{tmpdir}/backend.conf"], f"{tmpdir}/backend.out")
-    if not wait_accepts(ports["backend"], p):
-        raise RuntimeError("backend nginx did not start: " + read(f"{tmpdir}/backend.out")
-                           + read(f"{tmpdir}/backend.error.log"))
-
     servers = {}
     skipped = {}
     if "mothership" in wanted:
@@ -525,6 +528,12 @@ def main():
             skipped["mothership"] = ("skipped: `run` refuses TLS binds" if "refuses TLS" in why
                                      else "skipped: did not start")
             say(f"tls: mothership skipped: {why}")
+    if "mothership" not in servers:
+        # without Mothership (whose ship it is), the backend on its own
+        p = spawn(["nginx", "-p", tmpdir, "-c", f"{tmpdir}/backend.conf"], f"{tmpdir}/backend.out")
+        if not wait_accepts(ports["backend"], p):
+            raise RuntimeError("backend nginx did not start: " + read(f"{tmpdir}/backend.out")
+                               + read(f"{tmpdir}/backend.error.log"))
     if "nginx" in wanted:
         p = spawn(["nginx", "-p", tmpdir, "-c", f"{tmpdir}/nginx.conf"], f"{tmpdir}/nginx.out")
         if not wait_accepts(ports["nginx"], p):
@@ -565,6 +574,11 @@ def main():
     say("|---|" + "---|" * len(keys))
     for name in facts:
         say(f"| {name} | " + " | ".join(str(facts[name].get(k, "-")) for k in keys) + " |")
+    for k in keys:
+        seen = {str(f.get(k)) for f in facts.values() if f.get(k) is not None}
+        if len(seen) > 1:
+            say(f"tls: the servers differ in {k}: " + ", ".join(
+                f"{n} {facts[n].get(k)}" for n in facts) + " (the comparison is less alike)")
 
     base = {n: f"https://localhost:{s.port}" for n, s in servers.items()}
     scenarios = [
@@ -632,7 +646,8 @@ def main():
         head.append("errors")
         say("| " + " | ".join(head) + " |")
         say("|" + "---|" * len(head))
-        med = {}
+        med = {n: {"rate": median([r["rate"] for r in rs]), "cpu": median([r["cpu"] for r in rs])}
+               for n in TARGETS for rs in [results.get((si, n))] if rs}
         for n in TARGETS:
             rs = results.get((si, n))
             if not rs:
@@ -640,8 +655,6 @@ def main():
                 if n in wanted:
                     say(f"| {n} | " + " | ".join(["-"] * (len(head) - 2)) + f" | {why} |")
                 continue
-            med[n] = {"rate": median([r["rate"] for r in rs]),
-                      "cpu": median([r["cpu"] for r in rs])}
             row = [n, f"{med[n]['rate']:.0f} ({min(r['rate'] for r in rs):.0f}-"
                    f"{max(r['rate'] for r in rs):.0f})", f"{med[n]['cpu']:.1f}"]
             if fn is run_wrk:
