@@ -8,16 +8,16 @@ PKGS=(
   build-essential meson ninja-build pkg-config clang lld
   libuv1-dev libhttp-parser-dev libssl-dev libwslay-dev zlib1g-dev
   libbrotli-dev libpcre2-dev libjansson-dev libncurses-dev libcmocka-dev
-  libnghttp2-dev
   python3 python3-pytest python3-requests python3-websockets python3-brotli
   wabt curl wrk tmux procps iproute2
-  # TLS and HTTP/2 clients the tests and bench/tls drive: nghttp and h2load,
-  # hostile HTTP/2 frames from python, testssl.sh's conformance scan
-  nghttp2-client python3-h2 testssl.sh
+  # HTTP/2: the library, and the clients the tests drive (nghttp, h2load, python3-h2)
+  libnghttp2-dev nghttp2-client python3-h2
   cppcheck clang-tools
   # real servers the fleet tests start as ships (test_fleet_real_servers.py,
   # test_http_streaming.py)
   postgresql redis-server gunicorn python3-flask
+  # the TLS conformance scan of test_testssl.py
+  testssl.sh
 )
 # Node for the Express and ws ships (test_node_ships.py; scripts/node-deps.sh
 # installs those two from npm). Asked for only when the command is missing:
