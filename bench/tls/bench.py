@@ -384,13 +384,20 @@ H2_REQS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, "
 H2_STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
 
 
-def run_h2load(argv):
+H2_PROTO = re.compile(r"Application protocol: (\S+)")
+
+
+def run_h2load(argv, want_proto=None):
     r = subprocess.run(["h2load", *argv], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=DURATION + 30)
     text = r.stdout.decode("utf-8", "replace")
     m, q, s = H2_FINISHED.search(text), H2_REQS.search(text), H2_STATUS.search(text)
     if not (m and q):
         raise RuntimeError("h2load gave no figures: " + " / ".join(text.splitlines()[-3:]))
+    proto = H2_PROTO.search(text)
+    if want_proto and (not proto or proto.group(1) != want_proto):
+        # h2load falls back to HTTP/1.1 when ALPN chooses it
+        raise RuntimeError(f"ALPN chose {proto.group(1) if proto else 'nothing'}, not {want_proto}")
     secs = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
     ok = int(s.group(1)) if s else 0
     if "No protocol negotiated" in text or ok == 0:
@@ -434,7 +441,7 @@ def load_resumed(url):
 
 def load_h2(url):
     return run_h2load(["-t", "1", "-c", str(H2_CONNS), "-m", str(H2_STREAMS),
-                       "-D", str(DURATION), url])
+                       "-D", str(DURATION), url], want_proto="h2")
 
 
 def idle_memory(srv, crt):
@@ -528,12 +535,14 @@ def main():
             skipped["mothership"] = ("skipped: `run` refuses TLS binds" if "refuses TLS" in why
                                      else "skipped: did not start")
             say(f"tls: mothership skipped: {why}")
-    if "mothership" not in servers:
-        # without Mothership (whose ship it is), the backend on its own
+    def start_backend():
+        """The backend on its own: without Mothership, whose ship it is."""
         p = spawn(["nginx", "-p", tmpdir, "-c", f"{tmpdir}/backend.conf"], f"{tmpdir}/backend.out")
         if not wait_accepts(ports["backend"], p):
             raise RuntimeError("backend nginx did not start: " + read(f"{tmpdir}/backend.out")
                                + read(f"{tmpdir}/backend.error.log"))
+    if "mothership" not in servers:
+        start_backend()
     if "nginx" in wanted:
         p = spawn(["nginx", "-p", tmpdir, "-c", f"{tmpdir}/nginx.conf"], f"{tmpdir}/nginx.out")
         if not wait_accepts(ports["nginx"], p):
@@ -600,6 +609,7 @@ def main():
             mem[n] = {"error": f"{type(e).__name__}: {e}"}
 
     failed = {}
+    died = {}
     results = {}
     # warm-up: one short pass of every load (pools, caches, page faults)
     for path in ("/4k.bin", "/hello"):
@@ -612,7 +622,11 @@ def main():
         for si, (title, _unit, fn, path) in enumerate(scenarios):
             k = rnd % len(names)
             for n in names[k:] + names[:k]:
-                if (si, n) in failed:
+                if (si, n) in failed or n in died:
+                    continue
+                if fn is load_h2 and facts[n].get("ALPN") != "h2":
+                    # h2load would fall back to pipelined HTTP/1.1
+                    failed[(si, n)] = f"FAILED: ALPN chose {facts[n].get('ALPN')}, not h2"
                     continue
                 s = servers[n]
                 c0 = sum(cpu_ticks_of(f"/proc/{p}/stat") for p in s.cpu_pids)
@@ -620,13 +634,32 @@ def main():
                     r = fn(base[n] + path)
                 except RuntimeError as e:
                     failed[(si, n)] = "FAILED: " + str(e).replace("|", "/")
+                    r = None
+                if s.proc.poll() is not None:
+                    # a server that dies is reported and left out of what
+                    # follows; the others are still measured
+                    log = [x for x in read(f"{tmpdir}/{n}.out").splitlines() if x.strip()]
+                    died[n] = f"FAILED: exited (status {s.proc.returncode}) during: {title}"
+                    say(f"tls: {n} exited (status {s.proc.returncode}) during \"{title}\"; "
+                        f"the end of its log: " + " / ".join(log[-2:]))
+                    results.pop((si, n), None)
+                    if n == "mothership":
+                        # its ship, the backend, went with it
+                        socket_free = time.time() + 5
+                        while time.time() < socket_free:
+                            try:
+                                socket.create_connection(("127.0.0.1", ports["backend"]), 0.2).close()
+                                time.sleep(0.05)
+                            except OSError:
+                                break
+                        start_backend()
+                    continue
+                if r is None:
                     continue
                 c1 = sum(cpu_ticks_of(f"/proc/{p}/stat") for p in s.cpu_pids)
                 r["cpu"] = (c1 - c0) * 1e6 / CLK_TCK / max(1, r["n"])
                 r["rate"] = r["n"] / r["secs"] if r["secs"] > 0 else 0.0
                 results.setdefault((si, n), []).append(r)
-                if s.proc.poll() is not None:
-                    raise RuntimeError(f"{n} exited during the run (status {s.proc.returncode})")
         say(f"  round {rnd + 1}/{ROUNDS} done")
 
     # --- tables: medians, and Mothership's ratios against each peer
@@ -651,7 +684,7 @@ def main():
         for n in TARGETS:
             rs = results.get((si, n))
             if not rs:
-                why = failed.get((si, n)) or skipped.get(n) or "not measured"
+                why = failed.get((si, n)) or died.get(n) or skipped.get(n) or "not measured"
                 if n in wanted:
                     say(f"| {n} | " + " | ".join(["-"] * (len(head) - 2)) + f" | {why} |")
                 continue
