@@ -1163,6 +1163,10 @@ static void process_step(ms_conn *c)
         if (c->state == MS_C_PROXY && handler_backed_up(c))
             break;
         if ((c->state == MS_C_PROXY || c->state == MS_C_BODY) && !chunks_ok(c)) {
+            if (handler_partial_status(c)) {
+                ms_conn_close(c); /* the answer is under way: no second one inside it */
+                return;
+            }
             if (c->state == MS_C_PROXY) {
                 handler_abort(c); /* the ship never gets the terminating chunk */
                 c->state = MS_C_HEAD;
@@ -1178,6 +1182,10 @@ static void process_step(ms_conn *c)
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (e != HPE_OK && e != HPE_PAUSED) {
             int st = c->error_status ? c->error_status : 400;
+            if (c->state == MS_C_PROXY && handler_partial_status(c)) {
+                ms_conn_close(c); /* the answer is under way: no second one inside it */
+                return;
+            }
             if (c->state == MS_C_PROXY) {
                 handler_abort(c);
                 c->state = MS_C_HEAD;

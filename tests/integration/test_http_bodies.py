@@ -15,6 +15,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from fleet_helpers import PY, app, free_port, toml_str
 from http_helpers import Raw, msum, short_tmpdir, start_proxy, toml_value, wait_until
 
@@ -150,6 +152,27 @@ def test_a_buffered_body_followed_by_a_full_read_buffer_of_pipelined_requests(fl
             assert c.response().status == 200
         sender.join(10)
     assert len(ship.events("head", since=mark, target="/next")) == n
+
+
+@pytest.mark.parametrize("bad", ["bad_chunk", "over_max_body_size"])
+def test_a_bad_body_after_the_ships_answer_began_closes_without_a_second_response(fleet, tmp_path, bad):
+    """A streamed chunked upload whose ship has sent the head and part of
+    its answer: a chunk that breaks the framing, or a body past
+    max_body_size, cannot be answered any more (a 400 or 413 written now
+    would land in the middle of the ship's answer): the connection closes
+    behind the part of the answer already sent, and nothing else follows."""
+    routes = [{"bind": "http", "pattern": "/stream/.*", "request_buffering": False}, "http:/.*"]
+    px, ship = start(fleet, tmp_path, http={"max_body_size": 1000}, routes=routes)
+    with Raw(px.port, timeout=10) as c:
+        c.send(b"POST /stream/partial HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        r = c.response(head_only=True)
+        assert r.status == 200 and r.header("content-length") == "100", r
+        while len(c.buf) < 10:
+            c._fill()  # the part of the answer the ship sent
+        assert c.buf[:10] == b"p" * 10, c.buf
+        c.send(b"zz\r\n" if bad == "bad_chunk" else b"7d0\r\n" + b"b" * 2000 + b"\r\n")
+        assert c.closed(5), "the connection closes"
+        assert c.buf == b"p" * 10, c.buf[:300]
 
 
 # ------------------------------------------------------------------ memory, then a temporary file

@@ -10,7 +10,9 @@ Each event is one JSON line appended to FILE, flushed at once:
     {"ev": "body", "conn": i, "len", "sha256", "chunked"}  its body was read whole
 Every request is answered 200 with the body event as JSON (a target with
 "noread" in it: the body is never read, nor the request answered; "early": the
-answer, of size=N bytes, goes out at once and the body is discarded); a request with
+answer, of size=N bytes, goes out at once and the body is discarded;
+"partial": the head of a 100-byte answer and 10 bytes of it go out at once,
+then the body is discarded and the answer never finished); a request with
 `Expect: 100-continue` gets "100 Continue" first (as a real server would).
 Connections are kept alive. The readiness probe's connections show up as
 accept events too: tests count from a mark taken after the fleet is ready."""
@@ -85,6 +87,12 @@ def serve(sock, conn_id):
                 size = int(urllib.parse.parse_qs(urllib.parse.urlsplit(target).query).get("size", ["5"])[0])
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"e" * size)
                 record(ev="early", conn=conn_id, target=target, len=size)
+                while sock.recv(65536):
+                    pass
+                return
+            if "partial" in target:
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"p" * 10)
+                record(ev="partial", conn=conn_id, target=target)
                 while sock.recv(65536):
                     pass
                 return
