@@ -1585,7 +1585,7 @@ int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx)
 void ms_conn_drain_end(ms_conn *c)
 {
     bool unanswered = c->state == MS_C_HEAD || c->state == MS_C_BODY || c->state == MS_C_UPSTREAM ||
-                      (c->state == MS_C_PROXY && !handler_partial_status(c));
+                      (c->state == MS_C_PROXY && !c->response_done && !handler_partial_status(c));
     if (unanswered) {
         handler_abort(c);
         c->keep_alive = false;

@@ -107,7 +107,9 @@ def start_proxy(fleet, *ships, binds=None, http=None, static=None, mothership=No
     wait) the whole fleet is ready."""
     binds = dict(binds or {"http": free_port()})
     mport = free_port()
-    out = ["[mothership]", f"metrics_port = {mport}", 'shutdown_timeout = "5s"']
+    out = ["[mothership]", f"metrics_port = {mport}"]
+    if "shutdown_timeout" not in (mothership or {}):
+        out.append('shutdown_timeout = "5s"')
     for k, v in (mothership or {}).items():
         out.append(f"{k} = {toml_value(v)}")
     out.append("")

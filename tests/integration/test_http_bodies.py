@@ -12,6 +12,8 @@ upstream_timeout runs from the end of the body; memory stays bounded under
 import hashlib
 import json
 import os
+import select
+import signal
 import threading
 import time
 
@@ -152,6 +154,39 @@ def test_a_buffered_body_followed_by_a_full_read_buffer_of_pipelined_requests(fl
             assert c.response().status == 200
         sender.join(10)
     assert len(ship.events("head", since=mark, target="/next")) == n
+
+
+def test_drain_end_puts_no_503_behind_a_complete_answer_still_being_written(fleet, tmp_path):
+    """The ship's whole answer is read by Mothership but not yet by the
+    client when the drain's time is up: the request is answered, so no 503
+    may follow the answer; the connection is cut (a response under way)."""
+    sock = os.path.join(short_tmpdir(), "c.sock")
+    ship = RecShip(tmp_path, ["ux:/.*"])
+    px = start_proxy(fleet, ship, binds={"http": free_port(), "ux": f"unix://{sock}"},
+                     mothership={"shutdown_timeout": "1s"})
+    with open("/proc/sys/net/core/wmem_default") as f:
+        size = int(f.read()) + 128 * 1024
+    with Raw(None, timeout=10, unix=sock) as c:
+        c.send(f"GET /early?size={size} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        # counted when its last byte came from the ship
+        wait_until(lambda: msum(px.metrics(), "mothership_requests_total", bind="ux") == 1,
+                   what="the whole answer read from the ship")
+        px.ms.signal(signal.SIGTERM)
+        px.ms.event("shutdown")
+
+        def drain_ended():  # the connection is cut, or a 5xx went behind the answer
+            if any(ev & (select.POLLHUP | select.POLLRDHUP) for _, ev in hup.poll(0)):
+                return True
+            try:
+                return msum(px.metrics(), "mothership_responses_total", bind="ux", code="5xx") > 0
+            except OSError:
+                return False
+        hup = select.poll()
+        hup.register(c.s, select.POLLHUP | select.POLLRDHUP)
+        wait_until(drain_ended, timeout=10, what="the end of the drain")
+        assert c.closed(10), "the connection ends with the drain"
+    assert c.buf.startswith(b"HTTP/1.1 200 OK\r\n"), c.buf[:200]
+    assert b"HTTP/1.1 503" not in c.buf, c.buf[-400:]
 
 
 @pytest.mark.parametrize("bad", ["bad_chunk", "over_max_body_size"])
