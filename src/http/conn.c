@@ -1106,6 +1106,8 @@ static void on_read(void *owner, ssize_t n, const uv_buf_t *b)
         tunnel_read(c, (size_t)n);
         return;
     }
+    if (!c->h2_checked && c->state == MS_C_HEAD && ms_h2c_detect(c) != 0)
+        return; /* HTTP/2 with prior knowledge (h2.c), or the start of its preface */
     if (body_phase(c)) /* the client is sending: the pause it may take starts again */
         set_timer(c, limits(c)->body_timeout_ms, on_body_timeout);
     process(c);
@@ -1507,6 +1509,17 @@ static void conn_begin(ms_conn *c)
     c->parser.data = c;
     set_timer(c, limits(c)->header_timeout_ms, on_head_timeout);
     ms_conn_start_reading(c);
+}
+
+ms_xport *ms_conn_release_xport(ms_conn *c)
+{
+    ms_xport *x = c->x;
+    assert(x && c->handles_open >= 2);
+    c->x = NULL;
+    c->handles_open--;
+    c->reading = false;
+    ms_conn_close(c);
+    return x;
 }
 
 ms_conn *ms_conn_start_on(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure)

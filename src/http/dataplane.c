@@ -130,7 +130,7 @@ static void on_worker_handle_closed(uv_handle_t *h)
 
 void ms_worker_maybe_done(ms_worker *w)
 {
-    if (!w->stopping || w->closed || w->nconns > 0 || w->nups > 0)
+    if (!w->stopping || w->closed || w->nconns > 0 || w->nups > 0 || w->nh2conns > 0)
         return;
     w->closed = true;
     ms_ws_worker_close(w);
@@ -150,6 +150,7 @@ static void on_drain_last_writes(uv_timer_t *t)
         next = c->next;
         ms_conn_close(c);
     }
+    ms_h2_worker_close_all(w);
     ms_pool_close_all(w);
 }
 
@@ -164,7 +165,7 @@ static void on_drain_timeout(uv_timer_t *t)
         ms_conn_drain_end(c);
     }
     ms_pool_close_all(w);
-    if (w->nconns > 0)
+    if (w->nconns > 0 || w->nh2conns > 0)
         uv_timer_start(&w->drain_timer, on_drain_last_writes, MS_DRAIN_LAST_WRITES_MS, 0);
 }
 
@@ -185,6 +186,7 @@ static void on_stop(uv_async_t *a)
         next = c->next;
         ms_conn_drain_start(c); /* a WebSocket of a bay: 1001, then the close handshake */
     }
+    ms_h2_worker_stop(w); /* GOAWAY: streams under way finish */
     ms_pool_close_all(w);
     uv_timer_start(&w->drain_timer, on_drain_timeout, w->drain_ms ? w->drain_ms : 1, 0);
     ms_worker_maybe_done(w);

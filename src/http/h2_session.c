@@ -405,6 +405,7 @@ static void start_request(ms_h2_stream *st, bool end_stream)
     ms_buf_free(&st->cookie);
     st->started = true;
     if (!s->ops->stream_start(s->owner, st)) {
+        st->exchange = NULL;
         st->detached = true;
         stream_reset(st, NGHTTP2_REFUSED_STREAM);
         return;
@@ -502,7 +503,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
     void *ex = st->exchange;
     st->exchange = NULL;
     if (ex)
-        s->ops->stream_gone(ex);
+        s->ops->stream_gone(ex, !st->reset && st->resp_complete && st->out_pos == st->out.len);
     stream_free(st);
     return 0;
 }
@@ -820,7 +821,7 @@ void ms_h2_session_free(ms_h2_session *s)
         void *ex = st->exchange;
         st->exchange = NULL;
         if (ex)
-            s->ops->stream_gone(ex);
+            s->ops->stream_gone(ex, false);
         stream_free(st);
     }
     nghttp2_session_del(s->ng);
@@ -883,6 +884,11 @@ void ms_h2_session_tick(ms_h2_session *s, uint64_t now_ms)
 
 void ms_h2_session_shutdown(ms_h2_session *s)
 {
+    if (s->nstreams == 0) {
+        nghttp2_session_terminate_session(s->ng, NGHTTP2_NO_ERROR);
+        want_run(s);
+        return;
+    }
     nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s->ng),
                           NGHTTP2_NO_ERROR, NULL, 0);
     want_run(s);

@@ -63,9 +63,10 @@ typedef struct ms_h2_owner_ops {
     void (*stream_readable)(void *exchange);
     /* Every response byte the exchange wrote has been taken by nghttp2. */
     void (*stream_drained)(void *exchange);
-    /* The stream is gone (reset, or the session ended): the exchange must
-     * end and never use the stream again. */
-    void (*stream_gone)(void *exchange);
+    /* The stream is gone: complete (every response byte was taken) or
+     * not (reset, or the session ended). The exchange never uses the
+     * stream again; incomplete, it must end. */
+    void (*stream_gone)(void *exchange, bool complete);
     /* The session has bytes to send, or an exchange can move: the owner
      * arranges for ms_h2_session_send (and its own work) to run soon. */
     void (*want_run)(void *owner);

@@ -131,6 +131,8 @@ struct ms_worker {
     uint64_t plog_second, plog_count; /* payload log lines, rate-limited */
     uint64_t ulog_second, ulog_count, ulog_suppressed; /* upstream error lines, rate-limited */
     ms_gather gather;              /* the corked connection's pieces */
+    struct ms_h2conn *h2conns;     /* HTTP/2 connections (h2.c; their streams' conns are in conns) */
+    uint64_t nh2conns;
     /* WebSocket clients of bays (websocket.c) */
     ms_hub *hub;                   /* NULL: no bays */
     uv_async_t dock_async;         /* the hub has messages for this worker */
@@ -174,6 +176,8 @@ typedef enum ms_conn_state {
 
 struct ms_conn {
     ms_xport *x;                   /* the byte stream: a socket, TLS, an HTTP/2 stream; NULL once closed */
+    bool h2;                       /* x is an HTTP/2 stream (h2.c) */
+    bool h2_checked;               /* an h2c bind's first bytes were checked for the HTTP/2 preface */
     uv_timer_t timer;
     ms_worker *w;
     ms_conn *prev, *next;
@@ -329,10 +333,20 @@ void ms_conn_record(ms_conn *c, int status);
 void ms_conn_drain_end(ms_conn *c);
 void ms_conn_drain_start(ms_conn *c);
 
-/* h2.c (h2_stub.c until it exists): an HTTP/2 session takes over x, a
- * transport on which ALPN chose "h2"; false: it did not (x is the caller's
- * still). */
+/* h2.c: HTTP/2 connections; their streams are conns over stream transports */
+typedef struct ms_h2conn ms_h2conn;
+/* Takes over x (a socket on an h2c bind, or TLS after ALPN h2), with the
+ * bytes already read from it (pre); false: x is still the caller's. */
 bool ms_h2_start(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure);
+bool ms_h2_start_pre(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure, const char *pre,
+                     size_t pre_len);
+/* A conn's first bytes on an h2c bind: 1: the HTTP/2 preface, the connection
+ * became an HTTP/2 one (c is closing); -1: a prefix of it, read more; 0: HTTP/1.1. */
+int ms_h2c_detect(ms_conn *c);
+void ms_h2_worker_stop(ms_worker *w);
+void ms_h2_worker_close_all(ms_worker *w);
+/* conn.c: hands the transport to another owner; the conn closes without it */
+ms_xport *ms_conn_release_xport(ms_conn *c);
 
 /* conn.c: payloads */
 size_t ms_conn_payload_headers(ms_conn *c);

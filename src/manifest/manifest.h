@@ -111,6 +111,14 @@ typedef struct ms_http_limits {
     uint64_t ws_send_queue;          /* bytes waiting for a client; default 4 MiB -> close 1008 */
     uint64_t ws_ping_interval_ms;    /* ping a quiet client after this; default 30s */
     uint64_t ws_idle_timeout_ms;     /* close a client silent this long; default 75s */
+    /* HTTP/2 clients (an HTTP/2 connection with no open stream for idle_timeout gets a GOAWAY) */
+    uint64_t h2_max_concurrent_streams; /* default 128 */
+    uint64_t h2_max_header_list_size;   /* a request's decoded header list; default 32 KiB -> 431 */
+    uint64_t h2_header_table_size;      /* the HPACK table the client may use; default 4 KiB */
+    uint64_t h2_rapid_reset_max;        /* client RST_STREAMs per window, then GOAWAY; default 200 */
+    uint64_t h2_rapid_reset_window_ms;  /* default 10s */
+    uint64_t h2_max_control_frames;     /* SETTINGS/PING acks the client leaves unread; default 1000 */
+    uint64_t h2_stall_timeout_ms;       /* a stream's response waiting on a shut window; default 60s */
 } ms_http_limits;
 
 typedef struct ms_global {

@@ -27,7 +27,9 @@ static const char *const http_keys[] = {
     "max_header_size", "max_uri_length", "max_body_size", "header_timeout", "idle_timeout",
     "upstream_connect_timeout", "upstream_timeout", "max_connections", "upstream_keepalive",
     "ws_max_message_size", "ws_send_queue", "ws_ping_interval", "ws_idle_timeout",
-    "request_buffering", "request_buffer_size", "body_timeout", "max_response_header_size", NULL };
+    "request_buffering", "request_buffer_size", "body_timeout", "max_response_header_size",
+    "h2_max_concurrent_streams", "h2_max_header_list_size", "h2_header_table_size", "h2_rapid_reset_max",
+    "h2_rapid_reset_window", "h2_max_control_frames", "h2_stall_timeout", NULL };
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
     "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", "stop_signal",
@@ -1288,6 +1290,62 @@ static void http_defaults(ms_http_limits *h)
     h->request_buffer_size = 64 * 1024;
     h->body_timeout_ms = 60000;
     h->max_response_header_size = 16384;
+    h->h2_max_concurrent_streams = 128;
+    h->h2_max_header_list_size = 32768;
+    h->h2_header_table_size = 4096;
+    h->h2_rapid_reset_max = 200;
+    h->h2_rapid_reset_window_ms = 10000;
+    h->h2_max_control_frames = 1000;
+    h->h2_stall_timeout_ms = 60000;
+}
+
+/* The HTTP/2 keys of [mothership.http]; false: not one of them. */
+static bool load_http_h2(ld_ctx *hc, const toml_kv *e, ms_http_limits *h, bool *ok)
+{
+    const char *k = e->key;
+    int64_t n;
+    if (strcmp(k, "h2_max_concurrent_streams") == 0) {
+        if (get_uint(hc, e, 1, 10000, &n))
+            h->h2_max_concurrent_streams = (uint64_t)n;
+        else
+            *ok = false;
+    } else if (strcmp(k, "h2_max_header_list_size") == 0) {
+        if (!get_size(hc, e, 1024, &h->h2_max_header_list_size))
+            *ok = false;
+        else if (h->h2_max_header_list_size > (1ULL << 20)) {
+            ld_err(hc, e->value->line, e->value->col, "\"h2_max_header_list_size\" must be at most 1MiB");
+            *ok = false;
+        }
+    } else if (strcmp(k, "h2_header_table_size") == 0) {
+        if (!get_size(hc, e, 0, &h->h2_header_table_size))
+            *ok = false;
+        else if (h->h2_header_table_size > (1ULL << 16)) {
+            ld_err(hc, e->value->line, e->value->col, "\"h2_header_table_size\" must be at most 64KiB");
+            *ok = false;
+        }
+    } else if (strcmp(k, "h2_rapid_reset_max") == 0) {
+        if (get_uint(hc, e, 1, 1000000, &n))
+            h->h2_rapid_reset_max = (uint64_t)n;
+        else
+            *ok = false;
+    } else if (strcmp(k, "h2_rapid_reset_window") == 0) {
+        if (!get_duration(hc, e, &h->h2_rapid_reset_window_ms))
+            *ok = false;
+        else if (h->h2_rapid_reset_window_ms == 0) {
+            ld_err(hc, e->value->line, e->value->col, "\"h2_rapid_reset_window\" must be above 0");
+            *ok = false;
+        }
+    } else if (strcmp(k, "h2_max_control_frames") == 0) {
+        if (get_uint(hc, e, 1, 100000, &n))
+            h->h2_max_control_frames = (uint64_t)n;
+        else
+            *ok = false;
+    } else if (strcmp(k, "h2_stall_timeout") == 0) {
+        *ok &= get_duration(hc, e, &h->h2_stall_timeout_ms);
+    } else {
+        return false;
+    }
+    return true;
 }
 
 static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
@@ -1369,6 +1427,8 @@ static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
         } else if (strcmp(k, "ws_idle_timeout") == 0) {
             ok &= get_duration(&hc, e, &h->ws_idle_timeout_ms);
             idle_kv = e;
+        }
+        else if (load_http_h2(&hc, e, h, &ok)) {
         }
         else {
             unknown_key(&hc, e, http_keys, NULL);

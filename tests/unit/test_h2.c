@@ -79,8 +79,9 @@ static void stream_drained(void *x)
     ((exch *)x)->drained = true;
 }
 
-static void stream_gone(void *x)
+static void stream_gone(void *x, bool complete)
 {
+    (void)complete;
     exch *e = x;
     e->gone = true;
     e->st = NULL;
