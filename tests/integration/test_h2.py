@@ -1,0 +1,489 @@
+"""HTTP/2 with prior knowledge on an h2c bind, through the real binary:
+curl --http2-prior-knowledge, nghttp and h2load (real clients); request and
+response bodies both ways; HTTP/1.1 still served on the same bind; a bind
+without h2c does not speak HTTP/2; WebSocket over HTTP/2 (RFC 8441 extended
+CONNECT) to a ship and to a bay; and hostile frames written by hand
+(hyperframe + hpack, from python3-h2): rapid reset, a CONTINUATION flood, a
+PING flood from a client that does not read, a zero window, too many
+streams, bad pseudo-headers, a header list too large, a Content-Length that
+the DATA does not match, a Host that disagrees with :authority. Each hostile
+case asserts what the client gets and what reaches the ship (a recording
+ship: apps/raw_recorder.py)."""
+import base64
+import hashlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+import requests
+from hpack import Decoder, Encoder
+from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame,
+                              RstStreamFrame, SettingsFrame, WindowUpdateFrame)
+
+from conftest import BUILD
+from fleet_helpers import PY, app, free_port, toml_str
+from http_helpers import ModuleFleet, echo_ship, msum, start_proxy, toml_value, wait_until
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+RECORDER = app("raw_recorder.py")
+ECHO_BAY = os.path.join(BUILD, "examples", "bays", "echo-bay")
+
+PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0x1, 0x2, 0x7, 0x8, 0xb
+ENABLE_CONNECT_PROTOCOL = 0x8
+
+
+@pytest.fixture(scope="module")
+def px(tmp_path_factory):
+    f = ModuleFleet(tmp_path_factory, "h2")
+    root = tmp_path_factory.mktemp("h2site")
+    (root / "hello.txt").write_bytes(b"hello over h2\n")
+    (root / "big.bin").write_bytes(os.urandom(700_000))
+    rec_dir = str(tmp_path_factory.mktemp("h2rec"))
+    rport = free_port()
+    rec = "\n".join(["[[fleet.rec]]", 'name = "rec"', f"command = {toml_str(PY)}",
+                     f"args = {toml_value([RECORDER, '--port', str(rport), '--dir', rec_dir])}",
+                     f'bind = "tcp://127.0.0.1:{rport}"', 'routes = ["http:/rec/.*", "plain:/rec/.*"]'])
+    bay = "\n".join(["[[bays.websocket]]", 'name = "echo"', f"command = {toml_str(ECHO_BAY)}",
+                     'routes = ["http:/bay.*"]'])
+    p = start_proxy(
+        f, echo_ship("app", routes=["http:/(?!rec/|bay).*", "plain:/(?!rec/).*"]),
+        binds={"http": {"port": free_port(), "h2c": True}, "plain": free_port()},
+        http={"h2_max_concurrent_streams": 8, "h2_rapid_reset_max": 20, "h2_max_header_list_size": "8KiB",
+              "h2_max_control_frames": 100, "h2_stall_timeout": "1s"},
+        static=[{"path": str(root), "prefix": "/s"}],
+        mothership={"socket_dir": f"/tmp/msh2-{os.getpid()}"},
+        extra=rec + "\n\n" + bay)
+    p.ms.event("ready", ship="echo", timeout=15)
+    p.root = root
+    p.rec_dir = rec_dir
+    yield p
+    f.cleanup()
+
+
+def recorded(px, prefix):
+    """The requests the recording ship received whose target starts with prefix."""
+    try:
+        with open(os.path.join(px.rec_dir, "requests.jsonl")) as fh:
+            reqs = [json.loads(l) for l in fh if l.strip()]
+    except FileNotFoundError:
+        return []
+    return [r for r in reqs if r["target"].startswith(prefix)]
+
+
+def raw_bytes_seen(px, needle):
+    """Whether any connection to the recording ship carried these bytes."""
+    for name in os.listdir(px.rec_dir):
+        if name.startswith("conn-"):
+            with open(os.path.join(px.rec_dir, name), "rb") as fh:
+                if needle in fh.read():
+                    return True
+    return False
+
+
+# ------------------------------------------------------------------ a client of raw frames
+class H2:
+    """Frames by hand: what a hostile client sends, and every frame read back."""
+
+    def __init__(self, port, settings=None, rcvbuf=None):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.s.settimeout(5)
+        self.s.connect(("127.0.0.1", port))
+        self.enc = Encoder()
+        self.dec = Decoder()
+        self.buf = b""
+        self.frames = []
+        self.closed = False
+        self.server_settings = {}
+        self.s.sendall(PREFACE + SettingsFrame(0, settings=settings or {}).serialize())
+
+    def send(self, *frames):
+        self.s.sendall(b"".join(f.serialize() for f in frames))
+
+    def headers(self, sid, hdrs, end_stream=True, end_headers=True):
+        flags = (["END_STREAM"] if end_stream else []) + (["END_HEADERS"] if end_headers else [])
+        return HeadersFrame(sid, data=self.enc.encode(hdrs), flags=flags)
+
+    def request(self, sid, path, method="GET", extra=(), end_stream=True, authority="test"):
+        hdrs = [(":method", method), (":scheme", "http"), (":authority", authority), (":path", path)]
+        self.send(self.headers(sid, hdrs + list(extra), end_stream=end_stream))
+
+    def _read_frame(self):
+        while len(self.buf) < 9:
+            d = self.s.recv(65536)
+            if not d:
+                raise EOFError
+            self.buf += d
+        f, length = Frame.parse_frame_header(memoryview(self.buf[:9]))
+        while len(self.buf) < 9 + length:
+            d = self.s.recv(65536)
+            if not d:
+                raise EOFError
+            self.buf += d
+        f.parse_body(memoryview(self.buf[9:9 + length]))
+        self.buf = self.buf[9 + length:]
+        if isinstance(f, HeadersFrame) or isinstance(f, ContinuationFrame):
+            f.decoded = self.dec.decode(bytes(f.data)) if "END_HEADERS" in f.flags else None
+        if isinstance(f, SettingsFrame) and "ACK" not in f.flags:
+            self.server_settings.update(f.settings)
+            self.send(SettingsFrame(0, flags=["ACK"]))
+        self.frames.append(f)
+        return f
+
+    def until(self, pred, timeout=5.0):
+        """Reads frames until pred(frame) is true; returns that frame, or None at EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                f = self._read_frame()
+            except (EOFError, ConnectionResetError):
+                self.closed = True
+                return None
+            except socket.timeout:
+                pytest.fail(f"no matching frame within {timeout}s; frames: {self.frames[-10:]}")
+            if pred(f):
+                return f
+
+    def response(self, sid, timeout=5.0):
+        """(status, headers, body, how it ended: 'end' | ('rst', code) | 'closed')."""
+        status, hdrs, body = None, {}, b""
+        while True:
+            f = self.until(lambda f: f.stream_id in (sid, 0) and not isinstance(f, (SettingsFrame, PingFrame,
+                                                                                     WindowUpdateFrame)),
+                           timeout)
+            if f is None:
+                return status, hdrs, body, "closed"
+            if isinstance(f, GoAwayFrame):
+                return status, hdrs, body, ("goaway", f.error_code)
+            if isinstance(f, RstStreamFrame):
+                return status, hdrs, body, ("rst", f.error_code)
+            if isinstance(f, HeadersFrame):
+                for k, v in f.decoded:
+                    k, v = k.decode() if isinstance(k, bytes) else k, v.decode() if isinstance(v, bytes) else v
+                    if k == ":status":
+                        if int(v) >= 200:
+                            status = int(v)
+                    else:
+                        hdrs[k] = v
+            if isinstance(f, DataFrame):
+                body += bytes(f.data)
+                if f.flow_controlled_length:
+                    self.send(WindowUpdateFrame(0, f.flow_controlled_length),
+                              WindowUpdateFrame(sid, f.flow_controlled_length))
+            if "END_STREAM" in f.flags:
+                return status, hdrs, body, "end"
+
+    def wait_closed(self, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < deadline:
+            self.until(lambda f: False, deadline - time.monotonic())
+        return self.closed
+
+    def close(self):
+        self.s.close()
+
+
+def curl(px, *args, bind="http"):
+    out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}", *args],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    body, _, tail = out.stdout.rpartition(b"\n")
+    return body, tail.decode()
+
+
+# ------------------------------------------------------------------ real clients
+def test_curl_static_and_proxied(px):
+    body, tail = curl(px, px.url("/s/hello.txt"))
+    assert tail == "2 200" and body == b"hello over h2\n"
+    body, tail = curl(px, px.url("/s/big.bin"))
+    assert tail == "2 200" and body == (px.root / "big.bin").read_bytes()
+    body, tail = curl(px, "-H", "X-Test: yes", "--cookie", "a=1; b=2", px.url("/api/x?q=1"))
+    assert tail == "2 200"
+    j = json.loads(body)
+    assert j["version"] == "HTTP/1.1" and j["target"] == "/api/x?q=1"
+    hdrs = {k.lower(): v for k, v in j["headers"]}
+    assert hdrs["host"] == f"127.0.0.1:{px.port}" and hdrs["x-test"] == "yes" and hdrs["cookie"] == "a=1; b=2"
+
+
+def test_curl_bodies_both_ways(px, tmp_path):
+    data = os.urandom(1_500_000)
+    f = tmp_path / "up.bin"
+    f.write_bytes(data)
+    body, tail = curl(px, "--data-binary", f"@{f}", "-H", "Content-Type: application/octet-stream", px.url("/up"))
+    assert tail == "2 200"
+    j = json.loads(body)
+    assert j["body_sha256"] == hashlib.sha256(data).hexdigest() and j["body_len"] == len(data)
+    # no Content-Length from the client: chunked to the ship
+    body, tail = curl(px, "-T", str(f), "-H", "Content-Length:", "-H", "Transfer-Encoding:", px.url("/put"))
+    assert tail == "2 200"
+    assert json.loads(body)["body_sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_curl_expect_100_continue(px, tmp_path):
+    f = tmp_path / "c.bin"
+    f.write_bytes(os.urandom(100_000))
+    body, tail = curl(px, "-H", "Expect: 100-continue", "--data-binary", f"@{f}", px.url("/cont"))
+    assert tail == "2 200"
+    assert json.loads(body)["body_len"] == 100_000
+
+
+def test_nghttp_many_streams_on_one_connection(px):
+    urls = [px.url(p) for p in ("/s/hello.txt", "/a", "/b", "/s/big.bin", "/c")]
+    out = subprocess.run(["nghttp", "-n", "-s", *urls], capture_output=True, timeout=30, text=True)
+    assert out.returncode == 0, out.stderr
+    codes = [ln.split()[4] for ln in out.stdout.splitlines() if ln.strip()[:1].isdigit()]
+    assert codes == ["200"] * 5, out.stdout
+
+
+def test_h2load_small_run(px):
+    out = subprocess.run(["h2load", "-n", "400", "-c", "4", "-m", "8", px.url("/s/hello.txt")],
+                         capture_output=True, timeout=60, text=True)
+    assert "400 succeeded, 0 failed, 0 errored" in out.stdout, out.stdout
+    out = subprocess.run(["h2load", "-n", "200", "-c", "2", "-m", "8", px.url("/load")],
+                         capture_output=True, timeout=60, text=True)
+    assert "200 succeeded, 0 failed, 0 errored" in out.stdout, out.stdout
+    assert "status codes: 200 2xx" in out.stdout, out.stdout
+
+
+def test_http1_still_served_on_the_h2c_bind(px):
+    r = requests.get(px.url("/s/hello.txt"), timeout=5)
+    assert r.status_code == 200 and r.content == b"hello over h2\n"
+
+
+def test_a_bind_without_h2c_does_not_speak_h2(px):
+    with socket.create_connection(("127.0.0.1", px.binds["plain"]), timeout=5) as s:
+        s.sendall(PREFACE + SettingsFrame(0).serialize())
+        got = s.recv(4096)
+    assert got.startswith(b"HTTP/1.1 4") or got.startswith(b"HTTP/1.1 505"), got
+
+
+def test_metrics_carry_the_protocol(px):
+    before = msum(px.metrics(), "mothership_requests_total", proto="h2")
+    curl(px, px.url("/metrics-h2"))
+    requests.get(px.url("/metrics-h1"), timeout=5)
+    m = px.metrics()
+    assert msum(m, "mothership_requests_total", proto="h2") >= before + 1
+    assert msum(m, "mothership_requests_total", proto="http1") >= 1
+
+
+# ------------------------------------------------------------------ websocket over HTTP/2 (RFC 8441)
+def ws_frame(payload, opcode=0x1):
+    mask = os.urandom(4)
+    n = len(payload)
+    hd = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n))
+    return hd + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_over_h2(px, path):
+    c = H2(px.port)
+    try:
+        c.until(lambda f: isinstance(f, SettingsFrame) and "ACK" not in f.flags)
+        assert c.server_settings.get(ENABLE_CONNECT_PROTOCOL) == 1
+        c.send(c.headers(1, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                             (":authority", "test"), (":path", path), ("sec-websocket-version", "13")],
+                         end_stream=False))
+        h = c.until(lambda f: isinstance(f, (HeadersFrame, RstStreamFrame, GoAwayFrame)) and f.stream_id in (0, 1))
+        assert isinstance(h, HeadersFrame), h
+        assert dict(h.decoded)[b":status" if isinstance(h.decoded[0][0], bytes) else ":status"] in (b"200", "200")
+        got = b""
+        c.send(DataFrame(1, ws_frame(b"hello h2")))
+        while len(got) < 10:
+            f = c.until(lambda f: isinstance(f, (DataFrame, RstStreamFrame, GoAwayFrame)) and f.stream_id in (0, 1))
+            assert isinstance(f, DataFrame), f
+            got += bytes(f.data)
+        assert got[:10] == bytes([0x81, 8]) + b"hello h2"
+        big = os.urandom(30_000)
+        wire = ws_frame(big, 0x2)
+        c.send(*[DataFrame(1, wire[i:i + 16384]) for i in range(0, len(wire), 16384)])
+        want = bytes([0x82, 126]) + struct.pack(">H", len(big)) + big
+        got = got[10:]
+        while len(got) < len(want):
+            f = c.until(lambda f: isinstance(f, (DataFrame, RstStreamFrame, GoAwayFrame)) and f.stream_id in (0, 1))
+            assert isinstance(f, DataFrame), f
+            got += bytes(f.data)
+            c.send(WindowUpdateFrame(0, len(f.data)), WindowUpdateFrame(1, len(f.data)))
+        assert got == want
+    finally:
+        c.close()
+
+
+def test_websocket_over_h2_to_a_ship(px):
+    ws_over_h2(px, "/ws")
+
+
+def test_websocket_over_h2_to_a_bay(px):
+    ws_over_h2(px, "/bay")
+
+
+# ------------------------------------------------------------------ hostile clients
+def test_rapid_reset_gets_goaway_enhance_your_calm(px):
+    c = H2(px.port)
+    frames = []
+    for i in range(60):
+        sid = 1 + 2 * i
+        frames.append(c.headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "test"),
+                                      (":path", f"/rec/rapid-{i}")]))
+        frames.append(RstStreamFrame(sid, CANCEL))
+    try:
+        c.send(*frames)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    g = c.until(lambda f: isinstance(f, GoAwayFrame))
+    assert g is not None and g.error_code == ENHANCE_YOUR_CALM
+    assert c.wait_closed()
+    c.close()
+    time.sleep(0.3)  # anything that did leave for the ship has arrived by now
+    assert len(recorded(px, "/rec/rapid-")) <= 21
+    assert requests.get(px.url("/s/hello.txt"), timeout=5).status_code == 200
+
+
+def test_continuation_flood_closes_the_connection(px):
+    c = H2(px.port)
+    block = c.enc.encode([(":method", "GET"), (":scheme", "http"), (":authority", "test"), (":path", "/rec/cont")])
+    frames = [HeadersFrame(1, data=block)]  # no END_HEADERS
+    pad = Encoder()
+    for i in range(200):
+        frames.append(ContinuationFrame(1, data=pad.encode([(f"x-flood-{i}", "v" * 20)])))
+    try:
+        c.send(*frames)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    f = c.until(lambda f: isinstance(f, (GoAwayFrame, HeadersFrame)))
+    assert f is None or isinstance(f, GoAwayFrame)
+    assert c.wait_closed()
+    c.close()
+    assert recorded(px, "/rec/cont") == [] and not raw_bytes_seen(px, b"/rec/cont")
+
+
+def test_ping_flood_from_a_client_that_does_not_read(px):
+    c = H2(px.port, rcvbuf=4096)
+    c.s.setblocking(False)
+    sent = 0
+    ping = PingFrame(0, opaque_data=b"12345678").serialize() * 1000
+    deadline = time.monotonic() + 20
+    closed = False
+    while time.monotonic() < deadline:
+        try:
+            sent += c.s.send(ping) // 17
+        except BlockingIOError:
+            time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        if sent > 400_000:
+            break
+    # the server stopped taking them: it closed, or it stopped reading
+    c.s.setblocking(True)
+    acks = 0
+    if not closed:
+        try:
+            while c.until(lambda f: isinstance(f, PingFrame), timeout=10) is not None:
+                acks += 1
+        except socket.error:
+            pass
+    assert c.closed or closed
+    assert acks < sent
+    c.close()
+    assert requests.get(px.url("/s/hello.txt"), timeout=5).status_code == 200
+
+
+def test_zero_window_stall_resets_the_stream(px):
+    c = H2(px.port, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0})
+    c.request(1, "/rec/stall?size=300000")
+    status, hdrs, body, end = c.response(1, timeout=10)
+    assert status == 200 and body == b""
+    assert end == ("rst", CANCEL)
+    c.close()
+    [r] = recorded(px, "/rec/stall")
+    # the ship's connection was not kept for a response nobody takes
+    name = f"conn-{r['conn']:06d}.bin"
+    closed = os.path.join(px.rec_dir, "closed.txt")
+    wait_until(lambda: os.path.exists(closed) and name in open(closed).read().split(),
+               timeout=10, what="the ship's connection closed")
+
+
+def test_too_many_streams_are_refused(px):
+    c = H2(px.port)
+    c.until(lambda f: isinstance(f, SettingsFrame) and "ACK" in f.flags)
+    for i in range(12):
+        c.request(1 + 2 * i, f"/rec/many-{i}", method="POST", extra=[("content-length", "5")], end_stream=False)
+    # past the limit: each stream refused, or (the limit acknowledged) the connection ends
+    refused = []
+    while len(refused) < 4:
+        f = c.until(lambda f: isinstance(f, (RstStreamFrame, GoAwayFrame)))
+        assert f is not None, refused
+        if isinstance(f, GoAwayFrame):
+            assert f.error_code == PROTOCOL_ERROR and f.last_stream_id <= 15, f
+            break
+        assert f.stream_id > 15 and f.error_code in (REFUSED_STREAM, PROTOCOL_ERROR), f
+        refused.append(f.stream_id)
+    c.close()
+    time.sleep(0.3)
+    assert len(recorded(px, "/rec/many-")) <= 8
+
+
+@pytest.mark.parametrize("hdrs", [
+    [(":method", "GET"), (":scheme", "http"), (":authority", "test")],                         # no :path
+    [(":method", "GET"), (":scheme", "http"), (":authority", "test"), (":path", "rec/bad")],   # not origin-form
+    [(":method", "GET"), (":scheme", "http"), (":authority", "test"), (":path", "/rec/bad"), (":foo", "x")],
+    [(":method", "GET"), (":scheme", "http"), (":authority", "test"), (":path", "/rec/bad"), ("Upper", "x")],
+    [(":method", "GET"), (":scheme", "http"), (":authority", "test"), (":path", "/rec/bad"),
+     ("connection", "keep-alive")],
+    [(":method", "GET"), (":scheme", "http"), (":authority", "test"), (":path", "/rec/bad"), ("te", "gzip")],
+    [(":method", "GET"), (":scheme", "http"), ("x-a", "1"), (":authority", "test"), (":path", "/rec/bad")],
+], ids=["no-path", "relative-path", "unknown-pseudo", "uppercase-name", "connection", "te-gzip",
+        "pseudo-after-regular"])
+def test_bad_pseudo_headers_and_fields_reset_the_stream(px, hdrs):
+    c = H2(px.port)
+    c.send(c.headers(1, hdrs))
+    status, _, _, end = c.response(1)
+    assert status is None and end in (("rst", PROTOCOL_ERROR), ("goaway", PROTOCOL_ERROR)), end
+    c.close()
+    assert recorded(px, "/rec/bad") == [] and not raw_bytes_seen(px, b"/rec/bad")
+
+
+def test_header_list_too_large_is_431(px):
+    c = H2(px.port)
+    c.request(1, "/rec/large", extra=[("x-big", "v" * 9000)])
+    status, _, body, end = c.response(1)
+    assert status == 431 and end == "end" and b"h2_max_header_list_size" in body
+    c.close()
+    assert recorded(px, "/rec/large") == []
+
+
+def test_content_length_mismatch_resets_the_stream(px):
+    c = H2(px.port)
+    c.request(1, "/rec/clen", method="POST", extra=[("content-length", "10")], end_stream=False)
+    c.send(DataFrame(1, b"abcd", flags=["END_STREAM"]))
+    status, _, _, end = c.response(1)
+    assert status is None and end == ("rst", PROTOCOL_ERROR)
+    c.close()
+    time.sleep(0.2)
+    assert recorded(px, "/rec/clen") == []
+
+
+def test_host_that_disagrees_with_authority_is_400(px):
+    c = H2(px.port)
+    c.request(1, "/rec/host", extra=[("host", "elsewhere.example")])
+    status, _, body, end = c.response(1)
+    assert status == 400 and end == "end" and b":authority" in body
+    c.close()
+    assert recorded(px, "/rec/host") == []
+
+
+def test_the_ship_sees_http1_with_host_from_authority(px):
+    c = H2(px.port)
+    c.request(1, "/rec/shape", authority="shape.example", extra=[("cookie", "a=1"), ("cookie", "b=2")])
+    status, _, body, end = c.response(1)
+    assert status == 200 and end == "end"
+    c.close()
+    [r] = recorded(px, "/rec/shape")
+    hdrs = [(k.lower(), v) for k, v in r["headers"]]
+    assert ("host", "shape.example") in hdrs and ("cookie", "a=1; b=2") in hdrs
+    assert not any(k.startswith(":") for k, _ in hdrs)
