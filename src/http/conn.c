@@ -310,6 +310,7 @@ void ms_conn_record(ms_conn *c, int status)
     while (b < MS_NBUCKETS && (double)us / 1e6 > bucket_bounds_s[b])
         b++;
     __atomic_fetch_add(&s->by_class[cls], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->by_proto[c->h2 ? 1 : 0], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&s->buckets[b], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&s->duration_us_sum, us, __ATOMIC_RELAXED);
     __atomic_fetch_add(&s->bytes_in, c->body_seen + (c->head_end - c->head_start), __ATOMIC_RELAXED);

@@ -641,14 +641,18 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
     ms_prom p;
     ms_prom_init(&p, out);
     static const char *const classes[] = { "", "1xx", "2xx", "3xx", "4xx", "5xx" };
+    static const char *const protos[] = { "http1", "h2" };
     for (uint32_t s = 0; s < dp->nslots; s++) {
         const ms_slot_info *si = &dp->slots[s];
-        uint64_t total = 0;
-        for (unsigned i = 0; i < dp->nworkers; i++)
-            for (int k = 1; k <= 5; k++)
-                total += ld(&dp->workers[i].slots[s].by_class[k]);
-        ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
-        ms_prom_counter_u64(&p, "mothership_requests_total", "Requests answered, by bind and route.", l, 3, total);
+        for (int k = 0; k < 2; k++) {
+            uint64_t total = 0;
+            for (unsigned i = 0; i < dp->nworkers; i++)
+                total += ld(&dp->workers[i].slots[s].by_proto[k]);
+            ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target },
+                                  { "proto", protos[k] } };
+            ms_prom_counter_u64(&p, "mothership_requests_total", "Requests answered, by bind, route and protocol.",
+                                l, 4, total);
+        }
     }
     for (uint32_t s = 0; s < dp->nslots; s++) {
         const ms_slot_info *si = &dp->slots[s];

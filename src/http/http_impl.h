@@ -40,6 +40,7 @@ typedef enum ms_upstream_error {
  * one worker. Written by the worker, read by the control loop at scrape. */
 typedef struct ms_slot_stats {
     uint64_t by_class[6];          /* 1xx..5xx at [1..5] */
+    uint64_t by_proto[2];          /* the same requests by protocol: HTTP/1.x, HTTP/2 */
     uint64_t buckets[MS_NBUCKETS + 1];
     uint64_t duration_us_sum;
     uint64_t bytes_in, bytes_out;

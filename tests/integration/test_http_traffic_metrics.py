@@ -80,7 +80,7 @@ routes = ["http:/events"]
     m = poll(lambda: (lambda m: m if metric(m, "mothership_responses_abandoned_total", code="2xx", **lab) == 1
                       else None)(px.metrics()), "the abandoned SSE stream is counted")
     assert metric(m, "mothership_responses_total", code="2xx", **lab) == 1
-    assert metric(m, "mothership_requests_total", **lab) == 1
+    assert metric(m, "mothership_requests_total", proto="http1", **lab) == 1
     assert metric(m, "mothership_response_bytes_total", **lab) > len(r.raw_head)
     assert metric(m, "mothership_responses_abandoned_total", code="5xx", **lab) == 0
     assert px.ms.stop() == 0
@@ -156,7 +156,7 @@ routes = ["http:/cut"]
     assert len(c.buf) < 100, "the response is cut"
     m = poll(lambda: (lambda m: m if metric(m, "mothership_responses_total", code="2xx", **lab) == 1 else None)(
         px.metrics()), "the cut response is counted")
-    assert metric(m, "mothership_requests_total", **lab) == 1
+    assert metric(m, "mothership_requests_total", proto="http1", **lab) == 1
     assert metric(m, "mothership_responses_abandoned_total", code="2xx", **lab) == 0
     assert metric(m, "mothership_upstream_errors_total", kind="reset") == 1
     assert px.ms.stop() == 0
