@@ -225,6 +225,49 @@ static void test_request_bodies(void **state)
                  "[mothership.http]: \"request_buffering\" must be a boolean (true or false), not a string");
 }
 
+static void test_h2_limits(void **state)
+{
+    (void)state;
+    ms_diags d;
+    ms_manifest *m = load("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\n", &d);
+    assert_non_null(m);
+    const ms_http_limits *h = &m->global.http;
+    assert_int_equal(h->h2_max_concurrent_streams, 128);
+    assert_int_equal(h->h2_max_header_list_size, 32768);
+    assert_int_equal(h->h2_header_table_size, 4096);
+    assert_int_equal(h->h2_rapid_reset_max, 200);
+    assert_int_equal(h->h2_rapid_reset_window_ms, 10000);
+    assert_int_equal(h->h2_max_control_frames, 1000);
+    assert_int_equal(h->h2_stall_timeout_ms, 60000);
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+    m = load("[mothership.http]\nh2_max_concurrent_streams = 16\nh2_max_header_list_size = \"8KiB\"\n"
+             "h2_header_table_size = 0\nh2_rapid_reset_max = 5\nh2_rapid_reset_window = \"2s\"\n"
+             "h2_max_control_frames = 10\nh2_stall_timeout = \"0s\"\n", &d);
+    if (!m)
+        ms_diags_print(&d, stderr);
+    assert_non_null(m);
+    h = &m->global.http;
+    assert_int_equal(h->h2_max_concurrent_streams, 16);
+    assert_int_equal(h->h2_max_header_list_size, 8192);
+    assert_int_equal(h->h2_header_table_size, 0);
+    assert_int_equal(h->h2_rapid_reset_max, 5);
+    assert_int_equal(h->h2_rapid_reset_window_ms, 2000);
+    assert_int_equal(h->h2_max_control_frames, 10);
+    assert_int_equal(h->h2_stall_timeout_ms, 0);
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+    expect_error("[mothership.http]\nh2_max_concurrent_streams = 0\n", 2, 29,
+                 "[mothership.http]: \"h2_max_concurrent_streams\" must be from 1 to 10000, not 0");
+    expect_error("[mothership.http]\nh2_max_header_list_size = \"2MiB\"\n", 2, 27,
+                 "[mothership.http]: \"h2_max_header_list_size\" must be at most 1MiB");
+    expect_error("[mothership.http]\nh2_rapid_reset_window = \"0s\"\n", 2, 25,
+                 "[mothership.http]: \"h2_rapid_reset_window\" must be above 0");
+    expect_error("[mothership.http]\nh2_max_concurent_streams = 1\n", 2, 1,
+                 "[mothership.http]: unknown key \"h2_max_concurent_streams\" (did you mean "
+                 "\"h2_max_concurrent_streams\"?)");
+}
+
 static void test_response_header_size(void **state)
 {
     (void)state;
@@ -477,6 +520,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_request_bodies),
         cmocka_unit_test(test_response_header_size),
+        cmocka_unit_test(test_h2_limits),
         cmocka_unit_test(test_addresses),
         cmocka_unit_test(test_uplink_urls),
         cmocka_unit_test(test_strutil),
