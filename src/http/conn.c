@@ -1323,8 +1323,8 @@ static void linger_read(ms_conn *c, ssize_t n)
 /* ---------------------------------------------------------------- end of a response */
 static void finish_response(ms_conn *c)
 {
-    if (c->state == MS_C_LINGER)
-        return;
+    if (c->state == MS_C_LINGER || c->state == MS_C_CLOSING)
+        return; /* a write failed on the way: the connection is already closing */
     if (c->close_after_write && c->linger && !c->eof && !c->w->stopping) {
         start_linger(c);
         return;

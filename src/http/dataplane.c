@@ -19,6 +19,7 @@
 
 #include "http/http_impl.h"
 #include "http/static.h"
+#include "tls/tls.h"
 #include "util/pattern.h"
 
 struct ms_dataplane {
@@ -475,6 +476,8 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
             }
         }
     }
+    if (cfg->tls)
+        ms_tls_server_set_h2(cfg->tls, true); /* h2.c serves the streams of ALPN h2 */
     if (cfg->inline_worker)
         return dp;
     for (unsigned i = 0; i < nw; i++) {

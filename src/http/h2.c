@@ -285,6 +285,7 @@ static void on_stream_gone(void *ex, bool complete)
 {
     h2_sx *sx = ex;
     sx->st = NULL;
+    sx->hc = NULL; /* the connection may go before this transport does */
     if (complete) {
         if (sx->x.write_pending)
             sx->written_due = true;
@@ -462,6 +463,7 @@ static void h2_config(const ms_worker *w, ms_h2_config *cfg)
     cfg->max_control_frames = (uint32_t)l->h2_max_control_frames;
     cfg->stall_timeout_ms = l->h2_stall_timeout_ms;
     cfg->idle_timeout_ms = l->idle_timeout_ms;
+    cfg->first_timeout_ms = l->header_timeout_ms;
 }
 
 bool ms_h2_start(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure)
@@ -501,6 +503,8 @@ bool ms_h2_start_pre(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *p
     uint64_t every = cfg.stall_timeout_ms;
     if (cfg.idle_timeout_ms && (!every || cfg.idle_timeout_ms < every))
         every = cfg.idle_timeout_ms;
+    if (cfg.first_timeout_ms && (!every || cfg.first_timeout_ms < every))
+        every = cfg.first_timeout_ms;
     every /= 4;
     every = every < 100 ? 100 : every > 1000 ? 1000 : every;
     uv_timer_start(&hc->tick, hc_on_tick, every, every);

@@ -79,6 +79,7 @@ struct ms_h2_session {
     uint64_t reset_window_start_ms;
     uint32_t resets;
     bool calm;                     /* rapid reset: the session is being torn down */
+    bool had_stream;               /* a stream was opened: the first timeout is over */
 };
 
 void ms_h2_config_defaults(ms_h2_config *cfg)
@@ -91,6 +92,7 @@ void ms_h2_config_defaults(ms_h2_config *cfg)
     cfg->max_control_frames = 1000;
     cfg->stall_timeout_ms = 60000;
     cfg->idle_timeout_ms = 60000;
+    cfg->first_timeout_ms = 10000;
     cfg->stream_window = 65535;
     cfg->connection_window = 1 << 20;
     cfg->stream_out_max = 4 << 20;
@@ -270,6 +272,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
         s->streams->prev = st;
     s->streams = st;
     s->nstreams++;
+    s->had_stream = true;
     return 0;
 }
 
@@ -870,7 +873,10 @@ bool ms_h2_session_done(const ms_h2_session *s)
 void ms_h2_session_tick(ms_h2_session *s, uint64_t now_ms)
 {
     s->now_ms = now_ms;
-    if (s->nstreams == 0 && s->cfg.idle_timeout_ms && now_ms - s->idle_since_ms >= s->cfg.idle_timeout_ms) {
+    uint64_t idle = s->cfg.idle_timeout_ms;
+    if (!s->had_stream && s->cfg.first_timeout_ms && (!idle || s->cfg.first_timeout_ms < idle))
+        idle = s->cfg.first_timeout_ms;
+    if (s->nstreams == 0 && idle && now_ms - s->idle_since_ms >= idle) {
         nghttp2_session_terminate_session(s->ng, NGHTTP2_NO_ERROR);
         want_run(s);
         return;

@@ -43,7 +43,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char text[2048];
     snprintf(text, sizeof text,
              "[mothership]\ncompression = true\n"
-             "[mothership.http]\nmax_header_size = 2048\nmax_body_size = 4096\nrequest_buffer_size = 1024\n"
+             "[mothership.http]\nmax_header_size = 2048\nmax_uri_length = 512\nmax_body_size = 4096\nrequest_buffer_size = 1024\n"
              "h2_max_concurrent_streams = 16\nh2_max_header_list_size = 4096\nh2_rapid_reset_max = 10\n"
              "h2_max_control_frames = 50\n"
              "[mothership.bind]\nhttp = { address = \"127.0.0.1:1\", h2c = true }\n"

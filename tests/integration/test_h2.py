@@ -272,6 +272,51 @@ def test_metrics_carry_the_protocol(px):
     assert msum(m, "mothership_requests_total", proto="http1") >= 1
 
 
+# ------------------------------------------------------------------ HTTP/2 over TLS (ALPN h2)
+@pytest.fixture(scope="module")
+def tls_px(tmp_path_factory):
+    d = tmp_path_factory.mktemp("h2certs")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
+            "-out", "ca.pem", "-days", "2", "-subj", "/CN=Mothership Test CA")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key",
+            "-out", "server.csr", "-subj", "/CN=localhost")
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    site = tmp_path_factory.mktemp("h2tlssite")
+    (site / "big.bin").write_bytes(os.urandom(500_000))
+    tls = f"[mothership.tls]\ncert = {toml_str(str(d / 'server.pem'))}\nkey = {toml_str(str(d / 'server.key'))}\n"
+    f = ModuleFleet(tmp_path_factory, "h2tls")
+    p = start_proxy(f, echo_ship("app", routes=["https:/.*"]), binds={"https": free_port()},
+                    static=[{"path": str(site), "prefix": "/s"}], extra=tls)
+    p.ca = d / "ca.pem"
+    p.site = site
+    yield p
+    f.cleanup()
+
+
+def test_h2_over_tls_by_alpn(tls_px):
+    port = tls_px.binds["https"]
+
+    def get(path):
+        out = subprocess.run(["curl", "-sS", "--http2", "--cacert", str(tls_px.ca), "--resolve",
+                              f"localhost:{port}:127.0.0.1", "-w", "\n%{http_version} %{http_code}",
+                              f"https://localhost:{port}{path}"], capture_output=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        body, _, tail = out.stdout.rpartition(b"\n")
+        return body, tail.decode()
+    body, tail = get("/s/big.bin")
+    assert tail == "2 200" and body == (tls_px.site / "big.bin").read_bytes()
+    body, tail = get("/api/tls")
+    assert tail == "2 200"
+    j = json.loads(body)
+    hdrs = {k.lower(): v for k, v in j["headers"]}
+    assert hdrs["x-forwarded-proto"] == "https" and j["version"] == "HTTP/1.1"
+
+
 # ------------------------------------------------------------------ websocket over HTTP/2 (RFC 8441)
 def ws_frame(payload, opcode=0x1):
     mask = os.urandom(4)

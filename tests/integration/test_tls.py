@@ -181,8 +181,10 @@ def test_renegotiation_is_refused(px, certs):
 
 
 def test_alpn_chooses_http_1_1_and_a_client_without_alpn_is_served(px, certs):
-    rc, out = s_client(px, certs, "-alpn", "h2,http/1.1", data=REQ)
+    rc, out = s_client(px, certs, "-alpn", "http/1.1", data=REQ)
     assert b"ALPN protocol: http/1.1" in out and b"hello over tls" in out, out[-2000:]
+    rc, out = s_client(px, certs, "-alpn", "h2,http/1.1", data=REQ)  # not HTTP/2: the session ends
+    assert b"ALPN protocol: h2" in out, out[-2000:]  # HTTP/2 first when offered (test_h2.py)
     rc, out = s_client(px, certs, "-alpn", "spdy/3", data=REQ)
     assert b"No ALPN negotiated" in out and b"hello over tls" in out, out[-2000:]
     rc, out = s_client(px, certs, data=REQ)

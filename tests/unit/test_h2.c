@@ -695,6 +695,22 @@ static void test_idle_goaway(void **state)
     assert_true(ms_h2_session_done(h->srv));
 }
 
+static void test_silent_client_goaway_after_first_timeout(void **state)
+{
+    harness *h = *state;
+    h->cfg.idle_timeout_ms = 60000;
+    h->cfg.first_timeout_ms = 2000;
+    start(h);
+    h->now += 1999;
+    ms_h2_session_tick(h->srv, h->now);
+    pump(h);
+    assert_false(h->got_goaway);
+    h->now += 1;
+    ms_h2_session_tick(h->srv, h->now);
+    pump(h);
+    assert_true(h->got_goaway);
+}
+
 static void test_drained_reported(void **state)
 {
     harness *h = *state;
@@ -734,6 +750,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flow_control_follows_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_stream_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_goaway, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_client_goaway_after_first_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drained_reported, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
