@@ -42,6 +42,8 @@ struct ms_h2conn {
     bool ending;                   /* the session is over: send what is left, then close */
     bool closing;
     bool secure;
+    uint64_t stall_ms;             /* h2_stall_timeout: output that does not move ends the connection */
+    uint64_t write_progress_ms;    /* the last time output left, or there was none */
     char peer[64];
     char rbuf[H2_READ_BUF];
 };
@@ -379,6 +381,8 @@ static void hc_on_run(uv_idle_t *i)
             goto out;
         }
     }
+    if (hc->x->write_pending == 0)
+        hc->write_progress_ms = now;
     ms_h2_session_notify(hc->s);
     if ((hc->ending || ms_h2_session_done(hc->s)) && !hc->run_again && hc->x->write_pending == 0) {
         hc_close(hc);
@@ -403,8 +407,13 @@ static void hc_schedule(ms_h2conn *hc)
 static void hc_on_tick(uv_timer_t *t)
 {
     ms_h2conn *hc = t->data;
+    uint64_t now = now_ms();
+    if (hc->x && hc->x->write_pending > 0 && hc->stall_ms && now - hc->write_progress_ms >= hc->stall_ms) {
+        hc_close(hc); /* the client reads nothing at all */
+        return;
+    }
     if (hc->s) {
-        ms_h2_session_tick(hc->s, now_ms());
+        ms_h2_session_tick(hc->s, now);
         hc_schedule(hc);
     }
 }
@@ -441,6 +450,7 @@ static void hc_written(void *owner, int status)
         hc_close(hc);
         return;
     }
+    hc->write_progress_ms = now_ms();
     hc_schedule(hc);
 }
 
@@ -487,6 +497,8 @@ bool ms_h2_start_pre(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *p
     hc->w = w;
     hc->bind_idx = bind_idx;
     hc->secure = secure;
+    hc->stall_ms = cfg.stall_timeout_ms;
+    hc->write_progress_ms = now_ms();
     snprintf(hc->peer, sizeof hc->peer, "%s", peer ? peer : "");
     uv_timer_init(&w->loop, &hc->tick);
     uv_idle_init(&w->loop, &hc->run);

@@ -36,6 +36,11 @@ PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0x1,
 ENABLE_CONNECT_PROTOCOL = 0x8
 
 
+def h2c_bind():
+    """One plain bind "http" serving HTTP/2 with prior knowledge."""
+    return {"http": {"port": free_port(), "h2c": True}}
+
+
 @pytest.fixture(scope="module")
 def px(tmp_path_factory):
     f = ModuleFleet(tmp_path_factory, "h2")
@@ -532,3 +537,38 @@ def test_the_ship_sees_http1_with_host_from_authority(px):
     hdrs = [(k.lower(), v) for k, v in r["headers"]]
     assert ("host", "shape.example") in hdrs and ("cookie", "a=1; b=2") in hdrs
     assert not any(k.startswith(":") for k, _ in hdrs)
+
+
+# ------------------------------------------------------------------ timeouts and shutdown
+def test_idle_connections_get_goaway(fleet):
+    px = start_proxy(fleet, echo_ship("app"), http={"idle_timeout": "1s", "header_timeout": "1s"},
+                     binds=h2c_bind())
+    # a client that never opens a stream: GOAWAY after header_timeout
+    silent = H2(px.port)
+    # a client whose last stream ended: GOAWAY after idle_timeout
+    busy = H2(px.port)
+    busy.request(1, "/idle")
+    status, _, _, end = busy.response(1)
+    assert status == 200 and end == "end"
+    for c in (silent, busy):
+        g = c.until(lambda f: isinstance(f, GoAwayFrame), timeout=5)
+        assert g is not None and g.error_code == 0
+        assert c.wait_closed()
+        c.close()
+    assert px.ms.stop() == 0
+
+
+def test_shutdown_sends_goaway_and_finishes_streams(fleet):
+    px = start_proxy(fleet, echo_ship("app"), binds=h2c_bind())
+    c = H2(px.port)
+    c.request(1, "/slow?delay=800")
+    c.send(PingFrame(0, opaque_data=b"seen-it!"))
+    assert c.until(lambda f: isinstance(f, PingFrame) and "ACK" in f.flags)  # the HEADERS before it were taken
+    px.ms.signal(15)
+    g = c.until(lambda f: isinstance(f, GoAwayFrame), timeout=5)
+    assert g is not None and g.error_code == 0 and g.last_stream_id == 1
+    status, _, body, end = c.response(1)
+    assert status == 200 and end == "end" and json.loads(body)["path"] == "/slow"
+    assert c.wait_closed()
+    c.close()
+    assert px.ms.wait_exit() == 0
