@@ -572,3 +572,38 @@ def test_shutdown_sends_goaway_and_finishes_streams(fleet):
     assert c.wait_closed()
     c.close()
     assert px.ms.wait_exit() == 0
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as fh:
+        for ln in fh:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    return 0
+
+
+def test_a_client_that_does_not_open_its_window_holds_back_the_ship(px):
+    """30 MB from the ship to a client that never sends WINDOW_UPDATE: the
+    proxy stops reading the ship (its bytes wait in the ship's socket, not
+    in Mothership), and the stall ends the stream."""
+    before = rss_kib(px.pid())
+    c = H2(px.port)
+    c.request(1, "/rec/huge?size=30000000")
+    got = 0
+    f = None
+    while True:
+        f = c.until(lambda f: f.stream_id in (0, 1) and isinstance(f, (DataFrame, RstStreamFrame, GoAwayFrame)),
+                    timeout=10)
+        if not isinstance(f, DataFrame):
+            break
+        got += len(f.data)
+    peak = rss_kib(px.pid())  # the heap does not shrink back: its peak is still there
+    assert isinstance(f, RstStreamFrame) and f.error_code == CANCEL, f
+    assert got <= 65535
+    assert peak - before < 12 * 1024, (before, peak)
+    c.close()
+    [r] = recorded(px, "/rec/huge")
+    name = f"conn-{r['conn']:06d}.bin"
+    closed = os.path.join(px.rec_dir, "closed.txt")
+    wait_until(lambda: os.path.exists(closed) and name in open(closed).read().split(),
+               timeout=10, what="the ship's connection closed")
