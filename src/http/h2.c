@@ -366,7 +366,11 @@ static void hc_on_run(uv_idle_t *i)
     if (hc->closing || !hc->s || !hc->x)
         goto out;
     uint64_t now = now_ms();
-    for (int round = 0; round < 64 && hc->x->write_pending < MS_WRITE_HIGH; round++) {
+    for (int round = 0; hc->x->write_pending < MS_WRITE_HIGH; round++) {
+        if (round == 64) {
+            hc->run_again = true; /* more next turn: other connections get theirs first */
+            break;
+        }
         const uint8_t *d;
         ssize_t n = ms_h2_session_send(hc->s, &d, now);
         if (n < 0) {

@@ -28,7 +28,7 @@
 #include "http/h2_session.h"
 #include "metrics/prom.h"
 
-#define RESP_MAX_HEADERS 100       /* as MS_MAX_HEADERS for a ship's response */
+#define RESP_MAX_HEADERS 128       /* a ship's MS_MAX_HEADERS, and the lines Mothership adds */
 #define RESP_HEAD_MAX 65536        /* a response head's field bytes */
 #define REQ_HEAD_SLACK 1024        /* synthesized lines beyond the client's fields */
 

@@ -711,6 +711,22 @@ static void test_silent_client_goaway_after_first_timeout(void **state)
     assert_true(h->got_goaway);
 }
 
+static void test_response_with_many_headers(void **state)
+{
+    harness *h = *state;
+    start(h);
+    int32_t id = get(h, "/", NULL, 0);
+    static char head[8192];
+    size_t n = (size_t)snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+    for (int i = 0; i < 110; i++)
+        n += (size_t)snprintf(head + n, sizeof head - n, "X-H%d: %d\r\n", i, i);
+    snprintf(head + n, sizeof head - n, "\r\n");
+    respond(h, &h->ex[0], head);
+    assert_int_equal(h->status[id / 2], 200);
+    assert_true(h->ended[id / 2]);
+    assert_non_null(strstr(h->hdrs[id / 2], "x-h109: 109\n"));
+}
+
 static void test_drained_reported(void **state)
 {
     harness *h = *state;
@@ -751,6 +767,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stalled_stream_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_goaway, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_client_goaway_after_first_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_response_with_many_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drained_reported, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
