@@ -312,6 +312,29 @@ static void test_content_length_kept(void **state)
     assert_string_equal(h->ex[0].req, "PUT /p HTTP/1.1\r\nHost: a.test\r\ncontent-length: 4\r\nConnection: close\r\n\r\nwxyz");
 }
 
+static ssize_t read_then_trailers(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                                  nghttp2_data_source *src, void *ud)
+{
+    (void)ud;
+    ssize_t n = read_fixed(s, id, buf, len, flags, src, ud);
+    const nghttp2_nv tr[] = { NV("x-checksum", "abc") };
+    *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    assert_int_equal(nghttp2_submit_trailer(s, id, tr, 1), 0);
+    return n;
+}
+
+static void test_request_trailers_end_the_body_and_are_dropped(void **state)
+{
+    harness *h = *state;
+    start(h);
+    nghttp2_nv nva[] = { NV(":method", "POST"), NV(":scheme", "http"), NV(":authority", "a.test"), NV(":path", "/t") };
+    nghttp2_data_provider dp = { .source.ptr = (void *)"body", .read_callback = read_then_trailers };
+    nghttp2_submit_request(h->cli, NULL, nva, 4, &dp, NULL);
+    pump(h);
+    assert_string_equal(h->ex[0].req, "POST /t HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n"
+                                      "Connection: close\r\n\r\n4\r\nbody\r\n0\r\n\r\n");
+}
+
 static void test_content_length_mismatch_reset(void **state)
 {
     harness *h = *state;
@@ -746,6 +769,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_translated_both_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_bodies_framed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_length_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_trailers_end_the_body_and_are_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_length_mismatch_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_mismatch_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_header_refused, setup, teardown),
