@@ -47,6 +47,7 @@ def px(tmp_path_factory):
     root = tmp_path_factory.mktemp("h2site")
     (root / "hello.txt").write_bytes(b"hello over h2\n")
     (root / "big.bin").write_bytes(os.urandom(700_000))
+    (root / "text.txt").write_bytes(b"".join(b"line %d of a compressible text\n" % i for i in range(5000)))
     rec_dir = str(tmp_path_factory.mktemp("h2rec"))
     rport = free_port()
     rec = "\n".join(["[[fleet.rec]]", 'name = "rec"', f"command = {toml_str(PY)}",
@@ -60,7 +61,7 @@ def px(tmp_path_factory):
         http={"h2_max_concurrent_streams": 8, "h2_rapid_reset_max": 20, "h2_max_header_list_size": "8KiB",
               "h2_max_control_frames": 100, "h2_stall_timeout": "1s"},
         static=[{"path": str(root), "prefix": "/s"}],
-        mothership={"socket_dir": f"/tmp/msh2-{os.getpid()}"},
+        mothership={"socket_dir": f"/tmp/msh2-{os.getpid()}", "compression": True},
         extra=rec + "\n\n" + bay)
     p.ms.event("ready", ship="echo", timeout=15)
     p.root = root
@@ -214,6 +215,15 @@ def test_curl_static_and_proxied(px):
     assert j["version"] == "HTTP/1.1" and j["target"] == "/api/x?q=1"
     hdrs = {k.lower(): v for k, v in j["headers"]}
     assert hdrs["host"] == f"127.0.0.1:{px.port}" and hdrs["x-test"] == "yes" and hdrs["cookie"] == "a=1; b=2"
+
+
+def test_compression_over_h2(px):
+    out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-H", "Accept-Encoding: gzip", "-D", "-",
+                          "-o", "/dev/null", px.url("/s/text.txt")], capture_output=True, timeout=30, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("HTTP/2 200") and "content-encoding: gzip" in out.stdout.lower(), out.stdout
+    body, tail = curl(px, "--compressed", px.url("/s/text.txt"))
+    assert tail == "2 200" and body == (px.root / "text.txt").read_bytes()
 
 
 def test_curl_bodies_both_ways(px, tmp_path):

@@ -30,6 +30,7 @@ typedef struct harness {
     exch ex[16];
     int nex;
     bool refuse;
+    bool pause_new;                /* new exchanges read only the head, then stop */
     /* what the client saw */
     int status[16];                /* by stream id / 2 */
     int nonfinal[16];
@@ -53,13 +54,14 @@ static bool stream_start(void *owner, ms_h2_stream *st)
     exch *e = &h->ex[h->nex++];
     memset(e, 0, sizeof *e);
     e->st = st;
+    e->read_paused = h->pause_new;
     ms_h2_stream_attach(st, e);
     return true;
 }
 
 static void ex_pull(exch *e)
 {
-    if (!e->st || e->read_paused)
+    if (!e->st || (e->read_paused && strstr(e->req, "\r\n\r\n")))
         return;
     size_t n;
     while ((n = ms_h2_stream_read(e->st, e->req + e->req_len, sizeof e->req - 1 - e->req_len)) > 0)
@@ -333,6 +335,55 @@ static void test_request_trailers_end_the_body_and_are_dropped(void **state)
     pump(h);
     assert_string_equal(h->ex[0].req, "POST /t HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n"
                                       "Connection: close\r\n\r\n4\r\nbody\r\n0\r\n\r\n");
+}
+
+static ssize_t read_many(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                         nghttp2_data_source *src, void *ud)
+{
+    (void)s, (void)id, (void)ud;
+    size_t *left = src->ptr;
+    size_t n = *left < len ? *left : len;
+    memset(buf, 'u', n);
+    *left -= n;
+    if (*left == 0)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static void test_upload_after_the_answer_is_taken_and_dropped(void **state)
+{
+    harness *h = *state;
+    h->cfg.stream_window = 16384;
+    h->cfg.connection_window = 65535;
+    start(h);
+    size_t left = 300000; /* many windows, of the stream and of the connection */
+    char clen[16];
+    snprintf(clen, sizeof clen, "%zu", left);
+    nghttp2_nv nva[] = { NV(":method", "POST"), NV(":scheme", "http"), NV(":authority", "a.test"), NV(":path", "/u"),
+                         { (uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen), NGHTTP2_NV_FLAG_NONE } };
+    nghttp2_data_provider dp = { .source.ptr = &left, .read_callback = read_many };
+    h->pause_new = true;
+    int32_t id = nghttp2_submit_request(h->cli, NULL, nva, 5, &dp, NULL);
+    pump(h);
+    assert_int_equal(h->nex, 1);
+    assert_true(left > 0); /* the windows are shut: the client waits */
+    h->pause_new = false;
+    /* the exchange answers without reading the body, and ends */
+    respond(h, &h->ex[0], "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    detach(&h->ex[0]);
+    pump(h);
+    assert_int_equal(h->status[id / 2], 413);
+    assert_true(h->ended[id / 2]);
+    /* what the client still sends is taken and its window given back: the upload completes */
+    assert_int_equal(left, 0);
+    assert_false(h->srv_failed);
+    assert_false(h->got_goaway);
+    /* the connection is still usable */
+    h->ex[0].st = NULL;
+    int32_t id2 = get(h, "/next", NULL, 0);
+    assert_int_equal(h->nex, 2);
+    respond(h, &h->ex[1], "HTTP/1.1 204 No Content\r\n\r\n");
+    assert_int_equal(h->status[id2 / 2], 204);
 }
 
 static void test_content_length_mismatch_reset(void **state)
@@ -770,6 +821,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_post_bodies_framed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_length_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_trailers_end_the_body_and_are_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_after_the_answer_is_taken_and_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_length_mismatch_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_mismatch_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_header_refused, setup, teardown),
