@@ -466,6 +466,8 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
 {
     ms_h2_session *s = ud;
     (void)flags;
+    if (len == 0)
+        return 0; /* framed chunked, an empty piece would end the body */
     ms_h2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
     if (!st || st->detached || !st->started || st->reset) {
         nghttp2_session_consume(ng, id, len); /* nobody reads it: the window is not held */

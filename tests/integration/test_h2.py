@@ -497,8 +497,15 @@ def test_too_many_streams_are_refused(px):
      ("connection", "keep-alive")],
     [(":method", "GET"), (":scheme", "http"), (":authority", "test"), (":path", "/rec/bad"), ("te", "gzip")],
     [(":method", "GET"), (":scheme", "http"), ("x-a", "1"), (":authority", "test"), (":path", "/rec/bad")],
+    [(":method", "GET"), (":scheme", "http"), (":authority", "test"), (":path", "/rec/bad"),
+     ("x-a", "1\r\nX-Injected: 1")],
+    [(":method", "GET"), (":scheme", "http"), (":authority", "test"),
+     (":path", "/rec/bad HTTP/1.1\r\nHost: x\r\n\r\nGET /rec/bad2")],
+    [(":method", "GET"), (":scheme", "http"), (":authority", "test"), (":path", "/rec/bad"),
+     ("transfer-encoding", "chunked")],
+    [(":method", "GET"), (":scheme", "http"), (":authority", "test"), (":path", "/rec/bad"), ("x a", "1")],
 ], ids=["no-path", "relative-path", "unknown-pseudo", "uppercase-name", "connection", "te-gzip",
-        "pseudo-after-regular"])
+        "pseudo-after-regular", "crlf-in-value", "crlf-in-path", "transfer-encoding", "space-in-name"])
 def test_bad_pseudo_headers_and_fields_reset_the_stream(px, hdrs):
     c = H2(px.port)
     c.send(c.headers(1, hdrs))

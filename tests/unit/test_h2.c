@@ -427,6 +427,24 @@ static void test_connection_header_refused(void **state)
     assert_int_equal(h->rst[id / 2], NGHTTP2_PROTOCOL_ERROR);
 }
 
+static void test_field_with_line_break_refused(void **state)
+{
+    harness *h = *state;
+    start(h);
+    const nghttp2_nv extra[] = { NV("x-a", "1\r\nx-injected: 2") };
+    int32_t id = get(h, "/", extra, 1);
+    assert_int_equal(h->nex, 0);
+    assert_true(h->got_rst[id / 2]);
+    assert_int_equal(h->rst[id / 2], NGHTTP2_PROTOCOL_ERROR);
+    const nghttp2_nv path[] = { NV("x-b", "ok") };
+    nghttp2_nv nva[] = { NV(":method", "GET"), NV(":scheme", "http"), NV(":authority", "a"),
+                         NV(":path", "/x HTTP/1.1\r\nHost: b\r\n\r\nGET /y"), path[0] };
+    id = nghttp2_submit_request(h->cli, NULL, nva, 5, NULL, NULL);
+    pump(h);
+    assert_int_equal(h->nex, 0);
+    assert_true(h->got_rst[id / 2]);
+}
+
 static void test_header_list_too_large(void **state)
 {
     harness *h = *state;
@@ -825,6 +843,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_content_length_mismatch_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_mismatch_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_header_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_field_with_line_break_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_list_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_continue_then_final, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_has_no_body, setup, teardown),
