@@ -217,6 +217,16 @@ def test_curl_static_and_proxied(px):
     assert hdrs["host"] == f"127.0.0.1:{px.port}" and hdrs["x-test"] == "yes" and hdrs["cookie"] == "a=1; b=2"
 
 
+def test_head_requests(px):
+    for path, length in (("/s/big.bin", 700_000), ("/api/head", None)):
+        out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-I", px.url(path)],
+                             capture_output=True, timeout=30, text=True)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("HTTP/2 200"), out.stdout
+        if length:
+            assert f"content-length: {length}" in out.stdout.lower(), out.stdout
+
+
 def test_compression_over_h2(px):
     out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-H", "Accept-Encoding: gzip", "-D", "-",
                           "-o", "/dev/null", px.url("/s/text.txt")], capture_output=True, timeout=30, text=True)
