@@ -757,11 +757,6 @@ void ms_h2_stream_detach(ms_h2_stream *st)
     resume(st);
 }
 
-int32_t ms_h2_stream_id(const ms_h2_stream *st)
-{
-    return st->id;
-}
-
 /* ---------------------------------------------------------------- the session */
 ms_h2_session *ms_h2_session_new(const ms_h2_config *cfg, const ms_h2_owner_ops *ops, void *owner, uint64_t now_ms)
 {

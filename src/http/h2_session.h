@@ -113,8 +113,5 @@ size_t ms_h2_stream_pending(const ms_h2_stream *st);
 /* The exchange writes no more (shut down or closed): the response ends
  * here; incomplete, the stream is reset. Then the exchange is forgotten. */
 void ms_h2_stream_detach(ms_h2_stream *st);
-/* The stream's id, and whether the request was an HTTP/2 one at all (for
- * logs and tests). */
-int32_t ms_h2_stream_id(const ms_h2_stream *st);
 
 #endif
