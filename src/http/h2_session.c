@@ -47,6 +47,7 @@ struct ms_h2_stream {
     bool head_request;
     bool chunked;                  /* the body is framed chunked for the exchange */
     bool req_ended;                /* the client's END_STREAM was seen */
+    bool told_to_stop;             /* RST_STREAM NO_ERROR: the response is whole, the rest of the request unwanted */
     ms_buf in;                     /* request bytes not yet read */
     size_t in_pos;
     size_t unconsumed;             /* DATA bytes held, not yet acknowledged by a window update */
@@ -513,6 +514,22 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
     return 0;
 }
 
+/* The whole response has left while the client is still sending its
+ * request: it is told to stop, without error (RFC 9113 8.1), so the
+ * stream does not stay open on the client's word. */
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+    (void)ud;
+    if ((f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS) || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    ms_h2_stream *st = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+    if (st && !st->req_ended && !st->reset && !st->told_to_stop) {
+        st->told_to_stop = true;
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- response: http-parser */
 static int rp_message_begin(http_parser *p)
 {
@@ -783,6 +800,7 @@ ms_h2_session *ms_h2_session_new(const ms_h2_config *cfg, const ms_h2_owner_ops 
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_outbound_ack(opt, cfg->max_control_frames);
     nghttp2_option_set_no_closed_streams(opt, 1);

@@ -585,6 +585,22 @@ def test_idle_connections_get_goaway(fleet):
     assert px.ms.stop() == 0
 
 
+def test_an_idle_stream_gets_the_body_timeout(fleet):
+    px = start_proxy(fleet, echo_ship("app"), http={"body_timeout": "1s"}, binds=h2c_bind())
+    c = H2(px.port)
+    c.request(1, "/idle-stream", method="POST", extra=[("content-length", "10")], end_stream=False)
+    c.send(DataFrame(1, b"abc"))
+    status, _, body, end = c.response(1, timeout=10)
+    assert status == 408 and b"body_timeout" in body
+    assert end in ("end", ("rst", 0))
+    # the connection goes on
+    c.request(3, "/after")
+    status, _, _, end = c.response(3)
+    assert status == 200 and end == "end"
+    c.close()
+    assert px.ms.stop() == 0
+
+
 def test_shutdown_sends_goaway_and_finishes_streams(fleet):
     px = start_proxy(fleet, echo_ship("app"), binds=h2c_bind())
     c = H2(px.port)
