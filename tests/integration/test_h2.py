@@ -650,3 +650,37 @@ def test_a_client_that_does_not_open_its_window_holds_back_the_ship(px):
     closed = os.path.join(px.rec_dir, "closed.txt")
     wait_until(lambda: os.path.exists(closed) and name in open(closed).read().split(),
                timeout=10, what="the ship's connection closed")
+
+
+CUT_SHIP = r'''
+import socket, sys
+ls = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    c, _ = ls.accept()
+    f = c.makefile("rb")
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+    f.close()
+    c.close()
+'''
+
+
+def test_a_response_the_ship_cuts_resets_the_stream(fleet, tmp_path):
+    cut_py = tmp_path / "cut_ship.py"
+    cut_py.write_text(CUT_SHIP)
+    cport = free_port()
+    extra = "\n".join(["[[fleet.web]]", 'name = "cut"', f"command = {toml_str(PY)}",
+                       f"args = [{toml_str(str(cut_py))}, \"{cport}\"]", f'bind = "tcp://127.0.0.1:{cport}"',
+                       'routes = ["http:/cut"]'])
+    px = start_proxy(fleet, echo_ship("app", routes=["http:/other"]), extra=extra, binds=h2c_bind())
+    c = H2(px.port)
+    c.request(1, "/cut")
+    status, _, body, end = c.response(1)
+    assert status == 200 and end == ("rst", INTERNAL_ERROR) and len(body) <= 1000
+    # the connection goes on
+    c.request(3, "/other")
+    status, _, _, end = c.response(3)
+    assert status == 200 and end == "end"
+    c.close()
+    assert px.ms.stop() == 0
