@@ -315,7 +315,8 @@ def tls_px(tmp_path_factory):
     (site / "big.bin").write_bytes(os.urandom(500_000))
     tls = f"[mothership.tls]\ncert = {toml_str(str(d / 'server.pem'))}\nkey = {toml_str(str(d / 'server.key'))}\n"
     f = ModuleFleet(tmp_path_factory, "h2tls")
-    p = start_proxy(f, echo_ship("app", routes=["https:/.*"]), binds={"https": free_port()},
+    p = start_proxy(f, echo_ship("app", routes=["https:/.*"]),
+                    binds={"https": free_port(), "h1": {"port": free_port(), "tls": True, "h2": False}},
                     static=[{"path": str(site), "prefix": "/s"}], extra=tls)
     p.ca = d / "ca.pem"
     p.site = site
@@ -323,16 +324,20 @@ def tls_px(tmp_path_factory):
     f.cleanup()
 
 
-def test_h2_over_tls_by_alpn(tls_px):
-    port = tls_px.binds["https"]
+def curl_h2(tls_px, bind, path):
+    """curl --http2 over TLS to bind: the body and "<http version> <status>"."""
+    port = tls_px.binds[bind]
+    out = subprocess.run(["curl", "-sS", "--http2", "--cacert", str(tls_px.ca), "--resolve",
+                          f"localhost:{port}:127.0.0.1", "-w", "\n%{http_version} %{http_code}",
+                          f"https://localhost:{port}{path}"], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    body, _, tail = out.stdout.rpartition(b"\n")
+    return body, tail.decode()
 
+
+def test_h2_over_tls_by_alpn(tls_px):
     def get(path):
-        out = subprocess.run(["curl", "-sS", "--http2", "--cacert", str(tls_px.ca), "--resolve",
-                              f"localhost:{port}:127.0.0.1", "-w", "\n%{http_version} %{http_code}",
-                              f"https://localhost:{port}{path}"], capture_output=True, timeout=30)
-        assert out.returncode == 0, out.stderr
-        body, _, tail = out.stdout.rpartition(b"\n")
-        return body, tail.decode()
+        return curl_h2(tls_px, "https", path)
     body, tail = get("/s/big.bin")
     assert tail == "2 200" and body == (tls_px.site / "big.bin").read_bytes()
     body, tail = get("/api/tls")
@@ -340,6 +345,15 @@ def test_h2_over_tls_by_alpn(tls_px):
     j = json.loads(body)
     hdrs = {k.lower(): v for k, v in j["headers"]}
     assert hdrs["x-forwarded-proto"] == "https" and j["version"] == "HTTP/1.1"
+
+
+def test_a_tls_bind_with_h2_false_serves_http_1_1(tls_px):
+    body, tail = curl_h2(tls_px, "h1", "/s/big.bin")  # curl offers h2 and http/1.1 by ALPN
+    assert tail == "1.1 200" and body == (tls_px.site / "big.bin").read_bytes()
+    rc = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{tls_px.binds['h1']}", "-alpn", "h2",
+                         "-CAfile", str(tls_px.ca), "-servername", "localhost"],
+                        input=b"", capture_output=True, timeout=30)
+    assert b"No ALPN negotiated" in rc.stdout, rc.stdout[-2000:]  # h2 alone: not chosen
 
 
 # ------------------------------------------------------------------ websocket over HTTP/2 (RFC 8441)
