@@ -16,8 +16,11 @@ PKGS=(
   # real servers the fleet tests start as ships (test_fleet_real_servers.py,
   # test_http_streaming.py)
   postgresql redis-server gunicorn python3-flask
-  # the TLS conformance scan of test_testssl.py
-  testssl.sh
+  # the TLS conformance scan of test_testssl.py; the openssl CLI for test
+  # certificates and s_client
+  testssl.sh openssl
+  # a real browser: a page over HTTP/2 and its WebSockets (test_browser.py)
+  chromium
 )
 # Node for the Express and ws ships (test_node_ships.py; scripts/node-deps.sh
 # installs those two from npm). Asked for only when the command is missing:
