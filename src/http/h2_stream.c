@@ -392,8 +392,11 @@ static int rp_headers_complete(http_parser *p)
         return -1; /* a 101 only answers an extended CONNECT */
     if (status < 100 || status > 999)
         return -1;
+    /* RFC 8441 4: a 2xx to an extended CONNECT opens the tunnel; a ship
+     * that answers the upgrade with a 2xx other than 101 opened none */
+    int shown = upgrade ? 200 : st->websocket && status >= 200 && status < 300 ? 502 : status;
     char code[4];
-    snprintf(code, sizeof code, "%d", upgrade ? 200 : status);
+    snprintf(code, sizeof code, "%d", shown);
     nghttp2_nv nva[RESP_MAX_HEADERS + 1];
     size_t n = 0;
     nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE };
