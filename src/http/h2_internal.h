@@ -23,6 +23,8 @@ struct ms_h2_stream {
     int32_t id;
     void *exchange;
     bool started, detached, reset;
+    bool head_whole;               /* the request's header block has ended (END_HEADERS) */
+    uint64_t opened_ms;            /* its HEADERS came: the header block has first_timeout_ms to end */
 
     /* request: collected fields, then the HTTP/1.1 bytes for the exchange */
     ms_buf method, path, authority, host, protocol, fields, cookie;

@@ -126,6 +126,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         return 0;
     bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        st->head_whole = true;
         h2_stream_start(st, end);
         return 0;
     }
@@ -305,6 +306,16 @@ void ms_h2_session_tick(ms_h2_session *s, uint64_t now_ms)
         nghttp2_session_terminate_session(s->ng, NGHTTP2_NO_ERROR);
         h2_want_run(s);
         return;
+    }
+    for (ms_h2_stream *st = s->streams; st; st = st->next) {
+        if (!st->head_whole && s->cfg.first_timeout_ms && now_ms - st->opened_ms >= s->cfg.first_timeout_ms) {
+            /* a header block left open holds the whole connection (nothing
+             * else may come until it ends), and its stream has no exchange
+             * yet to time it: the connection ends */
+            nghttp2_session_terminate_session(s->ng, NGHTTP2_NO_ERROR);
+            h2_want_run(s);
+            return;
+        }
     }
     if (!s->cfg.stall_timeout_ms)
         return;

@@ -43,7 +43,8 @@ typedef struct ms_h2_config {
     uint32_t max_control_frames;      /* SETTINGS/PING ACKs queued unsent before the session ends */
     uint64_t stall_timeout_ms;        /* a stream with response bytes waiting and none sent: RST */
     uint64_t idle_timeout_ms;         /* no open stream this long: GOAWAY; 0: never */
-    uint64_t first_timeout_ms;        /* ... before the first stream (a client that only connects); 0: idle's */
+    uint64_t first_timeout_ms;        /* ... before the first stream (a client that only connects); 0: idle's;
+                                       * also the longest a request's header block may stay open */
     uint32_t stream_window;           /* SETTINGS_INITIAL_WINDOW_SIZE: request bytes held per stream */
     uint32_t connection_window;       /* request bytes held on all streams */
     size_t stream_out_max;            /* response bytes a stream holds unsent; more resets the stream */

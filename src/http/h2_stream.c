@@ -71,7 +71,7 @@ ms_h2_stream *h2_stream_new(ms_h2_session *s, int32_t id)
     ms_buf_init(&st->out, s->cfg.stream_out_max);
     st->s = s;
     st->id = id;
-    st->progress_ms = s->now_ms;
+    st->progress_ms = st->opened_ms = s->now_ms;
     return st;
 }
 
