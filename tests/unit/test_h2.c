@@ -746,6 +746,54 @@ static void test_flow_control_follows_reads(void **state)
     h->cli = NULL;
 }
 
+/* One-byte DATA frames within the window, while the exchange reads
+ * nothing: the chunk framing they will get must not count against what
+ * the stream holds, nor open the window beyond the bytes read. */
+static void test_tiny_data_frames_within_the_window_are_held(void **state)
+{
+    harness *h = *state;
+    h->cfg.stream_window = 4000;
+    h->cfg.max_header_list_size = 1024;
+    h->pause_new = true;
+    start(h);
+    nghttp2_nv nva[] = { NV(":method", "POST"), NV(":scheme", "http"), NV(":authority", "a"), NV(":path", "/t") };
+    int32_t id = nghttp2_submit_headers(h->cli, NGHTTP2_FLAG_NONE, -1, NULL, nva, 4, NULL);
+    pump(h);
+    assert_int_equal(h->nex, 1);
+    size_t head_len = h->ex[0].req_len;
+    uint8_t frame[10] = { 0, 0, 1, NGHTTP2_DATA, 0, 0, 0, 0, (uint8_t)id, 'x' };
+    for (int i = 0; i < 4000; i++)
+        assert_true(ms_h2_session_recv(h->srv, frame, sizeof frame, h->now));
+    uint8_t end[9] = { 0, 0, 0, NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, 0, 0, 0, (uint8_t)id };
+    assert_true(ms_h2_session_recv(h->srv, end, sizeof end, h->now));
+    scan_rst(h);
+    assert_false(h->got_rst[id / 2]);
+    /* read now: the whole body, framed chunked */
+    h->ex[0].read_paused = false;
+    ex_pull(&h->ex[0]);
+    const char *p = h->ex[0].req + head_len;
+    size_t got = 0;
+    for (;;) {
+        char *e;
+        unsigned long n = strtoul(p, &e, 16);
+        assert_true(e[0] == '\r' && e[1] == '\n');
+        p = e + 2;
+        if (n == 0)
+            break;
+        for (unsigned long k = 0; k < n; k++)
+            assert_int_equal(p[k], 'x');
+        got += n;
+        p += n;
+        assert_true(p[0] == '\r' && p[1] == '\n');
+        p += 2;
+    }
+    assert_int_equal(got, 4000);
+    assert_string_equal(p, "\r\n");
+    h->srv_failed = false;
+    nghttp2_session_del(h->cli);
+    h->cli = NULL;
+}
+
 static void test_stalled_stream_reset(void **state)
 {
     harness *h = *state;
@@ -863,6 +911,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_settings_flood_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_many_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flow_control_follows_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tiny_data_frames_within_the_window_are_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_stream_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_goaway, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_client_goaway_after_first_timeout, setup, teardown),
