@@ -117,6 +117,8 @@ static void sx_on_idle(uv_idle_t *i)
             return;
         }
         size_t n = ms_h2_stream_read(sx->st, b.base, b.len);
+        if (n == 0)
+            break; /* no room for a chunk's framing: the conn reads again when it has some */
         x->cbs->read(x->owner, (ssize_t)n, &b);
         if (x->closing)
             return;

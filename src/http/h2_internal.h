@@ -32,11 +32,13 @@ struct ms_h2_stream {
     bool too_large, two_hosts, has_content_length, has_host, has_authority;
     bool websocket;                /* an extended CONNECT with :protocol websocket */
     bool head_request;
-    bool chunked;                  /* the body is framed chunked for the exchange */
+    bool chunked;                  /* the body is framed chunked for the exchange, as it reads */
+    bool last_chunk_read;          /* chunked: the last chunk has been read */
     bool req_ended;                /* the client's END_STREAM was seen */
     bool told_to_stop;             /* RST_STREAM NO_ERROR: the response is whole, the rest of the request unwanted */
-    ms_buf in;                     /* request bytes not yet read */
+    ms_buf in;                     /* request bytes not yet read: the head, then DATA as it came */
     size_t in_pos;
+    size_t head_left;              /* the head's bytes at in_pos not yet read */
     size_t unconsumed;             /* DATA bytes held, not yet acknowledged by a window update */
 
     /* response: the exchange's HTTP/1.1 bytes, parsed */

@@ -6,9 +6,10 @@
  *   HEADERS (+CONTINUATION)  fields collected, bounded (431 past the list size)
  *   END_HEADERS              request head built -> stream_start (or a local
  *                            400/431, or RST_STREAM)
- *   DATA                     appended to the request bytes (chunked framing
- *                            when the client gave no Content-Length); the
- *                            window opens as the exchange reads
+ *   DATA                     appended to the request bytes (framed chunked
+ *                            as the exchange reads them when the client gave
+ *                            no Content-Length); the window opens by the
+ *                            DATA bytes the exchange reads
  *   exchange writes          http-parser (response) -> HEADERS, DATA through
  *                            a data provider on a bounded buffer
  *   response complete        END_STREAM; incomplete at detach -> RST_STREAM;

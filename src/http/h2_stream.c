@@ -65,7 +65,7 @@ ms_h2_stream *h2_stream_new(ms_h2_session *s, int32_t id)
     ms_buf *small[] = { &st->method, &st->path, &st->authority, &st->host, &st->protocol, &st->fields, &st->cookie };
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++)
         ms_buf_init(small[i], max);
-    /* the request bytes held: the head, then at most a window of DATA with its chunk framing */
+    /* the request bytes held: the head, then at most a window of DATA (framed as it is read) */
     ms_buf_init(&st->in, 2 * max + (size_t)s->cfg.stream_window * 2 + 4096);
     ms_buf_init(&st->rh, RESP_HEAD_MAX);
     ms_buf_init(&st->out, s->cfg.stream_out_max);
@@ -275,6 +275,7 @@ void h2_stream_start(ms_h2_stream *st, bool end_stream)
         respond_local(st, 431, "431 Request Header Fields Too Large: the request head is too large\n");
         return;
     }
+    st->head_left = in->len;
     /* the fields are in the head now */
     ms_buf_free(&st->fields);
     ms_buf_free(&st->cookie);
@@ -293,9 +294,7 @@ void h2_stream_end_body(ms_h2_stream *st)
 {
     if (st->req_ended)
         return;
-    st->req_ended = true;
-    if (st->chunked && !st->detached)
-        ms_buf_append(&st->in, "0\r\n\r\n", 5);
+    st->req_ended = true; /* chunked: the last chunk is read after the data */
     if (st->exchange)
         st->s->ops->stream_readable(st->exchange);
 }
@@ -305,13 +304,7 @@ bool h2_stream_data(ms_h2_stream *st, const uint8_t *data, size_t len)
     ms_buf *in = &st->in;
     if (st->in_pos > in->len / 2)
         buf_compact(in, &st->in_pos);
-    if (st->chunked) {
-        ms_buf_printf(in, "%zx\r\n", len);
-        ms_buf_append(in, data, len);
-        ms_buf_append(in, "\r\n", 2);
-    } else {
-        ms_buf_append(in, data, len);
-    }
+    ms_buf_append(in, data, len); /* chunk framing is added as the exchange reads */
     if (ms_buf_failed(in)) {
         h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
         return false;
@@ -472,7 +465,10 @@ void ms_h2_stream_attach(ms_h2_stream *st, void *exchange)
 
 size_t ms_h2_stream_readable(const ms_h2_stream *st)
 {
-    return bufs_len(&st->in, st->in_pos);
+    size_t avail = bufs_len(&st->in, st->in_pos);
+    if (!st->chunked || avail > st->head_left)
+        return avail; /* (chunked: a little less than read will give) */
+    return avail + (st->req_ended && !st->last_chunk_read ? 5 : 0);
 }
 
 bool ms_h2_stream_read_eof(const ms_h2_stream *st)
@@ -480,19 +476,44 @@ bool ms_h2_stream_read_eof(const ms_h2_stream *st)
     return st->websocket && st->req_ended && st->in_pos == st->in.len;
 }
 
+/* The head as it is; then the body, in one chunk per read when it is
+ * framed chunked (so tiny DATA frames cost no framing while they wait),
+ * and the last chunk once the client has ended. */
 size_t ms_h2_stream_read(ms_h2_stream *st, char *dst, size_t cap)
 {
-    size_t avail = bufs_len(&st->in, st->in_pos);
-    size_t n = avail < cap ? avail : cap;
-    if (n == 0)
-        return 0;
-    memcpy(dst, st->in.data + st->in_pos, n);
-    st->in_pos += n;
+    size_t n = 0, data = 0;
+    size_t plain = st->chunked ? st->head_left : bufs_len(&st->in, st->in_pos);
+    size_t k = plain < cap ? plain : cap;
+    if (k) {
+        memcpy(dst, st->in.data + st->in_pos, k);
+        st->in_pos += k;
+        n = k;
+        size_t h = k < st->head_left ? k : st->head_left;
+        st->head_left -= h;
+        data = k - h;
+    }
+    if (st->chunked && st->head_left == 0) {
+        size_t avail = bufs_len(&st->in, st->in_pos);
+        size_t room = cap - n;
+        if (avail && room > 12) { /* at most 8 hex digits and CRLF, a byte, CRLF */
+            size_t c = avail < room - 12 ? avail : room - 12;
+            int hl = snprintf(dst + n, room, "%zx\r\n", c);
+            memcpy(dst + n + hl, st->in.data + st->in_pos, c);
+            memcpy(dst + n + hl + c, "\r\n", 2);
+            n += (size_t)hl + c + 2;
+            st->in_pos += c;
+            data += c;
+        }
+        if (st->req_ended && !st->last_chunk_read && st->in_pos == st->in.len && cap - n >= 5) {
+            memcpy(dst + n, "0\r\n\r\n", 5);
+            n += 5;
+            st->last_chunk_read = true;
+        }
+    }
     if (st->in_pos == st->in.len)
         buf_compact(&st->in, &st->in_pos);
-    /* the chunk framing makes the bytes read a little more than the DATA
-     * bytes they carry: the window opens by at most what is held */
-    size_t c = n < st->unconsumed ? n : st->unconsumed;
+    /* the window opens by the DATA bytes read */
+    size_t c = data < st->unconsumed ? data : st->unconsumed;
     if (st->in.len == 0)
         c = st->unconsumed; /* all read: all acknowledged */
     if (c) {
@@ -554,6 +575,7 @@ void ms_h2_stream_detach(ms_h2_stream *st)
     }
     ms_buf_reset(&st->in);
     st->in_pos = 0;
+    st->head_left = 0;
     if (st->reset)
         return;
     if (st->tunnel) {

@@ -286,7 +286,7 @@ static void test_post_bodies_framed(void **state)
     }
     ex_pull(&h->ex[0]);
     assert_string_equal(h->ex[0].req, "POST /p HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n"
-                                      "Connection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+                                      "Connection: close\r\n\r\n5\r\nabcde\r\n0\r\n\r\n");
     assert_false(h->ex[0].eof); /* an HTTP/1.1 request ends by its framing */
 }
 
