@@ -556,3 +556,50 @@ def test_wss_frames_cut_across_tls_records(px, certs):  # noqa: F811
         i = j + n
     assert payload == msg
     s.close()
+
+
+def test_key_updates_from_a_client_that_never_reads_hold_bounded_memory(px, certs):  # noqa: F811
+    """Each KeyUpdate that asks for one back makes the server write a
+    record; a client that uploads with one before each byte and never reads
+    must not grow the server's write queue without bound."""
+    import ctypes
+    lib = ctypes.CDLL("libssl.so.3")
+    lib.TLS_client_method.restype = ctypes.c_void_p
+    lib.SSL_CTX_new.restype = ctypes.c_void_p
+    lib.SSL_CTX_new.argtypes = [ctypes.c_void_p]
+    lib.SSL_new.restype = ctypes.c_void_p
+    lib.SSL_new.argtypes = [ctypes.c_void_p]
+    lib.SSL_set_fd.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.SSL_connect.argtypes = [ctypes.c_void_p]
+    lib.SSL_key_update.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.SSL_write.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    lib.SSL_CTX_set_max_proto_version = None
+    lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+    lib.SSL_free.argtypes = [ctypes.c_void_p]
+    lib.SSL_CTX_free.argtypes = [ctypes.c_void_p]
+    c = lib.SSL_CTX_new(lib.TLS_client_method())
+    lib.SSL_CTX_ctrl(c, 123, 0x0304, None)  # SSL_CTRL_SET_MIN_PROTO_VERSION: TLS 1.3
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", px.binds["https"]))
+    ssl_ = lib.SSL_new(c)
+    lib.SSL_set_fd(ssl_, s.fileno())
+    assert lib.SSL_connect(ssl_) == 1
+    n = 300000
+    head = b"POST /app/ku HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % n
+    assert lib.SSL_write(ssl_, head, len(head)) == len(head)
+    s.setblocking(False)  # a write the server does not take ends the loop
+    time.sleep(0.5)
+    before = rss_kb(px.ms.pid)
+    sent = 0
+    for _ in range(n):
+        if lib.SSL_key_update(ssl_, 1) != 1 or lib.SSL_write(ssl_, b"x", 1) != 1:
+            break  # the server stopped reading: what this wants
+        sent += 1
+    grown = rss_kb(px.ms.pid) - before
+    lib.SSL_free(ssl_)
+    lib.SSL_CTX_free(c)
+    s.close()
+    assert sent < n, f"the server read all {n} key updates while {grown} kB grew"
+    if "asan" not in os.environ.get("MS_BUILD", ""):
+        assert grown < 4096, f"grew {grown} kB after {sent} key updates"
