@@ -29,6 +29,7 @@
 
 #define TLS_RBIO_MAX (64u * 1024u)  /* ciphertext held during the handshake before it fails */
 #define TLS_WCHUNK 16384u           /* plaintext per SSL_write: one full record */
+#define TLS_WPENDING_MAX (1024u * 1024u) /* bytes queued to the socket before it is no longer read */
 
 typedef enum tls_state { TLS_HANDSHAKE, TLS_OPEN, TLS_PLAIN, TLS_FAILED } tls_state;
 
@@ -81,12 +82,17 @@ static int flush(tls_xport *t)
     return rc;
 }
 
-/* The socket should be read when the owner reads, or the handshake needs it. */
+/* The socket should be read when the owner reads, or the handshake needs
+ * it; never while the client leaves much of what we wrote unread, since
+ * reading can make OpenSSL write (an answer to each KeyUpdate that asks
+ * for one), and a client that never reads would grow that queue without
+ * bound. in_written reads again once it has drained. */
 static void want_socket(tls_xport *t)
 {
     if (t->x.closing || t->end)
         return;
     bool want = t->state == TLS_HANDSHAKE ? BIO_ctrl_pending(t->rbio) < TLS_RBIO_MAX : t->x.reading;
+    want = want && t->inner->write_pending <= TLS_WPENDING_MAX;
     if (want && !t->inner->reading) {
         if (ms_xport_read_start(t->inner) != 0 && !t->end)
             t->end = UV_EIO;
@@ -146,6 +152,8 @@ static void in_written(void *owner, int status)
     sync_counts(t);
     if (t->x.closing)
         return;
+    if (t->state != TLS_PLAIN && !t->pumping)
+        want_socket(t); /* read again once the client has taken enough */
     t->x.cbs->written(t->x.owner, status);
 }
 
