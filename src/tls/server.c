@@ -543,7 +543,7 @@ void ms_tls_server_free(ms_tls_server *s)
         free(s->binds[i].self_path);
     }
     free(s->binds);
-    for (size_t i = 0; i < s->nglobal; i++)
+    for (size_t i = 0; s->global && i < s->nglobal; i++)
         ms_tls_material_unref(s->global[i]);
     free(s->global);
     shared_unref(s->sh);
