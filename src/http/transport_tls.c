@@ -1,9 +1,11 @@
 /* transport_tls.c: the TLS transport (transport.h): TLS over another
- * transport (the client's socket), on OpenSSL 3 with a pair of memory BIOs,
- * so OpenSSL never touches a socket. Ciphertext read from the socket goes
- * into the read BIO, plaintext is decrypted straight into the owner's
- * buffer; plaintext written is encrypted into the write BIO, whose bytes go
- * to the socket transport (which takes what it can and queues the rest).
+ * transport (the client's socket), on OpenSSL 3 with a BIO of our own, so
+ * OpenSSL never touches a socket. OpenSSL reads ciphertext straight from
+ * the socket read's buffer (what it leaves there when the owner stops
+ * reading is kept in a small buffer of the connection until it is taken),
+ * plaintext is decrypted straight into the owner's buffer; the records
+ * OpenSSL writes go straight to the socket transport (which takes what it
+ * can and queues the rest). An idle connection holds no ciphertext buffer.
  *
  *   HANDSHAKE --ok--> OPEN --(close_notify, EOF)--> end
  *       |--first byte not a handshake record--> PLAIN (bytes pass through)
@@ -22,6 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -37,9 +42,13 @@ typedef struct tls_xport {
     ms_xport x;
     ms_xport *inner;
     SSL *ssl;
-    BIO *rbio, *wbio;          /* owned by ssl */
-    char *scratch;             /* the caller's buffer for socket reads (copied into rbio at once) */
+    BIO *bio;                  /* ours (tls_bio): owned by ssl */
+    char *scratch;             /* the caller's buffer for socket reads */
     size_t scratch_len;
+    const char *in;            /* ciphertext OpenSSL has not taken: in scratch during a read, else in hold */
+    size_t in_len;
+    char *hold;                /* what is left of a socket read once it returns (NULL: nothing) */
+    int write_err;             /* the socket transport refused a record */
     uint64_t *counts;          /* handshakes: MS_TLS_HS_* */
     uv_idle_t idle;            /* delivers what OpenSSL holds after a read_start */
     int handles_open;          /* inner + idle */
@@ -68,18 +77,110 @@ static void sync_counts(tls_xport *t)
     t->x.writes_in_flight = t->inner->writes_in_flight;
 }
 
-/* Hand what OpenSSL wrote to the socket transport. */
+/* What OpenSSL wrote went to the socket transport at once (bio_write):
+ * how that went. */
 static int flush(tls_xport *t)
 {
-    char *p = NULL;
-    long n = BIO_get_mem_data(t->wbio, &p);
-    if (n <= 0)
-        return 0;
-    uv_buf_t b = uv_buf_init(p, (unsigned)n);
-    int rc = ms_xport_write(t->inner, &b, 1); /* copies what the socket does not take */
-    (void)BIO_reset(t->wbio);
     sync_counts(t);
-    return rc;
+    return t->write_err;
+}
+
+/* ---------------------------------------------------------------- the BIO */
+static int bio_write(BIO *b, const char *p, int len)
+{
+    tls_xport *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (t->write_err)
+        return -1;
+    if (len <= 0)
+        return 0;
+    uv_buf_t buf = uv_buf_init((char *)p, (unsigned)len);
+    int rc = ms_xport_write(t->inner, &buf, 1); /* copies what the socket does not take */
+    if (rc != 0) {
+        t->write_err = rc;
+        return -1;
+    }
+    return len;
+}
+
+static int bio_read(BIO *b, char *out, int len)
+{
+    tls_xport *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    if (t->in_len == 0) {
+        BIO_set_retry_read(b); /* empty: "retry", not EOF */
+        return -1;
+    }
+    size_t k = t->in_len < (size_t)len ? t->in_len : (size_t)len;
+    memcpy(out, t->in, k);
+    t->in += k;
+    t->in_len -= k;
+    if (t->in_len == 0 && t->hold) {
+        free(t->hold);
+        t->hold = NULL;
+    }
+    return (int)k;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    tls_xport *t = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_PENDING:
+        return t ? (long)t->in_len : 0;
+    default:
+        return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *bio_method; /* set once, read-only after */
+static pthread_once_t bio_method_once = PTHREAD_ONCE_INIT;
+
+static void bio_method_make(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "mothership transport");
+    if (m && (BIO_meth_set_write(m, bio_write) != 1 || BIO_meth_set_read(m, bio_read) != 1 ||
+              BIO_meth_set_ctrl(m, bio_ctrl) != 1 || BIO_meth_set_create(m, bio_create) != 1)) {
+        BIO_meth_free(m);
+        m = NULL;
+    }
+    bio_method = m;
+}
+
+/* Ciphertext OpenSSL has not taken when a socket read returns: kept, as the
+ * read's buffer is the worker's. */
+static int keep_rest(tls_xport *t)
+{
+    if (t->in_len == 0 || t->in == t->hold)
+        return 0;
+    char *h = malloc(t->in_len);
+    if (!h)
+        return UV_ENOMEM;
+    memcpy(h, t->in, t->in_len);
+    free(t->hold);
+    t->hold = h;
+    t->in = h;
+    return 0;
+}
+
+static void drop_input(tls_xport *t)
+{
+    free(t->hold);
+    t->hold = NULL;
+    t->in = NULL;
+    t->in_len = 0;
 }
 
 /* The socket should be read when the owner reads, or the handshake needs
@@ -91,7 +192,7 @@ static void want_socket(tls_xport *t)
 {
     if (t->x.closing || t->end)
         return;
-    bool want = t->state == TLS_HANDSHAKE ? BIO_ctrl_pending(t->rbio) < TLS_RBIO_MAX : t->x.reading;
+    bool want = t->state == TLS_HANDSHAKE ? t->in_len < TLS_RBIO_MAX : t->x.reading;
     want = want && t->inner->write_pending <= TLS_WPENDING_MAX;
     if (want && !t->inner->reading) {
         if (ms_xport_read_start(t->inner) != 0 && !t->end)
@@ -139,11 +240,33 @@ static void in_read(void *owner, ssize_t n, const uv_buf_t *b)
             return;
         }
     }
-    if (BIO_write(t->rbio, b->base, (int)n) != (int)n) {
-        ms_xport_read_stop(t->inner);
-        t->end = UV_ENOMEM;
+    if (t->in_len > 0) { /* behind what is held */
+        char *h = malloc(t->in_len + (size_t)n);
+        if (!h) {
+            ms_xport_read_stop(t->inner);
+            t->end = UV_ENOMEM;
+            pump(t);
+            return;
+        }
+        memcpy(h, t->in, t->in_len);
+        memcpy(h + t->in_len, b->base, (size_t)n);
+        free(t->hold);
+        t->hold = h;
+        t->in = h;
+        t->in_len += (size_t)n;
+    } else if (n > 0) {
+        t->in = b->base;
+        t->in_len = (size_t)n;
     }
     pump(t);
+    if (t->x.closing) {
+        drop_input(t);
+    } else if (keep_rest(t) != 0) {
+        drop_input(t);
+        ms_xport_read_stop(t->inner);
+        t->end = UV_ENOMEM;
+        pump(t);
+    }
 }
 
 static void in_written(void *owner, int status)
@@ -165,6 +288,7 @@ static void on_handle_closed(tls_xport *t)
     t->x.write_pending = 0;
     t->x.cbs->closed(t->x.owner);
     SSL_free(t->ssl);
+    free(t->hold);
     free(t);
 }
 
@@ -220,7 +344,7 @@ static void handshake(tls_xport *t)
         return;
     }
     int err = SSL_get_error(t->ssl, rc);
-    if (err == SSL_ERROR_WANT_READ && flush(t) == 0 && !t->end && BIO_ctrl_pending(t->rbio) < TLS_RBIO_MAX)
+    if (err == SSL_ERROR_WANT_READ && flush(t) == 0 && !t->end && t->in_len < TLS_RBIO_MAX)
         return;
     fail(t);
 }
@@ -235,7 +359,7 @@ static void pump(tls_xport *t)
     if (t->state == TLS_HANDSHAKE && !t->x.closing)
         handshake(t);
     while (t->state == TLS_OPEN && t->x.reading && !t->x.closing) {
-        if (BIO_ctrl_pending(t->rbio) == 0 && SSL_pending(t->ssl) == 0 && !SSL_has_pending(t->ssl))
+        if (t->in_len == 0 && SSL_pending(t->ssl) == 0 && !SSL_has_pending(t->ssl))
             break;
         uv_buf_t b = uv_buf_init(NULL, 0);
         t->x.cbs->alloc(t->x.owner, TLS_WCHUNK, &b);
@@ -259,7 +383,7 @@ static void pump(tls_xport *t)
         if (err == SSL_ERROR_ZERO_RETURN) { /* close_notify: the client may still read our answer */
             ERR_clear_error();
             t->end = UV_EOF;
-            (void)BIO_reset(t->rbio); /* nothing after it counts */
+            drop_input(t); /* nothing after it counts */
             ms_xport_read_stop(t->inner);
             break;
         }
@@ -268,7 +392,7 @@ static void pump(tls_xport *t)
     }
     if (!t->x.closing && t->state == TLS_OPEN && flush(t) != 0)
         fail(t);
-    bool drained = t->state != TLS_OPEN || (BIO_ctrl_pending(t->rbio) == 0 && !SSL_has_pending(t->ssl)) ||
+    bool drained = t->state != TLS_OPEN || (t->in_len == 0 && !SSL_has_pending(t->ssl)) ||
                    t->end != UV_EOF;
     if (t->end && drained && !t->x.closing && t->state != TLS_PLAIN) {
         if (t->state == TLS_HANDSHAKE) {
@@ -303,7 +427,7 @@ static int tls_read_start(ms_xport *x)
     if (x->reading)
         return 0;
     x->reading = true;
-    if (BIO_ctrl_pending(t->rbio) > 0 || (t->state == TLS_OPEN && SSL_has_pending(t->ssl)) ||
+    if (t->in_len > 0 || (t->state == TLS_OPEN && SSL_has_pending(t->ssl)) ||
         (t->end && !t->end_told))
         uv_idle_start(&t->idle, on_idle);
     want_socket(t);
@@ -446,17 +570,15 @@ ms_xport *ms_xport_tls_new(uv_loop_t *loop, ms_xport *inner, struct ssl_st *ssl,
     tls_xport *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    t->rbio = BIO_new(BIO_s_mem());
-    t->wbio = BIO_new(BIO_s_mem());
-    if (!t->rbio || !t->wbio || uv_idle_init(loop, &t->idle) != 0) {
-        BIO_free(t->rbio);
-        BIO_free(t->wbio);
+    (void)pthread_once(&bio_method_once, bio_method_make);
+    t->bio = bio_method ? BIO_new(bio_method) : NULL;
+    if (!t->bio || uv_idle_init(loop, &t->idle) != 0) {
+        BIO_free(t->bio);
         free(t);
         return NULL;
     }
-    BIO_set_mem_eof_return(t->rbio, -1); /* empty: "retry", not EOF */
-    BIO_set_mem_eof_return(t->wbio, -1);
-    SSL_set_bio(ssl, t->rbio, t->wbio);  /* ssl owns both now */
+    BIO_set_data(t->bio, t);
+    SSL_set_bio(ssl, t->bio, t->bio);    /* ssl owns it now (one reference for both ends) */
     SSL_set_accept_state(ssl);
     SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS); /* an idle connection keeps no record buffers */
     t->ssl = ssl;
