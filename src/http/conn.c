@@ -1410,6 +1410,9 @@ static void start_next_request(ms_conn *c)
         c->buf = NULL;
         c->hdr = NULL; /* nhdr is 0 already */
         c->cap = 0;
+        free(c->out); /* the last upstream request head */
+        c->out = NULL;
+        c->out_cap = c->out_len = 0;
         set_timer(c, limits(c)->idle_timeout_ms, on_idle_timeout);
     } else {
         set_timer(c, limits(c)->header_timeout_ms, on_head_timeout);
