@@ -358,6 +358,19 @@ static void hc_close(ms_h2conn *hc)
     uv_close((uv_handle_t *)&hc->run, hc_on_handle_closed);
 }
 
+#define H2_GATHER 16384 /* frames gathered per write: one full TLS record */
+
+/* A write to the client; on failure the connection is closed. */
+static int hc_write(ms_h2conn *hc, const void *p, size_t n)
+{
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    if (ms_xport_write(hc->x, &b, 1) != 0) {
+        hc_close(hc);
+        return -1;
+    }
+    return 0;
+}
+
 /* Sends what the session has while the transport keeps up; tells the
  * streams whose bytes have left; ends the connection when the session is
  * done. */
@@ -368,6 +381,11 @@ static void hc_on_run(uv_idle_t *i)
     if (hc->closing || !hc->s || !hc->x)
         goto out;
     uint64_t now = now_ms();
+    /* the session hands out a frame at a time (valid until the next call):
+     * small frames are gathered so that many streams' frames leave in one
+     * write, one TLS record */
+    char gather[H2_GATHER];
+    size_t glen = 0;
     for (int round = 0; hc->x->write_pending < MS_WRITE_HIGH; round++) {
         if (round == 64) {
             hc->run_again = true; /* more next turn: other connections get theirs first */
@@ -381,12 +399,21 @@ static void hc_on_run(uv_idle_t *i)
         }
         if (n == 0)
             break;
-        uv_buf_t b = uv_buf_init((char *)d, (unsigned)n);
-        if (ms_xport_write(hc->x, &b, 1) != 0) {
-            hc_close(hc);
-            goto out;
+        if (glen > 0 && glen + (size_t)n > sizeof gather) {
+            if (hc_write(hc, gather, glen) != 0)
+                goto out;
+            glen = 0;
         }
+        if ((size_t)n >= sizeof gather) {
+            if (hc_write(hc, d, (size_t)n) != 0)
+                goto out;
+            continue;
+        }
+        memcpy(gather + glen, d, (size_t)n);
+        glen += (size_t)n;
     }
+    if (glen > 0 && hc_write(hc, gather, glen) != 0)
+        goto out;
     if (hc->x->write_pending == 0)
         hc->write_progress_ms = now;
     ms_h2_session_notify(hc->s);
