@@ -468,9 +468,9 @@ static int tls_write(ms_xport *x, const uv_buf_t *bufs, unsigned n)
         while (len > 0 || (i == n && staged > 0)) {
             const char *src;
             size_t take;
-            if (staged == 0 && len >= TLS_WCHUNK) {
-                src = p;
-                take = TLS_WCHUNK; /* a whole record straight from the caller's buffer */
+            if (staged == 0 && (len >= TLS_WCHUNK || (i + 1 == n && len > 0))) {
+                src = p; /* a whole record, or the last one, straight from the caller's buffer */
+                take = len < TLS_WCHUNK ? len : TLS_WCHUNK;
                 p += take;
                 len -= take;
             } else {
