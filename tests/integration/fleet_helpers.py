@@ -40,11 +40,21 @@ def app(name):
     return os.path.join(APPS, name)
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 nobody listens on (bound to 0, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 nobody listens on (bound to 0, then closed),
+    never one this test run handed out before: the kernel may give a port
+    back once it is closed, and two picked for one manifest (a ship's and the
+    metrics listener's) must differ."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def toml_str(s):
