@@ -35,6 +35,7 @@
 #define TLS_RBIO_MAX (64u * 1024u)  /* ciphertext held during the handshake before it fails */
 #define TLS_WCHUNK 16384u           /* plaintext per SSL_write: one full record */
 #define TLS_WPENDING_MAX (1024u * 1024u) /* bytes queued to the socket before it is no longer read */
+#define TLS_WQUEUED_MAX 512         /* ... or writes: each small record queued is an allocation of its own */
 
 typedef enum tls_state { TLS_HANDSHAKE, TLS_OPEN, TLS_PLAIN, TLS_FAILED } tls_state;
 
@@ -187,13 +188,14 @@ static void drop_input(tls_xport *t)
  * it; never while the client leaves much of what we wrote unread, since
  * reading can make OpenSSL write (an answer to each KeyUpdate that asks
  * for one), and a client that never reads would grow that queue without
- * bound. in_written reads again once it has drained. */
+ * bound: in bytes, and in writes, since a queued 22-byte record costs its
+ * own allocation. in_written reads again once it has drained. */
 static void want_socket(tls_xport *t)
 {
     if (t->x.closing || t->end)
         return;
     bool want = t->state == TLS_HANDSHAKE ? t->in_len < TLS_RBIO_MAX : t->x.reading;
-    want = want && t->inner->write_pending <= TLS_WPENDING_MAX;
+    want = want && t->inner->write_pending <= TLS_WPENDING_MAX && t->inner->writes_in_flight <= TLS_WQUEUED_MAX;
     if (want && !t->inner->reading) {
         if (ms_xport_read_start(t->inner) != 0 && !t->end)
             t->end = UV_EIO;
