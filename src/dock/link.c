@@ -534,8 +534,8 @@ ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *lo
         ms_dlink *l = &d->links[i];
         l->d = d;
         l->bay = i;
-        l->p = &fleet->procs[i];
-        if (fleet->procs[i].ship->kind != MS_BAY)
+        l->p = fleet->procs[i];
+        if (fleet->procs[i]->ship->kind != MS_BAY)
             continue;
         uv_timer_init(loop, &l->retry);
         l->retry.data = l;

@@ -575,7 +575,7 @@ static void end_launch(ms_fleet *f, size_t total)
     size_t n = 0;
     down[0] = '\0';
     for (size_t i = 0; i < f->n && n < sizeof down; i++) {
-        const ms_proc *p = &f->procs[i];
+        const ms_proc *p = f->procs[i];
         if (p->selected && !ms_fleet_entry_up(p))
             n += (size_t)snprintf(down + n, sizeof down - n, "%s%s (%s)", n ? ", " : "", p->ship->name,
                                   ms_pstate_name(p->state));
@@ -593,13 +593,13 @@ static void schedule(ms_fleet *f)
     while (again) {
         again = false;
         for (size_t i = 0; i < f->n; i++) {
-            ms_proc *p = &f->procs[i];
+            ms_proc *p = f->procs[i];
             if (!p->selected || p->state != MS_P_WAITING)
                 continue;
             bool all_ready = true;
             const ms_proc *dead = NULL;
             for (size_t k = 0; k < p->ndeps; k++) {
-                const ms_proc *d = &f->procs[p->deps[k]];
+                const ms_proc *d = f->procs[p->deps[k]];
                 if (dep_dead(d))
                     dead = d;
                 if (!dep_ready(d))
@@ -622,7 +622,7 @@ static void schedule(ms_fleet *f)
     if (f->phase == MS_FLEET_LAUNCHING) {
         size_t pending = 0, total = 0;
         for (size_t i = 0; i < f->n; i++) {
-            const ms_proc *p = &f->procs[i];
+            const ms_proc *p = f->procs[i];
             if (!p->selected)
                 continue;
             total++;
@@ -777,7 +777,7 @@ static void stop_proc(ms_proc *p)
 static bool has_running_dependent(const ms_fleet *f, size_t idx)
 {
     for (size_t i = 0; i < f->n; i++) {
-        const ms_proc *q = &f->procs[i];
+        const ms_proc *q = f->procs[i];
         if (!running(q))
             continue;
         for (size_t k = 0; k < q->ndeps; k++)
@@ -791,7 +791,7 @@ static void continue_shutdown(ms_fleet *f)
 {
     bool any = false;
     for (size_t i = 0; i < f->n; i++) {
-        ms_proc *p = &f->procs[i];
+        ms_proc *p = f->procs[i];
         if (!running(p))
             continue;
         any = true;
@@ -810,7 +810,7 @@ static void on_hold(uv_timer_t *t)
     size_t n = 0;
     list[0] = '\0';
     for (size_t i = 0; i < f->n && n < sizeof list - 100; i++) {
-        ms_proc *p = &f->procs[i];
+        ms_proc *p = f->procs[i];
         if (!running(p))
             continue;
         if (p->state == MS_P_STOPPING)
@@ -828,7 +828,7 @@ static void on_signal(uv_signal_t *h, int signum)
     if (f->phase == MS_FLEET_STOPPING && signum == SIGINT) {
         ms_log_event(f->log, MS_WARN, NULL, "kill_all", "second SIGINT: killing everything now");
         for (size_t i = 0; i < f->n; i++) {
-            ms_proc *p = &f->procs[i];
+            ms_proc *p = f->procs[i];
             if (running(p)) {
                 p->kill_sent = true;
                 p->state = MS_P_STOPPING;
@@ -854,7 +854,7 @@ void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why)
     f->exit_code = exit_code;
     ms_log_event(f->log, exit_code ? MS_ERROR : MS_INFO, NULL, "shutdown", "stopping the fleet: %s", why);
     for (size_t i = 0; i < f->n; i++) {
-        ms_proc *p = &f->procs[i];
+        ms_proc *p = f->procs[i];
         if (running(p))
             continue;
         cancel_activity(p);
@@ -978,7 +978,7 @@ static void note_inherited(ms_fleet *f, int pid)
 static void sweep_child(ms_fleet *f, int pid)
 {
     for (size_t i = 0; i < f->n; i++)
-        if (f->procs[i].pid == pid || (f->procs[i].process_open && f->procs[i].process.pid == pid))
+        if (f->procs[i]->pid == pid || (f->procs[i]->process_open && f->procs[i]->process.pid == pid))
             return; /* a shim: libuv collects it */
     int st;
     pid_t r = waitpid((pid_t)pid, &st, WNOHANG);
@@ -1033,7 +1033,7 @@ static void maybe_finish(ms_fleet *f)
         return; /* the data plane is still draining: ms_fleet_drained comes back here */
     if (f->phase == MS_FLEET_STOPPING) {
         for (size_t i = 0; i < f->n; i++)
-            if (running(&f->procs[i]))
+            if (running(f->procs[i]))
                 return;
         f->phase = MS_FLEET_DONE;
         ms_log_event(f->log, f->exit_code ? MS_ERROR : MS_INFO, NULL, "stopped", "fleet stopped (exit %d)",
@@ -1045,7 +1045,7 @@ static void maybe_finish(ms_fleet *f)
         close_h(f, (uv_handle_t *)&f->hold_timer);
         close_h(f, (uv_handle_t *)&f->reap_timer);
         for (size_t i = 0; i < f->n; i++) {
-            ms_proc *p = &f->procs[i];
+            ms_proc *p = f->procs[i];
             cancel_activity(p);
             if (p->timers_open) {
                 close_h(f, (uv_handle_t *)&p->timer);
@@ -1060,7 +1060,7 @@ static void maybe_finish(ms_fleet *f)
     if (f->phase != MS_FLEET_DONE || f->open_handles > 0)
         return;
     for (size_t i = 0; i < f->n; i++)
-        if (f->procs[i].process_open || f->procs[i].open_pipes > 0)
+        if (f->procs[i]->process_open || f->procs[i]->open_pipes > 0)
             return;
     if (f->on_done) {
         void (*cb)(ms_fleet *, void *) = f->on_done;
@@ -1073,14 +1073,14 @@ static void maybe_finish(ms_fleet *f)
 void ms_fleet_bay_docked(ms_fleet *f, size_t i, const char *how)
 {
     if (i < f->n)
-        mark_ready(&f->procs[i], how);
+        mark_ready(f->procs[i], how);
 }
 
 void ms_fleet_bay_lost(ms_fleet *f, size_t i, const char *why)
 {
     if (i >= f->n)
         return;
-    ms_proc *p = &f->procs[i];
+    ms_proc *p = f->procs[i];
     if (!running(p) || p->state == MS_P_STOPPING)
         return;
     set_ready_flag(p, 0);
@@ -1095,7 +1095,7 @@ void ms_fleet_restart_proc(ms_fleet *f, size_t i)
 {
     if (i >= f->n || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
         return;
-    ms_proc *p = &f->procs[i];
+    ms_proc *p = f->procs[i];
     if (running(p)) {
         p->restart_requested = true;
         stop_proc(p);
@@ -1111,7 +1111,7 @@ void ms_fleet_toggle_proc(ms_fleet *f, size_t i)
 {
     if (i >= f->n || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
         return;
-    ms_proc *p = &f->procs[i];
+    ms_proc *p = f->procs[i];
     if (running(p)) {
         p->stop_requested = true;
         stop_proc(p);
@@ -1142,7 +1142,7 @@ bool ms_fleet_holds_launch(const ms_fleet *f, const ms_proc *p)
         return false; /* done, failed, skipped, stopped */
     /* depends_on has no cycles (the manifest is checked), so this ends */
     for (size_t k = 0; k < p->ndeps; k++) {
-        const ms_proc *d = &f->procs[p->deps[k]];
+        const ms_proc *d = f->procs[p->deps[k]];
         if (!dep_ready(d) && !ms_fleet_holds_launch(f, d))
             return false; /* waits behind one that gave up */
     }
@@ -1152,7 +1152,7 @@ bool ms_fleet_holds_launch(const ms_fleet *f, const ms_proc *p)
 static bool critical_up(const ms_fleet *f)
 {
     for (size_t i = 0; i < f->n; i++) {
-        const ms_proc *p = &f->procs[i];
+        const ms_proc *p = f->procs[i];
         if (p->selected && p->ship->critical && !ms_fleet_entry_up(p))
             return false;
     }
@@ -1264,7 +1264,12 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
     }
     bool any_bay = false;
     for (size_t i = 0; i < f->n; i++) {
-        ms_proc *p = &f->procs[i];
+        ms_proc *p = f->procs[i] = calloc(1, sizeof *p);
+        if (!p) {
+            snprintf(why, why_len, "out of memory");
+            ms_fleet_free(f);
+            return NULL;
+        }
         const ms_ship *s = &m->ships[i];
         p->fleet = f;
         p->ship = s;
@@ -1346,7 +1351,7 @@ void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *
     uv_unref((uv_handle_t *)&f->reap_timer);
     size_t n = 0;
     for (size_t i = 0; i < f->n; i++) {
-        ms_proc *p = &f->procs[i];
+        ms_proc *p = f->procs[i];
         n += p->selected;
         uv_timer_init(f->loop, &p->timer);
         uv_timer_init(f->loop, &p->deadline);
@@ -1364,10 +1369,13 @@ void ms_fleet_free(ms_fleet *f)
         return;
     free(f->inherited);
     for (size_t i = 0; f->procs && i < f->n; i++) {
-        ms_proc *p = &f->procs[i];
+        ms_proc *p = f->procs[i];
+        if (!p)
+            continue;
         free(p->deps);
         free(p->socket_path);
         ms_ring_free(&p->ring);
+        free(p);
     }
     free(f->procs);
     free(f->self_exe);

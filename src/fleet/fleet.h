@@ -110,7 +110,7 @@ struct ms_fleet {
     uv_loop_t *loop;
     const ms_manifest *m;
     ms_log *log;
-    ms_proc *procs;
+    ms_proc **procs;             /* in manifest order; each allocated on its own (its handles do not move) */
     size_t n;
     ms_fleet_phase phase;
     int exit_code;

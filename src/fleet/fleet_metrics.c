@@ -18,13 +18,13 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
     ms_prom_init(&p, out);
     const ms_manifest *m = v->m;
     for (size_t i = 0; f && i < f->n; i++) {
-        const ms_proc *pr = &f->procs[i];
+        const ms_proc *pr = f->procs[i];
         ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
         int up = __atomic_load_n(&pr->ready_flag, __ATOMIC_ACQUIRE) || pr->state == MS_P_DONE;
         ms_prom_gauge_i64(&p, "mothership_ship_status", ship_status_help, l, 2, up);
     }
     for (size_t i = 0; f && i < f->n; i++) {
-        const ms_proc *pr = &f->procs[i];
+        const ms_proc *pr = f->procs[i];
         ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
         int h = __atomic_load_n(&pr->healthy, __ATOMIC_ACQUIRE);
         if (!pr->ship->health.enabled)
@@ -34,12 +34,12 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
                           h == 1);
     }
     for (size_t i = 0; f && i < f->n; i++) {
-        const ms_proc *pr = &f->procs[i];
+        const ms_proc *pr = f->procs[i];
         ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
         ms_prom_counter_u64(&p, "mothership_ship_restarts_total", "Restarts of each process.", l, 2, pr->restarts);
     }
     for (size_t i = 0; f && i < f->n; i++) {
-        const ms_proc *pr = &f->procs[i];
+        const ms_proc *pr = f->procs[i];
         for (int s = 0; s <= MS_P_STOPPED; s++) {
             ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group },
                                   { "state", ms_pstate_name((ms_pstate)s) } };
@@ -48,7 +48,7 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
         }
     }
     for (size_t i = 0; f && i < f->n; i++) {
-        const ms_proc *pr = &f->procs[i];
+        const ms_proc *pr = f->procs[i];
         if (!pr->ship->health.enabled)
             continue;
         ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
@@ -57,7 +57,7 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
                           __atomic_load_n(&pr->breaker, __ATOMIC_ACQUIRE));
     }
     for (size_t i = 0; f && i < f->n; i++) {
-        const ms_proc *pr = &f->procs[i];
+        const ms_proc *pr = f->procs[i];
         if (!pr->ship->health.enabled)
             continue;
         ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
@@ -66,7 +66,7 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
     }
     size_t nships = 0;
     for (size_t i = 0; m && i < m->nships; i++)
-        nships += !f || f->procs[i].selected;
+        nships += !f || f->procs[i]->selected;
     ms_prom_gauge_i64(&p, "mothership_fleet_ships_total", "Ships and bays in the fleet (after tag filtering).",
                       NULL, 0, (int64_t)nships);
     ms_prom_gauge_i64(&p, "mothership_fleet_up",
@@ -122,7 +122,7 @@ static void put_list(ms_buf *body, const ms_fleet *f, const char *key, int which
 {
     bool any = false;
     for (size_t i = 0; i < f->n; i++) {
-        const ms_proc *p = &f->procs[i];
+        const ms_proc *p = f->procs[i];
         if (!in_list(f, p, which))
             continue;
         if (any)

@@ -53,7 +53,7 @@ uint64_t ms_now_us(void)
 
 const ms_proc *ms_worker_proc(const ms_worker *w, size_t ship)
 {
-    return w->dp->cfg.procs ? &w->dp->cfg.procs[ship] : NULL;
+    return w->dp->cfg.procs ? w->dp->cfg.procs[ship] : NULL;
 }
 
 /* ---------------------------------------------------------------- payload log */

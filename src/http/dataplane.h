@@ -23,7 +23,7 @@ typedef struct ms_dataplane ms_dataplane;
 typedef struct ms_dp_config {
     const ms_manifest *m;
     const ms_route_table *routes;
-    ms_proc *procs;      /* the fleet's processes, indexed like m->ships; NULL: every ship counts as ready */
+    ms_proc *const *procs; /* the fleet's processes, indexed like m->ships; NULL: every ship counts as ready */
     ms_log *log;
     const ms_payload_set *payloads; /* loaded WASM modules, or NULL */
     unsigned workers;    /* 0: one per CPU */

@@ -183,7 +183,7 @@ uint64_t ms_tui_generation(const ms_tui *t)
     uint64_t h = 1469598103934665603ull;
     h = mix(h, (uint64_t)f->phase);
     for (size_t i = 0; i < f->n; i++) {
-        const ms_proc *p = &f->procs[i];
+        const ms_proc *p = f->procs[i];
         h = mix(h, p->ring.total);
         h = mix(h, (uint64_t)p->state);
         h = mix(h, p->restarts);
@@ -207,7 +207,7 @@ static void draw_header(ms_tui *t)
     size_t nready = 0, nrun = 0, ndown = 0;
     uint64_t rps = 0;
     for (size_t i = 0; i < f->n; i++) {
-        const ms_proc *p = &f->procs[i];
+        const ms_proc *p = f->procs[i];
         if (p->state == MS_P_READY)
             nready++;
         if (p->pid > 0)
@@ -368,7 +368,7 @@ static void draw_overview(ms_tui *t)
         first = t->sel - (size_t)rows + 1;
     uint64_t now = uv_now(t->cfg.loop);
     for (size_t i = first; i < f->n && (int)(i - first) < rows; i++) {
-        const ms_proc *p = &f->procs[i];
+        const ms_proc *p = f->procs[i];
         const ms_tui_proc *tp = &t->tp[i];
         int y = top + (int)(i - first);
         bool sel = i == t->sel;
@@ -464,7 +464,7 @@ bool ms_tui_collect_lines(ms_tui *t)
     size_t want = 0;
     for (size_t i = 0; i < f->n; i++)
         if (t->merged || i == t->sel)
-            want += f->procs[i].ring.count;
+            want += f->procs[i]->ring.count;
     if (!reserve(t, want)) {
         t->oom = true;
         return false;
@@ -472,7 +472,7 @@ bool ms_tui_collect_lines(ms_tui *t)
     for (size_t i = 0; i < f->n; i++) {
         if (!t->merged && i != t->sel)
             continue;
-        const ms_ring *r = &f->procs[i].ring;
+        const ms_ring *r = &f->procs[i]->ring;
         for (size_t k = 0; k < r->count; k++)
             t->lines[t->nlines++] = (ms_tui_line){ ms_ring_at(r, k), i };
     }
@@ -508,9 +508,9 @@ static void draw_logs(ms_tui *t)
     for (size_t i = 0; i < f->n && top + 1 + (int)i <= bottom; i++) {
         bool sel = !t->merged && i == t->sel;
         char buf[64];
-        snprintf(buf, sizeof buf, "%c%-*.*s", sel ? '>' : ' ', LIST_W - 2, LIST_W - 2, f->procs[i].ship->name);
-        int sc = f->procs[i].state == MS_P_READY ? C_GREEN
-                 : (f->procs[i].state == MS_P_BACKOFF || f->procs[i].state == MS_P_FAILED) ? C_RED : 0;
+        snprintf(buf, sizeof buf, "%c%-*.*s", sel ? '>' : ' ', LIST_W - 2, LIST_W - 2, f->procs[i]->ship->name);
+        int sc = f->procs[i]->state == MS_P_READY ? C_GREEN
+                 : (f->procs[i]->state == MS_P_BACKOFF || f->procs[i]->state == MS_P_FAILED) ? C_RED : 0;
         put(top + 1 + (int)i, 0, LIST_W, buf, strlen(buf), sel ? A_REVERSE | A_BOLD : (sc ? colour(t, sc) : 0));
     }
     if (COLS > LIST_W)
@@ -523,7 +523,7 @@ static void draw_logs(ms_tui *t)
     t->log_rows = rows > 0 ? rows : 0;
     size_t b = ms_tui_bottom_index(t);
     char title[256];
-    const char *src = t->merged ? "all processes" : f->n ? f->procs[t->sel].ship->name : "-";
+    const char *src = t->merged ? "all processes" : f->n ? f->procs[t->sel]->ship->name : "-";
     if (t->nlines == 0)
         snprintf(title, sizeof title, "%s: no output yet", src);
     else if (t->follow)
@@ -550,7 +550,7 @@ static void draw_logs(ms_tui *t)
         snprintf(pre, sizeof pre, "%s %c ", hms, err ? '!' : ' ');
         x += puts_at(y, x, COLS - x, pre, err ? colour(t, C_RED) | A_BOLD : 0);
         if (t->merged) {
-            snprintf(pre, sizeof pre, "%-12.12s| ", f->procs[ln->proc].ship->name);
+            snprintf(pre, sizeof pre, "%-12.12s| ", f->procs[ln->proc]->ship->name);
             x += puts_at(y, x, COLS - x, pre, colour(t, C_CYAN));
         }
         put(y, x, COLS - x, l->text, l->len, err ? colour(t, C_RED) : 0);

@@ -95,7 +95,7 @@ static void sample_stats(ms_tui *t)
     ms_fleet *f = t->f;
     uint64_t now = uv_now(t->cfg.loop);
     for (size_t i = 0; i < f->n; i++) {
-        ms_proc *p = &f->procs[i];
+        ms_proc *p = f->procs[i];
         ms_tui_proc *tp = &t->tp[i];
         uint64_t ticks = 0, rss = 0;
         if (p->pid > 0 && ms_tui_proc_tree_stat(p->pid, &ticks, &rss)) {
@@ -431,7 +431,7 @@ static void print_summary(const ms_tui *t)
     printf("mothership: dashboard closed; fleet %s (exit %d)\n", f->phase == MS_FLEET_DONE ? "stopped" : "running",
            f->exit_code);
     for (size_t i = 0; i < f->n; i++) {
-        const ms_proc *p = &f->procs[i];
+        const ms_proc *p = f->procs[i];
         char st[128];
         ms_tui_state_text(t, p, st, sizeof st);
         printf("  %-16s %-8s %s, %u restart%s\n", p->ship->name, ms_ship_kind_word(p->ship), st, p->restarts,
