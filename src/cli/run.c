@@ -11,6 +11,8 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "cli/reload.h"
+#include "cli/run.h"
 #include "cli/run_signals.h"
 #include "fleet/fleet.h"
 #include "fleet/fleet_metrics.h"
@@ -21,35 +23,12 @@
 #include "tui/tui.h"
 #include "uplink/uplink.h"
 
-typedef struct run_ctx {
-    uv_loop_t *loop;
-    const ms_cli *o;
-    ms_manifest *m;
-    bool *selected;
-    ms_log *log;
-    ms_fleet *fleet;
-    ms_route_table *routes;
-    ms_payload_set *payloads;
-    ms_dataplane *dp;
-    ms_tls_server *tls;                  /* the TLS binds' contexts; NULL without TLS binds */
-    ms_hub *hub;                         /* bays: queues between workers and docking links */
-    ms_docks *docks;
-    ms_metrics_server *metrics;
-    ms_fleet_view view;
-    uv_signal_t early_int, early_term, early_quit; /* before the fleet takes over signals */
-    ms_run_signals *ignored;             /* the signals that do not stop Mothership */
-    bool early_open;
-    bool tui_wanted;                     /* --tui on a terminal */
-    ms_tui *tui;
-    int exit_code;
-} run_ctx;
-
 static void on_metrics_closed(void *arg)
 {
     (void)arg;
 }
 
-static void close_early_signals(run_ctx *c)
+static void close_early_signals(ms_run *c)
 {
     if (c->early_open) {
         uv_close((uv_handle_t *)&c->early_int, NULL);
@@ -61,7 +40,7 @@ static void close_early_signals(run_ctx *c)
 
 static void on_fleet_done(ms_fleet *f, void *arg)
 {
-    run_ctx *c = arg;
+    ms_run *c = arg;
     c->exit_code = f->exit_code;
     c->view.stopping = true;
     ms_docks_close(c->docks);
@@ -75,13 +54,13 @@ static void on_fleet_done(ms_fleet *f, void *arg)
 
 static void on_docks_flushed(void *arg)
 {
-    run_ctx *c = arg;
+    ms_run *c = arg;
     ms_fleet_drained(c->fleet);
 }
 
 static void on_dp_stopped(void *arg)
 {
-    run_ctx *c = arg;
+    ms_run *c = arg;
     ms_log_event(c->log, MS_INFO, NULL, "drained", "listeners closed and requests drained");
     if (c->docks) /* the Disembarks of the clients just closed reach the bays before they are stopped */
         ms_docks_flush(c->docks, on_docks_flushed, c);
@@ -92,14 +71,14 @@ static void on_dp_stopped(void *arg)
 /* A shutdown begins: stop accepting, let requests finish, then stop ships. */
 static void on_fleet_drain(ms_fleet *f, void *arg)
 {
-    run_ctx *c = arg;
+    ms_run *c = arg;
     (void)f;
     ms_dataplane_stop(c->dp, c->m->global.shutdown_timeout_ms, on_dp_stopped, c);
 }
 
 static void render_dp_metrics(void *arg, ms_buf *out)
 {
-    run_ctx *c = arg;
+    ms_run *c = arg;
     if (c->dp)
         ms_dataplane_render_metrics(c->dp, out);
     if (c->docks)
@@ -107,7 +86,7 @@ static void render_dp_metrics(void *arg, ms_buf *out)
 }
 
 /* Bays dock over the hub; its workers are the data plane's. */
-static bool start_docking(run_ctx *c, const ms_dp_config *cfg)
+static bool start_docking(ms_run *c, const ms_dp_config *cfg)
 {
     bool any = false;
     bool *is_bay = calloc(c->m->nships ? c->m->nships : 1, sizeof *is_bay);
@@ -131,7 +110,7 @@ static bool start_docking(run_ctx *c, const ms_dp_config *cfg)
 
 static bool tui_module_stats(void *arg, size_t i, uint64_t *calls, uint64_t *blocks, uint64_t *errors)
 {
-    run_ctx *c = arg;
+    ms_run *c = arg;
     if (!c->dp || !c->payloads)
         return false;
     ms_payload_stats st;
@@ -144,7 +123,7 @@ static bool tui_module_stats(void *arg, size_t i, uint64_t *calls, uint64_t *blo
 
 static bool tui_bay_clients(void *arg, size_t i, uint64_t *clients)
 {
-    run_ctx *c = arg;
+    ms_run *c = arg;
     if (!c->hub || i >= c->hub->nbays || !c->hub->bays[i].is_bay)
         return false;
     *clients = __atomic_load_n(&c->hub->bays[i].st.clients, __ATOMIC_RELAXED);
@@ -153,11 +132,11 @@ static bool tui_bay_clients(void *arg, size_t i, uint64_t *clients)
 
 static uint64_t tui_requests(void *arg, const char *target)
 {
-    run_ctx *c = arg;
+    ms_run *c = arg;
     return c->dp ? ms_dataplane_requests_to(c->dp, target) : 0;
 }
 
-static void abort_launch(run_ctx *c, const char *what, const char *why)
+static void abort_launch(ms_run *c, const char *what, const char *why)
 {
     ms_log_event(c->log, MS_ERROR, NULL, "launch_failed", "%s: %s; nothing was launched", what, why);
     c->exit_code = MS_EXIT_FAIL;
@@ -170,13 +149,13 @@ static void abort_launch(run_ctx *c, const char *what, const char *why)
 
 static void on_tls_note(void *arg, bool error, const char *text)
 {
-    run_ctx *c = arg;
+    ms_run *c = arg;
     ms_log_event(c->log, error ? MS_ERROR : MS_INFO, NULL, "tls_reload", "%s", text);
 }
 
 static void on_hup(void *arg)
 {
-    run_ctx *c = arg;
+    ms_run *c = arg;
     ms_tls_server_reload(c->tls, on_tls_note, c);
 }
 
@@ -184,7 +163,7 @@ static void on_hup(void *arg)
  * (the data plane makes each connection's SSL from c->tls); SIGHUP reloads
  * them. Self-signed binds say where their certificate is and its
  * fingerprint, for a client to pin or trust. */
-static bool start_tls(run_ctx *c, char *why, size_t why_len)
+static bool start_tls(ms_run *c, char *why, size_t why_len)
 {
     const ms_global *g = &c->m->global;
     bool any = false;
@@ -206,7 +185,7 @@ static bool start_tls(run_ctx *c, char *why, size_t why_len)
     return true;
 }
 
-static void launch(run_ctx *c)
+static void launch(ms_run *c)
 {
     close_early_signals(c);
     char why[512];
@@ -271,7 +250,7 @@ static void launch(run_ctx *c)
 
 static void on_uplinks(bool ok, const char *message, const ms_uplink_result *results, size_t n, void *arg)
 {
-    run_ctx *c = arg;
+    ms_run *c = arg;
     c->view.uplinks = calloc(n ? n : 1, sizeof *c->view.uplinks);
     if (c->view.uplinks) {
         memcpy(c->view.uplinks, results, n * sizeof *results);
@@ -307,7 +286,7 @@ static void on_uplinks(bool ok, const char *message, const ms_uplink_result *res
 
 static void on_early_signal(uv_signal_t *h, int signum)
 {
-    run_ctx *c = h->data;
+    ms_run *c = h->data;
     ms_log_event(c->log, MS_INFO, NULL, "shutdown", "%s before launch: stopping",
                  signum == SIGINT ? "SIGINT" : signum == SIGQUIT ? "SIGQUIT" : "SIGTERM");
     exit(128 + signum);
@@ -331,7 +310,7 @@ int ms_cmd_run(const ms_cli *o)
 {
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    run_ctx c = { .o = o, .exit_code = MS_EXIT_OK };
+    ms_run c = { .o = o, .exit_code = MS_EXIT_OK };
     c.m = ms_cli_load(o);
     if (!c.m)
         return MS_EXIT_FAIL;

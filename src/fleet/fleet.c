@@ -1274,6 +1274,7 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
         p->fleet = f;
         p->ship = s;
         p->index = i;
+        p->slot = i;
         p->colour = (unsigned)i;
         p->selected = selected ? selected[i] : true;
         p->state = p->selected ? MS_P_WAITING : MS_P_SKIPPED;
@@ -1384,4 +1385,32 @@ void ms_fleet_free(ms_fleet *f)
         close(f->shim_fd);
     free(f->socket_dir);
     free(f);
+}
+
+/* ---- reload (not yet) ---- */
+ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selected, const ms_fleet_change *changes,
+                                char *why, size_t why_len)
+{
+    (void)f;
+    (void)m;
+    (void)selected;
+    (void)changes;
+    snprintf(why, why_len, "the fleet cannot take a new manifest yet");
+    return NULL;
+}
+
+ms_proc *const *ms_fleet_next_procs(const ms_fleet_next *nx)
+{
+    (void)nx;
+    return NULL;
+}
+
+void ms_fleet_abandon(ms_fleet_next *nx)
+{
+    (void)nx;
+}
+
+void ms_fleet_commit(ms_fleet_next *nx)
+{
+    (void)nx;
 }

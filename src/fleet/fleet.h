@@ -35,6 +35,10 @@ typedef enum ms_breaker { MS_BREAKER_CLOSED, MS_BREAKER_OPEN, MS_BREAKER_HALF_OP
 const char *ms_pstate_name(ms_pstate s);
 const char *ms_breaker_name(ms_breaker b);
 
+/* Entries a fleet can have had over its life, reloads included (each new
+ * entry takes a slot that is never reused). */
+#define MS_FLEET_MAX_SLOTS 1024
+
 typedef struct ms_fleet ms_fleet;
 typedef struct ms_outpipe ms_outpipe;
 typedef struct ms_report ms_report;
@@ -42,7 +46,8 @@ typedef struct ms_report ms_report;
 typedef struct ms_proc {
     ms_fleet *fleet;
     const ms_ship *ship;
-    size_t index;
+    size_t index;                /* in the current manifest (changes with a reload) */
+    size_t slot;                 /* fixed for the fleet's life, < MS_FLEET_MAX_SLOTS: a bay's index in the hub */
     unsigned colour;
     bool selected;               /* after --only/--except */
     ms_pstate state;
@@ -172,6 +177,36 @@ void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why);
 void ms_fleet_restart_proc(ms_fleet *f, size_t i);
 void ms_fleet_toggle_proc(ms_fleet *f, size_t i);
 void ms_fleet_free(ms_fleet *f);
+
+/* ---- reload: a new manifest for a running fleet ----
+ * What becomes of each entry of the new manifest. Running entries that no
+ * change names are removed. */
+#define MS_FLEET_NEW SIZE_MAX
+typedef struct ms_fleet_change {
+    size_t old;          /* the running entry of the same name (index in f->procs), or MS_FLEET_NEW */
+    bool restart;        /* its definition changed: stopped, then started with the new one */
+} ms_fleet_change;
+
+typedef struct ms_fleet_next ms_fleet_next;
+
+/* Prepare the fleet for manifest m: changes[i] and selected[i] (after
+ * --only/--except) for m->ships[i]. Nothing is visible or started yet. NULL
+ * + why on failure (nothing changed). */
+ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selected, const ms_fleet_change *changes,
+                                char *why, size_t why_len);
+/* The processes of m's entries in m's order, for the data plane's next
+ * configuration: valid from prepare on, and after commit for as long as the
+ * fleet lives (a removed entry's process is kept, stopped, until the fleet is
+ * freed). */
+ms_proc *const *ms_fleet_next_procs(const ms_fleet_next *nx);
+/* Drop a prepared reload: nothing changes. */
+void ms_fleet_abandon(ms_fleet_next *nx);
+/* Apply it (cannot fail): removed entries stop (dependents first), changed
+ * ones restart with their new definition once stopped, new ones start in
+ * dependency order, the rest are not touched (same pid). f->m becomes m; the
+ * fleet holds references (ms_manifest_ref) on the manifests its processes
+ * still use. Frees nx. */
+void ms_fleet_commit(ms_fleet_next *nx);
 
 /* Up: ready and not failing its health check, or a job that exited 0. */
 bool ms_fleet_entry_up(const ms_proc *p);

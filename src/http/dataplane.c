@@ -880,3 +880,18 @@ void ms_dataplane_module_stats(const ms_dataplane *dp, size_t i, ms_payload_stat
         out->time_us += st.time_us;
     }
 }
+
+bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, size_t why_len)
+{
+    (void)dp;
+    (void)cfg;
+    snprintf(why, why_len, "the data plane cannot take a new configuration yet");
+    return false;
+}
+
+void ms_dataplane_drain(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *), void *arg)
+{
+    (void)dp;
+    (void)drain_ms;
+    done(arg);
+}

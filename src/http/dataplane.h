@@ -45,6 +45,23 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
 void ms_dataplane_stop(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *), void *arg);
 void ms_dataplane_free(ms_dataplane *dp);
 
+/* Reload: cfg (a new manifest, its routes, payloads, TLS server, and the
+ * fleet's processes for its ships) becomes every worker's configuration.
+ * Binds are matched by name: new ones open, removed ones close (their
+ * requests finish), one whose address changed reopens. Requests in flight
+ * finish on the configuration they started with; new ones see the new one.
+ * All or nothing: false + why (a bind that cannot be opened, out of memory)
+ * and nothing changed. On success the data plane holds a reference on cfg->m
+ * and owns cfg->routes, cfg->payloads and cfg->tls (freed with the last
+ * request that uses them). Control loop. */
+bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, size_t why_len);
+
+/* Stop accepting on every bind (the listeners close; /ready should say so)
+ * and call done(arg) on the control loop once the requests in flight have
+ * finished or drain_ms has passed; the workers and their connections go on
+ * until ms_dataplane_stop. */
+void ms_dataplane_drain(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *), void *arg);
+
 /* Tests and fuzzing (cfg.inline_worker): the worker's loop, to run in the
  * caller's thread; hand it a connected Unix stream socket as a client; stop
  * it (runs the loop until everything is closed) and free. */

@@ -51,9 +51,19 @@ void ld_module_free(ms_module *mod)
     ld_strlist_free(&mod->tags);
 }
 
+ms_manifest *ms_manifest_ref(ms_manifest *m)
+{
+    if (m)
+        __atomic_fetch_add(&m->refs, 1, __ATOMIC_RELAXED);
+    return m;
+}
+
 void ms_manifest_free(ms_manifest *m)
 {
     if (!m)
+        return;
+    /* refs is 0 only while a load fails (never shared), else >= 1 */
+    if (__atomic_load_n(&m->refs, __ATOMIC_ACQUIRE) > 1 && __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     ms_global *g = &m->global;
     free(g->metrics_bind);
@@ -131,6 +141,7 @@ ms_manifest *ms_manifest_load_buffer(const char *data, size_t len, const char *p
         ms_manifest_free(m);
         return NULL;
     }
+    m->refs = 1;
     return m;
 }
 

@@ -277,6 +277,7 @@ typedef struct ms_manifest {
     size_t nmodules;
     ms_uplink *uplinks;
     size_t nuplinks;
+    unsigned refs;       /* atomic: holders (a reload's generations); ms_manifest_free drops one */
 } ms_manifest;
 
 /* Load and validate a manifest file. Returns NULL when it cannot be read or
@@ -287,6 +288,10 @@ ms_manifest *ms_manifest_load(const char *path, ms_diags *diags);
 /* Same, from a buffer (tests, fuzzing). dir is used for relative paths. */
 ms_manifest *ms_manifest_load_buffer(const char *data, size_t len, const char *path,
                                      const char *dir, ms_diags *diags);
+/* A loaded manifest is shared by whatever still runs on it (the fleet's
+ * processes, the data plane's generations) after a reload: each holder takes
+ * a reference and ms_manifest_free drops one; the last frees it. Any thread. */
+ms_manifest *ms_manifest_ref(ms_manifest *m);
 void ms_manifest_free(ms_manifest *m);
 
 /* Lookups. */
