@@ -298,6 +298,12 @@ void ms_manifest_free(ms_manifest *m);
 ms_ship *ms_manifest_find_ship(const ms_manifest *m, const char *name);
 const ms_bind *ms_manifest_find_bind(const ms_manifest *m, const char *name);
 
+/* The keys one table of the manifest accepts (NULL-terminated), by its name:
+ * "mothership", "http", "ship", "bay", "healthcheck", "restart", "route",
+ * "bind", "tls", "tls.certs", "static_dirs", "module", "uplink"; NULL for
+ * any other name. What a reload compares is tested against these lists. */
+const char *const *ms_manifest_keys(const char *table);
+
 /* "http", "tcp", "postgres", "mysql", "redis". */
 const char *ms_health_protocol_name(ms_health_protocol p);
 

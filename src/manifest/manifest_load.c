@@ -54,6 +54,21 @@ static const char *const top_keys[] = { "mothership", "base", "fleet", "bays", "
 static const char *const base_keys[] = { "ship", "bay", "module", NULL };
 static const char *const bay_types[] = { "websocket", NULL };
 
+const char *const *ms_manifest_keys(const char *table)
+{
+    static const struct { const char *table; const char *const *keys; } tables[] = {
+        { "mothership", mothership_keys }, { "http", http_keys }, { "ship", ship_keys },
+        { "bay", bay_keys }, { "restart", restart_keys }, { "module", module_keys },
+        { "uplink", uplink_keys }, { "static_dirs", static_keys }, { "tls", tls_keys },
+        { "tls.certs", tlscert_keys }, { "bind", bindtable_keys }, { "healthcheck", health_keys },
+        { "route", route_keys },
+    };
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
+        if (strcmp(tables[i].table, table) == 0)
+            return tables[i].keys;
+    return NULL;
+}
+
 static bool in_list(const char *const *list, const char *key)
 {
     for (size_t i = 0; list[i]; i++)
