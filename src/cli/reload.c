@@ -20,8 +20,10 @@ void ms_reload_print(const json_t *result, FILE *out)
     size_t i;
     const json_t *p;
     if (json_array_size(problems) > 0) {
-        json_array_foreach(problems, i, p)
-            fprintf(out, "%s\n", json_string_value(json_object_get(p, "text")));
+        json_array_foreach(problems, i, p) {
+            const char *text = json_string_value(json_object_get(p, "text"));
+            fprintf(out, "%s\n", text ? text : "?");
+        }
         return;
     }
     const json_t *plan = json_object_get(result, "plan");
