@@ -638,6 +638,60 @@ static void test_base_template(void **state)
     free(tb);
 }
 
+/* [base.bay] reaches the bays, [base.module] the payloads. */
+static void test_base_bay_and_module(void **state)
+{
+    (void)state;
+    const char *fmt = "[base.bay]\nconfig = { room = \"%s\" }\n\n[base.module]\non_error = \"%s\"\n\n"
+                      "[[modules]]\nname = \"auth\"\nwasm = \"{D}/a.wasm\"\n\n" WEB "\n"
+                      "[[bays.websocket]]\nname = \"chat\"\ncommand = \"x\"\n";
+    char *ta = ms_asprintf(fmt, "a", "closed"), *tb = ms_asprintf(fmt, "b", "open");
+    assert_non_null(ta);
+    assert_non_null(tb);
+    ms_manifest *a = load(ta), *b = load(tb);
+    ms_manifest_diff *d = ms_manifest_diff_new(a, b);
+    assert_non_null(d);
+    assert_true(d->changed[index_of(b, "chat")]);
+    assert_string_equal(d->why[index_of(b, "chat")], "config.room");
+    assert_false(d->changed[index_of(b, "web")]);
+    assert_int_equal(d->nswapped, 1);
+    assert_string_equal(d->swapped[0], "payload \"auth\" (on_error)");
+    ms_manifest_diff_free(d);
+    ms_manifest_free(a);
+    ms_manifest_free(b);
+    free(ta);
+    free(tb);
+}
+
+/* Payloads run in manifest order: swapping two is a change of the chain. */
+static void test_payload_order(void **state)
+{
+    (void)state;
+    const char *m1 = "[[modules]]\nname = \"one\"\nwasm = \"{D}/a.wasm\"\n\n";
+    const char *m2 = "[[modules]]\nname = \"two\"\nwasm = \"{D}/b.wasm\"\n\n";
+    char *ta = ms_asprintf("%s%s" WEB, m1, m2), *tb = ms_asprintf("%s%s" WEB, m2, m1);
+    assert_non_null(ta);
+    assert_non_null(tb);
+    ms_manifest *a = load(ta), *b = load(tb);
+    ms_manifest_diff *d = ms_manifest_diff_new(a, b);
+    assert_non_null(d);
+    assert_false(any_changed(d));
+    assert_int_equal(d->nswapped, 1);
+    assert_string_equal(d->swapped[0], "payload order");
+    assert_true(d->dataplane);
+    ms_manifest_diff_free(d);
+    ms_manifest_free(b);
+    b = load(ta);
+    d = ms_manifest_diff_new(a, b);
+    assert_non_null(d);
+    assert_true(ms_manifest_diff_empty(d));
+    ms_manifest_diff_free(d);
+    ms_manifest_free(a);
+    ms_manifest_free(b);
+    free(ta);
+    free(tb);
+}
+
 /* Only the routes of a ship change: it keeps running, the workers swap. */
 static void test_routes_only(void **state)
 {
@@ -769,6 +823,8 @@ int main(void)
         cmocka_unit_test(test_rename),
         cmocka_unit_test(test_kind),
         cmocka_unit_test(test_base_template),
+        cmocka_unit_test(test_base_bay_and_module),
+        cmocka_unit_test(test_payload_order),
         cmocka_unit_test(test_routes_only),
         cmocka_unit_test(test_dependency_restarts_alone),
         cmocka_unit_test(test_global_split),
