@@ -8,22 +8,28 @@
 #include "payload/payload.h"
 #include "tls/tls.h"
 
-ms_manifest *ms_cli_load(const ms_cli *o)
+ms_manifest *ms_cli_check(const char *path, ms_diags *d)
 {
-    ms_diags d;
-    ms_diags_init(&d, o->manifest);
-    ms_manifest *m = ms_manifest_load(o->manifest, &d);
+    ms_manifest *m = ms_manifest_load(path, d);
     /* modules: decoded, validated and checked against the payload ABI;
      * certificates: read and checked as TLS binds will load them */
     size_t bad = 0;
     if (m && m->nmodules > 0)
-        bad += ms_payload_check(m, &d);
+        bad += ms_payload_check(m, d);
     if (m)
-        bad += ms_tls_check(m, &d);
+        bad += ms_tls_check(m, d);
     if (bad > 0) {
         ms_manifest_free(m);
         m = NULL;
     }
+    return m;
+}
+
+ms_manifest *ms_cli_load(const ms_cli *o)
+{
+    ms_diags d;
+    ms_diags_init(&d, o->manifest);
+    ms_manifest *m = ms_cli_check(o->manifest, &d);
     if (!m) {
         size_t n = ms_diags_count(&d);
         ms_diags_print(&d, stderr);

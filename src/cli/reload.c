@@ -1,17 +1,270 @@
-/* reload.c: a new manifest applied to a running fleet (see reload.h). */
+/* reload.c: a new manifest applied to a running fleet (see reload.h). The
+ * file is checked as clearance checks it, compared with the running one
+ * (manifest/diff.h), and the difference goes to the fleet in two steps:
+ * ms_fleet_prepare (nothing visible yet), the data plane's new
+ * configuration, then ms_fleet_commit; a failure before the commit
+ * abandons the prepared fleet and nothing changes. */
 #include "cli/reload.h"
 
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "cli/run.h"
+#include "manifest/diff.h"
+#include "util/strutil.h"
+
+/* The problems of a refused reload as {"text": "file:line:col: msg"}. */
+static json_t *problems_json(const ms_diags *d, const char *path)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < d->len; i++) {
+        char *text = d->items[i].line > 0
+                         ? ms_asprintf("%s:%d:%d: %s", path, d->items[i].line, d->items[i].col, d->items[i].msg)
+                         : ms_asprintf("%s: %s", path, d->items[i].msg);
+        if (text)
+            json_array_append_new(a, json_pack("{s:s}", "text", text));
+        free(text);
+    }
+    if (a && d->dropped) {
+        char *text = ms_asprintf("%s: ... and %zu more problems", path, d->dropped);
+        if (text)
+            json_array_append_new(a, json_pack("{s:s}", "text", text));
+        free(text);
+    }
+    return a;
+}
+
+static bool refuse(ms_run *r, const char *who, json_t *problems, json_t **result)
+{
+    r->reloads[1]++;
+    size_t n = json_array_size(problems);
+    ms_log_event(r->log, MS_ERROR, NULL, "reload_refused",
+                 "reload refused (%s): %zu problem%s in %s, the fleet keeps running on the old manifest", who, n,
+                 n == 1 ? "" : "s", r->o->manifest);
+    size_t i;
+    json_t *p;
+    json_array_foreach(problems, i, p)
+        ms_log_event(r->log, MS_ERROR, NULL, "reload_problem", "%s", json_string_value(json_object_get(p, "text")));
+    if (result)
+        *result = json_pack("{s:s, s:o}", "result", "refused", "problems", problems);
+    else
+        json_decref(problems);
+    return false;
+}
+
+/* A refusal that is not the file's fault ("cannot apply: out of memory"). */
+static bool refuse_why(ms_run *r, const char *who, const char *what, const char *why, json_t **result)
+{
+    char *text = ms_asprintf("%s: %s: %s", r->o->manifest, what, why);
+    json_t *problems = json_array();
+    if (problems && text)
+        json_array_append_new(problems, json_pack("{s:s}", "text", text));
+    free(text);
+    return refuse(r, who, problems ? problems : json_array(), result);
+}
+
+static bool any_tls(const ms_manifest *m)
+{
+    for (size_t b = 0; b < m->global.nbinds; b++)
+        if (m->global.binds[b].tls)
+            return true;
+    return false;
+}
+
+/* "1 restarted (web: command), 1 started, 0 stopped, 3 unchanged". */
+static void summary(const ms_manifest_diff *d, const ms_manifest *m, char *out, size_t cap)
+{
+    size_t restarted = 0, started = 0, stopped = 0, unchanged = 0;
+    char why[512];
+    size_t w = 0;
+    why[0] = '\0';
+    for (size_t i = 0; i < d->nnew; i++) {
+        if (d->old_index[i] == SIZE_MAX) {
+            started++;
+        } else if (d->changed[i]) {
+            restarted++;
+            if (w < sizeof why - 1)
+                w += (size_t)snprintf(why + w, sizeof why - w, "%s%s: %s", w ? ", " : "", m->ships[i].name,
+                                      d->why && d->why[i] ? d->why[i] : "changed");
+        } else {
+            unchanged++;
+        }
+    }
+    for (size_t o = 0; o < d->nold; o++)
+        stopped += d->removed[o];
+    snprintf(out, cap, "%zu restarted%s%s%s, %zu started, %zu stopped, %zu unchanged", restarted, w ? " (" : "", why,
+             w ? ")" : "", started, stopped, unchanged);
+}
+
+/* The same entries in the same order, none changed, and nothing the data
+ * plane reads: the running configuration can stay as it is. */
+static bool nothing_changed(const ms_manifest_diff *d)
+{
+    if (d->dataplane || d->nnew != d->nold)
+        return false;
+    for (size_t i = 0; i < d->nnew; i++)
+        if (d->old_index[i] != i || d->changed[i])
+            return false;
+    return true;
+}
+
+static bool same_selection(const ms_run *r, const bool *selected, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r->fleet->procs[i]->selected != selected[i])
+            return false;
+    return true;
+}
 
 bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
 {
-    (void)r;
-    (void)check_only;
-    (void)who;
     if (result)
-        *result = json_pack("{s:s, s:[{s:s}]}", "result", "refused", "problems", "text",
-                            "reloading is not available yet");
-    return false;
+        *result = NULL;
+    if (!r->fleet || !r->fleet->started || r->fleet->phase == MS_FLEET_STOPPING ||
+        r->fleet->phase == MS_FLEET_DONE)
+        return refuse_why(r, who, "cannot reload", r->fleet && r->fleet->started ? "the fleet is stopping"
+                                                                                  : "the fleet is not launched yet",
+                          result);
+    ms_diags d;
+    ms_diags_init(&d, r->o->manifest);
+    ms_manifest *m = ms_cli_check(r->o->manifest, &d);
+    if (!m) {
+        json_t *problems = problems_json(&d, r->o->manifest);
+        ms_diags_free(&d);
+        return refuse(r, who, problems ? problems : json_array(), result);
+    }
+    ms_diags_free(&d);
+
+    char why[512];
+    bool *selected = calloc(m->nships ? m->nships : 1, sizeof *selected);
+    ms_fleet_change *changes = calloc(m->nships ? m->nships : 1, sizeof *changes);
+    ms_manifest_diff *diff = NULL;
+    json_t *plan = NULL;
+    bool ok = false;
+    if (!selected || !changes) {
+        ok = refuse_why(r, who, "cannot reload", "out of memory", result);
+        goto out;
+    }
+    if (!ms_fleet_select(m, r->o->only, r->o->except, selected, why, sizeof why)) {
+        ok = refuse_why(r, who, "--only/--except", why, result);
+        goto out;
+    }
+    diff = ms_manifest_diff_new(r->m, m);
+    plan = diff ? ms_manifest_diff_plan(diff, r->m, m) : NULL;
+    if (!plan) {
+        ok = refuse_why(r, who, "cannot reload", "out of memory", result);
+        goto out;
+    }
+    if (!r->dp && m->global.nbinds > 0) {
+        ok = refuse_why(r, who, "cannot reload", "the fleet was launched without binds: binds need a restart", result);
+        goto out;
+    }
+    if (check_only) {
+        if (result)
+            *result = json_pack("{s:s, s:[], s:O}", "result", "checked", "problems", "plan", plan);
+        ok = true;
+        goto out;
+    }
+    if (nothing_changed(diff) && same_selection(r, selected, m->nships)) {
+        /* the running configuration stays as it is; certificates are read again */
+        r->reloads[0]++;
+        r->last_reload_ok = (double)time(NULL);
+        ms_log_event(r->log, MS_INFO, NULL, "reloaded", "reload (%s): nothing changed%s", who,
+                     r->tls ? "; TLS certificates read again" : "");
+        for (size_t i = 0; i < diff->nneeds; i++)
+            ms_log_event(r->log, MS_WARN, NULL, "reload_needs_restart", "reload: %s takes effect at the next start",
+                         diff->needs_restart[i]);
+        ms_run_reload_certificates(r);
+        if (result)
+            *result = json_pack("{s:s, s:[], s:O}", "result", "applied", "problems", "plan", plan);
+        ok = true;
+        goto out;
+    }
+    for (size_t i = 0; i < m->nships; i++) {
+        changes[i].old = diff->old_index[i] == SIZE_MAX ? MS_FLEET_NEW : diff->old_index[i];
+        changes[i].restart = diff->changed[i];
+    }
+    ms_fleet_next *nx = ms_fleet_prepare(r->fleet, m, selected, changes, why, sizeof why);
+    if (!nx) {
+        ok = refuse_why(r, who, "cannot apply it", why, result);
+        goto out;
+    }
+    ms_proc *const *procs = ms_fleet_next_procs(nx);
+    bool bays = false;
+    for (size_t i = 0; i < m->nships; i++)
+        bays |= m->ships[i].kind == MS_BAY;
+    if (bays && (!ms_run_start_docking(r, 1) || !ms_docks_add(r->docks, procs, m->nships))) {
+        ms_fleet_abandon(nx);
+        ok = refuse_why(r, who, "cannot apply it", "out of memory for the docking links", result);
+        goto out;
+    }
+    bool tls_kept = false;
+    if (r->dp) {
+        /* the data plane's next configuration; it owns these once it takes them */
+        ms_route_table *routes = ms_route_table_build(m);
+        ms_payload_set *payloads = NULL;
+        ms_tls_server *tls = NULL;
+        bool built = routes != NULL;
+        if (!routes)
+            snprintf(why, sizeof why, "out of memory");
+        if (built && m->nmodules > 0)
+            built = (payloads = ms_payload_load_all(m, why, sizeof why)) != NULL;
+        tls_kept = r->tls && !diff->dataplane;
+        if (built && tls_kept)
+            tls = r->tls;
+        else if (built && any_tls(m))
+            built = (tls = ms_tls_server_new(m, why, sizeof why)) != NULL;
+        ms_dp_config cfg = { .m = m, .routes = routes, .procs = procs, .log = r->log, .payloads = payloads,
+                             .workers = r->m->global.workers, .hub = r->hub, .tls = tls };
+        if (!built || !ms_dataplane_reload(r->dp, &cfg, why, sizeof why)) {
+            if (tls != r->tls)
+                ms_tls_server_free(tls);
+            ms_payload_set_free(payloads);
+            ms_route_table_free(routes);
+            ms_fleet_abandon(nx);
+            ok = refuse_why(r, who, "cannot apply it", why, result);
+            goto out;
+        }
+        r->routes = routes;
+        r->payloads = payloads;
+        r->tls = tls;
+        r->dp_owns_config = true;
+    }
+    ms_fleet_commit(nx);
+    ms_manifest *old = r->m;
+    r->m = m;
+    r->view.m = m;
+    free(r->selected);
+    r->selected = selected;
+    selected = NULL;
+    if (r->tui)
+        ms_tui_reloaded(r->tui);
+    r->reloads[0]++;
+    r->last_reload_ok = (double)time(NULL);
+    char line[1024];
+    summary(diff, m, line, sizeof line);
+    ms_log_event(r->log, MS_INFO, NULL, "reloaded", "reload (%s): %s%s", who, line,
+                 r->dp ? (diff->dataplane ? "; data plane swapped" : "; data plane unchanged") : "");
+    for (size_t i = 0; i < diff->nneeds; i++)
+        ms_log_event(r->log, MS_WARN, NULL, "reload_needs_restart", "reload: %s takes effect at the next start",
+                     diff->needs_restart[i]);
+    ms_manifest_free(old);
+    m = NULL;
+    if (tls_kept)
+        ms_run_reload_certificates(r);
+    if (result)
+        *result = json_pack("{s:s, s:[], s:O}", "result", "applied", "problems", "plan", plan);
+    ok = true;
+out:
+    json_decref(plan);
+    ms_manifest_diff_free(diff);
+    free(changes);
+    free(selected);
+    if (m)
+        ms_manifest_free(m);
+    return ok;
 }
 
 void ms_reload_print(const json_t *result, FILE *out)

@@ -4,6 +4,7 @@
  * launch fails or a critical ship dies (see docs/cli.md). */
 #include <signal.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,36 +77,45 @@ static void on_fleet_drain(ms_fleet *f, void *arg)
     ms_dataplane_stop(c->dp, c->m->global.shutdown_timeout_ms, on_dp_stopped, c);
 }
 
-static void render_dp_metrics(void *arg, ms_buf *out)
+/* The data plane's and the bays' series, and the reloads'. */
+static void render_run_metrics(void *arg, ms_buf *out)
 {
     ms_run *c = arg;
     if (c->dp)
         ms_dataplane_render_metrics(c->dp, out);
     if (c->docks)
         ms_docks_render_metrics(c->docks, out);
+    ms_prom p;
+    ms_prom_init(&p, out);
+    static const char *const results[2] = { "success", "failure" };
+    for (int i = 0; i < 2; i++) {
+        ms_prom_label l[] = { { "result", results[i] } };
+        ms_prom_counter_u64(&p, "mothership_config_reloads_total",
+                            "Manifest reloads (SIGHUP, the control socket) by result.", l, 1, c->reloads[i]);
+    }
+    ms_prom_gauge_double(&p, "mothership_config_last_reload_success_timestamp_seconds",
+                         "Unix time of the last successful manifest reload (the launch until the first).", NULL, 0,
+                         c->last_reload_ok);
 }
 
-/* Bays dock over the hub; its workers are the data plane's. */
+bool ms_run_start_docking(ms_run *c, unsigned workers)
+{
+    if (c->docks)
+        return true;
+    if (!c->hub)
+        c->hub = ms_hub_new(MS_FLEET_MAX_SLOTS, NULL, workers, 0);
+    c->docks = c->hub ? ms_docks_new(c->loop, c->fleet, c->hub, c->log) : NULL;
+    return c->docks != NULL;
+}
+
+/* Bays dock over the hub; its workers are the data plane's. The hub has a
+ * bay per slot, so a reload may add bays. */
 static bool start_docking(ms_run *c, const ms_dp_config *cfg)
 {
-    bool any = false;
-    bool *is_bay = calloc(c->m->nships ? c->m->nships : 1, sizeof *is_bay);
-    if (!is_bay)
-        return false;
+    bool any = c->m->global.nbinds > 0; /* a reload may add bays behind the data plane */
     for (size_t i = 0; i < c->m->nships; i++)
-        any |= is_bay[i] = c->m->ships[i].kind == MS_BAY;
-    if (any) {
-        c->hub = ms_hub_new(c->m->nships, is_bay, ms_dataplane_worker_count(cfg), 0);
-        c->docks = c->hub ? ms_docks_new(c->loop, c->fleet, c->hub, c->log) : NULL;
-    }
-    free(is_bay);
-    if (any && !c->docks)
-        return false;
-    if (c->docks && !c->view.extra) {
-        c->view.extra = render_dp_metrics;
-        c->view.extra_ctx = c;
-    }
-    return true;
+        any |= c->m->ships[i].kind == MS_BAY;
+    return !any || ms_run_start_docking(c, ms_dataplane_worker_count(cfg));
 }
 
 static bool tui_module_stats(void *arg, size_t i, uint64_t *calls, uint64_t *blocks, uint64_t *errors)
@@ -124,9 +134,12 @@ static bool tui_module_stats(void *arg, size_t i, uint64_t *calls, uint64_t *blo
 static bool tui_bay_clients(void *arg, size_t i, uint64_t *clients)
 {
     ms_run *c = arg;
-    if (!c->hub || i >= c->hub->nbays || !c->hub->bays[i].is_bay)
+    if (!c->hub || !c->fleet || i >= c->fleet->n)
         return false;
-    *clients = __atomic_load_n(&c->hub->bays[i].st.clients, __ATOMIC_RELAXED);
+    size_t slot = c->fleet->procs[i]->slot;
+    if (slot >= c->hub->nbays || !c->hub->bays[slot].is_bay)
+        return false;
+    *clients = __atomic_load_n(&c->hub->bays[slot].st.clients, __ATOMIC_RELAXED);
     return true;
 }
 
@@ -153,10 +166,18 @@ static void on_tls_note(void *arg, bool error, const char *text)
     ms_log_event(c->log, error ? MS_ERROR : MS_INFO, NULL, "tls_reload", "%s", text);
 }
 
+void ms_run_reload_certificates(ms_run *c)
+{
+    if (c->tls)
+        ms_tls_server_reload(c->tls, on_tls_note, c);
+}
+
+/* SIGHUP: the manifest is read again and what changed is applied (the TLS
+ * certificates are read again with it). */
 static void on_hup(void *arg)
 {
     ms_run *c = arg;
-    ms_tls_server_reload(c->tls, on_tls_note, c);
+    ms_run_reload(c, false, "SIGHUP", NULL);
 }
 
 /* The TLS binds' certificates, loaded and checked once for every worker
@@ -181,7 +202,6 @@ static bool start_tls(ms_run *c, char *why, size_t why_len)
             ms_log_event(c->log, MS_INFO, NULL, "self_signed", "bind \"%s\": %s self-signed certificate %s, "
                          "SHA-256 fingerprint %s", g->binds[b].name, generated ? "generated" : "reusing", path, fp);
     }
-    ms_run_signals_on_hup(c->ignored, on_hup, c);
     return true;
 }
 
@@ -232,10 +252,12 @@ static void launch(ms_run *c)
                          c->m->global.binds[b].addr.text);
         c->fleet->drain = on_fleet_drain;
         c->fleet->drain_arg = c;
-        c->view.extra = render_dp_metrics;
-        c->view.extra_ctx = c;
     }
+    c->view.extra = render_run_metrics;
+    c->view.extra_ctx = c;
     c->view.fleet = c->fleet;
+    c->last_reload_ok = (double)time(NULL);
+    ms_run_signals_on_hup(c->ignored, on_hup, c);
     ms_fleet_start(c->fleet, on_fleet_done, c);
     if (c->tui_wanted && c->fleet->phase != MS_FLEET_DONE) {
         ms_tui_config tc = { .loop = c->loop, .fleet = c->fleet, .log = c->log,
@@ -381,11 +403,13 @@ run_loop:
     if (rc != 0)
         ms_log_event(c.log, MS_WARN, NULL, NULL, "internal: event loop closed with handles open");
     ms_dataplane_free(c.dp);
-    ms_tls_server_free(c.tls);
+    if (!c.dp_owns_config) { /* else the data plane freed them with its last configuration */
+        ms_tls_server_free(c.tls);
+        ms_payload_set_free(c.payloads);
+        ms_route_table_free(c.routes);
+    }
     ms_docks_free(c.docks);
     ms_hub_free(c.hub);
-    ms_payload_set_free(c.payloads);
-    ms_route_table_free(c.routes);
     ms_fleet_free(c.fleet);
     free(c.view.uplinks);
     ms_log_close(c.log);

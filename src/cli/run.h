@@ -47,8 +47,15 @@ struct ms_run {
     /* reload.c */
     uint64_t reloads[2];                 /* mothership_config_reloads_total: [0] success, [1] failure */
     double last_reload_ok;               /* unix time of the last successful reload (the launch at first) */
+    bool dp_owns_config;                 /* routes, payloads and tls were handed to the data plane in a reload */
     /* ctl.c */
     struct ms_ctl *ctl;                  /* the control socket; NULL when there is none */
 };
+
+/* The hub and the docking links, made when the first bay appears (at the
+ * launch, or in a reload); workers: the data plane's. False on OOM. */
+bool ms_run_start_docking(ms_run *r, unsigned workers);
+/* Read the TLS binds' certificates again (when there are TLS binds). */
+void ms_run_reload_certificates(ms_run *r);
 
 #endif

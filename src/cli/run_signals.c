@@ -66,7 +66,7 @@ static void on_signal(uv_signal_t *h, int signum)
     char name[32];
     signal_name(signum, name, sizeof name);
     if (signum == SIGHUP && c->owner->on_hup) {
-        ms_log_event(c->owner->log, MS_INFO, NULL, "signal", "received %s: reloading the TLS certificates", name);
+        ms_log_event(c->owner->log, MS_INFO, NULL, "signal", "received %s: reloading the manifest", name);
         c->owner->on_hup(c->owner->on_hup_arg);
     } else if (signum == SIGHUP) {
         ms_log_event(c->owner->log, MS_INFO, NULL, "signal", "received %s: reload is not supported yet: ignored", name);

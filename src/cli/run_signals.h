@@ -1,6 +1,6 @@
 /* run_signals.h: the signals `mothership run` neither stops on nor leaves at
- * their default (the table is in docs/cli.md). SIGHUP reloads what was
- * registered with ms_run_signals_on_hup (the TLS certificates), else it is
+ * their default (the table is in docs/cli.md). SIGHUP calls what was
+ * registered with ms_run_signals_on_hup (the manifest reload), else it is
  * logged and ignored; SIGUSR1 is logged and ignored each time (phased
  * restart does not exist yet);
  * SIGUSR2, SIGALRM, SIGPWR, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGXCPU,

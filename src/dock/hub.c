@@ -55,7 +55,7 @@ ms_hub *ms_hub_new(size_t nships, const bool *is_bay, unsigned nworkers, size_t 
     }
     size_t bays_done = 0, workers_done = 0;
     for (; bays_done < nships; bays_done++) {
-        h->bays[bays_done].is_bay = is_bay[bays_done];
+        h->bays[bays_done].is_bay = is_bay ? is_bay[bays_done] : false;
         if (!queue_init(&h->bays[bays_done].up, queue_bytes))
             goto fail;
     }

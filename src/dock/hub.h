@@ -34,7 +34,7 @@ typedef enum ms_hub_kind {
 
 typedef struct ms_hub_msg {
     struct ms_hub_msg *next;
-    uint32_t bay;                   /* ship index */
+    uint32_t bay;                   /* the bay's slot (ms_proc.slot) */
     uint32_t gen;                   /* link generation it belongs to */
     uint32_t conn_id;
     uint32_t len;
@@ -78,7 +78,7 @@ typedef struct ms_hub_worker {
 } ms_hub_worker;
 
 typedef struct ms_hub {
-    size_t nbays;                   /* = number of ships; only bays are used */
+    size_t nbays;                   /* slots (MS_FLEET_MAX_SLOTS); only bays are used */
     ms_hub_bay *bays;
     unsigned nworkers;
     ms_hub_worker *workers;
@@ -86,7 +86,8 @@ typedef struct ms_hub {
     int links_paused;               /* atomic: a link stopped reading for a full inbox */
 } ms_hub;
 
-/* nships entries (is_bay marks bays), nworkers inboxes. */
+/* nships entries (is_bay marks bays; NULL: none yet, the docking links
+ * enable them as bays appear), nworkers inboxes. */
 ms_hub *ms_hub_new(size_t nships, const bool *is_bay, unsigned nworkers, size_t queue_bytes);
 void ms_hub_free(ms_hub *h);
 

@@ -37,7 +37,7 @@ typedef struct link_conn {
 
 struct ms_dlink {
     ms_docks *d;
-    size_t bay;                        /* ship index */
+    size_t bay;                        /* the bay's slot (its index in the hub) */
     ms_proc *p;
     uv_timer_t retry;
     link_conn *conn;
@@ -50,8 +50,8 @@ struct ms_docks {
     ms_fleet *fleet;
     ms_hub *hub;
     ms_log *log;
-    ms_dlink *links;                   /* one per ship; only bays are used */
-    size_t n;
+    ms_dlink **links;                  /* by slot: one per bay the fleet has had, NULL for others */
+    size_t n;                          /* MS_FLEET_MAX_SLOTS */
     uv_async_t wake;
     uv_timer_t flush_timer;            /* bounds the wait of ms_docks_flush */
     void (*flushed)(void *);           /* pending ms_docks_flush callback */
@@ -464,11 +464,41 @@ static void try_connect(ms_dlink *l)
     uv_pipe_connect(&lc->creq, &lc->pipe, l->p->socket_path, on_connect);
 }
 
+/* The link of bay p, made on first use; NULL on OOM. */
+static ms_dlink *link_of(ms_docks *d, ms_proc *p)
+{
+    assert(p->slot < d->n && p->ship->kind == MS_BAY);
+    if (d->links[p->slot])
+        return d->links[p->slot];
+    ms_dlink *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->d = d;
+    l->bay = p->slot;
+    l->p = p;
+    uv_timer_init(d->loop, &l->retry);
+    l->retry.data = l;
+    __atomic_store_n(&d->hub->bays[p->slot].is_bay, true, __ATOMIC_RELEASE);
+    d->links[p->slot] = l;
+    return l;
+}
+
+bool ms_docks_add(ms_docks *d, ms_proc *const *procs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (procs[i]->ship->kind == MS_BAY && !link_of(d, procs[i]))
+            return false;
+    return true;
+}
+
 static void on_bay_started(void *arg, ms_proc *p)
 {
     ms_docks *d = arg;
-    assert(p->index < d->n && p->ship->kind == MS_BAY);
-    ms_dlink *l = &d->links[p->index];
+    ms_dlink *l = link_of(d, p);
+    if (!l) {
+        ms_fleet_bay_lost(d->fleet, p->slot, "out of memory for its docking link");
+        return;
+    }
     l->wanted = true;
     l->delay_ms = RETRY_FIRST_MS;
     if (l->conn) /* an old link still closing */
@@ -480,8 +510,10 @@ static void on_bay_started(void *arg, ms_proc *p)
 static void on_bay_exited(void *arg, ms_proc *p)
 {
     ms_docks *d = arg;
-    assert(p->index < d->n && p->ship->kind == MS_BAY);
-    ms_dlink *l = &d->links[p->index];
+    assert(p->slot < d->n && p->ship->kind == MS_BAY);
+    ms_dlink *l = d->links[p->slot];
+    if (!l)
+        return;
     l->wanted = false;
     uv_timer_stop(&l->retry);
     if (l->conn)
@@ -493,7 +525,7 @@ static void on_wake(uv_async_t *a)
     ms_docks *d = a->data;
     bool room_checked = false, room = false;
     for (size_t i = 0; i < d->n; i++) {
-        link_conn *lc = d->links[i].conn;
+        link_conn *lc = d->links[i] ? d->links[i]->conn : NULL;
         if (!lc || lc->st != LC_DOCKED)
             continue;
         if (lc->read_paused) {
@@ -519,9 +551,9 @@ ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *lo
     d->fleet = fleet;
     d->hub = hub;
     d->log = log;
-    d->n = fleet->n;
-    assert(hub->nbays == d->n); /* links and hub bays are both indexed by ship */
-    d->links = calloc(d->n ? d->n : 1, sizeof *d->links);
+    d->n = MS_FLEET_MAX_SLOTS;
+    assert(hub->nbays == d->n); /* links and hub bays are both indexed by slot */
+    d->links = calloc(d->n, sizeof *d->links);
     if (!d->links || uv_async_init(loop, &d->wake, on_wake) != 0) {
         free(d->links);
         free(d);
@@ -530,15 +562,9 @@ ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *lo
     d->wake.data = d;
     uv_timer_init(loop, &d->flush_timer);
     d->flush_timer.data = d;
-    for (size_t i = 0; i < d->n; i++) {
-        ms_dlink *l = &d->links[i];
-        l->d = d;
-        l->bay = i;
-        l->p = fleet->procs[i];
-        if (fleet->procs[i]->ship->kind != MS_BAY)
-            continue;
-        uv_timer_init(loop, &l->retry);
-        l->retry.data = l;
+    if (!ms_docks_add(d, fleet->procs, fleet->n)) {
+        ms_docks_close(d);
+        return NULL; /* the loop closes its handles; the links are lost (out of memory) */
     }
     hub->control_wake = &d->wake;
     fleet->bay_started = on_bay_started;
@@ -553,7 +579,7 @@ static void check_flushed(ms_docks *d)
     if (!d->flushed)
         return;
     for (size_t i = 0; i < d->n; i++) {
-        link_conn *lc = d->links[i].conn;
+        link_conn *lc = d->links[i] ? d->links[i]->conn : NULL;
         if (lc && lc->st == LC_DOCKED && lc->inflight > 0)
             return;
     }
@@ -596,8 +622,8 @@ void ms_docks_close(ms_docks *d)
     d->fleet->bay_started = NULL;
     d->fleet->bay_exited = NULL;
     for (size_t i = 0; i < d->n; i++) {
-        ms_dlink *l = &d->links[i];
-        if (l->p->ship->kind != MS_BAY)
+        ms_dlink *l = d->links[i];
+        if (!l)
             continue;
         l->wanted = false;
         if (l->conn)
@@ -613,6 +639,8 @@ void ms_docks_free(ms_docks *d)
 {
     if (!d)
         return;
+    for (size_t i = 0; d->links && i < d->n; i++)
+        free(d->links[i]);
     free(d->links);
     free(d);
 }
@@ -624,10 +652,10 @@ void ms_docks_render_metrics(const ms_docks *d, ms_buf *out)
     const ms_hub *h = d->hub;
 #define EACH_BAY(...)                                                                   \
     for (size_t i = 0; i < d->n; i++) {                                                 \
-        if (d->links[i].p->ship->kind != MS_BAY)                                         \
+        if (!d->links[i] || d->links[i]->p->retired)                                    \
             continue;                                                                   \
         const ms_hub_bay_stats *st = &h->bays[i].st;                                    \
-        ms_prom_label l[] = { { "bay", d->links[i].p->ship->name } };                   \
+        ms_prom_label l[] = { { "bay", d->links[i]->p->ship->name } };                  \
         (void)st;                                                                       \
         __VA_ARGS__;                                                                    \
     }

@@ -6,6 +6,7 @@
  * shutdown goes dependents-first. */
 #include "fleet/fleet.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +40,7 @@ static void continue_shutdown(ms_fleet *f);
 static void start_proc(ms_proc *p);
 static void stop_proc(ms_proc *p);
 static void health_tick(uv_timer_t *t);
+static void stop_retired(ms_fleet *f);
 
 const char *ms_pstate_name(ms_pstate s)
 {
@@ -432,7 +434,9 @@ static void on_backoff_done(uv_timer_t *t)
         uv_timer_start(&p->timer, on_backoff_done, PORT_RECHECK_MS, 0);
         return;
     }
-    p->restarts++;
+    if (!p->reload_restart)
+        p->restarts++;
+    p->reload_restart = false;
     p->loop_paused = false;
     start_proc(p);
 }
@@ -662,7 +666,7 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
         f->bay_exited(f->bay_arg, p);
     uint64_t up = uv_now(f->loop) - p->started_at;
 
-    if (p->state == MS_P_STOPPING || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE) {
+    if (p->state == MS_P_STOPPING || p->retired || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE) {
         p->state = MS_P_STOPPED;
         char name[32];
         if (sig == stop_signal_of(p) || sig == SIGKILL)
@@ -674,6 +678,8 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
                      (unsigned long long)(uv_now(f->loop) - (p->stop_sent_at ? p->stop_sent_at : uv_now(f->loop))));
         if (f->phase == MS_FLEET_STOPPING && !f->draining)
             continue_shutdown(f);
+        else if (p->retired)
+            stop_retired(f);
         else if (p->restart_requested) {
             /* start again once the old process handle has closed */
             p->restart_requested = false;
@@ -790,7 +796,7 @@ static bool has_running_dependent(const ms_fleet *f, size_t idx)
 static void continue_shutdown(ms_fleet *f)
 {
     bool any = false;
-    for (size_t i = 0; i < f->n; i++) {
+    for (size_t i = 0; i < f->nall; i++) {
         ms_proc *p = f->procs[i];
         if (!running(p))
             continue;
@@ -809,7 +815,7 @@ static void on_hold(uv_timer_t *t)
     char list[1024];
     size_t n = 0;
     list[0] = '\0';
-    for (size_t i = 0; i < f->n && n < sizeof list - 100; i++) {
+    for (size_t i = 0; i < f->nall && n < sizeof list - 100; i++) {
         ms_proc *p = f->procs[i];
         if (!running(p))
             continue;
@@ -827,7 +833,7 @@ static void on_signal(uv_signal_t *h, int signum)
     f->signals_seen++;
     if (f->phase == MS_FLEET_STOPPING && signum == SIGINT) {
         ms_log_event(f->log, MS_WARN, NULL, "kill_all", "second SIGINT: killing everything now");
-        for (size_t i = 0; i < f->n; i++) {
+        for (size_t i = 0; i < f->nall; i++) {
             ms_proc *p = f->procs[i];
             if (running(p)) {
                 p->kill_sent = true;
@@ -853,7 +859,7 @@ void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why)
     f->shutdown_began_at = uv_now(f->loop);
     f->exit_code = exit_code;
     ms_log_event(f->log, exit_code ? MS_ERROR : MS_INFO, NULL, "shutdown", "stopping the fleet: %s", why);
-    for (size_t i = 0; i < f->n; i++) {
+    for (size_t i = 0; i < f->nall; i++) {
         ms_proc *p = f->procs[i];
         if (running(p))
             continue;
@@ -977,7 +983,7 @@ static void note_inherited(ms_fleet *f, int pid)
 
 static void sweep_child(ms_fleet *f, int pid)
 {
-    for (size_t i = 0; i < f->n; i++)
+    for (size_t i = 0; i < f->nall; i++)
         if (f->procs[i]->pid == pid || (f->procs[i]->process_open && f->procs[i]->process.pid == pid))
             return; /* a shim: libuv collects it */
     int st;
@@ -1032,7 +1038,7 @@ static void maybe_finish(ms_fleet *f)
     if (f->draining)
         return; /* the data plane is still draining: ms_fleet_drained comes back here */
     if (f->phase == MS_FLEET_STOPPING) {
-        for (size_t i = 0; i < f->n; i++)
+        for (size_t i = 0; i < f->nall; i++)
             if (running(f->procs[i]))
                 return;
         f->phase = MS_FLEET_DONE;
@@ -1044,7 +1050,7 @@ static void maybe_finish(ms_fleet *f)
         close_h(f, (uv_handle_t *)&f->sigchld);
         close_h(f, (uv_handle_t *)&f->hold_timer);
         close_h(f, (uv_handle_t *)&f->reap_timer);
-        for (size_t i = 0; i < f->n; i++) {
+        for (size_t i = 0; i < f->nall; i++) {
             ms_proc *p = f->procs[i];
             cancel_activity(p);
             if (p->timers_open) {
@@ -1059,7 +1065,7 @@ static void maybe_finish(ms_fleet *f)
     }
     if (f->phase != MS_FLEET_DONE || f->open_handles > 0)
         return;
-    for (size_t i = 0; i < f->n; i++)
+    for (size_t i = 0; i < f->nall; i++)
         if (f->procs[i]->process_open || f->procs[i]->open_pipes > 0)
             return;
     if (f->on_done) {
@@ -1070,18 +1076,25 @@ static void maybe_finish(ms_fleet *f)
 }
 
 /* ---------------------------------------------------------------- bays */
-void ms_fleet_bay_docked(ms_fleet *f, size_t i, const char *how)
+static ms_proc *proc_in_slot(const ms_fleet *f, size_t slot)
 {
-    if (i < f->n)
-        mark_ready(f->procs[i], how);
+    for (size_t i = 0; i < f->nall; i++)
+        if (f->procs[i]->slot == slot)
+            return f->procs[i];
+    return NULL;
 }
 
-void ms_fleet_bay_lost(ms_fleet *f, size_t i, const char *why)
+void ms_fleet_bay_docked(ms_fleet *f, size_t slot, const char *how)
 {
-    if (i >= f->n)
-        return;
-    ms_proc *p = f->procs[i];
-    if (!running(p) || p->state == MS_P_STOPPING)
+    ms_proc *p = proc_in_slot(f, slot);
+    if (p)
+        mark_ready(p, how);
+}
+
+void ms_fleet_bay_lost(ms_fleet *f, size_t slot, const char *why)
+{
+    ms_proc *p = proc_in_slot(f, slot);
+    if (!p || !running(p) || p->state == MS_P_STOPPING)
         return;
     set_ready_flag(p, 0);
     ms_log_event(f->log, MS_ERROR, p->ship->name, "link_failed", "bay \"%s\" (pid %d): %s; killing it", p->ship->name,
@@ -1235,6 +1248,100 @@ static bool mkdir_p(const char *path)
     return mkdir(tmp, 0700) == 0 || errno == EEXIST;
 }
 
+/* Where s listens, for its probes: a bay's socket in the socket directory,
+ * else its healthcheck's own address or its bind (none: has_target false).
+ * *socket_path is set for bays (the caller frees it). */
+static bool proc_where(const ms_fleet *f, const ms_ship *s, ms_target *t, bool *has_target, char **socket_path,
+                       char *why, size_t why_len)
+{
+    memset(t, 0, sizeof *t);
+    *has_target = false;
+    *socket_path = NULL;
+    if (s->kind == MS_BAY) {
+        *socket_path = ms_asprintf("%s/%s.sock", f->socket_dir, s->name);
+        if (!*socket_path || strlen(*socket_path) >= sizeof t->path) {
+            snprintf(why, why_len, "bay \"%s\": socket path %s/%s.sock is too long", s->name, f->socket_dir, s->name);
+            free(*socket_path);
+            *socket_path = NULL;
+            return false;
+        }
+        t->is_unix = true;
+        strcpy(t->path, *socket_path);
+        strcpy(t->host_header, "localhost");
+        *has_target = true;
+    } else if (s->has_bind || s->health.has_address) {
+        /* the probes' target: the healthcheck's own address, else the bind */
+        const ms_addr *at = s->health.has_address ? &s->health.address : &s->bind;
+        if (!ms_target_from_addr(at, t, why, why_len)) {
+            char tmp[200];
+            snprintf(tmp, sizeof tmp, "%s", why);
+            snprintf(why, why_len, "ship \"%s\": %s %s: %s", s->name,
+                     s->health.has_address ? "healthcheck address" : "bind", at->text, tmp);
+            return false;
+        }
+        *has_target = true;
+    }
+    return true;
+}
+
+/* The indexes in m of what s depends on; NULL on OOM. */
+static size_t *deps_of(const ms_manifest *m, const ms_ship *s, size_t *ndeps)
+{
+    size_t *deps = calloc(s->depends_on.len ? s->depends_on.len : 1, sizeof *deps);
+    *ndeps = 0;
+    if (!deps)
+        return NULL;
+    for (size_t k = 0; k < s->depends_on.len; k++) {
+        const ms_ship *d = ms_manifest_find_ship(m, s->depends_on.items[k]);
+        if (d)
+            deps[(*ndeps)++] = (size_t)(d - m->ships);
+    }
+    return deps;
+}
+
+static void proc_free(ms_proc *p)
+{
+    if (!p)
+        return;
+    free(p->deps);
+    free(p->socket_path);
+    ms_ring_free(&p->ring);
+    free(p);
+}
+
+/* The process of m->ships[i] in slot `slot` (nothing started, no handle). */
+static ms_proc *proc_new(ms_fleet *f, const ms_manifest *m, size_t i, size_t slot, bool selected, char *why,
+                         size_t why_len)
+{
+    ms_proc *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    const ms_ship *s = &m->ships[i];
+    p->fleet = f;
+    p->ship = s;
+    p->index = i;
+    p->slot = slot;
+    p->colour = (unsigned)slot;
+    p->selected = selected;
+    p->state = p->selected ? MS_P_WAITING : MS_P_SKIPPED;
+    p->last_exit_status = -1;
+    p->healthy = -1;
+    ms_ring_init(&p->ring);
+    p->deps = deps_of(m, s, &p->ndeps);
+    if (!p->deps) {
+        snprintf(why, why_len, "out of memory");
+        free(p);
+        return NULL;
+    }
+    if (!proc_where(f, s, &p->target, &p->has_target, &p->socket_path, why, why_len)) {
+        proc_free(p);
+        return NULL;
+    }
+    return p;
+}
+
 ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *selected, ms_log *log, char *why,
                        size_t why_len)
 {
@@ -1264,60 +1371,13 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
     }
     bool any_bay = false;
     for (size_t i = 0; i < f->n; i++) {
-        ms_proc *p = f->procs[i] = calloc(1, sizeof *p);
+        ms_proc *p = f->procs[i] = proc_new(f, m, i, i, selected ? selected[i] : true, why, why_len);
         if (!p) {
-            snprintf(why, why_len, "out of memory");
             ms_fleet_free(f);
             return NULL;
         }
-        const ms_ship *s = &m->ships[i];
-        p->fleet = f;
-        p->ship = s;
-        p->index = i;
-        p->slot = i;
-        p->colour = (unsigned)i;
-        p->selected = selected ? selected[i] : true;
-        p->state = p->selected ? MS_P_WAITING : MS_P_SKIPPED;
-        p->last_exit_status = -1;
-        p->healthy = -1;
-        ms_ring_init(&p->ring);
-        p->deps = calloc(s->depends_on.len ? s->depends_on.len : 1, sizeof *p->deps);
-        if (!p->deps) {
-            snprintf(why, why_len, "out of memory");
-            ms_fleet_free(f);
-            return NULL;
-        }
-        for (size_t k = 0; k < s->depends_on.len; k++) {
-            const ms_ship *d = ms_manifest_find_ship(m, s->depends_on.items[k]);
-            if (d)
-                p->deps[p->ndeps++] = (size_t)(d - m->ships);
-        }
-        if (s->kind == MS_BAY) {
-            any_bay = true;
-            p->socket_path = ms_asprintf("%s/%s.sock", f->socket_dir, s->name);
-            if (!p->socket_path || strlen(p->socket_path) >= sizeof p->target.path) {
-                snprintf(why, why_len, "bay \"%s\": socket path %s/%s.sock is too long", s->name, f->socket_dir,
-                         s->name);
-                ms_fleet_free(f);
-                return NULL;
-            }
-            p->target.is_unix = true;
-            strcpy(p->target.path, p->socket_path);
-            strcpy(p->target.host_header, "localhost");
-            p->has_target = true;
-        } else if (s->has_bind || s->health.has_address) {
-            /* the probes' target: the healthcheck's own address, else the bind */
-            const ms_addr *at = s->health.has_address ? &s->health.address : &s->bind;
-            if (!ms_target_from_addr(at, &p->target, why, why_len)) {
-                char tmp[200];
-                snprintf(tmp, sizeof tmp, "%s", why);
-                snprintf(why, why_len, "ship \"%s\": %s %s: %s", s->name,
-                         s->health.has_address ? "healthcheck address" : "bind", at->text, tmp);
-                ms_fleet_free(f);
-                return NULL;
-            }
-            p->has_target = true;
-        }
+        f->nall = f->next_slot = i + 1;
+        any_bay |= p->ship->kind == MS_BAY;
     }
     if (any_bay && !mkdir_p(f->socket_dir)) {
         snprintf(why, why_len, "cannot create the socket directory %s: %s", f->socket_dir, strerror(errno));
@@ -1325,6 +1385,16 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
         return NULL;
     }
     return f;
+}
+
+static void open_timers(ms_proc *p)
+{
+    ms_fleet *f = p->fleet;
+    uv_timer_init(f->loop, &p->timer);
+    uv_timer_init(f->loop, &p->deadline);
+    uv_timer_init(f->loop, &p->health_timer);
+    p->timer.data = p->deadline.data = p->health_timer.data = p;
+    p->timers_open = true;
 }
 
 void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *arg)
@@ -1352,14 +1422,10 @@ void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *
     uv_unref((uv_handle_t *)&f->reap_timer);
     size_t n = 0;
     for (size_t i = 0; i < f->n; i++) {
-        ms_proc *p = f->procs[i];
-        n += p->selected;
-        uv_timer_init(f->loop, &p->timer);
-        uv_timer_init(f->loop, &p->deadline);
-        uv_timer_init(f->loop, &p->health_timer);
-        p->timer.data = p->deadline.data = p->health_timer.data = p;
-        p->timers_open = true;
+        n += f->procs[i]->selected;
+        open_timers(f->procs[i]);
     }
+    f->started = true;
     ms_log_event(f->log, MS_INFO, NULL, "launch", "launching %zu of %zu entries from %s", n, f->n, f->m->path);
     schedule(f);
 }
@@ -1369,16 +1435,15 @@ void ms_fleet_free(ms_fleet *f)
     if (!f)
         return;
     free(f->inherited);
-    for (size_t i = 0; f->procs && i < f->n; i++) {
-        ms_proc *p = f->procs[i];
-        if (!p)
-            continue;
-        free(p->deps);
-        free(p->socket_path);
-        ms_ring_free(&p->ring);
-        free(p);
-    }
+    for (size_t i = 0; f->procs && i < f->nall; i++)
+        proc_free(f->procs[i]);
     free(f->procs);
+    for (size_t i = 0; i < f->nold_procs; i++)
+        free(f->old_procs[i]);
+    free(f->old_procs);
+    for (size_t i = 0; i < f->nheld; i++)
+        ms_manifest_free(f->held[i]);
+    free(f->held);
     free(f->self_exe);
     free(f->shim_path);
     if (f->shim_fd >= 0)
@@ -1387,30 +1452,310 @@ void ms_fleet_free(ms_fleet *f)
     free(f);
 }
 
-/* ---- reload (not yet) ---- */
+/* ---------------------------------------------------------------- reload */
+/* What a new definition changes for an entry that keeps its process. */
+typedef struct next_entry {
+    ms_proc *p;              /* its process: an existing one, or a new one (not yet visible) */
+    bool is_new;
+    bool restart;
+    size_t *deps;            /* in the new manifest */
+    size_t ndeps;
+    ms_target target;        /* where it listens under the new definition */
+    bool has_target;
+    char *socket_path;
+} next_entry;
+
+struct ms_fleet_next {
+    ms_fleet *f;
+    ms_manifest *m;
+    const bool *selected;
+    next_entry *e;           /* per entry of m */
+    size_t n;
+    ms_proc **procs;         /* m's entries in m's order, then every retired process */
+    size_t nall;
+    size_t nretiring;        /* procs[n..n + nretiring): retired by this reload */
+};
+
+static void next_free(ms_fleet_next *nx, bool drop_new)
+{
+    if (!nx)
+        return;
+    for (size_t i = 0; nx->e && i < nx->n; i++) {
+        next_entry *e = &nx->e[i];
+        free(e->deps);
+        free(e->socket_path);
+        if (drop_new && e->is_new)
+            proc_free(e->p);
+    }
+    free(nx->e);
+    if (drop_new)
+        free(nx->procs);
+    free(nx);
+}
+
+static bool name_in(const ms_strlist *l, const char *name)
+{
+    for (size_t i = 0; i < l->len; i++)
+        if (strcmp(l->items[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Retired processes stop dependents first: one stops once no retired
+ * process that depended on it is still running. */
+static void stop_retired(ms_fleet *f)
+{
+    if (f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
+        return; /* the shutdown stops them */
+    for (size_t i = f->n; i < f->nall; i++) {
+        ms_proc *p = f->procs[i];
+        if (!running(p) || p->state == MS_P_STOPPING)
+            continue;
+        bool held = false;
+        for (size_t k = f->n; k < f->nall && !held; k++) {
+            const ms_proc *q = f->procs[k];
+            held = q != p && running(q) && name_in(&q->ship->depends_on, p->ship->name);
+        }
+        if (!held)
+            stop_proc(p);
+    }
+}
+
 ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selected, const ms_fleet_change *changes,
                                 char *why, size_t why_len)
 {
-    (void)f;
-    (void)m;
-    (void)selected;
-    (void)changes;
-    snprintf(why, why_len, "the fleet cannot take a new manifest yet");
+    if (!f->started || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE) {
+        snprintf(why, why_len, "the fleet is %s", f->started ? "stopping" : "not launched yet");
+        return NULL;
+    }
+    ms_fleet_next *nx = calloc(1, sizeof *nx);
+    if (!nx) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    nx->f = f;
+    nx->m = m;
+    nx->selected = selected;
+    nx->n = m->nships;
+    nx->e = calloc(nx->n ? nx->n : 1, sizeof *nx->e);
+    bool *kept = calloc(f->n ? f->n : 1, sizeof *kept);
+    if (!nx->e || !kept)
+        goto oom;
+    /* which running entries go on, and how many slots the new ones take */
+    size_t nnew = 0;
+    for (size_t i = 0; i < nx->n; i++) {
+        size_t o = changes[i].old;
+        if (o != MS_FLEET_NEW) {
+            assert(o < f->n && !kept[o] && strcmp(f->procs[o]->ship->name, m->ships[i].name) == 0);
+            if (f->procs[o]->ship->kind == m->ships[i].kind) {
+                kept[o] = true;
+                continue;
+            }
+        }
+        nnew++; /* new, or it changed kind: a new process in a new slot */
+    }
+    if (f->next_slot + nnew > MS_FLEET_MAX_SLOTS) {
+        snprintf(why, why_len, "the fleet has had %zu entries over its life, and takes at most %d", f->next_slot,
+                 MS_FLEET_MAX_SLOTS);
+        goto fail;
+    }
+    size_t nretiring = 0;
+    for (size_t o = 0; o < f->n; o++)
+        nretiring += !kept[o];
+    nx->nretiring = nretiring;
+    nx->nall = nx->n + nretiring + (f->nall - f->n);
+    nx->procs = calloc(nx->nall ? nx->nall : 1, sizeof *nx->procs);
+    if (!nx->procs)
+        goto oom;
+    size_t slot = f->next_slot;
+    for (size_t i = 0; i < nx->n; i++) {
+        next_entry *e = &nx->e[i];
+        size_t o = changes[i].old;
+        bool sel = selected ? selected[i] : true;
+        if (o != MS_FLEET_NEW && kept[o]) {
+            e->p = f->procs[o];
+            e->restart = changes[i].restart;
+            e->deps = deps_of(m, &m->ships[i], &e->ndeps);
+            if (!e->deps)
+                goto oom;
+            if (!proc_where(f, &m->ships[i], &e->target, &e->has_target, &e->socket_path, why, why_len))
+                goto fail;
+        } else {
+            e->is_new = true;
+            e->p = proc_new(f, m, i, slot++, sel, why, why_len);
+            if (!e->p)
+                goto fail;
+        }
+        nx->procs[i] = e->p;
+    }
+    size_t k = nx->n;
+    for (size_t o = 0; o < f->n; o++)
+        if (!kept[o])
+            nx->procs[k++] = f->procs[o];
+    for (size_t r = f->n; r < f->nall; r++)
+        nx->procs[k++] = f->procs[r];
+    assert(k == nx->nall);
+    /* room to keep the current array and hold two more manifests */
+    ms_proc ***olds = realloc(f->old_procs, (f->nold_procs + 1) * sizeof *olds);
+    if (!olds)
+        goto oom;
+    f->old_procs = olds;
+    ms_manifest **held = realloc(f->held, (f->nheld + 2) * sizeof *held);
+    if (!held)
+        goto oom;
+    f->held = held;
+    free(kept);
+    return nx;
+oom:
+    snprintf(why, why_len, "out of memory");
+fail:
+    free(kept);
+    next_free(nx, true);
     return NULL;
 }
 
 ms_proc *const *ms_fleet_next_procs(const ms_fleet_next *nx)
 {
-    (void)nx;
-    return NULL;
+    return nx->procs;
 }
 
 void ms_fleet_abandon(ms_fleet_next *nx)
 {
-    (void)nx;
+    next_free(nx, true);
+}
+
+static bool holds(const ms_fleet *f, const ms_manifest *m)
+{
+    for (size_t i = 0; i < f->nheld; i++)
+        if (f->held[i] == m)
+            return true;
+    return false;
+}
+
+/* Does any process still point into m? */
+static bool in_use(const ms_fleet *f, const ms_manifest *m)
+{
+    if (m == f->m)
+        return true;
+    for (size_t i = 0; i < f->nall; i++)
+        if (f->procs[i]->ship >= m->ships && f->procs[i]->ship < m->ships + m->nships)
+            return true;
+    return false;
+}
+
+/* A kept process takes its new definition. */
+static void take_definition(ms_proc *p, next_entry *e, const ms_ship *s, size_t index)
+{
+    p->ship = s;
+    p->index = index;
+    free(p->deps);
+    p->deps = e->deps;
+    p->ndeps = e->ndeps;
+    e->deps = NULL;
+    p->target = e->target;
+    p->has_target = e->has_target;
+    free(p->socket_path);
+    p->socket_path = e->socket_path;
+    e->socket_path = NULL;
+}
+
+/* A changed entry: stopped with its old definition (its stop signal and
+ * timeout), started again with the new one as a fresh start. */
+static void restart_changed(ms_proc *p, next_entry *e, const ms_ship *s, size_t index)
+{
+    ms_fleet *f = p->fleet;
+    p->restarts = 0;
+    p->crashes_in_row = 0;
+    p->crash_count = p->crash_head = 0;
+    p->loop_paused = false;
+    if (running(p)) {
+        p->restart_requested = true;
+        p->reload_restart = true;
+        if (p->state != MS_P_STOPPING)
+            stop_proc(p);
+        p->stop_requested = false;
+        take_definition(p, e, s, index);
+        return;
+    }
+    take_definition(p, e, s, index);
+    if (p->state == MS_P_BACKOFF || p->state == MS_P_FAILED || p->state == MS_P_DONE) {
+        cancel_activity(p);
+        p->reload_restart = true;
+        p->state = MS_P_BACKOFF;
+        p->backoff_until = uv_now(f->loop);
+        uv_timer_start(&p->timer, on_backoff_done, 0, 0);
+    }
+    /* waiting: started by schedule(); stopped by the user or skipped: left so */
 }
 
 void ms_fleet_commit(ms_fleet_next *nx)
 {
-    (void)nx;
+    ms_fleet *f = nx->f;
+    ms_manifest *m = nx->m;
+    /* the fleet's references: the manifest it ran on until now, the new one */
+    if (!holds(f, f->m))
+        f->held[f->nheld++] = ms_manifest_ref((ms_manifest *)f->m);
+    f->held[f->nheld++] = ms_manifest_ref(m);
+    f->old_procs[f->nold_procs++] = f->procs;
+    size_t nretiring = nx->nretiring;
+    for (size_t i = 0; i < nx->n; i++) {
+        next_entry *e = &nx->e[i];
+        ms_proc *p = e->p;
+        bool sel = nx->selected ? nx->selected[i] : true;
+        if (e->is_new) {
+            open_timers(p);
+            f->next_slot = p->slot + 1 > f->next_slot ? p->slot + 1 : f->next_slot;
+            continue;
+        }
+        if (e->restart) {
+            restart_changed(p, e, &m->ships[i], i);
+        } else {
+            take_definition(p, e, &m->ships[i], i);
+        }
+        if (p->selected && !sel) { /* no longer selected: stopped and left so */
+            p->selected = false;
+            p->restart_requested = p->reload_restart = false;
+            if (running(p) && p->state != MS_P_STOPPING) {
+                p->stop_requested = true;
+                stop_proc(p);
+            } else if (!running(p)) {
+                cancel_activity(p);
+                p->state = MS_P_SKIPPED;
+            }
+        } else if (!p->selected && sel) {
+            p->selected = true;
+            if (!running(p) && p->state == MS_P_SKIPPED)
+                p->state = MS_P_WAITING;
+        }
+    }
+    for (size_t k = nx->n; k < nx->n + nretiring; k++) {
+        ms_proc *p = nx->procs[k];
+        p->retired = true;
+        p->selected = false;
+        p->restart_requested = p->reload_restart = false;
+        p->ndeps = 0; /* its indexes were the old manifest's */
+        if (!running(p)) {
+            cancel_activity(p);
+            p->state = MS_P_STOPPED;
+        } else if (p->state != MS_P_STOPPING) {
+            cancel_activity(p);
+            set_ready_flag(p, 0);
+        }
+    }
+    f->procs = nx->procs;
+    f->n = nx->n;
+    f->nall = nx->nall;
+    f->m = m;
+    /* drop the manifests no process points into any more */
+    for (size_t i = 0; i < f->nheld;) {
+        if (in_use(f, f->held[i])) {
+            i++;
+            continue;
+        }
+        ms_manifest_free(f->held[i]);
+        f->held[i] = f->held[--f->nheld];
+    }
+    next_free(nx, false);
+    stop_retired(f);
+    schedule(f);
 }

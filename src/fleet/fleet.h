@@ -104,6 +104,9 @@ typedef struct ms_proc {
     bool stop_requested;         /* stopped by the user (dashboard): no restart */
     bool restart_requested;      /* stopping in order to start again */
 
+    bool retired;                /* its entry left the manifest in a reload: stopped, kept until the fleet is freed */
+    bool reload_restart;         /* restarting with a new definition: not counted as a restart */
+
     size_t *deps;                /* indexes of what it depends on */
     size_t ndeps;
     ms_ring ring;                /* recent output */
@@ -116,7 +119,14 @@ struct ms_fleet {
     const ms_manifest *m;
     ms_log *log;
     ms_proc **procs;             /* in manifest order; each allocated on its own (its handles do not move) */
-    size_t n;
+    size_t n;                    /* the manifest's entries: procs[0..n) */
+    size_t nall;                 /* with the retired ones after them: procs[n..nall) */
+    size_t next_slot;            /* the slot the next new entry takes */
+    ms_proc ***old_procs;        /* earlier procs arrays (a data plane generation may still read one) */
+    size_t nold_procs;
+    ms_manifest **held;          /* manifests the fleet's processes point into (one reference each) */
+    size_t nheld;
+    bool started;                /* ms_fleet_start was called */
     ms_fleet_phase phase;
     int exit_code;
     char *self_exe;
@@ -150,8 +160,9 @@ struct ms_fleet {
     void *bay_arg;
 };
 
-/* From the docking side: bay i docked (ready), or its link failed while it
- * runs (it is killed and restarted per its policy; why is logged). */
+/* From the docking side: the bay of slot i docked (ready), or its link
+ * failed while it runs (it is killed and restarted per its policy; why is
+ * logged). */
 void ms_fleet_bay_docked(ms_fleet *f, size_t i, const char *how);
 void ms_fleet_bay_lost(ms_fleet *f, size_t i, const char *why);
 

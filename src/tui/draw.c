@@ -214,7 +214,7 @@ static void draw_header(ms_tui *t)
             nrun++;
         if (p->selected && (p->state == MS_P_BACKOFF || p->state == MS_P_FAILED || p->state == MS_P_SKIPPED))
             ndown++;
-        const ms_tui_proc *tp = &t->tp[i];
+        const ms_tui_proc *tp = &t->tp[f->procs[i]->slot];
         rps += tp->rps[(tp->rps_head + MS_TUI_RPS_SECONDS - 1) % MS_TUI_RPS_SECONDS];
     }
     fill_row(0, colour(t, C_BAR) | (t->colour ? 0 : A_REVERSE));
@@ -369,7 +369,7 @@ static void draw_overview(ms_tui *t)
     uint64_t now = uv_now(t->cfg.loop);
     for (size_t i = first; i < f->n && (int)(i - first) < rows; i++) {
         const ms_proc *p = f->procs[i];
-        const ms_tui_proc *tp = &t->tp[i];
+        const ms_tui_proc *tp = &t->tp[f->procs[i]->slot];
         int y = top + (int)(i - first);
         bool sel = i == t->sel;
         attr_t base = sel ? A_REVERSE : 0;

@@ -96,7 +96,7 @@ static void sample_stats(ms_tui *t)
     uint64_t now = uv_now(t->cfg.loop);
     for (size_t i = 0; i < f->n; i++) {
         ms_proc *p = f->procs[i];
-        ms_tui_proc *tp = &t->tp[i];
+        ms_tui_proc *tp = &t->tp[p->slot];
         uint64_t ticks = 0, rss = 0;
         if (p->pid > 0 && ms_tui_proc_tree_stat(p->pid, &ticks, &rss)) {
             if (tp->stat_pid == p->pid && now > tp->cpu_at_ms) {
@@ -330,6 +330,29 @@ static void on_closed(uv_handle_t *h)
         free_tui(t);
 }
 
+/* Which entries routes point at (their req/s is shown). */
+static void note_routes(ms_tui *t)
+{
+    const ms_fleet *f = t->f;
+    const ms_manifest *m = f->m;
+    for (size_t i = 0; i < f->n; i++) {
+        ms_tui_proc *tp = &t->tp[f->procs[i]->slot];
+        tp->has_routes = false;
+        for (size_t s = 0; s < m->nships; s++)
+            for (size_t r = 0; r < m->ships[s].nroutes; r++)
+                if (m->ships[s].routes[r].target == i)
+                    tp->has_routes = true;
+    }
+}
+
+void ms_tui_reloaded(ms_tui *t)
+{
+    note_routes(t);
+    if (t->sel >= t->f->n)
+        t->sel = t->f->n ? t->f->n - 1 : 0;
+    redraw(t);
+}
+
 ms_tui *ms_tui_start(const ms_tui_config *cfg, char *why, size_t why_len)
 {
     ms_tui *t = calloc(1, sizeof *t);
@@ -339,20 +362,15 @@ ms_tui *ms_tui_start(const ms_tui_config *cfg, char *why, size_t why_len)
     }
     t->cfg = *cfg;
     t->f = cfg->fleet;
-    t->tp = calloc(t->f->n ? t->f->n : 1, sizeof *t->tp);
+    t->tp = calloc(MS_FLEET_MAX_SLOTS, sizeof *t->tp);
     if (!t->tp) {
         free(t);
         snprintf(why, why_len, "out of memory");
         return NULL;
     }
-    for (size_t i = 0; i < t->f->n; i++) {
+    for (size_t i = 0; i < MS_FLEET_MAX_SLOTS; i++)
         t->tp[i].cpu_pct = -1;
-        const ms_manifest *m = t->f->m;
-        for (size_t s = 0; s < m->nships; s++)
-            for (size_t r = 0; r < m->ships[s].nroutes; r++)
-                if (m->ships[s].routes[r].target == i)
-                    t->tp[i].has_routes = true;
-    }
+    note_routes(t);
     t->follow = true;
     t->started_ms = uv_now(cfg->loop);
     const char *nc = getenv("NO_COLOR");

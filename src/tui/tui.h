@@ -49,6 +49,9 @@ bool ms_tui_usable(void);
  * (the terminal is left as it was and the log is not silenced). */
 ms_tui *ms_tui_start(const ms_tui_config *cfg, char *why, size_t why_len);
 
+/* The fleet took a new manifest (entries added, removed, reordered). */
+void ms_tui_reloaded(ms_tui *t);
+
 /* The fleet is done: restore the terminal, let the log print again, close
  * every handle; t is freed once they are closed. NULL is ignored. */
 void ms_tui_stop(ms_tui *t);

@@ -37,7 +37,7 @@ typedef struct ms_tui_line {
 struct ms_tui {
     ms_tui_config cfg;
     ms_fleet *f;
-    ms_tui_proc *tp;
+    ms_tui_proc *tp;             /* by slot (ms_proc.slot): MS_FLEET_MAX_SLOTS of them */
     /* handles */
     uv_timer_t poll_timer;       /* 250 ms: redraw if the generation moved */
     uv_timer_t stats_timer;      /* 1 s: CPU%, RSS, req/s, clocks */

@@ -21,7 +21,7 @@ from http_helpers import echo_ship, msum, start_proxy, wait_until
 # signal, the message logged, logged again each time (else once)
 IGNORED = [
     (signal.SIGUSR1, "received SIGUSR1: phased restart is not supported yet: ignored", True),
-    (signal.SIGHUP, "received SIGHUP: reload is not supported yet: ignored", True),
+    (signal.SIGHUP, "received SIGHUP: reloading the manifest", True),
     (signal.SIGUSR2, "received SIGUSR2: ignored (further ones are not logged)", False),
     (signal.SIGALRM, "received SIGALRM: ignored (further ones are not logged)", False),
     (signal.SIGPWR, "received SIGPWR: ignored (further ones are not logged)", False),

@@ -1,0 +1,206 @@
+"""A running fleet takes a new manifest on SIGHUP (the manifest file is read
+again and only what changed is applied): unchanged entries keep their
+process (same pid across ten reloads), a changed one restarts and the
+others do not, a new one starts once its dependency is ready, a removed one
+stops (dependents first), a bad manifest changes nothing (one error line,
+the problems, reloads_total{result="failure"}), bays come and go with their
+docking links, and the reload metrics. These fleets have no binds (no data
+plane)."""
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from conftest import BUILD
+from fleet_helpers import alive, free_port, http_get, metric, parse_metrics, toml_str, wait_gone
+
+ECHO_BAY = os.path.join(BUILD, "examples", "bays", "echo-bay")
+
+
+def ship(name, args=("100",), depends_on=(), extra=""):
+    deps = ", ".join(toml_str(d) for d in depends_on)
+    return (f'[[fleet.web]]\nname = "{name}"\ncommand = "sleep"\n'
+            f'args = [{", ".join(toml_str(a) for a in args)}]\nready_after = "50ms"\n'
+            f"depends_on = [{deps}]\ncritical = false\n{extra}\n")
+
+
+def bay(name):
+    return f'[[bays.websocket]]\nname = "{name}"\ncommand = {toml_str(ECHO_BAY)}\n'
+
+
+class Reloading:
+    """A fleet started from one manifest file, rewritten and SIGHUP'd."""
+
+    def __init__(self, fleet, tmp_path, *entries, metrics=True):
+        self.fleet = fleet
+        self.path = tmp_path / "ship-manifest.toml"
+        self.mport = free_port() if metrics else None
+        self.head = f'[mothership]\nsocket_dir = "/tmp/msr{os.getpid()}-{id(self)}"\n'
+        if metrics:
+            self.head += f"metrics_port = {self.mport}\n"
+        self.write(*entries)
+        self.ms = fleet(self.path.read_text(), name="ship-manifest.toml")
+        self.ms.event("fleet_ready", timeout=15)
+
+    def write(self, *entries):
+        self.path.write_text(self.head + "\n" + "\n".join(entries))
+
+    def reload(self, *entries, outcome="reloaded"):
+        """Rewrite the manifest (unless no entries are given), SIGHUP, and
+        wait for the reload's outcome line; return it."""
+        if entries:
+            self.write(*entries)
+        start = len(self.ms.lines)
+        self.ms.signal(signal.SIGHUP)
+        return self.ms.event(outcome, start=start, timeout=10)
+
+    def pid(self, name, start=0):
+        """The pid of the last "started" event of name (from index start)."""
+        e = [e for e in self.ms.events("started", ship=name) if e["_i"] >= start]
+        assert e, self.ms.output()
+        return int(re.search(r"pid (\d+)", e[-1]["msg"]).group(1))
+
+    def metrics(self):
+        status, body = http_get(self.mport, "/metrics")
+        assert status == 200, body
+        return body
+
+
+def test_an_unchanged_ship_keeps_its_pid_across_ten_reloads(fleet, tmp_path):
+    r = Reloading(fleet, tmp_path, ship("db"), ship("web", depends_on=["db"]))
+    db, web = r.pid("db"), r.pid("web")
+    for k in range(10):
+        # a new entry each time, so that every reload has something to do
+        out = r.reload(ship("db"), ship("web", depends_on=["db"]), ship(f"job{k}"))
+        assert "1 started" in out["msg"], out
+    assert r.pid("db") == db and r.pid("web") == web
+    assert alive(db) and alive(web)
+    assert len(r.ms.events("started", ship="db")) == 1
+    assert len(r.ms.events("started", ship="web")) == 1
+    samples = parse_metrics(r.metrics())
+    assert metric(samples, "mothership_config_reloads_total", result="success") == 10
+    assert metric(samples, "mothership_config_reloads_total", result="failure") == 0
+
+
+def test_a_changed_ship_restarts_and_the_others_do_not(fleet, tmp_path):
+    r = Reloading(fleet, tmp_path, ship("db"), ship("web", depends_on=["db"]))
+    db, web = r.pid("db"), r.pid("web")
+    start = len(r.ms.lines)
+    out = r.reload(ship("db", args=["200"]), ship("web", depends_on=["db"]))
+    assert re.search(r"1 restarted \(db: args\), 0 started, 0 stopped, 1 unchanged", out["msg"]), out
+    r.ms.event("ready", ship="db", start=start)
+    new_db = r.pid("db", start)
+    assert new_db != db
+    wait_gone([db])
+    assert r.pid("web") == web and alive(web)
+    with open(f"/proc/{new_db}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[1] == b"200"
+    # a restart for a new definition is not a crash: restarts stay 0
+    samples = parse_metrics(r.metrics())
+    assert metric(samples, "mothership_ship_restarts_total", ship="db", group="web") == 0
+
+
+def test_a_new_ship_starts_after_its_dependency(fleet, tmp_path):
+    r = Reloading(fleet, tmp_path, ship("db"))
+    start = len(r.ms.lines)
+    gate = tmp_path / "gate"
+    slow = ship("cache", args=["-c", f"while [ ! -f {gate} ]; do sleep 0.02; done; exec sleep 100"],
+                ).replace('command = "sleep"', 'command = "sh"')
+    r.reload(ship("db"), slow, ship("api", depends_on=["cache"]))
+    r.ms.event("started", ship="cache", start=start)
+    assert not r.ms.events("started", ship="api"), r.ms.output()
+    gate.write_text("")
+    ready = r.ms.event("ready", ship="cache", start=start)
+    api = r.ms.event("started", ship="api", start=start)
+    assert api["_i"] > ready["_i"]
+    samples = parse_metrics(r.metrics())
+    assert metric(samples, "mothership_ship_status", ship="api", group="web") in (0, 1)
+
+
+def test_a_removed_ship_stops_dependents_first_and_leaves_the_metrics(fleet, tmp_path):
+    r = Reloading(fleet, tmp_path, ship("keep"), ship("db"), ship("web", depends_on=["db"]))
+    keep, db, web = r.pid("keep"), r.pid("db"), r.pid("web")
+    start = len(r.ms.lines)
+    out = r.reload(ship("keep"))
+    assert "0 started, 2 stopped, 1 unchanged" in out["msg"], out
+    s_web = r.ms.event("stopped", ship="web", start=start)
+    s_db = r.ms.event("stopped", ship="db", start=start)
+    stopping_db = r.ms.event("stopping", ship="db", start=start)
+    assert stopping_db["_i"] > s_web["_i"], r.ms.output()
+    assert s_db["_i"] > s_web["_i"]
+    wait_gone([db, web])
+    assert alive(keep) and r.pid("keep") == keep
+    body = r.metrics()
+    assert 'ship="db"' not in body and 'ship="web"' not in body
+    assert 'mothership_ship_status{ship="keep",group="web"} 1' in body
+    # it stays stopped: a later reload does not bring it back, and the fleet stops cleanly
+    r.reload(ship("keep"), ship("other"))
+    assert not r.ms.events("started", ship="db")[1:]
+    assert r.ms.stop() == 0, r.ms.output()
+
+
+def test_a_bad_manifest_changes_nothing(fleet, tmp_path):
+    r = Reloading(fleet, tmp_path, ship("db"), ship("web", depends_on=["db"]))
+    db, web = r.pid("db"), r.pid("web")
+    start = len(r.ms.lines)
+    r.path.write_text(r.head + ship("db", args=["300"]) + ship("web", depends_on=["nope"]) + "[[fleet.web]]\nname = 3\n")
+    out = r.reload(outcome="reload_refused")
+    assert re.fullmatch(r"reload refused \(SIGHUP\): \d+ problems? in .*ship-manifest.toml, "
+                        r"the fleet keeps running on the old manifest", out["msg"]), out
+    r.ms.event("reload_problem", start=out["_i"], msg="nope")
+    problems = r.ms.events("reload_problem")
+    assert problems and all(re.match(r".*ship-manifest.toml:\d+:\d+: ", p["msg"]) for p in problems), problems
+    assert any("nope" in p["msg"] for p in problems), problems
+    assert out["level"] == "error"
+    assert [e for e in r.ms.events() if e["_i"] >= start and e["event"] in ("stopping", "started", "reloaded")] == []
+    assert r.pid("db") == db and r.pid("web") == web and alive(db) and alive(web)
+    samples = parse_metrics(r.metrics())
+    assert metric(samples, "mothership_config_reloads_total", result="failure") == 1
+    assert metric(samples, "mothership_config_reloads_total", result="success") == 0
+    # a good one afterwards applies
+    r.reload(ship("db"), ship("web", depends_on=["db"]), ship("more"))
+    samples = parse_metrics(r.metrics())
+    assert metric(samples, "mothership_config_reloads_total", result="success") == 1
+
+
+def test_reload_metrics_are_promtool_clean(fleet, tmp_path):
+    r = Reloading(fleet, tmp_path, ship("db"))
+    before = time.time()
+    r.reload(ship("db"), ship("web"))
+    body = r.metrics()
+    assert "# TYPE mothership_config_reloads_total counter" in body
+    assert "# TYPE mothership_config_last_reload_success_timestamp_seconds gauge" in body
+    samples = parse_metrics(body)
+    ts = metric(samples, "mothership_config_last_reload_success_timestamp_seconds")
+    assert before - 1 <= ts <= time.time() + 1
+    promtool = "/usr/bin/promtool"
+    if os.path.exists(promtool):
+        import subprocess
+        p = subprocess.run([promtool, "check", "metrics"], input=body.encode(), capture_output=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_bays_added_and_removed_get_and_lose_their_docking_links(fleet, tmp_path):
+    if not os.path.exists(ECHO_BAY):
+        pytest.skip("the example bays are not built")
+    r = Reloading(fleet, tmp_path, ship("db"))
+    db = r.pid("db")
+    start = len(r.ms.lines)
+    out = r.reload(ship("db"), bay("echo"))
+    assert "1 started" in out["msg"], out
+    ready = r.ms.event("ready", ship="echo", start=start, timeout=15)
+    assert "dock" in ready["msg"], ready
+    body = r.metrics()
+    assert 'mothership_bay_docked{bay="echo"} 1' in body, body
+    echo = r.pid("echo")
+    start = len(r.ms.lines)
+    r.reload(ship("db"), bay("chat"))
+    r.ms.event("stopped", ship="echo", start=start)
+    wait_gone([echo])
+    r.ms.event("ready", ship="chat", start=start, timeout=15)
+    body = r.metrics()
+    assert 'bay="echo"' not in body and 'mothership_bay_docked{bay="chat"} 1' in body, body
+    assert r.pid("db") == db and alive(db)
+    assert r.ms.stop() == 0, r.ms.output()
