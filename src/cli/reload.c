@@ -232,6 +232,11 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
         r->tls = tls;
         r->dp_owns_config = true;
     }
+    /* said before the stops and starts it causes */
+    char line[1024];
+    summary(diff, m, line, sizeof line);
+    ms_log_event(r->log, MS_INFO, NULL, "reloaded", "reload (%s): %s%s", who, line,
+                 r->dp ? "; data plane swapped" : "");
     ms_fleet_commit(nx);
     ms_manifest *old = r->m;
     r->m = m;
@@ -243,10 +248,6 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
         ms_tui_reloaded(r->tui);
     r->reloads[0]++;
     r->last_reload_ok = (double)time(NULL);
-    char line[1024];
-    summary(diff, m, line, sizeof line);
-    ms_log_event(r->log, MS_INFO, NULL, "reloaded", "reload (%s): %s%s", who, line,
-                 r->dp ? (diff->dataplane ? "; data plane swapped" : "; data plane unchanged") : "");
     for (size_t i = 0; i < diff->nneeds; i++)
         ms_log_event(r->log, MS_WARN, NULL, "reload_needs_restart", "reload: %s takes effect at the next start",
                      diff->needs_restart[i]);

@@ -110,7 +110,8 @@ void ms_fleet_on_ship_pid(ms_proc *p)
 /* The signal that stops p: its stop_signal, SIGTERM unless set. */
 static int stop_signal_of(const ms_proc *p)
 {
-    return p->ship->stop_signal > 0 ? p->ship->stop_signal : SIGTERM;
+    const ms_ship *s = p->stop_as ? p->stop_as : p->ship;
+    return s->stop_signal > 0 ? s->stop_signal : SIGTERM;
 }
 
 /* "SIGINT" for 2. */
@@ -651,6 +652,7 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
     char words[96];
     exit_words(status, sig, words, sizeof words);
     p->ready_deferred = false; /* it did not live to be ready */
+    p->stop_deferred = false;
     ms_fleet_on_ship_pid(p);
     int pid = shown_pid(p);
     p->pid = 0;
@@ -676,6 +678,7 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
         ms_log_event(f->log, MS_INFO, p->ship->name, "stopped", "%s \"%s\" (pid %d) stopped %s in %llums",
                      kind_word(p), p->ship->name, pid, words,
                      (unsigned long long)(uv_now(f->loop) - (p->stop_sent_at ? p->stop_sent_at : uv_now(f->loop))));
+        p->stop_as = NULL;
         if (f->phase == MS_FLEET_STOPPING && !f->draining)
             continue_shutdown(f);
         else if (p->retired)
@@ -747,7 +750,7 @@ static void on_stop_grace(uv_timer_t *t)
 static uint64_t stop_grace(const ms_proc *p)
 {
     const ms_fleet *f = p->fleet;
-    uint64_t own = p->ship->shutdown_timeout_ms;
+    uint64_t own = (p->stop_as ? p->stop_as : p->ship)->shutdown_timeout_ms;
     if (f->phase != MS_FLEET_STOPPING)
         return own;
     uint64_t spent = uv_now(f->loop) - f->shutdown_began_at;
@@ -1501,23 +1504,32 @@ static bool name_in(const ms_strlist *l, const char *name)
     return false;
 }
 
+/* A running retired process that depended on p. */
+static bool held_by_retired(const ms_fleet *f, const ms_proc *p)
+{
+    for (size_t k = f->n; k < f->nall; k++) {
+        const ms_proc *q = f->procs[k];
+        if (q != p && running(q) && name_in(&q->ship->depends_on, p->ship->name))
+            return true;
+    }
+    return false;
+}
+
 /* Retired processes stop dependents first: one stops once no retired
- * process that depended on it is still running. */
+ * process that depended on it is still running; so does a changed entry
+ * that waits to restart. */
 static void stop_retired(ms_fleet *f)
 {
     if (f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
         return; /* the shutdown stops them */
-    for (size_t i = f->n; i < f->nall; i++) {
+    for (size_t i = 0; i < f->nall; i++) {
         ms_proc *p = f->procs[i];
-        if (!running(p) || p->state == MS_P_STOPPING)
+        if (!running(p) || p->state == MS_P_STOPPING || (i < f->n && !p->stop_deferred))
             continue;
-        bool held = false;
-        for (size_t k = f->n; k < f->nall && !held; k++) {
-            const ms_proc *q = f->procs[k];
-            held = q != p && running(q) && name_in(&q->ship->depends_on, p->ship->name);
-        }
-        if (!held)
-            stop_proc(p);
+        if (held_by_retired(f, p))
+            continue;
+        p->stop_deferred = false;
+        stop_proc(p);
     }
 }
 
@@ -1637,9 +1649,12 @@ static bool in_use(const ms_fleet *f, const ms_manifest *m)
 {
     if (m == f->m)
         return true;
-    for (size_t i = 0; i < f->nall; i++)
-        if (f->procs[i]->ship >= m->ships && f->procs[i]->ship < m->ships + m->nships)
+    for (size_t i = 0; i < f->nall; i++) {
+        const ms_proc *p = f->procs[i];
+        if ((p->ship >= m->ships && p->ship < m->ships + m->nships) ||
+            (p->stop_as && p->stop_as >= m->ships && p->stop_as < m->ships + m->nships))
             return true;
+    }
     return false;
 }
 
@@ -1671,9 +1686,14 @@ static void restart_changed(ms_proc *p, next_entry *e, const ms_ship *s, size_t 
     if (running(p)) {
         p->restart_requested = true;
         p->reload_restart = true;
-        if (p->state != MS_P_STOPPING)
-            stop_proc(p);
         p->stop_requested = false;
+        if (p->state != MS_P_STOPPING && held_by_retired(f, p)) {
+            /* stopped by stop_retired() once the retired ones that depend on it are gone */
+            p->stop_deferred = true;
+            p->stop_as = p->ship;
+        } else if (p->state != MS_P_STOPPING) {
+            stop_proc(p);
+        }
         take_definition(p, e, s, index);
         return;
     }
@@ -1698,6 +1718,25 @@ void ms_fleet_commit(ms_fleet_next *nx)
     f->held[f->nheld++] = ms_manifest_ref(m);
     f->old_procs[f->nold_procs++] = f->procs;
     size_t nretiring = nx->nretiring;
+    /* retired first, so that a changed entry sees which retired ones depend on it */
+    for (size_t k = nx->n; k < nx->n + nretiring; k++) {
+        ms_proc *p = nx->procs[k];
+        p->retired = true;
+        p->selected = false;
+        p->restart_requested = p->reload_restart = p->stop_deferred = false;
+        p->ndeps = 0; /* its indexes were the old manifest's */
+        if (!running(p)) {
+            cancel_activity(p);
+            p->state = MS_P_STOPPED;
+        } else if (p->state != MS_P_STOPPING) {
+            cancel_activity(p);
+            set_ready_flag(p, 0);
+        }
+    }
+    f->procs = nx->procs;
+    f->n = nx->n;
+    f->nall = nx->nall;
+    f->m = m;
     for (size_t i = 0; i < nx->n; i++) {
         next_entry *e = &nx->e[i];
         ms_proc *p = e->p;
@@ -1714,7 +1753,7 @@ void ms_fleet_commit(ms_fleet_next *nx)
         }
         if (p->selected && !sel) { /* no longer selected: stopped and left so */
             p->selected = false;
-            p->restart_requested = p->reload_restart = false;
+            p->restart_requested = p->reload_restart = p->stop_deferred = false;
             if (running(p) && p->state != MS_P_STOPPING) {
                 p->stop_requested = true;
                 stop_proc(p);
@@ -1728,24 +1767,6 @@ void ms_fleet_commit(ms_fleet_next *nx)
                 p->state = MS_P_WAITING;
         }
     }
-    for (size_t k = nx->n; k < nx->n + nretiring; k++) {
-        ms_proc *p = nx->procs[k];
-        p->retired = true;
-        p->selected = false;
-        p->restart_requested = p->reload_restart = false;
-        p->ndeps = 0; /* its indexes were the old manifest's */
-        if (!running(p)) {
-            cancel_activity(p);
-            p->state = MS_P_STOPPED;
-        } else if (p->state != MS_P_STOPPING) {
-            cancel_activity(p);
-            set_ready_flag(p, 0);
-        }
-    }
-    f->procs = nx->procs;
-    f->n = nx->n;
-    f->nall = nx->nall;
-    f->m = m;
     /* drop the manifests no process points into any more */
     for (size_t i = 0; i < f->nheld;) {
         if (in_use(f, f->held[i])) {

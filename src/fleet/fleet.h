@@ -106,6 +106,8 @@ typedef struct ms_proc {
 
     bool retired;                /* its entry left the manifest in a reload: stopped, kept until the fleet is freed */
     bool reload_restart;         /* restarting with a new definition: not counted as a restart */
+    bool stop_deferred;          /* that restart waits for retired dependents to stop first */
+    const ms_ship *stop_as;      /* its old definition, to stop with (stop signal, timeout); else NULL */
 
     size_t *deps;                /* indexes of what it depends on */
     size_t ndeps;

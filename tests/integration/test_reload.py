@@ -141,6 +141,22 @@ def test_a_removed_ship_stops_dependents_first_and_leaves_the_metrics(fleet, tmp
     assert r.ms.stop() == 0, r.ms.output()
 
 
+def test_a_changed_dependency_restarts_after_its_removed_dependent_stopped(fleet, tmp_path):
+    r = Reloading(fleet, tmp_path, ship("db"), ship("web", depends_on=["db"]))
+    db, web = r.pid("db"), r.pid("web")
+    start = len(r.ms.lines)
+    out = r.reload(ship("db", args=["200"]))
+    assert "1 restarted (db: args), 0 started, 1 stopped, 0 unchanged" in out["msg"], out
+    s_web = r.ms.event("stopped", ship="web", start=start)
+    stopping_db = r.ms.event("stopping", ship="db", start=start)
+    assert stopping_db["_i"] > s_web["_i"], r.ms.output()
+    r.ms.event("ready", ship="db", start=stopping_db["_i"])
+    assert r.pid("db", start) != db
+    wait_gone([db, web])
+    assert not [e for e in r.ms.events("started", ship="web") if e["_i"] >= start]
+    assert r.ms.stop() == 0, r.ms.output()
+
+
 def test_a_bad_manifest_changes_nothing(fleet, tmp_path):
     r = Reloading(fleet, tmp_path, ship("db"), ship("web", depends_on=["db"]))
     db, web = r.pid("db"), r.pid("web")
