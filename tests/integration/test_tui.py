@@ -5,8 +5,9 @@ Each test starts the real binary in its own tmux server (a private socket,
 `capture-pane`, waiting for screen content with a deadline (polling every
 50 ms) rather than sleeping. Covered: the overview after a crash and a
 restart, tab switching, log scrolling and following, `r`, `s`, `q` (the
-fleet stops and leaves no process behind), resizing, NO_COLOR, and the
-plain-output fallback when stdout is not a terminal.
+fleet stops and leaves no process behind), resizing, NO_COLOR, the
+plain-output fallback when stdout is not a terminal, and rows coming and
+going with a reload (SIGHUP).
 """
 import json
 import os
@@ -413,3 +414,30 @@ routes = ["http:/ws"]
     t.wait(r"0 clients  http:/ws")
     t.keys("q")
     t.wait(r"EXITED 0")
+
+
+def parent_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_reload_adds_and_removes_rows(term, tmp_path):
+    def worker(name):
+        return (f'[[fleet.workers]]\nname = "{name}"\ncommand = "sh"\n'
+                f'args = ["-c", "echo $$ > {name}.pid; exec sleep 1000"]\nready_after = "100ms"\n')
+    t = term(worker("steady") + worker("gone"))
+    steady = t.wait(row("steady", "ready")).group(1)
+    t.wait(row("gone", "ready"))
+    t.keys("Down")
+    t.wait(r"^> gone")
+    gone = read_pid(tmp_path / "gone.pid")
+    inner = read_pid(tmp_path / "steady.pid")
+    ms = parent_of(parent_of(inner))  # the ship's shim, then Mothership
+    (tmp_path / "ship-manifest.toml").write_text(worker("steady") + worker("fresh"))
+    os.kill(ms, signal.SIGHUP)
+    t.wait(row("fresh", "ready"))
+    assert wait_gone([gone]) == [], describe([gone])
+    screen = t.screen()
+    assert not re.search(row("gone"), screen), screen
+    assert re.search(r"^> fresh", screen, re.M), screen
+    assert t.wait(row("steady", "ready")).group(1) == steady
