@@ -195,11 +195,17 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
     bool bays = false;
     for (size_t i = 0; i < m->nships; i++)
         bays |= m->ships[i].kind == MS_BAY;
-    if (bays && (!ms_run_start_docking(r, 1) || !ms_docks_add(r->docks, procs, m->nships))) {
+    if (bays && !ms_run_start_docking(r, 1)) {
         ms_fleet_abandon(nx);
         ok = refuse_why(r, who, "cannot apply it", "out of memory for the docking links", result);
         goto out;
     }
+    /* the hub's bays of new slots, before the data plane may route to them;
+     * their links come after the commit (an abandoned reload's slots are
+     * taken again by the next one) */
+    for (size_t i = 0; bays && i < m->nships; i++)
+        if (m->ships[i].kind == MS_BAY)
+            ms_hub_enable_bay(r->hub, procs[i]->slot);
     bool tls_kept = false;
     if (r->dp) {
         /* the data plane's next configuration; it owns these once it takes them */
@@ -238,6 +244,8 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
     ms_log_event(r->log, MS_INFO, NULL, "reloaded", "reload (%s): %s%s", who, line,
                  r->dp ? "; data plane swapped" : "");
     ms_fleet_commit(nx);
+    if (bays && !ms_docks_add(r->docks, r->fleet->procs, r->fleet->n))
+        ms_log_event(r->log, MS_WARN, NULL, NULL, "reload: out of memory for docking links; made as bays start");
     ms_manifest *old = r->m;
     r->m = m;
     r->view.m = m;

@@ -2,6 +2,7 @@
  * workers and docking links (see hub.h). */
 #include "dock/hub.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,12 @@ void ms_hub_free(ms_hub *h)
     free(h->bays);
     free(h->workers);
     free(h);
+}
+
+void ms_hub_enable_bay(ms_hub *h, size_t slot)
+{
+    assert(slot < h->nbays);
+    __atomic_store_n(&h->bays[slot].is_bay, true, __ATOMIC_RELEASE);
 }
 
 ms_hub_msg *ms_hub_msg_new(ms_hub_kind kind, uint32_t bay, uint32_t gen, uint32_t conn_id, uint16_t code,

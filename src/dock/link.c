@@ -478,7 +478,7 @@ static ms_dlink *link_of(ms_docks *d, ms_proc *p)
     l->p = p;
     uv_timer_init(d->loop, &l->retry);
     l->retry.data = l;
-    __atomic_store_n(&d->hub->bays[p->slot].is_bay, true, __ATOMIC_RELEASE);
+    ms_hub_enable_bay(d->hub, p->slot);
     d->links[p->slot] = l;
     return l;
 }

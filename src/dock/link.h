@@ -20,8 +20,9 @@ typedef struct ms_docks ms_docks;
 /* One link per bay of the fleet (selected or not), by slot, hooks itself
  * into the fleet. hub has MS_FLEET_MAX_SLOTS bays. */
 ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *log);
-/* A reload: links for the bays among procs that have none yet (their hub
- * bay is enabled). False on OOM (the links made so far stay, unused). */
+/* After a reload was committed: links for the bays among procs that have
+ * none yet (their hub bay is enabled). False on OOM (a bay without a link
+ * gets one when it starts). */
 bool ms_docks_add(ms_docks *d, ms_proc *const *procs, size_t n);
 /* Write what the workers queued (at shutdown, before bays are stopped);
  * done(arg) runs once it is written (or after at most a second). */
