@@ -1776,6 +1776,23 @@ void ms_fleet_commit(ms_fleet_next *nx)
         ms_manifest_free(f->held[i]);
         f->held[i] = f->held[--f->nheld];
     }
+    /* skipped for a dependency that failed: another chance once none of its
+     * dependencies has failed (one that changed is starting again) */
+    for (bool again = true; again;) {
+        again = false;
+        for (size_t i = 0; i < f->n; i++) {
+            ms_proc *p = f->procs[i];
+            if (!p->selected || p->state != MS_P_SKIPPED || running(p))
+                continue;
+            bool dead = false;
+            for (size_t k = 0; k < p->ndeps && !dead; k++)
+                dead = dep_dead(f->procs[p->deps[k]]);
+            if (!dead) {
+                p->state = MS_P_WAITING;
+                again = true;
+            }
+        }
+    }
     next_free(nx, false);
     stop_retired(f);
     schedule(f);

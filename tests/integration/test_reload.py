@@ -157,6 +157,21 @@ def test_a_changed_dependency_restarts_after_its_removed_dependent_stopped(fleet
     assert r.ms.stop() == 0, r.ms.output()
 
 
+def test_a_fixed_job_runs_again_and_what_was_skipped_behind_it_starts(fleet, tmp_path):
+    def job(code):
+        return (f'[[fleet.jobs]]\nname = "migrate"\ncommand = "sh"\nargs = ["-c", "exit {code}"]\n'
+                f"oneshot = true\ncritical = false\n")
+    r = Reloading(fleet, tmp_path, job(1), ship("web", depends_on=["migrate"]), ship("api", depends_on=["web"]))
+    r.ms.event("skipped", ship="api")
+    start = len(r.ms.lines)
+    out = r.reload(job(0), ship("web", depends_on=["migrate"]), ship("api", depends_on=["web"]))
+    assert "1 restarted (migrate: args)" in out["msg"], out
+    done = r.ms.event("done", ship="migrate", start=start)
+    web = r.ms.event("started", ship="web", start=start)
+    api = r.ms.event("ready", ship="api", start=start)
+    assert done["_i"] < web["_i"] < api["_i"]
+
+
 def test_a_bad_manifest_changes_nothing(fleet, tmp_path):
     r = Reloading(fleet, tmp_path, ship("db"), ship("web", depends_on=["db"]))
     db, web = r.pid("db"), r.pid("web")
