@@ -172,6 +172,22 @@ def test_a_fixed_job_runs_again_and_what_was_skipped_behind_it_starts(fleet, tmp
     assert done["_i"] < web["_i"] < api["_i"]
 
 
+def test_a_shutdown_while_a_removed_ship_is_still_stopping_waits_for_it(fleet, tmp_path):
+    stubborn = ship("stubborn", args=["-c", "trap '' TERM; echo $$ > stubborn.pid; while :; do sleep 0.05; done"],
+                    extra='shutdown_timeout = "1s"').replace('command = "sleep"', 'command = "sh"')
+    r = Reloading(fleet, tmp_path, ship("keep"), stubborn)
+    pid = r.pid("stubborn")
+    start = len(r.ms.lines)
+    r.reload(ship("keep"))
+    r.ms.event("stopping", ship="stubborn", start=start)
+    assert alive(pid)
+    assert r.ms.stop() == 0, r.ms.output()
+    kill = r.ms.event("kill", ship="stubborn", start=start)
+    stopped = r.ms.events("stopped")
+    assert stopped[-1]["msg"] == "fleet stopped (exit 0)" and stopped[-1]["_i"] > kill["_i"]
+    assert wait_gone([pid]) == []
+
+
 def test_a_bad_manifest_changes_nothing(fleet, tmp_path):
     r = Reloading(fleet, tmp_path, ship("db"), ship("web", depends_on=["db"]))
     db, web = r.pid("db"), r.pid("web")
