@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import BUILD
-from fleet_helpers import alive, free_port, http_get, metric, parse_metrics, toml_str, wait_gone
+from fleet_helpers import alive, free_port, http_get, metric, parse_metrics, toml_str, wait_file, wait_gone
 
 ECHO_BAY = os.path.join(BUILD, "examples", "bays", "echo-bay")
 
@@ -177,6 +177,7 @@ def test_a_shutdown_while_a_removed_ship_is_still_stopping_waits_for_it(fleet, t
                     extra='shutdown_timeout = "1s"').replace('command = "sleep"', 'command = "sh"')
     r = Reloading(fleet, tmp_path, ship("keep"), stubborn)
     pid = r.pid("stubborn")
+    wait_file(tmp_path / "stubborn.pid")  # written once SIGTERM is ignored
     start = len(r.ms.lines)
     r.reload(ship("keep"))
     r.ms.event("stopping", ship="stubborn", start=start)
