@@ -402,6 +402,11 @@ run_loop:
     int rc = uv_loop_close(c.loop);
     if (rc != 0)
         ms_log_event(c.log, MS_WARN, NULL, NULL, "internal: event loop closed with handles open");
+    if (c.dp) { /* from its start on, the data plane owns the routes, payloads and TLS server */
+        c.tls = NULL;
+        c.payloads = NULL;
+        c.routes = NULL;
+    }
     ms_dataplane_free(c.dp);
     if (!c.dp_owns_config) { /* else the data plane freed them with its last configuration */
         ms_tls_server_free(c.tls);

@@ -38,7 +38,7 @@ static void tunnel_read(ms_conn *c, size_t n);
 /* ---------------------------------------------------------------- small helpers */
 static const ms_http_limits *limits(const ms_conn *c)
 {
-    return &c->w->dp_manifest->global.http;
+    return &c->g->m->global.http;
 }
 
 static bool hdr_is(const ms_conn *c, const ms_hdr *h, const char *name)
@@ -134,6 +134,7 @@ static void conn_free_if_done(ms_conn *c)
     ms_bodybuf_free(&c->body);
     free(c->buf);
     free(c->out);
+    ms_wgen_drop(c->g);
     free(c);
     ms_worker_maybe_done(w);
 }
@@ -301,7 +302,7 @@ static const double bucket_bounds_s[MS_NBUCKETS] = { 0.0005, 0.001, 0.0025, 0.00
 
 void ms_conn_record(ms_conn *c, int status)
 {
-    ms_slot_stats *s = &c->w->slots[c->slot];
+    ms_slot_stats *s = ms_worker_slot(c->w, c->slot);
     int cls = status / 100;
     if (cls < 1 || cls > 5)
         cls = 5;
@@ -323,7 +324,7 @@ void ms_conn_record(ms_conn *c, int status)
  * tunnel after a 101, whose bytes and duration are counted now. */
 static void record_unfinished(ms_conn *c)
 {
-    ms_slot_stats *s = &c->w->slots[c->slot];
+    ms_slot_stats *s = ms_worker_slot(c->w, c->slot);
     int status = c->state == MS_C_PROXY ? handler_partial_status(c) : 0;
     if (status) {
         int cls = status / 100;
@@ -746,7 +747,7 @@ size_t ms_conn_payload_headers(ms_conn *c)
 static bool run_request_payloads(ms_conn *c, const char *path, size_t plen, const char *query, size_t qlen)
 {
     ms_worker *w = c->w;
-    const ms_payload_set *ps = w->dp_payloads;
+    const ms_payload_set *ps = c->g->payloads;
     ms_payload_result *res = &w->pres;
     ms_payload_result_reset(res);
     c->payload_edits = false;
@@ -765,9 +766,9 @@ static bool run_request_payloads(ms_conn *c, const char *path, size_t plen, cons
             continue;
         const char *p = res->path_set ? res->path.ptr : path;
         size_t pl = res->path_set ? res->path.len : plen;
-        if (!ms_module_applies(w->routes, i, p, pl, w->match_data))
+        if (!ms_module_applies(c->g->routes, i, p, pl, w->match_data))
             continue;
-        ms_payload_err e = ms_payload_run_request(w->pw, i, &req, res);
+        ms_payload_err e = ms_payload_run_request(c->g->pw, i, &req, res);
         if (e != MS_PAYLOAD_OK) {
             const ms_module *mod = ms_payload_module(ps, i);
             ms_worker_payload_log(w, mod, 2, res->error, strlen(res->error));
@@ -810,7 +811,7 @@ static bool normalise_target(ms_conn *c, bool *raw)
     if (rp.ambiguous) {
         ms_worker *w = c->w;
         const ms_rt_route *r =
-            ms_route_match(w->routes, c->bind_idx, c->buf + c->url_off, c->path_len, w->match_data);
+            ms_route_match(c->g->routes, c->bind_idx, c->buf + c->url_off, c->path_len, w->match_data);
         if (!r || !r->route->raw_path) {
             char detail[160];
             snprintf(detail, sizeof detail, "%s (only a route with raw_path = true takes it)", rp.ambiguous);
@@ -831,7 +832,7 @@ static void redirect_to_https(ms_conn *c)
     const ms_hdr *host = ms_conn_header(c, "host");
     char loc[sizeof "Location: \r\n" + 8192];
     size_t n = ms_redirect_location(host ? c->buf + host->val : NULL, host ? host->val_len : 0,
-                                    ms_redirect_https_port(&c->w->dp_manifest->global), c->buf + c->url_off,
+                                    ms_redirect_https_port(&c->g->m->global), c->buf + c->url_off,
                                     c->url_len, loc + 10, sizeof loc - 13);
     if (n == 0) {
         ms_conn_respond_error(c, 400, "this address serves only https, and the request's Host cannot be redirected to");
@@ -863,7 +864,7 @@ static void dispatch(ms_conn *c)
     c->accept_json = acc && memmem(c->buf + acc->val, acc->val_len, "json", 4) != NULL;
     c->reqid_len = 0;
     ms_conn_make_reqid(c);
-    c->slot = w->nomatch_slot[c->bind_idx];
+    c->slot = c->g->nomatch_slot[c->bind_idx];
     uv_timer_stop(&c->timer);
 
     int bad = check_head(c);
@@ -893,31 +894,31 @@ static void dispatch(ms_conn *c)
 
     /* 0. a plain bind that sends everyone to https answers here, before
      * static files, payloads and routes */
-    if (w->dp_manifest->global.binds[c->bind_idx].redirect_to_https) {
+    if (c->g->m->global.binds[c->bind_idx].redirect_to_https) {
         redirect_to_https(c);
         return;
     }
 
     /* 1. static dirs, longest prefix first; a miss falls through (a raw
      * path is its route's alone) */
-    const ms_rt_bind *rb = &w->routes->binds[c->bind_idx];
+    const ms_rt_bind *rb = &c->g->routes->binds[c->bind_idx];
     if (!c->upgrade && !raw_path && (p->method == HTTP_GET || p->method == HTTP_HEAD)) {
         for (size_t i = 0; i < rb->nstatics; i++) {
             if (!ms_static_prefix_covers(rb->statics[i]->prefix, path, plen))
                 continue;
-            const ms_handler_arg arg = { rb->statics[i], w->static_fd[c->bind_idx][i], path, plen };
+            const ms_handler_arg arg = { rb->statics[i], c->g->static_fd[c->bind_idx][i], path, plen };
             c->handler = &ms_handler_static;
-            c->slot = w->static_slot[c->bind_idx][i];
+            c->slot = c->g->static_slot[c->bind_idx][i];
             if (c->handler->start(c, &arg))
                 return;
             c->handler = NULL; /* no such file: on to the next dir, then the routes */
-            c->slot = w->nomatch_slot[c->bind_idx];
+            c->slot = c->g->nomatch_slot[c->bind_idx];
         }
     }
     /* 2. request-phase payloads, in manifest order; they may answer, or
      * rewrite the path and the headers */
     c->payload_edits = false;
-    if (w->pw) {
+    if (c->g->pw) {
         const char *query = c->buf + c->url_off + plen;
         size_t qlen = c->url_len - plen;
         if (qlen && *query == '?') {
@@ -932,14 +933,14 @@ static void dispatch(ms_conn *c)
         }
     }
     /* 3. routes, first match wins */
-    const ms_rt_route *r = ms_route_match(w->routes, c->bind_idx, path, plen, w->match_data);
+    const ms_rt_route *r = ms_route_match(c->g->routes, c->bind_idx, path, plen, w->match_data);
     if (!r) {
         ms_conn_respond_error(c, 404, "no route for this path");
         return;
     }
     c->route = r;
-    c->slot = w->route_slot[c->bind_idx][(size_t)(r - rb->routes)];
-    c->ship = (size_t)(r->target - w->dp_manifest->ships);
+    c->slot = c->g->route_slot[c->bind_idx][(size_t)(r - rb->routes)];
+    c->ship = (size_t)(r->target - c->g->m->ships);
     c->body_buffered = false;
     c->handler = r->target->kind == MS_BAY ? &ms_handler_bay : &ms_handler_proxy;
     c->handler->start(c, NULL);
@@ -1024,6 +1025,23 @@ static void on_head_timeout(uv_timer_t *t)
         ms_conn_close(c);
 }
 
+/* A request that begins on an idle connection takes the worker's newest
+ * generation (unless the connection's bind is not in it: then the
+ * connection stays where it is, and is being drained). */
+static void conn_take_newest(ms_conn *c)
+{
+    ms_wgen *cur = c->w->cur;
+    if (c->g == cur)
+        return;
+    int b = ms_wgen_bind_in(c->g, c->bind_idx, cur);
+    if (b < 0)
+        return;
+    ms_wgen *old = c->g;
+    c->g = ms_wgen_hold(cur);
+    c->bind_idx = (uint32_t)b;
+    ms_wgen_drop(old);
+}
+
 static void on_alloc(void *owner, size_t suggested, uv_buf_t *b)
 {
     ms_conn *c = owner;
@@ -1033,6 +1051,8 @@ static void on_alloc(void *owner, size_t suggested, uv_buf_t *b)
         return;
     }
     if (!c->buf) {
+        if (c->state == MS_C_HEAD && c->len == 0)
+            conn_take_newest(c);
         /* the read buffer, and behind it the header table that points into it */
         c->cap = (uint32_t)(limits(c)->max_header_size + 4096);
         size_t hoff = ((size_t)c->cap + 15) & ~(size_t)15;
@@ -1077,7 +1097,7 @@ static void on_read(void *owner, ssize_t n, const uv_buf_t *b)
         /* plain HTTP on a TLS bind: the transport passes bytes through now,
          * so the answer can say so; then the connection closes */
         c->keep_alive = false;
-        c->slot = c->w->nomatch_slot[c->bind_idx];
+        c->slot = c->g->nomatch_slot[c->bind_idx];
         ms_conn_respond_error(c, 400, "this port speaks HTTPS: use https:// instead of http://");
         return;
     }
@@ -1441,7 +1461,7 @@ static void on_xport_secured(void *owner, const unsigned char *alpn, unsigned le
     ms_conn *c = owner;
     if (c->state != MS_C_HEAD || len != 2 || memcmp(alpn, "h2", 2) != 0)
         return;
-    if (!ms_h2_start(c->w, c->bind_idx, c->x, c->peer, true)) {
+    if (!ms_h2_start(c->g, c->bind_idx, c->x, c->peer, true)) {
         ms_conn_close(c); /* the client speaks HTTP/2 from now on */
         return;
     }
@@ -1457,13 +1477,13 @@ static void on_xport_secured(void *owner, const unsigned char *alpn, unsigned le
 static bool conn_secure(ms_conn *c)
 {
     ms_worker *w = c->w;
-    if (!w->dp_manifest->global.binds[c->bind_idx].tls)
+    if (!c->g->m->global.binds[c->bind_idx].tls)
         return true;
-    SSL *ssl = w->tls ? ms_tls_server_ssl(w->tls, c->bind_idx) : NULL;
+    SSL *ssl = c->g->tls ? ms_tls_server_ssl(c->g->tls, c->bind_idx) : NULL;
     if (!ssl)
         return false;
     ms_xport *t = ms_xport_tls_new(&w->loop, c->x, ssl, w->tls_rbuf, MS_TLS_RBUF,
-                                   &w->tls_hs[(size_t)c->bind_idx * MS_TLS_HS_COUNT]);
+                                   &w->tls_hs[(size_t)c->g->bind_id[c->bind_idx] * MS_TLS_HS_COUNT]);
     if (!t) {
         SSL_free(ssl);
         return false;
@@ -1475,12 +1495,14 @@ static bool conn_secure(ms_conn *c)
 
 /* A connection whose transport comes later (conn_attach) or never (then it
  * is closed and freed with its timer alone). */
-static ms_conn *conn_new(ms_worker *w, uint32_t bind_idx)
+static ms_conn *conn_new(ms_wgen *g, uint32_t bind_idx)
 {
+    ms_worker *w = g->w;
     ms_conn *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->w = w;
+    c->g = ms_wgen_hold(g);
     c->bind_idx = bind_idx;
     c->file_fd = -1;
     c->body.fd = -1;
@@ -1526,9 +1548,9 @@ ms_xport *ms_conn_release_xport(ms_conn *c)
     return x;
 }
 
-ms_conn *ms_conn_start_on(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure)
+ms_conn *ms_conn_start_on(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure)
 {
-    ms_conn *c = conn_new(w, bind_idx);
+    ms_conn *c = conn_new(g, bind_idx);
     if (!c)
         return NULL;
     conn_attach(c, x);
@@ -1541,7 +1563,7 @@ ms_conn *ms_conn_start_on(ms_worker *w, uint32_t bind_idx, ms_xport *x, const ch
 void ms_conn_accept(ms_listener *l)
 {
     ms_worker *w = l->w;
-    ms_conn *c = conn_new(w, l->bind_idx);
+    ms_conn *c = conn_new(w->cur, l->bind_idx);
     if (!c)
         return;
     ms_xport *x = ms_xport_socket_new(&w->loop, l->is_unix, &conn_xport_cbs, c);
@@ -1572,7 +1594,7 @@ void ms_conn_accept(ms_listener *l)
 /* A connected Unix stream socket handed in (tests, fuzzing). */
 int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx)
 {
-    ms_conn *c = conn_new(w, bind_idx);
+    ms_conn *c = conn_new(w->cur, bind_idx);
     if (!c)
         return UV_ENOMEM;
     ms_xport *x = ms_xport_socket_new(&w->loop, true, &conn_xport_cbs, c);

@@ -22,9 +22,35 @@
 #include "tls/tls.h"
 #include "util/pattern.h"
 
+/* One configuration of the data plane. Built on the control loop, then
+ * read-only; every worker takes it (ms_wgen) and gives it back once it has
+ * moved on and the last request using it has ended; the last one to give
+ * it back has it freed on the control loop. */
+struct ms_gen {
+    int refs;                  /* atomic: workers that have not given it back, + 1 while it is the newest */
+    int dead;                  /* atomic: refs reached 0; the control loop frees it */
+    ms_dataplane *dp;
+    ms_manifest *m;            /* a reference */
+    ms_route_table *routes;    /* owned from here on, like payloads and tls */
+    ms_payload_set *payloads;
+    struct ms_tls_server *tls;
+    ms_proc **procs;           /* the fleet's processes by ship index, or NULL */
+    ms_target *targets;        /* per ship */
+    uint32_t *nomatch_slot;    /* per bind */
+    uint32_t **route_slot;     /* per bind, per route */
+    uint32_t **static_slot;    /* per bind, per static dir */
+    int **static_fd;           /* per bind, per static dir: the root, opened once */
+    uint32_t *bind_id;         /* per bind: its index in dp->bind_names */
+    int *unix_fds;             /* per bind: the listening Unix socket (the control loop's), or -1 */
+    int *listen_fds;           /* per worker, per bind: a socket for it to listen on, or -1 (taken) */
+    ms_wgen *wg;               /* per worker */
+    ms_gen *newer;             /* the generation published after it (under dp->gen_lock) */
+    ms_gen *next;              /* dp's generations not yet freed (control loop) */
+};
+
 struct ms_dataplane {
     uv_loop_t *control;
-    ms_dp_config cfg;
+    ms_dp_config cfg;          /* log, workers, hub, inline_worker; the rest is in the generations */
     ms_worker *workers;
     unsigned nworkers;
     bool stop_requested;
@@ -32,16 +58,26 @@ struct ms_dataplane {
     bool done_async_open;      /* atomic: workers signal their end through done_async */
     void (*done)(void *);
     void *done_arg;
-    /* routing slots for metrics (read-only once started) */
-    ms_slot_info *slots;
-    uint32_t nslots;
-    uint32_t *nomatch_slot;    /* per bind */
-    uint32_t **route_slot;     /* per bind, per route */
-    uint32_t **static_slot;    /* per bind, per static dir */
-    int **static_fd;           /* per bind, per static dir: the root, opened once */
-    ms_target *targets;        /* per ship */
+    ms_gen *gen;               /* the newest generation */
+    ms_gen *gens;              /* every generation not yet freed */
+    uv_mutex_t gen_lock;       /* ms_gen.newer */
+    bool gen_lock_init;
+    uv_async_t reap_async;     /* a generation is dead */
+    bool reap_async_open;
+    /* routing slots for metrics: by (bind, route, target), kept across generations */
+    ms_slot_info *slots;       /* control loop only; strings owned */
+    uint32_t nslots, slots_cap;
+    char *bind_names[MS_BIND_IDS]; /* bind ids (TLS handshake counters) */
+    uint32_t nbind_names;
     ms_payload_stats *payload_sums; /* scratch for the metrics render (control loop only) */
-    int *unix_fds;             /* per bind: the listening Unix socket, or -1 */
+    size_t npayload_sums;
+    /* drain */
+    bool draining;
+    uv_timer_t drain_poll;
+    bool drain_poll_open;
+    uint64_t drain_deadline_us;
+    void (*drain_done)(void *);
+    void *drain_arg;
 };
 
 uint64_t ms_now_us(void)
@@ -51,9 +87,349 @@ uint64_t ms_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-const ms_proc *ms_worker_proc(const ms_worker *w, size_t ship)
+const ms_proc *ms_worker_proc(const ms_wgen *g, size_t ship)
 {
-    return w->dp->cfg.procs ? w->dp->cfg.procs[ship] : NULL;
+    return g->procs ? g->procs[ship] : NULL;
+}
+
+/* ---------------------------------------------------------------- generations */
+static bool bind_same(const ms_bind *a, const ms_bind *b)
+{
+    return strcmp(a->name, b->name) == 0 && strcmp(a->addr.text, b->addr.text) == 0 && a->tls == b->tls;
+}
+
+static int bind_find(const ms_manifest *m, const ms_bind *b)
+{
+    for (size_t i = 0; i < m->global.nbinds; i++)
+        if (bind_same(&m->global.binds[i], b))
+            return (int)i;
+    return -1;
+}
+
+int ms_wgen_bind_in(const ms_wgen *from, uint32_t idx, const ms_wgen *to)
+{
+    if (from == to)
+        return (int)idx;
+    return bind_find(to->m, &from->m->global.binds[idx]);
+}
+
+/* The static roots and the slot maps (they follow the route table). */
+static void gen_free_maps(ms_gen *g)
+{
+    const ms_route_table *rt = g->routes;
+    for (size_t b = 0; rt && b < rt->nbinds; b++) {
+        if (g->static_fd && g->static_fd[b])
+            for (size_t i = 0; i < rt->binds[b].nstatics; i++)
+                if (g->static_fd[b][i] >= 0)
+                    close(g->static_fd[b][i]);
+        if (g->static_fd)
+            free(g->static_fd[b]);
+        if (g->static_slot)
+            free(g->static_slot[b]);
+        if (g->route_slot)
+            free(g->route_slot[b]);
+    }
+    free(g->static_fd);
+    free(g->static_slot);
+    free(g->route_slot);
+    free(g->nomatch_slot);
+    g->static_fd = NULL;
+    g->static_slot = NULL;
+    g->route_slot = NULL;
+    g->nomatch_slot = NULL;
+}
+
+static void gen_free(ms_gen *g)
+{
+    if (!g)
+        return;
+    ms_dataplane *dp = g->dp;
+    for (unsigned i = 0; g->wg && i < dp->nworkers; i++) {
+        ms_payload_worker_free(g->wg[i].pw);
+        free(g->wg[i].pools);
+        free(g->wg[i].pool_len);
+    }
+    free(g->wg);
+    gen_free_maps(g);
+    size_t nb = g->m ? g->m->global.nbinds : 0;
+    for (size_t b = 0; g->unix_fds && b < nb; b++) {
+        if (g->unix_fds[b] >= 0) {
+            close(g->unix_fds[b]);
+            unlink(g->m->global.binds[b].addr.path);
+        }
+    }
+    for (size_t k = 0; g->listen_fds && k < nb * dp->nworkers; k++)
+        if (g->listen_fds[k] >= 0)
+            close(g->listen_fds[k]);
+    free(g->unix_fds);
+    free(g->listen_fds);
+    free(g->bind_id);
+    free(g->targets);
+    free(g->procs);
+    ms_route_table_free(g->routes);
+    ms_payload_set_free(g->payloads);
+    ms_tls_server_free(g->tls);
+    ms_manifest_free(g->m);
+    free(g);
+}
+
+/* The control loop: free the generations nobody uses any more. */
+static void reap(ms_dataplane *dp)
+{
+    for (ms_gen **pp = &dp->gens; *pp;) {
+        ms_gen *g = *pp;
+        if (__atomic_load_n(&g->dead, __ATOMIC_ACQUIRE)) {
+            *pp = g->next;
+            gen_free(g);
+        } else {
+            pp = &g->next;
+        }
+    }
+}
+
+static void on_reap(uv_async_t *a)
+{
+    reap(a->data);
+}
+
+/* One holder less; the last one marks it dead (any thread). */
+static void gen_release(ms_gen *g)
+{
+    if (__atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    ms_dataplane *dp = g->dp;
+    __atomic_store_n(&g->dead, 1, __ATOMIC_RELEASE);
+    if (dp->cfg.inline_worker)
+        reap(dp); /* one thread: the caller's */
+    else if (dp->reap_async_open)
+        uv_async_send(&dp->reap_async);
+}
+
+void ms_wgen_drop(ms_wgen *g)
+{
+    assert(g->refs > 0);
+    if (--g->refs > 0)
+        return;
+    ms_worker *w = g->w;
+    assert(g != w->cur);
+    for (ms_wgen **pp = &w->gens; *pp; pp = &(*pp)->next) {
+        if (*pp == g) {
+            *pp = g->next;
+            break;
+        }
+    }
+    gen_release(g->gen);
+}
+
+/* The metrics slot for (bind, route, target): the one counted so far, or
+ * a new one. UINT32_MAX: out of memory or out of slots. */
+static uint32_t slot_for(ms_dataplane *dp, const char *bind, const char *route, const char *target)
+{
+    for (uint32_t s = 0; s < dp->nslots; s++)
+        if (strcmp(dp->slots[s].bind, bind) == 0 && strcmp(dp->slots[s].route, route) == 0 &&
+            strcmp(dp->slots[s].target, target) == 0)
+            return s;
+    if (dp->nslots >= MS_SLOT_CHUNK * MS_SLOT_CHUNKS)
+        return UINT32_MAX;
+    if (dp->nslots == dp->slots_cap) {
+        uint32_t cap = dp->slots_cap ? dp->slots_cap * 2 : 64;
+        ms_slot_info *n = realloc(dp->slots, cap * sizeof *n);
+        if (!n)
+            return UINT32_MAX;
+        dp->slots = n;
+        dp->slots_cap = cap;
+    }
+    uint32_t s = dp->nslots;
+    /* every worker's counters for it exist before a generation names it */
+    for (unsigned i = 0; i < dp->nworkers; i++) {
+        ms_worker *w = &dp->workers[i];
+        if (!w->slot_chunk[s / MS_SLOT_CHUNK]) {
+            w->slot_chunk[s / MS_SLOT_CHUNK] = calloc(MS_SLOT_CHUNK, sizeof(ms_slot_stats));
+            if (!w->slot_chunk[s / MS_SLOT_CHUNK])
+                return UINT32_MAX;
+        }
+    }
+    char *b = strdup(bind), *r = strdup(route), *t = strdup(target);
+    if (!b || !r || !t) {
+        free(b);
+        free(r);
+        free(t);
+        return UINT32_MAX;
+    }
+    dp->slots[s] = (ms_slot_info){ b, r, t };
+    dp->nslots++;
+    return s;
+}
+
+static uint32_t bind_id_for(ms_dataplane *dp, const char *name)
+{
+    for (uint32_t i = 0; i < dp->nbind_names; i++)
+        if (strcmp(dp->bind_names[i], name) == 0)
+            return i;
+    if (dp->nbind_names >= MS_BIND_IDS)
+        return UINT32_MAX;
+    char *n = strdup(name);
+    if (!n)
+        return UINT32_MAX;
+    dp->bind_names[dp->nbind_names] = n;
+    return dp->nbind_names++;
+}
+
+static bool gen_setup_slots(ms_gen *g)
+{
+    ms_dataplane *dp = g->dp;
+    const ms_route_table *rt = g->routes;
+    size_t nb = rt->nbinds ? rt->nbinds : 1;
+    g->nomatch_slot = calloc(nb, sizeof *g->nomatch_slot);
+    g->route_slot = calloc(nb, sizeof *g->route_slot);
+    g->static_slot = calloc(nb, sizeof *g->static_slot);
+    g->static_fd = calloc(nb, sizeof *g->static_fd);
+    if (!g->nomatch_slot || !g->route_slot || !g->static_slot || !g->static_fd)
+        return false;
+    for (size_t b = 0; b < rt->nbinds; b++) {
+        const ms_rt_bind *rb = &rt->binds[b];
+        g->static_slot[b] = calloc(rb->nstatics ? rb->nstatics : 1, sizeof **g->static_slot);
+        g->static_fd[b] = calloc(rb->nstatics ? rb->nstatics : 1, sizeof **g->static_fd);
+        g->route_slot[b] = calloc(rb->nroutes ? rb->nroutes : 1, sizeof **g->route_slot);
+        if (!g->static_slot[b] || !g->static_fd[b] || !g->route_slot[b])
+            return false;
+        for (size_t i = 0; i < rb->nstatics; i++)
+            g->static_fd[b][i] = -1;
+        if ((g->nomatch_slot[b] = slot_for(dp, rb->bind->name, "", "none")) == UINT32_MAX)
+            return false;
+        for (size_t i = 0; i < rb->nstatics; i++) {
+            g->static_slot[b][i] = slot_for(dp, rb->bind->name, rb->statics[i]->prefix, "static");
+            if (g->static_slot[b][i] == UINT32_MAX)
+                return false;
+            g->static_fd[b][i] = open(rb->statics[i]->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        }
+        for (size_t i = 0; i < rb->nroutes; i++) {
+            g->route_slot[b][i] = slot_for(dp, rb->bind->name, rb->routes[i].route->pattern,
+                                           rb->routes[i].target->name);
+            if (g->route_slot[b][i] == UINT32_MAX)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* A generation for cfg, with no listening sockets yet. The caller's cfg
+ * routes, payloads and tls become its own only once it is published (the
+ * caller clears them from a failed one before gen_free). NULL + why. */
+static ms_gen *gen_new(ms_dataplane *dp, const ms_dp_config *cfg, char *why, size_t why_len)
+{
+    const ms_manifest *m = cfg->m;
+    for (size_t b = 0; b < m->global.nbinds; b++) {
+        if (m->global.binds[b].tls && !cfg->tls) {
+            snprintf(why, why_len, "bind \"%s\" (%s) terminates TLS, and no TLS configuration was given",
+                     m->global.binds[b].name, m->global.binds[b].addr.text);
+            return NULL;
+        }
+    }
+    ms_gen *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    g->dp = dp;
+    g->m = ms_manifest_ref((ms_manifest *)m);
+    g->routes = (ms_route_table *)cfg->routes;
+    g->payloads = (ms_payload_set *)cfg->payloads;
+    g->tls = cfg->tls;
+    g->refs = (int)dp->nworkers + 1;
+    size_t ns = m->nships ? m->nships : 1, nb = m->global.nbinds ? m->global.nbinds : 1;
+    g->targets = calloc(ns, sizeof *g->targets);
+    g->bind_id = calloc(nb, sizeof *g->bind_id);
+    g->unix_fds = calloc(nb, sizeof *g->unix_fds);
+    g->listen_fds = calloc(nb * dp->nworkers, sizeof *g->listen_fds);
+    g->wg = calloc(dp->nworkers, sizeof *g->wg);
+    if (g->unix_fds)
+        for (size_t b = 0; b < nb; b++)
+            g->unix_fds[b] = -1;
+    if (g->listen_fds)
+        for (size_t k = 0; k < nb * dp->nworkers; k++)
+            g->listen_fds[k] = -1;
+    if (cfg->procs) {
+        g->procs = calloc(ns, sizeof *g->procs);
+        if (g->procs)
+            memcpy(g->procs, cfg->procs, m->nships * sizeof *g->procs);
+    }
+    uint32_t nslots_before = dp->nslots;
+    if (!g->targets || !g->bind_id || !g->unix_fds || !g->listen_fds || !g->wg || (cfg->procs && !g->procs) ||
+        !gen_setup_slots(g)) {
+        snprintf(why, why_len, "out of memory");
+        goto fail;
+    }
+    for (size_t b = 0; b < m->global.nbinds; b++) {
+        if ((g->bind_id[b] = bind_id_for(dp, m->global.binds[b].name)) == UINT32_MAX) {
+            snprintf(why, why_len, "too many bind names over the data plane's life (at most %d)", MS_BIND_IDS);
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < m->nships; i++)
+        if (m->ships[i].has_bind && !ms_target_from_addr(&m->ships[i].bind, &g->targets[i], why, why_len))
+            goto fail;
+    for (unsigned i = 0; i < dp->nworkers; i++) {
+        ms_wgen *wg = &g->wg[i];
+        ms_worker *w = &dp->workers[i];
+        wg->gen = g;
+        wg->w = w;
+        wg->m = g->m;
+        wg->routes = g->routes;
+        wg->payloads = g->payloads;
+        wg->procs = g->procs;
+        wg->targets = g->targets;
+        wg->nomatch_slot = g->nomatch_slot;
+        wg->route_slot = g->route_slot;
+        wg->static_slot = g->static_slot;
+        wg->static_fd = g->static_fd;
+        wg->bind_id = g->bind_id;
+        wg->tls = g->tls;
+        wg->pools = calloc(ns, sizeof *wg->pools);
+        wg->pool_len = calloc(ns, sizeof *wg->pool_len);
+        if (!wg->pools || !wg->pool_len) {
+            snprintf(why, why_len, "out of memory");
+            goto fail;
+        }
+        if (g->payloads && ms_payload_count(g->payloads) > 0) {
+            wg->pw = ms_payload_worker_new(g->payloads);
+            if (!wg->pw) {
+                snprintf(why, why_len, "cannot instantiate the payloads");
+                goto fail;
+            }
+            ms_payload_worker_set_log(wg->pw, ms_worker_payload_log, w);
+        }
+        if (g->tls && (!w->tls_rbuf || !w->tls_hs)) {
+            if (!w->tls_rbuf)
+                w->tls_rbuf = malloc(MS_TLS_RBUF);
+            if (!w->tls_hs)
+                w->tls_hs = calloc((size_t)MS_BIND_IDS * MS_TLS_HS_COUNT, sizeof *w->tls_hs);
+            if (!w->tls_rbuf || !w->tls_hs) {
+                snprintf(why, why_len, "out of memory");
+                goto fail;
+            }
+        }
+    }
+    return g;
+fail:
+    /* slots added for it are dropped (their counters are zero) */
+    for (uint32_t s = nslots_before; s < dp->nslots; s++) {
+        free((char *)dp->slots[s].bind);
+        free((char *)dp->slots[s].route);
+        free((char *)dp->slots[s].target);
+    }
+    dp->nslots = nslots_before;
+    for (unsigned i = 0; i < dp->nworkers; i++) { /* instances of the caller's payloads */
+        ms_payload_worker_free(g->wg ? g->wg[i].pw : NULL);
+        if (g->wg)
+            g->wg[i].pw = NULL;
+    }
+    gen_free_maps(g);
+    g->routes = NULL;
+    g->payloads = NULL;
+    g->tls = NULL;
+    gen_free(g);
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- payload log */
@@ -129,6 +505,143 @@ static void on_worker_handle_closed(uv_handle_t *h)
     (void)h;
 }
 
+static void on_listener_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void listener_close(ms_worker *w, ms_listener *l)
+{
+    for (ms_listener **pp = &w->listeners; *pp; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    }
+    l->open = false;
+    uv_close(&l->io.h, on_listener_closed);
+}
+
+static void listeners_close_all(ms_worker *w)
+{
+    while (w->listeners)
+        listener_close(w, w->listeners);
+}
+
+/* A listener on fd (taken in every case) for bind b of the worker's
+ * current generation; 0 or a libuv error. */
+static int listener_open(ms_worker *w, uint32_t b, int fd)
+{
+    const ms_bind *bind = &w->cur->m->global.binds[b];
+    ms_listener *l = calloc(1, sizeof *l);
+    if (!l) {
+        close(fd);
+        return UV_ENOMEM;
+    }
+    l->w = w;
+    l->bind_idx = b;
+    l->is_unix = bind->addr.kind == MS_ADDR_UNIX;
+    int rc = l->is_unix ? uv_pipe_init(&w->loop, &l->io.pipe, 0) : uv_tcp_init(&w->loop, &l->io.tcp);
+    if (rc != 0) {
+        close(fd);
+        free(l);
+        return rc;
+    }
+    l->io.h.data = l;
+    l->open = true;
+    l->next = w->listeners;
+    w->listeners = l;
+    rc = l->is_unix ? uv_pipe_open(&l->io.pipe, fd) : uv_tcp_open(&l->io.tcp, fd);
+    if (rc != 0)
+        close(fd);
+    if (rc == 0)
+        rc = uv_listen(&l->io.s, 1024, on_connection);
+    if (rc != 0)
+        listener_close(w, l);
+    return rc;
+}
+
+/* The worker moves to generation ng (its thread, or before it runs):
+ * listeners of binds that stay are kept, others close, new ones open;
+ * connections of binds that left are drained; idle upstream connections
+ * of the old generation close; the old one is given back once its last
+ * request ends. false + why: a listener could not be opened. */
+static bool worker_take(ms_worker *w, ms_wgen *ng, char *why, size_t why_len)
+{
+    ms_wgen *old = w->cur;
+    ms_gen *g = ng->gen;
+    assert(!ng->applied && ng->refs == 0);
+    ng->applied = true;
+    ng->refs = 1; /* current */
+    ng->next = w->gens;
+    w->gens = ng;
+    for (ms_listener *l = w->listeners, *next; l; l = next) {
+        next = l->next;
+        int nb = old ? ms_wgen_bind_in(old, l->bind_idx, ng) : -1;
+        if (nb >= 0)
+            l->bind_idx = (uint32_t)nb;
+        else
+            listener_close(w, l);
+    }
+    w->cur = ng;
+    w->max_conns = (g->m->global.http.max_connections + w->dp->nworkers - 1) / w->dp->nworkers;
+    bool ok = true;
+    size_t nb = g->m->global.nbinds;
+    for (size_t b = 0; b < nb; b++) {
+        int *fd = &g->listen_fds[(size_t)w->id * nb + b];
+        if (*fd < 0)
+            continue;
+        int take = *fd;
+        *fd = -1;
+        if (w->stopping || w->draining) {
+            close(take);
+            continue;
+        }
+        int rc = listener_open(w, (uint32_t)b, take);
+        if (rc != 0 && ok) {
+            ok = false;
+            snprintf(why, why_len, "bind \"%s\" (%s): %s", g->m->global.binds[b].name, g->m->global.binds[b].addr.text,
+                     uv_strerror(rc));
+        }
+    }
+    if (old) {
+        for (ms_conn *c = w->conns, *next; c; c = next) {
+            next = c->next;
+            if (ms_wgen_bind_in(c->g, c->bind_idx, ng) < 0)
+                ms_conn_drain_start(c); /* its bind is gone: idle ones close, busy ones finish */
+        }
+        ms_pool_close_gen(old);
+        ms_wgen_drop(old);
+    }
+    return ok;
+}
+
+static void on_gen_async(uv_async_t *a)
+{
+    ms_worker *w = a->data;
+    ms_dataplane *dp = w->dp;
+    for (;;) {
+        uv_mutex_lock(&dp->gen_lock);
+        ms_gen *n = w->cur->gen->newer;
+        uv_mutex_unlock(&dp->gen_lock);
+        if (!n)
+            break;
+        char why[256];
+        if (!worker_take(w, &n->wg[w->id], why, sizeof why) && dp->cfg.log)
+            ms_log_event(dp->cfg.log, MS_ERROR, NULL, "reload", "worker %u: %s", w->id + 1, why);
+    }
+    if (__atomic_load_n(&w->drain_requested, __ATOMIC_ACQUIRE) && !w->draining) {
+        w->draining = true;
+        listeners_close_all(w);
+        for (ms_conn *c = w->conns, *next; c; c = next) {
+            next = c->next;
+            ms_conn_drain_start(c);
+        }
+        ms_h2_worker_stop(w);
+        ms_pool_close_all(w);
+    }
+}
+
 void ms_worker_maybe_done(ms_worker *w)
 {
     if (!w->stopping || w->closed || w->nconns > 0 || w->nups > 0 || w->nh2conns > 0)
@@ -136,6 +649,7 @@ void ms_worker_maybe_done(ms_worker *w)
     w->closed = true;
     ms_ws_worker_close(w);
     uv_close((uv_handle_t *)&w->stop_async, on_worker_handle_closed);
+    uv_close((uv_handle_t *)&w->gen_async, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->drain_timer, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->date_timer, on_worker_handle_closed);
 }
@@ -176,12 +690,7 @@ static void on_stop(uv_async_t *a)
     if (w->stopping)
         return;
     w->stopping = true;
-    for (size_t i = 0; i < w->nlisteners; i++) {
-        if (w->listeners[i].open) {
-            w->listeners[i].open = false;
-            uv_close(&w->listeners[i].io.h, on_worker_handle_closed);
-        }
-    }
+    listeners_close_all(w);
     /* idle keep-alive connections go now; busy ones finish their request */
     for (ms_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
@@ -285,43 +794,6 @@ static int unix_listen_socket(const char *path, char *why, size_t why_len)
 /* ---------------------------------------------------------------- start */
 static void on_all_done(uv_async_t *a);
 
-static bool setup_slots(ms_dataplane *dp)
-{
-    const ms_route_table *rt = dp->cfg.routes;
-    uint32_t n = 0;
-    for (size_t b = 0; b < rt->nbinds; b++)
-        n += 1 + (uint32_t)rt->binds[b].nstatics + (uint32_t)rt->binds[b].nroutes;
-    dp->nslots = n;
-    dp->slots = calloc(n ? n : 1, sizeof *dp->slots);
-    dp->nomatch_slot = calloc(rt->nbinds ? rt->nbinds : 1, sizeof *dp->nomatch_slot);
-    dp->route_slot = calloc(rt->nbinds ? rt->nbinds : 1, sizeof *dp->route_slot);
-    dp->static_slot = calloc(rt->nbinds ? rt->nbinds : 1, sizeof *dp->static_slot);
-    dp->static_fd = calloc(rt->nbinds ? rt->nbinds : 1, sizeof *dp->static_fd);
-    if (!dp->slots || !dp->nomatch_slot || !dp->route_slot || !dp->static_slot || !dp->static_fd)
-        return false;
-    uint32_t k = 0;
-    for (size_t b = 0; b < rt->nbinds; b++) {
-        const ms_rt_bind *rb = &rt->binds[b];
-        dp->nomatch_slot[b] = k;
-        dp->slots[k++] = (ms_slot_info){ rb->bind->name, "", "none" };
-        dp->static_slot[b] = calloc(rb->nstatics ? rb->nstatics : 1, sizeof **dp->static_slot);
-        dp->static_fd[b] = calloc(rb->nstatics ? rb->nstatics : 1, sizeof **dp->static_fd);
-        dp->route_slot[b] = calloc(rb->nroutes ? rb->nroutes : 1, sizeof **dp->route_slot);
-        if (!dp->static_slot[b] || !dp->static_fd[b] || !dp->route_slot[b])
-            return false;
-        for (size_t i = 0; i < rb->nstatics; i++) {
-            dp->static_slot[b][i] = k;
-            dp->slots[k++] = (ms_slot_info){ rb->bind->name, rb->statics[i]->prefix, "static" };
-            dp->static_fd[b][i] = open(rb->statics[i]->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        }
-        for (size_t i = 0; i < rb->nroutes; i++) {
-            dp->route_slot[b][i] = k;
-            dp->slots[k++] = (ms_slot_info){ rb->bind->name, rb->routes[i].route->pattern, rb->routes[i].target->name };
-        }
-    }
-    return true;
-}
-
 unsigned ms_dataplane_worker_count(const ms_dp_config *cfg)
 {
     if (cfg->inline_worker)
@@ -332,18 +804,90 @@ unsigned ms_dataplane_worker_count(const ms_dp_config *cfg)
     return cpus > 0 ? (unsigned)cpus : 1;
 }
 
+/* The listening sockets generation g needs that older (NULL: none) does
+ * not have: opened here, on the control loop, so that a bind that cannot
+ * be opened fails the start or reload before anything changes. */
+static bool gen_open_sockets(ms_dataplane *dp, ms_gen *g, const ms_gen *older, char *why, size_t why_len)
+{
+    const ms_manifest *m = g->m;
+    size_t nb = m->global.nbinds;
+    for (size_t b = 0; b < nb && !dp->cfg.inline_worker; b++) {
+        const ms_bind *bind = &m->global.binds[b];
+        if (older && bind_find(older->m, bind) >= 0)
+            continue; /* its listeners stay */
+        char err[200] = "";
+        if (bind->addr.kind == MS_ADDR_UNIX) {
+            g->unix_fds[b] = unix_listen_socket(bind->addr.path, err, sizeof err);
+            for (unsigned i = 0; g->unix_fds[b] >= 0 && i < dp->nworkers && !err[0]; i++)
+                if ((g->listen_fds[i * nb + b] = fcntl(g->unix_fds[b], F_DUPFD_CLOEXEC, 0)) < 0)
+                    snprintf(err, sizeof err, "%s", strerror(errno));
+        } else {
+            for (unsigned i = 0; i < dp->nworkers && !err[0]; i++)
+                g->listen_fds[i * nb + b] = tcp_listen_socket(&bind->addr, err, sizeof err);
+        }
+        if (err[0]) {
+            snprintf(why, why_len, "bind \"%s\" (%s): %s", bind->name, bind->addr.text, err);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* g replaces older: Unix sockets of binds that stay move to g; those of
+ * binds that left are closed, and their file removed unless g listens
+ * there too. */
+static void gen_move_unix(ms_gen *older, ms_gen *g)
+{
+    const ms_manifest *om = older->m, *m = g->m;
+    for (size_t b = 0; b < m->global.nbinds; b++) {
+        int ob = bind_find(om, &m->global.binds[b]);
+        if (ob >= 0 && older->unix_fds[ob] >= 0) {
+            g->unix_fds[b] = older->unix_fds[ob];
+            older->unix_fds[ob] = -1;
+        }
+    }
+    for (size_t ob = 0; ob < om->global.nbinds; ob++) {
+        if (older->unix_fds[ob] < 0)
+            continue;
+        close(older->unix_fds[ob]);
+        older->unix_fds[ob] = -1;
+        bool reused = false;
+        for (size_t b = 0; b < m->global.nbinds; b++)
+            reused |= m->global.binds[b].addr.kind == MS_ADDR_UNIX &&
+                      strcmp(m->global.binds[b].addr.path, om->global.binds[ob].addr.path) == 0;
+        if (!reused)
+            unlink(om->global.binds[ob].addr.path);
+    }
+}
+
+/* A generation that is not published gives the caller's objects back. */
+static void gen_discard(ms_gen *g)
+{
+    for (unsigned i = 0; i < g->dp->nworkers; i++) {
+        ms_payload_worker_free(g->wg[i].pw);
+        g->wg[i].pw = NULL;
+    }
+    gen_free_maps(g);
+    g->routes = NULL;
+    g->payloads = NULL;
+    g->tls = NULL;
+    gen_free(g);
+}
+
+static bool payload_sums_fit(ms_dataplane *dp, size_t n)
+{
+    if (n <= dp->npayload_sums && dp->payload_sums)
+        return true;
+    ms_payload_stats *p = realloc(dp->payload_sums, (n ? n : 1) * sizeof *p);
+    if (!p)
+        return false;
+    dp->payload_sums = p;
+    dp->npayload_sums = n;
+    return true;
+}
+
 ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, char *why, size_t why_len)
 {
-    const ms_manifest *m = cfg->m;
-    bool any_tls = false;
-    for (size_t b = 0; b < m->global.nbinds; b++) {
-        if (m->global.binds[b].tls && !cfg->tls) {
-            snprintf(why, why_len, "bind \"%s\" (%s) terminates TLS, and no TLS configuration was given",
-                     m->global.binds[b].name, m->global.binds[b].addr.text);
-            return NULL;
-        }
-        any_tls |= m->global.binds[b].tls;
-    }
     ms_dataplane *dp = calloc(1, sizeof *dp);
     if (!dp) {
         snprintf(why, why_len, "out of memory");
@@ -351,6 +895,11 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
     }
     dp->control = control;
     dp->cfg = *cfg;
+    dp->cfg.m = NULL; /* in the generations from here on */
+    dp->cfg.routes = NULL;
+    dp->cfg.payloads = NULL;
+    dp->cfg.tls = NULL;
+    dp->cfg.procs = NULL;
     unsigned nw = ms_dataplane_worker_count(cfg);
     if (cfg->hub && cfg->hub->nworkers != nw) {
         snprintf(why, why_len, "internal error: the docking hub has %u workers, the data plane %u",
@@ -360,30 +909,11 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
     }
     dp->nworkers = nw;
     dp->workers = calloc(nw, sizeof *dp->workers);
-    dp->targets = calloc(m->nships ? m->nships : 1, sizeof *dp->targets);
-    dp->unix_fds = calloc(m->global.nbinds ? m->global.nbinds : 1, sizeof *dp->unix_fds);
-    dp->payload_sums = calloc(m->nmodules ? m->nmodules : 1, sizeof *dp->payload_sums);
-    for (size_t b = 0; dp->unix_fds && b < m->global.nbinds; b++)
-        dp->unix_fds[b] = -1; /* before any failure: ms_dataplane_free closes those >= 0 */
-    if (!dp->workers || !dp->targets || !dp->unix_fds || !dp->payload_sums || !setup_slots(dp)) {
+    if (!dp->workers || uv_mutex_init(&dp->gen_lock) != 0) {
         snprintf(why, why_len, "out of memory");
         goto fail_early;
     }
-    for (size_t i = 0; i < m->nships; i++) {
-        if (m->ships[i].has_bind && !ms_target_from_addr(&m->ships[i].bind, &dp->targets[i], why, why_len))
-            goto fail_early;
-    }
-    for (size_t b = 0; b < m->global.nbinds; b++) {
-        const ms_bind *bind = &m->global.binds[b];
-        if (bind->addr.kind == MS_ADDR_UNIX && !cfg->inline_worker) {
-            char err[200];
-            dp->unix_fds[b] = unix_listen_socket(bind->addr.path, err, sizeof err);
-            if (dp->unix_fds[b] < 0) {
-                snprintf(why, why_len, "bind \"%s\" (%s): %s", bind->name, bind->addr.text, err);
-                goto fail_early;
-            }
-        }
-    }
+    dp->gen_lock_init = true;
     uint8_t seed[8] = { 0 };
     if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
         memcpy(seed, &(uint64_t){ ms_now_us() }, sizeof seed);
@@ -391,52 +921,39 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         ms_worker *w = &dp->workers[i];
         w->dp = dp;
         w->id = i;
-        w->dp_manifest = m;
-        w->routes = cfg->routes;
-        w->dp_payloads = cfg->payloads;
-        w->targets = dp->targets;
-        w->nomatch_slot = dp->nomatch_slot;
-        w->route_slot = dp->route_slot;
-        w->static_slot = dp->static_slot;
-        w->static_fd = dp->static_fd;
-        w->max_conns = (cfg->m->global.http.max_connections + nw - 1) / nw;
         w->tmpdir = getenv("TMPDIR"); /* read here, on the main thread, once */
         memcpy(&w->rng, seed, sizeof w->rng);
         w->rng ^= (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ULL;
         if (!w->rng)
             w->rng = 1;
-        w->slots = calloc(dp->nslots ? dp->nslots : 1, sizeof *w->slots);
-        w->pools = calloc(m->nships ? m->nships : 1, sizeof *w->pools);
-        w->pool_len = calloc(m->nships ? m->nships : 1, sizeof *w->pool_len);
-        w->listeners = calloc(m->global.nbinds ? m->global.nbinds : 1, sizeof *w->listeners);
         w->match_data = ms_pattern_match_data_new();
-        if (any_tls) {
-            w->tls = cfg->tls;
-            w->tls_rbuf = malloc(MS_TLS_RBUF);
-            w->tls_hs = calloc(m->global.nbinds * MS_TLS_HS_COUNT, sizeof *w->tls_hs);
-            if (!w->tls_rbuf || !w->tls_hs) {
-                snprintf(why, why_len, "out of memory");
-                goto fail_early;
-            }
-        }
+        w->phdrs = calloc(MS_MAX_HEADERS, sizeof *w->phdrs);
         ms_payload_result_init(&w->pres);
-        if (cfg->payloads && ms_payload_count(cfg->payloads) > 0) {
-            w->pw = ms_payload_worker_new(cfg->payloads);
-            w->phdrs = calloc(MS_MAX_HEADERS, sizeof *w->phdrs);
-            if (!w->pw || !w->phdrs) {
-                snprintf(why, why_len, "cannot instantiate the payloads");
-                goto fail_early;
-            }
-            ms_payload_worker_set_log(w->pw, ms_worker_payload_log, w);
-        }
-        if (!w->slots || !w->pools || !w->pool_len || !w->listeners || !w->match_data ||
-            uv_loop_init(&w->loop) != 0) {
+        if (!w->match_data || !w->phdrs) {
             snprintf(why, why_len, "out of memory");
-            goto fail_early; /* loops not yet running: nothing to close but memory */
+            goto fail_early;
+        }
+    }
+    ms_gen *g = gen_new(dp, cfg, why, why_len);
+    if (!g)
+        goto fail_early;
+    dp->gen = dp->gens = g;
+    if (!gen_open_sockets(dp, g, NULL, why, why_len) || !payload_sums_fit(dp, cfg->m->nmodules)) {
+        if (!why[0])
+            snprintf(why, why_len, "out of memory");
+        goto fail_early;
+    }
+    for (unsigned i = 0; i < nw; i++) {
+        ms_worker *w = &dp->workers[i];
+        if (uv_loop_init(&w->loop) != 0) {
+            snprintf(why, why_len, "out of memory");
+            goto fail_started; /* earlier loops have handles to close */
         }
         w->loop_open = true;
         uv_async_init(&w->loop, &w->stop_async, on_stop);
         w->stop_async.data = w;
+        uv_async_init(&w->loop, &w->gen_async, on_gen_async);
+        w->gen_async.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
         uv_timer_init(&w->loop, &w->date_timer);
@@ -448,36 +965,11 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
             snprintf(why, why_len, "out of memory");
             goto fail_started;
         }
-        for (size_t b = 0; b < m->global.nbinds && !cfg->inline_worker; b++) {
-            const ms_bind *bind = &m->global.binds[b];
-            ms_listener *l = &w->listeners[w->nlisteners];
-            l->w = w;
-            l->bind_idx = (uint32_t)b;
-            l->is_unix = bind->addr.kind == MS_ADDR_UNIX;
-            char err[200] = "";
-            int fd = l->is_unix ? dup(dp->unix_fds[b]) : tcp_listen_socket(&bind->addr, err, sizeof err);
-            int rc = fd < 0 ? -1 : l->is_unix ? uv_pipe_init(&w->loop, &l->io.pipe, 0) : uv_tcp_init(&w->loop, &l->io.tcp);
-            if (rc == 0) {
-                l->io.h.data = l;
-                l->open = true;
-                w->nlisteners++;
-                rc = l->is_unix ? uv_pipe_open(&l->io.pipe, fd) : uv_tcp_open(&l->io.tcp, fd);
-                if (rc == 0)
-                    rc = uv_listen(&l->io.s, 1024, on_connection);
-                if (rc != 0)
-                    snprintf(err, sizeof err, "%s", uv_strerror(rc));
-            } else if (fd >= 0) {
-                close(fd);
-            }
-            if (rc != 0) {
-                snprintf(why, why_len, "bind \"%s\" (%s): %s", bind->name, bind->addr.text,
-                         err[0] ? err : "cannot listen");
-                goto fail_started;
-            }
-        }
+        if (!worker_take(w, &g->wg[i], why, why_len))
+            goto fail_started;
     }
-    if (cfg->tls)
-        ms_tls_server_set_h2(cfg->tls, true); /* h2.c serves the streams of ALPN h2 */
+    if (g->tls)
+        ms_tls_server_set_h2(g->tls, true); /* h2.c serves the streams of ALPN h2 */
     if (cfg->inline_worker)
         return dp;
     for (unsigned i = 0; i < nw; i++) {
@@ -490,14 +982,22 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         dp->workers[i].thread_started = true;
     }
     /* opened once every thread runs, so that a failed start leaves nothing
-     * on the control loop; no worker ends before ms_dataplane_stop */
+     * on the control loop; no worker ends before ms_dataplane_stop, and
+     * none gives a generation back before the first reload */
     int rc = uv_async_init(control, &dp->done_async, on_all_done);
+    if (rc == 0) {
+        rc = uv_async_init(control, &dp->reap_async, on_reap);
+        if (rc != 0)
+            uv_close((uv_handle_t *)&dp->done_async, NULL);
+    }
     if (rc != 0) {
         snprintf(why, why_len, "cannot start the data plane: %s", uv_strerror(rc));
         stop_started_workers(dp);
         goto fail_started;
     }
     dp->done_async.data = dp;
+    dp->reap_async.data = dp;
+    __atomic_store_n(&dp->reap_async_open, true, __ATOMIC_RELEASE);
     __atomic_store_n(&dp->done_async_open, true, __ATOMIC_RELEASE);
     return dp;
 fail_started:
@@ -508,15 +1008,20 @@ fail_started:
         if (!w->loop_open || w->closed)
             continue;
         w->stopping = true;
-        for (size_t k = 0; k < w->nlisteners; k++)
-            uv_close(&w->listeners[k].io.h, NULL);
+        listeners_close_all(w);
         ms_ws_worker_close(w);
         uv_close((uv_handle_t *)&w->stop_async, NULL);
+        uv_close((uv_handle_t *)&w->gen_async, NULL);
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
         uv_close((uv_handle_t *)&w->date_timer, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
     }
 fail_early:
+    if (dp->gen) { /* the caller's routes, payloads and TLS stay the caller's */
+        dp->gens = NULL;
+        gen_discard(dp->gen);
+        dp->gen = NULL;
+    }
     ms_dataplane_free(dp);
     return NULL;
 }
@@ -527,6 +1032,16 @@ static void on_done_async_closed(uv_handle_t *h)
     ms_dataplane *dp = h->data;
     if (dp->done)
         dp->done(dp->done_arg);
+}
+
+static void drain_finish(ms_dataplane *dp)
+{
+    if (!dp->drain_poll_open)
+        return;
+    dp->drain_poll_open = false;
+    uv_close((uv_handle_t *)&dp->drain_poll, NULL);
+    if (dp->drain_done)
+        dp->drain_done(dp->drain_arg);
 }
 
 static void on_all_done(uv_async_t *a)
@@ -546,7 +1061,10 @@ static void on_all_done(uv_async_t *a)
         }
     }
     __atomic_store_n(&dp->done_async_open, false, __ATOMIC_RELAXED); /* every worker is joined */
-    uv_close((uv_handle_t *)&dp->done_async, on_done_async_closed);
+    __atomic_store_n(&dp->reap_async_open, false, __ATOMIC_RELAXED);
+    drain_finish(dp);
+    uv_close((uv_handle_t *)&dp->reap_async, NULL);
+    uv_close((uv_handle_t *)&dp->done_async, on_done_async_closed); /* last: its callback may free dp */
 }
 
 void ms_dataplane_stop(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *), void *arg)
@@ -566,17 +1084,20 @@ void ms_dataplane_free(ms_dataplane *dp)
 {
     if (!dp)
         return;
-    const ms_route_table *rt = dp->cfg.routes;
     for (unsigned i = 0; dp->workers && i < dp->nworkers; i++) {
         ms_worker *w = &dp->workers[i];
         if (w->loop_open)
             uv_loop_close(&w->loop);
-        free(w->slots);
-        free(w->pools);
-        free(w->pool_len);
-        free(w->listeners);
+    }
+    for (ms_gen *g = dp->gens, *next; g; g = next) { /* every worker is done with them */
+        next = g->next;
+        gen_free(g);
+    }
+    for (unsigned i = 0; dp->workers && i < dp->nworkers; i++) {
+        ms_worker *w = &dp->workers[i];
+        for (size_t k = 0; k < MS_SLOT_CHUNKS; k++)
+            free(w->slot_chunk[k]);
         ms_pattern_match_data_free(w->match_data);
-        ms_payload_worker_free(w->pw);
         ms_payload_result_free(&w->pres);
         free(w->phdrs);
         ms_ws_worker_free(w);
@@ -585,33 +1106,98 @@ void ms_dataplane_free(ms_dataplane *dp)
         free(w->tls_hs);
     }
     free(dp->workers);
-    for (size_t b = 0; rt && b < rt->nbinds; b++) {
-        if (dp->static_fd && dp->static_fd[b])
-            for (size_t i = 0; i < rt->binds[b].nstatics; i++)
-                if (dp->static_fd[b][i] >= 0)
-                    close(dp->static_fd[b][i]);
-        if (dp->static_fd)
-            free(dp->static_fd[b]);
-        if (dp->static_slot)
-            free(dp->static_slot[b]);
-        if (dp->route_slot)
-            free(dp->route_slot[b]);
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        free((char *)dp->slots[s].bind);
+        free((char *)dp->slots[s].route);
+        free((char *)dp->slots[s].target);
     }
-    for (size_t b = 0; dp->unix_fds && b < dp->cfg.m->global.nbinds; b++) {
-        if (dp->unix_fds[b] >= 0) {
-            close(dp->unix_fds[b]);
-            unlink(dp->cfg.m->global.binds[b].addr.path);
-        }
-    }
-    free(dp->unix_fds);
-    free(dp->static_fd);
-    free(dp->static_slot);
-    free(dp->route_slot);
-    free(dp->nomatch_slot);
     free(dp->slots);
-    free(dp->targets);
+    for (uint32_t i = 0; i < dp->nbind_names; i++)
+        free(dp->bind_names[i]);
+    if (dp->gen_lock_init)
+        uv_mutex_destroy(&dp->gen_lock);
     free(dp->payload_sums);
     free(dp);
+}
+
+/* ---------------------------------------------------------------- reload, drain */
+bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, size_t why_len)
+{
+    if (dp->stop_requested) {
+        snprintf(why, why_len, "the data plane is stopping");
+        return false;
+    }
+    if (cfg->hub && cfg->hub != dp->cfg.hub) {
+        snprintf(why, why_len, "internal error: the docking hub cannot change while the data plane runs");
+        return false;
+    }
+    why[0] = '\0';
+    ms_gen *older = dp->gen;
+    ms_gen *g = gen_new(dp, cfg, why, why_len);
+    if (!g)
+        return false;
+    if (!gen_open_sockets(dp, g, older, why, why_len) || !payload_sums_fit(dp, cfg->m->nmodules)) {
+        if (!why[0])
+            snprintf(why, why_len, "out of memory");
+        gen_discard(g);
+        return false;
+    }
+    /* nothing fails from here on */
+    gen_move_unix(older, g);
+    if (g->tls)
+        ms_tls_server_set_h2(g->tls, true);
+    g->next = dp->gens;
+    dp->gens = g;
+    uv_mutex_lock(&dp->gen_lock);
+    older->newer = g;
+    uv_mutex_unlock(&dp->gen_lock);
+    dp->gen = g;
+    for (unsigned i = 0; i < dp->nworkers; i++) {
+        if (dp->cfg.inline_worker)
+            on_gen_async(&dp->workers[i].gen_async); /* the caller's thread is the worker's */
+        else
+            uv_async_send(&dp->workers[i].gen_async);
+    }
+    gen_release(older); /* no longer the newest */
+    reap(dp);
+    return true;
+}
+
+static void on_drain_poll(uv_timer_t *t)
+{
+    ms_dataplane *dp = t->data;
+    uint64_t open = 0;
+    for (unsigned i = 0; i < dp->nworkers; i++)
+        open += __atomic_load_n(&dp->workers[i].open_conns, __ATOMIC_RELAXED);
+    if (open == 0 || ms_now_us() >= dp->drain_deadline_us)
+        drain_finish(dp);
+}
+
+void ms_dataplane_drain(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *), void *arg)
+{
+    if (dp->draining || dp->stop_requested) {
+        done(arg); /* already draining or stopping: nothing more to wait for here */
+        return;
+    }
+    dp->draining = true;
+    for (unsigned i = 0; i < dp->nworkers; i++) {
+        __atomic_store_n(&dp->workers[i].drain_requested, 1, __ATOMIC_RELEASE);
+        if (dp->cfg.inline_worker)
+            on_gen_async(&dp->workers[i].gen_async);
+        else
+            uv_async_send(&dp->workers[i].gen_async);
+    }
+    if (dp->cfg.inline_worker || !dp->control) {
+        done(arg);
+        return;
+    }
+    dp->drain_done = done;
+    dp->drain_arg = arg;
+    dp->drain_deadline_us = ms_now_us() + drain_ms * 1000;
+    uv_timer_init(dp->control, &dp->drain_poll);
+    dp->drain_poll.data = dp;
+    dp->drain_poll_open = true;
+    uv_timer_start(&dp->drain_poll, on_drain_poll, 20, 20);
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -628,7 +1214,7 @@ uint64_t ms_dataplane_requests_to(const ms_dataplane *dp, const char *target)
             continue;
         for (unsigned i = 0; i < dp->nworkers; i++)
             for (int k = 1; k <= 5; k++)
-                total += ld(&dp->workers[i].slots[s].by_class[k]);
+                total += ld(&ms_worker_slot(&dp->workers[i], s)->by_class[k]);
     }
     return total;
 }
@@ -650,7 +1236,7 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
         for (int k = 0; k < 2; k++) {
             uint64_t total = 0;
             for (unsigned i = 0; i < dp->nworkers; i++)
-                total += ld(&dp->workers[i].slots[s].by_proto[k]);
+                total += ld(&ms_worker_slot(&dp->workers[i], s)->by_proto[k]);
             ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target },
                                   { "proto", protos[k] } };
             ms_prom_counter_u64(&p, "mothership_requests_total", "Requests answered, by bind, route and protocol.",
@@ -662,7 +1248,7 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
         for (int k = 1; k <= 5; k++) {
             uint64_t v = 0;
             for (unsigned i = 0; i < dp->nworkers; i++)
-                v += ld(&dp->workers[i].slots[s].by_class[k]);
+                v += ld(&ms_worker_slot(&dp->workers[i], s)->by_class[k]);
             ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target },
                                   { "code", classes[k] } };
             ms_prom_counter_u64(&p, "mothership_responses_total", "Responses by status class.", l, 4, v);
@@ -675,8 +1261,8 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
         uint64_t sum_us = 0;
         for (unsigned i = 0; i < dp->nworkers; i++) {
             for (int k = 0; k <= MS_NBUCKETS; k++)
-                counts[k] += ld(&dp->workers[i].slots[s].buckets[k]);
-            sum_us += ld(&dp->workers[i].slots[s].duration_us_sum);
+                counts[k] += ld(&ms_worker_slot(&dp->workers[i], s)->buckets[k]);
+            sum_us += ld(&ms_worker_slot(&dp->workers[i], s)->duration_us_sum);
         }
         ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
         ms_prom_histogram(&p, "mothership_request_duration_seconds",
@@ -687,7 +1273,7 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
         const ms_slot_info *si = &dp->slots[s];
         uint64_t v = 0;
         for (unsigned i = 0; i < dp->nworkers; i++)
-            v += ld(&dp->workers[i].slots[s].bytes_in);
+            v += ld(&ms_worker_slot(&dp->workers[i], s)->bytes_in);
         ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
         ms_prom_counter_u64(&p, "mothership_request_bytes_total", "Bytes received from clients.", l, 3, v);
     }
@@ -695,7 +1281,7 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
         const ms_slot_info *si = &dp->slots[s];
         uint64_t v = 0;
         for (unsigned i = 0; i < dp->nworkers; i++)
-            v += ld(&dp->workers[i].slots[s].bytes_out);
+            v += ld(&ms_worker_slot(&dp->workers[i], s)->bytes_out);
         ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
         ms_prom_counter_u64(&p, "mothership_response_bytes_total", "Bytes sent to clients.", l, 3, v);
     }
@@ -706,7 +1292,7 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
         for (int k = 1; k <= 5; k++) {
             uint64_t v = 0;
             for (unsigned i = 0; i < dp->nworkers; i++)
-                v += ld(&dp->workers[i].slots[s].abandoned[k]);
+                v += ld(&ms_worker_slot(&dp->workers[i], s)->abandoned[k]);
             ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target },
                                   { "code", classes[k] } };
             ms_prom_counter_u64(&p, "mothership_responses_abandoned_total",
@@ -721,8 +1307,8 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
             continue;
         uint64_t up = 0, down = 0;
         for (unsigned i = 0; i < dp->nworkers; i++) {
-            up += ld(&dp->workers[i].slots[s].tunnel_bytes_up);
-            down += ld(&dp->workers[i].slots[s].tunnel_bytes_down);
+            up += ld(&ms_worker_slot(&dp->workers[i], s)->tunnel_bytes_up);
+            down += ld(&ms_worker_slot(&dp->workers[i], s)->tunnel_bytes_down);
         }
         static const char *const help = "Bytes through tunnels to ships after a 101 (WebSocket), counted when "
                                         "a tunnel ends.";
@@ -739,7 +1325,7 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
             continue;
         uint64_t v = 0;
         for (unsigned i = 0; i < dp->nworkers; i++)
-            v += ld(&dp->workers[i].slots[s].tunnels_closed);
+            v += ld(&ms_worker_slot(&dp->workers[i], s)->tunnels_closed);
         ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
         ms_prom_counter_u64(&p, "mothership_tunnels_closed_total", "Tunnels to ships after a 101 that have ended.", l,
                             3, v);
@@ -750,7 +1336,7 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
             continue;
         uint64_t us = 0;
         for (unsigned i = 0; i < dp->nworkers; i++)
-            us += ld(&dp->workers[i].slots[s].tunnel_us_sum);
+            us += ld(&ms_worker_slot(&dp->workers[i], s)->tunnel_us_sum);
         ms_prom_label l[] = { { "bind", si->bind }, { "route", si->route }, { "target", si->target } };
         ms_prom_counter_double(&p, "mothership_tunnel_seconds_total",
                                "Time the ended tunnels to ships were open, from the 101 to the close.", l, 3,
@@ -767,7 +1353,7 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
                             "Requests that failed upstream, by kind (unavailable: breaker open or ship not ready).", l,
                             1, v);
     }
-    const ms_payload_set *ps = dp->cfg.payloads;
+    const ms_payload_set *ps = dp->gen->payloads;
     for (size_t i = 0; ps && i < ms_payload_count(ps); i++) {
         ms_dataplane_module_stats(dp, i, &dp->payload_sums[i]);
         ms_prom_label l[] = { { "module", ms_payload_module(ps, i)->name } };
@@ -821,14 +1407,16 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
                         "Bytes of request bodies held in temporary files.", NULL, 0, spilled_bytes);
     static const char *const hs_results[MS_TLS_HS_COUNT] = { [MS_TLS_HS_OK] = "ok", [MS_TLS_HS_FAILED] = "failed",
                                                              [MS_TLS_HS_RESUMED] = "resumed" };
-    for (size_t b = 0; b < dp->cfg.m->global.nbinds; b++) {
-        if (!dp->cfg.m->global.binds[b].tls)
+    const ms_manifest *m = dp->gen->m;
+    for (size_t b = 0; b < m->global.nbinds; b++) {
+        if (!m->global.binds[b].tls || !dp->workers[0].tls_hs)
             continue;
+        size_t id = dp->gen->bind_id[b];
         for (int r = 0; r < MS_TLS_HS_COUNT; r++) {
             uint64_t n = 0;
             for (unsigned i = 0; i < dp->nworkers; i++)
-                n += ld(&dp->workers[i].tls_hs[b * MS_TLS_HS_COUNT + (size_t)r]);
-            ms_prom_label l[] = { { "bind", dp->cfg.m->global.binds[b].name }, { "result", hs_results[r] } };
+                n += ld(&dp->workers[i].tls_hs[id * MS_TLS_HS_COUNT + (size_t)r]);
+            ms_prom_label l[] = { { "bind", m->global.binds[b].name }, { "result", hs_results[r] } };
             ms_prom_counter_u64(&p, "mothership_tls_handshakes_total",
                                 "TLS handshakes on TLS binds: ok (full), resumed (a session ticket or id), "
                                 "failed (an error, a timeout, or plain HTTP).", l, 2, n);
@@ -866,9 +1454,10 @@ void ms_dataplane_module_stats(const ms_dataplane *dp, size_t i, ms_payload_stat
     memset(out, 0, sizeof *out);
     for (unsigned k = 0; k < dp->nworkers; k++) {
         ms_payload_stats st;
-        if (!dp->workers[k].pw)
+        const ms_payload_worker *pw = dp->gen->wg[k].pw; /* the newest generation's instances */
+        if (!pw)
             continue;
-        ms_payload_worker_stats(dp->workers[k].pw, i, &st);
+        ms_payload_worker_stats(pw, i, &st);
         out->calls += st.calls;
         out->blocks += st.blocks;
         out->rewrites += st.rewrites;
@@ -879,19 +1468,4 @@ void ms_dataplane_module_stats(const ms_dataplane *dp, size_t i, ms_payload_stat
         out->instance_errors += st.instance_errors;
         out->time_us += st.time_us;
     }
-}
-
-bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, size_t why_len)
-{
-    (void)dp;
-    (void)cfg;
-    snprintf(why, why_len, "the data plane cannot take a new configuration yet");
-    return false;
-}
-
-void ms_dataplane_drain(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *), void *arg)
-{
-    (void)dp;
-    (void)drain_ms;
-    done(arg);
 }

@@ -31,6 +31,7 @@ static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 struct ms_h2conn {
     ms_worker *w;
+    ms_wgen *g;                    /* held: the generation the connection started on */
     ms_h2conn *prev, *next;
     uint32_t bind_idx;
     ms_xport *x;                   /* the socket or TLS transport; NULL once closed */
@@ -67,9 +68,9 @@ static uint64_t now_ms(void)
 }
 
 /* Whether a plain bind serves HTTP/2 with prior knowledge (its `h2c` key). */
-static bool bind_h2c(const ms_worker *w, uint32_t bind_idx)
+static bool bind_h2c(const ms_wgen *g, uint32_t bind_idx)
 {
-    const ms_bind *b = &w->dp_manifest->global.binds[bind_idx];
+    const ms_bind *b = &g->m->global.binds[bind_idx];
     return b->h2c && !b->tls;
 }
 
@@ -256,7 +257,7 @@ static bool on_stream_start(void *owner, ms_h2_stream *st)
     sx->hc = hc;
     sx->st = st;
     ms_h2_stream_attach(st, sx);
-    ms_conn *c = ms_conn_start_on(w, hc->bind_idx, &sx->x, hc->peer, hc->secure);
+    ms_conn *c = ms_conn_start_on(hc->g, hc->bind_idx, &sx->x, hc->peer, hc->secure);
     if (!c) {
         /* the stream is reset by the session (refused); the transport goes quietly */
         sx->st = NULL;
@@ -328,6 +329,7 @@ static void hc_handle_closed(ms_h2conn *hc)
         hc->next->prev = hc->prev;
     assert(w->nh2conns > 0);
     w->nh2conns--;
+    ms_wgen_drop(hc->g);
     free(hc);
     ms_worker_maybe_done(w);
 }
@@ -494,9 +496,9 @@ static const ms_xport_cbs hc_xport_cbs = {
     .closed = hc_on_xport_closed,
 };
 
-static void h2_config(const ms_worker *w, ms_h2_config *cfg)
+static void h2_config(const ms_wgen *g, ms_h2_config *cfg)
 {
-    const ms_http_limits *l = &w->dp_manifest->global.http;
+    const ms_http_limits *l = &g->m->global.http;
     ms_h2_config_defaults(cfg);
     cfg->max_concurrent_streams = (uint32_t)l->h2_max_concurrent_streams;
     cfg->max_header_list_size = (uint32_t)l->h2_max_header_list_size;
@@ -509,25 +511,27 @@ static void h2_config(const ms_worker *w, ms_h2_config *cfg)
     cfg->first_timeout_ms = l->header_timeout_ms;
 }
 
-bool ms_h2_start(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure)
+bool ms_h2_start(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure)
 {
-    return ms_h2_start_pre(w, bind_idx, x, peer, secure, NULL, 0);
+    return ms_h2_start_pre(g, bind_idx, x, peer, secure, NULL, 0);
 }
 
-bool ms_h2_start_pre(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure, const char *pre,
+bool ms_h2_start_pre(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure, const char *pre,
                      size_t pre_len)
 {
+    ms_worker *w = g->w;
     ms_h2conn *hc = calloc(1, sizeof *hc);
     if (!hc)
         return false;
     ms_h2_config cfg;
-    h2_config(w, &cfg);
+    h2_config(g, &cfg);
     hc->s = ms_h2_session_new(&cfg, &hc_ops, hc, now_ms());
     if (!hc->s) {
         free(hc);
         return false;
     }
     hc->w = w;
+    hc->g = ms_wgen_hold(g); /* the connection's settings; its streams' requests take the newest */
     hc->bind_idx = bind_idx;
     hc->secure = secure;
     hc->stall_ms = cfg.stall_timeout_ms;
@@ -565,20 +569,22 @@ bool ms_h2_start_pre(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *p
 int ms_h2c_detect(ms_conn *c)
 {
     size_t n = c->len < H2_PREFACE_LEN ? c->len : H2_PREFACE_LEN;
-    if (!bind_h2c(c->w, c->bind_idx) || memcmp(c->buf, h2_preface, n) != 0) {
+    if (!bind_h2c(c->g, c->bind_idx) || memcmp(c->buf, h2_preface, n) != 0) {
         c->h2_checked = true;
         return 0;
     }
     if (c->len < H2_PREFACE_LEN)
         return -1;
     c->h2_checked = true;
-    ms_worker *w = c->w;
+    ms_wgen *g = ms_wgen_hold(c->g); /* c closes and drops its hold */
     uint32_t bind_idx = c->bind_idx;
     bool secure = c->secure;
     char peer[sizeof c->peer];
     memcpy(peer, c->peer, sizeof peer);
     ms_xport *x = ms_conn_release_xport(c); /* c closes; its buffer stays until the loop frees it */
-    if (!ms_h2_start_pre(w, bind_idx, x, peer, secure, c->buf, c->len))
+    bool started = ms_h2_start_pre(g, bind_idx, x, peer, secure, c->buf, c->len);
+    ms_wgen_drop(g);
+    if (!started)
         ms_xport_close(x);
     return 1;
 }

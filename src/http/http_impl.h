@@ -78,7 +78,8 @@ typedef struct ms_conn ms_conn;
 typedef struct ms_upconn ms_upconn;
 typedef struct ms_ws ms_ws;
 
-typedef struct ms_listener {
+typedef struct ms_listener ms_listener;
+struct ms_listener {
     union {
         uv_handle_t h;
         uv_stream_t s;
@@ -86,21 +87,60 @@ typedef struct ms_listener {
         uv_pipe_t pipe;
     } io;
     ms_worker *w;
-    uint32_t bind_idx;
+    uint32_t bind_idx;             /* in the worker's current generation */
     bool is_unix;
     bool open;
-} ms_listener;
+    ms_listener *next;             /* the worker's listeners */
+};
 
-struct ms_worker {
-    ms_dataplane *dp;
-    const ms_manifest *dp_manifest;
+/* A generation: one configuration of the data plane (manifest, routes,
+ * payloads, TLS, targets, metrics slots, static roots), shared read-only by
+ * the workers and freed when the last of them is done with it (dataplane.c). */
+typedef struct ms_gen ms_gen;
+typedef struct ms_wgen ms_wgen;
+
+/* A worker's hold on a generation. Worker-local: requests count on it
+ * without atomics; the worker gives the generation back once it has moved
+ * to a newer one and the last request, upstream connection or HTTP/2
+ * connection using this one has ended. */
+struct ms_wgen {
+    ms_gen *gen;
+    ms_worker *w;
+    const ms_manifest *m;
     const ms_route_table *routes;
-    const ms_payload_set *dp_payloads;
+    const ms_payload_set *payloads;
+    ms_proc *const *procs;         /* by ship index, or NULL: every ship counts as ready */
     const ms_target *targets;      /* per ship */
     const uint32_t *nomatch_slot;  /* per bind */
     uint32_t *const *route_slot;   /* per bind, per route */
     uint32_t *const *static_slot;  /* per bind, per static dir */
     int *const *static_fd;         /* per bind, per static dir */
+    const uint32_t *bind_id;       /* per bind: its counters' index (by name, kept across generations) */
+    struct ms_tls_server *tls;     /* NULL: no TLS bind */
+    ms_payload_worker *pw;         /* this worker's instances of payloads, or NULL: no modules */
+    ms_upconn **pools;             /* idle upstream connections per ship */
+    uint32_t *pool_len;
+    uint64_t refs;                 /* the worker's current pointer + conns, upstreams, HTTP/2 conns on it */
+    bool applied;                  /* the worker has taken it (and gives it back once) */
+    ms_wgen *next;                 /* the worker's generations in use */
+};
+
+static inline ms_wgen *ms_wgen_hold(ms_wgen *g)
+{
+    g->refs++;
+    return g;
+}
+
+#define MS_SLOT_CHUNK 256          /* metrics slots per allocation; chunks never move */
+#define MS_SLOT_CHUNKS 256
+#define MS_BIND_IDS 256            /* bind names counted over the data plane's life (TLS handshakes) */
+
+struct ms_worker {
+    ms_dataplane *dp;
+    ms_wgen *cur;                  /* the generation new requests take */
+    ms_wgen *gens;                 /* every generation still in use here (cur among them) */
+    uv_async_t gen_async;          /* a new generation is waiting (dataplane.c) */
+    bool gen_async_open;
     unsigned id;
     uint64_t max_conns;
     uint64_t rng;
@@ -112,9 +152,10 @@ struct ms_worker {
     uv_async_t stop_async;
     uv_timer_t drain_timer;
     uv_timer_t date_timer;
-    ms_listener *listeners;
-    size_t nlisteners;
+    ms_listener *listeners;        /* list; closed ones are freed by their close callback */
     bool stopping;
+    bool draining;                 /* ms_dataplane_drain: listeners closed, connections end after their request */
+    int drain_requested;           /* atomic: set by the control loop, seen through gen_async */
     uint64_t drain_ms;
     const char *tmpdir;            /* $TMPDIR (NULL: /tmp), for request bodies beyond memory */
     char date[40];                 /* "Date: ...\r\n" value, refreshed every second */
@@ -122,11 +163,8 @@ struct ms_worker {
     void *match_data;              /* pcre2_match_data for the router */
     ms_conn *conns;                /* all client connections (list) */
     uint64_t nconns;
-    ms_upconn **pools;             /* idle upstream connections per ship */
-    uint32_t *pool_len;
     uint64_t req_seq;
     /* payloads */
-    ms_payload_worker *pw;         /* NULL: no modules */
     ms_payload_result pres;        /* the request being dispatched (one at a time per worker) */
     ms_payload_header *phdrs;      /* scratch: headers handed to a payload */
     uint64_t plog_second, plog_count; /* payload log lines, rate-limited */
@@ -144,7 +182,7 @@ struct ms_worker {
     ms_ws *ws_dirty;               /* clients with messages queued by the inbox pass */
     uint32_t ws_seq;
     /* counters */
-    ms_slot_stats *slots;
+    ms_slot_stats *slot_chunk[MS_SLOT_CHUNKS]; /* slot s at [s / MS_SLOT_CHUNK][s % MS_SLOT_CHUNK] */
     uint64_t up_errors[MS_UPERR_COUNT];
     uint64_t accepted, rejected;
     uint64_t open_conns;           /* gauge */
@@ -152,10 +190,14 @@ struct ms_worker {
     uint64_t bodies_spilled;       /* ... of which went to a temporary file */
     uint64_t bytes_spilled;        /* their bytes */
     /* TLS binds */
-    struct ms_tls_server *tls;     /* NULL: no TLS bind */
     char *tls_rbuf;                /* MS_TLS_RBUF bytes: ciphertext read, copied into OpenSSL at once */
-    uint64_t *tls_hs;              /* per bind: handshakes by MS_TLS_HS_* */
+    uint64_t *tls_hs;              /* per bind id: handshakes by MS_TLS_HS_* */
 };
+
+static inline ms_slot_stats *ms_worker_slot(ms_worker *w, uint32_t s)
+{
+    return &w->slot_chunk[s / MS_SLOT_CHUNK][s % MS_SLOT_CHUNK];
+}
 
 
 typedef struct ms_hdr {
@@ -181,8 +223,9 @@ struct ms_conn {
     bool h2_checked;               /* an h2c bind's first bytes were checked for the HTTP/2 preface */
     uv_timer_t timer;
     ms_worker *w;
+    ms_wgen *g;                    /* the generation of the current request (held) */
     ms_conn *prev, *next;
-    uint32_t bind_idx;
+    uint32_t bind_idx;             /* in g */
     ms_conn_state state;
     const ms_handler *handler;     /* answering the current request (chosen by dispatch), or NULL */
     http_parser parser;
@@ -265,6 +308,7 @@ struct ms_upconn {
     uv_connect_t connect_req;
     uv_timer_t timer;
     ms_worker *w;
+    ms_wgen *g;                    /* the generation whose ship this is (held) */
     size_t ship;
     ms_conn *client;               /* NULL when idle in the pool */
     ms_upconn *next;               /* pool list */
@@ -297,7 +341,11 @@ struct ms_upconn {
 
 /* dataplane.c */
 uint64_t ms_now_us(void);
-const ms_proc *ms_worker_proc(const ms_worker *w, size_t ship);
+const ms_proc *ms_worker_proc(const ms_wgen *g, size_t ship);
+/* Gives back one hold on g (worker thread). */
+void ms_wgen_drop(ms_wgen *g);
+/* The index in to of bind idx of from (same name, address and TLS), or -1. */
+int ms_wgen_bind_in(const ms_wgen *from, uint32_t idx, const ms_wgen *to);
 void ms_worker_maybe_done(ms_worker *w);
 void ms_worker_payload_log(void *arg, const ms_module *mod, int level, const char *msg, size_t len);
 void ms_worker_upstream_log(ms_worker *w, const char *ship, const char *fmt, ...)
@@ -315,7 +363,7 @@ void ms_conn_accept(ms_listener *l);
  * connection owns it from now on (closes it, and is freed after its closed
  * callback). peer: the client's address as text; secure: it came over TLS.
  * NULL: out of memory (the transport is the caller's still). */
-ms_conn *ms_conn_start_on(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure);
+ms_conn *ms_conn_start_on(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure);
 int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx);
 void ms_conn_close(ms_conn *c);
 void ms_conn_handle_closed(ms_conn *c);
@@ -338,8 +386,8 @@ void ms_conn_drain_start(ms_conn *c);
 typedef struct ms_h2conn ms_h2conn;
 /* Takes over x (a socket on an h2c bind, or TLS after ALPN h2), with the
  * bytes already read from it (pre); false: x is still the caller's. */
-bool ms_h2_start(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure);
-bool ms_h2_start_pre(ms_worker *w, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure, const char *pre,
+bool ms_h2_start(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure);
+bool ms_h2_start_pre(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure, const char *pre,
                      size_t pre_len);
 /* A conn's first bytes on an h2c bind: 1: the HTTP/2 preface, the connection
  * became an HTTP/2 one (c is closing); -1: a prefix of it, read more; 0: HTTP/1.1. */
@@ -361,5 +409,6 @@ void ms_ws_worker_free(ms_worker *w);
 size_t ms_chunk_header(size_t len, char out[24]);
 size_t ms_u64_dec(uint64_t v, char out[24]);
 void ms_pool_close_all(ms_worker *w);
+void ms_pool_close_gen(ms_wgen *g);
 
 #endif

@@ -37,14 +37,14 @@ static void send_buffered_body(ms_upconn *u);
 static void request_timer(ms_upconn *u);
 
 /* ---------------------------------------------------------------- helpers */
-static const ms_http_limits *limits(const ms_worker *w)
+static const ms_http_limits *limits(const ms_wgen *g)
 {
-    return &w->dp_manifest->global.http;
+    return &g->m->global.http;
 }
 
-static const char *ship_name(const ms_worker *w, size_t ship)
+static const char *ship_name(const ms_wgen *g, size_t ship)
 {
-    return w->dp_manifest->ships[ship].name;
+    return g->m->ships[ship].name;
 }
 
 /* "1a2b\r\n": a chunk's size line. Returns its length. */
@@ -511,9 +511,9 @@ static bool run_response_payloads(ms_upconn *u, char *detail, size_t dlen, const
 {
     ms_conn *c = u->client;
     ms_worker *w = c->w;
-    const ms_payload_set *ps = w->dp_payloads;
+    const ms_payload_set *ps = c->g->payloads;
     *edits = NULL;
-    if (!w->pw)
+    if (!c->g->pw)
         return true;
     ms_payload_result *res = &w->pres;
     ms_payload_result_reset(res);
@@ -529,10 +529,10 @@ static bool run_response_payloads(ms_upconn *u, char *detail, size_t dlen, const
     bool ran = false;
     for (size_t i = 0; i < ms_payload_count(ps); i++) {
         if (ms_payload_phase(ps, i) != MS_PHASE_RESPONSE ||
-            !ms_module_applies(w->routes, i, c->buf + c->url_off, c->path_len, w->match_data))
+            !ms_module_applies(c->g->routes, i, c->buf + c->url_off, c->path_len, w->match_data))
             continue;
         ran = true;
-        ms_payload_err e = ms_payload_run_response(w->pw, i, &req, &resp, res);
+        ms_payload_err e = ms_payload_run_response(c->g->pw, i, &req, &resp, res);
         if (e != MS_PAYLOAD_OK) {
             const ms_module *mod = ms_payload_module(ps, i);
             ms_worker_payload_log(w, mod, 2, res->error, strlen(res->error));
@@ -594,7 +594,7 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
         else if (name_eq(nm, h->name_len, "cache-control"))
             cc = h;
     }
-    if (c->w->dp_manifest->global.compression && st == 200 && !no_body_status && !cenc && ctype &&
+    if (c->g->m->global.compression && st == 200 && !no_body_status && !cenc && ctype &&
         ms_compress_type_ok(u->rbuf + ctype->val, ctype->val_len) &&
         !(cc && memmem(u->rbuf + cc->val, cc->val_len, "no-transform", 12)) &&
         (!has_length || p->content_length >= MS_COMPRESS_MIN_SIZE)) {
@@ -680,6 +680,7 @@ static void on_up_closed(uv_handle_t *h)
         w->nups--;
         drop_compressor(u);
         free(u->rbuf);
+        ms_wgen_drop(u->g);
         free(u);
         ms_worker_maybe_done(w);
     }
@@ -687,11 +688,11 @@ static void on_up_closed(uv_handle_t *h)
 
 static void pool_unlink(ms_upconn *u)
 {
-    ms_worker *w = u->w;
-    for (ms_upconn **pp = &w->pools[u->ship]; *pp; pp = &(*pp)->next) {
+    ms_wgen *g = u->g;
+    for (ms_upconn **pp = &g->pools[u->ship]; *pp; pp = &(*pp)->next) {
         if (*pp == u) {
             *pp = u->next;
-            w->pool_len[u->ship]--;
+            g->pool_len[u->ship]--;
             break;
         }
     }
@@ -715,27 +716,29 @@ static void up_close(ms_upconn *u)
 static void pool_put(ms_upconn *u)
 {
     ms_worker *w = u->w;
+    ms_wgen *g = u->g;
     assert(!u->closing && !u->idle_in_pool && u->next == NULL);
     u->client = NULL;
     u->rlen = u->rpos = 0;
     uv_timer_stop(&u->timer);
-    if (w->stopping || w->pool_len[u->ship] >= limits(w)->upstream_keepalive || !u->reading) {
+    /* a connection of an older generation is not kept: its ship may have moved */
+    if (w->stopping || g != w->cur || g->pool_len[u->ship] >= limits(g)->upstream_keepalive || !u->reading) {
         up_close(u);
         return;
     }
-    u->next = w->pools[u->ship];
-    w->pools[u->ship] = u;
-    w->pool_len[u->ship]++;
+    u->next = g->pools[u->ship];
+    g->pools[u->ship] = u;
+    g->pool_len[u->ship]++;
     u->idle_in_pool = true; /* still reading: data or EOF while idle closes it */
 }
 
-static ms_upconn *pool_get(ms_worker *w, size_t ship)
+static ms_upconn *pool_get(ms_wgen *g, size_t ship)
 {
-    while (w->pools[ship]) {
-        ms_upconn *u = w->pools[ship];
-        assert(u->idle_in_pool && u->client == NULL && w->pool_len[ship] > 0);
-        w->pools[ship] = u->next;
-        w->pool_len[ship]--;
+    while (g->pools[ship]) {
+        ms_upconn *u = g->pools[ship];
+        assert(u->idle_in_pool && u->client == NULL && g->pool_len[ship] > 0);
+        g->pools[ship] = u->next;
+        g->pool_len[ship]--;
         u->next = NULL;
         u->idle_in_pool = false;
         if (!u->closing)
@@ -744,14 +747,19 @@ static ms_upconn *pool_get(ms_worker *w, size_t ship)
     return NULL;
 }
 
-void ms_pool_close_all(ms_worker *w)
+void ms_pool_close_gen(ms_wgen *g)
 {
-    size_t n = w->dp_manifest->nships;
-    for (size_t s = 0; s < n; s++) {
+    for (size_t s = 0; s < g->m->nships; s++) {
         ms_upconn *u;
-        while ((u = pool_get(w, s)))
+        while ((u = pool_get(g, s)))
             up_close(u);
     }
+}
+
+void ms_pool_close_all(ms_worker *w)
+{
+    for (ms_wgen *g = w->gens; g; g = g->next)
+        ms_pool_close_gen(g);
 }
 
 /* The exchange is over on both sides: recycle or close the upstream
@@ -824,11 +832,11 @@ static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what)
         return;
     }
     char detail[256];
-    snprintf(detail, sizeof detail, "ship \"%s\" %s", ship_name(w, c->ship), what);
+    snprintf(detail, sizeof detail, "ship \"%s\" %s", ship_name(c->g, c->ship), what);
     int status = kind == MS_UPERR_TIMEOUT || kind == MS_UPERR_CONNECT_TIMEOUT ? 504 : 502;
     if (!c->reqid_len)
         ms_conn_make_reqid(c);
-    ms_worker_upstream_log(w, ship_name(w, c->ship), "%d %s: %s (request id %.*s)", status, ms_http_reason(status),
+    ms_worker_upstream_log(w, ship_name(c->g, c->ship), "%d %s: %s (request id %.*s)", status, ms_http_reason(status),
                            detail, (int)c->reqid_len, c->reqid);
     ms_conn_respond_error(c, status, detail);
 }
@@ -839,15 +847,15 @@ static void on_up_timeout(uv_timer_t *t)
     char what[128];
     if (!u->connected) {
         snprintf(what, sizeof what, "did not accept the connection within %llums",
-                 (unsigned long long)limits(u->w)->upstream_connect_timeout_ms);
+                 (unsigned long long)limits(u->g)->upstream_connect_timeout_ms);
         up_fail(u, MS_UPERR_CONNECT_TIMEOUT, what);
     } else if (!u->req_sent || u->writes_in_flight > 0) {
         snprintf(what, sizeof what, "did not read the request within %llums",
-                 (unsigned long long)limits(u->w)->upstream_timeout_ms);
+                 (unsigned long long)limits(u->g)->upstream_timeout_ms);
         up_fail(u, MS_UPERR_TIMEOUT, what);
     } else {
         snprintf(what, sizeof what, "did not answer within %llums",
-                 (unsigned long long)limits(u->w)->upstream_timeout_ms);
+                 (unsigned long long)limits(u->g)->upstream_timeout_ms);
         up_fail(u, MS_UPERR_TIMEOUT, what);
     }
 }
@@ -861,7 +869,7 @@ static void request_timer(ms_upconn *u)
     if (u->closing || !u->client || !u->connected || u->head_done)
         return;
     if (u->writes_in_flight > 0 || u->req_sent)
-        uv_timer_start(&u->timer, on_up_timeout, limits(u->w)->upstream_timeout_ms, 0);
+        uv_timer_start(&u->timer, on_up_timeout, limits(u->g)->upstream_timeout_ms, 0);
     else
         uv_timer_stop(&u->timer);
 }
@@ -1180,8 +1188,8 @@ static void on_connect(uv_connect_t *req, int status)
 static void proxy_connect(ms_conn *c, bool allow_pool)
 {
     ms_worker *w = c->w;
-    const ms_target *t = &w->targets[c->ship];
-    ms_upconn *u = allow_pool ? pool_get(w, c->ship) : NULL;
+    const ms_target *t = &c->g->targets[c->ship];
+    ms_upconn *u = allow_pool ? pool_get(c->g, c->ship) : NULL;
     ms_conn_hold_request(c);
     if (u) {
         u->client = c;
@@ -1191,7 +1199,7 @@ static void proxy_connect(ms_conn *c, bool allow_pool)
         return;
     }
     u = calloc(1, sizeof *u);
-    uint32_t rcap = (uint32_t)limits(w)->max_response_header_size;
+    uint32_t rcap = (uint32_t)limits(c->g)->max_response_header_size;
     char *rbuf = u ? malloc(rcap) : NULL;
     if (!rbuf) {
         free(u);
@@ -1212,13 +1220,14 @@ static void proxy_connect(ms_conn *c, bool allow_pool)
         return;
     }
     u->io.h.data = u;
+    u->g = ms_wgen_hold(c->g);
     uv_timer_init(&w->loop, &u->timer);
     u->timer.data = u;
     u->handles_open = 2;
     u->client = c;
     c->up = u;
     u->connect_req.data = u;
-    uv_timer_start(&u->timer, on_up_timeout, limits(w)->upstream_connect_timeout_ms, 0);
+    uv_timer_start(&u->timer, on_up_timeout, limits(c->g)->upstream_connect_timeout_ms, 0);
     if (t->is_unix) {
         uv_pipe_connect(&u->connect_req, &u->io.pipe, t->path, on_connect);
     } else {
@@ -1233,14 +1242,14 @@ static void proxy_connect(ms_conn *c, bool allow_pool)
 static bool ship_available(ms_conn *c)
 {
     ms_worker *w = c->w;
-    const ms_proc *p = ms_worker_proc(w, c->ship);
+    const ms_proc *p = ms_worker_proc(c->g, c->ship);
     if (p) {
         int ready = __atomic_load_n(&p->ready_flag, __ATOMIC_ACQUIRE);
         int breaker = __atomic_load_n(&p->breaker, __ATOMIC_ACQUIRE);
         if (!ready || breaker == MS_BREAKER_OPEN) {
             __atomic_fetch_add(&w->up_errors[MS_UPERR_UNAVAILABLE], 1, __ATOMIC_RELAXED);
             char detail[160];
-            snprintf(detail, sizeof detail, "ship \"%s\" is %s", ship_name(w, c->ship),
+            snprintf(detail, sizeof detail, "ship \"%s\" is %s", ship_name(c->g, c->ship),
                      !ready ? "not ready" : "failing its health checks (circuit open)");
             ms_conn_respond_error(c, 503, detail);
             return false;
@@ -1259,7 +1268,7 @@ static bool proxy_start(ms_conn *c, const ms_handler_arg *arg)
     if (!c->body_buffered) {
         const ms_route *r = c->route->route;
         c->buffering = !c->upgrade && (r->request_buffering_set ? r->request_buffering
-                                                                : limits(c->w)->request_buffering);
+                                                                : limits(c->g)->request_buffering);
         if (c->buffering && c->has_body) {
             ms_conn_read_body_first(c);
             return true;

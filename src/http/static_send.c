@@ -299,7 +299,7 @@ static bool static_start(ms_conn *c, const ms_handler_arg *arg)
     bool close_conn = !c->keep_alive;
     /* compress on the fly when it pays and the client accepts it */
     ms_encoding enc = MS_ENC_IDENTITY;
-    if (r.status == 200 && r.compressible && c->w->dp_manifest->global.compression) {
+    if (r.status == 200 && r.compressible && c->g->m->global.compression) {
         const ms_hdr *aeh = ms_conn_header(c, "accept-encoding");
         bool forbidden = false;
         if (aeh)
@@ -322,7 +322,7 @@ static bool static_start(ms_conn *c, const ms_handler_arg *arg)
         }
     }
     /* the answer depends on Accept-Encoding whenever compression could apply */
-    bool vary = enc == MS_ENC_IDENTITY && r.compressible && c->w->dp_manifest->global.compression;
+    bool vary = enc == MS_ENC_IDENTITY && r.compressible && c->g->m->global.compression;
     char head[1536];
     int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: mothership\r\n%.*s%.*s%s%s%s%s\r\n", r.status,
                       ms_http_reason(r.status), (int)c->w->date_len, c->w->date, (int)hdrs_len, hdrs,

@@ -52,7 +52,7 @@ struct ms_ws {
 
 static const ms_http_limits *lim(const ms_conn *c)
 {
-    return &c->w->dp_manifest->global.http;
+    return &c->g->m->global.http;
 }
 
 /* ---------------------------------------------------------------- wslay callbacks */
@@ -709,13 +709,16 @@ static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
     (void)arg;
     ms_worker *w = c->w;
     ms_hub *hub = w->hub;
-    const char *bay_name = w->dp_manifest->ships[c->ship].name;
+    const char *bay_name = c->g->m->ships[c->ship].name;
+    /* the hub knows bays by their process's slot, which outlives manifests */
+    const ms_proc *proc = ms_worker_proc(c->g, c->ship);
+    size_t bay = proc ? proc->slot : c->ship;
     if (!hub) {
         ms_conn_respond_error(c, 503, "bays are not docked in this process");
         return true;
     }
-    assert(c->ship < hub->nbays && hub->bays[c->ship].is_bay);
-    ms_hub_bay_stats *st = &hub->bays[c->ship].st;
+    assert(bay < hub->nbays && hub->bays[bay].is_bay);
+    ms_hub_bay_stats *st = &hub->bays[bay].st;
     if (!header_is(c, "upgrade", "websocket")) {
         respond_426(c, "this route leads to a WebSocket bay: use a WebSocket client");
         return true;
@@ -744,7 +747,7 @@ static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
         return true;
     }
     unsigned features = 0;
-    uint32_t gen = ms_hub_bay_gen(hub, c->ship, &features);
+    uint32_t gen = ms_hub_bay_gen(hub, bay, &features);
     if (gen == 0) {
         reject_503(c, st, bay_name, "is not docked");
         return true;
@@ -755,7 +758,7 @@ static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
         return true;
     }
     ws->c = c;
-    ws->bay = c->ship;
+    ws->bay = bay;
     ws->gen = gen;
     ws->binary_ok = (features & MS_DOCK_FEAT_BINARY) != 0;
     ws->conn_id = next_conn_id(w);
@@ -784,7 +787,7 @@ static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
     if (!EVP_Digest(kg, 24 + sizeof WS_GUID - 1, sha, &shalen, EVP_sha1(), NULL))
         shalen = 0;
     EVP_EncodeBlock((unsigned char *)accept, sha, (int)shalen);
-    const char *proto = pick_subprotocol(c, &w->dp_manifest->ships[c->ship]);
+    const char *proto = pick_subprotocol(c, &c->g->m->ships[c->ship]);
     char head[768];
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 101 Switching Protocols\r\nServer: mothership\r\nUpgrade: websocket\r\n"

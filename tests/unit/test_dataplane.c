@@ -140,6 +140,7 @@ static void test_start_and_stop(void **state)
     char why[256] = "";
     ms_dataplane *dp = ms_dataplane_start(&f.control, &cfg, why, sizeof why);
     assert_non_null(dp);
+    f.routes = NULL; /* the data plane's now */
     assert_int_equal(creates, 2);
     bool stopped = false;
     ms_dataplane_stop(dp, 1000, on_stopped, &stopped);
@@ -165,6 +166,7 @@ static void test_unix_listener_on_descriptor_0(void **state)
     char why[256] = "";
     ms_dataplane *dp = ms_dataplane_start(&f.control, &cfg, why, sizeof why);
     assert_non_null(dp);
+    f.routes = NULL; /* the data plane's now */
     struct stat st;
     assert_int_equal(fstat(0, &st), 0);
     assert_true(S_ISSOCK(st.st_mode)); /* the listening socket took the lowest free descriptor */
@@ -191,6 +193,7 @@ static void test_traffic_series_for_routes_to_ships(void **state)
     char why[256] = "";
     ms_dataplane *dp = ms_dataplane_start(&f.control, &cfg, why, sizeof why);
     assert_non_null(dp);
+    f.routes = NULL; /* the data plane's now */
     ms_buf out;
     ms_buf_init(&out, 0);
     ms_dataplane_render_metrics(dp, &out);
