@@ -1,8 +1,11 @@
 /* test_dataplane.c: the data plane's lifecycle with real worker threads and
  * listeners: a worker thread that cannot start makes ms_dataplane_start fail
  * with nothing left behind (threads joined, listeners closed, the Unix
- * socket removed, the control loop untouched), and a Unix listener that got
- * descriptor 0 is closed and removed like any other. uv_thread_create is
+ * socket removed, the control loop untouched), a Unix listener that got
+ * descriptor 0 is closed and removed like any other, and a reload on an
+ * inline worker: the next request on a kept-alive connection sees the new
+ * routes, a request in flight finishes on the old ones, and the counters
+ * of a label set go on across it. uv_thread_create is
  * wrapped at link time (-Wl,--wrap) so that one call can be made to fail. */
 #include <dirent.h>
 #include <errno.h>
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -221,6 +225,167 @@ static void test_traffic_series_for_routes_to_ships(void **state)
     fixture_close(&f);
 }
 
+
+/* ---- an inline worker and a client on a socketpair */
+static ms_manifest *load_text(const char *text, const char *dir)
+{
+    ms_diags d;
+    ms_diags_init(&d, "test.toml");
+    ms_manifest *m = ms_manifest_load_buffer(text, strlen(text), "test.toml", dir, &d);
+    if (!m)
+        ms_diags_print(&d, stderr);
+    ms_diags_free(&d);
+    assert_non_null(m);
+    return m;
+}
+
+/* A manifest whose bind "http" routes pattern (or nothing: NULL) to ship app. */
+static ms_manifest *routes_manifest(const char *dir, const char *pattern)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "[mothership.bind]\nhttp = \"unix://%s/front.sock\"\n"
+             "[[fleet.web]]\nname = \"app\"\ncommand = \"true\"\nbind = \"unix://%s/app.sock\"\n%s%s%s",
+             dir, dir, pattern ? "routes = [\"http:" : "", pattern ? pattern : "", pattern ? "\"]\n" : "");
+    return load_text(text, dir);
+}
+
+static bool reload_to(ms_dataplane *dp, ms_manifest *m)
+{
+    ms_route_table *rt = ms_route_table_build(m);
+    assert_non_null(rt);
+    ms_dp_config cfg = { .m = m, .routes = rt, .inline_worker = true };
+    char why[256] = "";
+    bool ok = ms_dataplane_reload(dp, &cfg, why, sizeof why);
+    if (!ok) {
+        ms_route_table_free(rt);
+        fail_msg("reload: %s", why);
+    }
+    ms_manifest_free(m); /* the data plane holds its own reference */
+    return ok;
+}
+
+static void send_all(int fd, const char *s)
+{
+    size_t n = strlen(s);
+    assert_int_equal(write(fd, s, n), (ssize_t)n);
+}
+
+/* Runs the worker's loop until a whole response head has arrived on fd;
+ * returns its status code. */
+static int read_status(ms_dataplane *dp, int fd)
+{
+    char buf[8192];
+    size_t len = 0;
+    uv_loop_t *loop = ms_dataplane_inline_loop(dp);
+    for (int round = 0; round < 100000; round++) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+        if (r > 0)
+            len += (size_t)r;
+        buf[len] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end) {
+            const char *cl = strstr(buf, "Content-Length: ");
+            size_t body = cl ? strtoul(cl + 16, NULL, 10) : 0;
+            if (len >= (size_t)(end + 4 - buf) + body) {
+                int status = atoi(buf + 9);
+                assert_true(strncmp(buf, "HTTP/1.1 ", 9) == 0);
+                return status;
+            }
+        }
+    }
+    fail_msg("no response");
+    return -1;
+}
+
+static uint64_t metric(ms_dataplane *dp, const char *series)
+{
+    ms_buf out;
+    ms_buf_init(&out, 0);
+    ms_dataplane_render_metrics(dp, &out);
+    assert_false(ms_buf_failed(&out));
+    const char *at = strstr(out.data, series);
+    uint64_t v = at ? strtoull(at + strlen(series), NULL, 10) : UINT64_MAX;
+    ms_buf_free(&out);
+    return v;
+}
+
+/* Between two requests on one kept-alive connection the routes change:
+ * the second is routed by the new table; the counters of the label set
+ * both tables have go on, those of a new route start at 0. */
+static void test_reload_between_requests_on_one_connection(void **state)
+{
+    (void)state;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/ms-test-dp-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    ms_manifest *m = routes_manifest(dir, NULL);
+    ms_route_table *rt = ms_route_table_build(m);
+    assert_non_null(rt);
+    ms_dp_config cfg = { .m = m, .routes = rt, .inline_worker = true };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
+    assert_non_null(dp);
+    ms_manifest_free(m);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    assert_int_equal(ms_dataplane_inline_adopt(dp, sv[0], 0), 0);
+    send_all(sv[1], "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_status(dp, sv[1]), 404); /* no route */
+    const char *nomatch = "mothership_responses_total{bind=\"http\",route=\"\",target=\"none\",code=\"4xx\"} ";
+    assert_int_equal(metric(dp, nomatch), 1);
+    reload_to(dp, routes_manifest(dir, "/b.*"));
+    send_all(sv[1], "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_status(dp, sv[1]), 502); /* routed to app, whose socket is not there */
+    send_all(sv[1], "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_status(dp, sv[1]), 404);
+    assert_int_equal(metric(dp, nomatch), 2); /* cumulative across the reload */
+    assert_int_equal(metric(dp, "mothership_responses_total{bind=\"http\",route=\"/b.*\",target=\"app\",code=\"5xx\"} "),
+                     1);
+    close(sv[1]);
+    ms_dataplane_inline_stop(dp);
+    rmdir(dir);
+}
+
+/* A request whose body is still coming when the routes change finishes
+ * on the table it started with (here: routed to app, refused: 502); the
+ * next one on the connection sees the new table (no route: 404). Under
+ * ASan the old generation is freed only once that request has ended. */
+static void test_request_in_flight_finishes_on_its_generation(void **state)
+{
+    (void)state;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/ms-test-dp-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    ms_manifest *m = routes_manifest(dir, "/up.*");
+    ms_route_table *rt = ms_route_table_build(m);
+    assert_non_null(rt);
+    ms_dp_config cfg = { .m = m, .routes = rt, .inline_worker = true };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
+    assert_non_null(dp);
+    ms_manifest_free(m);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    assert_int_equal(ms_dataplane_inline_adopt(dp, sv[0], 0), 0);
+    send_all(sv[1], "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345");
+    uv_loop_t *loop = ms_dataplane_inline_loop(dp);
+    for (int i = 0; i < 100; i++)
+        uv_run(loop, UV_RUN_NOWAIT); /* the head is read; the body is being buffered */
+    reload_to(dp, routes_manifest(dir, NULL));
+    reload_to(dp, routes_manifest(dir, NULL)); /* a second one while the first is still held */
+    send_all(sv[1], "67890");
+    assert_int_equal(read_status(dp, sv[1]), 502);
+    send_all(sv[1], "GET /up HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_status(dp, sv[1]), 404);
+    close(sv[1]);
+    ms_dataplane_inline_stop(dp);
+    rmdir(dir);
+}
+
 int main(void)
 {
     if (fcntl(0, F_GETFD) < 0 && open("/dev/null", O_RDONLY) != 0) /* the last test closes stdin itself */
@@ -229,6 +394,8 @@ int main(void)
         cmocka_unit_test(test_worker_thread_failure_fails_the_start),
         cmocka_unit_test(test_start_and_stop),
         cmocka_unit_test(test_traffic_series_for_routes_to_ships),
+        cmocka_unit_test(test_reload_between_requests_on_one_connection),
+        cmocka_unit_test(test_request_in_flight_finishes_on_its_generation),
         cmocka_unit_test(test_unix_listener_on_descriptor_0),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
