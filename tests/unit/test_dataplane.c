@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -226,6 +227,85 @@ static void test_traffic_series_for_routes_to_ships(void **state)
 }
 
 
+static ms_manifest *load_text(const char *text, const char *dir);
+
+static bool unix_accepts(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    bool ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Binds by name on running workers: an added one listens as soon as the
+ * reload returns, a removed one is closed and its socket file removed, a
+ * kept one is not touched; a bind that cannot be opened fails the reload
+ * and nothing changes. */
+static void test_reload_adds_and_removes_binds(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 2);
+    ms_dp_config cfg = { .m = f.m, .routes = f.routes, .workers = 2 };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(&f.control, &cfg, why, sizeof why);
+    assert_non_null(dp);
+    f.routes = NULL; /* the data plane's now */
+    assert_true(unix_accepts(f.sock));
+    char admin[160], text[1024], blocker[160];
+    snprintf(admin, sizeof admin, "%s/admin.sock", f.dir);
+    snprintf(blocker, sizeof blocker, "%s/file", f.dir);
+    /* a bind on a path that is a plain file: refused, nothing changes */
+    FILE *fp = fopen(blocker, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(text, sizeof text,
+             "[mothership]\nworkers = 2\n[mothership.bind]\nhttp = \"unix://%s\"\nbad = \"unix://%s\"\n", f.sock,
+             blocker);
+    ms_manifest *m = load_text(text, f.dir);
+    ms_route_table *rt = ms_route_table_build(m);
+    ms_dp_config bad = { .m = m, .routes = rt, .workers = 2 };
+    assert_false(ms_dataplane_reload(dp, &bad, why, sizeof why));
+    assert_non_null(strstr(why, "bind \"bad\""));
+    ms_route_table_free(rt);
+    ms_manifest_free(m);
+    assert_true(unix_accepts(f.sock));
+    /* one added */
+    snprintf(text, sizeof text,
+             "[mothership]\nworkers = 2\n[mothership.bind]\nhttp = \"unix://%s\"\nadmin = \"unix://%s\"\n", f.sock,
+             admin);
+    m = load_text(text, f.dir);
+    rt = ms_route_table_build(m);
+    ms_dp_config two = { .m = m, .routes = rt, .workers = 2 };
+    assert_true(ms_dataplane_reload(dp, &two, why, sizeof why));
+    ms_manifest_free(m);
+    assert_true(unix_accepts(admin));
+    assert_true(unix_accepts(f.sock));
+    /* the first removed */
+    snprintf(text, sizeof text, "[mothership]\nworkers = 2\n[mothership.bind]\nadmin = \"unix://%s\"\n", admin);
+    m = load_text(text, f.dir);
+    rt = ms_route_table_build(m);
+    ms_dp_config one = { .m = m, .routes = rt, .workers = 2 };
+    assert_true(ms_dataplane_reload(dp, &one, why, sizeof why));
+    ms_manifest_free(m);
+    struct stat st;
+    assert_int_equal(lstat(f.sock, &st), -1);
+    assert_true(unix_accepts(admin));
+    for (int i = 0; i < 50; i++)
+        uv_run(&f.control, UV_RUN_NOWAIT); /* older generations given back are freed here */
+    bool stopped = false;
+    ms_dataplane_stop(dp, 1000, on_stopped, &stopped);
+    uv_run(&f.control, UV_RUN_DEFAULT);
+    assert_true(stopped);
+    ms_dataplane_free(dp);
+    assert_int_equal(lstat(admin, &st), -1);
+    unlink(blocker);
+    fixture_close(&f);
+}
+
 /* ---- an inline worker and a client on a socketpair */
 static ms_manifest *load_text(const char *text, const char *dir)
 {
@@ -396,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_traffic_series_for_routes_to_ships),
         cmocka_unit_test(test_reload_between_requests_on_one_connection),
         cmocka_unit_test(test_request_in_flight_finishes_on_its_generation),
+        cmocka_unit_test(test_reload_adds_and_removes_binds),
         cmocka_unit_test(test_unix_listener_on_descriptor_0),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
