@@ -1349,8 +1349,9 @@ static void finish_response(ms_conn *c)
         start_linger(c);
         return;
     }
-    if (c->close_after_write || !c->keep_alive || c->eof || c->w->stopping) {
-        ms_conn_close(c);
+    if (c->close_after_write || !c->keep_alive || c->eof || c->w->stopping || c->w->draining ||
+        (c->g != c->w->cur && ms_wgen_bind_in(c->g, c->bind_idx, c->w->cur) < 0)) {
+        ms_conn_close(c); /* (the last: its bind was removed by a reload) */
         return;
     }
     start_next_request(c);

@@ -48,6 +48,13 @@ struct ms_gen {
     ms_gen *next;              /* dp's generations not yet freed (control loop) */
 };
 
+typedef struct ms_module_past {
+    char *name;
+    ms_payload_stats st;
+} ms_module_past;
+
+static void stats_add(ms_payload_stats *out, const ms_payload_stats *st);
+
 struct ms_dataplane {
     uv_loop_t *control;
     ms_dp_config cfg;          /* log, workers, hub, inline_worker; the rest is in the generations */
@@ -71,6 +78,8 @@ struct ms_dataplane {
     uint32_t nbind_names;
     ms_payload_stats *payload_sums; /* scratch for the metrics render (control loop only) */
     size_t npayload_sums;
+    ms_module_past *module_past; /* counters of modules of freed generations, by name */
+    size_t nmodule_past;
     /* drain */
     bool draining;
     uv_timer_t drain_poll;
@@ -139,6 +148,37 @@ static void gen_free_maps(ms_gen *g)
     g->nomatch_slot = NULL;
 }
 
+/* The counters of g's modules, kept by name once g is freed. */
+static void gen_keep_module_stats(ms_gen *g)
+{
+    ms_dataplane *dp = g->dp;
+    const ms_payload_set *ps = g->payloads;
+    for (size_t i = 0; ps && g->wg && i < ms_payload_count(ps); i++) {
+        const char *name = ms_payload_module(ps, i)->name;
+        size_t k = 0;
+        while (k < dp->nmodule_past && strcmp(dp->module_past[k].name, name) != 0)
+            k++;
+        if (k == dp->nmodule_past) {
+            ms_module_past *n = realloc(dp->module_past, (k + 1) * sizeof *n);
+            char *copy = n ? strdup(name) : NULL;
+            if (n)
+                dp->module_past = n;
+            if (!copy)
+                continue; /* out of memory: these counts are lost */
+            memset(&n[k], 0, sizeof n[k]);
+            n[k].name = copy;
+            dp->nmodule_past++;
+        }
+        for (unsigned w = 0; w < dp->nworkers; w++) {
+            if (!g->wg[w].pw)
+                continue;
+            ms_payload_stats st;
+            ms_payload_worker_stats(g->wg[w].pw, i, &st);
+            stats_add(&dp->module_past[k].st, &st);
+        }
+    }
+}
+
 static void gen_free(ms_gen *g)
 {
     if (!g)
@@ -180,6 +220,7 @@ static void reap(ms_dataplane *dp)
         ms_gen *g = *pp;
         if (__atomic_load_n(&g->dead, __ATOMIC_ACQUIRE)) {
             *pp = g->next;
+            gen_keep_module_stats(g);
             gen_free(g);
         } else {
             pp = &g->next;
@@ -201,7 +242,7 @@ static void gen_release(ms_gen *g)
     __atomic_store_n(&g->dead, 1, __ATOMIC_RELEASE);
     if (dp->cfg.inline_worker)
         reap(dp); /* one thread: the caller's */
-    else if (dp->reap_async_open)
+    else if (__atomic_load_n(&dp->reap_async_open, __ATOMIC_ACQUIRE))
         uv_async_send(&dp->reap_async);
 }
 
@@ -610,7 +651,7 @@ static bool worker_take(ms_worker *w, ms_wgen *ng, char *why, size_t why_len)
             if (ms_wgen_bind_in(c->g, c->bind_idx, ng) < 0)
                 ms_conn_drain_start(c); /* its bind is gone: idle ones close, busy ones finish */
         }
-        ms_pool_close_gen(old);
+        ms_pool_move(old, ng);
         ms_wgen_drop(old);
     }
     return ok;
@@ -1117,6 +1158,9 @@ void ms_dataplane_free(ms_dataplane *dp)
     if (dp->gen_lock_init)
         uv_mutex_destroy(&dp->gen_lock);
     free(dp->payload_sums);
+    for (size_t k = 0; k < dp->nmodule_past; k++)
+        free(dp->module_past[k].name);
+    free(dp->module_past);
     free(dp);
 }
 
@@ -1449,23 +1493,49 @@ void ms_dataplane_inline_stop(ms_dataplane *dp)
     ms_dataplane_free(dp);
 }
 
+static void stats_add(ms_payload_stats *out, const ms_payload_stats *st)
+{
+    out->calls += st->calls;
+    out->blocks += st->blocks;
+    out->rewrites += st->rewrites;
+    out->header_edits += st->header_edits;
+    out->traps += st->traps;
+    out->exhaustions += st->exhaustions;
+    out->abi_errors += st->abi_errors;
+    out->instance_errors += st->instance_errors;
+    out->restarts += st->restarts;
+    out->time_us += st->time_us;
+}
+
+/* Module name's counters in generation g, summed over the workers. */
+static bool gen_module_stats(const ms_gen *g, const char *name, ms_payload_stats *out)
+{
+    const ms_payload_set *ps = g->payloads;
+    for (size_t i = 0; ps && i < ms_payload_count(ps); i++) {
+        if (strcmp(ms_payload_module(ps, i)->name, name) != 0)
+            continue;
+        for (unsigned k = 0; k < g->dp->nworkers; k++) {
+            if (!g->wg[k].pw)
+                continue;
+            ms_payload_stats st;
+            ms_payload_worker_stats(g->wg[k].pw, i, &st);
+            stats_add(out, &st);
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Module i of the newest generation: its counters over every generation
+ * that had a module of that name (each has its own instances), so that
+ * they never go backwards across a reload. */
 void ms_dataplane_module_stats(const ms_dataplane *dp, size_t i, ms_payload_stats *out)
 {
     memset(out, 0, sizeof *out);
-    for (unsigned k = 0; k < dp->nworkers; k++) {
-        ms_payload_stats st;
-        const ms_payload_worker *pw = dp->gen->wg[k].pw; /* the newest generation's instances */
-        if (!pw)
-            continue;
-        ms_payload_worker_stats(pw, i, &st);
-        out->calls += st.calls;
-        out->blocks += st.blocks;
-        out->rewrites += st.rewrites;
-        out->header_edits += st.header_edits;
-        out->traps += st.traps;
-        out->exhaustions += st.exhaustions;
-        out->abi_errors += st.abi_errors;
-        out->instance_errors += st.instance_errors;
-        out->time_us += st.time_us;
-    }
+    const char *name = ms_payload_module(dp->gen->payloads, i)->name;
+    for (const ms_gen *g = dp->gens; g; g = g->next)
+        gen_module_stats(g, name, out);
+    for (size_t k = 0; k < dp->nmodule_past; k++)
+        if (strcmp(dp->module_past[k].name, name) == 0)
+            stats_add(out, &dp->module_past[k].st);
 }

@@ -409,6 +409,8 @@ void ms_ws_worker_free(ms_worker *w);
 size_t ms_chunk_header(size_t len, char out[24]);
 size_t ms_u64_dec(uint64_t v, char out[24]);
 void ms_pool_close_all(ms_worker *w);
-void ms_pool_close_gen(ms_wgen *g);
+/* Idle connections of from go to to when their ship is the same there
+ * (name and address); the others close. */
+void ms_pool_move(ms_wgen *from, ms_wgen *to);
 
 #endif

@@ -713,23 +713,56 @@ static void up_close(ms_upconn *u)
     uv_close((uv_handle_t *)&u->timer, on_up_closed);
 }
 
-static void pool_put(ms_upconn *u)
+/* Ship s of from in to: the same name at the same address, or SIZE_MAX. */
+static size_t ship_in(const ms_wgen *from, size_t s, const ms_wgen *to)
 {
-    ms_worker *w = u->w;
-    ms_wgen *g = u->g;
-    assert(!u->closing && !u->idle_in_pool && u->next == NULL);
-    u->client = NULL;
-    u->rlen = u->rpos = 0;
-    uv_timer_stop(&u->timer);
-    /* a connection of an older generation is not kept: its ship may have moved */
-    if (w->stopping || g != w->cur || g->pool_len[u->ship] >= limits(g)->upstream_keepalive || !u->reading) {
-        up_close(u);
-        return;
+    const ms_ship *a = &from->m->ships[s];
+    for (size_t i = 0; i < to->m->nships; i++) {
+        const ms_ship *b = &to->m->ships[i];
+        if (a->has_bind && b->has_bind && strcmp(a->name, b->name) == 0 && strcmp(a->bind.text, b->bind.text) == 0)
+            return i;
     }
+    return SIZE_MAX;
+}
+
+/* u (idle or just done) belongs to generation to from now on, as its ship. */
+static void rehome(ms_upconn *u, ms_wgen *to, size_t ship)
+{
+    ms_wgen *old = u->g;
+    u->g = ms_wgen_hold(to);
+    u->ship = ship;
+    ms_wgen_drop(old);
+}
+
+static void pool_push(ms_upconn *u)
+{
+    ms_wgen *g = u->g;
     u->next = g->pools[u->ship];
     g->pools[u->ship] = u;
     g->pool_len[u->ship]++;
     u->idle_in_pool = true; /* still reading: data or EOF while idle closes it */
+}
+
+static void pool_put(ms_upconn *u)
+{
+    ms_worker *w = u->w;
+    assert(!u->closing && !u->idle_in_pool && u->next == NULL);
+    u->client = NULL;
+    u->rlen = u->rpos = 0;
+    uv_timer_stop(&u->timer);
+    if (u->g != w->cur) { /* a request of an older generation: kept only if its ship has not moved */
+        size_t ns = ship_in(u->g, u->ship, w->cur);
+        if (ns == SIZE_MAX) {
+            up_close(u);
+            return;
+        }
+        rehome(u, w->cur, ns);
+    }
+    if (w->stopping || u->g->pool_len[u->ship] >= limits(u->g)->upstream_keepalive || !u->reading) {
+        up_close(u);
+        return;
+    }
+    pool_push(u);
 }
 
 static ms_upconn *pool_get(ms_wgen *g, size_t ship)
@@ -747,7 +780,7 @@ static ms_upconn *pool_get(ms_wgen *g, size_t ship)
     return NULL;
 }
 
-void ms_pool_close_gen(ms_wgen *g)
+static void pool_close_gen(ms_wgen *g)
 {
     for (size_t s = 0; s < g->m->nships; s++) {
         ms_upconn *u;
@@ -756,10 +789,26 @@ void ms_pool_close_gen(ms_wgen *g)
     }
 }
 
+void ms_pool_move(ms_wgen *from, ms_wgen *to)
+{
+    for (size_t s = 0; s < from->m->nships; s++) {
+        size_t ns = from->pools[s] ? ship_in(from, s, to) : SIZE_MAX;
+        ms_upconn *u;
+        while ((u = pool_get(from, s))) {
+            if (ns == SIZE_MAX || to->pool_len[ns] >= limits(to)->upstream_keepalive) {
+                up_close(u); /* its ship is gone or has moved */
+                continue;
+            }
+            rehome(u, to, ns);
+            pool_push(u);
+        }
+    }
+}
+
 void ms_pool_close_all(ms_worker *w)
 {
     for (ms_wgen *g = w->gens; g; g = g->next)
-        ms_pool_close_gen(g);
+        pool_close_gen(g);
 }
 
 /* The exchange is over on both sides: recycle or close the upstream
