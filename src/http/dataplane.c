@@ -852,7 +852,7 @@ static bool gen_open_sockets(ms_dataplane *dp, ms_gen *g, const ms_gen *older, c
 {
     const ms_manifest *m = g->m;
     size_t nb = m->global.nbinds;
-    for (size_t b = 0; b < nb && !dp->cfg.inline_worker; b++) {
+    for (size_t b = 0; b < nb && !dp->cfg.inline_worker && !dp->draining; b++) {
         const ms_bind *bind = &m->global.binds[b];
         if (older && bind_find(older->m, bind) >= 0)
             continue; /* its listeners stay */
@@ -1224,6 +1224,14 @@ void ms_dataplane_drain(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *
         return;
     }
     dp->draining = true;
+    ms_gen *g = dp->gen;
+    for (size_t b = 0; b < g->m->global.nbinds; b++) {
+        if (g->unix_fds[b] >= 0) { /* the workers' copies close: this one would still take connections */
+            close(g->unix_fds[b]);
+            g->unix_fds[b] = -1;
+            unlink(g->m->global.binds[b].addr.path);
+        }
+    }
     for (unsigned i = 0; i < dp->nworkers; i++) {
         __atomic_store_n(&dp->workers[i].drain_requested, 1, __ATOMIC_RELEASE);
         if (dp->cfg.inline_worker)
@@ -1505,6 +1513,11 @@ static void stats_add(ms_payload_stats *out, const ms_payload_stats *st)
     out->instance_errors += st->instance_errors;
     out->restarts += st->restarts;
     out->time_us += st->time_us;
+}
+
+const ms_payload_set *ms_dataplane_payloads(const ms_dataplane *dp)
+{
+    return dp->gen->payloads;
 }
 
 /* Module name's counters in generation g, summed over the workers. */

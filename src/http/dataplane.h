@@ -1,8 +1,9 @@
 /* dataplane.h: the HTTP data plane. `workers` threads, each with its own
  * libuv loop, its own listeners (SO_REUSEPORT for TCP binds, a shared
  * descriptor for Unix binds), connections, upstream pools and counters.
- * What they share is read-only: the manifest, the routing table, and the
- * fleet's per-process atomics (ready, breaker). The control loop starts and
+ * What they share is read-only: a generation of the configuration (the
+ * manifest, the routing table, payloads, TLS), and the fleet's per-process
+ * atomics (ready, breaker). The control loop starts, reloads, drains and
  * stops it and reads its counters for /metrics. */
 #ifndef MS_HTTP_DATAPLANE_H
 #define MS_HTTP_DATAPLANE_H
@@ -36,7 +37,12 @@ typedef struct ms_dp_config {
 unsigned ms_dataplane_worker_count(const ms_dp_config *cfg);
 
 /* Bind every listener and start the workers. NULL with a reason on failure
- * (e.g. "bind \"http\" (tcp://0.0.0.0:80): permission denied"). */
+ * (e.g. "bind \"http\" (tcp://0.0.0.0:80): permission denied"), and
+ * cfg's objects are still the caller's. On success the data plane holds a
+ * reference on cfg->m and owns cfg->routes, cfg->payloads and cfg->tls:
+ * ms_dataplane_free (or a reload, once requests using them have ended)
+ * frees them. cfg->procs is copied (the processes must outlive the data
+ * plane); cfg->log, workers, hub and inline_worker hold for its life. */
 ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, char *why, size_t why_len);
 
 /* Stop accepting at once; let requests in flight finish for up to drain_ms;
@@ -47,19 +53,29 @@ void ms_dataplane_free(ms_dataplane *dp);
 
 /* Reload: cfg (a new manifest, its routes, payloads, TLS server, and the
  * fleet's processes for its ships) becomes every worker's configuration.
- * Binds are matched by name: new ones open, removed ones close (their
- * requests finish), one whose address changed reopens. Requests in flight
- * finish on the configuration they started with; new ones see the new one.
- * All or nothing: false + why (a bind that cannot be opened, out of memory)
- * and nothing changed. On success the data plane holds a reference on cfg->m
- * and owns cfg->routes, cfg->payloads and cfg->tls (freed with the last
- * request that uses them). Control loop. */
+ * Binds are matched by name, address and TLS: new ones open (before this
+ * returns), removed ones close (their connections end after their
+ * request), one whose address or TLS changed reopens, kept ones keep their
+ * listening sockets. Requests in flight (a WebSocket or tunnel until it
+ * closes) finish on the configuration they started with; new ones, and the
+ * next request of a kept-alive connection, see the new one. Idle upstream
+ * connections stay pooled for a ship with the same name and address.
+ * Request and payload counters go on for the same labels. cfg->hub must be
+ * NULL or the hub given at start; cfg->workers and log are not read.
+ * All or nothing: false + why (a bind that cannot be opened, out of memory,
+ * stopping) and nothing changed (cfg's objects are still the caller's). On
+ * success the data plane holds a reference on cfg->m and owns cfg->routes,
+ * cfg->payloads and cfg->tls (freed with the last request that uses them):
+ * the caller must not use the previous ones any more. Control loop. */
 bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, size_t why_len);
 
-/* Stop accepting on every bind (the listeners close; /ready should say so)
- * and call done(arg) on the control loop once the requests in flight have
- * finished or drain_ms has passed; the workers and their connections go on
- * until ms_dataplane_stop. */
+/* Stop accepting on every bind (the listeners close, Unix socket files are
+ * removed; /ready should say so), end each connection after its current
+ * request (idle ones at once; HTTP/2 gets GOAWAY, a bay's WebSocket 1001),
+ * and call done(arg) on the control loop once no connection is left or
+ * drain_ms has passed; the workers go on until ms_dataplane_stop. A second
+ * drain, or one after the stop began, calls done at once; so does a drain
+ * of an inline worker. A reload after a drain opens no listener. */
 void ms_dataplane_drain(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *), void *arg);
 
 /* Tests and fuzzing (cfg.inline_worker): the worker's loop, to run in the
@@ -68,6 +84,10 @@ void ms_dataplane_drain(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *
 uv_loop_t *ms_dataplane_inline_loop(ms_dataplane *dp);
 int ms_dataplane_inline_adopt(ms_dataplane *dp, int fd, size_t bind_idx);
 void ms_dataplane_inline_stop(ms_dataplane *dp);
+
+/* The newest generation's payload set (NULL: none): what the module
+ * indexes below refer to. */
+const ms_payload_set *ms_dataplane_payloads(const ms_dataplane *dp);
 
 /* Module i's counters summed over the workers (for the dashboard). */
 void ms_dataplane_module_stats(const ms_dataplane *dp, size_t i, ms_payload_stats *out);

@@ -5,7 +5,7 @@
  * descriptor 0 is closed and removed like any other, and a reload on an
  * inline worker: the next request on a kept-alive connection sees the new
  * routes, a request in flight finishes on the old ones, and the counters
- * of a label set go on across it. uv_thread_create is
+ * of a label set go on across it; a drain closes the listeners. uv_thread_create is
  * wrapped at link time (-Wl,--wrap) so that one call can be made to fail. */
 #include <dirent.h>
 #include <errno.h>
@@ -306,6 +306,36 @@ static void test_reload_adds_and_removes_binds(void **state)
     fixture_close(&f);
 }
 
+/* A drain closes every listener (the Unix socket file is removed), calls
+ * back once no connection is left, and leaves the workers running until
+ * the stop. */
+static void test_drain_closes_the_listeners(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 2);
+    ms_dp_config cfg = { .m = f.m, .routes = f.routes, .workers = 2 };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(&f.control, &cfg, why, sizeof why);
+    assert_non_null(dp);
+    f.routes = NULL; /* the data plane's now */
+    assert_true(unix_accepts(f.sock));
+    bool drained = false;
+    ms_dataplane_drain(dp, 5000, on_stopped, &drained);
+    for (int i = 0; i < 100000 && !drained; i++)
+        uv_run(&f.control, UV_RUN_ONCE);
+    assert_true(drained);
+    assert_false(unix_accepts(f.sock));
+    struct stat st;
+    assert_int_equal(lstat(f.sock, &st), -1);
+    bool stopped = false;
+    ms_dataplane_stop(dp, 1000, on_stopped, &stopped);
+    uv_run(&f.control, UV_RUN_DEFAULT);
+    assert_true(stopped);
+    ms_dataplane_free(dp);
+    fixture_close(&f);
+}
+
 /* ---- an inline worker and a client on a socketpair */
 static ms_manifest *load_text(const char *text, const char *dir)
 {
@@ -477,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_reload_between_requests_on_one_connection),
         cmocka_unit_test(test_request_in_flight_finishes_on_its_generation),
         cmocka_unit_test(test_reload_adds_and_removes_binds),
+        cmocka_unit_test(test_drain_closes_the_listeners),
         cmocka_unit_test(test_unix_listener_on_descriptor_0),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
