@@ -4,7 +4,9 @@ requests throughout (no failed request, no non-2xx), a route removed, a
 limit changed (new requests see it), a request whose body is still coming
 when its route is removed (it finishes where it started), a bind added and
 removed. A build whose SIGHUP does not reload the manifest skips these
-(one reload line is the sign that it does)."""
+(one reload line is the sign that it does). Each test ends with a stop
+and no sanitizer report (run on build-asan, that checks that the older
+configurations are freed, once, after the requests that used them)."""
 import re
 import signal
 import socket
@@ -47,6 +49,12 @@ def reload(p, edit, applied, what):
     if not any(is_reload_line(e) for e in p.ms.events()[start:]):
         pytest.skip("SIGHUP does not reload the manifest in this build")
     pytest.fail(f"timed out waiting for {what} after the reload")
+
+
+def stop_clean(p):
+    p.ms.stop()
+    text = p.ms.output()
+    assert "Sanitizer" not in text and "runtime error" not in text, text[-4000:]
 
 
 def replace(a, b):
@@ -105,6 +113,7 @@ def test_route_added_under_load(fleet):
         t.join(10)
     assert results["bad"] == []
     assert results["ok"] > 70
+    stop_clean(p)
 
 
 def test_route_removed_and_limit_changed(fleet):
@@ -121,6 +130,7 @@ def test_route_removed_and_limit_changed(fleet):
     reload(p, edit, lambda: status(p.url("/b/x")) == 404, "the route to be gone")
     assert status(p.url(long_path)) == 414
     assert served_by(p.url("/a/x")) == "a"
+    stop_clean(p)
 
 
 def test_request_in_flight_finishes_on_its_configuration(fleet):
@@ -133,6 +143,7 @@ def test_request_in_flight_finishes_on_its_configuration(fleet):
         r = c.response()
     assert r.status == 200, r
     assert r.json()["name"] == "a"
+    stop_clean(p)
 
 
 def test_bind_added_and_removed(fleet):
@@ -162,3 +173,4 @@ def test_bind_added_and_removed(fleet):
 
     reload(p, remove, refused, "the removed bind to refuse connections")
     assert served_by(p.url("/y")) == "a"
+    stop_clean(p)
