@@ -236,7 +236,6 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
         r->routes = routes;
         r->payloads = payloads;
         r->tls = tls;
-        r->dp_owns_config = true;
     }
     /* said before the stops and starts it causes */
     char line[1024];

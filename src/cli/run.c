@@ -408,11 +408,9 @@ run_loop:
         c.routes = NULL;
     }
     ms_dataplane_free(c.dp);
-    if (!c.dp_owns_config) { /* else the data plane freed them with its last configuration */
-        ms_tls_server_free(c.tls);
-        ms_payload_set_free(c.payloads);
-        ms_route_table_free(c.routes);
-    }
+    ms_tls_server_free(c.tls);
+    ms_payload_set_free(c.payloads);
+    ms_route_table_free(c.routes);
     ms_docks_free(c.docks);
     ms_hub_free(c.hub);
     ms_fleet_free(c.fleet);

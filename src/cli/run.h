@@ -47,7 +47,6 @@ struct ms_run {
     /* reload.c */
     uint64_t reloads[2];                 /* mothership_config_reloads_total: [0] success, [1] failure */
     double last_reload_ok;               /* unix time of the last successful reload (the launch at first) */
-    bool dp_owns_config;                 /* routes, payloads and tls were handed to the data plane in a reload */
     /* ctl.c */
     struct ms_ctl *ctl;                  /* the control socket; NULL when there is none */
 };

@@ -179,6 +179,17 @@ static void gen_keep_module_stats(ms_gen *g)
     }
 }
 
+/* A reload that changes no TLS setting hands over the TLS server the
+ * current generation has (its certificates are re-read in place): it is
+ * freed with the last generation that has it. g is no longer in dp->gens. */
+static bool tls_in_other_gen(const ms_gen *g)
+{
+    for (const ms_gen *o = g->dp->gens; o; o = o->next)
+        if (o != g && o->tls == g->tls)
+            return true;
+    return false;
+}
+
 static void gen_free(ms_gen *g)
 {
     if (!g)
@@ -208,7 +219,8 @@ static void gen_free(ms_gen *g)
     free(g->procs);
     ms_route_table_free(g->routes);
     ms_payload_set_free(g->payloads);
-    ms_tls_server_free(g->tls);
+    if (g->tls && !tls_in_other_gen(g))
+        ms_tls_server_free(g->tls);
     ms_manifest_free(g->m);
     free(g);
 }
@@ -1130,8 +1142,9 @@ void ms_dataplane_free(ms_dataplane *dp)
         if (w->loop_open)
             uv_loop_close(&w->loop);
     }
-    for (ms_gen *g = dp->gens, *next; g; g = next) { /* every worker is done with them */
-        next = g->next;
+    while (dp->gens) { /* every worker is done with them */
+        ms_gen *g = dp->gens;
+        dp->gens = g->next;
         gen_free(g);
     }
     for (unsigned i = 0; dp->workers && i < dp->nworkers; i++) {

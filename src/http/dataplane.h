@@ -66,7 +66,9 @@ void ms_dataplane_free(ms_dataplane *dp);
  * stopping) and nothing changed (cfg's objects are still the caller's). On
  * success the data plane holds a reference on cfg->m and owns cfg->routes,
  * cfg->payloads and cfg->tls (freed with the last request that uses them):
- * the caller must not use the previous ones any more. Control loop. */
+ * the caller must not use the previous ones any more, except that cfg->tls
+ * may be the current TLS server, kept (freed with the last generation that
+ * has it). Control loop. */
 bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, size_t why_len);
 
 /* Stop accepting on every bind (the listeners close, Unix socket files are
