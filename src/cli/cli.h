@@ -8,7 +8,7 @@
 #include "manifest/manifest.h"
 
 /* Exit codes (docs/cli.md). */
-enum { MS_EXIT_OK = 0, MS_EXIT_FAIL = 1, MS_EXIT_USAGE = 2 };
+enum { MS_EXIT_OK = 0, MS_EXIT_FAIL = 1, MS_EXIT_USAGE = 2, MS_EXIT_NOT_RUNNING = 3 };
 
 typedef struct ms_cli {
     const char *command;     /* run, init, clearance, preflight, chart */
@@ -21,6 +21,14 @@ typedef struct ms_cli {
     const char *except;      /* run --except a,b */
     const char *log_format;  /* run --log-format text|json */
     bool color;              /* colour on stdout */
+    bool manifest_given;     /* -c was given */
+    /* the verbs that drive a running fleet (ctl_client.c) */
+    const char *socket;      /* --socket PATH */
+    char **args;             /* restart/stop/start NAME..., signal NAME SIG, logs [NAME] */
+    size_t nargs;
+    bool follow;             /* logs -f */
+    long lines;              /* logs -n N; -1: the server's default */
+    bool check;              /* reload --check */
 } ms_cli;
 
 /* Load and check path as clearance does (the manifest, its payload modules,
@@ -35,6 +43,10 @@ int ms_cmd_clearance(const ms_cli *o);
 int ms_cmd_chart(const ms_cli *o);
 int ms_cmd_preflight(const ms_cli *o);
 int ms_cmd_run(const ms_cli *o);
+/* status, restart, stop, start, signal, logs, reload, drain: a request to
+ * the control socket of a running fleet (docs/control-api.md). */
+int ms_cmd_ctl(const ms_cli *o);
+bool ms_cli_is_ctl_verb(const char *command);
 
 /* " (tls, h2)", " (tls self-signed, h2)", " (h2c)", " (redirect_to_https)" or "":
  * what a bind speaks, for clearance and chart. */

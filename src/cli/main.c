@@ -21,24 +21,41 @@ static void usage(FILE *out)
           "  preflight    validate the manifest and check every uplink\n"
           "  chart        print where each request goes, per bind\n"
           "\n"
+          "Commands for a running fleet (through its control socket):\n"
+          "  status             every ship and bay: state, pid, uptime, restarts, health\n"
+          "  restart NAME...    restart entries (a NAME may be @tag)\n"
+          "  stop NAME...       stop entries until started again\n"
+          "  start NAME...      start stopped entries\n"
+          "  signal NAME SIG    send a signal (HUP, USR1, ... or a number)\n"
+          "  logs [NAME]        recent output of one entry or all\n"
+          "  reload             apply the manifest's changes\n"
+          "  drain              stop accepting requests, let those in flight finish\n"
+          "\n"
           "Options:\n"
           "  -c, --config PATH     manifest to use (default ./ship-manifest.toml)\n"
           "      --only T1,T2      run: only entries with one of these tags (and their dependencies)\n"
           "      --except T1,T2    run: leave out entries with one of these tags\n"
           "      --tui             run: show the dashboard\n"
           "      --log-format F    run: text (default) or json\n"
-          "      --json            chart: machine-readable output\n"
+          "      --json            chart, status and the other fleet commands: JSON output\n"
+          "      --socket PATH     fleet commands: the control socket (default: from the manifest)\n"
+          "  -n N                  logs: the last N lines (default 100)\n"
+          "  -f, --follow          logs: then follow new lines\n"
+          "      --check           reload: print the plan, change nothing\n"
           "  -f, --force           init: overwrite an existing file\n"
           "  -h, --help            this help\n"
           "  -V, --version         print the version\n"
           "\n"
-          "Exit codes: 0 ok, 1 invalid manifest or failed check, 2 usage error.\n",
+          "Exit codes: 0 ok, 1 invalid manifest or failed check, 2 usage error,\n"
+          "3 no fleet is running (fleet commands).\n",
           out);
 }
 
 static bool known_command(const char *c)
 {
     static const char *const cmds[] = { "run", "init", "clearance", "preflight", "chart", NULL };
+    if (ms_cli_is_ctl_verb(c))
+        return true;
     for (size_t i = 0; cmds[i]; i++)
         if (strcmp(cmds[i], c) == 0)
             return true;
@@ -49,11 +66,11 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], MS_SHIM_FLAG) == 0)
         return ms_shim_main(argc, argv);
-    ms_cli o = { .command = "run", .manifest = "ship-manifest.toml", .log_format = "text" };
+    ms_cli o = { .command = "run", .manifest = "ship-manifest.toml", .log_format = "text", .lines = -1 };
     const char *nc = getenv("NO_COLOR");
     o.color = isatty(STDOUT_FILENO) && !(nc && *nc);
 
-    enum { OPT_ONLY = 256, OPT_EXCEPT, OPT_TUI, OPT_JSON, OPT_LOGFMT };
+    enum { OPT_ONLY = 256, OPT_EXCEPT, OPT_TUI, OPT_JSON, OPT_LOGFMT, OPT_SOCKET, OPT_CHECK };
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
         { "force", no_argument, NULL, 'f' },
@@ -64,15 +81,32 @@ int main(int argc, char **argv)
         { "tui", no_argument, NULL, OPT_TUI },
         { "json", no_argument, NULL, OPT_JSON },
         { "log-format", required_argument, NULL, OPT_LOGFMT },
+        { "socket", required_argument, NULL, OPT_SOCKET },
+        { "check", no_argument, NULL, OPT_CHECK },
+        { "follow", no_argument, NULL, 'F' },
         { NULL, 0, NULL, 0 },
     };
     opterr = 0;
     bool log_format_given = false;
     int ch;
-    while ((ch = getopt_long(argc, argv, ":c:fhV", longopts, NULL)) != -1) {
+    bool lines_given = false;
+    while ((ch = getopt_long(argc, argv, ":c:fhVn:", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'c': o.manifest = optarg; break;
-        case 'f': o.force = true; break;
+        case 'c': o.manifest = optarg; o.manifest_given = true; break;
+        case 'f': o.force = true; break; /* init --force, or logs -f */
+        case 'F': o.follow = true; break;
+        case 'n': {
+            char *end;
+            o.lines = strtol(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end || o.lines > 100000) {
+                fprintf(stderr, "mothership: -n takes a number of lines from 0 to 100000, not \"%s\"\n", optarg);
+                return MS_EXIT_USAGE;
+            }
+            lines_given = true;
+            break;
+        }
+        case OPT_SOCKET: o.socket = optarg; break;
+        case OPT_CHECK: o.check = true; break;
         case 'h': usage(stdout); return MS_EXIT_OK;
         case 'V': printf("mothership %s\n", MS_VERSION); return MS_EXIT_OK;
         case OPT_ONLY: o.only = optarg; break;
@@ -99,13 +133,20 @@ int main(int argc, char **argv)
     if (pos < argc) {
         if (!known_command(argv[pos])) {
             fprintf(stderr, "mothership: unknown command \"%s\" (commands: run, init, clearance, preflight, "
-                            "chart; see mothership --help)\n", argv[pos]);
+                            "chart, status, restart, stop, start, signal, logs, reload, drain; see mothership "
+                            "--help)\n", argv[pos]);
             return MS_EXIT_USAGE;
         }
         o.command = argv[pos++];
     }
     if (strcmp(o.command, "init") == 0 && pos < argc)
         o.init_path = argv[pos++];
+    bool is_ctl = ms_cli_is_ctl_verb(o.command);
+    if (is_ctl) {
+        o.args = argv + pos;
+        o.nargs = (size_t)(argc - pos);
+        pos = argc;
+    }
     if (pos < argc) {
         fprintf(stderr, "mothership: unexpected argument \"%s\"\n", argv[pos]);
         return MS_EXIT_USAGE;
@@ -119,14 +160,33 @@ int main(int argc, char **argv)
         fprintf(stderr, "mothership: --log-format goes with run, not %s\n", o.command);
         return MS_EXIT_USAGE;
     }
-    if (o.json && strcmp(o.command, "chart") != 0) {
-        fprintf(stderr, "mothership: --json goes with chart\n");
+    bool is_logs = strcmp(o.command, "logs") == 0;
+    if (is_logs && o.force) { /* -f: follow */
+        o.follow = true;
+        o.force = false;
+    }
+    if (o.json && strcmp(o.command, "chart") != 0 && !is_ctl) {
+        fprintf(stderr, "mothership: --json goes with chart and the fleet commands\n");
         return MS_EXIT_USAGE;
     }
     if (o.force && strcmp(o.command, "init") != 0) {
         fprintf(stderr, "mothership: --force goes with init\n");
         return MS_EXIT_USAGE;
     }
+    if ((o.follow || lines_given) && !is_logs) {
+        fprintf(stderr, "mothership: -f and -n go with logs\n");
+        return MS_EXIT_USAGE;
+    }
+    if (o.check && strcmp(o.command, "reload") != 0) {
+        fprintf(stderr, "mothership: --check goes with reload\n");
+        return MS_EXIT_USAGE;
+    }
+    if (o.socket && !is_ctl) {
+        fprintf(stderr, "mothership: --socket goes with the fleet commands (status, restart, ...)\n");
+        return MS_EXIT_USAGE;
+    }
+    if (is_ctl)
+        return ms_cmd_ctl(&o);
 
     if (strcmp(o.command, "init") == 0)
         return ms_cmd_init(&o);

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "cli/ctl.h"
 #include "cli/reload.h"
 #include "cli/run.h"
 #include "cli/run_signals.h"
@@ -27,6 +28,12 @@
 static void on_metrics_closed(void *arg)
 {
     (void)arg;
+}
+
+static void close_ctl(ms_run *c)
+{
+    ms_ctl_close(c->ctl);
+    c->ctl = NULL;
 }
 
 static void close_early_signals(ms_run *c)
@@ -47,6 +54,7 @@ static void on_fleet_done(ms_fleet *f, void *arg)
     ms_docks_close(c->docks);
     ms_tui_stop(c->tui);
     c->tui = NULL;
+    close_ctl(c);
     if (c->metrics) {
         ms_metrics_server_close(c->metrics, on_metrics_closed, NULL);
         c->metrics = NULL;
@@ -153,6 +161,7 @@ static void abort_launch(ms_run *c, const char *what, const char *why)
 {
     ms_log_event(c->log, MS_ERROR, NULL, "launch_failed", "%s: %s; nothing was launched", what, why);
     c->exit_code = MS_EXIT_FAIL;
+    close_ctl(c);
     ms_docks_close(c->docks); /* its handles would keep the loop running */
     if (c->metrics) {
         ms_metrics_server_close(c->metrics, on_metrics_closed, NULL);
@@ -214,6 +223,7 @@ static void launch(ms_run *c)
         abort_launch(c, "cannot launch", why);
         return;
     }
+    ms_ctl_attach_fleet(c->ctl);
     ms_dp_config cfg = { .m = c->m, .procs = c->fleet->procs, .log = c->log, .workers = c->m->global.workers };
     if (c->m->global.nbinds == 0)
         cfg.workers = 1; /* no data plane: the hub's single inbox is never read */
@@ -297,6 +307,7 @@ static void on_uplinks(bool ok, const char *message, const ms_uplink_result *res
                      n == 1 ? "the uplink is" : "an uplink is");
         c->exit_code = MS_EXIT_FAIL;
         close_early_signals(c);
+        close_ctl(c);
         if (c->metrics) {
             ms_metrics_server_close(c->metrics, on_metrics_closed, NULL);
             c->metrics = NULL;
@@ -311,6 +322,8 @@ static void on_early_signal(uv_signal_t *h, int signum)
     ms_run *c = h->data;
     ms_log_event(c->log, MS_INFO, NULL, "shutdown", "%s before launch: stopping",
                  signum == SIGINT ? "SIGINT" : signum == SIGQUIT ? "SIGQUIT" : "SIGTERM");
+    if (c->ctl)
+        unlink(ms_ctl_path(c->ctl));
     exit(128 + signum);
 }
 
@@ -363,6 +376,13 @@ int ms_cmd_run(const ms_cli *o)
         ms_log_event(c.log, MS_WARN, NULL, NULL, "cannot catch SIGHUP, SIGUSR1 and the like: they keep their defaults");
 
     const ms_global *g = &c.m->global;
+    c.ctl = ms_ctl_start(&c, why, sizeof why);
+    if (!c.ctl) {
+        ms_log_event(c.log, MS_ERROR, NULL, "control_failed", "%s; nothing was started", why);
+        c.exit_code = MS_EXIT_FAIL;
+        goto run_loop;
+    }
+    ms_log_event(c.log, MS_INFO, NULL, "control", "control socket %s", ms_ctl_path(c.ctl));
     if (g->metrics_port) {
         ms_metrics_handlers h = { .ctx = &c.view, .render_metrics = ms_fleet_render_metrics,
                                   .health = ms_fleet_render_health, .ready = ms_fleet_render_ready };
@@ -370,6 +390,7 @@ int ms_cmd_run(const ms_cli *o)
         if (!c.metrics) {
             ms_log_event(c.log, MS_ERROR, NULL, "metrics_failed", "metrics endpoint: %s; nothing was started", why);
             c.exit_code = MS_EXIT_FAIL;
+            close_ctl(&c);
             goto run_loop;
         }
         ms_log_event(c.log, MS_INFO, NULL, "metrics", "metrics on http://%s:%u/metrics, /health and /ready",
@@ -390,6 +411,7 @@ int ms_cmd_run(const ms_cli *o)
             ms_log_event(c.log, MS_ERROR, NULL, "preflight_failed", "cannot check uplinks: out of memory");
             c.exit_code = MS_EXIT_FAIL;
             close_early_signals(&c);
+            close_ctl(&c);
         }
     } else {
         launch(&c);

@@ -1140,6 +1140,97 @@ void ms_fleet_toggle_proc(ms_fleet *f, size_t i)
     }
 }
 
+/* ---------------------------------------------------------------- control actions */
+bool ms_fleet_proc_running(const ms_proc *p)
+{
+    return running(p);
+}
+
+const char *ms_fleet_action_name(ms_fleet_action a)
+{
+    switch (a) {
+    case MS_FLEET_ACT_RESTART: return "restart";
+    case MS_FLEET_ACT_STOP: return "stop";
+    case MS_FLEET_ACT_START: return "start";
+    case MS_FLEET_ACT_SIGNAL: return "signal";
+    }
+    return "?";
+}
+
+/* Stop p and keep it stopped (no restart): a pending restart is cancelled. */
+static void stop_for_good(ms_proc *p)
+{
+    if (running(p)) {
+        p->stop_requested = true;
+        p->restart_requested = false;
+        if (p->state != MS_P_STOPPING)
+            stop_proc(p);
+    } else if (p->state == MS_P_BACKOFF) {
+        cancel_activity(p);
+        p->stop_requested = true;
+        p->state = MS_P_STOPPED;
+    }
+}
+
+static void start_now(ms_proc *p)
+{
+    cancel_activity(p);
+    p->state = MS_P_BACKOFF;
+    p->backoff_until = uv_now(p->fleet->loop);
+    uv_timer_start(&p->timer, on_backoff_done, 0, 0);
+}
+
+bool ms_fleet_control(ms_fleet *f, size_t i, ms_fleet_action a, int signo, const char *who, char *why,
+                      size_t why_len)
+{
+    assert(i < f->n);
+    ms_proc *p = f->procs[i];
+    char sname[32] = "";
+    if (a == MS_FLEET_ACT_SIGNAL)
+        signal_name(signo, sname, sizeof sname);
+    ms_log_event(f->log, MS_INFO, p->ship->name, "control", "%s: %s%s%s %s \"%s\"", who, ms_fleet_action_name(a),
+                 *sname ? " " : "", sname, kind_word(p), p->ship->name);
+    if (f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE) {
+        snprintf(why, why_len, "the fleet is stopping");
+        return false;
+    }
+    if (!p->selected) {
+        snprintf(why, why_len, "%s \"%s\" is left out of this run (--only/--except)", kind_word(p), p->ship->name);
+        return false;
+    }
+    switch (a) {
+    case MS_FLEET_ACT_RESTART:
+        if (p->state == MS_P_WAITING || p->state == MS_P_SKIPPED) {
+            snprintf(why, why_len, "%s \"%s\" has not started: it waits for its dependencies", kind_word(p),
+                     p->ship->name);
+            return false;
+        }
+        ms_fleet_restart_proc(f, i);
+        return true;
+    case MS_FLEET_ACT_STOP:
+        stop_for_good(p);
+        return true;
+    case MS_FLEET_ACT_START:
+        if (p->state == MS_P_WAITING || p->state == MS_P_SKIPPED) {
+            snprintf(why, why_len, "%s \"%s\" has not started: it waits for its dependencies", kind_word(p),
+                     p->ship->name);
+            return false;
+        }
+        if (!running(p) && p->state != MS_P_STOPPING)
+            start_now(p);
+        return true;
+    case MS_FLEET_ACT_SIGNAL:
+        if (!running(p) || p->pid <= 0) {
+            snprintf(why, why_len, "%s \"%s\" is not running", kind_word(p), p->ship->name);
+            return false;
+        }
+        ms_process_signal(p, signo);
+        return true;
+    }
+    snprintf(why, why_len, "unknown action");
+    return false;
+}
+
 /* ---------------------------------------------------------------- liveness and readiness */
 bool ms_fleet_entry_up(const ms_proc *p)
 {
@@ -1221,9 +1312,9 @@ static void prepare_shim(ms_fleet *f)
     f->shim_path = path;
 }
 
-static char *default_socket_dir(const ms_manifest *m)
+char *ms_fleet_socket_dir(const ms_manifest *m)
 {
-    if (m->global.socket_dir)
+    if (m && m->global.socket_dir)
         return ms_strdup(m->global.socket_dir);
     const char *e = getenv("MS_SOCKET_DIR");
     if (e && *e)
@@ -1365,7 +1456,7 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
         exe[el] = '\0';
         f->self_exe = ms_strdup(exe);
     }
-    f->socket_dir = default_socket_dir(m);
+    f->socket_dir = ms_fleet_socket_dir(m);
     prepare_shim(f);
     if (!f->procs || !f->self_exe || !f->socket_dir) {
         snprintf(why, why_len, el <= 0 ? "cannot find my own executable (/proc/self/exe)" : "out of memory");

@@ -160,6 +160,10 @@ struct ms_fleet {
     void (*bay_started)(void *arg, ms_proc *p);  /* spawned: dock with it */
     void (*bay_exited)(void *arg, ms_proc *p);   /* its process has ended */
     void *bay_arg;
+    /* A line of a process's output was added to its ring (the control
+     * socket's log followers), or NULL. */
+    void (*line_added)(void *arg, ms_proc *p, const ms_ring_line *l);
+    void *line_added_arg;
 };
 
 /* From the docking side: the bay of slot i docked (ready), or its link
@@ -190,6 +194,29 @@ void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why);
 void ms_fleet_restart_proc(ms_fleet *f, size_t i);
 void ms_fleet_toggle_proc(ms_fleet *f, size_t i);
 void ms_fleet_free(ms_fleet *f);
+
+/* Control actions (the control socket and the dashboard: one code path).
+ * Each is logged as a "control" event naming who asked ("uid 1000 pid 4242",
+ * "dashboard"). restart: stop, then start again; stop: stop and keep it
+ * stopped (no restart by policy); start: start a stopped, failed or done
+ * entry at once (a running one is left alone); signal: send signo to its
+ * process group. False + why when it cannot be done (the fleet is stopping,
+ * the entry is left out, waits for dependencies, is not running for a
+ * signal). i < f->n. */
+typedef enum ms_fleet_action {
+    MS_FLEET_ACT_RESTART,
+    MS_FLEET_ACT_STOP,
+    MS_FLEET_ACT_START,
+    MS_FLEET_ACT_SIGNAL,
+} ms_fleet_action;
+bool ms_fleet_control(ms_fleet *f, size_t i, ms_fleet_action a, int signo, const char *who, char *why,
+                      size_t why_len);
+const char *ms_fleet_action_name(ms_fleet_action a);
+bool ms_fleet_proc_running(const ms_proc *p);
+/* Where ships' and bays' sockets go: socket_dir, else $MS_SOCKET_DIR, else
+ * $XDG_RUNTIME_DIR/mothership, else /tmp/mothership (m may be NULL). Freed
+ * by the caller; NULL when out of memory. */
+char *ms_fleet_socket_dir(const ms_manifest *m);
 
 /* ---- reload: a new manifest for a running fleet ----
  * What becomes of each entry of the new manifest. Running entries that no

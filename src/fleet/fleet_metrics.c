@@ -144,6 +144,8 @@ static void render_state(const ms_fleet_view *v, ms_buf *body)
     const char *status = "preflight";
     if (f && f->phase == MS_FLEET_LAUNCHING)
         status = "launching";
+    else if (f && f->phase == MS_FLEET_RUNNING && v->drained)
+        status = "drained";
     else if (f && f->phase == MS_FLEET_RUNNING)
         status = ms_fleet_ready(f) ? "up" : "down";
     else if (f && f->phase == MS_FLEET_STOPPING && f->draining)
@@ -170,5 +172,5 @@ int ms_fleet_render_ready(void *arg, ms_buf *body)
 {
     const ms_fleet_view *v = arg;
     render_state(v, body);
-    return v->fleet && ms_fleet_ready(v->fleet) ? 200 : 503;
+    return v->fleet && !v->drained && ms_fleet_ready(v->fleet) ? 200 : 503;
 }

@@ -12,6 +12,7 @@ typedef struct ms_fleet_view {
     ms_uplink_result *uplinks;           /* copies of the pre-flight results, or NULL */
     size_t nuplinks;
     bool stopping;
+    bool drained;                        /* the control socket's drain: /ready says 503 */
     void (*extra)(void *ctx, ms_buf *out);  /* more series (the data plane's), or NULL */
     void *extra_ctx;
 } ms_fleet_view;

@@ -159,6 +159,8 @@ static void on_line(void *arg, const char *line, size_t len, bool continued)
         ms_fleet_on_ship_pid(p); /* "started" comes before the run's first line */
     ms_log_child(f->log, p->ship->name, p->colour, op->stream, line, len, continued);
     ms_ring_add(&p->ring, ++f->log_seq, op->stream, line, len);
+    if (f->line_added && p->ring.count > 0)
+        f->line_added(f->line_added_arg, p, ms_ring_at(&p->ring, p->ring.count - 1));
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

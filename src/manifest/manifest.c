@@ -83,6 +83,8 @@ void ms_manifest_free(ms_manifest *m)
         ld_tls_cert_free(&g->tls_certs[i]);
     free(g->tls_certs);
     free(g->state_dir);
+    free(g->control_socket);
+    free(g->control_group);
     for (size_t i = 0; i < g->nstatic; i++) {
         free(g->static_dirs[i].path);
         free(g->static_dirs[i].prefix);

@@ -150,6 +150,8 @@ typedef struct ms_global {
     ms_pos state_dir_pos;
     ms_static_dir *static_dirs;
     size_t nstatic;
+    char *control_socket;        /* the control socket's path (resolved); NULL: <socket dir>/mothership.ctl */
+    char *control_group;         /* a group whose members may use the control socket; NULL: none */
 } ms_global;
 
 /* ---------------------------------------------------------------- fleet */

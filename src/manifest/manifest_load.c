@@ -9,6 +9,7 @@
 #include "manifest/manifest_internal.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,7 +23,8 @@
 /* ---------------------------------------------------------------- key lists */
 static const char *const mothership_keys[] = {
     "metrics_port", "metrics_bind", "compression", "shutdown_timeout", "ready_timeout",
-    "socket_dir", "state_dir", "workers", "env", "bind", "tls", "static_dirs", "http", NULL };
+    "socket_dir", "state_dir", "workers", "env", "bind", "tls", "static_dirs", "http", "control_socket",
+    "control_group", NULL };
 static const char *const http_keys[] = {
     "max_header_size", "max_uri_length", "max_body_size", "header_timeout", "idle_timeout",
     "upstream_connect_timeout", "upstream_timeout", "max_connections", "upstream_keepalive",
@@ -1903,6 +1905,16 @@ static void load_mothership(ld_ctx *c, const toml_node *t)
             load_static_dirs(&gc, kv);
         else if (strcmp(k, "http") == 0)
             ok = load_http(&gc, kv, &g->http);
+        else if (strcmp(k, "control_socket") == 0)
+            ok = get_path(&gc, kv, &g->control_socket);
+        else if (strcmp(k, "control_group") == 0) {
+            ok = get_nonempty_string(&gc, kv, &g->control_group);
+            if (ok && !getgrnam(g->control_group)) {
+                ld_err(&gc, kv->value->line, kv->value->col, "\"control_group\": no group is named \"%s\" on this "
+                       "host", g->control_group);
+                ok = false;
+            }
+        }
         else {
             unknown_key(&gc, kv, mothership_keys, NULL);
             ok = false;

@@ -207,6 +207,7 @@ static void scroll_logs(ms_tui *t, long d)
 static void on_key(ms_tui *t, int ch)
 {
     ms_fleet *f = t->f;
+    char why[256]; /* the dashboard shows the outcome in the log pane */
     if (t->help) { /* any key closes the help */
         t->help = false;
         if (ch != 'q')
@@ -250,12 +251,14 @@ static void on_key(ms_tui *t, int ch)
         t->follow = true;
         break;
     case 'r':
-        if (!t->merged || t->tab != MS_TAB_LOGS)
-            ms_fleet_restart_proc(f, t->sel);
+        if ((!t->merged || t->tab != MS_TAB_LOGS) && t->sel < f->n)
+            (void)ms_fleet_control(f, t->sel, MS_FLEET_ACT_RESTART, 0, "dashboard", why, sizeof why);
         break;
     case 's':
-        if (!t->merged || t->tab != MS_TAB_LOGS)
-            ms_fleet_toggle_proc(f, t->sel);
+        if ((!t->merged || t->tab != MS_TAB_LOGS) && t->sel < f->n)
+            (void)ms_fleet_control(f, t->sel, ms_fleet_proc_running(f->procs[t->sel]) ? MS_FLEET_ACT_STOP
+                                                                                      : MS_FLEET_ACT_START,
+                                   0, "dashboard", why, sizeof why);
         break;
     case 'q':
         if (!t->quit_sent) {
