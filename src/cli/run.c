@@ -382,7 +382,7 @@ int ms_cmd_run(const ms_cli *o)
         c.exit_code = MS_EXIT_FAIL;
         goto run_loop;
     }
-    ms_log_event(c.log, MS_INFO, NULL, "control", "control socket %s", ms_ctl_path(c.ctl));
+    ms_log_event(c.log, MS_INFO, NULL, "control_socket", "control socket %s", ms_ctl_path(c.ctl));
     if (g->metrics_port) {
         ms_metrics_handlers h = { .ctx = &c.view, .render_metrics = ms_fleet_render_metrics,
                                   .health = ms_fleet_render_health, .ready = ms_fleet_render_ready };
