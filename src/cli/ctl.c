@@ -724,8 +724,13 @@ static void on_connection(uv_stream_t *server, int status)
 /* ---------------------------------------------------------------- setup */
 char *ms_ctl_socket_path(const ms_manifest *m)
 {
-    if (m && m->global.control_socket)
-        return ms_strdup(m->global.control_socket);
+    if (m && m->global.control_socket) {
+        const char *p = m->global.control_socket;
+        char cwd[4096];
+        if (p[0] == '/' || !getcwd(cwd, sizeof cwd))
+            return ms_strdup(p);
+        return ms_asprintf("%s/%s", cwd, p[0] == '.' && p[1] == '/' ? p + 2 : p); /* the same file from any cwd */
+    }
     char *dir = ms_fleet_socket_dir(m);
     if (!dir)
         return NULL;

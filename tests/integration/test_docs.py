@@ -8,7 +8,12 @@ drift from the code:
   `$ mothership ...` command (--help, clearance, chart) shows exactly what
   the binary prints for it, run from the repository root;
 - the complete echo bay of docs/libdock.md compiles as the page says and
-  serves a WebSocket client through the real binary.
+  serves a WebSocket client through the real binary;
+- docs/control-api.md and the fleet commands of docs/cli.md: the ```toml
+  fleet block is launched, then every ```console block that starts with
+  `$ curl --unix-socket` or a fleet command runs against it in order and
+  prints what the page shows (numbers stand for any number; JSON is
+  compared by structure).
 """
 import os
 import re
@@ -125,6 +130,8 @@ def test_cli_md_names_every_command_and_option():
         assert f"`{opt}" in text, opt
     for cmd in ("run", "init", "clearance", "preflight", "chart"):
         assert f"### `mothership {cmd}" in text, cmd
+    for verb in ("status", "restart", "stop", "start", "signal", "logs", "reload", "drain"):
+        assert f"| `{verb}" in text and f"`mothership {verb}" in text.replace("`, `", "`, `mothership "), verb
 
 
 # ------------------------------------------------------------------ docs/libdock.md
@@ -167,4 +174,105 @@ def test_libdock_md_echo_bay_builds_as_documented_and_serves_clients(fleet, tmp_
             await ws.send("documented")
             assert await ws.recv() == "documented"
     asyncio.run(asyncio.wait_for(go(), 20))
+    assert ms.stop() == 0, ms.output()
+
+
+# ------------------------------------------------------------------ fleet commands and the control API
+CONTROL_MD = os.path.join(ROOT, "docs", "control-api.md")
+FLEET_VERBS = ("status", "restart", "stop", "start", "signal", "logs", "reload", "drain")
+DOC_DIR = "/srv/app"  # where the documented fleet lives
+
+
+def _same_json(want, got, where="$"):
+    """got has want's structure: the same keys and strings, a number where
+    want has one."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and list(got) == list(want), f"{where}: {got!r} is not like {want!r}"
+        for k in want:
+            _same_json(want[k], got[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got!r} is not like {want!r}"
+        for i, (w, g) in enumerate(zip(want, got)):
+            _same_json(w, g, f"{where}[{i}]")
+    elif isinstance(want, (int, float)) and not isinstance(want, bool):
+        assert isinstance(got, (int, float)) and not isinstance(got, bool), f"{where}: {got!r} is not a number"
+    else:
+        assert got == want, f"{where}: {got!r} != {want!r}"
+
+
+def _same_text(want, got):
+    def norm(t):
+        t = re.sub(r"\d+(\.\d+)?", "N", t)
+        return [re.sub(r"[ \t]+", " ", l).strip() for l in t.strip("\n").splitlines()]
+    assert norm(got) == norm(want), f"got:\n{got}\nwant:\n{want}"
+
+
+def _json_lines(text):
+    """A JSON document (possibly pretty-printed) or NDJSON lines, else None."""
+    import json
+    try:
+        return [json.loads(text)]
+    except ValueError:
+        pass
+    try:
+        return [json.loads(l) for l in text.splitlines() if l.strip()]
+    except ValueError:
+        return None
+
+
+def fleet_examples(path):
+    """(manifest, [(argv, expected output, line)]) of a page's fleet."""
+    blocks = fenced_blocks(path)
+    manifest_text = next(b for info, b, _ in blocks if info == "toml fleet")
+    cmds = []
+    for info, body, line in blocks:
+        if info != "console":
+            continue
+        lines = body.splitlines(keepends=True)
+        if not lines or not lines[0].startswith("$ "):
+            continue
+        argv = shlex.split(lines[0][2:])
+        if argv[0] == "curl" or (argv[0] == "mothership" and len(argv) > 1 and argv[1] in FLEET_VERBS):
+            cmds.append((argv, "".join(lines[1:]), line))
+    return manifest_text, cmds
+
+
+def _steady(tmp):
+    """Every entry settled (nothing starting or stopping)."""
+    import json
+    import time
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        r = run_ms("status", "--json", cwd=str(tmp))
+        if r.code == 0 and all(e["state"] not in ("starting", "stopping", "backoff", "waiting")
+                               for e in json.loads(r.out)["entries"]):
+            return
+        time.sleep(0.05)
+    pytest.fail("the documented fleet did not settle")
+
+
+@pytest.mark.parametrize("page", [CONTROL_MD, CLI_MD], ids=["control-api.md", "cli.md"])
+def test_fleet_examples(fleet, tmp_path, page):
+    import subprocess
+    manifest_text, cmds = fleet_examples(page)
+    assert len(cmds) >= 6
+    ms = fleet(manifest_text, name="ship-manifest.toml")
+    ms.wait_for(r"fleet ready", timeout=15)
+    real = os.path.realpath(tmp_path)
+    for argv, want, line in cmds:
+        _steady(tmp_path)
+        if argv[0] == "mothership":
+            r = run_ms(*argv[1:], cwd=str(tmp_path), env={"NO_COLOR": "1"})
+            out, code = r.out + r.err, r.code
+        else:
+            p = subprocess.run(argv, cwd=str(tmp_path), capture_output=True, text=True, timeout=20)
+            out, code = p.stdout, p.returncode
+        assert code in (0, 1), (line, out)
+        out = out.replace(real, DOC_DIR).replace(str(tmp_path), DOC_DIR)
+        w, g = _json_lines(want), _json_lines(out)
+        if w is not None and want.strip():
+            assert g is not None, f"{page}:{line}: not JSON: {out}"
+            _same_json(w, g, f"{os.path.basename(page)}:{line}")
+        else:
+            _same_text(want, out)
     assert ms.stop() == 0, ms.output()
