@@ -104,7 +104,14 @@ void ms_ctl_respond_error(ms_ctl_response *r, int status, bool close, const char
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    ms_ctl_respond(r, status, json_pack("{s:s}", "error", text), close);
+    json_t *body = json_pack("{s:s}", "error", text);
+    if (!body) { /* the client's bytes in it are not UTF-8: keep what is ASCII */
+        for (char *c = text; *c; c++)
+            if ((unsigned char)*c >= 0x80 || (unsigned char)*c < 0x20)
+                *c = '?';
+        body = json_pack("{s:s}", "error", text);
+    }
+    ms_ctl_respond(r, status, body, close);
 }
 
 void ms_ctl_respond_stream(ms_ctl_response *r)

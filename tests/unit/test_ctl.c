@@ -75,6 +75,10 @@ static void test_routes_and_methods(void **st)
     f = feed("GET /v1/entries/restart HTTP/1.1\r\n\r\n");
     assert_int_equal(f.status, 405);
     assert_non_null(strstr(f.body, "takes POST"));
+    /* bytes that are not UTF-8 in the path still give a JSON error */
+    f = feed("GET /v1/\xb9x HTTP/1.1\r\n\r\n");
+    assert_int_equal(f.status, 404);
+    assert_non_null(strstr(f.body, "{\"error\":\"no such endpoint: /v1/?x"));
 }
 
 static void test_entries(void **st)
