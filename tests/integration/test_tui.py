@@ -441,3 +441,36 @@ def test_a_reload_adds_and_removes_rows(term, tmp_path):
     assert not re.search(row("gone"), screen), screen
     assert re.search(r"^> fresh", screen, re.M), screen
     assert t.wait(row("steady", "ready")).group(1) == steady
+
+
+def test_keys_and_the_control_socket_are_one_operation(term, tmp_path):
+    """r on the dashboard and `mothership restart` do the same thing, and
+    each sees what the other did."""
+    t = term()
+    m = t.wait(row("steady", "ready"))
+    pid0, restarts0 = m.group(1), int(m.group(2))
+    manifest_path = str(tmp_path / "ship-manifest.toml")
+
+    def steady():
+        r = subprocess.run([BINARY, "status", "--json", "-c", manifest_path], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 0, r
+        return next(e for e in json.loads(r.stdout)["entries"] if e["name"] == "steady")
+
+    t.keys("Down", "Down")
+    t.wait(r"^> steady")
+    t.keys("r")
+    deadline = time.monotonic() + 10
+    while not (steady()["restarts"] == restarts0 + 1 and steady()["state"] == "ready"):
+        assert time.monotonic() < deadline, t.screen()
+        time.sleep(0.05)
+    r = subprocess.run([BINARY, "restart", "steady", "-c", manifest_path], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0 and r.stdout == "restart: steady\n", r
+    m = t.wait(row("steady", "ready", restarts=str(restarts0 + 2)), timeout=10)
+    assert m.group(1) != pid0
+    r = subprocess.run([BINARY, "stop", "steady", "-c", manifest_path], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r
+    t.wait(row("steady", r"stopped(?: \([^)]*\))?"))
+    t.keys("s")  # the key starts what the socket stopped
+    t.wait(row("steady", "ready"))
