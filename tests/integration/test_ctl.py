@@ -3,6 +3,7 @@ verb and its JSON, `curl --unix-socket`, the socket's permissions (another
 uid is refused), a fleet that is not running (exit 3), unknown names."""
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -329,3 +330,70 @@ def test_one_fleet_per_socket_and_cleanup(fleet, sockdir):
     ms2 = fleet(SHIPS.format(sockdir=sockdir), name="ship-manifest.toml")
     ms2.wait_for(r"fleet ready", timeout=15)
     assert ctl(path, "status").returncode == 0
+
+
+def test_control_group_must_exist(manifest):
+    path = manifest('[mothership]\ncontrol_group = "no-such-group-xyz"\n\n'
+                    '[[fleet.web]]\nname = "web"\ncommand = "true"\n')
+    r = run_ms("clearance", "-c", path)
+    assert r.code == 1, r
+    assert r.err == (f'{path}:2:17: [mothership]: "control_group": no group is named '
+                     '"no-such-group-xyz" on this host\n')
+
+
+def raw(sock, data, shut=True):
+    """Send bytes on a fresh connection; everything the server sends back."""
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(sock)
+    s.sendall(data)
+    if shut:
+        s.shutdown(socket.SHUT_WR)
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    return out
+
+
+def test_hostile_requests_get_clear_errors(fleet, sockdir):
+    ms, path, sock = launch(fleet, sockdir)
+    before, _ = status_of(path)
+    out = raw(sock, b"GARBAGE\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b'{"error":"malformed HTTP request"}' in out
+    out = raw(sock, b"GET /v1/status HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 431 ")
+    out = raw(sock, b"POST /v1/entries/stop HTTP/1.1\r\nContent-Length: 5000000\r\n\r\n" + b"x" * 1000)
+    assert out.startswith(b"HTTP/1.1 413 ")
+    out = raw(sock, b"POST /v1/entries/stop HTTP/1.1\r\nContent-Length: 9\r\n\r\n{\"names\":")
+    assert out.startswith(b"HTTP/1.1 400 ") and b"not JSON" in out
+    # keep-alive: two requests on one connection, answered in order
+    out = raw(sock, b"GET /v1/status HTTP/1.1\r\n\r\nPOST /v1/entries/stop HTTP/1.1\r\n"
+                    b"Content-Length: 18\r\nConnection: close\r\n\r\n{\"names\": [\"zzz\"]}")
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.count(b"HTTP/1.1 ") == 2
+    assert b"HTTP/1.1 404 Not Found\r\n" in out and b"Connection: close\r\n" in out
+    # none of it reached the ships
+    after, _ = status_of(path)
+    assert {n: (e["pid"], e["state"]) for n, e in after.items()} == \
+        {n: (e["pid"], e["state"]) for n, e in before.items()}
+    msgs = [e["msg"] for e in ms.events("control")]
+    assert len(msgs) == 1 and re.fullmatch(r'uid 0 pid \d+: stop: no entry is named "zzz"', msgs[0]), msgs
+
+
+def test_a_follower_ends_when_the_fleet_stops(fleet, sockdir):
+    ms, path, sock = launch(fleet, sockdir)
+    p = subprocess.Popen([BINARY, "logs", "-f", "-n", "0", "-c", path], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().startswith("web | web-line-")
+        assert ms.stop() == 0, ms.output()
+        assert p.wait(10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert not os.path.exists(sock)
