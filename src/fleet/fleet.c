@@ -1180,8 +1180,21 @@ static void start_now(ms_proc *p)
     uv_timer_start(&p->timer, on_backoff_done, 0, 0);
 }
 
+static bool control(ms_fleet *f, size_t i, ms_fleet_action a, int signo, const char *who, char *why,
+                    size_t why_len);
+
 bool ms_fleet_control(ms_fleet *f, size_t i, ms_fleet_action a, int signo, const char *who, char *why,
                       size_t why_len)
+{
+    bool ok = control(f, i, a, signo, who, why, why_len);
+    if (!ok)
+        ms_log_event(f->log, MS_WARN, f->procs[i]->ship->name, "control", "%s: cannot %s: %s", who,
+                     ms_fleet_action_name(a), why);
+    return ok;
+}
+
+static bool control(ms_fleet *f, size_t i, ms_fleet_action a, int signo, const char *who, char *why,
+                    size_t why_len)
 {
     assert(i < f->n);
     ms_proc *p = f->procs[i];

@@ -207,7 +207,7 @@ static void scroll_logs(ms_tui *t, long d)
 static void on_key(ms_tui *t, int ch)
 {
     ms_fleet *f = t->f;
-    char why[256]; /* the dashboard shows the outcome in the log pane */
+    char why[256]; /* a refusal is logged by ms_fleet_control */
     if (t->help) { /* any key closes the help */
         t->help = false;
         if (ch != 'q')

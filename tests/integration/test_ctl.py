@@ -193,6 +193,7 @@ def test_signal(fleet, sockdir):
     wait_until(lambda: status_of(path)[0]["db"]["state"] == "stopped", "db stopped")
     r = ctl(path, "signal", "db", "USR1")
     assert r.returncode == 1 and r.stderr == 'mothership: ship "db" is not running\n', r
+    ms.event("control", ship="db", msg=r'^uid 0 pid \d+: cannot signal: ship "db" is not running$')
 
 
 def test_logs_tail_and_follow(fleet, sockdir):
