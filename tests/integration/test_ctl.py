@@ -230,10 +230,16 @@ def test_logs_tail_and_follow(fleet, sockdir):
 def test_reload_answers_with_the_reload_result(fleet, sockdir):
     ms, path, sock = launch(fleet, sockdir)
     code, body = curl(sock, "POST", "/v1/reload", {"check": True})
-    assert code in (200, 422) and body["result"] in ("checked", "refused")
+    assert (code, body["result"]) in ((200, "checked"), (422, "refused")), body
+    code, body = curl(sock, "POST", "/v1/reload", {})
+    assert (code, body["result"]) in ((200, "applied"), (422, "refused")), body
     r = ctl(path, "reload")
-    if body["result"] == "refused":  # reloading is not wired in yet: refused, and said so
-        assert r.returncode == 1 and r.stderr, r
+    if code == 422:  # refused: the problems on stderr, exit 1
+        assert r.returncode == 1 and r.stdout == "", r
+        for p in body["problems"]:
+            assert p["text"] in r.stderr, r
+    else:
+        assert r.returncode == 0, r
     ms.event("control", msg=r"^uid 0 pid \d+: reload$")
     code, body = curl(sock, "POST", "/v1/reload", {"check": "maybe"})
     assert code == 400
