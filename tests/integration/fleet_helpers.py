@@ -155,6 +155,14 @@ class Mothership:
             del full_env[k]
         if env:
             full_env.update(env)
+        # Each Mothership its own socket dir, unless the test names one: two
+        # fleets on one socket dir share a control socket, and the second
+        # would refuse to start. (A manifest's socket_dir still wins.)
+        self.own_sockdir = None
+        if "MS_SOCKET_DIR" not in full_env:
+            import tempfile
+            self.own_sockdir = tempfile.mkdtemp(prefix="ms-")
+            full_env["MS_SOCKET_DIR"] = self.own_sockdir
         self.json = json_logs
         cmd = [BINARY, "run", *args]
         if json_logs:
@@ -329,6 +337,9 @@ class Mothership:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
+        if self.own_sockdir:
+            import shutil
+            shutil.rmtree(self.own_sockdir, ignore_errors=True)
         for s in (self.proc.stdout, self.proc.stderr):
             try:
                 s.close()
