@@ -240,6 +240,10 @@ def test_reload_answers_with_the_reload_result(fleet, sockdir):
             assert p["text"] in r.stderr, r
     else:
         assert r.returncode == 0, r
+    code, body = curl(sock, "POST", "/v1/reload", {"check": True})
+    r = ctl(path, "reload", "--check")
+    assert r.returncode == (0 if code == 200 else 1), r
+    assert ctl(path, "status", "--check").returncode == 2
     ms.event("control", msg=r"^uid 0 pid \d+: reload$")
     code, body = curl(sock, "POST", "/v1/reload", {"check": "maybe"})
     assert code == 400
