@@ -596,6 +596,10 @@ static void diff_global(const diff_ctx *c, ms_manifest_diff *d, bool *oom)
         NEEDS(d, oom, "[mothership] state_dir");
     if (ga->workers != gb->workers)
         NEEDS(d, oom, "[mothership] workers");
+    if (!str_eq(ga->control_socket, gb->control_socket))
+        NEEDS(d, oom, "[mothership] control_socket");
+    if (!str_eq(ga->control_group, gb->control_group))
+        NEEDS(d, oom, "[mothership] control_group");
     for (size_t i = 0; i < c->old->nuplinks; i++) {
         const ms_uplink *ua = &c->old->uplinks[i];
         const ms_uplink *ub = NULL;

@@ -259,6 +259,8 @@ static const variant mothership_cases[] = {
     { "socket_dir", "", "socket_dir = \"/tmp/x\"", NEEDS, "[mothership] socket_dir" },
     { "state_dir", "", "state_dir = \"/tmp/x\"", NEEDS, "[mothership] state_dir" },
     { "workers", "", "workers = 2", NEEDS, "[mothership] workers" },
+    { "control_socket", "", "control_socket = \"/tmp/x.ctl\"", NEEDS, "[mothership] control_socket" },
+    { "control_group", "", "control_group = \"root\"", NEEDS, "[mothership] control_group" },
     { "env", "env = { A = \"1\" }", "env = { A = \"2\" }", RESTART_ALL, "env.A" },
     { "bind", "bind = { http = \"127.0.0.1:18080\" }", "bind = { http = \"127.0.0.1:18081\" }", SWAP,
       "bind \"http\" (address)" },
