@@ -136,7 +136,10 @@ def test_route_removed_and_limit_changed(fleet):
 def test_request_in_flight_finishes_on_its_configuration(fleet):
     p = start_proxy(fleet, echo_ship("a", routes=["http:/a/.*"]))
     with Raw(p.port) as c:
-        c.send(raw_request("POST", "/a/upload", headers=[("Content-Length", "10")], body=b"12345"))
+        # the 100 says the worker has begun the request (on the old routes)
+        c.send(raw_request("POST", "/a/upload", headers=[("Content-Length", "10"), ("Expect", "100-continue")]))
+        assert c.response(head_only=True).status == 100
+        c.send(b"12345")
         reload(p, replace('"http:/a/.*"', '"http:/nothing-here"'), lambda: status(p.url("/a/x")) == 404,
                "the route to be gone")
         c.send(b"67890")
