@@ -17,6 +17,7 @@
 #include "cli/ctl.h"
 #include "cli/ctl_proto.h"
 #include "cli/reload.h"
+#include "manifest/toml.h"
 #include "metrics/prom.h"
 
 #define MAX_ANSWER ((size_t)64 << 20)
@@ -264,6 +265,54 @@ static void print_status(const json_t *body)
 }
 
 /* ---------------------------------------------------------------- the verbs */
+/* A [mothership] string as written, relative to the manifest's directory. */
+static char *written_path(const toml_node *g, const char *key, const char *manifest)
+{
+    const toml_node *v = g ? toml_get(g, key) : NULL;
+    if (!v || v->type != TOML_STRING || v->u.str.len == 0 || strlen(v->u.str.ptr) != v->u.str.len)
+        return NULL;
+    const char *slash = strrchr(manifest, '/');
+    if (v->u.str.ptr[0] == '/' || !slash)
+        return strdup(v->u.str.ptr);
+    size_t n = (size_t)(slash - manifest) + 1 + v->u.str.len + 1;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%.*s%s", (int)(slash - manifest + 1), manifest, v->u.str.ptr);
+    return p;
+}
+
+/* The socket of the fleet running a manifest that no longer passes its
+ * check: its control_socket or socket_dir as written (when the file is
+ * still TOML), else the default. `reload` sends such a file to the fleet
+ * anyway: the fleet reads it, refuses it, logs that and answers with the
+ * problems, which the CLI prints. */
+static char *socket_of_unchecked(const char *manifest)
+{
+    ms_manifest guess = { 0 };
+    toml_node *root = NULL;
+    FILE *f = fopen(manifest, "rb");
+    enum { MAX_TEXT = 4 << 20 }; /* a manifest larger than this is not read for its socket */
+    char *text = f ? malloc(MAX_TEXT) : NULL;
+    if (text) {
+        size_t len = fread(text, 1, MAX_TEXT, f);
+        toml_error err;
+        root = len < MAX_TEXT && !ferror(f) ? toml_parse(text, len, &err) : NULL;
+    }
+    free(text);
+    if (f)
+        fclose(f);
+    const toml_node *g = root ? toml_get(root, "mothership") : NULL;
+    if (g && g->type == TOML_TABLE) {
+        guess.global.control_socket = written_path(g, "control_socket", manifest);
+        guess.global.socket_dir = written_path(g, "socket_dir", manifest);
+    }
+    char *p = ms_ctl_socket_path(&guess);
+    free(guess.global.control_socket);
+    free(guess.global.socket_dir);
+    toml_free(root);
+    return p;
+}
+
 static char *socket_path(const ms_cli *o, int *rc)
 {
     *rc = MS_EXIT_OK;
@@ -271,6 +320,17 @@ static char *socket_path(const ms_cli *o, int *rc)
         return strdup(o->socket);
     if (!o->manifest_given && access(o->manifest, F_OK) != 0)
         return ms_ctl_socket_path(NULL); /* no manifest here: the default socket dir */
+    if (strcmp(o->command, "reload") == 0) {
+        /* the fleet judges the file (and logs its refusal), not the CLI */
+        ms_diags d;
+        ms_diags_init(&d, o->manifest);
+        ms_manifest *m = ms_cli_check(o->manifest, &d);
+        ms_diags_free(&d);
+        char *p = m ? ms_ctl_socket_path(m) : socket_of_unchecked(o->manifest);
+        if (m)
+            ms_manifest_free(m);
+        return p;
+    }
     ms_manifest *m = ms_cli_load(o);
     if (!m) {
         *rc = MS_EXIT_FAIL;
