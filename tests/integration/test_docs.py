@@ -13,7 +13,9 @@ drift from the code:
   fleet block is launched, then every ```console block that starts with
   `$ curl --unix-socket` or a fleet command runs against it in order and
   prints what the page shows (numbers stand for any number; JSON is
-  compared by structure).
+  compared by structure). A ```toml fleet-next block is written over the
+  manifest file before the console block that follows it (what
+  `mothership reload` then reads).
 """
 import os
 import re
@@ -221,11 +223,17 @@ def _json_lines(text):
 
 
 def fleet_examples(path):
-    """(manifest, [(argv, expected output, line)]) of a page's fleet."""
+    """(manifest, [(argv, expected output, line, next manifest or None)]) of
+    a page's fleet: next manifest is the text of the ```toml fleet-next
+    block written since the previous command, if any."""
     blocks = fenced_blocks(path)
     manifest_text = next(b for info, b, _ in blocks if info == "toml fleet")
     cmds = []
+    next_manifest = None
     for info, body, line in blocks:
+        if info == "toml fleet-next":
+            next_manifest = body
+            continue
         if info != "console":
             continue
         lines = body.splitlines(keepends=True)
@@ -233,17 +241,20 @@ def fleet_examples(path):
             continue
         argv = shlex.split(lines[0][2:])
         if argv[0] == "curl" or (argv[0] == "mothership" and len(argv) > 1 and argv[1] in FLEET_VERBS):
-            cmds.append((argv, "".join(lines[1:]), line))
+            cmds.append((argv, "".join(lines[1:]), line, next_manifest))
+            next_manifest = None
+    assert next_manifest is None, f"{path}: a toml fleet-next block with no command after it"
     return manifest_text, cmds
 
 
 def _steady(tmp):
-    """Every entry settled (nothing starting or stopping)."""
+    """Every entry settled (nothing starting or stopping). Asked by the
+    socket: the manifest file may be one a reload refuses."""
     import json
     import time
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        r = run_ms("status", "--json", cwd=str(tmp))
+        r = run_ms("status", "--json", "--socket", "mothership.ctl", cwd=str(tmp))
         if r.code == 0 and all(e["state"] not in ("starting", "stopping", "backoff", "waiting")
                                for e in json.loads(r.out)["entries"]):
             return
@@ -256,11 +267,16 @@ def test_fleet_examples(fleet, tmp_path, page):
     import subprocess
     manifest_text, cmds = fleet_examples(page)
     assert len(cmds) >= 6
+    assert 'control_socket = "mothership.ctl"' in manifest_text
+    if page == CLI_MD:  # every fleet command has an example that runs
+        assert {argv[1] for argv, *_ in cmds if argv[0] == "mothership"} == set(FLEET_VERBS)
     ms = fleet(manifest_text, name="ship-manifest.toml")
     ms.wait_for(r"fleet ready", timeout=15)
     real = os.path.realpath(tmp_path)
-    for argv, want, line in cmds:
+    for argv, want, line, next_manifest in cmds:
         _steady(tmp_path)
+        if next_manifest is not None:
+            fleet.write(next_manifest, name="ship-manifest.toml")
         if argv[0] == "mothership":
             r = run_ms(*argv[1:], cwd=str(tmp_path), env={"NO_COLOR": "1"})
             out, code = r.out + r.err, r.code
