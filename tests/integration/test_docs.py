@@ -6,7 +6,9 @@ drift from the code:
   1, and when a ```text block follows it, that text must appear in stderr;
 - every ```console block of docs/cli.md that starts with a read-only
   `$ mothership ...` command (--help, clearance, chart) shows exactly what
-  the binary prints for it, run from the repository root;
+  the binary prints for it, run from the repository root; one that starts
+  with `$ mothership init` is run, command by command, in an empty
+  directory;
 - the complete echo bay of docs/libdock.md compiles as the page says and
   serves a WebSocket client through the real binary;
 - docs/control-api.md and the fleet commands of docs/cli.md: the ```toml
@@ -122,6 +124,38 @@ def test_cli_console_block(argv, output):
     r = run_ms(*argv, cwd=ROOT, env={"NO_COLOR": "1"})
     assert r.code == 0, r
     assert r.out == output, r
+
+
+def init_sessions():
+    """[(line, [(argv, expected stdout+stderr)])] of the console blocks of
+    docs/cli.md that start with `$ mothership init`: run in order in an
+    empty directory."""
+    cases = []
+    for info, body, line in fenced_blocks(CLI_MD):
+        if info != "console" or not body.startswith("$ mothership init"):
+            continue
+        steps = []
+        for l in body.splitlines(keepends=True):
+            if l.startswith("$ "):
+                steps.append((shlex.split(l[2:])[1:], ""))
+            else:
+                steps[-1] = (steps[-1][0], steps[-1][1] + l)
+        cases.append(pytest.param(steps, id=f"cli.md:{line}"))
+    return cases
+
+
+def test_cli_md_documents_init():
+    assert init_sessions()
+
+
+@pytest.mark.parametrize("steps", init_sessions())
+def test_cli_init_block(tmp_path, steps):
+    for argv, want in steps:
+        r = run_ms(*argv, cwd=str(tmp_path), env={"NO_COLOR": "1"})
+        assert r.out + r.err == want, r
+    # what init wrote passes clearance
+    r = run_ms("clearance", cwd=str(tmp_path))
+    assert r.code == 0, r
 
 
 def test_cli_md_names_every_command_and_option():
