@@ -663,6 +663,7 @@ static bool worker_take(ms_worker *w, ms_wgen *ng, char *why, size_t why_len)
             if (ms_wgen_bind_in(c->g, c->bind_idx, ng) < 0)
                 ms_conn_drain_start(c); /* its bind is gone: idle ones close, busy ones finish */
         }
+        ms_h2_worker_reloaded(w);
         ms_pool_move(old, ng);
         ms_wgen_drop(old);
     }

@@ -599,6 +599,16 @@ void ms_h2_worker_stop(ms_worker *w)
     }
 }
 
+void ms_h2_worker_reloaded(ms_worker *w)
+{
+    for (ms_h2conn *hc = w->h2conns; hc; hc = hc->next) {
+        if (hc->s && ms_wgen_bind_in(hc->g, hc->bind_idx, w->cur) < 0) {
+            ms_h2_session_shutdown(hc->s); /* its bind is gone: GOAWAY, streams under way finish */
+            hc_schedule(hc);
+        }
+    }
+}
+
 void ms_h2_worker_close_all(ms_worker *w)
 {
     for (ms_h2conn *hc = w->h2conns, *next; hc; hc = next) {

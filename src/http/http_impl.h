@@ -393,6 +393,9 @@ bool ms_h2_start_pre(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *pee
  * became an HTTP/2 one (c is closing); -1: a prefix of it, read more; 0: HTTP/1.1. */
 int ms_h2c_detect(ms_conn *c);
 void ms_h2_worker_stop(ms_worker *w);
+/* After a reload: connections whose bind the worker's current generation
+ * no longer has get a GOAWAY (their streams under way finish). */
+void ms_h2_worker_reloaded(ms_worker *w);
 void ms_h2_worker_close_all(ms_worker *w);
 /* conn.c: hands the transport to another owner; the conn closes without it */
 ms_xport *ms_conn_release_xport(ms_conn *c);

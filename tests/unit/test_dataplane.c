@@ -510,6 +510,68 @@ static void test_request_in_flight_finishes_on_its_generation(void **state)
     rmdir(dir);
 }
 
+/* An HTTP/2 connection (h2c) on a bind that a reload removes gets a
+ * GOAWAY and ends, like the HTTP/1.1 connections of that bind: it does
+ * not go on serving (and holding) the old configuration. */
+static void test_reload_ends_h2_connections_of_a_removed_bind(void **state)
+{
+    (void)state;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/ms-test-dp-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char text[1024];
+    snprintf(text, sizeof text, "[mothership.bind]\ngrpc = { address = \"unix://%s/grpc.sock\", h2c = true }\n", dir);
+    ms_manifest *m = load_text(text, dir);
+    ms_route_table *rt = ms_route_table_build(m);
+    assert_non_null(rt);
+    ms_dp_config cfg = { .m = m, .routes = rt, .inline_worker = true };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
+    assert_non_null(dp);
+    ms_manifest_free(m);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    assert_int_equal(ms_dataplane_inline_adopt(dp, sv[0], 0), 0);
+    /* the preface and an empty SETTINGS frame */
+    static const char hello[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    assert_int_equal(write(sv[1], hello, sizeof hello - 1), (ssize_t)(sizeof hello - 1));
+    uv_loop_t *loop = ms_dataplane_inline_loop(dp);
+    unsigned char buf[4096];
+    size_t len = 0;
+    for (int i = 0; i < 100000 && len < 9; i++) { /* the server's SETTINGS */
+        uv_run(loop, UV_RUN_NOWAIT);
+        ssize_t r = read(sv[1], buf + len, sizeof buf - len);
+        if (r > 0)
+            len += (size_t)r;
+    }
+    assert_true(len >= 9);
+    snprintf(text, sizeof text, "[mothership.bind]\nhttp = \"unix://%s/front.sock\"\n", dir);
+    reload_to(dp, load_text(text, dir));
+    /* frames until a GOAWAY (type 7) or the end of the connection */
+    bool goaway = false, eof = false;
+    size_t at = 0;
+    for (int i = 0; i < 200000 && !goaway && !eof; i++) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        ssize_t r = read(sv[1], buf + len, sizeof buf - len);
+        if (r > 0)
+            len += (size_t)r;
+        else if (r == 0)
+            eof = true;
+        while (len - at >= 9) {
+            size_t flen = ((size_t)buf[at] << 16) | ((size_t)buf[at + 1] << 8) | buf[at + 2];
+            if (len - at < 9 + flen)
+                break;
+            goaway |= buf[at + 3] == 7;
+            at += 9 + flen;
+        }
+    }
+    assert_true(goaway);
+    close(sv[1]);
+    ms_dataplane_inline_stop(dp);
+    rmdir(dir);
+}
+
 int main(void)
 {
     if (fcntl(0, F_GETFD) < 0 && open("/dev/null", O_RDONLY) != 0) /* the last test closes stdin itself */
@@ -520,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_traffic_series_for_routes_to_ships),
         cmocka_unit_test(test_reload_between_requests_on_one_connection),
         cmocka_unit_test(test_request_in_flight_finishes_on_its_generation),
+        cmocka_unit_test(test_reload_ends_h2_connections_of_a_removed_bind),
         cmocka_unit_test(test_reload_adds_and_removes_binds),
         cmocka_unit_test(test_drain_closes_the_listeners),
         cmocka_unit_test(test_unix_listener_on_descriptor_0),
