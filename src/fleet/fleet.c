@@ -692,6 +692,10 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
         }
         return;
     }
+    /* it ended on its own: a stop it was waiting for (a reload's restart
+     * behind retired dependents) is moot, and its old definition with it */
+    p->restart_requested = false;
+    p->stop_as = NULL;
     if (p->ship->oneshot) {
         if (status == 0 && !sig) {
             p->state = MS_P_DONE;

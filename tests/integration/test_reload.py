@@ -189,6 +189,33 @@ def test_a_shutdown_while_a_removed_ship_is_still_stopping_waits_for_it(fleet, t
     assert wait_gone([pid]) == []
 
 
+def test_a_changed_ship_that_exits_while_waiting_to_restart_forgets_its_old_definition(fleet, tmp_path):
+    """db changes, but waits to restart until web, removed and stubborn,
+    has stopped; meanwhile db's old process exits by itself and db starts
+    on its new definition. From then on db is stopped as that definition
+    says (SIGTERM), not as the old one did (SIGINT)."""
+    crash = tmp_path / "crash"
+    old_db = ship("db", args=["-c", f"while [ ! -f {crash} ]; do sleep 0.02; done; exit 1"],
+                  extra='stop_signal = "SIGINT"').replace('command = "sleep"', 'command = "sh"')
+    stubborn = ship("web", args=["-c", "trap '' TERM; echo $$ > web.pid; while :; do sleep 0.05; done"],
+                    depends_on=["db"], extra='shutdown_timeout = "3s"').replace('command = "sleep"', 'command = "sh"')
+    r = Reloading(fleet, tmp_path, old_db, stubborn)
+    web = r.pid("web")
+    wait_file(tmp_path / "web.pid")  # written once SIGTERM is ignored
+    start = len(r.ms.lines)
+    out = r.reload(ship("db"))
+    assert "1 restarted (db: " in out["msg"] and "1 stopped" in out["msg"], out
+    r.ms.event("stopping", ship="web", start=start)
+    crash.write_text("")  # db's old process exits on its own while web is still stopping
+    r.ms.event("exited", ship="db", start=start)
+    r.ms.event("stopped", ship="web", start=start, timeout=15)
+    ready = r.ms.event("ready", ship="db", start=start, timeout=15)
+    assert wait_gone([web]) == []
+    assert r.ms.stop() == 0, r.ms.output()
+    stopping = r.ms.event("stopping", ship="db", start=ready["_i"])
+    assert "SIGTERM" in stopping["msg"], r.ms.output()
+
+
 def test_a_bad_manifest_changes_nothing(fleet, tmp_path):
     r = Reloading(fleet, tmp_path, ship("db"), ship("web", depends_on=["db"]))
     db, web = r.pid("db"), r.pid("web")
