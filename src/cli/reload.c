@@ -73,6 +73,17 @@ static bool any_tls(const ms_manifest *m)
     return false;
 }
 
+/* The same binds at the same places: a TLS server knows binds by place. */
+static bool same_bind_order(const ms_manifest *a, const ms_manifest *b)
+{
+    if (a->global.nbinds != b->global.nbinds)
+        return false;
+    for (size_t i = 0; i < a->global.nbinds; i++)
+        if (strcmp(a->global.binds[i].name, b->global.binds[i].name) != 0)
+            return false;
+    return true;
+}
+
 /* "1 restarted (web: command), 1 started, 0 stopped, 3 unchanged". */
 static void summary(const ms_manifest_diff *d, const ms_manifest *m, char *out, size_t cap)
 {
@@ -217,7 +228,7 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
             snprintf(why, sizeof why, "out of memory");
         if (built && m->nmodules > 0)
             built = (payloads = ms_payload_load_all(m, why, sizeof why)) != NULL;
-        tls_kept = r->tls && !diff->dataplane;
+        tls_kept = r->tls && !diff->dataplane && same_bind_order(r->m, m);
         if (built && tls_kept)
             tls = r->tls;
         else if (built && any_tls(m))

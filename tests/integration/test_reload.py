@@ -9,12 +9,15 @@ plane)."""
 import os
 import re
 import signal
+import socket
+import ssl
 import time
 
 import pytest
 
 from conftest import BUILD
 from fleet_helpers import alive, free_port, http_get, metric, parse_metrics, toml_str, wait_file, wait_gone
+from tls_helpers import make_cert
 
 ECHO_BAY = os.path.join(BUILD, "examples", "bays", "echo-bay")
 
@@ -214,6 +217,40 @@ def test_a_changed_ship_that_exits_while_waiting_to_restart_forgets_its_old_defi
     assert r.ms.stop() == 0, r.ms.output()
     stopping = r.ms.event("stopping", ship="db", start=ready["_i"])
     assert "SIGTERM" in stopping["msg"], r.ms.output()
+
+
+def https_get(port, path="/index.html"):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                         server_hostname="localhost") as c:
+        c.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+    return data
+
+
+def test_binds_written_in_another_order_keep_serving_tls(fleet, tmp_path):
+    """A reload that restarts a ship and writes the same binds in another
+    order: the TLS bind still completes its handshake with its certificate
+    (the TLS server kept across the reload knows binds by their place)."""
+    make_cert(tmp_path / "certs", "site")
+    (tmp_path / "public").mkdir()
+    (tmp_path / "public" / "index.html").write_text("hello\n")
+    tport, pport = free_port(), free_port()
+    https = f'https = "127.0.0.1:{tport}"\n'
+    http = f'http = "127.0.0.1:{pport}"\n'
+    rest = ('[mothership.tls]\ncert = "certs/site.crt"\nkey = "certs/site.key"\n'
+            '[[mothership.static_dirs]]\npath = "./public"\nprefix = "/"\n')
+    r = Reloading(fleet, tmp_path, "[mothership.bind]\n" + https + http + rest, ship("a"))
+    assert https_get(tport).endswith(b"hello\n")
+    out = r.reload("[mothership.bind]\n" + http + https + rest, ship("a", args=["200"]))
+    assert "1 restarted (a: args)" in out["msg"], out
+    data = https_get(tport)
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"hello\n"), data
+    assert r.ms.stop() == 0, r.ms.output()
 
 
 def test_a_bad_manifest_changes_nothing(fleet, tmp_path):
