@@ -1549,9 +1549,6 @@ void ms_fleet_free(ms_fleet *f)
     for (size_t i = 0; f->procs && i < f->nall; i++)
         proc_free(f->procs[i]);
     free(f->procs);
-    for (size_t i = 0; i < f->nold_procs; i++)
-        free(f->old_procs[i]);
-    free(f->old_procs);
     for (size_t i = 0; i < f->nheld; i++)
         ms_manifest_free(f->held[i]);
     free(f->held);
@@ -1715,11 +1712,7 @@ ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selecte
     for (size_t r = f->n; r < f->nall; r++)
         nx->procs[k++] = f->procs[r];
     assert(k == nx->nall);
-    /* room to keep the current array and hold two more manifests */
-    ms_proc ***olds = realloc(f->old_procs, (f->nold_procs + 1) * sizeof *olds);
-    if (!olds)
-        goto oom;
-    f->old_procs = olds;
+    /* room to hold two more manifests */
     ms_manifest **held = realloc(f->held, (f->nheld + 2) * sizeof *held);
     if (!held)
         goto oom;
@@ -1824,7 +1817,6 @@ void ms_fleet_commit(ms_fleet_next *nx)
     if (!holds(f, f->m))
         f->held[f->nheld++] = ms_manifest_ref((ms_manifest *)f->m);
     f->held[f->nheld++] = ms_manifest_ref(m);
-    f->old_procs[f->nold_procs++] = f->procs;
     size_t nretiring = nx->nretiring;
     /* retired first, so that a changed entry sees which retired ones depend on it */
     for (size_t k = nx->n; k < nx->n + nretiring; k++) {
@@ -1841,6 +1833,7 @@ void ms_fleet_commit(ms_fleet_next *nx)
             set_ready_flag(p, 0);
         }
     }
+    free(f->procs); /* the data plane has its own copy of it */
     f->procs = nx->procs;
     f->n = nx->n;
     f->nall = nx->nall;

@@ -124,8 +124,6 @@ struct ms_fleet {
     size_t n;                    /* the manifest's entries: procs[0..n) */
     size_t nall;                 /* with the retired ones after them: procs[n..nall) */
     size_t next_slot;            /* the slot the next new entry takes */
-    ms_proc ***old_procs;        /* earlier procs arrays (a data plane generation may still read one) */
-    size_t nold_procs;
     ms_manifest **held;          /* manifests the fleet's processes point into (one reference each) */
     size_t nheld;
     bool started;                /* ms_fleet_start was called */
@@ -235,9 +233,9 @@ typedef struct ms_fleet_next ms_fleet_next;
 ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selected, const ms_fleet_change *changes,
                                 char *why, size_t why_len);
 /* The processes of m's entries in m's order, for the data plane's next
- * configuration: valid from prepare on, and after commit for as long as the
- * fleet lives (a removed entry's process is kept, stopped, until the fleet is
- * freed). */
+ * configuration: the array is valid from prepare until the next commit (the
+ * data plane copies it); the processes for as long as the fleet lives (a
+ * removed entry's process is kept, stopped, until the fleet is freed). */
 ms_proc *const *ms_fleet_next_procs(const ms_fleet_next *nx);
 /* Drop a prepared reload: nothing changes. */
 void ms_fleet_abandon(ms_fleet_next *nx);
