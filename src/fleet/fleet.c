@@ -787,8 +787,14 @@ static void stop_proc(ms_proc *p)
         uv_timer_start(&p->deadline, on_stop_grace, p->stop_grace_ms, 0);
 }
 
+static bool held_by_retired(const ms_fleet *f, const ms_proc *p);
+
+/* A running process that depends on procs[idx]: an entry of the manifest,
+ * or a retired one (known by name: its indexes were an older manifest's). */
 static bool has_running_dependent(const ms_fleet *f, size_t idx)
 {
+    if (held_by_retired(f, f->procs[idx]))
+        return true;
     for (size_t i = 0; i < f->n; i++) {
         const ms_proc *q = f->procs[i];
         if (!running(q))

@@ -253,6 +253,22 @@ def test_binds_written_in_another_order_keep_serving_tls(fleet, tmp_path):
     assert r.ms.stop() == 0, r.ms.output()
 
 
+def test_a_shutdown_stops_a_removed_dependent_before_what_it_depends_on(fleet, tmp_path):
+    """web (depends on db) is removed and is slow to stop; the fleet is
+    stopped meanwhile: db, which stays, is stopped only once web has."""
+    stubborn = ship("web", args=["-c", "trap '' TERM; echo $$ > web.pid; while :; do sleep 0.05; done"],
+                    depends_on=["db"], extra='shutdown_timeout = "2s"').replace('command = "sleep"', 'command = "sh"')
+    r = Reloading(fleet, tmp_path, ship("db"), stubborn)
+    wait_file(tmp_path / "web.pid")  # written once SIGTERM is ignored
+    start = len(r.ms.lines)
+    r.reload(ship("db"))
+    r.ms.event("stopping", ship="web", start=start)
+    assert r.ms.stop() == 0, r.ms.output()
+    stopped_web = r.ms.event("stopped", ship="web", start=start)
+    stopping_db = r.ms.event("stopping", ship="db", start=start)
+    assert stopping_db["_i"] > stopped_web["_i"], r.ms.output()
+
+
 def test_a_bad_manifest_changes_nothing(fleet, tmp_path):
     r = Reloading(fleet, tmp_path, ship("db"), ship("web", depends_on=["db"]))
     db, web = r.pid("db"), r.pid("web")
