@@ -1797,7 +1797,8 @@ static void restart_changed(ms_proc *p, next_entry *e, const ms_ship *s, size_t 
         if (p->state != MS_P_STOPPING && held_by_retired(f, p)) {
             /* stopped by stop_retired() once the retired ones that depend on it are gone */
             p->stop_deferred = true;
-            p->stop_as = p->ship;
+            if (!p->stop_as) /* a restart already waiting keeps the definition its process runs with */
+                p->stop_as = p->ship;
         } else if (p->state != MS_P_STOPPING) {
             stop_proc(p);
         }

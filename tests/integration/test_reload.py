@@ -269,6 +269,27 @@ def test_a_shutdown_stops_a_removed_dependent_before_what_it_depends_on(fleet, t
     assert stopping_db["_i"] > stopped_web["_i"], r.ms.output()
 
 
+def test_two_reloads_while_a_restart_waits_stop_the_process_as_it_was_started(fleet, tmp_path):
+    """db changes twice while its restart waits for web (removed, slow to
+    stop): its process is stopped as the definition it runs with says
+    (SIGINT), not as the definition in between (SIGTERM)."""
+    old_db = ship("db", extra='stop_signal = "SIGINT"')
+    stubborn = ship("web", args=["-c", "trap '' TERM; echo $$ > web.pid; while :; do sleep 0.05; done"],
+                    depends_on=["db"], extra='shutdown_timeout = "1s"').replace('command = "sleep"', 'command = "sh"')
+    r = Reloading(fleet, tmp_path, old_db, stubborn)
+    wait_file(tmp_path / "web.pid")  # written once SIGTERM is ignored
+    start = len(r.ms.lines)
+    r.reload(ship("db", args=["200"]))
+    r.ms.event("stopping", ship="web", start=start)
+    r.reload(ship("db", args=["300"]))
+    stopped_web = r.ms.event("stopped", ship="web", start=start)
+    stopping = r.ms.event("stopping", ship="db", start=stopped_web["_i"])
+    assert "SIGINT" in stopping["msg"], r.ms.output()
+    ready = r.ms.event("ready", ship="db", start=stopping["_i"])
+    assert ready
+    assert r.ms.stop() == 0, r.ms.output()
+
+
 def test_a_bad_manifest_changes_nothing(fleet, tmp_path):
     r = Reloading(fleet, tmp_path, ship("db"), ship("web", depends_on=["db"]))
     db, web = r.pid("db"), r.pid("web")
