@@ -1140,6 +1140,7 @@ void ms_fleet_toggle_proc(ms_fleet *f, size_t i)
     ms_proc *p = f->procs[i];
     if (running(p)) {
         p->stop_requested = true;
+        p->restart_requested = p->stop_deferred = false; /* a restart under way (a reload's) gives way */
         stop_proc(p);
     } else if (p->state == MS_P_STOPPED || p->state == MS_P_FAILED || p->state == MS_P_BACKOFF ||
                p->state == MS_P_DONE) {

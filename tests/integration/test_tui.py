@@ -474,3 +474,34 @@ def test_keys_and_the_control_socket_are_one_operation(term, tmp_path):
     t.wait(row("steady", r"stopped(?: \([^)]*\))?"))
     t.keys("s")  # the key starts what the socket stopped
     t.wait(row("steady", "ready"))
+
+
+def test_s_on_a_ship_stopping_for_a_reload_stops_it_for_good(term, tmp_path):
+    """A reload changed slow, whose old process ignores SIGTERM and is
+    still stopping; the user stops it with s: it stays stopped (the
+    restart the reload asked for gives way), until s starts it again."""
+    def slow(version):
+        return (f'[[fleet.workers]]\nname = "slow"\ncommand = "sh"\n'
+                f'args = ["-c", "trap \'\' TERM; echo $$ > slow.pid; exec sleep 100{version}"]\n'
+                f'ready_after = "100ms"\nshutdown_timeout = "1s"\n')
+    steady = ('[[fleet.workers]]\nname = "steady"\ncommand = "sh"\n'
+              'args = ["-c", "echo $$ > steady.pid; exec sleep 1000"]\nready_after = "100ms"\n')
+    t = term(slow(0) + steady)
+    t.wait(row("slow", "ready"))
+    t.wait(r"^> slow")
+    first = read_pid(tmp_path / "slow.pid")
+    (tmp_path / "slow.pid").unlink()
+    ms = parent_of(parent_of(read_pid(tmp_path / "steady.pid")))  # the ship's shim, then Mothership
+    (tmp_path / "ship-manifest.toml").write_text(slow(1) + steady)
+    os.kill(ms, signal.SIGHUP)
+    t.wait(row("slow", "stopping"))
+    t.keys("s")
+    t.wait(row("slow", r"stopped(?: \([^)]*\))?"), timeout=10)
+    assert wait_gone([first]) == [], describe([first])
+    time.sleep(0.5)  # nothing to await: a restart would come at once
+    assert re.search(row("slow", r"stopped(?: \([^)]*\))?"), t.screen()), t.screen()
+    assert not (tmp_path / "slow.pid").exists()
+    t.keys("s")
+    t.wait(row("slow", "ready"))
+    with open(f"/proc/{read_pid(tmp_path / 'slow.pid')}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[:2] == [b"sleep", b"1001"]  # the new definition
