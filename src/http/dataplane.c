@@ -858,6 +858,16 @@ unsigned ms_dataplane_worker_count(const ms_dp_config *cfg)
     return cpus > 0 ? (unsigned)cpus : 1;
 }
 
+/* The Unix bind of g listening at path, or -1. */
+static int unix_bind_at(const ms_gen *g, const char *path)
+{
+    for (size_t b = 0; b < g->m->global.nbinds; b++)
+        if (g->unix_fds[b] >= 0 && g->m->global.binds[b].addr.kind == MS_ADDR_UNIX &&
+            strcmp(g->m->global.binds[b].addr.path, path) == 0)
+            return (int)b;
+    return -1;
+}
+
 /* The listening sockets generation g needs that older (NULL: none) does
  * not have: opened here, on the control loop, so that a bind that cannot
  * be opened fails the start or reload before anything changes. */
@@ -870,7 +880,18 @@ static bool gen_open_sockets(ms_dataplane *dp, ms_gen *g, const ms_gen *older, c
         if (older && bind_find(older->m, bind) >= 0)
             continue; /* its listeners stay */
         char err[200] = "";
-        if (bind->addr.kind == MS_ADDR_UNIX) {
+        int same_path = older && bind->addr.kind == MS_ADDR_UNIX ? unix_bind_at(older, bind->addr.path) : -1;
+        if (same_path >= 0) {
+            /* a bind renamed or changed at the same path: its listening
+             * socket is taken over, so that the path never refuses
+             * connections and a refused reload leaves it alone */
+            g->unix_fds[b] = fcntl(older->unix_fds[same_path], F_DUPFD_CLOEXEC, 0);
+            if (g->unix_fds[b] < 0)
+                snprintf(err, sizeof err, "%s", strerror(errno));
+            for (unsigned i = 0; g->unix_fds[b] >= 0 && i < dp->nworkers && !err[0]; i++)
+                if ((g->listen_fds[i * nb + b] = fcntl(g->unix_fds[b], F_DUPFD_CLOEXEC, 0)) < 0)
+                    snprintf(err, sizeof err, "%s", strerror(errno));
+        } else if (bind->addr.kind == MS_ADDR_UNIX) {
             g->unix_fds[b] = unix_listen_socket(bind->addr.path, err, sizeof err);
             for (unsigned i = 0; g->unix_fds[b] >= 0 && i < dp->nworkers && !err[0]; i++)
                 if ((g->listen_fds[i * nb + b] = fcntl(g->unix_fds[b], F_DUPFD_CLOEXEC, 0)) < 0)
@@ -1197,6 +1218,12 @@ bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, s
     if (!gen_open_sockets(dp, g, older, why, why_len) || !payload_sums_fit(dp, cfg->m->nmodules)) {
         if (!why[0])
             snprintf(why, why_len, "out of memory");
+        for (size_t b = 0; b < g->m->global.nbinds; b++) {
+            if (g->unix_fds[b] >= 0 && unix_bind_at(older, g->m->global.binds[b].addr.path) >= 0) {
+                close(g->unix_fds[b]); /* older's socket: its file stays */
+                g->unix_fds[b] = -1;
+            }
+        }
         gen_discard(g);
         return false;
     }

@@ -306,6 +306,54 @@ static void test_reload_adds_and_removes_binds(void **state)
     fixture_close(&f);
 }
 
+/* A reload that renames a Unix bind (same path) and adds one that cannot
+ * be opened is refused, and the bind that was running still takes
+ * connections at its path; the same rename alone goes through with no
+ * moment where the path refuses connections. */
+static void test_refused_reload_keeps_a_renamed_unix_bind(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 2);
+    ms_dp_config cfg = { .m = f.m, .routes = f.routes, .workers = 2 };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(&f.control, &cfg, why, sizeof why);
+    assert_non_null(dp);
+    f.routes = NULL; /* the data plane's now */
+    char blocker[160], text[1024];
+    snprintf(blocker, sizeof blocker, "%s/file", f.dir);
+    FILE *fp = fopen(blocker, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(text, sizeof text,
+             "[mothership]\nworkers = 2\n[mothership.bind]\nfront = \"unix://%s\"\nbad = \"unix://%s\"\n", f.sock,
+             blocker);
+    ms_manifest *m = load_text(text, f.dir);
+    ms_route_table *rt = ms_route_table_build(m);
+    ms_dp_config bad = { .m = m, .routes = rt, .workers = 2 };
+    assert_false(ms_dataplane_reload(dp, &bad, why, sizeof why));
+    ms_route_table_free(rt);
+    ms_manifest_free(m);
+    assert_true(unix_accepts(f.sock));
+    snprintf(text, sizeof text, "[mothership]\nworkers = 2\n[mothership.bind]\nfront = \"unix://%s\"\n", f.sock);
+    m = load_text(text, f.dir);
+    rt = ms_route_table_build(m);
+    ms_dp_config renamed = { .m = m, .routes = rt, .workers = 2 };
+    assert_true(ms_dataplane_reload(dp, &renamed, why, sizeof why));
+    ms_manifest_free(m);
+    for (int i = 0; i < 50; i++) {
+        assert_true(unix_accepts(f.sock));
+        uv_run(&f.control, UV_RUN_NOWAIT);
+    }
+    bool stopped = false;
+    ms_dataplane_stop(dp, 1000, on_stopped, &stopped);
+    uv_run(&f.control, UV_RUN_DEFAULT);
+    assert_true(stopped);
+    ms_dataplane_free(dp);
+    unlink(blocker);
+    fixture_close(&f);
+}
+
 /* A drain closes every listener (the Unix socket file is removed), calls
  * back once no connection is left, and leaves the workers running until
  * the stop. */
@@ -584,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_request_in_flight_finishes_on_its_generation),
         cmocka_unit_test(test_reload_ends_h2_connections_of_a_removed_bind),
         cmocka_unit_test(test_reload_adds_and_removes_binds),
+        cmocka_unit_test(test_refused_reload_keeps_a_renamed_unix_bind),
         cmocka_unit_test(test_drain_closes_the_listeners),
         cmocka_unit_test(test_unix_listener_on_descriptor_0),
     };
