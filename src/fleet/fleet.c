@@ -1133,24 +1133,6 @@ void ms_fleet_restart_proc(ms_fleet *f, size_t i)
     }
 }
 
-void ms_fleet_toggle_proc(ms_fleet *f, size_t i)
-{
-    if (i >= f->n || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
-        return;
-    ms_proc *p = f->procs[i];
-    if (running(p)) {
-        p->stop_requested = true;
-        p->restart_requested = p->stop_deferred = false; /* a restart under way (a reload's) gives way */
-        stop_proc(p);
-    } else if (p->state == MS_P_STOPPED || p->state == MS_P_FAILED || p->state == MS_P_BACKOFF ||
-               p->state == MS_P_DONE) {
-        cancel_activity(p);
-        p->state = MS_P_BACKOFF;
-        p->backoff_until = uv_now(f->loop);
-        uv_timer_start(&p->timer, on_backoff_done, 0, 0);
-    }
-}
-
 /* ---------------------------------------------------------------- control actions */
 bool ms_fleet_proc_running(const ms_proc *p)
 {
@@ -1173,7 +1155,7 @@ static void stop_for_good(ms_proc *p)
 {
     if (running(p)) {
         p->stop_requested = true;
-        p->restart_requested = false;
+        p->restart_requested = p->stop_deferred = false; /* a restart under way (a reload's) gives way */
         if (p->state != MS_P_STOPPING)
             stop_proc(p);
     } else if (p->state == MS_P_BACKOFF) {

@@ -188,9 +188,9 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
 void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *arg);
 /* Begin an orderly shutdown (as SIGTERM does). exit_code is what run returns. */
 void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why);
-/* Dashboard controls. */
+/* Restart entry i now (a health check's restart; the user's go through
+ * ms_fleet_control). */
 void ms_fleet_restart_proc(ms_fleet *f, size_t i);
-void ms_fleet_toggle_proc(ms_fleet *f, size_t i);
 void ms_fleet_free(ms_fleet *f);
 
 /* Control actions (the control socket and the dashboard: one code path).

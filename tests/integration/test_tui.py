@@ -48,7 +48,7 @@ command = "sh"
 args = ["-c", {json.dumps(FLAKY)}]
 critical = false
 ready_after = "100ms"
-restart = {{ backoff = "1s" }}
+restart = {{ backoff = "2s" }}
 
 [[fleet.workers]]
 name = "steady"
