@@ -163,6 +163,23 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
         goto out;
     }
     diff = ms_manifest_diff_new(r->m, m);
+    if (diff && r->launched && r->launched != r->m) {
+        /* what needs a restart is what differs from the manifest Mothership
+         * started with: a key an earlier reload changed still does */
+        ms_manifest_diff *since = ms_manifest_diff_new(r->launched, m);
+        if (!since) {
+            ms_manifest_diff_free(diff);
+            diff = NULL;
+        } else {
+            char **needs = diff->needs_restart;
+            size_t nneeds = diff->nneeds;
+            diff->needs_restart = since->needs_restart;
+            diff->nneeds = since->nneeds;
+            since->needs_restart = needs;
+            since->nneeds = nneeds;
+            ms_manifest_diff_free(since);
+        }
+    }
     plan = diff ? ms_manifest_diff_plan(diff, r->m, m) : NULL;
     if (!plan) {
         ok = refuse_why(r, who, "cannot reload", "out of memory", result);

@@ -349,9 +349,11 @@ int ms_cmd_run(const ms_cli *o)
     c.m = ms_cli_load(o);
     if (!c.m)
         return MS_EXIT_FAIL;
+    c.launched = ms_manifest_ref(c.m);
     c.selected = calloc(c.m->nships ? c.m->nships : 1, sizeof *c.selected);
     if (!c.selected) {
         ms_manifest_free(c.m);
+        ms_manifest_free(c.launched);
         return MS_EXIT_FAIL;
     }
     char why[512];
@@ -359,6 +361,7 @@ int ms_cmd_run(const ms_cli *o)
         fprintf(stderr, "mothership: %s\n", why);
         free(c.selected);
         ms_manifest_free(c.m);
+        ms_manifest_free(c.launched);
         return MS_EXIT_FAIL;
     }
     c.log = ms_log_open(STDOUT_FILENO, strcmp(o->log_format, "json") == 0, o->color);
@@ -366,6 +369,7 @@ int ms_cmd_run(const ms_cli *o)
         fprintf(stderr, "mothership: cannot start the log writer\n");
         free(c.selected);
         ms_manifest_free(c.m);
+        ms_manifest_free(c.launched);
         return MS_EXIT_FAIL;
     }
     c.tui_wanted = o->tui && ms_tui_usable();
@@ -440,5 +444,6 @@ run_loop:
     ms_log_close(c.log);
     free(c.selected);
     ms_manifest_free(c.m);
+    ms_manifest_free(c.launched);
     return c.exit_code;
 }

@@ -45,6 +45,7 @@ struct ms_run {
     ms_tui *tui;
     int exit_code;
     /* reload.c */
+    ms_manifest *launched;               /* the manifest Mothership started with (what needs a restart) */
     uint64_t reloads[2];                 /* mothership_config_reloads_total: [0] success, [1] failure */
     double last_reload_ok;               /* unix time of the last successful reload (the launch at first) */
     /* ctl.c */

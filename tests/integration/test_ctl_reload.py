@@ -151,6 +151,11 @@ def test_reload_applies_only_what_changed(fleet, sockdir):
     # 404 page, not the proxy's)
     status, body = http_get(f.fmt["port"], "/db2")
     assert status == 404 and "File not found" in body, (status, body)
+    # workers still runs as started: the next plan says so again
+    r = ctl(f.path, "reload", "--check")
+    assert r.returncode == 0, r
+    assert any(l.startswith("needs a restart of Mothership: ") and "workers" in l
+               for l in r.stdout.splitlines()), r.stdout
 
 
 def test_reload_of_a_bad_manifest_changes_nothing(fleet, sockdir):
@@ -206,8 +211,9 @@ def test_post_reload_applies_and_answers_the_documented_shape(fleet, sockdir):
     code, body = curl(f.sock, "POST", "/v1/reload", {})
     assert code == 200 and body["result"] == "applied", body
     assert body["plan"]["restart"] == [] and body["plan"]["unchanged"] == ["web", "db", "cron"], body
-    r = ctl(f.path, "reload")
-    assert (r.returncode, r.stdout) == (0, "unchanged: 3 entries\nnothing to change\n"), r
+    r = ctl(f.path, "reload")  # workers still runs as Mothership started it
+    assert (r.returncode, r.stdout) == (0, "unchanged: 3 entries\n"
+                                           "needs a restart of Mothership: [mothership] workers\n"), r
     _, doc = f.status()
     assert doc["fleet"]["reloads"] == {"success": 3, "failure": 0}, doc
     samples = f.metrics()
