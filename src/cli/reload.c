@@ -153,6 +153,8 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
     ms_fleet_change *changes = calloc(m->nships ? m->nships : 1, sizeof *changes);
     ms_manifest_diff *diff = NULL;
     json_t *plan = NULL;
+    ms_payload_set *payloads = NULL; /* m's, given to the data plane */
+    bool payloads_changed = false;
     bool ok = false;
     if (!selected || !changes) {
         ok = refuse_why(r, who, "cannot reload", "out of memory", result);
@@ -189,13 +191,34 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
         ok = refuse_why(r, who, "cannot reload", "the fleet was launched without binds: binds need a restart", result);
         goto out;
     }
+    /* the payloads are loaded before the plan: a module file that changed
+     * under the same path is a swap even when the manifest did not change */
+    if (r->dp && m->nmodules > 0) {
+        payloads = ms_payload_load_all(m, why, sizeof why);
+        if (!payloads) {
+            ok = refuse_why(r, who, "cannot apply it", why, result);
+            goto out;
+        }
+        for (size_t i = 0; i < m->nmodules; i++) {
+            if (!ms_payload_set_bytes_changed(r->payloads, payloads, i))
+                continue;
+            char *line = ms_asprintf("payload \"%s\" file changed", m->modules[i].name);
+            if (!line || json_array_append_new(json_object_get(plan, "swap"), json_string(line)) != 0) {
+                free(line);
+                ok = refuse_why(r, who, "cannot reload", "out of memory", result);
+                goto out;
+            }
+            free(line);
+            payloads_changed = true;
+        }
+    }
     if (check_only) {
         if (result)
             *result = json_pack("{s:s, s:[], s:O}", "result", "checked", "problems", "plan", plan);
         ok = true;
         goto out;
     }
-    if (nothing_changed(diff) && same_selection(r, selected, m->nships)) {
+    if (!payloads_changed && nothing_changed(diff) && same_selection(r, selected, m->nships)) {
         /* the running configuration stays as it is; certificates are read again */
         r->reloads[0]++;
         r->last_reload_ok = (double)time(NULL);
@@ -238,13 +261,10 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
     if (r->dp) {
         /* the data plane's next configuration; it owns these once it takes them */
         ms_route_table *routes = ms_route_table_build(m);
-        ms_payload_set *payloads = NULL;
         ms_tls_server *tls = NULL;
         bool built = routes != NULL;
         if (!routes)
             snprintf(why, sizeof why, "out of memory");
-        if (built && m->nmodules > 0)
-            built = (payloads = ms_payload_load_all(m, why, sizeof why)) != NULL;
         tls_kept = r->tls && !diff->dataplane && same_bind_order(r->m, m);
         if (built && tls_kept)
             tls = r->tls;
@@ -255,7 +275,6 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
         if (!built || !ms_dataplane_reload(r->dp, &cfg, why, sizeof why)) {
             if (tls != r->tls)
                 ms_tls_server_free(tls);
-            ms_payload_set_free(payloads);
             ms_route_table_free(routes);
             ms_fleet_abandon(nx);
             ok = refuse_why(r, who, "cannot apply it", why, result);
@@ -263,6 +282,7 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
         }
         r->routes = routes;
         r->payloads = payloads;
+        payloads = NULL;
         r->tls = tls;
     }
     /* said before the stops and starts it causes */
@@ -294,6 +314,7 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
         *result = json_pack("{s:s, s:[], s:O}", "result", "applied", "problems", "plan", plan);
     ok = true;
 out:
+    ms_payload_set_free(payloads);
     json_decref(plan);
     ms_manifest_diff_free(diff);
     free(changes);

@@ -5,12 +5,15 @@
 
 #include "payload/wasm/wasm.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/sha.h>
 
 /* ABI bounds (documented in docs/payload-abi.md) */
 #define PL_MAX_NAME 256            /* header name, config key */
@@ -29,6 +32,7 @@ enum { CTX_NONE = 0, CTX_INIT, CTX_REQUEST, CTX_RESPONSE };
 typedef struct pl_mod {
     const ms_module *cfg;
     wasm_module *wm;
+    unsigned char digest[SHA256_DIGEST_LENGTH]; /* of the bytes it was loaded from */
 } pl_mod;
 
 struct ms_payload_set {
@@ -1095,6 +1099,7 @@ static ms_payload_set *load_impl(const ms_module *mods, size_t n, const byte_src
             bytes = owned;
         }
         s->mods[i].cfg = &mods[i];
+        SHA256(bytes, len, s->mods[i].digest);
         s->mods[i].wm = module_decode(&mods[i], bytes, len, report_first, &fp);
         free(owned);
         if (!s->mods[i].wm || module_check(&mods[i], s->mods[i].wm, &s->limits, report_first,
@@ -1124,6 +1129,15 @@ ms_payload_set *ms_payload_load_all_limits(const ms_manifest *m, const ms_payloa
 ms_payload_set *ms_payload_load_all(const ms_manifest *m, char *why, size_t why_len)
 {
     return ms_payload_load_all_limits(m, NULL, why, why_len);
+}
+
+bool ms_payload_set_bytes_changed(const ms_payload_set *a, const ms_payload_set *b, size_t i)
+{
+    assert(i < b->n);
+    for (size_t k = 0; a && k < a->n; k++)
+        if (strcmp(a->mods[k].cfg->name, b->mods[i].cfg->name) == 0)
+            return memcmp(a->mods[k].digest, b->mods[i].digest, sizeof b->mods[i].digest) != 0;
+    return false;
 }
 
 void ms_payload_set_free(ms_payload_set *s)

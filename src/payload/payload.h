@@ -87,6 +87,10 @@ ms_payload_set *ms_payload_load_buffers(const ms_module *mods, size_t n,
                                         const ms_payload_limits *limits, char *why,
                                         size_t why_len);
 void ms_payload_set_free(ms_payload_set *s);
+/* Was module i of b loaded from other bytes than the module of the same
+ * name in a (none, or a NULL: false)? A reload loads a module again when
+ * its file changed under the same path. */
+bool ms_payload_set_bytes_changed(const ms_payload_set *a, const ms_payload_set *b, size_t i);
 
 /* For `clearance`: every problem of every module, added to d at the
  * module's `wasm = ` position (file unreadable, invalid WebAssembly, missing

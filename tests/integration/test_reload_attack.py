@@ -1,0 +1,84 @@
+"""Reload attacked through the real binary (SIGHUP): a WebSocket client of
+an unchanged bay keeps echoing across reloads that add and remove another
+ship; a payload module whose file changed under the same path is loaded
+again (the manifest text did not change). Each test ends with a stop, exit
+0 and no sanitizer report (run on build-asan too)."""
+import asyncio
+import os
+import shutil
+import signal
+
+import pytest
+import requests
+import websockets
+
+from conftest import BUILD
+from http_helpers import echo_ship, start_proxy, toml_str
+
+ECHO_BAY = os.path.join(BUILD, "examples", "bays", "echo-bay")
+WASM = os.path.join(BUILD, "examples", "payloads")
+
+
+def manifest_path(p):
+    args = p.ms.cmd
+    return args[args.index("-c") + 1]
+
+
+def sighup(p, text=None):
+    """Rewrite the manifest (unless text is None), SIGHUP, and wait for the
+    reload's outcome line; return it."""
+    if text is not None:
+        with open(manifest_path(p), "w") as f:
+            f.write(text)
+    start = len(p.ms.lines)
+    p.ms.signal(signal.SIGHUP)
+    return p.ms.event(None, start=start, timeout=15, msg=r"^reload (\(|refused)")
+
+
+def stop_clean(p):
+    assert p.ms.stop() == 0, p.ms.output()[-4000:]
+    text = p.ms.output()
+    assert "Sanitizer" not in text and "runtime error" not in text, text[-4000:]
+
+
+def bay_toml(name="echo"):
+    return (f'[[bays.websocket]]\nname = "{name}"\ncommand = {toml_str(ECHO_BAY)}\n'
+            'routes = ["http:/ws.*"]\n')
+
+
+def test_a_websocket_of_an_unchanged_bay_keeps_echoing_across_ten_reloads(fleet):
+    if not os.path.exists(ECHO_BAY):
+        pytest.skip("the example bays are not built")
+    b = echo_ship("b", routes=["http:/b/.*"])
+    p = start_proxy(fleet, echo_ship("a", routes=["http:/a/.*"]),
+                    mothership={"socket_dir": f"/tmp/msra{os.getpid()}"}, extra=bay_toml())
+    p.ms.event("ready", ship="echo", timeout=15)
+    with open(manifest_path(p)) as f:
+        without_b = f.read()
+    with_b = without_b + "\n" + b.toml()
+
+    async def go():
+        async with websockets.connect(f"ws://127.0.0.1:{p.port}/ws") as ws:
+            for i in range(10):
+                e = await asyncio.to_thread(sighup, p, with_b if i % 2 == 0 else without_b)
+                assert e["event"] == "reloaded", e
+                await ws.send(f"m{i}")
+                assert await asyncio.wait_for(ws.recv(), 10) == f"m{i}"
+    asyncio.run(asyncio.wait_for(go(), 120))
+    assert not [e for e in p.ms.events("stopping") if e.get("ship") == "echo"]
+    stop_clean(p)
+
+
+def test_a_payload_whose_file_changed_is_loaded_again(fleet, tmp_path):
+    wasm = tmp_path / "mod.wasm"
+    shutil.copy(os.path.join(WASM, "rewrite.wasm"), wasm)
+    module = f'[[modules]]\nname = "m"\nwasm = {toml_str(str(wasm))}\nroutes = ["/a/.*"]\n'
+    p = start_proxy(fleet, echo_ship("a", routes=["http:/a/.*"]), extra=module)
+    assert requests.get(p.url("/a/x"), timeout=5).status_code == 200
+    # the same manifest; the module's file now holds the auth payload (no token: 401)
+    shutil.copy(os.path.join(WASM, "auth.wasm"), str(wasm) + ".new")
+    os.rename(str(wasm) + ".new", wasm)
+    e = sighup(p)
+    assert e["event"] == "reloaded", e
+    assert requests.get(p.url("/a/x"), timeout=5).status_code == 401
+    stop_clean(p)
