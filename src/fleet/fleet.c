@@ -1251,6 +1251,10 @@ bool ms_fleet_holds_launch(const ms_fleet *f, const ms_proc *p)
         return false;
     if (p->state == MS_P_STARTING)
         return true;
+    /* stopping to start again (a restart asked for, or a reload's new
+     * definition): not a failure, it is on its way up */
+    if ((p->state == MS_P_STOPPING && p->restart_requested) || (p->state == MS_P_BACKOFF && p->reload_restart))
+        return true;
     if (p->state != MS_P_WAITING)
         return false; /* done, failed, skipped, stopped */
     /* depends_on has no cycles (the manifest is checked), so this ends */

@@ -82,3 +82,23 @@ def test_a_payload_whose_file_changed_is_loaded_again(fleet, tmp_path):
     assert e["event"] == "reloaded", e
     assert requests.get(p.url("/a/x"), timeout=5).status_code == 401
     stop_clean(p)
+
+
+def test_a_reload_that_restarts_a_starting_ship_does_not_end_the_launch(fleet, tmp_path):
+    gate = tmp_path / "gate"
+    g = echo_ship("g", routes=["http:/g/.*"], gate=str(gate), extra={"ready_timeout": "60s"})
+    d = echo_ship("d", routes=["http:/d/.*"], extra={"depends_on": ["g"]})
+    p = start_proxy(fleet, g, d, wait=False)
+    p.ms.event("started", ship="g", timeout=15)
+    with open(manifest_path(p)) as f:
+        text = f.read()
+    # g changes while it is still starting (its port is not open: no gate yet)
+    e = sighup(p, text.replace('ready_timeout = "60s"', 'ready_timeout = "60s"\nenv = { X = "1" }'))
+    assert "1 restarted (g: env.X)" in e["msg"], e
+    p.ms.event("started", ship="g", start=e["_i"], timeout=15)
+    assert p.ms.events("fleet_ready") == [], p.ms.events("fleet_ready")
+    gate.touch()
+    ready = p.ms.event("fleet_ready", timeout=15)
+    assert "not up" not in ready["msg"], ready
+    assert p.ms.events("ready", ship="d"), p.ms.output()
+    stop_clean(p)
