@@ -643,6 +643,8 @@ static void maybe_finish(ms_fleet *f);
 
 void ms_fleet_on_output_closed(ms_proc *p)
 {
+    if (p->retired && !running(p))
+        ms_ring_free(&p->ring); /* the lines that came after its exit */
     maybe_finish(p->fleet);
 }
 
@@ -681,8 +683,10 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
         p->stop_as = NULL;
         if (f->phase == MS_FLEET_STOPPING && !f->draining)
             continue_shutdown(f);
-        else if (p->retired)
+        else if (p->retired) {
+            ms_ring_free(&p->ring); /* nothing shows a retired process's history */
             stop_retired(f);
+        }
         else if (p->restart_requested) {
             /* start again once the old process handle has closed */
             p->restart_requested = false;
@@ -1822,6 +1826,7 @@ void ms_fleet_commit(ms_fleet_next *nx)
         if (!running(p)) {
             cancel_activity(p);
             p->state = MS_P_STOPPED;
+            ms_ring_free(&p->ring);
         } else if (p->state != MS_P_STOPPING) {
             cancel_activity(p);
             set_ready_flag(p, 0);

@@ -102,3 +102,52 @@ def test_a_reload_that_restarts_a_starting_ship_does_not_end_the_launch(fleet, t
     assert "not up" not in ready["msg"], ready
     assert p.ms.events("ready", ship="d"), p.ms.output()
     stop_clean(p)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_removed_ship_does_not_keep_its_log_history(fleet, tmp_path):
+    """Each removed ship wrote 64 KiB of log lines (its whole dashboard
+    history); removed 30 times, that history must not stay behind (30 x
+    64 KiB held would be 1.9 MiB)."""
+    path = tmp_path / "ship-manifest.toml"
+    head = (f'[mothership]\nsocket_dir = "/tmp/msrl{os.getpid()}"\n\n'
+            '[[fleet.web]]\nname = "keep"\ncommand = "sleep"\nargs = ["1000"]\nready_after = "10ms"\n')
+    chatty = ("import sys, time\nfor i in range(700): print('x' * 100)\n"
+              "print('written', flush=True)\ntime.sleep(1000)\n")
+
+    def with_chatty(i):
+        return head + (f'\n[[fleet.web]]\nname = "chatty{i}"\ncommand = "/usr/bin/python3"\n'
+                       f'args = ["-c", {toml_str(chatty)}]\nready_after = "10ms"\ncritical = false\n')
+
+    path.write_text(head)
+    ms = fleet(path.read_text(), name="ship-manifest.toml")
+    ms.event("fleet_ready", timeout=15)
+    manifest = ms.cmd[ms.cmd.index("-c") + 1]
+
+    def cycle(i):
+        for text in (with_chatty(i), head):
+            with open(manifest, "w") as f:
+                f.write(text)
+            start = len(ms.lines)
+            ms.signal(signal.SIGHUP)
+            ms.event("reloaded", start=start, timeout=15)
+            if text != head:
+                ms.wait_for(rf'"source":"chatty{i}".*"line":"written"', start=start, timeout=15)
+            else:
+                ms.event("stopped", ship=f"chatty{i}", start=start, timeout=15)
+
+    for i in range(5):  # warm up: allocator arenas, the reload paths
+        cycle(i)
+    before = rss_kib(ms.pid)
+    for i in range(5, 35):
+        cycle(i)
+    grown = rss_kib(ms.pid) - before
+    assert grown < 1024, f"RSS grew by {grown} KiB over 30 removed ships"
+    assert ms.stop() == 0, ms.output()[-4000:]
