@@ -149,5 +149,7 @@ def test_a_removed_ship_does_not_keep_its_log_history(fleet, tmp_path):
     for i in range(5, 35):
         cycle(i)
     grown = rss_kib(ms.pid) - before
-    assert grown < 1024, f"RSS grew by {grown} KiB over 30 removed ships"
+    with open(f"/proc/{ms.pid}/maps") as f:
+        sanitized = "libasan" in f.read()  # ASan keeps freed memory in quarantine: RSS says nothing there
+    assert sanitized or grown < 1024, f"RSS grew by {grown} KiB over 30 removed ships"
     assert ms.stop() == 0, ms.output()[-4000:]
