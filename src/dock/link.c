@@ -388,6 +388,8 @@ static void link_fail(link_conn *lc, uint16_t code, const char *why, bool protoc
         return;
     ms_dlink *l = lc->l;
     ms_docks *d = l->d;
+    if (code == 1012 && l->p->retired)
+        code = 1001; /* a reload removed the bay: going away, not restarting */
     bool was_docked = lc->st == LC_DOCKED;
     lc->st = LC_CLOSING;
     if (l->conn == lc)

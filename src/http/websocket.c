@@ -412,7 +412,9 @@ static void link_down(ms_worker *w, const ms_hub_msg *m)
         if (ws->bay != m->bay || ws->gen > m->gen)
             continue;
         ws->tell_bay = false;
-        ws_close_with(ws, m->code, m->code == 1012 ? "the bay is restarting" : "the bay failed");
+        ws_close_with(ws, m->code, m->code == 1012   ? "the bay is restarting"
+                                   : m->code == 1001 ? "the bay was removed"
+                                                     : "the bay failed");
     }
 }
 

@@ -153,3 +153,35 @@ def test_a_removed_ship_does_not_keep_its_log_history(fleet, tmp_path):
         sanitized = "libasan" in f.read()  # ASan keeps freed memory in quarantine: RSS says nothing there
     assert sanitized or grown < 1024, f"RSS grew by {grown} KiB over 30 removed ships"
     assert ms.stop() == 0, ms.output()[-4000:]
+
+
+def test_clients_of_a_removed_bay_are_told_it_went_away_and_of_a_changed_one_to_come_back(fleet):
+    """1012 (restart: come back) for a bay that changed, 1001 (going away)
+    for one the reload removed: a client that reconnects on 1012 would
+    only find a 404."""
+    if not os.path.exists(ECHO_BAY):
+        pytest.skip("the example bays are not built")
+    p = start_proxy(fleet, echo_ship("a", routes=["http:/a/.*"]),
+                    mothership={"socket_dir": f"/tmp/msrb{os.getpid()}"}, extra=bay_toml())
+    p.ms.event("ready", ship="echo", timeout=15)
+    with open(manifest_path(p)) as f:
+        text = f.read()
+    changed = text.replace('routes = ["http:/ws.*"]', 'routes = ["http:/ws.*"]\nenv = { X = "1" }')
+    removed = text[:text.index("[[bays.websocket]]")]
+
+    async def closed_by(new_text):
+        async with websockets.connect(f"ws://127.0.0.1:{p.port}/ws") as ws:
+            await ws.send("hi")
+            assert await asyncio.wait_for(ws.recv(), 10) == "hi"
+            e = await asyncio.to_thread(sighup, p, new_text)
+            assert e["event"] == "reloaded", e
+            with pytest.raises(websockets.ConnectionClosed) as c:
+                await asyncio.wait_for(ws.recv(), 15)
+            return c.value.rcvd.code if c.value.rcvd else None
+
+    start = len(p.ms.lines)
+    assert asyncio.run(closed_by(changed)) == 1012
+    p.ms.event("ready", ship="echo", start=start, timeout=15)
+    assert asyncio.run(closed_by(removed)) == 1001
+    assert requests.get(p.url("/ws"), timeout=5).status_code == 404
+    stop_clean(p)
