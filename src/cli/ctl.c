@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <stdint.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +35,10 @@
 #define READ_BUF_SIZE 4096u
 #define LINGER_MS 2000u
 #define FOLLOW_BACKLOG_MAX ((size_t)4 << 20) /* a follower this far behind is dropped */
+#define MEMBER_MAX (MS_CTL_MAX_CONNECTIONS / 2) /* control_group members together; the rest is root's and ours */
+#define TURNED_AWAY_MAX 32u                      /* refused peers answered at once; beyond, closed unanswered */
+#define REFUSED_LOG_WINDOW_MS 5000u              /* control_refused lines: at most REFUSED_LOG_BURST a window */
+#define REFUSED_LOG_BURST 3u
 
 typedef enum conn_state { C_READING, C_WAITING, C_FOLLOWING, C_LINGER, C_CLOSING } conn_state;
 
@@ -49,6 +54,8 @@ typedef struct ctl_conn {
     bool keep_alive;                   /* of the request being answered */
     char follow[MS_CTL_MAX_NAME];      /* FOLLOWING: the entry, "" for all */
     char who[64];                      /* "uid 1000 pid 4242" */
+    bool counted;                      /* holds one of the MS_CTL_MAX_CONNECTIONS slots */
+    bool member;                       /* ... and one of the MEMBER_MAX of control_group members */
     size_t rpos, rlen;
     ms_ctl_session sess;
     ms_ctl_response resp;
@@ -66,7 +73,12 @@ struct ms_ctl {
     bool drain_pending;                /* ms_dataplane_drain has not called back yet */
     bool drained;
     ctl_conn *conns;
-    size_t nconns;
+    size_t nconns;                     /* every connection, refused ones too */
+    size_t nactive;                    /* allowed connections (the slots) */
+    size_t nmembers;                   /* allowed connections of control_group members, not root nor us */
+    uint64_t refused_window_start;     /* the control_refused log's rate limit */
+    unsigned refused_logged;           /* lines in this window */
+    size_t refused_unlogged;           /* refusals not logged since the last line */
     char *path;
     ino_t ino;                         /* of the socket file we made */
     uid_t own_uid;
@@ -105,6 +117,10 @@ static void on_conn_handle_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     ctl->nconns--;
+    if (c->counted)
+        ctl->nactive--;
+    if (c->member)
+        ctl->nmembers--;
     ms_ctl_session_free(&c->sess);
     ms_ctl_response_free(&c->resp);
     free(c);
@@ -524,6 +540,8 @@ static void on_line_added(void *arg, ms_proc *p, const ms_ring_line *l)
         if (c->state != C_FOLLOWING || (c->follow[0] && strcmp(c->follow, p->ship->name) != 0))
             continue;
         if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > FOLLOW_BACKLOG_MAX) {
+            ms_log_event(ctl->r->log, MS_WARN, NULL, "control", "%s: log follower disconnected: it is more than "
+                         "%zu MiB behind", c->who, FOLLOW_BACKLOG_MAX >> 20);
             conn_close(c); /* it does not read: drop it rather than hold its lines */
             continue;
         }
@@ -628,46 +646,81 @@ static void on_timer(uv_timer_t *t)
 }
 
 /* ---------------------------------------------------------------- peers */
-static bool in_group(pid_t pid, gid_t primary, gid_t group)
+/* Was the peer in group when it connected? The kernel keeps the peer's
+ * groups as they were at connect() (SO_PEERGROUPS): /proc/<pid> would be
+ * another process's once the peer is gone and its pid reused. */
+static bool peer_in_group(int fd, const struct ucred *cr, gid_t group)
 {
-    if (primary == group)
+    if (cr->gid == group)
         return true;
-    char path[64], line[4096];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return false;
-    bool found = false;
-    while (!found && fgets(line, sizeof line, fp)) {
-        if (strncmp(line, "Groups:", 7) != 0)
-            continue;
-        char *p = line + 7, *end;
-        for (;;) {
-            unsigned long g = strtoul(p, &end, 10);
-            if (end == p)
-                break;
-            if ((gid_t)g == group)
-                found = true;
-            p = end;
-        }
-        break;
+    gid_t some[64];
+    gid_t *groups = some;
+    socklen_t len = sizeof some;
+    int rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+    if (rc != 0 && errno == ERANGE && len > 0 && len <= 65536 * sizeof(gid_t)) {
+        groups = malloc(len);
+        if (!groups)
+            return false;
+        rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
     }
-    fclose(fp);
+    bool found = false;
+    for (size_t i = 0; rc == 0 && i < len / sizeof(gid_t); i++)
+        found |= groups[i] == group;
+    if (groups != some)
+        free(groups);
     return found;
 }
 
-/* May this peer use the socket? who gets "uid U pid P". */
-static bool peer_allowed(ms_ctl *ctl, ctl_conn *c)
+typedef enum peer_kind { PEER_REFUSED, PEER_OWNER, PEER_MEMBER } peer_kind;
+
+/* Who is this peer, and may it use the socket? who gets "uid U pid P". */
+static peer_kind peer_check(ms_ctl *ctl, ctl_conn *c)
 {
     uv_os_fd_t fd;
     struct ucred cr;
     socklen_t len = sizeof cr;
     if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
         snprintf(c->who, sizeof c->who, "an unknown peer");
-        return false;
+        return PEER_REFUSED;
     }
     snprintf(c->who, sizeof c->who, "uid %u pid %d", (unsigned)cr.uid, (int)cr.pid);
-    return cr.uid == 0 || cr.uid == ctl->own_uid || (ctl->has_group && in_group(cr.pid, cr.gid, ctl->group));
+    if (cr.uid == 0 || cr.uid == ctl->own_uid)
+        return PEER_OWNER;
+    return ctl->has_group && peer_in_group(fd, &cr, ctl->group) ? PEER_MEMBER : PEER_REFUSED;
+}
+
+/* A refused peer is logged, but a flood of them is not: REFUSED_LOG_BURST
+ * lines a window, the next line says how many were left out. */
+static void log_refused(ms_ctl *ctl, ctl_conn *c, const char *grp)
+{
+    uint64_t now = uv_now(ctl->loop);
+    if (now - ctl->refused_window_start >= REFUSED_LOG_WINDOW_MS) {
+        ctl->refused_window_start = now;
+        ctl->refused_logged = 0;
+    }
+    if (ctl->refused_logged >= REFUSED_LOG_BURST) {
+        ctl->refused_unlogged++;
+        return;
+    }
+    ctl->refused_logged++;
+    char more[96] = "";
+    if (ctl->refused_unlogged > 0)
+        snprintf(more, sizeof more, " (%zu more refused connection%s not logged before this one)",
+                 ctl->refused_unlogged, ctl->refused_unlogged == 1 ? "" : "s");
+    ctl->refused_unlogged = 0;
+    ms_log_event(ctl->r->log, MS_WARN, NULL, "control_refused", "control socket: refused %s: only root, uid %u%s "
+                 "may use it%s", c->who, (unsigned)ctl->own_uid, grp, more);
+}
+
+/* Answer a connection that may not stay, and end it. It holds no slot; when
+ * many are being turned away at once the answer is skipped. */
+static void turn_away(ms_ctl *ctl, ctl_conn *c)
+{
+    if (ctl->nconns - ctl->nactive > TURNED_AWAY_MAX) {
+        conn_close(c);
+        return;
+    }
+    send_resp(c);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -701,23 +754,31 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
-    if (ctl->nconns > MS_CTL_MAX_CONNECTIONS) {
-        ms_ctl_respond_error(&c->resp, 503, true, "too many control connections (at most %d)",
-                             MS_CTL_MAX_CONNECTIONS);
-        send_resp(c);
-        return;
-    }
-    if (!peer_allowed(ctl, c)) {
+    peer_kind kind = peer_check(ctl, c);
+    if (kind == PEER_REFUSED) {
         char grp[300] = "";
         if (ctl->has_group) {
             struct group *g = getgrgid(ctl->group);
             snprintf(grp, sizeof grp, ", members of group %s", g ? g->gr_name : "?");
         }
-        ms_log_event(ctl->r->log, MS_WARN, NULL, "control_refused", "control socket: refused %s: only root, uid %u%s "
-                     "may use it", c->who, (unsigned)ctl->own_uid, grp);
+        log_refused(ctl, c, grp);
         ms_ctl_respond_error(&c->resp, 403, true, "refused: only root, uid %u%s may use this control socket",
                              (unsigned)ctl->own_uid, grp);
-        send_resp(c);
+        turn_away(ctl, c);
+        return;
+    }
+    if (ctl->nactive >= MS_CTL_MAX_CONNECTIONS || (kind == PEER_MEMBER && ctl->nmembers >= MEMBER_MAX)) {
+        ms_ctl_respond_error(&c->resp, 503, true, "too many control connections (at most %d%s)",
+                             kind == PEER_MEMBER ? MEMBER_MAX : MS_CTL_MAX_CONNECTIONS,
+                             kind == PEER_MEMBER ? " from members of control_group" : "");
+        turn_away(ctl, c);
+        return;
+    }
+    c->counted = true;
+    ctl->nactive++;
+    if (kind == PEER_MEMBER) {
+        c->member = true;
+        ctl->nmembers++;
     }
 }
 
@@ -814,7 +875,7 @@ ms_ctl *ms_ctl_start(ms_run *r, char *why, size_t why_len)
     int rc = uv_pipe_bind(&ctl->listener, ctl->path);
     umask(old);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&ctl->listener, 16, on_connection);
+        rc = uv_listen((uv_stream_t *)&ctl->listener, SOMAXCONN, on_connection);
     if (rc != 0) {
         snprintf(why, why_len, "control socket %s: %s", ctl->path, uv_strerror(rc));
         ctl->closing = true;
