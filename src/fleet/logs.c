@@ -427,6 +427,29 @@ void ms_log_eventv(ms_log *log, ms_level level, const char *ship, const char *ev
         n += json_escape(buf + n, sizeof buf - n - 4, msg, mlen);
         n += (size_t)snprintf(buf + n, sizeof buf - n, "\"}\n");
     } else {
+        /* a message may quote what a client sent (an entry name): its control
+         * bytes are shown escaped, so it cannot start a line of its own */
+        char esc[sizeof msg];
+        size_t e = 0;
+        for (size_t i = 0; i < mlen; i++) {
+            unsigned char ch = (unsigned char)msg[i];
+            if (ch >= 0x20 && ch != 0x7f) {
+                if (e + 1 >= sizeof esc)
+                    break;
+                esc[e++] = (char)ch;
+                continue;
+            }
+            if (e + 5 >= sizeof esc)
+                break;
+            if (ch == '\n' || ch == '\r' || ch == '\t') {
+                esc[e++] = '\\';
+                esc[e++] = ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't';
+            } else {
+                e += (size_t)snprintf(esc + e, sizeof esc - e, "\\x%02x", ch);
+            }
+        }
+        memcpy(msg, esc, e);
+        mlen = e;
         n += timestamp(buf, sizeof buf, false);
         const char *b0 = "", *b1 = "";
         if (log->color) {

@@ -60,6 +60,25 @@ static void test_close_flushes_every_line_to_a_reader(void **state)
     assert_int_equal(lines, N);
 }
 
+static void test_events_cannot_start_a_line_of_their_own(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    ms_log *log = ms_log_open(p[1], false, false);
+    assert_non_null(log);
+    ms_log_event(log, MS_WARN, NULL, "control", "no entry is named \"%s\"",
+                 "web\n00:00:00.000 mothership   | forged\r\x1b[2J\x7f");
+    ms_log_close(log);
+    close(p[1]);
+    static char buf[4096];
+    size_t n = drain(p[0], buf, sizeof buf - 1);
+    close(p[0]);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "| no entry is named \"web\\n00:00:00.000 mothership   | forged\\r\\x1b[2J\\x7f\"\n"));
+    assert_ptr_equal(strchr(buf, '\n'), buf + n - 1); /* one line */
+}
+
 static void test_close_returns_on_a_full_pipe_nobody_reads(void **state)
 {
     (void)state;
@@ -112,6 +131,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_close_flushes_every_line_to_a_reader),
         cmocka_unit_test(test_close_returns_on_a_full_pipe_nobody_reads),
+        cmocka_unit_test(test_events_cannot_start_a_line_of_their_own),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
