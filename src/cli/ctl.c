@@ -14,10 +14,12 @@
 #include "cli/ctl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -813,6 +815,38 @@ static bool answers(const char *path)
     return ok;
 }
 
+/* May the control socket live in dir? Not when another user owns it, nor
+ * when others may write to it without the sticky bit: they could replace
+ * the socket with their own, and the CLI would talk to them. own_dir: the
+ * default socket dir, which must also not be a symbolic link. */
+static bool dir_is_safe(const char *dir, bool own_dir, char *why, size_t why_len)
+{
+    struct stat st;
+    if ((own_dir ? lstat(dir, &st) : stat(dir, &st)) != 0) {
+        snprintf(why, why_len, "%s: %s", dir, strerror(errno));
+        return false;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        snprintf(why, why_len, "%s is a symbolic link: the control socket's dir must be a directory of its own", dir);
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(why, why_len, "%s is not a directory", dir);
+        return false;
+    }
+    if (st.st_uid != geteuid() && st.st_uid != 0) {
+        snprintf(why, why_len, "%s belongs to uid %u: another user could replace the control socket there "
+                 "(remove it, or set socket_dir or control_socket)", dir, (unsigned)st.st_uid);
+        return false;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+        snprintf(why, why_len, "%s: others may write to it (mode %04o, not sticky): another user could replace "
+                 "the control socket there", dir, (unsigned)(st.st_mode & 07777));
+        return false;
+    }
+    return true;
+}
+
 static void on_listener_closed(uv_handle_t *h)
 {
     ms_ctl *ctl = h->data;
@@ -831,6 +865,7 @@ ms_ctl *ms_ctl_start(ms_run *r, char *why, size_t why_len)
     ctl->r = r;
     ctl->loop = r->loop;
     ctl->own_uid = geteuid();
+    int lock = -1;
     if (r->m->global.control_group) {
         struct group *g = getgrnam(r->m->global.control_group);
         if (!g) {
@@ -855,6 +890,23 @@ ms_ctl *ms_ctl_start(ms_run *r, char *why, size_t why_len)
         }
         free(dir);
     }
+    char *dir = ms_strdup(ctl->path);
+    if (!dir) {
+        snprintf(why, why_len, "out of memory");
+        goto fail;
+    }
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash[slash == dir] = '\0';
+    bool safe = dir_is_safe(slash ? dir : ".", !r->m->global.control_socket, why, why_len);
+    /* the dir's lock: two runs starting at once do not both take a stale
+     * socket for theirs (held until this one listens) */
+    lock = safe ? open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    free(dir);
+    if (!safe)
+        goto fail;
+    if (lock >= 0)
+        flock(lock, LOCK_EX); /* without it (ENOLCK), as before: the check below still holds mostly */
     struct stat st;
     if (lstat(ctl->path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
@@ -878,6 +930,8 @@ ms_ctl *ms_ctl_start(ms_run *r, char *why, size_t why_len)
         rc = uv_listen((uv_stream_t *)&ctl->listener, SOMAXCONN, on_connection);
     if (rc != 0) {
         snprintf(why, why_len, "control socket %s: %s", ctl->path, uv_strerror(rc));
+        if (lock >= 0)
+            close(lock);
         ctl->closing = true;
         uv_close((uv_handle_t *)&ctl->listener, on_listener_closed);
         return NULL;
@@ -886,14 +940,20 @@ ms_ctl *ms_ctl_start(ms_run *r, char *why, size_t why_len)
         snprintf(why, why_len, "control socket %s: cannot give it to group %s: %s", ctl->path,
                  r->m->global.control_group, strerror(errno));
         unlink(ctl->path);
+        if (lock >= 0)
+            close(lock);
         ctl->closing = true;
         uv_close((uv_handle_t *)&ctl->listener, on_listener_closed);
         return NULL;
     }
+    if (lock >= 0)
+        close(lock); /* the socket answers now: the next run sees it does */
     if (stat(ctl->path, &st) == 0)
         ctl->ino = st.st_ino;
     return ctl;
 fail:
+    if (lock >= 0)
+        close(lock);
     free(ctl->path);
     free(ctl);
     return NULL;
