@@ -37,6 +37,7 @@
 #define READ_BUF_SIZE 4096u
 #define LINGER_MS 2000u
 #define FOLLOW_BACKLOG_MAX ((size_t)4 << 20) /* a follower this far behind is dropped */
+#define WRITE_QUEUE_MAX ((size_t)256 << 10) /* answers not taken: stop reading requests */
 #define MEMBER_MAX (MS_CTL_MAX_CONNECTIONS / 2) /* control_group members together; the rest is root's and ours */
 #define TURNED_AWAY_MAX 32u                      /* refused peers answered at once; beyond, closed unanswered */
 #define REFUSED_LOG_WINDOW_MS 5000u              /* control_refused lines: at most REFUSED_LOG_BURST a window */
@@ -54,6 +55,7 @@ typedef struct ctl_conn {
     size_t writes;                     /* uv_writes in flight */
     bool end_after_writes;             /* linger once the writes are done */
     bool keep_alive;                   /* of the request being answered */
+    bool paused;                       /* READING, but not read from until its answers are taken */
     char follow[MS_CTL_MAX_NAME];      /* FOLLOWING: the entry, "" for all */
     char who[64];                      /* "uid 1000 pid 4242" */
     bool counted;                      /* holds one of the MS_CTL_MAX_CONNECTIONS slots */
@@ -149,6 +151,15 @@ static void on_timer(uv_timer_t *t);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
+/* Act on the requests already read, then read on (reading was stopped). */
+static void resume(ctl_conn *c)
+{
+    process(c);
+    if (c->state == C_READING && !c->paused && !c->end_after_writes &&
+        uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) != 0)
+        conn_close(c);
+}
+
 /* The answer was the last: send EOF, then wait briefly for the client's. */
 static void linger(ctl_conn *c)
 {
@@ -175,6 +186,11 @@ static void on_written(uv_write_t *req, int status)
         conn_close(c);
     else if (c->end_after_writes && c->writes == 0)
         linger(c);
+    else if (c->paused && c->state == C_READING &&
+             uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) <= WRITE_QUEUE_MAX / 2) {
+        c->paused = false;
+        resume(c);
+    }
 }
 
 static bool conn_write(ctl_conn *c, const char *data, size_t len)
@@ -425,7 +441,7 @@ static void on_drained(void *arg)
             answer(c, 200, json_pack("{s:s, s:b}", "action", "drain", "drained", true));
             if (c->state == C_READING) {
                 uv_timer_again(&c->timer);
-                process(c);
+                resume(c);
             }
         }
     }
@@ -589,6 +605,12 @@ static void handle(ctl_conn *c, const ms_ctl_request *q)
 static void process(ctl_conn *c)
 {
     while (c->state == C_READING && !c->end_after_writes && c->rpos < c->rlen) {
+        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > WRITE_QUEUE_MAX) {
+            /* it sends requests and does not take the answers: wait for it */
+            c->paused = true;
+            uv_read_stop((uv_stream_t *)&c->pipe);
+            return;
+        }
         size_t used = 0;
         ms_ctl_request q;
         memset(&q, 0, sizeof q);

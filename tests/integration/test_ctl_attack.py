@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import BINARY
-from fleet_helpers import Mothership
+from fleet_helpers import Mothership, free_port
 from test_ctl import NOBODY, SHIPS, curl, launch, raw, sockdir, status_of  # noqa: F401 (sockdir: a fixture)
 
 PY = sys.executable
@@ -282,3 +282,65 @@ def test_runs_racing_for_one_socket(fleet, sockdir):
         assert doc["fleet"]["pid"] == alive[0].pid
         assert alive[0].stop() == 0
         assert not os.path.exists(sock)
+
+
+def test_a_pipelining_client_that_never_reads(fleet, sockdir):
+    """Requests are small and answers bigger: a client that sends requests
+    without reading the answers must not make the fleet buffer answers
+    without bound; it is simply not read from any more."""
+    ms, path, sock = launch(fleet, sockdir)
+
+    def rss_kib():
+        return int(open(f"/proc/{ms.pid}/status").read().split("VmRSS:")[1].split()[0])
+
+    base = rss_kib()
+    s = socket.socket(socket.AF_UNIX)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(sock)
+    s.setblocking(False)
+    req = b"GET /v1/status HTTP/1.1\r\n\r\n" * 40000  # 1 MiB asking for some 50 MiB
+    sent, progress = 0, time.monotonic()
+    while sent < len(req) and time.monotonic() - progress < 3.0:  # until it is all sent, or not read any more
+        try:
+            sent += s.send(req[sent:])
+            progress = time.monotonic()
+        except BlockingIOError:
+            time.sleep(0.01)
+    assert curl(sock, "GET", "/v1/status")[0] == 200
+    grown = rss_kib() - base
+    s.close()
+    assert sent < len(req) and grown < 16 * 1024, (sent, base, grown)
+    assert curl(sock, "GET", "/v1/status")[0] == 200
+
+
+def test_a_connection_goes_on_after_a_drain(fleet, sockdir):
+    """Keep-alive: the request after a drain on the same connection is
+    answered (reading paused during the drain starts again)."""
+    port = free_port()
+    ms = fleet(f"""
+        [mothership]
+        socket_dir = "{sockdir}"
+        [mothership.bind]
+        http = "127.0.0.1:{port}"
+        [[fleet.web]]
+        name = "web"
+        command = "sh"
+        args = ["-c", "while true; do sleep 0.1; done"]
+        ready_after = "100ms"
+    """, name="ship-manifest.toml")
+    ms.wait_for(r"fleet ready", timeout=15)
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(os.path.join(sockdir, "mothership.ctl"))
+    s.sendall(b"POST /v1/drain HTTP/1.1\r\n\r\n")
+    out = b""
+    while b'"drained":true}\n' not in out:
+        out += s.recv(65536)
+    s.sendall(b"GET /v1/status HTTP/1.1\r\nConnection: close\r\n\r\n")
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    assert out.count(b"HTTP/1.1 200 OK\r\n") == 2, out
