@@ -861,7 +861,10 @@ static bool dir_is_safe(const char *dir, bool own_dir, char *why, size_t why_len
                  "(remove it, or set socket_dir or control_socket)", dir, (unsigned)st.st_uid);
         return false;
     }
-    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+    /* group-writable is fine when the group is our own (umask 002 with a
+     * group per user) */
+    mode_t others = S_IWOTH | (st.st_gid != getegid() ? S_IWGRP : 0);
+    if ((st.st_mode & others) && !(st.st_mode & S_ISVTX)) {
         snprintf(why, why_len, "%s: others may write to it (mode %04o, not sticky): another user could replace "
                  "the control socket there", dir, (unsigned)(st.st_mode & 07777));
         return false;

@@ -176,6 +176,12 @@ def test_a_socket_dir_of_another_user_is_refused(fleet):
         assert ms.proc.wait(15) == 1, ms.output()
         assert "others may write to it" in ms.output(), ms.output()
         assert os.listdir(d) == []
+        # group-writable by our own group is fine (umask 002)
+        os.chmod(d, 0o770)
+        ms = fleet(SHIPS.replace('socket_dir = "{sockdir}"', "").format(), env={"MS_SOCKET_DIR": d},
+                   name="ship-manifest.toml")
+        ms.wait_for(r"fleet ready", timeout=15)
+        assert os.path.exists(os.path.join(d, "mothership.ctl"))
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
