@@ -201,9 +201,13 @@ static void print_error(int status, const json_t *body)
         fputs("mothership: known entries:", stderr);
         size_t i;
         const json_t *v;
-        json_array_foreach(known, i, v) fprintf(stderr, "%s %s", i ? "," : "", json_string_value(v));
+        json_array_foreach(known, i, v) {
+            fprintf(stderr, "%s %s", i ? "," : "", json_string_value(v));
+        }
         const json_t *tags = json_object_get(body, "tags");
-        json_array_foreach(tags, i, v) fprintf(stderr, ", @%s", json_string_value(v));
+        json_array_foreach(tags, i, v) {
+            fprintf(stderr, ", @%s", json_string_value(v));
+        }
         fputc('\n', stderr);
     }
     const json_t *failed = json_object_get(body, "failed");
@@ -448,7 +452,9 @@ int ms_cmd_ctl(const ms_cli *o)
         size_t i;
         const json_t *e;
         printf("%s:", v);
-        json_array_foreach(entries, i, e) printf("%s %s", i ? "," : "", json_string_value(e));
+        json_array_foreach(entries, i, e) {
+            printf("%s %s", i ? "," : "", json_string_value(e));
+        }
         putchar('\n');
     }
     json_decref(body);

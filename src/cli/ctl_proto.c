@@ -533,7 +533,9 @@ static json_t *known_lists(const ms_manifest *m, const char *text)
             bool seen = false;
             size_t j;
             json_t *v;
-            json_array_foreach(tags, j, v) seen |= strcmp(json_string_value(v), t) == 0;
+            json_array_foreach(tags, j, v) {
+                seen |= strcmp(json_string_value(v), t) == 0;
+            }
             if (!seen)
                 json_array_append_new(tags, json_string(t));
         }

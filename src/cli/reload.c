@@ -45,8 +45,9 @@ static bool refuse(ms_run *r, const char *who, json_t *problems, json_t **result
                  n == 1 ? "" : "s", r->o->manifest);
     size_t i;
     json_t *p;
-    json_array_foreach(problems, i, p)
+    json_array_foreach(problems, i, p) {
         ms_log_event(r->log, MS_ERROR, NULL, "reload_problem", "%s", json_string_value(json_object_get(p, "text")));
+    }
     if (result)
         *result = json_pack("{s:s, s:o}", "result", "refused", "problems", problems);
     else

@@ -448,7 +448,8 @@ void ms_log_eventv(ms_log *log, ms_level level, const char *ship, const char *ev
                 e += (size_t)snprintf(esc + e, sizeof esc - e, "\\x%02x", ch);
             }
         }
-        memcpy(msg, esc, e);
+        if (e > 0)
+            memcpy(msg, esc, e);
         mlen = e;
         n += timestamp(buf, sizeof buf, false);
         const char *b0 = "", *b1 = "";
