@@ -34,6 +34,7 @@ ninja -C "$scan" -t clean >/dev/null   # analyse every file, not only the change
 rm -rf "$scan/reports"
 if ! scan-build --use-cc=clang --status-bugs -o "$scan/reports" \
      --exclude "$PWD/tests" --exclude "$PWD/examples" --exclude "$PWD/tools" --exclude "$PWD/bench" \
+     --exclude "$PWD/$scan/../tests" --exclude "$PWD/$scan/../examples" --exclude "$PWD/$scan/../tools" \
      ninja -C "$scan" -j "$jobs" >"$scan/lint.log" 2>&1; then
   grep -E ': (warning|error):' "$scan/lint.log" | sort -u || tail -n 40 "$scan/lint.log"
   echo "lint: scan-build found problems (above; reports in $scan/reports)"
