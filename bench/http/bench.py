@@ -202,9 +202,10 @@ backend be_unix
     server backend unix@{sock}
 """
     # One Mothership with three binds: one per scenario, so that each bind
-    # only ever sees the traffic of its scenario. The ships are placeholders
-    # (`sleep`): the backend nginx is started by this script; a ship with a
-    # bind is ready when its address accepts.
+    # only ever sees the traffic of its scenario. The TCP ship is the
+    # backend nginx itself (Mothership refuses a ship whose TCP port another
+    # process holds); the Unix-socket ship is a placeholder (`sleep`), ready
+    # when the backend's socket accepts.
     mothership = f"""[mothership]
 workers = 1
 
@@ -224,8 +225,8 @@ bind = "files"
 
 [[fleet.backend]]
 name = "backend"
-command = "sleep"
-args = ["100000"]
+command = "nginx"
+args = ["-p", "{tmpdir}", "-c", "{tmpdir}/backend.conf"]
 bind = "127.0.0.1:{ports["backend"]}"
 routes = ["tcpup:/.*"]
 
@@ -357,17 +358,8 @@ def main():
         sys.exit("http: could not get distinct free ports")
     write_configs(ports, sock, www, mime)
 
-    # --- start: backend first (Mothership's ships are ready when it accepts)
+    # --- start: the peers, then Mothership, which starts the backend nginx
     servers = {}
-    p = spawn(["nginx", "-p", tmpdir, "-c", f"{tmpdir}/backend.conf"],
-              f"{tmpdir}/backend.out")
-    if not (wait_accepts(("127.0.0.1", ports["backend"]), proc=p)
-            and wait_accepts(sock, proc=p)):
-        raise RuntimeError("backend nginx did not start: "
-                           + open(f"{tmpdir}/backend.out").read()
-                           + open(f"{tmpdir}/backend.error.log").read())
-    servers["backend"] = Server("backend", p, [p.pid], {"backend": p.pid})
-
     p = spawn(["nginx", "-p", tmpdir, "-c", f"{tmpdir}/nginx.conf"],
               f"{tmpdir}/nginx.out")
     for k in ("nginx_tcp", "nginx_unix", "nginx_static"):
@@ -399,6 +391,13 @@ def main():
     ms_ready = time.time() - t0
     servers["mothership"] = Server("mothership", p, [p.pid],
                                    {"mothership": p.pid})
+    # the backend: the nginx below one of Mothership's launch shims
+    backend = [g for shim in children(p.pid) for g in children(shim)
+               if open(f"/proc/{g}/comm").read().strip() == "nginx"]
+    if len(backend) != 1 or not wait_accepts(sock):
+        raise RuntimeError(f"backend nginx did not start (found {backend}): "
+                           + open(f"{tmpdir}/backend.error.log").read())
+    servers["backend"] = Server("backend", None, backend, {"backend": backend[0]})
 
     # nginx: the master and its worker (the worker does all the work; the
     # master is idle and counted too, it costs nothing measurable).
@@ -499,7 +498,7 @@ def main():
                                + r["timeout"] + r["status"])
                 results.setdefault((si, target), []).append(r)
                 for x in servers.values():
-                    if x.proc.poll() is not None:
+                    if x.proc is not None and x.proc.poll() is not None:
                         raise RuntimeError(f"{x.name} exited during the run "
                                            f"(status {x.proc.returncode})")
         print(f"  round {rnd + 1}/{ROUNDS} done", flush=True)
@@ -589,8 +588,8 @@ def main():
           f"{sum(after[k][0] for k in ng) / 1024:.1f} MB "
           f"({sum(after[k][1] for k in ng) / 1024:.1f}) |")
     if shim_rss:
-        print(f"| mothership's {len(shim_rss)} launch shims (for the "
-              f"placeholder ships) | "
+        print(f"| mothership's {len(shim_rss)} launch shims (of the "
+              f"backend and of the placeholder ship) | "
               f"{sum(x[0] for x in shim_rss) / 1024:.1f} MB "
               f"({sum(x[1] for x in shim_rss) / 1024:.1f}) | |")
 
