@@ -166,14 +166,14 @@ def test_a_socket_dir_of_another_user_is_refused(fleet):
         os.chmod(d, 0o777)
         ms = fleet(SHIPS.replace('socket_dir = "{sockdir}"', "").format(), env={"MS_SOCKET_DIR": d},
                    name="ship-manifest.toml")
-        assert ms.proc.wait(15) == 1, ms.output()
+        assert ms.wait_exit(15) == 1, ms.output()
         assert "belongs to uid 65534" in ms.output(), ms.output()
         assert os.listdir(d) == []
         # a world-writable dir without the sticky bit, even our own
         os.chown(d, 0, 0)
         ms = fleet(SHIPS.replace('socket_dir = "{sockdir}"', "").format(), env={"MS_SOCKET_DIR": d},
                    name="ship-manifest.toml")
-        assert ms.proc.wait(15) == 1, ms.output()
+        assert ms.wait_exit(15) == 1, ms.output()
         assert "others may write to it" in ms.output(), ms.output()
         assert os.listdir(d) == []
         # group-writable by our own group is fine (umask 002)
@@ -199,7 +199,7 @@ def test_what_is_not_a_socket_is_never_removed(fleet, sockdir, kind):
     else:
         os.symlink(target, sock)
     ms = fleet(SHIPS.format(sockdir=sockdir), name="ship-manifest.toml")
-    assert ms.proc.wait(15) == 1, ms.output()
+    assert ms.wait_exit(15) == 1, ms.output()
     assert f"{sock} exists and is not a socket" in ms.output(), ms.output()
     assert os.path.lexists(sock) and open(target).read() == "keep me"
 
