@@ -157,6 +157,11 @@ static uint64_t tui_requests(void *arg, const char *target)
     return c->dp ? ms_dataplane_requests_to(c->dp, target) : 0;
 }
 
+static bool dp_holds_proc(void *arg, const ms_proc *p)
+{
+    return ms_dataplane_holds_proc(arg, p);
+}
+
 static void abort_launch(ms_run *c, const char *what, const char *why)
 {
     ms_log_event(c->log, MS_ERROR, NULL, "launch_failed", "%s: %s; nothing was launched", what, why);
@@ -262,6 +267,8 @@ static void launch(ms_run *c)
                          c->m->global.binds[b].addr.text);
         c->fleet->drain = on_fleet_drain;
         c->fleet->drain_arg = c;
+        c->fleet->proc_held = dp_holds_proc; /* a retired process is freed once no generation has it */
+        c->fleet->proc_held_arg = c->dp;
     }
     c->view.extra = render_run_metrics;
     c->view.extra_ctx = c;

@@ -94,6 +94,16 @@ void ms_hub_enable_bay(ms_hub *h, size_t slot)
     __atomic_store_n(&h->bays[slot].is_bay, true, __ATOMIC_RELEASE);
 }
 
+void ms_hub_reset_bay(ms_hub *h, size_t slot)
+{
+    assert(slot < h->nbays);
+    ms_hub_bay *b = &h->bays[slot];
+    ms_hub_drop_up(h, slot);
+    __atomic_store_n(&b->state, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&b->is_bay, false, __ATOMIC_RELEASE);
+    memset(&b->st, 0, sizeof b->st);
+}
+
 ms_hub_msg *ms_hub_msg_new(ms_hub_kind kind, uint32_t bay, uint32_t gen, uint32_t conn_id, uint16_t code,
                            const void *data, size_t len)
 {

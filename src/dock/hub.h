@@ -92,6 +92,11 @@ ms_hub *ms_hub_new(size_t nships, const bool *is_bay, unsigned nworkers, size_t 
 void ms_hub_free(ms_hub *h);
 /* Make slot a bay (a bay appeared in a reload), before workers may route to it. */
 void ms_hub_enable_bay(ms_hub *h, size_t slot);
+/* Control loop: the slot's process was freed (no worker routes to it any
+ * more): drop what its queue holds, zero its counters and state. Link
+ * generations go on counting up across owners (the links' counter), so a
+ * message of the old bay never matches a client of the new one. */
+void ms_hub_reset_bay(ms_hub *h, size_t slot);
 
 ms_hub_msg *ms_hub_msg_new(ms_hub_kind kind, uint32_t bay, uint32_t gen, uint32_t conn_id, uint16_t code,
                            const void *data, size_t len);

@@ -43,6 +43,7 @@ struct ms_dlink {
     link_conn *conn;
     uint64_t delay_ms;
     bool wanted;                       /* the bay runs: keep (re)connecting until docked */
+    int conns;                         /* link_conns not yet freed (closing ones point here) */
 };
 
 struct ms_docks {
@@ -84,6 +85,7 @@ static void on_lc_closed(uv_handle_t *h)
 {
     link_conn *lc = h->data;
     assert(lc->st == LC_CLOSING && lc->writes == 0 && lc->l->conn != lc);
+    lc->l->conns--;
     ms_dock_decoder_free(&lc->dec);
     free(lc);
 }
@@ -458,6 +460,7 @@ static void try_connect(ms_dlink *l)
         return;
     }
     lc->l = l;
+    l->conns++;
     lc->pipe.data = lc;
     lc->creq.data = lc;
     lc->st = LC_CONNECTING;
@@ -522,6 +525,36 @@ static void on_bay_exited(void *arg, ms_proc *p)
         link_fail(l->conn, 1012, "the bay exited", false, false);
 }
 
+/* The fleet asks before it frees a retired bay: its link must be done. */
+static bool on_bay_held(void *arg, const ms_proc *p)
+{
+    ms_docks *d = arg;
+    assert(p->slot < d->n);
+    const ms_dlink *l = d->links[p->slot];
+    return l && l->p == p && (l->conn || l->conns > 0 || uv_is_active((const uv_handle_t *)&l->retry));
+}
+
+static void on_link_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* The slot's process was freed: its link goes, the hub's bay is reset for
+ * the slot's next owner. */
+static void on_slot_freed(void *arg, size_t slot)
+{
+    ms_docks *d = arg;
+    assert(slot < d->n);
+    ms_dlink *l = d->links[slot];
+    if (l) {
+        assert(!l->conn && l->conns == 0);
+        d->links[slot] = NULL;
+        l->p = NULL;
+        uv_close((uv_handle_t *)&l->retry, on_link_closed); /* l is the timer's data */
+    }
+    ms_hub_reset_bay(d->hub, slot);
+}
+
 static void on_wake(uv_async_t *a)
 {
     ms_docks *d = a->data;
@@ -571,6 +604,8 @@ ms_docks *ms_docks_new(uv_loop_t *loop, ms_fleet *fleet, ms_hub *hub, ms_log *lo
     hub->control_wake = &d->wake;
     fleet->bay_started = on_bay_started;
     fleet->bay_exited = on_bay_exited;
+    fleet->bay_held = on_bay_held;
+    fleet->slot_freed = on_slot_freed;
     fleet->bay_arg = d;
     return d;
 }
@@ -623,6 +658,8 @@ void ms_docks_close(ms_docks *d)
     d->hub->control_wake = NULL;
     d->fleet->bay_started = NULL;
     d->fleet->bay_exited = NULL;
+    d->fleet->bay_held = NULL;
+    d->fleet->slot_freed = NULL;
     for (size_t i = 0; i < d->n; i++) {
         ms_dlink *l = d->links[i];
         if (!l)

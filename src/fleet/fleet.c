@@ -1031,6 +1031,7 @@ static void on_sigchld(uv_signal_t *h, int signum)
 static void on_reap_timer(uv_timer_t *t)
 {
     reap_orphans(t->data);
+    ms_fleet_free_retired(t->data);
 }
 
 /* ---------------------------------------------------------------- finishing */
@@ -1431,7 +1432,8 @@ static ms_proc *proc_new(ms_fleet *f, const ms_manifest *m, size_t i, size_t slo
     p->ship = s;
     p->index = i;
     p->slot = slot;
-    p->colour = (unsigned)slot;
+    p->id = f->next_id++;
+    p->colour = (unsigned)p->id;
     p->selected = selected;
     p->state = p->selected ? MS_P_WAITING : MS_P_SKIPPED;
     p->last_exit_status = -1;
@@ -1484,7 +1486,7 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
             ms_fleet_free(f);
             return NULL;
         }
-        f->nall = f->next_slot = i + 1;
+        f->nall = i + 1;
         any_bay |= p->ship->kind == MS_BAY;
     }
     if (any_bay && !mkdir_p(f->socket_dir)) {
@@ -1642,6 +1644,8 @@ ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selecte
         snprintf(why, why_len, "the fleet is %s", f->started ? "stopping" : "not launched yet");
         return NULL;
     }
+    assert(!f->preparing);
+    ms_fleet_free_retired(f); /* their slots, for the new entries */
     ms_fleet_next *nx = calloc(1, sizeof *nx);
     if (!nx) {
         snprintf(why, why_len, "out of memory");
@@ -1668,11 +1672,16 @@ ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selecte
         }
         nnew++; /* new, or it changed kind: a new process in a new slot */
     }
-    if (f->next_slot + nnew > MS_FLEET_MAX_SLOTS) {
-        snprintf(why, why_len, "the fleet has had %zu entries over its life, and takes at most %d", f->next_slot,
+    if (f->nall + nnew > MS_FLEET_MAX_SLOTS) {
+        snprintf(why, why_len, "no slot is free: the fleet has %zu entries (%zu removed ones still stopping), "
+                 "%zu new ones come, and it takes at most %d at once", f->n, f->nall - f->n, nnew,
                  MS_FLEET_MAX_SLOTS);
         goto fail;
     }
+    /* the free slots, lowest first (taken for good at the commit) */
+    bool taken[MS_FLEET_MAX_SLOTS] = { false };
+    for (size_t i = 0; i < f->nall; i++)
+        taken[f->procs[i]->slot] = true;
     size_t nretiring = 0;
     for (size_t o = 0; o < f->n; o++)
         nretiring += !kept[o];
@@ -1681,7 +1690,7 @@ ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selecte
     nx->procs = calloc(nx->nall ? nx->nall : 1, sizeof *nx->procs);
     if (!nx->procs)
         goto oom;
-    size_t slot = f->next_slot;
+    size_t slot = 0;
     for (size_t i = 0; i < nx->n; i++) {
         next_entry *e = &nx->e[i];
         size_t o = changes[i].old;
@@ -1696,6 +1705,9 @@ ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selecte
                 goto fail;
         } else {
             e->is_new = true;
+            while (taken[slot])
+                slot++;
+            assert(slot < MS_FLEET_MAX_SLOTS);
             e->p = proc_new(f, m, i, slot++, sel, why, why_len);
             if (!e->p)
                 goto fail;
@@ -1715,6 +1727,7 @@ ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selecte
         goto oom;
     f->held = held;
     free(kept);
+    f->preparing = true;
     return nx;
 oom:
     snprintf(why, why_len, "out of memory");
@@ -1731,6 +1744,7 @@ ms_proc *const *ms_fleet_next_procs(const ms_fleet_next *nx)
 
 void ms_fleet_abandon(ms_fleet_next *nx)
 {
+    nx->f->preparing = false;
     next_free(nx, true);
 }
 
@@ -1754,6 +1768,74 @@ static bool in_use(const ms_fleet *f, const ms_manifest *m)
             return true;
     }
     return false;
+}
+
+/* Drop the manifests no process points into any more. */
+static void release_manifests(ms_fleet *f)
+{
+    for (size_t i = 0; i < f->nheld;) {
+        if (in_use(f, f->held[i])) {
+            i++;
+            continue;
+        }
+        ms_manifest_free(f->held[i]);
+        f->held[i] = f->held[--f->nheld];
+    }
+}
+
+static void on_freed_timer_closed(uv_handle_t *h)
+{
+    ms_proc *p = h->data;
+    ms_fleet *f = p->fleet;
+    assert(p->closing > 0);
+    if (--p->closing > 0)
+        return;
+    proc_free(p);
+    f->open_handles--;
+    maybe_finish(f);
+}
+
+/* Nothing of p's runs any more, and nothing else points at it. */
+static bool retired_unused(const ms_fleet *f, const ms_proc *p)
+{
+    assert(p->retired);
+    if (running(p) || p->process_open || p->open_pipes > 0 || p->report || p->probe || p->health_probe)
+        return false;
+    if (f->proc_held && f->proc_held(f->proc_held_arg, p))
+        return false;
+    return !(f->bay_held && f->bay_held(f->bay_arg, p));
+}
+
+void ms_fleet_free_retired(ms_fleet *f)
+{
+    if (!f->started || f->preparing || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
+        return; /* a shutdown keeps them until the fleet is freed */
+    size_t k = f->n, freed = 0;
+    for (size_t i = f->n; i < f->nall; i++) {
+        ms_proc *p = f->procs[i];
+        if (!retired_unused(f, p)) {
+            f->procs[k++] = p;
+            continue;
+        }
+        if (f->slot_freed)
+            f->slot_freed(f->bay_arg, p->slot);
+        freed++;
+        if (!p->timers_open) {
+            proc_free(p);
+            continue;
+        }
+        /* freed once its timers have closed; its slot is free at once */
+        p->timers_open = false;
+        p->closing = 3;
+        p->timer.data = p->deadline.data = p->health_timer.data = p;
+        f->open_handles++;
+        uv_close((uv_handle_t *)&p->timer, on_freed_timer_closed);
+        uv_close((uv_handle_t *)&p->deadline, on_freed_timer_closed);
+        uv_close((uv_handle_t *)&p->health_timer, on_freed_timer_closed);
+    }
+    f->nall = k;
+    if (freed)
+        release_manifests(f);
 }
 
 /* A kept process takes its new definition. */
@@ -1811,6 +1893,7 @@ void ms_fleet_commit(ms_fleet_next *nx)
 {
     ms_fleet *f = nx->f;
     ms_manifest *m = nx->m;
+    f->preparing = false;
     /* the fleet's references: the manifest it ran on until now, the new one */
     if (!holds(f, f->m))
         f->held[f->nheld++] = ms_manifest_ref((ms_manifest *)f->m);
@@ -1843,7 +1926,6 @@ void ms_fleet_commit(ms_fleet_next *nx)
         bool sel = nx->selected ? nx->selected[i] : true;
         if (e->is_new) {
             open_timers(p);
-            f->next_slot = p->slot + 1 > f->next_slot ? p->slot + 1 : f->next_slot;
             continue;
         }
         if (e->restart) {
@@ -1867,15 +1949,7 @@ void ms_fleet_commit(ms_fleet_next *nx)
                 p->state = MS_P_WAITING;
         }
     }
-    /* drop the manifests no process points into any more */
-    for (size_t i = 0; i < f->nheld;) {
-        if (in_use(f, f->held[i])) {
-            i++;
-            continue;
-        }
-        ms_manifest_free(f->held[i]);
-        f->held[i] = f->held[--f->nheld];
-    }
+    release_manifests(f);
     /* skipped for a dependency that failed: another chance once none of its
      * dependencies has failed (one that changed is starting again) */
     for (bool again = true; again;) {

@@ -35,8 +35,8 @@ typedef enum ms_breaker { MS_BREAKER_CLOSED, MS_BREAKER_OPEN, MS_BREAKER_HALF_OP
 const char *ms_pstate_name(ms_pstate s);
 const char *ms_breaker_name(ms_breaker b);
 
-/* Entries a fleet can have had over its life, reloads included (each new
- * entry takes a slot that is never reused). */
+/* Entries a fleet can have at once, reloads included: live ones and retired
+ * ones not freed yet (each takes a slot; a freed one's slot is reused). */
 #define MS_FLEET_MAX_SLOTS 1024
 
 typedef struct ms_fleet ms_fleet;
@@ -47,7 +47,9 @@ typedef struct ms_proc {
     ms_fleet *fleet;
     const ms_ship *ship;
     size_t index;                /* in the current manifest (changes with a reload) */
-    size_t slot;                 /* fixed for the fleet's life, < MS_FLEET_MAX_SLOTS: a bay's index in the hub */
+    size_t slot;                 /* fixed for the process's life, < MS_FLEET_MAX_SLOTS: a bay's index in the
+                                    hub; taken again by a new entry once the process is freed */
+    uint64_t id;                 /* unique over the fleet's life (what holds per-slot state tells owners apart) */
     unsigned colour;
     bool selected;               /* after --only/--except */
     ms_pstate state;
@@ -104,7 +106,8 @@ typedef struct ms_proc {
     bool stop_requested;         /* stopped by the user (dashboard): no restart */
     bool restart_requested;      /* stopping in order to start again */
 
-    bool retired;                /* its entry left the manifest in a reload: stopped, kept until the fleet is freed */
+    bool retired;                /* its entry left the manifest in a reload: stopped, freed once nothing uses it */
+    int closing;                 /* freed: its timers still closing */
     bool reload_restart;         /* restarting with a new definition: not counted as a restart */
     bool stop_deferred;          /* that restart waits for retired dependents to stop first */
     const ms_ship *stop_as;      /* its old definition, to stop with (stop signal, timeout); else NULL */
@@ -123,7 +126,8 @@ struct ms_fleet {
     ms_proc **procs;             /* in manifest order; each allocated on its own (its handles do not move) */
     size_t n;                    /* the manifest's entries: procs[0..n) */
     size_t nall;                 /* with the retired ones after them: procs[n..nall) */
-    size_t next_slot;            /* the slot the next new entry takes */
+    uint64_t next_id;            /* ms_proc.id of the next process */
+    bool preparing;              /* a reload is prepared, not yet committed or abandoned */
     ms_manifest **held;          /* manifests the fleet's processes point into (one reference each) */
     size_t nheld;
     bool started;                /* ms_fleet_start was called */
@@ -162,6 +166,16 @@ struct ms_fleet {
      * socket's log followers), or NULL. */
     void (*line_added)(void *arg, ms_proc *p, const ms_ring_line *l);
     void *line_added_arg;
+    /* A retired process is freed once it has stopped (no process, output
+     * pipe or probe left) and neither of these says it is still in use:
+     * proc_held (the data plane: a generation points at it) and bay_held
+     * (the docking side: its link is still closing), both NULL when there
+     * is no such side. slot_freed resets what is kept by slot (the hub's
+     * bay, the link) before the slot is given to a new entry. */
+    bool (*proc_held)(void *arg, const ms_proc *p);
+    void *proc_held_arg;
+    bool (*bay_held)(void *arg, const ms_proc *p);
+    void (*slot_freed)(void *arg, size_t slot);
 };
 
 /* From the docking side: the bay of slot i docked (ready), or its link
@@ -186,6 +200,10 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
 /* Start launching; on_done is called once every process has stopped, after
  * which ms_fleet_free may be called and the loop will end. */
 void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *arg);
+/* Free the retired processes nothing uses any more (done on the fleet's
+ * periodic sweep and before a reload is prepared); their slots are free
+ * again. */
+void ms_fleet_free_retired(ms_fleet *f);
 /* Begin an orderly shutdown (as SIGTERM does). exit_code is what run returns. */
 void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why);
 /* Restart entry i now (a health check's restart; the user's go through
@@ -234,8 +252,8 @@ ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selecte
                                 char *why, size_t why_len);
 /* The processes of m's entries in m's order, for the data plane's next
  * configuration: the array is valid from prepare until the next commit (the
- * data plane copies it); the processes for as long as the fleet lives (a
- * removed entry's process is kept, stopped, until the fleet is freed). */
+ * data plane copies it); a removed entry's process is kept, stopped, until
+ * no generation of the data plane points at it (proc_held). */
 ms_proc *const *ms_fleet_next_procs(const ms_fleet_next *nx);
 /* Drop a prepared reload: nothing changes. */
 void ms_fleet_abandon(ms_fleet_next *nx);

@@ -1593,3 +1593,15 @@ void ms_dataplane_module_stats(const ms_dataplane *dp, size_t i, ms_payload_stat
         if (strcmp(dp->module_past[k].name, name) == 0)
             stats_add(out, &dp->module_past[k].st);
 }
+
+bool ms_dataplane_holds_proc(const ms_dataplane *dp, const ms_proc *p)
+{
+    for (const ms_gen *g = dp->gens; g; g = g->next) {
+        if (!g->procs || __atomic_load_n(&g->dead, __ATOMIC_ACQUIRE))
+            continue; /* no worker uses a dead one: it is only waiting to be freed */
+        for (size_t i = 0; i < g->m->nships; i++)
+            if (g->procs[i] == p)
+                return true;
+    }
+    return false;
+}

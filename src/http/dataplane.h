@@ -101,4 +101,8 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out);
  * the ship or bay named target; read-only, for the dashboard's req/s. */
 uint64_t ms_dataplane_requests_to(const ms_dataplane *dp, const char *target);
 
+/* Control loop: does a generation workers may still use point at p (a
+ * retired process is freed only once none does)? */
+bool ms_dataplane_holds_proc(const ms_dataplane *dp, const ms_proc *p);
+
 #endif

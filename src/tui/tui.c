@@ -333,13 +333,19 @@ static void on_closed(uv_handle_t *h)
         free_tui(t);
 }
 
-/* Which entries routes point at (their req/s is shown). */
+/* Which entries routes point at (their req/s is shown). A slot whose
+ * process is new (the last one in it was freed) starts afresh. */
 static void note_routes(ms_tui *t)
 {
     const ms_fleet *f = t->f;
     const ms_manifest *m = f->m;
     for (size_t i = 0; i < f->n; i++) {
         ms_tui_proc *tp = &t->tp[f->procs[i]->slot];
+        if (tp->owner != f->procs[i]->id + 1) {
+            memset(tp, 0, sizeof *tp);
+            tp->cpu_pct = -1;
+            tp->owner = f->procs[i]->id + 1;
+        }
         tp->has_routes = false;
         for (size_t s = 0; s < m->nships; s++)
             for (size_t r = 0; r < m->ships[s].nroutes; r++)

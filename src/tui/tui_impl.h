@@ -15,6 +15,7 @@ enum { MS_TAB_OVERVIEW, MS_TAB_LOGS, MS_TAB_MODULES, MS_TAB_COUNT };
 
 /* Per-process figures, refreshed at most once a second. */
 typedef struct ms_tui_proc {
+    uint64_t owner;              /* ms_proc.id + 1 of the process the figures are of (0: none yet) */
     int stat_pid;                /* pid the CPU baseline belongs to */
     uint64_t cpu_ticks;          /* utime+stime of the process tree at the last sample */
     uint64_t cpu_at_ms;
