@@ -51,7 +51,7 @@ struct ms_docks {
     ms_fleet *fleet;
     ms_hub *hub;
     ms_log *log;
-    ms_dlink **links;                  /* by slot: one per bay the fleet has had, NULL for others */
+    ms_dlink **links;                  /* by slot: one per bay the fleet has, NULL for others (and freed slots) */
     size_t n;                          /* MS_FLEET_MAX_SLOTS */
     uv_async_t wake;
     uv_timer_t flush_timer;            /* bounds the wait of ms_docks_flush */
