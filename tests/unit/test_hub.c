@@ -145,9 +145,32 @@ static void test_bay_state_and_conn_id_owner(void **state)
     assert_null(ms_hub_new(1, no, 0, 0)); /* no workers: refused */
 }
 
+/* A freed slot's bay is clean for its next owner: nothing queued, no
+ * counters, not docked, not a bay until a link enables it again. */
+static void test_a_reset_bay_starts_afresh(void **state)
+{
+    (void)state;
+    ms_hub *h = new_hub(1, 0);
+    ms_hub_bay_publish(h, 1, 7, 1);
+    ms_hub_count(&h->bays[1].st.boardings, 3);
+    ms_hub_count(&h->bays[1].st.msgs_in, 5);
+    assert_true(ms_hub_to_link(h, ms_hub_msg_new(MS_HUB_CARGO, 1, 7, 0, 0, "old", 3), false));
+    ms_hub_reset_bay(h, 1);
+    assert_null(ms_hub_take_up(h, 1, 1 << 20));
+    assert_int_equal(h->bays[1].up.bytes, 0);
+    assert_int_equal(ms_hub_bay_gen(h, 1, NULL), 0);
+    assert_int_equal(h->bays[1].st.boardings, 0);
+    assert_int_equal(h->bays[1].st.msgs_in, 0);
+    assert_false(h->bays[1].is_bay);
+    ms_hub_enable_bay(h, 1);
+    assert_true(h->bays[1].is_bay);
+    ms_hub_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_reset_bay_starts_afresh),
         cmocka_unit_test(test_idmap_matches_a_reference_under_random_operations),
         cmocka_unit_test(test_bay_queue_has_a_budget_and_wakes_waiting_workers),
         cmocka_unit_test(test_worker_inbox_budget_pauses_links_until_taken),
