@@ -101,7 +101,12 @@ void ms_hub_reset_bay(ms_hub *h, size_t slot)
     ms_hub_drop_up(h, slot);
     __atomic_store_n(&b->state, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&b->is_bay, false, __ATOMIC_RELEASE);
-    memset(&b->st, 0, sizeof b->st);
+    /* a worker still draining the old owner's messages may count into
+     * these (atomic adds): clear them with atomic stores too */
+    _Static_assert(sizeof b->st % sizeof(uint64_t) == 0, "ms_hub_bay_stats holds only uint64_t counters");
+    uint64_t *ctr = (uint64_t *)&b->st;
+    for (size_t i = 0; i < sizeof b->st / sizeof *ctr; i++)
+        __atomic_store_n(&ctr[i], 0, __ATOMIC_RELAXED);
 }
 
 ms_hub_msg *ms_hub_msg_new(ms_hub_kind kind, uint32_t bay, uint32_t gen, uint32_t conn_id, uint16_t code,
