@@ -112,6 +112,18 @@ typedef struct ms_proc {
     bool stop_deferred;          /* that restart waits for retired dependents to stop first */
     const ms_ship *stop_as;      /* its old definition, to stop with (stop signal, timeout); else NULL */
 
+    /* Replicas and rolls. The data plane reads the atomics; the fleet's
+     * roll (replacing instances one at a time) writes them. */
+    unsigned parity;             /* 0: listens at ship->bind; 1: at ship->bind_alt (a surge replacement) */
+    struct ms_proc *twin;        /* atomic pointer: the entry's other process for surges (parity 1 when
+                                    this is 0 and back), or NULL; set once, freed with this one */
+    int draining;                /* atomic: 1 = the data plane sends it no new request */
+    int holding;                 /* atomic: 1 = restarting in place: requests wait for it to be ready
+                                    (bounded, up to ready_timeout) instead of a 503 */
+    int inflight;                /* atomic: requests the data plane has on it, not finished */
+    uint64_t eject_until;        /* atomic: uv_hrtime() in ms before which the balancer skips it */
+    uint64_t ejections;          /* atomic: times passive health ejected it */
+
     size_t *deps;                /* indexes of what it depends on */
     size_t ndeps;
     ms_ring ring;                /* recent output */

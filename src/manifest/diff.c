@@ -17,10 +17,10 @@
 #if UINTPTR_MAX == UINT64_MAX
 /* A field added to one of these must get a row in its table below (or a
  * line in the code that compares it), then the size here updated. */
-_Static_assert(sizeof(ms_ship) == 456, "ms_ship changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_ship) == 544, "ms_ship changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_health) == 120, "ms_health changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_restart) == 48, "ms_restart changed: compare the new field in diff.c");
-_Static_assert(sizeof(ms_route) == 48, "ms_route changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_route) == 56, "ms_route changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_http_limits) == 192, "ms_http_limits changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_bind) == 80, "ms_bind changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_module) == 112, "ms_module changed: compare the new field in diff.c");
@@ -137,6 +137,14 @@ static const field ship_fields[] = {
     NEST(ms_ship, "restart", F_NEST, restart, restart_fields),
     RAW(ms_ship, "shutdown_timeout", shutdown_timeout_ms),
     RAW(ms_ship, "stop_signal", stop_signal),
+    OF(ms_ship, "base", F_STR, base),
+    RAW(ms_ship, "instance", instance),
+    RAW(ms_ship, "instances", instances),
+    RAW(ms_ship, "port", port),
+    ADDR(ms_ship, "bind_alt", bind_alt, offsetof(ms_ship, has_bind_alt)),
+    RAW(ms_ship, "balance", balance),
+    RAW(ms_ship, "drain_timeout", drain_timeout_ms),
+    RAW(ms_ship, "handover_timeout", handover_timeout_ms),
     END,
 };
 
@@ -147,6 +155,7 @@ static const field route_fields[] = {
     RAW(ms_route, "raw_path", raw_path),
     RAW(ms_route, "request_buffering", request_buffering_set),
     RAW(ms_route, "request_buffering", request_buffering),
+    RAW(ms_route, "instances", ntargets),
     END,
 };
 

@@ -39,6 +39,16 @@ void ld_ship_free(ms_ship *s)
     ld_strmap_free(&s->config);
     ld_strlist_free(&s->subprotocols);
     ld_strlist_free(&s->tags);
+    free(s->base);
+    if (s->has_bind_alt)
+        ms_addr_free(&s->bind_alt);
+}
+
+char *ms_ship_expand(const ms_ship *s, const char *text, unsigned parity)
+{
+    (void)s;
+    (void)parity;
+    return strdup(text);
 }
 
 void ld_module_free(ms_module *mod)

@@ -163,7 +163,8 @@ typedef struct ms_route {
     bool request_buffering_set; /* false: [mothership.http] request_buffering decides */
     bool request_buffering;
     ms_pos pos;
-    size_t target;       /* index into ms_manifest.ships */
+    size_t target;       /* index into ms_manifest.ships: the first instance */
+    size_t ntargets;     /* instances: ships[target .. target+ntargets); 1 when not instanced */
 } ms_route;
 
 typedef enum ms_health_protocol {
@@ -201,6 +202,9 @@ typedef struct ms_restart {
 
 typedef enum ms_ship_kind { MS_SHIP, MS_BAY } ms_ship_kind;
 
+/* How a route's requests are spread over a ship's ready instances. */
+typedef enum ms_balance { MS_BALANCE_ROUND_ROBIN, MS_BALANCE_LEAST_CONN } ms_balance;
+
 typedef struct ms_ship {
     ms_ship_kind kind;
     char *name;
@@ -230,7 +234,38 @@ typedef struct ms_ship {
     int stop_signal;     /* sent to stop it, SIGKILL after shutdown_timeout; default SIGTERM */
     ms_pos pos;          /* the entry's [[header]] */
     ms_pos name_pos;     /* its name's value */
+
+    /* Replicas. A ship with `instances = N` is loaded as N consecutive
+     * entries named "<base>#0" .. "<base>#N-1" (instance 0 first), each with
+     * its own process and address; with N = 1 (the default) the entry keeps
+     * its name. Routes to the ship live on instance 0 and name every instance
+     * (ms_route.target, ntargets). */
+    char *base;          /* the ship's name as written ("web"); NULL when not instanced (then == name) */
+    unsigned instance;   /* 0..instances-1 */
+    unsigned instances;  /* default 1 */
+    uint16_t port;       /* `port`: the base of {port}; 0 when not set */
+    /* Where a replacement of this instance listens while the old process
+     * still serves (a surge during a roll): the bind templated for the other
+     * parity ({port} = port + instance + instances, {gen} = 1). Only when
+     * the bind has {port} or {gen}; else a roll stops the old one first. */
+    bool has_bind_alt;
+    ms_addr bind_alt;
+    ms_balance balance;  /* default round robin */
+    uint64_t drain_timeout_ms;    /* a roll waits this long for an old instance's requests; default 30s */
+    uint64_t handover_timeout_ms; /* bays: clients held while the bay is away; default 30s */
 } ms_ship;
+
+/* The name a ship was written with ("web" for "web#1"). */
+static inline const char *ms_ship_base(const ms_ship *s)
+{
+    return s->base ? s->base : s->name;
+}
+
+/* Expand {instance}, {port} and {gen} in text (an arg or env value) for
+ * instance s->instance with parity 0 (the ship's bind) or 1 (bind_alt).
+ * Other braces are kept as written. Text of a ship without instances or
+ * port is returned unchanged (a copy). Heap string, NULL when out of memory. */
+char *ms_ship_expand(const ms_ship *s, const char *text, unsigned parity);
 
 /* ---------------------------------------------------------------- modules */
 typedef enum ms_phase { MS_PHASE_REQUEST, MS_PHASE_RESPONSE } ms_phase;

@@ -260,6 +260,7 @@ static void check_routes(ld_ctx *c)
         for (size_t r = 0; r < s->nroutes; r++) {
             ms_route *rt = &s->routes[r];
             rt->target = i;
+            rt->ntargets = s->instances ? s->instances : 1;
             char rwho[160];
             snprintf(rwho, sizeof rwho, "%s: route %zu", who, r + 1);
             if (!bind_declared(m, rt->bind)) {

@@ -964,6 +964,9 @@ static void vessel_defaults(ms_ship *s, ms_ship_kind kind)
     s->shutdown_timeout_ms = MS_UNSET;
     s->stop_signal = SIGTERM;
     s->ready_after_ms = 1000;
+    s->instances = 1;
+    s->drain_timeout_ms = 30000;
+    s->handover_timeout_ms = 30000;
     health_defaults(&s->health);
     restart_defaults(&s->restart);
 }
