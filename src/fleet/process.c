@@ -87,8 +87,21 @@ static void build_env(const ms_proc *p, envv *e)
     }
     for (size_t i = 0; i < f->m->global.env.len; i++)
         env_set(e, f->m->global.env.items[i].key, f->m->global.env.items[i].value);
-    for (size_t i = 0; i < p->ship->env.len; i++)
-        env_set(e, p->ship->env.items[i].key, p->ship->env.items[i].value);
+    for (size_t i = 0; i < p->ship->env.len; i++) {
+        /* {instance}, {port}, {gen} for this process's instance and parity */
+        char *v = ms_ship_expand(p->ship, p->ship->env.items[i].value, p->parity);
+        if (!v) {
+            e->oom = true;
+            return;
+        }
+        env_set(e, p->ship->env.items[i].key, v);
+        free(v);
+    }
+    if (p->ship->base || p->ship->port) {
+        char inst[16];
+        snprintf(inst, sizeof inst, "%u", p->ship->instance);
+        env_set(e, "MS_INSTANCE", inst);
+    }
     char pid[32];
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     env_set(e, MS_FLEET_PID_ENV, pid); /* last: the orphan sweep relies on it */
@@ -360,6 +373,13 @@ static ms_report *new_report(ms_proc *p)
 }
 
 /* ---------------------------------------------------------------- spawn */
+static void free_args(char **args)
+{
+    for (size_t i = 0; args && args[i]; i++)
+        free(args[i]);
+    free(args);
+}
+
 bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
 {
     ms_fleet *f = p->fleet;
@@ -368,7 +388,7 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
     envv env = { 0 };
     build_env(p, &env);
     char *cmd = NULL, *shim_name = NULL;
-    char **argv = NULL;
+    char **argv = NULL, **args = NULL; /* args: the ship's, templated */
     bool ok = false;
     if (env.oom) {
         snprintf(why, why_len, "out of memory");
@@ -394,11 +414,17 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
         cmd = abs;
     }
     argv = calloc(s->args.len + 8, sizeof *argv);
+    args = calloc(s->args.len + 1, sizeof *args);
+    for (size_t i = 0; args && i < s->args.len; i++)
+        if (!(args[i] = ms_ship_expand(s, s->args.items[i], p->parity))) {
+            free_args(args);
+            args = NULL;
+        }
     shim_name = ms_asprintf("ms-shim %s", s->name);
     char ppid[32], stop_sig[16];
     snprintf(ppid, sizeof ppid, "%d", (int)getpid());
     snprintf(stop_sig, sizeof stop_sig, "%d", s->stop_signal);
-    if (!argv || !shim_name) {
+    if (!argv || !shim_name || !args) {
         snprintf(why, why_len, "out of memory");
         goto out;
     }
@@ -412,7 +438,7 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
     argv[a++] = (char *)"--";
     argv[a++] = cmd;
     for (size_t i = 0; i < s->args.len; i++)
-        argv[a++] = s->args.items[i];
+        argv[a++] = args[i];
     argv[a] = NULL;
 
     if (p->pipes[0] || p->pipes[1] || p->report) /* an old pipe still held open: let it go */
@@ -459,6 +485,7 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
 close_pipes:
     ms_process_close_pipes(p);
 out:
+    free_args(args);
     free(argv);
     free(shim_name);
     free(cmd);

@@ -17,8 +17,8 @@
 #if UINTPTR_MAX == UINT64_MAX
 /* A field added to one of these must get a row in its table below (or a
  * line in the code that compares it), then the size here updated. */
-_Static_assert(sizeof(ms_ship) == 544, "ms_ship changed: compare the new field in diff.c");
-_Static_assert(sizeof(ms_health) == 120, "ms_health changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_ship) == 560, "ms_ship changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_health) == 128, "ms_health changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_restart) == 48, "ms_restart changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_route) == 56, "ms_route changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_http_limits) == 192, "ms_http_limits changed: compare the new field in diff.c");
@@ -95,6 +95,7 @@ static const field health_fields[] = {
     OF(ms_health, "path", F_STR, path),
     ADDR(ms_health, "address", address, offsetof(ms_health, has_address)),
     RAW(ms_health, "port", port),
+    OF(ms_health, "address", F_SKIP, address_template), /* compared through address */
     RAW(ms_health, "interval", interval_ms),
     RAW(ms_health, "timeout", timeout_ms),
     RAW(ms_health, "grace", grace_ms),
@@ -137,11 +138,26 @@ static const field ship_fields[] = {
     NEST(ms_ship, "restart", F_NEST, restart, restart_fields),
     RAW(ms_ship, "shutdown_timeout", shutdown_timeout_ms),
     RAW(ms_ship, "stop_signal", stop_signal),
-    OF(ms_ship, "base", F_STR, base),
-    RAW(ms_ship, "instance", instance),
-    RAW(ms_ship, "instances", instances),
+    /* Entries are matched by name ("web#1"), so base and instance follow the
+     * name. A change of instances adds or removes entries; the ones that stay
+     * keep running: instances, and bind_alt that moves with it (port + i + N),
+     * are not part of their definition (bind_alt otherwise changes only with
+     * bind or port). */
+    OF(ms_ship, "base", F_SKIP, base),
+    OF(ms_ship, "instance", F_SKIP, instance),
+    OF(ms_ship, "instances", F_SKIP, instances),
     RAW(ms_ship, "port", port),
-    ADDR(ms_ship, "bind_alt", bind_alt, offsetof(ms_ship, has_bind_alt)),
+    OF(ms_ship, "bind_alt", F_SKIP, bind_alt),
+    OF(ms_ship, "bind", F_SKIP, bind_template), /* compared through bind */
+    OF(ms_ship, "balance", F_SKIP, balance),             /* live_fields */
+    OF(ms_ship, "drain_timeout", F_SKIP, drain_timeout_ms),
+    OF(ms_ship, "handover_timeout", F_SKIP, handover_timeout_ms),
+    END,
+};
+
+/* The fields of a ship read while it runs (by the data plane, a roll, the
+ * hub), not when its process starts: a change is swapped, not restarted. */
+static const field live_fields[] = {
     RAW(ms_ship, "balance", balance),
     RAW(ms_ship, "drain_timeout", drain_timeout_ms),
     RAW(ms_ship, "handover_timeout", handover_timeout_ms),
@@ -477,6 +493,13 @@ static void diff_entries(const diff_ctx *c, ms_manifest_diff *d, bool *oom)
         if (o == SIZE_MAX) {
             d->dataplane |= has_routes(s);
             continue;
+        }
+        why_buf live = { 0 };
+        fields_diff(c, live_fields, &c->old->ships[o], s, "", &live);
+        if (live.len && (!s->base || s->instance == 0)) {
+            d->dataplane = true;
+            if (!SWAP(d, oom, "%s \"%s\" %s", s->kind == MS_BAY ? "bay" : "ship", ms_ship_base(s), live.s))
+                return;
         }
         why_buf w = { 0 };
         fields_diff(c, ship_fields, &c->old->ships[o], s, "", &w);

@@ -3,6 +3,7 @@
  * the model, lookups, and freeing. */
 #include "manifest/manifest_internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,16 +40,59 @@ void ld_ship_free(ms_ship *s)
     ld_strmap_free(&s->config);
     ld_strlist_free(&s->subprotocols);
     ld_strlist_free(&s->tags);
+    free(s->health.address_template);
     free(s->base);
     if (s->has_bind_alt)
         ms_addr_free(&s->bind_alt);
+    free(s->bind_template);
+}
+
+/* The placeholders of a template, in the order of ld_template_word. */
+static const char *const template_words[] = { "instance", "port", "gen", NULL };
+
+int ld_template_word(const char *text, size_t *len)
+{
+    assert(text[0] == '{');
+    for (int w = 0; template_words[w]; w++) {
+        size_t n = strlen(template_words[w]);
+        if (strncmp(text + 1, template_words[w], n) == 0 && text[1 + n] == '}') {
+            *len = n + 2;
+            return w;
+        }
+    }
+    return -1;
+}
+
+char *ld_template(const char *text, unsigned instance, unsigned instances, unsigned port, unsigned parity)
+{
+    size_t cap = strlen(text) + 1, len = 0;
+    /* each placeholder is at least 5 bytes and expands to at most 10 */
+    cap += cap;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    for (const char *t = text; *t;) {
+        size_t n = 0;
+        int w = *t == '{' ? ld_template_word(t, &n) : -1;
+        if (w < 0 || (w == 1 && port == 0)) {
+            out[len++] = *t++;
+            continue;
+        }
+        unsigned v = w == 0 ? instance : w == 1 ? port + instance + parity * instances : parity;
+        len += (size_t)snprintf(out + len, cap - len, "%u", v);
+        t += n;
+    }
+    assert(len < cap);
+    out[len] = '\0';
+    return out;
 }
 
 char *ms_ship_expand(const ms_ship *s, const char *text, unsigned parity)
 {
-    (void)s;
-    (void)parity;
-    return strdup(text);
+    assert(parity <= 1);
+    if (!s->base && !s->port && !s->has_bind_alt)
+        return ms_strdup(text);
+    return ld_template(text, s->instance, s->instances ? s->instances : 1, s->port, parity);
 }
 
 void ld_module_free(ms_module *mod)
@@ -144,6 +188,8 @@ ms_manifest *ms_manifest_load_buffer(const char *data, size_t len, const char *p
         c.oom = true;
     else
         ld_document(&c, root);
+    if (!c.oom)
+        ld_expand_instances(&c);
     if (!c.oom)
         ld_check(&c);
     toml_free(root);

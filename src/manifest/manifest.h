@@ -182,6 +182,8 @@ typedef struct ms_health {
     bool has_address;            /* checked at address; else at the ship's bind */
     ms_addr address;             /* "address", or "port" on the bind's host (127.0.0.1 without a bind) */
     uint16_t port;               /* "port" as written; 0: none */
+    char *address_template;      /* "address" as written when it has {instance}, {port} or {gen} (the
+                                    address above is it for parity 0: ms_ship_expand it for 1); else NULL */
     uint64_t interval_ms;        /* default 5s */
     uint64_t timeout_ms;         /* default 2s */
     uint64_t grace_ms;           /* startup grace before failures count; default 0 */
@@ -240,6 +242,7 @@ typedef struct ms_ship {
      * its own process and address; with N = 1 (the default) the entry keeps
      * its name. Routes to the ship live on instance 0 and name every instance
      * (ms_route.target, ntargets). */
+#define MS_MAX_INSTANCES 64
     char *base;          /* the ship's name as written ("web"); NULL when not instanced (then == name) */
     unsigned instance;   /* 0..instances-1 */
     unsigned instances;  /* default 1 */
@@ -250,6 +253,7 @@ typedef struct ms_ship {
      * the bind has {port} or {gen}; else a roll stops the old one first. */
     bool has_bind_alt;
     ms_addr bind_alt;
+    char *bind_template; /* the bind as written when it has {instance}, {port} or {gen}; else NULL */
     ms_balance balance;  /* default round robin */
     uint64_t drain_timeout_ms;    /* a roll waits this long for an old instance's requests; default 30s */
     uint64_t handover_timeout_ms; /* bays: clients held while the bay is away; default 30s */
@@ -262,9 +266,12 @@ static inline const char *ms_ship_base(const ms_ship *s)
 }
 
 /* Expand {instance}, {port} and {gen} in text (an arg or env value) for
- * instance s->instance with parity 0 (the ship's bind) or 1 (bind_alt).
- * Other braces are kept as written. Text of a ship without instances or
- * port is returned unchanged (a copy). Heap string, NULL when out of memory. */
+ * instance s->instance with parity 0 (the ship's bind) or 1 (bind_alt):
+ * {instance} is the instance, {port} is port + instance + parity * instances
+ * (kept as written when the ship has no port), {gen} is the parity. Other
+ * braces are kept as written. Text of a ship that is not templated (no
+ * instances, no port, no bind_alt) is returned unchanged (a copy). Heap
+ * string, NULL when out of memory. */
 char *ms_ship_expand(const ms_ship *s, const char *text, unsigned parity);
 
 /* ---------------------------------------------------------------- modules */

@@ -20,6 +20,19 @@ static const char *kind_of(const ms_ship *s)
     return s->kind == MS_SHIP ? "ship" : "bay";
 }
 
+/* Instance 1.. of a ship with instances: the same definition as instance 0,
+ * whose problems are reported once, there. */
+static bool is_copy(const ms_ship *s)
+{
+    return s->base && s->instance > 0;
+}
+
+/* The name a message about the definition uses: "web", not "web#0". */
+static const char *shown(const ms_ship *s)
+{
+    return ms_ship_base(s) ? ms_ship_base(s) : "?";
+}
+
 /* ---------------------------------------------------------------- names */
 static void check_names(ld_ctx *c)
 {
@@ -29,7 +42,9 @@ static void check_names(ld_ctx *c)
         const char *name, *kind;
         ms_pos pos;
         if (i < m->nships) {
-            name = m->ships[i].name;
+            if (is_copy(&m->ships[i]))
+                continue; /* instance 0 stands for the ship's name */
+            name = ms_ship_base(&m->ships[i]);
             kind = kind_of(&m->ships[i]);
             pos = m->ships[i].name_pos;
         } else {
@@ -40,13 +55,16 @@ static void check_names(ld_ctx *c)
         if (!name)
             continue;
         if (!ms_valid_name(name)) {
-            ld_err(c, pos.line, pos.col, "%s \"%s\": names must be 1 to 64 ASCII letters, digits, '-' or '_'",
-                   kind, name);
+            ld_err(c, pos.line, pos.col, "%s \"%s\": names must be 1 to 64 ASCII letters, digits, '-' or '_'%s",
+                   kind, name, strchr(name, '#') ? " ('#' is reserved: \"web#1\" names instance 1 of a ship "
+                   "with instances)" : "");
             c->bad = true;
             continue;
         }
         for (size_t j = 0; j < i; j++) {
-            const char *other = j < m->nships ? m->ships[j].name : m->modules[j - m->nships].name;
+            if (j < m->nships && is_copy(&m->ships[j]))
+                continue;
+            const char *other = j < m->nships ? ms_ship_base(&m->ships[j]) : m->modules[j - m->nships].name;
             if (!other || strcmp(other, name) != 0)
                 continue;
             const char *okind = j < m->nships ? kind_of(&m->ships[j]) : "module";
@@ -151,17 +169,34 @@ out:
     free(edge);
 }
 
+/* The ship with instances whose instance "<base>#k" is named, or NULL. */
+static const ms_ship *instanced_by(const ms_manifest *m, const char *name)
+{
+    const char *hash = strchr(name, '#');
+    for (size_t i = 0; hash && i < m->nships; i++) {
+        const ms_ship *s = &m->ships[i];
+        if (s->base && s->instance == 0 && strlen(s->base) == (size_t)(hash - name) &&
+            strncmp(s->base, name, (size_t)(hash - name)) == 0)
+            return s;
+    }
+    return NULL;
+}
+
 static void check_depends(ld_ctx *c)
 {
     ms_manifest *m = c->m;
     const char *names[512];
     for (size_t i = 0; i < m->nships; i++) {
         ms_ship *s = &m->ships[i];
+        if (is_copy(s))
+            continue;
         for (size_t k = 0; k < s->depends_on.len; k++) {
             const char *d = s->depends_on.items[k];
             ms_pos p = s->depends_pos ? s->depends_pos[k] : s->pos;
-            if (s->name && strcmp(d, s->name) == 0) {
-                ld_err(c, p.line, p.col, "%s \"%s\": depends on itself", kind_of(s), s->name);
+            size_t bl = s->name ? strlen(shown(s)) : 0;
+            if (s->name && (strcmp(d, s->name) == 0 || strcmp(d, shown(s)) == 0 ||
+                            (s->base && strncmp(d, s->base, bl) == 0 && d[bl] == '#'))) {
+                ld_err(c, p.line, p.col, "%s \"%s\": depends on itself", kind_of(s), shown(s));
                 c->bad = true;
                 continue;
             }
@@ -172,15 +207,20 @@ static void check_depends(ld_ctx *c)
             for (size_t j = 0; j < m->nmodules; j++)
                 if (m->modules[j].name && strcmp(m->modules[j].name, d) == 0)
                     is_module = true;
-            if (is_module)
+            const ms_ship *inst = instanced_by(m, d);
+            if (inst)
+                ld_err(c, p.line, p.col, "%s \"%s\": depends_on \"%s\", but ship \"%s\" has %u instances "
+                       "(%s#0 to %s#%u)", kind_of(s), shown(s), d, inst->base, inst->instances, inst->base,
+                       inst->base, inst->instances - 1);
+            else if (is_module)
                 ld_err(c, p.line, p.col, "%s \"%s\": depends_on \"%s\" names a module; only ships and bays "
-                       "can be waited for", kind_of(s), s->name, d);
+                       "can be waited for", kind_of(s), shown(s), d);
             else if (near)
                 ld_err(c, p.line, p.col, "%s \"%s\": depends_on \"%s\", which is not a ship or bay "
-                       "(did you mean \"%s\"?)", kind_of(s), s->name, d, near);
+                       "(did you mean \"%s\"?)", kind_of(s), shown(s), d, near);
             else
                 ld_err(c, p.line, p.col, "%s \"%s\": depends_on \"%s\", which is not a ship or bay",
-                       kind_of(s), s->name, d);
+                       kind_of(s), shown(s), d);
             c->bad = true;
         }
     }
@@ -206,7 +246,7 @@ static bool bind_declared(const ms_manifest *m, const char *name);
  * ship has no TCP bind. */
 static bool health_port_address(ld_ctx *c, ms_ship *s, const char *who)
 {
-    const char *host = s->has_bind && s->bind.kind == MS_ADDR_TCP ? s->bind.host : "127.0.0.1";
+    const char *host = s->has_bind && s->bind.kind == MS_ADDR_TCP && s->bind.host ? s->bind.host : "127.0.0.1";
     bool v6 = strchr(host, ':') != NULL;
     char text[300], why[160];
     snprintf(text, sizeof text, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", (unsigned)s->health.port);
@@ -233,7 +273,9 @@ static void check_routes(ld_ctx *c)
     for (size_t i = 0; i < m->nships; i++) {
         ms_ship *s = &m->ships[i];
         char who[128];
-        snprintf(who, sizeof who, "%s \"%s\"", kind_of(s), s->name ? s->name : "?");
+        snprintf(who, sizeof who, "%s \"%s\"", kind_of(s), shown(s));
+        if (is_copy(s))
+            continue; /* no routes; its definition is checked on instance 0 */
         if (s->nroutes && s->oneshot) {
             ld_err(c, s->routes[0].pos.line, s->routes[0].pos.col,
                    "%s: a oneshot job cannot have routes (it exits; nothing would answer)", who);
@@ -333,7 +375,7 @@ static void check_listeners(ld_ctx *c)
 {
     ms_manifest *m = c->m;
     ms_global *g = &m->global;
-    size_t cap = g->nbinds + m->nships + 1, n = 0;
+    size_t cap = g->nbinds + 2 * m->nships + 1, n = 0;
     listener *ls = calloc(cap, sizeof *ls);
     char (*labels)[96] = calloc(cap, sizeof *labels);
     ms_addr metrics;
@@ -367,10 +409,17 @@ static void check_listeners(ld_ctx *c)
         }
     }
     for (size_t i = 0; i < m->nships; i++) {
-        if (!m->ships[i].has_bind)
+        const ms_ship *s = &m->ships[i];
+        if (!s->has_bind || !s->bind.text) /* an unexpanded template was reported */
             continue;
-        snprintf(labels[n], sizeof labels[n], "ship \"%s\"", m->ships[i].name ? m->ships[i].name : "?");
-        ls[n] = (listener){ &m->ships[i].bind, labels[n], m->ships[i].bind_pos };
+        snprintf(labels[n], sizeof labels[n], "ship \"%s\"", s->name ? s->name : "?");
+        ls[n] = (listener){ &s->bind, labels[n], s->bind_pos };
+        n++;
+        if (!s->has_bind_alt)
+            continue;
+        snprintf(labels[n], sizeof labels[n], "ship \"%s\" (its replacement's address)",
+                 s->name ? s->name : "?");
+        ls[n] = (listener){ &s->bind_alt, labels[n], s->bind_pos };
         n++;
     }
     {

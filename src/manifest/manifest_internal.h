@@ -25,6 +25,16 @@ bool ld_resolve_unix(ld_ctx *c, ms_addr *a);
 bool ld_check_http_path(ld_ctx *c, const toml_node *at, const char *key, const char *p);
 void ld_apply_module(ld_ctx *c, ms_module *mod, const toml_node *t, bool is_base);
 
+/* Templates ({instance}, {port}, {gen}). ld_template_word: at a '{', which
+ * placeholder starts there (0 instance, 1 port, 2 gen; *len its length) or
+ * -1. ld_template: text with them expanded ({port} only when port is not 0);
+ * heap string, NULL when out of memory. */
+int ld_template_word(const char *text, size_t *len);
+char *ld_template(const char *text, unsigned instance, unsigned instances, unsigned port, unsigned parity);
+/* Expand ships with instances (and templated binds) into their entries,
+ * and depends_on naming them; run after every entry is loaded. */
+void ld_expand_instances(ld_ctx *c);
+
 void ld_strlist_free(ms_strlist *l);
 void ld_strmap_free(ms_strmap *m);
 void ld_routes_free(ms_route *r, size_t n);

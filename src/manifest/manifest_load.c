@@ -35,10 +35,11 @@ static const char *const http_keys[] = {
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
     "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", "stop_signal",
-    NULL };
+    "instances", "port", "balance", "drain_timeout", NULL };
 static const char *const bay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
-    "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", "stop_signal", NULL };
+    "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", "stop_signal", "handover_timeout",
+    NULL };
 static const char *const restart_keys[] = {
     "backoff", "max_backoff", "reset_after", "loop_limit", "loop_window", "loop_pause", NULL };
 static const char *const module_keys[] = {
@@ -519,6 +520,22 @@ static bool get_routes(ld_ctx *c, const toml_kv *kv, ms_ship *s)
     return true;
 }
 
+/* A template (bind, healthcheck address) names only {instance}, {port} and
+ * {gen}; any other brace is a mistake there. */
+static bool template_ok(ld_ctx *c, const toml_node *at, const char *key, const char *text)
+{
+    for (const char *t = strchr(text, '{'); t; t = strchr(t + 1, '{')) {
+        size_t n;
+        if (ld_template_word(t, &n) >= 0)
+            continue;
+        const char *close = strchr(t, '}');
+        ld_err(c, at->line, at->col, "%s \"%s\": unknown placeholder \"%.*s\" (use {instance}, {port} or {gen})",
+               key, text, close ? (int)(close - t + 1) : (int)strlen(t), t);
+        return false;
+    }
+    return true;
+}
+
 /* ---------------------------------------------------------------- health */
 static void health_defaults(ms_health *h)
 {
@@ -541,6 +558,8 @@ static void health_clear(ms_health *h)
     if (h->has_address)
         ms_addr_free(&h->address);
     h->has_address = false;
+    free(h->address_template);
+    h->address_template = NULL;
     health_defaults(h);
 }
 
@@ -568,6 +587,16 @@ static bool get_health_address(ld_ctx *c, const toml_kv *kv, ms_health *h)
     char *text = NULL;
     if (!get_nonempty_string(c, kv, &text))
         return false;
+    if (strchr(text, '{')) {
+        /* parsed per instance once the entry is whole (ld_expand_instances) */
+        if (!template_ok(c, kv->value, "healthcheck: address", text)) {
+            free(text);
+            return false;
+        }
+        free(h->address_template);
+        h->address_template = text;
+        return true;
+    }
     char why[160];
     ms_addr a;
     bool ok = ms_addr_parse(text, &a, why, sizeof why) && ld_resolve_unix(c, &a);
@@ -848,6 +877,25 @@ static bool get_subprotocols(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
     return true;
 }
 
+static bool get_balance(ld_ctx *c, const toml_kv *kv, ms_balance *dst)
+{
+    static const char *const names[] = { "round_robin", "least_conn", NULL };
+    const toml_node *v = kv->value;
+    if (v->type != TOML_STRING) {
+        wrong_type(c, kv, "\"round_robin\" or \"least_conn\"");
+        return false;
+    }
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(v->u.str.ptr, names[i]) == 0) {
+            *dst = (ms_balance)i;
+            return true;
+        }
+    const char *near = ms_nearest(v->u.str.ptr, names);
+    ld_err(c, v->line, v->col, "unknown balance \"%s\"%s%s%s (round_robin or least_conn)", v->u.str.ptr,
+           near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
+    return false;
+}
+
 /* Apply the keys of one TOML table (a base template or the entry itself) to
  * a ship or bay. */
 static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base)
@@ -858,9 +906,12 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
         const char *k = kv->key;
         if (!in_list(known, k)) {
             const char *other = s->kind == MS_SHIP ? "bays and modules" : "ships";
-            if (s->kind == MS_SHIP && in_list(bay_keys, k))
-                unknown_key(c, kv, known, strcmp(k, "config") == 0 ? "(\"config\" is only for bays and modules)"
-                                                                   : "(\"subprotocols\" is only for bays)");
+            if (s->kind == MS_SHIP && in_list(bay_keys, k)) {
+                char extra[96];
+                snprintf(extra, sizeof extra, "(\"%s\" is only for %s)", k,
+                         strcmp(k, "config") == 0 ? "bays and modules" : "bays");
+                unknown_key(c, kv, known, extra);
+            }
             else if (s->kind == MS_BAY && in_list(ship_keys, k)) {
                 char extra[160];
                 snprintf(extra, sizeof extra, "(\"%s\" is only for %s%s)", k, other,
@@ -889,7 +940,20 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
         else if (strcmp(k, "bind") == 0) {
             char *text = NULL;
             ok = get_nonempty_string(c, kv, &text);
-            if (ok) {
+            if (ok && strchr(text, '{')) {
+                /* parsed per instance once the entry is whole (ld_expand_instances) */
+                ok = template_ok(c, kv->value, "bind", text);
+                if (ok) {
+                    if (s->has_bind)
+                        ms_addr_free(&s->bind);
+                    memset(&s->bind, 0, sizeof s->bind);
+                    free(s->bind_template);
+                    s->bind_template = text;
+                    text = NULL;
+                    s->has_bind = true;
+                    s->bind_pos = (ms_pos){ kv->value->line, kv->value->col };
+                }
+            } else if (ok) {
                 char why[160];
                 ms_addr a;
                 if (ms_addr_parse(text, &a, why, sizeof why) && ld_resolve_unix(c, &a)) {
@@ -897,6 +961,8 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
                         ms_addr_free(&s->bind);
                     s->bind = a;
                     s->has_bind = true;
+                    free(s->bind_template);
+                    s->bind_template = NULL;
                     s->bind_pos = (ms_pos){ kv->value->line, kv->value->col };
                 } else {
                     ld_err(c, kv->value->line, kv->value->col, "invalid bind address \"%s\": %s", text, why);
@@ -939,6 +1005,20 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
             ok = get_duration(c, kv, &s->ready_after_ms);
         else if (strcmp(k, "restart") == 0)
             ok = get_restart(c, kv, &s->restart);
+        else if (strcmp(k, "instances") == 0) {
+            int64_t n;
+            if ((ok = get_uint(c, kv, 1, MS_MAX_INSTANCES, &n)))
+                s->instances = (unsigned)n;
+        } else if (strcmp(k, "port") == 0) {
+            int64_t n;
+            if ((ok = get_uint(c, kv, 1, 65535, &n)))
+                s->port = (uint16_t)n;
+        } else if (strcmp(k, "balance") == 0)
+            ok = get_balance(c, kv, &s->balance);
+        else if (strcmp(k, "drain_timeout") == 0)
+            ok = get_duration(c, kv, &s->drain_timeout_ms);
+        else if (strcmp(k, "handover_timeout") == 0)
+            ok = get_duration(c, kv, &s->handover_timeout_ms);
         if (!ok)
             c->bad = true;
     }
@@ -971,6 +1051,76 @@ static void vessel_defaults(ms_ship *s, ms_ship_kind kind)
     restart_defaults(&s->restart);
 }
 
+/* Where a key of the entry is written (its value), else where the entry
+ * starts (the key came from a base template). */
+static ms_pos key_pos(const toml_node *entry, const char *key)
+{
+    const toml_kv *kv = toml_get_kv(entry, key);
+    return kv ? (ms_pos){ kv->value->line, kv->value->col } : (ms_pos){ entry->line, entry->col };
+}
+
+static bool template_has(const char *text, int word)
+{
+    size_t n;
+    for (const char *t = text ? strchr(text, '{') : NULL; t; t = strchr(t + 1, '{'))
+        if (ld_template_word(t, &n) == word)
+            return true;
+    return false;
+}
+
+/* The replica keys of a whole ship (base and entry merged): instances need
+ * an address per instance, {port} needs port, a job has none of them. */
+static void check_replicas(ld_ctx *ec, const toml_node *entry, ms_ship *s)
+{
+    static const char *const replica_keys[] = { "instances", "port", "balance", "drain_timeout", NULL };
+    if (s->oneshot) {
+        for (size_t i = 0; replica_keys[i]; i++) {
+            const toml_kv *kv = toml_get_kv(entry, replica_keys[i]);
+            if (!kv)
+                continue;
+            ld_err(ec, kv->line, kv->col, "a oneshot job cannot have \"%s\" (it runs once and serves nothing)",
+                   kv->key);
+            ec->bad = true;
+        }
+        s->instances = 1; /* from a base template: a job has one process */
+        return;
+    }
+    const char *bt = s->bind_template;
+    ms_pos ip = key_pos(entry, "instances");
+    if (s->instances > 1 && !s->has_bind) {
+        ld_err(ec, ip.line, ip.col, "instances = %u needs a \"bind\": each instance listens at its own address "
+               "(bind = \"tcp://127.0.0.1:{port}\" with port = 3000, or \"unix:///run/app-{instance}.sock\")",
+               s->instances);
+        ec->bad = true;
+    } else if (s->instances > 1 && !template_has(bt, 0) && !template_has(bt, 1)) {
+        ld_err(ec, s->bind_pos.line, s->bind_pos.col, "bind \"%s\" is the same for all %u instances: put {port} "
+               "(port + instance) or {instance} in it", bt ? bt : s->bind.text, s->instances);
+        ec->bad = true;
+    }
+    if (template_has(bt, 1) && !s->port) {
+        ld_err(ec, s->bind_pos.line, s->bind_pos.col, "bind \"%s\" uses {port} but the ship has no \"port\" "
+               "(add port = 3000: {port} is port + instance)", bt);
+        ec->bad = true;
+    }
+    if (template_has(s->health.address_template, 1) && !s->port) {
+        ld_err(ec, s->health_pos.line, s->health_pos.col, "healthcheck: address \"%s\" uses {port} but the ship "
+               "has no \"port\"", s->health.address_template);
+        ec->bad = true;
+    }
+    if (s->port && (unsigned)s->port + 2 * s->instances - 1 > 65535) {
+        ms_pos pp = key_pos(entry, "port");
+        ld_err(ec, pp.line, pp.col, "port %u with %u instances goes past 65535 (instance i listens at port + i, "
+               "its replacement at port + i + %u)", (unsigned)s->port, s->instances, s->instances);
+        ec->bad = true;
+    }
+    if (s->instances > 1 && s->health.enabled && s->health.port) {
+        ld_err(ec, s->health_pos.line, s->health_pos.col, "healthcheck: \"port\" %u is the same for all %u "
+               "instances: use address = \"tcp://127.0.0.1:{port}\" (or leave both out to check each "
+               "instance's bind)", (unsigned)s->health.port, s->instances);
+        ec->bad = true;
+    }
+}
+
 static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, const char *group,
                         const toml_node *base, ms_ship *out)
 {
@@ -1000,6 +1150,8 @@ static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, co
     apply_vessel(&ec, out, entry, false);
     require(&ec, entry, out->name != NULL, "name", "");
     require(&ec, entry, out->command != NULL, "command", "");
+    if (kind == MS_SHIP && !ec.bad)
+        check_replicas(&ec, entry, out);
     c->oom |= ec.oom;
     c->bad |= ec.bad;
     return !ec.bad;

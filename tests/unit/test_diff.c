@@ -127,6 +127,7 @@ typedef enum effect {
     NEEDS,       /* nothing restarts or swaps; a needs-restart line contains expect */
     RENAME,      /* "web" stops, expect starts */
     RESTART_ALL, /* every entry restarts and its why names expect (inherited globals) */
+    GROW,        /* expect starts; nothing restarts or stops (more instances) */
 } effect;
 
 typedef struct variant {
@@ -146,6 +147,7 @@ typedef struct section {
 #define HTTP_BIND "[mothership.bind]\nhttp = \"127.0.0.1:18080\"\nadmin = \"127.0.0.1:18081\"\n\n"
 #define CMD "command = \"/bin/web\"\n"
 #define HB "bind = \"127.0.0.1:3001\"\n"
+#define PB "bind = \"127.0.0.1:{port}\"\nport = 3001\n"
 #define WEB "[[fleet.web]]\nname = \"web\"\ncommand = \"/bin/web\"\n"
 
 static const variant ship_cases[] = {
@@ -176,6 +178,14 @@ static const variant ship_cases[] = {
       "shutdown_timeout" },
     { "restart", "name = \"web\"\n" CMD, "name = \"web\"\n" CMD "restart = { backoff = \"1s\" }", RESTART,
       "restart.backoff" },
+    { "instances", "name = \"web\"\n" CMD PB "instances = 2", "name = \"web\"\n" CMD PB "instances = 3", GROW,
+      "web#2" },
+    { "port", "name = \"web\"\n" CMD PB, "name = \"web\"\n" CMD "bind = \"127.0.0.1:{port}\"\nport = 3005", RESTART,
+      "port" },
+    { "balance", "name = \"web\"\n" CMD PB "instances = 2", "name = \"web\"\n" CMD PB "instances = 2\n"
+      "balance = \"least_conn\"", SWAP, "ship \"web\" balance" },
+    { "drain_timeout", "name = \"web\"\n" CMD HB, "name = \"web\"\n" CMD HB "drain_timeout = \"5s\"", SWAP,
+      "ship \"web\" drain_timeout" },
     { "stop_signal", "name = \"web\"\n" CMD, "name = \"web\"\n" CMD "stop_signal = \"SIGINT\"", RESTART,
       "stop_signal" },
     { NULL, NULL, NULL, RESTART, NULL },
@@ -202,6 +212,7 @@ static const variant bay_cases[] = {
     { "subprotocols", BAY_NAME "subprotocols = [\"a\", \"b\"]", BAY_NAME "subprotocols = [\"b\", \"a\"]", RESTART,
       "subprotocols" },
     { "stop_signal", BAY_NAME, BAY_NAME "stop_signal = \"SIGQUIT\"", RESTART, "stop_signal" },
+    { "handover_timeout", BAY_NAME, BAY_NAME "handover_timeout = \"5s\"", SWAP, "bay \"web\" handover_timeout" },
     { NULL, NULL, NULL, RESTART, NULL },
 };
 
@@ -438,6 +449,15 @@ static void run_case(const section *s, const variant *v)
             ok &= d->changed[i] && why_names(d->why[i], v->expect);
         ok &= d->nneeds == 0 && d->nswapped == 0;
         break;
+    case GROW: {
+        size_t added = index_of(b, v->expect);
+        ok = d->old_index[added] == SIZE_MAX && d->nneeds == 0;
+        for (size_t i = 0; i < d->nnew; i++)
+            ok &= !d->changed[i] && (i == added || d->old_index[i] != SIZE_MAX);
+        for (size_t i = 0; i < d->nold; i++)
+            ok &= !d->removed[i];
+        break;
+    }
     case RENAME: {
         size_t renamed = index_of(b, v->expect);
         ok = d->old_index[renamed] == SIZE_MAX && !d->changed[renamed] && d->removed[index_of(a, "web")];
@@ -449,6 +469,7 @@ static void run_case(const section *s, const variant *v)
         fail_msg("[%s] %s: expected %s \"%s\"", s->table, v->key,
                  v->effect == RESTART ? "a restart for" : v->effect == SWAP ? "a swap of" :
                  v->effect == NEEDS ? "a restart of Mothership for" : v->effect == RENAME ? "a rename to" :
+                 v->effect == GROW ? "only a start of" :
                  "every entry to restart for", v->expect);
     }
     ms_manifest_diff_free(d);

@@ -1,0 +1,65 @@
+"""Replicas through the real binary: a ship with `instances = 3` runs three
+processes, web#0 .. web#2, each started with its own {instance}/{port} in
+args and env and MS_INSTANCE in its environment, each listening at its own
+templated bind; `depends_on = ["web"]` waits for all three."""
+import json
+import random
+import socket
+
+from fleet_helpers import PY, app, http_get, toml_str, wait_file
+
+
+def free_port_run(n):
+    """A base port such that base .. base+n-1 are all free on 127.0.0.1."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no run of free ports")
+
+
+def test_three_instances_get_their_own_port_and_instance(fleet, tmp_path):
+    base = free_port_run(6)  # 3 instances and their 3 replacement ports
+    script = (f"{toml_str(PY)[1:-1]} {app('envdump.py')} {tmp_path}/env-{{instance}}.json && "
+              f"exec {toml_str(PY)[1:-1]} {app('echo_backend.py')} --port {{port}} --name web-{{instance}}")
+    ms = fleet(f"""
+        [[fleet.web]]
+        name = "web"
+        command = "sh"
+        args = ["-c", {toml_str(script)}]
+        bind = "tcp://127.0.0.1:{{port}}"
+        port = {base}
+        instances = 3
+        env = {{ WHO = "{{instance}}:{{port}}:{{gen}}", KEEP = "{{other}}" }}
+
+        [[fleet.after]]
+        name = "after"
+        command = {toml_str(PY)}
+        args = [{toml_str(app('envdump.py'))}, "{tmp_path}/env-after.json", "stay"]
+        depends_on = ["web"]
+        """)
+    ready = {i: ms.event("ready", ship=f"web#{i}") for i in range(3)}
+    started = ms.event("started", ship="after")
+    # "after" depends on every instance: it starts once all three are ready
+    assert all(r["_i"] < started["_i"] for r in ready.values())
+    for i in range(3):
+        env = json.loads(wait_file(tmp_path / f"env-{i}.json"))
+        assert env["MS_INSTANCE"] == str(i)
+        assert env["WHO"] == f"{i}:{base + i}:0"
+        assert env["KEEP"] == "{other}"  # not a placeholder: kept as written
+        status, body = http_get(base + i, "/x")
+        assert status == 200
+        assert json.loads(body)["name"] == f"web-{i}"
+    env = json.loads(wait_file(tmp_path / "env-after.json"))
+    assert "MS_INSTANCE" not in env  # a ship without instances or port
+    assert ms.stop() == 0
