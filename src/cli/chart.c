@@ -41,7 +41,10 @@ static void print_text(const ms_route_table *t, bool color)
             const ms_rt_route *rr = &rb->routes[r];
             const ms_ship *s = rr->target;
             printf("  %2zu. route   %-24s -> %s %s  %s", n, rr->route->pattern,
-                   s->kind == MS_BAY ? "bay" : "ship", s->name, upstream_of(s));
+                   s->kind == MS_BAY ? "bay" : "ship", ms_ship_base(s), upstream_of(s));
+            if (rr->route->ntargets > 1) /* instance 0's address; the others follow it */
+                printf("  (%zu instances, %s)", rr->route->ntargets,
+                       s->balance == MS_BALANCE_LEAST_CONN ? "least_conn" : "round_robin");
             if (rr->route->strip_prefix)
                 printf("  strip %s", rr->route->strip_prefix);
             if (rr->route->raw_path)
@@ -67,7 +70,7 @@ static void print_text(const ms_route_table *t, bool color)
     bool header = false;
     for (size_t i = 0; i < m->nships; i++) {
         const ms_ship *s = &m->ships[i];
-        if (s->nroutes)
+        if (s->nroutes || (s->base && s->instance > 0)) /* an instance is routed with instance 0 */
             continue;
         if (!header) {
             printf("not routed: ");
@@ -116,11 +119,13 @@ static int print_json(const ms_route_table *t)
             for (size_t i = 0; i < rr->nmodules; i++)
                 json_array_append_new(mods, json_string(m->modules[rr->modules[i]].name));
             json_t *jr = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o}", "pattern", rr->route->pattern, "target",
-                                   s->name, "kind", s->kind == MS_BAY ? "bay" : "ship", "upstream",
+                                   ms_ship_base(s), "kind", s->kind == MS_BAY ? "bay" : "ship", "upstream",
                                    s->kind == MS_SHIP && s->has_bind ? json_string(s->bind.text) : json_null(),
                                    "strip_prefix",
                                    rr->route->strip_prefix ? json_string(rr->route->strip_prefix) : json_null(),
                                    "raw_path", (int)rr->route->raw_path, "modules", mods);
+            if (jr && rr->route->ntargets > 1)
+                json_object_set_new(jr, "instances", json_integer((json_int_t)rr->route->ntargets));
             if (jr && rr->shadowed_by)
                 json_object_set_new(jr, "shadowed_by", json_string(rr->shadowed_by->route->pattern));
             if (!jr)

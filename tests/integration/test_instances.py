@@ -6,6 +6,7 @@ import json
 import random
 import socket
 
+from conftest import run_ms
 from fleet_helpers import PY, app, http_get, toml_str, wait_file
 
 
@@ -63,3 +64,30 @@ def test_three_instances_get_their_own_port_and_instance(fleet, tmp_path):
     env = json.loads(wait_file(tmp_path / "env-after.json"))
     assert "MS_INSTANCE" not in env  # a ship without instances or port
     assert ms.stop() == 0
+
+
+def test_chart_shows_a_ship_with_instances_once(manifest):
+    path = manifest("""
+        [mothership.bind]
+        http = "127.0.0.1:18080"
+
+        [[fleet.web]]
+        name = "web"
+        command = "./web"
+        bind = "unix:///tmp/ms-test-web-{instance}.sock"
+        instances = 2
+        balance = "least_conn"
+        routes = ["http:/.*"]
+
+        [[fleet.w]]
+        name = "worker"
+        command = "./w"
+        """)
+    r = run_ms("chart", "-c", path)
+    assert r.code == 0, r
+    assert ("   1. route   /.*                      -> ship web  unix:///tmp/ms-test-web-0.sock  "
+            "(2 instances, least_conn)") in r.out.splitlines(), r.out
+    assert "not routed: worker (worker)" in r.out.splitlines(), r.out
+    j = json.loads(run_ms("chart", "--json", "-c", path).out)
+    route = j["binds"][0]["routes"][0]
+    assert (route["target"], route["instances"]) == ("web", 2)
