@@ -69,6 +69,7 @@ typedef enum field_type {
     F_HEALTH,    /* ms_health: compared only when set */
     F_ENV,       /* a ship's env under [mothership] env: each differing variable */
     F_CERT,      /* ms_tls_cert *, NULL allowed */
+    F_DEPS,      /* a ship's depends_on: a set, every instance of a ship taken as the ship */
     F_SKIP,      /* compared elsewhere (routes: swapped) or not a definition (positions) */
 } field_type;
 
@@ -126,7 +127,7 @@ static const field ship_fields[] = {
     ADDR(ms_ship, "bind", bind, offsetof(ms_ship, has_bind)),
     NEST(ms_ship, "healthcheck", F_HEALTH, health, health_fields),
     OF(ms_ship, "routes", F_SKIP, routes),
-    OF(ms_ship, "depends_on", F_SET, depends_on),
+    OF(ms_ship, "depends_on", F_DEPS, depends_on),
     OF(ms_ship, "env", F_ENV, env),
     OF(ms_ship, "config", F_MAP, config),
     OF(ms_ship, "subprotocols", F_LIST, subprotocols),
@@ -320,6 +321,48 @@ static void env_diff(const diff_ctx *c, const ms_strmap *a, const ms_strmap *b, 
     }
 }
 
+/* Item i of a depends_on in m as the manifest says it: "web" when the list
+ * holds every instance of the ship web (the loader expanded it), else the
+ * item itself. A change of instances then leaves the list the same. */
+static const char *dep_written(const ms_manifest *m, const ms_strlist *l, size_t i, char *buf, size_t cap)
+{
+    const char *d = l->items[i], *hash = strchr(d, '#');
+    if (!hash || (size_t)(hash - d) >= cap)
+        return d;
+    memcpy(buf, d, (size_t)(hash - d));
+    buf[hash - d] = '\0';
+    for (size_t k = 0; k < m->nships; k++) {
+        const ms_ship *s = &m->ships[k];
+        if (!s->base || s->instance != 0 || strcmp(s->base, buf) != 0)
+            continue;
+        for (unsigned n = 0; n < s->instances; n++)
+            if (k + n >= m->nships || !list_has(l, m->ships[k + n].name))
+                return d;
+        return buf;
+    }
+    return d;
+}
+
+static bool deps_within(const ms_manifest *ma, const ms_strlist *a, const ms_manifest *mb, const ms_strlist *b)
+{
+    char x[96], y[96];
+    for (size_t i = 0; i < a->len; i++) {
+        const char *want = dep_written(ma, a, i, x, sizeof x);
+        bool found = false;
+        for (size_t j = 0; j < b->len && !found; j++)
+            found = strcmp(want, dep_written(mb, b, j, y, sizeof y)) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* a from the old manifest, b from the new one. */
+static bool deps_eq(const diff_ctx *c, const ms_strlist *a, const ms_strlist *b)
+{
+    return deps_within(c->old, a, c->new, b) && deps_within(c->new, b, c->old, a);
+}
+
 static bool addr_eq(const ms_addr *a, const ms_addr *b)
 {
     return str_eq(a->text, b->text);
@@ -338,6 +381,7 @@ static void fields_diff(const diff_ctx *c, const field *tab, const void *a, cons
         case F_STR: same = str_eq(*(char *const *)fa, *(char *const *)fb); break;
         case F_LIST: same = list_eq(fa, fb); break;
         case F_SET: same = set_eq(fa, fb); break;
+        case F_DEPS: same = deps_eq(c, fa, fb); break;
         case F_ADDR: {
             bool ha = f->flag == NO_FLAG || *(const bool *)(pa + f->flag);
             bool hb = f->flag == NO_FLAG || *(const bool *)(pb + f->flag);

@@ -745,6 +745,78 @@ static void test_routes_only(void **state)
     free(t);
 }
 
+/* A ship with instances: more or fewer start or stop only the instances
+ * added or removed (their dependents stay too); a change of its definition
+ * is a change of every instance. */
+static void test_instances(void **state)
+{
+    (void)state;
+    const char *fmt = HTTP_BIND "[[fleet.web]]\nname = \"web\"\ncommand = \"%s\"\nbind = \"127.0.0.1:{port}\"\n"
+                      "port = 3000\ninstances = %d\nroutes = [\"http:/.*\"]\n\n"
+                      "[[fleet.w]]\nname = \"after\"\ncommand = \"/bin/w\"\ndepends_on = [\"web\"]\n";
+    char *t3 = ms_asprintf(fmt, "/bin/web", 3), *t2 = ms_asprintf(fmt, "/bin/web", 2);
+    char *t3b = ms_asprintf(fmt, "/bin/web2", 3), *t1 = ms_asprintf(fmt, "/bin/web", 1);
+    assert_non_null(t3);
+    assert_non_null(t2);
+    assert_non_null(t3b);
+    assert_non_null(t1);
+    ms_manifest *m3 = load(t3), *m2 = load(t2), *m3b = load(t3b), *m1 = load(t1);
+
+    /* 2 -> 3: web#2 starts; web#0, web#1 and after keep running; the route's instances are swapped */
+    ms_manifest_diff *d = ms_manifest_diff_new(m2, m3);
+    assert_non_null(d);
+    assert_int_equal(d->old_index[index_of(m3, "web#2")], SIZE_MAX);
+    for (size_t i = 0; i < d->nnew; i++)
+        if (strcmp(m3->ships[i].name, "web#2") != 0) {
+            if (d->changed[i])
+                dump(d, m3);
+            assert_false(d->changed[i]);
+            assert_int_not_equal(d->old_index[i], SIZE_MAX);
+        }
+    assert_true(has_line(d->swapped, d->nswapped, "routes of bind \"http\""));
+    assert_true(d->dataplane);
+    ms_manifest_diff_free(d);
+
+    /* 3 -> 2: web#2 stops, nothing restarts */
+    d = ms_manifest_diff_new(m3, m2);
+    assert_non_null(d);
+    for (size_t o = 0; o < d->nold; o++)
+        assert_int_equal(d->removed[o], strcmp(m3->ships[o].name, "web#2") == 0);
+    for (size_t i = 0; i < d->nnew; i++)
+        assert_false(d->changed[i]);
+    ms_manifest_diff_free(d);
+
+    /* a new command: every instance restarts, saying why; after does not */
+    d = ms_manifest_diff_new(m3, m3b);
+    assert_non_null(d);
+    for (unsigned i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "web#%u", i);
+        size_t k = index_of(m3b, name);
+        assert_true(d->changed[k]);
+        assert_string_equal(d->why[k], "command");
+    }
+    assert_false(d->changed[index_of(m3b, "after")]);
+    ms_manifest_diff_free(d);
+
+    /* 1 -> 3: "web" is a name of the past, web#0 .. web#2 are new */
+    d = ms_manifest_diff_new(m1, m3);
+    assert_non_null(d);
+    assert_true(d->removed[index_of(m1, "web")]);
+    assert_int_equal(d->old_index[index_of(m3, "web#0")], SIZE_MAX);
+    assert_false(d->changed[index_of(m3, "after")]); /* still waits for web */
+    ms_manifest_diff_free(d);
+
+    ms_manifest_free(m1);
+    ms_manifest_free(m2);
+    ms_manifest_free(m3);
+    ms_manifest_free(m3b);
+    free(t1);
+    free(t2);
+    free(t3);
+    free(t3b);
+}
+
 /* A dependency that restarts does not restart its dependents; a routed
  * ship that restarts changes the data plane. */
 static void test_dependency_restarts_alone(void **state)
@@ -850,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_payload_order),
         cmocka_unit_test(test_routes_only),
         cmocka_unit_test(test_dependency_restarts_alone),
+        cmocka_unit_test(test_instances),
         cmocka_unit_test(test_global_split),
         cmocka_unit_test(test_why_bounded),
     };
