@@ -4,6 +4,7 @@ args and env and MS_INSTANCE in its environment, each listening at its own
 templated bind; `depends_on = ["web"]` waits for all three."""
 import json
 import random
+import signal
 import socket
 
 from conftest import run_ms
@@ -91,3 +92,53 @@ def test_chart_shows_a_ship_with_instances_once(manifest):
     j = json.loads(run_ms("chart", "--json", "-c", path).out)
     route = j["binds"][0]["routes"][0]
     assert (route["target"], route["instances"]) == ("web", 2)
+
+
+def test_a_reload_that_changes_instances_keeps_the_instances_that_stay(fleet, tmp_path):
+    base = free_port_run(6)
+    front = free_port_run(1)
+
+    def text(n):
+        return f"""
+[mothership]
+socket_dir = "{tmp_path}/s"
+
+[mothership.bind]
+http = "127.0.0.1:{front}"
+
+[[fleet.web]]
+name = "web"
+command = {toml_str(PY)}
+args = [{toml_str(app('echo_backend.py'))}, "--port", "{{port}}", "--name", "web-{{instance}}"]
+bind = "tcp://127.0.0.1:{{port}}"
+port = {base}
+instances = {n}
+critical = false
+routes = ["http:/.*"]
+
+[[fleet.w]]
+name = "after"
+command = "sleep"
+args = ["100"]
+ready_after = "50ms"
+depends_on = ["web"]
+"""
+    ms = fleet(text(2), name="ship-manifest.toml")
+    ms.event("fleet_ready", timeout=15)
+    for n, started, stopped in ((3, ["web#2"], []), (2, [], ["web#2"])):
+        (tmp_path / "ship-manifest.toml").write_text(text(n))
+        start = len(ms.lines)
+        ms.signal(signal.SIGHUP)
+        done = ms.event("reloaded", start=start)
+        assert f"0 restarted, {len(started)} started, {len(stopped)} stopped" in done["msg"], done
+        for name in started:
+            ms.event("ready", ship=name, start=start)
+        for name in stopped:
+            ms.event("stopped", ship=name, start=start)
+        status, body = http_get(front, "/x")
+        assert status == 200, body
+    # one start each: web#0, web#1 and after ran throughout
+    for name in ("web#0", "web#1", "after"):
+        assert len(ms.events("started", ship=name)) == 1, ms.output()
+    assert len(ms.events("started", ship="web#2")) == 1
+    assert ms.stop() == 0
