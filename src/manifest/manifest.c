@@ -90,7 +90,7 @@ char *ld_template(const char *text, unsigned instance, unsigned instances, unsig
 char *ms_ship_expand(const ms_ship *s, const char *text, unsigned parity)
 {
     assert(parity <= 1);
-    if (!s->base && !s->port && !s->has_bind_alt)
+    if (!s->base && !s->port && !s->bind_template)
         return ms_strdup(text);
     return ld_template(text, s->instance, s->instances ? s->instances : 1, s->port, parity);
 }

@@ -270,8 +270,8 @@ static inline const char *ms_ship_base(const ms_ship *s)
  * {instance} is the instance, {port} is port + instance + parity * instances
  * (kept as written when the ship has no port), {gen} is the parity. Other
  * braces are kept as written. Text of a ship that is not templated (no
- * instances, no port, no bind_alt) is returned unchanged (a copy). Heap
- * string, NULL when out of memory. */
+ * instances, no port, no placeholder in its bind) is returned unchanged (a
+ * copy). Heap string, NULL when out of memory. */
 char *ms_ship_expand(const ms_ship *s, const char *text, unsigned parity);
 
 /* ---------------------------------------------------------------- modules */

@@ -148,7 +148,8 @@ static void test_ship_expand(void **state)
 {
     (void)state;
     ms_manifest *m = load_ok(BINDS WEB3 "[[fleet.w]]\nname = \"plain\"\ncommand = \"x\"\n"
-                             "[[fleet.w]]\nname = \"p\"\ncommand = \"x\"\nport = 5000\n");
+                             "[[fleet.w]]\nname = \"p\"\ncommand = \"x\"\nport = 5000\n"
+                             "[[fleet.w]]\nname = \"u\"\ncommand = \"x\"\nbind = \"unix:///t/u-{instance}.sock\"\n");
     const char *text = "a{instance}-{port}-{gen}-{other}{port";
     struct { size_t ship; unsigned parity; const char *want; } cases[] = {
         { 0, 0, "a0-3000-0-{other}{port" },
@@ -157,6 +158,7 @@ static void test_ship_expand(void **state)
         { 3, 0, "a{instance}-{port}-{gen}-{other}{port" }, /* not templated: as written */
         { 4, 0, "a0-5000-0-{other}{port" },
         { 4, 1, "a0-5001-1-{other}{port" },
+        { 5, 0, "a0-{port}-0-{other}{port" }, /* its bind names {instance}: so may its args */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *got = ms_ship_expand(&m->ships[cases[i].ship], text, cases[i].parity);
