@@ -188,8 +188,8 @@ static void check_depends(ld_ctx *c)
     const char *names[512];
     for (size_t i = 0; i < m->nships; i++) {
         ms_ship *s = &m->ships[i];
-        if (is_copy(s))
-            continue;
+        if (is_copy(s) || (s->name && !s->base && strchr(s->name, '#')))
+            continue; /* a copy is checked on instance 0; a name with '#' was reported */
         for (size_t k = 0; k < s->depends_on.len; k++) {
             const char *d = s->depends_on.items[k];
             ms_pos p = s->depends_pos ? s->depends_pos[k] : s->pos;

@@ -1068,6 +1068,19 @@ static bool template_has(const char *text, int word)
     return false;
 }
 
+/* A ship with a problem reported: expand nothing, so that no address or
+ * collision of its instances repeats it. */
+static void forget_replicas(ms_ship *s)
+{
+    s->instances = 1;
+    if (s->bind_template) {
+        free(s->bind_template);
+        s->bind_template = NULL;
+    }
+    free(s->health.address_template);
+    s->health.address_template = NULL;
+}
+
 /* The replica keys of a whole ship (base and entry merged): instances need
  * an address per instance, {port} needs port, a job has none of them. */
 static void check_replicas(ld_ctx *ec, const toml_node *entry, ms_ship *s)
@@ -1119,6 +1132,8 @@ static void check_replicas(ld_ctx *ec, const toml_node *entry, ms_ship *s)
                "instance's bind)", (unsigned)s->health.port, s->instances);
         ec->bad = true;
     }
+    if (ec->bad)
+        forget_replicas(s);
 }
 
 static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, const char *group,
@@ -1152,6 +1167,8 @@ static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, co
     require(&ec, entry, out->command != NULL, "command", "");
     if (kind == MS_SHIP && !ec.bad)
         check_replicas(&ec, entry, out);
+    else if (kind == MS_SHIP)
+        forget_replicas(out);
     c->oom |= ec.oom;
     c->bad |= ec.bad;
     return !ec.bad;

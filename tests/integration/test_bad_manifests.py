@@ -481,6 +481,30 @@ CASES = [
          '[mothership.http]\nws_sendqueue = "1MiB"\n',
          '2:1: [mothership.http]: unknown key "ws_sendqueue" (did you mean "ws_send_queue"?)'),
 
+    # ------------------------------------------------------------ instances
+    Case("instances-same-bind",
+         '[[fleet.web]]\nname = "web"\ncommand = "puma"\nbind = "127.0.0.1:3000"\ninstances = 3\n',
+         '4:8: ship "web": bind "tcp://127.0.0.1:3000" is the same for all 3 instances: put {port} '
+         '(port + instance) or {instance} in it'),
+    Case("instances-port-placeholder-without-port",
+         '[[fleet.web]]\nname = "web"\ncommand = "puma"\nbind = "127.0.0.1:{port}"\ninstances = 2\n',
+         '4:8: ship "web": bind "127.0.0.1:{port}" uses {port} but the ship has no "port" '
+         '(add port = 3000: {port} is port + instance)'),
+    Case("instances-replacement-port-taken",
+         BINDS + '[[fleet.web]]\nname = "web"\ncommand = "puma"\nbind = "127.0.0.1:{port}"\nport = 8077\n'
+         'instances = 2\n',
+         # web#1 listens at 8078; its replacement at 8077 + 1 + 2 = 8080, the bind "http"
+         '8:8: ship "web#1" (its replacement\'s address): address tcp://127.0.0.1:8080 collides with '
+         'bind "http" (tcp://127.0.0.1:8080, line 2)'),
+    Case("instances-balance-typo",
+         '[[fleet.web]]\nname = "web"\ncommand = "puma"\nbalance = "round-robin"\n',
+         '4:11: ship "web": unknown balance "round-robin" (did you mean "round_robin"?) '
+         '(round_robin or least_conn)'),
+    Case("instances-hash-in-name",
+         '[[fleet.web]]\nname = "web#0"\ncommand = "puma"\n',
+         '2:8: ship "web#0": names must be 1 to 64 ASCII letters, digits, \'-\' or \'_\' (\'#\' is reserved: '
+         '"web#1" names instance 1 of a ship with instances)'),
+
     # ------------------------------------------------------------ several at once
     Case("several-errors-in-one-run",
          '[mothership]\nmetric_port = 9090\n\n'
