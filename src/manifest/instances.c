@@ -193,8 +193,10 @@ static void expand_depends(ld_ctx *c, ms_ship *s)
 {
     size_t total = 0;
     bool any = false;
+    if (!ms_ship_base(s))
+        return; /* no name: reported */
     for (size_t k = 0; k < s->depends_on.len; k++) {
-        const ms_ship *t = s->name ? instanced(c->m, s->depends_on.items[k]) : NULL;
+        const ms_ship *t = instanced(c->m, s->depends_on.items[k]);
         bool self = t && strcmp(s->depends_on.items[k], ms_ship_base(s)) == 0;
         any |= t && !self;
         total += t && !self ? t->instances : 1;
