@@ -17,8 +17,8 @@
 #if UINTPTR_MAX == UINT64_MAX
 /* A field added to one of these must get a row in its table below (or a
  * line in the code that compares it), then the size here updated. */
-_Static_assert(sizeof(ms_ship) == 560, "ms_ship changed: compare the new field in diff.c");
-_Static_assert(sizeof(ms_health) == 128, "ms_health changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_ship) == 608, "ms_ship changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_health) == 176, "ms_health changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_restart) == 48, "ms_restart changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_route) == 56, "ms_route changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_http_limits) == 192, "ms_http_limits changed: compare the new field in diff.c");
@@ -97,6 +97,7 @@ static const field health_fields[] = {
     ADDR(ms_health, "address", address, offsetof(ms_health, has_address)),
     RAW(ms_health, "port", port),
     OF(ms_health, "address", F_SKIP, address_template), /* compared through address */
+    OF(ms_health, "address", F_SKIP, address_alt),      /* follows address (and instances) */
     RAW(ms_health, "interval", interval_ms),
     RAW(ms_health, "timeout", timeout_ms),
     RAW(ms_health, "grace", grace_ms),

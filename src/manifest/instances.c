@@ -80,8 +80,8 @@ static void ship_copy(ld_ctx *c, ms_ship *dst, const ms_ship *src)
     dst->has_bind_alt = false;
     dst->bind_alt = (ms_addr){ 0 };
     dst->health.path = dst->health.address_template = NULL;
-    dst->health.has_address = false;
-    dst->health.address = (ms_addr){ 0 };
+    dst->health.has_address = dst->health.has_address_alt = false;
+    dst->health.address = dst->health.address_alt = (ms_addr){ 0 };
     dst->has_bind = false;
     dst->bind = (ms_addr){ 0 };
 
@@ -164,9 +164,12 @@ static void expand_entry(ld_ctx *c, ms_ship *s)
         if (has_word(s->bind_template, 1) || has_word(s->bind_template, 2))
             s->has_bind_alt = expand_addr(c, s, s->bind_template, 1, s->bind_pos, "bind", &s->bind_alt);
     }
-    if (s->health.enabled && s->health.address_template)
-        s->health.has_address = expand_addr(c, s, s->health.address_template, 0, s->health_pos,
-                                            "healthcheck: address", &s->health.address);
+    const char *ht = s->health.enabled ? s->health.address_template : NULL;
+    if (ht)
+        s->health.has_address = expand_addr(c, s, ht, 0, s->health_pos, "healthcheck: address", &s->health.address);
+    if (ht && (has_word(ht, 1) || has_word(ht, 2)))
+        s->health.has_address_alt = expand_addr(c, s, ht, 1, s->health_pos, "healthcheck: address",
+                                                &s->health.address_alt);
 }
 
 /* ---------------------------------------------------------------- depends_on */

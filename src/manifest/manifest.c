@@ -41,6 +41,8 @@ void ld_ship_free(ms_ship *s)
     ld_strlist_free(&s->subprotocols);
     ld_strlist_free(&s->tags);
     free(s->health.address_template);
+    if (s->health.has_address_alt)
+        ms_addr_free(&s->health.address_alt);
     free(s->base);
     if (s->has_bind_alt)
         ms_addr_free(&s->bind_alt);

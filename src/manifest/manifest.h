@@ -183,7 +183,9 @@ typedef struct ms_health {
     ms_addr address;             /* "address", or "port" on the bind's host (127.0.0.1 without a bind) */
     uint16_t port;               /* "port" as written; 0: none */
     char *address_template;      /* "address" as written when it has {instance}, {port} or {gen} (the
-                                    address above is it for parity 0: ms_ship_expand it for 1); else NULL */
+                                    address above is it for parity 0); else NULL */
+    bool has_address_alt;        /* the template has {port} or {gen}: */
+    ms_addr address_alt;         /* where a replacement of the instance (parity 1, see bind_alt) is checked */
     uint64_t interval_ms;        /* default 5s */
     uint64_t timeout_ms;         /* default 2s */
     uint64_t grace_ms;           /* startup grace before failures count; default 0 */

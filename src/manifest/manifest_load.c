@@ -560,6 +560,9 @@ static void health_clear(ms_health *h)
     h->has_address = false;
     free(h->address_template);
     h->address_template = NULL;
+    if (h->has_address_alt)
+        ms_addr_free(&h->address_alt);
+    h->has_address_alt = false;
     health_defaults(h);
 }
 

@@ -137,6 +137,8 @@ static void test_templates(void **state)
     assert_string_equal(m->ships[3].health.address.text, "tcp://127.0.0.1:4000");
     assert_string_equal(m->ships[4].health.address.text, "tcp://127.0.0.1:4001");
     assert_string_equal(m->ships[4].health.address_template, "127.0.0.1:{port}");
+    assert_true(m->ships[4].health.has_address_alt);
+    assert_string_equal(m->ships[4].health.address_alt.text, "tcp://127.0.0.1:4003");
     assert_string_equal(m->ships[4].bind_alt.text, "tcp://127.0.0.1:4003");
     assert_string_equal(m->ships[5].name, "chat");
     assert_int_equal(m->ships[5].handover_timeout_ms, 10000);
