@@ -433,6 +433,16 @@ static void fields_diff(const diff_ctx *c, const field *tab, const void *a, cons
     }
 }
 
+/* Has w named key already ("bind", not "bind_x")? */
+static bool why_names_key(const why_buf *w, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *p = strstr(w->s, key); p; p = strstr(p + 1, key))
+        if ((p == w->s || p[-1] == ' ') && (p[kl] == '\0' || p[kl] == ','))
+            return true;
+    return false;
+}
+
 static size_t find_ship(const ms_manifest *m, const char *name)
 {
     for (size_t i = 0; i < m->nships; i++)
@@ -547,7 +557,12 @@ static void diff_entries(const diff_ctx *c, ms_manifest_diff *d, bool *oom)
                 return;
         }
         why_buf w = { 0 };
-        fields_diff(c, ship_fields, &c->old->ships[o], s, "", &w);
+        const ms_ship *was = &c->old->ships[o];
+        fields_diff(c, ship_fields, was, s, "", &w);
+        /* the same number of instances: bind_alt moves only with the bind's text */
+        if (was->instances == s->instances && !why_names_key(&w, "bind") &&
+            (was->has_bind_alt != s->has_bind_alt || (s->has_bind_alt && !addr_eq(&was->bind_alt, &s->bind_alt))))
+            why_add(&w, "bind");
         if (w.len == 0)
             continue;
         d->changed[i] = true;

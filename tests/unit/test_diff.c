@@ -777,6 +777,28 @@ static void test_instances(void **state)
     assert_true(d->dataplane);
     ms_manifest_diff_free(d);
 
+    /* the same addresses written another way: no change; the replacement's address gone: a change */
+    const char *alt = HTTP_BIND "[[fleet.web]]\nname = \"web\"\ncommand = \"/bin/web\"\nbind = \"%s\"\n"
+                      "port = 3000\ninstances = 2\nroutes = [\"http:/.*\"]\n\n"
+                      "[[fleet.w]]\nname = \"after\"\ncommand = \"/bin/w\"\ndepends_on = [\"web\"]\n";
+    char *tx = ms_asprintf(alt, "tcp://127.0.0.1:{port}"), *ty = ms_asprintf(alt, "127.0.0.1:300{instance}");
+    assert_non_null(tx);
+    assert_non_null(ty);
+    ms_manifest *mx = load(tx), *my = load(ty);
+    d = ms_manifest_diff_new(m2, mx);
+    assert_non_null(d);
+    assert_true(ms_manifest_diff_empty(d));
+    ms_manifest_diff_free(d);
+    d = ms_manifest_diff_new(m2, my);
+    assert_non_null(d);
+    assert_true(d->changed[index_of(my, "web#1")]);
+    assert_string_equal(d->why[index_of(my, "web#1")], "bind");
+    ms_manifest_diff_free(d);
+    ms_manifest_free(mx);
+    ms_manifest_free(my);
+    free(tx);
+    free(ty);
+
     /* 3 -> 2: web#2 stops, nothing restarts */
     d = ms_manifest_diff_new(m3, m2);
     assert_non_null(d);
