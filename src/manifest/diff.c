@@ -153,16 +153,15 @@ static const field ship_fields[] = {
     OF(ms_ship, "bind", F_SKIP, bind_template), /* compared through bind */
     OF(ms_ship, "balance", F_SKIP, balance),             /* live_fields */
     OF(ms_ship, "drain_timeout", F_SKIP, drain_timeout_ms),
-    OF(ms_ship, "handover_timeout", F_SKIP, handover_timeout_ms),
+    RAW(ms_ship, "handover_timeout", handover_timeout_ms),
     END,
 };
 
-/* The fields of a ship read while it runs (by the data plane, a roll, the
- * hub), not when its process starts: a change is swapped, not restarted. */
+/* The fields of a ship read while it runs (by the data plane, a roll), not
+ * when its process starts: a change is swapped, not restarted. */
 static const field live_fields[] = {
     RAW(ms_ship, "balance", balance),
     RAW(ms_ship, "drain_timeout", drain_timeout_ms),
-    RAW(ms_ship, "handover_timeout", handover_timeout_ms),
     END,
 };
 

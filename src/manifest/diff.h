@@ -7,7 +7,7 @@
  *
  * Equality is per key of the typed model: every key of a ship or bay except
  * "routes" (which the workers swap) and the keys read while it runs
- * (balance, drain_timeout, handover_timeout: swapped too) restarts the
+ * (balance, drain_timeout: swapped too) restarts the
  * entry, and so does a change of its effective environment ([mothership] env
  * under the entry's own env) or of a [mothership] timeout it inherits. A
  * ship with instances is one entry per instance ("web#1"): a change of its

@@ -212,7 +212,7 @@ static const variant bay_cases[] = {
     { "subprotocols", BAY_NAME "subprotocols = [\"a\", \"b\"]", BAY_NAME "subprotocols = [\"b\", \"a\"]", RESTART,
       "subprotocols" },
     { "stop_signal", BAY_NAME, BAY_NAME "stop_signal = \"SIGQUIT\"", RESTART, "stop_signal" },
-    { "handover_timeout", BAY_NAME, BAY_NAME "handover_timeout = \"5s\"", SWAP, "bay \"web\" handover_timeout" },
+    { "handover_timeout", BAY_NAME, BAY_NAME "handover_timeout = \"5s\"", RESTART, "handover_timeout" },
     { NULL, NULL, NULL, RESTART, NULL },
 };
 
