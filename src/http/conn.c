@@ -1419,6 +1419,8 @@ static void start_next_request(ms_conn *c)
     c->error_status = 0;
     c->error_detail = NULL;
     c->retried = false;
+    c->tries = 0;
+    c->hold_until = 0;
     ms_bodybuf_free(&c->body);
     c->body_buffered = false;
     c->route = NULL;

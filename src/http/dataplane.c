@@ -36,6 +36,7 @@ struct ms_gen {
     struct ms_tls_server *tls;
     ms_proc **procs;           /* the fleet's processes by ship index, or NULL */
     ms_target *targets;        /* per ship */
+    ms_target *alt_targets;    /* per ship: its bind_alt, where it has one */
     uint32_t *nomatch_slot;    /* per bind */
     uint32_t **route_slot;     /* per bind, per route */
     uint32_t **static_slot;    /* per bind, per static dir */
@@ -199,6 +200,7 @@ static void gen_free(ms_gen *g)
         ms_payload_worker_free(g->wg[i].pw);
         free(g->wg[i].pools);
         free(g->wg[i].pool_len);
+        free(g->wg[i].rr);
     }
     free(g->wg);
     gen_free_maps(g);
@@ -216,6 +218,7 @@ static void gen_free(ms_gen *g)
     free(g->listen_fds);
     free(g->bind_id);
     free(g->targets);
+    free(g->alt_targets);
     free(g->procs);
     ms_route_table_free(g->routes);
     ms_payload_set_free(g->payloads);
@@ -392,6 +395,7 @@ static ms_gen *gen_new(ms_dataplane *dp, const ms_dp_config *cfg, char *why, siz
     g->refs = (int)dp->nworkers + 1;
     size_t ns = m->nships ? m->nships : 1, nb = m->global.nbinds ? m->global.nbinds : 1;
     g->targets = calloc(ns, sizeof *g->targets);
+    g->alt_targets = calloc(ns, sizeof *g->alt_targets);
     g->bind_id = calloc(nb, sizeof *g->bind_id);
     g->unix_fds = calloc(nb, sizeof *g->unix_fds);
     g->listen_fds = calloc(nb * dp->nworkers, sizeof *g->listen_fds);
@@ -408,7 +412,7 @@ static ms_gen *gen_new(ms_dataplane *dp, const ms_dp_config *cfg, char *why, siz
             memcpy(g->procs, cfg->procs, m->nships * sizeof *g->procs);
     }
     uint32_t nslots_before = dp->nslots;
-    if (!g->targets || !g->bind_id || !g->unix_fds || !g->listen_fds || !g->wg || (cfg->procs && !g->procs) ||
+    if (!g->targets || !g->alt_targets || !g->bind_id || !g->unix_fds || !g->listen_fds || !g->wg || (cfg->procs && !g->procs) ||
         !gen_setup_slots(g)) {
         snprintf(why, why_len, "out of memory");
         goto fail;
@@ -420,7 +424,9 @@ static ms_gen *gen_new(ms_dataplane *dp, const ms_dp_config *cfg, char *why, siz
         }
     }
     for (size_t i = 0; i < m->nships; i++)
-        if (m->ships[i].has_bind && !ms_target_from_addr(&m->ships[i].bind, &g->targets[i], why, why_len))
+        if ((m->ships[i].has_bind && !ms_target_from_addr(&m->ships[i].bind, &g->targets[i], why, why_len)) ||
+            (m->ships[i].has_bind_alt &&
+             !ms_target_from_addr(&m->ships[i].bind_alt, &g->alt_targets[i], why, why_len)))
             goto fail;
     for (unsigned i = 0; i < dp->nworkers; i++) {
         ms_wgen *wg = &g->wg[i];
@@ -432,15 +438,17 @@ static ms_gen *gen_new(ms_dataplane *dp, const ms_dp_config *cfg, char *why, siz
         wg->payloads = g->payloads;
         wg->procs = g->procs;
         wg->targets = g->targets;
+        wg->alt_targets = g->alt_targets;
         wg->nomatch_slot = g->nomatch_slot;
         wg->route_slot = g->route_slot;
         wg->static_slot = g->static_slot;
         wg->static_fd = g->static_fd;
         wg->bind_id = g->bind_id;
         wg->tls = g->tls;
-        wg->pools = calloc(ns, sizeof *wg->pools);
-        wg->pool_len = calloc(ns, sizeof *wg->pool_len);
-        if (!wg->pools || !wg->pool_len) {
+        wg->pools = calloc(2 * ns, sizeof *wg->pools);
+        wg->pool_len = calloc(2 * ns, sizeof *wg->pool_len);
+        wg->rr = calloc(ns, sizeof *wg->rr);
+        if (!wg->pools || !wg->pool_len || !wg->rr) {
             snprintf(why, why_len, "out of memory");
             goto fail;
         }
@@ -705,6 +713,7 @@ void ms_worker_maybe_done(ms_worker *w)
     uv_close((uv_handle_t *)&w->stop_async, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->gen_async, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->drain_timer, on_worker_handle_closed);
+    uv_close((uv_handle_t *)&w->hold_timer, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->date_timer, on_worker_handle_closed);
 }
 
@@ -1031,6 +1040,8 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         w->gen_async.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
+        uv_timer_init(&w->loop, &w->hold_timer);
+        w->hold_timer.data = w;
         uv_timer_init(&w->loop, &w->date_timer);
         w->date_timer.data = w;
         refresh_date(w);
@@ -1088,6 +1099,7 @@ fail_started:
         uv_close((uv_handle_t *)&w->stop_async, NULL);
         uv_close((uv_handle_t *)&w->gen_async, NULL);
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
+        uv_close((uv_handle_t *)&w->hold_timer, NULL);
         uv_close((uv_handle_t *)&w->date_timer, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
     }
@@ -1318,6 +1330,89 @@ static bool proxied(const ms_slot_info *si)
     return strcmp(si->target, "static") != 0 && strcmp(si->target, "none") != 0;
 }
 
+/* "web" for a slot's target "web#0": counters of a ship's instances are
+ * the ship's. */
+static size_t base_len(const char *target)
+{
+    const char *h = strchr(target, '#');
+    return h ? (size_t)(h - target) : strlen(target);
+}
+
+/* Balancing over instances: retries on another instance (by ship),
+ * passive health ejections and requests in flight (by ship and instance,
+ * a surge replacement's counted with the instance it replaces), held
+ * requests. */
+static void render_balancing(const ms_dataplane *dp, ms_prom *p)
+{
+    for (uint32_t s = 0; s < dp->nslots; s++) {
+        const ms_slot_info *si = &dp->slots[s];
+        if (!proxied(si))
+            continue;
+        size_t bl = base_len(si->target);
+        bool seen = false; /* an earlier slot has the same ship: summed there */
+        for (uint32_t e = 0; e < s && !seen; e++)
+            seen = proxied(&dp->slots[e]) && base_len(dp->slots[e].target) == bl &&
+                   strncmp(dp->slots[e].target, si->target, bl) == 0;
+        if (seen)
+            continue;
+        uint64_t v = 0;
+        for (uint32_t e = s; e < dp->nslots; e++) {
+            const ms_slot_info *se = &dp->slots[e];
+            if (!proxied(se) || base_len(se->target) != bl || strncmp(se->target, si->target, bl) != 0)
+                continue;
+            for (unsigned i = 0; i < dp->nworkers; i++)
+                v += ld(&ms_worker_slot(&dp->workers[i], e)->retries);
+        }
+        char ship[256];
+        snprintf(ship, sizeof ship, "%.*s", (int)bl, si->target);
+        ms_prom_label l[] = { { "ship", ship } };
+        ms_prom_counter_u64(p, "mothership_upstream_retries_total",
+                            "Requests sent again to another instance of the ship after one failed before "
+                            "answering (idempotent, no body sent).",
+                            l, 1, v);
+    }
+    const ms_gen *g = dp->gen;
+    for (size_t s = 0; g->procs && s < g->m->nships; s++) {
+        const ms_ship *sh = &g->m->ships[s];
+        const ms_proc *pr = g->procs[s];
+        if (sh->kind != MS_SHIP || !sh->has_bind || !pr)
+            continue;
+        const ms_proc *twin = __atomic_load_n(&pr->twin, __ATOMIC_ACQUIRE);
+        char inst[16];
+        snprintf(inst, sizeof inst, "%u", sh->instance);
+        ms_prom_label l[] = { { "ship", ms_ship_base(sh) }, { "instance", inst } };
+        uint64_t ej = ld(&pr->ejections) + (twin ? ld(&twin->ejections) : 0);
+        ms_prom_counter_u64(p, "mothership_upstream_ejections_total",
+                            "Times a ship's process was taken out of balancing for eject_cooldown after it "
+                            "refused, reset or timed out (passive health).",
+                            l, 2, ej);
+    }
+    for (size_t s = 0; g->procs && s < g->m->nships; s++) {
+        const ms_ship *sh = &g->m->ships[s];
+        const ms_proc *pr = g->procs[s];
+        if (sh->kind != MS_SHIP || !sh->has_bind || !pr)
+            continue;
+        const ms_proc *twin = __atomic_load_n(&pr->twin, __ATOMIC_ACQUIRE);
+        char inst[16];
+        snprintf(inst, sizeof inst, "%u", sh->instance);
+        ms_prom_label l[] = { { "ship", ms_ship_base(sh) }, { "instance", inst } };
+        int64_t fl = __atomic_load_n(&pr->inflight, __ATOMIC_RELAXED) +
+                     (twin ? __atomic_load_n(&twin->inflight, __ATOMIC_RELAXED) : 0);
+        ms_prom_gauge_i64(p, "mothership_upstream_in_flight",
+                          "Requests (and tunnels) the data plane has on a ship's process now.", l, 2, fl);
+    }
+    uint64_t held = 0, expired = 0;
+    for (unsigned i = 0; i < dp->nworkers; i++) {
+        held += ld(&dp->workers[i].up_held);
+        expired += ld(&dp->workers[i].up_held_timeouts);
+    }
+    ms_prom_counter_u64(p, "mothership_requests_held_total",
+                        "Requests that waited for a ship restarting in place instead of a 503.", NULL, 0, held);
+    ms_prom_counter_u64(p, "mothership_requests_held_expired_total",
+                        "Of mothership_requests_held_total: still waiting at the ship's ready_timeout (503).", NULL,
+                        0, expired);
+}
+
 void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
 {
     ms_prom p;
@@ -1446,6 +1541,7 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
                             "Requests that failed upstream, by kind (unavailable: breaker open or ship not ready).", l,
                             1, v);
     }
+    render_balancing(dp, &p);
     const ms_payload_set *ps = dp->gen->payloads;
     for (size_t i = 0; ps && i < ms_payload_count(ps); i++) {
         ms_dataplane_module_stats(dp, i, &dp->payload_sums[i]);

@@ -48,6 +48,7 @@ typedef struct ms_slot_stats {
     uint64_t tunnels_closed;       /* tunnels after a 101 that have ended */
     uint64_t tunnel_us_sum;        /* their durations */
     uint64_t tunnel_bytes_up, tunnel_bytes_down; /* their bytes: client to ship, ship to client */
+    uint64_t retries;              /* requests sent again to another instance after a failure */
 } ms_slot_stats;
 
 typedef struct ms_slot_info {
@@ -111,6 +112,7 @@ struct ms_wgen {
     const ms_payload_set *payloads;
     ms_proc *const *procs;         /* by ship index, or NULL: every ship counts as ready */
     const ms_target *targets;      /* per ship */
+    const ms_target *alt_targets;  /* per ship: its bind_alt (a surge's address), where has_bind_alt */
     const uint32_t *nomatch_slot;  /* per bind */
     uint32_t *const *route_slot;   /* per bind, per route */
     uint32_t *const *static_slot;  /* per bind, per static dir */
@@ -118,8 +120,9 @@ struct ms_wgen {
     const uint32_t *bind_id;       /* per bind: its counters' index (by name, kept across generations) */
     struct ms_tls_server *tls;     /* NULL: no TLS bind */
     ms_payload_worker *pw;         /* this worker's instances of payloads, or NULL: no modules */
-    ms_upconn **pools;             /* idle upstream connections per ship */
+    ms_upconn **pools;             /* idle upstream connections per ship and parity (MS_POOL) */
     uint32_t *pool_len;
+    uint32_t *rr;                  /* per ship: the round robin cursor of routes whose first instance it is */
     uint64_t refs;                 /* the worker's current pointer + conns, upstreams, HTTP/2 conns on it */
     bool applied;                  /* the worker has taken it (and gives it back once) */
     ms_wgen *next;                 /* the worker's generations in use */
@@ -130,6 +133,13 @@ static inline ms_wgen *ms_wgen_hold(ms_wgen *g)
     g->refs++;
     return g;
 }
+
+/* The pool of idle connections to ship s's process of parity par (its
+ * bind, or its bind_alt for a surge replacement). */
+#define MS_POOL(s, par) ((s) * 2u + (par))
+
+#define MS_HOLD_MAX 1024           /* requests a worker holds for ships restarting in place */
+#define MS_HOLD_POLL_MS 20         /* how often held requests look at their ship again */
 
 #define MS_SLOT_CHUNK 256          /* metrics slots per allocation; chunks never move */
 #define MS_SLOT_CHUNKS 256
@@ -152,6 +162,10 @@ struct ms_worker {
     uv_async_t stop_async;
     uv_timer_t drain_timer;
     uv_timer_t date_timer;
+    uv_timer_t hold_timer;         /* runs while requests are held (proxy.c) */
+    ms_conn *held, *held_tail;     /* requests waiting for a ship restarting in place (list) */
+    uint32_t nheld;
+    uint32_t hold_tick;
     ms_listener *listeners;        /* list; closed ones are freed by their close callback */
     bool stopping;
     bool draining;                 /* ms_dataplane_drain: listeners closed, connections end after their request */
@@ -184,6 +198,7 @@ struct ms_worker {
     /* counters */
     ms_slot_stats *slot_chunk[MS_SLOT_CHUNKS]; /* slot s at [s / MS_SLOT_CHUNK][s % MS_SLOT_CHUNK] */
     uint64_t up_errors[MS_UPERR_COUNT];
+    uint64_t up_held, up_held_timeouts; /* requests held for a ship restarting in place; of those, 503 */
     uint64_t accepted, rejected;
     uint64_t open_conns;           /* gauge */
     uint64_t bodies_buffered;      /* request bodies read whole before going upstream */
@@ -272,7 +287,17 @@ struct ms_conn {
 
     /* proxying */
     ms_upconn *up;
-    size_t ship;                   /* target ship index */
+    size_t ship;                   /* target ship index: the instance chosen (proxy.c) */
+    struct ms_proc *proc;          /* its process chosen (NULL: no fleet), counted in its inflight while up is */
+    unsigned parity;               /* which of the entry's addresses: 0 bind, 1 bind_alt */
+    unsigned tries;                /* instances tried after a failure, this request */
+    unsigned ncand;                /* instances it could go to when chosen */
+    uint64_t tried[2];             /* after a failure (tries > 0): candidates not chosen again, by bit
+                                      2 * (instance - first) + parity */
+    uint64_t hold_until;           /* held: uv_now() at which it gets 503; 0: not held yet */
+    ms_conn *hold_prev, *hold_next; /* w->held */
+    uint32_t hold_tick;            /* the hold timer's tick that last looked at it */
+    bool held;
     char *out;                     /* request head sent upstream (kept for a retry) */
     uint32_t out_len, out_cap;
     bool retried;
@@ -310,6 +335,8 @@ struct ms_upconn {
     ms_worker *w;
     ms_wgen *g;                    /* the generation whose ship this is (held) */
     size_t ship;
+    unsigned parity;               /* its pool: MS_POOL(ship, parity) */
+    struct ms_proc *proc;          /* while it has a client: the process counted (inflight) for it */
     ms_conn *client;               /* NULL when idle in the pool */
     ms_upconn *next;               /* pool list */
     int handles_open;

@@ -11,11 +11,18 @@
  * timeout runs while a write to the ship is stalled and from the request's
  * last byte written to the response head. After a 101 the two sockets are
  * tunnelled.
+ * A route to a ship with instances balances each request over them and
+ * their surge replacements (round robin, or least_conn: fewest requests in
+ * flight), skipping the ones not ready, with their circuit open, draining,
+ * or ejected for a while after a failure (passive health).
  * Failures: refused/reset before a response -> 502 (one retry on a fresh
  * connection for an idempotent request without a body on a reused pooled
- * connection), breaker open or ship not ready -> 503, too slow -> 504. */
+ * connection; another instance for one that could not be sent), breaker
+ * open or ship not ready -> 503 (held first while it restarts in place),
+ * too slow -> 504. */
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +42,19 @@ static void send_head(ms_upconn *u);
 static void drop_compressor(ms_upconn *u);
 static void send_buffered_body(ms_upconn *u);
 static void request_timer(ms_upconn *u);
+static bool proxy_start(ms_conn *c, const ms_handler_arg *arg);
+static void unhold(ms_conn *c);
+
+/* A process a request may go to: instance ship's process of that parity. */
+typedef struct cand {
+    ms_proc *proc;                 /* NULL: no fleet */
+    size_t ship;
+    unsigned parity;
+} cand;
+
+typedef enum pick { PICK_OK, PICK_NONE, PICK_HOLD } pick;
+static pick choose(ms_conn *c, const char **why);
+static void eject(ms_upconn *u);
 
 /* ---------------------------------------------------------------- helpers */
 static const ms_http_limits *limits(const ms_wgen *g)
@@ -98,6 +118,26 @@ static bool named_in_connection(const char *buf, const ms_hdr *hdr, uint16_t n, 
             ms_token_listed(buf + hdr[i].val, hdr[i].val_len, name, nlen))
             return true;
     return false;
+}
+
+/* u serves c from now on: counted in the in-flight requests of the process
+ * chosen for c, until up_unclaim. */
+static void up_claim(ms_upconn *u, ms_conn *c)
+{
+    u->client = c;
+    c->up = u;
+    u->proc = c->proc;
+    if (u->proc)
+        __atomic_fetch_add(&u->proc->inflight, 1, __ATOMIC_RELAXED);
+}
+
+/* The exchange on u is over, however it ended. */
+static void up_unclaim(ms_upconn *u)
+{
+    if (u->client && u->proc)
+        __atomic_fetch_sub(&u->proc->inflight, 1, __ATOMIC_RELEASE);
+    u->client = NULL;
+    u->proc = NULL;
 }
 
 /* ---------------------------------------------------------------- writing upstream */
@@ -689,10 +729,11 @@ static void on_up_closed(uv_handle_t *h)
 static void pool_unlink(ms_upconn *u)
 {
     ms_wgen *g = u->g;
-    for (ms_upconn **pp = &g->pools[u->ship]; *pp; pp = &(*pp)->next) {
+    size_t k = MS_POOL(u->ship, u->parity);
+    for (ms_upconn **pp = &g->pools[k]; *pp; pp = &(*pp)->next) {
         if (*pp == u) {
             *pp = u->next;
-            g->pool_len[u->ship]--;
+            g->pool_len[k]--;
             break;
         }
     }
@@ -708,18 +749,29 @@ static void up_close(ms_upconn *u)
         pool_unlink(u);
     if (u->client && u->client->up == u)
         u->client->up = NULL;
-    u->client = NULL;
+    up_unclaim(u);
     uv_close(&u->io.h, on_up_closed);
     uv_close((uv_handle_t *)&u->timer, on_up_closed);
 }
 
-/* Ship s of from in to: the same name at the same address, or SIZE_MAX. */
-static size_t ship_in(const ms_wgen *from, size_t s, const ms_wgen *to)
+/* Ship s's address for parity par (its bind, or its bind_alt), or NULL. */
+static const char *ship_addr(const ms_ship *s, unsigned par)
+{
+    if (par == 0)
+        return s->has_bind ? s->bind.text : NULL;
+    return s->has_bind_alt ? s->bind_alt.text : NULL;
+}
+
+/* Ship s of from in to: the same name at the same address for parity par,
+ * or SIZE_MAX. */
+static size_t ship_in(const ms_wgen *from, size_t s, unsigned par, const ms_wgen *to)
 {
     const ms_ship *a = &from->m->ships[s];
-    for (size_t i = 0; i < to->m->nships; i++) {
+    const char *aa = ship_addr(a, par);
+    for (size_t i = 0; aa && i < to->m->nships; i++) {
         const ms_ship *b = &to->m->ships[i];
-        if (a->has_bind && b->has_bind && strcmp(a->name, b->name) == 0 && strcmp(a->bind.text, b->bind.text) == 0)
+        const char *ba = ship_addr(b, par);
+        if (ba && strcmp(a->name, b->name) == 0 && strcmp(aa, ba) == 0)
             return i;
     }
     return SIZE_MAX;
@@ -737,9 +789,10 @@ static void rehome(ms_upconn *u, ms_wgen *to, size_t ship)
 static void pool_push(ms_upconn *u)
 {
     ms_wgen *g = u->g;
-    u->next = g->pools[u->ship];
-    g->pools[u->ship] = u;
-    g->pool_len[u->ship]++;
+    size_t k = MS_POOL(u->ship, u->parity);
+    u->next = g->pools[k];
+    g->pools[k] = u;
+    g->pool_len[k]++;
     u->idle_in_pool = true; /* still reading: data or EOF while idle closes it */
 }
 
@@ -747,31 +800,33 @@ static void pool_put(ms_upconn *u)
 {
     ms_worker *w = u->w;
     assert(!u->closing && !u->idle_in_pool && u->next == NULL);
-    u->client = NULL;
+    up_unclaim(u);
     u->rlen = u->rpos = 0;
     uv_timer_stop(&u->timer);
     if (u->g != w->cur) { /* a request of an older generation: kept only if its ship has not moved */
-        size_t ns = ship_in(u->g, u->ship, w->cur);
+        size_t ns = ship_in(u->g, u->ship, u->parity, w->cur);
         if (ns == SIZE_MAX) {
             up_close(u);
             return;
         }
         rehome(u, w->cur, ns);
     }
-    if (w->stopping || u->g->pool_len[u->ship] >= limits(u->g)->upstream_keepalive || !u->reading) {
+    if (w->stopping || u->g->pool_len[MS_POOL(u->ship, u->parity)] >= limits(u->g)->upstream_keepalive ||
+        !u->reading) {
         up_close(u);
         return;
     }
     pool_push(u);
 }
 
-static ms_upconn *pool_get(ms_wgen *g, size_t ship)
+/* An idle connection of pool k (MS_POOL), or NULL. */
+static ms_upconn *pool_get(ms_wgen *g, size_t k)
 {
-    while (g->pools[ship]) {
-        ms_upconn *u = g->pools[ship];
-        assert(u->idle_in_pool && u->client == NULL && g->pool_len[ship] > 0);
-        g->pools[ship] = u->next;
-        g->pool_len[ship]--;
+    while (g->pools[k]) {
+        ms_upconn *u = g->pools[k];
+        assert(u->idle_in_pool && u->client == NULL && g->pool_len[k] > 0);
+        g->pools[k] = u->next;
+        g->pool_len[k]--;
         u->next = NULL;
         u->idle_in_pool = false;
         if (!u->closing)
@@ -782,20 +837,21 @@ static ms_upconn *pool_get(ms_wgen *g, size_t ship)
 
 static void pool_close_gen(ms_wgen *g)
 {
-    for (size_t s = 0; s < g->m->nships; s++) {
+    for (size_t k = 0; k < 2 * g->m->nships; k++) {
         ms_upconn *u;
-        while ((u = pool_get(g, s)))
+        while ((u = pool_get(g, k)))
             up_close(u);
     }
 }
 
 void ms_pool_move(ms_wgen *from, ms_wgen *to)
 {
-    for (size_t s = 0; s < from->m->nships; s++) {
-        size_t ns = from->pools[s] ? ship_in(from, s, to) : SIZE_MAX;
+    for (size_t k = 0; k < 2 * from->m->nships; k++) {
+        unsigned par = (unsigned)(k % 2);
+        size_t ns = from->pools[k] ? ship_in(from, k / 2, par, to) : SIZE_MAX;
         ms_upconn *u;
-        while ((u = pool_get(from, s))) {
-            if (ns == SIZE_MAX || to->pool_len[ns] >= limits(to)->upstream_keepalive) {
+        while ((u = pool_get(from, k))) {
+            if (ns == SIZE_MAX || to->pool_len[MS_POOL(ns, par)] >= limits(to)->upstream_keepalive) {
                 up_close(u); /* its ship is gone or has moved */
                 continue;
             }
@@ -864,12 +920,40 @@ static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what)
     bool idempotent = c->parser.method == HTTP_GET || c->parser.method == HTTP_HEAD ||
                       c->parser.method == HTTP_OPTIONS || c->parser.method == HTTP_PUT ||
                       c->parser.method == HTTP_DELETE;
-    if (u->reused && !u->got_response_bytes && !c->retried && idempotent && !c->has_body &&
-        (kind == MS_UPERR_RESET)) {
+    bool stale = u->reused && !u->got_response_bytes && kind == MS_UPERR_RESET;
+    if (stale && !c->retried && idempotent && !c->has_body) {
         c->retried = true;
         up_close(u);
         proxy_connect(c, false);
         return;
+    }
+    bool unanswered = !u->got_response_bytes && !u->head_sent && !u->tunnel;
+    if (unanswered && !stale && (kind == MS_UPERR_REFUSED || kind == MS_UPERR_CONNECT_TIMEOUT ||
+                                 kind == MS_UPERR_RESET || kind == MS_UPERR_TIMEOUT))
+        eject(u);
+    /* not sent, or sent and not answered, and safe to send again (no body
+     * byte went): another instance, while there is one not tried */
+    if (unanswered && kind != MS_UPERR_TIMEOUT && kind != MS_UPERR_BAD_RESPONSE && idempotent &&
+        c->tries + 1 < c->ncand && (!c->has_body || (c->body_buffered && !u->connected))) {
+        size_t failed = c->ship;
+        unsigned failed_parity = c->parity;
+        const char *why;
+        up_close(u);
+        if (c->tries++ == 0)
+            c->tried[0] = c->tried[1] = 0;
+        unsigned bit = (unsigned)(2 * (failed - (size_t)(c->route->target - c->g->m->ships)) + failed_parity);
+        if (bit < 128)
+            c->tried[bit / 64] |= 1ull << (bit % 64);
+        if (choose(c, &why) == PICK_OK) {
+            __atomic_fetch_add(&ms_worker_slot(w, c->slot)->retries, 1, __ATOMIC_RELAXED);
+            ms_worker_upstream_log(w, ship_name(c->g, failed), "%s; the request goes to \"%s\"", what,
+                                   ship_name(c->g, c->ship));
+            c->retried = false; /* a fresh connection of the new instance may be stale too */
+            proxy_connect(c, true);
+            return;
+        }
+        c->ship = failed; /* named in the answer */
+        c->parity = failed_parity;
     }
     __atomic_fetch_add(&w->up_errors[kind], 1, __ATOMIC_RELAXED);
     bool started = u->head_sent, tunnel = u->tunnel;
@@ -1237,13 +1321,12 @@ static void on_connect(uv_connect_t *req, int status)
 static void proxy_connect(ms_conn *c, bool allow_pool)
 {
     ms_worker *w = c->w;
-    const ms_target *t = &c->g->targets[c->ship];
-    ms_upconn *u = allow_pool ? pool_get(c->g, c->ship) : NULL;
+    const ms_target *t = c->parity ? &c->g->alt_targets[c->ship] : &c->g->targets[c->ship];
+    ms_upconn *u = allow_pool ? pool_get(c->g, MS_POOL(c->ship, c->parity)) : NULL;
     ms_conn_hold_request(c);
     if (u) {
-        u->client = c;
+        up_claim(u, c);
         u->reused = true;
-        c->up = u;
         send_head(u);
         return;
     }
@@ -1259,6 +1342,7 @@ static void proxy_connect(ms_conn *c, bool allow_pool)
     u->rcap = rcap;
     u->w = w;
     u->ship = c->ship;
+    u->parity = c->parity;
     w->nups++;
     int rc = t->is_unix ? uv_pipe_init(&w->loop, &u->io.pipe, 0) : uv_tcp_init(&w->loop, &u->io.tcp);
     if (rc != 0) {
@@ -1273,8 +1357,7 @@ static void proxy_connect(ms_conn *c, bool allow_pool)
     uv_timer_init(&w->loop, &u->timer);
     u->timer.data = u;
     u->handles_open = 2;
-    u->client = c;
-    c->up = u;
+    up_claim(u, c);
     u->connect_req.data = u;
     uv_timer_start(&u->timer, on_up_timeout, limits(c->g)->upstream_connect_timeout_ms, 0);
     if (t->is_unix) {
@@ -1287,24 +1370,240 @@ static void proxy_connect(ms_conn *c, bool allow_pool)
     }
 }
 
-/* Is the target ship ready, with its breaker not open? If not, answers 503. */
+/* ---------------------------------------------------------------- choosing an instance */
+#define MS_MAX_CANDS 128           /* 64 instances, each with a surge replacement */
+
+/* Does p take a new request now? 2: yes; 1: yes, but it is ejected; 0:
+ * no (not ready, circuit open, draining), *why says the first such reason
+ * seen. *holds: it restarts in place, requests may wait for it. */
+static int proc_takes(const ms_proc *p, uint64_t now, bool *holds, const char **why)
+{
+    if (__atomic_load_n(&p->holding, __ATOMIC_ACQUIRE))
+        *holds = true;
+    const char *no = NULL;
+    if (!__atomic_load_n(&p->ready_flag, __ATOMIC_ACQUIRE))
+        no = "not ready";
+    else if (__atomic_load_n(&p->breaker, __ATOMIC_ACQUIRE) == MS_BREAKER_OPEN)
+        no = "failing its health checks (circuit open)";
+    else if (__atomic_load_n(&p->draining, __ATOMIC_ACQUIRE))
+        no = "draining";
+    if (no) {
+        if (!*why)
+            *why = no;
+        return 0;
+    }
+    return __atomic_load_n(&p->eject_until, __ATOMIC_RELAXED) > now ? 1 : 2;
+}
+
+/* The instance (and process) for c's request among those of its route:
+ * c->ship, c->proc, c->parity. One process without a surge replacement
+ * (the common case) is looked at alone, without building the candidates. */
+static pick choose(ms_conn *c, const char **why)
+{
+    ms_wgen *g = c->g;
+    const ms_route *r = c->route->route;
+    size_t first = (size_t)(c->route->target - g->m->ships);
+    size_t n = r->ntargets ? r->ntargets : 1;
+    uint64_t now = uv_now(&c->w->loop);
+    bool holds = false;
+    *why = NULL;
+    if (n == 1) {
+        if (!g->procs) {
+            c->ship = first;
+            c->proc = NULL;
+            c->parity = 0;
+            c->ncand = 1;
+            return PICK_OK;
+        }
+        ms_proc *p = g->procs[first];
+        if (!__atomic_load_n(&p->twin, __ATOMIC_ACQUIRE)) {
+            if (!proc_takes(p, now, &holds, why))
+                return holds ? PICK_HOLD : PICK_NONE;
+            c->ship = first;
+            c->proc = p;
+            c->parity = p->parity;
+            c->ncand = 1;
+            return PICK_OK; /* ejected or not: there is no other */
+        }
+    }
+    cand ok[MS_MAX_CANDS], ejected[MS_MAX_CANDS];
+    size_t nok = 0, nej = 0, nall = 0;
+    if (n > MS_MAX_CANDS / 2)
+        n = MS_MAX_CANDS / 2;
+    for (size_t k = 0; k < n && first + k < g->m->nships; k++) {
+        size_t s = first + k;
+        ms_proc *pair[2] = { NULL, NULL };
+        if (g->procs) {
+            pair[0] = g->procs[s];
+            pair[1] = __atomic_load_n(&pair[0]->twin, __ATOMIC_ACQUIRE);
+        }
+        for (int t = 0; t < (g->procs ? 2 : 1); t++) {
+            ms_proc *p = pair[t];
+            int st = 2;
+            unsigned par = 0;
+            if (g->procs && !p)
+                continue; /* no surge replacement */
+            if (p) {
+                par = p->parity;
+                if (par == 1 && !g->m->ships[s].has_bind_alt)
+                    continue; /* no address for it */
+                st = proc_takes(p, now, &holds, why);
+                if (st == 0)
+                    continue;
+            }
+            nall++;
+            unsigned bit = (unsigned)(2 * k + par);
+            if (c->tries > 0 && (c->tried[bit / 64] >> (bit % 64) & 1))
+                continue;
+            cand x = { p, s, par };
+            if (st == 2)
+                ok[nok++] = x;
+            else
+                ejected[nej++] = x; /* used only when every other is ejected too */
+        }
+    }
+    const cand *set = nok ? ok : ejected;
+    size_t nset = nok ? nok : nej;
+    c->ncand = (unsigned)nall;
+    if (nset == 0)
+        return holds ? PICK_HOLD : PICK_NONE;
+    size_t at = g->rr[first]++ % nset;
+    if (g->m->ships[first].balance == MS_BALANCE_LEAST_CONN && set[0].proc) {
+        /* the fewest in flight; among equals, the next in round robin order */
+        int best = INT_MAX;
+        size_t bi = at;
+        for (size_t i = 0; i < nset; i++) {
+            size_t j = (at + i) % nset;
+            int f = __atomic_load_n(&set[j].proc->inflight, __ATOMIC_RELAXED);
+            if (f < best) {
+                best = f;
+                bi = j;
+            }
+        }
+        at = bi;
+    }
+    c->ship = set[at].ship;
+    c->proc = set[at].proc;
+    c->parity = set[at].parity;
+    return PICK_OK;
+}
+
+/* The name a route's ship is known by in messages ("web", not "web#0"). */
+static const char *route_ship_name(const ms_conn *c)
+{
+    return ms_ship_base(c->route->target);
+}
+
+/* Passive health: a process that refused, reset or timed out gets no new
+ * request for eject_cooldown (unless every other one is out too). */
+static void eject(ms_upconn *u)
+{
+    ms_proc *p = u->proc;
+    uint64_t cool = limits(u->g)->eject_cooldown_ms;
+    if (!p || cool == 0)
+        return;
+    uint64_t now = uv_now(&u->w->loop);
+    uint64_t until = __atomic_load_n(&p->eject_until, __ATOMIC_RELAXED);
+    if (until > now)
+        return; /* out already: one ejection */
+    if (__atomic_compare_exchange_n(&p->eject_until, &until, now + cool, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED))
+        __atomic_fetch_add(&p->ejections, 1, __ATOMIC_RELAXED);
+}
+
+/* ---------------------------------------------------------------- holding */
+/* Requests for a ship that restarts in place (one process, no second
+ * address) wait for it, up to its ready_timeout and MS_HOLD_MAX per
+ * worker; a timer looks at them every MS_HOLD_POLL_MS while any waits. */
+static void on_hold_tick(uv_timer_t *t)
+{
+    ms_worker *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+    uint32_t tick = ++w->hold_tick;
+    /* requests that must wait on go back at the tail, marked with this tick */
+    ms_conn *c;
+    while ((c = w->held) && c->hold_tick != tick) {
+        unhold(c);
+        c->hold_tick = tick;
+        if (now >= c->hold_until) {
+            __atomic_fetch_add(&w->up_held_timeouts, 1, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&w->up_errors[MS_UPERR_UNAVAILABLE], 1, __ATOMIC_RELAXED);
+            char detail[200];
+            snprintf(detail, sizeof detail, "ship \"%s\" did not become ready within its ready_timeout (%llums)",
+                     route_ship_name(c), (unsigned long long)c->route->target->ready_timeout_ms);
+            ms_conn_respond_error(c, 503, detail);
+            continue;
+        }
+        proxy_start(c, NULL);
+    }
+}
+
+/* false: the worker holds too many already. */
+static bool hold(ms_conn *c)
+{
+    ms_worker *w = c->w;
+    assert(!c->held);
+    if (c->hold_until == 0) {
+        if (w->nheld >= MS_HOLD_MAX)
+            return false;
+        c->hold_until = uv_now(&w->loop) + c->route->target->ready_timeout_ms;
+        c->hold_tick = w->hold_tick;
+        __atomic_fetch_add(&w->up_held, 1, __ATOMIC_RELAXED);
+    }
+    ms_conn_hold_request(c);
+    c->held = true;
+    c->hold_next = NULL;
+    c->hold_prev = w->held_tail;
+    if (w->held_tail)
+        w->held_tail->hold_next = c;
+    else
+        w->held = c;
+    w->held_tail = c;
+    if (w->nheld++ == 0)
+        uv_timer_start(&w->hold_timer, on_hold_tick, MS_HOLD_POLL_MS, MS_HOLD_POLL_MS);
+    return true;
+}
+
+static void unhold(ms_conn *c)
+{
+    ms_worker *w = c->w;
+    if (!c->held)
+        return;
+    if (c->hold_prev)
+        c->hold_prev->hold_next = c->hold_next;
+    else
+        w->held = c->hold_next;
+    if (c->hold_next)
+        c->hold_next->hold_prev = c->hold_prev;
+    else
+        w->held_tail = c->hold_prev;
+    c->hold_prev = c->hold_next = NULL;
+    c->held = false;
+    assert(w->nheld > 0);
+    if (--w->nheld == 0)
+        uv_timer_stop(&w->hold_timer);
+}
+
+/* Picks the instance for c; if there is none, holds the request or
+ * answers 503 and returns false. */
 static bool ship_available(ms_conn *c)
 {
     ms_worker *w = c->w;
-    const ms_proc *p = ms_worker_proc(c->g, c->ship);
-    if (p) {
-        int ready = __atomic_load_n(&p->ready_flag, __ATOMIC_ACQUIRE);
-        int breaker = __atomic_load_n(&p->breaker, __ATOMIC_ACQUIRE);
-        if (!ready || breaker == MS_BREAKER_OPEN) {
-            __atomic_fetch_add(&w->up_errors[MS_UPERR_UNAVAILABLE], 1, __ATOMIC_RELAXED);
-            char detail[160];
-            snprintf(detail, sizeof detail, "ship \"%s\" is %s", ship_name(c->g, c->ship),
-                     !ready ? "not ready" : "failing its health checks (circuit open)");
-            ms_conn_respond_error(c, 503, detail);
-            return false;
-        }
-    }
-    return true;
+    const char *why;
+    pick pk = choose(c, &why);
+    if (pk == PICK_OK)
+        return true;
+    if (pk == PICK_HOLD && !w->stopping && hold(c))
+        return false;
+    __atomic_fetch_add(&w->up_errors[MS_UPERR_UNAVAILABLE], 1, __ATOMIC_RELAXED);
+    char detail[200];
+    if (pk == PICK_HOLD)
+        snprintf(detail, sizeof detail, "ship \"%s\" is restarting and too many requests wait for it",
+                 route_ship_name(c));
+    else
+        snprintf(detail, sizeof detail, "ship \"%s\" is %s", route_ship_name(c), why ? why : "not ready");
+    ms_conn_respond_error(c, 503, detail);
+    return false;
 }
 
 /* A request routed to a ship. On a route that buffers request bodies,
@@ -1333,6 +1632,7 @@ static bool proxy_start(ms_conn *c, const ms_handler_arg *arg)
 
 static void proxy_abort(ms_conn *c)
 {
+    unhold(c);
     ms_upconn *u = c->up;
     if (!u)
         return;

@@ -21,7 +21,7 @@ _Static_assert(sizeof(ms_ship) == 608, "ms_ship changed: compare the new field i
 _Static_assert(sizeof(ms_health) == 176, "ms_health changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_restart) == 48, "ms_restart changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_route) == 56, "ms_route changed: compare the new field in diff.c");
-_Static_assert(sizeof(ms_http_limits) == 192, "ms_http_limits changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_http_limits) == 200, "ms_http_limits changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_bind) == 80, "ms_bind changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_module) == 112, "ms_module changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_uplink) == 96, "ms_uplink changed: compare the new field in diff.c");
@@ -184,6 +184,7 @@ static const field http_fields[] = {
     RAW(ms_http_limits, "idle_timeout", idle_timeout_ms),
     RAW(ms_http_limits, "upstream_connect_timeout", upstream_connect_timeout_ms),
     RAW(ms_http_limits, "upstream_timeout", upstream_timeout_ms),
+    RAW(ms_http_limits, "eject_cooldown", eject_cooldown_ms),
     RAW(ms_http_limits, "request_buffering", request_buffering),
     RAW(ms_http_limits, "request_buffer_size", request_buffer_size),
     RAW(ms_http_limits, "body_timeout", body_timeout_ms),

@@ -99,6 +99,8 @@ typedef struct ms_http_limits {
     uint64_t upstream_connect_timeout_ms; /* default 5s -> 504 */
     uint64_t upstream_timeout_ms;    /* from the request's last byte written to the response head
                                         (and the longest stall of a write to the ship); default 60s -> 504 */
+    uint64_t eject_cooldown_ms;      /* a ship process that refused, reset or timed out is skipped by the
+                                        balancer this long (passive health); default 5s, 0: never */
     bool request_buffering;          /* read the whole body before claiming a ship connection; default true */
     uint64_t request_buffer_size;    /* a buffered body's bytes in memory, beyond: a temp file; default 64 KiB */
     uint64_t body_timeout_ms;        /* the longest pause between two reads of a request body; default 60s -> 408 */

@@ -31,7 +31,7 @@ static const char *const http_keys[] = {
     "ws_max_message_size", "ws_send_queue", "ws_ping_interval", "ws_idle_timeout",
     "request_buffering", "request_buffer_size", "body_timeout", "max_response_header_size",
     "h2_max_concurrent_streams", "h2_max_header_list_size", "h2_header_table_size", "h2_rapid_reset_max",
-    "h2_rapid_reset_window", "h2_max_control_frames", "h2_stall_timeout", NULL };
+    "h2_rapid_reset_window", "h2_max_control_frames", "h2_stall_timeout", "eject_cooldown", NULL };
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
     "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", "stop_signal",
@@ -1472,6 +1472,7 @@ static void http_defaults(ms_http_limits *h)
     h->idle_timeout_ms = 60000;
     h->upstream_connect_timeout_ms = 5000;
     h->upstream_timeout_ms = 60000;
+    h->eject_cooldown_ms = 5000;
     h->max_connections = 10000;
     h->upstream_keepalive = 128;
     h->ws_max_message_size = 1ULL << 20;
@@ -1569,6 +1570,8 @@ static bool load_http(ld_ctx *c, const toml_kv *hkv, ms_http_limits *h)
             ok &= get_duration(&hc, e, &h->upstream_connect_timeout_ms);
         else if (strcmp(k, "upstream_timeout") == 0)
             ok &= get_duration(&hc, e, &h->upstream_timeout_ms);
+        else if (strcmp(k, "eject_cooldown") == 0)
+            ok &= get_duration(&hc, e, &h->eject_cooldown_ms);
         else if (strcmp(k, "max_connections") == 0) {
             if (get_uint(&hc, e, 1, 1000000, &n))
                 h->max_connections = (uint64_t)n;

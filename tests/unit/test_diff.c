@@ -292,6 +292,7 @@ static const variant http_cases[] = {
     H("idle_timeout", "\"5s\"", "\"6s\""),
     H("upstream_connect_timeout", "\"5s\"", "\"6s\""),
     H("upstream_timeout", "\"5s\"", "\"6s\""),
+    H("eject_cooldown", "\"5s\"", "\"6s\""),
     H("max_connections", "10", "20"),
     H("upstream_keepalive", "10", "20"),
     H("ws_max_message_size", "1000", "2000"),
