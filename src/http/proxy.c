@@ -1373,10 +1373,10 @@ static void proxy_connect(ms_conn *c, bool allow_pool)
 /* ---------------------------------------------------------------- choosing an instance */
 #define MS_MAX_CANDS 128           /* 64 instances, each with a surge replacement */
 
-/* Does p take a new request now? 2: yes; 1: yes, but it is ejected; 0:
- * no (not ready, circuit open, draining), *why says the first such reason
- * seen. *holds: it restarts in place, requests may wait for it. */
-static int proc_takes(const ms_proc *p, uint64_t now, bool *holds, const char **why)
+/* Does p take a new request now (ejected or not)? No: not ready, circuit
+ * open or draining, *why says the first such reason seen. *holds: it
+ * restarts in place, requests may wait for it. */
+static bool proc_takes(const ms_proc *p, bool *holds, const char **why)
 {
     if (__atomic_load_n(&p->holding, __ATOMIC_ACQUIRE))
         *holds = true;
@@ -1390,9 +1390,9 @@ static int proc_takes(const ms_proc *p, uint64_t now, bool *holds, const char **
     if (no) {
         if (!*why)
             *why = no;
-        return 0;
+        return false;
     }
-    return __atomic_load_n(&p->eject_until, __ATOMIC_RELAXED) > now ? 1 : 2;
+    return true;
 }
 
 /* The instance (and process) for c's request among those of its route:
@@ -1401,33 +1401,32 @@ static int proc_takes(const ms_proc *p, uint64_t now, bool *holds, const char **
 static pick choose(ms_conn *c, const char **why)
 {
     ms_wgen *g = c->g;
-    const ms_route *r = c->route->route;
-    size_t first = (size_t)(c->route->target - g->m->ships);
-    size_t n = r->ntargets ? r->ntargets : 1;
-    uint64_t now = uv_now(&c->w->loop);
+    size_t n = c->route->route->ntargets;
     bool holds = false;
     *why = NULL;
-    if (n == 1) {
-        if (!g->procs) {
-            c->ship = first;
-            c->proc = NULL;
+    if (n <= 1) {
+        /* c->ship is the route's ship (dispatch set it; no other choice) */
+        ms_proc *p = g->procs ? g->procs[c->ship] : NULL;
+        if (!p || !__atomic_load_n(&p->twin, __ATOMIC_ACQUIRE)) {
+            c->proc = p;
             c->parity = 0;
             c->ncand = 1;
-            return PICK_OK;
-        }
-        ms_proc *p = g->procs[first];
-        if (!__atomic_load_n(&p->twin, __ATOMIC_ACQUIRE)) {
-            if (!proc_takes(p, now, &holds, why))
-                return holds ? PICK_HOLD : PICK_NONE;
-            c->ship = first;
-            c->proc = p;
-            c->parity = p->parity;
-            c->ncand = 1;
-            return PICK_OK; /* ejected or not: there is no other */
+            if (!p)
+                return PICK_OK;
+            if (__atomic_load_n(&p->ready_flag, __ATOMIC_ACQUIRE) &&
+                __atomic_load_n(&p->breaker, __ATOMIC_ACQUIRE) != MS_BREAKER_OPEN &&
+                !__atomic_load_n(&p->draining, __ATOMIC_ACQUIRE)) {
+                c->parity = p->parity;
+                return PICK_OK; /* ejected or not: there is no other */
+            }
+            proc_takes(p, &holds, why);
+            return holds ? PICK_HOLD : PICK_NONE;
         }
     }
     cand ok[MS_MAX_CANDS], ejected[MS_MAX_CANDS];
     size_t nok = 0, nej = 0, nall = 0;
+    size_t first = (size_t)(c->route->target - g->m->ships);
+    uint64_t now = uv_now(&c->w->loop);
     if (n > MS_MAX_CANDS / 2)
         n = MS_MAX_CANDS / 2;
     for (size_t k = 0; k < n && first + k < g->m->nships; k++) {
@@ -1439,7 +1438,7 @@ static pick choose(ms_conn *c, const char **why)
         }
         for (int t = 0; t < (g->procs ? 2 : 1); t++) {
             ms_proc *p = pair[t];
-            int st = 2;
+            bool out = false; /* ejected */
             unsigned par = 0;
             if (g->procs && !p)
                 continue; /* no surge replacement */
@@ -1447,16 +1446,16 @@ static pick choose(ms_conn *c, const char **why)
                 par = p->parity;
                 if (par == 1 && !g->m->ships[s].has_bind_alt)
                     continue; /* no address for it */
-                st = proc_takes(p, now, &holds, why);
-                if (st == 0)
+                if (!proc_takes(p, &holds, why))
                     continue;
+                out = __atomic_load_n(&p->eject_until, __ATOMIC_RELAXED) > now;
             }
             nall++;
             unsigned bit = (unsigned)(2 * k + par);
             if (c->tries > 0 && (c->tried[bit / 64] >> (bit % 64) & 1))
                 continue;
             cand x = { p, s, par };
-            if (st == 2)
+            if (!out)
                 ok[nok++] = x;
             else
                 ejected[nej++] = x; /* used only when every other is ejected too */
