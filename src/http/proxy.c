@@ -946,8 +946,11 @@ static void up_fail(ms_upconn *u, ms_upstream_error kind, const char *what)
             c->tried[bit / 64] |= 1ull << (bit % 64);
         if (choose(c, &why) == PICK_OK) {
             __atomic_fetch_add(&ms_worker_slot(w, c->slot)->retries, 1, __ATOMIC_RELAXED);
-            ms_worker_upstream_log(w, ship_name(c->g, failed), "%s; the request goes to \"%s\"", what,
-                                   ship_name(c->g, c->ship));
+            if (!c->reqid_len)
+                ms_conn_make_reqid(c);
+            ms_worker_upstream_log(w, ship_name(c->g, failed), "ship \"%s\" %s; retried on \"%s\" (request id %.*s)",
+                                   ship_name(c->g, failed), what, ship_name(c->g, c->ship), (int)c->reqid_len,
+                                   c->reqid);
             c->retried = false; /* a fresh connection of the new instance may be stale too */
             proxy_connect(c, true);
             return;

@@ -82,3 +82,103 @@ def test_a_stopped_ship_times_out_once_and_is_ejected(fleet):
     m = px.metrics()
     assert metric(m, "mothership_upstream_ejections_total", ship="app", instance="0") == 1
     assert metric(m, "mothership_upstream_in_flight", ship="app", instance="0") == 0
+
+
+# ------------------------------------------------------------------ instances
+def test_round_robin_over_three_instances(fleet):
+    px = start_web(fleet)
+    s = requests.Session()
+    names = [name_of(s.get(px.url(f"/r{i}"), timeout=5)) for i in range(3 * N)]
+    assert sorted(set(names)) == [f"web-{i}" for i in range(N)], names
+    assert names[:N] * 3 == names, names  # each in turn, the same order every round
+    m = px.metrics()
+    for i in range(N):
+        assert metric(m, "mothership_upstream_in_flight", ship="web", instance=str(i)) == 0
+
+
+def test_least_conn_sends_to_the_idle_one(fleet):
+    px = start_web(fleet, balance="least_conn")
+    slow = {}
+
+    def hold():
+        slow["r"] = requests.get(px.url("/slow?delay=1500"), timeout=10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    wait_until(lambda: sum(metric(px.metrics(), "mothership_upstream_in_flight", ship="web", instance=str(i))
+                           for i in range(N)) == 1, what="the slow request in flight")
+    busy = [i for i in range(N)
+            if metric(px.metrics(), "mothership_upstream_in_flight", ship="web", instance=str(i)) == 1]
+    quick = [name_of(requests.get(px.url(f"/q{i}"), timeout=5)) for i in range(2 * N)]
+    t.join()
+    assert name_of(slow["r"]) == f"web-{busy[0]}"
+    assert f"web-{busy[0]}" not in quick, (busy, quick)
+    assert len(set(quick)) == N - 1, quick  # the idle ones share the rest
+
+
+def test_a_stopped_instance_times_out_once_and_the_others_go_on(fleet):
+    px = start_web(fleet, http={"upstream_timeout": "1s", "eject_cooldown": "1m"})
+    p = pids(px)
+    os.kill(p["web#1"], signal.SIGSTOP)
+    try:
+        statuses, names = [], []
+        for i in range(4 * N):
+            r = requests.get(px.url(f"/s{i}"), timeout=10)
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                names.append(r.json()["name"])
+        assert statuses.count(504) == 1, statuses  # once: then it is ejected
+        assert statuses.count(200) == 4 * N - 1, statuses
+        assert "web-1" not in names and set(names) == {"web-0", "web-2"}, names
+        m = px.metrics()
+        assert metric(m, "mothership_upstream_ejections_total", ship="web", instance="1") == 1
+        assert metric(m, "mothership_upstream_ejections_total", ship="web", instance="0") == 0
+    finally:
+        os.kill(p["web#1"], signal.SIGCONT)
+
+
+def test_refused_get_is_retried_on_another_and_post_gets_502(fleet):
+    # no ejection: the refusing instance keeps its turn, so every round meets it
+    px = start_web(fleet, http={"eject_cooldown": "0s"})
+    s = requests.Session()
+    gone = name_of(requests.get(px.url("/_stop_listening"), timeout=5))
+    wait_until(lambda: requests.get(px.url("/probe"), timeout=5).status_code == 200, what="a GET")
+    names = [name_of(s.get(px.url(f"/g{i}"), timeout=5)) for i in range(3 * N)]
+    assert gone not in names, names
+    m = px.metrics()
+    assert metric(m, "mothership_upstream_retries_total", ship="web") >= N
+    assert metric(m, "mothership_upstream_ejections_total", ship="web", instance=gone[-1]) == 0
+    posts = [requests.post(px.url(f"/p{i}"), data=b"body", timeout=5).status_code for i in range(N)]
+    assert sorted(posts) == [200] * (N - 1) + [502], posts
+    puts = [requests.put(px.url(f"/u{i}"), data=b"body", timeout=5).status_code for i in range(N)]
+    assert puts == [200] * N, puts  # read whole first, never sent to the refusing one: retried
+
+
+def test_kill_9_of_an_instance_under_load_fails_nothing(fleet):
+    px = start_web(fleet)
+    p = pids(px)
+    stop = threading.Event()
+    results, errors = [], []
+
+    def loop(keep_alive):
+        s = requests.Session() if keep_alive else requests
+        while not stop.is_set():
+            try:
+                results.append(s.get(px.url("/k"), timeout=10).status_code)
+            except requests.RequestException as e:  # a failure the client saw
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=loop, args=(k,)) for k in (True, True, False, False)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(results) > 50, what="requests flowing")
+    start = px.ms.events("started")[-1]["_i"]
+    os.kill(p["web#2"], signal.SIGKILL)
+    px.ms.event("ready", ship="web#2", start=start + 1, timeout=20)
+    n = len(results)
+    wait_until(lambda: len(results) > n + 50, what="requests after the restart")
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:5]
+    assert set(results) == {200}, {s: results.count(s) for s in set(results)}
