@@ -116,6 +116,8 @@ static void check_cycles(ld_ctx *c)
     if (n == 0)
         return;
     unsigned char *colour = calloc(n, 1);   /* 0 white, 1 on stack, 2 done */
+    char saids[8][256];                     /* cycles reported */
+    size_t nsaid = 0;
     size_t *stack = calloc(n, sizeof *stack);
     size_t *edge = calloc(n, sizeof *edge);
     if (!colour || !stack || !edge) {
@@ -150,10 +152,27 @@ static void check_cycles(ld_ctx *c)
                 while (stack[start] != (size_t)v)
                     start++;
                 for (size_t i = start; i < sp && len < sizeof path - 80; i++)
-                    len += (size_t)snprintf(path + len, sizeof path - len, "%s -> ", m->ships[stack[i]].name);
-                snprintf(path + len, sizeof path - len, "%s", m->ships[v].name);
+                    len += (size_t)snprintf(path + len, sizeof path - len, "%s -> ", shown(&m->ships[stack[i]]));
+                snprintf(path + len, sizeof path - len, "%s", shown(&m->ships[v]));
                 ms_pos p = s->depends_pos ? s->depends_pos[k] : s->pos;
-                ld_err(c, p.line, p.col, "%s \"%s\": dependency cycle: %s", kind_of(s), s->name, path);
+                /* the instances of a ship share its cycles: each is said once, whichever
+                 * instance and place in the loop it was found from */
+                size_t ncyc = sp - start, first = 0, klen = 0;
+                char key[sizeof saids[0]];
+                for (size_t i = 1; i < ncyc; i++)
+                    if (strcmp(shown(&m->ships[stack[start + i]]), shown(&m->ships[stack[start + first]])) < 0)
+                        first = i;
+                key[0] = '\0';
+                for (size_t i = 0; i < ncyc && klen < sizeof key; i++)
+                    klen += (size_t)snprintf(key + klen, sizeof key - klen, "%s ",
+                                             shown(&m->ships[stack[start + (first + i) % ncyc]]));
+                bool said = false;
+                for (size_t r = 0; r < nsaid && !said; r++)
+                    said = strcmp(saids[r], key) == 0;
+                if (!said)
+                    ld_err(c, p.line, p.col, "%s \"%s\": dependency cycle: %s", kind_of(s), shown(s), path);
+                if (!said && nsaid < sizeof saids / sizeof saids[0])
+                    memcpy(saids[nsaid++], key, sizeof key);
                 c->bad = true;
             } else if (colour[v] == 0) {
                 colour[v] = 1;

@@ -224,6 +224,18 @@ static void test_errors(void **state)
     expect_error("[[fleet.web]]\nname = \"web\"\ncommand = \"x\"\ninstances = 2\nport = 3000\n"
                  "bind = \"127.0.0.1:{port}\"\n[[fleet.w]]\nname = \"a\"\ncommand = \"x\"\ndepends_on = [\"web#2\"]\n",
                  10, 15, "ship \"a\": depends_on \"web#2\", but ship \"web\" has 2 instances (web#0 to web#1)");
+    /* a cycle through a ship with instances is said once */
+    ms_diags d;
+    ms_manifest *m = load("[[fleet.web]]\nname = \"web\"\ncommand = \"x\"\nbind = \"127.0.0.1:{port}\"\nport = 3000\n"
+                          "instances = 3\ndepends_on = [\"api\"]\n[[fleet.w]]\nname = \"api\"\ncommand = \"x\"\n"
+                          "depends_on = [\"web\"]\n", &d);
+    assert_null(m);
+    if (d.len != 1)
+        ms_diags_print(&d, stderr);
+    assert_int_equal(d.len, 1);
+    assert_int_equal(d.items[0].line, 11);
+    assert_string_equal(d.items[0].msg, "ship \"api\": dependency cycle: web -> api -> web");
+    ms_diags_free(&d);
     /* every instance's address, and its replacement's, against every listener */
     expect_error("[[fleet.web]]\nname = \"web\"\ncommand = \"x\"\ninstances = 2\nport = 3000\n"
                  "bind = \"127.0.0.1:{port}\"\n[[fleet.w]]\nname = \"db\"\ncommand = \"x\"\nbind = \"127.0.0.1:3003\"\n",
