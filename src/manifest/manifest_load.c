@@ -1099,7 +1099,6 @@ static void check_replicas(ld_ctx *ec, const toml_node *entry, ms_ship *s)
             ec->bad = true;
         }
         s->instances = 1; /* from a base template: a job has one process */
-        return;
     }
     const char *bt = s->bind_template;
     ms_pos ip = key_pos(entry, "instances");
