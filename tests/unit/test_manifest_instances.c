@@ -209,6 +209,9 @@ static void test_errors(void **state)
                  "bind = \"127.0.0.1:{port}\"\nhealthcheck = { protocol = \"tcp\", port = 9000 }\n", 7, 15,
                  "ship \"web\": healthcheck: \"port\" 9000 is the same for all 2 instances: use address = "
                  "\"tcp://127.0.0.1:{port}\" (or leave both out to check each instance's bind)");
+    expect_error("[[fleet.web]]\nname = \"job\"\ncommand = \"x\"\noneshot = true\nbind = \"127.0.0.1:{port}\"\n", 5, 8,
+                 "ship \"job\": bind \"127.0.0.1:{port}\" uses {port} but the ship has no \"port\" "
+                 "(add port = 3000: {port} is port + instance)");
     expect_error("[[bays.websocket]]\nname = \"chat\"\ncommand = \"x\"\ninstances = 2\n", 4, 1,
                  "bay \"chat\": unknown key \"instances\" (\"instances\" is only for ships)");
     expect_error("[[fleet.web]]\nname = \"web\"\ncommand = \"x\"\nhandover_timeout = \"1s\"\n", 4, 1,
