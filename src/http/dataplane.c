@@ -1338,40 +1338,34 @@ static size_t base_len(const char *target)
     return h ? (size_t)(h - target) : strlen(target);
 }
 
-/* Balancing over instances: retries on another instance (by ship),
+/* Balancing over instances: retries on another instance (by ship with a
+ * bind, summed over the routing slots of its routes),
  * passive health ejections and requests in flight (by ship and instance,
  * a surge replacement's counted with the instance it replaces), held
  * requests. */
 static void render_balancing(const ms_dataplane *dp, ms_prom *p)
 {
-    for (uint32_t s = 0; s < dp->nslots; s++) {
-        const ms_slot_info *si = &dp->slots[s];
-        if (!proxied(si))
-            continue;
-        size_t bl = base_len(si->target);
-        bool seen = false; /* an earlier slot has the same ship: summed there */
-        for (uint32_t e = 0; e < s && !seen; e++)
-            seen = proxied(&dp->slots[e]) && base_len(dp->slots[e].target) == bl &&
-                   strncmp(dp->slots[e].target, si->target, bl) == 0;
-        if (seen)
-            continue;
+    const ms_gen *g = dp->gen;
+    for (size_t s = 0; s < g->m->nships; s++) {
+        const ms_ship *sh = &g->m->ships[s];
+        if (sh->kind != MS_SHIP || !sh->has_bind || sh->instance != 0)
+            continue; /* one series per ship, its routes live on instance 0 */
+        const char *name = ms_ship_base(sh);
+        size_t nl = strlen(name);
         uint64_t v = 0;
-        for (uint32_t e = s; e < dp->nslots; e++) {
+        for (uint32_t e = 0; e < dp->nslots; e++) {
             const ms_slot_info *se = &dp->slots[e];
-            if (!proxied(se) || base_len(se->target) != bl || strncmp(se->target, si->target, bl) != 0)
+            if (!proxied(se) || base_len(se->target) != nl || strncmp(se->target, name, nl) != 0)
                 continue;
             for (unsigned i = 0; i < dp->nworkers; i++)
                 v += ld(&ms_worker_slot(&dp->workers[i], e)->retries);
         }
-        char ship[256];
-        snprintf(ship, sizeof ship, "%.*s", (int)bl, si->target);
-        ms_prom_label l[] = { { "ship", ship } };
+        ms_prom_label l[] = { { "ship", name } };
         ms_prom_counter_u64(p, "mothership_upstream_retries_total",
                             "Requests sent again to another instance of the ship after one failed before "
                             "answering (idempotent, no body sent).",
                             l, 1, v);
     }
-    const ms_gen *g = dp->gen;
     for (size_t s = 0; g->procs && s < g->m->nships; s++) {
         const ms_ship *sh = &g->m->ships[s];
         const ms_proc *pr = g->procs[s];
