@@ -373,6 +373,9 @@ static bool set_features(json_t *o, unsigned features)
     if (features & MS_DOCK_FEAT_BINARY)
         if (json_array_append_new(a, json_string("binary")) != 0)
             return false;
+    if (features & MS_DOCK_FEAT_RESUME)
+        if (json_array_append_new(a, json_string("resume")) != 0)
+            return false;
     return true;
 }
 
@@ -466,6 +469,24 @@ int ms_dock_encode_boarding(ms_dock_buf *b, uint32_t conn_id, const char *path,
 fail:
     json_decref(o);
     return rc;
+}
+
+static int load_object(const uint8_t *p, size_t len, json_t **root, const char *what,
+                       char *err_msg, size_t err_len);
+
+int ms_dock_encode_boarding_resumed(ms_dock_buf *b, const uint8_t *frame, size_t len)
+{
+    if (len < MS_DOCK_HEADER_LEN || frame[0] != MS_DOCK_BOARDING || rd32(frame + 1) != len - MS_DOCK_HEADER_LEN)
+        return MS_DOCK_E_FIELD;
+    json_t *o;
+    int rc = load_object(frame + MS_DOCK_HEADER_LEN, len - MS_DOCK_HEADER_LEN, &o, "Boarding", NULL, 0);
+    if (rc)
+        return rc;
+    if (json_object_set_new(o, "resumed", json_true()) != 0) {
+        json_decref(o);
+        return MS_DOCK_E_NOMEM;
+    }
+    return encode_json(b, MS_DOCK_BOARDING, o);
 }
 
 int ms_dock_encode_disembark(ms_dock_buf *b, uint32_t conn_id, uint16_t code,
@@ -580,6 +601,8 @@ static int get_features(json_t *o, unsigned *features, const char *what, char *e
                         "%s: \"features\" must hold strings", what);
         if (strcmp(json_string_value(e), "binary") == 0)
             *features |= MS_DOCK_FEAT_BINARY;
+        else if (strcmp(json_string_value(e), "resume") == 0)
+            *features |= MS_DOCK_FEAT_RESUME;
     }
     return 0;
 }
@@ -668,6 +691,10 @@ int ms_dock_parse_boarding(const uint8_t *p, size_t len, ms_dock_boarding *out, 
         || (rc = get_string_map(o, "headers", false, &out->headers, &out->n_headers, "Boarding",
                                 err_msg, err_len)))
         return rc;
+    json_t *resumed = json_object_get(o, "resumed");
+    if (resumed && !json_is_boolean(resumed))
+        return perr(err_msg, err_len, MS_DOCK_E_FIELD, "Boarding: \"resumed\" must be true or false");
+    out->resumed = resumed && json_is_true(resumed);
     out->conn_id = (uint32_t)id;
     return 0;
 }

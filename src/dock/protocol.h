@@ -4,7 +4,8 @@
  * fed link bytes in any split and yields whole frames, encoders that append
  * frames to a growable buffer, and strict parsers of the JSON payloads.
  * Byte-compatible with docking protocol v1; the "binary" feature (negotiated
- * through Dock/Moored) adds frame type 0x13 CargoBinary. */
+ * through Dock/Moored) adds frame type 0x13 CargoBinary, the "resume"
+ * feature adds "resumed" to Boarding (clients kept across a bay's restart). */
 #ifndef MS_DOCK_PROTOCOL_H
 #define MS_DOCK_PROTOCOL_H
 
@@ -28,11 +29,12 @@ enum {
     MS_DOCK_CARGO_BINARY = 0x13,  /* both, only with the "binary" feature */
 };
 
-/* Feature bits negotiated in Dock/Moored ("features": ["binary"]). */
+/* Feature bits negotiated in Dock/Moored ("features": ["binary", "resume"]). */
 enum {
     MS_DOCK_FEAT_BINARY = 1u << 0,
+    MS_DOCK_FEAT_RESUME = 1u << 1,    /* clients held while the bay is away, boarded again */
 };
-#define MS_DOCK_FEATURES_SUPPORTED MS_DOCK_FEAT_BINARY
+#define MS_DOCK_FEATURES_SUPPORTED (MS_DOCK_FEAT_BINARY | MS_DOCK_FEAT_RESUME)
 
 typedef enum {
     MS_DOCK_OK = 0,
@@ -131,6 +133,9 @@ int ms_dock_encode_moored(ms_dock_buf *b, const ms_dock_kv *config, size_t n_con
 int ms_dock_encode_boarding(ms_dock_buf *b, uint32_t conn_id, const char *path,
                             const char *remote_addr, const ms_dock_kv *headers,
                             size_t n_headers);
+/* The same Boarding again with "resumed": true: frame is a whole Boarding
+ * frame (header and payload) as ms_dock_encode_boarding wrote it. */
+int ms_dock_encode_boarding_resumed(ms_dock_buf *b, const uint8_t *frame, size_t len);
 int ms_dock_encode_disembark(ms_dock_buf *b, uint32_t conn_id, uint16_t code,
                              const char *reason);
 int ms_dock_encode_cargo(ms_dock_buf *b, uint32_t conn_id, const void *msg, size_t len,
@@ -166,6 +171,7 @@ typedef struct {
     const char *remote_addr;
     ms_dock_kv *headers;
     size_t n_headers;
+    bool resumed;             /* "resumed": true (the "resume" feature) */
     void *json_;
 } ms_dock_boarding;
 

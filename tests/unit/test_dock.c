@@ -152,6 +152,64 @@ static void test_features_on_wire(void **state)
     assert_false(ms_dock_type_allowed(0x20, true, MS_DOCK_FEAT_BINARY));
 }
 
+/* The resume feature: named in Dock and Moored next to binary, and a
+ * Boarding sent again with "resumed": true (the bytes of
+ * docs/docking-protocol.md, section "Extension: resume"). */
+static void test_resume_on_wire(void **state)
+{
+    (void)state;
+    ms_dock_buf b = { 0 };
+    assert_int_equal(ms_dock_encode_dock(&b, "chat", MS_DOCK_FEAT_BINARY | MS_DOCK_FEAT_RESUME), 0);
+    static const char dock[] = "\x01\x00\x00\x00\x3a{\"version\":1,\"ship\":\"chat\","
+                               "\"features\":[\"binary\",\"resume\"]}";
+    expect_bytes(&b, dock, sizeof dock - 1);
+    ms_dock_buf_reset(&b);
+    assert_int_equal(ms_dock_encode_moored(&b, NULL, 0, MS_DOCK_FEAT_RESUME), 0);
+    static const char m[] = "\x02\x00\x00\x00\x2f{\"version\":1,\"config\":{},\"features\":[\"resume\"]}";
+    expect_bytes(&b, m, sizeof m - 1);
+    assert_int_equal(ms_dock_agree_features(MS_DOCK_FEAT_RESUME | 0x80), MS_DOCK_FEAT_RESUME);
+
+    ms_dock_hello h = { 0 };
+    assert_int_equal(ms_dock_parse_dock((const uint8_t *)dock + 5, sizeof dock - 6, &h, NULL, 0), 0);
+    assert_int_equal(h.features, MS_DOCK_FEAT_BINARY | MS_DOCK_FEAT_RESUME);
+    ms_dock_hello_free(&h);
+
+    /* the Boarding of a held client, sent again to the bay that docked after */
+    ms_dock_buf first = { 0 };
+    ms_dock_kv hdr[] = { { "Host", "example.com" } };
+    assert_int_equal(ms_dock_encode_boarding(&first, 7, "/ws?x=1", "10.0.0.1:5000", hdr, 1), 0);
+    ms_dock_buf_reset(&b);
+    assert_int_equal(ms_dock_encode_boarding_resumed(&b, first.data, first.len), 0);
+    static const char again[] = "\x10\x00\x00\x00\x6c{\"conn_id\":7,\"path\":\"/ws?x=1\","
+                                "\"remote_addr\":\"10.0.0.1:5000\",\"headers\":{\"Host\":\"example.com\"},"
+                                "\"resumed\":true}";
+    expect_bytes(&b, again, sizeof again - 1);
+    ms_dock_boarding bo = { 0 };
+    assert_int_equal(ms_dock_parse_boarding(b.data + 5, b.len - 5, &bo, NULL, 0), 0);
+    assert_true(bo.resumed);
+    assert_int_equal(bo.conn_id, 7);
+    assert_string_equal(bo.path, "/ws?x=1");
+    ms_dock_boarding_free(&bo);
+    assert_int_equal(ms_dock_parse_boarding(first.data + 5, first.len - 5, &bo, NULL, 0), 0);
+    assert_false(bo.resumed);
+    ms_dock_boarding_free(&bo);
+    char err[200];
+    static const char bad[] = "{\"conn_id\":7,\"path\":\"/\",\"resumed\":1}";
+    assert_int_equal(ms_dock_parse_boarding((const uint8_t *)bad, sizeof bad - 1, &bo, err, sizeof err),
+                     MS_DOCK_E_FIELD);
+    assert_string_equal(err, "Boarding: \"resumed\" must be true or false");
+    ms_dock_boarding_free(&bo);
+
+    /* only a whole Boarding frame can be sent again */
+    ms_dock_buf_reset(&b);
+    assert_int_equal(ms_dock_encode_boarding_resumed(&b, first.data, first.len - 1), MS_DOCK_E_FIELD);
+    assert_int_equal(ms_dock_encode_boarding_resumed(&b, (const uint8_t *)m, sizeof m - 1), MS_DOCK_E_FIELD);
+    assert_int_equal(ms_dock_encode_boarding_resumed(&b, first.data, 3), MS_DOCK_E_FIELD);
+    assert_int_equal(b.len, 0);
+    ms_dock_buf_free(&first);
+    ms_dock_buf_free(&b);
+}
+
 /* Every message encoded into one stream, decoded at every split size, and
  * each payload parsed back. */
 static void test_round_trip_split(void **state)
@@ -530,6 +588,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v1_bytes),
         cmocka_unit_test(test_features_on_wire),
+        cmocka_unit_test(test_resume_on_wire),
         cmocka_unit_test(test_round_trip_split),
         cmocka_unit_test(test_large_frame),
         cmocka_unit_test(test_decoder_errors),
