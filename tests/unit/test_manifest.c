@@ -40,6 +40,25 @@ static void expect_error(const char *text, int line, int col, const char *msg)
     ms_diags_free(&d);
 }
 
+/* handover_timeout: a bay's, 30 s unless set; a ship is told it is a bay key. */
+static void test_bay_handover_timeout(void **state)
+{
+    (void)state;
+    ms_diags d;
+    ms_manifest *m = load("[[bays.websocket]]\nname = \"a\"\ncommand = \"x\"\n"
+                          "[[bays.websocket]]\nname = \"b\"\ncommand = \"x\"\nhandover_timeout = \"5s\"\n", &d);
+    assert_non_null(m);
+    assert_int_equal(m->ships[0].handover_timeout_ms, 30000);
+    assert_int_equal(m->ships[1].handover_timeout_ms, 5000);
+    ms_manifest_free(m);
+    ms_diags_free(&d);
+    expect_error("[[fleet.web]]\nname = \"a\"\ncommand = \"x\"\nhandover_timeout = \"5s\"\n", 4, 1,
+                 "ship \"a\": unknown key \"handover_timeout\" (\"handover_timeout\" is only for bays)");
+    expect_error("[[bays.websocket]]\nname = \"a\"\ncommand = \"x\"\nhandover_timeout = 5\n", 4, 20,
+                 "bay \"a\": \"handover_timeout\" must be a duration string like \"250ms\", \"5s\" or \"1m\", "
+                 "not an integer");
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -514,6 +533,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_bay_handover_timeout),
         cmocka_unit_test(test_stop_signal),
         cmocka_unit_test(test_base_merge),
         cmocka_unit_test(test_routes_and_order),
