@@ -100,6 +100,7 @@ void ms_hub_reset_bay(ms_hub *h, size_t slot)
     ms_hub_bay *b = &h->bays[slot];
     ms_hub_drop_up(h, slot);
     __atomic_store_n(&b->state, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&b->away_until, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&b->is_bay, false, __ATOMIC_RELEASE);
     /* a worker still draining the old owner's messages may count into
      * these (atomic adds): clear them with atomic stores too */
@@ -150,6 +151,38 @@ void ms_hub_bay_publish(ms_hub *h, size_t bay, uint32_t gen, unsigned features)
 {
     uint64_t s = ((uint64_t)gen << 8) | (features & 0xff);
     __atomic_store_n(&h->bays[bay].state, s, __ATOMIC_RELEASE);
+}
+
+void ms_hub_bay_away(ms_hub *h, size_t bay, unsigned resume_bit, uint64_t deadline_ms)
+{
+    assert(bay < h->nbays && resume_bit != 0 && (resume_bit & 0xff) == resume_bit);
+    /* the deadline first: a worker that sees the away state reads it after */
+    __atomic_store_n(&h->bays[bay].away_until, deadline_ms, __ATOMIC_RELEASE);
+    ms_hub_bay_publish(h, bay, 0, resume_bit);
+}
+
+uint64_t ms_hub_wait_take(ms_hub *h, size_t bay, unsigned resume_bit)
+{
+    ms_hub_bay *b = &h->bays[bay];
+    uint64_t s = __atomic_load_n(&b->state, __ATOMIC_ACQUIRE);
+    if ((s >> 8) != 0 || !(s & resume_bit))
+        return 0;
+    uint64_t until = __atomic_load_n(&b->away_until, __ATOMIC_ACQUIRE);
+    if (until <= ms_hub_now_ms())
+        return 0;
+    uint32_t n = __atomic_load_n(&b->waiting, __ATOMIC_RELAXED);
+    do {
+        if (n >= MS_HUB_WAIT_MAX)
+            return 0;
+    } while (!__atomic_compare_exchange_n(&b->waiting, &n, n + 1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+    return until;
+}
+
+void ms_hub_wait_done(ms_hub *h, size_t bay)
+{
+    uint32_t was = __atomic_fetch_sub(&h->bays[bay].waiting, 1, __ATOMIC_ACQ_REL);
+    assert(was > 0);
+    (void)was;
 }
 
 static void wake_control(ms_hub *h)

@@ -9,7 +9,14 @@
  * mutex-protected list with a byte budget and a uv_async wake-up. When an
  * inbox is over its budget the link stops reading its bay; when a bay's
  * queue is full the worker stops reading the client and retries after the
- * link has drained it (the resume flag). */
+ * link has drained it (the resume flag).
+ *
+ * A bay that agreed to the "resume" feature keeps its clients when its
+ * link goes: the link publishes the bay as away (generation 0 with the
+ * resume bit) until away_until and tells the workers to hold its clients
+ * (MS_HUB_LINK_HOLD: not read, nothing dropped); new clients wait too
+ * (at most MS_HUB_WAIT_MAX per bay). When a link docks, MS_HUB_LINK_UP
+ * tells the workers to board the held and waiting clients on it. */
 #ifndef MS_DOCK_HUB_H
 #define MS_DOCK_HUB_H
 
@@ -19,6 +26,7 @@
 #include <uv.h>
 
 #define MS_HUB_QUEUE_BYTES (8u << 20)   /* default budget of each queue */
+#define MS_HUB_WAIT_MAX 1024u           /* new clients of a bay waiting while it is away */
 
 typedef enum ms_hub_kind {
     /* worker -> link: data is a complete docking frame */
@@ -30,6 +38,8 @@ typedef enum ms_hub_kind {
     MS_HUB_TO_CLIENT_BINARY,
     MS_HUB_TO_CLIENT_CLOSE,         /* code, data: the reason */
     MS_HUB_LINK_DOWN,               /* every client of (bay, gen): close with code */
+    MS_HUB_LINK_HOLD,               /* every client of (bay, gen): hold until data (u64 ms, ms_hub_now_ms) */
+    MS_HUB_LINK_UP,                 /* bay docked as gen with features (code): board held and waiting clients */
 } ms_hub_kind;
 
 typedef struct ms_hub_msg {
@@ -61,10 +71,15 @@ typedef struct ms_hub_bay_stats {
     uint64_t docks;                 /* successful docks (re-docks = docks - 1) */
     uint64_t rejected;              /* upgrades answered 503 (not docked or queue full) */
     uint64_t closed_slow;           /* clients closed for not reading (1008) */
+    uint64_t held;                  /* gauge: clients held or waiting while the bay is away */
+    uint64_t resumed;               /* held clients boarded again on a new link */
+    uint64_t held_expired;          /* held or waiting clients closed at handover_timeout */
 } ms_hub_bay_stats;
 
 typedef struct ms_hub_bay {
-    uint64_t state;                 /* atomic: gen << 8 | features; gen 0: not docked */
+    uint64_t state;                 /* atomic: gen << 8 | features; gen 0: not docked (RESUME bit: away) */
+    uint64_t away_until;            /* atomic: ms_hub_now_ms deadline of an away bay's clients */
+    uint32_t waiting;               /* atomic: new clients waiting for it (<= MS_HUB_WAIT_MAX) */
     ms_hub_queue up;                /* workers -> link */
     int resume_wanted;              /* atomic: a worker waits for room in up */
     ms_hub_bay_stats st;
@@ -108,9 +123,23 @@ static inline unsigned ms_hub_worker_of(const ms_hub *h, uint32_t conn_id)
     return conn_id % h->nworkers;
 }
 
+/* Milliseconds of a monotonic clock every thread shares (deadlines in messages). */
+static inline uint64_t ms_hub_now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
 /* Bay state for workers: generation (0 = not docked) and features. */
 uint32_t ms_hub_bay_gen(const ms_hub *h, size_t bay, unsigned *features);
 void ms_hub_bay_publish(ms_hub *h, size_t bay, uint32_t gen, unsigned features);
+/* Link side: the bay is away until deadline; its clients are held (gen 0,
+ * features = the resume bit). */
+void ms_hub_bay_away(ms_hub *h, size_t bay, unsigned resume_bit, uint64_t deadline_ms);
+/* Worker side: until when a client that arrives now may wait for the bay;
+ * 0: it may not (docked, not away, deadline passed, or too many wait).
+ * Taken: give it back with ms_hub_wait_done. */
+uint64_t ms_hub_wait_take(ms_hub *h, size_t bay, unsigned resume_bit);
+void ms_hub_wait_done(ms_hub *h, size_t bay);
 
 /* Worker side. to_link: false when the bay's queue is full (the message is
  * not taken; every worker's resume flag is set once there is room again);

@@ -254,10 +254,17 @@ static void on_docked(link_conn *lc, const ms_dock_frame *fr)
     uint64_t docks = __atomic_add_fetch(&hb->st.docks, 1, __ATOMIC_RELAXED);
     ms_hub_drop_up(d->hub, l->bay); /* nothing of an earlier link may reach this one */
     ms_hub_bay_publish(d->hub, l->bay, lc->gen, lc->features);
+    /* clients held or waiting since an earlier link went: board them on this
+     * one (resumed), or close them if it does not resume */
+    for (unsigned w = 0; w < d->hub->nworkers; w++) {
+        ms_hub_msg *m = ms_hub_msg_new(MS_HUB_LINK_UP, (uint32_t)l->bay, lc->gen, 0, (uint16_t)lc->features, NULL, 0);
+        if (m)
+            ms_hub_to_worker(d->hub, w, m);
+    }
     char how[300];
-    snprintf(how, sizeof how, "docked on %s, protocol v%d%s%s", l->p->socket_path, MS_DOCK_VERSION,
+    snprintf(how, sizeof how, "docked on %s, protocol v%d%s%s%s", l->p->socket_path, MS_DOCK_VERSION,
              lc->features & MS_DOCK_FEAT_BINARY ? " with binary messages" : " (text only)",
-             docks > 1 ? ", re-docked" : "");
+             lc->features & MS_DOCK_FEAT_RESUME ? ", resume" : "", docks > 1 ? ", re-docked" : "");
     l->p->last_health_error[0] = '\0';
     ms_fleet_bay_docked(d->fleet, l->bay, how);
 }
@@ -399,13 +406,25 @@ static void link_fail(link_conn *lc, uint16_t code, const char *why, bool protoc
     if (protocol_error)
         ms_hub_count(&d->hub->bays[l->bay].st.protocol_errors, 1);
     if (was_docked) {
-        ms_hub_bay_publish(d->hub, l->bay, 0, 0);
+        /* a bay that resumes and went away (not a failure, not removed, not
+         * our shutdown) keeps its clients for its handover_timeout */
+        bool hold = code == 1012 && (lc->features & MS_DOCK_FEAT_RESUME) && !d->closing;
+        uint64_t until = ms_hub_now_ms() + l->p->ship->handover_timeout_ms;
+        if (hold)
+            ms_hub_bay_away(d->hub, l->bay, MS_DOCK_FEAT_RESUME, until);
+        else
+            ms_hub_bay_publish(d->hub, l->bay, 0, 0);
         ms_hub_drop_up(d->hub, l->bay);
         for (unsigned w = 0; w < d->hub->nworkers; w++) {
-            ms_hub_msg *m = ms_hub_msg_new(MS_HUB_LINK_DOWN, (uint32_t)l->bay, lc->gen, 0, code, NULL, 0);
+            ms_hub_msg *m = ms_hub_msg_new(hold ? MS_HUB_LINK_HOLD : MS_HUB_LINK_DOWN, (uint32_t)l->bay, lc->gen, 0,
+                                           code, hold ? &until : NULL, hold ? sizeof until : 0);
             if (m)
                 ms_hub_to_worker(d->hub, w, m);
         }
+        if (hold)
+            ms_log_event(d->log, MS_INFO, bay_name(l), "bay_away",
+                         "bay \"%s\" is away: its clients are held for %llu ms", bay_name(l),
+                         (unsigned long long)l->p->ship->handover_timeout_ms);
     }
     snprintf(l->p->last_health_error, sizeof l->p->last_health_error, "%s", why);
     uv_read_stop((uv_stream_t *)&lc->pipe);
@@ -551,6 +570,13 @@ static void on_slot_freed(void *arg, size_t slot)
         d->links[slot] = NULL;
         l->p = NULL;
         uv_close((uv_handle_t *)&l->retry, on_link_closed); /* l is the timer's data */
+    }
+    /* clients held for the bay that is gone: they go too, before a new
+     * owner of the slot can dock (each inbox keeps its order) */
+    for (unsigned w = 0; w < d->hub->nworkers; w++) {
+        ms_hub_msg *m = ms_hub_msg_new(MS_HUB_LINK_DOWN, (uint32_t)slot, UINT32_MAX, 0, 1001, NULL, 0);
+        if (m)
+            ms_hub_to_worker(d->hub, w, m);
     }
     ms_hub_reset_bay(d->hub, slot);
 }
@@ -725,6 +751,14 @@ void ms_docks_render_metrics(const ms_docks *d, ms_buf *out)
     EACH_BAY(ms_prom_counter_u64(&p, "mothership_bay_rejected_total",
                                  "Upgrade requests answered 503 (bay not docked, or its queue full).", l, 1,
                                  LD(st->rejected)))
+    EACH_BAY(ms_prom_gauge_i64(&p, "mothership_bay_held_clients",
+                               "Clients held or waiting while the bay is away (the resume feature).", l, 1,
+                               (int64_t)LD(st->held)))
+    EACH_BAY(ms_prom_counter_u64(&p, "mothership_bay_resumed_total",
+                                 "Held clients boarded again on the bay's next link.", l, 1, LD(st->resumed)))
+    EACH_BAY(ms_prom_counter_u64(&p, "mothership_bay_held_expired_total",
+                                 "Held or waiting clients closed with 1012 at handover_timeout.", l, 1,
+                                 LD(st->held_expired)))
     EACH_BAY(ms_prom_counter_u64(&p, "mothership_bay_slow_clients_closed_total",
                                  "Clients closed with 1008 because their send queue was full.", l, 1,
                                  LD(st->closed_slow)))

@@ -10,7 +10,14 @@
  * wslay context (over 4 KiB) exists only while something is in flight: it is
  * freed when every byte fed to it belongs to a whole frame, no fragmented
  * message is open and nothing waits to be sent; the read buffer is the
- * worker's. */
+ * worker's.
+ *
+ * Held clients (a bay that agreed to "resume" went away, or a client came
+ * while it was away): not read (TCP pushes back on them), what was queued
+ * to them is still sent, their frames read but not yet given to the bay
+ * wait in pend, and their Boarding frame (kept for such bays) goes to the
+ * bay's next link, with "resumed": true if an earlier link had it. At the
+ * bay's handover_timeout they are closed with 1012 as if not held. */
 #include <assert.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -48,6 +55,12 @@ struct ms_ws {
     ms_ws *prev, *next;                /* the worker's clients */
     ms_ws *dirty_prev, *dirty_next;    /* on the worker's list of clients to flush */
     bool dirty;
+    bool held;                         /* waiting for the bay to dock (again): not read */
+    bool boarded;                      /* a link had its Boarding: the next one is "resumed" */
+    bool waiting;                      /* counted in the bay's waiting clients (came while it was away) */
+    uint64_t held_until;               /* ms_hub_now_ms deadline while held */
+    uint8_t *board;                    /* its Boarding frame, kept while its bay resumes */
+    uint32_t board_len;
 };
 
 static const ms_http_limits *lim(const ms_conn *c)
@@ -197,6 +210,7 @@ static void ws_free(ms_ws *ws)
     assert(ws->busy == 0); /* not from inside a wslay call: it still uses ctx */
     if (ws->ctx)
         wslay_event_context_free(ws->ctx);
+    free(ws->board);
     free(ws);
 }
 
@@ -241,11 +255,17 @@ static void ws_flush(ms_ws *ws)
     maybe_idle(ws);
 }
 
+static void unhold(ms_ws *ws);
+
 static void ws_close_with(ms_ws *ws, uint16_t code, const char *reason)
 {
     ms_conn *c = ws->c;
     if (ws->closing || ms_conn_is_closing(c))
         return;
+    if (ws->held) { /* the client's close frame must be read */
+        unhold(ws);
+        ms_conn_start_reading(c);
+    }
     if (!ensure_ctx(ws)) {
         ms_conn_close(c);
         return;
@@ -309,16 +329,18 @@ static void stop_reading_client(ms_ws *ws)
 static void to_bay(ms_ws *ws, ms_hub_msg *m)
 {
     ms_hub *hub = ws->c->w->hub;
-    if (!ws->pend && ms_hub_to_link(hub, m, false))
+    if (!ws->pend && !ws->held && ms_hub_to_link(hub, m, false))
         return;
-    /* the bay's queue is full: keep it, in order, and stop reading */
+    /* the bay's queue is full (or there is no link while held): keep it,
+     * in order, and stop reading */
     m->next = NULL;
     if (ws->pend_tail)
         ws->pend_tail->next = m;
     else
         ws->pend = m;
     ws->pend_tail = m;
-    ws->blocked = true;
+    if (!ws->held)
+        ws->blocked = true;
     stop_reading_client(ws);
 }
 
@@ -418,6 +440,132 @@ static void link_down(ms_worker *w, const ms_hub_msg *m)
     }
 }
 
+/* ---------------------------------------------------------------- held clients */
+
+static uint64_t tick_ms(const ms_conn *c)
+{
+    uint64_t tick = lim(c)->ws_ping_interval_ms / 2;
+    return tick ? tick : 1;
+}
+
+/* The client leaves the held state (accounting only: reading is the caller's). */
+static void unhold(ms_ws *ws)
+{
+    assert(ws->held);
+    ms_hub *hub = ws->c->w->hub;
+    ws->held = false;
+    __atomic_fetch_sub(&hub->bays[ws->bay].st.held, 1, __ATOMIC_RELAXED);
+    if (ws->waiting) {
+        ws->waiting = false;
+        ms_hub_wait_done(hub, ws->bay);
+    }
+}
+
+/* Its timer fires at the deadline (and no earlier: see on_ws_timer). */
+static void arm_hold_timer(ms_ws *ws)
+{
+    uint64_t now = ms_hub_now_ms();
+    uint64_t left = ws->held_until > now ? ws->held_until - now : 0;
+    ms_conn_timer_start(ws->c, on_ws_timer, left + 1, tick_ms(ws->c));
+}
+
+static void hold(ms_ws *ws, uint64_t until)
+{
+    ms_conn *c = ws->c;
+    if (ws->closing || ms_conn_is_closing(c))
+        return;
+    if (!ws->board) { /* boarded before its bay resumed: cannot be boarded again */
+        ws->tell_bay = false;
+        ws_close_with(ws, 1012, "the bay is restarting");
+        return;
+    }
+    if (!ws->held) {
+        ws->held = true;
+        ms_hub_count(&c->w->hub->bays[ws->bay].st.held, 1);
+    }
+    ws->held_until = until;
+    ws->blocked = false; /* what pend holds waits for the next link */
+    stop_reading_client(ws);
+    arm_hold_timer(ws);
+}
+
+static void link_hold(ms_worker *w, const ms_hub_msg *m)
+{
+    uint64_t until = 0;
+    assert(m->len == sizeof until);
+    memcpy(&until, m->data, sizeof until);
+    for (ms_ws *ws = w->ws_list, *next; ws; ws = next) {
+        next = ws->next;
+        if (ws->bay == m->bay && ws->gen <= m->gen)
+            hold(ws, until);
+    }
+}
+
+/* Board a held client on the link of generation gen: its Boarding (resumed
+ * when a link had it before), then what it sent meanwhile, then reading. */
+static void board_again(ms_ws *ws, uint32_t gen, unsigned features)
+{
+    ms_conn *c = ws->c;
+    ms_hub *hub = c->w->hub;
+    if (ws->boarded && !(features & MS_DOCK_FEAT_RESUME)) {
+        ws->tell_bay = false;
+        ws_close_with(ws, 1012, "the bay is restarting");
+        return;
+    }
+    ms_hub_msg *board = NULL;
+    if (ws->boarded) {
+        ms_dock_buf b = { 0 };
+        if (ms_dock_encode_boarding_resumed(&b, ws->board, ws->board_len) == 0)
+            board = ms_hub_msg_new(MS_HUB_BOARDING, (uint32_t)ws->bay, gen, ws->conn_id, 0, b.data, b.len);
+        ms_dock_buf_free(&b);
+    } else {
+        board = ms_hub_msg_new(MS_HUB_BOARDING, (uint32_t)ws->bay, gen, ws->conn_id, 0, ws->board, ws->board_len);
+    }
+    if (!board) {
+        ws->tell_bay = false;
+        ws_close_with(ws, 1011, "out of memory");
+        return;
+    }
+    ms_hub_count(ws->boarded ? &hub->bays[ws->bay].st.resumed : &hub->bays[ws->bay].st.boardings, 1);
+    unhold(ws);
+    ws->gen = gen;
+    ws->boarded = true;
+    ws->binary_ok = (features & MS_DOCK_FEAT_BINARY) != 0;
+    if (!(features & MS_DOCK_FEAT_RESUME)) {
+        free(ws->board);
+        ws->board = NULL;
+        ws->board_len = 0;
+    }
+    /* what it sent meanwhile follows its Boarding (binary only if agreed) */
+    ms_hub_msg *keep = board, *tail = board;
+    for (ms_hub_msg *m = ws->pend, *next; m; m = next) {
+        next = m->next;
+        if (m->data[0] == MS_DOCK_CARGO_BINARY && !ws->binary_ok) {
+            free(m);
+            continue;
+        }
+        m->gen = gen;
+        tail->next = m;
+        tail = m;
+    }
+    tail->next = NULL;
+    ws->pend = keep;
+    ws->pend_tail = tail;
+    ws->blocked = true;
+    ws->last_rx = uv_now(&c->w->loop);
+    ms_conn_timer_start(c, on_ws_timer, tick_ms(c), tick_ms(c));
+    retry_pending(ws); /* reads again once all of it is queued for the bay */
+}
+
+static void link_up(ms_worker *w, const ms_hub_msg *m)
+{
+    for (ms_ws *ws = w->ws_list, *next; ws; ws = next) {
+        next = ws->next;
+        if (ws->bay == m->bay && ws->held)
+            board_again(ws, m->gen, m->code);
+    }
+}
+
 static void on_dock_async(uv_async_t *a)
 {
     ms_worker *w = a->data;
@@ -427,6 +575,10 @@ static void on_dock_async(uv_async_t *a)
         list = m->next;
         if (m->kind == MS_HUB_LINK_DOWN)
             link_down(w, m);
+        else if (m->kind == MS_HUB_LINK_HOLD)
+            link_hold(w, m);
+        else if (m->kind == MS_HUB_LINK_UP)
+            link_up(w, m);
         else
             deliver(w, m);
         free(m);
@@ -495,6 +647,17 @@ static void on_ws_timer(uv_timer_t *t)
         ms_conn_close(c);
         return;
     }
+    if (ws->held) { /* not read on purpose: not idle, no pings */
+        ws->last_rx = now;
+        if (ms_hub_now_ms() < ws->held_until) {
+            arm_hold_timer(ws); /* the loop's clock was behind the shared one */
+            return;
+        }
+        ms_hub_count(&c->w->hub->bays[ws->bay].st.held_expired, 1);
+        ws->tell_bay = false;
+        ws_close_with(ws, 1012, "the bay is restarting");
+        return;
+    }
     if (ws->blocked) {
         ws->last_rx = now; /* not read on purpose (its bay is behind): not idle */
         return;
@@ -537,7 +700,9 @@ static void ws_detach(ms_conn *c)
         code = wslay_event_get_status_code_sent(ws->ctx);
     if (!code)
         code = 1006; /* it vanished */
-    if (ws->tell_bay && ms_hub_bay_gen(hub, ws->bay, NULL) == ws->gen) {
+    if (ws->held)
+        unhold(ws); /* no link has it now: nobody to tell */
+    else if (ws->tell_bay && ms_hub_bay_gen(hub, ws->bay, NULL) == ws->gen) {
         ms_dock_buf b = { 0 };
         if (ms_dock_encode_disembark(&b, ws->conn_id, code, "") == 0) {
             ms_hub_msg *m = ms_hub_msg_new(MS_HUB_DISEMBARK, (uint32_t)ws->bay, ws->gen, ws->conn_id, code, b.data,
@@ -750,12 +915,15 @@ static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
     }
     unsigned features = 0;
     uint32_t gen = ms_hub_bay_gen(hub, bay, &features);
-    if (gen == 0) {
+    uint64_t wait_until = 0; /* away with resume: the client waits for its next link */
+    if (gen == 0 && !(wait_until = ms_hub_wait_take(hub, bay, MS_DOCK_FEAT_RESUME))) {
         reject_503(c, st, bay_name, "is not docked");
         return true;
     }
     ms_ws *ws = calloc(1, sizeof *ws);
     if (!ws) {
+        if (wait_until)
+            ms_hub_wait_done(hub, bay);
         ms_conn_respond_error(c, 503, "out of memory");
         return true;
     }
@@ -766,18 +934,35 @@ static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
     ws->conn_id = next_conn_id(w);
     ws->tell_bay = true;
     ms_hub_msg *board = NULL;
-    if (!ms_idmap_put(&w->ws_ids, ws->conn_id, ws) || !boarding_frame(c, ws, &board)) {
-        ms_idmap_del(&w->ws_ids, ws->conn_id);
-        free(ws);
-        ms_conn_respond_error(c, 503, "out of memory");
-        return true;
-    }
-    if (!ms_hub_to_link(hub, board, false)) {
+    bool keep_board = wait_until || (features & MS_DOCK_FEAT_RESUME); /* boarded again later */
+    if (!ms_idmap_put(&w->ws_ids, ws->conn_id, ws) || !boarding_frame(c, ws, &board) ||
+        (keep_board && !(ws->board = malloc(board->len)))) {
         free(board);
         ms_idmap_del(&w->ws_ids, ws->conn_id);
         free(ws);
+        if (wait_until)
+            ms_hub_wait_done(hub, bay);
+        ms_conn_respond_error(c, 503, "out of memory");
+        return true;
+    }
+    if (keep_board) {
+        memcpy(ws->board, board->data, board->len);
+        ws->board_len = board->len;
+    }
+    if (wait_until) { /* its Boarding goes to the next link */
+        free(board);
+        ws->held = ws->waiting = true;
+        ws->held_until = wait_until;
+        ms_hub_count(&st->held, 1);
+    } else if (!ms_hub_to_link(hub, board, false)) {
+        free(board);
+        ms_idmap_del(&w->ws_ids, ws->conn_id);
+        free(ws->board);
+        free(ws);
         reject_503(c, st, bay_name, "is busy: its queue is full");
         return true;
+    } else {
+        ws->boarded = true;
     }
     /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
     char kg[24 + sizeof WS_GUID];
@@ -803,16 +988,19 @@ static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
     w->ws_list = ws;
     c->ws = ws;
     ms_hub_count(&st->clients, 1);
-    ms_hub_count(&st->boardings, 1);
+    if (ws->boarded)
+        ms_hub_count(&st->boardings, 1); /* a waiting one counts when it is boarded */
     ws->last_rx = uv_now(&w->loop);
-    uint64_t tick = lim(c)->ws_ping_interval_ms / 2;
-    ms_conn_timer_start(c, on_ws_timer, tick ? tick : 1, tick ? tick : 1);
+    if (ws->held)
+        arm_hold_timer(ws);
+    else
+        ms_conn_timer_start(c, on_ws_timer, tick_ms(c), tick_ms(c));
     ms_conn_record(c, 101);
     ms_conn_write(c, head, (size_t)hl, true);
     if (ms_conn_is_closing(c))
         return true; /* the write failed: the connection (and ws) is gone */
     ms_conn_hand_over(c); /* frames the client sent right behind its handshake come to ws_on_read */
-    if (!ms_conn_is_closing(c) && !ws->blocked)
+    if (!ms_conn_is_closing(c) && !ws->blocked && !ws->held)
         ms_conn_start_reading(c);
     return true;
 }
