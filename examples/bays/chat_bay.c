@@ -5,7 +5,11 @@
  * Config (the manifest's config table, from Moored): "greeting", when set,
  * is sent as a text message to each new client first. Environment:
  * MS_SOCKET_PATH and MS_SHIP (set by Mothership); DOCK_V1=1 docks as a
- * plain v1 bay. The connected clients are kept in a dense array indexed by
+ * plain v1 bay, DOCK_RESUME=0 without the resume feature. With resume (the
+ * default) the room outlives the process: Mothership keeps the clients open
+ * while the bay restarts and boards them again, marked resumed, and they
+ * are members again (no second greeting). Messages sent to the old process
+ * and not yet read by it are lost. The connected clients are kept in a dense array indexed by
  * a hash table, so thousands of clients cost O(1) per Boarding/Disembark.
  * Exits 0 on SIGTERM or SIGINT; serves again after Mothership re-docks. */
 #include "libdock/dock.h"
@@ -127,8 +131,8 @@ static void on_docked(dock_bay *bay, void *user)
 {
     (void)user;
     const char *greeting = dock_bay_config(bay, "greeting");
-    fprintf(stderr, "chat-bay: docked as %s, binary=%s, greeting=%s\n", dock_bay_ship(bay),
-            dock_bay_binary(bay) ? "yes" : "no", greeting ? greeting : "(none)");
+    fprintf(stderr, "chat-bay: docked as %s, binary=%s, resume=%s, greeting=%s\n", dock_bay_ship(bay),
+            dock_bay_binary(bay) ? "yes" : "no", dock_bay_resume(bay) ? "yes" : "no", greeting ? greeting : "(none)");
 }
 
 static void on_boarding(dock_bay *bay, uint32_t conn_id, const char *path,
@@ -147,6 +151,8 @@ static void on_boarding(dock_bay *bay, uint32_t conn_id, const char *path,
             fprintf(stderr, "chat-bay: client %u: %s\n", (unsigned)conn_id, err);
         return;
     }
+    if (dock_bay_boarding_resumed(bay))
+        return; /* back in the room after a restart: greeted already */
     const char *greeting = dock_bay_config(bay, "greeting");
     if (greeting && dock_bay_send_text(bay, conn_id, greeting, err, sizeof err) < 0)
         fprintf(stderr, "chat-bay: greeting client %u: %s\n", (unsigned)conn_id, err);
@@ -186,9 +192,10 @@ static void on_link_ended(dock_bay *bay, const char *reason, void *user)
 
 int main(void)
 {
-    const char *v1 = getenv("DOCK_V1");
+    const char *v1 = getenv("DOCK_V1"), *resume = getenv("DOCK_RESUME");
     dock_options opt = {
         .v1_only = v1 && strcmp(v1, "1") == 0,
+        .resume = !(resume && strcmp(resume, "0") == 0),
         .cb = {
             .docked = on_docked,
             .boarding = on_boarding,

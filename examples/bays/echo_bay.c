@@ -5,7 +5,8 @@
  *   /close <code> <reason...>   the bay closes that client (Disembark)
  *   /crash                      the bay exits with status 3 at once
  * Environment: MS_SOCKET_PATH and MS_SHIP (set by Mothership); DOCK_V1=1
- * docks as a plain v1 bay (no "features", text only). Exits 0 on SIGTERM or
+ * docks as a plain v1 bay (no "features", text only); DOCK_RESUME=1 offers
+ * the resume feature (its clients stay open while it restarts). Exits 0 on SIGTERM or
  * SIGINT; after the link ends it waits for Mothership to dock again. */
 #include "libdock/dock.h"
 
@@ -89,9 +90,10 @@ static void on_link_ended(dock_bay *bay, const char *reason, void *user)
 
 int main(void)
 {
-    const char *v1 = getenv("DOCK_V1");
+    const char *v1 = getenv("DOCK_V1"), *resume = getenv("DOCK_RESUME");
     dock_options opt = {
         .v1_only = v1 && strcmp(v1, "1") == 0,
+        .resume = resume && strcmp(resume, "1") == 0,
         .cb = { .docked = on_docked, .cargo = on_cargo, .link_ended = on_link_ended },
     };
     char err[256];

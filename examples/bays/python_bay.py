@@ -4,7 +4,12 @@ standard library only (see docs/docking-protocol.md).
 
 Every text or binary message a client sends comes back to it; the text
 message "/close" makes the bay close that client with code 4000. Run it as a
-[[bays.websocket]] bay: Mothership sets MS_SOCKET_PATH and MS_SHIP."""
+[[bays.websocket]] bay: Mothership sets MS_SOCKET_PATH and MS_SHIP.
+
+With DOCK_RESUME=1 it offers the "resume" feature: when it exits (or
+crashes) Mothership keeps its clients open, and once it has docked again
+sends a Boarding with "resumed": true for each of them; this bay then
+sends such a client the text message "resumed"."""
 import json
 import os
 import socket
@@ -69,14 +74,15 @@ def main():
     link, _ = listener.accept()
     listener.close()
 
-    send_json(link, DOCK, {"version": 1, "ship": ship, "features": ["binary"]})
+    features = ["binary"] + (["resume"] if os.environ.get("DOCK_RESUME") == "1" else [])
+    send_json(link, DOCK, {"version": 1, "ship": ship, "features": features})
     frame = read_frame(link)
     if frame is None or frame[0] != MOORED:
         sys.exit("python_bay: expected Moored")
     moored = json.loads(frame[1])
     binary = "binary" in moored.get("features", [])
-    print("python_bay: docked, config=%r binary=%s" % (moored.get("config", {}), binary),
-          file=sys.stderr, flush=True)
+    print("python_bay: docked, config=%r binary=%s resume=%s" % (
+        moored.get("config", {}), binary, "resume" in moored.get("features", [])), file=sys.stderr, flush=True)
 
     clients = {}
     while True:
@@ -87,6 +93,8 @@ def main():
         if ftype == BOARDING:
             b = json.loads(payload)
             clients[b["conn_id"]] = b["path"]
+            if b.get("resumed"):  # a client of our previous run, kept open meanwhile
+                send_cargo(link, b["conn_id"], b"resumed")
         elif ftype == DISEMBARK:
             clients.pop(json.loads(payload)["conn_id"], None)
         elif ftype in (CARGO, CARGO_BINARY):

@@ -47,6 +47,7 @@ struct dock_bay {
     bool sock_known;
     unsigned offered;             /* features offered in Dock */
     unsigned features;            /* features agreed in Moored */
+    bool in_resumed;              /* inside the boarding callback of a resumed Boarding */
     uint32_t max_frame;
     size_t max_pending;
     int moored_timeout_ms;
@@ -316,7 +317,7 @@ dock_bay *dock_bay_open(const dock_options *opt, char *err, size_t err_len)
     bay->max_pending = opt->max_pending ? opt->max_pending : DOCK_DEFAULT_MAX_PENDING;
     bay->moored_timeout_ms = opt->moored_timeout_ms == 0 ? DOCK_DEFAULT_MOORED_TIMEOUT_MS
                                                          : opt->moored_timeout_ms;
-    bay->offered = opt->v1_only ? 0 : MS_DOCK_FEAT_BINARY;
+    bay->offered = opt->v1_only ? 0 : MS_DOCK_FEAT_BINARY | (opt->resume ? MS_DOCK_FEAT_RESUME : 0);
     bay->cb = opt->cb;
     bay->user = opt->user;
     ms_dock_decoder_init(&bay->dec, bay->max_frame);
@@ -528,7 +529,9 @@ static void handle_boarding(dock_bay *bay, const ms_dock_frame *fr)
             h[i].value = b.headers[i].value;
         }
         bay->in_callback++;
+        bay->in_resumed = b.resumed;
         bay->cb.boarding(bay, b.conn_id, b.path, b.remote_addr, h, b.n_headers, bay->user);
+        bay->in_resumed = false;
         bay->in_callback--;
         if (h != stack)
             free(h);
@@ -928,6 +931,16 @@ bool dock_bay_docked(const dock_bay *bay)
 bool dock_bay_binary(const dock_bay *bay)
 {
     return bay && bay->link_fd >= 0 && (bay->features & MS_DOCK_FEAT_BINARY) != 0;
+}
+
+bool dock_bay_resume(const dock_bay *bay)
+{
+    return bay && bay->link_fd >= 0 && (bay->features & MS_DOCK_FEAT_RESUME) != 0;
+}
+
+bool dock_bay_boarding_resumed(const dock_bay *bay)
+{
+    return bay && bay->in_resumed;
 }
 
 const char *dock_bay_ship(const dock_bay *bay)

@@ -80,6 +80,8 @@ typedef struct {
     const char *socket_path;   /* NULL: $MS_SOCKET_PATH (required then) */
     const char *ship;          /* NULL: $MS_SHIP, else the socket file's name without ".sock" */
     bool v1_only;              /* dock as a plain v1 bay: no "features", no binary */
+    bool resume;               /* offer "resume": Mothership keeps the clients while this bay
+                                * restarts and boards them again (see dock_bay_boarding_resumed) */
     uint32_t max_frame;        /* largest frame payload either way; 0: 16 MiB */
     size_t max_pending;        /* output buffer cap in bytes; 0: 16 MiB */
     int moored_timeout_ms;     /* wait for Moored after Dock; 0: 10 s, <0: forever */
@@ -148,6 +150,13 @@ size_t dock_bay_pending(const dock_bay *bay);
 bool dock_bay_docked(const dock_bay *bay);
 /* Whether binary messages were agreed on this link (the "binary" feature). */
 bool dock_bay_binary(const dock_bay *bay);
+/* Whether "resume" was agreed on this link. */
+bool dock_bay_resume(const dock_bay *bay);
+/* Inside the boarding callback: true when this Boarding is a client that
+ * an earlier bay process (or link) had, kept open by Mothership while the
+ * bay was away ("resumed": true). Messages that earlier process had not
+ * read are not delivered again. False anywhere else. */
+bool dock_bay_boarding_resumed(const dock_bay *bay);
 const char *dock_bay_ship(const dock_bay *bay);
 const char *dock_bay_socket_path(const dock_bay *bay);
 /* The config table of the last Moored (kept after its link ends, until the

@@ -30,7 +30,7 @@
 /* ---------------------------------------------------------------- records */
 
 typedef struct {
-    int docked, boardings, cargos, disembarks, ended;
+    int docked, boardings, cargos, disembarks, ended, resumed;
     uint32_t conn_id;
     char path[256], remote[256], host[256], cookie[256];
     size_t n_headers;
@@ -69,6 +69,8 @@ static void cb_boarding(dock_bay *bay, uint32_t conn_id, const char *path, const
     h = dock_header_get(headers, n_headers, "COOKIE");
     snprintf(R.cookie, sizeof R.cookie, "%s", h ? h : "(none)");
     R.n_headers = n_headers;
+    if (dock_bay_boarding_resumed(bay))
+        R.resumed++;
 }
 
 static void cb_cargo(dock_bay *bay, uint32_t conn_id, const uint8_t *data, size_t len, bool binary,
@@ -670,6 +672,50 @@ static void test_binary_not_agreed_by_mothership(void **state)
     expect_link_end(f, "0x13");
 }
 
+/* A bay that offers resume: Dock names it, Moored agrees, a Boarding with
+ * "resumed": true is told as such (only inside the callback). */
+static void test_resume(void **state)
+{
+    fx *f = *state;
+    dock_options o = { .resume = true };
+    open_bay(f, &o);
+    dock_up(f, "{\"version\":1,\"ship\":\"testship\",\"features\":[\"binary\",\"resume\"]}", NULL, 0,
+            MS_DOCK_FEAT_BINARY | MS_DOCK_FEAT_RESUME);
+    assert_true(dock_bay_resume(f->bay));
+    assert_false(dock_bay_boarding_resumed(f->bay));
+    ms_boarding(f, 3, "/ws", "1.2.3.4:5", NULL, 0);
+    pump(f, &R.boardings, 1, 3000);
+    assert_int_equal(R.boardings, 1);
+    assert_int_equal(R.resumed, 0);
+    ms_dock_buf first = { 0 }, again = { 0 };
+    assert_int_equal(ms_dock_encode_boarding(&first, 4, "/ws", "1.2.3.4:6", NULL, 0), 0);
+    assert_int_equal(ms_dock_encode_boarding_resumed(&again, first.data, first.len), 0);
+    ms_dock_buf_free(&first);
+    ms_send_buf(f, &again);
+    pump(f, &R.boardings, 2, 3000);
+    assert_int_equal(R.boardings, 2);
+    assert_int_equal(R.conn_id, 4);
+    assert_int_equal(R.resumed, 1);
+    assert_false(dock_bay_boarding_resumed(f->bay));
+
+    /* a Mothership that does not agree: the bay is told so */
+    ms_close(f);
+    expect_link_end(f, "");
+    dock_up(f, "{\"version\":1,\"ship\":\"testship\",\"features\":[\"binary\",\"resume\"]}", NULL, 0,
+            MS_DOCK_FEAT_BINARY);
+    assert_false(dock_bay_resume(f->bay));
+}
+
+/* Without the option, resume is not offered. */
+static void test_resume_not_offered(void **state)
+{
+    fx *f = *state;
+    dock_options o = { 0 };
+    open_bay(f, &o);
+    dock_up(f, DOCK_V2, NULL, 0, MS_DOCK_FEAT_BINARY | MS_DOCK_FEAT_RESUME);
+    assert_false(dock_bay_resume(f->bay));
+}
+
 static void test_unknown_type_and_reaccept(void **state)
 {
     fx *f = *state;
@@ -1042,6 +1088,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handshake_and_traffic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v1_refuses_binary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binary_not_agreed_by_mothership, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_not_offered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_type_and_reaccept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
