@@ -1,0 +1,167 @@
+"""Bays that keep their clients across a restart (the docking protocol's
+"resume" feature) through the real binary: 100 chat clients across
+`mothership restart chat` and a kill -9 of the bay (all stay connected, are
+members of the room again, per-client order kept), the "resumed" flag on
+the wire (the Python bay), clients that arrive while the bay is away (they
+wait, then are boarded), the handover_timeout (held clients closed with
+1012), and a bay without the feature (1012 at once, as before)."""
+import asyncio
+import os
+import re
+import signal
+import subprocess
+
+import websockets
+
+from conftest import BINARY
+from fleet_helpers import PY
+from http_helpers import msum, wait_until
+from test_bays import CHAT_BAY, ECHO_BAY, bay_toml, run, start, ws_url
+
+PY_BAY = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "bays", "python_bay.py")
+RESTARTS = {"critical": False, "restart": {"backoff": "50ms"}}
+
+
+def manifest_of(fleet):
+    return str(fleet.tmp / f"ship-manifest-{fleet.n}.toml")
+
+
+def ctl(fleet, *args):
+    r = subprocess.run([BINARY, *args, "-c", manifest_of(fleet)], capture_output=True, text=True, timeout=30,
+                       cwd=str(fleet.tmp))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return r.stdout
+
+
+def bay_pid(px, name):
+    return int(re.search(r"\(pid (\d+)\)", px.ms.events("started", ship=name)[-1]["msg"]).group(1))
+
+
+def metric(px, name, bay):
+    return msum(px.metrics(), name, bay=bay)
+
+
+def back(px, name, since):
+    """Wait until the bay docked again after log line since, and every held
+    client was boarded again."""
+    px.ms.event("ready", ship=name, start=since, timeout=20)
+    wait_until(lambda: metric(px, "mothership_bay_held_clients", name) == 0, what="no held clients")
+
+
+async def chat_round(conns, tag, per_sender=2):
+    """Every client sends per_sender messages; each client receives every
+    message of the round once, each sender's in order."""
+    n = len(conns)
+    for k in range(per_sender):
+        for i, ws in enumerate(conns):
+            await ws.send(f"{tag}:{i}:{k}")
+
+    async def collect(ws):
+        return [await ws.recv() for _ in range(n * per_sender)]
+    results = await asyncio.gather(*(collect(ws) for ws in conns))
+    for got in results:
+        assert sorted(got) == sorted(f"{tag}:{i}:{k}" for i in range(n) for k in range(per_sender))
+        for i in range(n):
+            mine = [int(x.rsplit(":", 1)[1]) for x in got if x.startswith(f"{tag}:{i}:")]
+            assert mine == list(range(per_sender))
+
+
+def test_100_chat_clients_stay_in_the_room_across_restart_and_kill_9(fleet):
+    px = start(fleet, bay_toml("chat", CHAT_BAY, extra=RESTARTS))
+    assert ", resume" in px.ms.events("ready", ship="chat")[0]["msg"]
+    clients = 100
+
+    async def go():
+        conns = [await websockets.connect(ws_url(px), max_queue=None) for _ in range(clients)]
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: wait_until(
+            lambda: metric(px, "mothership_bay_clients", "chat") == clients, what="100 clients"))
+        await chat_round(conns, "before")
+
+        since = len(px.ms.events())
+        await loop.run_in_executor(None, lambda: ctl(fleet, "restart", "chat"))
+        await loop.run_in_executor(None, lambda: back(px, "chat", since))
+        await chat_round(conns, "restarted")
+
+        since = len(px.ms.events())
+        os.kill(bay_pid(px, "chat"), signal.SIGKILL)
+        await loop.run_in_executor(None, lambda: back(px, "chat", since))
+        await chat_round(conns, "killed")
+
+        for ws in conns:
+            assert ws.close_code is None
+            await ws.close()
+    run(go(), timeout=120)
+    m = px.metrics()
+    assert msum(m, "mothership_bay_resumed_total", bay="chat") == 2 * clients
+    assert msum(m, "mothership_bay_held_expired_total", bay="chat") == 0
+    assert msum(m, "mothership_bay_redocks_total", bay="chat") == 2
+
+
+def test_resumed_boarding_reaches_the_bay_and_clients_that_come_meanwhile_wait(fleet):
+    px = start(fleet, bay_toml("py", PY, [PY_BAY], env={"DOCK_RESUME": "1"},
+                               extra={"critical": False, "restart": {"backoff": "1s"}}))
+
+    async def go():
+        async with websockets.connect(ws_url(px)) as old:
+            await old.send("one")
+            assert await old.recv() == "one"
+            since = len(px.ms.events())
+            os.kill(bay_pid(px, "py"), signal.SIGKILL)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: px.ms.event("exited", ship="py", start=since))
+            # the bay is away (restarting after its backoff): a new client
+            # gets its handshake and waits instead of a 503
+            async with websockets.connect(ws_url(px)) as new:
+                await new.send("while away")
+                assert metric(px, "mothership_bay_held_clients", "py") == 2
+                assert await new.recv() == "while away"   # not "resumed": it is new to the bay
+                assert await old.recv() == "resumed"      # the bay saw "resumed": true
+                await old.send("two")
+                assert await old.recv() == "two"
+    run(go())
+    m = px.metrics()
+    assert msum(m, "mothership_bay_resumed_total", bay="py") == 1
+    assert msum(m, "mothership_bay_rejected_total", bay="py") == 0
+
+
+def test_held_clients_are_closed_with_1012_at_the_handover_timeout(fleet):
+    px = start(fleet, bay_toml("echo", ECHO_BAY, env={"DOCK_RESUME": "1"},
+                               extra={"critical": False, "handover_timeout": "1s"}))
+
+    async def go():
+        async with websockets.connect(ws_url(px)) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: ctl(fleet, "stop", "echo"))
+            # the bay is gone and does not come back: held, then closed
+            assert metric(px, "mothership_bay_held_clients", "echo") == 1
+            try:
+                await ws.recv()
+                raise AssertionError("the held client got a message")
+            except websockets.ConnectionClosed as e:
+                assert e.rcvd.code == 1012
+    run(go())
+    m = px.metrics()
+    assert msum(m, "mothership_bay_held_expired_total", bay="echo") == 1
+    assert msum(m, "mothership_bay_held_clients", bay="echo") == 0
+
+
+def test_a_bay_without_resume_still_closes_its_clients_with_1012(fleet):
+    px = start(fleet, bay_toml("chat", CHAT_BAY, env={"DOCK_RESUME": "0"}, extra=RESTARTS))
+    assert ", resume" not in px.ms.events("ready", ship="chat")[0]["msg"]
+
+    async def go():
+        async with websockets.connect(ws_url(px)) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: ctl(fleet, "restart", "chat"))
+            try:
+                await ws.recv()
+                raise AssertionError("the client got a message")
+            except websockets.ConnectionClosed as e:
+                assert e.rcvd.code == 1012
+    run(go())
+    assert msum(px.metrics(), "mothership_bay_held_clients", bay="chat") == 0
