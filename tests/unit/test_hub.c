@@ -167,10 +167,44 @@ static void test_a_reset_bay_starts_afresh(void **state)
     ms_hub_free(h);
 }
 
+/* An away bay (resume agreed, link gone): new clients may wait until its
+ * deadline, at most MS_HUB_WAIT_MAX at once; not while docked, not once
+ * the deadline has passed, not for a bay that is merely not docked. */
+static void test_an_away_bay_lets_a_bounded_number_of_clients_wait(void **state)
+{
+    (void)state;
+    enum { RESUME = 2 };
+    ms_hub *h = new_hub(1, 0);
+    assert_int_equal(ms_hub_wait_take(h, 1, RESUME), 0); /* never docked */
+    ms_hub_bay_publish(h, 1, 5, RESUME);
+    assert_int_equal(ms_hub_wait_take(h, 1, RESUME), 0); /* docked: boarded at once */
+    uint64_t until = ms_hub_now_ms() + 60000;
+    ms_hub_bay_away(h, 1, RESUME, until);
+    unsigned f = 0;
+    assert_int_equal(ms_hub_bay_gen(h, 1, &f), 0);
+    assert_int_equal(f, RESUME);
+    for (unsigned i = 0; i < MS_HUB_WAIT_MAX; i++)
+        assert_int_equal(ms_hub_wait_take(h, 1, RESUME), until);
+    assert_int_equal(ms_hub_wait_take(h, 1, RESUME), 0); /* full */
+    ms_hub_wait_done(h, 1);
+    assert_int_equal(ms_hub_wait_take(h, 1, RESUME), until);
+    for (unsigned i = 0; i < MS_HUB_WAIT_MAX; i++)
+        ms_hub_wait_done(h, 1);
+    assert_int_equal(h->bays[1].waiting, 0);
+    ms_hub_bay_away(h, 1, RESUME, ms_hub_now_ms() - 1);
+    assert_int_equal(ms_hub_wait_take(h, 1, RESUME), 0); /* deadline passed */
+    ms_hub_bay_away(h, 1, RESUME, until);
+    ms_hub_reset_bay(h, 1); /* the slot was freed: nobody waits for it */
+    assert_int_equal(ms_hub_wait_take(h, 1, RESUME), 0);
+    assert_int_equal(h->bays[1].away_until, 0);
+    ms_hub_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_reset_bay_starts_afresh),
+        cmocka_unit_test(test_an_away_bay_lets_a_bounded_number_of_clients_wait),
         cmocka_unit_test(test_idmap_matches_a_reference_under_random_operations),
         cmocka_unit_test(test_bay_queue_has_a_budget_and_wakes_waiting_workers),
         cmocka_unit_test(test_worker_inbox_budget_pauses_links_until_taken),
