@@ -544,13 +544,35 @@ static void on_bay_exited(void *arg, ms_proc *p)
         link_fail(l->conn, 1012, "the bay exited", false, false);
 }
 
-/* The fleet asks before it frees a retired bay: its link must be done. */
+/* Clients held for a bay that a reload removed while it was away: it will
+ * not dock again, so they are closed now (1001, going away). */
+static void release_held(ms_docks *d, size_t slot)
+{
+    unsigned features = 0;
+    if (ms_hub_bay_gen(d->hub, slot, &features) != 0 || !(features & MS_DOCK_FEAT_RESUME))
+        return;
+    ms_hub_bay_publish(d->hub, slot, 0, 0);
+    for (unsigned w = 0; w < d->hub->nworkers; w++) {
+        ms_hub_msg *m = ms_hub_msg_new(MS_HUB_LINK_DOWN, (uint32_t)slot, UINT32_MAX, 0, 1001, NULL, 0);
+        if (m)
+            ms_hub_to_worker(d->hub, w, m);
+    }
+}
+
+/* The fleet asks before it frees a retired bay: its link must be done, and
+ * the clients held for it gone (they count in its hub bay, which the
+ * slot's next owner starts from zero). */
 static bool on_bay_held(void *arg, const ms_proc *p)
 {
     ms_docks *d = arg;
     assert(p->slot < d->n);
     const ms_dlink *l = d->links[p->slot];
-    return l && l->p == p && (l->conn || l->conns > 0 || uv_is_active((const uv_handle_t *)&l->retry));
+    if (!l || l->p != p)
+        return false;
+    if (l->conn || l->conns > 0 || uv_is_active((const uv_handle_t *)&l->retry))
+        return true;
+    release_held(d, p->slot);
+    return __atomic_load_n(&d->hub->bays[p->slot].st.held, __ATOMIC_RELAXED) != 0;
 }
 
 static void on_link_closed(uv_handle_t *h)

@@ -165,3 +165,48 @@ def test_a_bay_without_resume_still_closes_its_clients_with_1012(fleet):
                 assert e.rcvd.code == 1012
     run(go())
     assert msum(px.metrics(), "mothership_bay_held_clients", bay="chat") == 0
+
+
+def test_a_reload_that_changes_the_bay_keeps_its_clients_in_the_room(fleet):
+    px = start(fleet, bay_toml("chat", CHAT_BAY, config={"greeting": "hello v1"}, extra=RESTARTS))
+
+    async def go():
+        async with websockets.connect(ws_url(px)) as a:
+            assert await a.recv() == "hello v1"
+            await a.send("a1")
+            assert await a.recv() == "a1"
+            path = manifest_of(fleet)
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(text.replace("hello v1", "hello v2"))
+            since = len(px.ms.events())
+            loop = asyncio.get_running_loop()
+            out = await loop.run_in_executor(None, lambda: ctl(fleet, "reload"))
+            assert "restart: chat (config.greeting)" in out.splitlines(), out
+            await loop.run_in_executor(None, lambda: back(px, "chat", since))
+            await a.send("a2")
+            assert await a.recv() == "a2"          # back in the room, not greeted again
+            async with websockets.connect(ws_url(px)) as b:
+                assert await b.recv() == "hello v2"
+                await a.send("a3")
+                assert await a.recv() == "a3" and await b.recv() == "a3"
+    run(go())
+    assert msum(px.metrics(), "mothership_bay_resumed_total", bay="chat") == 1
+
+
+def test_shutdown_closes_the_clients_of_a_resuming_bay_with_1001(fleet):
+    px = start(fleet, bay_toml("chat", CHAT_BAY))
+
+    async def go():
+        async with websockets.connect(ws_url(px)) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+            px.ms.signal(signal.SIGTERM)
+            try:
+                await ws.recv()
+                raise AssertionError("the client got a message")
+            except websockets.ConnectionClosed as e:
+                assert e.rcvd.code == 1001
+    run(go())
+    assert px.ms.wait_exit() == 0
