@@ -951,6 +951,7 @@ static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
     }
     if (wait_until) { /* its Boarding goes to the next link */
         free(board);
+        ws->gen = UINT32_MAX; /* no link's yet: only the slot's end (LINK_DOWN of every gen) closes it */
         ws->held = ws->waiting = true;
         ws->held_until = wait_until;
         ms_hub_count(&st->held, 1);
