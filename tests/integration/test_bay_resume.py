@@ -8,15 +8,17 @@ wait, then are boarded), the handover_timeout (held clients closed with
 import asyncio
 import os
 import re
+import select
 import signal
 import subprocess
+import threading
 
 import websockets
 
 from conftest import BINARY
 from fleet_helpers import PY
 from http_helpers import msum, wait_until
-from test_bays import CHAT_BAY, ECHO_BAY, bay_toml, run, start, ws_url
+from test_bays import CHAT_BAY, ECHO_BAY, bay_toml, frame, raw_connect, read_frame, run, start, ws_url
 
 PY_BAY = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "bays", "python_bay.py")
 RESTARTS = {"critical": False, "restart": {"backoff": "50ms"}}
@@ -41,11 +43,13 @@ def metric(px, name, bay):
     return msum(px.metrics(), name, bay=bay)
 
 
-def back(px, name, since):
-    """Wait until the bay docked again after log line since, and every held
-    client was boarded again."""
+def back(px, name, since, resumed):
+    """Wait until the bay docked again after log line since, and the held
+    clients were boarded again (resumed in all since the start)."""
     px.ms.event("ready", ship=name, start=since, timeout=20)
-    wait_until(lambda: metric(px, "mothership_bay_held_clients", name) == 0, what="no held clients")
+    wait_until(lambda: metric(px, "mothership_bay_resumed_total", name) == resumed, timeout=20,
+               what=f"{resumed} resumed clients")
+    assert metric(px, "mothership_bay_held_clients", name) == 0
 
 
 async def chat_round(conns, tag, per_sender=2):
@@ -78,14 +82,14 @@ def test_100_chat_clients_stay_in_the_room_across_restart_and_kill_9(fleet):
             lambda: metric(px, "mothership_bay_clients", "chat") == clients, what="100 clients"))
         await chat_round(conns, "before")
 
-        since = len(px.ms.events())
+        since = len(px.ms.lines)
         await loop.run_in_executor(None, lambda: ctl(fleet, "restart", "chat"))
-        await loop.run_in_executor(None, lambda: back(px, "chat", since))
+        await loop.run_in_executor(None, lambda: back(px, "chat", since, clients))
         await chat_round(conns, "restarted")
 
-        since = len(px.ms.events())
+        since = len(px.ms.lines)
         os.kill(bay_pid(px, "chat"), signal.SIGKILL)
-        await loop.run_in_executor(None, lambda: back(px, "chat", since))
+        await loop.run_in_executor(None, lambda: back(px, "chat", since, 2 * clients))
         await chat_round(conns, "killed")
 
         for ws in conns:
@@ -100,21 +104,24 @@ def test_100_chat_clients_stay_in_the_room_across_restart_and_kill_9(fleet):
 
 def test_resumed_boarding_reaches_the_bay_and_clients_that_come_meanwhile_wait(fleet):
     px = start(fleet, bay_toml("py", PY, [PY_BAY], env={"DOCK_RESUME": "1"},
-                               extra={"critical": False, "restart": {"backoff": "1s"}}))
+                               extra={"critical": False, "restart": {"backoff": "2s"}}))
 
     async def go():
         async with websockets.connect(ws_url(px)) as old:
             await old.send("one")
             assert await old.recv() == "one"
-            since = len(px.ms.events())
+            since = len(px.ms.lines)
             os.kill(bay_pid(px, "py"), signal.SIGKILL)
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, lambda: px.ms.event("exited", ship="py", start=since))
+            await loop.run_in_executor(None, lambda: wait_until(
+                lambda: metric(px, "mothership_bay_docked", "py") == 0, what="the bay away"))
             # the bay is away (restarting after its backoff): a new client
             # gets its handshake and waits instead of a 503
             async with websockets.connect(ws_url(px)) as new:
                 await new.send("while away")
-                assert metric(px, "mothership_bay_held_clients", "py") == 2
+                await loop.run_in_executor(None, lambda: wait_until(
+                    lambda: metric(px, "mothership_bay_held_clients", "py") == 2, what="both clients held"))
                 assert await new.recv() == "while away"   # not "resumed": it is new to the bay
                 assert await old.recv() == "resumed"      # the bay saw "resumed": true
                 await old.send("two")
@@ -136,7 +143,7 @@ def test_held_clients_are_closed_with_1012_at_the_handover_timeout(fleet):
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, lambda: ctl(fleet, "stop", "echo"))
             # the bay is gone and does not come back: held, then closed
-            assert metric(px, "mothership_bay_held_clients", "echo") == 1
+            # (held_expired_total below says it was held)
             try:
                 await ws.recv()
                 raise AssertionError("the held client got a message")
@@ -180,11 +187,11 @@ def test_a_reload_that_changes_the_bay_keeps_its_clients_in_the_room(fleet):
                 text = f.read()
             with open(path, "w") as f:
                 f.write(text.replace("hello v1", "hello v2"))
-            since = len(px.ms.events())
+            since = len(px.ms.lines)
             loop = asyncio.get_running_loop()
             out = await loop.run_in_executor(None, lambda: ctl(fleet, "reload"))
             assert "restart: chat (config.greeting)" in out.splitlines(), out
-            await loop.run_in_executor(None, lambda: back(px, "chat", since))
+            await loop.run_in_executor(None, lambda: back(px, "chat", since, 1))
             await a.send("a2")
             assert await a.recv() == "a2"          # back in the room, not greeted again
             async with websockets.connect(ws_url(px)) as b:
@@ -210,3 +217,51 @@ def test_shutdown_closes_the_clients_of_a_resuming_bay_with_1001(fleet):
                 assert e.rcvd.code == 1001
     run(go())
     assert px.ms.wait_exit() == 0
+
+
+def test_a_held_client_is_not_read_and_flows_in_order_once_the_bay_is_back(fleet):
+    """While held, nothing more is read from a client (its sends stall in
+    the kernel's buffers instead of piling up in Mothership); once the bay
+    is back every message reaches it, in order."""
+    px = start(fleet, bay_toml("echo", ECHO_BAY, env={"DOCK_RESUME": "1"}, extra={"critical": False}))
+    s = raw_connect(px)
+    s.sendall(frame(1, b"first"))
+    assert read_frame(s) == (1, b"first")
+    ctl(fleet, "stop", "echo")
+    wait_until(lambda: metric(px, "mothership_bay_held_clients", "echo") == 1, what="the client held")
+
+    pad = b"p" * 16376
+    s.setblocking(False)
+    n, sent, pending = 0, 0, b""
+    while True:
+        if not pending:
+            pending = frame(1, b"%08d" % n + pad)
+            n += 1
+        try:
+            k = s.send(pending)
+        except BlockingIOError:
+            # full: it stays full, since nobody reads the other end
+            if not select.select([], [s], [], 0.5)[1]:
+                break
+            continue
+        pending = pending[k:]
+        sent += k
+        assert sent < 64 << 20, "Mothership went on reading a held client"
+    assert n > 1
+    s.setblocking(True)
+    s.settimeout(30)
+
+    got = []
+
+    def reader():
+        while len(got) < n:
+            got.append(read_frame(s))
+    t = threading.Thread(target=reader)
+    t.start()
+    ctl(fleet, "start", "echo")
+    s.sendall(pending)
+    t.join(60)
+    assert not t.is_alive()
+    assert [op for op, _ in got] == [1] * n
+    assert [int(p[:8]) for _, p in got] == list(range(n))
+    assert metric(px, "mothership_bay_resumed_total", "echo") == 1
