@@ -43,8 +43,18 @@ static void parse_all(const uint8_t *p, size_t len, uint8_t type)
     if (ms_dock_parse_boarding(p, len, &bo, err, sizeof err) == 0) {
         ms_dock_buf_reset(&b);
         if (ms_dock_encode_boarding(&b, bo.conn_id, bo.path, bo.remote_addr, bo.headers,
-                                    bo.n_headers) == 0)
+                                    bo.n_headers) == 0) {
             check_round_trip(&b, MS_DOCK_BOARDING);
+            /* sent again to a bay that resumes: the same client, resumed */
+            ms_dock_buf again = { 0 };
+            ms_dock_boarding ro;
+            if (ms_dock_encode_boarding_resumed(&again, b.data, b.len) != 0
+                || ms_dock_parse_boarding(again.data + 5, again.len - 5, &ro, err, sizeof err) != 0
+                || !ro.resumed || ro.conn_id != bo.conn_id || strcmp(ro.path, bo.path) != 0)
+                abort();
+            ms_dock_boarding_free(&ro);
+            ms_dock_buf_free(&again);
+        }
     }
     ms_dock_boarding_free(&bo);
     ms_dock_disembark di;
