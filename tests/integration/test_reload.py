@@ -18,6 +18,7 @@ import pytest
 from conftest import BUILD
 from fleet_helpers import alive, free_port, http_get, metric, parse_metrics, toml_str, wait_file, wait_gone
 from tls_helpers import make_cert
+from http_helpers import wait_until
 
 ECHO_BAY = os.path.join(BUILD, "examples", "bays", "echo-bay")
 
@@ -98,8 +99,12 @@ def test_a_changed_ship_restarts_and_the_others_do_not(fleet, tmp_path):
     assert new_db != db
     wait_gone([db])
     assert r.pid("web") == web and alive(web)
-    with open(f"/proc/{new_db}/cmdline", "rb") as f:
-        assert f.read().split(b"\0")[1] == b"200"
+    def argv():
+        with open(f"/proc/{new_db}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+
+    # the pid is reported between the shim's fork and the command's exec
+    wait_until(lambda: argv()[1:2] == [b"200"], timeout=10.0, what="the new command line")
     # a restart for a new definition is not a crash: restarts stay 0
     samples = parse_metrics(r.metrics())
     assert metric(samples, "mothership_ship_restarts_total", ship="db", group="web") == 0
