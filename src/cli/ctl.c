@@ -30,6 +30,7 @@
 #include "cli/ctl_proto.h"
 #include "cli/reload.h"
 #include "cli/run.h"
+#include "fleet/roll.h"
 #include "ms_config.h"
 #include "tui/tui_impl.h"
 #include "util/strutil.h"
@@ -45,6 +46,8 @@
 
 typedef enum conn_state { C_READING, C_WAITING, C_FOLLOWING, C_LINGER, C_CLOSING } conn_state;
 
+typedef struct restart_wait restart_wait;
+
 typedef struct ctl_conn {
     uv_pipe_t pipe;
     uv_timer_t timer;
@@ -58,6 +61,7 @@ typedef struct ctl_conn {
     bool paused;                       /* READING, but not read from until its answers are taken */
     char follow[MS_CTL_MAX_NAME];      /* FOLLOWING: the entry, "" for all */
     char who[64];                      /* "uid 1000 pid 4242" */
+    restart_wait *wait;                /* WAITING for rolls (a restart), or NULL */
     bool counted;                      /* holds one of the MS_CTL_MAX_CONNECTIONS slots */
     bool member;                       /* ... and one of the MEMBER_MAX of control_group members */
     size_t rpos, rlen;
@@ -132,10 +136,14 @@ static void on_conn_handle_closed(uv_handle_t *h)
     maybe_free(ctl);
 }
 
+static void wait_detach(restart_wait *w);
+
 static void conn_close(ctl_conn *c)
 {
     if (c->state == C_CLOSING)
         return;
+    if (c->wait)
+        wait_detach(c->wait);
     c->state = C_CLOSING;
     uv_close((uv_handle_t *)&c->pipe, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
@@ -336,6 +344,116 @@ static bool fleet_usable(ctl_conn *c)
     return true;
 }
 
+/* A restart that rolls ships: the answer waits until every roll is over. */
+typedef struct roll_ref {
+    restart_wait *w;
+    ms_roll *r;                        /* NULL once it is over */
+} roll_ref;
+
+struct restart_wait {
+    ctl_conn *c;                       /* NULL once the connection is gone */
+    json_t *done, *failed;
+    size_t pending;                    /* rolls not over */
+    size_t nrefs;
+    roll_ref refs[];
+};
+
+static void answer_entries(ctl_conn *c, ms_ctl_op op, json_t *done, json_t *failed)
+{
+    bool ok = json_array_size(failed) == 0;
+    json_t *body = json_pack("{s:s, s:o, s:o}", "action", ms_ctl_op_name(op), "entries", done, "failed", failed);
+    if (!ok)
+        json_object_set_new(body, "error", json_copy(json_object_get(json_array_get(failed, 0), "error")));
+    answer(c, ok ? 200 : 409, body);
+}
+
+static void wait_free(restart_wait *w)
+{
+    json_decref(w->done);
+    json_decref(w->failed);
+    free(w);
+}
+
+static void wait_detach(restart_wait *w)
+{
+    for (size_t k = 0; k < w->nrefs; k++)
+        if (w->refs[k].r)
+            ms_roll_detach(w->refs[k].r);
+    w->c->wait = NULL;
+    wait_free(w);
+}
+
+static void on_roll_done(void *arg, const ms_roll_outcome *o)
+{
+    roll_ref *ref = arg;
+    restart_wait *w = ref->w;
+    ref->r = NULL;
+    for (size_t k = 0; k < o->nrolled; k++)
+        json_array_append_new(w->done, json_string(o->rolled[k]));
+    if (!o->ok)
+        json_array_append_new(w->failed, json_pack("{s:s, s:s}", "name", o->failed, "error", o->why));
+    if (--w->pending > 0)
+        return;
+    ctl_conn *c = w->c;
+    c->wait = NULL;
+    c->state = C_READING;
+    answer_entries(c, MS_CTL_RESTART, json_incref(w->done), json_incref(w->failed));
+    wait_free(w);
+    if (c->state == C_READING) {
+        uv_timer_again(&c->timer);
+        resume(c);
+    }
+}
+
+/* Roll the picked ships with a bind, one roll per ship (its instances in
+ * order); pick[i] is cleared for each entry taken here. */
+static void start_rolls(ctl_conn *c, ms_fleet *f, bool *pick, json_t *failed)
+{
+    size_t *idx = calloc(f->n ? f->n : 1, sizeof *idx);
+    restart_wait *w = calloc(1, sizeof *w + (f->n ? f->n : 1) * sizeof(roll_ref));
+    if (!idx || !w) {
+        free(idx);
+        free(w);
+        return; /* restarted in place, as before */
+    }
+    w->c = c;
+    w->done = json_array();
+    w->failed = json_array();
+    char why[256];
+    for (size_t i = 0; i < f->n; i++) {
+        if (!pick[i] || !ms_roll_applies(f->procs[i]))
+            continue;
+        const char *base = ms_ship_base(f->procs[i]->ship);
+        size_t n = 0;
+        for (size_t j = i; j < f->n; j++)
+            if (pick[j] && ms_roll_applies(f->procs[j]) && strcmp(ms_ship_base(f->procs[j]->ship), base) == 0) {
+                idx[n++] = j;
+                pick[j] = false;
+            }
+        for (size_t k = 0; k < n; k++)
+            ms_log_event(f->log, MS_INFO, f->procs[idx[k]]->ship->name, "control", "%s: restart ship \"%s\"", c->who,
+                         f->procs[idx[k]]->ship->name);
+        roll_ref *ref = &w->refs[w->nrefs];
+        ref->w = w;
+        ref->r = ms_roll_start(f, idx, n, c->who, on_roll_done, ref, why, sizeof why);
+        if (!ref->r) {
+            ms_log_event(f->log, MS_WARN, f->procs[i]->ship->name, "control", "%s: cannot restart: %s", c->who, why);
+            for (size_t k = 0; k < n; k++)
+                json_array_append_new(failed, json_pack("{s:s, s:s}", "name", f->procs[idx[k]]->ship->name,
+                                                        "error", why));
+            continue;
+        }
+        w->nrefs++;
+        w->pending++;
+    }
+    free(idx);
+    if (w->pending == 0) {
+        wait_free(w);
+        return;
+    }
+    c->wait = w;
+}
+
 static void do_entries(ctl_conn *c, const ms_ctl_request *q)
 {
     if (!fleet_usable(c))
@@ -359,6 +477,8 @@ static void do_entries(ctl_conn *c, const ms_ctl_request *q)
                                                 : MS_FLEET_ACT_START;
     json_t *done = json_array();
     json_t *failed = json_array();
+    if (a == MS_FLEET_ACT_RESTART)
+        start_rolls(c, f, pick, failed);
     char why[256];
     for (size_t i = 0; i < f->n; i++) {
         if (!pick[i])
@@ -369,11 +489,16 @@ static void do_entries(ctl_conn *c, const ms_ctl_request *q)
             json_array_append_new(failed, json_pack("{s:s, s:s}", "name", f->procs[i]->ship->name, "error", why));
     }
     free(pick);
-    bool ok = json_array_size(failed) == 0;
-    json_t *body = json_pack("{s:s, s:o, s:o}", "action", ms_ctl_op_name(q->op), "entries", done, "failed", failed);
-    if (!ok)
-        json_object_set_new(body, "error", json_copy(json_object_get(json_array_get(failed, 0), "error")));
-    answer(c, ok ? 200 : 409, body);
+    if (c->wait) { /* answered once the rolls are over */
+        json_array_extend(c->wait->done, done);
+        json_array_extend(c->wait->failed, failed);
+        json_decref(done);
+        json_decref(failed);
+        c->state = C_WAITING;
+        uv_read_stop((uv_stream_t *)&c->pipe);
+        return;
+    }
+    answer_entries(c, q->op, done, failed);
 }
 
 static bool find_entry(ctl_conn *c, const char *name, size_t *idx)

@@ -554,7 +554,9 @@ bool ms_ctl_resolve(const ms_manifest *m, const json_t *names, bool *pick, json_
         if (!n)
             continue;
         for (size_t k = 0; k < m->nships; k++) {
-            bool hit = n[0] == '@' ? has_tag(&m->ships[k], n + 1) : strcmp(m->ships[k].name, n) == 0;
+            /* a replicated ship's name as written names every instance */
+            bool hit = n[0] == '@' ? has_tag(&m->ships[k], n + 1)
+                                   : strcmp(m->ships[k].name, n) == 0 || strcmp(ms_ship_base(&m->ships[k]), n) == 0;
             if (hit)
                 pick[k] = any = true;
         }

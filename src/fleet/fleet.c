@@ -23,6 +23,7 @@
 
 #include "fleet/ports.h"
 #include "fleet/process.h"
+#include "fleet/roll.h"
 #include "fleet/shim.h"
 #include "util/strutil.h"
 
@@ -516,6 +517,7 @@ static void start_proc(ms_proc *p)
     ms_fleet *f = p->fleet;
     char why[512];
     p->state = MS_P_STARTING;
+    p->spawns++;
     p->started_at = uv_now(f->loop);
     p->last_health_error[0] = '\0';
     p->stop_requested = false;
@@ -876,6 +878,7 @@ void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why)
     f->shutdown_began_at = uv_now(f->loop);
     f->exit_code = exit_code;
     ms_log_event(f->log, exit_code ? MS_ERROR : MS_INFO, NULL, "shutdown", "stopping the fleet: %s", why);
+    ms_roll_cancel_all(f, "the fleet is stopping");
     for (size_t i = 0; i < f->nall; i++) {
         ms_proc *p = f->procs[i];
         if (running(p))
@@ -1970,4 +1973,24 @@ void ms_fleet_commit(ms_fleet_next *nx)
     next_free(nx, false);
     stop_retired(f);
     schedule(f);
+}
+
+/* ---------------------------------------------------------------- rolls */
+void ms_fleet_stop_kept(ms_proc *p)
+{
+    stop_for_good(p);
+}
+
+ms_proc *ms_fleet_twin_start(ms_fleet *f, size_t i, char *why, size_t why_len)
+{
+    (void)f;
+    (void)i;
+    snprintf(why, why_len, "surges are not supported yet");
+    return NULL;
+}
+
+void ms_fleet_twin_swap(ms_fleet *f, size_t i)
+{
+    (void)f;
+    (void)i;
 }

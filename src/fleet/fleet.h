@@ -123,6 +123,8 @@ typedef struct ms_proc {
     int inflight;                /* atomic: requests the data plane has on it, not finished */
     uint64_t eject_until;        /* atomic: uv_hrtime() in ms before which the balancer skips it */
     uint64_t ejections;          /* atomic: times passive health ejected it */
+    unsigned spawns;             /* runs started (a roll tells its new run from the old one) */
+    struct ms_roll *roll;        /* the roll replacing this entry's process, or NULL (control loop) */
 
     size_t *deps;                /* indexes of what it depends on */
     size_t ndeps;
@@ -188,6 +190,7 @@ struct ms_fleet {
     void *proc_held_arg;
     bool (*bay_held)(void *arg, const ms_proc *p);
     void (*slot_freed)(void *arg, size_t slot);
+    struct ms_roll *rolls;       /* rolls under way (fleet/roll.h) */
 };
 
 /* From the docking side: the bay of slot i docked (ready), or its link

@@ -1,0 +1,146 @@
+"""Rolling restarts, through the real binary: `mothership restart` of a ship
+with a bind replaces its process one step at a time and answers once the new
+one is ready (exit 0), or once the roll has stopped (exit 1 with the reason);
+reload and SIGUSR1 roll the same way. The order of the steps is read from
+the JSON log's events."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+
+import pytest
+
+from conftest import BINARY
+from fleet_helpers import PY, app, free_port, toml_str
+from http_helpers import wait_until
+
+BOUND = app("bound.py")
+
+
+def ctl(manifest_path, *args, timeout=30):
+    return subprocess.run([BINARY, *args, "-c", manifest_path], capture_output=True, text=True, timeout=timeout,
+                          cwd=os.path.dirname(manifest_path))
+
+
+def status_of(manifest_path):
+    r = ctl(manifest_path, "status", "--json")
+    assert r.returncode == 0, r
+    return {e["name"]: e for e in json.loads(r.stdout)["entries"]}
+
+
+def slow_ship(name, port, pidfile, delay="0.8", fail_marker=None, extra=""):
+    """A ship with a bind that takes `delay` seconds to listen; with
+    fail_marker, every run after the first exits 3 at once."""
+    script = f"sleep {delay}; exec {PY} {BOUND} {port} {pidfile}"
+    if fail_marker:
+        script = (f"if [ -e {fail_marker} ]; then echo broken >&2; exit 3; fi; : > {fail_marker}; " + script)
+    return f"""
+        [[fleet.web]]
+        name = {toml_str(name)}
+        command = "sh"
+        args = ["-c", {toml_str(script)}]
+        bind = "tcp://127.0.0.1:{port}"
+        critical = false
+        restart = {{ backoff = "5s" }}
+        {extra}
+    """
+
+
+def launch(fleet, text):
+    sockdir = tempfile.mkdtemp(prefix="msroll-")
+    fleet.sockdirs = getattr(fleet, "sockdirs", []) + [sockdir]
+    text = f"""
+        [mothership]
+        socket_dir = {toml_str(sockdir)}
+    """ + text
+    ms = fleet(text, name="ship-manifest.toml")
+    ms.wait_for(r"fleet ready", timeout=20)
+    return ms, str(fleet.tmp / "ship-manifest.toml")
+
+
+@pytest.fixture(autouse=True)
+def _sockdirs(fleet):
+    yield
+    for d in getattr(fleet, "sockdirs", []):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_restart_of_a_ship_with_a_bind_answers_once_the_new_one_is_ready(fleet, tmp_path):
+    port = free_port()
+    ms, path = launch(fleet, slow_ship("web", port, tmp_path / "web.pid"))
+    before = status_of(path)["web"]
+    assert before["state"] == "ready"
+    r = ctl(path, "restart", "web")
+    assert r.returncode == 0, r
+    assert r.stdout == "restart: web\n"
+    # the answer came once the new process was ready: no polling needed
+    after = status_of(path)["web"]
+    assert after["state"] == "ready" and after["pid"] not in (0, before["pid"])
+    assert after["restarts"] == 1
+    # steps, in order: drain, stop, start, ready, done
+    steps = [e["msg"] for e in ms.events() if e.get("ship") in ("web", None)
+             and e.get("event") in ("roll", "stopping", "stopped", "started", "ready")]
+    tail = steps[[i for i, m in enumerate(steps) if "rolling restart" in m][0]:]
+    kinds = []
+    for m in tail:
+        for word, kind in (("rolling restart", "begin"), ("no new requests", "drain"), ("restarting in place", "restart"),
+                           ("stopping ship", "stopping"), ("stopped", "stopped"), ("started (pid", "started"),
+                           ("ready in", "ready"), (f"pid {after['pid']} ready", "rolled"), ("roll done", "done")):
+            if word in m:
+                kinds.append(kind)
+                break
+    assert kinds == ["begin", "drain", "restart", "stopping", "stopped", "started", "ready", "rolled", "done"], tail
+    assert ms.proc.poll() is None
+
+
+def test_a_roll_whose_new_process_fails_exits_1_with_the_reason(fleet, tmp_path):
+    port = free_port()
+    ms, path = launch(fleet, slow_ship("web", port, tmp_path / "web.pid", fail_marker=tmp_path / "ran"))
+    r = ctl(path, "restart", "web")
+    assert r.returncode == 1, r
+    assert "the new process exited with status 3 before it was ready" in r.stderr, r.stderr
+    e = ms.event("roll_failed", ship="web")
+    assert "roll stopped at \"web\" (0 of 1 replaced)" in e["msg"]
+    # the failed one goes on under its restart policy: a backoff, not stopped for good
+    ms.event("backoff", ship="web")
+    assert ms.proc.poll() is None
+
+
+def test_restart_of_two_ships_rolls_each_and_leaves_ships_without_a_bind_as_before(fleet, tmp_path):
+    a, b = free_port(), free_port()
+    text = (slow_ship("web", a, tmp_path / "a.pid") + slow_ship("api", b, tmp_path / "b.pid", delay="0.3")
+            + """
+        [[fleet.jobs]]
+        name = "worker"
+        command = "sh"
+        args = ["-c", "while true; do sleep 0.1; done"]
+        critical = false
+        ready_after = "100ms"
+    """)
+    ms, path = launch(fleet, text)
+    before = status_of(path)
+    r = ctl(path, "restart", "web", "api", "worker")
+    assert r.returncode == 0, r
+    assert sorted(r.stdout.strip().split(": ")[1].split(", ")) == ["api", "web", "worker"]
+    after = status_of(path)
+    for name in ("web", "api"):
+        assert after[name]["state"] == "ready" and after[name]["pid"] != before[name]["pid"], after
+    assert len([e for e in ms.events("roll") if "rolling restart" in e["msg"]]) == 2
+    assert not [e for e in ms.events("roll") if e.get("ship") == "worker"]
+
+
+def test_a_second_restart_while_rolling_is_refused(fleet, tmp_path):
+    port = free_port()
+    ms, path = launch(fleet, slow_ship("web", port, tmp_path / "web.pid", delay="2"))
+    first = {}
+    t = threading.Thread(target=lambda: first.update(r=ctl(path, "restart", "web")))
+    t.start()
+    ms.event("roll", ship="web", msg="restarting in place")
+    r = ctl(path, "restart", "web")
+    assert r.returncode == 1, r
+    assert "ship \"web\" is already rolling" in r.stderr
+    t.join(30)
+    assert first["r"].returncode == 0, first["r"]
