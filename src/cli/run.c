@@ -16,6 +16,7 @@
 #include "cli/reload.h"
 #include "cli/run.h"
 #include "cli/run_signals.h"
+#include "fleet/roll.h"
 #include "fleet/fleet.h"
 #include "fleet/fleet_metrics.h"
 #include "dock/link.h"
@@ -194,6 +195,15 @@ static void on_hup(void *arg)
     ms_run_reload(c, false, "SIGHUP", NULL);
 }
 
+/* SIGUSR1: every ship with a bind is replaced, one instance at a time
+ * (a phased restart). */
+static void on_usr1(void *arg)
+{
+    ms_run *c = arg;
+    if (c->fleet)
+        ms_roll_ships(c->fleet, NULL, "SIGUSR1");
+}
+
 /* The TLS binds' certificates, loaded and checked once for every worker
  * (the data plane makes each connection's SSL from c->tls); SIGHUP reloads
  * them. Self-signed binds say where their certificate is and its
@@ -275,6 +285,7 @@ static void launch(ms_run *c)
     c->view.fleet = c->fleet;
     c->last_reload_ok = (double)time(NULL);
     ms_run_signals_on_hup(c->ignored, on_hup, c);
+    ms_run_signals_on_usr1(c->ignored, on_usr1, c);
     ms_fleet_start(c->fleet, on_fleet_done, c);
     if (c->tui_wanted && c->fleet->phase != MS_FLEET_DONE) {
         ms_tui_config tc = { .loop = c->loop, .fleet = c->fleet, .log = c->log,

@@ -22,6 +22,8 @@ struct ms_run_signals {
     size_t open;              /* handles not closed yet */
     void (*on_hup)(void *arg);
     void *on_hup_arg;
+    void (*on_usr1)(void *arg);
+    void *on_usr1_arg;
 };
 
 /* Ignored and logged once each; SIGRTMIN..SIGRTMAX are added at run time. */
@@ -70,6 +72,10 @@ static void on_signal(uv_signal_t *h, int signum)
         c->owner->on_hup(c->owner->on_hup_arg);
     } else if (signum == SIGHUP) {
         ms_log_event(c->owner->log, MS_INFO, NULL, "signal", "received %s: reload is not supported yet: ignored", name);
+    } else if (signum == SIGUSR1 && c->owner->on_usr1) {
+        ms_log_event(c->owner->log, MS_INFO, NULL, "signal", "received %s: phased restart of the ships with a bind",
+                     name);
+        c->owner->on_usr1(c->owner->on_usr1_arg);
     } else if (signum == SIGUSR1) {
         ms_log_event(c->owner->log, MS_INFO, NULL, "signal",
                      "received %s: phased restart is not supported yet: ignored", name);
@@ -161,4 +167,12 @@ void ms_run_signals_close(ms_run_signals *s)
     /* Closing restored the defaults; nothing is spawned from here on. */
     for (size_t i = 0; i < n; i++)
         signal(signums[i], SIG_IGN);
+}
+
+void ms_run_signals_on_usr1(ms_run_signals *s, void (*fn)(void *arg), void *arg)
+{
+    if (!s)
+        return;
+    s->on_usr1 = fn;
+    s->on_usr1_arg = arg;
 }

@@ -1892,6 +1892,23 @@ static void restart_changed(ms_proc *p, next_entry *e, const ms_ship *s, size_t 
     /* waiting: started by schedule(); stopped by the user or skipped: left so */
 }
 
+/* A changed entry that a roll replaces: a ship with a bind, ready, at
+ * the same address under both definitions (the data plane's next
+ * configuration points at the new one), not rolling already, not held by
+ * a retired dependent that must stop first. */
+static bool rolls_on_reload(const ms_proc *p, const ms_ship *s, bool sel)
+{
+    const ms_ship *o = p->ship;
+    if (!sel || !p->selected || !running(p) || p->state != MS_P_READY || p->roll || (p->twin && p->twin->roll))
+        return false;
+    if (!ms_roll_applies(p) || s->kind != MS_SHIP || s->oneshot || !s->has_bind)
+        return false;
+    if (strcmp(o->bind.text, s->bind.text) != 0 || o->has_bind_alt != s->has_bind_alt ||
+        (s->has_bind_alt && strcmp(o->bind_alt.text, s->bind_alt.text) != 0))
+        return false;
+    return !held_by_retired(p->fleet, p);
+}
+
 void ms_fleet_commit(ms_fleet_next *nx)
 {
     ms_fleet *f = nx->f;
@@ -1902,6 +1919,7 @@ void ms_fleet_commit(ms_fleet_next *nx)
         f->held[f->nheld++] = ms_manifest_ref((ms_manifest *)f->m);
     f->held[f->nheld++] = ms_manifest_ref(m);
     size_t nretiring = nx->nretiring;
+    bool *roll = NULL; /* changed entries replaced by a roll */
     /* retired first, so that a changed entry sees which retired ones depend on it */
     for (size_t k = nx->n; k < nx->n + nretiring; k++) {
         ms_proc *p = nx->procs[k];
@@ -1931,7 +1949,22 @@ void ms_fleet_commit(ms_fleet_next *nx)
             open_timers(p);
             continue;
         }
-        if (e->restart) {
+        if (e->restart && rolls_on_reload(p, &m->ships[i], sel)) {
+            /* replaced by a roll once the new definition is in: until then it
+             * serves, and it stops as its old definition says */
+            p->stop_as = p->ship;
+            p->restarts = 0;
+            p->crashes_in_row = 0;
+            p->crash_count = p->crash_head = 0;
+            take_definition(p, e, &m->ships[i], i);
+            if (!roll) {
+                roll = calloc(nx->n, sizeof *roll);
+                if (!roll)
+                    restart_changed(p, e, &m->ships[i], i);
+            }
+            if (roll)
+                roll[i] = true;
+        } else if (e->restart) {
             restart_changed(p, e, &m->ships[i], i);
         } else {
             take_definition(p, e, &m->ships[i], i);
@@ -1973,6 +2006,9 @@ void ms_fleet_commit(ms_fleet_next *nx)
     next_free(nx, false);
     stop_retired(f);
     schedule(f);
+    if (roll)
+        ms_roll_ships(f, roll, "reload");
+    free(roll);
 }
 
 /* ---------------------------------------------------------------- rolls */

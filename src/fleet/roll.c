@@ -38,6 +38,7 @@ struct ms_roll {
     unsigned spawns0;    /* the entry's spawns when its restart was asked for */
     ms_proc *old, *nu;   /* surge: the old process and the new one */
     bool hold;           /* in place with one instance: requests are held */
+    bool reload;         /* replaces entries a reload changed */
     uv_timer_t timer;
     ms_roll_done_fn done;
     void *arg;
@@ -236,6 +237,8 @@ static void tick_entry(ms_roll *r, size_t i)
         r->since = now;
         roll_log(r, MS_INFO, p->ship->name, "restarting in place");
         ms_fleet_restart_proc(f, i);
+        if (r->reload)
+            p->reload_restart = true; /* a new definition: not counted as a restart */
         return;
     case R_RESTARTING:
         if (p->spawns == r->spawns0) {
@@ -373,6 +376,7 @@ ms_roll *ms_roll_start(ms_fleet *f, const size_t *idx, size_t n, const char *who
     r->done = done;
     r->arg = arg;
     snprintf(r->who, sizeof r->who, "%s", who);
+    r->reload = strcmp(who, "reload") == 0;
     uv_timer_init(f->loop, &r->timer);
     r->timer.data = r;
     r->next = f->rolls;
@@ -399,4 +403,47 @@ void ms_roll_cancel_all(ms_fleet *f, const char *why)
         }
         finish(r, false, why);
     }
+}
+
+size_t ms_roll_ships(ms_fleet *f, bool *pick, const char *who)
+{
+    size_t *idx = calloc(f->n ? f->n : 1, sizeof *idx);
+    bool *taken = calloc(f->n ? f->n : 1, sizeof *taken);
+    size_t rolls = 0;
+    if (!idx || !taken) {
+        free(idx);
+        free(taken);
+        ms_log_event(f->log, MS_ERROR, NULL, "roll", "%s: no roll: out of memory", who);
+        return 0;
+    }
+    for (size_t i = 0; i < f->n; i++) {
+        if ((pick && !pick[i]) || taken[i] || !ms_roll_applies(f->procs[i]))
+            continue;
+        const char *base = ms_ship_base(f->procs[i]->ship);
+        size_t n = 0;
+        for (size_t j = i; j < f->n; j++) {
+            const ms_proc *q = f->procs[j];
+            if ((pick && !pick[j]) || taken[j] || !ms_roll_applies(q) || strcmp(ms_ship_base(q->ship), base) != 0)
+                continue;
+            taken[j] = true;
+            if (pick)
+                pick[j] = false;
+            if (rolling(q) || !q->selected || q->state == MS_P_WAITING || q->state == MS_P_SKIPPED) {
+                ms_log_event(f->log, MS_WARN, q->ship->name, "roll", "%s: \"%s\" left out of the roll: %s", who,
+                             q->ship->name, rolling(q) ? "it is already rolling"
+                                            : !q->selected ? "it is left out of this run"
+                                                           : "it waits for its dependencies");
+                continue;
+            }
+            idx[n++] = j;
+        }
+        char why[256];
+        if (n > 0 && ms_roll_start(f, idx, n, who, NULL, NULL, why, sizeof why))
+            rolls++;
+        else if (n > 0)
+            ms_log_event(f->log, MS_WARN, f->procs[idx[0]]->ship->name, "roll", "%s: cannot roll: %s", who, why);
+    }
+    free(idx);
+    free(taken);
+    return rolls;
 }

@@ -44,6 +44,12 @@ bool ms_roll_applies(const ms_proc *p);
  * rolling, is left out of this run or waits for its dependencies. */
 ms_roll *ms_roll_start(ms_fleet *f, const size_t *idx, size_t n, const char *who, ms_roll_done_fn done, void *arg,
                        char *why, size_t why_len);
+/* Roll every entry with pick[i] (pick NULL: every entry) that a roll
+ * applies to, one roll per ship (its instances in order), nobody waiting;
+ * entries already rolling, left out or waiting for dependencies are
+ * skipped (logged). pick[i] is cleared for the entries taken. Returns how
+ * many rolls began. */
+size_t ms_roll_ships(ms_fleet *f, bool *pick, const char *who);
 /* Whoever waited for r is gone: r goes on, its done is not called. */
 void ms_roll_detach(ms_roll *r);
 /* The fleet is stopping: every roll ends at once (done is called). */

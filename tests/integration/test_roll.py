@@ -144,3 +144,48 @@ def test_a_second_restart_while_rolling_is_refused(fleet, tmp_path):
     assert "ship \"web\" is already rolling" in r.stderr
     t.join(30)
     assert first["r"].returncode == 0, first["r"]
+
+
+def test_sigusr1_rolls_every_ship_with_a_bind(fleet, tmp_path):
+    a, b = free_port(), free_port()
+    text = (slow_ship("web", a, tmp_path / "a.pid", delay="0.3") + slow_ship("api", b, tmp_path / "b.pid", delay="0.3")
+            + """
+        [[fleet.jobs]]
+        name = "worker"
+        command = "sh"
+        args = ["-c", "while true; do sleep 0.1; done"]
+        critical = false
+        ready_after = "100ms"
+    """)
+    ms, path = launch(fleet, text)
+    before = status_of(path)
+    ms.signal(signal.SIGUSR1)
+    ms.event("signal", msg=r"^received SIGUSR1: phased restart of the ships with a bind$")
+    for name in ("web", "api"):
+        ms.event("roll", ship=name, msg=r"^SIGUSR1: rolling restart of 1 entry")
+    wait_until(lambda: len([e for e in ms.events("roll") if e["msg"].startswith("roll done")]) == 2, timeout=15,
+               what="both rolls done")
+    after = status_of(path)
+    for name in ("web", "api"):
+        assert after[name]["state"] == "ready" and after[name]["pid"] != before[name]["pid"], after
+    assert after["worker"]["pid"] == before["worker"]["pid"]
+    assert ms.proc.poll() is None
+
+
+def test_a_reload_that_changes_a_ship_with_a_bind_rolls_it(fleet, tmp_path):
+    port = free_port()
+    ms, path = launch(fleet, slow_ship("web", port, tmp_path / "web.pid", delay="0.3"))
+    before = status_of(path)["web"]
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace('critical = false', 'critical = false\nenv = { FLAVOUR = "new" }', 1))
+    r = ctl(path, "reload")
+    assert r.returncode == 0, r
+    ms.event("roll", ship="web", msg=r"^reload: rolling restart of 1 entry")
+    ms.event("roll", msg=r"^roll done: 1 entry replaced", timeout=15)
+    after = status_of(path)["web"]
+    assert after["state"] == "ready" and after["pid"] != before["pid"]
+    assert after["restarts"] == 0  # a new definition, not counted as a restart
+    with open(f"/proc/{after['pid']}/environ", "rb") as f:
+        assert b"FLAVOUR=new" in f.read().split(b"\0")

@@ -1,6 +1,5 @@
 """Signals of `mothership run` (the table in docs/cli.md): the ones that
-used to kill it at once (a logrotate script written for nginx sends USR1)
-are logged and ignored while it goes on serving; SIGQUIT is a graceful stop
+used to kill it at once are logged and ignored while it goes on serving; SIGQUIT is a graceful stop
 like SIGTERM; and ships start with every disposition at its default, however
 Mothership itself was started."""
 import json
@@ -20,7 +19,6 @@ from http_helpers import echo_ship, msum, start_proxy, wait_until
 
 # signal, the message logged, logged again each time (else once)
 IGNORED = [
-    (signal.SIGUSR1, "received SIGUSR1: phased restart is not supported yet: ignored", True),
     (signal.SIGHUP, "received SIGHUP: reloading the manifest", True),
     (signal.SIGUSR2, "received SIGUSR2: ignored (further ones are not logged)", False),
     (signal.SIGALRM, "received SIGALRM: ignored (further ones are not logged)", False),
@@ -33,7 +31,7 @@ IGNORED = [
 
 
 @pytest.mark.parametrize("sig,msg,every_time", IGNORED,
-                         ids=["USR1", "HUP", "USR2", "ALRM", "PWR", "VTALRM", "RTMIN+3", "RTMAX"])
+                         ids=["HUP", "USR2", "ALRM", "PWR", "VTALRM", "RTMIN+3", "RTMAX"])
 def test_ignored_signal_is_logged_and_the_fleet_keeps_serving(fleet, sig, msg, every_time):
     px = start_proxy(fleet, echo_ship("app", routes=["http:/.*"]))
     px.ms.signal(sig)
@@ -42,17 +40,17 @@ def test_ignored_signal_is_logged_and_the_fleet_keeps_serving(fleet, sig, msg, e
     r = requests.get(px.url("/after"), timeout=5)
     assert r.status_code == 200 and r.json()["path"] == "/after"
     assert px.ms.proc.poll() is None, px.ms.output()
-    # a second one: logged again only for SIGHUP and SIGUSR1 (a SIGUSR1 as
-    # a marker shows that the second one has been handled)
+    # a second one: logged again only for SIGHUP (a SIGHUP, which reloads
+    # the same manifest, as a marker shows that the second one has been handled)
     px.ms.signal(sig)
     if every_time:
         px.ms.event("signal", msg="^" + re.escape(msg) + "$", start=first["_i"] + 1)
     else:
-        # no event for a signal logged once: a SIGUSR1 sent after it is the
+        # no event for a signal logged once: a SIGHUP sent after it is the
         # marker (with several threads the two may be handled in either
         # order, so this can only miss a second line, never invent one)
-        px.ms.signal(signal.SIGUSR1)
-        px.ms.event("signal", msg="SIGUSR1", start=first["_i"] + 1)
+        px.ms.signal(signal.SIGHUP)
+        px.ms.event("signal", msg="SIGHUP", start=first["_i"] + 1)
     same = [e for e in px.ms.events("signal") if e["msg"] == msg]
     assert len(same) == (2 if every_time else 1), same
     assert requests.get(px.url("/again"), timeout=5).status_code == 200
