@@ -81,6 +81,27 @@ static bool running(const ms_proc *p)
     return p->pid > 0;
 }
 
+/* Where p listens: the ship's bind, or bind_alt for a surge process. */
+static const ms_addr *proc_bind(const ms_proc *p)
+{
+    return p->parity && p->ship->has_bind_alt ? &p->ship->bind_alt : &p->ship->bind;
+}
+
+/* p is an entry's twin that is not its process now (a surge that is
+ * starting, or the old one after the swap): the roll owns it; it is
+ * never restarted by policy, nor does it stop the fleet. */
+static bool spare(const ms_proc *p)
+{
+    const ms_fleet *f = p->fleet;
+    return p->twin && !p->retired && (p->index >= f->n || f->procs[p->index] != p);
+}
+
+/* Walks an entry's processes: for (p = f->procs[i]; p; p = pair_next(f->procs[i], p)) sees it and its twin. */
+static ms_proc *pair_next(const ms_proc *first, const ms_proc *cur)
+{
+    return cur == first ? first->twin : NULL;
+}
+
 /* The pid users see: the ship's own process; the shim's only if the shim
  * never got as far as starting it. */
 static int shown_pid(ms_proc *p)
@@ -187,7 +208,7 @@ static void ready_probe_start(ms_proc *p);
 /* Where the healthcheck goes: its own address, else the bind. */
 static const char *check_address(const ms_proc *p)
 {
-    return p->ship->health.has_address ? p->ship->health.address.text : p->ship->bind.text;
+    return p->ship->health.has_address && !p->parity ? p->ship->health.address.text : proc_bind(p)->text;
 }
 
 static void on_probe_retry(uv_timer_t *t)
@@ -209,14 +230,14 @@ static const char *host_port(const ms_addr *a, char *buf, size_t cap)
  * docker-proxy of `docker run -p`); none seen in /proc: as before. */
 static bool answered_by_stranger(ms_proc *p, char *why, size_t why_len)
 {
-    if (p->ship->kind != MS_SHIP || !p->ship->has_bind || p->ship->bind.kind != MS_ADDR_TCP || p->target.is_unix)
+    if (p->ship->kind != MS_SHIP || !p->ship->has_bind || proc_bind(p)->kind != MS_ADDR_TCP || p->target.is_unix)
         return false;
     ms_port_holder h;
     if (ms_port_owner_of(&p->target.sa, p->pid, &h) != MS_PORT_OWNER_STRANGER)
         return false;
     char where[128];
     snprintf(why, why_len, "%s is answered by pid %d (%.120s), not by the %s's own processes",
-             host_port(&p->ship->bind, where, sizeof where), h.pid, h.command, kind_word(p));
+             host_port(proc_bind(p), where, sizeof where), h.pid, h.command, kind_word(p));
     if (!p->stranger_logged) {
         p->stranger_logged = true;
         ms_log_event(p->fleet->log, MS_WARN, p->ship->name, "port_stranger", "%s \"%s\": %s; not ready", kind_word(p),
@@ -246,7 +267,7 @@ static void on_ready_probe(void *arg, bool ok, int status, const char *error)
         else if (p->ship->kind == MS_BAY)
             snprintf(how, sizeof how, "its socket %s accepts connections", p->socket_path);
         else
-            snprintf(how, sizeof how, "%s accepts connections", p->ship->bind.text);
+            snprintf(how, sizeof how, "%s accepts connections", proc_bind(p)->text);
         mark_ready(p, how);
         return;
     }
@@ -294,7 +315,7 @@ static const char *awaited(const ms_proc *p, char *buf, size_t cap)
         snprintf(buf, cap, "waiting for its socket %s to accept connections; last: %s", p->socket_path,
                  p->last_health_error[0] ? p->last_health_error : "no answer");
     else if (p->ship->has_bind)
-        snprintf(buf, cap, "waiting for %s to accept connections; last: %s", p->ship->bind.text,
+        snprintf(buf, cap, "waiting for %s to accept connections; last: %s", proc_bind(p)->text,
                  p->last_health_error[0] ? p->last_health_error : "no answer");
     else
         snprintf(buf, cap, "waiting for it to stay up %llums", (unsigned long long)p->ship->ready_after_ms);
@@ -312,7 +333,7 @@ static void on_ready_timeout(uv_timer_t *t)
                  kind_word(p), p->ship->name, (unsigned long long)p->ship->ready_timeout_ms,
                  awaited(p, what, sizeof what));
     cancel_activity(p);
-    if (p->ship->critical) {
+    if (p->ship->critical && !spare(p)) {
         char why[200];
         snprintf(why, sizeof why, "%s \"%s\" did not become ready", kind_word(p), p->ship->name);
         ms_fleet_shutdown(f, 1, why);
@@ -378,7 +399,7 @@ static void on_health(void *arg, bool ok, int status, const char *error)
         ms_log_event(f->log, MS_WARN, p->ship->name, "unhealthy",
                      "ship \"%s\" is unhealthy: %s failed %u times in a row (%s); circuit open",
                      p->ship->name, check, p->health_fail_run, p->last_health_error);
-        if (h->restart) {
+        if (h->restart && !spare(p)) {
             ms_log_event(f->log, MS_WARN, p->ship->name, "restart", "restarting ship \"%s\" (healthcheck.restart)",
                          p->ship->name);
             ms_fleet_restart_proc(f, p->index);
@@ -409,8 +430,8 @@ static void health_tick(uv_timer_t *t)
 static bool port_settled(ms_proc *p)
 {
     const ms_ship *s = p->ship;
-    if (s->kind != MS_SHIP || !s->has_bind || s->bind.kind != MS_ADDR_TCP ||
-        ms_port_free(&s->bind, &p->target.sa, NULL)) {
+    if (s->kind != MS_SHIP || !s->has_bind || proc_bind(p)->kind != MS_ADDR_TCP ||
+        ms_port_free(proc_bind(p), &p->target.sa, NULL)) {
         p->port_wait_since = 0;
         return true;
     }
@@ -498,13 +519,13 @@ static void record_crash_and_backoff(ms_proc *p, const char *what)
 static bool port_free(ms_proc *p, char *why, size_t why_len)
 {
     const ms_ship *s = p->ship;
-    if (s->kind != MS_SHIP || !s->has_bind || s->bind.kind != MS_ADDR_TCP)
+    if (s->kind != MS_SHIP || !s->has_bind || proc_bind(p)->kind != MS_ADDR_TCP)
         return true;
     ms_port_holder h;
-    if (ms_port_free(&s->bind, &p->target.sa, &h))
+    if (ms_port_free(proc_bind(p), &p->target.sa, &h))
         return true;
     char where[128];
-    host_port(&s->bind, where, sizeof where);
+    host_port(proc_bind(p), where, sizeof where);
     if (h.pid > 0)
         snprintf(why, why_len, "%s is already in use by pid %d (%.120s)", where, h.pid, h.command);
     else
@@ -537,6 +558,8 @@ static void start_proc(ms_proc *p)
     if (!started) {
         ms_log_event(f->log, MS_ERROR, p->ship->name, event, "%s \"%s\": %s", kind_word(p), p->ship->name, why);
         p->state = MS_P_FAILED;
+        if (spare(p))
+            return; /* the roll that started it gives up */
         if (p->ship->critical) {
             char msg[600];
             snprintf(msg, sizeof msg, "%s \"%s\" could not be started", kind_word(p), p->ship->name);
@@ -702,6 +725,12 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
      * behind retired dependents) is moot, and its old definition with it */
     p->restart_requested = false;
     p->stop_as = NULL;
+    if (spare(p)) { /* a surge process: the roll that started it decides */
+        p->state = MS_P_FAILED;
+        ms_log_event(f->log, MS_WARN, p->ship->name, "exited", "%s \"%s\" (pid %d, surge) %s after %llums",
+                     kind_word(p), p->ship->name, pid, words, (unsigned long long)up);
+        return;
+    }
     if (p->ship->oneshot) {
         if (status == 0 && !sig) {
             p->state = MS_P_DONE;
@@ -815,14 +844,14 @@ static bool has_running_dependent(const ms_fleet *f, size_t idx)
 static void continue_shutdown(ms_fleet *f)
 {
     bool any = false;
-    for (size_t i = 0; i < f->nall; i++) {
-        ms_proc *p = f->procs[i];
-        if (!running(p))
-            continue;
-        any = true;
-        if (p->state != MS_P_STOPPING && !has_running_dependent(f, i))
-            stop_proc(p);
-    }
+    for (size_t i = 0; i < f->nall; i++)
+        for (ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p)) {
+            if (!running(p))
+                continue;
+            any = true;
+            if (p->state != MS_P_STOPPING && !has_running_dependent(f, i))
+                stop_proc(p);
+        }
     if (!any)
         maybe_finish(f);
 }
@@ -834,14 +863,14 @@ static void on_hold(uv_timer_t *t)
     char list[1024];
     size_t n = 0;
     list[0] = '\0';
-    for (size_t i = 0; i < f->nall && n < sizeof list - 100; i++) {
-        ms_proc *p = f->procs[i];
-        if (!running(p))
-            continue;
-        if (p->state == MS_P_STOPPING)
-            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s (pid %d, %llums)", n ? ", " : "", p->ship->name,
-                                  shown_pid(p), (unsigned long long)(now - p->stop_sent_at));
-    }
+    for (size_t i = 0; i < f->nall && n < sizeof list - 100; i++)
+        for (ms_proc *p = f->procs[i]; p && n < sizeof list - 100; p = pair_next(f->procs[i], p)) {
+            if (!running(p))
+                continue;
+            if (p->state == MS_P_STOPPING)
+                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s (pid %d, %llums)", n ? ", " : "", p->ship->name,
+                                      shown_pid(p), (unsigned long long)(now - p->stop_sent_at));
+        }
     if (n)
         ms_log_event(f->log, MS_INFO, NULL, "waiting", "shutdown waiting for %s", list);
 }
@@ -852,14 +881,14 @@ static void on_signal(uv_signal_t *h, int signum)
     f->signals_seen++;
     if (f->phase == MS_FLEET_STOPPING && signum == SIGINT) {
         ms_log_event(f->log, MS_WARN, NULL, "kill_all", "second SIGINT: killing everything now");
-        for (size_t i = 0; i < f->nall; i++) {
-            ms_proc *p = f->procs[i];
-            if (running(p)) {
-                p->kill_sent = true;
-                p->state = MS_P_STOPPING;
-                ms_process_signal(p, SIGKILL);
+        for (size_t i = 0; i < f->nall; i++)
+            for (ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p)) {
+                if (running(p)) {
+                    p->kill_sent = true;
+                    p->state = MS_P_STOPPING;
+                    ms_process_signal(p, SIGKILL);
+                }
             }
-        }
         return;
     }
     if (f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
@@ -879,14 +908,14 @@ void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why)
     f->exit_code = exit_code;
     ms_log_event(f->log, exit_code ? MS_ERROR : MS_INFO, NULL, "shutdown", "stopping the fleet: %s", why);
     ms_roll_cancel_all(f, "the fleet is stopping");
-    for (size_t i = 0; i < f->nall; i++) {
-        ms_proc *p = f->procs[i];
-        if (running(p))
-            continue;
-        cancel_activity(p);
-        if (p->state == MS_P_WAITING || p->state == MS_P_BACKOFF)
-            p->state = MS_P_STOPPED;
-    }
+    for (size_t i = 0; i < f->nall; i++)
+        for (ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p)) {
+            if (running(p))
+                continue;
+            cancel_activity(p);
+            if (p->state == MS_P_WAITING || p->state == MS_P_BACKOFF)
+                p->state = MS_P_STOPPED;
+        }
     uv_timer_start(&f->hold_timer, on_hold, HOLD_LOG_EVERY_MS, HOLD_LOG_EVERY_MS);
     if (f->drain) {
         f->draining = true;
@@ -1004,8 +1033,9 @@ static void note_inherited(ms_fleet *f, int pid)
 static void sweep_child(ms_fleet *f, int pid)
 {
     for (size_t i = 0; i < f->nall; i++)
-        if (f->procs[i]->pid == pid || (f->procs[i]->process_open && f->procs[i]->process.pid == pid))
-            return; /* a shim: libuv collects it */
+        for (const ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p))
+            if (p->pid == pid || (p->process_open && p->process.pid == pid))
+                return; /* a shim: libuv collects it */
     int st;
     pid_t r = waitpid((pid_t)pid, &st, WNOHANG);
     if (r != 0) {
@@ -1060,8 +1090,9 @@ static void maybe_finish(ms_fleet *f)
         return; /* the data plane is still draining: ms_fleet_drained comes back here */
     if (f->phase == MS_FLEET_STOPPING) {
         for (size_t i = 0; i < f->nall; i++)
-            if (running(f->procs[i]))
-                return;
+            for (const ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p))
+                if (running(p))
+                    return;
         f->phase = MS_FLEET_DONE;
         ms_log_event(f->log, f->exit_code ? MS_ERROR : MS_INFO, NULL, "stopped", "fleet stopped (exit %d)",
                      f->exit_code);
@@ -1071,24 +1102,25 @@ static void maybe_finish(ms_fleet *f)
         close_h(f, (uv_handle_t *)&f->sigchld);
         close_h(f, (uv_handle_t *)&f->hold_timer);
         close_h(f, (uv_handle_t *)&f->reap_timer);
-        for (size_t i = 0; i < f->nall; i++) {
-            ms_proc *p = f->procs[i];
-            cancel_activity(p);
-            if (p->timers_open) {
-                close_h(f, (uv_handle_t *)&p->timer);
-                close_h(f, (uv_handle_t *)&p->deadline);
-                close_h(f, (uv_handle_t *)&p->health_timer);
-                p->timers_open = false;
+        for (size_t i = 0; i < f->nall; i++)
+            for (ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p)) {
+                cancel_activity(p);
+                if (p->timers_open) {
+                    close_h(f, (uv_handle_t *)&p->timer);
+                    close_h(f, (uv_handle_t *)&p->deadline);
+                    close_h(f, (uv_handle_t *)&p->health_timer);
+                    p->timers_open = false;
+                }
+                ms_process_close_pipes(p); /* a stray grandchild may still hold one */
             }
-            ms_process_close_pipes(p); /* a stray grandchild may still hold one */
-        }
         reap_orphans(f);
     }
     if (f->phase != MS_FLEET_DONE || f->open_handles > 0)
         return;
     for (size_t i = 0; i < f->nall; i++)
-        if (f->procs[i]->process_open || f->procs[i]->open_pipes > 0)
-            return;
+        for (const ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p))
+            if (p->process_open || p->open_pipes > 0)
+                return;
     if (f->on_done) {
         void (*cb)(ms_fleet *, void *) = f->on_done;
         f->on_done = NULL;
@@ -1100,8 +1132,9 @@ static void maybe_finish(ms_fleet *f)
 static ms_proc *proc_in_slot(const ms_fleet *f, size_t slot)
 {
     for (size_t i = 0; i < f->nall; i++)
-        if (f->procs[i]->slot == slot)
-            return f->procs[i];
+        for (ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p))
+            if (p->slot == slot)
+                return p;
     return NULL;
 }
 
@@ -1363,8 +1396,8 @@ static bool mkdir_p(const char *path)
 /* Where s listens, for its probes: a bay's socket in the socket directory,
  * else its healthcheck's own address or its bind (none: has_target false).
  * *socket_path is set for bays (the caller frees it). */
-static bool proc_where(const ms_fleet *f, const ms_ship *s, ms_target *t, bool *has_target, char **socket_path,
-                       char *why, size_t why_len)
+static bool proc_where(const ms_fleet *f, const ms_ship *s, unsigned parity, ms_target *t, bool *has_target,
+                       char **socket_path, char *why, size_t why_len)
 {
     memset(t, 0, sizeof *t);
     *has_target = false;
@@ -1382,13 +1415,16 @@ static bool proc_where(const ms_fleet *f, const ms_ship *s, ms_target *t, bool *
         strcpy(t->host_header, "localhost");
         *has_target = true;
     } else if (s->has_bind || s->health.has_address) {
-        /* the probes' target: the healthcheck's own address, else the bind */
-        const ms_addr *at = s->health.has_address ? &s->health.address : &s->bind;
+        /* the probes' target: the healthcheck's own address, else the bind;
+         * a surge process (parity 1) is probed at its bind_alt */
+        const ms_addr *at = parity && s->has_bind_alt ? &s->bind_alt
+                          : s->health.has_address     ? &s->health.address
+                                                      : &s->bind;
         if (!ms_target_from_addr(at, t, why, why_len)) {
             char tmp[200];
             snprintf(tmp, sizeof tmp, "%s", why);
             snprintf(why, why_len, "ship \"%s\": %s %s: %s", s->name,
-                     s->health.has_address ? "healthcheck address" : "bind", at->text, tmp);
+                     at == &s->health.address ? "healthcheck address" : "bind", at->text, tmp);
             return false;
         }
         *has_target = true;
@@ -1448,7 +1484,7 @@ static ms_proc *proc_new(ms_fleet *f, const ms_manifest *m, size_t i, size_t slo
         free(p);
         return NULL;
     }
-    if (!proc_where(f, s, &p->target, &p->has_target, &p->socket_path, why, why_len)) {
+    if (!proc_where(f, s, 0, &p->target, &p->has_target, &p->socket_path, why, why_len)) {
         proc_free(p);
         return NULL;
     }
@@ -1548,8 +1584,11 @@ void ms_fleet_free(ms_fleet *f)
     if (!f)
         return;
     free(f->inherited);
-    for (size_t i = 0; f->procs && i < f->nall; i++)
+    for (size_t i = 0; f->procs && i < f->nall; i++) {
+        if (f->procs[i])
+            proc_free(f->procs[i]->twin);
         proc_free(f->procs[i]);
+    }
     free(f->procs);
     for (size_t i = 0; i < f->nheld; i++)
         ms_manifest_free(f->held[i]);
@@ -1629,15 +1668,15 @@ static void stop_retired(ms_fleet *f)
 {
     if (f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
         return; /* the shutdown stops them */
-    for (size_t i = 0; i < f->nall; i++) {
-        ms_proc *p = f->procs[i];
-        if (!running(p) || p->state == MS_P_STOPPING || (i < f->n && !p->stop_deferred))
-            continue;
-        if (held_by_retired(f, p))
-            continue;
-        p->stop_deferred = false;
-        stop_proc(p);
-    }
+    for (size_t i = 0; i < f->nall; i++)
+        for (ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p)) {
+            if (!running(p) || p->state == MS_P_STOPPING || (i < f->n && !p->stop_deferred))
+                continue;
+            if (held_by_retired(f, p))
+                continue;
+            p->stop_deferred = false;
+            stop_proc(p);
+        }
 }
 
 ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selected, const ms_fleet_change *changes,
@@ -1675,16 +1714,20 @@ ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selecte
         }
         nnew++; /* new, or it changed kind: a new process in a new slot */
     }
-    if (f->nall + nnew > MS_FLEET_MAX_SLOTS) {
-        snprintf(why, why_len, "no slot is free: the fleet has %zu entries (%zu removed ones still stopping), "
-                 "%zu new ones come, and it takes at most %d at once", f->n, f->nall - f->n, nnew,
-                 MS_FLEET_MAX_SLOTS);
-        goto fail;
-    }
     /* the free slots, lowest first (taken for good at the commit) */
     bool taken[MS_FLEET_MAX_SLOTS] = { false };
+    size_t ntwins = 0;
     for (size_t i = 0; i < f->nall; i++)
-        taken[f->procs[i]->slot] = true;
+        for (const ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p)) {
+            taken[p->slot] = true;
+            ntwins += p != f->procs[i];
+        }
+    if (f->nall + ntwins + nnew > MS_FLEET_MAX_SLOTS) {
+        snprintf(why, why_len, "no slot is free: the fleet has %zu entries (%zu removed ones still stopping, "
+                 "%zu surge processes), %zu new ones come, and it takes at most %d at once", f->n, f->nall - f->n,
+                 ntwins, nnew, MS_FLEET_MAX_SLOTS);
+        goto fail;
+    }
     size_t nretiring = 0;
     for (size_t o = 0; o < f->n; o++)
         nretiring += !kept[o];
@@ -1704,7 +1747,8 @@ ms_fleet_next *ms_fleet_prepare(ms_fleet *f, ms_manifest *m, const bool *selecte
             e->deps = deps_of(m, &m->ships[i], &e->ndeps);
             if (!e->deps)
                 goto oom;
-            if (!proc_where(f, &m->ships[i], &e->target, &e->has_target, &e->socket_path, why, why_len))
+            if (!proc_where(f, &m->ships[i], e->p->parity, &e->target, &e->has_target, &e->socket_path, why,
+                            why_len))
                 goto fail;
         } else {
             e->is_new = true;
@@ -1764,12 +1808,12 @@ static bool in_use(const ms_fleet *f, const ms_manifest *m)
 {
     if (m == f->m)
         return true;
-    for (size_t i = 0; i < f->nall; i++) {
-        const ms_proc *p = f->procs[i];
-        if ((p->ship >= m->ships && p->ship < m->ships + m->nships) ||
-            (p->stop_as && p->stop_as >= m->ships && p->stop_as < m->ships + m->nships))
-            return true;
-    }
+    for (size_t i = 0; i < f->nall; i++)
+        for (const ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p)) {
+            if ((p->ship >= m->ships && p->ship < m->ships + m->nships) ||
+                (p->stop_as && p->stop_as >= m->ships && p->stop_as < m->ships + m->nships))
+                return true;
+        }
     return false;
 }
 
@@ -1809,6 +1853,25 @@ static bool retired_unused(const ms_fleet *f, const ms_proc *p)
     return !(f->bay_held && f->bay_held(f->bay_arg, p));
 }
 
+/* Give back p's slot and free it (once its timers have closed). */
+static void release_retired(ms_fleet *f, ms_proc *p)
+{
+    if (f->slot_freed)
+        f->slot_freed(f->bay_arg, p->slot);
+    if (!p->timers_open) {
+        proc_free(p);
+        return;
+    }
+    /* freed once its timers have closed; its slot is free at once */
+    p->timers_open = false;
+    p->closing = 3;
+    p->timer.data = p->deadline.data = p->health_timer.data = p;
+    f->open_handles++;
+    uv_close((uv_handle_t *)&p->timer, on_freed_timer_closed);
+    uv_close((uv_handle_t *)&p->deadline, on_freed_timer_closed);
+    uv_close((uv_handle_t *)&p->health_timer, on_freed_timer_closed);
+}
+
 void ms_fleet_free_retired(ms_fleet *f)
 {
     if (!f->started || f->preparing || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
@@ -1816,25 +1879,14 @@ void ms_fleet_free_retired(ms_fleet *f)
     size_t k = f->n, freed = 0;
     for (size_t i = f->n; i < f->nall; i++) {
         ms_proc *p = f->procs[i];
-        if (!retired_unused(f, p)) {
+        if (!retired_unused(f, p) || (p->twin && !retired_unused(f, p->twin))) {
             f->procs[k++] = p;
             continue;
         }
-        if (f->slot_freed)
-            f->slot_freed(f->bay_arg, p->slot);
         freed++;
-        if (!p->timers_open) {
-            proc_free(p);
-            continue;
-        }
-        /* freed once its timers have closed; its slot is free at once */
-        p->timers_open = false;
-        p->closing = 3;
-        p->timer.data = p->deadline.data = p->health_timer.data = p;
-        f->open_handles++;
-        uv_close((uv_handle_t *)&p->timer, on_freed_timer_closed);
-        uv_close((uv_handle_t *)&p->deadline, on_freed_timer_closed);
-        uv_close((uv_handle_t *)&p->health_timer, on_freed_timer_closed);
+        if (p->twin) /* an entry's twin goes with it */
+            release_retired(f, p->twin);
+        release_retired(f, p);
     }
     f->nall = k;
     if (freed)
@@ -1844,6 +1896,22 @@ void ms_fleet_free_retired(ms_fleet *f)
 /* A kept process takes its new definition. */
 static void take_definition(ms_proc *p, next_entry *e, const ms_ship *s, size_t index)
 {
+    ms_proc *tw = p->twin;
+    if (tw) { /* the twin follows; a running one stops as its definition says */
+        char why[256];
+        if (running(tw) && !tw->stop_as)
+            tw->stop_as = tw->ship;
+        tw->ship = s;
+        tw->index = index;
+        char *unused = NULL;
+        ms_target t;
+        bool has;
+        if (proc_where(p->fleet, s, tw->parity, &t, &has, &unused, why, sizeof why)) {
+            tw->target = t;
+            tw->has_target = has;
+        }
+        free(unused);
+    }
     p->ship = s;
     p->index = index;
     free(p->deps);
@@ -1922,18 +1990,19 @@ void ms_fleet_commit(ms_fleet_next *nx)
     bool *roll = NULL; /* changed entries replaced by a roll */
     /* retired first, so that a changed entry sees which retired ones depend on it */
     for (size_t k = nx->n; k < nx->n + nretiring; k++) {
-        ms_proc *p = nx->procs[k];
-        p->retired = true;
-        p->selected = false;
-        p->restart_requested = p->reload_restart = p->stop_deferred = false;
-        p->ndeps = 0; /* its indexes were the old manifest's */
-        if (!running(p)) {
-            cancel_activity(p);
-            p->state = MS_P_STOPPED;
-            ms_ring_free(&p->ring);
-        } else if (p->state != MS_P_STOPPING) {
-            cancel_activity(p);
-            set_ready_flag(p, 0);
+        for (ms_proc *p = nx->procs[k]; p; p = pair_next(nx->procs[k], p)) {
+            p->retired = true;
+            p->selected = false;
+            p->restart_requested = p->reload_restart = p->stop_deferred = false;
+            p->ndeps = 0; /* its indexes were the old manifest's */
+            if (!running(p)) {
+                cancel_activity(p);
+                p->state = MS_P_STOPPED;
+                ms_ring_free(&p->ring);
+            } else if (p->state != MS_P_STOPPING) {
+                cancel_activity(p);
+                set_ready_flag(p, 0);
+            }
         }
     }
     free(f->procs); /* the data plane has its own copy of it */
@@ -2019,14 +2088,62 @@ void ms_fleet_stop_kept(ms_proc *p)
 
 ms_proc *ms_fleet_twin_start(ms_fleet *f, size_t i, char *why, size_t why_len)
 {
-    (void)f;
-    (void)i;
-    snprintf(why, why_len, "surges are not supported yet");
-    return NULL;
+    assert(i < f->n);
+    ms_proc *p = f->procs[i];
+    ms_proc *tw = p->twin;
+    if (!tw) {
+        bool taken[MS_FLEET_MAX_SLOTS] = { false };
+        for (size_t k = 0; k < f->nall; k++)
+            for (const ms_proc *q = f->procs[k]; q; q = pair_next(f->procs[k], q))
+                taken[q->slot] = true;
+        size_t slot = 0;
+        while (slot < MS_FLEET_MAX_SLOTS && taken[slot])
+            slot++;
+        if (slot == MS_FLEET_MAX_SLOTS) {
+            snprintf(why, why_len, "no slot is free for a surge process (at most %d processes at once)",
+                     MS_FLEET_MAX_SLOTS);
+            return NULL;
+        }
+        tw = proc_new(f, f->m, i, slot, true, why, why_len);
+        if (!tw)
+            return NULL;
+        tw->parity = p->parity ? 0 : 1;
+        if (!proc_where(f, p->ship, tw->parity, &tw->target, &tw->has_target, &tw->socket_path, why, why_len)) {
+            proc_free(tw);
+            return NULL;
+        }
+        open_timers(tw);
+        tw->twin = p;
+        __atomic_store_n(&p->twin, tw, __ATOMIC_RELEASE);
+    } else if (running(tw) || tw->process_open) {
+        snprintf(why, why_len, "its previous process (pid %d) has not stopped yet", shown_pid(tw));
+        return NULL;
+    }
+    /* the entry's definition now, at the other parity */
+    tw->ship = p->ship;
+    tw->index = i;
+    tw->stop_as = NULL;
+    if (!proc_where(f, p->ship, tw->parity, &tw->target, &tw->has_target, &tw->socket_path, why, why_len))
+        return NULL;
+    cancel_activity(tw);
+    tw->colour = p->colour;
+    tw->selected = true;
+    tw->settled = true;
+    tw->stop_requested = tw->restart_requested = tw->reload_restart = tw->stop_deferred = false;
+    tw->loop_paused = false;
+    tw->crashes_in_row = 0;
+    tw->crash_count = tw->crash_head = 0;
+    tw->restarts = p->restarts;
+    __atomic_store_n(&tw->draining, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&tw->holding, 0, __ATOMIC_RELEASE);
+    start_proc(tw);
+    return tw;
 }
 
 void ms_fleet_twin_swap(ms_fleet *f, size_t i)
 {
-    (void)f;
-    (void)i;
+    assert(i < f->n && f->procs[i]->twin);
+    ms_proc *p = f->procs[i], *tw = p->twin;
+    tw->selected = p->selected;
+    f->procs[i] = tw;
 }

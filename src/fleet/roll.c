@@ -276,6 +276,8 @@ static void tick_entry(ms_roll *r, size_t i)
             return;
         }
         ms_fleet_twin_swap(f, i);
+        if (!r->reload)
+            nu->restarts++;
         set_int(&old->draining, 1);
         r->step = R_OLD_DRAINING;
         r->since = now;
@@ -299,7 +301,7 @@ static void tick_entry(ms_roll *r, size_t i)
         return;
     }
     case R_OLD_STOPPING:
-        if (ms_fleet_proc_running(r->old) && now - r->since < stop_budget)
+        if ((ms_fleet_proc_running(r->old) || r->old->process_open) && now - r->since < stop_budget)
             return;
         set_int(&r->old->draining, 0);
         next_entry(r);
