@@ -307,7 +307,21 @@ static json_t *entry_json(const ms_fleet *f, const ms_proc *p)
                      "state", ms_pstate_name(p->state), "selected", p->selected, "pid", pid, "uptime_s", uptime,
                      "restarts", (json_int_t)p->restarts, "health", health,
                      "breaker", ms_breaker_name((ms_breaker)__atomic_load_n(&p->breaker, __ATOMIC_ACQUIRE)),
-                     "last_exit", last_exit, "cpu_percent", cpu, "rss_bytes", rss, "instances", 1);
+                     "last_exit", last_exit, "cpu_percent", cpu, "rss_bytes", rss, "instances",
+                     (int)(s->instances ? s->instances : 1));
+}
+
+/* Replicas and rolls: the ship's name as written and which instance this
+ * entry is, whether a roll is replacing it, and whether it is draining
+ * (no new requests). */
+static json_t *entry_roll_json(const ms_proc *p, json_t *e)
+{
+    const ms_ship *s = p->ship;
+    json_object_set_new(e, "ship", json_string(ms_ship_base(s)));
+    json_object_set_new(e, "instance", json_integer(s->instance));
+    json_object_set_new(e, "rolling", json_boolean(p->roll || (p->twin && p->twin->roll)));
+    json_object_set_new(e, "draining", json_boolean(__atomic_load_n(&p->draining, __ATOMIC_ACQUIRE) != 0));
+    return e;
 }
 
 static json_t *status_json(ms_ctl *ctl)
@@ -325,7 +339,7 @@ static json_t *status_json(ms_ctl *ctl)
     json_object_set_new(fleet, "last_reload", r->last_reload_ok > 0 ? json_real(r->last_reload_ok) : json_null());
     json_t *entries = json_array();
     for (size_t i = 0; f && i < f->n; i++)
-        json_array_append_new(entries, entry_json(f, f->procs[i]));
+        json_array_append_new(entries, entry_roll_json(f->procs[i], entry_json(f, f->procs[i])));
     return json_pack("{s:o, s:o}", "fleet", fleet, "entries", entries);
 }
 

@@ -5,10 +5,25 @@
  * cardinality is bounded. */
 #include "fleet/fleet_metrics.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *ship_status_help =
     "1 when the process is running and ready (a oneshot: when it finished with exit 0), else 0.";
+
+/* An entry's labels: ship (its name as written) and group, and instance
+ * ("0", "1", ...) for a replicated ship's entries. inst holds the number's
+ * text. Returns how many were set (2 or 3) in l[0..). */
+static size_t entry_labels(const ms_proc *pr, ms_prom_label *l, char inst[12])
+{
+    l[0] = (ms_prom_label){ "ship", ms_ship_base(pr->ship) };
+    l[1] = (ms_prom_label){ "group", pr->ship->group };
+    if (!pr->ship->base)
+        return 2;
+    snprintf(inst, 12, "%u", pr->ship->instance);
+    l[2] = (ms_prom_label){ "instance", inst };
+    return 3;
+}
 
 void ms_fleet_render_metrics(void *arg, ms_buf *out)
 {
@@ -19,31 +34,50 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
     const ms_manifest *m = v->m;
     for (size_t i = 0; f && i < f->n; i++) {
         const ms_proc *pr = f->procs[i];
-        ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
+        ms_prom_label l[3];
+        char inst[12];
+        size_t nl = entry_labels(pr, l, inst);
         int up = __atomic_load_n(&pr->ready_flag, __ATOMIC_ACQUIRE) || pr->state == MS_P_DONE;
-        ms_prom_gauge_i64(&p, "mothership_ship_status", ship_status_help, l, 2, up);
+        ms_prom_gauge_i64(&p, "mothership_ship_status", ship_status_help, l, nl, up);
     }
     for (size_t i = 0; f && i < f->n; i++) {
         const ms_proc *pr = f->procs[i];
-        ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
+        ms_prom_label l[3];
+        char inst[12];
+        size_t nl = entry_labels(pr, l, inst);
         int h = __atomic_load_n(&pr->healthy, __ATOMIC_ACQUIRE);
         if (!pr->ship->health.enabled)
             h = __atomic_load_n(&pr->ready_flag, __ATOMIC_ACQUIRE) || pr->state == MS_P_DONE;
         ms_prom_gauge_i64(&p, "mothership_ship_healthy",
-                          "1 when the last health checks passed (without a health check: when ready).", l, 2,
+                          "1 when the last health checks passed (without a health check: when ready).", l, nl,
                           h == 1);
     }
     for (size_t i = 0; f && i < f->n; i++) {
         const ms_proc *pr = f->procs[i];
-        ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
-        ms_prom_counter_u64(&p, "mothership_ship_restarts_total", "Restarts of each process.", l, 2, pr->restarts);
+        ms_prom_label l[3];
+        char inst[12];
+        size_t nl = entry_labels(pr, l, inst);
+        ms_prom_counter_u64(&p, "mothership_ship_restarts_total", "Restarts of each process.", l, nl, pr->restarts);
+    }
+    for (size_t i = 0; f && i < f->n; i++) {
+        const ms_proc *pr = f->procs[i];
+        if (pr->ship->kind != MS_SHIP || pr->ship->oneshot || !pr->ship->has_bind)
+            continue;
+        ms_prom_label l[3];
+        char inst[12];
+        size_t nl = entry_labels(pr, l, inst);
+        ms_prom_gauge_i64(&p, "mothership_ship_rolling",
+                          "1 while a rolling restart replaces the process of each ship with a bind.", l, nl,
+                          pr->roll != NULL || (pr->twin && pr->twin->roll != NULL));
     }
     for (size_t i = 0; f && i < f->n; i++) {
         const ms_proc *pr = f->procs[i];
         for (int s = 0; s <= MS_P_STOPPED; s++) {
-            ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group },
-                                  { "state", ms_pstate_name((ms_pstate)s) } };
-            ms_prom_gauge_i64(&p, "mothership_ship_state", "1 for the state each process is in.", l, 3,
+            ms_prom_label l[4];
+            char inst[12];
+            size_t nl = entry_labels(pr, l, inst);
+            l[nl++] = (ms_prom_label){ "state", ms_pstate_name((ms_pstate)s) };
+            ms_prom_gauge_i64(&p, "mothership_ship_state", "1 for the state each process is in.", l, nl,
                               pr->state == (ms_pstate)s);
         }
     }
@@ -51,17 +85,21 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
         const ms_proc *pr = f->procs[i];
         if (!pr->ship->health.enabled)
             continue;
-        ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
+        ms_prom_label l[3];
+        char inst[12];
+        size_t nl = entry_labels(pr, l, inst);
         ms_prom_gauge_i64(&p, "mothership_ship_breaker_state",
-                          "Circuit breaker of each health-checked ship: 0 closed, 1 open, 2 half-open.", l, 2,
+                          "Circuit breaker of each health-checked ship: 0 closed, 1 open, 2 half-open.", l, nl,
                           __atomic_load_n(&pr->breaker, __ATOMIC_ACQUIRE));
     }
     for (size_t i = 0; f && i < f->n; i++) {
         const ms_proc *pr = f->procs[i];
         if (!pr->ship->health.enabled)
             continue;
-        ms_prom_label l[] = { { "ship", pr->ship->name }, { "group", pr->ship->group } };
-        ms_prom_counter_u64(&p, "mothership_ship_health_checks_failed_total", "Failed health checks.", l, 2,
+        ms_prom_label l[3];
+        char inst[12];
+        size_t nl = entry_labels(pr, l, inst);
+        ms_prom_counter_u64(&p, "mothership_ship_health_checks_failed_total", "Failed health checks.", l, nl,
                             pr->health_failures);
     }
     size_t nships = 0;

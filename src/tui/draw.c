@@ -133,6 +133,10 @@ int ms_tui_state_text(const ms_tui *t, const ms_proc *p, char *buf, size_t len)
         snprintf(buf, len, "starting");
         return C_YELLOW;
     case MS_P_READY:
+        if (p->roll || (p->twin && p->twin->roll)) { /* a rolling restart is replacing it */
+            snprintf(buf, len, "%s", __atomic_load_n(&p->draining, __ATOMIC_ACQUIRE) ? "draining" : "rolling");
+            return C_YELLOW;
+        }
         snprintf(buf, len, "%s", p->healthy == 0 ? "unhealthy" : p->healthy == 1 ? "healthy" : "ready");
         return p->healthy == 0 ? C_RED : C_GREEN;
     case MS_P_BACKOFF: {

@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from conftest import BINARY
-from fleet_helpers import PY, app, free_port, toml_str
+from fleet_helpers import PY, app, free_port, http_get, toml_str
 from http_helpers import wait_until
 
 BOUND = app("bound.py")
@@ -49,12 +49,13 @@ def slow_ship(name, port, pidfile, delay="0.8", fail_marker=None, extra=""):
     """
 
 
-def launch(fleet, text):
+def launch(fleet, text, global_extra=""):
     sockdir = tempfile.mkdtemp(prefix="msroll-")
     fleet.sockdirs = getattr(fleet, "sockdirs", []) + [sockdir]
     text = f"""
         [mothership]
         socket_dir = {toml_str(sockdir)}
+        {global_extra}
     """ + text
     ms = fleet(text, name="ship-manifest.toml")
     ms.wait_for(r"fleet ready", timeout=20)
@@ -189,3 +190,22 @@ def test_a_reload_that_changes_a_ship_with_a_bind_rolls_it(fleet, tmp_path):
     assert after["restarts"] == 0  # a new definition, not counted as a restart
     with open(f"/proc/{after['pid']}/environ", "rb") as f:
         assert b"FLAVOUR=new" in f.read().split(b"\0")
+
+
+def test_status_and_metrics_show_a_roll_under_way(fleet, tmp_path):
+    port, mport = free_port(), free_port()
+    ms, path = launch(fleet, slow_ship("web", port, tmp_path / "web.pid", delay="1.5"),
+                      global_extra=f"metrics_port = {mport}")
+    web = status_of(path)["web"]
+    assert (web["ship"], web["instance"], web["instances"], web["rolling"], web["draining"]) == ("web", 0, 1, False,
+                                                                                                  False)
+    assert "mothership_ship_rolling{ship=\"web\",group=\"web\"} 0" in http_get(mport, "/metrics")[1]
+    t = threading.Thread(target=lambda: ctl(path, "restart", "web"))
+    t.start()
+    ms.event("roll", ship="web", msg="restarting in place")
+    web = status_of(path)["web"]
+    assert web["rolling"] is True and web["draining"] is True, web
+    assert "mothership_ship_rolling{ship=\"web\",group=\"web\"} 1" in http_get(mport, "/metrics")[1]
+    t.join(30)
+    web = status_of(path)["web"]
+    assert web["rolling"] is False and web["draining"] is False and web["state"] == "ready", web
