@@ -120,7 +120,7 @@ static void unlink_roll(ms_roll *r)
 static void release_procs(ms_roll *r)
 {
     ms_fleet *f = r->f;
-    for (size_t i = 0; i < f->n; i++) {
+    for (size_t i = 0; i < f->nall; i++) { /* retired ones too: a reload may have removed an entry */
         ms_proc *p = f->procs[i];
         if (p->roll == r)
             p->roll = NULL;
