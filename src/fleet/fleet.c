@@ -1416,17 +1416,33 @@ static bool proc_where(const ms_fleet *f, const ms_ship *s, unsigned parity, ms_
         *has_target = true;
     } else if (s->has_bind || s->health.has_address) {
         /* the probes' target: the healthcheck's own address, else the bind;
-         * a surge process (parity 1) is probed at its bind_alt */
+         * a surge process (parity 1) at its healthcheck address expanded
+         * for parity 1, else at its bind_alt */
         const ms_addr *at = parity && s->has_bind_alt ? &s->bind_alt
                           : s->health.has_address     ? &s->health.address
                                                       : &s->bind;
-        if (!ms_target_from_addr(at, t, why, why_len)) {
+        ms_addr alt = { 0 };
+        if (parity && s->has_bind_alt && s->health.has_address && s->health.address_template) {
+            char *text = ms_ship_expand(s, s->health.address_template, 1);
+            if (!text || !ms_addr_parse(text, &alt, why, why_len)) {
+                snprintf(why, why_len, "ship \"%s\": healthcheck address %s: cannot be expanded", s->name,
+                         s->health.address_template);
+                free(text);
+                return false;
+            }
+            free(text);
+            at = &alt;
+        }
+        bool ok = ms_target_from_addr(at, t, why, why_len);
+        if (!ok) {
             char tmp[200];
             snprintf(tmp, sizeof tmp, "%s", why);
             snprintf(why, why_len, "ship \"%s\": %s %s: %s", s->name,
-                     at == &s->health.address ? "healthcheck address" : "bind", at->text, tmp);
-            return false;
+                     at == &s->bind || at == &s->bind_alt ? "bind" : "healthcheck address", at->text, tmp);
         }
+        ms_addr_free(&alt);
+        if (!ok)
+            return false;
         *has_target = true;
     }
     return true;

@@ -209,3 +209,154 @@ def test_status_and_metrics_show_a_roll_under_way(fleet, tmp_path):
     t.join(30)
     web = status_of(path)["web"]
     assert web["rolling"] is False and web["draining"] is False and web["state"] == "ready", web
+
+
+# ------------------------------------------------------------------ instances
+def free_port_run(n):
+    """A base port p with p .. p + n - 1 all free (and handed out to nobody
+    else in this run)."""
+    import socket
+    while True:
+        base = free_port()
+        ok = True
+        for p in range(base, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok and base + n < 65536:
+            return base
+
+
+def replicated(port, instances=3, script=None, bind=None, extra=""):
+    """A ship `web` with instances, each an echo backend at {port} (or the
+    script given, run by sh with {port} as $0)."""
+    echo = app("echo_backend.py")
+    if script is None:
+        args = f'[{toml_str(echo)}, "--port", "{{port}}", "--name", "web-{{instance}}"]'
+        command = toml_str(PY)
+    else:
+        args = f'["-c", {toml_str(script)}, "{{port}}"]'
+        command = '"sh"'
+    return f"""
+        [[fleet.web]]
+        name = "web"
+        command = {command}
+        args = {args}
+        bind = {toml_str(bind or "tcp://127.0.0.1:{port}")}
+        port = {port}
+        instances = {instances}
+        critical = false
+        restart = {{ backoff = "5s" }}
+        {extra}
+    """
+
+
+def listening(port):
+    import socket
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def roll_steps(ms, since=0):
+    """(ship, step word) of each roll event after line since, in order."""
+    out = []
+    for e in ms.events("roll"):
+        if e["_i"] < since or not e.get("ship"):
+            continue
+        m = __import__("re").match(r"roll \d+/\d+: (\w+) ", e["msg"])
+        if m:
+            out.append((e["ship"], m.group(1)))
+    return out
+
+
+def test_restart_of_three_instances_surges_each_in_turn(fleet, tmp_path):
+    port = free_port_run(6)
+    mport = free_port()
+    ms, path = launch(fleet, replicated(port), global_extra=f"metrics_port = {mport}")
+    before = status_of(path)
+    assert sorted(before) == ["web#0", "web#1", "web#2"]
+    assert [(before[n]["ship"], before[n]["instance"], before[n]["instances"]) for n in sorted(before)] == \
+        [("web", 0, 3), ("web", 1, 3), ("web", 2, 3)]
+    samples = http_get(mport, "/metrics")[1]
+    for i in range(3):
+        assert f'mothership_ship_status{{ship="web",group="web",instance="{i}"}} 1' in samples, samples
+    mark = len(ms.lines)
+    r = ctl(path, "restart", "web")
+    assert r.returncode == 0, r
+    assert r.stdout == "restart: web#0, web#1, web#2\n"
+    after = status_of(path)
+    for i in range(3):
+        e = after[f"web#{i}"]
+        assert e["state"] == "ready" and e["pid"] not in (0, before[f"web#{i}"]["pid"]), after
+        assert e["restarts"] == 1 and e["rolling"] is False
+        # the new processes listen at the second addresses, the old ones are gone
+        assert listening(port + 3 + i)
+        assert not listening(port + i)
+    # one instance at a time: surge, drain, next
+    assert roll_steps(ms, mark) == [("web#0", "surge"), ("web#0", "drain"), ("web#1", "surge"), ("web#1", "drain"),
+                                    ("web#2", "surge"), ("web#2", "drain")]
+    # each old process stopped before the next instance's new one started
+    evs = [e for e in ms.events() if e["_i"] >= mark and e.get("event") in ("stopped", "started")]
+    order = [(e["event"], e["ship"]) for e in evs]
+    assert order == [("started", "web#0"), ("stopped", "web#0"), ("started", "web#1"), ("stopped", "web#1"),
+                     ("started", "web#2"), ("stopped", "web#2")], order
+    # and back to the first addresses
+    r = ctl(path, "restart", "web")
+    assert r.returncode == 0, r
+    for i in range(3):
+        assert listening(port + i) and not listening(port + 3 + i)
+    assert ms.proc.poll() is None
+
+
+def test_a_failed_surge_stops_the_roll_and_leaves_the_rest_untouched(fleet, tmp_path):
+    port = free_port_run(6)
+    bad = port + 3 + 1  # web#1's second address
+    script = f'if [ "$0" = "{bad}" ]; then echo broken >&2; exit 3; fi; exec {PY} {app("echo_backend.py")} --port "$0"'
+    ms, path = launch(fleet, replicated(port, script=script))
+    before = status_of(path)
+    r = ctl(path, "restart", "web")
+    assert r.returncode == 1, r
+    assert "the new process exited with status 3 before it was ready" in r.stderr, r.stderr
+    after = status_of(path)
+    assert after["web#0"]["pid"] != before["web#0"]["pid"] and listening(port + 3)
+    for n in ("web#1", "web#2"):
+        assert after[n]["pid"] == before[n]["pid"] and after[n]["state"] == "ready", after
+        assert after[n]["draining"] is False and after[n]["rolling"] is False
+    assert listening(port + 1) and listening(port + 2)
+    assert not listening(bad)
+    e = ms.event("roll_failed", ship="web#1")
+    assert "(0 of 3 replaced)" not in e["msg"] and "(1 of 3 replaced)" in e["msg"], e
+    assert ms.proc.poll() is None
+
+
+def test_instances_without_a_second_address_restart_in_place_one_at_a_time(fleet, tmp_path):
+    d = tempfile.mkdtemp(prefix="msr-", dir="/tmp")
+    fleet.sockdirs = getattr(fleet, "sockdirs", []) + [d]
+    echo = app("echo_backend.py")
+    text = f"""
+        [[fleet.web]]
+        name = "web"
+        command = {toml_str(PY)}
+        args = [{toml_str(echo)}, "--unix", "{d}/w-{{instance}}.sock"]
+        bind = "unix://{d}/w-{{instance}}.sock"
+        instances = 3
+        critical = false
+    """
+    ms, path = launch(fleet, text)
+    before = status_of(path)
+    mark = len(ms.lines)
+    r = ctl(path, "restart", "web#1", "web#2")
+    assert r.returncode == 0, r
+    assert r.stdout == "restart: web#1, web#2\n"
+    after = status_of(path)
+    assert after["web#0"]["pid"] == before["web#0"]["pid"]
+    for n in ("web#1", "web#2"):
+        assert after[n]["pid"] != before[n]["pid"] and after[n]["state"] == "ready"
+    assert roll_steps(ms, mark) == [("web#1", "drain"), ("web#1", "restart"), ("web#1", "restart"),
+                                    ("web#2", "drain"), ("web#2", "restart"), ("web#2", "restart")]
+    evs = [(e["event"], e["ship"]) for e in ms.events() if e["_i"] >= mark and e.get("event") in ("stopped", "ready")]
+    assert evs == [("stopped", "web#1"), ("ready", "web#1"), ("stopped", "web#2"), ("ready", "web#2")], evs
