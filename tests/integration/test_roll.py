@@ -360,3 +360,32 @@ def test_instances_without_a_second_address_restart_in_place_one_at_a_time(fleet
                                     ("web#2", "drain"), ("web#2", "restart"), ("web#2", "restart")]
     evs = [(e["event"], e["ship"]) for e in ms.events() if e["_i"] >= mark and e.get("event") in ("stopped", "ready")]
     assert evs == [("stopped", "web#1"), ("ready", "web#1"), ("stopped", "web#2"), ("ready", "web#2")], evs
+
+
+def test_a_reload_that_changes_a_replicated_ship_rolls_every_instance(fleet, tmp_path):
+    port = free_port_run(6)
+    ms, path = launch(fleet, replicated(port))
+    before = status_of(path)
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("critical = false", 'critical = false\nenv = { FLAVOUR = "new-{instance}" }', 1))
+    mark = len(ms.lines)
+    r = ctl(path, "reload")
+    assert r.returncode == 0, r
+    ms.event("roll", msg=r"^roll done: 3 entries replaced", timeout=20, start=mark)
+    after = status_of(path)
+    for i in range(3):
+        e = after[f"web#{i}"]
+        assert e["state"] == "ready" and e["pid"] != before[f"web#{i}"]["pid"] and e["restarts"] == 0, after
+        with open(f"/proc/{e['pid']}/environ", "rb") as f:
+            assert f"FLAVOUR=new-{i}".encode() in f.read().split(b"\0")
+        assert listening(port + 3 + i)
+    assert [s for s in roll_steps(ms, mark) if s[1] == "surge"] == [("web#0", "surge"), ("web#1", "surge"),
+                                                                    ("web#2", "surge")]
+    # SIGUSR1 rolls them back to the first addresses
+    mark = len(ms.lines)
+    ms.signal(signal.SIGUSR1)
+    ms.event("roll", msg=r"^roll done: 3 entries replaced", timeout=20, start=mark)
+    for i in range(3):
+        assert listening(port + i) and not listening(port + 3 + i)
