@@ -389,3 +389,18 @@ def test_a_reload_that_changes_a_replicated_ship_rolls_every_instance(fleet, tmp
     ms.event("roll", msg=r"^roll done: 3 entries replaced", timeout=20, start=mark)
     for i in range(3):
         assert listening(port + i) and not listening(port + 3 + i)
+    # a second change: the twins (stopped, at the second addresses) take the
+    # new definition too
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace('"new-{instance}"', '"newer-{instance}"'))
+    mark = len(ms.lines)
+    r = ctl(path, "reload")
+    assert r.returncode == 0, r
+    ms.event("roll", msg=r"^roll done: 3 entries replaced", timeout=20, start=mark)
+    for i in range(3):
+        pid = status_of(path)[f"web#{i}"]["pid"]
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            assert f"FLAVOUR=newer-{i}".encode() in f.read().split(b"\0")
+        assert listening(port + 3 + i)
