@@ -242,10 +242,11 @@ static void tick_entry(ms_roll *r, size_t i)
         return;
     case R_RESTARTING:
         if (p->spawns == r->spawns0) {
-            if (p->state == MS_P_STOPPING || p->state == MS_P_BACKOFF || now - r->since < stop_budget)
+            bool gone = !ms_fleet_proc_running(p) && p->state != MS_P_BACKOFF; /* stopped meanwhile (a user's stop) */
+            if (!gone && now - r->since < stop_budget)
                 return;
             end_in_place(p);
-            finish(r, false, "it did not start again");
+            finish(r, false, gone ? "it was stopped meanwhile" : "it did not start again");
             return;
         }
         if (p->state == MS_P_STARTING)
