@@ -208,7 +208,10 @@ static void ready_probe_start(ms_proc *p);
 /* Where the healthcheck goes: its own address, else the bind. */
 static const char *check_address(const ms_proc *p)
 {
-    return p->ship->health.has_address && !p->parity ? p->ship->health.address.text : proc_bind(p)->text;
+    const ms_health *h = &p->ship->health;
+    if (p->parity && p->ship->has_bind_alt)
+        return h->has_address && h->has_address_alt ? h->address_alt.text : proc_bind(p)->text;
+    return h->has_address ? h->address.text : proc_bind(p)->text;
 }
 
 static void on_probe_retry(uv_timer_t *t)
@@ -1416,33 +1419,18 @@ static bool proc_where(const ms_fleet *f, const ms_ship *s, unsigned parity, ms_
         *has_target = true;
     } else if (s->has_bind || s->health.has_address) {
         /* the probes' target: the healthcheck's own address, else the bind;
-         * a surge process (parity 1) at its healthcheck address expanded
-         * for parity 1, else at its bind_alt */
-        const ms_addr *at = parity && s->has_bind_alt ? &s->bind_alt
-                          : s->health.has_address     ? &s->health.address
-                                                      : &s->bind;
-        ms_addr alt = { 0 };
-        if (parity && s->has_bind_alt && s->health.has_address && s->health.address_template) {
-            char *text = ms_ship_expand(s, s->health.address_template, 1);
-            if (!text || !ms_addr_parse(text, &alt, why, why_len)) {
-                snprintf(why, why_len, "ship \"%s\": healthcheck address %s: cannot be expanded", s->name,
-                         s->health.address_template);
-                free(text);
-                return false;
-            }
-            free(text);
-            at = &alt;
-        }
-        bool ok = ms_target_from_addr(at, t, why, why_len);
-        if (!ok) {
+         * a surge process (parity 1) at the healthcheck's address for
+         * parity 1 when it has one, else at its bind_alt */
+        const ms_addr *at = s->health.has_address ? &s->health.address : &s->bind;
+        if (parity && s->has_bind_alt)
+            at = s->health.has_address && s->health.has_address_alt ? &s->health.address_alt : &s->bind_alt;
+        if (!ms_target_from_addr(at, t, why, why_len)) {
             char tmp[200];
             snprintf(tmp, sizeof tmp, "%s", why);
             snprintf(why, why_len, "ship \"%s\": %s %s: %s", s->name,
                      at == &s->bind || at == &s->bind_alt ? "bind" : "healthcheck address", at->text, tmp);
-        }
-        ms_addr_free(&alt);
-        if (!ok)
             return false;
+        }
         *has_target = true;
     }
     return true;

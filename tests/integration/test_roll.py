@@ -13,6 +13,7 @@ import threading
 
 import pytest
 
+import fleet_helpers
 from conftest import BINARY
 from fleet_helpers import PY, app, free_port, http_get, toml_str
 from http_helpers import wait_until
@@ -227,6 +228,7 @@ def free_port_run(n):
                     ok = False
                     break
         if ok and base + n < 65536:
+            fleet_helpers._HANDED_OUT.update(range(base, base + n))  # free_port never gives them out again
             return base
 
 
@@ -404,3 +406,89 @@ def test_a_reload_that_changes_a_replicated_ship_rolls_every_instance(fleet, tmp
         with open(f"/proc/{pid}/environ", "rb") as f:
             assert f"FLAVOUR=newer-{i}".encode() in f.read().split(b"\0")
         assert listening(port + 3 + i)
+
+
+def test_requests_keep_flowing_through_rolls_of_three_instances(fleet, tmp_path):
+    """The fleet's side of a roll with the data plane in front: a client
+    loop (keep-alive and new connections) across a restart and SIGUSR1
+    gets no error at all."""
+    import requests
+    port, hport = free_port_run(6), free_port()
+    text = f"""
+        [mothership.bind]
+        http = "127.0.0.1:{hport}"
+    """ + replicated(port, extra='routes = ["http:/.*"]')
+    ms, path = launch(fleet, text)
+    url = f"http://127.0.0.1:{hport}/x"
+    stop = threading.Event()
+    got = {"ok": 0, "bad": []}
+    lock = threading.Lock()
+
+    def loop(keep_alive):
+        s = requests.Session() if keep_alive else requests
+        while not stop.is_set():
+            try:
+                r = s.get(url, timeout=10)
+                with lock:
+                    if r.status_code == 200:
+                        got["ok"] += 1
+                    else:
+                        got["bad"].append(r.status_code)
+            except Exception as e:  # noqa: BLE001
+                with lock:
+                    got["bad"].append(repr(e))
+
+    threads = [threading.Thread(target=loop, args=(k,)) for k in (True, False, True)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: got["ok"] >= 20, timeout=10, what="requests flowing")
+        r = ctl(path, "restart", "web")
+        assert r.returncode == 0, r
+        mark = len(ms.lines)
+        ms.signal(signal.SIGUSR1)
+        ms.event("roll", msg=r"^roll done: 3 entries replaced", timeout=30, start=mark)
+        n = got["ok"]
+        wait_until(lambda: got["ok"] >= n + 20, timeout=10, what="requests after the rolls")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    assert got["bad"] == [], got["bad"][:10]
+
+
+def test_requests_wait_for_a_single_instance_restarted_in_place(fleet, tmp_path):
+    """One instance and no second address: the roll holds the requests
+    that come while the ship restarts; none fails."""
+    import requests
+    port, hport = free_port(), free_port()
+    text = f"""
+        [mothership.bind]
+        http = "127.0.0.1:{hport}"
+    """ + slow_ship("web", port, tmp_path / "web.pid", delay="0.5", extra='routes = ["http:/.*"]')
+    ms, path = launch(fleet, text)
+    url = f"http://127.0.0.1:{hport}/x"
+    stop = threading.Event()
+    got = {"ok": 0, "bad": []}
+
+    def loop():
+        while not stop.is_set():
+            try:
+                r = requests.get(url, timeout=10)
+                got["ok" if r.status_code == 200 else "bad"] = (got["ok"] + 1 if r.status_code == 200
+                                                               else got["bad"] + [r.status_code])
+            except Exception as e:  # noqa: BLE001
+                got["bad"] = got["bad"] + [repr(e)]
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        wait_until(lambda: got["ok"] >= 10, timeout=10, what="requests flowing")
+        r = ctl(path, "restart", "web")
+        assert r.returncode == 0, r
+        n = got["ok"]
+        wait_until(lambda: got["ok"] >= n + 10, timeout=10, what="requests after the roll")
+    finally:
+        stop.set()
+        t.join(15)
+    assert got["bad"] == [], got["bad"][:10]
