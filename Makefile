@@ -8,7 +8,7 @@ SCAN_BUILD ?= build-scan
 MANIFEST ?= examples/ship-manifest.toml
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench bench-tls install clean
+.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench bench-tls bench-deploy install clean
 
 all: build
 
@@ -66,6 +66,12 @@ bench: build
 bench-tls: build
 	DEPS_BENCH=1 ./scripts/deps.sh
 	./bench/tls/run.sh $(BUILD)
+
+# A rolling restart under load (bench/deploy, about a minute): against nginx
+# in front of supervisord's programs.
+bench-deploy: build
+	DEPS_BENCH=1 ./scripts/deps.sh
+	./bench/deploy/run.sh $(BUILD)
 
 install: build
 	install -Dm755 $(BUILD)/mothership $(DESTDIR)$(PREFIX)/bin/mothership
