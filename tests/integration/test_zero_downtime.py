@@ -4,7 +4,9 @@ connections and over a new connection each, several threads, some slow
 (requests in flight when an instance drains), some POSTs with a body. Then,
 one after the other, `mothership restart web`, a reload that changes web,
 SIGUSR1 and a kill -9 of one instance: every instance ends up a new process
-and not one request fails or gets anything but its own 200.
+and not one request fails or gets anything but its own 200. The same for a
+ship with one instance across `restart` and SIGUSR1: with a surge (its bind
+has `{port}`) and in place (a fixed port: requests are held meanwhile).
 
 Nothing is timed: each step waits for the fleet's status to show the new
 processes ready and the old ones gone, and for every instance to answer
@@ -64,19 +66,26 @@ def free_port_run(n):
 
 
 class WebShip:
-    """`web`: the echo backend, three instances on consecutive ports; each
-    answers with its name, `<version>-<instance>`."""
+    """`web`: the echo backend, `instances` of it; each answers with its
+    name, `v1-<instance>`. templated: on consecutive ports from base
+    (`{port}`: a replacement starts next to the old process); else on base
+    alone (one instance, restarted in place)."""
 
-    def __init__(self, base, version="v1"):
+    def __init__(self, base, instances, templated=True):
         self.base = base
-        self.version = version
+        self.instances = instances
+        self.templated = templated
 
     def toml(self):
-        args = [ECHO, "--name", f"{self.version}-{{instance}}", "--port", "{port}"]
+        if self.templated:
+            args = [ECHO, "--name", "v1-{instance}", "--port", "{port}"]
+            bind = ['bind = "tcp://127.0.0.1:{port}"', f"port = {self.base}"]
+        else:
+            args = [ECHO, "--name", "v1-0", "--port", str(self.base)]
+            bind = [f'bind = "tcp://127.0.0.1:{self.base}"']
         lines = ['[[fleet.web]]', 'name = "web"', f"command = {toml_str(PY)}", f"args = {toml_value(args)}",
-                 'bind = "tcp://127.0.0.1:{port}"', f"port = {self.base}", f"instances = {INSTANCES}",
-                 'routes = ["http:/.*"]', "critical = false", 'drain_timeout = "60s"', 'ready_timeout = "60s"',
-                 'restart = { backoff = "100ms" }']
+                 *bind, f"instances = {self.instances}", 'routes = ["http:/.*"]', "critical = false",
+                 'drain_timeout = "60s"', 'ready_timeout = "60s"', 'restart = { backoff = "100ms" }']
         return "\n".join(lines) + "\n"
 
 
@@ -222,12 +231,23 @@ class Load:
         with self.lock:
             return self.ok, dict(self.served)
 
+    def check(self):
+        """Fail at once when a request has failed (rather than after the
+        steps still to come, each of which may then wait for its deadline)."""
+        with self.lock:
+            failures, ok = list(self.failures), self.ok
+        if failures:
+            self.stop.set()
+            pytest.fail(f"{len(failures)} failed of {ok + len(failures)}:\n" + "\n".join(failures[:30]),
+                        pytrace=False)
+
 
 # ------------------------------------------------------------------ the fleet
 class Deploy:
-    def __init__(self, fleet):
-        self.base = free_port_run(2 * INSTANCES)   # {port} of both generations
-        self.proxy = start_proxy(fleet, WebShip(self.base), mothership={"workers": 2}, http=None)
+    def __init__(self, fleet, instances=INSTANCES, templated=True):
+        self.n = instances
+        self.base = free_port_run(2 * instances)   # {port} of both generations
+        self.proxy = start_proxy(fleet, WebShip(self.base, instances, templated), mothership={"workers": 2})
         self.ms = self.proxy.ms
         self.sock = os.path.join(self.ms.own_sockdir, "mothership.ctl")
         args = self.ms.cmd
@@ -245,22 +265,23 @@ class Deploy:
         out = {}
         for e in doc["entries"]:
             name = e["name"]
-            if e.get("ship") == "web" or name.startswith("web#"):
+            if e.get("ship") == "web" or name == "web" or name.startswith("web#"):
                 out[int(e.get("instance", name.partition("#")[2] or 0))] = e
         return out
 
     def pids(self):
         return {i: e["pid"] for i, e in self.web().items()}
 
-    def wait_replaced(self, old, which, what):
+    def wait_replaced(self, load, old, which, what):
         """Wait until instances `which` run processes other than `old`
         ({instance: pid}), ready, no roll going on, and old's processes of
         them are gone; return the new pids."""
         deadline = time.monotonic() + STEP_DEADLINE
         last = None
         while time.monotonic() < deadline:
+            load.check()
             last = self.web()
-            if sorted(last) == list(range(INSTANCES)) and all(
+            if sorted(last) == list(range(self.n)) and all(
                     last[i]["state"] == "ready" and last[i]["pid"] > 0 and last[i]["pid"] not in old.values()
                     and not last[i].get("rolling") and not last[i].get("draining") for i in which) \
                     and not any(alive(old[i]) for i in which):
@@ -275,6 +296,7 @@ class Deploy:
         ok0, served0 = load.snapshot()
         deadline = time.monotonic() + STEP_DEADLINE
         while time.monotonic() < deadline:
+            load.check()
             ok, served = load.snapshot()
             if ok > ok0 + 50 and all(served.get(n, 0) > served0.get(n, 0) for n in names):
                 return
@@ -283,8 +305,8 @@ class Deploy:
                     f"failures {load.failures[:10]}", pytrace=False)
 
 
-def names(version):
-    return [f"{version}-{i}" for i in range(INSTANCES)]
+def names(version, n=INSTANCES):
+    return [f"{version}-{i}" for i in range(n)]
 
 
 def test_rolls_and_a_kill_lose_no_request(fleet):
@@ -303,7 +325,7 @@ def test_rolls_and_a_kill_lose_no_request(fleet):
         r = d.ctl("restart", "web")
         assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
         assert load.snapshot()[0] > ok0, "no request was answered during the roll"
-        pids = d.wait_replaced(pids, range(INSTANCES), "restart web")
+        pids = d.wait_replaced(load, pids, range(INSTANCES), "restart web")
         d.wait_served(load, names("v1"), "after restart web")
 
         # 2. a reload that changes web (its args): a roll onto the new definition
@@ -316,14 +338,14 @@ def test_rolls_and_a_kill_lose_no_request(fleet):
         load.slow_burst()
         r = d.ctl("reload")
         assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-        pids = d.wait_replaced(pids, range(INSTANCES), "reload")
+        pids = d.wait_replaced(load, pids, range(INSTANCES), "reload")
         d.wait_served(load, names("v2"), "after the reload")
 
         # 3. SIGUSR1: a phased restart of every ship that serves HTTP
         load.step = "SIGUSR1"
         load.slow_burst()
         d.ms.signal(signal.SIGUSR1)
-        pids = d.wait_replaced(pids, range(INSTANCES), "SIGUSR1")
+        pids = d.wait_replaced(load, pids, range(INSTANCES), "SIGUSR1")
         d.wait_served(load, names("v2"), "after SIGUSR1")
 
         # 4. kill -9 of one instance: GETs only (a POST whose body went to the
@@ -333,7 +355,7 @@ def test_rolls_and_a_kill_lose_no_request(fleet):
         load.pause_posts()
         load.slow_burst()
         os.kill(pids[1], signal.SIGKILL)
-        pids = d.wait_replaced(pids, [1], "kill -9 of web#1")
+        pids = d.wait_replaced(load, pids, [1], "kill -9 of web#1")
         d.wait_served(load, names("v2"), "after kill -9 of web#1")
         load.step = "end"
     finally:
@@ -345,3 +367,34 @@ def test_rolls_and_a_kill_lose_no_request(fleet):
     assert d.ms.stop(timeout=30) == 0
     text = d.ms.output()
     assert "Sanitizer" not in text and "runtime error" not in text, text[-4000:]
+
+
+@pytest.mark.parametrize("templated", [True, False], ids=["surge", "in-place"])
+def test_one_instance_restarts_lose_no_request(fleet, templated):
+    d = Deploy(fleet, instances=1, templated=templated)
+    load = Load(d.proxy.port)
+    load.start()
+    try:
+        d.wait_served(load, ["v1-0"], "the one instance")
+        pids = d.pids()
+        assert list(pids) == [0], pids
+
+        load.step = "restart"
+        load.slow_burst(2)
+        r = d.ctl("restart", "web")
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        pids = d.wait_replaced(load, pids, [0], "restart web")
+        d.wait_served(load, ["v1-0"], "after restart web")
+
+        load.step = "SIGUSR1"
+        load.slow_burst(2)
+        d.ms.signal(signal.SIGUSR1)
+        pids = d.wait_replaced(load, pids, [0], "SIGUSR1")
+        d.wait_served(load, ["v1-0"], "after SIGUSR1")
+        load.step = "end"
+    finally:
+        load.finish()
+    ok, _ = load.snapshot()
+    assert load.failures == [], f"{len(load.failures)} failed of {ok + len(load.failures)}:\n" + \
+        "\n".join(load.failures[:30])
+    assert d.ms.stop(timeout=30) == 0
