@@ -1537,6 +1537,10 @@ static void on_hold_tick(uv_timer_t *t)
             continue;
         }
         proxy_start(c, NULL);
+        /* a body read whole first: what came while it waited is in the
+         * buffer, and no read is coming to parse it */
+        if (c->state == MS_C_BODY)
+            ms_conn_resume_request_body(c);
     }
 }
 

@@ -505,6 +505,29 @@ static void test_held_request_goes_once_ready(void **state)
     bed_close(&b);
 }
 
+/* A held request with a body (read whole before it is sent, the default)
+ * goes once the ship is ready, body and all: the body that arrived while
+ * it waited is read from the connection's buffer then. */
+static void test_held_request_with_a_body_goes_once_ready(void **state)
+{
+    (void)state;
+    bed b;
+    bed_open(&b, "5s", MS_BALANCE_ROUND_ROBIN);
+    for (int i = 0; i < 3; i++)
+        __atomic_store_n(&b.procs[i]->ready_flag, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&b.procs[1]->holding, 1, __ATOMIC_RELEASE);
+    int fd = send_request(&b, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    char w;
+    assert_int_equal(wait_response(&b, fd, 100, &w), 0); /* waits */
+    __atomic_store_n(&b.procs[1]->ready_flag, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&b.procs[1]->holding, 0, __ATOMIC_RELEASE);
+    assert_int_equal(wait_response(&b, fd, 5000, &w), 200); /* the backend answers a whole body only */
+    assert_int_equal(w, '1');
+    assert_int_equal(b.hits[1], 1);
+    assert_int_equal(metric(&b, "\nmothership_requests_held_total "), 1);
+    bed_close(&b);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the binary does: a client gone is a write error */
@@ -517,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_refused_instance_is_ejected_and_get_retried),
         cmocka_unit_test(test_post_with_body_is_not_retried),
         cmocka_unit_test(test_held_request_goes_once_ready),
+        cmocka_unit_test(test_held_request_with_a_body_goes_once_ready),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
