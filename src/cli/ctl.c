@@ -404,8 +404,12 @@ static void on_roll_done(void *arg, const ms_roll_outcome *o)
     ref->r = NULL;
     for (size_t k = 0; k < o->nrolled; k++)
         json_array_append_new(w->done, json_string(o->rolled[k]));
-    if (!o->ok)
-        json_array_append_new(w->failed, json_pack("{s:s, s:s}", "name", o->failed, "error", o->why));
+    if (!o->ok) {
+        char why[600];
+        snprintf(why, sizeof why, "%s: %s; the roll stopped there (%zu of %zu replaced)", o->failed, o->why,
+                 o->nrolled, o->n);
+        json_array_append_new(w->failed, json_pack("{s:s, s:s}", "name", o->failed, "error", why));
+    }
     if (--w->pending > 0)
         return;
     ctl_conn *c = w->c;

@@ -145,7 +145,7 @@ static void finish(ms_roll *r, bool ok, const char *why)
                      "roll stopped at \"%s\" (%zu of %zu replaced): %s", r->names[r->k], r->k, r->n, why);
     if (r->done) {
         ms_roll_outcome o = { .ok = ok, .failed = ok ? NULL : r->names[r->k], .why = ok ? "" : why,
-                              .rolled = r->names, .nrolled = ok ? r->n : r->k };
+                              .rolled = r->names, .nrolled = ok ? r->n : r->k, .n = r->n };
         r->done(r->arg, &o);
     }
     uv_close((uv_handle_t *)&r->timer, on_timer_closed);

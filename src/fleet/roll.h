@@ -30,6 +30,7 @@ typedef struct ms_roll_outcome {
     const char *why;         /* why it stopped; "" when ok */
     char *const *rolled;     /* entries replaced, in order */
     size_t nrolled;
+    size_t n;                /* entries the roll had */
 } ms_roll_outcome;
 
 typedef void (*ms_roll_done_fn)(void *arg, const ms_roll_outcome *o);

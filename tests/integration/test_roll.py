@@ -103,7 +103,8 @@ def test_a_roll_whose_new_process_fails_exits_1_with_the_reason(fleet, tmp_path)
     ms, path = launch(fleet, slow_ship("web", port, tmp_path / "web.pid", fail_marker=tmp_path / "ran"))
     r = ctl(path, "restart", "web")
     assert r.returncode == 1, r
-    assert "the new process exited with status 3 before it was ready" in r.stderr, r.stderr
+    assert r.stderr == ("mothership: web: the new process exited with status 3 before it was ready; "
+                        "the roll stopped there (0 of 1 replaced)\n"), r.stderr
     e = ms.event("roll_failed", ship="web")
     assert "roll stopped at \"web\" (0 of 1 replaced)" in e["msg"]
     # the failed one goes on under its restart policy: a backoff, not stopped for good
@@ -322,7 +323,8 @@ def test_a_failed_surge_stops_the_roll_and_leaves_the_rest_untouched(fleet, tmp_
     before = status_of(path)
     r = ctl(path, "restart", "web")
     assert r.returncode == 1, r
-    assert "the new process exited with status 3 before it was ready" in r.stderr, r.stderr
+    assert r.stderr == ("mothership: web#1: the new process exited with status 3 before it was ready; "
+                        "the roll stopped there (1 of 3 replaced)\n"), r.stderr
     after = status_of(path)
     assert after["web#0"]["pid"] != before["web#0"]["pid"] and listening(port + 3)
     for n in ("web#1", "web#2"):
