@@ -171,12 +171,12 @@ def test_kill_9_of_an_instance_under_load_fails_nothing(fleet):
     threads = [threading.Thread(target=loop, args=(k,)) for k in (True, True, False, False)]
     for t in threads:
         t.start()
-    wait_until(lambda: len(results) > 50, what="requests flowing")
+    wait_until(lambda: len(results) > 50, timeout=60.0, what="requests flowing")
     start = px.ms.events("started")[-1]["_i"]
     os.kill(p["web#0"], signal.SIGKILL)
     px.ms.event("ready", ship="web#0", start=start + 1, timeout=20)
     n = len(results)
-    wait_until(lambda: len(results) > n + 50, what="requests after the restart")
+    wait_until(lambda: len(results) > n + 50, timeout=60.0, what="requests after the restart")
     stop.set()
     for t in threads:
         t.join()
