@@ -1108,6 +1108,10 @@ static void on_read(void *owner, ssize_t n, const uv_buf_t *b)
             ms_conn_close(c);
             return;
         }
+        if (c->held) {
+            ms_conn_close(c); /* gave up waiting: no ship saw it, its place is free */
+            return;
+        }
         if (c->state == MS_C_HEAD && (c->len == c->pos || !c->head_done)) {
             ms_conn_close(c); /* nothing in flight */
             return;

@@ -1,0 +1,123 @@
+"""Hostile clients against the zero-downtime paths, through the real binary:
+requests held while a ship restarts in place, and what reaches the ship."""
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import BINARY
+from fleet_helpers import PY, app, free_port, toml_str
+from http_helpers import Raw, fd_count, wait_until
+
+RECORDER = app("recording_backend.py")
+
+
+def ctl(manifest_path, *args, timeout=30):
+    return subprocess.run([BINARY, *args, "-c", manifest_path], capture_output=True, text=True, timeout=timeout,
+                          cwd=os.path.dirname(manifest_path))
+
+
+def held_fleet(fleet, tmp_path, delay="4", extra=""):
+    """One recording ship (no second address: a restart holds requests)
+    whose every start after the first takes `delay` seconds to listen."""
+    port, hport = free_port(), free_port()
+    events = tmp_path / "events.jsonl"
+    marker = tmp_path / "started"
+    script = (f"if [ -e {marker} ]; then sleep {delay}; fi; : > {marker}; "
+              f"exec {PY} {RECORDER} --port {port} --events {events}")
+    sockdir = tempfile.mkdtemp(prefix="msatk-", dir="/tmp")
+    text = f"""
+        [mothership]
+        socket_dir = {toml_str(sockdir)}
+        shutdown_timeout = "10s"
+        {extra}
+
+        [mothership.bind]
+        http = "127.0.0.1:{hport}"
+
+        [[fleet.web]]
+        name = "web"
+        command = "sh"
+        args = ["-c", {toml_str(script)}]
+        bind = "tcp://127.0.0.1:{port}"
+        routes = ["http:/.*"]
+        critical = false
+        ready_timeout = "20s"
+    """
+    ms = fleet(text, name="ship-manifest.toml")
+    ms.wait_for(r"fleet ready", timeout=20)
+    return ms, str(fleet.tmp / "ship-manifest.toml"), hport, events
+
+
+def heads(events):
+    if not os.path.exists(events):
+        return []
+    out = []
+    with open(events) as f:
+        for line in f:
+            ev = json.loads(line)
+            if ev["ev"] == "head":
+                out.append(ev)
+    return out
+
+
+def start_roll(path):
+    """`mothership restart web` in the background (it answers once the roll
+    is done); the roll's hold is on once the old process is gone."""
+    return subprocess.Popen([BINARY, "restart", "web", "-c", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=os.path.dirname(path))
+
+
+def wait_holding(hport, events, timeout=10):
+    """Until a probe request is held (the ship is away): a GET that does not
+    answer within 0.3 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = socket.create_connection(("127.0.0.1", hport))
+        s.settimeout(0.3)
+        s.sendall(b"GET /probe HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        try:
+            s.recv(1)
+        except socket.timeout:
+            s.close()
+            return
+        s.close()
+        time.sleep(0.05)
+    raise AssertionError("no request was held")
+
+
+def test_clients_that_close_while_held_are_let_go_at_once(fleet, tmp_path):
+    """Clients that give up while their request is held must not keep their
+    connection (fd) and their place in the bounded hold queue until the
+    ship is back, nor have their request sent to it afterwards."""
+    ms, path, hport, events = held_fleet(fleet, tmp_path)
+    roll = start_roll(path)
+    try:
+        wait_holding(hport, events)
+        time.sleep(0.3)  # the probe's own close is settled
+        base = fd_count(ms.pid)
+        socks = []
+        for i in range(60):
+            s = socket.create_connection(("127.0.0.1", hport))
+            s.sendall(b"POST /gone-%d HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n" % i)
+            socks.append(s)
+        wait_until(lambda: fd_count(ms.pid) >= base + 60, timeout=5, what="the clients accepted")
+        for s in socks:
+            s.close()
+        # the ship is still away (it takes 4 s): the proxy lets them go now
+        wait_until(lambda: fd_count(ms.pid) <= base + 2, timeout=2, what="held clients that closed let go")
+    finally:
+        assert roll.wait(30) == 0, roll.communicate()
+    # a request after the roll goes through; none of the abandoned ones went
+    with Raw(hport) as r:
+        r.send(b"GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert r.response().status == 200
+    got = [h["target"] for h in heads(events)]
+    assert "/after" in got
+    assert not [t for t in got if t.startswith("/gone-")], got
+
