@@ -121,3 +121,20 @@ def test_clients_that_close_while_held_are_let_go_at_once(fleet, tmp_path):
     assert "/after" in got
     assert not [t for t in got if t.startswith("/gone-")], got
 
+
+def test_a_held_post_with_its_body_already_sent_goes_once_the_ship_is_back(fleet, tmp_path):
+    """A POST whose small body came with its head (request buffering, the
+    default) is held while the ship restarts; once it is back the request
+    reaches it exactly once, body whole, and the client gets its answer."""
+    ms, path, hport, events = held_fleet(fleet, tmp_path, delay="2")
+    roll = start_roll(path)
+    try:
+        wait_holding(hport, events)
+        with Raw(hport, timeout=15) as r:
+            r.send(b"POST /held-post HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+            resp = r.response()
+            assert resp.status == 200, (resp.status, resp.body)
+    finally:
+        assert roll.wait(30) == 0, roll.communicate()
+    got = [h for h in heads(events) if h["target"] == "/held-post"]
+    assert len(got) == 1, got
