@@ -1424,6 +1424,7 @@ static void start_next_request(ms_conn *c)
     c->error_detail = NULL;
     c->retried = false;
     c->tries = 0;
+    c->rr_taken = false;
     c->hold_until = 0;
     ms_bodybuf_free(&c->body);
     c->body_buffered = false;

@@ -294,6 +294,8 @@ struct ms_conn {
     unsigned ncand;                /* instances it could go to when chosen */
     uint64_t tried[2];             /* after a failure (tries > 0): candidates not chosen again, by bit
                                       2 * (instance - first) + parity */
+    uint32_t rr_at;                /* its turn of the route's round robin, once rr_taken */
+    bool rr_taken;
     uint64_t hold_until;           /* held: uv_now() at which it gets 503; 0: not held yet */
     ms_conn *hold_prev, *hold_next; /* w->held */
     uint32_t hold_tick;            /* the hold timer's tick that last looked at it */

@@ -1469,7 +1469,13 @@ static pick choose(ms_conn *c, const char **why)
     c->ncand = (unsigned)nall;
     if (nset == 0)
         return holds ? PICK_HOLD : PICK_NONE;
-    size_t at = g->rr[first]++ % nset;
+    /* one turn of the round robin per request: a request chosen for again
+     * (its body read first, held, retried) does not skip other instances */
+    if (!c->rr_taken) {
+        c->rr_at = g->rr[first]++;
+        c->rr_taken = true;
+    }
+    size_t at = c->rr_at % nset;
     if (g->m->ships[first].balance == MS_BALANCE_LEAST_CONN && set[0].proc) {
         /* the fewest in flight; among equals, the next in round robin order */
         int best = INT_MAX;

@@ -22,7 +22,7 @@ def ctl(manifest_path, *args, timeout=30):
                           cwd=os.path.dirname(manifest_path))
 
 
-def held_fleet(fleet, tmp_path, delay="4", extra=""):
+def held_fleet(fleet, tmp_path, delay="4", extra="", http="upstream_keepalive = 2"):
     """One recording ship (no second address: a restart holds requests)
     whose every start after the first takes `delay` seconds to listen."""
     port, hport = free_port(), free_port()
@@ -36,6 +36,9 @@ def held_fleet(fleet, tmp_path, delay="4", extra=""):
         socket_dir = {toml_str(sockdir)}
         shutdown_timeout = "10s"
         {extra}
+
+        [mothership.http]
+        {http}
 
         [mothership.bind]
         http = "127.0.0.1:{hport}"
@@ -138,3 +141,38 @@ def test_a_held_post_with_its_body_already_sent_goes_once_the_ship_is_back(fleet
         assert roll.wait(30) == 0, roll.communicate()
     got = [h for h in heads(events) if h["target"] == "/held-post"]
     assert len(got) == 1, got
+
+
+def test_requests_with_a_body_are_balanced_over_every_instance(fleet, tmp_path):
+    """Round robin over two instances with only POSTs (bodies read whole
+    first, the default): both instances get some. The choice must be made
+    once per request, not again when the body is in."""
+    base_port, hport = free_port(), free_port()
+    ev = tmp_path / "ev-{instance}.jsonl"
+    sockdir = tempfile.mkdtemp(prefix="msatk-", dir="/tmp")
+    text = f"""
+        [mothership]
+        socket_dir = {toml_str(sockdir)}
+
+        [mothership.bind]
+        http = "127.0.0.1:{hport}"
+
+        [[fleet.web]]
+        name = "web"
+        command = {toml_str(PY)}
+        args = [{toml_str(RECORDER)}, "--port", "{{port}}", "--events", {toml_str(str(ev))}]
+        instances = 2
+        port = {base_port}
+        bind = "tcp://127.0.0.1:{{port}}"
+        routes = ["http:/.*"]
+        critical = false
+    """
+    ms = fleet(text, name="ship-manifest.toml")
+    ms.wait_for(r"fleet ready", timeout=20)
+    for i in range(10):
+        with Raw(hport, timeout=10) as r:
+            r.send(b"POST /p-%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc" % i)
+            assert r.response().status == 200
+    per = [[h["target"] for h in heads(str(tmp_path / f"ev-{k}.jsonl"))] for k in range(2)]
+    assert sorted(per[0] + per[1]) == sorted(f"/p-{i}" for i in range(10))
+    assert per[0] and per[1], per
