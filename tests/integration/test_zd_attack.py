@@ -22,7 +22,7 @@ def ctl(manifest_path, *args, timeout=30):
                           cwd=os.path.dirname(manifest_path))
 
 
-def held_fleet(fleet, tmp_path, delay="4", extra="", http="upstream_keepalive = 2"):
+def held_fleet(fleet, tmp_path, delay="4", extra="", http="upstream_keepalive = 2", h2c=False):
     """One recording ship (no second address: a restart holds requests)
     whose every start after the first takes `delay` seconds to listen."""
     port, hport = free_port(), free_port()
@@ -41,7 +41,7 @@ def held_fleet(fleet, tmp_path, delay="4", extra="", http="upstream_keepalive = 
         {http}
 
         [mothership.bind]
-        http = "127.0.0.1:{hport}"
+        http = {{ address = "127.0.0.1:{hport}", h2c = {"true" if h2c else "false"} }}
 
         [[fleet.web]]
         name = "web"
@@ -234,7 +234,7 @@ def test_a_request_with_a_body_never_reaches_two_instances(fleet, tmp_path):
         eject_cooldown = "0s"
 
         [mothership.bind]
-        http = "127.0.0.1:{hport}"
+        http = {{ address = "127.0.0.1:{hport}", h2c = {"true" if h2c else "false"} }}
 
         [[fleet.web]]
         name = "web"
@@ -306,3 +306,33 @@ def test_requests_with_a_body_are_balanced_over_every_instance(fleet, tmp_path):
     per = [[h["target"] for h in heads(str(tmp_path / f"ev-{k}.jsonl"))] for k in range(2)]
     assert sorted(per[0] + per[1]) == sorted(f"/p-{i}" for i in range(10))
     assert per[0] and per[1], per
+
+
+def test_http2_streams_held_then_sent_or_let_go(fleet, tmp_path):
+    """HTTP/2 streams held while the ship restarts: a POST with its body
+    goes once the ship is back (once); a stream the client resets while
+    held, and the streams of a connection that goes, never reach it."""
+    from hyperframe.frame import DataFrame, RstStreamFrame
+    from test_h2 import H2
+    ms, path, hport, events = held_fleet(fleet, tmp_path, delay="3", h2c=True)
+    roll = start_roll(path)
+    try:
+        wait_holding(hport, events)
+        gone = H2(hport)
+        for sid in (1, 3, 5):
+            gone.request(sid, f"/h2-gone-{sid}")
+        h = H2(hport)
+        h.request(1, "/h2-post", method="POST", extra=[("content-length", "5")], end_stream=False)
+        h.send(DataFrame(1, data=b"hello", flags=["END_STREAM"]))
+        h.request(3, "/h2-reset")
+        time.sleep(0.3)
+        h.send(RstStreamFrame(3, error_code=0x8))
+        gone.close()
+        status, _, body, how = h.response(1, timeout=20)
+        assert (status, how) == (200, "end"), (status, body, how)
+        h.close()
+    finally:
+        assert roll.wait(30) == 0, roll.communicate()
+    got = [x["target"] for x in heads(events)]
+    assert got.count("/h2-post") == 1, got
+    assert not [t for t in got if t.startswith("/h2-gone") or t == "/h2-reset"], got
