@@ -13,6 +13,7 @@ import pytest
 from conftest import BINARY
 from fleet_helpers import PY, app, free_port, toml_str
 from http_helpers import Raw, fd_count, wait_until
+from test_roll import free_port_run
 
 RECORDER = app("recording_backend.py")
 
@@ -219,7 +220,7 @@ def test_a_request_with_a_body_never_reaches_two_instances(fleet, tmp_path):
     """Three instances, one of which accepts, reads the request and resets:
     a POST with a body that went to it gets a 502 and reaches no other
     instance; a GET that went to it is retried on another and gets 200."""
-    base_port, hport = free_port(), free_port()
+    base_port, hport = free_port_run(6), free_port()
     resetter = tmp_path / "resetter.py"
     resetter.write_text(RESETTER)
     ev = tmp_path / "ev-{instance}.jsonl"
@@ -234,7 +235,7 @@ def test_a_request_with_a_body_never_reaches_two_instances(fleet, tmp_path):
         eject_cooldown = "0s"
 
         [mothership.bind]
-        http = {{ address = "127.0.0.1:{hport}", h2c = {"true" if h2c else "false"} }}
+        http = "127.0.0.1:{hport}"
 
         [[fleet.web]]
         name = "web"
@@ -277,7 +278,7 @@ def test_requests_with_a_body_are_balanced_over_every_instance(fleet, tmp_path):
     """Round robin over two instances with only POSTs (bodies read whole
     first, the default): both instances get some. The choice must be made
     once per request, not again when the body is in."""
-    base_port, hport = free_port(), free_port()
+    base_port, hport = free_port_run(6), free_port()
     ev = tmp_path / "ev-{instance}.jsonl"
     sockdir = tempfile.mkdtemp(prefix="msatk-", dir="/tmp")
     text = f"""
