@@ -354,7 +354,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n < 0) {
         char why[200];
         if (n == UV_EOF && ms_dock_decoder_finish(&lc->dec) != 0)
-            link_fail(lc, 1011, "the bay closed the link inside a frame", true, true);
+            /* a bay killed while it wrote a frame: one that resumes keeps
+             * its clients, as after any other crash */
+            link_fail(lc, lc->features & MS_DOCK_FEAT_RESUME ? 1012 : 1011, "the bay closed the link inside a frame",
+                      true, true);
         else if (n == UV_EOF || n == UV_ECONNRESET) /* a bay that dies with frames unread resets the link */
             link_fail(lc, 1012, lc->st == LC_DOCKED ? "the bay closed the docking link" : "the bay closed the link before docking", false, true);
         else {

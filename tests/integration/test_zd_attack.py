@@ -337,3 +337,51 @@ def test_http2_streams_held_then_sent_or_let_go(fleet, tmp_path):
     got = [x["target"] for x in heads(events)]
     assert got.count("/h2-post") == 1, got
     assert not [t for t in got if t.startswith("/h2-gone") or t == "/h2-reset"], got
+
+
+HALF_FRAME_BAY = """
+import os, struct, sys
+sys.path.insert(0, sys.argv[1])
+import python_bay as pb
+marker = sys.argv[2]
+echo = pb.send_cargo
+
+
+def send_cargo(sock, conn_id, data, binary=False):
+    if data == b"die" and not os.path.exists(marker):
+        open(marker, "w").close()
+        sock.sendall(struct.pack(">BI", pb.CARGO, 100) + b"\\0\\0")  # killed while writing a frame
+        os._exit(1)
+    echo(sock, conn_id, data, binary)
+
+
+pb.send_cargo = send_cargo
+pb.main()
+"""
+
+
+def test_a_resuming_bay_killed_in_the_middle_of_a_frame_keeps_its_clients(fleet, tmp_path):
+    """A bay that agreed to resume and dies while writing a frame to the
+    link (kill -9 under load does that) went away like any crash: its
+    clients are held and boarded again, not closed."""
+    import asyncio
+
+    import websockets
+    from test_bay_resume import PY_BAY, RESTARTS, metric
+    from test_bays import bay_toml, run, start, ws_url
+    script = tmp_path / "half_frame_bay.py"
+    script.write_text(HALF_FRAME_BAY)
+    px = start(fleet, bay_toml("py", PY, [str(script), os.path.dirname(os.path.abspath(PY_BAY)),
+                                          str(tmp_path / "died")],
+                               env={"DOCK_RESUME": "1"}, extra=RESTARTS))
+
+    async def go():
+        async with websockets.connect(ws_url(px)) as ws:
+            await ws.send("one")
+            assert await ws.recv() == "one"
+            await ws.send("die")
+            assert await asyncio.wait_for(ws.recv(), 15) == "resumed"
+            await ws.send("two")
+            assert await ws.recv() == "two"
+    run(go())
+    assert metric(px, "mothership_bay_resumed_total", "py") == 1
