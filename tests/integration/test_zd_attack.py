@@ -2,6 +2,7 @@
 requests held while a ship restarts in place, and what reaches the ship."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -385,3 +386,72 @@ def test_a_resuming_bay_killed_in_the_middle_of_a_frame_keeps_its_clients(fleet,
             assert await ws.recv() == "two"
     run(go())
     assert metric(px, "mothership_bay_resumed_total", "py") == 1
+
+
+def test_shutdown_while_requests_are_held_answers_them_and_exits(fleet, tmp_path):
+    """SIGTERM while requests wait for a ship restarting in place: each
+    held client gets an answer (503) well before shutdown_timeout, the
+    ship never sees them, and Mothership exits."""
+    ms, path, hport, events = held_fleet(fleet, tmp_path, delay="30")
+    roll = start_roll(path)
+    socks = []
+    try:
+        wait_holding(hport, events)
+        for i in range(5):
+            s = socket.create_connection(("127.0.0.1", hport))
+            s.sendall(b"GET /held-%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % i)
+            socks.append(s)
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        ms.signal(signal.SIGTERM)
+        for s in socks:
+            s.settimeout(8)
+            data = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                data += d
+            assert data.startswith(b"HTTP/1.1 503"), data[:200]
+        assert time.monotonic() - t0 < 8
+        ms.wait_exit(12)
+    finally:
+        for s in socks:
+            s.close()
+        roll.wait(30)
+    assert not [h for h in heads(events) if h["target"].startswith("/held-")]
+
+
+def test_shutdown_while_websocket_clients_are_held_or_waiting_closes_them(fleet, tmp_path):
+    """SIGTERM while a resuming bay is away, with a client held and one
+    waiting: both get a close frame (1001, going away) at once and
+    Mothership exits; nothing waits for handover_timeout."""
+    import asyncio
+
+    import websockets
+    from test_bay_resume import ctl as bay_ctl, metric
+    from test_bays import ECHO_BAY, bay_toml, run, start, ws_url
+    px = start(fleet, bay_toml("echo", ECHO_BAY, env={"DOCK_RESUME": "1"},
+                               extra={"critical": False, "handover_timeout": "60s"}),
+               mothership={"shutdown_timeout": "20s"})
+
+    async def go():
+        async with websockets.connect(ws_url(px)) as held:
+            await held.send("x")
+            assert await held.recv() == "x"
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: bay_ctl(fleet, "stop", "echo"))
+            async with websockets.connect(ws_url(px)) as waiting:
+                await loop.run_in_executor(None, lambda: wait_until(
+                    lambda: metric(px, "mothership_bay_held_clients", "echo") == 2, what="both held"))
+                t0 = time.monotonic()
+                px.ms.signal(signal.SIGTERM)
+                for ws in (held, waiting):
+                    try:
+                        await asyncio.wait_for(ws.recv(), 8)
+                        raise AssertionError("a held client got a message")
+                    except websockets.ConnectionClosed as e:
+                        assert e.rcvd is not None and e.rcvd.code == 1001, e
+                assert time.monotonic() - t0 < 8
+    run(go())
+    px.ms.wait_exit(15)
