@@ -455,3 +455,89 @@ def test_shutdown_while_websocket_clients_are_held_or_waiting_closes_them(fleet,
                 assert time.monotonic() - t0 < 8
     run(go())
     px.ms.wait_exit(15)
+
+
+STALLING_BAY = """
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+import python_bay as pb
+runs, log = sys.argv[2], sys.argv[3]
+with open(runs, "a") as f:
+    f.write("x")
+run = os.path.getsize(runs)
+path = os.environ["MS_SOCKET_PATH"]
+try:
+    os.unlink(path)
+except FileNotFoundError:
+    pass
+import socket
+lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+lst.bind(path)
+lst.listen(1)
+link, _ = lst.accept()
+pb.send_json(link, pb.DOCK, {"version": 1, "ship": os.environ["MS_SHIP"], "features": ["resume"]})
+assert pb.read_frame(link)[0] == pb.MOORED
+if run == 2:
+    time.sleep(3600)  # docked, reads nothing
+while True:
+    fr = pb.read_frame(link)
+    if fr is None:
+        sys.exit(0)
+    t, payload = fr
+    if t == pb.BOARDING and run >= 3:
+        b = json.loads(payload)
+        with open(log, "a") as f:
+            f.write(json.dumps({"conn_id": b["conn_id"], "resumed": b.get("resumed", False)}) + "\\n")
+    if t == pb.CARGO and payload[4:] == b"stall":
+        time.sleep(3600)  # reads nothing more
+    if t == pb.CARGO and run >= 3:
+        pb.send_cargo(link, int.from_bytes(payload[:4], "big"), payload[4:])
+"""
+
+
+def test_a_bay_that_goes_again_before_taking_the_boardings_gets_each_once(fleet, tmp_path):
+    """A resuming bay docks again, reads nothing (its link filling with the
+    held clients' Boardings and messages) and goes again; when it is back
+    for good, each client is boarded once and every client flows again."""
+    import asyncio
+
+    import websockets
+    from test_bay_resume import PY_BAY, bay_pid, metric
+    from test_bays import bay_toml, run, start, ws_url
+    script = tmp_path / "stalling_bay.py"
+    script.write_text(STALLING_BAY)
+    log = tmp_path / "boardings.jsonl"
+    px = start(fleet, bay_toml("st", PY, [str(script), os.path.dirname(os.path.abspath(PY_BAY)),
+                                          str(tmp_path / "runs"), str(log)],
+                               extra={"critical": False, "restart": {"backoff": "50ms"},
+                                      "handover_timeout": "60s"}),
+               http={"ws_max_message_size": "2MiB"})
+    n = 24
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        conns = [await websockets.connect(ws_url(px), max_size=None) for _ in range(n)]
+        await conns[0].send("stall")
+        big = "m" * (1 << 20)
+        for ws in conns:  # 24 MiB: more than the link and its queue take
+            await ws.send(big)
+        await asyncio.sleep(1)
+        for k in (1, 2):
+            since = len(px.ms.lines)
+            os.kill(bay_pid(px, "st"), signal.SIGKILL)
+            await loop.run_in_executor(None, lambda: px.ms.event("ready", ship="st", start=since, timeout=20))
+            await asyncio.sleep(1)
+        await loop.run_in_executor(None, lambda: wait_until(
+            lambda: os.path.exists(log) and len(open(log).read().splitlines()) >= n, timeout=20,
+            what="every client boarded"))
+        for i, ws in enumerate(conns):
+            await ws.send(f"after-{i}")
+            while (m := await asyncio.wait_for(ws.recv(), 10)) != f"after-{i}":
+                assert m == big
+        for ws in conns:
+            await ws.close()
+    run(go(), timeout=90)
+    got = [json.loads(x)["conn_id"] for x in open(log).read().splitlines()]
+    assert sorted(got) == sorted(set(got)), sorted(got)
+    assert len(got) == n
+    assert metric(px, "mothership_bay_held_clients", "st") == 0
