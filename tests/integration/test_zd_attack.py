@@ -541,3 +541,39 @@ def test_a_bay_that_goes_again_before_taking_the_boardings_gets_each_once(fleet,
     assert sorted(got) == sorted(set(got)), sorted(got)
     assert len(got) == n
     assert metric(px, "mothership_bay_held_clients", "st") == 0
+
+
+def test_many_held_and_waiting_clients_at_the_handover_timeout(fleet, tmp_path):
+    """150 held clients (one sending while held) and 50 waiting ones when a
+    resuming bay does not come back: at handover_timeout every one is
+    closed with 1012, the gauges go back to 0 and so do the fds."""
+    import asyncio
+
+    import websockets
+    from test_bay_resume import ctl as bay_ctl, metric
+    from test_bays import ECHO_BAY, bay_toml, run, start, ws_url
+    px = start(fleet, bay_toml("echo", ECHO_BAY, env={"DOCK_RESUME": "1"},
+                               extra={"critical": False, "handover_timeout": "2s"}))
+    base = px.fds()
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        held = [await websockets.connect(ws_url(px)) for _ in range(150)]
+        await loop.run_in_executor(None, lambda: wait_until(
+            lambda: metric(px, "mothership_bay_clients", "echo") == 150, what="150 clients"))
+        await loop.run_in_executor(None, lambda: bay_ctl(fleet, "stop", "echo"))
+        waiting = [await websockets.connect(ws_url(px)) for _ in range(50)]
+        for _ in range(50):
+            await held[0].send("x" * 60000)  # sent while held: not read, not buffered
+        codes = []
+        for ws in held + waiting:
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            except websockets.ConnectionClosed as e:
+                codes.append(e.rcvd.code if e.rcvd else None)
+        assert codes == [1012] * 200, codes
+    run(go(), timeout=60)
+    wait_until(lambda: metric(px, "mothership_bay_held_clients", "echo") == 0, what="no held client")
+    assert metric(px, "mothership_bay_held_expired_total", "echo") == 200
+    wait_until(lambda: px.fds() <= base + 2, what="fds back")
