@@ -577,3 +577,50 @@ def test_many_held_and_waiting_clients_at_the_handover_timeout(fleet, tmp_path):
     wait_until(lambda: metric(px, "mothership_bay_held_clients", "echo") == 0, what="no held client")
     assert metric(px, "mothership_bay_held_expired_total", "echo") == 200
     wait_until(lambda: px.fds() <= base + 2, what="fds back")
+
+
+RESUME_ONCE_BAY = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import python_bay as pb
+with open(sys.argv[2], "a") as f:
+    f.write("x")
+os.environ["DOCK_RESUME"] = "1" if os.path.getsize(sys.argv[2]) == 1 else "0"
+pb.main()
+"""
+
+
+def test_a_bay_that_docks_again_without_resume(fleet, tmp_path):
+    """A bay that resumed goes away and docks again without the feature:
+    its held clients are closed with 1012, a client that waited is boarded
+    as a new one and talks to it, and nothing is left held."""
+    import asyncio
+
+    import websockets
+    from test_bay_resume import PY_BAY, bay_pid, metric
+    from test_bays import bay_toml, run, start, ws_url
+    script = tmp_path / "resume_once_bay.py"
+    script.write_text(RESUME_ONCE_BAY)
+    px = start(fleet, bay_toml("py", PY, [str(script), os.path.dirname(os.path.abspath(PY_BAY)),
+                                          str(tmp_path / "runs")],
+                               extra={"critical": False, "restart": {"backoff": "1s"}}))
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        async with websockets.connect(ws_url(px)) as old:
+            await old.send("one")
+            assert await old.recv() == "one"
+            since = len(px.ms.lines)
+            os.kill(bay_pid(px, "py"), signal.SIGKILL)
+            await loop.run_in_executor(None, lambda: px.ms.event("exited", ship="py", start=since))
+            async with websockets.connect(ws_url(px)) as new:
+                await new.send("while away")
+                with pytest.raises(websockets.ConnectionClosed) as e:
+                    await asyncio.wait_for(old.recv(), 15)
+                assert e.value.rcvd.code == 1012
+                assert await asyncio.wait_for(new.recv(), 15) == "while away"
+                await new.send("two")
+                assert await new.recv() == "two"
+    run(go())
+    assert metric(px, "mothership_bay_held_clients", "py") == 0
+    assert metric(px, "mothership_bay_resumed_total", "py") == 0
