@@ -624,3 +624,33 @@ def test_a_bay_that_docks_again_without_resume(fleet, tmp_path):
     run(go())
     assert metric(px, "mothership_bay_held_clients", "py") == 0
     assert metric(px, "mothership_bay_resumed_total", "py") == 0
+
+
+@pytest.mark.parametrize("buffering", [True, False])
+def test_a_held_post_with_a_large_body_reaches_the_ship_whole(fleet, tmp_path, buffering):
+    """A POST of 2 MiB sent while the ship restarts (the client's writes
+    stall once the proxy stops reading): once the ship is back the body
+    reaches it whole, once, buffered or streamed."""
+    import hashlib
+    ms, path, hport, events = held_fleet(fleet, tmp_path, delay="2",
+                                         http=f"upstream_keepalive = 2\nrequest_buffering = {str(buffering).lower()}")
+    body = os.urandom(2 << 20)
+    roll = start_roll(path)
+    try:
+        wait_holding(hport, events)
+        s = socket.create_connection(("127.0.0.1", hport))
+        s.settimeout(20)
+        s.sendall(b"POST /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+                  + body)
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        s.close()
+        assert data.startswith(b"HTTP/1.1 200"), data[:300]
+    finally:
+        assert roll.wait(30) == 0, roll.communicate()
+    got = [e for e in map(json.loads, open(events)) if e["ev"] == "body" and e["len"]]  # probes have none
+    assert [(g["len"], g["sha256"]) for g in got] == [(len(body), hashlib.sha256(body).hexdigest())], got
