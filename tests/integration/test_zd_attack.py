@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import BINARY
-from fleet_helpers import PY, app, free_port, toml_str
+from fleet_helpers import PY, app, free_port, http_get, parse_metrics, toml_str
 from http_helpers import Raw, fd_count, wait_until
 from test_roll import free_port_run
 
@@ -27,7 +27,7 @@ def ctl(manifest_path, *args, timeout=30):
 def held_fleet(fleet, tmp_path, delay="4", extra="", http="upstream_keepalive = 2", h2c=False):
     """One recording ship (no second address: a restart holds requests)
     whose every start after the first takes `delay` seconds to listen."""
-    port, hport = free_port(), free_port()
+    port, hport, mport = free_port(), free_port(), free_port()
     events = tmp_path / "events.jsonl"
     marker = tmp_path / "started"
     script = (f"if [ -e {marker} ]; then sleep {delay}; fi; : > {marker}; "
@@ -37,6 +37,7 @@ def held_fleet(fleet, tmp_path, delay="4", extra="", http="upstream_keepalive = 
         [mothership]
         socket_dir = {toml_str(sockdir)}
         shutdown_timeout = "10s"
+        metrics_port = {mport}
         {extra}
 
         [mothership.http]
@@ -56,7 +57,15 @@ def held_fleet(fleet, tmp_path, delay="4", extra="", http="upstream_keepalive = 
     """
     ms = fleet(text, name="ship-manifest.toml")
     ms.wait_for(r"fleet ready", timeout=20)
+    ms.mport = mport
     return ms, str(fleet.tmp / "ship-manifest.toml"), hport, events
+
+
+def in_flight(mport):
+    """mothership_upstream_in_flight summed over every instance."""
+    status, body = http_get(mport, "/metrics")
+    assert status == 200, body
+    return sum(v for (name, _), v in parse_metrics(body).items() if name == "mothership_upstream_in_flight")
 
 
 def heads(events):
@@ -125,6 +134,7 @@ def test_clients_that_close_while_held_are_let_go_at_once(fleet, tmp_path):
     got = [h["target"] for h in heads(events)]
     assert "/after" in got
     assert not [t for t in got if t.startswith("/gone-")], got
+    wait_until(lambda: in_flight(ms.mport) == 0, what="nothing in flight")
 
 
 def test_a_held_post_with_its_body_already_sent_goes_once_the_ship_is_back(fleet, tmp_path):
@@ -187,6 +197,7 @@ def test_a_flood_of_requests_while_held_is_bounded_and_each_reaches_the_ship_onc
     assert sorted(got) == sorted(ok)
     # what may stay: a few idle pooled connections to the ship per worker
     wait_until(lambda: fd_count(ms.pid) <= base + 16, timeout=5, what="fds back down")
+    wait_until(lambda: in_flight(ms.mport) == 0, what="nothing in flight")
 
 
 RESETTER = """
@@ -221,7 +232,7 @@ def test_a_request_with_a_body_never_reaches_two_instances(fleet, tmp_path):
     """Three instances, one of which accepts, reads the request and resets:
     a POST with a body that went to it gets a 502 and reaches no other
     instance; a GET that went to it is retried on another and gets 200."""
-    base_port, hport = free_port_run(6), free_port()
+    base_port, hport, mport = free_port_run(6), free_port(), free_port()
     resetter = tmp_path / "resetter.py"
     resetter.write_text(RESETTER)
     ev = tmp_path / "ev-{instance}.jsonl"
@@ -231,6 +242,7 @@ def test_a_request_with_a_body_never_reaches_two_instances(fleet, tmp_path):
     text = f"""
         [mothership]
         socket_dir = {toml_str(sockdir)}
+        metrics_port = {mport}
 
         [mothership.http]
         eject_cooldown = "0s"
@@ -273,6 +285,7 @@ def test_a_request_with_a_body_never_reaches_two_instances(fleet, tmp_path):
             assert code == 200, (target, code, where)
             assert where in ([1], [2], [0, 1], [0, 2]), (target, where)
     assert any(w == [0] for t, w in seen.items() if t.startswith("/post-")), (seen, codes)
+    wait_until(lambda: in_flight(mport) == 0, what="nothing in flight")
 
 
 def test_requests_with_a_body_are_balanced_over_every_instance(fleet, tmp_path):
