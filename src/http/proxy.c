@@ -1419,7 +1419,7 @@ static pick choose(ms_conn *c, const char **why)
             if (__atomic_load_n(&p->ready_flag, __ATOMIC_ACQUIRE) &&
                 __atomic_load_n(&p->breaker, __ATOMIC_ACQUIRE) != MS_BREAKER_OPEN &&
                 !__atomic_load_n(&p->draining, __ATOMIC_ACQUIRE)) {
-                c->parity = p->parity;
+                c->parity = p->parity && g->m->ships[c->ship].has_bind_alt ? 1 : 0;
                 return PICK_OK; /* ejected or not: there is no other */
             }
             proc_takes(p, &holds, why);
@@ -1446,9 +1446,9 @@ static pick choose(ms_conn *c, const char **why)
             if (g->procs && !p)
                 continue; /* no surge replacement */
             if (p) {
-                par = p->parity;
-                if (par == 1 && !g->m->ships[s].has_bind_alt)
-                    continue; /* no address for it */
+                /* where it listens: bind_alt, or the bind when the ship has
+                 * no second address (a reload took it away after a surge) */
+                par = p->parity && g->m->ships[s].has_bind_alt ? 1 : 0;
                 if (!proc_takes(p, &holds, why))
                     continue;
                 out = __atomic_load_n(&p->eject_until, __ATOMIC_RELAXED) > now;

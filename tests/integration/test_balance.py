@@ -182,3 +182,52 @@ def test_kill_9_of_an_instance_under_load_fails_nothing(fleet):
         t.join()
     assert not errors, errors[:5]
     assert set(results) == {200}, {s: results.count(s) for s in set(results)}
+
+
+# ------------------------------------------------------------------ a surge's process after a reload
+def test_a_surge_process_is_reached_after_a_reload_drops_the_second_address(fleet, tmp_path):
+    """After a roll, the entry's process is its surge twin (parity 1). A
+    reload that gives the ship a bind without {port} restarts it in place
+    at that bind: the data plane must send to it there, not give up on it
+    for want of a second address."""
+    import subprocess
+    import tempfile
+    from conftest import BINARY
+    port = free_port()
+    while not _free(port + 1):
+        port = free_port()
+    fixed = free_port()
+    sockdir = tempfile.mkdtemp(prefix="msreview-")
+    web = "\n".join(["[[fleet.web]]", 'name = "web"', f"command = {toml_str(PY)}",
+                     f"args = {toml_value([ECHO, '--name', 'web', '--port', '{port}'])}",
+                     'bind = "tcp://127.0.0.1:{port}"', f"port = {port}", 'routes = ["http:/.*"]',
+                     "critical = false"]) + "\n"
+    px = start_proxy(fleet, mothership={"socket_dir": sockdir}, extra=web, wait=False)
+    px.ms.event("fleet_ready", timeout=20)
+    path = px.ms.cmd[px.ms.cmd.index("-c") + 1]
+    assert requests.get(px.url("/a"), timeout=5).status_code == 200
+    r = subprocess.run([BINARY, "restart", "web", "-c", path], capture_output=True, text=True, timeout=30,
+                       cwd=os.path.dirname(path))
+    assert r.returncode == 0, r
+    assert requests.get(px.url("/b"), timeout=5).status_code == 200  # served by the surge, at port + 1
+    with open(path) as f:
+        text = f.read()
+    new = (text.replace('bind = "tcp://127.0.0.1:{port}"', f'bind = "tcp://127.0.0.1:{fixed}"')
+           .replace(f"port = {port}\n", "").replace('"{port}"', f'"{fixed}"'))
+    assert new != text
+    with open(path, "w") as f:
+        f.write(new)
+    start = len(px.ms.lines)
+    px.ms.signal(signal.SIGHUP)
+    px.ms.event("ready", ship="web", start=start, timeout=20)
+    codes = []
+
+    def answered():
+        codes.append(requests.get(px.url("/c"), timeout=5).status_code)
+        return codes[-1] == 200
+    try:
+        wait_until(answered, timeout=10, what="the restarted ship answering through the proxy")
+    finally:
+        import shutil
+        shutil.rmtree(sockdir, ignore_errors=True)
+    assert codes[-1] == 200, codes[-5:]
