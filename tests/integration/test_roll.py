@@ -494,3 +494,50 @@ def test_requests_wait_for_a_single_instance_restarted_in_place(fleet, tmp_path)
         stop.set()
         t.join(15)
     assert got["bad"] == [], got["bad"][:10]
+
+
+def test_a_held_request_with_a_body_goes_once_the_ship_is_ready(fleet, tmp_path):
+    """A POST whose head and body arrive while its ship restarts in place
+    is held; when the ship is ready, its body (read already, buffered by
+    default) must still reach the ship, not wait for the client's next
+    bytes until body_timeout."""
+    import socket
+    port, hport = free_port(), free_port()
+    script = f"sleep 1; exec {PY} {app('echo_backend.py')} --port {port} --name web"
+    text = f"""
+        [mothership.bind]
+        http = "127.0.0.1:{hport}"
+
+        [mothership.http]
+        body_timeout = "3s"
+
+        [[fleet.web]]
+        name = "web"
+        command = "sh"
+        args = ["-c", {toml_str(script)}]
+        bind = "tcp://127.0.0.1:{port}"
+        routes = ["http:/.*"]
+        critical = false
+    """
+    ms, path = launch(fleet, text)
+    mark = len(ms.lines)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", ctl(path, "restart", "web")))
+    t.start()
+    try:
+        ms.event("roll", msg=r"no new requests to pid", start=mark, timeout=10)
+        with socket.create_connection(("127.0.0.1", hport), timeout=10) as s:
+            s.sendall(b"POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+    finally:
+        t.join(30)
+    assert out["r"].returncode == 0, out["r"]
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), got[:300]
+    answer = json.loads(body)
+    assert answer["method"] == "POST" and answer["body"] == "hello", answer
