@@ -1981,6 +1981,24 @@ static bool rolls_on_reload(const ms_proc *p, const ms_ship *s, bool sel)
     return !held_by_retired(p->fleet, p);
 }
 
+/* An unchanged entry whose process listens at bind_alt (it came from a
+ * surge) while the new definition moves bind_alt (a change of instances:
+ * port + i + N): it would no longer be reached there, and the address it
+ * holds may be a new instance's. A roll moves it back to its bind, which
+ * has not moved. */
+static bool alt_moves_away(const ms_proc *p, const ms_ship *s, bool sel)
+{
+    const ms_ship *o = p->ship;
+    if (!p->parity || !o->has_bind_alt || !s->has_bind_alt || strcmp(o->bind_alt.text, s->bind_alt.text) == 0)
+        return false;
+    if (!sel || !p->selected || !running(p) || p->state != MS_P_READY || p->roll || (p->twin && p->twin->roll))
+        return false;
+    if (!ms_roll_applies(p) || s->kind != MS_SHIP || s->oneshot || !s->has_bind ||
+        strcmp(o->bind.text, s->bind.text) != 0)
+        return false;
+    return !held_by_retired(p->fleet, p);
+}
+
 void ms_fleet_commit(ms_fleet_next *nx)
 {
     ms_fleet *f = nx->f;
@@ -2022,7 +2040,8 @@ void ms_fleet_commit(ms_fleet_next *nx)
             open_timers(p);
             continue;
         }
-        if (e->restart && rolls_on_reload(p, &m->ships[i], sel)) {
+        if ((e->restart && rolls_on_reload(p, &m->ships[i], sel)) ||
+            (!e->restart && alt_moves_away(p, &m->ships[i], sel))) {
             /* replaced by a roll once the new definition is in: until then it
              * serves, and it stops as its old definition says */
             p->stop_as = p->ship;

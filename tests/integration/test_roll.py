@@ -541,3 +541,41 @@ def test_a_held_request_with_a_body_goes_once_the_ship_is_ready(fleet, tmp_path)
     assert head.startswith(b"HTTP/1.1 200"), got[:300]
     answer = json.loads(body)
     assert answer["method"] == "POST" and answer["body"] == "hello", answer
+
+
+def test_a_reload_that_adds_an_instance_after_a_roll_keeps_every_instance_serving(fleet, tmp_path):
+    """After a roll the processes listen at their second addresses (port +
+    i + N). A reload that changes N moves those addresses; an instance kept
+    running must still be reached where it listens, and the new instance's
+    address must not be one a kept process holds."""
+    import requests
+    port, hport = free_port_run(8), free_port()
+    text = f"""
+        [mothership.bind]
+        http = "127.0.0.1:{hport}"
+    """ + replicated(port, instances=2, extra='routes = ["http:/.*"]')
+    ms, path = launch(fleet, text)
+    r = ctl(path, "restart", "web")
+    assert r.returncode == 0, r
+    assert listening(port + 2) and listening(port + 3)
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("instances = 2", "instances = 3"))
+    mark = len(ms.lines)
+    r = ctl(path, "reload")
+    assert r.returncode == 0, r
+    ms.event("ready", ship="web#2", start=mark, timeout=20)
+    url = f"http://127.0.0.1:{hport}/x"
+    seen = {}
+
+    def all_answer():
+        for _ in range(6):
+            resp = requests.get(url, timeout=5)
+            seen[resp.status_code] = seen.get(resp.status_code, 0) + 1
+            if resp.status_code == 200:
+                seen.setdefault("names", set()).add(resp.json()["name"])
+        return seen.get("names", set()) == {"web-0", "web-1", "web-2"}
+    wait_until(all_answer, timeout=10, what=f"every instance answering (seen {seen})")
+    st = status_of(path)
+    assert all(st[f"web#{i}"]["state"] == "ready" for i in range(3)), st
