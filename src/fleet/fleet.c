@@ -1659,6 +1659,7 @@ static bool held_by_retired(const ms_fleet *f, const ms_proc *p)
 {
     for (size_t k = f->n; k < f->nall; k++) {
         const ms_proc *q = f->procs[k];
+        assert(q); /* every slot up to nall holds a process (only twins may be NULL) */
         if (q != p && running(q) && name_in(&q->ship->depends_on, p->ship->name))
             return true;
     }

@@ -247,9 +247,8 @@ void ld_expand_instances(ld_ctx *c)
     size_t total = 0;
     for (size_t i = 0; i < m->nships; i++)
         total += m->ships[i].kind == MS_SHIP && m->ships[i].instances > 1 ? m->ships[i].instances : 1;
-    ms_ship *ships = m->ships;
     if (total > m->nships) {
-        ships = calloc(total, sizeof *ships);
+        ms_ship *ships = calloc(total, sizeof *ships);
         if (!ships) {
             c->oom = true;
             return;
