@@ -57,6 +57,34 @@ def free_port():
             return port
 
 
+def free_port_run(n):
+    """A base port with base .. base+n-1 all free on 127.0.0.1, for a ship
+    with instances ({port} of both generations). Below the ephemeral range,
+    so that the clients' own outgoing connections cannot take one of them
+    between the pick and the ship's bind; never one this run handed out."""
+    import random
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(500):
+        base = rng.randrange(20000, 32000 - n)
+        ports = range(base, base + n)
+        if any(p in _HANDED_OUT for p in ports):
+            continue
+        socks = []
+        try:
+            for p in ports:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        _HANDED_OUT.update(ports)
+        return base
+    pytest.fail("no run of free ports found")
+
+
 def toml_str(s):
     return json.dumps(str(s))
 

@@ -12,7 +12,7 @@ import threading
 
 import requests
 
-from fleet_helpers import PY, free_port, toml_str
+from fleet_helpers import PY, free_port, free_port_run, toml_str
 from http_helpers import ECHO, echo_ship, metric, start_proxy, toml_value, wait_until
 
 N = 3
@@ -31,24 +31,11 @@ def web_toml(port, balance=None, extra=None):
 
 
 def start_web(fleet, balance=None, http=None, extra=None):
-    port = free_port()
-    while any(not _free(port + k) for k in range(1, 2 * N)):
-        port = free_port()
+    port = free_port_run(2 * N)
     px = start_proxy(fleet, http=http, extra=web_toml(port, balance, extra), wait=False)
     px.ms.event("fleet_ready", timeout=20)
     return px
 
-
-def _free(port):
-    import socket
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def pids(px):
@@ -193,9 +180,7 @@ def test_a_surge_process_is_reached_after_a_reload_drops_the_second_address(flee
     import subprocess
     import tempfile
     from conftest import BINARY
-    port = free_port()
-    while not _free(port + 1):
-        port = free_port()
+    port = free_port_run(2)
     fixed = free_port()
     sockdir = tempfile.mkdtemp(prefix="msreview-")
     web = "\n".join(["[[fleet.web]]", 'name = "web"', f"command = {toml_str(PY)}",

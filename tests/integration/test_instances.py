@@ -3,31 +3,12 @@ processes, web#0 .. web#2, each started with its own {instance}/{port} in
 args and env and MS_INSTANCE in its environment, each listening at its own
 templated bind; `depends_on = ["web"]` waits for all three."""
 import json
-import random
 import signal
-import socket
 
 from conftest import run_ms
-from fleet_helpers import PY, app, http_get, toml_str, wait_file
+from fleet_helpers import PY, app, free_port_run, http_get, toml_str, wait_file
 
 
-def free_port_run(n):
-    """A base port such that base .. base+n-1 are all free on 127.0.0.1."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no run of free ports")
 
 
 def test_three_instances_get_their_own_port_and_instance(fleet, tmp_path):

@@ -13,9 +13,8 @@ import threading
 
 import pytest
 
-import fleet_helpers
 from conftest import BINARY
-from fleet_helpers import PY, app, free_port, http_get, toml_str
+from fleet_helpers import PY, app, free_port, free_port_run, http_get, toml_str
 from http_helpers import wait_until
 
 BOUND = app("bound.py")
@@ -214,23 +213,6 @@ def test_status_and_metrics_show_a_roll_under_way(fleet, tmp_path):
 
 
 # ------------------------------------------------------------------ instances
-def free_port_run(n):
-    """A base port p with p .. p + n - 1 all free (and handed out to nobody
-    else in this run)."""
-    import socket
-    while True:
-        base = free_port()
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok and base + n < 65536:
-            fleet_helpers._HANDED_OUT.update(range(base, base + n))  # free_port never gives them out again
-            return base
 
 
 def replicated(port, instances=3, script=None, bind=None, extra=""):

@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from conftest import BINARY
 from fleet_helpers import PY, app, free_port, http_get, parse_metrics, toml_str
 from http_helpers import Raw, fd_count, wait_until
-from test_roll import free_port_run
+from fleet_helpers import free_port_run
 
 RECORDER = app("recording_backend.py")
 

@@ -20,16 +20,14 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-import fleet_helpers
 from conftest import BINARY
-from fleet_helpers import PY, alive, toml_str
+from fleet_helpers import PY, alive, free_port_run, toml_str
 from http_helpers import ECHO, start_proxy, toml_value
 
 INSTANCES = 3
@@ -38,31 +36,6 @@ STEP_DEADLINE = 120.0      # per step: a roll of three instances takes seconds
 SLOW_MS = 1500             # requests in flight while an instance drains
 
 
-def free_port_run(n):
-    """A base port with base .. base+n-1 all free on 127.0.0.1, below the
-    ephemeral range (the clients' own connections use that), never one this
-    test run handed out before."""
-    handed = fleet_helpers._HANDED_OUT
-    rng = random.Random(os.getpid() ^ int(time.time()))
-    for _ in range(500):
-        base = rng.randrange(20000, 32000 - n)
-        ports = range(base, base + n)
-        if any(p in handed for p in ports):
-            continue
-        socks = []
-        try:
-            for p in ports:
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        handed.update(ports)
-        return base
-    pytest.fail("no run of free ports found")
 
 
 class WebShip:
