@@ -1338,6 +1338,34 @@ static size_t base_len(const char *target)
     return h ? (size_t)(h - target) : strlen(target);
 }
 
+/* One series per ship process and instance (a surge replacement's counted
+ * with the instance it replaces): its ejections, or its requests in flight. */
+static void render_per_instance(const ms_gen *g, ms_prom *p, bool in_flight)
+{
+    for (size_t s = 0; g->procs && s < g->m->nships; s++) {
+        const ms_ship *sh = &g->m->ships[s];
+        const ms_proc *pr = g->procs[s];
+        if (sh->kind != MS_SHIP || !sh->has_bind || !pr)
+            continue;
+        const ms_proc *twin = __atomic_load_n(&pr->twin, __ATOMIC_ACQUIRE);
+        char inst[16];
+        snprintf(inst, sizeof inst, "%u", sh->instance);
+        ms_prom_label l[] = { { "ship", ms_ship_base(sh) }, { "instance", inst } };
+        if (in_flight) {
+            int64_t fl = __atomic_load_n(&pr->inflight, __ATOMIC_RELAXED) +
+                         (twin ? __atomic_load_n(&twin->inflight, __ATOMIC_RELAXED) : 0);
+            ms_prom_gauge_i64(p, "mothership_upstream_in_flight",
+                              "Requests (and tunnels) the data plane has on a ship's process now.", l, 2, fl);
+        } else {
+            uint64_t ej = ld(&pr->ejections) + (twin ? ld(&twin->ejections) : 0);
+            ms_prom_counter_u64(p, "mothership_upstream_ejections_total",
+                                "Times a ship's process was taken out of balancing for eject_cooldown after it "
+                                "refused, reset or timed out (passive health).",
+                                l, 2, ej);
+        }
+    }
+}
+
 /* Balancing over instances: retries on another instance (by ship with a
  * bind, summed over the routing slots of its routes),
  * passive health ejections and requests in flight (by ship and instance,
@@ -1366,35 +1394,8 @@ static void render_balancing(const ms_dataplane *dp, ms_prom *p)
                             "answering (idempotent, no body sent).",
                             l, 1, v);
     }
-    for (size_t s = 0; g->procs && s < g->m->nships; s++) {
-        const ms_ship *sh = &g->m->ships[s];
-        const ms_proc *pr = g->procs[s];
-        if (sh->kind != MS_SHIP || !sh->has_bind || !pr)
-            continue;
-        const ms_proc *twin = __atomic_load_n(&pr->twin, __ATOMIC_ACQUIRE);
-        char inst[16];
-        snprintf(inst, sizeof inst, "%u", sh->instance);
-        ms_prom_label l[] = { { "ship", ms_ship_base(sh) }, { "instance", inst } };
-        uint64_t ej = ld(&pr->ejections) + (twin ? ld(&twin->ejections) : 0);
-        ms_prom_counter_u64(p, "mothership_upstream_ejections_total",
-                            "Times a ship's process was taken out of balancing for eject_cooldown after it "
-                            "refused, reset or timed out (passive health).",
-                            l, 2, ej);
-    }
-    for (size_t s = 0; g->procs && s < g->m->nships; s++) {
-        const ms_ship *sh = &g->m->ships[s];
-        const ms_proc *pr = g->procs[s];
-        if (sh->kind != MS_SHIP || !sh->has_bind || !pr)
-            continue;
-        const ms_proc *twin = __atomic_load_n(&pr->twin, __ATOMIC_ACQUIRE);
-        char inst[16];
-        snprintf(inst, sizeof inst, "%u", sh->instance);
-        ms_prom_label l[] = { { "ship", ms_ship_base(sh) }, { "instance", inst } };
-        int64_t fl = __atomic_load_n(&pr->inflight, __ATOMIC_RELAXED) +
-                     (twin ? __atomic_load_n(&twin->inflight, __ATOMIC_RELAXED) : 0);
-        ms_prom_gauge_i64(p, "mothership_upstream_in_flight",
-                          "Requests (and tunnels) the data plane has on a ship's process now.", l, 2, fl);
-    }
+    render_per_instance(g, p, false);
+    render_per_instance(g, p, true);
     uint64_t held = 0, expired = 0;
     for (unsigned i = 0; i < dp->nworkers; i++) {
         held += ld(&dp->workers[i].up_held);
