@@ -1404,8 +1404,9 @@ static void render_balancing(const ms_dataplane *dp, ms_prom *p)
     ms_prom_counter_u64(p, "mothership_requests_held_total",
                         "Requests that waited for a ship restarting in place instead of a 503.", NULL, 0, held);
     ms_prom_counter_u64(p, "mothership_requests_held_expired_total",
-                        "Of mothership_requests_held_total: still waiting at the ship's ready_timeout (503).", NULL,
-                        0, expired);
+                        "Of mothership_requests_held_total: still waiting at the ship's "
+                        "drain_timeout + ready_timeout (503).",
+                        NULL, 0, expired);
 }
 
 void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)

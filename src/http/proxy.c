@@ -1521,8 +1521,14 @@ static void eject(ms_upconn *u)
 
 /* ---------------------------------------------------------------- holding */
 /* Requests for a ship that restarts in place (one process, no second
- * address) wait for it, up to its ready_timeout and MS_HOLD_MAX per
+ * address) wait for it, up to its drain_timeout + ready_timeout (the old
+ * process's requests drain, then the new one starts) and MS_HOLD_MAX per
  * worker; a timer looks at them every MS_HOLD_POLL_MS while any waits. */
+static uint64_t hold_budget_ms(const ms_ship *s)
+{
+    return s->drain_timeout_ms + s->ready_timeout_ms;
+}
+
 static void on_hold_tick(uv_timer_t *t)
 {
     ms_worker *w = t->data;
@@ -1537,8 +1543,9 @@ static void on_hold_tick(uv_timer_t *t)
             __atomic_fetch_add(&w->up_held_timeouts, 1, __ATOMIC_RELAXED);
             __atomic_fetch_add(&w->up_errors[MS_UPERR_UNAVAILABLE], 1, __ATOMIC_RELAXED);
             char detail[200];
-            snprintf(detail, sizeof detail, "ship \"%s\" did not become ready within its ready_timeout (%llums)",
-                     route_ship_name(c), (unsigned long long)c->route->target->ready_timeout_ms);
+            snprintf(detail, sizeof detail,
+                     "ship \"%s\" did not become ready within its drain_timeout + ready_timeout (%llums)",
+                     route_ship_name(c), (unsigned long long)hold_budget_ms(c->route->target));
             ms_conn_respond_error(c, 503, detail);
             continue;
         }
@@ -1558,7 +1565,7 @@ static bool hold(ms_conn *c)
     if (c->hold_until == 0) {
         if (w->nheld >= MS_HOLD_MAX)
             return false;
-        c->hold_until = uv_now(&w->loop) + c->route->target->ready_timeout_ms;
+        c->hold_until = uv_now(&w->loop) + hold_budget_ms(c->route->target);
         c->hold_tick = w->hold_tick;
         __atomic_fetch_add(&w->up_held, 1, __ATOMIC_RELAXED);
     }

@@ -525,6 +525,59 @@ def test_a_held_request_with_a_body_goes_once_the_ship_is_ready(fleet, tmp_path)
     assert answer["method"] == "POST" and answer["body"] == "hello", answer
 
 
+def test_a_held_request_waits_for_the_drain_and_the_new_process(fleet, tmp_path):
+    """A request held while the old process drains a request slower than
+    the ship's ready_timeout waits on (drain_timeout + ready_timeout) and
+    reaches the new process, instead of a 503 after ready_timeout."""
+    import socket
+    port, hport, mport = free_port(), free_port(), free_port()
+    script = f"exec {PY} {app('echo_backend.py')} --port {port} --name web"
+    text = f"""
+        [mothership.bind]
+        http = "127.0.0.1:{hport}"
+
+        [[fleet.web]]
+        name = "web"
+        command = "sh"
+        args = ["-c", {toml_str(script)}]
+        bind = "tcp://127.0.0.1:{port}"
+        routes = ["http:/.*"]
+        critical = false
+        ready_timeout = "1s"
+        drain_timeout = "10s"
+    """
+    ms, path = launch(fleet, text, global_extra=f"metrics_port = {mport}")
+
+    def get(target):
+        with socket.create_connection(("127.0.0.1", hport), timeout=20) as s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return got
+                got += chunk
+
+    out = {}
+    slow = threading.Thread(target=lambda: out.setdefault("slow", get("/slow?delay=3000")))
+    slow.start()
+    wait_until(lambda: 'mothership_upstream_in_flight{ship="web",instance="0"} 1' in http_get(mport, "/metrics")[1],
+               timeout=10, what="the slow request in flight")
+    mark = len(ms.lines)
+    roll = threading.Thread(target=lambda: out.setdefault("r", ctl(path, "restart", "web")))
+    roll.start()
+    try:
+        ms.event("roll", msg=r"no new requests to pid", start=mark, timeout=10)
+        held = get("/held")
+    finally:
+        slow.join(30)
+        roll.join(30)
+    assert out["r"].returncode == 0, out["r"]
+    assert out["slow"].startswith(b"HTTP/1.1 200"), out["slow"][:300]
+    assert held.startswith(b"HTTP/1.1 200"), held[:300]
+    assert json.loads(held.partition(b"\r\n\r\n")[2])["path"] == "/held"
+
+
 def test_a_reload_that_adds_an_instance_after_a_roll_keeps_every_instance_serving(fleet, tmp_path):
     """After a roll the processes listen at their second addresses (port +
     i + N). A reload that changes N moves those addresses; an instance kept

@@ -138,7 +138,7 @@ static const char *manifest_text(char *out, size_t n, const char *dir, const cha
              "[mothership.http]\neject_cooldown = \"%s\"\n"
              "[mothership.bind]\nhttp = \"unix://%s/front.sock\"\n"
              "[[fleet.web]]\nname = \"app0\"\ncommand = \"true\"\nbind = \"unix://%s/b0.sock\"\n"
-             "routes = [\"http:/.*\"]\nready_timeout = \"300ms\"\n"
+             "routes = [\"http:/.*\"]\nready_timeout = \"300ms\"\ndrain_timeout = \"200ms\"\n"
              "[[fleet.web]]\nname = \"app1\"\ncommand = \"true\"\nbind = \"unix://%s/b1.sock\"\n"
              "[[fleet.web]]\nname = \"app2\"\ncommand = \"true\"\nbind = \"unix://%s/b2.sock\"\n",
              cooldown, dir, dir, dir, dir);
@@ -470,8 +470,8 @@ static void test_post_with_body_is_not_retried(void **state)
 }
 
 /* Every instance out but one restarting in place: the request waits and
- * goes as soon as one is ready; one that waits longer than ready_timeout
- * gets 503; without a hold, 503 at once. */
+ * goes as soon as one is ready; one that waits longer than drain_timeout
+ * + ready_timeout gets 503; without a hold, 503 at once. */
 static void test_held_request_goes_once_ready(void **state)
 {
     (void)state;
@@ -490,7 +490,7 @@ static void test_held_request_goes_once_ready(void **state)
     assert_int_equal(wait_response(&b, fd, 5000, &w), 200);
     assert_int_equal(w, '2');
     assert_int_equal(metric(&b, "\nmothership_requests_held_total "), 1);
-    /* too long: ready_timeout is 300ms */
+    /* too long: drain_timeout + ready_timeout is 500ms */
     __atomic_store_n(&b.procs[2]->ready_flag, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&b.procs[2]->holding, 1, __ATOMIC_RELEASE);
     fd = send_request(&b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
