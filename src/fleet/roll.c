@@ -116,14 +116,18 @@ static void unlink_roll(ms_roll *r)
         }
 }
 
-/* Let go of the procs this roll marked. */
+/* Let go of the procs this roll marked. One it held requests for stops
+ * holding: whatever ended the roll (a reload that removed the entry, the
+ * fleet stopping), no new process of this roll is coming for them. */
 static void release_procs(ms_roll *r)
 {
     ms_fleet *f = r->f;
     for (size_t i = 0; i < f->nall; i++) { /* retired ones too: a reload may have removed an entry */
         ms_proc *p = f->procs[i];
-        if (p->roll == r)
+        if (p->roll == r) {
             p->roll = NULL;
+            set_int(&p->holding, 0);
+        }
         if (p->twin && p->twin->roll == r)
             p->twin->roll = NULL;
     }

@@ -578,6 +578,79 @@ def test_a_held_request_waits_for_the_drain_and_the_new_process(fleet, tmp_path)
     assert json.loads(held.partition(b"\r\n\r\n")[2])["path"] == "/held"
 
 
+def test_a_held_request_on_an_entry_a_reload_retires_gets_its_503_at_once(fleet, tmp_path):
+    """A reload that removes a ship while it restarts in place ends the
+    roll: the requests held for it get their 503 then, not after the
+    ship's drain_timeout + ready_timeout (here a minute and more)."""
+    import socket
+    port, hport, mport = free_port(), free_port(), free_port()
+    script = f"exec {PY} {app('echo_backend.py')} --port {port} --name web"
+    web = f"""
+        [[fleet.web]]
+        name = "web"
+        command = "sh"
+        args = ["-c", {toml_str(script)}]
+        bind = "tcp://127.0.0.1:{port}"
+        routes = ["http:/.*"]
+        critical = false
+        ready_timeout = "60s"
+        drain_timeout = "60s"
+    """
+    text = f"""
+        [mothership.bind]
+        http = "127.0.0.1:{hport}"
+
+        [[fleet.other]]
+        name = "other"
+        command = "sleep"
+        args = ["600"]
+        critical = false
+    """
+    ms, path = launch(fleet, text + web, global_extra=f"metrics_port = {mport}")
+
+    def get(target, timeout):
+        with socket.create_connection(("127.0.0.1", hport), timeout=timeout) as s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return got
+                got += chunk
+
+    def metric(text):
+        return text in http_get(mport, "/metrics")[1]
+
+    out = {}
+    threads = [threading.Thread(target=lambda: out.setdefault("slow", get("/slow?delay=20000", 40)))]
+    threads[0].start()
+    try:
+        wait_until(lambda: metric('mothership_upstream_in_flight{ship="web",instance="0"} 1'), timeout=10,
+                   what="the slow request in flight")
+        mark = len(ms.lines)
+        threads.append(threading.Thread(target=lambda: out.setdefault("r", ctl(path, "restart", "web"))))
+        threads[-1].start()
+        ms.event("roll", msg=r"no new requests to pid", start=mark, timeout=10)
+        # the held request's own deadline is a minute away: 15 s without an
+        # answer means it still waits
+        threads.append(threading.Thread(target=lambda: out.setdefault("held", get("/held", 15))))
+        threads[-1].start()
+        wait_until(lambda: metric("mothership_requests_held_total 1"), timeout=10, what="the request held")
+        with open(path) as f:
+            manifest = f.read()
+        with open(path, "w") as f:
+            f.write(manifest[:manifest.index("[[fleet.web]]")])  # the last entry
+        r = ctl(path, "reload")
+        assert r.returncode == 0, r
+        threads[-1].join(20)
+        assert "held" in out, ("no answer to the held request", ms.lines[mark:])
+        assert out["held"].startswith(b"HTTP/1.1 503"), out["held"][:300]
+    finally:
+        for t in threads:
+            t.join(45)
+    assert out["r"].returncode == 1, out["r"]
+
+
 def test_a_reload_that_adds_an_instance_after_a_roll_keeps_every_instance_serving(fleet, tmp_path):
     """After a roll the processes listen at their second addresses (port +
     i + N). A reload that changes N moves those addresses; an instance kept
