@@ -242,7 +242,7 @@ static void print_status(const json_t *body)
     printf("fleet %s, pid %lld, up %s, %s\n", json_string_value(json_object_get(fleet, "phase")),
            (long long)json_integer_value(json_object_get(fleet, "pid")), up,
            json_string_value(json_object_get(fleet, "manifest")));
-    printf("%-20s %-5s %-9s %8s %8s %8s %-9s %6s %9s\n", "NAME", "KIND", "STATE", "PID", "UPTIME", "RESTARTS",
+    printf("%-20s %-5s %-16s %8s %8s %8s %-9s %6s %9s\n", "NAME", "KIND", "STATE", "PID", "UPTIME", "RESTARTS",
            "HEALTH", "CPU%", "RSS");
     size_t i;
     const json_t *e;
@@ -261,8 +261,15 @@ static void print_status(const json_t *body)
         const json_t *m = json_object_get(e, "rss_bytes");
         if (json_is_integer(m))
             snprintf(rss, sizeof rss, "%.1fM", (double)json_integer_value(m) / (1024.0 * 1024.0));
-        printf("%-20s %-5s %-9s %8s %8s %8lld %-9s %6s %9s\n", json_string_value(json_object_get(e, "name")),
-               json_string_value(json_object_get(e, "kind")), json_string_value(json_object_get(e, "state")), pid,
+        /* a rolling restart under way: "ready (draining)", "ready (rolling)" */
+        char state[96];
+        const char *roll = json_is_true(json_object_get(e, "draining"))  ? " (draining)"
+                           : json_is_true(json_object_get(e, "rolling")) ? " (rolling)"
+                                                                         : "";
+        const char *st = json_string_value(json_object_get(e, "state"));
+        snprintf(state, sizeof state, "%s%s", st ? st : "-", roll);
+        printf("%-20s %-5s %-16s %8s %8s %8lld %-9s %6s %9s\n", json_string_value(json_object_get(e, "name")),
+               json_string_value(json_object_get(e, "kind")), state, pid,
                up, (long long)json_integer_value(json_object_get(e, "restarts")),
                json_string_value(json_object_get(e, "health")), cpu, rss);
     }

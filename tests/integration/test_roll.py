@@ -206,10 +206,15 @@ def test_status_and_metrics_show_a_roll_under_way(fleet, tmp_path):
     ms.event("roll", ship="web", msg="restarting in place")
     web = status_of(path)["web"]
     assert web["rolling"] is True and web["draining"] is True, web
+    table = ctl(path, "status").stdout.splitlines()
+    row = next(l for l in table if l.split()[0] == "web")
+    assert f"{web['state']} (draining)" in row, table
     assert "mothership_ship_rolling{ship=\"web\",group=\"web\"} 1" in http_get(mport, "/metrics")[1]
     t.join(30)
     web = status_of(path)["web"]
     assert web["rolling"] is False and web["draining"] is False and web["state"] == "ready", web
+    row = next(l for l in ctl(path, "status").stdout.splitlines() if l.split()[0] == "web")
+    assert row.split()[2] == "ready" and "(" not in row, row
 
 
 # ------------------------------------------------------------------ instances
