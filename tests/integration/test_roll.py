@@ -692,3 +692,80 @@ def test_a_reload_that_adds_an_instance_after_a_roll_keeps_every_instance_servin
     wait_until(all_answer, timeout=10, what=f"every instance answering (seen {seen})")
     st = status_of(path)
     assert all(st[f"web#{i}"]["state"] == "ready" for i in range(3)), st
+
+
+@pytest.mark.parametrize("instances", [1, 3])
+def test_a_stop_during_the_drain_of_a_roll_ends_it_and_the_ship_stays_stopped(fleet, tmp_path, instances):
+    """`mothership stop web` while a roll of web waits for the old process's
+    requests in flight ends the roll there: the restart answers 1 saying the
+    entry was stopped, no process of web starts again and no request is held
+    for it."""
+    import socket
+    hport, mport = free_port(), free_port()
+    echo = app("echo_backend.py")
+    if instances == 1:
+        port = free_port()
+        where, bind = f'"--port", "{port}"', f"tcp://127.0.0.1:{port}"
+    else:
+        d = tempfile.mkdtemp(prefix="msr-", dir="/tmp")
+        fleet.sockdirs = getattr(fleet, "sockdirs", []) + [d]
+        where, bind = f'"--unix", "{d}/w-{{instance}}.sock"', f"unix://{d}/w-{{instance}}.sock"
+    text = f"""
+        [mothership.bind]
+        http = "127.0.0.1:{hport}"
+
+        [[fleet.web]]
+        name = "web"
+        command = {toml_str(PY)}
+        args = [{toml_str(echo)}, {where}]
+        bind = {toml_str(bind)}
+        instances = {instances}
+        routes = ["http:/.*"]
+        critical = false
+        drain_timeout = "30s"
+        ready_timeout = "30s"
+    """
+    ms, path = launch(fleet, text, global_extra=f"metrics_port = {mport}")
+    names = ["web"] if instances == 1 else [f"web#{k}" for k in range(instances)]
+
+    def get(target, timeout):
+        with socket.create_connection(("127.0.0.1", hport), timeout=timeout) as s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return got
+                got += chunk
+
+    out = {}
+    threads = []
+    for k in range(instances):  # one slow request per instance: the first rolled has one
+        threads.append(threading.Thread(target=lambda k=k: out.setdefault(f"slow{k}", get("/slow?delay=8000", 40))))
+        threads[-1].start()
+    try:
+        wait_until(lambda: 'mothership_upstream_in_flight{ship="web",instance="0"} 1'
+                   in http_get(mport, "/metrics")[1], timeout=10, what="a slow request in flight on web#0")
+        mark = len(ms.lines)
+        threads.append(threading.Thread(target=lambda: out.setdefault("r", ctl(path, "restart", "web", timeout=60))))
+        threads[-1].start()
+        ms.event("roll", msg=r"no new requests to pid", start=mark, timeout=10)
+        r = ctl(path, "stop", "web")
+        assert r.returncode == 0, r
+        ms.event("roll_failed", start=mark, timeout=20)
+        threads[-1].join(30)
+        assert "r" in out, "the restart did not answer"
+        assert out["r"].returncode == 1, out["r"]
+        assert "it was stopped meanwhile" in out["r"].stderr, out["r"]
+        wait_until(lambda: all(status_of(path)[n]["state"] == "stopped" for n in names), timeout=20,
+                   what="every instance of web stopped")
+        # nothing holds requests for web: one gets its answer (no process) at once
+        answer = get("/after", 10)
+        assert answer.startswith(b"HTTP/1.1 5"), answer[:300]
+        spawned = [e for e in ms.events() if e["_i"] >= mark and e.get("event") in ("spawned", "started", "ready")]
+        assert spawned == [], spawned
+        st = status_of(path)
+        assert all(st[n]["state"] == "stopped" for n in names), st
+    finally:
+        for t in threads:
+            t.join(45)
