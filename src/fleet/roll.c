@@ -32,6 +32,7 @@ struct ms_roll {
     ms_fleet *f;
     ms_roll *next;
     char **names;        /* the entries, in order */
+    bool *stopped0;      /* names[k] was stopped by a user when the roll began */
     size_t n, k;         /* names[k] is the one being replaced */
     roll_step step;
     uint64_t since;      /* uv_now when the step began */
@@ -104,6 +105,7 @@ static void on_timer_closed(uv_handle_t *h)
     for (size_t i = 0; i < r->n; i++)
         free(r->names[i]);
     free(r->names);
+    free(r->stopped0);
     free(r);
 }
 
@@ -180,6 +182,13 @@ static void next_entry(ms_roll *r)
     }
 }
 
+/* A user stopped names[k] (p) since the roll began: the roll must not
+ * start it again. */
+static bool stopped_meanwhile(const ms_roll *r, const ms_proc *p)
+{
+    return p->stop_requested && !r->stopped0[r->k];
+}
+
 /* Begin replacing names[k]. */
 static void begin(ms_roll *r, size_t i)
 {
@@ -187,6 +196,10 @@ static void begin(ms_roll *r, size_t i)
     ms_proc *p = f->procs[i];
     r->since = now_ms(r);
     p->roll = r;
+    if (stopped_meanwhile(r, p)) {
+        finish(r, false, "it was stopped meanwhile");
+        return;
+    }
     if (p->ship->has_bind_alt && ms_fleet_proc_running(p) && p->state == MS_P_READY) {
         char why[300];
         r->old = p;
@@ -231,6 +244,11 @@ static void tick_entry(ms_roll *r, size_t i)
         begin(r, i);
         return;
     case R_DRAINING:
+        if (stopped_meanwhile(r, p)) {
+            end_in_place(p);
+            finish(r, false, "it was stopped meanwhile");
+            return;
+        }
         if (ms_fleet_proc_running(p) && get_int(&p->inflight) > 0 && now - r->since < p->ship->drain_timeout_ms)
             return;
         if (ms_fleet_proc_running(p) && get_int(&p->inflight) > 0)
@@ -359,9 +377,15 @@ ms_roll *ms_roll_start(ms_fleet *f, const size_t *idx, size_t n, const char *who
         }
     }
     ms_roll *r = calloc(1, sizeof *r);
-    if (r)
+    if (r) {
         r->names = calloc(n, sizeof *r->names);
-    if (!r || !r->names) {
+        r->stopped0 = calloc(n, sizeof *r->stopped0);
+    }
+    if (!r || !r->names || !r->stopped0) {
+        if (r) {
+            free(r->names);
+            free(r->stopped0);
+        }
         free(r);
         snprintf(why, why_len, "out of memory");
         return NULL;
@@ -372,10 +396,12 @@ ms_roll *ms_roll_start(ms_fleet *f, const size_t *idx, size_t n, const char *who
             for (size_t j = 0; j < k; j++)
                 free(r->names[j]);
             free(r->names);
+            free(r->stopped0);
             free(r);
             snprintf(why, why_len, "out of memory");
             return NULL;
         }
+        r->stopped0[k] = f->procs[idx[k]]->stop_requested;
         f->procs[idx[k]]->roll = r; /* taken: a second roll of it is refused */
     }
     r->f = f;
