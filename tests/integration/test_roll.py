@@ -195,7 +195,9 @@ def test_a_reload_that_changes_a_ship_with_a_bind_rolls_it(fleet, tmp_path):
 
 def test_status_and_metrics_show_a_roll_under_way(fleet, tmp_path):
     port, mport = free_port(), free_port()
-    ms, path = launch(fleet, slow_ship("web", port, tmp_path / "web.pid", delay="1.5"),
+    # the new process takes 6 s to listen: the window in which the roll is
+    # seen under way, wide enough for three CLI runs on a loaded machine
+    ms, path = launch(fleet, slow_ship("web", port, tmp_path / "web.pid", delay="6"),
                       global_extra=f"metrics_port = {mport}")
     web = status_of(path)["web"]
     assert (web["ship"], web["instance"], web["instances"], web["rolling"], web["draining"]) == ("web", 0, 1, False,
