@@ -103,11 +103,17 @@ void ms_hub_reset_bay(ms_hub *h, size_t slot)
     __atomic_store_n(&b->away_until, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&b->is_bay, false, __ATOMIC_RELEASE);
     /* a worker still draining the old owner's messages may count into
-     * these (atomic adds): clear them with atomic stores too */
+     * these (atomic adds): clear them with atomic stores too. Not the held
+     * gauge: like waiting, each held client gives its count back itself,
+     * and one may still be taking a wait slot or a hold while the slot is
+     * freed (the link down sent before this closes it); zeroing the gauge
+     * under it would make its give-back wrap below zero. */
     _Static_assert(sizeof b->st % sizeof(uint64_t) == 0, "ms_hub_bay_stats holds only uint64_t counters");
     uint64_t *ctr = (uint64_t *)&b->st;
+    const uint64_t *held = &b->st.held;
     for (size_t i = 0; i < sizeof b->st / sizeof *ctr; i++)
-        __atomic_store_n(&ctr[i], 0, __ATOMIC_RELAXED);
+        if (&ctr[i] != held)
+            __atomic_store_n(&ctr[i], 0, __ATOMIC_RELAXED);
 }
 
 ms_hub_msg *ms_hub_msg_new(ms_hub_kind kind, uint32_t bay, uint32_t gen, uint32_t conn_id, uint16_t code,

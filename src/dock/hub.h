@@ -108,7 +108,8 @@ void ms_hub_free(ms_hub *h);
 /* Make slot a bay (a bay appeared in a reload), before workers may route to it. */
 void ms_hub_enable_bay(ms_hub *h, size_t slot);
 /* Control loop: the slot's process was freed (no worker routes to it any
- * more): drop what its queue holds, zero its counters and state. Link
+ * more): drop what its queue holds, zero its counters (not the held gauge,
+ * which its clients give back themselves) and state. Link
  * generations go on counting up across owners (the links' counter), so a
  * message of the old bay never matches a client of the new one. */
 void ms_hub_reset_bay(ms_hub *h, size_t slot);

@@ -167,6 +167,29 @@ static void test_a_reset_bay_starts_afresh(void **state)
     ms_hub_free(h);
 }
 
+/* A client takes a wait slot of an away bay just as the slot is freed:
+ * the control loop saw no held client, the worker counts it, the reset
+ * follows, then the link down closes it and it gives its count back. The
+ * held gauge must come back to zero, not wrap below it. */
+static void test_a_client_held_across_a_reset_leaves_the_gauge_at_zero(void **state)
+{
+    (void)state;
+    enum { RESUME = 2 };
+    ms_hub *h = new_hub(1, 0);
+    ms_hub_bay_away(h, 1, RESUME, ms_hub_now_ms() + 60000);
+    assert_int_equal(h->bays[1].st.held, 0);        /* what on_bay_held reads */
+    assert_int_not_equal(ms_hub_wait_take(h, 1, RESUME), 0);
+    ms_hub_count(&h->bays[1].st.held, 1);           /* the worker holds it */
+    ms_hub_count(&h->bays[1].st.boardings, 2);
+    ms_hub_reset_bay(h, 1);                         /* the slot is freed */
+    assert_int_equal(h->bays[1].st.boardings, 0);
+    __atomic_fetch_sub(&h->bays[1].st.held, 1, __ATOMIC_RELAXED); /* unhold at link down */
+    ms_hub_wait_done(h, 1);
+    assert_int_equal(h->bays[1].st.held, 0);
+    assert_int_equal(h->bays[1].waiting, 0);
+    ms_hub_free(h);
+}
+
 /* An away bay (resume agreed, link gone): new clients may wait until its
  * deadline, at most MS_HUB_WAIT_MAX at once; not while docked, not once
  * the deadline has passed, not for a bay that is merely not docked. */
@@ -205,6 +228,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_reset_bay_starts_afresh),
         cmocka_unit_test(test_an_away_bay_lets_a_bounded_number_of_clients_wait),
+        cmocka_unit_test(test_a_client_held_across_a_reset_leaves_the_gauge_at_zero),
         cmocka_unit_test(test_idmap_matches_a_reference_under_random_operations),
         cmocka_unit_test(test_bay_queue_has_a_budget_and_wakes_waiting_workers),
         cmocka_unit_test(test_worker_inbox_budget_pauses_links_until_taken),
