@@ -145,6 +145,24 @@ void ms_hub_msg_free_list(ms_hub_msg *m)
     }
 }
 
+ms_hub_msg *ms_hub_take_boarding(ms_hub_msg **list, ms_hub_msg **tail)
+{
+    ms_hub_msg *prev = NULL;
+    for (ms_hub_msg *m = *list; m; prev = m, m = m->next) {
+        if (m->kind != MS_HUB_BOARDING)
+            continue;
+        if (prev)
+            prev->next = m->next;
+        else
+            *list = m->next;
+        if (*tail == m)
+            *tail = prev;
+        m->next = NULL;
+        return m;
+    }
+    return NULL;
+}
+
 uint32_t ms_hub_bay_gen(const ms_hub *h, size_t bay, unsigned *features)
 {
     uint64_t s = __atomic_load_n(&h->bays[bay].state, __ATOMIC_ACQUIRE);

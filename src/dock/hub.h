@@ -142,6 +142,12 @@ void ms_hub_bay_away(ms_hub *h, size_t bay, unsigned resume_bit, uint64_t deadli
 uint64_t ms_hub_wait_take(ms_hub *h, size_t bay, unsigned resume_bit);
 void ms_hub_wait_done(ms_hub *h, size_t bay);
 
+/* Worker side: take the first Boarding out of a client's pending frames
+ * (list and its tail; NULL: none). A Boarding still pending was never
+ * taken by the link it was meant for: the client's next link gets that
+ * one, not a second. */
+ms_hub_msg *ms_hub_take_boarding(ms_hub_msg **list, ms_hub_msg **tail);
+
 /* Worker side. to_link: false when the bay's queue is full (the message is
  * not taken; every worker's resume flag is set once there is room again);
  * force ignores the budget (Disembark, which must not be lost). */

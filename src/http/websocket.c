@@ -512,8 +512,13 @@ static void board_again(ms_ws *ws, uint32_t gen, unsigned features)
         ws_close_with(ws, 1012, "the bay is restarting");
         return;
     }
-    ms_hub_msg *board = NULL;
-    if (ws->boarded) {
+    /* its Boarding for an earlier link that went before taking it: that
+     * one goes to this link instead of a second (counted already) */
+    ms_hub_msg *board = ms_hub_take_boarding(&ws->pend, &ws->pend_tail);
+    bool counted = board != NULL;
+    if (board) {
+        board->gen = gen;
+    } else if (ws->boarded) {
         ms_dock_buf b = { 0 };
         if (ms_dock_encode_boarding_resumed(&b, ws->board, ws->board_len) == 0)
             board = ms_hub_msg_new(MS_HUB_BOARDING, (uint32_t)ws->bay, gen, ws->conn_id, 0, b.data, b.len);
@@ -526,7 +531,8 @@ static void board_again(ms_ws *ws, uint32_t gen, unsigned features)
         ws_close_with(ws, 1011, "out of memory");
         return;
     }
-    ms_hub_count(ws->boarded ? &hub->bays[ws->bay].st.resumed : &hub->bays[ws->bay].st.boardings, 1);
+    if (!counted)
+        ms_hub_count(ws->boarded ? &hub->bays[ws->bay].st.resumed : &hub->bays[ws->bay].st.boardings, 1);
     unhold(ws);
     ws->gen = gen;
     ws->boarded = true;

@@ -265,3 +265,100 @@ def test_a_held_client_is_not_read_and_flows_in_order_once_the_bay_is_back(fleet
     assert [op for op, _ in got] == [1] * n
     assert [int(p[:8]) for _, p in got] == list(range(n))
     assert metric(px, "mothership_bay_resumed_total", "echo") == 1
+
+
+STALL_BAY = r'''
+import json, os, sys, time
+sys.path.insert(0, os.environ["PY_BAYS"])
+from python_bay import *
+
+path = os.environ["MS_SOCKET_PATH"]
+try:
+    os.unlink(path)
+except FileNotFoundError:
+    pass
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(path)
+listener.listen(1)
+link, _ = listener.accept()
+send_json(link, DOCK, {"version": 1, "ship": "py", "features": ["resume"]})
+assert read_frame(link)[0] == MOORED
+if os.path.exists(os.environ["STALL"]):  # docked, then reads nothing more
+    while True:
+        time.sleep(60)
+log = open(os.environ["LOG"], "a", buffering=1)
+while True:
+    frame = read_frame(link)
+    if frame is None:
+        sys.exit(0)
+    ftype, payload = frame
+    if ftype == BOARDING:
+        log.write("%d boarding %d %d\n" % (os.getpid(), json.loads(payload)["conn_id"], len(payload)))
+    elif ftype == CARGO and payload[4:].startswith(b"mark"):
+        log.write("%d mark %d\n" % (os.getpid(), struct.unpack(">I", payload[:4])[0]))
+'''
+
+
+def test_a_boarding_still_pending_when_the_bay_goes_again_is_sent_once(fleet, tmp_path):
+    """Held clients with big messages read before the hold are boarded on a
+    bay that docks and then reads nothing: the bay's queue fills while
+    their Boardings go, so the last ones wait in their pending frames. That
+    bay goes too; the next one gets every client's Boarding exactly once."""
+    script, stall, log = tmp_path / "stall_bay.py", tmp_path / "stall", tmp_path / "boardings.log"
+    script.write_text(STALL_BAY)
+    env = {"PY_BAYS": os.path.dirname(PY_BAY), "STALL": str(stall), "LOG": str(log)}
+    px = start(fleet, bay_toml("py", PY, [str(script)], env=env, extra=RESTARTS),
+               http={"ws_max_message_size": "5MiB"})
+    clients = 12
+    socks = [raw_connect(px) for _ in range(clients)]
+    wait_until(lambda: metric(px, "mothership_bay_clients", "py") == clients, what="the clients boarded")
+    wait_until(lambda: log.exists() and log.read_text().count("boarding") == clients, what="the Boardings at the bay")
+
+    # the bay stops reading: the clients' big messages fill its queue,
+    # then wait in the clients' pending frames
+    os.kill(bay_pid(px, "py"), signal.SIGSTOP)
+    # a held client's Boarding (resumed: 15 bytes more) and its message
+    # cost 4 MiB less a few bytes in the bay's queue (messages: 32 bytes of
+    # header; Boarding and Cargo frames: 5 and 9): two clients fill its
+    # 8 MiB but for less than a Boarding, so the third one's waits
+    boarding = max(int(ln.split()[3]) for ln in log.read_text().splitlines()) + 15 + 5 + 32
+    big = b"x" * ((4 << 20) - boarding - 40 - 9 - 32)
+    pending = []
+    for s in socks:  # each sends until Mothership no longer reads it
+        s.setblocking(False)
+        left, sent = b"", 0
+        while True:
+            if not left:
+                left = frame(1, big)
+            try:
+                k = s.send(left)
+            except BlockingIOError:
+                if not select.select([], [s], [], 0.5)[1]:
+                    break
+                continue
+            left, sent = left[k:], sent + k
+            assert sent < 64 << 20, "Mothership went on reading a client of a bay that does not read"
+        pending.append(left)
+
+    stall.write_text("")
+    since = len(px.ms.lines)
+    os.kill(bay_pid(px, "py"), signal.SIGKILL)
+    px.ms.event("ready", ship="py", start=since, timeout=20)
+    wait_until(lambda: metric(px, "mothership_bay_held_clients", "py") == 0, what="boarded on the stalled bay")
+
+    stall.unlink()
+    since = len(px.ms.lines)
+    os.kill(bay_pid(px, "py"), signal.SIGKILL)
+    px.ms.event("ready", ship="py", start=since, timeout=20)
+    wait_until(lambda: metric(px, "mothership_bay_held_clients", "py") == 0, what="boarded on the last bay")
+    for i, s in enumerate(socks):
+        s.setblocking(True)
+        s.settimeout(30)
+        s.sendall(pending[i] + frame(1, b"mark%d" % i))
+    wait_until(lambda: log.exists() and log.read_text().count("mark ") == clients, timeout=30,
+               what="every client's mark at the last bay")
+    last = str(bay_pid(px, "py"))
+    lines = [ln.split() for ln in log.read_text().splitlines()]
+    boardings = [int(ln[2]) for ln in lines if ln[0] == last and ln[1] == "boarding"]
+    assert sorted(boardings) == sorted(set(boardings)), "a client boarded twice"
+    assert len(boardings) == clients

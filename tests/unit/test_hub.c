@@ -167,6 +167,41 @@ static void test_a_reset_bay_starts_afresh(void **state)
     ms_hub_free(h);
 }
 
+/* A held client's pending frames can start with the Boarding queued for
+ * a link that went before taking it: it comes out once, the rest stays in
+ * order, and a list without one is left alone. */
+static void test_a_pending_boarding_is_taken_out_once(void **state)
+{
+    (void)state;
+    ms_hub_msg *b = ms_hub_msg_new(MS_HUB_BOARDING, 1, 3, 9, 0, "b", 1);
+    ms_hub_msg *c1 = ms_hub_msg_new(MS_HUB_CARGO, 1, 3, 9, 0, "1", 1);
+    ms_hub_msg *c2 = ms_hub_msg_new(MS_HUB_CARGO, 1, 3, 9, 0, "2", 1);
+    assert_non_null(b);
+    assert_non_null(c1);
+    assert_non_null(c2);
+    b->next = c1;
+    c1->next = c2;
+    ms_hub_msg *list = b, *tail = c2;
+    assert_ptr_equal(ms_hub_take_boarding(&list, &tail), b);
+    assert_null(b->next);
+    assert_ptr_equal(list, c1);
+    assert_ptr_equal(list->next, c2);
+    assert_ptr_equal(tail, c2);
+    assert_null(ms_hub_take_boarding(&list, &tail)); /* only one */
+    assert_ptr_equal(list, c1);
+    free(b);
+    ms_hub_msg_free_list(list);
+
+    b = ms_hub_msg_new(MS_HUB_BOARDING, 1, 3, 9, 0, "b", 1);
+    assert_non_null(b);
+    list = tail = b;
+    assert_ptr_equal(ms_hub_take_boarding(&list, &tail), b);
+    assert_null(list);
+    assert_null(tail);
+    free(b);
+    assert_null(ms_hub_take_boarding(&list, &tail));
+}
+
 /* A client takes a wait slot of an away bay just as the slot is freed:
  * the control loop saw no held client, the worker counts it, the reset
  * follows, then the link down closes it and it gives its count back. The
@@ -229,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_a_reset_bay_starts_afresh),
         cmocka_unit_test(test_an_away_bay_lets_a_bounded_number_of_clients_wait),
         cmocka_unit_test(test_a_client_held_across_a_reset_leaves_the_gauge_at_zero),
+        cmocka_unit_test(test_a_pending_boarding_is_taken_out_once),
         cmocka_unit_test(test_idmap_matches_a_reference_under_random_operations),
         cmocka_unit_test(test_bay_queue_has_a_budget_and_wakes_waiting_workers),
         cmocka_unit_test(test_worker_inbox_budget_pauses_links_until_taken),
