@@ -76,6 +76,20 @@ typedef struct ms_hub_bay_stats {
     uint64_t held_expired;          /* held or waiting clients closed at handover_timeout */
 } ms_hub_bay_stats;
 
+/* An HTTP bay's (docking v3) links live on the workers, each worker
+ * connecting its own; this is what they share about the bay. links_cap
+ * bounds links_open over all workers (the bay serves that many at once);
+ * a worker with requests waiting that may not open a link counts itself
+ * in starved, and a worker whose link turns free closes it for them. */
+typedef struct ms_hub_http {
+    uint32_t links_cap;             /* atomic: the bay's workers x its Dock's threads; 0: not known
+                                       yet (one link may connect to learn it) */
+    uint32_t links_open;            /* atomic: links connecting or connected, all workers */
+    uint32_t links_busy;            /* atomic gauge: links with a request */
+    uint32_t queued;                /* atomic gauge: requests waiting for a link, all workers */
+    uint32_t starved;               /* atomic: workers waiting for a link they may not open */
+} ms_hub_http;
+
 typedef struct ms_hub_bay {
     uint64_t state;                 /* atomic: gen << 8 | features; gen 0: not docked (RESUME bit: away) */
     uint64_t away_until;            /* atomic: ms_hub_now_ms deadline of an away bay's clients */
@@ -83,6 +97,7 @@ typedef struct ms_hub_bay {
     ms_hub_queue up;                /* workers -> link */
     int resume_wanted;              /* atomic: a worker waits for room in up */
     ms_hub_bay_stats st;
+    ms_hub_http http;               /* HTTP bays and docking upstreams */
     bool is_bay;
 } ms_hub_bay;
 

@@ -66,6 +66,7 @@ typedef struct {
 typedef struct {
     uint32_t max_frame;       /* payload bytes; over it is MS_DOCK_E_OVERSIZE */
     bool accept_binary;       /* 0x13 allowed (after the feature is agreed) */
+    bool v3;                  /* an HTTP bay's link: 0x01, 0x02 and 0x20-0x23 only */
     /* internal */
     uint8_t hdr[MS_DOCK_HEADER_LEN];
     uint8_t hdr_have;
@@ -203,5 +204,103 @@ bool ms_dock_utf8_valid(const uint8_t *p, size_t len);
 /* Whether a close code may be put in a WebSocket close frame
  * (1000-1003, 1007-1011, 1012-1014, 3000-4999). */
 bool ms_dock_close_code_sendable(uint16_t code);
+
+/* ---- docking v3: HTTP bays (docs/docking-protocol.md, "HTTP bays") ----
+ * Same framing. A link carries one request at a time: HAIL (the request
+ * head as CGI params), HAULs (the body, then the response body, or a
+ * tunnel's bytes both ways), REPLY (the response head), READY (the link is
+ * free). Strings in binary payloads are u32 BE length + bytes (binary-safe). */
+
+#define MS_DOCK_V3 3
+#define MS_DOCK_V3_CHUNK (64u * 1024u)          /* HAUL data Mothership sends per frame, at most */
+#define MS_DOCK_V3_MAX_FRAME (1024u * 1024u)    /* any v3 frame's payload, either way; more is an error */
+#define MS_DOCK_V3_MAX_THREADS 1024u            /* a Dock's "threads" above this is out of range */
+#define MS_DOCK_HAUL_HEADER_LEN 10              /* frame header + request_id u32 + flags u8 */
+#define MS_DOCK_HAUL_FIN 0x01u
+
+enum {
+    MS_DOCK_HAIL = 0x20,          /* Mothership -> bay: request head */
+    MS_DOCK_HAUL = 0x21,          /* both: body bytes */
+    MS_DOCK_REPLY = 0x22,         /* bay -> Mothership: response head */
+    MS_DOCK_READY = 0x23,         /* bay -> Mothership: the link is free */
+};
+
+enum {
+    MS_DOCK_REPLY_EMPTY = 0,      /* no body */
+    MS_DOCK_REPLY_STREAM = 1,     /* HAULs follow, the last with FIN */
+    MS_DOCK_REPLY_FILE = 2,       /* status 200; Mothership sends the file at the path */
+    MS_DOCK_REPLY_TUNNEL = 4,     /* an upgrade: HAULs both ways; the link closes at its end */
+};
+
+/* A binary-safe name/value pair (HAIL params, REPLY headers). */
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} ms_dock_param;
+
+/* Dock v3: {"version": 3, "ship": "...", "pid": n, "threads": n}; version
+ * must be 3, threads 1..MS_DOCK_V3_MAX_THREADS, pid a positive integer. */
+typedef struct {
+    const char *ship;
+    uint32_t pid;
+    uint32_t threads;
+    void *json_;
+} ms_dock_hello3;
+
+int ms_dock_parse_dock3(const uint8_t *p, size_t len, ms_dock_hello3 *out, char *err_msg, size_t err_len);
+void ms_dock_hello3_free(ms_dock_hello3 *m);
+int ms_dock_encode_dock3(ms_dock_buf *b, const char *ship, uint32_t pid, uint32_t threads);
+/* Moored v3: {"version": 3, "config": {...}}. */
+int ms_dock_encode_moored3(ms_dock_buf *b, const ms_dock_kv *config, size_t n_config);
+
+/* HAIL: request_id u32 | content_length u64 | param_count u32 | params. */
+int ms_dock_encode_hail(ms_dock_buf *b, uint32_t request_id, uint64_t content_length,
+                        const ms_dock_param *params, size_t n_params);
+typedef struct {
+    uint32_t request_id;
+    uint64_t content_length;
+    ms_dock_param *params;    /* borrowed from the payload; the array is allocated */
+    size_t n_params;
+} ms_dock_hail;
+/* max_params bounds the count (over it: MS_DOCK_E_RANGE). */
+int ms_dock_parse_hail(const uint8_t *p, size_t len, ms_dock_hail *out, size_t max_params,
+                       char *err_msg, size_t err_len);
+void ms_dock_hail_free(ms_dock_hail *m);
+
+/* HAUL: request_id u32 | flags u8 | data. The header alone for gather
+ * writes (len: the data's length), or a whole frame. */
+void ms_dock_put_haul_header(uint8_t out[MS_DOCK_HAUL_HEADER_LEN], uint32_t request_id, bool fin,
+                             size_t data_len);
+int ms_dock_encode_haul(ms_dock_buf *b, uint32_t request_id, bool fin, const void *data, size_t len);
+/* Unknown flag bits are an error (MS_DOCK_E_FIELD). data is borrowed. */
+int ms_dock_parse_haul(const uint8_t *p, size_t len, uint32_t *request_id, bool *fin,
+                       const uint8_t **data, size_t *data_len);
+
+/* REPLY: request_id u32 | status u16 | kind u8 | header_count u32 |
+ * headers | (kind file) path. */
+typedef struct {
+    uint32_t request_id;
+    uint16_t status;          /* 100..599 */
+    uint8_t kind;             /* MS_DOCK_REPLY_* */
+    ms_dock_param *headers;   /* borrowed from the payload; the array is allocated */
+    size_t n_headers;
+    const char *file_path;    /* kind file: borrowed, not NUL-ended; else NULL */
+    size_t file_path_len;
+} ms_dock_reply;
+/* Strict: status in 100..599, a known kind, file only with status 200,
+ * header names non-empty tokens, values without CR, LF or NUL, a file path
+ * absolute without NUL, no byte left over; max_headers bounds the count. */
+int ms_dock_parse_reply(const uint8_t *p, size_t len, ms_dock_reply *out, size_t max_headers,
+                        char *err_msg, size_t err_len);
+void ms_dock_reply_free(ms_dock_reply *m);
+int ms_dock_encode_reply(ms_dock_buf *b, uint32_t request_id, uint16_t status, uint8_t kind,
+                         const ms_dock_param *headers, size_t n_headers, const char *file_path,
+                         size_t file_path_len);
+
+/* READY: request_id u32, exactly 4 bytes. */
+int ms_dock_parse_ready(const uint8_t *p, size_t len, uint32_t *request_id);
+int ms_dock_encode_ready(ms_dock_buf *b, uint32_t request_id);
 
 #endif

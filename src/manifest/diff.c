@@ -17,7 +17,7 @@
 #if UINTPTR_MAX == UINT64_MAX
 /* A field added to one of these must get a row in its table below (or a
  * line in the code that compares it), then the size here updated. */
-_Static_assert(sizeof(ms_ship) == 608, "ms_ship changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_ship) == 656, "ms_ship changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_health) == 176, "ms_health changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_restart) == 48, "ms_restart changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_route) == 56, "ms_route changed: compare the new field in diff.c");
@@ -154,6 +154,13 @@ static const field ship_fields[] = {
     OF(ms_ship, "balance", F_SKIP, balance),             /* live_fields */
     OF(ms_ship, "drain_timeout", F_SKIP, drain_timeout_ms),
     RAW(ms_ship, "handover_timeout", handover_timeout_ms),
+    RAW(ms_ship, "type", http_bay),
+    RAW(ms_ship, "protocol", upstream_protocol),
+    RAW(ms_ship, "workers", bay_workers),
+    RAW(ms_ship, "threads", bay_threads),
+    RAW(ms_ship, "request_timeout", request_timeout_ms),
+    RAW(ms_ship, "max_queue", max_queue),
+    OF(ms_ship, "file_roots", F_LIST, file_roots),
     END,
 };
 

@@ -39,6 +39,7 @@ void ld_ship_free(ms_ship *s)
     ld_strmap_free(&s->env);
     ld_strmap_free(&s->config);
     ld_strlist_free(&s->subprotocols);
+    ld_strlist_free(&s->file_roots);
     ld_strlist_free(&s->tags);
     free(s->health.address_template);
     if (s->health.has_address_alt)
@@ -290,6 +291,8 @@ const char *ms_ship_kind_word(const ms_ship *s)
 {
     if (s->kind == MS_BAY)
         return "bay";
+    if (s->kind == MS_UPSTREAM)
+        return "upstream";
     if (s->oneshot)
         return "job";
     return s->has_bind ? "ship" : "worker";

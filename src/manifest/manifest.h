@@ -206,7 +206,16 @@ typedef struct ms_restart {
     uint64_t loop_pause_ms;      /* ... pause restarts this long; default 30s */
 } ms_restart;
 
-typedef enum ms_ship_kind { MS_SHIP, MS_BAY } ms_ship_kind;
+/* MS_UPSTREAM: an app Mothership did not start ([[mothership.upstreams]]):
+ * routed to like a ship or an HTTP bay, never spawned, stopped or
+ * restarted; its fleet process is ready from the launch on. */
+typedef enum ms_ship_kind { MS_SHIP, MS_BAY, MS_UPSTREAM } ms_ship_kind;
+
+/* How an upstream is spoken to. */
+typedef enum ms_upstream_protocol {
+    MS_UPSTREAM_DOCKING,      /* docking v3 links, as an HTTP bay */
+    MS_UPSTREAM_HTTP,         /* plain HTTP/1.1, as a ship */
+} ms_upstream_protocol;
 
 /* How a route's requests are spread over a ship's ready instances. */
 typedef enum ms_balance { MS_BALANCE_ROUND_ROBIN, MS_BALANCE_LEAST_CONN } ms_balance;
@@ -261,6 +270,21 @@ typedef struct ms_ship {
     ms_balance balance;  /* default round robin */
     uint64_t drain_timeout_ms;    /* a roll waits this long for an old instance's requests; default 30s */
     uint64_t handover_timeout_ms; /* bays: clients held while the bay is away; default 30s */
+
+    /* HTTP bays ([[bays.http]], group "http": whole requests over docking v3
+     * links) and upstreams ([[mothership.upstreams]], kind MS_UPSTREAM). */
+    bool http_bay;                /* a bay of type http, or an upstream with protocol "docking" */
+    ms_upstream_protocol upstream_protocol; /* MS_UPSTREAM only; default docking */
+    unsigned bay_workers;         /* http bays: MS_BAY_WORKERS, processes the bay forks; default 0 (one) */
+    unsigned bay_threads;         /* http bays: MS_BAY_THREADS, requests at once per process; default 4 */
+    uint64_t request_timeout_ms;  /* http bays and docking upstreams: the longest wait for a free link,
+                                     and for the REPLY after the request's last byte; default 60s
+                                     (MS_BAY_DRAIN_TIMEOUT, in seconds rounded up) */
+    unsigned max_queue;           /* http bays and docking upstreams: requests waiting for a link, all
+                                     workers; over it 503 with Retry-After; default 1024 */
+    ms_strlist file_roots;        /* http bays and docking upstreams: directories (resolved, absolute)
+                                     whose regular files a file REPLY may name; empty: the bay's cwd
+                                     (the manifest's directory without one); upstreams: none */
 } ms_ship;
 
 /* The name a ship was written with ("web" for "web#1"). */
@@ -357,5 +381,12 @@ const char *ms_health_protocol_name(ms_health_protocol p);
 
 /* The kind a user reads: "ship" (has bind), "worker", "job" (oneshot), "bay". */
 const char *ms_ship_kind_word(const ms_ship *s);
+
+/* Whether requests to s go over docking v3 links (an HTTP bay, or an
+ * upstream with protocol "docking"). */
+static inline bool ms_ship_speaks_v3(const ms_ship *s)
+{
+    return s->http_bay;
+}
 
 #endif
