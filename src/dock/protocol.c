@@ -1,6 +1,6 @@
 /* protocol.c: the docking protocol's frame codec; see protocol.h and
  * docs/docking-protocol.md. */
-#include "dock/protocol.h"
+#include "dock/protocol_priv.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -25,7 +25,7 @@ const char *ms_dock_err_name(ms_dock_err e)
     case MS_DOCK_E_FIELD: return "missing or mistyped field";
     case MS_DOCK_E_RANGE: return "number out of range";
     case MS_DOCK_E_VERSION: return "unsupported protocol version";
-    case MS_DOCK_E_SHORT: return "cargo shorter than its conn_id";
+    case MS_DOCK_E_SHORT: return "payload shorter than its fixed fields";
     case MS_DOCK_E_DIRECTION: return "frame type not allowed from this side";
     case MS_DOCK_E_STATE: return "decoder already failed";
     }
@@ -41,6 +41,10 @@ const char *ms_dock_type_name(uint8_t type)
     case MS_DOCK_DISEMBARK: return "Disembark";
     case MS_DOCK_CARGO: return "Cargo";
     case MS_DOCK_CARGO_BINARY: return "CargoBinary";
+    case MS_DOCK_HAIL: return "Hail";
+    case MS_DOCK_HAUL: return "Haul";
+    case MS_DOCK_REPLY: return "Reply";
+    case MS_DOCK_READY: return "Ready";
     default: return NULL;
     }
 }
@@ -88,11 +92,23 @@ static void wr32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
+/* A v1 link knows 0x01, 0x02, 0x10-0x12 (and 0x13 once agreed); a v3
+ * link 0x01, 0x02 and 0x20-0x23. */
 static bool type_known(const ms_dock_decoder *d, uint8_t t)
 {
+    if (t == MS_DOCK_DOCK || t == MS_DOCK_MOORED)
+        return true;
+    if (d->v3)
+        return t >= MS_DOCK_HAIL && t <= MS_DOCK_READY;
     if (t == MS_DOCK_CARGO_BINARY)
         return d->accept_binary;
-    return ms_dock_type_name(t) != NULL;
+    return t >= MS_DOCK_BOARDING && t <= MS_DOCK_CARGO;
+}
+
+/* A v3 link never takes more than MS_DOCK_V3_MAX_FRAME, whatever max_frame says. */
+static uint32_t max_frame_of(const ms_dock_decoder *d)
+{
+    return d->v3 && d->max_frame > MS_DOCK_V3_MAX_FRAME ? MS_DOCK_V3_MAX_FRAME : d->max_frame;
 }
 
 /* Validates a complete header; -1 on error. */
@@ -100,14 +116,17 @@ static int check_header(ms_dock_decoder *d, const uint8_t *h)
 {
     uint32_t len = rd32(h + 1);
     if (!type_known(d, h[0])) {
-        if (h[0] == MS_DOCK_CARGO_BINARY)
+        if (h[0] == MS_DOCK_CARGO_BINARY && !d->v3)
             return fail(d, MS_DOCK_E_UNKNOWN_TYPE,
                         "frame type 0x13 (CargoBinary) without the agreed \"binary\" feature");
+        if (ms_dock_type_name(h[0]))
+            return fail(d, MS_DOCK_E_UNKNOWN_TYPE, "frame type 0x%02x (%s) on a docking v%d link",
+                        h[0], ms_dock_type_name(h[0]), d->v3 ? MS_DOCK_V3 : MS_DOCK_VERSION);
         return fail(d, MS_DOCK_E_UNKNOWN_TYPE, "unknown frame type 0x%02x", h[0]);
     }
-    if (len > d->max_frame)
+    if (len > max_frame_of(d))
         return fail(d, MS_DOCK_E_OVERSIZE, "%s frame of %u bytes exceeds the maximum of %u",
-                    ms_dock_type_name(h[0]), (unsigned)len, (unsigned)d->max_frame);
+                    ms_dock_type_name(h[0]), (unsigned)len, (unsigned)max_frame_of(d));
     return 0;
 }
 
@@ -245,6 +264,19 @@ bool ms_dock_type_allowed(uint8_t type, bool from_bay, unsigned features)
     case MS_DOCK_DISEMBARK:
     case MS_DOCK_CARGO: return true;
     case MS_DOCK_CARGO_BINARY: return (features & MS_DOCK_FEAT_BINARY) != 0;
+    default: return false;
+    }
+}
+
+bool ms_dock_v3_type_allowed(uint8_t type, bool from_bay)
+{
+    switch (type) {
+    case MS_DOCK_DOCK:
+    case MS_DOCK_REPLY:
+    case MS_DOCK_READY: return from_bay;
+    case MS_DOCK_MOORED:
+    case MS_DOCK_HAIL: return !from_bay;
+    case MS_DOCK_HAUL: return true;
     default: return false;
     }
 }
@@ -807,4 +839,44 @@ bool ms_dock_close_code_sendable(uint16_t code)
     default:
         return false;
     }
+}
+
+/* ---------------------------------------------------------------- for protocol_v3.c */
+
+int ms_dock_buf_reserve(ms_dock_buf *b, size_t more)
+{
+    return reserve(b, more);
+}
+
+int ms_dock_json_frame(ms_dock_buf *b, uint8_t type, json_t *obj)
+{
+    return encode_json(b, type, obj);
+}
+
+int ms_dock_json_set_str(json_t *o, const char *k, const char *v)
+{
+    return set_str(o, k, v);
+}
+
+bool ms_dock_json_set_int(json_t *o, const char *k, json_int_t v)
+{
+    return set_int(o, k, v);
+}
+
+int ms_dock_json_load_object(const uint8_t *p, size_t len, json_t **root, const char *what,
+                             char *err_msg, size_t err_len)
+{
+    return load_object(p, len, root, what, err_msg, err_len);
+}
+
+int ms_dock_json_get_uint(json_t *o, const char *key, bool required, json_int_t max, json_int_t *v,
+                          const char *what, char *err_msg, size_t err_len)
+{
+    return get_uint(o, key, required, max, v, what, err_msg, err_len);
+}
+
+int ms_dock_json_get_str(json_t *o, const char *key, bool required, const char **v,
+                         const char *what, char *err_msg, size_t err_len)
+{
+    return get_str(o, key, required, v, what, err_msg, err_len);
 }

@@ -46,7 +46,7 @@ typedef enum {
     MS_DOCK_E_FIELD,          /* missing field or wrong JSON type */
     MS_DOCK_E_RANGE,          /* number out of range (conn_id u32, code u16) */
     MS_DOCK_E_VERSION,        /* unsupported protocol version */
-    MS_DOCK_E_SHORT,          /* Cargo shorter than its 4-byte conn_id */
+    MS_DOCK_E_SHORT,          /* Cargo shorter than its 4-byte conn_id, a v3 payload than its fixed part */
     MS_DOCK_E_DIRECTION,      /* valid type, but not allowed from this peer */
     MS_DOCK_E_STATE,          /* decoder already failed */
 } ms_dock_err;
@@ -66,7 +66,8 @@ typedef struct {
 typedef struct {
     uint32_t max_frame;       /* payload bytes; over it is MS_DOCK_E_OVERSIZE */
     bool accept_binary;       /* 0x13 allowed (after the feature is agreed) */
-    bool v3;                  /* an HTTP bay's link: 0x01, 0x02 and 0x20-0x23 only */
+    bool v3;                  /* an HTTP bay's link: 0x01, 0x02 and 0x20-0x23 only,
+                               * payloads of at most MS_DOCK_V3_MAX_FRAME */
     /* internal */
     uint8_t hdr[MS_DOCK_HEADER_LEN];
     uint8_t hdr_have;
@@ -252,8 +253,11 @@ typedef struct {
 int ms_dock_parse_dock3(const uint8_t *p, size_t len, ms_dock_hello3 *out, char *err_msg, size_t err_len);
 void ms_dock_hello3_free(ms_dock_hello3 *m);
 int ms_dock_encode_dock3(ms_dock_buf *b, const char *ship, uint32_t pid, uint32_t threads);
-/* Moored v3: {"version": 3, "config": {...}}. */
+/* Moored v3: {"version": 3, "config": {...}}. The parser (for bays and
+ * tests) takes any version >= 3 and fills version and config only. */
 int ms_dock_encode_moored3(ms_dock_buf *b, const ms_dock_kv *config, size_t n_config);
+int ms_dock_parse_moored3(const uint8_t *p, size_t len, ms_dock_moored *out, char *err_msg,
+                          size_t err_len);
 
 /* HAIL: request_id u32 | content_length u64 | param_count u32 | params. */
 int ms_dock_encode_hail(ms_dock_buf *b, uint32_t request_id, uint64_t content_length,
@@ -264,7 +268,8 @@ typedef struct {
     ms_dock_param *params;    /* borrowed from the payload; the array is allocated */
     size_t n_params;
 } ms_dock_hail;
-/* max_params bounds the count (over it: MS_DOCK_E_RANGE). */
+/* max_params bounds the count (over it: MS_DOCK_E_RANGE; 0: only the
+ * payload bounds it). Names and values are not checked (binary-safe). */
 int ms_dock_parse_hail(const uint8_t *p, size_t len, ms_dock_hail *out, size_t max_params,
                        char *err_msg, size_t err_len);
 void ms_dock_hail_free(ms_dock_hail *m);
@@ -291,13 +296,21 @@ typedef struct {
 } ms_dock_reply;
 /* Strict: status in 100..599, a known kind, file only with status 200,
  * header names non-empty tokens, values without CR, LF or NUL, a file path
- * absolute without NUL, no byte left over; max_headers bounds the count. */
+ * absolute without NUL, no byte left over; max_headers bounds the count
+ * (0: only the payload does). The encoders below check the framing only:
+ * a file path exactly with kind file, names present, at most
+ * MS_DOCK_V3_MAX_FRAME (MS_DOCK_E_OVERSIZE). */
 int ms_dock_parse_reply(const uint8_t *p, size_t len, ms_dock_reply *out, size_t max_headers,
                         char *err_msg, size_t err_len);
 void ms_dock_reply_free(ms_dock_reply *m);
 int ms_dock_encode_reply(ms_dock_buf *b, uint32_t request_id, uint16_t status, uint8_t kind,
                          const ms_dock_param *headers, size_t n_headers, const char *file_path,
                          size_t file_path_len);
+
+/* Whether a v3 frame of this type may come from the bay (from_bay) or
+ * from Mothership: Dock, Reply, Ready from the bay; Moored, Hail from
+ * Mothership; Haul both ways. */
+bool ms_dock_v3_type_allowed(uint8_t type, bool from_bay);
 
 /* READY: request_id u32, exactly 4 bytes. */
 int ms_dock_parse_ready(const uint8_t *p, size_t len, uint32_t *request_id);
