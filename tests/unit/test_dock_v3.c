@@ -245,23 +245,36 @@ static void test_v3_parse(void **state)
     assert_int_equal(id, 1);
 }
 
+/* Every message above, in the order docs/docking-protocol.md shows them. */
+static const char *const PARTS[] = { DOCK, MOORED, HAIL, HAUL_BODY, REPLY, HAUL_RESP, HAUL_FIN, READY,
+                                     REPLY_FILE, REPLY_TUNNEL, REPLY_EMPTY };
+static const size_t PART_LENS[] = { sizeof DOCK - 1, sizeof MOORED - 1, sizeof HAIL - 1,
+                                    sizeof HAUL_BODY - 1, sizeof REPLY - 1, sizeof HAUL_RESP - 1,
+                                    sizeof HAUL_FIN - 1, sizeof READY - 1, sizeof REPLY_FILE - 1,
+                                    sizeof REPLY_TUNNEL - 1, sizeof REPLY_EMPTY - 1 };
+#define N_PARTS (sizeof PARTS / sizeof PARTS[0])
+
+static size_t all_parts(uint8_t *all, size_t cap)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < N_PARTS; i++) {
+        assert_true(total + PART_LENS[i] <= cap);
+        memcpy(all + total, PARTS[i], PART_LENS[i]);
+        total += PART_LENS[i];
+    }
+    return total;
+}
+
 /* A whole exchange as one byte stream, fed at every split size to a v3
  * decoder: the same frames come out whole, in order. */
 static void test_v3_stream_split(void **state)
 {
     (void)state;
-    const char *parts[] = { DOCK, MOORED, HAIL, HAUL_BODY, REPLY, HAUL_RESP, HAUL_FIN, READY,
-                            REPLY_FILE, REPLY_TUNNEL, REPLY_EMPTY };
-    const size_t lens[] = { sizeof DOCK - 1, sizeof MOORED - 1, sizeof HAIL - 1, sizeof HAUL_BODY - 1,
-                            sizeof REPLY - 1, sizeof HAUL_RESP - 1, sizeof HAUL_FIN - 1, sizeof READY - 1,
-                            sizeof REPLY_FILE - 1, sizeof REPLY_TUNNEL - 1, sizeof REPLY_EMPTY - 1 };
-    const size_t np = sizeof parts / sizeof parts[0];
+    const char *const *parts = PARTS;
+    const size_t *lens = PART_LENS;
+    const size_t np = N_PARTS;
     uint8_t all[1024];
-    size_t total = 0;
-    for (size_t i = 0; i < np; i++) {
-        memcpy(all + total, parts[i], lens[i]);
-        total += lens[i];
-    }
+    size_t total = all_parts(all, sizeof all);
     for (size_t step = 1; step <= total; step++) {
         ms_dock_decoder d;
         ms_dock_decoder_init(&d, MS_DOCK_V3_MAX_FRAME);
@@ -678,6 +691,64 @@ static void test_encoder_limits(void **state)
     ms_dock_buf_free(&b);
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* The hex dumps of the HTTP bays section of docs/docking-protocol.md
+ * ("0000  01 00 ...  ascii" lines), read in order, are exactly the
+ * messages above in order: the documented bytes are the codec's. */
+static void test_docs_hex(void **state)
+{
+    (void)state;
+    FILE *f = fopen(MS_DOCKING_MD, "r");
+    assert_non_null(f);
+    uint8_t doc[2048];
+    size_t n = 0, block_off = 0;
+    bool in_section = false;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "## ", 3) == 0) {
+            in_section = strncmp(line, "## 13. HTTP bays", 16) == 0;
+            continue;
+        }
+        if (!in_section || strlen(line) < 8 || line[4] != ' ' || line[5] != ' ')
+            continue;
+        int off = 0;
+        for (int i = 0; i < 4; i++) {
+            if (hexval(line[i]) < 0) {
+                off = -1;
+                break;
+            }
+            off = off * 16 + hexval(line[i]);
+        }
+        if (off < 0)
+            continue;
+        if (off == 0)
+            block_off = 0;
+        assert_int_equal((size_t)off, block_off);   /* offsets count the bytes of the block */
+        for (size_t col = 6; col + 1 < strlen(line) && col < 6 + 16 * 3; col += 3) {
+            if (line[col] == ' ')
+                break;
+            int hi = hexval(line[col]), lo = hexval(line[col + 1]);
+            assert_true(hi >= 0 && lo >= 0);
+            assert_true(n < sizeof doc);
+            doc[n++] = (uint8_t)(hi * 16 + lo);
+            block_off++;
+        }
+    }
+    fclose(f);
+    uint8_t all[1024];
+    size_t total = all_parts(all, sizeof all);
+    assert_int_equal(n, total);
+    assert_memory_equal(doc, all, total);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -690,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_reply_refusals),
         cmocka_unit_test(test_haul_ready_refusals),
         cmocka_unit_test(test_encoder_limits),
+        cmocka_unit_test(test_docs_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
