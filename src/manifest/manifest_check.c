@@ -6,6 +6,8 @@
  * Every problem is reported; none stops the others from being found. */
 #include "manifest/manifest_internal.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,7 @@
 
 static const char *kind_of(const ms_ship *s)
 {
-    return s->kind == MS_SHIP ? "ship" : "bay";
+    return s->kind == MS_SHIP ? "ship" : s->kind == MS_BAY ? "bay" : "upstream";
 }
 
 /* Instance 1.. of a ship with instances: the same definition as instance 0,
@@ -70,7 +72,7 @@ static void check_names(ld_ctx *c)
             const char *okind = j < m->nships ? kind_of(&m->ships[j]) : "module";
             ms_pos opos = j < m->nships ? m->ships[j].name_pos : m->modules[j - m->nships].name_pos;
             ld_err(c, pos.line, pos.col, "%s \"%s\": the name is already used by the %s at line %d "
-                   "(names are unique across ships, bays and modules)", kind, name, okind, opos.line);
+                   "(names are unique across ships, bays, upstreams and modules)", kind, name, okind, opos.line);
             c->bad = true;
             break;
         }
@@ -431,7 +433,7 @@ static void check_listeners(ld_ctx *c)
         const ms_ship *s = &m->ships[i];
         if (!s->has_bind || !s->bind.text) /* an unexpanded template was reported */
             continue;
-        snprintf(labels[n], sizeof labels[n], "ship \"%s\"", s->name ? s->name : "?");
+        snprintf(labels[n], sizeof labels[n], "%s \"%s\"", kind_of(s), s->name ? s->name : "?");
         ls[n] = (listener){ &s->bind, labels[n], s->bind_pos };
         n++;
         if (!s->has_bind_alt)
@@ -489,6 +491,31 @@ static void check_file(ld_ctx *c, ms_pos p, const char *who, const char *what, c
     } else if (access(path, R_OK) != 0) {
         ld_err(c, p.line, p.col, "%s: %s \"%s\" is not readable", who, what, path);
         c->bad = true;
+    }
+}
+
+/* file_roots: existing directories, kept as their real paths so that a
+ * file REPLY's real path is compared with them as it is. */
+static void check_file_roots(ld_ctx *c, ms_ship *s)
+{
+    for (size_t i = 0; i < s->file_roots.len; i++) {
+        struct stat st;
+        const char *d = s->file_roots.items[i];
+        if (stat(d, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            ld_err(c, s->pos.line, s->pos.col, "%s \"%s\": file_roots: \"%s\" is not a directory", kind_of(s),
+                   s->name ? s->name : "?", d);
+            c->bad = true;
+            continue;
+        }
+        char *real = realpath(d, NULL);
+        if (!real) {
+            ld_err(c, s->pos.line, s->pos.col, "%s \"%s\": file_roots: \"%s\": %s", kind_of(s),
+                   s->name ? s->name : "?", d, strerror(errno));
+            c->bad = true;
+            continue;
+        }
+        free(s->file_roots.items[i]);
+        s->file_roots.items[i] = real;
     }
 }
 
@@ -562,6 +589,7 @@ static void check_statics_and_files(ld_ctx *c)
                    s->name ? s->name : "?", s->cwd);
             c->bad = true;
         }
+        check_file_roots(c, s);
     }
 }
 

@@ -24,7 +24,7 @@
 static const char *const mothership_keys[] = {
     "metrics_port", "metrics_bind", "compression", "shutdown_timeout", "ready_timeout",
     "socket_dir", "state_dir", "workers", "env", "bind", "tls", "static_dirs", "http", "control_socket",
-    "control_group", NULL };
+    "control_group", "upstreams", NULL };
 static const char *const http_keys[] = {
     "max_header_size", "max_uri_length", "max_body_size", "header_timeout", "idle_timeout",
     "upstream_connect_timeout", "upstream_timeout", "max_connections", "upstream_keepalive",
@@ -40,6 +40,18 @@ static const char *const bay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
     "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", "stop_signal", "handover_timeout",
     NULL };
+/* [[bays.http]]: a bay's keys without the WebSocket ones, plus the links'. */
+static const char *const hbay_keys[] = {
+    "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
+    "cwd", "ready_timeout", "shutdown_timeout", "restart", "stop_signal", "workers", "threads",
+    "request_timeout", "max_queue", "file_roots", NULL };
+/* What [base.bay] may set: the keys of either bay type. */
+static const char *const any_bay_keys[] = {
+    "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
+    "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", "stop_signal", "handover_timeout",
+    "workers", "threads", "request_timeout", "max_queue", "file_roots", NULL };
+static const char *const upstream_keys[] = {
+    "name", "bind", "protocol", "routes", "request_timeout", "max_queue", "file_roots", "tags", NULL };
 static const char *const restart_keys[] = {
     "backoff", "max_backoff", "reset_after", "loop_limit", "loop_window", "loop_pause", NULL };
 static const char *const module_keys[] = {
@@ -55,7 +67,7 @@ static const char *const health_keys[] = {
 static const char *const route_keys[] = { "bind", "pattern", "strip_prefix", "raw_path", "request_buffering", NULL };
 static const char *const top_keys[] = { "mothership", "base", "fleet", "bays", "modules", "uplinks", NULL };
 static const char *const base_keys[] = { "ship", "bay", "module", NULL };
-static const char *const bay_types[] = { "websocket", NULL };
+static const char *const bay_types[] = { "websocket", "http", NULL };
 
 const char *const *ms_manifest_keys(const char *table)
 {
@@ -850,7 +862,88 @@ static bool get_stop_signal(ld_ctx *c, const toml_kv *kv, int *dst)
 /* ---------------------------------------------------------------- ships and bays */
 static const char *kind_word(ms_ship_kind k)
 {
-    return k == MS_SHIP ? "ship" : "bay";
+    return k == MS_SHIP ? "ship" : k == MS_BAY ? "bay" : "upstream";
+}
+
+/* The keys an entry of s's kind accepts ([base.bay] accepts either bay type's). */
+static const char *const *vessel_keys(const ms_ship *s, bool is_base)
+{
+    if (s->kind == MS_SHIP)
+        return ship_keys;
+    if (s->kind == MS_UPSTREAM)
+        return upstream_keys;
+    if (is_base)
+        return any_bay_keys;
+    return s->http_bay ? hbay_keys : bay_keys;
+}
+
+/* Why key k, known elsewhere, is not one of s's; NULL when it is nowhere. */
+static const char *misplaced_key(const ms_ship *s, const char *k, char *buf, size_t len)
+{
+    if (s->kind == MS_SHIP && in_list(any_bay_keys, k))
+        snprintf(buf, len, "(\"%s\" is only for %s)", k,
+                 strcmp(k, "config") == 0 ? "bays and modules" : in_list(bay_keys, k) ? "bays" : "[[bays.http]]");
+    else if (s->kind == MS_BAY && in_list(ship_keys, k))
+        snprintf(buf, len, "(\"%s\" is only for ships%s)", k,
+                 strcmp(k, "bind") == 0 ? "; a bay docks over the Unix socket in MS_SOCKET_PATH" : "");
+    else if (s->kind == MS_BAY && in_list(any_bay_keys, k))
+        snprintf(buf, len, "(\"%s\" is only for [[bays.%s]])", k, s->http_bay ? "websocket" : "http");
+    else if (s->kind == MS_UPSTREAM && (in_list(ship_keys, k) || in_list(any_bay_keys, k)))
+        snprintf(buf, len, "(an upstream is an app Mothership does not start or supervise: it has no \"%s\"; "
+                 "write a [[fleet.<group>]] ship or a [[bays.http]] bay for that)", k);
+    else
+        return NULL;
+    return buf;
+}
+
+/* An upstream's protocol: "docking" (v3 links) or "http". */
+static bool get_upstream_protocol(ld_ctx *c, const toml_kv *kv, ms_upstream_protocol *dst)
+{
+    static const char *const names[] = { "docking", "http", NULL };
+    const toml_node *v = kv->value;
+    if (v->type != TOML_STRING) {
+        wrong_type(c, kv, "\"docking\" or \"http\"");
+        return false;
+    }
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(v->u.str.ptr, names[i]) == 0) {
+            *dst = i == 0 ? MS_UPSTREAM_DOCKING : MS_UPSTREAM_HTTP;
+            return true;
+        }
+    const char *near = ms_nearest(v->u.str.ptr, names);
+    ld_err(c, v->line, v->col, "unknown protocol \"%s\"%s%s%s (\"docking\" or \"http\")", v->u.str.ptr,
+           near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
+    return false;
+}
+
+/* Directories, each resolved against the manifest's directory. */
+static bool get_dirs(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
+{
+    ms_strlist list = { 0 };
+    if (!get_strlist(c, kv, &list, false, NULL))
+        return false;
+    bool ok = true;
+    for (size_t i = 0; i < list.len && ok; i++) {
+        if (list.items[i][0] == '\0') {
+            ld_err(c, kv->value->line, kv->value->col, "\"%s\": item %zu must not be empty", kv->key, i + 1);
+            ok = false;
+            break;
+        }
+        char *r = ld_resolve_path(c, list.items[i]);
+        if (!r) {
+            ok = false;
+            break;
+        }
+        free(list.items[i]);
+        list.items[i] = r;
+    }
+    if (!ok) {
+        ld_strlist_free(&list);
+        return false;
+    }
+    ld_strlist_free(dst);
+    *dst = list;
+    return true;
 }
 
 /* WebSocket subprotocol names a bay speaks: HTTP tokens (RFC 6455 §4.1). */
@@ -903,25 +996,13 @@ static bool get_balance(ld_ctx *c, const toml_kv *kv, ms_balance *dst)
  * a ship or bay. */
 static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base)
 {
-    const char *const *known = s->kind == MS_SHIP ? ship_keys : bay_keys;
+    const char *const *known = vessel_keys(s, is_base);
     for (size_t i = 0; i < t->u.table.len; i++) {
         const toml_kv *kv = &t->u.table.items[i];
         const char *k = kv->key;
         if (!in_list(known, k)) {
-            const char *other = s->kind == MS_SHIP ? "bays and modules" : "ships";
-            if (s->kind == MS_SHIP && in_list(bay_keys, k)) {
-                char extra[96];
-                snprintf(extra, sizeof extra, "(\"%s\" is only for %s)", k,
-                         strcmp(k, "config") == 0 ? "bays and modules" : "bays");
-                unknown_key(c, kv, known, extra);
-            }
-            else if (s->kind == MS_BAY && in_list(ship_keys, k)) {
-                char extra[160];
-                snprintf(extra, sizeof extra, "(\"%s\" is only for %s%s)", k, other,
-                         strcmp(k, "bind") == 0 ? "; a bay docks over the Unix socket in MS_SOCKET_PATH" : "");
-                unknown_key(c, kv, known, extra);
-            } else
-                unknown_key(c, kv, known, NULL);
+            char extra[224];
+            unknown_key(c, kv, known, misplaced_key(s, k, extra, sizeof extra));
             c->bad = true;
             continue;
         }
@@ -943,7 +1024,11 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
         else if (strcmp(k, "bind") == 0) {
             char *text = NULL;
             ok = get_nonempty_string(c, kv, &text);
-            if (ok && strchr(text, '{')) {
+            if (ok && s->kind == MS_UPSTREAM && strchr(text, '{')) {
+                ld_err(c, kv->value->line, kv->value->col, "bind \"%s\": an upstream's address is written out "
+                       "whole ({instance}, {port} and {gen} are for ships with instances)", text);
+                ok = false;
+            } else if (ok && strchr(text, '{')) {
                 /* parsed per instance once the entry is whole (ld_expand_instances) */
                 ok = template_ok(c, kv->value, "bind", text);
                 if (ok) {
@@ -1022,6 +1107,28 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
             ok = get_duration(c, kv, &s->drain_timeout_ms);
         else if (strcmp(k, "handover_timeout") == 0)
             ok = get_duration(c, kv, &s->handover_timeout_ms);
+        else if (strcmp(k, "workers") == 0) {
+            int64_t n;
+            if ((ok = get_uint(c, kv, 0, 256, &n)))
+                s->bay_workers = (unsigned)n;
+        } else if (strcmp(k, "threads") == 0) {
+            int64_t n;
+            if ((ok = get_uint(c, kv, 1, 1024, &n)))
+                s->bay_threads = (unsigned)n;
+        } else if (strcmp(k, "request_timeout") == 0) {
+            ok = get_duration(c, kv, &s->request_timeout_ms);
+            if (ok && s->request_timeout_ms == 0) {
+                ld_err(c, kv->value->line, kv->value->col, "\"request_timeout\" must be more than 0");
+                ok = false;
+            }
+        } else if (strcmp(k, "max_queue") == 0) {
+            int64_t n;
+            if ((ok = get_uint(c, kv, 1, 65536, &n)))
+                s->max_queue = (unsigned)n;
+        } else if (strcmp(k, "file_roots") == 0)
+            ok = get_dirs(c, kv, &s->file_roots);
+        else if (strcmp(k, "protocol") == 0)
+            ok = get_upstream_protocol(c, kv, &s->upstream_protocol);
         if (!ok)
             c->bad = true;
     }
@@ -1050,6 +1157,11 @@ static void vessel_defaults(ms_ship *s, ms_ship_kind kind)
     s->instances = 1;
     s->drain_timeout_ms = 30000;
     s->handover_timeout_ms = 30000;
+    s->upstream_protocol = MS_UPSTREAM_DOCKING;
+    s->bay_workers = 0;
+    s->bay_threads = 4;
+    s->request_timeout_ms = 60000;
+    s->max_queue = 1024;
     health_defaults(&s->health);
     restart_defaults(&s->restart);
 }
@@ -1138,6 +1250,43 @@ static void check_replicas(ld_ctx *ec, const toml_node *entry, ms_ship *s)
         forget_replicas(s);
 }
 
+/* [base.bay] may set keys of either bay type: a bay keeps its own type's. */
+static void forget_other_bay_type(ms_ship *s)
+{
+    if (s->http_bay) {
+        ld_strlist_free(&s->subprotocols);
+        s->handover_timeout_ms = 30000;
+    } else {
+        s->bay_workers = 0;
+        s->bay_threads = 4;
+        s->request_timeout_ms = 60000;
+        s->max_queue = 1024;
+        ld_strlist_free(&s->file_roots);
+    }
+}
+
+/* An upstream is reached at its bind: over docking v3 only on a Unix
+ * socket; the link settings are for docking only. */
+static void check_upstream(ld_ctx *ec, const toml_node *entry, ms_ship *s)
+{
+    s->http_bay = s->upstream_protocol == MS_UPSTREAM_DOCKING;
+    if (s->http_bay && s->bind.kind != MS_ADDR_UNIX) {
+        ld_err(ec, s->bind_pos.line, s->bind_pos.col, "bind \"%s\": protocol \"docking\" links go over a Unix "
+               "socket: write bind = \"unix:///path/app.sock\" (or protocol = \"http\" for an HTTP server)",
+               s->bind.text);
+        ec->bad = true;
+    }
+    static const char *const docking_only[] = { "request_timeout", "max_queue", "file_roots", NULL };
+    for (size_t i = 0; !s->http_bay && docking_only[i]; i++) {
+        const toml_kv *kv = toml_get_kv(entry, docking_only[i]);
+        if (!kv)
+            continue;
+        ld_err(ec, kv->line, kv->col, "\"%s\" is only for protocol = \"docking\" (an HTTP upstream is "
+               "proxied like a ship: see [mothership.http] upstream_timeout)", kv->key);
+        ec->bad = true;
+    }
+}
+
 static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, const char *group,
                         const toml_node *base, ms_ship *out)
 {
@@ -1145,6 +1294,7 @@ static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, co
     out->pos = (ms_pos){ entry->line, entry->col };
     out->name_pos = out->pos;
     out->group = dup_checked(c, group);
+    out->http_bay = kind == MS_BAY && strcmp(group, "http") == 0;
     /* name first, so every later message can say whose it is */
     char label[128];
     const toml_kv *nkv = toml_get_kv(entry, "name");
@@ -1154,6 +1304,8 @@ static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, co
         out->name_pos = (ms_pos){ nkv->value->line, nkv->value->col };
     if (nkv && nkv->value->type == TOML_STRING && nkv->value->u.str.len > 0)
         snprintf(label, sizeof label, "%s \"%.64s\"", kind_word(kind), nkv->value->u.str.ptr);
+    else if (kind == MS_UPSTREAM)
+        snprintf(label, sizeof label, "upstream #%zu in [[mothership.upstreams]]", c->index + 1);
     else
         snprintf(label, sizeof label, "%s #%zu in [[%s.%s]]", kind_word(kind), c->index + 1,
                  kind == MS_SHIP ? "fleet" : "bays", group);
@@ -1163,10 +1315,18 @@ static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, co
         bc.diags = NULL; /* base problems are reported once, by check_base */
         apply_vessel(&bc, out, base, true);
         ec.oom |= bc.oom;
+        if (kind == MS_BAY)
+            forget_other_bay_type(out);
     }
     apply_vessel(&ec, out, entry, false);
     require(&ec, entry, out->name != NULL, "name", "");
-    require(&ec, entry, out->command != NULL, "command", "");
+    if (kind == MS_UPSTREAM) {
+        require(&ec, entry, out->has_bind, "bind", " (where the app listens: \"unix:///path\" for docking, "
+                "or a TCP address for protocol = \"http\")");
+        if (!ec.bad)
+            check_upstream(&ec, entry, out);
+    } else
+        require(&ec, entry, out->command != NULL, "command", "");
     if (kind == MS_SHIP && !ec.bad)
         check_replicas(&ec, entry, out);
     else if (kind == MS_SHIP)
@@ -2027,6 +2187,34 @@ static void load_static_dirs(ld_ctx *c, const toml_kv *skv)
     }
 }
 
+/* [[mothership.upstreams]]: entries of m->ships of kind MS_UPSTREAM. */
+static void load_upstreams(ld_ctx *c, const toml_kv *kv)
+{
+    const toml_node *a = kv->value;
+    if (a->type != TOML_ARRAY) {
+        ld_err(c, kv->line, kv->col, "mothership.upstreams must be an array of tables: write "
+               "[[mothership.upstreams]]");
+        c->bad = true;
+        return;
+    }
+    ms_ship *n = realloc(c->m->ships, (c->m->nships + a->u.array.len + 1) * sizeof *n);
+    if (!n) {
+        c->oom = true;
+        return;
+    }
+    c->m->ships = n;
+    for (size_t i = 0; i < a->u.array.len; i++) {
+        const toml_node *e = a->u.array.items[i];
+        if (e->type != TOML_TABLE) {
+            ld_err(c, e->line, e->col, "entries of mothership.upstreams must be tables");
+            c->bad = true;
+            continue;
+        }
+        c->index = i;
+        load_vessel(c, e, MS_UPSTREAM, "upstream", NULL, &c->m->ships[c->m->nships++]);
+    }
+}
+
 static void load_mothership(ld_ctx *c, const toml_node *t)
 {
     ms_global *g = &c->m->global;
@@ -2084,6 +2272,8 @@ static void load_mothership(ld_ctx *c, const toml_node *t)
             ok = load_http(&gc, kv, &g->http);
         else if (strcmp(k, "control_socket") == 0)
             ok = get_path(&gc, kv, &g->control_socket);
+        else if (strcmp(k, "upstreams") == 0)
+            load_upstreams(c, kv);
         else if (strcmp(k, "control_group") == 0) {
             ok = get_nonempty_string(&gc, kv, &g->control_group);
             if (ok && !getgrnam(g->control_group)) {
@@ -2128,13 +2318,13 @@ static int cmp_ship(const void *a, const void *b)
 static void load_vessels(ld_ctx *c, const toml_kv *kv, ms_ship_kind kind, const toml_node *base)
 {
     const toml_node *t = table_or_err(c, kv, kind == MS_SHIP ? "groups of [[fleet.<group>]]"
-                                                          : "bay types: [[bays.websocket]]");
+                                                          : "bay types: [[bays.websocket]], [[bays.http]]");
     if (!t)
         return;
     for (size_t g = 0; g < t->u.table.len; g++) {
         const toml_kv *gkv = &t->u.table.items[g];
         if (kind == MS_BAY && !in_list(bay_types, gkv->key)) {
-            ld_err(c, gkv->line, gkv->col, "unknown bay type \"%s\" (supported: websocket)", gkv->key);
+            ld_err(c, gkv->line, gkv->col, "unknown bay type \"%s\" (supported: websocket, http)", gkv->key);
             c->bad = true;
             continue;
         }

@@ -196,18 +196,18 @@ CASES = [
          '[[fleet.web]]\nname = "app"\ncommand = "ruby"\n\n'
          '[[bays.websocket]]\nname = "app"\ncommand = "./cast"\n',
          '6:8: bay "app": the name is already used by the ship at line 2 '
-         '(names are unique across ships, bays and modules)'),
+         '(names are unique across ships, bays, upstreams and modules)'),
     Case("duplicate-name-ship-module",
          '[[fleet.web]]\nname = "auth"\ncommand = "ruby"\n\n'
          '[[modules]]\nname = "auth"\nwasm = "auth.wasm"\n',
          '6:8: module "auth": the name is already used by the ship at line 2 '
-         '(names are unique across ships, bays and modules)',
+         '(names are unique across ships, bays, upstreams and modules)',
          files=["auth.wasm"]),
     Case("duplicate-name-across-groups",
          '[[fleet.web]]\nname = "app"\ncommand = "ruby"\n\n'
          '[[fleet.jobs]]\nname = "app"\ncommand = "rails"\noneshot = true\n',
          '6:8: ship "app": the name is already used by the ship at line 2 '
-         '(names are unique across ships, bays and modules)'),
+         '(names are unique across ships, bays, upstreams and modules)'),
 
     # ------------------------------------------------------------ dependencies
     Case("depends-on-unknown",
@@ -398,7 +398,7 @@ CASES = [
          '2:1: [base.ship]: a base template cannot set "name"'),
     Case("unknown-bay-type",
          '[[bays.sse]]\nname = "cast"\ncommand = "./cast"\n',
-         '1:8: unknown bay type "sse" (supported: websocket)'),
+         '1:8: unknown bay type "sse" (supported: websocket, http)'),
 
     # ------------------------------------------------------------ more rules
     Case("name-empty",

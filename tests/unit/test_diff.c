@@ -270,6 +270,7 @@ static const variant mothership_cases[] = {
     { "socket_dir", "", "socket_dir = \"/tmp/x\"", NEEDS, "[mothership] socket_dir" },
     { "state_dir", "", "state_dir = \"/tmp/x\"", NEEDS, "[mothership] state_dir" },
     { "workers", "", "workers = 2", NEEDS, "[mothership] workers" },
+    { "upstreams", "", "upstreams = [{ name = \"up\", bind = \"unix:///tmp/up.sock\" }]", GROW, "up" },
     { "control_socket", "", "control_socket = \"/tmp/x.ctl\"", NEEDS, "[mothership] control_socket" },
     { "control_group", "", "control_group = \"root\"", NEEDS, "[mothership] control_group" },
     { "env", "env = { A = \"1\" }", "env = { A = \"2\" }", RESTART_ALL, "env.A" },

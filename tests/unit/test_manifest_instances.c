@@ -220,7 +220,7 @@ static void test_errors(void **state)
     expect_error("[[fleet.web]]\nname = \"web\"\ncommand = \"x\"\ninstances = 2\nport = 3000\n"
                  "bind = \"127.0.0.1:{port}\"\n[[fleet.web]]\nname = \"web\"\ncommand = \"x\"\n", 8, 8,
                  "ship \"web\": the name is already used by the ship at line 2 (names are unique across ships, "
-                 "bays and modules)");
+                 "bays, upstreams and modules)");
     /* depends_on */
     expect_error("[[fleet.web]]\nname = \"web\"\ncommand = \"x\"\ninstances = 2\nport = 3000\n"
                  "bind = \"127.0.0.1:{port}\"\ndepends_on = [\"web\"]\n", 7, 15, "ship \"web\": depends on itself");
