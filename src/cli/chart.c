@@ -13,8 +13,14 @@
 static const char *upstream_of(const ms_ship *s)
 {
     if (s->kind == MS_BAY)
-        return "docking link";
+        return s->http_bay ? "docking v3 links" : "docking link";
     return s->has_bind ? s->bind.text : "-";
+}
+
+/* "ship", "bay" or "upstream" (an app Mothership did not start). */
+static const char *target_kind(const ms_ship *s)
+{
+    return s->kind == MS_BAY ? "bay" : s->kind == MS_UPSTREAM ? "upstream" : "ship";
 }
 
 static void print_text(const ms_route_table *t, bool color)
@@ -41,7 +47,9 @@ static void print_text(const ms_route_table *t, bool color)
             const ms_rt_route *rr = &rb->routes[r];
             const ms_ship *s = rr->target;
             printf("  %2zu. route   %-24s -> %s %s  %s", n, rr->route->pattern,
-                   s->kind == MS_BAY ? "bay" : "ship", ms_ship_base(s), upstream_of(s));
+                   target_kind(s), ms_ship_base(s), upstream_of(s));
+            if (s->kind == MS_UPSTREAM)
+                printf(" (%s)", s->upstream_protocol == MS_UPSTREAM_DOCKING ? "docking v3" : "http");
             if (rr->route->ntargets > 1) /* instance 0's address; the others follow it */
                 printf("  (%zu instances, %s)", rr->route->ntargets,
                        s->balance == MS_BALANCE_LEAST_CONN ? "least_conn" : "round_robin");
@@ -119,11 +127,14 @@ static int print_json(const ms_route_table *t)
             for (size_t i = 0; i < rr->nmodules; i++)
                 json_array_append_new(mods, json_string(m->modules[rr->modules[i]].name));
             json_t *jr = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o}", "pattern", rr->route->pattern, "target",
-                                   ms_ship_base(s), "kind", s->kind == MS_BAY ? "bay" : "ship", "upstream",
-                                   s->kind == MS_SHIP && s->has_bind ? json_string(s->bind.text) : json_null(),
+                                   ms_ship_base(s), "kind", target_kind(s), "upstream",
+                                   s->kind != MS_BAY && s->has_bind ? json_string(s->bind.text) : json_null(),
                                    "strip_prefix",
                                    rr->route->strip_prefix ? json_string(rr->route->strip_prefix) : json_null(),
                                    "raw_path", (int)rr->route->raw_path, "modules", mods);
+            if (jr && s->kind == MS_UPSTREAM)
+                json_object_set_new(jr, "protocol", json_string(s->upstream_protocol == MS_UPSTREAM_DOCKING ? "docking"
+                                                                                                           : "http"));
             if (jr && rr->route->ntargets > 1)
                 json_object_set_new(jr, "instances", json_integer((json_int_t)rr->route->ntargets));
             if (jr && rr->shadowed_by)

@@ -262,6 +262,8 @@ static const char *phase_name(const ms_fleet *f)
 
 static const char *kind_name(const ms_ship *s)
 {
+    if (s->kind == MS_UPSTREAM)
+        return "upstream";
     return s->kind == MS_BAY ? "bay" : s->oneshot ? "job" : "ship";
 }
 
@@ -338,8 +340,16 @@ static json_t *status_json(ms_ctl *ctl)
     json_object_set_new(fleet, "ready", json_boolean(f && ms_fleet_ready(f)));
     json_object_set_new(fleet, "last_reload", r->last_reload_ok > 0 ? json_real(r->last_reload_ok) : json_null());
     json_t *entries = json_array();
-    for (size_t i = 0; f && i < f->n; i++)
-        json_array_append_new(entries, entry_roll_json(f->procs[i], entry_json(f, f->procs[i])));
+    for (size_t i = 0; f && i < f->n; i++) {
+        json_t *e = entry_roll_json(f->procs[i], entry_json(f, f->procs[i]));
+        const ms_ship *s = f->procs[i]->ship;
+        if (s->kind == MS_UPSTREAM) { /* where it is reached, and how */
+            json_object_set_new(e, "bind", json_string(s->bind.text));
+            json_object_set_new(e, "protocol", json_string(s->upstream_protocol == MS_UPSTREAM_DOCKING ? "docking"
+                                                                                                       : "http"));
+        }
+        json_array_append_new(entries, e);
+    }
     return json_pack("{s:o, s:o}", "fleet", fleet, "entries", entries);
 }
 

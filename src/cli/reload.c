@@ -246,7 +246,7 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
     ms_proc *const *procs = ms_fleet_next_procs(nx);
     bool bays = false;
     for (size_t i = 0; i < m->nships; i++)
-        bays |= m->ships[i].kind == MS_BAY;
+        bays |= m->ships[i].kind == MS_BAY || ms_ship_speaks_v3(&m->ships[i]);
     if (bays && !ms_run_start_docking(r, 1)) {
         ms_fleet_abandon(nx);
         ok = refuse_why(r, who, "cannot apply it", "out of memory for the docking links", result);
@@ -256,7 +256,7 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
      * their links come after the commit (an abandoned reload's slots are
      * taken again by the next one) */
     for (size_t i = 0; bays && i < m->nships; i++)
-        if (m->ships[i].kind == MS_BAY)
+        if (m->ships[i].kind == MS_BAY || ms_ship_speaks_v3(&m->ships[i]))
             ms_hub_enable_bay(r->hub, procs[i]->slot);
     bool tls_kept = false;
     if (r->dp) {

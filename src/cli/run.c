@@ -123,7 +123,7 @@ static bool start_docking(ms_run *c, const ms_dp_config *cfg)
 {
     bool any = c->m->global.nbinds > 0; /* a reload may add bays behind the data plane */
     for (size_t i = 0; i < c->m->nships; i++)
-        any |= c->m->ships[i].kind == MS_BAY;
+        any |= c->m->ships[i].kind == MS_BAY || ms_ship_speaks_v3(&c->m->ships[i]);
     return !any || ms_run_start_docking(c, ms_dataplane_worker_count(cfg));
 }
 

@@ -3,7 +3,9 @@
  *   WAITING -> STARTING -> READY -> (exit) -> BACKOFF -> STARTING ...
  * with DONE/FAILED/SKIPPED for jobs and dependencies, and STOPPING ->
  * STOPPED when Mothership stops it. Launch order comes from depends_on;
- * shutdown goes dependents-first. */
+ * shutdown goes dependents-first. An upstream ([[mothership.upstreams]])
+ * is not a process of ours: WAITING -> READY when its turn comes, and it
+ * stays so (no spawn, no stop, no restart). */
 #include "fleet/fleet.h"
 
 #include <assert.h>
@@ -58,6 +60,8 @@ const char *ms_breaker_name(ms_breaker b)
 
 static const char *kind_word(const ms_proc *p)
 {
+    if (p->ship->kind == MS_UPSTREAM)
+        return "upstream";
     return p->ship->kind == MS_BAY ? "bay" : p->ship->oneshot ? "job" : "ship";
 }
 
@@ -536,10 +540,30 @@ static bool port_free(ms_proc *p, char *why, size_t why_len)
     return false;
 }
 
+/* An upstream runs without us: it is ready as soon as it is "started". */
+static void upstream_alongside(ms_proc *p)
+{
+    ms_fleet *f = p->fleet;
+    assert(p->ship->kind == MS_UPSTREAM && !running(p));
+    p->state = MS_P_READY;
+    p->settled = true;
+    p->started_at = p->ready_at = uv_now(f->loop);
+    set_healthy(p, -1);
+    set_breaker(p, MS_BREAKER_CLOSED);
+    set_ready_flag(p, 1);
+    ms_log_event(f->log, MS_INFO, p->ship->name, "ready", "upstream \"%s\" ready: reached at %s (%s; not started "
+                 "by Mothership)", p->ship->name, p->ship->bind.text,
+                 p->ship->upstream_protocol == MS_UPSTREAM_DOCKING ? "docking" : "http");
+}
+
 static void start_proc(ms_proc *p)
 {
     ms_fleet *f = p->fleet;
     char why[512];
+    if (p->ship->kind == MS_UPSTREAM) {
+        upstream_alongside(p);
+        return;
+    }
     p->state = MS_P_STARTING;
     p->spawns++;
     p->started_at = uv_now(f->loop);
@@ -649,6 +673,7 @@ static void schedule(ms_fleet *f)
                 start_proc(p);
                 if (f->phase != MS_FLEET_LAUNCHING && f->phase != MS_FLEET_RUNNING)
                     return;
+                again |= p->state == MS_P_READY; /* an upstream: its dependents may start */
             }
         }
     }
@@ -1166,6 +1191,8 @@ void ms_fleet_restart_proc(ms_fleet *f, size_t i)
     if (i >= f->n || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
         return;
     ms_proc *p = f->procs[i];
+    if (p->ship->kind == MS_UPSTREAM)
+        return; /* not ours to restart */
     if (running(p)) {
         p->restart_requested = true;
         stop_proc(p);
@@ -1246,6 +1273,13 @@ static bool control(ms_fleet *f, size_t i, ms_fleet_action a, int signo, const c
     }
     if (!p->selected) {
         snprintf(why, why_len, "%s \"%s\" is left out of this run (--only/--except)", kind_word(p), p->ship->name);
+        return false;
+    }
+    if (p->ship->kind == MS_UPSTREAM) {
+        snprintf(why, why_len, "upstream \"%s\" is an app Mothership did not start (reached at %s): it cannot be "
+                 "%s by Mothership", p->ship->name, p->ship->bind.text,
+                 a == MS_FLEET_ACT_RESTART ? "restarted" : a == MS_FLEET_ACT_STOP ? "stopped"
+                 : a == MS_FLEET_ACT_START ? "started" : "signalled");
         return false;
     }
     switch (a) {
@@ -2020,6 +2054,7 @@ void ms_fleet_commit(ms_fleet_next *nx)
             p->ndeps = 0; /* its indexes were the old manifest's */
             if (!running(p)) {
                 cancel_activity(p);
+                set_ready_flag(p, 0); /* an upstream removed */
                 p->state = MS_P_STOPPED;
                 ms_ring_free(&p->ring);
             } else if (p->state != MS_P_STOPPING) {
@@ -2070,6 +2105,7 @@ void ms_fleet_commit(ms_fleet_next *nx)
                 stop_proc(p);
             } else if (!running(p)) {
                 cancel_activity(p);
+                set_ready_flag(p, 0); /* an upstream left out */
                 p->state = MS_P_SKIPPED;
             }
         } else if (!p->selected && sel) {

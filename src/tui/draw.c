@@ -429,6 +429,10 @@ static void draw_overview(ms_tui *t)
             /* a bay's load is its clients, not its handshakes per second */
             int n = snprintf(buf, sizeof buf, "%llu client%s  ", (unsigned long long)clients, clients == 1 ? "" : "s");
             routes_text(f, i, buf + n, sizeof buf - (size_t)n);
+        } else if (p->ship->kind == MS_UPSTREAM) {
+            /* not ours: where it is reached */
+            int n = snprintf(buf, sizeof buf, "at %.200s  ", p->ship->bind.text);
+            routes_text(f, i, buf + n, sizeof buf - (size_t)n);
         } else {
             routes_text(f, i, buf, sizeof buf);
         }
