@@ -1,7 +1,11 @@
 /* link.c: docking links on the control loop (see link.h and
  * docs/docking-protocol.md). Frames from workers arrive through the hub
  * already encoded and are written in batches; frames from the bay are
- * decoded here and routed to the worker that owns the conn_id. */
+ * decoded here and routed to the worker that owns the conn_id. For an
+ * HTTP bay (docking v3) the link here is only its readiness handshake:
+ * Dock v3, Moored v3, the bay's link capacity published in the hub, the
+ * bay marked ready, the link closed; its requests go over the workers'
+ * own links. */
 #include "dock/link.h"
 
 #include <assert.h>
@@ -198,7 +202,7 @@ static void pump(link_conn *lc)
 
 /* ---------------------------------------------------------------- reading */
 
-static bool send_moored(link_conn *lc)
+static bool send_moored(link_conn *lc, bool v3)
 {
     ms_dlink *l = lc->l;
     const ms_strmap *cfg = &l->p->ship->config;
@@ -210,7 +214,7 @@ static bool send_moored(link_conn *lc)
         kv[i].value = cfg->items[i].value;
     }
     ms_dock_buf b = { 0 };
-    int rc = ms_dock_encode_moored(&b, kv, cfg->len, lc->features);
+    int rc = v3 ? ms_dock_encode_moored3(&b, kv, cfg->len) : ms_dock_encode_moored(&b, kv, cfg->len, lc->features);
     free(kv);
     if (rc != 0) {
         ms_dock_buf_free(&b);
@@ -221,18 +225,96 @@ static bool send_moored(link_conn *lc)
     return m && write_list(lc, m);
 }
 
+/* Whether a Dock that the bay's own version refused is one of the other
+ * version (a WebSocket bay's v1 on an HTTP bay, or the reverse). */
+static bool dock_of_other_version(const ms_dock_frame *fr, bool http_bay)
+{
+    char err[200];
+    bool ok;
+    if (http_bay) {
+        ms_dock_hello h1 = { 0 };
+        ok = ms_dock_parse_dock(fr->payload, fr->len, &h1, err, sizeof err) == 0;
+        ms_dock_hello_free(&h1);
+    } else {
+        ms_dock_hello3 h3 = { 0 };
+        ok = ms_dock_parse_dock3(fr->payload, fr->len, &h3, err, sizeof err) == 0;
+        ms_dock_hello3_free(&h3);
+    }
+    return ok;
+}
+
+static void refuse_dock(link_conn *lc, const ms_dock_frame *fr, const char *err)
+{
+    bool http_bay = lc->l->p->ship->http_bay;
+    char why[300];
+    if (dock_of_other_version(fr, http_bay))
+        snprintf(why, sizeof why, http_bay ? "bad Dock: version 1 (a WebSocket bay's) on an HTTP bay: a "
+                 "[[bays.http]] bay docks with version 3" : "bad Dock: version 3 (an HTTP bay's) on a WebSocket "
+                 "bay: declare it as [[bays.http]]");
+    else
+        snprintf(why, sizeof why, "bad Dock: %s", err);
+    link_fail(lc, 1011, why, true, true);
+}
+
+/* An HTTP bay's Dock v3: its threads give the links the workers may open
+ * (its processes x threads); Moored v3 carries its config. The bay is then
+ * ready, and this link is done: the workers dock their own. */
+static void on_docked3(link_conn *lc, const ms_dock_frame *fr)
+{
+    ms_dlink *l = lc->l;
+    ms_docks *d = l->d;
+    const ms_ship *s = l->p->ship;
+    assert(lc->st == LC_WAIT_DOCK && l->conn == lc && s->http_bay);
+    char err[200];
+    ms_dock_hello3 hello = { 0 };
+    if (ms_dock_parse_dock3(fr->payload, fr->len, &hello, err, sizeof err) != 0) {
+        ms_dock_hello3_free(&hello);
+        refuse_dock(lc, fr, err);
+        return;
+    }
+    if (hello.ship && strcmp(hello.ship, bay_name(l)) != 0)
+        ms_log_event(d->log, MS_WARN, bay_name(l), "dock_name",
+                     "bay \"%s\" docked under the name \"%.64s\" (MS_SHIP is \"%s\"); accepted", bay_name(l),
+                     hello.ship, bay_name(l));
+    uint32_t threads = hello.threads;
+    ms_dock_hello3_free(&hello);
+    if (!send_moored(lc, true)) {
+        link_fail(lc, 1011, "cannot send Moored: out of memory", false, true);
+        return;
+    }
+    uint32_t procs = s->bay_workers > 0 ? s->bay_workers : 1;
+    uint32_t cap = procs * threads;
+    __atomic_store_n(&d->hub->bays[l->bay].http.links_cap, cap, __ATOMIC_RELEASE);
+    uint64_t docks = __atomic_add_fetch(&d->hub->bays[l->bay].st.docks, 1, __ATOMIC_RELAXED);
+    char how[300];
+    snprintf(how, sizeof how, "docked on %s, protocol v%d, %u thread%s x %u process%s = %u links%s", l->p->socket_path,
+             MS_DOCK_V3, threads, threads == 1 ? "" : "s", procs, procs == 1 ? "" : "es", cap,
+             docks > 1 ? ", re-docked" : "");
+    l->p->last_health_error[0] = '\0';
+    /* the handshake is over: Moored is written, then the link closes and
+     * the bay's thread goes back to accepting */
+    l->wanted = false;
+    lc->st = LC_CLOSING;
+    l->conn = NULL;
+    uv_read_stop((uv_stream_t *)&lc->pipe);
+    maybe_free_conn(lc);
+    ms_fleet_bay_docked(d->fleet, l->bay, how);
+}
+
 static void on_docked(link_conn *lc, const ms_dock_frame *fr)
 {
     ms_dlink *l = lc->l;
     ms_docks *d = l->d;
     assert(lc->st == LC_WAIT_DOCK && l->conn == lc);
+    if (l->p->ship->http_bay) {
+        on_docked3(lc, fr);
+        return;
+    }
     char err[200];
     ms_dock_hello hello = { 0 };
     if (ms_dock_parse_dock(fr->payload, fr->len, &hello, err, sizeof err) != 0) {
         ms_dock_hello_free(&hello);
-        char why[260];
-        snprintf(why, sizeof why, "bad Dock: %s", err);
-        link_fail(lc, 1011, why, true, true);
+        refuse_dock(lc, fr, err);
         return;
     }
     if (strcmp(hello.ship, bay_name(l)) != 0)
@@ -241,7 +323,7 @@ static void on_docked(link_conn *lc, const ms_dock_frame *fr)
                      hello.ship, bay_name(l));
     lc->features = ms_dock_agree_features(hello.features);
     ms_dock_hello_free(&hello);
-    if (!send_moored(lc)) {
+    if (!send_moored(lc, false)) {
         link_fail(lc, 1011, "cannot send Moored: out of memory", false, true);
         return;
     }
@@ -487,6 +569,7 @@ static void try_connect(ms_dlink *l)
     lc->creq.data = lc;
     lc->st = LC_CONNECTING;
     ms_dock_decoder_init(&lc->dec, 0);
+    lc->dec.v3 = l->p->ship->http_bay;
     l->conn = lc;
     uv_pipe_connect(&lc->creq, &lc->pipe, l->p->socket_path, on_connect);
 }
@@ -512,9 +595,14 @@ static ms_dlink *link_of(ms_docks *d, ms_proc *p)
 
 bool ms_docks_add(ms_docks *d, ms_proc *const *procs, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (procs[i]->ship->kind == MS_BAY && !link_of(d, procs[i]))
             return false;
+        /* a docking upstream: no link here (it is ready at launch), but the
+         * workers' links to it count in its hub bay */
+        if (procs[i]->ship->kind == MS_UPSTREAM && ms_ship_speaks_v3(procs[i]->ship))
+            ms_hub_enable_bay(d->hub, procs[i]->slot);
+    }
     return true;
 }
 

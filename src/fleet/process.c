@@ -112,6 +112,16 @@ static void build_env(const ms_proc *p, envv *e)
         env_set(e, "MS_SOCKET_PATH", p->socket_path);
         env_set(e, "MS_BAY_TYPE", p->ship->group);
     }
+    if (p->ship->kind == MS_BAY && p->ship->http_bay) {
+        char n[32];
+        snprintf(n, sizeof n, "%u", p->ship->bay_workers);
+        env_set(e, "MS_BAY_WORKERS", n);
+        snprintf(n, sizeof n, "%u", p->ship->bay_threads);
+        env_set(e, "MS_BAY_THREADS", n);
+        /* whole seconds, rounded up: what a request may take, for the bay's drain */
+        snprintf(n, sizeof n, "%llu", (unsigned long long)((p->ship->request_timeout_ms + 999) / 1000));
+        env_set(e, "MS_BAY_DRAIN_TIMEOUT", n);
+    }
 }
 
 /* ---------------------------------------------------------------- command */

@@ -1,7 +1,8 @@
 """HTTP bays ([[bays.http]]) and upstreams ([[mothership.upstreams]]) in the
-fleet, through the real binary: an upstream is never started, is ready at
-launch, shows in status and chart with its bind, refuses
-restart/stop/signal, and ships may depend on it."""
+fleet, through the real binary: an HTTP bay gets the MS_BAY_* environment
+and a v1 Dock on it fails its boot with a clear line; an upstream is never
+started, is ready at launch, shows in status and chart with its bind,
+refuses restart/stop/signal, and ships may depend on it."""
 import json
 import os
 import socket
@@ -9,7 +10,94 @@ import subprocess
 import threading
 
 from conftest import BINARY, run_ms
-from fleet_helpers import Mothership, free_port, http_get
+from fleet_helpers import PY, Mothership, free_port, http_get, toml_str
+
+# A docking v3 bay in a few lines: listens on MS_SOCKET_PATH, speaks first
+# with a Dock (v3, or v1 to be refused), records its environment, the answer
+# and whether Mothership closed the link after it, then accepts again.
+BAY = r'''
+import json, os, socket, struct, sys
+out, version = sys.argv[1], int(sys.argv[2])
+path = os.environ["MS_SOCKET_PATH"]
+env = {k: v for k, v in os.environ.items() if k.startswith("MS_")}
+try:
+    os.unlink(path)
+except FileNotFoundError:
+    pass
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(path)
+srv.listen(16)
+
+def read_exact(c, n):
+    b = b""
+    while len(b) < n:
+        x = c.recv(n - len(b))
+        if not x:
+            return None
+        b += x
+    return b
+
+links = 0
+while True:
+    c, _ = srv.accept()
+    links += 1
+    hello = {"version": version, "ship": os.environ["MS_SHIP"], "pid": os.getpid()}
+    if version == 3:
+        hello["threads"] = 3
+    payload = json.dumps(hello).encode()
+    c.sendall(struct.pack(">BI", 1, len(payload)) + payload)
+    rec = {"env": env, "links": links, "moored": None}
+    hdr = read_exact(c, 5)
+    if hdr:
+        t, n = struct.unpack(">BI", hdr)
+        body = read_exact(c, n)
+        rec["moored_type"] = t
+        rec["moored"] = json.loads(body) if body is not None else None
+        c.settimeout(10)
+        rec["closed_after"] = c.recv(1) == b""
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(rec, f)
+    os.replace(tmp, out)
+    c.close()
+'''
+
+
+def write_bay(tmp_path):
+    p = tmp_path / "v3bay.py"
+    p.write_text(BAY)
+    return str(p)
+
+
+def test_http_bay_refuses_a_v1_dock(fleet, tmp_path):
+    bay = write_bay(tmp_path)
+    out = tmp_path / "bay.json"
+    ms = fleet(f'''
+        [[bays.http]]
+        name = "rack"
+        command = {toml_str(PY)}
+        args = [{toml_str(bay)}, {toml_str(str(out))}, "1"]
+        ready_timeout = "10s"
+        workers = 2
+        threads = 3
+        request_timeout = "1500ms"
+    ''')
+    e = ms.event("link_failed", ship="rack", timeout=15)
+    assert "bad Dock: version 1 (a WebSocket bay's) on an HTTP bay: a [[bays.http]] bay docks with version 3" \
+        in e["msg"], e
+    # a critical bay that fails to boot stops the fleet; nothing was moored
+    assert ms.wait_exit(timeout=15) != 0
+    rec = json.loads(out.read_text())
+    assert rec["moored"] is None
+    env = rec["env"]
+    assert env["MS_BAY_TYPE"] == "http"
+    assert env["MS_BAY_WORKERS"] == "2"
+    assert env["MS_BAY_THREADS"] == "3"
+    assert env["MS_BAY_DRAIN_TIMEOUT"] == "2"  # 1.5 s, rounded up
+    assert env["MS_SHIP"] == "rack" and env["MS_PID"] == str(ms.pid)
+    assert env["MS_SOCKET_PATH"] == env["MS_SOCKET_DIR"] + "/rack.sock"
+    assert not ms.events("ready", ship="rack")
+
 
 def ctl(ms, path, *args):
     """A fleet command against ms (its own socket dir)."""
