@@ -1989,8 +1989,10 @@ static void restart_changed(ms_proc *p, next_entry *e, const ms_ship *s, size_t 
         return;
     }
     take_definition(p, e, s, index);
-    if (p->state == MS_P_BACKOFF || p->state == MS_P_FAILED || p->state == MS_P_DONE) {
+    /* READY without a process: it was an upstream, and is not any more */
+    if (p->state == MS_P_BACKOFF || p->state == MS_P_FAILED || p->state == MS_P_DONE || p->state == MS_P_READY) {
         cancel_activity(p);
+        set_ready_flag(p, 0);
         p->reload_restart = true;
         p->state = MS_P_BACKOFF;
         p->backoff_until = uv_now(f->loop);

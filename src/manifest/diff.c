@@ -159,8 +159,8 @@ static const field ship_fields[] = {
     RAW(ms_ship, "workers", bay_workers),
     RAW(ms_ship, "threads", bay_threads),
     RAW(ms_ship, "request_timeout", request_timeout_ms),
-    RAW(ms_ship, "max_queue", max_queue),
-    OF(ms_ship, "file_roots", F_LIST, file_roots),
+    OF(ms_ship, "max_queue", F_SKIP, max_queue),         /* live_fields */
+    OF(ms_ship, "file_roots", F_SKIP, file_roots),
     END,
 };
 
@@ -169,6 +169,8 @@ static const field ship_fields[] = {
 static const field live_fields[] = {
     RAW(ms_ship, "balance", balance),
     RAW(ms_ship, "drain_timeout", drain_timeout_ms),
+    RAW(ms_ship, "max_queue", max_queue),
+    OF(ms_ship, "file_roots", F_LIST, file_roots),
     END,
 };
 
@@ -558,14 +560,22 @@ static void diff_entries(const diff_ctx *c, ms_manifest_diff *d, bool *oom)
         }
         why_buf live = { 0 };
         fields_diff(c, live_fields, &c->old->ships[o], s, "", &live);
+        const char *kw = s->kind == MS_BAY ? "bay" : s->kind == MS_UPSTREAM ? "upstream" : "ship";
         if (live.len && (!s->base || s->instance == 0)) {
             d->dataplane = true;
-            if (!SWAP(d, oom, "%s \"%s\" %s", s->kind == MS_BAY ? "bay" : "ship", ms_ship_base(s), live.s))
+            if (!SWAP(d, oom, "%s \"%s\" %s", kw, ms_ship_base(s), live.s))
                 return;
         }
         why_buf w = { 0 };
         const ms_ship *was = &c->old->ships[o];
         fields_diff(c, ship_fields, was, s, "", &w);
+        if (w.len && s->kind == MS_UPSTREAM && was->kind == MS_UPSTREAM) {
+            /* no process of ours: the workers take the new definition */
+            d->dataplane = true;
+            if (!SWAP(d, oom, "upstream \"%s\" %s", s->name, w.s))
+                return;
+            continue;
+        }
         /* the same number of instances: bind_alt moves only with the bind's text */
         if (was->instances == s->instances && !why_names_key(&w, "bind") &&
             (was->has_bind_alt != s->has_bind_alt || (s->has_bind_alt && !addr_eq(&was->bind_alt, &s->bind_alt))))

@@ -7,12 +7,13 @@
  *
  * Equality is per key of the typed model: every key of a ship or bay except
  * "routes" (which the workers swap) and the keys read while it runs
- * (balance, drain_timeout: swapped too) restarts the
+ * (balance, drain_timeout, max_queue, file_roots: swapped too) restarts the
  * entry, and so does a change of its effective environment ([mothership] env
  * under the entry's own env) or of a [mothership] timeout it inherits. A
  * ship with instances is one entry per instance ("web#1"): a change of its
  * definition changes each of them, a change of `instances` only adds or
- * removes entries (a depends_on naming the ship stays the same). A
+ * removes entries (a depends_on naming the ship stays the same). An
+ * upstream has no process of ours: any change of it is swapped. A
  * dependency that restarts does not restart its dependents. File contents (payload modules, certificates)
  * are not read here: only the paths and settings are compared.
  *

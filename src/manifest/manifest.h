@@ -371,8 +371,10 @@ ms_ship *ms_manifest_find_ship(const ms_manifest *m, const char *name);
 const ms_bind *ms_manifest_find_bind(const ms_manifest *m, const char *name);
 
 /* The keys one table of the manifest accepts (NULL-terminated), by its name:
- * "mothership", "http", "ship", "bay", "healthcheck", "restart", "route",
- * "bind", "tls", "tls.certs", "static_dirs", "module", "uplink"; NULL for
+ * "mothership", "http", "ship", "bay" ([[bays.websocket]]), "http_bay"
+ * ([[bays.http]]), "upstream" ([[mothership.upstreams]]), "healthcheck",
+ * "restart", "route", "bind", "tls", "tls.certs", "static_dirs", "module",
+ * "uplink"; NULL for
  * any other name. What a reload compares is tested against these lists. */
 const char *const *ms_manifest_keys(const char *table);
 

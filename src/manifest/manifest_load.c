@@ -76,7 +76,7 @@ const char *const *ms_manifest_keys(const char *table)
         { "bay", bay_keys }, { "restart", restart_keys }, { "module", module_keys },
         { "uplink", uplink_keys }, { "static_dirs", static_keys }, { "tls", tls_keys },
         { "tls.certs", tlscert_keys }, { "bind", bindtable_keys }, { "healthcheck", health_keys },
-        { "route", route_keys },
+        { "route", route_keys }, { "http_bay", hbay_keys }, { "upstream", upstream_keys },
     };
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
         if (strcmp(tables[i].table, table) == 0)

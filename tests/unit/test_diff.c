@@ -216,6 +216,48 @@ static const variant bay_cases[] = {
     { NULL, NULL, NULL, RESTART, NULL },
 };
 
+#define HB_NAME "name = \"web\"\ncommand = \"/bin/bay\"\n"
+static const variant hbay_cases[] = {
+    { "name", HB_NAME, "name = \"web2\"\ncommand = \"/bin/bay\"\n", RENAME, "web2" },
+    { "command", "name = \"web\"\ncommand = \"/bin/a\"", "name = \"web\"\ncommand = \"/bin/b\"", RESTART, "command" },
+    { "args", HB_NAME, HB_NAME "args = [\"-v\"]", RESTART, "args" },
+    { "routes", HB_NAME "routes = [\"http:/a\"]", HB_NAME "routes = [\"http:/a\", \"admin:/a\"]", SWAP,
+      "routes of bind \"admin\"" },
+    { "depends_on", HB_NAME, HB_NAME "depends_on = [\"db\"]", RESTART, "depends_on" },
+    { "env", HB_NAME "env = { A = \"1\" }", HB_NAME "env = { A = \"2\" }", RESTART, "env.A" },
+    { "config", HB_NAME "config = { room = \"a\" }", HB_NAME "config = { room = \"b\" }", RESTART, "config.room" },
+    { "critical", HB_NAME, HB_NAME "critical = false", RESTART, "critical" },
+    { "tags", HB_NAME, HB_NAME "tags = [\"app\"]", RESTART, "tags" },
+    { "cwd", HB_NAME, HB_NAME "cwd = \"/tmp\"", RESTART, "cwd" },
+    { "ready_timeout", HB_NAME, HB_NAME "ready_timeout = \"5s\"", RESTART, "ready_timeout" },
+    { "shutdown_timeout", HB_NAME, HB_NAME "shutdown_timeout = \"5s\"", RESTART, "shutdown_timeout" },
+    { "restart", HB_NAME, HB_NAME "restart = { loop_limit = 9 }", RESTART, "restart.loop_limit" },
+    { "stop_signal", HB_NAME, HB_NAME "stop_signal = \"SIGQUIT\"", RESTART, "stop_signal" },
+    /* in the bay's environment: MS_BAY_WORKERS, MS_BAY_THREADS, MS_BAY_DRAIN_TIMEOUT */
+    { "workers", HB_NAME, HB_NAME "workers = 2", RESTART, "workers" },
+    { "threads", HB_NAME, HB_NAME "threads = 8", RESTART, "threads" },
+    { "request_timeout", HB_NAME, HB_NAME "request_timeout = \"5s\"", RESTART, "request_timeout" },
+    /* read by the workers only */
+    { "max_queue", HB_NAME, HB_NAME "max_queue = 5", SWAP, "bay \"web\" max_queue" },
+    { "file_roots", HB_NAME "file_roots = [\"/tmp\"]", HB_NAME "file_roots = [\"/\"]", SWAP, "bay \"web\" file_roots" },
+    { NULL, NULL, NULL, RESTART, NULL },
+};
+
+/* An upstream has no process of ours: every change is the workers'. */
+#define UP_NAME "name = \"web\"\nbind = \"unix:///tmp/up.sock\"\n"
+static const variant upstream_cases[] = {
+    { "name", UP_NAME, "name = \"web2\"\nbind = \"unix:///tmp/up.sock\"\n", RENAME, "web2" },
+    { "bind", UP_NAME, "name = \"web\"\nbind = \"unix:///tmp/up2.sock\"\n", SWAP, "upstream \"web\" bind" },
+    { "protocol", UP_NAME, UP_NAME "protocol = \"http\"", SWAP, "upstream \"web\" type, protocol" },
+    { "routes", UP_NAME "routes = [\"http:/a\"]", UP_NAME "routes = [\"http:/a\", \"admin:/a\"]", SWAP,
+      "routes of bind \"admin\"" },
+    { "request_timeout", UP_NAME, UP_NAME "request_timeout = \"5s\"", SWAP, "upstream \"web\" request_timeout" },
+    { "max_queue", UP_NAME, UP_NAME "max_queue = 5", SWAP, "upstream \"web\" max_queue" },
+    { "file_roots", UP_NAME, UP_NAME "file_roots = [\"/tmp\"]", SWAP, "upstream \"web\" file_roots" },
+    { "tags", UP_NAME, UP_NAME "tags = [\"ext\"]", SWAP, "upstream \"web\" tags" },
+    { NULL, NULL, NULL, RESTART, NULL },
+};
+
 #define HC(x) "name = \"web\"\n" CMD HB "healthcheck = { " x " }"
 static const variant health_cases[] = {
     { "path", HC("path = \"/a\""), HC("path = \"/b\""), RESTART, "healthcheck.path" },
@@ -388,6 +430,8 @@ static const variant uplink_cases[] = {
 static const section sections[] = {
     { "ship", HTTP_BIND DB "[[fleet.web]]\n%s\n", ship_cases },
     { "bay", HTTP_BIND DB "[[bays.websocket]]\n%s\n", bay_cases },
+    { "http_bay", HTTP_BIND DB "[[bays.http]]\n%s\n", hbay_cases },
+    { "upstream", HTTP_BIND DB "[[mothership.upstreams]]\n%s\n", upstream_cases },
     { "healthcheck", DB "[[fleet.web]]\n%s\n", health_cases },
     { "restart", DB "[[fleet.web]]\n%s\n", restart_cases },
     { "route", HTTP_BIND DB "[[fleet.web]]\n%s\n", route_cases },

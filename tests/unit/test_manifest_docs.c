@@ -27,6 +27,8 @@ static const struct { const char *table, *heading; } SECTIONS[] = {
     { "healthcheck", "### `healthcheck`" },
     { "route", "### `routes`" },
     { "bay", "## `[[bays.websocket]]`: bays" },
+    { "http_bay", "## `[[bays.http]]`: HTTP bays" },
+    { "upstream", "### `[[mothership.upstreams]]`" },
     { "module", "## `[[modules]]`: WASM payloads" },
     { "uplink", "## `[[uplinks]]`" },
 };
