@@ -56,9 +56,9 @@ static void list_join(FILE *out, const ms_strlist *l)
 
 void ms_print_summary(const ms_manifest *m, FILE *out)
 {
-    size_t nships = 0, nbays = 0;
+    size_t nships = 0, nbays = 0, nups = 0;
     for (size_t i = 0; i < m->nships; i++)
-        m->ships[i].kind == MS_SHIP ? nships++ : nbays++;
+        m->ships[i].kind == MS_SHIP ? nships++ : m->ships[i].kind == MS_BAY ? nbays++ : nups++;
 
     fprintf(out, "%s: cleared for launch\n", m->path);
     fprintf(out, "  ships    %zu\n", nships);
@@ -105,6 +105,14 @@ void ms_print_summary(const ms_manifest *m, FILE *out)
             list_join(out, &t->depends_on);
         }
         fputc('\n', out);
+    }
+    if (nups) /* only when there are: the summary of a manifest without stays as it was */
+        fprintf(out, "  upstreams %zu\n", nups);
+    for (size_t i = 0; i < m->nships; i++) {
+        const ms_ship *t = &m->ships[i];
+        if (t->kind == MS_UPSTREAM)
+            fprintf(out, "      %-16s %-7s %s (not started by Mothership)\n", t->name,
+                    t->upstream_protocol == MS_UPSTREAM_DOCKING ? "docking" : "http", t->bind.text);
     }
     fprintf(out, "  modules  %zu\n", m->nmodules);
     for (size_t i = 0; i < m->nmodules; i++) {

@@ -229,3 +229,43 @@ routes = ["http:/app/.*"]
     routes = json.loads(r.out)["binds"][0]["routes"]
     assert routes[0]["kind"] == "upstream" and routes[0]["upstream"] == f"unix://{tmp_path}/rack.sock"
     assert routes[0]["protocol"] == "docking"
+
+
+def test_clearance_lists_upstreams_and_init_shows_both(manifest, tmp_path):
+    path = manifest(f'''
+[[mothership.upstreams]]
+name = "rack"
+bind = "unix://{tmp_path}/rack.sock"
+
+[[mothership.upstreams]]
+name = "legacy"
+bind = "127.0.0.1:9000"
+protocol = "http"
+
+[[bays.http]]
+name = "app"
+command = "x"
+''')
+    r = run_ms("clearance", "-c", path)
+    assert r.code == 0, r.err
+    assert "  bays     1\n      app              http\n" in r.out, r.out
+    assert ("  upstreams 2\n"
+            f"      rack             docking unix://{tmp_path}/rack.sock (not started by Mothership)\n"
+            "      legacy           http    tcp://127.0.0.1:9000 (not started by Mothership)\n") in r.out, r.out
+
+    r = run_ms("init", "fresh.toml", cwd=str(tmp_path))
+    assert r.code == 0, r
+    text = (tmp_path / "fresh.toml").read_text()
+    assert "# [[bays.http]]\n" in text and "# [[mothership.upstreams]]\n" in text
+    # uncommented, both blocks load
+    lines = text.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        block = any(lines[j] in ("# [[bays.http]]", "# [[mothership.upstreams]]") and
+                    all(lines[k].startswith("# ") and " = " in lines[k] for k in range(j + 1, i + 1))
+                    for j in range(max(0, i - 8), i + 1))
+        out.append(line[2:] if block else line)
+    (tmp_path / "fresh.toml").write_text("\n".join(out) + "\n")
+    r = run_ms("clearance", "-c", "fresh.toml", cwd=str(tmp_path))
+    assert r.code == 0, r
+    assert "      app              http\n" in r.out and "  upstreams 1\n" in r.out, r.out
