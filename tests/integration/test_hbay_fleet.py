@@ -1,6 +1,8 @@
 """HTTP bays ([[bays.http]]) and upstreams ([[mothership.upstreams]]) in the
-fleet, through the real binary: an HTTP bay gets the MS_BAY_* environment
-and a v1 Dock on it fails its boot with a clear line; an upstream is never
+fleet, through the real binary: an HTTP bay gets the MS_BAY_* environment,
+is ready once its Dock v3 is answered with Moored v3 (and the handshake
+link is then closed), a v1 Dock on it (or a v3 Dock on a WebSocket bay)
+fails its boot with a clear line; an upstream is never
 started, is ready at launch, shows in status and chart with its bind,
 refuses restart/stop/signal, and ships may depend on it."""
 import json
@@ -10,7 +12,7 @@ import subprocess
 import threading
 
 from conftest import BINARY, run_ms
-from fleet_helpers import PY, Mothership, free_port, http_get, toml_str
+from fleet_helpers import PY, Mothership, free_port, http_get, toml_str, wait_file
 
 # A docking v3 bay in a few lines: listens on MS_SOCKET_PATH, speaks first
 # with a Dock (v3, or v1 to be refused), records its environment, the answer
@@ -37,16 +39,23 @@ def read_exact(c, n):
         b += x
     return b
 
+def record(rec):
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(rec, f)
+    os.replace(tmp, out)
+
 links = 0
 while True:
     c, _ = srv.accept()
     links += 1
+    rec = {"env": env, "links": links, "moored": None}
+    record(rec)  # before the Dock: a refused bay is killed at once
     hello = {"version": version, "ship": os.environ["MS_SHIP"], "pid": os.getpid()}
     if version == 3:
         hello["threads"] = 3
     payload = json.dumps(hello).encode()
     c.sendall(struct.pack(">BI", 1, len(payload)) + payload)
-    rec = {"env": env, "links": links, "moored": None}
     hdr = read_exact(c, 5)
     if hdr:
         t, n = struct.unpack(">BI", hdr)
@@ -55,10 +64,7 @@ while True:
         rec["moored"] = json.loads(body) if body is not None else None
         c.settimeout(10)
         rec["closed_after"] = c.recv(1) == b""
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(rec, f)
-    os.replace(tmp, out)
+    record(rec)
     c.close()
 '''
 
@@ -67,6 +73,39 @@ def write_bay(tmp_path):
     p = tmp_path / "v3bay.py"
     p.write_text(BAY)
     return str(p)
+
+
+def test_http_bay_docks_v3_with_its_env(fleet, tmp_path):
+    bay = write_bay(tmp_path)
+    out = tmp_path / "bay.json"
+    ms = fleet(f'''
+        [[bays.http]]
+        name = "rack"
+        command = {toml_str(PY)}
+        args = [{toml_str(bay)}, {toml_str(str(out))}, "3"]
+        workers = 2
+        threads = 3
+        request_timeout = "1500ms"
+        config = {{ greeting = "hi", n = 7 }}
+    ''')
+    ms.event("ready", ship="rack", timeout=15)
+    wait_file(str(out), timeout=10, predicate=lambda t: '"closed_after"' in t)
+    rec = json.loads(out.read_text())
+    env = rec["env"]
+    assert env["MS_BAY_TYPE"] == "http"
+    assert env["MS_BAY_WORKERS"] == "2"
+    assert env["MS_BAY_THREADS"] == "3"
+    assert env["MS_BAY_DRAIN_TIMEOUT"] == "2"  # 1.5 s, rounded up
+    assert env["MS_SHIP"] == "rack"
+    assert env["MS_SOCKET_PATH"].endswith("/rack.sock")
+    assert env["MS_SOCKET_DIR"] and env["MS_PID"] == str(ms.pid)
+    assert rec["moored_type"] == 2
+    assert rec["moored"] == {"version": 3, "config": {"greeting": "hi", "n": "7"}}
+    assert rec["closed_after"] is True  # the handshake link is closed by Mothership
+    assert rec["links"] == 1
+    ready = [e for e in ms.events("ready", ship="rack")]
+    assert "protocol v3" in ready[0]["msg"] and "6 links" in ready[0]["msg"], ready[0]
+    assert ms.stop() == 0
 
 
 def test_http_bay_refuses_a_v1_dock(fleet, tmp_path):
@@ -97,6 +136,22 @@ def test_http_bay_refuses_a_v1_dock(fleet, tmp_path):
     assert env["MS_SHIP"] == "rack" and env["MS_PID"] == str(ms.pid)
     assert env["MS_SOCKET_PATH"] == env["MS_SOCKET_DIR"] + "/rack.sock"
     assert not ms.events("ready", ship="rack")
+
+
+def test_websocket_bay_refuses_a_v3_dock(fleet, tmp_path):
+    bay = write_bay(tmp_path)
+    out = tmp_path / "bay.json"
+    ms = fleet(f'''
+        [[bays.websocket]]
+        name = "cast"
+        command = {toml_str(PY)}
+        args = [{toml_str(bay)}, {toml_str(str(out))}, "3"]
+        critical = false
+        restart = {{ backoff = "10s" }}
+    ''')
+    e = ms.event("link_failed", ship="cast", timeout=15)
+    assert "bad Dock: version 3 (an HTTP bay's) on a WebSocket bay: declare it as [[bays.http]]" in e["msg"], e
+    assert ms.stop() == 0
 
 
 def ctl(ms, path, *args):
