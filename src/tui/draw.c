@@ -425,7 +425,8 @@ static void draw_overview(ms_tui *t)
         sparkline(t, tp, buf, sizeof buf, cols_def[K_SPARK].w);
         x = put_cell(y, x, K_SPARK, buf, base | colour(t, C_CYAN));
         uint64_t clients;
-        if (p->ship->kind == MS_BAY && t->cfg.bay_clients && t->cfg.bay_clients(t->cfg.requests_arg, i, &clients)) {
+        if (p->ship->kind == MS_BAY && !p->ship->http_bay && t->cfg.bay_clients &&
+            t->cfg.bay_clients(t->cfg.requests_arg, i, &clients)) {
             /* a bay's load is its clients, not its handshakes per second */
             int n = snprintf(buf, sizeof buf, "%llu client%s  ", (unsigned long long)clients, clients == 1 ? "" : "s");
             routes_text(f, i, buf + n, sizeof buf - (size_t)n);
