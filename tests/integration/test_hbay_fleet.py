@@ -324,3 +324,48 @@ command = "x"
     r = run_ms("clearance", "-c", "fresh.toml", cwd=str(tmp_path))
     assert r.code == 0, r
     assert "      app              http\n" in r.out and "  upstreams 1\n" in r.out, r.out
+
+
+def test_reload_adds_an_upstream_then_turns_it_into_a_ship(fleet, tmp_path):
+    """An upstream added by a reload is ready at once and its route served;
+    changed into a ship by the next reload, it is started."""
+    import signal
+    port, app_port = free_port(), free_port()
+    app = TinyHTTP(app_port)
+    head = f'[mothership.bind]\nhttp = "127.0.0.1:{port}"\n\n'
+    web = '[[fleet.web]]\nname = "web"\ncommand = "sleep"\nargs = ["600"]\nready_after = "50ms"\n\n'
+    try:
+        ms = fleet(head + web, name="ship-manifest.toml")
+        path = tmp_path / "ship-manifest.toml"
+        ms.event("fleet_ready", timeout=15)
+        assert http_get(port, "/old/x")[0] == 404
+
+        path.write_text(head + web + f'''
+[[mothership.upstreams]]
+name = "legacy"
+bind = "127.0.0.1:{app_port}"
+protocol = "http"
+routes = [{{ bind = "http", pattern = "/old/.*", strip_prefix = "/old" }}]
+''')
+        start = len(ms.lines)
+        ms.signal(signal.SIGHUP)
+        ms.event("reloaded", start=start, timeout=10)
+        e = ms.event("ready", ship="legacy", start=start, timeout=10)
+        assert "not started by Mothership" in e["msg"]
+        assert http_get(port, "/old/x") == (200, "upstream saw GET /x HTTP/1.1")
+
+        path.write_text(head + web + f'''
+[[fleet.web]]
+name = "legacy"
+command = "sleep"
+args = ["600"]
+ready_after = "50ms"
+''')
+        start = len(ms.lines)
+        ms.signal(signal.SIGHUP)
+        ms.event("reloaded", start=start, timeout=10)
+        ms.event("started", ship="legacy", start=start, timeout=10)
+        ms.event("ready", ship="legacy", start=start, timeout=10)
+        assert ms.stop() == 0
+    finally:
+        app.close()
