@@ -692,6 +692,8 @@ static void on_slot_freed(void *arg, size_t slot)
             ms_hub_to_worker(d->hub, w, m);
     }
     ms_hub_reset_bay(d->hub, slot);
+    /* an HTTP bay's capacity is its own: the slot's next owner docks its own */
+    __atomic_store_n(&d->hub->bays[slot].http.links_cap, 0, __ATOMIC_RELEASE);
 }
 
 static void on_wake(uv_async_t *a)
