@@ -93,7 +93,7 @@ bool ms_fleet_select(const ms_manifest *m, const char *only, const char *except,
                 ms_ship *dep = ms_manifest_find_ship(m, m->ships[i].depends_on.items[d]);
                 if (dep && !selected[dep - m->ships]) {
                     snprintf(why, why_len, "--except removes %s \"%s\", but %s \"%s\" depends on it", 
-                             dep->kind == MS_BAY ? "bay" : "ship", dep->name,
+                             dep->kind == MS_BAY ? "bay" : dep->kind == MS_UPSTREAM ? "upstream" : "ship", dep->name,
                              m->ships[i].kind == MS_BAY ? "bay" : "ship", m->ships[i].name);
                     return false;
                 }
