@@ -4,6 +4,7 @@
  * queue, over plain POSIX sockets and poll(). The wire format is the codec
  * of src/dock/protocol.c. */
 #include "libdock/dock.h"
+#include "libdock/dock_impl.h"
 
 #include "dock/protocol.h"
 
@@ -106,6 +107,7 @@ const char *dock_status_name(int status)
     case DOCK_ERR_TOOBIG: return "message too large";
     case DOCK_ERR_FULL: return "output buffer full";
     case DOCK_ERR_BUSY: return "not allowed from a callback";
+    case DOCK_ERR_STATE: return "not allowed at this point of the request";
     default: return "unknown status";
     }
 }
@@ -208,8 +210,7 @@ static void out_compact(dock_bay *bay)
 
 /* ---------------------------------------------------------------- open/close */
 
-/* mkdir -p of the directory part of path, new directories 0700. */
-static int make_parent_dirs(const char *path, char *err, size_t err_len)
+int dock__make_parent_dirs(const char *path, char *err, size_t err_len)
 {
     char *dir = strdup(path);
     if (!dir)
@@ -245,8 +246,7 @@ static int make_parent_dirs(const char *path, char *err, size_t err_len)
     return DOCK_OK;
 }
 
-/* Removes a stale socket file at path; refuses to remove anything else. */
-static int remove_stale(const char *path, char *err, size_t err_len)
+int dock__remove_stale(const char *path, char *err, size_t err_len)
 {
     struct stat st;
     if (lstat(path, &st) != 0) {
@@ -263,9 +263,7 @@ static int remove_stale(const char *path, char *err, size_t err_len)
     return DOCK_OK;
 }
 
-/* The ship name when neither the options nor MS_SHIP give one: the socket
- * file's name without ".sock". */
-static char *ship_from_path(const char *path)
+char *dock__ship_from_path(const char *path)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -324,7 +322,7 @@ dock_bay *dock_bay_open(const dock_options *opt, char *err, size_t err_len)
 
     const char *ship = opt->ship && *opt->ship ? opt->ship : getenv("MS_SHIP");
     bay->path = strdup(path);
-    bay->ship = ship && *ship ? strdup(ship) : ship_from_path(path);
+    bay->ship = ship && *ship ? strdup(ship) : dock__ship_from_path(path);
     bay->rbuf = malloc(READ_CHUNK);
     if (!bay->path || !bay->ship || !bay->rbuf) {
         seterr(err, err_len, DOCK_ERR_NOMEM, "out of memory");
@@ -346,7 +344,7 @@ dock_bay *dock_bay_open(const dock_options *opt, char *err, size_t err_len)
     bay->wake_r = fds[0];
     bay->wake_w = fds[1];
 
-    if (make_parent_dirs(path, err, err_len) != DOCK_OK || remove_stale(path, err, err_len) != DOCK_OK)
+    if (dock__make_parent_dirs(path, err, err_len) != DOCK_OK || dock__remove_stale(path, err, err_len) != DOCK_OK)
         goto fail;
     bay->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (bay->listen_fd < 0) {
