@@ -325,13 +325,14 @@ static fill_result fill(dock_link *link, int64_t deadline, bool watch_stop)
     }
 }
 
-/* Makes at least need (<= RBUF_SIZE) bytes available in rbuf. what names
- * the frame for the error of a link that ends early. */
-static int need_bytes(dock_link *link, size_t need, int64_t deadline, bool watch_stop,
-                      const char *what, char *err, size_t err_len)
+/* Makes at least need (<= RBUF_SIZE) bytes available in rbuf. at_start:
+ * the bytes begin a frame (a link that ends before them ended cleanly).
+ * what names the frame for the error of a link that ends early. */
+static int need_bytes(dock_link *link, size_t need, int64_t deadline, bool at_start,
+                      bool watch_stop, const char *what, char *err, size_t err_len)
 {
     while (link->rlen - link->rpos < need) {
-        bool between = link->rlen == link->rpos;
+        bool between = at_start && link->rlen == link->rpos;
         fill_result f = fill(link, deadline, watch_stop && between);
         switch (f) {
         case FILL_OK:
@@ -357,7 +358,7 @@ static int need_bytes(dock_link *link, size_t need, int64_t deadline, bool watch
 static int read_header(dock_link *link, uint8_t *type, uint32_t *len, int64_t deadline,
                        bool watch_stop, const char *what, char *err, size_t err_len)
 {
-    int rc = need_bytes(link, MS_DOCK_HEADER_LEN, deadline, watch_stop, what, err, err_len);
+    int rc = need_bytes(link, MS_DOCK_HEADER_LEN, deadline, true, watch_stop, what, err, err_len);
     if (rc != DOCK_OK)
         return rc;
     *type = link->rbuf[link->rpos];
@@ -388,7 +389,7 @@ static int read_payload(dock_link *link, uint32_t len, const char *what, uint8_t
     size_t have = 0;
     while (have < len) {
         if (link->rpos == link->rlen) {
-            int rc = need_bytes(link, 1, deadline, false, what, err, err_len);
+            int rc = need_bytes(link, 1, deadline, false, false, what, err, err_len);
             if (rc != DOCK_OK) {
                 free(p);
                 return rc;
@@ -413,7 +414,7 @@ static int begin_haul(dock_link *link, uint32_t len, char *err, size_t err_len)
         return link_break(link, err, err_len,
                           "protocol error: HAUL payload of %u bytes is shorter than its 5-byte "
                           "request id and flags", (unsigned)len);
-    int rc = need_bytes(link, 5, -1, false, "HAUL", err, err_len);
+    int rc = need_bytes(link, 5, -1, false, false, "HAUL", err, err_len);
     if (rc != DOCK_OK)
         return rc;
     uint32_t id = get32(link->rbuf + link->rpos);

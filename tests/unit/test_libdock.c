@@ -3,7 +3,11 @@
  * it connects, reads Dock, sends Moored/Boarding/Cargo/Disembark and reads
  * what the bay sends, checking every callback and byte; protocol errors end
  * the link with the right message; binary is refused on a v1 link; the bay
- * accepts again after a link ends; the blocking loop stops on request. */
+ * accepts again after a link ends; the blocking loop stops on request.
+ *
+ * The HTTP side (docking v3, dock_http_* / dock_link_*) is tested the same
+ * way over a socketpair: the test writes Mothership's frames as exact bytes
+ * and checks every byte the bay writes back. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -1080,6 +1084,726 @@ static void test_blocking_run(void **state)
     assert_true(sa.sa_handler == SIG_DFL);
 }
 
+/* ================================================================ HTTP bays (docking v3) */
+
+typedef struct {
+    char dir[64];
+    char sock[160];
+    dock_http *bay;
+    dock_link *link;
+    int ms;          /* Mothership's end of the link */
+    char err[512];
+} hfx;
+
+static int setup_http(void **state)
+{
+    hfx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/libdock-http-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->sock, sizeof f->sock, "%s/web.sock", f->dir);
+    f->ms = -1;
+    unsetenv("MS_SOCKET_PATH");
+    unsetenv("MS_SHIP");
+    unsetenv("MS_BAY_THREADS");
+    unsetenv("MS_BAY_WORKERS");
+    dock_http_options opt = { .socket_path = f->sock, .ship = "web", .threads = 3,
+                              .moored_timeout_ms = 2000 };
+    f->bay = dock_http_open(&opt, f->err, sizeof f->err);
+    if (!f->bay)
+        fail_msg("dock_http_open: %s", f->err);
+    *state = f;
+    return 0;
+}
+
+static int teardown_http(void **state)
+{
+    hfx *f = *state;
+    if (f->ms >= 0)
+        close(f->ms);
+    dock_link_close(f->link);
+    dock_http_close(f->bay);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* "22 0000000b 01" -> bytes; spaces are ignored. */
+static size_t hx(const char *hex, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = hex; *p;) {
+        if (*p == ' ' || *p == '\n') {
+            p++;
+            continue;
+        }
+        unsigned v;
+        assert_int_equal(sscanf(p, "%2x", &v), 1);
+        assert_true(n < cap);
+        out[n++] = (uint8_t)v;
+        p += 2;
+    }
+    return n;
+}
+
+static void h_write(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        assert_true(w > 0);
+        b += w;
+        n -= (size_t)w;
+    }
+}
+
+static void h_hex(int fd, const char *hex)
+{
+    uint8_t b[4096];
+    h_write(fd, b, hx(hex, b, sizeof b));
+}
+
+static void h_frame(int fd, uint8_t type, const void *payload, size_t len)
+{
+    uint8_t h[5] = { type, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                     (uint8_t)len };
+    h_write(fd, h, 5);
+    if (len)
+        h_write(fd, payload, len);
+}
+
+static void h_read(int fd, uint8_t *out, size_t n)
+{
+    size_t have = 0;
+    while (have < n) {
+        ssize_t r = recv(fd, out + have, n - have, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            fail_msg("expected %zu more bytes from the bay, got %s", n - have,
+                     r == 0 ? "EOF" : strerror(errno));
+        have += (size_t)r;
+    }
+}
+
+/* The bay's next bytes are exactly these. */
+static void h_expect_bytes(int fd, const uint8_t *want, size_t n)
+{
+    uint8_t *got = malloc(n ? n : 1);
+    assert_non_null(got);
+    h_read(fd, got, n);
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != want[i])
+            fail_msg("byte %zu: got 0x%02x, want 0x%02x", i, got[i], want[i]);
+    free(got);
+}
+
+static void h_expect(int fd, const char *hex)
+{
+    uint8_t b[4096];
+    h_expect_bytes(fd, b, hx(hex, b, sizeof b));
+}
+
+/* Nothing more from the bay: the link is closed (EOF, or a reset). */
+static void h_expect_eof(int fd)
+{
+    uint8_t c;
+    ssize_t r;
+    do
+        r = recv(fd, &c, 1, 0);
+    while (r < 0 && errno == EINTR);
+    assert_true(r == 0 || (r < 0 && errno == ECONNRESET));
+}
+
+static void h_timeout(int fd)
+{
+    struct timeval tv = { .tv_sec = 3 };
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+}
+
+/* A docked link over a socketpair: Moored is written first (the bay
+ * blocks on it), then the bay's Dock is checked byte for byte. */
+static void h_dock_with(hfx *f, const char *moored)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    f->ms = sv[0];
+    h_timeout(f->ms);
+    h_frame(f->ms, 0x02, moored, strlen(moored));
+    assert_int_equal(dock_http_adopt(f->bay, sv[1], &f->link, f->err, sizeof f->err), DOCK_OK);
+    char dock[160];
+    int n = snprintf(dock, sizeof dock,
+                     "{\"version\": 3, \"ship\": \"web\", \"pid\": %ld, \"threads\": 3}",
+                     (long)getpid());
+    uint8_t hdr[5] = { 0x01, 0, 0, 0, (uint8_t)n };
+    h_expect_bytes(f->ms, hdr, 5);
+    h_expect_bytes(f->ms, (const uint8_t *)dock, (size_t)n);
+}
+
+static void h_dock(hfx *f)
+{
+    h_dock_with(f, "{\"version\": 3, \"config\": {}}");
+}
+
+/* A HAIL from name/value C strings. */
+static void h_hail(int fd, uint32_t id, uint64_t cl, const char *const *kv, size_t n)
+{
+    uint8_t p[8192];
+    size_t off = 16;
+    for (size_t i = 0; i < 2 * n; i++) {
+        size_t l = strlen(kv[i]);
+        assert_true(off + 4 + l <= sizeof p);
+        p[off] = (uint8_t)(l >> 24), p[off + 1] = (uint8_t)(l >> 16);
+        p[off + 2] = (uint8_t)(l >> 8), p[off + 3] = (uint8_t)l;
+        memcpy(p + off + 4, kv[i], l);
+        off += 4 + l;
+    }
+    for (int k = 0; k < 4; k++)
+        p[k] = (uint8_t)(id >> (24 - 8 * k));
+    for (int k = 0; k < 8; k++)
+        p[4 + k] = (uint8_t)(cl >> (56 - 8 * k));
+    for (int k = 0; k < 4; k++)
+        p[12 + k] = (uint8_t)(n >> (24 - 8 * k));
+    h_frame(fd, 0x20, p, off);
+}
+
+static void h_haul(int fd, uint32_t id, bool fin, const char *data)
+{
+    size_t l = strlen(data);
+    uint8_t p[1024];
+    assert_true(l + 5 <= sizeof p);
+    p[0] = (uint8_t)(id >> 24), p[1] = (uint8_t)(id >> 16), p[2] = (uint8_t)(id >> 8);
+    p[3] = (uint8_t)id;
+    p[4] = fin ? 1 : 0;
+    memcpy(p + 5, data, l);
+    h_frame(fd, 0x21, p, l + 5);
+}
+
+static void test_http_open(void **state)
+{
+    hfx *f = *state;
+    char err[256];
+    assert_int_equal(dock_http_threads(f->bay), 3);
+    assert_string_equal(dock_http_ship(f->bay), "web");
+    assert_string_equal(dock_http_socket_path(f->bay), f->sock);
+    struct stat st;
+    assert_int_equal(lstat(f->sock, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+
+    /* Without options: the environment, as Mothership sets it. */
+    assert_null(dock_http_open(NULL, err, sizeof err));
+    assert_non_null(strstr(err, "MS_SOCKET_PATH is not set"));
+    char path[200];
+    snprintf(path, sizeof path, "%s/sub/env.sock", f->dir);
+    setenv("MS_SOCKET_PATH", path, 1);
+    setenv("MS_BAY_THREADS", "0", 1);
+    assert_null(dock_http_open(NULL, err, sizeof err));
+    assert_string_equal(err, "MS_BAY_THREADS=0 is not a number in 1..1024");
+    setenv("MS_BAY_THREADS", "7", 1);
+    setenv("MS_BAY_WORKERS", "2", 1);
+    dock_http *b = dock_http_open(NULL, err, sizeof err);
+    assert_non_null(b);
+    assert_int_equal(dock_http_threads(b), 7);
+    assert_int_equal(dock_http_workers(b), 2);
+    assert_string_equal(dock_http_ship(b), "env");   /* from the socket file's name */
+    dock_http_close(b);
+    assert_int_equal(lstat(path, &st), -1);   /* the socket file is removed */
+    unsetenv("MS_BAY_THREADS");
+    unsetenv("MS_BAY_WORKERS");
+    dock_http_options opt = { .socket_path = path };
+    b = dock_http_open(&opt, err, sizeof err);
+    assert_non_null(b);
+    assert_int_equal(dock_http_threads(b), 4);   /* the default */
+    assert_int_equal(dock_http_workers(b), 0);
+    dock_http_close(b);
+    unsetenv("MS_SOCKET_PATH");
+}
+
+static void test_http_handshake(void **state)
+{
+    hfx *f = *state;
+    h_dock_with(f, "{\"version\": 3, \"config\": {\"greeting\": \"hi\", \"port\": \"5\"}}");
+    assert_int_equal(dock_link_config_count(f->link), 2);
+    assert_string_equal(dock_link_config(f->link, "greeting"), "hi");
+    assert_string_equal(dock_link_config(f->link, "port"), "5");
+    assert_null(dock_link_config(f->link, "nope"));
+    assert_string_equal(dock_link_config_at(f->link, 1)->name, "port");
+    assert_null(dock_link_config_at(f->link, 2));
+    /* Mothership closes the idle link. */
+    close(f->ms);
+    f->ms = -1;
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_LINK_ENDED);
+    assert_string_equal(f->err, "Mothership closed the link");
+}
+
+/* A GET with binary-safe params, a whole response, READY before the next. */
+static void test_http_get(void **state)
+{
+    hfx *f = *state;
+    h_dock(f);
+    /* HAIL id 1, no body, 3 params; the last value is "\xff\x00y". */
+    h_hex(f->ms, "20 0000004d  00000001 0000000000000000 00000003"
+                 " 0000000e 524551554553545f4d4554484f44 00000003 474554"  /* REQUEST_METHOD GET */
+                 " 00000009 504154485f494e464f 00000002 2f78"              /* PATH_INFO /x */
+                 " 00000006 485454505f58 00000003 ff0079");                /* HTTP_X \xff\0y */
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_request_id(f->link), 1);
+    assert_int_equal(dock_link_content_length(f->link), 0);
+    assert_int_equal(dock_link_param_count(f->link), 3);
+    assert_string_equal(dock_link_param(f->link, "REQUEST_METHOD"), "GET");
+    assert_string_equal(dock_link_param(f->link, "PATH_INFO"), "/x");
+    assert_null(dock_link_param(f->link, "path_info"));   /* exact names */
+    const dock_param *p = dock_link_param_at(f->link, 2);
+    assert_int_equal(p->name_len, 6);
+    assert_int_equal(p->value_len, 3);
+    assert_memory_equal(p->value, "\xff\0y", 4);   /* NUL-terminated too */
+    assert_null(dock_link_param_at(f->link, 3));
+
+    size_t got = 99;
+    uint8_t buf[8];
+    assert_int_equal(dock_link_read(f->link, buf, sizeof buf, &got, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(got, 0);   /* no body */
+
+    dock_kv h[] = { { "content-type", "text/plain" }, { "set-cookie", "a=1" },
+                    { "set-cookie", "b=2" } };
+    assert_int_equal(dock_link_respond(f->link, 200, h, 3, "hello", 5, f->err, sizeof f->err),
+                     DOCK_OK);
+    h_expect(f->ms, "22 00000053  00000001 00c8 01 00000003"
+                    " 0000000c 636f6e74656e742d74797065 0000000a 746578742f706c61696e"
+                    " 0000000a 7365742d636f6f6b6965 00000003 613d31"
+                    " 0000000a 7365742d636f6f6b6965 00000003 623d32"
+                    " 21 0000000a  00000001 01 68656c6c6f");   /* HAUL FIN "hello" */
+    /* The next request: READY(1) goes first. */
+    const char *kv[] = { "REQUEST_METHOD", "GET" };
+    h_hail(f->ms, 2, 0, kv, 1);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    h_expect(f->ms, "23 00000004 00000001");
+    assert_int_equal(dock_link_request_id(f->link), 2);
+    assert_null(dock_link_param(f->link, "PATH_INFO"));   /* the old params are gone */
+    /* An explicit READY, after an empty reply. */
+    assert_int_equal(dock_link_reply(f->link, 204, DOCK_REPLY_EMPTY, NULL, 0, f->err,
+                                     sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_ready(f->link, f->err, sizeof f->err), DOCK_OK);
+    h_expect(f->ms, "22 0000000b 00000002 00cc 00 00000000  23 00000004 00000002");
+    assert_int_equal(dock_link_ready(f->link, f->err, sizeof f->err), DOCK_ERR_STATE);
+    close(f->ms);
+    f->ms = -1;
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_LINK_ENDED);
+}
+
+/* Bodies in: whole, as they come, skipped; HEAD and 304 replies are empty. */
+static void test_http_body(void **state)
+{
+    hfx *f = *state;
+    h_dock(f);
+    const char *post[] = { "REQUEST_METHOD", "POST" };
+    h_hail(f->ms, 1, 10, post, 1);
+    h_haul(f->ms, 1, false, "hello");
+    h_haul(f->ms, 1, false, "");
+    h_haul(f->ms, 1, true, "world");
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_content_length(f->link), 10);
+    uint8_t *body;
+    size_t len;
+    assert_int_equal(dock_link_read_body(f->link, 9, &body, &len, f->err, sizeof f->err),
+                     DOCK_ERR_TOOBIG);
+    assert_int_equal(dock_link_read_body(f->link, 10, &body, &len, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(len, 10);
+    assert_string_equal((char *)body, "helloworld");
+    free(body);
+    assert_int_equal(dock_link_respond(f->link, 304, NULL, 0, NULL, 0, f->err, sizeof f->err),
+                     DOCK_OK);
+    h_expect(f->ms, "22 0000000b 00000001 0130 00 00000000");
+
+    /* As it comes, in small reads; the last HAUL carries FIN and data. */
+    h_hail(f->ms, 2, 7, post, 1);
+    h_haul(f->ms, 2, false, "abc");
+    h_haul(f->ms, 2, true, "defg");
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    h_expect(f->ms, "23 00000004 00000001");
+    char got[16] = { 0 };
+    size_t n, have = 0;
+    do {
+        assert_int_equal(dock_link_read(f->link, got + have, 2, &n, f->err, sizeof f->err), DOCK_OK);
+        have += n;
+    } while (n);
+    assert_string_equal(got, "abcdefg");
+    assert_int_equal(dock_link_respond(f->link, 204, NULL, 0, NULL, 0, f->err, sizeof f->err),
+                     DOCK_OK);
+    h_expect(f->ms, "22 0000000b 00000002 00cc 00 00000000");
+
+    /* A body the bay never reads is skipped before the next HAIL; HEAD
+     * gets an empty reply from dock_link_respond. */
+    const char *head[] = { "REQUEST_METHOD", "HEAD" };
+    h_hail(f->ms, 3, 4, head, 1);
+    h_haul(f->ms, 3, true, "skip");
+    h_hail(f->ms, 4, 0, post, 1);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);   /* no reply: 500 */
+    assert_int_equal(dock_link_request_id(f->link), 4);
+    h_expect(f->ms, "23 00000004 00000002"
+                    " 22 00000029 00000003 01f4 01 00000001"
+                    " 0000000c 636f6e74656e742d74797065 0000000a 746578742f706c61696e"
+                    " 21 0000001a 00000003 01 496e7465726e616c20536572766572204572726f72"
+                    " 23 00000004 00000003");
+    dock_kv cl[] = { { "content-length", "5" } };
+    assert_int_equal(dock_link_respond(f->link, 200, cl, 1, "hello", 5, f->err, sizeof f->err),
+                     DOCK_OK);
+    h_expect(f->ms, "22 00000022 00000004 00c8 01 00000001"
+                    " 0000000e 636f6e74656e742d6c656e677468 00000001 35"
+                    " 21 0000000a 00000004 01 68656c6c6f");
+    h_hail(f->ms, 5, 0, head, 1);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_respond(f->link, 200, cl, 1, "hello", 5, f->err, sizeof f->err),
+                     DOCK_OK);
+    h_expect(f->ms, "23 00000004 00000004"
+                    " 22 00000022 00000005 00c8 00 00000001"
+                    " 0000000e 636f6e74656e742d6c656e677468 00000001 35");
+}
+
+/* A streamed body is cut into HAULs of 64 KiB; FIN alone at the end. The
+ * writer runs in a child so that the test can read while it writes. */
+static void test_http_stream_chunks(void **state)
+{
+    hfx *f = *state;
+    h_dock(f);
+    const char *get[] = { "REQUEST_METHOD", "GET" };
+    h_hail(f->ms, 9, 0, get, 1);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_write(f->link, "x", 1, f->err, sizeof f->err), DOCK_ERR_STATE);
+    assert_int_equal(dock_link_reply(f->link, 200, DOCK_REPLY_STREAM, NULL, 0, f->err,
+                                     sizeof f->err), DOCK_OK);
+    h_expect(f->ms, "22 0000000b 00000009 00c8 01 00000000");
+    size_t total = 150000;
+    uint8_t *big = malloc(total);
+    assert_non_null(big);
+    for (size_t i = 0; i < total; i++)
+        big[i] = (uint8_t)(i * 7);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int rc = dock_link_write(f->link, big, total, NULL, 0);
+        if (rc == DOCK_OK)
+            rc = dock_link_write(f->link, "", 0, NULL, 0);   /* nothing at all */
+        if (rc == DOCK_OK)
+            rc = dock_link_finish(f->link, NULL, 0);
+        _exit(rc == DOCK_OK ? 0 : 1);
+    }
+    size_t sizes[] = { 65536, 65536, 18928 };
+    size_t off = 0;
+    uint8_t *got = malloc(65536);
+    assert_non_null(got);
+    for (size_t k = 0; k < 3; k++) {
+        uint8_t want[10] = { 0x21, 0, 0, 0, 0, 0, 0, 0, 9, 0 };
+        uint32_t flen = (uint32_t)sizes[k] + 5;
+        want[1] = (uint8_t)(flen >> 24), want[2] = (uint8_t)(flen >> 16);
+        want[3] = (uint8_t)(flen >> 8), want[4] = (uint8_t)flen;
+        h_expect_bytes(f->ms, want, 10);
+        h_read(f->ms, got, sizes[k]);
+        assert_memory_equal(got, big + off, sizes[k]);
+        off += sizes[k];
+    }
+    h_expect(f->ms, "21 00000005 00000009 01");
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    free(got);
+    free(big);
+}
+
+static void test_http_file_and_tunnel(void **state)
+{
+    hfx *f = *state;
+    h_dock(f);
+    const char *get[] = { "REQUEST_METHOD", "GET" };
+    h_hail(f->ms, 1, 0, get, 1);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_reply_file(f->link, NULL, 0, "rel/a.txt", f->err, sizeof f->err),
+                     DOCK_ERR_ARG);
+    assert_int_equal(dock_link_reply(f->link, 200, DOCK_REPLY_FILE, NULL, 0, f->err,
+                                     sizeof f->err), DOCK_ERR_ARG);
+    dock_kv h[] = { { "content-type", "text/css" } };
+    assert_int_equal(dock_link_reply_file(f->link, h, 1, "/srv/a.css", f->err, sizeof f->err),
+                     DOCK_OK);
+    h_expect(f->ms, "22 00000035 00000001 00c8 02 00000001"
+                    " 0000000c 636f6e74656e742d74797065 00000008 746578742f637373"
+                    " 0000000a 2f7372762f612e637373");
+    assert_int_equal(dock_link_finish(f->link, f->err, sizeof f->err), DOCK_ERR_STATE);
+
+    /* A tunnel: the client's bytes come as HAULs after the REPLY. */
+    const char *up[] = { "REQUEST_METHOD", "GET", "HTTP_UPGRADE", "websocket" };
+    h_hail(f->ms, 2, 0, up, 2);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    h_expect(f->ms, "23 00000004 00000001");
+    dock_kv uh[] = { { "upgrade", "websocket" }, { "connection", "Upgrade" } };
+    assert_int_equal(dock_link_reply(f->link, 101, DOCK_REPLY_TUNNEL, uh, 2, f->err,
+                                     sizeof f->err), DOCK_OK);
+    h_expect(f->ms, "22 0000003c 00000002 0065 04 00000002"
+                    " 00000007 75706772616465 00000009 776562736f636b6574"
+                    " 0000000a 636f6e6e656374696f6e 00000007 55706772616465");
+    h_haul(f->ms, 2, false, "ping");
+    h_haul(f->ms, 2, true, "");
+    char buf[16];
+    size_t n;
+    assert_int_equal(dock_link_read(f->link, buf, sizeof buf, &n, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(n, 4);
+    assert_memory_equal(buf, "ping", 4);
+    assert_true(dock_link_buffered(f->link));   /* the FIN came in the same read */
+    assert_int_equal(dock_link_read(f->link, buf, sizeof buf, &n, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(n, 0);   /* the client's FIN */
+    assert_int_equal(dock_link_write(f->link, "pong", 4, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_finish(f->link, f->err, sizeof f->err), DOCK_OK);
+    h_expect(f->ms, "21 00000009 00000002 00 706f6e67  21 00000005 00000002 01");
+    assert_int_equal(dock_link_ready(f->link, f->err, sizeof f->err), DOCK_ERR_STATE);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_LINK_ENDED);
+    assert_string_equal(f->err, "the tunnel of request 2 ended; the link closes");
+    h_expect_eof(f->ms);
+}
+
+/* The app fails: a 500 before the head, a broken-off link after it. */
+static void test_http_fail(void **state)
+{
+    hfx *f = *state;
+    h_dock(f);
+    const char *get[] = { "REQUEST_METHOD", "HEAD" };
+    h_hail(f->ms, 1, 0, get, 1);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_fail(f->link, f->err, sizeof f->err), DOCK_OK);
+    h_expect(f->ms, "22 00000029 00000001 01f4 01 00000001"
+                    " 0000000c 636f6e74656e742d74797065 0000000a 746578742f706c61696e"
+                    " 21 0000001a 00000001 01 496e7465726e616c20536572766572204572726f72"
+                    " 23 00000004 00000001");
+    assert_int_equal(dock_link_fail(f->link, f->err, sizeof f->err), DOCK_ERR_STATE);
+    h_hail(f->ms, 2, 0, get, 1);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);   /* still usable */
+    assert_int_equal(dock_link_reply(f->link, 200, DOCK_REPLY_STREAM, NULL, 0, f->err,
+                                     sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_write(f->link, "part", 4, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_fail(f->link, f->err, sizeof f->err), DOCK_LINK_ENDED);
+    assert_string_equal(f->err, "the bay failed after the head of request 2; the link is broken off");
+    h_expect(f->ms, "22 0000000b 00000002 00c8 01 00000000 21 00000009 00000002 00 70617274");
+    h_expect_eof(f->ms);   /* no FIN */
+    assert_int_equal(dock_link_write(f->link, "x", 1, f->err, sizeof f->err), DOCK_LINK_ENDED);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_LINK_ENDED);
+}
+
+/* Unfinished replies at dock_link_next, and calls out of order. */
+static void test_http_call_order(void **state)
+{
+    hfx *f = *state;
+    h_dock(f);
+    char buf[4];
+    size_t n;
+    assert_int_equal(dock_link_read(f->link, buf, 4, &n, f->err, sizeof f->err), DOCK_ERR_STATE);
+    assert_int_equal(dock_link_reply(f->link, 200, DOCK_REPLY_EMPTY, NULL, 0, f->err,
+                                     sizeof f->err), DOCK_ERR_STATE);
+    assert_int_equal(dock_link_ready(f->link, f->err, sizeof f->err), DOCK_ERR_STATE);
+    const char *get[] = { "REQUEST_METHOD", "GET" };
+    h_hail(f->ms, 1, 0, get, 1);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_ready(f->link, f->err, sizeof f->err), DOCK_ERR_STATE);
+    assert_int_equal(dock_link_reply(f->link, 99, DOCK_REPLY_EMPTY, NULL, 0, f->err,
+                                     sizeof f->err), DOCK_ERR_ARG);
+    assert_int_equal(dock_link_reply(f->link, 600, DOCK_REPLY_EMPTY, NULL, 0, f->err,
+                                     sizeof f->err), DOCK_ERR_ARG);
+    assert_int_equal(dock_link_reply(f->link, 200, (dock_reply_kind)3, NULL, 0, f->err,
+                                     sizeof f->err), DOCK_ERR_ARG);
+    dock_kv crlf[] = { { "x-a", "1\r\nx-b: 2" } };
+    assert_int_equal(dock_link_reply(f->link, 200, DOCK_REPLY_EMPTY, crlf, 1, f->err,
+                                     sizeof f->err), DOCK_ERR_ARG);
+    assert_string_equal(f->err, "the value of header x-a holds CR or LF");
+    dock_kv space[] = { { "x a", "1" } };
+    assert_int_equal(dock_link_reply(f->link, 200, DOCK_REPLY_EMPTY, space, 1, f->err,
+                                     sizeof f->err), DOCK_ERR_ARG);
+    /* A head over the 1 MiB frame limit is refused before a byte is sent. */
+    char *huge = malloc(DOCK_HTTP_MAX_FRAME);
+    assert_non_null(huge);
+    memset(huge, 'v', DOCK_HTTP_MAX_FRAME - 16);   /* 11 + 8 + 5 + this: 8 bytes over */
+    huge[DOCK_HTTP_MAX_FRAME - 16] = 0;
+    dock_kv big[] = { { "x-big", huge } };
+    assert_int_equal(dock_link_reply(f->link, 200, DOCK_REPLY_EMPTY, big, 1, f->err,
+                                     sizeof f->err), DOCK_ERR_TOOBIG);
+    free(huge);
+    /* None of that reached Mothership; the request is still to answer. */
+    assert_int_equal(dock_link_reply(f->link, 200, DOCK_REPLY_STREAM, NULL, 0, f->err,
+                                     sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_reply(f->link, 200, DOCK_REPLY_STREAM, NULL, 0, f->err,
+                                     sizeof f->err), DOCK_ERR_STATE);
+    assert_int_equal(dock_link_ready(f->link, f->err, sizeof f->err), DOCK_ERR_STATE);
+    h_expect(f->ms, "22 0000000b 00000001 00c8 01 00000000");
+    /* dock_link_next with the body unfinished breaks the link off. */
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_LINK_ENDED);
+    assert_string_equal(f->err,
+                        "the reply to request 1 was left unfinished (no FIN); the link is broken off");
+    h_expect_eof(f->ms);
+}
+
+/* Mothership's frames that break the protocol end the link with a reason. */
+static void test_http_protocol_errors(void **state)
+{
+    hfx *f = *state;
+    static const struct {
+        const char *frames;      /* hex, after the handshake */
+        bool read_body;          /* dock_link_next, then read the body */
+        const char *reason;
+    } cases[] = {
+        { "21 00000005 00000001 01", false, "protocol error: HAUL before any HAIL" },
+        { "7f 00000000", false, "protocol error: unknown frame type 0x7f" },
+        { "22 0000000b 00000001 00c8 00 00000000", false,
+          "protocol error: Mothership sent a REPLY frame (0x22), which only a bay may send" },
+        { "01 00000002 7b7d", false,
+          "protocol error: Mothership sent a DOCK frame (0x01), which only a bay may send" },
+        { "20 00100001", false,
+          "protocol error: HAIL frame of 1048577 bytes exceeds the maximum of 1048576" },
+        { "20 0000000f 00000001 0000000000000000 000000", false,
+          "protocol error: HAIL payload of 15 bytes is shorter than its 16 fixed bytes" },
+        { "20 00000018 00000001 0000000000000000 00000002 00000000 00000000", false,
+          "protocol error: HAIL announces 2 params, more than its 24 bytes hold" },
+        { "20 00000018 00000001 0000000000000000 00000001 00000001 00000000", false,
+          "protocol error: a HAIL param runs past the frame's end" },
+        { "20 00000019 00000001 0000000000000000 00000001 00000000 00000000 ff", false,
+          "protocol error: 1 bytes left over after the params of a HAIL" },
+        { "20 00000010 00000001 0000000000000002 00000000  21 00000008 00000001 01 616263",
+          true, "protocol error: more request body than the 2 bytes announced" },
+        { "20 00000010 00000001 0000000000000003 00000000  21 00000007 00000001 01 6162",
+          true, "protocol error: FIN after 2 of the 3 bytes of request body announced" },
+        { "20 00000010 00000001 0000000000000003 00000000  21 00000008 00000007 00 616263",
+          true, "protocol error: HAUL for request 7 during request 1" },
+        { "20 00000010 00000001 0000000000000003 00000000  21 00000008 00000001 02 616263",
+          true, "protocol error: HAUL with unknown flags 0x02" },
+        { "20 00000010 00000001 0000000000000003 00000000  21 00000004 00000001", true,
+          "protocol error: HAUL payload of 4 bytes is shorter than its 5-byte request id and "
+          "flags" },
+        { "20 00000010 00000001 0000000000000003 00000000"
+          "  20 00000010 00000002 0000000000000000 00000000", true,
+          "protocol error: HAIL during request 1, before its READY" },
+        { "20 00000010 00000001 0000000000000003 00000000  21 00000008 00000001", true,
+          "the link ended inside a HAUL frame" },
+        { "20 00000010 00000001", false, "the link ended inside a HAIL frame" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        h_dock(f);
+        h_hex(f->ms, cases[i].frames);
+        shutdown(f->ms, SHUT_WR);   /* truncated frames end there */
+        int rc = dock_link_next(f->link, f->err, sizeof f->err);
+        if (cases[i].read_body) {
+            assert_int_equal(rc, DOCK_OK);
+            uint8_t *body = NULL;
+            size_t len;
+            rc = dock_link_read_body(f->link, 100, &body, &len, f->err, sizeof f->err);
+            free(body);
+        }
+        if (rc != DOCK_LINK_ENDED || strcmp(f->err, cases[i].reason) != 0)
+            fail_msg("case %zu: rc %d, \"%s\", want \"%s\"", i, rc, f->err, cases[i].reason);
+        h_expect_eof(f->ms);   /* the bay broke the link off */
+        dock_link_close(f->link);
+        f->link = NULL;
+        close(f->ms);
+        f->ms = -1;
+    }
+}
+
+static void test_http_moored_errors(void **state)
+{
+    hfx *f = *state;
+    static const struct {
+        const char *moored;
+        const char *reason;
+    } cases[] = {
+        { "{\"version\": 1, \"config\": {}}",
+          "MOORED version 1 is below 3: Mothership does not speak HTTP bays (docking v3) on this "
+          "link" },
+        { "{\"config\": {}}", "MOORED: \"version\" is missing or not an integer" },
+        { "{\"version\": 3, \"config\": []}", "MOORED: \"config\" is not an object" },
+        { "{\"version\": 3, \"config\": {\"port\": 5}}", "MOORED: config value \"port\" is not a string" },
+        { "[3]", "MOORED: the payload is not a JSON object" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        h_frame(sv[0], 0x02, cases[i].moored, strlen(cases[i].moored));
+        dock_link *l = (dock_link *)1;
+        assert_int_equal(dock_http_adopt(f->bay, sv[1], &l, f->err, sizeof f->err), DOCK_LINK_ENDED);
+        assert_null(l);
+        if (strcmp(f->err, cases[i].reason) != 0)
+            fail_msg("case %zu: \"%s\", want \"%s\"", i, f->err, cases[i].reason);
+        close(sv[0]);
+    }
+    /* Not JSON; then a frame other than MOORED; then silence. */
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    h_frame(sv[0], 0x02, "{", 1);
+    assert_int_equal(dock_http_adopt(f->bay, sv[1], &f->link, f->err, sizeof f->err), DOCK_LINK_ENDED);
+    assert_non_null(strstr(f->err, "MOORED: invalid JSON: "));
+    close(sv[0]);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    h_hex(sv[0], "20 00000010 00000001 0000000000000000 00000000");
+    assert_int_equal(dock_http_adopt(f->bay, sv[1], &f->link, f->err, sizeof f->err), DOCK_LINK_ENDED);
+    assert_string_equal(f->err, "expected MOORED after DOCK, got HAIL (0x20)");
+    close(sv[0]);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int64_t t0 = ms_now();
+    assert_int_equal(dock_http_adopt(f->bay, sv[1], &f->link, f->err, sizeof f->err), DOCK_LINK_ENDED);
+    assert_string_equal(f->err, "no MOORED within 2000 ms");
+    assert_true(ms_now() - t0 >= 1900);
+    close(sv[0]);
+}
+
+/* Over the real socket: accept, serve, and stop (an idle link and a
+ * waiting accept both return DOCK_STOPPED). */
+static void test_http_accept_and_stop(void **state)
+{
+    hfx *f = *state;
+    f->ms = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(f->ms >= 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    assert_true(set_sun(&sa, f->sock));
+    assert_int_equal(connect(f->ms, (struct sockaddr *)&sa, sizeof sa), 0);
+    h_timeout(f->ms);
+    const char *moored = "{\"version\": 3}";
+    h_frame(f->ms, 0x02, moored, strlen(moored));
+    assert_int_equal(dock_http_accept(f->bay, &f->link, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_config_count(f->link), 0);
+    uint8_t hdr[5];
+    h_read(f->ms, hdr, 5);
+    assert_int_equal(hdr[0], 0x01);
+    uint8_t dock[200];
+    assert_true(hdr[4] < sizeof dock);
+    h_read(f->ms, dock, hdr[4]);
+    assert_memory_equal(dock, "{\"version\": 3, \"ship\": \"web\", \"pid\": ", 37);
+    assert_true(dock_link_fd(f->link) >= 0);
+
+    const char *get[] = { "REQUEST_METHOD", "GET" };
+    h_hail(f->ms, 1, 0, get, 1);
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_respond(f->link, 200, NULL, 0, "ok", 2, f->err, sizeof f->err),
+                     DOCK_OK);
+    h_expect(f->ms, "22 0000000b 00000001 00c8 01 00000000 21 00000007 00000001 01 6f6b");
+    dock_http_stop(f->bay);
+    assert_true(dock_http_stop_requested(f->bay));
+    /* The finished request gets its READY, then the idle link drains. */
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_STOPPED);
+    h_expect(f->ms, "23 00000004 00000001");
+    dock_link *l;
+    assert_int_equal(dock_http_accept(f->bay, &l, f->err, sizeof f->err), DOCK_STOPPED);
+    assert_null(l);
+}
+
+static void test_http_signals(void **state)
+{
+    hfx *f = *state;
+    assert_int_equal(dock_http_stop_on_signals(f->bay, f->err, sizeof f->err), DOCK_OK);
+    raise(SIGTERM);
+    assert_true(dock_http_stop_requested(f->bay));
+    dock_http_close(f->bay);   /* restores the default action */
+    f->bay = NULL;
+    struct sigaction sa;
+    assert_int_equal(sigaction(SIGTERM, NULL, &sa), 0);
+    assert_true(sa.sa_handler == SIG_DFL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1098,6 +1822,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_output_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_error_ends_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blocking_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_open, setup_http, teardown_http),
+        cmocka_unit_test_setup_teardown(test_http_handshake, setup_http, teardown_http),
+        cmocka_unit_test_setup_teardown(test_http_get, setup_http, teardown_http),
+        cmocka_unit_test_setup_teardown(test_http_body, setup_http, teardown_http),
+        cmocka_unit_test_setup_teardown(test_http_stream_chunks, setup_http, teardown_http),
+        cmocka_unit_test_setup_teardown(test_http_file_and_tunnel, setup_http, teardown_http),
+        cmocka_unit_test_setup_teardown(test_http_fail, setup_http, teardown_http),
+        cmocka_unit_test_setup_teardown(test_http_call_order, setup_http, teardown_http),
+        cmocka_unit_test_setup_teardown(test_http_protocol_errors, setup_http, teardown_http),
+        cmocka_unit_test_setup_teardown(test_http_moored_errors, setup_http, teardown_http),
+        cmocka_unit_test_setup_teardown(test_http_accept_and_stop, setup_http, teardown_http),
+        cmocka_unit_test_setup_teardown(test_http_signals, setup_http, teardown_http),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
