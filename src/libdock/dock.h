@@ -228,7 +228,8 @@ typedef struct {
  * 1024). NULL on failure. opt may be NULL (all defaults). */
 dock_http *dock_http_open(const dock_http_options *opt, char *err, size_t err_len);
 /* Closes the listening socket and removes the socket file (if it is still
- * the one this bay created). Links stay open: close them first. */
+ * the one this bay created, and this is the process that opened it: forked
+ * workers leave it to their parent). Links stay open: close them first. */
 void dock_http_close(dock_http *bay);
 
 /* Threads to run: the options', else $MS_BAY_THREADS, else 4 (1..1024). */

@@ -68,6 +68,7 @@ struct dock_http {
     dev_t sock_dev;
     ino_t sock_ino;
     bool sock_known;
+    pid_t opener;              /* only this process removes the socket file */
 };
 
 typedef enum {
@@ -282,8 +283,13 @@ static fill_result fill(dock_link *link, int64_t deadline, bool watch_stop)
         if (atomic_load(&link->broken))
             return FILL_ERR;
         if (deadline >= 0 || watch_stop) {
-            if (watch_stop && link->bay->stop)
-                return FILL_STOPPED;
+            if (watch_stop && link->bay->stop) {
+                /* A HAIL that is already here is served: drain, not drop. */
+                struct pollfd q = { .fd = link->fd, .events = POLLIN };
+                if (poll(&q, 1, 0) <= 0)
+                    return FILL_STOPPED;
+                watch_stop = false;
+            }
             int wait = -1;
             if (deadline >= 0) {
                 int64_t left = deadline - now_ms();
@@ -1266,6 +1272,7 @@ dock_http *dock_http_open(const dock_http_options *opt, char *err, size_t err_le
         return NULL;
     }
     bay->listen_fd = bay->wake_r = bay->wake_w = -1;
+    bay->opener = getpid();
     bay->moored_timeout_ms = opt->moored_timeout_ms == 0 ? DOCK_DEFAULT_MOORED_TIMEOUT_MS
                                                          : opt->moored_timeout_ms;
     bay->threads = opt->threads;
@@ -1342,7 +1349,7 @@ void dock_http_close(dock_http *bay)
     if (bay->listen_fd >= 0) {
         close(bay->listen_fd);
         struct stat st;
-        if (bay->sock_known && lstat(bay->path, &st) == 0 && st.st_dev == bay->sock_dev
+        if (bay->sock_known && getpid() == bay->opener && lstat(bay->path, &st) == 0 && st.st_dev == bay->sock_dev
             && st.st_ino == bay->sock_ino)
             unlink(bay->path);   /* best effort: the bay is going away */
     }

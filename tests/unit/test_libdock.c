@@ -1781,11 +1781,18 @@ static void test_http_accept_and_stop(void **state)
     assert_int_equal(dock_link_respond(f->link, 200, NULL, 0, "ok", 2, f->err, sizeof f->err),
                      DOCK_OK);
     h_expect(f->ms, "22 0000000b 00000001 00c8 01 00000000 21 00000007 00000001 01 6f6b");
+    /* A HAIL already sent when the bay stops is still served. */
+    h_hail(f->ms, 2, 0, get, 1);
     dock_http_stop(f->bay);
     assert_true(dock_http_stop_requested(f->bay));
+    assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_OK);
+    assert_int_equal(dock_link_request_id(f->link), 2);
+    assert_int_equal(dock_link_respond(f->link, 204, NULL, 0, NULL, 0, f->err, sizeof f->err),
+                     DOCK_OK);
     /* The finished request gets its READY, then the idle link drains. */
     assert_int_equal(dock_link_next(f->link, f->err, sizeof f->err), DOCK_STOPPED);
-    h_expect(f->ms, "23 00000004 00000001");
+    h_expect(f->ms, "23 00000004 00000001 22 0000000b 00000002 00cc 00 00000000"
+                    " 23 00000004 00000002");
     dock_link *l;
     assert_int_equal(dock_http_accept(f->bay, &l, f->err, sizeof f->err), DOCK_STOPPED);
     assert_null(l);
