@@ -1,0 +1,273 @@
+"""The C HTTP bay (examples/bays/http_bay.c, on libdock) as a real process,
+with the test playing Mothership on its socket (docking v3 frames written
+and read byte for byte): the handshake, every route, a WebSocket echo
+through a tunnel, the 500 of a failing app, forked workers and threads,
+a protocol error from Mothership, and the drain on SIGTERM."""
+import base64
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import BUILD
+
+BAY = os.path.join(BUILD, "examples", "bays", "http-bay")
+
+DOCK, MOORED, HAIL, HAUL, REPLY, READY = 0x01, 0x02, 0x20, 0x21, 0x22, 0x23
+
+
+def frame(t, payload):
+    return struct.pack(">BI", t, len(payload)) + payload
+
+
+def s(b):
+    b = b.encode() if isinstance(b, str) else b
+    return struct.pack(">I", len(b)) + b
+
+
+def hail(rid, params, body_len=0):
+    return frame(HAIL, struct.pack(">IQI", rid, body_len, len(params))
+                 + b"".join(s(k) + s(v) for k, v in params))
+
+
+def haul(rid, data, fin):
+    return frame(HAUL, struct.pack(">IB", rid, 1 if fin else 0) + data)
+
+
+def recv_exact(sock, n):
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise EOFError(f"link closed after {len(out)} of {n} bytes")
+        out += chunk
+    return out
+
+
+def read_frame(sock):
+    t, n = struct.unpack(">BI", recv_exact(sock, 5))
+    return t, recv_exact(sock, n)
+
+
+def parse_reply(p):
+    rid, status, kind, n = struct.unpack(">IHBI", p[:11])
+    off, headers = 11, []
+    for _ in range(2 * n):
+        (ln,) = struct.unpack(">I", p[off:off + 4])
+        headers.append(p[off + 4:off + 4 + ln].decode("latin-1"))
+        off += 4 + ln
+    pairs = list(zip(headers[0::2], headers[1::2]))
+    path = None
+    if kind == 2:
+        (ln,) = struct.unpack(">I", p[off:off + 4])
+        path = p[off + 4:off + 4 + ln].decode()
+        off += 4 + ln
+    assert off == len(p)
+    return rid, status, kind, pairs, path
+
+
+def response(sock, rid):
+    """REPLY, then the body (stream HAULs up to FIN), then READY."""
+    t, p = read_frame(sock)
+    assert t == REPLY, (t, p)
+    got_id, status, kind, headers, path = parse_reply(p)
+    assert got_id == rid
+    body = b""
+    if kind == 1:
+        while True:
+            t, p = read_frame(sock)
+            assert t == HAUL
+            hid, flags = struct.unpack(">IB", p[:5])
+            assert hid == rid and len(p) - 5 <= 64 * 1024
+            body += p[5:]
+            if flags & 1:
+                break
+    t, p = read_frame(sock)
+    assert (t, p) == (READY, struct.pack(">I", rid))
+    return status, kind, headers, body, path
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def bay(tmp_path):
+    procs = []
+
+    def start(threads=2, workers=0):
+        sock = tmp_path / "run" / "web.sock"
+        env = dict(os.environ, MS_SOCKET_PATH=str(sock), MS_SHIP="web",
+                   MS_BAY_TYPE="http", MS_BAY_THREADS=str(threads),
+                   MS_BAY_WORKERS=str(workers), MS_BAY_DRAIN_TIMEOUT="5")
+        p = subprocess.Popen([BAY], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+        procs.append(p)
+        wait_for(lambda: sock.exists() or p.poll() is not None, what="the bay's socket")
+        assert p.poll() is None, p.stderr.read()
+        return p, str(sock)
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def dock(path, config=None, pid=None, threads=2):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.settimeout(10)
+    c.connect(path)
+    t, p = read_frame(c)
+    assert t == DOCK
+    d = json.loads(p)
+    assert list(d) == ["version", "ship", "pid", "threads"]
+    assert d["version"] == 3 and d["ship"] == "web" and d["threads"] == threads
+    if pid is not None:
+        assert d["pid"] == pid
+    c.sendall(frame(MOORED, json.dumps({"version": 3, "config": config or {}}).encode()))
+    return c, d
+
+
+def test_c_http_bay_serves_every_route(bay, tmp_path):
+    p, path = bay()
+    c, _ = dock(path, {"greeting": "ahoy"}, pid=p.pid)
+
+    c.sendall(hail(1, [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/")]))
+    assert response(c, 1)[::3] == (200, b"ahoy\n")
+
+    body = bytes(range(256)) * 300   # binary, over one HAUL
+    c.sendall(hail(2, [("REQUEST_METHOD", "POST"), ("PATH_INFO", "/echo"),
+                       ("QUERY_STRING", "a=1&b"), ("CONTENT_TYPE", "application/x-bin"),
+                       ("CONTENT_LENGTH", str(len(body)))], len(body))
+              + haul(2, body[:70000], False) + haul(2, body[70000:], True))
+    status, kind, headers, got, _ = response(c, 2)
+    assert (status, kind, got) == (200, 1, body)
+    assert headers == [("content-type", "application/x-bin"), ("x-echo-method", "POST"),
+                       ("x-echo-path", "/echo"), ("x-echo-query", "a=1&b"),
+                       ("content-length", str(len(body)))]
+
+    c.sendall(hail(3, [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/headers"),
+                       ("HTTP_X_BIN", b"\xff\x00y")]))
+    status, _, _, got, _ = response(c, 3)
+    assert status == 200
+    assert json.loads(got) == {"REQUEST_METHOD": "GET", "PATH_INFO": "/headers",
+                               "HTTP_X_BIN": "\ufffd\x00y"}
+
+    c.sendall(hail(4, [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/stream"),
+                       ("QUERY_STRING", "n=3")]))
+    assert response(c, 4)[3] == b"chunk 1\nchunk 2\nchunk 3\n"
+
+    (tmp_path / "page.txt").write_text("file body")
+    c.sendall(hail(5, [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/file/page.txt")]))
+    status, kind, _, got, fpath = response(c, 5)
+    assert (status, kind, got, fpath) == (200, 2, b"", str(tmp_path / "page.txt"))
+    for n, bad in enumerate(["/file/../etc/passwd", "/file/run", "/file/nope"]):
+        c.sendall(hail(6 + n, [("REQUEST_METHOD", "GET"), ("PATH_INFO", bad)]))
+        assert response(c, 6 + n)[:2] == (404, 1), bad
+
+    c.sendall(hail(9, [("REQUEST_METHOD", "HEAD"), ("PATH_INFO", "/")]))
+    status, kind, _, got, _ = response(c, 9)
+    assert (status, kind, got) == (200, 0, b"")
+
+    # The app fails before its head: 500 and READY, the link goes on.
+    c.sendall(hail(10, [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/fail")]))
+    status, kind, headers, got, _ = response(c, 10)
+    assert (status, kind, headers, got) == (500, 1, [("content-type", "text/plain")],
+                                            b"Internal Server Error")
+    c.sendall(hail(11, [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/nowhere")]))
+    assert response(c, 11)[:2] == (404, 1)
+    c.close()
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(10) == 0
+    assert not os.path.exists(path)
+
+
+def ws_frame(opcode, data, mask=b"\x01\x02\x03\x04"):
+    assert len(data) < 126
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return bytes([0x80 | opcode, 0x80 | len(data)]) + mask + masked
+
+
+def test_c_http_bay_websocket_echo_through_a_tunnel(bay):
+    p, path = bay()
+    c, _ = dock(path)
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    c.sendall(hail(1, [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/ws"),
+                       ("HTTP_UPGRADE", "websocket"), ("HTTP_CONNECTION", "Upgrade"),
+                       ("HTTP_SEC_WEBSOCKET_KEY", key), ("HTTP_SEC_WEBSOCKET_VERSION", "13")]))
+    t, payload = read_frame(c)
+    assert t == REPLY
+    rid, status, kind, headers, _ = parse_reply(payload)
+    accept = base64.b64encode(hashlib.sha1(
+        (key + "258EAFA5-E914-47DA-95CA-C5AB0DC11B8A").encode()).digest()).decode()
+    assert (rid, status, kind) == (1, 101, 4)
+    assert ("sec-websocket-accept", accept) in headers
+
+    def bay_bytes(n):
+        out = b""
+        while len(out) < n:
+            t, p = read_frame(c)
+            assert t == HAUL and p[:5] == struct.pack(">IB", 1, 0)
+            out += p[5:]
+        return out
+
+    c.sendall(haul(1, ws_frame(0x1, b"hello"), False))
+    assert bay_bytes(7) == b"\x81\x05hello"
+    c.sendall(haul(1, ws_frame(0x2, b"\x00\xff"), False))
+    assert bay_bytes(4) == b"\x82\x02\x00\xff"
+    c.sendall(haul(1, ws_frame(0x8, struct.pack(">H", 1000)), False))
+    assert bay_bytes(4) == b"\x88\x02\x03\xe8"   # the close echoed by wslay
+    # The bay ends its side with FIN, then the link closes (no READY).
+    t, payload = read_frame(c)
+    assert (t, payload) == (HAUL, struct.pack(">IB", 1, 1))
+    assert c.recv(1) == b""
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(10) == 0
+
+
+def test_c_http_bay_threads_workers_and_drain(bay):
+    p, path = bay(threads=2, workers=2)
+    links = [dock(path) for _ in range(4)]
+    pids = {d["pid"] for _, d in links}
+    assert len(pids) == 2 and p.pid not in pids   # two forked workers, two threads each
+    for n, (c, _) in enumerate(links):
+        c.sendall(hail(1, [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/")]))
+    for c, _ in links:
+        assert response(c, 1)[::3] == (200, b"hello from web\n")
+    # A request in flight when the stop comes is answered; idle links close.
+    busy = links[0][0]
+    busy.sendall(hail(2, [("REQUEST_METHOD", "POST"), ("PATH_INFO", "/echo")], 4)
+                 + haul(2, b"ab", False))
+    p.send_signal(signal.SIGTERM)
+    for c, _ in links[1:]:
+        assert c.recv(1) == b""
+    busy.sendall(haul(2, b"cd", True))
+    assert response(busy, 2)[3] == b"abcd"
+    assert busy.recv(1) == b""
+    assert p.wait(10) == 0
+    assert not os.path.exists(path)
+
+
+def test_c_http_bay_protocol_error_ends_only_that_link(bay):
+    p, path = bay(threads=1)
+    c, _ = dock(path, threads=1)
+    c.sendall(frame(REPLY, b"\x00" * 11))   # only a bay may send REPLY
+    assert c.recv(1) == b""
+    c2, _ = dock(path, threads=1)   # the thread accepts the next link
+    c2.sendall(hail(1, [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/")]))
+    assert response(c2, 1)[0] == 200
+    c2.close()
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(10) == 0
+    assert b"link ended: protocol error: Mothership sent a REPLY frame (0x22)" in p.stderr.read()
