@@ -10,7 +10,9 @@ drift from the code:
   with `$ mothership init` is run, command by command, in an empty
   directory;
 - the complete echo bay of docs/libdock.md compiles as the page says and
-  serves a WebSocket client through the real binary;
+  serves a WebSocket client through the real binary; its complete HTTP bay
+  compiles as the page says and serves requests over docking v3 (the test
+  plays Mothership on the bay's socket);
 - docs/control-api.md and the fleet commands of docs/cli.md: the ```toml
   fleet block is launched, then every ```console block that starts with
   `$ curl --unix-socket` or a fleet command runs against it in order and
@@ -211,6 +213,44 @@ def test_libdock_md_echo_bay_builds_as_documented_and_serves_clients(fleet, tmp_
             assert await ws.recv() == "documented"
     asyncio.run(asyncio.wait_for(go(), 20))
     assert ms.stop() == 0, ms.output()
+
+
+def test_libdock_md_http_bay_builds_as_documented_and_serves(tmp_path):
+    """The complete HTTP bay of docs/libdock.md, compiled with the command
+    the page gives, docks v3 with the threads of MS_BAY_THREADS, answers
+    "hello" and echoes a body, and drains on SIGTERM."""
+    import signal
+    import subprocess
+
+    from dock3_helpers import dock, hail, haul, response, wait_for
+    with open(LIBDOCK_MD, encoding="utf-8") as f:
+        text = f.read()
+    body = next(b for info, b, _ in fenced_blocks(LIBDOCK_MD) if info == "c" and "dock_http_open" in b)
+    command = re.search(r"`(cc -std=c17 [^`]*tiny_http\.c[^`]*)`", text).group(1)
+    (tmp_path / "tiny_http.c").write_text(body)
+    argv = [a if not a.startswith(("src/", "-Isrc")) else a.replace("src", f"{ROOT}/src", 1)
+            for a in shlex.split(command)]
+    cc = subprocess.run(argv + ["-Wall", "-Wextra", "-Werror", "-o", "tiny-http"], cwd=tmp_path,
+                        capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    sock = tmp_path / "sock" / "tiny.sock"
+    env = dict(os.environ, MS_SOCKET_PATH=str(sock), MS_SHIP="web", MS_BAY_THREADS="2")
+    p = subprocess.Popen([str(tmp_path / "tiny-http")], env=env, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: sock.exists() or p.poll() is not None, what="the bay's socket")
+        links = [dock(str(sock), pid=p.pid, threads=2)[0] for _ in range(2)]
+        links[0].sendall(hail(1, [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/")]))
+        assert response(links[0], 1)[::3] == (200, b"hello\n")
+        links[1].sendall(hail(1, [("REQUEST_METHOD", "POST"), ("PATH_INFO", "/echo")], 10)
+                         + haul(1, b"documen", False) + haul(1, b"ted", True))
+        assert response(links[1], 1)[::3] == (200, b"documented")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0, p.stderr.read()
+        assert not sock.exists()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 # ------------------------------------------------------------------ fleet commands and the control API
