@@ -245,8 +245,10 @@ static int send_hauls(dock_link *link, const uint8_t *data, size_t len, bool fin
         int rc = send_all(link, iov, n ? 2 : 1, err, err_len);
         if (rc != DOCK_OK)
             return rc;
-        data += n;
-        len -= n;
+        if (n) {   /* data may be NULL for the empty FIN */
+            data += n;
+            len -= n;
+        }
     } while (len > 0);
     return DOCK_OK;
 }
