@@ -1,8 +1,9 @@
 /* http_bay.c: an HTTP bay in C on libdock (docs/libdock.md), for tests
  * and demos. Started by Mothership as a [[bays.http]] entry: it listens on
  * MS_SOCKET_PATH, runs MS_BAY_THREADS threads (each accepts a link and
- * serves its requests one at a time) in 1 + MS_BAY_WORKERS processes, and
- * drains on SIGTERM or SIGINT (exit 0).
+ * serves its requests one at a time) in MS_BAY_WORKERS forked processes (0:
+ * in this one), and drains on SIGTERM or SIGINT (exit 0, or 1 when requests
+ * are still in progress after MS_BAY_DRAIN_TIMEOUT seconds).
  *
  * Routes (on PATH_INFO):
  *   /            200 "hello from <ship>\n" (or the config's "greeting")
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -303,6 +305,43 @@ static void *link_thread(void *arg)
     return NULL;
 }
 
+/* The stop: a thread of each process waits for SIGTERM or SIGINT (blocked
+ * in every other thread), stops the bay (accepts end, idle links close,
+ * requests in progress finish), passes the signal on to the forked
+ * workers, and ends the process if the drain outlasts
+ * MS_BAY_DRAIN_TIMEOUT seconds. */
+static pid_t *g_kids;
+static unsigned g_n_kids;
+
+static void *stop_thread(void *arg)
+{
+    sigset_t *set = arg;
+    int sig;
+    while (sigwait(set, &sig) != 0)
+        ;
+    dock_http_stop(g_bay);
+    for (unsigned i = 0; i < g_n_kids; i++)
+        if (g_kids[i] > 0)
+            kill(g_kids[i], SIGTERM);
+    const char *s = getenv("MS_BAY_DRAIN_TIMEOUT");
+    unsigned secs = s && *s ? (unsigned)strtoul(s, NULL, 10) : 30;
+    struct timespec ts = { .tv_sec = secs ? secs : 30 };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    say("http-bay: requests still in progress after the drain timeout of %u s; exiting\n",
+        secs ? secs : 30);
+    _exit(1);
+}
+
+static int start_stop_thread(sigset_t *set)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, stop_thread, set) != 0)
+        return -1;
+    pthread_detach(t);
+    return 0;
+}
+
 /* Runs the threads of this process until the bay is stopped. */
 static int run_threads(unsigned n)
 {
@@ -326,46 +365,48 @@ static int run_threads(unsigned n)
 int main(void)
 {
     char err[512];
+    /* Every thread started from here on has the stop signals blocked. */
+    static sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stops, NULL);
     g_bay = dock_http_open(NULL, err, sizeof err);   /* $MS_SOCKET_PATH, $MS_SHIP, $MS_BAY_THREADS */
-    if (!g_bay || dock_http_stop_on_signals(g_bay, err, sizeof err) != DOCK_OK) {
+    if (!g_bay) {
         say("http-bay: %s\n", err);
-        dock_http_close(g_bay);
         return 1;
     }
     unsigned workers = dock_http_workers(g_bay), threads = dock_http_threads(g_bay);
     say("http-bay: %s listening on %s, %u worker(s) x %u thread(s)\n", dock_http_ship(g_bay),
         dock_http_socket_path(g_bay), workers ? workers : 1, threads);
     if (workers == 0) {
-        int rc = run_threads(threads);
+        int rc = start_stop_thread(&stops) == 0 ? run_threads(threads) : 1;
         dock_http_close(g_bay);
         return rc;
     }
-    /* Forked workers share the listening socket; the parent waits and
-     * passes a stop on to them. */
-    pid_t *kids = calloc(workers, sizeof *kids);
-    if (!kids)
+    /* Forked workers share the listening socket; the parent waits. */
+    g_kids = calloc(workers, sizeof *g_kids);
+    if (!g_kids)
         return 1;
     for (unsigned i = 0; i < workers; i++) {
-        kids[i] = fork();
-        if (kids[i] < 0) {
+        pid_t pid = fork();
+        if (pid < 0) {
             perror("http-bay: fork");
             break;
         }
-        if (kids[i] == 0) {
-            int rc = run_threads(threads);
+        if (pid == 0) {
+            g_n_kids = 0;   /* a worker has no workers of its own */
+            int rc = start_stop_thread(&stops) == 0 ? run_threads(threads) : 1;
             dock_http_close(g_bay);
             _exit(rc);
         }
+        g_kids[g_n_kids++] = pid;
     }
+    if (start_stop_thread(&stops) != 0)
+        return 1;
     int status, failed = 0;
-    bool passed_on = false;
     for (;;) {
         pid_t pid = wait(&status);
-        if (!passed_on && dock_http_stop_requested(g_bay)) {
-            for (unsigned i = 0; i < workers && kids[i] > 0; i++)
-                kill(kids[i], SIGTERM);
-            passed_on = true;
-        }
         if (pid < 0 && errno == EINTR)
             continue;
         if (pid < 0)
@@ -373,7 +414,6 @@ int main(void)
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
             failed = 1;
     }
-    free(kids);
     dock_http_close(g_bay);
     return failed;
 }

@@ -24,11 +24,11 @@ BAY = os.path.join(BUILD, "examples", "bays", "http-bay")
 def bay(tmp_path):
     procs = []
 
-    def start(threads=2, workers=0):
+    def start(threads=2, workers=0, drain=5):
         sock = tmp_path / "run" / "web.sock"
         env = dict(os.environ, MS_SOCKET_PATH=str(sock), MS_SHIP="web",
                    MS_BAY_TYPE="http", MS_BAY_THREADS=str(threads),
-                   MS_BAY_WORKERS=str(workers), MS_BAY_DRAIN_TIMEOUT="5")
+                   MS_BAY_WORKERS=str(workers), MS_BAY_DRAIN_TIMEOUT=str(drain))
         p = subprocess.Popen([BAY], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
         procs.append(p)
         wait_for(lambda: sock.exists() or p.poll() is not None, what="the bay's socket")
@@ -160,6 +160,19 @@ def test_c_http_bay_threads_workers_and_drain(bay):
     assert busy.recv(1) == b""
     assert p.wait(10) == 0
     assert not os.path.exists(path)
+
+
+def test_c_http_bay_drain_ends_at_the_drain_timeout(bay):
+    """A request that never completes does not hold the bay past
+    MS_BAY_DRAIN_TIMEOUT: it exits 1 and says why."""
+    p, path = bay(threads=1, drain=1)
+    c, _ = dock(path, threads=1)
+    c.sendall(hail(1, [("REQUEST_METHOD", "POST"), ("PATH_INFO", "/echo")], 4)
+              + haul(1, b"ab", False))   # the rest never comes
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(10) == 1
+    assert b"requests still in progress after the drain timeout of 1 s; exiting" in p.stderr.read()
+    assert c.recv(1) == b""   # no reply: the link just closed
 
 
 def test_c_http_bay_protocol_error_ends_only_that_link(bay):
