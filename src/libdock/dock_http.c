@@ -25,6 +25,7 @@
 
 #include <jansson.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -90,7 +91,6 @@ struct dock_link {
     size_t n_config;
     /* the request */
     req_state rq;
-    bool ready_sent;
     uint32_t request_id;
     uint64_t content_length;
     dock_param *params;
@@ -165,6 +165,15 @@ static const char *frame_name(uint8_t type)
     }
 }
 
+/* The reason of a link that is broken (once broken is set, why is
+ * written; before that, the other thread of a tunnel is writing it). */
+static int link_ended(dock_link *link, char *err, size_t err_len)
+{
+    if (!atomic_load(&link->broken))
+        return seterr(err, err_len, DOCK_LINK_ENDED, "the link is broken off");
+    return seterr(err, err_len, DOCK_LINK_ENDED, "%s", link->why);
+}
+
 /* Breaks the link for good; the first reason wins. Returns DOCK_LINK_ENDED
  * with the reason in err. */
 static int link_break(dock_link *link, char *err, size_t err_len, const char *fmt, ...)
@@ -180,13 +189,9 @@ static int link_break(dock_link *link, char *err, size_t err_len, const char *fm
         atomic_store(&link->broken, true);
         shutdown(link->fd, SHUT_RDWR);   /* the other thread of a tunnel wakes up */
     }
-    return seterr(err, err_len, DOCK_LINK_ENDED, "%s", link->why);
+    return link_ended(link, err, err_len);
 }
 
-static int link_ended(dock_link *link, char *err, size_t err_len)
-{
-    return seterr(err, err_len, DOCK_LINK_ENDED, "%s", link->why);
-}
 
 /* ---------------------------------------------------------------- writing */
 
@@ -255,15 +260,14 @@ static int send_hauls(dock_link *link, const uint8_t *data, size_t len, bool fin
 
 static int send_ready(dock_link *link, char *err, size_t err_len)
 {
+    assert(link->rq == RQ_DONE);
     uint8_t f[MS_DOCK_HEADER_LEN + 4];
     frame_header(f, MS_DOCK_READY, 4);
     put32(f + 5, link->request_id);
     struct iovec iov = { f, sizeof f };
     int rc = send_all(link, &iov, 1, err, err_len);
-    if (rc == DOCK_OK) {
-        link->ready_sent = true;
+    if (rc == DOCK_OK)
         link->rq = RQ_IDLE;
-    }
     return rc;
 }
 
@@ -646,6 +650,7 @@ static int take_hail(dock_link *link, const uint8_t *p, uint32_t len, char *err,
                           "protocol error: %u bytes left over after the params of a HAIL",
                           (unsigned)(len - off));
     }
+    assert(link->rq == RQ_IDLE);
     clear_request(link);
     link->params = params;
     link->param_mem = mem;
@@ -653,7 +658,6 @@ static int take_hail(dock_link *link, const uint8_t *p, uint32_t len, char *err,
     link->request_id = id;
     link->content_length = cl;
     link->rq = RQ_HEAD_DUE;
-    link->ready_sent = false;
     link->in_left = 0;
     link->in_frame_fin = false;
     link->in_fin = cl == 0;   /* no body: no HAUL comes */
