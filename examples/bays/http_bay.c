@@ -377,7 +377,7 @@ int main(void)
         return 1;
     }
     unsigned workers = dock_http_workers(g_bay), threads = dock_http_threads(g_bay);
-    say("http-bay: %s listening on %s, %u worker(s) x %u thread(s)\n", dock_http_ship(g_bay),
+    say("http-bay: %s listening on %s, %u process(es) x %u thread(s)\n", dock_http_ship(g_bay),
         dock_http_socket_path(g_bay), workers ? workers : 1, threads);
     if (workers == 0) {
         int rc = start_stop_thread(&stops) == 0 ? run_threads(threads) : 1;
