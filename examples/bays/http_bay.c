@@ -149,6 +149,8 @@ static int route_file(dock_link *link, const char *name)
     if (!*name || strstr(name, "..") || !getcwd(cwd, sizeof cwd)
         || (size_t)snprintf(path, sizeof path, "%s/%s", cwd, name) >= sizeof path
         || !realpath(path, real) || strncmp(real, cwd, strlen(cwd)) != 0
+        || (strcmp(cwd, "/") != 0 && real[strlen(cwd)] != '/')   /* not a sibling sharing
+                                                                     * cwd's prefix */
         || stat(real, &st) != 0 || !S_ISREG(st.st_mode))
         return respond_text(link, 404, "no such file\n");
     static const dock_kv h[] = { { "content-type", "application/octet-stream" } };

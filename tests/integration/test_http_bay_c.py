@@ -75,9 +75,15 @@ def test_c_http_bay_serves_every_route(bay, tmp_path):
     c.sendall(hail(5, [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/file/page.txt")]))
     status, kind, _, got, fpath = response(c, 5)
     assert (status, kind, got, fpath) == (200, 2, b"", str(tmp_path / "page.txt"))
-    for n, bad in enumerate(["/file/../etc/passwd", "/file/run", "/file/nope"]):
-        c.sendall(hail(6 + n, [("REQUEST_METHOD", "GET"), ("PATH_INFO", bad)]))
-        assert response(c, 6 + n)[:2] == (404, 1), bad
+    # Outside the cwd (a sibling sharing its name's prefix, through a
+    # symlink), a directory, nothing: 404, never a file reply.
+    sibling = tmp_path.parent / (tmp_path.name + "b")
+    sibling.mkdir()
+    (sibling / "secret").write_text("no")
+    (tmp_path / "peek").symlink_to(sibling / "secret")
+    for n, bad in enumerate(["/file/../etc/passwd", "/file/run", "/file/nope", "/file/peek"]):
+        c.sendall(hail(20 + n, [("REQUEST_METHOD", "GET"), ("PATH_INFO", bad)]))
+        assert response(c, 20 + n)[:2] == (404, 1), bad
 
     c.sendall(hail(9, [("REQUEST_METHOD", "HEAD"), ("PATH_INFO", "/")]))
     status, kind, _, got, _ = response(c, 9)
