@@ -273,6 +273,19 @@ void ms_hub_worker_detach(ms_hub *h, unsigned worker)
         wake_control(h);
 }
 
+void ms_hub_wake_workers(ms_hub *h, unsigned except)
+{
+    for (unsigned i = 0; i < h->nworkers; i++) {
+        ms_hub_worker *hw = &h->workers[i];
+        if (i == except)
+            continue;
+        uv_mutex_lock(&hw->inbox.mu);
+        if (hw->wake)
+            uv_async_send(hw->wake); /* under the lock: the worker cannot detach and close it meanwhile */
+        uv_mutex_unlock(&hw->inbox.mu);
+    }
+}
+
 /* ---------------------------------------------------------------- link side */
 
 bool ms_hub_to_worker(ms_hub *h, unsigned worker, ms_hub_msg *m)

@@ -88,7 +88,24 @@ typedef struct ms_hub_http {
     uint32_t links_busy;            /* atomic gauge: links with a request */
     uint32_t queued;                /* atomic gauge: requests waiting for a link, all workers */
     uint32_t starved;               /* atomic: workers waiting for a link they may not open */
+    /* counters (atomic), written by the workers' links and requests */
+    uint64_t links_opened;          /* links that docked */
+    uint64_t link_failures;         /* links that did not connect or dock, or broke under a request */
+    uint64_t protocol_errors;       /* links closed for a frame that broke the protocol */
+    uint64_t queue_wait_us;         /* requests' time in the queue, summed */
+    uint64_t queue_waits;           /* requests that left the queue for a link */
+    uint64_t results[6];            /* requests by MS_HB_* result */
 } ms_hub_http;
+
+/* How a request to an HTTP bay ended (ms_hub_http.results). */
+enum {
+    MS_HB_REPLIED,                  /* the bay's response went to the client whole */
+    MS_HB_QUEUE_FULL,               /* 503: max_queue requests were waiting */
+    MS_HB_QUEUE_TIMEOUT,            /* 504: no link within request_timeout */
+    MS_HB_REPLY_TIMEOUT,            /* 504: no REPLY within request_timeout */
+    MS_HB_BAD_GATEWAY,              /* 502: the link broke or the bay broke the protocol before the head */
+    MS_HB_ABORTED,                  /* the response was cut after its head */
+};
 
 typedef struct ms_hub_bay {
     uint64_t state;                 /* atomic: gen << 8 | features; gen 0: not docked (RESUME bit: away) */
@@ -171,6 +188,8 @@ ms_hub_msg *ms_hub_take_inbox(ms_hub *h, unsigned worker);
 bool ms_hub_take_resume(ms_hub *h, unsigned worker);
 void ms_hub_worker_attach(ms_hub *h, unsigned worker, uv_async_t *wake);
 void ms_hub_worker_detach(ms_hub *h, unsigned worker); /* drops what is queued for it */
+/* Wake every attached worker but `except` (its async). */
+void ms_hub_wake_workers(ms_hub *h, unsigned except);
 
 /* Link side (control loop). to_worker: force ignores the budget (control
  * messages); returns false if over budget after the push (stop reading). */

@@ -942,7 +942,9 @@ static void dispatch(ms_conn *c)
     c->slot = c->g->route_slot[c->bind_idx][(size_t)(r - rb->routes)];
     c->ship = (size_t)(r->target - c->g->m->ships);
     c->body_buffered = false;
-    c->handler = r->target->kind == MS_BAY ? &ms_handler_bay : &ms_handler_proxy;
+    c->handler = ms_ship_speaks_v3(r->target)   ? &ms_handler_hbay
+                 : r->target->kind == MS_BAY ? &ms_handler_bay
+                                             : &ms_handler_proxy;
     c->handler->start(c, NULL);
 }
 
@@ -1591,7 +1593,7 @@ void ms_conn_accept(ms_listener *l)
         return;
     }
     if (!l->is_unix)
-        ms_xport_peer_name(x, c->peer, sizeof c->peer);
+        c->peer_port = (uint16_t)ms_xport_peer_name(x, c->peer, sizeof c->peer);
     if (!conn_secure(c)) {
         ms_conn_close(c);
         return;

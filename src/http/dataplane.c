@@ -1612,6 +1612,7 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
     ms_prom_counter_u64(&p, "mothership_http_connections_rejected_total",
                         "Connections closed at once because max_connections was reached or Mothership was stopping.",
                         NULL, 0, rej);
+    ms_hbay_render_metrics(dp->gen->m, dp->gen->procs, dp->cfg.hub, &p);
 }
 
 /* ---------------------------------------------------------------- inline (tests, fuzzing) */

@@ -6,7 +6,8 @@
  * machine: parsing, limits, routing, local errors, keep-alive, lingering
  * close. A request handler answers one routed request: static files
  * (static_send.c), a payload's own answer (payload_answer.c), the proxy to a
- * ship (proxy.c), a WebSocket client of a bay (websocket.c).
+ * ship (proxy.c), a WebSocket client of a bay (websocket.c), a request to
+ * an HTTP bay (hbay.c).
  *
  * The session chooses the handler in its dispatch (c->handler) and from
  * then on calls it only through its ms_handler table; it never names a
@@ -79,6 +80,7 @@ extern const ms_handler ms_handler_static;  /* static_send.c: a file of a static
 extern const ms_handler ms_handler_block;   /* payload_answer.c: a payload answered the request */
 extern const ms_handler ms_handler_proxy;   /* proxy.c: a ship, over a pooled upstream connection */
 extern const ms_handler ms_handler_bay;     /* websocket.c: a WebSocket client of a bay */
+extern const ms_handler ms_handler_hbay;    /* hbay.c: an HTTP bay, over docking v3 links */
 
 /* ---- the session's events, for handlers (conn.c) */
 /* The connection ends once this response is written (no keep-alive);

@@ -78,6 +78,8 @@ typedef struct ms_gather {
 typedef struct ms_conn ms_conn;
 typedef struct ms_upconn ms_upconn;
 typedef struct ms_ws ms_ws;
+typedef struct ms_hblink ms_hblink;
+typedef struct ms_hbtarget ms_hbtarget;
 
 typedef struct ms_listener ms_listener;
 struct ms_listener {
@@ -195,6 +197,8 @@ struct ms_worker {
     ms_ws *ws_list;
     ms_ws *ws_dirty;               /* clients with messages queued by the inbox pass */
     uint32_t ws_seq;
+    /* HTTP bays and docking upstreams (hbay.c): links and queues by hub slot */
+    ms_hbtarget **hb_targets;      /* hub->nbays entries, allocated on first use */
     /* counters */
     ms_slot_stats *slot_chunk[MS_SLOT_CHUNKS]; /* slot s at [s / MS_SLOT_CHUNK][s % MS_SLOT_CHUNK] */
     uint64_t up_errors[MS_UPERR_COUNT];
@@ -319,6 +323,14 @@ struct ms_conn {
 
     ms_ws *ws;                     /* MS_C_WEBSOCKET: the client's state */
 
+    /* a request to an HTTP bay (hbay.c) */
+    ms_hbtarget *hbt;              /* its bay's queue and links on this worker, or NULL */
+    ms_hblink *hbl;                /* the link serving it, or NULL */
+    ms_conn *hq_prev, *hq_next;    /* hbt's queue, while queued */
+    bool hq_queued;
+    uint64_t hq_since_ms;          /* when it joined the queue (uv_now) */
+    uint16_t peer_port;            /* the client's port (0: unknown) */
+
     /* static file being sent */
     int file_fd;
     uint64_t file_off, file_left;
@@ -436,6 +448,18 @@ size_t ms_conn_payload_headers(ms_conn *c);
 bool ms_ws_worker_init(ms_worker *w);
 void ms_ws_worker_close(ms_worker *w);
 void ms_ws_worker_free(ms_worker *w);
+
+/* hbay.c */
+/* The hub woke the worker: queues waiting for a link look again. */
+void ms_hbay_worker_wake(ms_worker *w);
+/* Drain or stop: links without a request close. */
+void ms_hbay_close_idle(ms_worker *w);
+/* The worker's loop ends: every link and timer closes; then the free. */
+void ms_hbay_worker_close(ms_worker *w);
+void ms_hbay_worker_free(ms_worker *w);
+/* Per-bay series of HTTP bays and docking upstreams (links, queue,
+ * results, errors) from the hub, for the ships of m. */
+void ms_hbay_render_metrics(const ms_manifest *m, ms_proc *const *procs, const ms_hub *hub, ms_prom *p);
 
 /* proxy.c */
 size_t ms_chunk_header(size_t len, char out[24]);

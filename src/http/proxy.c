@@ -865,6 +865,7 @@ void ms_pool_close_all(ms_worker *w)
 {
     for (ms_wgen *g = w->gens; g; g = g->next)
         pool_close_gen(g);
+    ms_hbay_close_idle(w); /* and HTTP bays' links without a request */
 }
 
 /* The exchange is over on both sides: recycle or close the upstream

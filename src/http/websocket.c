@@ -601,6 +601,7 @@ static void on_dock_async(uv_async_t *a)
             if (ws->blocked)
                 retry_pending(ws);
         }
+    ms_hbay_worker_wake(w); /* an HTTP bay's link may have been given up for this worker */
 }
 
 bool ms_ws_worker_init(ms_worker *w)
@@ -626,6 +627,7 @@ static void on_async_closed(uv_handle_t *h)
 
 void ms_ws_worker_close(ms_worker *w)
 {
+    ms_hbay_worker_close(w);
     if (!w->dock_async_open)
         return;
     w->dock_async_open = false;
@@ -635,6 +637,7 @@ void ms_ws_worker_close(ms_worker *w)
 
 void ms_ws_worker_free(ms_worker *w)
 {
+    ms_hbay_worker_free(w);
     free(w->ws_rbuf);
     w->ws_rbuf = NULL;
     ms_idmap_free(&w->ws_ids);

@@ -1,0 +1,223 @@
+"""The data plane's side of HTTP bays (docking v3): requests become HAIL +
+HAULs on links the workers open to the bay, REPLYs become responses, and
+the queue, timeouts and broken links give the documented answers. The bay
+is apps/hbay_probe.py, which logs what reached it."""
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import time
+
+import requests
+
+from fleet_helpers import PY, app, toml_str
+from http_helpers import Raw, msum, raw_request, short_tmpdir, start_proxy, toml_value, wait_until
+
+PROBE = app("hbay_probe.py")
+
+
+def hbay_toml(name, log, routes=("http:/.*",), threads=2, extra=None):
+    lines = ["[[bays.http]]", f"name = {toml_str(name)}", f"command = {toml_str(PY)}",
+             f"args = {toml_value([PROBE, log])}", f"routes = {toml_value(list(routes))}",
+             f"threads = {threads}"]
+    for k, v in (extra or {}).items():
+        lines.append(f"{k} = {toml_value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def start(fleet, *bays, http=None, mothership=None, names=("app",)):
+    mo = {"socket_dir": short_tmpdir()}
+    mo.update(mothership or {})
+    px = start_proxy(fleet, http=http, mothership=mo, extra="\n".join(bays))
+    for n in names:
+        px.ms.event("ready", ship=n, timeout=15)
+    return px
+
+
+class Upstream:
+    """The probe bay started by the test, reached as a docking upstream."""
+
+    def __init__(self, tmp_path, threads):
+        self.log = str(tmp_path / "bay.log")
+        self.sock = os.path.join(short_tmpdir(), "up.sock")
+        self.p = subprocess.Popen([PY, PROBE, self.log, self.sock], env=dict(os.environ, MS_BAY_THREADS=str(threads)))
+        wait_until(lambda: os.path.exists(self.sock), what="the upstream's socket")
+
+    def toml(self, extra=None):
+        lines = ["[[mothership.upstreams]]", 'name = "app"', f"bind = {toml_str('unix://' + self.sock)}",
+                 'routes = ["http:/.*"]']
+        lines += [f"{k} = {toml_value(v)}" for k, v in (extra or {}).items()]
+        return "\n".join(lines) + "\n"
+
+    def stop(self):
+        self.p.kill()
+        self.p.wait()
+
+
+def start_upstream(fleet, tmp_path, request, threads=2, extra=None, http=None):
+    """Mothership in front of the probe bay as a docking upstream; returns
+    (proxy, log path)."""
+    up = Upstream(tmp_path, threads)
+    request.addfinalizer(up.stop)
+    px = start_proxy(fleet, http=http, extra=up.toml(extra), wait=False)
+    px.ms.event("fleet_ready", timeout=15)
+    return px, up.log
+
+
+def seen(log):
+    if not os.path.exists(log):
+        return []
+    with open(log) as f:
+        return [json.loads(ln) for ln in f if ln.strip()]
+
+
+def test_get_reaches_the_bay_as_cgi_params_and_the_reply_comes_back(fleet, tmp_path):
+    log = str(tmp_path / "bay.log")
+    px = start(fleet, hbay_toml("app", log, routes=["http:/api/.*"], extra={"config": {"greeting": "hi"}}))
+    r = requests.get(px.url("/api/x%2Fy/z?a=1&b=%20"), headers={"X-Thing": "one", "Cookie": "c=1"})
+    assert r.status_code == 200, r.text
+    p = r.json()["params"]
+    assert p["REQUEST_METHOD"] == "GET"
+    assert p["PATH_INFO"] == "/api/x%2Fy/z"
+    assert p["QUERY_STRING"] == "a=1&b=%20"
+    assert p["SCRIPT_NAME"] == ""
+    assert p["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert p["SERVER_NAME"] == "127.0.0.1" and p["SERVER_PORT"] == str(px.port)
+    assert p["SERVER_SOFTWARE"].startswith("mothership/")
+    assert p["REMOTE_ADDR"] == "127.0.0.1" and int(p["REMOTE_PORT"]) > 0
+    assert p["HTTP_X_THING"] == "one" and p["HTTP_COOKIE"] == "c=1"
+    assert p["HTTP_X_FORWARDED_FOR"] == "127.0.0.1" and p["HTTP_X_FORWARDED_PROTO"] == "http"
+    assert p["HTTP_X_REQUEST_ID"]
+    assert "CONTENT_LENGTH" not in p and "HTTPS" not in p
+    assert r.json()["body_len"] == 0
+    # the next request on the same link has the next id
+    for _ in range(3):
+        assert requests.get(px.url("/api/again")).status_code == 200
+    ids = [e["id"] for e in seen(log)]
+    assert ids and ids[0] == 1
+
+
+def test_repeated_headers_are_joined_and_spoofable_ones_left_out(fleet, tmp_path, request):
+    px, log = start_upstream(fleet, tmp_path, request)
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/h", headers=[("Accept", "a"), ("accept", "b"), ("Cookie", "x=1"),
+                                                  ("Cookie", "y=2"), ("X_Evil", "1"), ("Connection", "x-hop"),
+                                                  ("X-Hop", "2"), ("X-Forwarded-For", "10.0.0.1")]))
+        r = c.response()
+    assert r.status == 200
+    p = r.json()["params"]
+    assert p["HTTP_ACCEPT"] == "a, b"
+    assert p["HTTP_COOKIE"] == "x=1; y=2"
+    assert "HTTP_X_EVIL" not in p and "HTTP_X_HOP" not in p and "HTTP_CONNECTION" not in p
+    assert p["HTTP_X_FORWARDED_FOR"] == "10.0.0.1, 127.0.0.1"
+
+
+def test_post_bodies_arrive_whole_with_their_length(fleet, tmp_path, request):
+    px, log = start_upstream(fleet, tmp_path, request, http={"request_buffer_size": "64KiB"})
+    for size in (0, 1024, 300 * 1024):
+        body = os.urandom(size)
+        r = requests.post(px.url("/upload"), data=body, headers={"Content-Type": "application/x-thing"})
+        assert r.status_code == 200, r.text
+        j = r.json()
+        assert j["body_len"] == size and j["body_sha"] == hashlib.sha256(body).hexdigest()
+        assert j["params"]["CONTENT_TYPE"] == "application/x-thing"
+        assert j["params"]["CONTENT_LENGTH"] == str(size)
+    # chunked upload: the bay gets the length
+    def gen():
+        yield b"a" * 1000
+        yield b"b" * 2000
+    r = requests.post(px.url("/upload"), data=gen())
+    assert r.status_code == 200 and r.json()["body_len"] == 3000
+    assert r.json()["params"]["CONTENT_LENGTH"] == "3000"
+
+
+def test_stream_empty_and_large_replies(fleet, tmp_path, request):
+    px, log = start_upstream(fleet, tmp_path, request)
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/stream?n=5"))
+        r = c.response()
+        assert r.status == 200 and r.chunked
+        assert r.body == b"".join(b"chunk %d\n" % i for i in range(5))
+        c.send(raw_request("GET", "/empty"))
+        r = c.response()
+        assert r.status == 204 and r.body == b""
+        c.send(raw_request("GET", "/cookies"))
+        r = c.response()
+        assert r.all("set-cookie") == ["a=1", "b=2"] and r.header("content-length") == "0"
+        c.send(raw_request("GET", "/big?kb=1000"))
+        r = c.response()
+        assert r.status == 200 and r.header("content-length") == str(1000 * 1024)
+        assert len(r.body) == 1000 * 1024 and not r.chunked
+        c.send(raw_request("HEAD", "/big?kb=3"))
+        r = c.response(head_only=True)
+        assert r.status == 200 and r.header("content-length") == str(3 * 1024)
+        c.send(raw_request("GET", "/empty"))  # the connection is still in step
+        assert c.response().status == 204
+
+
+def test_a_link_that_breaks_gives_502_and_a_cut_response_is_aborted(fleet, tmp_path, request):
+    px, log = start_upstream(fleet, tmp_path, request)
+    r = requests.post(px.url("/break"), data=b"x")
+    assert r.status_code == 502
+    # an idempotent request without a body is tried once more, on another link
+    r = requests.get(px.url("/break"))
+    assert r.status_code == 502
+    assert [e["params"]["PATH_INFO"] for e in seen(log)].count("/break") == 3
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/cut"))
+        with_head = c._line()
+        assert with_head.startswith(b"HTTP/1.1 200")
+        assert c.closed(5)
+        assert b"0123456789" in c.buf and len(c.buf.split(b"\r\n\r\n", 1)[1]) == 10
+    # a protocol error is counted, and the bay keeps serving
+    assert requests.get(px.url("/garbage")).status_code == 502
+    assert requests.get(px.url("/twice")).status_code == 200  # the second REPLY breaks the link
+    assert requests.get(px.url("/fine")).status_code == 200
+    m = px.metrics()
+    assert msum(m, "mothership_hbay_protocol_errors_total", bay="app") >= 1
+
+
+def test_a_request_that_waits_longer_than_request_timeout_gets_504(fleet, tmp_path, request):
+    px, log = start_upstream(fleet, tmp_path, request, threads=1, extra={"request_timeout": "1s"})
+    # the only link is held by a request that never gets READY
+    assert requests.get(px.url("/noready")).status_code == 200
+    t0 = time.monotonic()
+    r = requests.get(px.url("/queued"))
+    assert r.status_code == 504, r.text
+    assert time.monotonic() - t0 >= 0.9
+    assert not any(e["params"]["PATH_INFO"] == "/queued" for e in seen(log))
+
+
+def test_queue_full_gives_503_with_retry_after(fleet, tmp_path, request):
+    px, log = start_upstream(fleet, tmp_path, request, threads=1, extra={"max_queue": 1, "request_timeout": "5s"})
+    slow = Raw(px.port)
+    slow.send(raw_request("GET", "/sleep?ms=1500"))
+    wait_until(lambda: any(e["params"]["PATH_INFO"] == "/sleep" for e in seen(log)), what="the slow request")
+    waiting = Raw(px.port)
+    waiting.send(raw_request("GET", "/second"))
+    wait_until(lambda: msum(px.metrics(), "mothership_hbay_queue_depth", bay="app") == 1, what="one queued")
+    r = requests.get(px.url("/third"))
+    assert r.status_code == 503 and r.headers.get("Retry-After") == "1"
+    assert slow.response().status == 200 and waiting.response().status == 200
+    slow.close()
+    waiting.close()
+    assert not any(e["params"]["PATH_INFO"] == "/third" for e in seen(log))
+
+
+def test_upstream_with_docking_is_reached_like_a_bay(fleet, tmp_path):
+    log = str(tmp_path / "up.log")
+    sock = os.path.join(short_tmpdir(), "up.sock")
+    p = subprocess.Popen([PY, PROBE, log, sock], env=dict(os.environ, MS_BAY_THREADS="2"))
+    try:
+        wait_until(lambda: os.path.exists(sock), what="the upstream's socket")
+        up = "\n".join(["[[mothership.upstreams]]", 'name = "ext"', f"bind = {toml_str('unix://' + sock)}",
+                        'routes = ["http:/.*"]'])
+        px = start_proxy(fleet, extra=up + "\n", wait=False)
+        wait_until(lambda: requests.get(px.url("/x")).status_code == 200, what="the upstream answering")
+        r = requests.post(px.url("/up?q=1"), data=b"abc")
+        assert r.status_code == 200 and r.json()["body_len"] == 3
+        assert r.json()["params"]["QUERY_STRING"] == "q=1"
+    finally:
+        p.kill()
+        p.wait()
