@@ -12,7 +12,14 @@
  *
  * Link states:
  *   CONNECTING -> DOCKING (DOCK awaited) -> IDLE <-> BUSY (a request) -> AFTER
- *   (the response has ended; READY awaited) -> IDLE;  any -> CLOSING.
+ *   (the response has ended; READY awaited) -> IDLE;  BUSY -> TUNNEL (a
+ *   tunnel REPLY: HAULs both ways until either side ends) -> CLOSING;
+ *   any -> CLOSING.
+ *
+ * REPLY kinds: empty and stream become the client's response here; file
+ * names a regular file inside the bay's file_roots, sent by static_send.c's
+ * code (sendfile); tunnel switches the client's connection to bytes both
+ * ways (an upgrade: WebSockets through an HTTP bay).
  *
  * The queue is bounded over the workers (hub http.queued <= max_queue:
  * more get 503 + Retry-After), a request waits in it at most
@@ -46,7 +53,7 @@
 #define HB_DEFAULT_TIMEOUT_MS 60000    /* request_timeout when the manifest gives none */
 #define HB_DEFAULT_MAX_QUEUE 1024
 
-typedef enum hb_state { HB_CONNECTING, HB_DOCKING, HB_IDLE, HB_BUSY, HB_AFTER, HB_CLOSING } hb_state;
+typedef enum hb_state { HB_CONNECTING, HB_DOCKING, HB_IDLE, HB_BUSY, HB_AFTER, HB_TUNNEL, HB_CLOSING } hb_state;
 
 struct ms_hblink {
     uv_pipe_t pipe;
@@ -60,6 +67,7 @@ struct ms_hblink {
     char *rbuf;
     bool reading;
     bool paused;                   /* not reading: the client's writes are backed up */
+    bool client_paused;            /* tunnel: the client is not read, our writes are backed up */
     uint32_t next_id;              /* request ids go up from 1 per link */
     uint32_t req_id;
     ms_conn *c;                    /* BUSY: the request */
@@ -326,6 +334,10 @@ static void on_link_write(uv_write_t *req, int status)
     }
     if (l->state == HB_BUSY && !l->req_sent && l->writes_in_flight == 0)
         send_body(l);
+    if (l->state == HB_TUNNEL && l->client_paused && l->c && l->write_pending <= MS_WRITE_HIGH) {
+        l->client_paused = false;
+        ms_conn_start_reading(l->c);
+    }
 }
 
 /* Writes what the socket takes now and copies the rest into one queued
@@ -402,7 +414,7 @@ static void link_close(ms_hblink *l)
         return;
     ms_hbtarget *t = l->t;
     ms_hub_http *hh = hub_http(t);
-    if (l->state == HB_BUSY || l->state == HB_AFTER)
+    if (l->state == HB_BUSY || l->state == HB_AFTER || l->state == HB_TUNNEL)
         __atomic_fetch_sub(&hh->links_busy, 1, __ATOMIC_RELAXED);
     if (l->state == HB_CONNECTING || l->state == HB_DOCKING)
         t->nopening--;
@@ -982,7 +994,7 @@ static bool parse_length(const char *s, size_t n, uint64_t *out)
 
 /* The client's head for the bay's REPLY (resp_head.c), corked. false: the
  * reply cannot stand (what says why), nothing written. */
-static bool write_head(ms_hblink *l, const ms_dock_reply *r, const char **what)
+static bool write_head(ms_hblink *l, const ms_dock_reply *r, uint64_t file_size, const char **what)
 {
     ms_conn *c = l->c;
     int st = r->status;
@@ -1016,6 +1028,11 @@ static bool write_head(ms_hblink *l, const ms_dock_reply *r, const char **what)
         *what = "sent an empty REPLY with a Content-Length";
         return false;
     }
+    bool tunnel = r->kind == MS_DOCK_REPLY_TUNNEL;
+    if (r->kind == MS_DOCK_REPLY_FILE) {
+        have_len = true; /* the file's own size, never the bay's word */
+        len = file_size;
+    }
     l->discard = r->kind == MS_DOCK_REPLY_STREAM && !body;
     l->has_length = r->kind == MS_DOCK_REPLY_STREAM && have_len;
     l->length_left = len;
@@ -1030,7 +1047,7 @@ static bool write_head(ms_hblink *l, const ms_dock_reply *r, const char **what)
         if (enc != MS_ENC_IDENTITY && !(l->comp = ms_compressor_new(enc, -1, have_len ? len : 0)))
             enc = MS_ENC_IDENTITY;
     }
-    bool client_length = have_len && enc == MS_ENC_IDENTITY;
+    bool client_length = have_len && enc == MS_ENC_IDENTITY && !tunnel;
     if (r->kind == MS_DOCK_REPLY_EMPTY && !no_body_status && !head_req) {
         client_length = true; /* no body: Content-Length: 0 */
         len = 0;
@@ -1041,7 +1058,7 @@ static bool write_head(ms_hblink *l, const ms_dock_reply *r, const char **what)
         else
             ms_conn_end_after_response(c, false); /* HTTP/1.0: the end of the body is the close */
     }
-    if (!c->keep_alive)
+    if (!c->keep_alive && !tunnel)
         ms_conn_end_after_response(c, false);
     const char *reason = ms_http_reason(st);
     ms_resp_head h = {
@@ -1050,13 +1067,17 @@ static bool write_head(ms_hblink *l, const ms_dock_reply *r, const char **what)
         .reason_len = strlen(reason),
         .fields = fields,
         .nfields = r->n_headers,
+        .tunnel = tunnel,
         .encoding = enc != MS_ENC_IDENTITY ? ms_encoding_name(enc) : NULL,
         .date = c->w->date,
         .date_len = c->w->date_len,
         .chunked = l->chunked,
         .has_length = client_length && !no_body_status,
         .length = len,
-        .connection = c->close_after_write ? "close" : c->http_minor == 0 ? "keep-alive" : NULL,
+        .connection = tunnel                ? NULL
+                      : c->close_after_write ? "close"
+                      : c->http_minor == 0   ? "keep-alive"
+                                             : NULL,
     };
     size_t bound = ms_resp_head_bound(&h);
     if (bound > MS_RESP_HEAD_MAX) {
@@ -1145,7 +1166,14 @@ static void body_end(ms_hblink *l)
 
 /* A link failed under its request: 502 before the head (once more on
  * another link when that is safe), a cut connection after it. */
+static void request_failed_as(ms_hblink *l, int result, int status, const char *what, bool may_retry);
+
 static void request_failed(ms_hblink *l, int result, int status, const char *what)
+{
+    request_failed_as(l, result, status, what, true);
+}
+
+static void request_failed_as(ms_hblink *l, int result, int status, const char *what, bool may_retry)
 {
     ms_hbtarget *t = l->t;
     ms_conn *c = l->c;
@@ -1168,7 +1196,7 @@ static void request_failed(ms_hblink *l, int result, int status, const char *wha
     }
     int m = c->parser.method;
     bool idempotent = m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT || m == HTTP_DELETE;
-    if (status == 502 && idempotent && !c->has_body && !c->retried && !c->upgrade) {
+    if (may_retry && status == 502 && idempotent && !c->has_body && !c->retried && !c->upgrade) {
         c->retried = true;
         log_bay(t, c, "", what);
         if (q_push(t, c, true)) {
@@ -1212,7 +1240,7 @@ static void link_protocol_error(ms_hblink *l, const char *what)
     char msg[256];
     snprintf(msg, sizeof msg, "broke the docking protocol: %s", what);
     if (l->c) {
-        request_failed(l, MS_HB_BAD_GATEWAY, 502, msg);
+        request_failed_as(l, MS_HB_BAD_GATEWAY, 502, msg, false); /* the bay would answer the same again */
         return;
     }
     log_bay(t, NULL, "", msg);
@@ -1265,6 +1293,193 @@ static void on_dock(ms_hblink *l, const ms_dock_frame *fr)
     pump(t);
 }
 
+/* ---------------------------------------------------------------- file replies */
+/* Is real (a resolved path) inside dir (resolved here)? */
+static bool path_under(const char *dir, const char *real)
+{
+    char r[PATH_MAX];
+    if (!dir || !realpath(dir, r))
+        return false;
+    size_t n = strlen(r);
+    if (n == 1 && r[0] == '/')
+        return true;
+    return strncmp(real, r, n) == 0 && real[n] == '/';
+}
+
+/* The directories whose files c's bay may name: its file_roots, else its
+ * cwd (the manifest's directory without one); none for an upstream
+ * without file_roots. */
+static bool inside_roots(const ms_conn *c, const char *real)
+{
+    const ms_ship *s = conn_ship(c);
+    for (size_t i = 0; i < s->file_roots.len; i++)
+        if (path_under(s->file_roots.items[i], real))
+            return true;
+    if (s->file_roots.len || s->kind == MS_UPSTREAM)
+        return false;
+    return path_under(s->cwd ? s->cwd : c->g->m->dir, real);
+}
+
+/* The file a REPLY names, opened when it is a regular file inside the
+ * bay's roots (where the opened file really is counts: symlinks and
+ * renames on the way do not help); -1 with *what set otherwise. */
+static int open_reply_file(const ms_conn *c, const char *p, size_t n, uint64_t *size, const char **what)
+{
+    char path[PATH_MAX];
+    if (n == 0 || n >= sizeof path) {
+        *what = "a file REPLY with a path too long";
+        return -1;
+    }
+    memcpy(path, p, n);
+    path[n] = '\0';
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        *what = "a file REPLY naming a file that cannot be opened";
+        return -1;
+    }
+    struct stat st;
+    char proc[64], real[PATH_MAX];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    ssize_t rl = readlink(proc, real, sizeof real - 1);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        *what = "a file REPLY naming something that is not a regular file";
+    } else if (rl <= 0 || (size_t)rl >= sizeof real - 1) {
+        *what = "a file REPLY naming a file whose place cannot be read";
+    } else {
+        real[rl] = '\0';
+        if (inside_roots(c, real)) {
+            *size = (uint64_t)st.st_size;
+            return fd;
+        }
+        *what = "a file REPLY naming a file outside its file_roots";
+    }
+    close(fd);
+    return -1;
+}
+
+static void on_file_reply(ms_hblink *l, const ms_dock_reply *r)
+{
+    ms_conn *c = l->c;
+    ms_hbtarget *t = l->t;
+    uint64_t size = 0;
+    const char *what = NULL;
+    int fd = open_reply_file(c, r->file_path, r->file_path_len, &size, &what);
+    if (fd < 0) {
+        link_protocol_error(l, what);
+        return;
+    }
+    l->replied = true;
+    l->kind = r->kind;
+    if (!write_head(l, r, size, &what)) {
+        close(fd);
+        if (what)
+            link_protocol_error(l, what);
+        else
+            request_failed(l, MS_HB_ABORTED, 502, "lost its client");
+        return;
+    }
+    /* the link is done with the request: READY comes while the file goes */
+    uv_timer_stop(&l->timer);
+    l->state = HB_AFTER;
+    l->c = NULL;
+    c->hbl = NULL;
+    c->hbt = NULL;
+    count_result(t, MS_HB_REPLIED);
+    bool body = !c->is_head_method && size > 0;
+    ms_conn_record_ahead(c, 200, body ? size : 0);
+    ms_conn_uncork(c);
+    if (!body || ms_conn_is_closing(c)) {
+        close(fd);
+        ms_conn_responded(c);
+        return;
+    }
+    c->file_fd = fd;
+    c->file_off = 0;
+    c->file_left = size;
+    if (!ms_conn_writing(c))
+        ms_handler_static.drained(c); /* sendfile while the socket takes it */
+}
+
+/* ---------------------------------------------------------------- tunnels */
+/* Client bytes to the bay, as HAULs; the client waits while they back up. */
+static void tunnel_up(ms_hblink *l, const char *data, size_t len)
+{
+    ms_conn *c = l->c;
+    while (len > 0) {
+        size_t k = len < MS_DOCK_V3_CHUNK ? len : MS_DOCK_V3_CHUNK;
+        uint8_t hdr[MS_DOCK_HAUL_HEADER_LEN];
+        ms_dock_put_haul_header(hdr, l->req_id, false, k);
+        uv_buf_t bufs[2] = { uv_buf_init((char *)hdr, sizeof hdr), uv_buf_init((char *)data, (unsigned)k) };
+        if (!link_write(l, bufs, 2)) {
+            l->c = NULL;
+            c->hbl = NULL;
+            link_close(l);
+            ms_conn_close(c);
+            return;
+        }
+        data += k;
+        len -= k;
+    }
+    if (l->write_pending > MS_WRITE_HIGH && !l->client_paused) {
+        l->client_paused = true;
+        ms_conn_stop_reading(c);
+    }
+}
+
+static void on_tunnel_reply(ms_hblink *l, const ms_dock_reply *r)
+{
+    ms_conn *c = l->c;
+    if (!c->upgrade || r->status != 101) {
+        link_protocol_error(l, "a tunnel REPLY that is not a 101 to an upgrade");
+        return;
+    }
+    l->replied = true;
+    l->kind = r->kind;
+    const char *what = NULL;
+    if (!write_head(l, r, 0, &what)) {
+        if (what)
+            link_protocol_error(l, what);
+        else
+            request_failed(l, MS_HB_ABORTED, 502, "lost its client");
+        return;
+    }
+    uv_timer_stop(&l->timer);
+    l->state = HB_TUNNEL;
+    c->hbt = NULL;
+    count_result(l->t, MS_HB_REPLIED);
+    ms_conn_uncork(c);
+    if (ms_conn_is_closing(c))
+        return;
+    const char *rest;
+    size_t n = ms_conn_switch_protocols(c, &rest);
+    if (n)
+        tunnel_up(l, rest, n);
+}
+
+/* The bay's bytes to the client; its FIN ends the tunnel: the client's
+ * connection closes once they are written, and the link with it. */
+static void tunnel_down(ms_hblink *l, const ms_dock_frame *fr, bool borrowed)
+{
+    uint32_t id;
+    bool fin;
+    const uint8_t *data;
+    size_t len;
+    if (ms_dock_parse_haul(fr->payload, fr->len, &id, &fin, &data, &len) != 0 || id != l->req_id) {
+        link_protocol_error(l, "a malformed HAUL in a tunnel");
+        return;
+    }
+    ms_conn *c = l->c;
+    if (len)
+        ms_conn_write(c, (const char *)data, len, !borrowed);
+    if (!fin)
+        return;
+    l->c = NULL;
+    c->hbl = NULL;
+    link_close(l);
+    ms_conn_uncork(c);
+    ms_conn_end_with(c, "", 0);
+}
+
 static void on_reply(ms_hblink *l, const ms_dock_frame *fr)
 {
     ms_dock_reply r;
@@ -1279,15 +1494,20 @@ static void on_reply(ms_hblink *l, const ms_dock_frame *fr)
         link_protocol_error(l, l->replied ? "a second REPLY" : "a REPLY for another request id");
         return;
     }
-    if (r.kind == MS_DOCK_REPLY_FILE || r.kind == MS_DOCK_REPLY_TUNNEL) {
+    if (r.kind == MS_DOCK_REPLY_FILE) {
+        on_file_reply(l, &r);
         ms_dock_reply_free(&r);
-        link_protocol_error(l, "a REPLY kind this Mothership does not serve yet");
+        return;
+    }
+    if (r.kind == MS_DOCK_REPLY_TUNNEL) {
+        on_tunnel_reply(l, &r);
+        ms_dock_reply_free(&r);
         return;
     }
     l->replied = true;
     l->kind = r.kind;
     const char *what = NULL;
-    bool ok = write_head(l, &r, &what);
+    bool ok = write_head(l, &r, UINT64_MAX, &what);
     ms_dock_reply_free(&r);
     if (!ok) {
         if (what)
@@ -1386,6 +1606,12 @@ static void on_frame(ms_hblink *l, const ms_dock_frame *fr, bool borrowed)
         else
             link_protocol_error(l, "an unexpected frame");
         return;
+    case HB_TUNNEL:
+        if (fr->type == MS_DOCK_HAUL)
+            tunnel_down(l, fr, borrowed);
+        else
+            link_protocol_error(l, "a frame other than HAUL in a tunnel");
+        return;
     case HB_AFTER:
         if (fr->type == MS_DOCK_READY)
             on_ready(l, fr);
@@ -1415,6 +1641,13 @@ static void on_link_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
                                         : "closed its link before answering");
         else if (l->state == HB_DOCKING)
             link_failed(l, "closed its link before its DOCK");
+        else if (l->state == HB_TUNNEL && l->c) {
+            ms_conn *c = l->c;
+            l->c = NULL;
+            c->hbl = NULL;
+            link_close(l);
+            ms_conn_close(c); /* the bay left without FIN: the tunnel is cut */
+        }
         else
             link_close(l); /* an idle link the bay let go (it drains), or no READY */
         if (l->state != HB_CLOSING)
@@ -1454,7 +1687,8 @@ static void on_link_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
     if (c) {
         ms_conn_uncork(c);
-        if (l->state == HB_BUSY && l->c == c && ms_conn_write_pending(c) > MS_WRITE_HIGH) {
+        if ((l->state == HB_BUSY || l->state == HB_TUNNEL) && l->c == c &&
+            ms_conn_write_pending(c) > MS_WRITE_HIGH) {
             link_read(l, false); /* a slow client slows the bay */
             l->paused = true;
             uv_timer_stop(&l->timer);
@@ -1465,6 +1699,10 @@ static void on_link_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 /* ---------------------------------------------------------------- the handler */
 static void hbay_drained(ms_conn *c)
 {
+    if (c->file_fd >= 0) {
+        ms_handler_static.drained(c); /* a file REPLY going out */
+        return;
+    }
     ms_hblink *l = c->hbl;
     if (l && l->paused && ms_conn_write_pending(c) <= MS_WRITE_HIGH) {
         l->paused = false;
@@ -1514,8 +1752,16 @@ static bool hbay_start(ms_conn *c, const ms_handler_arg *arg)
     return true;
 }
 
+static void hbay_data(ms_conn *c, const char *data, size_t len)
+{
+    ms_hblink *l = c->hbl;
+    if (l && l->state == HB_TUNNEL)
+        tunnel_up(l, data, len);
+}
+
 static void hbay_abort(ms_conn *c)
 {
+    ms_handler_static.abort(c); /* a file REPLY's descriptor, if any */
     ms_hbtarget *t = c->hbt;
     if (t && c->hq_queued)
         q_remove(t, c);
@@ -1532,11 +1778,12 @@ static void hbay_abort(ms_conn *c)
 static int hbay_partial_status(const ms_conn *c)
 {
     const ms_hblink *l = c->hbl;
-    return l && l->head_sent ? l->status : 0;
+    return l && l->head_sent && l->state == HB_BUSY ? l->status : 0;
 }
 
 const ms_handler ms_handler_hbay = {
     .start = hbay_start,
+    .data = hbay_data,
     .drained = hbay_drained,
     .partial_status = hbay_partial_status,
     .abort = hbay_abort,

@@ -221,3 +221,54 @@ def test_upstream_with_docking_is_reached_like_a_bay(fleet, tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def test_file_replies_only_inside_the_file_roots(fleet, tmp_path, request):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a.txt").write_bytes(b"inside the root\n" * 1000)
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"SECRET")
+    os.symlink(str(secret), str(root / "link.txt"))
+    px, log = start_upstream(fleet, tmp_path, request, extra={"file_roots": [str(root)]})
+    r = requests.get(px.url("/file"), params={"path": str(root / "a.txt")})
+    assert r.status_code == 200 and r.content == b"inside the root\n" * 1000
+    assert r.headers["Content-Length"] == str(16 * 1000) and r.headers["Content-Type"] == "text/plain"
+    with Raw(px.port) as c:
+        c.send(raw_request("HEAD", "/file?path=" + str(root / "a.txt")))
+        h = c.response(head_only=True)
+        assert h.status == 200 and h.header("content-length") == str(16 * 1000)
+    for bad in (str(secret), str(root / "link.txt"), str(root), str(root / "missing"), "/etc/passwd",
+                str(root / ".." / "secret.txt")):
+        r = requests.get(px.url("/file"), params={"path": bad})
+        assert r.status_code == 502, bad
+        assert b"SECRET" not in r.content and b"root:" not in r.content
+    assert msum(px.metrics(), "mothership_hbay_protocol_errors_total", bay="app") == 6
+    assert requests.get(px.url("/fine")).status_code == 200
+
+
+def test_tunnel_carries_bytes_both_ways_until_the_bay_ends_it(fleet, tmp_path, request):
+    px, log = start_upstream(fleet, tmp_path, request)
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/ws", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                                   ("Sec-WebSocket-Version", "13")]) + b"early")
+        r = c.response(head_only=True)
+        assert r.status == 101 and r.header("upgrade") == "websocket"
+        got = b""
+        while len(got) < 5:
+            c._fill()
+            got, c.buf = got + c.buf, b""
+        assert got == b"early"
+        big = os.urandom(200 * 1024)
+        c.send(big)
+        got = b""
+        while len(got) < len(big):
+            c._fill()
+            got, c.buf = got + c.buf, b""
+        assert got == big
+        c.send(b"bye")
+        assert c.closed(5) and c.buf == b"bye!"
+    p = [e for e in seen(log) if e["params"]["PATH_INFO"] == "/ws"][0]["params"]
+    assert p["HTTP_UPGRADE"] == "websocket" and p["HTTP_CONNECTION"] == "Upgrade"
+    assert requests.get(px.url("/fine")).status_code == 200

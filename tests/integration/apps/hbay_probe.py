@@ -17,6 +17,9 @@ one JSON line {"params": {...}, "body_len": n, "body_sha": hex, "link": k,
   /garbage       a frame of unknown type 0x7f
   /twice         two REPLYs
   /cookies       two set-cookie headers
+  /file?path=P   REPLY kind file naming P
+  /ws            REPLY 101 kind tunnel, then echoes HAUL bytes; "bye" ends it
+                 with FIN
   anything else  /echo: 200 application/json of the params and body length
 """
 import hashlib
@@ -161,6 +164,20 @@ def serve_link(c, k):
             c.sendall(reply(rid, 200, 0) + reply(rid, 200, 0))
             time.sleep(1)
             return
+        elif path == "/file":
+            c.sendall(frame(REPLY, struct.pack(">IHBI", rid, 200, 2, 1) + string(b"Content-Type")
+                            + string(b"text/plain") + string(q["path"].encode())) + ready(rid))
+        elif path == "/ws":
+            c.sendall(reply(rid, 101, 4, [("Upgrade", "websocket"), ("Connection", "Upgrade")]))
+            while True:
+                t, p = read_frame(c)
+                if t != HAUL:
+                    return
+                data = p[5:]
+                if data == b"bye":
+                    c.sendall(haul(rid, b"bye!", True))
+                    return
+                c.sendall(haul(rid, data))
         elif path == "/cookies":
             c.sendall(reply(rid, 200, 0, [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]) + ready(rid))
         else:
