@@ -75,11 +75,11 @@ def seen(log):
 def test_get_reaches_the_bay_as_cgi_params_and_the_reply_comes_back(fleet, tmp_path):
     log = str(tmp_path / "bay.log")
     px = start(fleet, hbay_toml("app", log, routes=["http:/api/.*"], extra={"config": {"greeting": "hi"}}))
-    r = requests.get(px.url("/api/x%2Fy/z?a=1&b=%20"), headers={"X-Thing": "one", "Cookie": "c=1"})
+    r = requests.get(px.url("/api/x%20y/z?a=1&b=%20"), headers={"X-Thing": "one", "Cookie": "c=1"})
     assert r.status_code == 200, r.text
     p = r.json()["params"]
     assert p["REQUEST_METHOD"] == "GET"
-    assert p["PATH_INFO"] == "/api/x%2Fy/z"
+    assert p["PATH_INFO"] == "/api/x%20y/z"
     assert p["QUERY_STRING"] == "a=1&b=%20"
     assert p["SCRIPT_NAME"] == ""
     assert p["SERVER_PROTOCOL"] == "HTTP/1.1"
