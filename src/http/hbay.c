@@ -1504,6 +1504,11 @@ static void on_reply(ms_hblink *l, const ms_dock_frame *fr)
         ms_dock_reply_free(&r);
         return;
     }
+    if (r.status < 200) {
+        ms_dock_reply_free(&r);
+        link_protocol_error(l, "a REPLY with an interim status (1xx) that is not a tunnel");
+        return;
+    }
     l->replied = true;
     l->kind = r.kind;
     const char *what = NULL;

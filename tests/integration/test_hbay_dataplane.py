@@ -189,6 +189,28 @@ def test_a_request_that_waits_longer_than_request_timeout_gets_504(fleet, tmp_pa
     assert not any(e["params"]["PATH_INFO"] == "/queued" for e in seen(log))
 
 
+def test_a_bay_that_never_replies_gets_504_and_its_link_closed(fleet, tmp_path, request):
+    px, log = start_upstream(fleet, tmp_path, request, threads=2, extra={"request_timeout": "1s"})
+    t0 = time.monotonic()
+    r = requests.get(px.url("/hang"))
+    assert r.status_code == 504, r.text
+    assert time.monotonic() - t0 >= 0.9
+    assert [e["params"]["PATH_INFO"] for e in seen(log)].count("/hang") == 1  # not tried again
+    assert requests.get(px.url("/fine")).status_code == 200
+    assert msum(px.metrics(), "mothership_hbay_requests_total", bay="app", result="reply_timeout") == 1
+
+
+def test_strip_prefix_becomes_script_name(fleet, tmp_path, request):
+    up = Upstream(tmp_path, 2)
+    request.addfinalizer(up.stop)
+    text = up.toml().replace('routes = ["http:/.*"]',
+                             'routes = [{ bind = "http", pattern = "/app/.*", strip_prefix = "/app" }]')
+    px = start_proxy(fleet, extra=text, wait=False)
+    px.ms.event("fleet_ready", timeout=15)
+    p = requests.get(px.url("/app/x/y?z")).json()["params"]
+    assert p["SCRIPT_NAME"] == "/app" and p["PATH_INFO"] == "/x/y" and p["QUERY_STRING"] == "z"
+
+
 def test_queue_full_gives_503_with_retry_after(fleet, tmp_path, request):
     px, log = start_upstream(fleet, tmp_path, request, threads=1, extra={"max_queue": 1, "request_timeout": "5s"})
     slow = Raw(px.port)

@@ -14,6 +14,7 @@ one JSON line {"params": {...}, "body_len": n, "body_sha": hex, "link": k,
   /break         closes the link before any REPLY
   /cut           REPLY 200 (Content-Length 100), one 10-byte HAUL, then closes
   /noready       REPLY 200 "x", FIN, and never READY (the link hangs)
+  /hang          never answers (the link hangs)
   /garbage       a frame of unknown type 0x7f
   /twice         two REPLYs
   /cookies       two set-cookie headers
@@ -155,6 +156,8 @@ def serve_link(c, k):
             return
         elif path == "/noready":
             c.sendall(reply(rid, 200, 1, [("Content-Length", "1")]) + haul(rid, b"x", True))
+            time.sleep(3600)
+        elif path == "/hang":
             time.sleep(3600)
         elif path == "/garbage":
             c.sendall(frame(0x7f, b"junk"))
