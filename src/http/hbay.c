@@ -992,12 +992,83 @@ static bool parse_length(const char *s, size_t n, uint64_t *out)
     return true;
 }
 
-/* The client's head for the bay's REPLY (resp_head.c), corked. false: the
- * reply cannot stand (what says why), nothing written. */
+/* Response-phase payloads on the bay's head, as for a ship's (proxy.c).
+ * false: one failed closed (detail says which). */
+static bool run_response_payloads(ms_conn *c, const ms_dock_reply *r, char *detail, size_t dlen,
+                                  const ms_payload_result **edits)
+{
+    ms_worker *w = c->w;
+    const ms_payload_set *ps = c->g->payloads;
+    *edits = NULL;
+    if (!c->g->pw)
+        return true;
+    ms_payload_result *res = &w->pres;
+    ms_payload_result_reset(res);
+    for (size_t i = 0; i < r->n_headers; i++) {
+        w->phdrs[i].name = (ms_payload_slice){ r->headers[i].name, r->headers[i].name_len };
+        w->phdrs[i].value = (ms_payload_slice){ r->headers[i].value, r->headers[i].value_len };
+    }
+    const char *method = http_method_str((enum http_method)c->parser.method);
+    ms_payload_req req = { .method = { method, strlen(method) },
+                           .path = { c->buf + c->url_off, c->path_len },
+                           .client = { c->peer, strlen(c->peer) } };
+    ms_payload_resp resp = { .status = r->status, .headers = w->phdrs, .nheaders = r->n_headers };
+    bool ran = false;
+    for (size_t i = 0; i < ms_payload_count(ps); i++) {
+        if (ms_payload_phase(ps, i) != MS_PHASE_RESPONSE ||
+            !ms_module_applies(c->g->routes, i, c->buf + c->url_off, c->path_len, w->match_data))
+            continue;
+        ran = true;
+        ms_payload_err e = ms_payload_run_response(c->g->pw, i, &req, &resp, res);
+        if (e != MS_PAYLOAD_OK) {
+            const ms_module *mod = ms_payload_module(ps, i);
+            ms_worker_payload_log(w, mod, 2, res->error, strlen(res->error));
+            if (mod->fail_open)
+                continue;
+            snprintf(detail, dlen, "module \"%s\" failed (%s)", mod->name, ms_payload_err_name(e));
+            return false;
+        }
+    }
+    if (ran && res->nedits > 0)
+        *edits = res;
+    return true;
+}
+
+static bool payload_keeps(const void *arg, const char *name, size_t len)
+{
+    return ms_payload_keeps_header(arg, name, len);
+}
+
+static bool payload_added(const void *arg, size_t i, ms_field *out)
+{
+    const ms_payload_result *pres = arg;
+    if (!ms_payload_edit_live(pres, i))
+        return false;
+    const ms_payload_edit *e = &pres->edits[i];
+    *out = (ms_field){ e->name.ptr, e->name.len, e->value.ptr, e->value.len };
+    return true;
+}
+
+/* The client's head for the bay's REPLY (resp_head.c), corked. false:
+ * nothing written, and the reply cannot stand (what says why: a protocol
+ * error), or what is NULL: the client is gone, or a response-phase payload
+ * failed and the client got a 500 (the link is let go of here). */
 static bool write_head(ms_hblink *l, const ms_dock_reply *r, uint64_t file_size, const char **what)
 {
     ms_conn *c = l->c;
     int st = r->status;
+    const ms_payload_result *pres = NULL;
+    char pdetail[200];
+    if (r->kind != MS_DOCK_REPLY_TUNNEL && !run_response_payloads(c, r, pdetail, sizeof pdetail, &pres)) {
+        *what = NULL;
+        l->c = NULL;
+        c->hbl = NULL;
+        c->hbt = NULL;
+        link_close(l); /* the bay's answer cannot be passed on */
+        ms_conn_uncork(c);
+        ms_conn_respond_error(c, 500, pdetail);
+        return false;
+    }
     bool no_body_status = st == 204 || st == 304 || (st >= 100 && st < 200);
     ms_field fields[MS_MAX_HEADERS];
     const ms_field *ctype = NULL, *cenc = NULL, *cc = NULL;
@@ -1068,6 +1139,10 @@ static bool write_head(ms_hblink *l, const ms_dock_reply *r, uint64_t file_size,
         .fields = fields,
         .nfields = r->n_headers,
         .tunnel = tunnel,
+        .keep = pres ? payload_keeps : NULL,
+        .added = payload_added,
+        .nadded = pres ? pres->nedits : 0,
+        .edits_arg = pres,
         .encoding = enc != MS_ENC_IDENTITY ? ms_encoding_name(enc) : NULL,
         .date = c->w->date,
         .date_len = c->w->date_len,
@@ -1375,7 +1450,7 @@ static void on_file_reply(ms_hblink *l, const ms_dock_reply *r)
         if (what)
             link_protocol_error(l, what);
         else
-            request_failed(l, MS_HB_ABORTED, 502, "lost its client");
+            request_failed_as(l, MS_HB_ABORTED, 502, "could not be answered: out of memory", false);
         return;
     }
     /* the link is done with the request: READY comes while the file goes */
@@ -1440,7 +1515,7 @@ static void on_tunnel_reply(ms_hblink *l, const ms_dock_reply *r)
         if (what)
             link_protocol_error(l, what);
         else
-            request_failed(l, MS_HB_ABORTED, 502, "lost its client");
+            request_failed_as(l, MS_HB_ABORTED, 502, "could not be answered: out of memory", false);
         return;
     }
     uv_timer_stop(&l->timer);
@@ -1518,7 +1593,7 @@ static void on_reply(ms_hblink *l, const ms_dock_frame *fr)
         if (what)
             link_protocol_error(l, what);
         else
-            request_failed(l, MS_HB_ABORTED, 502, "lost its client");
+            request_failed_as(l, MS_HB_ABORTED, 502, "could not be answered: out of memory", false);
         return;
     }
     if (l->kind == MS_DOCK_REPLY_EMPTY) {
