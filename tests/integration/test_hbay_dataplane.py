@@ -13,7 +13,7 @@ import time
 import requests
 
 from conftest import BUILD
-from fleet_helpers import PY, app, toml_str
+from fleet_helpers import PY, app, free_port, toml_str
 from http_helpers import Raw, msum, raw_request, short_tmpdir, start_proxy, toml_value, wait_until
 
 PROBE = app("hbay_probe.py")
@@ -308,3 +308,21 @@ def test_response_payloads_and_compression_apply_to_bay_routes(fleet, tmp_path, 
     assert r.status_code == 200 and r.headers["Cache-Control"] == "public, max-age=60"
     assert r.headers["Content-Encoding"] == "gzip"
     assert gzip.decompress(raw) == b"".join(b"chunk %d\n" % i for i in range(200))
+
+
+def test_http2_clients_reach_the_bay_through_the_same_links(fleet, tmp_path, request):
+    up = Upstream(tmp_path, 2)
+    request.addfinalizer(up.stop)
+    port = free_port()
+    px = start_proxy(fleet, binds={"http": {"port": port, "h2c": True}}, extra=up.toml(), wait=False)
+    px.ms.event("fleet_ready", timeout=15)
+    body = tmp_path / "body"
+    body.write_bytes(b"z" * 100000)
+    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "--data-binary", f"@{body}",
+                          f"http://127.0.0.1:{port}/h2?x=1"], capture_output=True, timeout=30)
+    j = json.loads(out.stdout)
+    assert j["body_len"] == 100000 and j["params"]["SERVER_PROTOCOL"] == "HTTP/2"
+    assert j["params"]["QUERY_STRING"] == "x=1" and j["params"]["CONTENT_LENGTH"] == "100000"
+    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", f"http://127.0.0.1:{port}/stream?n=50"],
+                         capture_output=True, timeout=30)
+    assert out.stdout == b"".join(b"chunk %d\n" % i for i in range(50))
