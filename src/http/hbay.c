@@ -43,6 +43,7 @@
 
 #include "dock/protocol.h"
 #include "http/handler.h"
+#include "http/hbay_params.h"
 #include "http/http_impl.h"
 #include "http/resp_head.h"
 #include "ms_config.h"
@@ -102,6 +103,7 @@ struct ms_hbtarget {
 };
 
 static void pump(ms_hbtarget *t);
+static bool payload_keeps(const void *arg, const char *name, size_t len);
 static void link_close(ms_hblink *l);
 static void link_protocol_error(ms_hblink *l, const char *what);
 static void send_body(ms_hblink *l);
@@ -567,75 +569,8 @@ static bool link_open(ms_hbtarget *t)
 }
 
 /* ---------------------------------------------------------------- HAIL */
-/* The CGI params of c's request, encoded as a HAIL frame into c->out with
- * request id 0 (set per link when it is sent). false: out of memory. */
-typedef struct pbuild {
-    ms_dock_param *p;
-    size_t n, cap;
-    char *arena;                   /* names and joined values */
-    size_t used, arena_cap;
-    bool failed;
-} pbuild;
-
-static char *arena_take(pbuild *b, size_t n)
-{
-    if (b->failed || n > b->arena_cap - b->used) {
-        b->failed = true;
-        return NULL;
-    }
-    char *p = b->arena + b->used;
-    b->used += n;
-    return p;
-}
-
-static void param(pbuild *b, const char *name, size_t nl, const char *val, size_t vl)
-{
-    if (b->failed || b->n == b->cap) {
-        b->failed = true;
-        return;
-    }
-    b->p[b->n++] = (ms_dock_param){ name, nl, val, vl };
-}
-
-static void param_s(pbuild *b, const char *name, const char *val)
-{
-    param(b, name, strlen(name), val, strlen(val));
-}
-
-static void param_copy(pbuild *b, const char *name, const char *val, size_t vl)
-{
-    char *v = arena_take(b, vl + 1);
-    if (v) {
-        memcpy(v, val, vl);
-        param(b, name, strlen(name), v, vl);
-    }
-}
-
-static bool hop_by_hop(const ms_conn *c, const char *n, size_t nl)
-{
-    if (name_eq(n, nl, "keep-alive") || name_eq(n, nl, "proxy-connection") || name_eq(n, nl, "te") ||
-        name_eq(n, nl, "trailer") || name_eq(n, nl, "transfer-encoding") || name_eq(n, nl, "http2-settings") ||
-        name_eq(n, nl, "proxy-authorization"))
-        return true;
-    if (c->upgrade && (name_eq(n, nl, "connection") || name_eq(n, nl, "upgrade")))
-        return false; /* a tunnel's request: the bay answers the upgrade */
-    if (name_eq(n, nl, "connection") || name_eq(n, nl, "upgrade"))
-        return true;
-    for (uint16_t i = 0; i < c->nhdr; i++)
-        if (name_eq(c->buf + c->hdr[i].name, c->hdr[i].name_len, "connection") &&
-            ms_token_listed(c->buf + c->hdr[i].val, c->hdr[i].val_len, n, nl) && !name_eq(n, nl, "host") &&
-            !name_eq(n, nl, "content-length"))
-            return true;
-    return false;
-}
-
-/* Headers Mothership sets itself (HTTP_X_FORWARDED_*, HTTP_X_REQUEST_ID). */
-static bool ours(const char *n, size_t nl)
-{
-    return name_eq(n, nl, "x-forwarded-for") || name_eq(n, nl, "x-forwarded-proto") ||
-           name_eq(n, nl, "x-forwarded-host") || name_eq(n, nl, "x-request-id") || name_eq(n, nl, "x-request-start");
-}
-
+/* c's HAIL (hbay_params.c) into c->out, request id 0 (set per link when it
+ * is sent). false: out of memory. */
 static bool build_hail(ms_conn *c)
 {
     ms_worker *w = c->w;
@@ -660,180 +595,61 @@ static bool build_hail(ms_conn *c)
     const char *script = "";
     size_t slen = 0;
     if (route->strip_prefix) {
+        /* only where a segment ends, as for ships */
         size_t sl = strlen(route->strip_prefix);
         if (plen >= sl && memcmp(path, route->strip_prefix, sl) == 0 &&
             (plen == sl || path[sl] == '/' || route->strip_prefix[sl - 1] == '/')) {
             script = route->strip_prefix;
-            slen = sl;
-            if (route->strip_prefix[sl - 1] == '/')
-                slen--; /* "/api/" strips to "/x": the slash stays with PATH_INFO */
+            slen = route->strip_prefix[sl - 1] == '/' ? sl - 1 : sl; /* the slash stays with PATH_INFO */
             path += slen;
             plen -= slen;
         }
     }
-    /* the arena: every header's name (HTTP_ + upper) and value, joined ones
-     * and the numbers */
-    size_t arena = 1024 + c->reqid_len + strlen(c->peer) * 2 + (c->head_end - c->head_start) * 2;
+    ms_field headers[MS_MAX_HEADERS];
     for (uint16_t i = 0; i < c->nhdr; i++)
-        arena += c->hdr[i].name_len + 8 + c->hdr[i].val_len + 2;
-    for (size_t i = 0; pres && i < pres->nedits; i++)
-        arena += pres->edits[i].name.len + 8 + pres->edits[i].value.len + 2;
-    size_t cap = (size_t)c->nhdr + (pres ? pres->nedits : 0) + 32;
-    pbuild b = { .p = calloc(cap, sizeof *b.p), .cap = cap, .arena = malloc(arena), .arena_cap = arena };
-    if (!b.p || !b.arena) {
-        free(b.p);
-        free(b.arena);
-        return false;
-    }
-    param_s(&b, "REQUEST_METHOD", http_method_str((enum http_method)c->parser.method));
-    param(&b, "SCRIPT_NAME", 11, script, slen);
-    param(&b, "PATH_INFO", 9, path, plen);
-    param(&b, "QUERY_STRING", 12, query, qlen);
-    /* SERVER_NAME / SERVER_PORT: the Host header, else the bind's address */
-    const ms_hdr *host = ms_conn_header(c, "host");
+        headers[i] = (ms_field){ c->buf + c->hdr[i].name, c->hdr[i].name_len, c->buf + c->hdr[i].val,
+                                 c->hdr[i].val_len };
+    ms_field added[MS_MAX_HEADERS];
+    size_t nadded = 0;
+    for (size_t i = 0; pres && i < pres->nedits && nadded < MS_MAX_HEADERS; i++)
+        if (ms_payload_edit_live(pres, i))
+            added[nadded++] = (ms_field){ pres->edits[i].name.ptr, pres->edits[i].name.len,
+                                          pres->edits[i].value.ptr, pres->edits[i].value.len };
     const ms_bind *bind = &c->g->m->global.binds[c->bind_idx];
-    char portbuf[8];
-    if (host && host->val_len) {
-        const char *h = c->buf + host->val;
-        size_t hl = host->val_len, nl = hl;
-        const char *colon = NULL;
-        if (h[0] == '[') {
-            const char *end = memchr(h, ']', hl);
-            if (end && (size_t)(end - h) + 1 < hl && end[1] == ':')
-                colon = end + 1;
-        } else {
-            colon = memchr(h, ':', hl);
-        }
-        if (colon)
-            nl = (size_t)(colon - h);
-        param(&b, "SERVER_NAME", 11, h, nl);
-        if (colon)
-            param(&b, "SERVER_PORT", 11, colon + 1, hl - nl - 1);
-        else
-            param_s(&b, "SERVER_PORT", c->secure ? "443" : "80");
-    } else if (bind->addr.kind == MS_ADDR_TCP) {
-        param_s(&b, "SERVER_NAME", bind->addr.host);
-        snprintf(portbuf, sizeof portbuf, "%u", (unsigned)bind->addr.port);
-        param_s(&b, "SERVER_PORT", portbuf);
-    } else {
-        param_s(&b, "SERVER_NAME", "localhost");
-        param_s(&b, "SERVER_PORT", c->secure ? "443" : "80");
-    }
-    param_s(&b, "SERVER_PROTOCOL", c->h2 ? "HTTP/2" : c->http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
-    param_s(&b, "SERVER_SOFTWARE", "mothership/" MS_VERSION);
-    param_s(&b, "REMOTE_ADDR", c->peer);
-    char rport[8];
-    snprintf(rport, sizeof rport, "%u", (unsigned)c->peer_port);
-    param_copy(&b, "REMOTE_PORT", rport, strlen(rport));
-    if (c->secure)
-        param_s(&b, "HTTPS", "on");
-    if (c->body_buffered || c->body_length != ULLONG_MAX) {
-        char len[24];
-        size_t n = ms_u64_dec(c->body_buffered ? c->body.len : c->body_length, len);
-        param_copy(&b, "CONTENT_LENGTH", len, n);
-    }
-    /* the headers: each name once, repeated values joined */
-    const ms_hdr *xff = NULL;
-    for (uint16_t i = 0; i < c->nhdr && !b.failed; i++) {
-        const ms_hdr *h = &c->hdr[i];
-        const char *n = c->buf + h->name;
-        size_t nl = h->name_len;
-        if (name_eq(n, nl, "x-forwarded-for") && !xff)
-            xff = h;
-        if (name_eq(n, nl, "content-length") || hop_by_hop(c, n, nl) || ours(n, nl) || memchr(n, '_', nl) ||
-            (name_eq(n, nl, "expect")) || (pres && !ms_payload_keeps_header(pres, n, nl)))
-            continue;
-        bool seen = false;
-        for (uint16_t j = 0; j < i && !seen; j++)
-            seen = c->hdr[j].name_len == nl && strncasecmp(c->buf + c->hdr[j].name, n, nl) == 0;
-        if (seen)
-            continue;
-        bool ctype = name_eq(n, nl, "content-type");
-        char *pn = arena_take(&b, nl + 6);
-        if (!pn)
-            break;
-        size_t pl = 0;
-        if (!ctype) {
-            memcpy(pn, "HTTP_", 5);
-            pl = 5;
-        } else {
-            memcpy(pn, "CONTENT_", 8);
-            pl = 8;
-            nl = 0; /* CONTENT_TYPE */
-            memcpy(pn + pl, "TYPE", 4);
-            pl += 4;
-        }
-        for (size_t k = 0; k < nl; k++) {
-            char ch = n[k];
-            pn[pl++] = ch == '-' ? '_' : (ch >= 'a' && ch <= 'z') ? (char)(ch - 32) : ch;
-        }
-        /* the value, joined with later ones of the same name */
-        const char *sep = name_eq(n, h->name_len, "cookie") ? "; " : ", ";
-        size_t vl = h->val_len;
-        unsigned more = 0;
-        for (uint16_t j = (uint16_t)(i + 1); j < c->nhdr; j++)
-            if (c->hdr[j].name_len == h->name_len && strncasecmp(c->buf + c->hdr[j].name, n, h->name_len) == 0) {
-                vl += 2 + c->hdr[j].val_len;
-                more++;
-            }
-        if (!more) {
-            param(&b, pn, pl, c->buf + h->val, h->val_len);
-            continue;
-        }
-        char *v = arena_take(&b, vl);
-        if (!v)
-            break;
-        size_t o = 0;
-        memcpy(v, c->buf + h->val, h->val_len);
-        o = h->val_len;
-        for (uint16_t j = (uint16_t)(i + 1); j < c->nhdr; j++)
-            if (c->hdr[j].name_len == h->name_len && strncasecmp(c->buf + c->hdr[j].name, n, h->name_len) == 0) {
-                memcpy(v + o, sep, 2);
-                memcpy(v + o + 2, c->buf + c->hdr[j].val, c->hdr[j].val_len);
-                o += 2 + c->hdr[j].val_len;
-            }
-        param(&b, pn, pl, v, o);
-    }
-    for (size_t i = 0; pres && i < pres->nedits && !b.failed; i++) {
-        if (!ms_payload_edit_live(pres, i))
-            continue;
-        const ms_payload_edit *e = &pres->edits[i];
-        char *pn = arena_take(&b, e->name.len + 6);
-        if (!pn)
-            break;
-        memcpy(pn, "HTTP_", 5);
-        for (size_t k = 0; k < e->name.len; k++) {
-            char ch = e->name.ptr[k];
-            pn[5 + k] = ch == '-' ? '_' : (ch >= 'a' && ch <= 'z') ? (char)(ch - 32) : ch;
-        }
-        param(&b, pn, e->name.len + 5, e->value.ptr, e->value.len);
-    }
-    /* what the proxy tells ships: X-Forwarded-For, -Proto, -Host, X-Request-Id */
-    size_t xl = (xff ? xff->val_len + 2 : 0) + strlen(c->peer);
-    char *xv = arena_take(&b, xl + 1);
-    if (xv) {
-        size_t o = 0;
-        if (xff) {
-            memcpy(xv, c->buf + xff->val, xff->val_len);
-            memcpy(xv + xff->val_len, ", ", 2);
-            o = xff->val_len + 2;
-        }
-        memcpy(xv + o, c->peer, strlen(c->peer));
-        param(&b, "HTTP_X_FORWARDED_FOR", 20, xv, xl);
-    }
-    param_s(&b, "HTTP_X_FORWARDED_PROTO", c->secure ? "https" : "http");
-    if (host)
-        param(&b, "HTTP_X_FORWARDED_HOST", 21, c->buf + host->val, host->val_len);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)bind->addr.port);
     if (!c->reqid_len)
         ms_conn_make_reqid(c);
-    param(&b, "HTTP_X_REQUEST_ID", 17, c->reqid, c->reqid_len);
-    bool ok = !b.failed;
+    ms_hbay_req r = {
+        .method = http_method_str((enum http_method)c->parser.method),
+        .script = script,
+        .script_len = slen,
+        .path = path,
+        .path_len = plen,
+        .query = query,
+        .query_len = qlen,
+        .headers = headers,
+        .nheaders = c->nhdr,
+        .keep = pres ? payload_keeps : NULL,
+        .keep_arg = pres,
+        .added = added,
+        .nadded = nadded,
+        .bind_host = bind->addr.kind == MS_ADDR_TCP ? bind->addr.host : NULL,
+        .bind_port = bind->addr.kind == MS_ADDR_TCP ? port : NULL,
+        .protocol = c->h2 ? "HTTP/2" : c->http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
+        .software = "mothership/" MS_VERSION,
+        .peer = c->peer,
+        .peer_port = c->peer_port,
+        .secure = c->secure,
+        .upgrade = c->upgrade,
+        .has_length = c->body_buffered || c->body_length != ULLONG_MAX,
+        .content_length = c->body_buffered ? c->body.len : c->body_length,
+        .body_len = c->body_buffered ? c->body.len : 0,
+        .reqid = c->reqid,
+        .reqid_len = c->reqid_len,
+    };
     ms_dock_buf out = { 0 };
-    if (ok)
-        ok = ms_dock_encode_hail(&out, 0, c->body_buffered ? c->body.len : 0, b.p, b.n) == 0;
-    free(b.p);
-    free(b.arena);
-    if (!ok) {
+    if (ms_hbay_encode_hail(&r, &out) != 0) {
         ms_dock_buf_free(&out);
         return false;
     }
