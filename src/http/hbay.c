@@ -108,6 +108,7 @@ static void link_close(ms_hblink *l);
 static void link_protocol_error(ms_hblink *l, const char *what);
 static void send_body(ms_hblink *l);
 static void link_broken(ms_hblink *l);
+static void on_link_timeout(uv_timer_t *h);
 
 /* ---------------------------------------------------------------- helpers */
 static ms_hub_http *hub_http(const ms_hbtarget *t)
@@ -336,6 +337,8 @@ static void on_link_write(uv_write_t *req, int status)
     }
     if (l->state == HB_BUSY && !l->req_sent && l->writes_in_flight == 0)
         send_body(l);
+    if (l->state == HB_BUSY && !l->replied && l->c) /* the bay reads: the wait for its REPLY starts again */
+        uv_timer_start(&l->timer, on_link_timeout, request_timeout_ms(conn_ship(l->c)), 0);
     if (l->state == HB_TUNNEL && l->client_paused && l->c && l->write_pending <= MS_WRITE_HIGH) {
         l->client_paused = false;
         ms_conn_start_reading(l->c);
@@ -477,7 +480,6 @@ static void link_failed(ms_hblink *l, const char *what)
         uv_timer_start(&t->btimer, on_btimer, t->backoff_ms, 0);
 }
 
-static void on_link_timeout(uv_timer_t *h);
 static void on_link_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
 static void on_link_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
