@@ -949,7 +949,10 @@ static bool write_head(ms_hblink *l, const ms_dock_reply *r, uint64_t file_size,
     }
     if (!c->keep_alive && !tunnel)
         ms_conn_end_after_response(c, false);
-    const char *reason = ms_http_reason(st);
+    /* the standard phrase (a bay sends none): http-parser's table */
+    const char *reason = http_status_str((enum http_status)st);
+    if (strcmp(reason, "<unknown>") == 0)
+        reason = ms_http_reason(st);
     ms_resp_head h = {
         .status = st,
         .reason = reason,

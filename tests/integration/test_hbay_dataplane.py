@@ -326,3 +326,29 @@ def test_http2_clients_reach_the_bay_through_the_same_links(fleet, tmp_path, req
     out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", f"http://127.0.0.1:{port}/stream?n=50"],
                          capture_output=True, timeout=30)
     assert out.stdout == b"".join(b"chunk %d\n" % i for i in range(50))
+
+
+def test_the_c_http_bay_with_workers_serves_files_streams_and_upgrades(fleet, tmp_path):
+    bay = os.path.join(BUILD, "examples", "bays", "http-bay")
+    (tmp_path / "page.txt").write_bytes(b"a page\n" * 100)
+    text = "\n".join(["[[bays.http]]", 'name = "app"', f"command = {toml_str(bay)}", f"cwd = {toml_str(str(tmp_path))}",
+                      'routes = ["http:/.*"]', "workers = 2", "threads = 2"])
+    px = start(fleet, text + "\n")
+    assert requests.get(px.url("/")).text.startswith("hello from app")
+    r = requests.post(px.url("/echo?q=1"), data=b"x" * 200000, headers={"Content-Type": "a/b"})
+    assert r.status_code == 200 and r.content == b"x" * 200000 and r.headers["x-echo-query"] == "q=1"
+    r = requests.get(px.url("/file/page.txt"))
+    assert r.status_code == 200 and r.content == b"a page\n" * 100
+    assert requests.get(px.url("/stream?n=7")).text == "".join(f"chunk {i}\n" for i in range(1, 8))
+    # more requests at once than one process has threads: links to both processes
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        codes = list(ex.map(lambda i: requests.get(px.url(f"/headers?i={i}")).status_code, range(40)))
+    assert codes == [200] * 40
+    assert msum(px.metrics(), "mothership_hbay_links_cap", bay="app") == 4
+    with Raw(px.port) as c:  # the bay's 101 reaches the client with its headers and the standard phrase
+        c.send(raw_request("GET", "/ws", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                                   ("Sec-WebSocket-Version", "13")]))
+        r = c.response(head_only=True)
+        assert r.status == 101 and r.reason == "Switching Protocols" and r.header("sec-websocket-accept")
