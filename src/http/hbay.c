@@ -1423,8 +1423,9 @@ static void on_reply(ms_hblink *l, const ms_dock_frame *fr)
         finish_client(l, true);
         return;
     }
-    /* a stream: the timer now watches the gaps between HAULs */
-    uv_timer_start(&l->timer, on_link_timeout, request_timeout_ms(conn_ship(l->c)), 0);
+    /* a stream: its body may take its time (long polls, event streams);
+     * the client's connection is what ends it early */
+    uv_timer_stop(&l->timer);
 }
 
 static void on_haul(ms_hblink *l, const ms_dock_frame *fr, bool borrowed)
@@ -1452,12 +1453,9 @@ static void on_haul(ms_hblink *l, const ms_dock_frame *fr, bool borrowed)
     if (!l->c)
         return;
     if (fin) {
-        uv_timer_stop(&l->timer);
         l->state = HB_AFTER;
         body_end(l);
-        return;
     }
-    uv_timer_start(&l->timer, on_link_timeout, request_timeout_ms(conn_ship(l->c)), 0);
 }
 
 static void on_ready(ms_hblink *l, const ms_dock_frame *fr)
@@ -1592,7 +1590,6 @@ static void on_link_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
             ms_conn_write_pending(c) > MS_WRITE_HIGH) {
             link_read(l, false); /* a slow client slows the bay */
             l->paused = true;
-            uv_timer_stop(&l->timer);
         }
     }
 }
@@ -1608,8 +1605,6 @@ static void hbay_drained(ms_conn *c)
     if (l && l->paused && ms_conn_write_pending(c) <= MS_WRITE_HIGH) {
         l->paused = false;
         link_read(l, true);
-        if (l->state == HB_BUSY)
-            uv_timer_start(&l->timer, on_link_timeout, request_timeout_ms(conn_ship(c)), 0);
     }
 }
 
