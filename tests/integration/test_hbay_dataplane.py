@@ -352,3 +352,48 @@ def test_the_c_http_bay_with_workers_serves_files_streams_and_upgrades(fleet, tm
                                                    ("Sec-WebSocket-Version", "13")]))
         r = c.response(head_only=True)
         assert r.status == 101 and r.reason == "Switching Protocols" and r.header("sec-websocket-accept")
+
+
+def test_a_slow_client_slows_the_bay_and_memory_stays_bounded(fleet, tmp_path, request):
+    px, log = start_upstream(fleet, tmp_path, request)
+    total = 32 << 20
+
+    def sent():
+        try:
+            return int(open(log + ".sent").read() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def rss_kb():
+        for ln in open(f"/proc/{px.pid()}/status"):
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.connect(("127.0.0.1", px.port))
+    s.sendall(raw_request("GET", f"/big?kb={total >> 10}"))
+    # the bay gets going, then stalls: Mothership stopped reading its link
+    wait_until(lambda: sent() >= 1 << 20, what="the bay sending")
+    last = [-1, time.monotonic()]
+
+    def stalled():
+        v = sent()
+        if v != last[0]:
+            last[0], last[1] = v, time.monotonic()
+        return time.monotonic() - last[1] > 1.0
+    wait_until(stalled, timeout=20, what="the bay to stall")
+    assert sent() < 16 << 20, "the bay went on sending to a client that does not read"
+    assert rss_kb() < 64 * 1024
+    buf = bytearray()
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    head, _, got = bytes(buf).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: %d" % total in head
+    n = len(got)
+    while n < total:
+        d = s.recv(1 << 20)
+        assert d, "the response was cut"
+        n += len(d)
+    assert n == total
+    s.close()

@@ -10,6 +10,7 @@ one JSON line {"params": {...}, "body_len": n, "body_sha": hex, "link": k,
   /empty         REPLY 204, kind empty
   /stream?n=K    200 text/plain, K HAUL chunks "chunk i\\n" (no length)
   /big?kb=K      200 application/octet-stream with Content-Length, K KiB
+                 (LOGFILE.sent holds the bytes sent so far, every MiB)
   /sleep?ms=M    sleeps M ms, then as /echo
   /break         closes the link before any REPLY
   /cut           REPLY 200 (Content-Length 100), one 10-byte HAUL, then closes
@@ -145,6 +146,9 @@ def serve_link(c, k):
                 k2 = min(65536, n - sent)
                 c.sendall(haul(rid, bytes([sent % 251]) * k2, sent + k2 == n))
                 sent += k2
+                if sent % (1 << 20) == 0:  # progress, for the backpressure test
+                    with open(log_path + ".sent", "w") as f:
+                        f.write(str(sent))
             c.sendall(ready(rid))
         elif path == "/break":
             c.close()
