@@ -1,20 +1,10 @@
 /* hbay.c: requests to HTTP bays and docking upstreams (docking v3).
  *
- * Each worker keeps, per bay (its hub slot), its own links (Unix stream
- * connections to the bay's socket) and its own FIFO queue of requests
- * waiting for one. A link docks (DOCK -> MOORED v3) and then serves one
- * request at a time: HAIL (the head as CGI params), HAULs (the body, read
- * whole beforehand by the session), the bay's REPLY and its body HAULs,
- * then READY before the next HAIL. The links of all workers together stay
- * within the hub's links_cap (what the bay's Docks announce); a worker
- * that may not open one counts itself starved, and a worker whose link
- * turns free with nothing queued closes it for the starved ones.
- *
- * Link states:
- *   CONNECTING -> DOCKING (DOCK awaited) -> IDLE <-> BUSY (a request) -> AFTER
- *   (the response has ended; READY awaited) -> IDLE;  BUSY -> TUNNEL (a
- *   tunnel REPLY: HAULs both ways until either side ends) -> CLOSING;
- *   any -> CLOSING.
+ * A request to an HTTP bay reads its body whole, becomes a HAIL
+ * (hbay_params.c) and waits in the worker's queue for a link of the bay
+ * (hbay_link.c); on the link go the HAIL and the body's HAULs, and from it
+ * come the bay's REPLY, its body HAULs and READY (the link is free for the
+ * next HAIL).
  *
  * REPLY kinds: empty and stream become the client's response here; file
  * names a regular file inside the bay's file_roots, sent by static_send.c's
@@ -44,87 +34,13 @@
 #include "dock/protocol.h"
 #include "http/handler.h"
 #include "http/hbay_params.h"
+#include "http/hbay_impl.h"
 #include "http/http_impl.h"
 #include "http/resp_head.h"
 #include "ms_config.h"
 
-#define HB_BACKOFF_MIN_MS 10
-#define HB_BACKOFF_MAX_MS 1000
-#define HB_RBUF 65536                  /* a link's read buffer */
-#define HB_DEFAULT_TIMEOUT_MS 60000    /* request_timeout when the manifest gives none */
-#define HB_DEFAULT_MAX_QUEUE 1024
-
-typedef enum hb_state { HB_CONNECTING, HB_DOCKING, HB_IDLE, HB_BUSY, HB_AFTER, HB_TUNNEL, HB_CLOSING } hb_state;
-
-struct ms_hblink {
-    uv_pipe_t pipe;
-    uv_connect_t connect_req;
-    uv_timer_t timer;              /* docking, then the REPLY's deadline */
-    ms_hbtarget *t;
-    ms_hblink *prev, *next;        /* t->links */
-    int handles_open;
-    hb_state state;
-    ms_dock_decoder dec;
-    char *rbuf;
-    bool reading;
-    bool paused;                   /* not reading: the client's writes are backed up */
-    bool client_paused;            /* tunnel: the client is not read, our writes are backed up */
-    uint32_t next_id;              /* request ids go up from 1 per link */
-    uint32_t req_id;
-    ms_conn *c;                    /* BUSY: the request */
-    uint64_t body_sent;            /* bytes of c->body in HAULs */
-    bool req_sent;                 /* HAIL and every HAUL handed to the socket */
-    uint64_t write_pending;
-    int writes_in_flight;
-    /* the response */
-    bool replied, head_sent, discard;
-    uint8_t kind;
-    int status;
-    bool chunked;                  /* chunked to the client */
-    bool has_length;               /* the bay's Content-Length, enforced */
-    uint64_t length_left;
-    ms_compressor *comp;
-    ms_cbuf cbuf;
-};
-
-struct ms_hbtarget {
-    ms_worker *w;
-    size_t slot;
-    ms_hblink *links;
-    unsigned nlinks, nopening;     /* open here; of those connecting or docking */
-    ms_conn *qhead, *qtail;
-    uint32_t nq;
-    uv_timer_t qtimer;             /* the queue's first deadline */
-    uv_timer_t btimer;             /* the next connect after a failure */
-    bool timers_open;
-    uint64_t backoff_ms;           /* 0: no failure since the last dock */
-    uint64_t retry_at;             /* uv_now before which no link is opened */
-    bool starved;                  /* counted in the hub's starved */
-};
-
-static void pump(ms_hbtarget *t);
 static bool payload_keeps(const void *arg, const char *name, size_t len);
-static void link_close(ms_hblink *l);
 static void link_protocol_error(ms_hblink *l, const char *what);
-static void send_body(ms_hblink *l);
-static void link_broken(ms_hblink *l);
-static void on_link_timeout(uv_timer_t *h);
-
-/* ---------------------------------------------------------------- helpers */
-static ms_hub_http *hub_http(const ms_hbtarget *t)
-{
-    return &t->w->hub->bays[t->slot].http;
-}
-
-static const ms_ship *conn_ship(const ms_conn *c)
-{
-    return &c->g->m->ships[c->ship];
-}
-
-static uint64_t request_timeout_ms(const ms_ship *s)
-{
-    return s->request_timeout_ms ? s->request_timeout_ms : HB_DEFAULT_TIMEOUT_MS;
-}
 
 static bool name_eq(const char *a, size_t alen, const char *b)
 {
@@ -132,442 +48,13 @@ static bool name_eq(const char *a, size_t alen, const char *b)
     return alen == n && strncasecmp(a, b, n) == 0;
 }
 
-/* The ship of the worker's current generation whose process holds slot
- * (NULL: none any more). */
-static const ms_ship *target_ship(const ms_hbtarget *t, size_t *index)
-{
-    const ms_wgen *g = t->w->cur;
-    for (size_t i = 0; i < g->m->nships; i++) {
-        const ms_proc *p = g->procs ? g->procs[i] : NULL;
-        if ((p ? p->slot : i) == t->slot && ms_ship_speaks_v3(&g->m->ships[i])) {
-            if (index)
-                *index = i;
-            return &g->m->ships[i];
-        }
-    }
-    return NULL;
-}
-
-/* Where ship i of g listens for links: an upstream's bind, a bay's
- * MS_SOCKET_PATH. false: no Unix socket to connect to. */
-static bool link_path(const ms_wgen *g, size_t i, char *out, size_t cap)
-{
-    const ms_ship *s = &g->m->ships[i];
-    const ms_proc *p = g->procs ? g->procs[i] : NULL;
-    const char *path = NULL;
-    if (s->has_bind)
-        path = g->targets[i].is_unix ? g->targets[i].path : NULL;
-    else if (p && p->has_target && p->target.is_unix)
-        path = p->target.path;
-    else if (p && p->socket_path)
-        path = p->socket_path;
-    if (path) {
-        int n = snprintf(out, cap, "%s", path);
-        return n > 0 && (size_t)n < cap;
-    }
-    const char *dir = g->m->global.socket_dir;
-    int n = snprintf(out, cap, "%s/%s.sock", dir ? dir : "/tmp", s->name);
-    return n > 0 && (size_t)n < cap;
-}
-
-static void log_bay(ms_hbtarget *t, const ms_conn *c, const char *fmt, const char *what)
-{
-    const ms_ship *s = c ? conn_ship(c) : target_ship(t, NULL);
-    const char *name = s ? s->name : "?";
-    if (c && c->reqid_len)
-        ms_worker_upstream_log(t->w, name, "bay \"%s\" %s%s (request id %.*s)", name, fmt, what, (int)c->reqid_len,
-                               c->reqid);
-    else
-        ms_worker_upstream_log(t->w, name, "bay \"%s\" %s%s", name, fmt, what);
-}
-
-/* ---------------------------------------------------------------- targets */
-static ms_hbtarget *target_get(ms_worker *w, size_t slot)
-{
-    ms_hub *hub = w->hub;
-    if (!hub || slot >= hub->nbays)
-        return NULL;
-    if (!w->hb_targets && !(w->hb_targets = calloc(hub->nbays, sizeof *w->hb_targets)))
-        return NULL;
-    ms_hbtarget *t = w->hb_targets[slot];
-    if (t)
-        return t;
-    t = calloc(1, sizeof *t);
-    if (!t)
-        return NULL;
-    t->w = w;
-    t->slot = slot;
-    uv_timer_init(&w->loop, &t->qtimer);
-    uv_timer_init(&w->loop, &t->btimer);
-    t->qtimer.data = t->btimer.data = t;
-    t->timers_open = true;
-    w->hb_targets[slot] = t;
-    return t;
-}
-
-static void set_starved(ms_hbtarget *t, bool on)
-{
-    if (t->starved == on)
-        return;
-    t->starved = on;
-    if (on)
-        __atomic_fetch_add(&hub_http(t)->starved, 1, __ATOMIC_RELAXED);
-    else
-        __atomic_fetch_sub(&hub_http(t)->starved, 1, __ATOMIC_RELAXED);
-}
-
-static void count_result(ms_hbtarget *t, int result)
-{
-    ms_hub_count(&hub_http(t)->results[result], 1);
-}
-
-/* ---------------------------------------------------------------- the queue */
-static void q_arm(ms_hbtarget *t);
-
-static void q_remove(ms_hbtarget *t, ms_conn *c)
-{
-    assert(c->hq_queued && t->nq > 0);
-    if (c->hq_prev)
-        c->hq_prev->hq_next = c->hq_next;
-    else
-        t->qhead = c->hq_next;
-    if (c->hq_next)
-        c->hq_next->hq_prev = c->hq_prev;
-    else
-        t->qtail = c->hq_prev;
-    c->hq_prev = c->hq_next = NULL;
-    c->hq_queued = false;
-    t->nq--;
-    __atomic_fetch_sub(&hub_http(t)->queued, 1, __ATOMIC_RELAXED);
-    if (t->nq == 0) {
-        set_starved(t, false);
-        uv_timer_stop(&t->qtimer);
-    }
-}
-
-/* false: the queue is full over all workers (nothing changed). */
-static bool q_push(ms_hbtarget *t, ms_conn *c, bool front)
-{
-    const ms_ship *s = conn_ship(c);
-    uint32_t max = s->max_queue ? s->max_queue : HB_DEFAULT_MAX_QUEUE;
-    uint32_t before = __atomic_fetch_add(&hub_http(t)->queued, 1, __ATOMIC_RELAXED);
-    if (before >= max && !front) {
-        __atomic_fetch_sub(&hub_http(t)->queued, 1, __ATOMIC_RELAXED);
-        return false;
-    }
-    c->hq_queued = true;
-    if (!front) {
-        c->hq_since_ms = uv_now(&t->w->loop);
-        c->hq_prev = t->qtail;
-        c->hq_next = NULL;
-        if (t->qtail)
-            t->qtail->hq_next = c;
-        else
-            t->qhead = c;
-        t->qtail = c;
-    } else {
-        c->hq_prev = NULL;
-        c->hq_next = t->qhead;
-        if (t->qhead)
-            t->qhead->hq_prev = c;
-        else
-            t->qtail = c;
-        t->qhead = c;
-    }
-    t->nq++;
-    c->hbt = t;
-    ms_conn_hold_request(c);
-    q_arm(t);
-    return true;
-}
-
-/* Requests that waited longer than their request_timeout get 504. */
-static void on_queue_timer(uv_timer_t *h)
-{
-    ms_hbtarget *t = h->data;
-    uint64_t now = uv_now(&t->w->loop);
-    while (t->qhead) {
-        ms_conn *c = t->qhead;
-        uint64_t limit = request_timeout_ms(conn_ship(c));
-        if (c->hq_since_ms + limit > now)
-            break;
-        q_remove(t, c);
-        c->hbt = NULL;
-        count_result(t, MS_HB_QUEUE_TIMEOUT);
-        char detail[160];
-        snprintf(detail, sizeof detail, "bay \"%s\" had no free link within request_timeout (%llums)",
-                 conn_ship(c)->name, (unsigned long long)limit);
-        ms_conn_respond_error(c, 504, detail);
-    }
-    q_arm(t);
-}
-
-static void q_arm(ms_hbtarget *t)
-{
-    if (!t->qhead) {
-        uv_timer_stop(&t->qtimer);
-        return;
-    }
-    uint64_t now = uv_now(&t->w->loop);
-    uint64_t due = t->qhead->hq_since_ms + request_timeout_ms(conn_ship(t->qhead));
-    uv_timer_start(&t->qtimer, on_queue_timer, due > now ? due - now : 0, 0);
-}
-
-/* ---------------------------------------------------------------- writing to a link */
-typedef struct hb_wreq {
-    uv_write_t req;
-    ms_hblink *l;
-    size_t len;
-    char data[];
-} hb_wreq;
-
-static void on_link_write(uv_write_t *req, int status)
-{
-    hb_wreq *r = (hb_wreq *)req;
-    ms_hblink *l = r->l;
-    assert(l->writes_in_flight > 0 && l->write_pending >= r->len);
-    l->write_pending -= r->len;
-    l->writes_in_flight--;
-    free(r);
-    if (l->state == HB_CLOSING)
-        return;
-    if (status < 0) {
-        link_broken(l);
-        return;
-    }
-    if (l->state == HB_BUSY && !l->req_sent && l->writes_in_flight == 0)
-        send_body(l);
-    if (l->state == HB_BUSY && !l->replied && l->c) /* the bay reads: the wait for its REPLY starts again */
-        uv_timer_start(&l->timer, on_link_timeout, request_timeout_ms(conn_ship(l->c)), 0);
-    if (l->state == HB_TUNNEL && l->client_paused && l->c && l->write_pending <= MS_WRITE_HIGH) {
-        l->client_paused = false;
-        ms_conn_start_reading(l->c);
-    }
-}
-
-/* Writes what the socket takes now and copies the rest into one queued
- * write. false: the link is broken (the caller closes it). */
-static bool link_write(ms_hblink *l, uv_buf_t *bufs, unsigned n)
-{
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++)
-        total += bufs[i].len;
-    size_t done = 0;
-    if (l->writes_in_flight == 0) {
-        int r = uv_try_write((uv_stream_t *)&l->pipe, bufs, n);
-        if (r < 0 && r != UV_EAGAIN)
-            return false;
-        done = r > 0 ? (size_t)r : 0;
-    }
-    if (done == total)
-        return true;
-    size_t rest = total - done;
-    hb_wreq *wr = malloc(sizeof *wr + rest);
-    if (!wr)
-        return false;
-    size_t off = 0, skip = done;
-    for (unsigned i = 0; i < n; i++) {
-        size_t len = bufs[i].len;
-        if (skip >= len) {
-            skip -= len;
-            continue;
-        }
-        memcpy(wr->data + off, bufs[i].base + skip, len - skip);
-        off += len - skip;
-        skip = 0;
-    }
-    wr->l = l;
-    wr->len = rest;
-    uv_buf_t b = uv_buf_init(wr->data, (unsigned)rest);
-    if (uv_write(&wr->req, (uv_stream_t *)&l->pipe, &b, 1, on_link_write) != 0) {
-        free(wr);
-        return false;
-    }
-    l->write_pending += rest;
-    l->writes_in_flight++;
-    return true;
-}
-
-/* ---------------------------------------------------------------- links */
-static void on_link_closed(uv_handle_t *h)
-{
-    ms_hblink *l = h->data;
-    if (--l->handles_open > 0)
-        return;
-    ms_worker *w = l->t->w;
-    ms_dock_decoder_free(&l->dec);
-    free(l->rbuf);
-    free(l);
-    assert(w->nups > 0);
-    w->nups--;
-    ms_worker_maybe_done(w);
-}
-
-static void response_drop(ms_hblink *l)
+void ms_hb_response_drop(ms_hblink *l)
 {
     if (l->comp) {
         ms_compressor_free(l->comp);
         l->comp = NULL;
     }
     ms_cbuf_free(&l->cbuf);
-}
-
-/* The link goes; a request it served is the caller's to answer first. */
-static void link_close(ms_hblink *l)
-{
-    if (l->state == HB_CLOSING)
-        return;
-    ms_hbtarget *t = l->t;
-    ms_hub_http *hh = hub_http(t);
-    if (l->state == HB_BUSY || l->state == HB_AFTER || l->state == HB_TUNNEL)
-        __atomic_fetch_sub(&hh->links_busy, 1, __ATOMIC_RELAXED);
-    if (l->state == HB_CONNECTING || l->state == HB_DOCKING)
-        t->nopening--;
-    l->state = HB_CLOSING;
-    if (l->c) {
-        l->c->hbl = NULL;
-        l->c = NULL;
-    }
-    response_drop(l);
-    __atomic_fetch_sub(&hh->links_open, 1, __ATOMIC_RELAXED);
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        t->links = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    t->nlinks--;
-    uv_close((uv_handle_t *)&l->pipe, on_link_closed);
-    uv_close((uv_handle_t *)&l->timer, on_link_closed);
-    /* the queue may open another (or the starved of other workers may) */
-    if (t->nq)
-        pump(t);
-    else if (__atomic_load_n(&hh->starved, __ATOMIC_RELAXED) > 0)
-        ms_hub_wake_workers(t->w->hub, t->w->id);
-}
-
-static void request_failed(ms_hblink *l, int result, int status, const char *what);
-
-/* A write to the link failed: its request (if any) is answered as for a
- * link that broke. */
-static void link_broken(ms_hblink *l)
-{
-    if (l->state == HB_BUSY)
-        ms_hub_count(&hub_http(l->t)->link_failures, 1);
-    if (l->state == HB_BUSY && l->c)
-        request_failed(l, MS_HB_BAD_GATEWAY, 502, "broke its link while the request went out");
-    else
-        link_close(l);
-}
-
-static void on_btimer(uv_timer_t *h)
-{
-    pump(h->data);
-}
-
-/* A link did not connect or dock: back off (10 ms doubling to 1 s). */
-static void link_failed(ms_hblink *l, const char *what)
-{
-    ms_hbtarget *t = l->t;
-    ms_hub_count(&hub_http(t)->link_failures, 1);
-    t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : HB_BACKOFF_MIN_MS;
-    if (t->backoff_ms > HB_BACKOFF_MAX_MS)
-        t->backoff_ms = HB_BACKOFF_MAX_MS;
-    t->retry_at = uv_now(&t->w->loop) + t->backoff_ms;
-    log_bay(t, NULL, "link: ", what);
-    link_close(l);
-    if (t->nq && !uv_is_active((uv_handle_t *)&t->btimer))
-        uv_timer_start(&t->btimer, on_btimer, t->backoff_ms, 0);
-}
-
-static void on_link_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
-
-static void on_link_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
-{
-    ms_hblink *l = h->data;
-    (void)s;
-    *b = uv_buf_init(l->rbuf, HB_RBUF);
-}
-
-static void link_read(ms_hblink *l, bool on)
-{
-    if (l->state == HB_CLOSING || l->reading == on)
-        return;
-    if (on && uv_read_start((uv_stream_t *)&l->pipe, on_link_alloc, on_link_read) != 0) {
-        link_close(l);
-        return;
-    }
-    if (!on)
-        uv_read_stop((uv_stream_t *)&l->pipe);
-    l->reading = on;
-}
-
-static void on_link_connect(uv_connect_t *req, int status)
-{
-    ms_hblink *l = req->data;
-    if (l->state == HB_CLOSING)
-        return;
-    if (status < 0) {
-        char what[160];
-        snprintf(what, sizeof what, "cannot connect: %s", uv_strerror(status));
-        link_failed(l, what);
-        return;
-    }
-    l->state = HB_DOCKING; /* the bay speaks first */
-    link_read(l, true);
-}
-
-/* Opens a link of t when the links of all workers stay within the cap
- * (0: unknown: one in all, until a Dock says). */
-static bool link_open(ms_hbtarget *t)
-{
-    ms_worker *w = t->w;
-    ms_hub_http *hh = hub_http(t);
-    size_t idx;
-    const ms_ship *s = target_ship(t, &idx);
-    if (!s)
-        return false;
-    char path[sizeof ((struct sockaddr_un *)0)->sun_path];
-    if (!link_path(w->cur, idx, path, sizeof path))
-        return false;
-    uint32_t open = __atomic_load_n(&hh->links_open, __ATOMIC_RELAXED);
-    for (;;) {
-        uint32_t cap = __atomic_load_n(&hh->links_cap, __ATOMIC_RELAXED);
-        if (open >= (cap ? cap : 1))
-            return false;
-        if (__atomic_compare_exchange_n(&hh->links_open, &open, open + 1, false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_RELAXED))
-            break;
-    }
-    ms_hblink *l = calloc(1, sizeof *l);
-    char *rbuf = l ? malloc(HB_RBUF) : NULL;
-    if (!l || !rbuf || uv_pipe_init(&w->loop, &l->pipe, 0) != 0) {
-        free(rbuf);
-        free(l);
-        __atomic_fetch_sub(&hh->links_open, 1, __ATOMIC_RELAXED);
-        return false;
-    }
-    l->rbuf = rbuf;
-    l->t = t;
-    l->pipe.data = l;
-    uv_timer_init(&w->loop, &l->timer);
-    l->timer.data = l;
-    l->handles_open = 2;
-    l->state = HB_CONNECTING;
-    ms_dock_decoder_init(&l->dec, MS_DOCK_V3_MAX_FRAME);
-    l->dec.v3 = true;
-    l->next = t->links;
-    if (t->links)
-        t->links->prev = l;
-    t->links = l;
-    t->nlinks++;
-    t->nopening++;
-    w->nups++;
-    l->connect_req.data = l;
-    uv_pipe_connect(&l->connect_req, &l->pipe, path, on_link_connect);
-    uint64_t dock_ms = w->cur->m->global.http.upstream_connect_timeout_ms;
-    uv_timer_start(&l->timer, on_link_timeout, dock_ms ? dock_ms : 5000, 0);
-    return true;
 }
 
 /* ---------------------------------------------------------------- HAIL */
@@ -660,120 +147,6 @@ static bool build_hail(ms_conn *c)
     c->out_len = (uint32_t)out.len;
     c->out_cap = (uint32_t)out.cap;
     return true;
-}
-
-/* ---------------------------------------------------------------- a request on a link */
-static void send_body(ms_hblink *l)
-{
-    ms_conn *c = l->c;
-    assert(c && c->body_buffered);
-    while (!l->req_sent && l->writes_in_flight == 0 && l->state == HB_BUSY && l->c == c) {
-        const char *data;
-        size_t len;
-        int rc = ms_bodybuf_next(&c->body, &data, &len);
-        if (rc != 0 || (len == 0 && l->body_sent != c->body.len)) {
-            ms_hbtarget *t = l->t;
-            link_close(l); /* the bay sees a cut-off request, never a complete wrong one */
-            c->hbl = NULL;
-            count_result(t, MS_HB_BAD_GATEWAY);
-            ms_conn_respond_error(c, 500, "cannot read the buffered request body back from its temporary file");
-            return;
-        }
-        while (len > 0) {
-            size_t k = len < MS_DOCK_V3_CHUNK ? len : MS_DOCK_V3_CHUNK;
-            bool fin = l->body_sent + k == c->body.len;
-            uint8_t hdr[MS_DOCK_HAUL_HEADER_LEN];
-            ms_dock_put_haul_header(hdr, l->req_id, fin, k);
-            uv_buf_t bufs[2] = { uv_buf_init((char *)hdr, sizeof hdr), uv_buf_init((char *)data, (unsigned)k) };
-            if (!link_write(l, bufs, 2)) {
-                link_broken(l);
-                return;
-            }
-            l->body_sent += k;
-            data += k;
-            len -= k;
-        }
-        if (l->body_sent == c->body.len) {
-            ms_bodybuf_free(&c->body); /* the file goes now, not with the response */
-            l->req_sent = true;
-        }
-    }
-}
-
-/* c's request goes out on l. */
-static void assign(ms_hblink *l, ms_conn *c)
-{
-    ms_hbtarget *t = l->t;
-    assert(l->state == HB_IDLE && !l->c && c->out_len >= MS_DOCK_HEADER_LEN + 4);
-    l->state = HB_BUSY;
-    __atomic_fetch_add(&hub_http(t)->links_busy, 1, __ATOMIC_RELAXED);
-    l->c = c;
-    c->hbl = l;
-    l->req_id = ++l->next_id;
-    if (l->req_id == 0)
-        l->req_id = l->next_id = 1;
-    l->body_sent = 0;
-    l->req_sent = false;
-    l->replied = l->head_sent = l->discard = false;
-    l->chunked = l->has_length = false;
-    l->status = 0;
-    uint8_t *id = (uint8_t *)c->out + MS_DOCK_HEADER_LEN;
-    id[0] = (uint8_t)(l->req_id >> 24);
-    id[1] = (uint8_t)(l->req_id >> 16);
-    id[2] = (uint8_t)(l->req_id >> 8);
-    id[3] = (uint8_t)l->req_id;
-    ms_conn_stream_request(c);
-    uv_buf_t b = uv_buf_init(c->out, c->out_len);
-    if (!link_write(l, &b, 1)) {
-        link_broken(l);
-        return;
-    }
-    if (c->body_buffered && c->body.len > 0)
-        send_body(l);
-    else
-        l->req_sent = true;
-    if (l->state != HB_BUSY)
-        return;
-    uv_timer_start(&l->timer, on_link_timeout, request_timeout_ms(conn_ship(c)), 0);
-    link_read(l, true);
-    if (!c->body_buffered)
-        ms_conn_resume_request_body(c); /* the parser steps over the request's end */
-}
-
-/* Hand queued requests to idle links; open links for the rest. */
-static void pump(ms_hbtarget *t)
-{
-    ms_worker *w = t->w;
-    if (!t->timers_open)
-        return; /* the worker's loop is ending */
-    while (t->qhead) {
-        ms_hblink *idle = NULL;
-        for (ms_hblink *l = t->links; l && !idle; l = l->next)
-            if (l->state == HB_IDLE)
-                idle = l;
-        if (!idle)
-            break;
-        ms_conn *c = t->qhead;
-        q_remove(t, c);
-        ms_hub_http *hh = hub_http(t);
-        uint64_t waited = uv_now(&w->loop) - c->hq_since_ms;
-        ms_hub_count(&hh->queue_wait_us, waited * 1000);
-        ms_hub_count(&hh->queue_waits, 1);
-        assign(idle, c);
-    }
-    if (!t->qhead)
-        return;
-    if (uv_now(&w->loop) < t->retry_at) {
-        if (!uv_is_active((uv_handle_t *)&t->btimer))
-            uv_timer_start(&t->btimer, on_btimer, t->retry_at - uv_now(&w->loop), 0);
-        return;
-    }
-    while (t->nopening < t->nq && link_open(t))
-        ;
-    if (t->nopening == 0)
-        set_starved(t, true); /* no link of ours on the way: another worker's must give way */
-    else
-        set_starved(t, false);
 }
 
 /* ---------------------------------------------------------------- the response */
@@ -882,7 +255,7 @@ static bool write_head(ms_hblink *l, const ms_dock_reply *r, uint64_t file_size,
         l->c = NULL;
         c->hbl = NULL;
         c->hbt = NULL;
-        link_close(l); /* the bay's answer cannot be passed on */
+        ms_hb_link_close(l); /* the bay's answer cannot be passed on */
         ms_conn_uncork(c);
         ms_conn_respond_error(c, 500, pdetail);
         return false;
@@ -978,13 +351,13 @@ static bool write_head(ms_hblink *l, const ms_dock_reply *r, uint64_t file_size,
     size_t bound = ms_resp_head_bound(&h);
     if (bound > MS_RESP_HEAD_MAX) {
         *what = "sent a REPLY head larger than 64 KiB";
-        response_drop(l);
+        ms_hb_response_drop(l);
         return false;
     }
     char *head = ms_conn_cork_reserve(c, bound);
     if (!head) {
         *what = NULL; /* the client's connection is closing */
-        response_drop(l);
+        ms_hb_response_drop(l);
         return false;
     }
     size_t hl = ms_resp_head_write(&h, head, bound);
@@ -1007,14 +380,14 @@ static void finish_client(ms_hblink *l, bool whole)
     c->hbl = NULL;
     c->hbt = NULL;
     if (!whole) {
-        count_result(t, MS_HB_ABORTED);
+        ms_hb_count(t, MS_HB_ABORTED);
         if (l->head_sent)
             ms_conn_record(c, l->status); /* cut by the bay: counted with the status sent */
         ms_conn_uncork(c);
         ms_conn_close(c);
         return;
     }
-    count_result(t, MS_HB_REPLIED);
+    ms_hb_count(t, MS_HB_REPLIED);
     ms_conn_record(c, l->status);
     ms_conn_uncork(c); /* the response's bytes leave before the session goes on */
     ms_conn_response_done(c);
@@ -1056,7 +429,7 @@ static void body_end(ms_hblink *l)
     }
     if (l->chunked && !l->discard)
         ms_conn_write(c, "0\r\n\r\n", 5, false);
-    response_drop(l);
+    ms_hb_response_drop(l);
     finish_client(l, true);
 }
 
@@ -1064,7 +437,7 @@ static void body_end(ms_hblink *l)
  * another link when that is safe), a cut connection after it. */
 static void request_failed_as(ms_hblink *l, int result, int status, const char *what, bool may_retry);
 
-static void request_failed(ms_hblink *l, int result, int status, const char *what)
+void ms_hb_request_failed(ms_hblink *l, int result, int status, const char *what)
 {
     request_failed_as(l, result, status, what, true);
 }
@@ -1078,14 +451,14 @@ static void request_failed_as(ms_hblink *l, int result, int status, const char *
     l->c = NULL;
     if (c)
         c->hbl = NULL;
-    link_close(l);
+    ms_hb_link_close(l);
     if (!c)
         return;
     if (head_sent) {
-        count_result(t, MS_HB_ABORTED);
+        ms_hb_count(t, MS_HB_ABORTED);
         c->hbt = NULL;
         ms_conn_record(c, sent_status);
-        log_bay(t, c, "", what);
+        ms_hb_log(t, c, "", what);
         ms_conn_uncork(c);
         ms_conn_close(c);
         return;
@@ -1094,99 +467,33 @@ static void request_failed_as(ms_hblink *l, int result, int status, const char *
     bool idempotent = m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT || m == HTTP_DELETE;
     if (may_retry && status == 502 && idempotent && !c->has_body && !c->retried && !c->upgrade) {
         c->retried = true;
-        log_bay(t, c, "", what);
-        if (q_push(t, c, true)) {
+        ms_hb_log(t, c, "", what);
+        if (ms_hb_q_push(t, c, true)) {
             __atomic_fetch_add(&ms_worker_slot(c->w, c->slot)->retries, 1, __ATOMIC_RELAXED);
-            pump(t);
+            ms_hb_pump(t);
             return;
         }
     }
     c->hbt = NULL;
-    count_result(t, result);
+    ms_hb_count(t, result);
     char detail[256];
-    snprintf(detail, sizeof detail, "bay \"%s\" %s", conn_ship(c)->name, what);
-    log_bay(t, c, "", what);
+    snprintf(detail, sizeof detail, "bay \"%s\" %s", ms_hb_ship(c)->name, what);
+    ms_hb_log(t, c, "", what);
     ms_conn_respond_error(c, status, detail);
-}
-
-static void on_link_timeout(uv_timer_t *h)
-{
-    ms_hblink *l = h->data;
-    if (l->state == HB_CONNECTING || l->state == HB_DOCKING) {
-        link_failed(l, l->state == HB_CONNECTING ? "did not accept the link in time" : "sent no DOCK in time");
-        return;
-    }
-    if (l->state == HB_BUSY && l->c) {
-        char what[128];
-        snprintf(what, sizeof what, "did not answer within request_timeout (%llums)",
-                 (unsigned long long)request_timeout_ms(conn_ship(l->c)));
-        request_failed(l, MS_HB_REPLY_TIMEOUT, 504, what);
-        return;
-    }
-    if (l->state == HB_AFTER) {
-        link_close(l); /* no READY in time: the bay's thread is stuck */
-        return;
-    }
 }
 
 static void link_protocol_error(ms_hblink *l, const char *what)
 {
     ms_hbtarget *t = l->t;
-    ms_hub_count(&hub_http(t)->protocol_errors, 1);
+    ms_hub_count(&ms_hb_hub(t)->protocol_errors, 1);
     char msg[256];
     snprintf(msg, sizeof msg, "broke the docking protocol: %s", what);
     if (l->c) {
         request_failed_as(l, MS_HB_BAD_GATEWAY, 502, msg, false); /* the bay would answer the same again */
         return;
     }
-    log_bay(t, NULL, "", msg);
-    link_close(l);
-}
-
-static void on_dock(ms_hblink *l, const ms_dock_frame *fr)
-{
-    ms_hbtarget *t = l->t;
-    ms_dock_hello3 hello;
-    char err[160];
-    if (ms_dock_parse_dock3(fr->payload, fr->len, &hello, err, sizeof err) != 0) {
-        ms_dock_hello3_free(&hello);
-        ms_hub_count(&hub_http(t)->protocol_errors, 1);
-        link_failed(l, err);
-        return;
-    }
-    uint32_t threads = hello.threads;
-    ms_dock_hello3_free(&hello);
-    size_t idx;
-    const ms_ship *s = target_ship(t, &idx);
-    if (!s) {
-        link_close(l);
-        return;
-    }
-    uint32_t cap = threads * (s->bay_workers ? s->bay_workers : 1);
-    uint32_t zero = 0;
-    __atomic_compare_exchange_n(&hub_http(t)->links_cap, &zero, cap, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
-    const ms_strmap *cfg = &s->config;
-    ms_dock_kv *kv = calloc(cfg->len ? cfg->len : 1, sizeof *kv);
-    ms_dock_buf b = { 0 };
-    bool ok = kv != NULL;
-    for (size_t i = 0; ok && i < cfg->len; i++)
-        kv[i] = (ms_dock_kv){ cfg->items[i].key, cfg->items[i].value };
-    ok = ok && ms_dock_encode_moored3(&b, kv, cfg->len) == 0;
-    free(kv);
-    uv_buf_t ub = uv_buf_init((char *)b.data, (unsigned)b.len);
-    ok = ok && link_write(l, &ub, 1);
-    ms_dock_buf_free(&b);
-    if (!ok) {
-        link_failed(l, "cannot send MOORED");
-        return;
-    }
-    uv_timer_stop(&l->timer);
-    t->nopening--;
-    l->state = HB_IDLE;
-    t->backoff_ms = 0;
-    t->retry_at = 0;
-    ms_hub_count(&hub_http(t)->links_opened, 1);
-    pump(t);
+    ms_hb_log(t, NULL, "", msg);
+    ms_hb_link_close(l);
 }
 
 /* ---------------------------------------------------------------- file replies */
@@ -1207,7 +514,7 @@ static bool path_under(const char *dir, const char *real)
  * without file_roots. */
 static bool inside_roots(const ms_conn *c, const char *real)
 {
-    const ms_ship *s = conn_ship(c);
+    const ms_ship *s = ms_hb_ship(c);
     for (size_t i = 0; i < s->file_roots.len; i++)
         if (path_under(s->file_roots.items[i], real))
             return true;
@@ -1280,7 +587,7 @@ static void on_file_reply(ms_hblink *l, const ms_dock_reply *r)
     l->c = NULL;
     c->hbl = NULL;
     c->hbt = NULL;
-    count_result(t, MS_HB_REPLIED);
+    ms_hb_count(t, MS_HB_REPLIED);
     bool body = !c->is_head_method && size > 0;
     ms_conn_record_ahead(c, 200, body ? size : 0);
     ms_conn_uncork(c);
@@ -1306,10 +613,10 @@ static void tunnel_up(ms_hblink *l, const char *data, size_t len)
         uint8_t hdr[MS_DOCK_HAUL_HEADER_LEN];
         ms_dock_put_haul_header(hdr, l->req_id, false, k);
         uv_buf_t bufs[2] = { uv_buf_init((char *)hdr, sizeof hdr), uv_buf_init((char *)data, (unsigned)k) };
-        if (!link_write(l, bufs, 2)) {
+        if (!ms_hb_link_write(l, bufs, 2)) {
             l->c = NULL;
             c->hbl = NULL;
-            link_close(l);
+            ms_hb_link_close(l);
             ms_conn_close(c);
             return;
         }
@@ -1342,7 +649,7 @@ static void on_tunnel_reply(ms_hblink *l, const ms_dock_reply *r)
     uv_timer_stop(&l->timer);
     l->state = HB_TUNNEL;
     c->hbt = NULL;
-    count_result(l->t, MS_HB_REPLIED);
+    ms_hb_count(l->t, MS_HB_REPLIED);
     ms_conn_uncork(c);
     if (ms_conn_is_closing(c))
         return;
@@ -1371,7 +678,7 @@ static void tunnel_down(ms_hblink *l, const ms_dock_frame *fr, bool borrowed)
         return;
     l->c = NULL;
     c->hbl = NULL;
-    link_close(l);
+    ms_hb_link_close(l);
     ms_conn_uncork(c);
     ms_conn_end_with(c, "", 0);
 }
@@ -1466,34 +773,33 @@ static void on_ready(ms_hblink *l, const ms_dock_frame *fr)
         link_protocol_error(l, "a READY for another request id");
         return;
     }
-    __atomic_fetch_sub(&hub_http(t)->links_busy, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&ms_hb_hub(t)->links_busy, 1, __ATOMIC_RELAXED);
     l->state = HB_IDLE;
     uv_timer_stop(&l->timer);
     ms_worker *w = t->w;
     if (w->stopping || w->draining) {
         if (!t->nq) {
-            link_close(l);
+            ms_hb_link_close(l);
             return;
         }
-    } else if (!t->nq && __atomic_load_n(&hub_http(t)->starved, __ATOMIC_RELAXED) > 0) {
-        link_close(l); /* another worker waits for a link it may not open: this one gives way */
+    } else if (!t->nq && __atomic_load_n(&ms_hb_hub(t)->starved, __ATOMIC_RELAXED) > 0) {
+        ms_hb_link_close(l); /* another worker waits for a link it may not open: this one gives way */
         return;
     }
-    pump(t);
+    ms_hb_pump(t);
 }
 
-/* One frame from the bay. false: stop reading this buffer (the link is
- * closing, or its state changed so that the rest waits). */
+/* One frame from the bay, by the link's state. */
 static void on_frame(ms_hblink *l, const ms_dock_frame *fr, bool borrowed)
 {
     switch (l->state) {
     case HB_DOCKING:
         if (fr->type != MS_DOCK_DOCK) {
-            ms_hub_count(&hub_http(l->t)->protocol_errors, 1);
-            link_failed(l, "sent another frame before its DOCK");
+            ms_hub_count(&ms_hb_hub(l->t)->protocol_errors, 1);
+            ms_hb_link_failed(l, "sent another frame before its DOCK");
             return;
         }
-        on_dock(l, fr);
+        ms_hb_on_dock(l, fr);
         return;
     case HB_BUSY:
         if (fr->type == MS_DOCK_REPLY)
@@ -1524,33 +830,33 @@ static void on_frame(ms_hblink *l, const ms_dock_frame *fr, bool borrowed)
     }
 }
 
-static void on_link_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+void ms_hb_on_link_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     ms_hblink *l = s->data;
     (void)b;
     if (n == 0 || l->state == HB_CLOSING)
         return;
     if (n < 0) {
-        link_read(l, false);
+        ms_hb_link_read(l, false);
         if (l->state == HB_BUSY)
-            ms_hub_count(&hub_http(l->t)->link_failures, 1);
+            ms_hub_count(&ms_hb_hub(l->t)->link_failures, 1);
         if (l->state == HB_BUSY)
-            request_failed(l, MS_HB_BAD_GATEWAY, 502,
+            ms_hb_request_failed(l, MS_HB_BAD_GATEWAY, 502,
                            l->head_sent ? "closed its link in the middle of the response"
                                         : "closed its link before answering");
         else if (l->state == HB_DOCKING)
-            link_failed(l, "closed its link before its DOCK");
+            ms_hb_link_failed(l, "closed its link before its DOCK");
         else if (l->state == HB_TUNNEL && l->c) {
             ms_conn *c = l->c;
             l->c = NULL;
             c->hbl = NULL;
-            link_close(l);
+            ms_hb_link_close(l);
             ms_conn_close(c); /* the bay left without FIN: the tunnel is cut */
         }
         else
-            link_close(l); /* an idle link the bay let go (it drains), or no READY */
+            ms_hb_link_close(l); /* an idle link the bay let go (it drains), or no READY */
         if (l->state != HB_CLOSING)
-            link_close(l);
+            ms_hb_link_close(l);
         return;
     }
     ms_conn *c = l->c;
@@ -1588,7 +894,7 @@ static void on_link_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         ms_conn_uncork(c);
         if ((l->state == HB_BUSY || l->state == HB_TUNNEL) && l->c == c &&
             ms_conn_write_pending(c) > MS_WRITE_HIGH) {
-            link_read(l, false); /* a slow client slows the bay */
+            ms_hb_link_read(l, false); /* a slow client slows the bay */
             l->paused = true;
         }
     }
@@ -1604,7 +910,7 @@ static void hbay_drained(ms_conn *c)
     ms_hblink *l = c->hbl;
     if (l && l->paused && ms_conn_write_pending(c) <= MS_WRITE_HIGH) {
         l->paused = false;
-        link_read(l, true);
+        ms_hb_link_read(l, true);
     }
 }
 
@@ -1612,7 +918,7 @@ static bool hbay_start(ms_conn *c, const ms_handler_arg *arg)
 {
     (void)arg;
     ms_worker *w = c->w;
-    const ms_ship *s = conn_ship(c);
+    const ms_ship *s = ms_hb_ship(c);
     const ms_proc *proc = ms_worker_proc(c->g, c->ship);
     if (proc && (!__atomic_load_n(&proc->ready_flag, __ATOMIC_ACQUIRE) ||
                  __atomic_load_n(&proc->breaker, __ATOMIC_ACQUIRE) == MS_BREAKER_OPEN)) {
@@ -1623,7 +929,7 @@ static bool hbay_start(ms_conn *c, const ms_handler_arg *arg)
         ms_conn_respond_error(c, 503, detail);
         return true;
     }
-    ms_hbtarget *t = target_get(w, proc ? proc->slot : c->ship);
+    ms_hbtarget *t = ms_hb_target_get(w, proc ? proc->slot : c->ship);
     if (!t) {
         ms_conn_respond_error(c, 503, "out of memory");
         return true;
@@ -1636,15 +942,15 @@ static bool hbay_start(ms_conn *c, const ms_handler_arg *arg)
         ms_conn_respond_error(c, 500, "out of memory");
         return true;
     }
-    if (!q_push(t, c, false)) {
-        count_result(t, MS_HB_QUEUE_FULL);
+    if (!ms_hb_q_push(t, c, false)) {
+        ms_hb_count(t, MS_HB_QUEUE_FULL);
         __atomic_fetch_add(&w->up_errors[MS_UPERR_UNAVAILABLE], 1, __ATOMIC_RELAXED);
         char detail[200];
         snprintf(detail, sizeof detail, "bay \"%s\" is busy: max_queue requests wait for it", s->name);
         ms_conn_respond_error(c, 503, detail); /* (with Retry-After: 1) */
         return true;
     }
-    pump(t);
+    ms_hb_pump(t);
     return true;
 }
 
@@ -1660,7 +966,7 @@ static void hbay_abort(ms_conn *c)
     ms_handler_static.abort(c); /* a file REPLY's descriptor, if any */
     ms_hbtarget *t = c->hbt;
     if (t && c->hq_queued)
-        q_remove(t, c);
+        ms_hb_q_remove(t, c);
     c->hbt = NULL;
     ms_hblink *l = c->hbl;
     if (!l)
@@ -1668,7 +974,7 @@ static void hbay_abort(ms_conn *c)
     /* the bay is still at this request: the link cannot serve another */
     l->c = NULL;
     c->hbl = NULL;
-    link_close(l);
+    ms_hb_link_close(l);
 }
 
 static int hbay_partial_status(const ms_conn *c)
@@ -1684,141 +990,3 @@ const ms_handler ms_handler_hbay = {
     .partial_status = hbay_partial_status,
     .abort = hbay_abort,
 };
-
-/* ---------------------------------------------------------------- the worker */
-void ms_hbay_worker_wake(ms_worker *w)
-{
-    if (!w->hb_targets)
-        return;
-    for (size_t i = 0; i < w->hub->nbays; i++)
-        if (w->hb_targets[i] && w->hb_targets[i]->nq)
-            pump(w->hb_targets[i]);
-}
-
-void ms_hbay_close_idle(ms_worker *w)
-{
-    if (!w->hb_targets)
-        return;
-    for (size_t i = 0; i < w->hub->nbays; i++) {
-        ms_hbtarget *t = w->hb_targets[i];
-        for (ms_hblink *l = t ? t->links : NULL, *next; l; l = next) {
-            next = l->next;
-            if (!l->c)
-                link_close(l);
-        }
-    }
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-    (void)h;
-}
-
-void ms_hbay_worker_close(ms_worker *w)
-{
-    if (!w->hb_targets)
-        return;
-    for (size_t i = 0; i < w->hub->nbays; i++) {
-        ms_hbtarget *t = w->hb_targets[i];
-        if (!t || !t->timers_open)
-            continue;
-        t->timers_open = false; /* no link opens from now on */
-        while (t->links)
-            link_close(t->links);
-        set_starved(t, false);
-        uv_close((uv_handle_t *)&t->qtimer, on_timer_closed);
-        uv_close((uv_handle_t *)&t->btimer, on_timer_closed);
-    }
-}
-
-void ms_hbay_worker_free(ms_worker *w)
-{
-    if (!w->hb_targets)
-        return;
-    for (size_t i = 0; i < w->hub->nbays; i++)
-        free(w->hb_targets[i]);
-    free(w->hb_targets);
-    w->hb_targets = NULL;
-}
-
-/* ---------------------------------------------------------------- metrics */
-static uint64_t ld64(const uint64_t *v)
-{
-    return __atomic_load_n(v, __ATOMIC_RELAXED);
-}
-
-static uint32_t ld32(const uint32_t *v)
-{
-    return __atomic_load_n(v, __ATOMIC_RELAXED);
-}
-
-void ms_hbay_render_metrics(const ms_manifest *m, ms_proc *const *procs, const ms_hub *hub, ms_prom *p)
-{
-    static const char *const results[] = { "replied", "queue_full", "queue_timeout", "reply_timeout",
-                                           "bad_gateway", "aborted" };
-    if (!hub)
-        return;
-    for (int f = 0; f < 10; f++) {
-        for (size_t i = 0; i < m->nships; i++) {
-            const ms_ship *s = &m->ships[i];
-            if (!ms_ship_speaks_v3(s))
-                continue;
-            size_t slot = procs && procs[i] ? procs[i]->slot : i;
-            if (slot >= hub->nbays)
-                continue;
-            const ms_hub_http *h = &hub->bays[slot].http;
-            ms_prom_label l[] = { { "bay", s->name }, { "state", "idle" } };
-            uint32_t open = ld32(&h->links_open), busy = ld32(&h->links_busy);
-            switch (f) {
-            case 0:
-                l[1].value = "busy";
-                ms_prom_gauge_i64(p, "mothership_hbay_links", "Links to an HTTP bay open now, by state (idle: "
-                                  "connecting, docking or free).", l, 2, busy);
-                l[1].value = "idle";
-                ms_prom_gauge_i64(p, "mothership_hbay_links", NULL, l, 2, open > busy ? open - busy : 0);
-                break;
-            case 1:
-                ms_prom_gauge_i64(p, "mothership_hbay_links_cap",
-                                  "Links the bay serves at once (its workers x the threads its Dock announced; "
-                                  "0: not known yet).", l, 1, ld32(&h->links_cap));
-                break;
-            case 2:
-                ms_prom_gauge_i64(p, "mothership_hbay_queue_depth", "Requests waiting for a free link now.", l, 1,
-                                  ld32(&h->queued));
-                break;
-            case 3:
-                ms_prom_counter_double(p, "mothership_hbay_queue_wait_seconds_total",
-                                       "Time requests waited for a link, summed.", l, 1,
-                                       (double)ld64(&h->queue_wait_us) / 1e6);
-                break;
-            case 4:
-                ms_prom_counter_u64(p, "mothership_hbay_queue_waits_total", "Requests that got a link from the queue.",
-                                    l, 1, ld64(&h->queue_waits));
-                break;
-            case 5:
-                for (int r = 0; r < 6; r++) {
-                    ms_prom_label lr[] = { { "bay", s->name }, { "result", results[r] } };
-                    ms_prom_counter_u64(p, "mothership_hbay_requests_total",
-                                        "Requests to an HTTP bay by how they ended.", lr, 2, ld64(&h->results[r]));
-                }
-                break;
-            case 6:
-                ms_prom_counter_u64(p, "mothership_hbay_protocol_errors_total",
-                                    "Links closed for a frame that broke the docking protocol.", l, 1,
-                                    ld64(&h->protocol_errors));
-                break;
-            case 7:
-                ms_prom_counter_u64(p, "mothership_hbay_link_failures_total",
-                                    "Links that did not connect or dock, or broke under a request.", l, 1,
-                                    ld64(&h->link_failures));
-                break;
-            case 8:
-                ms_prom_counter_u64(p, "mothership_hbay_links_docked_total", "Links that docked.", l, 1,
-                                    ld64(&h->links_opened));
-                break;
-            default:
-                break;
-            }
-        }
-    }
-}
