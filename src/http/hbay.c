@@ -965,8 +965,10 @@ static void hbay_abort(ms_conn *c)
 {
     ms_handler_static.abort(c); /* a file REPLY's descriptor, if any */
     ms_hbtarget *t = c->hbt;
-    if (t && c->hq_queued)
+    if (t && c->hq_queued) {
         ms_hb_q_remove(t, c);
+        ms_hb_drop_spare(t);
+    }
     c->hbt = NULL;
     ms_hblink *l = c->hbl;
     if (!l)

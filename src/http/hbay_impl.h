@@ -95,6 +95,9 @@ ms_hbtarget *ms_hb_target_get(ms_worker *w, size_t slot);
  * over all workers (nothing changed). */
 bool ms_hb_q_push(ms_hbtarget *t, ms_conn *c, bool front);
 void ms_hb_q_remove(ms_hbtarget *t, ms_conn *c);
+/* While the worker drains or stops: with nothing queued, links without a
+ * request close (the worker ends once its links have). */
+void ms_hb_drop_spare(ms_hbtarget *t);
 /* Queued requests to idle links; links opened for the rest, within the cap. */
 void ms_hb_pump(ms_hbtarget *t);
 /* Writes what the socket takes now, copies the rest. false: the link is broken. */

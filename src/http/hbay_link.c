@@ -21,6 +21,7 @@ static void send_body(ms_hblink *l);
 static void link_broken(ms_hblink *l);
 static void on_link_timeout(uv_timer_t *h);
 static void q_arm(ms_hbtarget *t);
+static void close_spare(ms_hbtarget *t);
 
 /* ---------------------------------------------------------------- targets */
 /* The ship of the worker's current generation whose process holds slot
@@ -183,6 +184,7 @@ static void on_queue_timer(uv_timer_t *h)
         ms_conn_respond_error(c, 504, detail);
     }
     q_arm(t);
+    ms_hb_drop_spare(t);
 }
 
 static void q_arm(ms_hbtarget *t)
@@ -539,8 +541,10 @@ void ms_hb_pump(ms_hbtarget *t)
         ms_hub_count(&hh->queue_waits, 1);
         assign(idle, c);
     }
-    if (!t->qhead)
+    if (!t->qhead) {
+        ms_hb_drop_spare(t);
         return;
+    }
     if (uv_now(&w->loop) < t->retry_at) {
         if (!uv_is_active((uv_handle_t *)&t->btimer))
             uv_timer_start(&t->btimer, on_btimer, t->retry_at - uv_now(&w->loop), 0);
@@ -631,18 +635,29 @@ void ms_hbay_worker_wake(ms_worker *w)
             ms_hb_pump(w->hb_targets[i]);
 }
 
+/* Links without a request go (idle, connecting, docking, or awaiting a READY). */
+static void close_spare(ms_hbtarget *t)
+{
+    for (ms_hblink *l = t->links, *next; l; l = next) {
+        next = l->next;
+        if (!l->c)
+            ms_hb_link_close(l);
+    }
+}
+
+void ms_hb_drop_spare(ms_hbtarget *t)
+{
+    if (!t->nq && (t->w->stopping || t->w->draining))
+        close_spare(t); /* nothing waits for them, and the worker's end would */
+}
+
 void ms_hbay_close_idle(ms_worker *w)
 {
     if (!w->hb_targets)
         return;
-    for (size_t i = 0; i < w->hub->nbays; i++) {
-        ms_hbtarget *t = w->hb_targets[i];
-        for (ms_hblink *l = t ? t->links : NULL, *next; l; l = next) {
-            next = l->next;
-            if (!l->c)
-                ms_hb_link_close(l);
-        }
-    }
+    for (size_t i = 0; i < w->hub->nbays; i++)
+        if (w->hb_targets[i])
+            close_spare(w->hb_targets[i]);
 }
 
 static void on_timer_closed(uv_handle_t *h)
