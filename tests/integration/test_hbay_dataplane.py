@@ -397,3 +397,22 @@ def test_a_slow_client_slows_the_bay_and_memory_stays_bounded(fleet, tmp_path, r
         n += len(d)
     assert n == total
     s.close()
+
+
+def test_one_link_in_all_is_shared_by_every_worker(fleet, tmp_path, request):
+    # the bay serves one request at a time: the workers take turns with its one link
+    px, log = start_upstream(fleet, tmp_path, request, threads=1, extra={"request_timeout": "20s"},
+                             mothership={"workers": 4})
+    import concurrent.futures
+
+    def get(i):
+        with Raw(px.port, timeout=30) as c:
+            c.send(raw_request("GET", f"/sleep?ms=50&i={i}"))
+            return c.response().status
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        codes = list(ex.map(get, range(32)))
+    assert codes == [200] * 32
+    m = px.metrics()
+    assert msum(m, "mothership_hbay_links_cap", bay="app") == 1
+    assert msum(m, "mothership_hbay_links", bay="app", state="busy") == 0
+    assert len({e["link"] for e in seen(log)}) == 1  # the bay's only thread served them all
