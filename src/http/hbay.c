@@ -340,7 +340,9 @@ static bool write_head(ms_hblink *l, const ms_dock_reply *r, uint64_t file_size,
         .encoding = enc != MS_ENC_IDENTITY ? ms_encoding_name(enc) : NULL,
         .date = c->w->date,
         .date_len = c->w->date_len,
-        .chunked = l->chunked,
+        /* a HEAD says the framing its GET would have (and sends no chunk) */
+        .chunked = l->chunked || (head_req && r->kind == MS_DOCK_REPLY_STREAM && !no_body_status && !have_len &&
+                                  c->http_minor >= 1),
         .has_length = client_length && !no_body_status,
         .length = len,
         .connection = tunnel                ? NULL

@@ -154,6 +154,9 @@ def test_stream_empty_and_large_replies(fleet, tmp_path, request):
         c.send(raw_request("HEAD", "/big?kb=3"))
         r = c.response(head_only=True)
         assert r.status == 200 and r.header("content-length") == str(3 * 1024)
+        c.send(raw_request("HEAD", "/stream?n=3"))  # the framing its GET would have, no body
+        r = c.response(head_only=True)
+        assert r.status == 200 and r.header("transfer-encoding") == "chunked" and not r.header("content-length")
         c.send(raw_request("GET", "/empty"))  # the connection is still in step
         assert c.response().status == 204
 
