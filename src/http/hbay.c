@@ -933,7 +933,7 @@ static bool hbay_start(ms_conn *c, const ms_handler_arg *arg)
     }
     ms_hbtarget *t = ms_hb_target_get(w, proc ? proc->slot : c->ship);
     if (!t) {
-        ms_conn_respond_error(c, 503, "out of memory");
+        ms_conn_respond_error(c, 503, w->hub ? "out of memory" : "HTTP bays are not served in this process");
         return true;
     }
     if (c->has_body && !c->body_buffered && !c->upgrade) {
