@@ -916,6 +916,28 @@ static void hbay_drained(ms_conn *c)
     }
 }
 
+/* max_queue requests wait for the bay over all workers: 503 (with Retry-After). */
+static void respond_queue_full(ms_hbtarget *t, ms_conn *c)
+{
+    const ms_ship *s = ms_hb_ship(c);
+    ms_hb_count(t, MS_HB_QUEUE_FULL);
+    __atomic_fetch_add(&c->w->up_errors[MS_UPERR_UNAVAILABLE], 1, __ATOMIC_RELAXED);
+    char detail[200];
+    snprintf(detail, sizeof detail, "bay \"%s\" is busy: max_queue requests wait for it", s->name);
+    ms_conn_respond_error(c, 503, detail); /* (with Retry-After: 1) */
+}
+
+/* Is the queue full already (then 503 went to the client)? */
+static bool queue_full(ms_hbtarget *t, ms_conn *c)
+{
+    const ms_ship *s = ms_hb_ship(c);
+    uint32_t max = s->max_queue ? s->max_queue : HB_DEFAULT_MAX_QUEUE;
+    if (__atomic_load_n(&ms_hb_hub(t)->queued, __ATOMIC_RELAXED) < max)
+        return false;
+    respond_queue_full(t, c);
+    return true;
+}
+
 static bool hbay_start(ms_conn *c, const ms_handler_arg *arg)
 {
     (void)arg;
@@ -937,6 +959,8 @@ static bool hbay_start(ms_conn *c, const ms_handler_arg *arg)
         return true;
     }
     if (c->has_body && !c->body_buffered && !c->upgrade) {
+        if (queue_full(t, c)) /* no upload for a queue that is full already */
+            return true;
         ms_conn_read_body_first(c); /* the whole body before a link is claimed */
         return true;
     }
@@ -945,11 +969,7 @@ static bool hbay_start(ms_conn *c, const ms_handler_arg *arg)
         return true;
     }
     if (!ms_hb_q_push(t, c, false)) {
-        ms_hb_count(t, MS_HB_QUEUE_FULL);
-        __atomic_fetch_add(&w->up_errors[MS_UPERR_UNAVAILABLE], 1, __ATOMIC_RELAXED);
-        char detail[200];
-        snprintf(detail, sizeof detail, "bay \"%s\" is busy: max_queue requests wait for it", s->name);
-        ms_conn_respond_error(c, 503, detail); /* (with Retry-After: 1) */
+        respond_queue_full(t, c);
         return true;
     }
     ms_hb_pump(t);

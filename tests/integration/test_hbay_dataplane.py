@@ -226,10 +226,13 @@ def test_queue_full_gives_503_with_retry_after(fleet, tmp_path, request):
     wait_until(lambda: msum(px.metrics(), "mothership_hbay_queue_depth", bay="app") == 1, what="one queued")
     r = requests.get(px.url("/third"))
     assert r.status_code == 503 and r.headers.get("Retry-After") == "1"
+    r = requests.post(px.url("/upload"), data=b"u" * (1 << 20))  # refused before its body is read
+    assert r.status_code == 503 and r.headers.get("Retry-After") == "1"
     assert slow.response().status == 200 and waiting.response().status == 200
     slow.close()
     waiting.close()
-    assert not any(e["params"]["PATH_INFO"] == "/third" for e in seen(log))
+    assert not any(e["params"]["PATH_INFO"] in ("/third", "/upload") for e in seen(log))
+    assert msum(px.metrics(), "mothership_hbay_requests_total", bay="app", result="queue_full") == 2
 
 
 def test_upstream_with_docking_is_reached_like_a_bay(fleet, tmp_path):
