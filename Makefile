@@ -8,7 +8,7 @@ SCAN_BUILD ?= build-scan
 MANIFEST ?= examples/ship-manifest.toml
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench bench-tls bench-deploy install clean
+.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench bench-tls bench-deploy bench-bays install clean
 
 all: build
 
@@ -72,6 +72,12 @@ bench-tls: build
 bench-deploy: build
 	DEPS_BENCH=1 ./scripts/deps.sh
 	./bench/deploy/run.sh $(BUILD)
+
+# The same WSGI app as an HTTP bay (docking v3) and behind the proxy on a
+# Unix socket (gunicorn): req/s and CPU per request (bench/bays, ~1 min).
+bench-bays: build
+	DEPS_BENCH=1 ./scripts/deps.sh
+	./bench/bays/run.sh $(BUILD)
 
 install: build
 	install -Dm755 $(BUILD)/mothership $(DESTDIR)$(PREFIX)/bin/mothership
