@@ -20,7 +20,6 @@
  * cut, never a short body passed off as whole. A frame that breaks the
  * protocol closes its link and is counted. */
 #include <assert.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -28,7 +27,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "dock/protocol.h"
