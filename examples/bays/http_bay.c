@@ -225,7 +225,7 @@ static void ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 
 static int route_ws(dock_link *link)
 {
-    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC11B8A";
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
     const char *key = dock_link_param(link, "HTTP_SEC_WEBSOCKET_KEY");
     const char *up = dock_link_param(link, "HTTP_UPGRADE");
     if (!key || !up || strcasecmp(up, "websocket") != 0 || strlen(key) > 64)
