@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/un.h>
 #include <uv.h>
 
 #include "dock/protocol.h"
@@ -28,6 +29,7 @@ struct ms_hblink {
     uv_timer_t timer;              /* docking, then the REPLY's deadline */
     ms_hbtarget *t;
     ms_hblink *prev, *next;        /* t->links */
+    char path[sizeof ((struct sockaddr_un *)0)->sun_path]; /* where it connected */
     int handles_open;
     hb_state state;
     ms_dock_decoder dec;

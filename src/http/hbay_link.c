@@ -421,6 +421,7 @@ static bool link_open(ms_hbtarget *t)
     }
     l->rbuf = rbuf;
     l->t = t;
+    memcpy(l->path, path, sizeof l->path);
     l->pipe.data = l;
     uv_timer_init(&w->loop, &l->timer);
     l->timer.data = l;
@@ -520,16 +521,43 @@ static void assign(ms_hblink *l, ms_conn *c)
         ms_conn_resume_request_body(c); /* the parser steps over the request's end */
 }
 
+/* Whether idle link l goes to where t's entry is no longer reached (a
+ * reload moved an upstream's bind). */
+static bool link_stale(const ms_hblink *l, const char *now)
+{
+    return l->state == HB_IDLE && now && strcmp(l->path, now) != 0;
+}
+
+/* Closes t's idle links to an address its entry has left; the others
+ * (busy) are closed when they turn idle. */
+static void close_stale(ms_hbtarget *t, const char *now)
+{
+    for (;;) { /* from the head each time: a close may pump, and close others */
+        ms_hblink *l = t->links;
+        while (l && !link_stale(l, now))
+            l = l->next;
+        if (!l)
+            return;
+        ms_hb_link_close(l);
+    }
+}
+
 /* Hand queued requests to idle links; open links for the rest. */
 void ms_hb_pump(ms_hbtarget *t)
 {
     ms_worker *w = t->w;
     if (!t->timers_open)
         return; /* the worker's loop is ending */
+    char now_buf[sizeof ((struct sockaddr_un *)0)->sun_path];
+    const char *now = NULL;
+    size_t idx;
+    if (t->links && target_ship(t, &idx) && link_path(w->cur, idx, now_buf, sizeof now_buf))
+        now = now_buf;
+    close_stale(t, now);
     while (t->qhead) {
         ms_hblink *idle = NULL;
         for (ms_hblink *l = t->links; l && !idle; l = l->next)
-            if (l->state == HB_IDLE)
+            if (l->state == HB_IDLE && !link_stale(l, now))
                 idle = l;
         if (!idle)
             break;

@@ -369,3 +369,44 @@ ready_after = "50ms"
         assert ms.stop() == 0
     finally:
         app.close()
+
+
+def test_reload_moves_a_docking_upstream_to_its_new_bind(fleet, tmp_path):
+    """A reload that changes a docking upstream's bind sends the next
+    requests to the app at the new address: the workers' idle links to
+    the old one are not reused."""
+    import signal
+    from conftest import BUILD
+    from dock3_helpers import wait_for
+    bay = os.path.join(BUILD, "examples", "bays", "http-bay")
+    apps = []
+    try:
+        for name in ("a", "b"):
+            env = dict(os.environ, MS_SOCKET_PATH=str(tmp_path / f"{name}.sock"), MS_SHIP=name,
+                       MS_BAY_TYPE="http", MS_BAY_THREADS="2", MS_BAY_WORKERS="0", MS_BAY_DRAIN_TIMEOUT="5")
+            apps.append(subprocess.Popen([bay], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL))
+        wait_for(lambda: (tmp_path / "a.sock").exists() and (tmp_path / "b.sock").exists(),
+                 what="the apps' sockets")
+        port = free_port()
+        head = f'[mothership]\nworkers = 1\n\n[mothership.bind]\nhttp = "127.0.0.1:{port}"\n\n'
+
+        def upstream(name):
+            return (f'[[mothership.upstreams]]\nname = "app"\nbind = "unix://{tmp_path}/{name}.sock"\n'
+                    'routes = ["http:/.*"]\n')
+
+        ms = fleet(head + upstream("a"), name="ship-manifest.toml")
+        ms.event("fleet_ready", timeout=15)
+        for _ in range(3):
+            assert http_get(port, "/") == (200, "hello from a\n")
+
+        (tmp_path / "ship-manifest.toml").write_text(head + upstream("b"))
+        start = len(ms.lines)
+        ms.signal(signal.SIGHUP)
+        ms.event("reloaded", start=start, timeout=10)
+        for _ in range(3):
+            assert http_get(port, "/") == (200, "hello from b\n")
+        assert ms.stop() == 0
+    finally:
+        for p in apps:
+            p.kill()
+            p.wait()
