@@ -628,7 +628,11 @@ void ms_hb_on_dock(ms_hblink *l, const ms_dock_frame *fr)
     }
     uint32_t cap = threads * (s->bay_workers ? s->bay_workers : 1);
     uint32_t zero = 0;
-    __atomic_compare_exchange_n(&ms_hb_hub(t)->links_cap, &zero, cap, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    if (s->kind == MS_UPSTREAM) /* no handshake of the fleet: its app's latest Dock says (a reload may move it) */
+        __atomic_store_n(&ms_hb_hub(t)->links_cap, cap, __ATOMIC_RELEASE);
+    else
+        __atomic_compare_exchange_n(&ms_hb_hub(t)->links_cap, &zero, cap, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED);
     const ms_strmap *cfg = &s->config;
     ms_dock_kv *kv = calloc(cfg->len ? cfg->len : 1, sizeof *kv);
     ms_dock_buf b = { 0 };

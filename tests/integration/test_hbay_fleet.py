@@ -410,3 +410,50 @@ def test_reload_moves_a_docking_upstream_to_its_new_bind(fleet, tmp_path):
         for p in apps:
             p.kill()
             p.wait()
+
+
+def test_reload_to_a_new_upstream_app_takes_its_threads(fleet, tmp_path):
+    """The links to a docking upstream are sized by its app's Dock: after
+    a reload points it at another app, that app's threads, not the old
+    one's."""
+    import signal
+    from conftest import BUILD
+    from dock3_helpers import wait_for
+    from fleet_helpers import metric, parse_metrics
+    bay = os.path.join(BUILD, "examples", "bays", "http-bay")
+    apps = []
+    try:
+        for name, threads in (("a", 2), ("b", 5)):
+            env = dict(os.environ, MS_SOCKET_PATH=str(tmp_path / f"{name}.sock"), MS_SHIP=name,
+                       MS_BAY_TYPE="http", MS_BAY_THREADS=str(threads), MS_BAY_WORKERS="0",
+                       MS_BAY_DRAIN_TIMEOUT="5")
+            apps.append(subprocess.Popen([bay], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL))
+        wait_for(lambda: (tmp_path / "a.sock").exists() and (tmp_path / "b.sock").exists(),
+                 what="the apps' sockets")
+        port, mport = free_port(), free_port()
+        head = (f'[mothership]\nworkers = 1\nmetrics_port = {mport}\n\n'
+                f'[mothership.bind]\nhttp = "127.0.0.1:{port}"\n\n')
+
+        def upstream(name):
+            return (f'[[mothership.upstreams]]\nname = "app"\nbind = "unix://{tmp_path}/{name}.sock"\n'
+                    'routes = ["http:/.*"]\n')
+
+        def cap():
+            return metric(parse_metrics(http_get(mport, "/metrics")[1]), "mothership_hbay_links_cap", bay="app")
+
+        ms = fleet(head + upstream("a"), name="ship-manifest.toml")
+        ms.event("fleet_ready", timeout=15)
+        assert http_get(port, "/") == (200, "hello from a\n")
+        assert cap() == 2
+
+        (tmp_path / "ship-manifest.toml").write_text(head + upstream("b"))
+        start = len(ms.lines)
+        ms.signal(signal.SIGHUP)
+        ms.event("reloaded", start=start, timeout=10)
+        assert http_get(port, "/") == (200, "hello from b\n")
+        assert cap() == 5
+        assert ms.stop() == 0
+    finally:
+        for p in apps:
+            p.kill()
+            p.wait()
