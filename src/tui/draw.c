@@ -338,7 +338,7 @@ typedef struct col {
 enum { K_NAME, K_GROUP, K_KIND, K_STATE, K_PID, K_UP, K_RST, K_HEALTH, K_BREAKER, K_CPU, K_RSS, K_RPS, K_SPARK,
        K_ROUTES, K_NCOLS };
 static const col cols_def[K_NCOLS] = {
-    { "NAME", 14 }, { "GROUP", 9 }, { "KIND", 6 }, { "STATE", 22 }, { "PID", 7 }, { "UPTIME", 7 },
+    { "NAME", 14 }, { "GROUP", 9 }, { "KIND", 8 }, { "STATE", 22 }, { "PID", 7 }, { "UPTIME", 7 },
     { "RST", 3 },   { "HEALTH", 9 }, { "BREAKER", 9 }, { "CPU%", 5 }, { "RSS", 7 }, { "REQ/S", 5 },
     { "LAST 60s", 20 }, { "ROUTES", 0 },
 };

@@ -505,3 +505,23 @@ def test_s_on_a_ship_stopping_for_a_reload_stops_it_for_good(term, tmp_path):
     t.wait(row("slow", "ready"))
     with open(f"/proc/{read_pid(tmp_path / 'slow.pid')}/cmdline", "rb") as f:
         assert f.read().split(b"\0")[:2] == [b"sleep", b"1001"]  # the new definition
+
+
+def test_an_upstream_row_says_upstream_and_where(term, tmp_path):
+    from fleet_helpers import free_port
+    port = free_port()
+    t = term(f"""
+[mothership]
+socket_dir = "{tmp_path}/sock"
+
+[mothership.bind]
+http = "127.0.0.1:{port}"
+
+[[mothership.upstreams]]
+name = "rack"
+bind = "unix://{tmp_path}/rack.sock"
+routes = ["http:/rack/.*"]
+""")
+    t.wait(r"rack\s+upstream\s+upstream\s+ready\s.*at unix://")
+    t.keys("q")
+    t.wait(r"EXITED 0")
