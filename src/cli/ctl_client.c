@@ -242,7 +242,7 @@ static void print_status(const json_t *body)
     printf("fleet %s, pid %lld, up %s, %s\n", json_string_value(json_object_get(fleet, "phase")),
            (long long)json_integer_value(json_object_get(fleet, "pid")), up,
            json_string_value(json_object_get(fleet, "manifest")));
-    printf("%-20s %-5s %-16s %8s %8s %8s %-9s %6s %9s\n", "NAME", "KIND", "STATE", "PID", "UPTIME", "RESTARTS",
+    printf("%-20s %-8s %-16s %8s %8s %8s %-9s %6s %9s\n", "NAME", "KIND", "STATE", "PID", "UPTIME", "RESTARTS",
            "HEALTH", "CPU%", "RSS");
     size_t i;
     const json_t *e;
@@ -269,7 +269,7 @@ static void print_status(const json_t *body)
         const char *st = json_string_value(json_object_get(e, "state"));
         snprintf(state, sizeof state, "%s%s", st ? st : "-", roll);
         const char *bind = json_string_value(json_object_get(e, "bind")); /* upstreams: where it is reached */
-        printf("%-20s %-5s %-16s %8s %8s %8lld %-9s %6s %9s%s%s\n", json_string_value(json_object_get(e, "name")),
+        printf("%-20s %-8s %-16s %8s %8s %8lld %-9s %6s %9s%s%s\n", json_string_value(json_object_get(e, "name")),
                json_string_value(json_object_get(e, "kind")), state, pid,
                up, (long long)json_integer_value(json_object_get(e, "restarts")),
                json_string_value(json_object_get(e, "health")), cpu, rss, bind ? "  at " : "", bind ? bind : "");

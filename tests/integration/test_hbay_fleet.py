@@ -243,6 +243,11 @@ def test_upstreams_ready_at_launch_and_not_ours(fleet, tmp_path):
         assert r.returncode == 0, r.stderr
         row = [l for l in r.stdout.splitlines() if l.startswith("rack ")][0]
         assert "upstream" in row and "ready" in row and f"at unix://{tmp_path}/rack.sock" in row, row
+        # its columns stay under the header's, as the ship's do
+        header = [l for l in r.stdout.splitlines() if l.startswith("NAME ")][0]
+        for name in ("rack", "after"):
+            row = [l for l in r.stdout.splitlines() if l.startswith(name + " ")][0]
+            assert row.index("ready") == header.index("STATE"), (header, row)
 
         for verb in ("restart", "stop", "start"):
             r = ctl(ms, path, verb, "rack")
