@@ -840,8 +840,11 @@ void ms_docks_render_metrics(const ms_docks *d, ms_buf *out)
         __VA_ARGS__;                                                                    \
     }
 #define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+    /* an HTTP bay's link here is only its handshake: it is docked while ready */
     EACH_BAY(ms_prom_gauge_i64(&p, "mothership_bay_docked", "1 when the bay is docked and takes clients.", l, 1,
-                               ms_hub_bay_gen(h, i, NULL) != 0))
+                               d->links[i]->p->ship->http_bay
+                                   ? __atomic_load_n(&d->links[i]->p->ready_flag, __ATOMIC_ACQUIRE) != 0
+                                   : ms_hub_bay_gen(h, i, NULL) != 0))
     EACH_BAY(ms_prom_gauge_i64(&p, "mothership_bay_clients", "WebSocket clients connected to the bay.", l, 1,
                                (int64_t)LD(st->clients)))
     EACH_BAY(ms_prom_counter_u64(&p, "mothership_bay_boardings_total", "Clients boarded (handshakes completed).", l,

@@ -462,3 +462,31 @@ def test_reload_to_a_new_upstream_app_takes_its_threads(fleet, tmp_path):
         for p in apps:
             p.kill()
             p.wait()
+
+
+def test_a_ready_http_bay_counts_as_docked(fleet, tmp_path):
+    """mothership_bay_docked is 1 for an HTTP bay that is ready (its Dock
+    answered), as for a docked WebSocket bay: not 0 while it serves."""
+    from conftest import BUILD
+    from fleet_helpers import metric, parse_metrics
+    port, mport = free_port(), free_port()
+    bay = os.path.join(BUILD, "examples", "bays", "http-bay")
+    ms = fleet(f'''
+        [mothership]
+        metrics_port = {mport}
+        socket_dir = "{tmp_path}/sock"
+
+        [mothership.bind]
+        http = "127.0.0.1:{port}"
+
+        [[bays.http]]
+        name = "app"
+        command = "{bay}"
+        threads = 2
+        routes = ["http:/.*"]
+    ''')
+    ms.event("ready", ship="app", timeout=15)
+    assert http_get(port, "/") == (200, "hello from app\n")
+    samples = parse_metrics(http_get(mport, "/metrics")[1])
+    assert metric(samples, "mothership_bay_docked", bay="app") == 1
+    assert ms.stop() == 0
