@@ -6,9 +6,9 @@
  * MOORED v3 with the bay's config) and then takes one request at a time.
  * Links of all workers stay within the hub's links_cap (CAS on
  * links_open; 0: one in all until a Dock says threads); a worker with
- * requests waiting that may open none counts itself in starved, and a
- * worker whose link turns free with nothing waiting gives it up and wakes
- * the others. Failed connects back off 10 ms doubling to 1 s. */
+ * requests waiting that may open none counts itself in starved and wakes
+ * the others; a worker whose link turns free with nothing waiting, or
+ * sits idle when woken so, gives it up and wakes the others. Failed connects back off 10 ms doubling to 1 s. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,10 +101,13 @@ static void set_starved(ms_hbtarget *t, bool on)
     if (t->starved == on)
         return;
     t->starved = on;
-    if (on)
+    if (on) {
         __atomic_fetch_add(&ms_hb_hub(t)->starved, 1, __ATOMIC_RELAXED);
-    else
+        /* a link idle on another worker turned free before this: its worker gives it up when woken */
+        ms_hub_wake_workers(t->w->hub, t->w->id);
+    } else {
         __atomic_fetch_sub(&ms_hb_hub(t)->starved, 1, __ATOMIC_RELAXED);
+    }
 }
 
 /* ---------------------------------------------------------------- the queue */
@@ -662,9 +665,22 @@ void ms_hbay_worker_wake(ms_worker *w)
 {
     if (!w->hb_targets)
         return;
-    for (size_t i = 0; i < w->hub->nbays; i++)
-        if (w->hb_targets[i] && w->hb_targets[i]->nq)
-            ms_hb_pump(w->hb_targets[i]);
+    for (size_t i = 0; i < w->hub->nbays; i++) {
+        ms_hbtarget *t = w->hb_targets[i];
+        if (!t)
+            continue;
+        if (t->nq) {
+            ms_hb_pump(t);
+            continue;
+        }
+        if (!t->timers_open || __atomic_load_n(&ms_hb_hub(t)->starved, __ATOMIC_RELAXED) == 0)
+            continue;
+        for (ms_hblink *l = t->links; l; l = l->next)
+            if (l->state == HB_IDLE) {
+                ms_hb_link_close(l); /* another worker waits for a link it may not open: this one gives way */
+                break;
+            }
+    }
 }
 
 /* Links without a request go (idle, connecting, docking, or awaiting a READY). */

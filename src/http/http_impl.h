@@ -450,7 +450,8 @@ void ms_ws_worker_close(ms_worker *w);
 void ms_ws_worker_free(ms_worker *w);
 
 /* hbay.c */
-/* The hub woke the worker: queues waiting for a link look again. */
+/* The hub woke the worker: queues waiting for a link look again, and an
+ * idle link gives way to another worker's starved queue. */
 void ms_hbay_worker_wake(ms_worker *w);
 /* Drain or stop: links without a request close. */
 void ms_hbay_close_idle(ms_worker *w);

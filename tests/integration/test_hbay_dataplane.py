@@ -422,3 +422,17 @@ def test_one_link_in_all_is_shared_by_every_worker(fleet, tmp_path, request):
     assert msum(m, "mothership_hbay_links_cap", bay="app") == 1
     assert msum(m, "mothership_hbay_links", bay="app", state="busy") == 0
     assert len({e["link"] for e in seen(log)}) == 1  # the bay's only thread served them all
+
+
+def test_an_idle_link_on_another_worker_gives_way_to_a_starved_one(fleet, tmp_path, request):
+    # one link in all; requests one after the other on new connections land
+    # on different workers, and the link sits idle on the last one's
+    px, log = start_upstream(fleet, tmp_path, request, threads=1, extra={"request_timeout": "4s"},
+                             mothership={"workers": 4})
+    codes = []
+    for i in range(12):
+        with Raw(px.port, timeout=10) as c:
+            c.send(raw_request("GET", f"/one?i={i}"))
+            codes.append(c.response().status)
+    assert codes == [200] * 12
+    assert msum(px.metrics(), "mothership_hbay_links_docked_total", bay="app") >= 2  # it moved between workers
