@@ -102,7 +102,7 @@ static void set_starved(ms_hbtarget *t, bool on)
         return;
     t->starved = on;
     if (on) {
-        __atomic_fetch_add(&ms_hb_hub(t)->starved, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&ms_hb_hub(t)->starved, 1, __ATOMIC_SEQ_CST);
         /* a link idle on another worker turned free before this: its worker gives it up when woken */
         ms_hub_wake_workers(t->w->hub, t->w->id);
     } else {
@@ -631,11 +631,14 @@ void ms_hb_on_dock(ms_hblink *l, const ms_dock_frame *fr)
     }
     uint32_t cap = threads * (s->bay_workers ? s->bay_workers : 1);
     uint32_t zero = 0;
+    bool raised;
     if (s->kind == MS_UPSTREAM) /* no handshake of the fleet: its app's latest Dock says (a reload may move it) */
-        __atomic_store_n(&ms_hb_hub(t)->links_cap, cap, __ATOMIC_RELEASE);
+        raised = __atomic_exchange_n(&ms_hb_hub(t)->links_cap, cap, __ATOMIC_SEQ_CST) < cap;
     else
-        __atomic_compare_exchange_n(&ms_hb_hub(t)->links_cap, &zero, cap, false, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_RELAXED);
+        raised = __atomic_compare_exchange_n(&ms_hb_hub(t)->links_cap, &zero, cap, false, __ATOMIC_SEQ_CST,
+                                             __ATOMIC_RELAXED);
+    if (raised && cap > 1 && __atomic_load_n(&ms_hb_hub(t)->starved, __ATOMIC_SEQ_CST) > 0)
+        ms_hub_wake_workers(t->w->hub, t->w->id); /* those that waited for a Dock may open links now */
     const ms_strmap *cfg = &s->config;
     ms_dock_kv *kv = calloc(cfg->len ? cfg->len : 1, sizeof *kv);
     ms_dock_buf b = { 0 };

@@ -40,10 +40,12 @@ def start(fleet, *bays, http=None, mothership=None, names=("app",)):
 class Upstream:
     """The probe bay started by the test, reached as a docking upstream."""
 
-    def __init__(self, tmp_path, threads):
+    def __init__(self, tmp_path, threads, dock_delay_ms=0):
         self.log = str(tmp_path / "bay.log")
         self.sock = os.path.join(short_tmpdir(), "up.sock")
-        self.p = subprocess.Popen([PY, PROBE, self.log, self.sock], env=dict(os.environ, MS_BAY_THREADS=str(threads)))
+        self.p = subprocess.Popen([PY, PROBE, self.log, self.sock],
+                                  env=dict(os.environ, MS_BAY_THREADS=str(threads),
+                                           MS_BAY_DOCK_DELAY_MS=str(dock_delay_ms)))
         wait_until(lambda: os.path.exists(self.sock), what="the upstream's socket")
 
     def toml(self, extra=None):
@@ -57,10 +59,11 @@ class Upstream:
         self.p.wait()
 
 
-def start_upstream(fleet, tmp_path, request, threads=2, extra=None, http=None, mothership=None, more=""):
+def start_upstream(fleet, tmp_path, request, threads=2, extra=None, http=None, mothership=None, more="",
+                   dock_delay_ms=0):
     """Mothership in front of the probe bay as a docking upstream; returns
     (proxy, log path)."""
-    up = Upstream(tmp_path, threads)
+    up = Upstream(tmp_path, threads, dock_delay_ms)
     request.addfinalizer(up.stop)
     px = start_proxy(fleet, http=http, mothership=mothership, extra=up.toml(extra) + more, wait=False)
     px.ms.event("fleet_ready", timeout=15)
@@ -436,3 +439,19 @@ def test_an_idle_link_on_another_worker_gives_way_to_a_starved_one(fleet, tmp_pa
             codes.append(c.response().status)
     assert codes == [200] * 12
     assert msum(px.metrics(), "mothership_hbay_links_docked_total", bay="app") >= 2  # it moved between workers
+
+
+def test_workers_starved_before_the_first_dock_open_links_once_it_raises_the_cap(fleet, tmp_path, request):
+    # the first link docks late; requests on the other workers wait for it
+    # (one link in all until a Dock says), then may open their own
+    px, log = start_upstream(fleet, tmp_path, request, threads=8, extra={"request_timeout": "2500ms"},
+                             mothership={"workers": 4}, dock_delay_ms=1000)
+    import concurrent.futures
+
+    def get(i):
+        with Raw(px.port, timeout=30) as c:
+            c.send(raw_request("GET", f"/sleep?ms=2000&i={i}"))
+            return c.response().status
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        codes = list(ex.map(get, range(8)))
+    assert codes == [200] * 8

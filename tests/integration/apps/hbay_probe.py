@@ -3,7 +3,7 @@
 data plane tests, standard library only.
 
 Listens on SOCKET (default $MS_SOCKET_PATH), $MS_BAY_THREADS threads (default
-4) each accepting and serving one link: DOCK v3, MOORED, then per request
+4) each accepting and serving one link (its DOCK $MS_BAY_DOCK_DELAY_MS late): DOCK v3, MOORED, then per request
 HAIL + body HAULs, a reply, READY. Every request is appended to LOGFILE as
 one JSON line {"params": {...}, "body_len": n, "body_sha": hex, "link": k,
 "id": request_id}. The path (PATH_INFO) says what to answer:
@@ -38,6 +38,7 @@ DOCK, MOORED, HAIL, HAUL, REPLY, READY = 0x01, 0x02, 0x20, 0x21, 0x22, 0x23
 log_path = sys.argv[1]
 sock_path = sys.argv[2] if len(sys.argv) > 2 else os.environ["MS_SOCKET_PATH"]
 threads = int(os.environ.get("MS_BAY_THREADS", "4") or 4)
+dock_delay = int(os.environ.get("MS_BAY_DOCK_DELAY_MS", "0") or 0) / 1000
 lock = threading.Lock()
 
 
@@ -104,6 +105,7 @@ def parse_hail(p):
 
 
 def serve_link(c, k):
+    time.sleep(dock_delay)
     c.sendall(frame(DOCK, json.dumps({"version": 3, "ship": os.environ.get("MS_SHIP", "probe"),
                                       "pid": os.getpid(), "threads": threads}).encode()))
     t, p = read_frame(c)
