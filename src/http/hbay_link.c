@@ -326,15 +326,22 @@ void ms_hb_link_close(ms_hblink *l)
 }
 
 /* A write to the link failed: its request (if any) is answered as for a
- * link that broke. */
+ * link that broke, its tunnel (if any) cut. */
 static void link_broken(ms_hblink *l)
 {
     if (l->state == HB_BUSY)
         ms_hub_count(&ms_hb_hub(l->t)->link_failures, 1);
-    if (l->state == HB_BUSY && l->c)
+    if (l->state == HB_BUSY && l->c) {
         ms_hb_request_failed(l, MS_HB_BAD_GATEWAY, 502, "broke its link while the request went out");
-    else
+    } else if (l->state == HB_TUNNEL && l->c) {
+        ms_conn *c = l->c;
+        l->c = NULL;
+        c->hbl = NULL;
         ms_hb_link_close(l);
+        ms_conn_close(c); /* the tunnel is cut both ways, as when the bay's side of it closes */
+    } else {
+        ms_hb_link_close(l);
+    }
 }
 
 static void on_btimer(uv_timer_t *h)

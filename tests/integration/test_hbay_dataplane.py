@@ -455,3 +455,24 @@ def test_workers_starved_before_the_first_dock_open_links_once_it_raises_the_cap
     with concurrent.futures.ThreadPoolExecutor(8) as ex:
         codes = list(ex.map(get, range(8)))
     assert codes == [200] * 8
+
+
+def test_a_tunnel_whose_link_fails_a_write_closes_the_client(fleet, tmp_path, request):
+    px, log = start_upstream(fleet, tmp_path, request)
+    with Raw(px.port, timeout=10) as c:
+        c.send(raw_request("GET", "/ws-deaf", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                                        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                                        ("Sec-WebSocket-Version", "13")]))
+        r = c.response(head_only=True)
+        assert r.status == 101
+        c.s.settimeout(0.5)
+        chunk = b"x" * 65536
+        try:
+            for _ in range(256):  # until the bay's unread link backs up to the client
+                c.s.sendall(chunk)
+        except (socket.timeout, BlockingIOError):
+            pass
+        except OSError:
+            pass  # already cut
+        c.s.settimeout(10)
+        assert c.closed(10), "the client's tunnel outlived its link"

@@ -22,6 +22,8 @@ one JSON line {"params": {...}, "body_len": n, "body_sha": hex, "link": k,
   /file?path=P   REPLY kind file naming P
   /ws            REPLY 101 kind tunnel, then echoes HAUL bytes; "bye" ends it
                  with FIN
+  /ws-deaf       REPLY 101 kind tunnel, reads nothing for 1 s, then shuts its
+                 read side (Mothership's writes fail) and holds the link 20 s
   anything else  /echo: 200 application/json of the params and body length
 """
 import hashlib
@@ -187,6 +189,18 @@ def serve_link(c, k):
                     c.sendall(haul(rid, b"bye!", True))
                     return
                 c.sendall(haul(rid, data))
+        elif path == "/ws-deaf":
+            c.sendall(reply(rid, 101, 4, [("Upgrade", "websocket"), ("Connection", "Upgrade")]))
+            time.sleep(1)  # unread: Mothership's writes back up
+            c.shutdown(socket.SHUT_RD)  # its writes fail from now on, the link stays open
+            c.settimeout(1)
+            try:
+                while c.recv(1 << 16):
+                    pass
+            except OSError:
+                pass
+            time.sleep(20)
+            return
         elif path == "/cookies":
             c.sendall(reply(rid, 200, 0, [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]) + ready(rid))
         else:
