@@ -667,6 +667,10 @@ void ms_hb_on_dock(ms_hblink *l, const ms_dock_frame *fr)
     t->backoff_ms = 0;
     t->retry_at = 0;
     ms_hub_count(&ms_hb_hub(t)->links_opened, 1);
+    if (!t->nq && __atomic_load_n(&ms_hb_hub(t)->starved, __ATOMIC_SEQ_CST) > 0) {
+        ms_hb_link_close(l); /* its requests left while it docked: another worker waits for a link */
+        return;
+    }
     ms_hb_pump(t);
 }
 

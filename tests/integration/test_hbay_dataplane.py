@@ -43,6 +43,8 @@ class Upstream:
     def __init__(self, tmp_path, threads, dock_delay_ms=0):
         self.log = str(tmp_path / "bay.log")
         self.sock = os.path.join(short_tmpdir(), "up.sock")
+        if dock_delay_ms:
+            open(self.log + ".slowdock", "w").close()  # removed: the DOCK comes at once again
         self.p = subprocess.Popen([PY, PROBE, self.log, self.sock],
                                   env=dict(os.environ, MS_BAY_THREADS=str(threads),
                                            MS_BAY_DOCK_DELAY_MS=str(dock_delay_ms)))
@@ -476,3 +478,26 @@ def test_a_tunnel_whose_link_fails_a_write_closes_the_client(fleet, tmp_path, re
             pass  # already cut
         c.s.settimeout(10)
         assert c.closed(10), "the client's tunnel outlived its link"
+
+
+def test_a_link_that_docks_for_a_request_gone_meanwhile_gives_way(fleet, tmp_path, request):
+    # one link in all, docking late; the request it was opened for times
+    # out before the Dock, and one on another worker waits for that link
+    px, log = start_upstream(fleet, tmp_path, request, threads=1, extra={"request_timeout": "1500ms"},
+                             mothership={"workers": 4}, dock_delay_ms=2500)
+    slow = log + ".slowdock"
+    for i in range(3):  # which worker takes a connection is the kernel's choice: a few rounds
+        open(slow, "w").close()
+        with Raw(px.port, timeout=10) as a:
+            a.send(raw_request("GET", f"/gone?i={i}"))
+            assert a.response().status == 504
+        os.unlink(slow)  # the links opened from now on dock at once
+        with Raw(px.port, timeout=10) as b:
+            b.send(raw_request("GET", f"/waits?i={i}"))
+            assert b.response().status == 200, f"round {i}"
+        # the bay breaks the link: the next round starts with none
+        with Raw(px.port, timeout=10) as c:
+            c.send(raw_request("POST", "/break", body=b"x"))
+            assert c.response().status == 502
+        wait_until(lambda: msum(px.metrics(), "mothership_hbay_links", bay="app", state="idle") == 0,
+                   what="no link left")

@@ -3,7 +3,8 @@
 data plane tests, standard library only.
 
 Listens on SOCKET (default $MS_SOCKET_PATH), $MS_BAY_THREADS threads (default
-4) each accepting and serving one link (its DOCK $MS_BAY_DOCK_DELAY_MS late): DOCK v3, MOORED, then per request
+4) each accepting and serving one link (its DOCK $MS_BAY_DOCK_DELAY_MS late while
+LOGFILE.slowdock exists): DOCK v3, MOORED, then per request
 HAIL + body HAULs, a reply, READY. Every request is appended to LOGFILE as
 one JSON line {"params": {...}, "body_len": n, "body_sha": hex, "link": k,
 "id": request_id}. The path (PATH_INFO) says what to answer:
@@ -107,7 +108,8 @@ def parse_hail(p):
 
 
 def serve_link(c, k):
-    time.sleep(dock_delay)
+    if os.path.exists(log_path + ".slowdock"):
+        time.sleep(dock_delay)
     c.sendall(frame(DOCK, json.dumps({"version": 3, "ship": os.environ.get("MS_SHIP", "probe"),
                                       "pid": os.getpid(), "threads": threads}).encode()))
     t, p = read_frame(c)
