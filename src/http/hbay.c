@@ -488,6 +488,15 @@ static void link_protocol_error(ms_hblink *l, const char *what)
     ms_hub_count(&ms_hb_hub(t)->protocol_errors, 1);
     char msg[256];
     snprintf(msg, sizeof msg, "broke the docking protocol: %s", what);
+    if (l->state == HB_TUNNEL && l->c) {
+        ms_conn *c = l->c; /* its 101 and its result were counted when the tunnel opened */
+        ms_hb_log(t, c, "", msg);
+        l->c = NULL;
+        c->hbl = NULL;
+        ms_hb_link_close(l);
+        ms_conn_close(c); /* the tunnel is cut */
+        return;
+    }
     if (l->c) {
         request_failed_as(l, MS_HB_BAD_GATEWAY, 502, msg, false); /* the bay would answer the same again */
         return;

@@ -501,3 +501,20 @@ def test_a_link_that_docks_for_a_request_gone_meanwhile_gives_way(fleet, tmp_pat
             assert c.response().status == 502
         wait_until(lambda: msum(px.metrics(), "mothership_hbay_links", bay="app", state="idle") == 0,
                    what="no link left")
+
+
+def test_a_tunnel_cut_by_a_protocol_error_is_counted_once(fleet, tmp_path, request):
+    px, log = start_upstream(fleet, tmp_path, request)
+    with Raw(px.port, timeout=10) as c:
+        c.send(raw_request("GET", "/ws", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                                   ("Sec-WebSocket-Version", "13")]))
+        assert c.response(head_only=True).status == 101
+        c.send(b"garbage")
+        assert c.closed(5)
+    wait_until(lambda: msum(px.metrics(), "mothership_hbay_protocol_errors_total", bay="app") == 1,
+               what="the protocol error counted")
+    m = px.metrics()
+    assert msum(m, "mothership_responses_total", code="1xx") == 1
+    assert msum(m, "mothership_hbay_requests_total", bay="app") == 1
+    assert msum(m, "mothership_hbay_requests_total", bay="app", result="replied") == 1

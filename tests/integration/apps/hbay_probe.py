@@ -22,7 +22,7 @@ one JSON line {"params": {...}, "body_len": n, "body_sha": hex, "link": k,
   /cookies       two set-cookie headers
   /file?path=P   REPLY kind file naming P
   /ws            REPLY 101 kind tunnel, then echoes HAUL bytes; "bye" ends it
-                 with FIN
+                 with FIN, "garbage" with a frame of unknown type 0x7f
   /ws-deaf       REPLY 101 kind tunnel, reads nothing for 1 s, then shuts its
                  read side (Mothership's writes fail) and holds the link 20 s
   anything else  /echo: 200 application/json of the params and body length
@@ -189,6 +189,10 @@ def serve_link(c, k):
                 data = p[5:]
                 if data == b"bye":
                     c.sendall(haul(rid, b"bye!", True))
+                    return
+                if data == b"garbage":
+                    c.sendall(frame(0x7f, b"junk"))
+                    time.sleep(1)
                     return
                 c.sendall(haul(rid, data))
         elif path == "/ws-deaf":
