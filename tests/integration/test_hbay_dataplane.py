@@ -518,3 +518,28 @@ def test_a_tunnel_cut_by_a_protocol_error_is_counted_once(fleet, tmp_path, reque
     assert msum(m, "mothership_responses_total", code="1xx") == 1
     assert msum(m, "mothership_hbay_requests_total", bay="app") == 1
     assert msum(m, "mothership_hbay_requests_total", bay="app", result="replied") == 1
+
+
+def test_a_reload_that_moves_an_upstreams_bind_sends_no_request_to_the_old_one(fleet, tmp_path, request):
+    import signal
+    os.makedirs(tmp_path / "old")
+    old = Upstream(tmp_path / "old", 2)
+    request.addfinalizer(old.stop)
+    px = start_proxy(fleet, mothership={"workers": 1}, extra=old.toml(), wait=False)
+    px.ms.event("fleet_ready", timeout=15)
+    assert requests.get(px.url("/before")).status_code == 200  # a link to the old bind, idle now
+    os.makedirs(tmp_path / "new")
+    new = Upstream(tmp_path / "new", 2)
+    request.addfinalizer(new.stop)
+    path = px.ms.cmd[px.ms.cmd.index("-c") + 1]
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace(old.sock, new.sock))
+    start = len(px.ms.lines)
+    px.ms.signal(signal.SIGHUP)
+    px.ms.event("reloaded", start=start, timeout=10)
+    for i in range(3):
+        assert requests.get(px.url(f"/after?i={i}")).status_code == 200
+    assert [e["params"]["PATH_INFO"] for e in seen(old.log)] == ["/before"]
+    assert [e["params"]["PATH_INFO"] for e in seen(new.log)] == ["/after"] * 3
