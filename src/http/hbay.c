@@ -150,6 +150,14 @@ static bool build_hail(ms_conn *c)
 /* ---------------------------------------------------------------- the response */
 static void finish_client(ms_hblink *l, bool whole);
 
+/* The response cannot go on (the compressor failed): the client's
+ * connection is cut and so is the link, whose stream has nowhere to go. */
+static void cut_response(ms_hblink *l)
+{
+    finish_client(l, false);
+    ms_hb_link_close(l);
+}
+
 static void flush_compressed(ms_hblink *l, ms_conn *c)
 {
     if (l->cbuf.len == 0)
@@ -400,7 +408,7 @@ static void body_bytes(ms_hblink *l, const uint8_t *data, size_t len, bool borro
         return;
     if (l->comp) {
         if (ms_compressor_write(l->comp, data, len, false, &l->cbuf) != 0) {
-            finish_client(l, false);
+            cut_response(l);
             return;
         }
         flush_compressed(l, c);
@@ -422,7 +430,7 @@ static void body_end(ms_hblink *l)
     ms_conn *c = l->c;
     if (l->comp) {
         if (ms_compressor_write(l->comp, NULL, 0, true, &l->cbuf) != 0) {
-            finish_client(l, false);
+            cut_response(l);
             return;
         }
         flush_compressed(l, c);
@@ -895,7 +903,7 @@ void ms_hb_on_link_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (c && l->c == c && l->comp && l->head_sent) {
         /* the bay may pause here: what the encoder holds goes out now */
         if (ms_compressor_flush(l->comp, &l->cbuf) != 0)
-            finish_client(l, false);
+            cut_response(l);
         else
             flush_compressed(l, c);
     }
