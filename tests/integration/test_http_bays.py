@@ -446,12 +446,14 @@ def test_queue_full_is_503_with_retry_after(fleet, tmp_path):
 def test_queue_wait_over_request_timeout_is_504(fleet, tmp_path):
     px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), threads=1, request_timeout="1s"))
     first = Raw(px.port, timeout=20)
-    first.send(raw_request("GET", "/gate/a"))
+    first.send(raw_request("GET", "/slowgate/a"))       # its head comes at once, its end on a.go
     wait_until(lambda: (tmp_path / "a.in").exists(), what="the first request at the bay")
     r = request(px, "GET", "/gate/b")
     assert r.status == 504
-    assert not (tmp_path / "b.in").exists()
+    assert not (tmp_path / "b.in").exists()             # it never reached the bay
     (tmp_path / "a.go").touch()
+    r = first.response()
+    assert (r.status, r.body) == (200, b"first\nlast\n")
     first.close()
 
 

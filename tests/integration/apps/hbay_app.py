@@ -18,6 +18,8 @@ Routes (PATH_INFO):
                     or absolute): the bay replies with kind file
   /gate/NAME        waits until the file NAME.go exists in the cwd (NAME.in
                     is created when the request arrives), then "gated"
+  /slowgate/NAME    "first\\n" at once (the head goes out), then like /gate
+                    "last\\n" once NAME.go exists
   /ws               a WebSocket echo through a tunnel
 Every request appends one JSON line to $HBAY_APP_LOG (when set): method,
 path, query, body length; so the tests see what reached the bay."""
@@ -103,6 +105,18 @@ def app(environ, start_response):
             time.sleep(0.01)
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return [b"gated"]
+    if path.startswith("/slowgate/"):
+        name = path[len("/slowgate/"):]
+        open(name + ".in", "a").close()
+
+        def gen():
+            yield b"first\n"
+            deadline = time.monotonic() + 60
+            while not os.path.exists(name + ".go") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            yield b"last\n"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return gen()
     if path == "/ws":
         return http_bay.websocket_echo(environ, start_response)
     start_response("404 Not Found", [("Content-Type", "text/plain")])
