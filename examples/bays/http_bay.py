@@ -659,7 +659,7 @@ def serve(app, path, ship="http_bay", threads=4, workers=0, drain_timeout=60.0):
 
 # ---- the demo app -----------------------------------------------------------------
 
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def _ws_frames(tunnel):
