@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.parse
 import asyncio
 
 import pytest
@@ -37,9 +38,6 @@ from tls_helpers import make_cert
 
 ECHO = app("echo_backend.py")
 
-pytestmark = pytest.mark.xfail(
-    reason="[[bays.http]], [[mothership.upstreams]] and the HTTP bay data plane are not in main yet",
-    strict=False)
 
 
 def request(px, method, path, headers=None, body=b"", version="HTTP/1.1", port=None, head_only=False):
@@ -243,17 +241,19 @@ def test_file_reply(px, site):
 
 @pytest.mark.parametrize("target", ["escape.txt", "SECRET"], ids=["symlink-out", "absolute-outside"])
 def test_file_outside_the_roots_is_502_and_nothing_leaks(px, site, target):
+    url = "/file/" + target
     if target == "SECRET":
         target = str(secret_of(site))
+        url = "/fileabs?p=" + urllib.parse.quote(target, safe="")
     before = bay_total(px, "protocol_error", "web")
     with Raw(px.port) as c:
-        c.send(raw_request("GET", "/file/" + target))
+        c.send(raw_request("GET", url))
         r = c.response()
         rest = c.read_all(timeout=0.5)
     assert r.status == 502
     assert b"TOP-SECRET" not in r.body and b"TOP-SECRET" not in rest
     wait_until(lambda: bay_total(px, "protocol_error", "web") > before, what="a protocol error counted")
-    assert any(e["path"] == "/file/" + target for e in app_log(px))
+    assert any(e["path"] == url.split("?")[0] for e in app_log(px))
 
 
 def test_websocket_echo_through_a_tunnel(px):
@@ -397,12 +397,20 @@ def test_haul_after_fin_is_counted_and_the_link_closed(fleet, tmp_path):
 
 
 def test_file_reply_of_a_hostile_bay(fleet, tmp_path):
-    outside = tmp_path / "outside.txt"
-    outside.write_bytes(b"TOP-SECRET-CONTENT\n")
-    px = hostile(fleet, tmp_path, "file", env={"HBAY_FILE": str(outside)})
-    r = request(px, "GET", "/f")
-    assert r.status == 502 and b"TOP-SECRET" not in r.body
-    wait_until(lambda: bay_total(px, "protocol_error", "bad") >= 1, what="protocol errors counted")
+    """The bay's cwd (tmp_path, the manifest's directory) is its root; a
+    file elsewhere is refused."""
+    d = short_tmpdir()
+    try:
+        outside = os.path.join(d, "outside.txt")
+        with open(outside, "wb") as f:
+            f.write(b"TOP-SECRET-CONTENT\n")
+        px = hostile(fleet, tmp_path, "file", env={"HBAY_FILE": outside})
+        r = request(px, "GET", "/f")
+        assert r.status == 502 and b"TOP-SECRET" not in r.body
+        wait_until(lambda: bay_total(px, "protocol_error", "bad") >= 1, what="protocol errors counted")
+        assert len(hails(bay_log(px.log))) == 1
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_break_before_reply_get_is_retried_once(fleet, tmp_path):

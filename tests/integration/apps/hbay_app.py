@@ -15,7 +15,8 @@ Routes (PATH_INFO):
   /stream/N         N chunks "chunk i\\n", no Content-Length
   /header?v=HEX     a response header X-Value with the bytes of HEX
   /file/NAME        wsgi.file_wrapper on NAME (a path relative to the cwd,
-                    or absolute): the bay replies with kind file
+                    or absolute): the bay replies with kind file;
+  /fileabs?p=PATH   the same for an absolute PATH (percent-encoded)
   /gate/NAME        waits until the file NAME.go exists in the cwd (NAME.in
                     is created when the request arrives), then "gated"
   /slowgate/NAME    "first\\n" at once (the head goes out), then like /gate
@@ -93,8 +94,10 @@ def app(environ, start_response):
         value = bytes.fromhex(environ["QUERY_STRING"].split("=", 1)[1]).decode("latin-1")
         start_response("200 OK", [("X-Value", value), ("Content-Length", "2")])
         return [b"ok"]
-    if path.startswith("/file/"):
-        f = open(path[len("/file/"):], "rb")
+    if path.startswith("/file/") or path == "/fileabs":
+        from urllib.parse import unquote
+        name = path[len("/file/"):] if path != "/fileabs" else unquote(environ["QUERY_STRING"][2:])
+        f = open(name, "rb")
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](f)
     if path.startswith("/gate/"):
