@@ -476,6 +476,46 @@ def test_the_bay_gets_its_knobs_in_the_environment(fleet, tmp_path):
     assert request(px, "GET", "/").status == 200
 
 
+def test_request_ids_count_up_per_link(fleet, tmp_path):
+    px = hostile(fleet, tmp_path, "ok")
+    for i in range(3):
+        assert request(px, "GET", f"/n{i}").body == b"ok"
+    ev = bay_log(px.log)
+    assert [h["rid"] for h in hails(ev)] == [1, 2, 3]
+    assert [h["params"]["PATH_INFO"] for h in hails(ev)] == ["/n0", "/n1", "/n2"]
+
+
+def test_a_bay_that_exits_is_reached_again_after_its_restart(fleet, tmp_path):
+    px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), threads=2, critical=False))
+    first = px.ms.event("ready", ship="web")
+    with Raw(px.port, timeout=10) as c:
+        c.send(raw_request("GET", "/exit"))
+        assert aborted(c)                                # 7 of 100 bytes: never passed off as whole
+    px.ms.event("ready", ship="web", start=first["_i"] + 1, timeout=20)
+    r = request(px, "GET", "/")
+    assert (r.status, r.body) == (200, b"hello")
+
+
+def test_forked_workers_serve_links_at_once(fleet, tmp_path):
+    log = tmp_path / "app.log"
+    px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), workers=2, threads=2,
+                                     env={"HBAY_APP_LOG": str(log)}))
+    wait_until(lambda: bay_total(px, "links_cap", "web") == 4, what="links_cap 4")
+    clients = []
+    for i in range(4):
+        c = Raw(px.port, timeout=20)
+        c.send(raw_request("GET", f"/gate/g{i}"))
+        clients.append(c)
+    wait_until(lambda: all((tmp_path / f"g{i}.in").exists() for i in range(4)),
+               what="four requests at the bay at once")
+    for i in range(4):
+        (tmp_path / f"g{i}.go").touch()
+    for c in clients:
+        assert c.response().body == b"gated"
+        c.close()
+    assert len({e["pid"] for e in bay_log(log)}) == 2       # both processes took links
+
+
 # ------------------------------------------------------------------ upstreams
 @pytest.fixture
 def own_bay(tmp_path):

@@ -21,6 +21,8 @@ Routes (PATH_INFO):
                     is created when the request arrives), then "gated"
   /slowgate/NAME    "first\\n" at once (the head goes out), then like /gate
                     "last\\n" once NAME.go exists
+  /exit             a head with Content-Length 100, 7 bytes, then the whole
+                    bay process exits
   /ws               a WebSocket echo through a tunnel
 Every request appends one JSON line to $HBAY_APP_LOG (when set): method,
 path, query, body length; so the tests see what reached the bay."""
@@ -120,6 +122,12 @@ def app(environ, start_response):
             yield b"last\n"
         start_response("200 OK", [("Content-Type", "text/plain")])
         return gen()
+    if path == "/exit":
+        def dying():
+            yield b"partial"
+            os._exit(1)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "100")])
+        return dying()
     if path == "/ws":
         return http_bay.websocket_echo(environ, start_response)
     start_response("404 Not Found", [("Content-Type", "text/plain")])
