@@ -396,6 +396,40 @@ def test_haul_after_fin_is_counted_and_the_link_closed(fleet, tmp_path):
     wait_until(lambda: bay_total(px, "protocol_error", "bad") >= 1, what="protocol errors counted")
 
 
+def test_a_body_shorter_than_its_content_length_is_aborted(fleet, tmp_path):
+    px = hostile(fleet, tmp_path, "short-length")
+    with Raw(px.port, timeout=10) as c:
+        c.send(raw_request("GET", "/short"))
+        assert aborted(c)
+
+
+def test_a_body_longer_than_its_content_length_never_reaches_the_client_whole(fleet, tmp_path):
+    px = hostile(fleet, tmp_path, "long-length")
+    with Raw(px.port, timeout=10) as c:
+        c.send(raw_request("GET", "/long"))
+        try:
+            r = c.response()
+        except (EOFError, ConnectionResetError):
+            r = None
+        if r is not None:
+            assert r.body == b"ok"
+            # the bytes past the length are no second response on this connection
+            rest = c.read_all(timeout=1.0)
+            assert b"HTTP" not in rest
+
+
+def test_a_bays_own_framing_headers_are_dropped(fleet, tmp_path):
+    px = hostile(fleet, tmp_path, "framing-headers")
+    with Raw(px.port, timeout=10) as c:
+        c.send(raw_request("GET", "/a"))
+        r = c.response()
+        assert (r.status, r.body) == (200, b"ok")
+        assert r.all("transfer-encoding") == ["chunked"]       # Mothership's framing, once
+        assert r.header("connection") is None
+        c.send(raw_request("GET", "/b"))
+        assert c.response().body == b"ok"                     # kept alive: the bay's Connection is hop-by-hop
+
+
 def test_file_reply_of_a_hostile_bay(fleet, tmp_path):
     """The bay's cwd (tmp_path, the manifest's directory) is its root; a
     file elsewhere is refused."""

@@ -15,6 +15,10 @@ request (HAIL + body) and then misbehaves as HBAY_MODE says:
   ready-early      REPLY stream, READY before the FIN
   nul-header       REPLY with a header value holding a NUL byte
   file             REPLY kind file with the path in HBAY_FILE
+  short-length     REPLY with Content-Length 10, 3 bytes and FIN, READY
+  long-length      REPLY with Content-Length 2, 6 bytes and FIN, READY
+  framing-headers  REPLY with Transfer-Encoding: chunked and Connection:
+                   close of its own, "ok" and FIN, READY
   break-first      the first request's link is closed before any REPLY;
                    later requests are served as "ok"
   break            every link closed before the REPLY
@@ -97,6 +101,19 @@ def misbehave(sock, rid, mode):
         hb.send_ready(sock, rid)
     elif mode == "file":
         hb.send_reply(sock, rid, 200, hb.KIND_FILE, [], path=os.environ["HBAY_FILE"])
+        hb.send_ready(sock, rid)
+    elif mode == "short-length":
+        hb.send_reply(sock, rid, 200, hb.KIND_STREAM, [("Content-Length", "10")])
+        hb.send_haul(sock, rid, b"abc", fin=True)
+        hb.send_ready(sock, rid)
+    elif mode == "long-length":
+        hb.send_reply(sock, rid, 200, hb.KIND_STREAM, [("Content-Length", "2")])
+        hb.send_haul(sock, rid, b"okHTTP", fin=True)
+        hb.send_ready(sock, rid)
+    elif mode == "framing-headers":
+        hb.send_reply(sock, rid, 200, hb.KIND_STREAM, [("Transfer-Encoding", "chunked"),
+                                                       ("Connection", "close")])
+        hb.send_haul(sock, rid, b"ok", fin=True)
         hb.send_ready(sock, rid)
     elif mode == "break":
         return False
