@@ -294,6 +294,47 @@ def test_tls_client_gets_https_on(px):
     assert env["HTTPS"] == "on" and env["HTTP_X_FORWARDED_PROTO"] == "https"
 
 
+def test_expect_100_continue(px):
+    with Raw(px.port) as c:
+        c.send(raw_request("POST", "/echo", {"Content-Length": "5", "Expect": "100-continue"}))
+        interim = c.response(head_only=True)
+        assert interim.status == 100
+        c.send(b"hello")
+        r = c.response()
+        assert (r.status, r.body) == (200, b"hello")
+
+
+def test_pipelined_requests_are_answered_in_order(px):
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/status/204") + raw_request("POST", "/echo", {"Content-Length": "3"}, b"abc")
+               + raw_request("GET", "/"))
+        assert c.response().status == 204
+        assert c.response().body == b"abc"
+        assert c.response().body == b"hello"
+
+
+def test_a_client_gone_mid_stream_leaves_the_bay_usable(px):
+    c = Raw(px.port)
+    c.send(raw_request("GET", "/big/20000000"))
+    c.response(head_only=True)
+    c.close()
+    for _ in range(3):
+        assert request(px, "GET", "/").body == b"hello"
+    wait_until(lambda: sum(v for (n, ls), v in px.metrics().items()
+                           if n == "mothership_hbay_links" and ("bay", "web") in ls
+                           and ("state", "busy") in ls) == 0, what="no busy link left")
+
+
+def test_a_body_over_max_body_size_never_reaches_the_bay(fleet, tmp_path):
+    log = tmp_path / "app.log"
+    px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), env={"HBAY_APP_LOG": str(log)}),
+                    http={"max_body_size": "1KiB"})
+    r = request(px, "POST", "/echo", {"Content-Length": "2000"}, b"x" * 2000)
+    assert r.status == 413
+    assert request(px, "GET", "/").status == 200
+    assert [e["path"] for e in bay_log(log)] == ["/"]
+
+
 def test_bay_metrics(px):
     request(px, "GET", "/")
     text = px.metrics_text()
