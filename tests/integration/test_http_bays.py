@@ -488,6 +488,29 @@ def test_file_reply_of_a_hostile_bay(fleet, tmp_path):
         shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "dir"])
+def test_a_file_reply_naming_no_regular_file_is_502_at_once(fleet, tmp_path, kind):
+    target = tmp_path / "special"
+    if kind == "fifo":
+        os.mkfifo(str(target))
+    else:
+        target.mkdir()
+    px = hostile(fleet, tmp_path, "file", env={"HBAY_FILE": str(target)})
+    r = request(px, "GET", "/f")
+    assert r.status == 502
+    assert request(px, "GET", "/again").status == 502       # the worker is not stuck on it
+
+
+def test_a_tunnel_to_a_request_without_upgrade_is_refused(fleet, tmp_path):
+    px = hostile(fleet, tmp_path, "tunnel-unasked")
+    with Raw(px.port, timeout=10) as c:
+        c.send(raw_request("GET", "/plain"))
+        r = c.response(head_only=True)
+        assert r.status == 502
+        assert b"hi" not in c.read_all(timeout=0.5)
+    wait_until(lambda: bay_total(px, "protocol_error", "bad") >= 1, what="protocol errors counted")
+
+
 def test_break_before_reply_get_is_retried_once(fleet, tmp_path):
     px = hostile(fleet, tmp_path, "break-first", threads=2)
     r = request(px, "GET", "/again")

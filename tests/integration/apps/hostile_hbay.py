@@ -15,6 +15,8 @@ request (HAIL + body) and then misbehaves as HBAY_MODE says:
   ready-early      REPLY stream, READY before the FIN
   nul-header       REPLY with a header value holding a NUL byte
   file             REPLY kind file with the path in HBAY_FILE
+  tunnel-unasked   REPLY 101 kind tunnel to a request that asked for no
+                   upgrade, then "hi" as tunnel bytes and FIN
   short-length     REPLY with Content-Length 10, 3 bytes and FIN, READY
   long-length      REPLY with Content-Length 2, 6 bytes and FIN, READY
   framing-headers  REPLY with Transfer-Encoding: chunked and Connection:
@@ -102,6 +104,11 @@ def misbehave(sock, rid, mode):
     elif mode == "file":
         hb.send_reply(sock, rid, 200, hb.KIND_FILE, [], path=os.environ["HBAY_FILE"])
         hb.send_ready(sock, rid)
+    elif mode == "tunnel-unasked":
+        hb.send_reply(sock, rid, 101, hb.KIND_TUNNEL, [("Upgrade", "websocket"), ("Connection", "Upgrade")])
+        hb.send_haul(sock, rid, b"hi")
+        hb.send_haul(sock, rid, b"", fin=True)
+        return wait_eof(sock)
     elif mode == "short-length":
         hb.send_reply(sock, rid, 200, hb.KIND_STREAM, [("Content-Length", "10")])
         hb.send_haul(sock, rid, b"abc", fin=True)
