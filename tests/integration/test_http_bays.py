@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.parse
@@ -612,6 +613,36 @@ def test_forked_workers_serve_links_at_once(fleet, tmp_path):
         assert c.response().body == b"gated"
         c.close()
     assert len({e["pid"] for e in bay_log(log)}) == 2       # both processes took links
+
+
+def test_mothership_stopping_lets_a_request_at_the_bay_finish(fleet, tmp_path):
+    px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), threads=1))
+    c = Raw(px.port, timeout=20)
+    c.send(raw_request("GET", "/gate/s"))
+    wait_until(lambda: (tmp_path / "s.in").exists(), what="the request at the bay")
+    px.ms.signal(signal.SIGTERM)
+    px.ms.wait_for("stopping|draining|shutdown", timeout=10)
+    (tmp_path / "s.go").touch()
+    r = c.response()
+    assert (r.status, r.body) == (200, b"gated")
+    c.close()
+    assert px.ms.wait_exit(timeout=15) == 0
+
+
+def test_a_reload_moves_a_route_of_an_http_bay(fleet, tmp_path):
+    px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), routes=["http:/env"]))
+    assert request(px, "GET", "/env").status == 200
+    assert request(px, "GET", "/echo").status == 404            # no route: Mothership's 404
+    path = px.ms.cmd[px.ms.cmd.index("-c") + 1]
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace('"http:/env"', '"http:/echo"'))
+    mark = len(px.ms.lines)
+    px.ms.signal(signal.SIGHUP)
+    px.ms.wait_for("reload", timeout=15, start=mark)
+    wait_until(lambda: request(px, "GET", "/echo").status == 200, timeout=15, what="the new route")
+    assert request(px, "GET", "/env").status == 404
 
 
 # ------------------------------------------------------------------ upstreams
