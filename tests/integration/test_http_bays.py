@@ -270,6 +270,13 @@ def test_websocket_echo_through_a_tunnel(px):
     assert request(px, "GET", "/").status == 200        # links go on after the tunnel
 
 
+def test_websocket_over_http2_through_a_tunnel(px):
+    """RFC 8441: an extended CONNECT on an h2c connection becomes an upgrade
+    the bay answers with a tunnel; the echo comes back as DATA frames."""
+    from test_h2 import ws_over_h2
+    ws_over_h2(px, "/ws")
+
+
 def test_http2_client_through_nghttp(px, tmp_path):
     if not shutil.which("nghttp"):
         pytest.skip("nghttp is not installed")
