@@ -32,9 +32,9 @@ import pytest
 import websockets
 
 from fleet_helpers import PY, app, free_port, toml_str
-from hbay_helpers import (APPS, HTTP_BAY, QUEUE_DEPTH, bay_log, bay_series, bay_total, hails,
+from hbay_helpers import (APPS, HTTP_BAY, QUEUE_DEPTH, bay_log, bay_total, hails,
                           hbay_toml, hostile_toml, start_bays, upstream_toml)
-from http_helpers import Raw, raw_request, short_tmpdir, wait_until
+from http_helpers import Raw, metric, msum, raw_request, short_tmpdir, wait_until
 from tls_helpers import make_cert
 
 ECHO = app("echo_backend.py")
@@ -344,11 +344,20 @@ def test_a_body_over_max_body_size_never_reaches_the_bay(fleet, tmp_path):
 
 
 def test_bay_metrics(px):
-    request(px, "GET", "/")
-    text = px.metrics_text()
-    assert 'bay="web"' in text
-    assert bay_series(px, "link", "web"), "no per-bay link series"
-    assert bay_series(px, "queue", "web"), "no per-bay queue series"
+    def replied():
+        return msum(px.metrics(), "mothership_hbay_requests_total", bay="web", result="replied")
+
+    def route_2xx():
+        return msum(px.metrics(), "mothership_responses_total", bind="http", route="/.*", target="web", code="2xx")
+    before, before_2xx = replied(), route_2xx()
+    for _ in range(3):
+        assert request(px, "GET", "/").status == 200
+    wait_until(lambda: replied() >= before + 3, what="three replied requests counted")
+    assert route_2xx() >= before_2xx + 3                    # the route's own series count bay requests too
+    m = px.metrics()
+    assert msum(m, "mothership_hbay_links_cap", bay="web") == 2       # threads = 2, one process
+    assert msum(m, "mothership_hbay_links_docked_total", bay="web") >= 1
+    assert metric(m, "mothership_hbay_queue_depth", bay="web") == 0
 
 
 # ------------------------------------------------------------------ hostile bays (a fleet each)
