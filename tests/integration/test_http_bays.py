@@ -661,6 +661,28 @@ def test_a_reload_moves_a_route_of_an_http_bay(fleet, tmp_path):
     assert request(px, "GET", "/env").status == 404
 
 
+def test_many_clients_over_two_workers_and_fewer_links(fleet, tmp_path):
+    """40 clients, Mothership with 2 workers, a bay of 2 processes x 2
+    threads: every echo comes back whole and to its own client."""
+    import concurrent.futures
+    import random
+    px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), workers=2, threads=2),
+                    mothership={"workers": 2})
+
+    def client(seed):
+        rnd = random.Random(seed)
+        for i in range(5):
+            body = rnd.randbytes(rnd.randrange(0, 200_000))
+            r = request(px, "POST", f"/echo?c={seed}&i={i}", {"Content-Length": str(len(body))}, body)
+            assert (r.status, r.body) == (200, body), (seed, i, r.status)
+        return seed
+    with concurrent.futures.ThreadPoolExecutor(40) as ex:
+        assert sorted(ex.map(client, range(40))) == list(range(40))
+    m = px.metrics()
+    assert msum(m, "mothership_hbay_requests_total", bay="web", result="replied") == 200
+    assert msum(m, "mothership_hbay_protocol_errors_total", bay="web") == 0
+
+
 # ------------------------------------------------------------------ upstreams
 @pytest.fixture
 def own_bay(tmp_path):
