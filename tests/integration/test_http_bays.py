@@ -5,17 +5,23 @@ breaking the protocol on purpose, or an app the test starts itself behind
 [[mothership.upstreams]].
 
 Covers: GET, HEAD, 204/304, POST of 0 B / 1 KiB / 50 MiB, chunked uploads,
-the CGI params a bay gets (SCRIPT_NAME from strip_prefix, PATH_INFO as sent,
-joined and spoofing headers, binary values), two Set-Cookie, binary-safe
-response headers (NUL refused), streamed and large responses, file replies
-(inside the roots; outside them or through a symlink: 502, nothing leaked),
-a WebSocket echo through a tunnel, HTTP/2 and TLS clients, a bay that
-exits or closes mid-stream (the client's response is aborted), a bay that
-never sends READY (the next request waits, then 504), a bay that never
-replies (504), garbage and every other protocol violation (502 or an
-aborted response, the error counted), links that break before the REPLY
-(GET retried once, POST not), the queue full (503 + Retry-After), and
-upstreams speaking docking and HTTP. Each hostile case checks what the
+Expect: 100-continue, pipelining, the CGI params a bay gets (SCRIPT_NAME
+from strip_prefix, PATH_INFO as sent, joined and spoofing headers, binary
+values), two Set-Cookie, binary-safe response headers (NUL refused),
+streamed and large responses, a bay's Content-Length enforced and its
+framing headers dropped, file replies (inside the roots; outside them,
+through a symlink, a FIFO or a directory: 502, nothing leaked, no worker
+stuck), a WebSocket echo through a tunnel over HTTP/1.1 and HTTP/2, a
+tunnel nobody asked for, HTTP/2 and TLS clients, a bay that exits or
+closes mid-stream (the client's response is aborted) and is reached again
+after its restart, a bay that never sends READY (the next request waits,
+then 504), a bay that never replies (504), garbage and every other
+protocol violation (502 or an aborted response, the error counted), links
+that break before the REPLY (GET retried once, POST not), the queue full
+(503 + Retry-After), request ids per link, forked bay workers, forty
+clients over two Mothership workers, a stop and a reload of Mothership,
+the per-bay and per-route metrics, and upstreams speaking docking and
+HTTP. Each hostile case checks what the
 client got and what reached the bay."""
 import hashlib
 import http.client
