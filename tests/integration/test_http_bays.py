@@ -437,7 +437,8 @@ def test_bay_that_never_replies_is_504_and_the_link_closed(fleet, tmp_path):
 
 
 @pytest.mark.parametrize("mode,before_head", [
-    ("wrong-id", True), ("nul-header", True), ("reply-twice", False), ("ready-early", False),
+    ("wrong-id", True), ("nul-header", True), ("dock-again", True), ("reply-twice", False),
+    ("ready-early", False),
 ])
 def test_protocol_violations(fleet, tmp_path, mode, before_head):
     px = hostile(fleet, tmp_path, mode)
@@ -450,6 +451,14 @@ def test_protocol_violations(fleet, tmp_path, mode, before_head):
     ev = bay_log(px.log, want=lambda ev: any(e["event"] == "eof" for e in ev))
     assert len(hails(ev)) == 1
     wait_until(lambda: bay_total(px, "protocol_error", "bad") >= 1, what="protocol errors counted")
+
+
+def test_a_reply_head_over_the_bound_is_502(fleet, tmp_path):
+    px = hostile(fleet, tmp_path, "many-headers")
+    with Raw(px.port, timeout=10) as c:
+        c.send(raw_request("GET", "/h"))
+        r = c.response()
+    assert r.status == 502 and r.header("x-h1") is None
 
 
 def test_haul_after_fin_is_counted_and_the_link_closed(fleet, tmp_path):

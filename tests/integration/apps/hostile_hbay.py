@@ -17,6 +17,8 @@ request (HAIL + body) and then misbehaves as HBAY_MODE says:
   file             REPLY kind file with the path in HBAY_FILE
   tunnel-unasked   REPLY 101 kind tunnel to a request that asked for no
                    upgrade, then "hi" as tunnel bytes and FIN
+  dock-again       a second DOCK instead of a REPLY
+  many-headers     REPLY with 5000 headers (a head far over any bound)
   short-length     REPLY with Content-Length 10, 3 bytes and FIN, READY
   long-length      REPLY with Content-Length 2, 6 bytes and FIN, READY
   framing-headers  REPLY with Transfer-Encoding: chunked and Connection:
@@ -109,6 +111,14 @@ def misbehave(sock, rid, mode):
         hb.send_haul(sock, rid, b"hi")
         hb.send_haul(sock, rid, b"", fin=True)
         return wait_eof(sock)
+    elif mode == "dock-again":
+        hb.send_dock(sock, "again", os.getpid(), 1)
+        return wait_eof(sock)
+    elif mode == "many-headers":
+        hb.send_reply(sock, rid, 200, hb.KIND_STREAM,
+                      [("X-H%d" % i, "v" * 8) for i in range(5000)] + [("Content-Length", "2")])
+        hb.send_haul(sock, rid, b"ok", fin=True)
+        hb.send_ready(sock, rid)
     elif mode == "short-length":
         hb.send_reply(sock, rid, 200, hb.KIND_STREAM, [("Content-Length", "10")])
         hb.send_haul(sock, rid, b"abc", fin=True)
