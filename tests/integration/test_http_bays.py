@@ -736,6 +736,24 @@ def test_upstream_speaking_docking(fleet, own_bay):
     assert r.body == b"hello"
 
 
+def test_upstream_speaking_docking_is_reached_again_after_it_restarts(fleet, own_bay):
+    start, d = own_bay
+    sock = os.path.join(d, "app.sock")
+    args = [HTTP_BAY, "--socket", sock, "--threads", "1", "hbay_app:app"]
+    app_proc = start(args)
+    wait_until(lambda: os.path.exists(sock), what="the app's socket")
+    px = start_bays(fleet, upstream_toml("up", f"unix://{sock}", "docking", routes=["http:/.*"],
+                                         request_timeout="3s"))
+    assert request(px, "GET", "/").body == b"hello"
+    app_proc.kill()
+    app_proc.wait()
+    os.unlink(sock)
+    assert request(px, "GET", "/").status in (502, 503, 504)
+    start(args)
+    wait_until(lambda: request(px, "GET", "/").status == 200, timeout=15, what="links to the new app")
+    assert request(px, "GET", "/").body == b"hello"
+
+
 def test_upstream_speaking_http(fleet, own_bay):
     start, d = own_bay
     sock = os.path.join(d, "plain.sock")
