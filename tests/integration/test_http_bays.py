@@ -595,6 +595,20 @@ def test_queue_wait_over_request_timeout_is_504(fleet, tmp_path):
     first.close()
 
 
+def test_a_bay_not_docked_yet_is_503_then_served(fleet, tmp_path):
+    script = f"while [ ! -f go ]; do sleep 0.02; done; exec {PY} {HTTP_BAY} hbay_app:app"
+    entry = hbay_toml("web", cwd=str(tmp_path), ready_timeout="30s").replace(
+        f"command = {toml_str(PY)}", 'command = "/bin/sh"').replace(
+        f'args = ["{HTTP_BAY}", "hbay_app:app"]', f"args = [\"-c\", {toml_str(script)}]")
+    assert "/bin/sh" in entry and "-c" in entry, entry
+    px = start_bays(fleet, entry, wait=False)
+    r = request(px, "GET", "/")
+    assert r.status == 503
+    (tmp_path / "go").touch()
+    px.ms.event("ready", ship="web", timeout=20)
+    assert request(px, "GET", "/").body == b"hello"
+
+
 def test_the_bay_gets_its_knobs_in_the_environment(fleet, tmp_path):
     px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), workers=2, threads=3,
                                      request_timeout="1500ms"))
