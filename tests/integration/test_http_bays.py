@@ -520,6 +520,18 @@ def test_file_reply_of_a_hostile_bay(fleet, tmp_path):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_a_file_reply_to_head_sends_the_head_only(fleet, tmp_path):
+    (tmp_path / "in.txt").write_bytes(b"0123456789")
+    px = hostile(fleet, tmp_path, "file", env={"HBAY_FILE": str(tmp_path / "in.txt")})
+    with Raw(px.port, timeout=10) as c:
+        c.send(raw_request("HEAD", "/f"))
+        r = c.response(head_only=True)
+        assert r.status == 200 and r.header("content-length") == "10"
+        c.send(raw_request("GET", "/f"))
+        r = c.response()                     # no file bytes were left between the two
+        assert (r.status, r.body) == (200, b"0123456789")
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dir"])
 def test_a_file_reply_naming_no_regular_file_is_502_at_once(fleet, tmp_path, kind):
     target = tmp_path / "special"
