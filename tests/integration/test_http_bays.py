@@ -418,6 +418,16 @@ def test_link_closed_mid_stream_aborts_a_chunked_response(fleet, tmp_path):
     assert len(hails(bay_log(px.log))) == 1     # a GET whose head went out is not retried
 
 
+def test_an_http2_stream_cut_by_the_bay_is_reset_not_ended(fleet, tmp_path):
+    log = tmp_path / "cut.log"
+    px = start_bays(fleet, hostile_toml("bad", "close-mid-stream", log),
+                    binds={"http": {"port": free_port(), "h2c": True}})
+    out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+                          f"http://127.0.0.1:{px.port}/s"], capture_output=True, timeout=30)
+    assert out.returncode != 0, out          # curl saw the stream fail, not a complete response
+    assert len(hails(bay_log(log))) == 1
+
+
 def test_bay_that_never_sends_ready_queues_then_504(fleet, tmp_path):
     px = hostile(fleet, tmp_path, "no-ready", request_timeout="1s")
     r = request(px, "GET", "/first")
