@@ -1114,6 +1114,10 @@ static void on_read(void *owner, ssize_t n, const uv_buf_t *b)
             ms_conn_close(c); /* gave up waiting: no ship saw it, its place is free */
             return;
         }
+        if (c->hq_queued) {
+            ms_conn_close(c); /* gave up waiting for a bay's link: no bay saw it, its place is free */
+            return;
+        }
         if (c->state == MS_C_HEAD && (c->len == c->pos || !c->head_done)) {
             ms_conn_close(c); /* nothing in flight */
             return;

@@ -603,6 +603,24 @@ def test_queue_full_is_503_with_retry_after(fleet, tmp_path):
     assert paths == ["/gate/a", "/gate/b"]              # the third never reached the bay
 
 
+def test_a_client_gone_from_the_queue_leaves_it(fleet, tmp_path):
+    log = tmp_path / "app.log"
+    px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), threads=1, env={"HBAY_APP_LOG": str(log)}))
+    first = Raw(px.port, timeout=20)
+    first.send(raw_request("GET", "/gate/a"))
+    wait_until(lambda: (tmp_path / "a.in").exists(), what="the first request at the bay")
+    gone = Raw(px.port, timeout=20)
+    gone.send(raw_request("GET", "/gate/gone"))
+    wait_until(lambda: bay_total(px, QUEUE_DEPTH, "web") == 1, what="the second request queued")
+    gone.close()
+    wait_until(lambda: bay_total(px, QUEUE_DEPTH, "web") == 0, what="the queue emptied by the client's leaving")
+    (tmp_path / "a.go").touch()
+    assert first.response().body == b"gated"
+    first.close()
+    assert request(px, "GET", "/").body == b"hello"
+    assert [e["path"] for e in bay_log(log)] == ["/gate/a", "/"]      # the gone one never reached the bay
+
+
 def test_queue_wait_over_request_timeout_is_504(fleet, tmp_path):
     px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), threads=1, request_timeout="1s"))
     first = Raw(px.port, timeout=20)
