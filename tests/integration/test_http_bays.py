@@ -276,6 +276,18 @@ def test_websocket_echo_through_a_tunnel(px):
     assert request(px, "GET", "/").status == 200        # links go on after the tunnel
 
 
+def test_websocket_over_tls_through_a_tunnel(px):
+    import ssl
+    ctx = ssl.create_default_context(cafile=px.crt)
+
+    async def go():
+        async with websockets.connect(f"wss://localhost:{px.binds['tls']}/ws", ssl=ctx) as ws:
+            for i in range(3):
+                await ws.send(f"secure {i}")
+                assert await ws.recv() == f"secure {i}"
+    asyncio.run(asyncio.wait_for(go(), 30))
+
+
 def test_websocket_over_http2_through_a_tunnel(px):
     """RFC 8441: an extended CONNECT on an h2c connection becomes an upgrade
     the bay answers with a tunnel; the echo comes back as DATA frames."""
