@@ -661,6 +661,27 @@ def test_a_bay_not_docked_yet_is_503_then_served(fleet, tmp_path):
     assert request(px, "GET", "/").body == b"hello"
 
 
+def test_a_restart_lets_the_request_at_the_bay_finish(fleet, tmp_path):
+    """`mothership restart`: the bay drains (SIGTERM: its running request
+    finishes), then the new process is reached."""
+    from conftest import run_ms
+    px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), threads=1))
+    first = px.ms.event("ready", ship="web")
+    c = Raw(px.port, timeout=30)
+    c.send(raw_request("GET", "/gate/r"))
+    wait_until(lambda: (tmp_path / "r.in").exists(), what="the request at the bay")
+    path = px.ms.cmd[px.ms.cmd.index("-c") + 1]
+    res = run_ms("restart", "web", "-c", path, cwd=str(tmp_path))
+    assert res.code == 0, res
+    px.ms.event("stopping", ship="web", start=first["_i"] + 1)      # the bay has its SIGTERM
+    (tmp_path / "r.go").touch()
+    r = c.response()
+    assert (r.status, r.body) == (200, b"gated")
+    c.close()
+    px.ms.event("ready", ship="web", start=first["_i"] + 1, timeout=20)
+    assert request(px, "GET", "/").body == b"hello"
+
+
 def test_the_bay_gets_its_knobs_in_the_environment(fleet, tmp_path):
     px = start_bays(fleet, hbay_toml("web", cwd=str(tmp_path), workers=2, threads=3,
                                      request_timeout="1500ms"))
