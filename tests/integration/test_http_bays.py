@@ -823,6 +823,27 @@ def test_upstream_speaking_docking(fleet, own_bay):
     assert r.body == b"hello"
 
 
+def test_a_docking_upstream_gets_as_many_links_as_its_dock_says(fleet, own_bay, tmp_path):
+    start, d = own_bay
+    sock = os.path.join(d, "app.sock")
+    start([HTTP_BAY, "--socket", sock, "--threads", "3", "hbay_app:app"])
+    wait_until(lambda: os.path.exists(sock), what="the app's socket")
+    px = start_bays(fleet, upstream_toml("up", f"unix://{sock}", "docking", routes=["http:/.*"]))
+    clients = []
+    for i in range(3):
+        c = Raw(px.port, timeout=20)
+        c.send(raw_request("GET", f"/gate/u{i}"))
+        clients.append(c)
+    wait_until(lambda: all((tmp_path / f"u{i}.in").exists() for i in range(3)),
+               what="three requests at the app at once")
+    assert msum(px.metrics(), "mothership_hbay_links_cap", bay="up") == 3
+    for i in range(3):
+        (tmp_path / f"u{i}.go").touch()
+    for c in clients:
+        assert c.response().body == b"gated"
+        c.close()
+
+
 def test_upstream_speaking_docking_is_reached_again_after_it_restarts(fleet, own_bay):
     start, d = own_bay
     sock = os.path.join(d, "app.sock")
