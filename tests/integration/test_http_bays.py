@@ -483,6 +483,14 @@ def test_a_reply_head_over_the_bound_is_502(fleet, tmp_path):
     assert r.status == 502 and r.header("x-h1") is None
 
 
+def test_a_link_that_docks_with_v1_fails_and_the_request_gets_an_answer(fleet, tmp_path):
+    px = hostile(fleet, tmp_path, "v1-dock-later", request_timeout="2s")
+    r = request(px, "GET", "/x")
+    assert r.status in (502, 503, 504)
+    assert hails(bay_log(px.log)) == []                  # no request went on such a link
+    wait_until(lambda: bay_total(px, "link_failures", "bad") >= 1, what="link failures counted")
+
+
 def test_haul_after_fin_is_counted_and_the_link_closed(fleet, tmp_path):
     px = hostile(fleet, tmp_path, "haul-after-fin")
     r = request(px, "GET", "/v")

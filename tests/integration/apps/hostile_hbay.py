@@ -19,6 +19,8 @@ request (HAIL + body) and then misbehaves as HBAY_MODE says:
                    upgrade, then "hi" as tunnel bytes and FIN
   dock-again       a second DOCK instead of a REPLY
   many-headers     REPLY with 5000 headers (a head far over any bound)
+  v1-dock-later    the first link (the readiness handshake) docks with
+                   v3; every later link sends a v1 Dock and waits
   short-length     REPLY with Content-Length 10, 3 bytes and FIN, READY
   long-length      REPLY with Content-Length 2, 6 bytes and FIN, READY
   framing-headers  REPLY with Transfer-Encoding: chunked and Connection:
@@ -44,6 +46,7 @@ MODE = os.environ.get("HBAY_MODE", "ok")
 LOG = os.environ.get("HBAY_LOG")
 lock = threading.Lock()
 served = [0]
+links_seen = [0]
 
 
 def log(**event):
@@ -159,7 +162,14 @@ def wait_eof(sock):
 
 def serve_link(sock, threads):
     log(event="link")
+    with lock:
+        links_seen[0] += 1
+        later = links_seen[0] > 1
     try:
+        if MODE == "v1-dock-later" and later:
+            hb.send_frame(sock, hb.DOCK, b'{"version": 1, "ship": "hostile", "features": []}')
+            wait_eof(sock)
+            return
         hb.send_dock(sock, os.environ.get("MS_SHIP", "hostile"), os.getpid(), threads)
         fr = hb.read_frame(sock)
         if fr is None or fr[0] != hb.MOORED:
