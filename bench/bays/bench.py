@@ -19,7 +19,8 @@ gunicorn / HTTP bay; then one JSON object per figure.
 
 Environment: DURATION (seconds of each measured run, default 5), WARM (1),
 CONNS (wrk connections, default 16), THREADS (the app's threads, default
-4), WORKERS (Mothership's data-plane workers, default 1), ONLY (a comma
+4), HTTP_BAY (another docking v3 bay script taking `module:app`; default
+examples/bays/http_bay.py), WORKERS (Mothership's data-plane workers, default 1), ONLY (a comma
 list of http-bay, gunicorn), QUICK=1 (DURATION=2, WARM=0.5), KEEP_TMP=1.
 A target that cannot start or serve is reported as FAILED and the others
 still run. See bench/README.md.
@@ -45,7 +46,7 @@ ONLY = [x for x in os.environ.get("ONLY", "").split(",") if x]
 PY = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-HTTP_BAY = os.path.join(ROOT, "examples", "bays", "http_bay.py")
+HTTP_BAY = os.environ.get("HTTP_BAY") or os.path.join(ROOT, "examples", "bays", "http_bay.py")
 PATHS = [("hello", "/"), ("json16k", "/json")]
 HZ = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
@@ -227,7 +228,7 @@ http = "127.0.0.1:{self.port}"
 
 
 class HttpBay(Target):
-    key, title = "http-bay", "HTTP bay (docking v3, http_bay.py)"
+    key, title = "http-bay", f"HTTP bay (docking v3, {os.path.basename(HTTP_BAY)})"
 
     def entry(self):
         return f"""[[bays.http]]
