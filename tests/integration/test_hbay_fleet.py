@@ -11,7 +11,9 @@ import socket
 import subprocess
 import threading
 
-from conftest import BINARY, run_ms
+import pytest
+
+from conftest import BINARY, ROOT, run_ms
 from fleet_helpers import PY, Mothership, free_port, http_get, toml_str, wait_file
 
 # A docking v3 bay in a few lines: listens on MS_SOCKET_PATH, speaks first
@@ -490,3 +492,15 @@ def test_a_ready_http_bay_counts_as_docked(fleet, tmp_path):
     samples = parse_metrics(http_get(mport, "/metrics")[1])
     assert metric(samples, "mothership_bay_docked", bay="app") == 1
     assert ms.stop() == 0
+
+
+def test_the_example_fleet_serves_a_wsgi_app_as_an_http_bay():
+    """make run's manifest routes /wsgi on both binds to its HTTP bay."""
+    example = os.path.join(ROOT, "examples", "ship-manifest.toml")
+    r = run_ms("chart", "-c", example)
+    if r.code != 0 and "wasm" in r.err:
+        pytest.skip("the example payloads are not built in ../build")
+    assert r.code == 0, r
+    rows = [line for line in r.out.splitlines() if "/wsgi" in line]
+    assert len(rows) == 2, r.out
+    assert all("-> bay wsgi" in row and "docking v3" in row and "strip /wsgi" in row for row in rows), rows
