@@ -973,7 +973,7 @@ static bool hbay_start(ms_conn *c, const ms_handler_arg *arg)
         ms_conn_respond_error(c, 503, w->hub ? "out of memory" : "HTTP bays are not served in this process");
         return true;
     }
-    if (c->has_body && !c->body_buffered && !c->upgrade) {
+    if (c->has_body && !c->body_buffered) { /* an upgrade's too: the bay reads it before its 101 */
         if (queue_full(t, c)) /* no upload for a queue that is full already */
             return true;
         ms_conn_read_body_first(c); /* the whole body before a link is claimed */

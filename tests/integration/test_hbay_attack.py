@@ -814,3 +814,44 @@ def test_http2_streams_reset_at_every_stage(fleet, tmp_path, request):
     sock.close()
     assert "/queued" not in bay.paths() and "/half" not in bay.paths()
     still_serves(px, bay)
+
+
+def test_an_upgrade_with_a_body_and_an_upgrade_the_bay_declines(fleet, tmp_path, request):
+    def ws(link, rid, params, body):
+        if params["PATH_INFO"] == "/no":
+            data = b"no upgrade"
+            link.send(reply(rid, 426, 1, [("Content-Length", str(len(data)))]) + haul(rid, data, True) + ready(rid))
+            return True
+        if params["PATH_INFO"] != "/yes":
+            return echo(link, rid, params, body)
+        link.send(reply(rid, 101, 4, [("Upgrade", "websocket"), ("Connection", "Upgrade")]))
+        got = b""
+        while True:
+            t, p = link.read_frame()
+            assert t == HAUL
+            got += p[5:]
+            if got.endswith(b"END"):
+                break
+        with bay.lock:
+            bay.events.append(("tunnel", got))
+        link.send(haul(rid, b"bye", True))
+        return False
+    px, bay = start(fleet, request, ws)
+    up = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+    with Raw(px.port) as c:
+        c.send(raw_request("POST", "/yes", headers=up + [("Content-Length", "5")], body=b"hello")
+               + b"tunnelEND")
+        data = c.read_all(10)
+    assert data.startswith(b"HTTP/1.1 101") and data.endswith(b"bye"), data
+    params, body = bay.seen[-1]
+    tun = [e[1] for e in bay.events if e[0] == "tunnel"]
+    # the body reaches the bay as the request's (announced, and sent as
+    # HAULs), the bytes after it as the tunnel's
+    assert body == b"hello" and params["CONTENT_LENGTH"] == "5" and tun == [b"tunnelEND"], (params, body, tun)
+    # declined: what follows the request is read as HTTP again
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/no", headers=up) + raw_request("GET", "/after"))
+        r = c.response()
+        assert r.status == 426 and r.body == b"no upgrade"
+        r = c.response()
+        assert r.status == 200 and r.json()["path"] == "/after", r
