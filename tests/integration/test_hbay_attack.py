@@ -855,3 +855,45 @@ def test_an_upgrade_with_a_body_and_an_upgrade_the_bay_declines(fleet, tmp_path,
         assert r.status == 426 and r.body == b"no upgrade"
         r = c.response()
         assert r.status == 200 and r.json()["path"] == "/after", r
+
+
+def test_http2_streams_with_hostile_replies_leave_the_connection_serving(fleet, tmp_path, request):
+    import subprocess
+    from fleet_helpers import free_port
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f.bin").write_bytes(b"F" * (3 << 20))
+
+    def cut(link, rid, params, body):
+        link.send(reply(rid, 200, 1, [("Content-Length", "100")]) + haul(rid, b"0123456789"))
+        time.sleep(0.1)
+        return False
+
+    def big_head(link, rid, params, body):
+        link.send(reply(rid, 200, 0, [(f"X-H{i}", "v" * 1000) for i in range(80)]) + ready(rid))
+        return True
+
+    def file_reply(link, rid, params, body):
+        link.send(reply(rid, 200, 2, [], path=str(root / "f.bin")) + ready(rid))
+        return True
+    port = free_port()
+    px, bay = start(fleet, request, routed({"/cut": cut, "/bighead": big_head, "/file": file_reply}),
+                    binds={"http": {"port": port, "h2c": True}}, extra={"file_roots": [str(root)]})
+    url = f"http://127.0.0.1:{port}"
+    urls = []
+    for p in ("/cut", "/bighead", "/file", "/after"):
+        urls += ["-o", "/dev/null", url + p]
+    out = subprocess.run(["curl", "-s", "-w", "%{http_code} %{size_download}\\n", "--http2-prior-knowledge", "-Z",
+                          "--parallel-immediate"] + urls, capture_output=True, timeout=60)
+    lines = out.stdout.decode().split()
+    codes = list(zip(lines[0::2], lines[1::2]))
+    assert ("502", "134") in codes or any(c == "502" for c, _ in codes), codes
+    assert ("200", str(3 << 20)) in codes, codes
+    assert any(c == "200" and n == str(len(json.dumps({"path": "/after", "body_len": 0}))) for c, n in codes), codes
+    # the cut one did not pass for whole
+    assert ("200", "100") not in codes, codes
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/bighead", headers=[("Connection", "close")]))
+        data = c.read_all(10)
+    assert data.startswith(b"HTTP/1.1 502") and b"X-H1:" not in data
+    still_serves(px, bay)
