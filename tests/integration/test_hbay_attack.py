@@ -897,3 +897,101 @@ def test_http2_streams_with_hostile_replies_leave_the_connection_serving(fleet, 
         data = c.read_all(10)
     assert data.startswith(b"HTTP/1.1 502") and b"X-H1:" not in data
     still_serves(px, bay)
+
+
+def test_trailers_connect_and_a_bay_that_never_reads_the_body(fleet, tmp_path, request):
+    def no_read(link, rid, params, body):
+        raise AssertionError("unreachable")
+
+    px, bay = start(fleet, request, echo, extra={"request_timeout": "2s"})
+    # trailers are no headers: nothing in them reaches the bay as one
+    with Raw(px.port) as c:
+        c.send(b"POST /trailers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Injected\r\n\r\n"
+               b"3\r\nabc\r\n0\r\nX-Injected: 1\r\nCookie: admin=1\r\nHost: evil\r\n\r\n")
+        r = c.response()
+        assert r.status == 200 and r.json() == {"path": "/trailers", "body_len": 3}
+    p = bay.seen[-1][0]
+    assert "HTTP_X_INJECTED" not in p and "HTTP_COOKIE" not in p and p["HTTP_HOST"] == "x", p
+    # CONNECT: never a tunnel, and what follows is not passed on as a request
+    with Raw(px.port) as c:
+        c.send(b"CONNECT evil:443 HTTP/1.1\r\nHost: evil:443\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = c.read_all(5)
+    assert not data.startswith(b"HTTP/1.1 2"), data[:200]
+    assert "/smuggled" not in bay.paths()
+    still_serves(px, bay)
+
+
+def test_a_bay_that_never_reads_a_large_body(fleet, tmp_path, request):
+    stuck = threading.Event()
+
+    def dock(link):
+        link.send(frame(DOCK, json.dumps({"version": 3, "ship": "app", "pid": os.getpid(),
+                                          "threads": 1}).encode()))
+        t, _ = link.read_frame()
+        assert t == MOORED
+        link.c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        t, p = link.read_frame()
+        assert t == HAIL
+        stuck.set()
+        link.eof(30)  # reads nothing more until Mothership gives up on it
+        return False
+
+    px, bay = start(fleet, request, echo, threads=1, dock=dock, extra={"request_timeout": "2s"},
+                    http={"request_buffer_size": "64KiB"})
+    base = rss_kb(px)
+    t0 = time.monotonic()
+    r = requests.post(px.url("/upload"), data=b"u" * (64 << 20), timeout=60)
+    assert r.status_code == 504, r.text
+    assert time.monotonic() - t0 < 30
+    assert stuck.is_set() and bay.seen == []
+    assert rss_kb(px) < base + 32 * 1024
+
+
+def test_a_flood_to_an_http2_stream_that_opens_no_window(fleet, tmp_path, request):
+    import h2.config
+    import h2.connection
+    import h2.settings
+    from fleet_helpers import free_port
+    progress = [0]
+
+    def flood(link, rid, params, body):
+        link.send(reply(rid, 200, 1))
+        try:
+            for _ in range(1024):  # 1 GiB at most
+                link.send(haul(rid, b"f" * ((1 << 20) - 5)))
+                progress[0] += 1
+        except OSError:
+            return False
+        return False
+
+    port = free_port()
+    px, bay = start(fleet, request, routed({"/flood": flood}), binds={"http": {"port": port, "h2c": True}})
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 65535})
+    conn.send_headers(1, [(":method", "GET"), (":path", "/flood"), (":scheme", "http"), (":authority", "x")],
+                      end_stream=True)
+    sock.sendall(conn.data_to_send())
+    base = rss_kb(px)
+    last = [-1, time.monotonic()]
+
+    def stalled():
+        try:
+            sock.settimeout(0.05)
+            d = sock.recv(65536)  # read the socket, never open a window
+            if d:
+                conn.receive_data(d)
+        except (socket.timeout, BlockingIOError):
+            pass
+        except Exception:
+            pass
+        if progress[0] != last[0]:
+            last[0], last[1] = progress[0], time.monotonic()
+        return progress[0] > 0 and time.monotonic() - last[1] > 1.5
+    wait_until(stalled, timeout=60, what="the bay to stall")
+    assert progress[0] < 64, f"the bay sent {progress[0]} MiB to a stream with no window"
+    assert rss_kb(px) < base + 96 * 1024
+    sock.close()
+    still_serves(px, bay)
