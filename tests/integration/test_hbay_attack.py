@@ -995,3 +995,32 @@ def test_a_flood_to_an_http2_stream_that_opens_no_window(fleet, tmp_path, reques
     assert rss_kb(px) < base + 96 * 1024
     sock.close()
     still_serves(px, bay)
+
+
+def test_a_client_that_floods_a_tunnel_the_bay_does_not_read(fleet, tmp_path, request):
+    release = threading.Event()
+
+    def deaf(link, rid, params, body):
+        link.c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        link.send(reply(rid, 101, 4, [("Upgrade", "websocket"), ("Connection", "Upgrade")]))
+        release.wait(60)
+        return False
+    px, bay = start(fleet, request, routed({"/deaf": deaf}))
+    c = Raw(px.port)
+    c.send(raw_request("GET", "/deaf", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade")]))
+    assert c.response(head_only=True).status == 101
+    base = rss_kb(px)
+    c.s.setblocking(False)
+    sent, last = 0, time.monotonic()
+    chunk = b"w" * 65536
+    while time.monotonic() - last < 1.5 and sent < (512 << 20):
+        try:
+            sent += c.s.send(chunk)
+            last = time.monotonic()
+        except BlockingIOError:
+            time.sleep(0.02)
+    assert sent < (64 << 20), f"{sent >> 20} MiB taken for a bay that reads nothing"
+    assert rss_kb(px) < base + 64 * 1024
+    release.set()
+    c.close()
+    still_serves(px, bay)
