@@ -92,7 +92,10 @@ static bool hop_by_hop(const ms_hbay_req *r, const char *n, size_t nl)
 /* Left out of HTTP_*: what Mothership sets or frames itself. */
 static bool left_out(const ms_hbay_req *r, const char *n, size_t nl)
 {
-    return name_eq(n, nl, "content-length") || name_eq(n, nl, "expect") || name_eq(n, nl, "x-forwarded-for") ||
+    /* Proxy: HTTP_PROXY is the proxy setting of many HTTP client libraries
+     * in a CGI-style environment ("httpoxy") */
+    return name_eq(n, nl, "content-length") || name_eq(n, nl, "expect") || name_eq(n, nl, "proxy") ||
+           name_eq(n, nl, "x-forwarded-for") ||
            name_eq(n, nl, "x-forwarded-proto") || name_eq(n, nl, "x-forwarded-host") ||
            name_eq(n, nl, "x-request-id") || name_eq(n, nl, "x-request-start") || memchr(n, '_', nl) != NULL ||
            hop_by_hop(r, n, nl) || (r->keep && !r->keep(r->keep_arg, n, nl));

@@ -252,7 +252,7 @@ def test_a_body_longer_than_announced_is_the_next_request_not_the_body(fleet, tm
 def test_header_names_with_underscores_and_many_headers(fleet, tmp_path, request):
     px, bay = start(fleet, request, echo)
     hdrs = [("X_Forwarded_For", "6.6.6.6"), ("Content_Length", "99"), ("X-Ok", "1"), ("Remote_Addr", "6.6.6.6"),
-            ("Https", "on"), ("X-Forwarded_Proto", "https")]
+            ("Https", "on"), ("X-Forwarded_Proto", "https"), ("Proxy", "http://evil.example:1")]
     with Raw(px.port) as c:
         c.send(raw_request("GET", "/u", headers=hdrs))
         assert c.response().status == 200
@@ -261,6 +261,7 @@ def test_header_names_with_underscores_and_many_headers(fleet, tmp_path, request
     assert p["HTTP_X_FORWARDED_FOR"] == "127.0.0.1" and p["REMOTE_ADDR"] == "127.0.0.1"
     assert "CONTENT_LENGTH" not in p and "HTTPS" not in p and p["HTTP_X_FORWARDED_PROTO"] == "http"
     assert "HTTP_CONTENT_LENGTH" not in p
+    assert "HTTP_PROXY" not in p  # httpoxy
     # far more headers than a request may have: refused, nothing passed on
     n = len(bay.seen)
     with Raw(px.port) as c:
@@ -1024,3 +1025,20 @@ def test_a_client_that_floods_a_tunnel_the_bay_does_not_read(fleet, tmp_path, re
     release.set()
     c.close()
     still_serves(px, bay)
+
+
+def test_odd_request_targets_reach_the_bay_as_paths(fleet, tmp_path, request):
+    px, bay = start(fleet, request, echo)
+    out = {}
+    for target in ("http://evil.example/abs?q=1", "*", "nopath", "//double/slash", "/a/../../etc/passwd",
+                   "/enc%0d%0aX-Injected:%201", "/q?x=%0d%0a"):
+        n = len(bay.seen)
+        with Raw(px.port) as c:
+            c.send(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = c.read_all(5)
+        out[target] = (data.split(b"\r\n", 1)[0], bay.seen[n][0] if len(bay.seen) > n else None)
+    for target, (status, p) in out.items():
+        if p is None:
+            continue
+        assert p["PATH_INFO"].startswith("/"), (target, p["PATH_INFO"])
+        assert "\r" not in p["PATH_INFO"] + p["QUERY_STRING"] and "\n" not in p["PATH_INFO"] + p["QUERY_STRING"]
