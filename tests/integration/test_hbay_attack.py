@@ -1042,3 +1042,93 @@ def test_odd_request_targets_reach_the_bay_as_paths(fleet, tmp_path, request):
             continue
         assert p["PATH_INFO"].startswith("/"), (target, p["PATH_INFO"])
         assert "\r" not in p["PATH_INFO"] + p["QUERY_STRING"] and "\n" not in p["PATH_INFO"] + p["QUERY_STRING"]
+
+
+def test_ambiguous_hosts_and_expectations(fleet, tmp_path, request):
+    px, bay = start(fleet, request, echo)
+    res = {}
+    for name, req in {
+        "two-hosts": b"GET /two-hosts HTTP/1.1\r\nHost: a\r\nHost: evil\r\n\r\n",
+        "no-host": b"GET /no-host HTTP/1.1\r\n\r\n",
+        "expect-odd": b"POST /expect-odd HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx",
+    }.items():
+        with Raw(px.port) as c:
+            c.send(req)
+            res[name] = c.read_all(3).split(b"\r\n", 1)[0]
+    assert res["two-hosts"].startswith(b"HTTP/1.1 400"), res
+    assert res["no-host"].startswith(b"HTTP/1.1 400"), res
+    assert res["expect-odd"].startswith(b"HTTP/1.1 417"), res
+    assert not {"/two-hosts", "/no-host", "/expect-odd"} & set(bay.paths())
+    with Raw(px.port) as c:
+        c.send(b"POST /expect HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+        assert c._line() == b"HTTP/1.1 100 Continue" and c._line() == b""
+        c.send(b"abc")
+        r = c.response()
+        assert r.status == 200 and r.json() == {"path": "/expect", "body_len": 3}
+    assert "HTTP_EXPECT" not in bay.seen[-1][0]
+
+
+def test_a_storm_of_clients_that_leave_keeps_the_books_straight(fleet, tmp_path, request):
+    import random
+    import concurrent.futures
+    rnd = random.Random(7)
+
+    def mixed(link, rid, params, body):
+        q = params.get("QUERY_STRING", "")
+        if "sleep" in q:
+            time.sleep(0.05)
+        if "stream" in q:
+            link.send(reply(rid, 200, 1))
+            for _ in range(20):
+                link.send(haul(rid, b"s" * 4096))
+            link.send(haul(rid, b"", True) + ready(rid))
+            return True
+        if "break" in q:
+            return False
+        return echo(link, rid, params, body)
+
+    px, bay = start(fleet, request, mixed, threads=2, extra={"request_timeout": "5s", "max_queue": 64},
+                    mothership={"workers": 3})
+
+    def one(i):
+        kind = rnd.choice(["sleep", "stream", "break", "plain"])
+        leave = rnd.choice([0, 0.001, 0.01, 0.03, None])
+        body = b"b" * rnd.choice([0, 10, 100000])
+        try:
+            c = Raw(px.port, timeout=10)
+            c.send(raw_request("POST" if body else "GET", f"/s?{kind}&i={i}",
+                               headers=[("Content-Length", str(len(body)))] if body else [], body=body[:len(body) // 2]))
+            if leave is not None:
+                time.sleep(leave)
+                c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.close()
+                return "left"
+            c.send(body[len(body) // 2:])
+            st = c.response().status
+            c.close()
+            return st
+        except (OSError, EOFError):
+            return "err"
+    with concurrent.futures.ThreadPoolExecutor(24) as ex:
+        out = list(ex.map(one, range(300)))
+    assert set(out) <= {200, 502, 503, 504, "left", "err"}, set(out)
+
+    def settled():
+        m = px.metrics()
+        return (msum(m, "mothership_hbay_queue_depth", bay="app") == 0
+                and msum(m, "mothership_hbay_links", bay="app", state="busy") == 0)
+    wait_until(settled, timeout=20, what="the queue and the links to settle")
+    for _ in range(5):
+        still_serves(px, bay)
+
+
+def test_an_idle_link_on_one_worker_gives_way_to_another(fleet, tmp_path, request):
+    # one link in all; requests one after the other, each on a new connection
+    # (so on any worker): none may wait for a link another worker keeps idle
+    px, bay = start(fleet, request, echo, threads=1, extra={"request_timeout": "3s"}, mothership={"workers": 4})
+    for i in range(12):
+        t0 = time.monotonic()
+        r = requests.get(px.url(f"/seq{i}"), timeout=10, headers={"Connection": "close"})
+        assert r.status_code == 200, (i, r.status_code, r.text)
+        assert time.monotonic() - t0 < 2.5, i
+    assert msum(px.metrics(), "mothership_hbay_links_cap", bay="app") == 1
