@@ -89,6 +89,7 @@ static bool handler_backed_up(const ms_conn *c)
 
 /* ---------------------------------------------------------------- closing */
 static void conn_free_if_done(ms_conn *c);
+static void drop_held_payload_result(ms_conn *c);
 
 static void on_closed(uv_handle_t *h)
 {
@@ -132,6 +133,7 @@ static void conn_free_if_done(ms_conn *c)
     if (w->gather.owner == c)
         w->gather.owner = NULL;
     ms_bodybuf_free(&c->body);
+    drop_held_payload_result(c);
     free(c->buf);
     free(c->out);
     ms_wgen_drop(c->g);
@@ -981,9 +983,34 @@ static void on_body_timeout(uv_timer_t *t)
 /* The handler wants the body whole first: it is read (the parse loop goes
  * on in MS_C_BODY) before the handler starts again (for the proxy: before
  * a ship connection is claimed). */
+const ms_payload_result *ms_conn_payload_result(const ms_conn *c)
+{
+    if (!c->payload_edits)
+        return NULL;
+    return c->pres_held ? c->pres_held : &c->w->pres;
+}
+
+static void drop_held_payload_result(ms_conn *c)
+{
+    if (c->pres_held) {
+        ms_payload_result_free(c->pres_held);
+        free(c->pres_held);
+        c->pres_held = NULL;
+    }
+}
+
 void ms_conn_read_body_first(ms_conn *c)
 {
     http_parser *p = &c->parser;
+    if (c->payload_edits && !c->pres_held) {
+        /* other requests run payloads on the worker while this body comes */
+        c->pres_held = calloc(1, sizeof *c->pres_held);
+        if (!c->pres_held || ms_payload_result_copy(c->pres_held, &c->w->pres) != 0) {
+            drop_held_payload_result(c);
+            ms_conn_respond_error(c, 500, "out of memory");
+            return;
+        }
+    }
     uint64_t announced = !c->chunked && p->content_length != ULLONG_MAX ? p->content_length : 0;
     ms_bodybuf_init(&c->body, (size_t)limits(c)->request_buffer_size, announced);
     c->body_buffered = true;
@@ -1433,6 +1460,7 @@ static void start_next_request(ms_conn *c)
     c->rr_taken = false;
     c->hold_until = 0;
     ms_bodybuf_free(&c->body);
+    drop_held_payload_result(c);
     c->body_buffered = false;
     c->route = NULL;
     c->handler = NULL;

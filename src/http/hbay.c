@@ -60,9 +60,8 @@ void ms_hb_response_drop(ms_hblink *l)
  * is sent). false: out of memory. */
 static bool build_hail(ms_conn *c)
 {
-    ms_worker *w = c->w;
     const ms_route *route = c->route->route;
-    const ms_payload_result *pres = c->payload_edits ? &w->pres : NULL;
+    const ms_payload_result *pres = ms_conn_payload_result(c);
     const char *path = c->buf + c->url_off;
     size_t plen = c->path_len;
     const char *query = path + plen;

@@ -274,6 +274,7 @@ struct ms_conn {
     const ms_rt_route *route;
     uint32_t path_len;             /* the path part of the URL */
     bool payload_edits;            /* w->pres applies to this request's upstream head */
+    ms_payload_result *pres_held;  /* w->pres copied for a request whose body is read first */
     char peer[64];                 /* client address for X-Forwarded-For */
     bool secure;                   /* the client came over TLS (X-Forwarded-Proto: https) */
     char *file_chunk;
@@ -469,5 +470,9 @@ void ms_pool_close_all(ms_worker *w);
 /* Idle connections of from go to to when their ship is the same there
  * (name and address); the others close. */
 void ms_pool_move(ms_wgen *from, ms_wgen *to);
+
+/* The request-phase payloads' edits for the request's upstream head (NULL:
+ * none): kept apart from the worker's scratch while the body is read. */
+const ms_payload_result *ms_conn_payload_result(const ms_conn *c);
 
 #endif

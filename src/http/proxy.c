@@ -260,13 +260,12 @@ static bool append_request_framing(ms_conn *c)
 
 static bool build_request_head(ms_conn *c)
 {
-    ms_worker *w = c->w;
     const ms_route *route = c->route->route;
     const char *path = c->buf + c->url_off;
     size_t plen = c->path_len;
     const char *query = path + plen;
     size_t qlen = c->url_len - plen;
-    const ms_payload_result *pres = c->payload_edits ? &w->pres : NULL;
+    const ms_payload_result *pres = ms_conn_payload_result(c);
     bool query_from_payload = false;
     if (pres && pres->path_set) {
         path = pres->path.ptr;

@@ -1240,6 +1240,32 @@ void ms_payload_result_reset(ms_payload_result *r)
     }
 }
 
+int ms_payload_result_copy(ms_payload_result *dst, const ms_payload_result *src)
+{
+    ms_payload_result_free(dst);
+    if (src->arena_len && !(dst->arena = malloc(src->arena_len)))
+        return -1;
+    if (src->nedits && !(dst->edits = malloc(src->nedits * sizeof *dst->edits))) {
+        ms_payload_result_free(dst);
+        return -1;
+    }
+    if (src->arena_len)
+        memcpy(dst->arena, src->arena, src->arena_len);
+    if (src->nedits)
+        memcpy(dst->edits, src->edits, src->nedits * sizeof *dst->edits);
+    dst->arena_len = dst->arena_cap = src->arena_len;
+    dst->nedits = dst->edits_cap = src->nedits;
+    dst->path_set = src->path_set;
+    dst->path.len = src->path.len;
+    dst->path_off = src->path_off;
+    dst->query_set = src->query_set;
+    dst->query.len = src->query.len;
+    dst->query_off = src->query_off;
+    dst->module = src->module;
+    result_refresh(dst);
+    return 0;
+}
+
 void ms_payload_result_free(ms_payload_result *r)
 {
     free(r->arena);

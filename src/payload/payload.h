@@ -182,6 +182,10 @@ typedef struct ms_payload_result {
 void ms_payload_result_init(ms_payload_result *r);
 void ms_payload_result_reset(ms_payload_result *r);
 void ms_payload_result_free(ms_payload_result *r);
+/* dst (initialised, or a copy before) becomes a copy of src's request-phase
+ * result (path, query, header edits) that src's next run leaves alone.
+ * -1: out of memory (dst is then empty). */
+int ms_payload_result_copy(ms_payload_result *dst, const ms_payload_result *src);
 
 /* Applying header edits without re-parsing (same rule the guests see):
  *   1. keep each original header whose name ms_payload_keeps_header() says;

@@ -1132,3 +1132,52 @@ def test_an_idle_link_on_one_worker_gives_way_to_another(fleet, tmp_path, reques
         assert r.status_code == 200, (i, r.status_code, r.text)
         assert time.monotonic() - t0 < 2.5, i
     assert msum(px.metrics(), "mothership_hbay_links_cap", bay="app") == 1
+
+
+def test_request_payload_edits_stay_with_their_request_while_its_body_uploads(fleet, tmp_path, request):
+    from conftest import BUILD
+    wasm = os.path.join(BUILD, "examples", "payloads", "rewrite.wasm")
+    mod = "\n".join(["[[modules]]", 'name = "rewrite"', f"wasm = {toml_str(wasm)}", 'routes = ["/.*"]',
+                     'phase = "request"'])
+    bay = Bay(echo)
+    request.addfinalizer(bay.stop)
+    px = start_proxy(fleet, mothership={"workers": 1}, extra=bay.toml() + mod + "\n", wait=False)
+    px.ms.event("fleet_ready", timeout=15)
+    a = Raw(px.port)
+    a.send(raw_request("POST", "/old/alice", headers=[("X-Payload", "alice"), ("Content-Length", "10")],
+                       body=b"01234"))
+    time.sleep(0.2)  # alice's head is through the payloads, her body is on its way
+    with Raw(px.port) as b:
+        b.send(raw_request("GET", "/old/bob?q=bob", headers=[("X-Payload", "bob")]))
+        assert b.response().status == 200
+    a.send(b"56789")
+    r = a.response()
+    a.close()
+    assert r.status == 200
+    got = {p["PATH_INFO"]: p for p, _ in bay.seen}
+    assert set(got) == {"/new/alice", "/new/bob"}, list(got)
+    assert got["/new/alice"].get("HTTP_X_SEEN") == "alice" and got["/new/bob"].get("HTTP_X_SEEN") == "bob"
+    assert got["/new/alice"]["QUERY_STRING"] == ""
+
+
+def test_request_payload_edits_stay_with_their_request_on_a_buffering_ship_route(fleet, tmp_path):
+    # the same scratch serves ships' routes that read the body first
+    from conftest import BUILD
+    from http_helpers import echo_ship
+    wasm = os.path.join(BUILD, "examples", "payloads", "rewrite.wasm")
+    mod = "\n".join(["[[modules]]", 'name = "rewrite"', f"wasm = {toml_str(wasm)}", 'routes = ["/.*"]',
+                     'phase = "request"'])
+    px = start_proxy(fleet, echo_ship("app"), mothership={"workers": 1}, http={"request_buffering": True},
+                     extra=mod + "\n")
+    a = Raw(px.port)
+    a.send(raw_request("POST", "/old/alice", headers=[("X-Payload", "alice"), ("Content-Length", "10")],
+                       body=b"01234"))
+    time.sleep(0.2)
+    with Raw(px.port) as b:
+        b.send(raw_request("GET", "/old/bob", headers=[("X-Payload", "bob")]))
+        assert b.response().json()["path"] == "/new/bob"
+    a.send(b"56789")
+    j = a.response().json()
+    a.close()
+    assert j["path"] == "/new/alice", j
+    assert ["X-Seen", "alice"] in j["headers"], j["headers"]
