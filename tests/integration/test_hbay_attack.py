@@ -1181,3 +1181,53 @@ def test_request_payload_edits_stay_with_their_request_on_a_buffering_ship_route
     a.close()
     assert j["path"] == "/new/alice", j
     assert ["X-Seen", "alice"] in j["headers"], j["headers"]
+
+
+def test_http2_stream_reset_while_a_file_reply_goes_out(fleet, tmp_path, request):
+    import h2.config
+    import h2.connection
+    import h2.events
+    from fleet_helpers import free_port
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f.bin").write_bytes(b"F" * (8 << 20))
+
+    def file_reply(link, rid, params, body):
+        link.send(reply(rid, 200, 2, [], path=str(root / "f.bin")) + ready(rid))
+        return True
+    port = free_port()
+    px, bay = start(fleet, request, routed({"/file": file_reply}), binds={"http": {"port": port, "h2c": True}},
+                    extra={"file_roots": [str(root)]})
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "GET"), (":path", "/file"), (":scheme", "http"), (":authority", "x")],
+                          end_stream=True)
+        sock.sendall(conn.data_to_send())
+        got = 0
+        while got == 0:
+            for e in conn.receive_data(sock.recv(65536)):
+                if isinstance(e, h2.events.DataReceived):
+                    got += len(e.data)
+        conn.reset_stream(1)
+        conn.send_headers(3, [(":method", "GET"), (":path", "/after"), (":scheme", "http"), (":authority", "x")],
+                          end_stream=True)
+        conn.increment_flow_control_window(1 << 30)
+        sock.sendall(conn.data_to_send())
+        done, body = False, b""
+        end = time.monotonic() + 10
+        while not done and time.monotonic() < end:
+            data = sock.recv(65536)
+            assert data
+            for e in conn.receive_data(data):
+                if isinstance(e, h2.events.DataReceived) and e.stream_id == 3:
+                    body += e.data
+                if isinstance(e, h2.events.DataReceived):
+                    conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+                if isinstance(e, h2.events.StreamEnded) and e.stream_id == 3:
+                    done = True
+            sock.sendall(conn.data_to_send())
+        assert done and json.loads(body)["path"] == "/after"
+        sock.close()
+    still_serves(px, bay)
