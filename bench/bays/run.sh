@@ -6,26 +6,9 @@
 # The work is done by bench.py; see bench/README.md.
 set -euo pipefail
 build=${1:-build}
+. "$(dirname "$0")/../lib.sh"
 bin="$build/mothership"
-if [ ! -x "$bin" ]; then
-    echo "bays: not built ($bin)"
-    exit 0
-fi
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "bays: skipped, missing: wrk (from your distribution)"
-    exit 0
-fi
+bench_need_built bays "$bin"
+bench_need_tools bays "from your distribution" wrk
 here=$(cd "$(dirname "$0")" && pwd)
-# bench.py stops every process it started (by pid) on exit and on
-# SIGINT/SIGTERM/SIGHUP; run it in the background so that a signal to this
-# script is forwarded at once.
-pid=
-forward() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-    exit 130
-}
-trap forward INT TERM HUP
-/usr/bin/python3 "$here/bench.py" "$bin" &
-pid=$!
-wait "$pid"
+bench_run /usr/bin/python3 "$here/bench.py" "$bin"

@@ -7,31 +7,10 @@
 # figure. The work is done by deploy.py; see bench/README.md.
 set -euo pipefail
 build=${1:-build}
+. "$(dirname "$0")/../lib.sh"
 bin="$build/mothership"
-if [ ! -x "$bin" ]; then
-    echo "deploy: not built ($bin)"
-    exit 0
-fi
-missing=
-for t in wrk python3; do
-    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-done
-if [ -n "$missing" ]; then
-    echo "deploy: skipped, missing:$missing (wrk from your distribution)"
-    exit 0
-fi
+bench_need_built deploy "$bin"
+bench_need_tools deploy "wrk from your distribution" wrk python3
 export PATH="$PATH:/usr/sbin:/sbin"
 here=$(cd "$(dirname "$0")" && pwd)
-# deploy.py stops every server it started (by pid) on exit and on
-# SIGINT/SIGTERM/SIGHUP; run it in the background so that a signal to this
-# script is forwarded at once.
-pid=
-forward() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-    exit 130
-}
-trap forward INT TERM HUP
-/usr/bin/python3 "$here/deploy.py" "$bin" &
-pid=$!
-wait "$pid"
+bench_run /usr/bin/python3 "$here/deploy.py" "$bin"

@@ -6,22 +6,9 @@
 # The work is done by fleet.py; see bench/README.md for what is measured.
 set -euo pipefail
 build=${1:-build}
+. "$(dirname "$0")/../lib.sh"
 bin="$build/mothership"
-if [ ! -x "$bin" ]; then
-    echo "fleet: not built ($bin)"
-    exit 0
-fi
+bench_need_built fleet "$bin"
 here=$(cd "$(dirname "$0")" && pwd)
-# fleet.py kills every supervisor it started, and everything below them, on
-# exit, SIGINT, SIGTERM and SIGHUP; run it in the background so that a
-# signal to this script is forwarded at once rather than after it finishes.
-pid=
-forward() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-    exit 130
-}
-trap forward INT TERM HUP
-python3 "$here/fleet.py" "$bin" &
-pid=$!
-wait "$pid"
+# fleet.py kills every supervisor it started, and everything below them.
+bench_run python3 "$here/fleet.py" "$bin"

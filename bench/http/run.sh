@@ -7,31 +7,10 @@
 # rounds), and idle RSS. The work is done by bench.py; see bench/README.md.
 set -euo pipefail
 build=${1:-build}
+. "$(dirname "$0")/../lib.sh"
 bin="$build/mothership"
-if [ ! -x "$bin" ]; then
-    echo "http: not built ($bin)"
-    exit 0
-fi
-missing=
-for t in nginx haproxy wrk python3; do
-    command -v "$t" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-done
-if [ -n "$missing" ]; then
-    echo "http: skipped, missing:$missing (DEPS_BENCH=1 scripts/deps.sh installs nginx-light and haproxy; wrk from your distribution)"
-    exit 0
-fi
+bench_need_built http "$bin"
+bench_need_tools http "DEPS_BENCH=1 scripts/deps.sh installs nginx-light and haproxy; wrk from your distribution" nginx haproxy wrk python3
 export PATH="$PATH:/usr/sbin:/sbin"
 here=$(cd "$(dirname "$0")" && pwd)
-# bench.py stops every server it started (by pid) on exit and on
-# SIGINT/SIGTERM/SIGHUP; run it in the background so that a signal to this
-# script is forwarded at once.
-pid=
-forward() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-    exit 130
-}
-trap forward INT TERM HUP
-/usr/bin/python3 "$here/bench.py" "$bin" &
-pid=$!
-wait "$pid"
+bench_run /usr/bin/python3 "$here/bench.py" "$bin"

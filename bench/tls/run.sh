@@ -8,35 +8,10 @@
 # The work is done by bench.py; see bench/README.md.
 set -euo pipefail
 build=${1:-build}
+. "$(dirname "$0")/../lib.sh"
 bin="$build/mothership"
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-if [ ! -x "$bin" ]; then
-    echo "tls: not built ($bin)"
-    exit 0
-fi
-export PATH="$PATH:/usr/sbin:/sbin"
-if ! command -v nginx >/dev/null 2>&1 || ! command -v haproxy >/dev/null 2>&1; then
-    DEPS_BENCH=1 "$root/scripts/deps.sh" || echo "tls: could not install the peers; measuring what is there"
-fi
-missing=
-for t in openssl wrk h2load python3; do
-    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-done
-if [ -n "$missing" ]; then
-    echo "tls: skipped, missing:$missing (scripts/deps.sh installs them)"
-    exit 0
-fi
-# bench.py stops every server it started (by pid) on exit and on
-# SIGINT/SIGTERM/SIGHUP; run it in the background so that a signal to this
-# script is forwarded at once.
-pid=
-forward() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-    exit 130
-}
-trap forward INT TERM HUP
-/usr/bin/python3 "$here/bench.py" "$bin" &
-pid=$!
-wait "$pid"
+bench_need_built tls "$bin"
+bench_install_peers tls "measuring what is there"
+bench_need_tools tls "scripts/deps.sh installs them" openssl wrk h2load python3
+bench_run /usr/bin/python3 "$here/bench.py" "$bin"

@@ -9,12 +9,10 @@
 # bench/README.md.
 set -euo pipefail
 build=${1:-build}
+. "$(dirname "$0")/../lib.sh"
 bin="$build/mothership"
 bays="$build/examples/bays"
-if [ ! -x "$bin" ] || [ ! -x "$bays/echo-bay" ] || [ ! -x "$bays/chat-bay" ]; then
-    echo "ws: not built ($bin, $bays/echo-bay, $bays/chat-bay)"
-    exit 0
-fi
+bench_need_built ws "$bin" "$bays/echo-bay" "$bays/chat-bay"
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$build/bench"
 wsload="$build/bench/wsload"
@@ -22,16 +20,4 @@ if [ ! -x "$wsload" ] || [ "$here/wsload.c" -nt "$wsload" ]; then
     ${CC:-cc} -std=gnu17 -O2 -Wall -Wextra -Werror -o "$wsload.tmp" "$here/wsload.c" -lcrypto
     mv "$wsload.tmp" "$wsload"
 fi
-# bench.py stops every process it started (by pid) on exit and on
-# SIGINT/SIGTERM/SIGHUP; run it in the background so that a signal to this
-# script is forwarded at once.
-pid=
-forward() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-    exit 130
-}
-trap forward INT TERM HUP
-/usr/bin/python3 "$here/bench.py" "$bin" "$wsload" "$bays" &
-pid=$!
-wait "$pid"
+bench_run /usr/bin/python3 "$here/bench.py" "$bin" "$wsload" "$bays"
