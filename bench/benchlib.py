@@ -1,6 +1,7 @@
 """benchlib.py: what the benchmark drivers (bench/*/bench.py) share: the
 processes a run started (stopped by pid at exit and on SIGINT, SIGTERM and
-SIGHUP), the run's temporary directory, free ports, and /proc readings."""
+SIGHUP), the run's temporary directory, free ports, waiting for a
+condition, and /proc readings."""
 import os
 import shutil
 import signal
@@ -49,6 +50,54 @@ def stop_on_signals(grace=5.0):
         sys.exit(128 + signum)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
+
+
+def spawn(argv, log):
+    """Start argv in the run's temporary directory, its output in log; it is
+    stopped by cleanup() unless stop() stops it first."""
+    out = open(log, "wb")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                         stderr=subprocess.STDOUT, cwd=_tmp["dir"])
+    out.close()
+    live.append(p)
+    return p
+
+
+def stop(p, timeout=30):
+    """SIGTERM p (a supervisor: it stops what it runs) and wait for it."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+    if p in live:
+        live.remove(p)
+
+
+def read(path):
+    """A log's text, or "" when it is not there."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def wait_until(pred, timeout, what, proc=None, log=None):
+    """Poll pred until it is true; raise RuntimeError naming what (with the
+    tail of log) when timeout passes or proc exits first."""
+    deadline = time.monotonic() + timeout
+    why = f"not within {timeout:.0f} s"
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        if proc is not None and proc.poll() is not None:
+            why = f"{os.path.basename(proc.args[0])} exited with status {proc.returncode}"
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"{what}: {why}" + (f"\n{read(log)[-3000:]}" if log else ""))
 
 
 def free_port():

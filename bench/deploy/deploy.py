@@ -32,7 +32,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import cleanup, free_port, live, set_tmpdir, stop_on_signals  # noqa: E402
+from benchlib import (cleanup, free_port, live, read, set_tmpdir, spawn, stop, stop_on_signals,  # noqa: E402
+                      wait_until)
 
 QUICK = os.environ.get("QUICK") == "1"
 CONNS = int(os.environ.get("CONNS", "16"))
@@ -59,54 +60,12 @@ app_pids = set()     # every application process seen: none may outlive the run
 
 # ------------------------------------------------------------ processes ----
 
-def spawn(argv, log):
-    out = open(log, "wb")
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir)
-    out.close()
-    live.append(p)
-    return p
-
-
-def stop(p, timeout=30):
-    """SIGTERM p (a supervisor: it stops what it runs) and wait for it."""
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
-    if p in live:
-        live.remove(p)
-
-
-def read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 def accepts(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
     except OSError:
         return False
-
-
-def wait_until(pred, timeout, what, proc=None, log=None):
-    deadline = time.monotonic() + timeout
-    why = f"not within {timeout:.0f} s"
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        if proc is not None and proc.poll() is not None:
-            why = f"{os.path.basename(proc.args[0])} exited with status {proc.returncode}"
-            break
-        time.sleep(0.05)
-    raise RuntimeError(f"{what}: {why}" + (f"\n{read(log)[-3000:]}" if log else ""))
 
 
 def get(port, path="/"):

@@ -50,8 +50,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import (children, cleanup, cpu_ticks_of, free_port, live, median, pss_kb,  # noqa: E402
-                      rss_kb, set_tmpdir, stop_on_signals)
+from benchlib import (children, cleanup, cpu_ticks_of, free_port, median, pss_kb,  # noqa: E402
+                      read, rss_kb, set_tmpdir, spawn, stop_on_signals)
 
 QUICK = os.environ.get("QUICK") == "1"
 ROUNDS = int(os.environ.get("ROUNDS", "1" if QUICK else "2"))
@@ -231,15 +231,6 @@ routes = ["https:/hello"]
             f.write(text)
 
 
-def spawn(argv, log):
-    out = open(log, "wb")
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                         stderr=subprocess.STDOUT, cwd=tmpdir)
-    out.close()
-    live.append(p)
-    return p
-
-
 def wait_accepts(port, proc, timeout=10.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -251,14 +242,6 @@ def wait_accepts(port, proc, timeout=10.0):
         except OSError:
             time.sleep(0.05)
     return False
-
-
-def read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 class Server:
