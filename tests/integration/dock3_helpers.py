@@ -1,5 +1,6 @@
-"""Mothership's side of docking v3 (HTTP bays) for tests of bays: frames
-written and read byte for byte over a bay's Unix socket."""
+"""Docking v3 (HTTP bays) frames written and read byte for byte over a
+bay's Unix socket: Mothership's side for tests of bays, and the bay's side
+(REPLY, READY, a HAIL's parameters) for tests that script a bay."""
 import json
 import socket
 import struct
@@ -22,8 +23,38 @@ def hail(rid, params, body_len=0):
                  + b"".join(s(k) + s(v) for k, v in params))
 
 
-def haul(rid, data, fin):
+def haul(rid, data=b"", fin=False):
     return frame(HAUL, struct.pack(">IB", rid, 1 if fin else 0) + data)
+
+
+def reply(rid, status, kind, headers=(), path=None):
+    """The bay's side: a REPLY with (name, value) headers and, for a file
+    reply, its path."""
+    p = struct.pack(">IHBI", rid, status, kind, len(headers))
+    for k, v in headers:
+        p += s(k) + s(v)
+    if path is not None:
+        p += s(path)
+    return frame(REPLY, p)
+
+
+def ready(rid):
+    return frame(READY, struct.pack(">I", rid))
+
+
+def parse_hail(p):
+    """A HAIL's payload as (id, body length, {param: value})."""
+    rid, blen, n = struct.unpack(">IQI", p[:16])
+    off, params = 16, {}
+    for _ in range(n):
+        (ln,) = struct.unpack(">I", p[off:off + 4])
+        k = p[off + 4:off + 4 + ln]
+        off += 4 + ln
+        (lv,) = struct.unpack(">I", p[off:off + 4])
+        v = p[off + 4:off + 4 + lv]
+        off += 4 + lv
+        params[k.decode("latin-1")] = v.decode("latin-1")
+    return rid, blen, params
 
 
 def recv_exact(sock, n):

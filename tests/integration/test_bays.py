@@ -12,7 +12,6 @@ crash (1012, restart, re-dock), a client that does not read (1008), idle
 pings and the idle timeout, shutdown (1001), several workers, 1,000
 clients on one link, and the bay metrics."""
 import asyncio
-import json
 import os
 import resource
 import signal
@@ -24,6 +23,7 @@ import websockets
 
 from conftest import BUILD
 from fleet_helpers import PY, app, toml_str
+from hbay_helpers import bay_log
 from http_helpers import msum, start_proxy, toml_value, wait_until
 
 BAYS = os.path.join(BUILD, "examples", "bays")
@@ -61,23 +61,6 @@ def ws_url(px, path="/ws"):
 
 def run(coro, timeout=60):
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def probe_log(path, want=None, timeout=10.0):
-    """The probe bay's frames (list of dicts); with want, wait until want(list)."""
-    out = []
-
-    def read():
-        out.clear()
-        try:
-            with open(path) as f:
-                out.extend(json.loads(l) for l in f if l.strip())
-        except FileNotFoundError:
-            pass
-        return want is None or want(out)
-
-    wait_until(read, timeout=timeout, what=f"probe bay log {path}")
-    return list(out)
 
 
 # ------------------------------------------------------------------ raw WebSocket client
@@ -258,7 +241,7 @@ def test_boarding_carries_path_query_address_and_headers_and_close_codes_travel_
                 await ws.recv()
             assert (e.value.rcvd.code, e.value.rcvd.reason) == (4002, "go away")
     run(go())
-    frames = probe_log(log, lambda f: sum(x["type"] == "Disembark" for x in f) >= 1 and
+    frames = bay_log(log, lambda f: sum(x["type"] == "Disembark" for x in f) >= 1 and
                        sum(x["type"] == "Boarding" for x in f) == 2)
     b = [f for f in frames if f["type"] == "Boarding"]
     assert b[0]["path"] == "/ws/chat?room=1&x=%20"
@@ -292,7 +275,7 @@ def test_header_values_that_are_not_utf8_are_left_out_of_boarding(fleet, tmp_pat
     s = raw_connect(px, extra_headers=b"X-Bin: \xff\xfe\r\nX-Ok: fine\r\n")
     s.sendall(frame(1, b"x"))
     assert read_frame(s) == (1, b"x")
-    b = [f for f in probe_log(log, lambda f: any(x["type"] == "Boarding" for x in f)) if f["type"] == "Boarding"]
+    b = [f for f in bay_log(log, lambda f: any(x["type"] == "Boarding" for x in f)) if f["type"] == "Boarding"]
     assert b[0]["headers"]["X-Ok"] == "fine" and "X-Bin" not in b[0]["headers"]
 
 
@@ -303,7 +286,7 @@ def test_a_client_that_vanishes_is_disembarked_with_1006(fleet, tmp_path):
     s.sendall(frame(1, b"ping?"))
     assert read_frame(s) == (1, b"ping?")
     s.close()
-    frames = probe_log(log, lambda f: any(x["type"] == "Disembark" for x in f))
+    frames = bay_log(log, lambda f: any(x["type"] == "Disembark" for x in f))
     assert [x["code"] for x in frames if x["type"] == "Disembark"] == [1006]
 
 
@@ -325,7 +308,7 @@ def test_a_v1_bay_gets_exactly_v1_and_a_binary_message_closes_the_client_with_10
     log = tmp_path / "probe.jsonl"
     px = start(fleet, bay_toml("probe", PY, [PROBE, str(log)]))
     assert "(text only)" in px.ms.events("ready", ship="probe")[0]["msg"]
-    moored = probe_log(log, lambda f: any(x["type"] == "Moored" for x in f))[0]
+    moored = bay_log(log, lambda f: any(x["type"] == "Moored" for x in f))[0]
     assert moored == {"type": "Moored", "version": 1, "config": {}}
 
     async def go():
@@ -337,14 +320,14 @@ def test_a_v1_bay_gets_exactly_v1_and_a_binary_message_closes_the_client_with_10
                 await ws.recv()
             assert e.value.rcvd.code == 1003
     run(go())
-    assert not any(x["type"] == "CargoBinary" for x in probe_log(log))
+    assert not any(x["type"] == "CargoBinary" for x in bay_log(log))
 
 
 def test_an_extended_bay_gets_binary_as_cargo_binary(fleet, tmp_path):
     log = tmp_path / "probe.jsonl"
     px = start(fleet, bay_toml("probe", PY, [PROBE, str(log)], env={"PROBE_FEATURES": "binary"},
                                config={"room": "main", "n": "3"}))
-    moored = probe_log(log, lambda f: any(x["type"] == "Moored" for x in f))[0]
+    moored = bay_log(log, lambda f: any(x["type"] == "Moored" for x in f))[0]
     assert moored == {"type": "Moored", "version": 1, "config": {"room": "main", "n": "3"}, "features": ["binary"]}
 
     async def go():
@@ -354,7 +337,7 @@ def test_an_extended_bay_gets_binary_as_cargo_binary(fleet, tmp_path):
             await ws.send("txt")
             assert await ws.recv() == "txt"
     run(go())
-    kinds = [(x["type"], x.get("hex", x.get("text"))) for x in probe_log(log) if x["type"].startswith("Cargo")]
+    kinds = [(x["type"], x.get("hex", x.get("text"))) for x in bay_log(log) if x["type"].startswith("Cargo")]
     assert kinds == [("CargoBinary", "000102"), ("Cargo", "txt")]
 
 
@@ -450,7 +433,7 @@ def test_malformed_client_frames_close_with_the_right_code(fleet, tmp_path, data
     s = raw_connect(px)
     s.sendall(data)
     assert close_or_none(s) == client_code
-    frames = probe_log(log, lambda f: any(x["type"] == "Disembark" for x in f))
+    frames = bay_log(log, lambda f: any(x["type"] == "Disembark" for x in f))
     assert [x["code"] for x in frames if x["type"] == "Disembark"] == [bay_code]
     assert not any(x["type"] == "Cargo" for x in frames)
 
@@ -541,7 +524,7 @@ def test_idle_clients_are_pinged_and_a_silent_one_is_dropped(fleet, tmp_path):
             await ws.send("alive")
             assert await ws.recv() == "alive"
     run(go())
-    frames = probe_log(log, lambda f: sum(x["type"] == "Disembark" for x in f) >= 2)
+    frames = bay_log(log, lambda f: sum(x["type"] == "Disembark" for x in f) >= 2)
     codes = [x["code"] for x in frames if x["type"] == "Disembark"]
     assert codes[0] == 1006 and len(codes) == 2
 
@@ -556,7 +539,7 @@ def test_shutdown_closes_clients_with_1001_and_the_bay_hears_it_before_it_is_sto
     assert read_until_close(s) == (1001, "Mothership is shutting down")
     s.sendall(frame(8, struct.pack(">H", 1001)))
     assert px.ms.wait_exit() == 0
-    frames = probe_log(log)
+    frames = bay_log(log)
     assert [x["code"] for x in frames if x["type"] == "Disembark"] == [1001], (frames, px.ms.output())
 
 

@@ -13,46 +13,11 @@ import time
 
 import requests
 
-from dock3_helpers import HAIL, HAUL, MOORED, READY, REPLY, frame, recv_exact
-from http_helpers import Raw, msum, raw_request, short_tmpdir, start_proxy, toml_str, toml_value, wait_until
+from dock3_helpers import HAIL, HAUL, MOORED, REPLY, frame, haul, parse_hail, ready, recv_exact, reply, s
+from hbay_helpers import upstream_toml
+from http_helpers import Raw, msum, raw_request, short_tmpdir, start_proxy, toml_str, wait_until
 
 DOCK = 0x01
-
-
-def s(b):
-    b = b.encode() if isinstance(b, str) else b
-    return struct.pack(">I", len(b)) + b
-
-
-def reply(rid, status, kind, headers=(), path=None):
-    p = struct.pack(">IHBI", rid, status, kind, len(headers))
-    for k, v in headers:
-        p += s(k) + s(v)
-    if path is not None:
-        p += s(path)
-    return frame(REPLY, p)
-
-
-def haul(rid, data, fin=False):
-    return frame(HAUL, struct.pack(">IB", rid, 1 if fin else 0) + data)
-
-
-def ready(rid):
-    return frame(READY, struct.pack(">I", rid))
-
-
-def parse_hail(p):
-    rid, blen, n = struct.unpack(">IQI", p[:16])
-    off, params = 16, {}
-    for _ in range(n):
-        (ln,) = struct.unpack(">I", p[off:off + 4])
-        k = p[off + 4:off + 4 + ln]
-        off += 4 + ln
-        (lv,) = struct.unpack(">I", p[off:off + 4])
-        v = p[off + 4:off + 4 + lv]
-        off += 4 + lv
-        params[k.decode("latin-1")] = v.decode("latin-1")
-    return rid, blen, params
 
 
 class Link:
@@ -152,10 +117,7 @@ class Bay:
             c.close()
 
     def toml(self, extra=None):
-        lines = ["[[mothership.upstreams]]", 'name = "app"', f"bind = {toml_str('unix://' + self.sock)}",
-                 'routes = ["http:/.*"]']
-        lines += [f"{k} = {toml_value(v)}" for k, v in (extra or {}).items()]
-        return "\n".join(lines) + "\n"
+        return upstream_toml("app", "unix://" + self.sock, protocol=None, **(extra or {}))
 
     def stop(self):
         self.stopping = True
@@ -202,6 +164,28 @@ def still_serves(px, bay):
 
 
 # ------------------------------------------------------------------ hostile clients
+def assert_flood_stalls(px, bay, progress, at_most, headers=()):
+    """GET /flood from a client that never reads: the bay's sends (counted
+    in progress[0]) must stall before at_most, Mothership's memory stay
+    bounded, and the bay go on serving afterwards."""
+    base = rss_kb(px)
+    s_ = socket.socket()
+    s_.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s_.connect(("127.0.0.1", px.port))
+    s_.sendall(raw_request("GET", "/flood", headers=list(headers)))
+    last = [-1, time.monotonic()]
+
+    def stalled():
+        if progress[0] != last[0]:
+            last[0], last[1] = progress[0], time.monotonic()
+        return progress[0] > 0 and time.monotonic() - last[1] > 1.0
+    wait_until(stalled, timeout=30, what="the bay to stall")
+    assert progress[0] < at_most, "the bay went on sending to a client that does not read"
+    assert rss_kb(px) < base + 64 * 1024
+    s_.close()
+    still_serves(px, bay)
+
+
 def test_smuggling_attempts_never_reach_the_bay(fleet, tmp_path, request):
     px, bay = start(fleet, request, echo)
     bad = [
@@ -615,22 +599,7 @@ def test_oversized_frames_and_a_flood_to_a_slow_client(fleet, tmp_path, request)
             data.startswith(b"HTTP/1.1 200") and not data.endswith(b"0\r\n\r\n")), (path, data[:100])
     r = requests.get(px.url("/max"), timeout=10)
     assert r.status_code == 200 and len(r.content) == limit - 5
-    base = rss_kb(px)
-    s_ = socket.socket()
-    s_.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    s_.connect(("127.0.0.1", px.port))
-    s_.sendall(raw_request("GET", "/flood"))
-    last = [-1, time.monotonic()]
-
-    def stalled():
-        if progress[0] != last[0]:
-            last[0], last[1] = progress[0], time.monotonic()
-        return progress[0] > 0 and time.monotonic() - last[1] > 1.0
-    wait_until(stalled, timeout=30, what="the bay to stall")
-    assert progress[0] < 64, "the bay went on sending to a client that does not read"
-    assert rss_kb(px) < base + 64 * 1024
-    s_.close()
-    still_serves(px, bay)
+    assert_flood_stalls(px, bay, progress, at_most=64)
 
 
 def test_a_bay_that_closes_mid_tunnel_and_a_tunnel_flood(fleet, tmp_path, request):
@@ -657,22 +626,7 @@ def test_a_bay_that_closes_mid_tunnel_and_a_tunnel_flood(fleet, tmp_path, reques
         c.send(raw_request("GET", "/cut", headers=up))
         assert c.response(head_only=True).status == 101
         assert c.closed(10) and c.buf == b"hi"
-    base = rss_kb(px)
-    s_ = socket.socket()
-    s_.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    s_.connect(("127.0.0.1", px.port))
-    s_.sendall(raw_request("GET", "/flood", headers=up))
-    last = [-1, time.monotonic()]
-
-    def stalled():
-        if progress[0] != last[0]:
-            last[0], last[1] = progress[0], time.monotonic()
-        return progress[0] > 0 and time.monotonic() - last[1] > 1.0
-    wait_until(stalled, timeout=30, what="the bay to stall")
-    assert progress[0] < 512, "the bay went on sending to a client that does not read"
-    assert rss_kb(px) < base + 64 * 1024
-    s_.close()
-    still_serves(px, bay)
+    assert_flood_stalls(px, bay, progress, at_most=512, headers=up)
 
 
 def test_docks_that_lie_about_threads(fleet, tmp_path, request):

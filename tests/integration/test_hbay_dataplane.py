@@ -14,6 +14,7 @@ import requests
 
 from conftest import BUILD
 from fleet_helpers import PY, app, free_port, toml_str
+from hbay_helpers import upstream_toml
 from http_helpers import Raw, msum, raw_request, short_tmpdir, start_proxy, toml_value, wait_until
 
 PROBE = app("hbay_probe.py")
@@ -51,10 +52,7 @@ class Upstream:
         wait_until(lambda: os.path.exists(self.sock), what="the upstream's socket")
 
     def toml(self, extra=None):
-        lines = ["[[mothership.upstreams]]", 'name = "app"', f"bind = {toml_str('unix://' + self.sock)}",
-                 'routes = ["http:/.*"]']
-        lines += [f"{k} = {toml_value(v)}" for k, v in (extra or {}).items()]
-        return "\n".join(lines) + "\n"
+        return upstream_toml("app", "unix://" + self.sock, protocol=None, **(extra or {}))
 
     def stop(self):
         self.p.kill()
@@ -78,6 +76,18 @@ def seen(log):
     with open(log) as f:
         return [json.loads(ln) for ln in f if ln.strip()]
 
+
+def statuses_at_once(px, paths, clients):
+    """The status of a GET of each path, each on its own connection, clients
+    of them at a time."""
+    import concurrent.futures
+
+    def get(path):
+        with Raw(px.port, timeout=30) as c:
+            c.send(raw_request("GET", path))
+            return c.response().status
+    with concurrent.futures.ThreadPoolExecutor(clients) as ex:
+        return list(ex.map(get, paths))
 
 def test_get_reaches_the_bay_as_cgi_params_and_the_reply_comes_back(fleet, tmp_path):
     log = str(tmp_path / "bay.log")
@@ -414,15 +424,7 @@ def test_one_link_in_all_is_shared_by_every_worker(fleet, tmp_path, request):
     # the bay serves one request at a time: the workers take turns with its one link
     px, log = start_upstream(fleet, tmp_path, request, threads=1, extra={"request_timeout": "20s"},
                              mothership={"workers": 4})
-    import concurrent.futures
-
-    def get(i):
-        with Raw(px.port, timeout=30) as c:
-            c.send(raw_request("GET", f"/sleep?ms=50&i={i}"))
-            return c.response().status
-    with concurrent.futures.ThreadPoolExecutor(16) as ex:
-        codes = list(ex.map(get, range(32)))
-    assert codes == [200] * 32
+    assert statuses_at_once(px, [f"/sleep?ms=50&i={i}" for i in range(32)], clients=16) == [200] * 32
     m = px.metrics()
     assert msum(m, "mothership_hbay_links_cap", bay="app") == 1
     assert msum(m, "mothership_hbay_links", bay="app", state="busy") == 0
@@ -448,15 +450,7 @@ def test_workers_starved_before_the_first_dock_open_links_once_it_raises_the_cap
     # (one link in all until a Dock says), then may open their own
     px, log = start_upstream(fleet, tmp_path, request, threads=8, extra={"request_timeout": "2500ms"},
                              mothership={"workers": 4}, dock_delay_ms=1000)
-    import concurrent.futures
-
-    def get(i):
-        with Raw(px.port, timeout=30) as c:
-            c.send(raw_request("GET", f"/sleep?ms=2000&i={i}"))
-            return c.response().status
-    with concurrent.futures.ThreadPoolExecutor(8) as ex:
-        codes = list(ex.map(get, range(8)))
-    assert codes == [200] * 8
+    assert statuses_at_once(px, [f"/sleep?ms=2000&i={i}" for i in range(8)], clients=8) == [200] * 8
 
 
 def test_a_tunnel_whose_link_fails_a_write_closes_the_client(fleet, tmp_path, request):

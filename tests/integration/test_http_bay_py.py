@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from dock3_helpers import frame, hail, haul, ready, reply
 from http_helpers import short_tmpdir, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -67,40 +68,6 @@ APP = textwrap.dedent('''
 ''')
 
 
-def s(b):
-    if isinstance(b, str):
-        b = b.encode("latin-1")
-    return struct.pack(">I", len(b)) + b
-
-
-def fr(ftype, payload):
-    return struct.pack(">BI", ftype, len(payload)) + payload
-
-
-def hail(rid, params, clen=0):
-    out = struct.pack(">IQI", rid, clen, len(params))
-    for n, v in params:
-        out += s(n) + s(v)
-    return fr(0x20, out)
-
-
-def haul(rid, data=b"", fin=False):
-    return fr(0x21, struct.pack(">IB", rid, 1 if fin else 0) + data)
-
-
-def reply(rid, status, kind, headers, path=None):
-    out = struct.pack(">IHBI", rid, status, kind, len(headers))
-    for n, v in headers:
-        out += s(n) + s(v)
-    if path is not None:
-        out += s(path)
-    return fr(0x22, out)
-
-
-def ready(rid):
-    return fr(0x23, struct.pack(">I", rid))
-
-
 def get_params(path, method="GET", extra=()):
     return [("REQUEST_METHOD", method), ("SCRIPT_NAME", ""), ("PATH_INFO", path),
             ("QUERY_STRING", ""), ("SERVER_NAME", "test"), ("SERVER_PORT", "80"),
@@ -149,7 +116,7 @@ class Side:
 
     def moor(self, config=None):
         dock = self.frame_bytes()
-        self.send(fr(0x02, json.dumps({"version": 3, "config": config or {}}).encode()))
+        self.send(frame(0x02, json.dumps({"version": 3, "config": config or {}}).encode()))
         return dock
 
     def close(self):
@@ -355,14 +322,14 @@ def test_websocket_tunnel_echo(bay):
     pytest.param(lambda: haul(9, b"x", fin=True), id="haul-other-id"),
     pytest.param(lambda: haul(1, b"toolong", fin=True), id="more-than-announced"),
     pytest.param(lambda: haul(1, b"x", fin=True), id="fewer-before-fin"),
-    pytest.param(lambda: fr(0x23, b"\0\0\0\1"), id="wrong-frame"),
+    pytest.param(lambda: frame(0x23, b"\0\0\0\1"), id="wrong-frame"),
 ])
 def test_request_body_protocol_errors_close_the_link(bay, bad):
     start, _ = bay
     _, path = start()
     side = Side(path)
     side.moor()
-    side.send(hail(1, get_params("/cookies", "POST"), clen=3))
+    side.send(hail(1, get_params("/cookies", "POST"), body_len=3))
     side.send(bad())
     assert side.closed()
     # the bay goes on: a new link works
@@ -377,7 +344,7 @@ def test_moored_below_v3_and_haul_first_close_the_link(bay):
     _, path = start()
     side = Side(path)
     side.frame_bytes()
-    side.send(fr(0x02, b'{"version": 1}'))
+    side.send(frame(0x02, b'{"version": 1}'))
     assert side.closed()
     side = Side(path)
     side.moor()
