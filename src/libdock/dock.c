@@ -71,10 +71,7 @@ static dock_bay *volatile g_signal_bay;
 
 /* ---------------------------------------------------------------- helpers */
 
-static int seterr(char *err, size_t err_len, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int seterr(char *err, size_t err_len, int code, const char *fmt, ...)
+int dock__seterr(char *err, size_t err_len, int code, const char *fmt, ...)
 {
     if (err && err_len) {
         va_list ap;
@@ -85,13 +82,14 @@ static int seterr(char *err, size_t err_len, int code, const char *fmt, ...)
     return code;
 }
 
-static int64_t now_ms(void)
+int64_t dock__now_ms(void)
 {
     struct timespec ts;
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
         return 0;   /* cannot fail with CLOCK_MONOTONIC on a supported system */
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
 
 const char *dock_status_name(int status)
 {
@@ -210,6 +208,91 @@ static void out_compact(dock_bay *bay)
 
 /* ---------------------------------------------------------------- open/close */
 
+int dock__unix_addr(const char *path, struct sockaddr_un *sa, char *err, size_t err_len)
+{
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa->sun_path)
+        return seterr(
+            err, err_len, DOCK_ERR_ARG,
+            "socket path is too long (%zu bytes; a Unix socket path holds at most %zu): %s",
+            strlen(path), sizeof sa->sun_path - 1, path);
+    memcpy(sa->sun_path, path, strlen(path) + 1);
+    return DOCK_OK;
+}
+
+int dock__wake_pipe(int *wake_r, int *wake_w, char *err, size_t err_len)
+{
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+        return seterr(err, err_len, DOCK_ERR_SYS, "pipe2: %s", strerror(errno));
+    *wake_r = fds[0];
+    *wake_w = fds[1];
+    return DOCK_OK;
+}
+
+int dock__listen_unix(const char *path, const struct sockaddr_un *sa, int backlog, int *fd,
+                      dev_t *dev, ino_t *ino, bool *known, char *err, size_t err_len)
+{
+    int rc = dock__make_parent_dirs(path, err, err_len);
+    if (rc == DOCK_OK)
+        rc = dock__remove_stale(path, err, err_len);
+    if (rc != DOCK_OK)
+        return rc;
+    *fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (*fd < 0)
+        return seterr(err, err_len, DOCK_ERR_SYS, "socket: %s", strerror(errno));
+    if (bind(*fd, (const struct sockaddr *)sa, sizeof *sa) != 0)
+        return seterr(err, err_len, DOCK_ERR_SYS, "cannot bind %s: %s", path, strerror(errno));
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        *dev = st.st_dev;
+        *ino = st.st_ino;
+        *known = true;
+    }
+    if (listen(*fd, backlog) != 0)
+        return seterr(err, err_len, DOCK_ERR_SYS, "cannot listen on %s: %s", path, strerror(errno));
+    return DOCK_OK;
+}
+
+void dock__unlink_socket(const char *path, dev_t dev, ino_t ino)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0 && st.st_dev == dev && st.st_ino == ino)
+        unlink(path);   /* best effort: the bay is going away */
+}
+
+void dock__default_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);   /* cannot fail for these signals */
+    sigaction(SIGINT, &sa, NULL);
+}
+
+int dock__catch_stop_signals(void (*handler)(int), char *err, size_t err_len)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+        return seterr(err, err_len, DOCK_ERR_SYS, "sigaction: %s", strerror(errno));
+    return DOCK_OK;
+}
+
+void dock__wake(int wake_w)
+{
+    if (wake_w < 0)
+        return;
+    int saved = errno;
+    ssize_t n = write(wake_w, "", 1);   /* a full pipe already wakes poll */
+    (void)n;
+    errno = saved;
+}
+
 int dock__make_parent_dirs(const char *path, char *err, size_t err_len)
 {
     char *dir = strdup(path);
@@ -294,15 +377,8 @@ dock_bay *dock_bay_open(const dock_options *opt, char *err, size_t err_len)
         return NULL;
     }
     struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sa.sun_path) {
-        seterr(err, err_len, DOCK_ERR_ARG,
-               "socket path is too long (%zu bytes; a Unix socket path holds at most %zu): %s",
-               strlen(path), sizeof sa.sun_path - 1, path);
+    if (dock__unix_addr(path, &sa, err, err_len) != DOCK_OK)
         return NULL;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
 
     dock_bay *bay = calloc(1, sizeof *bay);
     if (!bay) {
@@ -336,35 +412,13 @@ dock_bay *dock_bay_open(const dock_options *opt, char *err, size_t err_len)
         seterr(err, err_len, DOCK_ERR_ARG, "the ship name is not valid UTF-8");
         goto fail;
     }
-    int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-        seterr(err, err_len, DOCK_ERR_SYS, "pipe2: %s", strerror(errno));
+    if (dock__wake_pipe(&bay->wake_r, &bay->wake_w, err, err_len) != DOCK_OK)
         goto fail;
-    }
-    bay->wake_r = fds[0];
-    bay->wake_w = fds[1];
 
-    if (dock__make_parent_dirs(path, err, err_len) != DOCK_OK || dock__remove_stale(path, err, err_len) != DOCK_OK)
+    if (dock__listen_unix(path, &sa, 8, &bay->listen_fd, &bay->sock_dev,
+                          &bay->sock_ino, &bay->sock_known, err, err_len)
+        != DOCK_OK)
         goto fail;
-    bay->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (bay->listen_fd < 0) {
-        seterr(err, err_len, DOCK_ERR_SYS, "socket: %s", strerror(errno));
-        goto fail;
-    }
-    if (bind(bay->listen_fd, (const struct sockaddr *)&sa, sizeof sa) != 0) {
-        seterr(err, err_len, DOCK_ERR_SYS, "cannot bind %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        bay->sock_dev = st.st_dev;
-        bay->sock_ino = st.st_ino;
-        bay->sock_known = true;
-    }
-    if (listen(bay->listen_fd, 8) != 0) {
-        seterr(err, err_len, DOCK_ERR_SYS, "cannot listen on %s: %s", path, strerror(errno));
-        goto fail;
-    }
     return bay;
 fail:
     dock_bay_close(bay);
@@ -376,22 +430,15 @@ void dock_bay_close(dock_bay *bay)
     if (!bay)
         return;
     if (g_signal_bay == bay) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = SIG_DFL;
-        sigemptyset(&sa.sa_mask);
         g_signal_bay = NULL;
-        sigaction(SIGTERM, &sa, NULL);   /* cannot fail for these signals */
-        sigaction(SIGINT, &sa, NULL);
+        dock__default_stop_signals();
     }
     if (bay->link_fd >= 0)
         close(bay->link_fd);
     if (bay->listen_fd >= 0) {
         close(bay->listen_fd);
-        struct stat st;
-        if (bay->sock_known && bay->path && lstat(bay->path, &st) == 0 && st.st_dev == bay->sock_dev
-            && st.st_ino == bay->sock_ino)
-            unlink(bay->path);   /* best effort: the bay is going away */
+        if (bay->sock_known && bay->path)
+            dock__unlink_socket(bay->path, bay->sock_dev, bay->sock_ino);
     }
     if (bay->wake_r >= 0)
         close(bay->wake_r);
@@ -413,13 +460,8 @@ void dock_bay_stop(dock_bay *bay)
 {
     if (!bay)
         return;
-    int saved = errno;
     bay->stop = 1;
-    if (bay->wake_w >= 0) {
-        ssize_t n = write(bay->wake_w, "", 1);   /* a full pipe already wakes poll */
-        (void)n;
-    }
-    errno = saved;
+    dock__wake(bay->wake_w);
 }
 
 bool dock_bay_stop_requested(const dock_bay *bay)
@@ -439,14 +481,8 @@ int dock_bay_stop_on_signals(dock_bay *bay, char *err, size_t err_len)
 {
     if (!bay)
         return seterr(err, err_len, DOCK_ERR_ARG, "no bay");
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
     g_signal_bay = bay;
-    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
-        return seterr(err, err_len, DOCK_ERR_SYS, "sigaction: %s", strerror(errno));
-    return DOCK_OK;
+    return dock__catch_stop_signals(on_stop_signal, err, err_len);
 }
 
 static void drain_wake(dock_bay *bay)
@@ -678,7 +714,7 @@ static int do_accept(dock_bay *bay, char *err, size_t err_len)
     out_clear(bay);
     bay->state = ST_MOORING;
     if (bay->moored_timeout_ms > 0)
-        bay->deadline_ms = now_ms() + bay->moored_timeout_ms;
+        bay->deadline_ms = dock__now_ms() + bay->moored_timeout_ms;
     int rc = ms_dock_encode_dock(&bay->out, bay->ship, bay->offered);
     if (rc != 0)
         link_fail(bay, "cannot encode Dock: %s", ms_dock_err_name((ms_dock_err)rc));
@@ -711,7 +747,7 @@ int dock_bay_timeout(const dock_bay *bay)
         return 0;
     if (bay->state != ST_MOORING || bay->moored_timeout_ms <= 0)
         return -1;
-    int64_t left = bay->deadline_ms - now_ms();
+    int64_t left = bay->deadline_ms - dock__now_ms();
     if (left < 0)
         return 0;
     return left > INT_MAX ? INT_MAX : (int)left;
@@ -740,7 +776,7 @@ int dock_bay_process(dock_bay *bay, short revents, char *err, size_t err_len)
     if (!bay->link_failed && pending(bay))
         flush_some(bay);
     if (!bay->link_failed && bay->state == ST_MOORING && bay->moored_timeout_ms > 0
-        && now_ms() >= bay->deadline_ms)
+        && dock__now_ms() >= bay->deadline_ms)
         link_fail(bay, "no Moored within %d ms of Dock", bay->moored_timeout_ms);
     if (bay->link_failed)
         return end_link(bay, err, err_len);
@@ -892,7 +928,7 @@ int dock_bay_flush(dock_bay *bay, int timeout_ms, char *err, size_t err_len)
         return seterr(err, err_len, DOCK_ERR_BUSY, "dock_bay_flush called from a callback");
     if (bay->link_fd < 0)
         return seterr(err, err_len, DOCK_ERR_NOLINK, "not docked: there is no link to Mothership");
-    int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
+    int64_t deadline = timeout_ms >= 0 ? dock__now_ms() + timeout_ms : 0;
     for (;;) {
         flush_some(bay);
         if (bay->link_failed)
@@ -901,7 +937,7 @@ int dock_bay_flush(dock_bay *bay, int timeout_ms, char *err, size_t err_len)
             return DOCK_OK;
         int wait = -1;
         if (timeout_ms >= 0) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - dock__now_ms();
             if (left <= 0)
                 return seterr(err, err_len, DOCK_ERR_FULL,
                               "flush timed out with %zu bytes pending", pending(bay));

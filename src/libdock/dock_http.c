@@ -112,28 +112,6 @@ static dock_http *volatile g_signal_http;
 
 /* ---------------------------------------------------------------- helpers */
 
-static int seterr(char *err, size_t err_len, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int seterr(char *err, size_t err_len, int code, const char *fmt, ...)
-{
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return 0;   /* cannot fail with CLOCK_MONOTONIC on a supported system */
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void put32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
@@ -298,7 +276,7 @@ static fill_result fill(dock_link *link, int64_t deadline, bool watch_stop)
             }
             int wait = -1;
             if (deadline >= 0) {
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - dock__now_ms();
                 if (left <= 0)
                     return FILL_TIMEOUT;
                 wait = left > INT_MAX ? INT_MAX : (int)left;
@@ -1106,7 +1084,7 @@ static int handshake(dock_link *link, char *err, size_t err_len)
     if (rc != DOCK_OK)
         return rc;
     int timeout = link->bay->moored_timeout_ms;
-    int64_t deadline = timeout > 0 ? now_ms() + timeout : -1;
+    int64_t deadline = timeout > 0 ? dock__now_ms() + timeout : -1;
     uint8_t type;
     uint32_t len;
     rc = read_header(link, &type, &len, deadline, false, "MOORED", err, err_len);
@@ -1257,15 +1235,8 @@ dock_http *dock_http_open(const dock_http_options *opt, char *err, size_t err_le
         return NULL;
     }
     struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sa.sun_path) {
-        seterr(err, err_len, DOCK_ERR_ARG,
-               "socket path is too long (%zu bytes; a Unix socket path holds at most %zu): %s",
-               strlen(path), sizeof sa.sun_path - 1, path);
+    if (dock__unix_addr(path, &sa, err, err_len) != DOCK_OK)
         return NULL;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
     if (opt->threads > DOCK_HTTP_MAX_THREADS) {
         seterr(err, err_len, DOCK_ERR_ARG, "threads %u is not in 1..%u", opt->threads,
                DOCK_HTTP_MAX_THREADS);
@@ -1304,35 +1275,12 @@ dock_http *dock_http_open(const dock_http_options *opt, char *err, size_t err_le
         goto fail;
     }
     json_decref(probe);
-    int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-        seterr(err, err_len, DOCK_ERR_SYS, "pipe2: %s", strerror(errno));
+    if (dock__wake_pipe(&bay->wake_r, &bay->wake_w, err, err_len) != DOCK_OK)
         goto fail;
-    }
-    bay->wake_r = fds[0];
-    bay->wake_w = fds[1];
-    if (dock__make_parent_dirs(path, err, err_len) != DOCK_OK
-        || dock__remove_stale(path, err, err_len) != DOCK_OK)
+    if (dock__listen_unix(path, &sa, LISTEN_BACKLOG, &bay->listen_fd, &bay->sock_dev,
+                          &bay->sock_ino, &bay->sock_known, err, err_len)
+        != DOCK_OK)
         goto fail;
-    bay->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (bay->listen_fd < 0) {
-        seterr(err, err_len, DOCK_ERR_SYS, "socket: %s", strerror(errno));
-        goto fail;
-    }
-    if (bind(bay->listen_fd, (const struct sockaddr *)&sa, sizeof sa) != 0) {
-        seterr(err, err_len, DOCK_ERR_SYS, "cannot bind %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        bay->sock_dev = st.st_dev;
-        bay->sock_ino = st.st_ino;
-        bay->sock_known = true;
-    }
-    if (listen(bay->listen_fd, LISTEN_BACKLOG) != 0) {
-        seterr(err, err_len, DOCK_ERR_SYS, "cannot listen on %s: %s", path, strerror(errno));
-        goto fail;
-    }
     return bay;
 fail:
     dock_http_close(bay);
@@ -1344,20 +1292,13 @@ void dock_http_close(dock_http *bay)
     if (!bay)
         return;
     if (g_signal_http == bay) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = SIG_DFL;
-        sigemptyset(&sa.sa_mask);
         g_signal_http = NULL;
-        sigaction(SIGTERM, &sa, NULL);   /* cannot fail for these signals */
-        sigaction(SIGINT, &sa, NULL);
+        dock__default_stop_signals();
     }
     if (bay->listen_fd >= 0) {
         close(bay->listen_fd);
-        struct stat st;
-        if (bay->sock_known && getpid() == bay->opener && lstat(bay->path, &st) == 0 && st.st_dev == bay->sock_dev
-            && st.st_ino == bay->sock_ino)
-            unlink(bay->path);   /* best effort: the bay is going away */
+        if (bay->sock_known && getpid() == bay->opener)
+            dock__unlink_socket(bay->path, bay->sock_dev, bay->sock_ino);
     }
     if (bay->wake_r >= 0)
         close(bay->wake_r);
@@ -1392,14 +1333,9 @@ void dock_http_stop(dock_http *bay)
 {
     if (!bay)
         return;
-    int saved = errno;
     bay->stop = 1;
-    if (bay->wake_w >= 0) {
-        /* Never drained: the pipe stays readable and wakes every thread. */
-        ssize_t n = write(bay->wake_w, "", 1);
-        (void)n;
-    }
-    errno = saved;
+    /* Never drained: the pipe stays readable and wakes every thread. */
+    dock__wake(bay->wake_w);
 }
 
 bool dock_http_stop_requested(const dock_http *bay)
@@ -1419,12 +1355,6 @@ int dock_http_stop_on_signals(dock_http *bay, char *err, size_t err_len)
 {
     if (!bay)
         return seterr(err, err_len, DOCK_ERR_ARG, "no bay");
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
     g_signal_http = bay;
-    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
-        return seterr(err, err_len, DOCK_ERR_SYS, "sigaction: %s", strerror(errno));
-    return DOCK_OK;
+    return dock__catch_stop_signals(on_stop_signal, err, err_len);
 }
