@@ -37,7 +37,6 @@
 #include "http/resp_head.h"
 #include "ms_config.h"
 
-static bool payload_keeps(const void *arg, const char *name, size_t len);
 static void link_protocol_error(ms_hblink *l, const char *what);
 
 static bool name_eq(const char *a, size_t alen, const char *b)
@@ -116,7 +115,7 @@ static bool build_hail(ms_conn *c)
         .query_len = qlen,
         .headers = headers,
         .nheaders = c->nhdr,
-        .keep = pres ? payload_keeps : NULL,
+        .keep = pres ? ms_proxy_edits_keep : NULL,
         .keep_arg = pres,
         .added = added,
         .nadded = nadded,
@@ -194,55 +193,15 @@ static bool run_response_payloads(ms_conn *c, const ms_dock_reply *r, char *deta
                                   const ms_payload_result **edits)
 {
     ms_worker *w = c->w;
-    const ms_payload_set *ps = c->g->payloads;
     *edits = NULL;
     if (!c->g->pw)
         return true;
-    ms_payload_result *res = &w->pres;
-    ms_payload_result_reset(res);
+    ms_payload_result_reset(&w->pres);
     for (size_t i = 0; i < r->n_headers; i++) {
         w->phdrs[i].name = (ms_payload_slice){ r->headers[i].name, r->headers[i].name_len };
         w->phdrs[i].value = (ms_payload_slice){ r->headers[i].value, r->headers[i].value_len };
     }
-    const char *method = http_method_str((enum http_method)c->parser.method);
-    ms_payload_req req = { .method = { method, strlen(method) },
-                           .path = { c->buf + c->url_off, c->path_len },
-                           .client = { c->peer, strlen(c->peer) } };
-    ms_payload_resp resp = { .status = r->status, .headers = w->phdrs, .nheaders = r->n_headers };
-    bool ran = false;
-    for (size_t i = 0; i < ms_payload_count(ps); i++) {
-        if (ms_payload_phase(ps, i) != MS_PHASE_RESPONSE ||
-            !ms_module_applies(c->g->routes, i, c->buf + c->url_off, c->path_len, w->match_data))
-            continue;
-        ran = true;
-        ms_payload_err e = ms_payload_run_response(c->g->pw, i, &req, &resp, res);
-        if (e != MS_PAYLOAD_OK) {
-            const ms_module *mod = ms_payload_module(ps, i);
-            ms_worker_payload_log(w, mod, 2, res->error, strlen(res->error));
-            if (mod->fail_open)
-                continue;
-            snprintf(detail, dlen, "module \"%s\" failed (%s)", mod->name, ms_payload_err_name(e));
-            return false;
-        }
-    }
-    if (ran && res->nedits > 0)
-        *edits = res;
-    return true;
-}
-
-static bool payload_keeps(const void *arg, const char *name, size_t len)
-{
-    return ms_payload_keeps_header(arg, name, len);
-}
-
-static bool payload_added(const void *arg, size_t i, ms_field *out)
-{
-    const ms_payload_result *pres = arg;
-    if (!ms_payload_edit_live(pres, i))
-        return false;
-    const ms_payload_edit *e = &pres->edits[i];
-    *out = (ms_field){ e->name.ptr, e->name.len, e->value.ptr, e->value.len };
-    return true;
+    return ms_proxy_response_payloads(c, r->status, r->n_headers, detail, dlen, edits);
 }
 
 /* The client's head for the bay's REPLY (resp_head.c), corked. false:
@@ -338,8 +297,8 @@ static bool write_head(ms_hblink *l, const ms_dock_reply *r, uint64_t file_size,
         .fields = fields,
         .nfields = r->n_headers,
         .tunnel = tunnel,
-        .keep = pres ? payload_keeps : NULL,
-        .added = payload_added,
+        .keep = pres ? ms_proxy_edits_keep : NULL,
+        .added = ms_proxy_edits_added,
         .nadded = pres ? pres->nedits : 0,
         .edits_arg = pres,
         .encoding = enc != MS_ENC_IDENTITY ? ms_encoding_name(enc) : NULL,

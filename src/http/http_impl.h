@@ -474,5 +474,16 @@ void ms_pool_move(ms_wgen *from, ms_wgen *to);
 /* The request-phase payloads' edits for the request's upstream head (NULL:
  * none): kept apart from the worker's scratch while the body is read. */
 const ms_payload_result *ms_conn_payload_result(const ms_conn *c);
+/* Response-phase payloads whose patterns match c's request path, in
+ * manifest order, on a reply head of status whose fields the caller has put
+ * in w->phdrs[0..nheaders) (after resetting w->pres; c->g->pw is set).
+ * false: one failed closed (detail says which; the caller answers 500).
+ * *edits: the result to apply, or left as it was when there is none. */
+bool ms_proxy_response_payloads(ms_conn *c, int status, size_t nheaders, char *detail, size_t dlen,
+                                const ms_payload_result **edits);
+/* ms_resp_head's keep and added callbacks over a payload result. */
+struct ms_field;
+bool ms_proxy_edits_keep(const void *arg, const char *name, size_t len);
+bool ms_proxy_edits_added(const void *arg, size_t i, struct ms_field *out);
 
 #endif

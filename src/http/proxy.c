@@ -542,29 +542,17 @@ static const http_parser_settings *resp_settings(void)
     return &s;
 }
 
-/* Response-phase payloads whose patterns match the request's path, in
- * manifest order: they may set, add or remove response headers. Returns
- * false when one failed and the module fails closed (the caller answers
- * 500); *edits is the result to apply, or NULL. */
-static bool run_response_payloads(ms_upconn *u, char *detail, size_t dlen, const ms_payload_result **edits)
+bool ms_proxy_response_payloads(ms_conn *c, int status, size_t nheaders, char *detail, size_t dlen,
+                                const ms_payload_result **edits)
 {
-    ms_conn *c = u->client;
     ms_worker *w = c->w;
     const ms_payload_set *ps = c->g->payloads;
-    *edits = NULL;
-    if (!c->g->pw)
-        return true;
     ms_payload_result *res = &w->pres;
-    ms_payload_result_reset(res);
-    for (uint16_t i = 0; i < u->nhdr; i++) {
-        w->phdrs[i].name = (ms_payload_slice){ u->rbuf + u->hdr[i].name, u->hdr[i].name_len };
-        w->phdrs[i].value = (ms_payload_slice){ u->rbuf + u->hdr[i].val, u->hdr[i].val_len };
-    }
     const char *method = http_method_str((enum http_method)c->parser.method);
     ms_payload_req req = { .method = { method, strlen(method) },
                            .path = { c->buf + c->url_off, c->path_len },
                            .client = { c->peer, strlen(c->peer) } };
-    ms_payload_resp resp = { .status = u->status, .headers = w->phdrs, .nheaders = u->nhdr };
+    ms_payload_resp resp = { .status = status, .headers = w->phdrs, .nheaders = nheaders };
     bool ran = false;
     for (size_t i = 0; i < ms_payload_count(ps); i++) {
         if (ms_payload_phase(ps, i) != MS_PHASE_RESPONSE ||
@@ -586,13 +574,32 @@ static bool run_response_payloads(ms_upconn *u, char *detail, size_t dlen, const
     return true;
 }
 
+/* Response-phase payloads whose patterns match the request's path, in
+ * manifest order: they may set, add or remove response headers. Returns
+ * false when one failed and the module fails closed (the caller answers
+ * 500); *edits is the result to apply, or NULL. */
+static bool run_response_payloads(ms_upconn *u, char *detail, size_t dlen, const ms_payload_result **edits)
+{
+    ms_conn *c = u->client;
+    ms_worker *w = c->w;
+    *edits = NULL;
+    if (!c->g->pw)
+        return true;
+    ms_payload_result_reset(&w->pres);
+    for (uint16_t i = 0; i < u->nhdr; i++) {
+        w->phdrs[i].name = (ms_payload_slice){ u->rbuf + u->hdr[i].name, u->hdr[i].name_len };
+        w->phdrs[i].value = (ms_payload_slice){ u->rbuf + u->hdr[i].val, u->hdr[i].val_len };
+    }
+    return ms_proxy_response_payloads(c, u->status, u->nhdr, detail, dlen, edits);
+}
+
 /* Response-phase payload edits, for resp_head.c. */
-static bool payload_keeps(const void *arg, const char *name, size_t len)
+bool ms_proxy_edits_keep(const void *arg, const char *name, size_t len)
 {
     return ms_payload_keeps_header(arg, name, len);
 }
 
-static bool payload_added(const void *arg, size_t i, ms_field *out)
+bool ms_proxy_edits_added(const void *arg, size_t i, ms_field *out)
 {
     const ms_payload_result *pres = arg;
     if (!ms_payload_edit_live(pres, i))
@@ -675,8 +682,8 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
         .fields = fields,
         .nfields = u->nhdr,
         .tunnel = tunnel,
-        .keep = pres ? payload_keeps : NULL,
-        .added = payload_added,
+        .keep = pres ? ms_proxy_edits_keep : NULL,
+        .added = ms_proxy_edits_added,
         .nadded = pres ? pres->nedits : 0,
         .edits_arg = pres,
         .encoding = enc != MS_ENC_IDENTITY ? ms_encoding_name(enc) : NULL,
