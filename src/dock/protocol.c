@@ -79,19 +79,6 @@ static int fail(ms_dock_decoder *d, ms_dock_err e, const char *fmt, ...)
     return -1;
 }
 
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 /* A v1 link knows 0x01, 0x02, 0x10-0x12 (and 0x13 once agreed); a v3
  * link 0x01, 0x02 and 0x20-0x23. */
 static bool type_known(const ms_dock_decoder *d, uint8_t t)
@@ -536,7 +523,7 @@ int ms_dock_encode_disembark(ms_dock_buf *b, uint32_t conn_id, uint16_t code,
 
 /* ---------------------------------------------------------------- parsing */
 
-static int perr(char *err_msg, size_t err_len, int code, const char *fmt, ...)
+int ms_dock_perr(char *err_msg, size_t err_len, int code, const char *fmt, ...)
 {
     if (err_msg && err_len) {
         va_list ap;

@@ -7,6 +7,28 @@
 
 #include <jansson.h>
 
+/* Writes the one-line reason into err_msg (when given); returns code. */
+int ms_dock_perr(char *err_msg, size_t err_len, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The short name the codec's files call it by. */
+#define perr ms_dock_perr
+
+/* Big-endian u32 at p. */
+static inline uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Writes v big-endian at p; returns the byte after it. */
+static inline uint8_t *wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+    return p + 4;
+}
+
 /* Room for `more` bytes after b->len; 0 or MS_DOCK_E_NOMEM. */
 int ms_dock_buf_reserve(ms_dock_buf *b, size_t more);
 /* Serializes obj (stolen, NULL = MS_DOCK_E_NOMEM) compactly, keys in

@@ -9,7 +9,6 @@
 #include "dock/protocol_priv.h"
 
 #include <assert.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,37 +20,22 @@
 
 /* ---------------------------------------------------------------- bytes */
 
-/* Writes the one-line reason into err_msg (when given); returns code. */
-static int perr(char *err_msg, size_t err_len, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int perr(char *err_msg, size_t err_len, int code, const char *fmt, ...)
+/* 0 when a payload of len bytes (what: the frame's name) is within a frame
+ * and holds its fixed part; else the error, in err_msg. */
+static int check_len(const char *what, size_t len, unsigned fixed, char *err_msg, size_t err_len)
 {
-    if (err_msg && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err_msg, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+    if (len > MS_DOCK_V3_MAX_FRAME)
+        return perr(err_msg, err_len, MS_DOCK_E_OVERSIZE, "%s: %zu bytes, over the %u of a frame",
+                    what, len, MS_DOCK_V3_MAX_FRAME);
+    if (len < fixed)
+        return perr(err_msg, err_len, MS_DOCK_E_SHORT,
+                    "%s: %zu bytes, shorter than its %u fixed bytes", what, len, fixed);
+    return 0;
 }
 
 static uint64_t rd64(const uint8_t *p)
 {
     return (uint64_t)rd32(p) << 32 | rd32(p + 4);
-}
-
-static uint8_t *wr32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-    return p + 4;
 }
 
 static uint8_t *wr64(uint8_t *p, uint64_t v)
@@ -302,15 +286,12 @@ int ms_dock_parse_hail(const uint8_t *p, size_t len, ms_dock_hail *out, size_t m
                        char *err_msg, size_t err_len)
 {
     memset(out, 0, sizeof *out);
-    if (len > MS_DOCK_V3_MAX_FRAME)
-        return perr(err_msg, err_len, MS_DOCK_E_OVERSIZE, "Hail: %zu bytes, over the %u of a frame",
-                    len, MS_DOCK_V3_MAX_FRAME);
-    if (len < HAIL_FIXED)
-        return perr(err_msg, err_len, MS_DOCK_E_SHORT,
-                    "Hail: %zu bytes, shorter than its %u fixed bytes", len, HAIL_FIXED);
+    int rc = check_len("Hail", len, HAIL_FIXED, err_msg, err_len);
+    if (rc)
+        return rc;
     reader r = { p + HAIL_FIXED, len - HAIL_FIXED };
     uint32_t count = rd32(p + 12);
-    int rc = rd_pairs(&r, count, max_params, &out->params, "Hail", "params", err_msg, err_len);
+    rc = rd_pairs(&r, count, max_params, &out->params, "Hail", "params", err_msg, err_len);
     if (rc)
         return rc;
     out->n_params = count;
@@ -416,12 +397,9 @@ int ms_dock_parse_reply(const uint8_t *p, size_t len, ms_dock_reply *out, size_t
                         char *err_msg, size_t err_len)
 {
     memset(out, 0, sizeof *out);
-    if (len > MS_DOCK_V3_MAX_FRAME)
-        return perr(err_msg, err_len, MS_DOCK_E_OVERSIZE, "Reply: %zu bytes, over the %u of a frame",
-                    len, MS_DOCK_V3_MAX_FRAME);
-    if (len < REPLY_FIXED)
-        return perr(err_msg, err_len, MS_DOCK_E_SHORT,
-                    "Reply: %zu bytes, shorter than its %u fixed bytes", len, REPLY_FIXED);
+    int rc = check_len("Reply", len, REPLY_FIXED, err_msg, err_len);
+    if (rc)
+        return rc;
     uint16_t status = (uint16_t)(p[4] << 8 | p[5]);
     uint8_t kind = p[6];
     if (status < 100 || status > 599)
@@ -434,7 +412,7 @@ int ms_dock_parse_reply(const uint8_t *p, size_t len, ms_dock_reply *out, size_t
                     "Reply: kind file with status %u (only 200 may be a file)", (unsigned)status);
     reader r = { p + REPLY_FIXED, len - REPLY_FIXED };
     uint32_t count = rd32(p + 7);
-    int rc = rd_pairs(&r, count, max_headers, &out->headers, "Reply", "headers", err_msg, err_len);
+    rc = rd_pairs(&r, count, max_headers, &out->headers, "Reply", "headers", err_msg, err_len);
     if (rc)
         return rc;
     out->n_headers = count;
