@@ -13,13 +13,8 @@
 #include <string.h>
 
 #include "manifest/manifest.h"
+#include "manifest_helpers.h"
 #include "util/strutil.h"
-
-static ms_manifest *load(const char *text, ms_diags *d)
-{
-    ms_diags_init(d, "t.toml");
-    return ms_manifest_load_buffer(text, strlen(text), "t.toml", "/nonexistent-dir", d);
-}
 
 static ms_manifest *load_ok(const char *text)
 {
@@ -30,23 +25,6 @@ static ms_manifest *load_ok(const char *text)
     ms_diags_free(&d);
     assert_non_null(m);
     return m;
-}
-
-static void expect_error(const char *text, int line, int col, const char *msg)
-{
-    ms_diags d;
-    ms_manifest *m = load(text, &d);
-    assert_null(m);
-    bool found = false;
-    for (size_t i = 0; i < d.len; i++)
-        if (d.items[i].line == line && d.items[i].col == col && strcmp(d.items[i].msg, msg) == 0)
-            found = true;
-    if (!found) {
-        for (size_t i = 0; i < d.len; i++)
-            fprintf(stderr, "  got %d:%d: %s\n", d.items[i].line, d.items[i].col, d.items[i].msg);
-        fail_msg("expected %d:%d: %s", line, col, msg);
-    }
-    ms_diags_free(&d);
 }
 
 #define BINDS "[mothership.bind]\nhttp = \"127.0.0.1:18080\"\n\n"
