@@ -13,7 +13,6 @@
  * the sanitizers catch the rest. A link the worker opens to retry gets the
  * same bytes. */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "dock/hub.h"
@@ -146,19 +144,6 @@ static void bay_turn(void *arg)
     }
 }
 
-static int listen_unix(const char *path)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (fd < 0 || strlen(path) >= sizeof sa.sun_path)
-        abort();
-    strcpy(sa.sun_path, path);
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0)
-        abort();
-    return fd;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -172,7 +157,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         links[i].fd = -1;
     char path[600];
     snprintf(path, sizeof path, "%s/bay.sock", dir);
-    listen_fd = listen_unix(path);
+    listen_fd = fuzz_listen_unix(path);
     ms_dock_buf b = { 0 };
     if (ms_dock_encode_dock3(&b, "bay", 4242, 1) != 0 || b.len > sizeof dock_frame)
         abort();
@@ -191,48 +176,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* The client: the request on a socketpair handed to the worker; its write
- * side is shut only once the bay has answered (or after a while, for a
- * request that never reaches the bay): a client that leaves while its
- * request waits for a link is dropped from the queue. Then the loop runs
- * until the worker closes the connection. */
+/* The client's write side stays open until the bay has answered (or for
+ * a while, for a request that never reaches the bay): a client that leaves
+ * while its request waits for a link is dropped from the queue. */
+static bool hold_until_answered(void *arg, int round)
+{
+    (void)arg;
+    return !answered && round < 2000;
+}
+
+/* The client: the request on a socketpair handed to the worker, the loop
+ * (and the bay) run until the worker closes the connection. */
 static void run_client(const char *req)
 {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-        abort();
-    fcntl(sv[1], F_SETFL, O_NONBLOCK);
-    if (ms_dataplane_inline_adopt(dp, sv[0], 0) != 0)
-        abort();
-    uv_loop_t *loop = ms_dataplane_inline_loop(dp);
-    size_t len = strlen(req);
-    if (write(sv[1], req, len) != (ssize_t)len)
-        abort();
     answered = false;
-    bool shut = false, closed = false;
-    char sink[65536];
-    for (int round = 0; round < 20000 && !closed; round++) {
-        if (!shut && (answered || round >= 2000)) {
-            shutdown(sv[1], SHUT_WR);
-            shut = true;
-        }
-        uv_run(loop, UV_RUN_NOWAIT);
-        bay_turn(NULL);
-        for (;;) {
-            ssize_t r = read(sv[1], sink, sizeof sink);
-            if (r > 0)
-                continue;
-            if (r == 0)
-                closed = true; /* the server closed the connection */
-            break;
-        }
-    }
-    if (!closed) {
-        fprintf(stderr, "the connection did not close after the bay's answer and the client's EOF\n");
-        abort();
-    }
-    close(sv[1]);
-    uv_run(loop, UV_RUN_NOWAIT); /* let close callbacks run */
+    fuzz_inline_client_hold(dp, req, strlen(req), NULL, 0, bay_turn, NULL, hold_until_answered);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

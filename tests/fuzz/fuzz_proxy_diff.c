@@ -361,19 +361,6 @@ static void ships_turn(void *arg)
     }
 }
 
-static int listen_unix(const char *path)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (fd < 0 || strlen(path) >= sizeof sa.sun_path)
-        abort();
-    strcpy(sa.sun_path, path);
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0)
-        abort();
-    return fd;
-}
-
 /* ------------------------------------------------------------ the client */
 static size_t count_markers(const char *buf, size_t len)
 {
@@ -455,7 +442,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char path[600];
     for (int s = 0; s < 2; s++) {
         snprintf(path, sizeof path, "%s/%s.sock", dir, SHIP_NAME[s]);
-        listen_fd[s] = listen_unix(path);
+        listen_fd[s] = fuzz_listen_unix(path);
     }
     psettings = (http_parser_settings){ .on_message_begin = p_begin,
                                         .on_url = p_url,

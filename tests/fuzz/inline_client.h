@@ -1,9 +1,11 @@
 /* inline_client.h: what the fuzz targets that drive an inline data-plane
  * worker share (fuzz_http_request, fuzz_ws_frames, fuzz_proxy_diff,
- * fuzz_tls_conn): the worker started from a manifest text, and the client
- * side: a socketpair handed to the worker, the input written as fast as the worker
- * reads it, the write side shut, and the loop run until the server closes
- * the connection. A connection that never closes is reported as a hang. */
+ * fuzz_tls_conn, fuzz_hbay): the worker started from a manifest text, and
+ * the client side: a socketpair handed to the worker, the input written as
+ * fast as the worker reads it, the write side shut, and the loop run until
+ * the server closes the connection. A connection that never closes is
+ * reported as a hang. Also a listening Unix socket, for fake ships and
+ * bays. */
 #ifndef MS_FUZZ_INLINE_CLIENT_H
 #define MS_FUZZ_INLINE_CLIENT_H
 
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "http/dataplane.h"
@@ -66,10 +69,26 @@ static inline ms_dataplane *fuzz_inline_start_tls(const char *text, const char *
     return dp;
 }
 
-/* prefix is written first (whole); turn (may be NULL) runs after every
- * loop iteration. */
-static inline void fuzz_inline_client(ms_dataplane *dp, const void *prefix, size_t prefix_len, const uint8_t *data,
-                                      size_t size, void (*turn)(void *), void *arg)
+/* A non-blocking listening Unix socket at path (a stale file there goes);
+ * any error aborts. */
+static inline int fuzz_listen_unix(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (fd < 0 || strlen(path) >= sizeof sa.sun_path)
+        abort();
+    strcpy(sa.sun_path, path);
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0)
+        abort();
+    return fd;
+}
+
+/* fuzz_inline_client, with hold (may be NULL) asked every round once the
+ * data is all written: while it says true, the write side stays open. */
+static inline void fuzz_inline_client_hold(ms_dataplane *dp, const void *prefix, size_t prefix_len,
+                                           const uint8_t *data, size_t size, void (*turn)(void *), void *arg,
+                                           bool (*hold)(void *arg, int round))
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
@@ -88,7 +107,7 @@ static inline void fuzz_inline_client(ms_dataplane *dp, const void *prefix, size
             ssize_t w = write(sv[1], data + sent, size - sent);
             if (w > 0)
                 sent += (size_t)w;
-        } else if (!shut) {
+        } else if (!shut && !(hold && hold(arg, round))) {
             shutdown(sv[1], SHUT_WR);
             shut = true;
         }
@@ -110,6 +129,14 @@ static inline void fuzz_inline_client(ms_dataplane *dp, const void *prefix, size
     }
     close(sv[1]);
     uv_run(loop, UV_RUN_NOWAIT); /* let close callbacks run */
+}
+
+/* prefix is written first (whole); turn (may be NULL) runs after every
+ * loop iteration. */
+static inline void fuzz_inline_client(ms_dataplane *dp, const void *prefix, size_t prefix_len, const uint8_t *data,
+                                      size_t size, void (*turn)(void *), void *arg)
+{
+    fuzz_inline_client_hold(dp, prefix, prefix_len, data, size, turn, arg, NULL);
 }
 
 #endif
