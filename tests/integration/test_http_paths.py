@@ -433,12 +433,13 @@ def test_chart_shows_raw_path(tmp_path):
 
 # ------------------------------------------------------------------ WebSocket Boarding
 def test_boarding_carries_the_normalised_path(fleet, tmp_path):
-    from test_bays import PROBE, PY, bay_toml, probe_log, raw_connect, start
+    from hbay_helpers import bay_log
+    from test_bays import PROBE, PY, bay_toml, raw_connect, start
     log = tmp_path / "probe.jsonl"
     px = start(fleet, bay_toml("probe", PY, [PROBE, str(log)]))
     s = raw_connect(px, "//ws/./chat/../%61?x=%2e&y=..")
     s.close()
-    frames = probe_log(log, lambda f: any(x["type"] == "Boarding" for x in f))
+    frames = bay_log(log, lambda f: any(x["type"] == "Boarding" for x in f))
     assert [f["path"] for f in frames if f["type"] == "Boarding"] == ["/ws/a?x=%2e&y=.."]
     with Raw(px.port) as c:
         c.send(raw_request("GET", "/ws/a%2Fb", {"Upgrade": "websocket", "Connection": "Upgrade",
