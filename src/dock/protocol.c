@@ -523,7 +523,7 @@ int ms_dock_encode_disembark(ms_dock_buf *b, uint32_t conn_id, uint16_t code,
 
 /* ---------------------------------------------------------------- parsing */
 
-int ms_dock_perr(char *err_msg, size_t err_len, int code, const char *fmt, ...)
+void ms_dock_perr_write(char *err_msg, size_t err_len, const char *fmt, ...)
 {
     if (err_msg && err_len) {
         va_list ap;
@@ -531,7 +531,6 @@ int ms_dock_perr(char *err_msg, size_t err_len, int code, const char *fmt, ...)
         vsnprintf(err_msg, err_len, fmt, ap);
         va_end(ap);
     }
-    return code;
 }
 
 /* Loads a JSON object; *root set on success. */

@@ -7,11 +7,12 @@
 
 #include <jansson.h>
 
-/* Writes the one-line reason into err_msg (when given); returns code. */
-int ms_dock_perr(char *err_msg, size_t err_len, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-/* The short name the codec's files call it by. */
-#define perr ms_dock_perr
+/* Writes the one-line reason into err_msg (when given). */
+void ms_dock_perr_write(char *err_msg, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The reason written, and code as the value: a macro, so that the static
+ * analyzer sees every error path return its (non-zero) code. */
+#define perr(err_msg, err_len, code, ...) (ms_dock_perr_write((err_msg), (err_len), __VA_ARGS__), (code))
 
 /* Big-endian u32 at p. */
 static inline uint32_t rd32(const uint8_t *p)
