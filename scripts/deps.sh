@@ -21,6 +21,9 @@ PKGS=(
   testssl.sh openssl
   # a real browser: a page over HTTP/2 and its WebSockets (test_browser.py)
   chromium
+  # packaging: the Debian package (dpkg-buildpackage, lintian), the unit's
+  # checker (systemd-analyze), promtool for the metrics lint
+  debhelper dpkg-dev fakeroot lintian systemd prometheus
 )
 # Node for the Express and ws ships (test_node_ships.py; scripts/node-deps.sh
 # installs those two from npm). Asked for only when the command is missing:

@@ -17,12 +17,12 @@
 #if UINTPTR_MAX == UINT64_MAX
 /* A field added to one of these must get a row in its table below (or a
  * line in the code that compares it), then the size here updated. */
-_Static_assert(sizeof(ms_ship) == 656, "ms_ship changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_ship) == 752, "ms_ship changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_health) == 176, "ms_health changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_restart) == 48, "ms_restart changed: compare the new field in diff.c");
-_Static_assert(sizeof(ms_route) == 56, "ms_route changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_route) == 64, "ms_route changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_http_limits) == 200, "ms_http_limits changed: compare the new field in diff.c");
-_Static_assert(sizeof(ms_bind) == 80, "ms_bind changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_bind) == 88, "ms_bind changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_module) == 112, "ms_module changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_uplink) == 96, "ms_uplink changed: compare the new field in diff.c");
 #endif

@@ -72,8 +72,10 @@ static void ship_copy(ld_ctx *c, ms_ship *dst, const ms_ship *src)
 {
     *dst = *src;
     dst->name = dst->group = dst->command = dst->cwd = dst->base = dst->bind_template = NULL;
-    dst->args = dst->depends_on = dst->subprotocols = dst->tags = (ms_strlist){ 0 };
-    dst->env = dst->config = (ms_strmap){ 0 };
+    dst->schedule = NULL;
+    dst->args = dst->depends_on = dst->subprotocols = dst->tags = dst->env_files = (ms_strlist){ 0 };
+    dst->file_roots = (ms_strlist){ 0 };
+    dst->env = dst->config = dst->secret_env = (ms_strmap){ 0 };
     dst->depends_pos = NULL;
     dst->routes = NULL;
     dst->nroutes = 0;
@@ -94,8 +96,12 @@ static void ship_copy(ld_ctx *c, ms_ship *dst, const ms_ship *src)
     list_copy(c, &dst->depends_on, &src->depends_on);
     list_copy(c, &dst->subprotocols, &src->subprotocols);
     list_copy(c, &dst->tags, &src->tags);
+    list_copy(c, &dst->env_files, &src->env_files);
+    list_copy(c, &dst->file_roots, &src->file_roots);
     map_copy(c, &dst->env, &src->env);
     map_copy(c, &dst->config, &src->config);
+    map_copy(c, &dst->secret_env, &src->secret_env);
+    dst->schedule = str_copy(c, src->schedule);
     if (src->depends_on.len && src->depends_pos) {
         if ((dst->depends_pos = calloc(src->depends_on.len, sizeof *dst->depends_pos)))
             memcpy(dst->depends_pos, src->depends_pos, src->depends_on.len * sizeof *dst->depends_pos);

@@ -40,6 +40,9 @@ void ld_ship_free(ms_ship *s)
     ld_strmap_free(&s->config);
     ld_strlist_free(&s->subprotocols);
     ld_strlist_free(&s->file_roots);
+    ld_strlist_free(&s->env_files);
+    ld_strmap_free(&s->secret_env);
+    free(s->schedule);
     ld_strlist_free(&s->tags);
     free(s->health.address_template);
     if (s->health.has_address_alt)
@@ -142,6 +145,7 @@ void ms_manifest_free(ms_manifest *m)
     free(g->state_dir);
     free(g->control_socket);
     free(g->control_group);
+    free(g->access_log_path);
     for (size_t i = 0; i < g->nstatic; i++) {
         free(g->static_dirs[i].path);
         free(g->static_dirs[i].prefix);

@@ -69,8 +69,15 @@ typedef struct ms_tls_cert {
     ms_pos pos, cert_pos, key_pos, hosts_pos;
 } ms_tls_cert;
 
+/* Where a bind's access log goes: off, or one line per request as text or
+ * JSON (docs/cli.md "Access log"). UNSET on a bind: the global setting. */
+typedef enum ms_access_log {
+    MS_ACCESS_LOG_UNSET, MS_ACCESS_LOG_OFF, MS_ACCESS_LOG_TEXT, MS_ACCESS_LOG_JSON
+} ms_access_log;
+
 typedef struct ms_bind {
     char *name;
+    ms_access_log access_log; /* resolved at load: the bind's own, else the global one */
     ms_addr addr;
     bool tls;            /* terminates TLS */
     bool self_signed;    /* tls = "self-signed": a generated certificate (tls is true too) */
@@ -154,11 +161,14 @@ typedef struct ms_global {
     size_t nstatic;
     char *control_socket;        /* the control socket's path (resolved); NULL: <socket dir>/mothership.ctl */
     char *control_group;         /* a group whose members may use the control socket; NULL: none */
+    ms_access_log access_log;    /* [mothership] access_log; default off */
+    char *access_log_path;       /* NULL: the access log goes with Mothership's own log (stdout) */
 } ms_global;
 
 /* ---------------------------------------------------------------- fleet */
 typedef struct ms_route {
     char *bind;          /* bind name */
+    char *name;          /* `name`: the metrics' route label; NULL: the pattern is the label */
     char *pattern;       /* PCRE2 pattern, matched against the whole path */
     char *strip_prefix;  /* NULL when none */
     bool raw_path;       /* ambiguous path forms (%2F, %5C, %00, '\\', ';') are let through */
@@ -285,6 +295,25 @@ typedef struct ms_ship {
     ms_strlist file_roots;        /* http bays and docking upstreams: directories (resolved, absolute)
                                      whose regular files a file REPLY may name; empty: the bay's cwd
                                      (the manifest's directory without one); upstreams: none */
+
+    /* Environment from files: `env_file` (dotenv, read at load, merged
+     * under the entry's own env) and `secret_env` (NAME = file, read at each
+     * spawn, its value never logged, shown or compared). */
+    ms_strlist env_files;         /* resolved paths, in order */
+    ms_strmap secret_env;         /* NAME -> resolved path */
+    ms_pos env_file_pos, secret_env_pos;
+
+    /* Resource limits, applied in the entry's own cgroup v2 where the
+     * hierarchy is delegated; 0: no limit. */
+    uint64_t memory_max;          /* bytes (memory.max) */
+    unsigned cpu_max_milli;       /* thousandths of a CPU (cpu.max quota per period) */
+    uint64_t pids_max;            /* pids.max */
+    ms_pos limits_pos;
+
+    /* Oneshot jobs: `schedule`, a cron expression in local time; the job
+     * runs at each match and never overlaps itself. NULL: none. */
+    char *schedule;
+    ms_pos schedule_pos;
 } ms_ship;
 
 /* The name a ship was written with ("web" for "web#1"). */

@@ -448,6 +448,7 @@ void ld_routes_free(ms_route *r, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(r[i].bind);
+        free(r[i].name);
         free(r[i].pattern);
         free(r[i].strip_prefix);
     }
