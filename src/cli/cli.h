@@ -29,6 +29,7 @@ typedef struct ms_cli {
     bool follow;             /* logs -f */
     long lines;              /* logs -n N; -1: the server's default */
     bool check;              /* reload --check */
+    bool names;              /* clearance --names */
 } ms_cli;
 
 /* Load and check path as clearance does (the manifest, its payload modules,
@@ -47,6 +48,8 @@ int ms_cmd_run(const ms_cli *o);
  * the control socket of a running fleet (docs/control-api.md). */
 int ms_cmd_ctl(const ms_cli *o);
 bool ms_cli_is_ctl_verb(const char *command);
+/* Print the help of one command (help.c); false when there is no such command. */
+bool ms_cli_help(const char *command, FILE *out);
 
 /* " (tls, h2)", " (tls self-signed, h2)", " (h2c)", " (redirect_to_https)" or "":
  * what a bind speaks, for clearance and chart. */

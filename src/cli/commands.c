@@ -138,12 +138,41 @@ void ms_print_summary(const ms_manifest *m, FILE *out)
         fprintf(out, "  metrics  http://%s:%u/metrics\n", m->global.metrics_bind, m->global.metrics_port);
 }
 
+/* clearance --names: what the fleet commands take as NAME, one a line, for
+ * shell completion: ships (a replicated one by its name, then each
+ * instance) and bays, then each tag once as @tag. */
+static void print_names(const ms_manifest *m, FILE *out)
+{
+    for (size_t i = 0; i < m->nships; i++) {
+        const ms_ship *s = &m->ships[i];
+        if (s->kind == MS_UPSTREAM)
+            continue;
+        if (s->base && s->instance == 0)
+            fprintf(out, "%s\n", s->base);
+        fprintf(out, "%s\n", s->name);
+    }
+    for (size_t i = 0; i < m->nships; i++) {
+        const ms_strlist *tags = &m->ships[i].tags;
+        for (size_t t = 0; t < tags->len; t++) {
+            bool seen = false;
+            for (size_t j = 0; j <= i && !seen; j++)
+                for (size_t u = 0; u < (j < i ? m->ships[j].tags.len : t) && !seen; u++)
+                    seen = strcmp(m->ships[j].tags.items[u], tags->items[t]) == 0;
+            if (!seen)
+                fprintf(out, "@%s\n", tags->items[t]);
+        }
+    }
+}
+
 int ms_cmd_clearance(const ms_cli *o)
 {
     ms_manifest *m = ms_cli_load(o);
     if (!m)
         return MS_EXIT_FAIL;
-    ms_print_summary(m, stdout);
+    if (o->names)
+        print_names(m, stdout);
+    else
+        ms_print_summary(m, stdout);
     ms_manifest_free(m);
     return MS_EXIT_OK;
 }

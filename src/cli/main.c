@@ -1,5 +1,6 @@
 /* main.c: the mothership command line: parses the subcommand and options
  * and dispatches. `mothership` alone means `mothership run`. */
+#include <assert.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,8 @@ static void usage(FILE *out)
           "  reload             apply the manifest's changes\n"
           "  drain              stop accepting requests, let those in flight finish\n"
           "\n"
+          "  help [COMMAND]     the help of one command (or: mothership COMMAND --help)\n"
+          "\n"
           "Options:\n"
           "  -c, --config PATH     manifest to use (default ./ship-manifest.toml)\n"
           "      --only T1,T2      run: only entries with one of these tags (and their dependencies)\n"
@@ -42,6 +45,7 @@ static void usage(FILE *out)
           "  -n N                  logs: the last N lines (default 100)\n"
           "  -f, --follow          logs: then follow new lines\n"
           "      --check           reload: print the plan, change nothing\n"
+          "      --names           clearance: print only the entries' names and @tags\n"
           "  -f, --force           init: overwrite an existing file\n"
           "  -h, --help            this help\n"
           "  -V, --version         print the version\n"
@@ -53,13 +57,38 @@ static void usage(FILE *out)
 
 static bool known_command(const char *c)
 {
-    static const char *const cmds[] = { "run", "init", "clearance", "preflight", "chart", NULL };
+    static const char *const cmds[] = { "run", "init", "clearance", "preflight", "chart", "help", NULL };
     if (ms_cli_is_ctl_verb(c))
         return true;
     for (size_t i = 0; cmds[i]; i++)
         if (strcmp(cmds[i], c) == 0)
             return true;
     return false;
+}
+
+/* `mothership CMD --help` and `mothership help [CMD]`. */
+static int help_command(const ms_cli *o, bool flag, char **rest, int nrest)
+{
+    const char *topic = o->command;
+    if (!flag && strcmp(o->command, "help") == 0) {
+        if (nrest == 0) {
+            usage(stdout);
+            return MS_EXIT_OK;
+        }
+        topic = rest[0];
+        if (!known_command(topic)) {
+            fprintf(stderr, "mothership: unknown command \"%s\" (see mothership --help)\n", topic);
+            return MS_EXIT_USAGE;
+        }
+        if (nrest > 1) {
+            fprintf(stderr, "mothership: unexpected argument \"%s\"\n", rest[1]);
+            return MS_EXIT_USAGE;
+        }
+    }
+    bool found = ms_cli_help(topic, stdout);
+    assert(found); /* every known command has its help */
+    (void)found;
+    return MS_EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -70,7 +99,7 @@ int main(int argc, char **argv)
     const char *nc = getenv("NO_COLOR");
     o.color = isatty(STDOUT_FILENO) && !(nc && *nc);
 
-    enum { OPT_ONLY = 256, OPT_EXCEPT, OPT_TUI, OPT_JSON, OPT_LOGFMT, OPT_SOCKET, OPT_CHECK };
+    enum { OPT_ONLY = 256, OPT_EXCEPT, OPT_TUI, OPT_JSON, OPT_LOGFMT, OPT_SOCKET, OPT_CHECK, OPT_NAMES };
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
         { "force", no_argument, NULL, 'f' },
@@ -84,10 +113,12 @@ int main(int argc, char **argv)
         { "socket", required_argument, NULL, OPT_SOCKET },
         { "check", no_argument, NULL, OPT_CHECK },
         { "follow", no_argument, NULL, 'F' },
+        { "names", no_argument, NULL, OPT_NAMES },
         { NULL, 0, NULL, 0 },
     };
     opterr = 0;
     bool log_format_given = false;
+    bool help = false; /* -h: answered once the command is known */
     int ch;
     bool lines_given = false;
     while ((ch = getopt_long(argc, argv, ":c:fhVn:", longopts, NULL)) != -1) {
@@ -107,7 +138,8 @@ int main(int argc, char **argv)
         }
         case OPT_SOCKET: o.socket = optarg; break;
         case OPT_CHECK: o.check = true; break;
-        case 'h': usage(stdout); return MS_EXIT_OK;
+        case 'h': help = true; break;
+        case OPT_NAMES: o.names = true; break;
         case 'V': printf("mothership %s\n", MS_VERSION); return MS_EXIT_OK;
         case OPT_ONLY: o.only = optarg; break;
         case OPT_EXCEPT: o.except = optarg; break;
@@ -133,12 +165,17 @@ int main(int argc, char **argv)
     if (pos < argc) {
         if (!known_command(argv[pos])) {
             fprintf(stderr, "mothership: unknown command \"%s\" (commands: run, init, clearance, preflight, "
-                            "chart, status, restart, stop, start, signal, logs, reload, drain; see mothership "
-                            "--help)\n", argv[pos]);
+                            "chart, status, restart, stop, start, signal, logs, reload, drain, help; see "
+                            "mothership --help)\n", argv[pos]);
             return MS_EXIT_USAGE;
         }
         o.command = argv[pos++];
+    } else if (help) {
+        usage(stdout);
+        return MS_EXIT_OK;
     }
+    if (help || strcmp(o.command, "help") == 0)
+        return help_command(&o, help, argv + pos, argc - pos);
     if (strcmp(o.command, "init") == 0 && pos < argc)
         o.init_path = argv[pos++];
     bool is_ctl = ms_cli_is_ctl_verb(o.command);
@@ -179,6 +216,10 @@ int main(int argc, char **argv)
     }
     if (o.check && strcmp(o.command, "reload") != 0) {
         fprintf(stderr, "mothership: --check goes with reload\n");
+        return MS_EXIT_USAGE;
+    }
+    if (o.names && strcmp(o.command, "clearance") != 0) {
+        fprintf(stderr, "mothership: --names goes with clearance\n");
         return MS_EXIT_USAGE;
     }
     if (o.socket && !is_ctl) {

@@ -186,7 +186,9 @@ def test_version():
 
 @pytest.mark.parametrize("args,words", [
     (["launch"], ['unknown command "launch"', "--help"]),
-    (["help"], ['unknown command "help"']),
+    (["help", "launch"], ['unknown command "launch"']),
+    (["help", "run", "extra"], ['unexpected argument "extra"']),
+    (["chart", "--names"], ["--names", "clearance"]),
     (["clearance", "--frobnicate"], ["unknown option --frobnicate", "--help"]),
     (["-x"], ["unknown option -x"]),
     (["clearance", "--json"], ["--json", "chart"]),
@@ -197,7 +199,7 @@ def test_version():
     (["clearance", "--force"], ["--force", "init"]),
     (["clearance", "--only", "web"], ["--only", "run"]),
     (["--log-format", "xml"], ["--log-format", "xml"]),
-], ids=["unknown-command", "help-is-not-a-command", "unknown-long-option", "unknown-short-option",
+], ids=["unknown-command", "help-unknown-command", "help-extra-argument", "names-without-clearance", "unknown-long-option", "unknown-short-option",
         "json-without-chart", "json-alone", "config-without-value", "extra-argument",
         "init-two-paths", "force-without-init", "only-without-run", "bad-log-format"])
 def test_usage_errors(args, words, tmp_path):
@@ -209,6 +211,103 @@ def test_usage_errors(args, words, tmp_path):
     for w in words:
         assert w in r.err, r
     assert not any(tmp_path.iterdir()), "a usage error must not touch any file"
+
+
+COMMANDS = ("run", "init", "clearance", "preflight", "chart", "status", "restart", "stop", "start",
+            "signal", "logs", "reload", "drain", "help")
+
+
+def options_table():
+    """{option: the commands column} of docs/cli.md's Options table."""
+    with open(os.path.join(ROOT, "docs", "cli.md"), encoding="utf-8") as f:
+        text = f.read()
+    table = text[text.index("\n## Options\n"):text.index("\n## Exit codes\n")]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`-"):
+            for opt in re.findall(r"`(-[-a-z]+)", cells[0]):
+                rows[opt] = cells[1]
+    return rows
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_each_command_has_its_own_help(cmd, tmp_path):
+    general = run_ms("--help").out
+    r = run_ms(cmd, "--help", cwd=str(tmp_path))
+    assert r.code == 0, r
+    assert r.err == ""
+    assert r.out != general
+    assert r.out.startswith(f"Usage: mothership {cmd}"), r
+    assert "\nExample:\n  mothership " in r.out, r
+    # the same text every way it is asked for
+    assert run_ms(cmd, "-h", cwd=str(tmp_path)).out == r.out
+    assert run_ms("help", cmd, cwd=str(tmp_path)).out == r.out
+    assert run_ms("-c", "x.toml", cmd, "--help", cwd=str(tmp_path)).out == r.out
+    assert not any(tmp_path.iterdir()), "help must not touch any file"
+    # every option it lists is one the command takes, documented for it
+    table = options_table()
+    for opt in re.findall(r"^ +(?:-[a-zA-Z], )?(--?[a-z][-a-z]*)", r.out, re.M):
+        assert opt in table, opt
+        where = table[opt]
+        fleet = cmd in ("status", "restart", "stop", "start", "signal", "logs", "reload", "drain")
+        assert where == "all" or cmd in where or (fleet and "fleet commands" in where), (opt, where)
+    # the options a command takes are all in its help: a wrong one is refused
+    if cmd not in ("reload", "help"):
+        assert "--check" not in r.out
+        assert run_ms(cmd, "--check", cwd=str(tmp_path)).code == 2
+    assert "help" in general
+
+
+def test_help_alone_is_the_overview():
+    r = run_ms("help")
+    assert r.code == 0, r
+    assert r.out == run_ms("--help").out
+
+
+def test_help_of_each_command_matches_cli_md():
+    """docs/cli.md has a section for each command whose heading shows the
+    same arguments as its usage line."""
+    with open(os.path.join(ROOT, "docs", "cli.md"), encoding="utf-8") as f:
+        text = f.read()
+    heads = {}
+    for heading in re.findall(r"^###+ (`mothership .*)$", text, re.M):
+        for span in re.findall(r"`(?:mothership )?([^`]+)`", heading):
+            heads.setdefault(span.split()[0], span)
+    for cmd in COMMANDS:
+        usage = run_ms("help", cmd).out.splitlines()[0][len("Usage: mothership "):]
+        documented = heads.get(cmd)
+        assert documented, cmd
+        # each positional argument and option of the usage is in the heading
+        for word in re.findall(r"[A-Z]+(?:\.\.\.)?|--?[a-z][-a-z]*", usage):
+            assert word in documented or word.rstrip(".") in documented, (cmd, word, documented)
+
+
+def test_clearance_names(manifest):
+    path = manifest("""
+        [[fleet.web]]
+        name = "web"
+        command = "sleep"
+        args = ["60"]
+        instances = 2
+        bind = "tcp://127.0.0.1:{port}"
+        port = 3000
+        tags = ["front", "http"]
+
+        [[fleet.workers]]
+        name = "mailer"
+        command = "sleep"
+        args = ["60"]
+        tags = ["back", "front"]
+
+        [[bays.websocket]]
+        name = "chat"
+        command = "sleep"
+        args = ["60"]
+    """)
+    r = run_ms("clearance", "--names", "-c", path)
+    assert r.code == 0, r
+    assert r.out.splitlines() == ["web", "web#0", "web#1", "mailer", "chat", "@front", "@http", "@back"]
 
 
 # ---------------------------------------------------------------- init

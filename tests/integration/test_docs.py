@@ -5,7 +5,7 @@ drift from the code:
   `mothership clearance`; a block fenced ```toml invalid must fail with exit
   1, and when a ```text block follows it, that text must appear in stderr;
 - every ```console block of docs/cli.md that starts with a read-only
-  `$ mothership ...` command (--help, clearance, chart) shows exactly what
+  `$ mothership ...` command (--help, help, clearance, chart) shows exactly what
   the binary prints for it, run from the repository root; one that starts
   with `$ mothership init` is run, command by command, in an empty
   directory;
@@ -108,7 +108,7 @@ def console_commands():
         if not lines or not lines[0].startswith("$ mothership "):
             continue
         argv = shlex.split(lines[0][2:])[1:]
-        if not argv or argv[0] not in ("--help", "-h", "clearance", "chart"):
+        if not argv or argv[0] not in ("--help", "-h", "help", "clearance", "chart"):
             continue
         output = "".join(lines[1:])
         assert not any(l.startswith("$ ") for l in lines[1:]), \
