@@ -24,6 +24,9 @@ PKGS=(
   # packaging: the Debian package (dpkg-buildpackage, lintian), the unit's
   # checker (systemd-analyze), promtool for the metrics lint
   debhelper dpkg-dev fakeroot lintian systemd prometheus
+  # the man pages' checks (groff -ww, man --warnings) and the shells the
+  # completion tests drive (test_man.py, test_completions.py)
+  groff-base man-db bash zsh fish
 )
 # Node for the Express and ws ships (test_node_ships.py; scripts/node-deps.sh
 # installs those two from npm). Asked for only when the command is missing:

@@ -1,0 +1,95 @@
+# bash completion for mothership(1)                        -*- shell-script -*-
+# Commands, their options, and the names of the manifest's ships, bays and
+# @tags, which `mothership clearance --names` prints offline.
+
+# The manifest's names, one a line; $1: the manifest given with -c, if any.
+_mothership_names()
+{
+    local -a args=(clearance --names)
+    [[ -n $1 ]] && args+=(-c "$1")
+    "${COMP_WORDS[0]}" "${args[@]}" 2>/dev/null
+}
+
+_mothership()
+{
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
+    local commands="run init clearance preflight chart status restart stop start signal logs reload drain help"
+    local fleet_opts="--config -c --socket --json --help -h"
+    local cmd="" manifest="" w i nargs=0
+    COMPREPLY=()
+
+    # the command, the manifest and how many arguments the command has so far
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w=${COMP_WORDS[i]}
+        case $w in
+            -c | --config) manifest=${COMP_WORDS[i + 1]}; ((i++)) ;;
+            --config=*) manifest=${w#--config=} ;;
+            --only | --except | --log-format | --socket | -n) ((i++)) ;;
+            -*) ;;
+            *) if [[ -z $cmd ]]; then cmd=$w; else ((nargs++)); fi ;;
+        esac
+    done
+
+    case $prev in
+        -c | --config)
+            compopt -o filenames 2>/dev/null
+            COMPREPLY=($(compgen -f -X '!*.toml' -- "$cur") $(compgen -d -- "$cur"))
+            return ;;
+        --socket)
+            compopt -o filenames 2>/dev/null
+            COMPREPLY=($(compgen -f -- "$cur"))
+            return ;;
+        --log-format)
+            COMPREPLY=($(compgen -W "text json" -- "$cur"))
+            return ;;
+        -n)
+            return ;;
+        --only | --except)
+            # a comma-separated list: complete its last element
+            local done_part="" tags
+            [[ $cur == *,* ]] && done_part=${cur%,*},
+            tags=$(_mothership_names "$manifest" | sed -n 's/^@//p')
+            COMPREPLY=($(compgen -P "$done_part" -W "$tags" -- "${cur##*,}"))
+            compopt -o nospace 2>/dev/null
+            return ;;
+    esac
+
+    if [[ $cur == -* ]]; then
+        local opts
+        case $cmd in
+            "") opts="--config -c --help -h --version -V" ;;
+            run) opts="--config -c --only --except --tui --log-format --help -h" ;;
+            init) opts="--config -c --force -f --help -h" ;;
+            clearance) opts="--config -c --names --help -h" ;;
+            preflight) opts="--config -c --help -h" ;;
+            chart) opts="--config -c --json --help -h" ;;
+            status | restart | stop | start | signal | drain) opts=$fleet_opts ;;
+            logs) opts="$fleet_opts -n --follow -f" ;;
+            reload) opts="$fleet_opts --check" ;;
+            help) opts="" ;;
+        esac
+        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+        return
+    fi
+
+    case $cmd in
+        "")
+            COMPREPLY=($(compgen -W "$commands" -- "$cur")) ;;
+        restart | stop | start)
+            COMPREPLY=($(compgen -W "$(_mothership_names "$manifest")" -- "$cur")) ;;
+        logs)
+            ((nargs == 0)) && COMPREPLY=($(compgen -W "$(_mothership_names "$manifest" | grep -v '^@')" -- "$cur")) ;;
+        signal)
+            if ((nargs == 0)); then
+                COMPREPLY=($(compgen -W "$(_mothership_names "$manifest" | grep -v '^@')" -- "$cur"))
+            elif ((nargs == 1)); then
+                COMPREPLY=($(compgen -W "HUP INT QUIT TERM KILL USR1 USR2 WINCH CONT STOP TSTP" -- "$cur"))
+            fi ;;
+        init)
+            compopt -o filenames 2>/dev/null
+            ((nargs == 0)) && COMPREPLY=($(compgen -f -- "$cur")) ;;
+        help)
+            ((nargs == 0)) && COMPREPLY=($(compgen -W "$commands" -- "$cur")) ;;
+    esac
+}
+complete -F _mothership mothership
