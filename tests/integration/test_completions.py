@@ -171,6 +171,59 @@ def test_zsh_completion_loads_through_compinit(tmp_path):
     assert p.returncode == 0, p.stderr
 
 
+# One interactive zsh in a pseudo terminal (compinit is slow: once): for
+# each (line, pattern) it types line<TAB>, prints what the terminal shows
+# until the glob pattern matches, then clears the line and waits for the
+# prompt again (a marker the typed command does not contain).
+ZSH_DRIVER = r"""
+zmodload zsh/zpty
+zpty z 'zsh -f -i'
+zpty -w z "PROMPT='RE''ADY> '; fpath=($1 \$fpath); autoload -Uz compinit; compinit -u -D; \
+zstyle ':completion:*' format '[%d]'; path=($2 \$path)"
+zpty -r z out '*READY> *'
+shift 2
+integer n=0
+while (( $# >= 2 )); do
+  zpty -w -n z "$1"$'\t'
+  zpty -r z out "$2" || exit 1
+  print -rn -- "$out"$'\0'
+  (( n++ ))
+  zpty -w z $'\x15'"print synced\$(( $n * 1000 ))"
+  zpty -r z out "*synced$(( n * 1000 ))*READY> *" || exit 1
+  shift 2
+done
+zpty -d z
+"""
+
+
+def zsh_complete(cwd, *cases):
+    """What an interactive zsh shows after each line<TAB>, read from its
+    terminal until that case's glob pattern matches."""
+    args = [a for case in cases for a in case]
+    p = subprocess.run(["zsh", "-f", "-c", ZSH_DRIVER, "zsh", COMPLETIONS, BUILD, *args], cwd=cwd,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p
+    outs = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", p.stdout).replace("\r", "").split("\0")
+    assert len(outs) == len(cases) + 1, outs
+    return outs[:-1]
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_completes_commands_options_and_names(tmp_path):
+    (tmp_path / "ship-manifest.toml").write_text(FLEET)
+    cmds, restart, logs, reload = zsh_complete(
+        tmp_path,
+        ("mothership st", "*stop *--*"),
+        ("mothership restart ", "*web?#1*"),
+        ("mothership logs ", "*web?#1*"),
+        ("mothership reload --", "*--socket*"))
+    assert re.search(r"start +-- start stopped entries", cmds) and "status" in cmds, cmds
+    for name in ("@back", "@front", "chat", "mailer", "web\\#0"):
+        assert name in restart, (name, restart)
+    assert "mailer" in logs and "@front" not in logs, logs
+    assert "--check" in reload and "--json" in reload, reload
+
+
 @pytest.mark.skipif(shutil.which("meson") is None, reason="meson is not installed")
 def test_meson_install_puts_completions_where_shells_look(tmp_path):
     p = subprocess.run(["meson", "install", "-C", BUILD, "--no-rebuild", "--destdir", str(tmp_path)],
