@@ -143,3 +143,59 @@ def test_meson_install_puts_man_pages_in_their_sections(tmp_path):
         section = name.rsplit(".", 1)[1]
         assert any(re.fullmatch(r".*/share/man/man%s/%s" % (section, re.escape(name)), f) for f in found), \
             (name, sorted(found))
+
+
+SAMPLE_MD = r"""# Title
+
+Text that wraps, with `code`, **bold**, *italic*, a [link](manifest.md#x),
+.a line that starts with a dot
+'and one with a quote, a back\slash, `C:\dir`, --an-option and → ✓.
+
+## A section
+
+- one
+  continued
+  - nested `item`
+- two
+
+  ```text
+  .TH inside a code block
+  'quoted \n
+  ```
+
+1. first
+2. second
+
+| key | type | meaning |
+|---|---|---|
+| `a\|b` | string | pipe in code |
+| plain | — | dash |
+
+> quoted **text**
+"""
+
+
+@needs_groff
+def test_md2man_escapes_what_roff_would_read(tmp_path):
+    src = tmp_path / "sample.md"
+    src.write_text(SAMPLE_MD, encoding="utf-8")
+    out = tmp_path / "sample.7"
+    p = subprocess.run(["python3", os.path.join(ROOT, "scripts", "md2man.py"), "--name", "sample",
+                        "--section", "7", "--summary", "a sample", "--version", "1.0", str(src), str(out)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    roff = out.read_text(encoding="ascii")
+    # no line of text is read as a request
+    for line in roff.splitlines():
+        if line.startswith((".", "'")):
+            assert line.startswith(".\\\"") or \
+                re.match(r"\.(TH|SH|SS|PP|IP|TP|RS|RE|nf|fi|br|nh|ad|if)\b", line), line
+    for device in ("utf8", "ascii"):
+        p = subprocess.run(["groff", "-man", "-ww", "-z", "-T" + device, str(out)], capture_output=True, text=True)
+        assert p.stderr == "", (device, p.stderr)
+    p = subprocess.run(["groff", "-man", "-Tutf8", "-P-cbou", str(out)], capture_output=True, text=True)
+    text = " ".join(p.stdout.split())
+    for want in (".a line that starts with a dot", "'and one with a quote", "back\\slash", "C:\\dir",
+                 "link (ship-manifest.toml(5))", ".TH inside a code block", "'quoted \\n", "a|b",
+                 "nested item", "1. first", "pipe in code", "quoted text", "\u2192", "\u2713"):
+        assert want in text, want
