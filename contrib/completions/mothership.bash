@@ -7,7 +7,8 @@ _mothership_names()
 {
     local -a args=(clearance --names)
     [[ -n $1 ]] && args+=(-c "$1")
-    "${COMP_WORDS[0]}" "${args[@]}" 2>/dev/null
+    # stdin is the terminal: never let a manifest read from it ("-c -")
+    "${COMP_WORDS[0]}" "${args[@]}" </dev/null 2>/dev/null
 }
 
 _mothership()

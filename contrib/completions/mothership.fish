@@ -17,7 +17,8 @@ function __mothership_names
                 set args $args -c (string replace -- --config= '' $tokens[$i])
         end
     end
-    command $tokens[1] $args 2>/dev/null
+    # stdin is the terminal: never let a manifest read from it ("-c -")
+    command $tokens[1] $args </dev/null 2>/dev/null
 end
 
 function __mothership_plain_names

@@ -140,6 +140,12 @@ def test_bash_completes_entry_names_and_tags(tmp_path):
 
 def test_bash_completion_without_a_manifest_offers_no_names(tmp_path):
     assert bash_complete(["mothership", "restart", ""], tmp_path) == []
+    # "-c -" reads the manifest from stdin: the completion must not wait on it
+    p = subprocess.run(["bash", "--norc", "--noprofile", "-c",
+                        f"source {BASH}; COMP_WORDS=(mothership -c - restart ''); COMP_CWORD=4; _mothership; "
+                        "echo \"${#COMPREPLY[@]}\""],
+                       cwd=tmp_path, env=env_with_binary(), input=FLEET, capture_output=True, text=True, timeout=30)
+    assert p.stdout == "0\n", p
 
 
 @pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
