@@ -21,6 +21,7 @@ static void usage(FILE *out)
           "  clearance    validate the manifest offline and summarise the fleet\n"
           "  preflight    validate the manifest and check every uplink\n"
           "  chart        print where each request goes, per bind\n"
+          "  help [CMD]   the help of one command, as mothership CMD --help\n"
           "\n"
           "Commands for a running fleet (through its control socket):\n"
           "  status             every ship and bay: state, pid, uptime, restarts, health\n"
@@ -31,8 +32,6 @@ static void usage(FILE *out)
           "  logs [NAME]        recent output of one entry or all\n"
           "  reload             apply the manifest's changes\n"
           "  drain              stop accepting requests, let those in flight finish\n"
-          "\n"
-          "  help [COMMAND]     the help of one command (or: mothership COMMAND --help)\n"
           "\n"
           "Options:\n"
           "  -c, --config PATH     manifest to use (default ./ship-manifest.toml)\n"
@@ -70,7 +69,7 @@ static bool known_command(const char *c)
 static int help_command(const ms_cli *o, bool flag, char **rest, int nrest)
 {
     const char *topic = o->command;
-    if (!flag && strcmp(o->command, "help") == 0) {
+    if (strcmp(o->command, "help") == 0 && (nrest > 0 || !flag)) {
         if (nrest == 0) {
             usage(stdout);
             return MS_EXIT_OK;

@@ -243,6 +243,7 @@ def test_each_command_has_its_own_help(cmd, tmp_path):
     # the same text every way it is asked for
     assert run_ms(cmd, "-h", cwd=str(tmp_path)).out == r.out
     assert run_ms("help", cmd, cwd=str(tmp_path)).out == r.out
+    assert run_ms("help", cmd, "--help", cwd=str(tmp_path)).out == r.out
     assert run_ms("-c", "x.toml", cmd, "--help", cwd=str(tmp_path)).out == r.out
     assert not any(tmp_path.iterdir()), "help must not touch any file"
     # every option it lists is one the command takes, documented for it
