@@ -79,8 +79,12 @@ bench-bays: build
 	DEPS_BENCH=1 ./scripts/deps.sh
 	./bench/bays/run.sh $(BUILD)
 
+# meson install: bin/mothership, lib/<multiarch>/libdock.so.1 and libdock.pc,
+# include/libdock/dock.h, the systemd unit, man pages, completions and docs
+# under PREFIX (an absolute path), staged under DESTDIR when given.
 install: build
-	install -Dm755 $(BUILD)/mothership $(DESTDIR)$(PREFIX)/bin/mothership
+	meson configure $(BUILD) -Dprefix=$(abspath $(PREFIX))
+	meson install -C $(BUILD) $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(SCAN_BUILD)
