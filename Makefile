@@ -8,7 +8,7 @@ SCAN_BUILD ?= build-scan
 MANIFEST ?= examples/ship-manifest.toml
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench bench-tls bench-deploy bench-bays install clean
+.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench bench-tls bench-deploy bench-bays install deb clean
 
 all: build
 
@@ -86,5 +86,10 @@ install: build
 	meson configure $(BUILD) -Dprefix=$(abspath $(PREFIX))
 	meson install -C $(BUILD) $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
 
+# The Debian packages (scripts/build-deb.sh), built from a copy of the tree:
+# build-deb/mothership_*.deb, libdock1_*.deb, libdock-dev_*.deb.
+deb: deps
+	./scripts/build-deb.sh build-deb
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(SCAN_BUILD)
+	rm -rf build-deb $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(SCAN_BUILD)

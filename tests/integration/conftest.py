@@ -22,6 +22,10 @@ class Result:
         return f"<exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}>"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: builds something big (the Debian packages); part of make test")
+
+
 def run_ms(*args, cwd=None, env=None, timeout=30):
     """Run the mothership binary to completion and return its Result."""
     full_env = dict(os.environ)
