@@ -38,10 +38,10 @@ int main(int argc, char **argv)
 """
 
 
-def _prefix(build):
+def _option(build, name):
     out = subprocess.run(["meson", "introspect", build, "--buildoptions"], check=True,
                          capture_output=True, text=True).stdout
-    return next(o["value"] for o in json.loads(out) if o["name"] == "prefix")
+    return next(o["value"] for o in json.loads(out) if o["name"] == name)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def staged(tmp_path_factory):
     """make install PREFIX=/opt/mothership DESTDIR=<tmp>; the build dir's own
     prefix is put back afterwards."""
     dest = tmp_path_factory.mktemp("destdir")
-    old = _prefix(BUILD)
+    old = _option(BUILD, "prefix")
     try:
         p = subprocess.run(["make", "--no-print-directory", "install", f"BUILD={BUILD}",
                             f"PREFIX={PREFIX}", f"DESTDIR={dest}"],
@@ -128,7 +128,10 @@ def test_c_program_builds_against_installed_libdock(staged, tmp_path):
     assert f"-I{dest}{PREFIX}/include" in flags and "-ldock" in flags, flags
     src, exe = tmp_path / "tiny.c", tmp_path / "tiny"
     src.write_text(TINY_BAY)
-    subprocess.run(["cc", "-std=c17", "-Wall", "-Wextra", "-Werror", str(src), "-o", str(exe),
+    # A sanitized build's libdock needs the sanitizer runtime in the program too.
+    sanitize = _option(BUILD, "b_sanitize")
+    san = [] if sanitize == "none" else [f"-fsanitize={sanitize}"]
+    subprocess.run(["cc", "-std=c17", "-Wall", "-Wextra", "-Werror", *san, str(src), "-o", str(exe),
                     *flags], check=True, timeout=60)
     run_env = dict(os.environ, LD_LIBRARY_PATH=libdir)
     ldd = subprocess.run(["ldd", str(exe)], env=run_env, capture_output=True, text=True).stdout
