@@ -64,6 +64,11 @@ def _field(deb, name):
 def test_deb_packages_built(debs):
     assert sorted(debs) == ["libdock-dev", "libdock1", "mothership"]
     assert re.fullmatch(r"mothership_[0-9][^_]*_[a-z0-9]+\.deb", os.path.basename(debs["mothership"]))
+    # debian/changelog and meson.build say the same version.
+    with open(os.path.join(ROOT, "meson.build")) as f:
+        version = re.search(r"version\s*:\s*'([^']+)'", f.read()).group(1)
+    for deb in debs.values():
+        assert _field(deb, "Version") == version
 
 
 def test_deb_mothership_contents(debs):
