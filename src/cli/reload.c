@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "cli/run.h"
+#include "cli/run_notify.h"
 #include "manifest/diff.h"
 #include "util/strutil.h"
 
@@ -130,7 +131,7 @@ static bool same_selection(const ms_run *r, const bool *selected, size_t n)
     return true;
 }
 
-bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
+static bool reload(ms_run *r, bool check_only, const char *who, json_t **result)
 {
     if (result)
         *result = NULL;
@@ -322,6 +323,18 @@ out:
     free(selected);
     if (m)
         ms_manifest_free(m);
+    return ok;
+}
+
+/* The service manager hears RELOADING=1 before and READY=1 after (a
+ * refused reload included: the fleet runs on, on the old manifest). */
+bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
+{
+    if (!check_only)
+        ms_run_notify_reloading(r->notify);
+    bool ok = reload(r, check_only, who, result);
+    if (!check_only)
+        ms_run_notify_reloaded(r->notify);
     return ok;
 }
 

@@ -15,6 +15,7 @@
 #include "cli/ctl.h"
 #include "cli/reload.h"
 #include "cli/run.h"
+#include "cli/run_notify.h"
 #include "cli/run_signals.h"
 #include "fleet/roll.h"
 #include "fleet/fleet.h"
@@ -60,6 +61,14 @@ static void on_fleet_done(ms_fleet *f, void *arg)
         ms_metrics_server_close(c->metrics, on_metrics_closed, NULL);
         c->metrics = NULL;
     }
+}
+
+/* Launched, or stopping: the service manager hears of it. */
+static void on_fleet_phase(ms_fleet *f, void *arg)
+{
+    ms_run *c = arg;
+    (void)f;
+    ms_run_notify_fleet(c->notify);
 }
 
 static void on_docks_flushed(void *arg)
@@ -239,6 +248,8 @@ static void launch(ms_run *c)
         return;
     }
     ms_ctl_attach_fleet(c->ctl);
+    c->fleet->phase_changed = on_fleet_phase;
+    c->fleet->phase_arg = c;
     ms_dp_config cfg = { .m = c->m, .procs = c->fleet->procs, .log = c->log, .workers = c->m->global.workers };
     if (c->m->global.nbinds == 0)
         cfg.workers = 1; /* no data plane: the hub's single inbox is never read */
@@ -392,6 +403,7 @@ int ms_cmd_run(const ms_cli *o)
     }
     c.tui_wanted = o->tui && ms_tui_usable();
     c.loop = uv_default_loop();
+    c.notify = ms_run_notify_start(&c); /* before any process is started: they must not inherit $NOTIFY_SOCKET */
     c.view.m = c.m;
     c.ignored = ms_run_signals_start(c.loop, c.log);
     if (!c.ignored)
@@ -442,6 +454,7 @@ run_loop:
     uv_run(c.loop, UV_RUN_DEFAULT);
     close_early_signals(&c);
     ms_run_signals_close(c.ignored);
+    ms_run_notify_close(c.notify);
     uv_run(c.loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(c.loop);
     if (rc != 0)

@@ -50,6 +50,8 @@ struct ms_run {
     double last_reload_ok;               /* unix time of the last successful reload (the launch at first) */
     /* ctl.c */
     struct ms_ctl *ctl;                  /* the control socket; NULL when there is none */
+    /* run_notify.c */
+    struct ms_run_notify *notify;        /* the service manager's socket; NULL when there is none */
 };
 
 /* The hub and the docking links, made when the first bay appears (at the

@@ -640,6 +640,8 @@ static void end_launch(ms_fleet *f, size_t total)
     ms_log_event(f->log, down[0] ? MS_WARN : MS_INFO, NULL, "fleet_ready", "fleet ready: %zu %s in %llums%s%s", total,
                  total == 1 ? "entry" : "entries", (unsigned long long)(f->launched_at - f->started_at),
                  down[0] ? "; not up: " : "", down);
+    if (f->phase_changed)
+        f->phase_changed(f, f->phase_arg);
 }
 
 static void schedule(ms_fleet *f)
@@ -935,6 +937,8 @@ void ms_fleet_shutdown(ms_fleet *f, int exit_code, const char *why)
     f->shutdown_began_at = uv_now(f->loop);
     f->exit_code = exit_code;
     ms_log_event(f->log, exit_code ? MS_ERROR : MS_INFO, NULL, "shutdown", "stopping the fleet: %s", why);
+    if (f->phase_changed)
+        f->phase_changed(f, f->phase_arg);
     ms_roll_cancel_all(f, "the fleet is stopping");
     for (size_t i = 0; i < f->nall; i++)
         for (ms_proc *p = f->procs[i]; p; p = pair_next(f->procs[i], p)) {

@@ -169,6 +169,10 @@ struct ms_fleet {
      * processes when ms_fleet_drained() is called. */
     void (*drain)(ms_fleet *f, void *arg);
     void *drain_arg;
+    /* Called when the launch is over (phase RUNNING) and when a shutdown
+     * begins (phase STOPPING), or NULL. */
+    void (*phase_changed)(ms_fleet *f, void *arg);
+    void *phase_arg;
     bool draining;
     uint64_t shutdown_began_at;  /* loop time the fleet's shutdown began */
     /* Bays: the docking side (src/dock/link.c). Without it a bay is ready

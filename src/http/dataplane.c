@@ -1324,6 +1324,16 @@ uint64_t ms_dataplane_requests_to(const ms_dataplane *dp, const char *target)
     return total;
 }
 
+uint64_t ms_dataplane_requests_total(const ms_dataplane *dp)
+{
+    uint64_t total = 0;
+    for (uint32_t s = 0; s < dp->nslots; s++)
+        for (unsigned i = 0; i < dp->nworkers; i++)
+            for (int k = 1; k <= 5; k++)
+                total += ld(&ms_worker_slot(&dp->workers[i], s)->by_class[k]);
+    return total;
+}
+
 /* A slot whose requests go to a ship or bay (not a static dir, not "no match"). */
 static bool proxied(const ms_slot_info *si)
 {

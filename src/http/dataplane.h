@@ -100,6 +100,8 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out);
 /* Requests answered so far (summed over workers and routes) for routes to
  * the ship or bay named target; read-only, for the dashboard's req/s. */
 uint64_t ms_dataplane_requests_to(const ms_dataplane *dp, const char *target);
+/* Requests answered so far, every route and kind summed (for req/s). */
+uint64_t ms_dataplane_requests_total(const ms_dataplane *dp);
 
 /* Control loop: does a generation workers may still use point at p (a
  * retired process is freed only once none does)? */
