@@ -19,13 +19,13 @@ struct ms_run_notify {
     ms_sdnotify sd;
     uv_timer_t watchdog, status;
     int open_timers;
-    bool ready_sent;             /* READY=1 said once: the fleet was ready */
+    bool ready_sent; /* READY=1 said once: the fleet was ready */
     bool stopping_sent;
     bool reloading;
     char last_status[192];
-    uint64_t last_requests;      /* for req/s: the total at the last status tick */
-    uint64_t last_tick;          /* uv_now of that tick; 0 before the first */
-    uint64_t rate;               /* req/s over the last tick */
+    uint64_t last_requests; /* for req/s: the total at the last status tick */
+    uint64_t last_tick;     /* uv_now of that tick; 0 before the first */
+    uint64_t rate;          /* req/s over the last tick */
 };
 
 static uint64_t requests_total(const ms_run *r)
@@ -46,9 +46,13 @@ static void summary(ms_run_notify *n, char *out, size_t len)
         up += ms_fleet_entry_up(f->procs[i]);
     }
     size_t binds = r->m ? r->m->global.nbinds : 0;
-    const char *phase = !f || f->phase == MS_FLEET_LAUNCHING ? "launching: "
-                        : f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE ? "stopping: "
-                        : n->reloading ? "reloading: " : "";
+    const char *phase = "";
+    if (!f || f->phase == MS_FLEET_LAUNCHING)
+        phase = "launching: ";
+    else if (f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE)
+        phase = "stopping: ";
+    else if (n->reloading)
+        phase = "reloading: ";
     snprintf(out, len, "%s%zu/%zu up, %zu bind%s, %llu req/s", phase, up, total, binds, binds == 1 ? "" : "s",
              (unsigned long long)n->rate);
 }

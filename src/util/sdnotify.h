@@ -15,10 +15,10 @@
 #include <sys/un.h>
 
 typedef struct ms_sdnotify {
-    int fd;                    /* -1: no service manager to tell */
+    int fd; /* -1: no service manager to tell */
     struct sockaddr_un addr;
     socklen_t addr_len;
-    uint64_t watchdog_usec;    /* 0: no watchdog for us */
+    uint64_t watchdog_usec; /* 0: no watchdog for us */
 } ms_sdnotify;
 
 /* Read $NOTIFY_SOCKET, $WATCHDOG_USEC and $WATCHDOG_PID, then unset them.

@@ -38,13 +38,13 @@ static void test_addresses(void **state)
     memset(lng, 'x', sizeof lng - 1);
     lng[0] = '/';
     lng[sizeof lng - 1] = '\0';
-    assert_false(ms_sdnotify_address(lng, &a, &len));          /* 109 bytes: too long */
+    assert_false(ms_sdnotify_address(lng, &a, &len)); /* 109 bytes: too long */
     lng[sizeof a.sun_path - 1] = '\0';
-    assert_true(ms_sdnotify_address(lng, &a, &len));           /* 107 bytes and the NUL: fits */
+    assert_true(ms_sdnotify_address(lng, &a, &len)); /* 107 bytes and the NUL: fits */
     lng[0] = '@';
     lng[sizeof a.sun_path - 1] = 'x';
     lng[sizeof a.sun_path] = '\0';
-    assert_true(ms_sdnotify_address(lng, &a, &len));           /* abstract: all 108 bytes */
+    assert_true(ms_sdnotify_address(lng, &a, &len)); /* abstract: all 108 bytes */
 }
 
 static void test_watchdog(void **state)
