@@ -15,7 +15,6 @@ import requests
 
 from conftest import BINARY, ROOT, run_ms
 from fleet_helpers import free_port, http_get
-from http_helpers import wait_until
 
 DEPLOY_MD = os.path.join(ROOT, "docs", "deploy.md")
 UNIT = os.path.join(ROOT, "contrib", "systemd", "mothership.service")

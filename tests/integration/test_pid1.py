@@ -16,7 +16,6 @@ import time
 import pytest
 
 import fleet_helpers
-from fleet_helpers import wait_file
 
 pytestmark = pytest.mark.skipif(not shutil.which("unshare") or not shutil.which("nsenter"),
                                 reason="unshare/nsenter (util-linux) not installed")
