@@ -2,6 +2,7 @@
  * the uplinks, open the metrics endpoint, launch the fleet and supervise it
  * until it stops. Exit 0 after a signal-initiated clean shutdown, 1 when the
  * launch fails or a critical ship dies (see docs/cli.md). */
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -238,7 +239,41 @@ static bool start_tls(ms_run *c, char *why, size_t why_len)
     return true;
 }
 
+/* A signal PID 1 leaves at its default action is dropped by the kernel,
+ * not even kept pending, so a SIGTERM that comes before a handler is in
+ * place (while the manifest is read, or between the early handlers and the
+ * fleet's) would be lost and the container would run on until SIGKILL.
+ * Blocked, it stays pending until the handler is there. Every thread made
+ * while they are blocked keeps them blocked, so the signal can only reach
+ * the control loop's thread once it unblocks them. */
+static void hold_stop_signals(sigset_t *old)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGQUIT);
+    (void)pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+static void release_stop_signals(const sigset_t *old)
+{
+    (void)pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+static void launch_now(ms_run *c);
+
+/* The early handlers give way to the fleet's: the stop signals are held in
+ * between, so that one coming then reaches the fleet's handler. */
 static void launch(ms_run *c)
+{
+    sigset_t old;
+    hold_stop_signals(&old);
+    launch_now(c);
+    release_stop_signals(&old);
+}
+
+static void launch_now(ms_run *c)
 {
     close_early_signals(c);
     char why[512];
@@ -372,6 +407,10 @@ static void raise_fd_limit(void)
 
 int ms_cmd_run(const ms_cli *o)
 {
+    bool pid1 = getpid() == 1;
+    sigset_t mask_before;
+    if (pid1) /* until a handler is in place, see hold_stop_signals */
+        hold_stop_signals(&mask_before);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     ms_run c = { .o = o, .exit_code = MS_EXIT_OK };
@@ -451,6 +490,8 @@ int ms_cmd_run(const ms_cli *o)
         launch(&c);
     }
 run_loop:
+    if (pid1) /* a handler is in place (the early ones or the fleet's) */
+        release_stop_signals(&mask_before);
     uv_run(c.loop, UV_RUN_DEFAULT);
     close_early_signals(&c);
     ms_run_signals_close(c.ignored);

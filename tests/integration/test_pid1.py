@@ -207,3 +207,30 @@ def test_as_pid1_sigterm_before_the_launch_exits(fleet, as_pid1, tmp_path):
         assert ms.wait_exit() == 143, ms.output()
     finally:
         s.close()
+
+
+def test_as_pid1_sigterm_before_any_handler_is_not_lost(fleet, as_pid1, tmp_path):
+    """A SIGTERM that comes while the manifest is being read (here: a FIFO
+    nobody writes yet, so Mothership waits in open) is kept until the
+    handlers are in place, then stops the fleet: the kernel would drop it
+    for a PID 1 that left it at its default action."""
+    fifo = tmp_path / "ship-manifest.toml"
+    os.mkfifo(fifo)
+    ms = fleet_helpers.Mothership(["-c", str(fifo)], cwd=str(tmp_path))
+    fleet.started.append(ms)
+    pid1 = pid1_of(ms)
+    deadline = time.monotonic() + 10
+    while True:   # blocked in the FIFO's open, long before any handler
+        try:
+            with open(f"/proc/{pid1}/wchan") as f:
+                if f.read().strip() in ("wait_for_partner", "fifo_open"):
+                    break
+        except FileNotFoundError:
+            pass
+        assert time.monotonic() < deadline, "mothership did not reach the manifest's open"
+        time.sleep(0.02)
+    os.kill(pid1, signal.SIGTERM)
+    with open(fifo, "w") as f:
+        f.write('[[fleet.workers]]\nname = "idle"\ncommand = "sleep"\nargs = ["60"]\nready_after = "50ms"\n')
+    ms.event("shutdown", msg="SIGTERM")
+    assert ms.wait_exit() == 0, ms.output()
