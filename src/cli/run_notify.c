@@ -22,6 +22,7 @@ struct ms_run_notify {
     bool ready_sent; /* READY=1 said once: the fleet was ready */
     bool stopping_sent;
     bool reloading;
+    bool failure_logged; /* a send failed and was logged (once: the socket may be gone for good) */
     char last_status[192];
     uint64_t last_requests; /* for req/s: the total at the last status tick */
     uint64_t last_tick;     /* uv_now of that tick; 0 before the first */
@@ -66,9 +67,11 @@ static void send_with_status(ms_run_notify *n, const char *msg)
     snprintf(buf, sizeof buf, "%sSTATUS=%s", msg, status);
     snprintf(n->last_status, sizeof n->last_status, "%s", status);
     int rc = ms_sdnotify_send(&n->sd, buf);
-    if (rc < 0 && !n->stopping_sent)
-        ms_log_event(n->r->log, MS_WARN, NULL, "notify_failed", "cannot notify the service manager: %s",
-                     uv_strerror(rc));
+    if (rc < 0 && !n->failure_logged) {
+        n->failure_logged = true;
+        ms_log_event(n->r->log, MS_WARN, NULL, "notify_failed",
+                     "cannot notify the service manager: %s (not logged again)", uv_strerror(rc));
+    }
 }
 
 static void on_watchdog(uv_timer_t *t)

@@ -192,3 +192,20 @@ def test_malformed_notify_socket_is_a_warning_and_the_fleet_runs(fleet):
     assert e["level"] == "warn" and "relative/notify" in e["msg"], e
     ms.event("fleet_ready")
     assert ms.stop() == 0, ms.output()
+
+
+def test_a_notify_socket_nobody_listens_on_is_one_warning(fleet, tmp_path):
+    ms = fleet("""
+        [[fleet.workers]]
+        name = "idle"
+        command = "sleep"
+        args = ["60"]
+        ready_after = "50ms"
+    """, env={"NOTIFY_SOCKET": str(tmp_path / "nobody")})
+    ms.event("fleet_ready")
+    ms.signal(signal.SIGHUP)       # RELOADING=1, READY=1: more failed sends
+    ms.event("reloaded")
+    assert ms.stop() == 0, ms.output()
+    failed = ms.events("notify_failed")
+    assert len(failed) == 1 and failed[0]["level"] == "warn", failed
+    assert "not logged again" in failed[0]["msg"], failed
