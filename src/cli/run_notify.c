@@ -92,8 +92,8 @@ static void on_status(uv_timer_t *t)
 {
     ms_run_notify *n = t->data;
     uint64_t now = uv_now(n->r->loop), total = requests_total(n->r);
-    if (n->last_tick && now > n->last_tick)
-        n->rate = (total - n->last_requests) * 1000 / (now - n->last_tick);
+    if (n->last_tick && now > n->last_tick) /* a slot given to a new entry starts again from 0 */
+        n->rate = total >= n->last_requests ? (total - n->last_requests) * 1000 / (now - n->last_tick) : 0;
     n->last_tick = now;
     n->last_requests = total;
     if (!n->ready_sent && n->r->fleet && ms_fleet_ready(n->r->fleet)) {

@@ -7,6 +7,7 @@ the shutdown begins, a STATUS= summary, WATCHDOG=1 at half of
 $WATCHDOG_USEC when it is meant for Mothership; and ships never see those
 variables."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -209,3 +210,28 @@ def test_a_notify_socket_nobody_listens_on_is_one_warning(fleet, tmp_path):
     failed = ms.events("notify_failed")
     assert len(failed) == 1 and failed[0]["level"] == "warn", failed
     assert "not logged again" in failed[0]["msg"], failed
+
+
+def test_status_follows_traffic(fleet, notify):
+    import requests
+    n = notify()
+    px = start_proxy_env(fleet, {"NOTIFY_SOCKET": n.env})
+    assert n.wait("READY")["STATUS"] == "1/1 up, 1 bind, 0 req/s"
+    # requests until a STATUS update (at most one per 2 s) shows them
+    deadline = time.monotonic() + 15
+    with requests.Session() as s:
+        while True:
+            assert s.get(px.url("/x"), timeout=5).status_code == 200
+            n.s.settimeout(0.01)
+            try:
+                data = n.s.recv(4096).decode()
+            except socket.timeout:
+                data = ""
+            if data:
+                msg = dict(line.split("=", 1) for line in data.split("\n") if line)
+                n.got.append(msg)
+                m = re.fullmatch(r"1/1 up, 1 bind, (\d+) req/s", msg.get("STATUS", ""))
+                if m and int(m.group(1)) > 0:
+                    break
+            assert time.monotonic() < deadline, f"no STATUS with req/s: {n.got}"
+    assert px.ms.stop() == 0
