@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ static void close_early_signals(ms_run *c)
         uv_close((uv_handle_t *)&c->early_int, NULL);
         uv_close((uv_handle_t *)&c->early_term, NULL);
         uv_close((uv_handle_t *)&c->early_quit, NULL);
+        uv_close((uv_handle_t *)&c->early_chld, NULL);
         c->early_open = false;
     }
 }
@@ -381,6 +383,18 @@ static void on_uplinks(bool ok, const char *message, const ms_uplink_result *res
     launch(c);
 }
 
+/* Before the fleet exists Mothership has started no process, but as PID 1
+ * it is handed every orphan of the namespace (a `docker exec`'d command's
+ * children, a sidecar's): reap them while uplinks are checked, however long
+ * that takes. The fleet reaps from its start on. */
+static void on_early_child(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+}
+
 static void on_early_signal(uv_signal_t *h, int signum)
 {
     ms_run *c = h->data;
@@ -472,10 +486,14 @@ int ms_cmd_run(const ms_cli *o)
     uv_signal_init(c.loop, &c.early_int);
     uv_signal_init(c.loop, &c.early_term);
     uv_signal_init(c.loop, &c.early_quit);
+    uv_signal_init(c.loop, &c.early_chld);
     c.early_int.data = c.early_term.data = c.early_quit.data = &c;
     uv_signal_start(&c.early_int, on_early_signal, SIGINT);
     uv_signal_start(&c.early_term, on_early_signal, SIGTERM);
     uv_signal_start(&c.early_quit, on_early_signal, SIGQUIT);
+    uv_signal_start(&c.early_chld, on_early_child, SIGCHLD);
+    uv_unref((uv_handle_t *)&c.early_chld); /* reaping alone does not keep the loop running */
+    on_early_child(&c.early_chld, SIGCHLD); /* those that ended before it was caught */
     c.early_open = true;
     if (c.m->nuplinks > 0) {
         ms_log_event(c.log, MS_INFO, NULL, "preflight", "checking %zu uplink%s", c.m->nuplinks,

@@ -39,6 +39,7 @@ struct ms_run {
     ms_metrics_server *metrics;
     ms_fleet_view view;
     uv_signal_t early_int, early_term, early_quit; /* before the fleet takes over signals */
+    uv_signal_t early_chld;              /* before the fleet: orphans handed to a PID 1 reaped */
     ms_run_signals *ignored;             /* the signals that do not stop Mothership */
     bool early_open;
     bool tui_wanted;                     /* --tui on a terminal */

@@ -181,9 +181,26 @@ def test_as_pid1_a_critical_crash_exits_1(fleet, as_pid1):
     assert ms.wait_exit() == 1, ms.output()
 
 
-def test_as_pid1_sigterm_before_the_launch_exits(fleet, as_pid1, tmp_path):
-    """While uplinks are checked (before the fleet owns the signals) a
-    SIGTERM stops it at once with 143: a handler is installed there too."""
+def host_pid_of(pid1, nspid):
+    """The host pid of the process whose pid in pid1's namespace is nspid."""
+    ns = os.readlink(f"/proc/{pid1}/ns/pid")
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/status") as f:
+                ids = [l.split()[1:] for l in f if l.startswith("NSpid:")][0]
+            if len(ids) > 1 and ids[-1] == str(nspid) and os.readlink(f"/proc/{d}/ns/pid") == ns:
+                return int(d)
+        except (OSError, IndexError):
+            continue
+    return None
+
+
+def test_as_pid1_before_the_launch_orphans_are_reaped_and_sigterm_exits(fleet, as_pid1, tmp_path):
+    """While uplinks are checked (before the fleet exists) an orphan handed
+    to PID 1 is reaped all the same, and a SIGTERM stops Mothership at once
+    with 143: a handler is installed there too."""
     import socket
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -203,6 +220,12 @@ def test_as_pid1_sigterm_before_the_launch_exits(fleet, as_pid1, tmp_path):
         """)
         ms.event("preflight", timeout=15)
         pid1 = pid1_of(ms)
+        r = in_namespace(pid1, "sh", "-c", "sleep 0.1 & echo $!")
+        assert r.returncode == 0, r.stderr
+        orphan = host_pid_of(pid1, int(r.stdout.strip()))
+        if orphan is not None:
+            assert not wait_reaped([orphan]), f"the orphan {orphan} was not reaped: {stat_of(orphan)}"
+        assert not ms.events("launch"), ms.output()   # still checking the uplink
         os.kill(pid1, signal.SIGTERM)
         assert ms.wait_exit() == 143, ms.output()
     finally:
