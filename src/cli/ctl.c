@@ -275,6 +275,25 @@ static json_t *strlist_json(const ms_strlist *l)
     return a;
 }
 
+/* A scheduled job: its schedule, its next run (local time, RFC 3339 with
+ * the offset; null when none is set) and the runs skipped because the
+ * last one was still going. */
+static void schedule_json(const ms_proc *p, json_t *e)
+{
+    json_t *next = json_null();
+    time_t t = (time_t)p->next_run;
+    struct tm tm;
+    char buf[40];
+    if (p->next_run > 0 && localtime_r(&t, &tm) && strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm) == 24) {
+        memmove(buf + 23, buf + 22, 3); /* +0100 -> +01:00 */
+        buf[22] = ':';
+        next = json_string(buf);
+    }
+    json_object_set_new(e, "schedule", json_string(p->ship->schedule));
+    json_object_set_new(e, "next_run", next);
+    json_object_set_new(e, "runs_skipped", json_integer(p->runs_skipped));
+}
+
 static json_t *entry_json(const ms_fleet *f, const ms_proc *p)
 {
     const ms_ship *s = p->ship;
@@ -304,13 +323,16 @@ static json_t *entry_json(const ms_fleet *f, const ms_proc *p)
             cpu = json_real((double)ticks / (double)hz / uptime * 100.0);
         rss = json_integer((json_int_t)rss_bytes);
     }
-    return json_pack("{s:s, s:s, s:s?, s:o, s:s, s:b, s:i, s:f, s:I, s:s, s:s, s:o, s:o, s:o, s:i}",
+    json_t *e = json_pack("{s:s, s:s, s:s?, s:o, s:s, s:b, s:i, s:f, s:I, s:s, s:s, s:o, s:o, s:o, s:i}",
                      "name", s->name, "kind", kind_name(s), "group", s->group, "tags", strlist_json(&s->tags),
                      "state", ms_pstate_name(p->state), "selected", p->selected, "pid", pid, "uptime_s", uptime,
                      "restarts", (json_int_t)p->restarts, "health", health,
                      "breaker", ms_breaker_name((ms_breaker)__atomic_load_n(&p->breaker, __ATOMIC_ACQUIRE)),
                      "last_exit", last_exit, "cpu_percent", cpu, "rss_bytes", rss, "instances",
                      (int)(s->instances ? s->instances : 1));
+    if (e && s->schedule)
+        schedule_json(p, e);
+    return e;
 }
 
 /* Replicas and rolls: the ship's name as written and which instance this

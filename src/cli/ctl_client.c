@@ -269,10 +269,12 @@ static void print_status(const json_t *body)
         const char *st = json_string_value(json_object_get(e, "state"));
         snprintf(state, sizeof state, "%s%s", st ? st : "-", roll);
         const char *bind = json_string_value(json_object_get(e, "bind")); /* upstreams: where it is reached */
-        printf("%-20s %-8s %-16s %8s %8s %8lld %-9s %6s %9s%s%s\n", json_string_value(json_object_get(e, "name")),
+        const char *next = json_string_value(json_object_get(e, "next_run")); /* scheduled jobs */
+        printf("%-20s %-8s %-16s %8s %8s %8lld %-9s %6s %9s%s%s%s%s\n", json_string_value(json_object_get(e, "name")),
                json_string_value(json_object_get(e, "kind")), state, pid,
                up, (long long)json_integer_value(json_object_get(e, "restarts")),
-               json_string_value(json_object_get(e, "health")), cpu, rss, bind ? "  at " : "", bind ? bind : "");
+               json_string_value(json_object_get(e, "health")), cpu, rss, bind ? "  at " : "", bind ? bind : "",
+               next ? "  next run " : "", next ? next : "");
     }
 }
 

@@ -21,12 +21,14 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fleet/ports.h"
 #include "fleet/process.h"
 #include "fleet/roll.h"
 #include "fleet/shim.h"
+#include "util/cron.h"
 #include "util/strutil.h"
 
 #define PROBE_RETRY_FIRST_MS 50
@@ -48,7 +50,7 @@ static void stop_retired(ms_fleet *f);
 const char *ms_pstate_name(ms_pstate s)
 {
     static const char *const names[] = { "waiting", "starting", "ready", "backoff", "done",
-                                         "failed", "skipped", "stopping", "stopped" };
+                                         "failed", "skipped", "stopping", "stopped", "scheduled" };
     return names[s];
 }
 
@@ -540,6 +542,114 @@ static bool port_free(ms_proc *p, char *why, size_t why_len)
     return false;
 }
 
+/* ---------------------------------------------------------------- schedules */
+int64_t ms_fleet_wall_ms(const ms_fleet *f)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t real = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (f->clock_scale <= 1)
+        return real;
+    return f->clock_base_ms + (real - f->clock_base_ms) * (int64_t)f->clock_scale;
+}
+
+/* "2026-03-10 04:05 CET" */
+static void local_minute(int64_t t, char *buf, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!localtime_r(&tt, &tm) || !strftime(buf, cap, "%Y-%m-%d %H:%M %Z", &tm))
+        snprintf(buf, cap, "@%lld", (long long)t);
+}
+
+static void on_cron(uv_timer_t *t);
+
+/* Set p's timer for its schedule's next match after now; next_run 0 when
+ * it has none. */
+static void cron_arm(ms_proc *p)
+{
+    ms_fleet *f = p->fleet;
+    ms_cron c;
+    char why[200];
+    p->next_run = 0;
+    if (!p->timers_open)
+        return;
+    uv_timer_stop(&p->health_timer);
+    if (!p->ship->schedule || !ms_cron_parse(p->ship->schedule, &c, why, sizeof why))
+        return; /* the manifest was checked: not a schedule any more */
+    int64_t now = ms_fleet_wall_ms(f);
+    time_t next = ms_cron_next(&c, (time_t)(now / 1000));
+    if (next < 0) {
+        ms_log_event(f->log, MS_WARN, p->ship->name, "schedule", "job \"%s\": \"%s\" matches no time in the "
+                     "next ten years", p->ship->name, p->ship->schedule);
+        return;
+    }
+    p->next_run = (int64_t)next;
+    int64_t scale = f->clock_scale > 1 ? f->clock_scale : 1;
+    int64_t delay = ((int64_t)next * 1000 - now + scale - 1) / scale;
+    uv_timer_start(&p->health_timer, on_cron, delay > 0 ? (uint64_t)delay : 1, 0);
+}
+
+static void on_cron(uv_timer_t *t)
+{
+    ms_proc *p = t->data;
+    ms_fleet *f = p->fleet;
+    if ((f->phase != MS_FLEET_LAUNCHING && f->phase != MS_FLEET_RUNNING) || !p->selected || !p->ship->schedule)
+        return;
+    int64_t now = ms_fleet_wall_ms(f);
+    if (now < p->next_run * 1000) { /* early by a rounding: wait for the minute */
+        int64_t scale = f->clock_scale > 1 ? f->clock_scale : 1;
+        uv_timer_start(&p->health_timer, on_cron, (uint64_t)((p->next_run * 1000 - now + scale - 1) / scale), 0);
+        return;
+    }
+    char when[64];
+    local_minute(p->next_run, when, sizeof when);
+    if (p->state == MS_P_SCHEDULED) {
+        ms_log_event(f->log, MS_INFO, p->ship->name, "schedule", "job \"%s\": its %s run", p->ship->name, when);
+        start_proc(p); /* sets the timer for the next match */
+        return;
+    }
+    if (running(p) || p->state == MS_P_BACKOFF) {
+        p->runs_skipped++;
+        ms_log_event(f->log, MS_WARN, p->ship->name, "schedule_skipped", "job \"%s\" is still running at its %s "
+                     "run: skipped (%u so far)", p->ship->name, when, p->runs_skipped);
+    }
+    cron_arm(p); /* stopped by the user: no run, but the next time is known */
+}
+
+/* A scheduled job is due: it waits for its first match instead of starting. */
+static void cron_begin(ms_proc *p)
+{
+    p->state = MS_P_SCHEDULED;
+    p->settled = true;
+    cron_arm(p);
+    char when[64] = "never";
+    if (p->next_run)
+        local_minute(p->next_run, when, sizeof when);
+    ms_log_event(p->fleet->log, MS_INFO, p->ship->name, "scheduled", "job \"%s\" scheduled (\"%s\"): next run %s",
+                 p->ship->name, p->ship->schedule, when);
+}
+
+/* After a reload: a changed schedule takes effect at once, a job that
+ * gains one waits for it, one that loses it is done. */
+static void cron_reloaded(ms_proc *p)
+{
+    if (!p->selected || p->retired)
+        return;
+    if (p->state == MS_P_SCHEDULED && !p->ship->schedule) {
+        uv_timer_stop(&p->health_timer);
+        p->next_run = 0;
+        p->state = MS_P_DONE;
+    } else if (p->state == MS_P_SCHEDULED || (running(p) && p->ship->schedule)) {
+        cron_arm(p);
+    } else if (p->ship->schedule && p->ship->oneshot && (p->state == MS_P_DONE || p->state == MS_P_FAILED)) {
+        cron_begin(p);
+    } else if (running(p) && p->ship->oneshot && !p->ship->schedule) {
+        uv_timer_stop(&p->health_timer);
+        p->next_run = 0;
+    }
+}
+
 /* An upstream runs without us: it is ready as soon as it is "started". */
 static void upstream_alongside(ms_proc *p)
 {
@@ -587,6 +697,12 @@ static void start_proc(ms_proc *p)
         p->state = MS_P_FAILED;
         if (spare(p))
             return; /* the roll that started it gives up */
+        if (p->ship->schedule) { /* a failed run: the next match tries again */
+            p->state = MS_P_SCHEDULED;
+            p->settled = true;
+            cron_arm(p);
+            return;
+        }
         if (p->ship->critical) {
             char msg[600];
             snprintf(msg, sizeof msg, "%s \"%s\" could not be started", kind_word(p), p->ship->name);
@@ -599,6 +715,8 @@ static void start_proc(ms_proc *p)
     p->started_logged = false;
     p->ready_deferred = false;
     ms_fleet_on_ship_pid(p); /* if the report is in already; else when it comes */
+    if (p->ship->schedule)
+        cron_arm(p); /* a match during the run is seen, and skipped */
     if (p->ship->oneshot)
         return;
     uv_timer_start(&p->deadline, on_ready_timeout, p->ship->ready_timeout_ms, 0);
@@ -671,6 +789,8 @@ static void schedule(ms_fleet *f)
                              kind_word(dead), dead->ship->name,
                              dead->state == MS_P_FAILED ? "failed" : "was skipped");
                 again = true;
+            } else if (all_ready && p->ship->schedule && p->ship->kind == MS_SHIP) {
+                cron_begin(p);
             } else if (all_ready) {
                 start_proc(p);
                 if (f->phase != MS_FLEET_LAUNCHING && f->phase != MS_FLEET_RUNNING)
@@ -759,6 +879,22 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
         p->state = MS_P_FAILED;
         ms_log_event(f->log, MS_WARN, p->ship->name, "exited", "%s \"%s\" (pid %d, surge) %s after %llums",
                      kind_word(p), p->ship->name, pid, words, (unsigned long long)up);
+        return;
+    }
+    if (p->ship->oneshot && p->ship->schedule) {
+        bool ok = status == 0 && !sig;
+        p->state = MS_P_SCHEDULED;
+        p->settled = true;
+        cron_arm(p);
+        char when[64] = "never";
+        if (p->next_run)
+            local_minute(p->next_run, when, sizeof when);
+        if (ok)
+            ms_log_event(f->log, MS_INFO, p->ship->name, "done", "job \"%s\" finished in %llums (exit 0); next "
+                         "run %s", p->ship->name, (unsigned long long)up, when);
+        else
+            ms_log_event(f->log, MS_ERROR, p->ship->name, "failed", "job \"%s\" failed: it %s; next run %s",
+                         p->ship->name, words, when);
         return;
     }
     if (p->ship->oneshot) {
@@ -1233,8 +1369,9 @@ static void stop_for_good(ms_proc *p)
         p->restart_requested = p->stop_deferred = false; /* a restart under way (a reload's) gives way */
         if (p->state != MS_P_STOPPING)
             stop_proc(p);
-    } else if (p->state == MS_P_BACKOFF) {
+    } else if (p->state == MS_P_BACKOFF || p->state == MS_P_SCHEDULED) {
         cancel_activity(p);
+        p->next_run = 0;
         p->stop_requested = true;
         p->state = MS_P_STOPPED;
     }
@@ -1322,7 +1459,7 @@ static bool control(ms_fleet *f, size_t i, ms_fleet_action a, int signo, const c
 /* ---------------------------------------------------------------- liveness and readiness */
 bool ms_fleet_entry_up(const ms_proc *p)
 {
-    if (p->state == MS_P_DONE)
+    if (p->state == MS_P_DONE || p->state == MS_P_SCHEDULED)
         return true;
     return p->state == MS_P_READY && __atomic_load_n(&p->healthy, __ATOMIC_ACQUIRE) != 0;
 }
@@ -1543,6 +1680,10 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
     }
     f->shim_fd = -1;
     f->loop = loop;
+    f->clock_base_ms = ms_fleet_wall_ms(f); /* real time: no scale yet */
+    const char *scale = getenv("MS_TEST_TIME_SCALE"); /* tests only: see clock_scale */
+    unsigned long sc = scale ? strtoul(scale, NULL, 10) : 0;
+    f->clock_scale = sc > 3600 ? 3600 : (unsigned)sc;
     f->m = m;
     f->log = log;
     f->n = m->nships;
@@ -2119,6 +2260,7 @@ void ms_fleet_commit(ms_fleet_next *nx)
             if (!running(p) && p->state == MS_P_SKIPPED)
                 p->state = MS_P_WAITING;
         }
+        cron_reloaded(p);
     }
     release_manifests(f);
     /* skipped for a dependency that failed: another chance once none of its

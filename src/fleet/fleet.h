@@ -28,6 +28,7 @@ typedef enum ms_pstate {
     MS_P_SKIPPED,    /* a dependency failed: never started */
     MS_P_STOPPING,   /* asked to stop (SIGTERM sent) */
     MS_P_STOPPED,    /* stopped by Mothership */
+    MS_P_SCHEDULED,  /* a scheduled job between runs: waits for its next time */
 } ms_pstate;
 
 typedef enum ms_breaker { MS_BREAKER_CLOSED, MS_BREAKER_OPEN, MS_BREAKER_HALF_OPEN } ms_breaker;
@@ -126,6 +127,12 @@ typedef struct ms_proc {
     unsigned spawns;             /* runs started (a roll tells its new run from the old one) */
     struct ms_roll *roll;        /* the roll replacing this entry's process, or NULL (control loop) */
 
+    /* Scheduled jobs (ship->schedule): health_timer (a job has no health
+     * check) fires at each match; a match while a run is still going is
+     * skipped. */
+    int64_t next_run;            /* wall-clock seconds (time_t) of the next match; 0: none */
+    unsigned runs_skipped;       /* matches skipped: the last run was still going */
+
     size_t *deps;                /* indexes of what it depends on */
     size_t ndeps;
     ms_ring ring;                /* recent output */
@@ -175,6 +182,11 @@ struct ms_fleet {
     void *phase_arg;
     bool draining;
     uint64_t shutdown_began_at;  /* loop time the fleet's shutdown began */
+    /* The wall clock of schedules: real time, or (tests only, from
+     * $MS_TEST_TIME_SCALE) time running clock_scale times faster from
+     * clock_base_ms on. */
+    unsigned clock_scale;
+    int64_t clock_base_ms;
     /* Bays: the docking side (src/dock/link.c). Without it a bay is ready
      * once its socket accepts connections. */
     void (*bay_started)(void *arg, ms_proc *p);  /* spawned: dock with it */
@@ -296,5 +308,8 @@ bool ms_fleet_live(const ms_fleet *f);
 /* Readiness (/ready): running (launched, no shutdown begun) with every
  * critical entry up. */
 bool ms_fleet_ready(const ms_fleet *f);
+
+/* The wall clock schedules follow, in milliseconds since the epoch. */
+int64_t ms_fleet_wall_ms(const ms_fleet *f);
 
 #endif

@@ -161,6 +161,7 @@ static const field ship_fields[] = {
     RAW(ms_ship, "request_timeout", request_timeout_ms),
     OF(ms_ship, "max_queue", F_SKIP, max_queue),         /* live_fields */
     OF(ms_ship, "file_roots", F_SKIP, file_roots),
+    OF(ms_ship, "schedule", F_SKIP, schedule),           /* live_fields */
     END,
 };
 
@@ -171,6 +172,7 @@ static const field live_fields[] = {
     RAW(ms_ship, "drain_timeout", drain_timeout_ms),
     RAW(ms_ship, "max_queue", max_queue),
     OF(ms_ship, "file_roots", F_LIST, file_roots),
+    OF(ms_ship, "schedule", F_STR, schedule), /* a job's next run follows it */
     END,
 };
 

@@ -221,7 +221,13 @@ static void check_depends(ld_ctx *c)
                 c->bad = true;
                 continue;
             }
-            if (ship_index(m, d) >= 0)
+            ssize_t di = ship_index(m, d);
+            if (di >= 0 && m->ships[di].schedule) {
+                ld_err(c, p.line, p.col, "%s \"%s\": depends_on \"%s\", a scheduled job (it runs at its "
+                       "times, not once before the others start)", kind_of(s), shown(s), d);
+                c->bad = true;
+            }
+            if (di >= 0)
                 continue;
             const char *near = ms_nearest(d, ship_names(m, names, sizeof names / sizeof names[0]));
             bool is_module = false;
@@ -306,6 +312,11 @@ static void check_routes(ld_ctx *c)
             ld_err(c, s->routes[0].pos.line, s->routes[0].pos.col,
                    "%s: has routes but no \"bind\" to send the traffic to (add bind = \"tcp://127.0.0.1:PORT\" "
                    "or \"unix:///path\")", who);
+            c->bad = true;
+        }
+        if (s->schedule && !s->oneshot) {
+            ld_err(c, s->schedule_pos.line, s->schedule_pos.col,
+                   "%s: \"schedule\" is for jobs (add oneshot = true: each run exits)", who);
             c->bad = true;
         }
         if (s->oneshot && s->health.enabled) {

@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "util/cron.h"
 #include "util/strutil.h"
 
 /* ---------------------------------------------------------------- key lists */
@@ -35,7 +36,7 @@ static const char *const http_keys[] = {
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
     "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", "stop_signal",
-    "instances", "port", "balance", "drain_timeout", NULL };
+    "instances", "port", "balance", "drain_timeout", "schedule", NULL };
 static const char *const bay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
     "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", "stop_signal", "handover_timeout",
@@ -173,6 +174,25 @@ static bool get_nonempty_string(ld_ctx *c, const toml_kv *kv, char **dst)
         return false;
     }
     return get_string(c, kv, dst);
+}
+
+/* schedule = "0 3 * * *": a cron expression (util/cron.h), checked here. */
+static bool get_schedule(ld_ctx *c, const toml_kv *kv, ms_ship *s)
+{
+    char *text = NULL;
+    if (!get_nonempty_string(c, kv, &text))
+        return false;
+    ms_cron cron;
+    char why[200];
+    if (!ms_cron_parse(text, &cron, why, sizeof why)) {
+        ld_err(c, kv->value->line, kv->value->col, "\"schedule\" \"%.80s\": %s", text, why);
+        free(text);
+        return false;
+    }
+    free(s->schedule);
+    s->schedule = text;
+    s->schedule_pos = (ms_pos){ kv->value->line, kv->value->col };
+    return true;
 }
 
 static bool get_bool(ld_ctx *c, const toml_kv *kv, bool *dst)
@@ -1079,6 +1099,8 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
             ok = get_bool(c, kv, &s->critical);
         else if (strcmp(k, "oneshot") == 0)
             ok = get_bool(c, kv, &s->oneshot);
+        else if (strcmp(k, "schedule") == 0)
+            ok = get_schedule(c, kv, s);
         else if (strcmp(k, "ready_timeout") == 0) {
             ok = get_duration(c, kv, &s->ready_timeout_ms);
             if (ok && s->ready_timeout_ms == 0) {

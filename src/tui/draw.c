@@ -160,6 +160,9 @@ int ms_tui_state_text(const ms_tui *t, const ms_proc *p, char *buf, size_t len)
     case MS_P_STOPPED:
         snprintf(buf, len, "stopped%s%s%s", ex[0] ? " (" : "", ex, ex[0] ? ")" : "");
         return 0;
+    case MS_P_SCHEDULED:
+        snprintf(buf, len, "scheduled%s%s%s", ex[0] ? " (" : "", ex, ex[0] ? ")" : "");
+        return 0;
     }
     snprintf(buf, len, "?");
     return 0;

@@ -188,6 +188,10 @@ static const variant ship_cases[] = {
       "ship \"web\" drain_timeout" },
     { "stop_signal", "name = \"web\"\n" CMD, "name = \"web\"\n" CMD "stop_signal = \"SIGINT\"", RESTART,
       "stop_signal" },
+    { "schedule", "name = \"web\"\n" CMD "oneshot = true\nschedule = \"@daily\"",
+      "name = \"web\"\n" CMD "oneshot = true\nschedule = \"*/5 * * * *\"", SWAP, "ship \"web\" schedule" },
+    { "schedule", "name = \"web\"\n" CMD "oneshot = true", "name = \"web\"\n" CMD "oneshot = true\nschedule = \"@daily\"",
+      SWAP, "ship \"web\" schedule" },
     { NULL, NULL, NULL, RESTART, NULL },
 };
 

@@ -1,0 +1,193 @@
+"""Scheduled jobs (`schedule` on a oneshot) through the real binary: the
+fleet is ready before a job's first run, each match runs it, a run still
+going at the next match is skipped (never two at once) and counted, a
+failed run stops nothing, `status` shows the next run in local time (TZ
+honoured), a reload changes the schedule of a waiting job, and the
+manifest errors. Minutes pass in seconds: MS_TEST_TIME_SCALE=60 makes the
+schedule's clock run 60 times faster (a test-only knob)."""
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import BINARY, run_ms
+
+FAST = {"MS_TEST_TIME_SCALE": "60"}
+
+
+def ctl(path, *args):
+    return subprocess.run([BINARY, *args, "-c", path], capture_output=True, text=True, timeout=15,
+                          cwd=os.path.dirname(path))
+
+
+def status(path):
+    r = ctl(path, "status", "--json")
+    assert r.returncode == 0, r
+    return {e["name"]: e for e in json.loads(r.stdout)["entries"]}
+
+
+def wait_until(pred, what, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def manifest_text(tmp, body):
+    return f'[mothership]\nsocket_dir = "{tmp}"\n\n' + body
+
+
+WORKER = """
+[[fleet.web]]
+name = "web"
+command = "sh"
+args = ["-c", "while true; do sleep 0.2; done"]
+ready_after = "100ms"
+"""
+
+
+def test_runs_at_each_match_after_the_fleet_is_ready(fleet):
+    log = fleet.tmp / "runs.log"
+    ms = fleet(manifest_text(fleet.tmp, WORKER + f"""
+[[fleet.jobs]]
+name = "tick"
+command = "sh"
+args = ["-c", "echo run >> {log}"]
+oneshot = true
+schedule = "* * * * *"
+
+[[fleet.jobs]]
+name = "bad"
+command = "sh"
+args = ["-c", "exit 3"]
+oneshot = true
+schedule = "*/2 * * * *"
+"""), env=FAST, name="ship-manifest.toml")
+    ready = ms.event("fleet_ready", timeout=15)
+    sched = ms.event("scheduled", ship="tick")
+    assert sched["_i"] < ready["_i"]
+    # ready without a run of either job
+    assert not log.exists() or ready["_i"] < ms.event("done", ship="tick")["_i"]
+    assert re.search(r'next run \d{4}-\d\d-\d\d \d\d:\d\d', sched["msg"]), sched
+    first = ms.event("done", ship="tick", timeout=10)
+    second = ms.event("done", ship="tick", timeout=10, start=first["_i"] + 1)
+    ms.event("done", ship="tick", timeout=10, start=second["_i"] + 1)
+    assert log.read_text().count("run") >= 3
+    # a failed run stops nothing: logged, and the job runs again
+    bad = ms.event("failed", ship="bad", timeout=10)
+    assert "exited with status 3" in bad["msg"] and "next run" in bad["msg"]
+    ms.event("failed", ship="bad", timeout=10, start=bad["_i"] + 1)
+    assert ms.proc.poll() is None
+    st = status(str(fleet.tmp / "ship-manifest.toml"))
+    assert st["tick"]["state"] in ("scheduled", "starting")
+    assert st["tick"]["schedule"] == "* * * * *"
+    assert st["bad"]["last_exit"] == {"code": 3}
+    assert "schedule" not in st["web"]
+    r = ctl(str(fleet.tmp / "ship-manifest.toml"), "status")
+    assert re.search(r"^tick .* next run \d{4}-\d\d-\d\dT\d\d:\d\d:00[+-]\d\d:\d\d$", r.stdout, re.M), r.stdout
+    assert ms.stop() == 0
+
+
+def test_a_run_still_going_is_skipped(fleet):
+    log = fleet.tmp / "runs.log"
+    # each run takes 2.5 scaled minutes; a second one at once would say OVERLAP
+    ms = fleet(manifest_text(fleet.tmp, WORKER + f"""
+[[fleet.jobs]]
+name = "slow"
+command = "sh"
+args = ["-c", "[ -e {fleet.tmp}/running ] && echo OVERLAP >> {log}; touch {fleet.tmp}/running; sleep 2.5; rm {fleet.tmp}/running; echo run >> {log}"]
+oneshot = true
+schedule = "* * * * *"
+"""), env=FAST, name="ship-manifest.toml")
+    skip = ms.event("schedule_skipped", ship="slow", timeout=15)
+    assert "still running" in skip["msg"] and "skipped (1 so far)" in skip["msg"]
+    ms.event("done", ship="slow", timeout=10)
+    ms.event("schedule_skipped", ship="slow", timeout=10, start=skip["_i"] + 1)
+    st = wait_until(lambda: (s := status(str(fleet.tmp / "ship-manifest.toml"))) and
+                    s["slow"]["runs_skipped"] >= 2 and s, "runs_skipped >= 2")
+    assert st["slow"]["runs_skipped"] >= 2
+    assert "OVERLAP" not in log.read_text()
+    assert ms.stop() == 0
+
+
+def test_next_run_is_local_time(fleet):
+    # Kathmandu is UTC+05:45: its hours start at :15 past a UTC hour
+    ms = fleet(manifest_text(fleet.tmp, WORKER + """
+[[fleet.jobs]]
+name = "hourly"
+command = "true"
+oneshot = true
+schedule = "@hourly"
+
+[[fleet.jobs]]
+name = "nightly"
+command = "true"
+oneshot = true
+schedule = "30 2 * * *"
+"""), env={"TZ": "Asia/Kathmandu"}, name="ship-manifest.toml")
+    ms.event("fleet_ready", timeout=15)
+    st = status(str(fleet.tmp / "ship-manifest.toml"))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:00:00\+05:45", st["hourly"]["next_run"]), st["hourly"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT02:30:00\+05:45", st["nightly"]["next_run"]), st["nightly"]
+    assert st["hourly"]["state"] == "scheduled" and st["hourly"]["runs_skipped"] == 0
+    assert st["hourly"]["last_exit"] is None
+    assert ms.stop() == 0
+
+
+def test_reload_changes_the_schedule(fleet):
+    path = fleet.tmp / "ship-manifest.toml"
+    body = WORKER + """
+[[fleet.jobs]]
+name = "job"
+command = "true"
+oneshot = true
+schedule = "{sched}"
+"""
+    ms = fleet(manifest_text(fleet.tmp, body.format(sched="0 0 1 1 *")), env=FAST, name="ship-manifest.toml")
+    ms.event("fleet_ready", timeout=15)
+    assert re.fullmatch(r"\d{4}-01-01T00:00:00.*", status(str(path))["job"]["next_run"])
+    path.write_text(manifest_text(fleet.tmp, body.format(sched="* * * * *")))
+    r = ctl(str(path), "reload")
+    assert r.returncode == 0, r
+    ms.event("done", ship="job", timeout=10)
+    nxt = status(str(path))["job"]["next_run"]
+    assert not re.fullmatch(r"\d{4}-01-01T00:00:00.*", nxt), nxt
+    # stop keeps it from running; start runs it at once
+    assert ctl(str(path), "stop", "job").returncode == 0
+    wait_until(lambda: status(str(path))["job"]["state"] == "stopped", "job stopped")
+    n = len(ms.events("done", ship="job"))
+    assert ctl(str(path), "start", "job").returncode == 0
+    wait_until(lambda: len(ms.events("done", ship="job")) > n, "a run after start")
+    assert ms.stop() == 0
+
+
+@pytest.mark.parametrize("body, error", [
+    ('oneshot = true\nschedule = "*/5 25 * * *"',
+     ':5:12: ship "job": "schedule" "*/5 25 * * *": field 2 (hour): 25 is out of range 0-23'),
+    ('oneshot = true\nschedule = "every day"',
+     ':5:12: ship "job": "schedule" "every day": 2 fields where 5 are needed'),
+    ('oneshot = true\nschedule = "0 0 31 feb *"', 'no date matches'),
+    ('schedule = "@daily"',
+     ':4:12: ship "job": "schedule" is for jobs (add oneshot = true: each run exits)'),
+])
+def test_manifest_errors(tmp_path, body, error):
+    (tmp_path / "ship-manifest.toml").write_text(
+        f'[[fleet.jobs]]\nname = "job"\ncommand = "true"\n{body}\n')
+    r = run_ms("clearance", "-c", "ship-manifest.toml", cwd=str(tmp_path))
+    assert r.code == 1, r
+    assert error in r.out + r.err, r
+
+
+def test_nothing_depends_on_a_scheduled_job(tmp_path):
+    (tmp_path / "ship-manifest.toml").write_text(
+        '[[fleet.jobs]]\nname = "job"\ncommand = "true"\noneshot = true\nschedule = "@daily"\n\n'
+        '[[fleet.web]]\nname = "web"\ncommand = "true"\ndepends_on = ["job"]\n')
+    r = run_ms("clearance", "-c", "ship-manifest.toml", cwd=str(tmp_path))
+    assert r.code == 1, r
+    assert ':10:15: ship "web": depends_on "job", a scheduled job' in r.out + r.err, r
