@@ -814,6 +814,15 @@ static void schedule(ms_fleet *f)
 }
 
 /* ---------------------------------------------------------------- exits */
+/* Its run is over: whatever is left in its cgroup dies, and the cgroup
+ * goes (kept for a later try while its last processes are dying). */
+static void release_cgroup(ms_proc *p)
+{
+    if (p->cgroup && ms_cgroup_release(&p->fleet->cgroups, p->cgroup)) {
+        free(p->cgroup);
+        p->cgroup = NULL;
+    }
+}
 static void maybe_finish(ms_fleet *f);
 
 void ms_fleet_on_output_closed(ms_proc *p)
@@ -841,6 +850,7 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
     cancel_activity(p);
     ms_process_close(p);
     reap_orphans(f); /* what escaped the shim's group, before any restart */
+    release_cgroup(p);
     if (p->ship->kind == MS_BAY && f->bay_exited)
         f->bay_exited(f->bay_arg, p);
     uint64_t up = uv_now(f->loop) - p->started_at;
@@ -1280,6 +1290,8 @@ static void maybe_finish(ms_fleet *f)
                     p->timers_open = false;
                 }
                 ms_process_close_pipes(p); /* a stray grandchild may still hold one */
+                if (!running(p))
+                    release_cgroup(p);
             }
         reap_orphans(f);
     }
@@ -1630,6 +1642,7 @@ static void proc_free(ms_proc *p)
 {
     if (!p)
         return;
+    free(p->cgroup);
     free(p->deps);
     free(p->socket_path);
     ms_ring_free(&p->ring);
@@ -1729,6 +1742,58 @@ static void open_timers(ms_proc *p)
     p->timers_open = true;
 }
 
+/* The limit keys of an entry that want a controller in mask. */
+static void limit_keys(const ms_ship *s, unsigned mask, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s%s%s%s%s", (mask & MS_CG_MEMORY) && s->memory_max ? "memory_max" : "",
+             (mask & MS_CG_MEMORY) && s->memory_max && (mask & (MS_CG_CPU | MS_CG_PIDS)) &&
+             (s->cpu_max_milli || s->pids_max) ? ", " : "",
+             (mask & MS_CG_CPU) && s->cpu_max_milli ? "cpu_max" : "",
+             (mask & MS_CG_CPU) && s->cpu_max_milli && (mask & MS_CG_PIDS) && s->pids_max ? ", " : "",
+             (mask & MS_CG_PIDS) && s->pids_max ? "pids_max" : "");
+}
+
+/* Each entry in a cgroup of its own when Mothership's is delegated; the
+ * entries whose limits cannot apply are named once, with the reason. */
+static void start_cgroups(ms_fleet *f)
+{
+    ms_cgroups *cg = &f->cgroups;
+    ms_cgroups_init(cg, getenv("MS_CGROUP_ROOT"));
+    char names[1024];
+    size_t len = 0;
+    unsigned missing = 0;
+    names[0] = '\0';
+    for (size_t i = 0; i < f->n; i++) {
+        const ms_ship *s = f->procs[i]->ship;
+        unsigned lack = ms_cgroup_needs(s) & (cg->usable ? ~cg->controllers : ~0u);
+        if (!f->procs[i]->selected || s->kind == MS_UPSTREAM || !lack || len + 1 >= sizeof names)
+            continue;
+        char keys[64];
+        limit_keys(s, lack, keys, sizeof keys);
+        len += (size_t)snprintf(names + len, sizeof names - len, "%s%s (%s)", len ? ", " : "", s->name, keys);
+        missing |= lack;
+    }
+    if (len >= sizeof names)
+        snprintf(names + sizeof names - 5, 5, "...");
+    if (!cg->usable) {
+        if (names[0])
+            ms_log_event(f->log, MS_WARN, NULL, "limits_not_applied", "resource limits not applied to %s: %s",
+                         names, cg->why);
+        return;
+    }
+    char on[32] = "";
+    snprintf(on, sizeof on, "%s%s%s", cg->controllers & MS_CG_MEMORY ? " memory" : "",
+             cg->controllers & MS_CG_CPU ? " cpu" : "", cg->controllers & MS_CG_PIDS ? " pids" : "");
+    ms_log_event(f->log, MS_INFO, NULL, "cgroups", "each entry in its own cgroup under %s (controllers:%s)", cg->dir,
+                 on[0] ? on : " none");
+    if (names[0])
+        ms_log_event(f->log, MS_WARN, NULL, "limits_not_applied", "resource limits not applied to %s: the %s%s%s%s%s "
+                     "controller%s not available in %s", names, missing & MS_CG_MEMORY ? "memory" : "",
+                     (missing & MS_CG_MEMORY) && (missing & (MS_CG_CPU | MS_CG_PIDS)) ? ", " : "",
+                     missing & MS_CG_CPU ? "cpu" : "", (missing & MS_CG_CPU) && (missing & MS_CG_PIDS) ? ", " : "",
+                     missing & MS_CG_PIDS ? "pids" : "", (missing & (missing - 1)) ? "s are" : " is", cg->dir);
+}
+
 void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *arg)
 {
     f->on_done = on_done;
@@ -1759,6 +1824,7 @@ void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *
     }
     f->started = true;
     ms_log_event(f->log, MS_INFO, NULL, "launch", "launching %zu of %zu entries from %s", n, f->n, f->m->path);
+    start_cgroups(f);
     schedule(f);
 }
 
@@ -1781,6 +1847,7 @@ void ms_fleet_free(ms_fleet *f)
     if (f->shim_fd >= 0)
         close(f->shim_fd);
     free(f->socket_dir);
+    ms_cgroups_free(&f->cgroups);
     free(f);
 }
 
@@ -2261,6 +2328,12 @@ void ms_fleet_commit(ms_fleet_next *nx)
                 p->state = MS_P_WAITING;
         }
         cron_reloaded(p);
+        if (p->cgroup && running(p)) { /* limits: into the running cgroup */
+            char why[300];
+            if (!ms_cgroup_apply(&f->cgroups, p->cgroup, p->ship, why, sizeof why))
+                ms_log_event(f->log, MS_WARN, p->ship->name, "cgroup", "%s \"%s\": %s", kind_word(p),
+                             p->ship->name, why);
+        }
     }
     release_manifests(f);
     /* skipped for a dependency that failed: another chance once none of its

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "fleet/cgroup.h"
 #include "fleet/logs.h"
 #include "fleet/probe.h"
 #include "manifest/manifest.h"
@@ -133,6 +134,8 @@ typedef struct ms_proc {
     int64_t next_run;            /* wall-clock seconds (time_t) of the next match; 0: none */
     unsigned runs_skipped;       /* matches skipped: the last run was still going */
 
+    char *cgroup;                /* its cgroup's directory (fleet/cgroup.h) since its last spawn, or NULL */
+
     size_t *deps;                /* indexes of what it depends on */
     size_t ndeps;
     ms_ring ring;                /* recent output */
@@ -187,6 +190,7 @@ struct ms_fleet {
      * clock_base_ms on. */
     unsigned clock_scale;
     int64_t clock_base_ms;
+    ms_cgroups cgroups;          /* the entries' cgroups, when Mothership's own is delegated */
     /* Bays: the docking side (src/dock/link.c). Without it a bay is ready
      * once its socket accepts connections. */
     void (*bay_started)(void *arg, ms_proc *p);  /* spawned: dock with it */

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fleet/cgroup.h"
 #include "fleet/shim.h"
 #include "util/strutil.h"
 
@@ -400,6 +401,7 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
     char *cmd = NULL, *shim_name = NULL;
     char **argv = NULL, **args = NULL; /* args: the ship's, templated */
     bool ok = false;
+    int cg_fd = -1; /* on the entry's cgroup.procs, for the shim to join */
     if (env.oom) {
         snprintf(why, why_len, "out of memory");
         goto out;
@@ -431,7 +433,7 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
             args = NULL;
         }
     shim_name = ms_asprintf("ms-shim %s", s->name);
-    char ppid[32], stop_sig[16];
+    char ppid[32], stop_sig[16], cg_arg[16];
     snprintf(ppid, sizeof ppid, "%d", (int)getpid());
     snprintf(stop_sig, sizeof stop_sig, "%d", s->stop_signal);
     if (!argv || !shim_name || !args) {
@@ -445,6 +447,21 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
     argv[a++] = ppid;
     argv[a++] = (char *)"3"; /* the report pipe, stdio[3] below */
     argv[a++] = stop_sig;
+    free(p->cgroup);
+    p->cgroup = ms_cgroup_path(&f->cgroups, s, p->parity);
+    if (p->cgroup) {
+        char cwhy[300];
+        cg_fd = ms_cgroup_prepare(&f->cgroups, p->cgroup, s, cwhy, sizeof cwhy);
+        if (cg_fd < 0) {
+            ms_log_event(f->log, MS_WARN, s->name, "cgroup", "%s \"%s\": no cgroup of its own, its limits do "
+                         "not apply: %s", s->kind == MS_BAY ? "bay" : "ship", s->name, cwhy);
+            free(p->cgroup);
+            p->cgroup = NULL;
+        } else {
+            snprintf(cg_arg, sizeof cg_arg, "4");
+            argv[a++] = cg_arg;
+        }
+    }
     argv[a++] = (char *)"--";
     argv[a++] = cmd;
     for (size_t i = 0; i < s->args.len; i++)
@@ -459,11 +476,12 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
         snprintf(why, why_len, "cannot create pipes");
         goto close_pipes;
     }
-    uv_stdio_container_t stdio[4] = {
+    uv_stdio_container_t stdio[5] = {
         { .flags = UV_IGNORE },
         { .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&po->pipe },
         { .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&pe->pipe },
         { .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&rp->pipe },
+        { .flags = UV_INHERIT_FD, .data.fd = cg_fd },
     };
     uv_process_options_t opt = {
         .exit_cb = on_proc_exit,
@@ -472,7 +490,7 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
         .env = env.items,
         .cwd = cwd,
         .flags = UV_PROCESS_DETACHED, /* setsid: its own session and process group */
-        .stdio_count = 4,
+        .stdio_count = cg_fd >= 0 ? 5 : 4,
         .stdio = stdio,
     };
     p->process.data = p;
@@ -495,6 +513,8 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
 close_pipes:
     ms_process_close_pipes(p);
 out:
+    if (cg_fd >= 0)
+        close(cg_fd);
     free_args(args);
     free(argv);
     free(shim_name);
@@ -505,6 +525,8 @@ out:
 
 void ms_process_signal(ms_proc *p, int sig)
 {
+    if (sig == SIGKILL && p->cgroup)
+        ms_cgroup_kill(&p->fleet->cgroups, p->cgroup); /* what left the group too */
     if (p->pid > 0)
         kill(-p->pid, sig); /* the shim leads the group */
 }

@@ -116,14 +116,34 @@ static void on_parent_death(int sig)
 
 int ms_shim_main(int argc, char **argv)
 {
-    if (argc < 7 || strcmp(argv[5], "--") != 0) {
+    int cgroup_fd = -1;
+    char **cmd;
+    if (argc >= 7 && strcmp(argv[5], "--") == 0) {
+        cmd = argv + 6;
+    } else if (argc >= 8 && strcmp(argv[6], "--") == 0) {
+        cgroup_fd = atoi(argv[5]);
+        cmd = argv + 7;
+    } else {
         fprintf(stderr, "mothership: internal: bad shim arguments\n");
         return 127;
     }
     pid_t parent = (pid_t)atol(argv[2]);
     int report_fd = strcmp(argv[3], "-") == 0 ? -1 : atoi(argv[3]);
     int stop_sig = atoi(argv[4]);
-    char **cmd = argv + 6;
+    if (cgroup_fd >= 0) {
+        /* into the entry's cgroup before anything is started: all the
+         * command ever starts is in it */
+        char line[24];
+        int n = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+        ssize_t w;
+        do
+            w = write(cgroup_fd, line, (size_t)n);
+        while (w < 0 && errno == EINTR);
+        if (w != n)
+            fprintf(stderr, "mothership: cannot join the cgroup of \"%s\": %s (its limits do not apply)\n",
+                    argv[0], strerror(errno));
+        close(cgroup_fd);
+    }
     /* the report pipe is Mothership's and ours: never the command's */
     if (report_fd >= 0 && fcntl(report_fd, F_SETFD, FD_CLOEXEC) != 0)
         report_fd = -1;

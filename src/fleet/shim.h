@@ -1,5 +1,5 @@
 /* shim.h: the launch shim. Every ship runs as
- *   ms-shim <ship> --ms-shim <mothership-pid> <report-fd|-> <stop-signal> -- <command> <args...>
+ *   ms-shim <ship> --ms-shim <mothership-pid> <report-fd|-> <stop-signal> [<cgroup-fd>] -- <command> <args...>
  * (argv[0] names the ship: it is also the shim's name in `ps`). The shim is
  * the process-group leader; it asks the kernel for a signal when Mothership
  * dies (PR_SET_PDEATHSIG) and then kills its whole group, so not even a
@@ -11,7 +11,9 @@
  * Mothership sends to the group (the command gets it), passes on to the
  * command the signals someone else sends to the shim alone (kill -HUP of
  * the shim's pid reaches the server), and exits with the command's status,
- * or dies of the same signal. */
+ * or dies of the same signal. With a cgroup-fd (open on the entry's
+ * cgroup.procs) it first writes its own pid there: it and all it starts
+ * run in that cgroup. */
 #ifndef MS_FLEET_SHIM_H
 #define MS_FLEET_SHIM_H
 

@@ -162,6 +162,9 @@ static const field ship_fields[] = {
     OF(ms_ship, "max_queue", F_SKIP, max_queue),         /* live_fields */
     OF(ms_ship, "file_roots", F_SKIP, file_roots),
     OF(ms_ship, "schedule", F_SKIP, schedule),           /* live_fields */
+    OF(ms_ship, "memory_max", F_SKIP, memory_max),       /* live_fields */
+    OF(ms_ship, "cpu_max", F_SKIP, cpu_max_milli),       /* live_fields */
+    OF(ms_ship, "pids_max", F_SKIP, pids_max),           /* live_fields */
     END,
 };
 
@@ -173,6 +176,10 @@ static const field live_fields[] = {
     RAW(ms_ship, "max_queue", max_queue),
     OF(ms_ship, "file_roots", F_LIST, file_roots),
     OF(ms_ship, "schedule", F_STR, schedule), /* a job's next run follows it */
+    /* written to the running process's cgroup */
+    RAW(ms_ship, "memory_max", memory_max),
+    RAW(ms_ship, "cpu_max", cpu_max_milli),
+    RAW(ms_ship, "pids_max", pids_max),
     END,
 };
 

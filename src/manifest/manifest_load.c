@@ -8,6 +8,7 @@
  * names, dependencies, routes, collisions) live in manifest_check.c. */
 #include "manifest/manifest_internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
@@ -36,21 +37,22 @@ static const char *const http_keys[] = {
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
     "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", "stop_signal",
-    "instances", "port", "balance", "drain_timeout", "schedule", NULL };
+    "instances", "port", "balance", "drain_timeout", "schedule", "memory_max", "cpu_max", "pids_max", NULL };
 static const char *const bay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
     "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", "stop_signal", "handover_timeout",
-    NULL };
+    "memory_max", "cpu_max", "pids_max", NULL };
 /* [[bays.http]]: a bay's keys without the WebSocket ones, plus the links'. */
 static const char *const hbay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
     "cwd", "ready_timeout", "shutdown_timeout", "restart", "stop_signal", "workers", "threads",
-    "request_timeout", "max_queue", "file_roots", NULL };
+    "request_timeout", "max_queue", "file_roots", "memory_max", "cpu_max", "pids_max", NULL };
 /* What [base.bay] may set: the keys of either bay type. */
 static const char *const any_bay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
     "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", "stop_signal", "handover_timeout",
-    "workers", "threads", "request_timeout", "max_queue", "file_roots", NULL };
+    "workers", "threads", "request_timeout", "max_queue", "file_roots", "memory_max", "cpu_max", "pids_max",
+    NULL };
 static const char *const upstream_keys[] = {
     "name", "bind", "protocol", "routes", "request_timeout", "max_queue", "file_roots", "tags", NULL };
 static const char *const restart_keys[] = {
@@ -218,6 +220,78 @@ static bool get_uint(ld_ctx *c, const toml_kv *kv, int64_t lo, int64_t hi, int64
         return false;
     }
     *dst = v;
+    return true;
+}
+
+/* Resource limits (applied in the entry's cgroup):
+ *   memory_max = 536870912 | "512M" | "1.5G"   (K, M, G, T: powers of 1024)
+ *   cpu_max = 1.5 | 2 | "150%"                  (CPUs, 0.01 to 1024)
+ *   pids_max = 64 */
+static bool get_limit(ld_ctx *c, const toml_kv *kv, ms_ship *s)
+{
+    const toml_node *v = kv->value;
+    const char *k = kv->key;
+    double x = 0;
+    char *end = NULL;
+    if (strcmp(k, "pids_max") == 0) {
+        int64_t n;
+        if (!get_uint(c, kv, 1, 4194304, &n))
+            return false;
+        s->pids_max = (uint64_t)n;
+    } else if (strcmp(k, "memory_max") == 0) {
+        uint64_t mult = 1;
+        if (v->type == TOML_INTEGER) {
+            x = (double)v->u.integer;
+        } else if (v->type == TOML_STRING) {
+            x = strtod(v->u.str.ptr, &end);
+            const char *units = "KMGT";
+            const char *u = end && *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+            if (u && *u) {
+                for (const char *q = units; q <= u; q++)
+                    mult *= 1024;
+                end++;
+            }
+            if (end == v->u.str.ptr || (end && *end) || !(x >= 0)) {
+                ld_err(c, v->line, v->col, "\"memory_max\" \"%.40s\" is not a size: write bytes, or a number "
+                       "with K, M, G or T (\"512M\", \"1.5G\")", v->u.str.ptr);
+                return false;
+            }
+        } else {
+            wrong_type(c, kv, "a size (bytes, or a string like \"512M\")");
+            return false;
+        }
+        x *= (double)mult;
+        if (!(x >= 1048576.0) || x > 1125899906842624.0) {
+            ld_err(c, v->line, v->col, "\"memory_max\" must be from 1M to 1P%s", v->type == TOML_INTEGER
+                   ? " (an integer is bytes: write \"512M\" for 512 MiB)" : "");
+            return false;
+        }
+        s->memory_max = (uint64_t)x;
+    } else { /* cpu_max */
+        if (v->type == TOML_INTEGER) {
+            x = (double)v->u.integer;
+        } else if (v->type == TOML_FLOAT) {
+            x = v->u.flt;
+        } else if (v->type == TOML_STRING) {
+            x = strtod(v->u.str.ptr, &end);
+            if (end == v->u.str.ptr || !end || strcmp(end, "%") != 0) {
+                ld_err(c, v->line, v->col, "\"cpu_max\" \"%.40s\" is not a percentage: write \"150%%\", or a "
+                       "number of CPUs (1.5)", v->u.str.ptr);
+                return false;
+            }
+            x /= 100.0;
+        } else {
+            wrong_type(c, kv, "a number of CPUs (1.5) or a percentage (\"150%\")");
+            return false;
+        }
+        if (!(x >= 0.01) || x > 1024.0) {
+            ld_err(c, v->line, v->col, "\"cpu_max\" must be from 0.01 to 1024 CPUs (1%% to 102400%%)");
+            return false;
+        }
+        s->cpu_max_milli = (unsigned)(x * 1000.0 + 0.5);
+    }
+    if (!s->limits_pos.line)
+        s->limits_pos = (ms_pos){ v->line, v->col };
     return true;
 }
 
@@ -1101,6 +1175,8 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
             ok = get_bool(c, kv, &s->oneshot);
         else if (strcmp(k, "schedule") == 0)
             ok = get_schedule(c, kv, s);
+        else if (strcmp(k, "memory_max") == 0 || strcmp(k, "cpu_max") == 0 || strcmp(k, "pids_max") == 0)
+            ok = get_limit(c, kv, s);
         else if (strcmp(k, "ready_timeout") == 0) {
             ok = get_duration(c, kv, &s->ready_timeout_ms);
             if (ok && s->ready_timeout_ms == 0) {

@@ -192,6 +192,9 @@ static const variant ship_cases[] = {
       "name = \"web\"\n" CMD "oneshot = true\nschedule = \"*/5 * * * *\"", SWAP, "ship \"web\" schedule" },
     { "schedule", "name = \"web\"\n" CMD "oneshot = true", "name = \"web\"\n" CMD "oneshot = true\nschedule = \"@daily\"",
       SWAP, "ship \"web\" schedule" },
+    { "memory_max", "name = \"web\"\n" CMD, "name = \"web\"\n" CMD "memory_max = \"512M\"", SWAP, "ship \"web\" memory_max" },
+    { "cpu_max", "name = \"web\"\n" CMD "cpu_max = 1.5", "name = \"web\"\n" CMD "cpu_max = \"200%\"", SWAP, "ship \"web\" cpu_max" },
+    { "pids_max", "name = \"web\"\n" CMD "pids_max = 10", "name = \"web\"\n" CMD "pids_max = 11", SWAP, "ship \"web\" pids_max" },
     { NULL, NULL, NULL, RESTART, NULL },
 };
 
@@ -217,6 +220,9 @@ static const variant bay_cases[] = {
       "subprotocols" },
     { "stop_signal", BAY_NAME, BAY_NAME "stop_signal = \"SIGQUIT\"", RESTART, "stop_signal" },
     { "handover_timeout", BAY_NAME, BAY_NAME "handover_timeout = \"5s\"", RESTART, "handover_timeout" },
+    { "memory_max", BAY_NAME, BAY_NAME "memory_max = \"512M\"", SWAP, "bay \"web\" memory_max" },
+    { "cpu_max", BAY_NAME "cpu_max = 1.5", BAY_NAME "cpu_max = \"200%\"", SWAP, "bay \"web\" cpu_max" },
+    { "pids_max", BAY_NAME "pids_max = 10", BAY_NAME "pids_max = 11", SWAP, "bay \"web\" pids_max" },
     { NULL, NULL, NULL, RESTART, NULL },
 };
 
@@ -237,6 +243,9 @@ static const variant hbay_cases[] = {
     { "shutdown_timeout", HB_NAME, HB_NAME "shutdown_timeout = \"5s\"", RESTART, "shutdown_timeout" },
     { "restart", HB_NAME, HB_NAME "restart = { loop_limit = 9 }", RESTART, "restart.loop_limit" },
     { "stop_signal", HB_NAME, HB_NAME "stop_signal = \"SIGQUIT\"", RESTART, "stop_signal" },
+    { "memory_max", HB_NAME, HB_NAME "memory_max = \"512M\"", SWAP, "bay \"web\" memory_max" },
+    { "cpu_max", HB_NAME "cpu_max = 1.5", HB_NAME "cpu_max = \"200%\"", SWAP, "bay \"web\" cpu_max" },
+    { "pids_max", HB_NAME "pids_max = 10", HB_NAME "pids_max = 11", SWAP, "bay \"web\" pids_max" },
     /* in the bay's environment: MS_BAY_WORKERS, MS_BAY_THREADS, MS_BAY_DRAIN_TIMEOUT */
     { "workers", HB_NAME, HB_NAME "workers = 2", RESTART, "workers" },
     { "threads", HB_NAME, HB_NAME "threads = 8", RESTART, "threads" },
