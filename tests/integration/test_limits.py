@@ -26,7 +26,7 @@ import uuid
 import pytest
 
 import fleet_helpers
-from conftest import BINARY
+from conftest import BINARY, run_ms
 from fleet_helpers import PY
 
 
@@ -318,3 +318,31 @@ def test_real_cgroup2_file_system(fleet):
             os.rmdir(own)
         except OSError as e:
             pytest.fail(f"{own} left behind: {e}")
+
+
+@pytest.mark.parametrize("line, error", [
+    ('memory_max = 512', ':4:14: ship "web": "memory_max" must be from 1M to 1P (an integer is bytes: write '
+                         '"512M" for 512 MiB)'),
+    ('memory_max = "12X"', ':4:14: ship "web": "memory_max" "12X" is not a size: write bytes, or a number with '
+                           'K, M, G or T ("512M", "1.5G")'),
+    ('memory_max = "2000T"', '"memory_max" must be from 1M to 1P'),
+    ('cpu_max = 0.001', ':4:11: ship "web": "cpu_max" must be from 0.01 to 1024 CPUs (1% to 102400%)'),
+    ('cpu_max = "1.5"', '"cpu_max" "1.5" is not a percentage: write "150%", or a number of CPUs (1.5)'),
+    ('cpu_max = true', '"cpu_max"'),
+    ('pids_max = 0', ':4:12: ship "web": "pids_max" must be from 1 to 4194304, not 0'),
+])
+def test_limit_errors(tmp_path, line, error):
+    (tmp_path / "ship-manifest.toml").write_text(f'[[fleet.web]]\nname = "web"\ncommand = "true"\n{line}\n')
+    r = run_ms("clearance", "-c", "ship-manifest.toml", cwd=str(tmp_path))
+    assert r.code == 1, r
+    assert error in r.out + r.err, r
+
+
+def test_limit_forms_are_accepted(tmp_path):
+    (tmp_path / "ship-manifest.toml").write_text(
+        '[base.ship]\npids_max = 100\n\n'
+        '[[fleet.web]]\nname = "a"\ncommand = "true"\nmemory_max = "1.5g"\ncpu_max = "250%"\n\n'
+        '[[fleet.web]]\nname = "b"\ncommand = "true"\nmemory_max = 1048576\ncpu_max = 2\n\n'
+        '[[bays.http]]\nname = "c"\ncommand = "true"\nmemory_max = "64M"\ncpu_max = 0.5\npids_max = 8\n')
+    r = run_ms("clearance", "-c", "ship-manifest.toml", cwd=str(tmp_path))
+    assert r.code == 0, r
