@@ -332,6 +332,8 @@ static json_t *entry_json(const ms_fleet *f, const ms_proc *p)
                      (int)(s->instances ? s->instances : 1));
     if (e && s->schedule)
         schedule_json(p, e);
+    if (e && p->cgroup)
+        json_object_set_new(e, "cgroup", json_string(p->cgroup));
     return e;
 }
 

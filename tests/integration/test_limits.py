@@ -97,6 +97,7 @@ critical = false
     assert (plain / "pids.max").read_text() == "max\n"
     # the launch shim (the ship's parent) joined before starting the command
     st = status(str(path))
+    assert st["web"]["cgroup"] == str(web)
     for name, d in (("web", web), ("plain", plain)):
         assert (d / "cgroup.procs").read_text().split() == [str(ppid(st[name]["pid"]))]
     fleet_helpers.wait_file(str(cg / "bay.chat" / "memory.max"), predicate=lambda t: t == "1073741824\n")
@@ -131,8 +132,8 @@ def test_a_missing_controller_is_named(fleet):
 
 
 def test_not_delegated_warns_once_and_runs(fleet):
-    ms = fleet(loop_ship("web", 'memory_max = "64M"\npids_max = 100') + loop_ship("plain")
-               + loop_ship("hot", "cpu_max = 2"))
+    ms = fleet(f'[mothership]\nsocket_dir = "{fleet.tmp}"\n' + loop_ship("web", 'memory_max = "64M"\npids_max = 100')
+               + loop_ship("plain") + loop_ship("hot", "cpu_max = 2"), name="ship-manifest.toml")
     warn = ms.event("limits_not_applied", timeout=15)
     assert warn["level"] == "warn"
     m = re.fullmatch(r"resource limits not applied to web \(memory_max, pids_max\), hot \(cpu_max\): (.+)",
@@ -143,6 +144,7 @@ def test_not_delegated_warns_once_and_runs(fleet):
     ms.event("fleet_ready", timeout=15)
     assert len(ms.events("limits_not_applied")) == 1
     assert not ms.events("cgroups")
+    assert "cgroup" not in status(str(fleet.tmp / "ship-manifest.toml"))["web"]
     assert ms.stop() == 0
 
 
