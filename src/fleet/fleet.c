@@ -1745,12 +1745,17 @@ static void open_timers(ms_proc *p)
 /* The limit keys of an entry that want a controller in mask. */
 static void limit_keys(const ms_ship *s, unsigned mask, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s%s%s%s%s", (mask & MS_CG_MEMORY) && s->memory_max ? "memory_max" : "",
-             (mask & MS_CG_MEMORY) && s->memory_max && (mask & (MS_CG_CPU | MS_CG_PIDS)) &&
-             (s->cpu_max_milli || s->pids_max) ? ", " : "",
-             (mask & MS_CG_CPU) && s->cpu_max_milli ? "cpu_max" : "",
-             (mask & MS_CG_CPU) && s->cpu_max_milli && (mask & MS_CG_PIDS) && s->pids_max ? ", " : "",
-             (mask & MS_CG_PIDS) && s->pids_max ? "pids_max" : "");
+    const char *keys[3];
+    size_t n = 0;
+    if ((mask & MS_CG_MEMORY) && s->memory_max)
+        keys[n++] = "memory_max";
+    if ((mask & MS_CG_CPU) && s->cpu_max_milli)
+        keys[n++] = "cpu_max";
+    if ((mask & MS_CG_PIDS) && s->pids_max)
+        keys[n++] = "pids_max";
+    buf[0] = '\0';
+    for (size_t i = 0, len = 0; i < n && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", keys[i]);
 }
 
 /* Each entry in a cgroup of its own when Mothership's is delegated; the
