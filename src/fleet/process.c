@@ -425,7 +425,7 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
         free(cmd);
         cmd = abs;
     }
-    argv = calloc(s->args.len + 8, sizeof *argv);
+    argv = calloc(s->args.len + 9, sizeof *argv); /* the shim's 7, the cgroup fd, NULL */
     args = calloc(s->args.len + 1, sizeof *args);
     for (size_t i = 0; args && i < s->args.len; i++)
         if (!(args[i] = ms_ship_expand(s, s->args.items[i], p->parity))) {
