@@ -294,7 +294,7 @@ static bool reload(ms_run *r, bool check_only, const char *who, json_t **result)
                  r->dp ? "; data plane swapped" : "");
     ms_fleet_commit(nx);
     if (bays && !ms_docks_add(r->docks, r->fleet->procs, r->fleet->n))
-        ms_log_event(r->log, MS_WARN, NULL, NULL, "reload: out of memory for docking links; made as bays start");
+        ms_log_event(r->log, MS_WARN, NULL, "out_of_memory", "reload: out of memory for docking links; made as bays start");
     ms_manifest *old = r->m;
     r->m = m;
     r->view.m = m;

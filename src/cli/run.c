@@ -342,7 +342,7 @@ static void launch_now(ms_run *c)
                              .bay_clients = c->dp && c->hub ? tui_bay_clients : NULL };
         c->tui = ms_tui_start(&tc, why, sizeof why);
         if (!c->tui)
-            ms_log_event(c->log, MS_WARN, NULL, NULL, "--tui: %s; showing plain logs", why);
+            ms_log_event(c->log, MS_WARN, NULL, "tui_unavailable", "--tui: %s; showing plain logs", why);
     }
 }
 
@@ -460,7 +460,7 @@ int ms_cmd_run(const ms_cli *o)
     c.view.m = c.m;
     c.ignored = ms_run_signals_start(c.loop, c.log);
     if (!c.ignored)
-        ms_log_event(c.log, MS_WARN, NULL, NULL, "cannot catch SIGHUP, SIGUSR1 and the like: they keep their defaults");
+        ms_log_event(c.log, MS_WARN, NULL, "signals_uncaught", "cannot catch SIGHUP, SIGUSR1 and the like: they keep their defaults");
 
     const ms_global *g = &c.m->global;
     c.ctl = ms_ctl_start(&c, why, sizeof why);
@@ -517,7 +517,7 @@ run_loop:
     uv_run(c.loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(c.loop);
     if (rc != 0)
-        ms_log_event(c.log, MS_WARN, NULL, NULL, "internal: event loop closed with handles open");
+        ms_log_event(c.log, MS_WARN, NULL, "internal", "internal: event loop closed with handles open");
     if (c.dp) { /* from its start on, the data plane owns the routes, payloads and TLS server */
         c.tls = NULL;
         c.payloads = NULL;

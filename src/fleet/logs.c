@@ -200,9 +200,11 @@ void ms_log_close(ms_log *log)
 {
     if (!log)
         return;
-    if (ms_log_dropped(log) > log->dropped_reported)
-        ms_log_event(log, MS_WARN, NULL, "dropped", "%llu lines dropped in all: output too slow",
-                     (unsigned long long)ms_log_dropped(log));
+    if (ms_log_dropped(log) > log->dropped_reported) {
+        ms_log_field total = ms_log_num("total", (int64_t)ms_log_dropped(log));
+        ms_log_event_fields(log, MS_WARN, NULL, "dropped", &total, 1, "%llu lines dropped in all: output too slow",
+                            (unsigned long long)ms_log_dropped(log));
+    }
     uv_mutex_lock(&log->mu);
     log->stopping = true;
     log->deadline = uv_hrtime() + (uint64_t)CLOSE_FLUSH_MS * 1000000;
@@ -266,13 +268,21 @@ static void enqueue_p(ms_log *log, const char *s, size_t n, bool event)
         uv_mutex_unlock(&log->mu);
         return;
     }
-    char note[96];
+    char note[MS_LOG_JSON_MIN];
     size_t nn = 0;
     if (log->dropped > log->dropped_reported && log->cap - log->len >= n + sizeof note) {
-        nn = (size_t)snprintf(note, sizeof note, log->json ? "{\"source\":\"mothership\",\"level\":\"warn\","
-                                                             "\"msg\":\"%llu lines dropped: output too slow\"}\n"
-                                                           : "mothership | %llu lines dropped: output too slow\n",
-                              (unsigned long long)(log->dropped - log->dropped_reported));
+        unsigned long long k = (unsigned long long)(log->dropped - log->dropped_reported);
+        if (log->json) {
+            char msg[96];
+            int m = snprintf(msg, sizeof msg, "%llu lines dropped: output too slow", k);
+            ms_log_field lines = ms_log_num("lines", (int64_t)k);
+            ms_log_record r = { .level = MS_WARN, .source = "mothership", .instance = -1, .event = "dropped",
+                                .fields = &lines, .nfields = 1, .msg = msg,
+                                .msg_len = m < 0 ? 0 : (size_t)m };
+            nn = ms_log_format_json(note, sizeof note, &r);
+        } else {
+            nn = (size_t)snprintf(note, sizeof note, "mothership | %llu lines dropped: output too slow\n", k);
+        }
         log->dropped_reported = log->dropped;
     }
     size_t room = event ? log->cap - log->len : (log->cap * 3 / 4 > log->len ? log->cap * 3 / 4 - log->len : 0);
@@ -310,86 +320,35 @@ uint64_t ms_log_lines(const ms_log *log)
 }
 
 /* ---------------------------------------------------------------- formatting */
-static size_t timestamp(char *out, size_t cap, bool iso)
+/* The text format's local time of day with milliseconds. */
+static size_t timestamp_local(char *out, size_t cap)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
-    if (iso)
-        gmtime_r(&ts.tv_sec, &tm);
-    else
-        localtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, cap, iso ? "%Y-%m-%dT%H:%M:%S" : "%H:%M:%S", &tm);
-    n += (size_t)snprintf(out + n, cap - n, iso ? ".%03ldZ" : ".%03ld", ts.tv_nsec / 1000000);
+    localtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, cap, "%H:%M:%S", &tm);
+    n += (size_t)snprintf(out + n, cap - n, ".%03ld", ts.tv_nsec / 1000000);
     return n;
-}
-
-/* Append s as a JSON string body (no quotes); invalid UTF-8 bytes become U+FFFD. */
-static size_t json_escape(char *out, size_t cap, const char *s, size_t len)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 8 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c == '\n') {
-            out[o++] = '\\';
-            out[o++] = 'n';
-        } else if (c == '\t') {
-            out[o++] = '\\';
-            out[o++] = 't';
-        } else if (c < 0x20 || c == 0x7f) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
-        } else if (c < 0x80) {
-            out[o++] = (char)c;
-        } else {
-            /* validate one UTF-8 sequence */
-            size_t need = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 && c < 0xf0 ? 2 : c >= 0xc2 && c < 0xe0 ? 1 : 0;
-            bool ok = need > 0 && i + need < len;
-            for (size_t k = 1; ok && k <= need; k++)
-                if (((unsigned char)s[i + k] & 0xc0) != 0x80)
-                    ok = false;
-            if (ok && need >= 2) { /* overlongs, surrogates, > U+10FFFF */
-                unsigned char c1 = (unsigned char)s[i + 1];
-                if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 > 0x9f) || (c == 0xf0 && c1 < 0x90) ||
-                    (c == 0xf4 && c1 > 0x8f))
-                    ok = false;
-            }
-            if (ok) {
-                memcpy(out + o, s + i, need + 1);
-                o += need + 1;
-                i += need;
-            } else {
-                memcpy(out + o, "\xef\xbf\xbd", 3);
-                o += 3;
-            }
-        }
-    }
-    return o;
 }
 
 static const char *const colours[] = { "\033[36m", "\033[32m", "\033[33m", "\033[35m", "\033[34m", "\033[96m",
                                         "\033[92m", "\033[93m", "\033[95m", "\033[94m" };
 
-void ms_log_child(ms_log *log, const char *name, unsigned colour, ms_stream stream, const char *line,
-                  size_t len, bool continued)
+void ms_log_child(ms_log *log, const char *name, const char *base, unsigned instance, unsigned colour,
+                  ms_stream stream, const char *line, size_t len, bool continued)
 {
     char buf[MS_LOG_LINE_MAX * 2 + 512];
     size_t n = 0;
     if (len > MS_LOG_LINE_MAX)
         len = MS_LOG_LINE_MAX;
     if (log->json) {
-        n += (size_t)snprintf(buf, sizeof buf, "{\"ts\":\"");
-        n += timestamp(buf + n, sizeof buf - n, true);
-        n += (size_t)snprintf(buf + n, sizeof buf - n, "\",\"source\":\"");
-        n += json_escape(buf + n, sizeof buf - n, name, strlen(name));
-        n += (size_t)snprintf(buf + n, sizeof buf - n, "\",\"stream\":\"%s\",%s\"line\":\"",
-                              stream == MS_STDERR ? "stderr" : "stdout", continued ? "\"continued\":true," : "");
-        n += json_escape(buf + n, sizeof buf - n - 4, line, len);
-        n += (size_t)snprintf(buf + n, sizeof buf - n, "\"}\n");
+        ms_log_record r = { .level = MS_INFO, .source = base ? base : name, .instance = base ? (int)instance : -1,
+                            .stream = stream == MS_STDERR ? "stderr" : "stdout", .continued = continued,
+                            .msg = line, .msg_len = len };
+        n = ms_log_format_json(buf, sizeof buf, &r);
     } else {
-        n += timestamp(buf, sizeof buf, false);
+        n += timestamp_local(buf, sizeof buf);
         const char *c0 = log->color ? colours[colour % (sizeof colours / sizeof colours[0])] : "";
         const char *c1 = log->color ? "\033[0m" : "";
         n += (size_t)snprintf(buf + n, sizeof buf - n, " %s%-12s%s %s ", c0, name, c1,
@@ -403,29 +362,25 @@ void ms_log_child(ms_log *log, const char *name, unsigned colour, ms_stream stre
     enqueue(log, buf, n);
 }
 
-void ms_log_eventv(ms_log *log, ms_level level, const char *ship, const char *event, const char *fmt,
-                   va_list ap)
+static void event_line(ms_log *log, ms_level level, const char *ship, const char *event,
+                       const ms_log_field *fields, size_t nfields, const char *fmt, va_list ap)
 {
+    /* every event has a name, documented in docs/cli.md (a test checks) */
     char msg[2048];
     int m = vsnprintf(msg, sizeof msg, fmt, ap);
     size_t mlen = m < 0 ? 0 : (size_t)m >= sizeof msg ? sizeof msg - 1 : (size_t)m;
-    static const char *const lv[] = { "info", "warn", "error" };
     char buf[6144];
     size_t n = 0;
     if (log->json) {
-        n += (size_t)snprintf(buf, sizeof buf, "{\"ts\":\"");
-        n += timestamp(buf + n, sizeof buf - n, true);
-        n += (size_t)snprintf(buf + n, sizeof buf - n, "\",\"source\":\"mothership\",\"level\":\"%s\"", lv[level]);
-        if (ship) {
-            n += (size_t)snprintf(buf + n, sizeof buf - n, ",\"ship\":\"");
-            n += json_escape(buf + n, sizeof buf - n, ship, strlen(ship));
-            n += (size_t)snprintf(buf + n, sizeof buf - n, "\"");
-        }
-        if (event)
-            n += (size_t)snprintf(buf + n, sizeof buf - n, ",\"event\":\"%s\"", event);
-        n += (size_t)snprintf(buf + n, sizeof buf - n, ",\"msg\":\"");
-        n += json_escape(buf + n, sizeof buf - n - 4, msg, mlen);
-        n += (size_t)snprintf(buf + n, sizeof buf - n, "\"}\n");
+        ms_log_field all[16];
+        size_t k = 0;
+        if (ship)
+            all[k++] = ms_log_str("ship", ship);
+        for (size_t i = 0; i < nfields && k < sizeof all / sizeof all[0]; i++)
+            all[k++] = fields[i];
+        ms_log_record r = { .level = level, .source = "mothership", .instance = -1, .event = event,
+                            .fields = all, .nfields = k, .msg = msg, .msg_len = mlen };
+        n = ms_log_format_json(buf, sizeof buf, &r);
     } else {
         /* a message may quote what a client sent (an entry name): its control
          * bytes are shown escaped, so it cannot start a line of its own */
@@ -451,7 +406,7 @@ void ms_log_eventv(ms_log *log, ms_level level, const char *ship, const char *ev
         if (e > 0)
             memcpy(msg, esc, e);
         mlen = e;
-        n += timestamp(buf, sizeof buf, false);
+        n += timestamp_local(buf, sizeof buf);
         const char *b0 = "", *b1 = "";
         if (log->color) {
             b0 = level == MS_ERROR ? "\033[1;31m" : level == MS_WARN ? "\033[1;33m" : "\033[1m";
@@ -462,11 +417,26 @@ void ms_log_eventv(ms_log *log, ms_level level, const char *ship, const char *ev
     enqueue_p(log, buf, n < sizeof buf ? n : sizeof buf - 1, true);
 }
 
+void ms_log_eventv(ms_log *log, ms_level level, const char *ship, const char *event, const char *fmt,
+                   va_list ap)
+{
+    event_line(log, level, ship, event, NULL, 0, fmt, ap);
+}
+
 void ms_log_event(ms_log *log, ms_level level, const char *ship, const char *event, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    ms_log_eventv(log, level, ship, event, fmt, ap);
+    event_line(log, level, ship, event, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void ms_log_event_fields(ms_log *log, ms_level level, const char *ship, const char *event,
+                         const ms_log_field *fields, size_t nfields, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    event_line(log, level, ship, event, fields, nfields, fmt, ap);
     va_end(ap);
 }
 

@@ -14,12 +14,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fleet/logline.h"
+
 #define MS_LOG_LINE_MAX 8192            /* longer lines are split */
 #define MS_LOG_QUEUE_BYTES (1u << 20)   /* output queue; beyond it lines are dropped */
 #define MS_LOG_RING_BYTES (64u << 10)   /* per-process history for the dashboard */
 
 typedef enum ms_stream { MS_STDOUT = 1, MS_STDERR = 2 } ms_stream;
-typedef enum ms_level { MS_INFO, MS_WARN, MS_ERROR } ms_level;
 
 typedef struct ms_log ms_log;
 
@@ -31,15 +32,22 @@ void ms_log_close(ms_log *log);
 /* Stop printing to the fd (the dashboard owns the terminal); rings still fill. */
 void ms_log_set_quiet(ms_log *log, bool quiet);
 
-/* A line of a child's output (without its newline). */
-void ms_log_child(ms_log *log, const char *name, unsigned colour, ms_stream stream, const char *line,
-                  size_t len, bool continued);
+/* A line of a child's output (without its newline). name: the process's
+ * name, shown in text ("web#1"); base: the entry's name as written ("web")
+ * when the entry is instanced, else NULL; instance: its instance then. */
+void ms_log_child(ms_log *log, const char *name, const char *base, unsigned instance, unsigned colour,
+                  ms_stream stream, const char *line, size_t len, bool continued);
 /* One of Mothership's own events. ship: the process it is about, or NULL.
- * event: a short machine word for JSON ("ready", "exited", ...), or NULL. */
+ * event: a short machine word ("ready", "exited", ...), documented in
+ * docs/cli.md with its fields. */
 void ms_log_event(ms_log *log, ms_level level, const char *ship, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void ms_log_eventv(ms_log *log, ms_level level, const char *ship, const char *event, const char *fmt,
                    va_list ap);
+/* The same with the event's own fields (JSON only; the text line is msg). */
+void ms_log_event_fields(ms_log *log, ms_level level, const char *ship, const char *event,
+                         const ms_log_field *fields, size_t nfields, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 
 uint64_t ms_log_dropped(const ms_log *log);
 uint64_t ms_log_lines(const ms_log *log);

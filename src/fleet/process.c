@@ -181,7 +181,7 @@ static void on_line(void *arg, const char *line, size_t len, bool continued)
     ms_fleet *f = p->fleet;
     if (!p->started_logged)
         ms_fleet_on_ship_pid(p); /* "started" comes before the run's first line */
-    ms_log_child(f->log, p->ship->name, p->colour, op->stream, line, len, continued);
+    ms_log_child(f->log, p->ship->name, p->ship->base, p->ship->instance, p->colour, op->stream, line, len, continued);
     ms_ring_add(&p->ring, ++f->log_seq, op->stream, line, len);
     if (f->line_added && p->ring.count > 0)
         f->line_added(f->line_added_arg, p, ms_ring_at(&p->ring, p->ring.count - 1));

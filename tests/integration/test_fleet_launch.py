@@ -45,7 +45,7 @@ def test_dependent_waits_for_oneshot_to_exit_zero(fleet, tmp_path):
     started = ms.event("started", ship="app")
     assert started["_i"] > done["_i"], ms.output()
     ms.event("fleet_ready")
-    assert [l["line"] for l in ms.child_lines("app")] == ["saw-migration"], ms.output()
+    assert [l["msg"] for l in ms.child_lines("app")] == ["saw-migration"], ms.output()
     assert ms.stop() == 0, ms.output()
 
 

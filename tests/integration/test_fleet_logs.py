@@ -80,21 +80,21 @@ def test_json_logs_parse_line_by_line(fleet):
     children = [r for r in records if r["source"] == "printer"]
     events = [r for r in records if r["source"] == "mothership"]
     for r in children:
-        assert set(r) - {"continued"} == {"ts", "source", "stream", "line"}, r
+        assert set(r) - {"continued"} == {"ts", "level", "source", "stream", "msg"}, r
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["ts"]), r
     for r in events:
         assert {"ts", "source", "level", "msg"} <= set(r), r
         assert r["level"] in ("info", "warn", "error")
     assert {"ts", "source", "level", "ship", "event", "msg"} <= set(
         next(r for r in events if r.get("event") == "started"))
-    short = [(r["stream"], r["line"]) for r in children if len(r["line"]) < 100]
+    short = [(r["stream"], r["msg"]) for r in children if len(r["msg"]) < 100]
     # stdout and stderr are separate pipes: only each stream's own order is kept
     assert [l for s, l in short if s == "stdout"] == ["hello out", "windows line", "no newline at the end"], short
     assert [l for s, l in short if s == "stderr"] == ["oops on stderr"], short
-    long = [r for r in children if len(r["line"]) >= 100]
-    assert [(len(r["line"]), r.get("continued", False)) for r in long] == [
+    long = [r for r in children if len(r["msg"]) >= 100]
+    assert [(len(r["msg"]), r.get("continued", False)) for r in long] == [
         (PIECE, False), (PIECE, True), (20000 - 2 * PIECE, True)], long
-    assert "".join(r["line"] for r in long) == LONG
+    assert "".join(r["msg"] for r in long) == LONG
     names = [r.get("event") for r in events]
     for e in ("launch", "started", "done", "fleet_ready", "shutdown", "stopped"):
         assert e in names, names
@@ -183,7 +183,7 @@ def test_slow_reader_never_blocks_a_child(fleet, tmp_path):
     note = ms.wait_for(r"\d+ lines dropped: output too slow", timeout=10)
     rec = json.loads(ms.lines[note.index][1])
     assert rec["source"] == "mothership" and rec["level"] == "warn", rec
-    ms.wait_for(r'"source":"chatty".*"line":"tick"', start=note.index + 1)
+    ms.wait_for(r'"source":"chatty".*"msg":"tick"', start=note.index + 1)
     assert ms.stop() == 0, ms.output()[-3000:]
     assert ms.events("shutdown") and ms.events("stopped")
 

@@ -136,7 +136,7 @@ def test_postgres_dependent_waits_for_the_database_to_accept_clients(fleet, pg):
                                  f"postgres accepted the startup (trust))"), ready
     done = ms.event("done", ship="query", timeout=30)
     assert done["_i"] > ready["_i"]
-    assert [e["line"] for e in ms.child_lines("query")] == ["42"], ms.output()
+    assert [e["msg"] for e in ms.child_lines("query")] == ["42"], ms.output()
     ms.event("fleet_ready")
     assert ms.stop(timeout=30) == 0, ms.output()
 
@@ -167,5 +167,5 @@ def test_redis_dependent_gets_pong(fleet, tmp_path):
     assert ready["msg"].endswith(f"(redis check on tcp://127.0.0.1:{port} passed: +PONG)"), ready
     done = ms.event("done", ship="ping", timeout=20)
     assert done["_i"] > ready["_i"]
-    assert [e["line"] for e in ms.child_lines("ping")] == ["PONG"], ms.output()
+    assert [e["msg"] for e in ms.child_lines("ping")] == ["PONG"], ms.output()
     assert ms.stop(timeout=20) == 0, ms.output()

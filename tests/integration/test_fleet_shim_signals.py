@@ -47,9 +47,9 @@ def test_signals_sent_to_the_shim_reach_the_ship_which_keeps_running(fleet, tmp_
     for sig in FORWARDED:
         name = signal.Signals(sig).name
         os.kill(shim, sig)
-        ms.wait_for(rf'"source":"app".*"line":"got {name}"', start=mark)
+        ms.wait_for(rf'"source":"app".*"msg":"got {name}"', start=mark)
     # once each: the shim passed each on once, and nothing came twice
-    got = [e["line"] for e in ms.child_lines("app") if e["line"].startswith("got ")]
+    got = [e["msg"] for e in ms.child_lines("app") if e["msg"].startswith("got ")]
     assert got == [f"got {signal.Signals(s).name}" for s in FORWARDED], got
     assert alive(pid) and alive(shim)
     assert parent_of(pid) == shim
@@ -57,7 +57,7 @@ def test_signals_sent_to_the_shim_reach_the_ship_which_keeps_running(fleet, tmp_
     # it ignores the SIGTERM of the stop (once: not passed on again) till the SIGKILL
     assert ms.stop() == 0, ms.output()
     ms.event("stopped", ship="app")
-    got = [e["line"] for e in ms.child_lines("app") if e["line"] == "got SIGTERM"]
+    got = [e["msg"] for e in ms.child_lines("app") if e["msg"] == "got SIGTERM"]
     assert len(got) == 1, ms.output()
 
 
@@ -66,7 +66,7 @@ def test_a_stop_signal_mothership_sends_to_the_group_comes_once(fleet, tmp_path)
     the kernel, and the shim, which gets it too, does not add a copy."""
     ms, pid, shim = start(fleet, tmp_path)
     assert ms.stop() == 0, ms.output()
-    lines = [e["line"] for e in ms.child_lines("app")]
+    lines = [e["msg"] for e in ms.child_lines("app")]
     assert lines.count("clean exit on SIGINT") == 1, lines
 
 
@@ -95,7 +95,7 @@ def test_a_signal_the_ship_sends_its_shim_is_not_sent_back(fleet, tmp_path):
         oneshot = true
     """)
     ms.event("done", ship="notifier")
-    lines = [e["line"] for e in ms.child_lines("notifier")]
+    lines = [e["msg"] for e in ms.child_lines("notifier")]
     assert lines == ["done"], lines
     assert ms.stop() == 0, ms.output()
 

@@ -76,7 +76,7 @@ def test_ordered_shutdown_with_a_slow_child_and_one_ignoring_term(fleet, tmp_pat
     waiting = ms.event("waiting", timeout=5)
     assert re.fullmatch(rf"shutdown waiting for db \(pid {pids['db']}, \d+ms\)", waiting["msg"]), waiting
     db_stopped = ms.event("stopped", ship="db", timeout=5)
-    drained = ms.wait_for(r'"source":"db".*"line":"db drained"')
+    drained = ms.wait_for(r'"source":"db".*"msg":"db drained"')
     assert drained.index < db_stopped["_i"]
     assert ms.wait_exit() == 0, ms.output()
     assert ms.events("stopped")[-1]["msg"] == "fleet stopped (exit 0)"

@@ -41,7 +41,7 @@ def stop_and_check(ms, name, pidfile):
     assert code == 0, out
     stopping = ms.event("stopping", ship=name)
     assert stopping["msg"] == f'stopping ship "{name}" (pid {pid}): SIGINT', stopping
-    clean = ms.wait_for(rf'"source":"{name}".*"line":"clean exit on SIGINT"')
+    clean = ms.wait_for(rf'"source":"{name}".*"msg":"clean exit on SIGINT"')
     stopped = ms.event("stopped", ship=name)
     assert re.fullmatch(rf'ship "{name}" \(pid {pid}\) stopped \(exit 0\) in \d+ms', stopped["msg"]), stopped
     assert stopping["_i"] < clean.index < stopped["_i"], out
@@ -96,7 +96,7 @@ def test_without_stop_signal_sigterm_is_sent_and_ignored_until_sigkill(fleet, tm
     pid = read_pid(pidfile)
     assert ms.stop(timeout=15) == 0, ms.output()
     assert ms.event("stopping", ship="pg")["msg"] == f'stopping ship "pg" (pid {pid}): SIGTERM'
-    ms.wait_for(r'"source":"pg".*"line":"got SIGTERM"')
+    ms.wait_for(r'"source":"pg".*"msg":"got SIGTERM"')
     assert ms.event("kill", ship="pg")
     assert re.search(r"stopped \(SIGKILL\)", ms.event("stopped", ship="pg")["msg"])
 
@@ -124,7 +124,7 @@ def test_other_stop_signals_reach_the_command_and_not_kill_the_shim(fleet, tmp_p
     assert ms.stop(timeout=15) == 0, ms.output()
     for name, sig in (("quit", "SIGQUIT"), ("hup", "SIGHUP")):
         assert ms.event("stopping", ship=name)["msg"].endswith(f": {sig}")
-        lines = [e["line"] for e in ms.child_lines(name)]
+        lines = [e["msg"] for e in ms.child_lines(name)]
         assert lines.count(f"got {sig}") == 1, lines
         # the shim waited for its command: the kill came after the grace
         assert ms.event("kill", ship=name)

@@ -169,7 +169,7 @@ def test_a_hup_sent_to_the_shim_reaches_node_which_keeps_serving(fleet):
     for _ in range(2):
         mark = len(ms.lines)
         os.kill(shim, signal.SIGHUP)
-        ms.wait_for(r'"source":"express".*"line":"got SIGHUP"', start=mark)
+        ms.wait_for(r'"source":"express".*"msg":"got SIGHUP"', start=mark)
         assert http_get(px.port, "/hello") == (200, "hello from express\n")
     assert parent_of(pid) == shim
     assert len(ms.events("started", ship="express")) == 1 and not ms.events("exited"), ms.output()
@@ -177,5 +177,5 @@ def test_a_hup_sent_to_the_shim_reaches_node_which_keeps_serving(fleet):
     assert ms.stop() == 0, ms.output()
     stopped = ms.event("stopped", ship="express")
     assert re.fullmatch(rf'ship "express" \(pid {pid}\) stopped \(exit 0\) in \d+ms', stopped["msg"]), stopped
-    assert "closed on SIGTERM" in [e["line"] for e in ms.child_lines("express")], ms.output()
+    assert "closed on SIGTERM" in [e["msg"] for e in ms.child_lines("express")], ms.output()
     assert not ms.events("kill"), ms.output()

@@ -139,7 +139,7 @@ def test_a_removed_ship_does_not_keep_its_log_history(fleet, tmp_path):
             ms.signal(signal.SIGHUP)
             ms.event("reloaded", start=start, timeout=15)
             if text != head:
-                ms.wait_for(rf'"source":"chatty{i}".*"line":"written"', start=start, timeout=15)
+                ms.wait_for(rf'"source":"chatty{i}".*"msg":"written"', start=start, timeout=15)
             else:
                 ms.event("stopped", ship=f"chatty{i}", start=start, timeout=15)
 

@@ -100,12 +100,12 @@ def test_one_budget_503_cut_response_and_websocket_1001(fleet, tmp_path):
     ms.event("fleet_ready", timeout=15)
     waiting = Raw(port, timeout=10)
     waiting.send(raw_request("GET", "/slow", []))
-    ms.wait_for(r'"line":"got /slow"')
+    ms.wait_for(r'"msg":"got /slow"')
     started = Raw(port, timeout=10)
     started.send(raw_request("GET", "/started", []))
     head = started.response(head_only=True)
     assert head.status == 200, head
-    ms.wait_for(r'"line":"got /started"')
+    ms.wait_for(r'"msg":"got /started"')
     ws = ws_handshake(port)
     ws.send(bytes([0x81, 0x80 | 2]) + b"\0\0\0\0" + b"hi")       # masked (zero mask) text "hi"
     while len(ws.buf) < 4:

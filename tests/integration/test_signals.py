@@ -199,7 +199,7 @@ def test_ships_start_with_default_signal_dispositions(fleet, tmp_path):
         while True:
             with ms.cond:
                 raw = [line for _, line in ms.lines[start:]]
-            lines = [json.loads(l)["line"] for l in raw if l.startswith('{"ts"') and '"source":"probe"' in l]
+            lines = [json.loads(l)["msg"] for l in raw if l.startswith('{"ts"') and '"source":"probe"' in l]
             runs = [r for r in "\n".join(lines).split("Name:")[1:] if "SigBlk" in r]
             if len(runs) >= 2 or time.monotonic() >= deadline:
                 break
