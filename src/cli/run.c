@@ -320,9 +320,12 @@ static void launch_now(ms_run *c)
             abort_launch(c, "cannot start the data plane", why);
             return;
         }
-        for (size_t b = 0; b < c->m->global.nbinds; b++)
-            ms_log_event(c->log, MS_INFO, NULL, "listening", "bind \"%s\" listening on %s", c->m->global.binds[b].name,
-                         c->m->global.binds[b].addr.text);
+        for (size_t b = 0; b < c->m->global.nbinds; b++) {
+            const ms_bind *bd = &c->m->global.binds[b];
+            ms_log_field lf[] = { ms_log_str("bind", bd->name), ms_log_str("address", bd->addr.text) };
+            ms_log_event_fields(c->log, MS_INFO, NULL, "listening", lf, 2, "bind \"%s\" listening on %s", bd->name,
+                                bd->addr.text);
+        }
         c->fleet->drain = on_fleet_drain;
         c->fleet->drain_arg = c;
         c->fleet->proc_held = dp_holds_proc; /* a retired process is freed once no generation has it */
@@ -356,10 +359,13 @@ static void on_uplinks(bool ok, const char *message, const ms_uplink_result *res
     }
     for (size_t i = 0; i < n; i++) {
         const ms_uplink_result *r = &results[i];
-        if (r->up)
-            ms_log_event(c->log, MS_INFO, NULL, "uplink_up", "uplink \"%s\" (%s) is up: %s in %llums%s",
-                         r->uplink->name, r->address, r->detail, (unsigned long long)r->elapsed_ms,
-                         r->same_as != MS_UPLINK_OWN ? " (same host:port, checked once)" : "");
+        if (r->up) {
+            ms_log_field uf[] = { ms_log_str("uplink", r->uplink->name), ms_log_str("address", r->address),
+                                  ms_log_num("ms", (int64_t)r->elapsed_ms) };
+            ms_log_event_fields(c->log, MS_INFO, NULL, "uplink_up", uf, 3, "uplink \"%s\" (%s) is up: %s in %llums%s",
+                                r->uplink->name, r->address, r->detail, (unsigned long long)r->elapsed_ms,
+                                r->same_as != MS_UPLINK_OWN ? " (same host:port, checked once)" : "");
+        }
     }
     if (!ok) {
         const char *p = message;

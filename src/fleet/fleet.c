@@ -128,8 +128,9 @@ void ms_fleet_on_ship_pid(ms_proc *p)
     int pid = ms_process_ship_pid(p);
     if (!p->started_logged && pid > 0) {
         p->started_logged = true;
-        ms_log_event(p->fleet->log, MS_INFO, p->ship->name, "started", "%s \"%s\" started (pid %d)", kind_word(p),
-                     p->ship->name, pid);
+        ms_log_field pf = ms_log_num("pid", pid);
+        ms_log_event_fields(p->fleet->log, MS_INFO, p->ship->name, "started", &pf, 1, "%s \"%s\" started (pid %d)",
+                            kind_word(p), p->ship->name, pid);
     }
     if (pid >= 0 && p->ready_deferred)
         mark_ready(p, p->ready_how);
@@ -196,8 +197,9 @@ static void mark_ready(ms_proc *p, const char *how)
     p->ready_at = uv_now(f->loop);
     uv_timer_stop(&p->deadline);
     set_ready_flag(p, 1);
-    ms_log_event(f->log, MS_INFO, p->ship->name, "ready", "%s \"%s\" ready in %llums (%s)", kind_word(p),
-                 p->ship->name, (unsigned long long)(p->ready_at - p->started_at), how);
+    ms_log_field rf = ms_log_num("ms", (int64_t)(p->ready_at - p->started_at));
+    ms_log_event_fields(f->log, MS_INFO, p->ship->name, "ready", &rf, 1, "%s \"%s\" ready in %llums (%s)", kind_word(p),
+                        p->ship->name, (unsigned long long)(p->ready_at - p->started_at), how);
     if (p->ship->health.enabled) {
         /* the readiness probe was a passing health check */
         set_healthy(p, 1);
@@ -497,10 +499,11 @@ static void record_crash_and_backoff(ms_proc *p, const char *what)
         p->loop_paused = true;
         p->crash_count = 0;
         p->crashes_in_row = 0;
-        ms_log_event(f->log, MS_ERROR, p->ship->name, "crash_loop",
-                     "%s \"%s\" %s: %zu crashes within %llums; crash loop: pausing restarts for %llums",
-                     kind_word(p), p->ship->name, what, recent, (unsigned long long)r->loop_window_ms,
-                     (unsigned long long)delay);
+        ms_log_field cf[] = { ms_log_num("crashes", (int64_t)recent), ms_log_num("pause_ms", (int64_t)delay) };
+        ms_log_event_fields(f->log, MS_ERROR, p->ship->name, "crash_loop", cf, 2,
+                            "%s \"%s\" %s: %zu crashes within %llums; crash loop: pausing restarts for %llums",
+                            kind_word(p), p->ship->name, what, recent, (unsigned long long)r->loop_window_ms,
+                            (unsigned long long)delay);
     } else {
         delay = r->backoff_ms;
         for (unsigned i = 0; i < p->crashes_in_row && delay < r->max_backoff_ms; i++)
@@ -513,8 +516,10 @@ static void record_crash_and_backoff(ms_proc *p, const char *what)
             delay = delay - span + (uint64_t)rand() % (2 * span + 1);
         }
         p->crashes_in_row++;
-        ms_log_event(f->log, MS_WARN, p->ship->name, "backoff", "%s \"%s\" %s; restarting in %llums (attempt %u)",
-                     kind_word(p), p->ship->name, what, (unsigned long long)delay, p->restarts + 1);
+        ms_log_field bf[] = { ms_log_num("delay_ms", (int64_t)delay), ms_log_num("attempt", p->restarts + 1) };
+        ms_log_event_fields(f->log, MS_WARN, p->ship->name, "backoff", bf, 2,
+                            "%s \"%s\" %s; restarting in %llums (attempt %u)", kind_word(p), p->ship->name, what,
+                            (unsigned long long)delay, p->restarts + 1);
     }
     p->state = MS_P_BACKOFF;
     p->settled = true; /* gave up once: it no longer holds the launch */
@@ -755,9 +760,11 @@ static void end_launch(ms_fleet *f, size_t total)
             n += (size_t)snprintf(down + n, sizeof down - n, "%s%s (%s)", n ? ", " : "", p->ship->name,
                                   ms_pstate_name(p->state));
     }
-    ms_log_event(f->log, down[0] ? MS_WARN : MS_INFO, NULL, "fleet_ready", "fleet ready: %zu %s in %llums%s%s", total,
-                 total == 1 ? "entry" : "entries", (unsigned long long)(f->launched_at - f->started_at),
-                 down[0] ? "; not up: " : "", down);
+    ms_log_field ff[] = { ms_log_num("entries", (int64_t)total),
+                          ms_log_num("ms", (int64_t)(f->launched_at - f->started_at)) };
+    ms_log_event_fields(f->log, down[0] ? MS_WARN : MS_INFO, NULL, "fleet_ready", ff, 2,
+                        "fleet ready: %zu %s in %llums%s%s", total, total == 1 ? "entry" : "entries",
+                        (unsigned long long)(f->launched_at - f->started_at), down[0] ? "; not up: " : "", down);
     if (f->phase_changed)
         f->phase_changed(f, f->phase_arg);
 }
@@ -832,6 +839,16 @@ void ms_fleet_on_output_closed(ms_proc *p)
     maybe_finish(p->fleet);
 }
 
+/* An exit's fields in a JSON log line: pid, exit_code or signal, uptime_ms. */
+static size_t exit_fields(ms_log_field *out, int pid, int64_t status, int sig, uint64_t up, char *sname,
+                          size_t sname_cap)
+{
+    out[0] = ms_log_num("pid", pid);
+    out[1] = sig ? ms_log_str("signal", signal_name(sig, sname, sname_cap)) : ms_log_num("exit_code", status);
+    out[2] = ms_log_num("uptime_ms", (int64_t)up);
+    return 3;
+}
+
 void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
 {
     ms_fleet *f = p->fleet;
@@ -854,6 +871,9 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
     if (p->ship->kind == MS_BAY && f->bay_exited)
         f->bay_exited(f->bay_arg, p);
     uint64_t up = uv_now(f->loop) - p->started_at;
+    ms_log_field xf[3];
+    char sname[32];
+    size_t nxf = exit_fields(xf, pid, status, sig, up, sname, sizeof sname);
 
     if (p->state == MS_P_STOPPING || p->retired || f->phase == MS_FLEET_STOPPING || f->phase == MS_FLEET_DONE) {
         p->state = MS_P_STOPPED;
@@ -862,9 +882,10 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
             snprintf(words, sizeof words, "(%s)", signal_name(sig, name, sizeof name));
         else
             snprintf(words, sizeof words, "(exit %lld)", (long long)status);
-        ms_log_event(f->log, MS_INFO, p->ship->name, "stopped", "%s \"%s\" (pid %d) stopped %s in %llums",
-                     kind_word(p), p->ship->name, pid, words,
-                     (unsigned long long)(uv_now(f->loop) - (p->stop_sent_at ? p->stop_sent_at : uv_now(f->loop))));
+        uint64_t took = uv_now(f->loop) - (p->stop_sent_at ? p->stop_sent_at : uv_now(f->loop));
+        ms_log_event_fields(f->log, MS_INFO, p->ship->name, "stopped", xf, nxf,
+                            "%s \"%s\" (pid %d) stopped %s in %llums", kind_word(p), p->ship->name, pid, words,
+                            (unsigned long long)took);
         p->stop_as = NULL;
         if (f->phase == MS_FLEET_STOPPING && !f->draining)
             continue_shutdown(f);
@@ -887,8 +908,9 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
     p->stop_as = NULL;
     if (spare(p)) { /* a surge process: the roll that started it decides */
         p->state = MS_P_FAILED;
-        ms_log_event(f->log, MS_WARN, p->ship->name, "exited", "%s \"%s\" (pid %d, surge) %s after %llums",
-                     kind_word(p), p->ship->name, pid, words, (unsigned long long)up);
+        ms_log_event_fields(f->log, MS_WARN, p->ship->name, "exited", xf, nxf,
+                            "%s \"%s\" (pid %d, surge) %s after %llums", kind_word(p), p->ship->name, pid, words,
+                            (unsigned long long)up);
         return;
     }
     if (p->ship->oneshot && p->ship->schedule) {
@@ -910,13 +932,14 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
     if (p->ship->oneshot) {
         if (status == 0 && !sig) {
             p->state = MS_P_DONE;
-            ms_log_event(f->log, MS_INFO, p->ship->name, "done", "job \"%s\" finished in %llums (exit 0)",
-                         p->ship->name, (unsigned long long)up);
+            ms_log_event_fields(f->log, MS_INFO, p->ship->name, "done", xf, nxf,
+                                "job \"%s\" finished in %llums (exit 0)", p->ship->name, (unsigned long long)up);
             schedule(f);
             return;
         }
         p->state = MS_P_FAILED;
-        ms_log_event(f->log, MS_ERROR, p->ship->name, "failed", "job \"%s\" failed: it %s", p->ship->name, words);
+        ms_log_event_fields(f->log, MS_ERROR, p->ship->name, "failed", xf, nxf, "job \"%s\" failed: it %s",
+                            p->ship->name, words);
         if (p->ship->critical) {
             char why[300];
             snprintf(why, sizeof why, "job \"%s\" %s", p->ship->name, words);
@@ -930,13 +953,14 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
         p->state = MS_P_FAILED;
         char why[300];
         snprintf(why, sizeof why, "critical %s \"%s\" %s", kind_word(p), p->ship->name, words);
-        ms_log_event(f->log, MS_ERROR, p->ship->name, "exited", "%s \"%s\" (pid %d) %s after %llums; it is critical",
-                     kind_word(p), p->ship->name, pid, words, (unsigned long long)up);
+        ms_log_event_fields(f->log, MS_ERROR, p->ship->name, "exited", xf, nxf,
+                            "%s \"%s\" (pid %d) %s after %llums; it is critical", kind_word(p), p->ship->name, pid,
+                            words, (unsigned long long)up);
         ms_fleet_shutdown(f, 1, why);
         return;
     }
-    ms_log_event(f->log, MS_WARN, p->ship->name, "exited", "%s \"%s\" (pid %d) %s after %llums", kind_word(p),
-                 p->ship->name, pid, words, (unsigned long long)up);
+    ms_log_event_fields(f->log, MS_WARN, p->ship->name, "exited", xf, nxf, "%s \"%s\" (pid %d) %s after %llums",
+                        kind_word(p), p->ship->name, pid, words, (unsigned long long)up);
     record_crash_and_backoff(p, words);
     schedule(f);
 }
@@ -1828,7 +1852,9 @@ void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *
         open_timers(f->procs[i]);
     }
     f->started = true;
-    ms_log_event(f->log, MS_INFO, NULL, "launch", "launching %zu of %zu entries from %s", n, f->n, f->m->path);
+    ms_log_field lf[] = { ms_log_num("entries", (int64_t)n), ms_log_num("total", (int64_t)f->n) };
+    ms_log_event_fields(f->log, MS_INFO, NULL, "launch", lf, 2, "launching %zu of %zu entries from %s", n, f->n,
+                        f->m->path);
     start_cgroups(f);
     schedule(f);
 }
