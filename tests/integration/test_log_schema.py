@@ -62,7 +62,8 @@ def call_args(text, start):
 def source_events():
     """{event name: [where]} of every ms_log_event/_eventv/_event_fields call
     under src/ (the event is the fourth argument: a literal, or a variable
-    whose literal values are assigned in the same file)."""
+    whose literal values are assigned in the same file), and of every
+    ms_log_record's `.event = "..."`."""
     names, problems = {}, []
     for path in sorted((ROOT / "src").rglob("*.c")):
         text = path.read_text()
@@ -83,6 +84,9 @@ def source_events():
                     names.setdefault(v, []).append(where)
             else:
                 problems.append(f"{where}: event {ev!r} is not a name (every event has one)")
+        # lines formatted directly with ms_log_format_json (an ms_log_record)
+        for m in re.finditer(r'\.event\s*=\s*"([a-z][a-z0-9_]*)"', text):
+            names.setdefault(m.group(1), []).append(f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, m.start()) + 1}")
     assert not problems, problems
     return names
 
