@@ -475,7 +475,8 @@ int ms_cmd_run(const ms_cli *o)
         c.exit_code = MS_EXIT_FAIL;
         goto run_loop;
     }
-    ms_log_event(c.log, MS_INFO, NULL, "control_socket", "control socket %s", ms_ctl_path(c.ctl));
+    ms_log_field cpath = ms_log_str("path", ms_ctl_path(c.ctl));
+    ms_log_event_fields(c.log, MS_INFO, NULL, "control_socket", &cpath, 1, "control socket %s", ms_ctl_path(c.ctl));
     if (g->metrics_port) {
         ms_metrics_handlers h = { .ctx = &c.view, .render_metrics = ms_fleet_render_metrics,
                                   .health = ms_fleet_render_health, .ready = ms_fleet_render_ready };
@@ -486,8 +487,13 @@ int ms_cmd_run(const ms_cli *o)
             close_ctl(&c);
             goto run_loop;
         }
-        ms_log_event(c.log, MS_INFO, NULL, "metrics", "metrics on http://%s:%u/metrics, /health and /ready",
-                     g->metrics_bind, ms_metrics_server_port(c.metrics));
+        char maddr[300];
+        snprintf(maddr, sizeof maddr, strchr(g->metrics_bind, ':') ? "[%s]:%u" : "%s:%u", g->metrics_bind,
+                 ms_metrics_server_port(c.metrics));
+        ms_log_field mf = ms_log_str("address", maddr);
+        ms_log_event_fields(c.log, MS_INFO, NULL, "metrics", &mf, 1,
+                            "metrics on http://%s:%u/metrics, /health and /ready", g->metrics_bind,
+                            ms_metrics_server_port(c.metrics));
     }
     uv_signal_init(c.loop, &c.early_int);
     uv_signal_init(c.loop, &c.early_term);

@@ -67,21 +67,24 @@ static void on_signal(uv_signal_t *h, int signum)
     caught *c = h->data;
     char name[32];
     signal_name(signum, name, sizeof name);
+    ms_log_field sf = ms_log_str("signal", name);
     if (signum == SIGHUP && c->owner->on_hup) {
-        ms_log_event(c->owner->log, MS_INFO, NULL, "signal", "received %s: reloading the manifest", name);
+        ms_log_event_fields(c->owner->log, MS_INFO, NULL, "signal", &sf, 1, "received %s: reloading the manifest",
+                            name);
         c->owner->on_hup(c->owner->on_hup_arg);
     } else if (signum == SIGHUP) {
-        ms_log_event(c->owner->log, MS_INFO, NULL, "signal", "received %s: reload is not supported yet: ignored", name);
+        ms_log_event_fields(c->owner->log, MS_INFO, NULL, "signal", &sf, 1,
+                            "received %s: reload is not supported yet: ignored", name);
     } else if (signum == SIGUSR1 && c->owner->on_usr1) {
-        ms_log_event(c->owner->log, MS_INFO, NULL, "signal", "received %s: phased restart of the ships with a bind",
-                     name);
+        ms_log_event_fields(c->owner->log, MS_INFO, NULL, "signal", &sf, 1,
+                            "received %s: phased restart of the ships with a bind", name);
         c->owner->on_usr1(c->owner->on_usr1_arg);
     } else if (signum == SIGUSR1) {
-        ms_log_event(c->owner->log, MS_INFO, NULL, "signal",
-                     "received %s: phased restart is not supported yet: ignored", name);
+        ms_log_event_fields(c->owner->log, MS_INFO, NULL, "signal", &sf, 1,
+                            "received %s: phased restart is not supported yet: ignored", name);
     } else if (!c->logged) {
-        ms_log_event(c->owner->log, MS_WARN, NULL, "signal", "received %s: ignored (further ones are not logged)",
-                     name);
+        ms_log_event_fields(c->owner->log, MS_WARN, NULL, "signal", &sf, 1,
+                            "received %s: ignored (further ones are not logged)", name);
     }
     c->logged = true;
 }

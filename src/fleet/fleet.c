@@ -791,10 +791,11 @@ static void schedule(ms_fleet *f)
             }
             if (dead) {
                 p->state = MS_P_SKIPPED;
-                ms_log_event(f->log, MS_WARN, p->ship->name, "skipped",
-                             "%s \"%s\" skipped: it depends on %s \"%s\", which %s", kind_word(p), p->ship->name,
-                             kind_word(dead), dead->ship->name,
-                             dead->state == MS_P_FAILED ? "failed" : "was skipped");
+                ms_log_field df = ms_log_str("depends_on", dead->ship->name);
+                ms_log_event_fields(f->log, MS_WARN, p->ship->name, "skipped", &df, 1,
+                                    "%s \"%s\" skipped: it depends on %s \"%s\", which %s", kind_word(p),
+                                    p->ship->name, kind_word(dead), dead->ship->name,
+                                    dead->state == MS_P_FAILED ? "failed" : "was skipped");
                 again = true;
             } else if (all_ready && p->ship->schedule && p->ship->kind == MS_SHIP) {
                 cron_begin(p);
@@ -972,8 +973,10 @@ static void on_stop_grace(uv_timer_t *t)
     ms_fleet *f = p->fleet;
     if (!running(p) || p->kill_sent)
         return;
-    ms_log_event(f->log, MS_WARN, p->ship->name, "kill", "%s \"%s\" (pid %d) did not stop within %llums: SIGKILL",
-                 kind_word(p), p->ship->name, shown_pid(p), (unsigned long long)p->stop_grace_ms);
+    ms_log_field kf = ms_log_num("pid", shown_pid(p));
+    ms_log_event_fields(f->log, MS_WARN, p->ship->name, "kill", &kf, 1,
+                        "%s \"%s\" (pid %d) did not stop within %llums: SIGKILL", kind_word(p), p->ship->name,
+                        shown_pid(p), (unsigned long long)p->stop_grace_ms);
     p->kill_sent = true;
     ms_process_signal(p, SIGKILL);
 }
@@ -1008,13 +1011,17 @@ static void stop_proc(ms_proc *p)
     p->stop_grace_ms = stop_grace(p);
     ms_fleet_on_ship_pid(p);
     char name[32];
+    ms_log_field sf[] = { ms_log_num("pid", shown_pid(p)),
+                          ms_log_str("signal", signal_name(stop_signal_of(p), name, sizeof name)),
+                          ms_log_num("grace_ms", (int64_t)p->stop_grace_ms) };
     if (p->stop_grace_ms + 100 <= p->ship->shutdown_timeout_ms) /* the drain took a noticeable part */
-        ms_log_event(f->log, MS_INFO, p->ship->name, "stopping", "stopping %s \"%s\" (pid %d): %s, SIGKILL in %llums "
-                     "(what is left of shutdown_timeout after the drain)", kind_word(p), p->ship->name, shown_pid(p),
-                     signal_name(stop_signal_of(p), name, sizeof name), (unsigned long long)p->stop_grace_ms);
+        ms_log_event_fields(f->log, MS_INFO, p->ship->name, "stopping", sf, 3,
+                            "stopping %s \"%s\" (pid %d): %s, SIGKILL in %llums "
+                            "(what is left of shutdown_timeout after the drain)", kind_word(p), p->ship->name,
+                            shown_pid(p), name, (unsigned long long)p->stop_grace_ms);
     else
-        ms_log_event(f->log, MS_INFO, p->ship->name, "stopping", "stopping %s \"%s\" (pid %d): %s", kind_word(p),
-                     p->ship->name, shown_pid(p), signal_name(stop_signal_of(p), name, sizeof name));
+        ms_log_event_fields(f->log, MS_INFO, p->ship->name, "stopping", sf, 3, "stopping %s \"%s\" (pid %d): %s",
+                            kind_word(p), p->ship->name, shown_pid(p), name);
     ms_process_signal(p, stop_signal_of(p));
     if (p->stop_grace_ms == 0)
         on_stop_grace(&p->deadline);
@@ -1296,8 +1303,9 @@ static void maybe_finish(ms_fleet *f)
                 if (running(p))
                     return;
         f->phase = MS_FLEET_DONE;
-        ms_log_event(f->log, f->exit_code ? MS_ERROR : MS_INFO, NULL, "stopped", "fleet stopped (exit %d)",
-                     f->exit_code);
+        ms_log_field ef = ms_log_num("exit_code", f->exit_code);
+        ms_log_event_fields(f->log, f->exit_code ? MS_ERROR : MS_INFO, NULL, "stopped", &ef, 1,
+                            "fleet stopped (exit %d)", f->exit_code);
         close_h(f, (uv_handle_t *)&f->sigint);
         close_h(f, (uv_handle_t *)&f->sigterm);
         close_h(f, (uv_handle_t *)&f->sigquit);

@@ -252,4 +252,9 @@ def test_every_line_of_a_real_run_fits_the_schema(fleet, tmp_path):
     assert event("reloaded")[0]["level"] == "info"
     stopped = event("stopped", ship="crasher")[0]
     assert stopped["signal"] == "SIGTERM" and "exit_code" not in stopped, stopped
-    assert event("shutdown") and [r for r in event("stopped") if "ship" not in r]
+    stopping = event("stopping", ship="crasher")[0]
+    assert stopping["pid"] == stopped["pid"] and stopping["signal"] == "SIGTERM" and stopping["grace_ms"] > 0
+    assert event("signal", signal="SIGHUP")[0]["level"] == "info"
+    assert event("control_socket")[0]["path"].endswith(".ctl")
+    assert event("shutdown")
+    assert [r["exit_code"] for r in event("stopped") if "ship" not in r] == [0], event("stopped")
