@@ -7,7 +7,7 @@
   entry, a shutdown) prints nothing but lines of that schema: the common
   keys with their types, `stream`/`instance`/`continued` only on children's
   lines, `event` on each of Mothership's, and no field the table does not
-  give that event."""
+  give that event; the example lines in the docs fit it too."""
 import json
 import os
 import pathlib
@@ -258,3 +258,13 @@ def test_every_line_of_a_real_run_fits_the_schema(fleet, tmp_path):
     assert event("control_socket")[0]["path"].endswith(".ctl")
     assert event("shutdown")
     assert [r["exit_code"] for r in event("stopped") if "ship" not in r] == [0], event("stopped")
+
+
+def test_the_docs_example_lines_fit_the_schema():
+    text = (ROOT / "docs" / "cli.md").read_text()
+    section = re.search(r"^## Logs\n(.*?)(?=^## )", text, re.M | re.S).group(1)
+    lines = [l for l in section.splitlines() if l.startswith('{"ts"')]
+    assert len(lines) >= 5, lines
+    docs = documented_events()
+    for line in lines:
+        check_line(line, docs, {"migrate", "web"})
