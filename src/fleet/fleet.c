@@ -923,11 +923,12 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
         if (p->next_run)
             local_minute(p->next_run, when, sizeof when);
         if (ok)
-            ms_log_event(f->log, MS_INFO, p->ship->name, "done", "job \"%s\" finished in %llums (exit 0); next "
-                         "run %s", p->ship->name, (unsigned long long)up, when);
+            ms_log_event_fields(f->log, MS_INFO, p->ship->name, "done", xf, nxf,
+                                "job \"%s\" finished in %llums (exit 0); next run %s", p->ship->name,
+                                (unsigned long long)up, when);
         else
-            ms_log_event(f->log, MS_ERROR, p->ship->name, "failed", "job \"%s\" failed: it %s; next run %s",
-                         p->ship->name, words, when);
+            ms_log_event_fields(f->log, MS_ERROR, p->ship->name, "failed", xf, nxf,
+                                "job \"%s\" failed: it %s; next run %s", p->ship->name, words, when);
         return;
     }
     if (p->ship->oneshot) {
