@@ -221,9 +221,10 @@ void ms_fleet_bay_lost(ms_fleet *f, size_t i, const char *why);
 
 void ms_fleet_drained(ms_fleet *f);
 
-/* Select entries for --only / --except (comma-separated tag lists, either may
- * be NULL). --only keeps entries with any of the tags plus everything they
- * depend on; --except removes entries with any of the tags. Removing a
+/* Select entries for --only / --except (comma-separated lists of tags or
+ * groups, either may be NULL; a group is a ship's fleet.<group> or a bay's
+ * type). --only keeps entries with any of the words plus everything they
+ * depend on; --except removes entries with any of the words. Removing a
  * dependency of a kept entry is an error. selected[i] is set per ship. On
  * error returns false with a message in why. */
 bool ms_fleet_select(const ms_manifest *m, const char *only, const char *except, bool *selected, char *why,

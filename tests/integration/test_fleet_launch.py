@@ -370,13 +370,70 @@ def test_tag_filtering_errors(manifest):
     assert '"db"' in r.err and '"app"' in r.err, r
     r = run_ms("run", "-c", path, "--only", "web,nope", timeout=10)
     assert r.code == 1, r
-    assert 'mothership: --only: no ship or bay has the tag "nope"' in r.err, r
+    assert 'mothership: --only: no ship or bay has the tag or group "nope" (tags: data, web, bg, nightly; ' \
+           'groups: data, web, bg)' in r.err, r
     r = run_ms("run", "-c", path, "--except", "nope", timeout=10)
     assert r.code == 1, r
-    assert '--except: no ship or bay has the tag "nope"' in r.err, r
+    assert '--except: no ship or bay has the tag or group "nope"' in r.err, r
     r = run_ms("run", "-c", path, "--except", "data,web,bg", timeout=10)
     assert r.code == 1, r
     assert "leaves nothing to launch" in r.err, r
+
+
+# The seed's own examples: groups without any tags.
+GROUPED = """
+    [[fleet.data]]
+    name = "db"
+    command = "sleep"
+    args = ["100"]
+    ready_after = "50ms"
+
+    [[fleet.web]]
+    name = "app"
+    command = "sleep"
+    args = ["100"]
+    ready_after = "50ms"
+    depends_on = ["db"]
+
+    [[fleet.workers]]
+    name = "mailer"
+    command = "sleep"
+    args = ["100"]
+    ready_after = "50ms"
+    tags = ["mail"]
+
+    [[fleet.workers]]
+    name = "indexer"
+    command = "sleep"
+    args = ["100"]
+    ready_after = "50ms"
+"""
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--only", "web"], {"db", "app"}),                     # a group, with its dependency
+    (["--except", "workers"], {"db", "app"}),               # a whole group out
+    (["--only", "workers", "--except", "mail"], {"indexer"}),  # a group, then a tag out of it
+])
+def test_group_filtering(fleet, args, expect):
+    ms = fleet(GROUPED, *args)
+    ready = ms.event("fleet_ready")
+    assert re.match(rf"fleet ready: {len(expect)} entr(y|ies) ", ready["msg"]), ready
+    assert ms.events("launch")[0]["msg"].startswith(f"launching {len(expect)} of 4 entries"), ms.output()
+    assert set(started_names(ms)) == expect, ms.output()
+    assert ms.stop() == 0, ms.output()
+
+
+def test_group_filtering_errors(manifest):
+    path = manifest(GROUPED)
+    r = run_ms("run", "-c", path, "--only", "wbe", timeout=10)
+    assert r.code == 1, r
+    assert 'mothership: --only: no ship or bay has the tag or group "wbe" (tags: mail; ' \
+           'groups: data, web, workers)' in r.err, r
+    assert "started" not in r.out
+    r = run_ms("run", "-c", path, "--except", "data", timeout=10)
+    assert r.code == 1, r
+    assert 'mothership: --except removes ship "db", but ship "app" depends on it' in r.err, r
 
 
 # ------------------------------------------------------------------ environment
