@@ -33,6 +33,7 @@ static void env_set(envv *e, const char *key, const char *value)
     }
     for (size_t i = 0; i < e->len; i++) {
         if (strncmp(e->items[i], key, kl) == 0 && e->items[i][kl] == '=') {
+            explicit_bzero(e->items[i], strlen(e->items[i]));
             free(e->items[i]);
             e->items[i] = kv;
             return;
@@ -55,8 +56,10 @@ static void env_set(envv *e, const char *key, const char *value)
 
 static void env_free(envv *e)
 {
-    for (size_t i = 0; i < e->len; i++)
+    for (size_t i = 0; i < e->len; i++) {
+        explicit_bzero(e->items[i], strlen(e->items[i])); /* secret_env values among them */
         free(e->items[i]);
+    }
     free(e->items);
 }
 
@@ -69,7 +72,48 @@ static const char *env_get(const envv *e, const char *key)
     return NULL;
 }
 
-static void build_env(const ms_proc *p, envv *e)
+#define MS_SECRET_MAX (64 * 1024)
+
+/* secret_env: each NAME's value read from its file now, one trailing newline
+ * ("\n" or "\r\n") stripped. The value goes into the child's environment
+ * only: never into a message (why names the variable and the path). */
+static bool add_secrets(const ms_ship *s, envv *e, char *why, size_t why_len)
+{
+    for (size_t i = 0; i < s->secret_env.len; i++) {
+        const char *name = s->secret_env.items[i].key, *path = s->secret_env.items[i].value;
+        FILE *fp = fopen(path, "rb");
+        if (!fp) {
+            snprintf(why, why_len, "secret_env %s: cannot read \"%s\": %s", name, path, strerror(errno));
+            return false;
+        }
+        char *buf = malloc(MS_SECRET_MAX + 1);
+        size_t n = buf ? fread(buf, 1, MS_SECRET_MAX + 1, fp) : 0;
+        bool err = ferror(fp) != 0;
+        fclose(fp);
+        const char *bad = !buf ? "out of memory" : err ? "read error" : n > MS_SECRET_MAX ? "larger than 64 KiB"
+                        : memchr(buf, '\0', n) ? "it holds a NUL byte" : NULL;
+        if (!bad) {
+            if (n > 0 && buf[n - 1] == '\n' && --n > 0 && buf[n - 1] == '\r')
+                n--;
+            buf[n] = '\0';
+            env_set(e, name, buf);
+        }
+        if (buf) {
+            explicit_bzero(buf, MS_SECRET_MAX + 1);
+            free(buf);
+        }
+        if (bad) {
+            snprintf(why, why_len, "secret_env %s: cannot use \"%s\": %s", name, path, bad);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The child's environment: inherited < [mothership] env < the entry's env
+ * (env_file under it) < secret_env < Mothership's own MS_* variables. False
+ * with why when a secret cannot be read. */
+static bool build_env(const ms_proc *p, envv *e, char *why, size_t why_len)
 {
     const ms_fleet *f = p->fleet;
     for (char **v = environ; v && *v; v++) {
@@ -93,11 +137,13 @@ static void build_env(const ms_proc *p, envv *e)
         char *v = ms_ship_expand(p->ship, p->ship->env.items[i].value, p->parity);
         if (!v) {
             e->oom = true;
-            return;
+            return true;
         }
         env_set(e, p->ship->env.items[i].key, v);
         free(v);
     }
+    if (!add_secrets(p->ship, e, why, why_len))
+        return false;
     if (p->ship->base || p->ship->port) {
         char inst[16];
         snprintf(inst, sizeof inst, "%u", p->ship->instance);
@@ -123,6 +169,7 @@ static void build_env(const ms_proc *p, envv *e)
         snprintf(n, sizeof n, "%llu", (unsigned long long)((p->ship->request_timeout_ms + 999) / 1000));
         env_set(e, "MS_BAY_DRAIN_TIMEOUT", n);
     }
+    return true;
 }
 
 /* ---------------------------------------------------------------- command */
@@ -397,11 +444,12 @@ bool ms_process_spawn(ms_proc *p, char *why, size_t why_len)
     const ms_ship *s = p->ship;
     const char *cwd = s->cwd ? s->cwd : f->m->dir;
     envv env = { 0 };
-    build_env(p, &env);
     char *cmd = NULL, *shim_name = NULL;
     char **argv = NULL, **args = NULL; /* args: the ship's, templated */
     bool ok = false;
     int cg_fd = -1; /* on the entry's cgroup.procs, for the shim to join */
+    if (!build_env(p, &env, why, why_len))
+        goto out;
     if (env.oom) {
         snprintf(why, why_len, "out of memory");
         goto out;

@@ -165,6 +165,11 @@ static const field ship_fields[] = {
     OF(ms_ship, "memory_max", F_SKIP, memory_max),       /* live_fields */
     OF(ms_ship, "cpu_max", F_SKIP, cpu_max_milli),       /* live_fields */
     OF(ms_ship, "pids_max", F_SKIP, pids_max),           /* live_fields */
+    /* env_file's variables are in env, read at load: a changed file is a
+     * changed env. secret_env compares names and paths; a secret's value is
+     * read at each spawn and never compared. */
+    OF(ms_ship, "env_file", F_LIST, env_files),
+    OF(ms_ship, "secret_env", F_MAP, secret_env),
     END,
 };
 

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "util/cron.h"
+#include "util/dotenv.h"
 #include "util/strutil.h"
 
 /* ---------------------------------------------------------------- key lists */
@@ -37,22 +38,24 @@ static const char *const http_keys[] = {
 static const char *const ship_keys[] = {
     "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "tags",
     "critical", "oneshot", "cwd", "ready_timeout", "ready_after", "shutdown_timeout", "restart", "stop_signal",
-    "instances", "port", "balance", "drain_timeout", "schedule", "memory_max", "cpu_max", "pids_max", NULL };
+    "instances", "port", "balance", "drain_timeout", "schedule", "memory_max", "cpu_max", "pids_max", "env_file",
+    "secret_env", NULL };
 static const char *const bay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
     "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", "stop_signal", "handover_timeout",
-    "memory_max", "cpu_max", "pids_max", NULL };
+    "memory_max", "cpu_max", "pids_max", "env_file", "secret_env", NULL };
 /* [[bays.http]]: a bay's keys without the WebSocket ones, plus the links'. */
 static const char *const hbay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
     "cwd", "ready_timeout", "shutdown_timeout", "restart", "stop_signal", "workers", "threads",
-    "request_timeout", "max_queue", "file_roots", "memory_max", "cpu_max", "pids_max", NULL };
+    "request_timeout", "max_queue", "file_roots", "memory_max", "cpu_max", "pids_max", "env_file", "secret_env",
+    NULL };
 /* What [base.bay] may set: the keys of either bay type. */
 static const char *const any_bay_keys[] = {
     "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
     "cwd", "ready_timeout", "shutdown_timeout", "restart", "subprotocols", "stop_signal", "handover_timeout",
     "workers", "threads", "request_timeout", "max_queue", "file_roots", "memory_max", "cpu_max", "pids_max",
-    NULL };
+    "env_file", "secret_env", NULL };
 static const char *const upstream_keys[] = {
     "name", "bind", "protocol", "routes", "request_timeout", "max_queue", "file_roots", "tags", NULL };
 static const char *const restart_keys[] = {
@@ -1087,6 +1090,150 @@ static bool get_balance(ld_ctx *c, const toml_kv *kv, ms_balance *dst)
     return false;
 }
 
+/* env_file: one path or an array of them, resolved; replaces a base's. */
+static bool get_env_files(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
+{
+    const toml_node *v = kv->value;
+    ms_strlist raw = { 0 };
+    if (v->type == TOML_STRING) {
+        char *one = NULL;
+        if (!get_nonempty_string(c, kv, &one))
+            return false;
+        raw.items = calloc(1, sizeof *raw.items);
+        if (!raw.items) {
+            free(one);
+            c->oom = true;
+            return false;
+        }
+        raw.items[raw.len++] = one;
+    } else if (v->type != TOML_ARRAY) {
+        wrong_type(c, kv, "a path or an array of paths");
+        return false;
+    } else if (!get_strlist(c, kv, &raw, false, NULL))
+        return false;
+    bool ok = true;
+    for (size_t i = 0; i < raw.len && ok; i++) {
+        if (raw.items[i][0] == '\0') {
+            ld_err(c, v->line, v->col, "\"env_file\": item %zu is empty", i + 1);
+            ok = false;
+            break;
+        }
+        char *r = ld_resolve_path(c, raw.items[i]);
+        if (!r) {
+            ok = false;
+            break;
+        }
+        free(raw.items[i]);
+        raw.items[i] = r;
+    }
+    if (!ok) {
+        ld_strlist_free(&raw);
+        return false;
+    }
+    ld_strlist_free(dst);
+    *dst = raw;
+    return true;
+}
+
+/* secret_env: NAME = "path", merged into a base's; paths resolved. */
+static bool get_secret_env(ld_ctx *c, const toml_kv *kv, ms_strmap *dst)
+{
+    const toml_node *v = kv->value;
+    if (v->type != TOML_TABLE) {
+        wrong_type(c, kv, "a table of NAME = \"path of the file holding the value\"");
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < v->u.table.len; i++) {
+        const toml_kv *e = &v->u.table.items[i];
+        const toml_node *x = e->value;
+        if (e->key_len == 0 || strchr(e->key, '=') || strlen(e->key) != e->key_len) {
+            ld_err(c, e->line, e->col, "\"secret_env\": invalid environment variable name \"%s\"", e->key);
+            ok = false;
+            continue;
+        }
+        if (x->type != TOML_STRING || x->u.str.len == 0 || strlen(x->u.str.ptr) != x->u.str.len) {
+            ld_err(c, x->line, x->col, "\"secret_env.%s\" must be the path of the file holding the value",
+                   e->key);
+            ok = false;
+            continue;
+        }
+        char *r = ld_resolve_path(c, x->u.str.ptr);
+        if (!r || !strmap_set(c, dst, e->key, r))
+            return false;
+    }
+    return ok;
+}
+
+typedef struct envfile_ctx {
+    ld_ctx *c;
+    ms_strmap *vars;
+} envfile_ctx;
+
+static bool envfile_put(void *ud, const char *key, const char *value)
+{
+    envfile_ctx *x = ud;
+    char *v = ms_strdup(value);
+    if (!v) {
+        x->c->oom = true;
+        return false;
+    }
+    return strmap_set(x->c, x->vars, key, v);
+}
+
+#define MS_ENV_FILE_MAX (1024 * 1024)
+
+/* Read one env_file into vars (later files override earlier ones). */
+static bool read_env_file(ld_ctx *c, const ms_ship *s, const char *path, ms_strmap *vars)
+{
+    int line = s->env_file_pos.line, col = s->env_file_pos.col;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        ld_err(c, line, col, "env_file \"%s\": %s", path, strerror(errno));
+        return false;
+    }
+    char *data = malloc(MS_ENV_FILE_MAX + 1);
+    size_t len = data ? fread(data, 1, MS_ENV_FILE_MAX + 1, fp) : 0;
+    bool err = ferror(fp);
+    fclose(fp);
+    if (!data) {
+        c->oom = true;
+        return false;
+    }
+    if (err || len > MS_ENV_FILE_MAX) {
+        ld_err(c, line, col, "env_file \"%s\": %s", path, err ? "cannot read it" : "larger than 1 MiB");
+        free(data);
+        return false;
+    }
+    char why[160];
+    int at = 0;
+    envfile_ctx x = { c, vars };
+    bool ok = ms_dotenv_parse(data, len, envfile_put, &x, &at, why, sizeof why);
+    free(data);
+    if (!ok && at > 0)
+        ld_err(c, line, col, "env_file %s:%d: %s", path, at, why);
+    return ok;
+}
+
+/* Read the entry's env files and put their variables under its env: a key
+ * the entry's (or its base's) env sets keeps that value. */
+static void merge_env_files(ld_ctx *c, ms_ship *s)
+{
+    ms_strmap vars = { 0 };
+    bool ok = true;
+    for (size_t i = 0; i < s->env_files.len; i++)
+        ok &= read_env_file(c, s, s->env_files.items[i], &vars);
+    for (size_t i = 0; ok && i < vars.len; i++) {
+        if (ms_strmap_get(&s->env, vars.items[i].key))
+            continue;
+        ok = strmap_set(c, &s->env, vars.items[i].key, vars.items[i].value);
+        vars.items[i].value = NULL; /* owned by s->env now, or freed */
+    }
+    if (!ok)
+        c->bad = true;
+    ld_strmap_free(&vars);
+}
+
 /* Apply the keys of one TOML table (a base template or the entry itself) to
  * a ship or bay. */
 static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base)
@@ -1163,7 +1310,13 @@ static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base
             ok = get_strlist(c, kv, &s->depends_on, false, &s->depends_pos);
         else if (strcmp(k, "env") == 0)
             ok = get_strmap(c, kv, &s->env, true);
-        else if (strcmp(k, "config") == 0)
+        else if (strcmp(k, "env_file") == 0) {
+            ok = get_env_files(c, kv, &s->env_files);
+            s->env_file_pos = (ms_pos){ kv->value->line, kv->value->col };
+        } else if (strcmp(k, "secret_env") == 0) {
+            ok = get_secret_env(c, kv, &s->secret_env);
+            s->secret_env_pos = (ms_pos){ kv->value->line, kv->value->col };
+        } else if (strcmp(k, "config") == 0)
             ok = get_strmap(c, kv, &s->config, false);
         else if (strcmp(k, "subprotocols") == 0)
             ok = get_subprotocols(c, kv, &s->subprotocols);
@@ -1418,6 +1571,8 @@ static bool load_vessel(ld_ctx *c, const toml_node *entry, ms_ship_kind kind, co
             forget_other_bay_type(out);
     }
     apply_vessel(&ec, out, entry, false);
+    if (out->env_files.len > 0 && !ec.bad)
+        merge_env_files(&ec, out);
     require(&ec, entry, out->name != NULL, "name", "");
     if (kind == MS_UPSTREAM) {
         require(&ec, entry, out->has_bind, "bind", " (where the app listens: \"unix:///path\" for docking, "

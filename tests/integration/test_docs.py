@@ -70,6 +70,8 @@ def prepare_tree(root, body):
     for wasm in set(re.findall(r"modules/([A-Za-z0-9_.-]+\.wasm)", body)):
         (root / "modules" / wasm).write_bytes(noop_payload())
     make_cert(root / "certs", "server", names=("localhost", "example.com", "www.example.com"))
+    for env_file in set(re.findall(r'"(\.env[A-Za-z0-9_.-]*)"', body)):
+        (root / env_file).write_text("# an env_file\nexport APP_MODE=docs\n")
 
 
 def test_manifest_md_has_examples():

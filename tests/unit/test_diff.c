@@ -26,13 +26,15 @@ static int setup(void **state)
     snprintf(dir, sizeof dir, "/tmp/ms-test-diff-XXXXXX");
     if (!mkdtemp(dir))
         return -1;
-    const char *files[] = { "a.pem", "a.key", "b.pem", "b.key", "a.wasm", "b.wasm" };
+    const char *files[] = { "a.pem", "a.key", "b.pem", "b.key", "a.wasm", "b.wasm", "a.env", "b.env" };
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char p[128];
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
         FILE *f = fopen(p, "w");
         if (!f)
             return -1;
+        if (strstr(files[i], ".env")) /* env files: A=1 and A=2 */
+            fprintf(f, "A=%d\n", files[i][0] == 'a' ? 1 : 2);
         fclose(f);
     }
     return 0;
@@ -41,7 +43,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    const char *files[] = { "a.pem", "a.key", "b.pem", "b.key", "a.wasm", "b.wasm" };
+    const char *files[] = { "a.pem", "a.key", "b.pem", "b.key", "a.wasm", "b.wasm", "a.env", "b.env" };
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char p[128];
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
@@ -167,6 +169,12 @@ static const variant ship_cases[] = {
     { "env", "name = \"web\"\n" CMD "env = { PORT = \"1\" }", "name = \"web\"\n" CMD "env = { PORT = \"2\" }",
       RESTART, "env.PORT" },
     { "env", "name = \"web\"\n" CMD, "name = \"web\"\n" CMD "env = { X = 1 }", RESTART, "env.X" },
+    { "env_file", "name = \"web\"\n" CMD "env_file = \"{D}/a.env\"",
+      "name = \"web\"\n" CMD "env_file = [\"{D}/b.env\"]", RESTART, "env_file" },
+    { "env_file", "name = \"web\"\n" CMD "env_file = \"{D}/a.env\"",
+      "name = \"web\"\n" CMD "env_file = [\"{D}/b.env\"]", RESTART, "env.A" },
+    { "secret_env", "name = \"web\"\n" CMD "secret_env = { S = \"/run/a\" }",
+      "name = \"web\"\n" CMD "secret_env = { S = \"/run/b\" }", RESTART, "secret_env.S" },
     { "tags", "name = \"web\"\n" CMD "tags = [\"a\"]", "name = \"web\"\n" CMD "tags = [\"b\"]", RESTART, "tags" },
     { "critical", "name = \"web\"\n" CMD, "name = \"web\"\n" CMD "critical = false", RESTART, "critical" },
     { "oneshot", "name = \"web\"\n" CMD, "name = \"web\"\n" CMD "oneshot = true", RESTART, "oneshot" },
@@ -207,6 +215,12 @@ static const variant bay_cases[] = {
       "routes of bind \"admin\"" },
     { "depends_on", BAY_NAME, BAY_NAME "depends_on = [\"db\"]", RESTART, "depends_on" },
     { "env", BAY_NAME "env = { A = \"1\" }", BAY_NAME "env = { A = \"2\" }", RESTART, "env.A" },
+    { "env_file", BAY_NAME "env_file = \"{D}/a.env\"",
+      BAY_NAME "env_file = [\"{D}/b.env\"]", RESTART, "env_file" },
+    { "env_file", BAY_NAME "env_file = \"{D}/a.env\"",
+      BAY_NAME "env_file = [\"{D}/b.env\"]", RESTART, "env.A" },
+    { "secret_env", BAY_NAME "secret_env = { S = \"/run/a\" }", BAY_NAME "secret_env = { S = \"/run/b\" }", RESTART,
+      "secret_env.S" },
     { "config", BAY_NAME "config = { room = \"a\" }", BAY_NAME "config = { room = \"b\" }", RESTART, "config.room" },
     { "config", BAY_NAME "config = { room = \"a\" }", BAY_NAME "config = { room = \"a\", n = 1 }", RESTART,
       "config.n" },
@@ -235,6 +249,12 @@ static const variant hbay_cases[] = {
       "routes of bind \"admin\"" },
     { "depends_on", HB_NAME, HB_NAME "depends_on = [\"db\"]", RESTART, "depends_on" },
     { "env", HB_NAME "env = { A = \"1\" }", HB_NAME "env = { A = \"2\" }", RESTART, "env.A" },
+    { "env_file", HB_NAME "env_file = \"{D}/a.env\"",
+      HB_NAME "env_file = [\"{D}/b.env\"]", RESTART, "env_file" },
+    { "env_file", HB_NAME "env_file = \"{D}/a.env\"",
+      HB_NAME "env_file = [\"{D}/b.env\"]", RESTART, "env.A" },
+    { "secret_env", HB_NAME "secret_env = { S = \"/run/a\" }", HB_NAME "secret_env = { S = \"/run/b\" }", RESTART,
+      "secret_env.S" },
     { "config", HB_NAME "config = { room = \"a\" }", HB_NAME "config = { room = \"b\" }", RESTART, "config.room" },
     { "critical", HB_NAME, HB_NAME "critical = false", RESTART, "critical" },
     { "tags", HB_NAME, HB_NAME "tags = [\"app\"]", RESTART, "tags" },

@@ -1,0 +1,184 @@
+"""env_file and secret_env through the real binary: the dotenv format and
+the precedence a ship sees, errors with the file's line, a reload that reads
+a changed env file, and secrets that reach the ship and nothing else (logs,
+status, chart, clearance, the control API)."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import BINARY, run_ms
+from fleet_helpers import PY, app, toml_str, wait_file
+
+DOTENV = r"""# comment line
+export PLAIN=plain value   # a comment after a blank
+  SPACED = padded
+HASH=a#b
+SINGLE='kept $HOME \n as is'
+DOUBLE="line1\nline2 \"q\" \$HOME"
+MULTI="first
+second"
+SUBST=$(touch /tmp/ms-dotenv-ran)
+EMPTY=
+FROMFILE=file
+OVERRIDE=file
+"""
+
+
+@pytest.fixture
+def sockdir():
+    d = tempfile.mkdtemp(prefix="msenv-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def ctl(path, *args):
+    return subprocess.run([BINARY, *args, "-c", path], capture_output=True, text=True, timeout=15,
+                          cwd=os.path.dirname(path))
+
+
+def test_env_file_format_and_precedence(fleet, tmp_path):
+    (tmp_path / "a.env").write_text(DOTENV)
+    (tmp_path / "b.env").write_text("LATER=b\nFROMFILE=second file\nGLOBAL=file\n")
+    out = tmp_path / "env.json"
+    ms = fleet(f"""
+        [mothership.env]
+        GLOBAL = "global"
+        OVERRIDE = "global"
+
+        [base.ship]
+        env = {{ BASE = "base" }}
+
+        [[fleet.jobs]]
+        name = "dump"
+        command = {toml_str(PY)}
+        args = [{toml_str(app("envdump.py"))}, "{out}"]
+        oneshot = true
+        env_file = ["a.env", "b.env"]
+        env = {{ OVERRIDE = "ship" }}
+    """)
+    ms.event("done", ship="dump")
+    env = json.loads(out.read_text())
+    assert env["PLAIN"] == "plain value"
+    assert env["SPACED"] == "padded"
+    assert env["HASH"] == "a#b"
+    assert env["SINGLE"] == "kept $HOME \\n as is"
+    assert env["DOUBLE"] == 'line1\nline2 "q" $HOME'
+    assert env["MULTI"] == "first\nsecond"
+    assert env["SUBST"] == "$(touch /tmp/ms-dotenv-ran)"  # nothing is run
+    assert env["EMPTY"] == ""
+    assert env["FROMFILE"] == "second file"      # a later file wins
+    assert env["GLOBAL"] == "file"               # env_file over [mothership.env]
+    assert env["OVERRIDE"] == "ship"             # env over env_file
+    assert env["BASE"] == "base" and env["LATER"] == "b"
+    assert ms.stop() == 0, ms.output()
+
+
+@pytest.mark.parametrize("text, line, why", [
+    ("OK=1\n\n3BAD=x\n", 3, "expected KEY=VALUE"),
+    ("OK=1\nNOEQUALS\n", 2, "expected '=' after the key"),
+    ("A=\"open\nB=2\n", 1, "unterminated double-quoted value"),
+    ("A='x' trailing\n", 1, "unexpected text after the closing quote"),
+    ("A=\"\\q\"\n", 1, "unknown escape"),
+])
+def test_env_file_errors_name_the_file_and_line(manifest, tmp_path, text, line, why):
+    (tmp_path / "app.env").write_text(text)
+    path = manifest("""
+        [[fleet.web]]
+        name = "web"
+        command = "sleep"
+        env_file = "app.env"
+    """)
+    r = run_ms("clearance", "-c", path)
+    assert r.code == 1, r
+    assert f'ship "web": env_file {tmp_path}/app.env:{line}: {why}' in r.err, r
+
+
+def test_env_file_missing(manifest, tmp_path):
+    path = manifest("""
+        [[fleet.web]]
+        name = "web"
+        command = "sleep"
+        env_file = ["nope.env"]
+    """)
+    r = run_ms("clearance", "-c", path)
+    assert r.code == 1, r
+    assert f'ship-manifest.toml:4:12: ship "web": env_file "{tmp_path}/nope.env": No such file or directory' in r.err, r
+
+
+def test_reload_reads_a_changed_env_file(fleet, tmp_path):
+    (tmp_path / "app.env").write_text("MODE=one\n")
+    out = tmp_path / "env.json"
+    ms = fleet(f"""
+        [[fleet.web]]
+        name = "web"
+        command = {toml_str(PY)}
+        args = [{toml_str(app("envdump.py"))}, "{out}", "stay"]
+        ready_after = "50ms"
+        env_file = "app.env"
+    """)
+    ms.event("fleet_ready")
+    assert json.loads(wait_file(out))["MODE"] == "one"
+    out.unlink()
+    (tmp_path / "app.env").write_text("MODE=two\n")
+    ms.signal(1)  # SIGHUP: reload
+    r = ms.event("reloaded")
+    assert "1 restarted (web: env.MODE)" in r["msg"], r
+    assert json.loads(wait_file(out))["MODE"] == "two"
+    assert ms.stop() == 0, ms.output()
+
+
+SECRET = "s3cr3t-Value-42"
+
+
+def test_secret_env_reaches_the_ship_and_nothing_else(fleet, tmp_path, sockdir):
+    secret = tmp_path / "db_password"
+    secret.write_text(SECRET + "\n")
+    out = tmp_path / "env.json"
+    ms = fleet(f"""
+        [mothership]
+        socket_dir = "{sockdir}"
+
+        [[fleet.web]]
+        name = "web"
+        command = {toml_str(PY)}
+        args = [{toml_str(app("envdump.py"))}, "{out}", "stay"]
+        ready_after = "50ms"
+        secret_env = {{ DB_PASSWORD = "db_password" }}
+        env = {{ DB_PASSWORD = "from env, overridden" }}
+    """, name="ship-manifest.toml")
+    ms.event("fleet_ready")
+    env = json.loads(wait_file(out))
+    assert env["DB_PASSWORD"] == SECRET  # trailing newline stripped, over env
+    path = str(tmp_path / "ship-manifest.toml")
+    seen = []
+    for args in (["status", "--json"], ["status"], ["chart", "--json"], ["chart"], ["clearance"],
+                 ["logs", "web"], ["reload", "--check"]):
+        r = ctl(path, *args)
+        assert r.returncode == 0, (args, r)
+        seen.append(r.stdout + r.stderr)
+    # a new value is read at the next start (restart), not by a reload
+    out.unlink()
+    secret.write_text("second-" + SECRET)
+    assert ctl(path, "restart", "web").returncode == 0
+    assert json.loads(wait_file(out))["DB_PASSWORD"] == "second-" + SECRET
+    assert ms.stop() == 0, ms.output()
+    seen.append(ms.output())
+    for text in seen:
+        assert SECRET not in text, text
+
+
+def test_missing_secret_is_a_spawn_failure(fleet, tmp_path):
+    ms = fleet("""
+        [[fleet.web]]
+        name = "web"
+        command = "sleep"
+        args = ["100"]
+        secret_env = { API_KEY = "/nonexistent/api_key" }
+    """)
+    e = ms.event("spawn_failed", ship="web")
+    assert 'secret_env API_KEY: cannot read "/nonexistent/api_key": No such file or directory' in e["msg"], e
+    assert ms.wait_exit() == 1, ms.output()
