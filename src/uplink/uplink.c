@@ -1,6 +1,6 @@
 /* uplink.c: the asynchronous uplink checker (API in uplink.h). One run
  * checks a manifest's uplinks on a libuv loop: uplinks are grouped by
- * host:port into probes (deduplication), every probe runs in parallel:
+ * scheme, host and port into probes (deduplication), every probe runs in parallel:
  * resolve (uv_getaddrinfo), connect to each address in turn, then the
  * scheme's protocol exchange (protocol.h, LIVE mode), over TLS for https/rediss
  * (tls.c). A per-attempt timer bounds DNS + connect + protocol; with wait,
@@ -579,9 +579,13 @@ static void on_kick_closed(uv_handle_t *h)
     run_unref(h->data);
 }
 
+/* One probe serves uplinks of the same scheme (TLS or not, as rediss is
+ * not redis), host and port: the check is the scheme's own exchange, so a
+ * redis:// and an http:// on one port are two checks. */
 static bool same_target(const ms_uplink *a, const ms_uplink *b)
 {
-    return a->port == b->port && strcasecmp(a->host, b->host) == 0;
+    return a->port == b->port && strcasecmp(a->host, b->host) == 0 && strcmp(a->scheme, b->scheme) == 0 &&
+           is_tls_uplink(a) == is_tls_uplink(b);
 }
 
 int ms_uplink_check_all(uv_loop_t *loop, const ms_uplink *uplinks, size_t n,
@@ -613,7 +617,7 @@ int ms_uplink_check_all(uv_loop_t *loop, const ms_uplink *uplinks, size_t n,
         free(run);
         return UV_ENOMEM;
     }
-    /* group by host:port; the group takes the largest timeout and wait */
+    /* group by scheme, host and port; the group takes the largest timeout and wait */
     for (size_t i = 0; i < n; i++) {
         size_t k = run->nprobes;
         for (size_t j = 0; j < run->nprobes; j++)

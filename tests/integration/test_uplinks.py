@@ -248,6 +248,29 @@ def test_same_host_port_is_checked_once(manifest, servers):
     assert srv.accepts == 1, r
 
 
+def test_same_host_port_other_scheme_is_checked_on_its_own(manifest, servers):
+    """Deduplication keys on scheme, host and port: a redis server's port
+    named again as http:// gets its own (HTTP) check, which fails."""
+    srv = servers(answer(b"+PONG\r\n"))
+    r = preflight(manifest, f"""
+        [[uplinks]]
+        name = "cache"
+        url = "redis://127.0.0.1:{srv.port}"
+        timeout = "2s"
+
+        [[uplinks]]
+        name = "web"
+        url = "http://127.0.0.1:{srv.port}/health"
+        timeout = "2s"
+    """)
+    assert r.code == 1, r
+    got = rows(r.out)
+    assert got["cache"]["state"] == "up", r
+    assert got["web"]["state"] == "down", r
+    assert "same as" not in got["web"]["text"], r
+    assert srv.accepts == 2, r
+
+
 def test_redis_timeout(manifest, servers):
     srv = servers(hold)
     r = preflight(manifest, f"""
