@@ -35,6 +35,8 @@ typedef struct ms_cli {
 /* Load and check path as clearance does (the manifest, its payload modules,
  * its TLS certificates); NULL with every problem in d. */
 ms_manifest *ms_cli_check(const char *path, ms_diags *d);
+/* Same, with load options (offline warnings). */
+ms_manifest *ms_cli_check_opts(const char *path, ms_diags *d, const ms_load_opts *opts);
 /* Load the manifest named by the options; on failure print every problem to
  * stderr and return NULL. */
 ms_manifest *ms_cli_load(const ms_cli *o);

@@ -10,7 +10,12 @@
 
 ms_manifest *ms_cli_check(const char *path, ms_diags *d)
 {
-    ms_manifest *m = ms_manifest_load(path, d);
+    return ms_cli_check_opts(path, d, NULL);
+}
+
+ms_manifest *ms_cli_check_opts(const char *path, ms_diags *d, const ms_load_opts *opts)
+{
+    ms_manifest *m = ms_manifest_load_opts(path, d, opts);
     /* modules: decoded, validated and checked against the payload ABI;
      * certificates: read and checked as TLS binds will load them */
     size_t bad = 0;
@@ -27,9 +32,16 @@ ms_manifest *ms_cli_check(const char *path, ms_diags *d)
 
 ms_manifest *ms_cli_load(const ms_cli *o)
 {
-    ms_diags d;
+    ms_diags d, w;
     ms_diags_init(&d, o->manifest);
-    ms_manifest *m = ms_cli_check(o->manifest, &d);
+    ms_diags_init(&w, o->manifest);
+    /* clearance and chart are offline: what needs the environment of a real
+     * run is a warning there */
+    bool offline = strcmp(o->command, "clearance") == 0 || strcmp(o->command, "chart") == 0;
+    ms_load_opts opts = { .warnings = offline ? &w : NULL };
+    ms_manifest *m = ms_cli_check_opts(o->manifest, &d, &opts);
+    ms_diags_print(&w, stderr);
+    ms_diags_free(&w);
     if (!m) {
         size_t n = ms_diags_count(&d);
         ms_diags_print(&d, stderr);
@@ -124,6 +136,11 @@ void ms_print_summary(const ms_manifest *m, FILE *out)
     fprintf(out, "  uplinks  %zu\n", m->nuplinks);
     for (size_t i = 0; i < m->nuplinks; i++) {
         const ms_uplink *u = &m->uplinks[i];
+        if (!u->url) { /* offline, an unset $VAR in it */
+            fprintf(out, "      %-16s not expanded (an environment variable is unset) timeout %llums\n", u->name,
+                    (unsigned long long)u->timeout_ms);
+            continue;
+        }
         fprintf(out, "      %-16s %s://%s:%u timeout %llums\n", u->name, u->scheme, u->host, u->port,
                 (unsigned long long)u->timeout_ms);
     }

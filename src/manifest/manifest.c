@@ -173,8 +173,8 @@ void ms_manifest_free(ms_manifest *m)
     free(m);
 }
 
-ms_manifest *ms_manifest_load_buffer(const char *data, size_t len, const char *path,
-                                     const char *dir, ms_diags *diags)
+static ms_manifest *load_buffer(const char *data, size_t len, const char *path, const char *dir,
+                                ms_diags *diags, const ms_load_opts *opts)
 {
     toml_error err;
     toml_node *root = toml_parse(data, len, &err);
@@ -190,7 +190,7 @@ ms_manifest *ms_manifest_load_buffer(const char *data, size_t len, const char *p
     }
     m->path = ms_strdup(path ? path : "ship-manifest.toml");
     m->dir = ms_strdup(dir ? dir : ".");
-    ld_ctx c = { .m = m, .diags = diags };
+    ld_ctx c = { .m = m, .diags = diags, .warnings = opts ? opts->warnings : NULL };
     if (!m->path || !m->dir)
         c.oom = true;
     else
@@ -210,7 +210,18 @@ ms_manifest *ms_manifest_load_buffer(const char *data, size_t len, const char *p
     return m;
 }
 
+ms_manifest *ms_manifest_load_buffer(const char *data, size_t len, const char *path,
+                                     const char *dir, ms_diags *diags)
+{
+    return load_buffer(data, len, path, dir, diags, NULL);
+}
+
 ms_manifest *ms_manifest_load(const char *path, ms_diags *diags)
+{
+    return ms_manifest_load_opts(path, diags, NULL);
+}
+
+ms_manifest *ms_manifest_load_opts(const char *path, ms_diags *diags, const ms_load_opts *opts)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -269,7 +280,7 @@ ms_manifest *ms_manifest_load(const char *path, ms_diags *diags)
         *slash = '\0';
     else
         strcpy(dir, ".");
-    ms_manifest *m = ms_manifest_load_buffer(buf, len, path, dir, diags);
+    ms_manifest *m = load_buffer(buf, len, path, dir, diags, opts);
     free(buf);
     free(dir);
     return m;

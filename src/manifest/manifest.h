@@ -386,6 +386,14 @@ typedef struct ms_manifest {
  * initialised with the same path). getenv_fn resolves $VAR in uplink URLs
  * (NULL: getenv). */
 ms_manifest *ms_manifest_load(const char *path, ms_diags *diags);
+/* How a manifest is loaded. warnings non-NULL: offline (clearance checks
+ * nothing outside): an unset $VAR in an uplink URL is a warning added there,
+ * not an error, and that uplink is kept with url, scheme, host and path
+ * NULL. */
+typedef struct ms_load_opts {
+    ms_diags *warnings;
+} ms_load_opts;
+ms_manifest *ms_manifest_load_opts(const char *path, ms_diags *diags, const ms_load_opts *opts);
 /* Same, from a buffer (tests, fuzzing). dir is used for relative paths. */
 ms_manifest *ms_manifest_load_buffer(const char *data, size_t len, const char *path,
                                      const char *dir, ms_diags *diags);

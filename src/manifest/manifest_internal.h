@@ -11,6 +11,7 @@
 typedef struct ld_ctx {
     ms_manifest *m;
     ms_diags *diags;     /* NULL: silent (base templates applied per entry) */
+    ms_diags *warnings;  /* NULL: none; else offline (ms_load_opts) */
     const char *what;    /* "ship \"app\"", "[mothership]", ... or NULL */
     size_t index;        /* entry index within its array, for unnamed entries */
     bool bad;            /* a problem was reported */

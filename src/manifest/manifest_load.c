@@ -1698,8 +1698,9 @@ static bool load_module(ld_ctx *c, const toml_node *entry, const toml_node *base
 }
 
 /* ---------------------------------------------------------------- uplinks */
-/* Expand $VAR and ${VAR}. An unset variable is an error naming it. */
-static char *expand_env(ld_ctx *c, const toml_node *at, const char *in)
+/* Expand $VAR and ${VAR}. An unset variable is an error naming it; offline
+ * (c->warnings) a warning, with *unset set and NULL returned. */
+static char *expand_env(ld_ctx *c, const toml_node *at, const char *in, bool *unset)
 {
     size_t cap = strlen(in) + 1, len = 0;
     char *out = malloc(cap);
@@ -1731,6 +1732,13 @@ static char *expand_env(ld_ctx *c, const toml_node *at, const char *in)
             memcpy(name, s, nn);
             name[nn] = '\0';
             val = getenv(name);
+            if (!val && c->warnings) {
+                ms_diag_add(c->warnings, at->line, at->col, "warning: %s: environment variable %s is not set: "
+                            "the uplink is not checked here (preflight and run need it)", c->what, name);
+                *unset = true;
+                free(out);
+                return NULL;
+            }
             if (!val) {
                 ld_err(c, at->line, at->col, "environment variable %s is not set (used in \"%s\")", name, in);
                 free(out);
@@ -1807,8 +1815,14 @@ static bool load_uplink(ld_ctx *c, const toml_node *entry, ms_uplink *u)
             ld_err(&ec, entry->line, entry->col, "missing required key \"url\"");
         ec.bad = true;
     } else {
-        u->url = expand_env(&ec, url_kv->value, u->url_text);
-        if (!u->url)
+        bool unset = false;
+        u->url = expand_env(&ec, url_kv->value, u->url_text, &unset);
+        if (!u->url && unset) {
+            /* offline: kept by name, never checked */
+            if (!u->name && !(u->name = ms_strdup(u->url_text)))
+                ec.oom = true;
+            u->unnamed = u->unnamed || !nkv;
+        } else if (!u->url)
             ec.bad = true;
         else {
             char why[200];
@@ -1822,7 +1836,7 @@ static bool load_uplink(ld_ctx *c, const toml_node *entry, ms_uplink *u)
             }
         }
     }
-    if (!ec.bad && !u->name) {
+    if (!ec.bad && !u->name && u->url) {
         u->name = ms_asprintf(strchr(u->host, ':') ? "%s://[%s]:%u%s" : "%s://%s:%u%s", u->scheme, u->host,
                               u->port, strcmp(u->path, "/") == 0 ? "" : u->path);
         u->unnamed = true;

@@ -21,8 +21,9 @@ UNSET = "MS_TEST_SURELY_UNSET_VAR"
 
 
 class Case:
-    def __init__(self, id, text, errors, files=(), dirs=(), env=None):
+    def __init__(self, id, text, errors, files=(), dirs=(), env=None, command="clearance"):
         self.id = id
+        self.command = command  # clearance, or preflight for what clearance only warns about
         self.text = text
         self.errors = errors if isinstance(errors, list) else [errors]
         self.files = files
@@ -345,12 +346,12 @@ CASES = [
     Case("uplink-unset-var",
          '[[uplinks]]\nname = "db"\nurl = "$' + UNSET + '"\n',
          '3:7: uplink "db": environment variable ' + UNSET + ' is not set (used in "$' + UNSET + '")',
-         env={UNSET: None}),
+         env={UNSET: None}, command="preflight"),
     Case("uplink-unset-braced-var",
          '[[uplinks]]\nname = "db"\nurl = "postgres://${' + UNSET + '}:5432/app"\n',
          '3:7: uplink "db": environment variable ' + UNSET + ' is not set '
          '(used in "postgres://${' + UNSET + '}:5432/app")',
-         env={UNSET: None}),
+         env={UNSET: None}, command="preflight"),
     Case("uplink-var-expands-to-bad-url",
          '[[uplinks]]\nname = "db"\nurl = "${MS_TEST_DB_URL}"\n',
          '3:7: uplink "db": invalid URL "db.internal:5432" (from "${MS_TEST_DB_URL}"): '
@@ -554,7 +555,7 @@ def test_bad_manifest(case, tmp_path, manifest, monkeypatch):
             monkeypatch.setenv(k, v)
     # Run from the manifest's directory with a relative -c, so the printed
     # FILE is stable (relative paths in messages are then relative to it too).
-    r = run_ms("clearance", "-c", MANIFEST, cwd=str(tmp_path))
+    r = run_ms(case.command, "-c", MANIFEST, cwd=str(tmp_path))
     assert r.code == 1, r
     assert r.out == "", r
     assert r.err.splitlines() == _expected_stderr(case), r

@@ -503,15 +503,32 @@ def test_relative_paths_are_relative_to_the_manifest(fleet, tmp_path):
     assert 'module "logger": wasm file "proj/modules/logger.wasm" does not exist' in r.err, r
 
 
-def test_clearance_unset_variable_names_it(fleet, tmp_path, monkeypatch):
+def test_clearance_unset_variable_is_a_warning(fleet, tmp_path, monkeypatch):
+    """clearance is offline: an unset $VAR in an uplink URL is a warning
+    there (the rest is still checked and summarised); preflight and run need
+    it and say so as an error."""
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    line = FLEET.splitlines().index('url = "$DATABASE_URL"') + 1
+    r = run_ms("clearance", cwd=str(tmp_path))
+    assert r.code == 0, r
+    assert "cleared for launch" in r.out, r
+    assert summary_line(r.out, "primary-db")[:3] == ["primary-db", "not", "expanded"], r
+    assert r.err.splitlines() == [
+        f'ship-manifest.toml:{line}:7: warning: uplink "primary-db": environment variable DATABASE_URL is not '
+        'set: the uplink is not checked here (preflight and run need it)'], r
+    r = run_ms("chart", cwd=str(tmp_path))  # offline too
+    assert r.code == 0 and "warning: uplink \"primary-db\"" in r.err, r
+    for cmd in ("preflight", "run"):
+        r = run_ms(cmd, cwd=str(tmp_path), timeout=10)
+        assert r.code == 1, (cmd, r)
+        assert r.err.splitlines() == [
+            f'ship-manifest.toml:{line}:7: uplink "primary-db": environment variable DATABASE_URL is not set '
+            '(used in "$DATABASE_URL")'], (cmd, r)
+    # a problem elsewhere still fails clearance, the warning beside it
+    (tmp_path / "ship-manifest.toml").write_text(FLEET.replace('name = "primary-db"', 'name = "primary-db"\nwait = 3'))
     r = run_ms("clearance", cwd=str(tmp_path))
     assert r.code == 1, r
-    assert r.out == ""
-    line = FLEET.splitlines().index('url = "$DATABASE_URL"') + 1
-    assert r.err.splitlines() == [
-        f'ship-manifest.toml:{line}:7: uplink "primary-db": environment variable DATABASE_URL is not set '
-        '(used in "$DATABASE_URL")'], r
+    assert "warning: uplink \"primary-db\"" in r.err and '"wait" must be a duration' in r.err, r
 
 
 def test_clearance_braced_variable(tmp_path, manifest):
