@@ -1358,16 +1358,38 @@ void ms_fleet_bay_docked(ms_fleet *f, size_t slot, const char *how)
         mark_ready(p, how);
 }
 
+/* A bay whose link is lost is killed, but not at once: a bay that closed
+ * its link because it is exiting on its own gets this long to do so, so
+ * that its exit is reported with its own status, not as our SIGKILL. */
+#define MS_BAY_LOST_GRACE_MS 1000
+
+static void kill_lost_bay(ms_proc *p)
+{
+    if (!running(p) || p->state == MS_P_STOPPING)
+        return;
+    ms_log_event(p->fleet->log, MS_WARN, p->ship->name, "kill", "bay \"%s\" (pid %d) is still running without its "
+                 "link after %ums: SIGKILL", p->ship->name, shown_pid(p), (unsigned)MS_BAY_LOST_GRACE_MS);
+    ms_process_signal(p, SIGKILL); /* its exit is handled like a crash: restart per policy, or stop if critical */
+}
+
+static void on_bay_lost_grace(uv_timer_t *t)
+{
+    kill_lost_bay(t->data);
+}
+
 void ms_fleet_bay_lost(ms_fleet *f, size_t slot, const char *why)
 {
     ms_proc *p = proc_in_slot(f, slot);
     if (!p || !running(p) || p->state == MS_P_STOPPING)
         return;
     set_ready_flag(p, 0);
-    ms_log_event(f->log, MS_ERROR, p->ship->name, "link_failed", "bay \"%s\" (pid %d): %s; killing it", p->ship->name,
-                 shown_pid(p), why);
-    cancel_activity(p);
-    ms_process_signal(p, SIGKILL); /* its exit is handled like a crash: restart per policy, or stop if critical */
+    ms_log_event(f->log, MS_ERROR, p->ship->name, "link_failed", "bay \"%s\" (pid %d): %s; killing it unless it "
+                 "exits within %ums", p->ship->name, shown_pid(p), why, (unsigned)MS_BAY_LOST_GRACE_MS);
+    cancel_activity(p); /* its exit stops the grace timer (ms_fleet_on_exit) */
+    if (p->timers_open)
+        uv_timer_start(&p->deadline, on_bay_lost_grace, MS_BAY_LOST_GRACE_MS, 0);
+    else
+        kill_lost_bay(p);
 }
 
 /* ---------------------------------------------------------------- dashboard controls */

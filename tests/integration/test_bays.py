@@ -493,6 +493,43 @@ def test_a_bay_crash_closes_its_clients_with_1012_and_it_is_restarted_and_docks_
     assert msum(px.metrics(), "mothership_bay_redocks_total", bay="echo") == 1
 
 
+def test_a_bay_that_exits_on_its_own_reports_its_own_status(fleet):
+    """The bay closes its link as it exits (status 3): Mothership sees the
+    link go first, but waits for the exit rather than killing it, so the
+    exit is reported as the bay's own, and a critical bay stops the fleet
+    with that status."""
+    px = start(fleet, bay_toml("echo", ECHO_BAY, extra={"critical": False, "restart": {"backoff": "50ms"}}))
+
+    async def crash():
+        async with websockets.connect(ws_url(px)) as ws:
+            await ws.send("/crash")
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+    run(crash())
+    exited = px.ms.event("exited", ship="echo")
+    assert "exited with status 3" in exited["msg"], px.ms.output()
+    assert "signal" not in exited["msg"], exited
+    assert not px.ms.events("kill", ship="echo"), px.ms.output()
+    back = px.ms.event("backoff", ship="echo")
+    assert 'bay "echo" exited with status 3; restarting in' in back["msg"], back
+    px.ms.event("ready", ship="echo", start=exited["_i"], timeout=15)
+    assert px.ms.stop() == 0, px.ms.output()
+
+
+def test_a_critical_bay_that_exits_on_its_own_stops_the_fleet_with_its_status(fleet):
+    px = start(fleet, bay_toml("echo", ECHO_BAY))
+
+    async def crash():
+        async with websockets.connect(ws_url(px)) as ws:
+            await ws.send("/crash")
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+    run(crash())
+    sd = px.ms.event("shutdown")
+    assert sd["msg"] == 'stopping the fleet: critical bay "echo" exited with status 3', sd
+    assert px.ms.wait_exit(timeout=15) == 1, px.ms.output()
+
+
 # ------------------------------------------------------------------ slow and idle clients, shutdown
 def test_a_client_that_does_not_read_is_closed_with_1008(fleet):
     px = start(fleet, bay_toml("echo", ECHO_BAY), http={"ws_send_queue": "64KiB"})
