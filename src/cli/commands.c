@@ -33,8 +33,9 @@ ms_manifest *ms_cli_check_opts(const char *path, ms_diags *d, const ms_load_opts
 ms_manifest *ms_cli_load(const ms_cli *o)
 {
     ms_diags d, w;
-    ms_diags_init(&d, o->manifest);
-    ms_diags_init(&w, o->manifest);
+    const char *shown = strcmp(o->manifest, MS_MANIFEST_STDIN) == 0 ? MS_MANIFEST_STDIN_NAME : o->manifest;
+    ms_diags_init(&d, shown);
+    ms_diags_init(&w, shown);
     /* clearance and chart are offline: what needs the environment of a real
      * run is a warning there */
     bool offline = strcmp(o->command, "clearance") == 0 || strcmp(o->command, "chart") == 0;
@@ -46,7 +47,7 @@ ms_manifest *ms_cli_load(const ms_cli *o)
         size_t n = ms_diags_count(&d);
         ms_diags_print(&d, stderr);
         if (n > 1)
-            fprintf(stderr, "%s: %zu problems found\n", o->manifest, n);
+            fprintf(stderr, "%s: %zu problems found\n", shown, n);
     }
     ms_diags_free(&d);
     return m;

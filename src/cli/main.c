@@ -34,7 +34,7 @@ static void usage(FILE *out)
           "  drain              stop accepting requests, let those in flight finish\n"
           "\n"
           "Options:\n"
-          "  -c, --config PATH     manifest to use (default ./ship-manifest.toml)\n"
+          "  -c, --config PATH     manifest to use (default ./ship-manifest.toml; - for stdin)\n"
           "      --only T1,T2      run: only entries with one of these tags or groups (and their dependencies)\n"
           "      --except T1,T2    run: leave out entries with one of these tags or groups\n"
           "      --tui             run: show the dashboard\n"
@@ -190,6 +190,14 @@ int main(int argc, char **argv)
     bool is_run = strcmp(o.command, "run") == 0;
     if (!is_run && (o.only || o.except || o.tui)) {
         fprintf(stderr, "mothership: --only, --except and --tui go with run, not %s\n", o.command);
+        return MS_EXIT_USAGE;
+    }
+    if (o.tui && strcmp(o.manifest, MS_MANIFEST_STDIN) == 0) {
+        fprintf(stderr, "mothership: --tui reads keys from stdin, so the manifest cannot come from it (-c -)\n");
+        return MS_EXIT_USAGE;
+    }
+    if (strcmp(o.command, "init") == 0 && strcmp(o.manifest, MS_MANIFEST_STDIN) == 0 && !o.init_path) {
+        fprintf(stderr, "mothership: init writes a file: name it (-c - reads a manifest from stdin)\n");
         return MS_EXIT_USAGE;
     }
     if (log_format_given && !is_run) {

@@ -59,7 +59,8 @@ static bool refuse(ms_run *r, const char *who, json_t *problems, json_t **result
 /* A refusal that is not the file's fault ("cannot apply: out of memory"). */
 static bool refuse_why(ms_run *r, const char *who, const char *what, const char *why, json_t **result)
 {
-    char *text = ms_asprintf("%s: %s: %s", r->o->manifest, what, why);
+    bool piped = strcmp(r->o->manifest, MS_MANIFEST_STDIN) == 0;
+    char *text = ms_asprintf("%s: %s: %s", piped ? MS_MANIFEST_STDIN_NAME : r->o->manifest, what, why);
     json_t *problems = json_array();
     if (problems && text)
         json_array_append_new(problems, json_pack("{s:s}", "text", text));
@@ -140,6 +141,9 @@ static bool reload(ms_run *r, bool check_only, const char *who, json_t **result)
         return refuse_why(r, who, "cannot reload", r->fleet && r->fleet->started ? "the fleet is stopping"
                                                                                   : "the fleet is not launched yet",
                           result);
+    if (strcmp(r->o->manifest, MS_MANIFEST_STDIN) == 0)
+        return refuse_why(r, who, "cannot reload", "the manifest was read from stdin (-c -), which cannot be "
+                          "read again: restart Mothership to change it", result);
     ms_diags d;
     ms_diags_init(&d, r->o->manifest);
     ms_manifest *m = ms_cli_check(r->o->manifest, &d);

@@ -223,7 +223,8 @@ ms_manifest *ms_manifest_load(const char *path, ms_diags *diags)
 
 ms_manifest *ms_manifest_load_opts(const char *path, ms_diags *diags, const ms_load_opts *opts)
 {
-    FILE *f = fopen(path, "rb");
+    bool from_stdin = strcmp(path, MS_MANIFEST_STDIN) == 0;
+    FILE *f = from_stdin ? stdin : fopen(path, "rb");
     if (!f) {
         ms_diag_add(diags, 0, 0, "cannot open: %s%s", strerror(errno),
                     errno == ENOENT ? " (create one with `mothership init`)" : "");
@@ -241,7 +242,8 @@ ms_manifest *ms_manifest_load_opts(const char *path, ms_diags *diags, const ms_l
             if (cap >= MANIFEST_MAX_BYTES) {
                 ms_diag_add(diags, 0, 0, "manifest is larger than %u bytes", MANIFEST_MAX_BYTES);
                 free(buf);
-                fclose(f);
+                if (!from_stdin)
+                    fclose(f);
                 return NULL;
             }
             cap *= 2;
@@ -249,7 +251,8 @@ ms_manifest *ms_manifest_load_opts(const char *path, ms_diags *diags, const ms_l
             if (!n) {
                 ms_diag_add(diags, 0, 0, "out of memory");
                 free(buf);
-                fclose(f);
+                if (!from_stdin)
+                    fclose(f);
                 return NULL;
             }
             buf = n;
@@ -260,13 +263,21 @@ ms_manifest *ms_manifest_load_opts(const char *path, ms_diags *diags, const ms_l
             if (ferror(f)) {
                 ms_diag_add(diags, 0, 0, "cannot read: %s", strerror(errno));
                 free(buf);
-                fclose(f);
+                if (!from_stdin)
+                    fclose(f);
                 return NULL;
             }
             break;
         }
     }
-    fclose(f);
+    if (!from_stdin)
+        fclose(f);
+    else {
+        /* from stdin: named so in messages, relative paths against the cwd */
+        ms_manifest *m = load_buffer(buf, len, MS_MANIFEST_STDIN_NAME, ".", diags, opts);
+        free(buf);
+        return m;
+    }
     char *dir = ms_strdup(path);
     if (!dir) {
         free(buf);

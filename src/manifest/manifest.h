@@ -386,6 +386,11 @@ typedef struct ms_manifest {
  * initialised with the same path). getenv_fn resolves $VAR in uplink URLs
  * (NULL: getenv). */
 ms_manifest *ms_manifest_load(const char *path, ms_diags *diags);
+/* The path "-" reads the manifest from stdin (once: a reload cannot read it
+ * again); its relative paths are taken against the current directory, and
+ * messages name it "<stdin>". */
+#define MS_MANIFEST_STDIN "-"
+#define MS_MANIFEST_STDIN_NAME "<stdin>"
 /* How a manifest is loaded. warnings non-NULL: offline (clearance checks
  * nothing outside): an unset $VAR in an uplink URL is a warning added there,
  * not an error, and that uplink is kept with url, scheme, host and path

@@ -176,7 +176,7 @@ def metric(samples, name, **labels):
 class Mothership:
     """`mothership run` with stdout and stderr read by threads into lists."""
 
-    def __init__(self, args, cwd=None, env=None, json_logs=True, read=True):
+    def __init__(self, args, cwd=None, env=None, json_logs=True, read=True, stdin=subprocess.DEVNULL):
         full_env = dict(os.environ)
         full_env.pop("NO_COLOR", None)
         for k in [k for k in full_env if k.startswith("MS_")]:
@@ -201,7 +201,7 @@ class Mothership:
         self.cond = threading.Condition()
         self.closed = 0
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdin=stdin,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
         self.pid = self.proc.pid

@@ -747,3 +747,63 @@ def test_reference_manifest_needs_its_files(reference):
     assert len(r.err.splitlines()) == 1, r
     assert re.fullmatch(r'ship-manifest\.toml:\d+:8: module "auth": wasm file "modules/auth\.wasm" '
                         r'does not exist\n', r.err), r
+
+
+# ------------------------------------------------------------------ -c - (stdin)
+PIPED = """\
+[[fleet.web]]
+name = "web"
+command = "sh"
+args = ["-c", "pwd; exec sleep 100"]
+cwd = "sub"
+ready_after = "50ms"
+"""
+
+
+def piped(*args, text, cwd):
+    import subprocess
+    from conftest import BINARY
+    return subprocess.run([BINARY, *args], input=text, cwd=cwd, capture_output=True, text=True, timeout=30)
+
+
+def test_config_dash_reads_the_manifest_from_stdin(tmp_path):
+    """-c - reads the manifest from stdin: relative paths against the cwd,
+    problems named <stdin>."""
+    (tmp_path / "sub").mkdir()
+    r = piped("clearance", "-c", "-", text=PIPED, cwd=str(tmp_path))
+    assert r.returncode == 0, r
+    assert r.stdout.startswith("<stdin>: cleared for launch\n"), r
+    assert "web              worker" in r.stdout, r
+    r = piped("clearance", "-c", "-", text=PIPED, cwd=str(tmp_path / "sub"))  # no sub/sub
+    assert r.returncode == 1, r
+    assert r.stderr == '<stdin>:5:7: ship "web": cwd "sub" is not a directory\n', r
+    r = piped("chart", "--json", "-c", "-", text=PIPED, cwd=str(tmp_path))
+    assert r.returncode == 0 and json.loads(r.stdout)["binds"] == [], r
+    r = piped("clearance", "-c", "-", text='[[fleet.web]]\nnme = "web"\n', cwd=str(tmp_path))
+    assert r.returncode == 1, r
+    assert '<stdin>:2:1: ship #1 in [[fleet.web]]: unknown key "nme" (did you mean "name"?)' in r.stderr, r
+    assert r.stderr.endswith("<stdin>: 3 problems found\n"), r
+    for args in (["run", "--tui"], ["init"]):
+        r = piped(*args, "-c", "-", text=PIPED, cwd=str(tmp_path))
+        assert r.returncode == 2, r
+
+
+def test_run_from_stdin_refuses_reloads(tmp_path):
+    from fleet_helpers import Mothership
+    (tmp_path / "sub").mkdir()
+    src = tmp_path / "piped.toml"
+    src.write_text(PIPED)
+    with open(src) as stdin:
+        ms = Mothership(["-c", "-"], cwd=str(tmp_path), stdin=stdin)
+    try:
+        assert "from <stdin>" in ms.event("launch")["msg"]
+        ms.event("fleet_ready")
+        ms.wait_for(re.escape(str(tmp_path / "sub")))  # the ship's cwd: sub of the cwd
+        ms.signal(1)  # SIGHUP
+        e = ms.event("reload_problem")
+        assert e["msg"] == ("<stdin>: cannot reload: the manifest was read from stdin (-c -), which cannot be "
+                            "read again: restart Mothership to change it"), e
+        assert not ms.events("stopping"), ms.output()
+        assert ms.stop() == 0, ms.output()
+    finally:
+        ms.kill()
