@@ -378,9 +378,17 @@ static const char *reason(int status)
     }
 }
 
+/* The standard phrase of any registered status (a payload's block, a
+ * bay's reply may use one we never send ourselves): our table, then
+ * http-parser's; an unregistered status gets an empty phrase (RFC 9112
+ * allows it) rather than a wrong one. */
 const char *ms_http_reason(int status)
 {
-    return reason(status);
+    const char *r = reason(status);
+    if (strcmp(r, "Error") != 0)
+        return r;
+    r = http_status_str((enum http_status)status);
+    return strcmp(r, "<unknown>") != 0 ? r : "";
 }
 
 static const char *error_word(int status)

@@ -30,6 +30,7 @@ def test_auth_blocks_without_the_token_and_lets_it_through(fleet):
                      extra=module("auth", "auth.wasm", ["/admin/.*"], config={"token": "s3cret"}))
     r = requests.get(px.url("/admin/panel"))
     assert r.status_code == 401
+    assert r.reason == "Unauthorized"  # the status line's standard phrase, as sent
     assert "WWW-Authenticate" in r.headers
     r = requests.get(px.url("/admin/panel"), headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401
@@ -51,6 +52,7 @@ def test_rate_limiter_answers_429_after_the_burst(fleet):
     assert codes == [200, 200, 200, 429, 429]
     r = s.get(px.url("/api/x"))
     assert r.status_code == 429 and "Retry-After" in r.headers
+    assert r.reason == "Too Many Requests"
 
 
 def test_cache_sets_cache_control_on_the_response_and_compression_still_applies(fleet):
