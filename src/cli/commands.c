@@ -67,6 +67,18 @@ static void list_join(FILE *out, const ms_strlist *l)
         fprintf(out, "%s%s", i ? "," : "", l->items[i]);
 }
 
+/* Where an entry's environment comes from besides env: its env files and
+ * the names of its secrets, never their values. */
+static void env_sources(FILE *out, const ms_ship *t)
+{
+    if (t->env_files.len) {
+        fprintf(out, " env_file ");
+        list_join(out, &t->env_files);
+    }
+    for (size_t i = 0; i < t->secret_env.len; i++)
+        fprintf(out, " %s (secret from %s)", t->secret_env.items[i].key, t->secret_env.items[i].value);
+}
+
 void ms_print_summary(const ms_manifest *m, FILE *out)
 {
     size_t nships = 0, nbays = 0, nups = 0;
@@ -104,6 +116,7 @@ void ms_print_summary(const ms_manifest *m, FILE *out)
                 fprintf(out, " tags ");
                 list_join(out, &t->tags);
             }
+            env_sources(out, t);
             fputc('\n', out);
         }
     }
@@ -117,6 +130,7 @@ void ms_print_summary(const ms_manifest *m, FILE *out)
             fprintf(out, " after ");
             list_join(out, &t->depends_on);
         }
+        env_sources(out, t);
         fputc('\n', out);
     }
     if (nups) /* only when there are: the summary of a manifest without stays as it was */

@@ -160,6 +160,8 @@ def test_secret_env_reaches_the_ship_and_nothing_else(fleet, tmp_path, sockdir):
         r = ctl(path, *args)
         assert r.returncode == 0, (args, r)
         seen.append(r.stdout + r.stderr)
+        if args == ["clearance"]:  # named, with its file, never its value
+            assert f"DB_PASSWORD (secret from {secret})" in r.stdout, r
     # a new value is read at the next start (restart), not by a reload
     out.unlink()
     secret.write_text("second-" + SECRET)
