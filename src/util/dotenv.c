@@ -91,12 +91,13 @@ static bool quoted(dp *d, char *out)
     return true;
 }
 
-/* An unquoted value: to the end of the line or a comment after a blank. */
-static void unquoted(dp *d, char *out)
+/* An unquoted value: to the end of the line or a comment after a blank
+ * (spaced: blanks came between the '=' and the value). */
+static void unquoted(dp *d, char *out, bool spaced)
 {
     size_t n = 0;
     while (d->s < d->end && *d->s != '\n') {
-        if (*d->s == '#' && n > 0 && blank(out[n - 1]))
+        if (*d->s == '#' && (n > 0 ? blank(out[n - 1]) : spaced))
             break;
         out[n++] = *d->s++;
     }
@@ -167,6 +168,7 @@ bool ms_dotenv_parse(const char *data, size_t len, ms_dotenv_cb cb, void *ud, in
             break;
         }
         d.s++;
+        const char *value_at = d.s;
         skip_blanks(&d);
         if (d.s < d.end && (*d.s == '"' || *d.s == '\'')) {
             ok = quoted(&d, buf) && line_end(&d);
@@ -175,7 +177,7 @@ bool ms_dotenv_parse(const char *data, size_t len, ms_dotenv_cb cb, void *ud, in
                 break;
             }
         } else
-            unquoted(&d, buf);
+            unquoted(&d, buf, d.s > value_at);
         if (!cb(ud, key, buf)) {
             snprintf(why, why_len, "out of memory");
             ok = false;

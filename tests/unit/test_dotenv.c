@@ -60,6 +60,7 @@ static void test_forms(void **state)
     parses("export=1\nexports=2\n", "export=1;exports=2;");
     parses("  A  =   spaced out   \n", "A=spaced out;");
     parses("A=x # comment\nB=x#not\n", "A=x;B=x#not;");
+    parses("A= # only a comment\nB=#not a comment\n", "A=;B=#not a comment;");
     parses("A=\nB=  \n", "A=;B=;");
     parses("A='single $HOME \\n'\n", "A=single $HOME \\n;");
     parses("A=\"a\\nb\\tc\\r\\\"\\\\\\$\"\n", "A=a\nb\tc\r\"\\$;");
