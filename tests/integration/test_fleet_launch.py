@@ -436,6 +436,22 @@ def test_group_filtering_errors(manifest):
     assert 'mothership: --except removes ship "db", but ship "app" depends on it' in r.err, r
 
 
+def test_a_bays_type_is_its_group(manifest):
+    path = manifest(GROUPED + """
+    [[bays.websocket]]
+    name = "chat"
+    command = "sleep"
+    depends_on = ["db"]
+    """)
+    r = run_ms("run", "-c", path, "--only", "nope", timeout=10)
+    assert r.code == 1, r
+    assert "(tags: mail; groups: data, web, workers, websocket)" in r.err, r
+    # the type selects the bay: leaving it out, and its dependency, leaves it alone
+    r = run_ms("run", "-c", path, "--except", "websocket,data", "--only", "websocket", timeout=10)
+    assert r.code == 1, r
+    assert "leaves nothing to launch" in r.err, r
+
+
 # ------------------------------------------------------------------ environment
 def test_env_precedence(fleet, tmp_path):
     out = tmp_path / "env.json"
