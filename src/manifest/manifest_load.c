@@ -1094,24 +1094,26 @@ static bool get_balance(ld_ctx *c, const toml_kv *kv, ms_balance *dst)
 static bool get_env_files(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
 {
     const toml_node *v = kv->value;
-    ms_strlist raw = { 0 };
-    if (v->type == TOML_STRING) {
-        char *one = NULL;
-        if (!get_nonempty_string(c, kv, &one))
-            return false;
-        raw.items = calloc(1, sizeof *raw.items);
-        if (!raw.items) {
-            free(one);
-            c->oom = true;
-            return false;
-        }
-        raw.items[raw.len++] = one;
-    } else if (v->type != TOML_ARRAY) {
+    if (v->type != TOML_STRING && v->type != TOML_ARRAY) {
         wrong_type(c, kv, "a path or an array of paths");
         return false;
-    } else if (!get_strlist(c, kv, &raw, false, NULL))
-        return false;
+    }
+    ms_strlist raw = { 0 };
     bool ok = true;
+    if (v->type == TOML_ARRAY)
+        ok = get_strlist(c, kv, &raw, false, NULL);
+    else {
+        char *one = NULL;
+        ok = get_nonempty_string(c, kv, &one);
+        raw.items = ok ? calloc(1, sizeof *raw.items) : NULL;
+        if (raw.items)
+            raw.items[raw.len++] = one;
+        else {
+            free(one);
+            c->oom |= ok;
+            ok = false;
+        }
+    }
     for (size_t i = 0; i < raw.len && ok; i++) {
         if (raw.items[i][0] == '\0') {
             ld_err(c, v->line, v->col, "\"env_file\": item %zu is empty", i + 1);

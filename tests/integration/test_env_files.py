@@ -184,3 +184,33 @@ def test_missing_secret_is_a_spawn_failure(fleet, tmp_path):
     e = ms.event("spawn_failed", ship="web")
     assert 'secret_env API_KEY: cannot read "/nonexistent/api_key": No such file or directory' in e["msg"], e
     assert ms.wait_exit() == 1, ms.output()
+
+
+@pytest.mark.parametrize("value, why", [
+    ("3", '"env_file" must be a path or an array of paths, not an integer'),
+    ('[""]', '"env_file": item 1 is empty'),
+    ('{ a = "b" }', '"env_file" must be a path or an array of paths, not a table'),
+])
+def test_env_file_value_errors(manifest, value, why):
+    path = manifest(f"""
+        [[fleet.web]]
+        name = "web"
+        command = "sleep"
+        env_file = {value}
+    """)
+    r = run_ms("clearance", "-c", path)
+    assert r.code == 1, r
+    assert f'ship "web": {why}' in r.err, r
+
+
+def test_secret_env_value_errors(manifest):
+    path = manifest("""
+        [[fleet.web]]
+        name = "web"
+        command = "sleep"
+        secret_env = { A = 3, "B=C" = "/x" }
+    """)
+    r = run_ms("clearance", "-c", path)
+    assert r.code == 1, r
+    assert '"secret_env.A" must be the path of the file holding the value' in r.err, r
+    assert '"secret_env": invalid environment variable name "B=C"' in r.err, r
