@@ -13,6 +13,7 @@ pings and the idle timeout, shutdown (1001), several workers, 1,000
 clients on one link, and the bay metrics."""
 import asyncio
 import os
+import re
 import resource
 import signal
 import socket
@@ -493,41 +494,64 @@ def test_a_bay_crash_closes_its_clients_with_1012_and_it_is_restarted_and_docks_
     assert msum(px.metrics(), "mothership_bay_redocks_total", bay="echo") == 1
 
 
-def test_a_bay_that_exits_on_its_own_reports_its_own_status(fleet):
-    """The bay closes its link as it exits (status 3): Mothership sees the
-    link go first, but waits for the exit rather than killing it, so the
-    exit is reported as the bay's own, and a critical bay stops the fleet
-    with that status."""
-    px = start(fleet, bay_toml("echo", ECHO_BAY, extra={"critical": False, "restart": {"backoff": "50ms"}}))
+LEAVING_BAY = r"""
+import json, os, socket, struct, sys, time
+path = os.environ["MS_SOCKET_PATH"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(1)
+c, _ = s.accept()
+hello = json.dumps({"version": 1, "ship": os.environ["MS_SHIP"]}).encode()
+c.sendall(struct.pack(">BI", 0x01, len(hello)) + hello)
+c.recv(65536)  # Moored
+time.sleep(0.2)
+c.close()      # the link goes first, as a bay's does when it exits ...
+s.close()
+time.sleep(0.3)
+sys.exit(3)    # ... and the process a moment later
+"""
 
-    async def crash():
-        async with websockets.connect(ws_url(px)) as ws:
-            await ws.send("/crash")
-            with pytest.raises(websockets.ConnectionClosed):
-                await ws.recv()
-    run(crash())
-    exited = px.ms.event("exited", ship="echo")
-    assert "exited with status 3" in exited["msg"], px.ms.output()
-    assert "signal" not in exited["msg"], exited
-    assert not px.ms.events("kill", ship="echo"), px.ms.output()
-    back = px.ms.event("backoff", ship="echo")
-    assert 'bay "echo" exited with status 3; restarting in' in back["msg"], back
-    px.ms.event("ready", ship="echo", start=exited["_i"], timeout=15)
+
+def leaving_bay(tmp_path):
+    path = tmp_path / "leaving_bay.py"
+    path.write_text(LEAVING_BAY)
+    return str(path)
+
+
+def test_a_bay_that_exits_on_its_own_reports_its_own_status(fleet, tmp_path):
+    """The bay closes its link, then exits with status 3: Mothership sees
+    the link go first, but waits for the exit rather than killing it, so
+    the exit is reported as the bay's own."""
+    px = start(fleet, bay_toml("leaving", PY, [leaving_bay(tmp_path)],
+                               extra={"critical": False, "restart": {"backoff": "10s"}}))
+    lost = px.ms.event("link_failed", ship="leaving")
+    exited = px.ms.event("exited", ship="leaving", start=lost["_i"])
+    assert re.fullmatch(r'bay "leaving" \(pid \d+\) exited with status 3 after \d+ms', exited["msg"]), exited
+    assert not px.ms.events("kill", ship="leaving"), px.ms.output()
+    back = px.ms.event("backoff", ship="leaving")
+    assert 'bay "leaving" exited with status 3; restarting in' in back["msg"], back
     assert px.ms.stop() == 0, px.ms.output()
 
 
-def test_a_critical_bay_that_exits_on_its_own_stops_the_fleet_with_its_status(fleet):
-    px = start(fleet, bay_toml("echo", ECHO_BAY))
-
-    async def crash():
-        async with websockets.connect(ws_url(px)) as ws:
-            await ws.send("/crash")
-            with pytest.raises(websockets.ConnectionClosed):
-                await ws.recv()
-    run(crash())
+def test_a_critical_bay_that_exits_on_its_own_stops_the_fleet_with_its_status(fleet, tmp_path):
+    px = start(fleet, bay_toml("leaving", PY, [leaving_bay(tmp_path)]))
     sd = px.ms.event("shutdown")
-    assert sd["msg"] == 'stopping the fleet: critical bay "echo" exited with status 3', sd
+    assert sd["msg"] == 'stopping the fleet: critical bay "leaving" exited with status 3', sd
     assert px.ms.wait_exit(timeout=15) == 1, px.ms.output()
+
+
+def test_a_bay_that_keeps_running_without_its_link_is_killed(fleet, tmp_path):
+    """The grace is only a grace: a bay that closed its link and lingers
+    is killed a second later and restarted as a crash."""
+    bay = tmp_path / "lingering_bay.py"
+    bay.write_text(LEAVING_BAY.replace("time.sleep(0.3)", "time.sleep(30)"))
+    px = start(fleet, bay_toml("linger", PY, [str(bay)], extra={"critical": False, "restart": {"backoff": "10s"}}))
+    lost = px.ms.event("link_failed", ship="linger")
+    kill = px.ms.event("kill", ship="linger", start=lost["_i"])
+    assert "is still running without its link after 1000ms: SIGKILL" in kill["msg"], kill
+    exited = px.ms.event("exited", ship="linger", start=kill["_i"])
+    assert "was killed by signal 9 (KILL)" in exited["msg"], exited
+    assert px.ms.stop() == 0, px.ms.output()
 
 
 # ------------------------------------------------------------------ slow and idle clients, shutdown
