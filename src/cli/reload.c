@@ -234,6 +234,9 @@ static bool reload(ms_run *r, bool check_only, const char *who, json_t **result)
             ms_log_event(r->log, MS_WARN, NULL, "reload_needs_restart", "reload: %s takes effect at the next start",
                          diff->needs_restart[i]);
         ms_run_reload_certificates(r);
+        if (r->dp && !ms_dataplane_reopen_access_log(r->dp, m->global.access_log_path, why, sizeof why))
+            ms_log_event(r->log, MS_WARN, NULL, "access_log_failed", "reload: %s; the access log goes on where it "
+                         "was", why);
         if (result)
             *result = json_pack("{s:s, s:[], s:O}", "result", "applied", "problems", "plan", plan);
         ok = true;

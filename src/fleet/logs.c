@@ -260,13 +260,13 @@ void ms_log_set_quiet(ms_log *log, bool quiet)
  * Children's lines may fill three quarters of the queue; the rest is kept
  * for Mothership's own events, so that a flood of output cannot hide why
  * the fleet stopped. */
-static void enqueue_p(ms_log *log, const char *s, size_t n, bool event)
+static bool enqueue_p(ms_log *log, const char *s, size_t n, bool event)
 {
     uv_mutex_lock(&log->mu);
     log->lines++;
     if (log->quiet) {
         uv_mutex_unlock(&log->mu);
-        return;
+        return true;
     }
     char note[MS_LOG_JSON_MIN];
     size_t nn = 0;
@@ -289,7 +289,7 @@ static void enqueue_p(ms_log *log, const char *s, size_t n, bool event)
     if (room < n + nn) {
         log->dropped++;
         uv_mutex_unlock(&log->mu);
-        return;
+        return false;
     }
     const char *parts[2] = { note, s };
     size_t lens[2] = { nn, n };
@@ -302,11 +302,17 @@ static void enqueue_p(ms_log *log, const char *s, size_t n, bool event)
     }
     uv_cond_signal(&log->cv);
     uv_mutex_unlock(&log->mu);
+    return true;
 }
 
 static void enqueue(ms_log *log, const char *s, size_t n)
 {
     enqueue_p(log, s, n, false);
+}
+
+bool ms_log_raw(ms_log *log, const char *line, size_t len)
+{
+    return enqueue_p(log, line, len, false);
 }
 
 uint64_t ms_log_dropped(const ms_log *log)

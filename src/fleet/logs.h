@@ -49,6 +49,10 @@ void ms_log_event_fields(ms_log *log, ms_level level, const char *ship, const ch
                          const ms_log_field *fields, size_t nfields, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
 
+/* A line formatted elsewhere (the access log), with its newline, queued
+ * like a child's line; false: dropped (counted here too). Any thread. */
+bool ms_log_raw(ms_log *log, const char *line, size_t len);
+
 uint64_t ms_log_dropped(const ms_log *log);
 uint64_t ms_log_lines(const ms_log *log);
 

@@ -302,13 +302,67 @@ void ms_conn_uncork(ms_conn *c)
 static const double bucket_bounds_s[MS_NBUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                      0.05, 0.1, 0.25, 0.5, 1, 5 };
 
+/* The request as the access log shows it, into the worker's ring (a full
+ * ring drops it, counted there). */
+static void note_access(ms_conn *c, int status, uint64_t now, uint64_t us)
+{
+    ms_alog_rec *r = c->w->alog ? ms_alog_reserve(c->w->alog) : NULL;
+    if (!r)
+        return;
+    const ms_manifest *m = c->g->m;
+    const ms_bind *b = &m->global.binds[c->bind_idx];
+    r->end_us = now;
+    r->duration_us = us;
+    r->upstream_us = c->up_sent_us >= c->start_us && c->up_head_us >= c->up_sent_us
+                         ? (int64_t)(c->up_head_us - c->up_sent_us) : -1;
+    c->up_sent_us = c->up_head_us = 0;
+    r->bytes = c->bytes_out;
+    r->status = (uint16_t)status;
+    r->format = (uint8_t)b->access_log;
+    r->proto = c->h2 ? 20 : c->parser.http_major == 1 && c->parser.http_minor == 0 ? 10 : 11;
+    r->method = c->url_len ? http_method_str((enum http_method)c->parser.method) : NULL;
+    size_t n = c->buf && c->url_len && c->url_off + c->url_len <= c->len ? c->url_len : 0;
+    r->path_cut = n > sizeof r->path;
+    r->path_len = (uint16_t)(r->path_cut ? sizeof r->path : n);
+    memcpy(r->path, c->buf ? c->buf + c->url_off : "", r->path_len);
+    if (!c->reqid_len)
+        ms_conn_make_reqid(c);
+    r->reqid_len = (uint8_t)(c->reqid_len < sizeof r->reqid ? c->reqid_len : sizeof r->reqid);
+    memcpy(r->reqid, c->reqid, r->reqid_len);
+    n = strnlen(c->peer, sizeof r->peer);
+    r->peer_len = (uint8_t)n;
+    memcpy(r->peer, c->peer, n);
+    r->peer_port = c->peer_port;
+    n = strnlen(b->name, sizeof r->bind);
+    r->bind_len = (uint8_t)n;
+    memcpy(r->bind, b->name, n);
+    const char *target = "";
+    if (c->handler == &ms_handler_static)
+        target = "static";
+    else if (c->handler == &ms_handler_block)
+        target = "payload";
+    else if (c->handler == &ms_handler_proxy && c->ship < m->nships)
+        target = m->ships[c->ship].name; /* the instance */
+    else if (c->handler && c->route)
+        target = c->route->target->name; /* a bay */
+    else if (!c->handler && status == 308)
+        target = "redirect";
+    n = strnlen(target, sizeof r->target);
+    r->target_len = (uint8_t)n;
+    memcpy(r->target, target, n);
+    ms_alog_commit(c->w->alog);
+}
+
 void ms_conn_record(ms_conn *c, int status)
 {
     ms_slot_stats *s = ms_worker_slot(c->w, c->slot);
     int cls = status / 100;
     if (cls < 1 || cls > 5)
         cls = 5;
-    uint64_t us = ms_now_us() - c->start_us;
+    uint64_t now = ms_now_us();
+    uint64_t us = now - c->start_us;
+    if (ms_conn_logs_access(c))
+        note_access(c, status, now, us);
     size_t b = 0;
     while (b < MS_NBUCKETS && (double)us / 1e6 > bucket_bounds_s[b])
         b++;

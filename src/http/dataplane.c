@@ -81,6 +81,7 @@ struct ms_dataplane {
     size_t npayload_sums;
     ms_module_past *module_past; /* counters of modules of freed generations, by name */
     size_t nmodule_past;
+    ms_alog *alog;             /* the access log's rings and writer; NULL: an inline worker */
     /* drain */
     bool draining;
     uv_timer_t drain_poll;
@@ -1018,6 +1019,13 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
             goto fail_early;
         }
     }
+    if (!cfg->inline_worker) {
+        dp->alog = ms_alog_new(nw, cfg->m->global.access_log_path, cfg->log, why, why_len);
+        if (!dp->alog)
+            goto fail_early;
+        for (unsigned i = 0; i < nw; i++)
+            dp->workers[i].alog = ms_alog_ring_at(dp->alog, i);
+    }
     ms_gen *g = gen_new(dp, cfg, why, why_len);
     if (!g)
         goto fail_early;
@@ -1193,6 +1201,7 @@ void ms_dataplane_free(ms_dataplane *dp)
         free(w->tls_rbuf);
         free(w->tls_hs);
     }
+    ms_alog_free(dp->alog); /* the workers have stopped: what their rings hold is written now */
     free(dp->workers);
     for (uint32_t s = 0; s < dp->nslots; s++) {
         free((char *)dp->slots[s].bind);
@@ -1212,6 +1221,11 @@ void ms_dataplane_free(ms_dataplane *dp)
 }
 
 /* ---------------------------------------------------------------- reload, drain */
+bool ms_dataplane_reopen_access_log(ms_dataplane *dp, const char *path, char *why, size_t why_len)
+{
+    return !dp->alog || ms_alog_reopen(dp->alog, path, why, why_len);
+}
+
 bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, size_t why_len)
 {
     if (dp->stop_requested) {
@@ -1223,6 +1237,9 @@ bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, s
         return false;
     }
     why[0] = '\0';
+    /* the access log's file, opened again (rotated, or another path) */
+    if (dp->alog && !ms_alog_reopen(dp->alog, cfg->m->global.access_log_path, why, why_len))
+        return false;
     ms_gen *older = dp->gen;
     ms_gen *g = gen_new(dp, cfg, why, why_len);
     if (!g)
@@ -1535,6 +1552,14 @@ void ms_dataplane_render_metrics(const ms_dataplane *dp, ms_buf *out)
         ms_prom_counter_double(&p, "mothership_tunnel_seconds_total",
                                "Time the ended tunnels to ships were open, from the 101 to the close.", l, 3,
                                (double)us / 1e6);
+    }
+    if (dp->alog) {
+        ms_prom_counter_u64(&p, "mothership_access_log_lines_total",
+                            "Access log lines written (or handed to Mothership's own output).", NULL, 0,
+                            ms_alog_lines(dp->alog));
+        ms_prom_counter_u64(&p, "mothership_access_log_dropped_total",
+                            "Access log lines dropped: the writer could not keep up, or the output failed.", NULL, 0,
+                            ms_alog_dropped(dp->alog));
     }
     static const char *const kinds[] = { "refused", "connect_timeout", "reset", "timeout", "bad_response",
                                          "unavailable" };

@@ -71,6 +71,11 @@ void ms_dataplane_free(ms_dataplane *dp);
  * has it). Control loop. */
 bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, size_t why_len);
 
+/* Open the access log's file (path; NULL: Mothership's output) again, so
+ * that a rotated file is let go: a reload does it too. false + why: the
+ * one open stays. Control loop. */
+bool ms_dataplane_reopen_access_log(ms_dataplane *dp, const char *path, char *why, size_t why_len);
+
 /* Stop accepting on every bind (the listeners close, Unix socket files are
  * removed; /ready should say so), end each connection after its current
  * request (idle ones at once; HTTP/2 gets GOAWAY, a bay's WebSocket 1001),

@@ -672,6 +672,8 @@ static void on_reply(ms_hblink *l, const ms_dock_frame *fr)
         link_protocol_error(l, l->replied ? "a second REPLY" : "a REPLY for another request id");
         return;
     }
+    if (l->c && ms_conn_logs_access(l->c))
+        l->c->up_head_us = ms_now_us();
     if (r.kind == MS_DOCK_REPLY_FILE) {
         on_file_reply(l, &r);
         ms_dock_reply_free(&r);

@@ -514,6 +514,8 @@ static void assign(ms_hblink *l, ms_conn *c)
     id[2] = (uint8_t)(l->req_id >> 8);
     id[3] = (uint8_t)l->req_id;
     ms_conn_stream_request(c);
+    if (ms_conn_logs_access(c))
+        c->up_sent_us = ms_now_us();
     uv_buf_t b = uv_buf_init(c->out, c->out_len);
     if (!ms_hb_link_write(l, &b, 1)) {
         link_broken(l);

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "dock/hub.h"
+#include "http/accesslog.h"
 #include "http/bodybuf.h"
 #include "http/compress.h"
 #include "http/dataplane.h"
@@ -180,6 +181,7 @@ struct ms_worker {
     ms_conn *conns;                /* all client connections (list) */
     uint64_t nconns;
     uint64_t req_seq;
+    ms_alog_ring *alog;            /* this worker's access log records, or NULL: none (an inline worker) */
     /* payloads */
     ms_payload_result pres;        /* the request being dispatched (one at a time per worker) */
     ms_payload_header *phdrs;      /* scratch: headers handed to a payload */
@@ -284,6 +286,7 @@ struct ms_conn {
     int error_status;              /* set by a parser callback that stopped the parser */
     const char *error_detail;      /* and what to tell the client, or NULL */
     uint64_t start_us;
+    uint64_t up_sent_us, up_head_us; /* access log on: request head sent upstream, response head back */
     uint32_t slot;                 /* metrics slot */
     char reqid[132];
     size_t reqid_len;
@@ -421,6 +424,11 @@ void ms_conn_respond_error_with(ms_conn *c, int status, const char *detail, cons
 void ms_conn_resume_request_body(ms_conn *c);
 void ms_conn_client_drained(ms_conn *c);
 void ms_conn_record(ms_conn *c, int status);
+/* The access log is on for the connection's bind (its format). */
+static inline bool ms_conn_logs_access(const ms_conn *c)
+{
+    return c->g->m->global.binds[c->bind_idx].access_log > MS_ACCESS_LOG_OFF;
+}
 void ms_conn_drain_end(ms_conn *c);
 void ms_conn_drain_start(ms_conn *c);
 

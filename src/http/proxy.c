@@ -452,6 +452,8 @@ static int r_on_headers_complete(http_parser *p)
     ms_upconn *u = p->data;
     u->head_done = true;
     u->status = (int)p->status_code;
+    if (u->client && ms_conn_logs_access(u->client))
+        u->client->up_head_us = ms_now_us();
     http_parser_pause(p, 1);
     /* a response to HEAD has no body, whatever its headers say */
     return u->is_head_request ? 1 : 0;
@@ -1297,6 +1299,8 @@ static void send_head(ms_upconn *u)
     u->tunnel = false;
     u->is_head_request = c->parser.method == HTTP_HEAD;
     u->req_sent = false;
+    if (ms_conn_logs_access(c))
+        c->up_sent_us = ms_now_us();
     up_write(u, c->out, c->out_len);
     if (u->closing)
         return;

@@ -242,6 +242,7 @@ static const field bind_fields[] = {
     RAW(ms_bind, "h2", h2),
     RAW(ms_bind, "h2c", h2c),
     RAW(ms_bind, "redirect_to_https", redirect_to_https),
+    RAW(ms_bind, "access_log", access_log),
     NEST(ms_bind, "tls", F_CERT, cert, cert_fields),
     END,
 };
@@ -746,6 +747,8 @@ static void diff_global(const diff_ctx *c, ms_manifest_diff *d, bool *oom)
     size_t before = d->nswapped;
     if (ga->compression != gb->compression)
         SWAP(d, oom, "[mothership] compression");
+    if (!str_eq(ga->access_log_path, gb->access_log_path))
+        SWAP(d, oom, "[mothership] access_log_path");
     why_buf w = { 0 };
     fields_diff(c, http_fields, &ga->http, &gb->http, "", &w);
     if (w.len)

@@ -27,7 +27,7 @@
 static const char *const mothership_keys[] = {
     "metrics_port", "metrics_bind", "compression", "shutdown_timeout", "ready_timeout",
     "socket_dir", "state_dir", "workers", "env", "bind", "tls", "static_dirs", "http", "control_socket",
-    "control_group", "upstreams", NULL };
+    "control_group", "upstreams", "access_log", "access_log_path", NULL };
 static const char *const http_keys[] = {
     "max_header_size", "max_uri_length", "max_body_size", "header_timeout", "idle_timeout",
     "upstream_connect_timeout", "upstream_timeout", "max_connections", "upstream_keepalive",
@@ -66,7 +66,8 @@ static const char *const uplink_keys[] = { "url", "name", "timeout", "wait", NUL
 static const char *const static_keys[] = { "path", "prefix", "bind", NULL };
 static const char *const tls_keys[] = { "cert", "key", "certs", "session_tickets", "ticket_key_rotation", NULL };
 static const char *const tlscert_keys[] = { "cert", "key", "hosts", NULL };
-static const char *const bindtable_keys[] = { "address", "tls", "h2", "h2c", "redirect_to_https", NULL };
+static const char *const bindtable_keys[] = { "address", "tls", "h2", "h2c", "redirect_to_https", "access_log",
+                                               NULL };
 static const char *const health_keys[] = {
     "path", "interval", "timeout", "grace", "failures", "successes", "cooldown", "restart",
     "protocol", "address", "port", NULL };
@@ -1236,6 +1237,26 @@ static void merge_env_files(ld_ctx *c, ms_ship *s)
     ld_strmap_free(&vars);
 }
 
+/* access_log = "off" | "text" | "json" */
+static bool get_access_log(ld_ctx *c, const toml_kv *kv, ms_access_log *dst)
+{
+    static const char *const names[] = { "off", "text", "json", NULL };
+    const toml_node *v = kv->value;
+    if (v->type != TOML_STRING) {
+        wrong_type(c, kv, "\"off\", \"text\" or \"json\"");
+        return false;
+    }
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(v->u.str.ptr, names[i]) == 0) {
+            *dst = (ms_access_log)(MS_ACCESS_LOG_OFF + i);
+            return true;
+        }
+    const char *near = ms_nearest(v->u.str.ptr, names);
+    ld_err(c, v->line, v->col, "unknown access_log \"%s\"%s%s%s (off, text or json)", v->u.str.ptr,
+           near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
+    return false;
+}
+
 /* Apply the keys of one TOML table (a base template or the entry itself) to
  * a ship or bay. */
 static void apply_vessel(ld_ctx *c, ms_ship *s, const toml_node *t, bool is_base)
@@ -2240,6 +2261,8 @@ static void load_binds(ld_ctx *c, const toml_kv *bkv)
                 } else if (strcmp(e->key, "redirect_to_https") == 0) {
                     ok &= get_bool(&bc, e, &nb.redirect_to_https);
                     redirect_kv = e;
+                } else if (strcmp(e->key, "access_log") == 0) {
+                    ok &= get_access_log(&bc, e, &nb.access_log);
                 } else {
                     unknown_key(&bc, e, bindtable_keys, NULL);
                     ok = false;
@@ -2552,6 +2575,10 @@ static void load_mothership(ld_ctx *c, const toml_node *t)
                 ok = false;
             }
         }
+        else if (strcmp(k, "access_log") == 0)
+            ok = get_access_log(&gc, kv, &g->access_log);
+        else if (strcmp(k, "access_log_path") == 0)
+            ok = get_path(&gc, kv, &g->access_log_path);
         else {
             unknown_key(&gc, kv, mothership_keys, NULL);
             ok = false;
@@ -2559,6 +2586,12 @@ static void load_mothership(ld_ctx *c, const toml_node *t)
         if (!ok)
             gc.bad = true;
     }
+    /* a bind without its own access_log takes the global one */
+    if (g->access_log == MS_ACCESS_LOG_UNSET)
+        g->access_log = MS_ACCESS_LOG_OFF;
+    for (size_t i = 0; i < g->nbinds; i++)
+        if (g->binds[i].access_log == MS_ACCESS_LOG_UNSET)
+            g->binds[i].access_log = g->access_log;
     c->bad |= gc.bad;
     c->oom |= gc.oom;
 }
@@ -2672,6 +2705,7 @@ void ld_document(ld_ctx *c, const toml_node *root)
     ms_manifest *m = c->m;
     ms_global *g = &m->global;
     g->compression = false;
+    g->access_log = MS_ACCESS_LOG_UNSET; /* off, once the binds have taken it */
     g->shutdown_timeout_ms = 10000;
     g->ready_timeout_ms = 60000;
     g->workers = 1;
