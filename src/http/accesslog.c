@@ -317,7 +317,20 @@ static void writer_main(void *arg)
     uv_mutex_unlock(&a->mu);
 }
 
-ms_alog *ms_alog_new(unsigned nrings, const char *path, ms_log *log, char *why, size_t why_len)
+bool ms_alog_start(ms_alog *a, char *why, size_t why_len)
+{
+    if (a->thread_started)
+        return true;
+    int rc = uv_thread_create(&a->thread, writer_main, a);
+    if (rc != 0) {
+        snprintf(why, why_len, "cannot start the access log's writer: %s", uv_strerror(rc));
+        return false;
+    }
+    a->thread_started = true;
+    return true;
+}
+
+ms_alog *ms_alog_new(unsigned nrings, const char *path, ms_log *log, bool start, char *why, size_t why_len)
 {
     ms_alog *a = calloc(1, sizeof *a);
     if (!a) {
@@ -344,12 +357,8 @@ ms_alog *ms_alog_new(unsigned nrings, const char *path, ms_log *log, char *why, 
     }
     if (path && (a->fd = open_output(path, why, why_len)) < 0)
         goto fail_sync;
-    int rc = uv_thread_create(&a->thread, writer_main, a);
-    if (rc != 0) {
-        snprintf(why, why_len, "cannot start the access log's writer: %s", uv_strerror(rc));
+    if (start && !ms_alog_start(a, why, why_len))
         goto fail_sync;
-    }
-    a->thread_started = true;
     return a;
 fail_sync:
     uv_cond_destroy(&a->cv);

@@ -70,10 +70,13 @@ static inline void ms_alog_commit(ms_alog_ring *r)
 
 typedef struct ms_alog ms_alog;
 
-/* nrings rings (one per worker) and the writer thread. path: the file
- * (created 0644, appended to), or NULL: each line goes to log. NULL with a
- * reason when the file cannot be opened or memory is short. */
-ms_alog *ms_alog_new(unsigned nrings, const char *path, ms_log *log, char *why, size_t why_len);
+/* nrings rings (one per worker), and with start the writer thread. path:
+ * the file (created 0644, appended to), or NULL: each line goes to log.
+ * NULL with a reason when the file cannot be opened or memory is short. */
+ms_alog *ms_alog_new(unsigned nrings, const char *path, ms_log *log, bool start, char *why, size_t why_len);
+/* Start the writer thread if it is not running (a reload turned the log
+ * on). Control loop. */
+bool ms_alog_start(ms_alog *a, char *why, size_t why_len);
 ms_alog_ring *ms_alog_ring_at(ms_alog *a, unsigned i);
 /* Open path (NULL: Mothership's output) again, for a reload or a rotated
  * file; the writer switches to it at its next pass, after what it holds

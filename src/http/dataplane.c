@@ -971,6 +971,15 @@ static bool payload_sums_fit(ms_dataplane *dp, size_t n)
     return true;
 }
 
+/* Some bind has an access log: the writer runs (it starts with the first). */
+static bool any_access_log(const ms_manifest *m)
+{
+    for (size_t i = 0; i < m->global.nbinds; i++)
+        if (m->global.binds[i].access_log > MS_ACCESS_LOG_OFF)
+            return true;
+    return false;
+}
+
 ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, char *why, size_t why_len)
 {
     ms_dataplane *dp = calloc(1, sizeof *dp);
@@ -1020,7 +1029,7 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         }
     }
     if (!cfg->inline_worker) {
-        dp->alog = ms_alog_new(nw, cfg->m->global.access_log_path, cfg->log, why, why_len);
+        dp->alog = ms_alog_new(nw, cfg->m->global.access_log_path, cfg->log, any_access_log(cfg->m), why, why_len);
         if (!dp->alog)
             goto fail_early;
         for (unsigned i = 0; i < nw; i++)
@@ -1238,7 +1247,8 @@ bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, s
     }
     why[0] = '\0';
     /* the access log's file, opened again (rotated, or another path) */
-    if (dp->alog && !ms_alog_reopen(dp->alog, cfg->m->global.access_log_path, why, why_len))
+    if (dp->alog && (!ms_alog_reopen(dp->alog, cfg->m->global.access_log_path, why, why_len) ||
+                     (any_access_log(cfg->m) && !ms_alog_start(dp->alog, why, why_len))))
         return false;
     ms_gen *older = dp->gen;
     ms_gen *g = gen_new(dp, cfg, why, why_len);

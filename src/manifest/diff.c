@@ -747,6 +747,8 @@ static void diff_global(const diff_ctx *c, ms_manifest_diff *d, bool *oom)
     size_t before = d->nswapped;
     if (ga->compression != gb->compression)
         SWAP(d, oom, "[mothership] compression");
+    if (ga->access_log != gb->access_log)
+        SWAP(d, oom, "[mothership] access_log");
     if (!str_eq(ga->access_log_path, gb->access_log_path))
         SWAP(d, oom, "[mothership] access_log_path");
     why_buf w = { 0 };

@@ -348,6 +348,8 @@ static const variant mothership_cases[] = {
     { "upstreams", "", "upstreams = [{ name = \"up\", bind = \"unix:///tmp/up.sock\" }]", GROW, "up" },
     { "control_socket", "", "control_socket = \"/tmp/x.ctl\"", NEEDS, "[mothership] control_socket" },
     { "control_group", "", "control_group = \"root\"", NEEDS, "[mothership] control_group" },
+    { "access_log", "", "access_log = \"json\"", SWAP, "[mothership] access_log" },
+    { "access_log_path", "", "access_log_path = \"/tmp/access.log\"", SWAP, "[mothership] access_log_path" },
     { "env", "env = { A = \"1\" }", "env = { A = \"2\" }", RESTART_ALL, "env.A" },
     { "bind", "bind = { http = \"127.0.0.1:18080\" }", "bind = { http = \"127.0.0.1:18081\" }", SWAP,
       "bind \"http\" (address)" },
@@ -401,6 +403,7 @@ static const variant bind_cases[] = {
     { "h2", BT(", tls = \"self-signed\""), BT(", tls = \"self-signed\", h2 = false"), SWAP, "bind \"http\" (h2)" },
     { "h2c", BT(""), BT(", h2c = true"), SWAP, "bind \"http\" (h2c)" },
     { "redirect_to_https", BT(""), BT(", redirect_to_https = true"), SWAP, "bind \"http\" (redirect_to_https)" },
+    { "access_log", BT(""), BT(", access_log = \"text\""), SWAP, "bind \"http\" (access_log)" },
     { NULL, NULL, NULL, RESTART, NULL },
 };
 
