@@ -146,7 +146,12 @@ size_t ms_alog_format(const ms_alog_rec *r, char *out, size_t cap)
         o = puts_(out, cap, o, "\",\"level\":\"info\",\"source\":\"access\",\"event\":\"request\",\"msg\":\"");
         o = put_json(out, cap, o, method, strlen(method));
         o = puts_(out, cap, o, " ");
-        o = put_json(out, cap, o, r->path_len ? r->path : "-", r->path_len ? r->path_len : 1);
+        if (r->path_len > MS_ALOG_MSG_PATH) {
+            o = put_json(out, cap, o, r->path, MS_ALOG_MSG_PATH);
+            o = puts_(out, cap, o, "...");
+        } else {
+            o = put_json(out, cap, o, r->path_len ? r->path : "-", r->path_len ? r->path_len : 1);
+        }
         o = put_fmt(out, cap, o, " %u\",\"request_id\":\"", r->status);
         o = put_json(out, cap, o, r->reqid, r->reqid_len);
         o = puts_(out, cap, o, "\",\"client\":\"");

@@ -18,7 +18,8 @@
 
 #define MS_ALOG_RING 1024          /* records per worker */
 #define MS_ALOG_PATH_MAX 512       /* path bytes kept; a longer path is cut and marked */
-#define MS_ALOG_LINE_MAX 4096      /* one formatted line, at most */
+#define MS_ALOG_MSG_PATH 64        /* path bytes in a JSON line's msg */
+#define MS_ALOG_LINE_MAX 8192      /* one formatted line, at most (the worst record fits) */
 #define MS_ALOG_DRAIN_MS 20        /* how often the writer looks at the rings */
 
 /* One request as the worker saw it. Strings are copied (bounded): the
