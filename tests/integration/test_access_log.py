@@ -278,6 +278,37 @@ def test_off_by_default(fleet):
     assert not any("d-none" in l for _, l in px.ms.lines)
 
 
+def test_a_reload_turns_it_on_and_moves_it(fleet, tmp_path):
+    px = start_proxy(fleet, echo_ship("app", routes=["http:/.*"]))
+    path = px.ms.cmd[px.ms.cmd.index("-c") + 1]
+
+    def reload(text):
+        with open(path) as f:
+            old = f.read()
+        with open(path, "w") as f:
+            f.write(old.replace("[mothership]\n", "[mothership]\n" + text + "\n", 1))
+        start = len(px.ms.lines)
+        px.ms.signal(signal.SIGHUP)
+        e = px.ms.event("reloaded", start=start)
+        assert "data plane swapped" in e["msg"], e
+
+    def get(rid):
+        with Raw(px.port) as c:
+            c.send(raw_request("GET", "/x", [("X-Request-Id", rid)]))
+            assert c.response().status == 200
+
+    get("r-before")
+    reload('access_log = "json"')
+    get("r-on")
+    access_line(px.ms, request_id="r-on")
+    assert not any("r-before" in l for _, l in px.ms.lines)
+    log = tmp_path / "moved.log"
+    reload(f"access_log_path = {toml_str(str(log))}")
+    get("r-file")
+    wait_until(lambda: any("r-file" in l for l in file_lines(log)), what="the line in the new file")
+    assert not any("r-file" in l for _, l in px.ms.lines)
+
+
 def test_a_redirect(fleet, tmp_path):
     crt, key = make_cert(tmp_path, "server", names=("localhost", "127.0.0.1"))
     px = start_proxy(fleet, echo_ship("app", routes=["https:/.*"]),
