@@ -1235,6 +1235,15 @@ bool ms_dataplane_reopen_access_log(ms_dataplane *dp, const char *path, char *wh
     return !dp->alog || ms_alog_reopen(dp->alog, path, why, why_len);
 }
 
+/* A reload that failed after the access log's file was opened again: back
+ * to the running configuration's file (best effort: it was open a moment ago). */
+static void access_log_back(ms_dataplane *dp, const ms_gen *running)
+{
+    char ignored[256];
+    if (dp->alog)
+        ms_alog_reopen(dp->alog, running->m->global.access_log_path, ignored, sizeof ignored);
+}
+
 bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, size_t why_len)
 {
     if (dp->stop_requested) {
@@ -1252,11 +1261,14 @@ bool ms_dataplane_reload(ms_dataplane *dp, const ms_dp_config *cfg, char *why, s
         return false;
     ms_gen *older = dp->gen;
     ms_gen *g = gen_new(dp, cfg, why, why_len);
-    if (!g)
+    if (!g) {
+        access_log_back(dp, older);
         return false;
+    }
     if (!gen_open_sockets(dp, g, older, why, why_len) || !payload_sums_fit(dp, cfg->m->nmodules)) {
         if (!why[0])
             snprintf(why, why_len, "out of memory");
+        access_log_back(dp, older);
         for (size_t b = 0; b < g->m->global.nbinds; b++) {
             if (g->unix_fds[b] >= 0 && unix_bind_at(older, g->m->global.binds[b].addr.path) >= 0) {
                 close(g->unix_fds[b]); /* older's socket: its file stays */
