@@ -331,7 +331,7 @@ def test_a_fifo_nobody_reads_drops_and_counts_and_serving_goes_on(fleet, tmp_pat
     try:
         px = start_proxy(fleet, echo_ship("app", routes=["http:/.*"]),
                          mothership={"access_log": "json", "access_log_path": fifo})
-        n = 3000
+        n = 6000                            # more than a worker's ring and what the pipe holds
         with Raw(px.port) as c:
             for i in range(0, n, 50):
                 c.send(b"".join(raw_request("GET", f"/f{i + k}") for k in range(50)))
