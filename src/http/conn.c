@@ -313,7 +313,7 @@ static void note_access(ms_conn *c, int status, uint64_t now, uint64_t us)
     const ms_bind *b = &m->global.binds[c->bind_idx];
     r->end_us = now;
     r->duration_us = us;
-    r->upstream_us = c->up_sent_us >= c->start_us && c->up_head_us >= c->up_sent_us
+    r->upstream_us = c->up_sent_us && c->up_sent_us >= c->start_us && c->up_head_us >= c->up_sent_us
                          ? (int64_t)(c->up_head_us - c->up_sent_us) : -1;
     c->up_sent_us = c->up_head_us = 0;
     r->bytes = c->bytes_out;
@@ -360,7 +360,7 @@ void ms_conn_record(ms_conn *c, int status)
     if (cls < 1 || cls > 5)
         cls = 5;
     uint64_t now = ms_now_us();
-    uint64_t us = now - c->start_us;
+    uint64_t us = c->start_us ? now - c->start_us : 0; /* 0: refused before its first byte was parsed */
     if (ms_conn_logs_access(c))
         note_access(c, status, now, us);
     size_t b = 0;
@@ -1515,6 +1515,9 @@ static void start_next_request(ms_conn *c)
     c->bytes_out = 0;
     c->body_seen = 0;
     c->nhdr = 0;
+    c->url_len = 0;      /* input refused before its method has no path, */
+    c->start_us = 0;     /* no start (its duration counts as 0), */
+    c->reqid_len = 0;    /* and an id of its own, not the last request's */
     c->error_status = 0;
     c->error_detail = NULL;
     c->retried = false;
