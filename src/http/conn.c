@@ -1568,7 +1568,7 @@ static void on_xport_secured(void *owner, const unsigned char *alpn, unsigned le
     ms_conn *c = owner;
     if (c->state != MS_C_HEAD || len != 2 || memcmp(alpn, "h2", 2) != 0)
         return;
-    if (!ms_h2_start(c->g, c->bind_idx, c->x, c->peer, true)) {
+    if (!ms_h2_start(c->g, c->bind_idx, c->x, c->peer, c->peer_port, true)) {
         ms_conn_close(c); /* the client speaks HTTP/2 from now on */
         return;
     }
@@ -1655,7 +1655,8 @@ ms_xport *ms_conn_release_xport(ms_conn *c)
     return x;
 }
 
-ms_conn *ms_conn_start_on(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure)
+ms_conn *ms_conn_start_on(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, uint16_t peer_port,
+                          bool secure)
 {
     ms_conn *c = conn_new(g, bind_idx);
     if (!c)
@@ -1663,6 +1664,7 @@ ms_conn *ms_conn_start_on(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char
     conn_attach(c, x);
     c->secure = secure;
     snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "");
+    c->peer_port = peer_port;
     conn_begin(c);
     return c;
 }

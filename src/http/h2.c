@@ -46,6 +46,7 @@ struct ms_h2conn {
     uint64_t stall_ms;             /* h2_stall_timeout: output that does not move ends the connection */
     uint64_t write_progress_ms;    /* the last time output left, or there was none */
     char peer[64];
+    uint16_t peer_port;            /* 0: unknown */
     char rbuf[H2_READ_BUF];
 };
 
@@ -257,7 +258,7 @@ static bool on_stream_start(void *owner, ms_h2_stream *st)
     sx->hc = hc;
     sx->st = st;
     ms_h2_stream_attach(st, sx);
-    ms_conn *c = ms_conn_start_on(hc->g, hc->bind_idx, &sx->x, hc->peer, hc->secure);
+    ms_conn *c = ms_conn_start_on(hc->g, hc->bind_idx, &sx->x, hc->peer, hc->peer_port, hc->secure);
     if (!c) {
         /* the stream is reset by the session (refused); the transport goes quietly */
         sx->st = NULL;
@@ -511,13 +512,13 @@ static void h2_config(const ms_wgen *g, ms_h2_config *cfg)
     cfg->first_timeout_ms = l->header_timeout_ms;
 }
 
-bool ms_h2_start(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure)
+bool ms_h2_start(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, uint16_t peer_port, bool secure)
 {
-    return ms_h2_start_pre(g, bind_idx, x, peer, secure, NULL, 0);
+    return ms_h2_start_pre(g, bind_idx, x, peer, peer_port, secure, NULL, 0);
 }
 
-bool ms_h2_start_pre(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure, const char *pre,
-                     size_t pre_len)
+bool ms_h2_start_pre(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, uint16_t peer_port, bool secure,
+                     const char *pre, size_t pre_len)
 {
     ms_worker *w = g->w;
     ms_h2conn *hc = calloc(1, sizeof *hc);
@@ -537,6 +538,7 @@ bool ms_h2_start_pre(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *pee
     hc->stall_ms = cfg.stall_timeout_ms;
     hc->write_progress_ms = now_ms();
     snprintf(hc->peer, sizeof hc->peer, "%s", peer ? peer : "");
+    hc->peer_port = peer_port;
     uv_timer_init(&w->loop, &hc->tick);
     uv_idle_init(&w->loop, &hc->run);
     hc->tick.data = hc;
@@ -582,7 +584,7 @@ int ms_h2c_detect(ms_conn *c)
     char peer[sizeof c->peer];
     memcpy(peer, c->peer, sizeof peer);
     ms_xport *x = ms_conn_release_xport(c); /* c closes; its buffer stays until the loop frees it */
-    bool started = ms_h2_start_pre(g, bind_idx, x, peer, secure, c->buf, c->len);
+    bool started = ms_h2_start_pre(g, bind_idx, x, peer, c->peer_port, secure, c->buf, c->len);
     ms_wgen_drop(g);
     if (!started)
         ms_xport_close(x);

@@ -406,9 +406,11 @@ const double *ms_bucket_bounds(void);
 void ms_conn_accept(ms_listener *l);
 /* A connection over a transport of the caller's (an HTTP/2 stream): the
  * connection owns it from now on (closes it, and is freed after its closed
- * callback). peer: the client's address as text; secure: it came over TLS.
+ * callback). peer: the client's address as text, peer_port its port (0:
+ * unknown); secure: it came over TLS.
  * NULL: out of memory (the transport is the caller's still). */
-ms_conn *ms_conn_start_on(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure);
+ms_conn *ms_conn_start_on(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, uint16_t peer_port,
+                          bool secure);
 int ms_conn_adopt(ms_worker *w, int fd, uint32_t bind_idx);
 void ms_conn_close(ms_conn *c);
 void ms_conn_handle_closed(ms_conn *c);
@@ -436,9 +438,9 @@ void ms_conn_drain_start(ms_conn *c);
 typedef struct ms_h2conn ms_h2conn;
 /* Takes over x (a socket on an h2c bind, or TLS after ALPN h2), with the
  * bytes already read from it (pre); false: x is still the caller's. */
-bool ms_h2_start(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure);
-bool ms_h2_start_pre(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, bool secure, const char *pre,
-                     size_t pre_len);
+bool ms_h2_start(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, uint16_t peer_port, bool secure);
+bool ms_h2_start_pre(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char *peer, uint16_t peer_port, bool secure,
+                     const char *pre, size_t pre_len);
 /* A conn's first bytes on an h2c bind: 1: the HTTP/2 preface, the connection
  * became an HTTP/2 one (c is closing); -1: a prefix of it, read more; 0: HTTP/1.1. */
 int ms_h2c_detect(ms_conn *c);

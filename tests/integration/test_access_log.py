@@ -122,6 +122,7 @@ def test_http2(px):
     e = access_line(px.ms, request_id="alog-h2")
     check_schema(e)
     assert (e["protocol"], e["status"], e["target"], e["path"]) == ("HTTP/2", 200, "app", "/app/two")
+    assert e["client_port"] > 0
 
 
 def test_static_file_and_404(px):
