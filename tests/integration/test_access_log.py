@@ -384,6 +384,37 @@ def test_a_fifo_nobody_reads_drops_and_counts_and_serving_goes_on(fleet, tmp_pat
         os.close(rfd)
 
 
+def test_a_reader_that_goes_away_is_reported_once_and_lines_are_dropped(fleet, tmp_path):
+    fifo = str(tmp_path / "gone.fifo")
+    os.mkfifo(fifo)
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    px = start_proxy(fleet, echo_ship("app", routes=["http:/.*"]),
+                     mothership={"access_log": "text", "access_log_path": fifo})
+
+    def get(rid):
+        with Raw(px.port) as c:
+            c.send(raw_request("GET", "/x", [("X-Request-Id", rid)]))
+            assert c.response().status == 200
+    get("g-one")
+    got = bytearray()
+
+    def read_line():
+        try:
+            got.extend(os.read(rfd, 65536))
+        except BlockingIOError:
+            pass
+        return b"g-one\n" in got
+    wait_until(read_line, what="the first line through the FIFO")
+    os.close(rfd)                                  # the reader is gone: writes fail (EPIPE)
+    get("g-two")
+    e = px.ms.event("access_log_failed")
+    assert e["level"] == "warn" and "write failed" in e["msg"], e
+    get("g-three")
+    wait_until(lambda: msum(px.metrics(), "mothership_access_log_dropped_total") >= 2, what="two lines dropped")
+    assert len(px.ms.events("access_log_failed")) == 1
+    assert msum(px.metrics(), "mothership_access_log_lines_total") == 1
+
+
 # ------------------------------------------------------------------ manifest
 def test_manifest_errors(manifest):
     p = manifest("""
