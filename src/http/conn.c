@@ -299,8 +299,8 @@ void ms_conn_uncork(ms_conn *c)
 }
 
 /* ---------------------------------------------------------------- metrics */
-static const double bucket_bounds_s[MS_NBUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                     0.05, 0.1, 0.25, 0.5, 1, 5 };
+static const double bucket_bounds_s[MS_NBUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                     0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
 
 /* The request as the access log shows it, into the worker's ring (a full
  * ring drops it, counted there). */

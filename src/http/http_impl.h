@@ -23,7 +23,7 @@
 #define MS_MAX_HEADERS 100         /* request or response headers; more -> 431 / 502 */
 #define MS_RESP_HEAD_MAX 65536     /* a response head as rewritten for the client; more -> 502 */
 #define MS_WRITE_HIGH 262144       /* pending write bytes before the reading side pauses */
-#define MS_NBUCKETS 12
+#define MS_NBUCKETS 16            /* request duration buckets, 0.5 ms to 60 s */
 #define MS_WS_RBUF 65536           /* a worker's read buffer for WebSocket clients */
 #define MS_TLS_RBUF 65536          /* a worker's buffer for TLS clients' socket reads */
 
