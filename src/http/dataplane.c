@@ -361,7 +361,8 @@ static bool gen_setup_slots(ms_gen *g)
             g->static_fd[b][i] = open(rb->statics[i]->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         }
         for (size_t i = 0; i < rb->nroutes; i++) {
-            g->route_slot[b][i] = slot_for(dp, rb->bind->name, rb->routes[i].route->pattern,
+            const ms_route *route = rb->routes[i].route;
+            g->route_slot[b][i] = slot_for(dp, rb->bind->name, route->name ? route->name : route->pattern,
                                            rb->routes[i].target->name);
             if (g->route_slot[b][i] == UINT32_MAX)
                 return false;

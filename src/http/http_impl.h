@@ -54,7 +54,7 @@ typedef struct ms_slot_stats {
 
 typedef struct ms_slot_info {
     const char *bind;
-    const char *route;             /* pattern, static prefix, or "" for no match */
+    const char *route;             /* name or pattern, static prefix, or "" for no match */
     const char *target;            /* ship/bay name, "static", or "none" */
 } ms_slot_info;
 

@@ -191,6 +191,7 @@ static const field live_fields[] = {
 static const field route_fields[] = {
     OF(ms_route, "bind", F_STR, bind),
     OF(ms_route, "pattern", F_STR, pattern),
+    OF(ms_route, "name", F_STR, name),
     OF(ms_route, "strip_prefix", F_STR, strip_prefix),
     RAW(ms_route, "raw_path", raw_path),
     RAW(ms_route, "request_buffering", request_buffering_set),

@@ -289,6 +289,27 @@ static bool health_port_address(ld_ctx *c, ms_ship *s, const char *who)
     return true;
 }
 
+/* A route's name is the `route` label of its request metrics: printable
+ * text of a bounded length, so that a scrape stays readable. */
+#define MS_ROUTE_NAME_MAX 128
+static bool route_name_ok(ld_ctx *c, const ms_route *rt, const char *rwho)
+{
+    size_t n = strlen(rt->name);
+    if (n > MS_ROUTE_NAME_MAX) {
+        ld_err(c, rt->pos.line, rt->pos.col, "%s: name is %zu bytes long; at most %d", rwho, n,
+               MS_ROUTE_NAME_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)rt->name[i] < 0x20 || rt->name[i] == 0x7f) {
+            ld_err(c, rt->pos.line, rt->pos.col, "%s: name has a control character (byte %zu): route names "
+                   "are printable text", rwho, i + 1);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void check_routes(ld_ctx *c)
 {
     ms_manifest *m = c->m;
@@ -350,6 +371,8 @@ static void check_routes(ld_ctx *c)
                            rwho, rt->bind);
                 c->bad = true;
             }
+            if (rt->name && !route_name_ok(c, rt, rwho))
+                c->bad = true;
             if (rt->pattern[0] != '/' && rt->pattern[0] != '(' && rt->pattern[0] != '.' &&
                 rt->pattern[0] != '[' && rt->pattern[0] != '\\' && rt->pattern[0] != '^') {
                 ld_err(c, rt->pos.line, rt->pos.col, "%s: pattern \"%s\" can never match: request paths "

@@ -71,7 +71,8 @@ static const char *const bindtable_keys[] = { "address", "tls", "h2", "h2c", "re
 static const char *const health_keys[] = {
     "path", "interval", "timeout", "grace", "failures", "successes", "cooldown", "restart",
     "protocol", "address", "port", NULL };
-static const char *const route_keys[] = { "bind", "pattern", "strip_prefix", "raw_path", "request_buffering", NULL };
+static const char *const route_keys[] = { "bind", "pattern", "name", "strip_prefix", "raw_path", "request_buffering",
+                                          NULL };
 static const char *const top_keys[] = { "mothership", "base", "fleet", "bays", "modules", "uplinks", NULL };
 static const char *const base_keys[] = { "ship", "bay", "module", NULL };
 static const char *const bay_types[] = { "websocket", "http", NULL };
@@ -592,6 +593,8 @@ static bool get_routes(ld_ctx *c, const toml_kv *kv, ms_ship *s)
                     rok &= get_nonempty_string(c, e, &r->bind);
                 else if (strcmp(e->key, "pattern") == 0)
                     rok &= get_nonempty_string(c, e, &r->pattern);
+                else if (strcmp(e->key, "name") == 0)
+                    rok &= get_nonempty_string(c, e, &r->name);
                 else if (strcmp(e->key, "strip_prefix") == 0)
                     rok &= get_nonempty_string(c, e, &r->strip_prefix);
                 else if (strcmp(e->key, "raw_path") == 0)

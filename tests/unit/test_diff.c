@@ -327,6 +327,8 @@ static const variant route_cases[] = {
       "routes of bind \"admin\"" },
     { "pattern", RT("bind = \"http\", pattern = \"/a\""), RT("bind = \"http\", pattern = \"/b\""), SWAP,
       "routes of bind \"http\"" },
+    { "name", RT("bind = \"http\", pattern = \"/a/.*\""),
+      RT("bind = \"http\", pattern = \"/a/.*\", name = \"/a\""), SWAP, "routes of bind \"http\"" },
     { "strip_prefix", RT("bind = \"http\", pattern = \"/a/.*\""),
       RT("bind = \"http\", pattern = \"/a/.*\", strip_prefix = \"/a\""), SWAP, "routes of bind \"http\"" },
     { "raw_path", RT("bind = \"http\", pattern = \"/a\""), RT("bind = \"http\", pattern = \"/a\", raw_path = true"),
