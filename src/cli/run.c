@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 #include <uv.h>
 
 #include "cli/cli.h"
@@ -22,6 +23,7 @@
 #include "fleet/roll.h"
 #include "fleet/fleet.h"
 #include "fleet/fleet_metrics.h"
+#include "ms_config.h"
 #include "dock/link.h"
 #include "http/dataplane.h"
 #include "metrics/server.h"
@@ -99,6 +101,21 @@ static void on_fleet_drain(ms_fleet *f, void *arg)
 }
 
 /* The data plane's and the bays' series, and the reloads'. */
+/* mothership_build_info's labels: the version and the libraries it runs
+ * with (their own version strings, not the headers it was built with). */
+static void set_build_info(ms_fleet_view *v)
+{
+#ifdef OPENSSL_VERSION_STRING
+    const char *openssl = OpenSSL_version(OPENSSL_VERSION_STRING);
+#else
+    const char *openssl = OpenSSL_version(OPENSSL_VERSION);
+#endif
+    v->build_info[0] = (ms_prom_label){ "version", MS_VERSION };
+    v->build_info[1] = (ms_prom_label){ "openssl", openssl ? openssl : "" };
+    v->build_info[2] = (ms_prom_label){ "libuv", uv_version_string() };
+    v->nbuild_info = 3;
+}
+
 static void render_run_metrics(void *arg, ms_buf *out)
 {
     ms_run *c = arg;
@@ -464,6 +481,7 @@ int ms_cmd_run(const ms_cli *o)
     c.loop = uv_default_loop();
     c.notify = ms_run_notify_start(&c); /* before any process is started: they must not inherit $NOTIFY_SOCKET */
     c.view.m = c.m;
+    set_build_info(&c.view);
     c.ignored = ms_run_signals_start(c.loop, c.log);
     if (!c.ignored)
         ms_log_event(c.log, MS_WARN, NULL, "signals_uncaught", "cannot catch SIGHUP, SIGUSR1 and the like: they keep their defaults");

@@ -87,6 +87,11 @@ typedef struct ms_proc {
     bool stranger_logged;        /* this run: a stranger's listener answered its probe (logged once) */
     uint64_t port_wait_since;    /* restarting: uv_now since its port has been busy (0: not waiting) */
 
+    /* CPU time of its processes as scrapes saw it (clock ticks): a counter
+     * that never goes back across exits and restarts (fleet_metrics.c) */
+    int cpu_pid;                 /* the run cpu_seen belongs to */
+    uint64_t cpu_seen, cpu_carried;
+
     /* libuv */
     uv_process_t process;
     bool process_open;

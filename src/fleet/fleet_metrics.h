@@ -13,6 +13,8 @@ typedef struct ms_fleet_view {
     size_t nuplinks;
     bool stopping;
     bool drained;                        /* the control socket's drain: /ready says 503 */
+    ms_prom_label build_info[4];         /* mothership_build_info's labels (version, library versions) */
+    size_t nbuild_info;
     void (*extra)(void *ctx, ms_buf *out);  /* more series (the data plane's), or NULL */
     void *extra_ctx;
 } ms_fleet_view;

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from conftest import BINARY, ROOT, run_ms
-from fleet_helpers import PY, free_port, http_get, metric, parse_metrics, toml_str
+from fleet_helpers import PY, free_port, http_get, metric, parse_metrics, toml_str, wait_file
 from http_helpers import echo_ship, start_proxy
 
 METRICS_MD = os.path.join(ROOT, "docs", "metrics.md")
@@ -152,3 +152,101 @@ def test_the_named_route_example_of_metrics_md_works_as_shown(fleet, tmp_path):
     body = http_get(mport, "/metrics")[1]
     grep = re.search(r"grep '([^']*)'", console[[i for i, l in enumerate(console) if "9090" in l][0]]).group(1)
     assert [l for l in body.splitlines() if re.search(grep, l)] == shown, body
+
+
+# ------------------------------------------------------------------ build and process
+def test_build_info_and_the_process_series_describe_mothership_itself(fleet):
+    before = time.time()
+    px = start_proxy(fleet, echo_ship("app"))
+    text = px.metrics_text()
+    m = parse_metrics(text)
+    version = run_ms("--version").out.split()[-1]
+    info = [k for k in m if k[0] == "mothership_build_info"]
+    assert len(info) == 1 and m[info[0]] == 1, info
+    labels = dict(info[0][1])
+    assert labels["version"] == version, labels
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", labels["openssl"]) and re.fullmatch(r"\d+\.\d+\.\d+", labels["libuv"])
+    pid = px.pid()
+    for name, kind in (("process_cpu_seconds_total", "counter"), ("process_resident_memory_bytes", "gauge"),
+                       ("process_virtual_memory_bytes", "gauge"), ("process_open_fds", "gauge"),
+                       ("process_max_fds", "gauge"), ("process_start_time_seconds", "gauge")):
+        assert f"# TYPE {name} {kind}\n" in text, name
+    with open(f"/proc/{pid}/status") as f:
+        rss_kb = int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+    assert 0.5 * rss_kb * 1024 <= metric(m, "process_resident_memory_bytes") <= 2 * rss_kb * 1024
+    assert metric(m, "process_virtual_memory_bytes") >= metric(m, "process_resident_memory_bytes")
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    assert abs(metric(m, "process_open_fds") - fds) <= 3, (metric(m, "process_open_fds"), fds)
+    with open(f"/proc/{pid}/limits") as f:
+        soft = re.search(r"^Max open files\s+(\d+)", f.read(), re.M).group(1)
+    assert metric(m, "process_max_fds") == int(soft)
+    assert before - 2 <= metric(m, "process_start_time_seconds") <= time.time()
+    assert metric(m, "process_cpu_seconds_total") >= 0
+
+
+# ------------------------------------------------------------------ per-ship usage
+# A ship whose child burns CPU while the ship itself holds memory; it exits
+# when told to, and its next run only holds memory.
+USAGE_SHIP = r'''
+import os, sys, time
+d = sys.argv[1]
+again = os.path.exists(os.path.join(d, "burnt"))
+hold = b"x" * (48 << 20)
+if not again and os.fork() == 0:
+    null = os.open(os.devnull, os.O_RDWR)  # the ship's output ends when the ship does
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    t = time.process_time()
+    while time.process_time() - t < 0.6:
+        pass
+    open(os.path.join(d, "burnt"), "w").close()
+    while True:
+        time.sleep(1)
+open(os.path.join(d, "run-2" if again else "run-1"), "w").close()
+while not os.path.exists(os.path.join(d, "exit")) or again:
+    time.sleep(0.05)
+sys.exit(1)
+'''
+
+
+def test_each_ships_cpu_seconds_and_memory_count_its_processes(fleet, tmp_path):
+    script = tmp_path / "usage_ship.py"
+    script.write_text(USAGE_SHIP)
+    mport = free_port()
+    ms = fleet(f"""
+[mothership]
+metrics_port = {mport}
+[[fleet.workers]]
+name = "burner"
+command = {toml_str(PY)}
+args = [{toml_str(str(script))}, {toml_str(str(tmp_path))}]
+critical = false
+restart = {{ backoff = "100ms" }}
+[[fleet.workers]]
+name = "idle"
+command = "sleep"
+args = ["1000"]
+""")
+    ms.event("fleet_ready", timeout=15)
+    lab = dict(ship="burner", group="workers")
+
+    def scrape():
+        return parse_metrics(http_get(mport, "/metrics")[1])
+
+    m = poll(lambda: (lambda m: m if (metric(m, "mothership_ship_cpu_seconds_total", **lab) or 0) >= 0.6 else None)
+             (scrape()), "the child's CPU time counts for its ship")
+    # the ship's own memory (48 MiB held) and its child's
+    assert metric(m, "mothership_ship_memory_bytes", **lab) >= 48 << 20, m
+    idle = metric(m, "mothership_ship_memory_bytes", ship="idle", group="workers")
+    assert 0 < idle < 16 << 20, idle
+    assert metric(m, "mothership_ship_cpu_seconds_total", ship="idle", group="workers") < 0.5
+    # a new run starts from where the last left off: the counter never goes back
+    wait_file(tmp_path / "burnt")
+    first = metric(scrape(), "mothership_ship_cpu_seconds_total", **lab)
+    (tmp_path / "exit").touch()
+    ms.event("started", ship="burner", start=ms.event("exited", ship="burner")["_i"], timeout=15)
+    wait_file(tmp_path / "run-2", timeout=10)
+    m = scrape()
+    assert metric(m, "mothership_ship_restarts_total", **lab) == 1, ms.output()
+    assert metric(m, "mothership_ship_cpu_seconds_total", **lab) >= first, (first, m)
+    assert metric(m, "mothership_ship_memory_bytes", **lab) >= 48 << 20

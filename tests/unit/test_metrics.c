@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "metrics/prom.h"
+#include "metrics/procstat.h"
 #include "metrics/server.h"
 #include "metrics/session.h"
 
@@ -910,6 +911,89 @@ static void test_server_bind_errors(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---------------------------------------------------------------- procstat */
+static void test_procstat_parse(void **state)
+{
+    (void)state;
+    /* a command name with spaces and parentheses: the fields start after the last ')' */
+    const char *line = "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 120 0 0 0 "
+                       "250 50 7 3 20 0 1 0 123456 10485760 2560 18446744073709551615 1 1 0 0 0\n";
+    ms_procstat st;
+    assert_true(ms_procstat_parse(line, strlen(line), &st));
+    assert_int_equal(st.pid, 4242);
+    assert_int_equal(st.ppid, 1);
+    assert_int_equal(st.pgrp, 4242);
+    assert_int_equal(st.session, 4242);
+    assert_int_equal(st.utime, 250);
+    assert_int_equal(st.stime, 50);
+    assert_int_equal(st.cutime, 7);
+    assert_int_equal(st.cstime, 3);
+    assert_int_equal(st.starttime, 123456);
+    assert_int_equal(st.vsize, 10485760);
+    assert_int_equal(st.rss_pages, 2560);
+    /* negative child times (never seen, but the kernel prints a long) read as 0 */
+    const char *neg = "7 (x) R 1 7 7 0 -1 0 0 0 0 0 1 2 -3 -4 20 0 1 0 9 10 11";
+    assert_true(ms_procstat_parse(neg, strlen(neg), &st));
+    assert_int_equal(st.cutime, 0);
+    assert_int_equal(st.rss_pages, 11);
+}
+
+static void test_procstat_parse_refuses_what_is_not_a_stat_line(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "",
+        "4242",
+        "4242 (cmd",
+        "(cmd) S 1 2 3",
+        "x42 (cmd) S 1 4242 4242 0 -1 0 0 0 0 0 1 2 3 4 20 0 1 0 9 10 11",
+        "0 (cmd) S 1 4242 4242 0 -1 0 0 0 0 0 1 2 3 4 20 0 1 0 9 10 11",
+        "42 (cmd) S 1 4242 4242 0 -1 0 0 0 0 0 1 2 3 4 20 0 1 0 9 10",       /* rss missing */
+        "42 (cmd) S 1 4242 4242 0 -1 0 0 0 0 0 1 2 3 4 20 0 1 0 9 10 1x",     /* junk in a number */
+        "42 (cmd) S 1 4242 4242 0 -1 0 0 0 0 0 1 2 3 4 20 0 1 0 9 10 99999999999999999999999",
+        "42 (cmd) S 99999999999 4242 4242 0 -1 0 0 0 0 0 1 2 3 4 20 0 1 0 9 10 11",
+        "42 (cmd)S 1 4242 4242 0 -1 0 0 0 0 0 1 2 3 4 20 0 1 0 9 10 11",
+        "42(cmd) S 1 4242 4242 0 -1 0 0 0 0 0 1 2 3 4 20 0 1 0 9 10 11",
+    };
+    ms_procstat st;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_false(ms_procstat_parse(bad[i], strlen(bad[i]), &st));
+    assert_false(ms_procstat_parse(NULL, 0, &st));
+    /* not NUL-terminated: only len bytes are read */
+    char cut[] = "42 (cmd) S 1 4242 4242 0 -1 0 0 0 0 0 1 2 3 4 20 0 1 0 9 10 11 12";
+    assert_true(ms_procstat_parse(cut, strlen(cut) - 3, &st));
+    assert_int_equal(st.rss_pages, 11);
+    /* longer than any stat line */
+    char *big = malloc(4096);
+    assert_non_null(big);
+    memset(big, '1', 4096);
+    assert_false(ms_procstat_parse(big, 4096, &st));
+    free(big);
+}
+
+static void test_procstat_self(void **state)
+{
+    (void)state;
+    ms_procstat st;
+    assert_true(ms_procstat_read(0, &st));
+    assert_int_equal(st.pid, getpid());
+    assert_true(st.rss_pages > 0);
+    ms_buf b;
+    ms_buf_init(&b, 0);
+    ms_prom p;
+    ms_prom_init(&p, &b);
+    ms_procstat_render_self(&p);
+    assert_false(ms_buf_failed(&b));
+    static const char *const names[] = {
+        "# TYPE process_cpu_seconds_total counter\n", "# TYPE process_resident_memory_bytes gauge\n",
+        "# TYPE process_virtual_memory_bytes gauge\n", "# TYPE process_open_fds gauge\n",
+        "# TYPE process_max_fds gauge\n", "# TYPE process_start_time_seconds gauge\n",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        assert_non_null(strstr(b.data, names[i]));
+    ms_buf_free(&b);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -926,6 +1010,9 @@ int main(void)
         cmocka_unit_test(test_server_idle_timeout),
         cmocka_unit_test(test_server_connection_limit),
         cmocka_unit_test(test_server_bind_errors),
+        cmocka_unit_test(test_procstat_parse),
+        cmocka_unit_test(test_procstat_parse_refuses_what_is_not_a_stat_line),
+        cmocka_unit_test(test_procstat_self),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
