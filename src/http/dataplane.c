@@ -363,7 +363,7 @@ static bool gen_setup_slots(ms_gen *g)
         for (size_t i = 0; i < rb->nroutes; i++) {
             const ms_route *route = rb->routes[i].route;
             g->route_slot[b][i] = slot_for(dp, rb->bind->name, route->name ? route->name : route->pattern,
-                                           rb->routes[i].target->name);
+                                           ms_ship_base(rb->routes[i].target));
             if (g->route_slot[b][i] == UINT32_MAX)
                 return false;
         }

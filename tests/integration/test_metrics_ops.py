@@ -250,3 +250,107 @@ args = ["1000"]
     assert metric(m, "mothership_ship_restarts_total", **lab) == 1, ms.output()
     assert metric(m, "mothership_ship_cpu_seconds_total", **lab) >= first, (first, m)
     assert metric(m, "mothership_ship_memory_bytes", **lab) >= 48 << 20
+
+
+# ------------------------------------------------------------------ promtool
+def test_the_metrics_page_is_promtool_clean_with_traffic_on_every_kind_of_series(fleet, tmp_path):
+    """Ships (one with instances and a health check), a job, a WebSocket
+    bay, an HTTP bay, a static dir, a payload, a named route, TLS, an
+    uplink: each with traffic, then `promtool check metrics` finds nothing
+    but the one documented name."""
+    import socket
+    import ssl
+
+    from conftest import BUILD
+    from hbay_helpers import hbay_toml, short_tmpdir
+    from http_helpers import Raw, raw_request
+    from test_shutdown import ws_handshake
+    from tls_helpers import make_cert
+
+    echo_bay = os.path.join(BUILD, "examples", "bays", "echo-bay")
+    auth = os.path.join(BUILD, "examples", "payloads", "auth.wasm")
+    if not os.path.exists(PROMTOOL):
+        pytest.skip("promtool is not installed (scripts/deps.sh installs it)")
+    if not (os.path.exists(echo_bay) and os.path.exists(auth)):
+        pytest.skip("the example bays and payloads are not built")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "hello.txt").write_text("hello\n")
+    crt, key = make_cert(tmp_path / "tls", "server", names=("localhost", "127.0.0.1"))
+    up = socket.create_server(("127.0.0.1", 0))
+    uport = up.getsockname()[1]
+    from fleet_helpers import app, free_port_run
+    app_toml = f"""
+[[fleet.web]]
+name = "app"
+command = {toml_str(PY)}
+args = [{toml_str(app("echo_backend.py"))}, "--port", "{{port}}", "--name", "app-{{instance}}"]
+bind = "tcp://127.0.0.1:{{port}}"
+port = {free_port_run(2)}
+instances = 2
+healthcheck = {{ path = "/health", interval = "200ms" }}
+routes = [{{ bind = "http", pattern = "/api(/.*)?", name = "/api" }}, "http:/ws", "https:/app.*"]
+"""
+    extra = f"""
+{app_toml}
+
+[[fleet.jobs]]
+name = "migrate"
+command = "true"
+oneshot = true
+
+[[bays.websocket]]
+name = "echo"
+command = {toml_str(echo_bay)}
+routes = ["http:/echo.*"]
+
+{hbay_toml("rack", routes=["http:/status/.*"])}
+
+[[modules]]
+name = "auth"
+wasm = {toml_str(auth)}
+routes = ["/admin/.*"]
+phase = "request"
+config = {{ token = "s3cret" }}
+
+[[uplinks]]
+name = "db"
+url = "tcp://127.0.0.1:{uport}"
+
+[mothership.tls]
+cert = {toml_str(crt)}
+key = {toml_str(key)}
+"""
+    binds = {"http": free_port(), "https": {"port": free_port(), "tls": True}}
+    px = start_proxy(fleet, binds=binds, static=[{"path": str(site), "prefix": "/s"}],
+                     mothership={"socket_dir": short_tmpdir()}, extra=extra, wait=False)
+    px.ms.event("fleet_ready", timeout=30)
+    up.close()
+    http = f"http://127.0.0.1:{px.binds['http']}"
+    for path, status in (("/api/users", 200), ("/nowhere", 404), ("/s/hello.txt", 200), ("/admin/x", 401),
+                         ("/status/200", 200)):
+        assert get(http + path)[0] == status, path
+    c = ws_handshake(px.binds["http"], "/ws")      # a tunnel to a ship
+    c.s.close()
+    c = ws_handshake(px.binds["http"], "/echo")    # a bay's client
+    c.s.close()
+    ctx = ssl.create_default_context(cafile=crt)
+    with urllib.request.urlopen(f"https://localhost:{px.binds['https']}/app/x", context=ctx, timeout=10) as r:
+        assert r.status == 200
+    raw = Raw(px.binds["https"])                   # plain HTTP on the TLS port: a failed handshake
+    raw.send(raw_request("GET", "/app/x"))
+    raw.s.close()
+    m = poll(lambda: (lambda m: m if (metric(m, "mothership_tls_handshakes_total", bind="https", result="failed")
+                                      and metric(m, "mothership_tunnels_closed_total", bind="http", route="/ws",
+                                                 target="app")) else None)(px.metrics()),
+             "the failed handshake and the closed tunnel are counted")
+    body = px.metrics_text()
+    for series in ("mothership_ship_cpu_seconds_total", "mothership_bay_boardings_total", "mothership_hbay_requests_total",
+                   "mothership_payload_blocks_total", "mothership_uplink_up", "process_open_fds",
+                   "mothership_build_info", "mothership_upstream_in_flight", 'instance="1"', 'route="/api"',
+                   'route="/s"', "mothership_ship_breaker_state"):
+        assert series in body, series
+    # the target of a ship with instances is the ship, as its manifest names it
+    assert metric(m, "mothership_requests_total", bind="http", route="/api", target="app", proto="http1") == 1
+    assert "app#" not in body
+    assert promtool_findings(body) == [], body
