@@ -91,6 +91,7 @@ typedef struct ms_proc {
      * that never goes back across exits and restarts (fleet_metrics.c) */
     int cpu_pid;                 /* the run cpu_seen belongs to */
     uint64_t cpu_seen, cpu_carried;
+    uint64_t rss_seen;           /* resident pages at the last scrape */
 
     /* libuv */
     uv_process_t process;

@@ -6,7 +6,6 @@
 #include "fleet/fleet_metrics.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "metrics/procstat.h"
@@ -29,37 +28,6 @@ static size_t entry_labels(const ms_proc *pr, ms_prom_label *l, char inst[12])
 }
 
 /* ---------------------------------------------------------------- usage */
-/* CPU time and memory of each entry: the processes of the session its
- * launch shim leads (the ship, and whatever it started that did not leave
- * the session), the shim itself left out. One walk over /proc a scrape. */
-typedef struct usage_key {
-    int sid;
-    size_t proc;                 /* index in the fleet */
-} usage_key;
-
-typedef struct usage_scan {
-    usage_key *keys;             /* sorted by sid */
-    size_t nkeys;
-    uint64_t *ticks, *rss_pages; /* per fleet index */
-} usage_scan;
-
-static int cmp_usage_key(const void *a, const void *b)
-{
-    const usage_key *x = a, *y = b;
-    return (x->sid > y->sid) - (x->sid < y->sid);
-}
-
-static void usage_add(void *ctx, const ms_procstat *st)
-{
-    usage_scan *u = ctx;
-    usage_key k = { st->session, 0 };
-    const usage_key *hit = bsearch(&k, u->keys, u->nkeys, sizeof k, cmp_usage_key);
-    if (!hit || st->pid == st->session) /* not an entry's, or the shim */
-        return;
-    u->ticks[hit->proc] += st->utime + st->stime + st->cutime + st->cstime;
-    u->rss_pages[hit->proc] += st->rss_pages;
-}
-
 /* The entry's CPU ticks so far: what its processes show now, plus what
  * earlier runs and processes that ended showed before (a process's time
  * leaves the sum when it exits unless a process of the session waits for
@@ -79,45 +47,32 @@ static uint64_t cpu_ticks_counted(ms_proc *pr, bool running, uint64_t now)
     return pr->cpu_carried + pr->cpu_seen;
 }
 
+/* CPU time and memory of each entry: the process tree below its launch
+ * shim (the ship, what it started, and orphans the shim took in), with the
+ * time of the children they and the shim have waited for. */
 static void render_usage(ms_prom *p, const ms_fleet *f)
 {
-    usage_scan u = { 0 };
-    u.keys = calloc(f->n ? f->n : 1, sizeof *u.keys);
-    u.ticks = calloc(f->n ? f->n : 1, sizeof *u.ticks);
-    u.rss_pages = calloc(f->n ? f->n : 1, sizeof *u.rss_pages);
-    bool scanned = false;
-    if (u.keys && u.ticks && u.rss_pages) {
-        for (size_t i = 0; i < f->n; i++)
-            if (f->procs[i]->pid > 0)
-                u.keys[u.nkeys++] = (usage_key){ f->procs[i]->pid, i };
-        qsort(u.keys, u.nkeys, sizeof *u.keys, cmp_usage_key);
-        scanned = u.nkeys == 0 || ms_procstat_each(usage_add, &u);
+    double hz = (double)ms_procstat_hz(), page = (double)ms_procstat_page_size();
+    for (size_t i = 0; i < f->n; i++) {
+        ms_proc *pr = f->procs[i];
+        ms_procstat_usage u = { 0 };
+        bool running = pr->pid > 0 && ms_procstat_tree(pr->pid, &u);
+        pr->rss_seen = running ? u.rss_pages : 0;
+        uint64_t ticks = cpu_ticks_counted(pr, running, u.ticks);
+        ms_prom_label l[3];
+        char inst[12];
+        size_t nl = entry_labels(pr, l, inst);
+        ms_prom_counter_double(p, "mothership_ship_cpu_seconds_total",
+                               "CPU time (user and system) of each entry's processes.", l, nl, (double)ticks / hz);
     }
-    if (scanned) {
-        double hz = (double)ms_procstat_hz();
-        for (size_t i = 0; i < f->n; i++) {
-            ms_proc *pr = f->procs[i];
-            ms_prom_label l[3];
-            char inst[12];
-            size_t nl = entry_labels(pr, l, inst);
-            uint64_t ticks = cpu_ticks_counted(pr, pr->pid > 0, u.ticks[i]);
-            ms_prom_counter_double(p, "mothership_ship_cpu_seconds_total",
-                                   "CPU time (user and system) of each entry's processes.", l, nl,
-                                   (double)ticks / hz);
-        }
-        double page = (double)ms_procstat_page_size();
-        for (size_t i = 0; i < f->n; i++) {
-            ms_prom_label l[3];
-            char inst[12];
-            size_t nl = entry_labels(f->procs[i], l, inst);
-            ms_prom_gauge_double(p, "mothership_ship_memory_bytes",
-                                 "Resident memory of each entry's processes, summed.", l, nl,
-                                 (double)u.rss_pages[i] * page);
-        }
+    for (size_t i = 0; i < f->n; i++) {
+        const ms_proc *pr = f->procs[i];
+        ms_prom_label l[3];
+        char inst[12];
+        size_t nl = entry_labels(pr, l, inst);
+        ms_prom_gauge_double(p, "mothership_ship_memory_bytes", "Resident memory of each entry's processes, summed.",
+                             l, nl, (double)pr->rss_seen * page);
     }
-    free(u.keys);
-    free(u.ticks);
-    free(u.rss_pages);
 }
 
 void ms_fleet_render_metrics(void *arg, ms_buf *out)

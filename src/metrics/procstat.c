@@ -108,22 +108,62 @@ bool ms_procstat_read(int pid, ms_procstat *out)
     return n > 0 && ms_procstat_parse(buf, (size_t)n, out);
 }
 
-bool ms_procstat_each(void (*each)(void *ctx, const ms_procstat *st), void *ctx)
+/* Appends the children of every thread of pid to tree[*n..max); those that
+ * do not fit are left out. A children file cut at the buffer's end loses
+ * its last, partial number. */
+static void add_children(int pid, int *tree, size_t *n, size_t max)
 {
-    DIR *d = opendir("/proc");
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    DIR *d = opendir(path);
     if (!d)
-        return false;
+        return;
     struct dirent *de;
-    while ((de = readdir(d))) {
+    while (*n < max && (de = readdir(d))) {
         char *e;
-        long pid = strtol(de->d_name, &e, 10);
-        if (*e || pid <= 0 || pid > INT32_MAX)
+        long tid = strtol(de->d_name, &e, 10);
+        if (*e || tid <= 0 || tid > INT32_MAX)
             continue;
-        ms_procstat st;
-        if (ms_procstat_read((int)pid, &st))
-            each(ctx, &st);
+        char cpath[96], buf[4096];
+        snprintf(cpath, sizeof cpath, "/proc/%d/task/%ld/children", pid, tid);
+        ssize_t len = read_small(cpath, buf, sizeof buf);
+        if (len <= 0)
+            continue;
+        for (char *q = buf; *n < max;) {
+            char *after;
+            long c = strtol(q, &after, 10);
+            if (after == q || (*after != ' ' && *after != '\n'))
+                break;
+            if (c > 0 && c <= INT32_MAX)
+                tree[(*n)++] = (int)c;
+            q = after + 1;
+        }
     }
     closedir(d);
+}
+
+bool ms_procstat_tree(int root, ms_procstat_usage *out)
+{
+    int tree[MS_PROCSTAT_TREE_MAX];
+    size_t n = 0, done = 0;
+    *out = (ms_procstat_usage){ 0 };
+    tree[n++] = root;
+    while (done < n) {
+        int pid = tree[done++];
+        ms_procstat st;
+        if (!ms_procstat_read(pid, &st)) {
+            if (pid == root)
+                return false;
+            continue;
+        }
+        out->ticks += st.cutime + st.cstime;
+        if (pid != root) {
+            out->ticks += st.utime + st.stime;
+            out->rss_pages += st.rss_pages;
+            out->processes++;
+        }
+        add_children(pid, tree, &n, MS_PROCSTAT_TREE_MAX);
+    }
     return true;
 }
 

@@ -4,7 +4,9 @@
  *
  * ms_procstat_parse is the socket- and file-free core: one /proc/PID/stat
  * line in, its fields out (a command name with spaces or parentheses is
- * skipped by the last ')'). The others read /proc. */
+ * skipped by the last ')'). The others read /proc. Linux only (the
+ * children files need CONFIG_PROC_CHILDREN, which distribution kernels
+ * set). */
 #ifndef MS_METRICS_PROCSTAT_H
 #define MS_METRICS_PROCSTAT_H
 
@@ -32,9 +34,23 @@ bool ms_procstat_parse(const char *text, size_t len, ms_procstat *out);
 /* Reads /proc/PID/stat (pid 0: this process). false when gone or unreadable. */
 bool ms_procstat_read(int pid, ms_procstat *out);
 
-/* Calls each(ctx, st) for every process /proc lists now; those that go
- * away in the middle are skipped. false when /proc cannot be read. */
-bool ms_procstat_each(void (*each)(void *ctx, const ms_procstat *st), void *ctx);
+/* What a process tree costs: the processes below root (its children, found
+ * through every thread's /proc/PID/task/TID/children, theirs, and so on, at
+ * most MS_PROCSTAT_TREE_MAX in all with root), root itself left out but
+ * with the time of the children it has waited for. Root is a supervisor
+ * (a ship's launch shim, which reaps its orphans): its own figures are not
+ * the ship's. */
+#define MS_PROCSTAT_TREE_MAX 1024
+
+typedef struct ms_procstat_usage {
+    uint64_t ticks;       /* user + system of the processes below root, and of the
+                             children each of them (and root) has waited for */
+    uint64_t rss_pages;   /* resident pages of the processes below root */
+    size_t processes;     /* processes below root that were read */
+} ms_procstat_usage;
+
+/* false when root is gone or unreadable. */
+bool ms_procstat_tree(int root, ms_procstat_usage *out);
 
 /* Clock ticks per second and the page size, for the fields above. */
 long ms_procstat_hz(void);

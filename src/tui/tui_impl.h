@@ -78,8 +78,8 @@ uint64_t ms_tui_generation(const ms_tui *t);
 /* "ready", "backoff 1.4s (exit 1)", ...; returns its colour pair (0: none). */
 int ms_tui_state_text(const ms_tui *t, const ms_proc *p, char *buf, size_t len);
 
-/* procstat.c: utime+stime (clock ticks) and resident bytes of pid and its
- * descendants (bounded); false when pid is gone. */
+/* procstat.c: CPU time (clock ticks) and resident bytes of the processes
+ * below pid, a launch shim (see ms_procstat_tree); false when pid is gone. */
 bool ms_tui_proc_tree_stat(int pid, uint64_t *ticks, uint64_t *rss_bytes);
 
 #endif

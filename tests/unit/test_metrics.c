@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "metrics/prom.h"
@@ -971,6 +972,43 @@ static void test_procstat_parse_refuses_what_is_not_a_stat_line(void **state)
     free(big);
 }
 
+static void test_procstat_tree(void **state)
+{
+    (void)state;
+    /* this process's tree: a child that has a child of its own */
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        pid_t grandchild = fork();
+        if (grandchild == 0) {
+            for (;;)
+                pause();
+        }
+        (void)!write(ready[1], &grandchild, sizeof grandchild);
+        for (;;)
+            pause();
+    }
+    pid_t grandchild;
+    assert_int_equal(read(ready[0], &grandchild, sizeof grandchild), (ssize_t)sizeof grandchild);
+    assert_true(grandchild > 0);
+    ms_procstat_usage u;
+    assert_true(ms_procstat_tree(getpid(), &u));
+    assert_int_equal(u.processes, 2);
+    assert_true(u.rss_pages > 0);
+    /* from the child: only the grandchild below it */
+    assert_true(ms_procstat_tree(child, &u));
+    assert_int_equal(u.processes, 1);
+    kill(grandchild, SIGKILL);
+    kill(child, SIGKILL);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    close(ready[0]);
+    close(ready[1]);
+    /* a pid that is not there */
+    assert_false(ms_procstat_tree(INT32_MAX, &u));
+}
+
 static void test_procstat_self(void **state)
 {
     (void)state;
@@ -1013,6 +1051,7 @@ int main(void)
         cmocka_unit_test(test_procstat_parse),
         cmocka_unit_test(test_procstat_parse_refuses_what_is_not_a_stat_line),
         cmocka_unit_test(test_procstat_self),
+        cmocka_unit_test(test_procstat_tree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
