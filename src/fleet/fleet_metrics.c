@@ -1,8 +1,10 @@
 /* fleet_metrics.c: renders the fleet's state for /metrics (Prometheus text),
  * /health (liveness) and /ready (readiness): one JSON body naming what holds
  * the launch and what is down; the two differ only in their status code
- * (see docs/metrics.md). Label values come only from the manifest, so
- * cardinality is bounded. */
+ * (see docs/metrics.md). /metrics starts with mothership_build_info and
+ * Mothership's own process_* series; each entry's CPU time and memory are
+ * read from /proc at the scrape. Label values come only from the manifest
+ * (and the build), so cardinality is bounded. */
 #include "fleet/fleet_metrics.h"
 
 #include <stdio.h>
