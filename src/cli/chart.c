@@ -53,6 +53,8 @@ static void print_text(const ms_route_table *t, bool color)
             if (rr->route->ntargets > 1) /* instance 0's address; the others follow it */
                 printf("  (%zu instances, %s)", rr->route->ntargets,
                        s->balance == MS_BALANCE_LEAST_CONN ? "least_conn" : "round_robin");
+            if (rr->route->name)
+                printf("  name \"%s\"", rr->route->name);
             if (rr->route->strip_prefix)
                 printf("  strip %s", rr->route->strip_prefix);
             if (rr->route->raw_path)
@@ -135,6 +137,8 @@ static int print_json(const ms_route_table *t)
             if (jr && s->kind == MS_UPSTREAM)
                 json_object_set_new(jr, "protocol", json_string(s->upstream_protocol == MS_UPSTREAM_DOCKING ? "docking"
                                                                                                            : "http"));
+            if (jr && rr->route->name)
+                json_object_set_new(jr, "name", json_string(rr->route->name));
             if (jr && rr->route->ntargets > 1)
                 json_object_set_new(jr, "instances", json_integer((json_int_t)rr->route->ntargets));
             if (jr && rr->shadowed_by)

@@ -132,6 +132,27 @@ routes = [{{ bind = "http", pattern = "/.*", name = {name} }}]
     assert re.search(r"ship-manifest\.toml:\d+:\d+: ", r.err) and message in r.err, r
 
 
+def test_chart_shows_a_routes_name(tmp_path):
+    import json
+    (tmp_path / "ship-manifest.toml").write_text("""
+[mothership.bind]
+http = "127.0.0.1:8080"
+[[fleet.web]]
+name = "app"
+command = "sleep"
+args = ["100"]
+bind = "tcp://127.0.0.1:8001"
+routes = [{ bind = "http", pattern = "/api(/.*)?", name = "/api" }, "http:/x"]
+""")
+    r = run_ms("chart", "-c", "ship-manifest.toml", cwd=str(tmp_path))
+    assert r.code == 0, r
+    lines = [l for l in r.out.splitlines() if "route" in l]
+    assert 'name "/api"' in lines[0] and "name" not in lines[1], r
+    r = run_ms("chart", "-c", "ship-manifest.toml", "--json", cwd=str(tmp_path))
+    routes = json.loads(r.out)["binds"][0]["routes"]
+    assert routes[0]["name"] == "/api" and "name" not in routes[1], routes
+
+
 def test_the_named_route_example_of_metrics_md_works_as_shown(fleet, tmp_path):
     """docs/metrics.md's fleet, on free ports: the request it shows gives the
     lines it shows."""
