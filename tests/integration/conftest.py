@@ -11,6 +11,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD = os.environ.get("MS_BUILD", os.path.join(ROOT, "build"))
 BINARY = os.path.join(BUILD, "mothership")
 
+# Every Mothership the tests start without a socket dir of their own uses
+# this run's private one, not the default /tmp/mothership: a fleet left
+# running by anything else on the machine (another checkout's tests, a
+# make run) holds the default control socket, and ours would refuse to start.
+if not os.environ.get("MS_SOCKET_DIR"):
+    import tempfile
+    os.environ["MS_SOCKET_DIR"] = tempfile.mkdtemp(prefix="ms-run-")
+SESSION_SOCKET_DIR = os.environ["MS_SOCKET_DIR"]
+
 
 class Result:
     def __init__(self, proc):

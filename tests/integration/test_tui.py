@@ -361,6 +361,7 @@ def test_not_a_terminal_falls_back_to_plain_logs(tmp_path):
     (tmp_path / "ship-manifest.toml").write_text(MANIFEST)
     (tmp_path / "auth.wasm").write_bytes(noop_payload())
     env = {k: v for k, v in os.environ.items() if not k.startswith("MS_")}
+    env["XDG_RUNTIME_DIR"] = str(tmp_path)  # its own control socket, without MS_SOCKET_DIR
     p = subprocess.Popen([BINARY, "run", "--tui"], cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
