@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "util/cron.h"
 #include "util/dotenv.h"
@@ -1193,9 +1195,22 @@ static bool envfile_put(void *ud, const char *key, const char *value)
 static bool read_env_file(ld_ctx *c, const ms_ship *s, const char *path, ms_strmap *vars)
 {
     int line = s->env_file_pos.line, col = s->env_file_pos.col;
-    FILE *fp = fopen(path, "rb");
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (a reload runs
+     * on the event loop); only a regular file is read */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    const char *bad = fd < 0 || fstat(fd, &st) != 0 ? strerror(errno)
+                    : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
+    if (bad) {
+        ld_err(c, line, col, "env_file \"%s\": %s", path, bad);
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    FILE *fp = fdopen(fd, "rb");
     if (!fp) {
-        ld_err(c, line, col, "env_file \"%s\": %s", path, strerror(errno));
+        close(fd);
+        c->oom = true;
         return false;
     }
     char *data = malloc(MS_ENV_FILE_MAX + 1);

@@ -214,3 +214,21 @@ def test_secret_env_value_errors(manifest):
     assert r.code == 1, r
     assert '"secret_env.A" must be the path of the file holding the value' in r.err, r
     assert '"secret_env": invalid environment variable name "B=C"' in r.err, r
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "dir"])
+def test_env_file_not_a_regular_file(manifest, tmp_path, kind):
+    """A FIFO must not hang the load (open waits for a writer), nor a device
+    be read: only a regular file is an env file."""
+    target = {"fifo": str(tmp_path / "app.env"), "dev_zero": "/dev/zero", "dir": str(tmp_path)}[kind]
+    if kind == "fifo":
+        os.mkfifo(target)
+    path = manifest(f"""
+        [[fleet.web]]
+        name = "web"
+        command = "sleep"
+        env_file = {toml_str(target)}
+    """)
+    r = run_ms("clearance", "-c", path, timeout=10)
+    assert r.code == 1, r
+    assert f'ship "web": env_file "{target}": not a regular file' in r.err, r
