@@ -2,6 +2,7 @@
 #include "fleet/process.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -81,9 +82,17 @@ static bool add_secrets(const ms_ship *s, envv *e, char *why, size_t why_len)
 {
     for (size_t i = 0; i < s->secret_env.len; i++) {
         const char *name = s->secret_env.items[i].key, *path = s->secret_env.items[i].value;
-        FILE *fp = fopen(path, "rb");
+        /* O_NONBLOCK: a FIFO must not block the event loop waiting for a
+         * writer; only a regular file holds a secret */
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        struct stat st;
+        const char *no = fd < 0 || fstat(fd, &st) != 0 ? strerror(errno)
+                       : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
+        FILE *fp = no ? NULL : fdopen(fd, "rb");
         if (!fp) {
-            snprintf(why, why_len, "secret_env %s: cannot read \"%s\": %s", name, path, strerror(errno));
+            snprintf(why, why_len, "secret_env %s: cannot read \"%s\": %s", name, path, no ? no : strerror(errno));
+            if (fd >= 0)
+                close(fd);
             return false;
         }
         char *buf = malloc(MS_SECRET_MAX + 1);

@@ -232,3 +232,20 @@ def test_env_file_not_a_regular_file(manifest, tmp_path, kind):
     r = run_ms("clearance", "-c", path, timeout=10)
     assert r.code == 1, r
     assert f'ship "web": env_file "{target}": not a regular file' in r.err, r
+
+
+def test_secret_in_a_fifo_is_a_spawn_failure_not_a_hang(fleet, tmp_path):
+    """open() of a FIFO waits for a writer: at spawn, on the event loop, it
+    would freeze the whole supervisor. It is a spawn failure instead."""
+    fifo = tmp_path / "api_key"
+    os.mkfifo(fifo)
+    ms = fleet(f"""
+        [[fleet.web]]
+        name = "web"
+        command = "sleep"
+        args = ["100"]
+        secret_env = {{ API_KEY = "{fifo}" }}
+    """)
+    e = ms.event("spawn_failed", ship="web")
+    assert f'secret_env API_KEY: cannot read "{fifo}": not a regular file' in e["msg"], e
+    assert ms.wait_exit() == 1, ms.output()
