@@ -1173,14 +1173,24 @@ static bool get_secret_env(ld_ctx *c, const toml_kv *kv, ms_strmap *dst)
     return ok;
 }
 
+/* Variables an entry's env files may set in all: the maps are searched
+ * linearly (here and at each spawn), so a 1 MiB file of short lines must
+ * not cost minutes of the event loop. */
+#define MS_ENV_FILE_VARS_MAX 4096
+
 typedef struct envfile_ctx {
     ld_ctx *c;
     ms_strmap *vars;
+    bool too_many;
 } envfile_ctx;
 
 static bool envfile_put(void *ud, const char *key, const char *value)
 {
     envfile_ctx *x = ud;
+    if (x->vars->len >= MS_ENV_FILE_VARS_MAX && !ms_strmap_get(x->vars, key)) {
+        x->too_many = true;
+        return false;
+    }
     char *v = ms_strdup(value);
     if (!v) {
         x->c->oom = true;
@@ -1228,10 +1238,13 @@ static bool read_env_file(ld_ctx *c, const ms_ship *s, const char *path, ms_strm
     }
     char why[160];
     int at = 0;
-    envfile_ctx x = { c, vars };
+    envfile_ctx x = { c, vars, false };
     bool ok = ms_dotenv_parse(data, len, envfile_put, &x, &at, why, sizeof why);
     free(data);
-    if (!ok && at > 0)
+    if (x.too_many)
+        ld_err(c, line, col, "env_file \"%s\": more than %d variables in the entry's env files", path,
+               MS_ENV_FILE_VARS_MAX);
+    else if (!ok && at > 0)
         ld_err(c, line, col, "env_file %s:%d: %s", path, at, why);
     return ok;
 }

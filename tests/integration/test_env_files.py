@@ -249,3 +249,27 @@ def test_secret_in_a_fifo_is_a_spawn_failure_not_a_hang(fleet, tmp_path):
     e = ms.event("spawn_failed", ship="web")
     assert f'secret_env API_KEY: cannot read "{fifo}": not a regular file' in e["msg"], e
     assert ms.wait_exit() == 1, ms.output()
+
+
+def test_env_file_with_too_many_variables(manifest, tmp_path):
+    """Under the 1 MiB cap a file still holds 100k short lines: an entry's
+    env files set at most 4096 variables, a clear error past that (the maps
+    are searched linearly: 100k variables cost minutes at load and at each
+    spawn)."""
+    (tmp_path / "app.env").write_text("".join(f"V{i}=\n" for i in range(100000)))
+    (tmp_path / "ok.env").write_text("".join(f"V{i}=x\n" for i in range(4096)))
+    path = manifest("""
+        [[fleet.web]]
+        name = "web"
+        command = "sleep"
+        env_file = "ok.env"
+
+        [[fleet.web]]
+        name = "big"
+        command = "sleep"
+        env_file = "app.env"
+    """)
+    r = run_ms("clearance", "-c", path, timeout=20)
+    assert r.code == 1, r
+    assert f'ship "big": env_file "{tmp_path}/app.env": more than 4096 variables' in r.err, r
+    assert '"web"' not in r.err, r
