@@ -1096,6 +1096,8 @@ static bool get_balance(ld_ctx *c, const toml_kv *kv, ms_balance *dst)
     return false;
 }
 
+#define MS_ENV_FILES_MAX 64
+
 /* env_file: one path or an array of them, resolved; replaces a base's. */
 static bool get_env_files(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
 {
@@ -1119,6 +1121,11 @@ static bool get_env_files(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
             c->oom |= ok;
             ok = false;
         }
+    }
+    if (ok && raw.len > MS_ENV_FILES_MAX) {
+        /* each is read (up to 1 MiB) at every load and reload */
+        ld_err(c, v->line, v->col, "\"env_file\": %zu files, at most %d", raw.len, MS_ENV_FILES_MAX);
+        ok = false;
     }
     for (size_t i = 0; i < raw.len && ok; i++) {
         if (raw.items[i][0] == '\0') {

@@ -273,3 +273,18 @@ def test_env_file_with_too_many_variables(manifest, tmp_path):
     assert r.code == 1, r
     assert f'ship "big": env_file "{tmp_path}/app.env": more than 4096 variables' in r.err, r
     assert '"web"' not in r.err, r
+
+
+def test_env_file_list_is_bounded(manifest, tmp_path):
+    """Each env file is read (up to 1 MiB) at every load: a manifest naming
+    one file a million times would read for minutes. 64 files at most."""
+    (tmp_path / "big.env").write_text("A=" + "x" * (1 << 19) + "\n")
+    path = manifest(f"""
+        [[fleet.web]]
+        name = "web"
+        command = "sleep"
+        env_file = [{", ".join(['"big.env"'] * 200000)}]
+    """)
+    r = run_ms("clearance", "-c", path, timeout=20)
+    assert r.code == 1, r
+    assert '"env_file": 200000 files, at most 64' in r.err, r
