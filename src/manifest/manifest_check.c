@@ -63,6 +63,14 @@ static void check_names(ld_ctx *c)
             c->bad = true;
             continue;
         }
+        if (strcmp(name, "mothership") == 0 || strcmp(name, "access") == 0) {
+            /* the log's `source` of Mothership's own lines and of the access
+             * log: an entry so named could pass its output off as theirs */
+            ld_err(c, pos.line, pos.col, "%s \"%s\": the name is reserved (it is the log source of Mothership's "
+                   "own lines or of the access log)", kind, name);
+            c->bad = true;
+            continue;
+        }
         for (size_t j = 0; j < i; j++) {
             if (j < m->nships && is_copy(&m->ships[j]))
                 continue;

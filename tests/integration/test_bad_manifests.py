@@ -193,6 +193,16 @@ CASES = [
          '[[modules]]\nname = "authé"\nwasm = "./auth.wasm"\n',
          '2:8: module "authé": names must be 1 to 64 ASCII letters, digits, \'-\' or \'_\'',
          files=["auth.wasm"]),
+    # a child's lines carry its entry's name as their log source: these two
+    # are the sources of Mothership's own lines and of the access log
+    Case("name-reserved-mothership",
+         '[[fleet.web]]\nname = "mothership"\ncommand = "ruby"\n',
+         '2:8: ship "mothership": the name is reserved (it is the log source of Mothership\'s own lines '
+         'or of the access log)'),
+    Case("name-reserved-access",
+         '[[bays.websocket]]\nname = "access"\ncommand = "./cast"\n',
+         '2:8: bay "access": the name is reserved (it is the log source of Mothership\'s own lines '
+         'or of the access log)'),
     Case("duplicate-name-ship-bay",
          '[[fleet.web]]\nname = "app"\ncommand = "ruby"\n\n'
          '[[bays.websocket]]\nname = "app"\ncommand = "./cast"\n',
