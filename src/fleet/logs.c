@@ -447,6 +447,22 @@ void ms_log_event_fields(ms_log *log, ms_level level, const char *ship, const ch
 }
 
 /* ---------------------------------------------------------------- lines */
+/* How many bytes at the end of p[0..n) are the start of a UTF-8 sequence
+ * that goes on past n (0 when none): a split line is cut before them, so
+ * that a character is never shown as replacement characters on both sides
+ * of the cut. */
+static size_t utf8_incomplete_tail(const char *p, size_t n)
+{
+    for (size_t k = 1; k <= 3 && k < n; k++) {
+        unsigned char b = (unsigned char)p[n - k];
+        if ((b & 0xc0) == 0x80)
+            continue; /* a continuation byte: look further back */
+        size_t seq = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+        return seq > k ? k : 0;
+    }
+    return 0;
+}
+
 void ms_linebuf_feed(ms_linebuf *lb, const char *data, size_t len, ms_line_fn fn, void *arg)
 {
     while (len > 0) {
@@ -454,11 +470,14 @@ void ms_linebuf_feed(ms_linebuf *lb, const char *data, size_t len, ms_line_fn fn
         size_t take = nl ? (size_t)(nl - data) : len;
         size_t room = MS_LOG_LINE_MAX - lb->len;
         if (take >= room) {
-            /* the line is too long: emit a full piece and go on */
+            /* the line is too long: emit a full piece (less a character it
+             * would cut, which starts the next one) and go on */
             memcpy(lb->buf + lb->len, data, room);
             lb->len += room;
-            fn(arg, lb->buf, lb->len, lb->continued);
-            lb->len = 0;
+            size_t carry = utf8_incomplete_tail(lb->buf, lb->len);
+            fn(arg, lb->buf, lb->len - carry, lb->continued);
+            memmove(lb->buf, lb->buf + lb->len - carry, carry);
+            lb->len = carry;
             lb->continued = true;
             data += room;
             len -= room;

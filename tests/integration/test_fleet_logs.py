@@ -100,6 +100,44 @@ def test_json_logs_parse_line_by_line(fleet):
         assert e in names, names
 
 
+# 3000 three-byte characters (9000 bytes): the 8192-byte cut falls inside
+# the 2731st; then a four-byte one placed across the cut
+WIDE = "\u20ac" * 3000
+EMOJI = "a" * (PIECE - 2) + "\U0001F600" + "b" * 10
+WIDE_PRINTER = (
+    "import sys\n"
+    f"sys.stdout.buffer.write({WIDE.encode()!r} + b'\\n')\n"
+    f"sys.stdout.buffer.write({EMOJI.encode()!r} + b'\\n')\n"
+)
+
+
+def test_a_long_line_is_never_cut_inside_a_character(fleet):
+    """Each piece of a split line ends on a character boundary: the pieces
+    put together give back the line, with no U+FFFD either side of a cut."""
+    ms = fleet(f"""
+        [[fleet.jobs]]
+        name = "wide"
+        command = {toml_str(PY)}
+        args = ["-c", {toml_str(WIDE_PRINTER)}]
+        oneshot = true
+    """)
+    ms.event("done", ship="wide")
+    assert ms.stop() == 0
+    pieces = ms.child_lines("wide")
+    lines, cur = [], None
+    for r in pieces:
+        assert len(r["msg"].encode()) <= PIECE, r
+        if r.get("continued"):
+            cur += r["msg"]
+        else:
+            if cur is not None:
+                lines.append(cur)
+            cur = r["msg"]
+    lines.append(cur)
+    assert "\ufffd" not in "".join(lines)
+    assert lines == [WIDE, EMOJI]
+
+
 def run_on_tty(path, env_extra):
     """Run mothership on a pseudo-terminal until the fleet is ready, then
     SIGTERM it; return everything it wrote."""
