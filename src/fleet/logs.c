@@ -344,7 +344,7 @@ static const char *const colours[] = { "\033[36m", "\033[32m", "\033[33m", "\033
 void ms_log_child(ms_log *log, const char *name, const char *base, unsigned instance, unsigned colour,
                   ms_stream stream, const char *line, size_t len, bool continued)
 {
-    char buf[MS_LOG_LINE_MAX * 2 + 512];
+    char buf[MS_LOG_LINE_MAX * 6 + 512]; /* JSON: a control byte takes six ("\u0001") */
     size_t n = 0;
     if (len > MS_LOG_LINE_MAX)
         len = MS_LOG_LINE_MAX;

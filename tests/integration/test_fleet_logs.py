@@ -138,6 +138,23 @@ def test_a_long_line_is_never_cut_inside_a_character(fleet):
     assert lines == [WIDE, EMOJI]
 
 
+def test_json_keeps_a_whole_line_of_control_bytes(fleet):
+    """Escaped, a control byte takes six bytes ("\\u0001"): a piece made of
+    them still comes whole in its JSON line, as it does in text."""
+    line = "\x01\x1b" * 4000 + "end"
+    printer = f"import sys; sys.stdout.buffer.write({line.encode()!r} + b'\\n')"
+    ms = fleet(f"""
+        [[fleet.jobs]]
+        name = "ctl"
+        command = {toml_str(PY)}
+        args = ["-c", {toml_str(printer)}]
+        oneshot = true
+    """)
+    ms.event("done", ship="ctl")
+    assert ms.stop() == 0
+    assert [r["msg"] for r in ms.child_lines("ctl")] == [line]
+
+
 def run_on_tty(path, env_extra):
     """Run mothership on a pseudo-terminal until the fleet is ready, then
     SIGTERM it; return everything it wrote."""
