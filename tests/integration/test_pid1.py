@@ -152,7 +152,9 @@ def test_as_pid1_orphans_are_reaped_and_sigterm_from_inside_stops_gracefully(fle
         assert time.monotonic() < deadline, f"zombies stay: {[(p, stat_of(p)) for p in z]}"
     # SIGTERM from inside: PID 1 gets it only through its handler
     r = in_namespace(pid1, "kill", "-TERM", "1")
-    assert r.returncode == 0, r.stderr
+    # when PID 1 exits the kernel kills what is left in its namespace: the
+    # kill command too, if it has not exited yet
+    assert r.returncode in (0, -signal.SIGKILL), r.stderr
     ms.event("shutdown", msg="SIGTERM received")
     ms.event("stopped", ship="forker")
     assert ms.wait_exit() == 0, ms.output()
