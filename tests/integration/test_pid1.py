@@ -259,3 +259,28 @@ def test_as_pid1_sigterm_before_any_handler_is_not_lost(fleet, as_pid1, tmp_path
         f.write('[[fleet.workers]]\nname = "idle"\ncommand = "sleep"\nargs = ["60"]\nready_after = "50ms"\n')
     ms.event("shutdown", msg="SIGTERM")
     assert ms.wait_exit() == 0, ms.output()
+
+
+def test_as_pid1_ships_start_with_no_signal_blocked_or_ignored(fleet, as_pid1):
+    """PID 1 holds the stop signals while it launches, and ignores some of
+    its own: a ship started in the launch and one restarted later from the
+    loop both start with nothing blocked and nothing ignored."""
+    ms = fleet("""
+        [[fleet.workers]]
+        name = "sig"
+        command = "cat"
+        args = ["/proc/self/status"]
+        critical = false
+        restart = { backoff = "50ms" }
+    """)
+    deadline = time.monotonic() + 10
+    while True:
+        got = [r["msg"] for r in ms.child_lines("sig") if r["msg"].startswith(("SigBlk:", "SigIgn:"))]
+        if len(got) >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(got) >= 4, ms.output()  # the launch's run and at least one restart
+    for line in got:
+        assert int(line.split()[1], 16) == 0, (line, ms.output())
+    os.kill(pid1_of(ms), signal.SIGTERM)
+    assert ms.wait_exit() == 0, ms.output()
