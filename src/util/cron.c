@@ -276,13 +276,20 @@ time_t ms_cron_next(const ms_cron *c, time_t after)
         return -1;
     if (after < 0 || after > INT64_MAX / 2)
         return -1;
-    time_t t = after - (after % 60) + 60;
+    time_t t = after + 1;
     time_t limit = after + CRON_HORIZON_S;
     while (t <= limit) {
         struct tm tm;
         if (!localtime_r(&t, &tm))
             return -1;
-        time_t into_hour = tm.tm_min * 60 + tm.tm_sec;
+        if (tm.tm_sec != 0) {
+            /* to the next whole local minute: where the zone counts leap
+             * seconds (right/...), a time_t minute is not a local one, and
+             * a step can land on a leap second (:60) */
+            t += tm.tm_sec >= 60 ? 1 : 60 - tm.tm_sec;
+            continue;
+        }
+        time_t into_hour = tm.tm_min * 60;
         if (!(c->months & (1u << (tm.tm_mon + 1))) || !day_matches(c, &tm) || !(c->hours & (1u << tm.tm_hour))) {
             t += 3600 - into_hour; /* the next hour: DST moves clocks by whole hours */
             continue;

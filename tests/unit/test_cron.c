@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/cron.h"
 
@@ -228,6 +229,35 @@ static void test_next_bounds(void **state)
     assert_int_equal(tm.tm_year + 1900, 2032);
 }
 
+/* A zone that counts leap seconds: each match once, a whole local minute,
+ * and a search across the leap second at the end of 2016 that ends. */
+static void test_next_leap_seconds(void **state)
+{
+    (void)state;
+    if (access("/usr/share/zoneinfo/right/UTC", R_OK) != 0)
+        skip();
+    use_tz("right/UTC");
+    alarm(10); /* a search that loops on the leap second fails here */
+    time_t three = local("2016-12-31 03:00");
+    assert_next("0 3 * * *", three - 1, three);
+    assert_next("0 3 * * *", three, local("2017-01-01 03:00"));
+    assert_next("0 12 * * *", local("2016-12-31 13:00"), local("2017-01-01 12:00"));
+    assert_next("* * * * *", local("2016-12-31 23:59"), local("2017-01-01 00:00"));
+    ms_cron c = parse_ok("*/7 * * * *");
+    time_t t = local("2016-12-31 22:00");
+    for (int i = 0; i < 40; i++) {
+        time_t n = ms_cron_next(&c, t);
+        struct tm tm;
+        assert_true(n > t);
+        assert_non_null(localtime_r(&n, &tm));
+        assert_int_equal(tm.tm_sec, 0);
+        assert_int_equal(tm.tm_min % 7, 0);
+        t = n;
+    }
+    alarm(0);
+    use_tz("UTC0");
+}
+
 static void test_matches(void **state)
 {
     (void)state;
@@ -244,7 +274,7 @@ int main(void)
         cmocka_unit_test(test_fields),         cmocka_unit_test(test_shorthands),
         cmocka_unit_test(test_errors),         cmocka_unit_test(test_next_basic),
         cmocka_unit_test(test_next_local_time), cmocka_unit_test(test_next_bounds),
-        cmocka_unit_test(test_matches),
+        cmocka_unit_test(test_matches),        cmocka_unit_test(test_next_leap_seconds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
