@@ -558,6 +558,29 @@ int64_t ms_fleet_wall_ms(const ms_fleet *f)
     return f->clock_base_ms + (real - f->clock_base_ms) * (int64_t)f->clock_scale;
 }
 
+/* $MS_TEST_TIME_SCALE (tests only, see clock_scale): a whole number from
+ * 1 to 3600, said aloud when it speeds schedules up; anything else is
+ * ignored, with a warning, rather than read as some other speed. */
+static unsigned clock_scale_from_env(ms_log *log)
+{
+    const char *s = getenv("MS_TEST_TIME_SCALE");
+    if (!s || !*s)
+        return 0;
+    unsigned v = 0;
+    size_t n = 0;
+    while (n < 5 && s[n] >= '0' && s[n] <= '9')
+        v = v * 10 + (unsigned)(s[n++] - '0');
+    if (s[n] || v < 1 || v > 3600) {
+        ms_log_event(log, MS_WARN, NULL, "schedule", "MS_TEST_TIME_SCALE \"%.20s\" ignored (a test-only whole "
+                     "number from 1 to 3600): schedules follow real time", s);
+        return 0;
+    }
+    if (v > 1)
+        ms_log_event(log, MS_WARN, NULL, "schedule", "schedules run %u times faster than real time "
+                     "(MS_TEST_TIME_SCALE, for tests only)", v);
+    return v;
+}
+
 /* "2026-03-10 04:05 CET" */
 static void local_minute(int64_t t, char *buf, size_t cap)
 {
@@ -1749,11 +1772,9 @@ ms_fleet *ms_fleet_new(uv_loop_t *loop, const ms_manifest *m, const bool *select
     f->shim_fd = -1;
     f->loop = loop;
     f->clock_base_ms = ms_fleet_wall_ms(f); /* real time: no scale yet */
-    const char *scale = getenv("MS_TEST_TIME_SCALE"); /* tests only: see clock_scale */
-    unsigned long sc = scale ? strtoul(scale, NULL, 10) : 0;
-    f->clock_scale = sc > 3600 ? 3600 : (unsigned)sc;
     f->m = m;
     f->log = log;
+    f->clock_scale = clock_scale_from_env(log);
     f->n = m->nships;
     f->procs = calloc(f->n ? f->n : 1, sizeof *f->procs);
     char exe[PATH_MAX];

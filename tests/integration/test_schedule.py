@@ -191,3 +191,31 @@ def test_nothing_depends_on_a_scheduled_job(tmp_path):
     r = run_ms("clearance", "-c", "ship-manifest.toml", cwd=str(tmp_path))
     assert r.code == 1, r
     assert ':10:15: ship "web": depends_on "job", a scheduled job' in r.out + r.err, r
+
+
+@pytest.mark.parametrize("value", ["-1", "99999999999999999999", "60x", " 60"])
+def test_a_hostile_time_scale_is_ignored(fleet, value):
+    """MS_TEST_TIME_SCALE other than a whole number from 1 to 3600 is not
+    read as some speed (strtoul made "-1" the fastest): a warning, and the
+    schedule keeps real time."""
+    ms = fleet(manifest_text(fleet.tmp, WORKER + """
+[[fleet.jobs]]
+name = "job"
+command = "true"
+oneshot = true
+schedule = "* * * * *"
+"""), env={"MS_TEST_TIME_SCALE": value}, name="ship-manifest.toml")
+    warn = ms.event("schedule", timeout=15)
+    assert "MS_TEST_TIME_SCALE" in warn["msg"] and "ignored" in warn["msg"], warn
+    sched = ms.event("scheduled", ship="job", timeout=15)
+    nxt = time.mktime(time.strptime(re.search(r"next run (\d{4}-\d\d-\d\d \d\d:\d\d)", sched["msg"])[1],
+                                    "%Y-%m-%d %H:%M"))
+    assert 0 < nxt - time.time() <= 61, sched
+    assert ms.stop() == 0
+
+
+def test_a_time_scale_is_said_aloud(fleet):
+    ms = fleet(manifest_text(fleet.tmp, WORKER), env=FAST, name="ship-manifest.toml")
+    warn = ms.event("schedule", timeout=15)
+    assert "60 times faster" in warn["msg"], warn
+    assert ms.stop() == 0
