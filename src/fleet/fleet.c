@@ -1834,32 +1834,65 @@ static void limit_keys(const ms_ship *s, unsigned mask, char *buf, size_t cap)
         len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", keys[i]);
 }
 
+/* The limits of s its cgroup cannot apply: their controllers are not
+ * enabled, or there are no cgroups at all. */
+static unsigned limits_lacking(const ms_fleet *f, const ms_ship *s)
+{
+    if (s->kind == MS_UPSTREAM)
+        return 0;
+    return ms_cgroup_needs(s) & (f->cgroups.usable ? ~f->cgroups.controllers : ~0u);
+}
+
+/* The entries named in a warning about limits not applied: "web
+ * (memory_max), hot (cpu_max)", and the controllers they lack. */
+typedef struct unapplied {
+    char names[1024];
+    size_t len;
+    unsigned missing;
+} unapplied;
+
+static void unapplied_add(unapplied *u, const ms_ship *s, unsigned lack)
+{
+    if (!lack || u->len + 1 >= sizeof u->names)
+        return;
+    char keys[64];
+    limit_keys(s, lack, keys, sizeof keys);
+    u->len += (size_t)snprintf(u->names + u->len, sizeof u->names - u->len, "%s%s (%s)", u->len ? ", " : "",
+                               s->name, keys);
+    u->missing |= lack;
+    if (u->len >= sizeof u->names)
+        snprintf(u->names + sizeof u->names - 5, 5, "...");
+}
+
+static void unapplied_warn(ms_fleet *f, const unapplied *u)
+{
+    const ms_cgroups *cg = &f->cgroups;
+    unsigned missing = u->missing;
+    if (!u->names[0])
+        return;
+    if (!cg->usable)
+        ms_log_event(f->log, MS_WARN, NULL, "limits_not_applied", "resource limits not applied to %s: %s",
+                     u->names, cg->why);
+    else
+        ms_log_event(f->log, MS_WARN, NULL, "limits_not_applied", "resource limits not applied to %s: the %s%s%s%s%s "
+                     "controller%s not available in %s", u->names, missing & MS_CG_MEMORY ? "memory" : "",
+                     (missing & MS_CG_MEMORY) && (missing & (MS_CG_CPU | MS_CG_PIDS)) ? ", " : "",
+                     missing & MS_CG_CPU ? "cpu" : "", (missing & MS_CG_CPU) && (missing & MS_CG_PIDS) ? ", " : "",
+                     missing & MS_CG_PIDS ? "pids" : "", (missing & (missing - 1)) ? "s are" : " is", cg->dir);
+}
+
 /* Each entry in a cgroup of its own when Mothership's is delegated; the
  * entries whose limits cannot apply are named once, with the reason. */
 static void start_cgroups(ms_fleet *f)
 {
     ms_cgroups *cg = &f->cgroups;
     ms_cgroups_init(cg, getenv("MS_CGROUP_ROOT"));
-    char names[1024];
-    size_t len = 0;
-    unsigned missing = 0;
-    names[0] = '\0';
-    for (size_t i = 0; i < f->n; i++) {
-        const ms_ship *s = f->procs[i]->ship;
-        unsigned lack = ms_cgroup_needs(s) & (cg->usable ? ~cg->controllers : ~0u);
-        if (!f->procs[i]->selected || s->kind == MS_UPSTREAM || !lack || len + 1 >= sizeof names)
-            continue;
-        char keys[64];
-        limit_keys(s, lack, keys, sizeof keys);
-        len += (size_t)snprintf(names + len, sizeof names - len, "%s%s (%s)", len ? ", " : "", s->name, keys);
-        missing |= lack;
-    }
-    if (len >= sizeof names)
-        snprintf(names + sizeof names - 5, 5, "...");
+    unapplied u = { .len = 0 };
+    for (size_t i = 0; i < f->n; i++)
+        if (f->procs[i]->selected)
+            unapplied_add(&u, f->procs[i]->ship, limits_lacking(f, f->procs[i]->ship));
     if (!cg->usable) {
-        if (names[0])
-            ms_log_event(f->log, MS_WARN, NULL, "limits_not_applied", "resource limits not applied to %s: %s",
-                         names, cg->why);
+        unapplied_warn(f, &u);
         return;
     }
     char on[32] = "";
@@ -1867,12 +1900,7 @@ static void start_cgroups(ms_fleet *f)
              cg->controllers & MS_CG_CPU ? " cpu" : "", cg->controllers & MS_CG_PIDS ? " pids" : "");
     ms_log_event(f->log, MS_INFO, NULL, "cgroups", "each entry in its own cgroup under %s (controllers:%s)", cg->dir,
                  on[0] ? on : " none");
-    if (names[0])
-        ms_log_event(f->log, MS_WARN, NULL, "limits_not_applied", "resource limits not applied to %s: the %s%s%s%s%s "
-                     "controller%s not available in %s", names, missing & MS_CG_MEMORY ? "memory" : "",
-                     (missing & MS_CG_MEMORY) && (missing & (MS_CG_CPU | MS_CG_PIDS)) ? ", " : "",
-                     missing & MS_CG_CPU ? "cpu" : "", (missing & MS_CG_CPU) && (missing & MS_CG_PIDS) ? ", " : "",
-                     missing & MS_CG_PIDS ? "pids" : "", (missing & (missing - 1)) ? "s are" : " is", cg->dir);
+    unapplied_warn(f, &u);
 }
 
 void ms_fleet_start(ms_fleet *f, void (*on_done)(ms_fleet *f, void *arg), void *arg)
@@ -2365,14 +2393,18 @@ void ms_fleet_commit(ms_fleet_next *nx)
     f->n = nx->n;
     f->nall = nx->nall;
     f->m = m;
+    unapplied unapplied_now = { .len = 0 };
     for (size_t i = 0; i < nx->n; i++) {
         next_entry *e = &nx->e[i];
         ms_proc *p = e->p;
         bool sel = nx->selected ? nx->selected[i] : true;
         if (e->is_new) {
             open_timers(p);
+            if (sel)
+                unapplied_add(&unapplied_now, &m->ships[i], limits_lacking(f, &m->ships[i]));
             continue;
         }
+        unsigned lacked = p->selected ? limits_lacking(f, p->ship) : 0; /* named already */
         if ((e->restart && rolls_on_reload(p, &m->ships[i], sel)) ||
             (!e->restart && alt_moves_away(p, &m->ships[i], sel))) {
             /* replaced by a roll once the new definition is in: until then it
@@ -2417,7 +2449,11 @@ void ms_fleet_commit(ms_fleet_next *nx)
                 ms_log_event(f->log, MS_WARN, p->ship->name, "cgroup", "%s \"%s\": %s", kind_word(p),
                              p->ship->name, why);
         }
+        unsigned lack = limits_lacking(f, &m->ships[i]);
+        if (sel && (lack & ~lacked))
+            unapplied_add(&unapplied_now, &m->ships[i], lack);
     }
+    unapplied_warn(f, &unapplied_now); /* limits a reload added that cannot apply */
     release_manifests(f);
     /* skipped for a dependency that failed: another chance once none of its
      * dependencies has failed (one that changed is starting again) */

@@ -148,6 +148,29 @@ def test_not_delegated_warns_once_and_runs(fleet):
     assert ms.stop() == 0
 
 
+def test_a_limit_added_by_a_reload_is_named_when_it_cannot_apply(fleet):
+    """A reload that adds limits where they cannot apply says so, as the
+    launch does; one that leaves them as they were says nothing again."""
+    path = fleet.tmp / "ship-manifest.toml"
+    head = f'[mothership]\nsocket_dir = "{fleet.tmp}"\n'
+    ms = fleet(head + loop_ship("web") + loop_ship("old", "pids_max = 10"), name="ship-manifest.toml")
+    ms.event("fleet_ready", timeout=15)
+    first = ms.event("limits_not_applied")
+    assert first["msg"].startswith("resource limits not applied to old (pids_max): "), first
+    path.write_text(head + loop_ship("web", 'memory_max = "64M"') + loop_ship("old", "pids_max = 10")
+                    + loop_ship("fresh", "cpu_max = 1"))
+    assert ctl(str(path), "reload").returncode == 0
+    warn = ms.event("limits_not_applied", start=first["_i"] + 1, timeout=15)
+    assert warn["level"] == "warn"
+    assert warn["msg"].startswith("resource limits not applied to web (memory_max), fresh (cpu_max): "), warn
+    ms.event("ready", ship="fresh", timeout=15)
+    path.write_text(path.read_text() + "\n")
+    assert ctl(str(path), "reload").returncode == 0
+    ms.event("reloaded", start=warn["_i"] + 1, timeout=15)
+    assert len(ms.events("limits_not_applied")) == 2
+    assert ms.stop() == 0
+
+
 def test_no_limits_no_warning(fleet):
     ms = fleet(loop_ship("plain"))
     ms.event("fleet_ready", timeout=15)
