@@ -230,13 +230,12 @@ bool ms_cron_parse(const char *text, ms_cron *out, char *err, size_t errcap)
     for (int i = 0; i < 5; i++) {
         char why[160];
         if (!parse_field(&fields[i], start[i], stop[i], &bits[i], why, sizeof why)) {
-            snprintf(err, errcap, "field %d (%s", i + 1, why);
-            /* "field 2 (hour: 24 is ...)" reads badly: close the name */
-            char *colon = strchr(err, ':');
-            if (colon && (size_t)(colon - err) + 2 < errcap) {
-                memmove(colon + 1, colon, strlen(colon) + 1);
-                *colon = ')';
-            }
+            /* "field 2 (hour): 24 is ...": the name closed before its colon */
+            const char *colon = strchr(why, ':');
+            if (colon)
+                snprintf(err, errcap, "field %d (%.*s)%s", i + 1, (int)(colon - why), why, colon);
+            else
+                snprintf(err, errcap, "field %d (%s", i + 1, why);
             return false;
         }
     }

@@ -258,6 +258,25 @@ static void test_next_leap_seconds(void **state)
     use_tz("UTC0");
 }
 
+/* A message longer than the caller's buffer is cut there, never past it. */
+static void test_error_in_a_small_buffer(void **state)
+{
+    (void)state;
+    for (size_t cap = 1; cap < 60; cap++) {
+        char buf[80];
+        memset(buf, 'Z', sizeof buf);
+        ms_cron c;
+        assert_false(ms_cron_parse("*/5 25 * * *", &c, buf, cap));
+        assert_int_equal(strlen(buf), cap - 1 < 39 ? cap - 1 : 39);
+        for (size_t i = cap; i < sizeof buf; i++)
+            assert_int_equal(buf[i], 'Z');
+    }
+    char err[200];
+    ms_cron c;
+    assert_false(ms_cron_parse("*/5 25 * * *", &c, err, sizeof err));
+    assert_string_equal(err, "field 2 (hour): 25 is out of range 0-23");
+}
+
 static void test_matches(void **state)
 {
     (void)state;
@@ -275,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_errors),         cmocka_unit_test(test_next_basic),
         cmocka_unit_test(test_next_local_time), cmocka_unit_test(test_next_bounds),
         cmocka_unit_test(test_matches),        cmocka_unit_test(test_next_leap_seconds),
+        cmocka_unit_test(test_error_in_a_small_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
