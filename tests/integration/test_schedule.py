@@ -218,4 +218,5 @@ def test_a_time_scale_is_said_aloud(fleet):
     ms = fleet(manifest_text(fleet.tmp, WORKER), env=FAST, name="ship-manifest.toml")
     warn = ms.event("schedule", timeout=15)
     assert "60 times faster" in warn["msg"], warn
+    ms.event("fleet_ready", timeout=15)
     assert ms.stop() == 0
