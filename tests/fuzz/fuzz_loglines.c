@@ -97,8 +97,11 @@ static void on_line(void *arg, const char *line, size_t len, bool continued)
     check(memcmp(last->text, line, len) == 0 && last->text[len] == '\0');
     check(ms_ring_at(r, r->count) == NULL);
 
-    ms_log_child(json_log, (s->n % 7 == 3) ? "we\"b\\\x01\xc3" : "web", s->n, st, line, len, continued);
-    ms_log_child(text_log, "worker", s->n, st, line, len, continued);
+    /* every third line as an instance ("web#1", base "web", instance 1) */
+    bool inst = s->n % 3 == 1;
+    ms_log_child(json_log, (s->n % 7 == 3) ? "we\"b\\\x01\xc3" : inst ? "web#1" : "web", inst ? "web" : NULL,
+                 inst ? 1 : 0, s->n, st, line, len, continued);
+    ms_log_child(text_log, "worker", NULL, 0, s->n, st, line, len, continued);
     s->n++;
 }
 
