@@ -516,17 +516,23 @@ static int r_on_message_complete(http_parser *p)
     }
     u->resp_done = true;
     u->keep_alive = http_should_keep_alive(p);
-    if (u->client)
-        ms_conn_record(u->client, u->status); /* counted before the last bytes leave */
-    if (u->comp && u->client) {
-        if (ms_compressor_write(u->comp, NULL, 0, true, &u->cbuf) != 0)
+    ms_conn *c = u->client;
+    if (u->comp && c) {
+        if (ms_compressor_write(u->comp, NULL, 0, true, &u->cbuf) != 0) {
+            ms_conn_record(c, u->status); /* its head was sent: counted with that status */
             return 1;
-        flush_compressed(u, u->client);
+        }
+        flush_compressed(u, c);
     }
     if (u->chunk_to_client && u->client && !u->final_chunk_sent) {
         u->final_chunk_sent = true;
         ms_conn_write(u->client, "0\r\n\r\n", 5, false);
     }
+    /* counted with the encoder's last bytes and the last chunk (its bytes
+     * written), before they leave: the client is corked while its
+     * response is parsed */
+    if (c)
+        ms_conn_record(c, u->status);
     http_parser_pause(p, 1);
     return 0;
 }
@@ -1148,7 +1154,10 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         }
         if (n == UV_EOF && u->head_done && !u->resp_done) {
             /* a body delimited by the close */
+            ms_conn_cork(u->client);
             http_parser_execute(&u->parser, resp_settings(), NULL, 0);
+            if (u->client)
+                ms_conn_uncork(u->client);
             if (u->resp_done) {
                 u->keep_alive = false;
                 maybe_complete(u);

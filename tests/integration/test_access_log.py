@@ -103,6 +103,30 @@ def test_a_proxied_request_over_http11(px):
     assert e["upstream_ms"] is not None
 
 
+def wire_bytes(port, target, rid, *extra):
+    """The bytes of one answer as they reach the client (Connection: close:
+    all of them, up to the close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(raw_request("GET", target, [("X-Request-Id", rid), ("Connection", "close"), *extra]))
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return data
+            data += d
+
+
+@pytest.mark.parametrize("query", ["chunked=1", "eof=1"])
+def test_bytes_count_the_end_of_a_body_written_after_the_ships_answer_ended(px, query):
+    """A chunked answer to the client ends with a last chunk that Mothership
+    writes once the ship's response has ended: the line counts it too."""
+    data = wire_bytes(px.port, f"/app/x?{query}&size=3000", f"alog-end-{query[:3]}")
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"0\r\n\r\n"), data[-40:]
+    e = access_line(px.ms, request_id=f"alog-end-{query[:3]}")
+    check_schema(e)
+    assert e["bytes"] == len(data)
+
+
 def test_http10_and_a_generated_request_id(px):
     with Raw(px.port) as c:
         c.send(raw_request("GET", "/app/old", version="HTTP/1.0"))
@@ -281,6 +305,18 @@ def test_per_bind_setting_overrides_the_global_one(fleet):
     e = access_line(px.ms, request_id="b-loud")
     assert e["bind"] == "loud"
     assert not any("b-quiet" in l for _, l in px.ms.lines)   # logged before b-text, if at all (one worker)
+
+
+def test_bytes_of_a_compressed_answer(fleet):
+    """What the encoder holds until the ship's response ends (all of a
+    small body) is written after it: the line counts it."""
+    px = start_proxy(fleet, echo_ship("app", routes=["http:/.*"]),
+                     mothership={"access_log": "json", "compression": True})
+    data = wire_bytes(px.port, "/z?size=3000&ctype=text/plain", "alog-gzip", ("Accept-Encoding", "gzip"))
+    assert b"Content-Encoding: gzip" in data and data.endswith(b"0\r\n\r\n"), data[:300]
+    e = access_line(px.ms, request_id="alog-gzip")
+    check_schema(e)
+    assert e["bytes"] == len(data)
 
 
 def test_off_by_default(fleet):
