@@ -333,6 +333,17 @@ out:
     return ok;
 }
 
+/* A refused reload opens the running access log file again all the
+ * same: logrotate's SIGHUP comes whatever the manifest on disk holds (or
+ * when it was read from stdin), and the rotated file must be let go. */
+static void reopen_access_log_anyway(ms_run *r)
+{
+    char why[512];
+    if (r->dp && r->m && !ms_dataplane_reopen_access_log(r->dp, r->m->global.access_log_path, why, sizeof why))
+        ms_log_event(r->log, MS_WARN, NULL, "access_log_failed", "reload: %s; the access log goes on where it was",
+                     why);
+}
+
 /* The service manager hears RELOADING=1 before and READY=1 after (a
  * refused reload included: the fleet runs on, on the old manifest). */
 bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
@@ -340,6 +351,8 @@ bool ms_run_reload(ms_run *r, bool check_only, const char *who, json_t **result)
     if (!check_only)
         ms_run_notify_reloading(r->notify);
     bool ok = reload(r, check_only, who, result);
+    if (!ok && !check_only)
+        reopen_access_log_anyway(r);
     if (!check_only)
         ms_run_notify_reloaded(r->notify);
     return ok;

@@ -292,6 +292,31 @@ def test_text_to_a_file_reopened_on_sighup(fleet, tmp_path):
     assert any("t-two" in l for l in file_lines(str(path) + ".1"))
 
 
+def test_a_refused_reload_still_lets_a_rotated_file_go(fleet, tmp_path):
+    """logrotate's SIGHUP comes whether or not the manifest on disk is
+    valid: a reload refused for a problem in it still opens the file
+    again, so lines do not go on into the rotated one."""
+    path = tmp_path / "access.log"
+    px = start_proxy(fleet, echo_ship("app", routes=["http:/.*"]),
+                     mothership={"access_log": "text", "access_log_path": str(path)})
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/one", [("X-Request-Id", "r-one")]))
+        assert c.response().status == 200
+    wait_until(lambda: any("r-one" in l for l in file_lines(path)), what="the first line in the file")
+    manifest = px.ms.cmd[px.ms.cmd.index("-c") + 1]
+    with open(manifest, "a") as f:
+        f.write("\n[mothership\n")                     # a typo being edited
+    os.rename(path, str(path) + ".1")
+    start = len(px.ms.lines)
+    px.ms.signal(signal.SIGHUP)
+    px.ms.event("reload_refused", start=start)
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/two", [("X-Request-Id", "r-two")]))
+        assert c.response().status == 200
+    wait_until(lambda: any("r-two" in l for l in file_lines(path)), what="a line in the reopened file")
+    assert not any("r-two" in l for l in file_lines(str(path) + ".1"))
+
+
 def test_per_bind_setting_overrides_the_global_one(fleet):
     px = start_proxy(fleet, echo_ship("app", routes=["http:/.*", "quiet:/.*", "loud:/.*"]),
                      binds={"http": free_port(), "quiet": {"port": free_port(), "access_log": "off"},
