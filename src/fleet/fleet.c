@@ -2545,5 +2545,10 @@ void ms_fleet_twin_swap(ms_fleet *f, size_t i)
     assert(i < f->n && f->procs[i]->twin);
     ms_proc *p = f->procs[i], *tw = p->twin;
     tw->selected = p->selected;
+    /* the entry's CPU counter goes on from what the old process counted
+     * (the twin's own figures are those of an earlier roll, if any) */
+    tw->cpu_carried = p->cpu_carried + p->cpu_seen;
+    tw->cpu_seen = 0;
+    tw->cpu_pid = 0;
     f->procs[i] = tw;
 }

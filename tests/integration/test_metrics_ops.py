@@ -273,6 +273,48 @@ args = ["1000"]
     assert metric(m, "mothership_ship_memory_bytes", **lab) >= 48 << 20
 
 
+def test_a_ships_cpu_seconds_do_not_go_back_across_rolls(fleet, tmp_path):
+    """A surge roll swaps the entry's process for its twin at the second
+    address: the counter goes on from the old process's count, also when
+    the twin of an earlier roll comes back."""
+    from fleet_helpers import app, free_port_run
+    from http_helpers import short_tmpdir
+    mport = free_port()
+    burn = f"{PY} -c 'import time; [0 for _ in iter(lambda: time.process_time() < 0.6, False)]'"
+    # the first run burns 0.6 s of CPU in a child it waits for; the others do not
+    script = (f"[ -e {tmp_path}/burnt ] || {{ {burn}; : > {tmp_path}/burnt; }}; "
+              f"exec {PY} {app('bound.py')} \"$0\" {tmp_path}/web.pid")
+    ms = fleet(f"""
+[mothership]
+metrics_port = {mport}
+socket_dir = {toml_str(short_tmpdir())}
+[[fleet.web]]
+name = "web"
+command = "sh"
+args = ["-c", {toml_str(script)}, "{{port}}"]
+bind = "tcp://127.0.0.1:{{port}}"
+port = {free_port_run(2)}
+""", name="ship-manifest.toml")
+    ms.event("fleet_ready", timeout=30)
+    lab = dict(ship="web", group="web")
+
+    def cpu():
+        return metric(parse_metrics(http_get(mport, "/metrics")[1]), "mothership_ship_cpu_seconds_total", **lab)
+
+    seen = [cpu()]
+    assert seen[0] >= 0.5, seen
+    path = str(tmp_path / "ship-manifest.toml")
+    for _ in range(3):
+        start = len(ms.lines)
+        r = subprocess.run([BINARY, "restart", "web", "-c", path], capture_output=True, text=True, timeout=60,
+                           cwd=str(tmp_path))
+        assert r.returncode == 0, r
+        ms.event("roll", msg="starting a new process at", start=start, timeout=10)
+        seen.append(cpu())
+        assert seen[-1] >= seen[-2], seen
+    assert ms.stop() == 0
+
+
 # ------------------------------------------------------------------ promtool
 def test_the_metrics_page_is_promtool_clean_with_traffic_on_every_kind_of_series(fleet, tmp_path):
     """Ships (one with instances and a health check), a job, a WebSocket
