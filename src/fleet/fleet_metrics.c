@@ -128,7 +128,7 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
     }
     for (size_t i = 0; f && i < f->n; i++) {
         const ms_proc *pr = f->procs[i];
-        for (int s = 0; s <= MS_P_STOPPED; s++) {
+        for (int s = 0; s <= MS_P_SCHEDULED; s++) {
             ms_prom_label l[4];
             char inst[12];
             size_t nl = entry_labels(pr, l, inst);

@@ -116,6 +116,32 @@ schedule = "* * * * *"
     assert ms.stop() == 0
 
 
+def scrape(port):
+    from fleet_helpers import http_get, parse_metrics
+    code, body = http_get(port, "/metrics")
+    assert code == 200, body
+    return parse_metrics(body)
+
+
+def test_a_scheduled_job_between_runs_has_its_state_series(fleet):
+    from fleet_helpers import free_port, metric
+    mport = free_port()
+    ms = fleet(manifest_text(fleet.tmp, f"metrics_port = {mport}\n" + WORKER + """
+[[fleet.jobs]]
+name = "tick"
+command = "true"
+oneshot = true
+schedule = "* * * * *"
+"""), env=FAST, name="ship-manifest.toml")
+    ms.event("done", ship="tick", timeout=15)
+    m = wait_until(lambda: (m := scrape(mport)) and
+                   metric(m, "mothership_ship_state", ship="tick", group="jobs", state="scheduled") == 1 and m,
+                   "tick's state is scheduled")
+    states = [k for k in m if k[0] == "mothership_ship_state" and ("ship", "tick") in k[1] and m[k] == 1]
+    assert len(states) == 1, states
+    assert ms.stop() == 0
+
+
 def test_next_run_is_local_time(fleet):
     # Kathmandu is UTC+05:45: its hours start at :15 past a UTC hour
     ms = fleet(manifest_text(fleet.tmp, WORKER + """
