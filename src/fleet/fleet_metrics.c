@@ -13,7 +13,19 @@
 #include "metrics/procstat.h"
 
 static const char *ship_status_help =
-    "1 when the process is running and ready (a oneshot: when it finished with exit 0), else 0.";
+    "1 when the process is running and ready (a oneshot: when it finished with exit 0; a scheduled job: "
+    "when its last run did, or before its first), else 0.";
+
+/* mothership_ship_status of an entry. A scheduled job is up between runs
+ * (as for /ready) and during one, unless its last run failed: the gauge
+ * neither drops at each run nor hides a failing job. */
+static int entry_status(const ms_proc *pr)
+{
+    if (pr->ship->schedule && (pr->state == MS_P_SCHEDULED || pr->state == MS_P_STARTING ||
+                               pr->state == MS_P_READY))
+        return pr->last_exit_status <= 0 && pr->last_term_signal <= 0;
+    return __atomic_load_n(&pr->ready_flag, __ATOMIC_ACQUIRE) || pr->state == MS_P_DONE;
+}
 
 /* An entry's labels: ship (its name as written) and group, and instance
  * ("0", "1", ...) for a replicated ship's entries. inst holds the number's
@@ -93,8 +105,7 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
         ms_prom_label l[3];
         char inst[12];
         size_t nl = entry_labels(pr, l, inst);
-        int up = __atomic_load_n(&pr->ready_flag, __ATOMIC_ACQUIRE) || pr->state == MS_P_DONE;
-        ms_prom_gauge_i64(&p, "mothership_ship_status", ship_status_help, l, nl, up);
+        ms_prom_gauge_i64(&p, "mothership_ship_status", ship_status_help, l, nl, entry_status(pr));
     }
     for (size_t i = 0; f && i < f->n; i++) {
         const ms_proc *pr = f->procs[i];
@@ -103,7 +114,7 @@ void ms_fleet_render_metrics(void *arg, ms_buf *out)
         size_t nl = entry_labels(pr, l, inst);
         int h = __atomic_load_n(&pr->healthy, __ATOMIC_ACQUIRE);
         if (!pr->ship->health.enabled)
-            h = __atomic_load_n(&pr->ready_flag, __ATOMIC_ACQUIRE) || pr->state == MS_P_DONE;
+            h = entry_status(pr);
         ms_prom_gauge_i64(&p, "mothership_ship_healthy",
                           "1 when the last health checks passed (without a health check: when ready).", l, nl,
                           h == 1);

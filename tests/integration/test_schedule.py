@@ -142,6 +142,46 @@ schedule = "* * * * *"
     assert ms.stop() == 0
 
 
+def test_metrics_of_a_scheduled_job_follow_its_last_run(fleet):
+    """Between runs a scheduled job is up (as /ready has it) unless its last
+    run failed; status and healthy say so, and its state is "scheduled"."""
+    from fleet_helpers import free_port, metric
+    mport = free_port()
+    ms = fleet(manifest_text(fleet.tmp, f"metrics_port = {mport}\n" + WORKER + """
+[[fleet.jobs]]
+name = "tick"
+command = "true"
+oneshot = true
+schedule = "* * * * *"
+
+[[fleet.jobs]]
+name = "bad"
+command = "sh"
+args = ["-c", "exit 3"]
+oneshot = true
+schedule = "*/2 * * * *"
+"""), env=FAST, name="ship-manifest.toml")
+    ms.event("fleet_ready", timeout=15)
+    m = scrape(mport)
+    for job in ("tick", "bad"):  # before a first run: up
+        lab = {"ship": job, "group": "jobs"}
+        if metric(m, "mothership_ship_state", state="starting", **lab) != 1:  # a run may have begun
+            assert metric(m, "mothership_ship_state", state="scheduled", **lab) == 1, (job, m)
+        assert metric(m, "mothership_ship_status", **lab) == 1, (job, m)
+        assert metric(m, "mothership_ship_healthy", **lab) == 1, (job, m)
+    ms.event("done", ship="tick", timeout=10)
+    ms.event("failed", ship="bad", timeout=10)
+    m = wait_until(lambda: (m := scrape(mport)) and
+                   metric(m, "mothership_ship_state", ship="tick", group="jobs", state="scheduled") == 1 and m,
+                   "tick scheduled again")
+    assert metric(m, "mothership_ship_status", ship="tick", group="jobs") == 1, m
+    assert metric(m, "mothership_ship_healthy", ship="tick", group="jobs") == 1, m
+    # the failed job stays down until a run succeeds, also while it runs again
+    assert metric(m, "mothership_ship_status", ship="bad", group="jobs") == 0, m
+    assert metric(m, "mothership_ship_healthy", ship="bad", group="jobs") == 0, m
+    assert ms.stop() == 0
+
+
 def test_next_run_is_local_time(fleet):
     # Kathmandu is UTC+05:45: its hours start at :15 past a UTC hour
     ms = fleet(manifest_text(fleet.tmp, WORKER + """
