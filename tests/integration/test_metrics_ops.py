@@ -132,6 +132,24 @@ routes = [{{ bind = "http", pattern = "/.*", name = {name} }}]
     assert re.search(r"ship-manifest\.toml:\d+:\d+: ", r.err) and message in r.err, r
 
 
+def test_route_labels_with_quotes_backslashes_and_newlines_are_escaped(fleet):
+    """A route name with a quote and a backslash, and an unnamed route whose
+    pattern (its label) has a newline: each label is escaped as the text
+    format wants, and promtool reads the page."""
+    api = echo_ship("api", routes=[{"bind": "http", "pattern": "/q(/.*)?", "name": 'say "hi" \\ C:\\dir'},
+                                   {"bind": "http", "pattern": '/nl(\n|"|\\\\)?'}])
+    px = start_proxy(fleet, api, mothership={"access_log": "json"})  # its series on the page too
+    assert get(px.url("/q/x"))[0] == 200
+    assert get(px.url("/nl"))[0] == 200
+    text = px.metrics_text()
+    assert "# TYPE mothership_access_log_dropped_total counter\n" in text, text
+    assert ('mothership_requests_total{bind="http",route="say \\"hi\\" \\\\ C:\\\\dir",target="api",'
+            'proto="http1"} 1\n') in text, text
+    assert 'route="/nl(\\n|\\"|\\\\\\\\)?",target="api",proto="http1"} 1\n' in text, text
+    if os.path.exists(PROMTOOL):
+        assert promtool_findings(text) == [], text
+
+
 def test_chart_shows_a_routes_name(tmp_path):
     import json
     (tmp_path / "ship-manifest.toml").write_text("""
