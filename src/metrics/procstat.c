@@ -108,9 +108,44 @@ bool ms_procstat_read(int pid, ms_procstat *out)
     return n > 0 && ms_procstat_parse(buf, (size_t)n, out);
 }
 
+/* Appends the pids listed in a children file to tree[*n..max), reading it
+ * in chunks (a parent of many children lists more than one buffer holds);
+ * those that do not fit are left out. */
+static void add_children_file(const char *path, int *tree, size_t *n, size_t max)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char buf[4096];
+    uint64_t v = 0;
+    bool in_number = false;
+    while (*n < max) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        for (ssize_t i = 0; i < r && *n < max; i++) {
+            if (isdigit((unsigned char)buf[i])) {
+                v = in_number ? v * 10 + (uint64_t)(buf[i] - '0') : (uint64_t)(buf[i] - '0');
+                in_number = v <= INT32_MAX;
+                if (!in_number)
+                    goto done; /* not a pid: the file is not what it should be */
+            } else {
+                if (in_number && v > 0)
+                    tree[(*n)++] = (int)v;
+                in_number = false;
+            }
+        }
+    }
+    if (in_number && v > 0 && *n < max)
+        tree[(*n)++] = (int)v;
+done:
+    close(fd);
+}
+
 /* Appends the children of every thread of pid to tree[*n..max); those that
- * do not fit are left out. A children file cut at the buffer's end loses
- * its last, partial number. */
+ * do not fit are left out. */
 static void add_children(int pid, int *tree, size_t *n, size_t max)
 {
     char path[64];
@@ -124,20 +159,9 @@ static void add_children(int pid, int *tree, size_t *n, size_t max)
         long tid = strtol(de->d_name, &e, 10);
         if (*e || tid <= 0 || tid > INT32_MAX)
             continue;
-        char cpath[96], buf[4096];
+        char cpath[96];
         snprintf(cpath, sizeof cpath, "/proc/%d/task/%ld/children", pid, tid);
-        ssize_t len = read_small(cpath, buf, sizeof buf);
-        if (len <= 0)
-            continue;
-        for (char *q = buf; *n < max;) {
-            char *after;
-            long c = strtol(q, &after, 10);
-            if (after == q || (*after != ' ' && *after != '\n'))
-                break;
-            if (c > 0 && c <= INT32_MAX)
-                tree[(*n)++] = (int)c;
-            q = after + 1;
-        }
+        add_children_file(cpath, tree, n, max);
     }
     closedir(d);
 }

@@ -291,6 +291,52 @@ args = ["1000"]
     assert metric(m, "mothership_ship_memory_bytes", **lab) >= 48 << 20
 
 
+# A ship with more children than one read of its children file lists
+# (a thousand pids of four digits or more are over 4 KiB).
+FORKER = r'''
+import os, sys, time
+d, n = sys.argv[1], int(sys.argv[2])
+for _ in range(n):
+    if os.fork() == 0:
+        time.sleep(1000)
+        os._exit(0)
+with open(os.path.join(d, "forker.pid"), "w") as f:
+    f.write(str(os.getpid()))
+while True:
+    time.sleep(1)
+'''
+
+
+def test_a_ship_with_hundreds_of_children_counts_them_all(fleet, tmp_path):
+    script = tmp_path / "forker.py"
+    script.write_text(FORKER)
+    mport = free_port()
+    ms = fleet(f"""
+[mothership]
+metrics_port = {mport}
+[[fleet.workers]]
+name = "many"
+command = {toml_str(PY)}
+args = [{toml_str(str(script))}, {toml_str(str(tmp_path))}, "1000"]
+""")
+    ms.event("fleet_ready", timeout=15)
+    pid = int(wait_file(tmp_path / "forker.pid", timeout=60, predicate=str.strip))
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        kids = [int(x) for x in f.read().split()]
+    assert len(kids) == 1000 and len(" ".join(map(str, kids))) > 4096, len(kids)
+    page = os.sysconf("SC_PAGESIZE")
+
+    def rss(p):
+        with open(f"/proc/{p}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[21]) * page
+
+    by_hand = rss(pid) + sum(rss(k) for k in kids)
+    got = metric(parse_metrics(http_get(mport, "/metrics")[1]), "mothership_ship_memory_bytes", ship="many",
+                 group="workers")
+    assert 0.95 * by_hand <= got <= 1.05 * by_hand, (got, by_hand)
+    assert ms.stop() == 0
+
+
 def test_a_ships_cpu_seconds_do_not_go_back_across_rolls(fleet, tmp_path):
     """A surge roll swaps the entry's process for its twin at the second
     address: the counter goes on from the old process's count, also when
