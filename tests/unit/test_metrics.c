@@ -932,6 +932,19 @@ static void test_procstat_parse(void **state)
     assert_int_equal(st.starttime, 123456);
     assert_int_equal(st.vsize, 10485760);
     assert_int_equal(st.rss_pages, 2560);
+    /* a name that looks like the fields that follow it, or holds a newline */
+    static const char *const hostile[] = {
+        "4243 (a) R 1 (b) S 1 4243 4243 0 -1 0 0 0 0 0 250 50 7 3 20 0 1 0 9 10 2560\n",
+        "4243 (x\n) S 9 () S 1 4243 4243 0 -1 0 0 0 0 0 250 50 7 3 20 0 1 0 9 10 2560\n",
+        "4243 ()) S 1 4243 4243 0 -1 0 0 0 0 0 250 50 7 3 20 0 1 0 9 10 2560",
+    };
+    for (size_t i = 0; i < sizeof hostile / sizeof *hostile; i++) {
+        assert_true(ms_procstat_parse(hostile[i], strlen(hostile[i]), &st));
+        assert_int_equal(st.pid, 4243);
+        assert_int_equal(st.ppid, 1);
+        assert_int_equal(st.utime, 250);
+        assert_int_equal(st.rss_pages, 2560);
+    }
     /* negative child times (never seen, but the kernel prints a long) read as 0 */
     const char *neg = "7 (x) R 1 7 7 0 -1 0 0 0 0 0 1 2 -3 -4 20 0 1 0 9 10 11";
     assert_true(ms_procstat_parse(neg, strlen(neg), &st));
