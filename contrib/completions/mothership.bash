@@ -11,6 +11,22 @@ _mothership_names()
     "${COMP_WORDS[0]}" "${args[@]}" </dev/null 2>/dev/null
 }
 
+# COMPREPLY from the words on stdin (one a line) that start with $2, each
+# quoted for the command line, after the prefix $1 (as typed). Not compgen -W: it
+# would split a word at its blanks, glob it, and expand $(...) in it, and a
+# manifest's tags are any strings.
+_mothership_reply()
+{
+    local w q plain='^[A-Za-z0-9_@,.:/=+-][A-Za-z0-9_@#,.:/=+-]*$'
+    COMPREPLY=()
+    while IFS= read -r w; do
+        [[ -n $w && $w == "$2"* ]] || continue
+        q=$w
+        [[ $q =~ $plain ]] || printf -v q '%q' "$q"
+        COMPREPLY+=("$1$q")
+    done
+}
+
 _mothership()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
@@ -47,10 +63,9 @@ _mothership()
             return ;;
         --only | --except)
             # a comma-separated list: complete its last element
-            local done_part="" tags
+            local done_part=""
             [[ $cur == *,* ]] && done_part=${cur%,*},
-            tags=$(_mothership_names "$manifest" | sed -n 's/^@//p')
-            COMPREPLY=($(compgen -P "$done_part" -W "$tags" -- "${cur##*,}"))
+            _mothership_reply "$done_part" "${cur##*,}" < <(_mothership_names "$manifest" | sed -n 's/^@//p')
             compopt -o nospace 2>/dev/null
             return ;;
     esac
@@ -77,12 +92,12 @@ _mothership()
         "")
             COMPREPLY=($(compgen -W "$commands" -- "$cur")) ;;
         restart | stop | start)
-            COMPREPLY=($(compgen -W "$(_mothership_names "$manifest")" -- "$cur")) ;;
+            _mothership_reply "" "$cur" < <(_mothership_names "$manifest") ;;
         logs)
-            ((nargs == 0)) && COMPREPLY=($(compgen -W "$(_mothership_names "$manifest" | grep -v '^@')" -- "$cur")) ;;
+            ((nargs == 0)) && _mothership_reply "" "$cur" < <(_mothership_names "$manifest" | grep -v '^@') ;;
         signal)
             if ((nargs == 0)); then
-                COMPREPLY=($(compgen -W "$(_mothership_names "$manifest" | grep -v '^@')" -- "$cur"))
+                _mothership_reply "" "$cur" < <(_mothership_names "$manifest" | grep -v '^@')
             elif ((nargs == 1)); then
                 COMPREPLY=($(compgen -W "HUP INT QUIT TERM KILL USR1 USR2 WINCH CONT STOP TSTP" -- "$cur"))
             fi ;;

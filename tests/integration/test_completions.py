@@ -138,6 +138,20 @@ def test_bash_completes_entry_names_and_tags(tmp_path):
     assert bash_complete(["mothership", "run", "--log-format", ""], tmp_path) == ["text", "json"]
 
 
+def test_bash_completion_takes_tags_as_data(tmp_path):
+    """A tag is any string: the completion offers it quoted, never splits it
+    at its blanks, globs it against the cwd or runs a $(...) in it."""
+    (tmp_path / "ship-manifest.toml").write_text(
+        '[mothership]\n[[fleet.web]]\nname = "web"\ncommand = "true"\n'
+        'tags = ["$(touch ran)", "a b", "*"]\n')
+    (tmp_path / "some-file").write_text("")
+    assert bash_complete(["mothership", "stop", ""], tmp_path) == \
+        ["web", r"@\$\(touch\ ran\)", r"@a\ b", r"@\*"]
+    assert bash_complete(["mothership", "run", "--only", "web,"], tmp_path) == \
+        [r"web,\$\(touch\ ran\)", r"web,a\ b", r"web,\*"]
+    assert not (tmp_path / "ran").exists()
+
+
 def test_bash_completion_without_a_manifest_offers_no_names(tmp_path):
     assert bash_complete(["mothership", "restart", ""], tmp_path) == []
     # "-c -" reads the manifest from stdin: the completion must not wait on it
