@@ -96,6 +96,18 @@ def test_install_layout(staged):
         assert os.path.isfile(os.path.join(staged, "share/doc/mothership", doc)), doc
 
 
+def test_installed_unit_starts_the_installed_binary(staged):
+    """The unit installed under PREFIX runs PREFIX/bin/mothership, not the
+    Debian package's /usr/bin/mothership."""
+    with open(os.path.join(staged, "lib/systemd/system/mothership.service")) as f:
+        unit = f.read()
+    execs = [ln for ln in unit.splitlines() if ln.startswith(("ExecStart=", "ExecReload="))]
+    assert len(execs) == 2, unit
+    for ln in execs:
+        assert ln.split("=", 1)[1].startswith(f"{PREFIX}/bin/mothership "), ln
+    assert "/usr/bin/mothership" not in unit
+
+
 def test_install_man_pages_and_completions(staged):
     """Installed by their own meson rules; checked once the tree has them."""
     if not os.path.exists(os.path.join(ROOT, "scripts/md2man.py")):
