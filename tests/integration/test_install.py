@@ -94,6 +94,8 @@ def test_install_layout(staged):
         assert "ExecStart=" in f.read()
     for doc in ("README.md", "docs/cli.md", "docs/manifest.md", "docs/libdock.md"):
         assert os.path.isfile(os.path.join(staged, "share/doc/mothership", doc)), doc
+    # the docs, not the build rules that sit beside them
+    assert not glob.glob(os.path.join(staged, "share/doc/mothership/**/meson.build"), recursive=True)
 
 
 def test_installed_unit_starts_the_installed_binary(staged):
