@@ -8,7 +8,7 @@ SCAN_BUILD ?= build-scan
 MANIFEST ?= examples/ship-manifest.toml
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench bench-tls bench-deploy bench-bays install deb clean
+.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench bench-tls bench-deploy bench-bays install uninstall deb clean
 
 all: build
 
@@ -85,6 +85,11 @@ bench-bays: build
 install: build
 	meson configure $(BUILD) -Dprefix=$(abspath $(PREFIX))
 	meson install -C $(BUILD) $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
+
+# Removes what the last `make install` of $(BUILD) put in place (meson's
+# install log), with the same PREFIX and DESTDIR.
+uninstall:
+	ninja -C $(BUILD) uninstall
 
 # The Debian packages (scripts/build-deb.sh), built from a copy of the tree:
 # build-deb/mothership_*.deb, libdock1_*.deb, libdock-dev_*.deb.

@@ -155,3 +155,11 @@ def test_c_program_builds_against_installed_libdock(staged, tmp_path):
                        timeout=10)
     assert p.returncode == 0, p.stderr
     assert p.stdout == f"{sock} listening|output buffer full\n", p.stdout
+
+
+def test_uninstall_removes_what_install_put(staged):
+    """Last in this file: make uninstall empties the staged tree."""
+    p = subprocess.run(["make", "--no-print-directory", "uninstall", f"BUILD={BUILD}"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not os.path.exists(staged) or _tree(staged) == [], _tree(staged)
