@@ -129,3 +129,12 @@ def test_deb_lintian_clean(debs):
     if not HAS_MAN:
         tags = [t for t in tags if not re.fullmatch(r"W: mothership: no-manual-page \[usr/bin/mothership\]", t)]
     assert tags == [], p.stdout + p.stderr
+
+
+def test_deb_libdock1_has_no_info_tags(debs):
+    """The shared library's package is clean down to lintian's info tags:
+    its symbols file names the -dev package that builds against it."""
+    p = subprocess.run(["lintian", "--allow-root", "-I", debs["libdock1"]],
+                       capture_output=True, text=True, timeout=600)
+    tags = [ln for ln in p.stdout.splitlines() if re.match(r"[EWI]: ", ln)]
+    assert tags == [], p.stdout + p.stderr
