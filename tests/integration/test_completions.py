@@ -244,6 +244,23 @@ def test_zsh_completes_commands_options_and_names(tmp_path):
     assert "--check" in reload and "--json" in reload, reload
 
 
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_completion_takes_tags_as_data(tmp_path):
+    """--only/--except offer the tags as plain strings: "[...]" in one is no
+    description and ":m:{...}" no action to run."""
+    (tmp_path / "ship-manifest.toml").write_text(
+        '[mothership]\n[[fleet.web]]\nname = "web"\ncommand = "true"\n'
+        'tags = ["zz:m:{touch ran}", "xx[d]"]\n')
+    listed, done, _ = zsh_complete(
+        tmp_path,
+        ("mothership run --only ", "*zz*"),
+        ("mothership run --only xx\\[d\\],z", "*touch??ran*"),
+        ("mothership run --only zz=", "*zz=*"))
+    assert "xx\\[d\\]" in listed, listed
+    assert "--only xx\\[d\\],zz:m:\\{touch\\ ran" in done, done
+    assert not (tmp_path / "ran").exists()
+
+
 @pytest.mark.skipif(shutil.which("meson") is None, reason="meson is not installed")
 def test_meson_install_puts_completions_where_shells_look(tmp_path):
     p = subprocess.run(["meson", "install", "-C", BUILD, "--no-rebuild", "--destdir", str(tmp_path)],
