@@ -6,7 +6,10 @@
 _mothership_names()
 {
     local -a args=(clearance --names)
-    [[ -n $1 ]] && args+=(-c "$1")
+    local m=$1
+    # the word as typed: its ~/ is not expanded yet
+    [[ $m == "~/"* ]] && m=$HOME/${m#"~/"}
+    [[ -n $m ]] && args+=(-c "$m")
     # stdin is the terminal: never let a manifest read from it ("-c -")
     "${COMP_WORDS[0]}" "${args[@]}" </dev/null 2>/dev/null
 }

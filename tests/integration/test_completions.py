@@ -152,6 +152,15 @@ def test_bash_completion_takes_tags_as_data(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+def test_bash_completion_reads_a_manifest_under_home(tmp_path, monkeypatch):
+    """-c ~/x.toml as typed: the word still has its ~, the shell has not
+    expanded it yet."""
+    (tmp_path / "fleet.toml").write_text(FLEET)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert bash_complete(["mothership", "-c", "~/fleet.toml", "start", "ma"], tmp_path / "..") == \
+        ["mailer"]
+
+
 def test_bash_completion_without_a_manifest_offers_no_names(tmp_path):
     assert bash_complete(["mothership", "restart", ""], tmp_path) == []
     # "-c -" reads the manifest from stdin: the completion must not wait on it
