@@ -21,6 +21,17 @@ from fleet_helpers import http_get, wait_file
 from http_helpers import echo_ship, short_tmpdir, start_proxy
 
 
+# A fleet of one long-running ship, for the tests about Mothership's own
+# messages.
+IDLE = """
+        [[fleet.workers]]
+        name = "idle"
+        command = "sleep"
+        args = ["60"]
+        ready_after = "50ms"
+"""
+
+
 class Notify:
     """The service manager's end: a datagram socket and what came on it."""
 
@@ -142,13 +153,7 @@ def test_watchdog_at_half_the_interval_and_ships_see_no_notify_variables(fleet, 
         command = "sh"
         args = ["-c", "env > {dump}.tmp && mv {dump}.tmp {dump}"]
         oneshot = true
-
-        [[fleet.workers]]
-        name = "idle"
-        command = "sleep"
-        args = ["60"]
-        ready_after = "50ms"
-    """, env={"NOTIFY_SOCKET": n.env, "WATCHDOG_USEC": "200000"})
+    """ + IDLE, env={"NOTIFY_SOCKET": n.env, "WATCHDOG_USEC": "200000"})
     n.wait("READY")
     # a WATCHDOG=1 every 100 ms: wait for five of them
     seen = sum("WATCHDOG" in m for m in n.got)
@@ -167,13 +172,7 @@ def test_watchdog_at_half_the_interval_and_ships_see_no_notify_variables(fleet, 
 
 def test_watchdog_meant_for_another_process_is_left_alone(fleet, notify):
     n = notify()
-    ms = fleet("""
-        [[fleet.workers]]
-        name = "idle"
-        command = "sleep"
-        args = ["60"]
-        ready_after = "50ms"
-    """, env={"NOTIFY_SOCKET": n.env, "WATCHDOG_USEC": "100000", "WATCHDOG_PID": "1"})
+    ms = fleet(IDLE, env={"NOTIFY_SOCKET": n.env, "WATCHDOG_USEC": "100000", "WATCHDOG_PID": "1"})
     n.wait("READY")
     assert ms.stop() == 0, ms.output()
     n.wait("STOPPING")
@@ -182,13 +181,7 @@ def test_watchdog_meant_for_another_process_is_left_alone(fleet, notify):
 
 
 def test_malformed_notify_socket_is_a_warning_and_the_fleet_runs(fleet):
-    ms = fleet("""
-        [[fleet.workers]]
-        name = "idle"
-        command = "sleep"
-        args = ["60"]
-        ready_after = "50ms"
-    """, env={"NOTIFY_SOCKET": "relative/notify"})
+    ms = fleet(IDLE, env={"NOTIFY_SOCKET": "relative/notify"})
     e = ms.event("notify_failed")
     assert e["level"] == "warn" and "relative/notify" in e["msg"], e
     ms.event("fleet_ready")
@@ -196,13 +189,7 @@ def test_malformed_notify_socket_is_a_warning_and_the_fleet_runs(fleet):
 
 
 def test_a_notify_socket_nobody_listens_on_is_one_warning(fleet, tmp_path):
-    ms = fleet("""
-        [[fleet.workers]]
-        name = "idle"
-        command = "sleep"
-        args = ["60"]
-        ready_after = "50ms"
-    """, env={"NOTIFY_SOCKET": str(tmp_path / "nobody")})
+    ms = fleet(IDLE, env={"NOTIFY_SOCKET": str(tmp_path / "nobody")})
     ms.event("fleet_ready")
     ms.signal(signal.SIGHUP)       # RELOADING=1, READY=1: more failed sends
     ms.event("reloaded")
