@@ -140,6 +140,32 @@ def wait_file(path, timeout=5.0, predicate=None):
         time.sleep(0.02)
 
 
+
+def wait_until(pred, what, timeout=15.0):
+    """Poll pred() until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+# ------------------------------------------------------------------ control
+def ctl(path, *args, timeout=15):
+    """`mothership ARGS -c path`, run from the manifest's folder."""
+    return subprocess.run([BINARY, *args, "-c", path], capture_output=True, text=True, timeout=timeout,
+                          cwd=os.path.dirname(path))
+
+
+def ctl_status(path):
+    """`status --json` of the fleet of manifest path: {name: entry}."""
+    r = ctl(path, "status", "--json")
+    assert r.returncode == 0, r
+    return {e["name"]: e for e in json.loads(r.stdout)["entries"]}
+
+
 # ------------------------------------------------------------------ HTTP
 def http_get(port, path, timeout=2.0):
     """(status, body) of GET http://127.0.0.1:port/path; HTTP errors included."""

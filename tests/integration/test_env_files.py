@@ -5,13 +5,12 @@ status, chart, clearance, the control API)."""
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 
 import pytest
 
-from conftest import BINARY, run_ms
-from fleet_helpers import PY, app, toml_str, wait_file
+from conftest import run_ms
+from fleet_helpers import PY, app, ctl, toml_str, wait_file
 
 DOTENV = r"""# comment line
 export PLAIN=plain value   # a comment after a blank
@@ -33,11 +32,6 @@ def sockdir():
     d = tempfile.mkdtemp(prefix="msenv-")
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-def ctl(path, *args):
-    return subprocess.run([BINARY, *args, "-c", path], capture_output=True, text=True, timeout=15,
-                          cwd=os.path.dirname(path))
 
 
 def test_env_file_format_and_precedence(fleet, tmp_path):

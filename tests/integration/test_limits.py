@@ -28,17 +28,7 @@ import pytest
 import fleet_helpers
 from conftest import BINARY, run_ms
 from fleet_helpers import PY
-
-
-def ctl(path, *args):
-    return subprocess.run([BINARY, *args, "-c", path], capture_output=True, text=True, timeout=15,
-                          cwd=os.path.dirname(path))
-
-
-def status(path):
-    r = ctl(path, "status", "--json")
-    assert r.returncode == 0, r
-    return {e["name"]: e for e in json.loads(r.stdout)["entries"]}
+from fleet_helpers import ctl, ctl_status as status
 
 
 def ppid(pid):

@@ -5,38 +5,15 @@ failed run stops nothing, `status` shows the next run in local time (TZ
 honoured), a reload changes the schedule of a waiting job, and the
 manifest errors. Minutes pass in seconds: MS_TEST_TIME_SCALE=60 makes the
 schedule's clock run 60 times faster (a test-only knob)."""
-import json
-import os
 import re
-import subprocess
 import time
 
 import pytest
 
-from conftest import BINARY, run_ms
+from conftest import run_ms
+from fleet_helpers import ctl, ctl_status as status, wait_until
 
 FAST = {"MS_TEST_TIME_SCALE": "60"}
-
-
-def ctl(path, *args):
-    return subprocess.run([BINARY, *args, "-c", path], capture_output=True, text=True, timeout=15,
-                          cwd=os.path.dirname(path))
-
-
-def status(path):
-    r = ctl(path, "status", "--json")
-    assert r.returncode == 0, r
-    return {e["name"]: e for e in json.loads(r.stdout)["entries"]}
-
-
-def wait_until(pred, what, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def manifest_text(tmp, body):
