@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import run_ms
-from fleet_helpers import ctl, ctl_status as status, wait_until
+from fleet_helpers import (ctl, ctl_status as status, free_port, http_get, metric, parse_metrics,
+                           wait_until)
 
 FAST = {"MS_TEST_TIME_SCALE": "60"}
 
@@ -28,6 +29,25 @@ args = ["-c", "while true; do sleep 0.2; done"]
 ready_after = "100ms"
 """
 
+# A job that runs at once and exits 0, every scaled minute.
+TICK = """
+[[fleet.jobs]]
+name = "tick"
+command = "true"
+oneshot = true
+schedule = "* * * * *"
+"""
+
+# A job whose every run fails, every other scaled minute.
+BAD = """
+[[fleet.jobs]]
+name = "bad"
+command = "sh"
+args = ["-c", "exit 3"]
+oneshot = true
+schedule = "*/2 * * * *"
+"""
+
 
 def test_runs_at_each_match_after_the_fleet_is_ready(fleet):
     log = fleet.tmp / "runs.log"
@@ -38,14 +58,7 @@ command = "sh"
 args = ["-c", "echo run >> {log}"]
 oneshot = true
 schedule = "* * * * *"
-
-[[fleet.jobs]]
-name = "bad"
-command = "sh"
-args = ["-c", "exit 3"]
-oneshot = true
-schedule = "*/2 * * * *"
-"""), env=FAST, name="ship-manifest.toml")
+""" + BAD), env=FAST, name="ship-manifest.toml")
     ready = ms.event("fleet_ready", timeout=15)
     sched = ms.event("scheduled", ship="tick")
     assert sched["_i"] < ready["_i"]
@@ -93,23 +106,22 @@ schedule = "* * * * *"
     assert ms.stop() == 0
 
 
+def start_with_metrics(fleet, jobs):
+    """WORKER and jobs, with a metrics port: (ms, the port)."""
+    mport = free_port()
+    ms = fleet(manifest_text(fleet.tmp, f"metrics_port = {mport}\n" + WORKER + jobs), env=FAST,
+               name="ship-manifest.toml")
+    return ms, mport
+
+
 def scrape(port):
-    from fleet_helpers import http_get, parse_metrics
     code, body = http_get(port, "/metrics")
     assert code == 200, body
     return parse_metrics(body)
 
 
 def test_a_scheduled_job_between_runs_has_its_state_series(fleet):
-    from fleet_helpers import free_port, metric
-    mport = free_port()
-    ms = fleet(manifest_text(fleet.tmp, f"metrics_port = {mport}\n" + WORKER + """
-[[fleet.jobs]]
-name = "tick"
-command = "true"
-oneshot = true
-schedule = "* * * * *"
-"""), env=FAST, name="ship-manifest.toml")
+    ms, mport = start_with_metrics(fleet, TICK)
     ms.event("done", ship="tick", timeout=15)
     m = wait_until(lambda: (m := scrape(mport)) and
                    metric(m, "mothership_ship_state", ship="tick", group="jobs", state="scheduled") == 1 and m,
@@ -122,22 +134,7 @@ schedule = "* * * * *"
 def test_metrics_of_a_scheduled_job_follow_its_last_run(fleet):
     """Between runs a scheduled job is up (as /ready has it) unless its last
     run failed; status and healthy say so, and its state is "scheduled"."""
-    from fleet_helpers import free_port, metric
-    mport = free_port()
-    ms = fleet(manifest_text(fleet.tmp, f"metrics_port = {mport}\n" + WORKER + """
-[[fleet.jobs]]
-name = "tick"
-command = "true"
-oneshot = true
-schedule = "* * * * *"
-
-[[fleet.jobs]]
-name = "bad"
-command = "sh"
-args = ["-c", "exit 3"]
-oneshot = true
-schedule = "*/2 * * * *"
-"""), env=FAST, name="ship-manifest.toml")
+    ms, mport = start_with_metrics(fleet, TICK + BAD)
     ms.event("fleet_ready", timeout=15)
     m = scrape(mport)
     for job in ("tick", "bad"):  # before a first run: up
