@@ -40,6 +40,19 @@ def get(url):
         return e.code, e.read()
 
 
+def scrape(mport):
+    """The metrics page on mport, parsed."""
+    return parse_metrics(http_get(mport, "/metrics")[1])
+
+
+def start_metered(fleet, ships, timeout=15, **kw):
+    """A fleet of ships with a metrics port, once it is ready: (ms, the port)."""
+    mport = free_port()
+    ms = fleet(f"[mothership]\nmetrics_port = {mport}\n" + ships, **kw)
+    ms.event("fleet_ready", timeout=timeout)
+    return ms, mport
+
+
 def poll(fn, what, timeout=10.0):
     deadline = time.monotonic() + timeout
     while True:
@@ -105,7 +118,7 @@ routes = [{{ bind = "http", pattern = "/.*", name = "{name}" }}]
     ms.signal(__import__("signal").SIGHUP)
     ms.event("reloaded", start=start, timeout=15)
     assert get(f"http://127.0.0.1:{port}/b")[0] == 200
-    m = parse_metrics(http_get(mport, "/metrics")[1])
+    m = scrape(mport)
     assert metric(m, "mothership_requests_total", bind="http", route="first", target="app", proto="http1") == 1
     assert metric(m, "mothership_requests_total", bind="http", route="second", target="app", proto="http1") == 1
 
@@ -251,10 +264,7 @@ sys.exit(1)
 def test_each_ships_cpu_seconds_and_memory_count_its_processes(fleet, tmp_path):
     script = tmp_path / "usage_ship.py"
     script.write_text(USAGE_SHIP)
-    mport = free_port()
-    ms = fleet(f"""
-[mothership]
-metrics_port = {mport}
+    ms, mport = start_metered(fleet, f"""
 [[fleet.workers]]
 name = "burner"
 command = {toml_str(PY)}
@@ -266,14 +276,9 @@ name = "idle"
 command = "sleep"
 args = ["1000"]
 """)
-    ms.event("fleet_ready", timeout=15)
     lab = dict(ship="burner", group="workers")
-
-    def scrape():
-        return parse_metrics(http_get(mport, "/metrics")[1])
-
     m = poll(lambda: (lambda m: m if (metric(m, "mothership_ship_cpu_seconds_total", **lab) or 0) >= 0.6 else None)
-             (scrape()), "the child's CPU time counts for its ship")
+             (scrape(mport)), "the child's CPU time counts for its ship")
     # the ship's own memory (48 MiB held) and its child's
     assert metric(m, "mothership_ship_memory_bytes", **lab) >= 48 << 20, m
     idle = metric(m, "mothership_ship_memory_bytes", ship="idle", group="workers")
@@ -281,11 +286,11 @@ args = ["1000"]
     assert metric(m, "mothership_ship_cpu_seconds_total", ship="idle", group="workers") < 0.5
     # a new run starts from where the last left off: the counter never goes back
     wait_file(tmp_path / "burnt")
-    first = metric(scrape(), "mothership_ship_cpu_seconds_total", **lab)
+    first = metric(scrape(mport), "mothership_ship_cpu_seconds_total", **lab)
     (tmp_path / "exit").touch()
     ms.event("started", ship="burner", start=ms.event("exited", ship="burner")["_i"], timeout=15)
     wait_file(tmp_path / "run-2", timeout=10)
-    m = scrape()
+    m = scrape(mport)
     assert metric(m, "mothership_ship_restarts_total", **lab) == 1, ms.output()
     assert metric(m, "mothership_ship_cpu_seconds_total", **lab) >= first, (first, m)
     assert metric(m, "mothership_ship_memory_bytes", **lab) >= 48 << 20
@@ -310,16 +315,12 @@ while True:
 def test_a_ship_with_hundreds_of_children_counts_them_all(fleet, tmp_path):
     script = tmp_path / "forker.py"
     script.write_text(FORKER)
-    mport = free_port()
-    ms = fleet(f"""
-[mothership]
-metrics_port = {mport}
+    ms, mport = start_metered(fleet, f"""
 [[fleet.workers]]
 name = "many"
 command = {toml_str(PY)}
 args = [{toml_str(str(script))}, {toml_str(str(tmp_path))}, "1000"]
 """)
-    ms.event("fleet_ready", timeout=15)
     pid = int(wait_file(tmp_path / "forker.pid", timeout=60, predicate=str.strip))
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         kids = [int(x) for x in f.read().split()]
@@ -331,8 +332,7 @@ args = [{toml_str(str(script))}, {toml_str(str(tmp_path))}, "1000"]
             return int(f.read().rsplit(")", 1)[1].split()[21]) * page
 
     by_hand = rss(pid) + sum(rss(k) for k in kids)
-    got = metric(parse_metrics(http_get(mport, "/metrics")[1]), "mothership_ship_memory_bytes", ship="many",
-                 group="workers")
+    got = metric(scrape(mport), "mothership_ship_memory_bytes", ship="many", group="workers")
     assert 0.95 * by_hand <= got <= 1.05 * by_hand, (got, by_hand)
     assert ms.stop() == 0
 
@@ -343,27 +343,22 @@ def test_a_ships_cpu_seconds_do_not_go_back_across_rolls(fleet, tmp_path):
     the twin of an earlier roll comes back."""
     from fleet_helpers import app, free_port_run
     from http_helpers import short_tmpdir
-    mport = free_port()
     burn = f"{PY} -c 'import time; [0 for _ in iter(lambda: time.process_time() < 0.6, False)]'"
     # the first run burns 0.6 s of CPU in a child it waits for; the others do not
     script = (f"[ -e {tmp_path}/burnt ] || {{ {burn}; : > {tmp_path}/burnt; }}; "
               f"exec {PY} {app('bound.py')} \"$0\" {tmp_path}/web.pid")
-    ms = fleet(f"""
-[mothership]
-metrics_port = {mport}
-socket_dir = {toml_str(short_tmpdir())}
+    ms, mport = start_metered(fleet, f"""socket_dir = {toml_str(short_tmpdir())}
 [[fleet.web]]
 name = "web"
 command = "sh"
 args = ["-c", {toml_str(script)}, "{{port}}"]
 bind = "tcp://127.0.0.1:{{port}}"
 port = {free_port_run(2)}
-""", name="ship-manifest.toml")
-    ms.event("fleet_ready", timeout=30)
+""", timeout=30, name="ship-manifest.toml")
     lab = dict(ship="web", group="web")
 
     def cpu():
-        return metric(parse_metrics(http_get(mport, "/metrics")[1]), "mothership_ship_cpu_seconds_total", **lab)
+        return metric(scrape(mport), "mothership_ship_cpu_seconds_total", **lab)
 
     seen = [cpu()]
     assert seen[0] >= 0.5, seen
