@@ -140,18 +140,6 @@ def wait_file(path, timeout=5.0, predicate=None):
         time.sleep(0.02)
 
 
-
-def wait_until(pred, what, timeout=15.0):
-    """Poll pred() until it returns something true, and return that."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 # ------------------------------------------------------------------ control
 def ctl(path, *args, timeout=15):
     """`mothership ARGS -c path`, run from the manifest's folder."""

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from conftest import run_ms
-from fleet_helpers import (ctl, ctl_status as status, free_port, http_get, metric, parse_metrics,
-                           wait_until)
+from fleet_helpers import ctl, ctl_status as status, free_port, http_get, metric, parse_metrics
+from http_helpers import wait_until
 
 FAST = {"MS_TEST_TIME_SCALE": "60"}
 
@@ -100,7 +100,7 @@ schedule = "* * * * *"
     ms.event("done", ship="slow", timeout=10)
     ms.event("schedule_skipped", ship="slow", timeout=10, start=skip["_i"] + 1)
     st = wait_until(lambda: (s := status(str(fleet.tmp / "ship-manifest.toml"))) and
-                    s["slow"]["runs_skipped"] >= 2 and s, "runs_skipped >= 2")
+                    s["slow"]["runs_skipped"] >= 2 and s, timeout=15, what="runs_skipped >= 2")
     assert st["slow"]["runs_skipped"] >= 2
     assert "OVERLAP" not in log.read_text()
     assert ms.stop() == 0
@@ -125,7 +125,7 @@ def test_a_scheduled_job_between_runs_has_its_state_series(fleet):
     ms.event("done", ship="tick", timeout=15)
     m = wait_until(lambda: (m := scrape(mport)) and
                    metric(m, "mothership_ship_state", ship="tick", group="jobs", state="scheduled") == 1 and m,
-                   "tick's state is scheduled")
+                   timeout=15, what="tick's state is scheduled")
     states = [k for k in m if k[0] == "mothership_ship_state" and ("ship", "tick") in k[1] and m[k] == 1]
     assert len(states) == 1, states
     assert ms.stop() == 0
@@ -147,7 +147,7 @@ def test_metrics_of_a_scheduled_job_follow_its_last_run(fleet):
     ms.event("failed", ship="bad", timeout=10)
     m = wait_until(lambda: (m := scrape(mport)) and
                    metric(m, "mothership_ship_state", ship="tick", group="jobs", state="scheduled") == 1 and m,
-                   "tick scheduled again")
+                   timeout=15, what="tick scheduled again")
     assert metric(m, "mothership_ship_status", ship="tick", group="jobs") == 1, m
     assert metric(m, "mothership_ship_healthy", ship="tick", group="jobs") == 1, m
     # the failed job stays down until a run succeeds, also while it runs again
@@ -200,10 +200,10 @@ schedule = "{sched}"
     assert not re.fullmatch(r"\d{4}-01-01T00:00:00.*", nxt), nxt
     # stop keeps it from running; start runs it at once
     assert ctl(str(path), "stop", "job").returncode == 0
-    wait_until(lambda: status(str(path))["job"]["state"] == "stopped", "job stopped")
+    wait_until(lambda: status(str(path))["job"]["state"] == "stopped", timeout=15, what="job stopped")
     n = len(ms.events("done", ship="job"))
     assert ctl(str(path), "start", "job").returncode == 0
-    wait_until(lambda: len(ms.events("done", ship="job")) > n, "a run after start")
+    wait_until(lambda: len(ms.events("done", ship="job")) > n, timeout=15, what="a run after start")
     assert ms.stop() == 0
 
 
