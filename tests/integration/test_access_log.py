@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
@@ -106,14 +105,9 @@ def test_a_proxied_request_over_http11(px):
 def wire_bytes(port, target, rid, *extra):
     """The bytes of one answer as they reach the client (Connection: close:
     all of them, up to the close)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(raw_request("GET", target, [("X-Request-Id", rid), ("Connection", "close"), *extra]))
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                return data
-            data += d
+    with Raw(port) as c:
+        c.send(raw_request("GET", target, [("X-Request-Id", rid), ("Connection", "close"), *extra]))
+        return c.read_all(timeout=5)
 
 
 @pytest.mark.parametrize("query", ["chunked=1", "eof=1"])
@@ -257,6 +251,20 @@ def file_lines(path):
         return []
 
 
+def wait_file_line(path, rid, what):
+    """Wait for a line with request id rid in the log file at path."""
+    wait_until(lambda: any(rid in l for l in file_lines(path)), what=what)
+
+
+def get_ok(port, target, rid):
+    """GET target with X-Request-Id rid: the response, a 200."""
+    with Raw(port) as c:
+        c.send(raw_request("GET", target, [("X-Request-Id", rid)]))
+        r = c.response()
+    assert r.status == 200, r
+    return r
+
+
 def test_text_to_a_file_reopened_on_sighup(fleet, tmp_path):
     path = tmp_path / "access.log"
     px = start_proxy(fleet, echo_ship("app", routes=["http:/.*"]),
@@ -264,7 +272,7 @@ def test_text_to_a_file_reopened_on_sighup(fleet, tmp_path):
     with Raw(px.port) as c:
         c.send(raw_request("GET", "/one?a=b", [("X-Request-Id", "t-one")]))
         r = c.response()
-    wait_until(lambda: any("t-one" in l for l in file_lines(path)), what="the first line in the file")
+    wait_file_line(path, "t-one", "the first line in the file")
     line = [l for l in file_lines(path) if "t-one" in l][0]
     m = TEXT.match(line)
     assert m, line
@@ -272,10 +280,8 @@ def test_text_to_a_file_reopened_on_sighup(fleet, tmp_path):
     assert (bind, client, method, p, proto, status, target, rid) == \
         ("http", "127.0.0.1", "GET", "/one?a=b", "HTTP/1.1", "200", "app", "t-one"), line
     assert int(nbytes) == len(r.raw_head) + 4 + len(r.body) and float(up) <= float(dur)
-    with Raw(px.port) as c:
-        c.send(raw_request("GET", "/two", [("X-Request-Id", "t-two")]))
-        assert c.response().status == 200
-    wait_until(lambda: any("t-two" in l for l in file_lines(path)), what="the second line")
+    get_ok(px.port, "/two", "t-two")
+    wait_file_line(path, "t-two", "the second line")
     m = TEXT.match([l for l in file_lines(path) if "t-two" in l][0])
     assert m.group(5) == "/two" and m.group(7) == "200" and m.group(10) == "app" and m.group(11) != "-"
     assert not any('"source"' in l for _, l in px.ms.lines if "t-two" in l)   # not on stdout
@@ -284,10 +290,8 @@ def test_text_to_a_file_reopened_on_sighup(fleet, tmp_path):
     start = len(px.ms.lines)
     px.ms.signal(signal.SIGHUP)
     px.ms.event("reloaded", start=start)
-    with Raw(px.port) as c:
-        c.send(raw_request("GET", "/three", [("X-Request-Id", "t-three")]))
-        assert c.response().status == 200
-    wait_until(lambda: any("t-three" in l for l in file_lines(path)), what="a line in the reopened file")
+    get_ok(px.port, "/three", "t-three")
+    wait_file_line(path, "t-three", "a line in the reopened file")
     assert not any("t-three" in l for l in file_lines(str(path) + ".1"))
     assert any("t-two" in l for l in file_lines(str(path) + ".1"))
 
@@ -299,10 +303,8 @@ def test_a_refused_reload_still_lets_a_rotated_file_go(fleet, tmp_path):
     path = tmp_path / "access.log"
     px = start_proxy(fleet, echo_ship("app", routes=["http:/.*"]),
                      mothership={"access_log": "text", "access_log_path": str(path)})
-    with Raw(px.port) as c:
-        c.send(raw_request("GET", "/one", [("X-Request-Id", "r-one")]))
-        assert c.response().status == 200
-    wait_until(lambda: any("r-one" in l for l in file_lines(path)), what="the first line in the file")
+    get_ok(px.port, "/one", "r-one")
+    wait_file_line(path, "r-one", "the first line in the file")
     manifest = px.ms.cmd[px.ms.cmd.index("-c") + 1]
     with open(manifest, "a") as f:
         f.write("\n[mothership\n")                     # a typo being edited
@@ -310,10 +312,8 @@ def test_a_refused_reload_still_lets_a_rotated_file_go(fleet, tmp_path):
     start = len(px.ms.lines)
     px.ms.signal(signal.SIGHUP)
     px.ms.event("reload_refused", start=start)
-    with Raw(px.port) as c:
-        c.send(raw_request("GET", "/two", [("X-Request-Id", "r-two")]))
-        assert c.response().status == 200
-    wait_until(lambda: any("r-two" in l for l in file_lines(path)), what="a line in the reopened file")
+    get_ok(px.port, "/two", "r-two")
+    wait_file_line(path, "r-two", "a line in the reopened file")
     assert not any("r-two" in l for l in file_lines(str(path) + ".1"))
 
 
@@ -323,9 +323,7 @@ def test_per_bind_setting_overrides_the_global_one(fleet):
                             "loud": {"port": free_port(), "access_log": "json"}},
                      mothership={"access_log": "text"})
     for bind, rid in (("quiet", "b-quiet"), ("loud", "b-loud"), ("http", "b-text")):
-        with Raw(px.binds[bind]) as c:
-            c.send(raw_request("GET", "/x", [("X-Request-Id", rid)]))
-            assert c.response().status == 200
+        get_ok(px.binds[bind], "/x", rid)
     px.ms.wait_for(r" access http 127\.0\.0\.1 \"GET /x HTTP/1\.1\" 200 .* b-text$")
     e = access_line(px.ms, request_id="b-loud")
     assert e["bind"] == "loud"
@@ -346,9 +344,7 @@ def test_bytes_of_a_compressed_answer(fleet):
 
 def test_off_by_default(fleet):
     px = start_proxy(fleet, echo_ship("app"))
-    with Raw(px.port) as c:
-        c.send(raw_request("GET", "/x", [("X-Request-Id", "d-none")]))
-        assert c.response().status == 200
+    get_ok(px.port, "/x", "d-none")
     assert "mothership_access_log_dropped_total" in px.metrics_text()
     assert msum(px.metrics(), "mothership_access_log_lines_total") == 0
     assert not any("d-none" in l for _, l in px.ms.lines)
@@ -369,9 +365,7 @@ def test_a_reload_turns_it_on_and_moves_it(fleet, tmp_path):
         assert "data plane swapped" in e["msg"], e
 
     def get(rid):
-        with Raw(px.port) as c:
-            c.send(raw_request("GET", "/x", [("X-Request-Id", rid)]))
-            assert c.response().status == 200
+        get_ok(px.port, "/x", rid)
 
     get("r-before")
     reload('access_log = "json"')
@@ -453,9 +447,7 @@ def test_a_reader_that_goes_away_is_reported_once_and_lines_are_dropped(fleet, t
                      mothership={"access_log": "text", "access_log_path": fifo})
 
     def get(rid):
-        with Raw(px.port) as c:
-            c.send(raw_request("GET", "/x", [("X-Request-Id", rid)]))
-            assert c.response().status == 200
+        get_ok(px.port, "/x", rid)
     get("g-one")
     got = bytearray()
 
