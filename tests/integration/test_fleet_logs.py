@@ -35,14 +35,22 @@ PRINTER = (
 )
 
 
-def printer_manifest():
+def printer_manifest(name="printer", source=PRINTER):
     return f"""
         [[fleet.jobs]]
-        name = "printer"
+        name = "{name}"
         command = {toml_str(PY)}
-        args = ["-c", {toml_str(PRINTER)}]
+        args = ["-c", {toml_str(source)}]
         oneshot = true
     """
+
+
+def job_lines(fleet, name, source):
+    """Run a Python oneshot to its end: the records of its output."""
+    ms = fleet(printer_manifest(name, source))
+    ms.event("done", ship=name)
+    assert ms.stop() == 0
+    return ms.child_lines(name)
 
 
 TS = r"\d\d:\d\d:\d\d\.\d{3}"
@@ -114,16 +122,7 @@ WIDE_PRINTER = (
 def test_a_long_line_is_never_cut_inside_a_character(fleet):
     """Each piece of a split line ends on a character boundary: the pieces
     put together give back the line, with no U+FFFD either side of a cut."""
-    ms = fleet(f"""
-        [[fleet.jobs]]
-        name = "wide"
-        command = {toml_str(PY)}
-        args = ["-c", {toml_str(WIDE_PRINTER)}]
-        oneshot = true
-    """)
-    ms.event("done", ship="wide")
-    assert ms.stop() == 0
-    pieces = ms.child_lines("wide")
+    pieces = job_lines(fleet, "wide", WIDE_PRINTER)
     lines, cur = [], None
     for r in pieces:
         assert len(r["msg"].encode()) <= PIECE, r
@@ -143,16 +142,7 @@ def test_json_keeps_a_whole_line_of_control_bytes(fleet):
     them still comes whole in its JSON line, as it does in text."""
     line = "\x01\x1b" * 4000 + "end"
     printer = f"import sys; sys.stdout.buffer.write({line.encode()!r} + b'\\n')"
-    ms = fleet(f"""
-        [[fleet.jobs]]
-        name = "ctl"
-        command = {toml_str(PY)}
-        args = ["-c", {toml_str(printer)}]
-        oneshot = true
-    """)
-    ms.event("done", ship="ctl")
-    assert ms.stop() == 0
-    assert [r["msg"] for r in ms.child_lines("ctl")] == [line]
+    assert [r["msg"] for r in job_lines(fleet, "ctl", printer)] == [line]
 
 
 def run_on_tty(path, env_extra):
