@@ -12,7 +12,7 @@ import pytest
 
 from conftest import BINARY, ROOT, run_ms
 from fleet_helpers import PY, free_port, http_get, metric, parse_metrics, toml_str, wait_file
-from http_helpers import echo_ship, start_proxy
+from http_helpers import echo_ship, start_proxy, wait_until
 
 METRICS_MD = os.path.join(ROOT, "docs", "metrics.md")
 PROMTOOL = "/usr/bin/promtool"
@@ -51,16 +51,6 @@ def start_metered(fleet, ships, timeout=15, **kw):
     ms = fleet(f"[mothership]\nmetrics_port = {mport}\n" + ships, **kw)
     ms.event("fleet_ready", timeout=timeout)
     return ms, mport
-
-
-def poll(fn, what, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------ buckets
@@ -277,8 +267,8 @@ command = "sleep"
 args = ["1000"]
 """)
     lab = dict(ship="burner", group="workers")
-    m = poll(lambda: (lambda m: m if (metric(m, "mothership_ship_cpu_seconds_total", **lab) or 0) >= 0.6 else None)
-             (scrape(mport)), "the child's CPU time counts for its ship")
+    m = wait_until(lambda: (lambda m: m if (metric(m, "mothership_ship_cpu_seconds_total", **lab) or 0) >= 0.6
+                            else None)(scrape(mport)), timeout=10, what="the child's CPU time counts for its ship")
     # the ship's own memory (48 MiB held) and its child's
     assert metric(m, "mothership_ship_memory_bytes", **lab) >= 48 << 20, m
     idle = metric(m, "mothership_ship_memory_bytes", ship="idle", group="workers")
@@ -462,10 +452,10 @@ key = {toml_str(key)}
     raw = Raw(px.binds["https"])                   # plain HTTP on the TLS port: a failed handshake
     raw.send(raw_request("GET", "/app/x"))
     raw.s.close()
-    m = poll(lambda: (lambda m: m if (metric(m, "mothership_tls_handshakes_total", bind="https", result="failed")
-                                      and metric(m, "mothership_tunnels_closed_total", bind="http", route="/ws",
-                                                 target="app")) else None)(px.metrics()),
-             "the failed handshake and the closed tunnel are counted")
+    m = wait_until(lambda: (lambda m: m if (metric(m, "mothership_tls_handshakes_total", bind="https", result="failed")
+                                            and metric(m, "mothership_tunnels_closed_total", bind="http",
+                                                       route="/ws", target="app")) else None)(px.metrics()),
+                   timeout=10, what="the failed handshake and the closed tunnel are counted")
     body = px.metrics_text()
     for series in ("mothership_ship_cpu_seconds_total", "mothership_bay_boardings_total", "mothership_hbay_requests_total",
                    "mothership_payload_blocks_total", "mothership_uplink_up", "process_open_fds",
