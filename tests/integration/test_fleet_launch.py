@@ -305,39 +305,28 @@ def test_command_not_found(fleet, tmp_path):
 
 
 # ------------------------------------------------------------------ tag filtering
-TAGGED = """
+def sleeper(group, name, *keys):
+    """A [[fleet.group]] entry that sleeps, ready at once; keys: more lines."""
+    lines = [f"[[fleet.{group}]]", f'name = "{name}"', 'command = "sleep"', 'args = ["100"]',
+             'ready_after = "50ms"', *keys]
+    return "\n" + "".join(f"    {line}\n" for line in lines)
+
+
+def assert_launched(ms, expect):
+    """The fleet, ready, launched the ships expect of its four and no other."""
+    ready = ms.event("fleet_ready")
+    assert re.match(rf"fleet ready: {len(expect)} entr(y|ies) ", ready["msg"]), ready
+    assert ms.events("launch")[0]["msg"].startswith(f"launching {len(expect)} of 4 entries"), ms.output()
+    assert set(started_names(ms)) == expect, ms.output()
+
+
+TAGGED = ("""
     [mothership]
     metrics_port = {mport}
-
-    [[fleet.data]]
-    name = "db"
-    command = "sleep"
-    args = ["100"]
-    ready_after = "50ms"
-    tags = ["data"]
-
-    [[fleet.web]]
-    name = "app"
-    command = "sleep"
-    args = ["100"]
-    ready_after = "50ms"
-    depends_on = ["db"]
-    tags = ["web"]
-
-    [[fleet.bg]]
-    name = "worker"
-    command = "sleep"
-    args = ["100"]
-    ready_after = "50ms"
-    tags = ["bg"]
-
-    [[fleet.bg]]
-    name = "cron"
-    command = "sleep"
-    args = ["100"]
-    ready_after = "50ms"
-    tags = ["bg", "nightly"]
-"""
+""" + sleeper("data", "db", 'tags = ["data"]')
+          + sleeper("web", "app", 'depends_on = ["db"]', 'tags = ["web"]')
+          + sleeper("bg", "worker", 'tags = ["bg"]')
+          + sleeper("bg", "cron", 'tags = ["bg", "nightly"]'))
 
 
 @pytest.mark.parametrize("args, expect", [
@@ -348,11 +337,7 @@ TAGGED = """
 def test_tag_filtering(fleet, args, expect):
     mport = free_port()
     ms = fleet(TAGGED.format(mport=mport), *args)
-    ready = ms.event("fleet_ready")
-    assert f"fleet ready: {len(expect)} entries" in ready["msg"], ready
-    launch = ms.events("launch")[0]
-    assert launch["msg"].startswith(f"launching {len(expect)} of 4 entries"), launch
-    assert set(started_names(ms)) == expect, ms.output()
+    assert_launched(ms, expect)
     m = parse_metrics(http_get(mport, "/metrics")[1])
     assert metric(m, "mothership_fleet_ships_total") == len(expect)
     assert ms.stop() == 0, ms.output()
@@ -381,33 +366,10 @@ def test_tag_filtering_errors(manifest):
 
 
 # The seed's own examples: groups without any tags.
-GROUPED = """
-    [[fleet.data]]
-    name = "db"
-    command = "sleep"
-    args = ["100"]
-    ready_after = "50ms"
-
-    [[fleet.web]]
-    name = "app"
-    command = "sleep"
-    args = ["100"]
-    ready_after = "50ms"
-    depends_on = ["db"]
-
-    [[fleet.workers]]
-    name = "mailer"
-    command = "sleep"
-    args = ["100"]
-    ready_after = "50ms"
-    tags = ["mail"]
-
-    [[fleet.workers]]
-    name = "indexer"
-    command = "sleep"
-    args = ["100"]
-    ready_after = "50ms"
-"""
+GROUPED = (sleeper("data", "db")
+           + sleeper("web", "app", 'depends_on = ["db"]')
+           + sleeper("workers", "mailer", 'tags = ["mail"]')
+           + sleeper("workers", "indexer"))
 
 
 @pytest.mark.parametrize("args, expect", [
@@ -417,10 +379,7 @@ GROUPED = """
 ])
 def test_group_filtering(fleet, args, expect):
     ms = fleet(GROUPED, *args)
-    ready = ms.event("fleet_ready")
-    assert re.match(rf"fleet ready: {len(expect)} entr(y|ies) ", ready["msg"]), ready
-    assert ms.events("launch")[0]["msg"].startswith(f"launching {len(expect)} of 4 entries"), ms.output()
-    assert set(started_names(ms)) == expect, ms.output()
+    assert_launched(ms, expect)
     assert ms.stop() == 0, ms.output()
 
 
