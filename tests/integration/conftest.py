@@ -46,6 +46,16 @@ def run_ms(*args, cwd=None, env=None, timeout=30):
     return Result(p)
 
 
+def clearance_refuses(tmp_path, text, error):
+    """`clearance` of text (as written, line for line) in
+    tmp_path/ship-manifest.toml exits 1 and says error; its Result."""
+    (tmp_path / "ship-manifest.toml").write_text(text)
+    r = run_ms("clearance", "-c", "ship-manifest.toml", cwd=str(tmp_path))
+    assert r.code == 1, r
+    assert error in r.out + r.err, r
+    return r
+
+
 @pytest.fixture
 def manifest(tmp_path):
     """Write a manifest (dedented) into tmp_path; returns its path."""

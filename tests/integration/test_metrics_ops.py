@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import BINARY, ROOT, run_ms
+from conftest import BINARY, ROOT, clearance_refuses, run_ms
 from fleet_helpers import PY, free_port, http_get, metric, parse_metrics, toml_str, wait_file
 from http_helpers import echo_ship, start_proxy, wait_until
 
@@ -120,7 +120,7 @@ routes = [{{ bind = "http", pattern = "/.*", name = "{name}" }}]
     ("3", "string"),
 ])
 def test_a_bad_route_name_is_a_manifest_error(tmp_path, name, message):
-    (tmp_path / "ship-manifest.toml").write_text(f"""
+    r = clearance_refuses(tmp_path, f"""
 [mothership.bind]
 http = "127.0.0.1:8080"
 [[fleet.web]]
@@ -129,9 +129,7 @@ command = "sleep"
 args = ["100"]
 bind = "tcp://127.0.0.1:8001"
 routes = [{{ bind = "http", pattern = "/.*", name = {name} }}]
-""")
-    r = run_ms("clearance", "-c", "ship-manifest.toml", cwd=str(tmp_path))
-    assert r.code == 1, r
+""", message)
     assert re.search(r"ship-manifest\.toml:\d+:\d+: ", r.err) and message in r.err, r
 
 

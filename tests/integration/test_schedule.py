@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import run_ms
+from conftest import clearance_refuses
 from fleet_helpers import ctl, ctl_status as status, free_port, http_get, metric, parse_metrics
 from http_helpers import wait_until
 
@@ -217,20 +217,14 @@ schedule = "{sched}"
      ':4:12: ship "job": "schedule" is for jobs (add oneshot = true: each run exits)'),
 ])
 def test_manifest_errors(tmp_path, body, error):
-    (tmp_path / "ship-manifest.toml").write_text(
-        f'[[fleet.jobs]]\nname = "job"\ncommand = "true"\n{body}\n')
-    r = run_ms("clearance", "-c", "ship-manifest.toml", cwd=str(tmp_path))
-    assert r.code == 1, r
-    assert error in r.out + r.err, r
+    clearance_refuses(tmp_path, f'[[fleet.jobs]]\nname = "job"\ncommand = "true"\n{body}\n', error)
 
 
 def test_nothing_depends_on_a_scheduled_job(tmp_path):
-    (tmp_path / "ship-manifest.toml").write_text(
-        '[[fleet.jobs]]\nname = "job"\ncommand = "true"\noneshot = true\nschedule = "@daily"\n\n'
-        '[[fleet.web]]\nname = "web"\ncommand = "true"\ndepends_on = ["job"]\n')
-    r = run_ms("clearance", "-c", "ship-manifest.toml", cwd=str(tmp_path))
-    assert r.code == 1, r
-    assert ':10:15: ship "web": depends_on "job", a scheduled job' in r.out + r.err, r
+    clearance_refuses(tmp_path,
+                      '[[fleet.jobs]]\nname = "job"\ncommand = "true"\noneshot = true\nschedule = "@daily"\n\n'
+                      '[[fleet.web]]\nname = "web"\ncommand = "true"\ndepends_on = ["job"]\n',
+                      ':10:15: ship "web": depends_on "job", a scheduled job')
 
 
 @pytest.mark.parametrize("value", ["-1", "99999999999999999999", "60x", " 60"])
