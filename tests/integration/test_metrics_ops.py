@@ -249,16 +249,23 @@ sys.exit(1)
 '''
 
 
-def test_each_ships_cpu_seconds_and_memory_count_its_processes(fleet, tmp_path):
-    script = tmp_path / "usage_ship.py"
-    script.write_text(USAGE_SHIP)
-    ms, mport = start_metered(fleet, f"""
+def script_worker(tmp_path, name, source, *args):
+    """A [[fleet.workers]] entry that runs the Python script source (written
+    into tmp_path) with tmp_path and args; more keys may follow it."""
+    script = tmp_path / f"{name}.py"
+    script.write_text(source)
+    argv = ", ".join(toml_str(a) for a in (script, tmp_path, *args))
+    return f"""
 [[fleet.workers]]
-name = "burner"
+name = "{name}"
 command = {toml_str(PY)}
-args = [{toml_str(str(script))}, {toml_str(str(tmp_path))}]
-critical = false
-restart = {{ backoff = "100ms" }}
+args = [{argv}]
+"""
+
+
+def test_each_ships_cpu_seconds_and_memory_count_its_processes(fleet, tmp_path):
+    ms, mport = start_metered(fleet, script_worker(tmp_path, "burner", USAGE_SHIP) + """critical = false
+restart = { backoff = "100ms" }
 [[fleet.workers]]
 name = "idle"
 command = "sleep"
@@ -301,14 +308,7 @@ while True:
 
 
 def test_a_ship_with_hundreds_of_children_counts_them_all(fleet, tmp_path):
-    script = tmp_path / "forker.py"
-    script.write_text(FORKER)
-    ms, mport = start_metered(fleet, f"""
-[[fleet.workers]]
-name = "many"
-command = {toml_str(PY)}
-args = [{toml_str(str(script))}, {toml_str(str(tmp_path))}, "1000"]
-""")
+    ms, mport = start_metered(fleet, script_worker(tmp_path, "many", FORKER, "1000"))
     pid = int(wait_file(tmp_path / "forker.pid", timeout=60, predicate=str.strip))
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         kids = [int(x) for x in f.read().split()]
