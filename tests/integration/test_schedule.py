@@ -49,16 +49,22 @@ schedule = "*/2 * * * *"
 """
 
 
+def start(fleet, jobs="", head="", env=FAST):
+    """A fleet of WORKER and jobs (head: more [mothership] keys), by
+    default on the scaled clock."""
+    return fleet(manifest_text(fleet.tmp, head + WORKER + jobs), env=env, name="ship-manifest.toml")
+
+
 def test_runs_at_each_match_after_the_fleet_is_ready(fleet):
     log = fleet.tmp / "runs.log"
-    ms = fleet(manifest_text(fleet.tmp, WORKER + f"""
+    ms = start(fleet, f"""
 [[fleet.jobs]]
 name = "tick"
 command = "sh"
 args = ["-c", "echo run >> {log}"]
 oneshot = true
 schedule = "* * * * *"
-""" + BAD), env=FAST, name="ship-manifest.toml")
+""" + BAD)
     ready = ms.event("fleet_ready", timeout=15)
     sched = ms.event("scheduled", ship="tick")
     assert sched["_i"] < ready["_i"]
@@ -87,14 +93,14 @@ schedule = "* * * * *"
 def test_a_run_still_going_is_skipped(fleet):
     log = fleet.tmp / "runs.log"
     # each run takes 2.5 scaled minutes; a second one at once would say OVERLAP
-    ms = fleet(manifest_text(fleet.tmp, WORKER + f"""
+    ms = start(fleet, f"""
 [[fleet.jobs]]
 name = "slow"
 command = "sh"
 args = ["-c", "[ -e {fleet.tmp}/running ] && echo OVERLAP >> {log}; touch {fleet.tmp}/running; sleep 2.5; rm {fleet.tmp}/running; echo run >> {log}"]
 oneshot = true
 schedule = "* * * * *"
-"""), env=FAST, name="ship-manifest.toml")
+""")
     skip = ms.event("schedule_skipped", ship="slow", timeout=15)
     assert "still running" in skip["msg"] and "skipped (1 so far)" in skip["msg"]
     ms.event("done", ship="slow", timeout=10)
@@ -109,8 +115,7 @@ schedule = "* * * * *"
 def start_with_metrics(fleet, jobs):
     """WORKER and jobs, with a metrics port: (ms, the port)."""
     mport = free_port()
-    ms = fleet(manifest_text(fleet.tmp, f"metrics_port = {mport}\n" + WORKER + jobs), env=FAST,
-               name="ship-manifest.toml")
+    ms = start(fleet, jobs, head=f"metrics_port = {mport}\n")
     return ms, mport
 
 
@@ -158,7 +163,7 @@ def test_metrics_of_a_scheduled_job_follow_its_last_run(fleet):
 
 def test_next_run_is_local_time(fleet):
     # Kathmandu is UTC+05:45: its hours start at :15 past a UTC hour
-    ms = fleet(manifest_text(fleet.tmp, WORKER + """
+    ms = start(fleet, """
 [[fleet.jobs]]
 name = "hourly"
 command = "true"
@@ -170,7 +175,7 @@ name = "nightly"
 command = "true"
 oneshot = true
 schedule = "30 2 * * *"
-"""), env={"TZ": "Asia/Kathmandu"}, name="ship-manifest.toml")
+""", env={"TZ": "Asia/Kathmandu"})
     ms.event("fleet_ready", timeout=15)
     st = status(str(fleet.tmp / "ship-manifest.toml"))
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:00:00\+05:45", st["hourly"]["next_run"]), st["hourly"]
@@ -232,13 +237,13 @@ def test_a_hostile_time_scale_is_ignored(fleet, value):
     """MS_TEST_TIME_SCALE other than a whole number from 1 to 3600 is not
     read as some speed (strtoul made "-1" the fastest): a warning, and the
     schedule keeps real time."""
-    ms = fleet(manifest_text(fleet.tmp, WORKER + """
+    ms = start(fleet, """
 [[fleet.jobs]]
 name = "job"
 command = "true"
 oneshot = true
 schedule = "* * * * *"
-"""), env={"MS_TEST_TIME_SCALE": value}, name="ship-manifest.toml")
+""", env={"MS_TEST_TIME_SCALE": value})
     warn = ms.event("schedule", timeout=15)
     assert "MS_TEST_TIME_SCALE" in warn["msg"] and "ignored" in warn["msg"], warn
     sched = ms.event("scheduled", ship="job", timeout=15)
@@ -249,7 +254,7 @@ schedule = "* * * * *"
 
 
 def test_a_time_scale_is_said_aloud(fleet):
-    ms = fleet(manifest_text(fleet.tmp, WORKER), env=FAST, name="ship-manifest.toml")
+    ms = start(fleet)
     warn = ms.event("schedule", timeout=15)
     assert "60 times faster" in warn["msg"], warn
     ms.event("fleet_ready", timeout=15)
