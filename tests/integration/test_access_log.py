@@ -68,6 +68,13 @@ def check_schema(e):
     assert e["client"] == "127.0.0.1"
 
 
+def checked_line(ms, timeout=5.0, **want):
+    """access_line, its schema checked."""
+    e = access_line(ms, timeout, **want)
+    check_schema(e)
+    return e
+
+
 @pytest.fixture(scope="module")
 def px(tmp_path_factory):
     site = tmp_path_factory.mktemp("alogsite")
@@ -93,8 +100,7 @@ def test_a_proxied_request_over_http11(px):
         r = c.response()
         port = c.s.getsockname()[1]
     assert r.status == 200
-    e = access_line(px.ms, request_id="alog-proxy")
-    check_schema(e)
+    e = checked_line(px.ms, request_id="alog-proxy")
     assert (e["method"], e["path"], e["status"], e["target"], e["protocol"], e["bind"]) == \
         ("GET", "/app/x?q=1", 200, "app", "HTTP/1.1", "http")
     assert e["client_port"] == port
@@ -116,8 +122,7 @@ def test_bytes_count_the_end_of_a_body_written_after_the_ships_answer_ended(px, 
     writes once the ship's response has ended: the line counts it too."""
     data = wire_bytes(px.port, f"/app/x?{query}&size=3000", f"alog-end-{query[:3]}")
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"0\r\n\r\n"), data[-40:]
-    e = access_line(px.ms, request_id=f"alog-end-{query[:3]}")
-    check_schema(e)
+    e = checked_line(px.ms, request_id=f"alog-end-{query[:3]}")
     assert e["bytes"] == len(data)
 
 
@@ -126,8 +131,7 @@ def test_http10_and_a_generated_request_id(px):
         c.send(raw_request("GET", "/app/old", version="HTTP/1.0"))
         r = c.response()
     assert r.status == 200
-    e = access_line(px.ms, path="/app/old")
-    check_schema(e)
+    e = checked_line(px.ms, path="/app/old")
     assert e["protocol"] == "HTTP/1.0"
     assert re.fullmatch(r"[0-9a-f]{18}", e["request_id"])   # none was sent: one is made
 
@@ -137,8 +141,7 @@ def test_http2(px):
                           "-o", "/dev/null", "-w", "%{http_version} %{http_code}", px.url("/app/two")],
                          capture_output=True, text=True, timeout=20)
     assert out.stdout == "2 200", out
-    e = access_line(px.ms, request_id="alog-h2")
-    check_schema(e)
+    e = checked_line(px.ms, request_id="alog-h2")
     assert (e["protocol"], e["status"], e["target"], e["path"]) == ("HTTP/2", 200, "app", "/app/two")
     assert e["client_port"] > 0
 
@@ -150,12 +153,10 @@ def test_static_file_and_404(px):
         c.send(raw_request("GET", "/nowhere", [("X-Request-Id", "alog-404")]))
         r404 = c.response()
     assert r.status == 200 and r.body == b"hello\n" and r404.status == 404
-    e = access_line(px.ms, request_id="alog-static")
-    check_schema(e)
+    e = checked_line(px.ms, request_id="alog-static")
     assert (e["status"], e["target"], e["upstream_ms"]) == (200, "static", None)
     assert e["bytes"] == len(r.raw_head) + 4 + 6
-    e = access_line(px.ms, request_id="alog-404")
-    check_schema(e)
+    e = checked_line(px.ms, request_id="alog-404")
     assert (e["status"], e["target"]) == (404, "")
 
 
@@ -163,8 +164,7 @@ def test_a_payload_block(px):
     with Raw(px.port) as c:
         c.send(raw_request("GET", "/admin/panel", [("X-Request-Id", "alog-block")]))
         assert c.response().status == 401
-    e = access_line(px.ms, request_id="alog-block")
-    check_schema(e)
+    e = checked_line(px.ms, request_id="alog-block")
     assert (e["status"], e["target"]) == (401, "payload")
 
 
@@ -172,8 +172,7 @@ def test_an_http_bay(px):
     with Raw(px.port) as c:
         c.send(raw_request("GET", "/hb/hello", [("X-Request-Id", "alog-hbay")]))
         r = c.response()
-    e = access_line(px.ms, request_id="alog-hbay")
-    check_schema(e)
+    e = checked_line(px.ms, request_id="alog-hbay")
     assert (e["status"], e["target"], e["path"]) == (r.status, "hb", "/hb/hello")
     assert e["upstream_ms"] is not None
 
@@ -220,8 +219,7 @@ def test_errors_before_anything_is_reached(px, case):
         r = c.response()
     status = 400 if case == "garbage" else int(case)
     assert r.status == status
-    e = access_line(px.ms, client_port=port, status=status, timeout=8)
-    check_schema(e)
+    e = checked_line(px.ms, client_port=port, status=status, timeout=8)
     assert (e["status"], e["target"], e["upstream_ms"]) == (status, "", None)
     if case == "garbage":
         assert (e["method"], e["path"], e["msg"], e["duration_ms"]) == ("-", "", "- - 400", 0), e
@@ -337,8 +335,7 @@ def test_bytes_of_a_compressed_answer(fleet):
                      mothership={"access_log": "json", "compression": True})
     data = wire_bytes(px.port, "/z?size=3000&ctype=text/plain", "alog-gzip", ("Accept-Encoding", "gzip"))
     assert b"Content-Encoding: gzip" in data and data.endswith(b"0\r\n\r\n"), data[:300]
-    e = access_line(px.ms, request_id="alog-gzip")
-    check_schema(e)
+    e = checked_line(px.ms, request_id="alog-gzip")
     assert e["bytes"] == len(data)
 
 
@@ -388,8 +385,7 @@ def test_a_redirect(fleet, tmp_path):
     with Raw(px.binds["web"]) as c:
         c.send(raw_request("GET", "/r?x=1", [("X-Request-Id", "alog-redirect")], host="localhost"))
         assert c.response().status == 308
-    e = access_line(px.ms, request_id="alog-redirect")
-    check_schema(e)
+    e = checked_line(px.ms, request_id="alog-redirect")
     assert (e["status"], e["target"], e["bind"], e["path"]) == (308, "redirect", "web", "/r?x=1")
 
 
