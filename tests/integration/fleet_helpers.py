@@ -141,7 +141,7 @@ def wait_file(path, timeout=5.0, predicate=None):
 
 
 # ------------------------------------------------------------------ control
-def ctl(path, *args, timeout=15):
+def ctl(path, *args, timeout=30):
     """`mothership ARGS -c path`, run from the manifest's folder."""
     return subprocess.run([BINARY, *args, "-c", path], capture_output=True, text=True, timeout=timeout,
                           cwd=os.path.dirname(path))

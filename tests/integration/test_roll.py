@@ -4,31 +4,17 @@ one is ready (exit 0), or once the roll has stopped (exit 1 with the reason);
 reload and SIGUSR1 roll the same way. The order of the steps is read from
 the JSON log's events."""
 import json
-import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 
 import pytest
 
-from conftest import BINARY
-from fleet_helpers import PY, app, free_port, free_port_run, http_get, toml_str
+from fleet_helpers import PY, app, ctl, ctl_status as status_of, free_port, free_port_run, http_get, toml_str
 from http_helpers import wait_until
 
 BOUND = app("bound.py")
-
-
-def ctl(manifest_path, *args, timeout=30):
-    return subprocess.run([BINARY, *args, "-c", manifest_path], capture_output=True, text=True, timeout=timeout,
-                          cwd=os.path.dirname(manifest_path))
-
-
-def status_of(manifest_path):
-    r = ctl(manifest_path, "status", "--json")
-    assert r.returncode == 0, r
-    return {e["name"]: e for e in json.loads(r.stdout)["entries"]}
 
 
 def slow_ship(name, port, pidfile, delay="0.8", fail_marker=None, extra=""):
