@@ -254,6 +254,15 @@ def wait_file_line(path, rid, what):
     wait_until(lambda: any(rid in l for l in file_lines(path)), what=what)
 
 
+def rotate(ms, path, event):
+    """logrotate's part: path moved to path.1, then a SIGHUP; waits for the
+    event that answers it."""
+    os.rename(path, str(path) + ".1")
+    start = len(ms.lines)
+    ms.signal(signal.SIGHUP)
+    ms.event(event, start=start)
+
+
 def get_ok(port, target, rid):
     """GET target with X-Request-Id rid: the response, a 200."""
     with Raw(port) as c:
@@ -284,10 +293,7 @@ def test_text_to_a_file_reopened_on_sighup(fleet, tmp_path):
     assert m.group(5) == "/two" and m.group(7) == "200" and m.group(10) == "app" and m.group(11) != "-"
     assert not any('"source"' in l for _, l in px.ms.lines if "t-two" in l)   # not on stdout
     # logrotate: the file is moved away, Mothership is told (SIGHUP), it writes a new one
-    os.rename(path, str(path) + ".1")
-    start = len(px.ms.lines)
-    px.ms.signal(signal.SIGHUP)
-    px.ms.event("reloaded", start=start)
+    rotate(px.ms, path, "reloaded")
     get_ok(px.port, "/three", "t-three")
     wait_file_line(path, "t-three", "a line in the reopened file")
     assert not any("t-three" in l for l in file_lines(str(path) + ".1"))
@@ -306,10 +312,7 @@ def test_a_refused_reload_still_lets_a_rotated_file_go(fleet, tmp_path):
     manifest = px.ms.cmd[px.ms.cmd.index("-c") + 1]
     with open(manifest, "a") as f:
         f.write("\n[mothership\n")                     # a typo being edited
-    os.rename(path, str(path) + ".1")
-    start = len(px.ms.lines)
-    px.ms.signal(signal.SIGHUP)
-    px.ms.event("reload_refused", start=start)
+    rotate(px.ms, path, "reload_refused")
     get_ok(px.port, "/two", "r-two")
     wait_file_line(path, "r-two", "a line in the reopened file")
     assert not any("r-two" in l for l in file_lines(str(path) + ".1"))
