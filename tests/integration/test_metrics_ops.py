@@ -113,14 +113,9 @@ routes = [{{ bind = "http", pattern = "/.*", name = "{name}" }}]
     assert metric(m, "mothership_requests_total", bind="http", route="second", target="app", proto="http1") == 1
 
 
-@pytest.mark.parametrize("name, message", [
-    ('""', 'must not be empty'),
-    ('"a\\tb"', "name has a control character (byte 2): route names are printable text"),
-    ('"' + "x" * 129 + '"', "name is 129 bytes long; at most 128"),
-    ("3", "string"),
-])
-def test_a_bad_route_name_is_a_manifest_error(tmp_path, name, message):
-    r = clearance_refuses(tmp_path, f"""
+def routed_manifest(routes):
+    """A manifest of one ship with these routes (TOML, inside the brackets)."""
+    return f"""
 [mothership.bind]
 http = "127.0.0.1:8080"
 [[fleet.web]]
@@ -128,8 +123,18 @@ name = "app"
 command = "sleep"
 args = ["100"]
 bind = "tcp://127.0.0.1:8001"
-routes = [{{ bind = "http", pattern = "/.*", name = {name} }}]
-""", message)
+routes = [{routes}]
+"""
+
+
+@pytest.mark.parametrize("name, message", [
+    ('""', 'must not be empty'),
+    ('"a\\tb"', "name has a control character (byte 2): route names are printable text"),
+    ('"' + "x" * 129 + '"', "name is 129 bytes long; at most 128"),
+    ("3", "string"),
+])
+def test_a_bad_route_name_is_a_manifest_error(tmp_path, name, message):
+    r = clearance_refuses(tmp_path, routed_manifest(f'{{ bind = "http", pattern = "/.*", name = {name} }}'), message)
     assert re.search(r"ship-manifest\.toml:\d+:\d+: ", r.err) and message in r.err, r
 
 
@@ -153,16 +158,8 @@ def test_route_labels_with_quotes_backslashes_and_newlines_are_escaped(fleet):
 
 def test_chart_shows_a_routes_name(tmp_path):
     import json
-    (tmp_path / "ship-manifest.toml").write_text("""
-[mothership.bind]
-http = "127.0.0.1:8080"
-[[fleet.web]]
-name = "app"
-command = "sleep"
-args = ["100"]
-bind = "tcp://127.0.0.1:8001"
-routes = [{ bind = "http", pattern = "/api(/.*)?", name = "/api" }, "http:/x"]
-""")
+    (tmp_path / "ship-manifest.toml").write_text(
+        routed_manifest('{ bind = "http", pattern = "/api(/.*)?", name = "/api" }, "http:/x"'))
     r = run_ms("chart", "-c", "ship-manifest.toml", cwd=str(tmp_path))
     assert r.code == 0, r
     lines = [l for l in r.out.splitlines() if "route" in l]
