@@ -144,6 +144,10 @@ def test_metrics_of_a_scheduled_job_follow_its_last_run(fleet):
     m = scrape(mport)
     for job in ("tick", "bad"):  # before a first run: up
         lab = {"ship": job, "group": "jobs"}
+        if job == "bad" and metric(m, "mothership_ship_status", **lab) == 0:
+            # the scaled clock is fast: on a loaded machine its first run
+            # may have failed before this scrape (its "failed" is awaited below)
+            continue
         if metric(m, "mothership_ship_state", state="starting", **lab) != 1:  # a run may have begun
             assert metric(m, "mothership_ship_state", state="scheduled", **lab) == 1, (job, m)
         assert metric(m, "mothership_ship_status", **lab) == 1, (job, m)
