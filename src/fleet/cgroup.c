@@ -14,6 +14,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include "util/smallfile.h"
 #include "util/strutil.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -21,26 +22,6 @@
 #endif
 
 #define CPU_PERIOD_US 100000
-
-/* Read a small file whole (NUL-terminated, truncated at cap - 1). */
-static bool read_small(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    size_t n = 0;
-    while (n + 1 < cap) {
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    buf[n] = '\0';
-    close(fd);
-    return true;
-}
 
 /* Write text to dir/name. A plain test tree (not cgroup2) gets the file
  * created; on cgroup2 the interface files are there or the write fails. */
@@ -87,7 +68,7 @@ static const struct {
 static char *own_cgroup(char *why, size_t cap)
 {
     char text[8192];
-    if (!read_small("/proc/self/cgroup", text, sizeof text)) {
+    if (ms_read_small("/proc/self/cgroup", text, sizeof text) < 0) {
         snprintf(why, cap, "cannot read /proc/self/cgroup: %.200s", strerror(errno));
         return NULL;
     }
@@ -135,7 +116,7 @@ static bool alone_in(const char *dir, char *why, size_t cap)
 {
     char path[4200], text[4096];
     snprintf(path, sizeof path, "%s/cgroup.procs", dir);
-    if (!read_small(path, text, sizeof text)) {
+    if (ms_read_small(path, text, sizeof text) < 0) {
         snprintf(why, cap, "cannot read %.200s: %.200s", path, strerror(errno));
         return false;
     }
@@ -189,7 +170,7 @@ void ms_cgroups_init(ms_cgroups *cg, const char *override)
     }
     char path[4200], avail[1024];
     snprintf(path, sizeof path, "%s/cgroup.controllers", dir);
-    if (!read_small(path, avail, sizeof avail)) {
+    if (ms_read_small(path, avail, sizeof avail) < 0) {
         snprintf(cg->why, sizeof cg->why, "cannot read %.200s: %.200s", path, strerror(errno));
         return;
     }
@@ -327,7 +308,7 @@ void ms_cgroup_kill(const ms_cgroups *cg, const char *path)
     for (int round = 0; round < 3; round++) {
         char text[8192];
         snprintf(file, sizeof file, "%s/cgroup.procs", path);
-        if (!read_small(file, text, sizeof text) || !text[0])
+        if (ms_read_small(file, text, sizeof text) <= 0)
             return;
         for (char *p = text; *p;) {
             char *end;

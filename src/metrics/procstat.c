@@ -12,6 +12,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "util/smallfile.h"
+
 /* A stat line is a few hundred bytes; more is not one. */
 #define STAT_MAX 2048
 /* Fields after the command name, from the state (field 3) to rss (24). */
@@ -77,26 +79,6 @@ bool ms_procstat_parse(const char *text, size_t len, ms_procstat *out)
     return true;
 }
 
-/* Reads a small /proc file into buf (NUL-terminated); its length or -1. */
-static ssize_t read_small(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t n = 0;
-    while (n < cap - 1) {
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = '\0';
-    return (ssize_t)n;
-}
-
 bool ms_procstat_read(int pid, ms_procstat *out)
 {
     char path[64], buf[STAT_MAX];
@@ -104,7 +86,7 @@ bool ms_procstat_read(int pid, ms_procstat *out)
         snprintf(path, sizeof path, "/proc/%d/stat", pid);
     else
         snprintf(path, sizeof path, "/proc/self/stat");
-    ssize_t n = read_small(path, buf, sizeof buf);
+    ssize_t n = ms_read_small(path, buf, sizeof buf);
     return n > 0 && ms_procstat_parse(buf, (size_t)n, out);
 }
 
@@ -207,7 +189,7 @@ long ms_procstat_page_size(void)
 static uint64_t boot_time(void)
 {
     char buf[16384];
-    if (read_small("/proc/stat", buf, sizeof buf) <= 0)
+    if (ms_read_small("/proc/stat", buf, sizeof buf) <= 0)
         return 0;
     const char *b = strstr(buf, "\nbtime ");
     return b ? strtoull(b + 7, NULL, 10) : 0;
