@@ -618,6 +618,21 @@ static void cron_arm(ms_proc *p)
     uv_timer_start(&p->health_timer, on_cron, delay > 0 ? (uint64_t)delay : 1, 0);
 }
 
+/* p waits for its schedule's next match: scheduled, settled, its timer
+ * set. when (if not NULL) gets that match in words, "never" if none. */
+static void cron_wait(ms_proc *p, char *when, size_t cap)
+{
+    p->state = MS_P_SCHEDULED;
+    p->settled = true;
+    cron_arm(p);
+    if (!when)
+        return;
+    if (p->next_run)
+        local_minute(p->next_run, when, cap);
+    else
+        snprintf(when, cap, "never");
+}
+
 static void on_cron(uv_timer_t *t)
 {
     ms_proc *p = t->data;
@@ -648,12 +663,8 @@ static void on_cron(uv_timer_t *t)
 /* A scheduled job is due: it waits for its first match instead of starting. */
 static void cron_begin(ms_proc *p)
 {
-    p->state = MS_P_SCHEDULED;
-    p->settled = true;
-    cron_arm(p);
-    char when[64] = "never";
-    if (p->next_run)
-        local_minute(p->next_run, when, sizeof when);
+    char when[64];
+    cron_wait(p, when, sizeof when);
     ms_log_event(p->fleet->log, MS_INFO, p->ship->name, "scheduled", "job \"%s\" scheduled (\"%s\"): next run %s",
                  p->ship->name, p->ship->schedule, when);
 }
@@ -726,9 +737,7 @@ static void start_proc(ms_proc *p)
         if (spare(p))
             return; /* the roll that started it gives up */
         if (p->ship->schedule) { /* a failed run: the next match tries again */
-            p->state = MS_P_SCHEDULED;
-            p->settled = true;
-            cron_arm(p);
+            cron_wait(p, NULL, 0);
             return;
         }
         if (p->ship->critical) {
@@ -939,12 +948,8 @@ void ms_fleet_on_exit(ms_proc *p, int64_t status, int sig)
     }
     if (p->ship->oneshot && p->ship->schedule) {
         bool ok = status == 0 && !sig;
-        p->state = MS_P_SCHEDULED;
-        p->settled = true;
-        cron_arm(p);
-        char when[64] = "never";
-        if (p->next_run)
-            local_minute(p->next_run, when, sizeof when);
+        char when[64];
+        cron_wait(p, when, sizeof when);
         if (ok)
             ms_log_event_fields(f->log, MS_INFO, p->ship->name, "done", xf, nxf,
                                 "job \"%s\" finished in %llums (exit 0); next run %s", p->ship->name,
