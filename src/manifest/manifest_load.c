@@ -1020,34 +1020,44 @@ static bool get_upstream_protocol(ld_ctx *c, const toml_kv *kv, ms_upstream_prot
     return false;
 }
 
+/* Resolves each path of list against the manifest's directory, in place;
+ * an empty one is an error at kv's value. */
+static bool resolve_paths(ld_ctx *c, const toml_kv *kv, ms_strlist *list)
+{
+    for (size_t i = 0; i < list->len; i++) {
+        if (list->items[i][0] == '\0') {
+            ld_err(c, kv->value->line, kv->value->col, "\"%s\": item %zu must not be empty", kv->key, i + 1);
+            return false;
+        }
+        char *r = ld_resolve_path(c, list->items[i]);
+        if (!r)
+            return false;
+        free(list->items[i]);
+        list->items[i] = r;
+    }
+    return true;
+}
+
+/* When ok, list replaces *dst; otherwise list is freed. Returns ok. */
+static bool put_strlist(ms_strlist *dst, ms_strlist *list, bool ok)
+{
+    if (!ok) {
+        ld_strlist_free(list);
+        return false;
+    }
+    ld_strlist_free(dst);
+    *dst = *list;
+    return true;
+}
+
 /* Directories, each resolved against the manifest's directory. */
 static bool get_dirs(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
 {
     ms_strlist list = { 0 };
     if (!get_strlist(c, kv, &list, false, NULL))
         return false;
-    bool ok = true;
-    for (size_t i = 0; i < list.len && ok; i++) {
-        if (list.items[i][0] == '\0') {
-            ld_err(c, kv->value->line, kv->value->col, "\"%s\": item %zu must not be empty", kv->key, i + 1);
-            ok = false;
-            break;
-        }
-        char *r = ld_resolve_path(c, list.items[i]);
-        if (!r) {
-            ok = false;
-            break;
-        }
-        free(list.items[i]);
-        list.items[i] = r;
-    }
-    if (!ok) {
-        ld_strlist_free(&list);
-        return false;
-    }
-    ld_strlist_free(dst);
-    *dst = list;
-    return true;
+    bool ok = resolve_paths(c, kv, &list);
+    return put_strlist(dst, &list, ok);
 }
 
 /* WebSocket subprotocol names a bay speaks: HTTP tokens (RFC 6455 §4.1). */
@@ -1068,13 +1078,7 @@ static bool get_subprotocols(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
                    "subprotocol \"%.140s\" is not a token of 1 to 128 characters (letters, digits and "
                    "!#$%%&'*+-.^_`|~)", list.items[i]);
     }
-    if (!ok) {
-        ld_strlist_free(&list);
-        return false;
-    }
-    ld_strlist_free(dst);
-    *dst = list;
-    return true;
+    return put_strlist(dst, &list, ok);
 }
 
 static bool get_balance(ld_ctx *c, const toml_kv *kv, ms_balance *dst)
@@ -1127,27 +1131,8 @@ static bool get_env_files(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
         ld_err(c, v->line, v->col, "\"env_file\": %zu files, at most %d", raw.len, MS_ENV_FILES_MAX);
         ok = false;
     }
-    for (size_t i = 0; i < raw.len && ok; i++) {
-        if (raw.items[i][0] == '\0') {
-            ld_err(c, v->line, v->col, "\"env_file\": item %zu is empty", i + 1);
-            ok = false;
-            break;
-        }
-        char *r = ld_resolve_path(c, raw.items[i]);
-        if (!r) {
-            ok = false;
-            break;
-        }
-        free(raw.items[i]);
-        raw.items[i] = r;
-    }
-    if (!ok) {
-        ld_strlist_free(&raw);
-        return false;
-    }
-    ld_strlist_free(dst);
-    *dst = raw;
-    return true;
+    ok = ok && resolve_paths(c, kv, &raw);
+    return put_strlist(dst, &raw, ok);
 }
 
 /* secret_env: NAME = "path", merged into a base's; paths resolved. */

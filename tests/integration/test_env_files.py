@@ -182,7 +182,7 @@ def test_missing_secret_is_a_spawn_failure(fleet, tmp_path):
 
 @pytest.mark.parametrize("value, why", [
     ("3", '"env_file" must be a path or an array of paths, not an integer'),
-    ('[""]', '"env_file": item 1 is empty'),
+    ('[""]', '"env_file": item 1 must not be empty'),
     ('{ a = "b" }', '"env_file" must be a path or an array of paths, not a table'),
 ])
 def test_env_file_value_errors(manifest, value, why):
