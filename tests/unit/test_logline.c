@@ -25,6 +25,16 @@ static json_t *parse_line(const char *buf, size_t n)
     return j;
 }
 
+/* r formats as exactly want, in the smallest buffer a line may have. */
+static void assert_formats_as(const ms_log_record *r, const char *want)
+{
+    char buf[MS_LOG_JSON_MIN];
+    size_t n = ms_log_format_json(buf, sizeof buf, r);
+    assert_true(n < sizeof buf);
+    buf[n] = '\0';
+    assert_string_equal(buf, want);
+}
+
 static void test_keys_in_order_with_fields(void **state)
 {
     (void)state;
@@ -32,11 +42,8 @@ static void test_keys_in_order_with_fields(void **state)
     ms_log_record r = { .time_ms = 1795687874295, .level = MS_WARN, .source = "mothership", .instance = -1,
                         .event = "exited", .fields = f, .nfields = 2, .msg = "ship \"web#1\" exited",
                         .msg_len = 19 };
-    char buf[MS_LOG_JSON_MIN];
-    size_t n = ms_log_format_json(buf, sizeof buf, &r);
-    buf[n] = '\0';
-    assert_string_equal(buf, "{\"ts\":\"2026-11-26T10:11:14.295Z\",\"level\":\"warn\",\"source\":\"mothership\","
-                             "\"event\":\"exited\",\"ship\":\"web#1\",\"pid\":4242,\"msg\":\"ship \\\"web#1\\\" exited\"}\n");
+    assert_formats_as(&r, "{\"ts\":\"2026-11-26T10:11:14.295Z\",\"level\":\"warn\",\"source\":\"mothership\","
+                          "\"event\":\"exited\",\"ship\":\"web#1\",\"pid\":4242,\"msg\":\"ship \\\"web#1\\\" exited\"}\n");
 }
 
 static void test_child_line_with_instance_and_stream(void **state)
@@ -44,11 +51,8 @@ static void test_child_line_with_instance_and_stream(void **state)
     (void)state;
     ms_log_record r = { .time_ms = 1000, .level = MS_INFO, .source = "web", .instance = 2, .stream = "stderr",
                         .continued = true, .msg = "a\tb", .msg_len = 3 };
-    char buf[MS_LOG_JSON_MIN];
-    size_t n = ms_log_format_json(buf, sizeof buf, &r);
-    buf[n] = '\0';
-    assert_string_equal(buf, "{\"ts\":\"1970-01-01T00:00:01.000Z\",\"level\":\"info\",\"source\":\"web\",\"instance\":2,"
-                             "\"stream\":\"stderr\",\"continued\":true,\"msg\":\"a\\tb\"}\n");
+    assert_formats_as(&r, "{\"ts\":\"1970-01-01T00:00:01.000Z\",\"level\":\"info\",\"source\":\"web\",\"instance\":2,"
+                          "\"stream\":\"stderr\",\"continued\":true,\"msg\":\"a\\tb\"}\n");
 }
 
 /* A message much longer than the buffer, full of bytes that escape to six
