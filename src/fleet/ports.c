@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fleet/probe.h"
+#include "metrics/procstat.h"
 
 #define MAX_LISTENERS 64
 #define MAX_TREE 4096
@@ -247,26 +248,7 @@ static bool tree_holds(int root, const listeners *l)
             found = true;
             break;
         }
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/task", pid);
-        DIR *d = opendir(path);
-        if (!d)
-            continue;
-        struct dirent *de;
-        while ((de = readdir(d)) && tail < MAX_TREE) {
-            if (de->d_name[0] == '.')
-                continue;
-            char cpath[300];
-            snprintf(cpath, sizeof cpath, "/proc/%d/task/%s/children", pid, de->d_name);
-            FILE *fp = fopen(cpath, "re");
-            if (!fp)
-                continue;
-            long child;
-            while (tail < MAX_TREE && fscanf(fp, "%ld", &child) == 1)
-                queue[tail++] = (int)child;
-            fclose(fp);
-        }
-        closedir(d);
+        ms_procstat_add_children(pid, queue, &tail, MAX_TREE);
     }
     free(queue);
     return found;

@@ -126,9 +126,7 @@ done:
     close(fd);
 }
 
-/* Appends the children of every thread of pid to tree[*n..max); those that
- * do not fit are left out. */
-static void add_children(int pid, int *tree, size_t *n, size_t max)
+void ms_procstat_add_children(int pid, int *tree, size_t *n, size_t max)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", pid);
@@ -168,7 +166,7 @@ bool ms_procstat_tree(int root, ms_procstat_usage *out)
             out->rss_pages += st.rss_pages;
             out->processes++;
         }
-        add_children(pid, tree, &n, MS_PROCSTAT_TREE_MAX);
+        ms_procstat_add_children(pid, tree, &n, MS_PROCSTAT_TREE_MAX);
     }
     return true;
 }

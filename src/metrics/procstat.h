@@ -34,6 +34,11 @@ bool ms_procstat_parse(const char *text, size_t len, ms_procstat *out);
 /* Reads /proc/PID/stat (pid 0: this process). false when gone or unreadable. */
 bool ms_procstat_read(int pid, ms_procstat *out);
 
+/* Appends the children of every thread of pid (from each
+ * /proc/PID/task/TID/children) to tree[*n..max); those that do not fit are
+ * left out. */
+void ms_procstat_add_children(int pid, int *tree, size_t *n, size_t max);
+
 /* What a process tree costs: the processes below root (its children, found
  * through every thread's /proc/PID/task/TID/children, theirs, and so on, at
  * most MS_PROCSTAT_TREE_MAX in all with root), root itself left out but
