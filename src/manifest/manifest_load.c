@@ -682,23 +682,37 @@ static void health_clear(ms_health *h)
     health_defaults(h);
 }
 
-static bool get_health_protocol(ld_ctx *c, const toml_kv *kv, ms_health_protocol *dst)
+/* A string that is one of names (NULL-terminated), as its index. expected
+ * is what a value of another type is told; anything else is "WHAT \"x\"
+ * (CHOICES)" with a "did you mean" when one is near. */
+static bool get_choice(ld_ctx *c, const toml_kv *kv, const char *const *names, const char *expected,
+                       const char *what, const char *choices, size_t *index)
 {
-    static const char *const names[] = { "http", "tcp", "postgres", "mysql", "redis", NULL };
     const toml_node *v = kv->value;
     if (v->type != TOML_STRING) {
-        wrong_type(c, kv, "one of \"http\", \"tcp\", \"postgres\", \"mysql\", \"redis\"");
+        wrong_type(c, kv, expected);
         return false;
     }
     for (size_t i = 0; names[i]; i++)
         if (strcmp(v->u.str.ptr, names[i]) == 0) {
-            *dst = (ms_health_protocol)i;
+            *index = i;
             return true;
         }
     const char *near = ms_nearest(v->u.str.ptr, names);
-    ld_err(c, v->line, v->col, "healthcheck: unknown protocol \"%s\"%s%s%s (one of http, tcp, postgres, mysql, redis)",
-           v->u.str.ptr, near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
+    ld_err(c, v->line, v->col, "%s \"%s\"%s%s%s (%s)", what, v->u.str.ptr, near ? " (did you mean \"" : "",
+           near ? near : "", near ? "\"?)" : "", choices);
     return false;
+}
+
+static bool get_health_protocol(ld_ctx *c, const toml_kv *kv, ms_health_protocol *dst)
+{
+    static const char *const names[] = { "http", "tcp", "postgres", "mysql", "redis", NULL };
+    size_t i;
+    if (!get_choice(c, kv, names, "one of \"http\", \"tcp\", \"postgres\", \"mysql\", \"redis\"",
+                    "healthcheck: unknown protocol", "one of http, tcp, postgres, mysql, redis", &i))
+        return false;
+    *dst = (ms_health_protocol)i;
+    return true;
 }
 
 static bool get_health_address(ld_ctx *c, const toml_kv *kv, ms_health *h)
@@ -1004,20 +1018,11 @@ static const char *misplaced_key(const ms_ship *s, const char *k, char *buf, siz
 static bool get_upstream_protocol(ld_ctx *c, const toml_kv *kv, ms_upstream_protocol *dst)
 {
     static const char *const names[] = { "docking", "http", NULL };
-    const toml_node *v = kv->value;
-    if (v->type != TOML_STRING) {
-        wrong_type(c, kv, "\"docking\" or \"http\"");
+    size_t i;
+    if (!get_choice(c, kv, names, "\"docking\" or \"http\"", "unknown protocol", "\"docking\" or \"http\"", &i))
         return false;
-    }
-    for (size_t i = 0; names[i]; i++)
-        if (strcmp(v->u.str.ptr, names[i]) == 0) {
-            *dst = i == 0 ? MS_UPSTREAM_DOCKING : MS_UPSTREAM_HTTP;
-            return true;
-        }
-    const char *near = ms_nearest(v->u.str.ptr, names);
-    ld_err(c, v->line, v->col, "unknown protocol \"%s\"%s%s%s (\"docking\" or \"http\")", v->u.str.ptr,
-           near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
-    return false;
+    *dst = i == 0 ? MS_UPSTREAM_DOCKING : MS_UPSTREAM_HTTP;
+    return true;
 }
 
 /* Resolves each path of list against the manifest's directory, in place;
@@ -1084,20 +1089,12 @@ static bool get_subprotocols(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
 static bool get_balance(ld_ctx *c, const toml_kv *kv, ms_balance *dst)
 {
     static const char *const names[] = { "round_robin", "least_conn", NULL };
-    const toml_node *v = kv->value;
-    if (v->type != TOML_STRING) {
-        wrong_type(c, kv, "\"round_robin\" or \"least_conn\"");
+    size_t i;
+    if (!get_choice(c, kv, names, "\"round_robin\" or \"least_conn\"", "unknown balance",
+                    "round_robin or least_conn", &i))
         return false;
-    }
-    for (size_t i = 0; names[i]; i++)
-        if (strcmp(v->u.str.ptr, names[i]) == 0) {
-            *dst = (ms_balance)i;
-            return true;
-        }
-    const char *near = ms_nearest(v->u.str.ptr, names);
-    ld_err(c, v->line, v->col, "unknown balance \"%s\"%s%s%s (round_robin or least_conn)", v->u.str.ptr,
-           near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
-    return false;
+    *dst = (ms_balance)i;
+    return true;
 }
 
 #define MS_ENV_FILES_MAX 64
@@ -1264,20 +1261,11 @@ static void merge_env_files(ld_ctx *c, ms_ship *s)
 static bool get_access_log(ld_ctx *c, const toml_kv *kv, ms_access_log *dst)
 {
     static const char *const names[] = { "off", "text", "json", NULL };
-    const toml_node *v = kv->value;
-    if (v->type != TOML_STRING) {
-        wrong_type(c, kv, "\"off\", \"text\" or \"json\"");
+    size_t i;
+    if (!get_choice(c, kv, names, "\"off\", \"text\" or \"json\"", "unknown access_log", "off, text or json", &i))
         return false;
-    }
-    for (size_t i = 0; names[i]; i++)
-        if (strcmp(v->u.str.ptr, names[i]) == 0) {
-            *dst = (ms_access_log)(MS_ACCESS_LOG_OFF + i);
-            return true;
-        }
-    const char *near = ms_nearest(v->u.str.ptr, names);
-    ld_err(c, v->line, v->col, "unknown access_log \"%s\"%s%s%s (off, text or json)", v->u.str.ptr,
-           near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
-    return false;
+    *dst = (ms_access_log)(MS_ACCESS_LOG_OFF + i);
+    return true;
 }
 
 /* Apply the keys of one TOML table (a base template or the entry itself) to
