@@ -1044,34 +1044,30 @@ static bool resolve_paths(ld_ctx *c, const toml_kv *kv, ms_strlist *list)
 }
 
 /* When ok, list replaces *dst; otherwise list is freed. Returns ok. */
-static bool put_strlist(ms_strlist *dst, ms_strlist *list, bool ok)
+static bool put_strlist(ms_strlist *dst, ms_strlist list, bool ok)
 {
     if (!ok) {
-        ld_strlist_free(list);
+        ld_strlist_free(&list);
         return false;
     }
     ld_strlist_free(dst);
-    *dst = *list;
+    *dst = list;
     return true;
 }
 
 /* Directories, each resolved against the manifest's directory. */
 static bool get_dirs(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
 {
-    ms_strlist list = { 0 };
-    if (!get_strlist(c, kv, &list, false, NULL))
-        return false;
-    bool ok = resolve_paths(c, kv, &list);
-    return put_strlist(dst, &list, ok);
+    ms_strlist list = { 0 }; /* what get_strlist took before it failed is freed too */
+    bool ok = get_strlist(c, kv, &list, false, NULL) && resolve_paths(c, kv, &list);
+    return put_strlist(dst, list, ok);
 }
 
 /* WebSocket subprotocol names a bay speaks: HTTP tokens (RFC 6455 §4.1). */
 static bool get_subprotocols(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
 {
     ms_strlist list = { 0 };
-    if (!get_strlist(c, kv, &list, false, NULL))
-        return false;
-    bool ok = true;
+    bool ok = get_strlist(c, kv, &list, false, NULL);
     for (size_t i = 0; i < list.len && ok; i++) {
         const char *p = list.items[i];
         ok = p[0] != '\0' && strlen(p) <= 128;
@@ -1083,7 +1079,7 @@ static bool get_subprotocols(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
                    "subprotocol \"%.140s\" is not a token of 1 to 128 characters (letters, digits and "
                    "!#$%%&'*+-.^_`|~)", list.items[i]);
     }
-    return put_strlist(dst, &list, ok);
+    return put_strlist(dst, list, ok);
 }
 
 static bool get_balance(ld_ctx *c, const toml_kv *kv, ms_balance *dst)
@@ -1129,7 +1125,7 @@ static bool get_env_files(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
         ok = false;
     }
     ok = ok && resolve_paths(c, kv, &raw);
-    return put_strlist(dst, &raw, ok);
+    return put_strlist(dst, raw, ok);
 }
 
 /* secret_env: NAME = "path", merged into a base's; paths resolved. */
