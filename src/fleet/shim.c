@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +45,22 @@ static const int forwarded[] = { SIGTERM, SIGINT,  SIGQUIT, SIGHUP, SIGUSR1, SIG
 static bool harmless_by_default(int sig)
 {
     return sig == SIGWINCH || sig == SIGTTIN || sig == SIGTTOU;
+}
+
+/* The signals libc keeps for itself (32 and 33 in glibc, below SIGRTMIN)
+ * refuse sigaction, so one that an ancestor of Mothership left ignored
+ * would stay ignored in every ship. The kernel's own call sets them back
+ * to their default (the kernel's struct: handler, flags, restorer, mask). */
+static void reset_libc_signals(void)
+{
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        unsigned long mask;
+    } dfl = { SIG_DFL, 0, NULL, 0 };
+    for (int sig = SIGRTMIN - 1; sig > SIGSYS; sig--)
+        (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask);
 }
 
 static int pdeath_signal(void)
@@ -227,6 +244,7 @@ int ms_shim_main(int argc, char **argv)
         for (int sig = 1; sig < NSIG; sig++)
             if (sig != SIGKILL && sig != SIGSTOP)
                 sigaction(sig, &dfl, NULL); /* EINVAL for libc's own: harmless */
+        reset_libc_signals();
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);

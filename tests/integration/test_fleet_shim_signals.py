@@ -167,3 +167,44 @@ http {{
     stopped = ms.event("stopped", ship="web")
     assert re.fullmatch(rf'ship "web" \(pid {master}\) stopped \(exit 0\) in \d+ms', stopped["msg"]), stopped
     assert not ms.events("kill"), ms.output()
+
+
+def _ignore_libc_signals():
+    """In the child, before exec: leave signals 32 and 33 (the ones glibc
+    keeps for itself and refuses in sigaction) ignored, as an ancestor of
+    Mothership may, through the kernel's own call."""
+    import ctypes
+
+    class KernelSigaction(ctypes.Structure):
+        _fields_ = [("handler", ctypes.c_void_p), ("flags", ctypes.c_ulong),
+                    ("restorer", ctypes.c_void_p), ("mask", ctypes.c_ulong)]
+
+    ign = KernelSigaction(1, 0, None, 0)  # SIG_IGN
+    libc = ctypes.CDLL(None, use_errno=True)
+    for sig in (32, 33):
+        libc.syscall(13, sig, ctypes.byref(ign), None, 8)  # SYS_rt_sigaction on x86_64
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the raw rt_sigaction number is x86_64's")
+def test_a_ship_starts_with_libcs_own_signals_at_their_default(tmp_path):
+    """Mothership started with signals 32 and 33 ignored: its ships still
+    start with nothing ignored."""
+    import subprocess
+    from conftest import BINARY
+    (tmp_path / "ship-manifest.toml").write_text(
+        f'[mothership]\nsocket_dir = "{tmp_path}"\n\n'
+        '[[fleet.jobs]]\nname = "sig"\ncommand = "grep"\nargs = ["SigIgn", "/proc/self/status"]\n'
+        'oneshot = true\n')
+    p = subprocess.Popen([BINARY, "run"], cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, preexec_fn=_ignore_libc_signals)
+    try:
+        seen = []
+        for line in p.stdout:
+            seen.append(line)
+            if "SigIgn:" in line:
+                break
+        assert seen and "SigIgn:" in seen[-1], "".join(seen)
+        assert int(seen[-1].split("SigIgn:")[1].split()[0], 16) == 0, seen[-1]
+    finally:
+        p.terminate()
+        p.wait(timeout=20)
