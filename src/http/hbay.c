@@ -538,6 +538,7 @@ static int open_reply_file(const ms_conn *c, const char *p, size_t n, uint64_t *
 static void on_file_reply(ms_hblink *l, const ms_dock_reply *r)
 {
     ms_conn *c = l->c;
+    assert(c != NULL); /* a REPLY is only read while the link has a request */
     ms_hbtarget *t = l->t;
     uint64_t size = 0;
     const char *what = NULL;
@@ -607,6 +608,7 @@ static void tunnel_up(ms_hblink *l, const char *data, size_t len)
 static void on_tunnel_reply(ms_hblink *l, const ms_dock_reply *r)
 {
     ms_conn *c = l->c;
+    assert(c != NULL);
     if (!c->upgrade || r->status != 101) {
         link_protocol_error(l, "a tunnel REPLY that is not a 101 to an upgrade");
         return;
