@@ -315,7 +315,9 @@ def test_a_pipelining_client_that_never_reads(fleet, sockdir):
     assert curl(sock, "GET", "/v1/status")[0] == 200
     grown = rss_kib() - base
     s.close()
-    assert sent < len(req) and grown < 16 * 1024, (sent, base, grown)
+    with open(f"/proc/{ms.pid}/maps") as f:
+        sanitized = "libasan" in f.read()  # ASan keeps freed memory in quarantine: RSS says nothing there
+    assert sent < len(req) and (sanitized or grown < 16 * 1024), (sent, base, grown)
     assert curl(sock, "GET", "/v1/status")[0] == 200
 
 
