@@ -7,8 +7,10 @@ set -euo pipefail
 PKGS=(
   build-essential meson ninja-build pkg-config clang lld
   libuv1-dev libhttp-parser-dev libssl-dev libwslay-dev zlib1g-dev
-  libbrotli-dev libpcre2-dev libjansson-dev libncurses-dev libcmocka-dev
+  libbrotli-dev libzstd-dev libpcre2-dev libjansson-dev libncurses-dev libcmocka-dev
   python3 python3-pytest python3-requests python3-websockets python3-brotli
+  # zstd: the CLI and the Python decoder the content-coding tests check with
+  zstd python3-zstandard
   wabt curl wrk tmux procps iproute2
   # HTTP/2: the library, and the clients the tests drive (nghttp, h2load, python3-h2)
   libnghttp2-dev nghttp2-client python3-h2
