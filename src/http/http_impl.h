@@ -196,6 +196,7 @@ struct ms_worker {
     bool dock_async_open;
     char *ws_rbuf;                 /* shared read buffer, MS_WS_RBUF bytes */
     ms_idmap ws_ids;               /* conn_id -> ms_ws */
+    struct ms_pmd *ws_pmd;         /* permessage-deflate's z_streams (wsdeflate.c), made when first needed */
     ms_ws *ws_list;
     ms_ws *ws_dirty;               /* clients with messages queued by the inbox pass */
     uint32_t ws_seq;

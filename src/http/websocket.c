@@ -29,10 +29,12 @@
 #include "dock/protocol.h"
 #include "http/handler.h"
 #include "http/http_impl.h"
+#include "http/wsdeflate.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_WRITE_HIGH (256u * 1024u)   /* socket bytes pending before wslay is told to wait */
 #define WS_CLOSE_WAIT_MS 3000           /* after our close frame, wait this long for the client's */
+#define WS_DEFLATE_MIN 64               /* shorter messages to a compressing client go as they are */
 
 struct ms_ws {
     ms_conn *c;
@@ -61,6 +63,7 @@ struct ms_ws {
     uint64_t held_until;               /* ms_hub_now_ms deadline while held */
     uint8_t *board;                    /* its Boarding frame, kept while its bay resumes */
     uint32_t board_len;
+    uint8_t deflate_bits;              /* permessage-deflate agreed: our window bits; 0: not agreed */
 };
 
 static const ms_http_limits *lim(const ms_conn *c)
@@ -138,6 +141,40 @@ static void start_closing(ms_ws *ws)
     ms_conn_timer_start(ws->c, on_ws_timer, WS_CLOSE_WAIT_MS, 0);
 }
 
+/* A compressed message (RSV1, allowed by wslay only when agreed): the
+ * plain one in *plain (the caller frees it), or the client closed with
+ * 1009 (over ws_max_message_size once inflated), 1007 (not deflate data,
+ * or text that is not UTF-8) or 1011 and false. */
+static bool inflate_msg(ms_ws *ws, bool binary, const uint8_t **msg, size_t *len, uint8_t **plain)
+{
+    ms_worker *w = ws->c->w;
+    ms_pmd_rc rc = MS_PMD_NOMEM;
+    size_t out_len = 0;
+    if (w->ws_pmd || (w->ws_pmd = ms_pmd_new()))
+        rc = ms_pmd_inflate(w->ws_pmd, *msg, *len, lim(ws->c)->ws_max_message_size, plain, &out_len);
+    if (rc == MS_PMD_OK && !binary && !ms_dock_utf8_valid(*plain, out_len)) {
+        free(*plain);
+        *plain = NULL;
+        ws_close_with(ws, 1007, "a text message is not UTF-8");
+        return false;
+    }
+    switch (rc) {
+    case MS_PMD_OK:
+        *msg = *plain;
+        *len = out_len;
+        return true;
+    case MS_PMD_TOO_BIG:
+        ws_close_with(ws, 1009, "the message is too big once inflated");
+        return false;
+    case MS_PMD_BAD_DATA:
+        ws_close_with(ws, 1007, "the message is not valid deflate data");
+        return false;
+    default:
+        ws_close_with(ws, 1011, "out of memory");
+        return false;
+    }
+}
+
 static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a, void *user)
 {
     ms_ws *ws = user;
@@ -156,15 +193,22 @@ static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         ws_close_with(ws, 1003, "this bay accepts text messages only");
         return;
     }
+    const uint8_t *msg = a->msg;
+    size_t len = a->msg_length;
+    uint8_t *plain = NULL;
+    if (wslay_get_rsv1(a->rsv) && !inflate_msg(ws, binary, &msg, &len, &plain))
+        return;
     ms_hub_msg *m = ms_hub_msg_new(MS_HUB_CARGO, (uint32_t)ws->bay, ws->gen, ws->conn_id, 0, NULL,
-                                   MS_DOCK_CARGO_HEADER_LEN + a->msg_length);
+                                   MS_DOCK_CARGO_HEADER_LEN + len);
     if (!m) {
+        free(plain);
         ws_close_with(ws, 1011, "out of memory");
         return;
     }
-    ms_dock_put_cargo_header(m->data, binary ? MS_DOCK_CARGO_BINARY : MS_DOCK_CARGO, ws->conn_id, a->msg_length);
-    if (a->msg_length)
-        memcpy(m->data + MS_DOCK_CARGO_HEADER_LEN, a->msg, a->msg_length);
+    ms_dock_put_cargo_header(m->data, binary ? MS_DOCK_CARGO_BINARY : MS_DOCK_CARGO, ws->conn_id, (uint32_t)len);
+    if (len)
+        memcpy(m->data + MS_DOCK_CARGO_HEADER_LEN, msg, len);
+    free(plain);
     to_bay(ws, m);
 }
 
@@ -185,6 +229,8 @@ static bool ensure_ctx(ms_ws *ws)
         return false;
     }
     wslay_event_config_set_max_recv_msg_length(ws->ctx, lim(ws->c)->ws_max_message_size);
+    if (ws->deflate_bits) /* RSV1 marks a compressed message; without the agreement wslay fails it (1002) */
+        wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
     ws->fed = ws->framed = ws->cur_frame = 0;
     ws->in_fragment = false;
     return true;
@@ -399,7 +445,18 @@ static void deliver(ms_worker *w, ms_hub_msg *m)
     }
     struct wslay_event_msg msg = { .opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
                                    .msg = m->data, .msg_length = m->len };
-    if (wslay_event_queue_msg(ws->ctx, &msg) != 0) {
+    uint8_t *packed = NULL;
+    size_t packed_len = 0;
+    uint8_t rsv = WSLAY_RSV_NONE;
+    if (ws->deflate_bits && m->len >= WS_DEFLATE_MIN && (w->ws_pmd || (w->ws_pmd = ms_pmd_new())) &&
+        ms_pmd_deflate(w->ws_pmd, ws->deflate_bits, m->data, m->len, &packed, &packed_len) == MS_PMD_OK) {
+        msg.msg = packed; /* wslay copies it */
+        msg.msg_length = packed_len;
+        rsv = WSLAY_RSV1_BIT;
+    } /* else (short, no gain, no memory) it goes as it is: RSV1 unset */
+    int qrc = wslay_event_queue_msg_ex(ws->ctx, &msg, rsv);
+    free(packed);
+    if (qrc != 0) {
         ms_conn_close(ws->c);
         return;
     }
@@ -638,6 +695,8 @@ void ms_ws_worker_close(ms_worker *w)
 void ms_ws_worker_free(ms_worker *w)
 {
     ms_hbay_worker_free(w);
+    ms_pmd_free(w->ws_pmd);
+    w->ws_pmd = NULL;
     free(w->ws_rbuf);
     w->ws_rbuf = NULL;
     ms_idmap_free(&w->ws_ids);
@@ -789,6 +848,32 @@ static const char *pick_subprotocol(const ms_conn *c, const ms_ship *bay)
         if (header_is(c, "sec-websocket-protocol", bay->subprotocols.items[k]))
             return bay->subprotocols.items[k];
     return NULL;
+}
+
+/* permessage-deflate, when the route allows it and an offer of the client's
+ * can be accepted: the answer's header line into buf ("" when none), the
+ * window we deflate with in *bits (0: no compression). */
+static void negotiate_deflate(const ms_conn *c, uint8_t *bits, char *buf, size_t cap)
+{
+    *bits = 0;
+    buf[0] = '\0';
+    if (!c->route || !c->route->route->ws_compression)
+        return;
+    for (uint16_t i = 0; i < c->nhdr; i++) {
+        const ms_hdr *h = &c->hdr[i];
+        ms_pmd_agreed a;
+        if (h->name_len != 24 || strncasecmp(c->buf + h->name, "sec-websocket-extensions", 24) != 0 ||
+            !ms_pmd_negotiate(c->buf + h->val, h->val_len, &a))
+            continue;
+        char v[96];
+        size_t vl = ms_pmd_answer(&a, v, sizeof v);
+        int n = vl ? snprintf(buf, cap, "Sec-WebSocket-Extensions: %.*s\r\n", (int)vl, v) : 0;
+        if (n > 0 && (size_t)n < cap)
+            *bits = a.server_bits;
+        else
+            buf[0] = '\0';
+        return;
+    }
 }
 
 static void respond_426(ms_conn *c, const char *detail)
@@ -985,12 +1070,14 @@ static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
         shalen = 0;
     EVP_EncodeBlock((unsigned char *)accept, sha, (int)shalen);
     const char *proto = pick_subprotocol(c, &c->g->m->ships[c->ship]);
-    char head[768];
+    char ext[128];
+    negotiate_deflate(c, &ws->deflate_bits, ext, sizeof ext);
+    char head[896];
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 101 Switching Protocols\r\nServer: mothership\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%.*s%sX-Request-Id: %.*s\r\n\r\n",
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%.*s%s%sX-Request-Id: %.*s\r\n\r\n",
                       accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? 200 : 0, proto ? proto : "",
-                      proto ? "\r\n" : "", (int)c->reqid_len, c->reqid); /* fits: names <= 128 bytes */
+                      proto ? "\r\n" : "", ext, (int)c->reqid_len, c->reqid); /* fits: names <= 128 bytes */
     /* the client is one of the worker's now */
     ws->next = w->ws_list;
     if (w->ws_list)

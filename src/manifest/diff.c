@@ -196,6 +196,7 @@ static const field route_fields[] = {
     RAW(ms_route, "raw_path", raw_path),
     RAW(ms_route, "request_buffering", request_buffering_set),
     RAW(ms_route, "request_buffering", request_buffering),
+    RAW(ms_route, "ws_compression", ws_compression),
     RAW(ms_route, "instances", ntargets),
     END,
 };

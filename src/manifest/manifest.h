@@ -174,6 +174,7 @@ typedef struct ms_route {
     bool raw_path;       /* ambiguous path forms (%2F, %5C, %00, '\\', ';') are let through */
     bool request_buffering_set; /* false: [mothership.http] request_buffering decides */
     bool request_buffering;
+    bool ws_compression; /* permessage-deflate for WebSocket clients of a bay, when they offer it */
     ms_pos pos;
     size_t target;       /* index into ms_manifest.ships: the first instance */
     size_t ntargets;     /* instances: ships[target .. target+ntargets); 1 when not instanced */

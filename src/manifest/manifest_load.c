@@ -74,6 +74,7 @@ static const char *const health_keys[] = {
     "path", "interval", "timeout", "grace", "failures", "successes", "cooldown", "restart",
     "protocol", "address", "port", NULL };
 static const char *const route_keys[] = { "bind", "pattern", "name", "strip_prefix", "raw_path", "request_buffering",
+                                          "ws_compression",
                                           NULL };
 static const char *const top_keys[] = { "mothership", "base", "fleet", "bays", "modules", "uplinks", NULL };
 static const char *const base_keys[] = { "ship", "bay", "module", NULL };
@@ -604,7 +605,8 @@ static bool get_routes(ld_ctx *c, const toml_kv *kv, ms_ship *s)
                 else if (strcmp(e->key, "request_buffering") == 0) {
                     r->request_buffering_set = get_bool(c, e, &r->request_buffering);
                     rok &= r->request_buffering_set;
-                }
+                } else if (strcmp(e->key, "ws_compression") == 0)
+                    rok &= get_bool(c, e, &r->ws_compression);
                 else {
                     unknown_key(c, e, route_keys, NULL);
                     rok = false;

@@ -335,6 +335,8 @@ static const variant route_cases[] = {
       SWAP, "routes of bind \"http\"" },
     { "request_buffering", RT("bind = \"http\", pattern = \"/a\""),
       RT("bind = \"http\", pattern = \"/a\", request_buffering = true"), SWAP, "routes of bind \"http\"" },
+    { "ws_compression", RT("bind = \"http\", pattern = \"/a\""),
+      RT("bind = \"http\", pattern = \"/a\", ws_compression = true"), SWAP, "routes of bind \"http\"" },
     { NULL, NULL, NULL, RESTART, NULL },
 };
 
