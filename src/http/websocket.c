@@ -865,7 +865,7 @@ static void negotiate_deflate(const ms_conn *c, uint8_t *bits, char *buf, size_t
         if (h->name_len != 24 || strncasecmp(c->buf + h->name, "sec-websocket-extensions", 24) != 0 ||
             !ms_pmd_negotiate(c->buf + h->val, h->val_len, &a))
             continue;
-        char v[96];
+        char v[MS_PMD_ANSWER_MAX];
         size_t vl = ms_pmd_answer(&a, v, sizeof v);
         int n = vl ? snprintf(buf, cap, "Sec-WebSocket-Extensions: %.*s\r\n", (int)vl, v) : 0;
         if (n > 0 && (size_t)n < cap)
@@ -1070,9 +1070,9 @@ static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
         shalen = 0;
     EVP_EncodeBlock((unsigned char *)accept, sha, (int)shalen);
     const char *proto = pick_subprotocol(c, &c->g->m->ships[c->ship]);
-    char ext[128];
+    char ext[MS_PMD_ANSWER_MAX + 32];
     negotiate_deflate(c, &ws->deflate_bits, ext, sizeof ext);
-    char head[896];
+    char head[960];
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 101 Switching Protocols\r\nServer: mothership\r\nUpgrade: websocket\r\n"
                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%.*s%s%sX-Request-Id: %.*s\r\n\r\n",

@@ -31,7 +31,8 @@ typedef struct ms_pmd_agreed {
 bool ms_pmd_negotiate(const char *v, size_t n, ms_pmd_agreed *out);
 
 /* The answer's header value (no name, no CRLF) into buf; its length, 0 if
- * cap is too small (96 bytes always suffice). */
+ * cap is too small (MS_PMD_ANSWER_MAX bytes always suffice). */
+#define MS_PMD_ANSWER_MAX 128
 size_t ms_pmd_answer(const ms_pmd_agreed *a, char *buf, size_t cap);
 
 typedef struct ms_pmd ms_pmd; /* a worker's z_streams, created as first needed */

@@ -33,6 +33,10 @@ static void test_negotiate_table(void **state)
           "permessage-deflate; server_no_context_takeover; client_no_context_takeover" },
         { "permessage-deflate; server_no_context_takeover; client_no_context_takeover", true, 15,
           "permessage-deflate; server_no_context_takeover; client_no_context_takeover" },
+        { "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=15; "
+          "client_max_window_bits=12",
+          true, 15,
+          "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=15" },
         { "permessage-deflate; server_max_window_bits=10", true, 10,
           "permessage-deflate; client_no_context_takeover; server_max_window_bits=10" },
         { "permessage-deflate; server_max_window_bits=\"12\"", true, 12,
@@ -79,7 +83,7 @@ static void test_negotiate_table(void **state)
         if (!ok)
             continue;
         assert_int_equal(a.server_bits, cases[i].bits);
-        char buf[96];
+        char buf[MS_PMD_ANSWER_MAX];
         size_t n = ms_pmd_answer(&a, buf, sizeof buf);
         assert_true(n > 0);
         assert_int_equal(n, strlen(cases[i].answer));
