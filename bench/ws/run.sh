@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$build/bench"
 wsload="$build/bench/wsload"
 if [ ! -x "$wsload" ] || [ "$here/wsload.c" -nt "$wsload" ]; then
-    ${CC:-cc} -std=gnu17 -O2 -Wall -Wextra -Werror -o "$wsload.tmp" "$here/wsload.c" -lcrypto
+    ${CC:-cc} -std=gnu17 -O2 -Wall -Wextra -Werror -o "$wsload.tmp" "$here/wsload.c" -lcrypto -lz
     mv "$wsload.tmp" "$wsload"
 fi
 bench_run /usr/bin/python3 "$here/bench.py" "$bin" "$wsload" "$bays"

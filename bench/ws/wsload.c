@@ -2,7 +2,7 @@
  * epoll, non-blocking sockets, hand-rolled RFC 6455 client framing).
  *
  *   wsload MODE [-H host] [-p port] [-u path] [-c conns] [-d seconds]
- *               [-s size] [-w window] [-i inflight]
+ *               [-s size] [-w window] [-i inflight] [-z]
  *
  * MODE:
  *   echo    every client sends a text message of -s bytes, waits for the
@@ -11,6 +11,15 @@
  *           last one every client has received) for -d seconds; every
  *           client (the sender too) must receive each one once, in order.
  *   idle    the clients only connect (and answer pings).
+ *
+ * -z: every client offers permessage-deflate (RFC 7692) with
+ * client_no_context_takeover and server_no_context_takeover, and a server
+ * that does not agree fails its handshake. Messages are then sent
+ * compressed (zlib's default level, raw deflate, the 00 00 ff ff tail
+ * removed, RSV1 set; no context kept between messages), and messages
+ * received with RSV1 are inflated before they are checked. RESULT also
+ * counts the messages that came compressed and their bytes on the wire
+ * against their plain size.
  *
  * Protocol with the driver: wsload connects the -c clients (at most -i
  * handshakes at a time; each checks the 101 and Sec-WebSocket-Accept), then
@@ -39,6 +48,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 enum { ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_DONE };
 
@@ -57,6 +67,7 @@ typedef struct {
     /* echo */
     uint64_t sent_at, seq;
     bool waiting;
+    bool msg_z;              /* the message being reassembled came with RSV1 */
     /* fanout */
     uint64_t expect;
 } conn;
@@ -70,6 +81,11 @@ static size_t msize = 32;
 static unsigned window = 32;
 static int mode;     /* 0 echo, 1 fanout, 2 idle */
 static bool running, closing_all;
+static bool zmode;   /* -z: permessage-deflate */
+static z_stream zdef, zinf;
+static uint8_t *zbuf;
+static size_t zcap;
+static uint64_t n_zin, n_zin_wire, n_zin_plain;
 
 /* ---- counters, reported as JSON */
 static uint64_t n_ok, n_failed, n_msgs, n_bad, n_pings, n_errors, n_eof;
@@ -207,12 +223,12 @@ static void queue_bytes(int i, const void *p, size_t n)
     c->out_len += n;
 }
 
-/* A masked client frame (FIN set). */
-static bool send_frame(int i, int op, const uint8_t *p, size_t n)
+/* A masked client frame (FIN set; RSV1 with rsv1). */
+static bool send_frame_rsv(int i, int op, const uint8_t *p, size_t n, bool rsv1)
 {
     uint8_t h[14];
     size_t hl = 0;
-    h[hl++] = (uint8_t)(0x80 | op);
+    h[hl++] = (uint8_t)(0x80 | (rsv1 ? 0x40 : 0) | op);
     if (n < 126) {
         h[hl++] = (uint8_t)(0x80 | n);
     } else if (n < 65536) {
@@ -239,6 +255,73 @@ static bool send_frame(int i, int op, const uint8_t *p, size_t n)
         d[k] = p[k] ^ mask[k & 3];
     c->out_len += hl + n;
     return flush_out(i);
+}
+
+static bool send_frame(int i, int op, const uint8_t *p, size_t n)
+{
+    return send_frame_rsv(i, op, p, n, false);
+}
+
+/* ---- permessage-deflate (-z) */
+static void z_init(void)
+{
+    if (deflateInit2(&zdef, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK ||
+        inflateInit2(&zinf, -15) != Z_OK) {
+        fprintf(stderr, "wsload: zlib init failed\n");
+        exit(2);
+    }
+}
+
+/* A data message, compressed with -z. */
+static bool send_message(int i, int op, const uint8_t *p, size_t n)
+{
+    if (!zmode)
+        return send_frame(i, op, p, n);
+    grow(&zbuf, &zcap, n + n / 8 + 64);
+    zdef.next_in = (Bytef *)(uintptr_t)p;
+    zdef.avail_in = (uInt)n;
+    zdef.next_out = zbuf;
+    zdef.avail_out = (uInt)zcap;
+    if (deflate(&zdef, Z_SYNC_FLUSH) != Z_OK || zdef.avail_in || !zdef.avail_out) {
+        fprintf(stderr, "wsload: deflate failed\n");
+        exit(2);
+    }
+    size_t zl = zcap - zdef.avail_out;
+    deflateReset(&zdef); /* client_no_context_takeover */
+    return send_frame_rsv(i, op, zbuf, zl >= 4 ? zl - 4 : zl, true);
+}
+
+/* A message that came with RSV1, inflated into zbuf; false: not deflate. */
+static bool inflate_message(const uint8_t *p, size_t n, size_t *out_len)
+{
+    static const uint8_t tail[4] = {0, 0, 0xff, 0xff};
+    size_t cap = zcap < 4096 ? 4096 : zcap, have = 0;
+    grow(&zbuf, &zcap, cap);
+    zinf.next_in = (Bytef *)(uintptr_t)p;
+    zinf.avail_in = (uInt)n;
+    bool tail_fed = false;
+    for (;;) {
+        if (!zinf.avail_in && !tail_fed) {
+            zinf.next_in = (Bytef *)(uintptr_t)tail;
+            zinf.avail_in = 4;
+            tail_fed = true;
+        }
+        if (have == zcap)
+            grow(&zbuf, &zcap, zcap * 2);
+        zinf.next_out = zbuf + have;
+        zinf.avail_out = (uInt)(zcap - have);
+        int rc = inflate(&zinf, Z_SYNC_FLUSH);
+        have = zcap - zinf.avail_out;
+        if (rc == Z_STREAM_END || (tail_fed && !zinf.avail_in && zinf.avail_out))
+            break;
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            inflateReset(&zinf);
+            return false;
+        }
+    }
+    inflateReset(&zinf); /* server_no_context_takeover */
+    *out_len = have;
+    return true;
 }
 
 /* ---- handshake */
@@ -295,8 +378,11 @@ static void start_connect(int i)
     char req[512];
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     path, host, port, c->key);
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                     path, host, port, c->key,
+                     zmode ? "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; "
+                             "server_no_context_takeover\r\n"
+                           : "");
     queue_bytes(i, req, (size_t)n);
 }
 
@@ -325,7 +411,15 @@ static int check_101(int i)
         SHA1((const uint8_t *)cat, strlen(cat), dg);
         b64(dg, sizeof dg, want);
         ok = -1;
+        bool pmd = false;
         for (char *l = strstr(head, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
+            const char *ext = "Sec-WebSocket-Extensions:";
+            if (strncasecmp(l + 2, ext, strlen(ext)) == 0) {
+                const char *v = l + 2 + strlen(ext);
+                while (*v == ' ')
+                    v++;
+                pmd = strncasecmp(v, "permessage-deflate", 18) == 0;
+            }
             const char *name = "Sec-WebSocket-Accept:";
             if (strncasecmp(l + 2, name, strlen(name)) == 0) {
                 const char *v = l + 2 + strlen(name);
@@ -334,6 +428,11 @@ static int check_101(int i)
                 if (strncmp(v, want, strlen(want)) == 0 && v[strlen(want)] == '\r')
                     ok = 1;
             }
+        }
+        if (ok == 1 && zmode && !pmd) {
+            note_error("permessage-deflate was not agreed", i);
+            n_errors--; /* fail_setup counts it */
+            ok = -1;
         }
     } else {
         char *eol = strstr(head, "\r\n");
@@ -377,7 +476,7 @@ static void echo_send(int i)
     c->sent_at = now_ns();
     c->waiting = true;
     echo_busy++;
-    send_frame(i, 1, p, msize);
+    send_message(i, 1, p, msize);
 }
 
 static void fanout_pump(void)
@@ -394,7 +493,7 @@ static void fanout_pump(void)
         ring_cnt[f_sent % RING] = 0;
         ring_t[f_sent % RING] = now_ns();
         f_sent++;
-        if (!send_frame(0, 1, p, msize))
+        if (!send_message(0, 1, p, msize))
             return;
     }
 }
@@ -438,6 +537,25 @@ static void on_message(int i, int op, const uint8_t *p, size_t n)
     }
 }
 
+/* A whole data message; with RSV1 (-z) inflated first. */
+static void data_message(int i, int op, bool z, const uint8_t *p, size_t n)
+{
+    if (!z) {
+        on_message(i, op, p, n);
+        return;
+    }
+    size_t pl = 0;
+    if (!inflate_message(p, n, &pl)) {
+        note_error("bad deflate data from the server", i);
+        n_bad++;
+        return;
+    }
+    n_zin++;
+    n_zin_wire += n;
+    n_zin_plain += pl;
+    on_message(i, op, zbuf, pl);
+}
+
 /* Parse whole frames in c->in. */
 static void parse(int i)
 {
@@ -450,7 +568,8 @@ static void parse(int i)
             break;
         bool fin = b[0] & 0x80;
         int op = b[0] & 15;
-        if ((b[1] & 0x80) || (b[0] & 0x70)) {
+        bool rsv1 = b[0] & 0x40;
+        if ((b[1] & 0x80) || (b[0] & 0x30) || (rsv1 && (!zmode || (op != 1 && op != 2)))) {
             note_error("server frame masked or with RSV bits", i);
             kill_conn(i);
             return;
@@ -498,15 +617,15 @@ static void parse(int i)
             /* wait for the server to close the TCP connection */
         } else if (op == 0 || op == 1 || op == 2) {
             if (op != 0)
-                c->msg_op = op, c->msg_len = 0;
+                c->msg_op = op, c->msg_len = 0, c->msg_z = rsv1;
             if (fin && c->msg_len == 0) {
-                on_message(i, c->msg_op, p, (size_t)len);
+                data_message(i, c->msg_op, c->msg_z, p, (size_t)len);
             } else {
                 grow(&c->msg, &c->msg_cap, c->msg_len + (size_t)len);
                 memcpy(c->msg + c->msg_len, p, (size_t)len);
                 c->msg_len += (size_t)len;
                 if (fin) {
-                    on_message(i, c->msg_op, c->msg, c->msg_len);
+                    data_message(i, c->msg_op, c->msg_z, c->msg, c->msg_len);
                     c->msg_len = 0;
                 }
             }
@@ -674,7 +793,7 @@ static void json_common(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: wsload echo|fanout|idle -p port [-H host] [-u path] [-c conns] [-d seconds] "
-                    "[-s size] [-w window] [-i inflight]\n");
+                    "[-s size] [-w window] [-i inflight] [-z]\n");
     exit(2);
 }
 
@@ -693,7 +812,7 @@ int main(int argc, char **argv)
     nconns = 50;
     int o;
     optind = 2;
-    while ((o = getopt(argc, argv, "H:p:u:c:d:s:w:i:")) != -1) {
+    while ((o = getopt(argc, argv, "H:p:u:c:d:s:w:i:z")) != -1) {
         switch (o) {
         case 'H': host = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -703,12 +822,15 @@ int main(int argc, char **argv)
         case 's': msize = (size_t)atol(optarg); break;
         case 'w': window = (unsigned)atoi(optarg); break;
         case 'i': inflight = atoi(optarg); break;
+        case 'z': zmode = true; break;
         default: usage();
         }
     }
     if (port <= 0 || nconns < 1 || msize < 22 || msize > 65535 || window < 1 || window > RING / 2 || inflight < 1)
         usage();
 
+    if (zmode)
+        z_init();
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
@@ -752,6 +874,7 @@ int main(int argc, char **argv)
         if (strcmp(l, "go") == 0 && mode != 2) {
             memset(hist, 0, sizeof hist);
             hcount = n_msgs = n_bad = 0;
+            n_zin = n_zin_wire = n_zin_plain = 0;
             running = true;
             t_start = t_end = now_ns();
             deadline = t_start + (uint64_t)(duration * 1e9);
@@ -774,7 +897,10 @@ int main(int argc, char **argv)
             }
             running = false;
             double secs = (double)(t_end - t_start) / 1e9;
-            printf("RESULT {\"mode\":\"%s\",\"seconds\":%.6f,\"messages\":%llu,\"sent\":%llu,\"delivered_all\":%llu,"
+            printf("RESULT {\"compressed_in\":%llu,\"compressed_in_wire_bytes\":%llu,"
+                   "\"compressed_in_plain_bytes\":%llu,",
+                   (unsigned long long)n_zin, (unsigned long long)n_zin_wire, (unsigned long long)n_zin_plain);
+            printf("\"mode\":\"%s\",\"seconds\":%.6f,\"messages\":%llu,\"sent\":%llu,\"delivered_all\":%llu,"
                    "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,\"undelivered\":%llu,",
                    mode == 0 ? "echo" : "fanout", secs, (unsigned long long)hcount,
                    (unsigned long long)(mode == 1 ? f_sent : hcount), (unsigned long long)f_done, hpct(50),
