@@ -287,6 +287,8 @@ static ms_pmd_rc inflate_loop(z_stream *s, const uint8_t *in, size_t n, size_t l
         if (tail_fed && s->avail_in == 0 && s->avail_out > 0)
             break; /* every byte read, room left: all of it is out */
     }
+    if (rc == MS_PMD_OK && cap - s->avail_out > limit)
+        rc = MS_PMD_TOO_BIG; /* a final block that ended right at limit + 1 */
     if (rc != MS_PMD_OK) {
         free(buf);
         return rc;

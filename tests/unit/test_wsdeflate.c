@@ -217,6 +217,24 @@ static void test_bomb_and_bad_data(void **state)
     /* not deflate: a reserved block type (BTYPE 11) */
     assert_int_equal(ms_pmd_inflate(p, (const uint8_t *)"\xff\xff\xff", 3, 100, &back, &bl), MS_PMD_BAD_DATA);
     assert_int_equal(ms_pmd_inflate(p, (const uint8_t *)"\x07", 1, 100, &back, &bl), MS_PMD_BAD_DATA);
+    /* a final block (zlib's Z_FINISH) one byte over the limit: refused too */
+    {
+        z_stream s;
+        memset(&s, 0, sizeof s);
+        assert_int_equal(deflateInit2(&s, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+        uint8_t fin[64];
+        s.next_in = (Bytef *)"hi there hi there";
+        s.avail_in = 17;
+        s.next_out = fin;
+        s.avail_out = sizeof fin;
+        assert_int_equal(deflate(&s, Z_FINISH), Z_STREAM_END);
+        size_t fl = sizeof fin - s.avail_out;
+        deflateEnd(&s);
+        assert_int_equal(ms_pmd_inflate(p, fin, fl, 16, &back, &bl), MS_PMD_TOO_BIG);
+        assert_int_equal(ms_pmd_inflate(p, fin, fl, 17, &back, &bl), MS_PMD_OK);
+        assert_int_equal(bl, 17);
+        free(back);
+    }
     /* the stream still works after an error */
     uint8_t msg[300];
     memset(msg, 'a', sizeof msg);
