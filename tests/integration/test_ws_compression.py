@@ -28,9 +28,25 @@ ROUTES = ({"bind": "http", "pattern": "/z.*", "ws_compression": True}, "http:/ws
 BIG = ("{\"chat\": \"hello there, general kenobi\", \"n\": 12345} " * 40)
 
 
+STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def still_sound(fleet):
+    """After each test (before the fleet fixture stops it): Mothership runs,
+    and (under ASan) reported nothing."""
+    STARTED.clear()
+    yield
+    for px in STARTED:
+        assert px.ms.proc.poll() is None
+        err = "\n".join(line for _, line in px.ms.err_lines)
+        assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
+
+
 def probe(fleet, tmp_path, http=None):
     log = tmp_path / "probe.jsonl"
     px = start(fleet, bay_toml("probe", PY, [PROBE, str(log)], routes=ROUTES), http=http)
+    STARTED.append(px)
     return px, log
 
 
