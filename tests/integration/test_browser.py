@@ -91,3 +91,50 @@ def test_a_page_over_h2_opens_its_websockets_over_h2(px, tmp_path):
     assert len(boardings) == 1
     hdrs = [(k.lower(), v) for k, v in boardings[0]["headers"].items()]
     assert [v for k, v in hdrs if k == "x-forwarded-proto"] == ["https"]
+
+
+ZPAGE = """<!doctype html><html><body><script>
+const big = "compress me, I repeat myself. ".repeat(200);
+const ws = new WebSocket("wss://" + location.host + "/zbay");
+ws.onopen = () => ws.send(big);
+ws.onmessage = e => {
+  if (e.data.startsWith("ext=")) return;
+  ws.send("ext=" + ws.extensions + "|echo=" + (e.data === big));
+};
+ws.onerror = () => {};
+</script></body></html>
+"""
+
+
+@pytest.fixture(scope="module")
+def zpx(tmp_path_factory, certs):  # noqa: F811
+    site = tmp_path_factory.mktemp("zsite")
+    (site / "zpage.html").write_text(ZPAGE)
+    tls = f"[mothership.tls]\ncert = {toml_str(str(certs / 'server.pem'))}\nkey = {toml_str(str(certs / 'server.key'))}\n"
+    f = ModuleFleet(tmp_path_factory, "zbrowser")
+    log = site / "probe.jsonl"
+    bay = "\n".join(["[[bays.websocket]]", 'name = "probe"', f"command = {toml_str(PY)}",
+                     f"args = {toml_value([PROBE, str(log)])}",
+                     'routes = [{ bind = "https", pattern = "/zbay", ws_compression = true }]', ""])
+    p = start_proxy(f, binds={"https": free_port()}, static=[{"path": str(site), "prefix": "/s"}],
+                    mothership={"socket_dir": f"/tmp/msbz{os.getpid()}"}, extra=bay + tls)
+    p.probe_log = log
+    yield p
+    f.cleanup()
+
+
+def test_a_browser_agrees_to_permessage_deflate_with_a_compressing_bay_route(zpx, tmp_path):
+    browser = run_chromium(f"https://localhost:{zpx.binds['https']}/s/zpage.html", tmp_path)
+    try:
+        wait_until(lambda: any(t.startswith("ext=") for t in bay_texts(zpx)), timeout=30,
+                   what="the page's report at the bay")
+    finally:
+        browser.kill()
+        browser.wait()
+    texts = bay_texts(zpx)
+    # the bay saw the browser's message plain, and the browser read the (compressed) echo
+    assert texts[0] == "compress me, I repeat myself. " * 200
+    assert texts[1] == "ext=permessage-deflate; client_no_context_takeover|echo=true", texts[1]
+    boardings = [json.loads(x) for x in zpx.probe_log.read_text().splitlines() if '"Boarding"' in x]
+    offer = [v for k, v in boardings[0]["headers"].items() if k.lower() == "sec-websocket-extensions"]
+    assert offer and "permessage-deflate" in offer[0]
