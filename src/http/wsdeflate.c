@@ -239,7 +239,10 @@ static const uint8_t tail[4] = { 0x00, 0x00, 0xff, 0xff };
 static ms_pmd_rc inflate_loop(z_stream *s, const uint8_t *in, size_t n, size_t limit, uint8_t **out, size_t *out_len)
 {
     size_t hard = limit + 1; /* one byte over the limit tells "too big" */
+    /* a first guess that fits most messages in one allocation */
     size_t cap = n < hard / 4 ? n * 4 + 64 : hard;
+    if (cap < 1024)
+        cap = 1024;
     if (cap > hard)
         cap = hard;
     uint8_t *buf = malloc(cap);
