@@ -506,6 +506,35 @@ static bool append(char *buf, size_t *len, size_t cap, const char *s)
     return true;
 }
 
+/* ---- precompressed siblings ---- */
+
+static const char *sibling_suffix(ms_encoding e)
+{
+    return e == MS_ENC_BR ? ".br" : e == MS_ENC_ZSTD ? ".zst" : ".gz";
+}
+
+/* each representation has its own entity tag */
+static const char *etag_suffix(ms_encoding e)
+{
+    return e == MS_ENC_BR ? "-br" : e == MS_ENC_ZSTD ? "-zst" : e == MS_ENC_GZIP ? "-gz" : "";
+}
+
+/* The sibling codings by the client's q, highest first; equal q: br, zstd,
+ * gzip (precompressed at build time, br is usually the smallest of the
+ * three; the first of them that exists is served). */
+static void sibling_order(const int q[MS_ENC_COUNT], ms_encoding order[3])
+{
+    static const ms_encoding ties[3] = { MS_ENC_BR, MS_ENC_ZSTD, MS_ENC_GZIP };
+    for (int i = 0; i < 3; i++) {
+        int j = i;
+        while (j > 0 && q[order[j - 1]] < q[ties[i]]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = ties[i];
+    }
+}
+
 static void fail(ms_static_result *out, int fd, int status)
 {
     if (fd >= 0)
@@ -523,7 +552,7 @@ void ms_static_serve_at(int root_fd, const char *prefix, const ms_static_req *re
     if (!req->path)
         return;
 
-    char rel[REL_MAX + 32];   /* room for "/index.html" and ".br" */
+    char rel[REL_MAX + 32];   /* room for "/index.html" and ".zst" */
     size_t rel_len = 0;
     bool trailing = false;
     int st = map_path(prefix ? prefix : "/", req->path, req->path_len, rel, &rel_len, &trailing);
@@ -579,20 +608,17 @@ void ms_static_serve_at(int root_fd, const char *prefix, const ms_static_req *re
     ms_encoding enc = MS_ENC_IDENTITY;
     bool type_ok = ms_compress_type_ok(ctype, strlen(ctype));
 
-    /* precompressed sibling */
+    /* precompressed sibling: the accepted ones by q, ties br > zstd > gzip */
     if (type_ok && req->accept_encoding) {
         int q[MS_ENC_COUNT];
         ms_compress_qvalues(req->accept_encoding, strlen(req->accept_encoding), q);
-        ms_encoding order[2] = { MS_ENC_BR, MS_ENC_GZIP };
-        if (q[MS_ENC_GZIP] > q[MS_ENC_BR]) {
-            order[0] = MS_ENC_GZIP;
-            order[1] = MS_ENC_BR;
-        }
-        for (int k = 0; k < 2 && enc == MS_ENC_IDENTITY; k++) {
+        ms_encoding order[3];
+        sibling_order(q, order);
+        for (int k = 0; k < 3 && enc == MS_ENC_IDENTITY; k++) {
             if (q[order[k]] <= 0)
                 continue;
             size_t sl = len;
-            if (!append(rel, &sl, sizeof rel, order[k] == MS_ENC_BR ? ".br" : ".gz"))
+            if (!append(rel, &sl, sizeof rel, sibling_suffix(order[k])))
                 continue;
             int sfd = ms_static_open_beneath(root_fd, rel, false);
             rel[len] = '\0';
@@ -613,8 +639,7 @@ void ms_static_serve_at(int root_fd, const char *prefix, const ms_static_req *re
     uint64_t size = (uint64_t)sb.st_size;
     uint64_t mtime_ns = (uint64_t)sb.st_mtim.tv_sec * UINT64_C(1000000000) + (uint64_t)sb.st_mtim.tv_nsec;
     int64_t mtime = (int64_t)sb.st_mtim.tv_sec;
-    snprintf(out->etag, sizeof out->etag, "\"%" PRIx64 "-%" PRIx64 "%s\"", mtime_ns, size,
-             enc == MS_ENC_BR ? "-br" : enc == MS_ENC_GZIP ? "-gz" : "");
+    snprintf(out->etag, sizeof out->etag, "\"%" PRIx64 "-%" PRIx64 "%s\"", mtime_ns, size, etag_suffix(enc));
     ms_http_date(mtime, out->last_modified);
     out->content_type = ctype;
     out->encoding = enc;

@@ -41,14 +41,15 @@
  *   a representation of its own, with its own ETag).
  *
  * Precompressed siblings: only for compressible types (ms_compress_type_ok),
- * when the client accepts br / gzip (q > 0 per ms_compress_qvalues), the one
- * with the higher q is tried first (ties: br), then the other: "<file>.br" /
- * "<file>.gz", opened the same safe way, and only when it is a regular file.
+ * when the client accepts br / zstd / gzip (q > 0 per ms_compress_qvalues),
+ * tried by q, highest first (ties: br, then zstd, then gzip): "<file>.br",
+ * "<file>.zst", "<file>.gz", each opened the same safe way, the first that
+ * is a regular file served. Its ETag ends in -br, -zst or -gz.
  * It is sent with the original's Content-Type, Content-Encoding and Vary:
  * Accept-Encoding.
  *
  * Bounded work: no allocation at all; a few syscalls (openat2, fstat, and at
- * most 2 more openat2+fstat for siblings; +1 open for the root in
+ * most 3 more openat2+fstat for siblings; +1 open for the root in
  * ms_static_serve, none in ms_static_serve_at). */
 #ifndef MS_HTTP_STATIC_H
 #define MS_HTTP_STATIC_H

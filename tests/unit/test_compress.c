@@ -1,6 +1,6 @@
 /* test_compress.c: Accept-Encoding negotiation, compressible types, and
- * round trips of every encoder fed in small pieces, decoded with zlib and
- * libbrotlidec and compared byte for byte. */
+ * round trips of every encoder fed in small pieces, decoded with zlib,
+ * libbrotlidec and libzstd and compared byte for byte. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,6 +13,7 @@
 
 #include <brotli/decode.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "http/compress.h"
 
@@ -37,8 +38,9 @@ static void test_negotiate_table(void **state)
         { "gzip;q=0.8, br;q=0.8", MS_ENC_BR, false },
         { "br;q=0, gzip;q=0", MS_ENC_IDENTITY, false },
         { "br;q=0", MS_ENC_IDENTITY, false },
-        { "*", MS_ENC_BR, false },
-        { "*;q=0.5, br;q=0", MS_ENC_GZIP, false },
+        { "*", MS_ENC_ZSTD, false },
+        { "*;q=0.5, br;q=0", MS_ENC_ZSTD, false },
+        { "*;q=0.5, br;q=0, zstd;q=0", MS_ENC_GZIP, false },
         { "*;q=0", MS_ENC_IDENTITY, true },
         { "*;q=0, identity", MS_ENC_IDENTITY, false },
         { "identity;q=0", MS_ENC_IDENTITY, true },
@@ -48,7 +50,8 @@ static void test_negotiate_table(void **state)
         { "Br ; Q=0.3 ,  GZip ; q=0.2", MS_ENC_BR, false },
         { "  gzip  ,  br  ", MS_ENC_BR, false },
         { "x-gzip", MS_ENC_GZIP, false },
-        { "compress, zstd", MS_ENC_IDENTITY, false },
+        { "compress, zstd", MS_ENC_ZSTD, false },
+        { "compress", MS_ENC_IDENTITY, false },
         { "bogus;;;,,,", MS_ENC_IDENTITY, false },
         { "gzip;q=2", MS_ENC_IDENTITY, false },        /* malformed q: element ignored */
         { "gzip;q=0.1234", MS_ENC_IDENTITY, false },
@@ -56,8 +59,9 @@ static void test_negotiate_table(void **state)
         { "gzip;q=0.5, identity;q=1", MS_ENC_IDENTITY, false },   /* identity preferred */
         { "gzip;q=0.5, identity", MS_ENC_IDENTITY, false },
         { "gzip;q=0.1", MS_ENC_GZIP, false },                     /* implicit identity does not compete */
-        { "*;q=0.5, gzip;q=0.3", MS_ENC_BR, false },              /* br via * at 0.5 */
-        { "*;q=0.5, br;q=0.3, deflate;q=0.3, gzip;q=0.3", MS_ENC_IDENTITY, false },
+        { "*;q=0.5, gzip;q=0.3", MS_ENC_ZSTD, false },            /* zstd via * at 0.5 */
+        { "*;q=0.5, gzip;q=0.3, zstd;q=0.2", MS_ENC_BR, false },  /* br via * at 0.5 */
+        { "*;q=0.5, br;q=0.3, deflate;q=0.3, gzip;q=0.3, zstd;q=0.3", MS_ENC_IDENTITY, false },
         { "gzip;q=0.5, identity;q=0.5", MS_ENC_GZIP, false },     /* tie: encode */
         { "gzip;level=9", MS_ENC_GZIP, false },                   /* other params ignored */
         { "gzip;q=0, gzip", MS_ENC_IDENTITY, false },             /* first entry wins */
@@ -66,6 +70,28 @@ static void test_negotiate_table(void **state)
         { "gzip;q=1.001", MS_ENC_IDENTITY, false },
         { "br;q=0.", MS_ENC_IDENTITY, false },            /* "0." is q=0 */
         { "brotli, gzipx", MS_ENC_IDENTITY, false },
+        /* zstd: preferred on equal q (dynamic bodies), else by q */
+        { "zstd", MS_ENC_ZSTD, false },
+        { "ZsTd", MS_ENC_ZSTD, false },
+        { "gzip, deflate, br, zstd", MS_ENC_ZSTD, false },          /* what Chrome sends */
+        { "br;q=0.8, zstd;q=0.8, gzip;q=0.8", MS_ENC_ZSTD, false },
+        { "zstd;q=0.5, br", MS_ENC_BR, false },
+        { "zstd;q=0.5, gzip;q=0.6", MS_ENC_GZIP, false },
+        { "gzip;q=0.001, zstd;q=0.002", MS_ENC_ZSTD, false },
+        { "zstd;q=0, gzip", MS_ENC_GZIP, false },
+        { "zstd;q=0, zstd", MS_ENC_IDENTITY, false },             /* duplicates: the first wins */
+        { "zstd, zstd;q=0, zstd;q=0.5", MS_ENC_ZSTD, false },
+        { "zstd;q=0.1, zstd;q=1, gzip;q=0.2", MS_ENC_GZIP, false },
+        { "zstd;q=1.5, gzip;q=0.1", MS_ENC_GZIP, false },         /* absurd q-values: element ignored */
+        { "zstd;q=-1, gzip;q=0.1", MS_ENC_GZIP, false },
+        { "zstd;q=99999999999999999999999", MS_ENC_IDENTITY, false },
+        { "zstd;q=0.0000001", MS_ENC_IDENTITY, false },
+        { "zstd;q=1e3", MS_ENC_IDENTITY, false },
+        { "zstd;q=", MS_ENC_IDENTITY, false },
+        { "zstd;q=0.5;q=1", MS_ENC_ZSTD, false },
+        { "zstd;q=0.5, identity", MS_ENC_IDENTITY, false },
+        { "zstd, identity;q=0", MS_ENC_ZSTD, true },
+        { "zstdx, xzstd, zst", MS_ENC_IDENTITY, false },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bool forbidden = !cases[i].forbidden;
@@ -82,9 +108,14 @@ static void test_negotiate_table(void **state)
     assert_int_equal(q[MS_ENC_BR], 250);
     assert_int_equal(q[MS_ENC_GZIP], 500);
     assert_int_equal(q[MS_ENC_IDENTITY], 500);
+    assert_int_equal(q[MS_ENC_ZSTD], 500);
+    ms_compress_qvalues("zstd;q=0.125, gzip", strlen("zstd;q=0.125, gzip"), q);
+    assert_int_equal(q[MS_ENC_ZSTD], 125);
+    assert_int_equal(q[MS_ENC_BR], 0);
     assert_string_equal(ms_encoding_name(MS_ENC_GZIP), "gzip");
     assert_string_equal(ms_encoding_name(MS_ENC_DEFLATE), "deflate");
     assert_string_equal(ms_encoding_name(MS_ENC_BR), "br");
+    assert_string_equal(ms_encoding_name(MS_ENC_ZSTD), "zstd");
     assert_string_equal(ms_encoding_name(MS_ENC_IDENTITY), "identity");
 }
 
@@ -146,9 +177,35 @@ static uint8_t *make_random(size_t n)
     return b;
 }
 
+/* A zstd decoder that refuses windows over MS_ZSTD_WINDOW_LOG: every frame
+ * we write must decode within the window we promise. */
+static ZSTD_DCtx *zstd_dctx(void)
+{
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    assert_non_null(d);
+    assert_false(ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, MS_ZSTD_WINDOW_LOG)));
+    return d;
+}
+
 static uint8_t *decode(ms_encoding e, const uint8_t *in, size_t inlen, size_t expect, size_t *outlen)
 {
     uint8_t *out = malloc(expect + 1);
+    if (e == MS_ENC_ZSTD) {
+        ZSTD_DCtx *d = zstd_dctx();
+        ZSTD_inBuffer ib = { in, inlen, 0 };
+        ZSTD_outBuffer ob = { out, expect + 1, 0 };
+        size_t r;
+        do {
+            r = ZSTD_decompressStream(d, &ob, &ib);
+            if (ZSTD_isError(r))
+                fail_msg("zstd: %s", ZSTD_getErrorName(r));
+        } while (r != 0 && ib.pos < ib.size);
+        assert_int_equal(r, 0);                 /* the frame is complete */
+        assert_int_equal(ib.pos, ib.size);      /* nothing after it */
+        *outlen = ob.pos;
+        ZSTD_freeDCtx(d);
+        return out;
+    }
     if (e == MS_ENC_BR) {
         size_t n = expect + 1;
         BrotliDecoderResult r = BrotliDecoderDecompress(inlen, in, &n, out);
@@ -215,6 +272,8 @@ static void roundtrip(ms_encoding e, int level, uint64_t hint, const uint8_t *da
         assert_true(total >= 18 && all[0] == 0x1f && all[1] == 0x8b);
     if (e == MS_ENC_DEFLATE)
         assert_true(total >= 6 && (all[0] & 0x0f) == 8 && ((all[0] << 8) | all[1]) % 31 == 0);
+    if (e == MS_ENC_ZSTD)   /* the frame magic, little-endian 0xFD2FB528 */
+        assert_true(total >= 9 && all[0] == 0x28 && all[1] == 0xb5 && all[2] == 0x2f && all[3] == 0xfd);
     size_t dlen = 0;
     uint8_t *dec = decode(e, all, total, n, &dlen);
     assert_int_equal(dlen, n);
@@ -229,6 +288,7 @@ typedef struct stream_dec {
     ms_encoding e;
     z_stream z;
     BrotliDecoderState *br;
+    ZSTD_DCtx *zs;
     uint8_t out[8192];
     size_t out_len;
 } stream_dec;
@@ -239,6 +299,8 @@ static void sdec_init(stream_dec *d, ms_encoding e)
     d->e = e;
     if (e == MS_ENC_BR)
         assert_non_null(d->br = BrotliDecoderCreateInstance(NULL, NULL, NULL));
+    else if (e == MS_ENC_ZSTD)
+        d->zs = zstd_dctx();
     else
         assert_int_equal(inflateInit2(&d->z, e == MS_ENC_GZIP ? 15 + 16 : 15), Z_OK);
 }
@@ -246,6 +308,17 @@ static void sdec_init(stream_dec *d, ms_encoding e)
 /* Decode every byte of in; appends to d->out. */
 static void sdec_feed(stream_dec *d, const uint8_t *in, size_t n)
 {
+    if (d->e == MS_ENC_ZSTD) {
+        ZSTD_inBuffer ib = { in, n, 0 };
+        ZSTD_outBuffer ob = { d->out, sizeof d->out, d->out_len };
+        do {
+            size_t r = ZSTD_decompressStream(d->zs, &ob, &ib);
+            assert_false(ZSTD_isError(r));
+            assert_true(ob.pos < ob.size);   /* room left: nothing held back for lack of it */
+        } while (ib.pos < ib.size);
+        d->out_len = ob.pos;
+        return;
+    }
     if (d->e == MS_ENC_BR) {
         size_t avail_in = n, avail_out = sizeof d->out - d->out_len;
         uint8_t *next_out = d->out + d->out_len;
@@ -269,6 +342,8 @@ static void sdec_free(stream_dec *d)
 {
     if (d->e == MS_ENC_BR)
         BrotliDecoderDestroyInstance(d->br);
+    else if (d->e == MS_ENC_ZSTD)
+        ZSTD_freeDCtx(d->zs);
     else
         inflateEnd(&d->z);
 }
@@ -280,8 +355,8 @@ static void sdec_free(stream_dec *d)
 static void test_flush_releases_each_piece(void **state)
 {
     (void)state;
-    static const ms_encoding encs[] = { MS_ENC_GZIP, MS_ENC_DEFLATE, MS_ENC_BR };
-    for (size_t k = 0; k < 3; k++) {
+    static const ms_encoding encs[] = { MS_ENC_GZIP, MS_ENC_DEFLATE, MS_ENC_BR, MS_ENC_ZSTD };
+    for (size_t k = 0; k < 4; k++) {
         ms_encoding e = encs[k];
         ms_compressor *c = ms_compressor_new(e, -1, 0);
         assert_non_null(c);
@@ -327,18 +402,19 @@ static void test_flush_releases_each_piece(void **state)
 static void test_roundtrip(void **state)
 {
     (void)state;
-    static const ms_encoding encs[] = { MS_ENC_GZIP, MS_ENC_DEFLATE, MS_ENC_BR };
+    static const ms_encoding encs[] = { MS_ENC_GZIP, MS_ENC_DEFLATE, MS_ENC_BR, MS_ENC_ZSTD };
     size_t n = 300 * 1024;
     uint8_t *text = make_text(n);
     uint8_t *rand = make_random(n);
-    for (size_t k = 0; k < 3; k++) {
+    for (size_t k = 0; k < 4; k++) {
         ms_encoding e = encs[k];
         roundtrip(e, -1, 0, text, n, 700, false);
         roundtrip(e, -1, 0, rand, n, 3000, false);
         roundtrip(e, -1, 0, text, n, 4000, true);
         roundtrip(e, -1, n, text, n, 50000, false);
         roundtrip(e, 1, 0, text, 20000, 100, true);
-        roundtrip(e, e == MS_ENC_BR ? 11 : 9, 0, text, 50000, 5000, false);
+        roundtrip(e, e == MS_ENC_BR ? 11 : e == MS_ENC_ZSTD ? 19 : 9, 0, text, 50000, 5000, false);
+        roundtrip(e, 99, 0, text, 20000, 3000, true);            /* past the top: clamped */
         roundtrip(e, -1, 300, text, 300, 17, false);        /* small hint, small window */
         roundtrip(e, -1, 100, text, 5000, 100, false);      /* hint too small: still correct */
         roundtrip(e, -1, 0, text, 0, 1, false);             /* empty body */
@@ -353,8 +429,8 @@ static void test_whole_writes_and_ratio(void **state)
     (void)state;
     size_t n = 200000;
     uint8_t *text = make_text(n);
-    static const ms_encoding encs[] = { MS_ENC_GZIP, MS_ENC_DEFLATE, MS_ENC_BR };
-    for (size_t k = 0; k < 3; k++) {
+    static const ms_encoding encs[] = { MS_ENC_GZIP, MS_ENC_DEFLATE, MS_ENC_BR, MS_ENC_ZSTD };
+    for (size_t k = 0; k < 4; k++) {
         ms_compressor *c = ms_compressor_new(encs[k], -1, 0);
         ms_cbuf out = { 0 };
         assert_int_equal(ms_compressor_write(c, text, n, true, &out), 0);
@@ -404,6 +480,42 @@ static void test_memory_and_limits(void **state)
     assert_int_equal(ms_compressor_write(c, "x", 1, true, &small), -1);
     ms_compressor_free(c);
     ms_cbuf_free(&small);
+    ms_cbuf_free(&out);
+    free(rand);
+
+    /* zstd: the window caps the memory (see compress.h); a small hint shrinks it */
+    ms_compressor *z = ms_compressor_new(MS_ENC_ZSTD, -1, 0);
+    ms_compressor *z19 = ms_compressor_new(MS_ENC_ZSTD, 19, 0);
+    ms_compressor *zs = ms_compressor_new(MS_ENC_ZSTD, -1, 1000);
+    assert_non_null(z);
+    assert_non_null(z19);
+    assert_non_null(zs);
+    uint8_t *text = make_text(1 << 20);
+    assert_int_equal(ms_compressor_write(z, text, 1 << 20, false, &out), 0);
+    out.len = 0;
+    assert_int_equal(ms_compressor_write(z19, text, 1 << 19, false, &out), 0);
+    out.len = 0;
+    assert_int_equal(ms_compressor_write(zs, text, 1000, false, &out), 0);
+    out.len = 0;
+    size_t mz = ms_compressor_memory(z), mz19 = ms_compressor_memory(z19), mzs = ms_compressor_memory(zs);
+    print_message("memory: zstd %zu, zstd 19 %zu, zstd(hint 1000) %zu bytes\n", mz, mz19, mzs);
+    assert_true(mz > 0 && mz <= 1500 * 1024);
+    assert_true(mz19 <= 2400 * 1024);
+    assert_true(mzs < mz / 4);
+    ms_compressor_free(z);
+    ms_compressor_free(z19);
+    ms_compressor_free(zs);
+    free(text);
+
+    /* the zstd stream breaks on a too small output limit too */
+    c = ms_compressor_new(MS_ENC_ZSTD, -1, 0);
+    ms_cbuf zsmall = { .limit = 1024 };
+    rand = make_random(1 << 20);
+    assert_int_equal(ms_compressor_write(c, rand, 1 << 20, true, &zsmall), -1);
+    assert_true(zsmall.cap <= 1024);
+    assert_int_equal(ms_compressor_flush(c, &zsmall), -1);
+    ms_compressor_free(c);
+    ms_cbuf_free(&zsmall);
     ms_cbuf_free(&out);
     free(rand);
 

@@ -71,6 +71,10 @@ static int setup(void **state)
     puts_("app.js", "console.log('app');");
     puts_("app.js.br", "BR-JS!");
     puts_("app.js.gz", "GZ-JS!!");
+    puts_("app.js.zst", "ZST-JS!!!");
+    puts_("zonly.css", "body{color:red}");
+    puts_("zonly.css.zst", "ZST-CSS");
+    puts_("img.png.zst", "ZST-PNG");
     puts_("data.json", "{}");
     puts_("img.png", "PNG");
     puts_("img.png.gz", "GZ-PNG");
@@ -503,6 +507,8 @@ static void test_precompressed(void **state)
     assert_int_equal(serve("/app.js", .ae = "*"), 200);
     assert_string_equal(body(), "BR-JS!");
     assert_int_equal(serve("/app.js", .ae = "*;q=0.1, br;q=0"), 200);
+    assert_string_equal(body(), "ZST-JS!!!");
+    assert_int_equal(serve("/app.js", .ae = "*;q=0.1, br;q=0, zstd;q=0"), 200);
     assert_string_equal(body(), "GZ-JS!!");
     assert_int_equal(serve("/app.js", .ae = "x-gzip"), 200);
     assert_string_equal(body(), "GZ-JS!!");
@@ -536,6 +542,72 @@ static void test_precompressed(void **state)
     assert_string_equal(body(), "BR");
     assert_string_equal(hdr("Content-Range"), "bytes 0-1/6");
     assert_string_equal(hdr("Content-Encoding"), "br");
+    if (res.fd >= 0)
+        close(res.fd);
+    res.fd = -1;
+}
+
+/* .zst siblings: in the same negotiation as .br and .gz (by q; ties br,
+ * zstd, gzip), their own ETag, ranges and conditionals on their bytes. */
+static void test_precompressed_zstd(void **state)
+{
+    (void)state;
+    res.fd = -1;
+    assert_int_equal(serve("/app.js", .ae = "zstd"), 200);
+    assert_int_equal(res.encoding, MS_ENC_ZSTD);
+    assert_string_equal(body(), "ZST-JS!!!");
+    assert_string_equal(hdr("Content-Encoding"), "zstd");
+    assert_string_equal(hdr("Vary"), "Accept-Encoding");
+    assert_string_equal(hdr("Content-Type"), "text/javascript; charset=utf-8");
+    assert_string_equal(hdr("Content-Length"), "9");
+    assert_non_null(strstr(hdr("ETag"), "-zst\""));
+    assert_false(res.compressible);
+    char zst_etag[64];
+    snprintf(zst_etag, sizeof zst_etag, "%s", res.etag);
+
+    /* by q first; on a tie br, then zstd, then gzip */
+    static const struct { const char *ae, *want; } cases[] = {
+        { "gzip, deflate, br, zstd", "BR-JS!" },
+        { "zstd, gzip", "ZST-JS!!!" },
+        { "gzip, zstd", "ZST-JS!!!" },
+        { "zstd;q=0.5, gzip", "GZ-JS!!" },
+        { "zstd, br;q=0.9", "ZST-JS!!!" },
+        { "br;q=0.5, zstd;q=0.5, gzip;q=0.4", "BR-JS!" },
+        { "ZSTD", "ZST-JS!!!" },
+        { "zstd;q=0, zstd", "console.log('app');" },          /* duplicate: the first wins */
+        { "zstd, zstd;q=0", "ZST-JS!!!" },
+        { "zstd;q=2, gzip;q=0.1", "GZ-JS!!" },                 /* absurd q: the element is dropped */
+        { "zstd;q=1.0000000000001", "console.log('app');" },
+        { "zst, zstandard", "console.log('app');" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(serve("/app.js", .ae = cases[i].ae), 200);
+        if (strcmp(body(), cases[i].want) != 0)
+            fail_msg("\"%s\": got \"%s\", want \"%s\"", cases[i].ae, body(), cases[i].want);
+    }
+    /* only .zst exists: whatever else is preferred falls back to it */
+    assert_int_equal(serve("/zonly.css", .ae = "br, gzip, zstd;q=0.1"), 200);
+    assert_string_equal(body(), "ZST-CSS");
+    assert_int_equal(serve("/zonly.css", .ae = "br, gzip"), 200);
+    assert_string_equal(body(), "body{color:red}");
+    /* not a compressible type: no sibling lookup */
+    assert_int_equal(serve("/img.png", .ae = "zstd"), 200);
+    assert_string_equal(body(), "PNG");
+
+    /* conditionals and ranges apply to the .zst bytes */
+    assert_int_equal(serve("/app.js", .ae = "zstd", .inm = zst_etag), 304);
+    assert_string_equal(hdr("Vary"), "Accept-Encoding");
+    assert_int_equal(serve("/app.js", .ae = "gzip", .inm = zst_etag), 200);
+    assert_string_equal(body(), "GZ-JS!!");
+    assert_int_equal(serve("/app.js", .ae = "zstd", .range = "bytes=4-"), 206);
+    assert_string_equal(body(), "JS!!!");
+    assert_string_equal(hdr("Content-Range"), "bytes 4-8/9");
+    assert_string_equal(hdr("Content-Encoding"), "zstd");
+    assert_int_equal(serve("/app.js", .ae = "zstd", .range = "bytes=9-"), 416);
+    assert_string_equal(hdr("Content-Range"), "bytes */9");
+    assert_int_equal(serve("/app.js", .method = "HEAD", .ae = "zstd"), 200);
+    assert_int_equal(res.fd, -1);
+    assert_string_equal(hdr("Content-Encoding"), "zstd");
     if (res.fd >= 0)
         close(res.fd);
     res.fd = -1;
@@ -591,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_validators),
         cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_precompressed),
+        cmocka_unit_test(test_precompressed_zstd),
         cmocka_unit_test(test_head_and_encoded_headers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
