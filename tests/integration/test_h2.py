@@ -236,6 +236,28 @@ def test_compression_over_h2(px):
     assert tail == "2 200" and body == (px.root / "text.txt").read_bytes()
 
 
+@pytest.mark.parametrize("path", ["/s/text.txt", "/api/echo?size=40000&ctype=text/plain"])
+def test_zstd_over_h2(px, tmp_path, path):
+    # on the fly, static and proxied: one zstd frame in DATA frames; curl
+    # --compressed (Debian's curl has zstd) decodes it too
+    import zstandard
+    out_file = tmp_path / "body.zst"
+    out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-H", "Accept-Encoding: zstd", "-D", "-",
+                          "-o", str(out_file), px.url(path)], capture_output=True, timeout=30, text=True)
+    assert out.returncode == 0, out.stderr
+    head = out.stdout.lower()
+    assert head.startswith("http/2 200") and "content-encoding: zstd" in head and "vary: accept-encoding" in head, head
+    d = zstandard.ZstdDecompressor(max_window_size=1 << 18).decompressobj()
+    body = d.decompress(out_file.read_bytes())
+    assert d.eof and not d.unused_data
+    plain, tail = curl(px, px.url(path))
+    assert tail == "2 200" and body == plain and len(body) > 10000
+    if path.startswith("/s/"):
+        assert body == (px.root / "text.txt").read_bytes()
+    got, tail = curl(px, "--compressed", px.url(path))
+    assert tail == "2 200" and got == plain
+
+
 def test_curl_bodies_both_ways(px, tmp_path):
     data = os.urandom(1_500_000)
     f = tmp_path / "up.bin"

@@ -1,6 +1,6 @@
 """Data plane, streamed responses: a ship that writes its answer a piece at a
 time reaches the client a piece at a time, with `compression = true` as
-without it, under gzip, deflate and br, for text, HTML, JSON and NDJSON,
+without it, under gzip, deflate, br and zstd, for text, HTML, JSON and NDJSON,
 chunked or delimited by the close; SSE (never compressed) streams too.
 
 The ship (apps/stream_app.py) writes piece i only when the test releases it
@@ -18,6 +18,7 @@ import zlib
 
 import brotli
 import pytest
+import zstandard
 
 from fleet_helpers import PY, app, free_port, toml_str
 from http_helpers import ModuleFleet, Raw, raw_request, short_tmpdir, start_proxy, toml_value
@@ -69,6 +70,10 @@ class Decoder:
             self.z = zlib.decompressobj()
         elif enc == "br":
             self.z = brotli.Decompressor()
+        elif enc == "zstd":
+            # a flushed zstd block decodes at once; the window stays within
+            # the 256 KiB the encoder promises (compress.h)
+            self.z = zstandard.ZstdDecompressor(max_window_size=1 << 18).decompressobj()
         else:
             assert enc is None, enc
             self.z = None
@@ -182,14 +187,14 @@ def tmp():
 
 
 @pytest.mark.parametrize("ctype", ["text/plain", "text/html", "application/json", "application/x-ndjson"])
-@pytest.mark.parametrize("enc", ["gzip", "deflate", "br"])
+@pytest.mark.parametrize("enc", ["gzip", "deflate", "br", "zstd"])
 def test_each_piece_arrives_compressed_before_the_next_is_written(pxs, tmp, enc, ctype):
     resp, arrivals = stream(pxs[True], tmp, enc, ctype)
     assert resp.header("content-encoding") == enc, resp.headers
     assert len(arrivals) == PIECES
 
 
-@pytest.mark.parametrize("enc", ["gzip", "deflate", "br"])
+@pytest.mark.parametrize("enc", ["gzip", "deflate", "br", "zstd"])
 def test_a_body_delimited_by_the_close_streams_compressed(pxs, tmp, enc):
     resp, _ = stream(pxs[True], tmp, enc, "text/plain", framing="eof")
     assert resp.header("content-encoding") == enc, resp.headers
