@@ -220,7 +220,7 @@ def framing_of(r):
     return {k: r.header(k) for k in FRAMING}
 
 
-@pytest.mark.parametrize("enc", ["gzip", "deflate", "br"])
+@pytest.mark.parametrize("enc", ["gzip", "deflate", "br", "zstd"])
 def test_head_of_a_streamed_answer_gets_its_gets_headers(pxs, tmp, enc):
     get, _ = stream(pxs[True], tmp, enc, "text/plain")
     with Raw(pxs[True].port) as c:
@@ -253,7 +253,8 @@ def gunicorn_px(tmp_path_factory):
 
 
 @pytest.mark.parametrize("ctype,enc", [("application/x-ndjson", "gzip"), ("text/html", "deflate"),
-                                       ("application/json", "br"), ("text/plain", None),
+                                       ("application/json", "br"), ("text/css", "zstd"),
+                                       ("text/plain", None),
                                        ("text/event-stream", "gzip, br")])
 def test_flask_on_gunicorn_streams_each_piece(gunicorn_px, tmp, ctype, enc):
     resp, arrivals = stream(gunicorn_px, tmp, enc, ctype)
@@ -262,7 +263,7 @@ def test_flask_on_gunicorn_streams_each_piece(gunicorn_px, tmp, ctype, enc):
     assert len(arrivals) == PIECES
 
 
-@pytest.mark.parametrize("enc", ["gzip", "deflate", "br"])
+@pytest.mark.parametrize("enc", ["gzip", "deflate", "br", "zstd"])
 def test_flask_head_gets_the_head_its_get_gets(gunicorn_px, enc):
     # Flask answers a HEAD with the page's Content-Length; the GET is compressed
     with Raw(gunicorn_px.port) as c:
