@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import requests
+import zstandard
 
 from conftest import BUILD
 from fleet_helpers import PY, app, free_port, toml_str
@@ -329,6 +330,12 @@ def test_response_payloads_and_compression_apply_to_bay_routes(fleet, tmp_path, 
     assert r.status_code == 200 and r.headers["Cache-Control"] == "public, max-age=60"
     assert r.headers["Content-Encoding"] == "gzip"
     assert gzip.decompress(raw) == b"".join(b"chunk %d\n" % i for i in range(200))
+    # zstd too (preferred on equal q), one complete frame within the 256 KiB window
+    r = requests.get(px.url("/stream?n=200"), headers={"Accept-Encoding": "gzip, zstd"}, stream=True)
+    raw = r.raw.read()
+    assert r.status_code == 200 and r.headers["Content-Encoding"] == "zstd"
+    d = zstandard.ZstdDecompressor(max_window_size=1 << 18).decompressobj()
+    assert d.decompress(raw) == b"".join(b"chunk %d\n" % i for i in range(200)) and d.eof
 
 
 def test_http2_clients_reach_the_bay_through_the_same_links(fleet, tmp_path, request):
