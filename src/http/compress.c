@@ -190,6 +190,7 @@ bool ms_compress_type_ok(const char *ct, size_t len)
 
 struct ms_compressor {
     ms_encoding enc;
+    ms_compress_cache *cache;   /* where a zstd context goes back, or NULL */
     bool finished, broken;
     size_t mem, peak;   /* bytes held by the encoder now and at most, counted by alloc_cb/free_cb */
     union {
@@ -266,7 +267,10 @@ static int zstd_init(ms_compressor *c, int level, uint64_t size_hint)
     int wlog = size_hint ? log2_ceil(size_hint, ZSTD_WLOG_FLOOR, MS_ZSTD_WINDOW_LOG) : MS_ZSTD_WINDOW_LOG;
     int hlog = wlog + 1 < 16 ? wlog + 1 : 16;
     int clog = wlog < 15 ? wlog : 15;
-    c->u.zs = ZSTD_createCCtx();
+    if (c->cache && c->cache->nzstd > 0)
+        c->u.zs = c->cache->zstd[--c->cache->nzstd];   /* reset when it was given back */
+    else
+        c->u.zs = ZSTD_createCCtx();
     if (!c->u.zs)
         return -1;
     if (ZSTD_isError(ZSTD_CCtx_setParameter(c->u.zs, ZSTD_c_compressionLevel, level))
@@ -274,13 +278,36 @@ static int zstd_init(ms_compressor *c, int level, uint64_t size_hint)
         || ZSTD_isError(ZSTD_CCtx_setParameter(c->u.zs, ZSTD_c_hashLog, hlog))
         || ZSTD_isError(ZSTD_CCtx_setParameter(c->u.zs, ZSTD_c_chainLog, clog))
         || ZSTD_isError(ZSTD_CCtx_setParameter(c->u.zs, ZSTD_c_checksumFlag, 0))) {
-        ZSTD_freeCCtx(c->u.zs);
+        ZSTD_freeCCtx(c->u.zs);   /* not given back: its state is unknown */
         return -1;
     }
     return 0;
 }
 
+/* Give a zstd context back to its cache for the next stream, or free it. */
+static void zstd_release(ms_compress_cache *cache, ZSTD_CCtx *zs)
+{
+    if (cache && cache->nzstd < MS_ZSTD_IDLE_MAX
+        && !ZSTD_isError(ZSTD_CCtx_reset(zs, ZSTD_reset_session_and_parameters)))
+        cache->zstd[cache->nzstd++] = zs;
+    else
+        ZSTD_freeCCtx(zs);
+}
+
+void ms_compress_cache_free(ms_compress_cache *cache)
+{
+    if (!cache)
+        return;
+    while (cache->nzstd > 0)
+        ZSTD_freeCCtx(cache->zstd[--cache->nzstd]);
+}
+
 ms_compressor *ms_compressor_new(ms_encoding e, int level, uint64_t size_hint)
+{
+    return ms_compressor_new_in(NULL, e, level, size_hint);
+}
+
+ms_compressor *ms_compressor_new_in(ms_compress_cache *cache, ms_encoding e, int level, uint64_t size_hint)
 {
     if (e != MS_ENC_GZIP && e != MS_ENC_DEFLATE && e != MS_ENC_BR && e != MS_ENC_ZSTD)
         return NULL;
@@ -288,6 +315,7 @@ ms_compressor *ms_compressor_new(ms_encoding e, int level, uint64_t size_hint)
     if (!c)
         return NULL;
     c->enc = e;
+    c->cache = cache;
     if (e == MS_ENC_ZSTD) {
         if (zstd_init(c, level, size_hint) < 0) {
             free(c);
@@ -501,7 +529,7 @@ void ms_compressor_free(ms_compressor *c)
     if (!c)
         return;
     if (c->enc == MS_ENC_ZSTD)
-        ZSTD_freeCCtx(c->u.zs);
+        zstd_release(c->cache, c->u.zs);
     else if (c->enc == MS_ENC_BR)
         BrotliEncoderDestroyInstance(c->u.br);
     else

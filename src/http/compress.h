@@ -101,6 +101,21 @@ void ms_cbuf_free(ms_cbuf *b);
 
 typedef struct ms_compressor ms_compressor;
 
+/* Idle zstd contexts kept for reuse by one thread (a worker owns one; not
+ * thread-safe). Creating a context costs two cpuid instructions (libzstd
+ * probes for BMI2 every time: in a virtual machine each one traps to the
+ * hypervisor, a quarter of the CPU of a small zstd response here) and the
+ * allocation and clearing of its ~1.4 MiB; a reused one is reset instead.
+ * At most MS_ZSTD_IDLE_MAX are kept, so a worker's idle memory for them is
+ * bounded (2 x ~1.4 MiB). Start it zeroed; every compressor made from it
+ * must be freed before ms_compress_cache_free. */
+#define MS_ZSTD_IDLE_MAX 2
+typedef struct ms_compress_cache {
+    void *zstd[MS_ZSTD_IDLE_MAX];   /* ZSTD_CCtx *, reset, ready for a new stream */
+    unsigned nzstd;
+} ms_compress_cache;
+void ms_compress_cache_free(ms_compress_cache *cache);
+
 /* A compressor for e (gzip, deflate, br or zstd; identity gives NULL).
  * level -1 = the default above; gzip/deflate 1..9, br 0..11, zstd 1..19.
  * size_hint: the body's length if known (Content-Length), else 0; a small
@@ -116,6 +131,9 @@ typedef struct ms_compressor ms_compressor;
  *   staging buffers, hash 2^16 and chain 2^15 tables; read with
  *   ZSTD_sizeof_CCtx), ~45 KiB for a 1000-byte hint; zstd 19: ~2.2 MiB. */
 ms_compressor *ms_compressor_new(ms_encoding e, int level, uint64_t size_hint);
+/* The same, taking a zstd context from cache (may be NULL) and giving it
+ * back there when freed. */
+ms_compressor *ms_compressor_new_in(ms_compress_cache *cache, ms_encoding e, int level, uint64_t size_hint);
 
 /* Feed len bytes (in may be NULL when len is 0); append the output to out.
  * All input is always consumed. finish = true ends the stream (trailer

@@ -1208,6 +1208,7 @@ void ms_dataplane_free(ms_dataplane *dp)
         free(w->phdrs);
         ms_ws_worker_free(w);
         free(w->gather.buf);
+        ms_compress_cache_free(&w->ccache);
         free(w->tls_rbuf);
         free(w->tls_hs);
     }

@@ -270,7 +270,7 @@ static bool write_head(ms_hblink *l, const ms_dock_reply *r, uint64_t file_size,
         bool forbidden = false;
         if (ae)
             enc = ms_compress_negotiate(c->buf + ae->val, ae->val_len, &forbidden);
-        if (enc != MS_ENC_IDENTITY && !(l->comp = ms_compressor_new(enc, -1, have_len ? len : 0)))
+        if (enc != MS_ENC_IDENTITY && !(l->comp = ms_compressor_new_in(&c->w->ccache, enc, -1, have_len ? len : 0)))
             enc = MS_ENC_IDENTITY;
     }
     bool client_length = have_len && enc == MS_ENC_IDENTITY && !tunnel;

@@ -188,6 +188,7 @@ struct ms_worker {
     uint64_t plog_second, plog_count; /* payload log lines, rate-limited */
     uint64_t ulog_second, ulog_count, ulog_suppressed; /* upstream error lines, rate-limited */
     ms_gather gather;              /* the corked connection's pieces */
+    ms_compress_cache ccache;      /* idle zstd contexts for this worker's compressed responses */
     struct ms_h2conn *h2conns;     /* HTTP/2 connections (h2.c; their streams' conns are in conns) */
     uint64_t nh2conns;
     /* WebSocket clients of bays (websocket.c) */

@@ -657,7 +657,7 @@ static bool send_response_head(ms_upconn *u, const ms_payload_result *pres)
         if (ae)
             enc = ms_compress_negotiate(c->buf + ae->val, ae->val_len, &forbidden);
         if (enc != MS_ENC_IDENTITY && !u->is_head_request) {
-            u->comp = ms_compressor_new(enc, -1, has_length ? p->content_length : 0);
+            u->comp = ms_compressor_new_in(&c->w->ccache, enc, -1, has_length ? p->content_length : 0);
             if (!u->comp)
                 enc = MS_ENC_IDENTITY;
         }

@@ -310,7 +310,7 @@ static bool static_start(ms_conn *c, const ms_handler_arg *arg)
     char enc_headers[1024];
     if (enc != MS_ENC_IDENTITY) {
         size_t el = ms_static_encoded_headers(&r, enc, enc_headers, sizeof enc_headers);
-        c->file_comp = el && !c->is_head_method ? ms_compressor_new(enc, -1, r.length) : NULL;
+        c->file_comp = el && !c->is_head_method ? ms_compressor_new_in(&c->w->ccache, enc, -1, r.length) : NULL;
         if (el && (c->file_comp || c->is_head_method)) {
             hdrs = enc_headers;
             hdrs_len = el;

@@ -523,6 +523,76 @@ static void test_memory_and_limits(void **state)
     ms_compressor_free(NULL);
 }
 
+/* A worker's cache of zstd contexts: a context given back is reused by the
+ * next stream (same output as a fresh one, the new stream's window, not the
+ * last one's), at most MS_ZSTD_IDLE_MAX are kept, and other codings pass
+ * through it untouched. */
+static void zstd_once(ms_compress_cache *cache, uint64_t hint, const uint8_t *data, size_t n, ms_cbuf *out)
+{
+    ms_compressor *c = ms_compressor_new_in(cache, MS_ENC_ZSTD, -1, hint);
+    assert_non_null(c);
+    out->len = 0;
+    assert_int_equal(ms_compressor_write(c, data, n / 2, false, out), 0);
+    assert_int_equal(ms_compressor_flush(c, out), 0);
+    assert_int_equal(ms_compressor_write(c, data + n / 2, n - n / 2, true, out), 0);
+    ms_compressor_free(c);
+}
+
+static void test_zstd_context_cache(void **state)
+{
+    (void)state;
+    size_t n = 200000;
+    uint8_t *text = make_text(n);
+    ms_compress_cache cache = { 0 };
+    ms_cbuf fresh = { 0 }, reused = { 0 };
+    zstd_once(NULL, 0, text, n, &fresh);
+    zstd_once(&cache, 0, text, n, &reused);
+    assert_int_equal(cache.nzstd, 1);                     /* given back */
+    void *ctx = cache.zstd[0];
+    zstd_once(&cache, 0, text, n, &reused);
+    assert_int_equal(cache.nzstd, 1);
+    assert_ptr_equal(cache.zstd[0], ctx);                 /* the same context, taken and given back */
+    assert_int_equal(reused.len, fresh.len);
+    assert_memory_equal(reused.data, fresh.data, fresh.len);   /* nothing of the last stream leaks in */
+
+    /* a small hint after a large stream: the small window, not the last one's */
+    zstd_once(&cache, 1000, text, 1000, &reused);
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    assert_false(ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 10)));
+    uint8_t back[1000];
+    ZSTD_inBuffer ib = { reused.data, reused.len, 0 };
+    ZSTD_outBuffer ob = { back, sizeof back, 0 };
+    size_t r = ZSTD_decompressStream(d, &ob, &ib);
+    assert_false(ZSTD_isError(r));
+    assert_int_equal(r, 0);
+    assert_int_equal(ob.pos, 1000);
+    assert_memory_equal(back, text, 1000);
+    ZSTD_freeDCtx(d);
+
+    /* bounded: three streams at once give back three contexts, two are kept */
+    ms_compressor *cs[3];
+    for (int i = 0; i < 3; i++) {
+        assert_non_null(cs[i] = ms_compressor_new_in(&cache, MS_ENC_ZSTD, -1, 0));
+        reused.len = 0;
+        assert_int_equal(ms_compressor_write(cs[i], text, 5000, false, &reused), 0);
+    }
+    assert_int_equal(cache.nzstd, 0);
+    for (int i = 0; i < 3; i++)
+        ms_compressor_free(cs[i]);   /* unfinished streams too */
+    assert_int_equal(cache.nzstd, MS_ZSTD_IDLE_MAX);
+    /* other codings do not touch it */
+    ms_compressor *g = ms_compressor_new_in(&cache, MS_ENC_GZIP, -1, 0);
+    assert_non_null(g);
+    ms_compressor_free(g);
+    assert_int_equal(cache.nzstd, MS_ZSTD_IDLE_MAX);
+    ms_compress_cache_free(&cache);
+    assert_int_equal(cache.nzstd, 0);
+    ms_compress_cache_free(NULL);
+    ms_cbuf_free(&fresh);
+    ms_cbuf_free(&reused);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_flush_releases_each_piece),
         cmocka_unit_test(test_whole_writes_and_ratio),
         cmocka_unit_test(test_memory_and_limits),
+        cmocka_unit_test(test_zstd_context_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
