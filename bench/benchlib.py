@@ -1,7 +1,8 @@
 """benchlib.py: what the benchmark drivers (bench/*/bench.py) share: the
 processes a run started (stopped by pid at exit and on SIGINT, SIGTERM and
 SIGHUP), the run's temporary directory, free ports, waiting for a
-condition, and /proc readings."""
+condition, /proc readings, and the machine-readable figures (emit())."""
+import json
 import os
 import shutil
 import signal
@@ -158,3 +159,67 @@ def pss_kb(pid):
 
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
+
+
+# ------------------------------------------------------------- figures ----
+
+_commit = {}
+
+
+def commit():
+    """The short hash of the checkout being measured (BENCH_COMMIT overrides;
+    "-dirty" when the tree has changes), or "unknown"."""
+    if "c" not in _commit:
+        c = os.environ.get("BENCH_COMMIT")
+        if not c:
+            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            try:
+                c = subprocess.run(["git", "-C", root, "rev-parse", "--short=12", "HEAD"],
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+                dirty = subprocess.run(["git", "-C", root, "status", "--porcelain",
+                                        "--untracked-files=no"],
+                                       capture_output=True, text=True, timeout=5).stdout.strip()
+                if c and dirty:
+                    c += "-dirty"
+            except (OSError, subprocess.SubprocessError):
+                c = ""
+        _commit["c"] = c or "unknown"
+    return _commit["c"]
+
+
+def figure(bench, scenario, server, metric, values, unit):
+    """One figure as a dict: the median of values (a number or a list of the
+    rounds' values; NaNs are left out), with rounds, min and max."""
+    if not isinstance(values, (list, tuple)):
+        values = [values]
+    vs = [float(v) for v in values if v is not None and v == v]
+    return {"bench": bench, "scenario": scenario, "server": server,
+            "metric": metric,
+            "value": round(statistics.median(vs), 6) if vs else None,
+            "unit": unit, "rounds": len(vs),
+            "min": round(min(vs), 6) if vs else None,
+            "max": round(max(vs), 6) if vs else None,
+            "commit": commit()}
+
+
+def emit(bench, scenario, server, metric, values, unit):
+    """Print one figure as a line "BENCH-JSON {...}" (bench/README.md, "Figures
+    as JSON"), and append the bare object to the file BENCH_JSON names, if
+    set. A figure without a value (no rounds) is not emitted."""
+    f = figure(bench, scenario, server, metric, values, unit)
+    if f["value"] is None:
+        return
+    line = json.dumps(f, ensure_ascii=False, sort_keys=False)
+    print("BENCH-JSON " + line, flush=True)
+    path = os.environ.get("BENCH_JSON")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+
+if __name__ == "__main__":
+    # For the shell benches: benchlib.py emit BENCH SCENARIO SERVER METRIC UNIT VALUE...
+    if len(sys.argv) >= 8 and sys.argv[1] == "emit":
+        emit(*sys.argv[2:6], [float(v) for v in sys.argv[7:]], sys.argv[6])
+    else:
+        sys.exit("usage: benchlib.py emit BENCH SCENARIO SERVER METRIC UNIT VALUE...")
