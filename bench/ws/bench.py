@@ -39,6 +39,7 @@ clients), KEEP_TMP=1. See bench/README.md.
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -47,8 +48,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import (children, cleanup, cpu_ticks_of, free_port, live, median, pss_kb,  # noqa: E402
-                      rss_kb, set_tmpdir, stop_on_signals)
+from benchlib import (children, cleanup, cpu_ticks_of, emit, free_port, live, median,  # noqa: E402
+                      pss_kb, read, rss_kb, set_tmpdir, stop_on_signals, wait_until)
 
 QUICK = os.environ.get("QUICK") == "1"
 ROUNDS = int(os.environ.get("ROUNDS", "1" if QUICK else "3"))
@@ -63,6 +64,12 @@ IDLE_PING = os.environ.get("IDLE_PING", "3")    # seconds: ws_ping_interval of t
 PING_S = float(IDLE_PING)
 WORKERS = os.environ.get("WORKERS", "")
 TARGET_KIB = 4.0
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEERS = [p for p in os.environ.get("PEERS", "node,nginx").split(",") if p]
+COMPRESSION = os.environ.get("COMPRESSION", "1") == "1"
+WORKERS2 = os.environ.get("WORKERS2", "1") == "1"
+PEER_IDLE = int(os.environ.get("PEER_IDLE", "1"))   # 0: no idle rounds for peers
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
@@ -83,13 +90,20 @@ class Mothership:
     """A Mothership with the echo and chat bays; start() waits until both
     are docked (per /metrics)."""
 
-    def __init__(self, ms_bin, bays_dir, tag, http_extra=""):
+    is_ms = True
+
+    def __init__(self, ms_bin, bays_dir, tag, http_extra="", workers=None,
+                 compression=False, label="mothership"):
+        self.label = label
         self.port = free_port()
         self.mport = free_port()
         d = os.path.join(tmpdir, tag)
         os.makedirs(d)
         self.log = os.path.join(d, "mothership.log")
-        workers = f"workers = {WORKERS}\n" if WORKERS else ""
+        workers = workers or WORKERS
+        workers = f"workers = {workers}\n" if workers else ""
+        z = ", ws_compression = true" if compression == "route" else ""
+        zb = "ws_compression = true\n" if compression == "bay" else ""
         manifest = f"""[mothership]
 metrics_port = {self.mport}
 socket_dir = "{d}/run"
@@ -104,12 +118,12 @@ max_connections = {max(20000, IDLE_CONNS + 1000)}
 [[bays.websocket]]
 name = "echo"
 command = "{bays_dir}/echo-bay"
-routes = ["http:/echo.*"]
+{zb}routes = [{{ bind = "http", pattern = "/echo.*"{z} }}]
 
 [[bays.websocket]]
 name = "chat"
 command = "{bays_dir}/chat-bay"
-routes = ["http:/chat.*"]
+{zb}routes = [{{ bind = "http", pattern = "/chat.*"{z} }}]
 """
         self.toml = os.path.join(d, "mothership.toml")
         with open(self.toml, "w") as f:
@@ -146,6 +160,16 @@ routes = ["http:/chat.*"]
         if set(self.bay_pid) != {"echo", "chat"}:
             raise RuntimeError(f"mothership: bay processes not found "
                                f"({self.bay_pid})")
+
+    def cpu_pids(self, bay):
+        """{label: (pid, tid)} of the server side for a run on bay: all of
+        Mothership, its main thread apart (not summed), the bay."""
+        return {"ms": (self.pid, None), "main": (self.pid, self.pid),
+                "bay": (self.bay_pid[bay], None)}
+
+    def mem_kb(self):
+        """(RSS, PSS) of Mothership alone, in KiB."""
+        return rss_kb(self.pid), pss_kb(self.pid)
 
     def metrics(self, quiet=False):
         """{(name, bay-or-""): value} of Mothership's /metrics."""
@@ -203,10 +227,211 @@ routes = ["http:/chat.*"]
     def odd_log_lines(self):
         """Log lines other than the expected start/stop chatter."""
         usual = re.compile(r"metrics on|listening on|launching|started \(pid|"
-                           r"ready in|fleet ready|docked as|stopping|stopped|"
+                           r"ready in|fleet ready|docked as|stopping|stopped|control socket|"
+                           r"is away: its clients are held|"
                            r"exited|shutdown|signal|SIGTERM|received|bye|drained")
         with open(self.log, errors="replace") as f:
             return [l.rstrip() for l in f if not usual.search(l)]
+
+
+# ---------------------------------------------------------------- peers ----
+
+class NodeWs:
+    """The Node.js `ws` peer (bench/ws/node-peer.js): /echo and /chat as the
+    example bays, perMessageDeflate on when deflate."""
+    is_ms = False
+
+    def __init__(self, node, modules, tag, deflate=False, label="node-ws"):
+        self.label = label
+        self.port = free_port()
+        d = os.path.join(tmpdir, tag)
+        os.makedirs(d)
+        self.log = os.path.join(d, "node.log")
+        env = dict(os.environ, NODE_PATH=modules)
+        out = open(self.log, "wb")
+        self.proc = subprocess.Popen(
+            [node, os.path.join(HERE, "node-peer.js"), str(self.port)]
+            + (["deflate"] if deflate else []),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=d, env=env)
+        out.close()
+        live.append(self.proc)
+        self.pid = self.proc.pid
+        wait_until(lambda: "listening" in read(self.log), 20,
+                   f"{label}: not listening", self.proc, self.log)
+
+    def cpu_pids(self, _bay):
+        return {"node": (self.pid, None)}
+
+    def mem_kb(self):
+        return rss_kb(self.pid), pss_kb(self.pid)
+
+    def wait_clients(self, _bay, _n, timeout=30):
+        """ws adds a client before its 101 is written: nothing to wait for."""
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.label} exited (status "
+                               f"{self.proc.returncode}):\n" + read(self.log)[-3000:])
+
+    def stop(self):
+        rc = stop_proc(self.proc)
+        return rc
+
+
+class NginxNode:
+    """nginx (1 worker) in front of a NodeWs: proxy_pass with the Upgrade
+    and Connection headers, as nginx's WebSocket proxying documents."""
+    is_ms = False
+
+    def __init__(self, node, tag, label="nginx+node-ws"):
+        self.label = label
+        self.node = node
+        self.port = free_port()
+        d = os.path.join(tmpdir, tag)
+        os.makedirs(d)
+        self.log = os.path.join(d, "error.log")
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""worker_processes 1;
+worker_rlimit_nofile {4 * IDLE_CONNS + 1000};
+daemon off;
+pid {d}/nginx.pid;
+error_log {self.log} warn;
+events {{ worker_connections {2 * IDLE_CONNS + 1000}; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    upstream node {{ server 127.0.0.1:{node.port}; }}
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    server {{
+        listen 127.0.0.1:{self.port} backlog=4096;
+        location / {{
+            proxy_pass http://node;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+        }}
+    }}
+}}
+""")
+        out = open(os.path.join(d, "nginx.out"), "wb")
+        self.proc = subprocess.Popen([NGINX, "-p", d, "-c", conf, "-e", self.log],
+                                     stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, cwd=d)
+        out.close()
+        live.append(self.proc)
+        self.pid = self.proc.pid
+        wait_until(lambda: port_open(self.port) and children(self.pid), 20,
+                   "nginx: not listening", self.proc, self.log)
+        self.worker = children(self.pid)[0]
+
+    def cpu_pids(self, bay):
+        return {"nginx": (self.worker, None), "nginx_master": (self.pid, None),
+                "node": (self.node.pid, None)}
+
+    def mem_kb(self):
+        r, p = self.node.mem_kb()
+        return (r + rss_kb(self.pid) + rss_kb(self.worker),
+                p + pss_kb(self.pid) + pss_kb(self.worker))
+
+    def wait_clients(self, _bay, _n, timeout=30):
+        """The 101 comes from Node, which has added the client by then."""
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"nginx exited (status {self.proc.returncode}):\n"
+                               + read(self.log)[-3000:])
+        self.node.check_alive()
+
+    def stop(self):
+        return stop_proc(self.proc)
+
+    def odd_log_lines(self):
+        return [l for l in read(self.log).splitlines()
+                if re.search(r"\[(alert|crit|emerg|error)\]", l)]
+
+
+def stop_proc(p):
+    p.terminate()
+    try:
+        rc = p.wait(15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = p.wait(5)
+    if p in live:
+        live.remove(p)
+    return rc
+
+
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def offers_deflate(port, path="/echo"):
+    """Does the server at port answer an upgrade that offers
+    permessage-deflate (no context takeover either way) with the extension?"""
+    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Sec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Extensions: permessage-deflate; "
+           "client_no_context_takeover; server_no_context_takeover\r\n\r\n")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(req.encode())
+            got = b""
+            while b"\r\n\r\n" not in got and len(got) < 65536:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            c.sendall(b"\x88\x82abcd" + bytes(x ^ y for x, y in zip(b"\x03\xe8", b"ab")))
+    except OSError:
+        return False
+    head = got.split(b"\r\n\r\n")[0].decode("latin-1").lower()
+    return head.startswith("http/1.1 101") and re.search(
+        r"^sec-websocket-extensions:.*permessage-deflate", head, re.M) is not None
+
+
+def wsload_has_z(wsload):
+    """wsload's usage (no arguments) names -z once slice D's
+    permessage-deflate support is in."""
+    p = subprocess.run([wsload], capture_output=True, text=True, timeout=10)
+    return re.search(r"\[-z\]|(^|\s)-z(\s|$)", p.stderr + p.stdout) is not None
+
+
+def ms_takes_compression(ms_bin):
+    """Where this Mothership takes ws_compression: "route" (a key of a bay's
+    route table, as slice D's docs/manifest.md has it), "bay" (a key of the
+    bay), or "" when it refuses both (`mothership clearance`)."""
+    d = tempfile.mkdtemp(dir=tmpdir)
+    toml = os.path.join(d, "z.toml")
+    for where, route, bay in (("route", ", ws_compression = true", ""),
+                              ("bay", "", "ws_compression = true\n")):
+        with open(toml, "w") as f:
+            f.write(f"""[mothership]
+socket_dir = "{d}/run"
+[mothership.bind]
+http = "127.0.0.1:{free_port()}"
+[[bays.websocket]]
+name = "echo"
+command = "/bin/true"
+{bay}routes = [{{ bind = "http", pattern = "/echo.*"{route} }}]
+""")
+        p = subprocess.run([ms_bin, "clearance", "-c", toml], capture_output=True,
+                           text=True, timeout=30, cwd=d)
+        if p.returncode == 0:
+            return where
+    return ""
 
 
 # --------------------------------------------------------------- wsload ----
@@ -272,15 +497,18 @@ def problems(r):
     return out
 
 
-def measured(ms, load, bay, fn):
-    """Run fn() (a wsload run) between two CPU readings."""
-    pids = {"ms": (ms.pid, None), "main": (ms.pid, ms.pid),
-            "bay": (ms.bay_pid[bay], None), "load": (load.pid, None)}
+def measured(t, load, bay, fn):
+    """Run fn() (a wsload run) between two CPU readings of the server side
+    of target t and of wsload."""
+    pids = dict(t.cpu_pids(bay), load=(load.pid, None))
     before = {k: cpu_ticks(*p) for k, p in pids.items()}
     r = fn()
     after = {k: cpu_ticks(*p) for k, p in pids.items()}
+    r["cpu_server_s"] = 0.0
     for k in pids:
         r[f"cpu_{k}_s"] = (after[k] - before[k]) / CLK_TCK
+        if k not in ("main", "load"):
+            r["cpu_server_s"] += r[f"cpu_{k}_s"]
     return r
 
 
@@ -289,112 +517,133 @@ def add_rates(r):
     its message count."""
     n = r["messages"]
     r["rate"] = n / r["seconds"]
-    r["ms_us"] = r["cpu_ms_s"] * 1e6 / max(1, n)
-    r["bay_us"] = r["cpu_bay_s"] * 1e6 / max(1, n)
+    r["server_us"] = r["cpu_server_s"] * 1e6 / max(1, n)
     r["load_pct"] = 100 * r["cpu_load_s"] / r["seconds"]
-    r["ms_pct"] = 100 * r["cpu_ms_s"] / r["seconds"]
-    r["main_pct"] = 100 * r["cpu_main_s"] / r["seconds"]
+    r["server_pct"] = 100 * r["cpu_server_s"] / r["seconds"]
+    if "cpu_ms_s" in r:
+        r["ms_us"] = r["cpu_ms_s"] * 1e6 / max(1, n)
+        r["bay_us"] = r["cpu_bay_s"] * 1e6 / max(1, n)
+        r["ms_pct"] = 100 * r["cpu_ms_s"] / r["seconds"]
+        r["main_pct"] = 100 * r["cpu_main_s"] / r["seconds"]
     return n
 
 
-def run_echo(ms, wsload, issues, warm=False):
-    load = Load(wsload, "echo", ms.port, "/echo", ECHO_CONNS)
-    m0 = ms.metrics()
+def ms_count_check(t, m0, m1, bay, want, what, issues):
+    """Mothership's mothership_bay_messages_total moved by want[dir]."""
+    for d in ("in", "out"):
+        got = m1.get(("mothership_bay_messages_total", bay, d), 0) \
+            - m0.get(("mothership_bay_messages_total", bay, d), 0)
+        if got != want[d]:
+            issues.append(f"{t.label} {what}: Mothership counted {got:.0f} "
+                          f"messages {d}, wsload {want[d]}")
+
+
+def run_echo(t, wsload, issues, warm=False, z=()):
+    load = Load(wsload, "echo", t.port, "/echo", ECHO_CONNS, z)
     if warm:
         load.go()
         load.close()
         return None
-    r = measured(ms, load, "echo", load.go)
-    m1 = ms.metrics()
+    m0 = t.metrics() if t.is_ms else None
+    r = measured(t, load, "echo", load.go)
+    m1 = t.metrics() if t.is_ms else None
     c = load.close()
     n = add_rates(r)
-    for d in ("in", "out"):
-        got = m1.get(("mothership_bay_messages_total", "echo", d), 0) \
-            - m0.get(("mothership_bay_messages_total", "echo", d), 0)
-        if got != n:
-            issues.append(f"echo: Mothership counted {got:.0f} messages "
-                          f"{d}, wsload {n} round trips")
+    if t.is_ms:
+        ms_count_check(t, m0, m1, "echo", {"in": n, "out": n}, "echo", issues)
     for p in problems(r) + problems(c):
-        issues.append(f"echo: {p}")
+        issues.append(f"{t.label} echo: {p}")
     return r
 
 
-def run_fanout(ms, wsload, issues, warm=False):
-    load = Load(wsload, "fanout", ms.port, "/chat", FANOUT_CONNS)
-    ms.wait_clients("chat", FANOUT_CONNS)   # every client boarded first
-    m0 = ms.metrics()
+def run_fanout(t, wsload, issues, warm=False):
+    load = Load(wsload, "fanout", t.port, "/chat", FANOUT_CONNS)
+    t.wait_clients("chat", FANOUT_CONNS)   # every client boarded first
     if warm:
         load.go()
         load.close()
         return None
-    r = measured(ms, load, "chat", load.go)
-    m1 = ms.metrics()
+    m0 = t.metrics() if t.is_ms else None
+    r = measured(t, load, "chat", load.go)
+    m1 = t.metrics() if t.is_ms else None
     c = load.close()
     n = add_rates(r)
     if n != r["sent"] * FANOUT_CONNS:
-        issues.append(f"fan-out: {n} deliveries for {r['sent']} messages "
-                      f"x {FANOUT_CONNS} clients")
-    want = {"in": r["sent"], "out": n}
-    for d in ("in", "out"):
-        got = m1.get(("mothership_bay_messages_total", "chat", d), 0) \
-            - m0.get(("mothership_bay_messages_total", "chat", d), 0)
-        if got != want[d]:
-            issues.append(f"fan-out: Mothership counted {got:.0f} messages "
-                          f"{d}, wsload {want[d]}")
+        issues.append(f"{t.label} fan-out: {n} deliveries for {r['sent']} "
+                      f"messages x {FANOUT_CONNS} clients")
+    if t.is_ms:
+        ms_count_check(t, m0, m1, "chat", {"in": r["sent"], "out": n},
+                       "fan-out", issues)
     for p in problems(r) + problems(c):
-        issues.append(f"fan-out: {p}")
+        issues.append(f"{t.label} fan-out: {p}")
     return r
 
 
-def run_idle(ms, wsload, issues):
-    """RSS/PSS of a fresh Mothership with 0, then IDLE_CONNS idle clients."""
-    warm = Load(wsload, "echo", ms.port, "/echo", 2, ["-d", "0.2"])
+def run_idle(t, wsload, issues, z=(), ping=True):
+    """Memory of a fresh server t with 0, then IDLE_CONNS idle clients: RSS
+    and PSS of Mothership alone (rss*, pss*) and of the whole server side
+    (all_*: Mothership and the echo bay; Node; nginx and Node); with ping,
+    again once Mothership has pinged every client (Mothership only)."""
+    warm = Load(wsload, "echo", t.port, "/echo", 2, ["-d", "0.2"] + list(z))
     warm.go()
     warm.close()
-    ms.wait_clients("echo", 0)
+    t.wait_clients("echo", 0)
     time.sleep(0.5)
-    r = {"rss0": rss_kb(ms.pid), "pss0": pss_kb(ms.pid),
-         "bay_rss0": rss_kb(ms.bay_pid["echo"])}
-    load = Load(wsload, "idle", ms.port, "/echo", IDLE_CONNS)
+
+    def side():
+        rss, pss = t.mem_kb()
+        if t.is_ms:
+            b = t.bay_pid["echo"]
+            return rss, pss, rss + rss_kb(b), pss + pss_kb(b)
+        return rss, pss, rss, pss
+    r = {}
+    r["rss0"], r["pss0"], r["all_rss0"], r["all_pss0"] = side()
+    load = Load(wsload, "idle", t.port, "/echo", IDLE_CONNS, z)
     r["connect_s"] = load.connect_s
-    ms.wait_clients("echo", IDLE_CONNS)
+    t.wait_clients("echo", IDLE_CONNS)
     time.sleep(0.5)
     # nothing sent yet, and no ping: the first comes IDLE_PING after the
     # handshake, and connecting takes well under that
-    r["rss1"], r["pss1"] = rss_kb(ms.pid), pss_kb(ms.pid)
-    r["bay_rss1"] = rss_kb(ms.bay_pid["echo"])
-    pings0 = load.stats()["pings"]
-    # then each client gets Mothership's ping and answers it (wsload does)
-    deadline = time.time() + 3 * PING_S + 10
-    while load.stats()["pings"] < IDLE_CONNS:
-        if time.time() > deadline:
-            issues.append(f"idle: only {load.stats()['pings']} pings for "
-                          f"{IDLE_CONNS} clients")
-            break
-        time.sleep(0.2)
-    time.sleep(HOLD)
-    ms.check_alive()
-    ms.wait_clients("echo", IDLE_CONNS)      # nobody was dropped meanwhile
-    r["rss_p"], r["pss_p"] = rss_kb(ms.pid), pss_kb(ms.pid)
-    r["pings_early"] = pings0
-    if pings0:
-        issues.append(f"idle: {pings0} pings before the first measurement "
-                      "(raise IDLE_PING)")
+    r["rss1"], r["pss1"], r["all_rss1"], r["all_pss1"] = side()
+    for k in ("rss", "pss", "all_rss", "all_pss"):
+        r[f"per_{k}"] = (r[f"{k}1"] - r[f"{k}0"]) / IDLE_CONNS
+    if t.is_ms and ping:
+        pings0 = load.stats()["pings"]
+        # then each client gets Mothership's ping and answers it (wsload does)
+        deadline = time.time() + 3 * PING_S + 10
+        while load.stats()["pings"] < IDLE_CONNS:
+            if time.time() > deadline:
+                issues.append(f"idle: only {load.stats()['pings']} pings for "
+                              f"{IDLE_CONNS} clients")
+                break
+            time.sleep(0.2)
+        time.sleep(HOLD)
+        t.check_alive()
+        t.wait_clients("echo", IDLE_CONNS)      # nobody was dropped meanwhile
+        r["rss_p"], r["pss_p"] = t.mem_kb()
+        if pings0:
+            issues.append(f"idle: {pings0} pings before the first measurement "
+                          "(raise IDLE_PING)")
+        r["per_rss_p"] = (r["rss_p"] - r["rss0"]) / IDLE_CONNS
+        r["per_pss_p"] = (r["pss_p"] - r["pss0"]) / IDLE_CONNS
+    t.check_alive()
     c = load.close()
-    ms.wait_clients("echo", 0)
-    time.sleep(1)
-    r["rss2"], r["pss2"] = rss_kb(ms.pid), pss_kb(ms.pid)
-    r["per_rss"] = (r["rss1"] - r["rss0"]) / IDLE_CONNS
-    r["per_pss"] = (r["pss1"] - r["pss0"]) / IDLE_CONNS
-    r["bay_per"] = (r["bay_rss1"] - r["bay_rss0"]) / IDLE_CONNS
-    r["per_rss_p"] = (r["rss_p"] - r["rss0"]) / IDLE_CONNS
-    r["per_pss_p"] = (r["pss_p"] - r["pss0"]) / IDLE_CONNS
+    t.wait_clients("echo", 0)
+    time.sleep(0.3 if QUICK else 1)
+    r["rss2"] = t.mem_kb()[0]
     for p in problems(c):
-        issues.append(f"idle: {p}")
+        issues.append(f"{t.label} idle: {p}")
     return r
 
 
 def final_checks(ms, issues, label):
+    if not ms.is_ms:
+        rc = ms.stop()
+        if rc != 0:
+            issues.append(f"{label}: {ms.label} exited with status {rc}")
+        for line in getattr(ms, "odd_log_lines", lambda: [])():
+            issues.append(f"{label}: {ms.label} log: {line}")
+        return
     m = ms.metrics()
     for key, what in (("mothership_bay_dropped_cargo_total", "dropped cargo"),
                       ("mothership_bay_protocol_errors_total", "protocol errors"),
@@ -425,132 +674,292 @@ def fmt_us(us):
     return f"{us:.0f} µs"
 
 
+def med(rs, key):
+    return median([r[key] for r in rs if key in r])
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if b and a == a and b == b else "-"
+
+
+def emit_runs(scenario, label, rs, unit_rate):
+    """The JSON figures of one target's rounds of a scenario."""
+    if not rs:
+        return
+    emit("ws", scenario, label, "rate", [r["rate"] for r in rs], unit_rate)
+    emit("ws", scenario, label, "p50", [r["p50_us"] for r in rs], "µs")
+    emit("ws", scenario, label, "p99", [r["p99_us"] for r in rs], "µs")
+    emit("ws", scenario, label, "cpu_per_msg", [r["server_us"] for r in rs], "µs")
+    if "ms_us" in rs[0]:
+        emit("ws", scenario, label, "cpu_per_msg_mothership", [r["ms_us"] for r in rs], "µs")
+        emit("ws", scenario, label, "cpu_per_msg_bay", [r["bay_us"] for r in rs], "µs")
+    emit("ws", scenario, label, "client_cpu", [r["load_pct"] for r in rs], "%")
+
+
+def throughput_table(title, what, unit, res, order):
+    """One row per target with its medians, then each as a ratio against
+    Mothership (workers 1)."""
+    print()
+    print(f"### {title}")
+    print()
+    print(f"| server | {unit} (min-max) | p50 | p99 | server CPU µs/{what} "
+          f"(Mothership; bay) | server CPU | wsload CPU |")
+    print("|---|---|---|---|---|---|---|")
+    for label in order:
+        rs = res.get(label)
+        if not rs:
+            print(f"| {label} | not available | | | | | |")
+            continue
+        v = [r["rate"] for r in rs]
+        split = (f" ({med(rs, 'ms_us'):.2f}; {med(rs, 'bay_us'):.2f})"
+                 if "ms_us" in rs[0] else "")
+        main_t = (f" (main thread {med(rs, 'main_pct'):.0f} %)"
+                  if "main_pct" in rs[0] else "")
+        print(f"| {label} | {median(v):,.0f} ({min(v):,.0f}-{max(v):,.0f}) "
+              f"| {fmt_us(med(rs, 'p50_us'))} | {fmt_us(med(rs, 'p99_us'))} "
+              f"| {med(rs, 'server_us'):.2f}{split} "
+              f"| {med(rs, 'server_pct'):.0f} % of a core{main_t} "
+              f"| {med(rs, 'load_pct'):.0f} % |")
+    base = order[0]
+    if not res.get(base) or not any(res.get(lb) for lb in order[1:]):
+        return
+    print()
+    print(f"{base} against each: rate (higher is better), p50, p99 and CPU "
+          f"per {what} (lower is better), as {base} / other:")
+    print()
+    print("| against | rate | p50 | p99 | CPU |")
+    print("|---|---|---|---|---|")
+    b = res[base]
+    for label in order[1:]:
+        rs = res.get(label)
+        if not rs:
+            continue
+        print(f"| {label} | {ratio(med(b, 'rate'), med(rs, 'rate'))} "
+              f"| {ratio(med(b, 'p50_us'), med(rs, 'p50_us'))} "
+              f"| {ratio(med(b, 'p99_us'), med(rs, 'p99_us'))} "
+              f"| {ratio(med(b, 'server_us'), med(rs, 'server_us'))} |")
+
+
+def idle_rounds(label, make, wsload, issues, z=(), ping=True):
+    out = []
+    for rnd in range(ROUNDS):
+        t = make(rnd)
+        try:
+            out.append(run_idle(t, wsload, issues, z, ping))
+        finally:
+            for x in (t, getattr(t, "node", None)):
+                if x is not None:
+                    final_checks(x, issues, f"{label} idle round {rnd + 1}")
+        r = out[-1]
+        print(f"  idle {label} round {rnd + 1}/{ROUNDS}: {r['per_all_rss']:.2f} "
+              f"KiB RSS, {r['per_all_pss']:.2f} KiB PSS per client "
+              f"(server side)", flush=True)
+    return out
+
+
 def main():
     global tmpdir
-    if len(sys.argv) != 4:
-        sys.exit("usage: bench.py MOTHERSHIP WSLOAD BAYS_DIR")
-    ms_bin, wsload, bays = (os.path.abspath(a) for a in sys.argv[1:])
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: bench.py MOTHERSHIP WSLOAD BAYS_DIR [NODE_MODULES]")
+    ms_bin, wsload, bays = (os.path.abspath(a) for a in sys.argv[1:4])
+    modules = os.path.abspath(sys.argv[4]) if len(sys.argv) == 5 else ""
     stop_on_signals(grace=15)
     tmpdir = tempfile.mkdtemp(prefix="msbench-ws-")
     set_tmpdir(tmpdir)
-    issues = []
+    issues, notes = [], []
     t_all = time.time()
 
-    print(f"ws: {NCPU} CPUs (shared by Mothership, the bays and wsload), "
+    print(f"ws: {NCPU} CPUs (shared by the servers and wsload), "
           f"{ROUNDS} round(s) of {DURATION:g} s, {SIZE}-byte text messages; "
           f"echo {ECHO_CONNS} clients; fan-out {FANOUT_CONNS} clients, "
           f"window {WINDOW}; idle {IDLE_CONNS} clients"
           + (f"; workers = {WORKERS}" if WORKERS else ""), flush=True)
 
-    # --- throughput: one Mothership, echo and fan-out alternating
-    ms = Mothership(ms_bin, bays, "main")
-    run_echo(ms, wsload, issues, warm=True)
-    run_fanout(ms, wsload, issues, warm=True)
-    echo, fan = [], []
+    node = shutil.which("node")
+    have_node = bool(node and modules and os.path.isfile(
+        os.path.join(modules, "ws", "package.json")))
+    if PEERS and not have_node:
+        notes.append("Node.js ws peer: not available (node or the ws module "
+                     f"missing: {modules or 'no NODE_MODULES given'})")
+    want_nginx = "nginx" in PEERS and have_node
+    if want_nginx and not NGINX:
+        notes.append("nginx in front of Node ws: not available (nginx is not "
+                     "installed: DEPS_BENCH=1 scripts/deps.sh)")
+        want_nginx = False
+    z_load = wsload_has_z(wsload) if COMPRESSION else False
+    z_ms = ms_takes_compression(ms_bin) if COMPRESSION else False
+    if COMPRESSION and not z_load:
+        notes.append("compression rows: not available (wsload has no -z: "
+                     "permessage-deflate support in bench/ws/wsload.c)")
+    if COMPRESSION and z_load and not z_ms:
+        notes.append("Mothership with ws_compression: not available (this "
+                     "Mothership does not accept ws_compression on a route or a bay)")
+
+    # --- the targets of the throughput rounds, all up at once
+    targets = {}          # label -> target
+    scen = {}             # label -> (echo?, fanout?, wsload extra args)
+    targets["mothership"] = Mothership(ms_bin, bays, "main")
+    scen["mothership"] = (True, True, ())
+    if WORKERS2 and WORKERS != "2":
+        targets["mothership-w2"] = Mothership(ms_bin, bays, "w2", workers=2,
+                                              label="mothership-w2")
+        scen["mothership-w2"] = (True, True, ())
+    if have_node and "node" in PEERS or want_nginx:
+        targets["node-ws"] = NodeWs(node, modules, "node")
+        scen["node-ws"] = (True, True, ())
+    if want_nginx:
+        targets["nginx+node-ws"] = NginxNode(targets["node-ws"], "nginx")
+        scen["nginx+node-ws"] = (True, True, ())
+    if z_load and z_ms:
+        targets["mothership-deflate"] = Mothership(
+            ms_bin, bays, "z", compression=z_ms, label="mothership-deflate")
+        scen["mothership-deflate"] = (True, False, ("-z",))
+        if not offers_deflate(targets["mothership-deflate"].port):
+            notes.append("mothership-deflate: the handshake did not "
+                         "negotiate permessage-deflate")
+    if z_load and have_node:
+        targets["node-ws-deflate"] = NodeWs(node, modules, "nodez", deflate=True,
+                                            label="node-ws-deflate")
+        scen["node-ws-deflate"] = (True, False, ("-z",))
+    labels = list(targets)
+    for label in labels:
+        t = targets[label]
+        e, f, z = scen[label]
+        if e:
+            run_echo(t, wsload, issues, warm=True, z=z)
+        if f:
+            run_fanout(t, wsload, issues, warm=True)
+    echo = {label: [] for label in labels}
+    fan = {label: [] for label in labels}
     for rnd in range(ROUNDS):
-        order = [("echo", run_echo, echo), ("fanout", run_fanout, fan)]
+        order = labels[rnd % len(labels):] + labels[:rnd % len(labels)]
         if rnd % 2:
             order.reverse()
-        for _name, fn, acc in order:
-            acc.append(fn(ms, wsload, issues))
-            ms.check_alive()
-        print(f"  round {rnd + 1}/{ROUNDS}: echo {echo[-1]['rate']:,.0f} "
-              f"round trips/s, fan-out {fan[-1]['rate']:,.0f} deliveries/s",
-              flush=True)
-    ms_rss_after = (rss_kb(ms.pid), pss_kb(ms.pid))
-    final_checks(ms, issues, "throughput run")
+        for label in order:
+            t = targets[label]
+            e, f, z = scen[label]
+            if e:
+                echo[label].append(run_echo(t, wsload, issues, z=z))
+            if f:
+                fan[label].append(run_fanout(t, wsload, issues))
+            t.check_alive()
+        print(f"  round {rnd + 1}/{ROUNDS}: echo round trips/s "
+              + ", ".join(f"{label} {echo[label][-1]['rate']:,.0f}"
+                          for label in labels if echo[label])
+              + "; fan-out deliveries/s "
+              + ", ".join(f"{label} {fan[label][-1]['rate']:,.0f}"
+                          for label in labels if fan[label]), flush=True)
+    ms_rss_after = targets["mothership"].mem_kb()
+    for label in reversed(labels):
+        final_checks(targets[label], issues, f"{label} throughput run")
 
-    # --- idle memory: a fresh Mothership each round
-    idle = []
-    for rnd in range(ROUNDS):
-        ims = Mothership(ms_bin, bays, f"idle{rnd}", http_extra=(
+    # --- idle memory: a fresh server each round
+    idle = {}
+    idle["mothership"] = idle_rounds("mothership", lambda rnd: Mothership(
+        ms_bin, bays, f"idle{rnd}", http_extra=(
             f'ws_ping_interval = "{IDLE_PING}s"\n'
-            f'ws_idle_timeout = "{max(10.0, 5 * PING_S):g}s"\n'))
-        idle.append(run_idle(ims, wsload, issues))
-        final_checks(ims, issues, f"idle round {rnd + 1}")
-        r = idle[-1]
-        print(f"  idle round {rnd + 1}/{ROUNDS}: {r['per_rss']:.2f} KiB RSS, "
-              f"{r['per_pss']:.2f} KiB PSS per client; after a ping "
-              f"{r['per_rss_p']:.2f} / {r['per_pss_p']:.2f}", flush=True)
+            f'ws_idle_timeout = "{max(10.0, 5 * PING_S):g}s"\n')),
+        wsload, issues)
+    if PEER_IDLE and "node-ws" in targets:
+        idle["node-ws"] = idle_rounds("node-ws", lambda rnd: NodeWs(
+            node, modules, f"idle-node{rnd}"), wsload, issues)
+    if PEER_IDLE and "nginx+node-ws" in targets:
+        idle["nginx+node-ws"] = idle_rounds("nginx+node-ws", lambda rnd: NginxNode(
+            NodeWs(node, modules, f"idle-nn{rnd}"), f"idle-nginx{rnd}"),
+            wsload, issues)
+    if PEER_IDLE and "mothership-deflate" in targets:
+        idle["mothership-deflate"] = idle_rounds(
+            "mothership-deflate", lambda rnd: Mothership(
+                ms_bin, bays, f"idle-z{rnd}", compression=z_ms,
+                label="mothership-deflate"), wsload, issues, ("-z",), ping=False)
+    if PEER_IDLE and "node-ws-deflate" in targets:
+        idle["node-ws-deflate"] = idle_rounds("node-ws-deflate", lambda rnd: NodeWs(
+            node, modules, f"idle-nodez{rnd}", deflate=True,
+            label="node-ws-deflate"), wsload, issues, ("-z",))
 
     # --- tables
-    def row(rs, key, f):
-        v = [r[key] for r in rs]
-        return f(median(v)), f(min(v)), f(max(v))
+    plain = [lb for lb in ("mothership", "node-ws", "nginx+node-ws") if lb in labels]
+    throughput_table(f"echo: {ECHO_CONNS} clients, one {SIZE}-byte message in "
+                     "flight each (medians of the rounds)", "round trip",
+                     "round trips/s", echo, plain)
+    throughput_table(f"fan-out: {FANOUT_CONNS} clients, one sender, at most "
+                     f"{WINDOW} messages ahead of the slowest receiver",
+                     "delivery", "deliveries/s", fan, plain)
+    if "mothership-w2" in labels:
+        throughput_table("workers: Mothership with workers = 1 against "
+                         "workers = 2, echo", "round trip", "round trips/s",
+                         echo, ["mothership", "mothership-w2"])
+        throughput_table("workers: Mothership with workers = 1 against "
+                         "workers = 2, fan-out", "delivery", "deliveries/s",
+                         fan, ["mothership", "mothership-w2"])
+    zl = ["mothership-deflate", "node-ws-deflate"]
+    if any(lb in labels for lb in zl):
+        throughput_table("permessage-deflate (no context takeover), echo",
+                         "round trip", "round trips/s", echo, zl)
+    else:
+        print()
+        print("### permessage-deflate: not available")
+    for label in labels:
+        emit_runs("echo-deflate" if "deflate" in label else "echo",
+                  label.replace("-deflate", ""), echo[label], "round trips/s")
+        emit_runs("fanout", label, fan[label], "deliveries/s")
 
     print()
-    print(f"### echo: {ECHO_CONNS} clients, one {SIZE}-byte message in "
-          "flight each (medians of the rounds, min-max)")
-    print()
-    print("| round trips/s | p50 | p99 | Mothership CPU µs/round trip | "
-          "bay CPU µs/round trip | Mothership CPU (main thread) | wsload CPU |")
-    print("|---|---|---|---|---|---|---|")
-    rate = row(echo, "rate", lambda x: f"{x:,.0f}")
-    print(f"| {rate[0]} ({rate[1]}-{rate[2]}) "
-          f"| {fmt_us(median([r['p50_us'] for r in echo]))} "
-          f"| {fmt_us(median([r['p99_us'] for r in echo]))} "
-          f"| {median([r['ms_us'] for r in echo]):.2f} "
-          f"| {median([r['bay_us'] for r in echo]):.2f} "
-          f"| {median([r['ms_pct'] for r in echo]):.0f} % of a core "
-          f"({median([r['main_pct'] for r in echo]):.0f} %) "
-          f"| {median([r['load_pct'] for r in echo]):.0f} % |")
-
-    print()
-    print(f"### fan-out: {FANOUT_CONNS} clients on the chat bay, one sender, "
-          f"at most {WINDOW} messages ahead of the slowest receiver")
-    print()
-    print("| deliveries/s | messages sent/s | delivery p50 | p99 | "
-          "Mothership CPU µs/delivery | bay CPU µs/delivery | Mothership CPU "
-          "(main thread) | wsload CPU |")
-    print("|---|---|---|---|---|---|---|---|")
-    rate = row(fan, "rate", lambda x: f"{x:,.0f}")
-    print(f"| {rate[0]} ({rate[1]}-{rate[2]}) "
-          f"| {median([r['sent'] / r['seconds'] for r in fan]):,.0f} "
-          f"| {fmt_us(median([r['p50_us'] for r in fan]))} "
-          f"| {fmt_us(median([r['p99_us'] for r in fan]))} "
-          f"| {median([r['ms_us'] for r in fan]):.2f} "
-          f"| {median([r['bay_us'] for r in fan]):.2f} "
-          f"| {median([r['ms_pct'] for r in fan]):.0f} % of a core "
-          f"({median([r['main_pct'] for r in fan]):.0f} %) "
-          f"| {median([r['load_pct'] for r in fan]):.0f} % |")
-
-    print()
-    print(f"### idle clients: Mothership's memory with {IDLE_CONNS:,} idle "
-          f"clients on the echo bay (a fresh Mothership per round; target "
+    print(f"### idle clients: memory with {IDLE_CONNS:,} idle clients on /echo, "
+          f"a fresh server per round (target for Mothership alone: "
           f"<= {TARGET_KIB:g} KiB per client)")
     print()
-    print("| round | RSS (PSS), 0 clients | with the clients | KiB/client "
-          "RSS (PSS) | after one ping each | KiB/client RSS (PSS) | RSS once "
-          "they left | connect time | echo bay KiB/client |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for i, r in enumerate(idle):
-        print(f"| {i + 1} | {r['rss0'] / 1024:.1f} MB ({r['pss0'] / 1024:.1f}) "
-              f"| {r['rss1'] / 1024:.1f} MB ({r['pss1'] / 1024:.1f}) "
-              f"| {r['per_rss']:.2f} ({r['per_pss']:.2f}) "
-              f"| {r['rss_p'] / 1024:.1f} MB ({r['pss_p'] / 1024:.1f}) "
-              f"| {r['per_rss_p']:.2f} ({r['per_pss_p']:.2f}) "
-              f"| {r['rss2'] / 1024:.1f} MB | {r['connect_s']:.2f} s "
-              f"| {r['bay_per']:.2f} |")
-    per_rss = median([r["per_rss"] for r in idle])
-    per_pss = median([r["per_pss"] for r in idle])
-    per_rss_p = median([r["per_rss_p"] for r in idle])
-    per_pss_p = median([r["per_pss_p"] for r in idle])
-    print(f"| median | | | **{per_rss:.2f} ({per_pss:.2f})** | "
-          f"| **{per_rss_p:.2f} ({per_pss_p:.2f})** | | | |")
-    print()
-
-    def verdict(*xs):
-        return "within" if max(xs) <= TARGET_KIB else "OVER"
-    print(f"idle memory per client, handshake done and nothing sent: "
-          f"{per_rss:.2f} KiB RSS, {per_pss:.2f} KiB PSS: "
-          f"{verdict(per_rss, per_pss)} the {TARGET_KIB:g} KiB target")
-    print(f"the same clients once each has had one ping (ws_ping_interval = "
-          f"{IDLE_PING}s here, 30s by default): {per_rss_p:.2f} KiB RSS, "
-          f"{per_pss_p:.2f} KiB PSS: {verdict(per_rss_p, per_pss_p)} the "
-          f"target")
+    print("| server | KiB/client, whole server side: RSS (PSS) | Mothership "
+          "alone: RSS (PSS) | after one ping each (Mothership) | RSS at 0 "
+          "clients | connect time |")
+    print("|---|---|---|---|---|---|")
+    later = []
+    for label, rs in idle.items():
+        if not rs:
+            continue
+        alone = (f"{med(rs, 'per_rss'):.2f} ({med(rs, 'per_pss'):.2f})"
+                 if label.startswith("mothership") else "-")
+        pinged = (f"{med(rs, 'per_rss_p'):.2f} ({med(rs, 'per_pss_p'):.2f})"
+                  if "per_rss_p" in rs[0] else "-")
+        print(f"| {label} | **{med(rs, 'per_all_rss'):.2f} "
+              f"({med(rs, 'per_all_pss'):.2f})** | {alone} | {pinged} "
+              f"| {med(rs, 'all_rss0') / 1024:.1f} MB "
+              f"| {med(rs, 'connect_s'):.2f} s |")
+        later.append((label, rs))
+    for label, rs in later:
+        sc = "idle-deflate" if "deflate" in label else "idle"
+        lb = label.replace("-deflate", "")
+        emit("ws", sc, lb, "mem_per_client_rss", [r["per_all_rss"] for r in rs], "KiB")
+        emit("ws", sc, lb, "mem_per_client_pss", [r["per_all_pss"] for r in rs], "KiB")
+        if label == "mothership":
+            emit("ws", sc, "mothership-alone", "mem_per_client_rss",
+                 [r["per_rss"] for r in rs], "KiB")
+            emit("ws", sc, "mothership-alone", "mem_per_client_pss",
+                 [r["per_pss"] for r in rs], "KiB")
+            emit("ws", "idle-pinged", "mothership-alone", "mem_per_client_rss",
+                 [r["per_rss_p"] for r in rs if "per_rss_p" in r], "KiB")
+    ms_idle = idle.get("mothership")
+    if ms_idle:
+        print()
+        for label in ("node-ws", "nginx+node-ws"):
+            if idle.get(label):
+                print(f"Mothership (with its bay) per idle client against "
+                      f"{label}: {ratio(med(ms_idle, 'per_all_rss'), med(idle[label], 'per_all_rss'))}"
+                      f" RSS, {ratio(med(ms_idle, 'per_all_pss'), med(idle[label], 'per_all_pss'))} PSS")
+        if idle.get("mothership-deflate") and idle.get("node-ws-deflate"):
+            a, b = idle["mothership-deflate"], idle["node-ws-deflate"]
+            print(f"compressed idle client, Mothership against Node ws: "
+                  f"{ratio(med(a, 'per_all_rss'), med(b, 'per_all_rss'))} RSS, "
+                  f"{ratio(med(a, 'per_all_pss'), med(b, 'per_all_pss'))} PSS")
+        per = med(ms_idle, "per_rss")
+        print(f"Mothership alone: {per:.2f} KiB RSS per idle client: "
+              f"{'within' if per <= TARGET_KIB else 'OVER'} the "
+              f"{TARGET_KIB:g} KiB target")
     print(f"Mothership after the throughput rounds: RSS "
           f"{ms_rss_after[0] / 1024:.1f} MB, PSS {ms_rss_after[1] / 1024:.1f} MB")
     print()
+    for n in notes:
+        print(n)
     if issues:
         print(f"problems ({len(issues)}):")
         for i in issues[:40]:
