@@ -217,6 +217,18 @@ def emit(bench, scenario, server, metric, values, unit):
             out.write(line + "\n")
 
 
+def emit_rows(bench, scenario, server, rows, spec):
+    """emit() one figure per (metric, key, unit[, scale]) of spec, from the
+    rounds' dicts rows (r[key] * scale; rounds without the key, or with
+    None, are left out)."""
+    for item in spec:
+        metric, key, unit = item[:3]
+        scale = item[3] if len(item) > 3 else 1
+        emit(bench, scenario, server, metric,
+             [r[key] * scale for r in rows
+              if isinstance(r, dict) and r.get(key) is not None], unit)
+
+
 if __name__ == "__main__":
     # For the shell benches: benchlib.py emit BENCH SCENARIO SERVER METRIC UNIT VALUE...
     if len(sys.argv) >= 8 and sys.argv[1] == "emit":

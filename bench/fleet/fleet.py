@@ -5,7 +5,8 @@ medians: time from exec until all N are up, the supervisor's memory while it
 supervises them, and time from SIGTERM until everything is gone.
 
 Environment: N (ships, default 100), ROUNDS (default 5), SETTLE (seconds to
-wait after ready before sampling memory, default 0.5). See bench/README.md.
+wait after ready before sampling memory, default 0.5), QUICK=1 (1 round).
+Every figure is also printed as a BENCH-JSON line. See bench/README.md.
 """
 import os
 import select
@@ -17,8 +18,12 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import emit_rows  # noqa: E402
+
 N = int(os.environ.get("N", "100"))
-ROUNDS = int(os.environ.get("ROUNDS", "5"))
+QUICK = os.environ.get("QUICK") == "1"
+ROUNDS = int(os.environ.get("ROUNDS", "1" if QUICK else "5"))
 SETTLE = float(os.environ.get("SETTLE", "0.5"))
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
@@ -230,8 +235,10 @@ def measure(name, argv, is_ready, leaf_comm, ship_filter, cwd):
 def write_manifest(d):
     path = os.path.join(d, "fleet.toml")
     with open(path, "w") as f:
+        # its own socket_dir: another Mothership on the machine (the default
+        # control socket /tmp/mothership/mothership.ctl) must not stop the run
         f.write("# bench/fleet: N trivial ships\n[mothership]\n"
-                'shutdown_timeout = "5s"\n\n')
+                f'socket_dir = "{d}/run"\nshutdown_timeout = "5s"\n\n')
         for i in range(N):
             f.write(f'[[fleet.ships]]\nname = "s{i:03d}"\ncommand = "sleep"\n'
                     f'args = ["1000"]\nready_after = "0s"\ncritical = true\n\n')
@@ -336,6 +343,12 @@ def run_supervisord(d, conf, check):
 
 # ------------------------------------------------------------ report -----
 
+# the figures printed as BENCH-JSON lines (benchlib.emit_rows)
+FIGURES = [("start_to_ready", "ready", "ms"), ("all_spawned", "spawned", "ms"),
+           ("stop", "stop", "ms"), ("rss", "rss", "KiB"), ("pss", "pss", "KiB"),
+           ("shims_rss", "mid_rss", "KiB"), ("shims_pss", "mid_pss", "KiB")]
+
+
 def fmt_ms(xs):
     return (f"{statistics.median(xs):8.1f} {min(xs):8.1f} {max(xs):8.1f}")
 
@@ -374,6 +387,9 @@ def main():
                              f"stop {x['stop']:.1f} ms;")
             print(line.rstrip(";"), flush=True)
         report(res)
+        for who, rs in res.items():
+            emit_rows("fleet", f"{N} ships", who, rs,
+                      FIGURES if who == "mothership" else FIGURES[:5])
     finally:
         cleanup()
         shutil.rmtree(d, ignore_errors=True)
