@@ -15,7 +15,7 @@ the CPU time (utime + stime from /proc/<pid>/stat) of the application's
 processes (the entry's process and its children) and of Mothership read
 before and after. Figures: req/s, p50, p99, CPU per request of the app and
 of Mothership (microseconds), non-2xx and socket errors; the ratios
-gunicorn / HTTP bay; then one JSON object per figure.
+gunicorn / HTTP bay; then one BENCH-JSON line per figure.
 
 Environment: DURATION (seconds of each measured run, default 5), WARM (1),
 CONNS (wrk connections, default 16), THREADS (the app's threads, default
@@ -33,8 +33,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import (children, cleanup, cpu_ticks_of, free_port, read, set_tmpdir, spawn,  # noqa: E402
-                      stop, stop_on_signals, wait_until)
+from benchlib import (children, cleanup, cpu_ticks_of, emit_rows, free_port, read,  # noqa: E402
+                      set_tmpdir, spawn, stop, stop_on_signals, wait_until)
 
 QUICK = os.environ.get("QUICK") == "1"
 DURATION = int(os.environ.get("DURATION", "2" if QUICK else "5"))
@@ -249,6 +249,13 @@ def measure(t):
         t.stop()
 
 
+# the figures printed as BENCH-JSON lines (benchlib.emit_rows)
+FIGURES = [("rps", "rps", "req/s"), ("p50", "p50", "µs"), ("p99", "p99", "µs"),
+           ("app_cpu_per_request", "app_cpu_us", "µs"),
+           ("mothership_cpu_per_request", "ms_cpu_us", "µs"),
+           ("non_2xx", "status", "requests"), ("socket_errors", "socket_errors", "requests")]
+
+
 def fmt_ms(us):
     return f"{us / 1000:.2f} ms"
 
@@ -313,20 +320,9 @@ def main():
                   f"Mothership CPU/req {ratio(g[name]['ms_cpu_us'], b[name]['ms_cpu_us'])}, "
                   f"req/s {ratio(g[name]['rps'], b[name]['rps'])}, p99 {ratio(g[name]['p99'], b[name]['p99'])}")
 
-    print()
-    print("### JSON")
-    print()
     for key, (title, m) in results.items():
         for name, _ in PATHS:
-            r = m[name]
-            figures = [("rps", round(r["rps"], 1), "req/s"), ("p50", r["p50"], "us"), ("p99", r["p99"], "us"),
-                       ("app_cpu_per_request", round(r["app_cpu_us"], 1), "us"),
-                       ("mothership_cpu_per_request", round(r["ms_cpu_us"], 1), "us"),
-                       ("requests", r["requests"], "requests"), ("non_2xx", r["status"], "requests"),
-                       ("socket_errors", r["socket_errors"], "requests")]
-            for fig, value, unit in figures:
-                print(json.dumps({"bench": "bays", "target": key, "path": name, "figure": fig, "value": value,
-                                  "unit": unit, "conns": CONNS, "threads": THREADS, "workers": WORKERS}))
+            emit_rows("bays", name, key, [m[name]], FIGURES)
     return 0 if results else 1
 
 
