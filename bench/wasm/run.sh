@@ -13,6 +13,10 @@ N=20000000
 out=$("$bin" "$N" 1000000)
 echo "$out"
 ours=$(printf '%s\n' "$out" | sed -n 's/.*: \([0-9.]*\) ns\/instruction.*/\1/p')
+call=$(printf '%s\n' "$out" | sed -n 's/.*typical payload call.*: \([0-9.]*\) ns\/call.*/\1/p')
+emit() { python3 "$(dirname "$0")/../benchlib.py" emit "$@"; }   # BENCH-JSON lines
+[ -n "$ours" ] && emit wasm "tight loop" mothership ns_per_instruction ns "$ours"
+[ -n "$call" ] && emit wasm "payload call" mothership ns_per_call ns "$call"
 if command -v wat2wasm >/dev/null && command -v wasm-interp >/dev/null; then
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
@@ -33,4 +37,5 @@ WAT
     peer=$(awk -v ns=$((t1 - t0)) -v n=$N 'BEGIN { printf "%.2f", ns / (n * 12) }')
     ratio=$(awk -v a="$peer" -v b="$ours" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "?" }')
     echo "bench-wasm: peer wabt wasm-interp tight loop: $peer ns/instruction (ours is ${ratio}x faster)"
+    emit wasm "tight loop" wasm-interp ns_per_instruction ns "$peer"
 fi
