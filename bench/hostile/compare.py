@@ -18,7 +18,8 @@ docs/proxy.md expect, and at the end how many cases each proxy handled as
 the rules say. Framing is not held against the peers (HAProxy streams a
 chunked body as chunked; only Mothership must re-frame with
 Content-Length). Environment: ONLY=mothership,nginx,haproxy (a subset),
-JSON=path (also write the results there), KEEP_TMP=1.
+JSON=path (also write the results there), KEEP_TMP=1. The counts per proxy are
+also BENCH-JSON lines (bench/README.md).
 """
 import json
 import os
@@ -32,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from benchlib import cleanup, free_port, live, set_tmpdir, stop_on_signals  # noqa: E402
+from benchlib import cleanup, emit, free_port, live, set_tmpdir, stop_on_signals  # noqa: E402
 from hostile_cases import CASES, CLOSED, TOKEN, Recorder, exchange, get, run_case  # noqa: E402
 
 RECORDER = os.path.join(ROOT, "tests", "integration", "apps", "recording_upstream.py")
@@ -257,6 +258,8 @@ def main():
         leaks = sum(1 for r in results[n] if r["admin_leaks"])
         print(f"{n}: {len(CASES) - len(bad)}/{len(CASES)} as the rules say; /app/admin served without the token "
               f"in {leaks} case(s)")
+        emit("hostile", "cases", n, "not_as_the_rules_say", len(bad), "cases")
+        emit("hostile", "cases", n, "admin_leaks", leaks, "cases")
     if os.environ.get("JSON"):
         out = {n: [{"case": CASES[i].name, "statuses": [r["status"] for r in res["responses"]],
                     "forwarded": res["forwarded"], "problems": res["problems"]}
