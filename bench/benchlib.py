@@ -229,6 +229,29 @@ def emit_rows(bench, scenario, server, rows, spec):
               if isinstance(r, dict) and r.get(key) is not None], unit)
 
 
+# bench/http's figures per target and scenario (its rounds' dicts)
+HTTP_FIGURES = [("rps", "rps", "req/s"), ("p50", "p50", "µs"), ("p99", "p99", "µs"),
+                ("cpu_per_request", "cpu_us", "µs"),
+                ("kernel_cpu_per_request", "kernel_us", "µs"),
+                ("user_cpu_per_request", "user_us", "µs"),
+                ("backend_cpu_per_request", "backend_cpu_us", "µs"),
+                ("errors", "errors", "requests")]
+
+
+def emit_http(results, titles, idle, after):
+    """bench/http's BENCH-JSON lines: results {(scenario index, target):
+    [round dicts]}, titles the scenarios' titles, idle and after {process:
+    (RSS, PSS)} at the start and after the runs."""
+    for (si, target), rs in results.items():
+        rows = [dict(r, user_us=r["cpu_us"] - r["kernel_us"])
+                if "cpu_us" in r and "kernel_us" in r else r for r in rs]
+        emit_rows("http", titles[si], target, rows, HTTP_FIGURES)
+    for when, mem in (("idle", idle), ("after the runs", after)):
+        for label, (rss, pss) in mem.items():
+            emit("http", when, label, "rss", rss, "KiB")
+            emit("http", when, label, "pss", pss, "KiB")
+
+
 if __name__ == "__main__":
     # For the shell benches: benchlib.py emit BENCH SCENARIO SERVER METRIC UNIT VALUE...
     if len(sys.argv) >= 8 and sys.argv[1] == "emit":

@@ -33,6 +33,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchlib import (children, cleanup, cpu_ticks_of, free_port, live, median, pss_kb,  # noqa: E402
                       rss_kb, set_tmpdir, stop_on_signals)
+from benchlib import emit_http  # noqa: E402
 
 QUICK = os.environ.get("QUICK") == "1"
 ROUNDS = int(os.environ.get("ROUNDS", "1" if QUICK else "3"))
@@ -593,6 +594,7 @@ def main():
               f"{sum(x[0] for x in shim_rss) / 1024:.1f} MB "
               f"({sum(x[1] for x in shim_rss) / 1024:.1f}) | |")
 
+    emit_http(results, [sc[0] for sc in scenarios], idle, after)   # BENCH-JSON lines
     if PERF:
         perf_mothership(servers["mothership"].proc.pid, u("ms_tcp"))
 
