@@ -50,8 +50,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import (children, cleanup, cpu_ticks_of, free_port, median, pss_kb,  # noqa: E402
-                      read, rss_kb, set_tmpdir, spawn, stop_on_signals)
+from benchlib import (children, cleanup, cpu_ticks_of, emit, emit_rows, free_port, median,  # noqa: E402
+                      pss_kb, read, rss_kb, set_tmpdir, spawn, stop_on_signals)
 
 QUICK = os.environ.get("QUICK") == "1"
 ROUNDS = int(os.environ.get("ROUNDS", "1" if QUICK else "2"))
@@ -716,6 +716,16 @@ def main():
         say("| " + " | ".join(row) + " |")
     say()
     say("(nginx: its worker; HAProxy: its process; Mothership: its process, all threads.)")
+    # the figures as BENCH-JSON lines (bench/README.md)
+    for (si, n), rs in results.items():
+        title, unit = scenarios[si][0], scenarios[si][1]
+        emit_rows("tls", title, n, rs, [("rate", "rate", f"{unit}s/s"),
+                                        (f"cpu_per_{unit}", "cpu", "µs"),
+                                        ("p50", "p50", "µs"), ("p99", "p99", "µs")])
+    for n, m in mem.items():
+        if "error" not in m:
+            emit("tls", "idle connection", n, "rss_per_conn", m["rss"], "KiB")
+            emit("tls", "idle connection", n, "pss_per_conn", m["pss"], "KiB")
 
 
 if __name__ == "__main__":
