@@ -12,13 +12,13 @@ later the deploy starts, TAIL seconds after it is done wrk is stopped
 (SIGINT: it reports what it did until then). Figures: requests failed
 (non-2xx answers and socket errors), p50/p99/max latency, req/s, how long
 the deploy took, whether every process was replaced; ratios against
-Mothership; then one JSON object per figure.
+Mothership; then one BENCH-JSON line per figure.
 
 Environment: CONNS (wrk connections, default 16), BOOT (the application's
 start-up, seconds, default 2), WARM (1), TAIL (1), STEADY (seconds of the
 steady run, default 3), CLOSE=1 (wrk sends `Connection: close`: a new
 connection per request), ONLY (a comma list of mothership, nginx,
-nginx-tuned), QUICK=1 (STEADY=1, WARM=0.5, TAIL=0.5), KEEP_TMP=1.
+nginx-tuned), QUICK=1 (STEADY=1, WARM=0.5, TAIL=0.5, BOOT=0.5), KEEP_TMP=1.
 See bench/README.md.
 """
 import json
@@ -32,12 +32,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import (cleanup, free_port, live, read, set_tmpdir, spawn, stop, stop_on_signals,  # noqa: E402
-                      wait_until)
+from benchlib import (cleanup, emit_rows, free_port, live, read, set_tmpdir, spawn, stop,  # noqa: E402
+                      stop_on_signals, wait_until)
 
 QUICK = os.environ.get("QUICK") == "1"
 CONNS = int(os.environ.get("CONNS", "16"))
-BOOT = float(os.environ.get("BOOT", "2"))
+BOOT = float(os.environ.get("BOOT", "0.5" if QUICK else "2"))
 WARM = float(os.environ.get("WARM", "0.5" if QUICK else "1"))
 TAIL = float(os.environ.get("TAIL", "0.5" if QUICK else "1"))
 STEADY = int(os.environ.get("STEADY", "1" if QUICK else "3"))
@@ -445,20 +445,19 @@ def main():
                   f" ({ratio(r['failed'], m['failed'])}), p99 {ratio(r['p99'], m['p99'])},"
                   f" max {ratio(r['max'], m['max'])}, req/s {ratio(r['rps'], m['rps'])}")
 
-    print()
-    print("### JSON")
-    print()
     for key, (title, m) in results.items():
-        r = m["deploy"]
-        figures = [("failed_requests", r["failed"], "requests"), ("non_2xx", r["status"], "requests"),
-                   ("socket_errors", r["socket_errors"], "requests"), ("requests", r["requests"], "requests"),
-                   ("p50", r["p50"], "us"), ("p99", r["p99"], "us"), ("p999", r["p999"], "us"),
-                   ("max", r["max"], "us"), ("rps", round(r["rps"], 1), "req/s"),
-                   ("deploy_time", round(m["took"], 3), "s"), ("replaced", m["replaced"], "processes"),
-                   ("steady_p99", m["steady"]["p99"], "us"), ("steady_rps", round(m["steady"]["rps"], 1), "req/s")]
-        for name, value, unit in figures:
-            print(json.dumps({"bench": "deploy", "target": key, "figure": name, "value": value, "unit": unit,
-                              "conns": CONNS, "boot_s": BOOT, "close": CLOSE}))
+        r = dict(m["deploy"], took=m["took"], not_replaced=INSTANCES - m["replaced"],
+                 steady_p99=m["steady"]["p99"], steady_rps=m["steady"]["rps"])
+        emit_rows("deploy", "rolling restart" + (" close" if CLOSE else ""), key, [r], FIGURES)
+
+
+# the figures printed as BENCH-JSON lines (benchlib.emit_rows)
+FIGURES = [("failed_requests", "failed", "requests"), ("non_2xx", "status", "requests"),
+           ("socket_errors", "socket_errors", "requests"), ("p50", "p50", "µs"),
+           ("p99", "p99", "µs"), ("p999", "p999", "µs"), ("max", "max", "µs"),
+           ("rps", "rps", "req/s"), ("deploy_time", "took", "s"),
+           ("not_replaced", "not_replaced", "processes"), ("steady_p99", "steady_p99", "µs"),
+           ("steady_rps", "steady_rps", "req/s")]
 
 
 def leftovers():
