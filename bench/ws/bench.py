@@ -54,6 +54,7 @@ from benchlib import (children, cleanup, cpu_ticks_of, emit, free_port, live, me
 QUICK = os.environ.get("QUICK") == "1"
 ROUNDS = int(os.environ.get("ROUNDS", "1" if QUICK else "3"))
 DURATION = float(os.environ.get("DURATION", "2" if QUICK else "5"))
+WARM = float(os.environ.get("WARM", "0.3" if QUICK else "1"))
 ECHO_CONNS = int(os.environ.get("ECHO_CONNS", "50"))
 FANOUT_CONNS = int(os.environ.get("FANOUT_CONNS", "100"))
 SIZE = int(os.environ.get("SIZE", "32"))
@@ -539,7 +540,8 @@ def ms_count_check(t, m0, m1, bay, want, what, issues):
 
 
 def run_echo(t, wsload, issues, warm=False, z=()):
-    load = Load(wsload, "echo", t.port, "/echo", ECHO_CONNS, z)
+    load = Load(wsload, "echo", t.port, "/echo", ECHO_CONNS,
+                list(z) + (["-d", f"{WARM:g}"] if warm else []))
     if warm:
         load.go()
         load.close()
@@ -557,7 +559,8 @@ def run_echo(t, wsload, issues, warm=False, z=()):
 
 
 def run_fanout(t, wsload, issues, warm=False):
-    load = Load(wsload, "fanout", t.port, "/chat", FANOUT_CONNS)
+    load = Load(wsload, "fanout", t.port, "/chat", FANOUT_CONNS,
+                ["-d", f"{WARM:g}"] if warm else [])
     t.wait_clients("chat", FANOUT_CONNS)   # every client boarded first
     if warm:
         load.go()
