@@ -8,7 +8,7 @@ SCAN_BUILD ?= build-scan
 MANIFEST ?= examples/ship-manifest.toml
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench bench-tls bench-deploy bench-bays install uninstall deb clean
+.PHONY: all deps build run test test-only fuzz-targets asan fuzz lint bench bench-quick bench-tls bench-deploy bench-bays install uninstall deb clean
 
 all: build
 
@@ -61,6 +61,12 @@ lint: deps $(BUILD)/build.ninja
 bench: build
 	DEPS_BENCH=1 ./scripts/deps.sh
 	./bench/run.sh $(BUILD)
+
+# Every benchmark in quick mode, about two minutes: a smoke run whose
+# figures (BUILD/bench/quick.jsonl) bench/compare.py holds against the last.
+bench-quick: build
+	DEPS_BENCH=1 ./scripts/deps.sh
+	./bench/quick.sh $(BUILD)
 
 # TLS termination alone (bench/tls, a few minutes): against nginx and HAProxy.
 bench-tls: build
