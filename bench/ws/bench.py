@@ -39,6 +39,7 @@ clients), KEEP_TMP=1. See bench/README.md.
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -58,6 +59,7 @@ WARM = float(os.environ.get("WARM", "0.3" if QUICK else "1"))
 ECHO_CONNS = int(os.environ.get("ECHO_CONNS", "50"))
 FANOUT_CONNS = int(os.environ.get("FANOUT_CONNS", "100"))
 SIZE = int(os.environ.get("SIZE", "32"))
+ZSIZE = int(os.environ.get("ZSIZE", "512"))     # bytes of a message in the deflate rows
 WINDOW = int(os.environ.get("WINDOW", "32"))
 IDLE_CONNS = int(os.environ.get("IDLE_CONNS", "2000" if QUICK else "10000"))
 HOLD = float(os.environ.get("HOLD", "1"))
@@ -295,11 +297,10 @@ class NginxNode:
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
             f.write(f"""worker_processes 1;
-worker_rlimit_nofile {4 * IDLE_CONNS + 1000};
 daemon off;
 pid {d}/nginx.pid;
 error_log {self.log} warn;
-events {{ worker_connections {2 * IDLE_CONNS + 1000}; }}
+events {{ worker_connections {2 * nginx_idle_conns() + 1900}; }}
 http {{
     access_log off;
     client_body_temp_path {d}/body;
@@ -323,7 +324,8 @@ http {{
         out = open(os.path.join(d, "nginx.out"), "wb")
         self.proc = subprocess.Popen([NGINX, "-p", d, "-c", conf, "-e", self.log],
                                      stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=subprocess.STDOUT, cwd=d)
+                                     stderr=subprocess.STDOUT, cwd=d,
+                                     preexec_fn=raise_nofile)
         out.close()
         live.append(self.proc)
         self.pid = self.proc.pid
@@ -355,6 +357,26 @@ http {{
     def odd_log_lines(self):
         return [l for l in read(self.log).splitlines()
                 if re.search(r"\[(alert|crit|emerg|error)\]", l)]
+
+
+def raise_nofile():
+    """In nginx's child before exec: the soft descriptor limit up to the hard
+    one (nginx's worker, no longer root, could not raise it itself)."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):
+        pass
+
+
+def nginx_idle_conns():
+    """As many idle clients as nginx's worker can hold within the hard
+    descriptor limit (2 sockets each: the client's and Node's), at most
+    IDLE_CONNS."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return IDLE_CONNS
+    return max(1, min(IDLE_CONNS, (hard - 2000) // 2))
 
 
 def stop_proc(p):
@@ -540,6 +562,8 @@ def ms_count_check(t, m0, m1, bay, want, what, issues):
 
 
 def run_echo(t, wsload, issues, warm=False, z=()):
+    if z:   # deflate rows: a message worth compressing (ZSIZE bytes)
+        z = list(z) + ["-s", str(ZSIZE)]
     load = Load(wsload, "echo", t.port, "/echo", ECHO_CONNS,
                 list(z) + (["-d", f"{WARM:g}"] if warm else []))
     if warm:
@@ -553,6 +577,14 @@ def run_echo(t, wsload, issues, warm=False, z=()):
     n = add_rates(r)
     if t.is_ms:
         ms_count_check(t, m0, m1, "echo", {"in": n, "out": n}, "echo", issues)
+    if z:
+        # wsload counts the messages that came compressed (RSV1)
+        r["zshare"] = 100 * r.get("compressed_in", 0) / max(1, n)
+        r["zratio"] = (r.get("compressed_in_wire_bytes", 0)
+                       / max(1, r.get("compressed_in_plain_bytes", 0)))
+        if not r.get("compressed_in"):
+            issues.append(f"{t.label} echo: -z, but no message from the "
+                          "server came compressed")
     for p in problems(r) + problems(c):
         issues.append(f"{t.label} echo: {p}")
     return r
@@ -582,8 +614,8 @@ def run_fanout(t, wsload, issues, warm=False):
     return r
 
 
-def run_idle(t, wsload, issues, z=(), ping=True):
-    """Memory of a fresh server t with 0, then IDLE_CONNS idle clients: RSS
+def run_idle(t, wsload, issues, z=(), ping=True, n=IDLE_CONNS):
+    """Memory of a fresh server t with 0, then n idle clients: RSS
     and PSS of Mothership alone (rss*, pss*) and of the whole server side
     (all_*: Mothership and the echo bay; Node; nginx and Node); with ping,
     again once Mothership has pinged every client (Mothership only)."""
@@ -601,34 +633,34 @@ def run_idle(t, wsload, issues, z=(), ping=True):
         return rss, pss, rss, pss
     r = {}
     r["rss0"], r["pss0"], r["all_rss0"], r["all_pss0"] = side()
-    load = Load(wsload, "idle", t.port, "/echo", IDLE_CONNS, z)
+    load = Load(wsload, "idle", t.port, "/echo", n, z)
     r["connect_s"] = load.connect_s
-    t.wait_clients("echo", IDLE_CONNS)
+    t.wait_clients("echo", n)
     time.sleep(0.5)
     # nothing sent yet, and no ping: the first comes IDLE_PING after the
     # handshake, and connecting takes well under that
     r["rss1"], r["pss1"], r["all_rss1"], r["all_pss1"] = side()
     for k in ("rss", "pss", "all_rss", "all_pss"):
-        r[f"per_{k}"] = (r[f"{k}1"] - r[f"{k}0"]) / IDLE_CONNS
+        r[f"per_{k}"] = (r[f"{k}1"] - r[f"{k}0"]) / n
     if t.is_ms and ping:
         pings0 = load.stats()["pings"]
         # then each client gets Mothership's ping and answers it (wsload does)
         deadline = time.time() + 3 * PING_S + 10
-        while load.stats()["pings"] < IDLE_CONNS:
+        while load.stats()["pings"] < n:
             if time.time() > deadline:
                 issues.append(f"idle: only {load.stats()['pings']} pings for "
-                              f"{IDLE_CONNS} clients")
+                              f"{n} clients")
                 break
             time.sleep(0.2)
         time.sleep(HOLD)
         t.check_alive()
-        t.wait_clients("echo", IDLE_CONNS)      # nobody was dropped meanwhile
+        t.wait_clients("echo", n)      # nobody was dropped meanwhile
         r["rss_p"], r["pss_p"] = t.mem_kb()
         if pings0:
             issues.append(f"idle: {pings0} pings before the first measurement "
                           "(raise IDLE_PING)")
-        r["per_rss_p"] = (r["rss_p"] - r["rss0"]) / IDLE_CONNS
-        r["per_pss_p"] = (r["pss_p"] - r["pss0"]) / IDLE_CONNS
+        r["per_rss_p"] = (r["rss_p"] - r["rss0"]) / n
+        r["per_pss_p"] = (r["pss_p"] - r["pss0"]) / n
     t.check_alive()
     c = load.close()
     t.wait_clients("echo", 0)
@@ -743,12 +775,20 @@ def throughput_table(title, what, unit, res, order):
               f"| {ratio(med(b, 'server_us'), med(rs, 'server_us'))} |")
 
 
-def idle_rounds(label, make, wsload, issues, z=(), ping=True):
+def idle_rounds(label, make, wsload, issues, z=(), ping=True, n=IDLE_CONNS):
     out = []
     for rnd in range(ROUNDS):
         t = make(rnd)
         try:
-            out.append(run_idle(t, wsload, issues, z, ping))
+            out.append(run_idle(t, wsload, issues, z, ping, n))
+        except RuntimeError as e:     # a peer failing is reported, the rest runs
+            if label == "mothership":
+                raise
+            issues.append(f"{label} idle round {rnd + 1}: {e}")
+            for p in list(live):
+                if p.args and os.path.basename(str(p.args[0])) == "wsload":
+                    stop_proc(p)
+            continue
         finally:
             for x in (t, getattr(t, "node", None)):
                 if x is not None:
@@ -869,7 +909,11 @@ def main():
     if PEER_IDLE and "nginx+node-ws" in targets:
         idle["nginx+node-ws"] = idle_rounds("nginx+node-ws", lambda rnd: NginxNode(
             NodeWs(node, modules, f"idle-nn{rnd}"), f"idle-nginx{rnd}"),
-            wsload, issues)
+            wsload, issues, n=nginx_idle_conns())
+        if nginx_idle_conns() < IDLE_CONNS:
+            notes.append(f"nginx+node-ws idle: {nginx_idle_conns():,} clients, "
+                         "not more: 2 descriptors each in nginx's worker within "
+                         "the hard RLIMIT_NOFILE")
     if PEER_IDLE and "mothership-deflate" in targets:
         idle["mothership-deflate"] = idle_rounds(
             "mothership-deflate", lambda rnd: Mothership(
@@ -897,8 +941,14 @@ def main():
                          fan, ["mothership", "mothership-w2"])
     zl = ["mothership-deflate", "node-ws-deflate"]
     if any(lb in labels for lb in zl):
-        throughput_table("permessage-deflate (no context takeover), echo",
-                         "round trip", "round trips/s", echo, zl)
+        throughput_table(f"permessage-deflate (no context takeover), echo, "
+                         f"{ZSIZE}-byte messages", "round trip", "round trips/s",
+                         echo, zl)
+        for lb in zl:
+            if echo.get(lb):
+                print(f"{lb}: {med(echo[lb], 'zshare'):.0f} % of the answers "
+                      f"came compressed, to {100 * med(echo[lb], 'zratio'):.0f} % "
+                      "of their size")
     else:
         print()
         print("### permessage-deflate: not available")
