@@ -73,7 +73,7 @@ def main():
         print("compare: no figures in either file (BENCH-JSON lines)", file=sys.stderr)
         sys.exit(2)
     both = [k for k in new if k in old]
-    print(f"{'bench':8} {'scenario':28} {'server':22} {'metric':22} "
+    print(f"{'bench':8} {'scenario':28} {'server':22} {'metric':28} "
           f"{'old':>12} {'new':>12} {'change':>8}  unit")
     counts = {"better": 0, "worse": 0, "~": 0, "": 0}
     for k in sorted(both):
@@ -82,7 +82,7 @@ def main():
         ch = "" if o["value"] == 0 else f"{(n['value'] - o['value']) / abs(o['value']) * 100:+.1f}%"
         v = verdict(o, n, unit)
         counts[v] += 1
-        print(f"{k[0]:8} {k[1]:28} {k[2]:22} {k[3]:22} {fmt(o['value']):>12} "
+        print(f"{k[0]:8} {k[1]:28} {k[2]:22} {k[3]:28} {fmt(o['value']):>12} "
               f"{fmt(n['value']):>12} {ch:>8}  {unit} {v}".rstrip())
     only_old = sorted(k for k in old if k not in new)
     only_new = sorted(k for k in new if k not in old)
