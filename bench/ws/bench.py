@@ -1,11 +1,17 @@
 #!/usr/bin/python3
-"""bench/ws/bench.py MOTHERSHIP WSLOAD BAYS_DIR - WebSocket clients through
-Mothership's bays on loopback, driven by wsload (bench/ws/wsload.c).
+"""bench/ws/bench.py MOTHERSHIP WSLOAD BAYS_DIR [NODE_MODULES] - WebSocket
+clients through Mothership's bays on loopback, driven by wsload
+(bench/ws/wsload.c), against a Node.js `ws` server alone and nginx in front
+of it.
 
 One Mothership with two bays (the example C bays of BAYS_DIR): "echo" on
 /echo (each message back to its sender) and "chat" on /chat (each message to
-every client). Measured, in ROUNDS alternating rounds (who goes first swaps),
-medians:
+every client); the same with workers = 2; node-peer.js (ws from NODE_MODULES)
+doing the same on the same paths; nginx (1 worker) proxying to it; and, when
+wsload has -z and Mothership takes ws_compression, both with
+permessage-deflate (echo and idle memory). Measured, in ROUNDS alternating
+rounds (who goes first rotates), medians, each as a ratio against Mothership;
+every figure is also a BENCH-JSON line (benchlib.emit):
 
 - echo: ECHO_CONNS clients, each sending a SIZE-byte text message and
   waiting for its echo, for DURATION s: round trips/s, p50/p99 round-trip
@@ -30,10 +36,11 @@ Mothership's own message counters agree. Every process started (Mothership,
 through it the bays, wsload) is stopped by pid on exit and on
 SIGINT/SIGTERM/SIGHUP.
 
-Environment: ROUNDS (3), DURATION (5), ECHO_CONNS (50), FANOUT_CONNS (100),
-SIZE (32), WINDOW (32), IDLE_CONNS (10000), IDLE_PING (seconds, 3), HOLD
-(seconds after the pings, 1), WORKERS (Mothership's
-`workers`, default its own "auto"), QUICK=1 (1 round of 2 s, 2,000 idle
+Environment: ROUNDS (3), DURATION (5), WARM (1), ECHO_CONNS (50),
+FANOUT_CONNS (100), SIZE (32), ZSIZE (512: the deflate rows), WINDOW (32),
+IDLE_CONNS (10000), IDLE_PING (seconds, 3), HOLD (seconds after the pings,
+1), WORKERS (Mothership's `workers`, default its own), PEERS (node,nginx),
+WORKERS2=0, COMPRESSION=0, PEER_IDLE=0, QUICK=1 (1 round of 2 s, 2,000 idle
 clients), KEEP_TMP=1. See bench/README.md.
 """
 import json
