@@ -28,6 +28,8 @@ for b in wasm hostile fleet bays ws http tls deploy; do
         tls)    env DURATION=1 IDLE_CONNS=200 ONLY=mothership,nginx "bench/$b/run.sh" "$build" ;;
         bays)   env DURATION=1 WARM=0.3 "bench/$b/run.sh" "$build" ;;
         deploy) env ONLY=mothership,nginx-tuned STEADY=1 "bench/$b/run.sh" "$build" ;;
+        hostile) env ONLY=mothership,nginx "bench/$b/run.sh" "$build" ;;
+        fleet)  env N=30 "bench/$b/run.sh" "$build" ;;
         *)      "bench/$b/run.sh" "$build" ;;
     esac
     rc=$?
