@@ -17,7 +17,13 @@ export QUICK=1
 now() { date +%s.%N; }
 t0=$(now)
 times= failed=
-for b in wasm hostile fleet bays ws http tls deploy; do
+# the short ones first; a bench added later (any bench/*/run.sh) runs last
+order="wasm hostile fleet bays ws http tls deploy"
+for d in bench/*/run.sh; do
+    n=$(basename "$(dirname "$d")")
+    case " $order " in *" $n "*) ;; *) order="$order $n" ;; esac
+done
+for b in $order; do
     [ -x "bench/$b/run.sh" ] || continue
     echo "==> bench/$b (quick)"
     s=$(now)

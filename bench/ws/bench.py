@@ -958,7 +958,8 @@ def main():
                       "of their size")
     else:
         print()
-        print("### permessage-deflate: not available")
+        print("### permessage-deflate: not available"
+              + (" (COMPRESSION=0)" if not COMPRESSION else " (why: below)"))
     for label in labels:
         emit_runs("echo-deflate" if "deflate" in label else "echo",
                   label.replace("-deflate", ""), echo[label], "round trips/s")
