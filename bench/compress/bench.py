@@ -12,7 +12,7 @@ over ROUNDS rounds of responses/s, p50/p99, Mothership's CPU per response
 (utime + stime from /proc/PID/stat), the bytes on the wire per response and
 the ratio to the plain file, the input it compresses per CPU second, and the
 CPU per response as a ratio against gzip. Every figure is also printed as
-one JSON object on a line of its own, prefixed `BENCH-JSON `.
+one JSON object on a line of its own (bench/README.md, "Figures as JSON").
 
 Environment: ROUNDS (default 3), DURATION (seconds per wrk run, default 3),
 CONNS (default 8: compression is CPU-bound, more connections only queue),
@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import (cleanup, cpu_ticks_of, free_port, median, set_tmpdir, spawn,  # noqa: E402
+from benchlib import (cleanup, cpu_ticks_of, emit, free_port, median, set_tmpdir, spawn,  # noqa: E402
                       stop_on_signals, wait_until)
 
 QUICK = os.environ.get("QUICK") == "1"
@@ -94,17 +94,6 @@ def run_wrk(tmpdir, url, coding):
     raise RuntimeError(f"wrk gave no figures for {url}:\n{r.stdout.decode('utf-8', 'replace')}")
 
 
-def commit():
-    r = subprocess.run(["git", "-C", TREE, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
-                       stderr=subprocess.DEVNULL)
-    return r.stdout.decode().strip() or None
-
-
-def emit(scenario, server, metric, values, unit, rev):
-    print("BENCH-JSON " + json.dumps({
-        "bench": "compress", "scenario": scenario, "server": server, "metric": metric,
-        "value": median(values), "unit": unit, "rounds": len(values), "min": min(values),
-        "max": max(values), "commit": rev}), flush=True)
 
 
 def main():
@@ -172,7 +161,6 @@ bind = "files"
               f"{ROUNDS} round(s) of {DURATION}s (medians)")
         print(f"{'file':<10} {'coding':<9} {'resp/s':>8} {'p50':>9} {'p99':>9} {'CPU/resp':>9} "
               f"{'bytes':>7} {'ratio':>6} {'in MB/CPU-s':>11} {'CPU vs gzip':>11}")
-        rev = commit()
         for name in files:
             gz = median(res[(name, "gzip")]["cpu"])
             for coding in CODINGS:
@@ -184,11 +172,11 @@ bind = "files"
                       f"{median(r['p99']):>7.0f}µs {cpu:>7.0f}µs {size:>7} {ratio:>6.3f} "
                       f"{median(r['mbs']):>11.1f} {cpu / gz if gz else float('nan'):>10.2f}x")
                 sc = f"{name}:{coding}"
-                emit(sc, "mothership", "responses_per_s", r["rps"], "1/s", rev)
-                emit(sc, "mothership", "p50", r["p50"], "us", rev)
-                emit(sc, "mothership", "p99", r["p99"], "us", rev)
-                emit(sc, "mothership", "cpu_per_response", r["cpu"], "us", rev)
-                emit(sc, "mothership", "ratio", [ratio], "1", rev)
+                emit("compress", sc, "mothership", "responses_per_s", r["rps"], "req/s")
+                emit("compress", sc, "mothership", "p50", r["p50"], "µs")
+                emit("compress", sc, "mothership", "p99", r["p99"], "µs")
+                emit("compress", sc, "mothership", "cpu_per_response", r["cpu"], "µs")
+                emit("compress", sc, "mothership", "ratio", [ratio], "1")
     finally:
         cleanup()
 
