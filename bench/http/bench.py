@@ -17,7 +17,14 @@ CONNS (default 50), WARMUP (seconds per target before round 1, default 1),
 PIN (1 = wrk on CPU 0, the servers on the other CPUs; default 0),
 PERF (1 = afterwards, one extra keep-alive run of Mothership under
 `perf record -g`, and print the top of the report), QUICK=1 (ROUNDS=1,
-DURATION=2: a smoke run). See bench/README.md.
+DURATION=2: a smoke run).
+Modes (instead of the default scenarios): NEIGHBOUR=free|pinned (or 1 =
+free): the keep-alive TCP scenario, each target measured quiet and with a
+CPU-bound busy loop on the machine (pinned to the last CPU, or free),
+alternating, p99 and p99.9 compared; CORES=1: Mothership workers = 1 and
+"auto", nginx worker_processes 1 and auto, HAProxy nbthread 1 and 2, wrk
+-t2 -c CORES_CONNS (default 100), scaling 1 -> 2 reported. See
+bench/README.md.
 """
 import http.client
 import json
@@ -42,6 +49,10 @@ CONNS = int(os.environ.get("CONNS", "50"))
 WARMUP = float(os.environ.get("WARMUP", "1"))
 PIN = os.environ.get("PIN", "0") == "1"
 PERF = os.environ.get("PERF", "0") == "1"
+NEIGHBOUR = {"1": "free", "free": "free", "pinned": "pinned"}.get(
+    os.environ.get("NEIGHBOUR", ""), "")
+CORES = os.environ.get("CORES", "0") == "1"
+CORES_CONNS = int(os.environ.get("CORES_CONNS", "100"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
@@ -209,6 +220,7 @@ backend be_unix
     # when the backend's socket accepts.
     mothership = f"""[mothership]
 workers = 1
+socket_dir = "{tmpdir}/ms-sock"    # its own control socket: another run may be on
 
 [mothership.http]
 upstream_keepalive = 64    # as nginx's `keepalive 64` (the default is 128; 32,
@@ -255,17 +267,17 @@ done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     "BENCHJSON {\"requests\":%d,\"duration_us\":%d,\"bytes\":%d," ..
-    "\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f," ..
+    "\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f," ..
     "\"connect\":%d,\"read\":%d,\"write\":%d,\"status\":%d,\"timeout\":%d}\n",
     summary.requests, summary.duration, summary.bytes,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+    latency:percentile(99.9), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
 end
 """
 
 
-def run_wrk(url, duration, close=False):
-    argv = wrk_cpus() + ["wrk", "-t", "1", "-c", str(CONNS),
+def run_wrk(url, duration, close=False, threads=1, conns=None):
+    argv = wrk_cpus() + ["wrk", "-t", str(threads), "-c", str(conns or CONNS),
                          "-d", f"{duration}s", "-s", f"{tmpdir}/report.lua"]
     if close:
         argv += ["-H", "Connection: close"]
@@ -455,6 +467,10 @@ def main():
                 print(f"http: {target} at {url} FAILED the check: {err}",
                       flush=True)
 
+    if NEIGHBOUR or CORES:
+        run_mode(servers, ports, broken, ms_bin)
+        return
+
     time.sleep(0.5)
     idle = {}
     for s in servers.values():
@@ -597,6 +613,279 @@ def main():
     emit_http(results, [sc[0] for sc in scenarios], idle, after)   # BENCH-JSON lines
     if PERF:
         perf_mothership(servers["mothership"].proc.pid, u("ms_tcp"))
+
+
+# ------------------------------------------------- NEIGHBOUR and CORES ----
+
+def measure(server, backend, url, close=False, threads=1, conns=None):
+    """One wrk run against url: its figures plus the server's and the
+    backend's CPU µs per request."""
+    c0, b0 = cpu_ticks(server.cpu_pids), cpu_ticks(backend.cpu_pids)
+    k0 = cpu_ticks(server.cpu_pids, kernel_only=True)
+    r = run_wrk(url, DURATION, close, threads, conns)
+    c1, b1 = cpu_ticks(server.cpu_pids), cpu_ticks(backend.cpu_pids)
+    k1 = cpu_ticks(server.cpu_pids, kernel_only=True)
+    n = max(1, r["requests"])
+    r["cpu_us"] = (c1 - c0) * 1e6 / CLK_TCK / n
+    r["kernel_us"] = (k1 - k0) * 1e6 / CLK_TCK / n
+    r["backend_cpu_us"] = (b1 - b0) * 1e6 / CLK_TCK / n
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    r["errors"] = (r["connect"] + r["read"] + r["write"] + r["timeout"]
+                   + r["status"])
+    if server.proc is not None and server.proc.poll() is not None:
+        raise RuntimeError(f"{server.name} exited during the run "
+                           f"(status {server.proc.returncode})")
+    return r
+
+
+def start_neighbour():
+    """A CPU-bound busy loop (a shell spinning, nothing else): pinned to
+    the last CPU (NEIGHBOUR=pinned) or wherever the scheduler puts it."""
+    pin = (["taskset", "-c", str(NCPU - 1)]
+           if NEIGHBOUR == "pinned" and NCPU >= 2 else [])
+    p = subprocess.Popen(pin + ["sh", "-c", "while :; do :; done"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    live.append(p)
+    return p
+
+
+def stop_neighbour(p):
+    p.kill()
+    p.wait(5)
+    live.remove(p)
+
+
+def summarise(rs):
+    return {
+        "rps": median([r["rps"] for r in rs]),
+        "rps_min": min(r["rps"] for r in rs),
+        "rps_max": max(r["rps"] for r in rs),
+        "p50": median([r["p50"] for r in rs]),
+        "p99": median([r["p99"] for r in rs]),
+        "p99_max": max(r["p99"] for r in rs),
+        "p999": median([r.get("p999", float("nan")) for r in rs]),
+        "max": median([r["max"] for r in rs]),
+        "cpu": median([r["cpu_us"] for r in rs]),
+        "kcpu": median([r["kernel_us"] for r in rs]),
+        "err": sum(r["errors"] for r in rs),
+        "n": sum(r["requests"] for r in rs),
+    }
+
+
+def print_table(title, heads, rows):
+    print()
+    print(f"### {title}")
+    print()
+    print("| " + " | ".join(heads) + " |")
+    print("|" + "---|" * len(heads))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def run_neighbour(servers, ports, broken):
+    """Each proxy over keep-alive TCP, quiet and with the busy loop,
+    alternating (who goes first and whether the neighbour runs first
+    rotate round by round)."""
+    targets = [("mothership", f"http://127.0.0.1:{ports['ms_tcp']}/"),
+               ("nginx", f"http://127.0.0.1:{ports['nginx_tcp']}/"),
+               ("haproxy", f"http://127.0.0.1:{ports['haproxy_tcp']}/")]
+    targets = [t for t in targets if (0, t[0]) not in broken]
+    print(f"http: NEIGHBOUR={NEIGHBOUR}: {NCPU} CPUs, wrk -t1 -c{CONNS}, "
+          f"{ROUNDS} round(s) of {DURATION} s per target and condition",
+          flush=True)
+    for _t, url in targets:
+        run_wrk(url, max(1, int(WARMUP)))
+    results = {}
+    for rnd in range(ROUNDS):
+        k = rnd % len(targets)
+        for name, url in targets[k:] + targets[:k]:
+            conds = ["quiet", "neighbour"]
+            if rnd % 2:
+                conds.reverse()
+            for cond in conds:
+                nb = start_neighbour() if cond == "neighbour" else None
+                try:
+                    r = measure(servers[name], servers["backend"], url)
+                finally:
+                    if nb is not None:
+                        stop_neighbour(nb)
+                results.setdefault((name, cond), []).append(r)
+        print(f"  round {rnd + 1}/{ROUNDS} done", flush=True)
+    med = {k: summarise(v) for k, v in results.items()}
+    heads = ["target", "condition", "req/s (min-max)", "p50", "p99 (worst round)",
+             "p99.9", "max", "CPU µs/req", "p99 vs nginx", "errors"]
+    rows = []
+    for name, _url in targets:
+        for cond in ("quiet", "neighbour"):
+            m = med[(name, cond)]
+            ng = med.get(("nginx", cond))
+            rows.append([name, cond, f"{m['rps']:.0f} ({m['rps_min'] / 1000:.1f}k-"
+                         f"{m['rps_max'] / 1000:.1f}k)", fmt_us(m["p50"]),
+                         f"{fmt_us(m['p99'])} ({fmt_us(m['p99_max'])})",
+                         fmt_us(m["p999"]), fmt_us(m["max"]), f"{m['cpu']:.1f}",
+                         f"{m['p99'] / ng['p99']:.2f}x" if ng and name != "nginx" else "-",
+                         str(m["err"])])
+    print_table(f"keep-alive, TCP upstream, quiet and with a busy-loop "
+                f"neighbour ({NEIGHBOUR})", heads, rows)
+
+
+CORES_HAPROXY = """global
+    nbthread {n}
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+
+frontend ka_tcp
+    bind 127.0.0.1:{port}
+    default_backend be_tcp
+
+backend be_tcp
+    server backend 127.0.0.1:{backend}
+"""
+
+
+def start_cores_servers(ms_bin, ports, servers):
+    """nginx worker_processes auto, HAProxy nbthread 2 and two Motherships
+    (workers = 1 and "auto") proxying the backend as an HTTP upstream."""
+    for k in ("nginx_auto", "haproxy_2", "ms_w1", "ms_auto"):
+        ports[k] = free_port()
+    conf = nginx_common("nginx-auto") + f"""daemon off;
+worker_processes auto;
+http {{
+{nginx_http_common("nginx-auto")}    keepalive_requests 1000000;
+    upstream be_tcp {{
+        server 127.0.0.1:{ports["backend"]};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{ports["nginx_auto"]} backlog=4096;
+        location / {{
+            proxy_pass http://be_tcp;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+    for t in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(tmpdir, f"nginx-auto-{t}"), exist_ok=True)
+    with open(f"{tmpdir}/nginx-auto.conf", "w") as f:
+        f.write(conf)
+    with open(f"{tmpdir}/haproxy2.cfg", "w") as f:
+        f.write(CORES_HAPROXY.format(n=2, port=ports["haproxy_2"],
+                                     backend=ports["backend"]))
+    p = spawn(["nginx", "-p", tmpdir, "-c", f"{tmpdir}/nginx-auto.conf"],
+              f"{tmpdir}/nginx-auto.out")
+    if not wait_accepts(("127.0.0.1", ports["nginx_auto"]), proc=p):
+        raise RuntimeError("nginx (auto) did not start: "
+                           + open(f"{tmpdir}/nginx-auto.out").read())
+    time.sleep(0.3)
+    ws = children(p.pid)
+    servers["nginx auto"] = Server("nginx auto", p, [p.pid] + ws, {})
+    print(f"http: nginx worker_processes auto: {len(ws)} workers", flush=True)
+    p = spawn(["haproxy", "-db", "-f", f"{tmpdir}/haproxy2.cfg"],
+              f"{tmpdir}/haproxy2.out")
+    if not wait_accepts(("127.0.0.1", ports["haproxy_2"]), proc=p):
+        raise RuntimeError("haproxy (2 threads) did not start: "
+                           + open(f"{tmpdir}/haproxy2.out").read())
+    servers["haproxy 2"] = Server("haproxy 2", p, [p.pid], {})
+    for name, workers in (("ms_w1", "1"), ("ms_auto", '"auto"')):
+        with open(f"{tmpdir}/{name}.toml", "w") as f:
+            f.write(f"""[mothership]
+workers = {workers}
+socket_dir = "{tmpdir}/{name}-sock"
+
+[mothership.http]
+upstream_keepalive = 64
+
+[mothership.bind]
+web = "127.0.0.1:{ports[name]}"
+
+[[mothership.upstreams]]
+name = "backend"
+bind = "127.0.0.1:{ports["backend"]}"
+protocol = "http"
+routes = ["web:/.*"]
+""")
+        p = spawn([ms_bin, "run", "-c", f"{tmpdir}/{name}.toml"],
+                  f"{tmpdir}/{name}.out")
+        if not wait_accepts(("127.0.0.1", ports[name]), proc=p):
+            raise RuntimeError(f"mothership ({name}) did not start: "
+                               + open(f"{tmpdir}/{name}.out").read())
+        servers[name] = Server(name, p, [p.pid], {})
+
+
+def run_cores(ms_bin, servers, ports, broken):
+    """1 and 2 workers (threads) of each proxy, keep-alive TCP upstream,
+    wrk with 2 threads and CORES_CONNS connections."""
+    start_cores_servers(ms_bin, ports, servers)
+    fam = [("mothership", "ms_w1", "ms_auto", "workers = 1", 'workers = "auto"'),
+           ("nginx", "nginx", "nginx auto", "worker_processes 1",
+            "worker_processes auto"),
+           ("haproxy", "haproxy", "haproxy 2", "nbthread 1", "nbthread 2")]
+    url = {"ms_w1": ports["ms_w1"], "ms_auto": ports["ms_auto"],
+           "nginx": ports["nginx_tcp"], "nginx auto": ports["nginx_auto"],
+           "haproxy": ports["haproxy_tcp"], "haproxy 2": ports["haproxy_2"]}
+    url = {k: f"http://127.0.0.1:{v}/" for k, v in url.items()}
+    targets = []
+    for _f, one, two, _l1, _l2 in fam:
+        for t in (one, two):
+            err = check(url[t], want_body=b"hello")
+            if err:
+                print(f"http: {t} FAILED the check: {err}", flush=True)
+            else:
+                targets.append(t)
+    print(f"http: CORES=1: {NCPU} CPUs, wrk -t2 -c{CORES_CONNS}, {ROUNDS} "
+          f"round(s) of {DURATION} s per target", flush=True)
+    for t in targets:
+        run_wrk(url[t], max(1, int(WARMUP)), threads=2, conns=CORES_CONNS)
+    results = {}
+    for rnd in range(ROUNDS):
+        k = rnd % len(targets)
+        for t in targets[k:] + targets[:k]:
+            r = measure(servers[t], servers["backend"], url[t], threads=2,
+                        conns=CORES_CONNS)
+            results.setdefault(t, []).append(r)
+        print(f"  round {rnd + 1}/{ROUNDS} done", flush=True)
+    med = {k: summarise(v) for k, v in results.items()}
+    heads = ["server", "setting", "req/s (min-max)", "p50", "p99 (worst round)",
+             "CPU µs/req", "1 -> 2 scaling", "req/s vs nginx auto",
+             "p99 vs nginx auto", "errors"]
+    rows = []
+    ref = med.get("nginx auto")
+    for f, one, two, l1, l2 in fam:
+        for t, label in ((one, l1), (two, l2)):
+            if t not in med:
+                rows.append([f, label] + ["-"] * 7 + ["FAILED"])
+                continue
+            m = med[t]
+            sc = (f"{m['rps'] / med[one]['rps']:.2f}x"
+                  if t == two and one in med else "-")
+            rows.append([f, label, f"{m['rps']:.0f} ({m['rps_min'] / 1000:.1f}k-"
+                         f"{m['rps_max'] / 1000:.1f}k)", fmt_us(m["p50"]),
+                         f"{fmt_us(m['p99'])} ({fmt_us(m['p99_max'])})",
+                         f"{m['cpu']:.1f}", sc,
+                         f"{m['rps'] / ref['rps']:.2f}x" if ref else "-",
+                         f"{m['p99'] / ref['p99']:.2f}x" if ref else "-",
+                         str(m["err"])])
+    print_table("cores: 1 and 2 workers, keep-alive, TCP upstream "
+                f"(wrk -t2 -c{CORES_CONNS})", heads, rows)
+
+
+def run_mode(servers, ports, broken, ms_bin):
+    if NEIGHBOUR:
+        run_neighbour(servers, ports, broken)
+    if CORES:
+        run_cores(ms_bin, servers, ports, broken)
 
 
 def perf_mothership(pid, url):
