@@ -555,12 +555,54 @@ static void on_date_timer(uv_timer_t *t)
     refresh_date(t->data);
 }
 
+/* Connections one listener accepts in one turn of the worker's loop.
+ * libuv accepts until the backlog is empty: a burst of new connections
+ * (clients reconnecting after a restart, a flood of `Connection: close`
+ * requests) would all be accepted, each with its TLS state, before the
+ * ready requests of the connections already open are read, and their
+ * latency would grow with the burst. Past this many, the listener waits
+ * for the next turn, after the other ready events. (HAProxy's
+ * tune.maxaccept is 64 too; nginx without multi_accept takes one.) */
+#define MS_ACCEPT_BURST 64
+
 static void on_connection(uv_stream_t *s, int status)
 {
     ms_listener *l = s->data;
+    ms_worker *w = l->w;
     if (status < 0)
         return;
+    if (l->turn != w->turn) {
+        l->turn = w->turn;
+        l->burst = 0;
+    }
+    if (l->burst >= MS_ACCEPT_BURST) {
+        /* not accepted: libuv keeps the connection and stops watching the
+         * listener until uv_accept, which on_accept_turn calls */
+        if (!l->held) {
+            l->held = true;
+            w->nlisteners_held++;
+        }
+        return;
+    }
+    l->burst++;
     ms_conn_accept(l);
+}
+
+/* Before each poll: a new turn; a listener whose burst was spent takes
+ * the connection libuv kept for it, which makes libuv watch it again. */
+static void on_accept_turn(uv_prepare_t *p)
+{
+    ms_worker *w = p->data;
+    w->turn++;
+    for (ms_listener *l = w->listeners; l && w->nlisteners_held > 0; l = l->next) {
+        if (!l->held)
+            continue;
+        l->held = false;
+        w->nlisteners_held--;
+        l->turn = w->turn;
+        l->burst = 1;
+        ms_conn_accept(l);
+    }
 }
 
 static void on_worker_handle_closed(uv_handle_t *h)
@@ -582,6 +624,10 @@ static void listener_close(ms_worker *w, ms_listener *l)
         }
     }
     l->open = false;
+    if (l->held) { /* libuv closes the connection it kept */
+        l->held = false;
+        l->w->nlisteners_held--;
+    }
     uv_close(&l->io.h, on_listener_closed);
 }
 
@@ -717,6 +763,7 @@ void ms_worker_maybe_done(ms_worker *w)
     uv_close((uv_handle_t *)&w->drain_timer, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->hold_timer, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->date_timer, on_worker_handle_closed);
+    uv_close((uv_handle_t *)&w->accept_turn, on_worker_handle_closed);
 }
 
 /* What the last answers of a drain may take to leave before their
@@ -1064,6 +1111,9 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         w->date_timer.data = w;
         refresh_date(w);
         uv_timer_start(&w->date_timer, on_date_timer, 1000, 1000);
+        uv_prepare_init(&w->loop, &w->accept_turn);
+        w->accept_turn.data = w;
+        uv_prepare_start(&w->accept_turn, on_accept_turn);
         w->hub = cfg->hub;
         if (!ms_ws_worker_init(w)) {
             snprintf(why, why_len, "out of memory");
@@ -1119,6 +1169,7 @@ fail_started:
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
         uv_close((uv_handle_t *)&w->hold_timer, NULL);
         uv_close((uv_handle_t *)&w->date_timer, NULL);
+        uv_close((uv_handle_t *)&w->accept_turn, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
     }
 fail_early:
@@ -1683,6 +1734,11 @@ uv_loop_t *ms_dataplane_inline_loop(ms_dataplane *dp)
 int ms_dataplane_inline_adopt(ms_dataplane *dp, int fd, size_t bind_idx)
 {
     return ms_conn_adopt(&dp->workers[0], fd, (uint32_t)bind_idx);
+}
+
+int ms_dataplane_inline_listen(ms_dataplane *dp, int fd, size_t bind_idx)
+{
+    return listener_open(&dp->workers[0], (uint32_t)bind_idx, fd);
 }
 
 void ms_dataplane_inline_stop(ms_dataplane *dp)

@@ -90,6 +90,8 @@ void ms_dataplane_drain(ms_dataplane *dp, uint64_t drain_ms, void (*done)(void *
  * it (runs the loop until everything is closed) and free. */
 uv_loop_t *ms_dataplane_inline_loop(ms_dataplane *dp);
 int ms_dataplane_inline_adopt(ms_dataplane *dp, int fd, size_t bind_idx);
+/* ... or a listening socket of that bind (taken in every case): 0 or a libuv error */
+int ms_dataplane_inline_listen(ms_dataplane *dp, int fd, size_t bind_idx);
 void ms_dataplane_inline_stop(ms_dataplane *dp);
 
 /* The newest generation's payload set (NULL: none): what the module

@@ -94,6 +94,9 @@ struct ms_listener {
     uint32_t bind_idx;             /* in the worker's current generation */
     bool is_unix;
     bool open;
+    bool held;                     /* its burst is spent: a connection waits in libuv until the next turn */
+    uint32_t burst;                /* connections accepted in turn `turn` */
+    uint64_t turn;
     ms_listener *next;             /* the worker's listeners */
 };
 
@@ -166,6 +169,9 @@ struct ms_worker {
     uv_timer_t drain_timer;
     uv_timer_t date_timer;
     uv_timer_t hold_timer;         /* runs while requests are held (proxy.c) */
+    uv_prepare_t accept_turn;      /* before each poll: a new turn of accepts, held listeners resumed */
+    uint64_t turn;                 /* loop iterations, counted by accept_turn */
+    uint32_t nlisteners_held;
     ms_conn *held, *held_tail;     /* requests waiting for a ship restarting in place (list) */
     uint32_t nheld;
     uint32_t hold_tick;

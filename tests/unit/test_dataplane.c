@@ -5,7 +5,8 @@
  * descriptor 0 is closed and removed like any other, and a reload on an
  * inline worker: the next request on a kept-alive connection sees the new
  * routes, a request in flight finishes on the old ones, and the counters
- * of a label set go on across it; a drain closes the listeners. uv_thread_create is
+ * of a label set go on across it; a drain closes the listeners; a burst of
+ * connections is accepted 64 per turn of the loop. uv_thread_create is
  * wrapped at link time (-Wl,--wrap) so that one call can be made to fail. */
 #include <dirent.h>
 #include <errno.h>
@@ -521,6 +522,70 @@ static void test_reload_between_requests_on_one_connection(void **state)
     rmdir(dir);
 }
 
+/* A burst of connections waiting on a listener is accepted MS_ACCEPT_BURST
+ * (64) at a time, one batch per turn of the loop, so that the requests of
+ * connections already open are read in between; a request that is ready in
+ * the same turn is answered in that turn; every connection of the burst is
+ * accepted and served in the following turns. */
+static void test_accept_burst_is_bounded_per_turn(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/ms-test-dp-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    ms_manifest *m = routes_manifest(dir, "/app/.*"); /* "/" is not routed: a 404 of the worker's own */
+    ms_route_table *rt = ms_route_table_build(m);
+    assert_non_null(rt);
+    ms_dp_config cfg = { .m = m, .routes = rt, .inline_worker = true };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
+    assert_non_null(dp);
+    ms_manifest_free(m);
+    uv_loop_t *loop = ms_dataplane_inline_loop(dp);
+
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/burst.sock", dir);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 1024), 0);
+    assert_int_equal(ms_dataplane_inline_listen(dp, lfd, 0), 0);
+
+    int open_one[2]; /* a connection already open, its request ready in the burst's turn */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, open_one), 0);
+    fcntl(open_one[1], F_SETFL, O_NONBLOCK);
+    assert_int_equal(ms_dataplane_inline_adopt(dp, open_one[0], 0), 0);
+    int cl[N];
+    for (int i = 0; i < N; i++) {
+        cl[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(cl[i] >= 0);
+        assert_int_equal(connect(cl[i], (struct sockaddr *)&sa, sizeof sa), 0); /* into the backlog */
+        fcntl(cl[i], F_SETFL, O_NONBLOCK);
+    }
+    send_all(open_one[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+
+    uv_run(loop, UV_RUN_ONCE);
+    assert_int_equal(metric(dp, "\nmothership_http_connections_total "), 64);
+    char buf[256];
+    ssize_t r = read(open_one[1], buf, sizeof buf - 1);
+    assert_true(r > 12);
+    assert_true(strncmp(buf, "HTTP/1.1 404", 12) == 0);
+
+    for (int i = 0; i < 100 && metric(dp, "\nmothership_http_connections_total ") < N; i++)
+        uv_run(loop, UV_RUN_ONCE);
+    assert_int_equal(metric(dp, "\nmothership_http_connections_total "), N);
+    for (int i = 0; i < N; i++) {
+        send_all(cl[i], "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_int_equal(read_status(dp, cl[i]), 404);
+        close(cl[i]);
+    }
+    close(open_one[1]);
+    ms_dataplane_inline_stop(dp);
+    unlink(sa.sun_path);
+    rmdir(dir);
+}
+
 /* A request whose body is still coming when the routes change finishes
  * on the table it started with (here: routed to app, refused: 502); the
  * next one on the connection sees the new table (no route: 404). Under
@@ -629,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_start_and_stop),
         cmocka_unit_test(test_traffic_series_for_routes_to_ships),
         cmocka_unit_test(test_reload_between_requests_on_one_connection),
+        cmocka_unit_test(test_accept_burst_is_bounded_per_turn),
         cmocka_unit_test(test_request_in_flight_finishes_on_its_generation),
         cmocka_unit_test(test_reload_ends_h2_connections_of_a_removed_bind),
         cmocka_unit_test(test_reload_adds_and_removes_binds),
