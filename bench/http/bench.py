@@ -23,7 +23,9 @@ free): the keep-alive TCP scenario, each target measured quiet and with a
 CPU-bound busy loop on the machine (pinned to the last CPU, or free),
 alternating, p99 and p99.9 compared; CORES=1: Mothership workers = 1 and
 "auto", nginx worker_processes 1 and auto, HAProxy nbthread 1 and 2, wrk
--t2 -c CORES_CONNS (default 100), scaling 1 -> 2 reported. See
+-t2 -c CORES_CONNS (default 50: below every upstream pool's 64, so no
+proxy opens upstream connections in steady state), scaling 1 -> 2
+reported. See
 bench/README.md.
 """
 import http.client
@@ -52,7 +54,7 @@ PERF = os.environ.get("PERF", "0") == "1"
 NEIGHBOUR = {"1": "free", "free": "free", "pinned": "pinned"}.get(
     os.environ.get("NEIGHBOUR", ""), "")
 CORES = os.environ.get("CORES", "0") == "1"
-CORES_CONNS = int(os.environ.get("CORES_CONNS", "100"))
+CORES_CONNS = int(os.environ.get("CORES_CONNS", "50"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
@@ -622,7 +624,9 @@ def measure(server, backend, url, close=False, threads=1, conns=None):
     backend's CPU µs per request."""
     c0, b0 = cpu_ticks(server.cpu_pids), cpu_ticks(backend.cpu_pids)
     k0 = cpu_ticks(server.cpu_pids, kernel_only=True)
+    o0 = tcp_active_opens()
     r = run_wrk(url, DURATION, close, threads, conns)
+    r["connects"] = tcp_active_opens() - o0
     c1, b1 = cpu_ticks(server.cpu_pids), cpu_ticks(backend.cpu_pids)
     k1 = cpu_ticks(server.cpu_pids, kernel_only=True)
     n = max(1, r["requests"])
@@ -670,6 +674,7 @@ def summarise(rs):
         "kcpu": median([r["kernel_us"] for r in rs]),
         "err": sum(r["errors"] for r in rs),
         "n": sum(r["requests"] for r in rs),
+        "conn_per_kreq": median([r["connects"] * 1000 / max(1, r["requests"]) for r in rs]),
     }
 
 
@@ -714,7 +719,8 @@ def run_neighbour(servers, ports, broken):
         print(f"  round {rnd + 1}/{ROUNDS} done", flush=True)
     med = {k: summarise(v) for k, v in results.items()}
     heads = ["target", "condition", "req/s (min-max)", "p50", "p99 (worst round)",
-             "p99.9", "max", "CPU µs/req", "p99 vs nginx", "errors"]
+             "p99.9", "max", "CPU µs/req", "TCP connects /1k req", "p99 vs nginx",
+             "errors"]
     rows = []
     for name, _url in targets:
         for cond in ("quiet", "neighbour"):
@@ -724,6 +730,7 @@ def run_neighbour(servers, ports, broken):
                          f"{m['rps_max'] / 1000:.1f}k)", fmt_us(m["p50"]),
                          f"{fmt_us(m['p99'])} ({fmt_us(m['p99_max'])})",
                          fmt_us(m["p999"]), fmt_us(m["max"]), f"{m['cpu']:.1f}",
+                         f"{m['conn_per_kreq']:.1f}",
                          f"{m['p99'] / ng['p99']:.2f}x" if ng and name != "nginx" else "-",
                          str(m["err"])])
     print_table(f"keep-alive, TCP upstream, quiet and with a busy-loop "
@@ -858,14 +865,14 @@ def run_cores(ms_bin, servers, ports, broken):
         print(f"  round {rnd + 1}/{ROUNDS} done", flush=True)
     med = {k: summarise(v) for k, v in results.items()}
     heads = ["server", "setting", "req/s (min-max)", "p50", "p99 (worst round)",
-             "CPU µs/req", "1 -> 2 scaling", "req/s vs nginx auto",
+             "CPU µs/req", "TCP connects /1k req", "1 -> 2 scaling", "req/s vs nginx auto",
              "p99 vs nginx auto", "errors"]
     rows = []
     ref = med.get("nginx auto")
     for f, one, two, l1, l2 in fam:
         for t, label in ((one, l1), (two, l2)):
             if t not in med:
-                rows.append([f, label] + ["-"] * 7 + ["FAILED"])
+                rows.append([f, label] + ["-"] * 8 + ["FAILED"])
                 continue
             m = med[t]
             sc = (f"{m['rps'] / med[one]['rps']:.2f}x"
@@ -873,7 +880,7 @@ def run_cores(ms_bin, servers, ports, broken):
             rows.append([f, label, f"{m['rps']:.0f} ({m['rps_min'] / 1000:.1f}k-"
                          f"{m['rps_max'] / 1000:.1f}k)", fmt_us(m["p50"]),
                          f"{fmt_us(m['p99'])} ({fmt_us(m['p99_max'])})",
-                         f"{m['cpu']:.1f}", sc,
+                         f"{m['cpu']:.1f}", f"{m['conn_per_kreq']:.1f}", sc,
                          f"{m['rps'] / ref['rps']:.2f}x" if ref else "-",
                          f"{m['p99'] / ref['p99']:.2f}x" if ref else "-",
                          str(m["err"])])
