@@ -1669,35 +1669,36 @@ ms_conn *ms_conn_start_on(ms_wgen *g, uint32_t bind_idx, ms_xport *x, const char
     return c;
 }
 
-void ms_conn_accept(ms_listener *l)
+bool ms_conn_accept(ms_listener *l)
 {
     ms_worker *w = l->w;
     ms_conn *c = conn_new(w->cur, l->bind_idx);
     if (!c)
-        return;
+        return false;
     ms_xport *x = ms_xport_socket_new(&w->loop, l->is_unix, &conn_xport_cbs, c);
     if (!x) {
         ms_conn_close(c);
-        return;
+        return false;
     }
     conn_attach(c, x);
     if (ms_xport_socket_accept(x, &l->io.s) != 0) {
         ms_conn_close(c);
-        return;
+        return true;
     }
     __atomic_fetch_add(&w->accepted, 1, __ATOMIC_RELAXED);
     if (w->nconns > w->max_conns || w->stopping) {
         __atomic_fetch_add(&w->rejected, 1, __ATOMIC_RELAXED);
         ms_conn_close(c);
-        return;
+        return true;
     }
     if (!l->is_unix)
         c->peer_port = (uint16_t)ms_xport_peer_name(x, c->peer, sizeof c->peer);
     if (!conn_secure(c)) {
         ms_conn_close(c);
-        return;
+        return true;
     }
     conn_begin(c);
+    return true;
 }
 
 /* A connected Unix stream socket handed in (tests, fuzzing). */

@@ -565,6 +565,16 @@ static void on_date_timer(uv_timer_t *t)
  * tune.maxaccept is 64 too; nginx without multi_accept takes one.) */
 #define MS_ACCEPT_BURST 64
 
+/* The connection waiting on l is left with libuv, which stops watching l
+ * until uv_accept: on_accept_turn takes it before the next poll. */
+static void listener_hold(ms_listener *l)
+{
+    if (!l->held) {
+        l->held = true;
+        l->w->nlisteners_held++;
+    }
+}
+
 static void on_connection(uv_stream_t *s, int status)
 {
     ms_listener *l = s->data;
@@ -576,16 +586,12 @@ static void on_connection(uv_stream_t *s, int status)
         l->burst = 0;
     }
     if (l->burst >= MS_ACCEPT_BURST) {
-        /* not accepted: libuv keeps the connection and stops watching the
-         * listener until uv_accept, which on_accept_turn calls */
-        if (!l->held) {
-            l->held = true;
-            w->nlisteners_held++;
-        }
+        listener_hold(l);
         return;
     }
     l->burst++;
-    ms_conn_accept(l);
+    if (!ms_conn_accept(l))
+        listener_hold(l); /* out of memory: tried again next turn, the listener is not left deaf */
 }
 
 /* Before each poll: a new turn; a listener whose burst was spent takes
@@ -601,7 +607,8 @@ static void on_accept_turn(uv_prepare_t *p)
         w->nlisteners_held--;
         l->turn = w->turn;
         l->burst = 1;
-        ms_conn_accept(l);
+        if (!ms_conn_accept(l))
+            listener_hold(l);
     }
 }
 

@@ -411,7 +411,10 @@ void ms_conn_upstream_drained(ms_conn *c);
 void ms_conn_start_reading(ms_conn *c);
 const char *ms_http_reason(int status);
 const double *ms_bucket_bounds(void);
-void ms_conn_accept(ms_listener *l);
+/* The connection waiting on l is taken (served, or refused and closed):
+ * true; false: out of memory before it could be taken, it stays with libuv,
+ * which stops watching l until the next try. */
+bool ms_conn_accept(ms_listener *l);
 /* A connection over a transport of the caller's (an HTTP/2 stream): the
  * connection owns it from now on (closes it, and is freed after its closed
  * callback). peer: the client's address as text, peer_port its port (0:

@@ -6,8 +6,10 @@
  * inline worker: the next request on a kept-alive connection sees the new
  * routes, a request in flight finishes on the old ones, and the counters
  * of a label set go on across it; a drain closes the listeners; a burst of
- * connections is accepted 64 per turn of the loop. uv_thread_create is
- * wrapped at link time (-Wl,--wrap) so that one call can be made to fail. */
+ * connections is accepted 64 per turn of the loop, and a connection whose
+ * allocation failed is accepted at the next turn. uv_thread_create and
+ * calloc are wrapped at link time (-Wl,--wrap) so that calls can be made
+ * to fail. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +37,21 @@ int __real_uv_thread_join(uv_thread_t *tid);
 int __wrap_uv_thread_join(uv_thread_t *tid);
 
 static unsigned creates, fail_on, joins;
+
+/* ---- calloc of the data plane's code, failing the next fail_callocs calls */
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+
+static unsigned fail_callocs;
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    if (fail_callocs > 0) {
+        fail_callocs--;
+        return NULL;
+    }
+    return __real_calloc(n, size);
+}
 
 int __wrap_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg)
 {
@@ -586,6 +603,56 @@ static void test_accept_burst_is_bounded_per_turn(void **state)
     rmdir(dir);
 }
 
+/* The allocation of an accepted connection fails (out of memory): the
+ * connection waits with libuv, and the listener, which libuv stops
+ * watching until it is taken, takes it at the next turn: it is served, and
+ * the listener goes on accepting. */
+static void test_listener_survives_a_failed_accept(void **state)
+{
+    (void)state;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/ms-test-dp-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    ms_manifest *m = routes_manifest(dir, "/app/.*");
+    ms_route_table *rt = ms_route_table_build(m);
+    assert_non_null(rt);
+    ms_dp_config cfg = { .m = m, .routes = rt, .inline_worker = true };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
+    assert_non_null(dp);
+    ms_manifest_free(m);
+    uv_loop_t *loop = ms_dataplane_inline_loop(dp);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/oom.sock", dir);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    assert_int_equal(ms_dataplane_inline_listen(dp, lfd, 0), 0);
+    uv_run(loop, UV_RUN_NOWAIT); /* idle: nothing to accept */
+
+    int a = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(a, (struct sockaddr *)&sa, sizeof sa), 0);
+    fcntl(a, F_SETFL, O_NONBLOCK);
+    fail_callocs = 1; /* the connection's own allocation: the first of the accept */
+    uv_run(loop, UV_RUN_NOWAIT);
+    assert_int_equal(fail_callocs, 0);
+    assert_int_equal(metric(dp, "\nmothership_http_connections_total "), 0);
+    send_all(a, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_status(dp, a), 404);
+    assert_int_equal(metric(dp, "\nmothership_http_connections_total "), 1);
+    int b = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); /* and the listener goes on */
+    assert_int_equal(connect(b, (struct sockaddr *)&sa, sizeof sa), 0);
+    fcntl(b, F_SETFL, O_NONBLOCK);
+    send_all(b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_status(dp, b), 404);
+    close(a);
+    close(b);
+    ms_dataplane_inline_stop(dp);
+    unlink(sa.sun_path);
+    rmdir(dir);
+}
+
 /* A request whose body is still coming when the routes change finishes
  * on the table it started with (here: routed to app, refused: 502); the
  * next one on the connection sees the new table (no route: 404). Under
@@ -695,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_traffic_series_for_routes_to_ships),
         cmocka_unit_test(test_reload_between_requests_on_one_connection),
         cmocka_unit_test(test_accept_burst_is_bounded_per_turn),
+        cmocka_unit_test(test_listener_survives_a_failed_accept),
         cmocka_unit_test(test_request_in_flight_finishes_on_its_generation),
         cmocka_unit_test(test_reload_ends_h2_connections_of_a_removed_bind),
         cmocka_unit_test(test_reload_adds_and_removes_binds),
