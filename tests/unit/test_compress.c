@@ -593,6 +593,51 @@ static void test_zstd_context_cache(void **state)
     free(text);
 }
 
+/* A context given back after a failed or abandoned stream: the next stream
+ * writes exactly what a fresh context writes (no bytes, no history and no
+ * window of the broken one). */
+static void test_zstd_cache_after_error_and_abort(void **state)
+{
+    (void)state;
+    size_t n = 200000;
+    uint8_t *text = make_text(n);
+    uint8_t *rnd = make_random(1 << 20);
+    ms_compress_cache cache = { 0 };
+    ms_cbuf fresh = { 0 }, reused = { 0 };
+    zstd_once(NULL, 0, text, n, &fresh);
+
+    /* broken: the output limit is hit in the middle of a block */
+    ms_compressor *c = ms_compressor_new_in(&cache, MS_ENC_ZSTD, -1, 0);
+    assert_non_null(c);
+    ms_cbuf small = { .limit = 1024 };
+    assert_int_equal(ms_compressor_write(c, rnd, 1 << 20, false, &small), -1);
+    ms_compressor_free(c);
+    ms_cbuf_free(&small);
+    assert_int_equal(cache.nzstd, 1);
+    zstd_once(&cache, 0, text, n, &reused);
+    assert_int_equal(reused.len, fresh.len);
+    assert_memory_equal(reused.data, fresh.data, fresh.len);
+
+    /* abandoned: input taken, output held back, neither flushed nor ended */
+    ms_cbuf junk = { 0 };
+    c = ms_compressor_new_in(&cache, MS_ENC_ZSTD, -1, 0);
+    assert_non_null(c);
+    assert_int_equal(ms_compressor_write(c, text, 100000, false, &junk), 0);
+    assert_int_equal(ms_compressor_flush(c, &junk), 0);
+    assert_int_equal(ms_compressor_write(c, text + 7, 30000, false, &junk), 0);
+    ms_compressor_free(c);
+    zstd_once(&cache, 0, text, n, &reused);
+    assert_int_equal(reused.len, fresh.len);
+    assert_memory_equal(reused.data, fresh.data, fresh.len);
+
+    ms_compress_cache_free(&cache);
+    ms_cbuf_free(&junk);
+    ms_cbuf_free(&fresh);
+    ms_cbuf_free(&reused);
+    free(text);
+    free(rnd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_whole_writes_and_ratio),
         cmocka_unit_test(test_memory_and_limits),
         cmocka_unit_test(test_zstd_context_cache),
+        cmocka_unit_test(test_zstd_cache_after_error_and_abort),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
