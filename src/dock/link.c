@@ -129,6 +129,44 @@ static void on_written(uv_write_t *req, int status)
     check_flushed(d);
 }
 
+/* Nothing in flight: offer the batch to the socket first (uv_try_write),
+ * so a small batch costs one writev and no uv_write request: a completed
+ * uv_write costs an epoll_ctl on the next turn (libuv stops its POLLOUT
+ * watcher) and its callback a loop turn. What the socket took is freed;
+ * b keeps the rest (b->n 0: all of it). false: the link failed. */
+static bool try_write_now(link_conn *lc, wbatch *b)
+{
+    int n = uv_try_write((uv_stream_t *)&lc->pipe, b->bufs, b->n);
+    if (n == UV_EAGAIN || n == UV_ENOSYS)
+        return true;
+    if (n < 0) {
+        ms_hub_msg_free_list(b->msgs);
+        b->msgs = NULL;
+        char why[160];
+        snprintf(why, sizeof why, "writing to the bay failed: %s", uv_strerror(n));
+        link_fail(lc, n == UV_EPIPE || n == UV_ECONNRESET ? 1012 : 1011, why, false, true);
+        return false;
+    }
+    size_t done = (size_t)n;
+    unsigned i = 0;
+    while (i < b->n && done >= b->bufs[i].len) {
+        done -= b->bufs[i].len;
+        b->bytes -= b->bufs[i].len;
+        ms_hub_msg *m = b->msgs;
+        b->msgs = m->next;
+        free(m);
+        i++;
+    }
+    if (i < b->n && done > 0) {
+        b->bufs[i].base += done;
+        b->bufs[i].len -= done;
+        b->bytes -= done;
+    }
+    memmove(b->bufs, b->bufs + i, (b->n - i) * sizeof *b->bufs);
+    b->n -= i;
+    return true;
+}
+
 /* Write a list of frames (owned: freed once written). */
 static bool write_list(link_conn *lc, ms_hub_msg *list)
 {
@@ -151,6 +189,15 @@ static bool write_list(link_conn *lc, ms_hub_msg *list)
             assert(b->n < LINK_BATCH);
             b->bufs[b->n++] = uv_buf_init((char *)m->data, m->len);
             b->bytes += m->len;
+        }
+        if (lc->writes == 0 && !try_write_now(lc, b)) {
+            free(b);
+            ms_hub_msg_free_list(list);
+            return false;
+        }
+        if (b->n == 0) { /* the socket took it all: no request, no watcher change */
+            free(b);
+            continue;
         }
         int rc = uv_write(&b->req, (uv_stream_t *)&lc->pipe, b->bufs, b->n, on_written);
         if (rc < 0) {
