@@ -3,8 +3,13 @@
 #include "dock/hub.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dock/protocol.h"
 
 #define MSG_OVERHEAD (sizeof(ms_hub_msg))
 
@@ -57,6 +62,7 @@ ms_hub *ms_hub_new(size_t nships, const bool *is_bay, unsigned nworkers, size_t 
     size_t bays_done = 0, workers_done = 0;
     for (; bays_done < nships; bays_done++) {
         h->bays[bays_done].is_bay = is_bay ? is_bay[bays_done] : false;
+        h->bays[bays_done].direct_fd = -1;
         if (!queue_init(&h->bays[bays_done].up, queue_bytes))
             goto fail;
     }
@@ -79,8 +85,11 @@ void ms_hub_free(ms_hub *h)
 {
     if (!h)
         return;
-    for (size_t i = 0; i < h->nbays; i++)
+    for (size_t i = 0; i < h->nbays; i++) {
         queue_destroy(&h->bays[i].up);
+        if (h->bays[i].direct_fd >= 0)
+            close(h->bays[i].direct_fd);
+    }
     for (unsigned i = 0; i < h->nworkers; i++)
         queue_destroy(&h->workers[i].inbox);
     free(h->bays);
@@ -98,6 +107,7 @@ void ms_hub_reset_bay(ms_hub *h, size_t slot)
 {
     assert(slot < h->nbays);
     ms_hub_bay *b = &h->bays[slot];
+    ms_hub_set_direct(h, slot, -1, 0);
     ms_hub_drop_up(h, slot);
     __atomic_store_n(&b->state, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&b->away_until, 0, __ATOMIC_RELEASE);
@@ -217,11 +227,54 @@ static void wake_control(ms_hub *h)
 
 /* ---------------------------------------------------------------- worker side */
 
+/* Caller holds up's lock, the queue is empty and the link idle: write m
+ * to the bay's socket. true: written whole (m freed); false: m is still
+ * the caller's, with what the socket took cut off its front (an error
+ * leaves it whole: the link's own write meets the error and fails it). */
+static bool write_direct_locked(ms_hub_bay *b, ms_hub_msg **mp)
+{
+    ms_hub_msg *m = *mp;
+    ssize_t n;
+    do
+        n = send(b->direct_fd, m->data, m->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return false;
+    if (m->kind == MS_HUB_CARGO) { /* counted here, whole, as the link counts what it writes */
+        ms_hub_count(&b->st.msgs_in, 1);
+        ms_hub_count(&b->st.bytes_in, m->len - MS_DOCK_CARGO_HEADER_LEN);
+    }
+    if ((size_t)n == m->len) {
+        free(m);
+        *mp = NULL;
+        return true;
+    }
+    /* the rest of the frame goes first through the link (counted already:
+     * not Cargo any more for its count) */
+    size_t rest = m->len - (size_t)n;
+    memmove(m->data, m->data + n, rest);
+    m->len = (uint32_t)rest;
+    m->kind = MS_HUB_BOARDING;
+    return false;
+}
+
 bool ms_hub_to_link(ms_hub *h, ms_hub_msg *m, bool force)
 {
     ms_hub_bay *b = &h->bays[m->bay];
     ms_hub_queue *q = &b->up;
     uv_mutex_lock(&q->mu);
+    if (q->head == NULL && b->direct_ok && b->direct_fd >= 0 && m->gen == b->direct_gen) {
+        bool whole = write_direct_locked(b, &m);
+        if (whole) {
+            uv_mutex_unlock(&q->mu);
+            return true;
+        }
+        b->direct_ok = false; /* the link writes the rest (or meets the error) */
+        queue_push_locked(q, m);
+        uv_mutex_unlock(&q->mu);
+        wake_control(h);
+        return true;
+    }
     /* a message that alone exceeds the budget still goes when the queue is empty */
     bool room = force || q->head == NULL || q->bytes + m->len + MSG_OVERHEAD <= q->cap;
     if (room)
@@ -350,6 +403,7 @@ ms_hub_msg *ms_hub_take_up(ms_hub *h, size_t bay, size_t max_bytes)
         last = m;
     }
     if (last) {
+        b->direct_ok = false; /* until the link has written what it takes */
         q->head = last->next;
         if (!q->head)
             q->tail = NULL;
@@ -376,4 +430,28 @@ void ms_hub_drop_up(ms_hub *h, size_t bay)
     uv_mutex_unlock(&q->mu);
     ms_hub_msg_free_list(list);
     wake_resumers(h, b);
+}
+
+void ms_hub_set_direct(ms_hub *h, size_t bay, int fd, uint32_t gen)
+{
+    ms_hub_bay *b = &h->bays[bay];
+    uv_mutex_lock(&b->up.mu);
+    int old = b->direct_fd;
+    b->direct_fd = fd;
+    b->direct_gen = gen;
+    b->direct_ok = false; /* the link says when it is idle */
+    uv_mutex_unlock(&b->up.mu);
+    if (old >= 0)
+        close(old); /* no worker writes to it: they write under the lock */
+}
+
+bool ms_hub_link_idle(ms_hub *h, size_t bay)
+{
+    ms_hub_bay *b = &h->bays[bay];
+    uv_mutex_lock(&b->up.mu);
+    bool empty = b->up.head == NULL;
+    if (empty)
+        b->direct_ok = true;
+    uv_mutex_unlock(&b->up.mu);
+    return empty;
 }

@@ -112,6 +112,14 @@ typedef struct ms_hub_bay {
     uint64_t away_until;            /* atomic: ms_hub_now_ms deadline of an away bay's clients */
     uint32_t waiting;               /* atomic: new clients waiting for it (<= MS_HUB_WAIT_MAX) */
     ms_hub_queue up;                /* workers -> link */
+    /* The link's socket for workers' direct writes (under up.mu): a dup of
+     * the docked link's descriptor, -1 while none; direct_gen its
+     * generation; direct_ok while the link has nothing taken from up that
+     * is not yet written (and up is empty), so a worker's frame that the
+     * socket takes whole cannot overtake one of the link's. */
+    int direct_fd;
+    uint32_t direct_gen;
+    bool direct_ok;
     int resume_wanted;              /* atomic: a worker waits for room in up */
     ms_hub_bay_stats st;
     ms_hub_http http;               /* HTTP bays and docking upstreams */
@@ -180,7 +188,11 @@ void ms_hub_wait_done(ms_hub *h, size_t bay);
  * one, not a second. */
 ms_hub_msg *ms_hub_take_boarding(ms_hub_msg **list, ms_hub_msg **tail);
 
-/* Worker side. to_link: false when the bay's queue is full (the message is
+/* Worker side. to_link: a frame of the docked link's generation, with
+ * nothing queued before it, is written to the bay's socket at once (one
+ * send, no wake-up of the control loop); what the socket does not take
+ * (EAGAIN, a partial write) is queued for the link as before.
+ * to_link: false when the bay's queue is full (the message is
  * not taken; every worker's resume flag is set once there is room again);
  * force ignores the budget (Disembark, which must not be lost). */
 bool ms_hub_to_link(ms_hub *h, ms_hub_msg *m, bool force);
@@ -199,6 +211,13 @@ bool ms_hub_inboxes_have_room(ms_hub *h);
  * workers waiting for room when the queue drops under half its budget. */
 ms_hub_msg *ms_hub_take_up(ms_hub *h, size_t bay, size_t max_bytes);
 void ms_hub_drop_up(ms_hub *h, size_t bay);
+/* Link side: give the workers the link's socket (fd: a dup the hub owns
+ * and closes; -1: take it back, closing the hub's dup, before the link's
+ * own descriptor closes). Its generation gen. */
+void ms_hub_set_direct(ms_hub *h, size_t bay, int fd, uint32_t gen);
+/* Link side: the link has written all it took; true when up is empty too,
+ * so workers may write directly again (false: take_up again). */
+bool ms_hub_link_idle(ms_hub *h, size_t bay);
 
 static inline void ms_hub_count(uint64_t *ctr, uint64_t n)
 {

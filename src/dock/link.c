@@ -9,6 +9,7 @@
 #include "dock/link.h"
 
 #include <assert.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,8 +224,13 @@ static void pump(link_conn *lc)
     ms_hub *hub = l->d->hub;
     while (lc->st == LC_DOCKED && lc->inflight < LINK_WRITE_HIGH) {
         ms_hub_msg *list = ms_hub_take_up(hub, l->bay, LINK_WRITE_HIGH - lc->inflight);
-        if (!list)
-            return;
+        if (!list) {
+            /* all written: workers may write to the socket themselves
+             * again, unless one queued meanwhile (take that first) */
+            if (lc->writes > 0 || ms_hub_link_idle(hub, l->bay))
+                return;
+            continue;
+        }
         ms_hub_msg *keep = NULL, **tail = &keep;
         ms_hub_bay_stats *st = &hub->bays[l->bay].st;
         while (list) {
@@ -382,6 +388,16 @@ static void on_docked(link_conn *lc, const ms_dock_frame *fr)
     ms_hub_bay *hb = &d->hub->bays[l->bay];
     uint64_t docks = __atomic_add_fetch(&hb->st.docks, 1, __ATOMIC_RELAXED);
     ms_hub_drop_up(d->hub, l->bay); /* nothing of an earlier link may reach this one */
+    /* workers write their frames to the socket themselves while the link
+     * has nothing of its own to write (hub.h): a client's message then
+     * reaches the bay without waking this loop. Close-on-exec: bays are
+     * spawned from this process. */
+    uv_os_fd_t fd = -1;
+    if (uv_fileno((uv_handle_t *)&lc->pipe, &fd) == 0) {
+        int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (dfd >= 0)
+            ms_hub_set_direct(d->hub, l->bay, dfd, lc->gen); /* else the link writes everything */
+    }
     ms_hub_bay_publish(d->hub, l->bay, lc->gen, lc->features);
     /* clients held or waiting since an earlier link went: board them on this
      * one (resumed), or close them if it does not resume */
@@ -538,6 +554,7 @@ static void link_fail(link_conn *lc, uint16_t code, const char *why, bool protoc
     if (protocol_error)
         ms_hub_count(&d->hub->bays[l->bay].st.protocol_errors, 1);
     if (was_docked) {
+        ms_hub_set_direct(d->hub, l->bay, -1, 0); /* before the link's descriptor closes */
         /* a bay that resumes and went away (not a failure, not removed, not
          * our shutdown) keeps its clients for its handover_timeout */
         bool hold = code == 1012 && (lc->features & MS_DOCK_FEAT_RESUME) && !d->closing;
