@@ -4,6 +4,8 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -69,6 +71,8 @@ ms_hub *ms_hub_new(size_t nships, const bool *is_bay, unsigned nworkers, size_t 
     for (; workers_done < nworkers; workers_done++)
         if (!queue_init(&h->workers[workers_done].inbox, queue_bytes))
             goto fail;
+    if (!queue_init(&h->control, SIZE_MAX)) /* bounded by the links: one message each */
+        goto fail;
     return h;
 fail:
     for (size_t i = 0; i < bays_done; i++)
@@ -92,6 +96,7 @@ void ms_hub_free(ms_hub *h)
     }
     for (unsigned i = 0; i < h->nworkers; i++)
         queue_destroy(&h->workers[i].inbox);
+    queue_destroy(&h->control);
     free(h->bays);
     free(h->workers);
     free(h);
@@ -294,8 +299,10 @@ ms_hub_msg *ms_hub_take_inbox(ms_hub *h, unsigned worker)
     q->head = q->tail = NULL;
     q->bytes = 0;
     uv_mutex_unlock(&q->mu);
-    if (__atomic_exchange_n(&h->links_paused, 0, __ATOMIC_ACQ_REL))
+    if (__atomic_exchange_n(&h->links_paused, 0, __ATOMIC_ACQ_REL)) {
         wake_control(h);
+        ms_hub_wake_workers(h, worker); /* a home worker's link may be the one paused */
+    }
     return list;
 }
 
@@ -348,6 +355,12 @@ bool ms_hub_to_worker(ms_hub *h, unsigned worker, ms_hub_msg *m)
     uv_mutex_lock(&q->mu);
     if (!hw->wake) { /* the worker has stopped */
         uv_mutex_unlock(&q->mu);
+        if (m->kind == MS_HUB_LINK_ATTACH) { /* what it carries is the worker's to close */
+            ms_hub_attach a;
+            memcpy(&a, m->data, sizeof a);
+            close(a.fd);
+            free(a.lost);
+        }
         free(m);
         return true;
     }
@@ -454,4 +467,66 @@ bool ms_hub_link_idle(ms_hub *h, size_t bay)
         b->direct_ok = true;
     uv_mutex_unlock(&b->up.mu);
     return empty;
+}
+
+void ms_hub_to_control(ms_hub *h, ms_hub_msg *m)
+{
+    uv_mutex_lock(&h->control.mu);
+    queue_push_locked(&h->control, m);
+    uv_mutex_unlock(&h->control.mu);
+    wake_control(h);
+}
+
+ms_hub_msg *ms_hub_take_control(ms_hub *h)
+{
+    uv_mutex_lock(&h->control.mu);
+    ms_hub_msg *list = h->control.head;
+    h->control.head = h->control.tail = NULL;
+    h->control.bytes = 0;
+    uv_mutex_unlock(&h->control.mu);
+    return list;
+}
+
+int ms_hub_bay_frame(ms_hub *h, uint32_t bay, uint32_t gen, uint8_t type, const uint8_t *payload, size_t len,
+                     ms_hub_msg **out, char *why, size_t why_len)
+{
+    ms_hub_bay_stats *st = &h->bays[bay].st;
+    *out = NULL;
+    if (type == MS_DOCK_CARGO || type == MS_DOCK_CARGO_BINARY) {
+        uint32_t conn_id;
+        const uint8_t *msg;
+        size_t mlen;
+        if (ms_dock_parse_cargo(payload, len, &conn_id, &msg, &mlen) != 0) {
+            snprintf(why, why_len, "Cargo shorter than its 4-byte conn_id");
+            return -1;
+        }
+        *out = ms_hub_msg_new(type == MS_DOCK_CARGO ? MS_HUB_TO_CLIENT_TEXT : MS_HUB_TO_CLIENT_BINARY, bay, gen,
+                              conn_id, 0, msg, mlen);
+        if (!*out)
+            return -2;
+        ms_hub_count(&st->msgs_out, 1);
+        ms_hub_count(&st->bytes_out, mlen);
+        return 0;
+    }
+    if (type == MS_DOCK_DISEMBARK) {
+        ms_dock_disembark de = { 0 };
+        char err[200];
+        if (ms_dock_parse_disembark(payload, len, &de, err, sizeof err) != 0) {
+            ms_dock_disembark_free(&de);
+            snprintf(why, why_len, "bad Disembark: %s", err);
+            return -1;
+        }
+        size_t rlen = strlen(de.reason);
+        if (rlen > 123) { /* a close frame's reason fits in 123 bytes: cut at a character boundary */
+            rlen = 123;
+            while (rlen > 0 && ((unsigned char)de.reason[rlen] & 0xC0) == 0x80)
+                rlen--;
+        }
+        *out = ms_hub_msg_new(MS_HUB_TO_CLIENT_CLOSE, bay, gen, de.conn_id, de.code, de.reason, rlen);
+        ms_dock_disembark_free(&de);
+        return *out ? 0 : -2;
+    }
+    const char *tn = ms_dock_type_name(type);
+    snprintf(why, why_len, "unexpected %s frame from the bay", tn ? tn : "unknown");
+    return -1;
 }

@@ -1,6 +1,8 @@
 /* hub.h: where the data plane's workers and the control loop's docking
  * links meet (DESIGN.md §3: links live on the control loop, WebSocket
- * clients on workers).
+ * clients on workers; a docked WebSocket bay's link is read by its home
+ * worker and written by every worker directly while the link is idle,
+ * see ms_hub_to_link and MS_HUB_LINK_ATTACH).
  *
  * Per bay: the state workers read before boarding a client (the link's
  * generation, 0 while not docked, and the agreed features), a bounded queue
@@ -40,6 +42,11 @@ typedef enum ms_hub_kind {
     MS_HUB_LINK_DOWN,               /* every client of (bay, gen): close with code */
     MS_HUB_LINK_HOLD,               /* every client of (bay, gen): hold until data (u64 ms, ms_hub_now_ms) */
     MS_HUB_LINK_UP,                 /* bay docked as gen with features (code): board held and waiting clients */
+    MS_HUB_LINK_ATTACH,             /* to the bay's home worker: read the link of gen (features: code);
+                                       data: ms_hub_attach, then bytes read after the Dock frame */
+    /* home worker -> control loop */
+    MS_HUB_LINK_LOST,               /* the link of (bay, gen) failed: close code; conn_id 1: a
+                                       protocol error; data: why */
 } ms_hub_kind;
 
 typedef struct ms_hub_msg {
@@ -52,6 +59,15 @@ typedef struct ms_hub_msg {
     uint8_t kind;
     uint8_t data[];
 } ms_hub_msg;
+
+/* What MS_HUB_LINK_ATTACH carries first: the link's socket (a dup the
+ * worker owns) and the message it reports a failure with (allocated by
+ * the link, so a failure can always be told; len 0, MS_HUB_LOST_WHY bytes). */
+#define MS_HUB_LOST_WHY 300u
+typedef struct ms_hub_attach {
+    int fd;
+    struct ms_hub_msg *lost;
+} ms_hub_attach;
 
 typedef struct ms_hub_queue {
     uv_mutex_t mu;
@@ -138,6 +154,7 @@ typedef struct ms_hub {
     unsigned nworkers;
     ms_hub_worker *workers;
     uv_async_t *control_wake;       /* the control loop's async (links' side) */
+    ms_hub_queue control;           /* home workers -> control loop (MS_HUB_LINK_LOST) */
     int links_paused;               /* atomic: a link stopped reading for a full inbox */
 } ms_hub;
 
@@ -218,6 +235,22 @@ void ms_hub_set_direct(ms_hub *h, size_t bay, int fd, uint32_t gen);
 /* Link side: the link has written all it took; true when up is empty too,
  * so workers may write directly again (false: take_up again). */
 bool ms_hub_link_idle(ms_hub *h, size_t bay);
+
+/* The worker that reads a WebSocket bay's docking link (its home). */
+static inline unsigned ms_hub_home_of(const ms_hub *h, size_t bay)
+{
+    return (unsigned)(bay % h->nworkers);
+}
+
+/* Home worker -> control loop: a link failed (m: the attach's lost message). */
+void ms_hub_to_control(ms_hub *h, ms_hub_msg *m);
+ms_hub_msg *ms_hub_take_control(ms_hub *h);
+
+/* A frame from a WebSocket bay (Cargo, Disembark) as the message for the
+ * client's worker (counted in the bay's stats). 0: *out set; -1: the frame
+ * breaks the protocol (why); -2: out of memory. */
+int ms_hub_bay_frame(ms_hub *h, uint32_t bay, uint32_t gen, uint8_t type, const uint8_t *payload, size_t len,
+                     ms_hub_msg **out, char *why, size_t why_len);
 
 static inline void ms_hub_count(uint64_t *ctr, uint64_t n)
 {

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dock/protocol.h"
 
@@ -37,6 +38,8 @@ typedef struct link_conn {
     size_t inflight;                   /* bytes handed to uv_write, not yet written */
     int writes;                        /* uv_write requests in flight */
     bool read_paused;                  /* a worker's inbox is over its budget */
+    bool hand_over;                    /* docked: give the reading to the bay's home worker */
+    bool remote;                       /* the home worker reads it (and reports its failure) */
     char rbuf[LINK_READ_BUF];
 } link_conn;
 
@@ -384,6 +387,7 @@ static void on_docked(link_conn *lc, const ms_dock_frame *fr)
         d->next_gen = 1;
     lc->gen = d->next_gen;
     lc->st = LC_DOCKED;
+    lc->hand_over = true;
     lc->dec.accept_binary = (lc->features & MS_DOCK_FEAT_BINARY) != 0;
     ms_hub_bay *hb = &d->hub->bays[l->bay];
     uint64_t docks = __atomic_add_fetch(&hb->st.docks, 1, __ATOMIC_RELAXED);
@@ -414,6 +418,57 @@ static void on_docked(link_conn *lc, const ms_dock_frame *fr)
     ms_fleet_bay_docked(d->fleet, l->bay, how);
 }
 
+/* A docked link's bay frames are read by the bay's home worker, which
+ * delivers its own clients' messages without a thread hop (and passes the
+ * others' to their inboxes); this loop keeps the link's life: writes the
+ * workers could not make themselves, failure (the worker reports it:
+ * MS_HUB_LINK_LOST), and closing. rest: what was read after the Dock.
+ * false: no worker could take it (out of memory): it is read here. */
+static bool hand_over(link_conn *lc, const uint8_t *rest, size_t rest_len)
+{
+    ms_dlink *l = lc->l;
+    ms_hub *hub = l->d->hub;
+    uv_os_fd_t fd = -1;
+    int dfd = -1;
+    if (uv_fileno((uv_handle_t *)&lc->pipe, &fd) == 0)
+        dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    ms_hub_msg *lost = NULL, *att = NULL;
+    if (dfd >= 0 && rest_len <= UINT32_MAX - sizeof(ms_hub_attach))
+        lost = ms_hub_msg_new(MS_HUB_LINK_LOST, (uint32_t)l->bay, lc->gen, 0, 0, NULL, MS_HUB_LOST_WHY);
+    if (lost)
+        att = ms_hub_msg_new(MS_HUB_LINK_ATTACH, (uint32_t)l->bay, lc->gen, 0, (uint16_t)lc->features, NULL,
+                             sizeof(ms_hub_attach) + rest_len);
+    if (!att) {
+        free(lost);
+        if (dfd >= 0)
+            close(dfd);
+        return false;
+    }
+    lost->len = 0;
+    ms_hub_attach a = { .fd = dfd, .lost = lost };
+    memcpy(att->data, &a, sizeof a);
+    if (rest_len)
+        memcpy(att->data + sizeof a, rest, rest_len);
+    uv_read_stop((uv_stream_t *)&lc->pipe);
+    lc->remote = true;
+    ms_hub_to_worker(hub, ms_hub_home_of(hub, l->bay), att);
+    return true;
+}
+
+/* The home worker's report that the link of (bay, gen) failed. */
+static void on_lost(ms_docks *d, const ms_hub_msg *m)
+{
+    ms_dlink *l = m->bay < d->n ? d->links[m->bay] : NULL;
+    link_conn *lc = l ? l->conn : NULL;
+    if (!lc || lc->st != LC_DOCKED || !lc->remote || lc->gen != m->gen)
+        return; /* it ended here first */
+    char why[MS_HUB_LOST_WHY + 1];
+    size_t n = m->len < MS_HUB_LOST_WHY ? m->len : MS_HUB_LOST_WHY;
+    memcpy(why, m->data, n);
+    why[n] = '\0';
+    link_fail(lc, m->code, why, m->conn_id != 0, true);
+}
+
 /* false: the link failed (lc may be closing). */
 static bool handle_frame(link_conn *lc, const ms_dock_frame *fr, bool *over_budget)
 {
@@ -431,56 +486,15 @@ static bool handle_frame(link_conn *lc, const ms_dock_frame *fr, bool *over_budg
         on_docked(lc, fr);
         return lc->st == LC_DOCKED;
     }
-    ms_hub_bay_stats *st = &hub->bays[l->bay].st;
-    if (fr->type == MS_DOCK_CARGO || fr->type == MS_DOCK_CARGO_BINARY) {
-        uint32_t conn_id;
-        const uint8_t *msg;
-        size_t len;
-        if (ms_dock_parse_cargo(fr->payload, fr->len, &conn_id, &msg, &len) != 0) {
-            link_fail(lc, 1011, "Cargo shorter than its 4-byte conn_id", true, true);
-            return false;
-        }
-        ms_hub_msg *m = ms_hub_msg_new(fr->type == MS_DOCK_CARGO ? MS_HUB_TO_CLIENT_TEXT : MS_HUB_TO_CLIENT_BINARY,
-                                       (uint32_t)l->bay, lc->gen, conn_id, 0, msg, len);
-        if (!m) {
-            link_fail(lc, 1011, "out of memory", false, true);
-            return false;
-        }
-        ms_hub_count(&st->msgs_out, 1);
-        ms_hub_count(&st->bytes_out, len);
-        if (!ms_hub_to_worker(hub, ms_hub_worker_of(hub, conn_id), m))
-            *over_budget = true;
-        return true;
+    ms_hub_msg *m = NULL;
+    int rc = ms_hub_bay_frame(hub, (uint32_t)l->bay, lc->gen, fr->type, fr->payload, fr->len, &m, why, sizeof why);
+    if (rc != 0) {
+        link_fail(lc, 1011, rc == -2 ? "out of memory" : why, rc == -1, true);
+        return false;
     }
-    if (fr->type == MS_DOCK_DISEMBARK) {
-        ms_dock_disembark de = { 0 };
-        char err[200];
-        if (ms_dock_parse_disembark(fr->payload, fr->len, &de, err, sizeof err) != 0) {
-            ms_dock_disembark_free(&de);
-            snprintf(why, sizeof why, "bad Disembark: %s", err);
-            link_fail(lc, 1011, why, true, true);
-            return false;
-        }
-        size_t rlen = strlen(de.reason);
-        if (rlen > 123) { /* a close frame's reason fits in 123 bytes: cut at a character boundary */
-            rlen = 123;
-            while (rlen > 0 && ((unsigned char)de.reason[rlen] & 0xC0) == 0x80)
-                rlen--;
-        }
-        ms_hub_msg *m = ms_hub_msg_new(MS_HUB_TO_CLIENT_CLOSE, (uint32_t)l->bay, lc->gen, de.conn_id, de.code,
-                                       de.reason, rlen);
-        ms_dock_disembark_free(&de);
-        if (!m) {
-            link_fail(lc, 1011, "out of memory", false, true);
-            return false;
-        }
-        if (!ms_hub_to_worker(hub, ms_hub_worker_of(hub, m->conn_id), m))
-            *over_budget = true;
-        return true;
-    }
-    snprintf(why, sizeof why, "unexpected %s frame from the bay", tn ? tn : "unknown");
-    link_fail(lc, 1011, why, true, true);
-    return false;
+    if (!ms_hub_to_worker(hub, ms_hub_worker_of(hub, m->conn_id), m))
+        *over_budget = true;
+    return true;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
@@ -530,6 +544,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             break;
         if (!handle_frame(lc, &fr, &over))
             return;
+        if (lc->hand_over) {
+            lc->hand_over = false;
+            if (hand_over(lc, p, left))
+                return;
+        }
     }
     if (over && !lc->read_paused) {
         lc->read_paused = true;
@@ -763,6 +782,12 @@ static void on_slot_freed(void *arg, size_t slot)
 static void on_wake(uv_async_t *a)
 {
     ms_docks *d = a->data;
+    for (ms_hub_msg *m = ms_hub_take_control(d->hub), *next; m; m = next) {
+        next = m->next;
+        if (m->kind == MS_HUB_LINK_LOST)
+            on_lost(d, m);
+        free(m);
+    }
     bool room_checked = false, room = false;
     for (size_t i = 0; i < d->n; i++) {
         link_conn *lc = d->links[i] ? d->links[i]->conn : NULL;

@@ -2,8 +2,9 @@
  * fleet has started the bay, connect to its MS_SOCKET_PATH (retrying with a
  * short backoff until the bay's ready_timeout), wait for Dock, answer
  * Moored with the bay's config, publish the bay as docked (the fleet marks
- * it ready), then carry frames between the bay and the workers through the
- * hub. A protocol error or a link the bay closes fails the bay (the fleet
+ * it ready), then hand the reading of the bay's frames to its home worker
+ * (http/ws_link.c) and the socket to the workers for their frames (hub.h),
+ * writing here only what they queued. A protocol error or a link the bay closes fails the bay (the fleet
  * kills it and restarts it per its policy); the workers close its clients
  * with 1011 or 1012. */
 #ifndef MS_DOCK_LINK_H

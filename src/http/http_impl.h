@@ -206,6 +206,7 @@ struct ms_worker {
     struct ms_pmd *ws_pmd;         /* permessage-deflate's z_streams (wsdeflate.c), made when first needed */
     ms_ws *ws_list;
     ms_ws *ws_dirty;               /* clients with messages queued by the inbox pass */
+    struct ms_wslink *ws_links;    /* the docking links of bays whose home this worker is (ws_link.c) */
     uint32_t ws_seq;
     /* HTTP bays and docking upstreams (hbay.c): links and queues by hub slot */
     ms_hbtarget **hb_targets;      /* hub->nbays entries, allocated on first use */
@@ -467,6 +468,18 @@ ms_xport *ms_conn_release_xport(ms_conn *c);
 size_t ms_conn_payload_headers(ms_conn *c);
 
 /* websocket.c */
+/* A message from a bay for a client of this worker (m stays the caller's);
+ * the clients it made dirty are written by ms_ws_flush_dirty. */
+void ms_ws_deliver(ms_worker *w, ms_hub_msg *m);
+void ms_ws_flush_dirty(ms_worker *w);
+/* ws_link.c: the reading side of the docking links of bays whose home is
+ * this worker. attach: MS_HUB_LINK_ATTACH (its fd and lost message are
+ * taken); gone: the link of (bay, gen or older) ended on the control loop. */
+typedef struct ms_wslink ms_wslink;
+void ms_wslink_attach(ms_worker *w, ms_hub_msg *m);
+void ms_wslink_gone(ms_worker *w, uint32_t bay, uint32_t gen);
+void ms_wslink_resume(ms_worker *w);
+void ms_wslink_worker_close(ms_worker *w);
 bool ms_ws_worker_init(ms_worker *w);
 void ms_ws_worker_close(ms_worker *w);
 void ms_ws_worker_free(ms_worker *w);

@@ -409,7 +409,7 @@ static void retry_pending(ms_ws *ws)
 
 /* ---------------------------------------------------------------- from the bay */
 
-static void deliver(ms_worker *w, ms_hub_msg *m)
+void ms_ws_deliver(ms_worker *w, ms_hub_msg *m)
 {
     assert(m->bay < w->hub->nbays); /* set by the link from its own index, never by the bay */
     ms_hub_bay_stats *st = &w->hub->bays[m->bay].st;
@@ -486,6 +486,7 @@ static void undirty(ms_worker *w, ms_ws *ws)
 
 static void link_down(ms_worker *w, const ms_hub_msg *m)
 {
+    ms_wslink_gone(w, m->bay, m->gen);
     for (ms_ws *ws = w->ws_list, *next; ws; ws = next) {
         next = ws->next;
         if (ws->bay != m->bay || ws->gen > m->gen)
@@ -548,6 +549,7 @@ static void hold(ms_ws *ws, uint64_t until)
 
 static void link_hold(ms_worker *w, const ms_hub_msg *m)
 {
+    ms_wslink_gone(w, m->bay, m->gen);
     uint64_t until = 0;
     assert(m->len == sizeof until);
     memcpy(&until, m->data, sizeof until);
@@ -629,6 +631,16 @@ static void link_up(ms_worker *w, const ms_hub_msg *m)
     }
 }
 
+void ms_ws_flush_dirty(ms_worker *w)
+{
+    while (w->ws_dirty) {
+        ms_ws *ws = w->ws_dirty;
+        undirty(w, ws);
+        assert(w->ws_dirty != ws); /* off the list before ws_flush, which may free it */
+        ws_flush(ws);
+    }
+}
+
 static void on_dock_async(uv_async_t *a)
 {
     ms_worker *w = a->data;
@@ -642,16 +654,14 @@ static void on_dock_async(uv_async_t *a)
             link_hold(w, m);
         else if (m->kind == MS_HUB_LINK_UP)
             link_up(w, m);
+        else if (m->kind == MS_HUB_LINK_ATTACH)
+            ms_wslink_attach(w, m);
         else
-            deliver(w, m);
+            ms_ws_deliver(w, m);
         free(m);
     }
-    while (w->ws_dirty) {
-        ms_ws *ws = w->ws_dirty;
-        undirty(w, ws);
-        assert(w->ws_dirty != ws); /* off the list before ws_flush, which may free it */
-        ws_flush(ws);
-    }
+    ms_ws_flush_dirty(w);
+    ms_wslink_resume(w);
     if (ms_hub_take_resume(w->hub, w->id))
         for (ms_ws *ws = w->ws_list, *next; ws; ws = next) {
             next = ws->next;
@@ -685,6 +695,7 @@ static void on_async_closed(uv_handle_t *h)
 void ms_ws_worker_close(ms_worker *w)
 {
     ms_hbay_worker_close(w);
+    ms_wslink_worker_close(w);
     if (!w->dock_async_open)
         return;
     w->dock_async_open = false;

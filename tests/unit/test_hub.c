@@ -8,8 +8,11 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "dock/hub.h"
+#include "dock/protocol.h"
 #include "util/idmap.h"
 
 static void test_idmap_matches_a_reference_under_random_operations(void **state)
@@ -258,10 +261,106 @@ static void test_an_away_bay_lets_a_bounded_number_of_clients_wait(void **state)
     ms_hub_free(h);
 }
 
+/* A frame of the docked link's generation goes straight to the bay's
+ * socket only while nothing is queued and the link says it is idle; what
+ * the socket does not take waits in the queue, in order. */
+static void test_workers_write_to_the_link_socket_only_when_in_order(void **state)
+{
+    (void)state;
+    ms_hub *h = new_hub(2, 1u << 20);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int snd = 4096;
+    assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd), 0);
+    ms_hub_set_direct(h, 1, sv[0], 5); /* the hub owns sv[0] from here */
+    /* not idle yet (the link has not said so): queued */
+    ms_hub_msg *m = ms_hub_msg_new(MS_HUB_CARGO, 1, 5, 7, 0, "\x12\0\0\0\x05\0\0\0\x07" "a", 10);
+    assert_true(ms_hub_to_link(h, m, false));
+    assert_false(ms_hub_link_idle(h, 1)); /* something is queued: take it first */
+    ms_hub_msg *list = ms_hub_take_up(h, 1, SIZE_MAX);
+    assert_ptr_equal(list, m);
+    ms_hub_msg_free_list(list);
+    assert_true(ms_hub_link_idle(h, 1));
+    /* idle: written at once, counted, nothing queued */
+    m = ms_hub_msg_new(MS_HUB_CARGO, 1, 5, 7, 0, "\x12\0\0\0\x05\0\0\0\x07" "b", 10);
+    assert_true(ms_hub_to_link(h, m, false));
+    assert_null(ms_hub_take_up(h, 1, SIZE_MAX));
+    char got[16];
+    assert_int_equal(read(sv[1], got, sizeof got), 10);
+    assert_int_equal(got[9], 'b');
+    assert_int_equal(h->bays[1].st.msgs_in, 1);
+    assert_int_equal(h->bays[1].st.bytes_in, 1);
+    /* an older generation's frame never goes to the socket */
+    assert_true(ms_hub_link_idle(h, 1));
+    m = ms_hub_msg_new(MS_HUB_CARGO, 1, 4, 7, 0, "old", 3);
+    assert_true(ms_hub_to_link(h, m, false));
+    list = ms_hub_take_up(h, 1, SIZE_MAX);
+    assert_ptr_equal(list, m);
+    free(list);
+    /* a full socket: the rest of a partial write is queued first, and the
+     * next frame queues behind it (the link is not idle any more) */
+    assert_true(ms_hub_link_idle(h, 1));
+    size_t big = 1u << 19;
+    m = ms_hub_msg_new(MS_HUB_CARGO, 1, 5, 7, 0, NULL, big);
+    memset(m->data, 'x', big);
+    assert_true(ms_hub_to_link(h, m, false));
+    ms_hub_msg *next = ms_hub_msg_new(MS_HUB_CARGO, 1, 5, 7, 0, "next", 4);
+    assert_true(ms_hub_to_link(h, next, false));
+    list = ms_hub_take_up(h, 1, SIZE_MAX);
+    assert_ptr_equal(list, m);
+    assert_true(m->len < big); /* what the socket took is cut off */
+    assert_int_equal(m->kind, MS_HUB_BOARDING); /* counted already */
+    assert_ptr_equal(m->next, next);
+    ms_hub_msg_free_list(list);
+    assert_int_equal(h->bays[1].st.msgs_in, 2);
+    /* taken back: the hub's descriptor is closed, the peer sees EOF once drained */
+    ms_hub_set_direct(h, 1, -1, 0);
+    ssize_t n;
+    while ((n = read(sv[1], got, sizeof got)) > 0)
+        ;
+    assert_int_equal(n, 0);
+    close(sv[1]);
+    ms_hub_free(h);
+}
+
+static void test_bay_frames_become_messages_or_protocol_errors(void **state)
+{
+    (void)state;
+    ms_hub *h = new_hub(2, 1000);
+    char why[200];
+    ms_hub_msg *m = NULL;
+    const uint8_t cargo[] = { 0, 0, 0, 9, 'h', 'i' };
+    assert_int_equal(ms_hub_bay_frame(h, 1, 3, MS_DOCK_CARGO, cargo, sizeof cargo, &m, why, sizeof why), 0);
+    assert_int_equal(m->kind, MS_HUB_TO_CLIENT_TEXT);
+    assert_int_equal(m->conn_id, 9);
+    assert_int_equal(m->gen, 3);
+    assert_int_equal(m->len, 2);
+    assert_memory_equal(m->data, "hi", 2);
+    assert_int_equal(h->bays[1].st.msgs_out, 1);
+    free(m);
+    assert_int_equal(ms_hub_bay_frame(h, 1, 3, MS_DOCK_CARGO_BINARY, cargo, 3, &m, why, sizeof why), -1);
+    assert_null(m);
+    assert_non_null(strstr(why, "Cargo shorter"));
+    assert_int_equal(ms_hub_bay_frame(h, 1, 3, MS_DOCK_DOCK, cargo, sizeof cargo, &m, why, sizeof why), -1);
+    assert_non_null(strstr(why, "unexpected"));
+    const char *de = "{\"conn_id\": 9, \"code\": 4000, \"reason\": \"bye\"}";
+    assert_int_equal(ms_hub_bay_frame(h, 1, 3, MS_DOCK_DISEMBARK, (const uint8_t *)de, strlen(de), &m, why,
+                                      sizeof why), 0);
+    assert_int_equal(m->kind, MS_HUB_TO_CLIENT_CLOSE);
+    assert_int_equal(m->code, 4000);
+    assert_int_equal(m->len, 3);
+    free(m);
+    assert_int_equal(ms_hub_bay_frame(h, 1, 3, MS_DOCK_DISEMBARK, (const uint8_t *)"{", 1, &m, why, sizeof why), -1);
+    assert_non_null(strstr(why, "bad Disembark"));
+    ms_hub_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_reset_bay_starts_afresh),
+        cmocka_unit_test(test_workers_write_to_the_link_socket_only_when_in_order),
+        cmocka_unit_test(test_bay_frames_become_messages_or_protocol_errors),
         cmocka_unit_test(test_an_away_bay_lets_a_bounded_number_of_clients_wait),
         cmocka_unit_test(test_a_client_held_across_a_reset_leaves_the_gauge_at_zero),
         cmocka_unit_test(test_a_pending_boarding_is_taken_out_once),
