@@ -57,6 +57,8 @@ struct ms_ws {
     ms_ws *prev, *next;                /* the worker's clients */
     ms_ws *dirty_prev, *dirty_next;    /* on the worker's list of clients to flush */
     bool dirty;
+    bool answer_due;                   /* a message went to the bay and none came back since: the
+                                          wslay context is kept for the answer (until a tick) */
     bool held;                         /* waiting for the bay to dock (again): not read */
     bool boarded;                      /* a link had its Boarding: the next one is "resumed" */
     bool waiting;                      /* counted in the bay's waiting clients (came while it was away) */
@@ -209,6 +211,11 @@ static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     if (len)
         memcpy(m->data + MS_DOCK_CARGO_HEADER_LEN, msg, len);
     free(plain);
+    /* request/response (RPC, commands): the answer comes soon; freeing the
+     * context now would make it again for the answer (two calloc'd
+     * contexts per round trip). Kept until a message goes back to the
+     * client or the next tick of its timer. */
+    ws->answer_due = true;
     to_bay(ws, m);
 }
 
@@ -241,7 +248,7 @@ static bool ensure_ctx(ms_ws *ws)
 static void maybe_idle(ms_ws *ws)
 {
     ms_conn *c = ws->c;
-    if (!ws->ctx || ws->busy || ws->closing || ms_conn_is_closing(c))
+    if (!ws->ctx || ws->busy || ws->closing || ms_conn_is_closing(c) || ws->answer_due)
         return;
     if (ws->fed != ws->framed || ws->in_fragment || wslay_event_want_write(ws->ctx) ||
         wslay_event_get_queued_msg_count(ws->ctx) != 0 || wslay_event_get_close_received(ws->ctx) ||
@@ -443,6 +450,7 @@ void ms_ws_deliver(ms_worker *w, ms_hub_msg *m)
         ws_close_with(ws, 1008, "send queue full: the client does not read");
         return;
     }
+    ws->answer_due = false;
     struct wslay_event_msg msg = { .opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
                                    .msg = m->data, .msg_length = m->len };
     uint8_t *packed = NULL;
@@ -736,6 +744,10 @@ static void on_ws_timer(uv_timer_t *t)
         ws->tell_bay = false;
         ws_close_with(ws, 1012, "the bay is restarting");
         return;
+    }
+    if (ws->answer_due) { /* no answer within a tick: the context goes once idle */
+        ws->answer_due = false;
+        maybe_idle(ws);
     }
     if (ws->blocked) {
         ws->last_rx = now; /* not read on purpose (its bay is behind): not idle */
