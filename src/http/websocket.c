@@ -9,8 +9,9 @@
  * Memory: an idle client keeps only its ms_conn and a small ms_ws. The
  * wslay context (over 4 KiB) exists only while something is in flight: it is
  * freed when every byte fed to it belongs to a whole frame, no fragmented
- * message is open and nothing waits to be sent; the read buffer is the
- * worker's.
+ * message is open, nothing waits to be sent and no answer is due from the
+ * bay (answer_due: kept for it until the next timer tick); the read
+ * buffer is the worker's.
  *
  * Held clients (a bay that agreed to "resume" went away, or a client came
  * while it was away): not read (TCP pushes back on them), what was queued
