@@ -144,37 +144,56 @@ static void start_closing(ms_ws *ws)
     ms_conn_timer_start(ws->c, on_ws_timer, WS_CLOSE_WAIT_MS, 0);
 }
 
-/* A compressed message (RSV1, allowed by wslay only when agreed): the
- * plain one in *plain (the caller frees it), or the client closed with
- * 1009 (over ws_max_message_size once inflated), 1007 (not deflate data,
- * or text that is not UTF-8) or 1011 and false. */
-static bool inflate_msg(ms_ws *ws, bool binary, const uint8_t **msg, size_t *len, uint8_t **plain)
+#define WS_PEND_DEFLATED 1 /* ms_hub_msg.code of a pended Cargo still compressed */
+
+/* A Cargo message for the bay of one client message: its payload copied
+ * in, or NULL and the client closed with 1011. */
+static ms_hub_msg *cargo_msg(ms_ws *ws, bool binary, const uint8_t *msg, size_t len, uint16_t code)
+{
+    ms_hub_msg *m = ms_hub_msg_new(MS_HUB_CARGO, (uint32_t)ws->bay, ws->gen, ws->conn_id, code, NULL,
+                                   MS_DOCK_CARGO_HEADER_LEN + len);
+    if (!m) {
+        ws_close_with(ws, 1011, "out of memory");
+        return NULL;
+    }
+    ms_dock_put_cargo_header(m->data, binary ? MS_DOCK_CARGO_BINARY : MS_DOCK_CARGO, ws->conn_id, (uint32_t)len);
+    if (len)
+        memcpy(m->data + MS_DOCK_CARGO_HEADER_LEN, msg, len);
+    return m;
+}
+
+/* A compressed message (RSV1, allowed by wslay only when agreed) inflated
+ * into a Cargo message, or the client closed with 1009 (over
+ * ws_max_message_size once inflated), 1007 (not deflate data, or text that
+ * is not UTF-8) or 1011 and NULL. */
+static ms_hub_msg *inflate_msg(ms_ws *ws, bool binary, const uint8_t *msg, size_t len)
 {
     ms_worker *w = ws->c->w;
     ms_pmd_rc rc = MS_PMD_NOMEM;
+    uint8_t *plain = NULL;
     size_t out_len = 0;
     if (w->ws_pmd || (w->ws_pmd = ms_pmd_new()))
-        rc = ms_pmd_inflate(w->ws_pmd, *msg, *len, lim(ws->c)->ws_max_message_size, plain, &out_len);
-    if (rc == MS_PMD_OK && !binary && !ms_dock_utf8_valid(*plain, out_len)) {
-        free(*plain);
-        *plain = NULL;
+        rc = ms_pmd_inflate(w->ws_pmd, msg, len, lim(ws->c)->ws_max_message_size, &plain, &out_len);
+    if (rc == MS_PMD_OK && !binary && !ms_dock_utf8_valid(plain, out_len)) {
+        free(plain);
         ws_close_with(ws, 1007, "a text message is not UTF-8");
-        return false;
+        return NULL;
     }
     switch (rc) {
-    case MS_PMD_OK:
-        *msg = *plain;
-        *len = out_len;
-        return true;
+    case MS_PMD_OK: {
+        ms_hub_msg *m = cargo_msg(ws, binary, plain, out_len, 0);
+        free(plain);
+        return m;
+    }
     case MS_PMD_TOO_BIG:
         ws_close_with(ws, 1009, "the message is too big once inflated");
-        return false;
+        return NULL;
     case MS_PMD_BAD_DATA:
         ws_close_with(ws, 1007, "the message is not valid deflate data");
-        return false;
+        return NULL;
     default:
         ws_close_with(ws, 1011, "out of memory");
-        return false;
+        return NULL;
     }
 }
 
@@ -196,22 +215,18 @@ static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         ws_close_with(ws, 1003, "this bay accepts text messages only");
         return;
     }
-    const uint8_t *msg = a->msg;
-    size_t len = a->msg_length;
-    uint8_t *plain = NULL;
-    if (wslay_get_rsv1(a->rsv) && !inflate_msg(ws, binary, &msg, &len, &plain))
+    ms_hub_msg *m;
+    if (!wslay_get_rsv1(a->rsv))
+        m = cargo_msg(ws, binary, a->msg, a->msg_length, 0);
+    else if (ws->pend || ws->held)
+        /* it would wait in pend: kept compressed until its turn, so what
+         * one read brings costs what it weighs there, not up to 1000 times
+         * more once inflated (retry_pending inflates it) */
+        m = cargo_msg(ws, binary, a->msg, a->msg_length, WS_PEND_DEFLATED);
+    else
+        m = inflate_msg(ws, binary, a->msg, a->msg_length);
+    if (!m)
         return;
-    ms_hub_msg *m = ms_hub_msg_new(MS_HUB_CARGO, (uint32_t)ws->bay, ws->gen, ws->conn_id, 0, NULL,
-                                   MS_DOCK_CARGO_HEADER_LEN + len);
-    if (!m) {
-        free(plain);
-        ws_close_with(ws, 1011, "out of memory");
-        return;
-    }
-    ms_dock_put_cargo_header(m->data, binary ? MS_DOCK_CARGO_BINARY : MS_DOCK_CARGO, ws->conn_id, (uint32_t)len);
-    if (len)
-        memcpy(m->data + MS_DOCK_CARGO_HEADER_LEN, msg, len);
-    free(plain);
     /* request/response (RPC, commands): the answer comes soon; freeing the
      * context now would make it again for the answer (two calloc'd
      * contexts per round trip). Kept until a message goes back to the
@@ -403,6 +418,26 @@ static void retry_pending(ms_ws *ws)
     ms_hub *hub = ws->c->w->hub;
     while (ws->pend) {
         ms_hub_msg *m = ws->pend;
+        if (m->kind == MS_HUB_CARGO && m->code == WS_PEND_DEFLATED) {
+            /* its turn: inflated now, one at a time. The list is off ws
+             * meanwhile: a failure closes the client, which may free ws,
+             * and nothing after a bad message goes to the bay. */
+            ms_hub_msg *rest = m->next, *tail = ws->pend_tail;
+            ws->pend = ws->pend_tail = NULL;
+            bool binary = m->data[0] == MS_DOCK_CARGO_BINARY;
+            ms_hub_msg *plain = inflate_msg(ws, binary, m->data + MS_DOCK_CARGO_HEADER_LEN,
+                                            m->len - MS_DOCK_CARGO_HEADER_LEN);
+            uint32_t gen = m->gen;
+            free(m);
+            if (!plain) {
+                ms_hub_msg_free_list(rest);
+                return;
+            }
+            plain->gen = gen;
+            plain->next = rest;
+            ws->pend = m = plain;
+            ws->pend_tail = rest ? tail : plain;
+        }
         ms_hub_msg *next = m->next;
         if (!ms_hub_to_link(hub, m, false))
             return;
