@@ -3,15 +3,17 @@ Mothership keeps for it and what the bay gets. Uses the helpers of
 test_ws_compression.py (probe bay, raw client)."""
 import os
 import signal
+import socket
 import struct
 import time
+import zlib
 
 from fleet_helpers import PY
 from hbay_helpers import bay_log
 from test_bay_resume import bay_pid
 from test_bays import bay_toml, close_or_none, start
-from test_ws_compression import (PROBE, ROUTES, STARTED, connect, deflate, read_frame_rsv, still_sound,  # noqa: F401
-                                 wsframe)
+from test_ws_compression import (BIG, PROBE, ROUTES, STARTED, TAIL, cargo, connect, deflate,  # noqa: F401
+                                 extension_header, inflate, read_frame_rsv, still_sound, wsframe)
 
 MASK = b"\x11\x22\x33\x44"
 
@@ -102,3 +104,83 @@ def test_pended_compressed_messages_reach_the_bay_in_order_and_stop_at_a_bomb(fl
     assert texts[0] == "hello" and texts[1:41] == ["f" * ((1 << 20) - 16)] * 40
     assert texts[41:] == ["mark1 " * 20, "plain2"]
     assert [x["code"] for x in frames if x["type"] == "Disembark"] == [1009]
+
+
+def test_a_text_message_cut_inside_a_stored_block_is_refused(fleet, tmp_path):
+    """A stored block announcing more bytes than the message holds: the
+    tail the server appends is read as its data (00 00 ff ff), which is not
+    UTF-8, so a text message ends with 1007 and the bay gets nothing. (A
+    binary one reaches the bay with those 4 bytes, as zlib reads it.)"""
+    px, log = probe(fleet, tmp_path)
+    s, _ = connect(px)
+    payload = b"\x00" + struct.pack("<HH", 8, 0xffff ^ 8) + b"abcd"
+    s.sendall(wsframe(1, payload, rsv1=True) + wsframe(1, b"after"))
+    s.settimeout(10)
+    assert close_or_none(s) == 1007
+    frames = bay_log(log, lambda f: any(x["type"] == "Disembark" for x in f))
+    assert not any(x["type"] == "Cargo" for x in frames)
+
+
+def test_server_max_window_bits_9_is_honoured(fleet, tmp_path):
+    px, log = probe(fleet, tmp_path)
+    s, head = connect(px, ext=b"permessage-deflate; server_max_window_bits=9")
+    assert extension_header(head) == "permessage-deflate; client_no_context_takeover; server_max_window_bits=9"
+    msg = os.urandom(200).hex() * 20  # repeats 400 bytes apart: inside 512
+    s.sendall(wsframe(1, deflate(msg.encode()), rsv1=True))
+    rsv1, op, payload = read_frame_rsv(s)
+    assert rsv1 and zlib.decompressobj(-9).decompress(payload + TAIL) == msg.encode()
+
+
+def test_pings_inside_a_fragmented_compressed_message(fleet, tmp_path):
+    px, log = probe(fleet, tmp_path)
+    s, _ = connect(px)
+    z = deflate(BIG.encode())
+    s.sendall(wsframe(1, z[:7], fin=False, rsv1=True) + wsframe(9, b"p1") + wsframe(0, z[7:20], fin=False) +
+              wsframe(9, b"p2") + wsframe(0, z[20:]))
+    got = [read_frame_rsv(s) for _ in range(3)]
+    assert got[0] == (False, 10, b"p1") and got[1] == (False, 10, b"p2")
+    assert got[2][0] and inflate(got[2][2]) == BIG.encode()
+    assert cargo(log, 1) == [BIG]
+
+
+def test_a_bad_stream_mid_burst_does_not_corrupt_the_next_clients_message(fleet, tmp_path):
+    """The worker's inflater after an error inside a message, and after a
+    stream left mid-block: the next message (another client's) is read
+    afresh."""
+    px, log = probe(fleet, tmp_path, http={"ws_max_message_size": "64KiB"})
+    cases = [
+        deflate(BIG.encode())[:30] + b"\xff\xff\xff",          # error mid-stream
+        deflate(b"a" * (1 << 20), 9),                         # too big, inflater left mid-block
+        deflate(BIG.encode())[:-3],                            # a block cut short (no error)
+    ]
+    for bad in cases:
+        s, _ = connect(px)
+        s.sendall(wsframe(1, bad, rsv1=True))
+        s.settimeout(5)
+        try:
+            close_or_none(s)
+        except (EOFError, socket.timeout, ConnectionError):
+            pass
+        s2, _ = connect(px)
+        s2.sendall(wsframe(1, deflate(b"next client " * 10), rsv1=True))
+        rsv1, op, payload = read_frame_rsv(s2)
+        assert op == 1 and inflate(payload) == b"next client " * 10
+    texts = [x["text"] for x in bay_log(log, lambda f: sum(
+        x["type"] == "Cargo" and x["text"].startswith("next client") for x in f) >= 3) if x["type"] == "Cargo"]
+    assert texts.count("next client " * 10) == 3
+
+
+def test_many_small_bombs_reach_the_bay_whole_and_memory_returns(fleet, tmp_path):
+    px, log = probe(fleet, tmp_path, http={"ws_max_message_size": "256KiB"})
+    s, _ = connect(px)
+    one = b"x" * (256 << 10)
+    z = fast_frame(1, deflate(one, 9), rsv1=True)
+    n = 40
+    base = rss_kib(px.ms.proc.pid)
+    for _ in range(n):
+        s.sendall(z)
+        rsv1, op, payload = read_frame_rsv(s)
+        assert inflate(payload) == one
+    s.close()
+    time.sleep(0.5)
+    assert (rss_kib(px.ms.proc.pid) - base) // 1024 < 32
