@@ -64,7 +64,13 @@ def read_exact(c, n, frame_start=False):
 
 
 def send(c, t, payload):
-    c.sendall(struct.pack(">BI", t, len(payload)) + payload)
+    # blocking: Mothership may push back for longer than the 0.1 s the
+    # link's reads wait (big echoes while a client does not read)
+    c.settimeout(None)
+    try:
+        c.sendall(struct.pack(">BI", t, len(payload)) + payload)
+    finally:
+        c.settimeout(0.1)
 
 
 def serve(c):
