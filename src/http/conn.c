@@ -134,8 +134,8 @@ static void conn_free_if_done(ms_conn *c)
         w->gather.owner = NULL;
     ms_bodybuf_free(&c->body);
     drop_held_payload_result(c);
-    free(c->buf);
-    free(c->out);
+    ms_spare_put(&w->spare_in, c->buf, c->cap);
+    ms_spare_put(&w->spare_out, c->out, c->out_cap);
     ms_wgen_drop(c->g);
     free(c);
     ms_worker_maybe_done(w);
@@ -1145,9 +1145,16 @@ static void on_alloc(void *owner, size_t suggested, uv_buf_t *b)
         if (c->state == MS_C_HEAD && c->len == 0)
             conn_take_newest(c);
         /* the read buffer, and behind it the header table that points into it */
-        c->cap = (uint32_t)(limits(c)->max_header_size + 4096);
-        size_t hoff = ((size_t)c->cap + 15) & ~(size_t)15;
-        c->buf = malloc(hoff + MS_MAX_HEADERS * sizeof(ms_hdr));
+        uint32_t cap = (uint32_t)(limits(c)->max_header_size + 4096), got = 0;
+        size_t hoff = ((size_t)cap + 15) & ~(size_t)15;
+        c->buf = ms_spare_take(&c->w->spare_in, &got);
+        if (c->buf && got != cap) { /* a reload changed max_header_size */
+            free(c->buf);
+            c->buf = NULL;
+        }
+        if (!c->buf)
+            c->buf = malloc(hoff + MS_MAX_HEADERS * sizeof(ms_hdr));
+        c->cap = cap;
         c->hdr = c->buf ? (ms_hdr *)(void *)(c->buf + hoff) : NULL;
         if (!c->buf) {
             *b = uv_buf_init(NULL, 0);
@@ -1533,11 +1540,11 @@ static void start_next_request(ms_conn *c)
     c->parser.data = c;
     if (rest == 0 && c->buf) {
         /* idle: give the buffer back; an idle connection costs only its struct */
-        free(c->buf);
+        ms_spare_put(&c->w->spare_in, c->buf, c->cap);
         c->buf = NULL;
         c->hdr = NULL; /* nhdr is 0 already */
         c->cap = 0;
-        free(c->out); /* the last upstream request head */
+        ms_spare_put(&c->w->spare_out, c->out, c->out_cap); /* the last upstream request head */
         c->out = NULL;
         c->out_cap = c->out_len = 0;
         set_timer(c, limits(c)->idle_timeout_ms, on_idle_timeout);
@@ -1548,6 +1555,35 @@ static void start_next_request(ms_conn *c)
         process(c);
     if (c->state == MS_C_HEAD)
         ms_conn_start_reading(c);
+}
+
+/* ---------------------------------------------------------------- spare buffers */
+char *ms_spare_take(ms_spares *s, uint32_t *cap)
+{
+    if (s->n == 0)
+        return NULL;
+    s->n--;
+    *cap = s->cap[s->n];
+    return s->buf[s->n];
+}
+
+void ms_spare_put(ms_spares *s, char *p, uint32_t cap)
+{
+    if (!p)
+        return;
+    if (s->n == MS_SPARES) {
+        free(p);
+        return;
+    }
+    s->buf[s->n] = p;
+    s->cap[s->n] = cap;
+    s->n++;
+}
+
+void ms_spares_free(ms_spares *s)
+{
+    while (s->n)
+        free(s->buf[--s->n]);
 }
 
 /* ---------------------------------------------------------------- accepting */

@@ -1265,6 +1265,8 @@ void ms_dataplane_free(ms_dataplane *dp)
         ms_payload_result_free(&w->pres);
         free(w->phdrs);
         ms_ws_worker_free(w);
+        ms_spares_free(&w->spare_in);
+        ms_spares_free(&w->spare_out);
         free(w->gather.buf);
         ms_compress_cache_free(&w->ccache);
         free(w->tls_rbuf);

@@ -147,6 +147,20 @@ static inline ms_wgen *ms_wgen_hold(ms_wgen *g)
 #define MS_HOLD_MAX 1024           /* requests a worker holds for ships restarting in place */
 #define MS_HOLD_POLL_MS 20         /* how often held requests look at their ship again */
 
+/* Buffers of connections that went idle or closed, kept per worker for the
+ * next request: a keep-alive connection gives its buffers back after each
+ * response (an idle connection costs only its struct) and takes them again
+ * for its next request, then without a malloc and a free. Bounded: about
+ * as many as the connections of a busy client between two requests; only
+ * the pages a request touched are resident (a few KiB each); freed with
+ * the worker. */
+#define MS_SPARES 64
+typedef struct ms_spares {
+    char *buf[MS_SPARES];
+    uint32_t cap[MS_SPARES];
+    unsigned n;
+} ms_spares;
+
 #define MS_SLOT_CHUNK 256          /* metrics slots per allocation; chunks never move */
 #define MS_SLOT_CHUNKS 256
 #define MS_BIND_IDS 256            /* bind names counted over the data plane's life (TLS handshakes) */
@@ -202,6 +216,8 @@ struct ms_worker {
     uv_async_t dock_async;         /* the hub has messages for this worker */
     bool dock_async_open;
     char *ws_rbuf;                 /* shared read buffer, MS_WS_RBUF bytes */
+    ms_spares spare_in;            /* conns' read buffers (with the header table behind) */
+    ms_spares spare_out;           /* conns' upstream request head buffers (c->out) */
     ms_idmap ws_ids;               /* conn_id -> ms_ws */
     struct ms_pmd *ws_pmd;         /* permessage-deflate's z_streams (wsdeflate.c), made when first needed */
     ms_ws *ws_list;
@@ -408,6 +424,9 @@ void ms_worker_upstream_log(ms_worker *w, const char *ship, const char *fmt, ...
 /* conn.c */
 const ms_hdr *ms_conn_header(const ms_conn *c, const char *name);
 void ms_conn_make_reqid(ms_conn *c);
+char *ms_spare_take(ms_spares *s, uint32_t *cap);
+void ms_spare_put(ms_spares *s, char *p, uint32_t cap);
+void ms_spares_free(ms_spares *s);
 void ms_conn_upstream_drained(ms_conn *c);
 void ms_conn_start_reading(ms_conn *c);
 const char *ms_http_reason(int status);

@@ -213,6 +213,13 @@ static bool out_reserve(ms_conn *c, size_t more)
 {
     if (c->out_len + more <= c->out_cap)
         return true;
+    if (!c->out) { /* a buffer another request left */
+        uint32_t cap = 0;
+        c->out = ms_spare_take(&c->w->spare_out, &cap);
+        c->out_cap = c->out ? cap : 0;
+        if (c->out_len + more <= c->out_cap)
+            return true;
+    }
     size_t ncap = c->out_cap ? c->out_cap * 2 : 2048;
     while (ncap < c->out_len + more)
         ncap *= 2;
