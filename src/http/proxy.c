@@ -28,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http/framing.h"
 #include "http/handler.h"
 #include "http/http_impl.h"
 #include "http/resp_head.h"
@@ -100,8 +101,7 @@ size_t ms_u64_dec(uint64_t v, char out[24])
 
 static bool name_eq(const char *a, size_t alen, const char *b)
 {
-    size_t n = strlen(b);
-    return alen == n && strncasecmp(a, b, n) == 0;
+    return ms_name_is(a, alen, b);
 }
 
 /* Is this request header named in one of its Connection headers? The

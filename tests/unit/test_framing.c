@@ -134,12 +134,32 @@ static void test_chunked_bad(void **state)
     }
 }
 
+/* ms_name_is: ASCII case folded for letters only; its first-byte shortcut
+ * (bit 0x20 on both sides) must never make a pair equal that differs. */
+static void test_name_is(void **state)
+{
+    (void)state;
+    assert_true(ms_name_is("Connection", 10, "connection"));
+    assert_true(ms_name_is("CONNECTION", 10, "connection"));
+    assert_true(ms_name_is("x-forwarded-for", 15, "X-Forwarded-For"));
+    assert_true(ms_name_is("", 0, ""));
+    assert_false(ms_name_is("connectio", 9, "connection"));
+    assert_false(ms_name_is("connection", 10, "connectiom"));
+    assert_false(ms_name_is("Connection ", 11, "connection"));
+    assert_false(ms_name_is("@e", 2, "`e"));  /* 0x40 and 0x60: equal under | 0x20, not letters */
+    assert_false(ms_name_is("\\e", 2, "|e")); /* 0x5c and 0x7c likewise */
+    assert_false(ms_name_is("[te", 3, "{te"));
+    assert_false(ms_name_is("\re", 2, "-e"));  /* CR | 0x20 is '-' */
+    assert_true(ms_name_is("-E", 2, "-e"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_te_values),
         cmocka_unit_test(test_chunked_good),
         cmocka_unit_test(test_chunked_bad),
+        cmocka_unit_test(test_name_is),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
