@@ -85,18 +85,29 @@ size_t ms_chunk_header(size_t len, char out[24])
     return o;
 }
 
+/* Two digits per division: X-Request-Start's 16-digit microseconds are
+ * written for every request. */
 size_t ms_u64_dec(uint64_t v, char out[24])
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
     char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    size_t o = 0;
-    while (n)
-        out[o++] = tmp[--n];
-    return o;
+    size_t n = sizeof tmp;
+    while (v >= 100) {
+        size_t d = (size_t)(v % 100) * 2;
+        v /= 100;
+        tmp[--n] = pairs[d + 1];
+        tmp[--n] = pairs[d];
+    }
+    if (v >= 10) {
+        tmp[--n] = pairs[v * 2 + 1];
+        tmp[--n] = pairs[v * 2];
+    } else {
+        tmp[--n] = (char)('0' + v);
+    }
+    memcpy(out, tmp + n, sizeof tmp - n);
+    return sizeof tmp - n;
 }
 
 static bool name_eq(const char *a, size_t alen, const char *b)

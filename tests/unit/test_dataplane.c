@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "http/dataplane.h"
+#include "http/http_impl.h"
 #include "router/table.h"
 
 /* ---- uv_thread_create, failing on call number fail_on (1-based; 0: never) */
@@ -752,6 +753,34 @@ static void test_reload_ends_h2_connections_of_a_removed_bind(void **state)
     rmdir(dir);
 }
 
+/* ms_u64_dec writes Content-Length and X-Request-Start values: every
+ * digit count, the pairs table's edges, the largest value. */
+static void test_u64_dec(void **state)
+{
+    (void)state;
+    static const struct {
+        uint64_t v;
+        const char *s;
+    } cases[] = {
+        { 0, "0" },       { 7, "7" },        { 9, "9" },        { 10, "10" },     { 42, "42" },
+        { 99, "99" },     { 100, "100" },    { 101, "101" },    { 999, "999" },   { 1000, "1000" },
+        { 10009, "10009" }, { 1765061234567890ULL, "1765061234567890" },
+        { 18446744073709551615ULL, "18446744073709551615" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[24];
+        size_t n = ms_u64_dec(cases[i].v, out);
+        assert_int_equal(n, strlen(cases[i].s));
+        assert_memory_equal(out, cases[i].s, n);
+    }
+    char want[24], out[24];
+    for (uint64_t v = 0; v < 100000; v += 7) {
+        int wn = snprintf(want, sizeof want, "%llu", (unsigned long long)v);
+        assert_int_equal(ms_u64_dec(v, out), (size_t)wn);
+        assert_memory_equal(out, want, (size_t)wn);
+    }
+}
+
 int main(void)
 {
     if (fcntl(0, F_GETFD) < 0 && open("/dev/null", O_RDONLY) != 0) /* the last test closes stdin itself */
@@ -769,6 +798,7 @@ int main(void)
         cmocka_unit_test(test_refused_reload_keeps_a_renamed_unix_bind),
         cmocka_unit_test(test_drain_closes_the_listeners),
         cmocka_unit_test(test_unix_listener_on_descriptor_0),
+        cmocka_unit_test(test_u64_dec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
