@@ -11,18 +11,64 @@
 
 static bool name_is(const char *a, size_t alen, const char *b)
 {
-    size_t n = strlen(b);
-    return alen == n && strncasecmp(a, b, n) == 0;
+    return ms_name_is(a, alen, b);
+}
+
+/* The tokens of the head's Connection fields, gathered once per head: every
+ * field is looked up in them. Past CONN_TOKENS the values themselves are
+ * searched again for each field (ms_token_listed). */
+#define CONN_TOKENS 8
+typedef struct conn_tokens {
+    const char *p[CONN_TOKENS];
+    size_t n[CONN_TOKENS];
+    size_t count;
+    bool many;
+} conn_tokens;
+
+/* Tokens as ms_token_listed reads them: runs of bytes other than OWS and
+ * ",". */
+static void gather_conn_tokens(const ms_resp_head *h, conn_tokens *ct)
+{
+    ct->count = 0;
+    ct->many = false;
+    for (size_t i = 0; i < h->nfields && !ct->many; i++) {
+        if (!name_is(h->fields[i].name, h->fields[i].name_len, "connection"))
+            continue;
+        const char *v = h->fields[i].value, *end = v + h->fields[i].value_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *t = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                v++;
+            if (v == t)
+                continue;
+            if (ct->count == CONN_TOKENS) {
+                ct->many = true;
+                break;
+            }
+            ct->p[ct->count] = t;
+            ct->n[ct->count++] = (size_t)(v - t);
+        }
+    }
 }
 
 /* Is this field named in one of the head's Connection headers? The framing
  * headers and Host never count as named: obeying that would let a ship
  * remove what the client needs to read the response. */
-static bool named_in_connection(const ms_resp_head *h, const char *name, size_t nlen)
+static bool named_in_connection(const ms_resp_head *h, const conn_tokens *ct, const char *name, size_t nlen)
 {
+    if (ct->count == 0 && !ct->many)
+        return false;
     if (name_is(name, nlen, "content-length") || name_is(name, nlen, "transfer-encoding") ||
         name_is(name, nlen, "host"))
         return false;
+    if (!ct->many) {
+        for (size_t i = 0; i < ct->count; i++)
+            if (ct->n[i] == nlen && strncasecmp(ct->p[i], name, nlen) == 0)
+                return true;
+        return false;
+    }
     for (size_t i = 0; i < h->nfields; i++)
         if (name_is(h->fields[i].name, h->fields[i].name_len, "connection") &&
             ms_token_listed(h->fields[i].value, h->fields[i].value_len, name, nlen))
@@ -31,7 +77,7 @@ static bool named_in_connection(const ms_resp_head *h, const char *name, size_t 
 }
 
 /* A ship's header line that does not go to the client as it is. */
-static bool dropped(const ms_resp_head *h, const ms_field *f)
+static bool dropped(const ms_resp_head *h, const conn_tokens *ct, const ms_field *f)
 {
     const char *n = f->name;
     size_t nl = f->name_len;
@@ -39,15 +85,15 @@ static bool dropped(const ms_resp_head *h, const ms_field *f)
         name_is(n, nl, "trailer"))
         return true;
     if (!h->tunnel && (name_is(n, nl, "connection") || name_is(n, nl, "upgrade") ||
-                       name_is(n, nl, "content-length") || named_in_connection(h, n, nl)))
+                       name_is(n, nl, "content-length") || named_in_connection(h, ct, n, nl)))
         return true; /* the framing is written from what the parser established */
     return h->keep && !h->keep(h->edits_arg, n, nl); /* removed or replaced by a payload */
 }
 
-static const ms_field *find_vary(const ms_resp_head *h)
+static const ms_field *find_vary(const ms_resp_head *h, const conn_tokens *ct)
 {
     for (size_t i = 0; i < h->nfields; i++)
-        if (name_is(h->fields[i].name, h->fields[i].name_len, "vary") && !dropped(h, &h->fields[i]))
+        if (name_is(h->fields[i].name, h->fields[i].name_len, "vary") && !dropped(h, ct, &h->fields[i]))
             return &h->fields[i];
     return NULL;
 }
@@ -122,11 +168,13 @@ size_t ms_resp_head_write(const ms_resp_head *h, char *out, size_t cap)
     put(&w, " ", 1);
     put(&w, h->reason, reason_len(h));
     put(&w, "\r\n", 2);
-    const ms_field *vary = h->encoding ? find_vary(h) : NULL;
+    conn_tokens ct;
+    gather_conn_tokens(h, &ct);
+    const ms_field *vary = h->encoding ? find_vary(h, &ct) : NULL;
     bool have_date = false;
     for (size_t i = 0; i < h->nfields; i++) {
         const ms_field *f = &h->fields[i];
-        if (dropped(h, f))
+        if (dropped(h, &ct, f))
             continue;
         if (name_is(f->name, f->name_len, "date"))
             have_date = true;

@@ -60,6 +60,28 @@ static void test_framing_is_never_the_ships(void **state)
                                         "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
 }
 
+/* Fields named in Connection are dropped whatever the spelling of the list:
+ * two Connection fields, tabs and empty elements, any case, and more tokens
+ * than resp_head.c gathers once per head (then it searches the values). */
+static void test_named_in_connection(void **state)
+{
+    (void)state;
+    static const ms_field f[] = {
+        F("Connection", " ,x-a,\tX-B ,, "), F("X-A", "1"), F("x-b", "2"), F("X-AB", "kept"),
+        F("connection", "x-c"), F("X-C", "3"), F("X-D", "kept"),
+    };
+    ms_resp_head h = base(f, sizeof f / sizeof f[0]);
+    assert_string_equal(write_head(&h), "HTTP/1.1 200 OK\r\nX-AB: kept\r\nX-D: kept\r\n" DATE "\r\n");
+    static const ms_field g[] = {
+        F("Connection", "t1, t2, t3, t4, t5, t6, t7, t8"), F("Connection", "t9, x-late"), F("X-Late", "gone"),
+        F("T1", "gone"), F("T10", "kept"), F("Content-Length", "5"),
+    };
+    h = base(g, sizeof g / sizeof g[0]);
+    h.has_length = true;
+    h.length = 5;
+    assert_string_equal(write_head(&h), "HTTP/1.1 200 OK\r\nT10: kept\r\n" DATE "Content-Length: 5\r\n\r\n");
+}
+
 static void test_no_length_where_there_is_no_body(void **state)
 {
     (void)state;
@@ -167,6 +189,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_framing_is_never_the_ships),
+        cmocka_unit_test(test_named_in_connection),
         cmocka_unit_test(test_no_length_where_there_is_no_body),
         cmocka_unit_test(test_tunnel_keeps_its_upgrade_lines),
         cmocka_unit_test(test_compression_lines),
