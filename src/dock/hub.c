@@ -23,9 +23,28 @@ static bool queue_init(ms_hub_queue *q, size_t cap)
     return uv_mutex_init(&q->mu) == 0;
 }
 
+/* Free messages never taken by their worker: an MS_HUB_LINK_ATTACH carries
+ * the link's socket (a dup) and its lost message, the worker's to close and
+ * free: left open, the bay would not see its link end. */
+static void discard_list(ms_hub_msg *m)
+{
+    while (m) {
+        ms_hub_msg *next = m->next;
+        if (m->kind == MS_HUB_LINK_ATTACH && m->len >= sizeof(ms_hub_attach)) {
+            ms_hub_attach a;
+            memcpy(&a, m->data, sizeof a);
+            if (a.fd >= 0)
+                close(a.fd);
+            free(a.lost);
+        }
+        free(m);
+        m = next;
+    }
+}
+
 static void queue_destroy(ms_hub_queue *q)
 {
-    ms_hub_msg_free_list(q->head);
+    discard_list(q->head);
     q->head = q->tail = NULL;
     uv_mutex_destroy(&q->mu);
 }
@@ -328,7 +347,7 @@ void ms_hub_worker_detach(ms_hub *h, unsigned worker)
     q->head = q->tail = NULL;
     q->bytes = 0;
     uv_mutex_unlock(&q->mu);
-    ms_hub_msg_free_list(list);
+    discard_list(list); /* an attach not taken: its socket is closed */
     if (__atomic_exchange_n(&h->links_paused, 0, __ATOMIC_ACQ_REL))
         wake_control(h);
 }
@@ -355,13 +374,8 @@ bool ms_hub_to_worker(ms_hub *h, unsigned worker, ms_hub_msg *m)
     uv_mutex_lock(&q->mu);
     if (!hw->wake) { /* the worker has stopped */
         uv_mutex_unlock(&q->mu);
-        if (m->kind == MS_HUB_LINK_ATTACH) { /* what it carries is the worker's to close */
-            ms_hub_attach a;
-            memcpy(&a, m->data, sizeof a);
-            close(a.fd);
-            free(a.lost);
-        }
-        free(m);
+        m->next = NULL;
+        discard_list(m); /* what an attach carries is the worker's to close */
         return true;
     }
     queue_push_locked(q, m);

@@ -129,6 +129,39 @@ static void test_worker_inbox_budget_pauses_links_until_taken(void **state)
     ms_hub_free(h);
 }
 
+/* A worker that stops with the hand-over of a bay's link still in its
+ * inbox: the link's socket (a dup the worker owns) is closed, or the bay
+ * would never see its link end while Mothership runs, and the descriptor
+ * leaks (ASan/valgrind: the lost message too). */
+static void test_detach_closes_an_attach_left_in_the_inbox(void **state)
+{
+    (void)state;
+    ms_hub *h = new_hub(2, 1u << 20);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    uv_async_t wake;
+    assert_int_equal(uv_async_init(&loop, &wake, NULL), 0);
+    ms_hub_worker_attach(h, 1, &wake);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ms_hub_msg *lost = ms_hub_msg_new(MS_HUB_LINK_LOST, 1, 7, 0, 0, NULL, MS_HUB_LOST_WHY);
+    ms_hub_msg *att = ms_hub_msg_new(MS_HUB_LINK_ATTACH, 1, 7, 0, 0, NULL, sizeof(ms_hub_attach));
+    assert_non_null(lost);
+    assert_non_null(att);
+    lost->len = 0;
+    ms_hub_attach a = { .fd = sv[0], .lost = lost };
+    memcpy(att->data, &a, sizeof a);
+    assert_true(ms_hub_to_worker(h, 1, att));
+    ms_hub_worker_detach(h, 1); /* the worker stops before it took its inbox */
+    char c;
+    assert_int_equal(recv(sv[1], &c, 1, MSG_DONTWAIT), 0); /* the bay sees its link end */
+    close(sv[1]);
+    uv_close((uv_handle_t *)&wake, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    ms_hub_free(h);
+}
+
 static void test_bay_state_and_conn_id_owner(void **state)
 {
     (void)state;
@@ -368,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_bay_queue_has_a_budget_and_wakes_waiting_workers),
         cmocka_unit_test(test_worker_inbox_budget_pauses_links_until_taken),
         cmocka_unit_test(test_bay_state_and_conn_id_owner),
+        cmocka_unit_test(test_detach_closes_an_attach_left_in_the_inbox),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
