@@ -387,6 +387,21 @@ bool ms_hub_to_worker(ms_hub *h, unsigned worker, ms_hub_msg *m)
     return under;
 }
 
+bool ms_hub_hand_to_worker(ms_hub *h, unsigned worker, ms_hub_msg *m)
+{
+    ms_hub_worker *hw = &h->workers[worker];
+    ms_hub_queue *q = &hw->inbox;
+    uv_mutex_lock(&q->mu);
+    if (!hw->wake) {
+        uv_mutex_unlock(&q->mu);
+        return false;
+    }
+    queue_push_locked(q, m);
+    uv_async_send(hw->wake);
+    uv_mutex_unlock(&q->mu);
+    return true;
+}
+
 bool ms_hub_inboxes_have_room(ms_hub *h)
 {
     bool room = true;

@@ -223,6 +223,10 @@ void ms_hub_wake_workers(ms_hub *h, unsigned except);
 /* Link side (control loop). to_worker: force ignores the budget (control
  * messages); returns false if over budget after the push (stop reading). */
 bool ms_hub_to_worker(ms_hub *h, unsigned worker, ms_hub_msg *m);
+/* A link's hand-over (MS_HUB_LINK_ATTACH) to a worker that runs: false
+ * when there is none (no data plane, or it has stopped): m is still the
+ * caller's and the link is read where it is. */
+bool ms_hub_hand_to_worker(ms_hub *h, unsigned worker, ms_hub_msg *m);
 bool ms_hub_inboxes_have_room(ms_hub *h);
 /* Take up to max_bytes of the bay's queue (at least one message). Wakes
  * workers waiting for room when the queue drops under half its budget. */

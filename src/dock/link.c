@@ -423,7 +423,8 @@ static void on_docked(link_conn *lc, const ms_dock_frame *fr)
  * others' to their inboxes); this loop keeps the link's life: writes the
  * workers could not make themselves, failure (the worker reports it:
  * MS_HUB_LINK_LOST), and closing. rest: what was read after the Dock.
- * false: no worker could take it (out of memory): it is read here. */
+ * false: no worker could take it (out of memory, no data plane, or the
+ * home worker has stopped): it is read here. */
 static bool hand_over(link_conn *lc, const uint8_t *rest, size_t rest_len)
 {
     ms_dlink *l = lc->l;
@@ -449,9 +450,15 @@ static bool hand_over(link_conn *lc, const uint8_t *rest, size_t rest_len)
     memcpy(att->data, &a, sizeof a);
     if (rest_len)
         memcpy(att->data + sizeof a, rest, rest_len);
+    /* no worker to read it (no data plane, or stopping): read here */
+    if (!ms_hub_hand_to_worker(hub, ms_hub_home_of(hub, l->bay), att)) {
+        close(dfd);
+        free(lost);
+        free(att);
+        return false;
+    }
     uv_read_stop((uv_stream_t *)&lc->pipe);
     lc->remote = true;
-    ms_hub_to_worker(hub, ms_hub_home_of(hub, l->bay), att);
     return true;
 }
 
