@@ -159,11 +159,15 @@ routes = ["unixup:/.*"]
 
 def main():
     if len(sys.argv) not in (2, 3):
-        sys.exit("usage: instr.py MOTHERSHIP [BASE]")
+        sys.exit("usage: instr.py BUILD|MOTHERSHIP [BASE_BUILD|BASE_MOTHERSHIP]")
     stop_on_signals()
-    builds = [("mothership", os.path.abspath(sys.argv[1]))]
+    def binary(arg):  # a build directory (as the other benches take) or the binary itself
+        path = os.path.abspath(arg)
+        return os.path.join(path, "mothership") if os.path.isdir(path) else path
+
+    builds = [("mothership", binary(sys.argv[1]))]
     if len(sys.argv) == 3:
-        builds.append(("base", os.path.abspath(sys.argv[2])))
+        builds.append(("base", binary(sys.argv[2])))
     print(f"http instr: callgrind, wrk -t1 -c10 -d{DURATION}s, keep-alive, 1 worker each; "
           "user-space instructions per proxied request\n")
     print("| upstream | server | instructions/req | vs nginx |")
