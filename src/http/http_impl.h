@@ -25,6 +25,7 @@
 #define MS_WRITE_HIGH 262144       /* pending write bytes before the reading side pauses */
 #define MS_NBUCKETS 16            /* request duration buckets, 0.5 ms to 60 s */
 #define MS_WS_RBUF 65536           /* a worker's read buffer for WebSocket clients */
+#define MS_WS_CTX_POOL 16          /* idle wslay contexts a worker keeps for reuse (over 8 KiB each) */
 #define MS_TLS_RBUF 65536          /* a worker's buffer for TLS clients' socket reads */
 
 typedef enum ms_upstream_error {
@@ -79,6 +80,7 @@ typedef struct ms_gather {
 typedef struct ms_conn ms_conn;
 typedef struct ms_upconn ms_upconn;
 typedef struct ms_ws ms_ws;
+typedef struct ms_ws_slot ms_ws_slot;
 typedef struct ms_hblink ms_hblink;
 typedef struct ms_hbtarget ms_hbtarget;
 
@@ -220,6 +222,8 @@ struct ms_worker {
     ms_spares spare_out;           /* conns' upstream request head buffers (c->out) */
     ms_idmap ws_ids;               /* conn_id -> ms_ws */
     struct ms_pmd *ws_pmd;         /* permessage-deflate's z_streams (wsdeflate.c), made when first needed */
+    ms_ws_slot *ws_ctx_pool;       /* wslay contexts of clients gone idle, ready for reuse */
+    unsigned ws_ctx_pooled;        /* how many: at most MS_WS_CTX_POOL */
     ms_ws *ws_list;
     ms_ws *ws_dirty;               /* clients with messages queued by the inbox pass */
     struct ms_wslink *ws_links;    /* the docking links of bays whose home this worker is (ws_link.c) */

@@ -7,11 +7,12 @@
  * the link sends back for this worker arrives in its inbox (on_dock_async).
  *
  * Memory: an idle client keeps only its ms_conn and a small ms_ws. The
- * wslay context (over 4 KiB) exists only while something is in flight: it is
- * freed when every byte fed to it belongs to a whole frame, no fragmented
+ * wslay context (over 8 KiB) exists only while something is in flight: it
+ * leaves the client when every byte fed to it belongs to a whole frame, no fragmented
  * message is open, nothing waits to be sent and no answer is due from the
- * bay (answer_due: kept for it until the next timer tick); the read
- * buffer is the worker's.
+ * bay (answer_due: kept for it until the next timer tick), and goes to
+ * the worker's small pool of contexts for the next client that needs one
+ * (making one is a calloc of over 8 KiB); the read buffer is the worker's.
  *
  * Held clients (a bay that agreed to "resume" went away, or a client came
  * while it was away): not read (TCP pushes back on them), what was queued
@@ -37,9 +38,19 @@
 #define WS_CLOSE_WAIT_MS 3000           /* after our close frame, wait this long for the client's */
 #define WS_DEFLATE_MIN 64               /* shorter messages to a compressing client go as they are */
 
+/* A wslay context and the client it serves now. wslay keeps the user
+ * pointer it was made with, so it points here and the slot is re-pointed
+ * when the context goes to another client (ws_ctx_pool). */
+struct ms_ws_slot {
+    wslay_event_context_ptr ctx;
+    ms_ws *ws;
+    ms_ws_slot *next;                  /* in the worker's pool */
+};
+
 struct ms_ws {
     ms_conn *c;
     wslay_event_context_ptr ctx;       /* NULL while idle */
+    ms_ws_slot *slot;                  /* ctx's slot (NULL with it) */
     size_t bay;
     uint32_t conn_id, gen;
     bool binary_ok;
@@ -78,7 +89,7 @@ static const ms_http_limits *lim(const ms_conn *c)
 
 static ssize_t cb_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
-    ms_ws *ws = user;
+    ms_ws *ws = ((ms_ws_slot *)user)->ws;
     (void)flags;
     assert(ws->busy > 0); /* wslay calls back only from inside a call of ours */
     if (ws->in_len == 0) {
@@ -95,7 +106,7 @@ static ssize_t cb_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 
 static ssize_t cb_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
 {
-    ms_ws *ws = user;
+    ms_ws *ws = ((ms_ws_slot *)user)->ws;
     ms_conn *c = ws->c;
     (void)flags;
     assert(ws->busy > 0);
@@ -114,7 +125,7 @@ static ssize_t cb_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 static void cb_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *a,
                            void *user)
 {
-    ms_ws *ws = user;
+    ms_ws *ws = ((ms_ws_slot *)user)->ws;
     (void)ctx;
     uint64_t n = a->payload_length;
     ws->cur_frame = 2 + 4 + (n < 126 ? 0 : n < 65536 ? 2 : 8) + n; /* client frames are masked */
@@ -124,7 +135,7 @@ static void cb_frame_start(wslay_event_context_ptr ctx, const struct wslay_event
 
 static void cb_frame_end(wslay_event_context_ptr ctx, void *user)
 {
-    ms_ws *ws = user;
+    ms_ws *ws = ((ms_ws_slot *)user)->ws;
     (void)ctx;
     ws->framed += ws->cur_frame;
     ws->cur_frame = 0;
@@ -199,7 +210,7 @@ static ms_hub_msg *inflate_msg(ms_ws *ws, bool binary, const uint8_t *msg, size_
 
 static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a, void *user)
 {
-    ms_ws *ws = user;
+    ms_ws *ws = ((ms_ws_slot *)user)->ws;
     (void)ctx;
     if (a->opcode == WSLAY_CONNECTION_CLOSE) {
         if (!ws->report_code)
@@ -243,20 +254,56 @@ static const struct wslay_event_callbacks ws_callbacks = {
     .on_msg_recv_callback = cb_msg,
 };
 
+/* A context from the worker's pool (one that served a client up to a
+ * message boundary: wslay's state is then that of a new one), or a new
+ * one: wslay_event_context_server_init callocs over 8 KiB (two 4 KiB
+ * buffers). */
 static bool ensure_ctx(ms_ws *ws)
 {
     if (ws->ctx)
         return true;
-    if (wslay_event_context_server_init(&ws->ctx, &ws_callbacks, ws) != 0) {
-        ws->ctx = NULL;
-        return false;
+    ms_worker *w = ws->c->w;
+    ms_ws_slot *sl = w->ws_ctx_pool;
+    if (sl) {
+        w->ws_ctx_pool = sl->next;
+        w->ws_ctx_pooled--;
+    } else {
+        sl = malloc(sizeof *sl);
+        if (!sl)
+            return false;
+        if (wslay_event_context_server_init(&sl->ctx, &ws_callbacks, sl) != 0) {
+            free(sl);
+            return false;
+        }
     }
+    sl->ws = ws;
+    sl->next = NULL;
+    ws->slot = sl;
+    ws->ctx = sl->ctx;
     wslay_event_config_set_max_recv_msg_length(ws->ctx, lim(ws->c)->ws_max_message_size);
-    if (ws->deflate_bits) /* RSV1 marks a compressed message; without the agreement wslay fails it (1002) */
-        wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
+    /* RSV1 marks a compressed message; without the agreement wslay fails it (1002) */
+    wslay_event_config_set_allowed_rsv_bits(ws->ctx, ws->deflate_bits ? WSLAY_RSV1_BIT : WSLAY_RSV_NONE);
     ws->fed = ws->framed = ws->cur_frame = 0;
     ws->in_fragment = false;
     return true;
+}
+
+/* The client is between messages (maybe_idle's test): its context goes
+ * back to w's pool, or is freed (w NULL, or the pool is full). */
+static void release_ctx(ms_ws *ws, ms_worker *w)
+{
+    ms_ws_slot *sl = ws->slot;
+    ws->ctx = NULL;
+    ws->slot = NULL;
+    if (w && w->ws_ctx_pooled < MS_WS_CTX_POOL) {
+        sl->ws = NULL;
+        sl->next = w->ws_ctx_pool;
+        w->ws_ctx_pool = sl;
+        w->ws_ctx_pooled++;
+        return;
+    }
+    wslay_event_context_free(sl->ctx);
+    free(sl);
 }
 
 /* ---------------------------------------------------------------- driving wslay */
@@ -270,15 +317,14 @@ static void maybe_idle(ms_ws *ws)
         wslay_event_get_queued_msg_count(ws->ctx) != 0 || wslay_event_get_close_received(ws->ctx) ||
         wslay_event_get_close_sent(ws->ctx) || ms_conn_writing(c))
         return;
-    wslay_event_context_free(ws->ctx);
-    ws->ctx = NULL;
+    release_ctx(ws, wslay_event_want_read(ws->ctx) ? c->w : NULL);
 }
 
 static void ws_free(ms_ws *ws)
 {
     assert(ws->busy == 0); /* not from inside a wslay call: it still uses ctx */
     if (ws->ctx)
-        wslay_event_context_free(ws->ctx);
+        release_ctx(ws, NULL); /* the connection may be gone: not reused */
     free(ws->board);
     free(ws);
 }
@@ -752,6 +798,13 @@ void ms_ws_worker_free(ms_worker *w)
     ms_hbay_worker_free(w);
     ms_pmd_free(w->ws_pmd);
     w->ws_pmd = NULL;
+    while (w->ws_ctx_pool) {
+        ms_ws_slot *sl = w->ws_ctx_pool;
+        w->ws_ctx_pool = sl->next;
+        wslay_event_context_free(sl->ctx);
+        free(sl);
+    }
+    w->ws_ctx_pooled = 0;
     free(w->ws_rbuf);
     w->ws_rbuf = NULL;
     ms_idmap_free(&w->ws_ids);

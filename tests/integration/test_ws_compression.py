@@ -145,6 +145,34 @@ def test_a_route_without_the_key_never_compresses(fleet, tmp_path):
 
 
 # ------------------------------------------------------------------ messages both ways
+def test_a_reused_context_keeps_no_agreement_of_its_last_client(fleet, tmp_path):
+    """A worker reuses the wslay context of a client between messages for
+    the next one: RSV1 allowed for a compressing client must not carry over
+    to one that agreed to nothing (1002, nothing reaches the bay)."""
+    log = tmp_path / "probe.jsonl"
+    px = start(fleet, bay_toml("probe", PY, [PROBE, str(log)], routes=ROUTES), mothership={"workers": 1})
+    STARTED.append(px)
+    a, head = connect(px)
+    assert extension_header(head) is not None
+    for _ in range(3):  # each answer leaves a's context idle: back to the worker's pool
+        a.sendall(wsframe(1, deflate(BIG.encode()), rsv1=True))
+        rsv1, op, payload = read_frame_rsv(a)
+        assert rsv1 and inflate(payload) == BIG.encode()
+    b, head = connect(px, path="/ws")
+    assert extension_header(head) is None
+    b.sendall(wsframe(1, b"plain"))
+    assert read_frame_rsv(b) == (False, 1, b"plain")
+    b.sendall(wsframe(1, deflate(BIG.encode()), rsv1=True))
+    assert close_or_none(b) == 1002
+    frames = bay_log(log, lambda f: any(x["type"] == "Disembark" for x in f))
+    assert [x["code"] for x in frames if x["type"] == "Disembark"] == [1002]
+    assert cargo(log, 4) == [BIG] * 3 + ["plain"]
+    # and the compressing client still compresses on a context made or reused after b's
+    a.sendall(wsframe(1, deflate(BIG.encode()), rsv1=True))
+    rsv1, op, payload = read_frame_rsv(a)
+    assert rsv1 and inflate(payload) == BIG.encode()
+
+
 def test_compressed_both_ways_and_the_bay_sees_plain_text(fleet, tmp_path):
     px, log = probe(fleet, tmp_path)
     s, head = connect(px)
