@@ -516,26 +516,35 @@ ms_hub_msg *ms_hub_take_control(ms_hub *h)
     return list;
 }
 
+int ms_hub_bay_cargo(ms_hub *h, uint32_t bay, uint8_t type, const uint8_t *payload, size_t len, uint32_t *conn_id,
+                     const uint8_t **msg, size_t *mlen)
+{
+    if (type != MS_DOCK_CARGO && type != MS_DOCK_CARGO_BINARY)
+        return 0;
+    if (ms_dock_parse_cargo(payload, len, conn_id, msg, mlen) != 0)
+        return -1;
+    ms_hub_bay_stats *st = &h->bays[bay].st;
+    ms_hub_count(&st->msgs_out, 1);
+    ms_hub_count(&st->bytes_out, *mlen);
+    return 1;
+}
+
 int ms_hub_bay_frame(ms_hub *h, uint32_t bay, uint32_t gen, uint8_t type, const uint8_t *payload, size_t len,
                      ms_hub_msg **out, char *why, size_t why_len)
 {
-    ms_hub_bay_stats *st = &h->bays[bay].st;
     *out = NULL;
-    if (type == MS_DOCK_CARGO || type == MS_DOCK_CARGO_BINARY) {
-        uint32_t conn_id;
-        const uint8_t *msg;
-        size_t mlen;
-        if (ms_dock_parse_cargo(payload, len, &conn_id, &msg, &mlen) != 0) {
-            snprintf(why, why_len, "Cargo shorter than its 4-byte conn_id");
-            return -1;
-        }
+    uint32_t conn_id;
+    const uint8_t *msg;
+    size_t mlen;
+    int cargo = ms_hub_bay_cargo(h, bay, type, payload, len, &conn_id, &msg, &mlen);
+    if (cargo < 0) {
+        snprintf(why, why_len, "Cargo shorter than its 4-byte conn_id");
+        return -1;
+    }
+    if (cargo) {
         *out = ms_hub_msg_new(type == MS_DOCK_CARGO ? MS_HUB_TO_CLIENT_TEXT : MS_HUB_TO_CLIENT_BINARY, bay, gen,
                               conn_id, 0, msg, mlen);
-        if (!*out)
-            return -2;
-        ms_hub_count(&st->msgs_out, 1);
-        ms_hub_count(&st->bytes_out, mlen);
-        return 0;
+        return *out ? 0 : -2;
     }
     if (type == MS_DOCK_DISEMBARK) {
         ms_dock_disembark de = { 0 };

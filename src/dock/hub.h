@@ -255,6 +255,11 @@ ms_hub_msg *ms_hub_take_control(ms_hub *h);
  * breaks the protocol (why); -2: out of memory. */
 int ms_hub_bay_frame(ms_hub *h, uint32_t bay, uint32_t gen, uint8_t type, const uint8_t *payload, size_t len,
                      ms_hub_msg **out, char *why, size_t why_len);
+/* A Cargo frame's parts, in place (counted in the bay's stats): 1 it is
+ * one, 0 it is another type, -1 shorter than its conn_id. For the home
+ * worker, which delivers its own clients' messages without a copy. */
+int ms_hub_bay_cargo(ms_hub *h, uint32_t bay, uint8_t type, const uint8_t *payload, size_t len, uint32_t *conn_id,
+                     const uint8_t **msg, size_t *mlen);
 
 static inline void ms_hub_count(uint64_t *ctr, uint64_t n)
 {

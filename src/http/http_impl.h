@@ -494,6 +494,10 @@ size_t ms_conn_payload_headers(ms_conn *c);
 /* A message from a bay for a client of this worker (m stays the caller's);
  * the clients it made dirty are written by ms_ws_flush_dirty. */
 void ms_ws_deliver(ms_worker *w, ms_hub_msg *m);
+/* The same from its parts (data stays the caller's: the home worker's
+ * link delivers a Cargo for its own client from its read buffer). */
+void ms_ws_deliver_to(ms_worker *w, uint8_t kind, uint32_t bay, uint32_t gen, uint32_t conn_id, uint16_t code,
+                      const uint8_t *data, size_t len);
 void ms_ws_flush_dirty(ms_worker *w);
 /* ws_link.c: the reading side of the docking links of bays whose home is
  * this worker. attach: MS_HUB_LINK_ATTACH (its fd and lost message are

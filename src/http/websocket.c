@@ -500,46 +500,51 @@ static void retry_pending(ms_ws *ws)
 
 void ms_ws_deliver(ms_worker *w, ms_hub_msg *m)
 {
-    assert(m->bay < w->hub->nbays); /* set by the link from its own index, never by the bay */
-    ms_hub_bay_stats *st = &w->hub->bays[m->bay].st;
-    ms_ws *ws = ms_idmap_get(&w->ws_ids, m->conn_id);
-    if (!ws || ws->bay != m->bay || ws->gen != m->gen || ms_conn_is_closing(ws->c)) {
-        if (m->kind != MS_HUB_TO_CLIENT_CLOSE)
+    ms_ws_deliver_to(w, m->kind, m->bay, m->gen, m->conn_id, m->code, m->data, m->len);
+}
+
+void ms_ws_deliver_to(ms_worker *w, uint8_t kind, uint32_t bay, uint32_t gen, uint32_t conn_id, uint16_t code,
+                      const uint8_t *data, size_t len)
+{
+    assert(bay < w->hub->nbays); /* set by the link from its own index, never by the bay */
+    ms_hub_bay_stats *st = &w->hub->bays[bay].st;
+    ms_ws *ws = ms_idmap_get(&w->ws_ids, conn_id);
+    if (!ws || ws->bay != bay || ws->gen != gen || ms_conn_is_closing(ws->c)) {
+        if (kind != MS_HUB_TO_CLIENT_CLOSE)
             ms_hub_count(&st->dropped, 1);
         return;
     }
-    if (m->kind == MS_HUB_TO_CLIENT_CLOSE) {
+    if (kind == MS_HUB_TO_CLIENT_CLOSE) {
         ws->tell_bay = false; /* the bay asked for it */
-        uint16_t code = ms_dock_close_code_sendable(m->code) ? m->code : 1000;
         char reason[124];
-        size_t rl = m->len < sizeof reason - 1 ? m->len : sizeof reason - 1;
-        memcpy(reason, m->data, rl);
+        size_t rl = len < sizeof reason - 1 ? len : sizeof reason - 1;
+        memcpy(reason, data, rl);
         reason[rl] = '\0';
-        ws_close_with(ws, code, reason);
+        ws_close_with(ws, ms_dock_close_code_sendable(code) ? code : 1000, reason);
         return;
     }
     if (ws->closing)
         return;
     /* a text frame must be UTF-8: anything else from the bay goes as binary */
-    bool binary = m->kind == MS_HUB_TO_CLIENT_BINARY || !ms_dock_utf8_valid(m->data, m->len);
+    bool binary = kind == MS_HUB_TO_CLIENT_BINARY || !ms_dock_utf8_valid(data, len);
     if (!ensure_ctx(ws)) {
         ms_conn_close(ws->c);
         return;
     }
     uint64_t queued = wslay_event_get_queued_msg_length(ws->ctx) + ms_conn_write_pending(ws->c);
-    if (queued + m->len > lim(ws->c)->ws_send_queue) {
+    if (queued + len > lim(ws->c)->ws_send_queue) {
         ms_hub_count(&st->closed_slow, 1);
         ws_close_with(ws, 1008, "send queue full: the client does not read");
         return;
     }
     ws->answer_due = false;
     struct wslay_event_msg msg = { .opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
-                                   .msg = m->data, .msg_length = m->len };
+                                   .msg = data, .msg_length = len };
     uint8_t *packed = NULL;
     size_t packed_len = 0;
     uint8_t rsv = WSLAY_RSV_NONE;
-    if (ws->deflate_bits && m->len >= WS_DEFLATE_MIN && (w->ws_pmd || (w->ws_pmd = ms_pmd_new())) &&
-        ms_pmd_deflate(w->ws_pmd, ws->deflate_bits, m->data, m->len, &packed, &packed_len) == MS_PMD_OK) {
+    if (ws->deflate_bits && len >= WS_DEFLATE_MIN && (w->ws_pmd || (w->ws_pmd = ms_pmd_new())) &&
+        ms_pmd_deflate(w->ws_pmd, ws->deflate_bits, data, len, &packed, &packed_len) == MS_PMD_OK) {
         msg.msg = packed; /* wslay copies it */
         msg.msg_length = packed_len;
         rsv = WSLAY_RSV1_BIT;

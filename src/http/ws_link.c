@@ -96,8 +96,29 @@ static bool take_bytes(ms_wslink *wl, const uint8_t *p, size_t left)
         }
         if (r == 0)
             break;
+        uint32_t conn_id;
+        const uint8_t *msg;
+        size_t mlen;
+        int cargo = ms_hub_bay_cargo(hub, wl->bay, fr.type, fr.payload, fr.len, &conn_id, &msg, &mlen);
+        if (cargo > 0 && ms_hub_worker_of(hub, conn_id) == w->id) {
+            /* for a client of this worker: no message made, no copy (wslay copies it once) */
+            ms_ws_deliver_to(w, fr.type == MS_DOCK_CARGO ? MS_HUB_TO_CLIENT_TEXT : MS_HUB_TO_CLIENT_BINARY, wl->bay,
+                             wl->gen, conn_id, 0, msg, mlen);
+            continue;
+        }
         char why[260];
         ms_hub_msg *m = NULL;
+        if (cargo > 0) {
+            m = ms_hub_msg_new(fr.type == MS_DOCK_CARGO ? MS_HUB_TO_CLIENT_TEXT : MS_HUB_TO_CLIENT_BINARY, wl->bay,
+                               wl->gen, conn_id, 0, msg, mlen);
+            if (!m) {
+                wslink_fail(wl, 1011, "out of memory", false);
+                return false;
+            }
+            if (!ms_hub_to_worker(hub, ms_hub_worker_of(hub, conn_id), m))
+                over = true;
+            continue;
+        }
         int rc = ms_hub_bay_frame(hub, wl->bay, wl->gen, fr.type, fr.payload, fr.len, &m, why, sizeof why);
         if (rc != 0) {
             wslink_fail(wl, 1011, rc == -2 ? "out of memory" : why, rc == -1);
