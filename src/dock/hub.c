@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "dock/protocol.h"
@@ -284,13 +285,22 @@ static bool write_direct_locked(ms_hub_bay *b, ms_hub_msg **mp)
 
 bool ms_hub_to_link(ms_hub *h, ms_hub_msg *m, bool force)
 {
+    return ms_hub_to_link_ex(h, m, force, NULL);
+}
+
+bool ms_hub_to_link_ex(ms_hub *h, ms_hub_msg *m, bool force, bool *direct)
+{
     ms_hub_bay *b = &h->bays[m->bay];
     ms_hub_queue *q = &b->up;
+    if (direct)
+        *direct = false;
     uv_mutex_lock(&q->mu);
     if (q->head == NULL && b->direct_ok && b->direct_fd >= 0 && m->gen == b->direct_gen) {
         bool whole = write_direct_locked(b, &m);
         if (whole) {
             uv_mutex_unlock(&q->mu);
+            if (direct)
+                *direct = true;
             return true;
         }
         b->direct_ok = false; /* the link writes the rest (or meets the error) */
@@ -308,6 +318,66 @@ bool ms_hub_to_link(ms_hub *h, ms_hub_msg *m, bool force)
     uv_mutex_unlock(&q->mu);
     wake_control(h);
     return room;
+}
+
+static void count_direct(ms_hub_bay *b, const ms_hub_msg *m)
+{
+    if (m->kind == MS_HUB_CARGO) {
+        ms_hub_count(&b->st.msgs_in, 1);
+        ms_hub_count(&b->st.bytes_in, m->len - MS_DOCK_CARGO_HEADER_LEN);
+    }
+}
+
+bool ms_hub_to_link_chain(ms_hub *h, ms_hub_msg *m)
+{
+    ms_hub_bay *b = &h->bays[m->bay];
+    ms_hub_queue *q = &b->up;
+    uv_mutex_lock(&q->mu);
+    while (m && q->head == NULL && b->direct_ok && b->direct_fd >= 0 && m->gen == b->direct_gen) {
+        struct iovec iov[MS_HUB_CHAIN_IOV];
+        size_t n = 0, total = 0;
+        for (ms_hub_msg *x = m; x && n < MS_HUB_CHAIN_IOV; x = x->next, n++) {
+            iov[n] = (struct iovec){ .iov_base = x->data, .iov_len = x->len };
+            total += x->len;
+        }
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n };
+        ssize_t sent;
+        do
+            sent = sendmsg(b->direct_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (sent < 0 && errno == EINTR);
+        if (sent <= 0) {
+            b->direct_ok = false; /* the link writes them (or meets the error) */
+            break;
+        }
+        size_t left = (size_t)sent;
+        while (m && left >= m->len) {
+            ms_hub_msg *next = m->next;
+            count_direct(b, m);
+            left -= m->len;
+            free(m);
+            m = next;
+        }
+        if (left > 0) { /* m went in part: its rest first through the link, as in write_direct_locked */
+            count_direct(b, m);
+            memmove(m->data, m->data + left, m->len - left);
+            m->len -= (uint32_t)left;
+            m->kind = MS_HUB_BOARDING;
+        }
+        if ((size_t)sent < total) {
+            b->direct_ok = false;
+            break;
+        }
+    }
+    bool all = m == NULL;
+    while (m) { /* in order, whatever the budget: their clients gave them up already */
+        ms_hub_msg *next = m->next;
+        queue_push_locked(q, m);
+        m = next;
+    }
+    uv_mutex_unlock(&q->mu);
+    if (!all)
+        wake_control(h);
+    return all;
 }
 
 ms_hub_msg *ms_hub_take_inbox(ms_hub *h, unsigned worker)

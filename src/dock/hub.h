@@ -213,6 +213,16 @@ ms_hub_msg *ms_hub_take_boarding(ms_hub_msg **list, ms_hub_msg **tail);
  * not taken; every worker's resume flag is set once there is room again);
  * force ignores the budget (Disembark, which must not be lost). */
 bool ms_hub_to_link(ms_hub *h, ms_hub_msg *m, bool force);
+/* The same; *direct (when not NULL) says whether m went straight to the socket. */
+bool ms_hub_to_link_ex(ms_hub *h, ms_hub_msg *m, bool force, bool *direct);
+/* A worker's messages of one loop turn for one bay (a chain through next,
+ * in order, one generation): written with one sendmsg per
+ * MS_HUB_CHAIN_IOV of them when the link's direct path is open; what the
+ * socket does not take, or all of them when the path is closed, queued
+ * for the link in order whatever the budget (the caller bounds a chain).
+ * true: all went to the socket. */
+#define MS_HUB_CHAIN_IOV 64
+bool ms_hub_to_link_chain(ms_hub *h, ms_hub_msg *first);
 ms_hub_msg *ms_hub_take_inbox(ms_hub *h, unsigned worker);
 bool ms_hub_take_resume(ms_hub *h, unsigned worker);
 void ms_hub_worker_attach(ms_hub *h, unsigned worker, uv_async_t *wake);

@@ -25,6 +25,7 @@
 #define MS_WRITE_HIGH 262144       /* pending write bytes before the reading side pauses */
 #define MS_NBUCKETS 16            /* request duration buckets, 0.5 ms to 60 s */
 #define MS_WS_RBUF 65536           /* a worker's read buffer for WebSocket clients */
+#define MS_WS_STAGE_MAX 65536     /* bytes a worker stages for bays before writing them */
 #define MS_WS_CTX_POOL 16          /* idle wslay contexts a worker keeps for reuse (over 8 KiB each) */
 #define MS_TLS_RBUF 65536          /* a worker's buffer for TLS clients' socket reads */
 
@@ -224,6 +225,11 @@ struct ms_worker {
     struct ms_pmd *ws_pmd;         /* permessage-deflate's z_streams (wsdeflate.c), made when first needed */
     ms_ws_slot *ws_ctx_pool;       /* wslay contexts of clients gone idle, ready for reuse */
     unsigned ws_ctx_pooled;        /* how many: at most MS_WS_CTX_POOL */
+    ms_hub_msg *ws_stage, *ws_stage_tail; /* to bays, written at the end of the loop turn (websocket.c) */
+    size_t ws_stage_bytes;         /* at most MS_WS_STAGE_MAX, then written at once */
+    uv_check_t ws_stage_check;     /* runs after the turn's reads: writes ws_stage */
+    bool ws_stage_check_open, ws_stage_check_on;
+    bool ws_stage_ok;              /* the last staged messages went straight to the bays' sockets */
     ms_ws *ws_list;
     ms_ws *ws_dirty;               /* clients with messages queued by the inbox pass */
     struct ms_wslink *ws_links;    /* the docking links of bays whose home this worker is (ws_link.c) */

@@ -441,11 +441,81 @@ static void stop_reading_client(ms_ws *ws)
     ms_conn_stop_reading(ws->c);
 }
 
+/* Messages to bays are staged for the rest of the loop turn and written
+ * together (ms_hub_to_link_chain: one sendmsg for all of a turn's
+ * messages to a bay, one read for it) while the bay's link takes them
+ * straight: stage_ok, cleared when a turn's messages had to be queued,
+ * set again when one goes straight to the socket. Everything else to a
+ * link (Boarding, Disembark, a blocked client's pend) goes through
+ * link_send, which writes the staged ones first: a bay sees a client's
+ * frames in order. */
+static void stage_flush(ms_worker *w)
+{
+    ms_hub_msg *m = w->ws_stage;
+    w->ws_stage = w->ws_stage_tail = NULL;
+    w->ws_stage_bytes = 0;
+    if (w->ws_stage_check_on) {
+        uv_check_stop(&w->ws_stage_check);
+        w->ws_stage_check_on = false;
+    }
+    while (m) { /* runs of one bay and generation */
+        ms_hub_msg *last = m;
+        while (last->next && last->next->bay == m->bay && last->next->gen == m->gen)
+            last = last->next;
+        ms_hub_msg *rest = last->next;
+        last->next = NULL;
+        if (!ms_hub_to_link_chain(w->hub, m))
+            w->ws_stage_ok = false;
+        m = rest;
+    }
+}
+
+static void on_stage_check(uv_check_t *h)
+{
+    stage_flush(h->data);
+}
+
+static bool link_send(ms_worker *w, ms_hub_msg *m, bool force)
+{
+    if (w->ws_stage)
+        stage_flush(w);
+    bool direct = false;
+    bool taken = ms_hub_to_link_ex(w->hub, m, force, &direct);
+    if (direct)
+        w->ws_stage_ok = true;
+    return taken;
+}
+
+static void stage(ms_worker *w, ms_hub_msg *m)
+{
+    m->next = NULL;
+    if (w->ws_stage_tail)
+        w->ws_stage_tail->next = m;
+    else
+        w->ws_stage = m;
+    w->ws_stage_tail = m;
+    w->ws_stage_bytes += m->len;
+    if (w->ws_stage_bytes >= MS_WS_STAGE_MAX) {
+        stage_flush(w);
+        return;
+    }
+    if (!w->ws_stage_check_on) {
+        uv_check_start(&w->ws_stage_check, on_stage_check);
+        w->ws_stage_check_on = true;
+    }
+}
+
 static void to_bay(ms_ws *ws, ms_hub_msg *m)
 {
-    ms_hub *hub = ws->c->w->hub;
-    if (!ws->pend && !ws->held && ms_hub_to_link(hub, m, false))
-        return;
+    ms_worker *w = ws->c->w;
+    if (!ws->pend && !ws->held) {
+        if (w->ws_stage_ok && w->ws_stage_check_open) {
+            stage(w, m);
+            return;
+        }
+        if (link_send(w, m, false))
+            return;
+    }
     /* the bay's queue is full (or there is no link while held): keep it,
      * in order, and stop reading */
     m->next = NULL;
@@ -461,7 +531,7 @@ static void to_bay(ms_ws *ws, ms_hub_msg *m)
 
 static void retry_pending(ms_ws *ws)
 {
-    ms_hub *hub = ws->c->w->hub;
+    ms_worker *w = ws->c->w;
     while (ws->pend) {
         ms_hub_msg *m = ws->pend;
         if (m->kind == MS_HUB_CARGO && m->code == WS_PEND_DEFLATED) {
@@ -485,7 +555,7 @@ static void retry_pending(ms_ws *ws)
             ws->pend_tail = rest ? tail : plain;
         }
         ms_hub_msg *next = m->next;
-        if (!ms_hub_to_link(hub, m, false))
+        if (!link_send(w, m, false))
             return;
         ws->pend = next;
         if (!next)
@@ -778,6 +848,11 @@ bool ms_ws_worker_init(ms_worker *w)
     }
     w->dock_async.data = w;
     w->dock_async_open = true;
+    if (uv_check_init(&w->loop, &w->ws_stage_check) == 0) { /* without it messages go one by one */
+        w->ws_stage_check.data = w;
+        w->ws_stage_check_open = true;
+        w->ws_stage_ok = true;
+    }
     ms_hub_worker_attach(w->hub, w->id, &w->dock_async);
     return true;
 }
@@ -789,6 +864,11 @@ static void on_async_closed(uv_handle_t *h)
 
 void ms_ws_worker_close(ms_worker *w)
 {
+    stage_flush(w);
+    if (w->ws_stage_check_open) {
+        w->ws_stage_check_open = false;
+        uv_close((uv_handle_t *)&w->ws_stage_check, on_async_closed);
+    }
     ms_hbay_worker_close(w);
     ms_wslink_worker_close(w);
     if (!w->dock_async_open)
@@ -893,7 +973,7 @@ static void ws_detach(ms_conn *c)
             ms_hub_msg *m = ms_hub_msg_new(MS_HUB_DISEMBARK, (uint32_t)ws->bay, ws->gen, ws->conn_id, code, b.data,
                                            b.len);
             if (m)
-                ms_hub_to_link(hub, m, true);
+                link_send(w, m, true);
         }
         ms_dock_buf_free(&b);
     }
@@ -1166,7 +1246,7 @@ static bool ws_start(ms_conn *c, const ms_handler_arg *arg)
         ws->held = ws->waiting = true;
         ws->held_until = wait_until;
         ms_hub_count(&st->held, 1);
-    } else if (!ms_hub_to_link(hub, board, false)) {
+    } else if (!link_send(w, board, false)) {
         free(board);
         ms_idmap_del(&w->ws_ids, ws->conn_id);
         free(ws->board);

@@ -356,6 +356,90 @@ static void test_workers_write_to_the_link_socket_only_when_in_order(void **stat
     ms_hub_free(h);
 }
 
+static ms_hub_msg *chain_of(const char *texts, uint32_t gen, size_t n)
+{
+    ms_hub_msg *first = NULL, **tail = &first;
+    for (size_t i = 0; i < n; i++) {
+        char f[10] = "\x12\0\0\0\x05\0\0\0\x07";
+        f[9] = texts[i];
+        *tail = ms_hub_msg_new(MS_HUB_CARGO, 1, gen, 7, 0, f, 10);
+        assert_non_null(*tail);
+        tail = &(*tail)->next;
+    }
+    return first;
+}
+
+/* A worker's messages of one loop turn: one sendmsg while the link is idle
+ * (all counted, in order), or all queued in order (whatever the budget)
+ * while it is not; a full socket leaves the rest queued, the cut one
+ * first, and the link no longer idle. */
+static void test_a_turns_messages_go_in_one_write_or_all_queued_in_order(void **state)
+{
+    (void)state;
+    ms_hub *h = new_hub(2, 16); /* a budget smaller than one message */
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ms_hub_set_direct(h, 1, sv[0], 5);
+    /* not idle: queued, in order, though over the budget */
+    assert_false(ms_hub_to_link_chain(h, chain_of("abc", 5, 3)));
+    ms_hub_msg *list = ms_hub_take_up(h, 1, SIZE_MAX), *x = list;
+    for (const char *t = "abc"; *t; t++, x = x->next) {
+        assert_non_null(x);
+        assert_int_equal(x->data[9], *t);
+    }
+    assert_null(x);
+    ms_hub_msg_free_list(list);
+    /* idle: one write, in order, counted */
+    assert_true(ms_hub_link_idle(h, 1));
+    assert_true(ms_hub_to_link_chain(h, chain_of("defg", 5, 4)));
+    assert_null(ms_hub_take_up(h, 1, SIZE_MAX));
+    char got[64];
+    assert_int_equal(read(sv[1], got, sizeof got), 40);
+    assert_int_equal(got[9], 'd');
+    assert_int_equal(got[39], 'g');
+    assert_int_equal(h->bays[1].st.msgs_in, 4);
+    assert_int_equal(h->bays[1].st.bytes_in, 4);
+    /* more than MS_HUB_CHAIN_IOV at once: all of them, in order */
+    char many[MS_HUB_CHAIN_IOV + 6];
+    for (size_t i = 0; i < sizeof many; i++)
+        many[i] = (char)('A' + i % 26);
+    assert_true(ms_hub_to_link_chain(h, chain_of(many, 5, sizeof many)));
+    size_t want = 10 * sizeof many, have = 0;
+    char buf[10 * (MS_HUB_CHAIN_IOV + 6)];
+    while (have < want) {
+        ssize_t n = read(sv[1], buf + have, want - have);
+        assert_true(n > 0);
+        have += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof many; i++)
+        assert_int_equal(buf[10 * i + 9], many[i]);
+    /* a full socket: what it took is cut off the first one not whole,
+     * which is queued first (counted already), then the rest */
+    int snd = 4096;
+    assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd), 0);
+    size_t big = 1u << 19;
+    ms_hub_msg *m = ms_hub_msg_new(MS_HUB_CARGO, 1, 5, 7, 0, NULL, big);
+    memset(m->data, 'x', big);
+    m->next = chain_of("z", 5, 1);
+    ms_hub_msg *z = m->next;
+    uint64_t before = h->bays[1].st.msgs_in;
+    assert_false(ms_hub_to_link_chain(h, m));
+    list = ms_hub_take_up(h, 1, SIZE_MAX);
+    assert_ptr_equal(list, m);
+    assert_true(m->len < big);
+    assert_int_equal(m->kind, MS_HUB_BOARDING);
+    assert_ptr_equal(m->next, z);
+    assert_null(z->next);
+    assert_int_equal(h->bays[1].st.msgs_in, before + 1);
+    ms_hub_msg_free_list(list);
+    /* the link is not idle now: the next turn's messages queue */
+    assert_false(ms_hub_to_link_chain(h, chain_of("q", 5, 1)));
+    ms_hub_msg_free_list(ms_hub_take_up(h, 1, SIZE_MAX));
+    ms_hub_set_direct(h, 1, -1, 0);
+    close(sv[1]);
+    ms_hub_free(h);
+}
+
 static void test_bay_frames_become_messages_or_protocol_errors(void **state)
 {
     (void)state;
@@ -393,6 +477,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_reset_bay_starts_afresh),
         cmocka_unit_test(test_workers_write_to_the_link_socket_only_when_in_order),
+        cmocka_unit_test(test_a_turns_messages_go_in_one_write_or_all_queued_in_order),
         cmocka_unit_test(test_bay_frames_become_messages_or_protocol_errors),
         cmocka_unit_test(test_an_away_bay_lets_a_bounded_number_of_clients_wait),
         cmocka_unit_test(test_a_client_held_across_a_reset_leaves_the_gauge_at_zero),
