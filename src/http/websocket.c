@@ -883,6 +883,8 @@ void ms_ws_worker_free(ms_worker *w)
     ms_hbay_worker_free(w);
     ms_pmd_free(w->ws_pmd);
     w->ws_pmd = NULL;
+    ms_hub_msg_free_list(w->ws_stage); /* none: ms_ws_worker_close wrote them */
+    w->ws_stage = w->ws_stage_tail = NULL;
     while (w->ws_ctx_pool) {
         ms_ws_slot *sl = w->ws_ctx_pool;
         w->ws_ctx_pool = sl->next;
