@@ -26,7 +26,7 @@
 #define MS_NBUCKETS 16            /* request duration buckets, 0.5 ms to 60 s */
 #define MS_WS_RBUF 65536           /* a worker's read buffer for WebSocket clients */
 #define MS_WS_STAGE_MAX 65536     /* bytes a worker stages for bays before writing them */
-#define MS_WS_CTX_POOL 16          /* idle wslay contexts a worker keeps for reuse (over 8 KiB each) */
+#define MS_WS_CTX_POOL 64          /* idle wslay contexts a worker keeps for reuse (over 8 KiB each) */
 #define MS_TLS_RBUF 65536          /* a worker's buffer for TLS clients' socket reads */
 
 typedef enum ms_upstream_error {

@@ -9,10 +9,9 @@
  * Memory: an idle client keeps only its ms_conn and a small ms_ws. The
  * wslay context (over 8 KiB) exists only while something is in flight: it
  * leaves the client when every byte fed to it belongs to a whole frame, no fragmented
- * message is open, nothing waits to be sent and no answer is due from the
- * bay (answer_due: kept for it until the next timer tick), and goes to
- * the worker's small pool of contexts for the next client that needs one
- * (making one is a calloc of over 8 KiB); the read buffer is the worker's.
+ * message is open and nothing waits to be sent, and goes to the worker's
+ * small pool of contexts for the next client that needs one (making one
+ * is a calloc of over 8 KiB); the read buffer is the worker's.
  *
  * Held clients (a bay that agreed to "resume" went away, or a client came
  * while it was away): not read (TCP pushes back on them), what was queued
@@ -69,8 +68,6 @@ struct ms_ws {
     ms_ws *prev, *next;                /* the worker's clients */
     ms_ws *dirty_prev, *dirty_next;    /* on the worker's list of clients to flush */
     bool dirty;
-    bool answer_due;                   /* a message went to the bay and none came back since: the
-                                          wslay context is kept for the answer (until a tick) */
     bool held;                         /* waiting for the bay to dock (again): not read */
     bool boarded;                      /* a link had its Boarding: the next one is "resumed" */
     bool waiting;                      /* counted in the bay's waiting clients (came while it was away) */
@@ -238,11 +235,6 @@ static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         m = inflate_msg(ws, binary, a->msg, a->msg_length);
     if (!m)
         return;
-    /* request/response (RPC, commands): the answer comes soon; freeing the
-     * context now would make it again for the answer (two calloc'd
-     * contexts per round trip). Kept until a message goes back to the
-     * client or the next tick of its timer. */
-    ws->answer_due = true;
     to_bay(ws, m);
 }
 
@@ -311,7 +303,7 @@ static void release_ctx(ms_ws *ws, ms_worker *w)
 static void maybe_idle(ms_ws *ws)
 {
     ms_conn *c = ws->c;
-    if (!ws->ctx || ws->busy || ws->closing || ms_conn_is_closing(c) || ws->answer_due)
+    if (!ws->ctx || ws->busy || ws->closing || ms_conn_is_closing(c))
         return;
     if (ws->fed != ws->framed || ws->in_fragment || wslay_event_want_write(ws->ctx) ||
         wslay_event_get_queued_msg_count(ws->ctx) != 0 || wslay_event_get_close_received(ws->ctx) ||
@@ -607,7 +599,6 @@ void ms_ws_deliver_to(ms_worker *w, uint8_t kind, uint32_t bay, uint32_t gen, ui
         ws_close_with(ws, 1008, "send queue full: the client does not read");
         return;
     }
-    ws->answer_due = false;
     struct wslay_event_msg msg = { .opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
                                    .msg = data, .msg_length = len };
     uint8_t *packed = NULL;
@@ -920,10 +911,6 @@ static void on_ws_timer(uv_timer_t *t)
         ws->tell_bay = false;
         ws_close_with(ws, 1012, "the bay is restarting");
         return;
-    }
-    if (ws->answer_due) { /* no answer within a tick: the context goes once idle */
-        ws->answer_due = false;
-        maybe_idle(ws);
     }
     if (ws->blocked) {
         ws->last_rx = now; /* not read on purpose (its bay is behind): not idle */
