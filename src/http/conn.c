@@ -55,12 +55,51 @@ const ms_hdr *ms_conn_header(const ms_conn *c, const char *name)
     return NULL;
 }
 
+/* The connection's timeouts (head, idle, body, linger) are one deadline,
+ * kept in the connection; the uv timer runs lazily behind it. Setting a
+ * deadline no earlier than the one the timer is armed for, or clearing it,
+ * costs a store: the timer fires at its old time, finds the deadline later
+ * (or gone) and is armed again for what is left (or not). A keep-alive
+ * request so stops and starts no timer in libuv's heap; the deadline each
+ * timeout fires at is the same as before. */
+static void on_conn_timer(uv_timer_t *t)
+{
+    ms_conn *c = t->data;
+    if (!c->timer_due)
+        return;
+    uint64_t now = uv_now(t->loop);
+    if (now < c->timer_due) {
+        c->timer_at = c->timer_due;
+        uv_timer_start(t, on_conn_timer, c->timer_due - now, 0);
+        return;
+    }
+    c->timer_due = 0;
+    c->timer_cb(t);
+}
+
+static void clear_timer(ms_conn *c)
+{
+    c->timer_due = 0;
+}
+
+static bool timer_set(const ms_conn *c)
+{
+    return c->timer_due != 0;
+}
+
 static void set_timer(ms_conn *c, uint64_t ms, uv_timer_cb cb)
 {
-    if (ms)
-        uv_timer_start(&c->timer, cb, ms, 0);
-    else
-        uv_timer_stop(&c->timer);
+    if (!ms) {
+        clear_timer(c);
+        return;
+    }
+    uint64_t due = uv_now(c->timer.loop) + ms;
+    c->timer_due = due;
+    c->timer_cb = cb;
+    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer.timer_cb == on_conn_timer && c->timer_at <= due)
+        return; /* it fires first, and is armed again for the rest */
+    c->timer_at = due;
+    uv_timer_start(&c->timer, on_conn_timer, ms, 0);
 }
 
 /* ---------------------------------------------------------------- the handler */
@@ -673,7 +712,7 @@ static int on_message_complete(http_parser *p)
     ms_conn *c = p->data;
     c->req_done = true;
     if (c->state == MS_C_BODY || c->state == MS_C_PROXY)
-        uv_timer_stop(&c->timer); /* the body timeout is over */
+        clear_timer(c); /* the body timeout is over */
     if (c->state == MS_C_PROXY && c->handler->body_end)
         c->handler->body_end(c);
     http_parser_pause(p, 1);
@@ -929,7 +968,7 @@ static void dispatch(ms_conn *c)
     c->reqid_len = 0;
     ms_conn_make_reqid(c);
     c->slot = c->g->nomatch_slot[c->bind_idx];
-    uv_timer_stop(&c->timer);
+    clear_timer(c);
 
     int bad = check_head(c);
     if (bad) {
@@ -1364,12 +1403,12 @@ static void process_step(ms_conn *c)
     bool backed_up = c->state == MS_C_PROXY && handler_backed_up(c);
     if ((!c->buf || c->len < c->cap) && !backed_up) { /* no buffer: idle, one comes with the next read */
         ms_conn_start_reading(c);
-        if (body_phase(c) && !uv_is_active((uv_handle_t *)&c->timer))
+        if (body_phase(c) && !timer_set(c))
             set_timer(c, limits(c)->body_timeout_ms, on_body_timeout);
     } else {
         stop_reading(c);
         if (body_phase(c))
-            uv_timer_stop(&c->timer); /* waiting for the ship, not for the client */
+            clear_timer(c); /* waiting for the ship, not for the client */
     }
 }
 
@@ -1865,8 +1904,10 @@ void ms_conn_stop_reading(ms_conn *c)
 
 void ms_conn_timer_start(ms_conn *c, uv_timer_cb cb, uint64_t timeout_ms, uint64_t repeat_ms)
 {
-    if (c->state != MS_C_CLOSING)
+    if (c->state != MS_C_CLOSING) {
+        clear_timer(c); /* the handler's timer replaces the lazy deadline */
         uv_timer_start(&c->timer, cb, timeout_ms, repeat_ms);
+    }
 }
 
 /* The worker begins to drain: idle connections close now, a handler that
@@ -1895,6 +1936,7 @@ size_t ms_conn_switch_protocols(ms_conn *c, const char **rest)
 {
     assert(c->state == MS_C_PROXY && c->handler && c->handler->data && c->buf);
     c->state = MS_C_TUNNEL;
+    clear_timer(c);
     uv_timer_stop(&c->timer);
     ms_conn_record(c, 101);
     c->tunnel_open = true; /* its bytes and duration are counted when it ends */

@@ -278,6 +278,9 @@ struct ms_conn {
     bool h2;                       /* x is an HTTP/2 stream (h2.c) */
     bool h2_checked;               /* an h2c bind's first bytes were checked for the HTTP/2 preface */
     uv_timer_t timer;
+    uint64_t timer_due;            /* loop ms when timer_cb is due; 0: none (conn.c set_timer) */
+    uint64_t timer_at;             /* loop ms the uv timer is armed for while it runs lazily */
+    uv_timer_cb timer_cb;          /* the timeout set_timer keeps */
     ms_worker *w;
     ms_wgen *g;                    /* the generation of the current request (held) */
     ms_conn *prev, *next;

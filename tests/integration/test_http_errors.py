@@ -296,6 +296,38 @@ def test_keep_alive_connection_in_use_is_not_cut(px):
             time.sleep(0.3)   # under idle_timeout each time: the wait is the point of the test
 
 
+def test_idle_timeout_counts_from_the_last_response_after_many(px):
+    """The connection's deadline is kept lazily behind one libuv timer
+    (conn.c set_timer): after requests that each moved it later, the idle
+    close still comes idle_timeout after the LAST response, neither at the
+    first deadline the timer was armed for nor never."""
+    with Raw(px.port) as c:
+        for i in range(4):
+            c.send(raw_request("GET", f"/m{i}"))
+            assert c.response().status == 200
+            time.sleep(0.25)  # under idle_timeout each time: the wait is the point of the test
+        c.send(raw_request("GET", "/last"))
+        assert c.response().status == 200
+        t0 = time.monotonic()
+        assert c.closed(3), "idle keep-alive connection not closed after several requests"
+        took = time.monotonic() - t0
+        assert 0.4 < took < 2.5, took
+        assert c.buf == b""
+
+
+def test_head_timeout_fires_on_a_head_begun_after_a_response(px):
+    """A slow head on a connection that has served a request gets the 408
+    (the deadline was cleared at dispatch and set again at the response)."""
+    with Raw(px.port) as c:
+        c.send(raw_request("GET", "/first"))
+        assert c.response().status == 200
+        c.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        assert c.closed(3), "a head left open after a response was not timed out"
+        assert time.monotonic() - t0 < 2.5
+        assert b"408" in c.buf
+
+
 def test_a_buffer_of_pipelined_local_answers_does_not_overflow_the_stack(fleet):
     """A read buffer (max_header_size 1 MiB) full of small pipelined
     requests, each answered by Mothership itself (404): they are answered
