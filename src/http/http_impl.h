@@ -388,6 +388,8 @@ struct ms_upconn {
     } io;
     uv_connect_t connect_req;
     uv_timer_t timer;
+    uint64_t timer_due;            /* loop ms when on_up_timeout is due; 0: none (proxy.c up_timer_set) */
+    uint64_t timer_at;             /* loop ms the uv timer is armed for */
     ms_worker *w;
     ms_wgen *g;                    /* the generation whose ship this is (held) */
     size_t ship;

@@ -43,6 +43,7 @@ static void send_head(ms_upconn *u);
 static void drop_compressor(ms_upconn *u);
 static void send_buffered_body(ms_upconn *u);
 static void request_timer(ms_upconn *u);
+static void up_timer_clear(ms_upconn *u);
 static bool proxy_start(ms_conn *c, const ms_handler_arg *arg);
 static void unhold(ms_conn *c);
 
@@ -838,7 +839,7 @@ static void pool_put(ms_upconn *u)
     assert(!u->closing && !u->idle_in_pool && u->next == NULL);
     up_unclaim(u);
     u->rlen = u->rpos = 0;
-    uv_timer_stop(&u->timer);
+    up_timer_clear(u);
     if (u->g != w->cur) { /* a request of an older generation: kept only if its ship has not moved */
         size_t ns = ship_in(u->g, u->ship, u->parity, w->cur);
         if (ns == SIZE_MAX) {
@@ -1033,6 +1034,41 @@ static void on_up_timeout(uv_timer_t *t)
     }
 }
 
+/* The upstream timeouts (connect, request, answer) are one deadline kept in
+ * the connection, the uv timer lazily behind it as conn.c keeps the
+ * client's: a request clears and sets it without touching libuv's timer
+ * heap when the new deadline is no earlier than the armed one; the timer
+ * then fires early and is armed again for what is left. */
+static void on_up_timer(uv_timer_t *t)
+{
+    ms_upconn *u = t->data;
+    if (!u->timer_due)
+        return;
+    uint64_t now = uv_now(t->loop);
+    if (now < u->timer_due) {
+        u->timer_at = u->timer_due;
+        uv_timer_start(t, on_up_timer, u->timer_due - now, 0);
+        return;
+    }
+    u->timer_due = 0;
+    on_up_timeout(t);
+}
+
+static void up_timer_clear(ms_upconn *u)
+{
+    u->timer_due = 0;
+}
+
+static void up_timer_set(ms_upconn *u, uint64_t ms)
+{
+    uint64_t due = uv_now(u->timer.loop) + ms;
+    u->timer_due = due;
+    if (uv_is_active((uv_handle_t *)&u->timer) && u->timer_at <= due)
+        return; /* it fires first, and is armed again for the rest */
+    u->timer_at = due;
+    uv_timer_start(&u->timer, on_up_timer, ms, 0);
+}
+
 /* The upstream timer while the request goes up: it runs while a write to
  * the ship is stalled (restarted at each write it takes) and, once the
  * last byte is written, until the response head; it does not run while the
@@ -1042,9 +1078,9 @@ static void request_timer(ms_upconn *u)
     if (u->closing || !u->client || !u->connected || u->head_done)
         return;
     if (u->writes_in_flight > 0 || u->req_sent)
-        uv_timer_start(&u->timer, on_up_timeout, limits(u->g)->upstream_timeout_ms, 0);
+        up_timer_set(u, limits(u->g)->upstream_timeout_ms);
     else
-        uv_timer_stop(&u->timer);
+        up_timer_clear(u);
 }
 
 /* ---------------------------------------------------------------- reading the response */
@@ -1092,7 +1128,7 @@ static void parse_response(ms_upconn *u)
         }
         if (e == HPE_PAUSED && u->head_done && !u->head_sent) {
             /* the parser stopped on the final LF of the head and re-reads it on resume */
-            uv_timer_stop(&u->timer);
+            up_timer_clear(u);
             if (u->status >= 100 && u->status < 200 && u->status != 101 && c->http_minor == 0) {
                 u->head_sent = true; /* no 1xx to an HTTP/1.0 client: it would take it for the answer */
                 continue;
@@ -1359,7 +1395,7 @@ static void on_connect(uv_connect_t *req, int status)
                                          : uv_strerror(status));
         return;
     }
-    uv_timer_stop(&u->timer);
+    up_timer_clear(u);
     send_head(u);
 }
 
@@ -1404,7 +1440,7 @@ static void proxy_connect(ms_conn *c, bool allow_pool)
     u->handles_open = 2;
     up_claim(u, c);
     u->connect_req.data = u;
-    uv_timer_start(&u->timer, on_up_timeout, limits(c->g)->upstream_connect_timeout_ms, 0);
+    up_timer_set(u, limits(c->g)->upstream_connect_timeout_ms);
     if (t->is_unix) {
         uv_pipe_connect(&u->connect_req, &u->io.pipe, t->path, on_connect);
     } else {

@@ -47,6 +47,23 @@ def test_504_when_the_upstream_is_too_slow(px):
     assert r.headers["Content-Type"].startswith("text/plain")
 
 
+def test_504_on_a_pooled_upstream_after_fast_requests(px):
+    """The upstream deadline is kept lazily behind one timer (proxy.c
+    up_timer_set): fast requests in a row on one pooled ship connection
+    are not cut by a timer armed for an earlier one, and a slow request
+    right after them still gets its 504 upstream_timeout after it began."""
+    with Raw(px.port) as c:
+        for i in range(5):
+            c.send(raw_request("GET", f"/fast{i}"))
+            assert c.response().status == 200
+            time.sleep(0.1)  # under upstream_timeout: the armed timer is still running
+        t0 = time.monotonic()
+        c.send(raw_request("GET", "/slow?delay=2000"))
+        assert c.response().status == 504
+        took = time.monotonic() - t0
+        assert 0.25 < took < 1.8, took
+
+
 def test_504_as_json_with_the_clients_request_id(px):
     r = requests.get(px.url("/slow?delay=2000"), timeout=10,
                      headers={"Accept": "application/json", "X-Request-Id": "req-504-abc"})
