@@ -667,12 +667,9 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     }
     h->val_len += (uint32_t)len;
     /* obs-fold and bare control characters are refused (smuggling vectors) */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)at[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-            c->error_status = 400;
-            return 1;
-        }
+    if (!ms_field_value_clean(at, len)) {
+        c->error_status = 400;
+        return 1;
     }
     return 0;
 }

@@ -104,6 +104,34 @@ static bool is_ctl(unsigned char ch)
     return (ch < 0x20 && ch != '\t') || ch == 0x7f;
 }
 
+/* Does this word hold a byte below 0x20 or a 0x7f? (bit tricks on 8 bytes
+ * at once; a tab is among the bytes below 0x20: is_ctl decides those) */
+static bool word_may_hold_ctl(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t below = (x - ones * 0x20) & ~x & highs;
+    uint64_t del = x ^ (ones * 0x7f);
+    return (below | ((del - ones) & ~del & highs)) != 0;
+}
+
+bool ms_field_value_clean(const char *v, size_t len)
+{
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t x;
+        memcpy(&x, v + i, 8);
+        if (!word_may_hold_ctl(x))
+            continue;
+        for (size_t j = i; j < i + 8; j++)
+            if (is_ctl((unsigned char)v[j]))
+                return false;
+    }
+    for (; i < len; i++)
+        if (is_ctl((unsigned char)v[i]))
+            return false;
+    return true;
+}
+
 void ms_chunk_check_init(ms_chunk_check *k)
 {
     memset(k, 0, sizeof *k);

@@ -30,6 +30,9 @@ static inline bool ms_name_is(const char *a, size_t alen, const char *b)
 /* Does a comma-separated list of tokens (a Connection or Upgrade header's
  * value) contain this one (case-insensitive)? */
 bool ms_token_listed(const char *v, size_t vlen, const char *tok, size_t toklen);
+/* A header field value free of control characters (a tab is allowed):
+ * obs-fold and bare CR/LF/NUL/DEL are smuggling vectors, refused. */
+bool ms_field_value_clean(const char *v, size_t len);
 
 /* A Transfer-Encoding header's raw field value: the bytes between the colon
  * and the end of the line. 0: exactly "chunked" (any case), with nothing

@@ -153,6 +153,26 @@ static void test_name_is(void **state)
     assert_true(ms_name_is("-E", 2, "-e"));
 }
 
+/* Every byte value at every position of values up to 24 bytes long, the
+ * word-at-a-time check against the byte-at-a-time definition. */
+static void test_field_value_clean(void **state)
+{
+    (void)state;
+    char v[24];
+    for (size_t len = 1; len <= sizeof v; len++)
+        for (size_t at = 0; at < len; at++)
+            for (int b = 0; b < 256; b++) {
+                memset(v, 'a', sizeof v);
+                v[at] = (char)b;
+                bool ctl = (b < 0x20 && b != '\t') || b == 0x7f;
+                assert_int_equal(ms_field_value_clean(v, len), !ctl);
+            }
+    assert_true(ms_field_value_clean("", 0));
+    assert_true(ms_field_value_clean("text/html;\tq=0.9, \x80\xff\xfe", 18));
+    assert_false(ms_field_value_clean("abcdefgh\r\n ijklmnop", 19));
+    assert_false(ms_field_value_clean("abcdefghijklmno\x7f", 16));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +180,7 @@ int main(void)
         cmocka_unit_test(test_chunked_good),
         cmocka_unit_test(test_chunked_bad),
         cmocka_unit_test(test_name_is),
+        cmocka_unit_test(test_field_value_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
