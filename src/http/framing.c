@@ -114,22 +114,29 @@ static bool word_may_hold_ctl(uint64_t x)
     return (below | ((del - ones) & ~del & highs)) != 0;
 }
 
-bool ms_field_value_clean(const char *v, size_t len)
+static bool bytes_clean(const char *v, size_t len)
 {
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t x;
-        memcpy(&x, v + i, 8);
-        if (!word_may_hold_ctl(x))
-            continue;
-        for (size_t j = i; j < i + 8; j++)
-            if (is_ctl((unsigned char)v[j]))
-                return false;
-    }
-    for (; i < len; i++)
+    for (size_t i = 0; i < len; i++)
         if (is_ctl((unsigned char)v[i]))
             return false;
     return true;
+}
+
+static bool word_clean(const char *v)
+{
+    uint64_t x;
+    memcpy(&x, v, 8);
+    return !word_may_hold_ctl(x) || bytes_clean(v, 8);
+}
+
+bool ms_field_value_clean(const char *v, size_t len)
+{
+    if (len < 8)
+        return bytes_clean(v, len);
+    for (size_t i = 0; i + 8 < len; i += 8)
+        if (!word_clean(v + i))
+            return false;
+    return word_clean(v + len - 8); /* the last 8 bytes, overlapping the words before */
 }
 
 void ms_chunk_check_init(ms_chunk_check *k)
