@@ -445,3 +445,16 @@ def test_a_resuming_bay_killed_under_pipelined_large_frames_gets_only_whole_fram
         assert got == sorted(set(got)) and len(got) > 5, (i, len(got))
     assert violations(log) == []
 
+
+@pytest.mark.parametrize("mode,why", [
+    ("garbage_after_moored", "unknown frame type 0x7f"),
+    ("close_after_moored", "closed the docking link"),
+])
+def test_a_fleet_without_binds_still_reads_its_bays_links(fleet, tmp_path, mode, why):
+    """No data plane, so no worker to hand the reading to: the control loop
+    goes on reading the link itself, and a bay that breaks it is seen."""
+    toml, log = hostile(tmp_path, mode, routes=())
+    ms = fleet(f'[mothership]\nsocket_dir = "/tmp/msnb{os.getpid()}"\n\n' + toml)
+    ms.event("ready", ship="h", timeout=15)
+    failed = ms.event("link_failed", ship="h", timeout=10)
+    assert why in failed["msg"], failed
