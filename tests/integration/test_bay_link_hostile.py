@@ -54,6 +54,7 @@ def rss_kib(pid):
     ("garbage_with_dock", "unknown frame type 0x7f"),
     ("huge_with_dock", "exceeds the maximum"),
     ("garbage_after_moored", "unknown frame type 0x7f"),
+    ("half_with_dock", "inside a frame"),
 ])
 def test_a_bad_frame_in_the_hand_over_fails_the_link_and_it_docks_again(fleet, tmp_path, workers, mode, why):
     toml, log = hostile(tmp_path, mode)

@@ -3,6 +3,7 @@
 
 $HOSTILE_MODE:
   garbage_with_dock  Dock and a frame of unknown type in one write
+  half_with_dock     Dock and 3 bytes of a frame header, then its side closed
   huge_with_dock     Dock and a header announcing 64 MiB in one write
   garbage_after_moored  Dock, wait for Moored, then a frame of unknown type
   close_after_moored Dock, read Moored, close the link, linger
@@ -52,6 +53,12 @@ def serve(c):
     dock = hdr(DOCK, len(dock)) + dock
     if mode == "garbage_with_dock":
         c.sendall(dock + hdr(0x7F, 2) + b"??")
+    elif mode == "half_with_dock":  # then closes the link inside that frame
+        c.sendall(dock + hdr(CARGO, 100)[:3])
+        read_exact(c, 5)  # Moored read (else the close resets the link)
+        c.shutdown(socket.SHUT_WR)
+        while True:
+            time.sleep(10)
     elif mode == "huge_with_dock":
         c.sendall(dock + hdr(CARGO, 64 << 20))
     else:
