@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "http/framing.h"
@@ -173,6 +174,45 @@ static void test_field_value_clean(void **state)
     assert_false(ms_field_value_clean("abcdefghijklmno\x7f", 16));
 }
 
+static bool ref_clean(const unsigned char *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* Values in heap blocks of exactly their length, at every alignment (ASan
+ * reports a read past the value), of random bytes drawn mostly from the
+ * edges (0x00-0x20, 0x7e-0x81, 0xff): several control bytes, tabs and high
+ * bytes together, against the byte-by-byte rule. */
+static void test_field_value_clean_exact_blocks(void **state)
+{
+    (void)state;
+    static const unsigned char edge[] = { 0x00, 0x01, 0x08, 0x09, 0x0a, 0x0d, 0x1f, 0x20, 0x21, 0x7e,
+                                          0x7f, 0x80, 0x81, 0x9f, 0xa0, 0xfe, 0xff, 'a' };
+    uint64_t seed = 0x9e3779b97f4a7c15u;
+    for (size_t len = 0; len <= 40; len++)
+        for (size_t align = 0; align < 8; align++)
+            for (int round = 0; round < 400; round++) {
+                unsigned char *block = malloc(align + len + 1);
+                assert_non_null(block);
+                unsigned char *v = block + align;
+                for (size_t i = 0; i < len; i++) {
+                    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+                    v[i] = (seed >> 8) % 4 == 0 ? edge[(seed >> 16) % sizeof edge] : (unsigned char)(0x20 + (seed >> 24) % 0x5f);
+                }
+                /* the block ends right after the value: ASan sees any read past it */
+                unsigned char *exact = malloc(len ? len : 1);
+                assert_non_null(exact);
+                memcpy(exact, v, len);
+                assert_int_equal(ms_field_value_clean((const char *)exact, len), ref_clean(exact, len));
+                assert_int_equal(ms_field_value_clean((const char *)v, len), ref_clean(v, len));
+                free(exact);
+                free(block);
+            }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_chunked_bad),
         cmocka_unit_test(test_name_is),
         cmocka_unit_test(test_field_value_clean),
+        cmocka_unit_test(test_field_value_clean_exact_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
