@@ -1141,6 +1141,8 @@ static void body_complete(ms_conn *c)
 }
 
 /* ---------------------------------------------------------------- the read side */
+static void on_idle_timeout(uv_timer_t *t);
+
 static void on_head_timeout(uv_timer_t *t)
 {
     ms_conn *c = t->data;
@@ -1271,6 +1273,11 @@ static void on_read(void *owner, ssize_t n, const uv_buf_t *b)
     }
     if (!c->h2_checked && c->state == MS_C_HEAD && ms_h2c_detect(c) != 0)
         return; /* HTTP/2 with prior knowledge (h2.c), or the start of its preface */
+    if (c->state == MS_C_HEAD && c->timer_due && c->timer_cb == on_idle_timeout && limits(c)->header_timeout_ms)
+        /* a head begins on an idle kept-alive connection: it has
+         * header_timeout from now, as the first one had, not what is left
+         * of idle_timeout (a slowloris would have that instead) */
+        set_timer(c, limits(c)->header_timeout_ms, on_head_timeout);
     if (body_phase(c)) /* the client is sending: the pause it may take starts again */
         set_timer(c, limits(c)->body_timeout_ms, on_body_timeout);
     process(c);

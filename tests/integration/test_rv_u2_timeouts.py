@@ -249,3 +249,29 @@ def test_a_ship_that_never_answers_a_slow_upload_gets_504_after_the_last_byte(fl
         assert r.status == 504, r
         assert 0.3 <= took <= 2.0, took
     stop_clean(p)
+
+
+def test_a_head_begun_on_a_kept_alive_connection_has_header_timeout_not_idle_timeout(fleet):
+    """Slowloris on keep-alive: one quick request, then the next head
+    trickled. The head is cut header_timeout after it began (as the first
+    one is), not when what is left of the longer idle_timeout runs out."""
+    p = start_proxy(fleet, echo_ship("app", routes=["http:/.*"]),
+                    http={"header_timeout": "600ms", "idle_timeout": "6s"})
+    with Raw(p.port) as c:
+        c.send(raw_request("GET", "/first"))
+        assert c.response().status == 200
+        c.send(b"GET /second HTTP/1.1\r\n")
+        t0 = time.monotonic()
+        for b in b"Host: x\r\nX-Slow: 1234567890":
+            if c.closed(0.2):
+                break
+            try:
+                c.send(bytes([b]))
+            except OSError:
+                break
+        else:
+            pytest.fail(f"the head was still open {time.monotonic() - t0:.1f}s after it began")
+        took = time.monotonic() - t0
+        assert 0.4 <= took <= 2.0, took
+        assert b" 408 " in c.buf, c.buf
+    stop_clean(p)
