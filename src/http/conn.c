@@ -96,7 +96,7 @@ static void set_timer(ms_conn *c, uint64_t ms, uv_timer_cb cb)
     uint64_t due = uv_now(c->timer.loop) + ms;
     c->timer_due = due;
     c->timer_cb = cb;
-    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer.timer_cb == on_conn_timer && c->timer_at <= due)
+    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_at <= due)
         return; /* it fires first, and is armed again for the rest */
     c->timer_at = due;
     uv_timer_start(&c->timer, on_conn_timer, ms, 0);
@@ -1910,6 +1910,7 @@ void ms_conn_timer_start(ms_conn *c, uv_timer_cb cb, uint64_t timeout_ms, uint64
 {
     if (c->state != MS_C_CLOSING) {
         clear_timer(c); /* the handler's timer replaces the lazy deadline */
+        c->timer_at = UINT64_MAX; /* not on_conn_timer's: a later set_timer restarts it */
         uv_timer_start(&c->timer, cb, timeout_ms, repeat_ms);
     }
 }

@@ -279,7 +279,8 @@ struct ms_conn {
     bool h2_checked;               /* an h2c bind's first bytes were checked for the HTTP/2 preface */
     uv_timer_t timer;
     uint64_t timer_due;            /* loop ms when timer_cb is due; 0: none (conn.c set_timer) */
-    uint64_t timer_at;             /* loop ms the uv timer is armed for while it runs lazily */
+    uint64_t timer_at;             /* loop ms the uv timer is armed for while it runs lazily;
+                                      UINT64_MAX while a handler runs it (ms_conn_timer_start) */
     uv_timer_cb timer_cb;          /* the timeout set_timer keeps */
     ms_worker *w;
     ms_wgen *g;                    /* the generation of the current request (held) */
