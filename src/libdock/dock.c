@@ -194,6 +194,17 @@ static size_t pending(const dock_bay *bay)
     return bay->out.len - bay->out_off;
 }
 
+/* Whether to leave the link unread: half of max_pending is queued. A bay
+ * that sends more than it receives (a room: one message in, one per client
+ * out) would otherwise read on while Mothership is not taking its output
+ * and meet DOCK_ERR_FULL for every message; unread, Mothership's queue for
+ * the bay fills and it stops reading the clients instead (backpressure).
+ * The other half is room for what one read (READ_CHUNK) makes the bay send. */
+static bool read_held(const dock_bay *bay)
+{
+    return bay->state == ST_DOCKED && pending(bay) >= bay->max_pending / 2;
+}
+
 /* Moves unwritten output to the front of the buffer. */
 static void out_compact(dock_bay *bay)
 {
@@ -646,10 +657,13 @@ static void dispatch(dock_bay *bay, const ms_dock_frame *fr)
     }
 }
 
-/* Reads what is available (bounded per call), dispatching whole frames. */
-static void read_some(dock_bay *bay)
+/* Reads what is available (bounded per call), dispatching whole frames;
+ * none while read_held, unless the link hung up (its last frames say why). */
+static void read_some(dock_bay *bay, bool hung_up)
 {
     for (int round = 0; round < READ_BUDGET && !bay->link_failed; round++) {
+        if (!hung_up && read_held(bay))
+            return;   /* dock_bay_events asks for POLLIN again once flushed */
         ssize_t n = recv(bay->link_fd, bay->rbuf, READ_CHUNK, 0);
         if (n < 0) {
             if (errno == EINTR)
@@ -736,7 +750,7 @@ short dock_bay_events(const dock_bay *bay)
         return 0;
     if (bay->link_fd < 0)
         return POLLIN;
-    return (short)(POLLIN | (pending(bay) ? POLLOUT : 0));
+    return (short)((read_held(bay) ? 0 : POLLIN) | (pending(bay) ? POLLOUT : 0));
 }
 
 int dock_bay_timeout(const dock_bay *bay)
@@ -772,7 +786,7 @@ int dock_bay_process(dock_bay *bay, short revents, char *err, size_t err_len)
     /* Read first: a peer that closed the link is reported by what it sent
      * (or left truncated), not by the write error that would follow. */
     if (revents & (POLLIN | POLLERR | POLLHUP))
-        read_some(bay);
+        read_some(bay, (revents & (POLLERR | POLLHUP)) != 0);
     if (!bay->link_failed && pending(bay))
         flush_some(bay);
     if (!bay->link_failed && bay->state == ST_MOORING && bay->moored_timeout_ms > 0

@@ -133,6 +133,8 @@ int dock_bay_process(dock_bay *bay, short revents, char *err, size_t err_len);
  * Frames are queued whole and written as the socket accepts them. A send
  * that would take the queued bytes over max_pending is refused with
  * DOCK_ERR_FULL (an empty queue always takes one frame within max_frame).
+ * While half of max_pending is queued, the bay reads no more frames from
+ * Mothership (dock_bay_events leaves out POLLIN): backpressure, not loss.
  * Sending to a departed conn_id is harmless: Mothership drops it. */
 int dock_bay_send_cargo(dock_bay *bay, uint32_t conn_id, const void *data, size_t len,
                         bool binary, char *err, size_t err_len);

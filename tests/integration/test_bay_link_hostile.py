@@ -467,12 +467,11 @@ def test_a_fleet_without_binds_still_reads_its_bays_links(fleet, tmp_path, mode,
 def test_a_chat_room_of_20_senders_gets_every_message(fleet, workers, round_):
     """20 clients each send 15 messages of 4 KB to the chat bay while
     reading: every client gets all 300 once, each sender's in order.
-    FAILS about one run in three, on f66972e and on the base 66a9d73 alike
-    (not slice L's): some senders' last messages never reach the bay
-    (gdb: the bay's queue in the hub is empty, direct_ok true; the bay is
-    idle between frames with nothing to write), as if a client stopped
-    for a full queue (ms_hub_to_link false, resume_wanted) was never read
-    again. Not fixed."""
+    The room sends 24 MB, more than libdock's 16 MiB output cap: while
+    Mothership held off reading the bay (a worker's inbox over budget)
+    libdock read on, and chat-bay dropped whole broadcasts for "output
+    buffer full". libdock now stops reading at half the cap, so the bay's
+    backpressure reaches the clients instead."""
     import asyncio
     import websockets
     from test_bays import CHAT_BAY, ws_url

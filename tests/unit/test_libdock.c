@@ -916,6 +916,14 @@ static void test_output_buffer(void **state)
     assert_true(dock_bay_events(f->bay) & POLLOUT);
     assert_int_equal(dock_bay_flush(f->bay, 20, f->err, sizeof f->err), DOCK_ERR_FULL);
     assert_non_null(strstr(f->err, "timed out"));
+    /* Over half of max_pending queued, the bay reads no further: Mothership's
+     * Cargo waits in the socket (backpressure) instead of being dispatched
+     * into a queue that would refuse what the bay sends for it. */
+    assert_int_equal(dock_bay_events(f->bay), POLLOUT);
+    int cargos = R.cargos;
+    ms_cargo(f, 7, "held", 4, false);
+    pump(f, NULL, 0, 50);
+    assert_int_equal(R.cargos, cargos);
 
     /* Mothership reads everything while the bay flushes: whole frames, in order. */
     ms_dock_decoder d;
@@ -958,6 +966,9 @@ static void test_output_buffer(void **state)
     assert_int_equal(got, sent);
     assert_int_equal(dock_bay_pending(f->bay), 0);
     assert_int_equal(dock_bay_events(f->bay), POLLIN);
+    /* Drained, it reads again: the held Cargo arrives. */
+    pump(f, &R.cargos, cargos + 1, 3000);
+    assert_int_equal(R.cargos, cargos + 1);
     /* And sending works again. */
     assert_int_equal(dock_bay_send_text(f->bay, 5, "ok", f->err, sizeof f->err), DOCK_OK);
     ms_expect(f, MS_DOCK_CARGO, "\x00\x00\x00\x05ok", 6);
