@@ -101,6 +101,15 @@ def alive(pid):
     return stat[stat.rindex(")") + 2] not in "ZX"
 
 
+def rss_kib(pid):
+    """Resident set size of pid, in KiB (VmRSS from /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def wait_gone(pids, timeout=5.0):
     """Poll /proc until none of pids is alive; return the survivors (empty on
     success) after the deadline."""

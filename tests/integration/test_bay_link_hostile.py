@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from fleet_helpers import PY, app
+from fleet_helpers import PY, app, rss_kib
 from http_helpers import msum, wait_until
 from test_bay_resume import bay_pid
 from test_bays import ECHO_BAY, bay_toml, frame, raw_connect, read_frame, read_until_close, start
@@ -39,14 +39,6 @@ def entries(log):
 
 def violations(log):
     return [e for e in entries(log) if "violation" in e or "error" in e]
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -13,6 +13,7 @@ import requests
 import websockets
 
 from conftest import BUILD
+from fleet_helpers import rss_kib
 from http_helpers import echo_ship, start_proxy, toml_str
 
 ECHO_BAY = os.path.join(BUILD, "examples", "bays", "echo-bay")
@@ -102,14 +103,6 @@ def test_a_reload_that_restarts_a_starting_ship_does_not_end_the_launch(fleet, t
     assert "not up" not in ready["msg"], ready
     assert p.ms.events("ready", ship="d"), p.ms.output()
     stop_clean(p)
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_a_removed_ship_does_not_keep_its_log_history(fleet, tmp_path):

@@ -8,7 +8,7 @@ import struct
 import time
 import zlib
 
-from fleet_helpers import PY
+from fleet_helpers import PY, rss_kib
 from hbay_helpers import bay_log
 from test_bay_resume import bay_pid
 from test_bays import bay_toml, close_or_none, start
@@ -28,14 +28,6 @@ def fast_frame(opcode, payload, fin=True, rsv1=False):
     key = (MASK * (n // 4 + 1))[:n]
     x = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big") if n else b""
     return hdr + MASK + x
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def sanitized(pid):
