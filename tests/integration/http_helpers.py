@@ -366,3 +366,13 @@ def brotli_decompress(data, max_out=64 << 20):
         if cap >= max_out:
             raise ValueError("not a valid brotli stream")
         cap *= 4
+
+
+# ------------------------------------------------------------------ zstd
+def zstd_decompress(body):
+    """Decode one whole zstd frame (window at most 256 KiB), nothing after it."""
+    import zstandard
+    d = zstandard.ZstdDecompressor(max_window_size=1 << 18).decompressobj()
+    out = d.decompress(body)
+    assert d.eof and not d.unused_data
+    return out

@@ -10,9 +10,8 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import pytest
-import zstandard
 
-from http_helpers import ModuleFleet, echo_ship, free_port, start_proxy
+from http_helpers import ModuleFleet, echo_ship, free_port, start_proxy, zstd_decompress as zd
 
 TEXT = b"".join(b"line %05d: the quick brown fox jumps over the lazy dog\n" % i for i in range(1500))
 
@@ -29,13 +28,6 @@ def px(tmp_path_factory):
     p.huge = huge
     yield p
     f.cleanup()
-
-
-def zd(body):
-    d = zstandard.ZstdDecompressor(max_window_size=1 << 18).decompressobj()
-    out = d.decompress(body)
-    assert d.eof and not d.unused_data
-    return out
 
 
 def test_reset_streams_mid_zstd(px):

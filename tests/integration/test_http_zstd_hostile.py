@@ -10,7 +10,7 @@ import threading
 import pytest
 import zstandard
 
-from http_helpers import ModuleFleet, Raw, echo_ship, raw_request, start_proxy
+from http_helpers import ModuleFleet, Raw, echo_ship, raw_request, start_proxy, zstd_decompress as zd
 
 TEXT = b"".join(b"line %05d: the quick brown fox jumps over the lazy dog\n" % i for i in range(1500))
 
@@ -30,13 +30,6 @@ def px(tmp_path_factory):
     p.huge = huge
     yield p
     f.cleanup()
-
-
-def zd(body):
-    d = zstandard.ZstdDecompressor(max_window_size=1 << 18).decompressobj()
-    out = d.decompress(body)
-    assert d.eof and not d.unused_data
-    return out
 
 
 def get(px, path, ae="zstd", method="GET", headers=(), body=b""):
