@@ -300,6 +300,17 @@ def raw_request(method, path, headers=None, body=b"", version="HTTP/1.1", host="
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def recv_to_eof(s):
+    """Every byte s receives until the peer closes (the socket's own timeout applies)."""
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    return data
+
+
 # ------------------------------------------------------------------ metrics
 def msum(samples, name, **labels):
     """Sum of every sample of name whose labels include these."""

@@ -14,7 +14,7 @@ import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, PriorityFrame, RstStreamFrame, WindowUpdateFrame
 
 from fleet_helpers import PY, free_port, toml_str
-from http_helpers import ModuleFleet, echo_ship, start_proxy, toml_value, wait_until
+from http_helpers import ModuleFleet, echo_ship, recv_to_eof, start_proxy, toml_value, wait_until
 from test_http_paths import module_toml
 from test_h2 import CANCEL, H2, PROTOCOL_ERROR, RECORDER, recorded
 
@@ -265,12 +265,7 @@ def test_priority_and_empty_data_floods_leave_the_connection_serving(px):
 def h1_status(px, target, hdrs=""):
     with socket.create_connection(("127.0.0.1", px.plain_port), timeout=5) as s:
         s.sendall(f"GET {target} HTTP/1.1\r\nHost: test\r\n{hdrs}Connection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+        data = recv_to_eof(s)
     return int(data.split(b" ", 2)[1])
 
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from http_helpers import echo_ship, msum, start_proxy
+from http_helpers import echo_ship, msum, recv_to_eof, start_proxy
 
 
 def hammer(port, conns, per_conn, path="/w"):
@@ -56,12 +56,7 @@ def test_unix_bind_with_two_workers(fleet, tmp_path):
         s = socket.socket(socket.AF_UNIX)
         s.connect(sock)
         s.sendall(b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+        data = recv_to_eof(s)
         s.close()
         done.append(data.split(b" ", 2)[1])
     assert done == [b"200"] * 30

@@ -10,7 +10,7 @@ import threading
 import pytest
 import zstandard
 
-from http_helpers import ModuleFleet, Raw, echo_ship, raw_request, start_proxy, zstd_decompress as zd
+from http_helpers import ModuleFleet, Raw, echo_ship, raw_request, recv_to_eof, start_proxy, zstd_decompress as zd
 
 TEXT = b"".join(b"line %05d: the quick brown fox jumps over the lazy dog\n" % i for i in range(1500))
 
@@ -165,12 +165,7 @@ def test_incompressible_text(px, ae):
 def test_http10_and_sibling_head_ifrange(px):
     s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
     s.sendall(b"GET /static/big.js HTTP/1.0\r\nHost: x\r\nAccept-Encoding: zstd\r\n\r\n")
-    data = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        data += d
+    data = recv_to_eof(s)
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"zstd" in head.lower() and b"chunked" not in head.lower(), head
     assert zd(body) == TEXT

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import BINARY
 from fleet_helpers import PY, app, free_port, http_get, parse_metrics, toml_str
-from http_helpers import Raw, fd_count, wait_until
+from http_helpers import Raw, fd_count, recv_to_eof, wait_until
 from fleet_helpers import free_port_run
 
 RECORDER = app("recording_backend.py")
@@ -173,12 +173,7 @@ def test_a_flood_of_requests_while_held_is_bounded_and_each_reaches_the_ship_onc
         status = {}
         for i, s in enumerate(socks):
             s.settimeout(20)
-            data = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                data += d
+            data = recv_to_eof(s)
             head = data.split(b"\r\n\r\n", 1)[0]
             code = int(head.split(b" ", 2)[1]) if head else 0
             if code == 503:
@@ -418,12 +413,7 @@ def test_shutdown_while_requests_are_held_answers_them_and_exits(fleet, tmp_path
         ms.signal(signal.SIGTERM)
         for s in socks:
             s.settimeout(8)
-            data = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                data += d
+            data = recv_to_eof(s)
             assert data.startswith(b"HTTP/1.1 503"), data[:200]
         assert time.monotonic() - t0 < 8
         ms.wait_exit(12)
@@ -654,12 +644,7 @@ def test_a_held_post_with_a_large_body_reaches_the_ship_whole(fleet, tmp_path, b
         s.settimeout(20)
         s.sendall(b"POST /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
                   + body)
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+        data = recv_to_eof(s)
         s.close()
         assert data.startswith(b"HTTP/1.1 200"), data[:300]
     finally:
