@@ -136,6 +136,23 @@ def nginx_http_common(name):
 """
 
 
+# The global and defaults sections of every HAProxy config here ({n} threads).
+HAPROXY_HEAD = """global
+    nbthread {n}
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+
+"""
+
+
 def write_configs(ports, sock, www, mime_types):
     backend = nginx_common("backend") + f"""daemon off;
 master_process off;
@@ -188,20 +205,7 @@ http {{
     }}
 }}
 """
-    haproxy = f"""global
-    nbthread 1
-    maxconn 4096
-
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 30s
-
-frontend ka_tcp
+    haproxy = HAPROXY_HEAD.format(n=1) + f"""frontend ka_tcp
     bind 127.0.0.1:{ports["haproxy_tcp"]}
     default_backend be_tcp
 
@@ -737,20 +741,7 @@ def run_neighbour(servers, ports, broken):
                 f"neighbour ({NEIGHBOUR})", heads, rows)
 
 
-CORES_HAPROXY = """global
-    nbthread {n}
-    maxconn 4096
-
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 30s
-
-frontend ka_tcp
+CORES_HAPROXY = HAPROXY_HEAD + """frontend ka_tcp
     bind 127.0.0.1:{port}
     default_backend be_tcp
 
