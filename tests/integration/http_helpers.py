@@ -311,6 +311,21 @@ def recv_to_eof(s):
     return data
 
 
+def ws_upgrade(s, path, extra_headers=b""):
+    """Send a WebSocket upgrade for path on the connected socket s (the RFC 6455
+    sample key) and read the answer's head byte by byte, leaving any frame
+    after it unread; the head must be a 101. Returns the head."""
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" + extra_headers + b"\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return head
+
+
 # ------------------------------------------------------------------ metrics
 def msum(samples, name, **labels):
     """Sum of every sample of name whose labels include these."""

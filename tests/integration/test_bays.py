@@ -25,7 +25,7 @@ import websockets
 from conftest import BUILD
 from fleet_helpers import PY, app, toml_str
 from hbay_helpers import bay_log
-from http_helpers import msum, start_proxy, toml_value, wait_until
+from http_helpers import msum, start_proxy, toml_value, wait_until, ws_upgrade
 
 BAYS = os.path.join(BUILD, "examples", "bays")
 ECHO_BAY = os.path.join(BAYS, "echo-bay")
@@ -70,14 +70,7 @@ def raw_connect(px, path="/ws", rcvbuf=None, extra_headers=b""):
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.connect(("127.0.0.1", px.port))
-    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" + extra_headers + b"\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
-        assert chunk, head
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101 "), head
+    head = ws_upgrade(s, path, extra_headers)
     assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head, head
     return s
 

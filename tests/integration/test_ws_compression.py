@@ -20,6 +20,7 @@ import websockets
 
 from fleet_helpers import PY, app
 from hbay_helpers import bay_log
+from http_helpers import ws_upgrade
 from test_bays import bay_toml, close_or_none, read_frame, start, ws_url
 
 PROBE = app("probe_bay.py")
@@ -53,15 +54,7 @@ def probe(fleet, tmp_path, http=None):
 def connect(px, path="/z", ext=b"permessage-deflate; client_max_window_bits"):
     """A raw client: the socket and the 101's head (lower-cased)."""
     s = socket.create_connection(("127.0.0.1", px.port))
-    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
-              (b"Sec-WebSocket-Extensions: " + ext + b"\r\n" if ext else b"") + b"\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
-        assert chunk, head
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101 "), head
+    head = ws_upgrade(s, path, b"Sec-WebSocket-Extensions: " + ext + b"\r\n" if ext else b"")
     return s, head.decode().lower()
 
 
