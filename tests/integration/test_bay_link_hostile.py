@@ -37,6 +37,16 @@ def entries(log):
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
+def kill_bay_h(px, times, pause):
+    """SIGKILL bay h `times` times, each time waiting for it to be ready again
+    and then `pause` seconds more."""
+    for _ in range(times):
+        since = len(px.ms.events())
+        os.kill(bay_pid(px, "h"), signal.SIGKILL)
+        px.ms.event("ready", ship="h", start=since, timeout=20)
+        time.sleep(pause)
+
+
 def violations(log):
     return [e for e in entries(log) if "violation" in e or "error" in e]
 
@@ -196,11 +206,7 @@ def test_a_resuming_bay_killed_under_traffic_loses_nothing_it_answered_and_mixes
     for t in threads:
         t.start()
     time.sleep(0.5)
-    for _ in range(2):
-        since = len(px.ms.events())
-        os.kill(bay_pid(px, "h"), signal.SIGKILL)
-        px.ms.event("ready", ship="h", start=since, timeout=20)
-        time.sleep(0.5)
+    kill_bay_h(px, 2, pause=0.5)
     stop.set()
     for t in threads:
         t.join(30)
@@ -424,11 +430,7 @@ def test_a_resuming_bay_killed_under_pipelined_large_frames_gets_only_whole_fram
     for t in threads:
         t.start()
     time.sleep(0.5)
-    for _ in range(3):
-        since = len(px.ms.events())
-        os.kill(bay_pid(px, "h"), signal.SIGKILL)
-        px.ms.event("ready", ship="h", start=since, timeout=20)
-        time.sleep(0.4)
+    kill_bay_h(px, 3, pause=0.4)
     stop.set()
     for t in threads:
         t.join(60)
