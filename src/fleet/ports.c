@@ -348,8 +348,11 @@ ms_port_owner ms_port_owner_of(const struct sockaddr_storage *sa, int root, ms_p
         return MS_PORT_OWNER_TREE;
     if (!find_holder(&l, holder))
         return MS_PORT_OWNER_UNKNOWN;
+    /* start times count in clock ticks (10 ms): a holder started in root's
+     * own tick may be the older one, so only a later tick makes it newer
+     * (a proxy the ship asks for comes well after its start) */
     unsigned long long theirs = start_time_of(holder->pid), ours = root > 0 ? start_time_of(root) : 0;
-    if (theirs && ours && theirs >= ours)
+    if (theirs && ours && theirs > ours)
         return MS_PORT_OWNER_NEWER;
     return MS_PORT_OWNER_STRANGER;
 }

@@ -32,7 +32,7 @@ bool ms_port_free(const ms_addr *a, const struct sockaddr_storage *resolved, ms_
 typedef enum ms_port_owner {
     MS_PORT_OWNER_UNKNOWN,   /* no listener or no holder found in /proc */
     MS_PORT_OWNER_TREE,      /* held by root or one of its descendants */
-    MS_PORT_OWNER_NEWER,     /* held by a process started after root (a proxy it asked for) */
+    MS_PORT_OWNER_NEWER,     /* held by a process started after root, in a later clock tick (a proxy it asked for) */
     MS_PORT_OWNER_STRANGER,  /* held by a process older than root, outside its tree */
 } ms_port_owner;
 
