@@ -524,15 +524,15 @@ static const char *etag_suffix(ms_encoding e)
  * three; the first of them that exists is served). */
 static void sibling_order(const int q[MS_ENC_COUNT], ms_encoding order[3])
 {
-    static const ms_encoding ties[3] = { MS_ENC_BR, MS_ENC_ZSTD, MS_ENC_GZIP };
-    for (int i = 0; i < 3; i++) {
-        int j = i;
-        while (j > 0 && q[order[j - 1]] < q[ties[i]]) {
+    order[0] = MS_ENC_BR;
+    order[1] = MS_ENC_ZSTD;
+    order[2] = MS_ENC_GZIP;
+    for (int i = 1; i < 3; i++) /* a stable insertion sort: equal q keeps the order above */
+        for (int j = i; j > 0 && q[order[j - 1]] < q[order[j]]; j--) {
+            ms_encoding t = order[j];
             order[j] = order[j - 1];
-            j--;
+            order[j - 1] = t;
         }
-        order[j] = ties[i];
-    }
 }
 
 static void fail(ms_static_result *out, int fd, int status)
