@@ -358,6 +358,7 @@ bool ms_hub_to_link_chain(ms_hub *h, ms_hub_msg *m)
             m = next;
         }
         if (left > 0) { /* m went in part: its rest first through the link, as in write_direct_locked */
+            assert(m != NULL); /* sent <= total, the lengths of the messages from m on */
             count_direct(b, m);
             memmove(m->data, m->data + left, m->len - left);
             m->len -= (uint32_t)left;
