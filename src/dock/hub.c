@@ -256,6 +256,16 @@ static void wake_control(ms_hub *h)
  * to the bay's socket. true: written whole (m freed); false: m is still
  * the caller's, with what the socket took cut off its front (an error
  * leaves it whole: the link's own write meets the error and fails it). */
+/* A Cargo the worker sent itself is counted here, whole, as the link
+ * counts what it writes. */
+static void count_direct(ms_hub_bay *b, const ms_hub_msg *m)
+{
+    if (m->kind == MS_HUB_CARGO) {
+        ms_hub_count(&b->st.msgs_in, 1);
+        ms_hub_count(&b->st.bytes_in, m->len - MS_DOCK_CARGO_HEADER_LEN);
+    }
+}
+
 static bool write_direct_locked(ms_hub_bay *b, ms_hub_msg **mp)
 {
     ms_hub_msg *m = *mp;
@@ -265,10 +275,7 @@ static bool write_direct_locked(ms_hub_bay *b, ms_hub_msg **mp)
     while (n < 0 && errno == EINTR);
     if (n <= 0)
         return false;
-    if (m->kind == MS_HUB_CARGO) { /* counted here, whole, as the link counts what it writes */
-        ms_hub_count(&b->st.msgs_in, 1);
-        ms_hub_count(&b->st.bytes_in, m->len - MS_DOCK_CARGO_HEADER_LEN);
-    }
+    count_direct(b, m);
     if ((size_t)n == m->len) {
         free(m);
         *mp = NULL;
@@ -318,14 +325,6 @@ bool ms_hub_to_link_ex(ms_hub *h, ms_hub_msg *m, bool force, bool *direct)
     uv_mutex_unlock(&q->mu);
     wake_control(h);
     return room;
-}
-
-static void count_direct(ms_hub_bay *b, const ms_hub_msg *m)
-{
-    if (m->kind == MS_HUB_CARGO) {
-        ms_hub_count(&b->st.msgs_in, 1);
-        ms_hub_count(&b->st.bytes_in, m->len - MS_DOCK_CARGO_HEADER_LEN);
-    }
 }
 
 bool ms_hub_to_link_chain(ms_hub *h, ms_hub_msg *m)
