@@ -106,11 +106,15 @@ def start_proxy(fleet, *ships, binds=None, http=None, static=None, mothership=No
     dirs (list of dicts) and ships; wait until every bind listens and (with
     wait) the whole fleet is ready."""
     binds = dict(binds or {"http": free_port()})
-    mport = free_port()
-    out = ["[mothership]", f"metrics_port = {mport}"]
-    if "shutdown_timeout" not in (mothership or {}):
+    mothership = dict(mothership or {})
+    # metrics_port None: no metrics listener (a test that counts the control
+    # loop's wake-ups keeps its only TCP port closed to strangers)
+    mport = free_port() if mothership.get("metrics_port", 0) is not None else None
+    mothership.pop("metrics_port", None)
+    out = ["[mothership]"] + ([f"metrics_port = {mport}"] if mport else [])
+    if "shutdown_timeout" not in mothership:
         out.append('shutdown_timeout = "5s"')
-    for k, v in (mothership or {}).items():
+    for k, v in mothership.items():
         out.append(f"{k} = {toml_value(v)}")
     out.append("")
     out.append("[mothership.bind]")

@@ -26,7 +26,9 @@ def echo(s, payload):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_round_trips_do_not_wake_the_control_loop(fleet, workers):
-    px = start(fleet, bay_toml("echo", ECHO_BAY), mothership={"workers": workers})
+    # no metrics listener: a stranger's connection to its port (a leftover
+    # probe of another test's fleet, say) would wake the control loop
+    px = start(fleet, bay_toml("echo", ECHO_BAY), mothership={"workers": workers, "metrics_port": None})
     clients = [raw_connect(px) for _ in range(4)]  # with 2 workers, clients on both
     for i, s in enumerate(clients):
         echo(s, b"warm %d" % i)
