@@ -22,7 +22,7 @@ _Static_assert(sizeof(ms_health) == 176, "ms_health changed: compare the new fie
 _Static_assert(sizeof(ms_restart) == 48, "ms_restart changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_route) == 64, "ms_route changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_http_limits) == 200, "ms_http_limits changed: compare the new field in diff.c");
-_Static_assert(sizeof(ms_bind) == 88, "ms_bind changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_bind) == 104, "ms_bind changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_module) == 112, "ms_module changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_uplink) == 96, "ms_uplink changed: compare the new field in diff.c");
 #endif

@@ -75,6 +75,26 @@ typedef enum ms_access_log {
     MS_ACCESS_LOG_UNSET, MS_ACCESS_LOG_OFF, MS_ACCESS_LOG_TEXT, MS_ACCESS_LOG_JSON
 } ms_access_log;
 
+/* [mothership.acme]: certificates obtained and renewed by Mothership
+ * (acme/acme.h, docs/tls.md "ACME"). */
+typedef enum ms_acme_challenge_kind { MS_ACME_HTTP_01, MS_ACME_TLS_ALPN_01 } ms_acme_challenge_kind;
+
+#define MS_ACME_DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
+
+typedef struct ms_acme_config {
+    bool enabled;                /* [mothership.acme] present */
+    char *directory;             /* http(s) URL; default MS_ACME_DEFAULT_DIRECTORY */
+    char *email;                 /* NULL: no contact */
+    ms_strlist domains;          /* lower-case DNS names, no wildcards or addresses: [mothership.acme]
+                                    domains, then every bind's tls.acme names not already there */
+    char *state_dir;             /* resolved; NULL: <state dir>/acme (ms_tls_state_dir) */
+    char *ca_root;               /* resolved PEM file to trust for the directory; NULL: the system store */
+    ms_acme_challenge_kind challenge; /* default http-01 */
+    uint64_t backoff_ms;         /* first retry after a failed order; default 1m, at least 1s */
+    uint64_t max_backoff_ms;     /* doubling stops here; default 6h, at least backoff */
+    ms_pos pos, directory_pos, email_pos, domains_pos, state_dir_pos, ca_root_pos, challenge_pos;
+} ms_acme_config;
+
 typedef struct ms_bind {
     char *name;
     ms_access_log access_log; /* resolved at load: the bind's own, else the global one */
@@ -85,6 +105,8 @@ typedef struct ms_bind {
     bool h2c;            /* plain binds: HTTP/2 with prior knowledge; default false */
     bool redirect_to_https; /* plain binds: 308 to the https bind; default false */
     ms_tls_cert *cert;   /* tls = { cert, key, hosts }: this bind's own certificate; NULL: the global ones */
+    ms_strlist acme;     /* tls = { acme = [names] }: this bind serves ACME certificates for these names
+                            only; empty: a TLS bind without its own cert serves every ACME domain too */
     ms_pos pos;
     ms_pos tls_pos;      /* the tls value, or the bind when tls comes from the name "https" */
 } ms_bind;
@@ -163,6 +185,7 @@ typedef struct ms_global {
     char *control_group;         /* a group whose members may use the control socket; NULL: none */
     ms_access_log access_log;    /* [mothership] access_log; default off */
     char *access_log_path;       /* NULL: the access log goes with Mothership's own log (stdout) */
+    ms_acme_config acme;         /* [mothership.acme] */
 } ms_global;
 
 /* ---------------------------------------------------------------- fleet */

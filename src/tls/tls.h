@@ -65,6 +65,26 @@ void ms_tls_server_rotate_tickets(ms_tls_server *s);
 bool ms_tls_server_self_signed_info(const ms_tls_server *s, size_t bind_idx, const char **cert_path,
                                     const char **fingerprint, bool *generated);
 
+/* ACME (acme/acme.h): every name of m->global.acme.domains is served by
+ * the binds that take ACME certificates (a TLS bind without its own cert
+ * or self-signed: all of them, after the manifest's own certificates in
+ * SNI order; a bind with tls.acme: those names only, the first its
+ * default), first with a self-signed placeholder made in memory by
+ * ms_tls_server_new (for the name alone, valid 7 days). Swap name's
+ * certificate for new handshakes on every bind serving it, as a reload
+ * does (SSLs already made keep theirs). false: name is not an ACME name,
+ * or out of memory. Control loop. */
+struct ms_tls_material;
+bool ms_tls_server_set_acme(ms_tls_server *s, const char *name, struct ms_tls_material *mt);
+
+/* tls-alpn-01 (RFC 8737): a ClientHello that offers the ALPN protocol
+ * "acme-tls/1" gets, for its SNI name, the challenge certificate on board
+ * (acme/board.h) and the ALPN answer "acme-tls/1"; no board, or no entry
+ * for the name: the handshake fails (no_application_protocol). Set before
+ * the workers start. */
+struct ms_acme_board;
+void ms_tls_server_set_acme_board(ms_tls_server *s, struct ms_acme_board *board);
+
 /* After every SSL it made is freed or not: SSLs hold their own references. */
 void ms_tls_server_free(ms_tls_server *s);
 
