@@ -12,6 +12,7 @@ crash (1012, restart, re-dock), a client that does not read (1008), idle
 pings and the idle timeout, shutdown (1001), several workers, 1,000
 clients on one link, and the bay metrics."""
 import asyncio
+import itertools
 import os
 import re
 import resource
@@ -45,8 +46,11 @@ def bay_toml(name, command, args=(), routes=("http:/ws.*",), env=None, config=No
     return "\n".join(lines) + "\n"
 
 
+_SOCKET_DIRS = itertools.count()
+
+
 def start(fleet, *bays, http=None, mothership=None, wait=True):
-    mo = {"socket_dir": f"/tmp/msb{os.getpid()}-{id(bays)}"}
+    mo = {"socket_dir": f"/tmp/msb{os.getpid()}-{next(_SOCKET_DIRS)}"}  # never one an earlier fleet used
     mo.update(mothership or {})
     px = start_proxy(fleet, http=http, mothership=mo, extra="\n".join(bays))
     if wait:
