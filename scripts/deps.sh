@@ -21,6 +21,9 @@ PKGS=(
   # the TLS conformance scan of test_testssl.py; the openssl CLI for test
   # certificates and s_client
   testssl.sh openssl
+  # ACME end to end (test_acme.py): pebble, the test ACME server, and its
+  # pebble-challtestsrv as the DNS server that resolves every name here
+  pebble
   # a real browser: a page over HTTP/2 and its WebSockets (test_browser.py)
   chromium
   # packaging: the Debian package (dpkg-buildpackage, lintian), the unit's
