@@ -22,8 +22,9 @@ PKGS=(
   # certificates and s_client
   testssl.sh openssl
   # ACME end to end (test_acme.py): pebble, the test ACME server, and its
-  # pebble-challtestsrv as the DNS server that resolves every name here
-  pebble
+  # pebble-challtestsrv as the DNS server that resolves every name here;
+  # python3-cryptography for the harness's own reference ACME client
+  pebble python3-cryptography
   # a real browser: a page over HTTP/2 and its WebSockets (test_browser.py)
   chromium
   # packaging: the Debian package (dpkg-buildpackage, lintian), the unit's

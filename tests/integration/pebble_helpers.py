@@ -38,6 +38,7 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -322,3 +323,139 @@ def pebble(tmp_path):
     yield start
     for pb in started:
         pb.stop()
+
+
+# ------------------------------------------------------------------ a reference client
+class MiniAcme:
+    """The smallest ACME client (RFC 8555) that gets a certificate by
+    http-01 from pebble: the harness's own check that pebble, its DNS and
+    its ports fit together (a name resolved to 127.0.0.1, validated on
+    pb.http_port), independent of Mothership's client. Needs python3-cryptography."""
+
+    def __init__(self, pb):
+        from cryptography.hazmat.primitives.asymmetric import ec
+        self.pb = pb
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.kid = None
+        self.nonce = None
+        self.dir = json.loads(pb.get(pb.directory)[1])
+
+    @staticmethod
+    def b64(data):
+        import base64
+        if isinstance(data, str):
+            data = data.encode()
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def jwk(self):
+        n = self.key.public_key().public_numbers()
+        return {"crv": "P-256", "kty": "EC", "x": self.b64(n.x.to_bytes(32, "big")),
+                "y": self.b64(n.y.to_bytes(32, "big"))}
+
+    def thumbprint(self):
+        import hashlib
+        text = json.dumps(self.jwk(), sort_keys=True, separators=(",", ":"))
+        return self.b64(hashlib.sha256(text.encode()).digest())
+
+    def _request(self, url, data=None, method=None):
+        req = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/jose+json"})
+        try:
+            r = urllib.request.urlopen(req, context=self.pb._ctx(), timeout=10)
+        except urllib.error.HTTPError as e:
+            r = e
+        body = r.read()
+        if r.headers.get("Replay-Nonce"):
+            self.nonce = r.headers["Replay-Nonce"]
+        return r.status, r.headers, body
+
+    def post(self, url, payload):
+        """A signed POST (payload None: POST-as-GET); (status, headers,
+        body), a badNonce retried."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        for _ in range(5):
+            if self.nonce is None:
+                self._request(self.dir["newNonce"], method="HEAD")
+            protected = {"alg": "ES256", "nonce": self.nonce, "url": url}
+            if self.kid:
+                protected["kid"] = self.kid
+            else:
+                protected["jwk"] = self.jwk()
+            self.nonce = None
+            p = self.b64(json.dumps(protected))
+            body = "" if payload is None else self.b64(json.dumps(payload))
+            r, s = decode_dss_signature(self.key.sign(f"{p}.{body}".encode(), ec.ECDSA(hashes.SHA256())))
+            sig = self.b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+            jws = json.dumps({"protected": p, "payload": body, "signature": sig}).encode()
+            status, headers, data = self._request(url, jws)
+            if status == 400 and b"badNonce" in data:
+                continue
+            return status, headers, data
+        raise AssertionError(f"badNonce 5 times for {url}")
+
+    def poll(self, url, want, timeout=20):
+        deadline = time.monotonic() + timeout
+        while True:
+            status, _, body = self.post(url, None)
+            obj = json.loads(body)
+            if obj.get("status") == want:
+                return obj
+            assert obj.get("status") in ("pending", "processing", "ready"), obj
+            assert time.monotonic() < deadline, obj
+            time.sleep(0.1)  # polling the CA, as every ACME client does
+
+    def certificate(self, name):
+        """Order, prove by http-01 on 127.0.0.1:pb.http_port, finalize and
+        download: the PEM chain."""
+        import http.server
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        status, headers, body = self.post(self.dir["newAccount"], {"termsOfServiceAgreed": True})
+        assert status in (200, 201), body
+        self.kid = headers["Location"]
+        status, headers, body = self.post(self.dir["newOrder"],
+                                          {"identifiers": [{"type": "dns", "value": name}]})
+        assert status == 201, body
+        order_url, order = headers["Location"], json.loads(body)
+        [authz_url] = order["authorizations"]
+        authz = json.loads(self.post(authz_url, None)[2])
+        [chal] = [c for c in authz["challenges"] if c["type"] == "http-01"]
+        answer = f"{chal['token']}.{self.thumbprint()}".encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                ok = self.path == "/.well-known/acme-challenge/" + chal["token"]
+                self.send_response(200 if ok else 404)
+                self.end_headers()
+                if ok:
+                    self.wfile.write(answer)
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.HTTPServer(("127.0.0.1", self.pb.http_port), Handler)
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        try:
+            status, _, body = self.post(chal["url"], {})
+            assert status == 200, body
+            self.poll(authz_url, "valid")
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+               .sign(key, hashes.SHA256()))
+        status, _, body = self.post(order["finalize"],
+                                    {"csr": self.b64(csr.public_bytes(serialization.Encoding.DER))})
+        assert status == 200, body
+        order = self.poll(order_url, "valid")
+        status, _, pem = self.post(order["certificate"], None)
+        assert status == 200, pem
+        return pem.decode()

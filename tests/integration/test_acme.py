@@ -29,7 +29,7 @@ import pytest
 
 from fleet_helpers import free_port, http_get, metric, parse_metrics, toml_str
 from http_helpers import Raw, msum
-from pebble_helpers import pebble  # noqa: F401 (the fixture)
+from pebble_helpers import MiniAcme, pebble  # noqa: F401 (pebble: the fixture)
 
 NAME = "site.example.com"
 OTHER = "www.example.com"
@@ -78,6 +78,23 @@ def test_harness_pebble_gets_its_settings(pebble):  # noqa: F811
     assert f"Using custom DNS resolver for ACME challenges: 127.0.0.1:{pb.dns_port}" in text, text
     assert "Disabling random VA sleeps" in text, text
     assert "reject 50% of good nonces" in text, text
+
+
+def test_harness_pebble_validates_http01_on_the_plain_port_through_its_dns(pebble, tmp_path):  # noqa: F811
+    """The harness end to end with a reference client of its own: pebble
+    looks the name up at challtestsrv (127.0.0.1), fetches the http-01
+    answer from pb.http_port, and issues a certificate that pebble's root
+    verifies."""
+    pytest.importorskip("cryptography", reason="python3-cryptography (the reference ACME client)")
+    pb = pebble()
+    chain = MiniAcme(pb).certificate(NAME)
+    leaf = tmp_path / "chain.pem"
+    leaf.write_text(chain)
+    out = subprocess.run(["openssl", "verify", "-CAfile", pb.root_pem(), "-untrusted", str(leaf), str(leaf)],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out
+    assert cert_info(first_pem_der(leaf))["names"] == [NAME]
+    assert pb.orders() == 1
 
 
 # ------------------------------------------------------------------ Mothership with ACME
