@@ -328,9 +328,10 @@ def pebble(tmp_path):
 # ------------------------------------------------------------------ a reference client
 class MiniAcme:
     """The smallest ACME client (RFC 8555) that gets a certificate by
-    http-01 from pebble: the harness's own check that pebble, its DNS and
-    its ports fit together (a name resolved to 127.0.0.1, validated on
-    pb.http_port), independent of Mothership's client. Needs python3-cryptography."""
+    http-01 or tls-alpn-01 from pebble: the harness's own check that pebble,
+    its DNS and its ports fit together (a name resolved to 127.0.0.1,
+    validated on pb.http_port or pb.tls_port), independent of Mothership's
+    client. Needs python3-cryptography."""
 
     def __init__(self, pb):
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -406,25 +407,10 @@ class MiniAcme:
             assert time.monotonic() < deadline, obj
             time.sleep(0.1)  # polling the CA, as every ACME client does
 
-    def certificate(self, name):
-        """Order, prove by http-01 on 127.0.0.1:pb.http_port, finalize and
-        download: the PEM chain."""
+    def _http01(self, chal, answer):
+        """A server answering the http-01 challenge on pb.http_port; its
+        stop function."""
         import http.server
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-        status, headers, body = self.post(self.dir["newAccount"], {"termsOfServiceAgreed": True})
-        assert status in (200, 201), body
-        self.kid = headers["Location"]
-        status, headers, body = self.post(self.dir["newOrder"],
-                                          {"identifiers": [{"type": "dns", "value": name}]})
-        assert status == 201, body
-        order_url, order = headers["Location"], json.loads(body)
-        [authz_url] = order["authorizations"]
-        authz = json.loads(self.post(authz_url, None)[2])
-        [chal] = [c for c in authz["challenges"] if c["type"] == "http-01"]
-        answer = f"{chal['token']}.{self.thumbprint()}".encode()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
@@ -438,15 +424,94 @@ class MiniAcme:
                 pass
 
         srv = http.server.HTTPServer(("127.0.0.1", self.pb.http_port), Handler)
-        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+        def stop():
+            srv.shutdown()
+            srv.server_close()
+        return stop
+
+    def _tls_alpn01(self, name, answer):
+        """A TLS server on pb.tls_port that answers acme-tls/1 handshakes
+        with the challenge certificate (RFC 8737); its stop function."""
+        import datetime
+        import hashlib
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        # id-pe-acmeIdentifier: an OCTET STRING of the key authorization's SHA-256
+        acme_id = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31"),
+                                             b"\x04\x20" + hashlib.sha256(answer).digest())
+        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+                .add_extension(acme_id, critical=True)
+                .sign(key, hashes.SHA256()))
+        path = os.path.join(self.pb.dir, f"alpn-{name}.pem")
+        with open(path, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(path)
+        ctx.set_alpn_protocols(["acme-tls/1"])
+        lsock = socket.create_server(("127.0.0.1", self.pb.tls_port))
+        lsock.settimeout(0.2)
+        done = threading.Event()
+
+        def serve():
+            while not done.is_set():
+                try:
+                    conn, _ = lsock.accept()
+                except (socket.timeout, OSError):
+                    continue
+                try:
+                    conn.settimeout(5)
+                    with ctx.wrap_socket(conn, server_side=True):
+                        pass
+                except (ssl.SSLError, OSError):
+                    conn.close()
+        t = threading.Thread(target=serve, daemon=True)
         t.start()
+
+        def stop():
+            done.set()
+            t.join(2)
+            lsock.close()
+        return stop
+
+    def certificate(self, name, challenge="http-01"):
+        """Order, prove by challenge (http-01 on 127.0.0.1:pb.http_port,
+        tls-alpn-01 on pb.tls_port), finalize and download: the PEM
+        chain."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        status, headers, body = self.post(self.dir["newAccount"], {"termsOfServiceAgreed": True})
+        assert status in (200, 201), body
+        self.kid = headers["Location"]
+        status, headers, body = self.post(self.dir["newOrder"],
+                                          {"identifiers": [{"type": "dns", "value": name}]})
+        assert status == 201, body
+        order_url, order = headers["Location"], json.loads(body)
+        [authz_url] = order["authorizations"]
+        authz = json.loads(self.post(authz_url, None)[2])
+        [chal] = [c for c in authz["challenges"] if c["type"] == challenge]
+        answer = f"{chal['token']}.{self.thumbprint()}".encode()
+        stop = self._http01(chal, answer) if challenge == "http-01" else self._tls_alpn01(name, answer)
         try:
             status, _, body = self.post(chal["url"], {})
             assert status == 200, body
             self.poll(authz_url, "valid")
         finally:
-            srv.shutdown()
-            srv.server_close()
+            stop()
         key = ec.generate_private_key(ec.SECP256R1())
         csr = (x509.CertificateSigningRequestBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))

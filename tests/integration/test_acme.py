@@ -80,14 +80,15 @@ def test_harness_pebble_gets_its_settings(pebble):  # noqa: F811
     assert "reject 50% of good nonces" in text, text
 
 
-def test_harness_pebble_validates_http01_on_the_plain_port_through_its_dns(pebble, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
+def test_harness_pebble_validates_on_mothership_ports_through_its_dns(pebble, tmp_path, challenge):  # noqa: F811
     """The harness end to end with a reference client of its own: pebble
-    looks the name up at challtestsrv (127.0.0.1), fetches the http-01
-    answer from pb.http_port, and issues a certificate that pebble's root
-    verifies."""
+    looks the name up at challtestsrv (127.0.0.1), checks the http-01
+    answer on pb.http_port or the tls-alpn-01 handshake on pb.tls_port, and
+    issues a certificate that pebble's root verifies."""
     pytest.importorskip("cryptography", reason="python3-cryptography (the reference ACME client)")
     pb = pebble()
-    chain = MiniAcme(pb).certificate(NAME)
+    chain = MiniAcme(pb).certificate(NAME, challenge)
     leaf = tmp_path / "chain.pem"
     leaf.write_text(chain)
     out = subprocess.run(["openssl", "verify", "-CAfile", pb.root_pem(), "-untrusted", str(leaf), str(leaf)],
