@@ -25,6 +25,7 @@ _Static_assert(sizeof(ms_http_limits) == 200, "ms_http_limits changed: compare t
 _Static_assert(sizeof(ms_bind) == 104, "ms_bind changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_module) == 112, "ms_module changed: compare the new field in diff.c");
 _Static_assert(sizeof(ms_uplink) == 96, "ms_uplink changed: compare the new field in diff.c");
+_Static_assert(sizeof(ms_acme_config) == 136, "ms_acme_config changed: compare the new field in diff.c");
 #endif
 
 /* ---------------------------------------------------------------- what differs */
@@ -246,6 +247,23 @@ static const field bind_fields[] = {
     RAW(ms_bind, "redirect_to_https", redirect_to_https),
     RAW(ms_bind, "access_log", access_log),
     NEST(ms_bind, "tls", F_CERT, cert, cert_fields),
+    OF(ms_bind, "tls.acme", F_SKIP, acme), /* needs a restart: diff_acme */
+    END,
+};
+
+/* [mothership.acme]: read when Mothership starts (the ACME client is made
+ * once); domains include the binds' tls.acme names. */
+static const field acme_fields[] = {
+    RAW(ms_acme_config, "enabled", enabled),
+    OF(ms_acme_config, "directory", F_STR, directory),
+    OF(ms_acme_config, "email", F_STR, email),
+    OF(ms_acme_config, "domains", F_SET, domains),
+    OF(ms_acme_config, "state_dir", F_STR, state_dir),
+    OF(ms_acme_config, "ca_root", F_STR, ca_root),
+    RAW(ms_acme_config, "challenge", challenge),
+    RAW(ms_acme_config, "backoff", backoff_ms),
+    RAW(ms_acme_config, "max_backoff", max_backoff_ms),
+    /* the positions (pos, ..._pos) are not part of the definition */
     END,
 };
 
@@ -657,6 +675,30 @@ static void diff_tls(const diff_ctx *c, ms_manifest_diff *d, bool *oom)
         SWAP(d, oom, "[mothership.tls] %s", w.s);
 }
 
+/* The ACME client and the TLS server's ACME names are set up once, at the
+ * start: a change of [mothership.acme] or of a bind's tls.acme (a bind
+ * added or removed with ACME names too) waits for a restart. */
+static void diff_acme(const diff_ctx *c, ms_manifest_diff *d, bool *oom)
+{
+    const ms_global *ga = &c->old->global, *gb = &c->new->global;
+    why_buf w = { 0 };
+    if (ga->acme.enabled != gb->acme.enabled)
+        NEEDS(d, oom, "[mothership.acme]");
+    else
+        fields_diff(c, acme_fields, &ga->acme, &gb->acme, "", &w);
+    if (w.len)
+        NEEDS(d, oom, "[mothership.acme] %s", w.s);
+    for (size_t i = 0; i < gb->nbinds && !*oom; i++) {
+        const ms_bind *b = &gb->binds[i], *a = ms_manifest_find_bind(c->old, b->name);
+        static const ms_strlist none = { 0 };
+        if (!list_eq(a ? &a->acme : &none, &b->acme))
+            NEEDS(d, oom, "bind \"%s\" tls.acme", b->name);
+    }
+    for (size_t i = 0; i < ga->nbinds && !*oom; i++)
+        if (ga->binds[i].acme.len && !ms_manifest_find_bind(c->new, ga->binds[i].name))
+            NEEDS(d, oom, "bind \"%s\" tls.acme", ga->binds[i].name);
+}
+
 static void diff_static(const diff_ctx *c, ms_manifest_diff *d, bool *oom)
 {
     const ms_global *ga = &c->old->global, *gb = &c->new->global;
@@ -762,6 +804,7 @@ static void diff_global(const diff_ctx *c, ms_manifest_diff *d, bool *oom)
     diff_static(c, d, oom);
     diff_modules(c, d, oom);
     d->dataplane |= d->nswapped > before;
+    diff_acme(c, d, oom);
     /* env, shutdown_timeout and ready_timeout reach the entries that take
      * them, and are compared there. */
 }

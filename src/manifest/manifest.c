@@ -135,8 +135,14 @@ void ms_manifest_free(ms_manifest *m)
         ms_addr_free(&g->binds[i].addr);
         ld_tls_cert_free(g->binds[i].cert);
         free(g->binds[i].cert);
+        ld_strlist_free(&g->binds[i].acme);
     }
     free(g->binds);
+    free(g->acme.directory);
+    free(g->acme.email);
+    ld_strlist_free(&g->acme.domains);
+    free(g->acme.state_dir);
+    free(g->acme.ca_root);
     free(g->tls_cert);
     free(g->tls_key);
     for (size_t i = 0; i < g->ntls_certs; i++)

@@ -451,7 +451,9 @@ static void check_listeners(ld_ctx *c)
         snprintf(labels[n], sizeof labels[n], "bind \"%s\"", g->binds[i].name);
         ls[n] = (listener){ &g->binds[i].addr, labels[n], g->binds[i].pos };
         n++;
-        if (g->binds[i].tls && !g->binds[i].self_signed && !g->binds[i].cert && !g->has_tls) {
+        /* with [mothership.acme], such a bind serves the ACME certificates */
+        if (g->binds[i].tls && !g->binds[i].self_signed && !g->binds[i].cert && !g->has_tls && !g->acme.enabled &&
+            !g->binds[i].acme.len) {
             ld_err(c, g->binds[i].pos.line, g->binds[i].pos.col,
                    "bind \"%s\": terminates TLS but there is no [mothership.tls] with cert and key",
                    g->binds[i].name);
@@ -635,6 +637,83 @@ static void check_statics_and_files(ld_ctx *c)
     }
 }
 
+/* ---------------------------------------------------------------- ACME */
+/* A TLS bind that serves ACME certificates: no certificate of its own. */
+static bool serves_acme(const ms_bind *b)
+{
+    return b->tls && !b->self_signed && !b->cert;
+}
+
+static bool serves_name(const ms_bind *b, const char *name)
+{
+    if (!serves_acme(b))
+        return false;
+    if (!b->acme.len)
+        return true;
+    for (size_t i = 0; i < b->acme.len; i++)
+        if (strcmp(b->acme.items[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* The binds a challenge can be answered on (plain TCP for http-01, TLS TCP
+ * serving ACME names for tls-alpn-01): none is an error; none on the port
+ * a public CA connects to (80, 443) is a warning, offline. */
+static void check_acme_challenge(ld_ctx *c)
+{
+    const ms_global *g = &c->m->global;
+    const ms_acme_config *a = &g->acme;
+    bool alpn = a->challenge == MS_ACME_TLS_ALPN_01;
+    unsigned want = alpn ? 443 : 80;
+    const ms_bind *some = NULL;
+    bool on_port = false;
+    for (size_t i = 0; i < g->nbinds; i++) {
+        const ms_bind *b = &g->binds[i];
+        if (b->addr.kind != MS_ADDR_TCP || (alpn ? !serves_acme(b) : b->tls))
+            continue;
+        some = some ? some : b;
+        on_port |= b->addr.port == want;
+    }
+    ms_pos at = a->challenge_pos.line ? a->challenge_pos : a->pos;
+    const char *name = alpn ? "tls-alpn-01" : "http-01";
+    if (!some) {
+        ld_err(c, at.line, at.col, alpn ? "[mothership.acme]: challenge \"%s\" is answered in the TLS handshake, "
+               "and no TCP bind terminates TLS with the ACME certificates (add https = \"0.0.0.0:443\")"
+               : "[mothership.acme]: challenge \"%s\" is answered on a plain (not TLS) TCP bind, and there is "
+               "none (add http = \"0.0.0.0:80\")", name);
+        c->bad = true;
+    } else if (!on_port && c->warnings) {
+        ms_diag_add(c->warnings, at.line, at.col, "warning: [mothership.acme]: challenge \"%s\": no %s bind is on "
+                    "port %u (bind \"%s\" is on %u); a public CA connects to port %u, so this works only with a "
+                    "port forward or a private CA", name, alpn ? "TLS" : "plain", want, some->name,
+                    (unsigned)some->addr.port, want);
+    }
+}
+
+static void check_acme(ld_ctx *c)
+{
+    const ms_global *g = &c->m->global;
+    const ms_acme_config *a = &g->acme;
+    if (!a->enabled)
+        return;
+    if (a->ca_root)
+        check_file(c, a->ca_root_pos, "[mothership.acme]", "ca_root", a->ca_root);
+    check_acme_challenge(c);
+    /* a name no TLS bind serves would be ordered for nothing */
+    for (size_t k = 0; k < a->domains.len; k++) {
+        bool served = false;
+        for (size_t i = 0; i < g->nbinds && !served; i++)
+            served = serves_name(&g->binds[i], a->domains.items[k]);
+        if (served)
+            continue;
+        ms_pos at = a->domains_pos.line ? a->domains_pos : a->pos;
+        ld_err(c, at.line, at.col, "[mothership.acme]: no TLS bind serves \"%s\" (a bind with tls = true, or "
+               "tls = { acme = [\"%s\"] }; binds with their own certificate or self-signed do not)",
+               a->domains.items[k], a->domains.items[k]);
+        c->bad = true;
+    }
+}
+
 void ld_check(ld_ctx *c)
 {
     check_names(c);
@@ -642,4 +721,5 @@ void ld_check(ld_ctx *c)
     check_routes(c);
     check_listeners(c);
     check_statics_and_files(c);
+    check_acme(c);
 }

@@ -8,6 +8,7 @@
  * names, dependencies, routes, collisions) live in manifest_check.c. */
 #include "manifest/manifest_internal.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +30,7 @@
 static const char *const mothership_keys[] = {
     "metrics_port", "metrics_bind", "compression", "shutdown_timeout", "ready_timeout",
     "socket_dir", "state_dir", "workers", "env", "bind", "tls", "static_dirs", "http", "control_socket",
-    "control_group", "upstreams", "access_log", "access_log_path", NULL };
+    "control_group", "upstreams", "access_log", "access_log_path", "acme", NULL };
 static const char *const http_keys[] = {
     "max_header_size", "max_uri_length", "max_body_size", "header_timeout", "idle_timeout",
     "upstream_connect_timeout", "upstream_timeout", "max_connections", "upstream_keepalive",
@@ -68,6 +69,10 @@ static const char *const uplink_keys[] = { "url", "name", "timeout", "wait", NUL
 static const char *const static_keys[] = { "path", "prefix", "bind", NULL };
 static const char *const tls_keys[] = { "cert", "key", "certs", "session_tickets", "ticket_key_rotation", NULL };
 static const char *const tlscert_keys[] = { "cert", "key", "hosts", NULL };
+/* A bind's tls table: its own certificate, or the ACME names it serves. */
+static const char *const bindtls_keys[] = { "cert", "key", "hosts", "acme", NULL };
+static const char *const acme_keys[] = { "directory", "email", "domains", "state_dir", "ca_root", "challenge",
+                                         "backoff", "max_backoff", NULL };
 static const char *const bindtable_keys[] = { "address", "tls", "h2", "h2c", "redirect_to_https", "access_log",
                                                NULL };
 static const char *const health_keys[] = {
@@ -88,6 +93,7 @@ const char *const *ms_manifest_keys(const char *table)
         { "uplink", uplink_keys }, { "static_dirs", static_keys }, { "tls", tls_keys },
         { "tls.certs", tlscert_keys }, { "bind", bindtable_keys }, { "healthcheck", health_keys },
         { "route", route_keys }, { "http_bay", hbay_keys }, { "upstream", upstream_keys },
+        { "acme", acme_keys }, { "bind.tls", bindtls_keys },
     };
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
         if (strcmp(tables[i].table, table) == 0)
@@ -2138,14 +2144,102 @@ void ld_tls_cert_free(ms_tls_cert *tc)
     ld_strlist_free(&tc->hosts);
 }
 
+/* ---------------------------------------------------------------- ACME names */
+/* Why name is not a name an ACME certificate can be ordered for here (a
+ * DNS name that http-01 or tls-alpn-01 can prove), or NULL. Case is not
+ * checked: names are lower-cased once they pass. */
+static const char *acme_name_problem(const char *name)
+{
+    size_t n = strlen(name);
+    unsigned char addr[16];
+    if (n == 0)
+        return "is empty";
+    if (strchr(name, '*'))
+        return "is a wildcard: http-01 and tls-alpn-01 cannot prove one, list each name instead";
+    if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1 || strchr(name, ':') ||
+        name[0] == '[')
+        return "is an IP address: ACME certificates here are for DNS names";
+    if (name[n - 1] == '.')
+        return "ends with a dot: write the name without it";
+    if (n > 253)
+        return "is longer than 253 characters";
+    for (const char *q = name; *q; q++)
+        if (!isalnum((unsigned char)*q) || (unsigned char)*q >= 0x80)
+            if (*q != '-' && *q != '.')
+                return "is not a DNS name (letters, digits, '-' and '.'; an international name in its xn-- "
+                       "form)";
+    const char *label = name, *last = name;
+    for (const char *q = name;; q++) {
+        if (*q != '.' && *q != '\0')
+            continue;
+        size_t len = (size_t)(q - label);
+        if (len == 0)
+            return "has an empty label (\"..\" or a leading dot)";
+        if (len > 63)
+            return "has a label longer than 63 characters";
+        if (label[0] == '-' || label[len - 1] == '-')
+            return "has a label that starts or ends with '-'";
+        last = label;
+        if (*q == '\0')
+            break;
+        label = q + 1;
+    }
+    if (last == name)
+        return "is not a fully qualified name (a CA issues for names like example.com)";
+    if (strspn(last, "0123456789") == strlen(last))
+        return "ends with a numeric label: not a DNS name a CA issues for";
+    return NULL;
+}
+
+/* An array of ACME names: each checked, lower-cased and added to dst
+ * unless already there. */
+static bool get_acme_names(ld_ctx *c, const toml_kv *kv, ms_strlist *dst)
+{
+    ms_strlist raw = { 0 };
+    ms_pos *pos = NULL;
+    bool ok = get_strlist(c, kv, &raw, false, &pos), good = true;
+    for (size_t i = 0; ok && i < raw.len; i++) {
+        char *name = raw.items[i];
+        const char *why = acme_name_problem(name);
+        if (why) {
+            ld_err(c, pos[i].line, pos[i].col, "\"%s\": \"%.80s\" %s", kv->key, name, why);
+            good = false;
+            continue;
+        }
+        for (char *q = name; *q; q++)
+            *q = (char)tolower((unsigned char)*q);
+        if (!strlist_has(dst, name) && !strlist_push(c, dst, name))
+            ok = false;
+    }
+    free(pos);
+    ld_strlist_free(&raw);
+    return ok && good;
+}
+
+/* ---------------------------------------------------------------- TLS certificates */
 /* { cert = "...", key = "...", hosts = [...] }: [[mothership.tls.certs]]
- * entries and the table form of a bind's tls. */
-static bool load_tls_cert(ld_ctx *c, const toml_node *t, ms_tls_cert *tc)
+ * entries and the table form of a bind's tls; a bind's (b not NULL) may
+ * instead be { acme = [names] }: the ACME names it serves. */
+static bool load_tls_cert(ld_ctx *c, const toml_node *t, ms_tls_cert *tc, ms_bind *b)
 {
     bool ok = true;
+    const toml_kv *acme_kv = NULL, *own_kv = NULL;
     tc->pos = (ms_pos){ t->line, t->col };
     for (size_t k = 0; k < t->u.table.len; k++) {
         const toml_kv *e = &t->u.table.items[k];
+        if (b && strcmp(e->key, "acme") == 0) {
+            acme_kv = e;
+            if (!get_acme_names(c, e, &b->acme))
+                ok = false;
+            else if (b->acme.len == 0) {
+                ld_err(c, e->value->line, e->value->col, "\"acme\" must name at least one domain (a TLS bind "
+                       "without its own certificate serves every ACME domain: write tls = true)");
+                ok = false;
+            }
+            continue;
+        }
+        if (!own_kv && (strcmp(e->key, "cert") == 0 || strcmp(e->key, "key") == 0 || strcmp(e->key, "hosts") == 0))
+            own_kv = e;
         if (strcmp(e->key, "cert") == 0) {
             ok &= get_path(c, e, &tc->cert);
             tc->cert_pos = (ms_pos){ e->value->line, e->value->col };
@@ -2156,6 +2250,7 @@ static bool load_tls_cert(ld_ctx *c, const toml_node *t, ms_tls_cert *tc)
             ms_pos *pos = NULL;
             tc->hosts_pos = (ms_pos){ e->value->line, e->value->col };
             if (!get_strlist(c, e, &tc->hosts, false, &pos)) {
+                free(pos);
                 ok = false;
                 continue;
             }
@@ -2168,12 +2263,20 @@ static bool load_tls_cert(ld_ctx *c, const toml_node *t, ms_tls_cert *tc)
             }
             free(pos);
         } else {
-            unknown_key(c, e, tlscert_keys, NULL);
+            unknown_key(c, e, b ? bindtls_keys : tlscert_keys, NULL);
             ok = false;
         }
     }
+    if (acme_kv) {
+        if (own_kv) {
+            ld_err(c, own_kv->line, own_kv->col, "\"%s\": a bind's tls has either its own certificate (cert, key, "
+                   "hosts) or ACME names (acme), not both", own_kv->key);
+            ok = false;
+        }
+        return ok;
+    }
     if (ok && !tc->cert) {
-        ld_err(c, t->line, t->col, "missing required key \"cert\"");
+        ld_err(c, t->line, t->col, "missing required key \"cert\"%s", b ? " (or \"acme\")" : "");
         ok = false;
     }
     if (ok && !tc->key) {
@@ -2183,7 +2286,8 @@ static bool load_tls_cert(ld_ctx *c, const toml_node *t, ms_tls_cert *tc)
     return ok;
 }
 
-/* A bind's tls: true, false, "self-signed" or { cert, key, hosts }. */
+/* A bind's tls: true, false, "self-signed", { cert, key, hosts } or
+ * { acme = [names] } (no certificate of its own: b->cert stays NULL). */
 static bool load_bind_tls(ld_ctx *c, const toml_kv *e, ms_bind *b)
 {
     const toml_node *v = e->value;
@@ -2203,7 +2307,13 @@ static bool load_bind_tls(ld_ctx *c, const toml_kv *e, ms_bind *b)
             return false;
         }
         b->tls = true;
-        return load_tls_cert(c, v, b->cert);
+        bool ok = load_tls_cert(c, v, b->cert, b);
+        if (ok && b->acme.len) {
+            ld_tls_cert_free(b->cert);
+            free(b->cert);
+            b->cert = NULL;
+        }
+        return ok;
     }
     if (v->type == TOML_STRING)
         ld_err(c, v->line, v->col, "\"tls\" must be true, false, \"self-signed\" or a table { cert, key, hosts }, "
@@ -2305,6 +2415,7 @@ static void load_binds(ld_ctx *c, const toml_kv *bkv)
         if (!ok) {
             ld_tls_cert_free(nb.cert);
             free(nb.cert);
+            ld_strlist_free(&nb.acme);
             c->bad = true;
             continue;
         }
@@ -2314,6 +2425,7 @@ static void load_binds(ld_ctx *c, const toml_kv *bkv)
             ld_err(&bc, addr_at->line, addr_at->col, "invalid address \"%s\": %s", addr_text, why);
             ld_tls_cert_free(nb.cert);
             free(nb.cert);
+            ld_strlist_free(&nb.acme);
             c->bad = true;
             continue;
         }
@@ -2407,11 +2519,175 @@ static bool load_tls(ld_ctx *c, const toml_kv *kv)
             continue;
         }
         ms_tls_cert *d = &g->tls_certs[g->ntls_certs++];
-        ok &= load_tls_cert(&cc, t, d);
+        ok &= load_tls_cert(&cc, t, d, NULL);
         c->oom |= cc.oom;
     }
     c->oom |= tc.oom;
     return ok;
+}
+
+/* ---------------------------------------------------------------- [mothership.acme] */
+/* Why text is not an ACME directory URL (http or https, a host), or NULL. */
+static const char *directory_problem(const char *text, char *why, size_t why_len)
+{
+    for (const char *q = text; *q; q++)
+        if (isspace((unsigned char)*q) || iscntrl((unsigned char)*q))
+            return "must not contain spaces or control characters";
+    ms_uplink u = { 0 };
+    const char *problem = NULL;
+    if (!ms_uplink_url_parse(text, &u, why, why_len))
+        problem = why;
+    else if (strcmp(u.scheme, "http") != 0 && strcmp(u.scheme, "https") != 0)
+        problem = "must be an http:// or https:// URL";
+    else {
+        const char *auth = strstr(text, "://") + 3; /* the parser found it */
+        const char *at = strchr(auth, '@');
+        if (at && at < auth + strcspn(auth, "/?#"))
+            problem = "must not carry a user name or password";
+    }
+    free(u.scheme);
+    free(u.host);
+    free(u.path);
+    return problem;
+}
+
+/* Why text is not one contact e-mail address, or NULL. */
+static const char *email_problem(const char *text)
+{
+    if (strncasecmp(text, "mailto:", 7) == 0)
+        return "is written without \"mailto:\" (the address alone)";
+    for (const char *q = text; *q; q++)
+        if (isspace((unsigned char)*q) || iscntrl((unsigned char)*q) || *q == ',' || *q == ';')
+            return "must be one address, without spaces or commas";
+    const char *at = strchr(text, '@');
+    if (!at || strchr(at + 1, '@'))
+        return "must be an address with one '@', like ops@example.com";
+    if (at == text || !strchr(at + 1, '.') || at[1] == '.' || text[strlen(text) - 1] == '.')
+        return "must be an address like ops@example.com: a name, '@' and a domain";
+    return NULL;
+}
+
+static bool get_acme_challenge(ld_ctx *c, const toml_kv *kv, ms_acme_challenge_kind *dst)
+{
+    static const char *const names[] = { "http-01", "tls-alpn-01", NULL };
+    size_t i;
+    if (!get_choice(c, kv, names, "\"http-01\" or \"tls-alpn-01\"", "unknown challenge",
+                    "\"http-01\" or \"tls-alpn-01\"", &i))
+        return false;
+    *dst = i == 0 ? MS_ACME_HTTP_01 : MS_ACME_TLS_ALPN_01;
+    return true;
+}
+
+/* [mothership.acme]: where and how certificates are ordered (acme/acme.h).
+ * The names of the binds' tls.acme join domains in load_mothership. */
+static bool load_acme(ld_ctx *c, const toml_kv *kv)
+{
+    ms_acme_config *a = &c->m->global.acme;
+    ld_ctx ac = *c;
+    ac.what = "[mothership.acme]";
+    if (kv->value->type != TOML_TABLE) {
+        wrong_type(c, kv, "a table ([mothership.acme])");
+        return false;
+    }
+    a->enabled = true;
+    a->pos = (ms_pos){ kv->value->line, kv->value->col };
+    a->challenge = MS_ACME_HTTP_01;
+    a->backoff_ms = 60 * 1000;
+    a->max_backoff_ms = 6 * 3600 * 1000;
+    const toml_kv *max_kv = NULL;
+    bool ok = true;
+    for (size_t i = 0; i < kv->value->u.table.len; i++) {
+        const toml_kv *e = &kv->value->u.table.items[i];
+        const toml_node *v = e->value;
+        ms_pos at = { v->line, v->col };
+        char why[200];
+        const char *problem;
+        if (strcmp(e->key, "directory") == 0) {
+            a->directory_pos = at;
+            if (!get_nonempty_string(&ac, e, &a->directory))
+                ok = false;
+            else if ((problem = directory_problem(a->directory, why, sizeof why))) {
+                ld_err(&ac, v->line, v->col, "\"directory\" \"%.200s\": %s", a->directory, problem);
+                ok = false;
+            }
+        } else if (strcmp(e->key, "email") == 0) {
+            a->email_pos = at;
+            if (!get_nonempty_string(&ac, e, &a->email))
+                ok = false;
+            else if ((problem = email_problem(a->email))) {
+                ld_err(&ac, v->line, v->col, "\"email\" \"%.200s\" %s", a->email, problem);
+                ok = false;
+            }
+        } else if (strcmp(e->key, "domains") == 0) {
+            a->domains_pos = at;
+            ok &= get_acme_names(&ac, e, &a->domains);
+        } else if (strcmp(e->key, "state_dir") == 0) {
+            a->state_dir_pos = at;
+            ok &= get_path(&ac, e, &a->state_dir);
+        } else if (strcmp(e->key, "ca_root") == 0) {
+            a->ca_root_pos = at;
+            ok &= get_path(&ac, e, &a->ca_root);
+        } else if (strcmp(e->key, "challenge") == 0) {
+            a->challenge_pos = at;
+            ok &= get_acme_challenge(&ac, e, &a->challenge);
+        } else if (strcmp(e->key, "backoff") == 0) {
+            if (!get_duration(&ac, e, &a->backoff_ms))
+                ok = false;
+            else if (a->backoff_ms < 1000) {
+                ld_err(&ac, v->line, v->col, "\"backoff\" must be at least 1s");
+                ok = false;
+            }
+        } else if (strcmp(e->key, "max_backoff") == 0) {
+            max_kv = e;
+            ok &= get_duration(&ac, e, &a->max_backoff_ms);
+        } else {
+            unknown_key(&ac, e, acme_keys, NULL);
+            ok = false;
+        }
+    }
+    if (ok && a->max_backoff_ms < a->backoff_ms) {
+        if (max_kv) {
+            ld_err(&ac, max_kv->value->line, max_kv->value->col, "\"max_backoff\" must be at least \"backoff\"");
+            ok = false;
+        } else
+            a->max_backoff_ms = a->backoff_ms; /* the default is only a cap */
+    }
+    if (!a->directory)
+        a->directory = dup_checked(&ac, MS_ACME_DEFAULT_DIRECTORY);
+    c->oom |= ac.oom;
+    return ok;
+}
+
+/* Once [mothership] is read: the binds' ACME names join domains; ACME names
+ * without [mothership.acme], or [mothership.acme] without any name, are
+ * mistakes. */
+static void finish_acme(ld_ctx *gc)
+{
+    ld_ctx fc = *gc, *c = &fc; /* the messages name their section */
+    fc.what = NULL;
+    ms_global *g = &c->m->global;
+    ms_acme_config *a = &g->acme;
+    for (size_t i = 0; i < g->nbinds; i++) {
+        const ms_bind *b = &g->binds[i];
+        if (!b->acme.len)
+            continue;
+        if (!a->enabled) {
+            ld_err(c, b->tls_pos.line, b->tls_pos.col, "bind \"%s\": tls.acme names certificates to order, but "
+                   "there is no [mothership.acme] (add it, with email and, for testing, directory)", b->name);
+            c->bad = true;
+            continue;
+        }
+        for (size_t k = 0; k < b->acme.len && !c->oom; k++)
+            if (!strlist_has(&a->domains, b->acme.items[k]))
+                strlist_push(c, &a->domains, b->acme.items[k]);
+    }
+    if (a->enabled && a->domains.len == 0 && !c->bad && !c->oom) {
+        ld_err(c, a->pos.line, a->pos.col, "[mothership.acme]: no domains: list them in \"domains\", or in a bind's "
+               "tls = { acme = [...] }");
+        c->bad = true;
+    }
+    gc->bad |= fc.bad;
+    gc->oom |= fc.oom;
 }
 
 static void load_static_dirs(ld_ctx *c, const toml_kv *skv)
@@ -2565,6 +2841,8 @@ static void load_mothership(ld_ctx *c, const toml_node *t)
             load_binds(&gc, kv);
         else if (strcmp(k, "tls") == 0)
             ok = load_tls(&gc, kv);
+        else if (strcmp(k, "acme") == 0)
+            ok = load_acme(&gc, kv);
         else if (strcmp(k, "state_dir") == 0) {
             ok = get_path(&gc, kv, &g->state_dir);
             g->state_dir_pos = (ms_pos){ kv->value->line, kv->value->col };
@@ -2601,6 +2879,7 @@ static void load_mothership(ld_ctx *c, const toml_node *t)
     for (size_t i = 0; i < g->nbinds; i++)
         if (g->binds[i].access_log == MS_ACCESS_LOG_UNSET)
             g->binds[i].access_log = g->access_log;
+    finish_acme(&gc);
     c->bad |= gc.bad;
     c->oom |= gc.oom;
 }

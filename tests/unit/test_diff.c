@@ -362,6 +362,9 @@ static const variant mothership_cases[] = {
     { "tls", "", "tls = { cert = \"{D}/a.pem\", key = \"{D}/a.key\" }", SWAP, "[mothership.tls]" },
     { "static_dirs", "", "static_dirs = [{ path = \"/tmp\" }]", SWAP, "[[mothership.static_dirs]]" },
     { "http", "", "http = { max_body_size = 1000 }", SWAP, "[mothership.http] max_body_size" },
+    { "acme", "bind = { http = \"127.0.0.1:18080\", https = \"127.0.0.1:18443\" }\nacme = { domains = [\"a.example.com\"] }",
+      "bind = { http = \"127.0.0.1:18080\", https = \"127.0.0.1:18443\" }\nacme = { domains = [\"b.example.com\"] }",
+      NEEDS, "[mothership.acme] domains" },
     { NULL, NULL, NULL, RESTART, NULL },
 };
 
@@ -439,6 +442,33 @@ static const variant tlscert_cases[] = {
     { NULL, NULL, NULL, RESTART, NULL },
 };
 
+#define AD "domains = [\"a.example.com\"]\n"
+static const variant acme_cases[] = {
+    { "directory", AD, AD "directory = \"https://acme.example/dir\"", NEEDS, "[mothership.acme] directory" },
+    { "email", AD, AD "email = \"ops@example.com\"", NEEDS, "[mothership.acme] email" },
+    { "domains", AD, "domains = [\"b.example.com\"]", NEEDS, "[mothership.acme] domains" },
+    { "state_dir", AD, AD "state_dir = \"/tmp/acme\"", NEEDS, "[mothership.acme] state_dir" },
+    { "ca_root", AD, AD "ca_root = \"{D}/a.pem\"", NEEDS, "[mothership.acme] ca_root" },
+    { "challenge", AD, AD "challenge = \"tls-alpn-01\"", NEEDS, "[mothership.acme] challenge" },
+    { "backoff", AD, AD "backoff = \"2m\"", NEEDS, "[mothership.acme] backoff" },
+    { "max_backoff", AD, AD "max_backoff = \"1h\"", NEEDS, "[mothership.acme] max_backoff" },
+    { NULL, NULL, NULL, RESTART, NULL },
+};
+
+/* A bind's tls table: its own certificate is swapped, its ACME names wait
+ * for a restart ("all" serves every ACME name meanwhile). */
+static const variant bindtls_cases[] = {
+    { "cert", "cert = \"{D}/a.pem\", key = \"{D}/a.key\"", "cert = \"{D}/b.pem\", key = \"{D}/a.key\"", SWAP,
+      "bind \"own\" (tls.cert)" },
+    { "key", "cert = \"{D}/a.pem\", key = \"{D}/a.key\"", "cert = \"{D}/a.pem\", key = \"{D}/b.key\"", SWAP,
+      "bind \"own\" (tls.key)" },
+    { "hosts", "cert = \"{D}/a.pem\", key = \"{D}/a.key\"", "cert = \"{D}/a.pem\", key = \"{D}/a.key\", hosts = [\"x.example\"]",
+      SWAP, "bind \"own\" (tls.hosts)" },
+    { "acme", "acme = [\"a.example.com\"]", "acme = [\"a.example.com\", \"b.example.com\"]", NEEDS,
+      "bind \"own\" tls.acme" },
+    { NULL, NULL, NULL, RESTART, NULL },
+};
+
 static const variant static_cases[] = {
     { "path", "path = \"/tmp\"", "path = \"/\"", SWAP, "[[mothership.static_dirs]]" },
     { "prefix", "path = \"/tmp\"", "path = \"/tmp\"\nprefix = \"/s\"", SWAP, "[[mothership.static_dirs]]" },
@@ -480,6 +510,11 @@ static const section sections[] = {
     { "bind", "[mothership.bind]\n%s\n\n" DB WEB, bind_cases },
     { "tls", "[mothership.tls]\n%s\n\n" DB WEB, tls_cases },
     { "tls.certs", "[mothership.tls]\n%s\n\n" DB WEB, tlscert_cases },
+    { "acme", "[mothership.bind]\nhttp = \"127.0.0.1:18080\"\nhttps = \"127.0.0.1:18443\"\n\n"
+              "[mothership.acme]\n%s\n\n" DB WEB, acme_cases },
+    { "bind.tls", "[mothership.bind]\nhttp = \"127.0.0.1:18080\"\nall = { address = \"127.0.0.1:18443\", tls = true }\n"
+                  "own = { address = \"127.0.0.1:18444\", tls = { %s } }\n\n"
+                  "[mothership.acme]\ndomains = [\"a.example.com\"]\n\n" DB WEB, bindtls_cases },
     { "static_dirs", HTTP_BIND "[[mothership.static_dirs]]\n%s\n\n" DB WEB, static_cases },
     { "module", "[[modules]]\n%s\n\n" DB WEB, module_cases },
     { "uplink", "[[uplinks]]\n%s\n\n" DB WEB, uplink_cases },
@@ -989,6 +1024,35 @@ static void test_global_split(void **state)
     ms_manifest_free(b);
 }
 
+/* ACME is set up once: turning it on, and a bind with ACME names coming
+ * or going, need a restart; the bind itself still swaps. */
+static void test_acme_needs_restart(void **state)
+{
+    (void)state;
+#define ACME_BINDS "[mothership.bind]\nhttp = \"127.0.0.1:18080\"\nhttps = { address = \"127.0.0.1:18443\", tls = \"self-signed\" }\n"
+    ms_manifest *a = load(ACME_BINDS "\n" WEB);
+    ms_manifest *b = load(ACME_BINDS "admin = { address = \"127.0.0.1:18444\", tls = { acme = [\"admin.example.com\"] } }\n"
+                          "[mothership.acme]\nemail = \"ops@example.com\"\n\n" WEB);
+    ms_manifest_diff *d = ms_manifest_diff_new(a, b);
+    assert_non_null(d);
+    assert_false(any_changed(d));
+    assert_int_equal(d->nneeds, 2);
+    assert_string_equal(d->needs_restart[0], "[mothership.acme]");
+    assert_string_equal(d->needs_restart[1], "bind \"admin\" tls.acme");
+    assert_int_equal(d->nswapped, 1);
+    assert_string_equal(d->swapped[0], "bind \"admin\" added");
+    ms_manifest_diff_free(d);
+    /* and back: the bind's names go with it */
+    d = ms_manifest_diff_new(b, a);
+    assert_non_null(d);
+    assert_int_equal(d->nneeds, 2);
+    assert_string_equal(d->needs_restart[1], "bind \"admin\" tls.acme");
+    ms_manifest_diff_free(d);
+    ms_manifest_free(a);
+    ms_manifest_free(b);
+#undef ACME_BINDS
+}
+
 /* Many differences: why stays bounded and says there is more. */
 static void test_why_bounded(void **state)
 {
@@ -1032,6 +1096,7 @@ int main(void)
         cmocka_unit_test(test_dependency_restarts_alone),
         cmocka_unit_test(test_instances),
         cmocka_unit_test(test_global_split),
+        cmocka_unit_test(test_acme_needs_restart),
         cmocka_unit_test(test_why_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -21,6 +21,8 @@ static const struct { const char *table, *heading; } SECTIONS[] = {
     { "bind", "### `[mothership.bind]`" },
     { "tls", "### `[mothership.tls]`" },
     { "tls.certs", "### `[[mothership.tls.certs]]`" },
+    { "bind.tls", "### `[mothership.bind]`" },
+    { "acme", "### `[mothership.acme]`" },
     { "static_dirs", "### `[[mothership.static_dirs]]`" },
     { "ship", "## `[[fleet.<group>]]`: ships" },
     { "restart", "### `restart`" },
