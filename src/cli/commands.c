@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acme/check.h"
 #include "cli/cli.h"
 #include "payload/payload.h"
 #include "tls/tls.h"
@@ -17,12 +18,13 @@ ms_manifest *ms_cli_check_opts(const char *path, ms_diags *d, const ms_load_opts
 {
     ms_manifest *m = ms_manifest_load_opts(path, d, opts);
     /* modules: decoded, validated and checked against the payload ABI;
-     * certificates: read and checked as TLS binds will load them */
+     * certificates: read and checked as TLS binds will load them; ACME:
+     * the CA file and what an earlier run stored */
     size_t bad = 0;
     if (m && m->nmodules > 0)
         bad += ms_payload_check(m, d);
     if (m)
-        bad += ms_tls_check(m, d);
+        bad += ms_tls_check(m, d) + ms_acme_check(m, d);
     if (bad > 0) {
         ms_manifest_free(m);
         m = NULL;

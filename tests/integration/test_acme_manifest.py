@@ -1,0 +1,142 @@
+"""[mothership.acme] through the real binary's `clearance`: the errors a user
+sees at file:line:col, the warnings about ports a public CA connects to,
+and the offline checks of ca_root and of what an earlier run stored in the
+ACME state directory (account key, certificates and their keys)."""
+import os
+import subprocess
+
+from conftest import run_ms
+from tls_helpers import make_cert
+
+MANIFEST = "ship-manifest.toml"
+DIRECTORY = "https://127.0.0.1:14000/dir"
+STATE = os.path.join("acme", "127.0.0.1_14000_dir")  # under state_dir = "./acme"
+
+BINDS = '[mothership.bind]\nhttp = "0.0.0.0:80"\nhttps = "0.0.0.0:443"\n'
+
+
+def clearance(tmp_path, text):
+    (tmp_path / MANIFEST).write_text(text)
+    return run_ms("clearance", "-c", MANIFEST, cwd=str(tmp_path), env={"MS_STATE_DIR": str(tmp_path / "state")})
+
+
+def acme(extra=""):
+    return (BINDS + '[mothership.acme]\ndirectory = "%s"\nstate_dir = "./acme"\n'
+            'domains = ["example.com", "WWW.example.com"]\n%s' % (DIRECTORY, extra))
+
+
+def test_clears_without_warnings_on_80_and_443(tmp_path):
+    r = clearance(tmp_path, acme('email = "ops@example.com"\n'))
+    assert r.code == 0, r
+    assert "cleared for launch" in r.out, r
+    assert r.err == "", r
+
+
+def test_warns_when_the_challenge_bind_is_not_on_the_public_port(tmp_path):
+    r = clearance(tmp_path, '[mothership.bind]\nhttp = "127.0.0.1:8080"\nhttps = "127.0.0.1:8443"\n'
+                  '[mothership.acme]\ndomains = ["example.com"]\n')
+    assert r.code == 0, r
+    assert (f'{MANIFEST}:4:1: warning: [mothership.acme]: challenge "http-01": no plain bind is on port 80 '
+            '(bind "http" is on 8080)') in r.err, r
+    r = clearance(tmp_path, '[mothership.bind]\nhttp = "0.0.0.0:80"\nhttps = "127.0.0.1:8443"\n'
+                  '[mothership.acme]\ndomains = ["example.com"]\nchallenge = "tls-alpn-01"\n')
+    assert r.code == 0, r
+    assert (f'{MANIFEST}:6:13: warning: [mothership.acme]: challenge "tls-alpn-01": no TLS bind is on port 443 '
+            '(bind "https" is on 8443)') in r.err, r
+
+
+def test_errors_at_their_place(tmp_path):
+    cases = [
+        (BINDS + '[mothership.acme]\ndomains = ["example.com", "*.example.com"]\n',
+         '5:27: [mothership.acme]: "domains": "*.example.com" is a wildcard'),
+        (BINDS + '[mothership.acme]\ndomains = ["127.0.0.1"]\n',
+         '5:12: [mothership.acme]: "domains": "127.0.0.1" is an IP address'),
+        (BINDS + '[mothership.acme]\ndomains = ["example.com."]\n',
+         '5:12: [mothership.acme]: "domains": "example.com." ends with a dot'),
+        (BINDS + '[mothership.acme]\ndomains = ["example.com"]\nemial = "ops@example.com"\n',
+         '6:1: [mothership.acme]: unknown key "emial" (did you mean "email"?)'),
+        (BINDS + '[mothership.acme]\ndomains = ["example.com"]\nemail = "ops@example.com dev@example.com"\n',
+         '6:9: [mothership.acme]: "email" "ops@example.com dev@example.com" must be one address'),
+        (BINDS + '[mothership.acme]\ndomains = ["example.com"]\ndirectory = "ftp://ca.example/dir"\n',
+         '6:13: [mothership.acme]: "directory" "ftp://ca.example/dir": unsupported scheme "ftp"'),
+        ('[mothership.bind]\nhttps = "0.0.0.0:443"\n[mothership.acme]\ndomains = ["example.com"]\n',
+         '3:1: [mothership.acme]: challenge "http-01" is answered on a plain (not TLS) TCP bind, and there is none'),
+        ('[mothership.bind]\nhttp = "0.0.0.0:80"\n[mothership.acme]\ndomains = ["example.com"]\n'
+         'challenge = "tls-alpn-01"\n',
+         '5:13: [mothership.acme]: challenge "tls-alpn-01" is answered in the TLS handshake, and no TCP bind '
+         'terminates TLS with the ACME certificates'),
+        ('[mothership.bind]\nhttp = "0.0.0.0:80"\nadmin = { address = "0.0.0.0:443", tls = { acme = ["a.example.com"] } }\n',
+         '3:42: bind "admin": tls.acme names certificates to order, but there is no [mothership.acme]'),
+        ('[mothership.bind]\nhttp = "0.0.0.0:80"\nadmin = { address = "0.0.0.0:443", tls = { acm = ["a.example.com"] } }\n',
+         '3:44: bind "admin": unknown key "acm" (did you mean "acme"?)'),
+        (BINDS + '[mothership.acme]\ndomains = ["example.com"]\nca_root = "./missing.pem"\n',
+         '6:11: [mothership.acme]: ca_root "missing.pem" does not exist'),
+    ]
+    for text, error in cases:
+        r = clearance(tmp_path, text)
+        assert r.code == 1, (text, r)
+        assert f"{MANIFEST}:{error}" in r.err, (text, r)
+
+
+def test_ca_root_must_hold_a_certificate(tmp_path):
+    crt, key = make_cert(tmp_path / "ca", "root", names=("ca.example",))
+    r = clearance(tmp_path, acme('ca_root = "./ca/root.crt"\n'))
+    assert r.code == 0, r
+    r = clearance(tmp_path, acme('ca_root = "./ca/root.key"\n'))
+    assert r.code == 1, r
+    assert f'{MANIFEST}:8:11: [mothership.acme]: ca_root "ca/root.key" holds no PEM certificate' in r.err, r
+    (tmp_path / "ca" / "broken.pem").write_text(open(crt).read() + "-----BEGIN CERTIFICATE-----\nnot base64\n"
+                                                "-----END CERTIFICATE-----\n")
+    r = clearance(tmp_path, acme('ca_root = "./ca/broken.pem"\n'))
+    assert r.code == 1, r
+    assert 'ca_root "ca/broken.pem": certificate 2 does not parse' in r.err, r
+
+
+def test_stored_state_is_checked(tmp_path):
+    state = tmp_path / STATE
+    (state / "certs").mkdir(parents=True)
+    # nothing stored yet, or a matching certificate: clear
+    r = clearance(tmp_path, acme())
+    assert r.code == 0, r
+    make_cert(state / "certs", "example.com", names=("example.com",))
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-out", str(state / "account.key")], check=True, capture_output=True)
+    r = clearance(tmp_path, acme())
+    assert r.code == 0, r
+    # a certificate for another name than its file's
+    make_cert(state / "certs", "www.example.com", names=("other.example.com",))
+    r = clearance(tmp_path, acme())
+    assert r.code == 1, r
+    assert (f'{MANIFEST}:6:13: [mothership.acme]: "www.example.com": the certificate "acme/127.0.0.1_14000_dir/'
+            'certs/www.example.com.crt" does not fit: it does not cover "www.example.com"') in r.err, r
+    # a certificate whose key file is another key
+    make_cert(state / "certs", "www.example.com", names=("www.example.com",))
+    make_cert(state / "certs", "spare", names=("spare.example",))
+    os.replace(state / "certs" / "spare.key", state / "certs" / "www.example.com.key")
+    r = clearance(tmp_path, acme())
+    assert r.code == 1, r
+    assert "does not fit: it is for another key than its .key file" in r.err, r
+    # a certificate without its key
+    os.unlink(state / "certs" / "www.example.com.key")
+    r = clearance(tmp_path, acme())
+    assert r.code == 1, r
+    assert 'the certificate "acme/127.0.0.1_14000_dir/certs/www.example.com.crt" has no key' in r.err, r
+    os.unlink(state / "certs" / "www.example.com.crt")
+    # an account key that is not ECDSA P-256
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                    "-out", str(state / "account.key")], check=True, capture_output=True)
+    r = clearance(tmp_path, acme())
+    assert r.code == 1, r
+    assert ('[mothership.acme]: the account key "acme/127.0.0.1_14000_dir/account.key" does not load: is an RSA '
+            'key: ACME keys here are ECDSA P-256') in r.err, r
+
+
+def test_default_state_dir_is_under_the_state_dir(tmp_path):
+    """Without acme.state_dir: <state dir>/acme/<directory>, where a bad
+    account key is found too."""
+    state = tmp_path / "state" / "acme" / "127.0.0.1_14000_dir"
+    state.mkdir(parents=True)
+    (state / "account.key").write_text("not a key\n")
+    r = clearance(tmp_path, BINDS + '[mothership.acme]\ndirectory = "%s"\ndomains = ["example.com"]\n' % DIRECTORY)
+    assert r.code == 1, r
+    assert f'the account key "{state}/account.key" does not load: not a PEM private key' in r.err, r
