@@ -19,7 +19,8 @@
 typedef struct ms_acme_directory {
     char *new_nonce, *new_account, *new_order; /* required */
     char *revoke_cert, *key_change;            /* NULL when absent */
-    char *terms_of_service;                    /* meta.termsOfService; NULL when absent */
+    char *terms_of_service;                    /* meta.termsOfService, shown only: any scheme (pebble's is
+                                                  a data: URL); NULL when absent */
     bool external_account_required;            /* meta.externalAccountRequired */
 } ms_acme_directory;
 
