@@ -21,6 +21,7 @@
 #include "util/strutil.h"
 
 #define SELF_SIGNED_DAYS 90
+#define PLACEHOLDER_DAYS 7
 #define SELF_SIGNED_MIN_LEFT (24 * 3600)   /* reuse only when valid at least this much longer */
 
 /* ---------------------------------------------------------------- reading */
@@ -460,14 +461,16 @@ static bool add_ext(X509 *x, int nid, const char *value)
     return ok;
 }
 
-static bool generate(const char *host, time_t now, X509 **xo, EVP_PKEY **ko)
+/* A self-signed ECDSA P-256 certificate: subject O=org, CN=cn, the
+ * subjectAltName san, valid from an hour ago for days days. */
+static bool generate(const char *org, const char *cn, const char *san, long days, time_t now, X509 **xo,
+                     EVP_PKEY **ko)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *x = X509_new();
     unsigned char serial[16];
     BIGNUM *bn = NULL;
     ASN1_INTEGER *sn = NULL;
-    char san[600];
     bool ok = key && x && RAND_bytes(serial, sizeof serial) == 1;
     if (ok) {
         serial[0] &= 0x7f; /* positive */
@@ -477,20 +480,17 @@ static bool generate(const char *host, time_t now, X509 **xo, EVP_PKEY **ko)
     }
     if (ok) {
         ok = X509_time_adj_ex(X509_getm_notBefore(x), 0, -3600, &now) &&
-             X509_time_adj_ex(X509_getm_notAfter(x), SELF_SIGNED_DAYS, 0, &now);
+             X509_time_adj_ex(X509_getm_notAfter(x), (int)days, 0, &now);
     }
     X509_NAME *name = ok ? X509_get_subject_name(x) : NULL;
     if (ok)
-        ok = X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"Mothership self-signed",
-                                        -1, -1, 0) &&
-             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0) &&
+        ok = X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)org, -1, -1, 0) &&
+             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) &&
              X509_set_issuer_name(x, name) && X509_set_pubkey(x, key);
-    if (ok) {
-        san_value(host, san, sizeof san);
+    if (ok)
         ok = add_ext(x, NID_subject_alt_name, san) && add_ext(x, NID_basic_constraints, "critical,CA:FALSE") &&
              add_ext(x, NID_key_usage, "critical,digitalSignature") && add_ext(x, NID_ext_key_usage, "serverAuth") &&
              add_ext(x, NID_subject_key_identifier, "hash") && X509_sign(x, key, EVP_sha256()) > 0;
-    }
     ASN1_INTEGER_free(sn);
     BN_free(bn);
     if (!ok) {
@@ -562,7 +562,9 @@ ms_tls_material *ms_tls_self_signed(const char *dir, const char *bind, const cha
     }
     X509 *x = NULL;
     EVP_PKEY *k = NULL;
-    if (!generate(host && n == 4 ? hostbuf : NULL, now, &x, &k)) {
+    char san[600];
+    san_value(host && n == 4 ? hostbuf : NULL, san, sizeof san);
+    if (!generate("Mothership self-signed", "localhost", san, SELF_SIGNED_DAYS, now, &x, &k)) {
         snprintf(why, why_len, "cannot generate a self-signed certificate: OpenSSL failed");
         ERR_clear_error();
         return NULL;
@@ -574,6 +576,29 @@ ms_tls_material *ms_tls_self_signed(const char *dir, const char *bind, const cha
         else
             *generated = true;
     }
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return mt;
+}
+
+/* ---------------------------------------------------------------- ACME placeholders */
+ms_tls_material *ms_tls_placeholder(const char *name, time_t now)
+{
+    char san[300];
+    if (!*name || strlen(name) > 253)
+        return NULL;
+    snprintf(san, sizeof san, "DNS:%s", name);
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    /* a CN is at most 64 characters (RFC 5280); SNI goes by the SAN anyway */
+    const char *cn = strlen(name) <= 64 ? name : "ACME placeholder";
+    if (!generate("Mothership ACME placeholder", cn, san, PLACEHOLDER_DAYS, now, &x, &k)) {
+        ERR_clear_error();
+        return NULL;
+    }
+    ms_tls_at at;
+    char reason[256];
+    ms_tls_material *mt = ms_tls_material_from(x, NULL, k, NULL, now, &at, reason, sizeof reason);
     X509_free(x);
     EVP_PKEY_free(k);
     return mt;

@@ -6,7 +6,14 @@
  * references to the certificate material it chooses from and to the shared
  * part (ticket keys, the h2 flag). An SSL holds its SSL_CTX, so a reload
  * drops only the server's reference: connections still in a handshake keep
- * everything they may call back into. */
+ * everything they may call back into.
+ *
+ * ACME: each name of the manifest's ACME domains has one material, a
+ * placeholder made here until ms_tls_server_set_acme gives the CA's, and
+ * the contexts of the binds serving it are rebuilt when it changes. A
+ * ClientHello offering "acme-tls/1" (tls-alpn-01) is answered from the
+ * challenge board by the ClientHello callback; every other handshake only
+ * pays for one look for the ALPN extension there. */
 #include "tls/tls.h"
 
 #include <assert.h>
@@ -24,6 +31,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "acme/board.h"
 #include "tls/cert.h"
 
 /* TLS 1.2: ECDHE (forward secrecy) with AEAD ciphers, strongest first. */
@@ -49,6 +57,7 @@ typedef struct tls_shared {
     ticket_key cur, prev;
     uint64_t rotation_s;
     atomic_bool h2_served;    /* set by the data plane, read by every handshake */
+    _Atomic(struct ms_acme_board *) board; /* tls-alpn-01 challenges; NULL: none */
 } tls_shared;
 
 static tls_shared *shared_ref(tls_shared *sh)
@@ -124,6 +133,22 @@ static bind_data *bind_data_of(SSL *ssl)
     return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), bind_data_index);
 }
 
+/* Per SSL: set (to ACME_TLS_1) when the handshake answers a tls-alpn-01
+ * challenge: the certificate is the board's, the ALPN "acme-tls/1". */
+static const char ACME_TLS_1[] = "acme-tls/1";
+static int acme_ssl_index = -1;
+static pthread_once_t acme_ssl_once = PTHREAD_ONCE_INIT;
+
+static void acme_ssl_init_index(void)
+{
+    acme_ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static bool answers_acme(const SSL *ssl)
+{
+    return acme_ssl_index >= 0 && SSL_get_ex_data(ssl, acme_ssl_index) != NULL;
+}
+
 /* ---------------------------------------------------------------- callbacks */
 /* SNI: an exact name first, then a wildcard, else the default. */
 static ms_tls_material *choose_cert(const bind_data *bd, const char *sni)
@@ -144,6 +169,8 @@ static ms_tls_material *choose_cert(const bind_data *bd, const char *sni)
 static int on_cert(SSL *ssl, void *arg)
 {
     const bind_data *bd = arg;
+    if (answers_acme(ssl))
+        return 1; /* the challenge certificate is in place already */
     assert(bd->ncerts > 0);
     ms_tls_material *mt = choose_cert(bd, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
     return SSL_use_cert_and_key(ssl, mt->leaf, mt->key, mt->chain, 1) == 1;
@@ -167,9 +194,16 @@ static const unsigned char *offered(const unsigned char *in, unsigned inlen, con
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
                    unsigned int inlen, void *arg)
 {
-    (void)ssl;
     const bind_data *bd = arg;
     const unsigned char *p;
+    if (answers_acme(ssl)) {
+        /* RFC 8737 §3: acme-tls/1 and nothing else on this connection */
+        if (!(p = offered(in, inlen, ACME_TLS_1)))
+            return SSL_TLSEXT_ERR_ALERT_FATAL;
+        *out = p;
+        *outlen = (unsigned char)(sizeof ACME_TLS_1 - 1);
+        return SSL_TLSEXT_ERR_OK;
+    }
     if (bd->h2 && atomic_load_explicit(&bd->sh->h2_served, memory_order_acquire) && (p = offered(in, inlen, "h2"))) {
         *out = p;
         *outlen = 2;
@@ -181,6 +215,61 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, c
         return SSL_TLSEXT_ERR_OK;
     }
     return SSL_TLSEXT_ERR_NOACK; /* no common protocol: HTTP/1.1 without ALPN */
+}
+
+/* The host_name of a ClientHello's server_name extension (RFC 6066 §3)
+ * into out; false: none, or malformed, or too long. */
+static bool hello_sni(SSL *ssl, char *out, size_t cap)
+{
+    const unsigned char *p;
+    size_t len;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) != 1 || len < 2)
+        return false;
+    size_t list = (size_t)p[0] << 8 | p[1];
+    if (list != len - 2)
+        return false;
+    p += 2;
+    for (size_t i = 0; i + 3 <= list;) {
+        size_t n = (size_t)p[i + 1] << 8 | p[i + 2];
+        if (i + 3 + n > list)
+            return false;
+        if (p[i] == TLSEXT_NAMETYPE_host_name) {
+            if (n == 0 || n >= cap || memchr(p + i + 3, '\0', n))
+                return false;
+            memcpy(out, p + i + 3, n);
+            out[n] = '\0';
+            return true;
+        }
+        i += 3 + n;
+    }
+    return false;
+}
+
+/* tls-alpn-01 (RFC 8737), before anything else of the handshake is
+ * decided: a ClientHello whose ALPN offers acme-tls/1 gets the board's
+ * challenge certificate for its SNI name, or fails. Any other goes on
+ * untouched (the one cost: looking for the ALPN extension). */
+static int on_client_hello(SSL *ssl, int *al, void *arg)
+{
+    const bind_data *bd = arg;
+    const unsigned char *ext;
+    size_t len;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext, &len) != 1 ||
+        len < 2)
+        return SSL_CLIENT_HELLO_SUCCESS;
+    size_t list = (size_t)ext[0] << 8 | ext[1];
+    if (list != len - 2 || !offered(ext + 2, (unsigned)list, ACME_TLS_1))
+        return SSL_CLIENT_HELLO_SUCCESS;
+    struct ms_acme_board *board = atomic_load_explicit(&bd->sh->board, memory_order_acquire);
+    char name[256];
+    if (!board || acme_ssl_index < 0 || !hello_sni(ssl, name, sizeof name) ||
+        !ms_acme_board_use_alpn(board, name, ssl) || !SSL_set_ex_data(ssl, acme_ssl_index, (void *)ACME_TLS_1)) {
+        ERR_clear_error();
+        *al = SSL_AD_NO_APPLICATION_PROTOCOL;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    SSL_set_num_tickets(ssl, 0); /* the CA's one validation: nothing to resume */
+    return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 static bool ticket_mac_key(EVP_MAC_CTX *hctx, unsigned char *key)
@@ -241,7 +330,8 @@ static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_MAX_
 static SSL_CTX *make_ctx(const ms_global *g, tls_shared *sh, bool h2, ms_tls_material **certs, size_t ncerts)
 {
     pthread_once(&bind_data_once, bind_data_init_index);
-    if (bind_data_index < 0 || ncerts == 0)
+    pthread_once(&acme_ssl_once, acme_ssl_init_index);
+    if (bind_data_index < 0 || acme_ssl_index < 0 || ncerts == 0)
         return NULL;
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     bind_data *bd = calloc(1, sizeof *bd);
@@ -285,6 +375,7 @@ static SSL_CTX *make_ctx(const ms_global *g, tls_shared *sh, bool h2, ms_tls_mat
     }
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_client_hello_cb(ctx, on_client_hello, bd);
     SSL_CTX_set_cert_cb(ctx, on_cert, bd);
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, bd);
     return ctx;
@@ -306,6 +397,9 @@ struct ms_tls_server {
     size_t nbinds;
     ms_tls_material **global; /* one per m->global.tls_certs */
     size_t nglobal;
+    ms_tls_material **acme;   /* one per m->global.acme.domains: a placeholder, then the CA's */
+    size_t nacme;
+    ms_tls_material **scratch; /* ctx_for's list: nglobal + nacme + 1 entries */
     tls_shared *sh;
 };
 
@@ -326,13 +420,62 @@ static ms_tls_material *load_one(const ms_tls_cert *tc, char *why, size_t why_le
     return ms_tls_material_load(tc->cert, tc->key, &tc->hosts, time(NULL), &at, why, why_len);
 }
 
-/* A context for bind i from the current material; NULL: out of memory. */
+/* The index of an ACME name in s->acme; -1: not one. */
+static long acme_index(const ms_tls_server *s, const char *name)
+{
+    for (size_t k = 0; k < s->nacme; k++)
+        if (strcasecmp(s->m->global.acme.domains.items[k], name) == 0)
+            return (long)k;
+    return -1;
+}
+
+/* The certificates bind i chooses from, the default first (tls.h): its
+ * tls.acme names only; else its own; else the global ones, then every
+ * ACME name. Into list (nglobal + nacme + 1 entries); returns how many. */
+static size_t certs_of(const ms_tls_server *s, size_t i, ms_tls_material **list)
+{
+    const ms_bind *b = &s->m->global.binds[i];
+    size_t n = 0;
+    if (b->acme.len > 0) {
+        for (size_t j = 0; j < b->acme.len; j++) {
+            long k = acme_index(s, b->acme.items[j]);
+            if (k >= 0)
+                list[n++] = s->acme[k];
+        }
+        return n;
+    }
+    if (s->binds[i].own) {
+        list[n++] = s->binds[i].own;
+        return n;
+    }
+    for (size_t k = 0; k < s->nglobal; k++)
+        list[n++] = s->global[k];
+    for (size_t k = 0; k < s->nacme; k++)
+        list[n++] = s->acme[k];
+    return n;
+}
+
+/* Does bind i serve ACME name k (as certs_of chooses)? */
+static bool serves_acme(const ms_tls_server *s, size_t i, size_t k)
+{
+    const ms_bind *b = &s->m->global.binds[i];
+    if (!b->tls)
+        return false;
+    if (b->acme.len == 0)
+        return !s->binds[i].own;
+    for (size_t j = 0; j < b->acme.len; j++)
+        if (strcasecmp(b->acme.items[j], s->m->global.acme.domains.items[k]) == 0)
+            return true;
+    return false;
+}
+
+/* A context for bind i from the current material; NULL: out of memory (or
+ * no certificate at all). Control loop (s->scratch). */
 static SSL_CTX *ctx_for(ms_tls_server *s, size_t i)
 {
     const ms_bind *b = &s->m->global.binds[i];
-    if (s->binds[i].own)
-        return make_ctx(&s->m->global, s->sh, b->h2, &s->binds[i].own, 1);
-    return make_ctx(&s->m->global, s->sh, b->h2, s->global, s->nglobal);
+    size_t n = certs_of(s, i, s->scratch);
+    return make_ctx(&s->m->global, s->sh, b->h2, s->scratch, n);
 }
 
 ms_tls_server *ms_tls_server_new(const ms_manifest *m, char *why, size_t why_len)
@@ -359,9 +502,25 @@ ms_tls_server *ms_tls_server_new(const ms_manifest *m, char *why, size_t why_len
         snprintf(why, why_len, "out of memory");
         goto fail;
     }
+    size_t nacme = g->acme.enabled ? g->acme.domains.len : 0;
+    s->acme = calloc(nacme ? nacme : 1, sizeof *s->acme);
+    s->scratch = calloc(g->ntls_certs + nacme + 1, sizeof *s->scratch);
+    if (!s->acme || !s->scratch) {
+        snprintf(why, why_len, "out of memory");
+        goto fail;
+    }
+    for (size_t k = 0; k < nacme; k++) {
+        s->acme[k] = ms_tls_placeholder(g->acme.domains.items[k], time(NULL));
+        if (!s->acme[k]) {
+            snprintf(why, why_len, "ACME name \"%s\": cannot make its placeholder certificate (OpenSSL failed "
+                     "or out of memory)", g->acme.domains.items[k]);
+            goto fail;
+        }
+        s->nacme++;
+    }
     bool any_global = false;
     for (size_t i = 0; i < g->nbinds; i++)
-        any_global |= g->binds[i].tls && !g->binds[i].self_signed && !g->binds[i].cert;
+        any_global |= g->binds[i].tls && !g->binds[i].self_signed && !g->binds[i].cert && g->binds[i].acme.len == 0;
     char reason[700], label[96];
     /* the global certificates only when a bind uses them */
     for (size_t i = 0; any_global && i < g->ntls_certs; i++) {
@@ -403,7 +562,10 @@ ms_tls_server *ms_tls_server_new(const ms_manifest *m, char *why, size_t why_len
                 snprintf(why, why_len, "out of memory");
                 goto fail_state;
             }
-        } else if (s->nglobal == 0) {
+        } else if (b->acme.len > 0 && certs_of(s, i, s->scratch) == 0) {
+            snprintf(why, why_len, "bind \"%s\": its tls.acme names need [mothership.acme]", b->name);
+            goto fail_state;
+        } else if (s->nglobal + s->nacme == 0) {
             snprintf(why, why_len, "bind \"%s\" terminates TLS but there is no certificate", b->name);
             goto fail_state;
         }
@@ -522,6 +684,53 @@ bool ms_tls_server_reload(ms_tls_server *s, ms_tls_note_fn *note, void *arg)
     return all;
 }
 
+bool ms_tls_server_set_acme(ms_tls_server *s, const char *name, struct ms_tls_material *mt)
+{
+    long k = acme_index(s, name);
+    if (k < 0 || !mt)
+        return false;
+    SSL_CTX **nctx = calloc(s->nbinds ? s->nbinds : 1, sizeof *nctx);
+    if (!nctx)
+        return false;
+    ms_tls_material *old = s->acme[k];
+    s->acme[k] = ms_tls_material_ref(mt);
+    /* every new context first: all binds swap, or none */
+    bool ok = true;
+    for (size_t i = 0; ok && i < s->nbinds; i++) {
+        if (!s->binds[i].ctx)
+            continue;
+        if (serves_acme(s, i, (size_t)k))
+            ok = (nctx[i] = ctx_for(s, i)) != NULL;
+    }
+    if (!ok) {
+        for (size_t i = 0; i < s->nbinds; i++)
+            SSL_CTX_free(nctx[i]);
+        free(nctx);
+        s->acme[k] = old;
+        ms_tls_material_unref(mt);
+        return false;
+    }
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->nbinds; i++) {
+        if (!nctx[i])
+            continue;
+        SSL_CTX *prev = s->binds[i].ctx;
+        s->binds[i].ctx = nctx[i];
+        nctx[i] = prev;
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < s->nbinds; i++)
+        SSL_CTX_free(nctx[i]); /* SSLs made from them hold their own references */
+    free(nctx);
+    ms_tls_material_unref(old);
+    return true;
+}
+
+void ms_tls_server_set_acme_board(ms_tls_server *s, struct ms_acme_board *board)
+{
+    atomic_store_explicit(&s->sh->board, board, memory_order_release);
+}
+
 bool ms_tls_server_self_signed_info(const ms_tls_server *s, size_t bind_idx, const char **cert_path,
                                     const char **fingerprint, bool *generated)
 {
@@ -546,6 +755,10 @@ void ms_tls_server_free(ms_tls_server *s)
     for (size_t i = 0; s->global && i < s->nglobal; i++)
         ms_tls_material_unref(s->global[i]);
     free(s->global);
+    for (size_t k = 0; s->acme && k < s->nacme; k++)
+        ms_tls_material_unref(s->acme[k]);
+    free(s->acme);
+    free(s->scratch);
     shared_unref(s->sh);
     pthread_mutex_destroy(&s->lock);
     free(s);

@@ -72,8 +72,9 @@ bool ms_tls_server_self_signed_info(const ms_tls_server *s, size_t bind_idx, con
  * default), first with a self-signed placeholder made in memory by
  * ms_tls_server_new (for the name alone, valid 7 days). Swap name's
  * certificate for new handshakes on every bind serving it, as a reload
- * does (SSLs already made keep theirs). false: name is not an ACME name,
- * or out of memory. Control loop. */
+ * does (SSLs already made keep theirs); the server takes its own
+ * reference to mt. false: name is not an ACME name, or out of memory
+ * (nothing changed). Control loop. */
 struct ms_tls_material;
 bool ms_tls_server_set_acme(ms_tls_server *s, const char *name, struct ms_tls_material *mt);
 
