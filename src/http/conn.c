@@ -3,7 +3,8 @@
  * at each message boundary until the response is done), enforces the limits
  * (head size 431, URI length 414, body size 413, head timeout 408, idle
  * timeout), refuses smuggling-prone input with 400 and a lingering close, routes
- * (static dirs, then routes, else 404) and hands proxied requests to
+ * (ACME http-01 challenges on plain binds, redirect_to_https, static dirs,
+ * payloads, then routes, else 404) and hands proxied requests to
  * proxy.c: on a route with request buffering (the default), only once the
  * whole body is held (bodybuf.c: memory, then an unlinked temporary file;
  * Expect: 100-continue answered here; body timeout 408). Bytes come and go
@@ -22,6 +23,7 @@
 
 #include <openssl/ssl.h>
 
+#include "acme/board.h"
 #include "http/framing.h"
 #include "http/http_impl.h"
 #include "http/redirect.h"
@@ -924,6 +926,48 @@ static bool normalise_target(ms_conn *c, bool *raw)
 }
 
 /* ---------------------------------------------------------------- dispatch */
+/* ACME http-01 (RFC 8555 §8.3): on a plain bind of a data plane with a
+ * board, GET or HEAD /.well-known/acme-challenge/<token> answers the
+ * token's key authorization (text/plain), an unknown token 404, any other
+ * method 405. Before redirect_to_https, static files, payloads and routes:
+ * the CA asks on port 80 whatever else that bind does. false: not such a
+ * request (the path is not special without a board). */
+static bool acme_challenge(ms_conn *c, const char *path, size_t plen)
+{
+    const size_t pre = sizeof MS_ACME_CHALLENGE_PREFIX - 1;
+    if (!c->w->board || c->g->m->global.binds[c->bind_idx].tls || plen < pre ||
+        memcmp(path, MS_ACME_CHALLENGE_PREFIX, pre) != 0)
+        return false;
+    if (c->parser.method != HTTP_GET && c->parser.method != HTTP_HEAD) {
+        ms_conn_respond_error_with(c, 405, "an ACME challenge answers GET and HEAD only", "Allow: GET, HEAD\r\n");
+        return true;
+    }
+    char ka[512]; /* a token (at most 256 bytes), ".", a 43-byte thumbprint */
+    if (!ms_acme_board_http(c->w->board, path + pre, plen - pre, ka, sizeof ka)) {
+        ms_conn_respond_error(c, 404, "no ACME challenge with this token");
+        return true;
+    }
+    size_t kl = strlen(ka);
+    bool close = !c->keep_alive || (!c->req_done && c->has_body);
+    char head[512];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 200 OK\r\nServer: mothership\r\n%.*sContent-Type: text/plain\r\n"
+                      "Content-Length: %zu\r\nX-Request-Id: %.*s\r\n%s\r\n",
+                      (int)c->w->date_len, c->w->date, kl, (int)c->reqid_len, c->reqid,
+                      close ? "Connection: close\r\n" : "");
+    assert(hl > 0 && (size_t)hl < sizeof head);
+    if (close)
+        ms_conn_end_after_response(c, true);
+    ms_conn_cork(c);
+    ms_conn_write(c, head, (size_t)hl, true);
+    if (!c->is_head_method)
+        ms_conn_write(c, ka, kl, true);
+    ms_conn_record(c, 200); /* a local answer: the bind's no-route series */
+    ms_conn_uncork(c);
+    ms_conn_responded(c);
+    return true;
+}
+
 /* redirect_to_https: 308 to the same host, path and query on the TLS
  * bind (redirect.h), with the connection kept; a Host that cannot be
  * redirected to is a 400. */
@@ -992,7 +1036,10 @@ static void dispatch(ms_conn *c)
     const char *path = c->buf + c->url_off;
     size_t plen = c->path_len;
 
-    /* 0. a plain bind that sends everyone to https answers here, before
+    /* 0. ACME http-01 challenges, before anything else of the bind */
+    if (acme_challenge(c, path, plen))
+        return;
+    /* a plain bind that sends everyone to https answers here, before
      * static files, payloads and routes */
     if (c->g->m->global.binds[c->bind_idx].redirect_to_https) {
         redirect_to_https(c);

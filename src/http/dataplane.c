@@ -1122,6 +1122,7 @@ ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, ch
         w->accept_turn.data = w;
         uv_prepare_start(&w->accept_turn, on_accept_turn);
         w->hub = cfg->hub;
+        w->board = cfg->board;
         if (!ms_ws_worker_init(w)) {
             snprintf(why, why_len, "out of memory");
             goto fail_started;

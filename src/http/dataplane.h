@@ -31,6 +31,7 @@ typedef struct ms_dp_config {
     ms_hub *hub;         /* bays' docking links, with ms_dataplane_worker_count() workers; NULL: none */
     bool inline_worker;  /* tests and fuzzing: one worker, no listeners, no thread */
     struct ms_tls_server *tls; /* SSL objects for binds with tls (tls/tls.h); NULL: no TLS bind */
+    struct ms_acme_board *board; /* ACME http-01 answers on plain binds (acme/board.h); NULL: none */
 } ms_dp_config;
 
 /* How many workers a configuration runs (cfg->workers, 0 = CPUs). */
@@ -42,7 +43,8 @@ unsigned ms_dataplane_worker_count(const ms_dp_config *cfg);
  * reference on cfg->m and owns cfg->routes, cfg->payloads and cfg->tls:
  * ms_dataplane_free (or a reload, once requests using them have ended)
  * frees them. cfg->procs is copied (the processes must outlive the data
- * plane); cfg->log, workers, hub and inline_worker hold for its life. */
+ * plane); cfg->log, workers, hub, board and inline_worker hold for its
+ * life. */
 ms_dataplane *ms_dataplane_start(uv_loop_t *control, const ms_dp_config *cfg, char *why, size_t why_len);
 
 /* Stop accepting at once; let requests in flight finish for up to drain_ms;
@@ -61,7 +63,8 @@ void ms_dataplane_free(ms_dataplane *dp);
  * next request of a kept-alive connection, see the new one. Idle upstream
  * connections stay pooled for a ship with the same name and address.
  * Request and payload counters go on for the same labels. cfg->hub must be
- * NULL or the hub given at start; cfg->workers and log are not read.
+ * NULL or the hub given at start; cfg->workers, log and board are not
+ * read (the board given at start stays).
  * All or nothing: false + why (a bind that cannot be opened, out of memory,
  * stopping) and nothing changed (cfg's objects are still the caller's). On
  * success the data plane holds a reference on cfg->m and owns cfg->routes,

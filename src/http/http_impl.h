@@ -205,6 +205,7 @@ struct ms_worker {
     uint64_t nconns;
     uint64_t req_seq;
     ms_alog_ring *alog;            /* this worker's access log records, or NULL: none (an inline worker) */
+    struct ms_acme_board *board;   /* ACME http-01 challenges (acme/board.h), or NULL: none */
     /* payloads */
     ms_payload_result pres;        /* the request being dispatched (one at a time per worker) */
     ms_payload_header *phdrs;      /* scratch: headers handed to a payload */

@@ -7,7 +7,10 @@
  * routes, a request in flight finishes on the old ones, and the counters
  * of a label set go on across it; a drain closes the listeners; a burst of
  * connections is accepted 64 per turn of the loop, and a connection whose
- * allocation failed is accepted at the next turn. uv_thread_create and
+ * allocation failed is accepted at the next turn; ACME http-01 challenges
+ * on a plain bind are answered from the board before static files, a
+ * catch-all route and redirect_to_https, and the path is not special
+ * without a board. uv_thread_create and
  * calloc are wrapped at link time (-Wl,--wrap) so that calls can be made
  * to fail. */
 #include <dirent.h>
@@ -27,6 +30,7 @@
 
 #include <cmocka.h>
 
+#include "acme/board.h"
 #include "http/dataplane.h"
 #include "http/http_impl.h"
 #include "router/table.h"
@@ -691,6 +695,149 @@ static void test_request_in_flight_finishes_on_its_generation(void **state)
     rmdir(dir);
 }
 
+/* Runs the worker's loop until a whole response is on fd (head: the
+ * answer to a HEAD, no body); the response into buf; returns its status. */
+static int read_response(ms_dataplane *dp, int fd, bool head, char *buf, size_t cap)
+{
+    size_t len = 0;
+    uv_loop_t *loop = ms_dataplane_inline_loop(dp);
+    for (int round = 0; round < 100000; round++) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r > 0)
+            len += (size_t)r;
+        buf[len] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end) {
+            const char *cl = strstr(buf, "Content-Length: ");
+            size_t body = cl && !head ? strtoul(cl + 16, NULL, 10) : 0;
+            if (len >= (size_t)(end + 4 - buf) + body) {
+                assert_true(strncmp(buf, "HTTP/1.1 ", 9) == 0);
+                return atoi(buf + 9);
+            }
+        }
+    }
+    fail_msg("no whole response: %s", buf);
+    return -1;
+}
+
+/* A plain bind with a static dir at "/" holding a file where the CA asks,
+ * and a catch-all route to app (whose socket is not there: 502). */
+static ms_manifest *acme_manifest(const char *dir)
+{
+    char path[256], text[1024];
+    const char *parts[] = { "public", "public/.well-known", "public/.well-known/acme-challenge" };
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, parts[i]);
+        assert_int_equal(mkdir(path, 0700), 0);
+    }
+    snprintf(path, sizeof path, "%s/public/.well-known/acme-challenge/tok1", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("from the static dir", f);
+    fclose(f);
+    snprintf(text, sizeof text,
+             "[mothership.bind]\nhttp = \"unix://%s/front.sock\"\n"
+             "[[mothership.static_dirs]]\npath = \"%s/public\"\n"
+             "[[fleet.web]]\nname = \"app\"\ncommand = \"true\"\nbind = \"unix://%s/app.sock\"\n"
+             "routes = [\"http:/.*\"]\n",
+             dir, dir, dir);
+    return load_text(text, dir);
+}
+
+static ms_dataplane *acme_dataplane(ms_manifest *m, ms_acme_board *board, int *client)
+{
+    ms_route_table *rt = ms_route_table_build(m);
+    assert_non_null(rt);
+    ms_dp_config cfg = { .m = m, .routes = rt, .inline_worker = true, .board = board };
+    char why[256] = "";
+    ms_dataplane *dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
+    if (!dp)
+        fail_msg("start: %s", why);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    assert_int_equal(ms_dataplane_inline_adopt(dp, sv[0], 0), 0);
+    *client = sv[1];
+    return dp;
+}
+
+static void test_acme_http01_before_everything(void **state)
+{
+    (void)state;
+    char dir[64], buf[4096], path[256];
+    snprintf(dir, sizeof dir, "/tmp/ms-test-dp-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    ms_manifest *m = acme_manifest(dir);
+    int fd;
+
+    /* no board: the path is not special (here: the static file) */
+    ms_dataplane *dp = acme_dataplane(m, NULL, &fd);
+    send_all(fd, "GET /.well-known/acme-challenge/tok1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(dp, fd, false, buf, sizeof buf), 200);
+    assert_non_null(strstr(buf, "\r\n\r\nfrom the static dir"));
+    close(fd);
+    ms_dataplane_inline_stop(dp);
+
+    ms_acme_board *board = ms_acme_board_new();
+    assert_non_null(board);
+    assert_true(ms_acme_board_put_http(board, "tok1", "tok1.thumbprint"));
+    dp = acme_dataplane(m, board, &fd);
+    /* the key authorization, before the static dir and the route */
+    send_all(fd, "GET /.well-known/acme-challenge/tok1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(dp, fd, false, buf, sizeof buf), 200);
+    assert_non_null(strstr(buf, "\r\nContent-Type: text/plain\r\n"));
+    assert_non_null(strstr(buf, "\r\nContent-Length: 15\r\n"));
+    assert_non_null(strstr(buf, "\r\n\r\ntok1.thumbprint"));
+    assert_null(strstr(buf, "Connection: close"));
+    send_all(fd, "HEAD /.well-known/acme-challenge/tok1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(dp, fd, true, buf, sizeof buf), 200);
+    assert_non_null(strstr(buf, "\r\nContent-Length: 15\r\n"));
+    assert_null(strstr(buf, "tok1.thumbprint"));
+    /* an unknown token: 404, not the route (which would be a 502) */
+    send_all(fd, "GET /.well-known/acme-challenge/nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(dp, fd, false, buf, sizeof buf), 404);
+    send_all(fd, "GET /.well-known/acme-challenge/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(dp, fd, false, buf, sizeof buf), 404);
+    /* other methods: 405 */
+    send_all(fd, "POST /.well-known/acme-challenge/tok1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    assert_int_equal(read_response(dp, fd, false, buf, sizeof buf), 405);
+    assert_non_null(strstr(buf, "\r\nAllow: GET, HEAD\r\n"));
+    /* everything else as before */
+    send_all(fd, "GET /.well-known/acme-challengeX HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(dp, fd, false, buf, sizeof buf), 502);
+    /* counted like the bind's other local answers */
+    const char *series = "mothership_responses_total{bind=\"http\",route=\"\",target=\"none\",code=\"%s\"} ";
+    char s2[160], s4[160];
+    snprintf(s2, sizeof s2, series, "2xx");
+    snprintf(s4, sizeof s4, series, "4xx");
+    assert_int_equal(metric_settled(dp, s2, 2), 2);
+    assert_int_equal(metric_settled(dp, s4, 3), 3);
+    /* withdrawn: 404 */
+    ms_acme_board_drop_http(board, "tok1");
+    send_all(fd, "GET /.well-known/acme-challenge/tok1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(dp, fd, false, buf, sizeof buf), 404);
+    close(fd);
+    ms_dataplane_inline_stop(dp);
+
+    /* a bind that redirects everything to https still answers the CA */
+    assert_true(ms_acme_board_put_http(board, "tok1", "tok1.thumbprint"));
+    m->global.binds[0].redirect_to_https = true;
+    dp = acme_dataplane(m, board, &fd);
+    send_all(fd, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(dp, fd, false, buf, sizeof buf), 308);
+    send_all(fd, "GET /.well-known/acme-challenge/tok1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(dp, fd, false, buf, sizeof buf), 200);
+    assert_non_null(strstr(buf, "\r\n\r\ntok1.thumbprint"));
+    close(fd);
+    ms_dataplane_inline_stop(dp);
+
+    ms_acme_board_free(board);
+    ms_manifest_free(m);
+    snprintf(path, sizeof path, "rm -rf '%s'", dir);
+    assert_int_equal(system(path), 0);
+}
+
 /* An HTTP/2 connection (h2c) on a bind that a reload removes gets a
  * GOAWAY and ends, like the HTTP/1.1 connections of that bind: it does
  * not go on serving (and holding) the old configuration. */
@@ -799,6 +946,7 @@ int main(void)
         cmocka_unit_test(test_drain_closes_the_listeners),
         cmocka_unit_test(test_unix_listener_on_descriptor_0),
         cmocka_unit_test(test_u64_dec),
+        cmocka_unit_test(test_acme_http01_before_everything),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
