@@ -237,6 +237,8 @@ static int on_headers_complete(http_parser *hp)
     if (header_done(p) < 0)
         return -1;
     p->r.status = (int)hp->status_code;
+    if (p->r.status < 100) /* http-parser takes 1 to 3 digits */
+        return parser_fail(p, "%s", "invalid HTTP response: a status code under 100");
     if (p->r.status >= 100 && p->r.status < 200 && p->r.status != 101)
         return 0; /* interim; on_message_complete starts over */
     p->head_done = true;

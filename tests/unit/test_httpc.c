@@ -302,6 +302,7 @@ static void test_bad_input(void **state)
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
         "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/1.1 20 OK\r\n\r\n",
         "HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -538,8 +539,11 @@ static int idle_listener(unsigned *port)
     return fd;
 }
 
+/* The server is done, or still in accept() when the client gave up before
+ * connecting (a deadline): shutting the listener down wakes it. */
 static void server_join(server *s)
 {
+    shutdown(s->lfd, SHUT_RDWR);
     assert_int_equal(pthread_join(s->thread, NULL), 0);
     close(s->lfd);
 }
