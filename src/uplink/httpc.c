@@ -52,7 +52,7 @@ struct ms_httpc_parser {
     bool complete;
     bool failed;
     bool any_input;
-    size_t head_bytes;      /* bytes of the current head passed to http-parser */
+    size_t head_bytes;      /* head bytes passed to http-parser, 1xx heads included */
     /* the header being read */
     char field[FIELD_MAX + 1];
     size_t field_len;

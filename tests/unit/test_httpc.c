@@ -397,7 +397,7 @@ static int make_certs(void **state)
         return -1;
     ca_cert = make_cert(ca_key, ca_key, NULL, "test CA", NULL);
     other_ca_cert = make_cert(other_ca_key, other_ca_key, NULL, "other CA", NULL);
-    server_cert = make_cert(server_key, ca_key, ca_cert, "localhost", "DNS:localhost,IP:127.0.0.1");
+    server_cert = make_cert(server_key, ca_key, ca_cert, "localhost", "DNS:localhost,IP:127.0.0.1,IP:::1");
     misnamed_cert = make_cert(server_key, ca_key, ca_cert, "other", "DNS:other.example");
     write_pem(ca_path, ca_cert);
     write_pem(other_ca_path, other_ca_cert);
@@ -424,6 +424,7 @@ static int drop_certs(void **state)
 typedef struct server {
     int lfd;
     unsigned port;
+    bool v6;                /* listen on ::1 instead of 127.0.0.1 */
     X509 *cert;             /* TLS with this certificate; NULL: plain TCP */
     const char *response;   /* NULL: hold the connection until the client closes it */
     bool close_at_once;     /* close without reading or answering */
@@ -513,13 +514,15 @@ out:
 
 static void server_start(server *s)
 {
-    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    s->lfd = socket(s->v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
     assert_true(s->lfd >= 0);
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    assert_int_equal(bind(s->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t len = sizeof sa;
-    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&sa, &len), 0);
-    s->port = ntohs(sa.sin_port);
+    struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    struct sockaddr *a = s->v6 ? (struct sockaddr *)&sa6 : (struct sockaddr *)&sa;
+    socklen_t len = s->v6 ? sizeof sa6 : sizeof sa;
+    assert_int_equal(bind(s->lfd, a, len), 0);
+    assert_int_equal(getsockname(s->lfd, a, &len), 0);
+    s->port = ntohs(s->v6 ? sa6.sin6_port : sa.sin_port);
     assert_int_equal(listen(s->lfd, 4), 0);
     assert_int_equal(pthread_create(&s->thread, NULL, serve, s), 0);
 }
@@ -662,6 +665,26 @@ static void test_tls_with_ca_root(void **state)
     char host[64];
     snprintf(host, sizeof host, "HEAD / HTTP/1.1\r\nHost: localhost:%u\r\n", s2.port);
     assert_memory_equal(s2.request, host, strlen(host));
+}
+
+static void test_ipv6_literal(void **state)
+{
+    (void)state;
+    int probe = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    bool have_v6 = probe >= 0 && bind(probe, (struct sockaddr *)&sa6, sizeof sa6) == 0;
+    if (probe >= 0)
+        close(probe);
+    if (!have_v6)
+        skip();
+    server s = { .v6 = true, .cert = server_cert, .response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6" };
+    result res = { 0 };
+    one_request(&s, ca_path, "GET", "https://[::1]:%u/six", NULL, NULL, 5000, &res);
+    assert_string_equal(res.error, "");
+    assert_string_equal(res.body, "v6");
+    char want[64];
+    snprintf(want, sizeof want, "GET /six HTTP/1.1\r\nHost: [::1]:%u\r\n", s.port);
+    assert_memory_equal(s.request, want, strlen(want));
 }
 
 static void test_tls_wrong_ca_or_name(void **state)
@@ -896,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_get_over_tcp),
         cmocka_unit_test(test_post_chunked_answer_by_name),
         cmocka_unit_test(test_tls_with_ca_root),
+        cmocka_unit_test(test_ipv6_literal),
         cmocka_unit_test(test_tls_wrong_ca_or_name),
         cmocka_unit_test(test_bad_ca_root),
         cmocka_unit_test(test_failures_are_readable),
