@@ -1,7 +1,8 @@
 /* fleet_metrics.c: renders the fleet's state for /metrics (Prometheus text),
  * /health (liveness) and /ready (readiness): one JSON body naming what holds
- * the launch and what is down; the two differ only in their status code
- * (see docs/metrics.md). /metrics starts with mothership_build_info and
+ * the launch, what is down and the ACME names still waiting for a
+ * certificate; the two differ only in their status code (only /ready waits
+ * for certificates; see docs/metrics.md). /metrics starts with mothership_build_info and
  * Mothership's own process_* series; each entry's CPU time and memory are
  * read from /proc at the scrape. Label values come only from the manifest
  * (and the build), so cardinality is bounded. */
@@ -265,6 +266,13 @@ static void render_state(const ms_fleet_view *v, ms_buf *body)
         put_list(body, f, "down", LIST_DOWN);
         put_list(body, f, "degraded", LIST_DEGRADED);
     }
+    if (v->acme_pending) {
+        ms_buf names;
+        ms_buf_init(&names, 0);
+        if (v->acme_pending(v->acme_ctx, &names) > 0 && !ms_buf_failed(&names))
+            ms_buf_printf(body, ",\"acme_pending\":%s", names.data);
+        ms_buf_free(&names);
+    }
     ms_buf_puts(body, "}\n");
 }
 
@@ -279,5 +287,6 @@ int ms_fleet_render_ready(void *arg, ms_buf *body)
 {
     const ms_fleet_view *v = arg;
     render_state(v, body);
-    return v->fleet && !v->drained && ms_fleet_ready(v->fleet) ? 200 : 503;
+    bool acme_pending = v->acme_pending && v->acme_pending(v->acme_ctx, NULL) > 0;
+    return v->fleet && !v->drained && !acme_pending && ms_fleet_ready(v->fleet) ? 200 : 503;
 }

@@ -17,6 +17,11 @@ typedef struct ms_fleet_view {
     size_t nbuild_info;
     void (*extra)(void *ctx, ms_buf *out);  /* more series (the data plane's), or NULL */
     void *extra_ctx;
+    /* ACME names still without a certificate (acme/acme.h ms_acme_pending):
+     * how many, and their JSON array into names; /ready is 503 while any
+     * is. NULL: no ACME. */
+    size_t (*acme_pending)(void *ctx, ms_buf *names);
+    void *acme_ctx;
 } ms_fleet_view;
 
 void ms_fleet_render_metrics(void *view, ms_buf *out);
