@@ -49,23 +49,27 @@ bool acme_is_url(const char *s)
     return s && strlen(s) <= MS_ACME_URL_MAX && (strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0);
 }
 
-/* Put name's material into the TLS server; false with why. */
-bool acme_swap_in(ms_acme *a, const char *name, X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key, char *why,
-                    size_t why_len)
+/* n's new certificate made the one in use: kept (for a TLS server a
+ * reload makes) and put into the TLS server; false with why. */
+bool acme_swap_in(ms_acme *a, acme_name *n, X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key, char *why,
+                  size_t why_len)
 {
-    if (!a->d.tls)
-        return true; /* no TLS bind serves it (clearance warns): stored for a later run */
-    char *item = (char *)name;
+    char *item = (char *)n->name;
     ms_strlist hosts = { .items = &item, .len = 1 };
     ms_tls_at at;
     ms_tls_material *mt = ms_tls_material_from(leaf, chain, key, &hosts, time(NULL), &at, why, why_len);
     if (!mt)
         return false;
-    bool ok = ms_tls_server_set_acme(a->d.tls, name, mt);
-    ms_tls_material_unref(mt);
-    if (!ok)
-        snprintf(why, why_len, "the TLS server does not serve %s (or is out of memory)", name);
-    return ok;
+    /* no TLS server: no TLS bind serves it (clearance says so); kept all the same */
+    if (a->d.tls && !ms_tls_server_set_acme(a->d.tls, n->name, mt)) {
+        snprintf(why, why_len, "the TLS server does not serve %s (or is out of memory)", n->name);
+        ms_tls_material_unref(mt);
+        return false;
+    }
+    if (n->mt)
+        ms_tls_material_unref(n->mt);
+    n->mt = mt;
+    return true;
 }
 
 static void schedule_name(acme_name *n, uint64_t delay_ms);
@@ -430,7 +434,7 @@ static void load_stored(ms_acme *a, acme_name *n)
                          "a new one", n->name, why);
         return;
     }
-    bool ok = acme_swap_in(a, n->name, leaf, chain, key, why, sizeof why);
+    bool ok = acme_swap_in(a, n, leaf, chain, key, why, sizeof why);
     X509_free(leaf);
     sk_X509_pop_free(chain, X509_free);
     EVP_PKEY_free(key);
@@ -446,6 +450,9 @@ static void load_stored(ms_acme *a, acme_name *n)
 
 static void free_now(ms_acme *a)
 {
+    for (size_t i = 0; a->names && i < a->nnames; i++)
+        if (a->names[i].mt)
+            ms_tls_material_unref(a->names[i].mt);
     free(a->names);
     free(a->dir);
     free(a->kid);
@@ -569,6 +576,17 @@ void ms_acme_free(ms_acme *a)
         a->names[i].timer.data = a;
         uv_close((uv_handle_t *)&a->names[i].timer, on_handle_closed);
     }
+}
+
+void ms_acme_set_tls(ms_acme *a, ms_tls_server *tls)
+{
+    if (!a)
+        return;
+    a->d.tls = tls;
+    for (size_t i = 0; tls && i < a->nnames; i++)
+        if (a->names[i].mt && !ms_tls_server_set_acme(tls, a->names[i].name, a->names[i].mt))
+            ms_log_event(a->d.log, MS_WARN, NULL, "acme_certificate", "the new TLS setup does not serve %s: its "
+                         "ACME certificate is not used there", a->names[i].name);
 }
 
 size_t ms_acme_pending(const ms_acme *a, ms_buf *names)

@@ -66,6 +66,11 @@ void ms_acme_start(ms_acme *a);
  * close on the loop; a is freed once they have. */
 void ms_acme_free(ms_acme *a);
 
+/* A reload made a new TLS server for new handshakes (the old one retires
+ * with its data plane generation): every certificate in use is swapped
+ * into tls, and later ones go there. Control loop. */
+void ms_acme_set_tls(ms_acme *a, ms_tls_server *tls);
+
 /* How many names have no certificate yet; names gets them as a JSON
  * array of strings when not NULL. Control loop. */
 size_t ms_acme_pending(const ms_acme *a, ms_buf *names);

@@ -24,7 +24,8 @@ typedef struct acme_name {
     ms_acme *a;
     const char *name;      /* the manifest's */
     uv_timer_t timer;      /* the renewal, or the retry after a failure */
-    bool have_cert;        /* a certificate is in use */
+    bool have_cert;        /* a certificate is in use: mt */
+    struct ms_tls_material *mt;
     time_t not_after, renew_at;
     unsigned failures;     /* failed orders in a row */
     bool due;              /* waiting for its turn */
@@ -92,7 +93,7 @@ void acme_poll_later(ms_acme *a, const ms_httpc_response *r, const char *what, p
 void acme_set_str(char **dst, const char *src);
 bool acme_ct_is(const char *content_type, const char *type);
 bool acme_is_url(const char *s);
-bool acme_swap_in(ms_acme *a, const char *name, X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key, char *why,
+bool acme_swap_in(ms_acme *a, acme_name *n, X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key, char *why,
                   size_t why_len);
 void acme_schedule_renewal(acme_name *n);
 void acme_log_certificate(ms_acme *a, acme_name *n, const char *how);

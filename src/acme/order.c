@@ -84,7 +84,7 @@ static void on_certificate(ms_acme *a, const ms_httpc_response *r)
     if (!ok)
         ms_log_event(a->d.log, MS_WARN, NULL, "acme_store", "cannot store the certificate of %s: %s (it is used "
                      "all the same, and ordered again after a restart)", n->name, why);
-    if (!acme_swap_in(a, n->name, leaf, chain, a->cert_key, why, sizeof why)) {
+    if (!acme_swap_in(a, n, leaf, chain, a->cert_key, why, sizeof why)) {
         X509_free(leaf);
         sk_X509_pop_free(chain, X509_free);
         acme_fail(a, RESULT_ERROR, "certificate: cannot use it: %s", why);
