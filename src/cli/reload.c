@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "acme/acme.h"
 #include "cli/run.h"
 #include "cli/run_notify.h"
 #include "manifest/diff.h"
@@ -279,9 +280,15 @@ static bool reload(ms_run *r, bool check_only, const char *who, json_t **result)
             tls = r->tls;
         else if (built && any_tls(m))
             built = (tls = ms_tls_server_new(m, why, sizeof why)) != NULL;
+        if (built && tls && tls != r->tls && r->board) { /* ACME: its challenges and certificates there too */
+            ms_tls_server_set_acme_board(tls, r->board);
+            ms_acme_set_tls(r->acme, tls);
+        }
         ms_dp_config cfg = { .m = m, .routes = routes, .procs = procs, .log = r->log, .payloads = payloads,
                              .workers = r->m->global.workers, .hub = r->hub, .tls = tls };
         if (!built || !ms_dataplane_reload(r->dp, &cfg, why, sizeof why)) {
+            if (tls != r->tls && r->acme && tls)
+                ms_acme_set_tls(r->acme, r->tls);
             if (tls != r->tls)
                 ms_tls_server_free(tls);
             ms_route_table_free(routes);

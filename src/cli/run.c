@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <uv.h>
 
+#include "acme/acme.h"
 #include "cli/cli.h"
 #include "cli/ctl.h"
 #include "cli/reload.h"
@@ -53,9 +54,19 @@ static void close_early_signals(ms_run *c)
     }
 }
 
+/* The ACME client stops (its challenges withdrawn, its timers closed)
+ * once a shutdown begins. */
+static void stop_acme(ms_run *c)
+{
+    ms_acme_free(c->acme);
+    c->acme = NULL;
+    c->view.acme_pending = NULL;
+}
+
 static void on_fleet_done(ms_fleet *f, void *arg)
 {
     ms_run *c = arg;
+    stop_acme(c);
     c->exit_code = f->exit_code;
     c->view.stopping = true;
     ms_docks_close(c->docks);
@@ -97,6 +108,7 @@ static void on_fleet_drain(ms_fleet *f, void *arg)
 {
     ms_run *c = arg;
     (void)f;
+    stop_acme(c);
     ms_dataplane_stop(c->dp, c->m->global.shutdown_timeout_ms, on_dp_stopped, c);
 }
 
@@ -125,6 +137,7 @@ static void render_run_metrics(void *arg, ms_buf *out)
         ms_docks_render_metrics(c->docks, out);
     ms_prom p;
     ms_prom_init(&p, out);
+    ms_acme_render_metrics(c->acme, &p);
     static const char *const results[2] = { "success", "failure" };
     for (int i = 0; i < 2; i++) {
         ms_prom_label l[] = { { "result", results[i] } };
@@ -196,6 +209,7 @@ static void abort_launch(ms_run *c, const char *what, const char *why)
 {
     ms_log_event(c->log, MS_ERROR, NULL, "launch_failed", "%s: %s; nothing was launched", what, why);
     c->exit_code = MS_EXIT_FAIL;
+    stop_acme(c);
     close_ctl(c);
     ms_docks_close(c->docks); /* its handles would keep the loop running */
     if (c->metrics) {
@@ -255,6 +269,37 @@ static bool start_tls(ms_run *c, char *why, size_t why_len)
             ms_log_event(c->log, MS_INFO, NULL, "self_signed", "bind \"%s\": %s self-signed certificate %s, "
                          "SHA-256 fingerprint %s", g->binds[b].name, generated ? "generated" : "reusing", path, fp);
     }
+    return true;
+}
+
+static size_t acme_pending(void *arg, ms_buf *names)
+{
+    ms_run *c = arg;
+    return ms_acme_pending(c->acme, names);
+}
+
+/* [mothership.acme]: the board the data plane answers challenges from, and
+ * the client, which reads its state directory and swaps the stored
+ * certificates into the TLS server before the first handshake. Started
+ * once the data plane listens. */
+static bool start_acme(ms_run *c, char *why, size_t why_len)
+{
+    if (!c->m->global.acme.enabled)
+        return true;
+    c->board = ms_acme_board_new();
+    if (!c->board) {
+        snprintf(why, why_len, "out of memory");
+        return false;
+    }
+    if (c->tls) /* tls-alpn-01 answers come from the board; set before the workers start */
+        ms_tls_server_set_acme_board(c->tls, c->board);
+    /* the manifest launched: kept (c->launched) until the end, reloads or not */
+    ms_acme_deps d = { .loop = c->loop, .m = c->launched, .tls = c->tls, .board = c->board, .log = c->log };
+    c->acme = ms_acme_new(&d, why, why_len);
+    if (!c->acme)
+        return false;
+    c->view.acme_pending = acme_pending;
+    c->view.acme_ctx = c;
     return true;
 }
 
@@ -328,10 +373,15 @@ static void launch_now(ms_run *c)
             abort_launch(c, "cannot set up TLS", why);
             return;
         }
+        if (!start_acme(c, why, sizeof why)) {
+            abort_launch(c, "cannot set up ACME", why);
+            return;
+        }
         cfg.routes = c->routes;
         cfg.payloads = c->payloads;
         cfg.hub = c->hub;
         cfg.tls = c->tls;
+        cfg.board = c->board; /* http-01 answers on the plain binds */
         c->dp = ms_dataplane_start(c->loop, &cfg, why, sizeof why);
         if (!c->dp) {
             abort_launch(c, "cannot start the data plane", why);
@@ -347,6 +397,7 @@ static void launch_now(ms_run *c)
         c->fleet->drain_arg = c;
         c->fleet->proc_held = dp_holds_proc; /* a retired process is freed once no generation has it */
         c->fleet->proc_held_arg = c->dp;
+        ms_acme_start(c->acme);
     }
     c->view.extra = render_run_metrics;
     c->view.extra_ctx = c;

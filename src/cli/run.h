@@ -34,6 +34,8 @@ struct ms_run {
     ms_payload_set *payloads;
     ms_dataplane *dp;
     ms_tls_server *tls;                  /* the TLS binds' contexts; NULL without TLS binds */
+    struct ms_acme *acme;                /* the ACME client; NULL without [mothership.acme] */
+    struct ms_acme_board *board;         /* its challenges, answered by the data plane; freed after it */
     ms_hub *hub;                         /* bays: queues between workers and docking links */
     ms_docks *docks;
     ms_metrics_server *metrics;
