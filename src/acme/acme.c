@@ -51,7 +51,7 @@ bool acme_is_url(const char *s)
 
 /* n's new certificate made the one in use: kept (for a TLS server a
  * reload makes) and put into the TLS server; false with why. */
-bool acme_swap_in(ms_acme *a, acme_name *n, X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key, char *why,
+bool acme_swap_in(ms_acme *a, acme_name *n, X509 *leaf, STACK_OF(X509) * chain, EVP_PKEY *key, char *why,
                   size_t why_len)
 {
     char *item = (char *)n->name;
@@ -116,9 +116,10 @@ void acme_log_certificate(ms_acme *a, acme_name *n, const char *how)
  * not a passing trouble. */
 static bool refusal(const char *problem)
 {
-    static const char *const kinds[] = { "rejectedIdentifier", "unauthorized", "caa", "badCSR",
-                                         "unsupportedIdentifier", "incorrectResponse", "connection", "dns",
-                                         "tls", "badSignatureAlgorithm" };
+    static const char *const kinds[] = {
+        "rejectedIdentifier", "unauthorized", "caa", "badCSR", "unsupportedIdentifier",
+        "incorrectResponse",  "connection",   "dns", "tls",    "badSignatureAlgorithm"
+    };
     const char *p = strstr(problem, "urn:ietf:params:acme:error:");
     if (!p)
         return false;
@@ -140,8 +141,8 @@ static void account_failed(ms_acme *a, const char *msg)
 {
     a->acc = ACC_IDLE;
     a->acc_failures++;
-    uint64_t delay = ms_acme_backoff_ms(a->cfg->backoff_ms, a->cfg->max_backoff_ms, a->acc_failures,
-                                        ms_acme_random01());
+    uint64_t delay =
+        ms_acme_backoff_ms(a->cfg->backoff_ms, a->cfg->max_backoff_ms, a->acc_failures, ms_acme_random01());
     ms_log_field f[] = { ms_log_str("error", msg), ms_log_num("retry_in", (int64_t)(delay / 1000)) };
     ms_log_event_fields(a->d.log, MS_ERROR, NULL, "acme_account_failed", f, 2,
                         "ACME account at %s: %s; retrying in %llus", a->cfg->directory, msg,
@@ -172,11 +173,9 @@ void acme_fail(ms_acme *a, int result, const char *fmt, ...)
     acme_job_clear(a);
     a->orders[result]++;
     n->failures++;
-    uint64_t delay = ms_acme_backoff_ms(a->cfg->backoff_ms, a->cfg->max_backoff_ms, n->failures,
-                                        ms_acme_random01());
+    uint64_t delay = ms_acme_backoff_ms(a->cfg->backoff_ms, a->cfg->max_backoff_ms, n->failures, ms_acme_random01());
     ms_log_field f[] = { ms_log_str("name", n->name), ms_log_str("error", msg),
-                         ms_log_num("retry_in", (int64_t)(delay / 1000)),
-                         ms_log_str("result", result_names[result]) };
+                         ms_log_num("retry_in", (int64_t)(delay / 1000)), ms_log_str("result", result_names[result]) };
     ms_log_event_fields(a->d.log, n->have_cert ? MS_WARN : MS_ERROR, NULL, "acme_order_failed", f, 4,
                         "ACME order for %s failed: %s; retrying in %llus%s", n->name, msg,
                         (unsigned long long)(delay / 1000), n->have_cert ? " (the current certificate stays)" : "");
@@ -225,7 +224,7 @@ static void on_signed(void *arg, const ms_httpc_response *r, const char *error)
         }
         if (is_problem)
             acme_fail(a, refusal(problem) ? RESULT_INVALID : RESULT_ERROR, "%s: HTTP %d: %s", a->rq_what, r->status,
-                 problem);
+                      problem);
         else
             acme_fail(a, RESULT_ERROR, "%s: HTTP %d from %s", a->rq_what, r->status, a->rq_url);
         return;
@@ -236,8 +235,8 @@ static void on_signed(void *arg, const ms_httpc_response *r, const char *error)
 static void send_signed(ms_acme *a)
 {
     if (!a->nonce) {
-        a->req = ms_httpc_request(a->http, "HEAD", a->directory.new_nonce, NULL, NULL, 0, REQUEST_TIMEOUT_MS,
-                                  on_nonce, a);
+        a->req =
+            ms_httpc_request(a->http, "HEAD", a->directory.new_nonce, NULL, NULL, 0, REQUEST_TIMEOUT_MS, on_nonce, a);
         if (!a->req)
             acme_fail(a, RESULT_ERROR, "newNonce: out of memory");
         return;
@@ -249,8 +248,8 @@ static void send_signed(ms_acme *a)
         acme_fail(a, RESULT_ERROR, "%s: cannot sign the request", a->rq_what);
         return;
     }
-    a->req = ms_httpc_request(a->http, "POST", a->rq_url, "application/jose+json", jws, strlen(jws),
-                              REQUEST_TIMEOUT_MS, on_signed, a);
+    a->req = ms_httpc_request(a->http, "POST", a->rq_url, "application/jose+json", jws, strlen(jws), REQUEST_TIMEOUT_MS,
+                              on_signed, a);
     free(jws);
     if (!a->req)
         acme_fail(a, RESULT_ERROR, "%s: out of memory", a->rq_what);
@@ -282,7 +281,7 @@ bool acme_want_json(ms_acme *a, const ms_httpc_response *r)
     if (acme_ct_is(r->content_type, "application/json"))
         return true;
     acme_fail(a, RESULT_ERROR, "%s: the CA answered %s, not application/json", a->rq_what,
-         r->content_type ? r->content_type : "without a Content-Type");
+              r->content_type ? r->content_type : "without a Content-Type");
     return false;
 }
 
@@ -364,7 +363,7 @@ static void on_directory(void *arg, const ms_httpc_response *r, const char *erro
     }
     if (!acme_ct_is(r->content_type, "application/json")) {
         acme_fail(a, RESULT_ERROR, "directory %s: %s, not application/json", a->cfg->directory,
-             r->content_type ? r->content_type : "no Content-Type");
+                  r->content_type ? r->content_type : "no Content-Type");
         return;
     }
     ms_acme_directory dir;
@@ -376,7 +375,7 @@ static void on_directory(void *arg, const ms_httpc_response *r, const char *erro
     if (dir.external_account_required) {
         ms_acme_directory_free(&dir);
         acme_fail(a, RESULT_ERROR, "directory %s requires external account binding, which Mothership does not do",
-             a->cfg->directory);
+                  a->cfg->directory);
         return;
     }
     if (a->have_directory)
@@ -430,8 +429,10 @@ static void load_stored(ms_acme *a, acme_name *n)
     char why[600];
     if (!ms_acme_cert_load(a->dir, n->name, time(NULL), &key, &leaf, &chain, &nb, &na, &missing, why, sizeof why)) {
         if (!missing)
-            ms_log_event(a->d.log, MS_WARN, NULL, "acme_store", "stored certificate for %s not used: %s; ordering "
-                         "a new one", n->name, why);
+            ms_log_event(a->d.log, MS_WARN, NULL, "acme_store",
+                         "stored certificate for %s not used: %s; ordering "
+                         "a new one",
+                         n->name, why);
         return;
     }
     bool ok = acme_swap_in(a, n, leaf, chain, key, why, sizeof why);
@@ -585,8 +586,10 @@ void ms_acme_set_tls(ms_acme *a, ms_tls_server *tls)
     a->d.tls = tls;
     for (size_t i = 0; tls && i < a->nnames; i++)
         if (a->names[i].mt && !ms_tls_server_set_acme(tls, a->names[i].name, a->names[i].mt))
-            ms_log_event(a->d.log, MS_WARN, NULL, "acme_certificate", "the new TLS setup does not serve %s: its "
-                         "ACME certificate is not used there", a->names[i].name);
+            ms_log_event(a->d.log, MS_WARN, NULL, "acme_certificate",
+                         "the new TLS setup does not serve %s: its "
+                         "ACME certificate is not used there",
+                         a->names[i].name);
 }
 
 size_t ms_acme_pending(const ms_acme *a, ms_buf *names)
@@ -632,7 +635,7 @@ void ms_acme_render_metrics(const ms_acme *a, ms_prom *p)
         ms_prom_label l[] = { { "result", result_names[r] } };
         ms_prom_counter_u64(p, "mothership_acme_orders_total",
                             "ACME orders by result: valid, invalid (refused by the CA or a failed challenge), "
-                            "error.", l, 1, a->orders[r]);
+                            "error.",
+                            l, 1, a->orders[r]);
     }
 }
-

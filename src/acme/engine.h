@@ -14,9 +14,9 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#define MS_ACME_POLL_CAP_MS 8000u          /* polls wait 1 s, 2 s, 4 s, then 8 s each */
-#define MS_ACME_POLL_DEADLINE_S 120        /* an authorization or order decided within this */
-#define MS_ACME_RETRY_AFTER_MAX_S 60       /* a longer Retry-After is cut to this while polling */
+#define MS_ACME_POLL_CAP_MS 8000u    /* polls wait 1 s, 2 s, 4 s, then 8 s each */
+#define MS_ACME_POLL_DEADLINE_S 120  /* an authorization or order decided within this */
+#define MS_ACME_RETRY_AFTER_MAX_S 60 /* a longer Retry-After is cut to this while polling */
 
 /* A uniform random number in [0, 1) (OpenSSL's RAND_bytes; 0.5 when that fails). */
 double ms_acme_random01(void);
@@ -58,7 +58,7 @@ bool ms_acme_account_url_save(const char *dir, const char *directory, const char
  * caller owns *key, *leaf and *chain. *missing set when neither file is
  * there (nothing to say). false with the reason in why. */
 bool ms_acme_cert_load(const char *dir, const char *name, time_t now, EVP_PKEY **key, X509 **leaf,
-                       STACK_OF(X509) **chain, time_t *not_before, time_t *not_after, bool *missing, char *why,
+                       STACK_OF(X509) * *chain, time_t *not_before, time_t *not_after, bool *missing, char *why,
                        size_t why_len);
 
 #endif

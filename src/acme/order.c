@@ -62,7 +62,7 @@ static void on_certificate(ms_acme *a, const ms_httpc_response *r)
     acme_name *n = a->job;
     if (r->status != 200 || !acme_ct_is(r->content_type, "application/pem-certificate-chain")) {
         acme_fail(a, RESULT_ERROR, "certificate: HTTP %d, %s (not application/pem-certificate-chain)", r->status,
-             r->content_type ? r->content_type : "no Content-Type");
+                  r->content_type ? r->content_type : "no Content-Type");
         return;
     }
     X509 *leaf = NULL;
@@ -82,8 +82,10 @@ static void on_certificate(ms_acme *a, const ms_httpc_response *r)
     ok = ok && ms_acme_mkdirs(certs, why, sizeof why) && ms_acme_key_save(a->cert_key, key, why, sizeof why) &&
          ms_acme_file_save(crt, r->body, r->body_len, why, sizeof why);
     if (!ok)
-        ms_log_event(a->d.log, MS_WARN, NULL, "acme_store", "cannot store the certificate of %s: %s (it is used "
-                     "all the same, and ordered again after a restart)", n->name, why);
+        ms_log_event(a->d.log, MS_WARN, NULL, "acme_store",
+                     "cannot store the certificate of %s: %s (it is used "
+                     "all the same, and ordered again after a restart)",
+                     n->name, why);
     if (!acme_swap_in(a, n, leaf, chain, a->cert_key, why, sizeof why)) {
         X509_free(leaf);
         sk_X509_pop_free(chain, X509_free);
@@ -213,8 +215,8 @@ static void answer_challenge(ms_acme *a, const ms_acme_authz *az, const ms_acme_
     } else {
         unsigned char digest[32];
         EVP_PKEY *k = ms_acme_key_new();
-        X509 *cert = k && ms_acme_key_authorization_digest(ka, digest) ? ms_acme_alpn_cert(k, a->job->name, digest)
-                                                                        : NULL;
+        X509 *cert =
+            k && ms_acme_key_authorization_digest(ka, digest) ? ms_acme_alpn_cert(k, a->job->name, digest) : NULL;
         ok = cert && ms_acme_board_put_alpn(a->d.board, a->job->name, cert, k);
         a->published_alpn = ok;
         X509_free(cert);
@@ -262,7 +264,7 @@ static void on_authz(ms_acme *a, const ms_httpc_response *r)
         }
         if (!ch) {
             acme_fail(a, RESULT_INVALID, "the CA offers no %s challenge for %s", want,
-                 az.identifier ? az.identifier : a->job->name);
+                      az.identifier ? az.identifier : a->job->name);
             ms_acme_authz_free(&az);
             return;
         }
@@ -299,9 +301,7 @@ static void order_step(ms_acme *a)
         a->authz_i = 0;
         next_authz(a);
         return;
-    case MS_ACME_READY:
-        finalize(a);
-        return;
+    case MS_ACME_READY: finalize(a); return;
     case MS_ACME_VALID:
         if (!a->finalized || !a->order.certificate) {
             acme_fail(a, RESULT_ERROR, "the order is valid but was not finalized here, or has no certificate URL");
@@ -311,7 +311,7 @@ static void order_step(ms_acme *a)
         return;
     default:
         acme_fail(a, RESULT_INVALID, "the CA refused the order for %s: %s", a->job->name,
-             a->order.error ? a->order.error : "no reason given");
+                  a->order.error ? a->order.error : "no reason given");
         return;
     }
 }
@@ -348,4 +348,3 @@ void acme_job_begin(ms_acme *a, acme_name *n)
     acme_post(a, "newOrder", a->directory.new_order, body, on_new_order);
     free(body);
 }
-

@@ -118,7 +118,7 @@ static char *read_small(const char *path, size_t *len, bool *missing, char *why,
 }
 
 bool ms_acme_cert_load(const char *dir, const char *name, time_t now, EVP_PKEY **key, X509 **leaf,
-                       STACK_OF(X509) **chain, time_t *not_before, time_t *not_after, bool *missing, char *why,
+                       STACK_OF(X509) * *chain, time_t *not_before, time_t *not_after, bool *missing, char *why,
                        size_t why_len)
 {
     char crt[4096], kp[4096];

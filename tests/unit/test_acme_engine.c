@@ -217,13 +217,12 @@ static void stored_certificates(void **state)
     (void)state;
     EVP_PKEY *key;
     X509 *leaf;
-    STACK_OF(X509) *chain;
+    STACK_OF(X509) * chain;
     time_t nb, na, now = time(NULL);
     bool missing;
     char why[600];
     store_cert(tmpdir, "good.test", -DAY, 89 * DAY, false);
-    assert_true(ms_acme_cert_load(tmpdir, "good.test", now, &key, &leaf, &chain, &nb, &na, &missing, why,
-                                  sizeof why));
+    assert_true(ms_acme_cert_load(tmpdir, "good.test", now, &key, &leaf, &chain, &nb, &na, &missing, why, sizeof why));
     assert_true(na > now + 88 * DAY && nb < now);
     X509_free(leaf);
     sk_X509_pop_free(chain, X509_free);
@@ -235,18 +234,16 @@ static void stored_certificates(void **state)
     assert_int_equal(mode_of(path), 0600);
 
     store_cert(tmpdir, "old.test", -10 * DAY, -DAY, false);
-    assert_false(ms_acme_cert_load(tmpdir, "old.test", now, &key, &leaf, &chain, &nb, &na, &missing, why,
-                                   sizeof why));
+    assert_false(ms_acme_cert_load(tmpdir, "old.test", now, &key, &leaf, &chain, &nb, &na, &missing, why, sizeof why));
     assert_false(missing);
     assert_non_null(strstr(why, "expired"));
 
     store_cert(tmpdir, "other.test", -DAY, DAY, true);
-    assert_false(ms_acme_cert_load(tmpdir, "other.test", now, &key, &leaf, &chain, &nb, &na, &missing, why,
-                                   sizeof why));
+    assert_false(
+        ms_acme_cert_load(tmpdir, "other.test", now, &key, &leaf, &chain, &nb, &na, &missing, why, sizeof why));
     assert_false(missing);
 
-    assert_false(ms_acme_cert_load(tmpdir, "none.test", now, &key, &leaf, &chain, &nb, &na, &missing, why,
-                                   sizeof why));
+    assert_false(ms_acme_cert_load(tmpdir, "none.test", now, &key, &leaf, &chain, &nb, &na, &missing, why, sizeof why));
     assert_true(missing);
 }
 
