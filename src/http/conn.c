@@ -1688,10 +1688,17 @@ static const ms_xport_cbs conn_xport_cbs = {
 };
 
 /* The TLS handshake is done. When ALPN chose HTTP/2, an HTTP/2 session
- * takes the transport and this connection ends without it. */
+ * takes the transport and this connection ends without it. When it chose
+ * acme-tls/1 (tls/server.c answered a tls-alpn-01 challenge), the
+ * handshake was all there is to it: RFC 8737 §3, nothing else is served on
+ * that connection, which ends here. */
 static void on_xport_secured(void *owner, const unsigned char *alpn, unsigned len)
 {
     ms_conn *c = owner;
+    if (len == 10 && memcmp(alpn, "acme-tls/1", 10) == 0) {
+        ms_conn_close(c);
+        return;
+    }
     if (c->state != MS_C_HEAD || len != 2 || memcmp(alpn, "h2", 2) != 0)
         return;
     if (!ms_h2_start(c->g, c->bind_idx, c->x, c->peer, c->peer_port, true)) {

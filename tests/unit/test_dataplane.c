@@ -10,7 +10,8 @@
  * allocation failed is accepted at the next turn; ACME http-01 challenges
  * on a plain bind are answered from the board before static files, a
  * catch-all route and redirect_to_https, and the path is not special
- * without a board. uv_thread_create and
+ * without a board; a connection whose handshake answered a tls-alpn-01
+ * challenge serves nothing else. uv_thread_create and
  * calloc are wrapped at link time (-Wl,--wrap) so that calls can be made
  * to fail. */
 #include <dirent.h>
@@ -30,10 +31,16 @@
 
 #include <cmocka.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "acme/board.h"
 #include "http/dataplane.h"
 #include "http/http_impl.h"
 #include "router/table.h"
+#include "tls/tls.h"
 
 /* ---- uv_thread_create, failing on call number fail_on (1-based; 0: never) */
 int __real_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg);
@@ -838,6 +845,139 @@ static void test_acme_http01_before_everything(void **state)
     assert_int_equal(system(path), 0);
 }
 
+/* A self-signed certificate for name (the tls-alpn-01 one's stand-in). */
+static X509 *alpn_cert(const char *name, EVP_PKEY **key)
+{
+    *key = EVP_EC_gen("P-256");
+    assert_non_null(*key);
+    X509 *x = X509_new();
+    assert_non_null(x);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)name, -1, -1,
+                               0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_set_pubkey(x, *key);
+    assert_true(X509_sign(x, *key, EVP_sha256()) > 0);
+    return x;
+}
+
+/* RFC 8737 §3: after a tls-alpn-01 handshake (ALPN acme-tls/1) nothing
+ * else is served on that connection: a request sent on it gets no answer,
+ * the connection ends. */
+static void test_acme_tls_alpn_connection_serves_nothing(void **state)
+{
+    (void)state;
+    char dir[64], text[1024], cmd[128];
+    snprintf(dir, sizeof dir, "/tmp/ms-test-dp-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(text, sizeof text,
+             "[mothership]\nstate_dir = \"%s/state\"\n"
+             "[mothership.bind]\nhttps = { address = \"127.0.0.1:1\", tls = \"self-signed\" }\n"
+             "[[fleet.web]]\nname = \"app\"\ncommand = \"true\"\nbind = \"unix://%s/app.sock\"\n"
+             "routes = [\"https:/.*\"]\n",
+             dir, dir);
+    /* an earlier test closed descriptor 0: keep the loop's own off it */
+    int null_fd = fcntl(0, F_GETFD) < 0 ? open("/dev/null", O_RDONLY) : -1;
+    ms_manifest *m = load_text(text, dir);
+    char why[512] = "";
+    ms_tls_server *tls = ms_tls_server_new(m, why, sizeof why);
+    if (!tls)
+        fail_msg("tls: %s", why);
+    ms_acme_board *board = ms_acme_board_new();
+    assert_non_null(board);
+    ms_tls_server_set_acme_board(tls, board);
+    EVP_PKEY *k;
+    X509 *x = alpn_cert("a.example", &k);
+    assert_true(ms_acme_board_put_alpn(board, "a.example", x, k));
+    X509_free(x);
+    EVP_PKEY_free(k);
+
+    ms_route_table *rt = ms_route_table_build(m);
+    assert_non_null(rt);
+    ms_dp_config cfg = { .m = m, .routes = rt, .inline_worker = true, .tls = tls, .board = board };
+    ms_dataplane *dp = ms_dataplane_start(NULL, &cfg, why, sizeof why);
+    if (!dp)
+        fail_msg("start: %s", why);
+    uv_loop_t *loop = ms_dataplane_inline_loop(dp);
+
+    for (int round = 0; round < 2; round++) {
+        /* round 0: acme-tls/1 alone; round 1: next to http/1.1 */
+        static const unsigned char alpn0[] = "\x0a" "acme-tls/1";
+        static const unsigned char alpn1[] = "\x08" "http/1.1" "\x0a" "acme-tls/1";
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        fcntl(sv[1], F_SETFL, O_NONBLOCK);
+        assert_int_equal(ms_dataplane_inline_adopt(dp, sv[0], 0), 0);
+        SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+        assert_non_null(cctx);
+        SSL *c = SSL_new(cctx);
+        assert_non_null(c);
+        SSL_set_fd(c, sv[1]);
+        SSL_set_connect_state(c);
+        SSL_set_tlsext_host_name(c, "a.example");
+        if (round == 0)
+            SSL_set_alpn_protos(c, alpn0, sizeof alpn0 - 1);
+        else
+            SSL_set_alpn_protos(c, alpn1, sizeof alpn1 - 1);
+        int rc = 0;
+        for (int i = 0; i < 100000 && rc != 1; i++) {
+            uv_run(loop, UV_RUN_NOWAIT);
+            rc = SSL_do_handshake(c);
+            if (rc != 1) {
+                int e = SSL_get_error(c, rc);
+                assert_true(e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE);
+            }
+        }
+        assert_int_equal(rc, 1);
+        const unsigned char *p;
+        unsigned len;
+        SSL_get0_alpn_selected(c, &p, &len);
+        assert_int_equal(len, 10);
+        assert_memory_equal(p, "acme-tls/1", 10);
+        X509 *peer = SSL_get1_peer_certificate(c);
+        assert_non_null(peer);
+        char cn[64] = "";
+        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
+        assert_string_equal(cn, "a.example");
+        X509_free(peer);
+
+        /* a request after it: no answer, the connection ends */
+        const char req[] = "GET /anything HTTP/1.1\r\nHost: a.example\r\n\r\n";
+        (void)SSL_write(c, req, (int)sizeof req - 1);
+        char buf[4096];
+        size_t got = 0;
+        bool ended = false;
+        for (int i = 0; i < 100000 && !ended; i++) {
+            uv_run(loop, UV_RUN_NOWAIT);
+            ERR_clear_error();
+            int r = SSL_read(c, buf + got, (int)(sizeof buf - 1 - got));
+            if (r > 0) {
+                got += (size_t)r;
+                continue;
+            }
+            int e = SSL_get_error(c, r);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                ended = true;
+        }
+        buf[got] = '\0';
+        if (got)
+            fail_msg("answered after an acme-tls/1 handshake: %s", buf);
+        assert_true(ended);
+        SSL_free(c);
+        SSL_CTX_free(cctx);
+        close(sv[1]);
+    }
+    ms_dataplane_inline_stop(dp);
+    ms_acme_board_free(board);
+    ms_manifest_free(m);
+    if (null_fd >= 0)
+        close(null_fd);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* An HTTP/2 connection (h2c) on a bind that a reload removes gets a
  * GOAWAY and ends, like the HTTP/1.1 connections of that bind: it does
  * not go on serving (and holding) the old configuration. */
@@ -947,6 +1087,7 @@ int main(void)
         cmocka_unit_test(test_unix_listener_on_descriptor_0),
         cmocka_unit_test(test_u64_dec),
         cmocka_unit_test(test_acme_http01_before_everything),
+        cmocka_unit_test(test_acme_tls_alpn_connection_serves_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
