@@ -162,14 +162,14 @@ static void test_alpn_put_use_drop(void **state)
 typedef struct reader {
     ms_acme_board *b;
     int found;
-    volatile int *stop;
+    int *stop;
 } reader;
 
 static void *read_loop(void *arg)
 {
     reader *r = arg;
     char out[64];
-    while (!*r->stop)
+    while (!__atomic_load_n(r->stop, __ATOMIC_ACQUIRE))
         if (ms_acme_board_http(r->b, "shared", 6, out, sizeof out)) {
             assert_true(strcmp(out, "shared.a") == 0 || strcmp(out, "shared.b") == 0);
             __atomic_add_fetch(&r->found, 1, __ATOMIC_RELAXED);
@@ -183,7 +183,7 @@ static void test_concurrent_lookups(void **state)
     (void)state;
     ms_acme_board *b = ms_acme_board_new();
     assert_non_null(b);
-    volatile int stop = 0;
+    int stop = 0;
     reader r[2] = { { b, 0, &stop }, { b, 0, &stop } };
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
@@ -198,7 +198,7 @@ static void test_concurrent_lookups(void **state)
     for (int i = 0; i < 2; i++)
         while (__atomic_load_n(&r[i].found, __ATOMIC_RELAXED) == 0)
             sched_yield();
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
     ms_acme_board_free(b);
