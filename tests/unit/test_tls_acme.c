@@ -8,7 +8,8 @@
  * the swapped one; tls-alpn-01 (RFC 8737): a ClientHello offering
  * acme-tls/1 gets the board's challenge certificate for its SNI name and
  * the ALPN answer acme-tls/1, and fails with no board, no entry or no
- * SNI, while other handshakes are untouched.
+ * SNI, while other handshakes are untouched; worker threads handshaking
+ * while the certificate is swapped and the board changes.
  *
  * [mothership.acme] and the binds' tls.acme are filled in here directly
  * (their manifest syntax is parsed elsewhere) and emptied again before the
@@ -19,6 +20,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,7 +180,7 @@ typedef struct result {
     int alert;             /* the server's alert (client side), 0: none seen */
 } result;
 
-static int last_alert;
+static _Thread_local int last_alert;
 
 static void on_info(const SSL *ssl, int where, int ret)
 {
@@ -439,6 +442,105 @@ static void test_tls_alpn_01(void **state)
     free_manifest(m);
 }
 
+/* Workers handshaking (tls-alpn-01 and ordinary) while the control loop
+ * swaps the name's certificate and the board's entry comes and goes: every
+ * ordinary handshake succeeds, a challenge one succeeds or fails cleanly
+ * (run under ASan/TSan to see the races). */
+typedef struct stress {
+    ms_tls_server *s;
+    atomic_bool stop;
+    atomic_int bad, acme_ok, plain_ok;
+} stress;
+
+static void *stress_worker(void *arg)
+{
+    stress *st = arg;
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    for (unsigned i = 0; !atomic_load(&st->stop) || i < 20; i++) {
+        bool acme = i % 2 == 0;
+        SSL *sv = ms_tls_server_ssl(st->s, i % 3 == 0 ? 1 : 0);
+        SSL *c = SSL_new(cctx);
+        BIO *b1, *b2;
+        if (!sv || !c || BIO_new_bio_pair(&b1, 0, &b2, 0) != 1) {
+            atomic_fetch_add(&st->bad, 1);
+            SSL_free(sv);
+            SSL_free(c);
+            break;
+        }
+        SSL_set_bio(c, b1, b1);
+        SSL_set_bio(sv, b2, b2);
+        SSL_set_connect_state(c);
+        SSL_set_accept_state(sv);
+        SSL_set_tlsext_host_name(c, acme ? "a.example" : "admin.example");
+        if (acme)
+            SSL_set_alpn_protos(c, (const unsigned char *)ACME_TLS_1, sizeof ACME_TLS_1 - 1);
+        bool cdone = false, sdone = false, failed = false;
+        for (int k = 0; k < 100 && !(cdone && sdone) && !failed; k++) {
+            int rc;
+            if (!cdone && !(cdone = (rc = SSL_do_handshake(c)) == 1) && SSL_get_error(c, rc) != SSL_ERROR_WANT_READ)
+                failed = true;
+            if (!sdone && !(sdone = (rc = SSL_do_handshake(sv)) == 1) &&
+                SSL_get_error(sv, rc) != SSL_ERROR_WANT_READ)
+                failed = true;
+        }
+        ERR_clear_error();
+        bool ok = cdone && sdone && !failed;
+        if (ok && acme) {
+            const unsigned char *p;
+            unsigned len;
+            SSL_get0_alpn_selected(c, &p, &len);
+            if (len != 10 || memcmp(p, "acme-tls/1", 10) != 0)
+                atomic_fetch_add(&st->bad, 1);
+            atomic_fetch_add(&st->acme_ok, 1);
+        } else if (ok) {
+            atomic_fetch_add(&st->plain_ok, 1);
+        } else if (!acme) {
+            atomic_fetch_add(&st->bad, 1);
+        }
+        SSL_free(c);
+        SSL_free(sv);
+    }
+    SSL_CTX_free(cctx);
+    return NULL;
+}
+
+static void test_swaps_while_workers_handshake(void **state)
+{
+    (void)state;
+    ms_manifest *m;
+    stress st = { 0 };
+    st.s = acme_server(&m);
+    ms_acme_board *board = ms_acme_board_new();
+    assert_non_null(board);
+    ms_tls_server_set_acme_board(st.s, board);
+    EVP_PKEY *k;
+    X509 *chal = make_cert("challenge a", "a.example", &k);
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, stress_worker, &st), 0);
+    for (int i = 0; i < 150; i++) {
+        ms_tls_material *a = issued("admin.example", "admin issued");
+        assert_true(ms_tls_server_set_acme(st.s, "admin.example", a));
+        ms_tls_material_unref(a);
+        if (i % 2)
+            assert_true(ms_acme_board_put_alpn(board, "a.example", chal, k));
+        else
+            ms_acme_board_drop_alpn(board, "a.example");
+        if (i % 50 == 0)
+            assert_true(ms_tls_server_reload(st.s, NULL, NULL));
+    }
+    atomic_store(&st.stop, true);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&st.bad), 0);
+    assert_true(atomic_load(&st.plain_ok) > 0);
+    X509_free(chal);
+    EVP_PKEY_free(k);
+    ms_tls_server_free(st.s);
+    ms_acme_board_free(board);
+    free_manifest(m);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -461,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_set_acme_swaps_for_new_handshakes),
         cmocka_unit_test(test_acme_only_server),
         cmocka_unit_test(test_tls_alpn_01),
+        cmocka_unit_test(test_swaps_while_workers_handshake),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
