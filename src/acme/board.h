@@ -6,7 +6,7 @@
  *    GET /.well-known/acme-challenge/<token> (200 text/plain, the key
  *    authorization; an unknown token 404), before static files and routes;
  *  - tls-alpn-01: name -> a challenge certificate and its key, used for a
- *    handshake whose client offers only the ALPN protocol "acme-tls/1" and
+ *    handshake whose client offers the ALPN protocol "acme-tls/1" and
  *    names that SNI (RFC 8737); ALPN then answers "acme-tls/1" and nothing
  *    else is served on that connection.
  * Bounded: at most MS_ACME_BOARD_MAX entries of each kind. */

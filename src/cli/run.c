@@ -381,7 +381,8 @@ static void launch_now(ms_run *c)
         cfg.payloads = c->payloads;
         cfg.hub = c->hub;
         cfg.tls = c->tls;
-        cfg.board = c->board; /* http-01 answers on the plain binds */
+        /* http-01 answers on the plain binds; with tls-alpn-01 the path stays the routes' */
+        cfg.board = c->m->global.acme.challenge == MS_ACME_HTTP_01 ? c->board : NULL;
         c->dp = ms_dataplane_start(c->loop, &cfg, why, sizeof why);
         if (!c->dp) {
             abort_launch(c, "cannot start the data plane", why);
