@@ -242,8 +242,8 @@ static int on_headers_complete(http_parser *hp)
     if (p->r.status >= 100 && p->r.status < 200 && p->r.status != 101)
         return 0; /* interim; on_message_complete starts over */
     p->head_done = true;
-    if (p->head_request)
-        return 1; /* no body, whatever Content-Length says */
+    if (p->head_request || p->r.status == 204 || p->r.status == 304)
+        return 1; /* no body, whatever Content-Length says (RFC 9112 6.3) */
     uint64_t cl = hp->content_length;
     size_t want = 256;
     if (cl != ULLONG_MAX && cl > 0) {

@@ -167,6 +167,22 @@ static void test_head_and_bodiless(void **state)
     assert_int_equal(ms_httpc_parser_response(p)->status, 204);
     assert_string_equal(ms_httpc_parser_response(p)->body, "");
     ms_httpc_parser_free(p);
+
+    /* RFC 9112 6.3: a 204 or 304 ends at its blank line whatever its
+     * Content-Length or Transfer-Encoding say (a 304 may carry the length
+     * of the representation it stands for) */
+    static const char *const bodiless[] = {
+        "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nReplay-Nonce: n2\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 1000\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof bodiless / sizeof bodiless[0]; i++) {
+        p = ms_httpc_parser_new(false);
+        assert_int_equal(ms_httpc_parser_feed(p, bodiless[i], strlen(bodiless[i]), why, sizeof why), 1);
+        assert_string_equal(ms_httpc_parser_response(p)->body, "");
+        assert_int_equal(ms_httpc_parser_response(p)->body_len, 0);
+        ms_httpc_parser_free(p);
+    }
 }
 
 static void test_interim_responses_are_skipped(void **state)
