@@ -763,7 +763,10 @@ static bool got_response_bytes(ms_httpc_req *req, const char *data, size_t n)
     return true;
 }
 
-static void got_eof(ms_httpc_req *req)
+/* The peer's close: clean is false for a bare TCP close under TLS (no
+ * close_notify), which anyone on the path can forge: a response that only
+ * this close would end (read until close) may then be cut short. */
+static void got_eof(ms_httpc_req *req, bool clean)
 {
     if (req->conn->tls && req->conn->handshaking) {
         req_finish(req, NULL, "TLS: connection closed during the handshake");
@@ -771,6 +774,11 @@ static void got_eof(ms_httpc_req *req)
     }
     char why[300];
     int r = ms_httpc_parser_done(req->parser, why, sizeof why);
+    if (r > 0 && !clean) {
+        r = -1;
+        snprintf(why, sizeof why, "%s",
+                 "TLS: the server closed the connection without close_notify: the response may be truncated");
+    }
     req_finish(req, r > 0 ? ms_httpc_parser_response(req->parser) : NULL, r > 0 ? NULL : why);
 }
 
@@ -789,7 +797,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread < 0) {
         if (nread == UV_EOF) {
-            got_eof(req);
+            got_eof(req, !k->tls);
         } else {
             char why[200];
             snprintf(why, sizeof why, "reading the response: %s", uv_strerror((int)nread));
@@ -826,7 +834,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (r == 0)
             break;
         if (r == -2) {
-            got_eof(req);
+            got_eof(req, true);
             return;
         }
         if (r < 0) {

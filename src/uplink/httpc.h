@@ -5,7 +5,8 @@
  * BIOs, the peer verified against the system store, or against ca_root
  * alone when given, and the URL's host name; SNI for names), names
  * resolved with uv_getaddrinfo (every address tried in order), the
- * response read with http-parser (Content-Length, chunked or until close),
+ * response read with http-parser (Content-Length, chunked or until close;
+ * over TLS, until a close_notify: a bare TCP close may be a truncation),
  * bounded: a head over 16 KiB or a body over MS_HTTPC_MAX_BODY fails the
  * request; the whole exchange has one deadline. Socket-free part:
  * ms_httpc_parse_* below (fuzzed). */

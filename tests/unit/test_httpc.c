@@ -444,6 +444,7 @@ typedef struct server {
     X509 *cert;             /* TLS with this certificate; NULL: plain TCP */
     const char *response;   /* NULL: hold the connection until the client closes it */
     bool close_at_once;     /* close without reading or answering */
+    bool no_close_notify;   /* TLS: close the TCP connection without SSL_shutdown */
     uv_async_t *got_request; /* signalled once the request is read */
     char request[8192];
     size_t request_len;
@@ -519,7 +520,7 @@ static void *serve(void *arg)
         goto out;
     }
     srv_write(ssl, fd, s->response, strlen(s->response));
-    if (ssl)
+    if (ssl && !s->no_close_notify)
         SSL_shutdown(ssl);
 out:
     SSL_free(ssl);
@@ -701,6 +702,29 @@ static void test_ipv6_literal(void **state)
     char want[64];
     snprintf(want, sizeof want, "GET /six HTTP/1.1\r\nHost: [::1]:%u\r\n", s.port);
     assert_memory_equal(s.request, want, strlen(want));
+}
+
+/* Over TLS a body read until the close must end with close_notify: a bare
+ * TCP close (a FIN anyone on the path can forge) may have cut it short. */
+static void test_tls_truncated_without_close_notify(void **state)
+{
+    (void)state;
+    server s = { .cert = server_cert, .no_close_notify = true,
+                 .response = "HTTP/1.1 200 OK\r\nContent-Type: application/pem-certificate-chain\r\n\r\n"
+                             "-----BEGIN CERTIFICATE-----\n" };
+    result res = { 0 };
+    one_request(&s, ca_path, "GET", "https://127.0.0.1:%u/cert", NULL, NULL, 5000, &res);
+    assert_int_equal(res.status, 0);
+    assert_string_equal(res.error, "TLS: the server closed the connection without close_notify: "
+                                   "the response may be truncated");
+
+    /* framed by its Content-Length, the same close is harmless */
+    server s2 = { .cert = server_cert, .no_close_notify = true,
+                  .response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" };
+    result res2 = { 0 };
+    one_request(&s2, ca_path, "GET", "https://127.0.0.1:%u/", NULL, NULL, 5000, &res2);
+    assert_string_equal(res2.error, "");
+    assert_string_equal(res2.body, "ok");
 }
 
 static void test_tls_wrong_ca_or_name(void **state)
@@ -948,6 +972,7 @@ int main(void)
         cmocka_unit_test(test_post_chunked_answer_by_name),
         cmocka_unit_test(test_tls_with_ca_root),
         cmocka_unit_test(test_ipv6_literal),
+        cmocka_unit_test(test_tls_truncated_without_close_notify),
         cmocka_unit_test(test_tls_wrong_ca_or_name),
         cmocka_unit_test(test_bad_ca_root),
         cmocka_unit_test(test_failures_are_readable),
