@@ -1069,6 +1069,7 @@ ms_httpc_req *ms_httpc_request(ms_httpc *c, const char *method, const char *url,
             }
         }
     }
+    uv_update_time(c->loop); /* the deadline counts from now, not from the loop's last turn */
     uv_timer_start(&req->timer, on_timer, req->start_error[0] ? 0 : req->timeout_ms, 0);
     return req;
 }

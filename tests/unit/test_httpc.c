@@ -834,6 +834,32 @@ static void test_deadline(void **state)
     assert_string_equal(res2.error, "timed out after 1 s");
 }
 
+/* The deadline counts from the call, not from the loop's cached time: a
+ * request started after blocking work (key generation, startup before
+ * uv_run) still gets its whole timeout. */
+static void test_deadline_counts_from_the_call(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    server s = { .response = NULL };
+    server_start(&s);
+    char err[300], url[64];
+    ms_httpc *c = ms_httpc_new(&loop, NULL, err, sizeof err);
+    assert_non_null(c);
+    usleep(400 * 1000); /* the loop's time is now 400 ms old */
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/", s.port);
+    result res = { 0 };
+    uint64_t t0 = uv_hrtime();
+    assert_non_null(ms_httpc_request(c, "GET", url, NULL, NULL, 0, 300, on_done, &res));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_string_equal(res.error, "timed out after 300 ms");
+    assert_true(uv_hrtime() - t0 >= 290u * 1000000u);
+    ms_httpc_free(c);
+    server_join(&s);
+    loop_end(&loop);
+}
+
 /* ---------------------------------------------------------------- cancel and free */
 typedef struct stopper {
     uv_async_t async;
@@ -977,6 +1003,7 @@ int main(void)
         cmocka_unit_test(test_bad_ca_root),
         cmocka_unit_test(test_failures_are_readable),
         cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_deadline_counts_from_the_call),
         cmocka_unit_test(test_cancel_and_free_in_flight),
         cmocka_unit_test(test_cancel_and_free_before_the_loop_runs),
         cmocka_unit_test(test_free_inside_the_callback),
