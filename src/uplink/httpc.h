@@ -49,7 +49,8 @@ typedef void ms_httpc_cb(void *arg, const ms_httpc_response *r, const char *erro
  * reason in why. */
 ms_httpc *ms_httpc_new(uv_loop_t *loop, const char *ca_root, char *why, size_t why_len);
 /* Cancels what is in flight (their callbacks are not called); the handles
- * close on the loop's next turns. */
+ * close on the loop's next turns, and a name lookup already running in
+ * libuv's thread pool keeps the loop busy until it returns. */
 void ms_httpc_free(ms_httpc *c);
 
 /* Start a request: method "GET", "HEAD" or "POST"; url http:// or https://
@@ -59,7 +60,9 @@ void ms_httpc_free(ms_httpc *c);
  * body is given. NULL only when out of memory. */
 ms_httpc_req *ms_httpc_request(ms_httpc *c, const char *method, const char *url, const char *content_type,
                                const void *body, size_t body_len, uint64_t timeout_ms, ms_httpc_cb *cb, void *arg);
-/* The callback will not be called. */
+/* The callback will not be called. The handle is only valid until its
+ * callback has started or it was cancelled (or its client freed): forget
+ * it there, a later cancel is a use after free. */
 void ms_httpc_cancel(ms_httpc_req *req);
 
 /* Socket-free, for the fuzz target and the tests: feed a whole response's
