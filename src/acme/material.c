@@ -36,12 +36,19 @@ bool ms_acme_file_save(const char *path, const char *text, size_t len, char *why
         snprintf(why, why_len, "\"%s\": path too long", path);
         return false;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    /* a leftover temporary file goes first: a symlink or a hard link left
+     * there is neither written through nor blocks the save; O_EXCL then
+     * makes a new file of our own */
+    if (unlink(tmp) != 0 && errno != ENOENT) {
+        snprintf(why, why_len, "cannot remove the leftover \"%s\": %s", tmp, strerror(errno));
+        return false;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         snprintf(why, why_len, "cannot write \"%s\": %s", tmp, strerror(errno));
         return false;
     }
-    /* a leftover temporary file keeps its old mode through O_TRUNC */
+    /* 0600 whatever the umask */
     if (fchmod(fd, 0600) != 0) {
         snprintf(why, why_len, "cannot make \"%s\" mode 0600: %s", tmp, strerror(errno));
         goto fail;

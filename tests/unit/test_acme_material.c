@@ -152,6 +152,57 @@ static void test_file_save(void **state)
     assert_non_null(strstr(why, "No such file or directory"));
 }
 
+/* A leftover cert.pem.tmp that is a symlink or a hard link to another file
+ * is replaced, never written through: the other file keeps its content and
+ * its mode, and the save succeeds (a symlink left there does not block
+ * every later save). */
+static void test_file_save_over_planted_tmp(void **state)
+{
+    (void)state;
+    char why[300] = "";
+    write_text("victim", "keep", 0644);
+    assert_int_equal(symlink(path_of("victim"), path_of("sym.pem.tmp")), 0);
+    assert_true(ms_acme_file_save(path_of("sym.pem"), "new", 3, why, sizeof why));
+    assert_int_equal(link(path_of("victim"), path_of("hard.pem.tmp")), 0);
+    assert_true(ms_acme_file_save(path_of("hard.pem"), "new", 3, why, sizeof why));
+
+    char buf[16] = "";
+    FILE *f = fopen(path_of("victim"), "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(buf, 1, sizeof buf - 1, f), 4);
+    fclose(f);
+    assert_string_equal(buf, "keep");
+    assert_int_equal(mode_of(path_of("victim")), 0644);
+    assert_int_equal(mode_of(path_of("sym.pem")), 0600);
+    assert_int_equal(mode_of(path_of("hard.pem")), 0600);
+    struct stat st;
+    assert_int_equal(lstat(path_of("sym.pem.tmp"), &st), -1);
+    assert_int_equal(lstat(path_of("hard.pem.tmp"), &st), -1);
+
+    /* a symlink at the target itself is replaced by the file, not followed */
+    assert_int_equal(symlink(path_of("victim"), path_of("target.pem")), 0);
+    assert_true(ms_acme_file_save(path_of("target.pem"), "new", 3, why, sizeof why));
+    assert_int_equal(lstat(path_of("target.pem"), &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    f = fopen(path_of("victim"), "rb");
+    assert_non_null(f);
+    memset(buf, 0, sizeof buf);
+    assert_int_equal(fread(buf, 1, sizeof buf - 1, f), 4);
+    fclose(f);
+}
+
+/* Mode 0600 whatever the umask. */
+static void test_file_save_umask(void **state)
+{
+    (void)state;
+    char why[300] = "";
+    mode_t old = umask(0);
+    bool ok = ms_acme_file_save(path_of("open.pem"), "x", 1, why, sizeof why);
+    umask(old);
+    assert_true(ok);
+    assert_int_equal(mode_of(path_of("open.pem")), 0600);
+}
+
 /* ---------------------------------------------------------------- CSR */
 static void check_dns_sans(GENERAL_NAMES *gens, const char *const *names, size_t n)
 {
@@ -397,6 +448,8 @@ int main(void)
         cmocka_unit_test(test_key_save_load),
         cmocka_unit_test(test_key_load_refused),
         cmocka_unit_test(test_file_save),
+        cmocka_unit_test(test_file_save_over_planted_tmp),
+        cmocka_unit_test(test_file_save_umask),
         cmocka_unit_test(test_csr),
         cmocka_unit_test(test_alpn_cert),
         cmocka_unit_test(test_chain_parse),
