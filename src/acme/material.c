@@ -36,14 +36,24 @@ bool ms_acme_file_save(const char *path, const char *text, size_t len, char *why
         snprintf(why, why_len, "\"%s\": path too long", path);
         return false;
     }
-    /* a leftover temporary file goes first: a symlink or a hard link left
-     * there is neither written through nor blocks the save; O_EXCL then
-     * makes a new file of our own */
-    if (unlink(tmp) != 0 && errno != ENOENT) {
-        snprintf(why, why_len, "cannot remove the leftover \"%s\": %s", tmp, strerror(errno));
-        return false;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    int fd;
+    if (strlen(base) + sizeof ".tmp" - 1 > NAME_MAX) {
+        /* certs/<a 253-character name>.crt fits, its ".tmp" would not: a
+         * temporary file of a unique short name in the same directory */
+        snprintf(tmp, sizeof tmp, "%.*s.acme-XXXXXX.tmp", (int)(base - path), path);
+        fd = mkostemps(tmp, 4, O_CLOEXEC);
+    } else {
+        /* a leftover temporary file goes first: a symlink or a hard link
+         * left there is neither written through nor blocks the save;
+         * O_EXCL then makes a new file of our own */
+        if (unlink(tmp) != 0 && errno != ENOENT) {
+            snprintf(why, why_len, "cannot remove the leftover \"%s\": %s", tmp, strerror(errno));
+            return false;
+        }
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         snprintf(why, why_len, "cannot write \"%s\": %s", tmp, strerror(errno));
         return false;

@@ -31,10 +31,10 @@ static char tmpdir[256];
 
 static char *path_of(const char *name)
 {
-    static char buf[8][512];
+    static char buf[8][1024];
     static int at;
     char *p = buf[at++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
+    snprintf(p, 1024, "%s/%s", tmpdir, name);
     return p;
 }
 
@@ -189,6 +189,26 @@ static void test_file_save_over_planted_tmp(void **state)
     memset(buf, 0, sizeof buf);
     assert_int_equal(fread(buf, 1, sizeof buf - 1, f), 4);
     fclose(f);
+}
+
+/* A name of 253 characters (the longest DNS name the manifest takes) is
+ * stored as certs/<name>.crt: its temporary file must not need more than
+ * the file system's 255 bytes per name. */
+static void test_file_save_long_name(void **state)
+{
+    (void)state;
+    char name[260];
+    memset(name, 'a', 253);
+    memcpy(name + 249, ".crt", 5); /* 253 characters */
+    char why[600] = "";
+    assert_true(ms_acme_file_save(path_of(name), "long", 4, why, sizeof why));
+    assert_int_equal(mode_of(path_of(name)), 0600);
+    FILE *f = fopen(path_of(name), "rb");
+    assert_non_null(f);
+    char buf[8] = "";
+    assert_int_equal(fread(buf, 1, sizeof buf - 1, f), 4);
+    fclose(f);
+    assert_string_equal(buf, "long");
 }
 
 /* Mode 0600 whatever the umask. */
@@ -450,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_file_save),
         cmocka_unit_test(test_file_save_over_planted_tmp),
         cmocka_unit_test(test_file_save_umask),
+        cmocka_unit_test(test_file_save_long_name),
         cmocka_unit_test(test_csr),
         cmocka_unit_test(test_alpn_cert),
         cmocka_unit_test(test_chain_parse),
