@@ -189,15 +189,17 @@ static bool problem_text(json_t *obj, char *out, size_t cap, bool *bad_nonce)
         out[0] = '\0';
     json_t *type = json_object_get(obj, "type");
     json_t *detail = json_object_get(obj, "detail");
-    if (!json_is_object(obj) || !json_is_string(type) || json_string_length(type) == 0 ||
+    if (!json_is_object(obj) || (type && (!json_is_string(type) || json_string_length(type) == 0)) ||
         (detail && !json_is_string(detail)))
         return false;
+    /* RFC 7807 §3.1: an absent "type" is "about:blank" */
+    const char *type_text = type ? json_string_value(type) : "about:blank";
     if (bad_nonce)
-        *bad_nonce = strcmp(json_string_value(type), "urn:ietf:params:acme:error:badNonce") == 0;
+        *bad_nonce = strcmp(type_text, "urn:ietf:params:acme:error:badNonce") == 0;
     if (!cap)
         return true;
     size_t at = 0;
-    put_printable(out, cap, &at, json_string_value(type));
+    put_printable(out, cap, &at, type_text);
     if (detail && json_string_length(detail)) {
         put_printable(out, cap, &at, ": ");
         put_printable(out, cap, &at, json_string_value(detail));

@@ -210,6 +210,13 @@ static void test_order(void **state)
     assert_string_equal(o.error, "urn:ietf:params:acme:error:unauthorized: no ?? here?");
     ms_acme_order_free(&o);
 
+    /* a problem without "type" is "about:blank" (RFC 7807 §3.1), its detail kept */
+    const char untyped[] = "{\"status\":\"invalid\",\"finalize\":\"https://ca/f\",\"authorizations\":[],"
+                           "\"error\":{\"detail\":\"x\"}}";
+    assert_true(ms_acme_parse_order(S(untyped), &o, why, sizeof why));
+    assert_string_equal(o.error, "about:blank: x");
+    ms_acme_order_free(&o);
+
     static const char *const statuses[] = {"pending", "ready", "processing", "valid", "invalid"};
     static const ms_acme_status want[] = {MS_ACME_PENDING, MS_ACME_READY, MS_ACME_PROCESSING, MS_ACME_VALID,
                                           MS_ACME_INVALID};
@@ -256,7 +263,7 @@ static void test_order_refused(void **state)
                          "order: \"certificate\" is not an http(s) URL of at most 2048 bytes");
     expect_order_refused("{\"status\":\"invalid\",\"finalize\":\"https://ca/f\",\"authorizations\":[],\"error\":\"bad\"}",
                          "order: \"error\" is not a problem document");
-    expect_order_refused("{\"status\":\"invalid\",\"finalize\":\"https://ca/f\",\"authorizations\":[],\"error\":{\"detail\":\"x\"}}",
+    expect_order_refused("{\"status\":\"invalid\",\"finalize\":\"https://ca/f\",\"authorizations\":[],\"error\":{\"type\":3}}",
                          "order: \"error\" is not a problem document");
 
     /* MS_ACME_MAX_AUTHZ authorizations are kept; one more refuses the order */
@@ -456,8 +463,13 @@ static void test_problem(void **state)
     assert_true(bad_nonce);
     assert_true(ms_acme_parse_problem(S(nonce), NULL, 0, NULL));
 
+    /* RFC 7807 §3.1: an absent "type" is "about:blank"; the detail is kept */
+    assert_true(ms_acme_parse_problem(S("{\"detail\":\"rate limited\",\"status\":429}"), out, sizeof out, &bad_nonce));
+    assert_false(bad_nonce);
+    assert_string_equal(out, "about:blank: rate limited");
+
     static const char *const not_problems[] = {
-        "{\"detail\":\"x\"}", "{\"type\":7}", "{\"type\":\"\"}", "{\"type\":\"a\",\"detail\":3}",
+        "{\"type\":7}", "{\"type\":\"\"}", "{\"type\":\"a\",\"detail\":3}",
         "[\"type\"]", "<html>502 Bad Gateway</html>", "",
     };
     for (size_t i = 0; i < sizeof not_problems / sizeof not_problems[0]; i++) {
