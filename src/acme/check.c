@@ -157,8 +157,16 @@ static char *read_small(const char *path, size_t *len)
     return buf;
 }
 
-/* A private key as the ACME client takes it: PEM, ECDSA P-256. NULL with
- * the reason; *missing when the file does not exist. */
+/* No passphrase: without this callback OpenSSL asks for one on the
+ * terminal, and clearance would wait there. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf, (void)size, (void)rwflag, (void)u;
+    return -1;
+}
+
+/* A private key as the ACME client takes it: PEM, ECDSA P-256, not
+ * encrypted. NULL with the reason; *missing when the file does not exist. */
 static EVP_PKEY *key_load(const char *path, bool *missing, char *why, size_t why_len)
 {
     *missing = false;
@@ -169,10 +177,19 @@ static EVP_PKEY *key_load(const char *path, bool *missing, char *why, size_t why
         snprintf(why, why_len, "%s", *missing ? "does not exist" : strerror(errno));
         return NULL;
     }
-    EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
+    bool encrypted = false;
+    if (!key) { /* "BEGIN ENCRYPTED PRIVATE KEY" or "Proc-Type: 4,ENCRYPTED" */
+        char line[256];
+        rewind(f);
+        while (!encrypted && fgets(line, sizeof line, f))
+            encrypted = strstr(line, "ENCRYPTED") != NULL;
+    }
     fclose(f);
     char group[64] = "";
-    if (!key) {
+    if (encrypted) {
+        snprintf(why, why_len, "is encrypted; a passphrase is not supported");
+    } else if (!key) {
         snprintf(why, why_len, "not a PEM private key (%s)", ssl_reason("no key"));
     } else if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) {
         snprintf(why, why_len, "is an %s key: ACME keys here are ECDSA P-256",

@@ -140,3 +140,33 @@ def test_default_state_dir_is_under_the_state_dir(tmp_path):
     r = clearance(tmp_path, BINDS + '[mothership.acme]\ndirectory = "%s"\ndomains = ["example.com"]\n' % DIRECTORY)
     assert r.code == 1, r
     assert f'the account key "{state}/account.key" does not load: not a PEM private key' in r.err, r
+
+
+def test_encrypted_account_key_does_not_prompt(tmp_path):
+    """An encrypted account key is refused with its reason; clearance never
+    asks for a passphrase on the terminal (it waited there forever)."""
+    import pty
+    state = tmp_path / STATE
+    state.mkdir(parents=True)
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-aes-128-cbc", "-pass", "pass:secret", "-out", str(state / "account.key")],
+                   check=True, capture_output=True)
+    (tmp_path / MANIFEST).write_text(acme())
+    master, slave = pty.openpty()
+    slave_name = os.ttyname(slave)
+
+    def controlling_tty():
+        os.setsid()
+        os.close(os.open(slave_name, os.O_RDWR))  # the pty becomes the controlling terminal
+
+    env = dict(os.environ, MS_STATE_DIR=str(tmp_path / "state"))
+    try:
+        p = subprocess.run([os.path.join(os.environ["MS_BUILD"], "mothership"), "clearance", "-c", MANIFEST],
+                           cwd=str(tmp_path), env=env, stdin=slave, capture_output=True, text=True,
+                           preexec_fn=controlling_tty, timeout=15)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert p.returncode == 1, p
+    assert ('the account key "acme/127.0.0.1_14000_dir/account.key" does not load: is encrypted; a passphrase '
+            'is not supported') in p.stderr, p
