@@ -48,7 +48,9 @@ static json_t *load_object(const char *what, const char *json, size_t len, char 
         return NULL;
     }
     json_error_t err;
-    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
+    /* integers as reals: the client reads no number, and an integer past
+     * 64 bits in a member it ignores must not refuse the document */
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &err);
     if (!root) {
         fail(why, why_len, "%s: not JSON: %s (line %d, column %d)", what, err.text, err.line, err.column);
         return NULL;

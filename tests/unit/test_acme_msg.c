@@ -210,6 +210,14 @@ static void test_order(void **state)
     assert_string_equal(o.error, "urn:ietf:params:acme:error:unauthorized: no ?? here?");
     ms_acme_order_free(&o);
 
+    /* members the client does not read may hold any JSON number: an
+     * unsigned 64-bit id, a 30-digit integer (RFC 8555 lets servers add) */
+    const char big[] = "{\"status\":\"pending\",\"finalize\":\"https://ca/f\",\"authorizations\":[],"
+                       "\"id\":18446744073709551615,\"meta\":{\"n\":[123456789012345678901234567890,-1]}}";
+    assert_true(ms_acme_parse_order(S(big), &o, why, sizeof why));
+    assert_int_equal(o.status, MS_ACME_PENDING);
+    ms_acme_order_free(&o);
+
     /* a problem without "type" is "about:blank" (RFC 7807 §3.1), its detail kept */
     const char untyped[] = "{\"status\":\"invalid\",\"finalize\":\"https://ca/f\",\"authorizations\":[],"
                            "\"error\":{\"detail\":\"x\"}}";
