@@ -427,7 +427,17 @@ bool ms_acme_chain_parse(const char *pem, size_t len, EVP_PKEY *key, const char 
     }
     EVP_PKEY *pub = X509_get0_pubkey(leaf);
     if (!key || !pub || EVP_PKEY_eq(pub, key) != 1) {
-        snprintf(why, why_len, "the certificate is for another key than the one its order was made with");
+        int at = -1; /* a chain in the wrong order says so */
+        for (int i = 0; key && at < 0 && i < sk_X509_num(chain); i++) {
+            EVP_PKEY *p = X509_get0_pubkey(sk_X509_value(chain, i));
+            if (p && EVP_PKEY_eq(p, key) == 1)
+                at = i;
+        }
+        if (at >= 0)
+            snprintf(why, why_len, "the chain does not start with its certificate for this key (certificate %d "
+                     "is; RFC 8555 puts the end-entity certificate first)", at + 2);
+        else
+            snprintf(why, why_len, "the certificate is for another key than the one its order was made with");
         goto out;
     }
     if (!name || !leaf_covers(leaf, name)) {

@@ -447,6 +447,16 @@ static void test_chain_parse(void **state)
     assert_null(got);
     assert_null(chain);
 
+    /* the CA's certificate first, the leaf after it: refused (RFC 8555
+     * §7.4.2 puts the end-entity certificate first), and said so */
+    free(pem);
+    pem = pem_of(ca, leaf, &len);
+    assert_false(ms_acme_chain_parse(pem, len, key, "example.com", &got, &chain, &nb, &na, why, sizeof why));
+    assert_string_equal(why, "the chain does not start with its certificate for this key (certificate 2 is; "
+                             "RFC 8555 puts the end-entity certificate first)");
+    assert_null(got);
+    assert_null(chain);
+
     /* only the SAN counts, not the CN */
     X509 *cn_only = make_cert("example.com", NULL, -3600, DAY, key, ca, ca_key);
     free(pem);
