@@ -2555,7 +2555,7 @@ static const char *directory_problem(const char *text, char *why, size_t why_len
 static const char *email_problem(const char *text)
 {
     if (strncasecmp(text, "mailto:", 7) == 0)
-        return "is written without \"mailto:\" (the address alone)";
+        return "must not start with \"mailto:\" (write the address alone: ";
     for (const char *q = text; *q; q++)
         if (isspace((unsigned char)*q) || iscntrl((unsigned char)*q) || *q == ',' || *q == ';')
             return "must be one address, without spaces or commas";
@@ -2615,7 +2615,9 @@ static bool load_acme(ld_ctx *c, const toml_kv *kv)
             if (!get_nonempty_string(&ac, e, &a->email))
                 ok = false;
             else if ((problem = email_problem(a->email))) {
-                ld_err(&ac, v->line, v->col, "\"email\" \"%.200s\" %s", a->email, problem);
+                bool mailto = strncasecmp(a->email, "mailto:", 7) == 0; /* the address shown without it */
+                ld_err(&ac, v->line, v->col, "\"email\" \"%.200s\" %s%.200s%s", a->email, problem,
+                       mailto ? a->email + 7 : "", mailto ? ")" : "");
                 ok = false;
             }
         } else if (strcmp(e->key, "domains") == 0) {

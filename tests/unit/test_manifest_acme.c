@@ -185,8 +185,8 @@ static void test_key_errors(void **state)
                  "[mothership.acme]: \"email\" \"ops@a@example.com\" must be an address with one '@', like "
                  "ops@example.com");
     expect_error(ACME("domains = [\"example.com\"]\nemail = \"mailto:ops@example.com\""), 6, 9,
-                 "[mothership.acme]: \"email\" \"mailto:ops@example.com\" is written without \"mailto:\" (the "
-                 "address alone)");
+                 "[mothership.acme]: \"email\" \"mailto:ops@example.com\" must not start with \"mailto:\" "
+                 "(write the address alone: ops@example.com)");
     expect_error(ACME("domains = [\"example.com\"]\nemail = \"ops@localhost\""), 6, 9,
                  "[mothership.acme]: \"email\" \"ops@localhost\" must be an address like ops@example.com: a name, "
                  "'@' and a domain");
