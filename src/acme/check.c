@@ -207,7 +207,8 @@ static EVP_PKEY *key_load(const char *path, bool *missing, char *why, size_t why
 }
 
 /* A stored chain (PEM, leaf first): the leaf's key is key and it covers
- * name. false with the reason. */
+ * name in its subjectAltName (never the subject CN, as the client). false
+ * with the reason. */
 static bool chain_fits(const char *pem, size_t len, EVP_PKEY *key, const char *name, char *why, size_t why_len)
 {
     ERR_clear_error();
@@ -218,7 +219,7 @@ static bool chain_fits(const char *pem, size_t len, EVP_PKEY *key, const char *n
         snprintf(why, why_len, "no PEM certificate in it (%s)", ssl_reason("empty"));
     else if (X509_check_private_key(leaf, key) != 1)
         snprintf(why, why_len, "it is for another key than its .key file");
-    else if (X509_check_host(leaf, name, strlen(name), 0, NULL) != 1)
+    else if (X509_check_host(leaf, name, strlen(name), X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) != 1)
         snprintf(why, why_len, "it does not cover \"%s\"", name);
     else
         ok = true;

@@ -170,3 +170,17 @@ def test_encrypted_account_key_does_not_prompt(tmp_path):
     assert p.returncode == 1, p
     assert ('the account key "acme/127.0.0.1_14000_dir/account.key" does not load: is encrypted; a passphrase '
             'is not supported') in p.stderr, p
+
+
+def test_stored_certificate_must_name_it_in_its_san(tmp_path):
+    """A stored certificate is held to the client's rule: the name in its
+    subjectAltName; a subject CN alone does not cover it."""
+    certs = tmp_path / STATE / "certs"
+    certs.mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", "/CN=example.com", "-days", "30", "-keyout", str(certs / "example.com.key"),
+                    "-out", str(certs / "example.com.crt")], check=True, capture_output=True)
+    r = clearance(tmp_path, acme())
+    assert r.code == 1, r
+    assert ('"example.com": the certificate "acme/127.0.0.1_14000_dir/certs/example.com.crt" does not fit: it does '
+            'not cover "example.com"') in r.err, r
