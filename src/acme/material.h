@@ -18,8 +18,10 @@
 
 /* A new ECDSA P-256 key; NULL when OpenSSL fails. */
 EVP_PKEY *ms_acme_key_new(void);
-/* Write key as PKCS#8 PEM to path, mode 0600, atomically (path.tmp, fsync,
- * rename). false with the reason in why. */
+/* Write key as PKCS#8 PEM to path, mode 0600, atomically (a new path.tmp,
+ * whatever was left there removed first; a unique short name in the same
+ * directory when path.tmp would be over NAME_MAX; fsync, rename). false
+ * with the reason in why. */
 bool ms_acme_key_save(EVP_PKEY *key, const char *path, char *why, size_t why_len);
 /* Read a PEM private key; it must be EC P-256 (the reason otherwise, e.g.
  * "is an RSA key: ACME account keys here are ECDSA P-256"). NULL with the
