@@ -2316,10 +2316,12 @@ static bool load_bind_tls(ld_ctx *c, const toml_kv *e, ms_bind *b)
         return ok;
     }
     if (v->type == TOML_STRING)
-        ld_err(c, v->line, v->col, "\"tls\" must be true, false, \"self-signed\" or a table { cert, key, hosts }, "
-               "not \"%s\"", v->u.str.ptr);
+        ld_err(c, v->line, v->col, "\"tls\" must be true, false, \"self-signed\" or a table { cert, key, hosts } "
+               "or { acme = [names] }, not \"%s\"%s", v->u.str.ptr, strcasecmp(v->u.str.ptr, "acme") == 0 ?
+               " (tls = true serves every name of [mothership.acme]; tls = { acme = [\"example.com\"] } only "
+               "those)" : "");
     else
-        wrong_type(c, e, "true, false, \"self-signed\" or a table { cert, key, hosts }");
+        wrong_type(c, e, "true, false, \"self-signed\" or a table { cert, key, hosts } or { acme = [names] }");
     return false;
 }
 

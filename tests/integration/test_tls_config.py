@@ -37,11 +37,12 @@ def errors_of(r):
 KEY_CASES = [
     ("bind-tls-bad-string",
      '[mothership.bind]\nweb = { address = "127.0.0.1:8443", tls = "yes" }\n',
-     '2:43: bind "web": "tls" must be true, false, "self-signed" or a table { cert, key, hosts }, not "yes"'),
+     '2:43: bind "web": "tls" must be true, false, "self-signed" or a table { cert, key, hosts } or '
+     '{ acme = [names] }, not "yes"'),
     ("bind-tls-integer",
      '[mothership.bind]\nweb = { address = "127.0.0.1:8443", tls = 1 }\n',
-     '2:43: bind "web": "tls" must be true, false, "self-signed" or a table { cert, key, hosts }, '
-     'not an integer'),
+     '2:43: bind "web": "tls" must be true, false, "self-signed" or a table { cert, key, hosts } or '
+     '{ acme = [names] }, not an integer'),
     ("bind-h2c-on-tls",
      '[mothership.bind]\nweb = { address = "127.0.0.1:8443", tls = "self-signed", h2c = true }\n',
      '2:58: bind "web": "h2c" is for plain binds; a TLS bind offers HTTP/2 by ALPN ("h2")'),

@@ -498,8 +498,13 @@ static void test_tls_keys(void **state)
     ms_diags_free(&d);
 
     expect_error("[mothership.bind]\nweb = { address = \"127.0.0.1:8443\", tls = \"self-signd\" }\n", 2, 43,
-                 "bind \"web\": \"tls\" must be true, false, \"self-signed\" or a table { cert, key, hosts }, "
-                 "not \"self-signd\"");
+                 "bind \"web\": \"tls\" must be true, false, \"self-signed\" or a table { cert, key, hosts } "
+                 "or { acme = [names] }, not \"self-signd\"");
+    /* tls = "acme": the two ways to write it */
+    expect_error("[mothership.bind]\nweb = { address = \"127.0.0.1:8443\", tls = \"acme\" }\n", 2, 43,
+                 "bind \"web\": \"tls\" must be true, false, \"self-signed\" or a table { cert, key, hosts } "
+                 "or { acme = [names] }, not \"acme\" (tls = true serves every name of [mothership.acme]; "
+                 "tls = { acme = [\"example.com\"] } only those)");
     expect_error("[mothership.bind]\nweb = { address = \"127.0.0.1:8443\", tls = { cert = \"/etc/passwd\" } }\n",
                  2, 43, "bind \"web\": missing required key \"key\"");
     expect_error("[mothership.bind]\nweb = { address = \"127.0.0.1:8443\", tls = { crt = \"a\", key = \"b\" } }\n",
