@@ -2535,6 +2535,12 @@ static const char *directory_problem(const char *text, char *why, size_t why_len
     for (const char *q = text; *q; q++)
         if (isspace((unsigned char)*q) || iscntrl((unsigned char)*q))
             return "must not contain spaces or control characters";
+    /* a scheme other than http(s) is named as such, not against the
+     * uplinks' list of schemes */
+    const char *sep = strstr(text, "://");
+    if (sep && !((sep - text == 4 && strncasecmp(text, "http", 4) == 0) ||
+                 (sep - text == 5 && strncasecmp(text, "https", 5) == 0)))
+        return "must be an http:// or https:// URL";
     ms_uplink u = { 0 };
     const char *problem = NULL;
     if (!ms_uplink_url_parse(text, &u, why, why_len))

@@ -58,7 +58,7 @@ def test_errors_at_their_place(tmp_path):
         (BINDS + '[mothership.acme]\ndomains = ["example.com"]\nemail = "ops@example.com dev@example.com"\n',
          '6:9: [mothership.acme]: "email" "ops@example.com dev@example.com" must be one address'),
         (BINDS + '[mothership.acme]\ndomains = ["example.com"]\ndirectory = "ftp://ca.example/dir"\n',
-         '6:13: [mothership.acme]: "directory" "ftp://ca.example/dir": unsupported scheme "ftp"'),
+         '6:13: [mothership.acme]: "directory" "ftp://ca.example/dir": must be an http:// or https:// URL'),
         ('[mothership.bind]\nhttps = "0.0.0.0:443"\n[mothership.acme]\ndomains = ["example.com"]\n',
          '3:1: [mothership.acme]: challenge "http-01" is answered on a plain (not TLS) TCP bind, and there is none'),
         ('[mothership.bind]\nhttp = "0.0.0.0:80"\n[mothership.acme]\ndomains = ["example.com"]\n'

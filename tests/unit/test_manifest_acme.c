@@ -191,8 +191,7 @@ static void test_key_errors(void **state)
                  "[mothership.acme]: \"email\" \"ops@localhost\" must be an address like ops@example.com: a name, "
                  "'@' and a domain");
     expect_error(ACME("domains = [\"example.com\"]\ndirectory = \"ftp://acme.example/dir\""), 6, 13,
-                 "[mothership.acme]: \"directory\" \"ftp://acme.example/dir\": unsupported scheme \"ftp\" "
-                 "(supported: postgres, postgresql, mysql, rediss, redis, memgraph, neo4j, bolt, http, https, tcp)");
+                 "[mothership.acme]: \"directory\" \"ftp://acme.example/dir\": must be an http:// or https:// URL");
     expect_error(ACME("domains = [\"example.com\"]\ndirectory = \"redis://acme.example/dir\""), 6, 13,
                  "[mothership.acme]: \"directory\" \"redis://acme.example/dir\": must be an http:// or https:// URL");
     expect_error(ACME("domains = [\"example.com\"]\ndirectory = \"acme.example/dir\""), 6, 13,
