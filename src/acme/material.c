@@ -262,6 +262,13 @@ static bool set_cn(X509_NAME *subject, const char *name)
     return X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)name, -1, -1, 0) == 1;
 }
 
+/* The subjectAltName is critical when the subject is empty (no CN: a name
+ * too long for one), as RFC 5280 §4.1.2.6 requires. */
+static int san_critical(const char *first_name)
+{
+    return strlen(first_name) > CN_MAX;
+}
+
 unsigned char *ms_acme_csr(EVP_PKEY *key, const char *const *names, size_t nnames, size_t *der_len)
 {
     *der_len = 0;
@@ -273,7 +280,7 @@ unsigned char *ms_acme_csr(EVP_PKEY *key, const char *const *names, size_t nname
     unsigned char *der = NULL;
     bool ok = req && gens && exts && X509_REQ_set_version(req, X509_REQ_VERSION_1) &&
               set_cn(X509_REQ_get_subject_name(req), names[0]) && X509_REQ_set_pubkey(req, key) &&
-              X509V3_add1_i2d(&exts, NID_subject_alt_name, gens, 0, X509V3_ADD_APPEND) == 1 &&
+              X509V3_add1_i2d(&exts, NID_subject_alt_name, gens, san_critical(names[0]), X509V3_ADD_APPEND) == 1 &&
               X509_REQ_add_extensions(req, exts) && X509_REQ_sign(req, key, EVP_sha256()) > 0;
     if (ok) {
         int n = i2d_X509_REQ(req, NULL);
@@ -337,7 +344,7 @@ X509 *ms_acme_alpn_cert(EVP_PKEY *key, const char *name, const unsigned char dig
               X509_time_adj_ex(X509_getm_notBefore(x), -1, 0, &now) &&
               X509_time_adj_ex(X509_getm_notAfter(x), ALPN_CERT_DAYS - 1, 0, &now) && set_cn(subject, name) &&
               X509_set_issuer_name(x, subject) && X509_set_pubkey(x, key) &&
-              X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_APPEND) == 1 &&
+              X509_add1_ext_i2d(x, NID_subject_alt_name, gens, san_critical(name), X509V3_ADD_APPEND) == 1 &&
               add_acme_identifier(x, digest) && X509_sign(x, key, EVP_sha256()) > 0;
     GENERAL_NAMES_free(gens);
     ERR_clear_error();

@@ -276,6 +276,10 @@ static void test_csr(void **state)
     gens = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
     check_dns_sans(gens, longname, 1);
     GENERAL_NAMES_free(gens);
+    int crit = -1; /* the subject empty: the SAN critical (RFC 5280 §4.1.2.6) */
+    gens = X509V3_get_d2i(exts, NID_subject_alt_name, &crit, NULL);
+    GENERAL_NAMES_free(gens);
+    assert_int_equal(crit, 1);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     X509_REQ_free(req);
     free(der);
@@ -331,6 +335,32 @@ static void test_alpn_cert(void **state)
     X509_free(x);
 
     assert_null(ms_acme_alpn_cert(key, "", digest));
+
+    /* a name over 64 characters has no CN: with the subject empty, the
+     * subjectAltName must be critical (RFC 5280 §4.1.2.6), or strict
+     * verifiers refuse the certificate */
+    const char *long_name = "a-name-of-more-than-sixty-four-characters-for-the-subject.example.com";
+    assert_true(strlen(long_name) > 64);
+    x = ms_acme_alpn_cert(key, long_name, digest);
+    assert_non_null(x);
+    assert_int_equal(X509_NAME_entry_count(X509_get_subject_name(x)), 0);
+    int san = X509_get_ext_by_NID(x, NID_subject_alt_name, -1);
+    assert_true(san >= 0);
+    assert_int_equal(X509_EXTENSION_get_critical(X509_get_ext(x, san)), 1);
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    assert_non_null(store);
+    assert_non_null(ctx);
+    assert_int_equal(X509_STORE_add_cert(store, x), 1);
+    assert_int_equal(X509_STORE_CTX_init(ctx, store, x, NULL), 1);
+    X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_X509_STRICT);
+    int verified = X509_verify_cert(ctx);
+    int err = X509_STORE_CTX_get_error(ctx);
+    assert_true(err != X509_V_ERR_EMPTY_SUBJECT_SAN_NOT_CRITICAL);
+    (void)verified;
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    X509_free(x);
     EVP_PKEY_free(key);
 }
 
