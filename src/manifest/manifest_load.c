@@ -2263,7 +2263,8 @@ static bool load_tls_cert(ld_ctx *c, const toml_node *t, ms_tls_cert *tc, ms_bin
             }
             free(pos);
         } else {
-            unknown_key(c, e, b ? bindtls_keys : tlscert_keys, NULL);
+            unknown_key(c, e, b ? bindtls_keys : tlscert_keys,
+                        strcmp(e->key, "acme") == 0 ? "(ACME is set up in [mothership.acme])" : NULL);
             ok = false;
         }
     }
@@ -2385,7 +2386,8 @@ static void load_binds(ld_ctx *c, const toml_kv *bkv)
                 } else if (strcmp(e->key, "access_log") == 0) {
                     ok &= get_access_log(&bc, e, &nb.access_log);
                 } else {
-                    unknown_key(&bc, e, bindtable_keys, NULL);
+                    unknown_key(&bc, e, bindtable_keys, strcmp(e->key, "acme") == 0 ? "(a bind's ACME names go "
+                                "in its tls: tls = { acme = [...] })" : NULL);
                     ok = false;
                 }
             }
@@ -2479,7 +2481,8 @@ static bool load_tls(ld_ctx *c, const toml_kv *kv)
             } else
                 certs = e->value;
         } else {
-            unknown_key(&tc, e, tls_keys, NULL);
+            unknown_key(&tc, e, tls_keys,
+                        strcmp(e->key, "acme") == 0 ? "(ACME is set up in [mothership.acme])" : NULL);
             ok = false;
         }
     }

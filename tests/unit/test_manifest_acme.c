@@ -167,7 +167,7 @@ static void test_key_errors(void **state)
     /* [[mothership.tls.certs]] takes no acme */
     expect_error("[mothership.tls]\n[[mothership.tls.certs]]\ncert = \"/etc/passwd\"\nkey = \"/etc/passwd\"\n"
                  "acme = [\"a.example.com\"]\n", 5, 1,
-                 "[[mothership.tls.certs]] #1: unknown key \"acme\"");
+                 "[[mothership.tls.certs]] #1: unknown key \"acme\" (ACME is set up in [mothership.acme])");
     expect_error(ACME("domains = [\"example.com\"]\nchallenge = \"http01\""), 6, 13,
                  "[mothership.acme]: unknown challenge \"http01\" (did you mean \"http-01\"?) (\"http-01\" or "
                  "\"tls-alpn-01\")");
@@ -273,6 +273,19 @@ static char *warnings_of(const char *text)
     return out;
 }
 
+/* "acme" written where it does not belong says where it goes. */
+static void test_acme_key_misplaced(void **state)
+{
+    (void)state;
+    expect_error("[mothership.bind]\nhttps = { address = \"0.0.0.0:443\", acme = [\"a.example.com\"] }\n", 2, 36,
+                 "bind \"https\": unknown key \"acme\" (a bind's ACME names go in its tls: "
+                 "tls = { acme = [...] })");
+    expect_error("[mothership.bind]\nhttps = \"0.0.0.0:443\"\n[mothership.tls]\nacme = [\"a.example.com\"]\n", 4, 1,
+                 "[mothership.tls]: unknown key \"acme\" (ACME is set up in [mothership.acme])");
+    expect_error("[mothership.bind]\nhttps = \"0.0.0.0:443\"\n[[mothership.tls.certs]]\nacme = [\"a.example.com\"]\n",
+                 4, 1, "[[mothership.tls.certs]] #1: unknown key \"acme\" (ACME is set up in [mothership.acme])");
+}
+
 static void test_port_warnings(void **state)
 {
     (void)state;
@@ -302,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_key_errors),
         cmocka_unit_test(test_binds),
         cmocka_unit_test(test_port_warnings),
+        cmocka_unit_test(test_acme_key_misplaced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
