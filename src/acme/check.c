@@ -220,7 +220,7 @@ static bool chain_fits(const char *pem, size_t len, EVP_PKEY *key, const char *n
     else if (X509_check_private_key(leaf, key) != 1)
         snprintf(why, why_len, "it is for another key than its .key file");
     else if (X509_check_host(leaf, name, strlen(name), X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) != 1)
-        snprintf(why, why_len, "it does not cover \"%s\"", name);
+        snprintf(why, why_len, "it does not cover \"%s\" in its subjectAltName", name);
     else
         ok = true;
     X509_free(leaf);

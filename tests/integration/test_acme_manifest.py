@@ -187,4 +187,4 @@ def test_stored_certificate_must_name_it_in_its_san(tmp_path):
     r = clearance(tmp_path, acme())
     assert r.code == 1, r
     assert ('"example.com": the certificate "acme/127.0.0.1_14000_dir/certs/example.com.crt" does not fit: it does '
-            'not cover "example.com"') in r.err, r
+            'not cover "example.com" in its subjectAltName') in r.err, r
