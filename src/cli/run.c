@@ -607,6 +607,7 @@ run_loop:
     }
     ms_dataplane_free(c.dp);
     ms_tls_server_free(c.tls);
+    ms_acme_board_free(c.board); /* after the data plane and the TLS server that answer from it */
     ms_payload_set_free(c.payloads);
     ms_route_table_free(c.routes);
     ms_docks_free(c.docks);
