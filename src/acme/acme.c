@@ -176,9 +176,21 @@ void acme_fail(ms_acme *a, int result, const char *fmt, ...)
     uint64_t delay = ms_acme_backoff_ms(a->cfg->backoff_ms, a->cfg->max_backoff_ms, n->failures, ms_acme_random01());
     ms_log_field f[] = { ms_log_str("name", n->name), ms_log_str("error", msg),
                          ms_log_num("retry_in", (int64_t)(delay / 1000)), ms_log_str("result", result_names[result]) };
-    ms_log_event_fields(a->d.log, n->have_cert ? MS_WARN : MS_ERROR, NULL, "acme_order_failed", f, 4,
+    /* a certificate kept while renewal fails: a warning until it expires,
+     * an error that says so after (it is still served; clients refuse it) */
+    char kept[96] = "";
+    bool expired = n->have_cert && n->not_after <= time(NULL);
+    if (expired) {
+        char na[32];
+        struct tm tm;
+        strftime(na, sizeof na, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&n->not_after, &tm));
+        snprintf(kept, sizeof kept, " (the certificate in use expired at %s)", na);
+    } else if (n->have_cert) {
+        snprintf(kept, sizeof kept, " (the current certificate stays)");
+    }
+    ms_log_event_fields(a->d.log, n->have_cert && !expired ? MS_WARN : MS_ERROR, NULL, "acme_order_failed", f, 4,
                         "ACME order for %s failed: %s; retrying in %llus%s", n->name, msg,
-                        (unsigned long long)(delay / 1000), n->have_cert ? " (the current certificate stays)" : "");
+                        (unsigned long long)(delay / 1000), kept);
     schedule_name(n, delay);
     acme_kick(a);
 }

@@ -489,3 +489,34 @@ def test_bad_nonces_are_retried(pebble, fleet, tmp_path):  # noqa: F811
     # run of 6 refusals in a row, 1 in 64 per request, may fail one order)
     assert msum(m, "mothership_acme_orders_total", result="error") <= 1, m
     assert ms.stop() == 0, ms.output()
+
+
+def test_a_renewal_failing_past_expiry_says_the_certificate_expired(pebble, fleet, tmp_path):  # noqa: F811
+    """While renewal fails the old certificate is kept (a warning says it
+    stays); once it has expired the failures must not keep saying it
+    stays: they are errors naming the expiry."""
+    validity = 20  # seconds: renewal due at half of it (under a minute left)
+    pb = pebble(validity=validity)
+    site = Site(fleet, pb, tmp_path, [NAME], backoff="2s", max_backoff="2s")
+    ms = site.start()
+    got = wait_certificate(site, NAME)
+    pb.add_a(NAME, "127.0.0.2")  # the renewals fail from now on
+    not_after = got["not_after_unix"]
+
+    def at(e):
+        return datetime.strptime(e["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    fails = []
+    deadline = time.monotonic() + validity + 30
+    while time.monotonic() < deadline:
+        fails = ms.events("acme_order_failed")
+        if any(at(e) > not_after + 1 for e in fails):
+            break
+        time.sleep(0.5)
+    before = [e for e in fails if at(e) < not_after - 1]
+    after = [e for e in fails if at(e) > not_after + 1]
+    assert before and after, (fails, ms.output())
+    assert all(e["level"] == "warn" and "stays" in e["msg"] for e in before), before
+    for e in after:
+        assert e["level"] == "error", e
+        assert "stays" not in e["msg"] and "expired" in e["msg"], e
+    assert ms.stop() == 0, ms.output()
