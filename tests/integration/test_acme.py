@@ -520,3 +520,21 @@ def test_a_renewal_failing_past_expiry_says_the_certificate_expired(pebble, flee
         assert e["level"] == "error", e
         assert "stays" not in e["msg"] and "expired" in e["msg"], e
     assert ms.stop() == 0, ms.output()
+
+
+def test_promtool_reads_the_page_with_acme_series(pebble, fleet, tmp_path):  # noqa: F811
+    """The ACME series pass `promtool check metrics` (test_metrics_ops.py
+    checks the rest of the page), before and after a certificate."""
+    from test_metrics_ops import PROMTOOL, promtool_findings
+    if not os.path.exists(PROMTOOL):
+        pytest.skip("no promtool")
+    pb = pebble()
+    site = Site(fleet, pb, tmp_path, [NAME, OTHER])
+    ms = site.start()
+    for name in (NAME, OTHER):
+        wait_certificate(site, name)
+        status, body = http_get(site.mport, "/metrics")
+        assert status == 200
+        assert "mothership_acme_certificate_expiry_timestamp_seconds" in body, body
+        assert promtool_findings(body) == [], body
+    assert ms.stop() == 0, ms.output()
