@@ -538,3 +538,19 @@ def test_promtool_reads_the_page_with_acme_series(pebble, fleet, tmp_path):  # n
         assert "mothership_acme_certificate_expiry_timestamp_seconds" in body, body
         assert promtool_findings(body) == [], body
     assert ms.stop() == 0, ms.output()
+
+
+def test_a_renewal_with_the_authorization_reused_finalizes_at_once(pebble, fleet, tmp_path):  # noqa: F811
+    """RFC 8555 7.4: a CA may reuse a valid authorization, so the new order
+    is "ready" at once (pebble with PEBBLE_AUTHZREUSE=100): the renewal
+    finalizes it without a challenge."""
+    validity = 20  # seconds: renewal due at half of it
+    pb = pebble(validity=validity, env={"PEBBLE_AUTHZREUSE": "100"})
+    site = Site(fleet, pb, tmp_path, [NAME])
+    ms = site.start()
+    got = wait_certificate(site, NAME)
+    renewed = wait_certificate(site, NAME, how="renewed", start=got["_i"] + 1, timeout=validity + 20)
+    assert renewed["not_after_unix"] > got["not_after_unix"], renewed
+    assert len(ms.events("acme_challenge")) == 1, ms.output()
+    assert not ms.events("acme_order_failed"), ms.output()
+    assert ms.stop() == 0, ms.output()
