@@ -53,6 +53,13 @@ char *ms_acme_account_url_load(const char *dir, const char *directory);
 /* Write account.json (0600, atomically). */
 bool ms_acme_account_url_save(const char *dir, const char *directory, const char *url, char *why, size_t why_len);
 
+/* Store a name's certificate chain (pem) and its key, each 0600: both
+ * written in full beside the old pair, then renamed over it, so a failed
+ * write leaves the old pair whole (a new key beside an old certificate
+ * would not load, and clearance refuses it). false with why. */
+bool ms_acme_cert_save(const char *dir, const char *name, EVP_PKEY *key, const char *pem, size_t len, char *why,
+                       size_t why_len);
+
 /* A name's stored certificate: both files there, loaded, the chain's leaf
  * for the key and covering name, not yet expired at now. On success the
  * caller owns *key, *leaf and *chain. *missing set when neither file is

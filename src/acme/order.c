@@ -73,14 +73,12 @@ static void on_certificate(ms_acme *a, const ms_httpc_response *r)
         acme_fail(a, RESULT_ERROR, "certificate: %s", why);
         return;
     }
-    char crt[4096], key[4096];
     char certs[4096];
-    bool ok = ms_acme_cert_paths(a->dir, n->name, crt, key, sizeof crt) &&
-              (size_t)snprintf(certs, sizeof certs, "%s/certs", a->dir) < sizeof certs;
+    bool ok = (size_t)snprintf(certs, sizeof certs, "%s/certs", a->dir) < sizeof certs;
     if (!ok)
         snprintf(why, sizeof why, "the state directory's path is too long");
-    ok = ok && ms_acme_mkdirs(certs, why, sizeof why) && ms_acme_key_save(a->cert_key, key, why, sizeof why) &&
-         ms_acme_file_save(crt, r->body, r->body_len, why, sizeof why);
+    ok = ok && ms_acme_mkdirs(certs, why, sizeof why) &&
+         ms_acme_cert_save(a->dir, n->name, a->cert_key, r->body, r->body_len, why, sizeof why);
     if (!ok)
         ms_log_event(a->d.log, MS_WARN, NULL, "acme_store",
                      "cannot store the certificate of %s: %s (it is used "

@@ -3,6 +3,7 @@
  * key read back and checked. The files are written by material.c's
  * atomic 0600 writers. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,5 +165,41 @@ bool ms_acme_cert_load(const char *dir, const char *name, time_t now, EVP_PKEY *
         return false;
     }
     *key = k;
+    return true;
+}
+
+bool ms_acme_cert_save(const char *dir, const char *name, EVP_PKEY *key, const char *pem, size_t len, char *why,
+                       size_t why_len)
+{
+    char crt[4096], kp[4096], crt_new[4200], key_new[4200];
+    if (!ms_acme_cert_paths(dir, name, crt, kp, sizeof crt)) {
+        snprintf(why, why_len, "%s/certs/%s: path too long", dir, name);
+        return false;
+    }
+    snprintf(crt_new, sizeof crt_new, "%s.new", crt);
+    snprintf(key_new, sizeof key_new, "%s.new", kp);
+    /* both written whole first: a failure leaves the stored pair as it was */
+    bool ok = ms_acme_file_save(crt_new, pem, len, why, why_len) && ms_acme_key_save(key, key_new, why, why_len);
+    if (ok && rename(key_new, kp) != 0) {
+        snprintf(why, why_len, "cannot rename \"%s\" to \"%s\": %s", key_new, kp, strerror(errno));
+        ok = false;
+    }
+    if (ok && rename(crt_new, crt) != 0) {
+        snprintf(why, why_len, "cannot rename \"%s\" to \"%s\": %s", crt_new, crt, strerror(errno));
+        ok = false;
+    }
+    if (!ok) {
+        unlink(crt_new);
+        unlink(key_new);
+        return false;
+    }
+    char certs[4096]; /* the renames on disk (best effort) */
+    if ((size_t)snprintf(certs, sizeof certs, "%s/certs", dir) < sizeof certs) {
+        int fd = open(certs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+            (void)fsync(fd);
+            close(fd);
+        }
+    }
     return true;
 }

@@ -554,3 +554,30 @@ def test_a_renewal_with_the_authorization_reused_finalizes_at_once(pebble, fleet
     assert len(ms.events("acme_challenge")) == 1, ms.output()
     assert not ms.events("acme_order_failed"), ms.output()
     assert ms.stop() == 0, ms.output()
+
+
+def test_a_certificate_that_cannot_be_stored_leaves_the_stored_pair_whole(pebble, fleet, tmp_path):  # noqa: F811
+    """A renewed certificate whose file cannot be written (a full disk)
+    must not leave its new key beside the old certificate: clearance
+    refuses a stored pair that does not fit, so the next start would fail
+    instead of ordering again as the log promises."""
+    validity = 20  # seconds: renewal due at half of it
+    pb = pebble(validity=validity)
+    site = Site(fleet, pb, tmp_path, [NAME])
+    ms = site.start()
+    got = wait_certificate(site, NAME)
+    crt = stored_cert(site.state, NAME)
+    key = crt[:-len(".crt")] + ".key"
+    old_key = open(key).read()
+    # the certificate's temporary file cannot be made: writing it fails
+    blocks = [crt + ".tmp", crt + ".new.tmp"]
+    for b in blocks:
+        os.mkdir(b)
+    e = ms.event("acme_store", start=got["_i"] + 1, timeout=validity + 20)
+    assert "cannot store the certificate" in e["msg"], e
+    assert open(key).read() == old_key  # the stored pair is the old one, whole
+    assert ms.stop() == 0, ms.output()
+    for b in blocks:
+        os.rmdir(b)
+    again = site.start()  # clearance passes: it starts
+    assert again.stop() == 0, again.output()
