@@ -21,7 +21,7 @@
 #include "util/strutil.h"
 
 #define SELF_SIGNED_DAYS 90
-#define PLACEHOLDER_DAYS 7
+#define PLACEHOLDER_DAYS 825 /* a pending name outlives it only after years: it is never renewed */
 #define SELF_SIGNED_MIN_LEFT (24 * 3600)   /* reuse only when valid at least this much longer */
 
 /* ---------------------------------------------------------------- reading */

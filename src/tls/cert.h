@@ -77,7 +77,8 @@ ms_tls_material *ms_tls_self_signed(const char *dir, const char *bind, const cha
 /* The placeholder of an ACME name until its certificate arrives (tls.h,
  * ms_tls_server_set_acme): made in memory, never written; an ECDSA P-256
  * key, self-signed, the name its CN (when it fits) and its one SAN, valid
- * from an hour ago for 7 days. NULL when OpenSSL fails or out of memory. */
+ * from an hour ago for 825 days (never remade: it must outlast any wait
+ * for a first certificate). NULL when OpenSSL fails or out of memory. */
 ms_tls_material *ms_tls_placeholder(const char *name, time_t now);
 
 #endif

@@ -70,7 +70,7 @@ bool ms_tls_server_self_signed_info(const ms_tls_server *s, size_t bind_idx, con
  * or self-signed: all of them, after the manifest's own certificates in
  * SNI order; a bind with tls.acme: those names only, the first its
  * default), first with a self-signed placeholder made in memory by
- * ms_tls_server_new (for the name alone, valid 7 days). Swap name's
+ * ms_tls_server_new (for the name alone, valid 825 days). Swap name's
  * certificate for new handshakes on every bind serving it, as a reload
  * does (SSLs already made keep theirs); the server takes its own
  * reference to mt. false: name is not an ACME name, or out of memory
