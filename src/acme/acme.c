@@ -267,8 +267,21 @@ static void send_signed(ms_acme *a)
         acme_fail(a, RESULT_ERROR, "%s: out of memory", a->rq_what);
 }
 
+/* Under an https directory every URL the CA hands out must be https too:
+ * a plain http one would send the signed requests (and fetch the
+ * certificate) where anyone on the path can read and change them. */
+static bool downgraded(const ms_acme *a, const char *url)
+{
+    return strncmp(a->cfg->directory, "https://", 8) == 0 && strncmp(url, "https://", 8) != 0;
+}
+
 void acme_post_as(ms_acme *a, const char *what, const char *url, const char *payload, step_fn *next, bool jwk)
 {
+    if (downgraded(a, url)) {
+        acme_fail(a, RESULT_ERROR, "%s: the CA gave the URL %.200s, not https under an https directory: refused", what,
+                  url);
+        return;
+    }
     a->rq_what = what;
     a->rq_next = next;
     a->rq_bad_nonces = 0;
@@ -382,6 +395,12 @@ static void on_directory(void *arg, const ms_httpc_response *r, const char *erro
     char why[256];
     if (!ms_acme_parse_directory(r->body, r->body_len, &dir, why, sizeof why)) {
         acme_fail(a, RESULT_ERROR, "directory %s: %s", a->cfg->directory, why);
+        return;
+    }
+    if (downgraded(a, dir.new_nonce) || downgraded(a, dir.new_account) || downgraded(a, dir.new_order)) {
+        ms_acme_directory_free(&dir);
+        acme_fail(a, RESULT_ERROR, "directory %s names plain http URLs: refused under an https directory",
+                  a->cfg->directory);
         return;
     }
     if (dir.external_account_required) {
