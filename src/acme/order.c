@@ -337,6 +337,9 @@ void acme_job_begin(ms_acme *a, acme_name *n)
     a->job = n;
     n->due = false;
     a->renewing = n->have_cert;
+    /* an order the CA hands back already "processing" is polled from here,
+     * not from the deadline an earlier order left */
+    a->deadline = time(NULL) + MS_ACME_POLL_DEADLINE_S;
     const char *names[1] = { n->name };
     char *body = ms_acme_new_order_body(names, 1);
     if (!body) {
