@@ -44,9 +44,17 @@ bool acme_ct_is(const char *content_type, const char *type)
     return c == '\0' || c == ';' || c == ' ';
 }
 
+/* An http(s) URL to send requests to and sign as a JWS's "url" or "kid":
+ * printable ASCII without spaces, like msg.c's URLs (a Location header may
+ * hold any byte; one that is no UTF-8 cannot be signed, ever). */
 bool acme_is_url(const char *s)
 {
-    return s && strlen(s) <= MS_ACME_URL_MAX && (strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0);
+    if (!s || strlen(s) > MS_ACME_URL_MAX || (strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0))
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            return false;
+    return true;
 }
 
 /* n's new certificate made the one in use: kept (for a TLS server a

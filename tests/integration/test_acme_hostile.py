@@ -131,7 +131,8 @@ class FakeAcme:
             return self.send(h, 400, {"type": "urn:ietf:params:acme:error:badNonce", "detail": "no"},
                              ctype="application/problem+json")
         if path == "/acct":
-            return self.send(h, 201, {"status": "valid"}, headers=[("Location", b + "/acct/1")])
+            loc = b + ("/acct/\xff1" if mode == "acct_bad_location" else "/acct/1")
+            return self.send(h, 201, {"status": "valid"}, headers=[("Location", loc)])
         if path == "/order":
             o = self.order("pending")
             if mode == "authz_many":
@@ -320,6 +321,22 @@ def test_no_replay_nonce_ever(fleet, tmp_path, fake):
     e = failed(site, "acme_account_failed")
     assert "Replay-Nonce" in e["msg"], e
     bounded(site, f, 5, 8)
+
+
+@pytest.mark.parametrize("mode", ["acct_bad_location"])
+def test_an_account_url_that_cannot_be_used_is_refused(fleet, tmp_path, fake, mode):
+    """A Location that is no URL to send requests to (a non-ASCII byte: it
+    cannot go into a JWS's "kid") fails the account, which is registered
+    again after the backoff, instead of being kept (and stored) for every
+    order to fail on ("cannot sign the request") until a restart."""
+    f = fake(mode)
+    site = Site(fleet, tmp_path, f.directory)
+    e = failed(site, "acme_account_failed")
+    assert "account URL" in e["msg"], e
+    assert f.count("/order") == 0, f.hits
+    assert not list((tmp_path / "state").rglob("account.json"))
+    site.serves()
+    bounded(site, f, 4, 8)
 
 
 def test_bad_nonce_forever_stops_after_five_and_backs_off(fleet, tmp_path, fake):
