@@ -421,6 +421,11 @@ bool ms_acme_chain_parse(const char *pem, size_t len, EVP_PKEY *key, const char 
         X509 *x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL);
         if (!x)
             break;
+        if (sk_X509_num(chain) + 1 >= MS_ACME_MAX_CHAIN) {
+            X509_free(x);
+            snprintf(why, why_len, "the certificate chain holds more than %d certificates", MS_ACME_MAX_CHAIN);
+            goto out;
+        }
         if (!sk_X509_push(chain, x)) {
             X509_free(x);
             snprintf(why, why_len, "out of memory");

@@ -40,8 +40,10 @@ X509 *ms_acme_alpn_cert(EVP_PKEY *key, const char *name, const unsigned char dig
  * the leaf's key equal to key's public key, the leaf covering name
  * (ms_tls_name_matches), its validity read. On success *leaf and *chain
  * (the rest, possibly empty) are the caller's, not_before/not_after set.
- * false with the reason in why (a chain that is not PEM, empty, for
- * another key, not covering the name). */
+ * false with the reason in why (a chain that is not PEM, empty, of more
+ * than MS_ACME_MAX_CHAIN certificates, for another key, not covering the
+ * name). */
+#define MS_ACME_MAX_CHAIN 10 /* the leaf and its issuers; a CA's are 2 to 4 */
 bool ms_acme_chain_parse(const char *pem, size_t len, EVP_PKEY *key, const char *name, X509 **leaf,
                          STACK_OF(X509) **chain, time_t *not_before, time_t *not_after, char *why, size_t why_len);
 

@@ -189,6 +189,8 @@ class FakeAcme:
             leaf = make_cert(self.csr_key, NAME)
         if mode == "cert_10000":
             return leaf * 10000
+        if mode == "cert_1000":  # each issuing the one before, under 1 MiB
+            return make_chain(self.csr_key, NAME, 1000)
         return leaf
 
 
@@ -208,6 +210,34 @@ def make_cert(pub, name):
          .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
          .sign(ca, hashes.SHA256()))
     return c.public_bytes(serialization.Encoding.PEM)
+
+
+def make_chain(pub, name, n):
+    """A chain of n certificates in order: a leaf for pub and name, then
+    each issuer, the last one self-signed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    now = datetime.datetime.now(datetime.timezone.utc)
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(n)]  # keys[i] signs cert i
+    out = []
+    for i in range(n):
+        subject = name if i == 0 else f"CA {i}"
+        issuer = f"CA {i + 1}" if i + 1 < n else subject
+        signer = keys[i + 1] if i + 1 < n else keys[i]
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+             .public_key(pub if i == 0 else keys[i].public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(hours=1))
+             .not_valid_after(now + datetime.timedelta(days=30)))
+        if i == 0:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        else:
+            b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        out.append(b.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return b"".join(out)
 
 
 @pytest.fixture
@@ -403,6 +433,7 @@ def test_a_pending_authorization_is_polled_with_pauses(fleet, tmp_path, fake, mo
     ("cert_empty", "certificate"),
     ("cert_huge", "over 1 MiB"),
     ("cert_10000", "certificate"),
+    ("cert_1000", "more than"),
     ("finalize_invalid", "badCSR"),
 ])
 def test_a_bad_certificate_or_finalize_fails_the_order(fleet, tmp_path, fake, mode, why):
