@@ -254,6 +254,21 @@ def fake():
         f.stop()
 
 
+SITES = []
+
+
+@pytest.fixture(autouse=True)
+def clean_exit():
+    """Every Mothership of a test stops cleanly at its end, without a
+    sanitizer's report (MS_BUILD may be an ASan build)."""
+    SITES.clear()
+    yield
+    for site in SITES:
+        site.ms.stop(timeout=15)
+        out = site.ms.output()
+        assert "Sanitizer" not in out and "runtime error" not in out, out[-5000:]
+
+
 class Site:
     def __init__(self, fleet, tmp_path, directory, backoff="2s", max_backoff="4s"):
         self.hport, self.tport, self.mport = free_port(), free_port(), free_port()
@@ -284,6 +299,7 @@ class Site:
             "",
         ])
         self.ms = fleet(self.text, name="ship-manifest.toml")
+        SITES.append(self)
         start = 0
         for _ in range(2):
             start = self.ms.event("listening", start=start, timeout=15)["_i"] + 1
