@@ -391,7 +391,8 @@ static bool challenge_from(const char *what, json_t *obj, ms_acme_challenge *c, 
     memset(c, 0, sizeof *c);
     if (!json_is_object(obj))
         return fail(why, why_len, "%s: not a JSON object", what);
-    bool ok = get_string(what, obj, "type", REQUIRED, &c->type, why, why_len);
+    /* REQUIRED: set when true (said again for the analyzer) */
+    bool ok = get_string(what, obj, "type", REQUIRED, &c->type, why, why_len) && c->type != NULL;
     if (ok && !is_type(c->type, strlen(c->type)))
         ok = fail(why, why_len, "%s: \"type\" is not 1 to %d printable characters", what, TYPE_MAX);
     ok = ok && get_url(what, obj, "url", REQUIRED, &c->url, why, why_len) &&
@@ -448,13 +449,14 @@ static bool get_identifier(json_t *root, ms_acme_authz *a, char *why, size_t why
     if (!json_is_object(id))
         return fail(why, why_len, "authorization: \"identifier\" is not an object");
     char *type = NULL;
-    if (!get_string("authorization identifier", id, "type", REQUIRED, &type, why, why_len))
+    if (!get_string("authorization identifier", id, "type", REQUIRED, &type, why, why_len) || !type)
         return false;
     bool dns = strcmp(type, "dns") == 0;
     free(type);
     if (!dns)
         return fail(why, why_len, "authorization: the identifier's type is not \"dns\"");
-    if (!get_string("authorization identifier", id, "value", REQUIRED, &a->identifier, why, why_len))
+    if (!get_string("authorization identifier", id, "value", REQUIRED, &a->identifier, why, why_len) ||
+        !a->identifier)
         return false;
     if (!is_dns_name(a->identifier, strlen(a->identifier)))
         return fail(why, why_len, "authorization: the identifier's value is not a DNS name");
