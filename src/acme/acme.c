@@ -151,10 +151,10 @@ static void account_failed(ms_acme *a, const char *msg)
     a->acc_failures++;
     uint64_t delay =
         ms_acme_backoff_ms(a->cfg->backoff_ms, a->cfg->max_backoff_ms, a->acc_failures, ms_acme_random01());
-    ms_log_field f[] = { ms_log_str("error", msg), ms_log_num("retry_in", (int64_t)(delay / 1000)) };
+    ms_log_field f[] = { ms_log_str("error", msg), ms_log_num("retry_in", (int64_t)((delay + 500) / 1000)) };
     ms_log_event_fields(a->d.log, MS_ERROR, NULL, "acme_account_failed", f, 2,
                         "ACME account at %s: %s; retrying in %llus", a->cfg->directory, msg,
-                        (unsigned long long)(delay / 1000));
+                        (unsigned long long)((delay + 500) / 1000));
     uv_timer_start(&a->acc_timer, on_account_timer, delay, 0);
 }
 
@@ -183,7 +183,7 @@ void acme_fail(ms_acme *a, int result, const char *fmt, ...)
     n->failures++;
     uint64_t delay = ms_acme_backoff_ms(a->cfg->backoff_ms, a->cfg->max_backoff_ms, n->failures, ms_acme_random01());
     ms_log_field f[] = { ms_log_str("name", n->name), ms_log_str("error", msg),
-                         ms_log_num("retry_in", (int64_t)(delay / 1000)), ms_log_str("result", result_names[result]) };
+                         ms_log_num("retry_in", (int64_t)((delay + 500) / 1000)), ms_log_str("result", result_names[result]) };
     /* a certificate kept while renewal fails: a warning until it expires,
      * an error that says so after (it is still served; clients refuse it) */
     char kept[96] = "";
@@ -198,7 +198,7 @@ void acme_fail(ms_acme *a, int result, const char *fmt, ...)
     }
     ms_log_event_fields(a->d.log, n->have_cert && !expired ? MS_WARN : MS_ERROR, NULL, "acme_order_failed", f, 4,
                         "ACME order for %s failed: %s; retrying in %llus%s", n->name, msg,
-                        (unsigned long long)(delay / 1000), kept);
+                        (unsigned long long)((delay + 500) / 1000), kept);
     schedule_name(n, delay);
     acme_kick(a);
 }
