@@ -110,52 +110,6 @@ fail:
     return false;
 }
 
-/* The whole file, at most MS_TLS_MAX_PEM bytes; NULL with the reason
- * (*missing set when it does not exist). */
-static char *read_small(const char *path, size_t *len, bool *missing, char *why, size_t why_len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            *missing = true;
-            snprintf(why, why_len, "does not exist");
-        } else {
-            snprintf(why, why_len, "cannot be read: %s", strerror(errno));
-        }
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(why, why_len, "is not a regular file");
-        close(fd);
-        return NULL;
-    }
-    if ((uint64_t)st.st_size > MS_TLS_MAX_PEM) {
-        snprintf(why, why_len, "is larger than %u bytes", MS_TLS_MAX_PEM);
-        close(fd);
-        return NULL;
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (buf && got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (!buf || got != (size_t)st.st_size) {
-        snprintf(why, why_len, "cannot be read%s", buf ? "" : ": out of memory");
-        free(buf);
-        return NULL;
-    }
-    buf[got] = '\0';
-    *len = got;
-    return buf;
-}
-
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
     (void)buf, (void)size, (void)rwflag, (void)u;
@@ -191,7 +145,7 @@ EVP_PKEY *ms_acme_key_load(const char *path, bool *missing, char *why, size_t wh
 {
     bool absent = false;
     size_t len = 0;
-    char *text = read_small(path, &len, &absent, why, why_len);
+    char *text = ms_tls_read_pem_file(path, &len, &absent, why, why_len);
     if (missing)
         *missing = absent;
     if (!text)

@@ -25,12 +25,16 @@
 #define SELF_SIGNED_MIN_LEFT (24 * 3600)   /* reuse only when valid at least this much longer */
 
 /* ---------------------------------------------------------------- reading */
-/* The whole file, at most MS_TLS_MAX_PEM bytes. */
-static char *read_small(const char *path, size_t *len, char *why, size_t why_len)
+char *ms_tls_read_pem_file(const char *path, size_t *len, bool *missing, char *why, size_t why_len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(why, why_len, "cannot be read: %s", strerror(errno));
+        if (missing && errno == ENOENT) {
+            *missing = true;
+            snprintf(why, why_len, "does not exist");
+        } else {
+            snprintf(why, why_len, "cannot be read: %s", strerror(errno));
+        }
         return NULL;
     }
     struct stat st;
@@ -318,7 +322,7 @@ ms_tls_material *ms_tls_material_load(const char *cert_path, const char *key_pat
     EVP_PKEY *key = NULL;
     ms_tls_material *mt = NULL;
     *at = MS_TLS_AT_CERT;
-    char *text = read_small(cert_path, &len, reason, sizeof reason);
+    char *text = ms_tls_read_pem_file(cert_path, &len, NULL, reason, sizeof reason);
     if (!text) {
         snprintf(why, why_len, "cert \"%s\" %s", cert_path, reason);
         return NULL;
@@ -356,7 +360,7 @@ ms_tls_material *ms_tls_material_load(const char *cert_path, const char *key_pat
     bio = NULL;
     free(text);
     *at = MS_TLS_AT_KEY;
-    text = read_small(key_path, &len, reason, sizeof reason);
+    text = ms_tls_read_pem_file(key_path, &len, NULL, reason, sizeof reason);
     if (!text) {
         snprintf(why, why_len, "key \"%s\" %s", key_path, reason);
         goto out;

@@ -30,6 +30,12 @@ typedef struct ms_tls_material {
     size_t nnames;
 } ms_tls_material;
 
+/* The whole of path, a regular file of at most MS_TLS_MAX_PEM bytes,
+ * NUL-terminated, its length in *len; NULL with the reason in why ("is not a
+ * regular file", ...). With missing non-NULL, a file that does not exist sets
+ * *missing and says "does not exist"; otherwise it says why it cannot be read. */
+char *ms_tls_read_pem_file(const char *path, size_t *len, bool *missing, char *why, size_t why_len);
+
 /* Where a problem is: the cert file, the key file or the hosts list. */
 typedef enum ms_tls_at { MS_TLS_AT_CERT, MS_TLS_AT_KEY, MS_TLS_AT_HOSTS } ms_tls_at;
 
