@@ -923,28 +923,6 @@ static void try_next_address(ms_httpc_req *req)
     req_finish(req, NULL, why);
 }
 
-/* getaddrinfo's own wording reads better than libuv's. */
-static const char *dns_reason(int status)
-{
-    int e = 0;
-    switch (status) {
-    case UV_EAI_NONAME: e = EAI_NONAME; break;
-    case UV_EAI_AGAIN: e = EAI_AGAIN; break;
-    case UV_EAI_FAIL: e = EAI_FAIL; break;
-    case UV_EAI_FAMILY: e = EAI_FAMILY; break;
-    case UV_EAI_MEMORY: e = EAI_MEMORY; break;
-    case UV_EAI_SERVICE: e = EAI_SERVICE; break;
-#ifdef EAI_NODATA
-    case UV_EAI_NODATA: e = EAI_NODATA; break;
-#endif
-#ifdef EAI_ADDRFAMILY
-    case UV_EAI_ADDRFAMILY: e = EAI_ADDRFAMILY; break;
-#endif
-    default: break;
-    }
-    return e ? gai_strerror(e) : uv_strerror(status);
-}
-
 static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
 {
     ms_httpc_req *req = gai->data;
@@ -957,7 +935,7 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
     req->gai = NULL;
     if (status < 0) {
         char why[400];
-        snprintf(why, sizeof why, "cannot resolve %s: %s", req->host, dns_reason(status));
+        snprintf(why, sizeof why, "cannot resolve %s: %s", req->host, ms_uplink_dns_reason(status));
         if (res)
             uv_freeaddrinfo(res);
         req_finish(req, NULL, why);
@@ -1065,7 +1043,7 @@ ms_httpc_req *ms_httpc_request(ms_httpc *c, const char *method, const char *url,
                 free(req->gai);
                 req->gai = NULL;
                 snprintf(req->start_error, sizeof req->start_error, "cannot resolve %s: %s", req->host,
-                         dns_reason(rc));
+                         ms_uplink_dns_reason(rc));
             }
         }
     }

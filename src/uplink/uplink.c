@@ -113,9 +113,7 @@ int ms_uplink_describe_down(const ms_uplink_result *r, char *buf, size_t len)
                     r->error[0] ? r->error : "unknown error", att);
 }
 
-/* getaddrinfo's own wording ("Name or service not known") reads better
- * than libuv's; map back the codes libuv translated. */
-static const char *dns_reason(int status)
+const char *ms_uplink_dns_reason(int status)
 {
     int e = 0;
     switch (status) {
@@ -424,7 +422,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     p->gai = NULL;
     if (status < 0) {
         char why[300];
-        snprintf(why, sizeof why, "DNS: %s", dns_reason(status));
+        snprintf(why, sizeof why, "DNS: %s", ms_uplink_dns_reason(status));
         if (res)
             uv_freeaddrinfo(res);
         attempt_end(p, false, why);
@@ -463,7 +461,7 @@ static void attempt_start(probe *p)
         p->gai = NULL;
         free(req);
         char why[300];
-        snprintf(why, sizeof why, "DNS: %s", dns_reason(rc));
+        snprintf(why, sizeof why, "DNS: %s", ms_uplink_dns_reason(rc));
         attempt_end(p, false, why);
     }
 }

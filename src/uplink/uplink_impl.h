@@ -14,6 +14,12 @@
 
 #include "uplink/protocol.h"
 
+/* ---------------------------------------------------------------- DNS */
+/* The reason a libuv getaddrinfo status gives, in getaddrinfo's own wording
+ * ("Name or service not known") where libuv translated the code, which
+ * reads better than libuv's; else libuv's (uplink.c). */
+const char *ms_uplink_dns_reason(int status);
+
 /* ---------------------------------------------------------------- TLS */
 typedef struct ms_tls ms_tls;
 
