@@ -24,6 +24,7 @@
 #include <openssl/x509v3.h>
 
 #include "acme/material.h"
+#include "cert_helpers.h"
 
 #define DAY (24 * 3600L)
 
@@ -365,38 +366,6 @@ static void test_alpn_cert(void **state)
 }
 
 /* ---------------------------------------------------------------- chains */
-static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    assert_non_null(e);
-    assert_int_equal(X509_add_ext(x, e, -1), 1);
-    X509_EXTENSION_free(e);
-}
-
-static X509 *make_cert(const char *cn, const char *san, long from, long to, EVP_PKEY *key, X509 *issuer,
-                       EVP_PKEY *issuer_key)
-{
-    static long serial = 1;
-    X509 *x = X509_new();
-    assert_non_null(x);
-    X509_set_version(x, X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
-    time_t now = time(NULL);
-    X509_time_adj_ex(X509_getm_notBefore(x), 0, from, &now);
-    X509_time_adj_ex(X509_getm_notAfter(x), 0, to, &now);
-    X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n);
-    X509_set_pubkey(x, key);
-    if (san)
-        add_ext(x, issuer ? issuer : x, NID_subject_alt_name, san);
-    assert_true(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
-    return x;
-}
-
 static char *pem_of(X509 *a, X509 *b, size_t *len)
 {
     BIO *bio = BIO_new(BIO_s_mem());
@@ -422,8 +391,8 @@ static void test_chain_parse(void **state)
     assert_non_null(ca_key);
     assert_non_null(key);
     assert_non_null(other);
-    X509 *ca = make_cert("Test CA", NULL, -DAY, 365 * DAY, ca_key, NULL, NULL);
-    X509 *leaf = make_cert("example.com", "DNS:example.com,DNS:*.example.org", -3600, 90 * DAY, key, ca, ca_key);
+    X509 *ca = make_cert("Test CA", NULL, -DAY, 365 * DAY, ca_key, NULL, NULL, false);
+    X509 *leaf = make_cert("example.com", "DNS:example.com,DNS:*.example.org", -3600, 90 * DAY, key, ca, ca_key, false);
     size_t len;
     char *pem = pem_of(leaf, ca, &len);
     char why[300] = "";
@@ -488,7 +457,7 @@ static void test_chain_parse(void **state)
     assert_null(chain);
 
     /* only the SAN counts, not the CN */
-    X509 *cn_only = make_cert("example.com", NULL, -3600, DAY, key, ca, ca_key);
+    X509 *cn_only = make_cert("example.com", NULL, -3600, DAY, key, ca, ca_key, false);
     free(pem);
     pem = pem_of(cn_only, NULL, &len);
     assert_false(ms_acme_chain_parse(pem, len, key, "example.com", &got, &chain, &nb, &na, why, sizeof why));
