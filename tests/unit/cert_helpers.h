@@ -1,5 +1,5 @@
 /* cert_helpers.h: making X.509 certificates for the unit tests of the TLS
- * material and the ACME client (test_tls.c, test_acme_material.c). */
+ * material, the ACME client and its challenge board. */
 #ifndef MS_TEST_CERT_HELPERS_H
 #define MS_TEST_CERT_HELPERS_H
 
@@ -51,6 +51,15 @@ static inline X509 *make_cert(const char *cn, const char *san, long from, long t
         add_ext(x, issuer ? issuer : x, NID_basic_constraints, "critical,CA:TRUE");
     assert_true(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
     return x;
+}
+
+/* A new P-256 key in *key and a self-signed certificate for it (see
+ * make_cert). */
+static inline X509 *self_signed(const char *cn, const char *san, long from, long to, EVP_PKEY **key)
+{
+    *key = EVP_EC_gen("P-256");
+    assert_non_null(*key);
+    return make_cert(cn, san, from, to, *key, NULL, NULL, false);
 }
 
 #endif

@@ -22,6 +22,7 @@
 #include <openssl/x509.h>
 
 #include "acme/board.h"
+#include "cert_helpers.h"
 
 static void test_http_put_lookup_drop(void **state)
 {
@@ -82,26 +83,6 @@ static void test_http_bounded(void **state)
     ms_acme_board_free(b);
 }
 
-/* A self-signed certificate for cn and its key. */
-static X509 *make_cert(const char *cn, EVP_PKEY **key)
-{
-    *key = EVP_EC_gen("P-256");
-    assert_non_null(*key);
-    X509 *x = X509_new();
-    assert_non_null(x);
-    X509_set_version(x, X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    time_t now = time(NULL);
-    X509_time_adj_ex(X509_getm_notBefore(x), 0, -60, &now);
-    X509_time_adj_ex(X509_getm_notAfter(x), 1, 0, &now);
-    X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(x, n);
-    X509_set_pubkey(x, *key);
-    assert_true(X509_sign(x, *key, EVP_sha256()) > 0);
-    return x;
-}
-
 static void cn_of_ssl(SSL *ssl, char *out, size_t cap)
 {
     X509 *x = SSL_get_certificate(ssl);
@@ -117,7 +98,8 @@ static void test_alpn_put_use_drop(void **state)
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     assert_non_null(ctx);
     EVP_PKEY *k1, *k2;
-    X509 *c1 = make_cert("first", &k1), *c2 = make_cert("second", &k2);
+    X509 *c1 = self_signed("first", NULL, -60, 24 * 3600, &k1);
+    X509 *c2 = self_signed("second", NULL, -60, 24 * 3600, &k2);
     SSL *ssl = SSL_new(ctx);
     assert_non_null(ssl);
     assert_false(ms_acme_board_use_alpn(b, "example.com", ssl));

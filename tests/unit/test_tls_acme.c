@@ -37,47 +37,25 @@
 #include "manifest/manifest.h"
 #include "tls/cert.h"
 #include "tls/tls.h"
+#include "cert_helpers.h"
 
 #define DAY (24 * 3600L)
 
 static char tmpdir[256];
 
 /* ---------------------------------------------------------------- certificates */
-/* A self-signed certificate with CN cn and SAN DNS:san (NULL: none). */
-static X509 *make_cert(const char *cn, const char *san, EVP_PKEY **key)
+/* A self-signed certificate with CN cn and SAN DNS:san, valid for 30 days. */
+static X509 *dns_cert(const char *cn, const char *san, EVP_PKEY **key)
 {
-    *key = EVP_EC_gen("P-256");
-    assert_non_null(*key);
-    X509 *x = X509_new();
-    assert_non_null(x);
-    X509_set_version(x, X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
-    time_t now = time(NULL);
-    X509_time_adj_ex(X509_getm_notBefore(x), 0, -DAY, &now);
-    X509_time_adj_ex(X509_getm_notAfter(x), 0, 30 * DAY, &now);
-    X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(x, n);
-    X509_set_pubkey(x, *key);
-    if (san) {
-        char value[300];
-        snprintf(value, sizeof value, "DNS:%s", san);
-        X509V3_CTX ctx;
-        X509V3_set_ctx_nodb(&ctx);
-        X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, value);
-        assert_non_null(e);
-        X509_add_ext(x, e, -1);
-        X509_EXTENSION_free(e);
-    }
-    assert_true(X509_sign(x, *key, EVP_sha256()) > 0);
-    return x;
+    char value[300];
+    snprintf(value, sizeof value, "DNS:%s", san);
+    return self_signed(cn, value, -DAY, 30 * DAY, key);
 }
 
 static void make_pair(const char *name, const char *cn)
 {
     EVP_PKEY *k;
-    X509 *x = make_cert(cn, cn, &k);
+    X509 *x = dns_cert(cn, cn, &k);
     char path[512];
     snprintf(path, sizeof path, "%s/%s.crt", tmpdir, name);
     FILE *f = fopen(path, "w");
@@ -97,7 +75,7 @@ static void make_pair(const char *name, const char *cn)
 static ms_tls_material *issued(const char *name, const char *cn)
 {
     EVP_PKEY *k;
-    X509 *x = make_cert(cn, name, &k);
+    X509 *x = dns_cert(cn, name, &k);
     ms_tls_at at;
     char why[256];
     ms_tls_material *mt = ms_tls_material_from(x, NULL, k, NULL, time(NULL), &at, why, sizeof why);
@@ -400,7 +378,7 @@ static void test_tls_alpn_01(void **state)
     assert_non_null(board);
     ms_tls_server_set_acme_board(s, board);
     EVP_PKEY *k;
-    X509 *chal = make_cert("challenge a", "a.example", &k);
+    X509 *chal = dns_cert("challenge a", "a.example", &k);
     assert_true(ms_acme_board_put_alpn(board, "a.example", chal, k));
     X509_free(chal);
     EVP_PKEY_free(k);
@@ -514,7 +492,7 @@ static void test_swaps_while_workers_handshake(void **state)
     assert_non_null(board);
     ms_tls_server_set_acme_board(st.s, board);
     EVP_PKEY *k;
-    X509 *chal = make_cert("challenge a", "a.example", &k);
+    X509 *chal = dns_cert("challenge a", "a.example", &k);
     pthread_t t[3];
     for (int i = 0; i < 3; i++)
         assert_int_equal(pthread_create(&t[i], NULL, stress_worker, &st), 0);
