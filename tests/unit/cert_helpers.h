@@ -1,5 +1,5 @@
 /* cert_helpers.h: making X.509 certificates for the unit tests of the TLS
- * material, the ACME client and its challenge board. */
+ * material, the ACME client, its challenge board and the data plane. */
 #ifndef MS_TEST_CERT_HELPERS_H
 #define MS_TEST_CERT_HELPERS_H
 

@@ -25,6 +25,7 @@
 #include "acme/check.h"
 #include "acme/engine.h"
 #include "acme/material.h"
+#include "cert_helpers.h"
 #include "manifest_helpers.h"
 
 #define DAY (24 * 3600L)
@@ -162,26 +163,9 @@ static void account_json_roundtrip(void **state)
 /* A certificate for name by key, valid now+from .. now+to, self-signed. */
 static char *cert_pem(EVP_PKEY *key, const char *name, long from, long to)
 {
-    X509 *x = X509_new();
-    assert_non_null(x);
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
-    X509_gmtime_adj(X509_getm_notBefore(x), from);
-    X509_gmtime_adj(X509_getm_notAfter(x), to);
-    X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)name, -1, -1, 0);
-    X509_set_issuer_name(x, n);
-    X509_set_pubkey(x, key);
     char san[300];
     snprintf(san, sizeof san, "DNS:%s", name);
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
-    assert_non_null(e);
-    X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    X509 *x = make_cert(name, san, from, to, key, NULL, NULL, false);
     BIO *b = BIO_new(BIO_s_mem());
     PEM_write_bio_X509(b, x);
     char *data;

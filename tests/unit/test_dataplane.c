@@ -41,6 +41,7 @@
 #include "http/http_impl.h"
 #include "router/table.h"
 #include "tls/tls.h"
+#include "cert_helpers.h"
 
 /* ---- uv_thread_create, failing on call number fail_on (1-based; 0: never) */
 int __real_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg);
@@ -845,24 +846,6 @@ static void test_acme_http01_before_everything(void **state)
     assert_int_equal(system(path), 0);
 }
 
-/* A self-signed certificate for name (the tls-alpn-01 one's stand-in). */
-static X509 *alpn_cert(const char *name, EVP_PKEY **key)
-{
-    *key = EVP_EC_gen("P-256");
-    assert_non_null(*key);
-    X509 *x = X509_new();
-    assert_non_null(x);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)name, -1, -1,
-                               0);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_set_pubkey(x, *key);
-    assert_true(X509_sign(x, *key, EVP_sha256()) > 0);
-    return x;
-}
-
 /* RFC 8737 §3: after a tls-alpn-01 handshake (ALPN acme-tls/1) nothing
  * else is served on that connection: a request sent on it gets no answer,
  * the connection ends. */
@@ -889,7 +872,7 @@ static void test_acme_tls_alpn_connection_serves_nothing(void **state)
     assert_non_null(board);
     ms_tls_server_set_acme_board(tls, board);
     EVP_PKEY *k;
-    X509 *x = alpn_cert("a.example", &k);
+    X509 *x = self_signed("a.example", NULL, -3600, 3600, &k); /* the tls-alpn-01 certificate's stand-in */
     assert_true(ms_acme_board_put_alpn(board, "a.example", x, k));
     X509_free(x);
     EVP_PKEY_free(k);
