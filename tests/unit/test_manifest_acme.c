@@ -106,6 +106,8 @@ static void test_every_key(void **state)
 }
 
 #define ACME(x) BINDS "[mothership.acme]\n" x "\n"
+/* [mothership.acme] for example.com with the keys x. */
+#define ACME_EXAMPLE(x) ACME("domains = [\"example.com\"]\n" x)
 
 static void test_names(void **state)
 {
@@ -155,9 +157,9 @@ static void test_names(void **state)
 static void test_key_errors(void **state)
 {
     (void)state;
-    expect_error(ACME("domains = [\"example.com\"]\nemial = \"ops@example.com\""), 6, 1,
+    expect_error(ACME_EXAMPLE("emial = \"ops@example.com\""), 6, 1,
                  "[mothership.acme]: unknown key \"emial\" (did you mean \"email\"?)");
-    expect_error(ACME("domains = [\"example.com\"]\nchallange = \"http-01\""), 6, 1,
+    expect_error(ACME_EXAMPLE("challange = \"http-01\""), 6, 1,
                  "[mothership.acme]: unknown key \"challange\" (did you mean \"challenge\"?)");
     expect_error("[mothership]\nacmee = {}\n", 2, 1, "[mothership]: unknown key \"acmee\" (did you mean \"acme\"?)");
     expect_error("[mothership]\nacme = 1\n", 2, 8, "[mothership]: \"acme\" must be a table ([mothership.acme]), not "
@@ -168,43 +170,41 @@ static void test_key_errors(void **state)
     expect_error("[mothership.tls]\n[[mothership.tls.certs]]\ncert = \"/etc/passwd\"\nkey = \"/etc/passwd\"\n"
                  "acme = [\"a.example.com\"]\n", 5, 1,
                  "[[mothership.tls.certs]] #1: unknown key \"acme\" (ACME is set up in [mothership.acme])");
-    expect_error(ACME("domains = [\"example.com\"]\nchallenge = \"http01\""), 6, 13,
+    expect_error(ACME_EXAMPLE("challenge = \"http01\""), 6, 13,
                  "[mothership.acme]: unknown challenge \"http01\" (did you mean \"http-01\"?) (\"http-01\" or "
                  "\"tls-alpn-01\")");
-    expect_error(ACME("domains = [\"example.com\"]\nbackoff = \"500ms\""), 6, 11,
-                 "[mothership.acme]: \"backoff\" must be at least 1s");
-    expect_error(ACME("domains = [\"example.com\"]\nbackoff = \"2m\"\nmax_backoff = \"1m\""), 7, 15,
+    expect_error(ACME_EXAMPLE("backoff = \"500ms\""), 6, 11, "[mothership.acme]: \"backoff\" must be at least 1s");
+    expect_error(ACME_EXAMPLE("backoff = \"2m\"\nmax_backoff = \"1m\""), 7, 15,
                  "[mothership.acme]: \"max_backoff\" must be at least \"backoff\"");
-    expect_error(ACME("domains = [\"example.com\"]\nemail = \"ops@example.com, dev@example.com\""), 6, 9,
+    expect_error(ACME_EXAMPLE("email = \"ops@example.com, dev@example.com\""), 6, 9,
                  "[mothership.acme]: \"email\" \"ops@example.com, dev@example.com\" must be one address, without "
                  "spaces or commas");
-    expect_error(ACME("domains = [\"example.com\"]\nemail = \"ops.example.com\""), 6, 9,
+    expect_error(ACME_EXAMPLE("email = \"ops.example.com\""), 6, 9,
                  "[mothership.acme]: \"email\" \"ops.example.com\" must be an address with one '@', like "
                  "ops@example.com");
-    expect_error(ACME("domains = [\"example.com\"]\nemail = \"ops@a@example.com\""), 6, 9,
+    expect_error(ACME_EXAMPLE("email = \"ops@a@example.com\""), 6, 9,
                  "[mothership.acme]: \"email\" \"ops@a@example.com\" must be an address with one '@', like "
                  "ops@example.com");
-    expect_error(ACME("domains = [\"example.com\"]\nemail = \"mailto:ops@example.com\""), 6, 9,
+    expect_error(ACME_EXAMPLE("email = \"mailto:ops@example.com\""), 6, 9,
                  "[mothership.acme]: \"email\" \"mailto:ops@example.com\" must not start with \"mailto:\" "
                  "(write the address alone: ops@example.com)");
-    expect_error(ACME("domains = [\"example.com\"]\nemail = \"ops@localhost\""), 6, 9,
+    expect_error(ACME_EXAMPLE("email = \"ops@localhost\""), 6, 9,
                  "[mothership.acme]: \"email\" \"ops@localhost\" must be an address like ops@example.com: a name, "
                  "'@' and a domain");
-    expect_error(ACME("domains = [\"example.com\"]\ndirectory = \"ftp://acme.example/dir\""), 6, 13,
+    expect_error(ACME_EXAMPLE("directory = \"ftp://acme.example/dir\""), 6, 13,
                  "[mothership.acme]: \"directory\" \"ftp://acme.example/dir\": must be an http:// or https:// URL");
-    expect_error(ACME("domains = [\"example.com\"]\ndirectory = \"redis://acme.example/dir\""), 6, 13,
+    expect_error(ACME_EXAMPLE("directory = \"redis://acme.example/dir\""), 6, 13,
                  "[mothership.acme]: \"directory\" \"redis://acme.example/dir\": must be an http:// or https:// URL");
-    expect_error(ACME("domains = [\"example.com\"]\ndirectory = \"acme.example/dir\""), 6, 13,
+    expect_error(ACME_EXAMPLE("directory = \"acme.example/dir\""), 6, 13,
                  "[mothership.acme]: \"directory\" \"acme.example/dir\": not a URL (expected scheme://host[:port])");
-    expect_error(ACME("domains = [\"example.com\"]\ndirectory = \"https://me:pw@acme.example/dir\""), 6, 13,
+    expect_error(ACME_EXAMPLE("directory = \"https://me:pw@acme.example/dir\""), 6, 13,
                  "[mothership.acme]: \"directory\" \"https://me:pw@acme.example/dir\": must not carry a user name or "
                  "password");
-    expect_error(ACME("domains = [\"example.com\"]\ndirectory = \"https://acme.example/a dir\""), 6, 13,
+    expect_error(ACME_EXAMPLE("directory = \"https://acme.example/a dir\""), 6, 13,
                  "[mothership.acme]: \"directory\" \"https://acme.example/a dir\": must not contain spaces or control "
                  "characters");
-    expect_error(ACME("domains = [\"example.com\"]\nstate_dir = \"\""), 6, 13,
-                 "[mothership.acme]: \"state_dir\" must not be empty");
-    expect_error(ACME("domains = [\"example.com\"]\nca_root = \"/nonexistent/ca.pem\""), 6, 11,
+    expect_error(ACME_EXAMPLE("state_dir = \"\""), 6, 13, "[mothership.acme]: \"state_dir\" must not be empty");
+    expect_error(ACME_EXAMPLE("ca_root = \"/nonexistent/ca.pem\""), 6, 11,
                  "[mothership.acme]: ca_root \"/nonexistent/ca.pem\" does not exist");
 }
 
