@@ -15,6 +15,7 @@ import time
 import pytest
 
 from fleet_helpers import free_port, http_get, rss_kib, toml_str
+from http_helpers import recv_to_eof
 
 NAME = "site.example.com"
 HELLO = b"hello while the CA misbehaves\n"
@@ -312,12 +313,7 @@ class Site:
     def get(self, path):
         s = socket.create_connection(("127.0.0.1", self.hport), timeout=5)
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+        data = recv_to_eof(s)
         s.close()
         head, _, body = data.partition(b"\r\n\r\n")
         return int(head.split()[1]), body
