@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -289,6 +290,43 @@ out:
     free(keyp);
 }
 
+/* The state directory is made at start (mode 0700, with its parents): its
+ * nearest existing ancestor must be a directory this user can write, or
+ * the run would stop there with no position in the manifest. */
+static void check_makeable(checker *k, const char *dir)
+{
+    char *up = ms_strdup(dir);
+    if (!up) {
+        problem(k, state_pos(k->a), "out of memory");
+        return;
+    }
+    struct stat st;
+    for (;;) {
+        char *slash = strrchr(up, '/');
+        if (!slash) {
+            strcpy(up, ".");
+            break;
+        }
+        if (slash == up) {
+            up[1] = '\0';
+            break;
+        }
+        *slash = '\0';
+        if (stat(up, &st) == 0 || (errno != ENOENT && errno != ENOTDIR))
+            break;
+    }
+    if (stat(up, &st) != 0)
+        problem(k, state_pos(k->a), "cannot make the state directory \"%s\": \"%s\": %s (state_dir must be a "
+                "directory Mothership's user can create and write)", dir, up, strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        problem(k, state_pos(k->a), "cannot make the state directory \"%s\": \"%s\" is not a directory "
+                "(state_dir must be a directory Mothership's user can create and write)", dir, up);
+    else if (access(up, W_OK | X_OK) != 0)
+        problem(k, state_pos(k->a), "cannot make the state directory \"%s\": \"%s\" is not writable: %s "
+                "(state_dir must be a directory Mothership's user can create and write)", dir, up, strerror(errno));
+    free(up);
+}
+
 size_t ms_acme_check(const ms_manifest *m, ms_diags *diags)
 {
     const ms_acme_config *a = &m->global.acme;
@@ -306,7 +344,12 @@ size_t ms_acme_check(const ms_manifest *m, ms_diags *diags)
     bool there = stat(dir, &st) == 0;
     if (there && !S_ISDIR(st.st_mode))
         problem(&k, state_pos(a), "the state directory \"%s\" is not a directory", dir);
-    else if (there) {
+    else if (!there)
+        check_makeable(&k, dir);
+    else if (access(dir, W_OK | X_OK) != 0)
+        problem(&k, state_pos(a), "the state directory \"%s\" is not writable: %s (state_dir must be a directory "
+                "Mothership's user can write)", dir, strerror(errno));
+    else {
         check_account(&k, dir);
         for (size_t i = 0; i < a->domains.len; i++)
             check_name(&k, dir, a->domains.items[i]);

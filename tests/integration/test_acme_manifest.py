@@ -188,3 +188,19 @@ def test_stored_certificate_must_name_it_in_its_san(tmp_path):
     assert r.code == 1, r
     assert ('"example.com": the certificate "acme/127.0.0.1_14000_dir/certs/example.com.crt" does not fit: it does '
             'not cover "example.com" in its subjectAltName') in r.err, r
+
+
+def test_state_dir_that_cannot_be_made_is_named_at_its_place(tmp_path):
+    """A state_dir under a file used to pass clearance, then stop the run
+    with "cannot set up ACME: cannot make the state directory ..." and no
+    place in the manifest nor what to do."""
+    (tmp_path / "file").write_text("not a directory\n")
+    text = acme().replace('state_dir = "./acme"', 'state_dir = "./file/acme"')
+    r = clearance(tmp_path, text)
+    assert r.code == 1, r
+    assert (f'{MANIFEST}:6:13: [mothership.acme]: cannot make the state directory "file/acme/127.0.0.1_14000_dir": '
+            '"file" is not a directory (state_dir must be a directory Mothership\'s user can create and write)'
+            in r.err), r
+    r = run_ms("run", "-c", MANIFEST, cwd=str(tmp_path), env={"MS_STATE_DIR": str(tmp_path / "state")}, timeout=10)
+    assert r.code != 0, r
+    assert f'{MANIFEST}:6:13: [mothership.acme]: cannot make the state directory' in r.err, r
