@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acme/board.h"
 #include "cli/cli.h"
 #include "router/table.h"
 
@@ -23,6 +24,35 @@ static const char *target_kind(const ms_ship *s)
     return s->kind == MS_BAY ? "bay" : s->kind == MS_UPSTREAM ? "upstream" : "ship";
 }
 
+/* The ACME names a bind serves certificates for (docs/tls.md "Names per
+ * bind"): its own tls.acme list, else every name on a TLS bind without a
+ * certificate of its own; NULL (with *n = 0) for none. */
+static char *const *acme_names(const ms_manifest *m, const ms_bind *b, size_t *n)
+{
+    *n = 0;
+    if (!m->global.acme.enabled || !b->tls)
+        return NULL;
+    if (b->acme.len > 0) {
+        *n = b->acme.len;
+        return b->acme.items;
+    }
+    if (b->cert || b->self_signed)
+        return NULL;
+    *n = m->global.acme.domains.len;
+    return m->global.acme.domains.items;
+}
+
+/* The ACME challenge answered on this bind: http-01 on the plain binds,
+ * tls-alpn-01 in the handshake of the TLS binds; NULL: none. */
+static const char *acme_challenge_on(const ms_manifest *m, const ms_bind *b)
+{
+    if (!m->global.acme.enabled)
+        return NULL;
+    if (m->global.acme.challenge == MS_ACME_HTTP_01)
+        return b->tls ? NULL : "http-01";
+    return b->tls ? "tls-alpn-01" : NULL;
+}
+
 static void print_text(const ms_route_table *t, bool color)
 {
     const ms_manifest *m = t->m;
@@ -35,6 +65,18 @@ static void print_text(const ms_route_table *t, bool color)
         char flags[80];
         ms_bind_flags(rb->bind, flags, sizeof flags);
         printf("%sbind %s%s  %s%s\n", b0, rb->bind->name, b1, rb->bind->addr.text, flags);
+        size_t nacme = 0;
+        char *const *names = acme_names(m, rb->bind, &nacme);
+        const char *ch = acme_challenge_on(m, rb->bind);
+        if (ch && strcmp(ch, "http-01") == 0)
+            printf("      acme    %-24s -> ACME http-01 challenges, answered first\n", MS_ACME_CHALLENGE_PREFIX);
+        if (nacme > 0) {
+            printf("      certificates from ACME: ");
+            for (size_t i = 0; i < nacme; i++)
+                printf("%s%s", i ? ", " : "", names[i]);
+            printf("%s\n", ch ? " (tls-alpn-01 challenges answered in the handshake)" : "");
+        } else if (ch && strcmp(ch, "tls-alpn-01") == 0)
+            printf("      tls-alpn-01 challenges answered in the handshake\n");
         if (rb->nstatics == 0 && rb->nroutes == 0)
             printf("  %s(nothing routed: every request gets 404)%s\n", dim, b1);
         size_t n = 1;
@@ -100,6 +142,21 @@ static int print_json(const ms_route_table *t)
     if (!root || !binds)
         goto oom;
     json_object_set_new(root, "binds", binds);
+    if (m->global.acme.enabled) {
+        const ms_acme_config *a = &m->global.acme;
+        json_t *ja = json_object(), *jd = json_array();
+        if (!ja || !jd) {
+            json_decref(ja);
+            json_decref(jd);
+            goto oom;
+        }
+        for (size_t i = 0; i < a->domains.len; i++)
+            json_array_append_new(jd, json_string(a->domains.items[i]));
+        json_object_set_new(ja, "directory", json_string(a->directory ? a->directory : MS_ACME_DEFAULT_DIRECTORY));
+        json_object_set_new(ja, "challenge", json_string(a->challenge == MS_ACME_HTTP_01 ? "http-01" : "tls-alpn-01"));
+        json_object_set_new(ja, "domains", jd);
+        json_object_set_new(root, "acme", ja);
+    }
     for (size_t b = 0; b < t->nbinds; b++) {
         const ms_rt_bind *rb = &t->binds[b];
         const ms_bind *bb = rb->bind;
@@ -112,6 +169,22 @@ static int print_json(const ms_route_table *t)
         json_object_set_new(jb, "static", statics);
         json_object_set_new(jb, "routes", routes);
         json_array_append_new(binds, jb);
+        if (m->global.acme.enabled) {
+            size_t nacme = 0;
+            char *const *names = acme_names(m, bb, &nacme);
+            const char *ch = acme_challenge_on(m, bb);
+            json_t *jn = json_array(), *ja = json_object();
+            if (!jn || !ja) {
+                json_decref(jn);
+                json_decref(ja);
+                goto oom;
+            }
+            for (size_t i = 0; i < nacme; i++)
+                json_array_append_new(jn, json_string(names[i]));
+            json_object_set_new(ja, "names", jn);
+            json_object_set_new(ja, "challenge", ch ? json_string(ch) : json_null());
+            json_object_set_new(jb, "acme", ja);
+        }
         for (size_t s = 0; s < rb->nstatics; s++) {
             const ms_static_dir *sd = rb->statics[s];
             json_t *js = json_pack("{s:s, s:s, s:o}", "prefix", sd->prefix, "path", sd->path, "bind",

@@ -2,6 +2,7 @@
 sees at file:line:col, the warnings about ports a public CA connects to,
 and the offline checks of ca_root and of what an earlier run stored in the
 ACME state directory (account key, certificates and their keys)."""
+import json
 import os
 import subprocess
 
@@ -204,3 +205,39 @@ def test_state_dir_that_cannot_be_made_is_named_at_its_place(tmp_path):
     r = run_ms("run", "-c", MANIFEST, cwd=str(tmp_path), env={"MS_STATE_DIR": str(tmp_path / "state")}, timeout=10)
     assert r.code != 0, r
     assert f'{MANIFEST}:6:13: [mothership.acme]: cannot make the state directory' in r.err, r
+
+
+def test_chart_shows_the_acme_setup(tmp_path):
+    """chart used to say nothing of ACME: not that http-01 is answered
+    first on the plain binds, nor which names a TLS bind gets from the CA."""
+    (tmp_path / MANIFEST).write_text(
+        BINDS + 'admin = { address = "0.0.0.0:8443", tls = { acme = ["admin.example.com"] } }\n'
+        '[mothership.acme]\ndirectory = "%s"\nstate_dir = "./acme"\ndomains = ["example.com"]\n' % DIRECTORY)
+    env = {"MS_STATE_DIR": str(tmp_path / "state"), "NO_COLOR": "1"}
+    r = run_ms("chart", "-c", MANIFEST, cwd=str(tmp_path), env=env)
+    assert r.code == 0, r
+    lines = r.out.splitlines()
+    assert lines[0].startswith("bind http "), r
+    assert lines[1].split() == ["acme", "/.well-known/acme-challenge/", "->", "ACME", "http-01", "challenges,",
+                                "answered", "first"], r
+    https = lines.index(next(x for x in lines if x.startswith("bind https ")))
+    assert lines[https + 1].strip() == "certificates from ACME: example.com, admin.example.com", r
+    admin = lines.index(next(x for x in lines if x.startswith("bind admin ")))
+    assert lines[admin + 1].strip() == "certificates from ACME: admin.example.com", r
+    r = run_ms("chart", "-c", MANIFEST, "--json", cwd=str(tmp_path), env=env)
+    assert r.code == 0, r
+    doc = json.loads(r.out)
+    assert doc["acme"] == {"directory": DIRECTORY, "challenge": "http-01",
+                           "domains": ["example.com", "admin.example.com"]}, doc
+    acme_of = {b["name"]: b["acme"] for b in doc["binds"]}
+    assert acme_of == {"http": {"names": [], "challenge": "http-01"},
+                       "https": {"names": ["example.com", "admin.example.com"], "challenge": None},
+                       "admin": {"names": ["admin.example.com"], "challenge": None}}, doc
+
+
+def test_chart_without_acme_has_no_acme_keys(tmp_path):
+    (tmp_path / MANIFEST).write_text('[mothership.bind]\nhttp = "0.0.0.0:80"\n')
+    r = run_ms("chart", "-c", MANIFEST, "--json", cwd=str(tmp_path), env={"MS_STATE_DIR": str(tmp_path / "s")})
+    assert r.code == 0, r
+    doc = json.loads(r.out)
+    assert "acme" not in doc and all("acme" not in b for b in doc["binds"]), doc
