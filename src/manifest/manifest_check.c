@@ -682,7 +682,8 @@ static void check_acme_challenge(ld_ctx *c)
                : "[mothership.acme]: challenge \"%s\" is answered on a plain (not TLS) TCP bind, and there is "
                "none (add http = \"0.0.0.0:80\")", name);
         c->bad = true;
-    } else if (!on_port && c->warnings) {
+    } else if (!on_port && c->warnings && !c->bad) {
+        /* not after an error: about a misspelt challenge, it would name http-01 */
         ms_diag_add(c->warnings, at.line, at.col, "warning: [mothership.acme]: challenge \"%s\": no %s bind is on "
                     "port %u (bind \"%s\" is on %u); a public CA connects to port %u, so this works only with a "
                     "port forward or a private CA", name, alpn ? "TLS" : "plain", want, some->name,

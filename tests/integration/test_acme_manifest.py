@@ -241,3 +241,13 @@ def test_chart_without_acme_has_no_acme_keys(tmp_path):
     assert r.code == 0, r
     doc = json.loads(r.out)
     assert "acme" not in doc and all("acme" not in b for b in doc["binds"]), doc
+
+
+def test_no_port_warning_about_a_challenge_that_is_misspelt(tmp_path):
+    """challenge = "dns-01" with binds off port 80 printed a warning about
+    challenge "http-01" (the default left in place) next to the error."""
+    text = ('[mothership.bind]\nhttp = "127.0.0.1:8080"\nhttps = "127.0.0.1:8443"\n'
+            '[mothership.acme]\ndomains = ["example.com"]\nchallenge = "dns-01"\n')
+    r = clearance(tmp_path, text)
+    assert r.code == 1, r
+    assert r.err == f'{MANIFEST}:6:13: [mothership.acme]: unknown challenge "dns-01" ("http-01" or "tls-alpn-01")\n', r
