@@ -170,6 +170,14 @@ void ms_print_summary(const ms_manifest *m, FILE *out)
     }
     if (m->global.metrics_port)
         fprintf(out, "  metrics  http://%s:%u/metrics\n", m->global.metrics_bind, m->global.metrics_port);
+    const ms_acme_config *a = &m->global.acme;
+    if (a->enabled) {
+        fprintf(out, "  acme     %zu\n", a->domains.len);
+        for (size_t i = 0; i < a->domains.len; i++)
+            fprintf(out, "      %-16s %s %s\n", a->domains.items[i],
+                    a->challenge == MS_ACME_HTTP_01 ? "http-01" : "tls-alpn-01",
+                    a->directory ? a->directory : MS_ACME_DEFAULT_DIRECTORY);
+    }
 }
 
 /* clearance --names: what the fleet commands take as NAME, one a line, for

@@ -251,3 +251,14 @@ def test_no_port_warning_about_a_challenge_that_is_misspelt(tmp_path):
     r = clearance(tmp_path, text)
     assert r.code == 1, r
     assert r.err == f'{MANIFEST}:6:13: [mothership.acme]: unknown challenge "dns-01" ("http-01" or "tls-alpn-01")\n', r
+
+
+def test_clearance_summary_lists_the_acme_names(tmp_path):
+    """The summary listed binds and metrics but no word of ACME: what will
+    be ordered, how and from where."""
+    r = clearance(tmp_path, acme())
+    assert r.code == 0, r
+    lines = r.out.splitlines()
+    i = lines.index("  acme     2")
+    assert lines[i + 1].split() == ["example.com", "http-01", DIRECTORY], r
+    assert lines[i + 2].split() == ["www.example.com", "http-01", DIRECTORY], r
