@@ -19,6 +19,12 @@ if not os.environ.get("MS_SOCKET_DIR"):
     import tempfile
     os.environ["MS_SOCKET_DIR"] = tempfile.mkdtemp(prefix="ms-run-")
 SESSION_SOCKET_DIR = os.environ["MS_SOCKET_DIR"]
+# Likewise the state dir (self-signed certificates, ACME accounts and
+# certificates): a fleet without state_dir keeps it in this run's own, not
+# in the user's ~/.local/state/mothership.
+if not os.environ.get("MS_STATE_DIR"):
+    import tempfile
+    os.environ["MS_STATE_DIR"] = tempfile.mkdtemp(prefix="ms-state-")
 
 
 class Result:
